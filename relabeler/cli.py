@@ -1,0 +1,245 @@
+"""The ``relabeler`` command: one verb per stage.
+
+Every verb reads the run configuration (``--config relabeler.toml``; defaults without one),
+applies ``--set section.key=value`` and its own flags, and works in the run directory
+(``--run DIR``, a folder or an fsspec URI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from relabeler import __version__
+from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config, render_template
+
+log = logging.getLogger("relabeler")
+
+DEFAULT_CONFIG = "relabeler.toml"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help=f"TOML config (default: ./{DEFAULT_CONFIG} if present)")
+    parser.add_argument("--run", dest="run_dir", help="run directory (folder or URI)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[],
+                        metavar="SECTION.KEY=VALUE", help="override any config key; repeatable")
+    parser.add_argument("--force", action="store_true", help="redo a finished stage")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def _data_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", dest="data.source", help="file, hf:NAME, or demo dataset name")
+    g.add_argument("--id-col", dest="data.id_col")
+    g.add_argument("--text-col", dest="data.text_col")
+    g.add_argument("--label-col", dest="data.label_col")
+    g.add_argument("--split-col", dest="data.split_col")
+    g.add_argument("--eval-data", dest="data.eval_source")
+    g.add_argument("--pool-data", dest="data.pool_source")
+    g.add_argument("--eval-fraction", dest="data.eval_fraction", type=float)
+    g.add_argument("--pool-fraction", dest="data.pool_fraction", type=float)
+    g.add_argument("--sample", dest="data.sample", type=int)
+    g.add_argument("--data-seed", dest="data.seed", type=int)
+    g.add_argument("--on-bad-rows", dest="data.on_bad_rows", choices=("fail", "skip"))
+    g.add_argument("--noise", dest="data.noise_rate", type=float,
+                   help="flip this share of training labels on purpose (simulation)")
+    g.add_argument("--noise-kind", dest="data.noise_kind", choices=("uniform", "asymmetric"))
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training")
+    g.add_argument("--model", dest="model.name", help="HF model folder or hub id")
+    g.add_argument("--max-length", dest="model.max_length", type=int)
+    g.add_argument("--mode", dest="train.mode", choices=("auto", "full", "head"))
+    g.add_argument("--epochs", dest="train.epochs", type=int)
+    g.add_argument("--batch-size", dest="train.batch_size", type=int)
+    g.add_argument("--lr", dest="train.learning_rate", type=float)
+    g.add_argument("--folds", dest="train.folds", type=int)
+    g.add_argument("--seed", dest="train.seed", type=int)
+
+
+def _extract_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("extract")
+    g.add_argument("--splits", dest="extract.splits", type=lambda s: [x for x in s.split(",") if x],
+                   help="comma-separated: train,eval,pool")
+    g.add_argument("--extract-batch-size", dest="extract.batch_size", type=int)
+    g.add_argument("--shard-size", dest="extract.shard_size", type=int)
+    g.add_argument("--actors", dest="extract.num_actors", type=int)
+    g.add_argument("--threads", dest="extract.num_threads", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relabeler",
+        description="Find wrong labels and thin spots in a text classifier's training data.")
+    parser.add_argument("--version", action="version", version=f"relabeler {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("init", help="write a commented relabeler.toml template")
+    p.add_argument("path", nargs="?", default=DEFAULT_CONFIG)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("data", help="read, validate and split the dataset into dataset/")
+    _common(p)
+    _data_flags(p)
+
+    p = sub.add_parser("train", help="fine-tune the classifier (and K fold models)")
+    _common(p)
+    _data_flags(p)
+    _train_flags(p)
+
+    p = sub.add_parser("extract", help="per-sample features with a Ray Data job")
+    _common(p)
+    _extract_flags(p)
+    p.add_argument("--max-length", dest="model.max_length", type=int)
+
+    p = sub.add_parser("demo", help="the main job on sms-spam with 10%% injected noise")
+    _common(p)
+    _train_flags(p)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if "." in k and v is not None}
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    config = load_config(path)
+    apply_overrides(config, _overrides(args), args.assignments)
+    if args.run_dir:
+        config.run_dir = args.run_dir
+    return config
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(render_template(), encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def _store(config: RunConfig):
+    from relabeler.store import RunStore
+
+    return RunStore(config.run_dir)
+
+
+def _cmd_data(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.dataset import prepare_dataset
+
+    info = prepare_dataset(_store(config), config, force=args.force)
+    print(f"dataset: {info['n_train']} train, {info['n_eval']} eval, {info['n_pool']} pool, "
+          f"{info['n_rejected']} rejected -> {config.run_dir}/dataset/")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.train import run_train
+
+    info = run_train(_store(config), config, force=args.force, progress=not args.quiet)
+    acc = info.get("eval_accuracy")
+    print(f"model ({info.get('mode')} mode) -> {config.run_dir}/model/"
+          + (f"  eval accuracy {acc:.4f}" if acc is not None else ""))
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.extract import run_extract
+
+    info = run_extract(_store(config), config, force=args.force)
+    for split, split_info in info.items():
+        print(f"features/{split}: {split_info['rows']} rows -> {config.run_dir}/features/{split}/")
+    return 0
+
+
+def demo_config(args: argparse.Namespace) -> RunConfig:
+    config = RunConfig(run_dir="runs/demo")
+    config.data.source = "sms-spam"
+    config.data.noise_rate = 0.10
+    config.data.noise_kind = "uniform"
+    config.train.folds = 5
+    if args.config:
+        config = load_config(args.config)
+    apply_overrides(config, _overrides(args), args.assignments)
+    if args.run_dir:
+        config.run_dir = args.run_dir
+    return config
+
+
+def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.extract import run_extract
+    from relabeler.jobs.train import run_train
+
+    store = _store(config)
+    started = time.perf_counter()
+    print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
+          f"training labels flipped on purpose; run directory {config.run_dir}")
+    train_info = run_train(store, config, force=args.force, progress=not args.quiet)
+    extract_info = run_extract(store, config, force=args.force)
+    print()
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    print(f"  model ({train_info['mode']} mode, eval accuracy "
+          f"{train_info.get('eval_accuracy') or float('nan'):.4f}): {store.path('model')}")
+    print(f"  training dynamics: {store.path('train/dynamics.parquet')}")
+    if config.train.folds:
+        print(f"  out-of-fold probabilities: {store.path('train/oof.parquet')}")
+    for split, info in extract_info.items():
+        print(f"  features/{split} ({info['rows']} rows): {store.path(f'features/{split}')}")
+    return 0
+
+
+COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb == "init":
+        try:
+            return _cmd_init(args)
+        except ConfigError as exc:
+            parser.exit(2, f"relabeler: error: {exc}\n")
+    _setup_logging(args.quiet)
+    from relabeler.data import DataError
+    from relabeler.model import ModelError
+    from relabeler.store import StoreError
+
+    try:
+        config = demo_config(args) if args.verb == "demo" else resolve_config(args)
+        return COMMANDS[args.verb](args, config)
+    except (ConfigError, DataError, ModelError, StoreError, ValueError) as exc:
+        log.debug("failed", exc_info=True)
+        print(f"relabeler: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("relabeler: interrupted; finished shards are kept, run again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

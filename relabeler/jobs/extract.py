@@ -1,0 +1,273 @@
+"""``relabeler extract``: per-sample features as a Ray Data job.
+
+A :class:`FeatureExtractor` actor loads the model once and turns batches of texts into the
+features every later stage reads: the embedding the classification head receives (the input of
+its final linear layer), logits, probabilities, prediction, loss against the given label and the
+token count. Rows reach the actors sorted by length inside each shard, so a batch pads little.
+
+Output: ``features/{split}/part-NNNNN.parquet``, one file per shard of ``shard_size`` rows in the
+split's row order. A killed job resumes from the shards it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from relabeler.model import (
+    FeatureCapture,
+    autocast,
+    class_names,
+    encode,
+    final_linear,
+    load_classifier,
+    load_tokenizer,
+    pick_device,
+)
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "eval", "pool")
+
+
+class FeatureExtractor:
+    """Callable class for ``Dataset.map_batches``: texts in, features out.
+
+    Parameters
+    ----------
+    model_dir:
+        A local model folder, or an artifact of ``store_uri`` (downloaded once per actor when
+        the run directory is remote).
+    max_length:
+        Tokens per text; longer texts are truncated.
+    num_threads:
+        ``torch.set_num_threads`` on CPU (Ray starts actors with ``OMP_NUM_THREADS=1``).
+    device:
+        ``auto``: CUDA when present. On CUDA the model runs in bf16 with SDPA attention.
+    """
+
+    def __init__(self, model_dir: str, *, max_length: int = 128, num_threads: int = 0,
+                 device: str = "auto", store_uri: str | None = None):
+        if store_uri is not None:
+            model_dir = str(RunStore(store_uri).get_dir(model_dir))
+        self.device = pick_device(device)
+        if self.device.type == "cpu" and num_threads:
+            torch.set_num_threads(num_threads)
+        self.tokenizer = load_tokenizer(model_dir)
+        self.model = load_classifier(model_dir)
+        if self.device.type == "cuda":
+            self.model.to(device=self.device, dtype=torch.bfloat16)
+        self.model.eval()
+        self.max_length = max_length
+        self.capture = FeatureCapture(self.model)
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """batch: ``text`` (N,) str, ``label_index`` (N,) int64 with -1 for no label; other
+        columns pass through. Adds embedding (N, D) float32, logits and probs (N, C) float32,
+        pred (N,) int64, loss (N,) float32 (NaN without a label), n_tokens (N,) int32."""
+        texts = [str(t) for t in batch["text"]]
+        enc = encode(self.tokenizer, texts, self.max_length, self.device)
+        with autocast(self.device):
+            logits = self.model(**enc).logits.float()
+        embedding = self.capture.pop().float()
+        log_probs = logits.log_softmax(-1)
+        labels = torch.as_tensor(np.asarray(batch["label_index"], dtype=np.int64),
+                                 device=self.device)
+        has_label = labels >= 0
+        loss = -log_probs.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+        loss = torch.where(has_label, loss, torch.full_like(loss, float("nan")))
+        out = {k: v for k, v in batch.items() if k != "text"}
+        out.update(
+            embedding=embedding.cpu().numpy(),
+            logits=logits.cpu().numpy(),
+            probs=log_probs.exp().cpu().numpy(),
+            pred=logits.argmax(-1).cpu().numpy().astype(np.int64),
+            loss=loss.cpu().numpy().astype(np.float32),
+            n_tokens=enc["attention_mask"].sum(1).cpu().numpy().astype(np.int32),
+        )
+        return out
+
+
+def _fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+
+
+def features_table(ids: Sequence[str], labels: Sequence[str | None], out: dict[str, np.ndarray],
+                   classes: Sequence[str]) -> pa.Table:
+    """The ``features/{split}`` schema from a FeatureExtractor output."""
+    names = np.asarray(classes, dtype=object)
+    return pa.table({
+        "id": pa.array(list(ids), pa.string()),
+        "label": pa.array(list(labels), pa.string()),
+        "embedding": _fixed_list(out["embedding"]),
+        "logits": _fixed_list(out["logits"]),
+        "probs": _fixed_list(out["probs"]),
+        "pred": pa.array(names[out["pred"]].tolist(), pa.string()),
+        "loss": pa.array(out["loss"], pa.float32()),
+        "n_tokens": pa.array(out["n_tokens"], pa.int32()),
+    })
+
+
+def empty_features(dim: int, num_classes: int) -> pa.Table:
+    out = {
+        "embedding": np.zeros((0, dim), np.float32),
+        "logits": np.zeros((0, num_classes), np.float32),
+        "probs": np.zeros((0, num_classes), np.float32),
+        "pred": np.zeros(0, np.int64),
+        "loss": np.zeros(0, np.float32),
+        "n_tokens": np.zeros(0, np.int32),
+    }
+    return features_table([], [], out, [""] * num_classes)
+
+
+def _stack(values: np.ndarray) -> np.ndarray:
+    """Ray may hand back a 2-D column as an array of 1-D arrays."""
+    values = np.asarray(values)
+    return np.stack(list(values)) if values.dtype == object else values
+
+
+def extract_split(store: RunStore, split: str, *, model_artifact: str = "model",
+                  max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
+                  num_actors: int = 0, gpus_per_actor: float = 1.0,
+                  num_threads: int = 0) -> int:
+    """Extract features for one split with a Ray Data actor pool; returns rows written now.
+
+    Shards already in ``features/{split}/`` are kept (resume). Ray must be connected.
+    """
+    import ray
+    from ray.data import DataContext
+
+    from relabeler.data import read_split
+    from relabeler.jobs._ray import plan_pool
+
+    folder = f"features/{split}"
+    frame = read_split(store.read_table(f"dataset/{split}.parquet"))
+    model_dir = store.get_dir(model_artifact)
+    classes = class_names(load_classifier(model_dir))
+    n_shards = max(1, -(-len(frame) // shard_size))
+    done = store.finished_shards(folder)
+    pending = [i for i in range(n_shards) if i not in done]
+    if not pending:
+        log.info("%s: all %d shards already extracted", folder, n_shards)
+        return 0
+    if len(frame) == 0:
+        model = load_classifier(model_dir)
+        store.write_shard(folder, 0, empty_features(final_linear(model).in_features,
+                                                    len(classes)))
+        return 0
+
+    index = {c: i for i, c in enumerate(classes)}
+    labels = frame["label"].tolist()
+    label_index = np.array([index.get(x, -1) if x is not None else -1 for x in labels],
+                           dtype=np.int64)
+    shard = np.arange(len(frame)) // shard_size
+    keep = np.isin(shard, pending)
+    rows = {
+        "id": frame["id"].to_numpy(dtype=object)[keep],
+        "text": frame["text"].to_numpy(dtype=object)[keep],
+        "label_index": label_index[keep],
+        "_pos": np.arange(len(frame))[keep],
+        "_shard": shard[keep],
+    }
+    # inside each shard, longest first: consecutive rows form batches of similar length
+    order = np.lexsort((-np.fromiter(map(len, rows["text"]), np.int64, len(rows["text"])),
+                        rows["_shard"]))
+    rows = {k: v[order] for k, v in rows.items()}
+    expected = {int(s): int(np.sum(rows["_shard"] == s)) for s in pending}
+
+    plan = plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                     num_threads=num_threads)
+    log.info("%s: %d rows in %d shards to extract with %d actor(s) (%s GPU, %s CPU each)",
+             folder, len(rows["id"]), len(pending), plan.num_actors, plan.num_gpus,
+             plan.num_cpus)
+    ctx = DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    blocks = max(1, min(len(rows["id"]) // max(batch_size * 4, 1), 64))
+    ds = ray.data.from_arrow(pa.table(rows)).repartition(blocks)
+    local_store = store.local_path("") is not None
+    ds = ds.map_batches(
+        FeatureExtractor,
+        fn_constructor_args=(str(model_dir) if local_store else model_artifact,),
+        fn_constructor_kwargs={"max_length": max_length, "num_threads": plan.torch_threads,
+                               "store_uri": None if local_store else store.uri},
+        batch_size=batch_size,
+        batch_format="numpy",
+        **plan.map_batches_kwargs(),
+    )
+    buffers: dict[int, list[dict]] = {}
+    counts: dict[int, int] = {}
+    written = 0
+    start = time.perf_counter()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for s in np.unique(batch["_shard"]):
+            mask = batch["_shard"] == s
+            part = {k: v[mask] for k, v in batch.items()}
+            s = int(s)
+            buffers.setdefault(s, []).append(part)
+            counts[s] = counts.get(s, 0) + int(mask.sum())
+            if counts[s] == expected[s]:
+                written += _write_shard(store, folder, s, buffers.pop(s), frame, classes)
+                log.info("%s: shard %d written (%d rows, %.0f rows/s)", folder, s, counts[s],
+                         written / (time.perf_counter() - start))
+    missing = [s for s in pending if s not in store.finished_shards(folder)]
+    if missing:
+        raise RuntimeError(f"{folder}: shards {missing} did not complete")
+    return written
+
+
+def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], frame,
+                 classes: Sequence[str]) -> int:
+    merged = {k: np.concatenate([_stack(p[k]) for p in parts]) for k in parts[0]}
+    order = np.argsort(merged["_pos"])
+    merged = {k: v[order] for k, v in merged.items()}
+    labels = frame["label"].to_numpy(dtype=object)[merged["_pos"]]
+    table = features_table(merged["id"].tolist(), [x if isinstance(x, str) else None
+                                                   for x in labels], merged, classes)
+    store.write_shard(folder, shard, table)
+    return table.num_rows
+
+
+def run_extract(store: RunStore, config, *, force: bool = False,
+                splits: Sequence[str] | None = None) -> dict:
+    """The extract stage over ``splits`` (default ``[extract] splits``); per-split markers
+    ``extract.{split}`` make a finished split a no-op unless ``force``."""
+    from relabeler.jobs._ray import connect
+
+    if not store.stage_done("train"):
+        raise RuntimeError(f"extract needs a trained model: run `relabeler train --run "
+                           f"{store.uri}` first")
+    splits = list(splits or config.extract.splits)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"splits: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
+    info = {}
+    for split in splits:
+        stage = f"extract.{split}"
+        if store.stage_done(stage) and not force:
+            log.info("%s: already done (use --force to redo)", stage)
+            info[split] = store.stage_info(stage)
+            continue
+        if force:
+            store.reset_stage(stage, [f"features/{split}"])
+        connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+        started = time.perf_counter()
+        ec = config.extract
+        rows = extract_split(store, split, max_length=config.model.max_length,
+                             batch_size=ec.batch_size, shard_size=ec.shard_size,
+                             num_actors=ec.num_actors, gpus_per_actor=config.ray.gpus_per_actor,
+                             num_threads=ec.num_threads)
+        seconds = time.perf_counter() - started
+        total = store.read_table(f"features/{split}", columns=["id"]).num_rows
+        info[split] = {"rows": total, "rows_this_run": rows, "seconds": round(seconds, 2),
+                       "rows_per_s": round(rows / seconds, 1) if rows else None}
+        store.mark_done(stage, info[split])
+        log.info("%s: %d rows (%d this run) in %.1f s", stage, total, rows, seconds)
+    return info

@@ -1,0 +1,203 @@
+"""``relabeler train``: fine-tune the classifier, record training dynamics, out-of-fold probs.
+
+Writes ``model/`` (``save_pretrained`` files + ``labels.json``), ``train/dynamics.parquet``,
+``train/metrics.json`` and, with ``--folds K``, ``train/oof.parquet``. The K fold models train
+as parallel Ray tasks, one GPU each where GPUs exist.
+
+In ``head`` mode the frozen encoder runs once over the texts and every fold reuses those
+[CLS] states, so K folds cost K head fits (seconds), not K encoder passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from relabeler.config import RunConfig
+from relabeler.data import read_split
+from relabeler.jobs.dataset import prepare_dataset
+from relabeler.model import load_classifier, load_tokenizer, pick_device, save_model
+from relabeler.store import RunStore
+from relabeler.training import (
+    FitOptions,
+    classification_metrics,
+    encoder_cls,
+    fit_full,
+    fit_head,
+    head_probs,
+    predict_probs,
+    seed_everything,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "train"
+ARTIFACTS = ("model", "train/dynamics.parquet", "train/oof.parquet", "train/metrics.json")
+
+
+def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
+        ids: np.ndarray, opts: FitOptions, device: torch.device,
+        cls_hidden: torch.Tensor | None = None):
+    """Load a fresh classifier and train it; returns (model, tokenizer, dynamics)."""
+    seed_everything(opts.seed)
+    model = load_classifier(model_name, classes)
+    tokenizer = load_tokenizer(model_name)
+    if opts.mode == "head":
+        model.to(device)
+        if cls_hidden is None:
+            cls_hidden = encoder_cls(model, tokenizer, texts, max_length=opts.max_length,
+                                     batch_size=64, device=device, progress=opts.progress)
+        dynamics = fit_head(model, cls_hidden, label_ids, ids, opts, device)
+    else:
+        dynamics = fit_full(model, tokenizer, texts, label_ids, ids, opts, device)
+    return model, tokenizer, dynamics
+
+
+def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold number of each sample; every class spread evenly over the folds."""
+    if k < 2:
+        raise ValueError(f"folds must be >= 2, got {k}")
+    counts = np.bincount(label_ids)
+    if counts[counts > 0].min() < k:
+        small = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
+        raise ValueError(f"folds={k}: class index {small} has only {counts[small]} training "
+                         f"samples; use fewer folds")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(label_ids), dtype=np.int64)
+    offset = 0
+    for c in np.flatnonzero(counts):
+        members = rng.permutation(np.flatnonzero(label_ids == c))
+        fold[members] = (np.arange(len(members)) + offset) % k
+        offset += len(members)
+    return fold
+
+
+def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
+                ids: np.ndarray, fold: np.ndarray, k: int, opts: FitOptions,
+                cls_hidden: torch.Tensor | None, num_threads: int) -> dict:
+    """One fold: train on the other folds, predict the held-out one. Runs as a Ray task."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    device = pick_device()
+    train_idx = np.flatnonzero(fold != k)
+    held_idx = np.flatnonzero(fold == k)
+    fold_opts = FitOptions(**{**asdict(opts), "progress": False})
+    model, tokenizer, _ = fit(
+        model_name, classes, [texts[i] for i in train_idx], label_ids[train_idx],
+        ids[train_idx], fold_opts, device,
+        None if cls_hidden is None else cls_hidden[train_idx])
+    if cls_hidden is not None:
+        probs = head_probs(model, cls_hidden[held_idx], device)
+    else:
+        probs = predict_probs(model, tokenizer, [texts[i] for i in held_idx],
+                              max_length=opts.max_length, batch_size=64, device=device)
+    return {"held_idx": held_idx, "probs": probs}
+
+
+def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
+                ids: np.ndarray, opts: FitOptions, k: int, config: RunConfig,
+                cls_hidden: torch.Tensor | None) -> pd.DataFrame:
+    """Out-of-fold probabilities of every training sample from K models trained as Ray tasks."""
+    import ray
+
+    from relabeler.jobs._ray import connect, plan_pool
+
+    connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+    plan = plan_pool(num_actors=k, gpus_per_actor=config.ray.gpus_per_actor,
+                     num_threads=config.extract.num_threads, max_actors=k)
+    fold = stratified_folds(label_ids, k, opts.seed)
+    task = ray.remote(_train_fold).options(**plan.remote_kwargs(), max_retries=2)
+    shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden)]
+    log.info("train: %d folds as Ray tasks (%s GPU, %s CPU each)", k, plan.num_gpus,
+             plan.num_cpus)
+    refs = [task.remote(model_name, classes, shared[0], shared[1], shared[2], shared[3], f,
+                        FitOptions(**{**asdict(opts), "seed": opts.seed + 1000 * (f + 1)}),
+                        shared[4], plan.torch_threads)
+            for f in range(k)]
+    probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
+    for result in ray.get(refs):
+        probs[result["held_idx"]] = result["probs"]
+    return pd.DataFrame({"id": ids, "fold": fold, "probs": list(probs)})
+
+
+def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
+              progress: bool = True) -> dict:
+    """The train stage; skipped when done unless ``force``. Returns the stage info."""
+    if store.stage_done(STAGE) and not force:
+        log.info("train: already done in %s (use --force to retrain)", store.uri)
+        return store.stage_info(STAGE) or {}
+    prepare_dataset(store, config)
+    store.reset_stage(STAGE, ARTIFACTS)
+    started = time.perf_counter()
+    train = read_split(store.read_table("dataset/train.parquet"))
+    evaluation = read_split(store.read_table("dataset/eval.parquet"))
+    classes = sorted(train["label"].unique().tolist())
+    index = {c: i for i, c in enumerate(classes)}
+    texts = train["text"].tolist()
+    ids = train["id"].to_numpy(dtype=object)
+    label_ids = train["label"].map(index).to_numpy(dtype=np.int64)
+    device = pick_device()
+    tc = config.train
+    opts = FitOptions.resolve(mode=tc.mode, epochs=tc.epochs, batch_size=tc.batch_size,
+                              learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
+                              warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
+                              seed=tc.seed, device=device, progress=progress)
+    log.info("train: %s mode, %d epochs, lr %g, %d samples, %d classes, on %s", opts.mode,
+             opts.epochs, opts.learning_rate, len(texts), len(classes), device)
+
+    cls_hidden = None
+    eval_cls = None
+    if opts.mode == "head":
+        encoder = load_classifier(config.model.name, classes).to(device)
+        tokenizer = load_tokenizer(config.model.name)
+        cls_hidden = encoder_cls(encoder, tokenizer, texts, max_length=opts.max_length,
+                                 batch_size=64, device=device, progress=progress)
+        if len(evaluation):
+            eval_cls = encoder_cls(encoder, tokenizer, evaluation["text"].tolist(),
+                                   max_length=opts.max_length, batch_size=64, device=device,
+                                   progress=progress)
+        del encoder
+
+    model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
+                                     device, cls_hidden)
+    metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
+                     "learning_rate": opts.learning_rate}
+    if len(evaluation):
+        eval_ids = evaluation["label"].map(index).to_numpy(dtype=np.int64)
+        if eval_cls is not None:
+            eval_probs = head_probs(model, eval_cls, device)
+        else:
+            eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
+                                       max_length=opts.max_length, batch_size=64, device=device)
+        metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
+        log.info("train: eval accuracy %.4f, macro-F1 %.4f on %d samples",
+                 metrics["eval"]["accuracy"], metrics["eval"]["macro_f1"], len(evaluation))
+
+    if tc.folds:
+        oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, tc.folds,
+                          config, cls_hidden)
+        oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
+        metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
+        store.write_table("train/oof.parquet", pa.Table.from_pandas(oof, preserve_index=False))
+        log.info("train: out-of-fold accuracy against the given labels %.4f",
+                 metrics["oof_accuracy"])
+
+    store.write_table("train/dynamics.parquet",
+                      pa.Table.from_pandas(dynamics, preserve_index=False))
+    with tempfile.TemporaryDirectory(prefix="relabeler-model-") as tmp:
+        save_model(model.cpu(), tokenizer, tmp, classes)
+        store.put_dir(tmp, "model")
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    store.write_json("train/metrics.json", metrics)
+    info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
+            "folds": tc.folds, "seconds": metrics["seconds"],
+            "eval_accuracy": metrics.get("eval", {}).get("accuracy")}
+    store.mark_done(STAGE, info)
+    return info

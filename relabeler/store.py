@@ -1,0 +1,351 @@
+"""The run directory (DESIGN.md): where each artifact lives, atomic writes, local or fsspec URI.
+
+Artifacts are relative POSIX paths ("dataset/train.parquet"). A write goes to a temporary name in
+the same folder (``.tmp-<uuid>-<name>``), then is renamed: locally fsync + :func:`os.replace`, so
+readers see the old file or the new one. Object stores (S3, GCS) have no atomic rename (``fs.mv``
+copies, then deletes); resuming stays safe because a stage's marker is written last, so a
+half-written stage is never marked done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from relabeler import __version__
+
+logger = logging.getLogger(__name__)
+
+_TMP_PREFIX = ".tmp-"
+_PART = re.compile(r"part-(\d{5,})\.parquet")
+_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class StoreError(RuntimeError):
+    """An artifact is missing or unreadable; the message names the artifact and the run dir."""
+
+
+def _check_artifact(artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
+    """Normalize a relative POSIX path; raise ValueError naming the argument ``name``."""
+    if not isinstance(artifact, str):
+        raise TypeError(f"{name} must be a str, got {type(artifact).__name__}")
+    parts = [p for p in artifact.split("/") if p not in ("", ".")]
+    if artifact.startswith("/") or "://" in artifact or "\\" in artifact or ".." in parts:
+        raise ValueError(f"{name} must be a relative POSIX path inside the run directory "
+                         f"(no leading '/', no '..', no URI), got {artifact!r}")
+    if not parts and not allow_root:
+        raise ValueError(f"{name} must name a file or folder in the run, got {artifact!r}")
+    return "/".join(parts)
+
+
+def _tmp_beside(path: str) -> str:
+    parent, name = posixpath.split(path)
+    return posixpath.join(parent, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}")
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a rename durable (POSIX only: other systems cannot open a folder)."""
+    if os.name == "posix":
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _replace_local_dir(src: str, dst: str) -> None:
+    """Move the finished folder ``src`` onto ``dst``; an old ``dst`` is deleted only after."""
+    if not os.path.exists(dst):
+        os.replace(src, dst)
+        return
+    old = _tmp_beside(dst)  # os.replace cannot replace a non-empty folder: swap the old one aside
+    os.replace(dst, old)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class RunStore:
+    """One run directory on a local disk or any fsspec filesystem.
+
+    uri: local path, ``file://``, ``memory://``, ``s3://bucket/run``, ``gs://…``.
+    storage_options: passed to fsspec, e.g. ``{"endpoint_url": ...}`` for an S3-compatible server.
+    """
+
+    def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None):
+        self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
+        self._root: str = root.rstrip("/") or "/"
+        self.is_local: bool = isinstance(self.fs, LocalFileSystem)
+        self.uri: str = self._root if self.is_local else self.fs.unstrip_protocol(self._root)
+        if self.is_local:
+            os.makedirs(self._root, exist_ok=True)
+
+    def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
+        rel = _check_artifact(artifact, name=name, allow_root=allow_root)
+        return posixpath.join(self._root, rel) if rel else self._root
+
+    def _missing(self, what: str, artifact: str) -> StoreError:
+        return StoreError(f"{what} {artifact!r} not found in run directory {self.uri}")
+
+    def _discard(self, full: str) -> None:
+        try:
+            if self.fs.exists(full):
+                self.fs.rm(full, recursive=True)
+        except Exception:  # the caller's own error matters more than a failed cleanup
+            logger.warning("could not remove temporary %s", full, exc_info=True)
+
+    def path(self, artifact: str) -> str:
+        """Full local path (local store) or URI (remote store) of ``artifact``."""
+        full = self._full(artifact)
+        return full if self.is_local else self.fs.unstrip_protocol(full)
+
+    def local_path(self, artifact: str) -> Path | None:
+        """A local filesystem path when the store is local, else None."""
+        return Path(self._full(artifact)) if self.is_local else None
+
+    def exists(self, artifact: str) -> bool:
+        return self.fs.exists(self._full(artifact))
+
+    # atomic writes
+    def _write_atomic(self, artifact: str, write: Callable[[IO[bytes]], Any]) -> None:
+        full = self._full(artifact)
+        tmp = _tmp_beside(full)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        try:
+            if self.is_local:
+                with open(tmp, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, full)
+                _fsync_dir(posixpath.dirname(full))
+            else:
+                with self.fs.open(tmp, "wb") as f:
+                    write(f)
+                self.fs.mv(tmp, full)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def write_table(self, artifact: str, table: pa.Table) -> None:
+        """Write ``table`` as one Parquet file, atomically."""
+        if not isinstance(table, pa.Table):
+            raise TypeError(f"table must be a pyarrow.Table, got {type(table).__name__}")
+        self._write_atomic(artifact, lambda f: pq.write_table(table, f))
+
+    def write_bytes(self, artifact: str, data: bytes) -> None:
+        self._write_atomic(artifact, lambda f: f.write(data))
+
+    def write_json(self, artifact: str, obj: Any) -> None:
+        self.write_bytes(artifact, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+    # reads
+    def read_bytes(self, artifact: str) -> bytes:
+        try:
+            with self.fs.open(self._full(artifact), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            raise self._missing("file", artifact) from None
+
+    def read_json(self, artifact: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(artifact))
+        except json.JSONDecodeError as err:
+            raise StoreError(f"{artifact!r} in run directory {self.uri} is not JSON") from err
+
+    def read_table(self, artifact: str, *, columns: list[str] | None = None) -> pa.Table:
+        """Read a Parquet file, or a folder of ``part-*.parquet`` concatenated in part order."""
+        full = self._full(artifact)
+        if self.fs.isdir(full):
+            parts = [p for _, p in sorted(self._parts(full).items())]
+            if not parts:
+                raise StoreError(f"folder {artifact!r} in run directory {self.uri} has no parts")
+            tables = [self._read_parquet(p, artifact, columns) for p in parts]
+            return pa.concat_tables(tables, promote_options="default")
+        if not self.fs.exists(full):
+            raise self._missing("table", artifact)
+        return self._read_parquet(full, artifact, columns)
+
+    def _read_parquet(self, full: str, artifact: str, columns: list[str] | None) -> pa.Table:
+        arrow_fs = (pafs.LocalFileSystem() if self.is_local
+                    else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs)))
+        try:
+            with arrow_fs.open_input_file(full) as f:
+                return pq.read_table(f, columns=columns)
+        except (pa.ArrowInvalid, KeyError) as err:
+            raise StoreError(f"cannot read {artifact!r} in run directory {self.uri} as Parquet: "
+                             f"{err}") from err
+
+    # listing, appending, removing
+    def list(self, prefix: str) -> list[str]:
+        """Artifacts under folder ``prefix`` ("" = the whole run), as paths relative to the run
+        root, sorted; temporary files of unfinished writes are left out. [] if missing."""
+        full = self._full(prefix, name="prefix", allow_root=True)
+        self.fs.invalidate_cache(full)  # another worker may have written since the last listing
+        if not self.fs.isdir(full):
+            return []
+        rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
+        return sorted(r for r in rels if not any(s.startswith(_TMP_PREFIX) for s in r.split("/")))
+
+    def append_line(self, artifact: str, line: str) -> None:
+        """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
+        have no append (fsspec rewrites the object): keep one writer per file there."""
+        text = line.removesuffix("\n")
+        if "\n" in text:
+            raise ValueError(f"line must be a single line, got {text.count(chr(10)) + 1} lines")
+        full = self._full(artifact)
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        if not self.is_local:
+            with self.fs.open(full, "ab") as f:
+                f.write((text + "\n").encode())
+            return
+        fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (text + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self, artifact: str) -> None:
+        """Remove a file or folder, recursively; nothing happens when it is missing."""
+        try:
+            self.fs.rm(self._full(artifact), recursive=True)
+        except FileNotFoundError:
+            pass
+
+    # shards: a stage killed midway resumes from the shards it finished
+    def shard_name(self, folder: str, index: int) -> str:
+        if not isinstance(index, int) or index < 0:
+            raise ValueError(f"index must be a non-negative int, got {index!r}")
+        return f"{_check_artifact(folder, name='folder')}/part-{index:05d}.parquet"
+
+    def _parts(self, full_dir: str) -> dict[int, str]:
+        self.fs.invalidate_cache(full_dir)
+        if not self.fs.isdir(full_dir):
+            return {}
+        names = (posixpath.basename(p) for p in self.fs.ls(full_dir, detail=False))
+        matches = (_PART.fullmatch(name) for name in names)
+        return {int(m.group(1)): posixpath.join(full_dir, m.group(0)) for m in matches if m}
+
+    def finished_shards(self, folder: str) -> set[int]:
+        """Indices of the complete part files in ``folder``; temp files are not counted."""
+        return set(self._parts(self._full(folder, name="folder")))
+
+    def write_shard(self, folder: str, index: int, table: pa.Table) -> None:
+        self.write_table(self.shard_name(folder, index), table)
+
+    # stages: a finished stage is skipped unless --force
+    def _marker(self, stage: str) -> str:
+        if not isinstance(stage, str) or not _STAGE.fullmatch(stage):
+            raise ValueError(f"stage must be a plain name like 'extract', got {stage!r}")
+        return f"_stages/{stage}.json"
+
+    def stage_done(self, stage: str) -> bool:
+        return self.exists(self._marker(stage))
+
+    def mark_done(self, stage: str, info: dict | None = None) -> None:
+        """Write the stage's marker; call it last, after all of the stage's artifacts."""
+        finished_at = datetime.now(UTC).isoformat()
+        self.write_json(self._marker(stage), {"stage": stage, "finished_at": finished_at,
+                                              "relabeler_version": __version__, "info": info or {}})
+
+    def stage_info(self, stage: str) -> dict | None:
+        marker = self._marker(stage)
+        return self.read_json(marker) if self.exists(marker) else None
+
+    def reset_stage(self, stage: str, artifacts: Sequence[str]) -> None:
+        """For ``--force``: remove the marker first, then the stage's artifacts."""
+        if isinstance(artifacts, str):
+            raise TypeError("artifacts must be a sequence of artifact paths, not one str")
+        rels = [_check_artifact(a, name="artifacts") for a in artifacts]  # all valid, then remove
+        self.remove(self._marker(stage))
+        for rel in rels:
+            self.remove(rel)
+
+    # directories: save_pretrained writes a local folder; these move it to and from the store
+    def put_dir(self, local_dir: str | Path, artifact: str) -> None:
+        """Upload a local folder as ``artifact``; an existing one is replaced after the upload."""
+        src = Path(local_dir)
+        if not src.is_dir():
+            raise ValueError(f"local_dir must be an existing folder, got {str(src)!r}")
+        full = self._full(artifact)
+        if self.is_local and src.resolve() == Path(full).resolve():
+            return  # already in place, e.g. save_pretrained into get_dir's path
+        tmp = _tmp_beside(full)
+        files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        try:
+            if self.is_local:
+                shutil.copytree(src, tmp)
+                for rel in files:  # durable before the rename makes them visible
+                    with open(posixpath.join(tmp, rel), "rb") as f:
+                        os.fsync(f.fileno())
+                _replace_local_dir(tmp, full)
+                _fsync_dir(posixpath.dirname(full))
+                return
+            for rel in files:  # put_file creates the parent folders
+                self.fs.put_file(str(src / rel), f"{tmp}/{rel}")
+            self.remove(artifact)  # object stores cannot rename a folder: swap file by file
+            for rel in files:
+                self.fs.makedirs(posixpath.dirname(f"{full}/{rel}"), exist_ok=True)
+                self.fs.mv(f"{tmp}/{rel}", f"{full}/{rel}")
+        finally:
+            self._discard(tmp)
+
+    def get_dir(self, artifact: str, local_dir: str | Path | None = None) -> Path:
+        """Local path of folder ``artifact``.
+
+        A local store returns its own path (no copy; ``local_dir`` is ignored). A remote store
+        downloads into ``local_dir``, which must be missing or empty, or else into a cache folder
+        ``tempfile.gettempdir()/relabeler-cache/<hash of uri>/<artifact>``, refreshed every call.
+        """
+        rel = _check_artifact(artifact)
+        full = posixpath.join(self._root, rel)
+        if not self.fs.isdir(full):
+            raise self._missing("folder", artifact)
+        if self.is_local:
+            return Path(full)
+        if local_dir is None:
+            key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+            dest = Path(tempfile.gettempdir(), "relabeler-cache", key, *rel.split("/"))
+        else:
+            dest = Path(local_dir)
+            if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+                raise ValueError(f"local_dir must be missing or an empty folder, got {str(dest)!r}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(_tmp_beside(dest.as_posix()))
+        try:
+            tmp.mkdir()
+            for remote in self.fs.find(full):
+                target = tmp / posixpath.relpath(remote, full)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(remote, str(target))
+            _replace_local_dir(str(tmp), str(dest))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+
+def open_store(uri: str | os.PathLike, *, storage_options: dict | None = None) -> RunStore:
+    """Open (and for a local path, create) the run directory at ``uri``."""
+    return RunStore(uri, storage_options=storage_options)

@@ -1,0 +1,246 @@
+"""Fine-tuning loops: ``full`` (all weights) and ``head`` (frozen encoder, cached [CLS] states).
+
+Both record training dynamics for every training sample and epoch: the probability of the given
+label and the margin ``p(given) - max p(other)``, plus the logit margin (area under the margin,
+Pleiss et al. 2020, averages it over epochs). These are the cheap signals a mislabeled sample
+leaves while the model learns. No Ray and no files here; ``jobs/train.py`` orchestrates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from relabeler.model import (
+    autocast,
+    encode,
+    head_parameters,
+    head_spec,
+    iter_text_batches,
+    shuffled_length_batches,
+    token_lengths,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPOCHS = {"full": 3, "head": 40}
+DEFAULT_LR = {"full": 3e-5, "head": 2e-3}
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Training settings, resolved (no zeros meaning 'auto')."""
+
+    mode: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_length: int
+    seed: int
+    progress: bool = True
+
+    @classmethod
+    def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
+                weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
+                device: torch.device, progress: bool = True) -> FitOptions:
+        if mode == "auto":
+            mode = "full" if device.type == "cuda" else "head"
+        if mode not in ("full", "head"):
+            raise ValueError(f"train mode must be auto, full or head, got {mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return cls(mode=mode, epochs=epochs or DEFAULT_EPOCHS[mode], batch_size=batch_size,
+                   learning_rate=learning_rate or DEFAULT_LR[mode], weight_decay=weight_decay,
+                   warmup_ratio=warmup_ratio, max_length=max_length, seed=seed,
+                   progress=progress)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _dynamics_rows(ids: np.ndarray, epoch: int, logits: torch.Tensor,
+                   labels: torch.Tensor) -> pd.DataFrame:
+    logits = logits.float()
+    probs = logits.softmax(-1)
+    gold = labels[:, None]
+    gold_prob = probs.gather(1, gold)[:, 0]
+    other_probs = probs.scatter(1, gold, -1.0)
+    other_logits = logits.scatter(1, gold, -math.inf)
+    return pd.DataFrame({
+        "id": ids,
+        "epoch": np.full(len(ids), epoch, dtype=np.int32),
+        "gold_prob": gold_prob.cpu().numpy().astype(np.float32),
+        "margin": (gold_prob - other_probs.max(1).values).cpu().numpy().astype(np.float32),
+        "logit_margin": (logits.gather(1, gold)[:, 0] - other_logits.max(1).values)
+        .cpu().numpy().astype(np.float32),
+    })
+
+
+@torch.inference_mode()
+def encoder_cls(model, tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
+                device: torch.device, progress: bool = False) -> torch.Tensor:
+    """The encoder's last hidden state at the first token, (N, H) float32, in input order."""
+    base = model.base_model
+    out = None
+    batches = iter_text_batches(tokenizer, texts, max_length, batch_size, device)
+    total = math.ceil(len(texts) / batch_size)
+    for idx, enc in tqdm(batches, total=total, desc="encode", disable=not progress, leave=False):
+        with autocast(device):
+            hidden = base(**enc).last_hidden_state[:, 0]
+        if out is None:
+            out = torch.empty(len(texts), hidden.shape[-1], dtype=torch.float32)
+        out[torch.as_tensor(idx)] = hidden.float().cpu()
+    if out is None:
+        raise ValueError("no texts to encode")
+    return out
+
+
+def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.ndarray,
+             opts: FitOptions, device: torch.device) -> pd.DataFrame:
+    """Train only the head on cached [CLS] states; returns the per-epoch dynamics."""
+    spec = head_spec(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = head_parameters(model, spec)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
+    rng = np.random.default_rng(opts.seed)
+    features = cls_hidden.to(device)
+    labels = torch.as_tensor(label_ids, dtype=torch.long, device=device)
+    n = len(labels)
+    steps_per_epoch = math.ceil(n / opts.batch_size)
+    schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
+    loss_fn = nn.CrossEntropyLoss()
+    frames = []
+    for epoch in tqdm(range(opts.epochs), desc="train head", disable=not opts.progress):
+        model.train()
+        order = torch.as_tensor(rng.permutation(n), device=device)
+        for start in range(0, n, opts.batch_size):
+            batch = order[start:start + opts.batch_size]
+            loss = loss_fn(spec.forward(model, features[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        model.eval()
+        with torch.inference_mode():
+            logits = torch.cat([spec.forward(model, features[i:i + 4096])
+                                for i in range(0, n, 4096)])
+        frames.append(_dynamics_rows(ids, epoch, logits, labels))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return pd.concat(frames, ignore_index=True)
+
+
+def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids: np.ndarray,
+             opts: FitOptions, device: torch.device) -> pd.DataFrame:
+    """Fine-tune every weight; dynamics are recorded on the fly from each training batch."""
+    model.to(device)
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+         "weight_decay": opts.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+         "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate)
+    rng = np.random.default_rng(opts.seed)
+    lengths = token_lengths(tokenizer, texts, opts.max_length)
+    steps_per_epoch = math.ceil(len(texts) / opts.batch_size)
+    schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
+    labels_all = torch.as_tensor(label_ids, dtype=torch.long)
+    loss_fn = nn.CrossEntropyLoss()
+    frames = []
+    for epoch in range(opts.epochs):
+        model.train()
+        batches = shuffled_length_batches(lengths, opts.batch_size, rng)
+        bar = tqdm(batches, desc=f"train epoch {epoch + 1}/{opts.epochs}",
+                   disable=not opts.progress)
+        for idx in bar:
+            enc = encode(tokenizer, [texts[i] for i in idx], opts.max_length, device)
+            labels = labels_all[idx].to(device)
+            with autocast(device):
+                logits = model(**enc).logits
+            loss = loss_fn(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            frames.append(_dynamics_rows(ids[idx], epoch, logits.detach(), labels))
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return pd.concat(frames, ignore_index=True).sort_values(["epoch", "id"], ignore_index=True)
+
+
+def _linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.inference_mode()
+def head_probs(model, cls_hidden: torch.Tensor, device: torch.device) -> np.ndarray:
+    """Class probabilities from cached [CLS] states through the head, (N, C)."""
+    spec = head_spec(model)
+    model.eval()
+    features = cls_hidden.to(device)
+    logits = torch.cat([spec.forward(model, features[i:i + 4096])
+                        for i in range(0, len(features), 4096)])
+    return logits.float().softmax(-1).cpu().numpy()
+
+
+@torch.inference_mode()
+def predict_probs(model, tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
+                  device: torch.device) -> np.ndarray:
+    """Class probabilities for ``texts``, (N, C), in input order."""
+    model.to(device).eval()
+    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    for idx, enc in iter_text_batches(tokenizer, texts, max_length, batch_size, device):
+        with autocast(device):
+            logits = model(**enc).logits
+        out[idx] = logits.float().softmax(-1).cpu().numpy()
+    return out
+
+
+def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
+                           classes: Sequence[str]) -> dict:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (no sklearn needed)."""
+    label_ids = np.asarray(label_ids)
+    pred = probs.argmax(1)
+    per_class = {}
+    f1s = []
+    for c, name in enumerate(classes):
+        tp = int(np.sum((pred == c) & (label_ids == c)))
+        fp = int(np.sum((pred == c) & (label_ids != c)))
+        fn = int(np.sum((pred != c) & (label_ids == c)))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1,
+                           "support": int(np.sum(label_ids == c))}
+        f1s.append(f1)
+    return {"accuracy": float(np.mean(pred == label_ids)) if len(pred) else float("nan"),
+            "macro_f1": float(np.mean(f1s)), "n": int(len(pred)), "per_class": per_class}

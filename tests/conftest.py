@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny random BERT models, a synthetic dataset, one Ray per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
+NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
+FILLER = ["the", "movie", "was", "really", "quite", "a", "story", "about", "people", "and",
+          "music", "with", "some", "scenes", "long", "short"]
+
+
+def synthetic_frame(n: int = 120, seed: int = 0):
+    """Two classes told apart by one sentiment word among filler words; lengths vary."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = list(rng.choice(FILLER, size=int(rng.integers(3, 30))))
+        cue = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
+        words.insert(int(rng.integers(0, len(words) + 1)), cue)
+        rows.append({"id": f"s{i:04d}", "text": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    from relabeler.model import default_model_path
+
+    return default_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> str:
+    """A tiny random BERT encoder (no classification head) with MiniLM's fast tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, initializer_range=0.2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """One local Ray for the whole test session, with its temp dir and token out of $HOME."""
+    import ray
+
+    # Ray's socket paths must stay short: keep its temp dir directly under /tmp
+    temp_dir = tempfile.mkdtemp(prefix="rlb-ray-", dir="/tmp")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from relabeler.jobs._ray import connect
+
+    connect(num_cpus=2, temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def synthetic_csv(tmp_path) -> Path:
+    path = tmp_path / "reviews.csv"
+    synthetic_frame().to_csv(path, index=False)
+    return path

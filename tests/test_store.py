@@ -1,0 +1,410 @@
+"""Tests for relabeler.store: the run directory on a local disk, memory:// and a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import socket
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from relabeler import __version__
+from relabeler.store import RunStore, StoreError, open_store
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request, tmp_path):
+    """An empty run directory, once on a local disk and once on fsspec's memory://."""
+    if request.param == "local":
+        yield RunStore(tmp_path / "run")
+        return
+    root = f"/relabeler-test-{uuid.uuid4().hex}"
+    yield RunStore(f"memory://{root}")
+    fs = fsspec.filesystem("memory")
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def _table(ids: list[str], start: int = 0) -> pa.Table:
+    return pa.table({
+        "id": ids,
+        "label": list(range(start, start + len(ids))),
+        "embedding": [[float(i), float(i) / 2] for i in range(start, start + len(ids))],
+    })
+
+
+def _raw_names(store: RunStore, folder: str) -> list[str]:
+    """Every name in a folder as the filesystem sees it, temp files included."""
+    full = store.path(folder) if folder else store.uri
+    store.fs.invalidate_cache(full)
+    return sorted(p.rsplit("/", 1)[-1] for p in store.fs.ls(full, detail=False))
+
+
+def _make_model_dir(path: Path, weights: bytes) -> Path:
+    (path / "sub").mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(weights)
+    (path / "labels.json").write_text('["neg", "pos"]')
+    (path / "sub" / "tokenizer.json").write_text("{}")
+    return path
+
+
+def _dir_contents(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+# paths and URIs
+
+
+def test_local_store_creates_root_and_gives_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = open_store("runs/one")
+    assert (tmp_path / "runs" / "one").is_dir()
+    assert store.uri == str(tmp_path / "runs" / "one")
+    assert store.path("dataset/train.parquet") == str(tmp_path / "runs/one/dataset/train.parquet")
+    assert store.local_path("model") == tmp_path / "runs" / "one" / "model"
+
+
+def test_file_uri_is_a_local_store(tmp_path):
+    store = RunStore(f"file://{tmp_path}/run/")
+    assert store.is_local
+    assert store.uri == str(tmp_path / "run")
+
+
+def test_memory_store_has_uris_and_no_local_path():
+    store = RunStore("memory://relabeler-uri-test/")
+    assert store.uri == "memory:///relabeler-uri-test"
+    assert store.path("scores/suspects.parquet") == (
+        "memory:///relabeler-uri-test/scores/suspects.parquet")
+    assert store.local_path("scores/suspects.parquet") is None
+
+
+def test_store_survives_pickling_for_ray_workers(store):
+    store.write_table("dataset/train.parquet", _table(["a"]))
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.uri == store.uri
+    assert copy.read_table("dataset/train.parquet").equals(_table(["a"]))
+
+
+def test_artifact_paths_are_normalized(store):
+    store.write_bytes("./a//b/c.txt", b"x")
+    assert store.read_bytes("a/b/c.txt") == b"x"
+    assert store.list("a") == ["a/b/c.txt"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["/etc/passwd", "../outside.parquet", "dataset/../../x", "s3://other/x", "a\\b", ""])
+def test_bad_artifact_paths_raise_naming_the_argument(store, bad):
+    with pytest.raises(ValueError, match="artifact"):
+        store.path(bad)
+    with pytest.raises(ValueError, match="artifact"):
+        store.write_bytes(bad, b"x")
+    with pytest.raises(ValueError, match="folder"):
+        store.finished_shards(bad)
+    with pytest.raises(ValueError, match="prefix"):
+        store.list(bad or "/")  # "" is the whole run for list()
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", ".hidden", "../x"])
+def test_bad_stage_names_raise(store, bad):
+    with pytest.raises(ValueError, match="stage"):
+        store.mark_done(bad)
+
+
+# tables, json, bytes
+
+
+def test_table_round_trip(store):
+    table = _table(["a", "b", "c"])
+    store.write_table("dataset/train.parquet", table)
+    assert store.exists("dataset/train.parquet")
+    assert store.read_table("dataset/train.parquet").equals(table)
+    assert store.read_table("dataset/train.parquet", columns=["id"]).to_pydict() == {
+        "id": ["a", "b", "c"]}
+    assert _raw_names(store, "dataset") == ["train.parquet"]
+
+
+def test_write_table_rejects_non_tables(store):
+    with pytest.raises(TypeError, match="table"):
+        store.write_table("x.parquet", {"id": ["a"]})
+
+
+def test_json_and_bytes_round_trip(store):
+    store.write_json("model/labels.json", ["neg", "pos", "é"])
+    assert store.read_json("model/labels.json") == ["neg", "pos", "é"]
+    assert store.read_bytes("model/labels.json").decode().startswith('[\n  "neg"')
+    store.write_bytes("report/plot.png", b"\x89PNG\x00")
+    assert store.read_bytes("report/plot.png") == b"\x89PNG\x00"
+
+
+def test_missing_artifacts_raise_store_error_naming_artifact_and_run(store):
+    for read in (store.read_table, store.read_json, store.read_bytes, store.get_dir):
+        with pytest.raises(StoreError) as err:
+            read("scores/suspects.parquet")
+        assert "scores/suspects.parquet" in str(err.value)
+        assert store.uri in str(err.value)
+
+
+def test_unreadable_parquet_raises_store_error(store):
+    store.write_bytes("dataset/train.parquet", b"not parquet")
+    with pytest.raises(StoreError, match="dataset/train.parquet"):
+        store.read_table("dataset/train.parquet")
+
+
+# atomicity
+
+
+def _write_half_then_fail(table, where, **kwargs):
+    where.write(b"PAR1 half of a parquet file")
+    raise OSError("disk full (simulated)")
+
+
+def test_failed_table_write_leaves_no_file_and_no_temp(store, monkeypatch):
+    store.write_bytes("dataset/keep.txt", b"k")
+    monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
+    with pytest.raises(OSError, match="simulated"):
+        store.write_table("dataset/train.parquet", _table(["a"]))
+    assert not store.exists("dataset/train.parquet")
+    assert _raw_names(store, "dataset") == ["keep.txt"]
+
+
+def test_failed_table_write_keeps_the_previous_version(store, monkeypatch):
+    old = _table(["old"])
+    store.write_table("dataset/train.parquet", old)
+    monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
+    with pytest.raises(OSError, match="simulated"):
+        store.write_table("dataset/train.parquet", _table(["new"]))
+    monkeypatch.undo()
+    assert store.read_table("dataset/train.parquet").equals(old)
+    assert _raw_names(store, "dataset") == ["train.parquet"]
+
+
+# shards and stages
+
+
+def test_finished_shards_resume_and_ignore_temp_files(store):
+    assert store.finished_shards("features/train") == set()
+    store.write_shard("features/train", 0, _table(["a"]))
+    store.write_shard("features/train", 2, _table(["c"]))
+    # a killed writer leaves its temp file behind; it is not a finished shard
+    store.write_bytes("features/train/.tmp-dead-part-00001.parquet", b"PAR1 half")
+    assert store.shard_name("features/train", 1) == "features/train/part-00001.parquet"
+    assert store.finished_shards("features/train") == {0, 2}
+    assert store.list("features") == [
+        "features/train/part-00000.parquet", "features/train/part-00002.parquet"]
+
+
+def test_read_table_of_folder_concatenates_in_part_order(store):
+    # written out of order; part 10 sorts after part 2 by index
+    store.write_shard("features/eval", 10, _table(["k"], start=10))
+    store.write_shard("features/eval", 0, _table(["a", "b"], start=0))
+    store.write_shard("features/eval", 2, _table(["c"], start=2))
+    store.write_bytes("features/eval/.tmp-x-part-00001.parquet", b"PAR1 half")
+    table = store.read_table("features/eval")
+    assert table.column("id").to_pylist() == ["a", "b", "c", "k"]
+    assert table.column("label").to_pylist() == [0, 1, 2, 10]
+    assert store.read_table("features/eval", columns=["label"]).column_names == ["label"]
+
+
+def test_read_table_of_folder_without_parts_raises(store):
+    store.write_bytes("features/train/notes.txt", b"x")
+    with pytest.raises(StoreError, match="features/train"):
+        store.read_table("features/train")
+
+
+def test_stage_markers(store):
+    assert not store.stage_done("extract")
+    assert store.stage_info("extract") is None
+    store.mark_done("extract", {"rows": 3})
+    assert store.stage_done("extract")
+    assert store.exists("_stages/extract.json")
+    info = store.stage_info("extract")
+    assert info["stage"] == "extract"
+    assert info["info"] == {"rows": 3}
+    assert info["relabeler_version"] == __version__
+    finished_at = datetime.fromisoformat(info["finished_at"])
+    assert finished_at.utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - finished_at).total_seconds()) < 60
+    store.mark_done("train")
+    assert store.stage_info("train")["info"] == {}
+
+
+def test_reset_stage_removes_marker_and_artifacts_only(store):
+    store.write_shard("features/train", 0, _table(["a"]))
+    store.write_table("scores/suspects.parquet", _table(["a"]))
+    store.write_table("dataset/train.parquet", _table(["a"]))
+    store.mark_done("extract")
+    store.mark_done("train")
+    store.reset_stage("extract", ["features", "scores/suspects.parquet", "never/written"])
+    assert not store.stage_done("extract")
+    assert store.stage_done("train")
+    assert store.list("") == ["_stages/train.json", "dataset/train.parquet"]
+    with pytest.raises(TypeError, match="artifacts"):
+        store.reset_stage("extract", "features")
+
+
+# listing, appending, removing
+
+
+def test_list_is_sorted_relative_and_empty_when_missing(store):
+    assert store.list("studio") == []
+    store.write_bytes("studio/events/b.jsonl", b"")
+    store.write_bytes("studio/events/a.jsonl", b"")
+    store.write_bytes("studio/manifest.parquet", b"")
+    assert store.list("studio/events") == ["studio/events/a.jsonl", "studio/events/b.jsonl"]
+    assert store.list("studio") == [
+        "studio/events/a.jsonl", "studio/events/b.jsonl", "studio/manifest.parquet"]
+
+
+def test_append_line_appends(store):
+    store.append_line("studio/events/2024-01-01.jsonl", json.dumps({"action": "created"}))
+    store.append_line("studio/events/2024-01-01.jsonl", '{"action": "updated"}\n')
+    lines = store.read_bytes("studio/events/2024-01-01.jsonl").decode().splitlines()
+    assert [json.loads(line)["action"] for line in lines] == ["created", "updated"]
+    assert store.read_bytes("studio/events/2024-01-01.jsonl").endswith(b'"updated"}\n')
+    with pytest.raises(ValueError, match="line"):
+        store.append_line("studio/events/2024-01-01.jsonl", "{}\n{}")
+
+
+def test_remove_file_folder_and_missing(store):
+    store.write_bytes("a/b/c.txt", b"x")
+    store.write_bytes("a/d.txt", b"y")
+    store.remove("a/d.txt")
+    assert store.list("a") == ["a/b/c.txt"]
+    store.remove("a")
+    assert not store.exists("a/b/c.txt")
+    assert store.list("a") == []
+    store.remove("a")  # missing: no error
+
+
+# directories
+
+
+def test_put_dir_then_get_dir_round_trips(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    source = _make_model_dir(tmp_path / "saved", b"v1")
+    store.put_dir(source, "model")
+    assert store.list("model") == [
+        "model/labels.json", "model/model.safetensors", "model/sub/tokenizer.json"]
+    got = store.get_dir("model")
+    assert _dir_contents(got) == _dir_contents(source)
+    if store.is_local:
+        assert got == store.local_path("model")  # no copy
+    else:
+        assert got.is_relative_to(tmp_path / "tmp" / "relabeler-cache")
+    downloaded = store.get_dir("model", tmp_path / "download")
+    assert _dir_contents(downloaded) == _dir_contents(source)
+
+
+def test_put_dir_replaces_the_previous_folder(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    store.put_dir(_make_model_dir(tmp_path / "v1", b"v1"), "model")
+    store.get_dir("model")  # fill the cache of a remote store
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "model.safetensors").write_bytes(b"v2")
+    store.put_dir(v2, "model")
+    assert store.list("model") == ["model/model.safetensors"]
+    assert _dir_contents(store.get_dir("model")) == {"model.safetensors": b"v2"}
+    assert [n for n in _raw_names(store, "") if n.startswith(".tmp-")] == []
+
+
+def test_put_dir_failure_keeps_the_previous_folder(store, tmp_path, monkeypatch):
+    store.put_dir(_make_model_dir(tmp_path / "v1", b"v1"), "model")
+    before = store.list("model")
+
+    def copy_then_fail(*args, **kwargs):
+        raise OSError("upload interrupted (simulated)")
+
+    if store.is_local:
+        monkeypatch.setattr(shutil, "copytree", copy_then_fail)
+    else:
+        monkeypatch.setattr(store.fs, "put_file", copy_then_fail)
+    with pytest.raises(OSError, match="simulated"):
+        store.put_dir(_make_model_dir(tmp_path / "v2", b"v2"), "model")
+    monkeypatch.undo()
+    assert store.list("model") == before
+    assert store.read_bytes("model/model.safetensors") == b"v1"
+    assert [n for n in _raw_names(store, "") if n.startswith(".tmp-")] == []
+
+
+def test_put_dir_of_the_store_own_path_is_a_no_op(tmp_path):
+    store = RunStore(tmp_path / "run")
+    model_dir = store.local_path("model")
+    _make_model_dir(model_dir, b"w")  # e.g. save_pretrained straight into the run directory
+    store.put_dir(model_dir, "model")
+    assert _dir_contents(store.get_dir("model"))["model.safetensors"] == b"w"
+
+
+def test_get_dir_refuses_a_non_empty_local_dir():
+    store = RunStore(f"memory:///relabeler-test-{uuid.uuid4().hex}")
+    store.write_bytes("model/a.bin", b"a")
+    with tempfile.TemporaryDirectory() as busy:
+        (Path(busy) / "mine.txt").write_text("keep me")
+        with pytest.raises(ValueError, match="local_dir"):
+            store.get_dir("model", busy)
+        assert (Path(busy) / "mine.txt").read_text() == "keep me"
+    store.fs.rm(store.uri, recursive=True)
+
+
+def test_put_dir_rejects_a_missing_source(store, tmp_path):
+    with pytest.raises(ValueError, match="local_dir"):
+        store.put_dir(tmp_path / "nope", "model")
+
+
+# a real S3-compatible server (needs: s3fs, moto[server])
+
+
+@pytest.fixture(scope="module")
+def s3_options():
+    s3fs = pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing",
+               "client_kwargs": {"region_name": "eu-west-1"}}
+    try:
+        s3fs.S3FileSystem(**options).mkdir("relabeler-test")
+        yield options
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_s3_round_trip_of_tables_stages_and_directories(s3_options, tmp_path):
+    store = RunStore(f"s3://relabeler-test/run-{uuid.uuid4().hex[:8]}/", storage_options=s3_options)
+    assert store.uri.startswith("s3://relabeler-test/run-")
+    assert store.local_path("x") is None
+    table = _table(["a", "b", "c"])
+    store.write_table("dataset/train.parquet", table)
+    assert store.read_table("dataset/train.parquet").equals(table)
+    store.write_shard("features/train", 1, _table(["b"], start=1))
+    store.write_shard("features/train", 0, _table(["a"], start=0))
+    assert store.finished_shards("features/train") == {0, 1}
+    assert store.read_table("features/train").column("id").to_pylist() == ["a", "b"]
+    store.append_line("studio/events/e.jsonl", '{"n": 1}')
+    store.append_line("studio/events/e.jsonl", '{"n": 2}')
+    assert store.read_bytes("studio/events/e.jsonl") == b'{"n": 1}\n{"n": 2}\n'
+
+    source = _make_model_dir(tmp_path / "saved", b"weights")
+    store.put_dir(source, "model")
+    downloaded = store.get_dir("model", tmp_path / "download")
+    assert _dir_contents(downloaded) == _dir_contents(source)
+    store.mark_done("train", {"epochs": 1})
+    assert store.stage_info("train")["info"] == {"epochs": 1}
+    assert not any(".tmp-" in name for name in store.list(""))
+    assert not any(".tmp-" in p for p in store.fs.find(store.uri))
+
+    store.reset_stage("train", ["model"])
+    assert not store.stage_done("train")
+    assert store.list("model") == []

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from relabeler.jobs.train import stratified_folds
+from relabeler.model import load_classifier, load_tokenizer
+from relabeler.training import (
+    FitOptions,
+    classification_metrics,
+    encoder_cls,
+    fit_full,
+    fit_head,
+    head_probs,
+    predict_probs,
+    seed_everything,
+)
+from tests.conftest import synthetic_frame
+
+CPU = torch.device("cpu")
+
+
+def _opts(mode, **kw):
+    base = dict(mode=mode, epochs=0, batch_size=16, learning_rate=0.0, weight_decay=0.0,
+                warmup_ratio=0.0, max_length=48, seed=0, device=CPU, progress=False)
+    base.update(kw)
+    return FitOptions.resolve(**base)
+
+
+def test_auto_mode_is_head_on_cpu_and_defaults_fill_in():
+    opts = _opts("auto")
+    assert opts.mode == "head" and opts.epochs == 40 and opts.learning_rate == 2e-3
+    full = _opts("full")
+    assert full.epochs == 3 and full.learning_rate == 3e-5
+    with pytest.raises(ValueError, match="train mode must be"):
+        _opts("fast")
+
+
+def _data(n=64):
+    frame = synthetic_frame(n)
+    labels = (frame["label"] == "pos").to_numpy().astype(np.int64)
+    return frame["text"].tolist(), labels, frame["id"].to_numpy(dtype=object)
+
+
+def test_head_fit_records_dynamics_per_epoch_and_learns(tiny_bert_dir):
+    texts, labels, ids = _data()
+    seed_everything(0)
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    cls = encoder_cls(model, tokenizer, texts, max_length=48, batch_size=16, device=CPU)
+    opts = _opts("head", epochs=30, learning_rate=1e-2)
+    dyn = fit_head(model, cls, labels, ids, opts, CPU)
+    assert len(dyn) == 30 * len(texts)
+    assert sorted(dyn["epoch"].unique().tolist()) == list(range(30))
+    assert dyn["gold_prob"].between(0, 1).all()
+    first = dyn[dyn.epoch == 0]["gold_prob"].mean()
+    last = dyn[dyn.epoch == 29]["gold_prob"].mean()
+    assert last > first + 0.1
+    # margin = p(gold) - p(other) for two classes = 2 p(gold) - 1
+    np.testing.assert_allclose(dyn["margin"], 2 * dyn["gold_prob"] - 1, atol=1e-5)
+    # the head was trained in place: head_probs agrees with the last epoch's gold probs
+    probs = head_probs(model, cls, CPU)
+    np.testing.assert_allclose(probs[np.arange(len(labels)), labels],
+                               dyn[dyn.epoch == 29]["gold_prob"], atol=1e-5)
+
+
+def test_head_fit_only_changes_the_head(tiny_bert_dir):
+    texts, labels, ids = _data(32)
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cls = encoder_cls(model, tokenizer, texts, max_length=48, batch_size=16, device=CPU)
+    fit_head(model, cls, labels, ids, _opts("head", epochs=2), CPU)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
+                       "classifier.weight", "classifier.bias"}
+
+
+def test_full_fit_is_seeded_and_reduces_loss(tiny_bert_dir):
+    texts, labels, ids = _data(16)
+    runs = []
+    for _ in range(2):
+        seed_everything(0)
+        model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+        tokenizer = load_tokenizer(tiny_bert_dir)
+        dyn = fit_full(model, tokenizer, texts, labels, ids,
+                       _opts("full", epochs=15, learning_rate=1e-3, batch_size=8), CPU)
+        runs.append(dyn)
+    np.testing.assert_allclose(runs[0]["gold_prob"], runs[1]["gold_prob"], atol=1e-6)
+    assert len(runs[0]) == 15 * 16
+    by_epoch = runs[0].groupby("epoch")["gold_prob"].mean()
+    assert by_epoch.iloc[-1] > by_epoch.iloc[0] + 0.3
+    probs = predict_probs(model, tokenizer, texts, max_length=48, batch_size=8, device=CPU)
+    assert probs.shape == (16, 2)
+    assert np.mean(probs.argmax(1) == labels) >= 0.9
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_classification_metrics_by_hand():
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([[.9, .1], [.2, .8], [.3, .7], [.6, .4], [.1, .9]])
+    m = classification_metrics(labels, probs, ["a", "b"])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["per_class"]["a"] == pytest.approx(
+        {"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    assert m["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_stratified_folds_spread_each_class():
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 6)
+    fold = stratified_folds(labels, 5, seed=3)
+    for c in range(3):
+        counts = np.bincount(fold[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(fold, stratified_folds(labels, 5, seed=3))
+    with pytest.raises(ValueError, match="class index 1 has only 5 training samples"):
+        stratified_folds(labels, 6, seed=0)
