@@ -170,7 +170,7 @@ def _cmd_train(args: argparse.Namespace, config: RunConfig) -> int:
 def _cmd_extract(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.extract import run_extract
 
-    info = run_extract(_store(config), config, force=args.force)
+    info = run_extract(_store(config), config, force=args.force, progress=not args.quiet)
     for split, split_info in info.items():
         print(f"features/{split}: {split_info['rows']} rows -> {config.run_dir}/features/{split}/")
     return 0
@@ -199,7 +199,7 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
           f"training labels flipped on purpose; run directory {config.run_dir}")
     train_info = run_train(store, config, force=args.force, progress=not args.quiet)
-    extract_info = run_extract(store, config, force=args.force)
+    extract_info = run_extract(store, config, force=args.force, progress=not args.quiet)
     print()
     print(f"done in {time.perf_counter() - started:.0f} s")
     print(f"  model ({train_info['mode']} mode, eval accuracy "

@@ -122,7 +122,7 @@ def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.nda
     optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
     rng = np.random.default_rng(opts.seed)
     features = cls_hidden.to(device)
-    labels = torch.as_tensor(label_ids, dtype=torch.long, device=device)
+    labels = torch.tensor(label_ids, dtype=torch.long, device=device)
     n = len(labels)
     steps_per_epoch = math.ceil(n / opts.batch_size)
     schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)

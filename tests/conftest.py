@@ -12,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# tests keep Ray's auth token out of $HOME: no token, loopback-only clusters
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
 NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
@@ -66,7 +68,6 @@ def ray_session(tmp_path_factory):
 
     # Ray's socket paths must stay short: keep its temp dir directly under /tmp
     temp_dir = tempfile.mkdtemp(prefix="rlb-ray-", dir="/tmp")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from relabeler.jobs._ray import connect
 
     connect(num_cpus=2, temp_dir=temp_dir)

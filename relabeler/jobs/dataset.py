@@ -26,7 +26,7 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
     """Write ``dataset/`` unless it is there already; returns the stage info."""
     if store.stage_done(STAGE) and not force:
         log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
-        return store.stage_info(STAGE) or {}
+        return (store.stage_info(STAGE) or {}).get("info", {})
     store.reset_stage(STAGE, ARTIFACTS)
     cfg = config.data
     ds = load_dataset(

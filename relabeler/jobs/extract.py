@@ -134,40 +134,19 @@ def _stack(values: np.ndarray) -> np.ndarray:
     return np.stack(list(values)) if values.dtype == object else values
 
 
-def extract_split(store: RunStore, split: str, *, model_artifact: str = "model",
-                  max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
-                  num_actors: int = 0, gpus_per_actor: float = 1.0,
-                  num_threads: int = 0) -> int:
-    """Extract features for one split with a Ray Data actor pool; returns rows written now.
-
-    Shards already in ``features/{split}/`` are kept (resume). Ray must be connected.
-    """
-    import ray
-    from ray.data import DataContext
-
+def _pending_rows(store: RunStore, split: str, split_no: int, shard_size: int,
+                  classes: Sequence[str]) -> tuple[dict[str, np.ndarray], dict, object]:
+    """Rows of the unfinished shards of ``split``, longest text first inside each shard."""
     from relabeler.data import read_split
-    from relabeler.jobs._ray import plan_pool
 
-    folder = f"features/{split}"
     frame = read_split(store.read_table(f"dataset/{split}.parquet"))
-    model_dir = store.get_dir(model_artifact)
-    classes = class_names(load_classifier(model_dir))
+    folder = f"features/{split}"
     n_shards = max(1, -(-len(frame) // shard_size))
     done = store.finished_shards(folder)
     pending = [i for i in range(n_shards) if i not in done]
-    if not pending:
-        log.info("%s: all %d shards already extracted", folder, n_shards)
-        return 0
-    if len(frame) == 0:
-        model = load_classifier(model_dir)
-        store.write_shard(folder, 0, empty_features(final_linear(model).in_features,
-                                                    len(classes)))
-        return 0
-
     index = {c: i for i, c in enumerate(classes)}
-    labels = frame["label"].tolist()
-    label_index = np.array([index.get(x, -1) if x is not None else -1 for x in labels],
-                           dtype=np.int64)
+    label_index = np.array([index.get(x, -1) if isinstance(x, str) else -1
+                            for x in frame["label"].tolist()], dtype=np.int64)
     shard = np.arange(len(frame)) // shard_size
     keep = np.isin(shard, pending)
     rows = {
@@ -176,50 +155,93 @@ def extract_split(store: RunStore, split: str, *, model_artifact: str = "model",
         "label_index": label_index[keep],
         "_pos": np.arange(len(frame))[keep],
         "_shard": shard[keep],
+        "_split": np.full(int(keep.sum()), split_no, dtype=np.int64),
     }
     # inside each shard, longest first: consecutive rows form batches of similar length
-    order = np.lexsort((-np.fromiter(map(len, rows["text"]), np.int64, len(rows["text"])),
-                        rows["_shard"]))
+    lengths = np.fromiter(map(len, rows["text"]), np.int64, len(rows["text"]))
+    order = np.lexsort((-lengths, rows["_shard"]))
     rows = {k: v[order] for k, v in rows.items()}
     expected = {int(s): int(np.sum(rows["_shard"] == s)) for s in pending}
+    return rows, expected, frame
 
+
+def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: str = "model",
+                   max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
+                   num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: int = 0,
+                   progress: bool = True) -> dict[str, int]:
+    """Extract features for ``splits`` in one Ray Data pass (the actors start once).
+
+    Shards already in ``features/{split}/`` are kept (resume). Ray must be connected.
+    Returns the rows written now, per split.
+    """
+    import ray
+    from ray.data import DataContext
+    from tqdm.auto import tqdm
+
+    from relabeler.jobs._ray import plan_pool
+
+    model_dir = store.get_dir(model_artifact)
+    model = load_classifier(model_dir)
+    classes = class_names(model)
+    written = {split: 0 for split in splits}
+    parts, expected, frames = [], {}, {}
+    for split_no, split in enumerate(splits):
+        rows, split_expected, frame = _pending_rows(store, split, split_no, shard_size, classes)
+        frames[split_no] = frame
+        if len(frame) == 0 and split_expected:
+            # an empty split still gets one (empty) part, so readers find its schema
+            store.write_shard(f"features/{split}", 0,
+                              empty_features(final_linear(model).in_features, len(classes)))
+            continue
+        expected.update({(split_no, s): n for s, n in split_expected.items()})
+        if len(rows["id"]):
+            parts.append(pa.table(rows))
+    del model
+    if not parts:
+        log.info("extract: every shard of %s is already done", ", ".join(splits))
+        return written
+
+    table = pa.concat_tables(parts)
     plan = plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
                      num_threads=num_threads)
-    log.info("%s: %d rows in %d shards to extract with %d actor(s) (%s GPU, %s CPU each)",
-             folder, len(rows["id"]), len(pending), plan.num_actors, plan.num_gpus,
+    log.info("extract: %d rows of %s in %d shards, %d actor(s) (%s GPU, %s CPU each)",
+             len(table), ", ".join(splits), len(expected), plan.num_actors, plan.num_gpus,
              plan.num_cpus)
-    ctx = DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    blocks = max(1, min(len(rows["id"]) // max(batch_size * 4, 1), 64))
-    ds = ray.data.from_arrow(pa.table(rows)).repartition(blocks)
-    local_store = store.local_path("") is not None
+    DataContext.get_current().execution_options.preserve_order = True
+    # blocks of whole batches, made here: no Ray task has to split them (all CPUs may belong
+    # to the model actors)
+    block_rows = batch_size * max(1, min(16, -(-len(table) // (batch_size * 8))))
+    ds = ray.data.from_arrow([table.slice(i, block_rows)
+                              for i in range(0, len(table), block_rows)])
     ds = ds.map_batches(
         FeatureExtractor,
-        fn_constructor_args=(str(model_dir) if local_store else model_artifact,),
+        fn_constructor_args=(str(model_dir) if store.is_local else model_artifact,),
         fn_constructor_kwargs={"max_length": max_length, "num_threads": plan.torch_threads,
-                               "store_uri": None if local_store else store.uri},
+                               "store_uri": None if store.is_local else store.uri},
         batch_size=batch_size,
         batch_format="numpy",
         **plan.map_batches_kwargs(),
     )
-    buffers: dict[int, list[dict]] = {}
-    counts: dict[int, int] = {}
-    written = 0
-    start = time.perf_counter()
+    buffers: dict[tuple[int, int], list[dict]] = {}
+    counts: dict[tuple[int, int], int] = {}
+    bar = tqdm(total=len(table), desc="extract", unit="text", disable=not progress)
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for s in np.unique(batch["_shard"]):
-            mask = batch["_shard"] == s
-            part = {k: v[mask] for k, v in batch.items()}
-            s = int(s)
-            buffers.setdefault(s, []).append(part)
-            counts[s] = counts.get(s, 0) + int(mask.sum())
-            if counts[s] == expected[s]:
-                written += _write_shard(store, folder, s, buffers.pop(s), frame, classes)
-                log.info("%s: shard %d written (%d rows, %.0f rows/s)", folder, s, counts[s],
-                         written / (time.perf_counter() - start))
-    missing = [s for s in pending if s not in store.finished_shards(folder)]
+        bar.update(len(batch["_pos"]))
+        keys = np.stack([batch["_split"], batch["_shard"]], axis=1)
+        for key in np.unique(keys, axis=0):
+            mask = (keys == key).all(axis=1)
+            key = (int(key[0]), int(key[1]))
+            buffers.setdefault(key, []).append({k: v[mask] for k, v in batch.items()})
+            counts[key] = counts.get(key, 0) + int(mask.sum())
+            if counts[key] == expected[key]:
+                split = splits[key[0]]
+                written[split] += _write_shard(store, f"features/{split}", key[1],
+                                               buffers.pop(key), frames[key[0]], classes)
+    bar.close()
+    missing = [f"features/{splits[k[0]]}/part {k[1]}" for k in expected
+               if k[1] not in store.finished_shards(f"features/{splits[k[0]]}")]
     if missing:
-        raise RuntimeError(f"{folder}: shards {missing} did not complete")
+        raise RuntimeError(f"extract: {', '.join(missing)} did not complete")
     return written
 
 
@@ -232,11 +254,12 @@ def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], fr
     table = features_table(merged["id"].tolist(), [x if isinstance(x, str) else None
                                                    for x in labels], merged, classes)
     store.write_shard(folder, shard, table)
+    log.debug("%s: part %d written (%d rows)", folder, shard, table.num_rows)
     return table.num_rows
 
 
 def run_extract(store: RunStore, config, *, force: bool = False,
-                splits: Sequence[str] | None = None) -> dict:
+                splits: Sequence[str] | None = None, progress: bool = True) -> dict:
     """The extract stage over ``splits`` (default ``[extract] splits``); per-split markers
     ``extract.{split}`` make a finished split a no-op unless ``force``."""
     from relabeler.jobs._ray import connect
@@ -248,26 +271,29 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"splits: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
-    info = {}
+    todo = []
     for split in splits:
         stage = f"extract.{split}"
-        if store.stage_done(stage) and not force:
-            log.info("%s: already done (use --force to redo)", stage)
-            info[split] = store.stage_info(stage)
-            continue
         if force:
             store.reset_stage(stage, [f"features/{split}"])
+        elif store.stage_done(stage):
+            log.info("%s: already done (use --force to redo)", stage)
+            continue
+        todo.append(split)
+    if todo:
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
         started = time.perf_counter()
         ec = config.extract
-        rows = extract_split(store, split, max_length=config.model.max_length,
-                             batch_size=ec.batch_size, shard_size=ec.shard_size,
-                             num_actors=ec.num_actors, gpus_per_actor=config.ray.gpus_per_actor,
-                             num_threads=ec.num_threads)
+        written = extract_splits(store, todo, max_length=config.model.max_length,
+                                 batch_size=ec.batch_size, shard_size=ec.shard_size,
+                                 num_actors=ec.num_actors,
+                                 gpus_per_actor=config.ray.gpus_per_actor,
+                                 num_threads=ec.num_threads, progress=progress)
         seconds = time.perf_counter() - started
-        total = store.read_table(f"features/{split}", columns=["id"]).num_rows
-        info[split] = {"rows": total, "rows_this_run": rows, "seconds": round(seconds, 2),
-                       "rows_per_s": round(rows / seconds, 1) if rows else None}
-        store.mark_done(stage, info[split])
-        log.info("%s: %d rows (%d this run) in %.1f s", stage, total, rows, seconds)
-    return info
+        for split in todo:
+            total = store.read_table(f"features/{split}", columns=["id"]).num_rows
+            store.mark_done(f"extract.{split}", {
+                "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2)})
+        log.info("extract: %d rows in %.1f s (%.0f texts/s, actor start included)",
+                 sum(written.values()), seconds, sum(written.values()) / seconds)
+    return {split: store.stage_info(f"extract.{split}")["info"] for split in splits}

@@ -132,7 +132,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     """The train stage; skipped when done unless ``force``. Returns the stage info."""
     if store.stage_done(STAGE) and not force:
         log.info("train: already done in %s (use --force to retrain)", store.uri)
-        return store.stage_info(STAGE) or {}
+        return (store.stage_info(STAGE) or {}).get("info", {})
     prepare_dataset(store, config)
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()

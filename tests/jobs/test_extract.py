@@ -1,0 +1,136 @@
+"""extract: the actor equals a plain forward pass; the Ray job writes, shards and resumes."""
+
+import numpy as np
+import pytest
+import torch
+
+from relabeler.config import RunConfig
+from relabeler.jobs.extract import FeatureExtractor, run_extract
+from relabeler.jobs.train import run_train
+from relabeler.model import encode, load_classifier, load_tokenizer
+from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
+
+
+def _plain_forward(model_dir, texts, labels):
+    """A single-process reference: one text at a time, no padding, no batching tricks."""
+    model = load_classifier(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    rows = []
+    with torch.inference_mode():
+        for text, label in zip(texts, labels, strict=True):
+            enc = encode(tokenizer, [text], 128)
+            out = model(**enc, output_hidden_states=False)
+            pooled = model.bert(**enc).pooler_output[0]
+            logits = out.logits[0]
+            log_probs = logits.log_softmax(-1)
+            loss = -log_probs[label].item() if label >= 0 else float("nan")
+            rows.append((pooled.numpy(), logits.numpy(), log_probs.exp().numpy(), loss,
+                         int(enc["attention_mask"].sum())))
+    return rows
+
+
+def test_actor_matches_a_plain_forward_pass(tiny_bert_dir, tmp_path):
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    load_tokenizer(tiny_bert_dir).save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    frame = synthetic_frame(20)
+    label_index = np.array([1 if x == "pos" else 0 for x in frame.label])
+    label_index[3] = -1  # an unlabeled row (pool)
+    extractor = FeatureExtractor(str(tmp_path), max_length=128, num_threads=1)
+    out = extractor({"text": frame.text.to_numpy(dtype=object), "label_index": label_index,
+                     "id": frame.id.to_numpy(dtype=object)})
+    reference = _plain_forward(str(tmp_path), frame.text.tolist(), label_index.tolist())
+    for i, (pooled, logits, probs, loss, n_tokens) in enumerate(reference):
+        np.testing.assert_allclose(out["embedding"][i], pooled, atol=1e-4)
+        np.testing.assert_allclose(out["logits"][i], logits, atol=1e-4)
+        np.testing.assert_allclose(out["probs"][i], probs, atol=1e-4)
+        assert out["n_tokens"][i] == n_tokens
+        if label_index[i] >= 0:
+            assert out["loss"][i] == pytest.approx(loss, abs=1e-4)
+        else:
+            assert np.isnan(out["loss"][i])
+    assert out["pred"].tolist() == out["logits"].argmax(1).tolist()
+    assert out["id"].tolist() == frame.id.tolist()
+    assert "text" not in out
+
+
+def _tiny_config(tmp_path, tiny_bert_dir, csv_path, **extract):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.data.source = str(csv_path)
+    config.data.eval_fraction = 0.25
+    config.data.pool_fraction = 0.1
+    config.model.name = tiny_bert_dir
+    config.model.max_length = 64
+    config.train.mode = "head"
+    config.train.epochs = 3
+    for key, value in extract.items():
+        setattr(config.extract, key, value)
+    return config
+
+
+@pytest.mark.slow
+def test_ray_extract_writes_features_equal_to_plain_forward(ray_session, tiny_bert_dir,
+                                                            tmp_path, synthetic_csv):
+    config = _tiny_config(tmp_path, tiny_bert_dir, synthetic_csv, shard_size=16, batch_size=8)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    info = run_extract(store, config, progress=False)
+    assert {s: info[s]["rows"] for s in ("train", "eval", "pool")} == {
+        "train": 78, "eval": 30, "pool": 12}
+    assert store.finished_shards("features/train") == {0, 1, 2, 3, 4}
+    features = store.read_table("features/train").to_pandas()
+    dataset = store.read_table("dataset/train.parquet").to_pandas()
+    assert features["id"].tolist() == dataset["id"].tolist()  # split order, across shards
+    assert features["label"].tolist() == dataset["label"].tolist()
+    classes = ["neg", "pos"]
+    labels = [classes.index(x) for x in dataset["label"]]
+    reference = _plain_forward(store.path("model"), dataset["text"].tolist(), labels)
+    for row, (pooled, logits, probs, loss, n_tokens) in zip(features.itertuples(), reference,
+                                                            strict=True):
+        np.testing.assert_allclose(row.embedding, pooled, atol=1e-4)
+        np.testing.assert_allclose(row.logits, logits, atol=1e-4)
+        np.testing.assert_allclose(row.probs, probs, atol=1e-4)
+        assert row.loss == pytest.approx(loss, abs=1e-4)
+        assert row.n_tokens == n_tokens
+        assert row.pred == classes[int(np.argmax(logits))]
+    pool = store.read_table("features/pool").to_pandas()
+    assert pool["label"].isna().all() and pool["loss"].isna().all()
+
+
+@pytest.mark.slow
+def test_ray_extract_resumes_from_finished_shards(ray_session, tiny_bert_dir, tmp_path,
+                                                  synthetic_csv):
+    config = _tiny_config(tmp_path, tiny_bert_dir, synthetic_csv, shard_size=16, batch_size=8,
+                          splits=["train"])
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    before = store.read_table("features/train")
+    # a stage killed midway: shards 1 and 3 never finished, the marker was never written
+    store.remove("features/train/part-00001.parquet")
+    store.remove("features/train/part-00003.parquet")
+    store.remove("_stages/extract.train.json")
+    info = run_extract(store, config, progress=False)
+    assert info["train"]["rows_this_run"] == 32
+    after = store.read_table("features/train")
+    assert after.column("id").to_pylist() == before.column("id").to_pylist()
+    np.testing.assert_allclose(np.stack(after.column("embedding").to_pylist()),
+                               np.stack(before.column("embedding").to_pylist()), atol=1e-5)
+    # finished: a second run does nothing
+    assert run_extract(store, config, progress=False)["train"]["rows_this_run"] == 32
+    assert store.stage_info("extract.train")["info"]["rows"] == 78
+    assert store.stage_info("extract.train")["stage"] == "extract.train"
+
+
+def test_extract_before_train_is_a_clear_error(tmp_path):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    with pytest.raises(RuntimeError, match="extract needs a trained model"):
+        run_extract(RunStore(config.run_dir), config)
+
+
+def test_unknown_split_is_rejected(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.mark_done("train")
+    with pytest.raises(ValueError, match=r"unknown split\(s\) \['test'\]"):
+        run_extract(store, RunConfig(run_dir=str(tmp_path / "run")), splits=["test"])
