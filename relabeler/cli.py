@@ -225,13 +225,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"relabeler: error: {exc}\n")
     _setup_logging(args.quiet)
     from relabeler.data import DataError
+    from relabeler.jobs import StageError
     from relabeler.model import ModelError
     from relabeler.store import StoreError
 
     try:
         config = demo_config(args) if args.verb == "demo" else resolve_config(args)
         return COMMANDS[args.verb](args, config)
-    except (ConfigError, DataError, ModelError, StoreError, ValueError) as exc:
+    except (ConfigError, DataError, ModelError, StoreError, StageError, ValueError) as exc:
         log.debug("failed", exc_info=True)
         print(f"relabeler: error: {exc}", file=sys.stderr)
         return 2

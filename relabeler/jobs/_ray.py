@@ -43,6 +43,9 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         ray.init(address=address, **kwargs)
         return
     kwargs["include_dashboard"] = False
+    # A Ray that relabeler starts for itself serves this machine only: keep it on loopback
+    # (Ray otherwise binds the node's network address and accepts connections from outside).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if num_cpus:
         kwargs["num_cpus"] = num_cpus
     if temp_dir:

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from relabeler.jobs import StageError
 from relabeler.model import (
     FeatureCapture,
     autocast,
@@ -241,7 +242,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
     missing = [f"features/{splits[k[0]]}/part {k[1]}" for k in expected
                if k[1] not in store.finished_shards(f"features/{splits[k[0]]}")]
     if missing:
-        raise RuntimeError(f"extract: {', '.join(missing)} did not complete")
+        raise StageError(f"extract: {', '.join(missing)} did not complete; run again to "
+                         "resume from the finished parts")
     return written
 
 
@@ -265,7 +267,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     from relabeler.jobs._ray import connect
 
     if not store.stage_done("train"):
-        raise RuntimeError(f"extract needs a trained model: run `relabeler train --run "
+        raise StageError(f"extract needs a trained model: run `relabeler train --run "
                            f"{store.uri}` first")
     splits = list(splits or config.extract.splits)
     unknown = [s for s in splits if s not in SPLITS]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from relabeler.config import RunConfig
+from relabeler.jobs import StageError
 from relabeler.jobs.extract import FeatureExtractor, run_extract
 from relabeler.jobs.train import run_train
 from relabeler.model import encode, load_classifier, load_tokenizer
@@ -125,7 +126,7 @@ def test_ray_extract_resumes_from_finished_shards(ray_session, tiny_bert_dir, tm
 
 def test_extract_before_train_is_a_clear_error(tmp_path):
     config = RunConfig(run_dir=str(tmp_path / "run"))
-    with pytest.raises(RuntimeError, match="extract needs a trained model"):
+    with pytest.raises(StageError, match="extract needs a trained model"):
         run_extract(RunStore(config.run_dir), config)
 
 

@@ -1,0 +1,256 @@
+"""Texts/s of the extract actor against a naive loop, on the same texts in one run.
+
+The naive baseline is the loop one writes first: texts in their original order, fixed batches of
+32, every batch padded to ``max_length``, fp32. The actor is fed as the extract job feeds it
+(``_pending_rows``): longest text first, consecutive batches of ``--batch-size``. Both compute
+the same outputs; their probabilities must agree within 1e-3 or the run aborts.
+
+With CUDA present, also: seq/s and MFU of the actor for a BERT-base-sized model (random
+weights) at sequence length 128.
+
+    .venv/bin/python benchmarks/extract_throughput.py [--n 2000] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from relabeler.data import DEMO_DATASETS
+from relabeler.jobs.extract import FeatureExtractor
+from relabeler.model import encode, final_linear, load_classifier, load_tokenizer, save_model
+
+log = logging.getLogger("extract_throughput")
+
+NAIVE_BATCH_SIZE = 32
+PROBS_ATOL = 1e-3
+GPU_LENGTH = 128
+GPU_BATCH_SIZES = (256, 512, 1024)
+# dense bf16 peak per GPU; the first name contained in torch.cuda.get_device_name() wins
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12),
+                   ("H200", 989e12))
+
+
+def naive_pass(model, tokenizer, texts: list[str], *, max_length: int,
+               device: torch.device) -> dict[str, np.ndarray]:
+    """Original order, fixed batches, padded to ``max_length``, fp32. Returns embedding (N, D),
+    logits and probs (N, C)."""
+    embeddings: list[torch.Tensor] = []
+    hook = final_linear(model).register_forward_pre_hook(
+        lambda _module, args: embeddings.append(args[0].cpu()))
+    logits = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), NAIVE_BATCH_SIZE):
+                enc = tokenizer(texts[start:start + NAIVE_BATCH_SIZE], padding="max_length",
+                                truncation=True, max_length=max_length, return_tensors="pt")
+                logits.append(model(**enc.to(device)).logits.cpu())
+    finally:
+        hook.remove()
+    all_logits = torch.cat(logits)
+    return {"embedding": torch.cat(embeddings).numpy(), "logits": all_logits.numpy(),
+            "probs": all_logits.softmax(-1).numpy()}
+
+
+def actor_pass(extractor: FeatureExtractor, texts: np.ndarray, label_index: np.ndarray, *,
+               batch_size: int) -> dict[str, np.ndarray]:
+    """Longest text first, consecutive batches, as the job does; results in the input order."""
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    order = np.argsort(-lengths, kind="stable")
+    parts = [extractor({"text": texts[idx], "label_index": label_index[idx], "id": idx})
+             for idx in (order[i:i + batch_size] for i in range(0, len(order), batch_size))]
+    merged = {k: np.concatenate([p[k] for p in parts])
+              for k in ("id", "embedding", "logits", "probs", "n_tokens")}
+    back = np.argsort(merged.pop("id"))
+    return {k: v[back] for k, v in merged.items()}
+
+
+def timed(run: Callable[[], dict], device: torch.device) -> tuple[float, dict]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    out = run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, out
+
+
+def best_seconds(run: Callable[[], dict], device: torch.device, repeats: int) -> float:
+    return min(timed(run, device)[0] for _ in range(repeats))
+
+
+def cpu_benchmark(args, model_dir: Path, texts: np.ndarray, label_index: np.ndarray) -> dict:
+    cpu = torch.device("cpu")
+    torch.set_num_threads(args.threads)
+    tokenizer, model = load_tokenizer(model_dir), load_classifier(model_dir)
+    extractor = FeatureExtractor(str(model_dir), max_length=args.max_length,
+                                 num_threads=args.threads, device="cpu")
+    text_list = [str(t) for t in texts]
+    log.info("warm-up (%d threads)", args.threads)
+    naive_pass(model, tokenizer, text_list[:NAIVE_BATCH_SIZE], max_length=args.max_length,
+               device=cpu)
+    actor_pass(extractor, texts[:args.batch_size], label_index[:args.batch_size],
+               batch_size=args.batch_size)
+    naive_s = actor_s = float("inf")
+    for repeat in range(args.repeats):
+        # alternate the two, so drift of the machine hits both alike
+        seconds, naive = timed(lambda: naive_pass(model, tokenizer, text_list,
+                                                  max_length=args.max_length, device=cpu), cpu)
+        naive_s = min(naive_s, seconds)
+        seconds, actor = timed(lambda: actor_pass(extractor, texts, label_index,
+                                                  batch_size=args.batch_size), cpu)
+        actor_s = min(actor_s, seconds)
+        log.info("repeat %d: naive %.2f s, extract %.2f s", repeat + 1, naive_s, actor_s)
+    probs_diff = float(np.abs(naive["probs"] - actor["probs"]).max())
+    if not probs_diff <= PROBS_ATOL:
+        raise SystemExit(f"naive and extract probabilities differ by {probs_diff:.2e} "
+                         f"(> {PROBS_ATOL}): the two do not compute the same thing")
+    mean_tokens = float(actor["n_tokens"].mean())
+    log.info("probs agree (max |diff| %.1e; embedding max |diff| %.1e); mean tokens per text "
+             "%.1f (the naive loop pads every text to %d)", probs_diff,
+             float(np.abs(naive["embedding"] - actor["embedding"]).max()), mean_tokens,
+             args.max_length)
+    n = len(texts)
+    return {"n": n, "threads": args.threads, "mean_tokens": mean_tokens,
+            "naive_texts_per_s": n / naive_s, "naive_s": naive_s,
+            "extract_texts_per_s": n / actor_s, "extract_s": actor_s,
+            "ratio": naive_s / actor_s, "probs_max_abs_diff": probs_diff}
+
+
+def bert_flops_per_seq(model, length: int) -> float:
+    """Forward FLOPs of one sequence: 2 * params per token for the encoder, once per sequence
+    for pooler and classifier, plus the two attention matmuls (QK^T and AV)."""
+    base = model.base_model
+    encoder = sum(p.numel() for p in base.encoder.parameters())
+    per_seq = (sum(p.numel() for p in model.parameters()) - encoder
+               - sum(p.numel() for p in base.embeddings.parameters()))
+    cfg = model.config
+    attention = 2 * 2 * length**2 * cfg.hidden_size * cfg.num_hidden_layers
+    return 2 * encoder * length + 2 * per_seq + attention
+
+
+def gpu_benchmark(args, tmp: Path, device: torch.device) -> dict:
+    """BERT-base with random weights; the MiniLM tokenizer has the same 30522-word vocab."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(num_labels=2))
+    model_dir = tmp / "bert-base"
+    save_model(model, load_tokenizer(None), model_dir, ["negative", "positive"])
+    flops_per_seq = bert_flops_per_seq(model, GPU_LENGTH)
+    name = torch.cuda.get_device_name()
+    peak = (args.peak_tflops * 1e12 if args.peak_tflops else
+            next((p for key, p in PEAK_BF16_FLOPS if key in name), None))
+    # one-token words, more of them than fit: every text truncates to exactly GPU_LENGTH tokens
+    words = np.array("the model reads each text and labels it with a class".split())
+    rng = np.random.default_rng(0)
+    texts = np.array([" ".join(rng.choice(words, GPU_LENGTH)) for _ in range(args.gpu_n)],
+                     dtype=object)
+    label_index = np.zeros(len(texts), np.int64)
+    extractor = FeatureExtractor(str(model_dir), max_length=GPU_LENGTH, device=str(device))
+    check = extractor({"text": texts[:8], "label_index": label_index[:8], "id": np.arange(8)})
+    if (check["n_tokens"] != GPU_LENGTH).any():
+        raise SystemExit(f"synthetic texts are not {GPU_LENGTH} tokens: {check['n_tokens']}")
+    log.info("%s: %.1f GFLOP per sequence, peak %s", name, flops_per_seq / 1e9,
+             f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown (pass --peak-tflops)")
+    results = {"device": name, "flops_per_seq": flops_per_seq, "peak_flops": peak, "batch": {}}
+    for batch_size in GPU_BATCH_SIZES:
+        actor_pass(extractor, texts[:batch_size], label_index[:batch_size],
+                   batch_size=batch_size)  # warm-up: kernel choice per shape
+        seconds = best_seconds(lambda bs=batch_size: actor_pass(
+            extractor, texts, label_index, batch_size=bs), device, args.repeats)
+        seq_per_s = len(texts) / seconds
+        results["batch"][batch_size] = {"seq_per_s": seq_per_s,
+                                        "mfu": seq_per_s * flops_per_seq / peak if peak else None}
+    started = time.perf_counter()
+    for start in range(0, len(texts), GPU_BATCH_SIZES[-1]):
+        encode(extractor.tokenizer, list(texts[start:start + GPU_BATCH_SIZES[-1]]), GPU_LENGTH)
+    results["tokenizer_seq_per_s"] = len(texts) / (time.perf_counter() - started)
+    naive_model = load_classifier(model_dir).to(device)  # fp32
+    tokenizer, text_list = load_tokenizer(model_dir), [str(t) for t in texts]
+    naive_pass(naive_model, tokenizer, text_list[:NAIVE_BATCH_SIZE], max_length=GPU_LENGTH,
+               device=device)
+    seconds = best_seconds(lambda: naive_pass(
+        naive_model, tokenizer, text_list, max_length=GPU_LENGTH, device=device),
+        device, args.repeats)
+    results["naive_seq_per_s"] = len(texts) / seconds
+    return results
+
+
+def print_gpu(gpu: dict) -> None:
+    print(f"\nGPU: {gpu['device']}, BERT-base (random weights), length {GPU_LENGTH}")
+    print(f"{'batch':>8} {'seq/s':>10} {'MFU':>7}")
+    for batch_size, row in gpu["batch"].items():
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+        print(f"{batch_size:>8} {row['seq_per_s']:>10,.0f} {mfu:>7}")
+    best = max(row["seq_per_s"] for row in gpu["batch"].values())
+    print(f"naive fp32 loop, batch {NAIVE_BATCH_SIZE}: {gpu['naive_seq_per_s']:,.0f} seq/s "
+          f"(extract {best / gpu['naive_seq_per_s']:.2f}x); tokenizer alone "
+          f"{gpu['tokenizer_seq_per_s']:,.0f} seq/s")
+    print(f"BERT-base seq/s at length {GPU_LENGTH}: {best:,.0f} (target >= 20,000 on one H100)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="texts to extract")
+    parser.add_argument("--dataset", default="sms-spam", choices=sorted(DEMO_DATASETS))
+    parser.add_argument("--model", default=None, help="model folder (default: packaged MiniLM)")
+    parser.add_argument("--batch-size", type=int, default=64, help="extract batch size")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes; the best counts")
+    parser.add_argument("--gpu-n", type=int, default=16384, help="synthetic texts on a GPU")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="peak dense bf16 TFLOP/s for MFU (default: from the GPU name)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    too_small = [k for k in ("n", "batch_size", "max_length", "threads", "repeats", "gpu_n")
+                 if getattr(args, k) < 1]
+    if too_small:
+        parser.error(f"--{too_small[0].replace('_', '-')} must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    frame = DEMO_DATASETS[args.dataset]()
+    frame = frame.sample(n=args.n, replace=args.n > len(frame), random_state=0)
+    classes = sorted(frame["label"].dropna().unique())
+    index = {c: i for i, c in enumerate(classes)}
+    texts = frame["text"].to_numpy(dtype=object)
+    label_index = np.array([index.get(x, -1) for x in frame["label"]], dtype=np.int64)
+    with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
+        model_dir = Path(tmp) / "classifier"
+        torch.manual_seed(0)  # the new head's weights
+        save_model(load_classifier(args.model, classes), load_tokenizer(args.model), model_dir,
+                   classes)
+        log.info("%d texts of %s, classes %s", len(texts), args.dataset, classes)
+        results = {"cpu": cpu_benchmark(args, model_dir, texts, label_index)}
+        cpu = results["cpu"]
+        print(f"\n{'method':<40} {'texts/s':>9} {'seconds':>8}")
+        print(f"{f'naive (fp32, pad to {args.max_length}, batch 32)':<40} "
+              f"{cpu['naive_texts_per_s']:>9.1f} {cpu['naive_s']:>8.2f}")
+        print(f"{f'extract (longest first, batch {args.batch_size})':<40} "
+              f"{cpu['extract_texts_per_s']:>9.1f} {cpu['extract_s']:>8.2f}")
+        print(f"mean tokens per text: {cpu['mean_tokens']:.1f}; {args.threads} threads")
+        print(f"extract vs naive: {cpu['ratio']:.2f}x (target >= 2x on CPU)")
+        if torch.cuda.is_available():
+            results["gpu"] = gpu_benchmark(args, Path(tmp), torch.device("cuda"))
+            print_gpu(results["gpu"])
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        log.info("results written to %s", args.json)
+
+
+if __name__ == "__main__":
+    main()

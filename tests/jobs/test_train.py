@@ -1,0 +1,91 @@
+"""train: fresh head, dynamics, out-of-fold probabilities as Ray tasks, the real MiniLM."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relabeler.config import RunConfig
+from relabeler.jobs.dataset import prepare_dataset
+from relabeler.jobs.train import run_train
+from relabeler.model import class_names, load_classifier
+from relabeler.store import RunStore
+
+
+def _config(tmp_path, source, model, **train):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.data.source = str(source)
+    config.model.name = str(model)
+    config.model.max_length = 64
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def test_head_training_writes_model_dynamics_and_metrics(tiny_bert_dir, tmp_path,
+                                                         synthetic_csv):
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=4)
+    store = RunStore(config.run_dir)
+    info = run_train(store, config, progress=False)
+    assert info["mode"] == "head" and info["n_train"] == 96 and info["classes"] == ["neg", "pos"]
+    assert json.loads((tmp_path / "run/model/labels.json").read_text()) == ["neg", "pos"]
+    assert class_names(load_classifier(store.path("model"))) == ["neg", "pos"]
+    dynamics = store.read_table("train/dynamics.parquet").to_pandas()
+    assert len(dynamics) == 4 * 96
+    assert set(dynamics["id"]) == set(store.read_table("dataset/train.parquet")
+                                      .column("id").to_pylist())
+    metrics = store.read_json("train/metrics.json")
+    assert metrics["eval"]["n"] == 24
+    assert 0 <= metrics["eval"]["accuracy"] <= 1
+    assert not store.exists("train/oof.parquet")
+
+
+def test_training_is_reproducible_with_a_seed(tiny_bert_dir, tmp_path, synthetic_csv):
+    runs = []
+    for name in ("a", "b"):
+        config = _config(tmp_path / name, synthetic_csv, tiny_bert_dir, mode="head", epochs=3,
+                         seed=7)
+        store = RunStore(config.run_dir)
+        run_train(store, config, progress=False)
+        runs.append(store.read_table("train/dynamics.parquet").to_pandas())
+    np.testing.assert_array_equal(runs[0]["gold_prob"], runs[1]["gold_prob"])
+
+
+def test_a_finished_stage_is_skipped_unless_forced(tiny_bert_dir, tmp_path, synthetic_csv):
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=2)
+    store = RunStore(config.run_dir)
+    first = run_train(store, config, progress=False)
+    stamp = store.stage_info("train")["finished_at"]
+    assert run_train(store, config, progress=False) == first
+    assert store.stage_info("train")["finished_at"] == stamp
+    config.train.epochs = 3
+    run_train(store, config, force=True, progress=False)
+    assert len(store.read_table("train/dynamics.parquet")) == 3 * 96
+
+
+def test_noise_injection_keeps_the_truth_beside_the_labels(tmp_path, synthetic_csv):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.data.source = str(synthetic_csv)
+    config.data.noise_rate = 0.25
+    info = prepare_dataset(RunStore(config.run_dir), config)
+    train = RunStore(config.run_dir).read_table("dataset/train.parquet").to_pandas()
+    assert info["n_flipped"] == 24 == int(train["flipped"].sum())
+    assert (train["label"] != train["true_label"]).tolist() == train["flipped"].tolist()
+
+
+@pytest.mark.slow
+def test_minilm_head_training_with_ray_folds_on_sms_spam(ray_session, minilm_dir, tmp_path):
+    config = _config(tmp_path, "sms-spam", "", mode="head", epochs=20, folds=3)
+    config.data.sample = 400
+    store = RunStore(config.run_dir)
+    info = run_train(store, config, progress=False)
+    assert info["n_train"] == 320
+    metrics = store.read_json("train/metrics.json")
+    assert metrics["eval"]["accuracy"] >= 0.9
+    oof = store.read_table("train/oof.parquet").to_pandas()
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    assert sorted(oof["id"]) == sorted(train["id"])
+    assert sorted(oof["fold"].unique().tolist()) == [0, 1, 2]
+    probs = np.stack(oof["probs"].to_numpy())
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert metrics["oof_accuracy"] >= 0.85

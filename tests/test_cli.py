@@ -1,0 +1,74 @@
+"""The relabeler command: verbs, config precedence, clear errors with exit code 2."""
+
+import pytest
+
+from relabeler.cli import build_parser, main, resolve_config
+from relabeler.config import load_config
+
+
+def test_init_writes_a_template_that_loads(tmp_path, capsys):
+    path = tmp_path / "relabeler.toml"
+    assert main(["init", str(path)]) == 0
+    assert load_config(path).train.mode == "auto"
+    with pytest.raises(SystemExit) as exc:
+        main(["init", str(path)])
+    assert exc.value.code == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_flags_override_the_file_and_set_overrides(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relabeler.toml").write_text('run_dir = "runs/a"\n[train]\nepochs = 5\n'
+                                             'folds = 2\n')
+    args = build_parser().parse_args(["train", "--epochs", "9", "--set", "train.folds=4",
+                                      "--set", "data.noise_rate=0.1"])
+    config = resolve_config(args)
+    assert config.run_dir == "runs/a"
+    assert config.train.epochs == 9
+    assert config.train.folds == 4
+    assert config.data.noise_rate == 0.1
+
+
+def test_data_verb_prepares_the_dataset(tmp_path, synthetic_csv, capsys):
+    run = tmp_path / "run"
+    assert main(["data", "--run", str(run), "--data", str(synthetic_csv), "-q"]) == 0
+    assert "96 train, 24 eval, 0 pool, 0 rejected" in capsys.readouterr().out
+    assert (run / "dataset" / "train.parquet").exists()
+
+
+def test_bad_data_is_exit_code_2_naming_the_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,text,label\n1,hello,a\n2,,b\n3,world,a\n")
+    assert main(["data", "--run", str(tmp_path / "run"), "--data", str(bad), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "relabeler: error:" in err and "bad.csv" in err and "row 1" in err
+    assert "column 'text'" in err
+    assert not (tmp_path / "run" / "dataset" / "train.parquet").exists()
+
+
+def test_bad_config_key_is_exit_code_2(tmp_path, capsys):
+    assert main(["data", "--run", str(tmp_path), "--set", "train.epoch=3", "-q"]) == 2
+    assert "did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_extract_before_train_is_exit_code_2(tmp_path, capsys):
+    assert main(["extract", "--run", str(tmp_path / "run"), "-q"]) == 2
+    assert "extract needs a trained model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_and_extract_on_sms_spam_with_the_packaged_minilm(ray_session, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--run", run, "--data", "sms-spam", "--sample", "300",
+                 "--mode", "head", "--epochs", "15", "-q"]) == 0
+    assert "eval accuracy" in capsys.readouterr().out
+    assert main(["extract", "--run", run, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "features/train: 240 rows" in out and "features/eval: 60 rows" in out
+    from relabeler.store import RunStore
+
+    store = RunStore(run)
+    features = store.read_table("features/eval").to_pandas()
+    accuracy = (features["pred"] == features["label"]).mean()
+    assert accuracy >= 0.9
+    assert len(features["embedding"].iloc[0]) == 384
