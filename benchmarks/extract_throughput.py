@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,52 +40,72 @@ PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12)
                    ("H200", 989e12))
 
 
-def naive_pass(model, tokenizer, texts: list[str], *, max_length: int,
-               device: torch.device) -> dict[str, np.ndarray]:
-    """Original order, fixed batches, padded to ``max_length``, fp32. Returns embedding (N, D),
-    logits and probs (N, C)."""
-    embeddings: list[torch.Tensor] = []
+def naive_batches(model, tokenizer, texts: list[str], *, max_length: int,
+                  device: torch.device) -> Iterator[dict[str, np.ndarray]]:
+    """Original order, fixed batches, padded to ``max_length``, fp32. Yields per batch: id (B,),
+    embedding (B, D), logits and probs (B, C)."""
+    captured: list[torch.Tensor] = []
     hook = final_linear(model).register_forward_pre_hook(
-        lambda _module, args: embeddings.append(args[0].cpu()))
-    logits = []
+        lambda _module, args: captured.append(args[0]))
     try:
-        with torch.no_grad():
-            for start in range(0, len(texts), NAIVE_BATCH_SIZE):
-                enc = tokenizer(texts[start:start + NAIVE_BATCH_SIZE], padding="max_length",
-                                truncation=True, max_length=max_length, return_tensors="pt")
-                logits.append(model(**enc.to(device)).logits.cpu())
+        for start in range(0, len(texts), NAIVE_BATCH_SIZE):
+            enc = tokenizer(texts[start:start + NAIVE_BATCH_SIZE], padding="max_length",
+                            truncation=True, max_length=max_length, return_tensors="pt")
+            with torch.no_grad():
+                logits = model(**enc.to(device)).logits
+            yield {"id": np.arange(start, start + len(logits)),
+                   "embedding": captured.pop().cpu().numpy(), "logits": logits.cpu().numpy(),
+                   "probs": logits.softmax(-1).cpu().numpy()}
     finally:
         hook.remove()
-    all_logits = torch.cat(logits)
-    return {"embedding": torch.cat(embeddings).numpy(), "logits": all_logits.numpy(),
-            "probs": all_logits.softmax(-1).numpy()}
 
 
-def actor_pass(extractor: FeatureExtractor, texts: np.ndarray, label_index: np.ndarray, *,
-               batch_size: int) -> dict[str, np.ndarray]:
-    """Longest text first, consecutive batches, as the job does; results in the input order."""
+def actor_batches(extractor: FeatureExtractor, texts: np.ndarray, label_index: np.ndarray, *,
+                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Longest text first, consecutive batches, as the job feeds the actor."""
     lengths = np.fromiter(map(len, texts), np.int64, len(texts))
     order = np.argsort(-lengths, kind="stable")
-    parts = [extractor({"text": texts[idx], "label_index": label_index[idx], "id": idx})
-             for idx in (order[i:i + batch_size] for i in range(0, len(order), batch_size))]
-    merged = {k: np.concatenate([p[k] for p in parts])
-              for k in ("id", "embedding", "logits", "probs", "n_tokens")}
-    back = np.argsort(merged.pop("id"))
-    return {k: v[back] for k, v in merged.items()}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        yield extractor({"text": texts[idx], "label_index": label_index[idx], "id": idx})
 
 
-def timed(run: Callable[[], dict], device: torch.device) -> tuple[float, dict]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    out = run()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started, out
+def run_passes(passes: dict[str, Iterator[dict]], device: torch.device
+               ) -> dict[str, tuple[float, dict[str, np.ndarray]]]:
+    """Step the passes batch by batch, always the one with the fewest texts done, timing each
+    step: on a shared machine, load from elsewhere then falls on all of them alike. Returns per
+    pass its seconds and its outputs back in input order."""
+    seconds = dict.fromkeys(passes, 0.0)
+    done = dict.fromkeys(passes, 0)
+    parts: dict[str, list[dict]] = {name: [] for name in passes}
+    active = set(passes)
+    while active:
+        name = min(active, key=lambda k: (done[k], k))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = next(passes[name], None)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds[name] += time.perf_counter() - started
+        if out is None:
+            active.discard(name)
+            continue
+        parts[name].append(out)
+        done[name] += len(out["id"])
+    results = {}
+    for name, chunks in parts.items():
+        merged = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        back = np.argsort(merged["id"], kind="stable")
+        results[name] = (seconds[name], {k: v[back] for k, v in merged.items()})
+    return results
 
 
-def best_seconds(run: Callable[[], dict], device: torch.device, repeats: int) -> float:
-    return min(timed(run, device)[0] for _ in range(repeats))
+def best_seconds(make_pass: Callable[[int], Iterator[dict]], n: int, *, warmup: int,
+                 device: torch.device, repeats: int) -> float:
+    """A warm-up pass over ``warmup`` texts, then the best of ``repeats`` passes over ``n``."""
+    run_passes({"warmup": make_pass(warmup)}, device)
+    return min(run_passes({"timed": make_pass(n)}, device)["timed"][0] for _ in range(repeats))
 
 
 def cpu_benchmark(args, model_dir: Path, texts: np.ndarray, label_index: np.ndarray) -> dict:
@@ -95,21 +115,21 @@ def cpu_benchmark(args, model_dir: Path, texts: np.ndarray, label_index: np.ndar
     extractor = FeatureExtractor(str(model_dir), max_length=args.max_length,
                                  num_threads=args.threads, device="cpu")
     text_list = [str(t) for t in texts]
+
+    def passes(n: int) -> dict[str, Iterator[dict]]:
+        return {"naive": naive_batches(model, tokenizer, text_list[:n],
+                                       max_length=args.max_length, device=cpu),
+                "extract": actor_batches(extractor, texts[:n], label_index[:n],
+                                         batch_size=args.batch_size)}
+
     log.info("warm-up (%d threads)", args.threads)
-    naive_pass(model, tokenizer, text_list[:NAIVE_BATCH_SIZE], max_length=args.max_length,
-               device=cpu)
-    actor_pass(extractor, texts[:args.batch_size], label_index[:args.batch_size],
-               batch_size=args.batch_size)
+    run_passes(passes(args.batch_size), cpu)
     naive_s = actor_s = float("inf")
     for repeat in range(args.repeats):
-        # alternate the two, so drift of the machine hits both alike
-        seconds, naive = timed(lambda: naive_pass(model, tokenizer, text_list,
-                                                  max_length=args.max_length, device=cpu), cpu)
-        naive_s = min(naive_s, seconds)
-        seconds, actor = timed(lambda: actor_pass(extractor, texts, label_index,
-                                                  batch_size=args.batch_size), cpu)
-        actor_s = min(actor_s, seconds)
-        log.info("repeat %d: naive %.2f s, extract %.2f s", repeat + 1, naive_s, actor_s)
+        timings = run_passes(passes(len(texts)), cpu)
+        (seconds, naive), (actor_seconds, actor) = timings["naive"], timings["extract"]
+        naive_s, actor_s = min(naive_s, seconds), min(actor_s, actor_seconds)
+        log.info("repeat %d: naive %.2f s, extract %.2f s", repeat + 1, seconds, actor_seconds)
     probs_diff = float(np.abs(naive["probs"] - actor["probs"]).max())
     if not probs_diff <= PROBS_ATOL:
         raise SystemExit(f"naive and extract probabilities differ by {probs_diff:.2e} "
@@ -164,10 +184,9 @@ def gpu_benchmark(args, tmp: Path, device: torch.device) -> dict:
              f"{peak / 1e12:.0f} TFLOP/s" if peak else "unknown (pass --peak-tflops)")
     results = {"device": name, "flops_per_seq": flops_per_seq, "peak_flops": peak, "batch": {}}
     for batch_size in GPU_BATCH_SIZES:
-        actor_pass(extractor, texts[:batch_size], label_index[:batch_size],
-                   batch_size=batch_size)  # warm-up: kernel choice per shape
-        seconds = best_seconds(lambda bs=batch_size: actor_pass(
-            extractor, texts, label_index, batch_size=bs), device, args.repeats)
+        seconds = best_seconds(lambda n, bs=batch_size: actor_batches(
+            extractor, texts[:n], label_index[:n], batch_size=bs), len(texts),
+            warmup=batch_size, device=device, repeats=args.repeats)
         seq_per_s = len(texts) / seconds
         results["batch"][batch_size] = {"seq_per_s": seq_per_s,
                                         "mfu": seq_per_s * flops_per_seq / peak if peak else None}
@@ -177,11 +196,9 @@ def gpu_benchmark(args, tmp: Path, device: torch.device) -> dict:
     results["tokenizer_seq_per_s"] = len(texts) / (time.perf_counter() - started)
     naive_model = load_classifier(model_dir).to(device)  # fp32
     tokenizer, text_list = load_tokenizer(model_dir), [str(t) for t in texts]
-    naive_pass(naive_model, tokenizer, text_list[:NAIVE_BATCH_SIZE], max_length=GPU_LENGTH,
-               device=device)
-    seconds = best_seconds(lambda: naive_pass(
-        naive_model, tokenizer, text_list, max_length=GPU_LENGTH, device=device),
-        device, args.repeats)
+    seconds = best_seconds(lambda n: naive_batches(
+        naive_model, tokenizer, text_list[:n], max_length=GPU_LENGTH, device=device),
+        len(texts), warmup=NAIVE_BATCH_SIZE, device=device, repeats=args.repeats)
     results["naive_seq_per_s"] = len(texts) / seconds
     return results
 

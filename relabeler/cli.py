@@ -97,6 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
     _extract_flags(p)
     p.add_argument("--max-length", dest="model.max_length", type=int)
 
+    p = sub.add_parser("score", help="rank suspect labels, map under-covered data")
+    _common(p)
+    g = p.add_argument_group("score")
+    g.add_argument("--method", dest="score.method", choices=("ensemble", "rank_mean"))
+    g.add_argument("--k", dest="score.k", type=int, help="nearest neighbours per sample")
+    g.add_argument("--budget", dest="score.acquire_budget", type=int,
+                   help="pool samples to propose for labeling")
+
+    p = sub.add_parser("simulate", help="inject label noise, run the pipeline, measure "
+                       "detection against cleanlab, TrustAI and random")
+    p.add_argument("--data", required=True, help="file, hf:NAME, or demo dataset name")
+    p.add_argument("--text-col", default="text")
+    p.add_argument("--label-col", default="label")
+    p.add_argument("--id-col", default="id")
+    p.add_argument("--sample", type=int, default=0, help="stratified subsample first")
+    p.add_argument("--noise", type=float, required=True, help="share of labels to flip")
+    p.add_argument("--noise-kind", choices=("uniform", "asymmetric"), default="uniform")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (its run directory is OUT/run)")
+    p.add_argument("--mode", choices=("auto", "full", "head"), default="auto")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--config", help="TOML config for everything else")
+    p.add_argument("--set", dest="assignments", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+
     p = sub.add_parser("demo", help="the main job on sms-spam with 10%% injected noise")
     _common(p)
     _train_flags(p)
@@ -192,6 +219,7 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.extract import run_extract
+    from relabeler.jobs.score import run_score
     from relabeler.jobs.train import run_train
 
     store = _store(config)
@@ -200,6 +228,7 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
           f"training labels flipped on purpose; run directory {config.run_dir}")
     train_info = run_train(store, config, force=args.force, progress=not args.quiet)
     extract_info = run_extract(store, config, force=args.force, progress=not args.quiet)
+    score_info = run_score(store, config, force=args.force)
     print()
     print(f"done in {time.perf_counter() - started:.0f} s")
     print(f"  model ({train_info['mode']} mode, eval accuracy "
@@ -209,10 +238,59 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
         print(f"  out-of-fold probabilities: {store.path('train/oof.parquet')}")
     for split, info in extract_info.items():
         print(f"  features/{split} ({info['rows']} rows): {store.path(f'features/{split}')}")
+    print(f"  suspect queue ({score_info['n_train']} ranked): "
+          f"{store.path('scores/suspects.parquet')}")
+    print(f"  coverage ({score_info['n_undercovered']} under-covered): "
+          f"{store.path('scores/coverage.parquet')}")
+    _print_queue_head(store)
     return 0
 
 
-COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract, "demo": _cmd_demo}
+def _print_queue_head(store, n: int = 5) -> None:
+    suspects = store.read_table("scores/suspects.parquet").to_pandas().head(n)
+    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+    print(f"\n  top {n} of the queue:")
+    for row in suspects.itertuples():
+        text = str(train.loc[row.id, "text"]).replace("\n", " ")
+        text = text[:70] + ("..." if len(text) > 70 else "")
+        print(f"  {row.rank:>3}. [{row.given_label} -> {row.suggested_label} "
+              f"{row.suggested_confidence:.2f}] {text}")
+
+
+def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.score import run_score
+
+    info = run_score(_store(config), config, force=args.force)
+    print(f"scores: {info['n_train']} training samples ranked -> "
+          f"{config.run_dir}/scores/suspects.parquet; {info['n_undercovered']} under-covered "
+          f"eval/pool samples, {info['n_acquire']} pool samples to acquire")
+    return 0
+
+
+def simulate_config(args: argparse.Namespace) -> RunConfig:
+    from relabeler.jobs.simulate import simulation_config
+
+    base = load_config(args.config) if args.config else None
+    config = simulation_config(data=args.data, out=args.out, noise=args.noise,
+                               noise_kind=args.noise_kind, seed=args.seed,
+                               text_col=args.text_col, label_col=args.label_col,
+                               id_col=args.id_col, sample=args.sample, mode=args.mode,
+                               folds=args.folds, base=base)
+    apply_overrides(config, None, args.assignments)
+    return config
+
+
+def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.simulate import markdown_table, run_simulation
+
+    result = run_simulation(config, args.out, force=args.force, progress=not args.quiet)
+    print(markdown_table(result))
+    print(f"-> {Path(args.out) / 'simulation.json'}")
+    return 0
+
+
+COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
+            "score": _cmd_score, "simulate": _cmd_simulate, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     from relabeler.store import StoreError
 
     try:
-        config = demo_config(args) if args.verb == "demo" else resolve_config(args)
+        if args.verb == "demo":
+            config = demo_config(args)
+        elif args.verb == "simulate":
+            config = simulate_config(args)
+        else:
+            config = resolve_config(args)
         return COMMANDS[args.verb](args, config)
     except (ConfigError, DataError, ModelError, StoreError, StageError, ValueError) as exc:
         log.debug("failed", exc_info=True)

@@ -22,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "ExtractConfig",
+    "ScoreConfig",
     "RayConfig",
     "RunConfig",
     "load_config",
@@ -96,6 +97,27 @@ class ExtractConfig:
 
 
 @dataclass
+class ScoreConfig:
+    method: str = _opt("ensemble", "How the views combine into suspect_score: ensemble (the "
+                       "mean of their normalised margins) or rank_mean (mean of ranks).",
+                       choices=("ensemble", "rank_mean"))
+    k: int = _opt(10, "Nearest training neighbours per sample (kNN disagreement, coverage).")
+    duplicate_threshold: float = _opt(0.98, "Cosine similarity from which two samples count "
+                                      "as near-duplicates.")
+    representer_lambda: float = _opt(0.003, "L2 strength of the representer refit of the "
+                                     "final layer.")
+    min_agreement: float = _opt(0.9, "Refuse representer evidence when the refit agrees with "
+                                "the model on fewer predictions than this.")
+    evidence_k: int = _opt(5, "Supporting and opposing training examples kept per suspect.")
+    evidence_top: int = _opt(5000, "Suspects (by rank) that get representer evidence; "
+                             "0 = all (cost grows with top x N).")
+    coverage_quantile: float = _opt(0.1, "Share of eval/pool samples flagged as under-covered.")
+    acquire_budget: int = _opt(100, "Pool samples proposed for labeling.")
+    diversity_threshold: float = _opt(0.95, "Two acquired pool samples may not be more similar "
+                                      "than this.")
+
+
+@dataclass
 class RayConfig:
     address: str = _opt("", "Ray cluster to join ('auto', 'ray://host:10001'); empty = "
                         "RAY_ADDRESS, else a local Ray.")
@@ -111,6 +133,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:

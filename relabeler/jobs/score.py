@@ -1,0 +1,258 @@
+"""``relabeler score``: the ranked queue of suspect labels and the map of under-covered data.
+
+Reads ``features/``, ``train/dynamics.parquet`` and (when present) ``train/oof.parquet``;
+computes every signal in :mod:`relabeler.selectors`; writes
+
+* ``scores/suspects.parquet``: every training sample, rank 1 first, with its suspect score,
+  suggested label, one column per signal, reasons, and representer evidence (training examples
+  that support and oppose the suggestion);
+* ``scores/coverage.parquet``: label-aware coverage of every eval and pool sample;
+* ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
+* ``scores/summary.json``.
+
+The algorithms are pure functions; this module reads, aligns, calls and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler.config import RunConfig
+from relabeler.jobs import StageError
+from relabeler.selectors import confidence, coverage, neighbors, rank, representer
+from relabeler.selectors.knn import knn
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STAGE = "score"
+ARTIFACTS = ("scores/suspects.parquet", "scores/coverage.parquet", "scores/acquire.parquet",
+             "scores/summary.json")
+
+
+@dataclass
+class SplitView:
+    """One split's features, aligned with its dataset rows."""
+
+    ids: np.ndarray          # (N,) object
+    labels: np.ndarray       # (N,) int64 class ids, -1 where unlabeled
+    features: np.ndarray     # (N, D) float32
+    probs: np.ndarray        # (N, C) float32
+    pred: np.ndarray         # (N,) int64
+
+
+@dataclass
+class TrainView(SplitView):
+    classes: list[str]
+    oof_probs: np.ndarray | None     # (N, C)
+    margins: np.ndarray | None       # (N, E) probability margins per epoch
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    return np.stack(column.to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
+def load_split(store: RunStore, split: str, classes: list[str]) -> SplitView:
+    table = store.read_table(f"features/{split}")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index.get(x, -1) if x is not None else -1
+                       for x in table.column("label").to_pylist()], dtype=np.int64)
+    n = table.num_rows
+    dim = table.schema.field("embedding").type.list_size if n == 0 else None
+    features = _matrix(table.column("embedding")) if n else np.zeros((0, dim), np.float32)
+    probs = _matrix(table.column("probs")) if n else np.zeros((0, len(classes)), np.float32)
+    return SplitView(ids=np.asarray(table.column("id").to_pylist(), dtype=object),
+                     labels=labels, features=features, probs=probs,
+                     pred=probs.argmax(axis=1).astype(np.int64) if n else np.zeros(0, np.int64))
+
+
+def load_train_view(store: RunStore) -> TrainView:
+    """Features, probabilities, out-of-fold probabilities and training dynamics of the
+    training split, aligned by the features' row order."""
+    classes = store.read_json("model/labels.json")
+    base = load_split(store, "train", classes)
+    if (base.labels < 0).any():
+        raise StageError("features/train has rows without a label the model knows")
+    oof = None
+    if store.exists("train/oof.parquet"):
+        table = store.read_table("train/oof.parquet")
+        order = pd.Series(np.arange(table.num_rows),
+                          index=table.column("id").to_pylist()).reindex(base.ids)
+        if order.isna().any():
+            raise StageError("train/oof.parquet lacks some training ids; retrain with --force")
+        oof = _matrix(table.column("probs"))[order.to_numpy(dtype=np.int64)]
+    margins = None
+    if store.exists("train/dynamics.parquet"):
+        dyn = store.read_table("train/dynamics.parquet",
+                               columns=["id", "epoch", "margin"]).to_pandas()
+        pivot = dyn.pivot_table(index="id", columns="epoch", values="margin", aggfunc="mean")
+        margins = pivot.reindex(base.ids).to_numpy(dtype=np.float32)
+        if np.isnan(margins).all(axis=1).any():
+            raise StageError("train/dynamics.parquet lacks some training ids; retrain with "
+                             "--force")
+    return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins)
+
+
+def suspect_signals(view: TrainView, cfg) -> tuple[dict, dict, dict]:
+    """(signals, distributions, details) for the training samples."""
+    n_classes = len(view.classes)
+    k = min(max(cfg.k, 10), max(1, len(view.ids) - 1))
+    nb = knn(view.features, k=k, metric="cosine")
+    signals: dict[str, np.ndarray] = {
+        "self_confidence": confidence.self_confidence(view.probs, view.labels),
+        "margin": confidence.normalized_margin(view.probs, view.labels),
+    }
+    knn_dist = neighbors.neighbor_label_distribution(nb, view.labels, n_classes)
+    signals["knn_disagreement"] = 1.0 - knn_dist[np.arange(len(view.labels)), view.labels]
+    signals["knn_margin"] = confidence.normalized_margin(knn_dist, view.labels)
+    distributions = {"model": view.probs, "knn": knn_dist}
+    if view.oof_probs is not None:
+        signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
+        signals["oof_margin"] = confidence.normalized_margin(view.oof_probs, view.labels)
+        distributions["oof"] = view.oof_probs
+    if view.margins is not None:
+        signals["area_under_margin"] = confidence.area_under_margin(view.margins)
+    dups = neighbors.conflicting_duplicates(view.features, view.labels,
+                                            threshold=cfg.duplicate_threshold, k=k,
+                                            neighbors=nb)
+    signals["duplicate_conflict"] = dups.suspect
+    fit = representer.fit_representer(view.features, view.labels, model_pred=view.pred,
+                                      lam=cfg.representer_lambda,
+                                      min_agreement=cfg.min_agreement,
+                                      num_classes=n_classes)
+    signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
+    log.info("score: representer refit agrees with the model on %.1f%% of predictions "
+             "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)
+    details = {"duplicates": dups, "representer": fit}
+    return signals, distributions, details
+
+
+def score_suspects(view: TrainView, cfg) -> tuple[pd.DataFrame, dict]:
+    """The suspects table (rank 1 first) and a summary."""
+    signals, distributions, details = suspect_signals(view, cfg)
+    score = rank.combine(signals, method=cfg.method)
+    posterior = rank.ensemble_posterior(distributions)
+    suggested, suggested_conf = rank.suggest_labels(posterior, view.labels)
+    dups = details["duplicates"]
+    # a conflicting duplicate whose group majority differs names the suggestion outright
+    dup_majority = (dups.suspect > 0.5) & (dups.majority != view.labels)
+    suggested = np.where(dup_majority, dups.majority, suggested)
+    ranks = rank.ranks_from_scores(score)
+    reasons = rank.top_reasons({k: v for k, v in signals.items() if k in rank.SIGNALS},
+                               always={"duplicate_conflict": dups.suspect > 0})
+
+    fit = details["representer"]
+    n = len(view.ids)
+    top = n if cfg.evidence_top <= 0 else min(cfg.evidence_top, n)
+    chosen = np.flatnonzero(ranks <= top)
+    evidence = representer.representer_evidence(
+        fit, view.features, view.features[chosen], suggested[chosen], k=cfg.evidence_k,
+        exclude=chosen)
+    ids = view.ids
+
+    def id_lists(rows_ids: np.ndarray, scores: np.ndarray) -> tuple[list, list]:
+        id_col: list = [[] for _ in range(n)]
+        score_col: list = [[] for _ in range(n)]
+        for j, row in enumerate(chosen):
+            keep = rows_ids[j] >= 0
+            id_col[row] = ids[rows_ids[j][keep]].tolist()
+            score_col[row] = scores[j][keep].astype(float).tolist()
+        return id_col, score_col
+
+    support_ids, support_scores = id_lists(evidence.support_ids, evidence.support_scores)
+    oppose_ids, oppose_scores = id_lists(evidence.oppose_ids, evidence.oppose_scores)
+    duplicate_ids = [ids[row[row >= 0]].tolist() for row in dups.duplicate_ids]
+    classes = np.asarray(view.classes, dtype=object)
+    frame = pd.DataFrame({
+        "id": ids,
+        "rank": ranks,
+        "suspect_score": score.astype(np.float32),
+        "given_label": classes[view.labels],
+        "suggested_label": classes[suggested],
+        "suggested_confidence": suggested_conf,
+        **{name: np.asarray(v, dtype=np.float32) for name, v in signals.items()},
+        "reasons": reasons,
+        "support_ids": support_ids,
+        "support_scores": support_scores,
+        "oppose_ids": oppose_ids,
+        "oppose_scores": oppose_scores,
+        "duplicate_ids": duplicate_ids,
+    }).sort_values("rank", ignore_index=True)
+    summary = {"n_train": n, "signals": sorted(signals), "method": cfg.method,
+               "representer_agreement": fit.agreement,
+               "representer_reconstruction_error": fit.reconstruction_error,
+               "conflicting_duplicates": int(np.sum(dups.suspect > 0))}
+    return frame, summary
+
+
+def score_coverage(train: TrainView, splits: dict[str, SplitView], cfg
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coverage of eval and pool samples, and the pool samples to acquire."""
+    frames = []
+    for split, view in splits.items():
+        cov = coverage.coverage_scores(train.features, train.labels, view.features, view.pred,
+                                       k=cfg.k, num_classes=len(train.classes))
+        frames.append(pd.DataFrame({
+            "id": view.ids, "split": split, "coverage_score": cov.coverage_score,
+            "density": cov.density, "label_agreement": cov.label_agreement,
+            "nearest_ids": [train.ids[row[row >= 0]].tolist() for row in cov.nearest_ids],
+        }))
+    cov_frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["id", "split", "coverage_score", "density", "label_agreement", "nearest_ids"])
+    cov_frame["is_undercovered"] = coverage.undercovered(
+        cov_frame["coverage_score"].to_numpy(dtype=np.float64), quantile=cfg.coverage_quantile)
+
+    acquire_frame = pd.DataFrame({"id": pd.Series(dtype=object),
+                                  "rank": pd.Series(dtype=np.int64),
+                                  "near_id": pd.Series(dtype=object),
+                                  "similarity": pd.Series(dtype=np.float32)})
+    pool = splits.get("pool")
+    if pool is not None and len(pool.ids):
+        target_rows = cov_frame.index[cov_frame["is_undercovered"]].to_numpy()
+        target_features = np.concatenate([v.features for v in splits.values()])[target_rows]
+        target_ids = cov_frame["id"].to_numpy(dtype=object)[target_rows]
+        picks = coverage.acquire(pool.features, target_features, budget=cfg.acquire_budget,
+                                 k=cfg.k, diversity_threshold=cfg.diversity_threshold)
+        acquire_frame = pd.DataFrame({
+            "id": pool.ids[picks.pool_idx], "rank": np.arange(1, len(picks.pool_idx) + 1),
+            "near_id": target_ids[picks.near_idx], "similarity": picks.similarity})
+    return cov_frame, acquire_frame
+
+
+def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
+    """The score stage; skipped when done unless ``force``. Returns the stage info."""
+    if store.stage_done(STAGE) and not force:
+        log.info("score: already done in %s (use --force to redo)", store.uri)
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    if not store.stage_done("extract.train"):
+        raise StageError(f"score needs training features: run `relabeler extract --run "
+                         f"{store.uri}` first")
+    store.reset_stage(STAGE, ARTIFACTS)
+    started = time.perf_counter()
+    view = load_train_view(store)
+    try:
+        suspects, summary = score_suspects(view, config.score)
+    except representer.RepresenterFitError as exc:
+        raise StageError(f"score: {exc}") from exc
+    splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
+              if store.stage_done(f"extract.{s}")}
+    cov, acquire = score_coverage(view, splits, config.score)
+    store.write_table("scores/suspects.parquet",
+                      pa.Table.from_pandas(suspects, preserve_index=False))
+    store.write_table("scores/coverage.parquet", pa.Table.from_pandas(cov, preserve_index=False))
+    store.write_table("scores/acquire.parquet",
+                      pa.Table.from_pandas(acquire, preserve_index=False))
+    summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
+                   n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
+    store.write_json("scores/summary.json", summary)
+    store.mark_done(STAGE, summary)
+    log.info("score: %d suspects ranked, %d under-covered eval/pool samples, %d pool samples "
+             "to acquire, in %.1f s", len(suspects), summary["n_undercovered"], len(acquire),
+             summary["seconds"])
+    return summary

@@ -1,0 +1,104 @@
+"""Confidence signals: how much the model (in-sample, out-of-fold, while training) believes
+the given label. Every function returns a suspect score in [0, 1]; higher = more likely wrong.
+
+* :func:`self_confidence`: ``1 - p(given)``; on out-of-fold probabilities this equals cleanlab's
+  self-confidence label-quality score, the robust baseline (RESEARCH.md lesson 2).
+* :func:`normalized_margin`: ``(1 - (p(given) - max p(other))) / 2``; better than
+  ``1 - p`` on multi-class, class-conditional noise (lesson 3).
+* :func:`area_under_margin`: the margin averaged over training epochs (Pleiss et al. 2020):
+  a mislabeled sample is learned late, so its margin stays low while the clean ones rise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from relabeler.selectors._checks import as_labels, as_matrix, as_probs
+
+
+def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``1 - p(given label)``.
+
+    Parameters
+    ----------
+    probs : (N, C) float probabilities.
+    labels : (N,) int given class ids.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; higher = more suspect.
+    """
+    probs = as_probs("probs", probs)
+    labels = as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+    return _compute_self_confidence(probs, labels)
+
+
+def _compute_self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - probs[np.arange(len(labels)), labels], 0.0, 1.0).astype(np.float32)
+
+
+def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(1 - (p(given) - max_{c != given} p(c))) / 2``.
+
+    Parameters
+    ----------
+    probs : (N, C) float probabilities.
+    labels : (N,) int given class ids.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; 0.5 = a tie between the given label and the best other class.
+    """
+    probs = as_probs("probs", probs)
+    labels = as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+    return _compute_normalized_margin(probs, labels)
+
+
+def _compute_normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    rows = np.arange(len(labels))
+    given = probs[rows, labels]
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    margin = given - others.max(axis=1)
+    return np.clip((1.0 - margin) / 2.0, 0.0, 1.0).astype(np.float32)
+
+
+def area_under_margin(margins: np.ndarray) -> np.ndarray:
+    """Suspect score from the probability margin at every epoch.
+
+    Parameters
+    ----------
+    margins : (N, E) float, ``p(given) - max p(other)`` of each sample after each of E epochs
+        (``train/dynamics.parquet`` pivoted); NaN where an epoch did not see the sample.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]: ``(1 - mean margin) / 2``; higher = learned late or never.
+    """
+    margins = as_matrix("margins", margins, finite=False)
+    if np.isinf(margins).any():
+        raise ValueError("margins: contains inf")
+    seen = ~np.isnan(margins)
+    if not seen.any(axis=1).all():
+        row = int(np.flatnonzero(~seen.any(axis=1))[0])
+        raise ValueError(f"margins: row {row} has no epoch with a value")
+    if np.nanmin(margins) < -1 - 1e-6 or np.nanmax(margins) > 1 + 1e-6:
+        raise ValueError("margins: probability margins must lie in [-1, 1]")
+    mean = np.nanmean(margins, axis=1)
+    return np.clip((1.0 - mean) / 2.0, 0.0, 1.0).astype(np.float32)
+
+
+def suggest_from_probs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most probable class other than the given one, and its probability.
+
+    Returns
+    -------
+    suggested : (N,) int64 class ids, never equal to ``labels``.
+    confidence : (N,) float32, the probability of the suggestion.
+    """
+    probs = as_probs("probs", probs)
+    labels = as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+    others = probs.copy()
+    others[np.arange(len(labels)), labels] = -np.inf
+    suggested = others.argmax(axis=1)
+    return suggested.astype(np.int64), probs[np.arange(len(labels)), suggested].astype(np.float32)

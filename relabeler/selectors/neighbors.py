@@ -1,0 +1,149 @@
+"""Neighbour signals: what the labels of a sample's nearest training samples say.
+
+* :func:`neighbor_label_distribution`: the similarity-weighted label distribution of each
+  sample's k nearest training neighbours (cosine on the classifier's features).
+* :func:`knn_disagreement`: ``1 - share of that distribution on the given label``; strong where
+  classes cluster tightly, and fine-tuned features cluster better (RESEARCH.md lesson 4).
+* :func:`conflicting_duplicates`: near-duplicate texts (cosine >= a threshold) whose labels
+  conflict — the plainest evidence a label is wrong, reported as its own reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from relabeler.selectors._checks import as_labels, as_matrix
+from relabeler.selectors.knn import Neighbors, knn
+
+
+def neighbor_label_distribution(neighbors: Neighbors, labels: np.ndarray, num_classes: int,
+                                *, weighting: str = "similarity") -> np.ndarray:
+    """Label distribution of each query's neighbours.
+
+    Parameters
+    ----------
+    neighbors : the neighbours of Q queries among N labeled samples (cosine or ip scores).
+    labels : (N,) int class ids of the database rows.
+    num_classes : C.
+    weighting : ``similarity`` (weights = similarity clipped at 0) or ``uniform``.
+
+    Returns
+    -------
+    (Q, C) float32, rows summing to 1; a query with no usable neighbour gets the uniform
+    distribution.
+    """
+    if weighting not in ("similarity", "uniform"):
+        raise ValueError(f"weighting: expected 'similarity' or 'uniform', got {weighting!r}")
+    if neighbors.metric == "l2":
+        raise ValueError("neighbors: similarity weighting needs cosine or ip neighbours, got l2")
+    labels = as_labels("labels", labels, num_classes=num_classes)
+    return _compute_distribution(neighbors.indices, neighbors.scores, labels, num_classes,
+                                 weighting)
+
+
+def _compute_distribution(indices: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                          num_classes: int, weighting: str) -> np.ndarray:
+    valid = indices >= 0
+    weights = np.where(valid, 1.0, 0.0)
+    if weighting == "similarity":
+        weights = weights * np.clip(np.nan_to_num(scores, neginf=0.0), 0.0, None)
+    q = len(indices)
+    dist = np.zeros((q, num_classes), dtype=np.float64)
+    neighbor_labels = labels[np.where(valid, indices, 0)]
+    np.add.at(dist, (np.repeat(np.arange(q), indices.shape[1]), neighbor_labels.ravel()),
+              weights.ravel())
+    total = dist.sum(axis=1, keepdims=True)
+    empty = total[:, 0] <= 0
+    dist[empty] = 1.0 / num_classes
+    total[empty] = 1.0
+    return (dist / total).astype(np.float32)
+
+
+def knn_disagreement(features: np.ndarray, labels: np.ndarray, *, k: int = 10,
+                     num_classes: int | None = None,
+                     neighbors: Neighbors | None = None) -> np.ndarray:
+    """``1 - (similarity-weighted share of the k nearest others carrying the given label)``.
+
+    Parameters
+    ----------
+    features : (N, D) float32 classifier features.
+    labels : (N,) int given class ids.
+    k : neighbours per sample (self excluded).
+    neighbors : precomputed self-excluded cosine neighbours of ``features`` (saves a search).
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; higher = more suspect.
+    """
+    features = as_matrix("features", features)
+    labels = as_labels("labels", labels, n=len(features))
+    num_classes = num_classes or int(labels.max()) + 1
+    if neighbors is None:
+        neighbors = knn(features, k=k, metric="cosine")
+    elif neighbors.indices.shape[0] != len(features):
+        raise ValueError(f"neighbors: expected {len(features)} rows, got "
+                         f"{neighbors.indices.shape}")
+    dist = neighbor_label_distribution(neighbors, labels, num_classes)
+    return (1.0 - dist[np.arange(len(labels)), labels]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DuplicateConflicts:
+    """Near-duplicates whose labels conflict.
+
+    suspect : (N,) float32 in [0, 1], the share of a sample's near-duplicates that carry
+        another label (0 for a sample without near-duplicates).
+    n_duplicates : (N,) int32, near-duplicates found (self excluded, up to ``k``).
+    majority : (N,) int64, the most common label among the sample and its near-duplicates
+        (ties keep the given label).
+    duplicate_ids : (N, k) int64 row numbers of the near-duplicates, -1 padded.
+    """
+
+    suspect: np.ndarray
+    n_duplicates: np.ndarray
+    majority: np.ndarray
+    duplicate_ids: np.ndarray
+
+
+def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
+                           threshold: float = 0.98, k: int = 10,
+                           neighbors: Neighbors | None = None) -> DuplicateConflicts:
+    """Near-duplicates (cosine >= ``threshold``) and how many of them disagree with each label.
+
+    Parameters
+    ----------
+    features : (N, D) float32.
+    labels : (N,) int given class ids.
+    threshold : cosine similarity from which two samples count as the same text.
+    k : at most this many near-duplicates are looked at per sample.
+    neighbors : precomputed self-excluded cosine neighbours (at least ``k`` columns).
+
+    Returns
+    -------
+    DuplicateConflicts
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold: expected a cosine similarity in [-1, 1], got {threshold}")
+    features = as_matrix("features", features)
+    labels = as_labels("labels", labels, n=len(features))
+    if neighbors is None:
+        neighbors = knn(features, k=k, metric="cosine")
+    indices = neighbors.indices[:, :k]
+    is_dup = (indices >= 0) & (neighbors.scores[:, :k] >= threshold)
+    dup_ids = np.where(is_dup, indices, -1)
+    n_dup = is_dup.sum(axis=1).astype(np.int32)
+    dup_labels = labels[np.where(is_dup, indices, 0)]
+    disagree = (is_dup & (dup_labels != labels[:, None])).sum(axis=1)
+    suspect = np.where(n_dup > 0, disagree / np.maximum(n_dup, 1), 0.0).astype(np.float32)
+    num_classes = int(labels.max()) + 1
+    votes = np.zeros((len(labels), num_classes), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), indices.shape[1]), dup_labels.ravel()),
+              is_dup.ravel().astype(np.int64))
+    votes[np.arange(len(labels)), labels] += 1
+    best = votes.max(axis=1)
+    majority = np.where(votes[np.arange(len(labels)), labels] == best, labels,
+                        votes.argmax(axis=1))
+    return DuplicateConflicts(suspect=suspect, n_duplicates=n_dup,
+                              majority=majority.astype(np.int64), duplicate_ids=dup_ids)

@@ -1,0 +1,219 @@
+"""Combine suspect signals into one ``suspect_score`` in [0, 1], a suggested label and reasons.
+
+Scoring (the signals) and ranking (this module) are separate steps. The combination has no
+weights fitted to any noise mask or evaluation set; it uses only the data at hand:
+
+``ensemble`` (default)
+    Each view of a training sample says how much it prefers another class over the given one,
+    as a normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the
+    out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
+    training dynamics (the margin averaged over epochs). The suspect score is their mean: an
+    equal-weight ensemble, nothing fitted. Views cleanlab cannot see (neighbours on fine-tuned
+    features, training dynamics) are what lift it above out-of-fold confidence alone.
+``rank_mean``
+    The mean of the rank-normalised views.
+
+Near-duplicates with conflicting labels are a reason shown to annotators and can name the
+suggestion, but they do not vote: in a pair that disagrees, both members look equally wrong.
+The suggested label is the best other class of the averaged class distributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from relabeler.selectors._checks import as_labels, as_probs
+
+SIGNALS: dict[str, str] = {}
+
+
+def register_signal(name: str, reason: str) -> None:
+    """Add a signal and the phrase shown to annotators when it is among a sample's reasons."""
+    if name in SIGNALS:
+        raise ValueError(f"signal {name!r} is registered already")
+    SIGNALS[name] = reason
+
+
+for _name, _reason in (
+    ("oof_self_confidence", "models that never saw it doubt its label"),
+    ("oof_margin", "models that never saw it prefer another class"),
+    ("self_confidence", "the model doubts its label"),
+    ("margin", "the model prefers another class"),
+    ("area_under_margin", "the model learned it late or never during training"),
+    ("knn_disagreement", "its nearest training examples carry other labels"),
+    ("duplicate_conflict", "a near-duplicate text carries another label"),
+    ("representer", "it pulls hard against its own label (representer self-influence)"),
+    ("knn_margin", "its nearest training examples mostly carry another label"),
+):
+    register_signal(_name, _reason)
+
+METHODS = ("ensemble", "rank_mean")
+DEFAULT_METHOD = "ensemble"
+
+
+def rank_normalize(values: np.ndarray) -> np.ndarray:
+    """Average ranks scaled to [0, 1] (1 = the largest value); ties share a rank.
+
+    Returns
+    -------
+    (N,) float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise ValueError(f"values: expected shape (N,), got {values.shape}")
+    n = len(values)
+    if n <= 1:
+        return np.zeros(n)
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    ranks = np.empty(n)
+    # average rank over runs of equal values
+    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
+    ends = np.r_[starts[1:], n]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e - 1) / 2.0
+    return ranks / (n - 1)
+
+
+def _check_signals(signals: Mapping[str, np.ndarray]) -> int:
+    if not signals:
+        raise ValueError("signals: expected at least one signal")
+    lengths = {name: len(np.asarray(v)) for name, v in signals.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"signals: lengths differ {lengths}")
+    for name, v in signals.items():
+        if not np.isfinite(np.asarray(v, dtype=np.float64)).all():
+            raise ValueError(f"signals[{name!r}]: contains NaN or inf")
+    return next(iter(lengths.values()))
+
+
+def rank_mean(signals: Mapping[str, np.ndarray],
+              weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Weighted mean of rank-normalised signals.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; higher = more suspect.
+    """
+    _check_signals(signals)
+    weights = dict(weights or {})
+    unknown = set(weights) - set(signals)
+    if unknown:
+        raise ValueError(f"weights: no such signals {sorted(unknown)}")
+    total = np.zeros(len(next(iter(signals.values()))))
+    weight_sum = 0.0
+    for name, value in signals.items():
+        w = float(weights.get(name, 1.0))
+        total += w * rank_normalize(value)
+        weight_sum += w
+    if weight_sum <= 0:
+        raise ValueError("weights: must not all be zero")
+    return (total / weight_sum).astype(np.float32)
+
+
+def ensemble_posterior(distributions: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The mean of several (N, C) class distributions (views of the same samples).
+
+    Returns
+    -------
+    (N, C) float32, rows summing to 1.
+    """
+    if not distributions:
+        raise ValueError("distributions: expected at least one (N, C) distribution")
+    arrays = [as_probs(f"distributions[{name!r}]", d) for name, d in distributions.items()]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"distributions: shapes differ {sorted(shapes)}")
+    return np.mean(arrays, axis=0).astype(np.float32)
+
+
+def ranks_from_scores(suspect_score: np.ndarray) -> np.ndarray:
+    """Rank 1 = most suspect; ties keep input order (the caller sorts its rows by id first).
+
+    Returns
+    -------
+    (N,) int64 ranks 1..N.
+    """
+    score = np.asarray(suspect_score, dtype=np.float64)
+    order = np.argsort(-score, kind="stable")
+    ranks = np.empty(len(score), dtype=np.int64)
+    ranks[order] = np.arange(1, len(score) + 1)
+    return ranks
+
+
+def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
+                max_reasons: int = 3, always: Mapping[str, np.ndarray] | None = None
+                ) -> list[list[str]]:
+    """Per sample, the phrases of its strongest signals (rank-normalised >= ``threshold``),
+    strongest first; ``always`` holds boolean masks of reasons shown whenever true (a
+    conflicting duplicate is a reason on its own).
+    """
+    n = _check_signals(signals)
+    names = [name for name in signals if name in SIGNALS]
+    if not names:
+        return [[] for _ in range(n)]
+    normalized = np.stack([rank_normalize(signals[name]) for name in names], axis=1)
+    out: list[list[str]] = []
+    forced = {name: np.asarray(mask, dtype=bool) for name, mask in (always or {}).items()}
+    for i in range(n):
+        picked = [name for name, mask in forced.items() if mask[i]]
+        for j in np.argsort(-normalized[i], kind="stable"):
+            if len(picked) >= max_reasons or normalized[i, j] < threshold:
+                break
+            if names[j] not in picked:
+                picked.append(names[j])
+        out.append([SIGNALS[name] for name in picked[:max_reasons]])
+    return out
+
+
+def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most probable class other than the given one under ``posterior``, and its
+    probability.
+
+    Returns
+    -------
+    suggested : (N,) int64; confidence : (N,) float32.
+    """
+    posterior = as_probs("posterior", posterior)
+    labels = as_labels("labels", labels, n=len(posterior), num_classes=posterior.shape[1])
+    others = posterior.copy()
+    others[np.arange(len(labels)), labels] = -np.inf
+    suggested = others.argmax(axis=1).astype(np.int64)
+    return suggested, posterior[np.arange(len(labels)), suggested].astype(np.float32)
+
+
+#: Views of "does the evidence prefer another class", each a normalised margin in [0, 1]:
+#: the in-sample model, the out-of-fold models, the nearest neighbours' labels, and the
+#: training dynamics (area under the margin).
+VIEWS = ("margin", "oof_margin", "knn_margin", "area_under_margin")
+
+
+def combine(signals: Mapping[str, np.ndarray], *, method: str = DEFAULT_METHOD,
+            views: Sequence[str] = VIEWS) -> np.ndarray:
+    """One suspect score from the signals of N training samples.
+
+    Parameters
+    ----------
+    signals : name -> (N,) suspect signals in [0, 1] (higher = more suspect).
+    method : ``ensemble``: the mean of the ``views`` present (each a normalised margin, so the
+        mean is the margin of an equal-weight ensemble of views); ``rank_mean``: the mean of
+        their rank-normalised values.
+    views : the signals that vote; others are reported, not combined.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1].
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    present = {name: signals[name] for name in views if name in signals}
+    if not present:
+        raise ValueError(f"signals: none of the views {list(views)} is present "
+                         f"(got {sorted(signals)})")
+    _check_signals(present)
+    if method == "rank_mean":
+        return rank_mean(present)
+    stacked = np.stack([np.asarray(v, dtype=np.float64) for v in present.values()])
+    return np.clip(stacked.mean(axis=0), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,499 @@
+"""Representer points (Yeh et al. 2018): which training samples push a prediction, and how hard.
+
+Refit the classifier's final linear layer on the frozen features ``f_i`` (the head's input) with
+an L2 penalty::
+
+    W* = argmin_W  (1/n) sum_i CE(softmax(W f_i), t_i) + lam * ||W||^2
+
+At the optimum the gradient vanishes, so ``W* = sum_i alpha_i f_i^T`` with
+``alpha_ic = -(p_ic - t_ic) / (2 lam n)`` (``p`` the refit's probabilities, ``t`` the one-hot
+given labels), and every logit decomposes over the training set::
+
+    W* f_t = sum_i alpha_i (f_i . f_t)
+
+The bias is handled by appending a constant 1 feature, so it is penalised with the weights;
+without the penalty the decomposition would not hold for it. ``bias=False`` fits no bias.
+
+* :func:`fit_representer`: the refit on the given labels, checked against the model's own
+  predictions (``agreement``) and against the decomposition (``reconstruction_error``).
+* :func:`representer_suspect`: the self-influence ``alpha_{i,y_i} ||f_i||^2
+  = (1 - p_{i,y_i}) ||f_i||^2 / (2 lam n)``: in-sample ``1 - p`` times a norm, so a weak detector
+  (RESEARCH.md lesson 5). Its value is in :func:`representer_evidence`.
+* :func:`representer_evidence`: per query, the training samples with the largest and the most
+  negative ``alpha_ic (f_i . f_t)``, found with exact FAISS inner-product search over
+  ``alpha``-scaled features, never a dense N x N matrix.
+* :func:`fit_trustai` and :func:`trustai_dirty_score`: TrustAI's variant, refit to the model's own
+  probabilities, whose "dirty data" score never looks at the given label (lesson 6). Kept so that
+  simulations can compare against it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+
+from relabeler.selectors._checks import as_labels, as_matrix, as_probs
+
+log = logging.getLogger(__name__)
+
+# a refit whose decomposition misses W f by more than this did not converge
+RECONSTRUCTION_WARN = 1e-3
+# below this many multiply-adds per evaluation (N x D' x C) the CPU refit runs on one thread
+SMALL_FIT_WORK = 1 << 24
+
+
+class RepresenterFitError(ValueError):
+    """The refit does not reproduce the model well enough to explain it."""
+
+
+@dataclass(frozen=True)
+class RepresenterFit:
+    """An L2-regularised refit of the classifier head and its representer values.
+
+    Attributes
+    ----------
+    weight : (C, D') float64 refit weights; ``D' = D + 1`` with the bias feature (last column).
+    alpha : (N, C) float32, ``alpha_ic = -(p_ic - t_ic) / (2 lam n)``.
+    probs : (N, C) float32 refit probabilities on the training features.
+    lam : the L2 strength.
+    agreement : share of samples where the refit's argmax equals the model's prediction
+        (``nan`` when no prediction was given).
+    reconstruction_error : ``max |sum_i alpha_i f_i.f_t - W f_t| / max |W f_t|`` over the
+        training set; near 0 when the fit converged.
+    target : ``"labels"`` (Yeh, the given labels) or ``"model_probs"`` (TrustAI).
+    bias : whether a constant 1 feature was appended.
+    n_iter : LBFGS iterations run.
+    """
+
+    weight: np.ndarray
+    alpha: np.ndarray
+    probs: np.ndarray
+    lam: float
+    agreement: float
+    reconstruction_error: float
+    target: str
+    bias: bool
+    n_iter: int
+
+    @property
+    def num_classes(self) -> int:
+        return self.alpha.shape[1]
+
+    @property
+    def num_features(self) -> int:
+        """D, the width of the features the fit was made on (without the bias feature)."""
+        return self.weight.shape[1] - int(self.bias)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-query training evidence, best first; ``-1`` ids and ``nan`` scores pad short rows.
+
+    Attributes
+    ----------
+    support_ids : (Q, k) int64 training rows with the largest ``alpha_ic (f_i . f_t)``.
+    support_scores : (Q, k) float32, descending.
+    oppose_ids : (Q, k) int64 training rows with the most negative ``alpha_ic (f_i . f_t)``.
+    oppose_scores : (Q, k) float32, ascending (most negative first).
+    """
+
+    support_ids: np.ndarray
+    support_scores: np.ndarray
+    oppose_ids: np.ndarray
+    oppose_scores: np.ndarray
+
+
+def fit_representer(features: np.ndarray, labels: np.ndarray, *,
+                    model_pred: np.ndarray | None = None, num_classes: int | None = None,
+                    lam: float = 1e-3, max_iter: int = 500, min_agreement: float = 0.9,
+                    bias: bool = True, device: str = "auto", init_weight: np.ndarray | None = None,
+                    init_bias: np.ndarray | None = None) -> RepresenterFit:
+    """Refit the final linear layer on the given labels (Yeh et al. 2018).
+
+    Parameters
+    ----------
+    features : (N, D) float, the classifier head's input for the training set.
+    labels : (N,) int given class ids in [0, C).
+    model_pred : (N,) int, the model's predicted classes. When given, a refit whose argmax agrees
+        with it on fewer than ``min_agreement`` of the samples raises :class:`RepresenterFitError`.
+    num_classes : C; ``labels.max() + 1`` when omitted.
+    lam : L2 strength (> 0). Smaller follows the data more closely (higher agreement) and makes
+        the alphas larger; LBFGS needs more iterations.
+    max_iter : LBFGS iteration cap (one full-batch pass each, plus line-search evaluations).
+    bias : append a constant 1 feature (a penalised bias).
+    device : ``"auto"`` (CUDA in float32 when available, else CPU in float64), ``"cpu"`` or
+        ``"cuda[:i]"``.
+    init_weight, init_bias : (C, D) and (C,) warm start, e.g. the model's own head; the problem is
+        convex, so this changes the time taken, not the answer.
+
+    Returns
+    -------
+    RepresenterFit with ``target="labels"``.
+    """
+    matrix = as_matrix("features", features)
+    n = len(matrix)
+    labels = as_labels("labels", labels, n=n)
+    if n == 0:
+        raise ValueError("features: expected at least one row, got shape (0, D)")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    elif not isinstance(num_classes, int | np.integer) or num_classes < 2:
+        raise ValueError(f"num_classes: expected an int >= 2, got {num_classes!r}")
+    labels = as_labels("labels", labels, num_classes=num_classes)
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise ValueError(f"labels: all {n} samples have class {int(present[0])}; the "
+                         "representer refit needs at least two classes")
+    if model_pred is not None:
+        model_pred = as_labels("model_pred", model_pred, n=n, num_classes=num_classes)
+    targets = np.eye(num_classes)[labels]
+    return _fit(matrix, targets, target="labels", model_pred=model_pred, lam=lam,
+                max_iter=max_iter, min_agreement=min_agreement, bias=bias, device=device,
+                init_weight=init_weight, init_bias=init_bias)
+
+
+def fit_trustai(features: np.ndarray, model_probs: np.ndarray, *, lam: float = 1e-3,
+                max_iter: int = 500, min_agreement: float = 0.9, bias: bool = True,
+                device: str = "auto", init_weight: np.ndarray | None = None,
+                init_bias: np.ndarray | None = None) -> RepresenterFit:
+    """TrustAI's variant: refit to the model's own probabilities (soft targets).
+
+    ``alpha = -(p_refit - p_model) / (2 lam n)``: it measures where the regularised refit cannot
+    follow the model, and never sees the given labels. Arguments as in :func:`fit_representer`;
+    the agreement is checked against ``argmax(model_probs)``.
+
+    Parameters
+    ----------
+    features : (N, D) float, the classifier head's input.
+    model_probs : (N, C) float, the model's probabilities; rows sum to 1 (tolerance 1e-3).
+
+    Returns
+    -------
+    RepresenterFit with ``target="model_probs"``.
+    """
+    matrix = as_matrix("features", features)
+    if len(matrix) == 0:
+        raise ValueError("features: expected at least one row, got shape (0, D)")
+    probs = as_probs("model_probs", model_probs, rows=len(matrix)).astype(np.float64)
+    probs = np.clip(probs, 0.0, None)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return _fit(matrix, probs, target="model_probs", model_pred=probs.argmax(axis=1), lam=lam,
+                max_iter=max_iter, min_agreement=min_agreement, bias=bias, device=device,
+                init_weight=init_weight, init_bias=init_bias)
+
+
+def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
+         model_pred: np.ndarray | None, lam: float, max_iter: int, min_agreement: float,
+         bias: bool, device: str, init_weight, init_bias) -> RepresenterFit:
+    """Validate the options shared by both fits, run the refit, check agreement."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not lam > 0 \
+            or not math.isfinite(lam):
+        raise ValueError(f"lam: expected a finite number > 0, got {lam!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
+        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(f"min_agreement: expected a share in [0, 1], got {min_agreement!r}")
+    n, dim = features.shape
+    num_classes = targets.shape[1]
+    init = _initial_weight(init_weight, init_bias, num_classes, dim, bias)
+    torch_device = _resolve_device(device)
+    with _small_problem_threads(n * (dim + int(bias)) * num_classes, torch_device):
+        weight, probs, alpha, error, n_iter = _compute_fit(
+            _with_bias(features, bias), targets, float(lam), int(max_iter), torch_device, init)
+    agreement = float("nan")
+    if model_pred is not None:
+        agreement = float(np.mean(probs.argmax(axis=1) == model_pred))
+    log.info("representer refit (%s): n=%d C=%d lam=%g, %d LBFGS iterations, agreement %.3f, "
+             "reconstruction error %.2e", target, n, num_classes, lam, n_iter, agreement, error)
+    if error > RECONSTRUCTION_WARN:
+        log.warning("representer refit did not converge: the decomposition misses W f by %.2e "
+                    "(relative); raise max_iter (now %d)", error, max_iter)
+    if model_pred is not None and agreement < min_agreement:
+        raise RepresenterFitError(
+            f"representer refit agrees with the model's predictions on {agreement:.1%} of the "
+            f"{n} samples, below min_agreement={min_agreement:.1%}: its alphas would not explain "
+            f"this model. Lower lam (now {lam:g}) so the refit can follow the model, or check "
+            "that features are the classifier head's input, row for row with the predictions.")
+    return RepresenterFit(weight=weight, alpha=alpha.astype(np.float32),
+                          probs=probs.astype(np.float32), lam=float(lam), agreement=agreement,
+                          reconstruction_error=error, target=target, bias=bias, n_iter=n_iter)
+
+
+def _initial_weight(init_weight, init_bias, num_classes: int, dim: int,
+                    bias: bool) -> np.ndarray | None:
+    if init_weight is None:
+        if init_bias is not None:
+            raise ValueError("init_bias: given without init_weight")
+        return None
+    weight = as_matrix("init_weight", init_weight, rows=num_classes, cols=dim)
+    if not bias:
+        if init_bias is not None:
+            raise ValueError("init_bias: given with bias=False")
+        return weight.astype(np.float64)
+    bias_col = np.zeros(num_classes)
+    if init_bias is not None:
+        bias_col = as_matrix("init_bias", np.asarray(init_bias).reshape(-1, 1),
+                             rows=num_classes)[:, 0]
+    return np.concatenate([weight, bias_col[:, None]], axis=1).astype(np.float64)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from exc
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but torch sees no CUDA device")
+    return resolved
+
+
+@contextmanager
+def _small_problem_threads(work: int, device: torch.device):
+    """One CPU thread for a small refit, torch's setting restored afterwards.
+
+    Each LBFGS evaluation of a small problem (5000 x 385 x 2) is a few hundred microseconds of
+    work; split over OpenMP threads on a busy machine it waited 10-50x longer at the barriers.
+    """
+    if device.type != "cpu" or work > SMALL_FIT_WORK or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _with_bias(features: np.ndarray, bias: bool) -> np.ndarray:
+    if not bias:
+        return features
+    return np.concatenate([features, np.ones((len(features), 1), features.dtype)], axis=1)
+
+
+def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter: int,
+                 device: torch.device, init: np.ndarray | None):
+    """Full-batch LBFGS on (N, D') features and (N, C) targets (rows summing to 1).
+
+    float64 on CPU: the decomposition is only as exact as the stationarity, whose residual is
+    ``grad / (2 lam)``. float32 on CUDA, with torch's default tolerances.
+    Returns weight (C, D') and probs, alpha (N, C), all float64; reconstruction error; iterations.
+    """
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    x = torch.as_tensor(features, device=device).to(dtype)
+    t = torch.as_tensor(targets, device=device).to(dtype)
+    n, num_classes = len(x), t.shape[1]
+    start = torch.zeros(num_classes, x.shape[1], dtype=dtype, device=device)
+    if init is not None:
+        start = torch.as_tensor(init, device=device).to(dtype)
+    weight = start.clone().requires_grad_(True)
+    tol_grad, tol_change = (1e-10, 1e-14) if dtype == torch.float64 else (1e-7, 1e-9)
+    optimizer = torch.optim.LBFGS([weight], lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=tol_grad, tolerance_change=tol_change,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        log_probs = torch.log_softmax(x @ weight.T, dim=1)
+        loss = -(t * log_probs).sum() / n + lam * (weight * weight).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    n_iter = int(optimizer.state[weight].get("n_iter", 0))
+    with torch.no_grad():
+        logits = x @ weight.T
+        probs = torch.softmax(logits, dim=1)
+        alpha = -(probs - t) / (2.0 * lam * n)
+        # the decomposition through (C, D') only: sum_i alpha_i f_i^T, then times f_t
+        rebuilt = x @ (alpha.T @ x).T
+        scale = logits.abs().max().clamp_min(torch.finfo(dtype).tiny)
+        error = float(((rebuilt - logits).abs().max() / scale).item())
+    return (weight.detach().cpu().double().numpy(), probs.cpu().double().numpy(),
+            alpha.cpu().double().numpy(), error, n_iter)
+
+
+def _check_fit_features(fit: RepresenterFit, features, name: str,
+                        rows: int | None = None) -> np.ndarray:
+    if not isinstance(fit, RepresenterFit):
+        raise TypeError(f"fit: expected a RepresenterFit, got {type(fit).__name__}")
+    return as_matrix(name, features, rows=rows, cols=fit.num_features)
+
+
+def representer_suspect(fit: RepresenterFit, features: np.ndarray,
+                        labels: np.ndarray) -> np.ndarray:
+    """Self-influence of each training sample on its own given label, scaled to [0, 1].
+
+    ``alpha_{i,y_i} ||f_i||^2 = (1 - p_{i,y_i}) ||f_i||^2 / (2 lam n)`` (``f`` with the bias
+    feature), divided by its maximum; all zeros stay zeros.
+
+    Parameters
+    ----------
+    fit : a :func:`fit_representer` result (``target="labels"``).
+    features : (N, D) float, the features the fit was made on.
+    labels : (N,) int, the labels the fit was made on.
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; higher = more suspect.
+    """
+    if isinstance(fit, RepresenterFit) and fit.target != "labels":
+        raise ValueError(f"fit: representer_suspect needs a fit to the given labels "
+                         f"(fit_representer), got target={fit.target!r}")
+    n = len(fit.alpha) if isinstance(fit, RepresenterFit) else None
+    matrix = _check_fit_features(fit, features, "features", rows=n)
+    labels = as_labels("labels", labels, n=n, num_classes=fit.num_classes)
+    own = fit.alpha[np.arange(n), labels]
+    # with the fit's own labels alpha_{i,y_i} = (1 - p) / (2 lam n) >= 0; < 0 means other labels
+    if (own < 0).any():
+        row = int(np.flatnonzero(own < 0)[0])
+        raise ValueError(f"labels: row {row} differs from the label the fit was made on")
+    return _compute_suspect(_with_bias(matrix, fit.bias), own)
+
+
+def _compute_suspect(features: np.ndarray, own_alpha: np.ndarray) -> np.ndarray:
+    score = own_alpha.astype(np.float64) * np.einsum("nd,nd->n", features, features,
+                                                     dtype=np.float64)
+    top = score.max()
+    return (score / top if top > 0 else np.zeros_like(score)).astype(np.float32)
+
+
+def trustai_dirty_score(fit: RepresenterFit, features: np.ndarray) -> np.ndarray:
+    """TrustAI's "dirty data" score, scaled to [0, 1]; it never looks at the given labels.
+
+    TrustAI (``tutorials/dirty_data_identification/find_dirty_data.py``) ranks training samples
+    by ``(number of classes with alpha_ic > 0, sum of those alpha_ic)``, lexicographically, on
+    the alphas alone (no feature norm). Because both probability rows sum to 1,
+    ``sum_c alpha_ic = 0``, so the positive sum is half of ``sum_c |alpha_ic|``. Here the order is
+    kept and mapped into [0, 1] as ``(count - 1 + sum / max sum) / (C - 1)`` (clipped at 0):
+    for two classes that is ``|alpha_i0| / max |alpha_0|``.
+
+    Parameters
+    ----------
+    fit : a :func:`fit_trustai` result (``target="model_probs"``).
+    features : (N, D) float, the features the fit was made on; checked against the fit so a fit
+        is never scored against another set's rows (the score itself uses only alpha).
+
+    Returns
+    -------
+    (N,) float32 in [0, 1]; higher = more suspect.
+    """
+    if isinstance(fit, RepresenterFit) and fit.target != "model_probs":
+        raise ValueError(f"fit: trustai_dirty_score needs a fit_trustai result, got "
+                         f"target={fit.target!r}")
+    n = len(fit.alpha) if isinstance(fit, RepresenterFit) else None
+    _check_fit_features(fit, features, "features", rows=n)
+    return _compute_dirty(fit.alpha)
+
+
+def _compute_dirty(alpha: np.ndarray) -> np.ndarray:
+    positive = np.clip(alpha.astype(np.float64), 0.0, None)
+    count = (positive > 0).sum(axis=1)
+    total = positive.sum(axis=1)
+    top = total.max()
+    share = total / top if top > 0 else np.zeros_like(total)
+    return np.clip((count - 1 + share) / (alpha.shape[1] - 1), 0.0, 1.0).astype(np.float32)
+
+
+def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
+                         query_features: np.ndarray, query_classes: np.ndarray, *, k: int = 5,
+                         exclude: np.ndarray | None = None,
+                         block_size: int = 16384) -> Evidence:
+    """The training samples that push each query's class logit up most and down most.
+
+    For query ``t`` and its class ``c = query_classes[t]`` the contribution of training sample
+    ``i`` is ``alpha_ic (f_i . f_t)``; the contributions sum to the refit's logit ``W_c f_t``.
+    Exact search (FAISS ``IndexFlatIP``) over ``f_i * alpha_ic``, one class at a time, queries in
+    blocks; support takes the k largest, oppose the k largest of the negated scores.
+
+    Parameters
+    ----------
+    fit : a :func:`fit_representer` (or :func:`fit_trustai`) result.
+    train_features : (N, D) float, the features the fit was made on.
+    query_features : (Q, D) float, the samples to explain (training rows or new ones).
+    query_classes : (Q,) int in [0, C), the class to explain per query (e.g. the prediction or
+        the given label).
+    k : results per query (>= 1). With fewer than k candidates rows are padded with id ``-1``
+        and score ``nan``; then the same sample can appear as support and oppose.
+    exclude : (Q,) int, the training row of each query to leave out (a sample is not its own
+        evidence), ``-1`` for none.
+    block_size : queries per search call (bounds memory to block_size x (k + 1) results).
+
+    Returns
+    -------
+    Evidence with (Q, k) arrays. Support scores are the largest whatever their sign; in the
+    typical case they are positive and the oppose scores negative.
+    """
+    if not isinstance(fit, RepresenterFit):
+        raise TypeError(f"fit: expected a RepresenterFit, got {type(fit).__name__}")
+    n = len(fit.alpha)
+    train = _check_fit_features(fit, train_features, "train_features", rows=n)
+    queries = _check_fit_features(fit, query_features, "query_features")
+    q = len(queries)
+    classes = as_labels("query_classes", query_classes, n=q, num_classes=fit.num_classes)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer) \
+            or block_size < 1:
+        raise ValueError(f"block_size: expected an int >= 1, got {block_size!r}")
+    if exclude is None:
+        excluded = np.full(q, -1, dtype=np.int64)
+    else:
+        excluded = np.asarray(exclude)
+        if excluded.dtype.kind not in "iu" or excluded.shape != (q,):
+            raise ValueError(f"exclude: expected ({q},) int training rows (-1 = none), got "
+                             f"shape {excluded.shape} dtype {excluded.dtype}")
+        if q and (excluded.min() < -1 or excluded.max() >= n):
+            raise ValueError(f"exclude: rows must lie in [-1, {n}), got "
+                             f"[{int(excluded.min())}, {int(excluded.max())}]")
+        excluded = excluded.astype(np.int64)
+    return _compute_evidence(fit.alpha, _with_bias(train, fit.bias), _with_bias(queries, fit.bias),
+                             classes, excluded, int(k), int(block_size),
+                             use_exclude=exclude is not None)
+
+
+def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
+                      classes: np.ndarray, excluded: np.ndarray, k: int, block_size: int,
+                      *, use_exclude: bool) -> Evidence:
+    q, n = len(queries), len(train)
+    out = {name: np.full((q, k), -1, np.int64) for name in ("support_ids", "oppose_ids")}
+    out.update({name: np.full((q, k), np.nan, np.float32)
+                for name in ("support_scores", "oppose_scores")})
+    width = min(k + int(use_exclude), n)
+    for c in np.unique(classes):
+        index = faiss.IndexFlatIP(train.shape[1])
+        index.add(np.ascontiguousarray(train * alpha[:, c:c + 1], dtype=np.float32))
+        rows = np.flatnonzero(classes == c)
+        for start in range(0, len(rows), block_size):
+            block = rows[start:start + block_size]
+            query = np.ascontiguousarray(queries[block], dtype=np.float32)
+            for sign, kind in ((1.0, "support"), (-1.0, "oppose")):
+                scores, ids = index.search(sign * query, width)
+                ids, scores = _drop_excluded(ids, sign * scores, excluded[block], k)
+                out[f"{kind}_ids"][block, :ids.shape[1]] = ids
+                out[f"{kind}_scores"][block, :ids.shape[1]] = scores
+        index.reset()
+    return Evidence(**out)
+
+
+def _drop_excluded(ids: np.ndarray, scores: np.ndarray, excluded: np.ndarray, k: int):
+    """Move each row's excluded id to the end (stable), keep k, pad what is left over."""
+    hit = ids == excluded[:, None]
+    order = np.argsort(hit, axis=1, kind="stable")[:, :k]
+    ids = np.take_along_axis(ids, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
+    dropped = np.take_along_axis(hit, order, axis=1) | (ids < 0)
+    ids[dropped] = -1
+    scores[dropped] = np.nan
+    return ids, scores

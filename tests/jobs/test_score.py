@@ -1,0 +1,105 @@
+"""score: the suspects queue, coverage and acquisition tables from a real run directory."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relabeler.config import RunConfig
+from relabeler.jobs import StageError
+from relabeler.jobs.extract import run_extract
+from relabeler.jobs.score import run_score
+from relabeler.jobs.train import run_train
+from relabeler.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
+    from tests.conftest import synthetic_frame
+
+    tmp = tmp_path_factory.mktemp("score")
+    frame = synthetic_frame(160)
+    frame.loc[frame.index[:8], "label"] = frame.loc[frame.index[:8], "label"].map(
+        {"pos": "neg", "neg": "pos"})  # 8 wrong labels, some land in train
+    frame.to_csv(tmp / "data.csv", index=False)
+    config = RunConfig(run_dir=str(tmp / "run"))
+    config.data.source = str(tmp / "data.csv")
+    config.data.pool_fraction = 0.25
+    config.model.name = tiny_bert_dir
+    config.model.max_length = 48
+    config.train.mode = "head"
+    config.train.epochs = 20
+    config.train.folds = 2
+    config.score.acquire_budget = 7
+    config.score.evidence_top = 30
+    config.score.min_agreement = 0.5
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    info = run_score(store, config)
+    return store, config, info
+
+
+@pytest.mark.slow
+def test_suspects_table_is_complete_and_ranked(scored_run):
+    store, _, info = scored_run
+    suspects = store.read_table("scores/suspects.parquet").to_pandas()
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    assert sorted(suspects["id"]) == sorted(train["id"])
+    assert suspects["rank"].tolist() == list(range(1, len(train) + 1))
+    assert suspects["suspect_score"].is_monotonic_decreasing
+    assert suspects["suspect_score"].between(0, 1).all()
+    labels = dict(zip(train["id"], train["label"], strict=True))
+    assert (suspects["given_label"] == suspects["id"].map(labels)).all()
+    assert (suspects["suggested_label"] != suspects["given_label"]).all()
+    for column in ("margin", "oof_margin", "knn_margin", "area_under_margin", "representer",
+                   "duplicate_conflict", "self_confidence", "knn_disagreement"):
+        assert suspects[column].between(0, 1).all(), column
+    # the default score is the mean of the four views
+    views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin"]].mean(axis=1)
+    np.testing.assert_allclose(suspects["suspect_score"], views, atol=1e-5)
+    assert info["n_train"] == len(train)
+
+
+@pytest.mark.slow
+def test_evidence_points_at_other_training_samples(scored_run):
+    store, _, _ = scored_run
+    suspects = store.read_table("scores/suspects.parquet").to_pandas()
+    ids = set(suspects["id"])
+    with_evidence = suspects[suspects["rank"] <= 30]
+    assert all(len(x) == 5 for x in with_evidence["support_ids"])
+    for row in with_evidence.itertuples():
+        assert row.id not in row.support_ids and row.id not in row.oppose_ids
+        assert set(row.support_ids) <= ids and set(row.oppose_ids) <= ids
+        assert list(row.support_scores) == sorted(row.support_scores, reverse=True)
+        assert list(row.oppose_scores) == sorted(row.oppose_scores)
+    assert all(len(x) == 0 for x in suspects[suspects["rank"] > 30]["support_ids"])
+    assert all(len(r) >= 0 for r in suspects["reasons"])
+    assert any(len(r) > 0 for r in suspects["reasons"].head(10))
+
+
+@pytest.mark.slow
+def test_coverage_and_acquisition(scored_run):
+    store, _, info = scored_run
+    cov = store.read_table("scores/coverage.parquet").to_pandas()
+    evaluation = store.read_table("dataset/eval.parquet").to_pandas()
+    pool = store.read_table("dataset/pool.parquet").to_pandas()
+    assert sorted(cov[cov.split == "eval"]["id"]) == sorted(evaluation["id"])
+    assert sorted(cov[cov.split == "pool"]["id"]) == sorted(pool["id"])
+    assert cov["coverage_score"].between(0, 1).all()
+    n_under = int(round(0.1 * len(cov)))
+    assert cov["is_undercovered"].sum() == n_under == info["n_undercovered"]
+    assert cov[cov.is_undercovered]["coverage_score"].max() <= \
+        cov[~cov.is_undercovered]["coverage_score"].min()
+    acquire = store.read_table("scores/acquire.parquet").to_pandas()
+    assert 0 < len(acquire) <= 7
+    assert set(acquire["id"]) <= set(pool["id"])
+    assert acquire["rank"].tolist() == list(range(1, len(acquire) + 1))
+    assert set(acquire["near_id"]) <= set(cov[cov.is_undercovered]["id"])
+    summary = json.loads(store.read_bytes("scores/summary.json"))
+    assert summary["n_acquire"] == len(acquire)
+
+
+def test_score_before_extract_is_a_clear_error(tmp_path):
+    with pytest.raises(StageError, match="score needs training features"):
+        run_score(RunStore(tmp_path / "run"), RunConfig(run_dir=str(tmp_path / "run")))

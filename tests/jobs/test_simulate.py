@@ -1,0 +1,59 @@
+"""simulate: the contract of simulation.json on a real dataset with the packaged MiniLM."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relabeler.cli import main
+from relabeler.jobs.simulate import METHODS, cleanlab_scores
+from relabeler.report.metrics import detection_metrics
+
+
+def test_detection_metrics_by_hand():
+    score = np.array([0.9, 0.8, 0.7, 0.1])
+    truth = np.array([True, False, True, False])
+    m = detection_metrics(score, truth)
+    assert m["k"] == 2
+    assert m["precision_at_k"] == 0.5 and m["recall_at_k"] == 0.5
+    assert m["auroc"] == pytest.approx(0.75)
+    assert m["auprc"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    with pytest.raises(ValueError, match="needs both wrong and right"):
+        detection_metrics(score, np.zeros(4, bool))
+
+
+def test_cleanlab_scores_are_suspect_scores():
+    labels = np.array([0, 0, 1, 1, 0, 1] * 5)
+    probs = np.tile([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8], [0.6, 0.4]],
+                    (5, 1))
+    scores = cleanlab_scores(labels, probs)
+    np.testing.assert_allclose(scores["cleanlab_self_confidence"],
+                               1 - probs[np.arange(30), labels], atol=1e-6)
+    flagged = scores["cleanlab_find_label_issues"] > 0
+    assert flagged[4] and not flagged[0]  # [0.2, 0.8] labeled 0 is an issue
+    p_given = probs[np.arange(30), labels]
+    np.testing.assert_allclose(scores["cleanlab_find_label_issues"][flagged],
+                               2 - p_given[flagged], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--data", "sms-spam", "--sample", "500", "--noise", "0.1",
+                 "--noise-kind", "uniform", "--seed", "1", "--out", str(out), "--mode",
+                 "head", "--folds", "3", "-q"]) == 0
+    result = json.loads((out / "simulation.json").read_text())
+    assert {"dataset", "n_train", "n_test", "n_flipped", "classes", "detection",
+            "seconds"} <= set(result)
+    assert result["dataset"] == "sms-spam"
+    assert result["n_train"] == 400 and result["n_test"] == 100 and result["n_flipped"] == 40
+    assert result["classes"] == ["ham", "spam"]
+    assert set(result["detection"]) == set(METHODS)
+    for metrics in result["detection"].values():
+        assert set(metrics) >= {"auroc", "auprc", "precision_at_k", "recall_at_k"}
+    det = result["detection"]
+    assert det["relabeler"]["auprc"] >= 0.7
+    assert det["relabeler"]["auprc"] > det["random"]["auprc"] + 0.5
+    assert set(result["seconds"]) == {"data", "train", "extract", "score"}
+    assert "| relabeler |" in (out / "simulation.md").read_text()
+    assert "| relabeler |" in capsys.readouterr().out

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from relabeler.selectors.coverage import acquire, coverage_scores, undercovered
+
+
+def _train():
+    rng = np.random.default_rng(0)
+    a = rng.normal([5, 0, 0], 0.3, size=(40, 3))
+    b = rng.normal([0, 5, 0], 0.3, size=(40, 3))
+    return np.vstack([a, b]).astype(np.float32), np.array([0] * 40 + [1] * 40)
+
+
+def test_coverage_is_label_aware():
+    train, labels = _train()
+    queries = np.array([[5, 0.1, 0], [5, 0.1, 0], [0, 0, 5]], dtype=np.float32)
+    pred = np.array([0, 1, 0])
+    cov = coverage_scores(train, labels, queries, pred, k=5)
+    # in class 0's cluster and predicted 0: covered; same point predicted 1: not covered
+    assert cov.label_agreement[0] == pytest.approx(1.0)
+    assert cov.label_agreement[1] == pytest.approx(0.0)
+    assert cov.coverage_score[0] > 0.9 and cov.coverage_score[1] == pytest.approx(0.0)
+    # far from every training sample: low density
+    assert cov.density[2] < 0.2 < 0.9 < cov.density[0]
+    assert (cov.nearest_ids[0] < 40).all()
+
+
+def test_undercovered_quantile_and_threshold():
+    score = np.array([0.9, 0.1, 0.5, 0.05, 0.7])
+    assert undercovered(score, quantile=0.4).tolist() == [False, True, False, True, False]
+    assert undercovered(score, threshold=0.6).tolist() == [False, True, True, True, False]
+    assert undercovered(score, quantile=0.01).sum() == 1
+
+
+def test_acquire_picks_near_targets_diverse_and_within_budget():
+    rng = np.random.default_rng(1)
+    targets = np.array([[0, 0, 5], [0, -5, 0]], dtype=np.float32)
+    near_a = rng.normal([0, 0, 5], 0.2, size=(10, 3))
+    near_b = rng.normal([0, -5, 0], 0.2, size=(10, 3))
+    far = rng.normal([5, 0, 0], 0.2, size=(20, 3))
+    pool = np.vstack([near_a, near_a[:3], near_b, far]).astype(np.float32)  # 3 exact dups
+    picks = acquire(pool, targets, budget=6, diversity_threshold=0.9999)
+    assert len(picks.pool_idx) == 6
+    assert len(set(picks.pool_idx.tolist())) == 6
+    assert np.bincount(picks.near_idx, minlength=2).tolist() == [3, 3]  # spread over targets
+    assert all(p < 23 for p in picks.pool_idx)  # never the far cluster
+    # no two picks are exact duplicates of each other
+    normed = pool[picks.pool_idx] / np.linalg.norm(pool[picks.pool_idx], axis=1, keepdims=True)
+    sims = normed @ normed.T
+    assert (sims[np.triu_indices(6, 1)] < 0.9999).all()
+    assert np.all(np.diff(picks.similarity[picks.near_idx == 0]) <= 1e-6)
+
+
+def test_acquire_edge_cases():
+    pool = np.ones((3, 2), dtype=np.float32)
+    assert len(acquire(pool, np.zeros((0, 2), np.float32), budget=5).pool_idx) == 0
+    assert len(acquire(pool, pool[:1], budget=0).pool_idx) == 0
+    with pytest.raises(ValueError, match="budget"):
+        acquire(pool, pool, budget=-1)
+    with pytest.raises(ValueError, match="target_features: expected 2 columns"):
+        acquire(pool, np.ones((1, 3), np.float32), budget=1)

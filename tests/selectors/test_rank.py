@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from relabeler.selectors.rank import (
+    SIGNALS,
+    combine,
+    ensemble_posterior,
+    rank_mean,
+    rank_normalize,
+    ranks_from_scores,
+    register_signal,
+    suggest_labels,
+    top_reasons,
+)
+
+
+def test_rank_normalize_averages_ties():
+    np.testing.assert_allclose(rank_normalize(np.array([3.0, 1.0, 3.0, 2.0])),
+                               [5 / 6, 0.0, 5 / 6, 1 / 3])
+
+
+def test_rank_mean_is_invariant_to_monotone_transforms():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(50), rng.random(50)
+    np.testing.assert_allclose(rank_mean({"a": a, "b": b}),
+                               rank_mean({"a": a ** 3, "b": np.log(b + 1)}), atol=1e-6)
+    weighted = rank_mean({"a": a, "b": b}, {"a": 1.0, "b": 0.0})
+    np.testing.assert_allclose(weighted, rank_normalize(a), atol=1e-6)
+
+
+def test_ranks_start_at_one_for_the_most_suspect():
+    assert ranks_from_scores(np.array([0.1, 0.9, 0.5, 0.9])).tolist() == [4, 1, 3, 2]
+
+
+def test_ensemble_and_suggestion():
+    p1 = np.array([[0.9, 0.1], [0.2, 0.8]])
+    p2 = np.array([[0.5, 0.5], [0.0, 1.0]])
+    post = ensemble_posterior({"a": p1, "b": p2})
+    np.testing.assert_allclose(post, [[0.7, 0.3], [0.1, 0.9]], atol=1e-6)
+    suggested, conf = suggest_labels(post, np.array([0, 0]))
+    assert suggested.tolist() == [1, 1]
+    np.testing.assert_allclose(conf, [0.3, 0.9], atol=1e-6)
+
+
+def test_combine_ensemble_is_the_mean_of_the_views_present():
+    signals = {"margin": np.array([0.1, 0.9, 0.5]), "knn_margin": np.array([0.3, 0.7, 0.5]),
+               "duplicate_conflict": np.array([1.0, 0.0, 0.0])}  # not a view: no vote
+    np.testing.assert_allclose(combine(signals), [0.2, 0.8, 0.5], atol=1e-6)
+    ranked = combine(signals, method="rank_mean")
+    np.testing.assert_allclose(ranked, [0.0, 1.0, 0.5], atol=1e-6)
+
+
+def test_combine_needs_a_view():
+    with pytest.raises(ValueError, match="none of the views"):
+        combine({"duplicate_conflict": np.zeros(3)})
+
+
+def test_reasons_name_the_strongest_signals_and_forced_ones():
+    signals = {"margin": np.array([0.9, 0.1, 0.5]),
+               "knn_disagreement": np.array([0.8, 0.2, 0.1])}
+    reasons = top_reasons(signals, threshold=0.9,
+                          always={"duplicate_conflict": np.array([False, True, False])})
+    assert reasons[0] == [SIGNALS["margin"], SIGNALS["knn_disagreement"]]
+    assert reasons[1] == [SIGNALS["duplicate_conflict"]]
+    assert reasons[2] == []
+
+
+def test_registry_rejects_duplicates_and_bad_input():
+    with pytest.raises(ValueError, match="registered already"):
+        register_signal("margin", "again")
+    with pytest.raises(ValueError, match="lengths differ"):
+        rank_mean({"a": np.zeros(3), "b": np.zeros(4)})
+    with pytest.raises(ValueError, match="contains NaN"):
+        rank_mean({"a": np.array([0.0, np.nan])})
+    with pytest.raises(ValueError, match="method"):
+        combine({"margin": np.zeros(2)}, method="magic")
