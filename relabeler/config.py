@@ -79,7 +79,7 @@ class TrainConfig:
                      choices=("auto", "full", "head"))
     epochs: int = _opt(0, "Training epochs; 0 = 3 for full, 40 for head.")
     batch_size: int = _opt(32, "Training batch size.")
-    learning_rate: float = _opt(0.0, "Peak learning rate; 0 = 3e-5 for full, 2e-3 for head.")
+    learning_rate: float = _opt(0.0, "Peak learning rate; 0 = 3e-5 for full, 1e-2 for head.")
     weight_decay: float = _opt(0.01, "AdamW weight decay.")
     warmup_ratio: float = _opt(0.1, "Share of steps with a linear warm-up.")
     folds: int = _opt(0, "Train K fold models for out-of-fold probabilities (train/oof.parquet); "

@@ -8,7 +8,8 @@ Two pieces of a classifier matter to the rest of relabeler:
 
 * the *feature*: the input of the head's final linear layer (what representer points and kNN
   use; for BERT, the pooled [CLS] vector), captured with a forward hook on that layer;
-* the *head*: the modules between the encoder's [CLS] hidden state and the logits, trained alone
+* the *head*: the newly initialised modules between the encoder's [CLS] hidden state and the
+  logits (for BERT the final linear layer; the pretrained pooler stays frozen), trained alone
   in ``head`` mode on cached encoder outputs.
 """
 
@@ -183,7 +184,10 @@ def head_spec(model: nn.Module) -> HeadSpec:
     if model_type in ("bert", "ernie", "megatron-bert"):
         if getattr(model.base_model, "pooler", None) is None:
             raise ModelError(f"{model_type} model has no pooler; use train mode 'full'")
-        return HeadSpec(("base_model.pooler", "classifier"), _bert_head)
+        # the pooler is pretrained and stays frozen: training only the final linear layer is a
+        # strongly regularised logistic regression on the pooled features, which held up far
+        # better under label noise and small data than training the pooler too
+        return HeadSpec(("classifier",), _bert_head)
     if model_type in ("roberta", "xlm-roberta", "camembert", "electra"):
         return HeadSpec(("classifier",), _token_head)
     if model_type == "distilbert":

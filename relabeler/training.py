@@ -32,7 +32,7 @@ from relabeler.model import (
 log = logging.getLogger(__name__)
 
 DEFAULT_EPOCHS = {"full": 3, "head": 40}
-DEFAULT_LR = {"full": 3e-5, "head": 2e-3}
+DEFAULT_LR = {"full": 3e-5, "head": 1e-2}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def _opts(mode, **kw):
 
 def test_auto_mode_is_head_on_cpu_and_defaults_fill_in():
     opts = _opts("auto")
-    assert opts.mode == "head" and opts.epochs == 40 and opts.learning_rate == 2e-3
+    assert opts.mode == "head" and opts.epochs == 40 and opts.learning_rate == 1e-2
     full = _opts("full")
     assert full.epochs == 3 and full.learning_rate == 3e-5
     with pytest.raises(ValueError, match="train mode must be"):
@@ -47,7 +47,7 @@ def test_head_fit_records_dynamics_per_epoch_and_learns(tiny_bert_dir):
     model = load_classifier(tiny_bert_dir, ["neg", "pos"])
     tokenizer = load_tokenizer(tiny_bert_dir)
     cls = encoder_cls(model, tokenizer, texts, max_length=48, batch_size=16, device=CPU)
-    opts = _opts("head", epochs=30, learning_rate=1e-2)
+    opts = _opts("head", epochs=30, learning_rate=5e-2)
     dyn = fit_head(model, cls, labels, ids, opts, CPU)
     assert len(dyn) == 30 * len(texts)
     assert sorted(dyn["epoch"].unique().tolist()) == list(range(30))
@@ -72,8 +72,7 @@ def test_head_fit_only_changes_the_head(tiny_bert_dir):
     fit_head(model, cls, labels, ids, _opts("head", epochs=2), CPU)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"bert.pooler.dense.weight", "bert.pooler.dense.bias",
-                       "classifier.weight", "classifier.bias"}
+    assert changed == {"classifier.weight", "classifier.bias"}
 
 
 def test_full_fit_is_seeded_and_reduces_loss(tiny_bert_dir):
