@@ -39,7 +39,8 @@ from relabeler.training import (
 log = logging.getLogger(__name__)
 
 STAGE = "train"
-ARTIFACTS = ("model", "train/dynamics.parquet", "train/oof.parquet", "train/metrics.json")
+ARTIFACTS = ("model", "train/dynamics.parquet", "train/oof.parquet", "train/metrics.json",
+             "train/eval_predictions.parquet")
 
 
 def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
@@ -128,17 +129,26 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
 
 
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
-              progress: bool = True) -> dict:
-    """The train stage; skipped when done unless ``force``. Returns the stage info."""
+              progress: bool = True, classes: list[str] | None = None) -> dict:
+    """The train stage; skipped when done unless ``force``. Returns the stage info.
+
+    ``classes`` fixes the class order (a retrain keeps the baseline's); default: the sorted
+    training labels. ``dataset/`` is prepared from ``config.data`` unless already there.
+    """
     if store.stage_done(STAGE) and not force:
         log.info("train: already done in %s (use --force to retrain)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
-    prepare_dataset(store, config)
+    if not store.stage_done("data"):
+        prepare_dataset(store, config)
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
     train = read_split(store.read_table("dataset/train.parquet"))
     evaluation = read_split(store.read_table("dataset/eval.parquet"))
-    classes = sorted(train["label"].unique().tolist())
+    classes = list(classes) if classes else sorted(train["label"].unique().tolist())
+    unknown = sorted(set(train["label"]) - set(classes))
+    if unknown:
+        raise ValueError(f"dataset/train.parquet: labels {unknown} are not among the classes "
+                         f"{classes}")
     index = {c: i for i, c in enumerate(classes)}
     texts = train["text"].tolist()
     ids = train["id"].to_numpy(dtype=object)
@@ -177,6 +187,13 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
             eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
                                        max_length=opts.max_length, batch_size=64, device=device)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
+        store.write_table("train/eval_predictions.parquet", pa.table({
+            "id": pa.array(evaluation["id"].tolist(), pa.string()),
+            "label": pa.array(evaluation["label"].tolist(), pa.string()),
+            "pred": pa.array([classes[i] for i in eval_probs.argmax(1)], pa.string()),
+            "probs": pa.array(list(eval_probs.astype(np.float32)),
+                              pa.list_(pa.float32(), len(classes))),
+        }))
         log.info("train: eval accuracy %.4f, macro-F1 %.4f on %d samples",
                  metrics["eval"]["accuracy"], metrics["eval"]["macro_f1"], len(evaluation))
 

@@ -1,0 +1,189 @@
+"""``relabeler retrain``: apply the people's corrections to a NEW dataset version and retrain.
+
+Reads ``labels/corrections.parquet`` (DESIGN.md: id, old_label, new_label, action, …, source).
+A relabel changes a training label; a drop excludes the sample; "not sure" and keep leave it
+as it was; an acquired pool sample with an answer joins the training set. The original
+``dataset/`` is never edited: version N lives in ``retrain/vN/`` (its own ``dataset/``,
+``model/``, ``train/``), and every training row records where its label came from
+(``label_source``: original, reviewed, corrected, acquired; ``previous_label``).
+
+The new model trains with the baseline's configuration, seed and class order, and both models
+are evaluated on the same eval split: ``retrain/vN/comparison.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler.config import RunConfig
+from relabeler.data import read_split
+from relabeler.jobs import StageError
+from relabeler.jobs.train import run_train
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STAGE = "retrain"
+ACTIONS = ("keep", "relabel", "drop", "unsure")
+CORRECTIONS = "labels/corrections.parquet"
+
+
+def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.DataFrame,
+                      classes: list[str], *, source: str = CORRECTIONS) -> tuple[pd.DataFrame,
+                                                                                 dict]:
+    """The corrected training set and counts of what changed.
+
+    Raises
+    ------
+    ValueError
+        Empty corrections, a missing column, an unknown action, an id in neither train nor
+        pool, or a new label that is not a class; the message names the file and the row.
+    """
+    needed = {"id", "new_label", "action"}
+    missing = needed - set(corrections.columns)
+    if missing:
+        raise ValueError(f"{source}: missing columns {sorted(missing)}")
+    if corrections.empty:
+        raise ValueError(f"{source} is empty: there is nothing to retrain on")
+    duplicated = corrections["id"][corrections["id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{source}: id {duplicated.iloc[0]!r} appears more than once")
+    train_ids, pool_ids = set(train["id"]), set(pool["id"])
+    for row, item in enumerate(corrections.itertuples(index=False)):
+        if item.action not in ACTIONS:
+            raise ValueError(f"{source}, row {row}: action {item.action!r} is not one of "
+                             f"{', '.join(ACTIONS)}")
+        if item.id not in train_ids and item.id not in pool_ids:
+            raise ValueError(f"{source}, row {row}: id {item.id!r} is in neither the training "
+                             f"set nor the pool of this run")
+        labels_it = item.action == "relabel" or (item.action == "keep" and item.id in pool_ids)
+        if labels_it and item.new_label not in classes:
+            raise ValueError(f"{source}, row {row}: new_label {item.new_label!r} is not a "
+                             f"class ({', '.join(classes)})")
+
+    by_id = corrections.set_index("id")
+    out = train.copy()
+    out["previous_label"] = out["label"]
+    out["label_source"] = "original"
+    hit = out["id"].isin(by_id.index)
+    actions = out.loc[hit, "id"].map(by_id["action"])
+    relabel = actions[actions == "relabel"].index
+    out.loc[relabel, "label"] = out.loc[relabel, "id"].map(by_id["new_label"])
+    out.loc[relabel, "label_source"] = np.where(
+        out.loc[relabel, "label"] != out.loc[relabel, "previous_label"], "corrected", "reviewed")
+    out.loc[actions[actions == "keep"].index, "label_source"] = "reviewed"
+    dropped = actions[actions == "drop"].index
+    out = out.drop(index=dropped)
+
+    pool_answers = corrections[corrections["id"].isin(pool_ids)
+                               & corrections["action"].isin(("relabel", "keep"))]
+    acquired = pool.set_index("id").loc[pool_answers["id"]].reset_index()
+    acquired["label"] = pool_answers["new_label"].to_numpy()
+    acquired["previous_label"] = None
+    acquired["label_source"] = "acquired"
+    columns = list(out.columns)
+    for column in columns:
+        if column not in acquired.columns:
+            acquired[column] = None
+    out = pd.concat([out, acquired[columns]], ignore_index=True)
+    counts = {
+        "reviewed": int(hit.sum()),
+        "changed": int((out["label_source"] == "corrected").sum()),
+        "dropped": int(len(dropped)),
+        "unsure": int((actions == "unsure").sum()),
+        "acquired": int(len(acquired)),
+        "n_train_before": int(len(train)),
+        "n_train_after": int(len(out)),
+    }
+    return out.reset_index(drop=True), counts
+
+
+def _fingerprint(table: pa.Table) -> str:
+    import io
+
+    import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
+
+
+def _latest_version(store: RunStore) -> int:
+    versions = {int(part.split("/")[1][1:]) for part in store.list("retrain")
+                if part.count("/") >= 2 and part.split("/")[1][1:].isdigit()}
+    return max(versions, default=0)
+
+
+def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
+                progress: bool = True) -> dict:
+    """Build dataset version N from the corrections, retrain, and compare on eval."""
+    if not store.exists(CORRECTIONS):
+        raise StageError(f"retrain needs {CORRECTIONS}: pull the people's answers first "
+                         f"(`relabeler pull --run {store.uri}`)")
+    if not store.stage_done("train"):
+        raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
+                         f"{store.uri}` first")
+    corrections_table = store.read_table(CORRECTIONS)
+    fingerprint = _fingerprint(corrections_table)
+    info = store.stage_info(STAGE)
+    if info and not force and info["info"].get("corrections") == fingerprint:
+        log.info("retrain: version %d already used these corrections (use --force to redo)",
+                 info["info"]["version"])
+        return info["info"]
+    started = time.perf_counter()
+    classes = store.read_json("model/labels.json")
+    train = read_split(store.read_table("dataset/train.parquet"))
+    pool = read_split(store.read_table("dataset/pool.parquet"))
+    corrections = corrections_table.to_pandas()
+    new_train, counts = apply_corrections(train, pool, corrections, classes)
+
+    version = _latest_version(store) + 1
+    sub = RunStore(store.path(f"retrain/v{version}"))
+    sub.write_table("dataset/train.parquet", pa.Table.from_pandas(new_train,
+                                                                   preserve_index=False))
+    for split in ("eval", "pool"):
+        sub.write_table(f"dataset/{split}.parquet", store.read_table(f"dataset/{split}.parquet"))
+    provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
+                  **counts}
+    sub.mark_done("data", provenance)
+    retrain_config = copy.deepcopy(config)
+    retrain_config.train.folds = 0
+    run_train(sub, retrain_config, force=True, progress=progress, classes=classes)
+
+    comparison = compare_models(store.read_table("train/eval_predictions.parquet"),
+                                sub.read_table("train/eval_predictions.parquet"), classes)
+    comparison["corrections"] = counts
+    sub.write_json("comparison.json", comparison)
+    result = {**provenance, "before": comparison["before"]["accuracy"],
+              "after": comparison["after"]["accuracy"],
+              "seconds": round(time.perf_counter() - started, 2)}
+    store.mark_done(STAGE, result)
+    log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
+             "%d acquired)", version, result["before"], result["after"], counts["changed"],
+             counts["dropped"], counts["acquired"])
+    return result
+
+
+def compare_models(before: pa.Table, after: pa.Table, classes: list[str]) -> dict:
+    """Accuracy and F1 of two models' predictions on the same eval samples."""
+    from relabeler.training import classification_metrics
+
+    a = before.to_pandas().set_index("id")
+    b = after.to_pandas().set_index("id").reindex(a.index)
+    if b["pred"].isna().any():
+        raise StageError("the two models were evaluated on different eval samples")
+    index = {c: i for i, c in enumerate(classes)}
+    labels = a["label"].map(index).to_numpy(dtype=np.int64)
+    out = {}
+    for name, frame in (("before", a), ("after", b)):
+        probs = np.stack(frame["probs"].to_numpy())
+        out[name] = classification_metrics(labels, probs, classes)
+    out["n_eval"] = int(len(a))
+    return out

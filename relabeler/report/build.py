@@ -1,0 +1,242 @@
+"""``relabeler report``: what the relabeling bought, with 95% intervals.
+
+Reads the latest retrain (``retrain/vN/``), the corrections, the push manifest and, when the
+truth is known (simulations, demos), the injected noise. Writes ``report/report.json``, a
+self-contained ``report/report.html`` (plots embedded) and the plots as ``report/*.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+
+import numpy as np
+import pandas as pd
+
+from relabeler.jobs import StageError
+from relabeler.report.stats import paired_bootstrap, rate_interval
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -> dict:
+    """Correction rate among flagged tasks vs among the random-control slice (lift)."""
+    if manifest is None or "source" not in manifest.columns:
+        return {}
+    merged = corrections.merge(manifest[["id", "source"]].rename(
+        columns={"source": "queue_source"}), on="id", how="inner")
+    out = {}
+    for source in ("flagged", "random_control"):
+        part = merged[(merged["queue_source"] == source) & merged["action"].isin(
+            ("keep", "relabel", "drop"))]
+        changed = int(((part["action"] == "relabel") & (part["new_label"] != part["old_label"])
+                       | (part["action"] == "drop")).sum())
+        out[source] = {"reviewed": int(len(part)), "corrected": changed,
+                       "rate": changed / len(part) if len(part) else None,
+                       "ci95": rate_interval(changed, len(part))}
+    flagged, control = out["flagged"]["rate"], out["random_control"]["rate"]
+    out["lift"] = flagged / control if flagged is not None and control else None
+    return out
+
+
+def _detection_curve(store: RunStore) -> dict:
+    """Precision and recall of the suspect queue against the injected noise, by budget."""
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    if "flipped" not in train.columns or not store.exists("scores/suspects.parquet"):
+        return {}
+    suspects = store.read_table("scores/suspects.parquet", columns=["id", "rank"]).to_pandas()
+    flipped = train.set_index("id")["flipped"].reindex(
+        suspects.sort_values("rank")["id"]).to_numpy(dtype=bool)
+    n_flipped = int(flipped.sum())
+    if n_flipped == 0:
+        return {}
+    budgets = sorted({int(b) for b in np.unique(np.linspace(1, len(flipped), 60).astype(int))})
+    hits = np.cumsum(flipped)
+    return {"n_flipped": n_flipped, "budget": budgets,
+            "precision": [float(hits[b - 1] / b) for b in budgets],
+            "recall": [float(hits[b - 1] / n_flipped) for b in budgets]}
+
+
+def build_report(store: RunStore) -> dict:
+    """The report as a dict (see :func:`write_report`)."""
+    info = store.stage_info("retrain")
+    if info is None:
+        raise StageError(f"report needs a retrained model: run `relabeler retrain --run "
+                         f"{store.uri}` after pulling corrections")
+    version = info["info"]["version"]
+    sub = RunStore(store.path(f"retrain/v{version}"))
+    classes = store.read_json("model/labels.json")
+    index = {c: i for i, c in enumerate(classes)}
+    before = store.read_table("train/eval_predictions.parquet").to_pandas().set_index("id")
+    after = sub.read_table("train/eval_predictions.parquet").to_pandas().set_index("id")
+    after = after.reindex(before.index)
+    labels = before["label"].map(index).to_numpy(dtype=np.int64)
+    evaluation = paired_bootstrap(labels, before["pred"].map(index).to_numpy(dtype=np.int64),
+                                  after["pred"].map(index).to_numpy(dtype=np.int64), classes)
+
+    corrections = store.read_table("labels/corrections.parquet").to_pandas()
+    counts = info["info"]
+    reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
+    matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
+    manifest = (store.read_table("studio/manifest.parquet").to_pandas()
+                if store.exists("studio/manifest.parquet") else None)
+    labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
+        corrections.columns else int(len(corrections))
+    delta = evaluation["accuracy"]["delta"]
+    report = {
+        "run": store.uri,
+        "version": version,
+        "classes": classes,
+        "eval": evaluation,
+        "corrections": {k: counts.get(k) for k in ("reviewed", "changed", "dropped", "unsure",
+                                                   "acquired", "n_train_before",
+                                                   "n_train_after")},
+        "correction_matrix": {str(old): {str(new): int(v) for new, v in row.items() if v}
+                              for old, row in matrix.iterrows()},
+        "queue": _queue_precision(corrections, manifest),
+        "labels_spent": labels_spent,
+        "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
+        "detection": _detection_curve(store),
+    }
+    return report
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def plots(report: dict) -> dict[str, bytes]:
+    """PNG plots: accuracy vs labels spent, the correction matrix, detection vs budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    acc = report["eval"]["accuracy"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    spent = report["labels_spent"]
+    low, high = acc["ci95"]
+    ax.errorbar([spent], [acc["after"]], yerr=[[acc["delta"] - low], [high - acc["delta"]]],
+                fmt="o", color="tab:green", capsize=4, label="after (95% CI of the gain)")
+    ax.plot([0, spent], [acc["before"], acc["after"]], "--", color="grey")
+    ax.plot([0], [acc["before"]], "o", color="tab:blue", label="before")
+    ax.set_xlabel("labels spent")
+    ax.set_ylabel("eval accuracy")
+    ax.set_title("Accuracy vs labels spent")
+    ax.legend(loc="lower right")
+    out["accuracy.png"] = _png(fig)
+    plt.close(fig)
+
+    matrix = report["correction_matrix"]
+    if matrix:
+        rows = sorted(matrix)
+        cols = sorted({c for r in matrix.values() for c in r})
+        values = np.array([[matrix[r].get(c, 0) for c in cols] for r in rows])
+        fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 1.0 + 0.6 * len(rows)))
+        ax.imshow(values, cmap="Blues")
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), rows)
+        for (i, j), v in np.ndenumerate(values):
+            ax.text(j, i, str(v), ha="center", va="center",
+                    color="white" if v > values.max() / 2 else "black")
+        ax.set_xlabel("label after review")
+        ax.set_ylabel("label before")
+        ax.set_title("Corrections")
+        out["corrections.png"] = _png(fig)
+        plt.close(fig)
+
+    det = report.get("detection") or {}
+    if det:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(det["budget"], det["precision"], label="precision")
+        ax.plot(det["budget"], det["recall"], label="recall")
+        ax.axvline(det["n_flipped"], color="grey", ls=":", label="number of wrong labels")
+        ax.set_xlabel("samples reviewed, highest suspect first")
+        ax.set_title("Detection against the known wrong labels")
+        ax.legend()
+        out["detection.png"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def _fmt(value, pct: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+
+
+def render_html(report: dict, images: dict[str, bytes]) -> str:
+    ev = report["eval"]
+
+    def delta_row(name: str, leaf: dict) -> str:
+        low, high = leaf["ci95"]
+        return (f"<tr><td>{html.escape(name)}</td><td>{_fmt(leaf['before'])}</td>"
+                f"<td>{_fmt(leaf['after'])}</td><td><b>{100 * leaf['delta']:+.1f}</b></td>"
+                f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td></tr>")
+
+    rows = [delta_row("accuracy", ev["accuracy"]), delta_row("macro-F1", ev["macro_f1"])]
+    for cls, leaves in ev["per_class"].items():
+        rows.append(delta_row(f"{cls}: F1", leaves["f1"]))
+    c = report["corrections"]
+    queue = report.get("queue") or {}
+    queue_html = ""
+    if queue:
+        f, r = queue["flagged"], queue["random_control"]
+        queue_html = (
+            "<h2>The queue</h2><table><tr><th></th><th>reviewed</th><th>corrected</th>"
+            "<th>rate</th><th>95% CI</th></tr>"
+            f"<tr><td>flagged by relabeler</td><td>{f['reviewed']}</td><td>{f['corrected']}"
+            f"</td><td>{_fmt(f['rate'])}</td><td>[{_fmt(f['ci95'][0])}, {_fmt(f['ci95'][1])}]"
+            f"</td></tr><tr><td>random control</td><td>{r['reviewed']}</td>"
+            f"<td>{r['corrected']}</td><td>{_fmt(r['rate'])}</td><td>[{_fmt(r['ci95'][0])}, "
+            f"{_fmt(r['ci95'][1])}]</td></tr></table>"
+            f"<p>Lift (flagged rate / control rate): <b>{_fmt(queue['lift'], pct=False)}</b></p>")
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items())
+    gain = report["gain_per_100_labels"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;
+text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;margin:.5em}}
+.big{{font-size:1.4em}}</style></head><body>
+<h1>What the relabeling bought</h1>
+<p>Run <code>{html.escape(report['run'])}</code>, dataset version {report['version']},
+{ev['n_eval']} eval samples, paired bootstrap ({ev['n_boot']} draws).</p>
+<p class="big">Eval accuracy {_fmt(ev['accuracy']['before'])} &rarr;
+{_fmt(ev['accuracy']['after'])} ({100 * ev['accuracy']['delta']:+.1f} points,
+95% CI [{100 * ev['accuracy']['ci95'][0]:+.1f}, {100 * ev['accuracy']['ci95'][1]:+.1f}]),
+for {report['labels_spent']} labels
+({'n/a' if gain is None else f'{gain:+.2f}'} points per 100 labels).</p>
+<table><tr><th>metric</th><th>before</th><th>after</th><th>delta (points)</th>
+<th>95% CI</th></tr>{''.join(rows)}</table>
+<h2>Corrections</h2>
+<p>{c['reviewed']} training samples reviewed: {c['changed']} relabeled, {c['dropped']} dropped,
+{c['unsure']} marked not sure; {c['acquired']} pool samples acquired. Training set
+{c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
+{queue_html}
+<h2>Plots</h2>{imgs}
+</body></html>
+"""
+
+
+def write_report(store: RunStore) -> dict:
+    """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``."""
+    report = build_report(store)
+    images = plots(report)
+    for name, data in images.items():
+        store.write_bytes(f"report/{name}", data)
+    store.write_json("report/report.json", report)
+    store.write_bytes("report/report.html", render_html(report, images).encode("utf-8"))
+    log.info("report: %s", store.path("report/report.html"))
+    return report
+
+
+__all__ = ["build_report", "write_report", "render_html", "plots"]

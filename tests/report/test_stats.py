@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from relabeler.report.stats import paired_bootstrap, rate_interval
+
+
+def test_before_after_values_by_hand():
+    labels = np.array([0, 0, 1, 1])
+    before = np.array([0, 1, 1, 0])  # accuracy .5
+    after = np.array([0, 0, 1, 0])   # accuracy .75
+    result = paired_bootstrap(labels, before, after, ["a", "b"], n_boot=200)
+    assert result["accuracy"]["before"] == 0.5
+    assert result["accuracy"]["after"] == 0.75
+    assert result["accuracy"]["delta"] == 0.25
+    # class b: before precision 1/2 recall 1/2; after precision 1/1, recall 1/2
+    b = result["per_class"]["b"]
+    assert b["precision"]["before"] == 0.5 and b["precision"]["after"] == 1.0
+    assert b["recall"]["delta"] == 0.0
+    low, high = result["accuracy"]["ci95"]
+    assert low <= 0.25 <= high
+
+
+def test_identical_models_have_a_zero_interval():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    pred = np.where(rng.random(300) < 0.8, labels, (labels + 1) % 3)
+    result = paired_bootstrap(labels, pred, pred, ["x", "y", "z"], n_boot=100)
+    assert result["accuracy"]["ci95"] == [0.0, 0.0]
+    assert result["macro_f1"]["delta"] == 0.0
+
+
+def test_a_clear_gain_has_an_interval_above_zero():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 1000)
+    before = np.where(rng.random(1000) < 0.80, labels, 1 - labels)
+    after = np.where(rng.random(1000) < 0.5, labels, before)  # fixes about half the errors
+    low, high = paired_bootstrap(labels, before, after, ["a", "b"], n_boot=500)["accuracy"][
+        "ci95"]
+    assert 0 < low < high
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap(np.zeros(3, int), np.zeros(2, int), np.zeros(3, int), ["a"])
+
+
+def test_wilson_interval():
+    low, high = rate_interval(50, 100)
+    assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
+    assert rate_interval(0, 0) == [0.0, 0.0]
