@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (its run directory is OUT/run)")
     p.add_argument("--mode", choices=("auto", "full", "head"), default="auto")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--pool-fraction", type=float, default=0.2,
+                   help="share held back as an unlabeled pool (coverage acquisition)")
+    p.add_argument("--budgets", default="0.01,0.02,0.05,0.10,0.20",
+                   help="relabeling budgets as shares of train; 'none' = detection only")
     p.add_argument("--config", help="TOML config for everything else")
     p.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
@@ -275,7 +280,8 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
                                noise_kind=args.noise_kind, seed=args.seed,
                                text_col=args.text_col, label_col=args.label_col,
                                id_col=args.id_col, sample=args.sample, mode=args.mode,
-                               folds=args.folds, base=base)
+                               folds=args.folds, test_fraction=args.test_fraction,
+                               pool_fraction=args.pool_fraction, base=base)
     apply_overrides(config, None, args.assignments)
     return config
 
@@ -283,7 +289,12 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.simulate import markdown_table, run_simulation
 
-    result = run_simulation(config, args.out, force=args.force, progress=not args.quiet)
+    budgets = [] if args.budgets.strip().lower() == "none" else [
+        float(b) for b in args.budgets.split(",") if b.strip()]
+    if any(not 0 < b <= 1 for b in budgets):
+        raise ValueError(f"--budgets: shares must lie in (0, 1], got {args.budgets}")
+    result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
+                            budgets=budgets)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0

@@ -693,7 +693,7 @@ def _stratified_split(
 
 
 def _split_frame(records: list[dict[str, Any]], *, with_labels: bool) -> pd.DataFrame:
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": pd.Series([r["id"] for r in records], dtype=object),
             "text": pd.Series([r["text"] for r in records], dtype=object),
@@ -702,6 +702,11 @@ def _split_frame(records: list[dict[str, Any]], *, with_labels: bool) -> pd.Data
             ),
         }
     )
+    if not with_labels and any(r["label"] is not None for r in records):
+        # a pool carved from labeled data keeps the hidden label beside it: simulations
+        # answer as oracle annotators from it; nothing trains on it
+        frame["true_label"] = pd.Series([r["label"] for r in records], dtype=object)
+    return frame
 
 
 def load_dataset(

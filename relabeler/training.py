@@ -244,3 +244,58 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
         f1s.append(f1)
     return {"accuracy": float(np.mean(pred == label_ids)) if len(pred) else float("nan"),
             "macro_f1": float(np.mean(f1s)), "n": int(len(pred)), "per_class": per_class}
+
+
+class HeadRefitter:
+    """Refit a model's head again and again on cached encoder states (head mode), each time
+    from the same initial head: what simulations need to retrain after every correction.
+
+    Parameters
+    ----------
+    model : a freshly loaded classifier (its head as initialised).
+    cls_hidden : (N, H) cached [CLS] states of the samples the fits may use.
+    """
+
+    def __init__(self, model, cls_hidden: torch.Tensor, opts: FitOptions,
+                 device: torch.device):
+        spec = head_spec(model)
+        self.model, self.cls_hidden, self.opts, self.device = model, cls_hidden, opts, device
+        self._initial = {name: model.get_submodule(name).state_dict() for name in spec.modules}
+        self._initial = {name: {k: v.clone() for k, v in state.items()}
+                         for name, state in self._initial.items()}
+
+    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray,
+                    predict_rows: np.ndarray) -> np.ndarray:
+        """Train on ``rows`` (indices into the cache) with ``label_ids``; return the
+        probabilities of ``predict_rows``, (len(predict_rows), C)."""
+        for name, state in self._initial.items():
+            self.model.get_submodule(name).load_state_dict(state)
+        seed_everything(self.opts.seed)
+        opts = FitOptions(**{**self.opts.__dict__, "progress": False})
+        fit_head(self.model, self.cls_hidden[rows], np.asarray(label_ids),
+                 np.arange(len(rows)).astype(str), opts, self.device)
+        return head_probs(self.model, self.cls_hidden[predict_rows], self.device)
+
+
+class FullRefitter:
+    """:class:`HeadRefitter`'s counterpart for full fine-tuning: every fit starts from the
+    pretrained checkpoint and trains all weights (expensive: meant for GPUs)."""
+
+    def __init__(self, model_name: str, classes: list[str], texts: list[str], opts: FitOptions,
+                 device: torch.device):
+        self.model_name, self.classes, self.texts = model_name, classes, texts
+        self.opts, self.device = opts, device
+
+    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray,
+                    predict_rows: np.ndarray) -> np.ndarray:
+        from relabeler.model import load_classifier, load_tokenizer
+
+        seed_everything(self.opts.seed)
+        model = load_classifier(self.model_name, self.classes)
+        tokenizer = load_tokenizer(self.model_name)
+        opts = FitOptions(**{**self.opts.__dict__, "progress": False})
+        fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),
+                 np.arange(len(rows)).astype(str), opts, self.device)
+        return predict_probs(model, tokenizer, [self.texts[i] for i in predict_rows],
+                             max_length=self.opts.max_length, batch_size=64,
+                             device=self.device)

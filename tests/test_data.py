@@ -237,9 +237,13 @@ def test_ids_and_labels_cast_to_str(tmp_path: Path) -> None:
 
 def test_output_frames_are_object_dtype(balanced_csv: Path) -> None:
     ds = load_dataset(str(balanced_csv), pool_fraction=0.1)
-    for frame in (ds.train, ds.eval, ds.pool):
+    for frame in (ds.train, ds.eval):
         assert frame.dtypes.tolist() == [object, object, object]
+    assert ds.pool.dtypes.tolist() == [object, object, object, object]
     assert ds.pool["label"].isna().all()
+    # the hidden label of a pool carved from labeled data stays beside it (for simulations)
+    source = pd.read_csv(balanced_csv, dtype=str).set_index("id")
+    assert ds.pool["true_label"].tolist() == source.loc[ds.pool["id"], "label"].tolist()
 
 
 # --------------------------------------------------------------------------------------------

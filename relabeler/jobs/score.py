@@ -99,6 +99,26 @@ def load_train_view(store: RunStore) -> TrainView:
     return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins)
 
 
+def fit_representer_auto(view: TrainView, cfg) -> representer.RepresenterFit:
+    """The representer refit at ``representer_lambda``, or, when that refit cannot follow the
+    model (agreement below ``min_agreement``), at successively weaker L2 strengths: the first
+    that explains the model's predictions wins. Raises when none does."""
+    lam = cfg.representer_lambda
+    tried = []
+    for _ in range(4):
+        try:
+            return representer.fit_representer(view.features, view.labels,
+                                                model_pred=view.pred, lam=lam,
+                                                min_agreement=cfg.min_agreement,
+                                                num_classes=len(view.classes))
+        except representer.RepresenterFitError as exc:
+            tried.append(f"{lam:g}")
+            last = exc
+            lam /= 10
+    raise representer.RepresenterFitError(
+        f"{last} (tried representer_lambda {', '.join(tried)})") from last
+
+
 def suspect_signals(view: TrainView, cfg) -> tuple[dict, dict, dict]:
     """(signals, distributions, details) for the training samples."""
     n_classes = len(view.classes)
@@ -122,10 +142,7 @@ def suspect_signals(view: TrainView, cfg) -> tuple[dict, dict, dict]:
                                             threshold=cfg.duplicate_threshold, k=k,
                                             neighbors=nb)
     signals["duplicate_conflict"] = dups.suspect
-    fit = representer.fit_representer(view.features, view.labels, model_pred=view.pred,
-                                      lam=cfg.representer_lambda,
-                                      min_agreement=cfg.min_agreement,
-                                      num_classes=n_classes)
+    fit = fit_representer_auto(view, cfg)
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
     log.info("score: representer refit agrees with the model on %.1f%% of predictions "
              "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)

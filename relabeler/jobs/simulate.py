@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from relabeler.config import RunConfig
 from relabeler.jobs.dataset import prepare_dataset
@@ -38,7 +40,8 @@ METHODS = ("relabeler", "cleanlab_self_confidence", "cleanlab_normalized_margin"
 def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: str, seed: int,
                       text_col: str = "text", label_col: str = "label", id_col: str = "id",
                       sample: int = 0, mode: str = "auto", folds: int = 5,
-                      test_fraction: float = 0.2, base: RunConfig | None = None) -> RunConfig:
+                      test_fraction: float = 0.2, pool_fraction: float = 0.0,
+                      base: RunConfig | None = None) -> RunConfig:
     """The run configuration of one simulation (its run directory is ``out/run``)."""
     config = base or RunConfig()
     config.run_dir = str(Path(out) / "run")
@@ -48,14 +51,14 @@ def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: s
     config.data.id_col = id_col
     config.data.sample = sample
     config.data.eval_fraction = test_fraction
-    config.data.pool_fraction = 0.0
+    config.data.pool_fraction = pool_fraction
     config.data.seed = seed
     config.data.noise_rate = noise
     config.data.noise_kind = noise_kind
     config.train.mode = mode
     config.train.folds = folds
     config.train.seed = seed
-    config.extract.splits = ["train", "eval"]
+    config.extract.splits = ["train", "eval", "pool"] if pool_fraction else ["train", "eval"]
     return config
 
 
@@ -78,8 +81,130 @@ def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarr
     }
 
 
+DEFAULT_BUDGETS = (0.01, 0.02, 0.05, 0.10, 0.20)
+RANDOM_SEEDS = 3
+
+
+def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: list[str],
+              progress: bool):
+    """A head refitter on cached encoder states (head mode) or a full refitter."""
+    import torch
+
+    from relabeler.model import load_classifier, load_tokenizer, pick_device
+    from relabeler.training import (
+        FitOptions,
+        FullRefitter,
+        HeadRefitter,
+        encoder_cls,
+        seed_everything,
+    )
+
+    device = pick_device()
+    tc = config.train
+    mode = store.stage_info("train")["info"]["mode"]
+    opts = FitOptions.resolve(mode=mode, epochs=tc.epochs, batch_size=tc.batch_size,
+                              learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
+                              warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
+                              seed=tc.seed, device=device, progress=False)
+    if mode == "full":
+        return FullRefitter(config.model.name, classes, texts, opts, device)
+    seed_everything(tc.seed)
+    model = load_classifier(config.model.name, classes).to(device)
+    with torch.inference_mode():
+        cls = encoder_cls(model, load_tokenizer(config.model.name), texts,
+                          max_length=opts.max_length, batch_size=64, device=device,
+                          progress=progress)
+    return HeadRefitter(model, cls, opts, device)
+
+
+def _accuracy_f1(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> tuple[float,
+                                                                                     float]:
+    from relabeler.training import classification_metrics
+
+    m = classification_metrics(labels, probs, classes)
+    return m["accuracy"], m["macro_f1"]
+
+
+def gain_experiment(refit, *, noisy: np.ndarray, truth: np.ndarray, test_rows: np.ndarray,
+                    test_labels: np.ndarray, rankings: dict[str, np.ndarray],
+                    budgets: Sequence[float], classes: list[str], seed: int = 0) -> dict:
+    """Oracle relabeling of each ranking's top K, and of K random samples, then retraining.
+
+    Training rows are ``0..N-1`` of the refitter's cache. Returns the ``gain`` section of
+    ``simulation.json``.
+    """
+    n = len(noisy)
+    train_rows = np.arange(n)
+
+    def score(labels: np.ndarray) -> tuple[float, float]:
+        return _accuracy_f1(refit.fit_predict(train_rows, labels, test_rows), test_labels,
+                            classes)
+
+    clean_acc, clean_f1 = score(truth)
+    noisy_acc, noisy_f1 = score(noisy)
+    accuracy = {"clean": clean_acc, "noisy": noisy_acc}
+    macro_f1 = {"clean": clean_f1, "noisy": noisy_f1}
+    for name in (*rankings, "random"):
+        accuracy[name], macro_f1[name] = [], []
+    ks = [max(1, int(round(b * n))) for b in budgets]
+    for k in ks:
+        for name, suspect in rankings.items():
+            fixed = noisy.copy()
+            top = np.argsort(-suspect, kind="stable")[:k]
+            fixed[top] = truth[top]
+            acc, f1 = score(fixed)
+            accuracy[name].append(acc)
+            macro_f1[name].append(f1)
+        runs = []
+        for r in range(RANDOM_SEEDS):
+            fixed = noisy.copy()
+            pick = np.random.default_rng(seed + 1000 + r).choice(n, size=k, replace=False)
+            fixed[pick] = truth[pick]
+            runs.append(score(fixed))
+        accuracy["random"].append(float(np.mean([a for a, _ in runs])))
+        macro_f1["random"].append(float(np.mean([f for _, f in runs])))
+        log.info("simulate: budget %d: %s", k, ", ".join(
+            f"{name} {accuracy[name][-1]:.4f}" for name in (*rankings, "random")))
+    gap = clean_acc - noisy_acc
+    recovered = {name: [((a - noisy_acc) / gap) if gap > 0 else None for a in accuracy[name]]
+                 for name in (*rankings, "random")}
+    return {"budgets": list(budgets), "budget_samples": ks, "accuracy": accuracy,
+            "macro_f1": macro_f1, "gap_recovered": recovered}
+
+
+def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
+                        pool_truth: np.ndarray, pool_features: np.ndarray,
+                        eval_rows: np.ndarray, eval_labels: np.ndarray,
+                        eval_features: np.ndarray, eval_coverage: np.ndarray, k: int,
+                        classes: list[str], seed: int = 0, quantile: float = 0.2) -> dict:
+    """k pool samples picked by coverage vs k random ones, measured on a held-out half of the
+    under-covered eval samples that the picking never saw."""
+    from relabeler.selectors.coverage import acquire, undercovered
+
+    rng = np.random.default_rng(seed)
+    under = np.flatnonzero(undercovered(eval_coverage, quantile=quantile))
+    under = rng.permutation(under)
+    pick_half, held_out = under[: len(under) // 2], under[len(under) // 2:]
+    n = len(noisy)
+    k = min(k, len(pool_rows))
+    picks = acquire(pool_features, eval_features[pick_half], budget=k).pool_idx
+
+    def accuracy(extra: np.ndarray) -> float:
+        rows = np.concatenate([np.arange(n), pool_rows[extra]])
+        labels = np.concatenate([noisy, pool_truth[extra]])
+        probs = refit.fit_predict(rows, labels, eval_rows[held_out])
+        return float(np.mean(probs.argmax(1) == eval_labels[held_out]))
+
+    random_acc = [accuracy(np.random.default_rng(seed + 2000 + r).choice(
+        len(pool_rows), size=len(picks), replace=False)) for r in range(RANDOM_SEEDS)]
+    return {"selected": accuracy(picks), "random": float(np.mean(random_acc)),
+            "base": accuracy(np.zeros(0, dtype=np.int64)), "k": int(len(picks)),
+            "n_heldout": int(len(held_out)), "n_picking_targets": int(len(pick_half))}
+
+
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS
+                   ) -> dict:
     """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,8 +230,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     probs = view.oof_probs if view.oof_probs is not None else view.probs
     scores = {"relabeler": suspects["suspect_score"].to_numpy(dtype=np.float64)}
     scores.update(cleanlab_scores(view.labels, probs))
+    # a comparison baseline: scored as TrustAI would, however well its refit follows the model
     fit = representer.fit_trustai(view.features, view.probs,
-                                  lam=config.score.representer_lambda)
+                                  lam=config.score.representer_lambda, min_agreement=0.0)
     scores["trustai"] = representer.trustai_dirty_score(fit, view.features)
     scores["random"] = np.random.default_rng(config.data.seed).random(len(view.ids))
     detection = {name: detection_metrics(scores[name], flipped) for name in METHODS}
@@ -121,6 +247,12 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     suggestion_accuracy = float(np.mean(
         suspects["suggested_label"].to_numpy(dtype=object)[flipped] == truth[flipped]))
     info = store.stage_info("data")["info"]
+    gain, coverage_result = None, None
+    if budgets:
+        started = time.perf_counter()
+        gain, coverage_result = _retraining_part(store, config, view, scores, list(budgets),
+                                                 progress)
+        seconds["retrain"] = round(time.perf_counter() - started, 2)
     result = {
         "dataset": config.data.source,
         "n_train": int(len(view.ids)),
@@ -131,6 +263,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         "seconds": seconds,
         "signals": signals,
         "suggestion_accuracy_on_flipped": suggestion_accuracy,
+        **({"gain": gain} if gain else {}),
+        **({"coverage": coverage_result} if coverage_result else {}),
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
                      "folds": config.train.folds, "method": config.score.method,
@@ -139,6 +273,48 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     (out / "simulation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "simulation.md").write_text(markdown_table(result), encoding="utf-8")
     return result
+
+
+def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
+                     budgets: list[float], progress: bool) -> tuple[dict, dict | None]:
+    from relabeler.data import read_split
+    from relabeler.jobs.score import load_split
+
+    classes = view.classes
+    index = {c: i for i, c in enumerate(classes)}
+    train = read_split(store.read_table("dataset/train.parquet")).set_index("id").loc[view.ids]
+    evaluation = read_split(store.read_table("dataset/eval.parquet"))
+    pool = read_split(store.read_table("dataset/pool.parquet"))
+    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
+    refit = _refitter(store, config, texts, classes, progress)
+    n, n_eval = len(train), len(evaluation)
+    eval_rows = np.arange(n, n + n_eval)
+    eval_labels = evaluation["label"].map(index).to_numpy(dtype=np.int64)
+    truth = train["true_label"].map(index).to_numpy(dtype=np.int64)
+    gain = gain_experiment(
+        refit, noisy=view.labels, truth=truth, test_rows=eval_rows, test_labels=eval_labels,
+        rankings={"relabeler": scores["relabeler"],
+                  "cleanlab": scores["cleanlab_self_confidence"]},
+        budgets=budgets, classes=classes, seed=config.data.seed)
+    coverage_result = None
+    if len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"):
+        eval_view = load_split(store, "eval", classes)
+        pool_view = load_split(store, "pool", classes)
+        cov = store.read_table("scores/coverage.parquet").to_pandas()
+        eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
+            eval_view.ids).to_numpy(dtype=np.float64)
+        pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
+        eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+        coverage_result = coverage_experiment(
+            refit, noisy=view.labels,
+            pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
+            pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
+            .to_numpy(dtype=np.int64),
+            pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
+            eval_labels=eval_view.labels, eval_features=eval_view.features,
+            eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
+            seed=config.data.seed)
+    return gain, coverage_result
 
 
 def markdown_table(result: dict) -> str:
@@ -156,6 +332,27 @@ def markdown_table(result: dict) -> str:
     for name, m in result["signals"].items():
         lines.append(f"| {name} | {m['auroc']:.3f} | {m['auprc']:.3f} | "
                      f"{m['precision_at_k']:.3f} |")
+    gain = result.get("gain")
+    if gain:
+        names = [k for k in gain["accuracy"] if k not in ("clean", "noisy")]
+        lines += ["", f"Retraining after oracle relabeling of the top K (clean accuracy "
+                  f"{gain['accuracy']['clean']:.4f}, noisy {gain['accuracy']['noisy']:.4f}); "
+                  "share of the noisy-to-clean gap recovered:", "",
+                  "| budget | K | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for i, (b, k) in enumerate(zip(gain["budgets"], gain["budget_samples"], strict=True)):
+            cells = []
+            for name in names:
+                rec = gain["gap_recovered"][name][i]
+                acc = gain["accuracy"][name][i]
+                cells.append(f"{acc:.4f}" + (f" ({rec:.0%})" if rec is not None else ""))
+            lines.append(f"| {b:.0%} | {k} | " + " | ".join(cells) + " |")
+    cov = result.get("coverage")
+    if cov:
+        lines += ["", f"Coverage acquisition: {cov['k']} pool samples picked near half of the "
+                  f"under-covered eval samples; accuracy on the other {cov['n_heldout']}: "
+                  f"selected {cov['selected']:.4f}, random {cov['random']:.4f}, none "
+                  f"{cov['base']:.4f}."]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

@@ -1,0 +1,376 @@
+"""``relabeler attribute``: word attributions for the review queue, as a Ray Data job.
+
+The queue is the top ``[attribute] top`` rows (by rank; 0 = all) of ``scores/suspects.parquet``
+and of ``scores/acquire.parquet``. Targets per queued sample:
+
+* a suspect gets two rows: its suggested label (``target_role`` "suggested") and its given
+  label ("given"), so an annotator sees the words behind either reading;
+* an acquired pool sample has no given label: one row, for the class the model predicts
+  (``features/pool``'s ``pred``; ``target_role`` "predicted").
+
+An :class:`AttributionWorker` actor (one per GPU, or one CPU actor that uses the CPUs it was
+given) loads the model once and runs :class:`relabeler.attribution.TokenAttributor` over batches
+of rows sorted by text length inside each shard.
+
+Output: ``attributions/part-NNNNN.parquet``, one file per shard of ``shard_size`` rows in queue
+order (the unit of resumption: a killed job recomputes only the missing parts), and, once every
+part exists, their concatenation written atomically as ``attributions.parquet``, the artifact
+readers use (DESIGN.md). ``attributions/_plan.json`` records what the parts were computed for
+(rows, method, steps, length); parts from different settings are discarded, not mixed.
+
+Columns of ``attributions.parquet``, one row per (sample, target), suspects by rank first, then
+acquired samples by rank:
+
+========== =========================================================================
+id          sample id (string)
+source      ``suspects`` or ``acquire``
+rank        the sample's rank in its source table (int32)
+target_role ``suggested``, ``given`` (suspects) or ``predicted`` (acquire)
+target_label the class attributed (string)
+method      ``ig`` or ``grad_x_input``
+n_steps     IG's integration points (1 for grad_x_input) (int32)
+spans       list<struct<start: int32, end: int32, text: string, score: float32>>: every word
+            the model saw, in text order; ``text[start:end] == span.text`` in the original
+            text; score > 0 pushes toward ``target_label`` (the log-probability's share)
+delta       IG's convergence delta (float32; NaN for grad_x_input, 0 for empty text)
+truncated   the model saw only a prefix of the text (bool)
+n_tokens    tokens the model saw, special tokens included (int32)
+========== =========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from relabeler.attribution import METHODS, Attribution, TokenAttributor
+from relabeler.jobs import StageError
+from relabeler.model import load_classifier, load_tokenizer, pick_device
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STAGE = "attribute"
+FOLDER = "attributions"
+ARTIFACT = "attributions.parquet"
+PLAN = f"{FOLDER}/_plan.json"
+
+#: Defaults for the settings read from ``config.attribute`` (``[attribute]``).
+DEFAULTS = SimpleNamespace(top=200, method="ig", n_steps=20, internal_batch_size=0,
+                           batch_size=64, shard_size=256, num_actors=0, num_threads=0)
+
+SPAN_TYPE = pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()),
+                                ("text", pa.string()), ("score", pa.float32())]))
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("source", pa.string()), ("rank", pa.int32()),
+    ("target_role", pa.string()), ("target_label", pa.string()), ("method", pa.string()),
+    ("n_steps", pa.int32()), ("spans", SPAN_TYPE), ("delta", pa.float32()),
+    ("truncated", pa.bool_()), ("n_tokens", pa.int32()),
+])
+
+
+def spans_array(results: Sequence[Attribution]) -> pa.Array:
+    """The ``spans`` column of ``results``."""
+    return pa.array([[{"start": s.start, "end": s.end, "text": s.text, "score": s.score}
+                      for s in r.spans] for r in results], type=SPAN_TYPE)
+
+
+class AttributionWorker:
+    """Callable class for ``Dataset.map_batches``: (text, target) rows in, spans out.
+
+    Parameters
+    ----------
+    model_dir:
+        A local model folder, or an artifact of ``store_uri`` (downloaded once per actor).
+    max_length, method, n_steps, internal_batch_size:
+        As in :class:`~relabeler.attribution.TokenAttributor`; ``internal_batch_size`` 0 =
+        chosen from memory.
+    num_threads:
+        ``torch.set_num_threads`` on CPU (Ray starts actors with ``OMP_NUM_THREADS=1``).
+    device:
+        ``auto``: CUDA when present (bf16 autocast, SDPA attention).
+
+    Unlike the other stages' actors, ``__call__`` does not run under ``torch.inference_mode``:
+    attributions need gradients (with respect to the embeddings only; the weights are frozen).
+    It returns a ``pyarrow.Table`` because ``spans`` is a nested column.
+    """
+
+    def __init__(self, model_dir: str, *, max_length: int = 128, method: str = "ig",
+                 n_steps: int = 20, internal_batch_size: int = 0, num_threads: int = 0,
+                 device: str = "auto", store_uri: str | None = None):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if store_uri is not None:
+            model_dir = str(RunStore(store_uri).get_dir(model_dir))
+        self.device = pick_device(device)
+        if self.device.type == "cpu" and num_threads:
+            torch.set_num_threads(num_threads)
+        model = load_classifier(model_dir).to(self.device)
+        self.classes = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+        self.attributor = TokenAttributor(model, load_tokenizer(model_dir),
+                                          max_length=max_length,
+                                          internal_batch_size=internal_batch_size or None)
+        self.method = method
+        self.n_steps = n_steps
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        """batch: ``text`` (N,) str, ``target_index`` (N,) int64; other columns pass through.
+        Adds target_label, method, n_steps, spans, delta, truncated, n_tokens."""
+        texts = [str(t) for t in batch["text"]]
+        targets = np.asarray(batch["target_index"], dtype=np.int64).tolist()
+        results = self.attributor.attribute(texts, targets, n_steps=self.n_steps,
+                                            method=self.method)
+        columns = {k: pa.array(v.tolist() if v.dtype.kind in "OUS" else v)
+                   for k, v in ((k, np.asarray(v)) for k, v in batch.items())
+                   if k not in ("text", "target_index")}
+        columns.update(
+            target_label=pa.array([self.classes[t] for t in targets], pa.string()),
+            method=pa.array([self.method] * len(results), pa.string()),
+            n_steps=pa.array([r.n_steps for r in results], pa.int32()),
+            spans=spans_array(results),
+            delta=pa.array([r.delta for r in results], pa.float32()),
+            truncated=pa.array([r.truncated for r in results], pa.bool_()),
+            n_tokens=pa.array([len(r.tokens) for r in results], pa.int32()),
+        )
+        return pa.table(columns)
+
+
+def _settings(config) -> SimpleNamespace:
+    """``config.attribute`` over DEFAULTS (the section may be missing from older configs)."""
+    section = getattr(config, "attribute", None)
+    values = {k: getattr(section, k, v) for k, v in vars(DEFAULTS).items()}
+    settings = SimpleNamespace(**values)
+    if settings.method not in METHODS:
+        raise ValueError(f"attribute.method must be one of {', '.join(METHODS)}, got "
+                         f"{settings.method!r}")
+    for name in ("n_steps", "batch_size", "shard_size"):
+        if int(getattr(settings, name)) < 1:
+            raise ValueError(f"attribute.{name} must be >= 1, got {getattr(settings, name)}")
+    for name in ("top", "internal_batch_size", "num_actors", "num_threads"):
+        if int(getattr(settings, name)) < 0:
+            raise ValueError(f"attribute.{name} must be >= 0, got {getattr(settings, name)}")
+    return settings
+
+
+def queue_rows(store: RunStore, top: int) -> dict[str, np.ndarray]:
+    """The (sample, target) rows to attribute, in queue order: suspects by rank (suggested,
+    then given label), then acquired pool samples by rank (predicted class).
+
+    Returns columns id, text, source, target_role (object arrays), rank and target_index
+    (int64 arrays)."""
+    classes = store.read_json("model/labels.json")
+    index = {c: i for i, c in enumerate(classes)}
+    frames = []
+    suspects = store.read_table(
+        "scores/suspects.parquet", columns=["id", "rank", "given_label", "suggested_label"]
+    ).to_pandas().sort_values("rank", kind="stable")
+    suspects = suspects.head(top) if top else suspects
+    texts = _texts(store, "dataset/train.parquet", suspects["id"])
+    for role_no, (role, column) in enumerate((("suggested", "suggested_label"),
+                                              ("given", "given_label"))):
+        frames.append(pd.DataFrame({
+            "id": suspects["id"].to_numpy(dtype=object), "text": texts, "source": "suspects",
+            "rank": suspects["rank"].to_numpy(dtype=np.int64), "target_role": role,
+            "target_label": suspects[column].to_numpy(dtype=object),
+            "_order": 2 * np.arange(len(suspects)) + role_no}))
+    acquire = store.read_table("scores/acquire.parquet", columns=["id", "rank"]).to_pandas()
+    acquire = acquire.sort_values("rank", kind="stable")
+    acquire = acquire.head(top) if top else acquire
+    if len(acquire):
+        pred = store.read_table("features/pool", columns=["id", "pred"]).to_pandas()
+        pred = pred.drop_duplicates("id").set_index("id")["pred"].reindex(acquire["id"])
+        if pred.isna().any():
+            raise StageError(f"features/pool lacks acquired ids {list(pred.index[pred.isna()][:5])}"
+                             f"; rerun `relabeler extract --run {store.uri} --force`")
+        frames.append(pd.DataFrame({
+            "id": acquire["id"].to_numpy(dtype=object),
+            "text": _texts(store, "dataset/pool.parquet", acquire["id"]), "source": "acquire",
+            "rank": acquire["rank"].to_numpy(dtype=np.int64), "target_role": "predicted",
+            "target_label": pred.to_numpy(dtype=object),
+            "_order": 2 * len(suspects) + np.arange(len(acquire))}))
+    queue = pd.concat(frames, ignore_index=True).sort_values("_order", kind="stable")
+    unknown = sorted({str(x) for x in queue["target_label"] if x not in index})
+    if unknown:
+        raise StageError(f"attribute: labels {unknown} are not classes of the model "
+                         f"({classes}); rerun score after training")
+    return {
+        "id": queue["id"].to_numpy(dtype=object),
+        "text": queue["text"].to_numpy(dtype=object),
+        "source": queue["source"].to_numpy(dtype=object),
+        "rank": queue["rank"].to_numpy(dtype=np.int64),
+        "target_role": queue["target_role"].to_numpy(dtype=object),
+        "target_index": np.array([index[x] for x in queue["target_label"]], dtype=np.int64),
+    }
+
+
+def _texts(store: RunStore, artifact: str, ids) -> np.ndarray:
+    frame = store.read_table(artifact, columns=["id", "text"]).to_pandas().set_index("id")
+    texts = frame["text"].reindex(list(ids))
+    if texts.isna().any():
+        raise StageError(f"{artifact} lacks the texts of queued ids "
+                         f"{list(texts.index[texts.isna()][:5])}")
+    return texts.to_numpy(dtype=object)
+
+
+def _plan_key(rows: dict[str, np.ndarray], settings, max_length: int) -> dict:
+    digest = hashlib.sha256()
+    for sample_id, target in zip(rows["id"], rows["target_index"], strict=True):
+        digest.update(f"{sample_id}\x00{target}\n".encode())
+    return {"rows": len(rows["id"]), "queue_sha256": digest.hexdigest(),
+            "method": settings.method, "n_steps": int(settings.n_steps),
+            "max_length": int(max_length), "shard_size": int(settings.shard_size)}
+
+
+def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length: int = 128,
+                    method: str = "ig", n_steps: int = 20, internal_batch_size: int = 0,
+                    batch_size: int = 64, shard_size: int = 256, num_actors: int = 0,
+                    gpus_per_actor: float = 1.0, num_threads: int = 0,
+                    progress: bool = True) -> int:
+    """Attribute ``rows`` (see :func:`queue_rows`) in one Ray Data pass, writing the parts of
+    ``attributions/`` that are missing. Ray must be connected. Returns the rows written now."""
+    import ray
+    from ray.data import DataContext
+    from tqdm.auto import tqdm
+
+    from relabeler.jobs._ray import plan_pool
+
+    n = len(rows["id"])
+    n_shards = max(1, -(-n // shard_size))
+    done = store.finished_shards(FOLDER)
+    pending = [i for i in range(n_shards) if i not in done]
+    if n == 0:
+        if 0 in pending:
+            store.write_shard(FOLDER, 0, SCHEMA.empty_table())
+        return 0
+    shard = np.arange(n) // shard_size
+    keep = np.isin(shard, pending)
+    if not keep.any():
+        return 0
+    table = {k: v[keep] for k, v in rows.items()}
+    table["_pos"] = np.arange(n)[keep]
+    table["_shard"] = shard[keep]
+    # inside each shard, longest first: consecutive rows form batches of similar length
+    lengths = np.fromiter(map(len, table["text"]), np.int64, len(table["text"]))
+    order = np.lexsort((-lengths, table["_shard"]))
+    table = pa.table({k: (list(v[order]) if v.dtype == object else v[order])
+                      for k, v in table.items()})
+    expected = {int(s): int(np.sum(shard[keep] == s)) for s in pending}
+
+    plan = plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                     num_threads=num_threads)
+    log.info("attribute: %d rows (%s, %d steps) in %d part(s), %d actor(s) (%s GPU, %s CPU "
+             "each)", len(table), method, n_steps, len(expected), plan.num_actors,
+             plan.num_gpus, plan.num_cpus)
+    DataContext.get_current().execution_options.preserve_order = True
+    block_rows = batch_size * max(1, min(16, -(-len(table) // (batch_size * 8))))
+    ds = ray.data.from_arrow([table.slice(i, block_rows)
+                              for i in range(0, len(table), block_rows)])
+    model_dir = store.get_dir("model")
+    ds = ds.map_batches(
+        AttributionWorker,
+        fn_constructor_args=(str(model_dir) if store.is_local else "model",),
+        fn_constructor_kwargs={"max_length": max_length, "method": method, "n_steps": n_steps,
+                               "internal_batch_size": internal_batch_size,
+                               "num_threads": plan.torch_threads,
+                               "store_uri": None if store.is_local else store.uri},
+        batch_size=batch_size,
+        batch_format="numpy",
+        **plan.map_batches_kwargs(),
+    )
+    buffers: dict[int, list[pa.Table]] = {}
+    counts: dict[int, int] = {}
+    written = 0
+    bar = tqdm(total=len(table), desc="attribute", unit="row", disable=not progress)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        bar.update(batch.num_rows)
+        shards = batch.column("_shard").to_numpy()
+        for key in np.unique(shards):
+            part = batch.filter(pa.array(shards == key))
+            key = int(key)
+            buffers.setdefault(key, []).append(part)
+            counts[key] = counts.get(key, 0) + part.num_rows
+            if counts[key] == expected[key]:
+                written += _write_part(store, key, buffers.pop(key))
+    bar.close()
+    missing = [i for i in pending if i not in store.finished_shards(FOLDER)]
+    if missing:
+        raise StageError(f"attribute: parts {missing} of {FOLDER}/ did not complete; run "
+                         "again to resume from the finished parts")
+    return written
+
+
+def _write_part(store: RunStore, shard: int, parts: list[pa.Table]) -> int:
+    merged = pa.concat_tables(parts, promote_options="default")
+    merged = merged.take(pc.sort_indices(merged, [("_pos", "ascending")]))
+    table = pa.table({f.name: merged.column(f.name).cast(f.type) for f in SCHEMA},
+                     schema=SCHEMA)
+    store.write_shard(FOLDER, shard, table)
+    log.debug("%s: part %d written (%d rows)", FOLDER, shard, table.num_rows)
+    return table.num_rows
+
+
+def run_attribute(store: RunStore, config, *, force: bool = False,
+                  progress: bool = True) -> dict:
+    """The attribute stage: ``attributions.parquet`` for the queue's top ``[attribute] top``.
+
+    Skipped when done unless ``force``; resumes from the parts a killed run finished.
+    Reads ``config.attribute`` (top, method, n_steps, internal_batch_size, batch_size,
+    shard_size, num_actors, num_threads; defaults in :data:`DEFAULTS`), ``config.model``
+    (max_length) and ``config.ray``. Returns the stage info.
+    """
+    from relabeler.jobs._ray import connect
+
+    if not store.stage_done("score"):
+        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
+                         f"{store.uri}` first")
+    settings = _settings(config)
+    max_length = int(config.model.max_length)
+    if force:
+        store.reset_stage(STAGE, [FOLDER, ARTIFACT])
+    elif store.stage_done(STAGE):
+        log.info("attribute: already done in %s (use --force to redo)", store.uri)
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    started = time.perf_counter()
+    rows = queue_rows(store, int(settings.top))
+    key = _plan_key(rows, settings, max_length)
+    if store.exists(PLAN) and store.read_json(PLAN) != key:
+        log.warning("attribute: the queue or settings changed since the unfinished run; "
+                    "starting over")
+        store.remove(FOLDER)
+    if not store.exists(PLAN):
+        store.write_json(PLAN, key)
+    written = 0
+    n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))
+    if set(range(n_shards)) - store.finished_shards(FOLDER):
+        connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+        written = attribute_queue(
+            store, rows, max_length=max_length, method=settings.method,
+            n_steps=int(settings.n_steps), internal_batch_size=int(settings.internal_batch_size),
+            batch_size=int(settings.batch_size), shard_size=int(settings.shard_size),
+            num_actors=int(settings.num_actors), gpus_per_actor=config.ray.gpus_per_actor,
+            num_threads=int(settings.num_threads), progress=progress)
+    table = store.read_table(FOLDER)
+    store.write_table(ARTIFACT, table)
+    seconds = time.perf_counter() - started
+    sources = table.column("source").to_pylist()
+    deltas = np.abs(table.column("delta").to_numpy(zero_copy_only=False))
+    info = {"rows": table.num_rows, "rows_this_run": written,
+            "suspects": len(set(i for i, s in zip(table.column("id").to_pylist(), sources,
+                                                  strict=True) if s == "suspects")),
+            "acquire": sources.count("acquire"), "method": settings.method,
+            "n_steps": int(settings.n_steps), "top": int(settings.top),
+            "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
+            "max_abs_delta": float(np.nanmax(deltas)) if np.isfinite(deltas).any() else None,
+            "seconds": round(seconds, 2)}
+    store.mark_done(STAGE, info)
+    log.info("attribute: %d rows (%d computed now) in %.1f s", table.num_rows, written, seconds)
+    return info

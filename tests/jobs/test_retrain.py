@@ -1,0 +1,109 @@
+"""retrain + report: corrections to a new dataset version, a retrained model, the report."""
+
+import json
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from relabeler.config import RunConfig
+from relabeler.jobs import StageError
+from relabeler.jobs.retrain import apply_corrections, run_retrain
+from relabeler.jobs.train import run_train
+from relabeler.report.build import write_report
+from relabeler.store import RunStore
+
+TRAIN = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["t1", "t2", "t3", "t4"],
+                      "label": ["pos", "neg", "pos", "neg"]})
+POOL = pd.DataFrame({"id": ["p1", "p2"], "text": ["u1", "u2"], "label": [None, None]})
+
+
+def _corrections(rows):
+    return pd.DataFrame(rows, columns=["id", "old_label", "new_label", "action"])
+
+
+def test_apply_corrections_by_action():
+    corrections = _corrections([("a", "pos", "neg", "relabel"), ("b", "neg", "neg", "keep"),
+                                ("c", "pos", None, "drop"), ("d", "neg", None, "unsure"),
+                                ("p1", None, "pos", "relabel"), ("p2", None, None, "unsure")])
+    out, counts = apply_corrections(TRAIN, POOL, corrections, ["neg", "pos"])
+    labels = dict(zip(out["id"], out["label"], strict=True))
+    assert labels == {"a": "neg", "b": "neg", "d": "neg", "p1": "pos"}
+    sources = dict(zip(out["id"], out["label_source"], strict=True))
+    assert sources == {"a": "corrected", "b": "reviewed", "d": "original", "p1": "acquired"}
+    assert out.set_index("id").loc["a", "previous_label"] == "pos"
+    assert counts == {"reviewed": 4, "changed": 1, "dropped": 1, "unsure": 1, "acquired": 1,
+                      "n_train_before": 4, "n_train_after": 4}
+    assert TRAIN["label"].tolist() == ["pos", "neg", "pos", "neg"]  # the input is untouched
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([], "is empty: there is nothing to retrain on"),
+    ([("zz", "pos", "neg", "relabel")], "row 0: id 'zz' is in neither"),
+    ([("a", "pos", "maybe", "relabel")], "row 0: new_label 'maybe' is not a class"),
+    ([("a", "pos", "neg", "flip")], "row 0: action 'flip' is not one of"),
+    ([("a", "pos", "neg", "relabel"), ("a", "pos", "pos", "keep")], "'a' appears more than"),
+])
+def test_bad_corrections_are_clear_errors(rows, message):
+    with pytest.raises(ValueError, match=message):
+        apply_corrections(TRAIN, POOL, _corrections(rows), ["neg", "pos"])
+
+
+def test_retrain_and_report_need_their_inputs(tmp_path):
+    store = RunStore(tmp_path / "run")
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    with pytest.raises(StageError, match="retrain needs labels/corrections.parquet"):
+        run_retrain(store, config)
+    with pytest.raises(StageError, match="report needs a retrained model"):
+        write_report(store)
+
+
+@pytest.mark.slow
+def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, synthetic_csv):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.data.source = str(synthetic_csv)
+    config.data.noise_rate = 0.2
+    config.model.name = tiny_bert_dir
+    config.model.max_length = 48
+    config.train.mode = "head"
+    config.train.epochs = 10
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    flipped = train[train["flipped"]]
+    rows = [(r.id, r.label, r.true_label, "relabel") for r in flipped.itertuples()]
+    rows += [(r.id, r.label, r.label, "keep") for r in train[~train["flipped"]].head(5)
+             .itertuples()]
+    corrections = _corrections(rows).assign(n_annotations=1)
+    store.write_table("labels/corrections.parquet",
+                      pa.Table.from_pandas(corrections, preserve_index=False))
+    manifest = pd.DataFrame({"id": corrections["id"],
+                             "source": ["flagged"] * len(flipped) + ["random_control"] * 5})
+    store.write_table("studio/manifest.parquet", pa.Table.from_pandas(manifest,
+                                                                      preserve_index=False))
+    info = run_retrain(store, config, progress=False)
+    assert info["version"] == 1 and info["changed"] == len(flipped) == 19
+    v1 = RunStore(store.path("retrain/v1"))
+    new_train = v1.read_table("dataset/train.parquet").to_pandas()
+    assert (new_train["label"] == new_train["true_label"]).all()
+    assert store.read_table("dataset/train.parquet").to_pandas()["label"].tolist() == \
+        train["label"].tolist()  # the original version is untouched
+    assert v1.stage_info("data")["info"]["parent"] == store.uri
+    assert run_retrain(store, config, progress=False)["version"] == 1  # same corrections: skip
+
+    report = write_report(store)
+    assert report["corrections"]["changed"] == 19
+    assert report["labels_spent"] == 24
+    assert report["queue"]["flagged"]["rate"] == 1.0
+    assert report["queue"]["random_control"]["rate"] == 0.0
+    expected = {}
+    for _, old, new, _ in rows:
+        expected.setdefault(old, {}).setdefault(new, 0)
+        expected[old][new] += 1
+    assert report["correction_matrix"] == expected
+    ev = report["eval"]["accuracy"]
+    assert ev["ci95"][0] <= ev["delta"] <= ev["ci95"][1]
+    html = (tmp_path / "run/report/report.html").read_text()
+    assert "What the relabeling bought" in html and "data:image/png;base64," in html
+    assert (tmp_path / "run/report/accuracy.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "run/report/report.json").read_text())["version"] == 1
