@@ -28,6 +28,7 @@ from relabeler.model import (
     shuffled_length_batches,
     token_lengths,
 )
+from relabeler.threads import small_work_threads
 
 log = logging.getLogger(__name__)
 
@@ -128,25 +129,34 @@ def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.nda
     schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
     loss_fn = nn.CrossEntropyLoss()
     frames = []
-    for epoch in tqdm(range(opts.epochs), desc="train head", disable=not opts.progress):
-        model.train()
-        order = torch.as_tensor(rng.permutation(n), device=device)
-        for start in range(0, n, opts.batch_size):
-            batch = order[start:start + opts.batch_size]
-            loss = loss_fn(spec.forward(model, features[batch]), labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        model.eval()
-        with torch.inference_mode():
-            logits = torch.cat([spec.forward(model, features[i:i + 4096])
-                                for i in range(0, n, 4096)])
-        frames.append(_dynamics_rows(ids, epoch, logits, labels))
+    work = opts.batch_size * sum(p.numel() for p in params)
+    with small_work_threads(work, device):
+        for epoch in tqdm(range(opts.epochs), desc="train head", disable=not opts.progress):
+            frames.append(_head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer,
+                                      schedule, loss_fn, opts.batch_size))
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     return pd.concat(frames, ignore_index=True)
+
+
+def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, schedule, loss_fn,
+                batch_size) -> pd.DataFrame:
+    n = len(labels)
+    model.train()
+    order = torch.as_tensor(rng.permutation(n), device=features.device)
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        loss = loss_fn(spec.forward(model, features[batch]), labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([spec.forward(model, features[i:i + 4096])
+                            for i in range(0, n, 4096)])
+    return _dynamics_rows(ids, epoch, logits, labels)
 
 
 def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids: np.ndarray,

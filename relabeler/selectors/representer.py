@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
@@ -40,13 +39,13 @@ import numpy as np
 import torch
 
 from relabeler.selectors._checks import as_labels, as_matrix, as_probs
+from relabeler.threads import small_work_threads
 
 log = logging.getLogger(__name__)
 
 # a refit whose decomposition misses W f by more than this did not converge
 RECONSTRUCTION_WARN = 1e-3
 # below this many multiply-adds per evaluation (N x D' x C) the CPU refit runs on one thread
-SMALL_FIT_WORK = 1 << 24
 
 
 class RepresenterFitError(ValueError):
@@ -204,7 +203,7 @@ def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
     num_classes = targets.shape[1]
     init = _initial_weight(init_weight, init_bias, num_classes, dim, bias)
     torch_device = _resolve_device(device)
-    with _small_problem_threads(n * (dim + int(bias)) * num_classes, torch_device):
+    with small_work_threads(n * (dim + int(bias)) * num_classes, torch_device):
         weight, probs, alpha, error, n_iter = _compute_fit(
             _with_bias(features, bias), targets, float(lam), int(max_iter), torch_device, init)
     agreement = float("nan")
@@ -258,22 +257,6 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-@contextmanager
-def _small_problem_threads(work: int, device: torch.device):
-    """One CPU thread for a small refit, torch's setting restored afterwards.
-
-    Each LBFGS evaluation of a small problem (5000 x 385 x 2) is a few hundred microseconds of
-    work; split over OpenMP threads on a busy machine it waited 10-50x longer at the barriers.
-    """
-    if device.type != "cpu" or work > SMALL_FIT_WORK or torch.get_num_threads() == 1:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _with_bias(features: np.ndarray, bias: bool) -> np.ndarray:
