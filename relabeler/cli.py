@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--budget", dest="score.acquire_budget", type=int,
                    help="pool samples to propose for labeling")
 
+    p = sub.add_parser("retrain", help="apply labels/corrections.parquet to a new dataset "
+                       "version, retrain, compare on eval")
+    _common(p)
+
+    p = sub.add_parser("report", help="what the relabeling bought: report/report.{json,html}")
+    _common(p)
+
     p = sub.add_parser("simulate", help="inject label noise, run the pipeline, measure "
                        "detection against cleanlab, TrustAI and random")
     p.add_argument("--data", required=True, help="file, hf:NAME, or demo dataset name")
@@ -272,6 +279,29 @@ def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
+def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.retrain import run_retrain
+
+    info = run_retrain(_store(config), config, force=args.force, progress=not args.quiet)
+    print(f"dataset version {info['version']}: {info['changed']} relabeled, {info['dropped']} "
+          f"dropped, {info['acquired']} acquired; eval accuracy {info['before']:.4f} -> "
+          f"{info['after']:.4f} -> {config.run_dir}/retrain/v{info['version']}/")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.report.build import write_report
+
+    store = _store(config)
+    report = write_report(store)
+    acc = report["eval"]["accuracy"]
+    print(f"eval accuracy {acc['before']:.4f} -> {acc['after']:.4f} "
+          f"({100 * acc['delta']:+.1f} points, 95% CI [{100 * acc['ci95'][0]:+.1f}, "
+          f"{100 * acc['ci95'][1]:+.1f}]) for {report['labels_spent']} labels")
+    print(f"report: {store.path('report/report.html')}")
+    return 0
+
+
 def simulate_config(args: argparse.Namespace) -> RunConfig:
     from relabeler.jobs.simulate import simulation_config
 
@@ -301,7 +331,8 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
-            "score": _cmd_score, "simulate": _cmd_simulate, "demo": _cmd_demo}
+            "score": _cmd_score, "retrain": _cmd_retrain, "report": _cmd_report,
+            "simulate": _cmd_simulate, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
