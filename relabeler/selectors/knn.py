@@ -7,12 +7,15 @@ itself with each row's own index excluded, and returns a :class:`Neighbors`.
 Engines, chosen by ``device`` and ``backend`` (see :func:`knn`):
 
 - ``faiss-gpu``: a faiss GPU index (flat or IVF), sharded across all GPUs faiss sees.
-- ``torch-cuda``: blocked ``queries @ database.T`` and ``torch.topk`` on CUDA, for when only
-  faiss-cpu is installed. The database is split in chunks so one score block stays bounded.
-- ``faiss-cpu``: faiss's IVF index on CPU (and its flat index with ``backend="faiss"``).
-- ``torch-cpu``: the same blocked matmul on CPU; the default exact CPU engine. Torch's MKL GEMM
-  ran at about 3x the speed of faiss-cpu's bundled OpenBLAS on a 2-core Zen 4, and a self-join
-  computes each pair of database blocks once (half the multiply-adds).
+- ``torch-cuda``: blocked ``queries @ database.T`` and ``torch.topk`` on the current CUDA
+  device, for when only faiss-cpu is installed. The database is split in chunks so one score
+  block stays bounded (and streamed from host memory when it does not fit on the GPU); to use
+  several GPUs, search one shard per GPU (actor) and combine with :func:`merge_topk`.
+- ``faiss-cpu``: faiss's flat or IVF index on CPU.
+- ``torch-cpu``: the same blocked matmul on CPU, used for large exact self-joins
+  (``queries=None``): the score matrix is symmetric, so each pair of database blocks is
+  multiplied once and serves both (half the multiply-adds of a faiss flat search, whose matmul
+  speed it otherwise matches).
 
 Large databases are sharded with :func:`knn_sharded` (or by a Ray job that calls ``knn`` on
 each shard and merges with :func:`merge_topk`); the merge is exact.
@@ -38,15 +41,18 @@ INDEXES = ("auto", "flat", "ivf")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "faiss", "torch")
 
-# the largest k faiss's GPU k-selection supports
+# the largest k (and nprobe) faiss's GPU k-selection supports
 FAISS_GPU_MAX_K = 2048
 # queries checked against exact search whenever an IVF index answers
 RECALL_SAMPLE = 256
-# elements of one torch score block: 2^24 (64 MiB) keeps the CPU selection passes cheap;
-# 2^28 (1 GiB) keeps a GPU busy
-TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 24, "cuda": 1 << 28}
+# elements of one torch score block: on CPU 2^22 (16 MiB, 2048 x 2048) stays in L3 for the
+# selection passes after the matmul; 2^28 (1 GiB) keeps a GPU busy
+TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
 # the CPU selection first compares maxima over groups of this many scores
 SELECT_GROUP = 64
+# (rows, dim) from which an exact CPU self-join runs on torch: the halved matmul must outweigh
+# a selection that costs more per score than faiss's fused one (small or narrow: faiss)
+TORCH_SELF_JOIN_MIN = (8192, 128)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ class Neighbors:
         One of :data:`METRICS`.
     exact : bool
         False when an IVF index answered (approximate), True for exact search.
+
+    Notes
+    -----
+    Equal scores come in no particular order, and engines may pick different rows among
+    neighbours tied at the k-th place. ``l2`` distances are computed as
+    ``|q|^2 + |x|^2 - 2 q.x`` in float32 (as faiss does) and clamped at 0.
     """
 
     indices: np.ndarray
@@ -122,7 +134,8 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         ValueError when neither does.
     backend : {"auto", "faiss", "torch"}
         ``auto``: faiss GPU index when faiss sees GPUs (and k <= ``FAISS_GPU_MAX_K``), else
-        torch on CUDA; on CPU, torch for exact search and faiss for IVF. ``torch`` is exact only.
+        torch on CUDA; on CPU, torch for an exact self-join (``queries=None``) of at least
+        ``TORCH_SELF_JOIN_MIN`` (rows, dim), faiss otherwise. ``torch`` is exact only.
     seed : int
         Seeds the IVF training sample, k-means and the recall sample.
     progress : bool
@@ -305,7 +318,8 @@ def ivf_recall(database: np.ndarray, *, k: int = 10, metric: str = "cosine", sam
     db_p = _prepare(db, metric)
     rows = np.sort(np.random.default_rng(seed).choice(db.shape[0], min(sample, db.shape[0]),
                                                       replace=False))
-    engine, _ = _choose_engine(device, "auto", "ivf", db.shape[0], 1, k + 1)
+    engine, _ = _choose_engine(device, "auto", "ivf", db.shape[0], 1, k + 1, False,
+                               db.shape[1])
     approx, _ = _faiss_knn(db_p, db_p[rows], k=k, metric=metric, self_rows=rows, use_ivf=True,
                            nlist=nlist, nprobe=nprobe, block_size=block_size,
                            gpu=engine == "faiss-gpu", seed=seed, progress=False)
@@ -373,6 +387,8 @@ def _check_options(*, k, metric, index, ivf_threshold, nlist, nprobe, block_size
 def _self_rows(n_db: int, n_queries: int, explicit: bool, exclude_self: bool | None,
                query_rows: np.ndarray | None) -> np.ndarray | None:
     """(Q,) int64 database row to exclude per query (out of range: none), or None."""
+    if exclude_self is not None and not isinstance(exclude_self, bool | np.bool_):
+        raise TypeError(f"exclude_self must be True, False or None; got {exclude_self!r}")
     if query_rows is not None:
         if not explicit:
             raise ValueError("query_rows applies to explicit queries; with queries=None use "
@@ -415,7 +431,7 @@ def _faiss_gpus() -> int:
 
 
 def _choose_engine(device: str, backend: str, index: str, n_rows: int, ivf_threshold: int,
-                   k_search: int) -> tuple[str, bool]:
+                   k_search: int, self_join: bool, dim: int) -> tuple[str, bool]:
     """(engine, use_ivf): engine is faiss-gpu, faiss-cpu, torch-cuda or torch-cpu."""
     use_ivf = index == "ivf" or (index == "auto" and n_rows >= ivf_threshold)
     faiss_gpu = _faiss_gpus() > 0
@@ -437,9 +453,10 @@ def _choose_engine(device: str, backend: str, index: str, n_rows: int, ivf_thres
         if torch_cuda and index != "ivf":
             return "torch-cuda", False
         return "faiss-cpu", use_ivf
-    if backend == "faiss" or use_ivf:
-        return "faiss-cpu", use_ivf
-    return "torch-cpu", False
+    min_rows, min_dim = TORCH_SELF_JOIN_MIN
+    if backend == "auto" and self_join and not use_ivf and n_rows >= min_rows and dim >= min_dim:
+        return "torch-cpu", False
+    return "faiss-cpu", use_ivf
 
 
 def _knn_prepared(db: np.ndarray, queries: np.ndarray, *, self_join: bool,
@@ -449,7 +466,7 @@ def _knn_prepared(db: np.ndarray, queries: np.ndarray, *, self_join: bool,
     """knn on validated float32 arrays, already unit rows under cosine."""
     n_db, n_queries = db.shape[0], queries.shape[0]
     engine, use_ivf = _choose_engine(device, backend, index, n_db, ivf_threshold,
-                                     k + (self_rows is not None))
+                                     k + (self_rows is not None), self_join, db.shape[1])
     log.debug("knn engine %s (ivf=%s) for %d queries x %d rows", engine, use_ivf, n_queries,
               n_db)
     if n_queries == 0:
@@ -480,10 +497,14 @@ def _exact_recall(approx: np.ndarray, db: np.ndarray, queries: np.ndarray,
                   self_rows: np.ndarray | None, *, k: int, metric: str, engine: str,
                   block_size: int) -> float:
     """Share of the exact neighbours of ``queries`` that ``approx`` (Q, k) contains."""
-    device = "cuda" if engine != "faiss-cpu" and torch.cuda.is_available() else "cpu"
-    exact, _ = _torch_knn(db, queries, k=k, metric=metric, self_rows=self_rows,
-                          self_join=False, block_size=block_size, device=device,
-                          progress=False)
+    if engine != "faiss-cpu" and torch.cuda.is_available():
+        exact, _ = _torch_knn(db, queries, k=k, metric=metric, self_rows=self_rows,
+                              self_join=False, block_size=block_size, device="cuda",
+                              progress=False)
+    else:
+        exact, _ = _faiss_knn(db, queries, k=k, metric=metric, self_rows=self_rows,
+                              use_ivf=False, nlist=None, nprobe=1, block_size=block_size,
+                              gpu=False, seed=0, progress=False)
     found = total = 0
     for approx_row, exact_row in zip(approx, exact, strict=True):
         truth = exact_row[exact_row >= 0]
@@ -544,7 +565,9 @@ def _build_faiss_index(db: np.ndarray, *, metric: str, use_ivf: bool, nlist: int
         ivf.train(train)
         ivf.clustering_index = None
         index = _to_gpus(ivf)
-        faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", min(nprobe, nlist))
+        # faiss's GPU k-selection also bounds nprobe
+        faiss.GpuParameterSpace().set_index_parameter(index, "nprobe",
+                                                      min(nprobe, nlist, FAISS_GPU_MAX_K))
     else:
         ivf.train(train)
         ivf.nprobe = min(nprobe, nlist)
@@ -625,63 +648,69 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
     return top_v, merged_i.gather(1, top_pos)
 
 
-def _candidates(block: torch.Tensor, threshold: torch.Tensor, *, transposed: bool,
-                dense_share: float = 0.25) -> tuple[torch.Tensor, ...] | None:
-    """Entries of a contiguous (R, C) score block that beat their target's threshold.
+def _candidates(block: torch.Tensor, threshold: np.ndarray, *, transposed: bool,
+                dense_share: float = 0.25) -> tuple[np.ndarray, ...] | None:
+    """Entries of a contiguous (R, C) CPU score block that beat their target's threshold.
 
     Targets are the block's rows, or its columns when ``transposed``. Returns (targets,
     sources, values), sorted by target, with sources the other coordinate; or None when more
     than ``dense_share`` of the groups hold a candidate (a full top-k is then cheaper).
-    Maxima over groups of ``SELECT_GROUP`` entries are compared first, so only the few groups
-    that can hold a candidate are read twice.
+    Maxima over groups of ``SELECT_GROUP`` entries (one parallel torch pass) are compared
+    first, so only the few groups that can hold a candidate are read again. The bookkeeping
+    is small and runs in numpy: many tiny parallel torch ops stall whenever another process
+    holds a core.
     """
-    n_rows, n_cols = block.shape
+    scores = block.numpy()
+    n_rows, n_cols = scores.shape
     group = SELECT_GROUP
     along = n_rows if transposed else n_cols
     main = along - along % group
     pieces = []
     if main:
         if transposed:
-            grouped = block.as_strided((main // group, group, n_cols), (group * n_cols, n_cols, 1))
-            hit = grouped.amax(dim=1).T > threshold[:, None]
+            group_max = block.as_strided((main // group, group, n_cols),
+                                         (group * n_cols, n_cols, 1)).amax(dim=1).numpy().T
         else:
-            grouped = block.as_strided((n_rows, main // group, group), (n_cols, group, 1))
-            hit = grouped.amax(dim=2) > threshold[:, None]
-        if int(hit.count_nonzero()) > dense_share * hit.numel():
+            group_max = block.as_strided((n_rows, main // group, group),
+                                         (n_cols, group, 1)).amax(dim=2).numpy()
+        hit = group_max > threshold[:, None]
+        if np.count_nonzero(hit) > dense_share * hit.size:
             return None
-        target, group_id = hit.nonzero(as_tuple=True)
-        values = grouped[group_id, :, target] if transposed else grouped[target, group_id]
-        which, slot = (values > threshold[target][:, None]).nonzero(as_tuple=True)
-        pieces.append((target[which], group_id[which] * group + slot, values[which, slot]))
+        target, group_id = np.nonzero(hit)
+        source = group_id[:, None] * group + np.arange(group)
+        values = (scores[source, target[:, None]] if transposed
+                  else scores[target[:, None], source])
+        which, slot = np.nonzero(values > threshold[target][:, None])
+        pieces.append((target[which], source[which, slot], values[which, slot]))
     if main < along:
-        tail = block[main:].T if transposed else block[:, main:]
-        target, source = (tail > threshold[:, None]).nonzero(as_tuple=True)
+        tail = scores[main:].T if transposed else scores[:, main:]
+        target, source = np.nonzero(tail > threshold[:, None])
         pieces.append((target, source + main, tail[target, source]))
     if len(pieces) == 1:
         return pieces[0]
-    target, source, values = (torch.cat(parts) for parts in zip(*pieces, strict=True))
-    order = torch.argsort(target, stable=True)
+    target, source, values = (np.concatenate(parts) for parts in zip(*pieces, strict=True))
+    order = np.argsort(target, kind="stable")
     return target[order], source[order], values[order]
 
 
-def _merge_sparse(best_v: torch.Tensor, best_i: torch.Tensor, target: torch.Tensor,
-                  source: torch.Tensor, values: torch.Tensor) -> None:
+def _merge_sparse(best_v: np.ndarray, best_i: np.ndarray, target: np.ndarray,
+                  source: np.ndarray, values: np.ndarray) -> None:
     """Merge candidates (sorted by target row) into the running top-k of their rows."""
-    counts = torch.bincount(target, minlength=best_v.shape[0])
-    rows = counts.nonzero(as_tuple=True)[0]
-    counts = counts[rows]
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(len(target), device=target.device) - torch.repeat_interleave(first,
-                                                                                    counts)
-    compact = torch.repeat_interleave(torch.arange(len(rows), device=target.device), counts)
-    width = int(counts.max())
-    cand_v = torch.full((len(rows), width), -math.inf, dtype=values.dtype, device=values.device)
-    cand_i = torch.full((len(rows), width), -1, dtype=torch.int64, device=values.device)
+    first = np.flatnonzero(np.r_[True, target[1:] != target[:-1]])
+    counts = np.diff(np.r_[first, len(target)])
+    rows = target[first]
+    slot = np.arange(len(target)) - np.repeat(first, counts)
+    compact = np.repeat(np.arange(len(rows)), counts)
+    cand_v = np.full((len(rows), counts.max()), -np.inf, dtype=best_v.dtype)
+    cand_i = np.full((len(rows), counts.max()), -1, dtype=np.int64)
     cand_v[compact, slot] = values
     cand_i[compact, slot] = source
-    top_v, top_i = _merge(best_v[rows], best_i[rows], cand_v, cand_i)
-    best_v[rows] = top_v
-    best_i[rows] = top_i
+    merged_v = np.concatenate([best_v[rows], cand_v], axis=1)
+    merged_i = np.concatenate([best_i[rows], cand_i], axis=1)
+    # stable: on a tie the neighbour already kept stays
+    order = np.argsort(-merged_v, axis=1, kind="stable")[:, :best_v.shape[1]]
+    best_v[rows] = np.take_along_axis(merged_v, order, axis=1)
+    best_i[rows] = np.take_along_axis(merged_i, order, axis=1)
 
 
 def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, offset: int, *,
@@ -690,16 +719,17 @@ def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, off
 
     The running (R, k) top-k belongs to the block's rows, whose columns are database rows
     ``offset + c``; when ``transposed``, to the block's columns (C, k), with database rows
-    ``offset + r``.
+    ``offset + r``. ``sparse`` (CPU only) first looks for the few scores that can enter.
     """
     if sparse:
         # once the running k-th best is high, few scores beat it: gathering those is cheaper
         # than a top-k over the block, which on CPU would cost about as much as the matmul
-        found = _candidates(block, best_v[:, -1], transposed=transposed)
+        best_v_np, best_i_np = best_v.numpy(), best_i.numpy()
+        found = _candidates(block, best_v_np[:, -1], transposed=transposed)
         if found is not None:
             target, source, values = found
             if len(target):
-                _merge_sparse(best_v, best_i, target, source + offset, values)
+                _merge_sparse(best_v_np, best_i_np, target, source + offset, values)
             return
     scores = block.T.contiguous() if transposed else block
     cand_v, cand_pos = scores.topk(min(best_v.shape[1], scores.shape[1]), dim=1)

@@ -39,6 +39,16 @@ def clustered_features(n: int, dim: int = 16, n_clusters: int = 20, seed: int = 
             + rng.standard_normal((n, dim))).astype(np.float32)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The blocks here are tiny: one torch thread skips the cost of parallel regions (which
+    stall whenever another process holds a core). Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def overlap(found: np.ndarray, truth: np.ndarray) -> float:
     """Share of the (Q, k) true neighbour sets that ``found`` contains."""
     return float(np.mean([np.isin(t, f).mean() for f, t in zip(found, truth, strict=True)]))
@@ -125,11 +135,11 @@ def test_scores_sorted_best_first(backend, device):
 
 def test_torch_path_on_cpu_equals_faiss():
     """CPU = GPU path: the torch implementation, run on CPU tensors, against faiss."""
-    db = random_features(500, dim=24)
+    db = random_features(300, dim=24)
     for metric in METRICS:
         prepared = db / np.linalg.norm(db, axis=1, keepdims=True) if metric == "cosine" else db
         indices, scores = _torch_knn(prepared, prepared, k=9, metric=metric,
-                                     self_rows=np.arange(500), self_join=True, block_size=128,
+                                     self_rows=np.arange(300), self_join=True, block_size=128,
                                      device="cpu", progress=False)
         reference = knn(db, k=9, metric=metric, backend="faiss", device="cpu")
         np.testing.assert_allclose(scores, reference.scores, atol=ATOL[metric], rtol=1e-5)
@@ -138,23 +148,23 @@ def test_torch_path_on_cpu_equals_faiss():
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_torch_blocks_and_sparse_selection_match_brute_force(monkeypatch, metric):
-    """Small score blocks (100 x 100) so that the database is split in chunks and the CPU
-    selection takes its sparse route (grouped maxima, with a tail of 36) most of the time."""
+    """Small score blocks (80 x 80) so that the database is split in chunks and the CPU
+    selection often takes its sparse route (grouped maxima of 64, and a tail of 16)."""
     from relabeler.selectors import knn as knn_module
 
-    monkeypatch.setitem(knn_module.TORCH_BLOCK_ELEMENTS, "cpu", 100 * 100)
+    monkeypatch.setitem(knn_module.TORCH_BLOCK_ELEMENTS, "cpu", 80 * 80)
     merges = []
     real_merge_sparse = knn_module._merge_sparse
     monkeypatch.setattr(knn_module, "_merge_sparse",
                         lambda *args: merges.append(1) or real_merge_sparse(*args))
-    db = np.repeat(random_features(700, dim=8), [1, 2] * 350, axis=0)  # ties, too
+    db = np.repeat(random_features(500, dim=8), [1, 2] * 250, axis=0)  # ties, too
     queries = random_features(150, dim=8, seed=4)
     own = knn(db, k=3, metric=metric, backend="torch", device="cpu")
     assert_matches(own, db, k=3, metric=metric, exclude_rows=np.arange(len(db)))
     self_join_merges = len(merges)
     other = knn(db, queries, k=3, metric=metric, backend="torch", device="cpu")
     assert_matches(other, db, queries, k=3, metric=metric)
-    assert self_join_merges > 40 and len(merges) - self_join_merges > 5
+    assert self_join_merges > 25 and len(merges) - self_join_merges > 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +229,7 @@ def test_row_order_does_not_matter(backend, device):
 
 @pytest.mark.parametrize("backend,device", CPU_ENGINES)
 def test_batch_equals_one_at_a_time(backend, device):
-    db, queries = random_features(120, dim=8), random_features(30, dim=8, seed=3)
+    db, queries = random_features(60, dim=8), random_features(20, dim=8, seed=3)
     for metric in METRICS:
         big = knn(db, k=6, metric=metric, backend=backend, device=device)
         tiny = knn(db, k=6, metric=metric, backend=backend, device=device, block_size=1)
