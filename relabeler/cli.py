@@ -72,6 +72,16 @@ def _extract_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", dest="extract.num_threads", type=int)
 
 
+def _studio_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    g = parser.add_argument_group("Label Studio")
+    g.add_argument("--url", dest="studio.url",
+                   help="Label Studio URL (default: $LABEL_STUDIO_URL, else `studio up`'s)")
+    g.add_argument("--project-title", dest="studio.project_title")
+    g.add_argument("--data-dir", dest="studio.data_dir",
+                   help="data folder of the local server (`relabeler studio up`)")
+    return g
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relabeler",
@@ -104,6 +114,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", dest="score.k", type=int, help="nearest neighbours per sample")
     g.add_argument("--budget", dest="score.acquire_budget", type=int,
                    help="pool samples to propose for labeling")
+
+    p = sub.add_parser("studio", help="start or stop a local Label Studio (127.0.0.1, SQLite)")
+    p.add_argument("action", choices=("up", "down"))
+    _common(p)
+    g = p.add_argument_group("studio")
+    g.add_argument("--port", dest="studio.port", type=int,
+                   help="port on 127.0.0.1 (default: the first free one from 8080)")
+    g.add_argument("--data-dir", dest="studio.data_dir", help="the server's data folder")
+
+    p = sub.add_parser("push", help="send the suspect queue to Label Studio, highest priority "
+                       "first, with suggestions and evidence")
+    _common(p)
+    g = _studio_flags(p)
+    g.add_argument("--budget", dest="studio.budget", type=int,
+                   help="training samples in the project (queue top + random controls)")
+    g.add_argument("--control-share", dest="studio.control_share", type=float)
+    g.add_argument("--batch-size", dest="studio.batch_size", type=int)
+
+    p = sub.add_parser("pull", help="take the answers back into labels/corrections.parquet")
+    _common(p)
+    _studio_flags(p)
+
+    p = sub.add_parser("serve", help="the ML backend: predictions for Label Studio, webhook "
+                       "events into studio/events/")
+    _common(p)
+    g = _studio_flags(p)
+    g.add_argument("--host", dest="studio.backend_host")
+    g.add_argument("--port", dest="studio.backend_port", type=int)
+    g.add_argument("--backend-url", dest="studio.backend_url",
+                   help="URL Label Studio reaches this backend at")
+    g.add_argument("--no-register", action="store_true",
+                   help="do not connect the backend and webhook to the pushed projects")
 
     p = sub.add_parser("retrain", help="apply labels/corrections.parquet to a new dataset "
                        "version, retrain, compare on eval")
@@ -279,6 +321,59 @@ def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
+def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.plugin.server import start_server, stop_server
+
+    studio = config.studio
+    if args.action == "down":
+        stopped = stop_server(studio.data_dir)
+        print("Label Studio stopped" if stopped else f"no Label Studio runs for {studio.data_dir}")
+        return 0
+    server = start_server(studio.data_dir, port=studio.port, venv=studio.venv or None)
+    creds = server.credentials
+    print(f"Label Studio is up at {server.url} (data in {server.data_dir})")
+    print(f"  log in:    {creds.username} / {creds.password}")
+    print(f"  API token: {creds.token}")
+    print(f"  push/pull find it by its data dir; other tools: export LABEL_STUDIO_URL="
+          f"{server.url} {studio.api_key_env}=<the token>")
+    print("  stop it:   relabeler studio down")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.plugin.push import run_push
+
+    result = run_push(_store(config), config, progress=not args.quiet)
+    print(f"push: project {result.project_id} holds {result.total_tasks} tasks "
+          f"({result.new_flagged} flagged + {result.new_controls} random controls new, "
+          f"{result.reprioritised} moved in the queue)")
+    if result.acquire_project_id is not None:
+        print(f"  acquisition project {result.acquire_project_id}: {result.new_acquired} new")
+    if not result.has_evidence:
+        print("  no attributions.parquet in the run: tasks have no evidence regions "
+              "(run `relabeler attribute` first to add them)")
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.plugin.pull import run_pull
+
+    result = run_pull(_store(config), config)
+    print(f"pull: {result.tasks_changed} tasks new or changed; {result.corrections} corrections "
+          f"({result.needs_review} need review) -> {config.run_dir}/labels/corrections.parquet")
+    if result.unmapped:
+        print(f"  {result.unmapped} answers could not be mapped: "
+              f"{config.run_dir}/labels/unmapped.parquet")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.plugin.backend import run_serve
+
+    run_serve(_store(config), config, register=not args.no_register)
+    return 0
+
+
 def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.retrain import run_retrain
 
@@ -331,7 +426,9 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
-            "score": _cmd_score, "retrain": _cmd_retrain, "report": _cmd_report,
+            "score": _cmd_score, "studio": _cmd_studio, "push": _cmd_push,
+            "pull": _cmd_pull, "serve": _cmd_serve, "retrain": _cmd_retrain,
+            "report": _cmd_report,
             "simulate": _cmd_simulate, "demo": _cmd_demo}
 
 
@@ -347,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     from relabeler.data import DataError
     from relabeler.jobs import StageError
     from relabeler.model import ModelError
+    from relabeler.plugin.errors import PluginError
     from relabeler.store import StoreError
 
     try:
@@ -357,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = resolve_config(args)
         return COMMANDS[args.verb](args, config)
-    except (ConfigError, DataError, ModelError, StoreError, StageError, ValueError) as exc:
+    except (ConfigError, DataError, ModelError, StoreError, StageError, PluginError,
+            ValueError) as exc:
         log.debug("failed", exc_info=True)
         print(f"relabeler: error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "ExtractConfig",
     "ScoreConfig",
+    "StudioConfig",
     "RayConfig",
     "RunConfig",
     "load_config",
@@ -118,6 +119,43 @@ class ScoreConfig:
 
 
 @dataclass
+class StudioConfig:
+    url: str = _opt("", "Label Studio URL; empty = $LABEL_STUDIO_URL, else the local server "
+                    "`relabeler studio up` started for data_dir.")
+    api_key_env: str = _opt("LABEL_STUDIO_API_KEY", "Environment variable that holds the API "
+                            "token (keep the token itself out of this file).")
+    project_title: str = _opt("", "Review project title (at most 50 characters); empty = "
+                              "'relabeler: <run folder>'. Pool samples to acquire go to "
+                              "'<title> (acquisition)'.")
+    budget: int = _opt(200, "Training samples the review project holds: the top of the queue "
+                       "plus the random-control slice. Pushing again tops up to it.")
+    control_share: float = _opt(0.05, "Share of the budget given to uniformly random training "
+                                "samples (random controls, known only to the manifest) that "
+                                "measure the base error rate.")
+    seed: int = _opt(0, "Seed for drawing and placing the random controls.")
+    batch_size: int = _opt(500, "Tasks per import request (at most 1000; a request also stays "
+                           "under 8 MiB).")
+    top_spans: int = _opt(3, "Evidence spans highlighted per side (supports the suggestion / "
+                          "supports the given label).")
+    examples: int = _opt(3, "Similar training examples (with labels) shown per task.")
+    overlap: int = _opt(1, "Annotators per task (Label Studio's maximum_annotations).")
+    page_size: int = _opt(500, "Tasks per page when pulling.")
+    data_dir: str = _opt(".relabeler/studio", "Data folder of the local server (`relabeler "
+                         "studio up`): database, media, credentials, log.")
+    port: int = _opt(0, "Port of the local server on 127.0.0.1; 0 = the first free one from "
+                     "8080.")
+    venv: str = _opt("", "Label Studio's virtualenv; empty = $RELABELER_STUDIO_VENV, else "
+                     "<repo>/.venv-studio.")
+    backend_host: str = _opt("127.0.0.1", "Address `relabeler serve` listens on.")
+    backend_port: int = _opt(9090, "Port `relabeler serve` listens on.")
+    backend_url: str = _opt("", "URL Label Studio reaches the backend at; empty = "
+                            "http://backend_host:backend_port.")
+    webhook_secret_env: str = _opt("RELABELER_WEBHOOK_SECRET", "Environment variable that "
+                                   "holds the shared secret webhook requests must carry; unset "
+                                   "= a fresh secret per `relabeler serve`.")
+
+
+@dataclass
 class RayConfig:
     address: str = _opt("", "Ray cluster to join ('auto', 'ray://host:10001'); empty = "
                         "RAY_ADDRESS, else a local Ray.")
@@ -134,6 +172,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    studio: StudioConfig = field(default_factory=StudioConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def test_extract_before_train_is_exit_code_2(tmp_path, capsys):
 def test_train_and_extract_on_sms_spam_with_the_packaged_minilm(ray_session, tmp_path, capsys):
     run = str(tmp_path / "run")
     assert main(["train", "--run", run, "--data", "sms-spam", "--sample", "300",
-                 "--mode", "head", "--epochs", "15", "-q"]) == 0
+                 "--mode", "head", "-q"]) == 0
     assert "eval accuracy" in capsys.readouterr().out
     assert main(["extract", "--run", run, "-q"]) == 0
     out = capsys.readouterr().out

@@ -1,0 +1,7 @@
+"""Label Studio: labeling config, task building, push, pull, ML backend, local server.
+
+Modules: ``labeling`` (the config), ``tasks`` (pure task building and validation), ``client``
+(the only module that calls Label Studio), ``push``, ``pull``, ``events`` (webhook event log),
+``backend`` (the ML backend), ``server`` (a local Label Studio), ``connect`` (URL and token from
+config). Nothing here imports Ray, torch or the jobs.
+"""

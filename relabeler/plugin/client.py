@@ -1,0 +1,394 @@
+"""The one module that talks to Label Studio: a small, strict wrapper of ``label-studio-sdk`` 2.x.
+
+* Connection errors, timeouts and 5xx/429 answers are retried with exponential backoff (the
+  SDK's own retries are turned off so the two do not multiply). A request that may have reached
+  the server (a timeout, a 5xx) is retried only when it is safe to repeat; task imports are not
+  (see :meth:`StudioClient.import_tasks`).
+* 401 raises :class:`StudioAuthError` naming the token's source; 404 raises
+  :class:`StudioNotFoundError` naming what is gone.
+* The token is never logged or shown in ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from relabeler.plugin.errors import PluginError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+URL_ENV = "LABEL_STUDIO_URL"
+API_KEY_ENV = "LABEL_STUDIO_API_KEY"
+SEQUENTIAL = "Sequential sampling"
+# Label Studio accepts request bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE (250 MiB by default);
+# imports stay far below it so one slow request never holds the server for long.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_BATCH_TASKS = 1000
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class StudioError(PluginError):
+    """Label Studio answered with an error, or could not be reached."""
+
+
+class StudioAuthError(StudioError):
+    """Label Studio rejected the API token."""
+
+
+class StudioNotFoundError(StudioError):
+    """A project, task or other object is not on the server (any more)."""
+
+
+class StudioUnavailableError(StudioError):
+    """The server could not be reached, or kept failing (connection errors, 5xx) after retries.
+
+    ``maybe_applied`` is True when a request may have reached the server before it failed.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool):
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    title: str
+    label_config: str
+    task_count: int
+    sampling: str | None
+    model_version: str | None
+
+
+def batch_tasks(tasks: Sequence[Mapping[str, Any]], *, batch_size: int = 500,
+                max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Mapping[str, Any]]]:
+    """Split ``tasks`` into import batches of at most ``batch_size`` tasks and ``max_bytes`` of
+    JSON, keeping order. A single task larger than ``max_bytes`` is an error."""
+    if not 1 <= batch_size <= MAX_BATCH_TASKS:
+        raise ValueError(f"batch_size must be in [1, {MAX_BATCH_TASKS}], got {batch_size}")
+    batch: list[Mapping[str, Any]] = []
+    size = 2
+    for i, task in enumerate(tasks):
+        task_bytes = len(json.dumps(task, ensure_ascii=False).encode()) + 1
+        if task_bytes + 2 > max_bytes:
+            raise ValueError(f"task {i} is {task_bytes} bytes of JSON, over the import limit "
+                             f"of {max_bytes} bytes")
+        if batch and (len(batch) >= batch_size or size + task_bytes > max_bytes):
+            yield batch
+            batch, size = [], 2
+        batch.append(task)
+        size += task_bytes
+    if batch:
+        yield batch
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj.dict()
+
+
+class StudioClient:
+    """A Label Studio server at ``url``, used with ``api_key``.
+
+    token_source: where the token came from, for error messages (an env var's name).
+    retries: attempts after the first on connection errors and 5xx; backoff doubles from
+    ``backoff`` seconds, capped at 30 s.
+    """
+
+    def __init__(self, url: str, api_key: str, *, token_source: str = API_KEY_ENV,
+                 timeout: float = 120.0, retries: int = 5, backoff: float = 0.5):
+        if not url or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http(s) URL of a Label Studio server, got {url!r}")
+        if not api_key:
+            raise StudioAuthError(f"no Label Studio API token: set {token_source}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.url = url.rstrip("/")
+        self.token_source = token_source
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=self.timeout)
+
+    def __repr__(self) -> str:
+        return f"StudioClient(url={self.url!r})"
+
+    @classmethod
+    def from_env(cls, url: str | None = None, api_key: str | None = None, *,
+                 api_key_env: str = API_KEY_ENV, **kwargs: Any) -> StudioClient:
+        """URL from ``url`` or $LABEL_STUDIO_URL; token from ``api_key`` or $``api_key_env``."""
+        url = url or os.environ.get(URL_ENV, "")
+        if not url:
+            raise StudioError(f"no Label Studio URL: set {URL_ENV}, [studio] url, or start one "
+                              "with `relabeler studio up`")
+        key = api_key or os.environ.get(api_key_env, "")
+        return cls(url, key, token_source=api_key_env, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    # the one place requests are made and errors translated
+
+    def _options(self) -> dict[str, Any]:
+        return {"max_retries": 0, "timeout_in_seconds": self.timeout}
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, safe_to_repeat: bool = True,
+              **kwargs: Any) -> T:
+        """Run one SDK call; retry transient failures; translate errors into StudioError."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                return fn(*args, request_options=self._options(), **kwargs)
+            except ApiError as exc:
+                status = exc.status_code or 0
+                if status == 401:
+                    raise StudioAuthError(
+                        f"Label Studio at {self.url} rejected the API token "
+                        f"({self.token_source}) while trying to {what}") from None
+                if status == 403:
+                    raise StudioAuthError(f"Label Studio at {self.url} refused to {what}: the "
+                                          f"token's user lacks permission") from None
+                if status == 404:
+                    raise StudioNotFoundError(f"cannot {what}: not found on {self.url} (was it "
+                                              f"deleted?)") from None
+                if status not in _RETRY_STATUS:
+                    raise StudioError(f"cannot {what}: Label Studio answered {status}: "
+                                      f"{_short(exc.body)}") from None
+                if last or not safe_to_repeat:
+                    raise StudioUnavailableError(
+                        f"cannot {what}: Label Studio at {self.url} answered {status} "
+                        f"({attempt + 1} attempts)", maybe_applied=True) from None
+                log.warning("Label Studio answered %s to %s; retrying in %.1f s", status, what,
+                            delay)
+            except httpx.TransportError as exc:
+                # a refused connection never reached the server; anything later may have
+                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if last or not (safe_to_repeat or unsent):
+                    raise StudioUnavailableError(
+                        f"cannot {what}: Label Studio at {self.url} is unreachable "
+                        f"({type(exc).__name__}: {exc}; {attempt + 1} attempts)",
+                        maybe_applied=not unsent) from None
+                log.warning("cannot reach Label Studio to %s (%s); retrying in %.1f s", what,
+                            type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ----------------------------------------------------------------------------------------
+    # account and projects
+
+    def whoami(self) -> dict[str, Any]:
+        return _dump(self._call("read the current user", self.sdk.users.whoami))
+
+    def user_emails(self) -> dict[int, str]:
+        users = self._call("list users", self.sdk.users.list)
+        return {int(u.id): str(u.email or u.username or u.id) for u in users}
+
+    @staticmethod
+    def _project(obj: Any) -> ProjectInfo:
+        d = _dump(obj)
+        return ProjectInfo(id=int(d["id"]), title=str(d.get("title") or ""),
+                           label_config=str(d.get("label_config") or ""),
+                           task_count=int(d.get("task_number") or 0),
+                           sampling=d.get("sampling"), model_version=d.get("model_version"))
+
+    def get_project(self, project_id: int) -> ProjectInfo:
+        return self._project(self._call(f"read project {project_id}", self.sdk.projects.get,
+                                        project_id))
+
+    def find_project(self, title: str) -> ProjectInfo | None:
+        """The project titled exactly ``title``; None if there is none; an error if several."""
+        pager = self._call(f"find project {title!r}", self.sdk.projects.list, title=title,
+                           page_size=100)
+        matches = [p for p in pager if p.title == title]
+        if len(matches) > 1:
+            raise StudioError(f"{len(matches)} projects are titled {title!r} on {self.url} "
+                              f"(ids {sorted(p.id for p in matches)}); rename all but one")
+        return self.get_project(int(matches[0].id)) if matches else None
+
+    def create_project(self, title: str, label_config: str, *, overlap: int = 1,
+                       model_version: str = "", description: str = "") -> ProjectInfo:
+        """A project with Sequential sampling: tasks are served in task-id (= import) order."""
+        project = self._call(
+            f"create project {title!r}", self.sdk.projects.create, safe_to_repeat=False,
+            title=title, label_config=label_config, sampling=SEQUENTIAL,
+            maximum_annotations=overlap, show_skip_button=True, show_collab_predictions=True,
+            model_version=model_version, description=description)
+        log.info("created Label Studio project %d %r", project.id, title)
+        return self.get_project(int(project.id))
+
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        self._call(f"update project {project_id}", self.sdk.projects.update, project_id,
+                   **fields)
+
+    # ----------------------------------------------------------------------------------------
+    # tasks
+
+    def import_tasks(self, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Import one batch; returns the new task ids in the order of ``tasks``.
+
+        Not repeated after a failure that may have reached the server (a timeout, a 5xx):
+        that raises StudioUnavailableError(maybe_applied=True) so the caller can check which
+        tasks arrived before sending the rest again (push does, by sample id).
+        """
+        response = self._call(f"import {len(tasks)} tasks into project {project_id}",
+                              self.sdk.projects.import_tasks, project_id, safe_to_repeat=False,
+                              request=list(tasks), return_task_ids=True)
+        task_ids = [int(t) for t in (response.task_ids or [])]
+        if len(task_ids) != len(tasks):
+            raise StudioError(f"imported {len(tasks)} tasks into project {project_id} but the "
+                              f"server returned {len(task_ids)} task ids")
+        return task_ids
+
+    def list_tasks(self, project_id: int, *, updated_after: str | None = None,
+                   id_above: int | None = None, annotated_only: bool = False,
+                   fields: str = "all", page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Tasks of a project as dicts (with annotations when ``fields="all"``), by task id.
+
+        updated_after: ISO time; only tasks whose ``updated_at`` is later (a new, changed or
+        deleted annotation updates it). id_above: only tasks with a larger id.
+        annotated_only: only tasks with an annotation or a skip (alone; not combinable).
+        """
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"ordering": ["tasks:id"]}
+        if annotated_only:
+            if updated_after or id_above is not None:
+                raise ValueError("annotated_only cannot be combined with other filters")
+            query["filters"] = {"conjunction": "or", "items": [
+                {"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
+                 "value": 0} for column in ("total_annotations", "cancelled_annotations")]}
+        if updated_after:
+            items.append({"filter": "filter:tasks:updated_at", "operator": "greater",
+                          "type": "Datetime", "value": _dm_time(updated_after)})
+        if id_above is not None:
+            items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                          "value": int(id_above)})
+        if items:
+            query["filters"] = {"conjunction": "and", "items": items}
+        page = 1
+        while True:
+            try:
+                pager = self._call(f"list tasks of project {project_id}", self.sdk.tasks.list,
+                                   project=project_id, fields=fields, page=page,
+                                   page_size=page_size, query=json.dumps(query))
+            except StudioNotFoundError:
+                if page == 1:
+                    raise
+                return  # the page after a full last page does not exist
+            batch = [_dump(t) for t in (pager.items or [])]
+            yield from batch
+            if len(batch) < page_size or not pager.has_next:
+                return
+            page += 1
+
+    def task_sample_ids(self, project_id: int, field: str, *, id_above: int | None = None
+                        ) -> dict[int, str]:
+        """``data[field]`` of every task (above ``id_above``), by task id."""
+        out = {}
+        for task in self.list_tasks(project_id, id_above=id_above, fields="task_only",
+                                    page_size=1000):
+            value = (task.get("data") or {}).get(field)
+            if value is not None:
+                out[int(task["id"])] = str(value)
+        return out
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None:
+        """One task with its annotations; None when it is gone."""
+        try:
+            return _dump(self._call(f"read task {task_id}", self.sdk.tasks.get, str(task_id)))
+        except StudioNotFoundError:
+            return None
+
+    def update_task_data(self, task_id: int, data: Mapping[str, Any]) -> None:
+        self._call(f"update task {task_id}", self.sdk.tasks.update, str(task_id),
+                   data=dict(data))
+
+    def create_annotation(self, task_id: int, result: list[dict[str, Any]], *,
+                          was_cancelled: bool = False, lead_time: float | None = None
+                          ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"result": result, "was_cancelled": was_cancelled}
+        if lead_time is not None:
+            kwargs["lead_time"] = lead_time
+        return _dump(self._call(f"annotate task {task_id}", self.sdk.annotations.create,
+                                task_id, safe_to_repeat=False, **kwargs))
+
+    # ----------------------------------------------------------------------------------------
+    # Data Manager views, ML backends, webhooks
+
+    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
+        """A Data Manager tab titled ``title`` sorted by ``ordering``; created or updated."""
+        data = {"title": title, "ordering": list(ordering)}
+        views = self._call(f"list views of project {project_id}", self.sdk.views.list,
+                           project=project_id)
+        for view in views:
+            view_data = _dump(view).get("data") or {}
+            if view_data.get("title") == title:
+                if list(view_data.get("ordering") or []) != list(ordering):
+                    self._call(f"update view {view.id}", self.sdk.views.update, str(view.id),
+                               project=project_id, data={**view_data, **data})
+                return int(view.id)
+        view = self._call(f"create a view in project {project_id}", self.sdk.views.create,
+                          project=project_id, data=data)
+        return int(view.id)
+
+    def ensure_ml_backend(self, project_id: int, url: str, *, title: str) -> int:
+        """Connect the ML backend at ``url`` to the project (once). Label Studio calls its
+        /health and /setup right away, so the backend must be up."""
+        backends = self._call(f"list ML backends of project {project_id}", self.sdk.ml.list,
+                              project=project_id)
+        for backend in backends:
+            if str(backend.url).rstrip("/") == url.rstrip("/"):
+                return int(backend.id)
+        backend = self._call(f"connect ML backend {url} to project {project_id}",
+                             self.sdk.ml.create, safe_to_repeat=False, project=project_id,
+                             url=url, title=title, is_interactive=False)
+        return int(backend.id)
+
+    def ensure_webhook(self, project_id: int, url: str, *, headers: Mapping[str, str],
+                       actions: Sequence[str]) -> int:
+        """One webhook of the project posting ``actions`` to ``url`` with ``headers``.
+
+        Label Studio adds a webhook to <backend>/webhook for every action when an ML backend is
+        connected; it is updated in place, so each event is sent once, with the secret.
+        """
+        hooks = self._call("list webhooks", self.sdk.webhooks.list, project=str(project_id))
+        mine = [h for h in hooks if str(h.url).rstrip("/") == url.rstrip("/")
+                and int(getattr(h, "project", None) or -1) == project_id]
+        fields = {"headers": dict(headers), "actions": list(actions),
+                  "send_for_all_actions": False, "send_payload": True, "is_active": True}
+        if mine:
+            self._call(f"update webhook {mine[0].id}", self.sdk.webhooks.update, mine[0].id,
+                       url=url, **fields)
+            for extra in mine[1:]:
+                self._call(f"delete duplicate webhook {extra.id}", self.sdk.webhooks.delete,
+                           extra.id)
+            return int(mine[0].id)
+        hook = self._call(f"create a webhook for project {project_id}", self.sdk.webhooks.create,
+                          safe_to_repeat=False, url=url, project=project_id, **fields)
+        return int(hook.id)
+
+
+def _dm_time(value: str) -> str:
+    """An ISO time as the Data Manager's filters take it: UTC, microseconds, a "Z"."""
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise ValueError(f"time must carry a timezone, got {value!r}")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _short(body: Any, limit: int = 400) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."

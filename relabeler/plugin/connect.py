@@ -1,0 +1,48 @@
+"""Which Label Studio to talk to, from ``config.studio`` and the environment.
+
+URL: ``[studio] url``, else $LABEL_STUDIO_URL, else the local server `relabeler studio up`
+started for ``[studio] data_dir``. Token: $``[studio] api_key_env`` (LABEL_STUDIO_API_KEY), else,
+for that local server only, the token ``studio up`` created.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from relabeler.plugin.client import URL_ENV, StudioClient, StudioError
+from relabeler.plugin.server import read_credentials, running_server
+
+log = logging.getLogger(__name__)
+
+
+def resolve_url_and_token(studio: Any) -> tuple[str, str, str]:
+    """(url, token, where the token came from) for ``config.studio``."""
+    key_env = getattr(studio, "api_key_env", "") or "LABEL_STUDIO_API_KEY"
+    url = getattr(studio, "url", "") or os.environ.get(URL_ENV, "")
+    token = os.environ.get(key_env, "")
+    source = key_env
+    data_dir = getattr(studio, "data_dir", "")
+    local = running_server(data_dir) if data_dir else None
+    if not url:
+        if local is None:
+            raise StudioError(f"no Label Studio to talk to: set [studio] url or {URL_ENV}, or "
+                              f"start a local one with `relabeler studio up`")
+        url = local.url
+    if not token and data_dir:
+        credentials = read_credentials(data_dir)
+        if credentials is not None and local is not None and url.rstrip("/") == local.url:
+            token, source = credentials.token, f"the local server's {data_dir}"
+    if not token:
+        raise StudioError(f"no Label Studio API token: set {key_env}")
+    return url, token, source
+
+
+def client_from_config(studio: Any) -> StudioClient:
+    # httpx logs every request at INFO; the CLI's INFO log should show relabeler's steps
+    if logging.getLogger("httpx").level == logging.NOTSET:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    url, token, source = resolve_url_and_token(studio)
+    log.info("Label Studio at %s (token from %s)", url, source)
+    return StudioClient(url, token, token_source=source)

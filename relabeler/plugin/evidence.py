@@ -1,0 +1,134 @@
+"""What a task shows, read once from the run directory (push and the ML backend share it).
+
+Reads ``model/labels.json``, ``scores/suspects.parquet``, ``dataset/train.parquet`` and, when
+present, ``attributions.parquet``, ``scores/acquire.parquet``, ``dataset/pool.parquet``,
+``scores/coverage.parquet`` and ``features/pool``. Without attributions the tasks carry no
+evidence regions and their panel says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from relabeler.data import read_split
+from relabeler.plugin.errors import PluginError
+from relabeler.plugin.tasks import AttributionIndex, SampleInput, pool_samples, suspect_samples
+from relabeler.store import RunStore, StoreError
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTIONS = "attributions.parquet"
+
+
+class RunInputError(PluginError):
+    """The run lacks an artifact push needs; the message names the stage to run."""
+
+
+@dataclass
+class RunEvidence:
+    classes: list[str]
+    suspects: pd.DataFrame                 # rank order, indexed by id
+    train_text: dict[str, str]
+    train_label: dict[str, str]
+    attributions: AttributionIndex
+    acquire: pd.DataFrame                  # rank order; empty without a pool
+    pool_text: dict[str, str]
+    pool_pred: dict[str, tuple[str, float | None]]
+    pool_neighbours: dict[str, list[str]]
+    examples: int = 3
+
+    @classmethod
+    def load(cls, store: RunStore, *, examples: int = 3) -> RunEvidence:
+        try:
+            classes = [str(c) for c in store.read_json("model/labels.json")]
+            suspects = store.read_table("scores/suspects.parquet").to_pandas()
+            train = read_split(store.read_table("dataset/train.parquet",
+                                                columns=["id", "text", "label"]))
+        except StoreError as exc:
+            raise RunInputError(f"push needs a scored run: {exc}; run `relabeler score` "
+                                f"first") from exc
+        suspects = suspects.sort_values("rank", kind="stable").set_index("id", drop=False)
+        attributions = AttributionIndex.empty()
+        if store.exists(ATTRIBUTIONS):
+            frame = store.read_table(ATTRIBUTIONS).to_pandas()
+            attributions = AttributionIndex.from_frame(frame)
+            pool_attr = frame[frame.get("source", pd.Series("", index=frame.index)) == "acquire"]
+        else:
+            pool_attr = pd.DataFrame(columns=["id", "target_label"])
+            log.warning("%s has no %s: tasks get no evidence regions (run `relabeler "
+                        "attribute` to add them)", store.uri, ATTRIBUTIONS)
+        acquire = pd.DataFrame(columns=["id", "rank", "near_id", "similarity"])
+        pool_text: dict[str, str] = {}
+        pool_pred: dict[str, tuple[str, float | None]] = {}
+        neighbours: dict[str, list[str]] = {}
+        if store.exists("scores/acquire.parquet"):
+            acquire = store.read_table("scores/acquire.parquet").to_pandas()
+            acquire = acquire.sort_values("rank", kind="stable").reset_index(drop=True)
+        if len(acquire):
+            pool = read_split(store.read_table("dataset/pool.parquet", columns=["id", "text"]))
+            pool_text = dict(zip(pool["id"], pool["text"], strict=True))
+            pool_pred = _pool_predictions(store, classes, pool_attr)
+            if store.exists("scores/coverage.parquet"):
+                cov = store.read_table("scores/coverage.parquet",
+                                       columns=["id", "nearest_ids"]).to_pandas()
+                neighbours = {str(i): [str(x) for x in (n if n is not None else [])]
+                              for i, n in zip(cov["id"], cov["nearest_ids"], strict=True)}
+        return cls(classes=classes, suspects=suspects,
+                   train_text=dict(zip(train["id"], train["text"], strict=True)),
+                   train_label=dict(zip(train["id"], train["label"], strict=True)),
+                   attributions=attributions, acquire=acquire, pool_text=pool_text,
+                   pool_pred=pool_pred, pool_neighbours=neighbours, examples=examples)
+
+    @property
+    def has_attributions(self) -> bool:
+        return self.attributions.available
+
+    def train_samples(self, ids: Sequence[str]) -> list[SampleInput]:
+        """SampleInputs for training samples (suspect rows; a bare one if a row is missing)."""
+        known = [i for i in ids if i in self.suspects.index]
+        rows = self.suspects.loc[known] if known else self.suspects.iloc[:0]
+        built = {s.id: s for s in suspect_samples(rows, self.train_text, self.train_label,
+                                                  self.attributions, examples=self.examples)}
+        missing = [i for i in ids if i not in built]
+        if missing:
+            bare = pd.DataFrame({"id": missing,
+                                 "given_label": [self.train_label.get(i) for i in missing]})
+            built.update({s.id: s for s in suspect_samples(
+                bare, self.train_text, self.train_label, self.attributions,
+                examples=self.examples)})
+        return [built[i] for i in ids]
+
+    def pool_samples(self, ids: Sequence[str]) -> list[SampleInput]:
+        rows = self.acquire.set_index("id", drop=False).loc[list(ids)]
+        return pool_samples(rows, self.pool_text, self.pool_pred, self.pool_neighbours,
+                            self.train_text, self.train_label, self.attributions,
+                            examples=self.examples)
+
+    def sample(self, sample_id: str) -> SampleInput | None:
+        """The SampleInput for any training or acquired pool id; None if unknown."""
+        if sample_id in self.train_text:
+            return self.train_samples([sample_id])[0]
+        if sample_id in self.pool_text and sample_id in set(self.acquire["id"]):
+            return self.pool_samples([sample_id])[0]
+        return None
+
+
+def _pool_predictions(store: RunStore, classes: list[str], pool_attr: pd.DataFrame
+                      ) -> dict[str, tuple[str, float | None]]:
+    """The model's class (and confidence) per pool id: features/pool when extracted, else the
+    attribution target (the predicted class)."""
+    out: dict[str, tuple[str, float | None]] = {
+        str(i): (str(t), None) for i, t in zip(pool_attr["id"], pool_attr["target_label"],
+                                               strict=True)}
+    if store.exists("features/pool"):
+        feats = store.read_table("features/pool", columns=["id", "probs"]).to_pandas()
+        for sid, probs in zip(feats["id"], feats["probs"], strict=True):
+            p = np.asarray(probs, dtype=np.float64)
+            k = int(p.argmax())
+            out[str(sid)] = (classes[k], float(p[k]))
+    return out

@@ -1,0 +1,335 @@
+"""A local Label Studio server for one person or one test session (`relabeler studio up|down`).
+
+Label Studio lives in its own virtual environment (its Django pins clash with the project's):
+``$RELABELER_STUDIO_VENV``, else ``<repo>/.venv-studio`` (``make studio-venv`` creates it).
+
+Everything the server writes stays in ``data_dir``: the SQLite database and media, its $HOME, the
+credentials (``relabeler-studio.json``, mode 0600) and, while it runs, ``server.json`` (pid,
+port, URL) and ``server.log``. Outbound calls (Sentry, version checks, analytics) are off; it
+listens on 127.0.0.1 only.
+
+Traps of Label Studio 1.23 handled here: it writes to ``~`` unless HOME and
+LABEL_STUDIO_BASE_DATA_DIR are set; it listens on 0.0.0.0 unless told otherwise; it silently
+moves to the next port when one is busy (so a free port is chosen here, and the server checked
+on that port); a fixed API token works only when legacy tokens are enabled as the organisation
+is first created; webhooks and ML backends on loopback need SSRF protection and
+ML_BLOCK_LOCAL_IP off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from relabeler.plugin.errors import PluginError
+
+log = logging.getLogger(__name__)
+
+VENV_ENV = "RELABELER_STUDIO_VENV"
+LABEL_STUDIO_VERSION = "1.23.2"
+CREDENTIALS_FILE = "relabeler-studio.json"
+STATE_FILE = "server.json"
+LOG_FILE = "server.log"
+DEFAULT_PORT = 8080
+ADMIN_EMAIL = "admin@relabeler.local"
+
+
+class StudioServerError(PluginError):
+    """The local Label Studio cannot be installed, initialised, started or stopped."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    token: str
+
+    def __repr__(self) -> str:  # the password and token never reach a log line
+        return f"Credentials(username={self.username!r})"
+
+
+@dataclass(frozen=True)
+class StudioServer:
+    url: str
+    port: int
+    pid: int
+    data_dir: str
+    credentials: Credentials
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def studio_venv(venv: str | os.PathLike | None = None) -> Path:
+    """The Label Studio virtualenv: ``venv``, else $RELABELER_STUDIO_VENV, else
+    <repo>/.venv-studio."""
+    chosen = venv or os.environ.get(VENV_ENV) or repo_root() / ".venv-studio"
+    return Path(chosen).expanduser().resolve()
+
+
+def studio_executable(venv: str | os.PathLike | None = None) -> Path:
+    exe = studio_venv(venv) / "bin" / "label-studio"
+    if not exe.exists():
+        raise StudioServerError(
+            f"Label Studio is not installed at {exe.parent.parent}: run `make studio-venv` (or "
+            f"python3 -m venv {exe.parent.parent} && {exe.parent}/pip install "
+            f"label-studio=={LABEL_STUDIO_VERSION}), or set {VENV_ENV}")
+    return exe
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    # Label Studio checks "localhost" by connecting; a listener elsewhere would make it move on
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def free_port(start: int = DEFAULT_PORT, tries: int = 200) -> int:
+    """The first free port from ``start``; 0 asks the OS for any free port."""
+    if start == 0:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for port in range(start, start + tries):
+        if port_is_free(port):
+            return port
+    raise StudioServerError(f"no free port in {start}..{start + tries - 1}")
+
+
+def server_env(data_dir: Path, credentials: Credentials | None = None) -> dict[str, str]:
+    """The environment Label Studio runs with: every path inside ``data_dir``, no outbound
+    calls, legacy tokens and loopback webhooks allowed."""
+    home = data_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("LABEL_STUDIO_", "DJANGO_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update({
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+        "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LOG_LEVEL": "WARNING",
+    })
+    if credentials is not None:
+        env.update({"LABEL_STUDIO_USERNAME": credentials.username,
+                    "LABEL_STUDIO_PASSWORD": credentials.password,
+                    "LABEL_STUDIO_USER_TOKEN": credentials.token})
+    return env
+
+
+def read_credentials(data_dir: str | os.PathLike) -> Credentials | None:
+    path = Path(data_dir) / CREDENTIALS_FILE
+    if not path.exists():
+        return None
+    return Credentials(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def is_initialised(data_dir: str | os.PathLike) -> bool:
+    return read_credentials(data_dir) is not None
+
+
+def init_data_dir(data_dir: str | os.PathLike, *, venv: str | os.PathLike | None = None,
+                  timeout: float = 900) -> Credentials:
+    """Create the database, the admin user and its API token in ``data_dir`` (a cold init
+    takes about a minute or two); a no-op when already initialised. Returns the credentials."""
+    data = Path(data_dir).resolve()
+    existing = read_credentials(data)
+    if existing is not None:
+        return existing
+    exe = studio_executable(venv)
+    data.mkdir(parents=True, exist_ok=True)
+    credentials = Credentials(username=ADMIN_EMAIL, password=secrets.token_urlsafe(12),
+                              token=secrets.token_hex(20))
+    started = time.perf_counter()
+    log.info("initialising Label Studio in %s (about 1-2 minutes the first time)", data)
+    with open(data / LOG_FILE, "ab") as out:
+        proc = subprocess.run(
+            [str(exe), "init", "--quiet", "--no-browser", "--data-dir", str(data),
+             "--internal-host", "127.0.0.1", "--enable-legacy-api-token"],
+            env=server_env(data, credentials), stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=data, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise StudioServerError(f"`label-studio init` failed (exit {proc.returncode}); see "
+                                f"{data / LOG_FILE}")
+    path = data / CREDENTIALS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(asdict(credentials), f)
+    log.info("Label Studio initialised in %.0f s", time.perf_counter() - started)
+    return credentials
+
+
+def copy_data_dir(template: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy an initialised data dir (tests start from one instead of a cold init)."""
+    src, dst = Path(template), Path(dest)
+    if not is_initialised(src):
+        raise StudioServerError(f"{src} is not an initialised Label Studio data dir")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(STATE_FILE, LOG_FILE, "home"))
+    return dst
+
+
+def _read_state(data_dir: Path) -> dict | None:
+    path = data_dir / STATE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        response = httpx.get(f"{url}/health", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200 and '"UP"' in response.text
+
+
+def running_server(data_dir: str | os.PathLike) -> StudioServer | None:
+    """The server `start_server` started for ``data_dir``, if it still runs and answers."""
+    data = Path(data_dir).resolve()
+    state = _read_state(data)
+    credentials = read_credentials(data)
+    if state is None or credentials is None or not _alive(int(state["pid"])):
+        return None
+    if not healthy(state["url"]):
+        return None
+    return StudioServer(url=state["url"], port=int(state["port"]), pid=int(state["pid"]),
+                        data_dir=str(data), credentials=credentials)
+
+
+def start_server(data_dir: str | os.PathLike, *, port: int = 0,
+                 venv: str | os.PathLike | None = None, timeout: float = 180) -> StudioServer:
+    """Start Label Studio on 127.0.0.1 for ``data_dir`` (initialising it first if needed) and
+    wait until /health answers. port: 0 = the first free port from 8080; a busy port is an
+    error (Label Studio itself would silently move to another one).
+
+    The server runs in its own session (process group): :func:`stop_server` ends the group.
+    """
+    data = Path(data_dir).resolve()
+    current = running_server(data)
+    if current is not None:
+        log.info("Label Studio already runs for %s at %s", data, current.url)
+        return current
+    if port and not port_is_free(port):
+        raise StudioServerError(f"port {port} on 127.0.0.1 is busy; pick another (--port) or "
+                                f"0 for any free one")
+    credentials = init_data_dir(data, venv=venv)
+    exe = studio_executable(venv)
+    port = port or free_port(DEFAULT_PORT)
+    url = f"http://127.0.0.1:{port}"
+    log_path = data / LOG_FILE
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [str(exe), "start", "--no-browser", "--data-dir", str(data), "--internal-host",
+             "127.0.0.1", "--port", str(port)],
+            env=server_env(data, credentials), stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, cwd=data, start_new_session=True)
+    (data / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "port": port, "url": url}),
+                                   encoding="utf-8")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            (data / STATE_FILE).unlink(missing_ok=True)
+            raise StudioServerError(f"Label Studio exited with code {proc.returncode} while "
+                                    f"starting; see {log_path}")
+        if healthy(url, timeout=1.0):
+            log.info("Label Studio %s is up at %s (pid %d)", LABEL_STUDIO_VERSION, url, proc.pid)
+            return StudioServer(url=url, port=port, pid=proc.pid, data_dir=str(data),
+                                credentials=credentials)
+        time.sleep(0.5)
+    _kill_group(proc.pid)
+    (data / STATE_FILE).unlink(missing_ok=True)
+    raise StudioServerError(f"Label Studio did not answer on {url}/health within {timeout:.0f} "
+                            f"s; see {log_path}")
+
+
+def _kill_group(pid: int, timeout: float = 20) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: poll for the pid to vanish
+            finished = 0 if _alive(pid) else pid
+        if finished:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def stop_server(data_dir: str | os.PathLike) -> bool:
+    """Stop the server started for ``data_dir``; False if none was running."""
+    data = Path(data_dir).resolve()
+    state = _read_state(data)
+    if state is None:
+        return False
+    pid = int(state["pid"])
+    stopped = _alive(pid)
+    if stopped:
+        _kill_group(pid)
+        log.info("stopped Label Studio (pid %d) at %s", pid, state.get("url"))
+    (data / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - a debugging aid
+    """``python -m relabeler.plugin.server up|down DATA_DIR [PORT]``."""
+    args = argv if argv is not None else sys.argv[1:]
+    logging.basicConfig(level=logging.INFO)
+    if len(args) >= 2 and args[0] == "up":
+        server = start_server(args[1], port=int(args[2]) if len(args) > 2 else 0)
+        print(server.url)
+        return 0
+    if len(args) == 2 and args[0] == "down":
+        return 0 if stop_server(args[1]) else 1
+    print(main.__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

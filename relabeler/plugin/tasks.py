@@ -1,0 +1,344 @@
+"""Label Studio tasks from the run's artifacts: pure functions, no HTTP, no files.
+
+One task per sample::
+
+    {"data": {text, panel, sample_id, priority, given_label},
+     "predictions": [{"model_version", "score", "result": [choices, labels...]}]}
+
+The prediction pre-fills the answer with the suggested label and marks the top evidence spans
+in two colours: spans that support the suggestion and spans that support the given label, each
+with a per-region score in [0, 1] (the span's attribution over the largest shown). Every
+prediction is checked against the labeling config by :func:`validate_prediction` before a task
+leaves :func:`build_task`; a mismatch raises :class:`PredictionError`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from relabeler.plugin.labeling import LabelingSpec
+
+MODEL_VERSION = "relabeler"
+SAMPLE_ID_FIELD = "sample_id"
+PRIORITY_FIELD = "priority"
+GIVEN_LABEL_FIELD = "given_label"
+NO_ATTRIBUTIONS_NOTE = ("No evidence regions: this run has no attributions.parquet (run "
+                        "`relabeler attribute` to add them).")
+_EXAMPLE_CHARS = 240
+
+
+class PredictionError(ValueError):
+    """A prediction does not match the labeling config or the task's text; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A character span of the sample's text and its attribution toward one target label."""
+
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Example:
+    """A training example shown beside the task: its text and label, and why it is shown."""
+
+    id: str
+    text: str
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    """Everything one task shows. ``given_label`` is None for an unlabeled pool sample."""
+
+    id: str
+    text: str
+    given_label: str | None
+    suggested_label: str | None
+    confidence: float | None = None
+    suspect_score: float | None = None
+    reasons: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+    suggestion_spans: tuple[Span, ...] = ()
+    given_spans: tuple[Span, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------
+# the read-only panel
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _clip(text: str, limit: int = _EXAMPLE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
+    """The read-only panel: given label, suspect score, reasons, similar training examples.
+
+    Every piece of text from the dataset is HTML-escaped.
+    """
+    e = html.escape
+    given = e(sample.given_label) if sample.given_label is not None else \
+        "<i>none (unlabeled pool sample)</i>"
+    head = [f"<b>Given label:</b> {given}"]
+    if sample.suspect_score is not None:
+        head.append(f"<b>Suspect score:</b> {_fmt(sample.suspect_score)}")
+    if sample.suggested_label is not None:
+        head.append(f"<b>Suggested:</b> {e(sample.suggested_label)} "
+                    f"({_fmt(sample.confidence)})")
+    parts = ["<div>", "<p>" + " &nbsp;&middot;&nbsp; ".join(head) + "</p>"]
+    if sample.reasons:
+        parts.append("<p style='margin-bottom:0'><b>Why it is here:</b></p>")
+        parts += [f"<div style='margin-left:1em'>&bull; {e(r)}</div>" for r in sample.reasons]
+    if sample.examples:
+        parts.append("<p style='margin-bottom:0'><b>Similar training examples "
+                     "(with their labels):</b></p>")
+        parts += [f"<div style='margin-left:1em'>{i}. <b>[{e(x.label)}]</b> "
+                  f"{e(_clip(x.text))}</div>" for i, x in enumerate(sample.examples, start=1)]
+    if sample.suggestion_spans or sample.given_spans:
+        legend = [f"<span style='background:#56B4E9'>&nbsp;{e(spec.supports_suggestion)}"
+                  f"&nbsp;</span> pushes toward {e(sample.suggested_label or '')}"]
+        if sample.given_spans and sample.given_label is not None:
+            legend.append(f"<span style='background:#E69F00'>&nbsp;{e(spec.supports_given)}"
+                          f"&nbsp;</span> pushes toward {e(sample.given_label)}")
+        parts.append("<p><i>Highlights:</i> " + "; ".join(legend) + "</p>")
+    parts += [f"<p><i>{e(note)}</i></p>" for note in sample.notes]
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# predictions
+
+
+def _top_spans(spans: Iterable[Span], k: int) -> list[Span]:
+    positive = [s for s in spans if s.score > 0 and math.isfinite(s.score)]
+    return sorted(positive, key=lambda s: (-s.score, s.start))[:k]
+
+
+def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int = 3,
+                     model_version: str = MODEL_VERSION) -> dict[str, Any]:
+    """The prediction for one sample: the suggested label and the top evidence spans.
+
+    top_spans: spans shown per side (supports the suggestion / supports the given label).
+    When the suggestion equals the given label, its spans are shown as supporting the given
+    label only.
+    """
+    if top_spans < 0:
+        raise ValueError(f"top_spans must be >= 0, got {top_spans}")
+    result: list[dict[str, Any]] = []
+    if sample.suggested_label is not None:
+        result.append({"from_name": spec.answer_name, "to_name": spec.text_name,
+                       "type": "choices", "value": {"choices": [sample.suggested_label]}})
+    same = sample.suggested_label is not None and sample.suggested_label == sample.given_label
+    sides = [] if same else [(spec.supports_suggestion, "s", sample.suggestion_spans)]
+    sides.append((spec.supports_given, "g", sample.given_spans))
+    shown = [(label, tag, _top_spans(spans, top_spans)) for label, tag, spans in sides]
+    top = max((s.score for _, _, spans in shown for s in spans), default=0.0)
+    for label, tag, spans in shown:
+        for i, span in enumerate(spans):
+            result.append({
+                "id": f"ev-{tag}{i}", "from_name": spec.evidence_name,
+                "to_name": spec.text_name, "type": "labels",
+                "value": {"start": int(span.start), "end": int(span.end),
+                          "text": sample.text[span.start:span.end], "labels": [label]},
+                "score": round(float(span.score / top), 4) if top > 0 else 0.0,
+            })
+    prediction: dict[str, Any] = {"model_version": model_version, "result": result}
+    if sample.confidence is not None and math.isfinite(sample.confidence):
+        prediction["score"] = round(float(sample.confidence), 4)
+    return prediction
+
+
+def validate_prediction(prediction: Mapping[str, Any], spec: LabelingSpec, text: str, *,
+                        interface: Any = None) -> None:
+    """Raise PredictionError unless ``prediction`` fits the labeling config and ``text``.
+
+    Checks, through the SDK's LabelInterface: every region names a control and object of the
+    config and holds only values the config allows; then here: region offsets lie inside the
+    text and their ``text`` equals the text they cover; scores are in [0, 1].
+
+    interface: a ``spec.interface()`` to reuse across many calls (parsing costs ~1 ms).
+    """
+    interface = interface if interface is not None else spec.interface()
+    problems = list(interface.validate_prediction(dict(prediction), return_errors=True) or [])
+    score = prediction.get("score")
+    if score is not None and not (isinstance(score, int | float) and 0.0 <= score <= 1.0):
+        problems.append(f"prediction score must be a number in [0, 1], got {score!r}")
+    for i, region in enumerate(prediction.get("result") or []):
+        value = region.get("value") or {}
+        if "start" in value or "end" in value:
+            start, end = value.get("start"), value.get("end")
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end
+                    <= len(text)):
+                problems.append(f"region {i}: offsets [{start}, {end}) outside the text "
+                                f"(length {len(text)})")
+            elif "text" in value and value["text"] != text[start:end]:
+                problems.append(f"region {i}: text {value['text']!r} is not the text at "
+                                f"[{start}, {end}): {text[start:end]!r}")
+        region_score = region.get("score")
+        if region_score is not None and not (isinstance(region_score, int | float)
+                                             and 0.0 <= region_score <= 1.0):
+            problems.append(f"region {i}: score must be in [0, 1], got {region_score!r}")
+    if problems:
+        raise PredictionError("prediction does not match the labeling config: "
+                              + "; ".join(problems))
+
+
+def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_spans: int = 3,
+               model_version: str = MODEL_VERSION, interface: Any = None) -> dict[str, Any]:
+    """One Label Studio task with its validated prediction. Raises PredictionError."""
+    prediction = build_prediction(sample, spec, top_spans=top_spans, model_version=model_version)
+    validate_prediction(prediction, spec, sample.text, interface=interface)
+    data: dict[str, Any] = {spec.text_field: sample.text, SAMPLE_ID_FIELD: sample.id,
+                            PRIORITY_FIELD: int(priority),
+                            GIVEN_LABEL_FIELD: sample.given_label or ""}
+    if spec.panel_field:
+        data[spec.panel_field] = panel_html(sample, spec)
+    return {"data": data, "predictions": [prediction]}
+
+
+# ---------------------------------------------------------------------------------------------
+# from run tables to SampleInput
+
+
+@dataclass(frozen=True)
+class AttributionIndex:
+    """Spans per (sample id, target label), from ``attributions.parquet``; empty when absent."""
+
+    spans: Mapping[tuple[str, str], tuple[Span, ...]]
+    truncated: frozenset[str]
+    available: bool
+
+    @classmethod
+    def empty(cls) -> AttributionIndex:
+        return cls(spans={}, truncated=frozenset(), available=False)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | None) -> AttributionIndex:
+        """frame: columns id, target_label, spans (list of {start, end, text, score}),
+        optionally truncated. None = the run has no attributions."""
+        if frame is None:
+            return cls.empty()
+        missing = {"id", "target_label", "spans"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"attributions need columns id, target_label, spans; missing "
+                             f"{sorted(missing)}")
+        spans: dict[tuple[str, str], tuple[Span, ...]] = {}
+        truncated = frame["truncated"].fillna(False).astype(bool) if "truncated" in frame \
+            else pd.Series(False, index=frame.index)
+        for sid, target, row_spans in zip(frame["id"], frame["target_label"], frame["spans"],
+                                          strict=True):
+            items = _as_list(row_spans)
+            spans[(str(sid), str(target))] = tuple(
+                Span(int(s["start"]), int(s["end"]), float(s["score"])) for s in items)
+        return cls(spans=spans, truncated=frozenset(frame.loc[truncated, "id"].astype(str)),
+                   available=True)
+
+    def get(self, sample_id: str, target: str | None) -> tuple[Span, ...]:
+        return () if target is None else self.spans.get((sample_id, target), ())
+
+
+def _evidence_notes(sample_id: str, attributions: AttributionIndex, has_spans: bool
+                    ) -> tuple[str, ...]:
+    if not attributions.available:
+        return (NO_ATTRIBUTIONS_NOTE,)
+    notes = []
+    if not has_spans:
+        notes.append("No evidence regions were computed for this sample.")
+    if sample_id in attributions.truncated:
+        notes.append("Evidence covers only the first part of this long text.")
+    return tuple(notes)
+
+
+def _as_list(value: Any) -> list:
+    """A list from a Parquet list cell (None, list or numpy array)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    return list(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
+                    labels: Mapping[str, str], attributions: AttributionIndex, *,
+                    examples: int = 3) -> list[SampleInput]:
+    """SampleInputs for rows of ``scores/suspects.parquet`` (training samples).
+
+    texts, labels: training text and label by sample id (the evidence examples come from here).
+    examples: supporting training examples shown per task.
+    """
+    out = []
+    for row in suspects.itertuples(index=False):
+        sid = str(row.id)
+        if sid not in texts:
+            raise ValueError(f"suspect {sid!r} is not in dataset/train.parquet")
+        support = _as_list(getattr(row, "support_ids", None))
+        scores = _as_list(getattr(row, "support_scores", None))
+        shown = [Example(str(x), texts[str(x)], labels[str(x)], float(s))
+                 for x, s in zip(support, scores + [math.nan] * len(support), strict=False)
+                 if str(x) in texts][:examples]
+        suggested = getattr(row, "suggested_label", None)
+        given = getattr(row, "given_label", None) or labels.get(sid)
+        s_spans = attributions.get(sid, suggested)
+        g_spans = attributions.get(sid, given)
+        out.append(SampleInput(
+            id=sid, text=texts[sid], given_label=given, suggested_label=suggested,
+            confidence=_float_or_none(getattr(row, "suggested_confidence", None)),
+            suspect_score=_float_or_none(getattr(row, "suspect_score", None)),
+            reasons=tuple(str(r) for r in _as_list(getattr(row, "reasons", None))),
+            examples=tuple(shown), suggestion_spans=s_spans, given_spans=g_spans,
+            notes=_evidence_notes(sid, attributions, bool(s_spans or g_spans))))
+    return out
+
+
+def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
+                 predicted: Mapping[str, tuple[str, float | None]],
+                 neighbours: Mapping[str, Sequence[str]], train_texts: Mapping[str, str],
+                 train_labels: Mapping[str, str], attributions: AttributionIndex, *,
+                 examples: int = 3) -> list[SampleInput]:
+    """SampleInputs for rows of ``scores/acquire.parquet`` (unlabeled pool samples).
+
+    predicted: the model's class and confidence per pool id (prefilled as the suggestion).
+    neighbours: nearest training ids per pool id (shown as similar examples).
+    """
+    out = []
+    for row in acquire.itertuples(index=False):
+        sid = str(row.id)
+        if sid not in texts:
+            raise ValueError(f"acquired sample {sid!r} is not in dataset/pool.parquet")
+        label, confidence = predicted.get(sid, (None, None))
+        near = [x for x in neighbours.get(sid, ()) if x in train_texts][:examples]
+        shown = tuple(Example(x, train_texts[x], train_labels[x], math.nan) for x in near)
+        reasons = ["it lies in a part of the data the training set covers thinly"]
+        near_id = getattr(row, "near_id", None)
+        if near_id is not None:
+            reasons.append(f"it is close to under-covered sample {near_id} (similarity "
+                           f"{_fmt(_float_or_none(getattr(row, 'similarity', None)))})")
+        spans = attributions.get(sid, label)
+        out.append(SampleInput(
+            id=sid, text=texts[sid], given_label=None, suggested_label=label,
+            confidence=confidence, suspect_score=None, reasons=tuple(reasons), examples=shown,
+            suggestion_spans=spans, given_spans=(),
+            notes=_evidence_notes(sid, attributions, bool(spans))))
+    return out

@@ -1,0 +1,344 @@
+"""Push, pull and the ML backend against a real Label Studio server (see conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import httpx
+import pyarrow as pa
+import pytest
+import uvicorn
+
+from relabeler.plugin.backend import SECRET_HEADER, connect_backend, create_app
+from relabeler.plugin.client import StudioAuthError, StudioClient, StudioNotFoundError
+from relabeler.plugin.events import append_event, read_events
+from relabeler.plugin.labeling import DROP, NOT_SURE
+from relabeler.plugin.pull import CORRECTIONS, UNMAPPED, pull
+from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, push, read_manifest
+from relabeler.plugin.server import StudioServerError, start_server
+from relabeler.plugin.tasks import PredictionError
+from tests.plugin.synthetic import make_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def title(request) -> str:
+    return f"{request.node.name.removeprefix('test_')[:30]} {time.time_ns() % 10**9}"
+
+
+@pytest.fixture
+def admin(studio) -> StudioClient:
+    return StudioClient(studio.url, studio.token, retries=2, backoff=0.2)
+
+
+def answer(choice: str | None = None, comment: str | None = None) -> dict:
+    result = []
+    if choice is not None:
+        result.append({"from_name": "answer", "to_name": "text", "type": "choices",
+                       "value": {"choices": [choice]}})
+    if comment is not None:
+        result.append({"from_name": "comment", "to_name": "text", "type": "textarea",
+                       "value": {"text": [comment]}})
+    return {"result": result}
+
+
+def corrections(store) -> dict[str, SimpleNamespace]:
+    return {r["id"]: SimpleNamespace(**r) for r in store.read_table(CORRECTIONS).to_pylist()}
+
+
+def post_answer(http: httpx.Client, task_id: int, body: dict) -> dict:
+    response = http.post(f"/api/tasks/{task_id}/annotations/", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_push_serves_highest_priority_first(studio, annotators, admin, tmp_path, title):
+    store = make_run(str(tmp_path / "run"))
+    result = push(store, admin, project_title=title, budget=200, batch_size=64)
+    assert (result.new_flagged, result.new_controls, result.total_tasks) == (190, 10, 200)
+    assert result.has_evidence and result.new_acquired == 8
+    manifest = read_manifest(store)
+    main = manifest[manifest["project_id"] == result.project_id]
+    assert main["task_id"].notna().all() and main["task_id"].is_unique
+    assert sorted(main["priority"]) == list(range(1, 201))
+    assert admin.get_project(result.project_id).task_count == 200
+    # flagged tasks queue in rank order; import order is queue order
+    flagged = main[main["source"] == FLAGGED].sort_values("priority")
+    assert list(flagged["rank"]) == sorted(flagged["rank"]) == list(range(1, 191))
+    by_priority = main.sort_values("priority")
+    assert list(by_priority["task_id"]) == sorted(by_priority["task_id"])
+
+    alice = studio.http(annotators["alice"])
+    served = []
+    for _ in range(15):
+        task = alice.get(f"/api/projects/{result.project_id}/next").json()
+        served.append(task["data"]["priority"])
+        prediction = task["predictions"][0]
+        choice = prediction["result"][0]["value"]["choices"][0]
+        assert prediction["result"][0]["type"] == "choices"
+        post_answer(alice, task["id"], answer(choice))
+    assert served == list(range(1, 16))
+
+    views = studio.http().get("/api/dm/views/", params={"project": result.project_id}).json()
+    assert [v["data"]["ordering"] for v in views if v["data"].get("title") == "Priority queue"] \
+        == [["tasks:data.priority"]]
+
+
+def test_task_shows_suggestion_evidence_and_panel(studio, admin, tmp_path, title):
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    result = push(store, admin, project_title=title, budget=10)
+    manifest = read_manifest(store)
+    first = manifest[(manifest["project_id"] == result.project_id)
+                     & (manifest["priority"] == 1)].iloc[0]
+    task = studio.http().get(f"/api/tasks/{int(first['task_id'])}/").json()
+    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+    row = train.loc[first["id"]]
+    assert task["data"]["text"] == row["text"] and task["data"]["given_label"] == row["label"]
+    regions = [r for r in task["predictions"][0]["result"] if r["type"] == "labels"]
+    assert regions and all(r["value"]["text"] == row["text"][r["value"]["start"]:
+                                                             r["value"]["end"]]
+                           for r in regions)
+    assert task["predictions"][0]["result"][0]["value"]["choices"] == [row["true_label"]]
+    assert "Given label:" in task["data"]["panel"] and "Similar training examples" in \
+        task["data"]["panel"]
+
+
+def test_push_twice_adds_nothing_and_resumes_without_duplicates(admin, tmp_path, title):
+    store = make_run(str(tmp_path / "run"), n_acquire=0)
+    first = push(store, admin, project_title=title, budget=100, batch_size=30)
+    again = push(store, admin, project_title=title, budget=100)
+    assert (again.new_flagged, again.new_controls, again.total_tasks) == (0, 0, 100)
+    assert admin.get_project(first.project_id).task_count == 100
+
+    # a push killed after sending a batch, before recording it: rows are pending
+    manifest = read_manifest(store)
+    manifest.loc[manifest.index[:7], ["task_id", "pushed_at"]] = None
+    from relabeler.plugin.push import write_manifest
+
+    write_manifest(store, manifest)
+    resumed = push(store, admin, project_title=title, budget=100)
+    assert resumed.new_flagged + resumed.new_controls == 0
+    assert admin.get_project(first.project_id).task_count == 100
+    assert read_manifest(store)["task_id"].notna().all()
+
+    more = push(store, admin, project_title=title, budget=120)
+    assert (more.new_flagged, more.new_controls, more.total_tasks) == (19, 1, 120)
+    ids = admin.task_sample_ids(first.project_id, "sample_id")
+    assert len(ids) == 120 == len(set(ids.values()))
+
+
+def test_a_prediction_outside_the_config_is_refused_before_sending(admin, tmp_path, title):
+    store = make_run(str(tmp_path / "run"), n_train=40, bad_suggestion=True)
+    with pytest.raises(PredictionError, match="bogus"):
+        push(store, admin, project_title=title, budget=10)
+    project = admin.find_project(title)
+    assert project is not None and project.task_count == 0
+
+
+def test_push_without_attributions_says_so(studio, admin, tmp_path, title, caplog):
+    store = make_run(str(tmp_path / "run"), n_train=40, attributions=False, n_acquire=0)
+    result = push(store, admin, project_title=title, budget=5)
+    assert not result.has_evidence
+    assert "no attributions.parquet" in caplog.text
+    task_id = int(read_manifest(store)["task_id"].iloc[0])
+    task = studio.http().get(f"/api/tasks/{task_id}/").json()
+    assert "No evidence regions" in task["data"]["panel"]
+    assert [r["type"] for r in task["predictions"][0]["result"]] == ["choices"]
+
+
+def test_answers_survive_a_restart_and_pull_into_corrections(studio, annotators, admin,
+                                                            tmp_path, title):
+    store = make_run(str(tmp_path / "run"))
+    result = push(store, admin, project_title=title, budget=200)
+    manifest = read_manifest(store)
+    main = manifest[manifest["project_id"] == result.project_id].sort_values("priority")
+    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+    alice, bob, root = (studio.http(annotators["alice"]), studio.http(annotators["bob"]),
+                        studio.http())
+    flagged = main[main["source"] == FLAGGED]
+    t = [(int(r.task_id), r.id, train.loc[r.id, "label"]) for r in flagged.head(8).itertuples()]
+    other = {"neg": "pos", "pos": "neg"}
+    post_answer(alice, t[0][0], answer(other[t[0][2]]))                       # relabel
+    post_answer(alice, t[1][0], answer(t[1][2]))                              # keep
+    post_answer(alice, t[2][0], answer(DROP))                                 # drop
+    post_answer(alice, t[3][0], answer(NOT_SURE))                             # not sure
+    post_answer(alice, t[4][0], {"result": [], "was_cancelled": True})        # skipped
+    post_answer(alice, t[5][0], answer(other[t[5][2]]))                       # a tie ...
+    bob_tie = post_answer(bob, t[5][0], answer(t[5][2]))                      # ... of two
+    post_answer(alice, t[6][0], answer(other[t[6][2]]))                       # 2 of 3
+    post_answer(bob, t[6][0], answer(other[t[6][2]]))
+    post_answer(root, t[6][0], answer(t[6][2]))
+    post_answer(alice, t[7][0], answer(other[t[7][2]], comment="an obvious typo"))
+    control = main[main["source"] == CONTROL].iloc[0]
+    post_answer(bob, int(control.task_id), answer(train.loc[control.id, "label"]))
+    acquired = manifest[manifest["source"] == ACQUIRED].sort_values("priority").iloc[0]
+    post_answer(alice, int(acquired.task_id), answer("pos"))
+
+    studio.restart()  # nothing answered may be lost
+    first = pull(store, admin)
+    assert first.tasks_changed == 10 and first.unmapped == 0
+    rows = corrections(store)
+    assert len(rows) == 10
+
+    def row(sample_id):
+        return rows[sample_id]
+
+    r = row(t[0][1])
+    assert (r.action, r.old_label, r.new_label, r.agreement, r.source) == \
+        ("relabel", t[0][2], other[t[0][2]], 1.0, FLAGGED)
+    assert list(r.annotators) == ["alice@relabeler.local"] and r.n_annotations == 1
+    assert (row(t[1][1]).action, row(t[1][1]).new_label) == ("keep", t[1][2])
+    assert (row(t[2][1]).action, row(t[2][1]).new_label) == ("drop", None)
+    assert (row(t[3][1]).action, row(t[3][1]).new_label) == ("unsure", None)
+    assert (row(t[4][1]).action, row(t[4][1]).n_skipped, row(t[4][1]).n_annotations) == \
+        ("unsure", 1, 1)
+    tie = row(t[5][1])
+    assert (tie.action, tie.needs_review, tie.agreement, tie.n_annotations) == \
+        ("unsure", True, 0.5, 2)
+    majority = row(t[6][1])
+    assert (majority.action, majority.new_label, majority.needs_review) == \
+        ("relabel", other[t[6][2]], False)
+    assert majority.agreement == pytest.approx(2 / 3) and majority.n_annotations == 3
+    assert list(row(t[7][1]).comments) == ["alice@relabeler.local: an obvious typo"]
+    assert (row(control.id).action, row(control.id).source) == ("keep", CONTROL)
+    acq = row(acquired.id)
+    assert (acq.action, acq.old_label, acq.new_label, acq.source) == \
+        ("relabel", None, "pos", ACQUIRED)
+    assert all(r.updated_at is not None and r.via == "export" for r in rows.values())
+
+    # incremental: nothing new, nothing recomputed; one changed answer, one task recomputed
+    assert pull(store, admin).tasks_changed == 0
+    time.sleep(1.1)
+    patched = bob.patch(f"/api/annotations/{bob_tie['id']}/",
+                        json=answer(other[t[5][2]]))
+    assert patched.status_code == 200, patched.text
+    third = pull(store, admin)
+    assert third.tasks_changed == 1
+    rows = corrections(store)
+    resolved = rows[t[5][1]]
+    assert (resolved.action, resolved.new_label, resolved.needs_review, len(rows)) == \
+        ("relabel", other[t[5][2]], False, 10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """The ML backend for a small run, served on a free loopback port in a thread."""
+    store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store, secret="s3cret-test"),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield store, f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_webhook_reaches_the_backend_and_is_recorded(studio, annotators, admin, backend,
+                                                      title):
+    store, url = backend
+    result = push(store, admin, project_title=title, budget=10)
+    connect_backend(admin, [result.project_id], url, secret="s3cret-test")
+    hooks = studio.http().get("/api/webhooks/", params={"project": result.project_id}).json()
+    assert [(h["url"], h["headers"]) for h in hooks] == \
+        [(f"{url}/webhook", {SECRET_HEADER: "s3cret-test"})]
+
+    task_id = int(read_manifest(store).sort_values("priority")["task_id"].iloc[0])
+    created = post_answer(studio.http(annotators["alice"]), task_id, answer(NOT_SURE))
+    deadline = time.monotonic() + 15
+    events = []
+    while time.monotonic() < deadline:
+        events = [e for e in read_events(store).events
+                  if e["action"] == "ANNOTATION_CREATED"]
+        if events:
+            break
+        time.sleep(0.2)
+    assert [e["payload"]["annotation"]["id"] for e in events] == [created["id"]]
+    assert events[0]["payload"]["annotation"]["task"] == task_id
+
+    refused = httpx.post(f"{url}/webhook", json={"action": "ANNOTATION_CREATED"})
+    assert refused.status_code == 401
+    assert len(read_events(store).events) == len(events)
+
+
+def test_pull_keeps_answers_known_only_from_events(studio, admin, backend, title):
+    store, _ = backend
+    result = push(store, admin, project_title=title, budget=10)
+    task_id = int(read_manifest(store).sort_values("priority")["task_id"].iloc[1])
+    project = admin.get_project(result.project_id)
+    append_event(store, {"action": "ANNOTATION_CREATED",
+                         "project": {"id": result.project_id,
+                                     "label_config": project.label_config},
+                         "annotation": {"id": 987654, "task": task_id, "completed_by": 1,
+                                        "was_cancelled": False, **answer(DROP),
+                                        "updated_at": "2026-01-01T00:00:00Z"}})
+    pulled = pull(store, admin)
+    assert pulled.from_events_only == 1
+    rows = store.read_table(CORRECTIONS).to_pandas()
+    assert rows[["task_id", "action", "via"]].values.tolist() == [[task_id, "drop", "events"]]
+    assert not store.exists(UNMAPPED)
+
+
+def test_predict_returns_the_suggestion_and_evidence(studio, admin, backend, title):
+    store, url = backend
+    result = push(store, admin, project_title=title, budget=5)
+    project = admin.get_project(result.project_id)
+    first = read_manifest(store).sort_values("priority").iloc[0]
+    task = studio.http().get(f"/api/tasks/{int(first['task_id'])}/").json()
+    body = {"tasks": [task, {"id": -1, "data": {"text": "unknown"}}],
+            "label_config": project.label_config, "project": f"{project.id}.0"}
+    response = httpx.post(f"{url}/predict", json=body)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert results[0]["result"] == task["predictions"][0]["result"]
+    assert results[1]["result"] == []
+    assert httpx.get(f"{url}/health").json()["status"] == "UP"
+    assert httpx.post(f"{url}/setup", json={}).json() == {"model_version": "relabeler"}
+
+
+def test_bad_token_and_missing_project_fail_clearly(studio, admin):
+    with pytest.raises(StudioAuthError, match="rejected the API token"):
+        StudioClient(studio.url, "not-a-token", retries=0).get_project(1)
+    with pytest.raises(StudioNotFoundError, match="project 999999"):
+        admin.get_project(999999)
+
+
+def test_a_busy_port_is_refused_not_moved(studio, tmp_path):
+    with pytest.raises(StudioServerError, match=f"port {studio.port} .* busy"):
+        start_server(tmp_path / "unused", port=studio.port)
+
+
+def test_a_reranked_queue_reorders_the_priority_view(studio, annotators, admin, tmp_path,
+                                                    title):
+    store = make_run(str(tmp_path / "run"), n_train=80, n_acquire=0)
+    first = push(store, admin, project_title=title, budget=20, control_share=0.0)
+    suspects = store.read_table("scores/suspects.parquet").to_pandas()
+    suspects["rank"] = len(suspects) + 1 - suspects["rank"]  # the queue turned upside down
+    store.write_table("scores/suspects.parquet", pa.Table.from_pandas(
+        suspects.sort_values("rank"), preserve_index=False))
+    second = push(store, admin, project_title=title, budget=20, control_share=0.0)
+    assert (second.new_flagged, second.total_tasks) == (20, 40)
+    assert second.reprioritised == 20  # every earlier task moved behind the new top
+
+    manifest = read_manifest(store).set_index("task_id")
+    top = suspects.sort_values("rank")["id"].iloc[0]
+    views = studio.http().get("/api/dm/views/", params={"project": first.project_id}).json()
+    (view_id,) = [v["id"] for v in views if v["data"].get("title") == "Priority queue"]
+    task = studio.http(annotators["bob"]).get(f"/api/projects/{first.project_id}/next",
+                                              params={"view": view_id}).json()
+    assert (task["data"]["sample_id"], task["data"]["priority"]) == (top, 1)
+    assert manifest.loc[task["id"], "priority"] == 1
