@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 from relabeler import __version__
@@ -178,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
 
-    p = sub.add_parser("demo", help="the main job on sms-spam with 10%% injected noise")
+    p = sub.add_parser("run", help="train, extract, score, attribute, push: up to the people")
+    _common(p)
+    _data_flags(p)
+    _train_flags(p)
+    _studio_flags(p)
+    p.add_argument("--no-push", action="store_true", help="stop before Label Studio")
+
+    p = sub.add_parser("demo", help="the whole loop on sms-spam with 10%% injected noise, "
+                       "simulated annotators answering through a local Label Studio")
     _common(p)
     _train_flags(p)
     return parser
@@ -262,7 +269,10 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     config.data.source = "sms-spam"
     config.data.noise_rate = 0.10
     config.data.noise_kind = "uniform"
+    config.data.pool_fraction = 0.1
     config.train.folds = 5
+    config.score.acquire_budget = 20
+    config.studio.project_title = "relabeler demo: sms-spam"
     if args.config:
         config = load_config(args.config)
     apply_overrides(config, _overrides(args), args.assignments)
@@ -271,32 +281,41 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     return config
 
 
-def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.extract import run_extract
-    from relabeler.jobs.score import run_score
-    from relabeler.jobs.train import run_train
+def _cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.loop import run_pipeline
 
     store = _store(config)
-    started = time.perf_counter()
+    out = run_pipeline(store, config, force=args.force, progress=not args.quiet,
+                       push=not args.no_push, say=print)
+    if "push" in out:
+        print(f"the queue is in Label Studio (project {out['push'].project_id}); when people "
+              f"have answered: relabeler pull, relabeler retrain, relabeler report "
+              f"(--run {config.run_dir})")
+    _print_queue_head(store)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.loop import run_demo
+
+    store = _store(config)
     print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
           f"training labels flipped on purpose; run directory {config.run_dir}")
-    train_info = run_train(store, config, force=args.force, progress=not args.quiet)
-    extract_info = run_extract(store, config, force=args.force, progress=not args.quiet)
-    score_info = run_score(store, config, force=args.force)
-    print()
-    print(f"done in {time.perf_counter() - started:.0f} s")
-    print(f"  model ({train_info['mode']} mode, eval accuracy "
-          f"{train_info.get('eval_accuracy') or float('nan'):.4f}): {store.path('model')}")
-    print(f"  training dynamics: {store.path('train/dynamics.parquet')}")
-    if config.train.folds:
-        print(f"  out-of-fold probabilities: {store.path('train/oof.parquet')}")
-    for split, info in extract_info.items():
-        print(f"  features/{split} ({info['rows']} rows): {store.path(f'features/{split}')}")
-    print(f"  suspect queue ({score_info['n_train']} ranked): "
-          f"{store.path('scores/suspects.parquet')}")
-    print(f"  coverage ({score_info['n_undercovered']} under-covered): "
-          f"{store.path('scores/coverage.parquet')}")
+    out = run_demo(store, config, force=args.force, progress=not args.quiet, say=print)
     _print_queue_head(store)
+    print()
+    print(f"done in {out['seconds']:.0f} s")
+    print(f"  pushed {out['pushed']} tasks {out['sources']}; {out['answered']} answered by "
+          f"SIMULATED annotators; {out['changed']} labels corrected")
+    if out["flagged_rate"] is not None:
+        print(f"  correction rate: {out['flagged_rate']:.0%} of the flagged tasks, "
+              f"{out['control_rate']:.0%} of the random controls")
+    print(f"  eval accuracy {out['before']:.4f} -> {out['after']:.4f} "
+          f"(95% CI of the change [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}] "
+          f"points)")
+    print(f"  Label Studio: {out['url']}  login {out['username']} / {out['password']}")
+    print(f"  report: {out['report']}")
+    print("  stop Label Studio with: relabeler studio down")
     return 0
 
 
@@ -426,7 +445,7 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
-            "score": _cmd_score, "studio": _cmd_studio, "push": _cmd_push,
+            "score": _cmd_score, "run": _cmd_run, "studio": _cmd_studio, "push": _cmd_push,
             "pull": _cmd_pull, "serve": _cmd_serve, "retrain": _cmd_retrain,
             "report": _cmd_report,
             "simulate": _cmd_simulate, "demo": _cmd_demo}
