@@ -114,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--budget", dest="score.acquire_budget", type=int,
                    help="pool samples to propose for labeling")
 
+    p = sub.add_parser("attribute", help="word attributions (captum IG) for the top of the "
+                       "suspect and acquisition queues: attributions.parquet")
+    _common(p)
+    g = p.add_argument_group("attribute")
+    g.add_argument("--top", dest="attribute.top", type=int,
+                   help="top N suspects (2 targets each) and acquired samples; 0 = all")
+    g.add_argument("--method", dest="attribute.method", choices=("ig", "grad_x_input"))
+    g.add_argument("--steps", dest="attribute.n_steps", type=int,
+                   help="Integrated Gradients steps")
+    g.add_argument("--max-length", dest="model.max_length", type=int)
+
     p = sub.add_parser("studio", help="start or stop a local Label Studio (127.0.0.1, SQLite)")
     p.add_argument("action", choices=("up", "down"))
     _common(p)
@@ -340,6 +351,16 @@ def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
+def _cmd_attribute(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.jobs.attribute import run_attribute
+
+    info = run_attribute(_store(config), config, force=args.force, progress=not args.quiet)
+    print(f"attributions: {info['rows']} rows ({info['suspects']} suspects x 2 targets, "
+          f"{info['acquire']} acquired pool samples; {info['method']}, {info['n_steps']} steps) "
+          f"-> {config.run_dir}/attributions.parquet")
+    return 0
+
+
 def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.plugin.server import start_server, stop_server
 
@@ -445,7 +466,8 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
-            "score": _cmd_score, "run": _cmd_run, "studio": _cmd_studio, "push": _cmd_push,
+            "score": _cmd_score, "attribute": _cmd_attribute, "run": _cmd_run,
+            "studio": _cmd_studio, "push": _cmd_push,
             "pull": _cmd_pull, "serve": _cmd_serve, "retrain": _cmd_retrain,
             "report": _cmd_report,
             "simulate": _cmd_simulate, "demo": _cmd_demo}

@@ -23,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "ExtractConfig",
     "ScoreConfig",
+    "AttributeConfig",
     "StudioConfig",
     "RayConfig",
     "RunConfig",
@@ -119,6 +120,25 @@ class ScoreConfig:
 
 
 @dataclass
+class AttributeConfig:
+    top: int = _opt(200, "Queue rows attributed: the top N suspects by rank (two targets each: "
+                    "the suggested and the given label) and the top N acquired pool samples "
+                    "(one target: the predicted class); 0 = all. Default: the push budget.")
+    method: str = _opt("ig", "ig: Integrated Gradients (captum LayerIntegratedGradients over the "
+                       "input embeddings); grad_x_input: gradient x input, one forward and "
+                       "backward pass, much faster and much less faithful.",
+                       choices=("ig", "grad_x_input"))
+    n_steps: int = _opt(20, "Integrated Gradients' integration points per attribution "
+                        "(1 = the path's midpoint, as cheap as grad_x_input).")
+    internal_batch_size: int = _opt(0, "Sample-steps per forward/backward pass; 0 = from free "
+                                    "GPU memory, or at most 256 on CPU.")
+    batch_size: int = _opt(64, "Queue rows per actor call (rows are grouped by length).")
+    shard_size: int = _opt(256, "Rows per part file of attributions/; the unit of resumption.")
+    num_actors: int = _opt(0, "Model actors; 0 = one per GPU, or one on CPU.")
+    num_threads: int = _opt(0, "Torch threads per CPU actor; 0 = the CPUs the actor was given.")
+
+
+@dataclass
 class StudioConfig:
     url: str = _opt("", "Label Studio URL; empty = $LABEL_STUDIO_URL, else the local server "
                     "`relabeler studio up` started for data_dir.")
@@ -172,6 +192,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    attribute: AttributeConfig = field(default_factory=AttributeConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 

@@ -221,12 +221,16 @@ def _texts(store: RunStore, artifact: str, ids) -> np.ndarray:
     return texts.to_numpy(dtype=object)
 
 
+def _effective_steps(settings) -> int:
+    return int(settings.n_steps) if settings.method == "ig" else 1
+
+
 def _plan_key(rows: dict[str, np.ndarray], settings, max_length: int) -> dict:
     digest = hashlib.sha256()
     for sample_id, target in zip(rows["id"], rows["target_index"], strict=True):
         digest.update(f"{sample_id}\x00{target}\n".encode())
     return {"rows": len(rows["id"]), "queue_sha256": digest.hexdigest(),
-            "method": settings.method, "n_steps": int(settings.n_steps),
+            "method": settings.method, "n_steps": _effective_steps(settings),
             "max_length": int(max_length), "shard_size": int(settings.shard_size)}
 
 
@@ -367,7 +371,7 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
             "suspects": len(set(i for i, s in zip(table.column("id").to_pylist(), sources,
                                                   strict=True) if s == "suspects")),
             "acquire": sources.count("acquire"), "method": settings.method,
-            "n_steps": int(settings.n_steps), "top": int(settings.top),
+            "n_steps": _effective_steps(settings), "top": int(settings.top),
             "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
             "max_abs_delta": float(np.nanmax(deltas)) if np.isfinite(deltas).any() else None,
             "seconds": round(seconds, 2)}

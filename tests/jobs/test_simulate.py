@@ -41,12 +41,13 @@ def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
     out = tmp_path / "sim"
     assert main(["simulate", "--data", "sms-spam", "--sample", "500", "--noise", "0.1",
                  "--noise-kind", "uniform", "--seed", "1", "--out", str(out), "--mode",
-                 "head", "--folds", "3", "-q"]) == 0
+                 "head", "--folds", "3", "--pool-fraction", "0.2", "--budgets", "0.1",
+                 "-q"]) == 0
     result = json.loads((out / "simulation.json").read_text())
     assert {"dataset", "n_train", "n_test", "n_flipped", "classes", "detection",
             "seconds"} <= set(result)
     assert result["dataset"] == "sms-spam"
-    assert result["n_train"] == 400 and result["n_test"] == 100 and result["n_flipped"] == 40
+    assert result["n_train"] == 300 and result["n_test"] == 100 and result["n_flipped"] == 30
     assert result["classes"] == ["ham", "spam"]
     assert set(result["detection"]) == set(METHODS)
     for metrics in result["detection"].values():
@@ -54,6 +55,18 @@ def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
     det = result["detection"]
     assert det["relabeler"]["auprc"] >= 0.7
     assert det["relabeler"]["auprc"] > det["random"]["auprc"] + 0.5
-    assert set(result["seconds"]) == {"data", "train", "extract", "score"}
+    assert set(result["seconds"]) == {"data", "train", "extract", "score", "retrain"}
+    gain = result["gain"]
+    assert gain["budgets"] == [0.1] and gain["budget_samples"] == [30]
+    for name in ("relabeler", "cleanlab", "random"):
+        assert len(gain["accuracy"][name]) == 1 and 0 < gain["accuracy"][name][0] <= 1
+        assert len(gain["macro_f1"][name]) == 1
+    gap = gain["accuracy"]["clean"] - gain["accuracy"]["noisy"]
+    expected = (gain["accuracy"]["relabeler"][0] - gain["accuracy"]["noisy"]) / gap \
+        if gap > 0 else None
+    assert gain["gap_recovered"]["relabeler"][0] == pytest.approx(expected)
+    coverage = result["coverage"]
+    assert set(coverage) >= {"selected", "random"}
+    assert 0 < coverage["k"] <= 100 and coverage["n_heldout"] > 0
     assert "| relabeler |" in (out / "simulation.md").read_text()
     assert "| relabeler |" in capsys.readouterr().out

@@ -1,0 +1,163 @@
+"""attribute: the Ray job attributes the queue's top N, writes parts and the table, resumes."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from relabeler.config import RunConfig
+from relabeler.jobs import StageError
+from relabeler.jobs.attribute import SCHEMA, AttributionWorker, run_attribute
+from relabeler.jobs.extract import run_extract
+from relabeler.jobs.score import run_score
+from relabeler.jobs.train import run_train
+from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
+
+TOP = 6
+
+
+def _settings(**overrides):
+    values = dict(top=TOP, method="ig", n_steps=4, internal_batch_size=0, batch_size=4,
+                  shard_size=5, num_actors=0, num_threads=0)
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
+    tmp = tmp_path_factory.mktemp("attribute")
+    frame = synthetic_frame(100)
+    frame.loc[frame.index[:6], "label"] = frame.loc[frame.index[:6], "label"].map(
+        {"pos": "neg", "neg": "pos"})
+    frame.loc[frame.index[7], "text"] = "Héllo wörld 😀 don't\r\n  stop   the music!"
+    frame.to_csv(tmp / "data.csv", index=False)
+    config = RunConfig(run_dir=str(tmp / "run"))
+    config.data.source = str(tmp / "data.csv")
+    config.data.pool_fraction = 0.25
+    config.model.name = tiny_bert_dir
+    config.model.max_length = 48
+    config.train.mode = "head"
+    config.train.epochs = 5
+    config.score.acquire_budget = 4
+    config.score.evidence_top = 10
+    config.score.min_agreement = 0.0
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    run_score(store, config)
+    config.attribute = _settings()
+    return store, config
+
+
+@pytest.mark.slow
+def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run):
+    store, config = scored_run
+    info = run_attribute(store, config, progress=False)
+    table = store.read_table("attributions.parquet")
+    assert table.schema.equals(SCHEMA)
+    rows = table.to_pandas()
+    suspects = store.read_table("scores/suspects.parquet").to_pandas().head(TOP)
+    acquire = store.read_table("scores/acquire.parquet").to_pandas().head(TOP)
+    assert 0 < len(acquire) <= 4
+    assert len(rows) == 2 * TOP + len(acquire) == info["rows"] == info["rows_this_run"]
+    # queue order: suspects by rank, suggested then given label; then acquired by rank
+    head = rows[rows.source == "suspects"]
+    assert head["id"].tolist() == np.repeat(suspects["id"].to_numpy(), 2).tolist()
+    assert head["rank"].tolist() == np.repeat(suspects["rank"].to_numpy(), 2).tolist()
+    assert head["target_role"].tolist() == ["suggested", "given"] * TOP
+    assert head["target_label"].tolist() == [label for pair in zip(
+        suspects["suggested_label"], suspects["given_label"], strict=True) for label in pair]
+    tail = rows[rows.source == "acquire"]
+    pred = store.read_table("features/pool").to_pandas().set_index("id")["pred"]
+    assert tail["id"].tolist() == acquire["id"].tolist()
+    assert (tail["target_role"] == "predicted").all()
+    assert tail["target_label"].tolist() == pred.loc[acquire["id"]].tolist()
+    # spans index the dataset's texts; IG's delta stays small
+    texts = {**store.read_table("dataset/train.parquet").to_pandas().set_index("id")["text"],
+             **store.read_table("dataset/pool.parquet").to_pandas().set_index("id")["text"]}
+    for row in rows.itertuples():
+        text = texts[row.id]
+        if all(word.isalpha() for word in text.split()):
+            assert [s["text"] for s in row.spans] == text.split()
+        for span in row.spans:
+            assert text[span["start"]:span["end"]] == span["text"]
+    assert (rows["method"] == "ig").all() and (rows["n_steps"] == 4).all()
+    assert not rows["truncated"].any()
+    assert np.abs(rows["delta"]).max() < 0.05
+    assert store.finished_shards("attributions") == set(range(-(-len(rows) // 5)))
+
+    # a run killed midway: part 1 and the table never written, no marker
+    store.remove("attributions/part-00001.parquet")
+    store.remove("attributions.parquet")
+    store.remove("_stages/attribute.json")
+    again = run_attribute(store, config, progress=False)
+    assert again["rows_this_run"] == 5 and again["rows"] == len(rows)
+    after = store.read_table("attributions.parquet").to_pandas()
+    assert after["id"].tolist() == rows["id"].tolist()
+    for a, b in zip(after["spans"], rows["spans"], strict=True):
+        np.testing.assert_allclose([s["score"] for s in a], [s["score"] for s in b], atol=1e-5)
+    # done: a third run computes nothing
+    assert run_attribute(store, config, progress=False)["rows_this_run"] == 5
+
+
+@pytest.mark.slow
+def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
+    import relabeler.jobs.attribute as job
+
+    store, config = scored_run
+    store.write_json("attributions/_plan.json", {"method": "grad_x_input"})  # a killed run's
+    store.write_shard("attributions", 0, SCHEMA.empty_table())
+    store.remove("_stages/attribute.json")
+    seen = {}
+
+    def fake_queue(store, rows, **kwargs):
+        seen.update(parts=store.finished_shards("attributions"), rows=len(rows["id"]), **kwargs)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(job, "attribute_queue", fake_queue)
+    config.attribute = _settings(top=2, n_steps=7)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_attribute(store, config, progress=False)
+    finally:
+        config.attribute = _settings()
+    assert seen["parts"] == set() and seen["n_steps"] == 7 and seen["method"] == "ig"
+    assert 4 < seen["rows"] <= 6  # 2 suspects x 2 targets + up to 2 acquired
+    assert store.read_json("attributions/_plan.json")["n_steps"] == 7
+    store.reset_stage("attribute", ["attributions", "attributions.parquet"])
+
+
+def test_worker_returns_the_table_columns(tiny_bert_dir, tmp_path):
+    from relabeler.model import load_classifier, load_tokenizer
+
+    load_classifier(tiny_bert_dir, ["neg", "pos"]).save_pretrained(tmp_path)
+    load_tokenizer(tiny_bert_dir).save_pretrained(tmp_path)
+    (tmp_path / "labels.json").write_text('["neg", "pos"]')
+    worker = AttributionWorker(str(tmp_path), max_length=16, n_steps=3, num_threads=1)
+    out = worker({"id": np.array(["a", "b"], dtype=object),
+                  "text": np.array(["a great film", ""], dtype=object),
+                  "target_index": np.array([1, 0]), "rank": np.array([1, 2])})
+    assert out.column("target_label").to_pylist() == ["pos", "neg"]
+    spans = out.column("spans").to_pylist()
+    assert [s["text"] for s in spans[0]] == ["a", "great", "film"] and spans[1] == []
+    assert out.column("n_tokens").to_pylist() == [5, 2]
+    assert "text" not in out.column_names and out.column("id").to_pylist() == ["a", "b"]
+
+
+def test_attribute_before_score_is_a_clear_error(tmp_path):
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    with pytest.raises(StageError, match="attribute needs the scored queue"):
+        run_attribute(RunStore(config.run_dir), config)
+
+
+def test_bad_settings_are_rejected(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.mark_done("score")
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.attribute = _settings(method="lime")
+    with pytest.raises(ValueError, match="attribute.method must be one of ig, grad_x_input"):
+        run_attribute(store, config)
+    config.attribute = _settings(n_steps=0)
+    with pytest.raises(ValueError, match="attribute.n_steps must be >= 1"):
+        run_attribute(store, config)
