@@ -86,19 +86,3 @@ def area_under_margin(margins: np.ndarray) -> np.ndarray:
         raise ValueError("margins: probability margins must lie in [-1, 1]")
     mean = np.nanmean(margins, axis=1)
     return np.clip((1.0 - mean) / 2.0, 0.0, 1.0).astype(np.float32)
-
-
-def suggest_from_probs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The most probable class other than the given one, and its probability.
-
-    Returns
-    -------
-    suggested : (N,) int64 class ids, never equal to ``labels``.
-    confidence : (N,) float32, the probability of the suggestion.
-    """
-    probs = as_probs("probs", probs)
-    labels = as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
-    others = probs.copy()
-    others[np.arange(len(labels)), labels] = -np.inf
-    suggested = others.argmax(axis=1)
-    return suggested.astype(np.int64), probs[np.arange(len(labels)), suggested].astype(np.float32)

@@ -5,7 +5,6 @@ from relabeler.selectors.confidence import (
     area_under_margin,
     normalized_margin,
     self_confidence,
-    suggest_from_probs,
 )
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.1, 0.4]], dtype=np.float32)
@@ -30,12 +29,6 @@ def test_row_order_does_not_matter():
 def test_area_under_margin_averages_epochs_and_skips_gaps():
     margins = np.array([[0.8, 0.9, 1.0], [-0.5, np.nan, 0.5], [-1.0, -1.0, -1.0]])
     np.testing.assert_allclose(area_under_margin(margins), [0.05, 0.5, 1.0], atol=1e-6)
-
-
-def test_suggestion_is_never_the_given_label():
-    suggested, confidence = suggest_from_probs(PROBS, LABELS)
-    assert suggested.tolist() == [1, 1, 0]
-    np.testing.assert_allclose(confidence, [0.2, 0.6, 0.5], atol=1e-6)
 
 
 @pytest.mark.parametrize("fn", [self_confidence, normalized_margin])
