@@ -141,3 +141,194 @@ def synthetic_csv(tmp_path) -> Path:
     path = tmp_path / "reviews.csv"
     synthetic_frame().to_csv(path, index=False)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# a real multi-node Ray cluster on 127.0.0.1: a head and worker nodes, each from `ray start`
+
+# the head notices a dead node within about 3 s (Ray's default is about 30 s)
+FAST_NODE_FAILURE_ENV = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
+
+
+# `ray start --address=...` for a worker node, minus its platform guard: that guard refuses to join
+# while RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, and with it at 1 Ray swaps 127.0.0.1 for the host's
+# network address. This is the code `ray start --block` runs (and ray.cluster_utils.Cluster's
+# add_node), with the node's address fixed at 127.0.0.1.
+_WORKER_NODE_MAIN = """
+import json, signal, sys, time
+from ray._private.node import Node
+from ray._private.parameter import RayParams
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+node = Node(RayParams(**json.loads(sys.argv[1])), head=False, shutdown_at_exit=True,
+            spawn_reaper=True)
+print("worker node started", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+# per node: small, so three nodes fit in a shared /dev/shm
+OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+def _node_ports() -> list[str]:
+    """Ports that differ between nodes on one host (Ray's defaults would collide)."""
+    return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
+
+
+class LocalRayCluster:
+    """A Ray head (job server included) and named worker nodes on 127.0.0.1.
+
+    Every node is one ``ray start --block`` in its own process group, so a node is stopped, or
+    killed mid-job, by signalling its group: its raylet, object store and workers go with it.
+    Nodes share one temp dir (Ray keeps one session folder per host) but not the folder where
+    runtime environments are unpacked. A worker node carries the
+    custom resource ``{name: 1}``, which tells its actors apart in Ray's state API.
+    """
+
+    def __init__(self, *, head_cpus: int = 0):
+        import subprocess
+
+        self.temp_dir = tempfile.mkdtemp(prefix="rlb-clu-", dir="/tmp")
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        dash_port = free_port()
+        self.dashboard = f"http://127.0.0.1:{dash_port}"
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self._logs: list = []
+        self._start("head", [
+            _ray_bin(), "start", "--head", "--block", f"--port={self.port}",
+            "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir}",
+            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
+            "--include-dashboard=true", f"--num-cpus={head_cpus}",
+            f"--object-store-memory={OBJECT_STORE_BYTES}",
+            f"--ray-client-server-port={free_port()}", "--disable-usage-stats", *_node_ports()])
+        try:
+            self._wait_for_dashboard()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, name: str, cmd: list[str]) -> None:
+        import subprocess
+
+        log = open(Path(self.temp_dir) / f"{name}.log", "w")
+        self._logs.append(log)
+        self.nodes[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True,
+                                            env={**os.environ, **FAST_NODE_FAILURE_ENV})
+
+    def _fail(self, what: str) -> RuntimeError:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}"
+                         for p in sorted(Path(self.temp_dir).glob("*.log")))
+        return RuntimeError(f"{what}\n{logs}")
+
+    def _wait_for_dashboard(self, timeout: float = 90) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard}/api/version", timeout=2):
+                    return
+            except OSError:
+                if self.nodes["head"].poll() is not None or time.monotonic() > deadline:
+                    raise self._fail("the ray head did not start") from None
+                time.sleep(1)
+
+    def all_nodes(self) -> list[dict]:
+        """Every node the head has seen, dead ones included, as Ray's state API lists them."""
+        from ray.util.state import list_nodes
+
+        return [dict(vars(n)) for n in list_nodes(address=self.dashboard, limit=1000,
+                                                  raise_on_missing_output=False)]
+
+    def alive_nodes(self) -> list[dict]:
+        return [n for n in self.all_nodes() if n["state"] == "ALIVE"]
+
+    def add_worker(self, name: str, *, num_cpus: int = 1, timeout: float = 90) -> None:
+        """Start worker node ``name`` and wait until the head counts it alive."""
+        import json
+        import sys
+        import time
+
+        params = {"gcs_address": self.address, "node_ip_address": "127.0.0.1",
+                  "temp_dir": self.temp_dir, "num_cpus": num_cpus, "num_gpus": 0,
+                  "resources": {name: 1}, "node_name": name, "include_log_monitor": False,
+                  # each node unpacks job packages (--working-dir) in a folder of its own, as
+                  # on separate machines; a shared one is swapped under the driver's feet
+                  "runtime_env_dir_name": f"runtime_resources_{name}",
+                  "object_store_memory": OBJECT_STORE_BYTES,
+                  "node_manager_port": 0, "min_worker_port": 0, "max_worker_port": 0,
+                  **{key: free_port() for key in ("object_manager_port",
+                                                  "dashboard_agent_listen_port",
+                                                  "metrics_agent_port", "metrics_export_port",
+                                                  "runtime_env_agent_port")}}
+        self._start(name, [sys.executable, "-c", _WORKER_NODE_MAIN, json.dumps(params)])
+        deadline = time.monotonic() + timeout
+        while not any(name in n["resources_total"] for n in self.alive_nodes()):
+            if self.nodes[name].poll() is not None or time.monotonic() > deadline:
+                raise self._fail(f"worker node {name} did not join")
+            time.sleep(0.5)
+
+    def node_of_actor(self, class_name_part: str) -> str | None:
+        """Name of the worker node where an alive actor whose class name contains
+        ``class_name_part`` runs (``head`` for the head), or None."""
+        from ray.util.state import list_actors
+
+        actors = list_actors(address=self.dashboard, filters=[("state", "=", "ALIVE")],
+                             raise_on_missing_output=False, detail=True)
+        node_ids = {a.node_id for a in actors if class_name_part in a.class_name}
+        for node in self.alive_nodes():
+            if node["node_id"] in node_ids:
+                return next((n for n in self.nodes if n in node["resources_total"]), "head")
+        return None
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL a node's whole process group, as a lost machine would vanish."""
+        import signal
+
+        os.killpg(self.nodes[name].pid, signal.SIGKILL)
+        self.nodes[name].wait(timeout=30)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        # workers first, the head last; each node's processes by their process group
+        for name in [n for n in self.nodes if n != "head"] + ["head"]:
+            proc = self.nodes[name]
+            if proc.poll() is not None:
+                continue
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for log in self._logs:
+            log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A three-node Ray cluster on 127.0.0.1: a head with no CPUs (it runs job drivers only)
+    and worker nodes ``worker-a`` and ``worker-b`` with one CPU each."""
+    cluster = LocalRayCluster(head_cpus=0)
+    try:
+        cluster.add_worker("worker-a")
+        cluster.add_worker("worker-b")
+        yield cluster
+    finally:
+        cluster.stop()

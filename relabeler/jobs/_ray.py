@@ -65,47 +65,154 @@ def cluster_resources() -> tuple[float, float]:
     return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
 
 
+def node_cpus() -> list[float]:
+    """CPUs of each alive node of the connected cluster (an actor cannot span two nodes)."""
+    import ray
+
+    return [float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]]
+
+
+#: Fault tolerance and per-actor requests when ``[ray]`` does not set them. A lost actor (its
+#: worker or node died) is restarted this often, and each batch it held is retried on the
+#: restarted actor; a stage fails with a clear message only when these are used up.
+DEFAULT_MAX_RESTARTS = 3
+DEFAULT_MAX_TASK_RETRIES = 3
+
+
 @dataclass(frozen=True)
 class PoolPlan:
-    """How many model actors run, and what each one asks for."""
+    """How many model actors run, what each one asks for, and how often a lost one comes back.
+
+    ``memory`` is in bytes (Ray's ``memory`` resource, a reservation for scheduling; 0 = none).
+    ``max_restarts`` and ``max_task_retries`` follow Ray's actor options (-1 = forever).
+    """
 
     num_actors: int
     num_cpus: float
     num_gpus: float
     torch_threads: int
+    memory: int = 0
+    max_restarts: int = DEFAULT_MAX_RESTARTS
+    max_task_retries: int = DEFAULT_MAX_TASK_RETRIES
 
     @property
     def on_gpu(self) -> bool:
         return self.num_gpus > 0
 
+    def _requests(self) -> dict:
+        requests = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory:
+            requests["memory"] = self.memory
+        return requests
+
     def map_batches_kwargs(self) -> dict:
+        """For ``Dataset.map_batches`` with a callable class: a fixed pool of actors and what
+        each requests. Ray Data makes them restartable on its own (forever);
+        :meth:`map_batches` sets this plan's limits instead."""
         from ray.data import ActorPoolStrategy
 
-        return {
-            "compute": ActorPoolStrategy(size=self.num_actors),
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-        }
+        return {"compute": ActorPoolStrategy(size=self.num_actors), **self._requests()}
+
+    def map_batches(self, ds, fn, **kwargs):
+        """``ds.map_batches(fn, **kwargs)`` on this plan's actor pool, with its restart limits.
+
+        Ray Data 2.60 takes actor options it has no named parameter for (``max_restarts``,
+        ``max_task_retries``) only through ``**ray_remote_args``, deprecated for removal in
+        2.64; this is the one place that passes them (the image pins Ray 2.60).
+        """
+        import warnings
+
+        from ray.util.annotations import RayDeprecationWarning
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated",
+                                    category=RayDeprecationWarning)
+            return ds.map_batches(fn, **kwargs, **self.map_batches_kwargs(),
+                                  max_restarts=self.max_restarts,
+                                  max_task_retries=self.max_task_retries)
 
     def remote_kwargs(self) -> dict:
-        """For ``ray.remote(...).options(**kwargs)`` tasks and actors."""
-        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        """Resource requests for ``ray.remote(...).options(**kwargs)`` tasks and actors."""
+        return self._requests()
+
+    def actor_kwargs(self) -> dict:
+        """``ray.remote(cls).options(**kwargs)`` for a restartable actor."""
+        return {**self._requests(), "max_restarts": self.max_restarts,
+                "max_task_retries": self.max_task_retries}
+
+    def task_kwargs(self) -> dict:
+        """``ray.remote(fn).options(**kwargs)`` for a task retried when its worker dies."""
+        return {**self._requests(), "max_retries": self.max_task_retries}
+
+
+def _cpus_per_actor(n: int, total: float, nodes: list[float]) -> int:
+    """The most whole CPUs each of ``n`` actors can have with all ``n`` placed at once."""
+    per_actor = max(1, int(total // n))
+    while per_actor > 1 and sum(int(c // per_actor) for c in nodes) < n:
+        per_actor -= 1
+    return per_actor
 
 
 def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: int = 0,
-              max_actors: int | None = None) -> PoolPlan:
+              max_actors: int | None = None, cpus_per_actor: float = 0.0,
+              memory_per_actor: int = 0, max_restarts: int = DEFAULT_MAX_RESTARTS,
+              max_task_retries: int = DEFAULT_MAX_TASK_RETRIES) -> PoolPlan:
     """One actor per GPU (``gpus_per_actor`` each); on a CPU-only cluster one actor that uses
-    the CPUs it was given, or ``num_actors`` actors sharing them."""
+    the CPUs it was given, or ``num_actors`` actors sharing them.
+
+    On CPU an actor gets at most what one node has (an actor never spans nodes), fewer when
+    that is what lets all ``num_actors`` run at once. ``cpus_per_actor`` (> 0) fixes the CPUs
+    of each actor instead; on GPU it defaults to 1. ``memory_per_actor`` is in bytes.
+    """
     cpus, gpus = cluster_resources()
+    fault = {"memory": int(memory_per_actor), "max_restarts": max_restarts,
+             "max_task_retries": max_task_retries}
     if gpus >= gpus_per_actor > 0:
         n = num_actors or int(gpus // gpus_per_actor)
         if max_actors:
             n = min(n, max_actors)
-        return PoolPlan(num_actors=n, num_cpus=1.0, num_gpus=gpus_per_actor,
-                        torch_threads=num_threads or 1)
+        return PoolPlan(num_actors=n, num_cpus=float(cpus_per_actor or 1.0),
+                        num_gpus=gpus_per_actor, torch_threads=num_threads or 1, **fault)
     n = num_actors or 1
     if max_actors:
         n = min(n, max_actors)
-    per_actor = max(1, int(cpus // n))
-    return PoolPlan(num_actors=n, num_cpus=float(per_actor), num_gpus=0.0,
-                    torch_threads=num_threads or per_actor)
+    if cpus_per_actor:
+        per_actor = float(cpus_per_actor)
+    else:
+        per_actor = float(_cpus_per_actor(n, cpus, node_cpus() or [cpus]))
+    return PoolPlan(num_actors=n, num_cpus=per_actor, num_gpus=0.0,
+                    torch_threads=num_threads or max(1, int(per_actor)), **fault)
+
+
+def plan_from_config(ray_config, *, num_actors: int = 0, num_threads: int = 0,
+                     max_actors: int | None = None) -> PoolPlan:
+    """:func:`plan_pool` with the requests and fault tolerance of a ``[ray]`` config section
+    (``gpus_per_actor``, ``cpus_per_actor``, ``memory_per_actor_gib``, ``max_restarts``,
+    ``max_task_retries``); a key the section lacks keeps its default."""
+    gib = float(getattr(ray_config, "memory_per_actor_gib", 0.0))
+    return plan_pool(num_actors=num_actors, num_threads=num_threads, max_actors=max_actors,
+                     gpus_per_actor=float(getattr(ray_config, "gpus_per_actor", 1.0)),
+                     cpus_per_actor=float(getattr(ray_config, "cpus_per_actor", 0.0)),
+                     memory_per_actor=int(gib * 2**30),
+                     max_restarts=int(getattr(ray_config, "max_restarts",
+                                              DEFAULT_MAX_RESTARTS)),
+                     max_task_retries=int(getattr(ray_config, "max_task_retries",
+                                                  DEFAULT_MAX_TASK_RETRIES)))
+
+
+def lost_worker(error: BaseException) -> bool:
+    """True when ``error`` (or an error it wraps) says a Ray worker, actor, node or object
+    was lost, rather than that the stage's own code failed."""
+    from ray import exceptions as rex
+
+    lost = (rex.RayActorError, rex.ActorUnavailableError, rex.NodeDiedError,
+            rex.ObjectLostError, rex.OwnerDiedError, rex.WorkerCrashedError,
+            rex.OutOfMemoryError)
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, lost):
+            return True
+        # a RayTaskError carries the remote error as ``cause``
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+    return False

@@ -7,11 +7,17 @@ token count. Rows reach the actors sorted by length inside each shard, so a batc
 
 Output: ``features/{split}/part-NNNNN.parquet``, one file per shard of ``shard_size`` rows in the
 split's row order. A killed job resumes from the shards it finished.
+
+On a cluster the actors are restartable (``[ray] max_restarts``, ``max_task_retries``): when a
+worker or a whole node dies, Ray starts the actor again where resources are free and retries
+the batches it held, and the job goes on. Rows are assembled per shard by their position, so a
+retried batch can neither duplicate nor drop a row.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -20,6 +26,7 @@ import pyarrow as pa
 import torch
 
 from relabeler.jobs import StageError
+from relabeler.jobs._ray import PoolPlan
 from relabeler.model import (
     FeatureCapture,
     autocast,
@@ -56,7 +63,10 @@ class FeatureExtractor:
     def __init__(self, model_dir: str, *, max_length: int = 128, num_threads: int = 0,
                  device: str = "auto", store_uri: str | None = None):
         if store_uri is not None:
-            model_dir = str(RunStore(store_uri).get_dir(model_dir))
+            # a folder of this actor's own: actors sharing a node must not swap one cache
+            # folder under each other's feet
+            local = tempfile.mkdtemp(prefix="relabeler-model-")
+            model_dir = str(RunStore(store_uri).get_dir(model_dir, local_dir=local))
         self.device = pick_device(device)
         if self.device.type == "cpu" and num_threads:
             torch.set_num_threads(num_threads)
@@ -70,11 +80,16 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """batch: ``text`` (N,) str, ``label_index`` (N,) int64 with -1 for no label; other
-        columns pass through. Adds embedding (N, D) float32, logits and probs (N, C) float32,
-        pred (N,) int64, loss (N,) float32 (NaN without a label), n_tokens (N,) int32."""
-        texts = [str(t) for t in batch["text"]]
-        enc = encode(self.tokenizer, texts, self.max_length, self.device)
+        """batch: ``text`` (N,) str (or ``input_ids``, ``token_type_ids``: one 1-D int array
+        per row, from :func:`tokenize_batch`), ``label_index`` (N,) int64 with -1 for no
+        label; other columns pass through. Adds embedding (N, D) float32, logits and probs
+        (N, C) float32, pred (N,) int64, loss (N,) float32 (NaN without a label), n_tokens
+        (N,) int32."""
+        if "input_ids" in batch:  # tokenized by the CPU stage (tokenize_batch)
+            enc = _pad_token_ids(batch, self.tokenizer.pad_token_id, self.device)
+        else:
+            texts = [str(t) for t in batch["text"]]
+            enc = encode(self.tokenizer, texts, self.max_length, self.device)
         with autocast(self.device):
             logits = self.model(**enc).logits.float()
         embedding = self.capture.pop().float()
@@ -84,7 +99,7 @@ class FeatureExtractor:
         has_label = labels >= 0
         loss = -log_probs.gather(1, labels.clamp(min=0)[:, None])[:, 0]
         loss = torch.where(has_label, loss, torch.full_like(loss, float("nan")))
-        out = {k: v for k, v in batch.items() if k != "text"}
+        out = {k: v for k, v in batch.items() if k not in _TOKEN_COLUMNS}
         out.update(
             embedding=embedding.cpu().numpy(),
             logits=logits.cpu().numpy(),
@@ -94,6 +109,39 @@ class FeatureExtractor:
             n_tokens=enc["attention_mask"].sum(1).cpu().numpy().astype(np.int32),
         )
         return out
+
+
+_TOKEN_COLUMNS = ("text", "input_ids", "token_type_ids")
+
+
+def tokenize_batch(batch: pa.Table, *, tokenizer, max_length: int) -> pa.Table:
+    """The CPU stage before GPU actors: texts in, unpadded token ids out (list<int32> per row;
+    the actor pads each batch to its longest row). Keeps tokenization off the GPU actors'
+    single CPU thread, where it would cost more than the forward pass."""
+    enc = tokenizer([str(t) for t in batch.column("text").to_pylist()], truncation=True,
+                    max_length=max_length)
+    batch = batch.drop_columns(["text"])
+    for name in ("input_ids", "token_type_ids"):
+        if name in enc:
+            batch = batch.append_column(name, pa.array(enc[name], pa.list_(pa.int32())))
+    return batch
+
+
+def _pad_token_ids(batch: dict[str, np.ndarray], pad_id: int,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """Rows of token ids (ragged) to padded tensors, as ``encode`` pads: right, to the longest."""
+    rows = [np.asarray(r) for r in batch["input_ids"]]
+    lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+    width = int(lengths.max()) if len(rows) else 0
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    enc = {"input_ids": np.full((len(rows), width), pad_id, dtype=np.int64)}
+    enc["input_ids"][mask] = np.concatenate(rows) if rows else []
+    if "token_type_ids" in batch:
+        enc["token_type_ids"] = np.zeros((len(rows), width), dtype=np.int64)
+        enc["token_type_ids"][mask] = np.concatenate([np.asarray(r) for r in
+                                                      batch["token_type_ids"]])
+    enc["attention_mask"] = mask.astype(np.int64)
+    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in enc.items()}
 
 
 def _fixed_list(matrix: np.ndarray) -> pa.FixedSizeListArray:
@@ -169,17 +217,28 @@ def _pending_rows(store: RunStore, split: str, split_no: int, shard_size: int,
 def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: str = "model",
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
                    num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: int = 0,
+                   plan: PoolPlan | None = None, cpu_tokenize: bool | None = None,
                    progress: bool = True) -> dict[str, int]:
     """Extract features for ``splits`` in one Ray Data pass (the actors start once).
 
     Shards already in ``features/{split}/`` are kept (resume). Ray must be connected.
-    Returns the rows written now, per split.
+    ``plan`` sets the actors, their requests and fault tolerance; without it they come from
+    ``num_actors``, ``gpus_per_actor`` and ``num_threads``. ``cpu_tokenize`` tokenizes in Ray
+    tasks on the CPUs the actors leave free (streaming into the actors) instead of inside the
+    actors; default: on GPU actors, when CPUs are left. Returns the rows written now, per
+    split.
+
+    Raises
+    ------
+    StageError
+        When the pass cannot finish (workers lost more often than the plan allows, or a
+        failing batch); the shards written so far stay, and a rerun resumes from them.
     """
     import ray
     from ray.data import DataContext
     from tqdm.auto import tqdm
 
-    from relabeler.jobs._ray import plan_pool
+    from relabeler.jobs._ray import cluster_resources, plan_pool
 
     model_dir = store.get_dir(model_artifact)
     model = load_classifier(model_dir)
@@ -203,8 +262,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
         return written
 
     table = pa.concat_tables(parts)
-    plan = plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
-                     num_threads=num_threads)
+    plan = plan or plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                             num_threads=num_threads)
     log.info("extract: %d rows of %s in %d shards, %d actor(s) (%s GPU, %s CPU each)",
              len(table), ", ".join(splits), len(expected), plan.num_actors, plan.num_gpus,
              plan.num_cpus)
@@ -214,37 +273,106 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
     block_rows = batch_size * max(1, min(16, -(-len(table) // (batch_size * 8))))
     ds = ray.data.from_arrow([table.slice(i, block_rows)
                               for i in range(0, len(table), block_rows)])
-    ds = ds.map_batches(
-        FeatureExtractor,
+    if cpu_tokenize is None:
+        cpus, _ = cluster_resources()
+        cpu_tokenize = plan.on_gpu and cpus - plan.num_actors * plan.num_cpus >= 1
+    if cpu_tokenize:
+        ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow",
+                            fn_kwargs={"tokenizer": load_tokenizer(model_dir),
+                                       "max_length": max_length}, num_cpus=1)
+    ds = plan.map_batches(
+        ds, FeatureExtractor,
         fn_constructor_args=(str(model_dir) if store.is_local else model_artifact,),
         fn_constructor_kwargs={"max_length": max_length, "num_threads": plan.torch_threads,
                                "store_uri": None if store.is_local else store.uri},
         batch_size=batch_size,
         batch_format="numpy",
-        **plan.map_batches_kwargs(),
     )
-    buffers: dict[tuple[int, int], list[dict]] = {}
-    counts: dict[tuple[int, int], int] = {}
+    assembler = _ShardAssembler(store, splits, expected, frames, classes, shard_size)
     bar = tqdm(total=len(table), desc="extract", unit="text", disable=not progress)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        bar.update(len(batch["_pos"]))
-        keys = np.stack([batch["_split"], batch["_shard"]], axis=1)
-        for key in np.unique(keys, axis=0):
-            mask = (keys == key).all(axis=1)
-            key = (int(key[0]), int(key[1]))
-            buffers.setdefault(key, []).append({k: v[mask] for k, v in batch.items()})
-            counts[key] = counts.get(key, 0) + int(mask.sum())
-            if counts[key] == expected[key]:
-                split = splits[key[0]]
-                written[split] += _write_shard(store, f"features/{split}", key[1],
-                                               buffers.pop(key), frames[key[0]], classes)
-    bar.close()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            bar.update(assembler.add(batch))
+    except Exception as err:
+        raise StageError(_failure_message(err, assembler, plan)) from err
+    finally:
+        bar.close()
     missing = [f"features/{splits[k[0]]}/part {k[1]}" for k in expected
                if k[1] not in store.finished_shards(f"features/{splits[k[0]]}")]
     if missing:
         raise StageError(f"extract: {', '.join(missing)} did not complete; run again to "
                          "resume from the finished parts")
-    return written
+    return assembler.written
+
+
+class _ShardAssembler:
+    """Collects output rows by (split, shard) and writes a shard once all its rows are in.
+
+    Rows are keyed by their position in the split, so a batch that reaches the driver twice
+    (retried after its actor was lost) adds nothing the second time.
+    """
+
+    def __init__(self, store: RunStore, splits: Sequence[str],
+                 expected: dict[tuple[int, int], int], frames: dict, classes: Sequence[str],
+                 shard_size: int):
+        self.store, self.splits, self.expected = store, splits, expected
+        self.frames, self.classes, self.shard_size = frames, classes, shard_size
+        self.buffers: dict[tuple[int, int], list[dict]] = {}
+        self.arrived: dict[tuple[int, int], np.ndarray] = {}  # per row of the shard
+        self.done: set[tuple[int, int]] = set()
+        self.written = {split: 0 for split in splits}
+
+    def add(self, batch: dict[str, np.ndarray]) -> int:
+        """Take one output batch; returns the rows that were new."""
+        keys = np.stack([batch["_split"], batch["_shard"]], axis=1)
+        new_rows = duplicates = 0
+        for key in np.unique(keys, axis=0):
+            key = (int(key[0]), int(key[1]))
+            rows = np.flatnonzero((keys == key).all(axis=1))
+            if key in self.done:
+                duplicates += len(rows)
+                continue
+            arrived = self.arrived.setdefault(key, np.zeros(self.expected[key], dtype=bool))
+            local = np.asarray(batch["_pos"][rows], dtype=np.int64) - key[1] * self.shard_size
+            _, first = np.unique(local, return_index=True)
+            fresh = np.zeros(len(rows), dtype=bool)
+            fresh[first] = ~arrived[local[first]]
+            duplicates += len(rows) - int(fresh.sum())
+            if not fresh.any():
+                continue
+            arrived[local[fresh]] = True
+            self.buffers.setdefault(key, []).append(
+                {k: v[rows[fresh]] for k, v in batch.items()})
+            new_rows += int(fresh.sum())
+            if arrived.all():
+                split = self.splits[key[0]]
+                self.written[split] += _write_shard(self.store, f"features/{split}", key[1],
+                                                    self.buffers.pop(key), self.frames[key[0]],
+                                                    self.classes)
+                self.done.add(key)
+                del self.arrived[key]
+        if duplicates:
+            log.warning("extract: %d rows arrived twice (a retried batch); kept once",
+                        duplicates)
+        return new_rows
+
+
+def _failure_message(err: Exception, assembler: _ShardAssembler, plan: PoolPlan) -> str:
+    from relabeler.jobs._ray import lost_worker
+
+    done, total = len(assembler.done), len(assembler.expected)
+    if lost_worker(err):
+        why = (f"Ray workers were lost more often than [ray] max_restarts="
+               f"{plan.max_restarts} / max_task_retries={plan.max_task_retries} allow, or no "
+               "node had room to restart them")
+    else:
+        why = "the Ray Data pass stopped"
+    # Ray's messages run to many lines; the first and the one saying why are enough here
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = " ".join(lines[:1] + [line for line in lines[1:] if "because" in line][:1])
+    return (f"extract could not finish: {why} ({type(err).__name__}: {detail}). {done} of "
+            f"{total} parts were written this run and are kept; run the same command again "
+            "to resume from them")
 
 
 def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], frame,
@@ -264,7 +392,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                 splits: Sequence[str] | None = None, progress: bool = True) -> dict:
     """The extract stage over ``splits`` (default ``[extract] splits``); per-split markers
     ``extract.{split}`` make a finished split a no-op unless ``force``."""
-    from relabeler.jobs._ray import connect
+    from relabeler.jobs._ray import connect, plan_from_config
 
     if not store.stage_done("train"):
         raise StageError(f"extract needs a trained model: run `relabeler train --run "
@@ -286,11 +414,11 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
         started = time.perf_counter()
         ec = config.extract
+        plan = plan_from_config(config.ray, num_actors=ec.num_actors,
+                                num_threads=ec.num_threads)
         written = extract_splits(store, todo, max_length=config.model.max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
-                                 num_actors=ec.num_actors,
-                                 gpus_per_actor=config.ray.gpus_per_actor,
-                                 num_threads=ec.num_threads, progress=progress)
+                                 plan=plan, progress=progress)
         seconds = time.perf_counter() - started
         for split in todo:
             total = store.read_table(f"features/{split}", columns=["id"]).num_rows

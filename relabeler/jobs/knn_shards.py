@@ -1,0 +1,171 @@
+"""Exact k nearest neighbours with the database sharded over Ray actors, one per GPU.
+
+Each :class:`ShardSearcher` actor holds one contiguous shard of the database and answers
+blocks of queries with :func:`relabeler.selectors.knn.knn` (on its GPU when it has one, with
+the engines ``knn`` picks); the driver combines the shards' answers with
+:func:`relabeler.selectors.knn.merge_topk`, which is exact: every shard returns its own top k,
+and the global top k is among them. This is :func:`relabeler.selectors.knn.knn_sharded` with
+the shards on different GPUs (or nodes) instead of in one process.
+
+The actors are restartable (``PoolPlan.max_restarts``): a restarted actor rebuilds its shard
+from the copy the driver keeps in the object store, and the query blocks it held are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import numpy as np
+
+from relabeler.jobs._ray import PoolPlan
+from relabeler.selectors.knn import METRICS, Neighbors, knn, merge_topk
+
+log = logging.getLogger(__name__)
+
+
+class ShardSearcher:
+    """A Ray actor's state: one database shard, searched block by block.
+
+    Parameters
+    ----------
+    shard : np.ndarray
+        (S, D) float rows ``offset .. offset + S - 1`` of the database.
+    offset : int
+        Row number of the shard's first row in the full database.
+    metric, index, device
+        As in :func:`relabeler.selectors.knn.knn`.
+    num_threads : int
+        Torch and faiss threads on CPU; 0 leaves them as Ray set them.
+    """
+
+    def __init__(self, shard: np.ndarray, offset: int, *, metric: str = "cosine",
+                 index: str = "auto", device: str = "auto", num_threads: int = 0):
+        if num_threads:
+            import faiss
+            import torch
+
+            torch.set_num_threads(num_threads)
+            faiss.omp_set_num_threads(num_threads)
+        self.shard = np.ascontiguousarray(shard, dtype=np.float32)
+        self.offset = int(offset)
+        self.metric, self.index, self.device = metric, index, device
+
+    def search(self, queries: np.ndarray, query_rows: np.ndarray | None, *,
+               k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """queries (Q, D); query_rows (Q,) global row numbers to exclude (a self-join), or
+        None. Returns indices (Q, k) within the shard (-1 = padding), scores (Q, k), exact."""
+        found = knn(self.shard, queries, k=k, metric=self.metric, index=self.index,
+                    device=self.device, exclude_self=query_rows is not None,
+                    query_rows=None if query_rows is None else query_rows - self.offset)
+        return found.indices, found.scores, found.exact
+
+
+def _features(x: object, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating point array; got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (rows, D); got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
+               metric: str = "cosine", plan: PoolPlan | None = None, num_shards: int = 0,
+               index: str = "auto", device: str = "auto", query_block: int = 16384,
+               progress: bool = False) -> Neighbors:
+    """The ``k`` nearest database rows of each query, the database sharded over Ray actors.
+
+    Ray must be connected.
+
+    Parameters
+    ----------
+    database : np.ndarray
+        (N, D) float features, N >= 1.
+    queries : np.ndarray, optional
+        (Q, D) float features; None searches the database against itself, each row's own
+        index excluded (as :func:`relabeler.selectors.knn.knn` does).
+    k : int
+        Neighbours per query, >= 1.
+    metric, index, device
+        As in :func:`relabeler.selectors.knn.knn`, applied per shard.
+    plan : PoolPlan, optional
+        Actors and their requests; default :func:`relabeler.jobs._ray.plan_pool` with
+        ``num_shards`` actors (0 = one per GPU, or one on CPU). A shard per actor, at most
+        one row per shard.
+    query_block : int
+        Queries per task; at most two blocks per actor are in flight.
+    progress : bool
+        Show a progress bar over query blocks.
+
+    Returns
+    -------
+    Neighbors
+        ``indices`` (Q, k) into the full database and ``scores`` (Q, k), best first; equal to
+        ``knn(database, queries, ...)`` up to ties at the k-th place.
+    """
+    import ray
+    from tqdm.auto import tqdm
+
+    from relabeler.jobs._ray import plan_pool
+
+    db = _features(database, "database")
+    if db.shape[0] < 1:
+        raise ValueError(f"database must have at least one row; got shape {db.shape}")
+    q = db if queries is None else _features(queries, "queries")
+    if q.shape[1] != db.shape[1]:
+        raise ValueError(f"queries has shape {q.shape} but database has shape {db.shape}; "
+                         f"expected queries of shape (Q, {db.shape[1]})")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be an int >= 1; got {k!r}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    if query_block < 1:
+        raise ValueError(f"query_block must be >= 1; got {query_block}")
+    plan = plan or plan_pool(num_actors=num_shards)
+    n = db.shape[0]
+    n_shards = max(1, min(plan.num_actors, n))
+    edges = [i * n // n_shards for i in range(n_shards + 1)]
+    # the driver owns the shards: a restarted actor is rebuilt from these
+    shard_refs = [ray.put(db[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    searcher = ray.remote(ShardSearcher).options(**plan.actor_kwargs())
+    actors = [searcher.remote(ref, a, metric=metric, index=index, device=device,
+                              num_threads=plan.torch_threads if not plan.on_gpu else 0)
+              for ref, a in zip(shard_refs, edges[:-1], strict=True)]
+    log.info("knn: %d x %d database in %d shard actor(s) (%s GPU, %s CPU each), %d queries",
+             n, db.shape[1], n_shards, plan.num_gpus, plan.num_cpus, q.shape[0])
+    indices = np.full((q.shape[0], k), -1, dtype=np.int64)
+    scores = np.empty((q.shape[0], k), dtype=np.float32)
+    exact = True
+    starts = list(range(0, q.shape[0], query_block))
+    in_flight: deque = deque()
+    bar = tqdm(total=len(starts), desc="knn (ray)", unit="block", disable=not progress)
+
+    def collect() -> None:
+        nonlocal exact
+        start, refs = in_flight.popleft()
+        parts = [Neighbors(indices=i, scores=s, metric=metric, exact=e)
+                 for i, s, e in ray.get(refs)]
+        merged = merge_topk(parts, edges[:-1], k=k)
+        indices[start:start + len(merged.indices)] = merged.indices
+        scores[start:start + len(merged.scores)] = merged.scores
+        exact = exact and merged.exact
+        bar.update(1)
+
+    try:
+        for start in starts:
+            stop = min(start + query_block, q.shape[0])
+            block = ray.put(q[start:stop])
+            rows = None if queries is not None else np.arange(start, stop, dtype=np.int64)
+            in_flight.append((start, [a.search.remote(block, rows, k=k) for a in actors]))
+            if len(in_flight) >= 2:
+                collect()
+        while in_flight:
+            collect()
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+    return Neighbors(indices=indices, scores=scores, metric=metric, exact=exact)

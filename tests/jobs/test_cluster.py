@@ -1,0 +1,219 @@
+"""Stages as Ray jobs on a real multi-node Ray cluster on 127.0.0.1 (``ray_cluster``: a head
+with no CPUs and two one-CPU worker nodes), a worker node killed mid-extract, and the sharded
+kNN actors (on the session's local Ray)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relabeler.config import RunConfig
+from relabeler.jobs._ray import plan_pool
+from relabeler.jobs.extract import FeatureExtractor
+from relabeler.jobs.knn_shards import knn_on_ray
+from relabeler.jobs.train import run_train
+from relabeler.selectors.knn import knn
+from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
+
+pytestmark = pytest.mark.slow
+
+RELABELER = str(Path(sys.executable).with_name("relabeler"))
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _trained_run(tmp_path: Path, tiny_bert_dir: str, n_rows: int) -> RunConfig:
+    """A run directory with a dataset and a head-mode model of the tiny BERT."""
+    csv = tmp_path / "reviews.csv"
+    synthetic_frame(n_rows).to_csv(csv, index=False)
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.data.source = str(csv)
+    config.model.name = tiny_bert_dir
+    config.model.max_length = 64
+    config.train.mode = "head"
+    config.train.epochs = 2
+    run_train(RunStore(config.run_dir), config, progress=False)
+    return config
+
+
+def _reference(store: RunStore, split: str) -> dict[str, np.ndarray]:
+    """Features of ``split`` from the extractor called in this process: no Ray, no shards."""
+    from relabeler.model import class_names, load_classifier
+
+    dataset = store.read_table(f"dataset/{split}.parquet").to_pandas()
+    classes = class_names(load_classifier(store.path("model")))
+    extractor = FeatureExtractor(store.path("model"), max_length=64, num_threads=1)
+    out = extractor({"text": dataset["text"].to_numpy(dtype=object),
+                     "label_index": np.array([classes.index(x) for x in dataset["label"]])})
+    return {"id": dataset["id"].to_numpy(dtype=object), **out}
+
+
+def _submit(cluster, working_dir: Path, *args: str, timeout: float = 600,
+            wait: bool = True) -> subprocess.CompletedProcess | subprocess.Popen:
+    cmd = [RAY, "job", "submit", "--address", cluster.dashboard,
+           "--working-dir", str(working_dir), "--", RELABELER, *args]
+    if wait:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _assert_features_equal(store: RunStore, split: str, reference: dict) -> None:
+    features = store.read_table(f"features/{split}").to_pandas()
+    ids = features["id"].tolist()
+    assert len(ids) == len(set(ids)), "duplicated rows"
+    assert ids == reference["id"].tolist()  # none lost, split order
+    np.testing.assert_allclose(np.stack(features["embedding"].to_numpy()),
+                               reference["embedding"], atol=1e-4)
+    np.testing.assert_allclose(np.stack(features["probs"].to_numpy()), reference["probs"],
+                               atol=1e-4)
+
+
+def _extractor_nodes(cluster) -> set[str]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=cluster.dashboard, detail=True, limit=1000,
+                         raise_on_missing_output=False)
+    ids = {a.node_id for a in actors if "FeatureExtractor" in a.class_name}
+    return {name for node in cluster.all_nodes() if node["node_id"] in ids
+            for name in cluster.nodes if name in node["resources_total"]}
+
+
+def test_extract_submitted_to_a_multi_node_cluster(ray_cluster, tiny_bert_dir, tmp_path):
+    config = _trained_run(tmp_path, tiny_bert_dir, 160)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    # the config travels with the job (--working-dir); the job runs where the head puts it
+    (job_dir / "relabeler.toml").write_text(
+        f'run_dir = "{config.run_dir}"\n[model]\nmax_length = 64\n'
+        '[extract]\nsplits = ["train", "eval"]\nnum_actors = 2\nbatch_size = 8\n'
+        'shard_size = 32\n')
+    result = _submit(ray_cluster, job_dir, "extract", "-q")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout + result.stderr
+    store = RunStore(config.run_dir)
+    for split in ("train", "eval"):
+        _assert_features_equal(store, split, _reference(store, split))
+    assert not store.stage_done("extract.pool")
+    # the head has no CPUs: the actors ran on the worker nodes (on both, unless the work was
+    # done before the second actor started)
+    assert _extractor_nodes(ray_cluster) <= {"worker-a", "worker-b"}
+    assert _extractor_nodes(ray_cluster)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A real S3-compatible server (moto) on 127.0.0.1 with a bucket; yields s3fs options."""
+    s3fs = pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing",
+               "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
+    try:
+        s3fs.S3FileSystem(**options).mkdir("relabeler-cluster")
+        yield options
+    finally:
+        server.stop()
+
+
+def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_server, tiny_bert_dir,
+                                                  tmp_path):
+    """No shared disk: the driver and the actors read the dataset and the model from S3, and
+    the parts go back there."""
+    import json
+
+    import fsspec
+
+    config = _trained_run(tmp_path, tiny_bert_dir, 160)
+    uri = f"s3://relabeler-cluster/run-{uuid.uuid4().hex[:8]}"
+    fs = fsspec.filesystem("s3", **s3_server)
+    fs.put(config.run_dir + "/", uri + "/", recursive=True)
+    shutil.rmtree(config.run_dir)  # nothing left on a local disk
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "relabeler.toml").write_text(
+        f'run_dir = "{uri}"\n[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\n'
+        'num_actors = 2\nbatch_size = 8\nshard_size = 32\n')
+    # how every process of the job finds the S3 server: fsspec reads FSSPEC_S3 (JSON)
+    runtime_env = {"env_vars": {"FSSPEC_S3": json.dumps(s3_server)}}
+    result = subprocess.run(
+        [RAY, "job", "submit", "--address", ray_cluster.dashboard, "--working-dir",
+         str(job_dir), "--runtime-env-json", json.dumps(runtime_env), "--",
+         RELABELER, "extract", "-q"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    store = RunStore(uri, storage_options=s3_server)
+    assert store.stage_done("extract.train")
+    assert store.finished_shards("features/train") == {0, 1, 2, 3}
+    local = tmp_path / "check"
+    fs.get(uri + "/", str(local) + "/", recursive=True)
+    _assert_features_equal(store, "train", _reference(RunStore(local), "train"))
+
+
+# ---------------------------------------------------------------------------------------------
+# a worker node killed mid-extract
+
+KILL_ROWS = 3000  # 2,400 in train: 24 parts of 100 rows, batches of 2 (about 30 s on one CPU)
+KILL_TOML = ('[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\nnum_actors = 1\n'
+             'batch_size = 2\nshard_size = 100\n')
+
+
+def _random_features(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_sharded_self_join_equals_one_process_knn(ray_session, metric):
+    database = _random_features(1500, 16, seed=1)
+    plan = plan_pool(num_actors=2, num_threads=1)
+    found = knn_on_ray(database, k=7, metric=metric, plan=plan, query_block=400)
+    expected = knn(database, k=7, metric=metric, index="flat")
+    np.testing.assert_array_equal(found.indices, expected.indices)
+    np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5, atol=1e-5)
+    assert found.exact
+    assert not (found.indices == np.arange(len(database))[:, None]).any()  # own row excluded
+
+
+def test_sharded_search_with_queries_and_more_shards_than_rows(ray_session):
+    database = _random_features(3, 8, seed=2)
+    queries = _random_features(50, 8, seed=3)
+    plan = plan_pool(num_actors=2, num_threads=1)
+    found = knn_on_ray(database, queries, k=5, plan=plan, query_block=16)
+    expected = knn(database, queries, k=5, index="flat")
+    np.testing.assert_array_equal(found.indices, expected.indices)  # padded with -1 past 3
+    np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_sharded_search_names_the_bad_argument(ray_session):
+    with pytest.raises(ValueError, match="queries has shape"):
+        knn_on_ray(_random_features(10, 4, 0), _random_features(5, 3, 0), k=2)
+    with pytest.raises(TypeError, match="database must be a floating point"):
+        knn_on_ray(np.ones((4, 2), dtype=np.int64), k=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenization as a CPU stage in front of the model actors (the default on GPU clusters)
+
+
+def test_extract_with_tokenization_on_cpu_tasks_equals_in_actor(ray_session, tiny_bert_dir,
+                                                                tmp_path):
+    from relabeler.jobs._ray import PoolPlan
+    from relabeler.jobs.extract import extract_splits
+
+    config = _trained_run(tmp_path, tiny_bert_dir, 160)
+    store = RunStore(config.run_dir)
+    plan = PoolPlan(num_actors=1, num_cpus=1.0, num_gpus=0.0, torch_threads=1)
+    written = extract_splits(store, ["train"], max_length=64, batch_size=8, shard_size=32,
+                             plan=plan, cpu_tokenize=True, progress=False)
+    assert written == {"train": 128}
+    _assert_features_equal(store, "train", _reference(store, "train"))
+    features = store.read_table("features/train").to_pandas()
+    assert "input_ids" not in features.columns and features["n_tokens"].min() > 0
