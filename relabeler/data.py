@@ -311,7 +311,7 @@ def _parse_sms_line(line: str, lineno: int, *, where: str = "sms-spam.csv") -> t
     The file's CSV quoting is broken (unbalanced quotes swallow the following lines in any CSV
     parser), so each line is one row. A numbered text starting with ``"`` is CSV-quoted: the
     leading quote and one trailing quote go, ``""`` becomes ``"``. Tab-form texts carry
-    doubled quotes too (``""HEY HEY ... XXX"``): ``""`` becomes ``"`` and a text wholly wrapped
+    doubled quotes too (``""HEY HEY ..."``): ``""`` becomes ``"`` and a text wholly wrapped
     in one pair of quotes loses the pair.
     """
     match = _SMS_NUMBERED.fullmatch(line)
