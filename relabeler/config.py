@@ -182,6 +182,13 @@ class RayConfig:
     num_cpus: int = _opt(0, "CPUs for a local Ray; 0 = all.")
     gpus_per_actor: float = _opt(1.0, "GPUs each model actor requests when GPUs exist.")
     temp_dir: str = _opt("", "Ray's temp folder for a local Ray; empty = Ray's default.")
+    cpus_per_actor: float = _opt(0.0, "CPUs each model actor requests; 0 = 1 on GPU, else an "
+                                 "even share of a node.")
+    memory_per_actor_gib: float = _opt(0.0, "Memory each model actor reserves, GiB; 0 = none.")
+    max_restarts: int = _opt(3, "How often a lost model actor, or a training fold whose "
+                             "worker died, is restarted before the stage fails (-1 = forever).")
+    max_task_retries: int = _opt(-1, "How often a batch sent to a lost actor is retried; -1 = "
+                                 "until the actor is back or has used up max_restarts.")
 
 
 @dataclass

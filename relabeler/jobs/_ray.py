@@ -72,11 +72,13 @@ def node_cpus() -> list[float]:
     return [float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]]
 
 
-#: Fault tolerance and per-actor requests when ``[ray]`` does not set them. A lost actor (its
-#: worker or node died) is restarted this often, and each batch it held is retried on the
-#: restarted actor; a stage fails with a clear message only when these are used up.
+#: Fault tolerance when ``[ray]`` does not set it. A lost actor (its worker or node died) is
+#: restarted this often, and each batch it held is retried on the restarted actor; a stage
+#: fails with a clear message only when the restarts are used up. Batches are retried without
+#: a count of their own (-1): while a dead node is not yet declared dead, every call to its
+#: actor fails at once, and a small count would be spent before Ray restarts the actor.
 DEFAULT_MAX_RESTARTS = 3
-DEFAULT_MAX_TASK_RETRIES = 3
+DEFAULT_MAX_TASK_RETRIES = -1
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,9 @@ class PoolPlan:
                 "max_task_retries": self.max_task_retries}
 
     def task_kwargs(self) -> dict:
-        """``ray.remote(fn).options(**kwargs)`` for a task retried when its worker dies."""
-        return {**self._requests(), "max_retries": self.max_task_retries}
+        """``ray.remote(fn).options(**kwargs)`` for a task rerun when its worker dies, as
+        often as an actor would be restarted."""
+        return {**self._requests(), "max_retries": self.max_restarts}
 
 
 def _cpus_per_actor(n: int, total: float, nodes: list[float]) -> int:

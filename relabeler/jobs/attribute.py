@@ -54,6 +54,7 @@ import torch
 
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
 from relabeler.jobs import StageError
+from relabeler.jobs._ray import PoolPlan
 from relabeler.model import load_classifier, load_tokenizer, pick_device
 from relabeler.store import RunStore
 
@@ -238,9 +239,12 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
                     method: str = "ig", n_steps: int = 20, internal_batch_size: int = 0,
                     batch_size: int = 64, shard_size: int = 256, num_actors: int = 0,
                     gpus_per_actor: float = 1.0, num_threads: int = 0,
-                    progress: bool = True) -> int:
+                    plan: PoolPlan | None = None, progress: bool = True) -> int:
     """Attribute ``rows`` (see :func:`queue_rows`) in one Ray Data pass, writing the parts of
-    ``attributions/`` that are missing. Ray must be connected. Returns the rows written now."""
+    ``attributions/`` that are missing. Ray must be connected. Returns the rows written now.
+
+    ``plan`` sets the actors, their requests and fault tolerance; without it they come from
+    ``num_actors``, ``gpus_per_actor`` and ``num_threads``."""
     import ray
     from ray.data import DataContext
     from tqdm.auto import tqdm
@@ -269,8 +273,8 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
                       for k, v in table.items()})
     expected = {int(s): int(np.sum(shard[keep] == s)) for s in pending}
 
-    plan = plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
-                     num_threads=num_threads)
+    plan = plan or plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
+                             num_threads=num_threads)
     log.info("attribute: %d rows (%s, %d steps) in %d part(s), %d actor(s) (%s GPU, %s CPU "
              "each)", len(table), method, n_steps, len(expected), plan.num_actors,
              plan.num_gpus, plan.num_cpus)
@@ -279,8 +283,8 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
     ds = ray.data.from_arrow([table.slice(i, block_rows)
                               for i in range(0, len(table), block_rows)])
     model_dir = store.get_dir("model")
-    ds = ds.map_batches(
-        AttributionWorker,
+    ds = plan.map_batches(
+        ds, AttributionWorker,
         fn_constructor_args=(str(model_dir) if store.is_local else "model",),
         fn_constructor_kwargs={"max_length": max_length, "method": method, "n_steps": n_steps,
                                "internal_batch_size": internal_batch_size,
@@ -288,7 +292,6 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
                                "store_uri": None if store.is_local else store.uri},
         batch_size=batch_size,
         batch_format="numpy",
-        **plan.map_batches_kwargs(),
     )
     buffers: dict[int, list[pa.Table]] = {}
     counts: dict[int, int] = {}
@@ -331,7 +334,7 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
     shard_size, num_actors, num_threads; defaults in :data:`DEFAULTS`), ``config.model``
     (max_length) and ``config.ray``. Returns the stage info.
     """
-    from relabeler.jobs._ray import connect
+    from relabeler.jobs._ray import connect, plan_from_config
 
     if not store.stage_done("score"):
         raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
@@ -356,12 +359,13 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
     n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))
     if set(range(n_shards)) - store.finished_shards(FOLDER):
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+        plan = plan_from_config(config.ray, num_actors=int(settings.num_actors),
+                                num_threads=int(settings.num_threads))
         written = attribute_queue(
             store, rows, max_length=max_length, method=settings.method,
             n_steps=int(settings.n_steps), internal_batch_size=int(settings.internal_batch_size),
             batch_size=int(settings.batch_size), shard_size=int(settings.shard_size),
-            num_actors=int(settings.num_actors), gpus_per_actor=config.ray.gpus_per_actor,
-            num_threads=int(settings.num_threads), progress=progress)
+            plan=plan, progress=progress)
     table = store.read_table(FOLDER)
     store.write_table(ARTIFACT, table)
     seconds = time.perf_counter() - started

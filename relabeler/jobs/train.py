@@ -108,13 +108,13 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     """Out-of-fold probabilities of every training sample from K models trained as Ray tasks."""
     import ray
 
-    from relabeler.jobs._ray import connect, plan_pool
+    from relabeler.jobs._ray import connect, plan_from_config
 
     connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
-    plan = plan_pool(num_actors=k, gpus_per_actor=config.ray.gpus_per_actor,
-                     num_threads=config.extract.num_threads, max_actors=k)
+    plan = plan_from_config(config.ray, num_actors=k, num_threads=config.extract.num_threads,
+                            max_actors=k)
     fold = stratified_folds(label_ids, k, opts.seed)
-    task = ray.remote(_train_fold).options(**plan.remote_kwargs(), max_retries=2)
+    task = ray.remote(_train_fold).options(**plan.task_kwargs())
     shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden)]
     log.info("train: %d folds as Ray tasks (%s GPU, %s CPU each)", k, plan.num_gpus,
              plan.num_cpus)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -74,14 +75,25 @@ def _assert_features_equal(store: RunStore, split: str, reference: dict) -> None
                                atol=1e-4)
 
 
-def _extractor_nodes(cluster) -> set[str]:
+def _extractor_nodes(cluster, job_id: str | None = None) -> dict[str, int]:
+    """Worker node name -> restarts of each extract actor (of ``job_id``, else of any job),
+    as the node it runs, or last ran, on."""
     from ray.util.state import list_actors
 
     actors = list_actors(address=cluster.dashboard, detail=True, limit=1000,
                          raise_on_missing_output=False)
-    ids = {a.node_id for a in actors if "FeatureExtractor" in a.class_name}
-    return {name for node in cluster.all_nodes() if node["node_id"] in ids
+    restarts = {a.node_id: int(a.num_restarts) for a in actors
+                if "FeatureExtractor" in a.class_name
+                and (job_id is None or _job_of(cluster, job_id) == a.job_id)}
+    return {name: restarts[node["node_id"]] for node in cluster.all_nodes()
+            if node["node_id"] in restarts
             for name in cluster.nodes if name in node["resources_total"]}
+
+
+def _job_of(cluster, submission_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(cluster.dashboard).get_job_info(submission_id).job_id
 
 
 def test_extract_submitted_to_a_multi_node_cluster(ray_cluster, tiny_bert_dir, tmp_path):
@@ -102,8 +114,8 @@ def test_extract_submitted_to_a_multi_node_cluster(ray_cluster, tiny_bert_dir, t
     assert not store.stage_done("extract.pool")
     # the head has no CPUs: the actors ran on the worker nodes (on both, unless the work was
     # done before the second actor started)
-    assert _extractor_nodes(ray_cluster) <= {"worker-a", "worker-b"}
-    assert _extractor_nodes(ray_cluster)
+    nodes = set(_extractor_nodes(ray_cluster))
+    assert nodes and nodes <= {"worker-a", "worker-b"}
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +176,115 @@ def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_server, tiny_b
 KILL_ROWS = 3000  # 2,400 in train: 24 parts of 100 rows, batches of 2 (about 30 s on one CPU)
 KILL_TOML = ('[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\nnum_actors = 1\n'
              'batch_size = 2\nshard_size = 100\n')
+
+
+@pytest.fixture(scope="module")
+def trained_3k(tmp_path_factory, tiny_bert_dir) -> dict:
+    """A trained run of KILL_ROWS texts and the reference features of its train split."""
+    config = _trained_run(tmp_path_factory.mktemp("run3k"), tiny_bert_dir, KILL_ROWS)
+    store = RunStore(config.run_dir)
+    return {"run_dir": config.run_dir, "reference": _reference(store, "train")}
+
+
+def _fresh_copy(trained: dict, tmp_path: Path, extra_toml: str = "") -> tuple[RunStore, Path]:
+    """A copy of the trained run and a job folder whose relabeler.toml points at it."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained["run_dir"], run_dir)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "relabeler.toml").write_text(f'run_dir = "{run_dir}"\n{KILL_TOML}{extra_toml}')
+    return RunStore(run_dir), job_dir
+
+
+def _kill_the_extractor_node_midway(cluster, store: RunStore, job_id: str,
+                                    total_parts: int) -> str:
+    """Wait until a few parts are written, then SIGKILL the worker node that runs the
+    extract actor. Returns that node's name."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(cluster.dashboard)
+    deadline = time.monotonic() + 240
+    while len(store.finished_shards("features/train")) < 3:
+        status = client.get_job_status(job_id)
+        assert not status.is_terminal(), client.get_job_logs(job_id)[-3000:]
+        assert time.monotonic() < deadline, "extract wrote no parts in 240 s"
+        time.sleep(0.2)
+    victim = cluster.node_of_actor("FeatureExtractor")
+    assert victim in ("worker-a", "worker-b")
+    done_at_kill = len(store.finished_shards("features/train"))
+    cluster.kill_node(victim)
+    assert done_at_kill < total_parts, "the job finished before the kill; make it longer"
+    return victim
+
+
+def _wait_for_job(cluster, job_id: str, timeout: float = 300):
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(cluster.dashboard)
+    deadline = time.monotonic() + timeout
+    while not (status := client.get_job_status(job_id)).is_terminal():
+        assert time.monotonic() < deadline, f"job still {status} after {timeout} s"
+        time.sleep(1)
+    return status, client.get_job_logs(job_id)
+
+
+def _submit_no_wait(cluster, job_dir: Path, *args: str) -> str:
+    job_id = f"rlb-{uuid.uuid4().hex[:12]}"
+    result = subprocess.run(
+        [RAY, "job", "submit", "--address", cluster.dashboard, "--submission-id", job_id,
+         "--no-wait", "--working-dir", str(job_dir), "--", RELABELER, *args],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return job_id
+
+
+def test_a_worker_node_killed_mid_extract_costs_a_retry_not_the_run(ray_cluster, trained_3k,
+                                                                     tmp_path):
+    from ray.job_submission import JobStatus
+
+    store, job_dir = _fresh_copy(trained_3k, tmp_path)
+    job_id = _submit_no_wait(ray_cluster, job_dir, "extract", "-q")
+    victim = _kill_the_extractor_node_midway(ray_cluster, store, job_id, total_parts=24)
+    try:
+        status, logs = _wait_for_job(ray_cluster, job_id)
+        assert status == JobStatus.SUCCEEDED, logs[-4000:]
+        # one job wrote every row: Ray restarted the actor on the other node and retried
+        assert store.stage_info("extract.train")["info"]["rows_this_run"] == 2400
+        _assert_features_equal(store, "train", trained_3k["reference"])  # none lost or doubled
+        # the job's one extract actor was restarted once, on the node that survived
+        survivor = ({"worker-a", "worker-b"} - {victim}).pop()
+        assert _extractor_nodes(ray_cluster, job_id) == {survivor: 1}
+    finally:
+        ray_cluster.add_worker(victim)
+
+
+def test_a_job_that_cannot_finish_fails_clearly_and_a_rerun_resumes(ray_cluster, trained_3k,
+                                                                    tmp_path):
+    from ray.job_submission import JobStatus
+
+    store, job_dir = _fresh_copy(trained_3k, tmp_path)
+    job_id = _submit_no_wait(ray_cluster, job_dir, "extract", "-q",
+                             "--set", "ray.max_restarts=0")
+    victim = _kill_the_extractor_node_midway(ray_cluster, store, job_id, total_parts=24)
+    try:
+        status, logs = _wait_for_job(ray_cluster, job_id)
+    finally:
+        ray_cluster.add_worker(victim)
+    assert status == JobStatus.FAILED
+    assert "extract could not finish: Ray workers were lost" in logs
+    assert "max_restarts=0" in logs and "run the same command again" in logs
+    kept = store.finished_shards("features/train")
+    assert 3 <= len(kept) < 24 and not store.stage_done("extract.train")
+
+    result = _submit(ray_cluster, job_dir, "extract", "-q")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows_now = store.stage_info("extract.train")["info"]["rows_this_run"]
+    assert rows_now == 2400 - 100 * len(kept)  # only the parts that were missing
+    _assert_features_equal(store, "train", trained_3k["reference"])
+
+
+# ---------------------------------------------------------------------------------------------
+# kNN with the database sharded over actors (the session's local Ray)
 
 
 def _random_features(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
