@@ -111,7 +111,7 @@ class ScoreConfig:
     min_agreement: float = _opt(0.9, "Refuse representer evidence when the refit agrees with "
                                 "the model on fewer predictions than this.")
     evidence_k: int = _opt(5, "Supporting and opposing training examples kept per suspect.")
-    evidence_top: int = _opt(5000, "Suspects (by rank) that get representer evidence; "
+    evidence_top: int = _opt(1000, "Suspects (by rank) that get representer evidence; "
                              "0 = all (cost grows with top x N).")
     coverage_quantile: float = _opt(0.1, "Share of eval/pool samples flagged as under-covered.")
     acquire_budget: int = _opt(100, "Pool samples proposed for labeling.")

@@ -155,12 +155,16 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     if not names:
         return [[] for _ in range(n)]
     normalized = np.stack([rank_normalize(signals[name]) for name in names], axis=1)
-    out: list[list[str]] = []
     forced = {name: np.asarray(mask, dtype=bool) for name, mask in (always or {}).items()}
-    for i in range(n):
+    # strongest first (enough columns for a forced reason to be skipped); a signal counts
+    # while it reaches the threshold
+    order = np.argsort(-normalized, axis=1, kind="stable")[:, :max_reasons + len(forced)]
+    strong = np.take_along_axis(normalized, order, axis=1) >= threshold
+    out: list[list[str]] = []
+    for i, (row, keep) in enumerate(zip(order.tolist(), strong.tolist(), strict=True)):
         picked = [name for name, mask in forced.items() if mask[i]]
-        for j in np.argsort(-normalized[i], kind="stable"):
-            if len(picked) >= max_reasons or normalized[i, j] < threshold:
+        for j, ok in zip(row, keep, strict=True):
+            if len(picked) >= max_reasons or not ok:
                 break
             if names[j] not in picked:
                 picked.append(names[j])

@@ -20,8 +20,9 @@ without the penalty the decomposition would not hold for it. ``bias=False`` fits
   = (1 - p_{i,y_i}) ||f_i||^2 / (2 lam n)``: in-sample ``1 - p`` times a norm, so a weak detector
   (RESEARCH.md lesson 5). Its value is in :func:`representer_evidence`.
 * :func:`representer_evidence`: per query, the training samples with the largest and the most
-  negative ``alpha_ic (f_i . f_t)``, found with exact FAISS inner-product search over
-  ``alpha``-scaled features, never a dense N x N matrix.
+  negative ``alpha_ic (f_i . f_t)``: exact inner products with the ``alpha``-scaled features, a
+  block of queries at a time (never a dense N x N matrix); support and oppose come from the
+  same product, where an inner-product index (FAISS) would need two searches.
 * :func:`fit_trustai` and :func:`trustai_dirty_score`: TrustAI's variant, refit to the model's own
   probabilities, whose "dirty data" score never looks at the given label (lesson 6). Kept so that
   simulations can compare against it.
@@ -34,7 +35,6 @@ import math
 import numbers
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
 
@@ -277,24 +277,30 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
     x = torch.as_tensor(features, device=device).to(dtype)
     t = torch.as_tensor(targets, device=device).to(dtype)
     n, num_classes = len(x), t.shape[1]
+    precond, precond_inv = _preconditioner(x, lam, num_classes)
+    x_pre = x @ precond
+    penalty = precond @ precond
     start = torch.zeros(num_classes, x.shape[1], dtype=dtype, device=device)
     if init is not None:
-        start = torch.as_tensor(init, device=device).to(dtype)
-    weight = start.clone().requires_grad_(True)
+        start = torch.as_tensor(init, device=device).to(dtype) @ precond_inv
+    # LBFGS over U with W = U P: the same convex problem, but P (the inverse square root of a
+    # Hessian estimate) makes it well conditioned, so LBFGS needs ~10 iterations, not hundreds
+    u = start.clone().requires_grad_(True)
     tol_grad, tol_change = (1e-10, 1e-14) if dtype == torch.float64 else (1e-7, 1e-9)
-    optimizer = torch.optim.LBFGS([weight], lr=1.0, max_iter=max_iter, history_size=20,
+    optimizer = torch.optim.LBFGS([u], lr=1.0, max_iter=max_iter, history_size=20,
                                   tolerance_grad=tol_grad, tolerance_change=tol_change,
                                   line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        log_probs = torch.log_softmax(x @ weight.T, dim=1)
-        loss = -(t * log_probs).sum() / n + lam * (weight * weight).sum()
+        log_probs = torch.log_softmax(x_pre @ u.T, dim=1)
+        loss = -(t * log_probs).sum() / n + lam * ((u @ penalty) * u).sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    n_iter = int(optimizer.state[weight].get("n_iter", 0))
+    weight = u.detach() @ precond
+    n_iter = int(optimizer.state[u].get("n_iter", 0))
     with torch.no_grad():
         logits = x @ weight.T
         probs = torch.softmax(logits, dim=1)
@@ -305,6 +311,22 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
         error = float(((rebuilt - logits).abs().max() / scale).item())
     return (weight.detach().cpu().double().numpy(), probs.cpu().double().numpy(),
             alpha.cpu().double().numpy(), error, n_iter)
+
+
+def _preconditioner(x: torch.Tensor, lam: float, num_classes: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """P = H^(-1/2) and P^(-1) for H = s X^T X / n + 2 lam I, a per-class estimate of the
+    Hessian of the L2-regularised softmax loss (s = 1/(2C): p(1 - p) at p = 1/2 for two
+    classes; smaller as probability spreads over more classes). Computed in float64."""
+    x64 = x.double()
+    scale = 0.5 / num_classes
+    hessian = scale * (x64.T @ x64) / len(x64)
+    hessian.diagonal().add_(2.0 * lam)
+    values, vectors = torch.linalg.eigh(hessian)
+    values = values.clamp_min(2.0 * lam)
+    precond = (vectors * values.rsqrt()) @ vectors.T
+    precond_inv = (vectors * values.sqrt()) @ vectors.T
+    return precond.to(x.dtype), precond_inv.to(x.dtype)
 
 
 def _check_fit_features(fit: RepresenterFit, features, name: str,
@@ -397,8 +419,8 @@ def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
 
     For query ``t`` and its class ``c = query_classes[t]`` the contribution of training sample
     ``i`` is ``alpha_ic (f_i . f_t)``; the contributions sum to the refit's logit ``W_c f_t``.
-    Exact search (FAISS ``IndexFlatIP``) over ``f_i * alpha_ic``, one class at a time, queries in
-    blocks; support takes the k largest, oppose the k largest of the negated scores.
+    Exact inner products with ``f_i * alpha_ic``, one class at a time, queries in blocks; support
+    takes the k largest of each product, oppose the k smallest of the same product.
 
     Parameters
     ----------
@@ -411,7 +433,8 @@ def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
         and score ``nan``; then the same sample can appear as support and oppose.
     exclude : (Q,) int, the training row of each query to leave out (a sample is not its own
         evidence), ``-1`` for none.
-    block_size : queries per search call (bounds memory to block_size x (k + 1) results).
+    block_size : most queries per product; fewer when block_size x N would pass
+        :data:`EVIDENCE_BLOCK_ELEMENTS`.
 
     Returns
     -------
@@ -446,27 +469,38 @@ def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
                              use_exclude=exclude is not None)
 
 
+#: Query rows times training rows of one score block (float32): 16 MB on CPU, 1 GB on CUDA.
+EVIDENCE_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
+
+
 def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
                       classes: np.ndarray, excluded: np.ndarray, k: int, block_size: int,
                       *, use_exclude: bool) -> Evidence:
+    """Per class, per block of queries: one (B, N) product with the alpha-scaled training
+    features (CUDA when torch sees it), whose top and bottom ``k`` are support and oppose."""
     q, n = len(queries), len(train)
     out = {name: np.full((q, k), -1, np.int64) for name in ("support_ids", "oppose_ids")}
     out.update({name: np.full((q, k), np.nan, np.float32)
                 for name in ("support_scores", "oppose_scores")})
     width = min(k + int(use_exclude), n)
-    for c in np.unique(classes):
-        index = faiss.IndexFlatIP(train.shape[1])
-        index.add(np.ascontiguousarray(train * alpha[:, c:c + 1], dtype=np.float32))
-        rows = np.flatnonzero(classes == c)
-        for start in range(0, len(rows), block_size):
-            block = rows[start:start + block_size]
-            query = np.ascontiguousarray(queries[block], dtype=np.float32)
-            for sign, kind in ((1.0, "support"), (-1.0, "oppose")):
-                scores, ids = index.search(sign * query, width)
-                ids, scores = _drop_excluded(ids, sign * scores, excluded[block], k)
-                out[f"{kind}_ids"][block, :ids.shape[1]] = ids
-                out[f"{kind}_scores"][block, :ids.shape[1]] = scores
-        index.reset()
+    device = _resolve_device("auto")
+    step = max(1, min(block_size, EVIDENCE_BLOCK_ELEMENTS[device.type] // max(n, 1)))
+    train_t = torch.as_tensor(np.ascontiguousarray(train, dtype=np.float32), device=device)
+    queries_t = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
+    with small_work_threads(step * n * train.shape[1], device):
+        for c in np.unique(classes):
+            weights = torch.as_tensor(alpha[:, c].astype(np.float32), device=device)
+            scaled_t = (train_t * weights[:, None]).T.contiguous()  # (D', N)
+            rows = np.flatnonzero(classes == c)
+            for begin in range(0, len(rows), step):
+                block = rows[begin:begin + step]
+                scores = queries_t[torch.as_tensor(block, device=device)] @ scaled_t
+                for largest, kind in ((True, "support"), (False, "oppose")):
+                    values, ids = scores.topk(width, dim=1, largest=largest, sorted=True)
+                    ids, values = _drop_excluded(ids.cpu().numpy(), values.cpu().numpy(),
+                                                 excluded[block], k)
+                    out[f"{kind}_ids"][block, :ids.shape[1]] = ids
+                    out[f"{kind}_scores"][block, :ids.shape[1]] = values
     return Evidence(**out)
 
 
