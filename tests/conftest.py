@@ -16,6 +16,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # every Ray a test starts listens on 127.0.0.1 only
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# head mode's encoder cache lives in the session's own folder, never in $HOME
+if "RELABELER_CACHE_DIR" not in os.environ:
+    import atexit
+
+    os.environ["RELABELER_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlb-cache-", dir="/tmp")
+    atexit.register(shutil.rmtree, os.environ["RELABELER_CACHE_DIR"], ignore_errors=True)
 
 POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
 NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]

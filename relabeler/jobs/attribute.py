@@ -162,9 +162,13 @@ def _settings(config) -> SimpleNamespace:
     return settings
 
 
-def queue_rows(store: RunStore, top: int) -> dict[str, np.ndarray]:
+def queue_rows(store: RunStore, top: int, controls: Sequence[str] = ()
+               ) -> dict[str, np.ndarray]:
     """The (sample, target) rows to attribute, in queue order: suspects by rank (suggested,
     then given label), then acquired pool samples by rank (predicted class).
+
+    ``controls``: training ids attributed like suspects even when they rank below ``top``
+    (the random controls a push will place among the flagged tasks: they must look alike).
 
     Returns columns id, text, source, target_role (object arrays), rank and target_index
     (int64 arrays)."""
@@ -174,7 +178,8 @@ def queue_rows(store: RunStore, top: int) -> dict[str, np.ndarray]:
     suspects = store.read_table(
         "scores/suspects.parquet", columns=["id", "rank", "given_label", "suggested_label"]
     ).to_pandas().sort_values("rank", kind="stable")
-    suspects = suspects.head(top) if top else suspects
+    if top:
+        suspects = suspects[(suspects["rank"] <= top) | suspects["id"].isin(set(controls))]
     texts = _texts(store, "dataset/train.parquet", suspects["id"])
     for role_no, (role, column) in enumerate((("suggested", "suggested_label"),
                                               ("given", "given_label"))):
@@ -220,6 +225,25 @@ def _texts(store: RunStore, artifact: str, ids) -> np.ndarray:
         raise StageError(f"{artifact} lacks the texts of queued ids "
                          f"{list(texts.index[texts.isna()][:5])}")
     return texts.to_numpy(dtype=object)
+
+
+def push_controls(store: RunStore, config) -> list[str]:
+    """The random-control ids that ``relabeler push`` places in the review project with this
+    config: the ones already pushed, and those a first push would draw."""
+    from relabeler.plugin.push import CONTROL, plan_training_queue, read_manifest
+
+    studio = getattr(config, "studio", None)
+    if studio is None:
+        return []
+    pushed = read_manifest(store)
+    ranked = store.read_table("scores/suspects.parquet", columns=["id", "rank"]).to_pandas()
+    ranked = ranked.sort_values("rank", kind="stable")["id"].tolist()
+    train_ids = store.read_table("dataset/train.parquet", columns=["id"]).column("id")
+    _, drawn = plan_training_queue(ranked, sorted(train_ids.to_pylist()),
+                                   pushed.iloc[0:0], budget=int(studio.budget),
+                                   control_share=float(studio.control_share),
+                                   seed=int(studio.seed))
+    return sorted(set(pushed.loc[pushed["source"] == CONTROL, "id"]) | set(drawn))
 
 
 def _effective_steps(settings) -> int:
@@ -347,7 +371,7 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
         log.info("attribute: already done in %s (use --force to redo)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
     started = time.perf_counter()
-    rows = queue_rows(store, int(settings.top))
+    rows = queue_rows(store, int(settings.top), push_controls(store, config))
     key = _plan_key(rows, settings, max_length)
     if store.exists(PLAN) and store.read_json(PLAN) != key:
         log.warning("attribute: the queue or settings changed since the unfinished run; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -89,17 +90,29 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
     from relabeler.jobs.retrain import run_retrain
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.pull import run_pull
+    from relabeler.plugin.push import run_push
     from relabeler.plugin.server import start_server
     from relabeler.report.build import write_report
 
     started = time.perf_counter()
-    say("[studio] starting Label Studio on 127.0.0.1 (the first start initialises it: "
-        "about 2 minutes)")
-    server = start_server(config.studio.data_dir, port=config.studio.port,
-                          venv=config.studio.venv or None)
+    say("[studio] starting Label Studio on 127.0.0.1 in the background (the first start "
+        "initialises it: about 2 minutes)")
+    # Label Studio comes up while the model trains; push is the first step that needs it
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio") as background:
+        starting = background.submit(start_server, config.studio.data_dir,
+                                     port=config.studio.port, venv=config.studio.venv or None)
+        try:
+            run_pipeline(store, config, force=force, progress=progress, push=False, say=say)
+        except BaseException:
+            _stop_when_started(starting, config)
+            raise
+        server = starting.result()
     say(f"[studio] up at {server.url}")
     config.studio.url = server.url
-    run_pipeline(store, config, force=force, progress=progress, say=say)
+    say("[push] ...")
+    pushed_at = time.perf_counter()
+    run_push(store, config, progress=progress)
+    say(f"[push] done in {time.perf_counter() - pushed_at:.0f} s")
     client = client_from_config(config.studio)
     say("[annotate] SIMULATION: oracle annotators who know the injected noise answer every "
         "task through the Label Studio API (in real use, people do this in the browser)")
@@ -122,3 +135,15 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
         "pushed": int(len(manifest)),
         "sources": pd.Series(manifest["source"]).value_counts().to_dict(),
     }
+
+
+def _stop_when_started(starting: Future, config: RunConfig) -> None:
+    """After a failed pipeline: stop the Label Studio that the background start brings up (a
+    demo that failed leaves no server behind)."""
+    from relabeler.plugin.server import stop_server
+
+    try:
+        starting.result()
+    except Exception:  # noqa: BLE001 - its own failure is not the one to report
+        return
+    stop_server(config.studio.data_dir)

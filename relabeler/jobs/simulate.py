@@ -88,16 +88,10 @@ RANDOM_SEEDS = 3
 def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: list[str],
               progress: bool):
     """A head refitter on cached encoder states (head mode) or a full refitter."""
-    import torch
 
+    from relabeler.encoder_cache import EncoderCache, cache_root
     from relabeler.model import load_classifier, load_tokenizer, pick_device
-    from relabeler.training import (
-        FitOptions,
-        FullRefitter,
-        HeadRefitter,
-        encoder_cls,
-        seed_everything,
-    )
+    from relabeler.training import FitOptions, FullRefitter, HeadRefitter, seed_everything
 
     device = pick_device()
     tc = config.train
@@ -110,10 +104,9 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
         return FullRefitter(config.model.name, classes, texts, opts, device)
     seed_everything(tc.seed)
     model = load_classifier(config.model.name, classes).to(device)
-    with torch.inference_mode():
-        cls = encoder_cls(model, load_tokenizer(config.model.name), texts,
-                          max_length=opts.max_length, batch_size=64, device=device,
-                          progress=progress)
+    cache = EncoderCache(cache_root(config.model.cache_dir), model,
+                         load_tokenizer(config.model.name), opts.max_length)
+    cls = cache.states(texts, batch_size=64, device=device, progress=progress)
     return HeadRefitter(model, cls, opts, device)
 
 

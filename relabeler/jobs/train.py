@@ -22,6 +22,7 @@ import torch
 
 from relabeler.config import RunConfig
 from relabeler.data import read_split
+from relabeler.encoder_cache import EncoderCache, cache_root
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.model import load_classifier, load_tokenizer, pick_device, save_model
 from relabeler.store import RunStore
@@ -166,14 +167,13 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     eval_cls = None
     if opts.mode == "head":
         encoder = load_classifier(config.model.name, classes).to(device)
-        tokenizer = load_tokenizer(config.model.name)
-        cls_hidden = encoder_cls(encoder, tokenizer, texts, max_length=opts.max_length,
-                                 batch_size=64, device=device, progress=progress)
-        if len(evaluation):
-            eval_cls = encoder_cls(encoder, tokenizer, evaluation["text"].tolist(),
-                                   max_length=opts.max_length, batch_size=64, device=device,
-                                   progress=progress)
-        del encoder
+        cache = EncoderCache(cache_root(config.model.cache_dir), encoder,
+                             load_tokenizer(config.model.name), opts.max_length)
+        both = cache.states(texts + evaluation["text"].tolist(), batch_size=64, device=device,
+                            progress=progress)
+        cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if len(evaluation)
+                                                   else None)
+        del encoder, cache
 
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
                                      device, cls_hidden)

@@ -1,5 +1,6 @@
 """attribute: the Ray job attributes the queue's top N, writes parts and the table, resumes."""
 
+import copy
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +8,13 @@ import pytest
 
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
-from relabeler.jobs.attribute import SCHEMA, AttributionWorker, run_attribute
+from relabeler.jobs.attribute import (
+    SCHEMA,
+    AttributionWorker,
+    push_controls,
+    queue_rows,
+    run_attribute,
+)
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import run_score
 from relabeler.jobs.train import run_train
@@ -99,6 +106,30 @@ def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run):
         np.testing.assert_allclose([s["score"] for s in a], [s["score"] for s in b], atol=1e-5)
     # done: a third run computes nothing
     assert run_attribute(store, config, progress=False)["rows_this_run"] == 5
+
+
+@pytest.mark.slow
+def test_the_random_controls_a_push_draws_are_attributed_too(scored_run):
+    from relabeler.plugin.push import empty_manifest, plan_training_queue
+
+    store, config = scored_run
+    config = copy.deepcopy(config)
+    config.studio.budget, config.studio.control_share, config.studio.seed = TOP + 2, 0.25, 3
+    ranked = store.read_table("scores/suspects.parquet").to_pandas().sort_values("rank")
+    train_ids = sorted(store.read_table("dataset/train.parquet").to_pandas()["id"])
+    flagged, drawn = plan_training_queue(ranked["id"].tolist(), train_ids, empty_manifest(),
+                                         budget=TOP + 2, control_share=0.25, seed=3)
+    assert len(flagged) == TOP and len(drawn) == 2
+    controls = push_controls(store, config)
+    assert controls == sorted(drawn) and not set(controls) & set(flagged)
+
+    rows = queue_rows(store, TOP, controls)
+    suspects = rows["source"] == "suspects"
+    assert set(rows["id"][suspects]) == set(flagged) | set(controls)
+    # in rank order, both targets each: the controls come after the top TOP
+    rank_of = dict(zip(ranked["id"], ranked["rank"], strict=True))
+    assert rows["rank"][suspects].tolist() == sorted(rank_of[i] for i in rows["id"][suspects])
+    assert len(rows["id"][suspects]) == 2 * (TOP + 2)
 
 
 @pytest.mark.slow

@@ -1,0 +1,136 @@
+"""Frozen-encoder states, cached by text.
+
+Head mode trains only the final layer on top of a frozen pretrained encoder, so the encoder's
+[CLS] state of a text is the same number in ``train``, in every out-of-fold model, in
+``retrain`` and in every ``simulate`` refit and seed. :class:`EncoderCache` computes each once.
+
+An entry is keyed by the SHA-256 of the text, inside a folder named by a fingerprint of
+everything the state depends on: the encoder's weights (not the head's: a trained head-mode
+model shares its encoder with the pretrained one), the tokenizer and ``max_length``. A changed
+model or tokenizer therefore never reads stale states. Parts are written whole (temporary file,
+then rename), so a killed process leaves no half part behind; two processes filling the same
+cache at once only duplicate work.
+
+The folder is ``[model] cache_dir``, else ``$RELABELER_CACHE_DIR``, else
+``~/.cache/relabeler``; ``cache_dir = "off"`` disables the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+log = logging.getLogger(__name__)
+
+OFF = "off"
+ENV = "RELABELER_CACHE_DIR"
+
+
+def cache_root(cache_dir: str = "") -> Path | None:
+    """The cache folder from ``[model] cache_dir``, the environment or the default; None when
+    the cache is off."""
+    chosen = cache_dir or os.environ.get(ENV, "")
+    if chosen.strip().lower() == OFF:
+        return None
+    return Path(chosen or Path.home() / ".cache" / "relabeler").expanduser()
+
+
+def encoder_fingerprint(model, tokenizer, max_length: int) -> str:
+    """SHA-256 of the weights that produce the [CLS] state, the tokenizer and max_length."""
+    digest = hashlib.sha256()
+    digest.update(f"{model.config.model_type}|{type(tokenizer).__name__}|{len(tokenizer)}|"
+                  f"{int(max_length)}\n".encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    for name, tensor in sorted(model.base_model.state_dict().items()):
+        if name.startswith("pooler."):  # after the [CLS] state: head mode's, not the encoder's
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def text_keys(texts: Sequence[str]) -> list[bytes]:
+    return [hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest() for text in texts]
+
+
+class EncoderCache:
+    """[CLS] states of one encoder (see :func:`encoder_fingerprint`) under ``root``.
+
+    Parameters
+    ----------
+    root : the cache folder (see :func:`cache_root`); None = no cache, every call encodes.
+    model, tokenizer : the classifier and its tokenizer; only the encoder's weights matter.
+    max_length : tokens per text, as the encoding uses.
+    """
+
+    def __init__(self, root: Path | None, model, tokenizer, max_length: int):
+        self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
+        self.folder = None
+        if root is not None:
+            self.folder = Path(root) / "encoder" / encoder_fingerprint(model, tokenizer,
+                                                                       max_length)
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        if self.folder is None or not self.folder.is_dir():
+            return found
+        for part in sorted(self.folder.glob("part-*.parquet")):
+            try:
+                table = pq.read_table(part)
+            except (OSError, pa.ArrowInvalid) as exc:  # unreadable: recompute its texts
+                log.warning("encoder cache: skipping unreadable %s (%s)", part, exc)
+                continue
+            keys = table.column("key").to_pylist()
+            states = np.stack(table.column("state").to_numpy(zero_copy_only=False))
+            found.update(zip(keys, states, strict=True))
+        return found
+
+    def _save(self, keys: list[bytes], states: np.ndarray) -> None:
+        if self.folder is None or not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        table = pa.table({"key": pa.array(keys, pa.binary(32)),
+                          "state": pa.array(list(states.astype(np.float32)),
+                                            pa.list_(pa.float32(), states.shape[1]))})
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = self.folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.folder / name)
+
+    def states(self, texts: Sequence[str], *, batch_size: int, device: torch.device,
+               progress: bool = False) -> torch.Tensor:
+        """(N, H) float32 [CLS] states of ``texts`` in input order; only the texts the cache
+        lacks run through the encoder (and are added to it)."""
+        from relabeler.training import encoder_cls
+
+        texts = list(texts)
+        keys = text_keys(texts)
+        known = self._load()
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+        if missing:
+            with torch.inference_mode():
+                fresh = encoder_cls(self.model, self.tokenizer, [texts[i] for i in missing],
+                                    max_length=self.max_length, batch_size=batch_size,
+                                    device=device, progress=progress).numpy()
+            new_keys = [keys[i] for i in missing]
+            self._save(new_keys, fresh)
+            known.update(zip(new_keys, fresh, strict=True))
+        if self.folder is not None:
+            log.info("encoder cache: %d of %d texts cached, %d encoded now", len(texts) -
+                     len(missing), len(texts), len(missing))
+        if not texts:
+            raise ValueError("no texts to encode")
+        return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))

@@ -1,0 +1,85 @@
+"""The head-mode encoder cache: same states as encoding, each text encoded once, keyed by the
+encoder (not the head), the tokenizer and max_length."""
+
+import numpy as np
+import pytest
+import torch
+
+import relabeler.training as training
+from relabeler.encoder_cache import EncoderCache, cache_root, encoder_fingerprint
+from relabeler.model import load_classifier, load_tokenizer
+from relabeler.training import encoder_cls
+
+TEXTS = ["the movie was great", "awful story", "a long " + "and long " * 40 + "film",
+         "the movie was great", "Héllo wörld 😀"]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture()
+def model_and_tokenizer(tiny_bert_dir):
+    return load_classifier(tiny_bert_dir, ["neg", "pos"]), load_tokenizer(tiny_bert_dir)
+
+
+def test_states_equal_encoding_and_each_text_is_encoded_once(model_and_tokenizer, tmp_path,
+                                                             monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    with torch.inference_mode():
+        expected = encoder_cls(model, tokenizer, TEXTS, max_length=32, batch_size=2,
+                               device=CPU)
+    cache = EncoderCache(tmp_path, model, tokenizer, 32)
+    encoded: list[list[str]] = []
+    original = training.encoder_cls  # states() looks it up in relabeler.training
+
+    def counting(model, tokenizer, texts, **kwargs):
+        encoded.append(list(texts))
+        return original(model, tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(training, "encoder_cls", counting)
+    first = cache.states(TEXTS[:3], batch_size=2, device=CPU)
+    np.testing.assert_allclose(first.numpy(), expected[:3].numpy(), atol=1e-5)
+    both = cache.states(TEXTS, batch_size=2, device=CPU)
+    np.testing.assert_allclose(both.numpy(), expected.numpy(), atol=1e-5)
+    # the second call encoded only the one new text; the repeated one was never encoded twice
+    assert encoded == [TEXTS[:3], [TEXTS[4]]]
+    assert len(list(cache.folder.glob("part-*.parquet"))) == 2
+    # a new cache object (another process) reads the parts back
+    again = EncoderCache(tmp_path, model, tokenizer, 32).states(TEXTS, batch_size=2,
+                                                                device=CPU)
+    np.testing.assert_array_equal(again.numpy(), both.numpy())
+    assert len(encoded) == 2
+
+
+def test_the_key_follows_the_encoder_not_the_head(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    key = encoder_fingerprint(model, tokenizer, 32)
+    assert len(key) == 64
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)  # a trained head: same encoder, same states
+        model.base_model.pooler.dense.weight.add_(1.0)
+    assert encoder_fingerprint(model, tokenizer, 32) == key
+    assert encoder_fingerprint(model, tokenizer, 64) != key
+    with torch.no_grad():
+        model.base_model.encoder.layer[0].output.dense.bias.add_(1e-3)
+    assert encoder_fingerprint(model, tokenizer, 32) != key
+
+
+def test_off_and_unreadable_parts(model_and_tokenizer, tmp_path, monkeypatch):
+    model, tokenizer = model_and_tokenizer
+    monkeypatch.setenv("RELABELER_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root("") == tmp_path / "env"
+    assert cache_root(str(tmp_path / "cfg")) == tmp_path / "cfg"
+    assert cache_root("off") is None and cache_root("OFF") is None
+    monkeypatch.delenv("RELABELER_CACHE_DIR")
+    assert cache_root("").parts[-2:] == (".cache", "relabeler")
+
+    off = EncoderCache(None, model, tokenizer, 32)
+    assert off.folder is None
+    assert off.states(TEXTS[:2], batch_size=2, device=CPU).shape == (2, 32)
+
+    cache = EncoderCache(tmp_path, model, tokenizer, 32)
+    states = cache.states(TEXTS[:2], batch_size=2, device=CPU)
+    (cache.folder / "part-broken.parquet").write_bytes(b"not parquet")
+    np.testing.assert_array_equal(cache.states(TEXTS[:2], batch_size=2, device=CPU).numpy(),
+                                  states.numpy())
+    with pytest.raises(ValueError, match="no texts"):
+        cache.states([], batch_size=2, device=CPU)
