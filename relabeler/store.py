@@ -316,8 +316,12 @@ class RunStore:
         """Local path of folder ``artifact``.
 
         A local store returns its own path (no copy; ``local_dir`` is ignored). A remote store
-        downloads into ``local_dir``, which must be missing or empty, or else into a cache folder
-        ``tempfile.gettempdir()/relabeler-cache/<hash of uri>/<artifact>``, refreshed every call.
+        downloads into ``local_dir``, which must be missing or empty, or else into a cache
+        folder ``tempfile.gettempdir()/relabeler-cache/<hash of uri>/<artifact>@<version>``,
+        where the version hashes the remote listing (names, sizes, ETags or modification
+        times). A cached version is never rewritten: processes on one machine (several actors
+        of a node) share it, and a new version of the folder lands beside it, so no reader
+        ever sees a folder swapped under it.
         """
         rel = _check_artifact(artifact)
         full = posixpath.join(self._root, rel)
@@ -325,9 +329,14 @@ class RunStore:
             raise self._missing("folder", artifact)
         if self.is_local:
             return Path(full)
+        listing = self.fs.find(full, detail=True)
         if local_dir is None:
             key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
-            dest = Path(tempfile.gettempdir(), "relabeler-cache", key, *rel.split("/"))
+            *parents, name = rel.split("/")
+            dest = Path(tempfile.gettempdir(), "relabeler-cache", key, *parents,
+                        f"{name}@{_listing_version(full, listing)}")
+            if dest.is_dir():
+                return dest
         else:
             dest = Path(local_dir)
             if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -336,14 +345,33 @@ class RunStore:
         tmp = Path(_tmp_beside(dest.as_posix()))
         try:
             tmp.mkdir()
-            for remote in self.fs.find(full):
+            for remote in listing:
                 target = tmp / posixpath.relpath(remote, full)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(remote, str(target))
-            _replace_local_dir(str(tmp), str(dest))
+            try:
+                os.replace(tmp, dest)  # onto a missing or empty folder only
+            except OSError:
+                if local_dir is not None or not dest.is_dir():
+                    raise
+                # another process cached the same version first: use theirs
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+
+def _listing_version(root: str, listing: dict[str, dict]) -> str:
+    """A short hash of a remote folder's files: relative names, sizes and whatever content
+    tag the filesystem gives (S3's ETag, GCS's md5, else a modification time)."""
+    digest = hashlib.sha256()
+    for path in sorted(listing):
+        info = listing[path]
+        tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "crc32c", "mtime",
+                                           "LastModified", "last_modified", "created")
+                    if info.get(k) is not None), "")
+        digest.update(f"{posixpath.relpath(path, root)}\x00{info.get('size')}\x00{tag}\n"
+                      .encode())
+    return digest.hexdigest()[:16]
 
 
 def open_store(uri: str | os.PathLike, *, storage_options: dict | None = None) -> RunStore:

@@ -408,3 +408,35 @@ def test_s3_round_trip_of_tables_stages_and_directories(s3_options, tmp_path):
     store.reset_stage("train", ["model"])
     assert not store.stage_done("train")
     assert store.list("model") == []
+
+
+def test_remote_get_dir_versions_are_shared_and_never_rewritten(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    store = RunStore(f"memory:///relabeler-test-{uuid.uuid4().hex}")
+    store.put_dir(_make_model_dir(tmp_path / "v1", b"v1"), "model")
+    downloads = []
+    get_file = store.fs.get_file
+    monkeypatch.setattr(store.fs, "get_file", lambda *a, **k: (downloads.append(a[0]),
+                                                               get_file(*a, **k)))
+    # eight actors of one node at once: one folder, complete, every file fetched once or more
+    with ThreadPoolExecutor(8) as pool:
+        paths = set(pool.map(lambda _: store.get_dir("model"), range(8)))
+    assert len(paths) == 1
+    first = paths.pop()
+    assert first.name.startswith("model@")
+    assert _dir_contents(first) == _dir_contents(tmp_path / "v1")
+    fetched = len(downloads)
+    assert store.get_dir("model") == first and len(downloads) == fetched  # cached: no download
+    # a new version lands beside the old one, which stays intact for whoever still reads it
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "model.safetensors").write_bytes(b"v2 weights")
+    store.put_dir(v2, "model")
+    second = store.get_dir("model")
+    assert second != first and second.parent == first.parent
+    assert _dir_contents(second) == {"model.safetensors": b"v2 weights"}
+    assert _dir_contents(first) == _dir_contents(tmp_path / "v1")
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".tmp-")]
+    store.fs.rm(store.uri, recursive=True)
