@@ -15,11 +15,8 @@ from relabeler.jobs.attribute import (
     queue_rows,
     run_attribute,
 )
-from relabeler.jobs.extract import run_extract
-from relabeler.jobs.score import run_score
-from relabeler.jobs.train import run_train
 from relabeler.store import RunStore
-from tests.conftest import synthetic_frame
+from tests.jobs._scored_run import make_scored_run
 
 TOP = 6
 
@@ -33,26 +30,13 @@ def _settings(**overrides):
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
-    tmp = tmp_path_factory.mktemp("attribute")
-    frame = synthetic_frame(100)
-    frame.loc[frame.index[:6], "label"] = frame.loc[frame.index[:6], "label"].map(
-        {"pos": "neg", "neg": "pos"})
-    frame.loc[frame.index[7], "text"] = "Héllo wörld 😀 don't\r\n  stop   the music!"
-    frame.to_csv(tmp / "data.csv", index=False)
-    config = RunConfig(run_dir=str(tmp / "run"))
-    config.data.source = str(tmp / "data.csv")
-    config.data.pool_fraction = 0.25
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 48
-    config.train.mode = "head"
-    config.train.epochs = 5
-    config.score.acquire_budget = 4
-    config.score.evidence_top = 10
-    config.score.min_agreement = 0.0
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
-    run_extract(store, config, progress=False)
-    run_score(store, config)
+    def unicode_text(frame):
+        frame.loc[frame.index[7], "text"] = "Héllo wörld 😀 don't\r\n  stop   the music!"
+
+    store, config, _ = make_scored_run(tmp_path_factory.mktemp("attribute"), tiny_bert_dir,
+                                       rows=100, flipped=6, epochs=5, acquire_budget=4,
+                                       evidence_top=10, min_agreement=0.0,
+                                       edit_frame=unicode_text)
     config.attribute = _settings()
     return store, config
 

@@ -7,37 +7,17 @@ import pytest
 
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
-from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import run_score
-from relabeler.jobs.train import run_train
 from relabeler.store import RunStore
+from tests.jobs._scored_run import make_scored_run
 
 
 @pytest.fixture(scope="module")
 def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
-    from tests.conftest import synthetic_frame
-
-    tmp = tmp_path_factory.mktemp("score")
-    frame = synthetic_frame(160)
-    frame.loc[frame.index[:8], "label"] = frame.loc[frame.index[:8], "label"].map(
-        {"pos": "neg", "neg": "pos"})  # 8 wrong labels, some land in train
-    frame.to_csv(tmp / "data.csv", index=False)
-    config = RunConfig(run_dir=str(tmp / "run"))
-    config.data.source = str(tmp / "data.csv")
-    config.data.pool_fraction = 0.25
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 48
-    config.train.mode = "head"
-    config.train.epochs = 20
-    config.train.folds = 2
-    config.score.acquire_budget = 7
-    config.score.evidence_top = 30
-    config.score.min_agreement = 0.5
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
-    run_extract(store, config, progress=False)
-    info = run_score(store, config)
-    return store, config, info
+    # 8 wrong labels, some land in train
+    return make_scored_run(tmp_path_factory.mktemp("score"), tiny_bert_dir, rows=160,
+                           flipped=8, epochs=20, folds=2, acquire_budget=7, evidence_top=30,
+                           min_agreement=0.5)
 
 
 @pytest.mark.slow
