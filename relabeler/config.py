@@ -107,6 +107,9 @@ class ScoreConfig:
                        "mean of their normalised margins) or rank_mean (mean of ranks).",
                        choices=("ensemble", "rank_mean"))
     k: int = _opt(10, "Nearest training neighbours per sample (kNN disagreement, coverage).")
+    knn_shards: int = _opt(0, "Ray actors the training kNN database is split over (exact "
+                           "merge); 0 = one per GPU when joining a cluster with GPUs the "
+                           "driver lacks (or with several), else in the driver.")
     duplicate_threshold: float = _opt(0.98, "Cosine similarity from which two samples count "
                                       "as near-duplicates.")
     representer_lambda: float = _opt(0.003, "L2 strength of the representer refit of the "

@@ -16,17 +16,19 @@ The algorithms are pure functions; this module reads, aligns, calls and writes.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import torch
 
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
 from relabeler.selectors import confidence, coverage, neighbors, rank, representer
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -119,11 +121,36 @@ def fit_representer_auto(view: TrainView, cfg) -> representer.RepresenterFit:
         f"{last} (tried representer_lambda {', '.join(tried)})") from last
 
 
-def suspect_signals(view: TrainView, cfg) -> tuple[dict, dict, dict]:
+def train_neighbors(features: np.ndarray, k: int, cfg, ray_config=None) -> Neighbors:
+    """The cosine kNN of the training features among themselves: in the driver, or with the
+    database sharded over Ray actors (``[score] knn_shards``; by default one per GPU when the
+    driver joins a cluster whose GPUs it does not have itself, or has several)."""
+    shards = int(getattr(cfg, "knn_shards", 0))
+    address = getattr(ray_config, "address", "") or os.environ.get("RAY_ADDRESS", "")
+    if shards < 0:
+        raise ValueError(f"score.knn_shards must be >= 0, got {shards}")
+    if shards == 0 and not address:
+        return knn(features, k=k, metric="cosine")
+    from relabeler.jobs._ray import cluster_resources, connect, plan_from_config
+    from relabeler.jobs.knn_shards import knn_on_ray
+
+    connect(address, num_cpus=getattr(ray_config, "num_cpus", 0),
+            temp_dir=getattr(ray_config, "temp_dir", ""))
+    if shards == 0:
+        _, gpus = cluster_resources()
+        if gpus == 0 or (torch.cuda.is_available() and gpus < 2):
+            return knn(features, k=k, metric="cosine")
+    plan = plan_from_config(ray_config, num_actors=shards)
+    log.info("score: training kNN over %d Ray shard actor(s) (%s GPU each)", plan.num_actors,
+             plan.num_gpus)
+    return knn_on_ray(features, k=k, metric="cosine", plan=plan)
+
+
+def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, dict]:
     """(signals, distributions, details) for the training samples."""
     n_classes = len(view.classes)
     k = min(max(cfg.k, 10), max(1, len(view.ids) - 1))
-    nb = knn(view.features, k=k, metric="cosine")
+    nb = train_neighbors(view.features, k, cfg, ray_config)
     signals: dict[str, np.ndarray] = {
         "self_confidence": confidence.self_confidence(view.probs, view.labels),
         "margin": confidence.normalized_margin(view.probs, view.labels),
@@ -150,9 +177,10 @@ def suspect_signals(view: TrainView, cfg) -> tuple[dict, dict, dict]:
     return signals, distributions, details
 
 
-def score_suspects(view: TrainView, cfg) -> tuple[pd.DataFrame, dict]:
-    """The suspects table (rank 1 first) and a summary."""
-    signals, distributions, details = suspect_signals(view, cfg)
+def score_suspects(view: TrainView, cfg, ray_config=None) -> tuple[pd.DataFrame, dict]:
+    """The suspects table (rank 1 first) and a summary; ``ray_config`` (``[ray]``) only
+    matters when the kNN runs on Ray (:func:`train_neighbors`)."""
+    signals, distributions, details = suspect_signals(view, cfg, ray_config)
     score = rank.combine(signals, method=cfg.method)
     posterior = rank.ensemble_posterior(distributions)
     suggested, suggested_conf = rank.suggest_labels(posterior, view.labels)
@@ -254,7 +282,7 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     started = time.perf_counter()
     view = load_train_view(store)
     try:
-        suspects, summary = score_suspects(view, config.score)
+        suspects, summary = score_suspects(view, config.score, config.ray)
     except representer.RepresenterFitError as exc:
         raise StageError(f"score: {exc}") from exc
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")

@@ -83,3 +83,23 @@ def test_coverage_and_acquisition(scored_run):
 def test_score_before_extract_is_a_clear_error(tmp_path):
     with pytest.raises(StageError, match="score needs training features"):
         run_score(RunStore(tmp_path / "run"), RunConfig(run_dir=str(tmp_path / "run")))
+
+
+@pytest.mark.slow
+def test_knn_sharded_over_ray_actors_gives_the_same_queue(scored_run):
+    import copy
+
+    from relabeler.jobs.score import load_train_view, score_suspects
+
+    store, config, _ = scored_run
+    sharded = copy.deepcopy(config.score)
+    sharded.knn_shards = 2
+    frame, _ = score_suspects(load_train_view(store), sharded, config.ray)
+    stored = store.read_table("scores/suspects.parquet").to_pandas()
+    assert frame["id"].tolist() == stored["id"].tolist()
+    for column in ("suspect_score", "knn_margin", "knn_disagreement", "duplicate_conflict"):
+        np.testing.assert_allclose(frame[column], stored[column], atol=1e-6)
+    bad = copy.deepcopy(config.score)
+    bad.knn_shards = -1
+    with pytest.raises(ValueError, match="knn_shards"):
+        score_suspects(load_train_view(store), bad, config.ray)
