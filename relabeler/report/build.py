@@ -39,7 +39,24 @@ def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -
                        "ci95": rate_interval(changed, len(part))}
     flagged, control = out["flagged"]["rate"], out["random_control"]["rate"]
     out["lift"] = flagged / control if flagged is not None and control else None
+    # a lower bound that exists even when no control needed a change: the flagged rate's lower
+    # 95% limit over the control rate's upper one
+    low, high = out["flagged"]["ci95"][0], out["random_control"]["ci95"][1]
+    out["lift_lower"] = low / high if flagged is not None and out["random_control"][
+        "reviewed"] and high else None
     return out
+
+
+def _lift_text(queue: dict) -> str:
+    lift, lower = queue.get("lift"), queue.get("lift_lower")
+    if lift is not None:
+        text = f"{lift:.1f}x"
+    elif queue["random_control"]["reviewed"] and queue["flagged"]["rate"] is not None:
+        text = "unbounded: no random control needed a change"
+    else:
+        return "n/a (no random controls were reviewed)"
+    return text + (f" (at least {lower:.1f}x: the flagged rate's lower 95% limit over the "
+                   f"control rate's upper one)" if lower is not None else "")
 
 
 def _detection_curve(store: RunStore) -> dict:
@@ -196,7 +213,7 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
             f"</td></tr><tr><td>random control</td><td>{r['reviewed']}</td>"
             f"<td>{r['corrected']}</td><td>{_fmt(r['rate'])}</td><td>[{_fmt(r['ci95'][0])}, "
             f"{_fmt(r['ci95'][1])}]</td></tr></table>"
-            f"<p>Lift (flagged rate / control rate): <b>{_fmt(queue['lift'], pct=False)}</b></p>")
+            f"<p>Lift (flagged rate / control rate): <b>{_lift_text(queue)}</b></p>")
     imgs = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items())

@@ -96,6 +96,12 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert report["labels_spent"] == 24
     assert report["queue"]["flagged"]["rate"] == 1.0
     assert report["queue"]["random_control"]["rate"] == 0.0
+    # no control changed: no lift ratio, but its lower bound from the two Wilson intervals
+    queue = report["queue"]
+    assert queue["lift"] is None
+    assert queue["lift_lower"] == pytest.approx(
+        queue["flagged"]["ci95"][0] / queue["random_control"]["ci95"][1])
+    assert 1.0 < queue["lift_lower"] < 19 / 5
     expected = {}
     for _, old, new, _ in rows:
         expected.setdefault(old, {}).setdefault(new, 0)
@@ -105,5 +111,6 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert ev["ci95"][0] <= ev["delta"] <= ev["ci95"][1]
     html = (tmp_path / "run/report/report.html").read_text()
     assert "What the relabeling bought" in html and "data:image/png;base64," in html
+    assert "unbounded: no random control needed a change (at least" in html
     assert (tmp_path / "run/report/accuracy.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run/report/report.json").read_text())["version"] == 1
