@@ -50,9 +50,10 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/extract_throughput.py
 	$(PY) benchmarks/knn.py
-	$(PY) benchmarks/score.py
+	$(PY) benchmarks/score.py --n 50000 --repeat 1
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/studio.py
+	$(PY) benchmarks/scaling.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check relabeler tests benchmarks
