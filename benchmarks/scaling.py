@@ -15,7 +15,7 @@
    (BERT-base extract at length 128, FP32 kNN matmul), else the stated assumptions; the
    tokenizer's rate on one CPU core is always measured here.
 
-    .venv/bin/python benchmarks/scaling.py [--n 4000] [--knn-rows 30000] [--json out.json]
+    .venv/bin/python benchmarks/scaling.py [--n 8000] [--knn-rows 30000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -291,7 +291,8 @@ def print_cost(model: CostModel, source: str) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=4000, help="texts to extract")
+    parser.add_argument("--n", type=int, default=8000,
+                        help="texts to extract (fewer: fixed start-up weighs more)")
     parser.add_argument("--dataset", default="sms-spam", choices=sorted(DEMO_DATASETS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-size", type=int, default=250)
