@@ -7,6 +7,7 @@ import pickle
 import shutil
 import socket
 import tempfile
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,8 +419,16 @@ def test_remote_get_dir_versions_are_shared_and_never_rewritten(tmp_path, monkey
     store.put_dir(_make_model_dir(tmp_path / "v1", b"v1"), "model")
     downloads = []
     get_file = store.fs.get_file
-    monkeypatch.setattr(store.fs, "get_file", lambda *a, **k: (downloads.append(a[0]),
-                                                               get_file(*a, **k)))
+    # memory:// hands every reader the same file object, so threads would share one read
+    # position; actors are processes with clients of their own: one download at a time here
+    one_reader = threading.Lock()
+
+    def fetch(*args, **kwargs):
+        with one_reader:
+            downloads.append(args[0])
+            return get_file(*args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "get_file", fetch)
     # eight actors of one node at once: one folder, complete, every file fetched once or more
     with ThreadPoolExecutor(8) as pool:
         paths = set(pool.map(lambda _: store.get_dir("model"), range(8)))
