@@ -286,7 +286,7 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     # a review budget near the number of flipped labels (390): reviewing only half of them
     # moves a linear head's boundary little (or the wrong way), so the report would show noise
     config.studio.budget = 400
-    config.attribute.top = 400
+    config.attribute.top = config.studio.budget
     config.studio.project_title = "relabeler demo: sms-spam"
     if args.config:
         config = load_config(args.config)

@@ -117,6 +117,8 @@ class EncoderCache:
         from relabeler.training import encoder_cls
 
         texts = list(texts)
+        if not texts:
+            raise ValueError("no texts to encode")
         keys = text_keys(texts)
         known = self._load()
         missing = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
@@ -131,6 +133,4 @@ class EncoderCache:
         if self.folder is not None:
             log.info("encoder cache: %d of %d texts cached, %d encoded now", len(texts) -
                      len(missing), len(texts), len(missing))
-        if not texts:
-            raise ValueError("no texts to encode")
         return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))

@@ -40,6 +40,7 @@ n_tokens    tokens the model saw, special tokens included (int32)
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -53,7 +54,9 @@ import pyarrow.compute as pc
 import torch
 
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
+from relabeler.config import AttributeConfig
 from relabeler.jobs import StageError
+from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.model import load_classifier, load_tokenizer, pick_device
 from relabeler.store import RunStore
@@ -65,9 +68,8 @@ FOLDER = "attributions"
 ARTIFACT = "attributions.parquet"
 PLAN = f"{FOLDER}/_plan.json"
 
-#: Defaults for the settings read from ``config.attribute`` (``[attribute]``).
-DEFAULTS = SimpleNamespace(top=200, method="ig", n_steps=20, internal_batch_size=0,
-                           batch_size=64, shard_size=256, num_actors=0, num_threads=0)
+#: The settings read from ``config.attribute``, where a key is missing.
+DEFAULTS = AttributeConfig()
 
 SPAN_TYPE = pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()),
                                 ("text", pa.string()), ("score", pa.float32())]))
@@ -110,7 +112,7 @@ class AttributionWorker:
                  device: str = "auto", store_uri: str | None = None):
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        if store_uri is not None:
+        if store_uri is not None:  # the node's cached copy, shared by its actors
             model_dir = str(RunStore(store_uri).get_dir(model_dir))
         self.device = pick_device(device)
         if self.device.type == "cpu" and num_threads:
@@ -148,7 +150,8 @@ class AttributionWorker:
 def _settings(config) -> SimpleNamespace:
     """``config.attribute`` over DEFAULTS (the section may be missing from older configs)."""
     section = getattr(config, "attribute", None)
-    values = {k: getattr(section, k, v) for k, v in vars(DEFAULTS).items()}
+    values = {f.name: getattr(section, f.name, getattr(DEFAULTS, f.name))
+              for f in dataclasses.fields(DEFAULTS)}
     settings = SimpleNamespace(**values)
     if settings.method not in METHODS:
         raise ValueError(f"attribute.method must be one of {', '.join(METHODS)}, got "
@@ -317,21 +320,26 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
         batch_size=batch_size,
         batch_format="numpy",
     )
-    buffers: dict[int, list[pa.Table]] = {}
-    counts: dict[int, int] = {}
     written = 0
+
+    def write(key: tuple[int, ...], pieces: list[pa.Table]) -> int:
+        nonlocal written
+        rows = _write_part(store, key[0], pieces)
+        written += rows
+        return rows
+
+    assembler = PartAssembler("attribute", {(s,): n for s, n in expected.items()}, shard_size,
+                              write)
     bar = tqdm(total=len(table), desc="attribute", unit="row", disable=not progress)
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        bar.update(batch.num_rows)
-        shards = batch.column("_shard").to_numpy()
-        for key in np.unique(shards):
-            part = batch.filter(pa.array(shards == key))
-            key = int(key)
-            buffers.setdefault(key, []).append(part)
-            counts[key] = counts.get(key, 0) + part.num_rows
-            if counts[key] == expected[key]:
-                written += _write_part(store, key, buffers.pop(key))
-    bar.close()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            bar.update(assembler.add(batch.column("_shard").to_numpy(),
+                                     batch.column("_pos").to_numpy(), batch,
+                                     lambda table, rows: table.take(rows)))
+    except Exception as err:
+        raise StageError(assembler.failure_message(err, plan)) from err
+    finally:
+        bar.close()
     missing = [i for i in pending if i not in store.finished_shards(FOLDER)]
     if missing:
         raise StageError(f"attribute: parts {missing} of {FOLDER}/ did not complete; run "

@@ -17,7 +17,6 @@ retried batch can neither duplicate nor drop a row.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ import pyarrow as pa
 import torch
 
 from relabeler.jobs import StageError
+from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.model import (
     FeatureCapture,
@@ -62,11 +62,8 @@ class FeatureExtractor:
 
     def __init__(self, model_dir: str, *, max_length: int = 128, num_threads: int = 0,
                  device: str = "auto", store_uri: str | None = None):
-        if store_uri is not None:
-            # a folder of this actor's own: actors sharing a node must not swap one cache
-            # folder under each other's feet
-            local = tempfile.mkdtemp(prefix="relabeler-model-")
-            model_dir = str(RunStore(store_uri).get_dir(model_dir, local_dir=local))
+        if store_uri is not None:  # the node's cached copy, shared by its actors
+            model_dir = str(RunStore(store_uri).get_dir(model_dir))
         self.device = pick_device(device)
         if self.device.type == "cpu" and num_threads:
             torch.set_num_threads(num_threads)
@@ -288,13 +285,21 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
         batch_size=batch_size,
         batch_format="numpy",
     )
-    assembler = _ShardAssembler(store, splits, expected, frames, classes, shard_size)
+
+    def write(key: tuple[int, ...], pieces: list[dict]) -> int:
+        split = splits[key[0]]
+        rows = _write_shard(store, f"features/{split}", key[1], pieces, frames[key[0]], classes)
+        written[split] += rows
+        return rows
+
+    assembler = PartAssembler("extract", expected, shard_size, write)
     bar = tqdm(total=len(table), desc="extract", unit="text", disable=not progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            bar.update(assembler.add(batch))
+            bar.update(assembler.add(np.stack([batch["_split"], batch["_shard"]], axis=1),
+                                     batch["_pos"], batch, _take_rows))
     except Exception as err:
-        raise StageError(_failure_message(err, assembler, plan)) from err
+        raise StageError(assembler.failure_message(err, plan)) from err
     finally:
         bar.close()
     missing = [f"features/{splits[k[0]]}/part {k[1]}" for k in expected
@@ -302,77 +307,11 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
     if missing:
         raise StageError(f"extract: {', '.join(missing)} did not complete; run again to "
                          "resume from the finished parts")
-    return assembler.written
+    return written
 
 
-class _ShardAssembler:
-    """Collects output rows by (split, shard) and writes a shard once all its rows are in.
-
-    Rows are keyed by their position in the split, so a batch that reaches the driver twice
-    (retried after its actor was lost) adds nothing the second time.
-    """
-
-    def __init__(self, store: RunStore, splits: Sequence[str],
-                 expected: dict[tuple[int, int], int], frames: dict, classes: Sequence[str],
-                 shard_size: int):
-        self.store, self.splits, self.expected = store, splits, expected
-        self.frames, self.classes, self.shard_size = frames, classes, shard_size
-        self.buffers: dict[tuple[int, int], list[dict]] = {}
-        self.arrived: dict[tuple[int, int], np.ndarray] = {}  # per row of the shard
-        self.done: set[tuple[int, int]] = set()
-        self.written = {split: 0 for split in splits}
-
-    def add(self, batch: dict[str, np.ndarray]) -> int:
-        """Take one output batch; returns the rows that were new."""
-        keys = np.stack([batch["_split"], batch["_shard"]], axis=1)
-        new_rows = duplicates = 0
-        for key in np.unique(keys, axis=0):
-            key = (int(key[0]), int(key[1]))
-            rows = np.flatnonzero((keys == key).all(axis=1))
-            if key in self.done:
-                duplicates += len(rows)
-                continue
-            arrived = self.arrived.setdefault(key, np.zeros(self.expected[key], dtype=bool))
-            local = np.asarray(batch["_pos"][rows], dtype=np.int64) - key[1] * self.shard_size
-            _, first = np.unique(local, return_index=True)
-            fresh = np.zeros(len(rows), dtype=bool)
-            fresh[first] = ~arrived[local[first]]
-            duplicates += len(rows) - int(fresh.sum())
-            if not fresh.any():
-                continue
-            arrived[local[fresh]] = True
-            self.buffers.setdefault(key, []).append(
-                {k: v[rows[fresh]] for k, v in batch.items()})
-            new_rows += int(fresh.sum())
-            if arrived.all():
-                split = self.splits[key[0]]
-                self.written[split] += _write_shard(self.store, f"features/{split}", key[1],
-                                                    self.buffers.pop(key), self.frames[key[0]],
-                                                    self.classes)
-                self.done.add(key)
-                del self.arrived[key]
-        if duplicates:
-            log.warning("extract: %d rows arrived twice (a retried batch); kept once",
-                        duplicates)
-        return new_rows
-
-
-def _failure_message(err: Exception, assembler: _ShardAssembler, plan: PoolPlan) -> str:
-    from relabeler.jobs._ray import lost_worker
-
-    done, total = len(assembler.done), len(assembler.expected)
-    if lost_worker(err):
-        why = (f"Ray workers were lost more often than [ray] max_restarts="
-               f"{plan.max_restarts} / max_task_retries={plan.max_task_retries} allow, or no "
-               "node had room to restart them")
-    else:
-        why = "the Ray Data pass stopped"
-    # Ray's messages run to many lines; the first and the one saying why are enough here
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    detail = " ".join(lines[:1] + [line for line in lines[1:] if "because" in line][:1])
-    return (f"extract could not finish: {why} ({type(err).__name__}: {detail}). {done} of "
-            f"{total} parts were written this run and are kept; run the same command again "
-            "to resume from them")
+def _take_rows(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[rows] for k, v in batch.items()}
 
 
 def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], frame,

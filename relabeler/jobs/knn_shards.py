@@ -19,7 +19,14 @@ from collections import deque
 import numpy as np
 
 from relabeler.jobs._ray import PoolPlan
-from relabeler.selectors.knn import METRICS, Neighbors, knn, merge_topk
+from relabeler.selectors.knn import (
+    METRICS,
+    Neighbors,
+    _as_features,
+    _check_k,
+    knn,
+    merge_topk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +68,6 @@ class ShardSearcher:
         return found.indices, found.scores, found.exact
 
 
-def _features(x: object, name: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating point array; got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (rows, D); got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
 def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
                metric: str = "cosine", plan: PoolPlan | None = None, num_shards: int = 0,
                index: str = "auto", device: str = "auto", query_block: int = 16384,
@@ -111,15 +107,12 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
 
     from relabeler.jobs._ray import plan_pool
 
-    db = _features(database, "database")
-    if db.shape[0] < 1:
-        raise ValueError(f"database must have at least one row; got shape {db.shape}")
-    q = db if queries is None else _features(queries, "queries")
+    db, _ = _as_features(database, "database", min_rows=1)
+    q = db if queries is None else _as_features(queries, "queries", min_rows=0)[0]
     if q.shape[1] != db.shape[1]:
         raise ValueError(f"queries has shape {q.shape} but database has shape {db.shape}; "
                          f"expected queries of shape (Q, {db.shape[1]})")
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be an int >= 1; got {k!r}")
+    _check_k(k)
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
     if query_block < 1:

@@ -88,26 +88,19 @@ RANDOM_SEEDS = 3
 def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: list[str],
               progress: bool):
     """A head refitter on cached encoder states (head mode) or a full refitter."""
-
-    from relabeler.encoder_cache import EncoderCache, cache_root
-    from relabeler.model import load_classifier, load_tokenizer, pick_device
-    from relabeler.training import FitOptions, FullRefitter, HeadRefitter, seed_everything
+    from relabeler.jobs.train import encoder_states, fit_options
+    from relabeler.model import load_classifier, pick_device
+    from relabeler.training import FullRefitter, HeadRefitter, seed_everything
 
     device = pick_device()
-    tc = config.train
-    mode = store.stage_info("train")["info"]["mode"]
-    opts = FitOptions.resolve(mode=mode, epochs=tc.epochs, batch_size=tc.batch_size,
-                              learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
-                              warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
-                              seed=tc.seed, device=device, progress=False)
-    if mode == "full":
+    opts = fit_options(config, device, mode=store.stage_info("train")["info"]["mode"],
+                       progress=False)
+    if opts.mode == "full":
         return FullRefitter(config.model.name, classes, texts, opts, device)
-    seed_everything(tc.seed)
+    seed_everything(config.train.seed)
     model = load_classifier(config.model.name, classes).to(device)
-    cache = EncoderCache(cache_root(config.model.cache_dir), model,
-                         load_tokenizer(config.model.name), opts.max_length)
-    cls = cache.states(texts, batch_size=64, device=device, progress=progress)
-    return HeadRefitter(model, cls, opts, device)
+    return HeadRefitter(model, encoder_states(config, model, texts, device, progress=progress),
+                        opts, device)
 
 
 def _accuracy_f1(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> tuple[float,

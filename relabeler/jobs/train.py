@@ -62,6 +62,25 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
     return model, tokenizer, dynamics
 
 
+def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = None,
+                progress: bool = True) -> FitOptions:
+    """The training options of ``[train]`` and ``[model]`` (``mode`` overrides the config's)."""
+    tc = config.train
+    return FitOptions.resolve(mode=mode or tc.mode, epochs=tc.epochs, batch_size=tc.batch_size,
+                              learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
+                              warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
+                              seed=tc.seed, device=device, progress=progress)
+
+
+def encoder_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
+                   progress: bool = True) -> torch.Tensor:
+    """The frozen encoder's [CLS] states of ``texts`` through the ``[model] cache_dir``
+    cache (head mode)."""
+    cache = EncoderCache(cache_root(config.model.cache_dir), model,
+                         load_tokenizer(config.model.name), config.model.max_length)
+    return cache.states(texts, batch_size=64, device=device, progress=progress)
+
+
 def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold number of each sample; every class spread evenly over the folds."""
     if k < 2:
@@ -155,11 +174,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     ids = train["id"].to_numpy(dtype=object)
     label_ids = train["label"].map(index).to_numpy(dtype=np.int64)
     device = pick_device()
-    tc = config.train
-    opts = FitOptions.resolve(mode=tc.mode, epochs=tc.epochs, batch_size=tc.batch_size,
-                              learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
-                              warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
-                              seed=tc.seed, device=device, progress=progress)
+    opts = fit_options(config, device, progress=progress)
     log.info("train: %s mode, %d epochs, lr %g, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, len(texts), len(classes), device)
 
@@ -167,13 +182,11 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     eval_cls = None
     if opts.mode == "head":
         encoder = load_classifier(config.model.name, classes).to(device)
-        cache = EncoderCache(cache_root(config.model.cache_dir), encoder,
-                             load_tokenizer(config.model.name), opts.max_length)
-        both = cache.states(texts + evaluation["text"].tolist(), batch_size=64, device=device,
-                            progress=progress)
+        both = encoder_states(config, encoder, texts + evaluation["text"].tolist(), device,
+                              progress=progress)
         cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if len(evaluation)
                                                    else None)
-        del encoder, cache
+        del encoder
 
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
                                      device, cls_hidden)
@@ -197,8 +210,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         log.info("train: eval accuracy %.4f, macro-F1 %.4f on %d samples",
                  metrics["eval"]["accuracy"], metrics["eval"]["macro_f1"], len(evaluation))
 
-    if tc.folds:
-        oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, tc.folds,
+    folds = config.train.folds
+    if folds:
+        oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, folds,
                           config, cls_hidden)
         oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
@@ -214,7 +228,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     store.write_json("train/metrics.json", metrics)
     info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
-            "folds": tc.folds, "seconds": metrics["seconds"],
+            "folds": folds, "seconds": metrics["seconds"],
             "eval_accuracy": metrics.get("eval", {}).get("accuracy")}
     store.mark_done(STAGE, info)
     return info

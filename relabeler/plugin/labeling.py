@@ -151,19 +151,3 @@ class LabelingSpec:
             raise LabelingConfigError(
                 f"the project's labeling config has classes {list(self.classes)}, the run has "
                 f"{list(classes)}; use another project title or update the project's config")
-
-    @property
-    def not_sure(self) -> str:
-        return NOT_SURE
-
-    @property
-    def drop(self) -> str:
-        return DROP
-
-    @property
-    def supports_suggestion(self) -> str:
-        return SUPPORTS_SUGGESTION
-
-    @property
-    def supports_given(self) -> str:
-        return SUPPORTS_GIVEN

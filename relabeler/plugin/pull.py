@@ -34,7 +34,7 @@ import pyarrow as pa
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.errors import PluginError
 from relabeler.plugin.events import ANNOTATION_ACTIONS, read_events
-from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.labeling import DROP, NOT_SURE, LabelingSpec
 from relabeler.plugin.push import MANIFEST, read_manifest
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
 from relabeler.store import RunStore
@@ -147,9 +147,9 @@ def annotation_vote(annotation: Mapping[str, Any], spec: LabelingSpec,
         return Vote(answer=None, **common)
     if answer is None:
         raise UnmappedAnswer("the annotation has no answer")
-    if answer not in spec.classes and answer not in (spec.not_sure, spec.drop):
+    if answer not in spec.classes and answer not in (NOT_SURE, DROP):
         raise UnmappedAnswer(f"answer {answer!r} is not a class of the run "
-                             f"({list(spec.classes)}), {spec.not_sure!r} or {spec.drop!r}")
+                             f"({list(spec.classes)}), {NOT_SURE!r} or {DROP!r}")
     return Vote(answer=answer, **common)
 
 
@@ -171,9 +171,9 @@ def resolve(votes: Sequence[Vote], *, given_label: str | None, spec: LabelingSpe
     agreement = top_count / len(answers)
     if len(counts) > 1 and counts[1][1] == top_count:
         return Resolution(UNSURE, None, agreement, True, len(answers), skipped)
-    if top == spec.not_sure:
+    if top == NOT_SURE:
         return Resolution(UNSURE, None, agreement, False, len(answers), skipped)
-    if top == spec.drop:
+    if top == DROP:
         return Resolution(DROP_ACTION, None, agreement, False, len(answers), skipped)
     action = KEEP if top == given_label else RELABEL
     return Resolution(action, top, agreement, False, len(answers), skipped)
@@ -249,8 +249,16 @@ def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schem
 def _timestamp(text: str | None) -> pd.Timestamp | None:
     if not text:
         return None
-    return pd.Timestamp(text).tz_convert(UTC) if pd.Timestamp(text).tzinfo else \
-        pd.Timestamp(text).tz_localize(UTC)
+    stamp = pd.Timestamp(text)
+    return stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
+
+
+def _without_tasks(frame: pd.DataFrame, keys: list[tuple[int, int]]) -> pd.DataFrame:
+    """The rows of ``frame`` whose (project_id, task_id) is not among ``keys``."""
+    if not keys or not len(frame):
+        return frame
+    stale = pd.Series(list(zip(frame["project_id"], frame["task_id"], strict=True))).isin(keys)
+    return frame[~stale.to_numpy()]
 
 
 def pull(store: RunStore, client: StudioClient, *, page_size: int = 500) -> PullResult:
@@ -396,15 +404,7 @@ def pull(store: RunStore, client: StudioClient, *, page_size: int = 500) -> Pull
                 "annotation_ids": [v.annotation_id for v in votes],
                 "project_id": project_id, "task_id": task_id, "via": via})
 
-    keys = list(refreshed)
-    if keys and len(corrections):
-        stale = pd.Series(list(zip(corrections["project_id"], corrections["task_id"],
-                                   strict=True))).isin(keys).to_numpy()
-        corrections = corrections[~stale]
-    if keys and len(unmapped):
-        stale = pd.Series(list(zip(unmapped["project_id"], unmapped["task_id"],
-                                   strict=True))).isin(keys).to_numpy()
-        unmapped = unmapped[~stale]
+    corrections, unmapped = (_without_tasks(f, list(refreshed)) for f in (corrections, unmapped))
     frames = [f for f in (corrections, pd.DataFrame(new_rows, columns=CORRECTIONS_SCHEMA.names))
               if len(f)]
     corrections = pd.concat(frames, ignore_index=True) if frames else _empty(CORRECTIONS_SCHEMA)

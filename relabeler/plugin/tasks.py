@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.labeling import SUPPORTS_GIVEN, SUPPORTS_SUGGESTION, LabelingSpec
 
 MODEL_VERSION = "relabeler"
 SAMPLE_ID_FIELD = "sample_id"
@@ -110,10 +110,10 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
         parts += [f"<div style='margin-left:1em'>{i}. <b>[{e(x.label)}]</b> "
                   f"{e(_clip(x.text))}</div>" for i, x in enumerate(sample.examples, start=1)]
     if sample.suggestion_spans or sample.given_spans:
-        legend = [f"<span style='background:#56B4E9'>&nbsp;{e(spec.supports_suggestion)}"
+        legend = [f"<span style='background:#56B4E9'>&nbsp;{e(SUPPORTS_SUGGESTION)}"
                   f"&nbsp;</span> pushes toward {e(sample.suggested_label or '')}"]
         if sample.given_spans and sample.given_label is not None:
-            legend.append(f"<span style='background:#E69F00'>&nbsp;{e(spec.supports_given)}"
+            legend.append(f"<span style='background:#E69F00'>&nbsp;{e(SUPPORTS_GIVEN)}"
                           f"&nbsp;</span> pushes toward {e(sample.given_label)}")
         parts.append("<p><i>Highlights:</i> " + "; ".join(legend) + "</p>")
     parts += [f"<p><i>{e(note)}</i></p>" for note in sample.notes]
@@ -145,8 +145,8 @@ def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int 
         result.append({"from_name": spec.answer_name, "to_name": spec.text_name,
                        "type": "choices", "value": {"choices": [sample.suggested_label]}})
     same = sample.suggested_label is not None and sample.suggested_label == sample.given_label
-    sides = [] if same else [(spec.supports_suggestion, "s", sample.suggestion_spans)]
-    sides.append((spec.supports_given, "g", sample.given_spans))
+    sides = [] if same else [(SUPPORTS_SUGGESTION, "s", sample.suggestion_spans)]
+    sides.append((SUPPORTS_GIVEN, "g", sample.given_spans))
     shown = [(label, tag, _top_spans(spans, top_spans)) for label, tag, spans in sides]
     top = max((s.score for _, _, spans in shown for s in spans), default=0.0)
     for label, tag, spans in shown:

@@ -316,7 +316,7 @@ def test_sharded_search_with_queries_and_more_shards_than_rows(ray_session):
 def test_sharded_search_names_the_bad_argument(ray_session):
     with pytest.raises(ValueError, match="queries has shape"):
         knn_on_ray(_random_features(10, 4, 0), _random_features(5, 3, 0), k=2)
-    with pytest.raises(TypeError, match="database must be a floating point"):
+    with pytest.raises(TypeError, match="database must hold floats"):
         knn_on_ray(np.ones((4, 2), dtype=np.int64), k=2)
 
 

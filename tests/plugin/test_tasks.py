@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.labeling import SUPPORTS_GIVEN, SUPPORTS_SUGGESTION, LabelingSpec
 from relabeler.plugin.tasks import (
     NO_ATTRIBUTIONS_NOTE,
     AttributionIndex,
@@ -39,9 +39,9 @@ def test_prediction_prefills_the_suggestion_and_both_evidence_colours():
                         "value": {"choices": ["spam"]}}]
     regions = [(r["value"]["text"], r["value"]["labels"][0], r["score"])
                for r in pred["result"] if r["type"] == "labels"]
-    assert regions == [("WIN", SPEC.supports_suggestion, 1.0),
-                       ("free", SPEC.supports_suggestion, 0.5),
-                       ("call", SPEC.supports_given, 0.3333)]
+    assert regions == [("WIN", SUPPORTS_SUGGESTION, 1.0),
+                       ("free", SUPPORTS_SUGGESTION, 0.5),
+                       ("call", SUPPORTS_GIVEN, 0.3333)]
     assert pred["score"] == 0.93 and pred["model_version"] == "relabeler"
 
 
@@ -54,7 +54,7 @@ def test_top_spans_limits_regions_per_side():
 def test_when_suggestion_equals_given_spans_support_the_given_label():
     pred = build_prediction(sample(suggested_label="ham"), SPEC)
     labels = {r["value"]["labels"][0] for r in pred["result"] if r["type"] == "labels"}
-    assert labels == {SPEC.supports_given}
+    assert labels == {SUPPORTS_GIVEN}
 
 
 def test_task_carries_sample_id_priority_and_a_valid_prediction():
