@@ -29,6 +29,19 @@ FILLER = ["the", "movie", "was", "really", "quite", "a", "story", "about", "peop
           "music", "with", "some", "scenes", "long", "short"]
 
 
+def head_config(run_dir, source, model: str, *, max_length: int, epochs: int):
+    """A RunConfig that trains ``model`` (a tiny BERT) in head mode on ``source``."""
+    from relabeler.config import RunConfig
+
+    config = RunConfig(run_dir=str(run_dir))
+    config.data.source = str(source)
+    config.model.name = model
+    config.model.max_length = max_length
+    config.train.mode = "head"
+    config.train.epochs = epochs
+    return config
+
+
 def synthetic_frame(n: int = 120, seed: int = 0):
     """Two classes told apart by one sentiment word among filler words; lengths vary."""
     import numpy as np

@@ -10,7 +10,7 @@ from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import run_score
 from relabeler.jobs.train import run_train
 from relabeler.store import RunStore
-from tests.conftest import synthetic_frame
+from tests.conftest import head_config, synthetic_frame
 
 
 def make_scored_run(tmp: Path, model: str, *, rows: int, flipped: int, epochs: int, folds: int = 0,
@@ -24,13 +24,8 @@ def make_scored_run(tmp: Path, model: str, *, rows: int, flipped: int, epochs: i
     if edit_frame is not None:
         edit_frame(frame)
     frame.to_csv(tmp / "data.csv", index=False)
-    config = RunConfig(run_dir=str(tmp / "run"))
-    config.data.source = str(tmp / "data.csv")
+    config = head_config(tmp / "run", tmp / "data.csv", model, max_length=48, epochs=epochs)
     config.data.pool_fraction = 0.25
-    config.model.name = model
-    config.model.max_length = 48
-    config.train.mode = "head"
-    config.train.epochs = epochs
     config.train.folds = folds
     config.score.acquire_budget = acquire_budget
     config.score.evidence_top = evidence_top

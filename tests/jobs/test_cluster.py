@@ -21,7 +21,7 @@ from relabeler.jobs.knn_shards import knn_on_ray
 from relabeler.jobs.train import run_train
 from relabeler.selectors.knn import knn
 from relabeler.store import RunStore
-from tests.conftest import synthetic_frame
+from tests.conftest import head_config, synthetic_frame
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,7 @@ def _trained_run(tmp_path: Path, tiny_bert_dir: str, n_rows: int) -> RunConfig:
     """A run directory with a dataset and a head-mode model of the tiny BERT."""
     csv = tmp_path / "reviews.csv"
     synthetic_frame(n_rows).to_csv(csv, index=False)
-    config = RunConfig(run_dir=str(tmp_path / "run"))
-    config.data.source = str(csv)
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 64
-    config.train.mode = "head"
-    config.train.epochs = 2
+    config = head_config(tmp_path / "run", csv, tiny_bert_dir, max_length=64, epochs=2)
     run_train(RunStore(config.run_dir), config, progress=False)
     return config
 

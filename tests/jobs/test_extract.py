@@ -10,7 +10,7 @@ from relabeler.jobs.extract import FeatureExtractor, run_extract
 from relabeler.jobs.train import run_train
 from relabeler.model import encode, load_classifier, load_tokenizer
 from relabeler.store import RunStore
-from tests.conftest import synthetic_frame
+from tests.conftest import head_config, synthetic_frame
 
 
 def _plain_forward(model_dir, texts, labels):
@@ -57,14 +57,9 @@ def test_actor_matches_a_plain_forward_pass(tiny_bert_dir, tmp_path):
 
 
 def _tiny_config(tmp_path, tiny_bert_dir, csv_path, **extract):
-    config = RunConfig(run_dir=str(tmp_path / "run"))
-    config.data.source = str(csv_path)
+    config = head_config(tmp_path / "run", csv_path, tiny_bert_dir, max_length=64, epochs=3)
     config.data.eval_fraction = 0.25
     config.data.pool_fraction = 0.1
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 64
-    config.train.mode = "head"
-    config.train.epochs = 3
     for key, value in extract.items():
         setattr(config.extract, key, value)
     return config

@@ -7,21 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relabeler.config import RunConfig
 from relabeler.jobs.train import run_train
 from relabeler.store import RunStore
+from tests.conftest import head_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_extract_as_a_submitted_ray_job(ray_head, tiny_bert_dir, tmp_path, synthetic_csv):
     _, dashboard = ray_head
-    config = RunConfig(run_dir=str(tmp_path / "run"))
-    config.data.source = str(synthetic_csv)
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 64
-    config.train.mode = "head"
-    config.train.epochs = 2
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=64,
+                         epochs=2)
     store = RunStore(config.run_dir)
     run_train(store, config, progress=False)
 

@@ -12,6 +12,7 @@ from relabeler.jobs.retrain import apply_corrections, run_retrain
 from relabeler.jobs.train import run_train
 from relabeler.report.build import write_report
 from relabeler.store import RunStore
+from tests.conftest import head_config
 
 TRAIN = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["t1", "t2", "t3", "t4"],
                       "label": ["pos", "neg", "pos", "neg"]})
@@ -60,13 +61,9 @@ def test_retrain_and_report_need_their_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, synthetic_csv):
-    config = RunConfig(run_dir=str(tmp_path / "run"))
-    config.data.source = str(synthetic_csv)
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=10)
     config.data.noise_rate = 0.2
-    config.model.name = tiny_bert_dir
-    config.model.max_length = 48
-    config.train.mode = "head"
-    config.train.epochs = 10
     store = RunStore(config.run_dir)
     run_train(store, config, progress=False)
     train = store.read_table("dataset/train.parquet").to_pandas()
