@@ -9,6 +9,7 @@ random gain and of cleanlab's (targets: >= 80% of the gap, >= 2x random, >= clea
 
     python benchmarks/gain.py --out /tmp/gain                          # the four settings
     python benchmarks/gain.py --out /tmp/gain --only sms-spam:uniform --seeds 0,1
+    python benchmarks/gain.py --out /tmp/gain --only bbc-news:asymmetric:0.1
 
 Finished simulations are reused: a rerun only computes what is missing.
 """
@@ -52,18 +53,42 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def settings_from(only: list[str], parser: argparse.ArgumentParser) -> list[tuple]:
+    """The settings ``--only`` names (all four by default)."""
+    if not only:
+        return list(SETTINGS)
+    chosen = []
+    for item in only:
+        parts = item.split(":")
+        if len(parts) == 2:
+            matches = [s for s in SETTINGS if (s[0], s[1]) == tuple(parts)]
+            if not matches:
+                parser.error(f"--only {item}: no such setting; give DATASET:KIND:RATE")
+            chosen += matches
+        elif len(parts) == 3:
+            try:
+                rate = float(parts[2])
+            except ValueError:
+                parser.error(f"--only {item}: RATE must be a number, got {parts[2]!r}")
+            chosen.append((parts[0], parts[1], rate))
+        else:
+            parser.error(f"--only {item}: expected DATASET:KIND or DATASET:KIND:RATE")
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for the simulations")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", action="append", default=[],
-                        help="DATASET:KIND to run (repeatable); default: all four settings")
+                        help="DATASET:KIND or DATASET:KIND:RATE to run (repeatable; a rate "
+                             "outside the four settings adds one); default: the four settings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    settings = [s for s in SETTINGS if not args.only or f"{s[0]}:{s[1]}" in args.only]
+    settings = settings_from(args.only, parser)
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")

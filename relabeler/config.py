@@ -106,6 +106,11 @@ class ScoreConfig:
     method: str = _opt("ensemble", "How the views combine into suspect_score: ensemble (the "
                        "mean of their normalised margins) or rank_mean (mean of ranks).",
                        choices=("ensemble", "rank_mean"))
+    noise_model: str = _opt("class_conditional", "class_conditional: each view's class "
+                            "distribution is corrected by the noise transitions estimated from "
+                            "the out-of-fold probabilities (confident joint), so a class that "
+                            "absorbs another's samples is doubted; none: views as the model "
+                            "gives them.", choices=("class_conditional", "none"))
     k: int = _opt(10, "Nearest training neighbours per sample (kNN disagreement, coverage).")
     knn_shards: int = _opt(0, "Ray actors the training kNN database is split over (exact "
                            "merge); 0 = one per GPU when joining a cluster with GPUs the "

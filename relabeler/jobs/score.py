@@ -27,7 +27,7 @@ import torch
 
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
-from relabeler.selectors import confidence, coverage, neighbors, rank, representer
+from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
 
@@ -147,24 +147,57 @@ def train_neighbors(features: np.ndarray, k: int, cfg, ray_config=None) -> Neigh
 
 
 def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, dict]:
-    """(signals, distributions, details) for the training samples."""
+    """(signals, distributions, details) for the training samples.
+
+    The voting views (``rank.VIEWS``) are normalised margins of class distributions: the
+    model's, the out-of-fold models', the neighbours' labels and the training dynamics'. With
+    ``noise_model = "class_conditional"`` each distribution is first turned into the posterior
+    of the true class given the features and the given label (:mod:`selectors.noise`).
+    """
     n_classes = len(view.classes)
     k = min(max(cfg.k, 10), max(1, len(view.ids) - 1))
     nb = train_neighbors(view.features, k, cfg, ray_config)
+    knn_dist = neighbors.neighbor_label_distribution(nb, view.labels, n_classes)
+    raw = {"model": view.probs, "knn": knn_dist}
+    if view.oof_probs is not None:
+        raw["oof"] = view.oof_probs
     signals: dict[str, np.ndarray] = {
         "self_confidence": confidence.self_confidence(view.probs, view.labels),
-        "margin": confidence.normalized_margin(view.probs, view.labels),
+        "knn_disagreement": 1.0 - knn_dist[np.arange(len(view.labels)), view.labels],
     }
-    knn_dist = neighbors.neighbor_label_distribution(nb, view.labels, n_classes)
-    signals["knn_disagreement"] = 1.0 - knn_dist[np.arange(len(view.labels)), view.labels]
-    signals["knn_margin"] = confidence.normalized_margin(knn_dist, view.labels)
-    distributions = {"model": view.probs, "knn": knn_dist}
     if view.oof_probs is not None:
         signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
-        signals["oof_margin"] = confidence.normalized_margin(view.oof_probs, view.labels)
-        distributions["oof"] = view.oof_probs
+
+    details: dict = {"transition": None}
+    if cfg.noise_model == "class_conditional":
+        reference = view.oof_probs if view.oof_probs is not None else view.probs
+        joint = noise.confident_joint(reference, view.labels, n_classes)
+        transition = noise.transition_matrix(joint)
+        details.update(joint=joint, transition=transition)
+
+        def adjust(dist: np.ndarray) -> np.ndarray:
+            return noise.noise_aware_posterior(dist, view.labels, transition)
+    elif cfg.noise_model == "none":
+        def adjust(dist: np.ndarray) -> np.ndarray:
+            return dist
+    else:
+        raise ValueError(f"score.noise_model: expected class_conditional or none, got "
+                         f"{cfg.noise_model!r}")
+    distributions = {name: adjust(dist) for name, dist in raw.items()}
+    for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
+        if name in distributions:
+            signals[column] = confidence.normalized_margin(distributions[name], view.labels)
     if view.margins is not None:
-        signals["area_under_margin"] = confidence.area_under_margin(view.margins)
+        aum = confidence.area_under_margin(view.margins)
+        if details["transition"] is None:
+            signals["area_under_margin"] = aum
+        else:
+            # the dynamics only score the given label: (1 + mean margin) / 2 on it, the rest
+            # split as the other views split it
+            dynamics = noise.given_label_distribution(1.0 - aum.astype(np.float64),
+                                                      rank.ensemble_posterior(raw), view.labels)
+            signals["area_under_margin"] = confidence.normalized_margin(adjust(dynamics),
+                                                                        view.labels)
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,
                                             neighbors=nb)
@@ -173,7 +206,7 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
     log.info("score: representer refit agrees with the model on %.1f%% of predictions "
              "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)
-    details = {"duplicates": dups, "representer": fit}
+    details.update(duplicates=dups, representer=fit)
     return signals, distributions, details
 
 
@@ -232,8 +265,23 @@ def score_suspects(view: TrainView, cfg, ray_config=None) -> tuple[pd.DataFrame,
     summary = {"n_train": n, "signals": sorted(signals), "method": cfg.method,
                "representer_agreement": fit.agreement,
                "representer_reconstruction_error": fit.reconstruction_error,
-               "conflicting_duplicates": int(np.sum(dups.suspect > 0))}
+               "conflicting_duplicates": int(np.sum(dups.suspect > 0)),
+               "noise_model": cfg.noise_model}
+    if details["transition"] is not None:
+        summary["noise"] = noise_summary(details["joint"], details["transition"], view.classes)
     return frame, summary
+
+
+def noise_summary(joint: np.ndarray, transition: np.ndarray, classes: list[str]) -> dict:
+    """The estimated noise for summary.json: the share of wrong labels, and per true class the
+    share filed under each given class (rows of ``transition``, pseudo-counts included)."""
+    total = float(joint.sum())
+    return {
+        "estimated_wrong_share": round(1.0 - float(np.trace(joint)) / total, 4) if total else 0.0,
+        "given_by_true": {true: {given: round(float(transition[j, i]), 4)
+                                 for i, given in enumerate(classes)}
+                          for j, true in enumerate(classes)},
+    }
 
 
 def score_coverage(train: TrainView, splits: dict[str, SplitView], cfg

@@ -8,7 +8,8 @@ weights fitted to any noise mask or evaluation set; it uses only the data at han
     as a normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the
     out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
     training dynamics (the margin averaged over epochs). The suspect score is their mean: an
-    equal-weight ensemble, nothing fitted. Views cleanlab cannot see (neighbours on fine-tuned
+    equal-weight ensemble, nothing fitted. The job corrects each view for class-conditional
+    noise first (:mod:`relabeler.selectors.noise`). Views cleanlab cannot see (neighbours on fine-tuned
     features, training dynamics) are what lift it above out-of-fold confidence alone.
 ``rank_mean``
     The mean of the rank-normalised views.

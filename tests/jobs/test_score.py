@@ -103,3 +103,48 @@ def test_knn_sharded_over_ray_actors_gives_the_same_queue(scored_run):
     bad.knn_shards = -1
     with pytest.raises(ValueError, match="knn_shards"):
         score_suspects(load_train_view(store), bad, config.ray)
+
+
+@pytest.mark.slow
+def test_noise_model_corrects_the_views_and_reports_its_estimate(scored_run):
+    import copy
+
+    from relabeler.jobs.score import load_train_view, score_suspects
+    from relabeler.selectors import confidence, noise
+
+    store, config, _ = scored_run
+    view = load_train_view(store)
+    summary = json.loads(store.read_bytes("scores/summary.json"))
+    assert summary["noise_model"] == "class_conditional"
+    estimate = summary["noise"]
+    assert 0.0 <= estimate["estimated_wrong_share"] < 0.5
+    given_by_true = estimate["given_by_true"]
+    assert sorted(given_by_true) == sorted(view.classes)
+    for row in given_by_true.values():
+        assert sorted(row) == sorted(view.classes)
+        assert abs(sum(row.values()) - 1.0) < 1e-3
+    # the stored out-of-fold view is the corrected posterior's margin
+    transition = noise.transition_matrix(
+        noise.confident_joint(view.oof_probs, view.labels, len(view.classes)))
+    expected = confidence.normalized_margin(
+        noise.noise_aware_posterior(view.oof_probs, view.labels, transition), view.labels)
+    stored = store.read_table("scores/suspects.parquet").to_pandas().set_index("id")
+    np.testing.assert_allclose(stored.loc[view.ids, "oof_margin"], expected, atol=1e-6)
+
+    plain = copy.deepcopy(config.score)
+    plain.noise_model = "none"
+    frame, info = score_suspects(view, plain, config.ray)
+    frame = frame.set_index("id").loc[view.ids]
+    assert info["noise_model"] == "none" and "noise" not in info
+    np.testing.assert_allclose(frame["oof_margin"],
+                               confidence.normalized_margin(view.oof_probs, view.labels),
+                               atol=1e-6)
+    np.testing.assert_allclose(frame["area_under_margin"],
+                               confidence.area_under_margin(view.margins), atol=1e-6)
+    # self-confidence columns are the model's own, in both modes
+    np.testing.assert_allclose(frame["oof_self_confidence"],
+                               stored.loc[view.ids, "oof_self_confidence"], atol=1e-6)
+    bad = copy.deepcopy(config.score)
+    bad.noise_model = "symmetric"
+    with pytest.raises(ValueError, match="score.noise_model"):
+        score_suspects(view, bad, config.ray)
