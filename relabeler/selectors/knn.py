@@ -15,7 +15,11 @@ Engines, chosen by ``device`` and ``backend`` (see :func:`knn`):
 - ``torch-cpu``: the same blocked matmul on CPU, used for large exact self-joins
   (``queries=None``): the score matrix is symmetric, so each pair of database blocks is
   multiplied once and serves both (half the multiply-adds of a faiss flat search, whose matmul
-  speed it otherwise matches).
+  speed it otherwise matches). On CPUs with bf16 dot-product instructions (AVX512-BF16, AMX)
+  the scan of a large self-join runs in bf16, twice the fp32 rate, keeping
+  ``k + CANDIDATE_EXTRA`` candidates per row; the candidates are re-scored in fp32 and each
+  row's result is certified exact by a rounding-error bound (:func:`_certified_self_join`),
+  the rows it cannot certify searched again in fp32. The result is the exact one either way.
 
 Large databases are sharded with :func:`knn_sharded` (or by a Ray job that calls ``knn`` on
 each shard and merges with :func:`merge_topk`); the merge is exact.
@@ -53,6 +57,12 @@ SELECT_GROUP = 64
 # (rows, dim) from which an exact CPU self-join runs on torch: the halved matmul must outweigh
 # a selection that costs more per score than faiss's fused one (small or narrow: faiss)
 TORCH_SELF_JOIN_MIN = (8192, 128)
+# candidates kept per row beyond k by the bf16 scan of a certified self-join
+CANDIDATE_EXTRA = 12
+# rows from which precision="auto" runs a self-join's scan in bf16 (on CPUs with bf16 dot
+# products): below, the wider candidate selection costs more than the halved matmul saves
+BF16_SELF_JOIN_MIN = 65536
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         query_rows: np.ndarray | None = None, index: str = "auto",
         ivf_threshold: int = 200_000, nlist: int | None = None, nprobe: int = 32,
         block_size: int = 16384, device: str = "auto", backend: str = "auto", seed: int = 0,
-        progress: bool = False) -> Neighbors:
+        precision: str = "auto", progress: bool = False) -> Neighbors:
     """Find the ``k`` nearest database rows of each query.
 
     Parameters
@@ -138,6 +148,13 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         ``TORCH_SELF_JOIN_MIN`` (rows, dim), faiss otherwise. ``torch`` is exact only.
     seed : int
         Seeds the IVF training sample, k-means and the recall sample.
+    precision : {"auto", "fp32", "bf16"}
+        Arithmetic of the torch CPU self-join's scan (other engines compute in fp32). ``bf16``:
+        a bf16 scan keeps ``k + CANDIDATE_EXTRA`` candidates per row, re-scored in fp32 and
+        certified exact by a rounding-error bound; uncertified rows are searched again in
+        fp32, so the neighbours are the exact ones either way. ``auto``: ``bf16`` from
+        ``BF16_SELF_JOIN_MIN`` rows when the CPU has bf16 dot-product instructions (only then
+        is it faster) and the metric is cosine or ip, else ``fp32``.
     progress : bool
         Show a progress bar over blocks.
 
@@ -165,6 +182,10 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
     _check_options(k=k, metric=metric, index=index, ivf_threshold=ivf_threshold, nlist=nlist,
                    nprobe=nprobe, block_size=block_size, device=device, backend=backend,
                    n_rows=db.shape[0])
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if precision == "bf16" and metric == "l2":
+        raise ValueError("precision='bf16' supports metric 'cosine' or 'ip', not 'l2'")
     self_rows = _self_rows(db.shape[0], q.shape[0], queries is not None, exclude_self,
                            query_rows)
     db_p = _prepare(db, metric)
@@ -174,7 +195,7 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
     return _knn_prepared(db_p, q_p, self_join=queries is None, self_rows=self_rows, k=k,
                          metric=metric, index=index, ivf_threshold=ivf_threshold, nlist=nlist,
                          nprobe=nprobe, block_size=block_size, device=device, backend=backend,
-                         seed=seed, progress=progress)
+                         seed=seed, precision=precision, progress=progress)
 
 
 def knn_sharded(database: np.ndarray, queries: np.ndarray | None = None, *, n_shards: int,
@@ -462,7 +483,8 @@ def _choose_engine(device: str, backend: str, index: str, n_rows: int, ivf_thres
 def _knn_prepared(db: np.ndarray, queries: np.ndarray, *, self_join: bool,
                   self_rows: np.ndarray | None, k: int, metric: str, index: str,
                   ivf_threshold: int, nlist: int | None, nprobe: int, block_size: int,
-                  device: str, backend: str, seed: int, progress: bool) -> Neighbors:
+                  device: str, backend: str, seed: int, progress: bool,
+                  precision: str = "fp32") -> Neighbors:
     """knn on validated float32 arrays, already unit rows under cosine."""
     n_db, n_queries = db.shape[0], queries.shape[0]
     engine, use_ivf = _choose_engine(device, backend, index, n_db, ivf_threshold,
@@ -476,7 +498,7 @@ def _knn_prepared(db: np.ndarray, queries: np.ndarray, *, self_join: bool,
         indices, scores = _torch_knn(db, queries, k=k, metric=metric, self_rows=self_rows,
                                      self_join=self_join, block_size=block_size,
                                      device="cuda" if engine == "torch-cuda" else "cpu",
-                                     progress=progress)
+                                     precision=precision, progress=progress)
         return Neighbors(indices=indices, scores=scores, metric=metric, exact=True)
     indices, scores = _faiss_knn(db, queries, k=k, metric=metric, self_rows=self_rows,
                                  use_ivf=use_ivf, nlist=nlist, nprobe=nprobe,
@@ -678,8 +700,19 @@ def _candidates(block: torch.Tensor, threshold: np.ndarray, *, transposed: bool,
             return None
         target, group_id = np.nonzero(hit)
         source = group_id[:, None] * group + np.arange(group)
-        values = (scores[source, target[:, None]] if transposed
-                  else scores[target[:, None], source])
+        # the hit groups' scores, (hits, group): indexing a grouped view reads each group as
+        # one run instead of gathering it element by element
+        item = scores.itemsize
+        if transposed:
+            grouped = np.lib.stride_tricks.as_strided(
+                scores, (main // group, group, n_cols), (group * n_cols * item, n_cols * item,
+                                                         item), writeable=False)
+            values = grouped[group_id, :, target]
+        else:
+            grouped = np.lib.stride_tricks.as_strided(
+                scores, (n_rows, main // group, group), (n_cols * item, group * item, item),
+                writeable=False)
+            values = grouped[target, group_id]
         which, slot = np.nonzero(values > threshold[target][:, None])
         pieces.append((target[which], source[which, slot], values[which, slot]))
     if main < along:
@@ -740,7 +773,7 @@ def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, off
 
 def _torch_knn(database: np.ndarray, queries: np.ndarray, *, k: int, metric: str,
                self_rows: np.ndarray | None, self_join: bool, block_size: int, device: str,
-               progress: bool) -> tuple[np.ndarray, np.ndarray]:
+               progress: bool, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """Exact search by blocked matmul + top-k on ``device`` ("cpu" or "cuda").
 
     database (N, D) and queries (Q, D) are float32, unit rows under cosine. ``self_join``
@@ -761,7 +794,14 @@ def _torch_knn(database: np.ndarray, queries: np.ndarray, *, k: int, metric: str
         right = _right(db, metric)
         buffer = torch.empty(budget, dtype=torch.float32, device=dev)
         block = min(block_size, math.isqrt(budget))
-        if self_join:
+        mixed = precision == "bf16" or (precision == "auto" and n_db >= BF16_SELF_JOIN_MIN
+                                        and cpu_has_bf16_dot())
+        if (self_join and mixed and dev.type == "cpu" and metric != "l2"
+                and n_db - (self_rows is not None) > k + CANDIDATE_EXTRA):
+            best_v, best_i = _certified_self_join(db, k=k, exclude=self_rows is not None,
+                                                  block=block, buffer=buffer,
+                                                  progress=progress)
+        elif self_join:
             best_v, best_i = _torch_self_join(_left(db, metric), right, k=k, dev=dev,
                                               exclude=self_rows is not None,
                                               block=block,
@@ -784,7 +824,11 @@ def _block_view(buffer: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 
 def _torch_self_join(left: torch.Tensor, right: torch.Tensor, *, k: int, dev: torch.device,
                      exclude: bool, block: int, buffer: torch.Tensor, sparse: bool,
-                     progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                     progress: bool, stage: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k of every row over all others, one product per pair of blocks. With
+    ``stage`` (a buffer of the operands' dtype, e.g. bf16), each product lands there and is
+    widened into the float32 ``buffer`` for the selection."""
     n = left.shape[0]
     best_v = torch.full((n, k), -math.inf, dtype=torch.float32, device=dev)
     best_i = torch.full((n, k), -1, dtype=torch.int64, device=dev)
@@ -795,9 +839,12 @@ def _torch_self_join(left: torch.Tensor, right: torch.Tensor, *, k: int, dev: to
     for i0, j0 in tqdm(pairs, desc="knn (torch)", unit="block", disable=not progress):
         i1, j1 = min(i0 + block, n), min(j0 + block, n)
         scores = _block_view(buffer, i1 - i0, j1 - j0)
+        product = scores if stage is None else _block_view(stage, i1 - i0, j1 - j0)
         # scores[a, b] = score(row i0 + a, row j0 + b) = score(row j0 + b, row i0 + a)
         torch.mm(left[i0:i1].to(dev, non_blocking=True),
-                 right[j0:j1].to(dev, non_blocking=True).T, out=scores)
+                 right[j0:j1].to(dev, non_blocking=True).T, out=product)
+        if stage is not None:
+            scores.copy_(product)
         if i0 == j0 and exclude:
             scores.fill_diagonal_(-math.inf)
         _update(best_v[i0:i1], best_i[i0:i1], scores, j0, transposed=False, sparse=sparse)
@@ -829,4 +876,83 @@ def _torch_search(queries: torch.Tensor, right: torch.Tensor, *, k: int, metric:
                 scores[hit, local[hit]] = -math.inf
             _update(best_v[q0:q1], best_i[q0:q1], scores, c0, transposed=False,
                     sparse=sparse)
+    return best_v, best_i
+
+
+def cpu_has_bf16_dot() -> bool:
+    """Whether this CPU multiplies bf16 faster than fp32 (AVX512-BF16 or AMX-BF16 dot-product
+    instructions, read from /proc/cpuinfo; False where that file does not exist)."""
+    global _BF16_DOT
+    if _BF16_DOT is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+                flags = next((line for line in handle if line.startswith("flags")), "")
+        except OSError:
+            flags = ""
+        _BF16_DOT = bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    return _BF16_DOT
+
+
+_BF16_DOT: bool | None = None
+# rows re-scored at once (a (rows, candidates, D) gather)
+RESCORE_ROWS = 2048
+
+
+def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
+                         buffer: torch.Tensor, progress: bool
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k self-join (inner product of the rows of ``x``, (N, D) float32 on CPU) with
+    the scan in bf16.
+
+    1. The bf16 scan keeps the best ``m = k + CANDIDATE_EXTRA`` candidates of each row by
+       bf16 score ``a``.
+    2. The candidates are re-scored in fp32 and the best k kept: ``s_k`` is the row's k-th.
+    3. A row is certified when no other row can beat ``s_k``: every row ``j`` not kept has
+       ``a_j <= a_m`` (the row's m-th bf16 score), and its true score is at most
+       ``a_j + 2^-8 |a_j| + e_i |x_j| + |x_i| e_j + e_i e_j + D 2^-22 |x_i| |x_j|``, with
+       ``e = |x - bf16(x)|`` per row (rounding of the inputs), ``2^-8 |a|`` the rounding of a
+       bf16 output, and the last term fp32 accumulation (bf16 products are exact in fp32).
+       That bound is increasing in ``a_j``; the row is certified when it is below ``s_k`` at
+       ``a_m`` (maximised over j).
+    4. Uncertified rows are searched again in fp32 against all rows.
+    """
+    n, dim = x.shape
+    m = k + CANDIDATE_EXTRA
+    xb = x.to(torch.bfloat16)
+    # x - bf16(x) is exact in fp32; the fp32 norms' own rounding (< D 2^-24 relative) is
+    # covered by the factor
+    err = (x - xb.to(torch.float32)).norm(dim=1).to(torch.float64) * (1 + dim * 2.0 ** -23)
+    norms = x.norm(dim=1).to(torch.float64) * (1 + dim * 2.0 ** -23)
+    stage = torch.empty(buffer.numel(), dtype=torch.bfloat16)
+    cand_v, cand_i = _torch_self_join(xb, xb, k=m, dev=x.device, exclude=exclude, block=block,
+                                      buffer=buffer, sparse=True, progress=progress,
+                                      stage=stage)
+    del stage
+    best_v = torch.empty((n, k), dtype=torch.float32)
+    best_i = torch.empty((n, k), dtype=torch.int64)
+    for r0 in range(0, n, RESCORE_ROWS):
+        r1 = min(r0 + RESCORE_ROWS, n)
+        idx = cand_i[r0:r1]
+        exact = torch.bmm(x[idx], x[r0:r1].unsqueeze(2)).squeeze(2)
+        top_v, pos = exact.topk(k, dim=1)
+        best_v[r0:r1] = top_v
+        best_i[r0:r1] = idx.gather(1, pos)
+    a_m = cand_v[:, -1].to(torch.float64)
+    e_max, n_max = float(err.max()), float(norms.max())
+    bound = (a_m + a_m.abs() * 2.0 ** -8 + err * n_max + norms * e_max + err * e_max
+             + dim * 2.0 ** -22 * norms * n_max)
+    # the bound is evaluated in float64 from float32 values: a relative slack covers that
+    bound = bound + 1e-6 * (bound.abs() + 1)
+    uncertified = torch.nonzero(bound >= best_v[:, -1].to(torch.float64)).flatten()
+    log.debug("knn bf16 self-join: %d of %d rows certified exact, %d searched again in fp32",
+              n - len(uncertified), n, len(uncertified))
+    if len(uncertified):
+        budget = buffer.numel()
+        redo_v, redo_i = _torch_search(x[uncertified], x, k=k, metric="ip",
+                                       self_rows=uncertified.numpy() if exclude else None,
+                                       n_db=n, dev=x.device,
+                                       block=min(block, math.isqrt(budget)), budget=budget,
+                                       buffer=buffer, sparse=True, progress=False)
+        best_v[uncertified] = redo_v
+        best_i[uncertified] = redo_i
     return best_v, best_i

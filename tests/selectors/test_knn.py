@@ -167,6 +167,73 @@ def test_torch_blocks_and_sparse_selection_match_brute_force(monkeypatch, metric
     assert self_join_merges > 25 and len(merges) - self_join_merges > 3
 
 
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+@pytest.mark.parametrize("extra", [12, 1])
+def test_bf16_self_join_is_exact(monkeypatch, metric, extra):
+    """The bf16 scan with an fp32 re-score: certified rows equal brute force, and rows the
+    bound cannot certify (many with a single extra candidate, and among duplicated rows) are
+    searched again in fp32, so the whole result is exact."""
+    from relabeler.selectors import knn as knn_module
+
+    monkeypatch.setitem(knn_module.TORCH_BLOCK_ELEMENTS, "cpu", 96 * 96)
+    monkeypatch.setattr(knn_module, "CANDIDATE_EXTRA", extra)
+    calls = {"certified": 0, "redo_rows": 0}
+    real_certified, real_search = knn_module._certified_self_join, knn_module._torch_search
+
+    def certified(*args, **kwargs):
+        calls["certified"] += 1
+        return real_certified(*args, **kwargs)
+
+    def search(queries, *args, **kwargs):
+        calls["redo_rows"] += len(queries)
+        return real_search(queries, *args, **kwargs)
+
+    monkeypatch.setattr(knn_module, "_certified_self_join", certified)
+    monkeypatch.setattr(knn_module, "_torch_search", search)
+    db = np.concatenate([clustered_features(600, dim=32), random_features(100, dim=32)[:50]
+                         .repeat(2, axis=0)])                        # 50 duplicated pairs
+    found = knn(db, k=6, metric=metric, backend="torch", device="cpu", precision="bf16")
+    assert calls["certified"] == 1
+    assert_matches(found, db, k=6, metric=metric, exclude_rows=np.arange(len(db)))
+    if extra == 1:
+        assert calls["redo_rows"] > 0          # the fallback ran, and the result is exact
+    assert calls["redo_rows"] < len(db)
+    # the fp32 path gives the same neighbours
+    plain = knn(db, k=6, metric=metric, backend="torch", device="cpu", precision="fp32")
+    np.testing.assert_allclose(found.scores, plain.scores, atol=ATOL[metric], rtol=1e-5)
+
+
+def test_bf16_precision_is_chosen_only_where_it_pays(monkeypatch):
+    from relabeler.selectors import knn as knn_module
+
+    used = []
+    real = knn_module._certified_self_join
+    monkeypatch.setattr(knn_module, "_certified_self_join",
+                        lambda *a, **kw: used.append(1) or real(*a, **kw))
+    db = random_features(300, dim=16)
+    monkeypatch.setattr(knn_module, "BF16_SELF_JOIN_MIN", 200)
+    monkeypatch.setattr(knn_module, "_BF16_DOT", False)
+    knn(db, k=4, backend="torch", device="cpu")                      # no bf16 dot products
+    assert used == []
+    monkeypatch.setattr(knn_module, "_BF16_DOT", True)
+    knn(db, k=4, backend="torch", device="cpu")                      # auto: bf16 from 200 rows
+    assert used == [1]
+    knn(db, db[:10], k=4, backend="torch", device="cpu")             # explicit queries: fp32
+    knn(db, k=4, metric="l2", backend="torch", device="cpu")         # l2: fp32
+    knn(db[:150], k=4, backend="torch", device="cpu")                # below the size: fp32
+    assert used == [1]
+    assert isinstance(knn_module.cpu_has_bf16_dot(), bool)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "fp16"}, "precision must be one of"),
+    ({"precision": "bf16", "metric": "l2"}, "precision='bf16' supports metric"),
+])
+def test_bad_precision(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        knn(random_features(20), k=3, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------
 # self-exclusion and ties
 
