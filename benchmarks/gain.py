@@ -53,6 +53,11 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def ratio(gain: float, baseline: float) -> str:
+    """``gain`` as a multiple of ``baseline``; none when the baseline gained nothing."""
+    return f"{gain / baseline:.2f}x" if baseline > 0 else "n/a (<= 0)"
+
+
 def settings_from(only: list[str], parser: argparse.ArgumentParser) -> list[tuple]:
     """The settings ``--only`` names (all four by default)."""
     if not only:
@@ -109,12 +114,12 @@ def main() -> None:
             mean, low, high = interval(shares)
             pooled = np.mean(gains[m]) / mean_gap
             cells.append(f"{mean:6.0%} [{low:5.0%}, {high:5.0%}] p{pooled:4.0%}")
-        vs_random = np.mean(gains["relabeler"]) / max(np.mean(gains["random"]), 1e-9)
-        vs_cleanlab = np.mean(gains["relabeler"]) / max(np.mean(gains["cleanlab"]), 1e-9)
+        vs_random = ratio(np.mean(gains["relabeler"]), np.mean(gains["random"]))
+        vs_cleanlab = ratio(np.mean(gains["relabeler"]), np.mean(gains["cleanlab"]))
         k = runs[0]["gain"]["budget_samples"][-1]
         print(f"{dataset + ' ' + kind + f' {rate:.0%}':28s} {k:5d} {mean_gap:6.2%}  "
               + "  ".join(f"{c:>26s}" for c in cells)
-              + f"  {vs_random:8.1f}x  {vs_cleanlab:9.2f}x")
+              + f"  {vs_random:>9s}  {vs_cleanlab:>10s}")
         for seed, run in zip(seeds, runs, strict=True):
             acc = run["gain"]["accuracy"]
             print(f"    seed {seed}: clean {acc['clean']:.4f} noisy {acc['noisy']:.4f} "
