@@ -69,12 +69,12 @@ def rank_normalize(values: np.ndarray) -> np.ndarray:
         return np.zeros(n)
     order = np.argsort(values, kind="stable")
     sorted_vals = values[order]
-    ranks = np.empty(n)
     # average rank over runs of equal values
-    starts = np.flatnonzero(np.r_[True, sorted_vals[1:] != sorted_vals[:-1]])
+    new_run = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
+    starts = np.flatnonzero(new_run)
     ends = np.r_[starts[1:], n]
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + e - 1) / 2.0
+    ranks = np.empty(n)
+    ranks[order] = ((starts + ends - 1) / 2.0)[np.cumsum(new_run) - 1]
     return ranks / (n - 1)
 
 
