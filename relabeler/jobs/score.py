@@ -154,6 +154,9 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     ``noise_model = "class_conditional"`` each distribution is first turned into the posterior
     of the true class given the features and the given label (:mod:`selectors.noise`).
     """
+    if cfg.noise_model not in ("class_conditional", "none"):
+        raise ValueError(f"score.noise_model: expected class_conditional or none, got "
+                         f"{cfg.noise_model!r}")
     n_classes = len(view.classes)
     k = min(max(cfg.k, 10), max(1, len(view.ids) - 1))
     nb = train_neighbors(view.features, k, cfg, ray_config)
@@ -168,36 +171,30 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     if view.oof_probs is not None:
         signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
 
-    details: dict = {"transition": None}
+    joint = transition = None
     if cfg.noise_model == "class_conditional":
         reference = view.oof_probs if view.oof_probs is not None else view.probs
         joint = noise.confident_joint(reference, view.labels, n_classes)
         transition = noise.transition_matrix(joint)
-        details.update(joint=joint, transition=transition)
 
-        def adjust(dist: np.ndarray) -> np.ndarray:
-            return noise.noise_aware_posterior(dist, view.labels, transition)
-    elif cfg.noise_model == "none":
-        def adjust(dist: np.ndarray) -> np.ndarray:
+    def adjust(dist: np.ndarray) -> np.ndarray:
+        if transition is None:
             return dist
-    else:
-        raise ValueError(f"score.noise_model: expected class_conditional or none, got "
-                         f"{cfg.noise_model!r}")
+        return noise.noise_aware_posterior(dist, view.labels, transition)
+
     distributions = {name: adjust(dist) for name, dist in raw.items()}
     for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
         if name in distributions:
             signals[column] = confidence.normalized_margin(distributions[name], view.labels)
     if view.margins is not None:
         aum = confidence.area_under_margin(view.margins)
-        if details["transition"] is None:
-            signals["area_under_margin"] = aum
-        else:
+        if transition is not None:
             # the dynamics only score the given label: (1 + mean margin) / 2 on it, the rest
             # split as the other views split it
             dynamics = noise.given_label_distribution(1.0 - aum.astype(np.float64),
                                                       rank.ensemble_posterior(raw), view.labels)
-            signals["area_under_margin"] = confidence.normalized_margin(adjust(dynamics),
-                                                                        view.labels)
+            aum = confidence.normalized_margin(adjust(dynamics), view.labels)
+        signals["area_under_margin"] = aum
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,
                                             neighbors=nb)
@@ -206,7 +203,7 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
     log.info("score: representer refit agrees with the model on %.1f%% of predictions "
              "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)
-    details.update(duplicates=dups, representer=fit)
+    details = {"duplicates": dups, "representer": fit, "joint": joint, "transition": transition}
     return signals, distributions, details
 
 

@@ -45,6 +45,12 @@ def as_labels(name: str, value, *, n: int | None = None,
     return array.astype(np.int64, copy=False)
 
 
+def probs_and_labels(probs, labels, *, name: str = "probs") -> tuple[np.ndarray, np.ndarray]:
+    """Validated (N, C) probabilities and (N,) class ids in [0, C) that match them."""
+    probs = as_probs(name, probs)
+    return probs, as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+
+
 def as_probs(name: str, value, *, rows: int | None = None, atol: float = 1e-3) -> np.ndarray:
     """(N, C) probabilities: finite, in [0, 1], rows summing to 1."""
     probs = as_matrix(name, value, rows=rows)

@@ -13,13 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relabeler.selectors._checks import as_labels, as_matrix, as_probs
-
-
-def _probs_and_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (N, C) probabilities and (N,) class ids in [0, C)."""
-    probs = as_probs("probs", probs)
-    return probs, as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+from relabeler.selectors._checks import as_matrix, probs_and_labels
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -34,7 +28,7 @@ def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     -------
     (N,) float32 in [0, 1]; higher = more suspect.
     """
-    return _compute_self_confidence(*_probs_and_labels(probs, labels))
+    return _compute_self_confidence(*probs_and_labels(probs, labels))
 
 
 def _compute_self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -53,7 +47,7 @@ def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     -------
     (N,) float32 in [0, 1]; 0.5 = a tie between the given label and the best other class.
     """
-    return _compute_normalized_margin(*_probs_and_labels(probs, labels))
+    return _compute_normalized_margin(*probs_and_labels(probs, labels))
 
 
 def _compute_normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:

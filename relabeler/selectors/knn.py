@@ -27,6 +27,7 @@ each shard and merges with :func:`merge_topk`); the merge is exact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -57,8 +58,10 @@ SELECT_GROUP = 64
 # (rows, dim) from which an exact CPU self-join runs on torch: the halved matmul must outweigh
 # a selection that costs more per score than faiss's fused one (small or narrow: faiss)
 TORCH_SELF_JOIN_MIN = (8192, 128)
-# candidates kept per row beyond k by the bf16 scan of a certified self-join
+# candidates kept per row beyond k by the bf16 scan of a certified self-join, and the rows
+# whose candidates are re-scored at once (a (rows, candidates, D) gather)
 CANDIDATE_EXTRA = 12
+RESCORE_ROWS = 2048
 # rows from which precision="auto" runs a self-join's scan in bf16 (on CPUs with bf16 dot
 # products): below, the wider candidate selection costs more than the halved matmul saves
 BF16_SELF_JOIN_MIN = 65536
@@ -689,30 +692,23 @@ def _candidates(block: torch.Tensor, threshold: np.ndarray, *, transposed: bool,
     main = along - along % group
     pieces = []
     if main:
+        # the scores in groups along the target's axis: (groups, group, targets) or
+        # (targets, groups, group)
         if transposed:
-            group_max = block.as_strided((main // group, group, n_cols),
-                                         (group * n_cols, n_cols, 1)).amax(dim=1).numpy().T
+            grouped = block.as_strided((main // group, group, n_cols), (group * n_cols, n_cols, 1))
+            group_max = grouped.amax(dim=1).numpy().T
         else:
-            group_max = block.as_strided((n_rows, main // group, group),
-                                         (n_cols, group, 1)).amax(dim=2).numpy()
+            grouped = block.as_strided((n_rows, main // group, group), (n_cols, group, 1))
+            group_max = grouped.amax(dim=2).numpy()
         hit = group_max > threshold[:, None]
         if np.count_nonzero(hit) > dense_share * hit.size:
             return None
         target, group_id = np.nonzero(hit)
         source = group_id[:, None] * group + np.arange(group)
-        # the hit groups' scores, (hits, group): indexing a grouped view reads each group as
+        # the hit groups' scores, (hits, group): indexing the grouped view reads each group as
         # one run instead of gathering it element by element
-        item = scores.itemsize
-        if transposed:
-            grouped = np.lib.stride_tricks.as_strided(
-                scores, (main // group, group, n_cols), (group * n_cols * item, n_cols * item,
-                                                         item), writeable=False)
-            values = grouped[group_id, :, target]
-        else:
-            grouped = np.lib.stride_tricks.as_strided(
-                scores, (n_rows, main // group, group), (n_cols * item, group * item, item),
-                writeable=False)
-            values = grouped[target, group_id]
+        grouped = grouped.numpy()
+        values = grouped[group_id, :, target] if transposed else grouped[target, group_id]
         which, slot = np.nonzero(values > threshold[target][:, None])
         pieces.append((target[which], source[which, slot], values[which, slot]))
     if main < along:
@@ -879,23 +875,16 @@ def _torch_search(queries: torch.Tensor, right: torch.Tensor, *, k: int, metric:
     return best_v, best_i
 
 
+@functools.cache
 def cpu_has_bf16_dot() -> bool:
     """Whether this CPU multiplies bf16 faster than fp32 (AVX512-BF16 or AMX-BF16 dot-product
     instructions, read from /proc/cpuinfo; False where that file does not exist)."""
-    global _BF16_DOT
-    if _BF16_DOT is None:
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-                flags = next((line for line in handle if line.startswith("flags")), "")
-        except OSError:
-            flags = ""
-        _BF16_DOT = bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-    return _BF16_DOT
-
-
-_BF16_DOT: bool | None = None
-# rows re-scored at once (a (rows, candidates, D) gather)
-RESCORE_ROWS = 2048
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
@@ -947,12 +936,11 @@ def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
     log.debug("knn bf16 self-join: %d of %d rows certified exact, %d searched again in fp32",
               n - len(uncertified), n, len(uncertified))
     if len(uncertified):
-        budget = buffer.numel()
         redo_v, redo_i = _torch_search(x[uncertified], x, k=k, metric="ip",
                                        self_rows=uncertified.numpy() if exclude else None,
-                                       n_db=n, dev=x.device,
-                                       block=min(block, math.isqrt(budget)), budget=budget,
-                                       buffer=buffer, sparse=True, progress=False)
+                                       n_db=n, dev=x.device, block=block,
+                                       budget=buffer.numel(), buffer=buffer, sparse=True,
+                                       progress=False)
         best_v[uncertified] = redo_v
         best_i[uncertified] = redo_i
     return best_v, best_i

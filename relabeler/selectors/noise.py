@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relabeler.selectors._checks import as_labels, as_probs
+from relabeler.selectors._checks import probs_and_labels
 
 #: Pseudo-count added to every cell of the confident joint: a class pair never seen
 #: confused keeps a small probability, and a class nobody was given still has a row.
@@ -50,12 +50,11 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
     -------
     (C, C) float64; row i sums to the number of samples given class i.
     """
-    probs = as_probs("probs", probs)
-    n_classes = probs.shape[1] if num_classes is None else int(num_classes)
-    if n_classes != probs.shape[1]:
-        raise ValueError(f"num_classes: {n_classes} does not match probs of shape "
+    probs, labels = probs_and_labels(probs, labels)
+    n_classes = probs.shape[1]
+    if num_classes is not None and int(num_classes) != n_classes:
+        raise ValueError(f"num_classes: {num_classes} does not match probs of shape "
                          f"{probs.shape}")
-    labels = as_labels("labels", labels, n=len(probs), num_classes=n_classes)
     counts = np.bincount(labels, minlength=n_classes)
     given_sum = np.zeros(n_classes)
     np.add.at(given_sum, labels, probs[np.arange(len(labels)), labels])
@@ -112,16 +111,12 @@ def noise_aware_posterior(probs: np.ndarray, labels: np.ndarray,
     -------
     (N, C) float32, rows summing to 1.
     """
-    probs = as_probs("probs", probs)
-    labels = as_labels("labels", labels, n=len(probs), num_classes=probs.shape[1])
+    probs, labels = probs_and_labels(probs, labels)
     transition = np.asarray(transition, dtype=np.float64)
     if transition.shape != (probs.shape[1],) * 2:
         raise ValueError(f"transition: expected shape {(probs.shape[1],) * 2} to match "
                          f"probs {probs.shape}, got {transition.shape}")
-    weighted = transition[:, labels].T * probs
-    total = weighted.sum(axis=1, keepdims=True)
-    posterior = np.where(total > 0, weighted / np.where(total > 0, total, 1.0), probs)
-    return posterior.astype(np.float32)
+    return _normalize_rows(transition[:, labels].T * probs, probs).astype(np.float32)
 
 
 def given_label_distribution(given_prob: np.ndarray, others: np.ndarray,
@@ -140,9 +135,8 @@ def given_label_distribution(given_prob: np.ndarray, others: np.ndarray,
     -------
     (N, C) float32, rows summing to 1.
     """
-    others = as_probs("others", others)
+    others, labels = probs_and_labels(others, labels, name="others")
     n, n_classes = others.shape
-    labels = as_labels("labels", labels, n=n, num_classes=n_classes)
     given_prob = np.asarray(given_prob, dtype=np.float64)
     if given_prob.shape != (n,):
         raise ValueError(f"given_prob: expected shape ({n},), got {given_prob.shape}")
@@ -151,10 +145,14 @@ def given_label_distribution(given_prob: np.ndarray, others: np.ndarray,
     rows = np.arange(n)
     split = others.astype(np.float64)
     split[rows, labels] = 0.0
-    mass = split.sum(axis=1, keepdims=True)
     even = np.full_like(split, 1.0 / (n_classes - 1))
     even[rows, labels] = 0.0
-    split = np.where(mass > 0, split / np.where(mass > 0, mass, 1.0), even)
-    out = split * (1.0 - given_prob)[:, None]
+    out = _normalize_rows(split, even) * (1.0 - given_prob)[:, None]
     out[rows, labels] = given_prob
     return out.astype(np.float32)
+
+
+def _normalize_rows(weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Rows of ``weights`` scaled to sum to 1; ``fallback``'s row where a row sums to 0."""
+    total = weights.sum(axis=1, keepdims=True)
+    return np.where(total > 0, weights / np.where(total > 0, total, 1.0), fallback)

@@ -9,8 +9,9 @@ weights fitted to any noise mask or evaluation set; it uses only the data at han
     out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
     training dynamics (the margin averaged over epochs). The suspect score is their mean: an
     equal-weight ensemble, nothing fitted. The job corrects each view for class-conditional
-    noise first (:mod:`relabeler.selectors.noise`). Views cleanlab cannot see (neighbours on fine-tuned
-    features, training dynamics) are what lift it above out-of-fold confidence alone.
+    noise first (:mod:`relabeler.selectors.noise`). Views cleanlab cannot see (neighbours on
+    fine-tuned features, training dynamics) are what lift it above out-of-fold confidence
+    alone.
 ``rank_mean``
     The mean of the rank-normalised views.
 
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from relabeler.selectors._checks import as_labels, as_probs
+from relabeler.selectors._checks import as_probs, probs_and_labels
 
 SIGNALS: dict[str, str] = {}
 
@@ -181,8 +182,7 @@ def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     -------
     suggested : (N,) int64; confidence : (N,) float32.
     """
-    posterior = as_probs("posterior", posterior)
-    labels = as_labels("labels", labels, n=len(posterior), num_classes=posterior.shape[1])
+    posterior, labels = probs_and_labels(posterior, labels, name="posterior")
     others = posterior.copy()
     others[np.arange(len(labels)), labels] = -np.inf
     suggested = others.argmax(axis=1).astype(np.int64)

@@ -210,19 +210,19 @@ def test_bf16_precision_is_chosen_only_where_it_pays(monkeypatch):
     real = knn_module._certified_self_join
     monkeypatch.setattr(knn_module, "_certified_self_join",
                         lambda *a, **kw: used.append(1) or real(*a, **kw))
+    assert isinstance(knn_module.cpu_has_bf16_dot(), bool)
     db = random_features(300, dim=16)
     monkeypatch.setattr(knn_module, "BF16_SELF_JOIN_MIN", 200)
-    monkeypatch.setattr(knn_module, "_BF16_DOT", False)
+    monkeypatch.setattr(knn_module, "cpu_has_bf16_dot", lambda: False)
     knn(db, k=4, backend="torch", device="cpu")                      # no bf16 dot products
     assert used == []
-    monkeypatch.setattr(knn_module, "_BF16_DOT", True)
+    monkeypatch.setattr(knn_module, "cpu_has_bf16_dot", lambda: True)
     knn(db, k=4, backend="torch", device="cpu")                      # auto: bf16 from 200 rows
     assert used == [1]
     knn(db, db[:10], k=4, backend="torch", device="cpu")             # explicit queries: fp32
     knn(db, k=4, metric="l2", backend="torch", device="cpu")         # l2: fp32
     knn(db[:150], k=4, backend="torch", device="cpu")                # below the size: fp32
     assert used == [1]
-    assert isinstance(knn_module.cpu_has_bf16_dot(), bool)
 
 
 @pytest.mark.parametrize("kwargs, message", [
