@@ -1,5 +1,6 @@
 """score: the suspects queue, coverage and acquisition tables from a real run directory."""
 
+import gc
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
-from relabeler.jobs.score import run_score
+from relabeler.jobs.score import collector_paused, run_score
 from relabeler.store import RunStore
 from tests.jobs._scored_run import make_scored_run
 
@@ -148,3 +149,20 @@ def test_noise_model_corrects_the_views_and_reports_its_estimate(scored_run):
     bad.noise_model = "symmetric"
     with pytest.raises(ValueError, match="score.noise_model"):
         score_suspects(view, bad, config.ray)
+
+
+def test_collector_paused_restores_the_collector_state_even_on_error():
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="boom"), collector_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's own pause is left as it was
+    finally:
+        gc.enable()
