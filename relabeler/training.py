@@ -175,7 +175,7 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
     lengths = token_lengths(tokenizer, texts, opts.max_length)
     steps_per_epoch = math.ceil(len(texts) / opts.batch_size)
     schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
-    labels_all = torch.as_tensor(label_ids, dtype=torch.long)
+    labels_all = torch.tensor(np.asarray(label_ids), dtype=torch.long)  # a copy: may be read-only
     loss_fn = nn.CrossEntropyLoss()
     frames = []
     for epoch in range(opts.epochs):

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -93,6 +95,18 @@ def test_full_fit_is_seeded_and_reduces_loss(tiny_bert_dir):
     assert probs.shape == (16, 2)
     assert np.mean(probs.argmax(1) == labels) >= 0.9
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_full_fit_takes_read_only_labels_as_they_come_from_parquet(tiny_bert_dir):
+    texts, labels, ids = _data(8)
+    labels = labels.copy()
+    labels.setflags(write=False)
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not writable")
+        dyn = fit_full(model, load_tokenizer(tiny_bert_dir), texts, labels, ids,
+                       _opts("full", epochs=1, learning_rate=1e-3, batch_size=8), CPU)
+    assert len(dyn) == 8
 
 
 def test_classification_metrics_by_hand():
