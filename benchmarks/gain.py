@@ -10,6 +10,7 @@ random gain and of cleanlab's (targets: >= 80% of the gap, >= 2x random, >= clea
     python benchmarks/gain.py --out /tmp/gain                          # the four settings
     python benchmarks/gain.py --out /tmp/gain --only sms-spam:uniform --seeds 0,1
     python benchmarks/gain.py --out /tmp/gain --only bbc-news:asymmetric:0.1
+    python benchmarks/gain.py --out /tmp/gain-mean --pooling mean    # mean-pooled MiniLM
 
 Finished simulations are reused: a rerun only computes what is missing.
 """
@@ -30,15 +31,19 @@ SETTINGS = [("sms-spam", "uniform", 0.20), ("sms-spam", "asymmetric", 0.10),
 METHODS = ("relabeler", "cleanlab", "random")
 
 
-def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path) -> dict:
+def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path,
+             pooling: str = "cls") -> dict:
+    from relabeler.config import RunConfig
     from relabeler.jobs.simulate import run_simulation, simulation_config
 
     folder = out / f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
     done = folder / "simulation.json"
     if done.exists():
         return json.loads(done.read_text())
+    base = RunConfig()
+    base.model.pooling = pooling
     config = simulation_config(data=dataset, out=folder, noise=rate, noise_kind=kind,
-                               seed=seed, mode="head", folds=5)
+                               seed=seed, mode="head", folds=5, base=base)
     return run_simulation(config, folder, progress=False, budgets=[rate])
 
 
@@ -89,6 +94,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[],
                         help="DATASET:KIND or DATASET:KIND:RATE to run (repeatable; a rate "
                              "outside the four settings adds one); default: the four settings")
+    parser.add_argument("--pooling", default="cls", choices=("cls", "mean", "auto"),
+                        help="[model] pooling of the simulations (use a separate --out each)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -98,7 +105,7 @@ def main() -> None:
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")
     for dataset, kind, rate in settings:
-        runs = [simulate(dataset, kind, rate, seed, out) for seed in seeds]
+        runs = [simulate(dataset, kind, rate, seed, out, args.pooling) for seed in seeds]
         gains = {m: [] for m in METHODS}
         gaps = []
         for run in runs:

@@ -1,12 +1,14 @@
 """Frozen-encoder states, cached by text.
 
 Head mode trains only the final layer on top of a frozen pretrained encoder, so the encoder's
-[CLS] state of a text is the same number in ``train``, in every out-of-fold model, in
-``retrain`` and in every ``simulate`` refit and seed. :class:`EncoderCache` computes each once.
+state of a text ([CLS], or the mean-pooled vector under ``[model] pooling = mean``) is the same
+number in ``train``, in every out-of-fold model, in ``retrain`` and in every ``simulate`` refit
+and seed. :class:`EncoderCache` computes each once.
 
 An entry is keyed by the SHA-256 of the text, inside a folder named by a fingerprint of
 everything the state depends on: the encoder's weights (not the head's: a trained head-mode
-model shares its encoder with the pretrained one), the tokenizer and ``max_length``. A changed
+model shares its encoder with the pretrained one), the tokenizer, ``max_length`` and the
+pooling. A changed
 model or tokenizer therefore never reads stale states. Parts are written whole (temporary file,
 then rename), so a killed process leaves no half part behind; two processes filling the same
 cache at once only duplicate work.
@@ -29,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from relabeler.model import pooling_of
+
 log = logging.getLogger(__name__)
 
 OFF = "off"
@@ -45,10 +49,13 @@ def cache_root(cache_dir: str = "") -> Path | None:
 
 
 def encoder_fingerprint(model, tokenizer, max_length: int) -> str:
-    """SHA-256 of the weights that produce the [CLS] state, the tokenizer and max_length."""
+    """SHA-256 of the weights that produce the cached state, the tokenizer, max_length and the
+    pooling (left out for ``cls``, so caches made before pooling existed stay valid)."""
     digest = hashlib.sha256()
     digest.update(f"{model.config.model_type}|{type(tokenizer).__name__}|{len(tokenizer)}|"
                   f"{int(max_length)}\n".encode())
+    if pooling_of(model) != "cls":  # cls keeps the fingerprints (and caches) made before
+        digest.update(f"pooling={pooling_of(model)}\n".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         digest.update(backend.to_str().encode())
@@ -67,7 +74,7 @@ def text_keys(texts: Sequence[str]) -> list[bytes]:
 
 
 class EncoderCache:
-    """[CLS] states of one encoder (see :func:`encoder_fingerprint`) under ``root``.
+    """Head-mode states of one encoder (see :func:`encoder_fingerprint`) under ``root``.
 
     Parameters
     ----------

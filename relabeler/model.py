@@ -7,10 +7,17 @@ hub id. The offline default is the MiniLM-L6 (BERT architecture) shipped in the 
 Two pieces of a classifier matter to the rest of relabeler:
 
 * the *feature*: the input of the head's final linear layer (what representer points and kNN
-  use; for BERT, the pooled [CLS] vector), captured with a forward hook on that layer;
-* the *head*: the newly initialised modules between the encoder's [CLS] hidden state and the
-  logits (for BERT the final linear layer; the pretrained pooler stays frozen), trained alone
-  in ``head`` mode on cached encoder outputs.
+  use; for BERT, the pooled [CLS] vector, or the mean of the token states under
+  ``[model] pooling = mean``), captured with a forward hook on that layer;
+* the *head*: the newly initialised modules between the encoder's states and the logits (for
+  BERT the final linear layer; the pretrained pooler stays frozen), trained alone in ``head``
+  mode on cached encoder outputs.
+
+A BERT-family classifier can pool its tokens two ways (``[model] pooling``): ``cls``, BERT's own
+pooler on the [CLS] state, or ``mean``, the L2-normalised mean of the token states over the
+attention mask, which is what sentence-transformers checkpoints such as the default MiniLM were
+trained for. The choice is stored in the saved model's ``config.json`` (``relabeler_pooling``),
+so every stage that loads the model pools the same way.
 """
 
 from __future__ import annotations
@@ -18,17 +25,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
+#: ``[model] pooling`` values; ``auto`` reads the checkpoint (:func:`checkpoint_pooling`)
+POOLINGS = ("cls", "mean", "auto")
+#: the config.json key that records a trained model's pooling
+POOLING_KEY = "relabeler_pooling"
+#: model types whose pooler can be made to mean-pool
+MEAN_POOLING_TYPES = ("bert", "ernie", "megatron-bert")
 
 
 class ModelError(ValueError):
@@ -79,12 +94,15 @@ def load_tokenizer(name: str | os.PathLike | None):
     return tokenizer
 
 
-def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None = None):
+def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None = None, *,
+                    pooling: str | None = None):
     """Load a sequence classifier; ``labels`` sets a new head when the checkpoint has none.
 
     With ``labels`` given and a checkpoint whose classes differ, the head is replaced (its
     weights are newly initialised); with ``labels`` None, the checkpoint's ``labels.json`` (or
-    its config's id2label) names the classes.
+    its config's id2label) names the classes. ``pooling`` (one of :data:`POOLINGS`) is for a
+    checkpoint that relabeler has not trained yet; a trained one pools as it was trained, and
+    asking it for another pooling is an error. None means the checkpoint's own, else ``cls``.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -101,12 +119,77 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
             label2id={label: i for i, label in enumerate(labels)},
             ignore_mismatched_sizes=saved is not None and saved != labels,
         )
+    if pooling is not None and pooling not in POOLINGS:
+        raise ModelError(f"model.pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
+    trained = getattr(model.config, POOLING_KEY, None)
+    chosen = trained or "cls"
+    if pooling is not None:
+        wanted = checkpoint_pooling(path) if pooling == "auto" else pooling
+        if trained is not None and pooling != "auto" and wanted != trained:
+            raise ModelError(f"{path} was trained with pooling {trained!r}; model.pooling "
+                             f"{pooling!r} cannot change that")
+        chosen = trained or wanted
+    setattr(model.config, POOLING_KEY, chosen)
+    if chosen == "mean":
+        _install_mean_pooling(model)
     model.eval()
     return model
+
+
+def checkpoint_pooling(path: str | os.PathLike) -> str:
+    """``mean`` for a sentence-transformers folder that mean-pools (``1_Pooling/config.json``
+    with ``pooling_mode_mean_tokens``) and whose model type can, else ``cls``."""
+    folder = Path(path)
+    pooling_file = folder / "1_Pooling" / "config.json"
+    if not pooling_file.is_file():
+        return "cls"
+    try:
+        settings = json.loads(pooling_file.read_text(encoding="utf-8"))
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
+            "model_type")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{pooling_file}: cannot read the pooling settings: {exc}") from exc
+    if settings.get("pooling_mode_mean_tokens") and model_type in MEAN_POOLING_TYPES:
+        return "mean"
+    return "cls"
+
+
+def pooling_of(model: nn.Module) -> str:
+    """``cls`` or ``mean``: how ``model`` turns its token states into the head's input."""
+    return getattr(model.config, POOLING_KEY, None) or "cls"
+
+
+def _install_mean_pooling(model: nn.Module) -> None:
+    """Make the pooler return the L2-normalised mean of the token states over the attention
+    mask; its (unused) weights stay in the state dict, so checkpoints keep their layout."""
+    base = model.base_model
+    if model.config.model_type not in MEAN_POOLING_TYPES or \
+            getattr(base, "pooler", None) is None:
+        raise ModelError(f"model.pooling = 'mean' needs a BERT-family model with a pooler "
+                         f"({', '.join(MEAN_POOLING_TYPES)}), got {model.config.model_type!r}")
+    base.register_forward_pre_hook(_keep_attention_mask, with_kwargs=True)
+    base.pooler.forward = types.MethodType(_mean_pool, base.pooler)
+
+
+def _keep_attention_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    mask = kwargs.get("attention_mask")
+    if mask is None and len(args) > 1:
+        mask = args[1]
+    module.pooler.relabeler_mask = mask
+
+
+def _mean_pool(pooler: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    mask = getattr(pooler, "relabeler_mask", None)
+    if mask is None or tuple(mask.shape) != tuple(hidden_states.shape[:2]):
+        mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
+    weights = mask.to(hidden_states.dtype).unsqueeze(-1)
+    summed = (hidden_states * weights).sum(dim=1)
+    pooled = summed / weights.sum(dim=1).clamp_min(1.0)
+    return F.normalize(pooled, dim=-1)
 
 
 def class_names(model) -> list[str]:
@@ -155,9 +238,20 @@ class FeatureCapture:
 # --- the head, for head mode -------------------------------------------------------------------
 
 def _bert_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+    if pooling_of(model) == "mean":  # the cached states are the pooled ones already
+        return model.classifier(model.dropout(cls_hidden))
     pooler = model.base_model.pooler
     pooled = pooler.activation(pooler.dense(cls_hidden))
     return model.classifier(model.dropout(pooled))
+
+
+def encoder_head_states(model: nn.Module, enc: dict) -> torch.Tensor:
+    """What head mode caches for one encoded batch: the last hidden state at the first token,
+    or, under mean pooling, the pooled vector (the head's input)."""
+    out = model.base_model(**enc)
+    if pooling_of(model) == "mean":
+        return out.pooler_output
+    return out.last_hidden_state[:, 0]
 
 
 def _token_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:

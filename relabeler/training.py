@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from relabeler.model import (
     autocast,
     encode,
+    encoder_head_states,
     head_parameters,
     head_spec,
     iter_text_batches,
@@ -49,11 +50,13 @@ class FitOptions:
     max_length: int
     seed: int
     progress: bool = True
+    pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
 
     @classmethod
     def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
                 weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
-                device: torch.device, progress: bool = True) -> FitOptions:
+                device: torch.device, progress: bool = True,
+                pooling: str = "cls") -> FitOptions:
         if mode == "auto":
             mode = "full" if device.type == "cuda" else "head"
         if mode not in ("full", "head"):
@@ -63,7 +66,7 @@ class FitOptions:
         return cls(mode=mode, epochs=epochs or DEFAULT_EPOCHS[mode], batch_size=batch_size,
                    learning_rate=learning_rate or DEFAULT_LR[mode], weight_decay=weight_decay,
                    warmup_ratio=warmup_ratio, max_length=max_length, seed=seed,
-                   progress=progress)
+                   progress=progress, pooling=pooling)
 
 
 def seed_everything(seed: int) -> None:
@@ -95,14 +98,15 @@ def _dynamics_rows(ids: np.ndarray, epoch: int, logits: torch.Tensor,
 @torch.inference_mode()
 def encoder_cls(model, tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
                 device: torch.device, progress: bool = False) -> torch.Tensor:
-    """The encoder's last hidden state at the first token, (N, H) float32, in input order."""
-    base = model.base_model
+    """What head mode trains on, (N, H) float32 in input order: the encoder's last hidden state
+    at the first token, or the mean-pooled vector (:func:`relabeler.model.encoder_head_states`).
+    """
     out = None
     batches = iter_text_batches(tokenizer, texts, max_length, batch_size, device)
     total = math.ceil(len(texts) / batch_size)
     for idx, enc in tqdm(batches, total=total, desc="encode", disable=not progress, leave=False):
         with autocast(device):
-            hidden = base(**enc).last_hidden_state[:, 0]
+            hidden = encoder_head_states(model, enc)
         if out is None:
             out = torch.empty(len(texts), hidden.shape[-1], dtype=torch.float32)
         out[torch.as_tensor(idx)] = hidden.float().cpu()
@@ -301,7 +305,7 @@ class FullRefitter:
         from relabeler.model import load_classifier, load_tokenizer
 
         seed_everything(self.opts.seed)
-        model = load_classifier(self.model_name, self.classes)
+        model = load_classifier(self.model_name, self.classes, pooling=self.opts.pooling)
         tokenizer = load_tokenizer(self.model_name)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
         fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),

@@ -198,6 +198,24 @@ def test_batched_equals_one_at_a_time(model, tokenizer, method):
             assert batched[i].delta == pytest.approx(alone.delta, abs=1e-5)
 
 
+def test_a_mean_pooled_model_attributes_batched_as_alone_and_completely(tiny_bert_dir,
+                                                                         tokenizer):
+    # mean pooling reads the attention mask of every (expanded, split) IG batch
+    torch.manual_seed(0)
+    model = load_classifier(tiny_bert_dir, CLASSES, pooling="mean")
+    targets = [1, 0, 2, 2, 1, 0]
+    batched = TokenAttributor(model, tokenizer, max_length=48, internal_batch_size=7).attribute(
+        TEXTS, targets, n_steps=20)
+    single = TokenAttributor(model, tokenizer, max_length=48)
+    for text, target, result in zip(TEXTS, targets, batched, strict=True):
+        (alone,) = single.attribute([text], [target], n_steps=20)
+        np.testing.assert_allclose(result.scores, alone.scores, atol=1e-5)
+        gap = (_log_probs(model, tokenizer, text, target)
+               - _log_probs(model, tokenizer, text, target, baseline=True))
+        total = float(result.scores.astype(np.float64).sum())
+        assert total - gap == pytest.approx(result.delta, abs=1e-4)
+
+
 def test_grad_x_input_rank_agreement_with_ig(attributor):
     from scipy.stats import spearmanr
 

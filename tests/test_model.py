@@ -1,10 +1,15 @@
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 
+from relabeler.encoder_cache import encoder_fingerprint
 from relabeler.model import (
     FeatureCapture,
     ModelError,
+    checkpoint_pooling,
     class_names,
     encode,
     final_linear,
@@ -12,12 +17,14 @@ from relabeler.model import (
     length_batches,
     load_classifier,
     load_tokenizer,
+    pooling_of,
     read_labels,
     resolve_model,
     save_model,
     shuffled_length_batches,
     token_lengths,
 )
+from relabeler.training import encoder_cls
 
 
 def test_default_model_is_the_packaged_minilm(minilm_dir):
@@ -109,3 +116,95 @@ def test_token_lengths_respect_truncation(tiny_bert_dir):
     tokenizer = load_tokenizer(tiny_bert_dir)
     lengths = token_lengths(tokenizer, ["hello", "word " * 500], 16)
     assert lengths.tolist() == [3, 16]
+
+
+def _mean_pooling_folder(source: str, target) -> str:
+    shutil.copytree(source, target)
+    (target / "1_Pooling").mkdir()
+    (target / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    return str(target)
+
+
+def test_mean_pooling_is_the_masked_mean_of_the_token_states_normalised(tiny_bert_dir):
+    model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean")
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    texts = ["a short text", "another, somewhat longer text with more words in it"]
+    enc = encode(tokenizer, texts, 32)
+    assert enc["attention_mask"][0].sum() < enc["attention_mask"][1].sum()  # padding in row 0
+    capture = FeatureCapture(model)
+    with torch.inference_mode():
+        logits = model(**enc).logits
+        features = capture.pop()
+        hidden = model.bert(**enc).last_hidden_state
+        mask = enc["attention_mask"][..., None].float()
+        expected = (hidden * mask).sum(1) / mask.sum(1)
+        expected = expected / expected.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(features, expected)
+        torch.testing.assert_close(features.norm(dim=1), torch.ones(2))
+        # the padded row pools as it does alone
+        alone = model.bert(**encode(tokenizer, texts[:1], 32)).pooler_output
+        torch.testing.assert_close(alone[0], features[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.classifier(features), logits)
+    capture.remove()
+    assert pooling_of(model) == "mean"
+    assert pooling_of(load_classifier(tiny_bert_dir, ["a", "b"])) == "cls"
+
+
+def test_head_mode_under_mean_pooling_caches_the_pooled_vector(tiny_bert_dir):
+    model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean")
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    texts = ["one text", "and a second, longer text", "a third"]
+    states = encoder_cls(model, tokenizer, texts, max_length=32, batch_size=2,
+                         device=torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model(**encode(tokenizer, texts, 32)).logits
+        torch.testing.assert_close(head_spec(model).forward(model, states), logits,
+                                   atol=1e-5, rtol=1e-5)
+    plain = load_classifier(tiny_bert_dir, ["a", "b"])
+    assert encoder_fingerprint(model, tokenizer, 32) != encoder_fingerprint(plain, tokenizer, 32)
+
+
+def test_the_pooling_is_saved_with_the_model_and_cannot_be_changed(tiny_bert_dir, tmp_path):
+    model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean")
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    save_model(model, tokenizer, tmp_path / "m", ["a", "b"])
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["relabeler_pooling"] == "mean"
+    enc = encode(tokenizer, ["some text to classify", "more"], 32)
+    for pooling in (None, "auto", "mean"):
+        again = load_classifier(tmp_path / "m", pooling=pooling)
+        assert pooling_of(again) == "mean"
+        with torch.inference_mode():
+            torch.testing.assert_close(again(**enc).logits, model(**enc).logits)
+    with pytest.raises(ModelError, match="trained with pooling 'mean'.*'cls' cannot change"):
+        load_classifier(tmp_path / "m", pooling="cls")
+    with pytest.raises(ModelError, match="model.pooling: expected one of cls, mean, auto"):
+        load_classifier(tiny_bert_dir, ["a", "b"], pooling="max")
+
+
+def test_auto_pooling_follows_a_sentence_transformers_checkpoint(tiny_bert_dir, minilm_dir,
+                                                                 tmp_path):
+    assert checkpoint_pooling(minilm_dir) == "mean"
+    assert checkpoint_pooling(tiny_bert_dir) == "cls"
+    folder = _mean_pooling_folder(tiny_bert_dir, tmp_path / "st")
+    assert checkpoint_pooling(folder) == "mean"
+    assert pooling_of(load_classifier(folder, ["a", "b"], pooling="auto")) == "mean"
+    assert pooling_of(load_classifier(folder, ["a", "b"])) == "cls"  # only when asked
+    (tmp_path / "st" / "1_Pooling" / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="1_Pooling/config.json: cannot read"):
+        checkpoint_pooling(folder)
+
+
+def test_mean_pooling_needs_a_bert_family_model(tmp_path):
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    config = DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                              num_labels=2)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path / "d")
+    with pytest.raises(ModelError, match="needs a BERT-family model.*'distilbert'"):
+        load_classifier(tmp_path / "d", pooling="mean")
+    (tmp_path / "d" / "1_Pooling").mkdir()
+    (tmp_path / "d" / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_mean_tokens": True}))
+    assert checkpoint_pooling(tmp_path / "d") == "cls"
+    assert pooling_of(load_classifier(tmp_path / "d", pooling="auto")) == "cls"

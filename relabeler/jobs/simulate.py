@@ -98,7 +98,7 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
     if opts.mode == "full":
         return FullRefitter(config.model.name, classes, texts, opts, device)
     seed_everything(config.train.seed)
-    model = load_classifier(config.model.name, classes).to(device)
+    model = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
     return HeadRefitter(model, encoder_states(config, model, texts, device, progress=progress),
                         opts, device)
 

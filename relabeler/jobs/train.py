@@ -49,7 +49,7 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
         cls_hidden: torch.Tensor | None = None):
     """Load a fresh classifier and train it; returns (model, tokenizer, dynamics)."""
     seed_everything(opts.seed)
-    model = load_classifier(model_name, classes)
+    model = load_classifier(model_name, classes, pooling=opts.pooling)
     tokenizer = load_tokenizer(model_name)
     if opts.mode == "head":
         model.to(device)
@@ -69,7 +69,8 @@ def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = N
     return FitOptions.resolve(mode=mode or tc.mode, epochs=tc.epochs, batch_size=tc.batch_size,
                               learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
                               warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
-                              seed=tc.seed, device=device, progress=progress)
+                              seed=tc.seed, device=device, progress=progress,
+                              pooling=config.model.pooling)
 
 
 def encoder_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
@@ -181,7 +182,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     cls_hidden = None
     eval_cls = None
     if opts.mode == "head":
-        encoder = load_classifier(config.model.name, classes).to(device)
+        encoder = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
         both = encoder_states(config, encoder, texts + evaluation["text"].tolist(), device,
                               progress=progress)
         cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if len(evaluation)

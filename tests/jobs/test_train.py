@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from relabeler.config import RunConfig
 from relabeler.jobs.dataset import prepare_dataset
@@ -38,6 +39,26 @@ def test_head_training_writes_model_dynamics_and_metrics(tiny_bert_dir, tmp_path
     assert metrics["eval"]["n"] == 24
     assert 0 <= metrics["eval"]["accuracy"] <= 1
     assert not store.exists("train/oof.parquet")
+
+
+def test_head_training_with_mean_pooling_predicts_as_the_saved_model(tiny_bert_dir, tmp_path,
+                                                                    synthetic_csv):
+    from relabeler.model import load_tokenizer, pooling_of
+    from relabeler.training import predict_probs
+
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=3)
+    config.model.pooling = "mean"
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    model = load_classifier(store.path("model"))
+    assert pooling_of(model) == "mean"
+    saved = store.read_table("train/eval_predictions.parquet").to_pandas()
+    evaluation = store.read_table("dataset/eval.parquet").to_pandas().set_index("id")
+    probs = predict_probs(model, load_tokenizer(store.path("model")),
+                          evaluation.loc[saved["id"], "text"].tolist(), max_length=64,
+                          batch_size=8, device=torch.device("cpu"))
+    # the head trained on cached pooled vectors is the model that extract and attribute load
+    np.testing.assert_allclose(probs, np.stack(saved["probs"].to_numpy()), atol=1e-5)
 
 
 def test_training_is_reproducible_with_a_seed(tiny_bert_dir, tmp_path, synthetic_csv):
