@@ -26,6 +26,7 @@ from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.jobs import StageError
 from relabeler.jobs.train import run_train
+from relabeler.model import POOLING_KEY
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,9 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     sub.mark_done("data", provenance)
     retrain_config = copy.deepcopy(config)
     retrain_config.train.folds = 0
+    # the baseline's pooling, whatever [model] pooling says now (models saved before the
+    # setting existed pooled [CLS])
+    retrain_config.model.pooling = store.read_json("model/config.json").get(POOLING_KEY) or "cls"
     run_train(sub, retrain_config, force=True, progress=progress, classes=classes)
 
     comparison = compare_models(store.read_table("train/eval_predictions.parquet"),

@@ -111,3 +111,21 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert "unbounded: no random control needed a change (at least" in html
     assert (tmp_path / "run/report/accuracy.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run/report/report.json").read_text())["version"] == 1
+
+
+def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, tiny_bert_dir,
+                                                                    synthetic_csv):
+    from relabeler.model import load_classifier, pooling_of
+
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=2)
+    config.model.pooling = "mean"
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    other = "pos" if first["label"] == "neg" else "neg"
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(first["id"], first["label"], other, "relabel")]), preserve_index=False))
+    config.model.pooling = "cls"  # changed since the baseline was trained
+    run_retrain(store, config, progress=False)
+    assert pooling_of(load_classifier(store.path("retrain/v1/model"))) == "mean"
