@@ -54,8 +54,9 @@ def encoder_fingerprint(model, tokenizer, max_length: int) -> str:
     digest = hashlib.sha256()
     digest.update(f"{model.config.model_type}|{type(tokenizer).__name__}|{len(tokenizer)}|"
                   f"{int(max_length)}\n".encode())
-    if pooling_of(model) != "cls":  # cls keeps the fingerprints (and caches) made before
-        digest.update(f"pooling={pooling_of(model)}\n".encode())
+    pooling = pooling_of(model)
+    if pooling != "cls":  # cls keeps the fingerprints (and caches) made before
+        digest.update(f"pooling={pooling}\n".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         digest.update(backend.to_str().encode())

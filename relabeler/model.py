@@ -127,14 +127,13 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
-    trained = getattr(model.config, POOLING_KEY, None)
-    chosen = trained or "cls"
-    if pooling is not None:
-        wanted = checkpoint_pooling(path) if pooling == "auto" else pooling
-        if trained is not None and pooling != "auto" and wanted != trained:
-            raise ModelError(f"{path} was trained with pooling {trained!r}; model.pooling "
-                             f"{pooling!r} cannot change that")
-        chosen = trained or wanted
+    chosen = getattr(model.config, POOLING_KEY, None)  # set when relabeler trained it
+    if chosen is None:
+        chosen = "cls" if pooling is None else (
+            checkpoint_pooling(path) if pooling == "auto" else pooling)
+    elif pooling not in (None, "auto", chosen):
+        raise ModelError(f"{path} was trained with pooling {chosen!r}; model.pooling "
+                         f"{pooling!r} cannot change that")
     setattr(model.config, POOLING_KEY, chosen)
     if chosen == "mean":
         _install_mean_pooling(model)
@@ -185,8 +184,8 @@ def _keep_attention_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
 
 
 def _mean_pool(pooler: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
-    mask = getattr(pooler, "relabeler_mask", None)
-    if mask is None or tuple(mask.shape) != tuple(hidden_states.shape[:2]):
+    mask = pooler.relabeler_mask  # this forward's, kept by _keep_attention_mask
+    if mask is None:
         mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
     weights = mask.to(hidden_states.dtype).unsqueeze(-1)
     summed = (hidden_states * weights).sum(dim=1)
@@ -240,8 +239,6 @@ class FeatureCapture:
 # --- the head, for head mode -------------------------------------------------------------------
 
 def _bert_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
-    if pooling_of(model) == "mean":  # the cached states are the pooled ones already
-        return model.classifier(model.dropout(cls_hidden))
     pooler = model.base_model.pooler
     pooled = pooler.activation(pooler.dense(cls_hidden))
     return model.classifier(model.dropout(pooled))
@@ -254,6 +251,11 @@ def encoder_head_states(model: nn.Module, enc: dict) -> torch.Tensor:
     if pooling_of(model) == "mean":
         return out.pooler_output
     return out.last_hidden_state[:, 0]
+
+
+def _pooled_head(model: nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+    # BERT under mean pooling: the cached states are the pooled vectors already
+    return model.classifier(model.dropout(pooled))
 
 
 def _token_head(model: nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
@@ -283,7 +285,8 @@ def head_spec(model: nn.Module) -> HeadSpec:
         # the pooler is pretrained and stays frozen: training only the final linear layer is a
         # strongly regularised logistic regression on the pooled features, which held up far
         # better under label noise and small data than training the pooler too
-        return HeadSpec(("classifier",), _bert_head)
+        return HeadSpec(("classifier",),
+                        _pooled_head if pooling_of(model) == "mean" else _bert_head)
     if model_type in ("roberta", "xlm-roberta", "camembert", "electra"):
         return HeadSpec(("classifier",), _token_head)
     if model_type == "distilbert":

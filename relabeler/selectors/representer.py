@@ -276,10 +276,12 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
     Returns weight (C, D') and probs, alpha (N, C), all float64; reconstruction error; iterations.
     """
     dtype = torch.float64
-    x = torch.as_tensor(features, device=device).to(dtype)
+    x32 = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32), device=device)
+    x = x32.to(dtype)
     t = torch.as_tensor(targets, device=device).to(dtype)
     n, num_classes = len(x), t.shape[1]
-    precond, precond_inv = _preconditioner(features, lam, num_classes, device)
+    precond, precond_inv = _preconditioner(x32, lam, num_classes)
+    del x32
     start = torch.zeros(num_classes, x.shape[1], dtype=dtype, device=device)
     if init is not None:
         start = torch.as_tensor(init, device=device).to(dtype) @ precond_inv
@@ -314,16 +316,16 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
             alpha.cpu().double().numpy(), error, n_iter)
 
 
-def _preconditioner(features: np.ndarray, lam: float, num_classes: int, device: torch.device
+def _preconditioner(x32: torch.Tensor, lam: float, num_classes: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """P = H^(-1/2) and P^(-1) for H = s X^T X / n + 2 lam I, a per-class estimate of the
     Hessian of the L2-regularised softmax loss (s = 1/(2C): p(1 - p) at p = 1/2 for two
     classes; smaller as probability spreads over more classes).
 
     Only the conditioning depends on P (the fit is the same convex problem whatever P is), so
-    the Gram matrix is summed in float32; its eigendecomposition, and P, are float64.
+    the Gram matrix of the float32 features ``x32`` is summed in float32; its
+    eigendecomposition, and P, are float64.
     """
-    x32 = torch.as_tensor(np.ascontiguousarray(features, dtype=np.float32), device=device)
     hessian = (x32.T @ x32).double() * (0.5 / num_classes / len(x32))
     hessian.diagonal().add_(2.0 * lam)
     values, vectors = torch.linalg.eigh(hessian)
