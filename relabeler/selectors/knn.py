@@ -53,8 +53,9 @@ RECALL_SAMPLE = 256
 # elements of one torch score block: on CPU 2^22 (16 MiB, 2048 x 2048) stays in L3 for the
 # selection passes after the matmul; 2^28 (1 GiB) keeps a GPU busy
 TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
-# the CPU selection first compares maxima over groups of this many scores
-SELECT_GROUP = 64
+# share of a CPU score block's entries beyond which the selection takes a full top-k instead
+# of gathering the entries that beat their row's running k-th best
+DENSE_SHARE = 1 / 32
 # (rows, dim) from which an exact CPU self-join runs on torch: the halved matmul must outweigh
 # a selection that costs more per score than faiss's fused one (small or narrow: faiss)
 TORCH_SELF_JOIN_MIN = (8192, 128)
@@ -674,52 +675,29 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
 
 
 def _candidates(block: torch.Tensor, threshold: np.ndarray, *, transposed: bool,
-                dense_share: float = 0.25) -> tuple[np.ndarray, ...] | None:
+                dense_share: float = DENSE_SHARE) -> tuple[np.ndarray, ...] | None:
     """Entries of a contiguous (R, C) CPU score block that beat their target's threshold.
 
     Targets are the block's rows, or its columns when ``transposed``. Returns (targets,
-    sources, values), sorted by target, with sources the other coordinate; or None when more
-    than ``dense_share`` of the groups hold a candidate (a full top-k is then cheaper).
-    Maxima over groups of ``SELECT_GROUP`` entries (one parallel torch pass) are compared
-    first, so only the few groups that can hold a candidate are read again. The bookkeeping
-    is small and runs in numpy: many tiny parallel torch ops stall whenever another process
-    holds a core.
+    sources, values), sorted by target (sources ascending within one), with sources the other
+    coordinate; or None when a full top-k is cheaper: some target has no threshold yet, or more
+    than ``dense_share`` of the entries beat theirs. One parallel comparison over the block,
+    a count and one ``nonzero`` find them; a transposed block needs no transposed copy, only
+    a stable sort of the few entries found.
     """
-    scores = block.numpy()
-    n_rows, n_cols = scores.shape
-    group = SELECT_GROUP
-    along = n_rows if transposed else n_cols
-    main = along - along % group
-    pieces = []
-    if main:
-        # the scores in groups along the target's axis: (groups, group, targets) or
-        # (targets, groups, group)
-        if transposed:
-            grouped = block.as_strided((main // group, group, n_cols), (group * n_cols, n_cols, 1))
-            group_max = grouped.amax(dim=1).numpy().T
-        else:
-            grouped = block.as_strided((n_rows, main // group, group), (n_cols, group, 1))
-            group_max = grouped.amax(dim=2).numpy()
-        hit = group_max > threshold[:, None]
-        if np.count_nonzero(hit) > dense_share * hit.size:
-            return None
-        target, group_id = np.nonzero(hit)
-        source = group_id[:, None] * group + np.arange(group)
-        # the hit groups' scores, (hits, group): indexing the grouped view reads each group as
-        # one run instead of gathering it element by element
-        grouped = grouped.numpy()
-        values = grouped[group_id, :, target] if transposed else grouped[target, group_id]
-        which, slot = np.nonzero(values > threshold[target][:, None])
-        pieces.append((target[which], source[which, slot], values[which, slot]))
-    if main < along:
-        tail = scores[main:].T if transposed else scores[:, main:]
-        target, source = np.nonzero(tail > threshold[:, None])
-        pieces.append((target, source + main, tail[target, source]))
-    if len(pieces) == 1:
-        return pieces[0]
-    target, source, values = (np.concatenate(parts) for parts in zip(*pieces, strict=True))
-    order = np.argsort(target, kind="stable")
-    return target[order], source[order], values[order]
+    if not np.isfinite(threshold).all():
+        return None
+    bar = torch.from_numpy(threshold)
+    hit = block > (bar if transposed else bar[:, None])
+    if int(torch.count_nonzero(hit)) > dense_share * hit.numel():
+        return None
+    where = hit.nonzero()
+    rows, cols = where[:, 0], where[:, 1]
+    values = block[rows, cols]
+    if transposed:
+        order = torch.argsort(cols, stable=True)
+        return cols[order].numpy(), rows[order].numpy(), values[order].numpy()
+    return rows.numpy(), cols.numpy(), values.numpy()
 
 
 def _merge_sparse(best_v: np.ndarray, best_i: np.ndarray, target: np.ndarray,

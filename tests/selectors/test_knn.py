@@ -149,7 +149,7 @@ def test_torch_path_on_cpu_equals_faiss():
 @pytest.mark.parametrize("metric", METRICS)
 def test_torch_blocks_and_sparse_selection_match_brute_force(monkeypatch, metric):
     """Small score blocks (80 x 80) so that the database is split in chunks and the CPU
-    selection often takes its sparse route (grouped maxima of 64, and a tail of 16)."""
+    selection often takes its sparse route (the entries beating their row's k-th best)."""
     from relabeler.selectors import knn as knn_module
 
     monkeypatch.setitem(knn_module.TORCH_BLOCK_ELEMENTS, "cpu", 80 * 80)
@@ -165,6 +165,31 @@ def test_torch_blocks_and_sparse_selection_match_brute_force(monkeypatch, metric
     other = knn(db, queries, k=3, metric=metric, backend="torch", device="cpu")
     assert_matches(other, db, queries, k=3, metric=metric)
     assert self_join_merges > 25 and len(merges) - self_join_merges > 3
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_sparse_candidates_are_the_entries_above_each_threshold(transposed):
+    """Every entry above its target's bar, sorted by target then source, with its value; a
+    full top-k (None) where a target has no bar yet or too many entries pass."""
+    from relabeler.selectors.knn import _candidates
+
+    block = torch.tensor([[0.9, 0.1, 0.5],
+                          [0.2, 0.8, 0.8],
+                          [0.7, 0.3, 0.0],
+                          [0.6, 0.6, 0.4]])
+    if transposed:   # targets are the 3 columns
+        bars = np.array([0.65, 0.5, 0.45], dtype=np.float32)
+        expected = ([0, 0, 1, 1, 2, 2], [0, 2, 1, 3, 0, 1], [0.9, 0.7, 0.8, 0.6, 0.5, 0.8])
+    else:            # targets are the 4 rows
+        bars = np.array([0.5, 0.7, 0.8, 0.5], dtype=np.float32)
+        expected = ([0, 1, 1, 3, 3], [0, 1, 2, 0, 1], [0.9, 0.8, 0.8, 0.6, 0.6])
+    target, source, values = _candidates(block, bars, transposed=transposed, dense_share=0.5)
+    np.testing.assert_array_equal(target, expected[0])
+    np.testing.assert_array_equal(source, expected[1])
+    np.testing.assert_allclose(values, expected[2], rtol=1e-6)
+    assert _candidates(block, bars, transposed=transposed, dense_share=0.25) is None
+    bars[1] = -np.inf
+    assert _candidates(block, bars, transposed=transposed, dense_share=1.0) is None
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip"])
