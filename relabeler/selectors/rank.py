@@ -162,16 +162,22 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     # while it reaches the threshold
     order = np.argsort(-normalized, axis=1, kind="stable")[:, :max_reasons + len(forced)]
     strong = np.take_along_axis(normalized, order, axis=1) >= threshold
-    out: list[list[str]] = []
-    for i, (row, keep) in enumerate(zip(order.tolist(), strong.tolist(), strict=True)):
-        picked = [name for name, mask in forced.items() if mask[i]]
-        for j, ok in zip(row, keep, strict=True):
-            if len(picked) >= max_reasons or not ok:
+    # rows share few distinct (forced reasons, strong signals in order) keys: each key's phrases
+    # are worked out once (strong is a prefix of each row: its values are sorted)
+    keys = np.concatenate([np.stack([mask for mask in forced.values()], axis=1).astype(np.int64)
+                           if forced else np.empty((n, 0), np.int64),
+                           np.where(strong, order, -1)], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    phrases = []
+    for key in unique.tolist():
+        picked = [name for name, on in zip(forced, key, strict=False) if on]
+        for j in key[len(forced):]:
+            if len(picked) >= max_reasons or j < 0:
                 break
             if names[j] not in picked:
                 picked.append(names[j])
-        out.append([SIGNALS[name] for name in picked[:max_reasons]])
-    return out
+        phrases.append([SIGNALS[name] for name in picked[:max_reasons]])
+    return [list(phrases[u]) for u in inverse.reshape(-1).tolist()]
 
 
 def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -203,9 +203,8 @@ def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
     num_classes = targets.shape[1]
     init = _initial_weight(init_weight, init_bias, num_classes, dim, bias)
     torch_device = _resolve_device(device)
-    with small_work_threads(n * (dim + int(bias)) * num_classes, torch_device):
-        weight, probs, alpha, error, n_iter = _compute_fit(
-            _with_bias(features, bias), targets, float(lam), int(max_iter), torch_device, init)
+    weight, probs, alpha, error, n_iter = _compute_fit(
+        _with_bias(features, bias), targets, float(lam), int(max_iter), torch_device, init)
     agreement = float("nan")
     if model_pred is not None:
         agreement = float(np.mean(probs.argmax(axis=1) == model_pred))
@@ -301,7 +300,9 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
         loss.backward()
         return loss
 
-    optimizer.step(closure)
+    # each pass is small (N x D' x C multiply-adds): one thread, unlike the Gram matrix above
+    with small_work_threads(x.shape[0] * x.shape[1] * num_classes, device):
+        optimizer.step(closure)
     weight = u.detach() @ precond
     n_iter = int(optimizer.state[u].get("n_iter", 0))
     with torch.no_grad():

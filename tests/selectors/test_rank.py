@@ -65,6 +65,31 @@ def test_reasons_name_the_strongest_signals_and_forced_ones():
     assert reasons[2] == []
 
 
+def test_reasons_equal_the_per_row_rule_on_many_rows():
+    """Rows grouped by their key get what the rule gives each row alone: forced reasons first,
+    then the strongest signals at or above the threshold, no name twice, at most three."""
+    rng = np.random.default_rng(0)
+    n = 400
+    signals = {name: rng.random(n) for name in ("margin", "knn_disagreement", "representer",
+                                                 "duplicate_conflict", "area_under_margin")}
+    forced = {"duplicate_conflict": rng.random(n) < 0.2, "margin": rng.random(n) < 0.1}
+    reasons = top_reasons(signals, threshold=0.7, always=forced)
+    names = list(signals)
+    normalized = np.stack([rank_normalize(signals[name]) for name in names], axis=1)
+    for i in range(n):
+        picked = [name for name, mask in forced.items() if mask[i]]
+        for j in np.argsort(-normalized[i], kind="stable"):
+            if len(picked) >= 3 or normalized[i, j] < 0.7:
+                break
+            if names[j] not in picked:
+                picked.append(names[j])
+        assert reasons[i] == [SIGNALS[name] for name in picked[:3]], i
+    assert len({len(r) for r in reasons}) == 4          # 0 to 3 reasons all occur
+    reasons[0].append("edited")                         # each row owns its list
+    assert all("edited" not in r for r in reasons[1:])
+    assert top_reasons({"margin": np.zeros(0)}) == []
+
+
 def test_registry_rejects_duplicates_and_bad_input():
     with pytest.raises(ValueError, match="registered already"):
         register_signal("margin", "again")
