@@ -13,8 +13,10 @@ from contextlib import contextmanager
 
 import torch
 
-#: Multiply-adds per step below which one thread is faster than several.
-SMALL_WORK = 1 << 24
+#: Multiply-adds per step below which one thread is faster than several: the 5000 x 385 x 2
+#: refit that waited 10-50x longer at the barriers stays below it; a 10k-row refit (7.7M, a few
+#: ms per float64 pass) is 1.3x faster on two idle cores than on one.
+SMALL_WORK = 1 << 22
 
 
 @contextmanager

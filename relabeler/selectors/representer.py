@@ -483,8 +483,9 @@ EVIDENCE_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
 def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
                       classes: np.ndarray, excluded: np.ndarray, k: int, block_size: int,
                       *, use_exclude: bool) -> Evidence:
-    """Per class, per block of queries: one (B, N) product with the alpha-scaled training
-    features (CUDA when torch sees it), whose top and bottom ``k`` are support and oppose."""
+    """Per class, per block of queries: one (B, N) product with the training features, each
+    column scaled by its alpha (CUDA when torch sees it), whose top and bottom ``k`` are support
+    and oppose."""
     q, n = len(queries), len(train)
     out = {name: np.full((q, k), -1, np.int64) for name in ("support_ids", "oppose_ids")}
     out.update({name: np.full((q, k), np.nan, np.float32)
@@ -497,11 +498,12 @@ def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
     with small_work_threads(step * n * train.shape[1], device):
         for c in np.unique(classes):
             weights = torch.as_tensor(alpha[:, c].astype(np.float32), device=device)
-            scaled_t = (train_t * weights[:, None]).T.contiguous()  # (D', N)
             rows = np.flatnonzero(classes == c)
             for begin in range(0, len(rows), step):
                 block = rows[begin:begin + step]
-                scores = queries_t[torch.as_tensor(block, device=device)] @ scaled_t
+                # (f_t . f_i) alpha_ic: the product scaled per column, no scaled feature copy
+                scores = queries_t[torch.as_tensor(block, device=device)] @ train_t.T
+                scores.mul_(weights)
                 for largest, kind in ((True, "support"), (False, "oppose")):
                     values, ids = scores.topk(width, dim=1, largest=largest, sorted=True)
                     ids, values = _drop_excluded(ids.cpu().numpy(), values.cpu().numpy(),
