@@ -110,8 +110,9 @@ class ExtractConfig:
 
 @dataclass
 class ScoreConfig:
-    method: str = _opt("ensemble", "How the views combine into suspect_score: ensemble (the "
-                       "mean of their normalised margins) or rank_mean (mean of ranks).",
+    method: str = _opt("rank_mean", "How the views combine into suspect_score: rank_mean (the "
+                       "mean of their ranks) or ensemble (the mean of their normalised "
+                       "margins).",
                        choices=("ensemble", "rank_mean"))
     noise_model: str = _opt("class_conditional", "class_conditional: each view's class "
                             "distribution is corrected by the noise transitions estimated from "

@@ -3,18 +3,22 @@
 Scoring (the signals) and ranking (this module) are separate steps. The combination has no
 weights fitted to any noise mask or evaluation set; it uses only the data at hand:
 
-``ensemble`` (default)
+``rank_mean`` (default)
     Each view of a training sample says how much it prefers another class over the given one,
     as a normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the
     out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
-    training dynamics (the margin averaged over epochs). The suspect score is their mean: an
-    equal-weight ensemble, nothing fitted. The job corrects each view for class-conditional
-    noise first (:mod:`relabeler.selectors.noise`). Views cleanlab cannot see (neighbours on
-    fine-tuned features, training dynamics) are what lift it above out-of-fold confidence
-    alone.
-``rank_mean``
-    The mean of the rank-normalised views.
-
+    training dynamics (the margin averaged over epochs). The job corrects each view for
+    class-conditional noise first (:mod:`relabeler.selectors.noise`). The suspect score is
+    the mean of the views' rank-normalised values: each view orders the samples, and a view
+    whose margins are saturated (a fine-tuned model that fits its training set, scoring almost
+    every sample 0 or 1) still counts as much as one whose margins spread out. Nothing is
+    fitted. Views cleanlab cannot see (neighbours on fine-tuned features, training dynamics)
+    are what lift it above out-of-fold confidence alone.
+``ensemble``
+    The mean of the views' margins themselves: the margin of an equal-weight ensemble. Where
+    one view's margins are saturated, the others' decide the order on their own; across the
+    stored simulations (7 head-mode settings, 5-10 seeds each, under both poolings, and 3
+    full-mode runs) it ranked below ``rank_mean`` in 15 of 17 groups.
 Near-duplicates with conflicting labels are a reason shown to annotators and can name the
 suggestion, but they do not vote: in a pair that disagrees, both members look equally wrong.
 The suggested label is the best other class of the averaged class distributions.
@@ -52,7 +56,7 @@ for _name, _reason in (
     register_signal(_name, _reason)
 
 METHODS = ("ensemble", "rank_mean")
-DEFAULT_METHOD = "ensemble"
+DEFAULT_METHOD = "rank_mean"
 
 
 def rank_normalize(values: np.ndarray) -> np.ndarray:
@@ -208,9 +212,9 @@ def combine(signals: Mapping[str, np.ndarray], *, method: str = DEFAULT_METHOD,
     Parameters
     ----------
     signals : name -> (N,) suspect signals in [0, 1] (higher = more suspect).
-    method : ``ensemble``: the mean of the ``views`` present (each a normalised margin, so the
-        mean is the margin of an equal-weight ensemble of views); ``rank_mean``: the mean of
-        their rank-normalised values.
+    method : ``rank_mean`` (default): the mean of the rank-normalised ``views`` present;
+        ``ensemble``: the mean of the views themselves (each a normalised margin, so the mean
+        is the margin of an equal-weight ensemble of views).
     views : the signals that vote; others are reported, not combined.
 
     Returns

@@ -36,9 +36,10 @@ def test_suspects_table_is_complete_and_ranked(scored_run):
     for column in ("margin", "oof_margin", "knn_margin", "area_under_margin", "representer",
                    "duplicate_conflict", "self_confidence", "knn_disagreement"):
         assert suspects[column].between(0, 1).all(), column
-    # the default score is the mean of the four views
-    views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin"]].mean(axis=1)
-    np.testing.assert_allclose(suspects["suspect_score"], views, atol=1e-5)
+    # the default score is the mean of the four views' ranks (average ranks over ties, 0 to 1)
+    views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin"]]
+    ranks = (views.rank(method="average") - 1) / (len(views) - 1)
+    np.testing.assert_allclose(suspects["suspect_score"], ranks.mean(axis=1), atol=1e-5)
     assert info["n_train"] == len(train)
 
 

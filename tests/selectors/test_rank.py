@@ -42,12 +42,22 @@ def test_ensemble_and_suggestion():
     np.testing.assert_allclose(conf, [0.3, 0.9], atol=1e-6)
 
 
-def test_combine_ensemble_is_the_mean_of_the_views_present():
+def test_combine_averages_the_views_present():
     signals = {"margin": np.array([0.1, 0.9, 0.5]), "knn_margin": np.array([0.3, 0.7, 0.5]),
                "duplicate_conflict": np.array([1.0, 0.0, 0.0])}  # not a view: no vote
-    np.testing.assert_allclose(combine(signals), [0.2, 0.8, 0.5], atol=1e-6)
-    ranked = combine(signals, method="rank_mean")
-    np.testing.assert_allclose(ranked, [0.0, 1.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(combine(signals, method="ensemble"), [0.2, 0.8, 0.5], atol=1e-6)
+    np.testing.assert_allclose(combine(signals), [0.0, 1.0, 0.5], atol=1e-6)
+
+
+def test_rank_mean_lets_a_saturated_view_count():
+    """A view whose margins are saturated (a model that fits its training set) adds next to
+    nothing to a mean of margins, which then follows the view with the widest spread; in a mean
+    of ranks it counts fully, so the two views that agree decide the order."""
+    signals = {"margin": np.array([3e-6, 2e-6, 1e-6, 0.0]),          # saturated: 0 > 1 > 2 > 3
+               "oof_margin": np.array([0.52, 0.51, 0.49, 0.48]),    # agrees
+               "knn_margin": np.array([0.40, 0.45, 0.50, 0.55])}    # disagrees, widest spread
+    assert np.argsort(-combine(signals, method="ensemble")).tolist() == [3, 2, 1, 0]
+    np.testing.assert_allclose(combine(signals), [2 / 3, 5 / 9, 4 / 9, 1 / 3], atol=1e-6)
 
 
 def test_combine_needs_a_view():
