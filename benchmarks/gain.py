@@ -10,7 +10,7 @@ random gain and of cleanlab's (targets: >= 80% of the gap, >= 2x random, >= clea
     python benchmarks/gain.py --out /tmp/gain                          # the four settings
     python benchmarks/gain.py --out /tmp/gain --only sms-spam:uniform --seeds 0,1
     python benchmarks/gain.py --out /tmp/gain --only bbc-news:asymmetric:0.1
-    python benchmarks/gain.py --out /tmp/gain-mean --pooling mean    # mean-pooled MiniLM
+    python benchmarks/gain.py --out /tmp/gain-cls --pooling cls      # the pooler on [CLS]
 
 Finished simulations are reused: a rerun only computes what is missing.
 """
@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from relabeler.config import RunConfig
+from relabeler.model import POOLINGS
+
 #: (dataset, noise kind, rate). sms-spam's asymmetric noise flips spam into ham, and 20% of the
 #: training rows is more than the spam it has, so that setting runs at 10%.
 SETTINGS = [("sms-spam", "uniform", 0.20), ("sms-spam", "asymmetric", 0.10),
@@ -32,8 +35,7 @@ METHODS = ("relabeler", "cleanlab", "random")
 
 
 def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path,
-             pooling: str = "cls") -> dict:
-    from relabeler.config import RunConfig
+             pooling: str) -> dict:
     from relabeler.jobs.simulate import run_simulation, simulation_config
 
     folder = out / f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
@@ -94,8 +96,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[],
                         help="DATASET:KIND or DATASET:KIND:RATE to run (repeatable; a rate "
                              "outside the four settings adds one); default: the four settings")
-    parser.add_argument("--pooling", default="cls", choices=("cls", "mean", "auto"),
-                        help="[model] pooling of the simulations (use a separate --out each)")
+    parser.add_argument("--pooling", default=RunConfig().model.pooling, choices=POOLINGS,
+                        help="[model] pooling of the simulations (default: what relabeler "
+                             "ships; use a separate --out for each)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]

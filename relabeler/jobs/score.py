@@ -245,9 +245,9 @@ def score_suspects(view: TrainView, cfg, ray_config=None) -> tuple[pd.DataFrame,
         support_ids, support_scores = id_lists(evidence.support_ids, evidence.support_scores)
         oppose_ids, oppose_scores = id_lists(evidence.oppose_ids, evidence.oppose_scores)
         duplicate_ids: list = [[] for _ in range(n)]
-        for row in np.flatnonzero((dups.duplicate_ids >= 0).any(axis=1)).tolist():
-            found = dups.duplicate_ids[row]
-            duplicate_ids[row] = ids[found[found >= 0]].tolist()
+        found = dups.duplicate_ids >= 0
+        for row in np.flatnonzero(found.any(axis=1)).tolist():
+            duplicate_ids[row] = ids[dups.duplicate_ids[row][found[row]]].tolist()
     classes = np.asarray(view.classes, dtype=object)
     frame = pd.DataFrame({
         "id": ids,

@@ -168,9 +168,8 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     strong = np.take_along_axis(normalized, order, axis=1) >= threshold
     # rows share few distinct (forced reasons, strong signals in order) keys: each key's phrases
     # are worked out once (strong is a prefix of each row: its values are sorted)
-    keys = np.concatenate([np.stack([mask for mask in forced.values()], axis=1).astype(np.int64)
-                           if forced else np.empty((n, 0), np.int64),
-                           np.where(strong, order, -1)], axis=1)
+    forced_cols = np.stack(list(forced.values()), axis=1) if forced else np.empty((n, 0), bool)
+    keys = np.concatenate([forced_cols.astype(np.int64), np.where(strong, order, -1)], axis=1)
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     phrases = []
     for key in unique.tolist():
