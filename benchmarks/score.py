@@ -3,7 +3,8 @@
 Both get the training features (the classifier head's input) and the out-of-fold
 probabilities of a run directory; Datalab looks for label issues, outliers and near-duplicates
 (cleanlab's kNN graph on the features), relabeler computes its whole suspect table (kNN,
-duplicates, representer refit and evidence, every signal, reasons) and the coverage map.
+duplicates, representer refit and evidence, every signal, reasons). The coverage map, which
+Datalab has no counterpart for, is not timed.
 
     python benchmarks/score.py --run runs/demo          # a run directory after extract
     python benchmarks/score.py --n 20000 --dim 384      # synthetic features and probs
