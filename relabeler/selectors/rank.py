@@ -173,8 +173,9 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     phrases = []
     for key in unique.tolist():
-        picked = [name for name, on in zip(forced, key, strict=False) if on]
-        for j in key[len(forced):]:
+        flags, strongest = key[:len(forced)], key[len(forced):]
+        picked = [name for name, on in zip(forced, flags, strict=True) if on]
+        for j in strongest:
             if len(picked) >= max_reasons or j < 0:
                 break
             if names[j] not in picked:
