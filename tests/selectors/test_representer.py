@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from relabeler.selectors.representer import (
     Evidence,
+    RepresenterFit,
     RepresenterFitError,
     fit_representer,
     fit_trustai,
@@ -139,6 +141,59 @@ def test_evidence_matches_brute_force_and_excludes_self():
     for name in ("support_scores", "oppose_scores"):
         np.testing.assert_allclose(getattr(one, name), getattr(ex, name), rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_evidence_reads_only_rows_that_can_enter_and_matches_brute_force(caplog):
+    # a well-fit refit: the 40 flipped rows carry large alphas, the rest small ones, so every
+    # query settles on the first phase (the rows with the largest |alpha| |f|)
+    features, classes = blobs(2000, d=16, spread=1.0, seed=4)
+    labels = classes.copy()
+    flipped = np.random.default_rng(0).choice(2000, 40, replace=False)
+    labels[flipped] = 1 - labels[flipped]
+    fit = fit_representer(features, labels, lam=1e-3, min_agreement=0.0)
+    own = np.arange(300)
+    queries, qclasses = features[own], fit.probs[own].argmax(axis=1)
+    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.representer"):
+        ev = representer_evidence(fit, features, queries, qclasses, k=5, exclude=own)
+    assert "300 queries settled on 12.5% of the query x training row products" in caplog.text
+
+    contrib, support, oppose = brute_force(fit, features, queries, qclasses, 5, exclude=own)
+    np.testing.assert_allclose(ev.support_scores, support, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ev.oppose_scores, oppose, rtol=1e-4, atol=1e-5)
+    cols = np.arange(300)[:, None]
+    np.testing.assert_allclose(contrib[ev.support_ids, cols], ev.support_scores, rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(contrib[ev.oppose_ids, cols], ev.oppose_scores, rtol=1e-4,
+                               atol=1e-5)
+    assert not (ev.support_ids == own[:, None]).any() and not (ev.oppose_ids == own[:, None]).any()
+    # the flipped rows pull hardest: every query's strongest opponent or supporter is one
+    strongest = np.where(ev.support_scores[:, 0] > -ev.oppose_scores[:, 0], ev.support_ids[:, 0],
+                         ev.oppose_ids[:, 0])
+    assert np.isin(strongest, flipped).all()
+
+
+def test_evidence_keeps_reading_while_an_unread_row_could_still_enter(caplog):
+    # rows are read by |alpha| |f| in phases (2, 2, 4, 8 of 16 rows). The first phase holds the
+    # two largest alphas at 60 degrees from the query (contributions +1 and -1); the second
+    # holds smaller alphas exactly aligned with it (+1.5 and -1.5), which the bound
+    # |alpha| |f| |f_t| = 1.5 must not rule out
+    angle = np.array([np.cos(np.pi / 3), np.sin(np.pi / 3)])
+    rng = np.random.default_rng(0)
+    features = np.concatenate([[angle, angle, [1.0, 0.0], [1.0, 0.0]],
+                               rng.normal(size=(12, 2))]).astype(np.float32)
+    alpha = np.zeros((16, 2), np.float32)
+    alpha[:, 0] = np.r_[2.0, -2.0, 1.5, -1.5, np.full(12, 0.01)]
+    fit = RepresenterFit(weight=np.zeros((2, 2)), alpha=alpha, probs=np.full((16, 2), 0.5),
+                         lam=1.0, agreement=math.nan, reconstruction_error=0.0,
+                         target="labels", bias=False, n_iter=0)
+    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.representer"):
+        ev = representer_evidence(fit, features, np.array([[1.0, 0.0]], np.float32),
+                                  np.array([0]), k=1)
+    assert ev.support_ids.tolist() == [[2]] and ev.oppose_ids.tolist() == [[3]]
+    np.testing.assert_allclose(ev.support_scores, [[1.5]], rtol=1e-6)
+    np.testing.assert_allclose(ev.oppose_scores, [[-1.5]], rtol=1e-6)
+    # then settled: the unread rows contribute at most 0.01 |f_i|
+    assert "1 queries settled on 25.0% of the query x training row products" in caplog.text
 
 
 def test_evidence_pads_when_k_exceeds_the_training_set():
