@@ -698,7 +698,9 @@ def _candidates(block: torch.Tensor, threshold: np.ndarray, *, transposed: bool,
     rows, cols = np.divmod(flat, n_cols)
     values = block.numpy().ravel()[flat]
     if transposed:
-        order = np.argsort(cols, kind="stable")
+        # numpy's stable sort is a radix sort on 16-bit keys: several times faster here
+        key = cols.astype(np.int16) if n_cols <= 1 << 15 else cols
+        order = np.argsort(key, kind="stable")
         return cols[order], rows[order], values[order]
     return rows, cols, values
 
