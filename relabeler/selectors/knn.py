@@ -66,6 +66,14 @@ CANDIDATE_EXTRA = 12
 # product, bf16 is faster from 8192 rows up (8192: 0.23 s against 0.29 s in fp32; 20k: 1.26 s
 # against 1.77 s, on 2 Zen 4 cores)
 BF16_SELF_JOIN_MIN = TORCH_SELF_JOIN_MIN[0]
+# precision="auto" first certifies BF16_CHECK_ROWS random rows (as the bf16 scan would) and
+# keeps fp32 when more than BF16_MAX_UNCERTIFIED of them would be searched again. At 10k x 384
+# the scan costs 0.7 of an fp32 self-join and each row searched again 1.35x its share of one,
+# so bf16 pays below ~22% uncertified. Features that collapse into tight clusters (fine-tuned
+# sms-spam: 56 of 3346 rows certified) took twice the fp32 time without the check; random
+# and pretrained ones certify 96-99% of rows.
+BF16_MAX_UNCERTIFIED = 0.15
+BF16_CHECK_ROWS = 128
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -158,7 +166,9 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         certified exact by a rounding-error bound; uncertified rows are searched again in
         fp32, so the neighbours are the exact ones either way. ``auto``: ``bf16`` from
         ``BF16_SELF_JOIN_MIN`` rows when the CPU has bf16 dot-product instructions (only then
-        is it faster) and the metric is cosine or ip, else ``fp32``.
+        is it faster), the metric is cosine or ip, and a sample of rows shows that at most
+        ``BF16_MAX_UNCERTIFIED`` of them would need the fp32 search (tightly clustered
+        features, e.g. fine-tuned ones, certify few); else ``fp32``.
     progress : bool
         Show a progress bar over blocks.
 
@@ -776,17 +786,23 @@ def _torch_knn(database: np.ndarray, queries: np.ndarray, *, k: int, metric: str
         right = _right(db, metric)
         buffer = torch.empty(budget, dtype=torch.float32, device=dev)
         block = min(block_size, math.isqrt(budget))
-        mixed = precision == "bf16" or (precision == "auto" and n_db >= BF16_SELF_JOIN_MIN
-                                        and cpu_has_bf16_dot())
-        if (self_join and mixed and dev.type == "cpu" and metric != "l2"
-                and n_db - (self_rows is not None) > k + CANDIDATE_EXTRA):
-            best_v, best_i = _certified_self_join(db, k=k, exclude=self_rows is not None,
+        exclude = self_rows is not None
+        xb = None
+        if (self_join and dev.type == "cpu" and metric != "l2"
+                and n_db - exclude > k + CANDIDATE_EXTRA
+                and (precision == "bf16" or (precision == "auto" and n_db >= BF16_SELF_JOIN_MIN
+                                             and cpu_has_bf16_dot()))):
+            xb = db.to(torch.bfloat16)
+            rounding = _Bf16Rounding(db, xb)
+            if precision == "auto" and not _bf16_pays(db, xb, rounding, k=k, exclude=exclude):
+                xb = None
+        if xb is not None:
+            best_v, best_i = _certified_self_join(db, xb, rounding, k=k, exclude=exclude,
                                                   block=block, buffer=buffer, hits=hits,
                                                   progress=progress)
         elif self_join:
             best_v, best_i = _torch_self_join(_left(db, metric), right, k=k, dev=dev,
-                                              exclude=self_rows is not None,
-                                              block=block,
+                                              exclude=exclude, block=block,
                                               buffer=buffer, hits=hits, progress=progress)
         else:
             best_v, best_i = _torch_search(_tensor(queries), right, k=k, metric=metric,
@@ -887,11 +903,66 @@ def _rescore(x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         return torch.sparse.sampled_addmm(pattern, x, x.T, beta=0.0).values().view(n, m)
 
 
-def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
-                         buffer: torch.Tensor, hits: torch.Tensor, progress: bool
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+class _Bf16Rounding:
+    """Per-row rounding of a bf16 copy ``xb`` of the rows ``x`` (float32, CPU), and the
+    certification bound of :func:`_certified_self_join` (step 3) built on it."""
+
+    def __init__(self, x: torch.Tensor, xb: torch.Tensor):
+        self.dim = x.shape[1]
+        # x - bf16(x) is exact in fp32; the fp32 norms' own rounding (< D 2^-24 relative) is
+        # covered by the factor
+        factor = 1 + self.dim * 2.0 ** -23
+        self.err = (x - xb.to(torch.float32)).norm(dim=1).to(torch.float64) * factor
+        self.norms = x.norm(dim=1).to(torch.float64) * factor
+        self.e_max, self.n_max = float(self.err.max()), float(self.norms.max())
+
+    def certified(self, a_m: torch.Tensor, s_k: torch.Tensor,
+                  rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Whether no row outside the candidates can beat ``s_k`` (exact k-th score), given
+        ``a_m`` (the m-th bf16 score), for every row or for ``rows``."""
+        err = self.err if rows is None else self.err[rows]
+        norms = self.norms if rows is None else self.norms[rows]
+        a_m = a_m.to(torch.float64)
+        bound = (a_m + a_m.abs() * 2.0 ** -8 + err * self.n_max + norms * self.e_max
+                 + err * self.e_max + self.dim * 2.0 ** -22 * norms * self.n_max)
+        # the bound is evaluated in float64 from float32 values: a relative slack covers that
+        bound = bound + 1e-6 * (bound.abs() + 1)
+        return bound < s_k.to(torch.float64)
+
+
+def _bf16_pays(db: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k: int,
+               exclude: bool) -> bool:
+    """Whether a bf16 scan (``xb``) of the self-join of ``db`` (N, D) float32 would certify
+    all but :data:`BF16_MAX_UNCERTIFIED` of the rows: :func:`_certified_self_join`'s test on
+    :data:`BF16_CHECK_ROWS` random rows (an (S, N) bf16 product, about S / N of the join)."""
+    n = db.shape[0]
+    m = k + CANDIDATE_EXTRA
+    rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(
+        n, min(BF16_CHECK_ROWS, n), replace=False)))
+    cand_v = torch.full((len(rows), m), -math.inf)
+    cand_i = torch.full((len(rows), m), -1, dtype=torch.int64)
+    chunk = max(m, TORCH_BLOCK_ELEMENTS["cpu"] // len(rows))
+    for c0 in range(0, n, chunk):
+        approx = (xb[rows] @ xb[c0:c0 + chunk].T).to(torch.float32)
+        if exclude:
+            local = rows - c0
+            inside = torch.nonzero((local >= 0) & (local < approx.shape[1])).flatten()
+            approx[inside, local[inside]] = -math.inf
+        top_v, top_i = approx.topk(min(m, approx.shape[1]), dim=1)
+        cand_v, cand_i = _merge(cand_v, cand_i, top_v, top_i + c0)
+    exact = torch.einsum("sd,smd->sm", db[rows], db[cand_i])
+    certified = rounding.certified(cand_v[:, -1], exact.topk(k, dim=1).values[:, -1], rows)
+    share = 1.0 - float(certified.double().mean())
+    log.debug("knn bf16 check: %.1f%% of %d sampled rows would be searched again in fp32",
+              100 * share, len(rows))
+    return share <= BF16_MAX_UNCERTIFIED
+
+
+def _certified_self_join(x: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k: int,
+                         exclude: bool, block: int, buffer: torch.Tensor, hits: torch.Tensor,
+                         progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k self-join (inner product of the rows of ``x``, (N, D) float32 on CPU) with
-    the scan in bf16.
+    the scan in bf16 (``xb``, its bf16 copy; ``rounding``, its rounding).
 
     1. The bf16 scan keeps the best ``m = k + CANDIDATE_EXTRA`` candidates of each row by
        bf16 score ``a``.
@@ -905,13 +976,8 @@ def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
        ``a_m`` (maximised over j).
     4. Uncertified rows are searched again in fp32 against all rows.
     """
-    n, dim = x.shape
+    n = x.shape[0]
     m = k + CANDIDATE_EXTRA
-    xb = x.to(torch.bfloat16)
-    # x - bf16(x) is exact in fp32; the fp32 norms' own rounding (< D 2^-24 relative) is
-    # covered by the factor
-    err = (x - xb.to(torch.float32)).norm(dim=1).to(torch.float64) * (1 + dim * 2.0 ** -23)
-    norms = x.norm(dim=1).to(torch.float64) * (1 + dim * 2.0 ** -23)
     stage = torch.empty(buffer.numel(), dtype=torch.bfloat16)
     cand_v, cand_i = _torch_self_join(xb, xb, k=m, dev=x.device, exclude=exclude, block=block,
                                       buffer=buffer, hits=hits, progress=progress,
@@ -920,13 +986,7 @@ def _certified_self_join(x: torch.Tensor, *, k: int, exclude: bool, block: int,
     exact = _rescore(x, cand_i)
     best_v, pos = exact.topk(k, dim=1)
     best_i = cand_i.gather(1, pos)
-    a_m = cand_v[:, -1].to(torch.float64)
-    e_max, n_max = float(err.max()), float(norms.max())
-    bound = (a_m + a_m.abs() * 2.0 ** -8 + err * n_max + norms * e_max + err * e_max
-             + dim * 2.0 ** -22 * norms * n_max)
-    # the bound is evaluated in float64 from float32 values: a relative slack covers that
-    bound = bound + 1e-6 * (bound.abs() + 1)
-    uncertified = torch.nonzero(bound >= best_v[:, -1].to(torch.float64)).flatten()
+    uncertified = torch.nonzero(~rounding.certified(cand_v[:, -1], best_v[:, -1])).flatten()
     log.debug("knn bf16 self-join: %d of %d rows certified exact, %d searched again in fp32",
               n - len(uncertified), n, len(uncertified))
     if len(uncertified):

@@ -263,6 +263,16 @@ def test_bf16_precision_is_chosen_only_where_it_pays(monkeypatch):
     knn(db, k=4, metric="l2", backend="torch", device="cpu")         # l2: fp32
     knn(db[:150], k=4, backend="torch", device="cpu")                # below the size: fp32
     assert used == [1]
+    # rows packed so tightly that bf16 rounding hides their order (as in fine-tuned features):
+    # the sampled check finds almost none certifiable, so auto stays in fp32, exactly
+    tight = (np.repeat(random_features(10, dim=16) * 5, 30, axis=0)
+             + random_features(300, dim=16, seed=1) * 1e-3)
+    found = knn(tight, k=4, backend="torch", device="cpu")
+    assert used == [1]
+    assert_matches(found, tight, k=4, metric="cosine", exclude_rows=np.arange(300))
+    bf16 = knn(tight, k=4, backend="torch", device="cpu", precision="bf16")  # forced: exact too
+    assert used == [1, 1]
+    np.testing.assert_allclose(bf16.scores, found.scores, atol=ATOL["cosine"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
