@@ -57,14 +57,18 @@ TORCH_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
 # of gathering the entries that beat their row's running k-th best
 DENSE_SHARE = 1 / 32
 # (rows, dim) from which an exact CPU self-join runs on torch: the halved matmul must outweigh
-# a selection that costs more per score than faiss's fused one (small or narrow: faiss)
-TORCH_SELF_JOIN_MIN = (8192, 128)
+# a selection that costs more per score than faiss's fused one (small or narrow: faiss). Best of
+# 5 on 2 Zen 4 cores, 384 dims, k = 10 (torch with bf16 where certified / fp32 / faiss):
+# 3000 rows 0.044 / 0.041 / 0.044 s, 4096 rows 0.066 / 0.070 / 0.075 s, 6144 rows
+# 0.143 / 0.147 / 0.170 s, 8192 rows 0.23 / 0.26 / 0.32 s (synthetic; pretrained and tightly
+# clustered fine-tuned sms-spam features alike within 0.01 s)
+TORCH_SELF_JOIN_MIN = (4096, 128)
 # candidates kept per row beyond k by the bf16 scan of a certified self-join
 CANDIDATE_EXTRA = 12
 # rows from which precision="auto" runs a self-join's scan in bf16 (on CPUs with bf16 dot
 # products): every size the torch self-join takes. With the candidates re-scored by a sampled
-# product, bf16 is faster from 8192 rows up (8192: 0.23 s against 0.29 s in fp32; 20k: 1.26 s
-# against 1.77 s, on 2 Zen 4 cores)
+# product, bf16 is the faster from 4096 rows up where it certifies (above; 20k: 1.26 s against
+# 1.77 s in fp32)
 BF16_SELF_JOIN_MIN = TORCH_SELF_JOIN_MIN[0]
 # precision="auto" first certifies BF16_CHECK_ROWS random rows (as the bf16 scan would) and
 # keeps fp32 when more than BF16_MAX_UNCERTIFIED of them would be searched again. At 10k x 384
