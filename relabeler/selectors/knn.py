@@ -946,8 +946,9 @@ def _bf16_pays(db: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k
     cand_v = torch.full((len(rows), m), -math.inf)
     cand_i = torch.full((len(rows), m), -1, dtype=torch.int64)
     chunk = max(m, TORCH_BLOCK_ELEMENTS["cpu"] // len(rows))
+    sample = xb[rows]
     for c0 in range(0, n, chunk):
-        approx = (xb[rows] @ xb[c0:c0 + chunk].T).to(torch.float32)
+        approx = (sample @ xb[c0:c0 + chunk].T).to(torch.float32)
         if exclude:
             local = rows - c0
             inside = torch.nonzero((local >= 0) & (local < approx.shape[1])).flatten()
