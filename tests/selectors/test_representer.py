@@ -105,6 +105,18 @@ def brute_force(fit, train, queries, classes, k, exclude=None):
     return contrib, support, oppose
 
 
+def assert_matches_brute_force(ev, fit, train, queries, classes, *, exclude=None, atol):
+    """Scores equal brute force's at every place; ids are right when their brute-force scores
+    are the reported ones (ties tolerated)."""
+    k = ev.support_ids.shape[1]
+    contrib, support, oppose = brute_force(fit, train, queries, classes, k, exclude=exclude)
+    np.testing.assert_allclose(ev.support_scores, support, rtol=1e-4, atol=atol)
+    np.testing.assert_allclose(ev.oppose_scores, oppose, rtol=1e-4, atol=atol)
+    cols = np.arange(len(queries))[:, None]
+    for ids, scores in ((ev.support_ids, ev.support_scores), (ev.oppose_ids, ev.oppose_scores)):
+        np.testing.assert_allclose(contrib[ids, cols], scores, rtol=1e-4, atol=atol)
+
+
 def test_evidence_matches_brute_force_and_excludes_self():
     features, classes = blobs(100, seed=2)
     labels = classes.copy()
@@ -113,15 +125,7 @@ def test_evidence_matches_brute_force_and_excludes_self():
     queries, qclasses = features[:20], fit.probs[:20].argmax(axis=1)
 
     ev = representer_evidence(fit, features, queries, qclasses, k=5)
-    contrib, support, oppose = brute_force(fit, features, queries, qclasses, 5)
-    np.testing.assert_allclose(ev.support_scores, support, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(ev.oppose_scores, oppose, rtol=1e-4, atol=1e-6)
-    # ids are right when their brute-force scores are the reported ones (ties tolerated)
-    cols = np.arange(20)[:, None]
-    np.testing.assert_allclose(contrib[ev.support_ids, cols], ev.support_scores, rtol=1e-4,
-                               atol=1e-6)
-    np.testing.assert_allclose(contrib[ev.oppose_ids, cols], ev.oppose_scores, rtol=1e-4,
-                               atol=1e-6)
+    assert_matches_brute_force(ev, fit, features, queries, qclasses, atol=1e-6)
     assert (ev.support_scores[:, 0] > 0).all() and (ev.oppose_scores[:, 0] < 0).all()
     assert (np.diff(ev.support_scores, axis=1) <= 0).all()
     assert (np.diff(ev.oppose_scores, axis=1) >= 0).all()
@@ -130,9 +134,7 @@ def test_evidence_matches_brute_force_and_excludes_self():
     ex = representer_evidence(fit, features, queries, qclasses, k=5, exclude=own)
     assert not (ex.support_ids == own[:, None]).any()
     assert not (ex.oppose_ids == own[:, None]).any()
-    contrib, support, oppose = brute_force(fit, features, queries, qclasses, 5, exclude=own)
-    np.testing.assert_allclose(ex.support_scores, support, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(ex.oppose_scores, oppose, rtol=1e-4, atol=1e-6)
+    assert_matches_brute_force(ex, fit, features, queries, qclasses, exclude=own, atol=1e-6)
 
     # one query per product: the same rows, scores equal up to float32 rounding
     one = representer_evidence(fit, features, queries, qclasses, k=5, exclude=own, block_size=1)
@@ -157,14 +159,7 @@ def test_evidence_reads_only_rows_that_can_enter_and_matches_brute_force(caplog)
         ev = representer_evidence(fit, features, queries, qclasses, k=5, exclude=own)
     assert "300 queries settled on 12.5% of the query x training row products" in caplog.text
 
-    contrib, support, oppose = brute_force(fit, features, queries, qclasses, 5, exclude=own)
-    np.testing.assert_allclose(ev.support_scores, support, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ev.oppose_scores, oppose, rtol=1e-4, atol=1e-5)
-    cols = np.arange(300)[:, None]
-    np.testing.assert_allclose(contrib[ev.support_ids, cols], ev.support_scores, rtol=1e-4,
-                               atol=1e-5)
-    np.testing.assert_allclose(contrib[ev.oppose_ids, cols], ev.oppose_scores, rtol=1e-4,
-                               atol=1e-5)
+    assert_matches_brute_force(ev, fit, features, queries, qclasses, exclude=own, atol=1e-5)
     assert not (ev.support_ids == own[:, None]).any() and not (ev.oppose_ids == own[:, None]).any()
     # the flipped rows pull hardest: every query's strongest opponent or supporter is one
     strongest = np.where(ev.support_scores[:, 0] > -ev.oppose_scores[:, 0], ev.support_ids[:, 0],
