@@ -680,8 +680,10 @@ def _right(x: torch.Tensor, metric: str) -> torch.Tensor:
     return torch.cat([2 * x, -torch.ones_like(sq), -sq], dim=1)
 
 
-def _merge(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
-           cand_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def merge_running_topk(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
+                       cand_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``best_v.shape[1]`` of a running top-k (values, ids; higher = better) and new
+    candidates, row by row, best first."""
     merged_v = torch.cat([best_v, cand_v], dim=1)
     merged_i = torch.cat([best_i, cand_i], dim=1)
     top_v, top_pos = merged_v.topk(best_v.shape[1], dim=1)
@@ -761,7 +763,7 @@ def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, off
             return
     scores = block.T.contiguous() if transposed else block
     cand_v, cand_pos = scores.topk(min(best_v.shape[1], scores.shape[1]), dim=1)
-    top_v, top_i = _merge(best_v, best_i, cand_v, cand_pos + offset)
+    top_v, top_i = merge_running_topk(best_v, best_i, cand_v, cand_pos + offset)
     best_v.copy_(top_v)
     best_i.copy_(top_i)
 
@@ -791,19 +793,22 @@ def _torch_knn(database: np.ndarray, queries: np.ndarray, *, k: int, metric: str
         buffer = torch.empty(budget, dtype=torch.float32, device=dev)
         block = min(block_size, math.isqrt(budget))
         exclude = self_rows is not None
-        xb = None
+        xb = stage = None
         if (self_join and dev.type == "cpu" and metric != "l2"
                 and n_db - exclude > k + CANDIDATE_EXTRA
                 and (precision == "bf16" or (precision == "auto" and n_db >= BF16_SELF_JOIN_MIN
                                              and cpu_has_bf16_dot()))):
             xb = db.to(torch.bfloat16)
             rounding = _Bf16Rounding(db, xb)
-            if precision == "auto" and not _bf16_pays(db, xb, rounding, k=k, exclude=exclude):
-                xb = None
+            stage = torch.empty(budget, dtype=torch.bfloat16)
+            if precision == "auto" and not _bf16_pays(db, xb, rounding, k=k, exclude=exclude,
+                                                      block=block, buffer=buffer, hits=hits,
+                                                      stage=stage):
+                xb = stage = None
         if xb is not None:
             best_v, best_i = _certified_self_join(db, xb, rounding, k=k, exclude=exclude,
                                                   block=block, buffer=buffer, hits=hits,
-                                                  progress=progress)
+                                                  stage=stage, progress=progress)
         elif self_join:
             best_v, best_i = _torch_self_join(_left(db, metric), right, k=k, dev=dev,
                                               exclude=exclude, block=block,
@@ -824,6 +829,16 @@ def _block_view(buffer: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
     return buffer[:rows * cols].view(rows, cols)
 
 
+def _product(left: torch.Tensor, right: torch.Tensor, scores: torch.Tensor,
+             stage: torch.Tensor | None) -> None:
+    """``scores = left @ right.T``; with ``stage`` (a buffer of the operands' dtype, e.g. bf16)
+    the product lands there and is widened into the float32 ``scores``."""
+    product = scores if stage is None else _block_view(stage, *scores.shape)
+    torch.mm(left, right.T, out=product)
+    if stage is not None:
+        scores.copy_(product)
+
+
 def _torch_self_join(left: torch.Tensor, right: torch.Tensor, *, k: int, dev: torch.device,
                      exclude: bool, block: int, buffer: torch.Tensor, hits: torch.Tensor | None,
                      progress: bool, stage: torch.Tensor | None = None
@@ -841,12 +856,9 @@ def _torch_self_join(left: torch.Tensor, right: torch.Tensor, *, k: int, dev: to
     for i0, j0 in tqdm(pairs, desc="knn (torch)", unit="block", disable=not progress):
         i1, j1 = min(i0 + block, n), min(j0 + block, n)
         scores = _block_view(buffer, i1 - i0, j1 - j0)
-        product = scores if stage is None else _block_view(stage, i1 - i0, j1 - j0)
         # scores[a, b] = score(row i0 + a, row j0 + b) = score(row j0 + b, row i0 + a)
-        torch.mm(left[i0:i1].to(dev, non_blocking=True),
-                 right[j0:j1].to(dev, non_blocking=True).T, out=product)
-        if stage is not None:
-            scores.copy_(product)
+        _product(left[i0:i1].to(dev, non_blocking=True), right[j0:j1].to(dev, non_blocking=True),
+                 scores, stage)
         if i0 == j0 and exclude:
             scores.fill_diagonal_(-math.inf)
         _update(best_v[i0:i1], best_i[i0:i1], scores, j0, transposed=False, hits=hits)
@@ -858,7 +870,10 @@ def _torch_self_join(left: torch.Tensor, right: torch.Tensor, *, k: int, dev: to
 def _torch_search(queries: torch.Tensor, right: torch.Tensor, *, k: int, metric: str,
                   self_rows: np.ndarray | None, n_db: int, dev: torch.device, block: int,
                   budget: int, buffer: torch.Tensor, hits: torch.Tensor | None,
-                  progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                  progress: bool, stage: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Running top-k of every query over the database rows ``right``, a block of queries by a
+    chunk of rows at a time (``stage``: as in :func:`_torch_self_join`)."""
     n_queries = queries.shape[0]
     chunk = max(1, budget // block)
     best_v = torch.full((n_queries, k), -math.inf, dtype=torch.float32, device=dev)
@@ -871,7 +886,7 @@ def _torch_search(queries: torch.Tensor, right: torch.Tensor, *, k: int, metric:
         for c0 in range(0, n_db, chunk):
             c1 = min(c0 + chunk, n_db)
             scores = _block_view(buffer, q1 - q0, c1 - c0)
-            torch.mm(rows, right[c0:c1].to(dev, non_blocking=True).T, out=scores)
+            _product(rows, right[c0:c1].to(dev, non_blocking=True), scores, stage)
             if excluded is not None:
                 local = excluded[q0:q1] - c0
                 hit = ((local >= 0) & (local < c1 - c0)).nonzero(as_tuple=True)[0]
@@ -892,19 +907,20 @@ def cpu_has_bf16_dot() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def _rescore(x: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(N, m) fp32 inner products of each row of ``x`` with its m ``candidates`` (row ids).
+def _rescore(left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(Q, m) fp32 inner products of each row of ``left`` (Q, D) with its m ``candidates``
+    (row ids into ``right``).
 
-    A sampled product (only the N x m entries of ``x @ x.T`` asked for): it reads the rows
-    where they lie instead of gathering an (N, m, D) copy, which on CPU is memory bound.
+    A sampled product (only the Q x m entries of ``left @ right.T`` asked for): it reads the
+    rows where they lie instead of gathering a (Q, m, D) copy, which on CPU is memory bound.
     """
-    n, m = candidates.shape
+    q, m = candidates.shape
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        pattern = torch.sparse_csr_tensor(torch.arange(0, n * m + 1, m), candidates.reshape(-1),
-                                          torch.zeros(n * m, dtype=x.dtype), size=(n, n),
-                                          check_invariants=False)
-        return torch.sparse.sampled_addmm(pattern, x, x.T, beta=0.0).values().view(n, m)
+        pattern = torch.sparse_csr_tensor(torch.arange(0, q * m + 1, m), candidates.reshape(-1),
+                                          torch.zeros(q * m, dtype=left.dtype),
+                                          size=(q, len(right)), check_invariants=False)
+        return torch.sparse.sampled_addmm(pattern, left, right.T, beta=0.0).values().view(q, m)
 
 
 class _Bf16Rounding:
@@ -935,29 +951,20 @@ class _Bf16Rounding:
 
 
 def _bf16_pays(db: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k: int,
-               exclude: bool) -> bool:
+               exclude: bool, block: int, buffer: torch.Tensor, hits: torch.Tensor,
+               stage: torch.Tensor) -> bool:
     """Whether a bf16 scan (``xb``) of the self-join of ``db`` (N, D) float32 would certify
-    all but :data:`BF16_MAX_UNCERTIFIED` of the rows: :func:`_certified_self_join`'s test on
-    :data:`BF16_CHECK_ROWS` random rows (an (S, N) bf16 product, about S / N of the join)."""
+    all but :data:`BF16_MAX_UNCERTIFIED` of the rows: :func:`_certified_self_join`'s steps on
+    :data:`BF16_CHECK_ROWS` random rows (an (S, N) bf16 search, about S / N of the join)."""
     n = db.shape[0]
-    m = k + CANDIDATE_EXTRA
     rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(
         n, min(BF16_CHECK_ROWS, n), replace=False)))
-    cand_v = torch.full((len(rows), m), -math.inf)
-    cand_i = torch.full((len(rows), m), -1, dtype=torch.int64)
-    chunk = max(m, TORCH_BLOCK_ELEMENTS["cpu"] // len(rows))
-    sample = xb[rows]
-    for c0 in range(0, n, chunk):
-        approx = (sample @ xb[c0:c0 + chunk].T).to(torch.float32)
-        if exclude:
-            local = rows - c0
-            inside = torch.nonzero((local >= 0) & (local < approx.shape[1])).flatten()
-            approx[inside, local[inside]] = -math.inf
-        top_v, top_i = approx.topk(min(m, approx.shape[1]), dim=1)
-        cand_v, cand_i = _merge(cand_v, cand_i, top_v, top_i + c0)
-    exact = torch.einsum("sd,smd->sm", db[rows], db[cand_i])
-    certified = rounding.certified(cand_v[:, -1], exact.topk(k, dim=1).values[:, -1], rows)
-    share = 1.0 - float(certified.double().mean())
+    cand_v, cand_i = _torch_search(xb[rows], xb, k=k + CANDIDATE_EXTRA, metric="ip",
+                                   self_rows=rows.numpy() if exclude else None, n_db=n,
+                                   dev=db.device, block=block, budget=buffer.numel(),
+                                   buffer=buffer, hits=hits, progress=False, stage=stage)
+    s_k = _rescore(db[rows], db, cand_i).topk(k, dim=1).values[:, -1]
+    share = 1.0 - float(rounding.certified(cand_v[:, -1], s_k, rows).double().mean())
     log.debug("knn bf16 check: %.1f%% of %d sampled rows would be searched again in fp32",
               100 * share, len(rows))
     return share <= BF16_MAX_UNCERTIFIED
@@ -965,9 +972,11 @@ def _bf16_pays(db: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k
 
 def _certified_self_join(x: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Rounding, *, k: int,
                          exclude: bool, block: int, buffer: torch.Tensor, hits: torch.Tensor,
-                         progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                         stage: torch.Tensor, progress: bool
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k self-join (inner product of the rows of ``x``, (N, D) float32 on CPU) with
-    the scan in bf16 (``xb``, its bf16 copy; ``rounding``, its rounding).
+    the scan in bf16 (``xb``, its bf16 copy; ``rounding``, its rounding; ``stage``, a bf16
+    workspace as large as ``buffer``).
 
     1. The bf16 scan keeps the best ``m = k + CANDIDATE_EXTRA`` candidates of each row by
        bf16 score ``a``.
@@ -983,12 +992,10 @@ def _certified_self_join(x: torch.Tensor, xb: torch.Tensor, rounding: _Bf16Round
     """
     n = x.shape[0]
     m = k + CANDIDATE_EXTRA
-    stage = torch.empty(buffer.numel(), dtype=torch.bfloat16)
     cand_v, cand_i = _torch_self_join(xb, xb, k=m, dev=x.device, exclude=exclude, block=block,
                                       buffer=buffer, hits=hits, progress=progress,
                                       stage=stage)
-    del stage
-    exact = _rescore(x, cand_i)
+    exact = _rescore(x, x, cand_i)
     best_v, pos = exact.topk(k, dim=1)
     best_i = cand_i.gather(1, pos)
     uncertified = torch.nonzero(~rounding.certified(cand_v[:, -1], best_v[:, -1])).flatten()

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from relabeler.selectors._checks import as_labels, as_matrix, as_probs
+from relabeler.selectors.knn import merge_running_topk
 from relabeler.threads import small_work_threads
 
 log = logging.getLogger(__name__)
@@ -517,14 +518,12 @@ def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
     read = 0
     with small_work_threads(step * n * train.shape[1], device):
         for c in np.unique(classes):
-            reach = np.abs(alpha[:, c]) * train_norms
-            order = np.argsort(-reach, kind="stable")
-            phases = _EvidencePhases(train32, alpha[:, c], order, ends, device)
+            phases = _EvidencePhases(train32, train_norms, alpha[:, c], ends, device)
             rows = np.flatnonzero(classes == c)
             for begin in range(0, len(rows), step):
                 block = rows[begin:begin + step]
                 found, products = _search_phases(phases, queries_t, block, excluded[block],
-                                                 query_norms[block], reach[order], k)
+                                                 query_norms[block], k)
                 read += products
                 for name, values in found.items():
                     out[name][block] = values
@@ -543,9 +542,12 @@ class _EvidencePhases:
     on first use (every query block of the class reads the same phases): at most one scaled
     copy of the training rows, for the class at hand."""
 
-    def __init__(self, train: np.ndarray, weights: np.ndarray, order: np.ndarray,
+    def __init__(self, train: np.ndarray, train_norms: np.ndarray, weights: np.ndarray,
                  ends: list[int], device: torch.device):
+        reach = np.abs(weights) * train_norms   # the most a row can contribute, per |f_t|
+        order = np.argsort(-reach, kind="stable")
         self._train, self._weights, self.order = train, weights, order
+        self.reach_sorted = reach[order]
         self.position = np.empty(len(order), np.int64)  # each training row's place in order
         self.position[order] = np.arange(len(order))
         self.bounds = list(zip([0, *ends[:-1]], ends, strict=True))
@@ -562,8 +564,8 @@ class _EvidencePhases:
 
 
 def _search_phases(phases: _EvidencePhases, queries: torch.Tensor, block: np.ndarray,
-                   excluded: np.ndarray, query_norms: np.ndarray, reach_sorted: np.ndarray,
-                   k: int) -> tuple[dict[str, np.ndarray], int]:
+                   excluded: np.ndarray, query_norms: np.ndarray, k: int
+                   ) -> tuple[dict[str, np.ndarray], int]:
     """Support and oppose lists of the queries ``block`` over the phases, each query read
     until it is settled (see :func:`_compute_evidence`), and the number of products read."""
     size = len(block)
@@ -590,16 +592,13 @@ def _search_phases(phases: _EvidencePhases, queries: torch.Tensor, block: np.nda
             if not largest:
                 values = -values
             kept_v, kept_i = best[kind]
-            merged_v = torch.cat([kept_v[rows_t], values.cpu()], dim=1)
-            merged_i = torch.cat([kept_i[rows_t], torch.as_tensor(phases.order[a:b])[ids.cpu()]],
-                                 dim=1)
-            top_v, top_pos = merged_v.topk(k, dim=1)
-            kept_v[rows_t] = top_v
-            kept_i[rows_t] = merged_i.gather(1, top_pos)
+            kept_v[rows_t], kept_i[rows_t] = merge_running_topk(
+                kept_v[rows_t], kept_i[rows_t], values.cpu(),
+                torch.as_tensor(phases.order[a:b])[ids.cpu()])
         if b == len(phases.order):
             break
         # every unread row contributes at most this much either way
-        bound = reach_sorted[b] * query_norms[open_rows]
+        bound = phases.reach_sorted[b] * query_norms[open_rows]
         settled = np.ones(len(open_rows), dtype=bool)
         for kept_v, _ in best.values():
             settled &= kept_v[rows_t, -1].double().numpy() >= bound

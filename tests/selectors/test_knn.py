@@ -235,12 +235,15 @@ def test_rescore_gives_each_candidates_inner_product_in_its_slot():
     candidates = (torch.arange(40)[:, None] * 7 + torch.tensor([[5, 1, 39, 12]])) % 40
     # unsorted ids, a row's own id, and an id shared by several rows
     candidates[:3] = torch.tensor([[7, 3, 39, 0], [1, 5, 2, 7], [39, 38, 0, 7]])
-    got = _rescore(x, candidates)
+    got = _rescore(x, x, candidates)
     assert got.shape == (40, 4) and got.dtype == torch.float32
     want = np.einsum("rd,rcd->rc", x.double().numpy(), x[candidates].double().numpy())
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
     assert got[1, 0].item() == pytest.approx(float(x[1].double() @ x[1].double()), rel=1e-6)
     assert got[0, 3].item() == pytest.approx(float(x[0].double() @ x[0].double()), rel=1e-6)
+    # queries other than the rows themselves (the bf16 check's sample): rows 3, 8 and 20
+    np.testing.assert_allclose(_rescore(x[[3, 8, 20]], x, candidates[[3, 8, 20]]).numpy(),
+                               got[[3, 8, 20]].numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_bf16_precision_is_chosen_only_where_it_pays(monkeypatch):
