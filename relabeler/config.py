@@ -114,11 +114,14 @@ class ScoreConfig:
                        "mean of their ranks) or ensemble (the mean of their normalised "
                        "margins).",
                        choices=("ensemble", "rank_mean"))
-    noise_model: str = _opt("class_conditional", "class_conditional: each view's class "
-                            "distribution is corrected by the noise transitions estimated from "
-                            "the out-of-fold probabilities (confident joint), so a class that "
-                            "absorbs another's samples is doubted; none: views as the model "
-                            "gives them.", choices=("class_conditional", "none"))
+    noise_model: str = _opt("auto", "How each view's class distribution is corrected for "
+                            "label noise estimated from the out-of-fold probabilities "
+                            "(confident joint). class_conditional: by the estimated noise "
+                            "transitions, so a class that absorbs another's samples is doubted; "
+                            "uniform: by one flip rate; auto: class_conditional when the "
+                            "estimate departs clearly from uniform noise, else uniform; none: "
+                            "views as the model gives them.",
+                            choices=("auto", "class_conditional", "uniform", "none"))
     k: int = _opt(10, "Nearest training neighbours per sample (kNN disagreement, coverage).")
     knn_shards: int = _opt(0, "Ray actors the training kNN database is split over (exact "
                            "merge); 0 = one per GPU when joining a cluster with GPUs the "

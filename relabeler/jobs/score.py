@@ -152,13 +152,14 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     """(signals, distributions, details) for the training samples.
 
     The voting views (``rank.VIEWS``) are normalised margins of class distributions: the
-    model's, the out-of-fold models', the neighbours' labels and the training dynamics'. With
-    ``noise_model = "class_conditional"`` each distribution is first turned into the posterior
-    of the true class given the features and the given label (:mod:`selectors.noise`).
+    model's, the out-of-fold models', the neighbours' labels and the training dynamics'. Unless
+    ``noise_model = "none"``, each distribution is first turned into the posterior of the true
+    class given the features and the given label, under the noise model ``noise_model`` names
+    (``auto``: class-conditional where the data show it, else uniform; :mod:`selectors.noise`).
     """
-    if cfg.noise_model not in ("class_conditional", "none"):
-        raise ValueError(f"score.noise_model: expected class_conditional or none, got "
-                         f"{cfg.noise_model!r}")
+    if cfg.noise_model not in (*noise.NOISE_KINDS, "none"):
+        raise ValueError(f"score.noise_model: expected one of "
+                         f"{', '.join((*noise.NOISE_KINDS, 'none'))}, got {cfg.noise_model!r}")
     n_classes = len(view.classes)
     k = min(max(cfg.k, 10), max(1, len(view.ids) - 1))
     nb = train_neighbors(view.features, k, cfg, ray_config)
@@ -173,11 +174,14 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     if view.oof_probs is not None:
         signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
 
-    joint = transition = None
-    if cfg.noise_model == "class_conditional":
+    noise_model = transition = None
+    if cfg.noise_model != "none":
         reference = view.oof_probs if view.oof_probs is not None else view.probs
-        joint = noise.confident_joint(reference, view.labels, n_classes)
-        transition = noise.transition_matrix(joint)
+        noise_model = noise.fit_noise_model(reference, view.labels, n_classes,
+                                            kind=cfg.noise_model)
+        transition = noise_model.transition
+        log.info("score: %s noise model (asymmetry %.2f per estimated flip, p = %.2g)",
+                 noise_model.kind, noise_model.asymmetry_per_flip, noise_model.asymmetry_p_value)
 
     def adjust(dist: np.ndarray) -> np.ndarray:
         if transition is None:
@@ -205,7 +209,7 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
     log.info("score: representer refit agrees with the model on %.1f%% of predictions "
              "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)
-    details = {"duplicates": dups, "representer": fit, "joint": joint, "transition": transition}
+    details = {"duplicates": dups, "representer": fit, "noise": noise_model}
     return signals, distributions, details
 
 
@@ -269,8 +273,8 @@ def score_suspects(view: TrainView, cfg, ray_config=None) -> tuple[pd.DataFrame,
                "representer_reconstruction_error": fit.reconstruction_error,
                "conflicting_duplicates": int(np.sum(dups.suspect > 0)),
                "noise_model": cfg.noise_model}
-    if details["transition"] is not None:
-        summary["noise"] = noise_summary(details["joint"], details["transition"], view.classes)
+    if details["noise"] is not None:
+        summary["noise"] = noise_summary(details["noise"], view.classes)
     return frame, summary
 
 
@@ -291,13 +295,18 @@ def collector_paused():
             gc.enable()
 
 
-def noise_summary(joint: np.ndarray, transition: np.ndarray, classes: list[str]) -> dict:
-    """The estimated noise for summary.json: the share of wrong labels, and per true class the
-    share filed under each given class (rows of ``transition``, pseudo-counts included)."""
-    total = float(joint.sum())
+def noise_summary(model: noise.NoiseModel, classes: list[str]) -> dict:
+    """The estimated noise for summary.json: the model the views were corrected by and why,
+    the share of wrong labels, and per true class the share filed under each given class
+    (rows of its transitions, pseudo-counts included)."""
+    total = float(model.joint.sum())
+    wrong = 1.0 - float(np.trace(model.joint)) / total if total else 0.0
     return {
-        "estimated_wrong_share": round(1.0 - float(np.trace(joint)) / total, 4) if total else 0.0,
-        "given_by_true": {true: {given: round(float(transition[j, i]), 4)
+        "model": model.kind,
+        "asymmetry_per_flip": round(model.asymmetry_per_flip, 4),
+        "asymmetry_p_value": float(f"{model.asymmetry_p_value:.3g}"),
+        "estimated_wrong_share": round(wrong, 4),
+        "given_by_true": {true: {given: round(float(model.transition[j, i]), 4)
                                  for i, given in enumerate(classes)}
                           for j, true in enumerate(classes)},
     }

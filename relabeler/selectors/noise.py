@@ -18,17 +18,42 @@ evidence is overwhelming; one given a class that absorbs another class's samples
 soon as the evidence leans there. Under uniform noise ``T`` is symmetric and the ranking
 within each class is unchanged. Nothing here looks at a noise mask: ``T`` is fitted to the
 given labels and the model's out-of-fold probabilities.
+
+The confident joint is itself an estimate, and a biased one where the model is poorly
+calibrated: a linear head on pretrained features, trained on sms-spam with 20% uniform noise,
+reads ``P(given ham | true spam)`` as 0.47 against a true 0.20, and correcting by that estimate
+cost 0.008 AUPRC on every one of 10 seeds. So :func:`fit_noise_model` keeps the
+class-conditional ``T`` only when it explains where the estimated flips went clearly better
+than uniform noise (one flip rate, flips spread evenly over the other classes) does, and
+otherwise corrects by uniform noise at the estimated rate. The measure is the likelihood-ratio
+statistic of the two models on the joint, per estimated flip (:func:`asymmetry`). On the
+stored simulations it was at most 0.35 under uniform noise (sms-spam and bbc-news, 10% and
+20%, head and full mode, 33 runs) and at least 1.68 under asymmetric noise (16 runs); the
+bar, :data:`ASYMMETRY_PER_FLIP`, lies between them. Choosing uniform noise there raised the
+mean AUPRC of every uniform setting (by .001-.008) and left the asymmetric ones as they were.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from scipy import stats
 
 from relabeler.selectors._checks import probs_and_labels
 
 #: Pseudo-count added to every cell of the confident joint: a class pair never seen
 #: confused keeps a small probability, and a class nobody was given still has a row.
 PRIOR_COUNT = 1.0
+
+#: The class-conditional transitions replace uniform noise when their likelihood-ratio
+#: statistic against it reaches this much per estimated flip (twice the mean log-likelihood
+#: gain of a flip's destination)...
+ASYMMETRY_PER_FLIP = 1.0
+#: ...and the ratio test rejects uniform noise at this level (a small joint can look
+#: lopsided by chance).
+ASYMMETRY_ALPHA = 0.01
+NOISE_KINDS = ("auto", "class_conditional", "uniform")
 
 
 def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None
@@ -78,12 +103,7 @@ def transition_matrix(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> np
     -------
     (C, C) float64; row j sums to 1.
     """
-    joint = np.asarray(joint, dtype=np.float64)
-    if joint.ndim != 2 or joint.shape[0] != joint.shape[1] or joint.shape[0] < 2:
-        raise ValueError(f"joint: expected a square (C, C) matrix with C >= 2, got shape "
-                         f"{joint.shape}")
-    if not np.isfinite(joint).all() or joint.min() < 0:
-        raise ValueError("joint: counts must be finite and >= 0")
+    joint = _square_counts(joint)
     if prior_count < 0:
         raise ValueError(f"prior_count: must be >= 0, got {prior_count}")
     by_true = joint.T + prior_count
@@ -92,6 +112,109 @@ def transition_matrix(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> np
         row = int(np.flatnonzero(sums[:, 0] <= 0)[0])
         raise ValueError(f"joint: true class {row} has no counts; pass prior_count > 0")
     return by_true / sums
+
+
+def uniform_transition(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> np.ndarray:
+    """``T`` of uniform noise fitted to a confident joint: one flip rate, the joint's
+    off-diagonal share (``prior_count`` added to every cell, as in :func:`transition_matrix`),
+    spread evenly over the other classes.
+
+    Returns
+    -------
+    (C, C) float64; row j sums to 1.
+    """
+    joint = _square_counts(joint)
+    if prior_count < 0:
+        raise ValueError(f"prior_count: must be >= 0, got {prior_count}")
+    n_classes = len(joint)
+    total = joint.sum() + prior_count * n_classes ** 2
+    if total <= 0:
+        raise ValueError("joint: has no counts; pass prior_count > 0")
+    rate = (joint.sum() - np.trace(joint) + prior_count * n_classes * (n_classes - 1)) / total
+    transition = np.full((n_classes, n_classes), rate / (n_classes - 1))
+    np.fill_diagonal(transition, 1.0 - rate)
+    return transition
+
+
+def asymmetry(joint: np.ndarray) -> tuple[float, float, float]:
+    """How much better class-conditional transitions explain a confident joint than uniform
+    noise: the likelihood-ratio statistic ``G = 2 sum n_ij log(T_ij / U_ij)`` of the two
+    maximum-likelihood fits (no pseudo-counts), ``G`` per estimated flip (the joint's
+    off-diagonal mass), and the chi-square p-value with ``C (C - 1) - 1`` degrees of freedom.
+    The joint's cells are estimated counts, not a multinomial sample, so the p-value is a
+    guide, not an exact level.
+
+    Returns
+    -------
+    (statistic, statistic per flip, p-value); (0, 0, 1) when the joint holds no flip.
+    """
+    joint = _square_counts(joint)
+    n_classes = len(joint)
+    flips = float(joint.sum() - np.trace(joint))
+    if flips <= 0:
+        return 0.0, 0.0, 1.0
+    by_true = joint.T
+    rows = by_true.sum(axis=1, keepdims=True)
+    full = np.divide(by_true, rows, out=np.zeros_like(by_true), where=rows > 0)
+    uniform = uniform_transition(joint, prior_count=0.0)
+    seen = by_true > 0
+    statistic = max(0.0, 2.0 * float((by_true[seen] * np.log(full[seen] / uniform[seen])).sum()))
+    p_value = float(stats.chi2.sf(statistic, n_classes * (n_classes - 1) - 1))
+    return statistic, statistic / flips, p_value
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """A noise model read off a confident joint (:func:`fit_noise_model`)."""
+
+    joint: np.ndarray
+    """(C, C) estimated counts, ``joint[i, j]`` = given i, true j."""
+    transition: np.ndarray
+    """(C, C) ``T[j, i] = P(given i | true j)``, the one the views are corrected by."""
+    kind: str
+    """``class_conditional`` or ``uniform``."""
+    asymmetry_per_flip: float
+    """:func:`asymmetry`'s statistic per estimated flip."""
+    asymmetry_p_value: float
+
+
+def fit_noise_model(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None, *,
+                    kind: str = "auto") -> NoiseModel:
+    """The noise transitions to correct the views by.
+
+    Parameters
+    ----------
+    probs, labels, num_classes : as for :func:`confident_joint`.
+    kind : ``auto`` (default): class-conditional when the joint departs from uniform noise by
+        at least :data:`ASYMMETRY_PER_FLIP` per estimated flip and significantly (p below
+        :data:`ASYMMETRY_ALPHA`), else uniform; ``class_conditional`` or ``uniform`` to force
+        one.
+
+    Returns
+    -------
+    NoiseModel.
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(NOISE_KINDS)}, got {kind!r}")
+    joint = confident_joint(probs, labels, num_classes)
+    _, per_flip, p_value = asymmetry(joint)
+    if kind == "auto":
+        lopsided = per_flip >= ASYMMETRY_PER_FLIP and p_value < ASYMMETRY_ALPHA
+        kind = "class_conditional" if lopsided else "uniform"
+    transition = transition_matrix(joint) if kind == "class_conditional" else \
+        uniform_transition(joint)
+    return NoiseModel(joint=joint, transition=transition, kind=kind,
+                      asymmetry_per_flip=per_flip, asymmetry_p_value=p_value)
+
+
+def _square_counts(joint: np.ndarray) -> np.ndarray:
+    joint = np.asarray(joint, dtype=np.float64)
+    if joint.ndim != 2 or joint.shape[0] != joint.shape[1] or joint.shape[0] < 2:
+        raise ValueError(f"joint: expected a square (C, C) matrix with C >= 2, got shape "
+                         f"{joint.shape}")
+    if not np.isfinite(joint).all() or joint.min() < 0:
+        raise ValueError("joint: counts must be finite and >= 0")
+    return joint
 
 
 def noise_aware_posterior(probs: np.ndarray, labels: np.ndarray,

@@ -8,7 +8,7 @@ weights fitted to any noise mask or evaluation set; it uses only the data at han
     as a normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the
     out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
     training dynamics (the margin averaged over epochs). The job corrects each view for
-    class-conditional noise first (:mod:`relabeler.selectors.noise`). The suspect score is
+    label noise first (:mod:`relabeler.selectors.noise`). The suspect score is
     the mean of the views' rank-normalised values: each view orders the samples, and a view
     whose margins are saturated (a fine-tuned model that fits its training set, scoring almost
     every sample 0 or 1) still counts as much as one whose margins spread out. Nothing is

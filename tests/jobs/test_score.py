@@ -117,21 +117,35 @@ def test_noise_model_corrects_the_views_and_reports_its_estimate(scored_run):
     store, config, _ = scored_run
     view = load_train_view(store)
     summary = json.loads(store.read_bytes("scores/summary.json"))
-    assert summary["noise_model"] == "class_conditional"
+    assert summary["noise_model"] == "auto"
     estimate = summary["noise"]
+    model = noise.fit_noise_model(view.oof_probs, view.labels, len(view.classes))
+    assert estimate["model"] == model.kind
+    assert estimate["asymmetry_per_flip"] == pytest.approx(model.asymmetry_per_flip, abs=1e-4)
+    assert estimate["asymmetry_p_value"] == pytest.approx(model.asymmetry_p_value, rel=1e-2)
     assert 0.0 <= estimate["estimated_wrong_share"] < 0.5
     given_by_true = estimate["given_by_true"]
     assert sorted(given_by_true) == sorted(view.classes)
-    for row in given_by_true.values():
-        assert sorted(row) == sorted(view.classes)
-        assert abs(sum(row.values()) - 1.0) < 1e-3
+    for j, (true, row) in enumerate(given_by_true.items()):
+        assert list(row) == view.classes and true == view.classes[j]
+        np.testing.assert_allclose(list(row.values()), model.transition[j], atol=1e-4)
     # the stored out-of-fold view is the corrected posterior's margin
-    transition = noise.transition_matrix(
-        noise.confident_joint(view.oof_probs, view.labels, len(view.classes)))
-    expected = confidence.normalized_margin(
-        noise.noise_aware_posterior(view.oof_probs, view.labels, transition), view.labels)
+    def corrected(transition):
+        return confidence.normalized_margin(
+            noise.noise_aware_posterior(view.oof_probs, view.labels, transition), view.labels)
+
     stored = store.read_table("scores/suspects.parquet").to_pandas().set_index("id")
-    np.testing.assert_allclose(stored.loc[view.ids, "oof_margin"], expected, atol=1e-6)
+    np.testing.assert_allclose(stored.loc[view.ids, "oof_margin"], corrected(model.transition),
+                               atol=1e-6)
+    # either model forced, whichever auto chose
+    for kind, transition in (("class_conditional", noise.transition_matrix(model.joint)),
+                             ("uniform", noise.uniform_transition(model.joint))):
+        forced = copy.deepcopy(config.score)
+        forced.noise_model = kind
+        frame, info = score_suspects(view, forced, config.ray)
+        assert info["noise"]["model"] == kind
+        np.testing.assert_allclose(frame.set_index("id").loc[view.ids, "oof_margin"],
+                                   corrected(transition), atol=1e-6)
 
     plain = copy.deepcopy(config.score)
     plain.noise_model = "none"

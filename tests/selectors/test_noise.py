@@ -1,7 +1,9 @@
-"""The class-conditional noise model: confident joint, transitions, corrected posteriors."""
+"""The noise model: confident joint, transitions (class-conditional or uniform), corrected
+posteriors."""
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from relabeler.selectors import noise
 from relabeler.selectors.confidence import normalized_margin
@@ -115,12 +117,83 @@ def test_a_class_nobody_was_given_gets_an_even_row():
     np.testing.assert_allclose(noise.transition_matrix(joint)[2], [1 / 3] * 3)
 
 
+def test_uniform_transition_spreads_one_rate_evenly():
+    joint = np.array([[50.0, 6.0, 4.0], [2.0, 30.0, 0.0], [3.0, 5.0, 20.0]])
+    # 20 of 120 counts off the diagonal; with one pseudo-count per cell 26 of 129
+    np.testing.assert_allclose(noise.uniform_transition(joint, prior_count=0.0),
+                               np.eye(3) * (1 - 20 / 120) + (1 - np.eye(3)) * 10 / 120)
+    rate = 26 / 129
+    np.testing.assert_allclose(noise.uniform_transition(joint),
+                               np.eye(3) * (1 - rate) + (1 - np.eye(3)) * rate / 2)
+
+
+def test_asymmetry_by_hand():
+    # given i, true j: true class 0 is never filed as 1, 30 of 110 true 1 are filed as 0
+    joint = np.array([[90.0, 30.0], [0.0, 80.0]])
+    statistic, per_flip, p_value = noise.asymmetry(joint)
+    # uniform: rate 30 / 200 = .15; class-conditional: rows (1, 0) and (30/110, 80/110)
+    expected = 2 * (90 * np.log(1 / 0.85) + 30 * np.log(30 / 110 / 0.15)
+                    + 80 * np.log(80 / 110 / 0.85))
+    assert statistic == pytest.approx(expected)
+    assert per_flip == pytest.approx(expected / 30)
+    assert p_value == pytest.approx(stats.chi2.sf(expected, 1))
+    # a symmetric joint is uniform noise exactly; a joint with no flip has nothing to explain
+    assert noise.asymmetry(np.array([[90.0, 10.0], [10.0, 90.0]])) == pytest.approx((0, 0, 1))
+    assert noise.asymmetry(np.diag([5.0, 7.0])) == (0.0, 0.0, 1.0)
+
+
+def test_fit_noise_model_keeps_class_conditional_transitions_only_for_lopsided_noise():
+    rng = np.random.default_rng(0)
+    # three quarters of the spam filed as ham: far from uniform
+    true = np.r_[np.zeros(800, int), np.ones(200, int)]
+    labels = true.copy()
+    labels[800:950] = 0
+    p_spam = np.where(true == 1, rng.uniform(0.15, 0.4, 1000), rng.uniform(0.0, 0.1, 1000))
+    probs = np.stack([1 - p_spam, p_spam], axis=1).astype(np.float32)
+    model = noise.fit_noise_model(probs, labels)
+    assert model.kind == "class_conditional"
+    assert model.asymmetry_per_flip >= noise.ASYMMETRY_PER_FLIP
+    assert model.asymmetry_p_value < noise.ASYMMETRY_ALPHA
+    np.testing.assert_allclose(model.joint, noise.confident_joint(probs, labels))
+    np.testing.assert_allclose(model.transition, noise.transition_matrix(model.joint))
+    # 10% of each class flipped to another, with a calibrated model: uniform
+    true = rng.integers(0, 3, 3000)
+    labels = true.copy()
+    flip = rng.random(3000) < 0.1
+    labels[flip] = (true[flip] + rng.integers(1, 3, flip.sum())) % 3
+    logits = np.eye(3)[true] * 2.5 + rng.normal(size=(3000, 3))
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    model = noise.fit_noise_model(probs, labels)
+    assert model.kind == "uniform" and model.asymmetry_per_flip < noise.ASYMMETRY_PER_FLIP
+    np.testing.assert_allclose(model.transition, noise.uniform_transition(model.joint))
+    # forced either way
+    assert noise.fit_noise_model(probs, labels, kind="class_conditional").kind == \
+        "class_conditional"
+    assert noise.fit_noise_model(probs, labels, kind="uniform").kind == "uniform"
+
+
+def test_a_small_lopsided_joint_is_not_enough_to_leave_uniform_noise():
+    # 3.06 per flip, but one flip: p = .08
+    joint = np.array([[9.0, 1.0], [0.0, 2.0]])
+    _, per_flip, p_value = noise.asymmetry(joint)
+    assert per_flip > noise.ASYMMETRY_PER_FLIP and 0.05 < p_value < 0.1
+    probs = np.array([[0.9, 0.1]] * 9 + [[0.05, 0.95], [0.1, 0.9], [0.2, 0.8]], dtype=np.float32)
+    labels = np.array([0] * 10 + [1] * 2)
+    model = noise.fit_noise_model(probs, labels)
+    np.testing.assert_allclose(model.joint, joint)
+    assert model.kind == "uniform"
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: noise.confident_joint(np.ones((2, 2), np.float32) / 2, np.array([0])),
      "labels: expected 2 labels"),
     (lambda: noise.confident_joint(np.ones((2, 2), np.float32) / 2, np.array([0, 1]), 3),
      "num_classes: 3 does not match"),
     (lambda: noise.transition_matrix(np.ones((2, 3))), "joint: expected a square"),
+    (lambda: noise.asymmetry(np.array([[1.0, -1.0], [0.0, 1.0]])), "joint: counts must be"),
+    (lambda: noise.uniform_transition(np.zeros((2, 2)), prior_count=0.0), "joint: has no"),
+    (lambda: noise.fit_noise_model(np.ones((2, 2), np.float32) / 2, np.array([0, 1]),
+                                   kind="symmetric"), "kind: expected one of"),
     (lambda: noise.transition_matrix(np.zeros((2, 2)), prior_count=0.0),
      "true class 0 has no counts"),
     (lambda: noise.noise_aware_posterior(np.ones((2, 2), np.float32) / 2, np.array([0, 1]),
