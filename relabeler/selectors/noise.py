@@ -103,9 +103,7 @@ def transition_matrix(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> np
     -------
     (C, C) float64; row j sums to 1.
     """
-    joint = _square_counts(joint)
-    if prior_count < 0:
-        raise ValueError(f"prior_count: must be >= 0, got {prior_count}")
+    joint = _square_counts(joint, prior_count)
     by_true = joint.T + prior_count
     sums = by_true.sum(axis=1, keepdims=True)
     if (sums <= 0).any():
@@ -123,9 +121,7 @@ def uniform_transition(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> n
     -------
     (C, C) float64; row j sums to 1.
     """
-    joint = _square_counts(joint)
-    if prior_count < 0:
-        raise ValueError(f"prior_count: must be >= 0, got {prior_count}")
+    joint = _square_counts(joint, prior_count)
     n_classes = len(joint)
     total = joint.sum() + prior_count * n_classes ** 2
     if total <= 0:
@@ -207,7 +203,10 @@ def fit_noise_model(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
                       asymmetry_per_flip=per_flip, asymmetry_p_value=p_value)
 
 
-def _square_counts(joint: np.ndarray) -> np.ndarray:
+def _square_counts(joint: np.ndarray, prior_count: float = 0.0) -> np.ndarray:
+    """``joint`` as float64 counts, checked (and ``prior_count``, the pseudo-count to add)."""
+    if prior_count < 0:
+        raise ValueError(f"prior_count: must be >= 0, got {prior_count}")
     joint = np.asarray(joint, dtype=np.float64)
     if joint.ndim != 2 or joint.shape[0] != joint.shape[1] or joint.shape[0] < 2:
         raise ValueError(f"joint: expected a square (C, C) matrix with C >= 2, got shape "
