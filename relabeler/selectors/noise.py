@@ -22,7 +22,7 @@ given labels and the model's out-of-fold probabilities.
 The confident joint is itself an estimate, and a biased one where the model is poorly
 calibrated: a linear head on pretrained features, trained on sms-spam with 20% uniform noise,
 reads ``P(given ham | true spam)`` as 0.47 against a true 0.20, and correcting by that estimate
-cost 0.008 AUPRC on every one of 10 seeds. So :func:`fit_noise_model` keeps the
+cost .004-.010 AUPRC on each of 10 seeds. So :func:`fit_noise_model` keeps the
 class-conditional ``T`` only when it explains where the estimated flips went clearly better
 than uniform noise (one flip rate, flips spread evenly over the other classes) does, and
 otherwise corrects by uniform noise at the estimated rate. The measure is the likelihood-ratio
