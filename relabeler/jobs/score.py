@@ -174,19 +174,18 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
     if view.oof_probs is not None:
         signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
 
-    noise_model = transition = None
+    noise_model = None
     if cfg.noise_model != "none":
         reference = view.oof_probs if view.oof_probs is not None else view.probs
         noise_model = noise.fit_noise_model(reference, view.labels, n_classes,
                                             kind=cfg.noise_model)
-        transition = noise_model.transition
         log.info("score: %s noise model (asymmetry %.2f per estimated flip, p = %.2g)",
                  noise_model.kind, noise_model.asymmetry_per_flip, noise_model.asymmetry_p_value)
 
     def adjust(dist: np.ndarray) -> np.ndarray:
-        if transition is None:
+        if noise_model is None:
             return dist
-        return noise.noise_aware_posterior(dist, view.labels, transition)
+        return noise.noise_aware_posterior(dist, view.labels, noise_model.transition)
 
     distributions = {name: adjust(dist) for name, dist in raw.items()}
     for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
@@ -194,7 +193,7 @@ def suspect_signals(view: TrainView, cfg, ray_config=None) -> tuple[dict, dict, 
             signals[column] = confidence.normalized_margin(distributions[name], view.labels)
     if view.margins is not None:
         aum = confidence.area_under_margin(view.margins)
-        if transition is not None:
+        if noise_model is not None:
             # the dynamics only score the given label: (1 + mean margin) / 2 on it, the rest
             # split as the other views split it
             dynamics = noise.given_label_distribution(1.0 - aum.astype(np.float64),

@@ -56,16 +56,22 @@ def test_noise_aware_posterior_by_hand():
                                        (1 - (0.12 - 0.07) / 0.19) / 2], rtol=1e-6)
 
 
-def test_the_corrected_ranking_puts_the_absorbed_class_first():
-    """Three quarters of the spam filed as ham: the model learned that spam-looking texts are
-    mostly ham, so the honest spam labels outrank the wrong ham labels on the plain margin;
-    the noise model estimated from the same probabilities separates them."""
+def spam_mostly_filed_as_ham():
+    """1000 samples: 800 ham, 200 spam of which 150 are labeled ham; the model learned that
+    spam-looking texts are mostly ham (p(spam) .15-.4 on spam, under .1 on ham)."""
     rng = np.random.default_rng(0)
     true = np.r_[np.zeros(800, int), np.ones(200, int)]
     labels = true.copy()
     labels[800:950] = 0                                   # 150 spam filed as ham
     p_spam = np.where(true == 1, rng.uniform(0.15, 0.4, 1000), rng.uniform(0.0, 0.1, 1000))
-    probs = np.stack([1 - p_spam, p_spam], axis=1).astype(np.float32)
+    return np.stack([1 - p_spam, p_spam], axis=1).astype(np.float32), labels
+
+
+def test_the_corrected_ranking_puts_the_absorbed_class_first():
+    """Three quarters of the spam filed as ham: the model learned that spam-looking texts are
+    mostly ham, so the honest spam labels outrank the wrong ham labels on the plain margin;
+    the noise model estimated from the same probabilities separates them."""
+    probs, labels = spam_mostly_filed_as_ham()
     wrong, honest = np.arange(800, 950), np.arange(950, 1000)
     transition = noise.transition_matrix(noise.confident_joint(probs, labels))
     assert transition[1, 0] > 0.5 and transition[0, 1] < 0.01  # spam -> ham, seldom back
@@ -143,13 +149,8 @@ def test_asymmetry_by_hand():
 
 
 def test_fit_noise_model_keeps_class_conditional_transitions_only_for_lopsided_noise():
-    rng = np.random.default_rng(0)
     # three quarters of the spam filed as ham: far from uniform
-    true = np.r_[np.zeros(800, int), np.ones(200, int)]
-    labels = true.copy()
-    labels[800:950] = 0
-    p_spam = np.where(true == 1, rng.uniform(0.15, 0.4, 1000), rng.uniform(0.0, 0.1, 1000))
-    probs = np.stack([1 - p_spam, p_spam], axis=1).astype(np.float32)
+    probs, labels = spam_mostly_filed_as_ham()
     model = noise.fit_noise_model(probs, labels)
     assert model.kind == "class_conditional"
     assert model.asymmetry_per_flip >= noise.ASYMMETRY_PER_FLIP
@@ -157,6 +158,7 @@ def test_fit_noise_model_keeps_class_conditional_transitions_only_for_lopsided_n
     np.testing.assert_allclose(model.joint, noise.confident_joint(probs, labels))
     np.testing.assert_allclose(model.transition, noise.transition_matrix(model.joint))
     # 10% of each class flipped to another, with a calibrated model: uniform
+    rng = np.random.default_rng(1)
     true = rng.integers(0, 3, 3000)
     labels = true.copy()
     flip = rng.random(3000) < 0.1
