@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relabeler.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -31,10 +33,6 @@ __all__ = [
     "apply_overrides",
     "render_template",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the file and the key."""
 
 
 def _opt(default: Any, help: str, **kwargs: Any) -> Any:

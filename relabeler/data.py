@@ -35,6 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from relabeler.errors import DataError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -71,10 +73,6 @@ for _code in range(0x80, 0xA0):
         _C1_TO_CP1252[_code] = bytes([_code]).decode("cp1252")
     except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D are undefined in cp1252
         pass
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, the 0-based data row and the column."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relabeler.errors import ModelError
+
 log = logging.getLogger(__name__)
 
 LABELS_FILE = "labels.json"
@@ -46,10 +48,6 @@ POOLINGS = ("cls", "mean", "auto")
 POOLING_KEY = "relabeler_pooling"
 #: model types whose pooler can be made to mean-pool
 MEAN_POOLING_TYPES = ("bert", "ernie", "megatron-bert")
-
-
-class ModelError(ValueError):
-    """A model cannot be loaded or does not fit the task; the message says which and why."""
 
 
 def default_model_path() -> str:

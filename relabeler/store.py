@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from relabeler.errors import StoreError
 from relabeler import __version__
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ logger = logging.getLogger(__name__)
 _TMP_PREFIX = ".tmp-"
 _PART = re.compile(r"part-(\d{5,})\.parquet")
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-class StoreError(RuntimeError):
-    """An artifact is missing or unreadable; the message names the artifact and the run dir."""
 
 
 def _check_artifact(artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:

@@ -1,5 +1,5 @@
 """Ray entrypoints, one module per stage. Only ``_ray.py`` knows Ray's API details."""
 
+from relabeler.errors import StageError
 
-class StageError(RuntimeError):
-    """A stage cannot run or cannot finish; the message says what to do."""
+__all__ = ["StageError"]

@@ -55,7 +55,7 @@ import torch
 
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
 from relabeler.config import AttributeConfig
-from relabeler.jobs import StageError
+from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.model import load_classifier, load_tokenizer, pick_device

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from relabeler.jobs import StageError
+from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.model import (

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from relabeler.config import RunConfig
 from relabeler.data import read_split
-from relabeler.jobs import StageError
+from relabeler.errors import StageError
 from relabeler.jobs.train import run_train
 from relabeler.model import POOLING_KEY
 from relabeler.store import RunStore

@@ -28,7 +28,7 @@ import pyarrow as pa
 import torch
 
 from relabeler.config import RunConfig
-from relabeler.jobs import StageError
+from relabeler.errors import StageError
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore

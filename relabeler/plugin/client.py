@@ -24,7 +24,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from relabeler.plugin.errors import PluginError
+from relabeler.errors import PluginError
 
 log = logging.getLogger(__name__)
 

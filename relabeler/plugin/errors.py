@@ -1,8 +1,5 @@
-"""The plugin's error base: the CLI reports any of these as one line, without a traceback.
+"""The plugin's error base, kept here for imports; it lives in :mod:`relabeler.errors`."""
 
-Kept free of imports so ``cli.py`` can catch it without loading the Label Studio SDK.
-"""
+from relabeler.errors import PluginError
 
-
-class PluginError(RuntimeError):
-    """Label Studio work cannot go on; the message says why and what to do."""
+__all__ = ["PluginError"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler.data import read_split
-from relabeler.plugin.errors import PluginError
+from relabeler.errors import PluginError
 from relabeler.plugin.tasks import AttributionIndex, SampleInput, pool_samples, suspect_samples
 from relabeler.store import RunStore, StoreError
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from relabeler.plugin.client import StudioClient, StudioUnavailableError, batch_tasks
-from relabeler.plugin.errors import PluginError
+from relabeler.errors import PluginError
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from relabeler.plugin.errors import PluginError
+from relabeler.errors import PluginError
 
 log = logging.getLogger(__name__)
 

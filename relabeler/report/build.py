@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from relabeler.jobs import StageError
+from relabeler.errors import StageError
 from relabeler.report.stats import paired_bootstrap, rate_interval
 from relabeler.store import RunStore
 

@@ -1,0 +1,35 @@
+"""The project's exceptions, in one place.
+
+Every error a user can cause is a :class:`RelabelerError`: the CLI prints its message as one
+line and exits non-zero; anything else is a bug and keeps its traceback. Each subclass keeps the
+builtin base it had (``ValueError`` for bad input, ``RuntimeError`` for a stage that cannot go
+on), so callers that catch those still work. This module imports nothing from the project.
+"""
+
+
+class RelabelerError(Exception):
+    """A problem the user can fix; the message names the file, row, key or argument."""
+
+
+class ConfigError(RelabelerError, ValueError):
+    """A configuration problem; the message names the file and the key."""
+
+
+class DataError(RelabelerError, ValueError):
+    """Bad input data: the message names the file, the 0-based data row and the column."""
+
+
+class ModelError(RelabelerError, ValueError):
+    """A model cannot be loaded or does not fit the task; the message says which and why."""
+
+
+class StoreError(RelabelerError, RuntimeError):
+    """An artifact is missing or unreadable; the message names the artifact and the run dir."""
+
+
+class StageError(RelabelerError, RuntimeError):
+    """A stage cannot run or cannot finish; the message says what to do."""
+
+
+class PluginError(RelabelerError, RuntimeError):
+    """Label Studio work cannot go on; the message says why and what to do."""
