@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md): where each artifact lives, atomic writes, local or fsspec URI.
+"""The run directory: where each artifact lives, atomic writes, local or fsspec URI.
 
 Artifacts are relative POSIX paths ("dataset/train.parquet"). A write goes to a temporary name in
 the same folder (``.tmp-<uuid>-<name>``), then is renamed: locally fsync + :func:`os.replace`, so
@@ -29,8 +29,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from relabeler.errors import StoreError
 from relabeler import __version__
+from relabeler.artifacts import MARKER, table_artifact
+from relabeler.errors import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -145,9 +146,13 @@ class RunStore:
             raise
 
     def write_table(self, artifact: str, table: pa.Table) -> None:
-        """Write ``table`` as one Parquet file, atomically."""
+        """Write ``table`` as one Parquet file, atomically; a registered artifact
+        (:mod:`relabeler.artifacts`) must match its schema."""
         if not isinstance(table, pa.Table):
             raise TypeError(f"table must be a pyarrow.Table, got {type(table).__name__}")
+        spec = table_artifact(_check_artifact(artifact))
+        if spec is not None:
+            table = spec.conform(table, where=f"{artifact} in run directory {self.uri}")
         self._write_atomic(artifact, lambda f: pq.write_table(table, f))
 
     def write_bytes(self, artifact: str, data: bytes) -> None:
@@ -255,7 +260,7 @@ class RunStore:
     def _marker(self, stage: str) -> str:
         if not isinstance(stage, str) or not _STAGE.fullmatch(stage):
             raise ValueError(f"stage must be a plain name like 'extract', got {stage!r}")
-        return f"_stages/{stage}.json"
+        return MARKER(stage=stage)
 
     def stage_done(self, stage: str) -> bool:
         return self.exists(self._marker(stage))

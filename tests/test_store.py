@@ -88,10 +88,10 @@ def test_memory_store_has_uris_and_no_local_path():
 
 
 def test_store_survives_pickling_for_ray_workers(store):
-    store.write_table("dataset/train.parquet", _table(["a"]))
+    store.write_table("rows/train.parquet", _table(["a"]))
     copy = pickle.loads(pickle.dumps(store))
     assert copy.uri == store.uri
-    assert copy.read_table("dataset/train.parquet").equals(_table(["a"]))
+    assert copy.read_table("rows/train.parquet").equals(_table(["a"]))
 
 
 def test_artifact_paths_are_normalized(store):
@@ -124,12 +124,12 @@ def test_bad_stage_names_raise(store, bad):
 
 def test_table_round_trip(store):
     table = _table(["a", "b", "c"])
-    store.write_table("dataset/train.parquet", table)
-    assert store.exists("dataset/train.parquet")
-    assert store.read_table("dataset/train.parquet").equals(table)
-    assert store.read_table("dataset/train.parquet", columns=["id"]).to_pydict() == {
+    store.write_table("rows/train.parquet", table)
+    assert store.exists("rows/train.parquet")
+    assert store.read_table("rows/train.parquet").equals(table)
+    assert store.read_table("rows/train.parquet", columns=["id"]).to_pydict() == {
         "id": ["a", "b", "c"]}
-    assert _raw_names(store, "dataset") == ["train.parquet"]
+    assert _raw_names(store, "rows") == ["train.parquet"]
 
 
 def test_write_table_rejects_non_tables(store):
@@ -154,9 +154,9 @@ def test_missing_artifacts_raise_store_error_naming_artifact_and_run(store):
 
 
 def test_unreadable_parquet_raises_store_error(store):
-    store.write_bytes("dataset/train.parquet", b"not parquet")
-    with pytest.raises(StoreError, match="dataset/train.parquet"):
-        store.read_table("dataset/train.parquet")
+    store.write_bytes("rows/train.parquet", b"not parquet")
+    with pytest.raises(StoreError, match="rows/train.parquet"):
+        store.read_table("rows/train.parquet")
 
 
 # atomicity
@@ -168,56 +168,56 @@ def _write_half_then_fail(table, where, **kwargs):
 
 
 def test_failed_table_write_leaves_no_file_and_no_temp(store, monkeypatch):
-    store.write_bytes("dataset/keep.txt", b"k")
+    store.write_bytes("rows/keep.txt", b"k")
     monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
     with pytest.raises(OSError, match="simulated"):
-        store.write_table("dataset/train.parquet", _table(["a"]))
-    assert not store.exists("dataset/train.parquet")
-    assert _raw_names(store, "dataset") == ["keep.txt"]
+        store.write_table("rows/train.parquet", _table(["a"]))
+    assert not store.exists("rows/train.parquet")
+    assert _raw_names(store, "rows") == ["keep.txt"]
 
 
 def test_failed_table_write_keeps_the_previous_version(store, monkeypatch):
     old = _table(["old"])
-    store.write_table("dataset/train.parquet", old)
+    store.write_table("rows/train.parquet", old)
     monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
     with pytest.raises(OSError, match="simulated"):
-        store.write_table("dataset/train.parquet", _table(["new"]))
+        store.write_table("rows/train.parquet", _table(["new"]))
     monkeypatch.undo()
-    assert store.read_table("dataset/train.parquet").equals(old)
-    assert _raw_names(store, "dataset") == ["train.parquet"]
+    assert store.read_table("rows/train.parquet").equals(old)
+    assert _raw_names(store, "rows") == ["train.parquet"]
 
 
 # shards and stages
 
 
 def test_finished_shards_resume_and_ignore_temp_files(store):
-    assert store.finished_shards("features/train") == set()
-    store.write_shard("features/train", 0, _table(["a"]))
-    store.write_shard("features/train", 2, _table(["c"]))
+    assert store.finished_shards("shards/train") == set()
+    store.write_shard("shards/train", 0, _table(["a"]))
+    store.write_shard("shards/train", 2, _table(["c"]))
     # a killed writer leaves its temp file behind; it is not a finished shard
-    store.write_bytes("features/train/.tmp-dead-part-00001.parquet", b"PAR1 half")
-    assert store.shard_name("features/train", 1) == "features/train/part-00001.parquet"
-    assert store.finished_shards("features/train") == {0, 2}
-    assert store.list("features") == [
-        "features/train/part-00000.parquet", "features/train/part-00002.parquet"]
+    store.write_bytes("shards/train/.tmp-dead-part-00001.parquet", b"PAR1 half")
+    assert store.shard_name("shards/train", 1) == "shards/train/part-00001.parquet"
+    assert store.finished_shards("shards/train") == {0, 2}
+    assert store.list("shards") == [
+        "shards/train/part-00000.parquet", "shards/train/part-00002.parquet"]
 
 
 def test_read_table_of_folder_concatenates_in_part_order(store):
     # written out of order; part 10 sorts after part 2 by index
-    store.write_shard("features/eval", 10, _table(["k"], start=10))
-    store.write_shard("features/eval", 0, _table(["a", "b"], start=0))
-    store.write_shard("features/eval", 2, _table(["c"], start=2))
-    store.write_bytes("features/eval/.tmp-x-part-00001.parquet", b"PAR1 half")
-    table = store.read_table("features/eval")
+    store.write_shard("shards/eval", 10, _table(["k"], start=10))
+    store.write_shard("shards/eval", 0, _table(["a", "b"], start=0))
+    store.write_shard("shards/eval", 2, _table(["c"], start=2))
+    store.write_bytes("shards/eval/.tmp-x-part-00001.parquet", b"PAR1 half")
+    table = store.read_table("shards/eval")
     assert table.column("id").to_pylist() == ["a", "b", "c", "k"]
     assert table.column("label").to_pylist() == [0, 1, 2, 10]
-    assert store.read_table("features/eval", columns=["label"]).column_names == ["label"]
+    assert store.read_table("shards/eval", columns=["label"]).column_names == ["label"]
 
 
 def test_read_table_of_folder_without_parts_raises(store):
-    store.write_bytes("features/train/notes.txt", b"x")
-    with pytest.raises(StoreError, match="features/train"):
-        store.read_table("features/train")
+    store.write_bytes("shards/train/notes.txt", b"x")
+    with pytest.raises(StoreError, match="shards/train"):
+        store.read_table("shards/train")
 
 
 def test_stage_markers(store):
@@ -238,15 +238,15 @@ def test_stage_markers(store):
 
 
 def test_reset_stage_removes_marker_and_artifacts_only(store):
-    store.write_shard("features/train", 0, _table(["a"]))
-    store.write_table("scores/suspects.parquet", _table(["a"]))
-    store.write_table("dataset/train.parquet", _table(["a"]))
+    store.write_shard("shards/train", 0, _table(["a"]))
+    store.write_table("scores/rows.parquet", _table(["a"]))
+    store.write_table("rows/train.parquet", _table(["a"]))
     store.mark_done("extract")
     store.mark_done("train")
-    store.reset_stage("extract", ["features", "scores/suspects.parquet", "never/written"])
+    store.reset_stage("extract", ["shards", "scores/rows.parquet", "never/written"])
     assert not store.stage_done("extract")
     assert store.stage_done("train")
-    assert store.list("") == ["_stages/train.json", "dataset/train.parquet"]
+    assert store.list("") == ["_stages/train.json", "rows/train.parquet"]
     with pytest.raises(TypeError, match="artifacts"):
         store.reset_stage("extract", "features")
 
@@ -387,12 +387,12 @@ def test_s3_round_trip_of_tables_stages_and_directories(s3_options, tmp_path):
     assert store.uri.startswith("s3://relabeler-test/run-")
     assert store.local_path("x") is None
     table = _table(["a", "b", "c"])
-    store.write_table("dataset/train.parquet", table)
-    assert store.read_table("dataset/train.parquet").equals(table)
-    store.write_shard("features/train", 1, _table(["b"], start=1))
-    store.write_shard("features/train", 0, _table(["a"], start=0))
-    assert store.finished_shards("features/train") == {0, 1}
-    assert store.read_table("features/train").column("id").to_pylist() == ["a", "b"]
+    store.write_table("rows/train.parquet", table)
+    assert store.read_table("rows/train.parquet").equals(table)
+    store.write_shard("shards/train", 1, _table(["b"], start=1))
+    store.write_shard("shards/train", 0, _table(["a"], start=0))
+    assert store.finished_shards("shards/train") == {0, 1}
+    assert store.read_table("shards/train").column("id").to_pylist() == ["a", "b"]
     store.append_line("studio/events/e.jsonl", '{"n": 1}')
     store.append_line("studio/events/e.jsonl", '{"n": 2}')
     assert store.read_bytes("studio/events/e.jsonl") == b'{"n": 1}\n{"n": 2}\n'

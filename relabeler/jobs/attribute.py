@@ -15,8 +15,8 @@ of rows sorted by text length inside each shard.
 Output: ``attributions/part-NNNNN.parquet``, one file per shard of ``shard_size`` rows in queue
 order (the unit of resumption: a killed job recomputes only the missing parts), and, once every
 part exists, their concatenation written atomically as ``attributions.parquet``, the artifact
-readers use (DESIGN.md). ``attributions/_plan.json`` records what the parts were computed for
-(rows, method, steps, length); parts from different settings are discarded, not mixed.
+readers use. ``attributions/_plan.json`` records what the parts were computed for (rows, method,
+steps, length); parts from different settings are discarded, not mixed.
 
 Columns of ``attributions.parquet``, one row per (sample, target), suspects by rank first, then
 acquired samples by rank:
@@ -53,12 +53,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from relabeler import artifacts
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
 from relabeler.config import AttributeConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.model import load_classifier, load_tokenizer, pick_device
+from relabeler.queue_plan import plan_round, plan_settings, read_manifest, write_plan
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -165,13 +167,13 @@ def _settings(config) -> SimpleNamespace:
     return settings
 
 
-def queue_rows(store: RunStore, top: int, controls: Sequence[str] = ()
+def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
                ) -> dict[str, np.ndarray]:
     """The (sample, target) rows to attribute, in queue order: suspects by rank (suggested,
     then given label), then acquired pool samples by rank (predicted class).
 
-    ``controls``: training ids attributed like suspects even when they rank below ``top``
-    (the random controls a push will place among the flagged tasks: they must look alike).
+    ``plan``: the round's plan (``queue/plan.parquet``); every task in it is attributed, even
+    below ``top`` (a random control must look like the flagged tasks around it).
 
     Returns columns id, text, source, target_role (object arrays), rank and target_index
     (int64 arrays)."""
@@ -181,8 +183,9 @@ def queue_rows(store: RunStore, top: int, controls: Sequence[str] = ()
     suspects = store.read_table(
         "scores/suspects.parquet", columns=["id", "rank", "given_label", "suggested_label"]
     ).to_pandas().sort_values("rank", kind="stable")
+    planned = set() if plan is None else set(plan["id"])
     if top:
-        suspects = suspects[(suspects["rank"] <= top) | suspects["id"].isin(set(controls))]
+        suspects = suspects[(suspects["rank"] <= top) | suspects["id"].isin(planned)]
     texts = _texts(store, "dataset/train.parquet", suspects["id"])
     for role_no, (role, column) in enumerate((("suggested", "suggested_label"),
                                               ("given", "given_label"))):
@@ -193,7 +196,7 @@ def queue_rows(store: RunStore, top: int, controls: Sequence[str] = ()
             "_order": 2 * np.arange(len(suspects)) + role_no}))
     acquire = store.read_table("scores/acquire.parquet", columns=["id", "rank"]).to_pandas()
     acquire = acquire.sort_values("rank", kind="stable")
-    acquire = acquire.head(top) if top else acquire
+    acquire = acquire[(acquire["rank"] <= top) | acquire["id"].isin(planned)] if top else acquire
     if len(acquire):
         pred = store.read_table("features/pool", columns=["id", "pred"]).to_pandas()
         pred = pred.drop_duplicates("id").set_index("id")["pred"].reindex(acquire["id"])
@@ -230,23 +233,17 @@ def _texts(store: RunStore, artifact: str, ids) -> np.ndarray:
     return texts.to_numpy(dtype=object)
 
 
-def push_controls(store: RunStore, config) -> list[str]:
-    """The random-control ids that ``relabeler push`` places in the review project with this
-    config: the ones already pushed, and those a first push would draw."""
-    from relabeler.plugin.push import CONTROL, plan_training_queue, read_manifest
-
-    studio = getattr(config, "studio", None)
-    if studio is None:
-        return []
-    pushed = read_manifest(store)
-    ranked = store.read_table("scores/suspects.parquet", columns=["id", "rank"]).to_pandas()
-    ranked = ranked.sort_values("rank", kind="stable")["id"].tolist()
-    train_ids = store.read_table("dataset/train.parquet", columns=["id"]).column("id")
-    _, drawn = plan_training_queue(ranked, sorted(train_ids.to_pylist()),
-                                   pushed.iloc[0:0], budget=int(studio.budget),
-                                   control_share=float(studio.control_share),
-                                   seed=int(studio.seed))
-    return sorted(set(pushed.loc[pushed["source"] == CONTROL, "id"]) | set(drawn))
+def plan_queue(store: RunStore, studio) -> pd.DataFrame:
+    """The round's plan (:func:`relabeler.queue_plan.plan_round`) with ``[studio]``'s budget,
+    control share and seed and what the manifest says was sent; written to ``queue/``."""
+    ranking = store.read_table(artifacts.SUSPECTS.path, columns=["id", "rank"]).to_pandas()
+    train_ids = store.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist()
+    picks = store.read_table(artifacts.ACQUIRE.path, columns=["id", "rank"]).to_pandas()
+    settings = plan_settings(studio.budget, studio.control_share, studio.seed)
+    plan = plan_round(ranking, sorted(train_ids), read_manifest(store), pool_picks=picks,
+                      **settings)
+    write_plan(store, plan, settings)
+    return plan
 
 
 def _effective_steps(settings) -> int:
@@ -379,7 +376,8 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
         log.info("attribute: already done in %s (use --force to redo)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
     started = time.perf_counter()
-    rows = queue_rows(store, int(settings.top), push_controls(store, config))
+    plan = plan_queue(store, config.studio)
+    rows = queue_rows(store, int(settings.top), plan)
     key = _plan_key(rows, settings, max_length)
     if store.exists(PLAN) and store.read_json(PLAN) != key:
         log.warning("attribute: the queue or settings changed since the unfinished run; "

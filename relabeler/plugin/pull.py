@@ -31,8 +31,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.errors import PluginError
+from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.events import ANNOTATION_ACTIONS, read_events
 from relabeler.plugin.labeling import DROP, NOT_SURE, LabelingSpec
 from relabeler.plugin.push import MANIFEST, read_manifest

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from tqdm.auto import tqdm
 
-from relabeler.plugin.client import StudioClient, StudioUnavailableError, batch_tasks
+from relabeler import artifacts
 from relabeler.errors import PluginError
+from relabeler.plugin.client import StudioClient, StudioUnavailableError, batch_tasks
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (
@@ -41,24 +40,25 @@ from relabeler.plugin.tasks import (
     SampleInput,
     build_task,
 )
+from relabeler.queue_plan import (
+    ACQUIRED,
+    CONTROL,
+    FLAGGED,
+    SOURCES,
+    plan_round,
+    plan_settings,
+    read_manifest,
+    read_plan,
+    write_manifest,
+    write_plan,
+)
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "studio/manifest.parquet"
-FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
-SOURCES = (FLAGGED, CONTROL, ACQUIRED)
+MANIFEST = artifacts.MANIFEST.path
 PRIORITY_VIEW = "Priority queue"
 TITLE_LIMIT = 50  # Label Studio refuses longer project titles
-MANIFEST_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("task_id", pa.int64()),                       # null while pending
-    pa.field("project_id", pa.int64(), nullable=False),
-    pa.field("rank", pa.int64()),                          # suspect (or acquire) rank
-    pa.field("priority", pa.int64(), nullable=False),      # position in the labeling queue
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("pushed_at", pa.timestamp("us", tz="UTC")),   # null while pending
-])
 
 
 class PushError(PluginError):
@@ -76,95 +76,6 @@ class PushResult:
     total_tasks: int
     has_evidence: bool
     seconds: float
-
-
-# ---------------------------------------------------------------------------------------------
-# manifest
-
-
-def empty_manifest() -> pd.DataFrame:
-    return MANIFEST_SCHEMA.empty_table().to_pandas()
-
-
-def read_manifest(store: RunStore) -> pd.DataFrame:
-    if not store.exists(MANIFEST):
-        return empty_manifest()
-    frame = store.read_table(MANIFEST).to_pandas()
-    for column in ("task_id", "rank"):
-        frame[column] = frame[column].astype("Int64")
-    return frame
-
-
-def write_manifest(store: RunStore, manifest: pd.DataFrame) -> None:
-    frame = manifest.sort_values(["project_id", "priority", "id"], kind="stable")
-    table = pa.Table.from_pandas(frame[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA,
-                                 preserve_index=False)
-    store.write_table(MANIFEST, table)
-
-
-# ---------------------------------------------------------------------------------------------
-# planning: pure functions
-
-
-def _unit(seed: int, sample_id: str) -> float:
-    """A stable uniform number in [0, 1) per (seed, id): a control's place in the queue."""
-    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def split_budget(budget: int, control_share: float) -> tuple[int, int]:
-    """(flagged, controls) for a budget; controls = round(budget * share), at least 1 when the
-    share is positive and the budget allows."""
-    if budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
-    if not 0.0 <= control_share < 1.0:
-        raise ValueError(f"control_share must be in [0, 1), got {control_share}")
-    controls = int(round(budget * control_share))
-    if control_share > 0 and controls == 0 and budget >= 2:
-        controls = 1
-    return budget - controls, controls
-
-
-def plan_training_queue(ranked_ids: Sequence[str], train_ids: Sequence[str],
-                        pushed: pd.DataFrame, *, budget: int, control_share: float,
-                        seed: int = 0) -> tuple[list[str], list[str]]:
-    """New flagged and new control sample ids to push.
-
-    ranked_ids: the suspect queue, rank 1 first. train_ids: every training id (controls are
-    drawn from here, uniformly, excluding the flagged target and anything pushed).
-    pushed: manifest rows already in the project (id, source).
-
-    The flagged target is the top ``budget - controls`` of the current queue; samples of it not
-    yet pushed are new. Controls are topped up to their share of the budget.
-    """
-    n_flagged, n_controls = split_budget(budget, control_share)
-    already = set(pushed["id"])
-    target = list(ranked_ids[:n_flagged])
-    new_flagged = [i for i in target if i not in already]
-    have_controls = int((pushed["source"] == CONTROL).sum())
-    need = max(0, n_controls - have_controls)
-    new_controls: list[str] = []
-    if need:
-        excluded = already | set(target)
-        order = np.random.default_rng(seed).permutation(len(train_ids))
-        pool = sorted(train_ids)
-        for k in order:
-            candidate = pool[int(k)]
-            if candidate not in excluded:
-                new_controls.append(candidate)
-                if len(new_controls) == need:
-                    break
-    return new_flagged, new_controls
-
-
-def queue_priorities(flagged_ranked: Sequence[str], controls: Sequence[str], *, seed: int = 0
-                     ) -> dict[str, int]:
-    """Queue positions (1 = first) for flagged ids in rank order with controls spread among
-    them at stable, uniformly random places."""
-    n = max(len(flagged_ranked), 1)
-    keys = [(float(i), 0, x) for i, x in enumerate(flagged_ranked)]
-    keys += [(_unit(seed, x) * n, 1, x) for x in controls]
-    return {x: position for position, (_, _, x) in enumerate(sorted(keys), start=1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +229,38 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
     return manifest, len(sent), imported
 
 
+def _pending_rows(plan_rows: pd.DataFrame, project_id: int) -> pd.DataFrame:
+    """Manifest rows for planned tasks not sent yet (no task id, no push time)."""
+    n = len(plan_rows)
+    return pd.DataFrame({
+        "id": list(plan_rows["id"]), "task_id": pd.array([None] * n, dtype="Int64"),
+        "project_id": project_id, "rank": pd.array(plan_rows["rank"], dtype="Int64"),
+        "priority": plan_rows["position"].to_numpy(dtype=np.int64),
+        "source": list(plan_rows["source"]),
+        "pushed_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]")})
+
+
+def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
+                   settings: dict) -> None:
+    """Stop before sending any task of the plan whose evidence the attribute stage did not
+    compute: highlighted tasks beside bare ones would show the annotators which are controls.
+    A run without attributions at all sends every task bare (and push says so)."""
+    if not evidence.has_attributions:
+        return
+    attributed = {sample_id for sample_id, _ in evidence.attributions.spans}
+    missing = [x for x in plan["id"] if x not in attributed]
+    if not missing:
+        return
+    planned = read_plan(store)
+    before = (f"the attribute stage planned with {planned[1]}" if planned and planned[1]
+              else "the attribute stage planned another queue")
+    raise PushError(
+        f"push: {len(missing)} of the {len(plan)} planned tasks have no evidence in "
+        f"{artifacts.ATTRIBUTIONS.path} (e.g. {missing[:5]}): {before}, this push asks for "
+        f"{settings}. Run `relabeler attribute --run {store.uri} --force` with these settings, "
+        f"or push with the ones attribute used; no task was sent")
+
+
 def push(store: RunStore, client: StudioClient, *, project_title: str, budget: int = 200,
          control_share: float = 0.05, batch_size: int = 500, seed: int = 0, top_spans: int = 3,
          examples: int = 3, overlap: int = 1, acquire: bool = True,
@@ -342,27 +285,20 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     project_id = ensure_project(client, project_title, spec, overlap=overlap,
                                 known_id=int(known[0]) if known else None)
     manifest = reconcile(client, manifest, project_id)
-    pushed = manifest[manifest["project_id"] == project_id]
-    ranked = list(evidence.suspects["id"])
-    new_flagged, new_controls = plan_training_queue(
-        ranked, sorted(evidence.train_text), pushed, budget=budget,
-        control_share=control_share, seed=seed)
+    settings = plan_settings(budget, control_share, seed)
+    picks = evidence.acquire[["id", "rank"]] if acquire else evidence.acquire.iloc[:0]
+    sent = manifest[(manifest["project_id"] == project_id) | (manifest["source"] == ACQUIRED)]
+    plan = plan_round(evidence.suspects[["id", "rank"]].reset_index(drop=True),
+                      sorted(evidence.train_text), sent, budget=budget,
+                      control_share=control_share, seed=seed, pool_picks=picks)
+    check_evidence(store, plan, evidence, settings)
+    write_plan(store, plan, settings)
+    review = plan[plan["source"].isin([FLAGGED, CONTROL])]
+    priorities = dict(zip(review["id"], review["position"].astype(int), strict=True))
     rank_of = dict(zip(evidence.suspects["id"], evidence.suspects["rank"], strict=True))
-    flagged_all = [*pushed.loc[pushed["source"] == FLAGGED, "id"], *new_flagged]
-    controls_all = [*pushed.loc[pushed["source"] == CONTROL, "id"], *new_controls]
-    flagged_all.sort(key=lambda x: (rank_of.get(x, np.iinfo(np.int64).max), x))
-    priorities = queue_priorities(flagged_all, controls_all, seed=seed)
-    new_rows = pd.DataFrame({
-        "id": new_flagged + new_controls, "task_id": pd.array([None] * (len(new_flagged) +
-                                                                        len(new_controls)),
-                                                              dtype="Int64"),
-        "project_id": project_id,
-        "rank": pd.array([rank_of.get(x) for x in new_flagged + new_controls], dtype="Int64"),
-        "priority": [priorities[x] for x in new_flagged + new_controls],
-        "source": [FLAGGED] * len(new_flagged) + [CONTROL] * len(new_controls),
-        "pushed_at": pd.Series([pd.NaT] * (len(new_flagged) + len(new_controls)),
-                               dtype="datetime64[us, UTC]"),
-    })
+    new = review[~review["id"].isin(set(manifest.loc[manifest["project_id"] == project_id,
+                                                     "id"]))]
+    new_rows = _pending_rows(new, project_id)
     manifest.loc[manifest["project_id"] == project_id, "rank"] = pd.array(
         [rank_of.get(x) for x in manifest.loc[manifest["project_id"] == project_id, "id"]],
         dtype="Int64")
@@ -385,16 +321,9 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
                                             known_id=int(known[0]) if known else None)
         manifest = reconcile(client, manifest, acquire_project_id)
         done = set(manifest.loc[manifest["project_id"] == acquire_project_id, "id"])
-        ids = [str(x) for x in evidence.acquire["id"]]
-        acq_rank = dict(zip(ids, evidence.acquire["rank"], strict=True))
-        new_acquired = [x for x in ids if x not in done]
-        priorities = {x: int(acq_rank[x]) for x in ids}
-        new_rows = pd.DataFrame({
-            "id": new_acquired, "task_id": pd.array([None] * len(new_acquired), dtype="Int64"),
-            "project_id": acquire_project_id,
-            "rank": pd.array([acq_rank[x] for x in new_acquired], dtype="Int64"),
-            "priority": [priorities[x] for x in new_acquired], "source": ACQUIRED,
-            "pushed_at": pd.Series([pd.NaT] * len(new_acquired), dtype="datetime64[us, UTC]")})
+        wanted = plan[plan["source"] == ACQUIRED]
+        priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
+        new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], acquire_project_id)
         manifest, _, imported = _sync_project(
             client, store, manifest, acquire_project_id, priorities, new_rows,
             evidence.pool_samples, spec, top_spans=top_spans, batch_size=batch_size,

@@ -11,7 +11,7 @@ from relabeler.jobs import StageError
 from relabeler.jobs.attribute import (
     SCHEMA,
     AttributionWorker,
-    push_controls,
+    plan_queue,
     queue_rows,
     run_attribute,
 )
@@ -38,6 +38,8 @@ def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
                                        evidence_top=10, min_agreement=0.0,
                                        edit_frame=unicode_text)
     config.attribute = _settings()
+    # push sends the top 2 of the queue and every acquired pool sample: all inside TOP
+    config.studio.budget, config.studio.control_share = 2, 0.0
     return store, config
 
 
@@ -93,8 +95,8 @@ def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run):
 
 
 @pytest.mark.slow
-def test_the_random_controls_a_push_draws_are_attributed_too(scored_run):
-    from relabeler.plugin.push import empty_manifest, plan_training_queue
+def test_every_task_of_the_plan_is_attributed_controls_too(scored_run):
+    from relabeler.queue_plan import empty_manifest, plan_training_queue
 
     store, config = scored_run
     config = copy.deepcopy(config)
@@ -104,10 +106,13 @@ def test_the_random_controls_a_push_draws_are_attributed_too(scored_run):
     flagged, drawn = plan_training_queue(ranked["id"].tolist(), train_ids, empty_manifest(),
                                          budget=TOP + 2, control_share=0.25, seed=3)
     assert len(flagged) == TOP and len(drawn) == 2
-    controls = push_controls(store, config)
+    plan = plan_queue(store, config.studio)
+    controls = sorted(plan.loc[plan["source"] == "random_control", "id"])
     assert controls == sorted(drawn) and not set(controls) & set(flagged)
+    assert sorted(plan.loc[plan["source"] == "flagged", "id"]) == sorted(flagged)
+    assert store.read_table("queue/plan.parquet").num_rows == len(plan)
 
-    rows = queue_rows(store, TOP, controls)
+    rows = queue_rows(store, TOP, plan)
     suspects = rows["source"] == "suspects"
     assert set(rows["id"][suspects]) == set(flagged) | set(controls)
     # in rank order, both targets each: the controls come after the top TOP
@@ -138,7 +143,8 @@ def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
     finally:
         config.attribute = _settings()
     assert seen["parts"] == set() and seen["n_steps"] == 7 and seen["method"] == "ig"
-    assert 4 < seen["rows"] <= 6  # 2 suspects x 2 targets + up to 2 acquired
+    n_acquire = store.read_table("scores/acquire.parquet").num_rows
+    assert seen["rows"] == 2 * 2 + n_acquire  # top 2 x 2 targets + every pool pick push sends
     assert store.read_json("attributions/_plan.json")["n_steps"] == 7
     store.reset_stage("attribute", ["attributions", "attributions.parquet"])
 

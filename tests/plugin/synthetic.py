@@ -82,7 +82,10 @@ def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int 
     store.write_table("scores/acquire.parquet", pa.Table.from_pandas(acquire,
                                                                      preserve_index=False))
     coverage = pd.DataFrame({"id": pool["id"], "split": "pool",
-                             "nearest_ids": [list(train["id"][:3]) for _ in range(n_pool)]})
+                             "coverage_score": np.float32(0.5), "density": np.float32(0.5),
+                             "label_agreement": np.float32(1.0),
+                             "nearest_ids": [list(train["id"][:3]) for _ in range(n_pool)],
+                             "is_undercovered": False})
     store.write_table("scores/coverage.parquet", pa.Table.from_pandas(coverage,
                                                                       preserve_index=False))
     if attributions:
@@ -97,19 +100,23 @@ def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int 
                                        {"start": 0, "end": 3, "text": text[:3],
                                         "score": 0.1}],
                              "delta": 0.01, "truncated": False, "rank": 0,
-                             "source": "suspects"})
+                             "source": "suspects", "n_tokens": 12, "n_steps": 20,
+                             "target_role": "suggested" if target == true else "given"})
         pool_text = dict(zip(pool["id"], pool["text"], strict=True))
         for sid, (start, end, label) in pool_cues.items():
             text = pool_text[sid]
             attr.append({"id": sid, "target_label": label, "method": "ig",
                          "spans": [{"start": start, "end": end, "text": text[start:end],
                                     "score": 0.7}], "delta": 0.02, "truncated": False,
-                         "rank": 0, "source": "acquire"})
+                         "rank": 0, "source": "acquire", "n_tokens": 12, "n_steps": 20,
+                         "target_role": "predicted"})
         frame = pd.DataFrame(attr)
         schema = pa.schema([("id", pa.string()), ("target_label", pa.string()),
                             ("method", pa.string()), ("spans", SPAN_TYPE),
                             ("delta", pa.float32()), ("truncated", pa.bool_()),
-                            ("rank", pa.int64()), ("source", pa.string())])
+                            ("rank", pa.int32()), ("source", pa.string()),
+                            ("n_tokens", pa.int32()), ("n_steps", pa.int32()),
+                            ("target_role", pa.string())])
         store.write_table("attributions.parquet",
                           pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
     return store

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 import uvicorn
 
@@ -17,9 +18,10 @@ from relabeler.plugin.client import StudioAuthError, StudioClient, StudioNotFoun
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP, NOT_SURE
 from relabeler.plugin.pull import CORRECTIONS, UNMAPPED, pull
-from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, push, read_manifest
+from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, PushError, push, read_manifest
 from relabeler.plugin.server import StudioServerError, start_server
 from relabeler.plugin.tasks import PredictionError
+from relabeler.queue_plan import plan_round, plan_settings, write_plan
 from tests.plugin.synthetic import make_run
 
 pytestmark = pytest.mark.slow
@@ -148,6 +150,34 @@ def test_push_without_attributions_says_so(studio, admin, tmp_path, title, caplo
     task = studio.http().get(f"/api/tasks/{task_id}/").json()
     assert "No evidence regions" in task["data"]["panel"]
     assert [r["type"] for r in task["predictions"][0]["result"]] == ["choices"]
+
+
+def test_push_stops_when_the_plan_outgrew_the_attributions(studio, admin, tmp_path, title):
+    """attribute planned budget 10; a push asking for 20 would send tasks without evidence
+    (a bare control among highlighted tasks is recognisable), so it sends nothing."""
+    store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
+    ranking = store.read_table("scores/suspects.parquet", columns=["id", "rank"]).to_pandas()
+    train_ids = sorted(store.read_table("dataset/train.parquet").column("id").to_pylist())
+    settings = plan_settings(10, 0.2, 0)
+    plan = plan_round(ranking, train_ids, read_manifest(store),
+                      pool_picks=ranking.iloc[:0], **settings)
+    write_plan(store, plan, settings)
+    attributions = store.read_table("attributions.parquet")
+    keep = pa.compute.is_in(attributions.column("id"), value_set=pa.array(list(plan["id"])))
+    store.write_table("attributions.parquet", attributions.filter(keep))
+
+    with pytest.raises(PushError, match=r"of the 20 planned tasks have no evidence.*'budget': 10"):
+        push(store, admin, project_title=title, budget=20, control_share=0.2)
+    project = admin.find_project(title)
+    assert project is not None and project.task_count == 0
+    assert not read_manifest(store)["task_id"].notna().any()
+
+    result = push(store, admin, project_title=title, budget=10, control_share=0.2)
+    assert (result.new_flagged, result.new_controls) == (8, 2)
+    sent = read_manifest(store)
+    assert sorted(sent["id"]) == sorted(plan["id"])
+    assert dict(zip(sent["id"], sent["priority"], strict=True)) == dict(
+        zip(plan["id"], plan["position"], strict=True))
 
 
 def test_answers_survive_a_restart_and_pull_into_corrections(studio, annotators, admin,

@@ -1,0 +1,298 @@
+"""The run directory's contract: every artifact, where it lives, who writes it, what it holds.
+
+Stages name artifacts through the constants below, never through path literals, so "what does
+score read and write?" has one answer. :meth:`relabeler.store.RunStore.write_table` checks every
+table written to a registered path against its schema and fails naming the artifact and the
+column; ``docs/architecture.md`` carries :func:`markdown_table` verbatim (a test compares them).
+
+A schema lists the columns every write must have, with their types. ``optional`` columns may be
+absent (views that only some settings compute) but are typed when present. Dataset splits keep
+the source's other columns (``extra_columns``); no other table may carry unlisted columns.
+Types compare by kind: ``string`` and ``large_string`` are one kind, list field names and
+fixed-size list widths (the embedding dimension) do not matter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+from relabeler.errors import StoreError
+
+Kind = Literal["table", "parts", "json", "jsonl", "folder", "file"]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One artifact of the run directory.
+
+    path: relative POSIX path; ``{split}``, ``{n}``, ``{name}`` and ``{stage}`` are placeholders.
+    kind: ``table`` (one Parquet file), ``parts`` (a folder of ``part-NNNNN.parquet`` read as one
+    table), ``json``, ``jsonl`` (a folder of append-only JSON-lines files), ``folder``, ``file``.
+    """
+
+    path: str
+    writer: str
+    kind: Kind
+    doc: str
+    schema: pa.Schema | None = None
+    optional: pa.Schema | None = None
+    extra_columns: bool = False
+    readers: tuple[str, ...] = field(default=())
+
+    def __call__(self, **values: object) -> str:
+        """The path with its placeholders filled: ``FEATURES(split="train")``."""
+        return self.path.format(**values)
+
+    def conform(self, table: pa.Table, *, where: str | None = None) -> pa.Table:
+        """``table`` checked against the schema, its untyped columns cast to the declared types
+        (all-null columns and lists that are all empty: pandas cannot tell their type).
+
+        Raises StoreError naming the artifact (``where``) and the first column that is missing,
+        of another type, or not part of the artifact."""
+        if self.schema is None:
+            raise StoreError(f"{self.path} is a {self.kind}, not a table")
+        name = where or self.path
+        optional = self.optional or pa.schema([])
+        for spec in list(self.schema) + list(optional):
+            if spec.name not in table.column_names:
+                if spec.name in self.schema.names:
+                    raise StoreError(f"{name}: column {spec.name!r} is missing (it holds "
+                                     f"{_kind(spec.type)}); columns are {table.column_names}")
+                continue
+            got = table.schema.field(spec.name).type
+            if _kind(got) == _kind(spec.type):
+                continue
+            i = table.column_names.index(spec.name)
+            if "null" not in _kind(got) and table.column(i).null_count < table.num_rows:
+                raise StoreError(f"{name}: column {spec.name!r} is {got}, expected "
+                                 f"{_kind(spec.type)}")
+            column = table.column(i)
+            fixed = (pa.nulls(len(column), spec.type) if column.null_count == len(column)
+                     else column.cast(spec.type))
+            table = table.set_column(i, spec.name, fixed)
+        if not self.extra_columns:
+            known = set(self.schema.names) | set(optional.names)
+            extra = [c for c in table.column_names if c not in known]
+            if extra:
+                raise StoreError(f"{name}: column {extra[0]!r} is not part of the artifact "
+                                 f"(columns: {sorted(known)})")
+        return table
+
+
+def _kind(t: pa.DataType) -> str:
+    """A type's kind: string widths, list field names and fixed-size widths dropped."""
+    if pa.types.is_large_string(t) or pa.types.is_string(t):
+        return "string"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{_kind(t.value_type)}>"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{_kind(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ", ".join(f"{f.name}: {_kind(f.type)}" for f in t) + ">"
+    return str(t)
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema(list(fields))
+
+
+_STR, _I32, _I64, _F32, _F64, _BOOL = (pa.string(), pa.int32(), pa.int64(), pa.float32(),
+                                       pa.float64(), pa.bool_())
+_VECTOR = pa.list_(pa.float32(), 1)  # fixed-size: the width is the embedding dimension
+_UTC = pa.timestamp("us", tz="UTC")
+_SPAN = pa.list_(pa.struct([("start", _I32), ("end", _I32), ("text", _STR), ("score", _F32)]))
+_SPLIT_SCHEMA = _schema(("id", _STR), ("text", _STR), ("label", _STR))
+_SPLIT_OPTIONAL = _schema(("true_label", _STR), ("flipped", _BOOL))
+
+# data
+TRAIN = Artifact("dataset/train.parquet", "data", "table",
+                 "Training rows: id, text, label (+ true_label, flipped when noise is injected; "
+                 "the source's other columns are kept).", _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
+EVAL = Artifact("dataset/eval.parquet", "data", "table", "Evaluation rows, same columns.",
+                _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
+POOL = Artifact("dataset/pool.parquet", "data", "table",
+                "Unlabeled pool rows; label is null (true_label kept by simulations).",
+                _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
+SPLIT = Artifact("dataset/{split}.parquet", "data", "table", "Any of the three splits above.",
+                 _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
+REJECTED = Artifact("dataset/rejected.parquet", "data", "table",
+                    "Source rows quarantined by on_bad_rows = skip, with the reason.",
+                    _schema(("row", _I64), ("source", _STR), ("reason", _STR)))
+# train
+MODEL = Artifact("model", "train", "folder", "The fine-tuned classifier (save_pretrained).")
+LABELS = Artifact("model/labels.json", "train", "json", "The classes, in logit order.")
+DYNAMICS = Artifact("train/dynamics.parquet", "train", "table",
+                    "Per-epoch training dynamics of every training row.",
+                    _schema(("id", _STR), ("epoch", _I32), ("gold_prob", _F32),
+                            ("margin", _F32), ("logit_margin", _F32)))
+OOF = Artifact("train/oof.parquet", "train", "table",
+               "Out-of-fold class probabilities (train --folds K).",
+               _schema(("id", _STR), ("fold", _I64), ("probs", pa.list_(_F32))))
+EVAL_PREDICTIONS = Artifact("train/eval_predictions.parquet", "train", "table",
+                            "The trained model on the eval split.",
+                            _schema(("id", _STR), ("label", _STR), ("pred", _STR),
+                                    ("probs", _VECTOR)))
+METRICS = Artifact("train/metrics.json", "train", "json", "Accuracy, F1 and training settings.")
+# extract
+FEATURES = Artifact("features/{split}", "extract", "parts",
+                    "Pooled embedding, logits, probabilities, prediction and loss per row.",
+                    _schema(("id", _STR), ("label", _STR), ("embedding", _VECTOR),
+                            ("logits", _VECTOR), ("probs", _VECTOR), ("pred", _STR),
+                            ("loss", _F32), ("n_tokens", _I32)))
+# score
+SUSPECTS = Artifact(
+    "scores/suspects.parquet", "score", "table",
+    "Every training row ranked by suspect score, with the suggested label, the views, the "
+    "reasons and the representer and duplicate evidence.",
+    _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
+            ("suggested_label", _STR), ("suggested_confidence", _F32), ("reasons", pa.list_(_STR)),
+            ("duplicate_ids", pa.list_(_STR))),
+    _schema(("self_confidence", _F32), ("knn_disagreement", _F32),
+            ("oof_self_confidence", _F32), ("margin", _F32), ("knn_margin", _F32),
+            ("oof_margin", _F32), ("area_under_margin", _F32), ("duplicate_conflict", _F32),
+            ("representer", _F32), ("support_ids", pa.list_(_STR)),
+            ("support_scores", pa.list_(_F64)), ("oppose_ids", pa.list_(_STR)),
+            ("oppose_scores", pa.list_(_F64))))
+COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
+                    "Coverage of eval and pool rows by the training data.",
+                    _schema(("id", _STR), ("split", _STR), ("coverage_score", _F32),
+                            ("density", _F32), ("label_agreement", _F32),
+                            ("nearest_ids", pa.list_(_STR)), ("is_undercovered", _BOOL)))
+ACQUIRE = Artifact("scores/acquire.parquet", "score", "table",
+                   "Pool rows worth labeling, by rank, with the under-covered row each is near.",
+                   _schema(("id", _STR), ("rank", _I64), ("near_id", _STR),
+                           ("similarity", _F32)))
+SUMMARY = Artifact("scores/summary.json", "score", "json",
+                   "The score stage's summary: views, noise model, counts, seconds.")
+# attribute
+PLAN = Artifact("queue/plan.parquet", "attribute", "table",
+                "What the next push sends: every task of the round, its source, its place in "
+                "the queue and whether it is in Label Studio already.",
+                _schema(("id", _STR), ("source", _STR), ("position", _I64), ("rank", _I64),
+                        ("pushed", _BOOL)))
+PLAN_SETTINGS = Artifact("queue/settings.json", "attribute", "json",
+                         "The budget, control share and seed the plan was made with.")
+ATTRIBUTION_PARTS_KEY = Artifact("attributions/_plan.json", "attribute", "json",
+                                 "What the shards were computed for (rows, method, steps).")
+ATTRIBUTIONS = Artifact(
+    "attributions.parquet", "attribute", "table",
+    "Word attributions per (queued row, target label), spans at offsets of the original text.",
+    _schema(("id", _STR), ("source", _STR), ("rank", _I32), ("target_role", _STR),
+            ("target_label", _STR), ("method", _STR), ("n_steps", _I32), ("spans", _SPAN),
+            ("delta", _F32), ("truncated", _BOOL), ("n_tokens", _I32)))
+ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
+                             "The attribute stage's shards (the unit of resumption).",
+                             ATTRIBUTIONS.schema)
+# push, serve, pull
+MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
+                    "Every task relabeler sent: sample id, task, project, rank, queue priority, "
+                    "source (flagged, random_control, acquired).",
+                    _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
+                            ("rank", _I64), ("priority", _I64), ("source", _STR),
+                            ("pushed_at", _UTC)))
+EVENTS = Artifact("studio/events", "serve", "jsonl",
+                  "Every webhook event, appended and fsynced before Label Studio is answered.")
+CORRECTIONS = Artifact(
+    "labels/corrections.parquet", "pull", "table",
+    "One row per answered task: the resolved action and label (the columns retrain needs; a "
+    "file made by other tools may hold only those), the votes and who gave them.",
+    _schema(("id", _STR), ("old_label", _STR), ("new_label", _STR), ("action", _STR)),
+    _schema(("annotators", pa.list_(_STR)), ("n_annotations", _I64), ("agreement", _F64),
+            ("updated_at", _UTC), ("source", _STR), ("needs_review", _BOOL),
+            ("n_skipped", _I64), ("votes", pa.list_(_STR)), ("comments", pa.list_(_STR)),
+            ("annotation_ids", pa.list_(_I64)), ("project_id", _I64), ("task_id", _I64),
+            ("via", _STR)))
+UNMAPPED = Artifact("labels/unmapped.parquet", "pull", "table",
+                    "Answers pull could not map to a sample or a class, with the reason.",
+                    _schema(("project_id", _I64), ("task_id", _I64), ("annotation_id", _I64),
+                            ("id", _STR), ("reason", _STR), ("annotation", _STR)))
+PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
+                      "How far pull has read the event log.")
+# retrain, report
+RETRAIN = Artifact("retrain/v{n}", "retrain", "folder",
+                   "Dataset version N: its own dataset/, model/ and train/ (the layout above).")
+COMPARISON = Artifact("retrain/v{n}/comparison.json", "retrain", "json",
+                      "The baseline and version N on the same eval split, with intervals.")
+REPORT_JSON = Artifact("report/report.json", "report", "json", "The report's numbers.")
+REPORT_HTML = Artifact("report/report.html", "report", "file", "The report, one HTML page.")
+REPORT_PLOT = Artifact("report/{name}.png", "report", "file", "The report's plots.")
+MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
+                  "A finished stage's marker, written last: a stage without one is unfinished.")
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
+    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SUMMARY, PLAN, PLAN_SETTINGS, ATTRIBUTION_PARTS,
+    ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS, UNMAPPED, PULL_STATE,
+    RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
+
+#: What each verb reads; what it writes is every artifact whose ``writer`` it is.
+STAGE_READS: dict[str, tuple[Artifact, ...]] = {
+    "data": (),
+    "train": (TRAIN, EVAL),
+    "extract": (SPLIT, MODEL, LABELS),
+    "score": (FEATURES, LABELS, OOF, DYNAMICS),
+    "attribute": (SUSPECTS, ACQUIRE, TRAIN, POOL, FEATURES, MODEL, LABELS, MANIFEST),
+    "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
+             MANIFEST),
+    "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
+    "pull": (MANIFEST, EVENTS, PULL_STATE),
+    "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS),
+    "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, TRAIN, METRICS),
+}
+
+
+_PLACEHOLDER = re.compile(r"\\\{(\w+)\\\}")
+_PART = r"/part-\d{5,}\.parquet"
+
+
+def _pattern(artifact: Artifact) -> re.Pattern:
+    body = _PLACEHOLDER.sub(r"[^/]+", re.escape(artifact.path))
+    return re.compile(body + (_PART if artifact.kind == "parts" else ""))
+
+
+_TABLES = [(a, _pattern(a)) for a in ARTIFACTS if a.schema is not None]
+
+
+def table_artifact(path: str) -> Artifact | None:
+    """The registered table (or part of a ``parts`` folder) that ``path`` names, if any.
+
+    Inside a dataset version (``retrain/vN/``) the layout repeats: its own dataset/, train/...
+    """
+    for candidate in (path, re.sub(r"^retrain/v\d+/", "", path)):
+        for artifact, pattern in _TABLES:
+            if pattern.fullmatch(candidate):
+                return artifact
+    return None
+
+
+def stage_outputs(stage: str) -> list[str]:
+    """The paths a stage writes without placeholders (what ``--force`` removes)."""
+    return [a.path for a in ARTIFACTS if a.writer == stage and "{" not in a.path]
+
+
+def stage_table() -> str:
+    """The stage table of ``docs/architecture.md``: what each verb reads and writes."""
+    lines = ["| verb | reads | writes |", "|---|---|---|"]
+    for stage, reads in STAGE_READS.items():
+        writes = [a.path for a in ARTIFACTS if a.writer == stage]
+        lines.append(f"| `relabeler {stage}` | {', '.join(f'`{a.path}`' for a in reads)} | "
+                     f"{', '.join(f'`{w}`' for w in writes)} |")
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The artifact table of ``docs/architecture.md``, from the registry."""
+    lines = ["| artifact | written by | kind | columns | what it holds |",
+             "|---|---|---|---|---|"]
+    for a in ARTIFACTS:
+        columns = ""
+        if a.schema is not None:
+            columns = ", ".join(a.schema.names)
+            if a.optional is not None and len(a.optional):
+                columns += "; optional: " + ", ".join(a.optional.names)
+        lines.append(f"| `{a.path}` | {a.writer} | {a.kind} | {columns} | {a.doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""The queue plan: what a round sends to Label Studio, decided once, read by attribute and push.
+
+:func:`plan_round` is pure: from the ranking, the manifest of what is in Label Studio already,
+the budget, the control share, the seed and the pool picks, it lists every task of the round
+(``queue/plan.parquet``: id, source, position, rank, pushed). ``relabeler attribute`` writes the
+plan and attributes every row of it, so every task a push sends, control or not, carries its
+evidence: a control without highlights would be recognisable, and the report's lift rests on
+the controls looking like any other task. ``relabeler push`` plans again with its own settings
+and stops, naming the tasks, when that plan needs evidence the attribute stage did not compute.
+
+Review project: the top ``budget - controls`` of the ranking, and random controls drawn
+uniformly from all training rows (never the flagged target or anything sent), spread at stable
+random positions among the flagged tasks. Acquisition project: the pool picks in their order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler.artifacts import MANIFEST, PLAN, PLAN_SETTINGS
+from relabeler.store import RunStore
+
+FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
+SOURCES = (FLAGGED, CONTROL, ACQUIRED)
+MANIFEST_SCHEMA = MANIFEST.schema
+
+
+def empty_manifest() -> pd.DataFrame:
+    return MANIFEST_SCHEMA.empty_table().to_pandas()
+
+
+def read_manifest(store: RunStore) -> pd.DataFrame:
+    """What was sent to Label Studio (``studio/manifest.parquet``); empty before a push."""
+    if not store.exists(MANIFEST.path):
+        return empty_manifest()
+    frame = store.read_table(MANIFEST.path).to_pandas()
+    for column in ("task_id", "rank"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def write_manifest(store: RunStore, manifest: pd.DataFrame) -> None:
+    frame = manifest.sort_values(["project_id", "priority", "id"], kind="stable")
+    table = pa.Table.from_pandas(frame[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA,
+                                 preserve_index=False)
+    store.write_table(MANIFEST.path, table)
+
+
+def split_budget(budget: int, control_share: float) -> tuple[int, int]:
+    """(flagged, controls) for a budget; controls = round(budget * share), at least 1 when the
+    share is positive and the budget allows."""
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    if not 0.0 <= control_share < 1.0:
+        raise ValueError(f"control_share must be in [0, 1), got {control_share}")
+    controls = int(round(budget * control_share))
+    if control_share > 0 and controls == 0 and budget >= 2:
+        controls = 1
+    return budget - controls, controls
+
+
+def plan_training_queue(ranked_ids: Sequence[str], train_ids: Sequence[str],
+                        pushed: pd.DataFrame, *, budget: int, control_share: float,
+                        seed: int = 0) -> tuple[list[str], list[str]]:
+    """New flagged and new control sample ids of the review project.
+
+    ranked_ids: the suspect queue, rank 1 first. train_ids: every training id (controls are
+    drawn from here, uniformly, excluding the flagged target and anything pushed).
+    pushed: manifest rows already in the project (id, source).
+
+    The flagged target is the top ``budget - controls`` of the current queue; samples of it not
+    yet pushed are new. Controls are topped up to their share of the budget.
+    """
+    n_flagged, n_controls = split_budget(budget, control_share)
+    already = set(pushed["id"])
+    target = list(ranked_ids[:n_flagged])
+    new_flagged = [i for i in target if i not in already]
+    need = max(0, n_controls - int((pushed["source"] == CONTROL).sum()))
+    new_controls: list[str] = []
+    if need:
+        excluded = already | set(target)
+        pool = sorted(train_ids)
+        for k in np.random.default_rng(seed).permutation(len(pool)):
+            candidate = pool[int(k)]
+            if candidate not in excluded:
+                new_controls.append(candidate)
+                if len(new_controls) == need:
+                    break
+    return new_flagged, new_controls
+
+
+def _unit(seed: int, sample_id: str) -> float:
+    """A stable uniform number in [0, 1) per (seed, id): a control's place in the queue."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def queue_priorities(flagged_ranked: Sequence[str], controls: Sequence[str], *, seed: int = 0
+                     ) -> dict[str, int]:
+    """Queue positions (1 = first) for flagged ids in rank order with controls spread among
+    them at stable, uniformly random places."""
+    n = max(len(flagged_ranked), 1)
+    keys = [(float(i), 0, x) for i, x in enumerate(flagged_ranked)]
+    keys += [(_unit(seed, x) * n, 1, x) for x in controls]
+    return {x: position for position, (_, _, x) in enumerate(sorted(keys), start=1)}
+
+
+def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.DataFrame, *,
+               budget: int, control_share: float, seed: int, pool_picks: pd.DataFrame
+               ) -> pd.DataFrame:
+    """Every task of the round, review project first, then acquisition, in queue order.
+
+    ranking: the suspects (columns id, rank). manifest: what was sent (id, source). pool_picks:
+    the pool rows to acquire (columns id, rank). Returns columns id, source, position (1 = first
+    within its project), rank (of the suspect or the pool pick; NA for a control below the
+    ranking) and pushed (already in Label Studio).
+    """
+    ranking = ranking.sort_values(["rank", "id"], kind="stable")
+    rank_of = dict(zip(ranking["id"], ranking["rank"], strict=True))
+    review = manifest[manifest["source"].isin([FLAGGED, CONTROL])]
+    new_flagged, new_controls = plan_training_queue(
+        list(ranking["id"]), train_ids, review, budget=budget, control_share=control_share,
+        seed=seed)
+    flagged = [*review.loc[review["source"] == FLAGGED, "id"], *new_flagged]
+    flagged.sort(key=lambda x: (rank_of.get(x, np.iinfo(np.int64).max), x))
+    controls = [*review.loc[review["source"] == CONTROL, "id"], *new_controls]
+    positions = queue_priorities(flagged, controls, seed=seed)
+    source = {**dict.fromkeys(flagged, FLAGGED), **dict.fromkeys(controls, CONTROL)}
+    ordered = sorted(positions, key=positions.__getitem__)
+    sent = set(review["id"])
+    frames = [pd.DataFrame({
+        "id": ordered, "source": [source[x] for x in ordered],
+        "position": [positions[x] for x in ordered],
+        "rank": pd.array([rank_of.get(x) for x in ordered], dtype="Int64"),
+        "pushed": [x in sent for x in ordered]})]
+    picks = pool_picks.sort_values(["rank", "id"], kind="stable")
+    acquired = set(manifest.loc[manifest["source"] == ACQUIRED, "id"])
+    frames.append(pd.DataFrame({
+        "id": list(picks["id"]), "source": ACQUIRED,
+        "position": picks["rank"].to_numpy(dtype=np.int64),
+        "rank": pd.array(picks["rank"], dtype="Int64"),
+        "pushed": [x in acquired for x in picks["id"]]}))
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    plan = pd.concat(nonempty, ignore_index=True)
+    return plan.astype({"id": object, "source": object, "position": np.int64,
+                        "pushed": bool})
+
+
+def plan_settings(budget: int, control_share: float, seed: int) -> dict:
+    return {"budget": int(budget), "control_share": float(control_share), "seed": int(seed)}
+
+
+def write_plan(store: RunStore, plan: pd.DataFrame, settings: dict) -> None:
+    store.write_table(PLAN.path, pa.Table.from_pandas(plan, schema=PLAN.schema,
+                                                      preserve_index=False))
+    store.write_json(PLAN_SETTINGS.path, settings)
+
+
+def read_plan(store: RunStore) -> tuple[pd.DataFrame, dict] | None:
+    """The plan the attribute stage wrote and its settings; None before the first one."""
+    if not store.exists(PLAN.path):
+        return None
+    plan = store.read_table(PLAN.path).to_pandas().astype({"id": object, "source": object})
+    plan["rank"] = plan["rank"].astype("Int64")
+    settings = store.read_json(PLAN_SETTINGS.path) if store.exists(PLAN_SETTINGS.path) else {}
+    return plan, settings

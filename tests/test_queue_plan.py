@@ -1,0 +1,129 @@
+import pandas as pd
+import pytest
+
+from relabeler.queue_plan import (
+    ACQUIRED,
+    CONTROL,
+    FLAGGED,
+    plan_round,
+    plan_settings,
+    plan_training_queue,
+    queue_priorities,
+    read_plan,
+    split_budget,
+    write_plan,
+)
+from relabeler.store import RunStore
+
+IDS = [f"s{i:03d}" for i in range(300)]
+
+
+def pushed(rows):
+    return pd.DataFrame(rows, columns=["id", "source"])
+
+
+def test_budget_splits_into_flagged_and_controls():
+    assert split_budget(200, 0.05) == (190, 10)
+    assert split_budget(10, 0.05) == (9, 1)
+    assert split_budget(0, 0.05) == (0, 0)
+    with pytest.raises(ValueError, match="control_share"):
+        split_budget(10, 1.0)
+
+
+def test_first_plan_is_top_of_queue_plus_random_controls():
+    flagged, controls = plan_training_queue(IDS, IDS, pushed([]), budget=40,
+                                            control_share=0.1, seed=3)
+    assert flagged == IDS[:36]
+    assert len(controls) == 4 and not set(controls) & set(flagged)
+    assert len(set(controls)) == 4
+
+
+def test_controls_are_uniform_over_training_samples():
+    picks = []
+    for seed in range(200):
+        _, controls = plan_training_queue(IDS[:10], IDS, pushed([]), budget=11,
+                                          control_share=0.05, seed=seed)
+        picks += controls
+    counts = pd.Series([int(p[1:]) // 100 for p in picks]).value_counts()
+    assert counts.min() > 40  # three equal thirds of the id range, ~66 each
+
+
+def test_planning_again_adds_nothing():
+    flagged, controls = plan_training_queue(IDS, IDS, pushed([]), budget=40,
+                                            control_share=0.1, seed=0)
+    done = pushed([(x, FLAGGED) for x in flagged] + [(x, CONTROL) for x in controls])
+    assert plan_training_queue(IDS, IDS, done, budget=40, control_share=0.1, seed=0) == ([], [])
+
+
+def test_a_reranked_queue_adds_only_the_new_top_samples():
+    flagged, _ = plan_training_queue(IDS, IDS, pushed([]), budget=10, control_share=0.0)
+    reranked = ["s299", *IDS[:299]]
+    done = pushed([(x, FLAGGED) for x in flagged])
+    assert plan_training_queue(reranked, IDS, done, budget=10, control_share=0.0) == \
+        (["s299"], [])
+
+
+def test_priorities_keep_rank_order_and_spread_controls():
+    flagged = IDS[:50]
+    controls = IDS[200:205]
+    prio = queue_priorities(flagged, controls, seed=1)
+    assert sorted(prio.values()) == list(range(1, 56))
+    assert [prio[x] for x in flagged] == sorted(prio[x] for x in flagged)
+    assert len({prio[x] for x in controls}) == 5
+    assert prio == queue_priorities(flagged, controls, seed=1)
+
+
+RANKING = pd.DataFrame({"id": IDS, "rank": range(1, len(IDS) + 1)})
+PICKS = pd.DataFrame({"id": ["p2", "p1", "p3"], "rank": [2, 1, 3]})
+
+
+def manifest(rows):
+    return pd.DataFrame(rows, columns=["id", "source"])
+
+
+def test_a_plan_lists_every_task_of_the_round_in_queue_order():
+    plan = plan_round(RANKING, IDS, manifest([]), budget=20, control_share=0.1, seed=3,
+                      pool_picks=PICKS)
+    review = plan[plan["source"] != ACQUIRED]
+    assert review["position"].tolist() == list(range(1, 21))
+    assert sorted(review.loc[review["source"] == FLAGGED, "id"]) == IDS[:18]
+    flagged_ranks = review.loc[review["source"] == FLAGGED, "rank"].tolist()
+    assert flagged_ranks == list(range(1, 19))  # rank order, controls spread among them
+    controls = review.loc[review["source"] == CONTROL]
+    assert len(controls) == 2 and not set(controls["id"]) & set(IDS[:18])
+    assert controls["rank"].tolist() == [int(x[1:]) + 1 for x in controls["id"]]
+    acquired = plan[plan["source"] == ACQUIRED]
+    assert acquired["id"].tolist() == ["p1", "p2", "p3"]
+    assert acquired["position"].tolist() == [1, 2, 3]
+    assert not plan["pushed"].any()
+
+
+def test_planning_after_a_push_names_the_same_tasks_as_sent():
+    first = plan_round(RANKING, IDS, manifest([]), budget=20, control_share=0.1, seed=3,
+                       pool_picks=PICKS)
+    sent = manifest(list(zip(first["id"], first["source"], strict=True)))
+    again = plan_round(RANKING, IDS, sent, budget=20, control_share=0.1, seed=3,
+                       pool_picks=PICKS)
+    pd.testing.assert_frame_equal(again.drop(columns="pushed"), first.drop(columns="pushed"))
+    assert again["pushed"].all()
+
+
+def test_a_larger_budget_keeps_what_was_sent_and_adds_the_next_ranks():
+    first = plan_round(RANKING, IDS, manifest([]), budget=10, control_share=0.0, seed=0,
+                       pool_picks=PICKS.iloc[:0])
+    sent = manifest(list(zip(first["id"], first["source"], strict=True)))
+    more = plan_round(RANKING, IDS, sent, budget=15, control_share=0.0, seed=0,
+                      pool_picks=PICKS.iloc[:0])
+    assert more["id"].tolist() == IDS[:15]
+    assert more["pushed"].tolist() == [True] * 10 + [False] * 5
+
+
+def test_the_plan_round_trips_through_the_run_directory(tmp_path):
+    store = RunStore(tmp_path / "run")
+    assert read_plan(store) is None
+    plan = plan_round(RANKING, IDS, manifest([]), budget=12, control_share=0.25, seed=1,
+                      pool_picks=PICKS)
+    write_plan(store, plan, plan_settings(12, 0.25, 1))
+    stored, settings = read_plan(store)
+    pd.testing.assert_frame_equal(stored, plan)
+    assert settings == {"budget": 12, "control_share": 0.25, "seed": 1}
