@@ -1,6 +1,6 @@
 """``relabeler retrain``: apply the people's corrections to a NEW dataset version and retrain.
 
-Reads ``labels/corrections.parquet`` (docs/architecture.md: id, old_label, new_label, action, …, source).
+Reads ``labels/corrections.parquet`` (id, old_label, new_label, action, …, source).
 A relabel changes a training label; a drop excludes the sample; "not sure" and keep leave it
 as it was; an acquired pool sample with an answer joins the training set. The original
 ``dataset/`` is never edited: version N lives in ``retrain/vN/`` (its own ``dataset/``,
