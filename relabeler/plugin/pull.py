@@ -5,13 +5,12 @@ One pull, in the order of the functions below:
 1. fetch (:func:`fetch_project`): per project of ``studio/manifest.parquet``, the tasks whose
    ``updated_at`` moved since the last pull (a new, changed or deleted annotation moves it),
    plus the tasks named by webhook events received since.
-2. reconcile (:func:`reconcile_task`): the server's annotations of a task with the ones the
+2. reconcile (``plugin.reconcile``): the server's annotations of a task with the ones the
    webhook event log recorded (see below). A task whose annotations did not change (same ids
    and times) is not recomputed.
-3. resolve (:func:`task_votes`, :func:`resolve`): each annotator's latest annotation is one
-   vote; the majority wins; a tie is marked ``needs_review`` and counts as "unsure". Skips and
-   "Not sure" give ``unsure``; "Drop" gives ``drop``; the given label gives ``keep``; another
-   class gives ``relabel``. Sample ids come from the manifest (or the task's ``sample_id``).
+3. resolve (``plugin.votes``): each annotator's latest annotation is one vote; the majority
+   wins; a tie is marked ``needs_review``. Sample ids come from the manifest (or the task's
+   ``sample_id``).
 4. merge (:func:`merge_corrections`): the recomputed tasks' rows replace their earlier rows;
    one row per sample (the latest answer, when a sample was answered in several tasks).
 5. write: ``labels/corrections.parquet`` (the whole current state, atomically replaced),
@@ -37,11 +36,8 @@ goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,20 +46,20 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
-from relabeler.corrections import (
-    CORRECTIONS,
-    CORRECTIONS_SCHEMA,
-    DROP_ACTION,
-    KEEP,
-    RELABEL,
-    UNSURE,
-)
+from relabeler.corrections import CORRECTIONS, CORRECTIONS_SCHEMA
 from relabeler.errors import PluginError
-from relabeler.plugin.client import ProjectInfo, StudioClient, StudioNotFoundError
-from relabeler.plugin.events import ANNOTATION_ACTIONS, read_events
-from relabeler.plugin.labeling import DROP, NOT_SURE, LabelingSpec
+from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
+from relabeler.plugin.events import read_events
+from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.push import MANIFEST, read_manifest
+from relabeler.plugin.reconcile import (
+    Reconciled,
+    WebhookAnnotations,
+    event_project,
+    reconcile_task,
+)
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
+from relabeler.plugin.votes import correction_row, fingerprint, task_votes
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -104,27 +100,6 @@ class TaskSource(Protocol):
 
 
 @dataclass(frozen=True)
-class Vote:
-    """One annotator's latest answer to one task."""
-
-    annotator: str
-    answer: str | None        # a class, NOT_SURE or DROP; None = skipped
-    annotation_id: int
-    updated_at: str
-    comment: str | None = None
-
-
-@dataclass(frozen=True)
-class Resolution:
-    action: str
-    new_label: str | None
-    agreement: float | None
-    needs_review: bool
-    n_votes: int
-    n_skipped: int
-
-
-@dataclass(frozen=True)
 class PullResult:
     tasks_fetched: int
     tasks_changed: int
@@ -135,219 +110,6 @@ class PullResult:
     deleted: int               # annotations dropped: an event recorded their deletion
     withdrawn: int             # earlier corrections removed: their task has no answer left
     seconds: float
-
-
-# ---------------------------------------------------------------------------------------------
-# resolve: annotations -> votes -> a resolution (pure)
-
-
-class UnmappedAnswer(ValueError):
-    """An annotation whose answer cannot be mapped to a class, Not sure or Drop."""
-
-
-def _annotator(annotation: Mapping[str, Any], user_names: Mapping[int, str]) -> str:
-    who = annotation.get("completed_by")
-    if isinstance(who, Mapping):
-        who = who.get("id")
-    return user_names.get(int(who), f"user:{who}") if who is not None else "unknown"
-
-
-def _answer_and_comment(annotation: Mapping[str, Any], spec: LabelingSpec
-                        ) -> tuple[str | None, str | None]:
-    answer = comment = None
-    for region in annotation.get("result") or []:
-        if region.get("from_name") == spec.answer_name:
-            choices = (region.get("value") or {}).get("choices") or []
-            if len(choices) != 1:
-                raise UnmappedAnswer(f"expected one answer, got {choices!r}")
-            answer = str(choices[0])
-        elif spec.comment_name and region.get("from_name") == spec.comment_name:
-            texts = (region.get("value") or {}).get("text") or []
-            comment = " ".join(str(t) for t in texts).strip() or None
-    return answer, comment
-
-
-def annotation_vote(annotation: Mapping[str, Any], spec: LabelingSpec,
-                    user_names: Mapping[int, str]) -> Vote:
-    """The vote of one annotation. Raises UnmappedAnswer for a missing or unknown answer."""
-    answer, comment = _answer_and_comment(annotation, spec)
-    updated_at = annotation.get("updated_at") or annotation.get("created_at") or ""
-    common = {"annotator": _annotator(annotation, user_names),
-              "annotation_id": int(annotation["id"]), "updated_at": str(updated_at),
-              "comment": comment}
-    if annotation.get("was_cancelled"):
-        return Vote(answer=None, **common)
-    if answer is None:
-        raise UnmappedAnswer("the annotation has no answer")
-    if answer not in spec.classes and answer not in (NOT_SURE, DROP):
-        raise UnmappedAnswer(f"answer {answer!r} is not a class of the run "
-                             f"({list(spec.classes)}), {NOT_SURE!r} or {DROP!r}")
-    return Vote(answer=answer, **common)
-
-
-def latest_per_annotator(votes: Sequence[Vote]) -> list[Vote]:
-    latest: dict[str, Vote] = {}
-    for vote in sorted(votes, key=lambda v: (v.updated_at, v.annotation_id)):
-        latest[vote.annotator] = vote
-    return sorted(latest.values(), key=lambda v: v.annotator)
-
-
-def resolve(votes: Sequence[Vote], *, given_label: str | None, spec: LabelingSpec) -> Resolution:
-    """Majority of the answers (one per annotator; skips are not votes); ties need review."""
-    answers = [v.answer for v in votes if v.answer is not None]
-    skipped = sum(v.answer is None for v in votes)
-    if not answers:
-        return Resolution(UNSURE, None, None, False, 0, skipped)
-    counts = Counter(answers).most_common()
-    top, top_count = counts[0]
-    agreement = top_count / len(answers)
-    if len(counts) > 1 and counts[1][1] == top_count:
-        return Resolution(UNSURE, None, agreement, True, len(answers), skipped)
-    if top == NOT_SURE:
-        return Resolution(UNSURE, None, agreement, False, len(answers), skipped)
-    if top == DROP:
-        return Resolution(DROP_ACTION, None, agreement, False, len(answers), skipped)
-    action = KEEP if top == given_label else RELABEL
-    return Resolution(action, top, agreement, False, len(answers), skipped)
-
-
-def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int] = ()) -> str:
-    """Changes when an annotation is added, changed or removed, or a deletion is recorded."""
-    keys: list[Any] = sorted((int(a["id"]), str(a.get("updated_at")),
-                              bool(a.get("was_cancelled"))) for a in annotations)
-    if deleted:
-        keys.append(["deleted", sorted(int(i) for i in deleted)])
-    return hashlib.sha1(json.dumps(keys).encode()).hexdigest()
-
-
-def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
-               user_names: Mapping[int, str], *, sample_id: str | None, project_id: int,
-               task_id: int) -> tuple[list[Vote], list[dict[str, Any]]]:
-    """The latest vote per annotator, and an ``unmapped`` row for each annotation without one."""
-    votes: list[Vote] = []
-    unmapped = []
-    for annotation in annotations:
-        try:
-            if sample_id is None:
-                raise UnmappedAnswer("the task has no sample_id and is not in the manifest")
-            votes.append(annotation_vote(annotation, spec, user_names))
-        except UnmappedAnswer as exc:
-            unmapped.append({"project_id": project_id, "task_id": task_id,
-                             "annotation_id": int(annotation["id"]), "id": sample_id,
-                             "reason": str(exc),
-                             "annotation": json.dumps(annotation, default=str)})
-            log.warning("pull: task %d annotation %s cannot be mapped: %s", task_id,
-                        annotation.get("id"), exc)
-    return latest_per_annotator(votes), unmapped
-
-
-def correction_row(votes: Sequence[Vote], spec: LabelingSpec, *, sample_id: str,
-                   given_label: str | None, source: str | None, via: str, project_id: int,
-                   task_id: int) -> dict[str, Any]:
-    """One row of ``labels/corrections.parquet`` from a task's votes (at least one)."""
-    res = resolve(votes, given_label=given_label, spec=spec)
-    return {
-        "id": sample_id, "old_label": given_label, "new_label": res.new_label,
-        "action": res.action, "annotators": [v.annotator for v in votes],
-        "n_annotations": len(votes), "agreement": res.agreement,
-        "updated_at": _timestamp(max(v.updated_at for v in votes)),
-        "source": source, "needs_review": res.needs_review, "n_skipped": res.n_skipped,
-        "votes": [f"{v.annotator}: {v.answer if v.answer is not None else '(skipped)'}"
-                  for v in votes],
-        "comments": [f"{v.annotator}: {v.comment}" for v in votes if v.comment],
-        "annotation_ids": [v.annotation_id for v in votes],
-        "project_id": project_id, "task_id": task_id, "via": via}
-
-
-# ---------------------------------------------------------------------------------------------
-# reconcile: annotations as webhooks told them (pure)
-
-
-def _task_id_of(annotation: Mapping[str, Any], payload: Mapping[str, Any]) -> int | None:
-    task = annotation.get("task") or (payload.get("task") or {}).get("id")
-    if isinstance(task, Mapping):
-        task = task.get("id")
-    return int(task) if task is not None else None
-
-
-def _event_project(event: Mapping[str, Any]) -> int | None:
-    project = (event.get("payload") or {}).get("project")
-    if isinstance(project, Mapping):
-        project = project.get("id")
-    try:
-        return int(project) if project is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass
-class WebhookAnnotations:
-    """Annotations as webhook events told them, replayed in arrival order."""
-
-    by_task: dict[int, dict[int, dict]] = field(default_factory=dict)  # latest payloads
-    deleted: set[int] = field(default_factory=set)    # ids whose last event is a deletion
-    task_of: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_events(cls, events: Iterable[Mapping[str, Any]]) -> WebhookAnnotations:
-        seen = cls()
-        for event in events:
-            payload = event.get("payload") or {}
-            action = payload.get("action")
-            if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-                annotation = payload.get("annotation") or {}
-                task_id = _task_id_of(annotation, payload)
-                if annotation.get("id") is None or task_id is None:
-                    continue
-                annotation_id = int(annotation["id"])
-                seen.by_task.setdefault(task_id, {})[annotation_id] = dict(annotation)
-                seen.task_of[annotation_id] = task_id
-                seen.deleted.discard(annotation_id)
-            elif action == "ANNOTATIONS_DELETED":
-                seen.deleted.update(int(a["id"]) for a in payload.get("annotations") or []
-                                    if a.get("id") is not None)
-        return seen
-
-    def tasks_named(self, events: Iterable[Mapping[str, Any]]) -> dict[int, set[int]]:
-        """Task ids by project id that annotation events name (to fetch them even when their
-        ``updated_at`` did not move)."""
-        named: dict[int, set[int]] = {}
-        for event in events:
-            payload = event.get("payload") or {}
-            project_id = _event_project(event)
-            if payload.get("action") not in ANNOTATION_ACTIONS or project_id is None:
-                continue
-            tasks = named.setdefault(project_id, set())
-            task_id = (payload.get("annotation") or {}).get("task")
-            if task_id is not None:
-                tasks.add(int(task_id))
-            ids = [int(a["id"]) for a in payload.get("annotations") or []
-                   if a.get("id") is not None]
-            tasks.update(self.task_of[i] for i in ids if i in self.task_of)
-        return named
-
-
-@dataclass(frozen=True)
-class Reconciled:
-    """A task's annotations after reconciling the server with the event log."""
-
-    annotations: list[dict[str, Any]]  # the server's, then those known only from events
-    from_events: list[int]             # ids kept though the server does not show them
-    deleted: list[int]                 # ids dropped: the server lacks them, an event deleted them
-    via: str                           # export, events or export+events
-
-
-def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations) -> Reconciled:
-    """The server's annotations of ``task``, plus the recorded ones it no longer shows and no
-    event deleted (see the module docstring)."""
-    server = {int(a["id"]): dict(a) for a in task.get("annotations") or []}
-    recorded = {annotation_id: annotation
-                for annotation_id, annotation in webhooks.by_task.get(int(task["id"]), {}).items()
-                if annotation_id not in server}
-    deleted = sorted(i for i in recorded if i in webhooks.deleted)
-    kept = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
-    via = "export" if not kept else ("export+events" if server else "events")
-    return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +172,7 @@ def _spec_from_events(events: Sequence[Mapping[str, Any]], project_id: int
                       ) -> LabelingSpec | None:
     for event in reversed(events):
         project = (event.get("payload") or {}).get("project")
-        if isinstance(project, Mapping) and _event_project(event) == project_id \
+        if isinstance(project, Mapping) and event_project(event) == project_id \
                 and project.get("label_config"):
             return LabelingSpec.from_config(project["label_config"])
     return None
@@ -541,13 +303,6 @@ def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schem
     store.write_table(artifact, table)
 
 
-def _timestamp(text: str | None) -> pd.Timestamp | None:
-    if not text:
-        return None
-    stamp = pd.Timestamp(text)
-    return stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
-
-
 # ---------------------------------------------------------------------------------------------
 # the pull
 
@@ -575,7 +330,7 @@ def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) 
         source_of=dict(zip(rows["id"], rows["source"], strict=True)), given=given)
 
 
-def pull(store: RunStore, client: StudioClient | TaskSource, *, page_size: int = 500
+def pull(store: RunStore, client: TaskSource, *, page_size: int = 500
          ) -> PullResult:
     """Pull new and changed answers from every project in the manifest (see the module
     docstring for the steps and for annotations the server no longer shows)."""
@@ -628,7 +383,7 @@ def pull(store: RunStore, client: StudioClient | TaskSource, *, page_size: int =
     return result
 
 
-def run_pull(store: RunStore, config: Any, *, client: StudioClient | None = None) -> PullResult:
+def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) -> PullResult:
     """``relabeler pull``: settings from ``config.studio``."""
     from relabeler.plugin.connect import client_from_config
 

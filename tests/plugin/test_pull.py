@@ -18,15 +18,10 @@ from relabeler.corrections import CORRECTIONS
 from relabeler.errors import PluginError
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP
-from relabeler.plugin.pull import (
-    UNMAPPED,
-    WebhookAnnotations,
-    fingerprint,
-    merge_corrections,
-    pull,
-    reconcile_task,
-)
+from relabeler.plugin.pull import UNMAPPED, merge_corrections, pull
 from relabeler.plugin.push import MANIFEST_SCHEMA, write_manifest
+from relabeler.plugin.reconcile import WebhookAnnotations, reconcile_task
+from relabeler.plugin.votes import fingerprint
 from relabeler.store import RunStore
 from tests.plugin.fake_studio import FakeStudio
 
