@@ -29,6 +29,7 @@ from relabeler.data import (
     write_split_tables,
 )
 from relabeler.data.demos import parse_sms_line
+from relabeler.data.split import stratified_split
 
 # --------------------------------------------------------------------------------------------
 # Fixtures
@@ -484,6 +485,45 @@ def test_split_keeps_one_train_row_per_class(tmp_path: Path) -> None:
     ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.6)
     assert Counter(ds.train["label"]) == {"a": 2, "b": 1}
     assert Counter(ds.eval["label"]) == {"a": 3}
+
+
+def test_fewer_eval_rows_than_classes(tmp_path: Path) -> None:
+    # scikit-learn's stratified split refuses this (2 test rows < 3 classes); the loader must not
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(100)],
+                          "label": ["a"] * 50 + ["b"] * 30 + ["c"] * 20})
+    ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.02)
+    assert Counter(ds.eval["label"]) == {"a": 1, "b": 1}
+
+
+def test_a_large_eval_fraction_keeps_a_rare_class_in_train(tmp_path: Path) -> None:
+    # scikit-learn's stratified split puts both 'b' rows in test here (seed 0)
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": ["a"] * 18 + ["b"] * 2})
+    ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.85)
+    assert Counter(ds.train["label"]) == {"a": 3, "b": 1}
+    assert Counter(ds.eval["label"]) == {"a": 15, "b": 1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 40), min_size=2, max_size=5),
+    eval_fraction=st.floats(0, 0.6),
+    pool_fraction=st.floats(0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stratified_split_properties(
+    counts: list[int], eval_fraction: float, pool_fraction: float, seed: int
+) -> None:
+    labels = [f"c{k}" for k, n in enumerate(counts) for _ in range(n)]
+    splits = stratified_split(labels, eval_fraction, pool_fraction, np.random.default_rng(seed))
+    assert splits == stratified_split(
+        labels, eval_fraction, pool_fraction, np.random.default_rng(seed)
+    )
+    for k, n in enumerate(counts):
+        mine = Counter(s for s, label in zip(splits, labels, strict=True) if label == f"c{k}")
+        assert mine["train"] >= 1
+        if mine["train"] > 1:  # nothing was held back to keep a train row
+            assert abs(mine["eval"] - eval_fraction * n) <= 1
+            assert abs(mine["pool"] - pool_fraction * n) <= 1
 
 
 def test_pool_rows_lose_their_labels(balanced_csv: Path) -> None:
