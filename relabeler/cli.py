@@ -408,6 +408,9 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
     if result.unmapped:
         print(f"  {result.unmapped} answers could not be mapped: "
               f"{config.run_dir}/labels/unmapped.parquet")
+    if result.deleted or result.withdrawn or result.from_events_only:
+        print(f"  {result.deleted} deleted answers dropped, {result.withdrawn} corrections "
+              f"withdrawn, {result.from_events_only} answers kept from webhook events only")
     return 0
 
 

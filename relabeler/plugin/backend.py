@@ -158,7 +158,7 @@ def run_serve(store: RunStore, config: Any, *, register: bool = True) -> None:
     import secrets
 
     from relabeler.plugin.connect import client_from_config
-    from relabeler.plugin.push import read_manifest
+    from relabeler.queue_plan import read_manifest
 
     studio = config.studio
     secret = os.environ.get(studio.webhook_secret_env, "")

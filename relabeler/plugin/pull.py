@@ -1,73 +1,77 @@
 """``relabeler pull``: the annotators' answers back into the run as corrections.
 
-* Incremental: only tasks whose ``updated_at`` moved since the last pull (a new, changed or
-  deleted annotation moves it), plus tasks named by webhook events received since, are fetched;
-  a task whose annotations did not change (same ids and times) is not recomputed.
-* Mapped back to sample ids through ``studio/manifest.parquet`` (or the task's ``sample_id``).
-* Several annotators: each one's latest annotation is one vote; the majority wins; a tie is
-  marked ``needs_review`` and counts as "unsure". Skipped tasks and "Not sure" give ``unsure``;
-  "Drop" gives ``drop``; the given label gives ``keep``; another class gives ``relabel``.
-* Reconciled with webhook events: an annotation known only from an event (the server lost it,
-  or the task is gone) is kept, with ``via`` saying so.
-* Nothing is dropped silently: an answer that cannot be mapped (no sample id, a choice that is
-  not a class of the run, no answer at all) goes to ``labels/unmapped.parquet`` and the log.
+One pull, in the order of the functions below:
 
-Writes ``labels/corrections.parquet`` (the whole current state, atomically replaced) and
-``studio/pull_state.json`` (watermarks, per-task fingerprints, events seen).
+1. fetch (:func:`fetch_project`): per project of ``studio/manifest.parquet``, the tasks whose
+   ``updated_at`` moved since the last pull (a new, changed or deleted annotation moves it),
+   plus the tasks named by webhook events received since.
+2. reconcile (``plugin.reconcile``): the server's annotations of a task with the ones the
+   webhook event log recorded (see below). A task whose annotations did not change (same ids
+   and times) is not recomputed.
+3. resolve (``plugin.votes``): each annotator's latest annotation is one vote; the majority
+   wins; a tie is marked ``needs_review``. Sample ids come from the manifest (or the task's
+   ``sample_id``).
+4. merge (:func:`merge_corrections`): the recomputed tasks' rows replace their earlier rows;
+   one row per sample (the latest answer, when a sample was answered in several tasks).
+5. write: ``labels/corrections.parquet`` (the whole current state, atomically replaced),
+   ``labels/unmapped.parquet`` and, last, ``studio/pull_state.json`` (watermarks, per-task
+   fingerprints, events seen), so a pull killed before the end is simply redone.
+
+An annotation the server no longer shows but a webhook event recorded
+----------------------------------------------------------------------
+The server is the truth for every annotation it shows (an update on the server wins over an
+older event payload). For one it does not show, the event log decides:
+
+* an ``ANNOTATIONS_DELETED`` event names it: a person deleted it, so it is dropped, counted in
+  ``PullResult.deleted`` and logged;
+* otherwise (created or updated, never deleted): the server lost it (a restore from an older
+  backup, a deleted task or project), so it is kept, with ``via`` = ``events`` or
+  ``export+events``, counted in ``PullResult.from_events_only`` and logged.
+
+A correction whose task is recomputed and has no answer left (every annotation deleted) is
+withdrawn: counted in ``PullResult.withdrawn`` and logged with its sample id. An answer that
+cannot be mapped (no sample id, a choice that is not a class of the run, no answer at all)
+goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
 
+from relabeler.artifacts import MANIFEST as MANIFEST_ARTIFACT
+from relabeler.corrections import CORRECTIONS, CORRECTIONS_SCHEMA
 from relabeler.errors import PluginError
-from relabeler.plugin.client import StudioClient, StudioNotFoundError
-from relabeler.plugin.events import ANNOTATION_ACTIONS, read_events
-from relabeler.plugin.labeling import DROP, NOT_SURE, LabelingSpec
-from relabeler.plugin.push import MANIFEST, read_manifest
+from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
+from relabeler.plugin.events import read_events
+from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.reconcile import (
+    Reconciled,
+    WebhookAnnotations,
+    event_project,
+    reconcile_task,
+)
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
+from relabeler.plugin.votes import correction_row, fingerprint, task_votes
+from relabeler.queue_plan import read_manifest
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-CORRECTIONS = "labels/corrections.parquet"
+MANIFEST = MANIFEST_ARTIFACT.path
+
 UNMAPPED = "labels/unmapped.parquet"
 PULL_STATE = "studio/pull_state.json"
-KEEP, RELABEL, DROP_ACTION, UNSURE = "keep", "relabel", "drop", "unsure"
-ACTIONS = (KEEP, RELABEL, DROP_ACTION, UNSURE)
 # tasks updated this long before the watermark are fetched again: commits can land out of order
 _WATERMARK_MARGIN = timedelta(seconds=5)
 
-CORRECTIONS_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("old_label", pa.string()),
-    pa.field("new_label", pa.string()),
-    pa.field("action", pa.string(), nullable=False),
-    pa.field("annotators", pa.list_(pa.string())),
-    pa.field("n_annotations", pa.int64()),
-    pa.field("agreement", pa.float64()),
-    pa.field("updated_at", pa.timestamp("us", tz="UTC")),
-    pa.field("source", pa.string()),
-    pa.field("needs_review", pa.bool_()),
-    pa.field("n_skipped", pa.int64()),
-    pa.field("votes", pa.list_(pa.string())),
-    pa.field("comments", pa.list_(pa.string())),
-    pa.field("annotation_ids", pa.list_(pa.int64())),
-    pa.field("project_id", pa.int64()),
-    pa.field("task_id", pa.int64()),
-    pa.field("via", pa.string()),
-])
 UNMAPPED_SCHEMA = pa.schema([
     pa.field("project_id", pa.int64()),
     pa.field("task_id", pa.int64()),
@@ -82,25 +86,20 @@ class PullError(PluginError):
     """Pull cannot go on; the message says why and what to do."""
 
 
-@dataclass(frozen=True)
-class Vote:
-    """One annotator's latest answer to one task."""
+class TaskSource(Protocol):
+    """The calls pull makes to Label Studio (:class:`StudioClient` has them)."""
 
-    annotator: str
-    answer: str | None        # a class, NOT_SURE or DROP; None = skipped
-    annotation_id: int
-    updated_at: str
-    comment: str | None = None
+    url: str
 
+    def user_emails(self) -> dict[int, str]: ...
 
-@dataclass(frozen=True)
-class Resolution:
-    action: str
-    new_label: str | None
-    agreement: float | None
-    needs_review: bool
-    n_votes: int
-    n_skipped: int
+    def get_project(self, project_id: int) -> ProjectInfo: ...
+
+    def list_tasks(self, project_id: int, *, updated_after: str | None = None,
+                   annotated_only: bool = False, page_size: int = 500
+                   ) -> Iterable[dict[str, Any]]: ...
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -110,134 +109,195 @@ class PullResult:
     corrections: int
     needs_review: int
     unmapped: int
-    from_events_only: int
+    from_events_only: int      # annotations kept though the server no longer shows them
+    deleted: int               # annotations dropped: an event recorded their deletion
+    withdrawn: int             # earlier corrections removed: their task has no answer left
     seconds: float
 
 
 # ---------------------------------------------------------------------------------------------
-# pure: annotations -> votes -> a resolution
+# fetch
 
 
-class UnmappedAnswer(ValueError):
-    """An annotation whose answer cannot be mapped to a class, Not sure or Drop."""
+@dataclass(frozen=True)
+class FetchedProject:
+    spec: LabelingSpec | None        # None: the project is gone and no event carries its config
+    tasks: dict[int, dict[str, Any]]  # by task id; a gone task has no annotations and no data
+    gone: set[int]                   # task ids named by events that the server no longer has
+    listed: int                      # tasks the server listed as changed
 
 
-def annotation_vote(annotation: Mapping[str, Any], spec: LabelingSpec,
-                    user_names: Mapping[int, str]) -> Vote:
-    """The vote of one annotation. Raises UnmappedAnswer for a missing or unknown answer."""
-    who = annotation.get("completed_by")
-    if isinstance(who, Mapping):
-        who = who.get("id")
-    annotator = user_names.get(int(who), f"user:{who}") if who is not None else "unknown"
-    comment = None
-    answer = None
-    for region in annotation.get("result") or []:
-        if region.get("from_name") == spec.answer_name:
-            choices = (region.get("value") or {}).get("choices") or []
-            if len(choices) != 1:
-                raise UnmappedAnswer(f"expected one answer, got {choices!r}")
-            answer = str(choices[0])
-        elif spec.comment_name and region.get("from_name") == spec.comment_name:
-            texts = (region.get("value") or {}).get("text") or []
-            comment = " ".join(str(t) for t in texts).strip() or None
-    common = {"annotator": annotator, "annotation_id": int(annotation["id"]),
-              "updated_at": str(annotation.get("updated_at") or annotation.get("created_at")
-                                or ""), "comment": comment}
-    if annotation.get("was_cancelled"):
-        return Vote(answer=None, **common)
-    if answer is None:
-        raise UnmappedAnswer("the annotation has no answer")
-    if answer not in spec.classes and answer not in (NOT_SURE, DROP):
-        raise UnmappedAnswer(f"answer {answer!r} is not a class of the run "
-                             f"({list(spec.classes)}), {NOT_SURE!r} or {DROP!r}")
-    return Vote(answer=answer, **common)
+def _list_changed(client: TaskSource, project_id: int, pstate: dict[str, Any],
+                  page_size: int) -> dict[int, dict[str, Any]]:
+    """Tasks updated since the watermark (the first pull: answered tasks); moves the
+    watermark in ``pstate`` to the latest ``updated_at`` seen."""
+    watermark = pstate.get("watermark")
+    if watermark:
+        since = (pd.Timestamp(watermark) - _WATERMARK_MARGIN).isoformat()
+        listing = client.list_tasks(project_id, updated_after=since, page_size=page_size)
+    else:
+        listing = client.list_tasks(project_id, annotated_only=True, page_size=page_size)
+    tasks = {int(task["id"]): task for task in listing}
+    stamps = [pd.Timestamp(str(t["updated_at"])) for t in tasks.values() if t.get("updated_at")]
+    if stamps and (not watermark or max(stamps) > pd.Timestamp(watermark)):
+        pstate["watermark"] = max(stamps).isoformat()
+    return tasks
 
 
-def latest_per_annotator(votes: Sequence[Vote]) -> list[Vote]:
-    latest: dict[str, Vote] = {}
-    for vote in sorted(votes, key=lambda v: (v.updated_at, v.annotation_id)):
-        latest[vote.annotator] = vote
-    return sorted(latest.values(), key=lambda v: v.annotator)
-
-
-def resolve(votes: Sequence[Vote], *, given_label: str | None, spec: LabelingSpec) -> Resolution:
-    """Majority of the answers (one per annotator; skips are not votes); ties need review."""
-    answers = [v.answer for v in votes if v.answer is not None]
-    skipped = sum(v.answer is None for v in votes)
-    if not answers:
-        return Resolution(UNSURE, None, None, False, 0, skipped)
-    counts = Counter(answers).most_common()
-    top, top_count = counts[0]
-    agreement = top_count / len(answers)
-    if len(counts) > 1 and counts[1][1] == top_count:
-        return Resolution(UNSURE, None, agreement, True, len(answers), skipped)
-    if top == NOT_SURE:
-        return Resolution(UNSURE, None, agreement, False, len(answers), skipped)
-    if top == DROP:
-        return Resolution(DROP_ACTION, None, agreement, False, len(answers), skipped)
-    action = KEEP if top == given_label else RELABEL
-    return Resolution(action, top, agreement, False, len(answers), skipped)
-
-
-def fingerprint(annotations: Sequence[Mapping[str, Any]]) -> str:
-    """Changes when an annotation is added, changed or removed."""
-    keys = sorted((int(a["id"]), str(a.get("updated_at")), bool(a.get("was_cancelled")))
-                  for a in annotations)
-    return hashlib.sha1(json.dumps(keys).encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# events: annotations as webhooks told them
-
-
-def _event_annotations(events: Sequence[Mapping[str, Any]]
-                       ) -> tuple[dict[int, dict[int, dict]], set[int], dict[int, int]]:
-    """(latest annotation payload by task id and annotation id, deleted annotation ids,
-    task id by annotation id) from webhook events, in arrival order."""
-    by_task: dict[int, dict[int, dict]] = {}
-    deleted: set[int] = set()
-    task_of: dict[int, int] = {}
-    for event in events:
-        payload = event.get("payload") or {}
-        action = payload.get("action")
-        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
-            annotation = payload.get("annotation") or {}
-            task = annotation.get("task") or (payload.get("task") or {}).get("id")
-            if isinstance(task, Mapping):
-                task = task.get("id")
-            if annotation.get("id") is None or task is None:
-                continue
-            aid, tid = int(annotation["id"]), int(task)
-            by_task.setdefault(tid, {})[aid] = dict(annotation)
-            task_of[aid] = tid
-            deleted.discard(aid)
-        elif action == "ANNOTATIONS_DELETED":
-            for annotation in payload.get("annotations") or []:
-                if annotation.get("id") is not None:
-                    deleted.add(int(annotation["id"]))
-    return by_task, deleted, task_of
-
-
-def _event_project(event: Mapping[str, Any]) -> int | None:
-    project = (event.get("payload") or {}).get("project")
-    if isinstance(project, Mapping):
-        project = project.get("id")
+def fetch_project(client: TaskSource, project_id: int, pstate: dict[str, Any], *,
+                  named: set[int], events: Sequence[Mapping[str, Any]],
+                  page_size: int = 500) -> FetchedProject:
+    """The changed tasks of one project and the tasks ``named`` by new webhook events."""
     try:
-        return int(project) if project is not None else None
-    except (TypeError, ValueError):
-        return None
+        project = client.get_project(project_id)
+    except StudioNotFoundError:
+        log.error("pull: project %d is gone from %s; only webhook events can speak for it",
+                  project_id, client.url)
+        project = None
+    tasks: dict[int, dict[str, Any]] = {}
+    if project is not None:
+        spec = LabelingSpec.from_config(project.label_config)
+        tasks = _list_changed(client, project_id, pstate, page_size)
+    else:
+        spec = _spec_from_events(events, project_id)
+    listed = len(tasks)
+    gone = set()
+    for task_id in sorted(named - set(tasks)):
+        found = client.get_task(task_id) if project is not None else None
+        if found is None:
+            gone.add(task_id)
+            found = {"id": task_id, "annotations": [], "data": {}}
+        tasks[task_id] = found
+    return FetchedProject(spec=spec, tasks=tasks, gone=gone, listed=listed)
+
+
+def _spec_from_events(events: Sequence[Mapping[str, Any]], project_id: int
+                      ) -> LabelingSpec | None:
+    for event in reversed(events):
+        project = (event.get("payload") or {}).get("project")
+        if isinstance(project, Mapping) and event_project(event) == project_id \
+                and project.get("label_config"):
+            return LabelingSpec.from_config(project["label_config"])
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
-# the pull
+# one project: reconcile and resolve the changed tasks
 
 
-def _empty(schema: pa.Schema) -> pd.DataFrame:
-    return schema.empty_table().to_pandas()
+@dataclass
+class _Pulled:
+    """What one pull gathered so far, over the projects."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unmapped: list[dict[str, Any]] = field(default_factory=list)
+    refreshed: set[tuple[int, int]] = field(default_factory=set)
+    fetched: int = 0
+    changed: int = 0
+    from_events: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
+class _RunLabels:
+    """What the run knows about a sample: its manifest entry and its given label."""
+
+    sample_of: dict[int, str]     # task id -> sample id
+    source_of: dict[str, str]     # sample id -> manifest source
+    given: dict[str, str]         # sample id -> training label
+
+
+def _log_reconciled(task_id: int, seen: Reconciled) -> None:
+    if seen.from_events:
+        log.warning("pull: task %d: annotations %s are known only from webhook events (the "
+                    "server no longer shows them); kept", task_id, seen.from_events)
+    if seen.deleted:
+        log.warning("pull: task %d: annotations %s were deleted (a webhook event says so); "
+                    "dropped", task_id, seen.deleted)
+
+
+def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
+                  prints: dict[str, str], webhooks: WebhookAnnotations, run: _RunLabels,
+                  user_names: Mapping[int, str], pulled: _Pulled) -> None:
+    for task_id, task in sorted(fetched.tasks.items()):
+        seen = reconcile_task(task, webhooks)
+        print_now = fingerprint(seen.annotations, seen.deleted)
+        if prints.get(str(task_id), fingerprint([])) == print_now and task_id not in fetched.gone:
+            continue
+        prints[str(task_id)] = print_now
+        pulled.changed += 1
+        pulled.refreshed.add((project_id, task_id))
+        pulled.deleted += len(seen.deleted)
+        _log_reconciled(task_id, seen)
+        data = task.get("data") or {}
+        sample_id = run.sample_of.get(task_id) or data.get(SAMPLE_ID_FIELD)
+        votes, unmapped = task_votes(seen.annotations, spec, user_names,
+                                     sample_id=None if sample_id is None else str(sample_id),
+                                     project_id=project_id, task_id=task_id)
+        pulled.unmapped += unmapped
+        if not votes:
+            continue
+        sample_id = str(sample_id)
+        given = run.given.get(sample_id, data.get("given_label") or None)
+        pulled.rows.append(correction_row(
+            votes, spec, sample_id=sample_id, given_label=given,
+            source=run.source_of.get(sample_id), via=seen.via, project_id=project_id,
+            task_id=task_id))
+        pulled.from_events += len(seen.from_events)
+
+
+# ---------------------------------------------------------------------------------------------
+# merge and write
+
+
+def _frame(rows: list[dict[str, Any]], schema: pa.Schema) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=schema.names) if rows else schema.empty_table().to_pandas()
+
+
+def _concat(frames: Sequence[pd.DataFrame], schema: pa.Schema) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else _frame([], schema)
+
+
+def _task_keys(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series(list(zip(frame["project_id"], frame["task_id"], strict=True)),
+                     index=frame.index, dtype=object)
+
+
+def merge_corrections(previous: pd.DataFrame, rows: list[dict[str, Any]],
+                      refreshed: set[tuple[int, int]]) -> tuple[pd.DataFrame, int]:
+    """The corrections after this pull, and how many earlier ones were withdrawn.
+
+    The rows of the ``refreshed`` (project id, task id) pairs are replaced by ``rows``; a
+    refreshed task without a new row (no answer left) withdraws its earlier row. One row per
+    sample: the one with the latest ``updated_at``.
+    """
+    keys = _task_keys(previous)
+    stale = keys.isin(refreshed)
+    withdrawn = previous[stale & ~keys.isin({(r["project_id"], r["task_id"]) for r in rows})]
+    if len(withdrawn):
+        log.warning("pull: %d corrections withdrawn: every answer of their task was deleted "
+                    "(samples %s)", len(withdrawn), sorted(withdrawn["id"]))
+    kept = previous[~stale]
+    corrections = _concat([kept, _frame(rows, CORRECTIONS_SCHEMA)], CORRECTIONS_SCHEMA)
+    corrections = corrections.sort_values(["updated_at", "id"], kind="stable")
+    duplicated = corrections["id"].duplicated(keep="last")
+    if duplicated.any():
+        log.warning("pull: %d samples were answered in more than one task; the latest answer "
+                    "is kept", int(duplicated.sum()))
+    return corrections[~duplicated], len(withdrawn)
+
+
+def merge_unmapped(previous: pd.DataFrame, rows: list[dict[str, Any]],
+                   refreshed: set[tuple[int, int]]) -> pd.DataFrame:
+    """Earlier unmapped answers of the tasks not recomputed, then this pull's."""
+    kept = previous[~_task_keys(previous).isin(refreshed)]
+    return _concat([kept, _frame(rows, UNMAPPED_SCHEMA)], UNMAPPED_SCHEMA)
 
 
 def _read(store: RunStore, artifact: str, schema: pa.Schema) -> pd.DataFrame:
-    return store.read_table(artifact).to_pandas() if store.exists(artifact) else _empty(schema)
+    return store.read_table(artifact).to_pandas() if store.exists(artifact) else \
+        _frame([], schema)
 
 
 def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
@@ -246,193 +306,8 @@ def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schem
     store.write_table(artifact, table)
 
 
-def _timestamp(text: str | None) -> pd.Timestamp | None:
-    if not text:
-        return None
-    stamp = pd.Timestamp(text)
-    return stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
-
-
-def _without_tasks(frame: pd.DataFrame, keys: list[tuple[int, int]]) -> pd.DataFrame:
-    """The rows of ``frame`` whose (project_id, task_id) is not among ``keys``."""
-    if not keys or not len(frame):
-        return frame
-    stale = pd.Series(list(zip(frame["project_id"], frame["task_id"], strict=True))).isin(keys)
-    return frame[~stale.to_numpy()]
-
-
-def pull(store: RunStore, client: StudioClient, *, page_size: int = 500) -> PullResult:
-    """Pull new and changed answers from every project in the manifest."""
-    started = time.perf_counter()
-    if not store.exists(MANIFEST):
-        raise PullError(f"nothing was pushed from {store.uri} ({MANIFEST} is missing): run "
-                        f"`relabeler push` first")
-    manifest = read_manifest(store)
-    state = store.read_json(PULL_STATE) if store.exists(PULL_STATE) else {}
-    projects_state: dict[str, Any] = state.get("projects", {})
-    log_events = read_events(store, seen=state.get("events", {}))
-    ev_by_task, ev_deleted, ev_task_of = _event_annotations(log_events.events)
-    new_event_tasks: dict[int, set[int]] = {}
-    for event in log_events.new_events():
-        payload = event.get("payload") or {}
-        if payload.get("action") not in ANNOTATION_ACTIONS:
-            continue
-        project = _event_project(event)
-        tasks = set()
-        annotation = payload.get("annotation") or {}
-        if annotation.get("task") is not None:
-            tasks.add(int(annotation["task"]))
-        for a in payload.get("annotations") or []:
-            if a.get("id") is not None and int(a["id"]) in ev_task_of:
-                tasks.add(ev_task_of[int(a["id"])])
-        if project is not None:
-            new_event_tasks.setdefault(project, set()).update(tasks)
-
-    given = _given_labels(store)
-    try:
-        user_names = client.user_emails()
-    except StudioNotFoundError:
-        user_names = {}
-    corrections = _read(store, CORRECTIONS, CORRECTIONS_SCHEMA)
-    unmapped = _read(store, UNMAPPED, UNMAPPED_SCHEMA)
-    fetched = changed = events_only = 0
-    new_rows: list[dict[str, Any]] = []
-    new_unmapped: list[dict[str, Any]] = []
-    refreshed: set[tuple[int, int]] = set()
-
-    for project_id in sorted({int(p) for p in manifest["project_id"]}):
-        rows = manifest[manifest["project_id"] == project_id]
-        sample_of = {int(t): s for t, s in zip(rows["task_id"], rows["id"], strict=True)
-                     if pd.notna(t)}
-        source_of = dict(zip(rows["id"], rows["source"], strict=True))
-        pstate = projects_state.setdefault(str(project_id), {"watermark": None,
-                                                             "fingerprints": {}})
-        prints: dict[str, str] = pstate["fingerprints"]
-        try:
-            project = client.get_project(project_id)
-        except StudioNotFoundError:
-            log.error("pull: project %d is gone from %s; only webhook events can speak for "
-                      "it", project_id, client.url)
-            project = None
-        tasks: dict[int, dict[str, Any]] = {}
-        if project is not None:
-            spec = LabelingSpec.from_config(project.label_config)
-            watermark = pstate.get("watermark")
-            since = None
-            if watermark:
-                since = (pd.Timestamp(watermark) - _WATERMARK_MARGIN).isoformat()
-            # the first pull asks for answered tasks only; later ones for what moved since
-            listing = client.list_tasks(project_id, updated_after=since, page_size=page_size) \
-                if since else client.list_tasks(project_id, annotated_only=True,
-                                                page_size=page_size)
-            for task in listing:
-                tasks[int(task["id"])] = task
-            stamps = [str(t["updated_at"]) for t in tasks.values() if t.get("updated_at")]
-            if stamps:
-                latest = max(pd.Timestamp(s) for s in stamps)
-                if not watermark or latest > pd.Timestamp(watermark):
-                    pstate["watermark"] = latest.isoformat()
-        else:
-            spec = None
-        wanted = set(new_event_tasks.get(project_id, set())) - set(tasks)
-        if spec is None:
-            spec = _spec_from_events(log_events.events, project_id)
-        fetched += len(tasks)
-        for task_id in sorted(wanted):
-            tasks[task_id] = {"id": task_id, "annotations": [], "data": {}, "_gone": True}
-            found = client.get_task(task_id) if project is not None else None
-            if found is not None:
-                tasks[task_id] = found
-        if spec is None:
-            if tasks:
-                raise PullError(f"project {project_id} is gone and no event carries its config")
-            continue
-
-        for task_id, task in sorted(tasks.items()):
-            server = {int(a["id"]): a for a in task.get("annotations") or []}
-            extra = {aid: a for aid, a in ev_by_task.get(task_id, {}).items()
-                     if aid not in server and aid not in ev_deleted}
-            if extra:
-                log.warning("pull: task %d: %d annotations known only from webhook events are "
-                            "kept", task_id, len(extra))
-            annotations = [*server.values(), *extra.values()]
-            fp = fingerprint(annotations)
-            if prints.get(str(task_id), fingerprint([])) == fp and not task.get("_gone"):
-                continue
-            prints[str(task_id)] = fp
-            changed += 1
-            refreshed.add((project_id, task_id))
-            data = task.get("data") or {}
-            sample_id = sample_of.get(task_id) or data.get(SAMPLE_ID_FIELD)
-            votes: list[Vote] = []
-            for annotation in annotations:
-                reason = None
-                if sample_id is None:
-                    reason = "the task has no sample_id and is not in the manifest"
-                else:
-                    try:
-                        votes.append(annotation_vote(annotation, spec, user_names))
-                    except UnmappedAnswer as exc:
-                        reason = str(exc)
-                if reason is not None:
-                    new_unmapped.append({
-                        "project_id": project_id, "task_id": task_id,
-                        "annotation_id": int(annotation["id"]), "id": sample_id,
-                        "reason": reason, "annotation": json.dumps(annotation, default=str)})
-                    log.warning("pull: task %d annotation %s cannot be mapped: %s", task_id,
-                                annotation.get("id"), reason)
-            if not votes:
-                continue
-            votes = latest_per_annotator(votes)
-            old = given.get(str(sample_id)) if sample_id in given else \
-                (data.get("given_label") or None)
-            res = resolve(votes, given_label=old, spec=spec)
-            via = "export"
-            if extra:
-                via = "events" if not server else "export+events"
-                events_only += len(extra)
-            new_rows.append({
-                "id": str(sample_id), "old_label": old, "new_label": res.new_label,
-                "action": res.action, "annotators": [v.annotator for v in votes],
-                "n_annotations": len(votes), "agreement": res.agreement,
-                "updated_at": _timestamp(max(v.updated_at for v in votes)),
-                "source": source_of.get(str(sample_id)), "needs_review": res.needs_review,
-                "n_skipped": res.n_skipped,
-                "votes": [f"{v.annotator}: {v.answer if v.answer is not None else '(skipped)'}"
-                          for v in votes],
-                "comments": [f"{v.annotator}: {v.comment}" for v in votes if v.comment],
-                "annotation_ids": [v.annotation_id for v in votes],
-                "project_id": project_id, "task_id": task_id, "via": via})
-
-    corrections, unmapped = (_without_tasks(f, list(refreshed)) for f in (corrections, unmapped))
-    frames = [f for f in (corrections, pd.DataFrame(new_rows, columns=CORRECTIONS_SCHEMA.names))
-              if len(f)]
-    corrections = pd.concat(frames, ignore_index=True) if frames else _empty(CORRECTIONS_SCHEMA)
-    corrections = corrections.sort_values(["updated_at", "id"], kind="stable")
-    duplicated = corrections["id"].duplicated(keep="last")
-    if duplicated.any():
-        log.warning("pull: %d samples were answered in more than one task; the latest answer "
-                    "is kept", int(duplicated.sum()))
-        corrections = corrections[~duplicated]
-    frames = [f for f in (unmapped, pd.DataFrame(new_unmapped, columns=UNMAPPED_SCHEMA.names))
-              if len(f)]
-    unmapped = pd.concat(frames, ignore_index=True) if frames else _empty(UNMAPPED_SCHEMA)
-
-    _write(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
-    if len(unmapped) or store.exists(UNMAPPED):
-        _write(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
-    state = {"projects": projects_state, "events": log_events.offsets,
-             "pulled_at": datetime.now(UTC).isoformat()}
-    store.write_json(PULL_STATE, state)  # last: a pull killed before this is simply redone
-    result = PullResult(tasks_fetched=fetched, tasks_changed=changed,
-                        corrections=len(corrections),
-                        needs_review=int(corrections["needs_review"].fillna(False).sum()),
-                        unmapped=len(unmapped), from_events_only=events_only,
-                        seconds=round(time.perf_counter() - started, 2))
-    log.info("pull: %d tasks fetched, %d changed; %d corrections (%d need review), %d unmapped "
-             "answers, in %.1f s", result.tasks_fetched, result.tasks_changed,
-             result.corrections, result.needs_review, result.unmapped, result.seconds)
-    return result
+# ---------------------------------------------------------------------------------------------
+# the pull
 
 
 def _given_labels(store: RunStore) -> dict[str, str]:
@@ -443,17 +318,75 @@ def _given_labels(store: RunStore) -> dict[str, str]:
                     strict=True))
 
 
-def _spec_from_events(events: Sequence[Mapping[str, Any]], project_id: int
-                      ) -> LabelingSpec | None:
-    for event in reversed(events):
-        project = (event.get("payload") or {}).get("project")
-        if isinstance(project, Mapping) and _event_project(event) == project_id \
-                and project.get("label_config"):
-            return LabelingSpec.from_config(project["label_config"])
-    return None
+def _user_names(client: TaskSource) -> dict[int, str]:
+    try:
+        return client.user_emails()
+    except StudioNotFoundError:
+        return {}
 
 
-def run_pull(store: RunStore, config: Any, *, client: StudioClient | None = None) -> PullResult:
+def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) -> _RunLabels:
+    rows = manifest[manifest["project_id"] == project_id]
+    return _RunLabels(
+        sample_of={int(t): s for t, s in zip(rows["task_id"], rows["id"], strict=True)
+                   if pd.notna(t)},
+        source_of=dict(zip(rows["id"], rows["source"], strict=True)), given=given)
+
+
+def pull(store: RunStore, client: TaskSource, *, page_size: int = 500
+         ) -> PullResult:
+    """Pull new and changed answers from every project in the manifest (see the module
+    docstring for the steps and for annotations the server no longer shows)."""
+    started = time.perf_counter()
+    if not store.exists(MANIFEST):
+        raise PullError(f"nothing was pushed from {store.uri} ({MANIFEST} is missing): run "
+                        f"`relabeler push` first")
+    manifest = read_manifest(store)
+    state = store.read_json(PULL_STATE) if store.exists(PULL_STATE) else {}
+    projects_state: dict[str, Any] = state.get("projects", {})
+    event_log = read_events(store, seen=state.get("events", {}))
+    webhooks = WebhookAnnotations.from_events(event_log.events)
+    named = webhooks.tasks_named(event_log.new_events())
+    given, user_names = _given_labels(store), _user_names(client)
+    pulled = _Pulled()
+    for project_id in sorted({int(p) for p in manifest["project_id"]}):
+        pstate = projects_state.setdefault(str(project_id), {"watermark": None,
+                                                             "fingerprints": {}})
+        fetched = fetch_project(client, project_id, pstate, named=named.get(project_id, set()),
+                                events=event_log.events, page_size=page_size)
+        pulled.fetched += fetched.listed
+        if fetched.spec is None:
+            if fetched.tasks:
+                raise PullError(f"project {project_id} is gone and no event carries its "
+                                f"config")
+            continue
+        _pull_project(project_id, fetched, fetched.spec, pstate["fingerprints"], webhooks,
+                      _run_labels(manifest, project_id, given), user_names, pulled)
+
+    corrections, withdrawn = merge_corrections(_read(store, CORRECTIONS, CORRECTIONS_SCHEMA),
+                                               pulled.rows, pulled.refreshed)
+    unmapped = merge_unmapped(_read(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
+                              pulled.refreshed)
+    _write(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
+    if len(unmapped) or store.exists(UNMAPPED):
+        _write(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
+    store.write_json(PULL_STATE, {"projects": projects_state, "events": event_log.offsets,
+                                  "pulled_at": datetime.now(UTC).isoformat()})
+    result = PullResult(tasks_fetched=pulled.fetched, tasks_changed=pulled.changed,
+                        corrections=len(corrections),
+                        needs_review=int(corrections["needs_review"].fillna(False).sum()),
+                        unmapped=len(unmapped), from_events_only=pulled.from_events,
+                        deleted=pulled.deleted, withdrawn=withdrawn,
+                        seconds=round(time.perf_counter() - started, 2))
+    log.info("pull: %d tasks fetched, %d changed; %d corrections (%d need review), %d unmapped "
+             "answers, %d kept from events only, %d deleted, %d withdrawn, in %.1f s",
+             result.tasks_fetched, result.tasks_changed, result.corrections,
+             result.needs_review, result.unmapped, result.from_events_only, result.deleted,
+             result.withdrawn, result.seconds)
+    return result
+
+
+def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) -> PullResult:
     """``relabeler pull``: settings from ``config.studio``."""
     from relabeler.plugin.connect import client_from_config
 

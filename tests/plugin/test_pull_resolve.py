@@ -1,7 +1,7 @@
 import pytest
 
 from relabeler.plugin.labeling import DROP, NOT_SURE, LabelingSpec
-from relabeler.plugin.pull import (
+from relabeler.plugin.votes import (
     UnmappedAnswer,
     Vote,
     annotation_vote,

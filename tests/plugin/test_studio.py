@@ -119,7 +119,7 @@ def test_push_twice_adds_nothing_and_resumes_without_duplicates(admin, tmp_path,
     # a push killed after sending a batch, before recording it: rows are pending
     manifest = read_manifest(store)
     manifest.loc[manifest.index[:7], ["task_id", "pushed_at"]] = None
-    from relabeler.plugin.push import write_manifest
+    from relabeler.queue_plan import write_manifest
 
     write_manifest(store, manifest)
     resumed = push(store, admin, project_title=title, budget=100)

@@ -1,0 +1,96 @@
+"""The dataset's tables as the run directory stores them, and back.
+
+``dataset/{train,eval,pool}.parquet`` (string ``id``, ``text``, ``label``; ``label`` nullable
+only in pool; extra columns such as ``true_label`` travel along) and ``dataset/rejected.parquet``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from relabeler.data.readers import is_null
+
+if TYPE_CHECKING:
+    from relabeler.data.load import LoadedDataset
+
+def _split_schema(*, label_nullable: bool) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("label", pa.string(), nullable=label_nullable),
+        ]
+    )
+
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+    ]
+)
+
+
+def _frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema, name: str) -> pa.Table:
+    arrays = []
+    for field in schema:
+        if field.name not in frame.columns:
+            raise ValueError(
+                f"{name}: missing column {field.name!r} (columns: {list(frame.columns)})"
+            )
+        values = [None if is_null(v) else v for v in frame[field.name].tolist()]
+        array = pa.array(values, type=field.type)
+        if not field.nullable and array.null_count:
+            raise ValueError(f"{name}: column {field.name!r} has {array.null_count} nulls")
+        arrays.append(array)
+    fields = list(schema)
+    # extra columns (the truth kept beside injected noise, a loader's metadata) travel along
+    for column in frame.columns:
+        if column not in schema.names:
+            values = [None if is_null(v) else v for v in frame[column].tolist()]
+            array = pa.array(values)
+            arrays.append(array)
+            fields.append(pa.field(str(column), array.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def write_split_tables(ds: LoadedDataset) -> dict[str, pa.Table]:
+    """Arrow tables of a dataset as the run directory stores them.
+
+    Returns
+    -------
+    dict of str to pyarrow.Table
+        ``dataset/train.parquet``, ``dataset/eval.parquet``, ``dataset/pool.parquet``: string
+        columns ``id``, ``text``, ``label`` (``label`` nullable only in pool);
+        ``dataset/rejected.parquet``: ``row`` (int64), ``source``, ``reason`` (string).
+    """
+    tables = {
+        f"dataset/{split}.parquet": _frame_to_arrow(
+            frame, _split_schema(label_nullable=split == "pool"), split
+        )
+        for split, frame in (("train", ds.train), ("eval", ds.eval), ("pool", ds.pool))
+    }
+    tables["dataset/rejected.parquet"] = _frame_to_arrow(ds.rejected, REJECTED_SCHEMA, "rejected")
+    return tables
+
+
+def read_split(table: pa.Table) -> pd.DataFrame:
+    """Inverse of :func:`write_split_tables` for one table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        String columns as object dtype with ``None`` for nulls, other columns as pandas makes
+        them (``row`` is int64): equal to the frame the table was written from.
+    """
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            columns[name] = pd.Series(column.to_pylist(), dtype=object)
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns)

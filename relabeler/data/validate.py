@@ -1,0 +1,229 @@
+"""Row-level validation of a source: ids, texts, labels and split values as ``str``.
+
+A bad row either raises :class:`DataError` naming the source, the 0-based data row and the
+column (``on_bad_rows="fail"``) or is quarantined as a :class:`Rejected` (``"skip"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from relabeler.data.demos import DEMO_DATASETS
+from relabeler.data.readers import is_null, read_table
+from relabeler.errors import DataError
+
+SPLITS = ("train", "eval", "pool")
+
+@dataclass(frozen=True)
+class Rejected:
+    """One row quarantined by ``on_bad_rows="skip"``.
+
+    ``row`` is the 0-based data row in ``source`` (a path, ``hf:`` name or demo name).
+    """
+
+    row: int
+    source: str
+    reason: str
+
+
+def _scalar_to_str(value: object) -> str | None:
+    """Cast an id or label to str (``1`` and ``1.0`` both give ``"1"``); None if not a scalar."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return None
+
+
+def _generated_id(row: int, text: object, salt: str = "") -> str:
+    return "r" + hashlib.sha1(f"{salt}{row}\x00{text}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The source's column names for each output column (``id`` None = generated ids)."""
+
+    id: str | None
+    text: str
+    label: str
+    split: str | None
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # path or name as given; goes to rejected.source
+    where: str  # how messages name it: "file x.csv", "demo dataset sms-spam"
+    frame: pd.DataFrame
+
+
+def open_source(source: str | os.PathLike, role: str) -> Source:
+    name = os.fspath(source)
+    if name.startswith("hf:"):
+        return Source(name, f"Hugging Face dataset {name}", read_table(name))
+    if Path(name).exists():
+        return Source(name, f"file {name}", read_table(name))
+    if role == "source" and name in DEMO_DATASETS:
+        return Source(name, f"demo dataset {name}", DEMO_DATASETS[name]())
+    demos = f" and is not a demo dataset ({', '.join(DEMO_DATASETS)})" if role == "source" else ""
+    raise DataError(f"cannot read {role} {name!r}: no such file{demos}")
+
+
+def _check_columns(source: Source, columns: Columns, *, label_needed: bool, split: bool) -> bool:
+    """Raise on missing columns; return whether ids must be generated."""
+    present = list(source.frame.columns)
+    needed = [columns.text] + ([columns.label] if label_needed else [])
+    if split and columns.split is not None:
+        needed.append(columns.split)
+    # The default "id" may be absent (ids are generated); a name the user chose may not.
+    generate = columns.id is None or (columns.id == "id" and "id" not in present)
+    if not generate:
+        needed.insert(0, columns.id)
+    for column in needed:
+        if column not in present:
+            raise DataError(
+                f"{source.where} has no column {column!r} "
+                f"(columns: {', '.join(map(str, present)) or 'none'})"
+            )
+    return generate
+
+
+class BadRows:
+    """Raises on the first bad row (``fail``) or collects it into ``rejected`` (``skip``)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.rejected: list[Rejected] = []
+        self.counts: Counter[str] = Counter()
+
+    def report(self, source: Source, row: int, column: str, problem: str, detail: str) -> None:
+        if self.mode == "fail":
+            raise DataError(f"{source.where}, row {row}, column {column!r}: {problem}{detail}")
+        self.rejected.append(Rejected(row, source.name, f"{problem}{detail}"))
+        self.counts[problem] += 1
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "row": pd.Series([r.row for r in self.rejected], dtype="int64"),
+                "source": pd.Series([r.source for r in self.rejected], dtype=object),
+                "reason": pd.Series([r.reason for r in self.rejected], dtype=object),
+            }
+        )
+
+
+def stage_rows(
+    source: Source,
+    columns: Columns,
+    bad_rows: BadRows,
+    *,
+    fixed_split: str | None,
+    id_salt: str,
+) -> list[dict[str, Any]]:
+    """Validate the row-level content of one source; return its good rows as records.
+
+    ``fixed_split`` is the split every row goes to (``None``: decided later or by the split
+    column). Pool rows need no label; their labels are dropped.
+    """
+    uses_split_col = fixed_split is None and columns.split is not None
+    generate = _check_columns(
+        source, columns, label_needed=fixed_split != "pool", split=uses_split_col
+    )
+    frame = source.frame
+    n_rows = len(frame)
+    texts = frame[columns.text].tolist()
+    labels = frame[columns.label].tolist() if columns.label in frame else [None] * n_rows
+    splits = frame[columns.split].tolist() if uses_split_col else [fixed_split] * n_rows
+    if generate:
+        ids: list[object] = [_generated_id(row, text, id_salt) for row, text in enumerate(texts)]
+    else:
+        ids = frame[columns.id].tolist()
+
+    staged = []
+    for row, (raw_id, text, raw_label, split) in enumerate(
+        zip(ids, texts, labels, splits, strict=True)
+    ):
+        report = _row_reporter(bad_rows, source, row)
+        item_id = None if is_null(raw_id) else _scalar_to_str(raw_id)
+        if item_id is None or not item_id.strip():
+            report(
+                columns.id or "id",
+                "null id",
+                f" (value {raw_id!r})" if not is_null(raw_id) else "",
+            )
+            continue
+        if is_null(text):
+            report(columns.text, "null text", "")
+            continue
+        if not isinstance(text, str):
+            report(columns.text, "non-string text", f" ({type(text).__name__} {text!r:.40})")
+            continue
+        if not text.strip():
+            report(columns.text, "empty text", f" (value {text!r:.40})")
+            continue
+        if uses_split_col and (not isinstance(split, str) or split not in SPLITS):
+            report(columns.split, "bad split", f" {split!r} (expected one of {', '.join(SPLITS)})")
+            continue
+        label = None
+        if split != "pool":
+            if is_null(raw_label):
+                report(columns.label, "null label", "")
+                continue
+            label = _scalar_to_str(raw_label)
+            if label is None:
+                report(
+                    columns.label, "bad label", f" ({type(raw_label).__name__} {raw_label!r:.40})"
+                )
+                continue
+            if not label.strip():
+                report(columns.label, "empty label", f" (value {label!r})")
+                continue
+        staged.append(
+            {
+                "id": item_id,
+                "text": text,
+                "label": label,
+                "split": split,
+                "row": row,
+                "source": source,
+            }
+        )
+    return staged
+
+
+def _row_reporter(bad_rows: BadRows, source: Source, row: int) -> Callable[[str, str, str], None]:
+    return lambda column, problem, detail: bad_rows.report(source, row, column, problem, detail)
+
+
+def drop_duplicate_ids(
+    records: list[dict[str, Any]], columns: Columns, bad_rows: BadRows
+) -> list[dict[str, Any]]:
+    first_seen: dict[str, dict[str, Any]] = {}
+    kept = []
+    for record in records:
+        first = first_seen.get(record["id"])
+        if first is None:
+            first_seen[record["id"]] = record
+            kept.append(record)
+            continue
+        elsewhere = "" if first["source"] is record["source"] else f" of {first['source'].where}"
+        bad_rows.report(
+            record["source"],
+            record["row"],
+            columns.id or "id",
+            "duplicate id",
+            f" {record['id']!r} (first at row {first['row']}{elsewhere})",
+        )
+    return kept

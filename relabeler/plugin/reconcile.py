@@ -1,0 +1,101 @@
+"""The server's annotations of a task, reconciled with the webhook event log (pure).
+
+The server is the truth for every annotation it shows. For one it does not show, the event log
+decides: an ``ANNOTATIONS_DELETED`` event naming it drops it; otherwise (created or updated,
+never deleted) it is kept from its latest event payload: the server lost it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from relabeler.plugin.events import ANNOTATION_ACTIONS
+
+
+def _task_id_of(annotation: Mapping[str, Any], payload: Mapping[str, Any]) -> int | None:
+    task = annotation.get("task") or (payload.get("task") or {}).get("id")
+    if isinstance(task, Mapping):
+        task = task.get("id")
+    return int(task) if task is not None else None
+
+
+def event_project(event: Mapping[str, Any]) -> int | None:
+    project = (event.get("payload") or {}).get("project")
+    if isinstance(project, Mapping):
+        project = project.get("id")
+    try:
+        return int(project) if project is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class WebhookAnnotations:
+    """Annotations as webhook events told them, replayed in arrival order."""
+
+    by_task: dict[int, dict[int, dict]] = field(default_factory=dict)  # latest payloads
+    deleted: set[int] = field(default_factory=set)    # ids whose last event is a deletion
+    task_of: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_events(cls, events: Iterable[Mapping[str, Any]]) -> WebhookAnnotations:
+        seen = cls()
+        for event in events:
+            payload = event.get("payload") or {}
+            action = payload.get("action")
+            if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+                annotation = payload.get("annotation") or {}
+                task_id = _task_id_of(annotation, payload)
+                if annotation.get("id") is None or task_id is None:
+                    continue
+                annotation_id = int(annotation["id"])
+                seen.by_task.setdefault(task_id, {})[annotation_id] = dict(annotation)
+                seen.task_of[annotation_id] = task_id
+                seen.deleted.discard(annotation_id)
+            elif action == "ANNOTATIONS_DELETED":
+                seen.deleted.update(int(a["id"]) for a in payload.get("annotations") or []
+                                    if a.get("id") is not None)
+        return seen
+
+    def tasks_named(self, events: Iterable[Mapping[str, Any]]) -> dict[int, set[int]]:
+        """Task ids by project id that annotation events name (to fetch them even when their
+        ``updated_at`` did not move)."""
+        named: dict[int, set[int]] = {}
+        for event in events:
+            payload = event.get("payload") or {}
+            project_id = event_project(event)
+            if payload.get("action") not in ANNOTATION_ACTIONS or project_id is None:
+                continue
+            tasks = named.setdefault(project_id, set())
+            task_id = (payload.get("annotation") or {}).get("task")
+            if task_id is not None:
+                tasks.add(int(task_id))
+            ids = [int(a["id"]) for a in payload.get("annotations") or []
+                   if a.get("id") is not None]
+            tasks.update(self.task_of[i] for i in ids if i in self.task_of)
+        return named
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A task's annotations after reconciling the server with the event log."""
+
+    annotations: list[dict[str, Any]]  # the server's, then those known only from events
+    from_events: list[int]             # ids kept though the server does not show them
+    deleted: list[int]                 # ids dropped: the server lacks them, an event deleted them
+    via: str                           # export, events or export+events
+
+
+def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations) -> Reconciled:
+    """The server's annotations of ``task``, plus the recorded ones it no longer shows and no
+    event deleted (see the module docstring)."""
+    server = {int(a["id"]): dict(a) for a in task.get("annotations") or []}
+    recorded = {annotation_id: annotation
+                for annotation_id, annotation in webhooks.by_task.get(int(task["id"]), {}).items()
+                if annotation_id not in server}
+    deleted = sorted(i for i in recorded if i in webhooks.deleted)
+    kept = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
+    via = "export" if not kept else ("export+events" if server else "events")
+    return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via)

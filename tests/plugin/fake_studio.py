@@ -1,0 +1,151 @@
+"""An in-memory Label Studio with the calls pull makes, for fast tests of pull's pieces.
+
+It keeps projects, tasks and annotations as Label Studio's API returns them (a task's
+``updated_at`` moves with every annotation change) and, when given a run store, records each
+annotation change as the ML backend would receive its webhook. ``notify=False`` makes a change
+the event log never hears of (a missed webhook, a server restored from an older backup). The
+live-server tests (``test_studio.py``) check the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
+from relabeler.plugin.events import append_event
+from relabeler.plugin.labeling import build_labeling_config
+from relabeler.store import RunStore
+
+
+class FakeStudio:
+    """Label Studio in memory: ``user_emails``, ``get_project``, ``list_tasks``, ``get_task``."""
+
+    url = "http://fake-studio.invalid"
+
+    def __init__(self, classes: Sequence[str], *, events_to: RunStore | None = None) -> None:
+        self.label_config = build_labeling_config(classes)
+        self.events_to = events_to
+        self.projects: dict[int, ProjectInfo] = {}
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.users = {1: "alice@relabeler.local", 2: "bob@relabeler.local"}
+        self.list_calls: list[dict[str, Any]] = []
+        self._clock = datetime(2026, 1, 1, tzinfo=UTC)
+        self._next_id = 100
+
+    # ----------------------------------------------------------------------------------------
+    # what a test does to the server
+
+    def _now(self) -> str:
+        self._clock += timedelta(seconds=10)  # more than pull's watermark margin
+        return self._clock.isoformat()
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def add_project(self) -> int:
+        project_id = self._new_id()
+        self.projects[project_id] = ProjectInfo(id=project_id, title=f"p{project_id}",
+                                                label_config=self.label_config, task_count=0,
+                                                sampling=None, model_version=None)
+        return project_id
+
+    def add_task(self, project_id: int, sample_id: str, given_label: str | None) -> int:
+        task_id = self._new_id()
+        self.tasks[task_id] = {"id": task_id, "project": project_id, "annotations": [],
+                               "data": {"sample_id": sample_id, "given_label": given_label},
+                               "updated_at": self._now()}
+        return task_id
+
+    def annotate(self, task_id: int, choice: str | None, *, user: int = 1,
+                 notify: bool = True) -> int:
+        """A new annotation answering ``choice`` (None: a skip); returns its id."""
+        now = self._now()
+        annotation = {"id": self._new_id(), "task": task_id, "completed_by": user,
+                      "result": _result(choice), "was_cancelled": choice is None,
+                      "created_at": now, "updated_at": now}
+        self.tasks[task_id]["annotations"].append(annotation)
+        self.tasks[task_id]["updated_at"] = now
+        self._notify(notify, "ANNOTATION_CREATED", task_id, annotation=annotation)
+        return annotation["id"]
+
+    def update(self, annotation_id: int, choice: str, *, notify: bool = True) -> None:
+        task, annotation = self._find(annotation_id)
+        annotation["result"] = _result(choice)
+        annotation["updated_at"] = task["updated_at"] = self._now()
+        self._notify(notify, "ANNOTATION_UPDATED", task["id"], annotation=annotation)
+
+    def delete_annotation(self, annotation_id: int, *, notify: bool = True) -> None:
+        task, annotation = self._find(annotation_id)
+        task["annotations"].remove(annotation)
+        task["updated_at"] = self._now()
+        self._notify(notify, "ANNOTATIONS_DELETED", task["id"],
+                     annotations=[{"id": annotation_id}])
+
+    def delete_task(self, task_id: int) -> None:
+        task = self.tasks.pop(task_id)
+        self._notify(True, "TASKS_DELETED", task_id, tasks=[{"id": task_id}],
+                     project_id=task["project"])
+
+    def _find(self, annotation_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        for task in self.tasks.values():
+            for annotation in task["annotations"]:
+                if annotation["id"] == annotation_id:
+                    return task, annotation
+        raise KeyError(annotation_id)
+
+    def _notify(self, notify: bool, action: str, task_id: int, *, project_id: int | None = None,
+                **body: Any) -> None:
+        if not notify or self.events_to is None:
+            return
+        project_id = project_id or self.tasks[task_id]["project"]
+        project = {"id": project_id, "label_config": self.label_config}
+        append_event(self.events_to, {"action": action, "project": project,
+                                      **{k: _copy(v) for k, v in body.items()}})
+
+    # ----------------------------------------------------------------------------------------
+    # the calls pull makes
+
+    def user_emails(self) -> dict[int, str]:
+        return dict(self.users)
+
+    def get_project(self, project_id: int) -> ProjectInfo:
+        if project_id not in self.projects:
+            raise StudioNotFoundError(f"cannot read project {project_id}: not found")
+        return self.projects[project_id]
+
+    def list_tasks(self, project_id: int, *, updated_after: str | None = None,
+                   annotated_only: bool = False, page_size: int = 500
+                   ) -> Iterator[dict[str, Any]]:
+        self.list_calls.append({"project_id": project_id, "updated_after": updated_after,
+                                "annotated_only": annotated_only})
+        for task_id in sorted(self.tasks):
+            task = self.tasks[task_id]
+            if task["project"] != project_id:
+                continue
+            if annotated_only and not task["annotations"]:
+                continue
+            if updated_after and datetime.fromisoformat(task["updated_at"]) <= \
+                    datetime.fromisoformat(updated_after):
+                continue
+            yield _copy(task)
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None:
+        return _copy(self.tasks[task_id]) if task_id in self.tasks else None
+
+
+def _result(choice: str | None) -> list[dict[str, Any]]:
+    if choice is None:
+        return []
+    return [{"from_name": "answer", "to_name": "text", "type": "choices",
+             "value": {"choices": [choice]}}]
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value

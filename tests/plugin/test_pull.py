@@ -1,0 +1,271 @@
+"""Pull's pieces and whole pulls against an in-memory Label Studio (fake_studio.FakeStudio).
+
+Deletions follow pull's documented rule: the server is the truth for what it shows; an
+annotation it no longer shows is dropped when an event recorded its deletion (counted in
+``deleted``), kept from its event otherwise (counted in ``from_events_only``); a correction
+whose task has no answer left is withdrawn (counted in ``withdrawn``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from relabeler.corrections import CORRECTIONS
+from relabeler.errors import PluginError
+from relabeler.plugin.events import append_event, read_events
+from relabeler.plugin.labeling import DROP
+from relabeler.plugin.pull import UNMAPPED, merge_corrections, pull
+from relabeler.plugin.reconcile import WebhookAnnotations, reconcile_task
+from relabeler.plugin.votes import fingerprint
+from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
+from relabeler.store import RunStore
+from tests.plugin.fake_studio import FakeStudio
+
+CLASSES = ["ham", "spam"]
+GIVEN = {"s0": "ham", "s1": "ham", "s2": "spam", "s3": "spam"}
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    store = RunStore(str(tmp_path / "run"))
+    train = pa.table({"id": list(GIVEN), "text": [f"text {i}" for i in GIVEN],
+                      "label": list(GIVEN.values())})
+    store.write_table("dataset/train.parquet", train)
+    return store
+
+
+@pytest.fixture
+def studio(store) -> FakeStudio:
+    return FakeStudio(CLASSES, events_to=store)
+
+
+@pytest.fixture
+def tasks(store, studio) -> dict[str, int]:
+    """One project with a task per sample of GIVEN, recorded in the manifest as push does."""
+    project_id = studio.add_project()
+    task_of = {s: studio.add_task(project_id, s, label) for s, label in GIVEN.items()}
+    manifest = pd.DataFrame({
+        "id": list(task_of), "task_id": list(task_of.values()), "project_id": project_id,
+        "rank": range(1, len(task_of) + 1), "priority": range(1, len(task_of) + 1),
+        "source": "flagged", "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})
+    write_manifest(store, manifest[MANIFEST_SCHEMA.names])
+    return task_of
+
+
+def corrections(store: RunStore) -> dict[str, dict]:
+    return {row["id"]: row for row in store.read_table(CORRECTIONS).to_pylist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# whole pulls
+
+
+def test_first_pull_resolves_the_answered_tasks(store, studio, tasks):
+    studio.annotate(tasks["s0"], "spam")
+    studio.annotate(tasks["s1"], "ham")
+    studio.annotate(tasks["s2"], DROP, user=1)
+    studio.annotate(tasks["s2"], DROP, user=2)
+    result = pull(store, studio)
+    assert (result.tasks_fetched, result.tasks_changed, result.corrections) == (3, 3, 3)
+    assert (result.unmapped, result.from_events_only, result.deleted, result.withdrawn) == \
+        (0, 0, 0, 0)
+    rows = corrections(store)
+    assert [(rows[s]["action"], rows[s]["old_label"], rows[s]["new_label"]) for s in
+            ("s0", "s1", "s2")] == [("relabel", "ham", "spam"), ("keep", "ham", "ham"),
+                                    ("drop", "spam", None)]
+    assert rows["s2"]["annotators"] == ["alice@relabeler.local", "bob@relabeler.local"]
+    assert {r["via"] for r in rows.values()} == {"export"}
+    (project_id,) = studio.projects
+    assert studio.list_calls == [{"project_id": project_id, "updated_after": None,
+                                  "annotated_only": True}]
+
+
+def test_a_pull_without_changes_recomputes_nothing(store, studio, tasks):
+    studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    again = pull(store, studio)
+    assert (again.tasks_changed, again.corrections) == (0, 1)
+    assert studio.list_calls[-1]["updated_after"] is not None
+
+
+def test_an_updated_annotation_is_recomputed(store, studio, tasks):
+    annotation_id = studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    studio.update(annotation_id, "ham")
+    result = pull(store, studio)
+    assert (result.tasks_changed, result.corrections) == (1, 1)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["new_label"], row["via"]) == ("keep", "ham", "export")
+
+
+def test_the_server_wins_over_an_older_event_of_the_same_annotation(store, studio, tasks):
+    annotation_id = studio.annotate(tasks["s0"], "spam")       # the event says spam
+    studio.update(annotation_id, "ham", notify=False)          # the server says ham
+    pull(store, studio)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["via"], row["annotation_ids"]) == ("keep", "export",
+                                                                 [annotation_id])
+
+
+def test_a_deleted_annotation_withdraws_its_correction(store, studio, tasks, caplog):
+    annotation_id = studio.annotate(tasks["s0"], "spam")
+    studio.annotate(tasks["s1"], "spam")
+    assert pull(store, studio).corrections == 2
+    studio.delete_annotation(annotation_id)                     # the event log hears of it
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert (result.tasks_changed, result.corrections, result.deleted, result.withdrawn) == \
+        (1, 1, 1, 1)
+    assert list(corrections(store)) == ["s1"]
+    assert "1 corrections withdrawn" in caplog.text and "['s0']" in caplog.text
+
+
+def test_a_deletion_the_event_log_missed_still_withdraws_the_correction(store, studio, tasks):
+    annotation_id = studio.annotate(tasks["s0"], "spam", notify=False)
+    pull(store, studio)
+    studio.delete_annotation(annotation_id, notify=False)      # the task's updated_at moves
+    result = pull(store, studio)
+    assert (result.deleted, result.withdrawn, result.corrections) == (0, 1, 0)
+
+
+def test_a_deleted_annotation_of_several_leaves_the_others(store, studio, tasks):
+    first = studio.annotate(tasks["s0"], "spam", user=1)
+    studio.annotate(tasks["s0"], "ham", user=2)
+    pull(store, studio)
+    assert corrections(store)["s0"]["needs_review"] is True
+    studio.delete_annotation(first)
+    result = pull(store, studio)
+    assert (result.deleted, result.withdrawn) == (1, 0)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["annotators"]) == ("keep", ["bob@relabeler.local"])
+
+
+def test_an_annotation_the_server_lost_is_kept_from_its_event(store, studio, tasks, caplog):
+    lost = studio.annotate(tasks["s0"], "spam")
+    studio.annotate(tasks["s0"], "spam", user=2)
+    studio.delete_annotation(lost, notify=False)               # no deletion event
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert (result.from_events_only, result.deleted, result.corrections) == (1, 0, 1)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["via"], row["n_annotations"]) == ("relabel", "export+events", 2)
+    assert f"annotations [{lost}] are known only from webhook events" in caplog.text
+
+
+def test_a_deleted_task_keeps_its_recorded_answers(store, studio, tasks):
+    studio.annotate(tasks["s1"], "spam")
+    studio.delete_task(tasks["s1"])
+    result = pull(store, studio)
+    assert (result.tasks_fetched, result.from_events_only, result.corrections) == (0, 1, 1)
+    row = corrections(store)["s1"]
+    assert (row["action"], row["new_label"], row["via"]) == ("relabel", "spam", "events")
+
+
+def test_a_deleted_task_keeps_its_earlier_correction(store, studio, tasks):
+    studio.annotate(tasks["s1"], "spam", notify=False)
+    pull(store, studio)
+    studio.delete_task(tasks["s1"])
+    result = pull(store, studio)
+    assert (result.tasks_changed, result.withdrawn, list(corrections(store))) == (0, 0, ["s1"])
+
+
+def test_an_annotation_created_and_deleted_between_pulls_is_counted(store, studio, tasks):
+    annotation_id = studio.annotate(tasks["s2"], "ham")
+    studio.delete_annotation(annotation_id)
+    result = pull(store, studio)
+    assert (result.deleted, result.corrections, result.withdrawn) == (1, 0, 0)
+
+
+def test_an_unmappable_answer_goes_to_unmapped(store, studio, tasks):
+    studio.annotate(tasks["s3"], "eggs")
+    result = pull(store, studio)
+    assert (result.corrections, result.unmapped) == (0, 1)
+    (row,) = store.read_table(UNMAPPED).to_pylist()
+    assert (row["id"], row["task_id"]) == ("s3", tasks["s3"])
+    assert "answer 'eggs' is not a class of the run" in row["reason"]
+
+
+def test_a_gone_project_is_read_from_its_events(store, studio, tasks):
+    studio.annotate(tasks["s0"], "spam")
+    project_id = studio.tasks[tasks["s0"]]["project"]
+    del studio.projects[project_id]
+    studio.tasks.clear()
+    result = pull(store, studio)
+    row = corrections(store)["s0"]
+    assert (result.corrections, row["via"], row["new_label"]) == (1, "events", "spam")
+
+
+def test_a_gone_project_without_its_config_cannot_be_pulled(store, studio, tasks):
+    (project_id,) = studio.projects
+    append_event(store, {"action": "ANNOTATION_CREATED", "project": {"id": project_id},
+                         "annotation": {"id": 1, "task": tasks["s0"]}})
+    studio.projects.clear()
+    with pytest.raises(PluginError, match="is gone and no event carries its config"):
+        pull(store, studio)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure pieces
+
+
+def _event(action: str, **body) -> dict:
+    return {"payload": {"action": action, "project": {"id": 7}, **body}}
+
+
+def test_reconcile_applies_the_rule_for_annotations_the_server_lacks():
+    events = [_event("ANNOTATION_CREATED", annotation={"id": 1, "task": 5, "updated_at": "a"}),
+              _event("ANNOTATION_CREATED", annotation={"id": 2, "task": 5, "updated_at": "a"}),
+              _event("ANNOTATION_CREATED", annotation={"id": 3, "task": 5, "updated_at": "a"}),
+              _event("ANNOTATIONS_DELETED", annotations=[{"id": 2}])]
+    webhooks = WebhookAnnotations.from_events(events)
+    server_task = {"id": 5, "annotations": [{"id": 3, "updated_at": "b"}]}
+    seen = reconcile_task(server_task, webhooks)
+    assert [(a["id"], a["updated_at"]) for a in seen.annotations] == [(3, "b"), (1, "a")]
+    assert (seen.from_events, seen.deleted, seen.via) == ([1], [2], "export+events")
+    assert reconcile_task({"id": 5, "annotations": []}, webhooks).via == "events"
+    assert reconcile_task({"id": 6, "annotations": []}, webhooks).annotations == []
+    assert fingerprint(seen.annotations, seen.deleted) != fingerprint(seen.annotations)
+
+
+def test_an_annotation_recreated_after_its_deletion_counts_again():
+    webhooks = WebhookAnnotations.from_events([
+        _event("ANNOTATION_CREATED", annotation={"id": 1, "task": 5}),
+        _event("ANNOTATIONS_DELETED", annotations=[{"id": 1}]),
+        _event("ANNOTATION_UPDATED", annotation={"id": 1, "task": 5})])
+    assert webhooks.deleted == set()
+    assert reconcile_task({"id": 5}, webhooks).from_events == [1]
+
+
+def test_events_name_the_tasks_to_fetch():
+    events = [_event("ANNOTATION_CREATED", annotation={"id": 1, "task": 5}),
+              _event("ANNOTATIONS_DELETED", annotations=[{"id": 1}, {"id": 99}]),
+              _event("TASKS_DELETED", tasks=[{"id": 8}]),
+              {"payload": {"action": "ANNOTATION_CREATED", "annotation": {"id": 4, "task": 9}}}]
+    webhooks = WebhookAnnotations.from_events(events)
+    assert webhooks.tasks_named(events) == {7: {5}}
+    assert webhooks.tasks_named(events[1:2]) == {7: {5}}
+
+
+def _row(sample_id: str, task_id: int, updated_at: str) -> dict:
+    return {"id": sample_id, "action": "keep", "project_id": 7, "task_id": task_id,
+            "needs_review": False, "updated_at": pd.Timestamp(updated_at, tz="UTC")}
+
+
+def test_merge_replaces_refreshed_tasks_and_keeps_the_latest_per_sample():
+    previous = pd.DataFrame([_row("a", 1, "2026-01-01"), _row("b", 2, "2026-01-01"),
+                             _row("c", 3, "2026-01-01")])
+    new = [_row("a", 1, "2026-01-03"), _row("c", 4, "2026-01-02")]
+    merged, withdrawn = merge_corrections(previous, new, refreshed={(7, 1), (7, 2), (7, 4)})
+    assert withdrawn == 1                                       # task 2 lost its answers
+    assert merged[["id", "task_id"]].values.tolist() == [["c", 4], ["a", 1]]
+
+
+def test_the_fake_records_events_as_the_backend_does(store, studio, tasks):
+    annotation_id = studio.annotate(tasks["s0"], "spam")
+    studio.delete_annotation(annotation_id)
+    actions = [e["action"] for e in read_events(store).events]
+    assert actions == ["ANNOTATION_CREATED", "ANNOTATIONS_DELETED"]
