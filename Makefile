@@ -57,6 +57,7 @@ bench: setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check relabeler tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(STUDIO_VENV) runs .pytest_cache

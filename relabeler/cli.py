@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from relabeler import __version__
+from relabeler._version import __version__
 from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config, render_template
 
 log = logging.getLogger("relabeler")
@@ -241,25 +241,21 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(config: RunConfig):
-    from relabeler.store import RunStore
+def _run(args: argparse.Namespace, config: RunConfig):
+    from relabeler.api import Run
 
-    return RunStore(config.run_dir)
+    return Run(config.run_dir, config, progress=not args.quiet)
 
 
 def _cmd_data(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.dataset import prepare_dataset
-
-    info = prepare_dataset(_store(config), config, force=args.force)
+    info = _run(args, config).data(force=args.force)
     print(f"dataset: {info['n_train']} train, {info['n_eval']} eval, {info['n_pool']} pool, "
           f"{info['n_rejected']} rejected -> {config.run_dir}/dataset/")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.train import run_train
-
-    info = run_train(_store(config), config, force=args.force, progress=not args.quiet)
+    info = _run(args, config).train(force=args.force)
     acc = info.get("eval_accuracy")
     print(f"model ({info.get('mode')} mode) -> {config.run_dir}/model/"
           + (f"  eval accuracy {acc:.4f}" if acc is not None else ""))
@@ -267,9 +263,7 @@ def _cmd_train(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_extract(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.extract import run_extract
-
-    info = run_extract(_store(config), config, force=args.force, progress=not args.quiet)
+    info = _run(args, config).extract(force=args.force)
     for split, split_info in info.items():
         print(f"features/{split}: {split_info['rows']} rows -> {config.run_dir}/features/{split}/")
     return 0
@@ -297,27 +291,24 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.loop import run_pipeline
-
-    store = _store(config)
-    out = run_pipeline(store, config, force=args.force, progress=not args.quiet,
-                       push=not args.no_push, say=print)
+    run = _run(args, config)
+    out = run.pipeline(push=not args.no_push, force=args.force, say=print)
     if "push" in out:
         print(f"the queue is in Label Studio (project {out['push'].project_id}); when people "
               f"have answered: relabeler pull, relabeler retrain, relabeler report "
               f"(--run {config.run_dir})")
-    _print_queue_head(store)
+    _print_queue_head(run)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.loop import run_demo
 
-    store = _store(config)
+    run = _run(args, config)
     print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
           f"training labels flipped on purpose; run directory {config.run_dir}")
-    out = run_demo(store, config, force=args.force, progress=not args.quiet, say=print)
-    _print_queue_head(store)
+    out = run_demo(run.store, config, force=args.force, progress=not args.quiet, say=print)
+    _print_queue_head(run)
     print()
     print(f"done in {out['seconds']:.0f} s")
     print(f"  pushed {out['pushed']} tasks {out['sources']}; {out['answered']} answered by "
@@ -334,21 +325,17 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
-def _print_queue_head(store, n: int = 5) -> None:
-    suspects = store.read_table("scores/suspects.parquet").to_pandas().head(n)
-    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+def _print_queue_head(run, n: int = 5) -> None:
     print(f"\n  top {n} of the queue:")
-    for row in suspects.itertuples():
-        text = str(train.loc[row.id, "text"]).replace("\n", " ")
+    for row in run.suspects().head(n).itertuples():
+        text = str(row.text).replace("\n", " ")
         text = text[:70] + ("..." if len(text) > 70 else "")
         print(f"  {row.rank:>3}. [{row.given_label} -> {row.suggested_label} "
               f"{row.suggested_confidence:.2f}] {text}")
 
 
 def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.score import run_score
-
-    info = run_score(_store(config), config, force=args.force)
+    info = _run(args, config).score(force=args.force)
     print(f"scores: {info['n_train']} training samples ranked -> "
           f"{config.run_dir}/scores/suspects.parquet; {info['n_undercovered']} under-covered "
           f"eval/pool samples, {info['n_acquire']} pool samples to acquire")
@@ -356,9 +343,7 @@ def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_attribute(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.attribute import run_attribute
-
-    info = run_attribute(_store(config), config, force=args.force, progress=not args.quiet)
+    info = _run(args, config).attribute(force=args.force)
     print(f"attributions: {info['rows']} rows ({info['suspects']} suspects x 2 targets, "
           f"{info['acquire']} acquired pool samples; {info['method']}, {info['n_steps']} steps) "
           f"-> {config.run_dir}/attributions.parquet")
@@ -385,9 +370,7 @@ def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.plugin.push import run_push
-
-    result = run_push(_store(config), config, progress=not args.quiet)
+    result = _run(args, config).push()
     print(f"push: project {result.project_id} holds {result.total_tasks} tasks "
           f"({result.new_flagged} flagged + {result.new_controls} random controls new, "
           f"{result.reprioritised} moved in the queue)")
@@ -400,9 +383,7 @@ def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.plugin.pull import run_pull
-
-    result = run_pull(_store(config), config)
+    result = _run(args, config).pull()
     print(f"pull: {result.tasks_changed} tasks new or changed; {result.corrections} corrections "
           f"({result.needs_review} need review) -> {config.run_dir}/labels/corrections.parquet")
     if result.unmapped:
@@ -415,16 +396,12 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.plugin.backend import run_serve
-
-    run_serve(_store(config), config, register=not args.no_register)
+    _run(args, config).serve(register=not args.no_register)
     return 0
 
 
 def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.jobs.retrain import run_retrain
-
-    info = run_retrain(_store(config), config, force=args.force, progress=not args.quiet)
+    info = _run(args, config).retrain(force=args.force)
     print(f"dataset version {info['version']}: {info['changed']} relabeled, {info['dropped']} "
           f"dropped, {info['acquired']} acquired; eval accuracy {info['before']:.4f} -> "
           f"{info['after']:.4f} -> {config.run_dir}/retrain/v{info['version']}/")
@@ -432,15 +409,13 @@ def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
-    from relabeler.report.build import write_report
-
-    store = _store(config)
-    report = write_report(store)
+    run = _run(args, config)
+    report = run.report()
     acc = report["eval"]["accuracy"]
     print(f"eval accuracy {acc['before']:.4f} -> {acc['after']:.4f} "
           f"({100 * acc['delta']:+.1f} points, 95% CI [{100 * acc['ci95'][0]:+.1f}, "
           f"{100 * acc['ci95'][1]:+.1f}]) for {report['labels_spent']} labels")
-    print(f"report: {store.path('report/report.html')}")
+    print(f"report: {run.store.path('report/report.html')}")
     return 0
 
 

@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from relabeler import __version__
+from relabeler._version import __version__
 from relabeler.artifacts import MARKER, table_artifact
 from relabeler.errors import StoreError
 

@@ -1,0 +1,162 @@
+"""relabeler from Python: the stages of a run as methods, and one call for a DataFrame.
+
+This is the layer the CLI stands on: each verb parses its flags, calls a method of
+:class:`Run` and prints what it returns. In a notebook::
+
+    run = relabeler.Run("runs/x", config="relabeler.toml")
+    run.data(); run.train(); run.extract(); run.score()
+    run.suspects().head()
+
+or, like cleanlab's ``Datalab(...).find_issues()``, for a labeled DataFrame::
+
+    issues = relabeler.find_label_issues(frame, text="review", label="sentiment")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.config import RunConfig, load_config
+from relabeler.errors import DataError
+from relabeler.store import RunStore
+
+
+class Run:
+    """One run directory and its configuration.
+
+    run_dir: a folder or an fsspec URI. config: a :class:`RunConfig`, the path of a
+    ``relabeler.toml``, or None for the defaults. Each stage method returns what the stage
+    reports (the info its marker records) and skips a finished stage unless ``force``.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, config: RunConfig | str | os.PathLike |
+                 None = None, *, progress: bool = False):
+        if config is None:
+            config = RunConfig()
+        elif not isinstance(config, RunConfig):
+            config = load_config(config)
+        config.run_dir = os.fspath(run_dir)
+        self.config = config
+        self.store = RunStore(config.run_dir)
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return f"Run({self.store.uri!r})"
+
+    def data(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.dataset import prepare_dataset
+
+        return prepare_dataset(self.store, self.config, force=force)
+
+    def train(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.train import run_train
+
+        return run_train(self.store, self.config, force=force, progress=self.progress)
+
+    def extract(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.extract import run_extract
+
+        return run_extract(self.store, self.config, force=force, progress=self.progress)
+
+    def score(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.score import run_score
+
+        return run_score(self.store, self.config, force=force)
+
+    def attribute(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.attribute import run_attribute
+
+        return run_attribute(self.store, self.config, force=force, progress=self.progress)
+
+    def pipeline(self, *, push: bool = True, force: bool = False, say=None) -> dict:
+        """train, extract, score, attribute and (unless ``push=False``) push."""
+        from relabeler.jobs.loop import run_pipeline
+
+        kwargs = {"say": say} if say is not None else {}
+        return run_pipeline(self.store, self.config, force=force, progress=self.progress,
+                            push=push, **kwargs)
+
+    def push(self, *, client: Any = None) -> Any:
+        """The queue plan into Label Studio; returns a ``PushResult``."""
+        from relabeler.plugin.push import run_push
+
+        return run_push(self.store, self.config, client=client, progress=self.progress)
+
+    def pull(self, *, client: Any = None) -> Any:
+        """The people's answers into ``labels/corrections.parquet``; returns a ``PullResult``."""
+        from relabeler.plugin.pull import run_pull
+
+        return run_pull(self.store, self.config, client=client)
+
+    def serve(self, *, register: bool = True) -> None:
+        """The Label Studio ML backend and webhook for this run, until interrupted."""
+        from relabeler.plugin.backend import run_serve
+
+        run_serve(self.store, self.config, register=register)
+
+    def retrain(self, *, force: bool = False) -> dict:
+        from relabeler.jobs.retrain import run_retrain
+
+        return run_retrain(self.store, self.config, force=force, progress=self.progress)
+
+    def report(self) -> dict:
+        from relabeler.report.build import write_report
+
+        return write_report(self.store)
+
+    def suspects(self) -> pd.DataFrame:
+        """The ranked training rows (rank 1 = review first) with their texts: rank, id, text,
+        given_label, suggested_label, suggested_confidence, suspect_score, reasons."""
+        suspects = self.store.read_table(artifacts.SUSPECTS.path).to_pandas()
+        texts = self.store.read_table(artifacts.TRAIN.path, columns=["id", "text"]).to_pandas()
+        frame = suspects.merge(texts, on="id", how="left", validate="one_to_one")
+        front = ["rank", "id", "text", "given_label", "suggested_label", "suggested_confidence",
+                 "suspect_score", "reasons"]
+        rest = [c for c in frame.columns if c not in front]
+        return frame[front + rest].sort_values("rank", kind="stable").reset_index(drop=True)
+
+
+def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "label",
+                      id: str | None = None, model: str | None = None, folds: int = 5,
+                      run_dir: str | os.PathLike | None = None, config: RunConfig | None = None
+                      ) -> pd.DataFrame:
+    """Every row of ``frame`` ranked by how likely its label is wrong, with a suggested label
+    and the reasons in plain words (:meth:`Run.suspects`).
+
+    Trains the classifier (``model``: a Hugging Face folder; the packaged MiniLM by default)
+    with ``folds`` out-of-fold models, extracts features and scores every row; nothing is held
+    out for evaluation. The run stays in ``run_dir`` (a new temporary folder by default) for
+    :class:`Run` to go on with: attribute, push to Label Studio, retrain.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    for argument, column in (("text", text), ("label", label), ("id", id)):
+        if column is not None and column not in frame.columns:
+            raise DataError(f"find_label_issues: {argument}={column!r} is not a column of the "
+                            f"frame (columns: {list(frame.columns)})")
+    run_dir = Path(run_dir) if run_dir is not None else Path(
+        tempfile.mkdtemp(prefix="relabeler-"))
+    source = run_dir / "source.parquet"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(source, index=False)
+    config = config or RunConfig()
+    config.data.source = str(source)
+    config.data.text_col, config.data.label_col = text, label
+    config.data.id_col = id or ""
+    config.data.eval_fraction = 0.0
+    config.data.pool_fraction = 0.0
+    config.train.folds = folds
+    if model is not None:
+        config.model.name = model
+    run = Run(run_dir / "run", config)
+    run.data()
+    run.train()
+    run.extract()
+    run.score()
+    return run.suspects()
