@@ -29,7 +29,7 @@ from relabeler.model import (
     shuffled_length_batches,
     token_lengths,
 )
-from relabeler.threads import small_work_threads
+from relabeler.selectors.threads import small_work_threads
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ import torch
 from relabeler.config import RunConfig
 from relabeler.errors import StageError
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
+from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
 
@@ -228,7 +229,7 @@ def score_suspects(view: TrainView, cfg, ray_config=None) -> tuple[pd.DataFrame,
     n = len(view.ids)
     top = n if cfg.evidence_top <= 0 else min(cfg.evidence_top, n)
     chosen = np.flatnonzero(ranks <= top)
-    evidence = representer.representer_evidence(
+    evidence = representer_evidence(
         fit, view.features, view.features[chosen], suggested[chosen], k=cfg.evidence_k,
         exclude=chosen)
     ids = view.ids

@@ -45,6 +45,12 @@ def as_labels(name: str, value, *, n: int | None = None,
     return array.astype(np.int64, copy=False)
 
 
+def as_count(name: str, value, minimum: int = 1) -> None:
+    """Check that ``value`` is an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+
+
 def probs_and_labels(probs, labels, *, name: str = "probs") -> tuple[np.ndarray, np.ndarray]:
     """Validated (N, C) probabilities and (N,) class ids in [0, C) that match them."""
     probs = as_probs(name, probs)

@@ -1,10 +1,10 @@
 """Confidence signals: how much the model (in-sample, out-of-fold, while training) believes
 the given label. Every function returns a suspect score in [0, 1]; higher = more likely wrong.
 
-* :func:`self_confidence`: ``1 - p(given)``; on out-of-fold probabilities this equals cleanlab's
-  self-confidence label-quality score, the robust baseline (RESEARCH.md lesson 2).
-* :func:`normalized_margin`: ``(1 - (p(given) - max p(other))) / 2``; better than
-  ``1 - p`` on multi-class, class-conditional noise (lesson 3).
+* :func:`self_confidence`: ``1 - p(given)``; on out-of-fold probabilities, cleanlab's
+  self-confidence turned into a suspect score, the robust baseline.
+* :func:`normalized_margin`: ``(1 - (p(given) - max p(other))) / 2``, cleanlab's normalized
+  margin turned likewise; it beats ``1 - p`` on multi-class, class-conditional noise.
 * :func:`area_under_margin`: the margin averaged over training epochs (Pleiss et al. 2020):
   a mislabeled sample is learned late, so its margin stays low while the clean ones rise.
 """
@@ -12,12 +12,13 @@ the given label. Every function returns a suspect score in [0, 1]; higher = more
 from __future__ import annotations
 
 import numpy as np
+from cleanlab.rank import get_normalized_margin_for_each_label, get_self_confidence_for_each_label
 
 from relabeler.selectors._checks import as_matrix, probs_and_labels
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``1 - p(given label)``.
+    """``1 - p(given label)``: one minus cleanlab's self-confidence label quality.
 
     Parameters
     ----------
@@ -28,15 +29,13 @@ def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     -------
     (N,) float32 in [0, 1]; higher = more suspect.
     """
-    return _compute_self_confidence(*probs_and_labels(probs, labels))
-
-
-def _compute_self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - probs[np.arange(len(labels)), labels], 0.0, 1.0).astype(np.float32)
+    quality = get_self_confidence_for_each_label(*_labels_first(probs, labels))
+    return np.clip(1.0 - quality, 0.0, 1.0).astype(np.float32)
 
 
 def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``(1 - (p(given) - max_{c != given} p(c))) / 2``.
+    """``(1 - (p(given) - max_{c != given} p(c))) / 2``: one minus cleanlab's normalized
+    margin label quality.
 
     Parameters
     ----------
@@ -47,16 +46,14 @@ def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     -------
     (N,) float32 in [0, 1]; 0.5 = a tie between the given label and the best other class.
     """
-    return _compute_normalized_margin(*probs_and_labels(probs, labels))
+    quality = get_normalized_margin_for_each_label(*_labels_first(probs, labels))
+    return np.clip(1.0 - quality, 0.0, 1.0).astype(np.float32)
 
 
-def _compute_normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    rows = np.arange(len(labels))
-    given = probs[rows, labels]
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    margin = given - others.max(axis=1)
-    return np.clip((1.0 - margin) / 2.0, 0.0, 1.0).astype(np.float32)
+def _labels_first(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validated inputs in cleanlab's order (labels, pred_probs)."""
+    probs, labels = probs_and_labels(probs, labels)
+    return labels, probs
 
 
 def area_under_margin(margins: np.ndarray) -> np.ndarray:

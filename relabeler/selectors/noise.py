@@ -1,36 +1,19 @@
-"""A class-conditional noise model fitted to the data at hand, and the views it corrects.
+"""A label-noise model fitted to the data at hand, and the views it corrects.
 
-Label noise is rarely uniform: annotators confuse particular pairs of classes, often in one
-direction (spam filed as ham, business news filed as politics). Then a plain "how much does
-the model prefer another class" ranks the wrong samples badly: when three quarters of the spam
-is labeled ham, every sample still labeled spam looks doubtful too, because the model learned
-that spam-looking texts are mostly ham.
-
-Confident learning (Northcutt et al., JAIR 2021) estimates from out-of-fold probabilities how
-many samples given class ``i`` truly belong to class ``j`` (the confident joint). From it,
-``T[j, i] = P(given i | true j)``, and by Bayes each view's class distribution becomes the
-posterior of the true class given both the features and the given label::
+Annotators confuse particular pairs of classes, often in one direction (spam filed as ham).
+Then "how much does the model prefer another class" ranks the wrong samples badly: when most
+spam is labeled ham, every sample still labeled spam looks doubtful too. Confident learning
+(Northcutt et al., JAIR 2021; cleanlab's confident joint) estimates how many samples given
+class ``i`` truly belong to ``j``; from it ``T[j, i] = P(given i | true j)``, and each view's
+class distribution becomes the posterior of the true class given features and given label::
 
     P(true j | x, given i)  ∝  T[j, i] · p(j | x)
 
-A sample given a class that other classes are seldom filed under keeps its label unless the
-evidence is overwhelming; one given a class that absorbs another class's samples is doubted as
-soon as the evidence leans there. Under uniform noise ``T`` is symmetric and the ranking
-within each class is unchanged. Nothing here looks at a noise mask: ``T`` is fitted to the
-given labels and the model's out-of-fold probabilities.
-
-The confident joint is itself an estimate, and a biased one where the model is poorly
-calibrated: a linear head on pretrained features, trained on sms-spam with 20% uniform noise,
-reads ``P(given ham | true spam)`` as 0.47 against a true 0.20, and correcting by that estimate
-cost .004-.010 AUPRC on each of 10 seeds. So :func:`fit_noise_model` keeps the
-class-conditional ``T`` only when it explains where the estimated flips went clearly better
-than uniform noise (one flip rate, flips spread evenly over the other classes) does, and
-otherwise corrects by uniform noise at the estimated rate. The measure is the likelihood-ratio
-statistic of the two models on the joint, per estimated flip (:func:`asymmetry`). On the
-stored simulations it was at most 0.35 under uniform noise (sms-spam and bbc-news, 10% and
-20%, head and full mode, 33 runs) and at least 1.68 under asymmetric noise (16 runs); the
-bar, :data:`ASYMMETRY_PER_FLIP`, lies between them. Choosing uniform noise there raised the
-mean AUPRC of every uniform setting (by .001-.008) and left the asymmetric ones as they were.
+The confident joint is biased where the model is poorly calibrated, so :func:`fit_noise_model`
+keeps the class-conditional ``T`` only when it explains the estimated flips clearly better
+than uniform noise (:func:`asymmetry`), and otherwise corrects by uniform noise at the
+estimated rate. cleanlab has neither the uniform alternative nor the test, hence this module;
+how the bar was chosen is in docs/benchmarks.md ("Scoring"). Nothing here reads a noise mask.
 """
 
 from __future__ import annotations
@@ -38,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from cleanlab.count import compute_confident_joint
 from scipy import stats
 
 from relabeler.selectors._checks import probs_and_labels
@@ -58,12 +42,12 @@ NOISE_KINDS = ("auto", "class_conditional", "uniform")
 
 def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | None = None
                     ) -> np.ndarray:
-    """Estimated counts of (given class i, true class j).
+    """Estimated counts of (given class i, true class j): cleanlab's confident joint, each
+    row rescaled to the number of samples given that class.
 
-    Each class ``j`` gets a threshold: the mean ``p(j)`` over the samples given ``j``. A sample
-    counts for the most probable class whose probability reaches its threshold (samples that
-    reach none are left out), and each row is then rescaled to the number of samples given
-    that class.
+    A class's threshold is the mean ``p(j)`` over the samples given ``j``; a sample counts for
+    the class it reaches (the most probable one when it reaches several), samples reaching none
+    are left out.
 
     Parameters
     ----------
@@ -80,24 +64,18 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
     if num_classes is not None and int(num_classes) != n_classes:
         raise ValueError(f"num_classes: {num_classes} does not match probs of shape "
                          f"{probs.shape}")
+    # calibrate=False: cleanlab's calibration rounds the counts to integers, and a small
+    # joint's fractions are what asymmetry() weighs. cleanlab puts at least 1 on the
+    # diagonal, so every row has counts to rescale.
+    joint = compute_confident_joint(labels, probs, calibrate=False).astype(np.float64)
     counts = np.bincount(labels, minlength=n_classes)
-    given_sum = np.zeros(n_classes)
-    np.add.at(given_sum, labels, probs[np.arange(len(labels)), labels])
-    # a class nobody was given has no threshold: nothing is counted for it
-    thresholds = np.where(counts > 0, given_sum / np.maximum(counts, 1), np.inf)
-    reached = probs >= thresholds
-    confident = reached.any(axis=1)
-    true_class = np.where(reached, probs, -1.0).argmax(axis=1)
-    joint = np.zeros((n_classes, n_classes))
-    np.add.at(joint, (labels[confident], true_class[confident]), 1.0)
-    row_sums = joint.sum(axis=1, keepdims=True)
-    return np.divide(joint * counts[:, None], row_sums, out=np.zeros_like(joint),
-                     where=row_sums > 0)
+    return joint * counts[:, None] / joint.sum(axis=1, keepdims=True)
 
 
 def transition_matrix(joint: np.ndarray, prior_count: float = PRIOR_COUNT) -> np.ndarray:
     """``T[j, i] = P(given i | true j)`` from a confident joint (``joint[i, j]`` = given i,
-    true j), with ``prior_count`` added to every cell.
+    true j), with ``prior_count`` added to every cell (which cleanlab's
+    ``estimate_noise_matrices`` lacks: a pair never seen confused keeps some probability).
 
     Returns
     -------

@@ -16,9 +16,8 @@ weights fitted to any noise mask or evaluation set; it uses only the data at han
     are what lift it above out-of-fold confidence alone.
 ``ensemble``
     The mean of the views' margins themselves: the margin of an equal-weight ensemble. Where
-    one view's margins are saturated, the others' decide the order on their own; across the
-    stored simulations (7 head-mode settings, 5-10 seeds each, under both poolings, and 3
-    full-mode runs) it ranked below ``rank_mean`` in 15 of 17 groups.
+    one view's margins are saturated, the others' decide the order on their own, and it ranks
+    below ``rank_mean`` (docs/benchmarks.md, "Scoring").
 Near-duplicates with conflicting labels are a reason shown to annotators and can name the
 suggestion, but they do not vote: in a pair that disagrees, both members look equally wrong.
 The suggested label is the best other class of the averaged class distributions.
@@ -29,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy.stats import rankdata
 
 from relabeler.selectors._checks import as_probs, probs_and_labels
 
@@ -69,18 +69,9 @@ def rank_normalize(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:
         raise ValueError(f"values: expected shape (N,), got {values.shape}")
-    n = len(values)
-    if n <= 1:
-        return np.zeros(n)
-    order = np.argsort(values, kind="stable")
-    sorted_vals = values[order]
-    # average rank over runs of equal values
-    new_run = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
-    starts = np.flatnonzero(new_run)
-    ends = np.r_[starts[1:], n]
-    ranks = np.empty(n)
-    ranks[order] = ((starts + ends - 1) / 2.0)[np.cumsum(new_run) - 1]
-    return ranks / (n - 1)
+    if len(values) <= 1:
+        return np.zeros(len(values))
+    return (rankdata(values, method="average") - 1.0) / (len(values) - 1)
 
 
 def _check_signals(signals: Mapping[str, np.ndarray]) -> int:

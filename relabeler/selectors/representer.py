@@ -16,18 +16,11 @@ without the penalty the decomposition would not hold for it. ``bias=False`` fits
 
 * :func:`fit_representer`: the refit on the given labels, checked against the model's own
   predictions (``agreement``) and against the decomposition (``reconstruction_error``).
-* :func:`representer_suspect`: the self-influence ``alpha_{i,y_i} ||f_i||^2
-  = (1 - p_{i,y_i}) ||f_i||^2 / (2 lam n)``: in-sample ``1 - p`` times a norm, so a weak detector
-  (RESEARCH.md lesson 5). Its value is in :func:`representer_evidence`.
-* :func:`representer_evidence`: per query, the training samples with the largest and the most
-  negative ``alpha_ic (f_i . f_t)``: exact inner products with the ``alpha``-scaled features, a
-  block of queries at a time (never a dense N x N matrix); support and oppose come from the
-  same product, where an inner-product index (FAISS) would need two searches. The training
-  rows are read largest ``|alpha_ic| |f_i|`` first, and a query stops once no unread row can
-  enter its lists: most rows are explained by the refit, their alphas are small.
-* :func:`fit_trustai` and :func:`trustai_dirty_score`: TrustAI's variant, refit to the model's own
-  probabilities, whose "dirty data" score never looks at the given label (lesson 6). Kept so that
-  simulations can compare against it.
+* :func:`representer_suspect`: the self-influence ``alpha_{i,y_i} ||f_i||^2``: in-sample
+  ``1 - p`` times a norm, so a weak detector; the value of the fit is the evidence
+  (:func:`relabeler.selectors.evidence.representer_evidence`).
+* :func:`fit_trustai` and :func:`trustai_dirty_score`: TrustAI's variant, refit to the model's
+  own probabilities, blind to the given label; kept for simulations to compare against.
 """
 
 from __future__ import annotations
@@ -40,9 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from relabeler.selectors._checks import as_labels, as_matrix, as_probs
-from relabeler.selectors.knn import merge_running_topk
-from relabeler.threads import small_work_threads
+from relabeler.selectors._checks import as_count, as_labels, as_matrix, as_probs
+from relabeler.selectors.threads import small_work_threads
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +84,12 @@ class RepresenterFit:
         """D, the width of the features the fit was made on (without the bias feature)."""
         return self.weight.shape[1] - int(self.bias)
 
+    def design(self, name: str, features, rows: int | None = None) -> np.ndarray:
+        """``features`` (named ``name`` in errors) checked to have D columns (and ``rows``
+        rows), with the bias feature appended when the fit has one: the ``f`` of the alphas."""
+        return _with_bias(as_matrix(name, features, rows=rows, cols=self.num_features),
+                          self.bias)
 
-@dataclass(frozen=True)
-class Evidence:
-    """Per-query training evidence, best first; ``-1`` ids and ``nan`` scores pad short rows.
-
-    Attributes
-    ----------
-    support_ids : (Q, k) int64 training rows with the largest ``alpha_ic (f_i . f_t)``.
-    support_scores : (Q, k) float32, descending.
-    oppose_ids : (Q, k) int64 training rows with the most negative ``alpha_ic (f_i . f_t)``.
-    oppose_scores : (Q, k) float32, ascending (most negative first).
-    """
-
-    support_ids: np.ndarray
-    support_scores: np.ndarray
-    oppose_ids: np.ndarray
-    oppose_scores: np.ndarray
 
 
 def fit_representer(features: np.ndarray, labels: np.ndarray, *,
@@ -145,8 +126,8 @@ def fit_representer(features: np.ndarray, labels: np.ndarray, *,
         raise ValueError("features: expected at least one row, got shape (0, D)")
     if num_classes is None:
         num_classes = int(labels.max()) + 1
-    elif not isinstance(num_classes, int | np.integer) or num_classes < 2:
-        raise ValueError(f"num_classes: expected an int >= 2, got {num_classes!r}")
+    else:
+        as_count("num_classes", num_classes, 2)
     labels = as_labels("labels", labels, num_classes=num_classes)
     present = np.unique(labels)
     if len(present) < 2:
@@ -197,8 +178,7 @@ def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
     if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not lam > 0 \
             or not math.isfinite(lam):
         raise ValueError(f"lam: expected a finite number > 0, got {lam!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
-        raise ValueError(f"max_iter: expected an int >= 1, got {max_iter!r}")
+    as_count("max_iter", max_iter)
     if not 0.0 <= min_agreement <= 1.0:
         raise ValueError(f"min_agreement: expected a share in [0, 1], got {min_agreement!r}")
     n, dim = features.shape
@@ -258,8 +238,6 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-
-
 def _with_bias(features: np.ndarray, bias: bool) -> np.ndarray:
     if not bias:
         return features
@@ -271,9 +249,8 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
     """Full-batch LBFGS on (N, D') features and (N, C) targets (rows summing to 1).
 
     float64 on every device: the decomposition is only as exact as the stationarity, whose
-    residual is ``grad / (2 lam)``. In float32 LBFGS stops where rounding hides the progress;
-    on 10k x 384 features at lam = 1e-3 that missed ``W f`` by 3x its size. (H100-class GPUs
-    multiply float64 at half their float32 rate, and the refit is a small part of a score.)
+    residual is ``grad / (2 lam)``, and in float32 LBFGS stops where rounding hides the
+    progress, far from it (docs/benchmarks.md, "Scoring").
     Returns weight (C, D') and probs, alpha (N, C), all float64; reconstruction error; iterations.
     """
     dtype = torch.float64
@@ -287,15 +264,15 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
     if init is not None:
         start = torch.as_tensor(init, device=device).to(dtype) @ precond_inv
     # LBFGS over U with W = U P: the same convex problem, but P (the inverse square root of a
-    # Hessian estimate) makes it well conditioned, so LBFGS needs ~10 iterations, not hundreds.
+    # Hessian estimate) makes it well conditioned, so LBFGS needs few iterations.
     # W is formed first, (C, D') x (D', D'), so each pass over the features is (N, D') x (D', C)
     u = start.clone()
     optimizer = torch.optim.LBFGS([u], lr=1.0, max_iter=max_iter, history_size=20,
                                   tolerance_grad=1e-10, tolerance_change=1e-14,
                                   line_search_fn="strong_wolfe")
     # the gradient by hand: d loss / d W = (p - t)^T x / n + 2 lam W. The rows of p - t sum
-    # to 0, so its last column is minus the sum of the others and C - 1 products over x do:
-    # the pass over x that autograd's backward makes costs 2-3 forward passes on CPU
+    # to 0, so its last column is minus the sum of the others and C - 1 products over x do,
+    # cheaper than autograd's backward pass over x
     t = t / t.sum(dim=1, keepdim=True)
 
     def closure():
@@ -346,11 +323,13 @@ def _preconditioner(x32: torch.Tensor, lam: float, num_classes: int
     return precond, precond_inv
 
 
-def _check_fit_features(fit: RepresenterFit, features, name: str,
-                        rows: int | None = None) -> np.ndarray:
+def _check_fit(fit: RepresenterFit, target: str, message: str) -> int:
+    """The number of training rows of ``fit``, checked to be a fit to ``target``."""
     if not isinstance(fit, RepresenterFit):
         raise TypeError(f"fit: expected a RepresenterFit, got {type(fit).__name__}")
-    return as_matrix(name, features, rows=rows, cols=fit.num_features)
+    if fit.target != target:
+        raise ValueError(f"fit: {message}, got target={fit.target!r}")
+    return len(fit.alpha)
 
 
 def representer_suspect(fit: RepresenterFit, features: np.ndarray,
@@ -370,18 +349,16 @@ def representer_suspect(fit: RepresenterFit, features: np.ndarray,
     -------
     (N,) float32 in [0, 1]; higher = more suspect.
     """
-    if isinstance(fit, RepresenterFit) and fit.target != "labels":
-        raise ValueError(f"fit: representer_suspect needs a fit to the given labels "
-                         f"(fit_representer), got target={fit.target!r}")
-    n = len(fit.alpha) if isinstance(fit, RepresenterFit) else None
-    matrix = _check_fit_features(fit, features, "features", rows=n)
+    n = _check_fit(fit, "labels",
+                   "representer_suspect needs a fit to the given labels (fit_representer)")
+    design = fit.design("features", features, rows=n)
     labels = as_labels("labels", labels, n=n, num_classes=fit.num_classes)
     own = fit.alpha[np.arange(n), labels]
     # with the fit's own labels alpha_{i,y_i} = (1 - p) / (2 lam n) >= 0; < 0 means other labels
     if (own < 0).any():
         row = int(np.flatnonzero(own < 0)[0])
         raise ValueError(f"labels: row {row} differs from the label the fit was made on")
-    return _compute_suspect(_with_bias(matrix, fit.bias), own)
+    return _compute_suspect(design, own)
 
 
 def _compute_suspect(features: np.ndarray, own_alpha: np.ndarray) -> np.ndarray:
@@ -411,11 +388,8 @@ def trustai_dirty_score(fit: RepresenterFit, features: np.ndarray) -> np.ndarray
     -------
     (N,) float32 in [0, 1]; higher = more suspect.
     """
-    if isinstance(fit, RepresenterFit) and fit.target != "model_probs":
-        raise ValueError(f"fit: trustai_dirty_score needs a fit_trustai result, got "
-                         f"target={fit.target!r}")
-    n = len(fit.alpha) if isinstance(fit, RepresenterFit) else None
-    _check_fit_features(fit, features, "features", rows=n)
+    n = _check_fit(fit, "model_probs", "trustai_dirty_score needs a fit_trustai result")
+    fit.design("features", features, rows=n)
     return _compute_dirty(fit.alpha)
 
 
@@ -426,197 +400,3 @@ def _compute_dirty(alpha: np.ndarray) -> np.ndarray:
     top = total.max()
     share = total / top if top > 0 else np.zeros_like(total)
     return np.clip((count - 1 + share) / (alpha.shape[1] - 1), 0.0, 1.0).astype(np.float32)
-
-
-def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
-                         query_features: np.ndarray, query_classes: np.ndarray, *, k: int = 5,
-                         exclude: np.ndarray | None = None,
-                         block_size: int = 16384) -> Evidence:
-    """The training samples that push each query's class logit up most and down most.
-
-    For query ``t`` and its class ``c = query_classes[t]`` the contribution of training sample
-    ``i`` is ``alpha_ic (f_i . f_t)``; the contributions sum to the refit's logit ``W_c f_t``.
-    Exact inner products with ``f_i * alpha_ic``, one class at a time, queries in blocks; support
-    takes the k largest of each product, oppose the k smallest of the same product. Rows are
-    read in phases, largest ``|alpha_ic| |f_i|`` first, until the rest cannot enter (see
-    :func:`_compute_evidence`; queries settled on a quarter of the rows of fine-tuned sms-spam
-    and bbc-news features, on half of pretrained sms-spam ones).
-
-    Parameters
-    ----------
-    fit : a :func:`fit_representer` (or :func:`fit_trustai`) result.
-    train_features : (N, D) float, the features the fit was made on.
-    query_features : (Q, D) float, the samples to explain (training rows or new ones).
-    query_classes : (Q,) int in [0, C), the class to explain per query (e.g. the prediction or
-        the given label).
-    k : results per query (>= 1). With fewer than k candidates rows are padded with id ``-1``
-        and score ``nan``; then the same sample can appear as support and oppose.
-    exclude : (Q,) int, the training row of each query to leave out (a sample is not its own
-        evidence), ``-1`` for none.
-    block_size : most queries per product; fewer when block_size x N would pass
-        :data:`EVIDENCE_BLOCK_ELEMENTS`.
-
-    Returns
-    -------
-    Evidence with (Q, k) arrays. Support scores are the largest whatever their sign; in the
-    typical case they are positive and the oppose scores negative.
-    """
-    if not isinstance(fit, RepresenterFit):
-        raise TypeError(f"fit: expected a RepresenterFit, got {type(fit).__name__}")
-    n = len(fit.alpha)
-    train = _check_fit_features(fit, train_features, "train_features", rows=n)
-    queries = _check_fit_features(fit, query_features, "query_features")
-    q = len(queries)
-    classes = as_labels("query_classes", query_classes, n=q, num_classes=fit.num_classes)
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k: expected an int >= 1, got {k!r}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer) \
-            or block_size < 1:
-        raise ValueError(f"block_size: expected an int >= 1, got {block_size!r}")
-    if exclude is None:
-        excluded = np.full(q, -1, dtype=np.int64)
-    else:
-        excluded = np.asarray(exclude)
-        if excluded.dtype.kind not in "iu" or excluded.shape != (q,):
-            raise ValueError(f"exclude: expected ({q},) int training rows (-1 = none), got "
-                             f"shape {excluded.shape} dtype {excluded.dtype}")
-        if q and (excluded.min() < -1 or excluded.max() >= n):
-            raise ValueError(f"exclude: rows must lie in [-1, {n}), got "
-                             f"[{int(excluded.min())}, {int(excluded.max())}]")
-        excluded = excluded.astype(np.int64)
-    return _compute_evidence(fit.alpha, _with_bias(train, fit.bias), _with_bias(queries, fit.bias),
-                             classes, excluded, int(k), int(block_size))
-
-
-#: Query rows times training rows of one score block (float32): 16 MB on CPU, 1 GB on CUDA.
-EVIDENCE_BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
-#: Shares of the training rows (largest possible contribution first) read before the queries
-#: still open are checked for being settled.
-EVIDENCE_PHASES = (0.125, 0.25, 0.5, 1.0)
-
-
-def _compute_evidence(alpha: np.ndarray, train: np.ndarray, queries: np.ndarray,
-                      classes: np.ndarray, excluded: np.ndarray, k: int, block_size: int
-                      ) -> Evidence:
-    """Per class, per block of queries, the top and bottom ``k`` of the products with the
-    alpha-scaled training features (CUDA when torch sees it), read in phases.
-
-    ``|alpha_ic (f_i . f_t)| <= |alpha_ic| |f_i| |f_t|``: the training rows are read in
-    descending order of ``u_i = |alpha_ic| |f_i|`` (a share of them per phase,
-    :data:`EVIDENCE_PHASES`). After a phase, a query whose k-th support is at least
-    ``u |f_t|`` of the next unread row, and whose k-th oppose at most minus that, is settled:
-    no unread row can enter either list. Rows the refit explains well have small alphas, so
-    most queries settle on the first quarter of the rows. The bound carries the rounding of
-    the float32 products, so the lists are the ones a product with every row would give.
-    """
-    q, n = len(queries), len(train)
-    out = {name: np.full((q, k), -1, np.int64) for name in ("support_ids", "oppose_ids")}
-    out.update({name: np.full((q, k), np.nan, np.float32)
-                for name in ("support_scores", "oppose_scores")})
-    device = _resolve_device("auto")
-    step = max(1, min(block_size, EVIDENCE_BLOCK_ELEMENTS[device.type] // max(n, 1)))
-    train32 = np.ascontiguousarray(train, dtype=np.float32)
-    queries_t = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
-    train_norms = _norms(train32)
-    # a float32 product (and the alpha scaling) errs by at most (D + 2) 2^-24 relative to
-    # |alpha| |f_i| |f_t|: the bound is widened by twice that
-    slack = 1.0 + (train.shape[1] + 2) * 2.0 ** -23
-    query_norms = _norms(queries) * slack
-    ends = sorted({max(1, math.ceil(share * n)) for share in EVIDENCE_PHASES} | {n})
-    read = 0
-    with small_work_threads(step * n * train.shape[1], device):
-        for c in np.unique(classes):
-            phases = _EvidencePhases(train32, train_norms, alpha[:, c], ends, device)
-            rows = np.flatnonzero(classes == c)
-            for begin in range(0, len(rows), step):
-                block = rows[begin:begin + step]
-                found, products = _search_phases(phases, queries_t, block, excluded[block],
-                                                 query_norms[block], k)
-                read += products
-                for name, values in found.items():
-                    out[name][block] = values
-    log.debug("representer evidence: %d queries settled on %.1f%% of the query x training row "
-              "products", q, 100 * read / max(q * n, 1))
-    return Evidence(**out)
-
-
-def _norms(x: np.ndarray) -> np.ndarray:
-    """Row norms in float64, without a float64 copy of ``x``."""
-    return np.sqrt(np.einsum("nd,nd->n", x, x, dtype=np.float64))
-
-
-class _EvidencePhases:
-    """The alpha-scaled training rows of one class, in reading order, gathered phase by phase
-    on first use (every query block of the class reads the same phases): at most one scaled
-    copy of the training rows, for the class at hand."""
-
-    def __init__(self, train: np.ndarray, train_norms: np.ndarray, weights: np.ndarray,
-                 ends: list[int], device: torch.device):
-        reach = np.abs(weights) * train_norms   # the most a row can contribute, per |f_t|
-        order = np.argsort(-reach, kind="stable")
-        self._train, self._weights, self.order = train, weights, order
-        self.reach_sorted = reach[order]
-        self.position = np.empty(len(order), np.int64)  # each training row's place in order
-        self.position[order] = np.arange(len(order))
-        self.bounds = list(zip([0, *ends[:-1]], ends, strict=True))
-        self._device = device
-        self._gathered: dict[int, torch.Tensor] = {}
-
-    def scaled(self, phase: int) -> torch.Tensor:
-        if phase not in self._gathered:
-            a, b = self.bounds[phase]
-            rows = self.order[a:b]
-            scaled = self._train[rows] * self._weights[rows, None].astype(np.float32)
-            self._gathered[phase] = torch.as_tensor(scaled, device=self._device)
-        return self._gathered[phase]
-
-
-def _search_phases(phases: _EvidencePhases, queries: torch.Tensor, block: np.ndarray,
-                   excluded: np.ndarray, query_norms: np.ndarray, k: int
-                   ) -> tuple[dict[str, np.ndarray], int]:
-    """Support and oppose lists of the queries ``block`` over the phases, each query read
-    until it is settled (see :func:`_compute_evidence`), and the number of products read."""
-    size = len(block)
-    # running lists, higher = better: support scores as they are, oppose scores negated
-    best = {kind: (torch.full((size, k), -math.inf, dtype=torch.float32),
-                   torch.full((size, k), -1, dtype=torch.int64))
-            for kind in ("support", "oppose")}
-    own = np.where(excluded >= 0, phases.position[np.maximum(excluded, 0)], -1)
-    open_rows = np.arange(size)
-    read = 0
-    for phase, (a, b) in enumerate(phases.bounds):
-        rows_t = torch.as_tensor(open_rows)
-        read += len(open_rows) * (b - a)
-        products = queries[torch.as_tensor(block[open_rows], device=queries.device)] \
-            @ phases.scaled(phase).T
-        local = own[open_rows] - a
-        mine = np.flatnonzero((local >= 0) & (local < b - a))
-        at = (torch.as_tensor(mine, device=products.device),
-              torch.as_tensor(local[mine], device=products.device))
-        for kind, largest in (("support", True), ("oppose", False)):
-            # a sample is not its own evidence
-            products[at] = -math.inf if largest else math.inf
-            values, ids = products.topk(min(k, b - a), dim=1, largest=largest)
-            if not largest:
-                values = -values
-            kept_v, kept_i = best[kind]
-            kept_v[rows_t], kept_i[rows_t] = merge_running_topk(
-                kept_v[rows_t], kept_i[rows_t], values.cpu(),
-                torch.as_tensor(phases.order[a:b])[ids.cpu()])
-        if b == len(phases.order):
-            break
-        # every unread row contributes at most this much either way
-        bound = phases.reach_sorted[b] * query_norms[open_rows]
-        settled = np.ones(len(open_rows), dtype=bool)
-        for kept_v, _ in best.values():
-            settled &= kept_v[rows_t, -1].double().numpy() >= bound
-        open_rows = open_rows[~settled]
-        if not len(open_rows):
-            break
-    found = {}
-    for kind, sign in (("support", 1.0), ("oppose", -1.0)):
-        values, ids = best[kind]
-        missing = torch.isinf(values)
-        found[f"{kind}_ids"] = ids.masked_fill(missing, -1).numpy()
-        found[f"{kind}_scores"] = (values * sign).masked_fill(missing, math.nan).numpy()
-    return found, read

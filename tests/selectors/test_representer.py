@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from relabeler.selectors.evidence import Evidence, representer_evidence
 from relabeler.selectors.representer import (
-    Evidence,
     RepresenterFit,
     RepresenterFitError,
     fit_representer,
     fit_trustai,
-    representer_evidence,
     representer_suspect,
     trustai_dirty_score,
 )
@@ -155,7 +154,7 @@ def test_evidence_reads_only_rows_that_can_enter_and_matches_brute_force(caplog)
     fit = fit_representer(features, labels, lam=1e-3, min_agreement=0.0)
     own = np.arange(300)
     queries, qclasses = features[own], fit.probs[own].argmax(axis=1)
-    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.representer"):
+    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.evidence"):
         ev = representer_evidence(fit, features, queries, qclasses, k=5, exclude=own)
     assert "300 queries settled on 12.5% of the query x training row products" in caplog.text
 
@@ -181,7 +180,7 @@ def test_evidence_keeps_reading_while_an_unread_row_could_still_enter(caplog):
     fit = RepresenterFit(weight=np.zeros((2, 2)), alpha=alpha, probs=np.full((16, 2), 0.5),
                          lam=1.0, agreement=math.nan, reconstruction_error=0.0,
                          target="labels", bias=False, n_iter=0)
-    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.representer"):
+    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.evidence"):
         ev = representer_evidence(fit, features, np.array([[1.0, 0.0]], np.float32),
                                   np.array([0]), k=1)
     assert ev.support_ids.tolist() == [[2]] and ev.oppose_ids.tolist() == [[3]]

@@ -1,9 +1,9 @@
 """Thread settings for small tensor work on CPU.
 
-A small problem (a linear head over a few thousand samples, an LBFGS refit) runs a few hundred
-microseconds of work per step; split over OpenMP threads on a busy machine it waits 10-50x
-longer at the barriers than it computes. Such work runs on one thread; torch's setting is
-restored afterwards.
+A small problem (a linear head over a few thousand samples, an LBFGS refit) does so little
+work per step that, split over OpenMP threads on a busy machine, it waits at the barriers far
+longer than it computes (docs/benchmarks.md, "Scoring"). Such work runs on one thread; torch's
+setting is restored afterwards.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from contextlib import contextmanager
 
 import torch
 
-#: Multiply-adds per step below which one thread is faster than several: the 5000 x 385 x 2
-#: refit that waited 10-50x longer at the barriers stays below it; a 10k-row refit (7.7M, a few
-#: ms per float64 pass) is 1.3x faster on two idle cores than on one.
+#: Multiply-adds per step below which one thread is faster than several (a 5000 x 385 x 2
+#: refit is below it, a 10k-row one above).
 SMALL_WORK = 1 << 22
 
 
