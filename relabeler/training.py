@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from relabeler.model import (
     autocast,
@@ -130,7 +131,9 @@ def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.nda
     labels = torch.tensor(label_ids, dtype=torch.long, device=device)
     n = len(labels)
     steps_per_epoch = math.ceil(n / opts.batch_size)
-    schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
+    total_steps = steps_per_epoch * opts.epochs
+    schedule = get_linear_schedule_with_warmup(optimizer, int(total_steps * opts.warmup_ratio),
+                                               total_steps)
     loss_fn = nn.CrossEntropyLoss()
     frames = []
     work = opts.batch_size * sum(p.numel() for p in params)
@@ -178,7 +181,9 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
     rng = np.random.default_rng(opts.seed)
     lengths = token_lengths(tokenizer, texts, opts.max_length)
     steps_per_epoch = math.ceil(len(texts) / opts.batch_size)
-    schedule = _linear_schedule(optimizer, steps_per_epoch * opts.epochs, opts.warmup_ratio)
+    total_steps = steps_per_epoch * opts.epochs
+    schedule = get_linear_schedule_with_warmup(optimizer, int(total_steps * opts.warmup_ratio),
+                                               total_steps)
     labels_all = torch.tensor(np.asarray(label_ids), dtype=torch.long)  # a copy: may be read-only
     loss_fn = nn.CrossEntropyLoss()
     frames = []
@@ -202,17 +207,6 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     return pd.concat(frames, ignore_index=True).sort_values(["epoch", "id"], ignore_index=True)
-
-
-def _linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
-    warmup = int(total_steps * warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.inference_mode()
@@ -241,23 +235,19 @@ def predict_probs(model, tokenizer, texts: Sequence[str], *, max_length: int, ba
 
 def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
                            classes: Sequence[str]) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 (no sklearn needed)."""
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support (scikit-learn's, with
+    ``zero_division=0``); accuracy is NaN on no samples."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     label_ids = np.asarray(label_ids)
     pred = probs.argmax(1)
-    per_class = {}
-    f1s = []
-    for c, name in enumerate(classes):
-        tp = int(np.sum((pred == c) & (label_ids == c)))
-        fp = int(np.sum((pred == c) & (label_ids != c)))
-        fn = int(np.sum((pred != c) & (label_ids == c)))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": precision, "recall": recall, "f1": f1,
-                           "support": int(np.sum(label_ids == c))}
-        f1s.append(f1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        label_ids, pred, labels=np.arange(len(classes)), zero_division=0.0)
+    per_class = {name: {"precision": float(precision[c]), "recall": float(recall[c]),
+                        "f1": float(f1[c]), "support": int(support[c])}
+                 for c, name in enumerate(classes)}
     return {"accuracy": float(np.mean(pred == label_ids)) if len(pred) else float("nan"),
-            "macro_f1": float(np.mean(f1s)), "n": int(len(pred)), "per_class": per_class}
+            "macro_f1": float(np.mean(f1)), "n": int(len(pred)), "per_class": per_class}
 
 
 class HeadRefitter:

@@ -71,6 +71,7 @@ def _detection_curve(store: RunStore) -> dict:
     if n_flipped == 0:
         return {}
     budgets = sorted({int(b) for b in np.unique(np.linspace(1, len(flipped), 60).astype(int))})
+    # one cumulative count serves every budget (scikit-learn would score each budget apart)
     hits = np.cumsum(flipped)
     return {"n_flipped": n_flipped, "budget": budgets,
             "precision": [float(hits[b - 1] / b) for b in budgets],

@@ -20,7 +20,12 @@ def detection_metrics(suspect_score: np.ndarray, is_wrong: np.ndarray, *,
     dict with auroc, auprc, precision_at_k, recall_at_k, k. Ties at the K-th place are broken
     by input order, so a constant score gets no credit from its order.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     score = np.asarray(suspect_score, dtype=np.float64)
     truth = np.asarray(is_wrong, dtype=bool)
@@ -34,10 +39,10 @@ def detection_metrics(suspect_score: np.ndarray, is_wrong: np.ndarray, *,
         raise ValueError(f"is_wrong: needs both wrong and right labels, got {n_wrong} wrong "
                          f"of {len(truth)}")
     k = n_wrong if k is None else int(k)
-    top = np.argsort(-score, kind="stable")[:k]
-    hits = int(truth[top].sum())
+    flagged = np.zeros(len(truth), dtype=bool)
+    flagged[np.argsort(-score, kind="stable")[:k]] = True
     return {"auroc": float(roc_auc_score(truth, score)),
             "auprc": float(average_precision_score(truth, score)),
-            "precision_at_k": hits / k if k else 0.0,
-            "recall_at_k": hits / n_wrong,
+            "precision_at_k": float(precision_score(truth, flagged, zero_division=0.0)),
+            "recall_at_k": float(recall_score(truth, flagged)),
             "k": k}

@@ -1,31 +1,40 @@
-"""Paired bootstrap confidence intervals for what relabeling changed."""
+"""Confidence intervals for what relabeling changed: a paired bootstrap of the eval metrics
+(scipy's ``bootstrap``) and Wilson intervals of rates (scipy's ``binomtest``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 
 def _scores(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """[accuracy, macro-F1, then precision, recall, F1 of each class] for one sample set."""
-    tp = np.bincount(labels[pred == labels], minlength=num_classes).astype(np.float64)
-    pred_count = np.bincount(pred, minlength=num_classes).astype(np.float64)
-    true_count = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    """[accuracy, macro-F1, then precision, recall, F1 of each class] along the last axis of
+    ``labels`` and ``pred`` (..., N), as scikit-learn's ``precision_recall_fscore_support``
+    with ``zero_division=0``; returns (2 + 3C, ...). Counted here, vectorized over bootstrap
+    resamples: one scikit-learn call per resample made 2000 of them 90x slower (17 s vs .19 s).
+    """
+    classes = np.arange(num_classes)[:, None]
+    hit = (pred == labels)[..., None, :]
+    tp = (hit & (labels[..., None, :] == classes)).sum(-1).astype(np.float64)
+    pred_count = (pred[..., None, :] == classes).sum(-1).astype(np.float64)
+    true_count = (labels[..., None, :] == classes).sum(-1).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(pred_count > 0, tp / pred_count, 0.0)
         recall = np.where(true_count > 0, tp / true_count, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    accuracy = tp.sum() / max(len(labels), 1)
-    return np.concatenate([[accuracy, f1.mean()], precision, recall, f1])
+    accuracy = tp.sum(-1) / max(labels.shape[-1], 1)
+    out = np.concatenate([accuracy[..., None], f1.mean(-1, keepdims=True), precision, recall,
+                          f1], axis=-1)
+    return np.moveaxis(out, -1, 0)
 
 
 def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np.ndarray,
                      classes: Sequence[str], *, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Before/after metrics on the same eval samples with 95% intervals of every delta.
-
-    Each bootstrap draw resamples the eval samples once and scores both models on that same
-    draw, so the interval of a delta reflects the pairing.
+    """Before/after metrics on the same eval samples with 95% percentile intervals of every
+    delta; each resample scores both models on the same draw, so an interval reflects the
+    pairing.
 
     Parameters
     ----------
@@ -47,14 +56,14 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
     c = len(classes)
     before = _scores(labels, pred_before, c)
     after = _scores(labels, pred_after, c)
-    rng = np.random.default_rng(seed)
-    deltas = np.empty((n_boot, len(before)))
-    n = len(labels)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        deltas[b] = _scores(labels[idx], pred_after[idx], c) - _scores(labels[idx],
-                                                                       pred_before[idx], c)
-    low, high = np.percentile(deltas, [2.5, 97.5], axis=0)
+
+    def delta(truth, old, new, axis=-1):
+        return _scores(truth, new, c) - _scores(truth, old, c)
+
+    interval = stats.bootstrap((labels, pred_before, pred_after), delta, paired=True,
+                               vectorized=True, n_resamples=n_boot, batch=200,
+                               method="percentile", rng=np.random.default_rng(seed))
+    low, high = interval.confidence_interval
 
     def leaf(i: int) -> dict:
         return {"before": float(before[i]), "after": float(after[i]),
@@ -63,15 +72,13 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
     per_class = {name: {"precision": leaf(2 + j), "recall": leaf(2 + c + j),
                         "f1": leaf(2 + 2 * c + j)} for j, name in enumerate(classes)}
     return {"accuracy": leaf(0), "macro_f1": leaf(1), "per_class": per_class,
-            "n_eval": n, "n_boot": n_boot}
+            "n_eval": len(labels), "n_boot": n_boot}
 
 
-def rate_interval(successes: int, total: int, *, z: float = 1.96) -> list[float]:
-    """Wilson score 95% interval of a proportion; [0, 0] for an empty total."""
+def rate_interval(successes: int, total: int, *, confidence: float = 0.95) -> list[float]:
+    """Wilson score interval of a proportion; [0, 0] for an empty total."""
     if total <= 0:
         return [0.0, 0.0]
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+    interval = stats.binomtest(int(successes), int(total)).proportion_ci(
+        confidence_level=confidence, method="wilson")
+    return [float(interval.low), float(interval.high)]

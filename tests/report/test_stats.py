@@ -48,3 +48,24 @@ def test_wilson_interval():
     low, high = rate_interval(50, 100)
     assert low == pytest.approx(0.404, abs=1e-3) and high == pytest.approx(0.596, abs=1e-3)
     assert rate_interval(0, 0) == [0.0, 0.0]
+
+
+def test_point_values_match_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 4, 500)
+    before = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 4, 500))
+    before[before == 3] = 2                      # class 3 never predicted: precision 0
+    after = np.where(rng.random(500) < 0.9, labels, before)
+    result = paired_bootstrap(labels, before, after, list("abcd"), n_boot=50)
+    for key, pred in (("before", before), ("after", after)):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, pred, labels=range(4), zero_division=0)
+        assert result["accuracy"][key] == pytest.approx(accuracy_score(labels, pred))
+        assert result["macro_f1"][key] == pytest.approx(
+            f1_score(labels, pred, average="macro", zero_division=0))
+        for j, name in enumerate("abcd"):
+            leaves = result["per_class"][name]
+            assert [leaves[m][key] for m in ("precision", "recall", "f1")] == pytest.approx(
+                [precision[j], recall[j], f1[j]])
