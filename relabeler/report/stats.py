@@ -13,7 +13,7 @@ def _scores(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarra
     """[accuracy, macro-F1, then precision, recall, F1 of each class] along the last axis of
     ``labels`` and ``pred`` (..., N), as scikit-learn's ``precision_recall_fscore_support``
     with ``zero_division=0``; returns (2 + 3C, ...). Counted here, vectorized over bootstrap
-    resamples: one scikit-learn call per resample made 2000 of them 90x slower (17 s vs .19 s).
+    resamples: one scikit-learn call per resample is about 90x slower (docs/benchmarks.md).
     """
     classes = np.arange(num_classes)[:, None]
     hit = (pred == labels)[..., None, :]

@@ -3,7 +3,7 @@
 * :func:`neighbor_label_distribution`: the similarity-weighted label distribution of each
   sample's k nearest training neighbours (cosine on the classifier's features).
 * :func:`knn_disagreement`: ``1 - share of that distribution on the given label``; strong where
-  classes cluster tightly, and fine-tuned features cluster better (RESEARCH.md lesson 4).
+  classes cluster tightly, and fine-tuned features cluster better.
 * :func:`conflicting_duplicates`: near-duplicate texts (cosine >= a threshold) whose labels
   conflict — the plainest evidence a label is wrong, reported as its own reason.
 """
