@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relabeler.selectors._checks import as_labels, as_matrix
+from relabeler.selectors.confidence import self_confidence
 from relabeler.selectors.knn import Neighbors, knn
 
 
@@ -86,7 +87,7 @@ def knn_disagreement(features: np.ndarray, labels: np.ndarray, *, k: int = 10,
         raise ValueError(f"neighbors: expected {len(features)} rows, got "
                          f"{neighbors.indices.shape}")
     dist = neighbor_label_distribution(neighbors, labels, num_classes)
-    return (1.0 - dist[np.arange(len(labels)), labels]).astype(np.float32)
+    return self_confidence(dist, labels)
 
 
 @dataclass(frozen=True)
