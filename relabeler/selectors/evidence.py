@@ -57,7 +57,7 @@ def representer_evidence(fit: RepresenterFit, train_features: np.ndarray,
 
     Parameters
     ----------
-    fit : a :func:`fit_representer` (or :func:`fit_trustai`) result.
+    fit : a :func:`.representer.fit_representer` (or :func:`.representer.fit_trustai`) result.
     train_features : (N, D) float, the features the fit was made on.
     query_features : (Q, D) float, the samples to explain (training rows or new ones).
     query_classes : (Q,) int in [0, C), the class to explain per query (e.g. the prediction or
