@@ -7,6 +7,7 @@ the given label. Every function returns a suspect score in [0, 1]; higher = more
   margin turned likewise; it beats ``1 - p`` on multi-class, class-conditional noise.
 * :func:`area_under_margin`: the margin averaged over training epochs (Pleiss et al. 2020):
   a mislabeled sample is learned late, so its margin stays low while the clean ones rise.
+  Written here: cleanlab scores probabilities, not training dynamics.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Combine suspect signals into one ``suspect_score`` in [0, 1], a suggested label and reasons.
 
 Scoring (the signals) and ranking (this module) are separate steps. The combination has no
-weights fitted to any noise mask or evaluation set; it uses only the data at hand:
+weights fitted to any noise mask or evaluation set; it uses only the data at hand. (cleanlab's
+``get_label_quality_ensemble_scores`` averages one score over several models' probabilities;
+it has no mean of ranks over different kinds of evidence, hence this module.)
 
 ``rank_mean`` (default)
     Each view of a training sample says how much it prefers another class over the given one,
