@@ -250,7 +250,8 @@ def _compute_fit(features: np.ndarray, targets: np.ndarray, lam: float, max_iter
 
     float64 on every device: the decomposition is only as exact as the stationarity, whose
     residual is ``grad / (2 lam)``, and in float32 LBFGS stops where rounding hides the
-    progress, far from it (docs/benchmarks.md, "Scoring").
+    progress, far from it (docs/benchmarks.md, "Scoring"). Not scikit-learn's
+    LogisticRegression: it takes no soft targets (TrustAI) and runs on CPU only.
     Returns weight (C, D') and probs, alpha (N, C), all float64; reconstruction error; iterations.
     """
     dtype = torch.float64
