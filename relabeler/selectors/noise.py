@@ -46,8 +46,9 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
     row rescaled to the number of samples given that class.
 
     A class's threshold is the mean ``p(j)`` over the samples given ``j``; a sample counts for
-    the class it reaches (the most probable one when it reaches several), samples reaching none
-    are left out.
+    the class it reaches (the most probable class when it reaches several), samples reaching
+    none are left out, and each class given to someone keeps at least one count on the
+    diagonal.
 
     Parameters
     ----------
@@ -66,7 +67,7 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
                          f"{probs.shape}")
     # calibrate=False: cleanlab's calibration rounds the counts to integers, and a small
     # joint's fractions are what asymmetry() weighs. cleanlab puts at least 1 on the
-    # diagonal, so every row has counts to rescale.
+    # diagonal, so every row has counts to rescale (a class nobody was given: to 0).
     joint = compute_confident_joint(labels, probs, calibrate=False).astype(np.float64)
     counts = np.bincount(labels, minlength=n_classes)
     return joint * counts[:, None] / joint.sum(axis=1, keepdims=True)
