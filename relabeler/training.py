@@ -241,8 +241,10 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
 
     label_ids = np.asarray(label_ids)
     pred = probs.argmax(1)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        label_ids, pred, labels=np.arange(len(classes)), zero_division=0.0)
+    precision = recall = f1 = support = np.zeros(len(classes))   # scikit-learn refuses none
+    if len(pred):
+        precision, recall, f1, support = precision_recall_fscore_support(
+            label_ids, pred, labels=np.arange(len(classes)), zero_division=0.0)
     per_class = {name: {"precision": float(precision[c]), "recall": float(recall[c]),
                         "f1": float(f1[c]), "support": int(support[c])}
                  for c, name in enumerate(classes)}

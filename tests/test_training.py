@@ -121,6 +121,12 @@ def test_classification_metrics_by_hand():
     assert m["macro_f1"] == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
+def test_classification_metrics_of_no_samples():
+    m = classification_metrics(np.array([], dtype=np.int64), np.zeros((0, 2)), ["a", "b"])
+    assert np.isnan(m["accuracy"]) and m["macro_f1"] == 0.0 and m["n"] == 0
+    assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
 def test_stratified_folds_spread_each_class():
     labels = np.array([0] * 10 + [1] * 5 + [2] * 6)
     fold = stratified_folds(labels, 5, seed=3)
