@@ -39,6 +39,8 @@ def detection_metrics(suspect_score: np.ndarray, is_wrong: np.ndarray, *,
         raise ValueError(f"is_wrong: needs both wrong and right labels, got {n_wrong} wrong "
                          f"of {len(truth)}")
     k = n_wrong if k is None else int(k)
+    if not 0 <= k <= len(truth):
+        raise ValueError(f"k: expected a review budget in [0, {len(truth)}], got {k}")
     flagged = np.zeros(len(truth), dtype=bool)
     flagged[np.argsort(-score, kind="stable")[:k]] = True
     return {"auroc": float(roc_auc_score(truth, score)),

@@ -20,6 +20,10 @@ def test_detection_metrics_by_hand():
     assert m["auprc"] == pytest.approx((1 / 1 + 2 / 3) / 2)
     with pytest.raises(ValueError, match="needs both wrong and right"):
         detection_metrics(score, np.zeros(4, bool))
+    assert detection_metrics(score, truth, k=3)["precision_at_k"] == pytest.approx(2 / 3)
+    assert detection_metrics(score, truth, k=0)["precision_at_k"] == 0.0
+    with pytest.raises(ValueError, match=r"k: expected a review budget in \[0, 4\], got 5"):
+        detection_metrics(score, truth, k=5)
 
 
 def test_cleanlab_scores_are_suspect_scores():
