@@ -1,6 +1,7 @@
 """relabeler: find the wrong labels and thin spots in a text classifier's training data."""
 
 from relabeler._version import __version__
+
 __all__ = ["Run", "find_label_issues", "__version__"]
 
 
