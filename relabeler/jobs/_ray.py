@@ -11,6 +11,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from relabeler.config import RayConfig
+
 log = logging.getLogger(__name__)
 
 #: Environment variables every worker needs (offline model loading, quiet tokenizers).
@@ -187,20 +189,17 @@ def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: 
                     torch_threads=num_threads or max(1, int(per_actor)), **fault)
 
 
-def plan_from_config(ray_config, *, num_actors: int = 0, num_threads: int = 0,
+def plan_from_config(ray_config: RayConfig, *, num_actors: int = 0, num_threads: int = 0,
                      max_actors: int | None = None) -> PoolPlan:
     """:func:`plan_pool` with the requests and fault tolerance of a ``[ray]`` config section
     (``gpus_per_actor``, ``cpus_per_actor``, ``memory_per_actor_gib``, ``max_restarts``,
-    ``max_task_retries``); a key the section lacks keeps its default."""
-    gib = float(getattr(ray_config, "memory_per_actor_gib", 0.0))
+    ``max_task_retries``)."""
     return plan_pool(num_actors=num_actors, num_threads=num_threads, max_actors=max_actors,
-                     gpus_per_actor=float(getattr(ray_config, "gpus_per_actor", 1.0)),
-                     cpus_per_actor=float(getattr(ray_config, "cpus_per_actor", 0.0)),
-                     memory_per_actor=int(gib * 2**30),
-                     max_restarts=int(getattr(ray_config, "max_restarts",
-                                              DEFAULT_MAX_RESTARTS)),
-                     max_task_retries=int(getattr(ray_config, "max_task_retries",
-                                                  DEFAULT_MAX_TASK_RETRIES)))
+                     gpus_per_actor=ray_config.gpus_per_actor,
+                     cpus_per_actor=ray_config.cpus_per_actor,
+                     memory_per_actor=int(ray_config.memory_per_actor_gib * 2**30),
+                     max_restarts=ray_config.max_restarts,
+                     max_task_retries=ray_config.max_task_retries)
 
 
 def lost_worker(error: BaseException) -> bool:

@@ -40,12 +40,10 @@ n_tokens    tokens the model saw, special tokens included (int32)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -55,7 +53,7 @@ import torch
 
 from relabeler import artifacts
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
-from relabeler.config import AttributeConfig
+from relabeler.config import AttributeConfig, RunConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
@@ -69,9 +67,6 @@ STAGE = "attribute"
 FOLDER = "attributions"
 ARTIFACT = "attributions.parquet"
 PLAN = f"{FOLDER}/_plan.json"
-
-#: The settings read from ``config.attribute``, where a key is missing.
-DEFAULTS = AttributeConfig()
 
 SPAN_TYPE = pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()),
                                 ("text", pa.string()), ("score", pa.float32())]))
@@ -147,24 +142,6 @@ class AttributionWorker:
             n_tokens=pa.array([len(r.tokens) for r in results], pa.int32()),
         )
         return pa.table(columns)
-
-
-def _settings(config) -> SimpleNamespace:
-    """``config.attribute`` over DEFAULTS (the section may be missing from older configs)."""
-    section = getattr(config, "attribute", None)
-    values = {f.name: getattr(section, f.name, getattr(DEFAULTS, f.name))
-              for f in dataclasses.fields(DEFAULTS)}
-    settings = SimpleNamespace(**values)
-    if settings.method not in METHODS:
-        raise ValueError(f"attribute.method must be one of {', '.join(METHODS)}, got "
-                         f"{settings.method!r}")
-    for name in ("n_steps", "batch_size", "shard_size"):
-        if int(getattr(settings, name)) < 1:
-            raise ValueError(f"attribute.{name} must be >= 1, got {getattr(settings, name)}")
-    for name in ("top", "internal_batch_size", "num_actors", "num_threads"):
-        if int(getattr(settings, name)) < 0:
-            raise ValueError(f"attribute.{name} must be >= 0, got {getattr(settings, name)}")
-    return settings
 
 
 def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
@@ -246,17 +223,17 @@ def plan_queue(store: RunStore, studio) -> pd.DataFrame:
     return plan
 
 
-def _effective_steps(settings) -> int:
-    return int(settings.n_steps) if settings.method == "ig" else 1
+def _effective_steps(settings: AttributeConfig) -> int:
+    return settings.n_steps if settings.method == "ig" else 1
 
 
-def _plan_key(rows: dict[str, np.ndarray], settings, max_length: int) -> dict:
+def _plan_key(rows: dict[str, np.ndarray], settings: AttributeConfig, max_length: int) -> dict:
     digest = hashlib.sha256()
     for sample_id, target in zip(rows["id"], rows["target_index"], strict=True):
         digest.update(f"{sample_id}\x00{target}\n".encode())
     return {"rows": len(rows["id"]), "queue_sha256": digest.hexdigest(),
             "method": settings.method, "n_steps": _effective_steps(settings),
-            "max_length": int(max_length), "shard_size": int(settings.shard_size)}
+            "max_length": max_length, "shard_size": settings.shard_size}
 
 
 def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length: int = 128,
@@ -354,13 +331,13 @@ def _write_part(store: RunStore, shard: int, parts: list[pa.Table]) -> int:
     return table.num_rows
 
 
-def run_attribute(store: RunStore, config, *, force: bool = False,
+def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
                   progress: bool = True) -> dict:
     """The attribute stage: ``attributions.parquet`` for the queue's top ``[attribute] top``.
 
     Skipped when done unless ``force``; resumes from the parts a killed run finished.
     Reads ``config.attribute`` (top, method, n_steps, internal_batch_size, batch_size,
-    shard_size, num_actors, num_threads; defaults in :data:`DEFAULTS`), ``config.model``
+    shard_size, num_actors, num_threads), ``config.model``
     (max_length) and ``config.ray``. Returns the stage info.
     """
     from relabeler.jobs._ray import connect, plan_from_config
@@ -368,8 +345,8 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
     if not store.stage_done("score"):
         raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
                          f"{store.uri}` first")
-    settings = _settings(config)
-    max_length = int(config.model.max_length)
+    settings = config.attribute
+    max_length = config.model.max_length
     if force:
         store.reset_stage(STAGE, [FOLDER, ARTIFACT])
     elif store.stage_done(STAGE):
@@ -377,7 +354,7 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
         return (store.stage_info(STAGE) or {}).get("info", {})
     started = time.perf_counter()
     plan = plan_queue(store, config.studio)
-    rows = queue_rows(store, int(settings.top), plan)
+    rows = queue_rows(store, settings.top, plan)
     key = _plan_key(rows, settings, max_length)
     if store.exists(PLAN) and store.read_json(PLAN) != key:
         log.warning("attribute: the queue or settings changed since the unfinished run; "
@@ -389,12 +366,12 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
     n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))
     if set(range(n_shards)) - store.finished_shards(FOLDER):
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
-        plan = plan_from_config(config.ray, num_actors=int(settings.num_actors),
-                                num_threads=int(settings.num_threads))
+        plan = plan_from_config(config.ray, num_actors=settings.num_actors,
+                                num_threads=settings.num_threads)
         written = attribute_queue(
             store, rows, max_length=max_length, method=settings.method,
-            n_steps=int(settings.n_steps), internal_batch_size=int(settings.internal_batch_size),
-            batch_size=int(settings.batch_size), shard_size=int(settings.shard_size),
+            n_steps=settings.n_steps, internal_batch_size=settings.internal_batch_size,
+            batch_size=settings.batch_size, shard_size=settings.shard_size,
             plan=plan, progress=progress)
     table = store.read_table(FOLDER)
     store.write_table(ARTIFACT, table)
@@ -405,7 +382,7 @@ def run_attribute(store: RunStore, config, *, force: bool = False,
             "suspects": len(set(i for i, s in zip(table.column("id").to_pylist(), sources,
                                                   strict=True) if s == "suspects")),
             "acquire": sources.count("acquire"), "method": settings.method,
-            "n_steps": _effective_steps(settings), "top": int(settings.top),
+            "n_steps": _effective_steps(settings), "top": settings.top,
             "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
             "max_abs_delta": float(np.nanmax(deltas)) if np.isfinite(deltas).any() else None,
             "seconds": round(seconds, 2)}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from relabeler.config import RunConfig
+from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
@@ -42,24 +42,15 @@ def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: s
                       sample: int = 0, mode: str = "auto", folds: int = 5,
                       test_fraction: float = 0.2, pool_fraction: float = 0.0,
                       base: RunConfig | None = None) -> RunConfig:
-    """The run configuration of one simulation (its run directory is ``out/run``)."""
-    config = base or RunConfig()
-    config.run_dir = str(Path(out) / "run")
-    config.data.source = data
-    config.data.text_col = text_col
-    config.data.label_col = label_col
-    config.data.id_col = id_col
-    config.data.sample = sample
-    config.data.eval_fraction = test_fraction
-    config.data.pool_fraction = pool_fraction
-    config.data.seed = seed
-    config.data.noise_rate = noise
-    config.data.noise_kind = noise_kind
-    config.train.mode = mode
-    config.train.folds = folds
-    config.train.seed = seed
-    config.extract.splits = ["train", "eval", "pool"] if pool_fraction else ["train", "eval"]
-    return config
+    """The run configuration of one simulation (its run directory is ``out/run``); a value
+    out of range is a ConfigError naming its key."""
+    splits = ["train", "eval", "pool"] if pool_fraction else ["train", "eval"]
+    return apply_overrides(base or RunConfig(), {
+        "run_dir": str(Path(out) / "run"), "data.source": data, "data.text_col": text_col,
+        "data.label_col": label_col, "data.id_col": id_col, "data.sample": sample,
+        "data.eval_fraction": test_fraction, "data.pool_fraction": pool_fraction,
+        "data.seed": seed, "data.noise_rate": noise, "data.noise_kind": noise_kind,
+        "train.mode": mode, "train.folds": folds, "train.seed": seed, "extract.splits": splits})
 
 
 def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -253,7 +244,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         **({"coverage": coverage_result} if coverage_result else {}),
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
-                     "folds": config.train.folds, "method": config.score.method,
+                     "folds": config.train.folds,
                      "sample": config.data.sample},
     }
     (out / "simulation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -5,21 +5,17 @@ weights fitted to any noise mask or evaluation set; it uses only the data at han
 ``get_label_quality_ensemble_scores`` averages one score over several models' probabilities;
 it has no mean of ranks over different kinds of evidence, hence this module.)
 
-``rank_mean`` (default)
-    Each view of a training sample says how much it prefers another class over the given one,
-    as a normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the
-    out-of-fold models, the similarity-weighted labels of its nearest neighbours, and the
-    training dynamics (the margin averaged over epochs). The job corrects each view for
-    label noise first (:mod:`relabeler.selectors.noise`). The suspect score is
-    the mean of the views' rank-normalised values: each view orders the samples, and a view
-    whose margins are saturated (a fine-tuned model that fits its training set, scoring almost
-    every sample 0 or 1) still counts as much as one whose margins spread out. Nothing is
-    fitted. Views cleanlab cannot see (neighbours on fine-tuned features, training dynamics)
-    are what lift it above out-of-fold confidence alone.
-``ensemble``
-    The mean of the views' margins themselves: the margin of an equal-weight ensemble. Where
-    one view's margins are saturated, the others' decide the order on their own, and it ranks
-    below ``rank_mean`` (docs/benchmarks.md, "Scoring").
+Each view of a training sample says how much it prefers another class over the given one, as a
+normalised margin ``(1 - (p(given) - max p(other))) / 2``: the in-sample model, the out-of-fold
+models, the similarity-weighted labels of its nearest neighbours, and the training dynamics
+(the margin averaged over epochs). The job corrects each view for label noise first
+(:mod:`relabeler.selectors.noise`). The suspect score is the mean of the views'
+rank-normalised values: each view orders the samples, and a view whose margins are saturated
+(a fine-tuned model that fits its training set, scoring almost every sample 0 or 1) still
+counts as much as one whose margins spread out. Nothing is fitted. Views cleanlab cannot see
+(neighbours on fine-tuned features, training dynamics) are what lift it above out-of-fold
+confidence alone. The mean of the margins themselves ranked flips worse (docs/benchmarks.md,
+"Scoring").
 Near-duplicates with conflicting labels are a reason shown to annotators and can name the
 suggestion, but they do not vote: in a pair that disagrees, both members look equally wrong.
 The suggested label is the best other class of the averaged class distributions.
@@ -56,10 +52,6 @@ for _name, _reason in (
     ("knn_margin", "its nearest training examples mostly carry another label"),
 ):
     register_signal(_name, _reason)
-
-METHODS = ("ensemble", "rank_mean")
-DEFAULT_METHOD = "rank_mean"
-
 
 def rank_normalize(values: np.ndarray) -> np.ndarray:
     """Average ranks scaled to [0, 1] (1 = the largest value); ties share a rank.
@@ -198,30 +190,21 @@ def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
 VIEWS = ("margin", "oof_margin", "knn_margin", "area_under_margin")
 
 
-def combine(signals: Mapping[str, np.ndarray], *, method: str = DEFAULT_METHOD,
-            views: Sequence[str] = VIEWS) -> np.ndarray:
-    """One suspect score from the signals of N training samples.
+def combine(signals: Mapping[str, np.ndarray], *, views: Sequence[str] = VIEWS) -> np.ndarray:
+    """One suspect score from the signals of N training samples: the mean of the
+    rank-normalised ``views`` present (:func:`rank_mean`).
 
     Parameters
     ----------
     signals : name -> (N,) suspect signals in [0, 1] (higher = more suspect).
-    method : ``rank_mean`` (default): the mean of the rank-normalised ``views`` present;
-        ``ensemble``: the mean of the views themselves (each a normalised margin, so the mean
-        is the margin of an equal-weight ensemble of views).
     views : the signals that vote; others are reported, not combined.
 
     Returns
     -------
     (N,) float32 in [0, 1].
     """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     present = {name: signals[name] for name in views if name in signals}
     if not present:
         raise ValueError(f"signals: none of the views {list(views)} is present "
                          f"(got {sorted(signals)})")
-    _check_signals(present)
-    if method == "rank_mean":
-        return rank_mean(present)
-    stacked = np.stack([np.asarray(v, dtype=np.float64) for v in present.values()])
-    return np.clip(stacked.mean(axis=0), 0.0, 1.0).astype(np.float32)
+    return rank_mean(present)
