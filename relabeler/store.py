@@ -91,7 +91,10 @@ class RunStore:
     """
 
     def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None):
-        self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
+        try:
+            self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
+        except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
+            raise StoreError(f"run directory {os.fspath(uri)!r}: {exc}") from exc
         self._root: str = root.rstrip("/") or "/"
         self.is_local: bool = isinstance(self.fs, LocalFileSystem)
         self.uri: str = self._root if self.is_local else self.fs.unstrip_protocol(self._root)
@@ -197,6 +200,18 @@ class RunStore:
         except (pa.ArrowInvalid, KeyError) as err:
             raise StoreError(f"cannot read {artifact!r} in run directory {self.uri} as Parquet: "
                              f"{err}") from err
+
+    def version(self, artifact: str) -> str | None:
+        """A short tag that changes when ``artifact`` (a file) is rewritten: its size and the
+        filesystem's content tag or modification time. None when it is missing. One stat, so
+        cheap enough to ask before every use of something read from it."""
+        full = self._full(artifact)
+        self.fs.invalidate_cache(full)
+        try:
+            info = self.fs.info(full)
+        except FileNotFoundError:
+            return None
+        return _listing_version(posixpath.dirname(full), {full: info})
 
     # listing, appending, removing
     def list(self, prefix: str) -> list[str]:

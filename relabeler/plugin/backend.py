@@ -18,18 +18,20 @@ The HTTP protocol Label Studio speaks to ML backends:
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from relabeler.config import RunConfig
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event
-from relabeler.plugin.evidence import RunEvidence
+from relabeler.plugin.evidence import SOURCES, RunEvidence
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
@@ -46,42 +48,76 @@ SECRET_HEADER = "X-Relabeler-Secret"
 BACKEND_TITLE = "relabeler"
 
 
-def create_app(store: RunStore, *, secret: str, top_spans: int = 3, examples: int = 3
-               ) -> FastAPI:
-    """The ML backend app for the run in ``store``; webhooks must carry ``secret``."""
+class EvidenceCache:
+    """The run's :class:`RunEvidence`, read again when an artifact it is built from
+    (:data:`evidence.SOURCES`: the scores and the attributions) has been rewritten since: a
+    re-score or re-attribution reaches the next prediction without a restart. The check is one
+    stat per artifact per request. A prediction holds the suggestion and the evidence spans
+    only (the similar examples are in the task's panel, which push wrote), so none are built."""
+
+    def __init__(self, store: RunStore):
+        self._store = store
+        self._lock = threading.Lock()
+        self._evidence: RunEvidence | None = None
+        self._versions: tuple[str | None, ...] = ()
+
+    def get(self) -> RunEvidence:
+        # the versions are taken before the read: a rewrite during it is seen next time
+        versions = tuple(self._store.version(artifact) for artifact in SOURCES)
+        with self._lock:
+            if self._evidence is None or versions != self._versions:
+                if self._evidence is not None:
+                    log.info("serve: the run's scores or attributions changed; reloading")
+                self._evidence = RunEvidence.load(self._store, examples=0)
+                self._versions = versions
+            return self._evidence
+
+
+async def _body(request: Request) -> bytes:
+    """The raw request body (reading it is the only awaiting a handler needs)."""
+    return await request.body()
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def create_app(store: RunStore, *, secret: str, top_spans: int = 3) -> FastAPI:
+    """The ML backend app for the run in ``store``; webhooks must carry ``secret``.
+
+    The handlers are plain functions: FastAPI runs them in its thread pool, so reading the
+    run's Parquet files and fsyncing events never blocks the event loop.
+    """
     if not secret:
         raise ValueError("secret must be a non-empty shared secret for webhook requests")
     app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None)
-    cache: dict[str, Any] = {}
-    lock = threading.Lock()
-
-    def evidence() -> RunEvidence:
-        with lock:
-            if "evidence" not in cache:
-                cache["evidence"] = RunEvidence.load(store, examples=examples)
-            return cache["evidence"]
+    evidence = EvidenceCache(store)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "UP", "model_class": "relabeler", "model_version": MODEL_VERSION}
 
     @app.post("/setup")
-    async def setup(request: Request) -> dict[str, Any]:
-        await request.body()  # the schema and token Label Studio sends are not needed
+    def setup() -> dict[str, Any]:  # the schema and token Label Studio sends are not needed
         return {"model_version": MODEL_VERSION}
 
     @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
-        body = await request.json()
-        tasks = body.get("tasks") or []
+    def predict(body: bytes = Depends(_body)) -> dict[str, Any]:
+        payload = _json_object(body)
+        if payload is None:
+            raise HTTPException(status_code=400, detail="the body is not a JSON object")
         try:
-            spec = LabelingSpec.from_config(body.get("label_config") or "")
+            spec = LabelingSpec.from_config(payload.get("label_config") or "")
         except LabelingConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        run = evidence()
+        run = evidence.get()
         interface = spec.interface()
         results = []
-        for task in tasks:
+        for task in payload.get("tasks") or []:
             sample_id = (task.get("data") or {}).get(SAMPLE_ID_FIELD)
             sample = run.sample(str(sample_id)) if sample_id is not None else None
             if sample is None:
@@ -98,17 +134,14 @@ def create_app(store: RunStore, *, secret: str, top_spans: int = 3, examples: in
         return {"results": results, "model_version": MODEL_VERSION}
 
     @app.post("/webhook")
-    async def webhook(request: Request) -> JSONResponse:
+    def webhook(request: Request, body: bytes = Depends(_body)) -> JSONResponse:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
             log.warning("webhook: refused a request without the shared secret from %s",
                         request.client.host if request.client else "?")
             return JSONResponse({"error": "missing or wrong webhook secret"}, status_code=401)
-        try:
-            payload = await request.json()
-        except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-        if not isinstance(payload, dict):
+        payload = _json_object(body)
+        if payload is None:
             return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
         artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
@@ -151,9 +184,12 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, top_spans: int 
     server.run()
 
 
-def run_serve(store: RunStore, config: Any, *, register: bool = True) -> None:
-    """``relabeler serve``: settings from ``config.studio``; the secret from
-    $``[studio] webhook_secret_env``, or a fresh one for this process."""
+def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> None:
+    """``relabeler serve``: its settings from ``config.studio``: the Label Studio to register
+    with (``url``, ``api_key_env``, ``data_dir``), where to listen (``backend_host``,
+    ``backend_port``), the URL Label Studio reaches it at (``backend_url``), the spans a
+    prediction shows (``top_spans``); the webhook secret from $``webhook_secret_env``, or a
+    fresh one for this process."""
     import os
     import secrets
 

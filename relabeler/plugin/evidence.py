@@ -23,6 +23,11 @@ from relabeler.store import RunStore, StoreError
 log = logging.getLogger(__name__)
 
 ATTRIBUTIONS = "attributions.parquet"
+#: What a re-run rewrites between two loads: score rewrites the scores (after extract, which
+#: the pool predictions come from), attribute the attributions. The dataset and labels
+#: change only with a new run of train, which a re-score follows.
+SOURCES = ("scores/suspects.parquet", "scores/acquire.parquet", "scores/coverage.parquet",
+           ATTRIBUTIONS)
 
 
 class RunInputError(PluginError):
