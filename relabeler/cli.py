@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from relabeler._version import __version__
-from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config, render_template
+from relabeler.config import RunConfig, apply_overrides, load_config, render_template
+from relabeler.errors import ConfigError, RelabelerError
 
 log = logging.getLogger("relabeler")
 
@@ -71,14 +72,32 @@ def _extract_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", dest="extract.num_threads", type=int)
 
 
-def _studio_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def _studio_flags(parser: argparse.ArgumentParser, *, project_title: bool = False
+                  ) -> argparse._ArgumentGroup:
+    """Which Label Studio (every verb that talks to one); the project title where it names the
+    project (push, run): pull and serve find the pushed projects in the manifest."""
     g = parser.add_argument_group("Label Studio")
     g.add_argument("--url", dest="studio.url",
                    help="Label Studio URL (default: $LABEL_STUDIO_URL, else `studio up`'s)")
-    g.add_argument("--project-title", dest="studio.project_title")
+    if project_title:
+        g.add_argument("--project-title", dest="studio.project_title")
     g.add_argument("--data-dir", dest="studio.data_dir",
                    help="data folder of the local server (`relabeler studio up`)")
     return g
+
+
+def _budgets(text: str) -> list[float]:
+    """``--budgets``: comma-separated shares in (0, 1], or 'none'."""
+    if text.strip().lower() == "none":
+        return []
+    try:
+        budgets = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or any(not 0 < b <= 1 for b in budgets):
+        raise argparse.ArgumentTypeError(f"expected shares in (0, 1] separated by commas, or "
+                                         f"'none'; got {text!r}")
+    return budgets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="rank suspect labels, map under-covered data")
     _common(p)
     g = p.add_argument_group("score")
-    g.add_argument("--method", dest="score.method", choices=("ensemble", "rank_mean"))
     g.add_argument("--k", dest="score.k", type=int, help="nearest neighbours per sample")
     g.add_argument("--budget", dest="score.acquire_budget", type=int,
                    help="pool samples to propose for labeling")
@@ -136,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="send the suspect queue to Label Studio, highest priority "
                        "first, with suggestions and evidence")
     _common(p)
-    g = _studio_flags(p)
+    g = _studio_flags(p, project_title=True)
     g.add_argument("--budget", dest="studio.budget", type=int,
                    help="training samples in the project (queue top + random controls)")
     g.add_argument("--control-share", dest="studio.control_share", type=float)
@@ -180,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--pool-fraction", type=float, default=0.2,
                    help="share held back as an unlabeled pool (coverage acquisition)")
-    p.add_argument("--budgets", default="0.01,0.02,0.05,0.10,0.20",
+    p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
     p.add_argument("--config", help="TOML config for everything else")
     p.add_argument("--set", dest="assignments", action="append", default=[],
@@ -192,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _data_flags(p)
     _train_flags(p)
-    _studio_flags(p)
+    _studio_flags(p, project_title=True)
     p.add_argument("--no-push", action="store_true", help="stop before Label Studio")
 
     p = sub.add_parser("demo", help="the whole loop on sms-spam with 10%% injected noise, "
@@ -436,12 +454,8 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
 def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.simulate import markdown_table, run_simulation
 
-    budgets = [] if args.budgets.strip().lower() == "none" else [
-        float(b) for b in args.budgets.split(",") if b.strip()]
-    if any(not 0 < b <= 1 for b in budgets):
-        raise ValueError(f"--budgets: shares must lie in (0, 1], got {args.budgets}")
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
-                            budgets=budgets)
+                            budgets=args.budgets)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0
@@ -464,12 +478,6 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             parser.exit(2, f"relabeler: error: {exc}\n")
     _setup_logging(args.quiet)
-    from relabeler.data import DataError
-    from relabeler.jobs import StageError
-    from relabeler.model import ModelError
-    from relabeler.plugin.errors import PluginError
-    from relabeler.store import StoreError
-
     try:
         if args.verb == "demo":
             config = demo_config(args)
@@ -478,8 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = resolve_config(args)
         return COMMANDS[args.verb](args, config)
-    except (ConfigError, DataError, ModelError, StoreError, StageError, PluginError,
-            ValueError) as exc:
+    except RelabelerError as exc:  # the user can fix it; anything else is a bug: traceback
         log.debug("failed", exc_info=True)
         print(f"relabeler: error: {exc}", file=sys.stderr)
         return 2

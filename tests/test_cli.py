@@ -2,7 +2,7 @@
 
 import pytest
 
-from relabeler.cli import build_parser, main, resolve_config
+from relabeler.cli import COMMANDS, build_parser, main, resolve_config
 from relabeler.config import load_config
 
 
@@ -48,7 +48,58 @@ def test_bad_data_is_exit_code_2_naming_the_problem(tmp_path, capsys):
 
 def test_bad_config_key_is_exit_code_2(tmp_path, capsys):
     assert main(["data", "--run", str(tmp_path), "--set", "train.epoch=3", "-q"]) == 2
-    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("relabeler: error: --set: unknown key 'train.epoch' (did "
+                                       "you mean 'train.epochs'?)\n")
+
+
+def test_a_value_out_of_range_is_one_line_naming_the_key(tmp_path, capsys):
+    assert main(["data", "--run", str(tmp_path), "--eval-fraction", "1.5", "-q"]) == 2
+    assert capsys.readouterr().err == ("relabeler: error: flag: data.eval_fraction: input "
+                                       "should be less than 1, got float 1.5\n")
+    assert main(["data", "--run", str(tmp_path), "--set", "data.eval_fraction=0.6",
+                 "--pool-fraction", "0.5", "-q"]) == 2
+    assert ("[data] eval_fraction + pool_fraction must be < 1, got 0.6 + 0.5"
+            in capsys.readouterr().err)
+
+
+def test_simulate_flags_are_checked_before_any_work(tmp_path, capsys):
+    assert main(["simulate", "--data", "sms-spam", "--noise", "1.2", "--out",
+                 str(tmp_path / "sim"), "-q"]) == 2
+    assert "flag: data.noise_rate: input should be less than 1, got float 1.2" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
+              "--budgets", "0.1,lots"])
+    assert exc.value.code == 2
+    assert "--budgets: expected shares in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "sim").exists()
+
+
+def test_an_unknown_run_directory_protocol_is_one_line(capsys):
+    assert main(["score", "--run", "nosuch://bucket/run", "-q"]) == 2
+    assert capsys.readouterr().err == ("relabeler: error: run directory 'nosuch://bucket/run': "
+                                       "Protocol not known: nosuch\n")
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only the project's own errors become one line; a ValueError from a bug propagates."""
+    def broken(args, config):
+        return int("not a number")
+
+    monkeypatch.setitem(COMMANDS, "report", broken)
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        main(["report", "--run", str(tmp_path), "-q"])
+
+
+def test_serve_and_pull_offer_only_the_settings_they_use():
+    parser = build_parser()
+    assert parser.parse_args(["push", "--project-title", "t"]).__dict__[
+        "studio.project_title"] == "t"
+    for verb in ("serve", "pull"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([verb, "--project-title", "t"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["score", "--method", "ensemble"])
 
 
 def test_extract_before_train_is_exit_code_2(tmp_path, capsys):

@@ -25,7 +25,7 @@ import pyarrow as pa
 from relabeler.config import RunConfig
 from relabeler.corrections import ACTIONS, CORRECTIONS
 from relabeler.data import read_split
-from relabeler.errors import StageError
+from relabeler.errors import DataError, StageError
 from relabeler.jobs.train import run_train
 from relabeler.model import POOLING_KEY
 from relabeler.store import RunStore
@@ -42,31 +42,31 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
 
     Raises
     ------
-    ValueError
+    DataError
         Empty corrections, a missing column, an unknown action, an id in neither train nor
         pool, or a new label that is not a class; the message names the file and the row.
     """
     needed = {"id", "new_label", "action"}
     missing = needed - set(corrections.columns)
     if missing:
-        raise ValueError(f"{source}: missing columns {sorted(missing)}")
+        raise DataError(f"{source}: missing columns {sorted(missing)}")
     if corrections.empty:
-        raise ValueError(f"{source} is empty: there is nothing to retrain on")
+        raise DataError(f"{source} is empty: there is nothing to retrain on")
     duplicated = corrections["id"][corrections["id"].duplicated()]
     if len(duplicated):
-        raise ValueError(f"{source}: id {duplicated.iloc[0]!r} appears more than once")
+        raise DataError(f"{source}: id {duplicated.iloc[0]!r} appears more than once")
     train_ids, pool_ids = set(train["id"]), set(pool["id"])
     for row, item in enumerate(corrections.itertuples(index=False)):
         if item.action not in ACTIONS:
-            raise ValueError(f"{source}, row {row}: action {item.action!r} is not one of "
-                             f"{', '.join(ACTIONS)}")
+            raise DataError(f"{source}, row {row}: action {item.action!r} is not one of "
+                            f"{', '.join(ACTIONS)}")
         if item.id not in train_ids and item.id not in pool_ids:
-            raise ValueError(f"{source}, row {row}: id {item.id!r} is in neither the training "
-                             f"set nor the pool of this run")
+            raise DataError(f"{source}, row {row}: id {item.id!r} is in neither the training "
+                            f"set nor the pool of this run")
         labels_it = item.action == "relabel" or (item.action == "keep" and item.id in pool_ids)
         if labels_it and item.new_label not in classes:
-            raise ValueError(f"{source}, row {row}: new_label {item.new_label!r} is not a "
-                             f"class ({', '.join(classes)})")
+            raise DataError(f"{source}, row {row}: new_label {item.new_label!r} is not a "
+                            f"class ({', '.join(classes)})")
 
     by_id = corrections.set_index("id")
     out = train.copy()

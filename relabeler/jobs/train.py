@@ -23,6 +23,7 @@ import torch
 from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
+from relabeler.errors import ConfigError, DataError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.model import load_classifier, load_tokenizer, pick_device, save_model
 from relabeler.store import RunStore
@@ -89,8 +90,8 @@ def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
     counts = np.bincount(label_ids)
     if counts[counts > 0].min() < k:
         small = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
-        raise ValueError(f"folds={k}: class index {small} has only {counts[small]} training "
-                         f"samples; use fewer folds")
+        raise ConfigError(f"train.folds = {k}: class index {small} has only {counts[small]} "
+                          f"training samples; use fewer folds")
     rng = np.random.default_rng(seed)
     fold = np.empty(len(label_ids), dtype=np.int64)
     offset = 0
@@ -168,8 +169,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     classes = list(classes) if classes else sorted(train["label"].unique().tolist())
     unknown = sorted(set(train["label"]) - set(classes))
     if unknown:
-        raise ValueError(f"dataset/train.parquet: labels {unknown} are not among the classes "
-                         f"{classes}")
+        raise DataError(f"dataset/train.parquet: labels {unknown} are not among the classes "
+                        f"{classes}")
     index = {c: i for i, c in enumerate(classes)}
     texts = train["text"].tolist()
     ids = train["id"].to_numpy(dtype=object)

@@ -9,28 +9,32 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
+from relabeler.config import StudioConfig
 from relabeler.plugin.client import URL_ENV, StudioClient, StudioError
 from relabeler.plugin.server import read_credentials, running_server
 
 log = logging.getLogger(__name__)
 
 
-def resolve_url_and_token(studio: Any) -> tuple[str, str, str]:
+def resolve_url_and_token(studio: StudioConfig) -> tuple[str, str, str]:
     """(url, token, where the token came from) for ``config.studio``."""
-    key_env = getattr(studio, "api_key_env", "") or "LABEL_STUDIO_API_KEY"
-    url = getattr(studio, "url", "") or os.environ.get(URL_ENV, "")
+    key_env = studio.api_key_env
+    url = studio.url or os.environ.get(URL_ENV, "")
     token = os.environ.get(key_env, "")
     source = key_env
-    data_dir = getattr(studio, "data_dir", "")
-    local = running_server(data_dir) if data_dir else None
+    data_dir = studio.data_dir
+    local = running_server(data_dir)
     if not url:
         if local is None:
             raise StudioError(f"no Label Studio to talk to: set [studio] url or {URL_ENV}, or "
                               f"start a local one with `relabeler studio up`")
         url = local.url
-    if not token and data_dir:
+    elif not url.startswith(("http://", "https://")):
+        where = "[studio] url" if studio.url else URL_ENV
+        raise StudioError(f"{where}: expected the http(s) URL of a Label Studio server, got "
+                          f"{url!r}")
+    if not token:
         credentials = read_credentials(data_dir)
         if credentials is not None and local is not None and url.rstrip("/") == local.url:
             token, source = credentials.token, f"the local server's {data_dir}"
@@ -39,7 +43,7 @@ def resolve_url_and_token(studio: Any) -> tuple[str, str, str]:
     return url, token, source
 
 
-def client_from_config(studio: Any) -> StudioClient:
+def client_from_config(studio: StudioConfig) -> StudioClient:
     # httpx logs every request at INFO; the CLI's INFO log should show relabeler's steps
     if logging.getLogger("httpx").level == logging.NOTSET:
         logging.getLogger("httpx").setLevel(logging.WARNING)

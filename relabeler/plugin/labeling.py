@@ -17,6 +17,8 @@ from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk.label_interface import LabelInterface
 
+from relabeler.errors import PluginError
+
 NOT_SURE = "Not sure"
 DROP = "Drop: not a valid sample"
 SUPPORTS_SUGGESTION = "Supports suggestion"
@@ -33,7 +35,7 @@ _EXTRA_CHOICES = (NOT_SURE, DROP)
 _EVIDENCE_LABELS = (SUPPORTS_SUGGESTION, SUPPORTS_GIVEN)
 
 
-class LabelingConfigError(ValueError):
+class LabelingConfigError(PluginError, ValueError):
     """A labeling config lacks a tag relabeler needs, or its classes do not match the run."""
 
 
@@ -42,7 +44,7 @@ def build_labeling_config(classes: Sequence[str]) -> str:
 
     Raises
     ------
-    ValueError
+    LabelingConfigError
         ``classes`` is empty, has duplicates or blanks, or a class is named like one of the
         extra answers ("Not sure", "Drop: not a valid sample").
     """
@@ -78,14 +80,14 @@ def _check_classes(classes: Sequence[str]) -> list[str]:
         raise TypeError("classes must be a sequence of class names, not one str")
     out = [str(c) for c in classes]
     if not out:
-        raise ValueError("classes must name at least one class, got []")
+        raise LabelingConfigError("classes must name at least one class, got []")
     if any(not c.strip() for c in out):
-        raise ValueError(f"classes must be non-blank names, got {out!r}")
+        raise LabelingConfigError(f"classes must be non-blank names, got {out!r}")
     if len(set(out)) != len(out):
-        raise ValueError(f"classes must be unique, got {out!r}")
+        raise LabelingConfigError(f"classes must be unique, got {out!r}")
     clash = sorted(set(out) & set(_EXTRA_CHOICES))
     if clash:
-        raise ValueError(f"a class may not be named like an extra answer: {clash!r}")
+        raise LabelingConfigError(f"a class may not be named like an extra answer: {clash!r}")
     return out
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from relabeler.errors import DataError, PluginError
 from relabeler.plugin.labeling import SUPPORTS_GIVEN, SUPPORTS_SUGGESTION, LabelingSpec
 
 MODEL_VERSION = "relabeler"
@@ -33,7 +34,7 @@ NO_ATTRIBUTIONS_NOTE = ("No evidence regions: this run has no attributions.parqu
 _EXAMPLE_CHARS = 240
 
 
-class PredictionError(ValueError):
+class PredictionError(PluginError, ValueError):
     """A prediction does not match the labeling config or the task's text; nothing was sent."""
 
 
@@ -236,8 +237,8 @@ class AttributionIndex:
             return cls.empty()
         missing = {"id", "target_label", "spans"} - set(frame.columns)
         if missing:
-            raise ValueError(f"attributions need columns id, target_label, spans; missing "
-                             f"{sorted(missing)}")
+            raise DataError(f"attributions need columns id, target_label, spans; missing "
+                            f"{sorted(missing)}")
         spans: dict[tuple[str, str], tuple[Span, ...]] = {}
         truncated = frame["truncated"].fillna(False).astype(bool) if "truncated" in frame \
             else pd.Series(False, index=frame.index)
@@ -292,7 +293,7 @@ def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
     for row in suspects.itertuples(index=False):
         sid = str(row.id)
         if sid not in texts:
-            raise ValueError(f"suspect {sid!r} is not in dataset/train.parquet")
+            raise DataError(f"suspect {sid!r} is not in dataset/train.parquet")
         support = _as_list(getattr(row, "support_ids", None))
         scores = _as_list(getattr(row, "support_scores", None))
         shown = [Example(str(x), texts[str(x)], labels[str(x)], float(s))
@@ -326,7 +327,7 @@ def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
     for row in acquire.itertuples(index=False):
         sid = str(row.id)
         if sid not in texts:
-            raise ValueError(f"acquired sample {sid!r} is not in dataset/pool.parquet")
+            raise DataError(f"acquired sample {sid!r} is not in dataset/pool.parquet")
         label, confidence = predicted.get(sid, (None, None))
         near = [x for x in neighbours.get(sid, ()) if x in train_texts][:examples]
         shown = tuple(Example(x, train_texts[x], train_labels[x], math.nan) for x in near)
