@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from relabeler import artifacts
 from relabeler.data import read_split
 from relabeler.errors import PluginError
 from relabeler.plugin.tasks import AttributionIndex, SampleInput, pool_samples, suspect_samples
@@ -26,8 +27,8 @@ ATTRIBUTIONS = "attributions.parquet"
 #: What a re-run rewrites between two loads: score rewrites the scores (after extract, which
 #: the pool predictions come from), attribute the attributions. The dataset and labels
 #: change only with a new run of train, which a re-score follows.
-SOURCES = ("scores/suspects.parquet", "scores/acquire.parquet", "scores/coverage.parquet",
-           ATTRIBUTIONS)
+SOURCES = tuple(a.path for a in (artifacts.SUSPECTS, artifacts.ACQUIRE, artifacts.COVERAGE,
+                                 artifacts.ATTRIBUTIONS))
 
 
 class RunInputError(PluginError):
