@@ -51,7 +51,7 @@ class DataConfig(_Section):
     source: str = _opt("sms-spam", "A file (Parquet, CSV, TSV, JSONL), 'hf:NAME[:SPLIT]', or "
                        "a demo dataset: sms-spam, bbc-news, drug-review.", min_length=1)
     id_col: str = _opt("id", "Column with stable sample ids; generated from text and row "
-                       "if absent.", min_length=1)
+                       "if absent (or empty).")
     text_col: str = _opt("text", "Column with the text.", min_length=1)
     label_col: str = _opt("label", "Column with the label.", min_length=1)
     split_col: str = _opt("", "Column naming each row's split (train, eval, pool); empty = split "
