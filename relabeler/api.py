@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.config import RunConfig, load_config
+from relabeler.config import RunConfig, apply_overrides, load_config
 from relabeler.errors import DataError
 from relabeler.store import RunStore
 
@@ -145,15 +145,10 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     source = run_dir / "source.parquet"
     run_dir.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(source, index=False)
-    config = config or RunConfig()
-    config.data.source = str(source)
-    config.data.text_col, config.data.label_col = text, label
-    config.data.id_col = id or ""
-    config.data.eval_fraction = 0.0
-    config.data.pool_fraction = 0.0
-    config.train.folds = folds
-    if model is not None:
-        config.model.name = model
+    settings = {"data.source": str(source), "data.text_col": text, "data.label_col": label,
+                "data.id_col": id or "", "data.eval_fraction": 0.0, "data.pool_fraction": 0.0,
+                "train.folds": folds, "model.name": model}
+    config = apply_overrides(config or RunConfig(), settings)  # ConfigError names the key
     run = Run(run_dir / "run", config)
     run.data()
     run.train()

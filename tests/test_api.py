@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import relabeler
-from relabeler.errors import DataError
+from relabeler.errors import ConfigError, DataError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -40,6 +40,8 @@ def test_a_missing_column_is_named():
     frame = pd.DataFrame({"review": ["a"], "sentiment": ["pos"]})
     with pytest.raises(DataError, match="text='text' is not a column"):
         relabeler.find_label_issues(frame)
+    with pytest.raises(ConfigError, match=r"\[train\] folds must be 0 \(none\) or >= 2"):
+        relabeler.find_label_issues(frame, text="review", label="sentiment", folds=1)
     with pytest.raises(TypeError, match="DataFrame"):
         relabeler.find_label_issues([("a", "pos")])
 
