@@ -427,13 +427,15 @@ def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
+    from relabeler.artifacts import REPORT_HTML
+
     run = _run(args, config)
     report = run.report()
     acc = report["eval"]["accuracy"]
     print(f"eval accuracy {acc['before']:.4f} -> {acc['after']:.4f} "
           f"({100 * acc['delta']:+.1f} points, 95% CI [{100 * acc['ci95'][0]:+.1f}, "
           f"{100 * acc['ci95'][1]:+.1f}]) for {report['labels_spent']} labels")
-    print(f"report: {run.store.path('report/report.html')}")
+    print(f"report: {run.store.path(REPORT_HTML.path)}")
     return 0
 
 

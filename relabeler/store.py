@@ -1,6 +1,6 @@
 """The run directory: where each artifact lives, atomic writes, local or fsspec URI.
 
-Artifacts are relative POSIX paths ("dataset/train.parquet"). A write goes to a temporary name in
+Artifacts are relative POSIX paths (artifacts.TRAIN.path). A write goes to a temporary name in
 the same folder (``.tmp-<uuid>-<name>``), then is renamed: locally fsync + :func:`os.replace`, so
 readers see the old file or the new one. Object stores (S3, GCS) have no atomic rename (``fs.mv``
 copies, then deletes); resuming stays safe because a stage's marker is written last, so a

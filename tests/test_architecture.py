@@ -102,3 +102,13 @@ def test_parts_and_dataset_versions_are_checked_as_their_artifact():
     assert artifacts.table_artifact("notes/anything.parquet") is None
     assert artifacts.FEATURES(split="pool") == "features/pool"
     assert "scores/suspects.parquet" in artifacts.stage_outputs("score")
+
+
+def test_stages_name_artifacts_through_the_registry_not_literals():
+    paths = [a.path for a in artifacts.ARTIFACTS if "{" not in a.path and "/" in a.path]
+    literal = re.compile(r"""(?<![\w/{])["'](""" + "|".join(map(re.escape, paths)) + r""")["']""")
+    found = [f"{path.relative_to(ROOT)}:{number}"
+             for path in sorted((ROOT / "relabeler").rglob("*.py")) if path.name != "artifacts.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if literal.search(line)]
+    assert found == []

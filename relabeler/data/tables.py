@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
+from relabeler import artifacts
 from relabeler.data.readers import is_null
 
 if TYPE_CHECKING:
@@ -69,12 +70,12 @@ def write_split_tables(ds: LoadedDataset) -> dict[str, pa.Table]:
         ``dataset/rejected.parquet``: ``row`` (int64), ``source``, ``reason`` (string).
     """
     tables = {
-        f"dataset/{split}.parquet": _frame_to_arrow(
+        artifacts.SPLIT(split=split): _frame_to_arrow(
             frame, _split_schema(label_nullable=split == "pool"), split
         )
         for split, frame in (("train", ds.train), ("eval", ds.eval), ("pool", ds.pool))
     }
-    tables["dataset/rejected.parquet"] = _frame_to_arrow(ds.rejected, REJECTED_SCHEMA, "rejected")
+    tables[artifacts.REJECTED.path] = _frame_to_arrow(ds.rejected, REJECTED_SCHEMA, "rejected")
     return tables
 
 

@@ -64,9 +64,9 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "attribute"
-FOLDER = "attributions"
-ARTIFACT = "attributions.parquet"
-PLAN = f"{FOLDER}/_plan.json"
+FOLDER = artifacts.ATTRIBUTION_PARTS.path
+ARTIFACT = artifacts.ATTRIBUTIONS.path
+PLAN = artifacts.ATTRIBUTION_PARTS_KEY.path
 
 SPAN_TYPE = pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()),
                                 ("text", pa.string()), ("score", pa.float32())]))
@@ -154,16 +154,16 @@ def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
 
     Returns columns id, text, source, target_role (object arrays), rank and target_index
     (int64 arrays)."""
-    classes = store.read_json("model/labels.json")
+    classes = store.read_json(artifacts.LABELS.path)
     index = {c: i for i, c in enumerate(classes)}
     frames = []
     suspects = store.read_table(
-        "scores/suspects.parquet", columns=["id", "rank", "given_label", "suggested_label"]
+        artifacts.SUSPECTS.path, columns=["id", "rank", "given_label", "suggested_label"]
     ).to_pandas().sort_values("rank", kind="stable")
     planned = set() if plan is None else set(plan["id"])
     if top:
         suspects = suspects[(suspects["rank"] <= top) | suspects["id"].isin(planned)]
-    texts = _texts(store, "dataset/train.parquet", suspects["id"])
+    texts = _texts(store, artifacts.TRAIN.path, suspects["id"])
     for role_no, (role, column) in enumerate((("suggested", "suggested_label"),
                                               ("given", "given_label"))):
         frames.append(pd.DataFrame({
@@ -171,18 +171,19 @@ def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
             "rank": suspects["rank"].to_numpy(dtype=np.int64), "target_role": role,
             "target_label": suspects[column].to_numpy(dtype=object),
             "_order": 2 * np.arange(len(suspects)) + role_no}))
-    acquire = store.read_table("scores/acquire.parquet", columns=["id", "rank"]).to_pandas()
+    acquire = store.read_table(artifacts.ACQUIRE.path, columns=["id", "rank"]).to_pandas()
     acquire = acquire.sort_values("rank", kind="stable")
     acquire = acquire[(acquire["rank"] <= top) | acquire["id"].isin(planned)] if top else acquire
     if len(acquire):
-        pred = store.read_table("features/pool", columns=["id", "pred"]).to_pandas()
+        pred = store.read_table(artifacts.FEATURES(split="pool"),
+                                columns=["id", "pred"]).to_pandas()
         pred = pred.drop_duplicates("id").set_index("id")["pred"].reindex(acquire["id"])
         if pred.isna().any():
             raise StageError(f"features/pool lacks acquired ids {list(pred.index[pred.isna()][:5])}"
                              f"; rerun `relabeler extract --run {store.uri} --force`")
         frames.append(pd.DataFrame({
             "id": acquire["id"].to_numpy(dtype=object),
-            "text": _texts(store, "dataset/pool.parquet", acquire["id"]), "source": "acquire",
+            "text": _texts(store, artifacts.POOL.path, acquire["id"]), "source": "acquire",
             "rank": acquire["rank"].to_numpy(dtype=np.int64), "target_role": "predicted",
             "target_label": pred.to_numpy(dtype=object),
             "_order": 2 * len(suspects) + np.arange(len(acquire))}))
@@ -283,10 +284,10 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
     block_rows = batch_size * max(1, min(16, -(-len(table) // (batch_size * 8))))
     ds = ray.data.from_arrow([table.slice(i, block_rows)
                               for i in range(0, len(table), block_rows)])
-    model_dir = store.get_dir("model")
+    model_dir = store.get_dir(artifacts.MODEL.path)
     ds = plan.map_batches(
         ds, AttributionWorker,
-        fn_constructor_args=(str(model_dir) if store.is_local else "model",),
+        fn_constructor_args=(str(model_dir) if store.is_local else artifacts.MODEL.path,),
         fn_constructor_kwargs={"max_length": max_length, "method": method, "n_steps": n_steps,
                                "internal_batch_size": internal_batch_size,
                                "num_threads": plan.torch_threads,

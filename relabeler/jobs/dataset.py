@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 
+from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.data import inject_noise, load_dataset, write_split_tables
 from relabeler.store import RunStore
@@ -18,8 +19,7 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "data"
-ARTIFACTS = ("dataset/train.parquet", "dataset/eval.parquet", "dataset/pool.parquet",
-             "dataset/rejected.parquet")
+ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
 
 
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:

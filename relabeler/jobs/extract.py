@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from relabeler import artifacts
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
@@ -185,8 +186,8 @@ def _pending_rows(store: RunStore, split: str, split_no: int, shard_size: int,
     """Rows of the unfinished shards of ``split``, longest text first inside each shard."""
     from relabeler.data import read_split
 
-    frame = read_split(store.read_table(f"dataset/{split}.parquet"))
-    folder = f"features/{split}"
+    frame = read_split(store.read_table(artifacts.SPLIT(split=split)))
+    folder = artifacts.FEATURES(split=split)
     n_shards = max(1, -(-len(frame) // shard_size))
     done = store.finished_shards(folder)
     pending = [i for i in range(n_shards) if i not in done]
@@ -211,7 +212,8 @@ def _pending_rows(store: RunStore, split: str, split_no: int, shard_size: int,
     return rows, expected, frame
 
 
-def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: str = "model",
+def extract_splits(store: RunStore, splits: Sequence[str], *,
+                   model_artifact: str = artifacts.MODEL.path,
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
                    num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: int = 0,
                    plan: PoolPlan | None = None, cpu_tokenize: bool | None = None,
@@ -247,7 +249,7 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
         frames[split_no] = frame
         if len(frame) == 0 and split_expected:
             # an empty split still gets one (empty) part, so readers find its schema
-            store.write_shard(f"features/{split}", 0,
+            store.write_shard(artifacts.FEATURES(split=split), 0,
                               empty_features(final_linear(model).in_features, len(classes)))
             continue
         expected.update({(split_no, s): n for s, n in split_expected.items()})
@@ -288,7 +290,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *, model_artifact: st
 
     def write(key: tuple[int, ...], pieces: list[dict]) -> int:
         split = splits[key[0]]
-        rows = _write_shard(store, f"features/{split}", key[1], pieces, frames[key[0]], classes)
+        rows = _write_shard(store, artifacts.FEATURES(split=split), key[1], pieces,
+                            frames[key[0]], classes)
         written[split] += rows
         return rows
 
@@ -344,7 +347,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     for split in splits:
         stage = f"extract.{split}"
         if force:
-            store.reset_stage(stage, [f"features/{split}"])
+            store.reset_stage(stage, [artifacts.FEATURES(split=split)])
         elif store.stage_done(stage):
             log.info("%s: already done (use --force to redo)", stage)
             continue
@@ -360,7 +363,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                                  plan=plan, progress=progress)
         seconds = time.perf_counter() - started
         for split in todo:
-            total = store.read_table(f"features/{split}", columns=["id"]).num_rows
+            total = store.read_table(artifacts.FEATURES(split=split), columns=["id"]).num_rows
             store.mark_done(f"extract.{split}", {
                 "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2)})
         log.info("extract: %d rows in %.1f s (%.0f texts/s, actor start included)",

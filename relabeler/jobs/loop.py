@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
+from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.store import RunStore
 
@@ -54,10 +55,10 @@ def run_pipeline(store: RunStore, config: RunConfig, *, force: bool = False,
 def oracle_answers(store: RunStore) -> dict[str, str]:
     """The true label of every training and pool sample a simulation knows."""
     truth: dict[str, str] = {}
-    train = store.read_table("dataset/train.parquet").to_pandas()
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
     column = "true_label" if "true_label" in train.columns else "label"
     truth.update(zip(train["id"], train[column], strict=True))
-    pool = store.read_table("dataset/pool.parquet").to_pandas()
+    pool = store.read_table(artifacts.POOL.path).to_pandas()
     if "true_label" in pool.columns:
         truth.update((i, t) for i, t in zip(pool["id"], pool["true_label"], strict=True)
                      if t is not None)
@@ -69,7 +70,7 @@ def simulate_annotators(store: RunStore, client, *, truth: dict[str, str]) -> in
     who knows the true label. Returns the number of answers created."""
     from relabeler.plugin.labeling import LabelingSpec
 
-    manifest = store.read_table("studio/manifest.parquet").to_pandas()
+    manifest = store.read_table(artifacts.MANIFEST.path).to_pandas()
     answered = 0
     for project_id, rows in manifest.groupby("project_id"):
         spec = LabelingSpec.from_config(client.get_project(int(project_id)).label_config)
@@ -119,15 +120,15 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
     answered = simulate_annotators(store, client, truth=oracle_answers(store))
     say(f"[annotate] {answered} answers created")
     pull = run_pull(store, config, client=client)
-    say(f"[pull] {pull.corrections} corrections -> {store.path('labels/corrections.parquet')}")
+    say(f"[pull] {pull.corrections} corrections -> {store.path(artifacts.CORRECTIONS.path)}")
     retrain = run_retrain(store, config, force=force, progress=progress)
     report = write_report(store)
     acc = report["eval"]["accuracy"]
     queue = report.get("queue") or {}
-    manifest = store.read_table("studio/manifest.parquet").to_pandas()
+    manifest = store.read_table(artifacts.MANIFEST.path).to_pandas()
     return {
         "url": server.url, "username": server.credentials.username,
-        "password": server.credentials.password, "report": store.path("report/report.html"),
+        "password": server.credentials.password, "report": store.path(artifacts.REPORT_HTML.path),
         "seconds": time.perf_counter() - started, "answered": answered,
         "before": acc["before"], "after": acc["after"], "ci95": acc["ci95"],
         "changed": retrain["changed"], "flagged_rate": (queue.get("flagged") or {}).get("rate"),

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.corrections import ACTIONS, CORRECTIONS
 from relabeler.data import read_split
@@ -138,18 +139,19 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                  info["info"]["version"])
         return info["info"]
     started = time.perf_counter()
-    classes = store.read_json("model/labels.json")
-    train = read_split(store.read_table("dataset/train.parquet"))
-    pool = read_split(store.read_table("dataset/pool.parquet"))
+    classes = store.read_json(artifacts.LABELS.path)
+    train = read_split(store.read_table(artifacts.TRAIN.path))
+    pool = read_split(store.read_table(artifacts.POOL.path))
     corrections = corrections_table.to_pandas()
     new_train, counts = apply_corrections(train, pool, corrections, classes)
 
     version = _latest_version(store) + 1
-    sub = RunStore(store.path(f"retrain/v{version}"))
-    sub.write_table("dataset/train.parquet", pa.Table.from_pandas(new_train,
+    sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
+    sub.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(new_train,
                                                                    preserve_index=False))
     for split in ("eval", "pool"):
-        sub.write_table(f"dataset/{split}.parquet", store.read_table(f"dataset/{split}.parquet"))
+        path = artifacts.SPLIT(split=split)
+        sub.write_table(path, store.read_table(path))
     provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
                   **counts}
     sub.mark_done("data", provenance)
@@ -160,8 +162,8 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     retrain_config.model.pooling = store.read_json("model/config.json").get(POOLING_KEY) or "cls"
     run_train(sub, retrain_config, force=True, progress=progress, classes=classes)
 
-    comparison = compare_models(store.read_table("train/eval_predictions.parquet"),
-                                sub.read_table("train/eval_predictions.parquet"), classes)
+    comparison = compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
+                                sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes)
     comparison["corrections"] = counts
     sub.write_json("comparison.json", comparison)
     result = {**provenance, "before": comparison["before"]["accuracy"],

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
@@ -37,8 +38,7 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "score"
-ARTIFACTS = ("scores/suspects.parquet", "scores/coverage.parquet", "scores/acquire.parquet",
-             "scores/summary.json")
+ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _matrix(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def load_split(store: RunStore, split: str, classes: list[str]) -> SplitView:
-    table = store.read_table(f"features/{split}")
+    table = store.read_table(artifacts.FEATURES(split=split))
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index.get(x, -1) if x is not None else -1
                        for x in table.column("label").to_pylist()], dtype=np.int64)
@@ -80,21 +80,21 @@ def load_split(store: RunStore, split: str, classes: list[str]) -> SplitView:
 def load_train_view(store: RunStore) -> TrainView:
     """Features, probabilities, out-of-fold probabilities and training dynamics of the
     training split, aligned by the features' row order."""
-    classes = store.read_json("model/labels.json")
+    classes = store.read_json(artifacts.LABELS.path)
     base = load_split(store, "train", classes)
     if (base.labels < 0).any():
         raise StageError("features/train has rows without a label the model knows")
     oof = None
-    if store.exists("train/oof.parquet"):
-        table = store.read_table("train/oof.parquet")
+    if store.exists(artifacts.OOF.path):
+        table = store.read_table(artifacts.OOF.path)
         order = pd.Series(np.arange(table.num_rows),
                           index=table.column("id").to_pylist()).reindex(base.ids)
         if order.isna().any():
             raise StageError("train/oof.parquet lacks some training ids; retrain with --force")
         oof = _matrix(table.column("probs"))[order.to_numpy(dtype=np.int64)]
     margins = None
-    if store.exists("train/dynamics.parquet"):
-        dyn = store.read_table("train/dynamics.parquet",
+    if store.exists(artifacts.DYNAMICS.path):
+        dyn = store.read_table(artifacts.DYNAMICS.path,
                                columns=["id", "epoch", "margin"]).to_pandas()
         pivot = dyn.pivot_table(index="id", columns="epoch", values="margin", aggfunc="mean")
         margins = pivot.reindex(base.ids).to_numpy(dtype=np.float32)
@@ -362,14 +362,14 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
     cov, acquire = score_coverage(view, splits, config.score)
-    store.write_table("scores/suspects.parquet",
+    store.write_table(artifacts.SUSPECTS.path,
                       pa.Table.from_pandas(suspects, preserve_index=False))
-    store.write_table("scores/coverage.parquet", pa.Table.from_pandas(cov, preserve_index=False))
-    store.write_table("scores/acquire.parquet",
+    store.write_table(artifacts.COVERAGE.path, pa.Table.from_pandas(cov, preserve_index=False))
+    store.write_table(artifacts.ACQUIRE.path,
                       pa.Table.from_pandas(acquire, preserve_index=False))
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
-    store.write_json("scores/summary.json", summary)
+    store.write_json(artifacts.SUMMARY.path, summary)
     store.mark_done(STAGE, summary)
     log.info("score: %d suspects ranked, %d under-covered eval/pool samples, %d pool samples "
              "to acquire, in %.1f s", len(suspects), summary["n_undercovered"], len(acquire),

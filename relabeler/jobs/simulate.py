@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
@@ -199,9 +200,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         log.info("simulate: %s took %.1f s", stage, seconds[stage])
 
     view = load_train_view(store)
-    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+    train = store.read_table(artifacts.TRAIN.path).to_pandas().set_index("id")
     flipped = train["flipped"].reindex(view.ids).to_numpy(dtype=bool)
-    suspects = store.read_table("scores/suspects.parquet").to_pandas().set_index("id")
+    suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas().set_index("id")
     suspects = suspects.reindex(view.ids)
 
     probs = view.oof_probs if view.oof_probs is not None else view.probs
@@ -259,9 +260,9 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
 
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
-    train = read_split(store.read_table("dataset/train.parquet")).set_index("id").loc[view.ids]
-    evaluation = read_split(store.read_table("dataset/eval.parquet"))
-    pool = read_split(store.read_table("dataset/pool.parquet"))
+    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    pool = read_split(store.read_table(artifacts.POOL.path))
     texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
     refit = _refitter(store, config, texts, classes, progress)
     n, n_eval = len(train), len(evaluation)
@@ -277,7 +278,7 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
     if len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"):
         eval_view = load_split(store, "eval", classes)
         pool_view = load_split(store, "pool", classes)
-        cov = store.read_table("scores/coverage.parquet").to_pandas()
+        cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
         eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
             eval_view.ids).to_numpy(dtype=np.float64)
         pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)

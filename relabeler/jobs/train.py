@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
@@ -41,8 +42,7 @@ from relabeler.training import (
 log = logging.getLogger(__name__)
 
 STAGE = "train"
-ARTIFACTS = ("model", "train/dynamics.parquet", "train/oof.parquet", "train/metrics.json",
-             "train/eval_predictions.parquet")
+ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
 
 
 def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
@@ -164,8 +164,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         prepare_dataset(store, config)
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
-    train = read_split(store.read_table("dataset/train.parquet"))
-    evaluation = read_split(store.read_table("dataset/eval.parquet"))
+    train = read_split(store.read_table(artifacts.TRAIN.path))
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
     classes = list(classes) if classes else sorted(train["label"].unique().tolist())
     unknown = sorted(set(train["label"]) - set(classes))
     if unknown:
@@ -202,7 +202,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
             eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
                                        max_length=opts.max_length, batch_size=64, device=device)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
-        store.write_table("train/eval_predictions.parquet", pa.table({
+        store.write_table(artifacts.EVAL_PREDICTIONS.path, pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),
             "label": pa.array(evaluation["label"].tolist(), pa.string()),
             "pred": pa.array([classes[i] for i in eval_probs.argmax(1)], pa.string()),
@@ -218,17 +218,17 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
                           config, cls_hidden)
         oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
-        store.write_table("train/oof.parquet", pa.Table.from_pandas(oof, preserve_index=False))
+        store.write_table(artifacts.OOF.path, pa.Table.from_pandas(oof, preserve_index=False))
         log.info("train: out-of-fold accuracy against the given labels %.4f",
                  metrics["oof_accuracy"])
 
-    store.write_table("train/dynamics.parquet",
+    store.write_table(artifacts.DYNAMICS.path,
                       pa.Table.from_pandas(dynamics, preserve_index=False))
     with tempfile.TemporaryDirectory(prefix="relabeler-model-") as tmp:
         save_model(model.cpu(), tokenizer, tmp, classes)
-        store.put_dir(tmp, "model")
+        store.put_dir(tmp, artifacts.MODEL.path)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    store.write_json("train/metrics.json", metrics)
+    store.write_json(artifacts.METRICS.path, metrics)
     info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
             "folds": folds, "seconds": metrics["seconds"],
             "eval_accuracy": metrics.get("eval", {}).get("accuracy")}

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from relabeler import artifacts
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-EVENTS_DIR = "studio/events"
+EVENTS_DIR = artifacts.EVENTS.path
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 

@@ -23,7 +23,7 @@ from relabeler.store import RunStore, StoreError
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTIONS = "attributions.parquet"
+ATTRIBUTIONS = artifacts.ATTRIBUTIONS.path
 #: What a re-run rewrites between two loads: score rewrites the scores (after extract, which
 #: the pool predictions come from), attribute the attributions. The dataset and labels
 #: change only with a new run of train, which a re-score follows.
@@ -51,9 +51,9 @@ class RunEvidence:
     @classmethod
     def load(cls, store: RunStore, *, examples: int = 3) -> RunEvidence:
         try:
-            classes = [str(c) for c in store.read_json("model/labels.json")]
-            suspects = store.read_table("scores/suspects.parquet").to_pandas()
-            train = read_split(store.read_table("dataset/train.parquet",
+            classes = [str(c) for c in store.read_json(artifacts.LABELS.path)]
+            suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas()
+            train = read_split(store.read_table(artifacts.TRAIN.path,
                                                 columns=["id", "text", "label"]))
         except StoreError as exc:
             raise RunInputError(f"push needs a scored run: {exc}; run `relabeler score` "
@@ -72,15 +72,15 @@ class RunEvidence:
         pool_text: dict[str, str] = {}
         pool_pred: dict[str, tuple[str, float | None]] = {}
         neighbours: dict[str, list[str]] = {}
-        if store.exists("scores/acquire.parquet"):
-            acquire = store.read_table("scores/acquire.parquet").to_pandas()
+        if store.exists(artifacts.ACQUIRE.path):
+            acquire = store.read_table(artifacts.ACQUIRE.path).to_pandas()
             acquire = acquire.sort_values("rank", kind="stable").reset_index(drop=True)
         if len(acquire):
-            pool = read_split(store.read_table("dataset/pool.parquet", columns=["id", "text"]))
+            pool = read_split(store.read_table(artifacts.POOL.path, columns=["id", "text"]))
             pool_text = dict(zip(pool["id"], pool["text"], strict=True))
             pool_pred = _pool_predictions(store, classes, pool_attr)
-            if store.exists("scores/coverage.parquet"):
-                cov = store.read_table("scores/coverage.parquet",
+            if store.exists(artifacts.COVERAGE.path):
+                cov = store.read_table(artifacts.COVERAGE.path,
                                        columns=["id", "nearest_ids"]).to_pandas()
                 neighbours = {str(i): [str(x) for x in (n if n is not None else [])]
                               for i, n in zip(cov["id"], cov["nearest_ids"], strict=True)}
@@ -131,8 +131,9 @@ def _pool_predictions(store: RunStore, classes: list[str], pool_attr: pd.DataFra
     out: dict[str, tuple[str, float | None]] = {
         str(i): (str(t), None) for i, t in zip(pool_attr["id"], pool_attr["target_label"],
                                                strict=True)}
-    if store.exists("features/pool"):
-        feats = store.read_table("features/pool", columns=["id", "probs"]).to_pandas()
+    if store.exists(artifacts.FEATURES(split="pool")):
+        feats = store.read_table(artifacts.FEATURES(split="pool"),
+                                 columns=["id", "probs"]).to_pandas()
         for sid, probs in zip(feats["id"], feats["probs"], strict=True):
             p = np.asarray(probs, dtype=np.float64)
             k = int(p.argmax())

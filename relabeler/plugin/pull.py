@@ -46,6 +46,7 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
+from relabeler import artifacts
 from relabeler.artifacts import MANIFEST as MANIFEST_ARTIFACT
 from relabeler.corrections import CORRECTIONS, CORRECTIONS_SCHEMA
 from relabeler.errors import PluginError
@@ -67,8 +68,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = MANIFEST_ARTIFACT.path
 
-UNMAPPED = "labels/unmapped.parquet"
-PULL_STATE = "studio/pull_state.json"
+UNMAPPED = artifacts.UNMAPPED.path
+PULL_STATE = artifacts.PULL_STATE.path
 # tasks updated this long before the watermark are fetched again: commits can land out of order
 _WATERMARK_MARGIN = timedelta(seconds=5)
 
@@ -311,9 +312,9 @@ def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schem
 
 
 def _given_labels(store: RunStore) -> dict[str, str]:
-    if not store.exists("dataset/train.parquet"):
+    if not store.exists(artifacts.TRAIN.path):
         return {}
-    table = store.read_table("dataset/train.parquet", columns=["id", "label"])
+    table = store.read_table(artifacts.TRAIN.path, columns=["id", "label"])
     return dict(zip(table.column("id").to_pylist(), table.column("label").to_pylist(),
                     strict=True))
 

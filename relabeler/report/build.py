@@ -15,6 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from relabeler import artifacts
 from relabeler.errors import StageError
 from relabeler.report.stats import paired_bootstrap, rate_interval
 from relabeler.store import RunStore
@@ -61,10 +62,10 @@ def _lift_text(queue: dict) -> str:
 
 def _detection_curve(store: RunStore) -> dict:
     """Precision and recall of the suspect queue against the injected noise, by budget."""
-    train = store.read_table("dataset/train.parquet").to_pandas()
-    if "flipped" not in train.columns or not store.exists("scores/suspects.parquet"):
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    if "flipped" not in train.columns or not store.exists(artifacts.SUSPECTS.path):
         return {}
-    suspects = store.read_table("scores/suspects.parquet", columns=["id", "rank"]).to_pandas()
+    suspects = store.read_table(artifacts.SUSPECTS.path, columns=["id", "rank"]).to_pandas()
     flipped = train.set_index("id")["flipped"].reindex(
         suspects.sort_values("rank")["id"]).to_numpy(dtype=bool)
     n_flipped = int(flipped.sum())
@@ -85,22 +86,22 @@ def build_report(store: RunStore) -> dict:
         raise StageError(f"report needs a retrained model: run `relabeler retrain --run "
                          f"{store.uri}` after pulling corrections")
     version = info["info"]["version"]
-    sub = RunStore(store.path(f"retrain/v{version}"))
-    classes = store.read_json("model/labels.json")
+    sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
+    classes = store.read_json(artifacts.LABELS.path)
     index = {c: i for i, c in enumerate(classes)}
-    before = store.read_table("train/eval_predictions.parquet").to_pandas().set_index("id")
-    after = sub.read_table("train/eval_predictions.parquet").to_pandas().set_index("id")
+    before = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
+    after = sub.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
     after = after.reindex(before.index)
     labels = before["label"].map(index).to_numpy(dtype=np.int64)
     evaluation = paired_bootstrap(labels, before["pred"].map(index).to_numpy(dtype=np.int64),
                                   after["pred"].map(index).to_numpy(dtype=np.int64), classes)
 
-    corrections = store.read_table("labels/corrections.parquet").to_pandas()
+    corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
     counts = info["info"]
     reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
-    manifest = (store.read_table("studio/manifest.parquet").to_pandas()
-                if store.exists("studio/manifest.parquet") else None)
+    manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
+                if store.exists(artifacts.MANIFEST.path) else None)
     labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
         corrections.columns else int(len(corrections))
     delta = evaluation["accuracy"]["delta"]
@@ -250,10 +251,10 @@ def write_report(store: RunStore) -> dict:
     report = build_report(store)
     images = plots(report)
     for name, data in images.items():
-        store.write_bytes(f"report/{name}", data)
-    store.write_json("report/report.json", report)
-    store.write_bytes("report/report.html", render_html(report, images).encode("utf-8"))
-    log.info("report: %s", store.path("report/report.html"))
+        store.write_bytes(artifacts.REPORT_PLOT.path.replace('{name}.png', name), data)
+    store.write_json(artifacts.REPORT_JSON.path, report)
+    store.write_bytes(artifacts.REPORT_HTML.path, render_html(report, images).encode("utf-8"))
+    log.info("report: %s", store.path(artifacts.REPORT_HTML.path))
     return report
 
 
