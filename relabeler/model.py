@@ -16,8 +16,8 @@ Two pieces of a classifier matter to the rest of relabeler:
 A BERT-family classifier can pool its tokens two ways (``[model] pooling``): ``cls``, BERT's own
 pooler on the [CLS] state, or ``mean``, the L2-normalised mean of the token states over the
 attention mask, which is what sentence-transformers checkpoints such as the default MiniLM were
-trained for (``auto``, the default, picks ``mean`` for those: on sms-spam and bbc-news it raised
-head-mode accuracy by 1.3 and 3 points and made label errors easier to find). The choice is
+trained for (``auto``, the default, picks ``mean`` for those; docs/benchmarks.md has what it
+bought). The choice is
 stored in the saved model's ``config.json`` (``relabeler_pooling``), so every stage that loads
 the model pools the same way.
 """
