@@ -28,6 +28,7 @@ __all__ = [
     "AttributeConfig",
     "StudioConfig",
     "RayConfig",
+    "LoopConfig",
     "RunConfig",
     "load_config",
     "apply_overrides",
@@ -235,6 +236,14 @@ class RayConfig(_Section):
                                  "until the actor is back or has used up max_restarts.", ge=-1)
 
 
+class LoopConfig(_Section):
+    batch: int = _opt(0, "Tasks in the next batch the report estimates the corrections of; "
+                      "0 = [studio] budget.", ge=0)
+    stop_rate: float = _opt(0.05, "Stop relabeling when the next batch's correction rate "
+                            "(the upper end of its 95% interval) falls below this share.",
+                            gt=0, lt=1)
+
+
 class RunConfig(_Section):
     run_dir: str = _opt("runs/default", "The run directory: a local folder or an fsspec URI.",
                         min_length=1)
@@ -246,6 +255,7 @@ class RunConfig(_Section):
     attribute: AttributeConfig = Field(default_factory=AttributeConfig)
     studio: StudioConfig = Field(default_factory=StudioConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
 
 
 SECTIONS: dict[str, type[_Section]] = {

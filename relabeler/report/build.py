@@ -17,6 +17,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.errors import StageError
+from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.stats import paired_bootstrap, rate_interval
 from relabeler.store import RunStore
 
@@ -79,8 +80,9 @@ def _detection_curve(store: RunStore) -> dict:
             "recall": [float(hits[b - 1] / n_flipped) for b in budgets]}
 
 
-def build_report(store: RunStore) -> dict:
-    """The report as a dict (see :func:`write_report`)."""
+def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0.05) -> dict:
+    """The report as a dict (see :func:`write_report`); ``next_batch`` and ``stop_rate`` are
+    ``[loop]``'s (:mod:`relabeler.report.remaining`)."""
     info = store.stage_info("retrain")
     if info is None:
         raise StageError(f"report needs a retrained model: run `relabeler retrain --run "
@@ -119,8 +121,22 @@ def build_report(store: RunStore) -> dict:
         "labels_spent": labels_spent,
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store),
+        "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
     }
     return report
+
+
+def _remaining(store: RunStore, corrections: pd.DataFrame, manifest: pd.DataFrame | None,
+               next_batch: int, stop_rate: float) -> dict:
+    """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it."""
+    if manifest is None:
+        return {"available": False, "why": "needs the push manifest"}
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
+                              stop_rate=stop_rate)
+    left["true_remaining"] = true_remaining(train, corrections)
+    left["text"] = advice_text(left)
+    return left
 
 
 def _png(fig) -> bytes:
@@ -241,17 +257,37 @@ for {report['labels_spent']} labels
 {c['unsure']} marked not sure; {c['acquired']} pool samples acquired. Training set
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {queue_html}
+{_remaining_html(report.get("remaining") or {})}
 <h2>Plots</h2>{imgs}
 </body></html>
 """
 
 
-def write_report(store: RunStore) -> dict:
+def _remaining_html(left: dict) -> str:
+    if not left:
+        return ""
+    out = f"<h2>What is left</h2><p>{html.escape(left.get('text', ''))}</p>"
+    if left.get("available"):
+        low, mid, high = left["remaining"]
+        nxt = left["next_batch"]["corrections"]
+        truth = left.get("true_remaining")
+        out += ("<table><tr><th></th><th>estimate</th><th>95% interval</th></tr>"
+                f"<tr><td>wrong labels left in unreviewed rows</td><td>{mid:.0f}</td>"
+                f"<td>[{low:.0f}, {high:.0f}]</td></tr>"
+                f"<tr><td>corrections from the next {left['next_batch']['size']} tasks</td>"
+                f"<td>{nxt[1]:.0f}</td><td>[{nxt[0]:.0f}, {nxt[2]:.0f}]</td></tr></table>"
+                f"<p>Advice: <b>{left['advice']}</b>"
+                + (f" (simulation: {truth} wrong labels really remain)" if truth is not None
+                   else "") + "</p>")
+    return out
+
+
+def write_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0.05) -> dict:
     """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``."""
-    report = build_report(store)
+    report = build_report(store, next_batch=next_batch, stop_rate=stop_rate)
     images = plots(report)
     for name, data in images.items():
-        store.write_bytes(artifacts.REPORT_PLOT.path.replace('{name}.png', name), data)
+        store.write_bytes(artifacts.REPORT_PLOT(name=name.removesuffix(".png")), data)
     store.write_json(artifacts.REPORT_JSON.path, report)
     store.write_bytes(artifacts.REPORT_HTML.path, render_html(report, images).encode("utf-8"))
     log.info("report: %s", store.path(artifacts.REPORT_HTML.path))

@@ -109,6 +109,13 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     html = (tmp_path / "run/report/report.html").read_text()
     assert "What the relabeling bought" in html and "data:image/png;base64," in html
     assert "unbounded: no random control needed a change (at least" in html
+    left = report["remaining"]
+    assert left["true_remaining"] == 0  # every flipped label was answered
+    assert left["controls"] == {"reviewed": 5, "corrected": 0, "rate": 0.0,
+                                "ci95": queue["random_control"]["ci95"]}
+    assert left["remaining"][0] == 0 and left["remaining"][1] == 0  # no control was wrong
+    assert left["unreviewed_rows"] == len(train) - 24
+    assert "What is left" in html and left["advice"] in html
     assert (tmp_path / "run/report/accuracy.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run/report/report.json").read_text())["version"] == 1
 

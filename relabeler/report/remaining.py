@@ -1,0 +1,127 @@
+"""What is left: the wrong labels still in the unreviewed training rows, what the next batch of
+tasks would find, and whether the queue beats random picks at all.
+
+The random controls are drawn uniformly from the training rows outside the flagged target, so
+their correction rate estimates the error rate of every row the queue has not reached. Tasks
+pushed but not answered yet are counted at the flagged rate. Each rate gets its Wilson 95%
+interval and the count's interval adds the ends (a conservative interval: it is never narrower
+than the exact one).
+
+The next batch takes the ranks just below the reviewed part of the queue. A ranking that works
+finds fewer errors further down, so its rate lies between the controls' rate (the floor) and the
+rate of the last reviewed window of the same size (the ceiling); the point estimate extrapolates
+a logistic fit of correction against rank over the next ranks, held within those bounds.
+``stop`` is advised when the ceiling's upper limit falls below ``stop_rate``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.linear_model import LogisticRegression
+
+from relabeler.report.stats import rate_interval
+
+ANSWERED = ("keep", "relabel", "drop")
+
+
+def corrected(corrections: pd.DataFrame) -> pd.Series:
+    """Per answered row: did the people change it (a new label, or dropped)?"""
+    relabeled = (corrections["action"] == "relabel") & (
+        corrections["new_label"] != corrections["old_label"])
+    return relabeled | (corrections["action"] == "drop")
+
+
+def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_train: int, *,
+                       next_batch: int, stop_rate: float) -> dict:
+    """manifest: what was pushed (id, source, rank). corrections: the answers (id, action,
+    old_label, new_label). n_train: training rows. Returns the estimates and the advice."""
+    answered = corrections[corrections["action"].isin(ANSWERED)]
+    answered = answered.assign(corrected=corrected(answered))
+    sent = manifest[manifest["source"].isin(("flagged", "random_control"))]
+    if "rank" not in sent.columns:  # a manifest without ranks: its order is the queue's
+        sent = sent.assign(rank=np.arange(1, len(sent) + 1))
+    merged = sent.merge(answered[["id", "corrected"]], on="id", how="left")
+    controls = merged[(merged["source"] == "random_control") & merged["corrected"].notna()]
+    flagged = merged[(merged["source"] == "flagged") & merged["corrected"].notna()]
+    pending = int(((merged["source"] == "flagged") & merged["corrected"].isna()).sum())
+    if not len(controls) or not len(flagged):
+        return {"available": False,
+                "why": "needs answered random controls and answered flagged tasks"}
+    n_c, k_c = len(controls), int(controls["corrected"].sum())
+    n_f, k_f = len(flagged), int(flagged["corrected"].sum())
+    p_c, (c_lo, c_hi) = k_c / n_c, rate_interval(k_c, n_c)
+    p_f, (f_lo, f_hi) = k_f / n_f, rate_interval(k_f, n_f)
+    reviewed = int(answered["id"].isin(set(sent["id"])).sum())
+    rest = max(0, n_train - reviewed - pending)
+    remaining = [rest * c_lo + pending * f_lo, rest * p_c + pending * p_f,
+                 rest * c_hi + pending * f_hi]
+
+    batch = max(1, int(next_batch))
+    ordered = flagged.sort_values("rank", kind="stable")
+    hits = ordered["corrected"].to_numpy(dtype=float)
+    ranks = ordered["rank"].to_numpy(dtype=float)
+    window = hits[-batch:]
+    t_hi = rate_interval(int(window.sum()), len(window))[1]
+    ceiling = float(window.mean())
+    if ceiling >= p_c and 0 < hits.sum() < len(hits):
+        # the ranking still beats random picks at its tail: extrapolate its decay
+        scale = max(float(ranks[-1]), 1.0)
+        decay = LogisticRegression().fit(ranks[:, None] / scale, hits.astype(int))
+        following = np.arange(ranks[-1] + 1, ranks[-1] + batch + 1)[:, None] / scale
+        tail = float(decay.predict_proba(following)[:, 1].mean())
+        next_rate = [c_lo, min(max(tail, p_c), ceiling), t_hi]
+    else:  # exhausted, or never better than random: the next batch is a random one
+        next_rate = [c_lo, p_c, c_hi]
+    # does the queue beat random picks? one-sided Fisher exact test on the two rates
+    _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
+    works = bool(p_value < 0.05)
+    advice = "stop" if next_rate[2] < stop_rate else "continue"
+    return {
+        "available": True,
+        "controls": {"reviewed": n_c, "corrected": k_c, "rate": p_c, "ci95": [c_lo, c_hi]},
+        "flagged": {"reviewed": n_f, "corrected": k_f, "rate": p_f, "ci95": [f_lo, f_hi],
+                    "pending": pending},
+        "unreviewed_rows": rest + pending,
+        "remaining": remaining,
+        "next_batch": {"size": batch, "rate": next_rate,
+                       "corrections": [batch * r for r in next_rate]},
+        "queue_beats_random": works,
+        "queue_vs_random_p": float(p_value),
+        "stop_rate": stop_rate,
+        "advice": advice,
+    }
+
+
+def advice_text(left: dict) -> str:
+    """The report's plain-words reading of :func:`estimate_remaining`."""
+    if not left.get("available"):
+        return f"Not estimated: it {left.get('why', 'needs answers')}."
+    low, mid, high = left["remaining"]
+    nxt = left["next_batch"]
+    lines = [f"About {mid:.0f} wrong labels remain in the {left['unreviewed_rows']} unreviewed "
+             f"training rows (95% interval {low:.0f} to {high:.0f}).",
+             f"The next {nxt['size']} tasks would correct about {nxt['corrections'][1]:.0f} "
+             f"(95% interval {nxt['corrections'][0]:.0f} to {nxt['corrections'][2]:.0f}), a "
+             f"rate of {100 * nxt['rate'][1]:.1f}%."]
+    if not left["queue_beats_random"]:
+        lines.append(
+            "The flagged tasks were corrected no more often than the random controls "
+            f"(one-sided Fisher test p = {left['queue_vs_random_p']:.2f}): on this data the "
+            "ranking works no better than random picks. Full fine-tuning on a GPU "
+            "(train.mode = full), a stronger model or more eval data would help; until then "
+            "random review is as good as the queue.")
+    verdict = ("Stop: the next batch's correction rate is below"
+               if left["advice"] == "stop" else "Continue: the next batch's rate may exceed")
+    lines.append(f"{verdict} loop.stop_rate = {100 * left['stop_rate']:.1f}%.")
+    return " ".join(lines)
+
+
+def true_remaining(train: pd.DataFrame, corrections: pd.DataFrame) -> int | None:
+    """Wrong labels left in the unreviewed rows, where a simulation knows the truth."""
+    if "flipped" not in train.columns:
+        return None
+    answered = set(corrections.loc[corrections["action"].isin(ANSWERED), "id"])
+    left = train[~train["id"].isin(answered)]
+    return int(np.sum(left["flipped"].to_numpy(dtype=bool)))

@@ -1,0 +1,89 @@
+"""What is left: the remaining-errors estimate, the next batch, the stop advice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
+
+
+def simulate(seed: int, *, n: int = 3000, budget: int = 200, controls: int = 40,
+             ranking_works: bool = True):
+    """A training set whose error rate falls with rank (or not), the top ``budget - controls``
+    flagged and ``controls`` random rows outside them, all answered truthfully."""
+    rng = np.random.default_rng(seed)
+    ranks = np.arange(1, n + 1)
+    p_wrong = 0.8 * np.exp(-ranks / 150) + 0.05 if ranking_works else np.full(n, 0.12)
+    wrong = rng.random(n) < p_wrong
+    ids = np.array([f"r{i:05d}" for i in range(n)])
+    n_flagged = budget - controls
+    control_rows = rng.choice(np.arange(n_flagged, n), size=controls, replace=False)
+    manifest = pd.DataFrame({
+        "id": np.concatenate([ids[:n_flagged], ids[control_rows]]),
+        "source": ["flagged"] * n_flagged + ["random_control"] * controls,
+        "rank": np.concatenate([ranks[:n_flagged], ranks[control_rows]])})
+    reviewed = manifest["id"].map(dict(zip(ids, wrong, strict=True)))
+    corrections = pd.DataFrame({
+        "id": manifest["id"], "action": np.where(reviewed, "relabel", "keep"),
+        "old_label": "a", "new_label": np.where(reviewed, "b", "a")})
+    truth = int(wrong.sum() - reviewed.sum())
+    return manifest, corrections, truth, n
+
+
+def test_the_interval_covers_the_true_remaining_errors():
+    covered, errors = 0, []
+    for seed in range(200):
+        manifest, corrections, truth, n = simulate(seed)
+        left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05)
+        low, mid, high = left["remaining"]
+        covered += low <= truth <= high
+        errors.append((mid - truth) / truth)
+    assert covered / 200 >= 0.9
+    # 40 controls: a wide but unbiased estimate
+    assert abs(np.mean(errors)) < 0.1
+
+
+def test_the_next_batch_lies_between_the_random_rate_and_the_queue_tail():
+    manifest, corrections, _, n = simulate(1)
+    left = estimate_remaining(manifest, corrections, n, next_batch=100, stop_rate=0.05)
+    low, rate, high = left["next_batch"]["rate"]
+    assert low <= left["controls"]["rate"] <= rate <= high
+    assert left["next_batch"]["corrections"] == [100 * low, 100 * rate, 100 * high]
+    # ranks 161-260 of p = 0.8 exp(-r/150) + 0.05 hold about 22% wrong labels
+    assert 0.1 <= rate <= 0.4
+    assert left["queue_beats_random"] and left["advice"] == "continue"
+
+
+def test_a_queue_no_better_than_random_is_called_so():
+    manifest, corrections, _, n = simulate(2, ranking_works=False)
+    left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05)
+    assert not left["queue_beats_random"]
+    assert "no better than random picks" in advice_text(left).replace("\n", " ") or \
+        "works no better than random picks" in advice_text(left)
+
+
+def test_stop_when_the_next_batch_cannot_reach_the_stop_rate():
+    manifest, corrections, _, n = simulate(3)
+    clean = corrections.assign(action="keep", new_label="a")  # nothing left to correct
+    clean.loc[clean.index[:3], ["action", "new_label"]] = ["relabel", "b"]
+    left = estimate_remaining(manifest, clean, n, next_batch=200, stop_rate=0.30)
+    assert left["next_batch"]["rate"][2] < 0.30 and left["advice"] == "stop"
+    assert "Stop:" in advice_text(left)
+
+
+def test_nothing_is_estimated_without_answered_controls():
+    manifest, corrections, _, n = simulate(4)
+    no_controls = corrections[~corrections["id"].isin(
+        manifest.loc[manifest["source"] == "random_control", "id"])]
+    left = estimate_remaining(manifest, no_controls, n, next_batch=200, stop_rate=0.05)
+    assert left == {"available": False,
+                    "why": "needs answered random controls and answered flagged tasks"}
+    assert advice_text(left).startswith("Not estimated")
+
+
+def test_true_remaining_counts_flips_outside_the_answered_rows():
+    train = pd.DataFrame({"id": ["a", "b", "c"], "flipped": [True, True, False]})
+    corrections = pd.DataFrame({"id": ["a"], "action": ["relabel"]})
+    assert true_remaining(train, corrections) == 1
+    assert true_remaining(train.drop(columns="flipped"), corrections) is None
