@@ -217,6 +217,15 @@ class StudioConfig(_Section):
     webhook_secret_env: str = _opt("RELABELER_WEBHOOK_SECRET", "Environment variable that "
                                    "holds the shared secret webhook requests must carry; unset "
                                    "= a fresh secret per `relabeler serve`.", min_length=1)
+    backend_credentials_env: str = _opt("RELABELER_BACKEND_CREDENTIALS", "Environment variable "
+                                        "that holds `user:password`, the HTTP basic auth every "
+                                        "request to the backend but /health must carry (serve "
+                                        "registers it with Label Studio); unset = fresh ones "
+                                        "per `relabeler serve`.", min_length=1)
+    backend_max_body_mb: int = _opt(10, "Largest request body the backend accepts, MiB "
+                                    "(larger: 413).", ge=1, le=1024)
+    retries: int = _opt(5, "Retries of a Label Studio request after a connection error or a "
+                        "5xx; the wait doubles from 0.5 s, capped at 30 s.", ge=0, le=20)
 
 
 class RayConfig(_Section):

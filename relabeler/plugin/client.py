@@ -6,7 +6,8 @@
   (see :meth:`StudioClient.import_tasks`).
 * 401 raises :class:`StudioAuthError` naming the token's source; 404 raises
   :class:`StudioNotFoundError` naming what is gone.
-* The token is never logged or shown in ``repr``.
+* The token is never logged or shown in ``repr``; a URL is shown with its password masked
+  (:func:`relabeler.redact.mask_url`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from relabeler.errors import PluginError
+from relabeler.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +114,14 @@ class StudioClient:
     def __init__(self, url: str, api_key: str, *, token_source: str = API_KEY_ENV,
                  timeout: float = 120.0, retries: int = 5, backoff: float = 0.5):
         if not url or not url.startswith(("http://", "https://")):
-            raise ValueError(f"url must be an http(s) URL of a Label Studio server, got {url!r}")
+            raise ValueError(f"url must be an http(s) URL of a Label Studio server, got "
+                             f"{mask_url(url)!r}")
         if not api_key:
             raise StudioAuthError(f"no Label Studio API token: set {token_source}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         self.url = url.rstrip("/")
+        self.shown_url = mask_url(self.url)  # what messages show
         self.token_source = token_source
         self.timeout = float(timeout)
         self.retries = int(retries)
@@ -125,7 +129,7 @@ class StudioClient:
         self.sdk = LabelStudio(base_url=self.url, api_key=api_key, timeout=self.timeout)
 
     def __repr__(self) -> str:
-        return f"StudioClient(url={self.url!r})"
+        return f"StudioClient(url={self.shown_url!r})"
 
     @classmethod
     def from_env(cls, url: str | None = None, api_key: str | None = None, *,
@@ -156,20 +160,20 @@ class StudioClient:
                 status = exc.status_code or 0
                 if status == 401:
                     raise StudioAuthError(
-                        f"Label Studio at {self.url} rejected the API token "
+                        f"Label Studio at {self.shown_url} rejected the API token "
                         f"({self.token_source}) while trying to {what}") from None
                 if status == 403:
-                    raise StudioAuthError(f"Label Studio at {self.url} refused to {what}: the "
-                                          f"token's user lacks permission") from None
+                    raise StudioAuthError(f"Label Studio at {self.shown_url} refused to {what}: "
+                                          f"the token's user lacks permission") from None
                 if status == 404:
-                    raise StudioNotFoundError(f"cannot {what}: not found on {self.url} (was it "
-                                              f"deleted?)") from None
+                    raise StudioNotFoundError(f"cannot {what}: not found on {self.shown_url} "
+                                              f"(was it deleted?)") from None
                 if status not in _RETRY_STATUS:
                     raise StudioError(f"cannot {what}: Label Studio answered {status}: "
                                       f"{_short(exc.body)}") from None
                 if last or not safe_to_repeat:
                     raise StudioUnavailableError(
-                        f"cannot {what}: Label Studio at {self.url} answered {status} "
+                        f"cannot {what}: Label Studio at {self.shown_url} answered {status} "
                         f"({attempt + 1} attempts)", maybe_applied=True) from None
                 log.warning("Label Studio answered %s to %s; retrying in %.1f s", status, what,
                             delay)
@@ -178,7 +182,7 @@ class StudioClient:
                 unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if last or not (safe_to_repeat or unsent):
                     raise StudioUnavailableError(
-                        f"cannot {what}: Label Studio at {self.url} is unreachable "
+                        f"cannot {what}: Label Studio at {self.shown_url} is unreachable "
                         f"({type(exc).__name__}: {exc}; {attempt + 1} attempts)",
                         maybe_applied=not unsent) from None
                 log.warning("cannot reach Label Studio to %s (%s); retrying in %.1f s", what,
@@ -215,8 +219,9 @@ class StudioClient:
                            page_size=100)
         matches = [p for p in pager if p.title == title]
         if len(matches) > 1:
-            raise StudioError(f"{len(matches)} projects are titled {title!r} on {self.url} "
-                              f"(ids {sorted(p.id for p in matches)}); rename all but one")
+            raise StudioError(f"{len(matches)} projects are titled {title!r} on "
+                              f"{self.shown_url} (ids {sorted(p.id for p in matches)}); rename "
+                              f"all but one")
         return self.get_project(int(matches[0].id)) if matches else None
 
     def create_project(self, title: str, label_config: str, *, overlap: int = 1,
@@ -344,17 +349,33 @@ class StudioClient:
                           project=project_id, data=data)
         return int(view.id)
 
-    def ensure_ml_backend(self, project_id: int, url: str, *, title: str) -> int:
+    def ensure_ml_backend(self, project_id: int, url: str, *, title: str,
+                          basic_auth: tuple[str, str] | None = None) -> int:
         """Connect the ML backend at ``url`` to the project (once). Label Studio calls its
-        /health and /setup right away, so the backend must be up."""
+        /health and /setup right away, so the backend must be up.
+
+        basic_auth: (user, password) Label Studio sends as HTTP basic auth on every request to
+        the backend (its ``auth_method = BASIC_AUTH``; the password is write-only in its API).
+        A backend already connected at ``url`` gets these credentials: each ``serve`` may make
+        fresh ones.
+        """
+        auth: dict[str, Any] = {}
+        if basic_auth is not None:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0],
+                    "basic_auth_pass": basic_auth[1]}
+        shown = mask_url(url)
         backends = self._call(f"list ML backends of project {project_id}", self.sdk.ml.list,
                               project=project_id)
         for backend in backends:
             if str(backend.url).rstrip("/") == url.rstrip("/"):
+                if auth:
+                    self._call(f"update the credentials of ML backend {shown} in project "
+                               f"{project_id}", self.sdk.ml.update, int(backend.id),
+                               url=url, project=project_id, title=title, **auth)
                 return int(backend.id)
-        backend = self._call(f"connect ML backend {url} to project {project_id}",
+        backend = self._call(f"connect ML backend {shown} to project {project_id}",
                              self.sdk.ml.create, safe_to_repeat=False, project=project_id,
-                             url=url, title=title, is_interactive=False)
+                             url=url, title=title, is_interactive=False, **auth)
         return int(backend.id)
 
     def ensure_webhook(self, project_id: int, url: str, *, headers: Mapping[str, str],

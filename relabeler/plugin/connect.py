@@ -13,6 +13,7 @@ import os
 from relabeler.config import StudioConfig
 from relabeler.plugin.client import URL_ENV, StudioClient, StudioError
 from relabeler.plugin.server import read_credentials, running_server
+from relabeler.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def resolve_url_and_token(studio: StudioConfig) -> tuple[str, str, str]:
     elif not url.startswith(("http://", "https://")):
         where = "[studio] url" if studio.url else URL_ENV
         raise StudioError(f"{where}: expected the http(s) URL of a Label Studio server, got "
-                          f"{url!r}")
+                          f"{mask_url(url)!r}")
     if not token:
         credentials = read_credentials(data_dir)
         if credentials is not None and local is not None and url.rstrip("/") == local.url:
@@ -48,5 +49,5 @@ def client_from_config(studio: StudioConfig) -> StudioClient:
     if logging.getLogger("httpx").level == logging.NOTSET:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     url, token, source = resolve_url_and_token(studio)
-    log.info("Label Studio at %s (token from %s)", url, source)
-    return StudioClient(url, token, token_source=source)
+    log.info("Label Studio at %s (token from %s)", mask_url(url), source)
+    return StudioClient(url, token, token_source=source, retries=studio.retries)

@@ -153,7 +153,7 @@ def fetch_project(client: TaskSource, project_id: int, pstate: dict[str, Any], *
         project = client.get_project(project_id)
     except StudioNotFoundError:
         log.error("pull: project %d is gone from %s; only webhook events can speak for it",
-                  project_id, client.url)
+                  project_id, client.shown_url)
         project = None
     tasks: dict[int, dict[str, Any]] = {}
     if project is not None:

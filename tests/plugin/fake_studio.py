@@ -22,7 +22,7 @@ from relabeler.store import RunStore
 class FakeStudio:
     """Label Studio in memory: ``user_emails``, ``get_project``, ``list_tasks``, ``get_task``."""
 
-    url = "http://fake-studio.invalid"
+    url = shown_url = "http://fake-studio.invalid"
 
     def __init__(self, classes: Sequence[str], *, events_to: RunStore | None = None) -> None:
         self.label_config = build_labeling_config(classes)

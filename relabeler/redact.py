@@ -1,0 +1,29 @@
+"""Keep secrets out of log lines and error messages.
+
+A URL may carry credentials (``http://user:password@host``: the Label Studio URL, the ML
+backend's URL); :func:`mask_url` is applied wherever one is logged or put in a message.
+"""
+
+from __future__ import annotations
+
+MASK = "***"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user info replaced by ``***``.
+
+    ``http://user:pass@host:8080/x`` -> ``http://user:***@host:8080/x``; a user name alone
+    (often a token: ``https://TOKEN@host``) becomes ``***``. Anything that does not parse is
+    handled as text, so a malformed URL is masked too and never raises.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}{sep}{masked}@{host}{tail}"

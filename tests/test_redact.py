@@ -1,0 +1,23 @@
+"""mask_url: the password of a URL never reaches a log line or an error message."""
+
+from __future__ import annotations
+
+import pytest
+
+from relabeler.redact import mask_url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://user:pass@host", "http://user:***@host"),
+    ("https://admin:p%40ss:w@studio.example.com:8443/api?x=1#f",
+     "https://admin:***@studio.example.com:8443/api?x=1#f"),
+    ("http://u:p@ss@host:8080/", "http://u:***@host:8080/"),  # the last @ ends the user info
+    ("https://TOKEN@host/path", "https://***@host/path"),
+    ("http://user:@host", "http://user:***@host"),
+    ("http://host:8080/a@b", "http://host:8080/a@b"),  # an @ in the path is not user info
+    ("http://127.0.0.1:9090", "http://127.0.0.1:9090"),
+    ("user:pass@host:99999", "user:***@host:99999"),  # no scheme, a port that does not parse
+    ("", ""),
+])
+def test_mask_url_hides_the_password_and_keeps_the_rest(url, shown):
+    assert mask_url(url) == shown
