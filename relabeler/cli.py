@@ -321,6 +321,7 @@ def _cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
 
 def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.loop import run_demo
+    from relabeler.plugin.server import CREDENTIALS_FILE
 
     run = _run(args, config)
     print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
@@ -337,7 +338,8 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"  eval accuracy {out['before']:.4f} -> {out['after']:.4f} "
           f"(95% CI of the change [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}] "
           f"points)")
-    print(f"  Label Studio: {out['url']}  login {out['username']} / {out['password']}")
+    print(f"  Label Studio: {out['url']}  login {out['username']}, password in "
+          f"{Path(config.studio.data_dir) / CREDENTIALS_FILE}")
     print(f"  report: {out['report']}")
     print("  stop Label Studio with: relabeler studio down")
     return 0
@@ -377,12 +379,12 @@ def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
         print("Label Studio stopped" if stopped else f"no Label Studio runs for {studio.data_dir}")
         return 0
     server = start_server(studio.data_dir, port=studio.port, venv=studio.venv or None)
-    creds = server.credentials
+    # the password and the token stay in their 0600 files: a terminal's scrollback is a log
     print(f"Label Studio is up at {server.url} (data in {server.data_dir})")
-    print(f"  log in:    {creds.username} / {creds.password}")
-    print(f"  API token: {creds.token}")
+    print(f"  log in:    {server.credentials.username}, password in {server.credentials_path}")
+    print(f"  API token: in {server.token_path} (mode 0600)")
     print(f"  push/pull find it by its data dir; other tools: export LABEL_STUDIO_URL="
-          f"{server.url} {studio.api_key_env}=<the token>")
+          f"{server.url} {studio.api_key_env}=$(cat {server.token_path})")
     print("  stop it:   relabeler studio down")
     return 0
 

@@ -4,9 +4,9 @@ Label Studio lives in its own virtual environment (its Django pins clash with th
 ``$RELABELER_STUDIO_VENV``, else ``<repo>/.venv-studio`` (``make studio-venv`` creates it).
 
 Everything the server writes stays in ``data_dir``: the SQLite database and media, its $HOME, the
-credentials (``relabeler-studio.json``, mode 0600) and, while it runs, ``server.json`` (pid,
-port, URL) and ``server.log``. Outbound calls (Sentry, version checks, analytics) are off; it
-listens on 127.0.0.1 only.
+credentials (``relabeler-studio.json``) and the API token alone (``api-token``), both mode 0600
+and never printed, and, while it runs, ``server.json`` (pid, port, URL) and ``server.log``.
+Outbound calls (Sentry, version checks, analytics) are off; it listens on 127.0.0.1 only.
 
 Traps of Label Studio 1.23 handled here: it writes to ``~`` unless HOME and
 LABEL_STUDIO_BASE_DATA_DIR are set; it listens on 0.0.0.0 unless told otherwise; it silently
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 VENV_ENV = "RELABELER_STUDIO_VENV"
 LABEL_STUDIO_VERSION = "1.23.2"
 CREDENTIALS_FILE = "relabeler-studio.json"
+TOKEN_FILE = "api-token"
 STATE_FILE = "server.json"
 LOG_FILE = "server.log"
 DEFAULT_PORT = 8080
@@ -67,6 +68,15 @@ class StudioServer:
     pid: int
     data_dir: str
     credentials: Credentials
+
+    @property
+    def credentials_path(self) -> Path:
+        return Path(self.data_dir) / CREDENTIALS_FILE
+
+    @property
+    def token_path(self) -> Path:
+        """A file holding the API token alone (``$(cat PATH)`` for other tools), mode 0600."""
+        return Path(self.data_dir) / TOKEN_FILE
 
 
 def repo_root() -> Path:
@@ -142,6 +152,16 @@ def server_env(data_dir: Path, credentials: Credentials | None = None) -> dict[s
     return env
 
 
+def write_private(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path``, readable and writable by its owner only (0600), also when
+    the file existed with a wider mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    return Path(path)
+
+
 def read_credentials(data_dir: str | os.PathLike) -> Credentials | None:
     path = Path(data_dir) / CREDENTIALS_FILE
     if not path.exists():
@@ -176,10 +196,8 @@ def init_data_dir(data_dir: str | os.PathLike, *, venv: str | os.PathLike | None
     if proc.returncode != 0:
         raise StudioServerError(f"`label-studio init` failed (exit {proc.returncode}); see "
                                 f"{data / LOG_FILE}")
-    path = data / CREDENTIALS_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(asdict(credentials), f)
+    write_private(data / CREDENTIALS_FILE, json.dumps(asdict(credentials)))
+    write_private(data / TOKEN_FILE, credentials.token + "\n")
     log.info("Label Studio initialised in %.0f s", time.perf_counter() - started)
     return credentials
 
@@ -241,6 +259,9 @@ def start_server(data_dir: str | os.PathLike, *, port: int = 0,
     The server runs in its own session (process group): :func:`stop_server` ends the group.
     """
     data = Path(data_dir).resolve()
+    existing = read_credentials(data)
+    if existing is not None and not (data / TOKEN_FILE).exists():  # initialised before it
+        write_private(data / TOKEN_FILE, existing.token + "\n")
     current = running_server(data)
     if current is not None:
         log.info("Label Studio already runs for %s at %s", data, current.url)
