@@ -2,7 +2,7 @@
 
 The HTTP protocol Label Studio speaks to ML backends:
 
-* ``GET /health`` -> ``{"status": "UP", "model_version": ...}``
+* ``GET /health`` -> ``{"status": "UP", "model_version": ...}`` (the only open route)
 * ``POST /setup`` ``{project, schema, hostname, access_token, extra_params}`` ->
   ``{"model_version": ...}``
 * ``POST /predict`` ``{tasks, project, label_config, params}`` -> ``{"results": [one prediction
@@ -10,25 +10,36 @@ The HTTP protocol Label Studio speaks to ML backends:
   the sample named by each task's ``sample_id``, built and validated like pushed tasks; an
   unknown sample gets an empty prediction.
 * ``POST /webhook``: Label Studio's webhook events (ANNOTATION_CREATED / UPDATED /
-  ANNOTATIONS_DELETED). The request must carry the shared secret in the ``X-Relabeler-Secret``
-  header (401 otherwise). Each event is appended to ``studio/events/`` and fsynced before the
-  answer, so an event acknowledged is an event kept.
+  ANNOTATIONS_DELETED), which must also carry the shared secret in the ``X-Relabeler-Secret``
+  header. Each event is appended to ``studio/events/`` and fsynced before the answer, so an
+  event acknowledged is an event kept.
+
+Every route but /health needs HTTP basic auth (:class:`BasicAuth`; 401 otherwise): serve
+registers the backend with Label Studio's own mechanism (the ML backend's ``auth_method =
+BASIC_AUTH``), so Label Studio sends it on every /setup and /predict, and the webhook carries it
+as a header. A body over ``max_body_bytes`` gets 413, one that is not a JSON object 400 with the
+reason, before any handler runs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import logging
+import os
+import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 
 from relabeler.config import RunConfig
+from relabeler.errors import ConfigError, PluginError, RelabelerError
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event
 from relabeler.plugin.evidence import SOURCES, RunEvidence
@@ -40,12 +51,61 @@ from relabeler.plugin.tasks import (
     build_prediction,
     validate_prediction,
 )
+from relabeler.redact import mask_url
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Relabeler-Secret"
 BACKEND_TITLE = "relabeler"
+BACKEND_USER = "relabeler"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """The user and password every request to the backend but /health must carry."""
+
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # the password never reaches a log line
+        return f"BasicAuth(username={self.username!r})"
+
+    @classmethod
+    def generate(cls) -> BasicAuth:
+        return cls(BACKEND_USER, secrets.token_urlsafe(24))
+
+    @classmethod
+    def from_env(cls, name: str) -> BasicAuth | None:
+        """``user:password`` from $``name``; None when it is unset or empty."""
+        value = os.environ.get(name, "")
+        if not value:
+            return None
+        username, colon, password = value.partition(":")
+        if not (colon and username and password):
+            raise ConfigError(f"${name} must hold `user:password`, both non-empty")
+        return cls(username, password)
+
+    def header(self) -> str:
+        """The ``Authorization`` header value that carries these credentials."""
+        pair = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def accepts(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header carries these credentials; both parts are
+        compared in constant time."""
+        scheme, _, encoded = (authorization or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True)
+        except binascii.Error:
+            return False
+        username, _, password = decoded.partition(b":")
+        username_ok = secrets.compare_digest(username, self.username.encode())
+        password_ok = secrets.compare_digest(password, self.password.encode())
+        return username_ok and password_ok
 
 
 class EvidenceCache:
@@ -68,57 +128,104 @@ class EvidenceCache:
             if self._evidence is None or versions != self._versions:
                 if self._evidence is not None:
                     log.info("serve: the run's scores or attributions changed; reloading")
-                self._evidence = RunEvidence.load(self._store, examples=0)
+                self._evidence = RunEvidence.load(self._store, examples=0, needed_by="serve")
                 self._versions = versions
             return self._evidence
 
 
-async def _body(request: Request) -> bytes:
-    """The raw request body (reading it is the only awaiting a handler needs)."""
-    return await request.body()
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 whose detail says in one line what is wrong."""
     try:
         payload = json.loads(body or b"{}")
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
+    except UnicodeDecodeError:
+        raise HTTPException(status_code=400, detail="the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise HTTPException(status_code=400,
+                            detail=f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+                float: "a number"}.get(type(payload), "null")
+        raise HTTPException(status_code=400, detail=f"the body is {kind}, not a JSON object")
+    return payload
 
 
-def create_app(store: RunStore, *, secret: str, top_spans: int = 3) -> FastAPI:
-    """The ML backend app for the run in ``store``; webhooks must carry ``secret``.
+def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int = 3,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The ML backend app for the run in ``store``: every request but /health must carry
+    ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413).
 
-    The handlers are plain functions: FastAPI runs them in its thread pool, so reading the
-    run's Parquet files and fsyncing events never blocks the event loop.
+    The run must be scored: its evidence is read here, so an unscored run is a
+    :class:`~relabeler.plugin.evidence.RunInputError` naming the stage to run, not a failing
+    request later. The handlers are plain functions: FastAPI runs them in its thread pool, so
+    reading the run's Parquet files and fsyncing events never blocks the event loop.
     """
     if not secret:
         raise ValueError("secret must be a non-empty shared secret for webhook requests")
-    app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None)
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     evidence = EvidenceCache(store)
+    evidence.get()
+    app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+
+    async def authorized(request: Request) -> None:
+        if not auth.accepts(request.headers.get("authorization")):
+            log.warning("refused %s %s without the backend's credentials from %s",
+                        request.method, request.url.path,
+                        request.client.host if request.client else "?")
+            raise HTTPException(status_code=401, detail="missing or wrong credentials (HTTP "
+                                "basic auth)", headers={"WWW-Authenticate": "Basic"})
+
+    # (with postponed annotations FastAPI resolves names in module globals only, so the
+    # dependencies defined here go in as default values)
+    async def json_body(request: Request, _: None = Depends(authorized)) -> dict[str, Any]:
+        too_large = HTTPException(status_code=413, detail=f"the body is over the limit of "
+                                  f"{max_body_bytes} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a body sent without a length is counted
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise too_large
+            chunks.append(chunk)
+        return _json_object(b"".join(chunks))
+
+    async def webhook_sender(request: Request, _: None = Depends(authorized)) -> None:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            log.warning("webhook: refused a request without the shared secret from %s",
+                        request.client.host if request.client else "?")
+            raise HTTPException(status_code=401, detail="missing or wrong webhook secret")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "UP", "model_class": "relabeler", "model_version": MODEL_VERSION}
 
     @app.post("/setup")
-    def setup() -> dict[str, Any]:  # the schema and token Label Studio sends are not needed
+    def setup(payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, Any]:
+        # the schema and the access token Label Studio sends are not needed (nor logged)
         return {"model_version": MODEL_VERSION}
 
     @app.post("/predict")
-    def predict(body: bytes = Depends(_body)) -> dict[str, Any]:
-        payload = _json_object(body)
-        if payload is None:
-            raise HTTPException(status_code=400, detail="the body is not a JSON object")
+    def predict(payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, Any]:
+        tasks = payload.get("tasks") or []
+        label_config = payload.get("label_config") or ""
+        if not (isinstance(tasks, list) and all(isinstance(t, dict) for t in tasks)):
+            raise HTTPException(status_code=400, detail="tasks must be a list of objects")
+        if not isinstance(label_config, str):
+            raise HTTPException(status_code=400, detail="label_config must be a string")
         try:
-            spec = LabelingSpec.from_config(payload.get("label_config") or "")
+            spec = LabelingSpec.from_config(label_config)
         except LabelingConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         run = evidence.get()
         interface = spec.interface()
         results = []
-        for task in payload.get("tasks") or []:
-            sample_id = (task.get("data") or {}).get(SAMPLE_ID_FIELD)
+        for task in tasks:
+            data = task.get("data")
+            sample_id = data.get(SAMPLE_ID_FIELD) if isinstance(data, dict) else None
             sample = run.sample(str(sample_id)) if sample_id is not None else None
             if sample is None:
                 results.append({"result": [], "model_version": MODEL_VERSION})
@@ -134,40 +241,41 @@ def create_app(store: RunStore, *, secret: str, top_spans: int = 3) -> FastAPI:
         return {"results": results, "model_version": MODEL_VERSION}
 
     @app.post("/webhook")
-    def webhook(request: Request, body: bytes = Depends(_body)) -> JSONResponse:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            log.warning("webhook: refused a request without the shared secret from %s",
-                        request.client.host if request.client else "?")
-            return JSONResponse({"error": "missing or wrong webhook secret"}, status_code=401)
-        payload = _json_object(body)
-        if payload is None:
-            return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
+    def webhook(_: None = Depends(webhook_sender),
+                payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
         artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
-        return JSONResponse({"status": "ok"})
+        return {"status": "ok"}
 
     return app
 
 
 def connect_backend(client: StudioClient, project_ids: Sequence[int], backend_url: str, *,
-                    secret: str) -> None:
-    """Connect the backend to each project and point its webhook (with the secret) at it."""
+                    secret: str, auth: BasicAuth) -> None:
+    """Connect the backend to each project with ``auth`` (Label Studio's basic auth for ML
+    backends) and point its webhook at it, carrying ``auth`` and the secret as headers."""
+    headers = {SECRET_HEADER: secret, "Authorization": auth.header()}
     for project_id in project_ids:
-        client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE)
+        client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
+                                 basic_auth=(auth.username, auth.password))
         client.ensure_webhook(project_id, backend_url.rstrip("/") + "/webhook",
-                              headers={SECRET_HEADER: secret}, actions=ANNOTATION_ACTIONS)
-        log.info("serve: project %d uses the ML backend at %s", project_id, backend_url)
+                              headers=headers, actions=ANNOTATION_ACTIONS)
+        log.info("serve: project %d uses the ML backend at %s", project_id,
+                 mask_url(backend_url))
 
 
-def serve(store: RunStore, *, host: str, port: int, secret: str, top_spans: int = 3,
+def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth,
+          top_spans: int = 3, max_body_bytes: int = MAX_BODY_BYTES,
           on_started: Callable[[], None] | None = None) -> None:
     """Run the backend until interrupted; ``on_started`` runs once it accepts requests (Label
-    Studio calls /health and /setup while a backend is being connected)."""
+    Studio calls /health and /setup while a backend is being connected). A failure of
+    ``on_started`` stops the server and is raised here, so the command exits non-zero."""
     import uvicorn
 
-    app = create_app(store, secret=secret, top_spans=top_spans)
+    app = create_app(store, secret=secret, auth=auth, top_spans=top_spans,
+                     max_body_bytes=max_body_bytes)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    failures: list[BaseException] = []
 
     def after_start() -> None:
         while not server.started and not server.should_exit:
@@ -175,34 +283,52 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, top_spans: int 
         if server.started and on_started is not None:
             try:
                 on_started()
-            except Exception:
-                log.exception("serve: connecting the backend to Label Studio failed")
+            except Exception as exc:
+                failures.append(exc)
                 server.should_exit = True
 
     threading.Thread(target=after_start, daemon=True).start()
     log.info("serve: ML backend for %s on http://%s:%d", store.uri, host, port)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
+        raise PluginError(f"serve: cannot listen on {host}:{port} (in use, or not an address "
+                          f"of this machine); pick another with --host/--port") from None
+    if failures:
+        if isinstance(failures[0], RelabelerError):
+            raise PluginError(f"serve: connecting the backend to Label Studio failed: "
+                              f"{failures[0]}") from failures[0]
+        raise failures[0]
 
 
 def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> None:
     """``relabeler serve``: its settings from ``config.studio``: the Label Studio to register
-    with (``url``, ``api_key_env``, ``data_dir``), where to listen (``backend_host``,
-    ``backend_port``), the URL Label Studio reaches it at (``backend_url``), the spans a
-    prediction shows (``top_spans``); the webhook secret from $``webhook_secret_env``, or a
-    fresh one for this process."""
-    import os
-    import secrets
-
+    with (``url``, ``api_key_env``, ``data_dir``, ``retries``), where to listen
+    (``backend_host``, ``backend_port``), the URL Label Studio reaches it at (``backend_url``),
+    the spans a prediction shows (``top_spans``), the body limit (``backend_max_body_mb``).
+    The webhook secret comes from $``webhook_secret_env`` and the basic-auth credentials from
+    $``backend_credentials_env``, each fresh for this process when unset."""
     from relabeler.plugin.connect import client_from_config
     from relabeler.queue_plan import read_manifest
 
     studio = config.studio
+    url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"
+    if "@" in url.partition("://")[2].split("/", 1)[0]:
+        raise ConfigError(f"[studio] backend_url {mask_url(url)!r} carries credentials; put "
+                          f"`user:password` in ${studio.backend_credentials_env} instead (Label "
+                          f"Studio keeps a URL readable, a basic-auth password write-only)")
     secret = os.environ.get(studio.webhook_secret_env, "")
     if not secret:
         secret = secrets.token_urlsafe(24)
         log.info("serve: %s is not set; using a fresh webhook secret for this process",
                  studio.webhook_secret_env)
-    url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"
+    auth = BasicAuth.from_env(studio.backend_credentials_env)
+    if auth is None:
+        auth = BasicAuth.generate()
+        log.log(logging.WARNING if not register else logging.INFO,
+                "serve: %s is not set; fresh credentials for this process (user %r)%s",
+                studio.backend_credentials_env, auth.username,
+                "" if register else ": without registration nothing can call /predict; set it")
 
     def on_started() -> None:
         if not register:
@@ -212,7 +338,8 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> N
         if not projects:
             log.warning("serve: nothing pushed yet; connect the backend after `relabeler push`")
             return
-        connect_backend(client_from_config(studio), projects, url, secret=secret)
+        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth)
 
-    serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret,
-          top_spans=studio.top_spans, on_started=on_started)
+    serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret, auth=auth,
+          top_spans=studio.top_spans, max_body_bytes=studio.backend_max_body_mb * 1024 * 1024,
+          on_started=on_started)

@@ -49,15 +49,22 @@ class RunEvidence:
     examples: int = 3
 
     @classmethod
-    def load(cls, store: RunStore, *, examples: int = 3) -> RunEvidence:
+    def load(cls, store: RunStore, *, examples: int = 3, needed_by: str = "push"
+             ) -> RunEvidence:
+        """The run's evidence; RunInputError names the first missing artifact and the stage
+        that writes it (``needed_by``: the verb asking, for the message)."""
+        for artifact in (artifacts.TRAIN, artifacts.LABELS, artifacts.SUSPECTS):
+            if not store.exists(artifact.path):
+                raise RunInputError(f"{needed_by} needs a scored run: {artifact.path} is missing "
+                                    f"in {store.uri}; run `relabeler {artifact.writer}` first")
         try:
             classes = [str(c) for c in store.read_json(artifacts.LABELS.path)]
             suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas()
             train = read_split(store.read_table(artifacts.TRAIN.path,
                                                 columns=["id", "text", "label"]))
         except StoreError as exc:
-            raise RunInputError(f"push needs a scored run: {exc}; run `relabeler score` "
-                                f"first") from exc
+            raise RunInputError(f"{needed_by} needs a scored run: {exc}; run `relabeler "
+                                f"score` first") from exc
         suspects = suspects.sort_values("rank", kind="stable").set_index("id", drop=False)
         attributions = AttributionIndex.empty()
         if store.exists(ATTRIBUTIONS):

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import socket
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from relabeler.plugin.backend import SECRET_HEADER, create_app
+from relabeler.cli import main
+from relabeler.errors import ConfigError
+from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
 from relabeler.plugin.events import read_events
+from relabeler.plugin.evidence import RunInputError
 from relabeler.plugin.labeling import build_labeling_config
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
+from relabeler.queue_plan import write_manifest
 from tests.plugin.synthetic import CLASSES, make_run
 
 SECRET = "s3cret-test"
+AUTH = BasicAuth("relabeler", "pa55-w0rd")
+MAX_BODY = 64 * 1024
 
 
 @pytest.fixture
 def run(tmp_path):
     store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
-    with TestClient(create_app(store, secret=SECRET, top_spans=1)) as client:
+    app = create_app(store, secret=SECRET, auth=AUTH, top_spans=1, max_body_bytes=MAX_BODY)
+    with TestClient(app, headers={"Authorization": AUTH.header()}) as client:
         yield store, client
 
 
@@ -102,3 +112,188 @@ def test_the_webhook_checks_the_secret_first_then_records_the_event(run):
     assert ok.status_code == 200 and ok.json() == {"status": "ok"}
     assert [(e["action"], e["payload"]) for e in read_events(store).events] == [
         ("ANNOTATION_CREATED", event)]
+
+
+# --- credentials, body limits, malformed bodies --------------------------------------------
+
+def bare(client: TestClient, **headers: str) -> TestClient:
+    """A client of the same app that sends only ``headers`` (no credentials by default)."""
+    return TestClient(client.app, headers=headers)
+
+
+def basic(username: str, password: str) -> str:
+    return BasicAuth(username, password).header()
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": basic("relabeler", "wrong")},
+    {"Authorization": basic("someone", "pa55-w0rd")},
+    {"Authorization": basic("relabeler", "pa55-w0rd!")},
+    {"Authorization": "Basic not-base64!"},
+    {"Authorization": "Bearer pa55-w0rd"},
+], ids=["none", "wrong-password", "wrong-user", "longer-password", "garbled", "other-scheme"])
+def test_every_route_but_health_refuses_missing_or_wrong_credentials(run, headers):
+    store, client = run
+    anonymous = bare(client, **headers, **{SECRET_HEADER: SECRET})
+    tasks = {"tasks": [{"id": 1, "data": {SAMPLE_ID_FIELD: "t0000"}}],
+             "label_config": build_labeling_config(CLASSES)}
+    for path, body in [("/setup", {"project": "1.0"}), ("/predict", tasks),
+                       ("/webhook", {"action": "ANNOTATION_CREATED"})]:
+        response = anonymous.post(path, json=body)
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"] == "Basic"
+        assert "pa55-w0rd" not in response.text
+    assert read_events(store).events == []
+    assert anonymous.get("/health").json()["status"] == "UP"
+    assert anonymous.get("/openapi.json").status_code == 404
+
+
+def test_credentials_are_checked_before_the_body_is_read(run):
+    _, client = run
+    response = bare(client).post("/predict", content=b"x" * (MAX_BODY + 1))
+    assert response.status_code == 401
+
+
+def test_the_webhook_needs_both_the_credentials_and_the_secret(run):
+    store, client = run
+    event = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2}}
+    assert bare(client, **{SECRET_HEADER: SECRET}).post("/webhook", json=event).status_code == 401
+    assert client.post("/webhook", json=event).status_code == 401  # credentials, no secret
+    assert read_events(store).events == []
+    assert client.post("/webhook", json=event, headers={SECRET_HEADER: SECRET}).status_code == 200
+    assert len(read_events(store).events) == 1
+
+
+def test_a_body_over_the_limit_gets_413_with_or_without_a_declared_length(run):
+    store, client = run
+    big = b'{"tasks": [], "pad": "' + b"x" * MAX_BODY + b'"}'
+    declared = client.post("/predict", content=big)
+    assert declared.status_code == 413
+    assert declared.json()["detail"] == f"the body is over the limit of {MAX_BODY} bytes"
+
+    def chunks():  # sent chunked: no Content-Length to refuse it by
+        for start in range(0, len(big), 8192):
+            yield big[start:start + 8192]
+
+    streamed = client.post("/webhook", content=chunks(), headers={SECRET_HEADER: SECRET})
+    assert streamed.status_code == 413
+    assert read_events(store).events == []
+    just_fits = b'{"pad": "' + b"x" * (MAX_BODY - 11) + b'"}'
+    assert len(just_fits) == MAX_BODY
+    assert client.post("/setup", content=just_fits).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "body", "reason"), [
+    ("/predict", b"{not json", "the body is not valid JSON: Expecting property name enclosed "
+                               "in double quotes: line 1 column 2 (char 1)"),
+    ("/predict", b'{"a": "\xc3("}', "the body is not UTF-8 text"),
+    ("/predict", b"[1, 2]", "the body is an array, not a JSON object"),
+    ("/predict", b'{"tasks": {"id": 1}}', "tasks must be a list of objects"),
+    ("/predict", b'{"tasks": [1]}', "tasks must be a list of objects"),
+    ("/predict", b'{"tasks": [], "label_config": 7}', "label_config must be a string"),
+    ("/setup", b'{"project": ', "the body is not valid JSON: Expecting value: line 1 column 13 "
+                                "(char 12)"),
+    ("/webhook", b"null", "the body is null, not a JSON object"),
+])
+def test_a_malformed_body_gets_400_with_a_one_line_reason(run, path, body, reason):
+    _, client = run
+    response = client.post(path, content=body, headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 400
+    assert response.json() == {"detail": reason}
+
+
+def test_a_task_whose_data_is_not_an_object_gets_an_empty_prediction(run):
+    _, client = run
+    response = client.post("/predict", json={"tasks": [{"id": 1, "data": ["t0000"]}],
+                                             "label_config": build_labeling_config(CLASSES)})
+    assert response.status_code == 200
+    assert response.json()["results"] == [{"result": [], "model_version": "relabeler"}]
+
+
+def test_basic_auth_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BACKEND_CREDS", "studio:pa:ss")
+    assert BasicAuth.from_env("BACKEND_CREDS") == BasicAuth("studio", "pa:ss")
+    assert "pa:ss" not in repr(BasicAuth.from_env("BACKEND_CREDS"))
+    monkeypatch.setenv("BACKEND_CREDS", "only-a-password")
+    with pytest.raises(ConfigError) as failure:
+        BasicAuth.from_env("BACKEND_CREDS")
+    assert str(failure.value) == "$BACKEND_CREDS must hold `user:password`, both non-empty"
+    monkeypatch.delenv("BACKEND_CREDS")
+    assert BasicAuth.from_env("BACKEND_CREDS") is None
+    fresh = BasicAuth.generate()
+    assert fresh.username == "relabeler" and len(fresh.password) >= 32
+    assert fresh.accepts(fresh.header()) and not fresh.accepts(BasicAuth.generate().header())
+
+
+# --- `relabeler serve`: what stops it ------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_cli(run_dir: str, *args: str) -> list[str]:
+    return ["serve", "--run", run_dir, "--port", str(free_port()), "-q", *args]
+
+
+@pytest.mark.parametrize(("remove", "named"), [
+    ("scores/suspects.parquet", "scores/suspects.parquet is missing in {run}; run `relabeler "
+                                "score` first"),
+    ("model/labels.json", "model/labels.json is missing in {run}; run `relabeler train` first"),
+    ("dataset/train.parquet", "dataset/train.parquet is missing in {run}; run `relabeler data` "
+                              "first"),
+])
+def test_serve_refuses_an_unscored_run_naming_the_artifact_and_the_stage(tmp_path, capsys,
+                                                                        remove, named):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    store.remove(remove)
+    assert main(serve_cli(store.uri)) == 2
+    err = capsys.readouterr().err
+    assert err == (f"relabeler: error: serve needs a scored run: "
+                   f"{named.format(run=store.uri)}\n")
+    with pytest.raises(RunInputError):
+        create_app(store, secret=SECRET, auth=AUTH)
+
+
+def test_serve_exits_non_zero_when_label_studio_cannot_be_reached(tmp_path, capsys, caplog,
+                                                                  monkeypatch):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    write_manifest(store, pd.DataFrame({
+        "id": ["t0000"], "task_id": [1], "project_id": [3], "rank": [1], "priority": [1],
+        "source": ["flagged"], "pushed_at": [pd.Timestamp("2026-01-01", tz="UTC")]}))
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t0ken-never-shown")
+    studio_url = f"http://admin:hunter2@127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.DEBUG):
+        code = main(serve_cli(store.uri, "--url", studio_url, "--set", "studio.retries=0"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("relabeler: error: serve: connecting the backend to Label Studio "
+                          "failed: cannot list ML backends of project 3: Label Studio at "
+                          "http://admin:***@127.0.0.1:")
+    assert "unreachable" in err and err.count("\n") == 1
+    for secret in ("hunter2", "t0ken-never-shown"):
+        assert secret not in err and secret not in caplog.text
+
+
+def test_serve_exits_non_zero_when_its_port_is_taken(tmp_path, capsys):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--run", store.uri, "--port", str(port), "--no-register", "-q"])
+    assert code == 2
+    # uvicorn has logged its reason (address already in use) above
+    assert capsys.readouterr().err.endswith(f"\nrelabeler: error: serve: cannot listen on "
+                                       f"127.0.0.1:{port} (in use, or not an address of this "
+                                       f"machine); pick another with --host/--port\n")
+
+
+def test_serve_refuses_a_backend_url_that_carries_credentials(tmp_path, capsys):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    code = main(serve_cli(store.uri, "--backend-url", "http://u:s3cret@10.0.0.5:9090"))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'http://u:***@10.0.0.5:9090' carries credentials" in err and "s3cret" not in err

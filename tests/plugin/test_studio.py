@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import stat
 import threading
 import time
 from types import SimpleNamespace
@@ -13,13 +14,14 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 import uvicorn
 
-from relabeler.plugin.backend import SECRET_HEADER, connect_backend, create_app
+from relabeler.cli import main
+from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, connect_backend, create_app
 from relabeler.plugin.client import StudioAuthError, StudioClient, StudioNotFoundError
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP, NOT_SURE
 from relabeler.plugin.pull import CORRECTIONS, UNMAPPED, pull
 from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, PushError, push, read_manifest
-from relabeler.plugin.server import StudioServerError, start_server
+from relabeler.plugin.server import TOKEN_FILE, StudioServerError, start_server
 from relabeler.plugin.tasks import PredictionError
 from relabeler.queue_plan import plan_round, plan_settings, write_plan
 from tests.plugin.synthetic import make_run
@@ -260,13 +262,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+BACKEND_AUTH = BasicAuth("relabeler", "backend-Pass-456")
+
+
 @pytest.fixture
 def backend(tmp_path):
     """The ML backend for a small run, served on a free loopback port in a thread."""
     store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store, secret="s3cret-test"),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(store, secret="s3cret-test", auth=BACKEND_AUTH)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -282,10 +288,11 @@ def test_a_webhook_reaches_the_backend_and_is_recorded(studio, annotators, admin
                                                       title):
     store, url = backend
     result = push(store, admin, project_title=title, budget=10)
-    connect_backend(admin, [result.project_id], url, secret="s3cret-test")
+    connect_backend(admin, [result.project_id], url, secret="s3cret-test", auth=BACKEND_AUTH)
     hooks = studio.http().get("/api/webhooks/", params={"project": result.project_id}).json()
-    assert [(h["url"], h["headers"]) for h in hooks] == \
-        [(f"{url}/webhook", {SECRET_HEADER: "s3cret-test"})]
+    assert [(h["url"], h["headers"]) for h in hooks] == [
+        (f"{url}/webhook", {SECRET_HEADER: "s3cret-test",
+                            "Authorization": BACKEND_AUTH.header()})]
 
     task_id = int(read_manifest(store).sort_values("priority")["task_id"].iloc[0])
     created = post_answer(studio.http(annotators["alice"]), task_id, answer(NOT_SURE))
@@ -323,21 +330,50 @@ def test_pull_keeps_answers_known_only_from_events(studio, admin, backend, title
     assert not store.exists(UNMAPPED)
 
 
-def test_predict_returns_the_suggestion_and_evidence(studio, admin, backend, title):
+def test_label_studio_gets_predictions_with_basic_auth_and_nobody_else_does(studio, admin,
+                                                                              backend, title):
     store, url = backend
     result = push(store, admin, project_title=title, budget=5)
     project = admin.get_project(result.project_id)
+    connect_backend(admin, [project.id], url, secret="s3cret-test", auth=BACKEND_AUTH)
+    connect_backend(admin, [project.id], url, secret="s3cret-test", auth=BACKEND_AUTH)  # again
+    http = studio.http()
+    (registered,) = http.get("/api/ml", params={"project": project.id}).json()
+    assert (registered["url"], registered["auth_method"], registered["basic_auth_user"],
+            registered["basic_auth_pass_is_set"]) == (url, "BASIC_AUTH", "relabeler", True)
+    assert BACKEND_AUTH.password not in str(registered)  # write-only on the server
+
+    # the pushed prediction of the first task is deleted, then Label Studio asks the backend
     first = read_manifest(store).sort_values("priority").iloc[0]
-    task = studio.http().get(f"/api/tasks/{int(first['task_id'])}/").json()
-    body = {"tasks": [task, {"id": -1, "data": {"text": "unknown"}}],
+    task_id = int(first["task_id"])
+    pushed = http.get(f"/api/tasks/{task_id}/").json()["predictions"][0]["result"]
+    selected = {"selectedItems": {"all": False, "included": [task_id]}}
+    for action in ("delete_tasks_predictions", "retrieve_tasks_predictions"):
+        response = http.post("/api/dm/actions", params={"id": action, "project": project.id},
+                             json=selected)
+        assert response.status_code == 200, response.text
+    (fetched,) = http.get(f"/api/tasks/{task_id}/").json()["predictions"]
+    assert fetched["result"] == pushed and fetched["model_version"] == "relabeler"
+
+    body = {"tasks": [{"id": task_id, "data": {"sample_id": str(first["id"])}}],
             "label_config": project.label_config, "project": f"{project.id}.0"}
-    response = httpx.post(f"{url}/predict", json=body)
-    assert response.status_code == 200
-    results = response.json()["results"]
-    assert results[0]["result"] == task["predictions"][0]["result"]
-    assert results[1]["result"] == []
+    assert httpx.post(f"{url}/predict", json=body).status_code == 401
+    assert httpx.post(f"{url}/setup", json={}).status_code == 401
+    wrong = httpx.post(f"{url}/predict", json=body, auth=("relabeler", "guess"))
+    assert wrong.status_code == 401
+    direct = httpx.post(f"{url}/predict", json=body, auth=("relabeler", "backend-Pass-456"))
+    assert direct.json()["results"][0]["result"] == pushed
     assert httpx.get(f"{url}/health").json()["status"] == "UP"
-    assert httpx.post(f"{url}/setup", json={}).json() == {"model_version": "relabeler"}
+
+
+def test_studio_up_prints_where_the_token_is_not_the_token(studio, capsys):
+    assert main(["studio", "up", "--data-dir", str(studio.data_dir), "-q"]) == 0
+    out = capsys.readouterr().out
+    token_file = studio.data_dir.resolve() / TOKEN_FILE
+    assert f"API token: in {token_file} (mode 0600)" in out
+    assert studio.token not in out and studio.password not in out
+    assert token_file.read_text(encoding="utf-8") == studio.token + "\n"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
 def test_bad_token_and_missing_project_fail_clearly(studio, admin):
