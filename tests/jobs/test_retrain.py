@@ -10,6 +10,7 @@ from relabeler.config import RunConfig
 from relabeler.jobs import StageError
 from relabeler.jobs.retrain import apply_corrections, run_retrain
 from relabeler.jobs.train import run_train
+from relabeler.queue_plan import write_manifest
 from relabeler.report.build import write_report
 from relabeler.store import RunStore
 from tests.conftest import head_config
@@ -74,10 +75,14 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     corrections = _corrections(rows).assign(n_annotations=1)
     store.write_table("labels/corrections.parquet",
                       pa.Table.from_pandas(corrections, preserve_index=False))
-    manifest = pd.DataFrame({"id": corrections["id"],
-                             "source": ["flagged"] * len(flipped) + ["random_control"] * 5})
-    store.write_table("studio/manifest.parquet", pa.Table.from_pandas(manifest,
-                                                                      preserve_index=False))
+    n_sent = len(corrections)
+    manifest = pd.DataFrame({
+        "id": corrections["id"], "task_id": pd.array(range(1, n_sent + 1), dtype="Int64"),
+        "project_id": 1, "rank": pd.array(range(1, n_sent + 1), dtype="Int64"),
+        "priority": range(1, n_sent + 1),
+        "source": ["flagged"] * len(flipped) + ["random_control"] * 5,
+        "pushed_at": pd.Timestamp("2026-12-05", tz="UTC")})
+    write_manifest(store, manifest)
     info = run_retrain(store, config, progress=False)
     assert info["version"] == 1 and info["changed"] == len(flipped) == 19
     v1 = RunStore(store.path("retrain/v1"))
