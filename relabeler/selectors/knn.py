@@ -26,10 +26,8 @@ import numpy as np
 import torch
 
 from relabeler.selectors import knn_torch
-from relabeler.selectors.knn_torch import merge_running_topk
 
-__all__ = ["DEVICES", "METRICS", "Neighbors", "check_inputs", "knn", "merge_running_topk",
-           "merge_topk"]
+__all__ = ["DEVICES", "METRICS", "Neighbors", "check_inputs", "knn", "merge_topk"]
 
 log = logging.getLogger(__name__)
 

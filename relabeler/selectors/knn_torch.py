@@ -162,16 +162,6 @@ def bf16_self_join(database: np.ndarray, *, k: int, exclude: bool = True,
         return best_i.numpy(), best_v.numpy()
 
 
-def merge_running_topk(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
-                       cand_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The best ``best_v.shape[1]`` of a running top-k (values, ids; higher = better) and new
-    candidates, row by row, best first."""
-    merged_v = torch.cat([best_v, cand_v], dim=1)
-    merged_i = torch.cat([best_i, cand_i], dim=1)
-    top_v, top_pos = merged_v.topk(best_v.shape[1], dim=1)
-    return top_v, merged_i.gather(1, top_pos)
-
-
 # ---------------------------------------------------------------------------------------------
 # blocked search
 
@@ -324,6 +314,16 @@ def _merge_sparse(best_v: np.ndarray, best_i: np.ndarray, target: np.ndarray,
     best_i[rows] = np.take_along_axis(merged_i, order, axis=1)
 
 
+def _merge_running_topk(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor,
+                       cand_i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``best_v.shape[1]`` of a running top-k (values, ids; higher = better) and new
+    candidates, row by row, best first."""
+    merged_v = torch.cat([best_v, cand_v], dim=1)
+    merged_i = torch.cat([best_i, cand_i], dim=1)
+    top_v, top_pos = merged_v.topk(best_v.shape[1], dim=1)
+    return top_v, merged_i.gather(1, top_pos)
+
+
 def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, offset: int, *,
             transposed: bool, hits: torch.Tensor | None) -> None:
     """Merge a contiguous (R, C) score block (higher = better) into the running top-k of its
@@ -341,7 +341,7 @@ def _update(best_v: torch.Tensor, best_i: torch.Tensor, block: torch.Tensor, off
             return
     scores = block.T.contiguous() if transposed else block
     cand_v, cand_pos = scores.topk(min(best_v.shape[1], scores.shape[1]), dim=1)
-    top_v, top_i = merge_running_topk(best_v, best_i, cand_v, cand_pos + offset)
+    top_v, top_i = _merge_running_topk(best_v, best_i, cand_v, cand_pos + offset)
     best_v.copy_(top_v)
     best_i.copy_(top_i)
 
