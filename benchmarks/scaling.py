@@ -150,7 +150,7 @@ def extract_rate(store: RunStore, workers: int, *, batch_size: int, shard_size: 
 def knn_rate(database: np.ndarray, workers: int) -> tuple[dict, np.ndarray]:
     started = time.perf_counter()
     found = knn_on_ray(database, k=KNN_K, plan=one_thread_plan(workers), query_block=4096,
-                       index="flat", device="cpu")
+                       device="cpu")
     seconds = time.perf_counter() - started
     return ({"workers": workers, "seconds": seconds,
              "queries_per_s": database.shape[0] / seconds}, found.indices)
@@ -206,9 +206,9 @@ def gpu_rates(tmp: Path) -> dict:
 
     rows = 131072
     database = torch.randn(rows, 768).numpy()
-    knn(database[:4096], k=KNN_K, device="cuda", backend="torch")  # warm-up
+    knn(database[:4096], k=KNN_K, device="cuda")  # warm-up
     started = time.perf_counter()
-    knn(database, database, k=KNN_K, device="cuda", backend="torch", index="flat")
+    knn(database, database, k=KNN_K, device="cuda")
     knn_flops = 2 * rows * rows * 768 / (time.perf_counter() - started)
     return {"device": torch.cuda.get_device_name(), "extract_seq_per_s": extract_seq_per_s,
             "knn_flops": knn_flops}

@@ -1,11 +1,9 @@
 """Exact k nearest neighbours with the database sharded over Ray actors, one per GPU.
 
 Each :class:`ShardSearcher` actor holds one contiguous shard of the database and answers
-blocks of queries with :func:`relabeler.selectors.knn.knn` (on its GPU when it has one, with
-the engines ``knn`` picks); the driver combines the shards' answers with
-:func:`relabeler.selectors.knn.merge_topk`, which is exact: every shard returns its own top k,
-and the global top k is among them. This is :func:`relabeler.selectors.knn.knn_sharded` with
-the shards on different GPUs (or nodes) instead of in one process.
+blocks of queries with :func:`relabeler.selectors.knn.knn` (on its GPU when it has one); the
+driver combines the shards' answers with :func:`relabeler.selectors.knn.merge_topk`, which is
+exact: every shard returns its own top k, and the global top k is among them.
 
 The actors are restartable (``PoolPlan.max_restarts``): a restarted actor rebuilds its shard
 from the copy the driver keeps in the object store, and the query blocks it held are retried.
@@ -19,14 +17,7 @@ from collections import deque
 import numpy as np
 
 from relabeler.jobs._ray import PoolPlan
-from relabeler.selectors.knn import (
-    METRICS,
-    Neighbors,
-    _as_features,
-    _check_k,
-    knn,
-    merge_topk,
-)
+from relabeler.selectors.knn import Neighbors, check_inputs, knn, merge_topk
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +31,14 @@ class ShardSearcher:
         (S, D) float rows ``offset .. offset + S - 1`` of the database.
     offset : int
         Row number of the shard's first row in the full database.
-    metric, index, device
+    metric, device
         As in :func:`relabeler.selectors.knn.knn`.
     num_threads : int
         Torch and faiss threads on CPU; 0 leaves them as Ray set them.
     """
 
     def __init__(self, shard: np.ndarray, offset: int, *, metric: str = "cosine",
-                 index: str = "auto", device: str = "auto", num_threads: int = 0):
+                 device: str = "auto", num_threads: int = 0):
         if num_threads:
             import faiss
             import torch
@@ -56,21 +47,20 @@ class ShardSearcher:
             faiss.omp_set_num_threads(num_threads)
         self.shard = np.ascontiguousarray(shard, dtype=np.float32)
         self.offset = int(offset)
-        self.metric, self.index, self.device = metric, index, device
+        self.metric, self.device = metric, device
 
     def search(self, queries: np.ndarray, query_rows: np.ndarray | None, *,
-               k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+               k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (Q, D); query_rows (Q,) global row numbers to exclude (a self-join), or
-        None. Returns indices (Q, k) within the shard (-1 = padding), scores (Q, k), exact."""
-        found = knn(self.shard, queries, k=k, metric=self.metric, index=self.index,
-                    device=self.device, exclude_self=query_rows is not None,
+        None. Returns indices (Q, k) within the shard (-1 = padding) and scores (Q, k)."""
+        found = knn(self.shard, queries, k=k, metric=self.metric, device=self.device,
                     query_rows=None if query_rows is None else query_rows - self.offset)
-        return found.indices, found.scores, found.exact
+        return found.indices, found.scores
 
 
 def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
                metric: str = "cosine", plan: PoolPlan | None = None, num_shards: int = 0,
-               index: str = "auto", device: str = "auto", query_block: int = 16384,
+               device: str = "auto", query_block: int = 16384,
                progress: bool = False) -> Neighbors:
     """The ``k`` nearest database rows of each query, the database sharded over Ray actors.
 
@@ -85,7 +75,7 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
         index excluded (as :func:`relabeler.selectors.knn.knn` does).
     k : int
         Neighbours per query, >= 1.
-    metric, index, device
+    metric, device
         As in :func:`relabeler.selectors.knn.knn`, applied per shard.
     plan : PoolPlan, optional
         Actors and their requests; default :func:`relabeler.jobs._ray.plan_pool` with
@@ -107,14 +97,7 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
 
     from relabeler.jobs._ray import plan_pool
 
-    db, _ = _as_features(database, "database", min_rows=1)
-    q = db if queries is None else _as_features(queries, "queries", min_rows=0)[0]
-    if q.shape[1] != db.shape[1]:
-        raise ValueError(f"queries has shape {q.shape} but database has shape {db.shape}; "
-                         f"expected queries of shape (Q, {db.shape[1]})")
-    _check_k(k)
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    db, q = check_inputs(database, queries, k=k, metric=metric)
     if query_block < 1:
         raise ValueError(f"query_block must be >= 1; got {query_block}")
     plan = plan or plan_pool(num_actors=num_shards)
@@ -124,27 +107,23 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
     # the driver owns the shards: a restarted actor is rebuilt from these
     shard_refs = [ray.put(db[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     searcher = ray.remote(ShardSearcher).options(**plan.actor_kwargs())
-    actors = [searcher.remote(ref, a, metric=metric, index=index, device=device,
+    actors = [searcher.remote(ref, a, metric=metric, device=device,
                               num_threads=plan.torch_threads if not plan.on_gpu else 0)
               for ref, a in zip(shard_refs, edges[:-1], strict=True)]
     log.info("knn: %d x %d database in %d shard actor(s) (%s GPU, %s CPU each), %d queries",
              n, db.shape[1], n_shards, plan.num_gpus, plan.num_cpus, q.shape[0])
     indices = np.full((q.shape[0], k), -1, dtype=np.int64)
     scores = np.empty((q.shape[0], k), dtype=np.float32)
-    exact = True
     starts = list(range(0, q.shape[0], query_block))
     in_flight: deque = deque()
     bar = tqdm(total=len(starts), desc="knn (ray)", unit="block", disable=not progress)
 
     def collect() -> None:
-        nonlocal exact
         start, refs = in_flight.popleft()
-        parts = [Neighbors(indices=i, scores=s, metric=metric, exact=e)
-                 for i, s, e in ray.get(refs)]
+        parts = [Neighbors(indices=i, scores=s, metric=metric) for i, s in ray.get(refs)]
         merged = merge_topk(parts, edges[:-1], k=k)
         indices[start:start + len(merged.indices)] = merged.indices
         scores[start:start + len(merged.scores)] = merged.scores
-        exact = exact and merged.exact
         bar.update(1)
 
     try:
@@ -161,4 +140,4 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
         bar.close()
         for actor in actors:
             ray.kill(actor)
-    return Neighbors(indices=indices, scores=scores, metric=metric, exact=exact)
+    return Neighbors(indices=indices, scores=scores, metric=metric)

@@ -291,10 +291,9 @@ def test_sharded_self_join_equals_one_process_knn(ray_session, metric):
     database = _random_features(1500, 16, seed=1)
     plan = plan_pool(num_actors=2, num_threads=1)
     found = knn_on_ray(database, k=7, metric=metric, plan=plan, query_block=400)
-    expected = knn(database, k=7, metric=metric, index="flat")
+    expected = knn(database, k=7, metric=metric)
     np.testing.assert_array_equal(found.indices, expected.indices)
     np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5, atol=1e-5)
-    assert found.exact
     assert not (found.indices == np.arange(len(database))[:, None]).any()  # own row excluded
 
 
@@ -303,7 +302,7 @@ def test_sharded_search_with_queries_and_more_shards_than_rows(ray_session):
     queries = _random_features(50, 8, seed=3)
     plan = plan_pool(num_actors=2, num_threads=1)
     found = knn_on_ray(database, queries, k=5, plan=plan, query_block=16)
-    expected = knn(database, queries, k=5, index="flat")
+    expected = knn(database, queries, k=5)
     np.testing.assert_array_equal(found.indices, expected.indices)  # padded with -1 past 3
     np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5, atol=1e-5)
 

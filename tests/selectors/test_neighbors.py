@@ -19,7 +19,7 @@ def _blobs(n_per=30, seed=0):
 def test_distribution_by_hand():
     nb = Neighbors(indices=np.array([[1, 2, -1], [0, 2, 1]]),
                    scores=np.array([[0.9, 0.3, -np.inf], [0.5, -0.2, 0.5]], dtype=np.float32),
-                   metric="cosine", exact=True)
+                   metric="cosine")
     labels = np.array([0, 1, 0])
     dist = neighbor_label_distribution(nb, labels, 2)
     # row 0: label1 weight .9, label0 weight .3 -> [.25, .75]; padding ignored
