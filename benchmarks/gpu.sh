@@ -31,8 +31,8 @@ BUNDLE=${RELABELER_GPU_BUNDLE:-benchmarks/gpu-bundle}
 # own dependencies (relabeler.config, which jobs/ imports)
 WHEELS=(captum faiss-cpu pydantic pydantic-core annotated-types typing-inspection
         typing-extensions)
-FIGURES_LIMIT_S=390   # the figures should take about 3 minutes on an H100, the tests one
-TESTS_LIMIT_S=90
+FIGURES_LIMIT_S=360   # with the install and the tests, at most 8 minutes in all
+TESTS_LIMIT_S=75
 
 prepare() {
     local python=${PYTHON:-.venv/bin/python} pins version
