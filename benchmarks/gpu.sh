@@ -89,8 +89,13 @@ run_args=(run "$BUNDLE")
 [[ $DRYRUN == 1 ]] && run_args+=(--dry-run)
 timeout "$FIGURES_LIMIT_S" "$PYTHON" benchmarks/gpu.py "${run_args[@]}" || status=1
 
+# only the files that hold GPU tests: the others import what this machine lacks (Ray, ...)
 mapfile -t gpu_tests < <(grep -rlE "pytest\.mark\.gpu" tests --include='test_*.py' | sort)
 echo
+if ((${#gpu_tests[@]} == 0)); then
+    echo "gpu.sh: no test file marks a test pytest.mark.gpu" >&2
+    exit 1
+fi
 echo "GPU tests (pytest -m gpu): ${gpu_tests[*]}"
 timeout "$TESTS_LIMIT_S" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider "${gpu_tests[@]}" \
     || status=1
