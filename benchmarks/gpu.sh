@@ -54,7 +54,7 @@ print("\n".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' "${WHEELS[@]}") 
     done
     PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$python" benchmarks/gpu.py prepare "$BUNDLE" \
         || exit 2
-    echo "gpu.sh: $BUNDLE is ready ($(du -sh "$BUNDLE" | cut -f1)):" $pins
+    echo "gpu.sh: $BUNDLE is ready ($(du -sh "$BUNDLE" | cut -f1)): ${pins//$'\n'/ }"
 }
 
 if [[ ${1:-} == --prepare ]]; then
