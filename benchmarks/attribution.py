@@ -205,30 +205,36 @@ def faithfulness(model, tokenizer, texts: list[str], explanations: dict[str, lis
     return table
 
 
-def gpu_speed(args) -> dict:
-    """IG samples/s for a BERT-base-sized random classifier, 128 tokens, 50 steps."""
+def gpu_speed(device: torch.device, *, n: int = 1024, n_steps: int = GPU_STEPS,
+              tokenizer: str | None = None, config=None) -> dict:
+    """IG samples/s for a BERT-base-sized random classifier, ``GPU_LENGTH`` tokens, ``n_steps``
+    steps. ``tokenizer``: a folder with a 30522-word BERT vocabulary (default: the packaged
+    MiniLM's); ``config``: a smaller ``BertConfig`` for a dry run on a CPU."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    device = torch.device("cuda")
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(num_labels=2)).to(device).eval()
-    tokenizer = load_tokenizer(None)  # the same 30522-word vocabulary
+    model = BertForSequenceClassification(config or BertConfig(num_labels=2)).to(device).eval()
+    tokenizer = load_tokenizer(tokenizer)  # the same 30522-word vocabulary
     words = np.array("the model reads each text and labels it with a class".split())
     rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, GPU_LENGTH)) for _ in range(args.gpu_n)]
+    texts = [" ".join(rng.choice(words, GPU_LENGTH)) for _ in range(n)]
     targets = rng.integers(0, 2, len(texts)).tolist()
     attributor = TokenAttributor(model, tokenizer, max_length=GPU_LENGTH)
     check = attributor.attribute(texts[:4], targets[:4], n_steps=2)
     if any(len(r.tokens) != GPU_LENGTH for r in check):
         raise SystemExit(f"synthetic texts are not {GPU_LENGTH} tokens")
-    attributor.attribute(texts[:64], targets[:64], n_steps=GPU_STEPS)  # warm-up
-    torch.cuda.synchronize()
+    attributor.attribute(texts[:64], targets[:64], n_steps=n_steps)  # warm-up
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
     started = time.perf_counter()
-    results = attributor.attribute(texts, targets, n_steps=GPU_STEPS)
-    torch.cuda.synchronize()
+    results = attributor.attribute(texts, targets, n_steps=n_steps)
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    return {"device": torch.cuda.get_device_name(), "samples": len(texts),
-            "samples_per_s": len(texts) / seconds, "n_steps": GPU_STEPS, "length": GPU_LENGTH,
+    return {"device": torch.cuda.get_device_name(device) if cuda else "CPU",
+            "samples": len(texts), "samples_per_s": len(texts) / seconds, "n_steps": n_steps,
+            "length": GPU_LENGTH,
             "ig_abs_delta_mean": float(np.mean([abs(r.delta) for r in results]))}
 
 
@@ -301,7 +307,7 @@ def main() -> None:
               "faithfulness": {m: {str(k): v for k, v in by_k.items()}
                                for m, by_k in faith.items()}}
     if torch.cuda.is_available():
-        gpu = gpu_speed(args)
+        gpu = gpu_speed(torch.device("cuda"), n=args.gpu_n)
         output["gpu"] = gpu
         print(f"\n  {gpu['device']}: BERT-base, {GPU_LENGTH} tokens, {GPU_STEPS} steps: "
               f"{gpu['samples_per_s']:.0f} samples/s (target >= {GPU_TARGET:.0f}); "

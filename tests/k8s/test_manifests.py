@@ -13,14 +13,14 @@ import re
 import shlex
 from pathlib import Path
 
+import jsonschema
 import pytest
-
-yaml = pytest.importorskip("yaml")
-jsonschema = pytest.importorskip("jsonschema")
+import yaml
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "k8s"
-SCHEMAS = ROOT.parent / "shared" / "schemas" / "kuberay"
+# KubeRay's RayJob CRD, shipped with the tests (source and licence: schemas/README.md)
+RAYJOB_CRD = Path(__file__).parent / "schemas" / "ray.io_rayjobs.yaml"
 RAYJOB_FILES = sorted([K8S / "rayjob-pipeline.yaml", *(K8S / "stages").glob("rayjob-*.yaml")])
 STAGES = ("data", "train", "extract", "score", "attribute", "push", "pull", "retrain", "report")
 CONFIG_MOUNT = "/etc/relabeler"
@@ -39,10 +39,9 @@ def _rayjob(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def rayjob_schema() -> dict:
-    crd_path = SCHEMAS / "ray.io_rayjobs.yaml"
-    if not crd_path.exists():
-        pytest.skip(f"KubeRay CRD schemas not found at {SCHEMAS} (the project's shared folder)")
-    crd = yaml.safe_load(crd_path.read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser: 0.2 s, not 5 s
+    crd = yaml.load(RAYJOB_CRD.read_text(encoding="utf-8"), Loader=loader)
+    assert (crd["kind"], crd["metadata"]["name"]) == ("CustomResourceDefinition", "rayjobs.ray.io")
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]
 
@@ -179,13 +178,9 @@ def test_entrypoint_runs_relabeler_verbs_with_the_mounted_config(path):
     for command in commands:
         assert command[0] == "relabeler"
         assert command[command.index("--config") + 1] == f"{CONFIG_MOUNT}/relabeler.toml"
-    missing = [c[1] for c in commands if c[1] not in verbs]
+    assert not [c[1] for c in commands if c[1] not in verbs], "a verb the CLI does not have"
     for command in commands:
-        if command[1] in verbs:
-            parser.parse_args(command[1:])  # exits (SystemExit) on an unknown flag
-    if missing:
-        pytest.skip(f"the relabeler CLI has no {', '.join(missing)} verb yet; the other "
-                    "commands parse")
+        parser.parse_args(command[1:])  # exits (SystemExit) on an unknown flag
 
 
 def test_the_run_config_loads():

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml
 
 K8S = Path(__file__).parents[2] / "k8s"
 RAYJOB_FILES = sorted([K8S / "rayjob-pipeline.yaml", *(K8S / "stages").glob("rayjob-*.yaml")])

@@ -26,7 +26,8 @@ from relabeler.plugin.tasks import PredictionError
 from relabeler.queue_plan import plan_round, plan_settings, write_plan
 from tests.plugin.synthetic import make_run
 
-pytestmark = pytest.mark.slow
+# the session's first test pays a cold `label-studio init` (up to 900 s) and a start (180 s)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture
