@@ -46,7 +46,7 @@ def test_the_layers_point_down_only():
     assert "0 broken" in done.stdout
 
 
-OUTSIDE = re.compile(r"\.\./shared|shared/(DESIGN|RESEARCH|STYLE)|\b(DESIGN|RESEARCH)\.md\b|"
+OUTSIDE = re.compile(r"\.\./shared|shared/(DESIGN|RESEARCH|STYLE)|\b(DESIGN|RESEARCH|STYLE)\.md\b|"
                      r"/work/(main|shared)")
 
 

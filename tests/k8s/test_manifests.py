@@ -1,5 +1,6 @@
-"""k8s/: the RayJobs validate against KubeRay's RayJob CRD and follow STYLE.md's rules; the image,
-the kustomization, the run config and the Label Studio values hang together.
+"""k8s/: the RayJobs validate against KubeRay's RayJob CRD and follow the house rules (a CPU
+head, a GPU group, secrets from Secrets, a pinned image); the image, the kustomization, the run
+config and the Label Studio values hang together.
 
 What ``kubectl apply --dry-run=client --validate=strict`` would check without a cluster: every
 document parses and names its apiVersion, kind and name; every RayJob is valid under the CRD's
