@@ -205,11 +205,16 @@ CORRECTIONS = Artifact(
             ("updated_at", _UTC), ("source", _STR), ("needs_review", _BOOL),
             ("n_skipped", _I64), ("votes", pa.list_(_STR)), ("comments", pa.list_(_STR)),
             ("annotation_ids", pa.list_(_I64)), ("project_id", _I64), ("task_id", _I64),
-            ("via", _STR)))
+            ("via", _STR), ("consensus", _STR)))
 UNMAPPED = Artifact("labels/unmapped.parquet", "pull", "table",
                     "Answers pull could not map to a sample or a class, with the reason.",
                     _schema(("project_id", _I64), ("task_id", _I64), ("annotation_id", _I64),
                             ("id", _STR), ("reason", _STR), ("annotation", _STR)))
+ANNOTATORS = Artifact("labels/annotators.parquet", "pull", "table",
+                      "Each annotator's answers, agreement with the consensus and estimated "
+                      "quality (CROWDLAB; null with majority vote or one annotator).",
+                      _schema(("annotator", _STR), ("answers", _I64),
+                              ("agreement_with_consensus", _F64), ("quality", _F64)))
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
                       "How far pull has read the event log.")
 # retrain, report
@@ -226,7 +231,8 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
     FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SUMMARY, PLAN, PLAN_SETTINGS, ATTRIBUTION_PARTS,
-    ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS, UNMAPPED, PULL_STATE,
+    ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS, UNMAPPED, ANNOTATORS,
+    PULL_STATE,
     RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
@@ -239,7 +245,7 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
              MANIFEST),
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
-    "pull": (MANIFEST, EVENTS, PULL_STATE),
+    "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS),
     "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, TRAIN, METRICS),
 }

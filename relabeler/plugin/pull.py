@@ -51,6 +51,7 @@ from relabeler.artifacts import MANIFEST as MANIFEST_ARTIFACT
 from relabeler.corrections import CORRECTIONS, CORRECTIONS_SCHEMA
 from relabeler.errors import PluginError
 from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
+from relabeler.plugin.consensus import METHODS, model_probabilities, resolve_with_model
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.reconcile import (
@@ -334,8 +335,20 @@ def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) 
         source_of=dict(zip(rows["id"], rows["source"], strict=True)), given=given)
 
 
-def pull(store: RunStore, client: TaskSource, *, page_size: int = 500
-         ) -> PullResult:
+def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The majority's corrections, resolved again with the model's help (``crowdlab``)."""
+    if consensus not in METHODS:
+        raise PullError(f"studio.consensus must be one of {', '.join(METHODS)}, got "
+                        f"{consensus!r}")
+    classes = (store.read_json(artifacts.LABELS.path) if store.exists(artifacts.LABELS.path)
+               else [])
+    probs = model_probabilities(store, classes) if consensus == "crowdlab" and classes else {}
+    return resolve_with_model(corrections, probs, classes)
+
+
+def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
+         consensus: str = "crowdlab") -> PullResult:
     """Pull new and changed answers from every project in the manifest (see the module
     docstring for the steps and for annotations the server no longer shows)."""
     started = time.perf_counter()
@@ -366,9 +379,12 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500
 
     corrections, withdrawn = merge_corrections(_read(store, CORRECTIONS, CORRECTIONS_SCHEMA),
                                                pulled.rows, pulled.refreshed)
+    corrections, annotators = _resolve(store, corrections, consensus)
     unmapped = merge_unmapped(_read(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
                               pulled.refreshed)
     _write(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
+    store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
+        annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
     if len(unmapped) or store.exists(UNMAPPED):
         _write(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
     store.write_json(PULL_STATE, {"projects": projects_state, "events": event_log.offsets,
@@ -392,4 +408,4 @@ def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) 
     from relabeler.plugin.connect import client_from_config
 
     return pull(store, client or client_from_config(config.studio),
-                page_size=config.studio.page_size)
+                page_size=config.studio.page_size, consensus=config.studio.consensus)

@@ -97,7 +97,7 @@ def latest_per_annotator(votes: Sequence[Vote]) -> list[Vote]:
     return sorted(latest.values(), key=lambda v: v.annotator)
 
 
-def resolve(votes: Sequence[Vote], *, given_label: str | None, spec: LabelingSpec) -> Resolution:
+def resolve(votes: Sequence[Vote], *, given_label: str | None) -> Resolution:
     """Majority of the answers (one per annotator; skips are not votes); ties need review."""
     answers = [v.answer for v in votes if v.answer is not None]
     skipped = sum(v.answer is None for v in votes)
@@ -150,7 +150,7 @@ def correction_row(votes: Sequence[Vote], spec: LabelingSpec, *, sample_id: str,
                    given_label: str | None, source: str | None, via: str, project_id: int,
                    task_id: int) -> dict[str, Any]:
     """One row of ``labels/corrections.parquet`` from a task's votes (at least one)."""
-    res = resolve(votes, given_label=given_label, spec=spec)
+    res = resolve(votes, given_label=given_label)
     return {
         "id": sample_id, "old_label": given_label, "new_label": res.new_label,
         "action": res.action, "annotators": [v.annotator for v in votes],

@@ -29,7 +29,7 @@ def votes(*answers):
     ([DROP, "ham", DROP], "drop", None, 2 / 3, False),
 ])
 def test_majority_resolution(answers, action, new_label, agreement, review):
-    res = resolve(votes(*answers), given_label="ham", spec=SPEC)
+    res = resolve(votes(*answers), given_label="ham")
     assert (res.action, res.new_label, res.needs_review) == (action, new_label, review)
     assert res.agreement == pytest.approx(agreement) if agreement is not None \
         else res.agreement is None
@@ -37,7 +37,7 @@ def test_majority_resolution(answers, action, new_label, agreement, review):
 
 
 def test_an_unlabeled_pool_sample_gets_a_label():
-    res = resolve(votes("spam"), given_label=None, spec=SPEC)
+    res = resolve(votes("spam"), given_label=None)
     assert (res.action, res.new_label) == ("relabel", "spam")
 
 

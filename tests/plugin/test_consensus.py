@@ -1,0 +1,133 @@
+"""Several annotators resolved with the model's help (CROWDLAB) against plain majority."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from relabeler.corrections import CORRECTIONS
+from relabeler.plugin.consensus import resolve_with_model, vote_answers
+from relabeler.plugin.labeling import DROP, NOT_SURE
+from relabeler.plugin.pull import pull
+from relabeler.plugin.votes import Vote, resolve
+from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
+from relabeler.store import RunStore
+from tests.plugin.fake_studio import FakeStudio
+
+ACCURACIES = {"careful@x": 0.95, "steady@x": 0.8, "tired@x": 0.65}
+
+
+def crowd(seed: int, n: int = 400, k: int = 3):
+    """Tasks with model probabilities and three annotators of the accuracies above; a mistake
+    picks the wrong class the model finds most plausible, as tired people do."""
+    rng = np.random.default_rng(seed)
+    classes = [f"c{i}" for i in range(k)]
+    truth = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), truth] += 1.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    plausible = probs.copy()
+    plausible[np.arange(n), truth] = -1
+    wrong = plausible.argmax(axis=1)
+    given = rng.integers(0, k, n)
+    rows = []
+    for i in range(n):
+        votes = [Vote(who, classes[truth[i] if rng.random() < acc else wrong[i]], i * 3 + j,
+                      "2026-12-05T00:00:00Z") for j, (who, acc) in enumerate(ACCURACIES.items())]
+        res = resolve(votes, given_label=classes[given[i]])
+        rows.append({"id": f"s{i}", "old_label": classes[given[i]], "new_label": res.new_label,
+                     "action": res.action, "agreement": res.agreement,
+                     "needs_review": res.needs_review,
+                     "annotators": [v.annotator for v in votes],
+                     "votes": [f"{v.annotator}: {v.answer}" for v in votes]})
+    frame = pd.DataFrame(rows)
+    return frame, {f"s{i}": probs[i] for i in range(n)}, classes, truth
+
+
+def accuracy(frame: pd.DataFrame, classes, truth) -> float:
+    labels = frame["new_label"].where(frame["action"] != "keep", frame["old_label"])
+    return float(np.mean(labels.to_numpy() == np.array([classes[t] for t in truth])))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_model_and_the_annotators_reliability_beat_the_majority(seed):
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    frame, probs, classes, truth = crowd(seed, k=2)
+    resolved, annotators = resolve_with_model(frame, probs, classes)
+    majority, crowdlab = accuracy(frame, classes, truth), accuracy(resolved, classes, truth)
+    assert crowdlab >= majority + 0.02  # +2.25 to +4 points on these seeds
+    assert (resolved["consensus"] == "crowdlab").all()
+    assert not resolved["needs_review"].any()  # ties are broken by the weights
+    # the same answers through cleanlab directly give the same labels
+    index = {c: i for i, c in enumerate(classes)}
+    wide = pd.DataFrame([[index[vote_answers(a, v)[w]] for w in sorted(ACCURACIES)]
+                         for a, v in zip(frame["annotators"], frame["votes"], strict=True)],
+                        columns=sorted(ACCURACIES))
+    direct = get_label_quality_multiannotator(
+        wide, np.stack([probs[f"s{i}"] for i in range(len(frame))]), verbose=False)
+    assert resolved["new_label"].tolist() == [classes[c] for c in
+                                              direct["label_quality"]["consensus_label"]]
+    quality = annotators.set_index("annotator")["quality"]
+    assert quality["careful@x"] > quality["steady@x"] > quality["tired@x"]
+    assert annotators["answers"].tolist() == [len(frame)] * 3
+
+
+def test_drop_and_not_sure_majorities_and_unknown_samples_keep_the_majority():
+    frame, probs, classes, _ = crowd(3, n=40)
+    frame.at[0, "votes"] = [f"{who}: {DROP}" for who in frame.at[0, "annotators"]]
+    frame.at[1, "votes"] = [f"{who}: {NOT_SURE}" for who in frame.at[1, "annotators"]]
+    del probs["s2"]
+    resolved, _ = resolve_with_model(frame, probs, classes)
+    assert resolved.loc[0, "action"] == "drop" and resolved.loc[1, "action"] == "unsure"
+    assert resolved.loc[:2, "consensus"].tolist() == ["majority"] * 3
+    assert resolved.loc[2, "new_label"] == frame.loc[2, "new_label"]
+
+
+def test_one_annotator_leaves_the_majority_and_no_quality():
+    frame, probs, classes, _ = crowd(4, n=20)
+    one = frame.assign(annotators=[a[:1] for a in frame["annotators"]],
+                       votes=[v[:1] for v in frame["votes"]])
+    resolved, annotators = resolve_with_model(one, probs, classes)
+    assert (resolved["consensus"] == "majority").all()
+    careful = [vote_answers(a, v)["careful@x"] for a, v in zip(one["annotators"], one["votes"],
+                                                               strict=True)]
+    assert resolved["new_label"].fillna(resolved["old_label"]).tolist() == careful
+    assert annotators["annotator"].tolist() == ["careful@x"]
+    assert annotators["quality"].isna().all()
+
+
+def test_pull_writes_the_annotators_and_resolves_with_the_model(tmp_path):
+    store = RunStore(str(tmp_path / "run"))
+    given = {f"s{i}": "ham" for i in range(6)}
+    store.write_table("dataset/train.parquet", pa.table({
+        "id": list(given), "text": ["t"] * 6, "label": list(given.values())}))
+    store.write_json("model/labels.json", ["ham", "spam"])
+    spam_probs = [0.9, 0.9, 0.9, 0.1, 0.1, 0.1]
+    store.write_table("train/oof.parquet", pa.table({
+        "id": list(given), "fold": [0] * 6,
+        "probs": pa.array([[1 - p, p] for p in spam_probs], pa.list_(pa.float32()))}))
+    studio = FakeStudio(["ham", "spam"], events_to=store)
+    project = studio.add_project()
+    tasks = {s: studio.add_task(project, s, label) for s, label in given.items()}
+    write_manifest(store, pd.DataFrame({
+        "id": list(tasks), "task_id": list(tasks.values()), "project_id": project,
+        "rank": range(1, 7), "priority": range(1, 7), "source": "flagged",
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})[MANIFEST_SCHEMA.names])
+    # user 1 agrees with the model everywhere, user 2 says the opposite: a tie each time
+    for i, task in enumerate(tasks.values()):
+        studio.annotate(task, "spam" if spam_probs[i] > 0.5 else "ham", user=1)
+        studio.annotate(task, "ham" if spam_probs[i] > 0.5 else "spam", user=2)
+    pull(store, studio)
+    rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
+    assert [rows[s]["new_label"] for s in given] == ["spam"] * 3 + ["ham"] * 3
+    assert all(rows[s]["consensus"] == "crowdlab" and not rows[s]["needs_review"]
+               for s in given)
+    annotators = store.read_table("labels/annotators.parquet").to_pandas()
+    assert annotators["answers"].tolist() == [6, 6]
+    assert annotators["quality"].iloc[0] > annotators["quality"].iloc[1]
+    pull(store, studio, consensus="majority")  # nothing new to fetch; resolved again
+    rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
+    assert all(rows[s]["needs_review"] and rows[s]["consensus"] == "majority" for s in given)
