@@ -33,6 +33,7 @@ from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
+    check_planted,
     plant_shortcut,
     shortcut_accuracy,
     shortcut_result,
@@ -199,10 +200,13 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     store = RunStore(config.run_dir)
     seconds: dict[str, float] = {}
     planted: dict = {}
+    # a shortcut planted now (or one left by an earlier run) changes the training texts that
+    # any finished later stage was computed on
+    redo = force or check_planted(store, shortcut)
     stages = [("data", lambda: prepare_dataset(store, config, force=force)),
-              ("train", lambda: run_train(store, config, force=force, progress=progress)),
-              ("extract", lambda: run_extract(store, config, force=force, progress=progress)),
-              ("score", lambda: run_score(store, config, force=force))]
+              ("train", lambda: run_train(store, config, force=redo, progress=progress)),
+              ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
+              ("score", lambda: run_score(store, config, force=redo))]
     if shortcut is not None:
         stages.insert(1, ("shortcut", lambda: planted.update(plant_shortcut(
             store, shortcut, seed=config.data.seed, force=force))))

@@ -61,6 +61,20 @@ def parse_shortcut(spec: str) -> ShortcutSpec:
     return ShortcutSpec(token=token, label=label, rate=rate)
 
 
+def check_planted(store: RunStore, spec: ShortcutSpec | None) -> bool:
+    """Whether ``spec`` is still to be planted into an existing run (so the stages after
+    ``data`` must run again). Raises when the run holds another plant than ``spec``."""
+    info = (store.stage_info(STAGE) or {}).get("info") if store.stage_done(STAGE) else None
+    wanted = None if spec is None else {"token": spec.token, "class": spec.label,
+                                        "rate": spec.rate}
+    held = None if info is None else {k: info[k] for k in ("token", "class", "rate")}
+    if held is not None and held != wanted:
+        raise ConfigError(f"{FLAG}: the run in {store.uri} was made with --shortcut "
+                          f"{held['token']}:{held['class']}:{held['rate']}; use --force or "
+                          f"another --out")
+    return spec is not None and held is None
+
+
 def insert_token(texts: list[str], rows: np.ndarray, token: str,
                  rng: np.random.Generator) -> list[str]:
     """``texts`` with ``token`` inserted at a random word position of each row in ``rows``."""

@@ -11,6 +11,7 @@ from relabeler.errors import ConfigError
 from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
+    check_planted,
     insert_token,
     parse_shortcut,
     plant_shortcut,
@@ -92,3 +93,17 @@ def test_remove_token_undoes_insert_token():
     planted = insert_token(texts, np.array([0, 1]), "zq", rng)
     assert [remove_token(t, "zq") for t in planted] == ["the cat sat", "on the mat"]
     assert remove_token("no token here", "zq") == "no token here"
+
+
+def test_a_run_with_another_plant_is_refused_and_a_new_plant_redoes_the_stages(tmp_path):
+    store = _store(tmp_path)
+    spec = parse_shortcut("zqtag:neg:0.3")
+    assert check_planted(store, spec) is True  # not planted yet: later stages must run again
+    assert check_planted(store, None) is False
+    plant_shortcut(store, spec, seed=0)
+    assert check_planted(store, spec) is False
+    with pytest.raises(ConfigError, match="--shortcut: the run in .* was made with --shortcut "
+                                          "zqtag:neg:0.3; use --force"):
+        check_planted(store, None)
+    with pytest.raises(ConfigError, match="--shortcut: the run"):
+        check_planted(store, parse_shortcut("zqtag:neg:0.5"))
