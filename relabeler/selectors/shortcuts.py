@@ -155,9 +155,14 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
     share = joint / count[:, None]
     p0 = np.where(tested, prior, 0.5)
     z = (share - p0) / np.sqrt(p0 * (1 - p0) / count[:, None])
-    # one-sided exact tail P(X >= k), X ~ Binomial(count, p0)
-    p_value = stats.binom.sf(joint - 1, count[:, None], p0)
-    keep = (p_value < p_threshold) & (share > p0) & tested
+    # one-sided exact tail P(X >= k), X ~ Binomial(count, p0), where the share is above the
+    # prior (the rest cannot pass; the tail is slow to evaluate over every pair)
+    above = (share > p0) & tested
+    n_all = np.broadcast_to(count[:, None], joint.shape)
+    p0_all = np.broadcast_to(p0, joint.shape)
+    p_value = np.ones(joint.shape)
+    p_value[above] = stats.binom.sf(joint[above] - 1, n_all[above], p0_all[above])
+    keep = (p_value < p_threshold) & above
     rows, cols = np.nonzero(keep)
     k, n, prior_kept = joint[rows, cols], count[rows], p0[cols]
     lower = stats.beta.ppf(BOUND_LEVEL, k, n - k + 1)   # one-sided Clopper-Pearson, k >= 1
