@@ -99,7 +99,7 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     ax.set_xticks(xs, [r["class"] for r in rows], rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title("Class balance")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)
     out["balance.png"] = png(fig)
     plt.close(fig)
     return out
