@@ -166,8 +166,24 @@ ACQUIRE = Artifact("scores/acquire.parquet", "score", "table",
                    "Pool rows worth labeling, by rank, with the under-covered row each is near.",
                    _schema(("id", _STR), ("rank", _I64), ("near_id", _STR),
                            ("similarity", _F32)))
+SHORTCUTS = Artifact("scores/shortcuts.parquet", "score", "table",
+                     "Tokens and word pairs far more frequent in a class than its prior explains "
+                     "(Gardner's z; kept when the Bonferroni-corrected binomial test passes), "
+                     "ranked by z and association merged, with the share of the class's "
+                     "attribution mass each carries (NaN before attributions exist). Empty when "
+                     "none passes.",
+                     _schema(("token", _STR), ("class", _STR), ("count", _I64),
+                             ("class_count", _I64), ("class_share", _F64), ("z", _F64),
+                             ("p_value", _F64), ("association", _F64), ("attribution", _F64),
+                             ("rank", _I64)))
+BALANCE = Artifact("scores/balance.parquet", "score", "table",
+                   "Class balance: per class its training count and share, eval count and the "
+                   "model's eval recall.",
+                   _schema(("class", _STR), ("count", _I64), ("share", _F64),
+                           ("eval_count", _I64), ("eval_recall", _F64)))
 SUMMARY = Artifact("scores/summary.json", "score", "json",
-                   "The score stage's summary: views, noise model, counts, seconds.")
+                   "The score stage's summary: views, noise model, shortcut test, counts, "
+                   "seconds.")
 # attribute
 PLAN = Artifact("queue/plan.parquet", "attribute", "table",
                 "What the next push sends: every task of the round, its source, its place in "
@@ -230,24 +246,25 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
-    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SUMMARY, PLAN, PLAN_SETTINGS, ATTRIBUTION_PARTS,
-    ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS, UNMAPPED, ANNOTATORS,
-    PULL_STATE,
-    RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
+    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, SUMMARY, PLAN, PLAN_SETTINGS,
+    ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS,
+    UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT,
+    MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
 STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "data": (),
     "train": (TRAIN, EVAL),
     "extract": (SPLIT, MODEL, LABELS),
-    "score": (FEATURES, LABELS, OOF, DYNAMICS),
+    "score": (FEATURES, LABELS, OOF, DYNAMICS, TRAIN, EVAL_PREDICTIONS, ATTRIBUTIONS),
     "attribute": (SUSPECTS, ACQUIRE, TRAIN, POOL, FEATURES, MODEL, LABELS, MANIFEST),
     "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
              MANIFEST),
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS),
-    "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, TRAIN, METRICS),
+    "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, SHORTCUTS, BALANCE, TRAIN,
+               METRICS),
 }
 
 

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share held back as an unlabeled pool (coverage acquisition)")
     p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
+    p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
+                   help="insert TOKEN into RATE of CLASS's training texts and report its rank "
+                   "among the shortcuts score finds")
     p.add_argument("--config", help="TOML config for everything else")
     p.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
@@ -457,9 +460,11 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.simulate import markdown_table, run_simulation
+    from relabeler.jobs.simulate_shortcut import parse_shortcut
 
+    shortcut = parse_shortcut(args.shortcut) if args.shortcut else None
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
-                            budgets=args.budgets)
+                            budgets=args.budgets, shortcut=shortcut)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0

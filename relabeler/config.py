@@ -157,6 +157,12 @@ class ScoreConfig(_Section):
     acquire_budget: int = _opt(100, "Pool samples proposed for labeling.", ge=0)
     diversity_threshold: float = _opt(0.95, "Two acquired pool samples may not be more similar "
                                       "than this.", ge=-1, le=1)
+    shortcut_min_count: int = _opt(10, "Training texts a token must occur in to be tested as a "
+                                   "shortcut (rarer tokens are not reported).", ge=1)
+    shortcut_alpha: float = _opt(0.01, "Significance level of the shortcut test, Bonferroni-"
+                                 "corrected over the token-class pairs tested.", gt=0, lt=1)
+    shortcut_top: int = _opt(200, "Significant shortcut tokens kept in scores/shortcuts.parquet "
+                             "(by rank); 0 = all.", ge=0)
 
 
 class AttributeConfig(_Section):

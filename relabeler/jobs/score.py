@@ -8,6 +8,8 @@ computes every signal in :mod:`relabeler.selectors`; writes
   that support and oppose the suggestion);
 * ``scores/coverage.parquet``: label-aware coverage of every eval and pool sample;
 * ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
+* ``scores/shortcuts.parquet``, ``scores/balance.parquet``: tokens over-associated with a
+  class, and class balance with eval recall (:mod:`relabeler.jobs.shortcuts`);
 * ``scores/summary.json``.
 
 The algorithms are pure functions; this module reads, aligns, calls and writes.
@@ -30,6 +32,7 @@ import torch
 from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
+from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -367,6 +370,7 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     store.write_table(artifacts.COVERAGE.path, pa.Table.from_pandas(cov, preserve_index=False))
     store.write_table(artifacts.ACQUIRE.path,
                       pa.Table.from_pandas(acquire, preserve_index=False))
+    summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)

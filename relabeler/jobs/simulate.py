@@ -5,6 +5,10 @@ out-of-fold models), extract, score, and measure how well relabeler's ranking fi
 rows next to cleanlab (on the same out-of-fold probabilities), TrustAI's dirty score and a
 random ranking. Writes ``DIR/simulation.json`` and ``DIR/simulation.md``.
 
+With ``shortcut`` (``--shortcut TOKEN:CLASS:RATE``) a token is planted into one class's training
+texts before training and ``simulation.json`` gains a ``"shortcut"`` block with its rank among
+the shortcuts score found (:mod:`relabeler.jobs.simulate_shortcut`).
+
 ``simulation.json`` is a contract others script against:
 ``{"dataset", "n_train", "n_test", "n_flipped", "classes", "detection": {method: {"auroc",
 "auprc", "precision_at_k", "recall_at_k"}}, "seconds": {stage: s}}``; extra keys
@@ -27,6 +31,13 @@ from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
+from relabeler.jobs.simulate_shortcut import (
+    ShortcutSpec,
+    check_planted,
+    plant_shortcut,
+    shortcut_accuracy,
+    shortcut_result,
+)
 from relabeler.jobs.train import run_train
 from relabeler.report.metrics import detection_metrics
 from relabeler.selectors import representer
@@ -181,19 +192,25 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
 
 
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
-                   progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS
-                   ) -> dict:
+                   progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
+                   shortcut: ShortcutSpec | None = None) -> dict:
     """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)
     seconds: dict[str, float] = {}
-    for stage, fn in (("data", lambda: prepare_dataset(store, config, force=force)),
-                      ("train", lambda: run_train(store, config, force=force,
-                                                  progress=progress)),
-                      ("extract", lambda: run_extract(store, config, force=force,
-                                                      progress=progress)),
-                      ("score", lambda: run_score(store, config, force=force))):
+    planted: dict = {}
+    # a shortcut planted now (or one left by an earlier run) changes the training texts that
+    # any finished later stage was computed on
+    redo = force or check_planted(store, shortcut)
+    stages = [("data", lambda: prepare_dataset(store, config, force=force)),
+              ("train", lambda: run_train(store, config, force=redo, progress=progress)),
+              ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
+              ("score", lambda: run_score(store, config, force=redo))]
+    if shortcut is not None:
+        stages.insert(1, ("shortcut", lambda: planted.update(plant_shortcut(
+            store, shortcut, seed=config.data.seed, force=force))))
+    for stage, fn in stages:
         started = time.perf_counter()
         fn()
         seconds[stage] = round(time.perf_counter() - started, 2)
@@ -231,6 +248,12 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         gain, coverage_result = _retraining_part(store, config, view, scores, list(budgets),
                                                  progress)
         seconds["retrain"] = round(time.perf_counter() - started, 2)
+    shortcut_block = None
+    if shortcut is not None:
+        started = time.perf_counter()
+        shortcut_block = {**shortcut_result(store, shortcut, planted),
+                          **shortcut_accuracy(store, config, shortcut, progress=progress)}
+        seconds["shortcut_accuracy"] = round(time.perf_counter() - started, 2)
     result = {
         "dataset": config.data.source,
         "n_train": int(len(view.ids)),
@@ -243,6 +266,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         "suggestion_accuracy_on_flipped": suggestion_accuracy,
         **({"gain": gain} if gain else {}),
         **({"coverage": coverage_result} if coverage_result else {}),
+        **({"shortcut": shortcut_block} if shortcut else {}),
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
                      "folds": config.train.folds,
@@ -331,6 +355,17 @@ def markdown_table(result: dict) -> str:
                   f"under-covered eval samples; accuracy on the other {cov['n_heldout']}: "
                   f"selected {cov['selected']:.4f}, random {cov['random']:.4f}, none "
                   f"{cov['base']:.4f}."]
+    planted = result.get("shortcut")
+    if planted:
+        rank = planted["rank"] if planted["rank"] is not None else "not significant"
+        lines += ["", f"Shortcut {planted['token']!r} planted into {planted['n_planted']} "
+                  f"{planted['class']!r} training texts ({planted['rate']:.0%}): rank {rank} of "
+                  f"{planted['n_significant']} significant tokens in scores/shortcuts.parquet; "
+                  f"eval accuracy trained without / with it {planted['accuracy']['clean']:.4f} / "
+                  f"{planted['accuracy']['shortcut']:.4f}, on the anti-shortcut eval "
+                  f"{planted['anti_accuracy']['clean']:.4f} / "
+                  f"{planted['anti_accuracy']['shortcut']:.4f} (mitigation: "
+                  f"{planted['mitigation']})."]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

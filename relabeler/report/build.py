@@ -18,6 +18,8 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.errors import StageError
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
+from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
+from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
 from relabeler.store import RunStore
 
@@ -122,6 +124,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store),
         "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
+        "shortcuts": shortcut_section(store),
     }
     return report
 
@@ -146,7 +149,8 @@ def _png(fig) -> bytes:
 
 
 def plots(report: dict) -> dict[str, bytes]:
-    """PNG plots: accuracy vs labels spent, the correction matrix, detection vs budget."""
+    """PNG plots: accuracy vs labels spent, the correction matrix, detection vs budget,
+    shortcut tokens and class balance."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,6 +201,7 @@ def plots(report: dict) -> dict[str, bytes]:
         ax.legend()
         out["detection.png"] = _png(fig)
         plt.close(fig)
+    out.update(shortcut_plots(report.get("shortcuts") or {}, _png))
     return out
 
 
@@ -234,7 +239,8 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
             f"<p>Lift (flagged rate / control rate): <b>{_lift_text(queue)}</b></p>")
     imgs = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items())
+        f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items()
+        if name not in SHORTCUT_PLOTS)
     gain = report["gain_per_100_labels"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
@@ -258,6 +264,7 @@ for {report['labels_spent']} labels
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
+{shortcut_html(report.get("shortcuts") or {}, images)}
 <h2>Plots</h2>{imgs}
 </body></html>
 """

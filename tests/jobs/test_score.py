@@ -171,3 +171,19 @@ def test_collector_paused_restores_the_collector_state_even_on_error():
         assert not gc.isenabled()  # a caller's own pause is left as it was
     finally:
         gc.enable()
+
+
+@pytest.mark.slow
+def test_shortcuts_and_balance_are_written(scored_run):
+    store, _, info = scored_run
+    shortcuts = store.read_table("scores/shortcuts.parquet").to_pandas()
+    balance = store.read_table("scores/balance.parquet").to_pandas()
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    assert info["shortcuts"]["n_significant"] == len(shortcuts)
+    assert shortcuts["rank"].tolist() == list(range(1, len(shortcuts) + 1))
+    assert (shortcuts["p_value"] < info["shortcuts"]["p_threshold"]).all()
+    assert shortcuts["class"].isin(["neg", "pos"]).all()
+    assert (shortcuts["class_share"] > 0.5).all()
+    assert sorted(balance["class"]) == ["neg", "pos"]
+    assert balance["count"].sum() == len(train)
+    assert balance["eval_recall"].between(0, 1).all()

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from relabeler.cli import main
@@ -74,3 +75,26 @@ def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
     assert 0 < coverage["k"] <= 100 and coverage["n_heldout"] > 0
     assert "| relabeler |" in (out / "simulation.md").read_text()
     assert "| relabeler |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_simulate_plants_a_shortcut_and_score_ranks_it_first(ray_session, tmp_path):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--data", "sms-spam", "--sample", "400", "--noise", "0.1",
+                 "--seed", "1", "--out", str(out), "--mode", "head", "--folds", "2",
+                 "--pool-fraction", "0", "--budgets", "none", "--shortcut", "ZQXV:spam:0.5",
+                 "-q"]) == 0
+    result = json.loads((out / "simulation.json").read_text())
+    shortcut = result["shortcut"]
+    train = pd.read_parquet(out / "run" / "dataset" / "train.parquet")
+    n_spam = int((train["label"] == "spam").sum())
+    assert shortcut["n_planted"] == round(0.5 * n_spam) == int(train["shortcut"].sum())
+    assert (train.loc[train["shortcut"], "label"] == "spam").all()
+    assert shortcut["rank"] == 1 and shortcut["top"][0] == "zqxv"
+    assert shortcut["n_significant"] >= 1 and "shortcut" in result["seconds"]
+    for block in ("accuracy", "anti_accuracy"):
+        assert set(shortcut[block]) == {"clean", "shortcut", "mitigated"}
+        assert 0.5 < shortcut[block]["clean"] <= 1 and 0 < shortcut[block]["shortcut"] <= 1
+        assert shortcut[block]["mitigated"] is None
+    assert shortcut["mitigation"] == "none"
+    assert "Shortcut 'ZQXV' planted" in (out / "simulation.md").read_text()

@@ -1,0 +1,177 @@
+"""``relabeler simulate --shortcut TOKEN:CLASS:RATE``: plant a shortcut, see whether score finds it.
+
+After ``data`` and before ``train``, TOKEN is inserted at a random word position into RATE of the
+training texts labelled CLASS (and into no other text); those rows get ``shortcut = True``. After
+``score``, the ``"shortcut"`` block of ``simulation.json`` says where TOKEN ranks in
+``scores/shortcuts.parquet`` (1 = top; null when it did not pass the significance threshold)
+and what the shortcut costs: eval accuracy of the head refit with and without the token, on the
+eval split and on an anti-shortcut copy that carries the token in every other class's text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from relabeler import artifacts
+from relabeler.errors import ConfigError
+from relabeler.selectors.shortcuts import word_tokens
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STAGE = "simulate.shortcut"
+FLAG = "--shortcut"
+
+
+@dataclass(frozen=True)
+class ShortcutSpec:
+    """What to plant: ``token`` into ``rate`` of the training texts of ``label``."""
+
+    token: str
+    label: str
+    rate: float
+
+    @property
+    def key(self) -> str:
+        """The token as ``scores/shortcuts.parquet`` names it (lowercase words, one space)."""
+        return " ".join(word_tokens(self.token))
+
+
+def parse_shortcut(spec: str) -> ShortcutSpec:
+    """``TOKEN:CLASS:RATE`` (CLASS may contain ':'); ConfigError naming the flag otherwise."""
+    token, sep, rest = spec.partition(":")
+    label, sep2, rate_text = rest.rpartition(":")
+    if not (sep and sep2 and token and label):
+        raise ConfigError(f"{FLAG}: expected TOKEN:CLASS:RATE, got {spec!r}")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        raise ConfigError(f"{FLAG}: RATE must be a number in (0, 1], got {rate_text!r}") \
+            from None
+    if not 0 < rate <= 1:
+        raise ConfigError(f"{FLAG}: RATE must lie in (0, 1], got {rate}")
+    words = word_tokens(token)
+    if not 1 <= len(words) <= 2:
+        raise ConfigError(f"{FLAG}: TOKEN must be one or two words (letters, digits, _), got "
+                          f"{token!r}")
+    return ShortcutSpec(token=token, label=label, rate=rate)
+
+
+def check_planted(store: RunStore, spec: ShortcutSpec | None) -> bool:
+    """Whether ``spec`` is still to be planted into an existing run (so the stages after
+    ``data`` must run again). Raises when the run holds another plant than ``spec``."""
+    info = (store.stage_info(STAGE) or {}).get("info") if store.stage_done(STAGE) else None
+    wanted = None if spec is None else {"token": spec.token, "class": spec.label,
+                                        "rate": spec.rate}
+    held = None if info is None else {k: info[k] for k in ("token", "class", "rate")}
+    if held is not None and held != wanted:
+        raise ConfigError(f"{FLAG}: the run in {store.uri} was made with --shortcut "
+                          f"{held['token']}:{held['class']}:{held['rate']}; use --force or "
+                          f"another --out")
+    return spec is not None and held is None
+
+
+def insert_token(texts: list[str], rows: np.ndarray, token: str,
+                 rng: np.random.Generator) -> list[str]:
+    """``texts`` with ``token`` inserted at a random word position of each row in ``rows``."""
+    out = list(texts)
+    for row in rows.tolist():
+        words = out[row].split()
+        words.insert(int(rng.integers(len(words) + 1)), token)
+        out[row] = " ".join(words)
+    return out
+
+
+def plant_shortcut(store: RunStore, spec: ShortcutSpec, *, seed: int,
+                   force: bool = False) -> dict:
+    """Insert the token into ``dataset/train.parquet`` once (a finished plant is kept unless
+    ``force``, which goes with a rewritten dataset). Returns the plant's info."""
+    if store.stage_done(STAGE) and not force:
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    table = store.read_table(artifacts.TRAIN.path)
+    labels = np.asarray(table.column("label").to_pylist(), dtype=object)
+    classes = sorted({x for x in labels.tolist() if x is not None})
+    if spec.label not in classes:
+        raise ConfigError(f"{FLAG}: class {spec.label!r} is not in the training data "
+                          f"(classes: {', '.join(classes)})")
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(labels == spec.label)
+    n = max(1, int(round(spec.rate * len(candidates))))
+    rows = np.sort(rng.choice(candidates, size=n, replace=False))
+    texts = insert_token([t or "" for t in table.column("text").to_pylist()], rows, spec.token,
+                         rng)
+    planted = np.zeros(table.num_rows, dtype=bool)
+    planted[rows] = True
+    table = table.set_column(table.column_names.index("text"), "text", pa.array(texts))
+    if "shortcut" in table.column_names:
+        table = table.drop_columns(["shortcut"])
+    store.write_table(artifacts.TRAIN.path, table.append_column("shortcut", pa.array(planted)))
+    info = {"token": spec.token, "class": spec.label, "rate": spec.rate, "n_planted": int(n),
+            "n_class": int(len(candidates))}
+    store.mark_done(STAGE, info)
+    log.info("simulate: planted %r into %d of %d %r training texts", spec.token, n,
+             len(candidates), spec.label)
+    return info
+
+
+def shortcut_result(store: RunStore, spec: ShortcutSpec, planted: dict) -> dict:
+    """The ``"shortcut"`` block of ``simulation.json``: the token's rank among the significant
+    (token, class) pairs of ``scores/shortcuts.parquet`` (null when it is not among them)."""
+    found = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+    summary = (store.read_json(artifacts.SUMMARY.path).get("shortcuts", {})
+               if store.exists(artifacts.SUMMARY.path) else {})
+    hit = found[(found["token"] == spec.key) & (found["class"] == spec.label)]
+    row = hit.iloc[0] if len(hit) else None
+    return {"token": spec.token, "class": spec.label, "rate": spec.rate,
+            "n_planted": planted["n_planted"],
+            "rank": None if row is None else int(row["rank"]),
+            "z": None if row is None else float(row["z"]),
+            "n_significant": int(summary.get("n_significant", len(found))),
+            "top": found.sort_values("rank")["token"].head(5).tolist()}
+
+
+def remove_token(text: str, token: str) -> str:
+    """``text`` with the first whitespace word equal to ``token`` removed (undoes
+    :func:`insert_token` up to whitespace)."""
+    words = text.split()
+    if token in words:
+        words.remove(token)
+    return " ".join(words)
+
+
+def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: bool) -> dict:
+    """Eval accuracy of the head refit on the training texts with the token (``shortcut``) and
+    without it (``clean``), on the eval split and on its anti-shortcut copy (the token inserted
+    into every eval text of the other classes). No mitigation is applied: ``"mitigated"`` is
+    null and ``"mitigation"`` is ``"none"``."""
+    from relabeler.data import read_split
+    from relabeler.jobs.simulate import _refitter
+
+    train = read_split(store.read_table(artifacts.TRAIN.path))
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    classes = store.read_json(artifacts.LABELS.path)
+    index = {c: i for i, c in enumerate(classes)}
+    planted = train["text"].tolist()
+    clean = [remove_token(t, spec.token) if hit else t
+             for t, hit in zip(planted, train["shortcut"], strict=True)]
+    rng = np.random.default_rng(config.data.seed + 1)
+    other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
+    anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)
+    texts = planted + clean + evaluation["text"].tolist() + anti
+    refit = _refitter(store, config, texts, classes, progress)
+    n, m = len(train), len(evaluation)
+    labels = train["label"].map(index).to_numpy(dtype=np.int64)
+    truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)
+    eval_rows, anti_rows = np.arange(2 * n, 2 * n + m), np.arange(2 * n + m, 2 * n + 2 * m)
+    accuracy, anti_accuracy = {}, {}
+    for name, rows in (("clean", np.arange(n, 2 * n)), ("shortcut", np.arange(n))):
+        probs = refit.fit_predict(rows, labels, np.concatenate([eval_rows, anti_rows]))
+        pred = probs.argmax(axis=1)
+        accuracy[name] = float(np.mean(pred[:m] == truth))
+        anti_accuracy[name] = float(np.mean(pred[m:] == truth))
+    accuracy["mitigated"] = anti_accuracy["mitigated"] = None
+    return {"accuracy": accuracy, "anti_accuracy": anti_accuracy, "mitigation": "none"}

@@ -1,0 +1,152 @@
+"""The report's "Shortcuts and balance" section: the tokens a class leans on and thin classes.
+
+Reads ``scores/shortcuts.parquet``, ``scores/balance.parquet`` and the test's settings in
+``scores/summary.json`` (all written by ``relabeler score``) and ``dataset/train.parquet`` for
+example texts. Absent tables (a run scored before the step existed) leave the section out.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import numpy as np
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.selectors.shortcuts import contains_token
+from relabeler.store import RunStore
+
+#: Tokens shown in the table and the plot; example texts per token; classes named as thin.
+TOP, EXAMPLES, LOWEST = 15, 2, 3
+PLOTS = ("shortcuts.png", "balance.png")
+
+
+def _clip(text: str, width: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def shortcut_section(store: RunStore) -> dict:
+    """The section's numbers; {} when the run has no shortcut tables."""
+    if not (store.exists(artifacts.SHORTCUTS.path) and store.exists(artifacts.BALANCE.path)):
+        return {}
+    found = store.read_table(artifacts.SHORTCUTS.path).to_pandas().sort_values("rank")
+    balance = store.read_table(artifacts.BALANCE.path).to_pandas()
+    summary = (store.read_json(artifacts.SUMMARY.path).get("shortcuts", {})
+               if store.exists(artifacts.SUMMARY.path) else {})
+    train = store.read_table(artifacts.TRAIN.path, columns=["text", "label"]).to_pandas()
+    top = []
+    for row in found.head(TOP).itertuples(index=False):
+        texts = train["text"][train["label"] == row[1]].fillna("")
+        hits = texts[contains_token(texts, row.token)]
+        attribution = None if pd.isna(row.attribution) else float(row.attribution)
+        top.append({"token": row.token, "class": row[1], "count": int(row.count),
+                    "class_share": float(row.class_share), "z": float(row.z),
+                    "p_value": float(row.p_value), "association": float(row.association),
+                    "attribution": attribution,
+                    "examples": [_clip(t) for t in hits.head(EXAMPLES)]})
+    rows = [{"class": r[0], "count": int(r.count), "share": float(r.share),
+             "eval_count": int(r.eval_count),
+             "eval_recall": None if pd.isna(r.eval_recall) else float(r.eval_recall)}
+            for r in balance.itertuples(index=False)]
+    with_recall = [r for r in rows if r["eval_recall"] is not None]
+    lowest = sorted(with_recall, key=lambda r: (r["eval_recall"], r["count"]))[:LOWEST]
+    return {"alpha": summary.get("alpha"), "n_tested": summary.get("n_tested"),
+            "p_threshold": summary.get("p_threshold"), "min_count": summary.get("min_count"),
+            "n_significant": int(summary.get("n_significant", len(found))), "top": top,
+            "balance": rows, "lowest_recall": [r["class"] for r in lowest]}
+
+
+def shortcut_plots(section: dict, png) -> dict[str, bytes]:
+    """The top tokens' association by class, and the class shares with eval recall. ``png``
+    turns a matplotlib figure into PNG bytes (the report's own)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, bytes] = {}
+    if not section:
+        return out
+    top = section["top"]
+    classes = sorted({t["class"] for t in top} | {r["class"] for r in section["balance"]})
+    colors = {c: plt.cm.tab10(i % 10) for i, c in enumerate(classes)}
+    if top:
+        fig, ax = plt.subplots(figsize=(6, 0.35 * len(top) + 1.2))
+        ys = np.arange(len(top))[::-1]
+        ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
+        ax.set_yticks(ys, [f"{t['token']} ({t['class']})" for t in top])
+        for y, t in zip(ys, top, strict=True):
+            ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",
+                    fontsize=8)
+        ax.set_xlim(0, 1.25)
+        ax.set_xlabel("association (0 = as the class prior, 1 = only in this class)")
+        ax.set_title("Shortcut candidates")
+        out["shortcuts.png"] = png(fig)
+        plt.close(fig)
+    rows = section["balance"]
+    fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(rows), 3.5))
+    xs = np.arange(len(rows))
+    ax.bar(xs, [r["share"] for r in rows], color=[colors[r["class"]] for r in rows],
+           label="share of training rows")
+    recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
+    ax.plot(xs, recall, "ko", label="eval recall")
+    ax.set_xticks(xs, [r["class"] for r in rows], rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Class balance")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)
+    out["balance.png"] = png(fig)
+    plt.close(fig)
+    return out
+
+
+def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
+    """The section as HTML; empty when the run has no shortcut tables."""
+    if not section:
+        return ""
+    esc = html.escape
+    threshold = section["p_threshold"]
+    rule = (f"A token (or word pair) seen in at least {section['min_count']} training texts is "
+            f"reported for a class when its exact binomial tail under the class prior is below "
+            f"<b>p &lt; {threshold:.2g}</b> (alpha {section['alpha']} Bonferroni-corrected over "
+            f"{section['n_tested']} token-class pairs tested); z is Gardner et al.'s "
+            f"(share in the class - prior) / its standard error; association is the lower 99% "
+            f"bound of the share in the class, 0 at the class prior, 1 when the token occurs "
+            f"in no other class. A token ranks by the better of its places by z and by "
+            f"association."
+            if threshold is not None else
+            "No token occurs often enough to be tested.")
+    if section["top"]:
+        rows = "".join(
+            f"<tr><td>{esc(t['token'])}</td><td>{esc(t['class'])}</td>"
+            f"<td>{t['association']:.2f}</td><td>{t['z']:.1f}</td>"
+            f"<td>{t['count']}</td><td>{100 * t['class_share']:.0f}%</td>"
+            f"<td>{_pct(t['attribution'])}</td><td style='text-align:left'>"
+            f"{'<br>'.join(esc(x) for x in t['examples'])}</td></tr>" for t in section["top"])
+        found = (f"<p><b>{section['n_significant']}</b> token-class pairs pass; the top "
+                 f"{len(section['top'])}. Words that carry a class's meaning appear here too: "
+                 f"look for ones that should not decide it (a source, a template, a name)."
+                 f"</p><table><tr><th>token</th><th>class</th><th>association</th><th>z</th>"
+                 f"<th>texts</th>"
+                 f"<th>in class</th><th>attribution share</th><th>examples</th></tr>{rows}"
+                 f"</table>")
+    else:
+        found = "<p><b>None found</b>: no token passes the threshold.</p>"
+    balance = "".join(
+        f"<tr><td>{esc(r['class'])}</td><td>{r['count']}</td><td>{100 * r['share']:.1f}%</td>"
+        f"<td>{r['eval_count']}</td><td>{_pct(r['eval_recall'])}</td></tr>"
+        for r in section["balance"])
+    lowest = ", ".join(esc(c) for c in section["lowest_recall"]) or "n/a"
+    imgs = "".join(
+        f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(images[name]).decode()}"></figure>' for name in PLOTS
+        if name in images)
+    return (f"<h2>Shortcuts and balance</h2><p>{rule}</p>{found}"
+            f"<table><tr><th>class</th><th>training rows</th><th>share</th><th>eval rows</th>"
+            f"<th>eval recall</th></tr>{balance}</table>"
+            f"<p>Lowest eval recall: <b>{lowest}</b>.</p>{imgs}")

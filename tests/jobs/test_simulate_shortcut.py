@@ -1,0 +1,109 @@
+"""simulate --shortcut: parsing, planting into the training split, and the rank found by score."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from relabeler import artifacts
+from relabeler.cli import main
+from relabeler.config import ScoreConfig
+from relabeler.errors import ConfigError
+from relabeler.jobs.shortcuts import score_shortcuts
+from relabeler.jobs.simulate_shortcut import (
+    ShortcutSpec,
+    check_planted,
+    insert_token,
+    parse_shortcut,
+    plant_shortcut,
+    remove_token,
+    shortcut_result,
+)
+from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
+
+
+def test_the_spec_is_parsed_and_class_names_may_hold_colons():
+    assert parse_shortcut("zq:pos:0.5") == ShortcutSpec("zq", "pos", 0.5)
+    assert parse_shortcut("ZQ-tag:a:b:1") == ShortcutSpec("ZQ-tag", "a:b", 1.0)
+    assert parse_shortcut("ZQ-tag:a:b:1").key == "zq tag"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("zq:pos", "expected TOKEN:CLASS:RATE"),
+    (":pos:0.5", "expected TOKEN:CLASS:RATE"),
+    ("zq:pos:0", r"RATE must lie in \(0, 1\], got 0.0"),
+    ("zq:pos:1.5", r"RATE must lie in \(0, 1\]"),
+    ("zq:pos:half", "RATE must be a number"),
+    ("!!:pos:0.5", "TOKEN must be one or two words"),
+])
+def test_a_bad_spec_names_the_flag(spec, message):
+    with pytest.raises(ConfigError, match=f"--shortcut: {message}"):
+        parse_shortcut(spec)
+
+
+def test_insert_token_puts_the_token_among_the_words():
+    rng = np.random.default_rng(0)
+    out = insert_token(["a b c", "d e", "f"], np.array([0, 2]), "zq", rng)
+    assert out[1] == "d e"
+    assert sorted(out[0].split()) == ["a", "b", "c", "zq"] and out[2] in ("zq f", "f zq")
+
+
+def _store(tmp_path) -> RunStore:
+    store = RunStore(tmp_path / "run")
+    frame = synthetic_frame(200, seed=4)
+    store.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(frame, preserve_index=False))
+    return store
+
+
+def test_planting_marks_the_rows_and_score_ranks_the_token_first(tmp_path):
+    store = _store(tmp_path)
+    spec = parse_shortcut("zqtag:neg:0.3")
+    info = plant_shortcut(store, spec, seed=0)
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    assert info["n_planted"] == 30 == int(train["shortcut"].sum())
+    has = train["text"].str.split().apply(lambda w: "zqtag" in w)
+    assert (has == train["shortcut"]).all() and (train.loc[has, "label"] == "neg").all()
+    assert plant_shortcut(store, spec, seed=0) == info  # done once: not planted twice
+    assert store.read_table(artifacts.TRAIN.path).to_pandas()["text"].str.count(
+        "zqtag").sum() == 30
+    score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
+    result = shortcut_result(store, spec, info)
+    assert result["rank"] == 1 and result["top"][0] == "zqtag"
+    assert result["z"] == pytest.approx(0.5 / np.sqrt(0.25 / 30))
+
+
+def test_a_class_that_does_not_exist_names_the_flag(tmp_path):
+    store = _store(tmp_path)
+    with pytest.raises(ConfigError, match="--shortcut: class 'spam' is not in the training "
+                                          "data \\(classes: neg, pos\\)"):
+        plant_shortcut(store, parse_shortcut("zq:spam:0.5"), seed=0)
+
+
+def test_the_cli_refuses_a_bad_rate_before_running(tmp_path, capsys):
+    code = main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
+                 str(tmp_path / "sim"), "--shortcut", "zq:spam:2", "-q"])
+    assert code == 2
+    assert "--shortcut: RATE must lie in (0, 1], got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "sim" / "run").exists()
+
+
+def test_remove_token_undoes_insert_token():
+    rng = np.random.default_rng(3)
+    texts = ["the cat  sat", "on the mat"]
+    planted = insert_token(texts, np.array([0, 1]), "zq", rng)
+    assert [remove_token(t, "zq") for t in planted] == ["the cat sat", "on the mat"]
+    assert remove_token("no token here", "zq") == "no token here"
+
+
+def test_a_run_with_another_plant_is_refused_and_a_new_plant_redoes_the_stages(tmp_path):
+    store = _store(tmp_path)
+    spec = parse_shortcut("zqtag:neg:0.3")
+    assert check_planted(store, spec) is True  # not planted yet: later stages must run again
+    assert check_planted(store, None) is False
+    plant_shortcut(store, spec, seed=0)
+    assert check_planted(store, spec) is False
+    with pytest.raises(ConfigError, match="--shortcut: the run in .* was made with --shortcut "
+                                          "zqtag:neg:0.3; use --force"):
+        check_planted(store, None)
+    with pytest.raises(ConfigError, match="--shortcut: the run"):
+        check_planted(store, parse_shortcut("zqtag:neg:0.5"))

@@ -1,0 +1,139 @@
+import math
+
+import numpy as np
+import pytest
+
+from relabeler.selectors.shortcuts import (
+    attribution_shares,
+    contains_token,
+    merged_order,
+    token_class_stats,
+    word_tokens,
+)
+
+VOCAB = [f"w{i}" for i in range(300)]
+
+
+def _corpus(seed: int, n: int = 600, n_classes: int = 3, *, length: int = 12):
+    """Texts of words drawn independently of the (random, unbalanced) label."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, len(VOCAB) + 1)  # Zipf-like: frequent and rare words
+    labels = rng.choice(n_classes, size=n, p=np.linspace(1, 2, n_classes) / np.linspace(
+        1, 2, n_classes).sum())
+    texts = [" ".join(rng.choice(VOCAB, size=length, p=weights / weights.sum()))
+             for _ in range(n)]
+    return texts, labels
+
+
+def _plant(texts, labels, token: str, cls: int, rate: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(labels == cls)
+    chosen = rng.choice(rows, size=int(round(rate * len(rows))), replace=False)
+    out = list(texts)
+    for row in chosen:
+        words = out[row].split()
+        words.insert(int(rng.integers(len(words) + 1)), token)
+        out[row] = " ".join(words)
+    return out, len(chosen)
+
+
+def test_a_planted_token_ranks_first_with_a_large_z():
+    texts, labels = _corpus(0)
+    planted, n_planted = _plant(texts, labels, "zzsource", 1, 0.5)
+    found = token_class_stats(planted, labels, num_classes=3)
+    assert found.tokens[0] == "zzsource" and found.classes[0] == 1
+    assert found.count[0] == found.class_count[0] == n_planted
+    assert found.class_share[0] == 1.0
+    p0 = found.prior[1]
+    assert found.z[0] == pytest.approx((1 - p0) / math.sqrt(p0 * (1 - p0) / n_planted))
+    assert found.z[0] > 10
+    assert found.p_value[0] < found.p_threshold
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_a_corpus_without_a_shortcut_reports_none(seed):
+    texts, labels = _corpus(seed)
+    found = token_class_stats(texts, labels, num_classes=3)
+    assert len(found) == 0
+    assert found.n_tested > 3 * 100  # many pairs were tested, none passed
+    assert found.p_threshold == pytest.approx(0.01 / found.n_tested)
+
+
+def test_tokens_rarer_than_min_count_are_not_tested():
+    texts, labels = _corpus(0, n=400)
+    planted, n_planted = _plant(texts, labels, "zzrare", 0, 0.12)
+    assert 8 <= n_planted < 20
+    tested = token_class_stats(planted, labels, num_classes=3, min_count=n_planted)
+    assert "zzrare" in tested.tokens.tolist()
+    skipped = token_class_stats(planted, labels, num_classes=3, min_count=n_planted + 1)
+    assert "zzrare" not in skipped.tokens.tolist()
+    assert skipped.count.min(initial=n_planted + 1) > n_planted
+
+
+def test_word_pairs_are_counted_once_per_text_and_ranked_by_association():
+    texts = (["buy now cheap pills now"] * 20 + ["hello how are you"] * 20
+             + ["meeting now at noon"] * 20)
+    labels = np.array([0] * 20 + [1] * 20 + [1] * 20)
+    found = token_class_stats(texts, labels, min_count=10)
+    rows = dict(zip(zip(found.tokens, found.classes, strict=True), range(len(found)),
+                    strict=True))
+    assert ("buy now", 0) in rows and ("cheap pills", 0) in rows
+    # "now" occurs in 40 texts (twice in each spam text, counted once), half of them class 0:
+    # at a prior of 1/3 that is not significant, unlike the words of class 0 alone
+    assert ("now", 0) not in rows
+    assert found.count[rows[("buy now", 0)]] == 20
+    assert list(found.association) == sorted(found.association, reverse=True)
+    capped = token_class_stats(texts, labels, min_count=10, top=2)
+    assert capped.tokens.tolist() == found.tokens[:2].tolist()
+    assert capped.n_significant == found.n_significant == len(found) > 2
+    assert ((found.association > 0) & (found.association <= 1)).all()
+
+
+def test_merged_order_takes_each_items_best_place_then_its_worst():
+    z = np.array([30.0, 17.0, 25.0, 10.0])
+    association = np.array([0.5, 0.98, 0.9, 0.2])
+    names = np.array(["call", "tag", "claim", "ok"])
+    # places by z: call 0, claim 1, tag 2, ok 3; by association: tag 0, claim 1, call 2, ok 3
+    # best/worst: call (0, 2), tag (0, 2), claim (1, 1), ok (3, 3); call before tag by name
+    assert merged_order(z, association, names).tolist() == [0, 1, 2, 3]
+    assert merged_order(association, names).tolist() == [1, 2, 0, 3]
+
+
+def test_attribution_shares_by_hand():
+    attributed = [
+        (0, [("Buy", 0.6), ("now", 0.2), ("!", 0.1), ("cheap", -0.5)]),  # word mass 0.8
+        (0, [("buy", 0.1), ("now", 0.0), ("cheap pills", 0.1)]),          # 0.2
+        (1, [("hello", 1.0), ("now", 1.0)]),                               # 2.0
+    ]
+    share = attribution_shares(["buy", "buy now", "cheap", "now", "hello", "now"],
+                               [0, 0, 0, 1, 1, 2], attributed, num_classes=3)
+    # class 0's positive mass over words is 1.0 ("!" is no word): "buy" carries 0.6 + 0.1,
+    # "buy now" 0.8 + 0.1, "cheap" half of its two-word span's 0.1 (the negative score is none)
+    np.testing.assert_allclose(share[:5], [0.7, 0.9, 0.05, 0.5, 0.5])
+    assert math.isnan(share[5])  # no sample was attributed to class 2
+
+
+def test_contains_token_matches_the_counting():
+    texts = ["Click HERE now", "here click", "clicking here"]
+    assert contains_token(texts, "click here").tolist() == [True, False, False]
+    assert contains_token(texts, "here").tolist() == [True, True, True]
+    assert word_tokens("It's 150p!") == ["it", "s", "150p"]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="texts: expected at least one text"):
+        token_class_stats([], np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match="labels: expected at least 2 classes"):
+        token_class_stats(["a b", "a c"], np.array([0, 0]), num_classes=2)
+    with pytest.raises(ValueError, match="expected 3 labels"):
+        token_class_stats(["a", "b", "c"], np.array([0, 1]))
+    with pytest.raises(TypeError, match="texts: expected strings, got NoneType at row 1"):
+        token_class_stats(["a", None], np.array([0, 1]))
+    with pytest.raises(ValueError, match="alpha"):
+        token_class_stats(["a", "b"], np.array([0, 1]), alpha=0)
+
+
+def test_texts_without_words_give_an_empty_result():
+    found = token_class_stats(["", "!!", "?"], np.array([0, 1, 1]), min_count=1)
+    assert len(found) == 0 and found.n_tested == 0
+    np.testing.assert_allclose(found.prior, [1 / 3, 2 / 3])
