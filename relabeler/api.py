@@ -100,10 +100,11 @@ class Run:
 
         run_serve(self.store, self.config, register=register)
 
-    def retrain(self, *, force: bool = False) -> dict:
+    def retrain(self, *, force: bool = False, dedupe: bool = False) -> dict:
         from relabeler.jobs.retrain import run_retrain
 
-        return run_retrain(self.store, self.config, force=force, progress=self.progress)
+        return run_retrain(self.store, self.config, force=force, progress=self.progress,
+                           dedupe=dedupe)
 
     def report(self) -> dict:
         from relabeler.report.build import write_report

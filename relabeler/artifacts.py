@@ -181,6 +181,12 @@ BALANCE = Artifact("scores/balance.parquet", "score", "table",
                    "model's eval recall.",
                    _schema(("class", _STR), ("count", _I64), ("share", _F64),
                            ("eval_count", _I64), ("eval_recall", _F64)))
+DUPLICATES = Artifact("scores/duplicates.parquet", "score", "table",
+                      "Rows of train, eval and pool in groups of exact (whitespace and case "
+                      "aside) or near-duplicate texts (close features and close texts), one "
+                      "row per member: its split, label, strongest link and text hash.",
+                      _schema(("group_id", _I64), ("id", _STR), ("split", _STR),
+                              ("similarity", _F32), ("label", _STR), ("text_hash", _STR)))
 SUMMARY = Artifact("scores/summary.json", "score", "json",
                    "The score stage's summary: views, noise model, shortcut test, counts, "
                    "seconds.")
@@ -246,25 +252,25 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
-    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, SUMMARY, PLAN, PLAN_SETTINGS,
-    ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS, CORRECTIONS,
-    UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT,
-    MARKER)
+    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES, SUMMARY, PLAN,
+    PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
+    CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML,
+    REPORT_PLOT, MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
 STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "data": (),
     "train": (TRAIN, EVAL),
     "extract": (SPLIT, MODEL, LABELS),
-    "score": (FEATURES, LABELS, OOF, DYNAMICS, TRAIN, EVAL_PREDICTIONS, ATTRIBUTIONS),
+    "score": (FEATURES, LABELS, OOF, DYNAMICS, TRAIN, EVAL_PREDICTIONS, ATTRIBUTIONS, SPLIT),
     "attribute": (SUSPECTS, ACQUIRE, TRAIN, POOL, FEATURES, MODEL, LABELS, MANIFEST),
     "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
              MANIFEST),
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
-    "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS),
+    "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
     "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, SHORTCUTS, BALANCE, TRAIN,
-               METRICS),
+               METRICS, EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL),
 }
 
 

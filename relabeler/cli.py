@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="apply labels/corrections.parquet to a new dataset "
                        "version, retrain, compare on eval")
     _common(p)
+    p.add_argument("--dedupe", action="store_true",
+                   help="keep one training row per group of scores/duplicates.parquet (its "
+                   "resolved label)")
 
     p = sub.add_parser("report", help="what the relabeling bought: report/report.{json,html}")
     _common(p)
@@ -424,9 +427,10 @@ def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
-    info = _run(args, config).retrain(force=args.force)
+    info = _run(args, config).retrain(force=args.force, dedupe=args.dedupe)
+    deduped = f", {info['deduped']} duplicates dropped" if "deduped" in info else ""
     print(f"dataset version {info['version']}: {info['changed']} relabeled, {info['dropped']} "
-          f"dropped, {info['acquired']} acquired; eval accuracy {info['before']:.4f} -> "
+          f"dropped, {info['acquired']} acquired{deduped}; eval accuracy {info['before']:.4f} -> "
           f"{info['after']:.4f} -> {config.run_dir}/retrain/v{info['version']}/")
     return 0
 

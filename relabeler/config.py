@@ -144,6 +144,11 @@ class ScoreConfig(_Section):
                            "driver lacks (or with several), else in the driver.", ge=0)
     duplicate_threshold: float = _opt(0.98, "Cosine similarity from which two samples count "
                                       "as near-duplicates.", ge=-1, le=1)
+    duplicate_text_threshold: float = _opt(0.8, "Text similarity (difflib ratio ignoring case, "
+                                           "whitespace and punctuation; character 3-gram "
+                                           "Jaccard beyond 1,000 characters) a near-duplicate "
+                                           "pair of scores/duplicates.parquet must also reach.",
+                                           gt=0, le=1)
     representer_lambda: float = _opt(0.003, "L2 strength of the representer refit of the "
                                      "final layer.", gt=0)
     min_agreement: float = _opt(0.9, "Refuse representer evidence when the refit agrees with "

@@ -7,6 +7,10 @@ as it was; an acquired pool sample with an answer joins the training set. The or
 ``model/``, ``train/``), and every training row records where its label came from
 (``label_source``: original, reviewed, corrected, acquired; ``previous_label``).
 
+With ``dedupe`` (``relabeler retrain --dedupe``) the new training set keeps one row per group
+of ``scores/duplicates.parquet`` (:func:`dedupe_training`), so a text repeated many times
+weighs as one.
+
 The new model trains with the baseline's configuration, seed and class order, and both models
 are evaluated on the same eval split: ``retrain/vN/comparison.json``.
 """
@@ -106,6 +110,41 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
     return out.reset_index(drop=True), counts
 
 
+#: label sources of rows whose label people gave (see apply_corrections)
+ANSWERED = ("corrected", "reviewed", "acquired")
+
+
+def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.DataFrame,
+                                                                             dict]:
+    """One training row per duplicate group, carrying the group's resolved label.
+
+    ``train``: the corrected training set (:func:`apply_corrections`: ``label_source``);
+    ``duplicates``: ``scores/duplicates.parquet`` (group_id, id, ...), of which only the rows
+    in ``train`` count. A group's resolved label is the majority of the labels people gave its
+    rows when they answered any, else the majority of its labels; a tie goes to the label of
+    the first row by id among the tied. The row kept is the first by id that carries the
+    resolved label (among the answered rows when there are any), so no label is rewritten.
+
+    Returns the kept rows in their order and ``{"groups", "dropped"}``.
+    """
+    sources = train.get("label_source", pd.Series("original", index=train.index))
+    members = duplicates[["group_id", "id"]].merge(
+        pd.DataFrame({"id": train["id"], "label": train["label"], "source": sources}),
+        on="id", how="inner").sort_values(["group_id", "id"], kind="stable")
+    members = members[members.groupby("group_id")["id"].transform("size") > 1]
+    keep = []
+    for _, rows in members.groupby("group_id", sort=True):
+        answered = rows[rows["source"].isin(ANSWERED)]
+        voters = answered if len(answered) else rows
+        counts = voters["label"].value_counts()
+        tied = voters[voters["label"].isin(counts.index[counts == counts.max()])]
+        resolved = tied["label"].iloc[0]
+        keep.append(voters.loc[voters["label"] == resolved, "id"].iloc[0])
+    dropped = set(members["id"]) - set(keep)
+    out = train[~train["id"].isin(dropped)].reset_index(drop=True)
+    return out, {"groups": int(members["group_id"].nunique()), "dropped": len(dropped)}
+
+
 def _fingerprint(table: pa.Table) -> str:
     import io
 
@@ -123,18 +162,23 @@ def _latest_version(store: RunStore) -> int:
 
 
 def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
-                progress: bool = True) -> dict:
-    """Build dataset version N from the corrections, retrain, and compare on eval."""
+                progress: bool = True, dedupe: bool = False) -> dict:
+    """Build dataset version N from the corrections (with ``dedupe``, one row per duplicate
+    group of ``scores/duplicates.parquet``), retrain, and compare on eval."""
     if not store.exists(CORRECTIONS):
         raise StageError(f"retrain needs {CORRECTIONS}: pull the people's answers first "
                          f"(`relabeler pull --run {store.uri}`)")
     if not store.stage_done("train"):
         raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
                          f"{store.uri}` first")
+    if dedupe and not store.exists(artifacts.DUPLICATES.path):
+        raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "
+                         f"score --run {store.uri}` first")
     corrections_table = store.read_table(CORRECTIONS)
     fingerprint = _fingerprint(corrections_table)
     info = store.stage_info(STAGE)
-    if info and not force and info["info"].get("corrections") == fingerprint:
+    if info and not force and info["info"].get("corrections") == fingerprint and \
+            info["info"].get("dedupe", False) == dedupe:
         log.info("retrain: version %d already used these corrections (use --force to redo)",
                  info["info"]["version"])
         return info["info"]
@@ -144,6 +188,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     pool = read_split(store.read_table(artifacts.POOL.path))
     corrections = corrections_table.to_pandas()
     new_train, counts = apply_corrections(train, pool, corrections, classes)
+    deduped = None
+    if dedupe:
+        duplicates = store.read_table(artifacts.DUPLICATES.path).to_pandas()
+        new_train, deduped = dedupe_training(new_train, duplicates)
+        counts.update(deduped=deduped["dropped"], n_train_after=int(len(new_train)))
 
     version = _latest_version(store) + 1
     sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
@@ -153,7 +202,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         path = artifacts.SPLIT(split=split)
         sub.write_table(path, store.read_table(path))
     provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
-                  **counts}
+                  "dedupe": dedupe, **counts}
     sub.mark_done("data", provenance)
     retrain_config = copy.deepcopy(config)
     retrain_config.train.folds = 0
@@ -165,6 +214,8 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     comparison = compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
                                 sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes)
     comparison["corrections"] = counts
+    if deduped is not None:
+        comparison["dedupe"] = deduped
     sub.write_json("comparison.json", comparison)
     result = {**provenance, "before": comparison["before"]["accuracy"],
               "after": comparison["after"]["accuracy"],

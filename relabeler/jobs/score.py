@@ -10,6 +10,8 @@ computes every signal in :mod:`relabeler.selectors`; writes
 * ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
 * ``scores/shortcuts.parquet``, ``scores/balance.parquet``: tokens over-associated with a
   class, and class balance with eval recall (:mod:`relabeler.jobs.shortcuts`);
+* ``scores/duplicates.parquet``: groups of duplicate texts within and across train, eval and
+  pool (:mod:`relabeler.jobs.duplicates`);
 * ``scores/summary.json``.
 
 The algorithms are pure functions; this module reads, aligns, calls and writes.
@@ -33,6 +35,7 @@ from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.jobs.shortcuts import score_shortcuts
+from relabeler.jobs.duplicates import write_duplicates
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -365,6 +368,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
     cov, acquire = score_coverage(view, splits, config.score)
+    summary["duplicates"] = write_duplicates(store, {"train": view, **splits}, view.classes,
+                                             config.score)
     store.write_table(artifacts.SUSPECTS.path,
                       pa.Table.from_pandas(suspects, preserve_index=False))
     store.write_table(artifacts.COVERAGE.path, pa.Table.from_pandas(cov, preserve_index=False))

@@ -1,7 +1,7 @@
 """``relabeler report``: what the relabeling bought, with 95% intervals.
 
-Reads the latest retrain (``retrain/vN/``), the corrections, the push manifest and, when the
-truth is known (simulations, demos), the injected noise. Writes ``report/report.json``, a
+Reads the latest retrain (``retrain/vN/``), the corrections, the push manifest, the duplicate
+groups (:mod:`relabeler.report.duplicates`) and, when the truth is known (simulations, demos), the injected noise. Writes ``report/report.json``, a
 self-contained ``report/report.html`` (plots embedded) and the plots as ``report/*.png``.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.errors import StageError
+from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
@@ -115,7 +116,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "classes": classes,
         "eval": evaluation,
         "corrections": {k: counts.get(k) for k in ("reviewed", "changed", "dropped", "unsure",
-                                                   "acquired", "n_train_before",
+                                                   "acquired", "deduped", "n_train_before",
                                                    "n_train_after")},
         "correction_matrix": {str(old): {str(new): int(v) for new, v in row.items() if v}
                               for old, row in matrix.iterrows()},
@@ -125,6 +126,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "detection": _detection_curve(store),
         "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
         "shortcuts": shortcut_section(store),
+        "duplicates": duplicates_section(store, before, after, classes),
     }
     return report
 
@@ -242,6 +244,8 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items()
         if name not in SHORTCUT_PLOTS)
     gain = report["gain_per_100_labels"]
+    deduped = (f"; {c['deduped']} duplicate rows dropped (retrain --dedupe)"
+               if c.get("deduped") else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
@@ -260,11 +264,12 @@ for {report['labels_spent']} labels
 <th>95% CI</th></tr>{''.join(rows)}</table>
 <h2>Corrections</h2>
 <p>{c['reviewed']} training samples reviewed: {c['changed']} relabeled, {c['dropped']} dropped,
-{c['unsure']} marked not sure; {c['acquired']} pool samples acquired. Training set
+{c['unsure']} marked not sure; {c['acquired']} pool samples acquired{deduped}. Training set
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
 {shortcut_html(report.get("shortcuts") or {}, images)}
+{render_duplicates(report.get("duplicates") or {})}
 <h2>Plots</h2>{imgs}
 </body></html>
 """

@@ -1,0 +1,151 @@
+"""The report's duplicates section: leakage, conflicting groups, redundancy.
+
+Reads ``scores/duplicates.parquet`` (written by ``relabeler score``). An eval row in a group
+with a training row is *leaked*: the model saw its text (or a light edit of it) in training,
+so its accuracy there says little about new data. The section gives both models' eval
+accuracy with and without the leaked rows, the gain on the rows that are not leaked (paired
+bootstrap), the groups whose labels conflict and the training texts repeated most.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.report.stats import paired_bootstrap
+from relabeler.store import RunStore
+
+#: groups listed in each table of the section
+TOP = 10
+#: leaked eval ids listed in report.json
+LEAKED_IDS = 50
+SNIPPET = 200
+
+
+def _texts(store: RunStore, ids: set[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for split in ("train", "eval", "pool"):
+        path = artifacts.SPLIT(split=split)
+        if ids and store.exists(path):
+            frame = store.read_table(path, columns=["id", "text"]).to_pandas()
+            frame = frame[frame["id"].isin(ids)]
+            out.update(zip(frame["id"], frame["text"].astype(str), strict=True))
+    return out
+
+
+def _accuracy(correct: np.ndarray) -> float | None:
+    return float(correct.mean()) if len(correct) else None
+
+
+def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFrame,
+                       classes: list[str]) -> dict:
+    """The section as a dict; {} when the run has no ``scores/duplicates.parquet``.
+
+    ``before``/``after``: the two models' eval predictions indexed by id, in the same order,
+    with ``label`` and ``pred``.
+    """
+    if not store.exists(artifacts.DUPLICATES.path):
+        return {}
+    dups = store.read_table(artifacts.DUPLICATES.path).to_pandas()
+    with_train = set(dups.loc[dups["split"] == "train", "group_id"])
+    leaked_ids = dups.loc[(dups["split"] == "eval") & dups["group_id"].isin(with_train), "id"]
+    leaked = before.index.isin(set(leaked_ids))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = before["label"].map(index).to_numpy(dtype=np.int64)
+    accuracy = {}
+    for name, frame in (("before", before), ("after", after)):
+        correct = (frame["pred"].to_numpy() == before["label"].to_numpy())
+        accuracy[name] = {"all": _accuracy(correct), "without_leaked": _accuracy(correct[~leaked]),
+                          "leaked": _accuracy(correct[leaked])}
+    gain = None
+    if leaked.any() and (~leaked).any():
+        kept = paired_bootstrap(labels[~leaked],
+                                before["pred"].map(index).to_numpy(dtype=np.int64)[~leaked],
+                                after["pred"].map(index).to_numpy(dtype=np.int64)[~leaked],
+                                classes)["accuracy"]
+        gain = {"delta": kept["delta"], "ci95": kept["ci95"]}
+
+    labelled = dups.dropna(subset=["label"])
+    n_labels = labelled.groupby("group_id")["label"].nunique()
+    conflicting = n_labels.index[n_labels > 1]
+    sizes = dups.groupby("group_id").size()
+    top_conflicts = sizes.loc[conflicting].sort_values(ascending=False, kind="stable").index[:TOP]
+    train_rows = dups[dups["split"] == "train"]
+    repeats = train_rows.groupby("group_id").size()
+    top_repeats = repeats[repeats > 1].sort_values(ascending=False, kind="stable").index[:TOP]
+    shown = dups[dups["group_id"].isin(set(top_conflicts) | set(top_repeats))]
+    first_id = shown.sort_values("id").groupby("group_id")["id"].first()
+    texts = _texts(store, set(first_id))
+
+    def describe(group_id: int, rows: pd.DataFrame) -> dict:
+        return {"group_id": int(group_id), "size": int(len(rows)),
+                "splits": rows["split"].value_counts().to_dict(),
+                "labels": rows["label"].dropna().value_counts().to_dict(),
+                "text": texts.get(first_id[group_id], "")[:SNIPPET]}
+
+    return {
+        "groups": int(dups["group_id"].nunique()),
+        "rows": int(len(dups)),
+        "n_eval": int(len(before)),
+        "leaked": {"n": int(leaked.sum()),
+                   "ids": sorted(before.index[leaked].astype(str))[:LEAKED_IDS]},
+        "accuracy": accuracy,
+        "gain_without_leaked": gain,
+        "conflicting": {"n": int(len(conflicting)),
+                        "top": [describe(g, dups[dups["group_id"] == g])
+                                for g in top_conflicts]},
+        "most_repeated": [{**describe(g, dups[dups["group_id"] == g]),
+                           "train_copies": int(repeats[g])} for g in top_repeats],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{html.escape(str(k))}: {v}" for k, v in counts.items())
+
+
+def render_duplicates(section: dict) -> str:
+    """The section as HTML; '' when there is none."""
+    if not section:
+        return ""
+    acc, leaked = section["accuracy"], section["leaked"]
+    rows = "".join(
+        f"<tr><td>{name}</td><td>{_pct(acc[name]['all'])}</td>"
+        f"<td>{_pct(acc[name]['without_leaked'])}</td><td>{_pct(acc[name]['leaked'])}</td></tr>"
+        for name in ("before", "after"))
+    gain = section["gain_without_leaked"]
+    gain_html = ("" if gain is None else
+                 f"<p>Gain on the eval samples that are not leaked: <b>"
+                 f"{100 * gain['delta']:+.1f}</b> points, 95% CI [{100 * gain['ci95'][0]:+.1f}"
+                 f", {100 * gain['ci95'][1]:+.1f}].</p>")
+
+    def table(title: str, items: list[dict], first: str, key: str) -> str:
+        if not items:
+            return f"<h3>{title}</h3><p>None.</p>"
+        body = "".join(
+            f"<tr><td>{item[key]}</td><td>{_counts(item['labels'])}</td>"
+            f"<td>{_counts(item['splits'])}</td><td style=\"text-align:left\">"
+            f"{html.escape(item['text'])}</td></tr>" for item in items)
+        return (f"<h3>{title}</h3><table><tr><th>{first}</th><th>labels</th><th>splits</th>"
+                f"<th>text (first row by id)</th></tr>{body}</table>")
+
+    return (
+        f"<h2>Duplicates and leakage</h2><p>{section['groups']} groups of duplicate or "
+        f"near-duplicate texts ({section['rows']} rows). <b>{leaked['n']}</b> of "
+        f"{section['n_eval']} eval samples have a duplicate in the training set (leaked): "
+        f"the model saw their text in training.</p>"
+        f"<table><tr><th>model</th><th>eval accuracy</th><th>without leaked</th>"
+        f"<th>on leaked only</th></tr>{rows}</table>{gain_html}"
+        + table(f"Groups with conflicting labels ({section['conflicting']['n']})",
+                section["conflicting"]["top"], "rows", "size")
+        + table("Most repeated training texts", section["most_repeated"], "copies in train",
+                "train_copies"))
+
+
+__all__ = ["duplicates_section", "render_duplicates"]

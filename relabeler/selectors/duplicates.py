@@ -1,0 +1,233 @@
+"""Groups of duplicate texts: exact (after normalising whitespace and case) and near.
+
+Two rows are linked when
+
+* their texts are equal once whitespace runs are collapsed and case is folded (the SHA-1 of
+  that form is ``text_hash``), or
+* they are near-duplicates: one is among the other's ``k`` nearest neighbours with a cosine
+  similarity >= ``threshold`` on the classifier's features, AND their texts agree by
+  :func:`text_similarity` >= ``text_threshold``. The text check keeps two different texts that
+  the model happens to embed alike (fine-tuned features collapse a class into a tight cluster)
+  from being called duplicates.
+
+Groups are the connected components of those links (a union-find), so a chain of light edits
+forms one group. Neighbours come from :func:`relabeler.selectors.knn.knn` (k per row): the cost
+is that of the kNN, never an N x N matrix. Rows of several splits go in together, which is how
+leakage (an eval row in a group with a training row) is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from relabeler.selectors._checks import as_matrix
+from relabeler.selectors.knn import knn
+
+#: default bar of :func:`text_similarity` for a near-duplicate (see its docstring)
+TEXT_THRESHOLD = 0.8
+#: from this length (normalised characters) text_similarity compares character 3-gram sets
+#: instead of running difflib, whose matching grows with the product of the lengths
+LONG_TEXT = 1000
+_PUNCTUATION = re.compile(r"[^\w\s]+")
+
+
+def normalize_text(text: str) -> str:
+    """The text with whitespace runs collapsed to one space, trimmed and case-folded."""
+    return " ".join(str(text).split()).casefold()
+
+
+def text_hash(texts) -> np.ndarray:
+    """(N,) object array of 16-hex-digit SHA-1 prefixes of :func:`normalize_text`: equal
+    exactly for texts that differ only in whitespace and case."""
+    return np.array([hashlib.sha1(normalize_text(t).encode("utf-8")).hexdigest()[:16]
+                     for t in texts], dtype=object)
+
+
+def _comparable(text: str) -> str:
+    # punctuation is a light edit: it counts as a word break, never as a difference
+    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text)).split()
+                    ).casefold()
+
+
+def _trigrams(text: str) -> set[str]:
+    return {text[i:i + 3] for i in range(max(len(text) - 2, 1))}
+
+
+def text_similarity(a: str, b: str) -> float:
+    """How much of two texts agrees, in [0, 1], ignoring case, whitespace and punctuation.
+
+    difflib's ratio (2 x matched characters / total characters) of the two texts with
+    punctuation turned into word breaks; when either is longer than :data:`LONG_TEXT`
+    characters, the Jaccard similarity of their character 3-gram sets (linear in the length,
+    and for a small edit of a long text about as high as the ratio). Both are 1 for equal texts.
+    One word changed in a sentence of six words keeps about 0.85; two different texts of
+    the same topic rarely pass 0.6.
+    """
+    return _similarity(_comparable(a), _comparable(b), 0.0)
+
+
+def _similarity(x: str, y: str, bar: float) -> float:
+    """text_similarity of comparable forms; below ``bar`` it may return any value < bar (an
+    upper bound that already fails)."""
+    if x == y:
+        return 1.0
+    if not x or not y:
+        return 0.0
+    if max(len(x), len(y)) > LONG_TEXT:
+        gx, gy = _trigrams(x), _trigrams(y)
+        return len(gx & gy) / len(gx | gy)
+    matcher = SequenceMatcher(None, x, y, autojunk=False)
+    for bound in (matcher.real_quick_ratio, matcher.quick_ratio):
+        value = bound()
+        if value < bar:
+            return value
+    return matcher.ratio()
+
+
+@dataclass(frozen=True)
+class DuplicateGroups:
+    """Duplicate groups of N rows.
+
+    group : (N,) int64 group id, 0.. in order of each group's first row; -1 for a row without
+        a duplicate.
+    similarity : (N,) float32, the row's strongest link: 1.0 to an exact duplicate, else the
+        cosine similarity of its most similar confirmed near-duplicate; NaN outside groups.
+    text_hash : (N,) object, see :func:`text_hash`.
+    exact : (N,) bool, the row has an exact duplicate (same ``text_hash``).
+    n_candidates : near-duplicate pairs the kNN proposed (cosine >= threshold, texts not equal).
+    n_rejected : of those, pairs the text check turned down.
+    """
+
+    group: np.ndarray
+    similarity: np.ndarray
+    text_hash: np.ndarray
+    exact: np.ndarray
+    n_candidates: int
+    n_rejected: int
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+
+def find_duplicates(features: np.ndarray, texts, *, threshold: float = 0.98,
+                    text_threshold: float = TEXT_THRESHOLD, k: int = 10) -> DuplicateGroups:
+    """Exact and near-duplicate groups among N rows.
+
+    Parameters
+    ----------
+    features : (N, D) float classifier features (cosine similarity is taken on them).
+    texts : N strings, row-aligned with ``features``.
+    threshold : cosine similarity in (0, 1] from which two rows are near-duplicate candidates.
+    text_threshold : :func:`text_similarity` in (0, 1] a candidate pair must reach.
+    k : neighbours looked at per row; a row with more than ``k`` near-duplicates still joins
+        their group through the links among them.
+
+    Returns
+    -------
+    DuplicateGroups
+
+    Raises
+    ------
+    ValueError
+        Features not (N, D) or not finite, texts not N long, a threshold outside (0, 1], k < 1.
+    """
+    features = as_matrix("features", features)
+    texts = [str(t) for t in texts]
+    if len(texts) != len(features):
+        raise ValueError(f"texts: expected {len(features)} texts to match features of shape "
+                         f"{features.shape}, got {len(texts)}")
+    for name, value in (("threshold", threshold), ("text_threshold", text_threshold)):
+        if not 0.0 < float(value) <= 1.0:
+            raise ValueError(f"{name}: expected a similarity in (0, 1], got {value}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k: expected an int >= 1, got {k!r}")
+    return _compute_groups(features, texts, float(threshold), float(text_threshold), int(k))
+
+
+def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
+                    text_threshold: float, k: int) -> DuplicateGroups:
+    n = len(texts)
+    hashes = text_hash(texts)
+    # exact duplicates: every row linked to the first row of its hash
+    _, first, inverse = np.unique(hashes.astype(str), return_index=True, return_inverse=True)
+    exact_src = np.arange(n)
+    exact_dst = first[inverse]
+    exact = np.bincount(inverse, minlength=len(first))[inverse] > 1
+    near_src, near_dst, near_sim = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    n_candidates = n_rejected = 0
+    if n >= 2:
+        nb = knn(features, k=min(k, n - 1))
+        rows = np.repeat(np.arange(n), nb.indices.shape[1])
+        cols = nb.indices.ravel()
+        sims = nb.scores.ravel()
+        keep = (cols >= 0) & (sims >= threshold)
+        rows, cols, sims = rows[keep], cols[keep], sims[keep]
+        keep = inverse[rows] != inverse[cols]  # equal texts are linked already
+        rows, cols, sims = rows[keep], cols[keep], sims[keep]
+        # each unordered pair once, with its best score
+        lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
+        order = np.lexsort((-sims, hi, lo))
+        lo, hi, sims = lo[order], hi[order], sims[order]
+        unique = np.ones(len(lo), dtype=bool)
+        unique[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+        lo, hi, sims = lo[unique], hi[unique], sims[unique]
+        n_candidates = len(lo)
+        comparable: dict[int, str] = {}
+
+        def form(row: int) -> str:
+            if row not in comparable:
+                comparable[row] = _comparable(texts[row])
+            return comparable[row]
+
+        confirmed = np.array([_similarity(form(a), form(b), text_threshold) >= text_threshold
+                              for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
+                             dtype=bool)
+        n_rejected = int(n_candidates - confirmed.sum())
+        near_src, near_dst, near_sim = lo[confirmed], hi[confirmed], sims[confirmed]
+    src = np.concatenate([exact_src, near_src])
+    dst = np.concatenate([exact_dst, near_dst])
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n)).tocsr()
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component, minlength=n)
+    in_group = sizes[component] > 1
+    # group ids in order of each group's first row
+    group = np.full(n, -1, dtype=np.int64)
+    firsts = np.unique(component[in_group], return_index=True)[1] if in_group.any() else []
+    grouped_rows = np.flatnonzero(in_group)
+    first_rows = np.sort(grouped_rows[firsts]) if len(firsts) else np.zeros(0, np.int64)
+    renumber = {int(component[r]): g for g, r in enumerate(first_rows.tolist())}
+    group[in_group] = [renumber[int(c)] for c in component[in_group].tolist()]
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    similarity[exact] = 1.0
+    best = np.full(n, -np.inf, dtype=np.float32)
+    np.maximum.at(best, near_src, near_sim.astype(np.float32))
+    np.maximum.at(best, near_dst, near_sim.astype(np.float32))
+    linked = ~exact & np.isfinite(best)
+    similarity[linked] = best[linked]
+    return DuplicateGroups(group=group, similarity=similarity, text_hash=hashes, exact=exact,
+                           n_candidates=int(n_candidates), n_rejected=int(n_rejected))
+
+
+def group_label_conflicts(group: np.ndarray, labels) -> np.ndarray:
+    """(N,) bool: the row's group holds two or more different labels (None/NaN labels, as in
+    the pool, do not count). ``group`` as in :class:`DuplicateGroups` (-1 = no group)."""
+    group = np.asarray(group, dtype=np.int64)
+    labels = np.asarray(labels, dtype=object)
+    if group.shape != labels.shape or group.ndim != 1:
+        raise ValueError(f"group and labels: expected equal (N,) shapes, got {group.shape} and "
+                         f"{labels.shape}")
+    seen: dict[int, set] = {}
+    for g, label in zip(group.tolist(), labels.tolist(), strict=True):
+        if g >= 0 and label is not None and label == label:  # NaN != NaN
+            seen.setdefault(g, set()).add(label)
+    conflicted = {g for g, values in seen.items() if len(values) > 1}
+    return np.array([g in conflicted for g in group.tolist()], dtype=bool)
