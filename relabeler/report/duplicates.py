@@ -77,7 +77,9 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
     repeats = train_rows.groupby("group_id").size()
     top_repeats = repeats[repeats > 1].sort_values(ascending=False, kind="stable").index[:TOP]
     shown = dups[dups["group_id"].isin(set(top_conflicts) | set(top_repeats))]
-    first_id = shown.sort_values("id").groupby("group_id")["id"].first()
+    # a group is shown by its first training row by id (its first row when it has none)
+    first_id = shown.assign(other=shown["split"] != "train").sort_values(
+        ["other", "id"]).groupby("group_id")["id"].first()
     texts = _texts(store, set(first_id))
 
     def describe(group_id: int, rows: pd.DataFrame) -> dict:
@@ -133,7 +135,7 @@ def render_duplicates(section: dict) -> str:
             f"<td>{_counts(item['splits'])}</td><td style=\"text-align:left\">"
             f"{html.escape(item['text'])}</td></tr>" for item in items)
         return (f"<h3>{title}</h3><table><tr><th>{first}</th><th>labels</th><th>splits</th>"
-                f"<th>text (first row by id)</th></tr>{body}</table>")
+                f"<th>text (first training row by id)</th></tr>{body}</table>")
 
     return (
         f"<h2>Duplicates and leakage</h2><p>{section['groups']} groups of duplicate or "
