@@ -1,8 +1,9 @@
 """``relabeler report``: what the relabeling bought, with 95% intervals.
 
 Reads the latest retrain (``retrain/vN/``), the corrections, the push manifest, the duplicate
-groups (:mod:`relabeler.report.duplicates`) and, when the truth is known (simulations, demos), the injected noise. Writes ``report/report.json``, a
-self-contained ``report/report.html`` (plots embedded) and the plots as ``report/*.png``.
+groups (:mod:`relabeler.report.duplicates`) and, when the truth is known (simulations, demos),
+the injected noise. Writes ``report/report.json``, a self-contained ``report/report.html``
+(plots embedded) and the plots as ``report/*.png``.
 """
 
 from __future__ import annotations
