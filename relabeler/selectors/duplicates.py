@@ -20,6 +20,7 @@ leakage (an eval row in a group with a training row) is found.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -39,8 +40,9 @@ TEXT_THRESHOLD = 0.8
 #: instead of running difflib, whose matching grows with the product of the lengths
 LONG_TEXT = 1000
 #: width of :func:`text_sketch` and the sketch cosine from which its neighbours are checked
-SKETCH_DIM = 512
-SKETCH_FLOOR = 0.5
+SKETCH_DIM = 1024
+SKETCH_FLOOR = 0.7
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of a 3-gram's code
 _PUNCTUATION = re.compile(r"[^\w\s]+")
 
 
@@ -79,15 +81,15 @@ def text_similarity(a: str, b: str) -> float:
     return _similarity(_comparable(a), _comparable(b), 0.0)
 
 
-def _similarity(x: str, y: str, bar: float) -> float:
+def _similarity(x: str, y: str, bar: float, trigrams=_trigrams) -> float:
     """text_similarity of comparable forms; below ``bar`` it may return any value < bar (an
-    upper bound that already fails)."""
+    upper bound that already fails). ``trigrams``: text -> its 3-gram set (a cache)."""
     if x == y:
         return 1.0
     if not x or not y:
         return 0.0
     if max(len(x), len(y)) > LONG_TEXT:
-        gx, gy = _trigrams(x), _trigrams(y)
+        gx, gy = trigrams(x), trigrams(y)
         return len(gx & gy) / len(gx | gy)
     matcher = SequenceMatcher(None, x, y, autojunk=False)
     for bound in (matcher.real_quick_ratio, matcher.quick_ratio):
@@ -165,17 +167,24 @@ def find_duplicates(features: np.ndarray, texts, *, threshold: float = 0.98,
 
 
 def text_sketch(texts, *, dim: int = SKETCH_DIM) -> np.ndarray:
-    """(N, dim) float32 unit vectors of hashed character 3-gram counts of the comparable
-    texts (case, whitespace and punctuation aside): two texts that share most of their
-    characters in order are close, whatever a model makes of them."""
-    out = np.zeros((len(texts), dim), dtype=np.float32)
+    """(N, dim) float32 unit vectors: the character 3-grams of each comparable text (case,
+    whitespace and punctuation aside), hashed into ``dim`` buckets, present or not, weighted
+    by their inverse document frequency among the N texts. Two texts that share most of their
+    characters in order are close, whatever a model makes of them; the weighting keeps the
+    3-grams every English text has ("the", "ing") from making unrelated texts close."""
+    rows, buckets = [], []
     for row, text in enumerate(texts):
         codes = np.frombuffer(_comparable(text).encode("utf-32-le"), dtype=np.uint32)
-        if len(codes) < 3:
-            codes = np.concatenate([codes, np.zeros(3 - len(codes), np.uint32)])
+        codes = np.concatenate([codes, np.zeros(max(0, 3 - len(codes)), np.uint32)])
         codes = codes.astype(np.uint64)
         grams = (codes[:-2] * 1_000_003 + codes[1:-1]) * 1_000_003 + codes[2:]
-        np.add.at(out[row], (grams * 0x9E3779B97F4A7C15 >> np.uint64(40)) % dim, 1.0)
+        hashed = np.unique((grams * _GOLDEN >> np.uint64(40)) % np.uint64(dim))
+        rows.append(np.full(len(hashed), row, dtype=np.int64))
+        buckets.append(hashed.astype(np.int64))
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    if rows:
+        out[np.concatenate(rows), np.concatenate(buckets)] = 1.0
+    out *= (np.log((1.0 + len(texts)) / (1.0 + out.sum(axis=0))) + 1.0).astype(np.float32)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out
 
@@ -215,14 +224,10 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
         pair_id = np.unique(lo.astype(np.int64) * n + hi)
         lo, hi = pair_id // n, pair_id % n
         n_candidates = len(lo)
-        comparable: dict[int, str] = {}
-
-        def form(row: int) -> str:
-            if row not in comparable:
-                comparable[row] = _comparable(texts[row])
-            return comparable[row]
-
-        confirmed = np.array([_similarity(form(a), form(b), text_threshold) >= text_threshold
+        comparable = {row: _comparable(texts[row]) for row in np.union1d(lo, hi).tolist()}
+        grams = functools.lru_cache(maxsize=4096)(_trigrams)
+        confirmed = np.array([_similarity(comparable[a], comparable[b], text_threshold,
+                                          grams) >= text_threshold
                               for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
                              dtype=bool)
         n_rejected = int(n_candidates - confirmed.sum())

@@ -79,13 +79,20 @@ def test_the_table_matches_its_registered_schema(tmp_path):
     assert table.num_rows == 7
 
 
-@pytest.mark.parametrize("name, value", [("duplicate_threshold", 0.0),
-                                         ("duplicate_text_threshold", 1.2)])
-def test_thresholds_outside_zero_one_are_config_errors(tmp_path, name, value):
+@pytest.mark.parametrize("value", [0.0, -0.5])
+def test_a_cosine_threshold_outside_zero_one_is_a_config_error(tmp_path, value):
+    # the config accepts any cosine in [-1, 1] (the conflict view uses it too); a duplicate
+    # group needs a positive one
     store, views = _store(tmp_path)
-    cfg = ScoreConfig(**{name: value})
-    with pytest.raises(ConfigError, match=f"score.{name} must lie in \\(0, 1\\], got {value}"):
-        duplicate_table(store, views, CLASSES, cfg)
+    with pytest.raises(ConfigError, match=f"score.duplicate_threshold must lie in \\(0, 1\\], "
+                                          f"got {value}"):
+        duplicate_table(store, views, CLASSES, ScoreConfig(duplicate_threshold=value))
+
+
+@pytest.mark.parametrize("value", [0.0, 1.2])
+def test_the_config_refuses_a_text_threshold_outside_zero_one(value):
+    with pytest.raises(ValueError, match="duplicate_text_threshold"):
+        ScoreConfig(duplicate_text_threshold=value)
 
 
 def test_dedupe_keeps_one_row_per_group_with_the_resolved_label():
