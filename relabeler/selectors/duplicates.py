@@ -185,7 +185,7 @@ def text_sketch(texts, *, dim: int = SKETCH_DIM) -> np.ndarray:
     if rows:
         out[np.concatenate(rows), np.concatenate(buckets)] = 1.0
     out *= (np.log((1.0 + len(texts)) / (1.0 + out.sum(axis=0))) + 1.0).astype(np.float32)
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    out /= np.maximum(np.sqrt(np.einsum("ij,ij->i", out, out)), 1e-12)[:, None]
     return out
 
 
