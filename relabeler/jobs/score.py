@@ -34,8 +34,8 @@ import torch
 from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
-from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.jobs.duplicates import write_duplicates
+from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
