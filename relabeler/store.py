@@ -9,6 +9,7 @@ half-written stage is never marked done.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +35,22 @@ from relabeler.artifacts import MARKER, table_artifact
 from relabeler.errors import StoreError
 
 logger = logging.getLogger(__name__)
+
+# What a remote filesystem raises besides OSError when it cannot be reached or signed in to
+# (missing credentials, an unreachable endpoint); optional packages, so collected when present.
+REMOTE_ERRORS: tuple[type[BaseException], ...] = ()
+try:
+    from botocore.exceptions import BotoCoreError
+
+    REMOTE_ERRORS += (BotoCoreError,)
+except ImportError:  # pragma: no cover - without s3fs
+    pass
+try:
+    from google.auth.exceptions import GoogleAuthError
+
+    REMOTE_ERRORS += (GoogleAuthError,)
+except ImportError:  # pragma: no cover - without gcsfs
+    pass
 
 _TMP_PREFIX = ".tmp-"
 _PART = re.compile(r"part-(\d{5,})\.parquet")
@@ -83,6 +100,47 @@ def _replace_local_dir(src: str, dst: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def filesystem_error(exc: BaseException, place: str, doing: str) -> str:
+    """One line for an OSError or a remote filesystem's sign-in error: what was done where
+    (``place``, ``doing``), and why it failed."""
+    if isinstance(exc, PermissionError):
+        why = "permission denied (read-only or not yours)"
+    elif isinstance(exc, FileExistsError | NotADirectoryError):
+        why = "a file stands where a folder is needed"
+    elif isinstance(exc, IsADirectoryError):
+        why = "it is a folder, not a file"
+    elif isinstance(exc, FileNotFoundError):
+        why = "no such file or folder"
+    elif REMOTE_ERRORS and isinstance(exc, REMOTE_ERRORS):
+        name = type(exc).__name__
+        hint = (" (set the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "GOOGLE_APPLICATION_CREDENTIALS, or a workload identity)"
+                if "Credential" in name or "Auth" in name else "")
+        why = f"{name}: {exc}{hint}"
+    else:
+        why = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+    return f"{place}: cannot {doing}: {why}"
+
+
+def _storage_io(doing: str) -> Callable:
+    """Turn a filesystem failure inside a RunStore method into a StoreError naming the run
+    directory and the artifact (the method's first argument)."""
+
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def inner(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (OSError, *REMOTE_ERRORS) as exc:
+                what = f"{doing} {args[0]!r}" if args and isinstance(args[0], str) else doing
+                raise StoreError(filesystem_error(exc, f"run directory {self.uri}", what)
+                                 ) from exc
+
+        return inner
+
+    return wrap
+
+
 class RunStore:
     """One run directory on a local disk or any fsspec filesystem.
 
@@ -99,7 +157,13 @@ class RunStore:
         self.is_local: bool = isinstance(self.fs, LocalFileSystem)
         self.uri: str = self._root if self.is_local else self.fs.unstrip_protocol(self._root)
         if self.is_local:
-            os.makedirs(self._root, exist_ok=True)
+            if os.path.exists(self._root) and not os.path.isdir(self._root):
+                raise StoreError(f"run directory {self._root} is a file, not a folder")
+            try:
+                os.makedirs(self._root, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(filesystem_error(exc, f"run directory {self._root}",
+                                                  "create it")) from exc
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
         rel = _check_artifact(artifact, name=name, allow_root=allow_root)
@@ -124,6 +188,7 @@ class RunStore:
         """A local filesystem path when the store is local, else None."""
         return Path(self._full(artifact)) if self.is_local else None
 
+    @_storage_io("look for")
     def exists(self, artifact: str) -> bool:
         return self.fs.exists(self._full(artifact))
 
@@ -148,6 +213,7 @@ class RunStore:
             self._discard(tmp)
             raise
 
+    @_storage_io("write")
     def write_table(self, artifact: str, table: pa.Table) -> None:
         """Write ``table`` as one Parquet file, atomically; a registered artifact
         (:mod:`relabeler.artifacts`) must match its schema."""
@@ -158,6 +224,7 @@ class RunStore:
             table = spec.conform(table, where=f"{artifact} in run directory {self.uri}")
         self._write_atomic(artifact, lambda f: pq.write_table(table, f))
 
+    @_storage_io("write")
     def write_bytes(self, artifact: str, data: bytes) -> None:
         self._write_atomic(artifact, lambda f: f.write(data))
 
@@ -165,6 +232,7 @@ class RunStore:
         self.write_bytes(artifact, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 
     # reads
+    @_storage_io("read")
     def read_bytes(self, artifact: str) -> bytes:
         try:
             with self.fs.open(self._full(artifact), "rb") as f:
@@ -178,6 +246,7 @@ class RunStore:
         except json.JSONDecodeError as err:
             raise StoreError(f"{artifact!r} in run directory {self.uri} is not JSON") from err
 
+    @_storage_io("read")
     def read_table(self, artifact: str, *, columns: list[str] | None = None) -> pa.Table:
         """Read a Parquet file, or a folder of ``part-*.parquet`` concatenated in part order."""
         full = self._full(artifact)
@@ -201,6 +270,7 @@ class RunStore:
             raise StoreError(f"cannot read {artifact!r} in run directory {self.uri} as Parquet: "
                              f"{err}") from err
 
+    @_storage_io("look at")
     def version(self, artifact: str) -> str | None:
         """A short tag that changes when ``artifact`` (a file) is rewritten: its size and the
         filesystem's content tag or modification time. None when it is missing. One stat, so
@@ -214,6 +284,7 @@ class RunStore:
         return _listing_version(posixpath.dirname(full), {full: info})
 
     # listing, appending, removing
+    @_storage_io("list")
     def list(self, prefix: str) -> list[str]:
         """Artifacts under folder ``prefix`` ("" = the whole run), as paths relative to the run
         root, sorted; temporary files of unfinished writes are left out. [] if missing."""
@@ -224,6 +295,7 @@ class RunStore:
         rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
         return sorted(r for r in rels if not any(s.startswith(_TMP_PREFIX) for s in r.split("/")))
 
+    @_storage_io("append to")
     def append_line(self, artifact: str, line: str) -> None:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
         have no append (fsspec rewrites the object): keep one writer per file there."""
@@ -243,6 +315,7 @@ class RunStore:
         finally:
             os.close(fd)
 
+    @_storage_io("remove")
     def remove(self, artifact: str) -> None:
         """Remove a file or folder, recursively; nothing happens when it is missing."""
         try:
@@ -264,6 +337,7 @@ class RunStore:
         matches = (_PART.fullmatch(name) for name in names)
         return {int(m.group(1)): posixpath.join(full_dir, m.group(0)) for m in matches if m}
 
+    @_storage_io("list")
     def finished_shards(self, folder: str) -> set[int]:
         """Indices of the complete part files in ``folder``; temp files are not counted."""
         return set(self._parts(self._full(folder, name="folder")))
@@ -280,16 +354,19 @@ class RunStore:
     def stage_done(self, stage: str) -> bool:
         return self.exists(self._marker(stage))
 
+    @_storage_io("mark done")
     def mark_done(self, stage: str, info: dict | None = None) -> None:
         """Write the stage's marker; call it last, after all of the stage's artifacts."""
         finished_at = datetime.now(UTC).isoformat()
         self.write_json(self._marker(stage), {"stage": stage, "finished_at": finished_at,
                                               "relabeler_version": __version__, "info": info or {}})
 
+    @_storage_io("read the marker of")
     def stage_info(self, stage: str) -> dict | None:
         marker = self._marker(stage)
         return self.read_json(marker) if self.exists(marker) else None
 
+    @_storage_io("reset")
     def reset_stage(self, stage: str, artifacts: Sequence[str]) -> None:
         """For ``--force``: remove the marker first, then the stage's artifacts."""
         if isinstance(artifacts, str):
@@ -299,7 +376,68 @@ class RunStore:
         for rel in rels:
             self.remove(rel)
 
+    @_storage_io("replace")
+    def replace_folder(self, folder: str, tables: Mapping[str, pa.Table], *,
+                       unmark: str | None = None) -> None:
+        """Make ``tables`` (artifact path inside ``folder`` -> table) the new content of
+        ``folder``; nothing of the old folder is touched until every new table is written.
+
+        The tables are checked (registered artifacts against their schemas) and written to a
+        temporary folder beside ``folder``; a failure there leaves the old folder, and the
+        marker of stage ``unmark``, as they were. Then the marker is removed and the new folder
+        swapped in: locally two renames (a failed swap puts the old folder and its marker back);
+        an object store has no folder rename, so files are moved over one by one and stale ones
+        removed, and the missing marker says the stage is unfinished if that is cut short.
+        """
+        base = _check_artifact(folder, name="folder")
+        staged: dict[str, pa.Table] = {}
+        for artifact, table in tables.items():
+            rel = _check_artifact(artifact)
+            if not rel.startswith(base + "/"):
+                raise ValueError(f"tables: {artifact!r} is not inside folder {base!r}")
+            spec = table_artifact(rel)
+            if spec is not None:
+                table = spec.conform(table, where=f"{rel} in run directory {self.uri}")
+            staged[rel[len(base) + 1:]] = table
+        full = self._full(base)
+        tmp = _tmp_beside(full)
+        try:
+            for name, table in staged.items():
+                target = posixpath.join(tmp, name)
+                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+                with (open(target, "wb") if self.is_local else self.fs.open(target, "wb")) as f:
+                    pq.write_table(table, f)
+                    if self.is_local:
+                        f.flush()
+                        os.fsync(f.fileno())
+            marker = self._marker(unmark) if unmark is not None else None
+            old_marker = (self.read_bytes(marker)
+                          if marker is not None and self.exists(marker) else None)
+            if marker is not None:
+                self.remove(marker)
+            try:
+                self._swap_in(tmp, full, staged)
+            except BaseException:
+                if old_marker is not None and self.is_local:  # the old folder is back
+                    self.write_bytes(marker, old_marker)
+                raise
+        finally:
+            self._discard(tmp)
+
+    def _swap_in(self, tmp: str, full: str, names: Mapping[str, Any]) -> None:
+        if self.is_local:
+            _replace_local_dir(tmp, full)
+            _fsync_dir(posixpath.dirname(full))
+            return
+        self.fs.invalidate_cache(full)
+        old = set(self.fs.find(full)) if self.fs.isdir(full) else set()
+        for name in names:
+            self.fs.mv(posixpath.join(tmp, name), posixpath.join(full, name))
+        for stale in old - {posixpath.join(full, name) for name in names}:
+            self.fs.rm(stale)
+
     # directories: save_pretrained writes a local folder; these move it to and from the store
+    @_storage_io("upload")
     def put_dir(self, local_dir: str | Path, artifact: str) -> None:
         """Upload a local folder as ``artifact``; an existing one is replaced after the upload."""
         src = Path(local_dir)
@@ -329,6 +467,7 @@ class RunStore:
         finally:
             self._discard(tmp)
 
+    @_storage_io("download")
     def get_dir(self, artifact: str, local_dir: str | Path | None = None) -> Path:
         """Local path of folder ``artifact``.
 

@@ -169,14 +169,14 @@ def test_read_table_unreadable_parquet_names_file_and_cause(tmp_path: Path) -> N
 def test_read_table_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n\n{"text": "b", label}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad\.jsonl: line 3 is not valid JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 3: not valid JSON"):
         read_table(path)
 
 
 def test_read_table_jsonl_line_not_an_object(tmp_path: Path) -> None:
     path = tmp_path / "list.jsonl"
     path.write_text('["a", "x"]\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"list\.jsonl: line 1 is a JSON list"):
+    with pytest.raises(DataError, match=r"list\.jsonl, line 1: a JSON list"):
         read_table(path)
 
 
@@ -326,7 +326,7 @@ def test_unreadable_file_raises_data_error(tmp_path: Path) -> None:
 def test_bad_jsonl_line_raises_data_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"bad\.jsonl: line 2"):
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 2"):
         load_dataset(str(path))
 
 

@@ -170,7 +170,7 @@ def _write_half_then_fail(table, where, **kwargs):
 def test_failed_table_write_leaves_no_file_and_no_temp(store, monkeypatch):
     store.write_bytes("rows/keep.txt", b"k")
     monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StoreError, match="simulated"):
         store.write_table("rows/train.parquet", _table(["a"]))
     assert not store.exists("rows/train.parquet")
     assert _raw_names(store, "rows") == ["keep.txt"]
@@ -180,7 +180,7 @@ def test_failed_table_write_keeps_the_previous_version(store, monkeypatch):
     old = _table(["old"])
     store.write_table("rows/train.parquet", old)
     monkeypatch.setattr(pq, "write_table", _write_half_then_fail)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StoreError, match="simulated"):
         store.write_table("rows/train.parquet", _table(["new"]))
     monkeypatch.undo()
     assert store.read_table("rows/train.parquet").equals(old)
@@ -328,7 +328,7 @@ def test_put_dir_failure_keeps_the_previous_folder(store, tmp_path, monkeypatch)
         monkeypatch.setattr(shutil, "copytree", copy_then_fail)
     else:
         monkeypatch.setattr(store.fs, "put_file", copy_then_fail)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StoreError, match="simulated"):
         store.put_dir(_make_model_dir(tmp_path / "v2", b"v2"), "model")
     monkeypatch.undo()
     assert store.list("model") == before

@@ -14,6 +14,7 @@ from relabeler.data.validate import (
     BadRows,
     Columns,
     Source,
+    check_label_spellings,
     drop_duplicate_ids,
     open_source,
     stage_rows,
@@ -93,7 +94,9 @@ def load_dataset(
         With ``id_col=None``, or the default ``"id"`` absent from the source, ids are generated
         as ``"r" + sha1(f"{row}\\x00{text}")[:16]`` (``eval_source``/``pool_source`` rows
         prefix ``"eval\\x00"``/``"pool\\x00"`` so their ids cannot collide with the source's).
-        Ids and labels are cast to ``str`` (``0`` and ``0.0`` give ``"0"``).
+        Ids and labels are cast to ``str`` (``0`` and ``0.0`` give ``"0"``); labels that would
+        merge or differ only in spelling (``1`` and ``"1"``, ``True`` and ``"true"``,
+        ``"spam"`` and ``"Spam"``) are a :class:`DataError` naming the values and rows.
     split_col : str, optional
         Column holding ``train``, ``eval`` or ``pool`` per row; the fractions are then ignored.
     eval_fraction, pool_fraction : float
@@ -105,9 +108,9 @@ def load_dataset(
         Seed of the ``np.random.default_rng`` that samples and splits.
     on_bad_rows : {"fail", "skip"}
         ``fail`` raises :class:`DataError` at the first bad row. ``skip`` quarantines row-level
-        problems (null id, null/empty/non-string text, null label, bad split value, duplicate
-        id after its first row, eval label unknown to train) into ``rejected`` and logs a count
-        at WARNING. Missing columns, unreadable files and a single-class train set always raise.
+        problems (a broken CSV record or JSONL line, null id, null/empty/non-string text, null
+        label, bad split value, duplicate id after its first row, eval label unknown to train)
+        into ``rejected`` and logs a count at WARNING. Missing columns, unreadable files and a single-class train set always raise.
     eval_source, pool_source : str, optional
         Files holding the eval rows and the pool rows (same column names; a pool file needs no
         label column). A split not given as a file is carved from ``source`` by its fraction.
@@ -139,6 +142,7 @@ def load_dataset(
     for part, fixed_split, salt in sources:
         records += stage_rows(part, columns, bad_rows, fixed_split=fixed_split, id_salt=salt)
     records = drop_duplicate_ids(records, columns, bad_rows)
+    check_label_spellings(records, label_col)
 
     rng = np.random.default_rng(seed)
     main_records = _sample(main, [r for r in records if r["source"] is main], sample, rng)

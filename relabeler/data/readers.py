@@ -1,23 +1,38 @@
 """Read a table from Parquet, CSV/TSV, JSONL or a Hugging Face dataset into object columns.
 
 Values keep the types the format can express (CSV cells are ``str``; JSONL and Parquet keep
-ints, floats and bools); missing values are ``None``, so validation sees one null.
+ints, floats and bools); missing values are ``None``, so validation sees one null. A file may be
+a local path or any fsspec URI (``s3://``, ``gs://``, ``file://``, ``memory://``). Text files are
+UTF-8 (a byte-order mark is dropped); anything else is an error naming the line.
+
+CSV is parsed record by record, so a broken record is named by its line: a record whose field
+count differs from the header's, and a quoted field that runs over line breaks and swallows
+lines that read as whole rows on their own (an unbalanced quote, which merges those rows into
+one text under the last row's label). A text that spans lines is kept when none of its lines
+reads as a row of the file's width.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import math
 import os
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from relabeler.errors import DataError
+from relabeler.errors import DataError, StoreError
+from relabeler.store import REMOTE_ERRORS, filesystem_error
 
 # Format names by file suffix; ``fmt=`` takes the same names with or without the dot.
 _FORMATS = {
@@ -37,14 +52,40 @@ def is_null(value: object) -> bool:
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
+def is_uri(path: str | os.PathLike) -> bool:
+    """True for an fsspec URI (``s3://bucket/x.csv``), False for a local path or ``hf:`` name."""
+    return isinstance(path, str) and "://" in path
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A record the reader could not take as one row: its 0-based data row, the 1-based line
+    of the file where it starts, and the problem."""
+
+    row: int
+    line: int
+    problem: str
+
+
+@dataclass
+class TableRead:
+    """What a reader made of a file: the good rows, each row's 0-based data row in the file
+    (``rows``, parallel to ``frame``), and the records left out (``bad``)."""
+
+    frame: pd.DataFrame
+    rows: list[int]
+    bad: list[BadLine] = field(default_factory=list)
+
+
 def read_table(path: str | os.PathLike, *, fmt: str | None = None) -> pd.DataFrame:
     """Read a table from a file or a Hugging Face dataset.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.parquet``/``.pq``, ``.csv``, ``.tsv`` or ``.jsonl``/``.ndjson`` file, or
-        ``"hf:NAME[:SPLIT]"`` (split defaults to ``train``; needs ``pip install datasets``).
+        A ``.parquet``/``.pq``, ``.csv``, ``.tsv`` or ``.jsonl``/``.ndjson`` file (a local path
+        or an fsspec URI), or ``"hf:NAME[:SPLIT]"`` (split defaults to ``train``; needs
+        ``pip install datasets``).
     fmt : str, optional
         Format to use instead of the one the suffix implies: ``parquet``, ``pq``, ``csv``,
         ``tsv``, ``jsonl`` or ``ndjson``.
@@ -59,43 +100,116 @@ def read_table(path: str | os.PathLike, *, fmt: str | None = None) -> pd.DataFra
     Raises
     ------
     DataError
-        The file is missing or unreadable, its format is unknown, or a JSONL line is not a
-        JSON object (the message names the 1-based line number).
+        The file is missing, a folder or unreadable, its format is unknown, it is not UTF-8,
+        or a record is broken (a JSONL line that is not a JSON object, a CSV record of another
+        width than the header, a quote that swallows rows); the message names the line.
+    StoreError
+        A remote filesystem refused (missing credentials); the message names the URI.
     """
+    read = read_table_rows(path, fmt=fmt)
+    if read.bad:
+        first = read.bad[0]
+        raise DataError(f"cannot read file {path}, line {first.line}: {first.problem}")
+    return read.frame
+
+
+def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> TableRead:
+    """:func:`read_table` that hands back broken records instead of raising at the first."""
     if isinstance(path, str) and path.startswith("hf:"):
-        return _read_hf(path)
-    file = Path(path)
-    if not file.exists():
-        raise DataError(f"cannot read file {file}: no such file")
-    kind = _table_format(file, fmt)
+        frame = _read_hf(path)
+        return TableRead(frame, list(range(len(frame))))
+    name = os.fspath(path)
+    kind = _table_format(name, fmt)
+    data = _read_bytes(name)
     try:
         if kind == "parquet":
-            return _arrow_to_frame(pq.read_table(file))
+            frame = _arrow_to_frame(pq.read_table(pa.BufferReader(data)))
+            return TableRead(frame, list(range(len(frame))))
+        text = _decode(data, name)
         if kind == "jsonl":
-            return _read_jsonl(file)
-        return _read_csv(file, sep="\t" if kind == "tsv" else ",")
-    except DataError:
-        raise
+            return _read_jsonl(text)
+        return _read_csv(text, name, sep="\t" if kind == "tsv" else ",")
+    except (ValueError, pa.ArrowException) as exc:
+        if isinstance(exc, DataError):
+            raise
+        # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"cannot read file {name} as {kind}: {exc}") from exc
+
+
+def file_version(name: str) -> str | None:
+    """What tells one content of file ``name`` from another: ``sha256:<hex>`` of a local file's
+    bytes; for a remote file its size and the store's content tag (S3's ETag, GCS's md5), else
+    its modification time, without downloading it. None for ``hf:`` names, demo datasets and
+    files that are not there."""
+    if name.startswith("hf:") or not (is_uri(name) or Path(name).is_file()):
+        return None
+    try:
+        fs, location = fsspec.core.url_to_fs(name)
+        if not is_uri(name) or type(fs).__name__ == "LocalFileSystem":
+            digest = hashlib.sha256()
+            with fs.open(location, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return f"sha256:{digest.hexdigest()}"
+        fs.invalidate_cache(location)
+        info = fs.info(location)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+    except REMOTE_ERRORS as exc:
+        raise StoreError(filesystem_error(exc, name, "read it")) from exc
+    tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "mtime", "LastModified",
+                                       "last_modified", "created") if info.get(k) is not None),
+               "")
+    return f"size:{info.get('size')}:{tag}"
+
+
+def _read_bytes(name: str) -> bytes:
+    """The whole file, local or remote; a missing file, a folder or a refusal is an error
+    naming it."""
+    try:
+        fs, location = fsspec.core.url_to_fs(name)
+    except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
+        raise DataError(f"cannot read file {name}: {exc}") from exc
+    try:
+        if fs.isdir(location):
+            raise DataError(f"cannot read file {name}: it is a folder, not a file")
+        with fs.open(location, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise DataError(f"cannot read file {name}: no such file") from exc
+    except OSError as exc:
+        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+    except REMOTE_ERRORS as exc:
+        raise StoreError(filesystem_error(exc, name, "read it")) from exc
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"cannot read file {file} as {kind}: not UTF-8 ({exc})") from exc
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        # pandas' parser errors and pyarrow's ArrowInvalid are ValueErrors.
-        raise DataError(f"cannot read file {file} as {kind}: {exc}") from exc
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"cannot read file {name}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8 (from Latin-1 or Windows-1252: "
+            f"iconv -f cp1252 -t utf-8)"
+        ) from exc
 
 
-def _table_format(file: Path, fmt: str | None) -> str:
+def _table_format(name: str, fmt: str | None) -> str:
     if fmt is not None:
         key = fmt.lower() if fmt.startswith(".") else "." + fmt.lower()
         if key not in _FORMATS:
             raise DataError(
-                f"cannot read file {file}: unknown fmt {fmt!r} "
+                f"cannot read file {name}: unknown fmt {fmt!r} "
                 f"(known: {', '.join(sorted({k[1:] for k in _FORMATS}))})"
             )
         return _FORMATS[key]
-    suffix = file.suffix.lower()
+    suffix = Path(name.split("?", 1)[0]).suffix.lower()
     if suffix not in _FORMATS:
         raise DataError(
-            f"cannot read file {file}: unknown suffix {suffix or '(none)'!r} "
+            f"cannot read file {name}: unknown suffix {suffix or '(none)'!r} "
             f"(known: {', '.join(_FORMATS)}; or pass fmt=)"
         )
     return _FORMATS[suffix]
@@ -111,43 +225,97 @@ def _arrow_to_frame(table: pa.Table) -> pd.DataFrame:
     )
 
 
-def _read_csv(file: Path, *, sep: str) -> pd.DataFrame:
-    frame = pd.read_csv(
-        file, sep=sep, dtype=object, keep_default_na=False, na_values=[""], encoding="utf-8"
-    )
+def _columns(records: list[list[str]], header: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            name: pd.Series([None if is_null(v) else v for v in frame[name]], dtype=object)
-            for name in frame.columns
+            name: pd.Series([r[i] if r[i] != "" else None for r in records], dtype=object)
+            for i, name in enumerate(header)
         }
     )
 
 
-def _read_jsonl(file: Path) -> pd.DataFrame:
-    records: list[dict[str, Any]] = []
-    with open(file, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+def _header(names: list[str], file: str) -> list[str]:
+    header = [name or f"Unnamed: {i}" for i, name in enumerate(names)]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"cannot read file {file}, line 1: column {name!r} appears twice "
+                            "in the header")
+        seen.add(name)
+    return header
+
+
+def _reads_as_row(line: str, sep: str, width: int) -> bool:
+    """Whether one physical line, alone, parses as a record of ``width`` fields."""
+    fields = next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    return width >= 2 and len(fields) == width
+
+
+def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
+    csv.field_size_limit(sys.maxsize)  # a long text is data, not an attack on the parser
+    lines = list(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header_record = next(reader, None)
+    if not header_record:
+        raise DataError(f"cannot read file {file}: it is empty (no header line)")
+    header = _header(header_record, file)
+    width = len(header)
+    records: list[list[str]] = []
+    rows: list[int] = []
+    bad: list[BadLine] = []
+    end = reader.line_num
+    row = 0
+    for record in reader:
+        start, end = end + 1, reader.line_num
+        if not record:  # a blank line
+            continue
+        if end > start:
+            swallowed = [n for n in range(start + 1, end + 1)
+                         if _reads_as_row(lines[n - 1], sep, width)]
+            if swallowed:
+                bad.append(BadLine(row, start, (
+                    f"a quoted field runs from line {start} to line {end} and swallows line "
+                    f"{swallowed[0]}, which reads as a row of its own: a quote is probably "
+                    f"not closed")))
+                row += 1
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"cannot read file {file}: line {lineno} is not valid JSON "
-                    f"({exc.msg} at column {exc.colno})"
-                ) from exc
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"cannot read file {file}: line {lineno} is a JSON {type(record).__name__}, "
-                    "expected an object"
-                )
+        if len(record) != width:
+            bad.append(BadLine(row, start, f"{len(record)} fields, the header has {width} "
+                               f"({', '.join(header)})"))
+        else:
             records.append(record)
+            rows.append(row)
+        row += 1
+    return TableRead(_columns(records, header), rows, bad)
+
+
+def _read_jsonl(text: str) -> TableRead:
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    bad: list[BadLine] = []
+    row = 0
+    for lineno, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(BadLine(row, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        else:
+            if isinstance(record, dict):
+                records.append(record)
+                rows.append(row)
+            else:
+                bad.append(BadLine(row, lineno, f"a JSON {type(record).__name__}, expected an "
+                                   "object"))
+        row += 1
     names: dict[str, None] = {}
     for record in records:
         names.update(dict.fromkeys(record))
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {name: pd.Series([r.get(name) for r in records], dtype=object) for name in names}
     )
+    return TableRead(frame, rows, bad)
 
 
 def _read_hf(spec: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler.data.demos import DEMO_DATASETS
-from relabeler.data.readers import is_null, read_table
+from relabeler.data.readers import BadLine, is_null, is_uri, read_table_rows
 from relabeler.errors import DataError
 
 SPLITS = ("train", "eval", "pool")
@@ -67,14 +67,25 @@ class Source:
     name: str  # path or name as given; goes to rejected.source
     where: str  # how messages name it: "file x.csv", "demo dataset sms-spam"
     frame: pd.DataFrame
+    rows: list[int] | None = None  # each frame row's data row in the file (None: the same)
+    bad: tuple[BadLine, ...] = ()  # records the reader could not take as rows
+
+    def row(self, position: int) -> int:
+        """The 0-based data row in the file of frame row ``position``."""
+        return position if self.rows is None else self.rows[position]
+
+
+def _file_source(name: str, where: str) -> Source:
+    read = read_table_rows(name)
+    return Source(name, where, read.frame, read.rows, tuple(read.bad))
 
 
 def open_source(source: str | os.PathLike, role: str) -> Source:
     name = os.fspath(source)
     if name.startswith("hf:"):
-        return Source(name, f"Hugging Face dataset {name}", read_table(name))
-    if Path(name).exists():
-        return Source(name, f"file {name}", read_table(name))
+        return _file_source(name, f"Hugging Face dataset {name}")
+    if is_uri(name) or Path(name).exists() or Path(name).is_symlink():
+        return _file_source(name, f"file {name}")
     if role == "source" and name in DEMO_DATASETS:
         return Source(name, f"demo dataset {name}", DEMO_DATASETS[name]())
     demos = f" and is not a demo dataset ({', '.join(DEMO_DATASETS)})" if role == "source" else ""
@@ -114,6 +125,14 @@ class BadRows:
         self.rejected.append(Rejected(row, source.name, f"{problem}{detail}"))
         self.counts[problem] += 1
 
+    def report_line(self, source: Source, bad: BadLine) -> None:
+        """A record the reader could not take as a row (a broken quote, a wrong field count,
+        a line that is not JSON)."""
+        if self.mode == "fail":
+            raise DataError(f"{source.where}, line {bad.line} (row {bad.row}): {bad.problem}")
+        self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}"))
+        self.counts["broken record"] += 1
+
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             {
@@ -147,14 +166,18 @@ def stage_rows(
     labels = frame[columns.label].tolist() if columns.label in frame else [None] * n_rows
     splits = frame[columns.split].tolist() if uses_split_col else [fixed_split] * n_rows
     if generate:
-        ids: list[object] = [_generated_id(row, text, id_salt) for row, text in enumerate(texts)]
+        ids: list[object] = [_generated_id(source.row(position), text, id_salt)
+                             for position, text in enumerate(texts)]
     else:
         ids = frame[columns.id].tolist()
 
+    for bad in source.bad:
+        bad_rows.report_line(source, bad)
     staged = []
-    for row, (raw_id, text, raw_label, split) in enumerate(
+    for position, (raw_id, text, raw_label, split) in enumerate(
         zip(ids, texts, labels, splits, strict=True)
     ):
+        row = source.row(position)
         report = _row_reporter(bad_rows, source, row)
         item_id = None if is_null(raw_id) else _scalar_to_str(raw_id)
         if item_id is None or not item_id.strip():
@@ -195,6 +218,7 @@ def stage_rows(
                 "id": item_id,
                 "text": text,
                 "label": label,
+                "raw_label": raw_label,
                 "split": split,
                 "row": row,
                 "source": source,
@@ -227,3 +251,49 @@ def drop_duplicate_ids(
             f" {record['id']!r} (first at row {first['row']}{elsewhere})",
         )
     return kept
+
+
+def _label_kind(value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | np.integer):
+        return "int"
+    if isinstance(value, float | np.floating):
+        return "float"
+    return type(value).__name__
+
+
+def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:
+    """Raise when labels that differ in type or spelling would become one class, or two that
+    look like one: ``1``, ``"1"`` and ``1.0`` (all ``"1"`` as text); ``True``, ``"true"`` and
+    ``"True"``; ``"spam"`` and ``"Spam "``. Labels are taken as given, so these are errors
+    naming every variant with its first row and count; fix the source to one spelling.
+    """
+    groups: dict[str, dict[tuple[str, str], list]] = {}
+    for record in records:
+        if record["label"] is None:
+            continue
+        raw = record["raw_label"]
+        variant = (_label_kind(raw), repr(raw.item() if isinstance(raw, np.generic) else raw))
+        seen = groups.setdefault(record["label"].strip().casefold(), {})
+        if variant in seen:
+            seen[variant][1] += 1
+        else:
+            seen[variant] = [record, 1]
+    clashes = [variants for variants in groups.values() if len(variants) > 1]
+    if not clashes:
+        return
+    first = next(iter(clashes[0].values()))[0]["source"]
+    described = []
+    for variants in clashes[:3]:
+        parts = []
+        for (kind, shown), (record, count) in variants.items():
+            where = ("" if record["source"] is first else f" of {record['source'].where}")
+            parts.append(f"{shown} ({kind}, first at row {record['row']}{where}, {count} rows)")
+        described.append(" vs ".join(parts))
+    more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+    raise DataError(
+        f"{first.where}, column {label_col!r}: labels differ only in type or spelling: "
+        f"{'; '.join(described)}{more}. Labels are compared as given: write each class one "
+        "way in the source"
+    )

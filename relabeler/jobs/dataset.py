@@ -3,6 +3,13 @@
 Every other stage reads ``dataset/{train,eval,pool}.parquet``; nothing reads the source again.
 With ``[data] noise_rate`` set (demos, simulations), training labels are flipped on purpose and
 the truth stays beside them in the columns ``true_label`` and ``flipped``.
+
+A rerun never destroys: the new source is read and validated completely, the new tables are
+written beside the old ones, and only then swapped in (:meth:`RunStore.replace_folder`); a
+failure on the way leaves the old dataset and its marker. The marker records the inputs (the
+settings below and each source file's content version, :func:`file_version`), so a finished
+stage asked for other inputs says what changed and asks for ``--force`` instead of reporting
+the old result.
 """
 
 from __future__ import annotations
@@ -12,23 +19,77 @@ import logging
 import numpy as np
 
 from relabeler import artifacts
-from relabeler.config import RunConfig
+from relabeler.config import DataConfig, RunConfig
 from relabeler.data import inject_noise, load_dataset, write_split_tables
+from relabeler.data.readers import file_version
+from relabeler.errors import StageError
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
 STAGE = "data"
 ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
+FOLDER = "dataset"
+#: the [data] keys whose change changes the dataset
+SETTINGS = ("source", "eval_source", "pool_source", "id_col", "text_col", "label_col",
+            "split_col", "eval_fraction", "pool_fraction", "sample", "seed", "on_bad_rows",
+            "noise_rate", "noise_kind")
+_SOURCES = ("source", "eval_source", "pool_source")
+
+
+def input_fingerprint(cfg: DataConfig) -> dict:
+    """The inputs a dataset is made from: the settings that matter and, per source file, the
+    version of its content (a local file's sha256, a remote file's size and ETag or mtime)."""
+    return {"settings": {key: getattr(cfg, key) for key in SETTINGS},
+            "contents": {role: file_version(getattr(cfg, role)) for role in _SOURCES
+                         if getattr(cfg, role)}}
+
+
+def input_changes(recorded: dict, current: dict) -> list[str]:
+    """What differs between the fingerprint a marker recorded and the current one, one phrase
+    each. A source that cannot be read now (moved away) does not count as a change: the
+    finished dataset is what the later stages read."""
+    changes = []
+    old_settings, new_settings = recorded.get("settings", {}), current["settings"]
+    for key in SETTINGS:
+        if key in old_settings and old_settings[key] != new_settings[key]:
+            changes.append(f"data.{key} was {old_settings[key]!r}, now {new_settings[key]!r}")
+    for role, version in current["contents"].items():
+        old = recorded.get("contents", {}).get(role)
+        same_path = old_settings.get(role) == new_settings[role]
+        if same_path and old is not None and version is not None and old != version:
+            changes.append(f"the content of data.{role} {new_settings[role]} changed")
+        elif same_path and version is None and old is not None:
+            log.warning("dataset: data.%s %s cannot be read now; keeping the finished dataset",
+                        role, new_settings[role])
+    return changes
 
 
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
-    """Write ``dataset/`` unless it is there already; returns the stage info."""
-    if store.stage_done(STAGE) and not force:
-        log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
-        return (store.stage_info(STAGE) or {}).get("info", {})
-    store.reset_stage(STAGE, ARTIFACTS)
+    """Write ``dataset/`` unless it is there already from the same inputs; returns the stage
+    info.
+
+    Raises
+    ------
+    StageError
+        The stage is finished but its inputs changed (without ``force``).
+    DataError
+        The source is bad; nothing in ``dataset/`` has been touched.
+    """
     cfg = config.data
+    fingerprint = input_fingerprint(cfg)
+    if store.stage_done(STAGE) and not force:
+        info = (store.stage_info(STAGE) or {}).get("info", {})
+        # a marker written before fingerprints were recorded still names its source
+        recorded = info.get("fingerprint", {"settings": {"source": info.get("source",
+                                                                            cfg.source)}})
+        changes = input_changes(recorded, fingerprint)
+        if changes:
+            raise StageError(f"dataset in {store.uri} was prepared from other inputs: "
+                             f"{'; '.join(changes)}. Run `relabeler data --force` to redo it "
+                             f"(the old dataset stays until the new one is complete)")
+        log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
+        return info
     ds = load_dataset(
         cfg.source, id_col=cfg.id_col or None, text_col=cfg.text_col, label_col=cfg.label_col,
         split_col=cfg.split_col or None, eval_fraction=cfg.eval_fraction,
@@ -37,7 +98,8 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
         pool_source=cfg.pool_source or None,
     )
     info = {"source": cfg.source, "classes": ds.classes, "n_train": len(ds.train),
-            "n_eval": len(ds.eval), "n_pool": len(ds.pool), "n_rejected": len(ds.rejected)}
+            "n_eval": len(ds.eval), "n_pool": len(ds.pool), "n_rejected": len(ds.rejected),
+            "fingerprint": fingerprint}
     if cfg.noise_rate > 0:
         noisy, flipped = inject_noise(ds.train["label"].to_numpy(), cfg.noise_rate,
                                       kind=cfg.noise_kind, seed=cfg.seed, classes=ds.classes)
@@ -47,8 +109,7 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
                     n_flipped=int(np.sum(flipped)))
         log.info("dataset: flipped %d of %d training labels (%s noise) on purpose",
                  int(np.sum(flipped)), len(ds.train), cfg.noise_kind)
-    for artifact, table in write_split_tables(ds).items():
-        store.write_table(artifact, table)
+    store.replace_folder(FOLDER, write_split_tables(ds), unmark=STAGE)
     store.mark_done(STAGE, info)
     log.info("dataset: %d train, %d eval, %d pool, %d rejected rows; classes %s",
              info["n_train"], info["n_eval"], info["n_pool"], info["n_rejected"], ds.classes)
