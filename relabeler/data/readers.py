@@ -7,9 +7,10 @@ UTF-8 (a byte-order mark is dropped); anything else is an error naming the line.
 
 CSV is parsed record by record, so a broken record is named by its line: a record whose field
 count differs from the header's, and a quoted field that runs over line breaks and swallows
-lines that read as whole rows on their own (an unbalanced quote, which merges those rows into
-one text under the last row's label). A text that spans lines is kept when none of its lines
-reads as a row of the file's width.
+lines that read as whole rows on their own (an unbalanced quote closed rows later, which
+merges those rows into one text under the last row's label). A text that spans lines is kept
+when none of its inner lines reads as a row of the file's width; a quote closed on the very
+next line cannot be told from such a text.
 """
 
 from __future__ import annotations
@@ -119,8 +120,11 @@ def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> Table
         frame = _read_hf(path)
         return TableRead(frame, list(range(len(frame))))
     name = os.fspath(path)
+    fs, location = _filesystem(name)
+    if _is_folder(fs, location, name):
+        raise DataError(f"cannot read file {name}: it is a folder, not a file")
     kind = _table_format(name, fmt)
-    data = _read_bytes(name)
+    data = _read_bytes(fs, location, name)
     try:
         if kind == "parquet":
             frame = _arrow_to_frame(pq.read_table(pa.BufferReader(data)))
@@ -136,6 +140,13 @@ def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> Table
         raise DataError(f"cannot read file {name} as {kind}: {exc}") from exc
 
 
+def _filesystem(name: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    try:
+        return fsspec.core.url_to_fs(name)
+    except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
+        raise DataError(f"cannot read file {name}: {exc}") from exc
+
+
 def file_version(name: str) -> str | None:
     """What tells one content of file ``name`` from another: ``sha256:<hex>`` of a local file's
     bytes; for a remote file its size and the store's content tag (S3's ETag, GCS's md5), else
@@ -143,8 +154,8 @@ def file_version(name: str) -> str | None:
     files that are not there."""
     if name.startswith("hf:") or not (is_uri(name) or Path(name).is_file()):
         return None
+    fs, location = _filesystem(name)
     try:
-        fs, location = fsspec.core.url_to_fs(name)
         if not is_uri(name) or type(fs).__name__ == "LocalFileSystem":
             digest = hashlib.sha256()
             with fs.open(location, "rb") as handle:
@@ -165,16 +176,18 @@ def file_version(name: str) -> str | None:
     return f"size:{info.get('size')}:{tag}"
 
 
-def _read_bytes(name: str) -> bytes:
-    """The whole file, local or remote; a missing file, a folder or a refusal is an error
-    naming it."""
+def _is_folder(fs: fsspec.AbstractFileSystem, location: str, name: str) -> bool:
     try:
-        fs, location = fsspec.core.url_to_fs(name)
-    except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
-        raise DataError(f"cannot read file {name}: {exc}") from exc
+        return fs.isdir(location)
+    except OSError as exc:
+        raise DataError(filesystem_error(exc, f"file {name}", "look at it")) from exc
+    except REMOTE_ERRORS as exc:
+        raise StoreError(filesystem_error(exc, name, "look at it")) from exc
+
+
+def _read_bytes(fs: fsspec.AbstractFileSystem, location: str, name: str) -> bytes:
+    """The whole file, local or remote; a missing file or a refusal is an error naming it."""
     try:
-        if fs.isdir(location):
-            raise DataError(f"cannot read file {name}: it is a folder, not a file")
         with fs.open(location, "rb") as handle:
             return handle.read()
     except FileNotFoundError as exc:
@@ -270,7 +283,9 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
         if not record:  # a blank line
             continue
         if end > start:
-            swallowed = [n for n in range(start + 1, end + 1)
+            # the last line carries the closing quote and the fields after it, in a broken
+            # record and in a text that spans lines alike: only the lines between tell
+            swallowed = [n for n in range(start + 1, end)
                          if _reads_as_row(lines[n - 1], sep, width)]
             if swallowed:
                 bad.append(BadLine(row, start, (

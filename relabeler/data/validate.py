@@ -156,6 +156,8 @@ def stage_rows(
     ``fixed_split`` is the split every row goes to (``None``: decided later or by the split
     column). Pool rows need no label; their labels are dropped.
     """
+    for bad in source.bad:
+        bad_rows.report_line(source, bad)
     uses_split_col = fixed_split is None and columns.split is not None
     generate = _check_columns(
         source, columns, label_needed=fixed_split != "pool", split=uses_split_col
@@ -171,8 +173,6 @@ def stage_rows(
     else:
         ids = frame[columns.id].tolist()
 
-    for bad in source.bad:
-        bad_rows.report_line(source, bad)
     staged = []
     for position, (raw_id, text, raw_label, split) in enumerate(
         zip(ids, texts, labels, splits, strict=True)

@@ -330,6 +330,12 @@ def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], fr
     return table.num_rows
 
 
+def count_truncated(n_tokens: np.ndarray, max_length: int) -> int:
+    """Texts whose tokens fill ``max_length`` (n_tokens: (N,) after truncation): cut there,
+    or, rarely, exactly that long."""
+    return int(np.sum(np.asarray(n_tokens) >= max_length))
+
+
 def run_extract(store: RunStore, config, *, force: bool = False,
                 splits: Sequence[str] | None = None, progress: bool = True) -> dict:
     """The extract stage over ``splits`` (default ``[extract] splits``); per-split markers
@@ -363,9 +369,18 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                                  plan=plan, progress=progress)
         seconds = time.perf_counter() - started
         for split in todo:
-            total = store.read_table(artifacts.FEATURES(split=split), columns=["id"]).num_rows
+            tokens = store.read_table(artifacts.FEATURES(split=split), columns=["n_tokens"])
+            total = tokens.num_rows
+            truncated = count_truncated(tokens.column("n_tokens").to_numpy(),
+                                        config.model.max_length)
+            if truncated:
+                log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens and "
+                            "are cut there (the model sees only their start); raise "
+                            "--max-length to see more", truncated, total, split,
+                            config.model.max_length)
             store.mark_done(f"extract.{split}", {
-                "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2)})
+                "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2),
+                "max_length": config.model.max_length, "n_truncated": truncated})
         log.info("extract: %d rows in %.1f s (%.0f texts/s, actor start included)",
                  sum(written.values()), seconds, sum(written.values()) / seconds)
     return {split: store.stage_info(f"extract.{split}")["info"] for split in splits}

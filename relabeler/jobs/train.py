@@ -83,6 +83,19 @@ def encoder_states(config: RunConfig, model, texts: list[str], device: torch.dev
     return cache.states(texts, batch_size=64, device=device, progress=progress)
 
 
+def check_folds(labels: pd.Series, folds: int) -> None:
+    """Raise a ConfigError naming every class with fewer training rows than ``folds``: each
+    fold must hold out at least one row of every class."""
+    if not folds:
+        return
+    counts = labels.value_counts()
+    small = counts[counts < folds]
+    if len(small):
+        shown = ", ".join(f"{label!r} has {n}" for label, n in small.sort_index().items())
+        raise ConfigError(f"train.folds = {folds} needs at least {folds} training rows per "
+                          f"class: {shown}; use fewer folds (--folds) or add rows")
+
+
 def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
     """Fold number of each sample; every class spread evenly over the folds."""
     if k < 2:
@@ -160,9 +173,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if store.stage_done(STAGE) and not force:
         log.info("train: already done in %s (use --force to retrain)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
-    if not store.stage_done("data"):
-        prepare_dataset(store, config)
-    store.reset_stage(STAGE, ARTIFACTS)
+    # prepares dataset/, or checks that the finished one was made from these inputs
+    prepare_dataset(store, config)
     started = time.perf_counter()
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
@@ -171,6 +183,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if unknown:
         raise DataError(f"dataset/train.parquet: labels {unknown} are not among the classes "
                         f"{classes}")
+    check_folds(train["label"], config.train.folds)  # before any training, or artifact removed
+    store.reset_stage(STAGE, ARTIFACTS)
     index = {c: i for i, c in enumerate(classes)}
     texts = train["text"].tolist()
     ids = train["id"].to_numpy(dtype=object)
