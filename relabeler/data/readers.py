@@ -266,7 +266,7 @@ def _reads_as_row(line: str, sep: str, width: int) -> bool:
 
 def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     csv.field_size_limit(sys.maxsize)  # a long text is data, not an attack on the parser
-    lines = list(io.StringIO(text, newline=""))
+    lines: list[str] | None = None  # the physical lines, split only when a record spans some
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     header_record = next(reader, None)
     if not header_record:
@@ -283,6 +283,8 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
         if not record:  # a blank line
             continue
         if end > start:
+            if lines is None:
+                lines = list(io.StringIO(text, newline=""))
             # the last line carries the closing quote and the fields after it, in a broken
             # record and in a text that spans lines alike: only the lines between tell
             swallowed = [n for n in range(start + 1, end)

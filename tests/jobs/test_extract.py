@@ -130,3 +130,30 @@ def test_unknown_split_is_rejected(tmp_path):
     store.mark_done("train")
     with pytest.raises(ValueError, match=r"unknown split\(s\) \['test'\]"):
         run_extract(store, RunConfig(run_dir=str(tmp_path / "run")), splits=["test"])
+
+
+def test_count_truncated_counts_texts_that_fill_max_length():
+    from relabeler.jobs.extract import count_truncated
+
+    assert count_truncated(np.array([3, 12, 11, 12, 40], np.int32), 12) == 3
+    assert count_truncated(np.zeros(0, np.int32), 12) == 0
+
+
+@pytest.mark.slow
+def test_extract_counts_and_reports_the_texts_cut_at_max_length(ray_session, tiny_bert_dir,
+                                                                 tmp_path, synthetic_csv,
+                                                                 caplog):
+    from transformers import AutoTokenizer
+
+    config = _tiny_config(tmp_path, tiny_bert_dir, synthetic_csv, splits=["train"])
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    config.model.max_length = 12
+    with caplog.at_level("WARNING", logger="relabeler.jobs.extract"):
+        info = run_extract(store, config, progress=False)["train"]
+    texts = store.read_table("dataset/train.parquet").column("text").to_pylist()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    expected = sum(len(tokenizer(t)["input_ids"]) >= 12 for t in texts)
+    assert 0 < expected < len(texts)
+    assert info["n_truncated"] == expected and info["max_length"] == 12
+    assert f"{expected} of {len(texts)} train texts reach model.max_length = 12" in caplog.text
