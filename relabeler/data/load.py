@@ -87,8 +87,8 @@ def load_dataset(
     Parameters
     ----------
     source : str
-        A file (see :func:`read_table`), ``"hf:NAME[:SPLIT]"`` or a demo dataset name
-        (``sms-spam``, ``bbc-news``, ``drug-review``).
+        A file, local or an fsspec URI (see :func:`read_table`), ``"hf:NAME[:SPLIT]"`` or a
+        demo dataset name (``sms-spam``, ``bbc-news``, ``drug-review``).
     id_col, text_col, label_col : str
         The source's column names; the output columns are always ``id``, ``text``, ``label``.
         With ``id_col=None``, or the default ``"id"`` absent from the source, ids are generated
@@ -110,10 +110,12 @@ def load_dataset(
         ``fail`` raises :class:`DataError` at the first bad row. ``skip`` quarantines row-level
         problems (a broken CSV record or JSONL line, null id, null/empty/non-string text, null
         label, bad split value, duplicate id after its first row, eval label unknown to train)
-        into ``rejected`` and logs a count at WARNING. Missing columns, unreadable files and a single-class train set always raise.
+        into ``rejected`` and logs a count at WARNING. Missing columns, unreadable files,
+        labels that differ only in spelling and a single-class train set always raise.
     eval_source, pool_source : str, optional
-        Files holding the eval rows and the pool rows (same column names; a pool file needs no
-        label column). A split not given as a file is carved from ``source`` by its fraction.
+        Files (paths or fsspec URIs) holding the eval rows and the pool rows (same column
+        names; a pool file needs no label column). A split not given as a file is carved
+        from ``source`` by its fraction.
 
     Returns
     -------
