@@ -886,3 +886,28 @@ def test_read_split_of_empty_rejected_table(balanced_csv: Path) -> None:
     ds = load_dataset(str(balanced_csv))
     table = write_split_tables(ds)["dataset/rejected.parquet"]
     pd.testing.assert_frame_equal(read_split(table), ds.rejected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.sampled_from('ab ,"\tx;'), min_size=1, max_size=30),
+            st.text(alphabet=st.sampled_from('ab \n"'), min_size=1, max_size=30),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_csv_written_by_pandas_reads_back_exactly(tmp_path_factory, cells) -> None:
+    """Quotes, delimiters and (in a column without commas) line breaks survive the record
+    checks: what pandas writes, read_table reads back."""
+    frame = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(len(cells))], "text": [c[0] for c in cells],
+         "note": [c[1] for c in cells]}
+    )
+    path = tmp_path_factory.mktemp("csv") / "rows.csv"
+    frame.to_csv(path, index=False)
+    read = read_table(path)
+    expected = frame.astype(object).where(frame != "", None)
+    pd.testing.assert_frame_equal(read, expected, check_dtype=False)

@@ -129,7 +129,8 @@ class BadRows:
         """A record the reader could not take as a row (a broken quote, a wrong field count,
         a line that is not JSON)."""
         if self.mode == "fail":
-            raise DataError(f"{source.where}, line {bad.line} (row {bad.row}): {bad.problem}")
+            raise DataError(f"{source.where}, line {bad.line} (row {bad.row}): {bad.problem} "
+                            "(--on-bad-rows skip quarantines such records)")
         self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}"))
         self.counts["broken record"] += 1
 
@@ -289,7 +290,8 @@ def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None
         parts = []
         for (kind, shown), (record, count) in variants.items():
             where = ("" if record["source"] is first else f" of {record['source'].where}")
-            parts.append(f"{shown} ({kind}, first at row {record['row']}{where}, {count} rows)")
+            rows = f"{count} row{'s' if count != 1 else ''}"
+            parts.append(f"{shown} ({kind}, first at row {record['row']}{where}, {rows})")
         described.append(" vs ".join(parts))
     more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
     raise DataError(
