@@ -133,6 +133,13 @@ CASES: dict[str, Case] = {
     "eval file spells a class otherwise": Case(
         _data("{d}/good.csv", "--eval-data", "{d}/ev.csv"), ["'A' (str", "{d}/ev.csv"],
         {"good.csv": GOOD_CSV, "ev.csv": "id,text,label\ne1,x,A\ne2,y,b\n"}),
+    "eval file repeats train ids": Case(_data("{d}/good.csv", "--eval-data", "{d}/same.csv"),
+                                        ["{d}/same.csv", "row 0", "duplicate id 'r0'"],
+                                        {"good.csv": GOOD_CSV, "same.csv": GOOD_CSV}),
+    "bad split value": Case(_data("{d}/s.csv", "--split-col", "split"),
+                            ["s.csv", "row 1", "column 'split'", "'test'"],
+                            {"s.csv": "id,text,label,split\n1,a,x,train\n2,b,y,test\n"}),
+    "hf: without a name": Case(_data("hf:"), ["'hf:'", "hf:NAME[:SPLIT]"]),
     # configuration
     "bad --set key": Case(["data", "--run", "{d}/run", "--set", "data.sorce=x.csv"],
                           ["--set", "'data.sorce'", "did you mean 'data.source'"]),
