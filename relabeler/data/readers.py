@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from relabeler.errors import DataError, StoreError
 from relabeler.store import REMOTE_ERRORS, filesystem_error
@@ -124,20 +125,35 @@ def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> Table
     if _is_folder(fs, location, name):
         raise DataError(f"cannot read file {name}: it is a folder, not a file")
     kind = _table_format(name, fmt)
-    data = _read_bytes(fs, location, name)
     try:
         if kind == "parquet":
-            frame = _arrow_to_frame(pq.read_table(pa.BufferReader(data)))
+            frame = _arrow_to_frame(_read_parquet(fs, location, name))
             return TableRead(frame, list(range(len(frame))))
-        text = _decode(data, name)
+        text = _decode(_read_bytes(fs, location, name), name)
         if kind == "jsonl":
             return _read_jsonl(text)
         return _read_csv(text, name, sep="\t" if kind == "tsv" else ",")
-    except (ValueError, pa.ArrowException) as exc:
-        if isinstance(exc, DataError):
-            raise
-        # pyarrow's ArrowInvalid is a ValueError
+    except DataError:
+        raise
+    except (ValueError, pa.ArrowException) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"cannot read file {name} as {kind}: {exc}") from exc
+
+
+def _read_parquet(fs: fsspec.AbstractFileSystem, location: str, name: str) -> pa.Table:
+    """A local file is memory-mapped by pyarrow; a remote one read through fsspec."""
+    try:
+        if isinstance(fs, LocalFileSystem):
+            return pq.read_table(location)
+        with fs.open(location, "rb") as handle:
+            return pq.read_table(handle)
+    except FileNotFoundError as exc:
+        raise DataError(f"cannot read file {name}: no such file") from exc
+    except pa.ArrowException:
+        raise
+    except OSError as exc:
+        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+    except REMOTE_ERRORS as exc:
+        raise StoreError(filesystem_error(exc, name, "read it")) from exc
 
 
 def _filesystem(name: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -156,7 +172,7 @@ def file_version(name: str) -> str | None:
         return None
     fs, location = _filesystem(name)
     try:
-        if not is_uri(name) or type(fs).__name__ == "LocalFileSystem":
+        if not is_uri(name) or isinstance(fs, LocalFileSystem):
             digest = hashlib.sha256()
             with fs.open(location, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
