@@ -183,8 +183,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if unknown:
         raise DataError(f"dataset/train.parquet: labels {unknown} are not among the classes "
                         f"{classes}")
-    check_folds(train["label"], config.train.folds)  # before any training, or artifact removed
-    store.reset_stage(STAGE, ARTIFACTS)
+    check_folds(train["label"], config.train.folds)  # before any training
     index = {c: i for i, c in enumerate(classes)}
     texts = train["text"].tolist()
     ids = train["id"].to_numpy(dtype=object)
@@ -208,6 +207,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
                                      device, cls_hidden)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate}
+    # written only once everything is computed: a failed --force keeps the old model, its
+    # tables and its marker
+    outputs: dict[str, pa.Table] = {}
     if len(evaluation):
         eval_ids = evaluation["label"].map(index).to_numpy(dtype=np.int64)
         if eval_cls is not None:
@@ -216,13 +218,13 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
             eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
                                        max_length=opts.max_length, batch_size=64, device=device)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
-        store.write_table(artifacts.EVAL_PREDICTIONS.path, pa.table({
+        outputs[artifacts.EVAL_PREDICTIONS.path] = pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),
             "label": pa.array(evaluation["label"].tolist(), pa.string()),
             "pred": pa.array([classes[i] for i in eval_probs.argmax(1)], pa.string()),
             "probs": pa.array(list(eval_probs.astype(np.float32)),
                               pa.list_(pa.float32(), len(classes))),
-        }))
+        })
         log.info("train: eval accuracy %.4f, macro-F1 %.4f on %d samples",
                  metrics["eval"]["accuracy"], metrics["eval"]["macro_f1"], len(evaluation))
 
@@ -232,12 +234,14 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
                           config, cls_hidden)
         oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
-        store.write_table(artifacts.OOF.path, pa.Table.from_pandas(oof, preserve_index=False))
+        outputs[artifacts.OOF.path] = pa.Table.from_pandas(oof, preserve_index=False)
         log.info("train: out-of-fold accuracy against the given labels %.4f",
                  metrics["oof_accuracy"])
 
-    store.write_table(artifacts.DYNAMICS.path,
-                      pa.Table.from_pandas(dynamics, preserve_index=False))
+    outputs[artifacts.DYNAMICS.path] = pa.Table.from_pandas(dynamics, preserve_index=False)
+    store.reset_stage(STAGE, ARTIFACTS)
+    for artifact, table in outputs.items():
+        store.write_table(artifact, table)
     with tempfile.TemporaryDirectory(prefix="relabeler-model-") as tmp:
         save_model(model.cpu(), tokenizer, tmp, classes)
         store.put_dir(tmp, artifacts.MODEL.path)

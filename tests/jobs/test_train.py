@@ -110,3 +110,35 @@ def test_minilm_head_training_with_ray_folds_on_sms_spam(ray_session, minilm_dir
     probs = np.stack(oof["probs"].to_numpy())
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert metrics["oof_accuracy"] >= 0.85
+
+
+def test_a_failed_force_keeps_the_old_model_and_marker(tiny_bert_dir, tmp_path, synthetic_csv):
+    from relabeler.errors import ModelError
+
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=2)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run = tmp_path / "run"
+    before = {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    config.model.name = str(tmp_path / "no-such-model")
+    with pytest.raises(ModelError, match="no-such-model"):
+        run_train(store, config, force=True, progress=False)
+    after = {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    assert after == before
+    assert store.stage_done("train")
+
+
+def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path):
+    from relabeler.errors import ConfigError
+
+    source = tmp_path / "small.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i},text {i},{'b' if i < 4 else 'a'}\n" for i in range(30)))
+    # no model exists at that path: the fold check comes before any model is loaded
+    config = _config(tmp_path, source, tmp_path / "no-model-needed", mode="head", folds=5)
+    config.data.eval_fraction = 0.0
+    with pytest.raises(ConfigError, match="train.folds = 5 needs at least 5 training rows per "
+                                          "class: 'b' has 4"):
+        run_train(RunStore(config.run_dir), config, progress=False)
+    assert not (tmp_path / "run" / "model").exists()
+    assert not (tmp_path / "run" / "train").exists()
