@@ -138,8 +138,12 @@ def _remaining(store: RunStore, corrections: pd.DataFrame, manifest: pd.DataFram
     if manifest is None:
         return {"available": False, "why": "needs the push manifest"}
     train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
+               else {})
+    share = (summary.get("noise") or {}).get("estimated_wrong_share")
     left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
-                              stop_rate=stop_rate)
+                              stop_rate=stop_rate,
+                              model_wrong=None if share is None else share * len(train))
     left["true_remaining"] = true_remaining(train, corrections)
     left["text"] = advice_text(left)
     return left

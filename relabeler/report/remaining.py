@@ -11,7 +11,11 @@ The next batch takes the ranks just below the reviewed part of the queue. A rank
 finds fewer errors further down, so its rate lies between the controls' rate (the floor) and the
 rate of the last reviewed window of the same size (the ceiling); the point estimate extrapolates
 a logistic fit of correction against rank over the next ranks, held within those bounds.
-``stop`` is advised when the ceiling's upper limit falls below ``stop_rate``.
+Where the score's noise model estimated the wrong labels of the whole training set, that
+estimate less the corrections found is the point estimate of what remains, held inside the
+controls' interval (the controls are few; the model's estimate is sharper where it is right, and
+the interval keeps it honest where it is not). The next batch never finds more than remains.
+``stop`` is advised when the next batch's upper limit falls below ``stop_rate``.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ def corrected(corrections: pd.DataFrame) -> pd.Series:
 
 
 def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_train: int, *,
-                       next_batch: int, stop_rate: float) -> dict:
+                       next_batch: int, stop_rate: float, model_wrong: float | None = None
+                       ) -> dict:
     """manifest: what was pushed (id, source, rank). corrections: the answers (id, action,
-    old_label, new_label). n_train: training rows. Returns the estimates and the advice."""
+    old_label, new_label). n_train: training rows. model_wrong: the wrong labels the score's
+    noise model estimates in the whole training set, if known. Returns the estimates and the
+    advice."""
     answered = corrections[corrections["action"].isin(ANSWERED)]
     answered = answered.assign(corrected=corrected(answered))
     sent = manifest[manifest["source"].isin(("flagged", "random_control"))]
@@ -57,6 +64,10 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     rest = max(0, n_train - reviewed - pending)
     remaining = [rest * c_lo + pending * f_lo, rest * p_c + pending * p_f,
                  rest * c_hi + pending * f_hi]
+    found = int(answered["corrected"].sum())
+    model_remaining = None if model_wrong is None else max(0.0, float(model_wrong) - found)
+    if model_remaining is not None:  # a sharper point where the controls' interval allows it
+        remaining[1] = min(max(model_remaining, remaining[0]), remaining[2])
 
     batch = max(1, int(next_batch))
     ordered = flagged.sort_values("rank", kind="stable")
@@ -74,10 +85,12 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         next_rate = [c_lo, min(max(tail, p_c), ceiling), t_hi]
     else:  # exhausted, or never better than random: the next batch is a random one
         next_rate = [c_lo, p_c, c_hi]
+    # the next batch cannot find more than is left
+    corrections = [min(batch * r, left) for r, left in zip(next_rate, remaining, strict=True)]
     # does the queue beat random picks? one-sided Fisher exact test on the two rates
     _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
     works = bool(p_value < 0.05)
-    advice = "stop" if next_rate[2] < stop_rate else "continue"
+    advice = "stop" if corrections[2] / batch < stop_rate else "continue"
     return {
         "available": True,
         "controls": {"reviewed": n_c, "corrected": k_c, "rate": p_c, "ci95": [c_lo, c_hi]},
@@ -85,8 +98,9 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
                     "pending": pending},
         "unreviewed_rows": rest + pending,
         "remaining": remaining,
-        "next_batch": {"size": batch, "rate": next_rate,
-                       "corrections": [batch * r for r in next_rate]},
+        "remaining_model": model_remaining,
+        "next_batch": {"size": batch, "rate": [c / batch for c in corrections],
+                       "corrections": corrections},
         "queue_beats_random": works,
         "queue_vs_random_p": float(p_value),
         "stop_rate": stop_rate,

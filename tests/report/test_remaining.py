@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 
@@ -28,13 +29,13 @@ def simulate(seed: int, *, n: int = 3000, budget: int = 200, controls: int = 40,
         "id": manifest["id"], "action": np.where(reviewed, "relabel", "keep"),
         "old_label": "a", "new_label": np.where(reviewed, "b", "a")})
     truth = int(wrong.sum() - reviewed.sum())
-    return manifest, corrections, truth, n
+    return manifest, corrections, truth, n, int(wrong.sum())
 
 
 def test_the_interval_covers_the_true_remaining_errors():
     covered, errors = 0, []
     for seed in range(200):
-        manifest, corrections, truth, n = simulate(seed)
+        manifest, corrections, truth, n, _ = simulate(seed)
         left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05)
         low, mid, high = left["remaining"]
         covered += low <= truth <= high
@@ -45,18 +46,18 @@ def test_the_interval_covers_the_true_remaining_errors():
 
 
 def test_the_next_batch_lies_between_the_random_rate_and_the_queue_tail():
-    manifest, corrections, _, n = simulate(1)
+    manifest, corrections, _, n, _ = simulate(1)
     left = estimate_remaining(manifest, corrections, n, next_batch=100, stop_rate=0.05)
     low, rate, high = left["next_batch"]["rate"]
     assert low <= left["controls"]["rate"] <= rate <= high
-    assert left["next_batch"]["corrections"] == [100 * low, 100 * rate, 100 * high]
+    assert left["next_batch"]["corrections"] == pytest.approx([100 * low, 100 * rate, 100 * high])
     # ranks 161-260 of p = 0.8 exp(-r/150) + 0.05 hold about 22% wrong labels
     assert 0.1 <= rate <= 0.4
     assert left["queue_beats_random"] and left["advice"] == "continue"
 
 
 def test_a_queue_no_better_than_random_is_called_so():
-    manifest, corrections, _, n = simulate(2, ranking_works=False)
+    manifest, corrections, _, n, _ = simulate(2, ranking_works=False)
     left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05)
     assert not left["queue_beats_random"]
     assert "no better than random picks" in advice_text(left).replace("\n", " ") or \
@@ -64,7 +65,7 @@ def test_a_queue_no_better_than_random_is_called_so():
 
 
 def test_stop_when_the_next_batch_cannot_reach_the_stop_rate():
-    manifest, corrections, _, n = simulate(3)
+    manifest, corrections, _, n, _ = simulate(3)
     clean = corrections.assign(action="keep", new_label="a")  # nothing left to correct
     clean.loc[clean.index[:3], ["action", "new_label"]] = ["relabel", "b"]
     left = estimate_remaining(manifest, clean, n, next_batch=200, stop_rate=0.30)
@@ -73,7 +74,7 @@ def test_stop_when_the_next_batch_cannot_reach_the_stop_rate():
 
 
 def test_nothing_is_estimated_without_answered_controls():
-    manifest, corrections, _, n = simulate(4)
+    manifest, corrections, _, n, _ = simulate(4)
     no_controls = corrections[~corrections["id"].isin(
         manifest.loc[manifest["source"] == "random_control", "id"])]
     left = estimate_remaining(manifest, no_controls, n, next_batch=200, stop_rate=0.05)
@@ -87,3 +88,30 @@ def test_true_remaining_counts_flips_outside_the_answered_rows():
     corrections = pd.DataFrame({"id": ["a"], "action": ["relabel"]})
     assert true_remaining(train, corrections) == 1
     assert true_remaining(train.drop(columns="flipped"), corrections) is None
+
+
+def test_the_noise_models_estimate_sharpens_the_point_inside_the_controls_interval():
+    errors, covered = [], 0
+    for seed in range(100):
+        manifest, corrections, truth, n, total = simulate(seed)
+        # a model estimate of the whole set's wrong labels, off by up to 15% either way
+        estimate = total * np.random.default_rng(seed).uniform(0.85, 1.15)
+        left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05,
+                                  model_wrong=estimate)
+        low, mid, high = left["remaining"]
+        assert low <= mid <= high
+        covered += low <= truth <= high
+        errors.append(abs(mid - truth) / truth)
+    assert covered >= 90
+    assert np.median(errors) < 0.2  # within 20% of the truth (controls alone: about 55%)
+
+
+def test_the_next_batch_never_finds_more_than_remains():
+    manifest, corrections, _, n, total = simulate(5)
+    found = int((corrections["action"] == "relabel").sum())
+    left = estimate_remaining(manifest, corrections, n, next_batch=2000, stop_rate=0.05,
+                              model_wrong=found + 10)
+    assert left["remaining_model"] == 10
+    assert left["next_batch"]["corrections"][1] <= left["remaining"][1]
+    assert all(c <= r for c, r in zip(left["next_batch"]["corrections"], left["remaining"],
+                                       strict=True))
