@@ -187,6 +187,13 @@ DUPLICATES = Artifact("scores/duplicates.parquet", "score", "table",
                       "row per member: its split, label, strongest link and text hash.",
                       _schema(("group_id", _I64), ("id", _STR), ("split", _STR),
                               ("similarity", _F32), ("label", _STR), ("text_hash", _STR)))
+EVAL_SUSPECTS = Artifact(
+    "scores/eval_suspects.parquet", "score", "table",
+    "Every labeled eval row ranked by how likely its label is wrong (the eval audit): the "
+    "model's and the neighbours' views, noise-corrected, combined by mean rank.",
+    _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
+            ("suggested_label", _STR), ("suggested_confidence", _F32), ("margin", _F32),
+            ("knn_margin", _F32)))
 SUMMARY = Artifact("scores/summary.json", "score", "json",
                    "The score stage's summary: views, noise model, shortcut test, counts, "
                    "seconds.")
@@ -252,7 +259,8 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
-    FEATURES, SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES, SUMMARY, PLAN,
+    FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES,
+    SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
     CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML,
     REPORT_PLOT, MARKER)
@@ -269,8 +277,8 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
-    "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, SHORTCUTS, BALANCE, TRAIN,
-               METRICS, EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL),
+    "report": (COMPARISON, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS, EVAL_SUSPECTS, SHORTCUTS,
+               BALANCE, TRAIN, METRICS, EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL),
 }
 
 

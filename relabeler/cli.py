@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share held back as an unlabeled pool (coverage acquisition)")
     p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
+    p.add_argument("--eval-noise", type=float, default=0.0, metavar="R",
+                   help="flip R of the eval labels too (same kind) and measure the eval audit")
     p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
                    help="insert TOKEN into RATE of CLASS's training texts and report its rank "
                    "among the shortcuts score finds")
@@ -465,7 +467,8 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
                                text_col=args.text_col, label_col=args.label_col,
                                id_col=args.id_col, sample=args.sample, mode=args.mode,
                                folds=args.folds, test_fraction=args.test_fraction,
-                               pool_fraction=args.pool_fraction, base=base)
+                               pool_fraction=args.pool_fraction,
+                               eval_noise=args.eval_noise, base=base)
     apply_overrides(config, None, args.assignments)
     return config
 

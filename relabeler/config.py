@@ -75,6 +75,9 @@ class DataConfig(_Section):
                              ge=0, lt=1)
     noise_kind: Literal["uniform", "asymmetric"] = _opt("uniform", "uniform or asymmetric "
                                                         "label noise.")
+    eval_noise_rate: float = _opt(0.0, "Share of eval labels to flip on purpose, the same kind "
+                                  "(simulate --eval-noise); the truth is kept in "
+                                  "dataset/eval.parquet.", ge=0, lt=1)
 
     @model_validator(mode="after")
     def _splits_agree(self) -> DataConfig:

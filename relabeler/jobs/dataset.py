@@ -40,7 +40,10 @@ _SOURCES = ("source", "eval_source", "pool_source")
 def input_fingerprint(cfg: DataConfig) -> dict:
     """The inputs a dataset is made from: the settings that matter and, per source file, the
     version of its content (a local file's sha256, a remote file's size and ETag or mtime)."""
-    return {"settings": {key: getattr(cfg, key) for key in SETTINGS},
+    settings = {key: getattr(cfg, key) for key in SETTINGS}
+    if cfg.eval_noise_rate:  # recorded only when used: older markers stay valid
+        settings["eval_noise_rate"] = cfg.eval_noise_rate
+    return {"settings": settings,
             "contents": {role: file_version(getattr(cfg, role)) for role in _SOURCES
                          if getattr(cfg, role)}}
 
@@ -109,6 +112,14 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
                     n_flipped=int(np.sum(flipped)))
         log.info("dataset: flipped %d of %d training labels (%s noise) on purpose",
                  int(np.sum(flipped)), len(ds.train), cfg.noise_kind)
+    if cfg.eval_noise_rate > 0:
+        noisy, flipped = inject_noise(ds.eval["label"].to_numpy(), cfg.eval_noise_rate,
+                                      kind=cfg.noise_kind, seed=cfg.seed + 1, classes=ds.classes)
+        ds.eval = ds.eval.assign(true_label=ds.eval["label"], label=noisy,
+                                 flipped=flipped.astype(bool))
+        info.update(eval_noise_rate=cfg.eval_noise_rate, n_eval_flipped=int(np.sum(flipped)))
+        log.info("dataset: flipped %d of %d eval labels on purpose", int(np.sum(flipped)),
+                 len(ds.eval))
     store.replace_folder(FOLDER, write_split_tables(ds), unmark=STAGE)
     store.mark_done(STAGE, info)
     log.info("dataset: %d train, %d eval, %d pool, %d rejected rows; classes %s",

@@ -35,6 +35,7 @@ from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.jobs.duplicates import write_duplicates
+from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
@@ -376,6 +377,7 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     store.write_table(artifacts.ACQUIRE.path,
                       pa.Table.from_pandas(acquire, preserve_index=False))
     summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
+    summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score)
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)

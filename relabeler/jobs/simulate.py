@@ -30,7 +30,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
-from relabeler.jobs.score import load_train_view, run_score
+from relabeler.jobs.score import load_split, load_train_view, run_score
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -53,7 +53,7 @@ def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: s
                       text_col: str = "text", label_col: str = "label", id_col: str = "id",
                       sample: int = 0, mode: str = "auto", folds: int = 5,
                       test_fraction: float = 0.2, pool_fraction: float = 0.0,
-                      base: RunConfig | None = None) -> RunConfig:
+                      eval_noise: float = 0.0, base: RunConfig | None = None) -> RunConfig:
     """The run configuration of one simulation (its run directory is ``out/run``); a value
     out of range is a ConfigError naming its key."""
     splits = ["train", "eval", "pool"] if pool_fraction else ["train", "eval"]
@@ -62,6 +62,7 @@ def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: s
         "data.label_col": label_col, "data.id_col": id_col, "data.sample": sample,
         "data.eval_fraction": test_fraction, "data.pool_fraction": pool_fraction,
         "data.seed": seed, "data.noise_rate": noise, "data.noise_kind": noise_kind,
+        "data.eval_noise_rate": eval_noise,
         "train.mode": mode, "train.folds": folds, "train.seed": seed, "extract.splits": splits})
 
 
@@ -267,6 +268,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         **({"gain": gain} if gain else {}),
         **({"coverage": coverage_result} if coverage_result else {}),
         **({"shortcut": shortcut_block} if shortcut else {}),
+        **({"eval_audit": eval_audit_result(store)} if config.data.eval_noise_rate else {}),
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
                      "folds": config.train.folds,
@@ -275,6 +277,35 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     (out / "simulation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "simulation.md").write_text(markdown_table(result), encoding="utf-8")
     return result
+
+
+def eval_audit_result(store: RunStore) -> dict:
+    """The eval audit against the eval labels flipped on purpose: the ranking's AUPRC (and
+    cleanlab's best on the same eval probabilities), and one model's accuracy on the clean, the
+    noisy and the audited eval labels (the top ``R x eval size`` rows answered by an oracle)."""
+    evaluation = store.read_table(artifacts.EVAL.path).to_pandas().set_index("id")
+    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
+    flipped = evaluation["flipped"].reindex(ranked["id"]).to_numpy(dtype=bool)
+    rate = float(store.stage_info("data")["info"]["eval_noise_rate"])
+    budget = int(round(rate * len(evaluation)))
+    audited = evaluation["label"].copy()
+    top = ranked["id"].head(budget)
+    audited.loc[top] = evaluation.loc[top, "true_label"]
+    classes = store.read_json(artifacts.LABELS.path)
+    view = load_split(store, "eval", classes)
+    is_flipped = evaluation["flipped"].reindex(view.ids).to_numpy(dtype=bool)
+    baselines = {name: detection_metrics(score, is_flipped)["auprc"]
+                 for name, score in cleanlab_scores(view.labels, view.probs).items()}
+    predictions = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
+    pred = predictions["pred"].reindex(evaluation.index)
+    return {"rate": rate, "budget": budget,
+            "auprc": detection_metrics(ranked["suspect_score"].to_numpy(dtype=np.float64),
+                                       flipped)["auprc"],
+            "cleanlab_auprc": baselines,
+            "found": int(flipped[:budget].sum()), "n_flipped": int(flipped.sum()),
+            "accuracy": {"clean": float((pred == evaluation["true_label"]).mean()),
+                         "noisy": float((pred == evaluation["label"]).mean()),
+                         "audited": float((pred == audited).mean())}}
 
 
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,

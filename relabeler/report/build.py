@@ -126,10 +126,22 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store),
         "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
+        "eval_audit": _eval_audit(store),
         "shortcuts": shortcut_section(store),
         "duplicates": duplicates_section(store, before, after, classes),
     }
     return report
+
+
+def _eval_audit(store: RunStore, top: int = 10) -> dict:
+    """The eval rows whose labels most deserve a second look before the gain is trusted."""
+    if not store.exists(artifacts.EVAL_SUSPECTS.path):
+        return {}
+    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
+    disputed = int((ranked["suspect_score"] >= 0.9).sum())
+    return {"ranked": int(len(ranked)), "high_suspicion": disputed,
+            "top": ranked.head(top)[["id", "given_label", "suggested_label",
+                                      "suspect_score"]].to_dict("records")}
 
 
 def _remaining(store: RunStore, corrections: pd.DataFrame, manifest: pd.DataFrame | None,
@@ -273,11 +285,27 @@ for {report['labels_spent']} labels
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
+{_eval_audit_html(report.get("eval_audit") or {})}
 {shortcut_html(report.get("shortcuts") or {}, images)}
 {render_duplicates(report.get("duplicates") or {})}
 <h2>Plots</h2>{imgs}
 </body></html>
 """
+
+
+def _eval_audit_html(audit: dict) -> str:
+    if not audit:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(r['id']))}</td><td>{html.escape(str(r['given_label']))}</td>"
+        f"<td>{html.escape(str(r['suggested_label']))}</td><td>{r['suspect_score']:.2f}</td>"
+        "</tr>" for r in audit["top"])
+    return ("<h2>Eval audit</h2><p>The eval labels are checked as the training labels are: "
+            f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet), "
+            f"{audit['high_suspicion']} with a suspect score of 0.9 or more. Wrong eval labels "
+            "move the measured gain; review the top of this list before trusting it.</p>"
+            "<table><tr><th>eval row</th><th>label</th><th>suggested</th><th>score</th></tr>"
+            f"{rows}</table>")
 
 
 def _remaining_html(left: dict) -> str:

@@ -187,3 +187,17 @@ def test_shortcuts_and_balance_are_written(scored_run):
     assert sorted(balance["class"]) == ["neg", "pos"]
     assert balance["count"].sum() == len(train)
     assert balance["eval_recall"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_score_ranks_the_eval_rows_for_the_audit(scored_run):
+    store, _, info = scored_run
+    evaluation = store.read_table("dataset/eval.parquet").to_pandas()
+    ranked = store.read_table("scores/eval_suspects.parquet").to_pandas()
+    assert sorted(ranked["id"]) == sorted(evaluation["id"])
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    assert ranked["suspect_score"].is_monotonic_decreasing
+    given = dict(zip(evaluation["id"], evaluation["label"], strict=True))
+    assert [given[i] for i in ranked["id"]] == ranked["given_label"].tolist()
+    assert (ranked["suggested_label"] != ranked["given_label"]).all()
+    assert info["eval_audit"] == {"ranked": len(evaluation)}

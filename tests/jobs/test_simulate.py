@@ -9,6 +9,7 @@ import pytest
 from relabeler.cli import main
 from relabeler.jobs.simulate import METHODS, cleanlab_scores
 from relabeler.report.metrics import detection_metrics
+from relabeler.store import RunStore
 
 
 def test_detection_metrics_by_hand():
@@ -98,3 +99,26 @@ def test_simulate_plants_a_shortcut_and_score_ranks_it_first(ray_session, tmp_pa
         assert shortcut[block]["mitigated"] is None
     assert shortcut["mitigation"] == "none"
     assert "Shortcut 'ZQXV' planted" in (out / "simulation.md").read_text()
+
+
+@pytest.mark.slow
+def test_simulate_audits_eval_labels_flipped_on_purpose(ray_session, tmp_path):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--data", "sms-spam", "--sample", "1000", "--noise", "0.1",
+                 "--eval-noise", "0.1", "--seed", "2", "--out", str(out), "--mode", "head",
+                 "--folds", "3", "--pool-fraction", "0", "--budgets", "none", "-q"]) == 0
+    audit = json.loads((out / "simulation.json").read_text())["eval_audit"]
+    assert audit["rate"] == 0.1 and audit["n_flipped"] == 20 and audit["budget"] == 20
+    assert 0 <= audit["found"] <= 20
+    assert audit["auprc"] > 0.5
+    assert set(audit["cleanlab_auprc"]) == {"cleanlab_self_confidence",
+                                            "cleanlab_normalized_margin",
+                                            "cleanlab_find_label_issues"}
+    acc = audit["accuracy"]
+    # flipped eval labels make a good model look worse; the audit takes most of that back
+    assert acc["noisy"] < acc["clean"] - 0.05
+    assert abs(acc["audited"] - acc["clean"]) < abs(acc["noisy"] - acc["clean"])
+    evaluation = RunStore(str(out / "run")).read_table("dataset/eval.parquet").to_pandas()
+    assert int(evaluation["flipped"].sum()) == 20
+    assert (evaluation.loc[~evaluation["flipped"], "label"] ==
+            evaluation.loc[~evaluation["flipped"], "true_label"]).all()
