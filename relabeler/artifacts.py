@@ -234,7 +234,7 @@ CORRECTIONS = Artifact(
             ("updated_at", _UTC), ("source", _STR), ("needs_review", _BOOL),
             ("n_skipped", _I64), ("votes", pa.list_(_STR)), ("comments", pa.list_(_STR)),
             ("annotation_ids", pa.list_(_I64)), ("project_id", _I64), ("task_id", _I64),
-            ("via", _STR), ("consensus", _STR)))
+            ("via", _STR), ("consensus", _STR), ("second_opinion", _I64)))
 UNMAPPED = Artifact("labels/unmapped.parquet", "pull", "table",
                     "Answers pull could not map to a sample or a class, with the reason.",
                     _schema(("project_id", _I64), ("task_id", _I64), ("annotation_id", _I64),

@@ -9,6 +9,10 @@ model's probabilities for the task's sample and at least two annotators across t
 otherwise the majority stands. A task whose majority answer is "Drop" or "Not sure" keeps it:
 those are not classes the model can weigh. ``majority`` turns the model's help off.
 
+Beside the consensus, ``second_opinion`` ranks the resolved tasks by cleanlab's ActiveLab score
+(1 = the task where one more answer is most likely to change the resolved label): the order in
+which to ask for another answer.
+
 A Dawid-Skene EM with the model as prior was tried beside it and was not better everywhere
 (docs/benchmarks.md, "Annotators"), so the library's method is used.
 """
@@ -64,6 +68,7 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
     and one row per annotator (annotator, answers, agreement_with_consensus, quality)."""
     corrections = corrections.copy()
     corrections["consensus"] = "majority"
+    corrections["second_opinion"] = pd.array([None] * len(corrections), dtype="Int64")
     index = {c: i for i, c in enumerate(classes)}
     answers = [vote_answers(list(a), list(v)) if a is not None and v is not None else {}
                for a, v in zip(corrections["annotators"], corrections["votes"], strict=True)]
@@ -84,12 +89,21 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
     pred /= pred.sum(axis=1, keepdims=True)
     with warnings.catch_warnings():  # cleanlab warns about annotators with few labels
         warnings.simplefilter("ignore")
-        from cleanlab.multiannotator import get_label_quality_multiannotator
+        from cleanlab.multiannotator import (
+            get_active_learning_scores,
+            get_label_quality_multiannotator,
+        )
 
         result = get_label_quality_multiannotator(wide, pred, verbose=False)
+        # ActiveLab: the lower, the more one more answer would tell about the true label
+        activelab, _ = get_active_learning_scores(wide, pred)
+    order = np.argsort(activelab, kind="stable")
+    second = np.empty(len(eligible), dtype=np.int64)
+    second[order] = np.arange(1, len(eligible) + 1)
     quality = result["label_quality"]
-    for row, label, agreement in zip(eligible, quality["consensus_label"],
-                                     quality["annotator_agreement"], strict=True):
+    for row, label, agreement, rank in zip(eligible, quality["consensus_label"],
+                                           quality["annotator_agreement"], second, strict=True):
+        corrections.iloc[row, corrections.columns.get_loc("second_opinion")] = int(rank)
         new = classes[int(label)]
         old = corrections["old_label"].iloc[row]
         corrections.iloc[row, corrections.columns.get_loc("new_label")] = new

@@ -70,6 +70,11 @@ def test_the_model_and_the_annotators_reliability_beat_the_majority(seed):
         wide, np.stack([probs[f"s{i}"] for i in range(len(frame))]), verbose=False)
     assert resolved["new_label"].tolist() == [classes[c] for c in
                                               direct["label_quality"]["consensus_label"]]
+    # ActiveLab's order: the tasks whose answers disagree most come first
+    second = resolved["second_opinion"].to_numpy(dtype=int)
+    assert sorted(second) == list(range(1, len(frame) + 1))
+    unanimous = resolved["agreement"] == 1.0
+    assert second[~unanimous.to_numpy()].mean() < second[unanimous.to_numpy()].mean()
     quality = annotators.set_index("annotator")["quality"]
     assert quality["careful@x"] > quality["steady@x"] > quality["tired@x"]
     assert annotators["answers"].tolist() == [len(frame)] * 3
