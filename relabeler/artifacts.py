@@ -219,7 +219,7 @@ ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
 # push, serve, pull
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
-                    "source (flagged, random_control, acquired).",
+                    "source (flagged, random_control, acquired, eval_audit).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
                             ("pushed_at", _UTC)))
@@ -249,8 +249,16 @@ PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
 # retrain, report
 RETRAIN = Artifact("retrain/v{n}", "retrain", "folder",
                    "Dataset version N: its own dataset/, model/ and train/ (the layout above).")
+EVAL_AUDITED = Artifact(
+    "retrain/v{n}/dataset/eval_audited.parquet", "retrain", "table",
+    "The eval split with the eval audit's answers (a new eval version; dataset/eval.parquet "
+    "is never edited): label as audited, previous_label, label_source (original, reviewed, "
+    "corrected); dropped rows left out.", _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
+#: the audited eval split inside a version's folder (retrain/vN/)
+EVAL_AUDITED_FILE = "dataset/eval_audited.parquet"
 COMPARISON = Artifact("retrain/v{n}/comparison.json", "retrain", "json",
-                      "The baseline and version N on the same eval split, with intervals.")
+                      "The baseline and version N on the same eval split, with intervals; "
+                      "\"audited\": the same on the audited eval labels.")
 REPORT_JSON = Artifact("report/report.json", "report", "json", "The report's numbers.")
 REPORT_HTML = Artifact("report/report.html", "report", "file", "The report, one HTML page.")
 REPORT_PLOT = Artifact("report/{name}.png", "report", "file", "The report's plots.")
@@ -262,8 +270,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES,
     SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
-    CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, COMPARISON, REPORT_JSON, REPORT_HTML,
-    REPORT_PLOT, MARKER)
+    CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, EVAL_AUDITED, COMPARISON,
+    REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
 STAGE_READS: dict[str, tuple[Artifact, ...]] = {
@@ -273,7 +281,7 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "score": (FEATURES, LABELS, OOF, DYNAMICS, TRAIN, EVAL_PREDICTIONS, ATTRIBUTIONS, SPLIT),
     "attribute": (SUSPECTS, ACQUIRE, TRAIN, POOL, FEATURES, MODEL, LABELS, MANIFEST),
     "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
-             MANIFEST),
+             MANIFEST, EVAL_SUSPECTS, EVAL),
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),

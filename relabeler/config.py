@@ -216,6 +216,10 @@ class StudioConfig(_Section):
     control_share: float = _opt(0.05, "Share of the budget given to uniformly random training "
                                 "samples (random controls, known only to the manifest) that "
                                 "measure the base error rate.", ge=0, lt=1)
+    eval_audit_budget: int = _opt(50, "Eval rows sent to '<title> (eval audit)': the top of "
+                                  "scores/eval_suspects.parquet, so retrain and report can "
+                                  "measure the gain on audited eval labels too; 0 = no eval "
+                                  "audit.", ge=0)
     seed: int = _opt(0, "Seed for drawing and placing the random controls.", ge=0)
     batch_size: int = _opt(500, "Tasks per import request (at most 1000; a request also stays "
                            "under 8 MiB).", ge=1, le=1000)

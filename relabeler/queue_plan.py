@@ -11,6 +11,8 @@ and stops, naming the tasks, when that plan needs evidence the attribute stage d
 Review project: the top ``budget - controls`` of the ranking, and random controls drawn
 uniformly from all training rows (never the flagged target or anything sent), spread at stable
 random positions among the flagged tasks. Acquisition project: the pool picks in their order.
+Eval-audit project: the top of ``scores/eval_suspects.parquet`` in rank order (no controls: the
+audit measures the eval labels, not the queue).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from relabeler.artifacts import MANIFEST, PLAN, PLAN_SETTINGS
 from relabeler.store import RunStore
 
 FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
-SOURCES = (FLAGGED, CONTROL, ACQUIRED)
+EVAL_AUDIT = "eval_audit"
+SOURCES = (FLAGGED, CONTROL, ACQUIRED, EVAL_AUDIT)
 MANIFEST_SCHEMA = MANIFEST.schema
 
 
@@ -111,12 +114,14 @@ def queue_priorities(flagged_ranked: Sequence[str], controls: Sequence[str], *, 
 
 
 def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.DataFrame, *,
-               budget: int, control_share: float, seed: int, pool_picks: pd.DataFrame
-               ) -> pd.DataFrame:
-    """Every task of the round, review project first, then acquisition, in queue order.
+               budget: int, control_share: float, seed: int, pool_picks: pd.DataFrame,
+               eval_picks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every task of the round, review project first, then acquisition, then eval audit, each
+    in queue order.
 
     ranking: the suspects (columns id, rank). manifest: what was sent (id, source). pool_picks:
-    the pool rows to acquire (columns id, rank). Returns columns id, source, position (1 = first
+    the pool rows to acquire (columns id, rank). eval_picks: the eval rows to audit (columns
+    id, rank; none when omitted). Returns columns id, source, position (1 = first
     within its project), rank (of the suspect or the pool pick; NA for a control below the
     ranking) and pushed (already in Label Studio).
     """
@@ -138,13 +143,16 @@ def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.Dat
         "position": [positions[x] for x in ordered],
         "rank": pd.array([rank_of.get(x) for x in ordered], dtype="Int64"),
         "pushed": [x in sent for x in ordered]})]
-    picks = pool_picks.sort_values(["rank", "id"], kind="stable")
-    acquired = set(manifest.loc[manifest["source"] == ACQUIRED, "id"])
-    frames.append(pd.DataFrame({
-        "id": list(picks["id"]), "source": ACQUIRED,
-        "position": picks["rank"].to_numpy(dtype=np.int64),
-        "rank": pd.array(picks["rank"], dtype="Int64"),
-        "pushed": [x in acquired for x in picks["id"]]}))
+    for source, chosen in ((ACQUIRED, pool_picks), (EVAL_AUDIT, eval_picks)):
+        if chosen is None:
+            continue
+        picks = chosen.sort_values(["rank", "id"], kind="stable")
+        sent_here = set(manifest.loc[manifest["source"] == source, "id"])
+        frames.append(pd.DataFrame({
+            "id": list(picks["id"]), "source": source,
+            "position": picks["rank"].to_numpy(dtype=np.int64),
+            "rank": pd.array(picks["rank"], dtype="Int64"),
+            "pushed": [x in sent_here for x in picks["id"]]}))
     nonempty = [f for f in frames if len(f)] or frames[:1]
     plan = pd.concat(nonempty, ignore_index=True)
     return plan.astype({"id": object, "source": object, "position": np.int64,

@@ -4,6 +4,7 @@ import pytest
 from relabeler.queue_plan import (
     ACQUIRED,
     CONTROL,
+    EVAL_AUDIT,
     FLAGGED,
     plan_round,
     plan_settings,
@@ -127,3 +128,20 @@ def test_the_plan_round_trips_through_the_run_directory(tmp_path):
     stored, settings = read_plan(store)
     pd.testing.assert_frame_equal(stored, plan)
     assert settings == {"budget": 12, "control_share": 0.25, "seed": 1}
+
+
+def test_eval_picks_follow_the_other_projects_in_rank_order():
+    picks = pd.DataFrame({"id": ["e3", "e1", "e2"], "rank": [3, 1, 2]})
+    first = plan_round(RANKING, IDS, manifest([]), budget=10, control_share=0.0, seed=0,
+                       pool_picks=PICKS, eval_picks=picks)
+    assert first["source"].tolist() == [FLAGGED] * 10 + [ACQUIRED] * 3 + [EVAL_AUDIT] * 3
+    audit = first[first["source"] == EVAL_AUDIT]
+    assert audit["id"].tolist() == ["e1", "e2", "e3"]
+    assert audit["position"].tolist() == [1, 2, 3] and not audit["pushed"].any()
+    sent = manifest(list(zip(first["id"], first["source"], strict=True)))
+    again = plan_round(RANKING, IDS, sent, budget=10, control_share=0.0, seed=0,
+                       pool_picks=PICKS, eval_picks=picks)
+    assert again["pushed"].all()
+    without = plan_round(RANKING, IDS, manifest([]), budget=10, control_share=0.0, seed=0,
+                         pool_picks=PICKS)
+    assert EVAL_AUDIT not in set(without["source"])

@@ -13,6 +13,13 @@ weighs as one.
 
 The new model trains with the baseline's configuration, seed and class order, and both models
 are evaluated on the same eval split: ``retrain/vN/comparison.json``.
+
+Eval audit: answers to eval rows (source ``eval_audit``, or any id of the eval split) never
+touch the training set. They make a new eval version, ``retrain/vN/dataset/eval_audited.parquet``
+(the eval rows with their audited label: a relabel changes it, a drop removes the row, keep and
+"not sure" leave it; ``label_source`` and ``previous_label`` say which), and both models are
+scored on it too: ``comparison.json`` gains ``"audited"``. ``dataset/eval.parquet`` is never
+edited, and ``retrain/vN/dataset/eval.parquet`` stays the original labels.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from relabeler.data import read_split
 from relabeler.errors import DataError, StageError
 from relabeler.jobs.train import run_train
 from relabeler.model import POOLING_KEY
+from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,53 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
         "n_train_after": int(len(out)),
     }
     return out.reset_index(drop=True), counts
+
+
+
+
+
+def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training and pool answers, eval answers): an answer is the eval audit's when its
+    source says so or its id is an eval row, so no eval answer can reach the training set."""
+    source = corrections.get("source", pd.Series(None, index=corrections.index, dtype=object))
+    is_eval = (source == EVAL_AUDIT) | corrections["id"].isin(eval_ids)
+    return (corrections[~is_eval].reset_index(drop=True),
+            corrections[is_eval].reset_index(drop=True))
+
+
+def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[str], *,
+               source: str = CORRECTIONS) -> tuple[pd.DataFrame, dict]:
+    """The audited eval split and its counts: a relabel sets the label (``corrected`` when it
+    differs, else ``reviewed``), keep marks it ``reviewed``, drop removes the row, "not sure"
+    leaves it ``original``. DataError for an answer to an id not in the eval split, an unknown
+    action or a new label that is not a class."""
+    eval_ids = set(evaluation["id"])
+    for row, item in enumerate(answers.itertuples(index=False)):
+        if item.id not in eval_ids:
+            raise DataError(f"{source}: eval-audit answer {item.id!r} is not an eval row")
+        if item.action not in ACTIONS:
+            raise DataError(f"{source}, eval answer {row}: action {item.action!r} is not one "
+                            f"of {', '.join(ACTIONS)}")
+        if item.action == "relabel" and item.new_label not in classes:
+            raise DataError(f"{source}, eval answer {row}: new_label {item.new_label!r} is not "
+                            f"a class ({', '.join(classes)})")
+    by_id = answers.drop_duplicates("id", keep="last").set_index("id")
+    out = evaluation.copy()
+    out["previous_label"] = out["label"]
+    out["label_source"] = "original"
+    actions = out["id"].map(by_id["action"])
+    relabel = actions == "relabel"
+    out.loc[relabel, "label"] = out.loc[relabel, "id"].map(by_id["new_label"])
+    out.loc[relabel, "label_source"] = np.where(
+        out.loc[relabel, "label"] != out.loc[relabel, "previous_label"], "corrected", "reviewed")
+    out.loc[actions == "keep", "label_source"] = "reviewed"
+    out = out[actions != "drop"].reset_index(drop=True)
+    counts = {"audited": int(actions.notna().sum()),
+              "changed": int((out["label_source"] == "corrected").sum()),
+              "dropped": int((actions == "drop").sum()),
+              "unsure": int((actions == "unsure").sum()), "n_eval": int(len(out))}
+    return out, counts
 
 
 #: label sources of rows whose label people gave (see apply_corrections)
@@ -186,8 +241,17 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     classes = store.read_json(artifacts.LABELS.path)
     train = read_split(store.read_table(artifacts.TRAIN.path))
     pool = read_split(store.read_table(artifacts.POOL.path))
-    corrections = corrections_table.to_pandas()
-    new_train, counts = apply_corrections(train, pool, corrections, classes)
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    corrections, eval_answers = split_eval_answers(corrections_table.to_pandas(),
+                                                   set(evaluation["id"]))
+    if corrections.empty and len(eval_answers):
+        log.info("retrain: only eval-audit answers; the training set is the baseline's")
+        new_train = train.assign(previous_label=train["label"], label_source="original")
+        counts = {"reviewed": 0, "changed": 0, "dropped": 0, "unsure": 0, "acquired": 0,
+                  "n_train_before": int(len(train)), "n_train_after": int(len(train))}
+    else:
+        new_train, counts = apply_corrections(train, pool, corrections, classes)
+    audited = audit_eval(evaluation, eval_answers, classes) if len(eval_answers) else None
     deduped = None
     if dedupe:
         duplicates = store.read_table(artifacts.DUPLICATES.path).to_pandas()
@@ -201,6 +265,9 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     for split in ("eval", "pool"):
         path = artifacts.SPLIT(split=split)
         sub.write_table(path, store.read_table(path))
+    if audited is not None:
+        sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
+            audited[0], preserve_index=False))
     provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
                   "dedupe": dedupe, **counts}
     sub.mark_done("data", provenance)
@@ -216,9 +283,19 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     comparison["corrections"] = counts
     if deduped is not None:
         comparison["dedupe"] = deduped
+    if audited is not None:
+        comparison["audited"] = {
+            **compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
+                             sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes,
+                             labels=dict(zip(audited[0]["id"], audited[0]["label"],
+                                             strict=True))),
+            "audit": audited[1]}
     sub.write_json("comparison.json", comparison)
     result = {**provenance, "before": comparison["before"]["accuracy"],
               "after": comparison["after"]["accuracy"],
+              **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
+                              "after": comparison["audited"]["after"]["accuracy"]}}
+                 if audited is not None else {}),
               "seconds": round(time.perf_counter() - started, 2)}
     store.mark_done(STAGE, result)
     log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
@@ -227,11 +304,16 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     return result
 
 
-def compare_models(before: pa.Table, after: pa.Table, classes: list[str]) -> dict:
-    """Accuracy and F1 of two models' predictions on the same eval samples."""
+def compare_models(before: pa.Table, after: pa.Table, classes: list[str], *,
+                   labels: dict[str, str] | None = None) -> dict:
+    """Accuracy and F1 of two models' predictions on the same eval samples; with ``labels``
+    (id -> label, e.g. the audited eval labels) only those rows, scored against those labels."""
     from relabeler.training import classification_metrics
 
     a = before.to_pandas().set_index("id")
+    if labels is not None:
+        a = a.loc[[i for i in a.index if i in labels]].copy()
+        a["label"] = [labels[i] for i in a.index]
     b = after.to_pandas().set_index("id").reindex(a.index)
     if b["pred"].isna().any():
         raise StageError("the two models were evaluated on different eval samples")

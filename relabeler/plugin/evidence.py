@@ -2,8 +2,11 @@
 
 Reads ``model/labels.json``, ``scores/suspects.parquet``, ``dataset/train.parquet`` and, when
 present, ``attributions.parquet``, ``scores/acquire.parquet``, ``dataset/pool.parquet``,
-``scores/coverage.parquet`` and ``features/pool``. Without attributions the tasks carry no
-evidence regions and their panel says so.
+``scores/coverage.parquet``, ``features/pool``, ``scores/eval_suspects.parquet`` and
+``dataset/eval.parquet``. Without attributions the tasks carry no evidence regions and their
+panel says so. Eval-audit tasks never carry evidence regions: the attribute stage attributes
+training and pool rows only, so every eval task is bare alike (its panel shows the given and
+suggested labels and the suspect score, and one note saying so).
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ SOURCES = tuple(a.path for a in (artifacts.SUSPECTS, artifacts.ACQUIRE, artifact
                                  artifacts.ATTRIBUTIONS))
 
 
+#: the note every eval-audit task carries (none of them has evidence regions)
+EVAL_NOTE = ("Eval label audit: no evidence regions (eval rows are not attributed); judge the "
+             "text alone.")
+
+
 class RunInputError(PluginError):
     """The run lacks an artifact push needs; the message names the stage to run."""
 
@@ -47,6 +55,8 @@ class RunEvidence:
     pool_pred: dict[str, tuple[str, float | None]]
     pool_neighbours: dict[str, list[str]]
     examples: int = 3
+    eval_suspects: pd.DataFrame | None = None   # rank order, indexed by id; None: not scored
+    eval_text: dict[str, str] | None = None
 
     @classmethod
     def load(cls, store: RunStore, *, examples: int = 3, needed_by: str = "push"
@@ -91,11 +101,19 @@ class RunEvidence:
                                        columns=["id", "nearest_ids"]).to_pandas()
                 neighbours = {str(i): [str(x) for x in (n if n is not None else [])]
                               for i, n in zip(cov["id"], cov["nearest_ids"], strict=True)}
+        eval_suspects, eval_text = None, None
+        if store.exists(artifacts.EVAL_SUSPECTS.path) and store.exists(artifacts.EVAL.path):
+            eval_suspects = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
+            eval_suspects = eval_suspects.sort_values("rank", kind="stable").set_index(
+                "id", drop=False)
+            frame = read_split(store.read_table(artifacts.EVAL.path, columns=["id", "text"]))
+            eval_text = dict(zip(frame["id"], frame["text"], strict=True))
         return cls(classes=classes, suspects=suspects,
                    train_text=dict(zip(train["id"], train["text"], strict=True)),
                    train_label=dict(zip(train["id"], train["label"], strict=True)),
                    attributions=attributions, acquire=acquire, pool_text=pool_text,
-                   pool_pred=pool_pred, pool_neighbours=neighbours, examples=examples)
+                   pool_pred=pool_pred, pool_neighbours=neighbours, examples=examples,
+                   eval_suspects=eval_suspects, eval_text=eval_text)
 
     @property
     def has_attributions(self) -> bool:
@@ -121,6 +139,22 @@ class RunEvidence:
         return pool_samples(rows, self.pool_text, self.pool_pred, self.pool_neighbours,
                             self.train_text, self.train_label, self.attributions,
                             examples=self.examples)
+
+    def eval_samples(self, ids: Sequence[str]) -> list[SampleInput]:
+        """SampleInputs for eval rows of ``scores/eval_suspects.parquet``: the given eval
+        label, the suggested one and the suspect score, with no evidence regions (eval rows
+        are not attributed) and the same note on every eval task."""
+        if self.eval_suspects is None or self.eval_text is None:
+            raise RunInputError("eval-audit tasks need scores/eval_suspects.parquet and "
+                                "dataset/eval.parquet: run `relabeler score` first")
+        rows = self.eval_suspects.loc[list(ids)]
+        return [SampleInput(
+            id=str(row.id), text=self.eval_text[str(row.id)], given_label=str(row.given_label),
+            suggested_label=str(row.suggested_label),
+            confidence=float(row.suggested_confidence),
+            suspect_score=float(row.suspect_score),
+            reasons=("eval label audit",), notes=(EVAL_NOTE,))
+            for row in rows.itertuples(index=False)]
 
     def sample(self, sample_id: str) -> SampleInput | None:
         """The SampleInput for any training or acquired pool id; None if unknown."""

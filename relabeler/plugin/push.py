@@ -3,6 +3,10 @@
 * One review project (found by title, else created with Sequential sampling, which serves tasks
   in task-id order: import order is queue order) and, when the run proposes pool samples to
   label, a second "(acquisition)" project.
+* With ``eval_audit_budget`` > 0 and a ranked eval split (``scores/eval_suspects.parquet``), a
+  third "(eval audit)" project holds the top of the eval ranking (manifest source
+  ``eval_audit``). Its tasks carry no evidence regions, all alike (eval rows are not
+  attributed), so the evidence check covers the review and acquisition projects only.
 * The project holds the top of the queue plus a random-control slice: ``control_share`` of the
   budget drawn uniformly from all training samples, placed at random positions of the queue and
   built exactly like the others, so annotators cannot tell them apart; only the manifest knows.
@@ -43,6 +47,7 @@ from relabeler.plugin.tasks import (
 from relabeler.queue_plan import (
     ACQUIRED,
     CONTROL,
+    EVAL_AUDIT,
     FLAGGED,
     SOURCES,
     plan_round,
@@ -76,6 +81,8 @@ class PushResult:
     total_tasks: int
     has_evidence: bool
     seconds: float
+    eval_project_id: int | None = None
+    new_eval: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +255,7 @@ def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
     if not evidence.has_attributions:
         return
     attributed = {sample_id for sample_id, _ in evidence.attributions.spans}
-    missing = [x for x in plan["id"] if x not in attributed]
+    missing = [x for x in plan.loc[plan["source"] != EVAL_AUDIT, "id"] if x not in attributed]
     if not missing:
         return
     planned = read_plan(store)
@@ -264,7 +271,7 @@ def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
 def push(store: RunStore, client: StudioClient, *, project_title: str, budget: int = 200,
          control_share: float = 0.05, batch_size: int = 500, seed: int = 0, top_spans: int = 3,
          examples: int = 3, overlap: int = 1, acquire: bool = True,
-         progress: bool = False) -> PushResult:
+         eval_audit_budget: int = 0, progress: bool = False) -> PushResult:
     """Push the run's queue to Label Studio (see the module docstring)."""
     started = time.perf_counter()
     if not project_title or len(project_title) > TITLE_LIMIT:
@@ -287,10 +294,13 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     manifest = reconcile(client, manifest, project_id)
     settings = plan_settings(budget, control_share, seed)
     picks = evidence.acquire[["id", "rank"]] if acquire else evidence.acquire.iloc[:0]
-    sent = manifest[(manifest["project_id"] == project_id) | (manifest["source"] == ACQUIRED)]
+    eval_picks = eval_audit_picks(evidence, eval_audit_budget)
+    sent = manifest[(manifest["project_id"] == project_id)
+                    | manifest["source"].isin([ACQUIRED, EVAL_AUDIT])]
     plan = plan_round(evidence.suspects[["id", "rank"]].reset_index(drop=True),
                       sorted(evidence.train_text), sent, budget=budget,
-                      control_share=control_share, seed=seed, pool_picks=picks)
+                      control_share=control_share, seed=seed, pool_picks=picks,
+                      eval_picks=eval_picks)
     check_evidence(store, plan, evidence, settings)
     write_plan(store, plan, settings)
     review = plan[plan["source"].isin([FLAGGED, CONTROL])]
@@ -331,21 +341,63 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
         n_acquired = len(imported)
         client.ensure_view(acquire_project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
 
+    # the eval-audit project: the eval labels most likely wrong
+    eval_project_id = None
+    n_eval = 0
+    if len(eval_picks):
+        rows = manifest[manifest["source"] == EVAL_AUDIT]
+        known = sorted(set(rows["project_id"]))
+        eval_project_id = ensure_project(client, eval_audit_title(project_title), spec,
+                                         overlap=overlap,
+                                         known_id=int(known[0]) if known else None)
+        manifest = reconcile(client, manifest, eval_project_id)
+        done = set(manifest.loc[manifest["project_id"] == eval_project_id, "id"])
+        wanted = plan[plan["source"] == EVAL_AUDIT]
+        priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
+        new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], eval_project_id)
+        manifest, _, imported = _sync_project(
+            client, store, manifest, eval_project_id, priorities, new_rows,
+            evidence.eval_samples, spec, top_spans=top_spans, batch_size=batch_size,
+            progress=progress)
+        n_eval = len(imported)
+        client.ensure_view(eval_project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+
     total = int((manifest["project_id"] == project_id).sum())
     result = PushResult(project_id=project_id, acquire_project_id=acquire_project_id,
                         new_flagged=n_flagged, new_controls=n_controls,
                         new_acquired=n_acquired, reprioritised=moved, total_tasks=total,
                         has_evidence=evidence.has_attributions,
-                        seconds=round(time.perf_counter() - started, 2))
+                        seconds=round(time.perf_counter() - started, 2),
+                        eval_project_id=eval_project_id, new_eval=n_eval)
     log.info("push: %d flagged + %d control tasks new in project %d (%d in all), %d acquired, "
-             "in %.1f s%s", result.new_flagged, result.new_controls, project_id, total,
-             result.new_acquired, result.seconds,
+             "%d eval rows to audit, in %.1f s%s", result.new_flagged, result.new_controls,
+             project_id, total, result.new_acquired, result.new_eval, result.seconds,
              "" if result.has_evidence else "; no evidence regions (no attributions.parquet)")
     return result
 
 
+def eval_audit_picks(evidence: RunEvidence, budget: int) -> pd.DataFrame:
+    """The top ``budget`` eval rows of ``scores/eval_suspects.parquet`` (id, rank); empty when
+    the budget is 0 or the eval split was not ranked (push logs that and goes on)."""
+    if budget < 0:
+        raise ValueError(f"eval_audit_budget must be >= 0, got {budget}")
+    empty = pd.DataFrame({"id": pd.Series([], dtype=object), "rank": pd.Series([], dtype="int64")})
+    if budget == 0:
+        return empty
+    if evidence.eval_suspects is None or not len(evidence.eval_suspects):
+        log.warning("push: no eval audit (scores/eval_suspects.parquet is missing or empty: the "
+                    "run has no labeled eval split, or was scored before the eval audit)")
+        return empty
+    return evidence.eval_suspects[["id", "rank"]].head(budget).reset_index(drop=True)
+
+
 def acquisition_title(title: str) -> str:
     suffix = " (acquisition)"
+    return title[: TITLE_LIMIT - len(suffix)] + suffix
+
+
+def eval_audit_title(title: str) -> str:
+    suffix = " (eval audit)"
     return title[: TITLE_LIMIT - len(suffix)] + suffix
 
 
@@ -364,4 +416,5 @@ def run_push(store: RunStore, config: Any, *, client: StudioClient | None = None
     return push(store, client, project_title=studio.project_title or default_title(store),
                 budget=studio.budget, control_share=studio.control_share,
                 batch_size=studio.batch_size, seed=studio.seed, top_spans=studio.top_spans,
-                examples=studio.examples, overlap=studio.overlap, progress=progress)
+                examples=studio.examples, overlap=studio.overlap,
+                eval_audit_budget=studio.eval_audit_budget, progress=progress)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.errors import StageError
+from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
@@ -103,6 +104,8 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                                   after["pred"].map(index).to_numpy(dtype=np.int64), classes)
 
     corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    if "source" in corrections.columns:  # eval-audit answers are not training corrections
+        corrections = corrections[corrections["source"] != EVAL_AUDIT].reset_index(drop=True)
     counts = info["info"]
     reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
@@ -126,7 +129,8 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store),
         "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
-        "eval_audit": _eval_audit(store),
+        "eval_audit": {**_eval_audit(store),
+                       **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
         "duplicates": duplicates_section(store, before, after, classes),
     }
@@ -224,6 +228,33 @@ def plots(report: dict) -> dict[str, bytes]:
     return out
 
 
+def _audited_gain(sub: RunStore, before: pd.DataFrame, after: pd.DataFrame,
+                  classes: list[str], evaluation: dict) -> dict:
+    """The accuracy delta on the original eval labels beside the one on the audited labels
+    (``retrain/vN/dataset/eval_audited.parquet``), and their difference: the part of the
+    measured gain that rests on eval labels the audit changed. Empty without an audit."""
+    if not sub.exists(artifacts.EVAL_AUDITED_FILE):
+        return {}
+    audited = sub.read_table(artifacts.EVAL_AUDITED_FILE).to_pandas()
+    ids = [i for i in before.index if i in set(audited["id"])]
+    index = {c: i for i, c in enumerate(classes)}
+    label = dict(zip(audited["id"], audited["label"], strict=True))
+    on_audited = paired_bootstrap(
+        np.array([index[label[i]] for i in ids], dtype=np.int64),
+        before.loc[ids, "pred"].map(index).to_numpy(dtype=np.int64),
+        after.loc[ids, "pred"].map(index).to_numpy(dtype=np.int64), classes)
+    sources = audited["label_source"].value_counts()
+    original, fixed = evaluation["accuracy"], on_audited["accuracy"]
+    return {"gain": {
+        "original": {k: original[k] for k in ("before", "after", "delta", "ci95")},
+        "audited": {k: fixed[k] for k in ("before", "after", "delta", "ci95")},
+        "from_eval_errors": original["delta"] - fixed["delta"],
+        "n_eval": int(len(before)), "n_audited_eval": len(ids),
+        "reviewed": int(sources.get("reviewed", 0) + sources.get("corrected", 0)),
+        "changed": int(sources.get("corrected", 0)),
+        "dropped": int(len(before) - len(ids))}}
+
+
 def _fmt(value, pct: bool = True) -> str:
     if value is None:
         return "n/a"
@@ -293,9 +324,31 @@ for {report['labels_spent']} labels
 """
 
 
-def _eval_audit_html(audit: dict) -> str:
-    if not audit:
+def _audited_gain_html(gain: dict) -> str:
+    if not gain:
         return ""
+
+    def cells(leaf: dict) -> str:
+        low, high = leaf["ci95"]
+        return (f"<td>{_fmt(leaf['before'])}</td><td>{_fmt(leaf['after'])}</td>"
+                f"<td><b>{100 * leaf['delta']:+.1f}</b></td>"
+                f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>")
+
+    return (f"<p>{gain['reviewed']} eval labels audited: {gain['changed']} changed, "
+            f"{gain['dropped']} eval rows dropped. The gain on the original eval labels beside "
+            f"the gain on the audited ones; <b>{100 * gain['from_eval_errors']:+.1f} points</b> "
+            "of the measured gain depend on eval labels the audit changed.</p>"
+            "<table><tr><th>eval labels</th><th>rows</th><th>before</th><th>after</th>"
+            "<th>delta (points)</th><th>95% CI</th></tr>"
+            f"<tr><td>original</td><td>{gain['n_eval']}</td>{cells(gain['original'])}</tr>"
+            f"<tr><td>audited</td><td>{gain['n_audited_eval']}</td>{cells(gain['audited'])}"
+            "</tr></table>")
+
+
+def _eval_audit_html(audit: dict) -> str:
+    if not audit.get("top"):
+        return ("<h2>Eval audit</h2>" + _audited_gain_html(audit["gain"])
+                if audit.get("gain") else "")
     rows = "".join(
         f"<tr><td>{html.escape(str(r['id']))}</td><td>{html.escape(str(r['given_label']))}</td>"
         f"<td>{html.escape(str(r['suggested_label']))}</td><td>{r['suspect_score']:.2f}</td>"
@@ -305,7 +358,7 @@ def _eval_audit_html(audit: dict) -> str:
             f"{audit['high_suspicion']} with a suspect score of 0.9 or more. Wrong eval labels "
             "move the measured gain; review the top of this list before trusting it.</p>"
             "<table><tr><th>eval row</th><th>label</th><th>suggested</th><th>score</th></tr>"
-            f"{rows}</table>")
+            f"{rows}</table>" + _audited_gain_html(audit.get("gain") or {}))
 
 
 def _remaining_html(left: dict) -> str:

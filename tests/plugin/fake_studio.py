@@ -1,4 +1,4 @@
-"""An in-memory Label Studio with the calls pull makes, for fast tests of pull's pieces.
+"""An in-memory Label Studio with the calls push and pull make, for fast tests of their pieces.
 
 It keeps projects, tasks and annotations as Label Studio's API returns them (a task's
 ``updated_at`` moves with every annotation change) and, when given a run store, records each
@@ -10,6 +10,7 @@ live-server tests (``test_studio.py``) check the real thing.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,9 @@ from relabeler.store import RunStore
 
 
 class FakeStudio:
-    """Label Studio in memory: ``user_emails``, ``get_project``, ``list_tasks``, ``get_task``."""
+    """Label Studio in memory: pull's ``user_emails``, ``get_project``, ``list_tasks``,
+    ``get_task`` and push's ``find_project``, ``create_project``, ``update_project``,
+    ``import_tasks``, ``task_sample_ids``, ``update_task_data``, ``ensure_view``."""
 
     url = shown_url = "http://fake-studio.invalid"
 
@@ -114,7 +117,48 @@ class FakeStudio:
     def get_project(self, project_id: int) -> ProjectInfo:
         if project_id not in self.projects:
             raise StudioNotFoundError(f"cannot read project {project_id}: not found")
+        count = sum(t["project"] == project_id for t in self.tasks.values())
+        return replace(self.projects[project_id], task_count=count)
+
+    # ----------------------------------------------------------------------------------------
+    # the calls push makes
+
+    def find_project(self, title: str) -> ProjectInfo | None:
+        found = [p for p in self.projects.values() if p.title == title]
+        return self.get_project(found[0].id) if found else None
+
+    def create_project(self, title: str, label_config: str, *, overlap: int = 1,
+                       model_version: str = "", description: str = "") -> ProjectInfo:
+        project_id = self._new_id()
+        self.projects[project_id] = ProjectInfo(
+            id=project_id, title=title, label_config=label_config, task_count=0,
+            sampling="Sequential sampling", model_version=model_version)
         return self.projects[project_id]
+
+    def update_project(self, project_id: int, **fields: Any) -> None:
+        self.projects[project_id] = replace(self.projects[project_id], **fields)
+
+    def import_tasks(self, project_id: int, tasks: Sequence[dict[str, Any]]) -> list[int]:
+        ids = []
+        for task in tasks:
+            task_id = self._new_id()
+            self.tasks[task_id] = {"id": task_id, "project": project_id, "annotations": [],
+                                   "data": _copy(task["data"]),
+                                   "predictions": _copy(task.get("predictions", [])),
+                                   "updated_at": self._now()}
+            ids.append(task_id)
+        return ids
+
+    def task_sample_ids(self, project_id: int, field: str, *, id_above: int | None = None
+                        ) -> dict[int, str]:
+        return {i: t["data"][field] for i, t in self.tasks.items()
+                if t["project"] == project_id and (id_above is None or i > id_above)}
+
+    def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
+        self.tasks[task_id]["data"] = _copy(data)
+
+    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
+        return project_id
 
     def list_tasks(self, project_id: int, *, updated_after: str | None = None,
                    annotated_only: bool = False, page_size: int = 500

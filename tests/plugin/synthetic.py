@@ -25,10 +25,11 @@ def _text(rng: np.random.Generator, label: str) -> tuple[str, int, int]:
 
 
 def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int = 8,
-             attributions: bool = True, seed: int = 0, bad_suggestion: bool = False
-             ) -> RunStore:
+             attributions: bool = True, seed: int = 0, bad_suggestion: bool = False,
+             n_eval: int = 0) -> RunStore:
     """Training texts with one sentiment cue each; every 7th label flipped; suspects ranked
-    with the flipped ones first; attributions point at the cue word."""
+    with the flipped ones first; attributions point at the cue word. ``n_eval`` eval rows
+    (every 5th label flipped) are ranked into scores/eval_suspects.parquet, flipped first."""
     rng = np.random.default_rng(seed)
     store = RunStore(root)
     rows, cues = [], {}
@@ -119,4 +120,28 @@ def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int 
                             ("target_role", pa.string())])
         store.write_table("attributions.parquet",
                           pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+    if n_eval:
+        _write_eval(store, rng, n_eval)
     return store
+
+
+def _write_eval(store: RunStore, rng: np.random.Generator, n_eval: int) -> None:
+    true = [CLASSES[i % 2] for i in range(n_eval)]
+    given = [CLASSES[1 - i % 2] if i % 5 == 0 else t for i, t in enumerate(true)]
+    evaluation = pd.DataFrame({"id": [f"e{i:03d}" for i in range(n_eval)],
+                               "text": [_text(rng, t)[0] for t in true], "label": given,
+                               "true_label": true})
+    store.write_table("dataset/eval.parquet", pa.Table.from_pandas(evaluation,
+                                                                   preserve_index=False))
+    score = np.array([0.9 if g != t else 0.1 for g, t in zip(given, true, strict=True)])
+    score = score - np.arange(n_eval) * 1e-4
+    order = np.argsort(-score, kind="stable")
+    ranks = np.empty(n_eval, dtype=np.int64)
+    ranks[order] = np.arange(1, n_eval + 1)
+    suspects = pd.DataFrame({
+        "id": evaluation["id"], "rank": ranks, "suspect_score": score.astype(np.float32),
+        "given_label": given, "suggested_label": true,
+        "suggested_confidence": np.float32(0.8), "margin": score.astype(np.float32),
+        "knn_margin": score.astype(np.float32)}).sort_values("rank", ignore_index=True)
+    store.write_table("scores/eval_suspects.parquet",
+                      pa.Table.from_pandas(suspects, preserve_index=False))
