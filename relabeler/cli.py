@@ -412,6 +412,8 @@ def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
           f"{result.reprioritised} moved in the queue)")
     if result.acquire_project_id is not None:
         print(f"  acquisition project {result.acquire_project_id}: {result.new_acquired} new")
+    if result.eval_project_id is not None:
+        print(f"  eval audit project {result.eval_project_id}: {result.new_eval} new")
     if not result.has_evidence:
         print("  no attributions.parquet in the run: tasks have no evidence regions "
               "(run `relabeler attribute` first to add them)")
@@ -442,6 +444,9 @@ def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"dataset version {info['version']}: {info['changed']} relabeled, {info['dropped']} "
           f"dropped, {info['acquired']} acquired{deduped}; eval accuracy {info['before']:.4f} -> "
           f"{info['after']:.4f} -> {config.run_dir}/retrain/v{info['version']}/")
+    if "audited" in info:
+        print(f"  on the audited eval labels: {info['audited']['before']:.4f} -> "
+              f"{info['audited']['after']:.4f}")
     return 0
 
 

@@ -7,8 +7,9 @@ import pyarrow as pa
 import pytest
 
 from relabeler.config import RunConfig
+from relabeler.errors import DataError
 from relabeler.jobs import StageError
-from relabeler.jobs.retrain import apply_corrections, run_retrain
+from relabeler.jobs.retrain import apply_corrections, audit_eval, run_retrain, split_eval_answers
 from relabeler.jobs.train import run_train
 from relabeler.queue_plan import write_manifest
 from relabeler.report.build import write_report
@@ -141,3 +142,85 @@ def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, ti
     config.model.pooling = "cls"  # changed since the baseline was trained
     run_retrain(store, config, progress=False)
     assert pooling_of(load_classifier(store.path("retrain/v1/model"))) == "mean"
+
+
+EVAL = pd.DataFrame({"id": ["e1", "e2", "e3", "e4"], "text": ["x1", "x2", "x3", "x4"],
+                     "label": ["pos", "pos", "neg", "neg"]})
+
+
+def test_eval_answers_never_reach_the_training_set():
+    corrections = _corrections([("a", "pos", "neg", "relabel"), ("e1", "pos", "neg", "relabel"),
+                                ("e3", "neg", "pos", "relabel")])
+    corrections["source"] = ["flagged", "eval_audit", None]  # e3: an eval id, whatever source
+    train_answers, eval_answers = split_eval_answers(corrections, set(EVAL["id"]))
+    assert train_answers["id"].tolist() == ["a"]
+    assert eval_answers["id"].tolist() == ["e1", "e3"]
+
+
+def test_audit_eval_makes_a_new_eval_version():
+    answers = _corrections([("e1", "pos", "neg", "relabel"), ("e2", "pos", "pos", "relabel"),
+                            ("e3", "neg", None, "drop"), ("e4", "neg", None, "unsure")])
+    audited, counts = audit_eval(EVAL, answers, ["neg", "pos"])
+    assert audited["id"].tolist() == ["e1", "e2", "e4"]
+    assert audited["label"].tolist() == ["neg", "pos", "neg"]
+    assert audited["previous_label"].tolist() == ["pos", "pos", "neg"]
+    assert audited["label_source"].tolist() == ["corrected", "reviewed", "original"]
+    assert counts == {"audited": 4, "changed": 1, "dropped": 1, "unsure": 1, "n_eval": 3}
+    assert EVAL["label"].tolist() == ["pos", "pos", "neg", "neg"]  # the input is untouched
+    with pytest.raises(DataError, match="'zz' is not an eval row"):
+        audit_eval(EVAL, _corrections([("zz", "pos", "neg", "relabel")]), ["neg", "pos"])
+    with pytest.raises(DataError, match="not a class"):
+        audit_eval(EVAL, _corrections([("e1", "pos", "meh", "relabel")]), ["neg", "pos"])
+
+
+def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, tiny_bert_dir,
+                                                                    synthetic_csv):
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=2)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    original_eval = store.read_table("dataset/eval.parquet").to_pandas()
+    predicted = store.read_table("train/eval_predictions.parquet").to_pandas()
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    other = {"pos": "neg", "neg": "pos"}
+    # the audit flips the labels of 3 eval rows the baseline got right (and drops one row): on
+    # the audited labels the baseline gets exactly those 3 fewer right
+    right = predicted[predicted["pred"] == predicted["label"]].head(3)
+    rows = [(first["id"], first["label"], other[first["label"]], "relabel", "flagged")]
+    rows += [(r.id, r.label, other[r.label], "relabel", "eval_audit") for r in right.itertuples()]
+    dropped = predicted["id"].iloc[-1]
+    rows.append((dropped, predicted["label"].iloc[-1], None, "drop", "eval_audit"))
+    corrections = pd.DataFrame(rows, columns=["id", "old_label", "new_label", "action",
+                                              "source"])
+    store.write_table("labels/corrections.parquet",
+                      pa.Table.from_pandas(corrections, preserve_index=False))
+    info = run_retrain(store, config, progress=False)
+    assert info["changed"] == 1 and info["n_train_after"] == info["n_train_before"]
+
+    v1 = RunStore(store.path("retrain/v1"))
+    audited = v1.read_table("dataset/eval_audited.parquet").to_pandas()
+    assert len(audited) == len(original_eval) - 1 and dropped not in set(audited["id"])
+    assert (audited["label_source"] == "corrected").sum() == 3
+    pd.testing.assert_frame_equal(store.read_table("dataset/eval.parquet").to_pandas(),
+                                  original_eval)  # never edited
+    pd.testing.assert_frame_equal(v1.read_table("dataset/eval.parquet").to_pandas(),
+                                  original_eval)
+    comparison = json.loads((tmp_path / "run/retrain/v1/comparison.json").read_text())
+    keep = predicted[predicted["id"] != dropped]
+    expected_before = ((keep["pred"] == keep["label"]).sum() - 3) / len(keep)
+    assert comparison["audited"]["before"]["accuracy"] == pytest.approx(expected_before)
+    assert comparison["audited"]["n_eval"] == len(keep)
+    assert comparison["audited"]["audit"]["changed"] == 3
+    assert info["audited"]["before"] == pytest.approx(expected_before)
+
+    report = write_report(store)
+    gain = report["eval_audit"]["gain"]
+    assert gain["original"]["delta"] == pytest.approx(report["eval"]["accuracy"]["delta"])
+    assert gain["audited"]["before"] == pytest.approx(expected_before)
+    assert gain["audited"]["after"] == pytest.approx(comparison["audited"]["after"]["accuracy"])
+    assert gain["from_eval_errors"] == pytest.approx(gain["original"]["delta"]
+                                                     - gain["audited"]["delta"])
+    assert (gain["changed"], gain["dropped"]) == (3, 1)
+    assert report["corrections"]["reviewed"] == 1  # eval answers are not training corrections
+    html = (tmp_path / "run/report/report.html").read_text()
+    assert "of the measured gain depend on eval labels the audit changed" in html
