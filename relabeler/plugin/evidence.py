@@ -31,7 +31,7 @@ ATTRIBUTIONS = artifacts.ATTRIBUTIONS.path
 #: the pool predictions come from), attribute the attributions. The dataset and labels
 #: change only with a new run of train, which a re-score follows.
 SOURCES = tuple(a.path for a in (artifacts.SUSPECTS, artifacts.ACQUIRE, artifacts.COVERAGE,
-                                 artifacts.ATTRIBUTIONS))
+                                 artifacts.ATTRIBUTIONS, artifacts.EVAL_SUSPECTS))
 
 
 #: the note every eval-audit task carries (none of them has evidence regions)
@@ -157,9 +157,12 @@ class RunEvidence:
             for row in rows.itertuples(index=False)]
 
     def sample(self, sample_id: str) -> SampleInput | None:
-        """The SampleInput for any training or acquired pool id; None if unknown."""
+        """The SampleInput for any training, acquired pool or ranked eval id; None if
+        unknown."""
         if sample_id in self.train_text:
             return self.train_samples([sample_id])[0]
+        if self.eval_suspects is not None and sample_id in self.eval_suspects.index:
+            return self.eval_samples([sample_id])[0]
         if sample_id in self.pool_text and sample_id in set(self.acquire["id"]):
             return self.pool_samples([sample_id])[0]
         return None

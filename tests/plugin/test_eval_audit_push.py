@@ -72,6 +72,7 @@ def test_eval_tasks_are_built_from_the_eval_texts_with_the_suggested_label(tmp_p
         assert sample.suggested_label == evaluation.at[sample.id, "true_label"]
         assert sample.notes == (EVAL_NOTE,) and not sample.suggestion_spans
     assert eval_audit_picks(evidence, 0).empty  # 0 turns the audit off
+    assert evidence.sample("e005") == evidence.eval_samples(["e005"])[0]  # the ML backend's
 
 
 def test_no_eval_ranking_means_no_eval_project(tmp_path, caplog):
