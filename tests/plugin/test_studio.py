@@ -23,7 +23,7 @@ from relabeler.plugin.pull import CORRECTIONS, UNMAPPED, pull
 from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, PushError, push, read_manifest
 from relabeler.plugin.server import TOKEN_FILE, StudioServerError, start_server
 from relabeler.plugin.tasks import PredictionError
-from relabeler.queue_plan import plan_round, plan_settings, write_plan
+from relabeler.queue_plan import EVAL_AUDIT, plan_round, plan_settings, write_plan
 from tests.plugin.synthetic import make_run
 
 # the session's first test pays a cold `label-studio init` (up to 900 s) and a start (180 s)
@@ -134,6 +134,33 @@ def test_push_twice_adds_nothing_and_resumes_without_duplicates(admin, tmp_path,
     assert (more.new_flagged, more.new_controls, more.total_tasks) == (19, 1, 120)
     ids = admin.task_sample_ids(first.project_id, "sample_id")
     assert len(ids) == 120 == len(set(ids.values()))
+
+
+def test_eval_audit_tasks_go_to_their_own_project_and_pull_into_corrections(studio, admin,
+                                                                             tmp_path, title):
+    store = make_run(str(tmp_path / "run"), n_train=60, n_eval=20)
+    result = push(store, admin, project_title=title[:30], budget=10, eval_audit_budget=5)
+    assert result.new_eval == 5
+    project = admin.get_project(result.eval_project_id)
+    assert project.title == f"{title[:30]} (eval audit)" and project.task_count == 5
+    manifest = read_manifest(store)
+    audit = manifest[manifest["source"] == EVAL_AUDIT].sort_values("priority")
+    assert audit["id"].tolist()[:4] == ["e000", "e005", "e010", "e015"]
+    evaluation = store.read_table("dataset/eval.parquet").to_pandas().set_index("id")
+    first = audit.iloc[0]
+    http = studio.http()
+    task = http.get(f"/api/tasks/{int(first['task_id'])}/").json()
+    assert task["data"]["text"] == evaluation.at[first["id"], "text"]
+    assert task["data"]["given_label"] == evaluation.at[first["id"], "label"]
+    result_regions = task["predictions"][0]["result"]
+    assert [r["type"] for r in result_regions] == ["choices"]  # no evidence regions
+    assert result_regions[0]["value"]["choices"] == [evaluation.at[first["id"], "true_label"]]
+    post_answer(http, int(first["task_id"]), answer(evaluation.at[first["id"], "true_label"]))
+    pull(store, admin)
+    row = corrections(store)[first["id"]]
+    assert (row.source, row.action, row.old_label, row.new_label) == (
+        EVAL_AUDIT, "relabel", evaluation.at[first["id"], "label"],
+        evaluation.at[first["id"], "true_label"])
 
 
 def test_a_prediction_outside_the_config_is_refused_before_sending(admin, tmp_path, title):
