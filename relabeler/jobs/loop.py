@@ -53,11 +53,13 @@ def run_pipeline(store: RunStore, config: RunConfig, *, force: bool = False,
 
 
 def oracle_answers(store: RunStore) -> dict[str, str]:
-    """The true label of every training and pool sample a simulation knows."""
+    """The true label of every training, eval and pool sample a simulation knows (the eval
+    labels are the truth unless ``--eval-noise`` flipped some)."""
     truth: dict[str, str] = {}
-    train = store.read_table(artifacts.TRAIN.path).to_pandas()
-    column = "true_label" if "true_label" in train.columns else "label"
-    truth.update(zip(train["id"], train[column], strict=True))
+    for artifact in (artifacts.EVAL, artifacts.TRAIN):
+        split = store.read_table(artifact.path).to_pandas()
+        column = "true_label" if "true_label" in split.columns else "label"
+        truth.update(zip(split["id"], split[column], strict=True))
     pool = store.read_table(artifacts.POOL.path).to_pandas()
     if "true_label" in pool.columns:
         truth.update((i, t) for i, t in zip(pool["id"], pool["true_label"], strict=True)
