@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe", action="store_true",
                    help="keep one training row per group of scores/duplicates.parquet (its "
                    "resolved label)")
+    p.add_argument("--debias", dest="train.debias", choices=("none", "reweight", "mask"),
+                   help="mitigate the shortcut tokens of scores/shortcuts.parquet: loss weights "
+                   "that cancel their class association, or masking them in training texts")
+    p.add_argument("--class-weights", dest="train.class_weights", choices=("none", "balanced"),
+                   help="balanced: loss weights inversely proportional to class frequency")
 
     p = sub.add_parser("report", help="what the relabeling bought: report/report.{json,html}")
     _common(p)

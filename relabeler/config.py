@@ -119,6 +119,18 @@ class TrainConfig(_Section):
     folds: int = _opt(0, "Train K >= 2 fold models for out-of-fold probabilities "
                       "(train/oof.parquet); 0 = none.", ge=0)
     seed: int = _opt(0, "Training seed.", ge=0)
+    debias: Literal["none", "reweight", "mask"] = _opt(
+        "none", "Shortcut mitigation with the tokens of scores/shortcuts.parquet (relabeler "
+        "score first). reweight: loss weights under which each token's texts have the class "
+        "prior (TrustAI's lls_d); mask: the tokens replaced by the tokenizer's mask token in "
+        "debias_mask_rate of the texts that hold them; none: train as is.")
+    debias_mask_rate: float = _opt(0.5, "Share of the texts holding a shortcut token whose "
+                                   "tokens are masked (debias = mask).", ge=0, le=1)
+    debias_top: int = _opt(10, "Shortcut tokens mitigated: the first this many distinct tokens "
+                           "of scores/shortcuts.parquet by rank.", ge=1)
+    class_weights: Literal["none", "balanced"] = _opt(
+        "none", "balanced: loss weights inversely proportional to class frequency "
+        "(imbalanced classes); none: every sample weighs 1.")
 
     @model_validator(mode="after")
     def _folds_split(self) -> TrainConfig:

@@ -116,9 +116,31 @@ def encoder_cls(model, tokenizer, texts: Sequence[str], *, max_length: int, batc
     return out
 
 
+def _weighted_loss(logits: torch.Tensor, labels: torch.Tensor,
+                   weights: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy, each sample's term times its weight (``relabeler.debias``) when given."""
+    if weights is None:
+        return nn.functional.cross_entropy(logits, labels)
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    return (losses * weights).sum() / weights.sum()
+
+
+def _weights_tensor(sample_weights: np.ndarray | None, n: int,
+                    device: torch.device | None = None) -> torch.Tensor | None:
+    if sample_weights is None:
+        return None
+    weights = np.asarray(sample_weights, dtype=np.float32)
+    if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"sample_weights must be ({n},) finite and >= 0, got shape "
+                         f"{weights.shape}")
+    return torch.tensor(weights, device=device)
+
+
 def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.ndarray,
-             opts: FitOptions, device: torch.device) -> pd.DataFrame:
-    """Train only the head on cached [CLS] states; returns the per-epoch dynamics."""
+             opts: FitOptions, device: torch.device, *,
+             sample_weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Train only the head on cached [CLS] states; returns the per-epoch dynamics.
+    ``sample_weights``: (N,) loss weights (shortcut or class reweighting), default all 1."""
     spec = head_spec(model)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -130,31 +152,32 @@ def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.nda
     features = cls_hidden.to(device)
     labels = torch.tensor(label_ids, dtype=torch.long, device=device)
     n = len(labels)
+    weights = _weights_tensor(sample_weights, n, device)
     steps_per_epoch = math.ceil(n / opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
     schedule = get_linear_schedule_with_warmup(optimizer, int(total_steps * opts.warmup_ratio),
                                                total_steps)
-    loss_fn = nn.CrossEntropyLoss()
     frames = []
     work = opts.batch_size * sum(p.numel() for p in params)
     with small_work_threads(work, device):
         for epoch in tqdm(range(opts.epochs), desc="train head", disable=not opts.progress):
             frames.append(_head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer,
-                                      schedule, loss_fn, opts.batch_size))
+                                      schedule, weights, opts.batch_size))
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     return pd.concat(frames, ignore_index=True)
 
 
-def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, schedule, loss_fn,
+def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, schedule, weights,
                 batch_size) -> pd.DataFrame:
     n = len(labels)
     model.train()
     order = torch.as_tensor(rng.permutation(n), device=features.device)
     for start in range(0, n, batch_size):
         batch = order[start:start + batch_size]
-        loss = loss_fn(spec.forward(model, features[batch]), labels[batch])
+        loss = _weighted_loss(spec.forward(model, features[batch]), labels[batch],
+                              None if weights is None else weights[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -167,8 +190,10 @@ def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, sched
 
 
 def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids: np.ndarray,
-             opts: FitOptions, device: torch.device) -> pd.DataFrame:
-    """Fine-tune every weight; dynamics are recorded on the fly from each training batch."""
+             opts: FitOptions, device: torch.device, *,
+             sample_weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Fine-tune every weight; dynamics are recorded on the fly from each training batch.
+    ``sample_weights``: (N,) loss weights (shortcut or class reweighting), default all 1."""
     model.to(device)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
@@ -185,7 +210,7 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
     schedule = get_linear_schedule_with_warmup(optimizer, int(total_steps * opts.warmup_ratio),
                                                total_steps)
     labels_all = torch.tensor(np.asarray(label_ids), dtype=torch.long)  # a copy: may be read-only
-    loss_fn = nn.CrossEntropyLoss()
+    weights_all = _weights_tensor(sample_weights, len(labels_all))
     frames = []
     for epoch in range(opts.epochs):
         model.train()
@@ -197,7 +222,8 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
             labels = labels_all[idx].to(device)
             with autocast(device):
                 logits = model(**enc).logits
-            loss = loss_fn(logits.float(), labels)
+            loss = _weighted_loss(logits.float(), labels, None if weights_all is None
+                                  else weights_all[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -270,16 +296,18 @@ class HeadRefitter:
         self._initial = {name: {k: v.clone() for k, v in state.items()}
                          for name, state in self._initial.items()}
 
-    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray,
-                    predict_rows: np.ndarray) -> np.ndarray:
-        """Train on ``rows`` (indices into the cache) with ``label_ids``; return the
-        probabilities of ``predict_rows``, (len(predict_rows), C)."""
+    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray, predict_rows: np.ndarray,
+                    *, sample_weights: np.ndarray | None = None) -> np.ndarray:
+        """Train on ``rows`` (indices into the cache) with ``label_ids`` (and loss weights
+        ``sample_weights``, one per row); return the probabilities of ``predict_rows``,
+        (len(predict_rows), C)."""
         for name, state in self._initial.items():
             self.model.get_submodule(name).load_state_dict(state)
         seed_everything(self.opts.seed)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
         fit_head(self.model, self.cls_hidden[rows], np.asarray(label_ids),
-                 np.arange(len(rows)).astype(str), opts, self.device)
+                 np.arange(len(rows)).astype(str), opts, self.device,
+                 sample_weights=sample_weights)
         return head_probs(self.model, self.cls_hidden[predict_rows], self.device)
 
 
@@ -292,8 +320,8 @@ class FullRefitter:
         self.model_name, self.classes, self.texts = model_name, classes, texts
         self.opts, self.device = opts, device
 
-    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray,
-                    predict_rows: np.ndarray) -> np.ndarray:
+    def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray, predict_rows: np.ndarray,
+                    *, sample_weights: np.ndarray | None = None) -> np.ndarray:
         from relabeler.model import load_classifier, load_tokenizer
 
         seed_everything(self.opts.seed)
@@ -301,7 +329,8 @@ class FullRefitter:
         tokenizer = load_tokenizer(self.model_name)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
         fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),
-                 np.arange(len(rows)).astype(str), opts, self.device)
+                 np.arange(len(rows)).astype(str), opts, self.device,
+                 sample_weights=sample_weights)
         return predict_probs(model, tokenizer, [self.texts[i] for i in predict_rows],
                              max_length=self.opts.max_length, batch_size=64,
                              device=self.device)

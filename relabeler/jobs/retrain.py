@@ -11,6 +11,11 @@ With ``dedupe`` (``relabeler retrain --dedupe``) the new training set keeps one 
 of ``scores/duplicates.parquet`` (:func:`dedupe_training`), so a text repeated many times
 weighs as one.
 
+With ``[train] debias`` (``relabeler retrain --debias reweight|mask``) the new model is trained
+against the shortcut tokens of the run's ``scores/shortcuts.parquet`` (:mod:`relabeler.debias`),
+and with ``[train] class_weights = balanced`` with class-balanced loss weights;
+``comparison.json`` records what was done under ``"mitigation"``.
+
 The new model trains with the baseline's configuration, seed and class order, and both models
 are evaluated on the same eval split: ``retrain/vN/comparison.json``.
 
@@ -226,6 +231,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     if not store.stage_done("train"):
         raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
                          f"{store.uri}` first")
+    mitigation = {"debias": config.train.debias, "class_weights": config.train.class_weights}
+    if config.train.debias != "none" and not store.exists(artifacts.SHORTCUTS.path):
+        raise StageError(f"retrain --debias {config.train.debias} needs "
+                         f"{artifacts.SHORTCUTS.path}: run `relabeler score --run {store.uri}` "
+                         f"first")
     if dedupe and not store.exists(artifacts.DUPLICATES.path):
         raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "
                          f"score --run {store.uri}` first")
@@ -233,7 +243,8 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     fingerprint = _fingerprint(corrections_table)
     info = store.stage_info(STAGE)
     if info and not force and info["info"].get("corrections") == fingerprint and \
-            info["info"].get("dedupe", False) == dedupe:
+            info["info"].get("dedupe", False) == dedupe and \
+            info["info"].get("mitigation", mitigation) == mitigation:
         log.info("retrain: version %d already used these corrections (use --force to redo)",
                  info["info"]["version"])
         return info["info"]
@@ -269,18 +280,22 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
             audited[0], preserve_index=False))
     provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
-                  "dedupe": dedupe, **counts}
+                  "dedupe": dedupe, "mitigation": mitigation, **counts}
     sub.mark_done("data", provenance)
     retrain_config = copy.deepcopy(config)
     retrain_config.train.folds = 0
     # the baseline's pooling, whatever [model] pooling says now (models saved before the
     # setting existed pooled [CLS])
     retrain_config.model.pooling = store.read_json("model/config.json").get(POOLING_KEY) or "cls"
-    run_train(sub, retrain_config, force=True, progress=progress, classes=classes)
+    shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+                 if store.exists(artifacts.SHORTCUTS.path) else None)
+    run_train(sub, retrain_config, force=True, progress=progress, classes=classes,
+              shortcuts=shortcuts)
 
     comparison = compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
                                 sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes)
     comparison["corrections"] = counts
+    comparison["mitigation"] = sub.read_json(artifacts.METRICS.path)["mitigation"]
     if deduped is not None:
         comparison["dedupe"] = deduped
     if audited is not None:

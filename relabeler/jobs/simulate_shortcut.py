@@ -5,7 +5,10 @@ training texts labelled CLASS (and into no other text); those rows get ``shortcu
 ``score``, the ``"shortcut"`` block of ``simulation.json`` says where TOKEN ranks in
 ``scores/shortcuts.parquet`` (1 = top; null when it did not pass the significance threshold)
 and what the shortcut costs: eval accuracy of the head refit with and without the token, on the
-eval split and on an anti-shortcut copy that carries the token in every other class's text.
+eval split and on an anti-shortcut copy that carries the token in every other class's text,
+and of the head refit on the planted texts with each mitigation of :mod:`relabeler.debias`
+against the shortcut tokens score found (``"mitigated"``: the default one, ``[train] debias``
+when set, else :data:`relabeler.debias.DEFAULT_MITIGATION`).
 """
 
 from __future__ import annotations
@@ -144,12 +147,17 @@ def remove_token(text: str, token: str) -> str:
 
 
 def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: bool) -> dict:
-    """Eval accuracy of the head refit on the training texts with the token (``shortcut``) and
-    without it (``clean``), on the eval split and on its anti-shortcut copy (the token inserted
-    into every eval text of the other classes). No mitigation is applied: ``"mitigated"`` is
-    null and ``"mitigation"`` is ``"none"``."""
+    """Eval accuracy of the head refit on the training texts with the token (``shortcut``),
+    without it (``clean``) and on the planted texts with each mitigation (``reweight``, ``mask``:
+    against the first ``[train] debias_top`` tokens of ``scores/shortcuts.parquet``), on the
+    eval split and on its anti-shortcut copy (the token inserted into every eval text of the
+    other classes). ``"mitigated"`` is the default mitigation's, named by ``"mitigation"``;
+    ``"mitigations"`` holds both."""
     from relabeler.data import read_split
+    from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, \
+        training_weights
     from relabeler.jobs.simulate import _refitter
+    from relabeler.model import load_tokenizer
 
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
@@ -158,20 +166,35 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     planted = train["text"].tolist()
     clean = [remove_token(t, spec.token) if hit else t
              for t, hit in zip(planted, train["shortcut"], strict=True)]
+    labels = train["label"].map(index).to_numpy(dtype=np.int64)
+    tc = config.train
+    tokens = shortcut_tokens(store.read_table(artifacts.SHORTCUTS.path).to_pandas(),
+                             top=tc.debias_top)
+    masked = mask_tokens(planted, tokens, rate=tc.debias_mask_rate,
+                         mask=load_tokenizer(config.model.name).mask_token or "", seed=tc.seed)
+    weights = training_weights(planted, labels, num_classes=len(classes), debias="reweight",
+                               tokens=tokens, class_balance=tc.class_weights)
     rng = np.random.default_rng(config.data.seed + 1)
     other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
     anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)
-    texts = planted + clean + evaluation["text"].tolist() + anti
+    texts = planted + clean + masked + evaluation["text"].tolist() + anti
     refit = _refitter(store, config, texts, classes, progress)
     n, m = len(train), len(evaluation)
-    labels = train["label"].map(index).to_numpy(dtype=np.int64)
     truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)
-    eval_rows, anti_rows = np.arange(2 * n, 2 * n + m), np.arange(2 * n + m, 2 * n + 2 * m)
+    test_rows = np.arange(3 * n, 3 * n + 2 * m)
+    fits = {"clean": (np.arange(n, 2 * n), None), "shortcut": (np.arange(n), None),
+            "reweight": (np.arange(n), weights), "mask": (np.arange(2 * n, 3 * n), None)}
     accuracy, anti_accuracy = {}, {}
-    for name, rows in (("clean", np.arange(n, 2 * n)), ("shortcut", np.arange(n))):
-        probs = refit.fit_predict(rows, labels, np.concatenate([eval_rows, anti_rows]))
-        pred = probs.argmax(axis=1)
+    for name, (rows, sample_weights) in fits.items():
+        pred = refit.fit_predict(rows, labels, test_rows,
+                                 sample_weights=sample_weights).argmax(axis=1)
         accuracy[name] = float(np.mean(pred[:m] == truth))
         anti_accuracy[name] = float(np.mean(pred[m:] == truth))
-    accuracy["mitigated"] = anti_accuracy["mitigated"] = None
-    return {"accuracy": accuracy, "anti_accuracy": anti_accuracy, "mitigation": "none"}
+    mitigation = tc.debias if tc.debias != "none" else DEFAULT_MITIGATION
+    mitigations = {name: {"accuracy": accuracy.pop(name),
+                          "anti_accuracy": anti_accuracy.pop(name)}
+                   for name in ("reweight", "mask")}
+    accuracy["mitigated"] = mitigations[mitigation]["accuracy"]
+    anti_accuracy["mitigated"] = mitigations[mitigation]["anti_accuracy"]
+    return {"accuracy": accuracy, "anti_accuracy": anti_accuracy, "mitigation": mitigation,
+            "mitigation_tokens": tokens, "mitigations": mitigations}

@@ -24,7 +24,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
-from relabeler.errors import ConfigError, DataError
+from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.model import load_classifier, load_tokenizer, pick_device, save_model
 from relabeler.store import RunStore
@@ -47,8 +47,9 @@ ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
 
 def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
         ids: np.ndarray, opts: FitOptions, device: torch.device,
-        cls_hidden: torch.Tensor | None = None):
-    """Load a fresh classifier and train it; returns (model, tokenizer, dynamics)."""
+        cls_hidden: torch.Tensor | None = None, *, sample_weights: np.ndarray | None = None):
+    """Load a fresh classifier and train it (``sample_weights``: per-sample loss weights);
+    returns (model, tokenizer, dynamics)."""
     seed_everything(opts.seed)
     model = load_classifier(model_name, classes, pooling=opts.pooling)
     tokenizer = load_tokenizer(model_name)
@@ -57,9 +58,11 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
         if cls_hidden is None:
             cls_hidden = encoder_cls(model, tokenizer, texts, max_length=opts.max_length,
                                      batch_size=64, device=device, progress=opts.progress)
-        dynamics = fit_head(model, cls_hidden, label_ids, ids, opts, device)
+        dynamics = fit_head(model, cls_hidden, label_ids, ids, opts, device,
+                            sample_weights=sample_weights)
     else:
-        dynamics = fit_full(model, tokenizer, texts, label_ids, ids, opts, device)
+        dynamics = fit_full(model, tokenizer, texts, label_ids, ids, opts, device,
+                            sample_weights=sample_weights)
     return model, tokenizer, dynamics
 
 
@@ -163,12 +166,41 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     return pd.DataFrame({"id": ids, "fold": fold, "probs": list(probs)})
 
 
+def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes: list[str],
+             shortcuts: pd.DataFrame | None) -> tuple[list[str], np.ndarray | None, dict]:
+    """``[train] debias`` and ``class_weights`` applied to the training set: the texts (masked
+    with ``debias = mask``), the loss weights (or None) and what was done, for metrics.json."""
+    from relabeler.debias import mask_tokens, shortcut_tokens, training_weights
+
+    tc = config.train
+    tokens: list[str] = []
+    if tc.debias != "none":
+        if shortcuts is None:
+            raise StageError(f"train.debias = {tc.debias} needs {artifacts.SHORTCUTS.path}: run "
+                             f"`relabeler score` first")
+        tokens = shortcut_tokens(shortcuts, top=tc.debias_top)
+    if tc.debias == "mask":
+        mask = load_tokenizer(config.model.name).mask_token or ""
+        texts = mask_tokens(texts, tokens, rate=tc.debias_mask_rate, mask=mask, seed=tc.seed)
+    weights = training_weights(texts, label_ids, num_classes=len(classes), debias=tc.debias,
+                               tokens=tokens, class_balance=tc.class_weights)
+    info = {"debias": tc.debias, "tokens": tokens, "class_weights": tc.class_weights}
+    if tc.debias == "mask":
+        info["mask_rate"] = tc.debias_mask_rate
+    if weights is not None:
+        info["weight_range"] = [float(weights.min()), float(weights.max())]
+    return texts, weights, info
+
+
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
-              progress: bool = True, classes: list[str] | None = None) -> dict:
+              progress: bool = True, classes: list[str] | None = None,
+              shortcuts: pd.DataFrame | None = None) -> dict:
     """The train stage; skipped when done unless ``force``. Returns the stage info.
 
     ``classes`` fixes the class order (a retrain keeps the baseline's); default: the sorted
     training labels. ``dataset/`` is prepared from ``config.data`` unless already there.
+    ``shortcuts``: the ``scores/shortcuts.parquet`` frame ``[train] debias`` mitigates (default:
+    this run's, when there). The fold models of ``folds`` see the masked texts but no weights.
     """
     if store.stage_done(STAGE) and not force:
         log.info("train: already done in %s (use --force to retrain)", store.uri)
@@ -188,6 +220,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     texts = train["text"].tolist()
     ids = train["id"].to_numpy(dtype=object)
     label_ids = train["label"].map(index).to_numpy(dtype=np.int64)
+    if shortcuts is None and store.exists(artifacts.SHORTCUTS.path):
+        shortcuts = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+    texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
     device = pick_device()
     opts = fit_options(config, device, progress=progress)
     log.info("train: %s mode, %d epochs, lr %g, %d samples, %d classes, on %s", opts.mode,
@@ -204,9 +239,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         del encoder
 
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
-                                     device, cls_hidden)
+                                     device, cls_hidden, sample_weights=sample_weights)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
-                     "learning_rate": opts.learning_rate}
+                     "learning_rate": opts.learning_rate, "mitigation": mitigation}
     # written only once everything is computed: a failed --force keeps the old model, its
     # tables and its marker
     outputs: dict[str, pa.Table] = {}

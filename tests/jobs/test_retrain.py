@@ -224,3 +224,48 @@ def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, ti
     assert report["corrections"]["reviewed"] == 1  # eval answers are not training corrections
     html = (tmp_path / "run/report/report.html").read_text()
     assert "of the measured gain depend on eval labels the audit changed" in html
+
+
+@pytest.mark.parametrize("debias", ["reweight", "mask"])
+def test_retrain_debias_records_its_mitigation(tmp_path, tiny_bert_dir, synthetic_csv, debias):
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=2)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    words = first["text"].lower().split()
+    tokens = [words[1], words[0], words[2]]  # by rank
+    frame = pd.DataFrame({"token": [words[0], words[1], words[2]],
+                          "class": [first["label"]] * 3, "count": [20] * 3,
+                          "class_count": [18] * 3, "class_share": [0.9] * 3, "z": [5.0] * 3,
+                          "p_value": [1e-6] * 3, "association": [0.5] * 3,
+                          "attribution": [float("nan")] * 3, "rank": [2, 1, 3]})
+    store.write_table("scores/shortcuts.parquet", pa.Table.from_pandas(frame,
+                                                                       preserve_index=False))
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(first["id"], first["label"], first["label"], "keep")]),
+        preserve_index=False))
+    config.train.debias = debias
+    config.train.debias_top = 2
+    config.train.class_weights = "balanced"
+    info = run_retrain(store, config, progress=False)
+    comparison = json.loads((tmp_path / "run/retrain/v1/comparison.json").read_text())
+    mitigation = comparison["mitigation"]
+    assert mitigation["debias"] == debias and mitigation["class_weights"] == "balanced"
+    assert mitigation["tokens"] == tokens[:2]
+    assert info["mitigation"] == {"debias": debias, "class_weights": "balanced"}
+    config.train.debias = "none"  # another mitigation: not skipped as already done
+    assert run_retrain(store, config, progress=False)["version"] == 2
+
+
+def test_retrain_debias_needs_the_shortcuts(tmp_path, tiny_bert_dir, synthetic_csv):
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=1)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([("x", "pos", "pos", "keep")]), preserve_index=False))
+    config.train.debias = "reweight"
+    with pytest.raises(StageError, match="retrain --debias reweight needs "
+                                         "scores/shortcuts.parquet"):
+        run_retrain(store, config, progress=False)
