@@ -124,10 +124,12 @@ class TrainConfig(_Section):
         "score first). reweight: loss weights under which each token's texts have the class "
         "prior (TrustAI's lls_d); mask: the tokens replaced by the tokenizer's mask token in "
         "debias_mask_rate of the texts that hold them; none: train as is.")
-    debias_mask_rate: float = _opt(0.5, "Share of the texts holding a shortcut token whose "
-                                   "tokens are masked (debias = mask).", ge=0, le=1)
-    debias_top: int = _opt(10, "Shortcut tokens mitigated: the first this many distinct tokens "
-                           "of scores/shortcuts.parquet by rank.", ge=1)
+    debias_mask_rate: float = _opt(1.0, "Share of the texts holding a shortcut token whose "
+                                   "tokens are masked (debias = mask); below 1 the token stays "
+                                   "as pure a class cue in the rest.", ge=0, le=1)
+    debias_top: int = _opt(3, "Shortcut tokens mitigated: the first this many distinct tokens "
+                           "of scores/shortcuts.parquet by rank (more reaches real class words "
+                           "and costs accuracy).", ge=1)
     class_weights: Literal["none", "balanced"] = _opt(
         "none", "balanced: loss weights inversely proportional to class frequency "
         "(imbalanced classes); none: every sample weighs 1.")

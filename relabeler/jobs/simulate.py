@@ -395,8 +395,9 @@ def markdown_table(result: dict) -> str:
                   f"eval accuracy trained without / with it {planted['accuracy']['clean']:.4f} / "
                   f"{planted['accuracy']['shortcut']:.4f}, on the anti-shortcut eval "
                   f"{planted['anti_accuracy']['clean']:.4f} / "
-                  f"{planted['anti_accuracy']['shortcut']:.4f} (mitigation: "
-                  f"{planted['mitigation']})."]
+                  f"{planted['anti_accuracy']['shortcut']:.4f}; mitigated "
+                  f"({planted['mitigation']}) {planted['accuracy']['mitigated']:.4f}, on the "
+                  f"anti-shortcut eval {planted['anti_accuracy']['mitigated']:.4f}."]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from relabeler.cli import main
+from relabeler.debias import DEFAULT_MITIGATION
 from relabeler.jobs.simulate import METHODS, cleanlab_scores
 from relabeler.report.metrics import detection_metrics
 from relabeler.store import RunStore
@@ -96,8 +97,15 @@ def test_simulate_plants_a_shortcut_and_score_ranks_it_first(ray_session, tmp_pa
     for block in ("accuracy", "anti_accuracy"):
         assert set(shortcut[block]) == {"clean", "shortcut", "mitigated"}
         assert 0.5 < shortcut[block]["clean"] <= 1 and 0 < shortcut[block]["shortcut"] <= 1
-        assert shortcut[block]["mitigated"] is None
-    assert shortcut["mitigation"] == "none"
+    assert shortcut["mitigation"] == DEFAULT_MITIGATION
+    assert shortcut["mitigation_tokens"][0] == "zqxv"
+    for name in ("reweight", "mask"):
+        assert 0.5 < shortcut["mitigations"][name]["accuracy"] <= 1
+    mitigated = shortcut["mitigations"][DEFAULT_MITIGATION]
+    assert shortcut["accuracy"]["mitigated"] == mitigated["accuracy"]
+    assert shortcut["anti_accuracy"]["mitigated"] == mitigated["anti_accuracy"]
+    # the mitigation wins back anti-shortcut accuracy the shortcut cost
+    assert mitigated["anti_accuracy"] >= shortcut["anti_accuracy"]["shortcut"]
     assert "Shortcut 'ZQXV' planted" in (out / "simulation.md").read_text()
 
 
