@@ -123,3 +123,13 @@ def test_train_and_extract_on_sms_spam_with_the_packaged_minilm(ray_session, tmp
     accuracy = (features["pred"] == features["label"]).mean()
     assert accuracy >= 0.9
     assert len(features["embedding"].iloc[0]) == 384
+
+
+def test_retrain_debias_flags_set_the_train_keys(tmp_path):
+    args = build_parser().parse_args(["retrain", "--run", str(tmp_path), "--debias", "mask",
+                                      "--class-weights", "balanced"])
+    config = resolve_config(args)
+    assert (config.train.debias, config.train.class_weights) == ("mask", "balanced")
+    assert (config.train.debias_top, config.train.debias_mask_rate) == (1, 1.0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["retrain", "--debias", "drop"])
