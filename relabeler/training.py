@@ -121,8 +121,10 @@ def _weighted_loss(logits: torch.Tensor, labels: torch.Tensor,
     """Cross-entropy, each sample's term times its weight (``relabeler.debias``) when given."""
     if weights is None:
         return nn.functional.cross_entropy(logits, labels)
+    # the batch mean of the weighted terms (the weights have mean 1 over the training set), so
+    # a batch of zero weights contributes nothing instead of 0 / 0
     losses = nn.functional.cross_entropy(logits, labels, reduction="none")
-    return (losses * weights).sum() / weights.sum()
+    return (losses * weights).mean()
 
 
 def _weights_tensor(sample_weights: np.ndarray | None, n: int,

@@ -136,3 +136,26 @@ def test_stratified_folds_spread_each_class():
     assert np.array_equal(fold, stratified_folds(labels, 5, seed=3))
     with pytest.raises(ValueError, match="class index 1 has only 5 training samples"):
         stratified_folds(labels, 6, seed=0)
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_samples_of_weight_zero_do_not_train(tiny_bert_dir, mode):
+    texts, labels, ids = _data(32)
+    seed_everything(0)
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    weights = (labels == 0).astype(np.float64) * 2  # only the neg samples count
+    if mode == "head":
+        cls = encoder_cls(model, tokenizer, texts, max_length=48, batch_size=16, device=CPU)
+        fit_head(model, cls, labels, ids, _opts("head", epochs=20, learning_rate=5e-2), CPU,
+                 sample_weights=weights)
+        probs = head_probs(model, cls, CPU)
+    else:
+        fit_full(model, tokenizer, texts, labels, ids,
+                 _opts("full", epochs=4, learning_rate=1e-3, batch_size=8), CPU,
+                 sample_weights=weights)
+        probs = predict_probs(model, tokenizer, texts, max_length=48, batch_size=8, device=CPU)
+    assert (probs.argmax(1) == 0).all()  # every text, pos ones too, predicted neg
+    with pytest.raises(ValueError, match="sample_weights must be"):
+        fit_head(model, torch.zeros(32, 4), labels, ids, _opts("head", epochs=1), CPU,
+                 sample_weights=weights[:3])
