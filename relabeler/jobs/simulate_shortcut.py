@@ -154,8 +154,7 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     other classes). ``"mitigated"`` is the default mitigation's, named by ``"mitigation"``;
     ``"mitigations"`` holds both."""
     from relabeler.data import read_split
-    from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, \
-        training_weights
+    from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, training_weights
     from relabeler.jobs.simulate import _refitter
     from relabeler.model import load_tokenizer
 
