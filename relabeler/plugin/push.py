@@ -268,6 +268,28 @@ def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
         f"or push with the ones attribute used; no task was sent")
 
 
+def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
+                       plan: pd.DataFrame, source: str, title: str,
+                       build: Callable[[Sequence[str]], list[SampleInput]], *,
+                       spec: LabelingSpec, overlap: int, top_spans: int, batch_size: int,
+                       progress: bool) -> tuple[pd.DataFrame, int, int]:
+    """The plan's ``source`` rows into their own project (found by the manifest, else by
+    title); returns the manifest, the project id and how many tasks were new."""
+    known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
+    project_id = ensure_project(client, title, spec, overlap=overlap,
+                                known_id=int(known[0]) if known else None)
+    manifest = reconcile(client, manifest, project_id)
+    done = set(manifest.loc[manifest["project_id"] == project_id, "id"])
+    wanted = plan[plan["source"] == source]
+    priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
+    new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id)
+    manifest, _, imported = _sync_project(
+        client, store, manifest, project_id, priorities, new_rows, build, spec,
+        top_spans=top_spans, batch_size=batch_size, progress=progress)
+    client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+    return manifest, project_id, len(imported)
+
+
 def push(store: RunStore, client: StudioClient, *, project_title: str, budget: int = 200,
          control_share: float = 0.05, batch_size: int = 500, seed: int = 0, top_spans: int = 3,
          examples: int = 3, overlap: int = 1, acquire: bool = True,
@@ -320,47 +342,20 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     n_controls = len(imported) - n_flagged
     client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
 
-    # the acquisition project: pool samples near under-covered data
-    acquire_project_id = None
-    n_acquired = 0
+    # the acquisition project (pool samples near under-covered data) and the eval-audit
+    # project (the eval labels most likely wrong), each when the plan has rows for it
+    sync = {"spec": spec, "overlap": overlap, "top_spans": top_spans,
+            "batch_size": batch_size, "progress": progress}
+    acquire_project_id, n_acquired = None, 0
     if acquire and len(evidence.acquire):
-        rows = manifest[manifest["source"] == ACQUIRED]
-        known = sorted(set(rows["project_id"]))
-        acquire_project_id = ensure_project(client, acquisition_title(project_title), spec,
-                                            overlap=overlap,
-                                            known_id=int(known[0]) if known else None)
-        manifest = reconcile(client, manifest, acquire_project_id)
-        done = set(manifest.loc[manifest["project_id"] == acquire_project_id, "id"])
-        wanted = plan[plan["source"] == ACQUIRED]
-        priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
-        new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], acquire_project_id)
-        manifest, _, imported = _sync_project(
-            client, store, manifest, acquire_project_id, priorities, new_rows,
-            evidence.pool_samples, spec, top_spans=top_spans, batch_size=batch_size,
-            progress=progress)
-        n_acquired = len(imported)
-        client.ensure_view(acquire_project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
-
-    # the eval-audit project: the eval labels most likely wrong
-    eval_project_id = None
-    n_eval = 0
+        manifest, acquire_project_id, n_acquired = _push_side_project(
+            client, store, manifest, plan, ACQUIRED, acquisition_title(project_title),
+            evidence.pool_samples, **sync)
+    eval_project_id, n_eval = None, 0
     if len(eval_picks):
-        rows = manifest[manifest["source"] == EVAL_AUDIT]
-        known = sorted(set(rows["project_id"]))
-        eval_project_id = ensure_project(client, eval_audit_title(project_title), spec,
-                                         overlap=overlap,
-                                         known_id=int(known[0]) if known else None)
-        manifest = reconcile(client, manifest, eval_project_id)
-        done = set(manifest.loc[manifest["project_id"] == eval_project_id, "id"])
-        wanted = plan[plan["source"] == EVAL_AUDIT]
-        priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
-        new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], eval_project_id)
-        manifest, _, imported = _sync_project(
-            client, store, manifest, eval_project_id, priorities, new_rows,
-            evidence.eval_samples, spec, top_spans=top_spans, batch_size=batch_size,
-            progress=progress)
-        n_eval = len(imported)
-        client.ensure_view(eval_project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+        manifest, eval_project_id, n_eval = _push_side_project(
+            client, store, manifest, plan, EVAL_AUDIT, eval_audit_title(project_title),
+            evidence.eval_samples, **sync)
 
     total = int((manifest["project_id"] == project_id).sum())
     result = PushResult(project_id=project_id, acquire_project_id=acquire_project_id,
