@@ -100,6 +100,18 @@ def _budgets(text: str) -> list[float]:
     return budgets
 
 
+def _accuracies(text: str) -> list[float]:
+    """``--annotators``: comma-separated accuracies in (0, 1], one per simulated annotator."""
+    try:
+        values = [float(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        values = []
+    if len(values) < 2 or any(not 0 < a <= 1 for a in values):
+        raise argparse.ArgumentTypeError(f"expected two or more accuracies in (0, 1] separated "
+                                         f"by commas; got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relabeler",
@@ -208,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share held back as an unlabeled pool (coverage acquisition)")
     p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
+    p.add_argument("--annotators", type=_accuracies, metavar="A1,A2,...",
+                   help="simulated annotators of these accuracies answer the top of the queue; "
+                   "report majority vote against the model-aided consensus")
     p.add_argument("--eval-noise", type=float, default=0.0, metavar="R",
                    help="flip R of the eval labels too (same kind) and measure the eval audit")
     p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
@@ -489,7 +504,8 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 
     shortcut = parse_shortcut(args.shortcut) if args.shortcut else None
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
-                            budgets=args.budgets, shortcut=shortcut)
+                            budgets=args.budgets, shortcut=shortcut,
+                            annotators=args.annotators)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0

@@ -194,7 +194,8 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
 
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
-                   shortcut: ShortcutSpec | None = None) -> dict:
+                   shortcut: ShortcutSpec | None = None,
+                   annotators: Sequence[float] | None = None) -> dict:
     """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,6 +270,10 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         **({"coverage": coverage_result} if coverage_result else {}),
         **({"shortcut": shortcut_block} if shortcut else {}),
         **({"eval_audit": eval_audit_result(store)} if config.data.eval_noise_rate else {}),
+        **({"annotators": annotator_experiment(
+            view, suspects, truth, list(annotators), budget=int(round(
+                max(budgets) * len(view.ids))) if budgets else int(flipped.sum()),
+            seed=config.data.seed)} if annotators else {}),
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
                      "folds": config.train.folds,
@@ -277,6 +282,53 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     (out / "simulation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "simulation.md").write_text(markdown_table(result), encoding="utf-8")
     return result
+
+
+def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
+                         accuracies: list[float], *, budget: int, seed: int) -> dict:
+    """Annotators of ``accuracies`` answer the top ``budget`` of the queue; a mistake picks the
+    wrong class the model finds most plausible, as tired people do. Returns the label accuracy
+    of majority vote (ties broken by the model, as cleanlab does), of relabeler's consensus
+    (:func:`relabeler.plugin.consensus.resolve_with_model`) and of cleanlab's CROWDLAB run
+    directly on the same answers."""
+    from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
+
+    from relabeler.plugin.consensus import resolve_with_model
+    from relabeler.plugin.votes import Vote, resolve
+
+    classes = view.classes
+    probs = view.oof_probs if view.oof_probs is not None else view.probs
+    top = np.argsort(suspects["rank"].to_numpy(), kind="stable")[:budget]
+    index = {c: i for i, c in enumerate(classes)}
+    true = np.array([index[t] for t in truth[top]])
+    plausible = probs[top].astype(np.float64).copy()
+    plausible[np.arange(len(top)), true] = -1.0
+    wrong = plausible.argmax(axis=1)
+    rng = np.random.default_rng(seed)
+    answers = np.stack([np.where(rng.random(len(top)) < a, true, wrong) for a in accuracies],
+                       axis=1)
+    names = [f"annotator{j + 1}" for j in range(len(accuracies))]
+    rows = []
+    for i, row in enumerate(top):
+        given = classes[view.labels[row]]
+        votes = [Vote(n, classes[answers[i, j]], j, "") for j, n in enumerate(names)]
+        res = resolve(votes, given_label=given)
+        rows.append({"id": view.ids[row], "old_label": given, "new_label": res.new_label,
+                     "action": res.action, "agreement": res.agreement,
+                     "needs_review": res.needs_review, "annotators": names,
+                     "votes": [f"{v.annotator}: {v.answer}" for v in votes]})
+    frame = pd.DataFrame(rows)
+    resolved, _ = resolve_with_model(frame, dict(zip(view.ids[top], probs[top], strict=True)),
+                                     classes)
+    consensus = np.array([index.get(x, -1) for x in resolved["new_label"]])
+    majority = get_majority_vote_label(answers, pred_probs=probs[top])
+    crowdlab = get_label_quality_multiannotator(
+        pd.DataFrame(answers, columns=names), probs[top],
+        verbose=False)["label_quality"]["consensus_label"].to_numpy()
+    return {"accuracies": accuracies, "tasks": int(len(top)),
+            "majority_accuracy": float(np.mean(majority == true)),
+            "consensus_accuracy": float(np.mean(consensus == true)),
+            "crowdlab_accuracy": float(np.mean(crowdlab == true))}
 
 
 def eval_audit_result(store: RunStore) -> dict:

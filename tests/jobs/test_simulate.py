@@ -114,8 +114,15 @@ def test_simulate_audits_eval_labels_flipped_on_purpose(ray_session, tmp_path):
     out = tmp_path / "sim"
     assert main(["simulate", "--data", "sms-spam", "--sample", "1000", "--noise", "0.1",
                  "--eval-noise", "0.1", "--seed", "2", "--out", str(out), "--mode", "head",
-                 "--folds", "3", "--pool-fraction", "0", "--budgets", "none", "-q"]) == 0
-    audit = json.loads((out / "simulation.json").read_text())["eval_audit"]
+                 "--folds", "3", "--pool-fraction", "0", "--budgets", "none",
+                 "--annotators", "0.95,0.8,0.65", "-q"]) == 0
+    result = json.loads((out / "simulation.json").read_text())
+    crowd = result["annotators"]
+    assert crowd["accuracies"] == [0.95, 0.8, 0.65] and crowd["tasks"] == 80
+    # relabeler's consensus is cleanlab's CROWDLAB on the same answers
+    assert crowd["consensus_accuracy"] == crowd["crowdlab_accuracy"]
+    assert crowd["consensus_accuracy"] >= crowd["majority_accuracy"]
+    audit = result["eval_audit"]
     assert audit["rate"] == 0.1 and audit["n_flipped"] == 20 and audit["budget"] == 20
     assert 0 <= audit["found"] <= 20
     assert audit["auprc"] > 0.5
