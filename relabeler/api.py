@@ -109,9 +109,7 @@ class Run:
     def report(self) -> dict:
         from relabeler.report.build import write_report
 
-        loop = self.config.loop
-        return write_report(self.store, next_batch=loop.batch or self.config.studio.budget,
-                            stop_rate=loop.stop_rate)
+        return write_report(self.store, self.config)
 
     def suspects(self) -> pd.DataFrame:
         """The ranked training rows (rank 1 = review first) with their texts: rank, id, text,

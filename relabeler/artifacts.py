@@ -15,7 +15,7 @@ fixed-size list widths (the embedding dimension) do not matter.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
@@ -41,7 +41,6 @@ class Artifact:
     schema: pa.Schema | None = None
     optional: pa.Schema | None = None
     extra_columns: bool = False
-    readers: tuple[str, ...] = field(default=())
 
     def __call__(self, **values: object) -> str:
         """The path with its placeholders filled: ``FEATURES(split="train")``."""

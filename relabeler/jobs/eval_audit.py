@@ -24,8 +24,10 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 
-def score_eval(train, evaluation, cfg) -> pd.DataFrame:
-    """train: the TrainView; evaluation: the eval SplitView (labels known). Returns the eval
+def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = None
+               ) -> pd.DataFrame:
+    """train: the TrainView; evaluation: the eval SplitView (labels known); noise_model: the
+    one the training rows gave (None: no correction). Returns the eval
     suspects, rank 1 first: id, rank, suspect_score, given_label, suggested_label,
     suggested_confidence, margin, knn_margin."""
     classes = train.classes
@@ -36,10 +38,8 @@ def score_eval(train, evaluation, cfg) -> pd.DataFrame:
     found = knn(train.features, evaluation.features[keep], k=k)
     views = {"model": evaluation.probs[keep].astype(np.float64),
              "knn": neighbors.neighbor_label_distribution(found, train.labels, n_classes)}
-    if cfg.noise_model != "none":
-        reference = train.oof_probs if train.oof_probs is not None else train.probs
-        model = noise.fit_noise_model(reference, train.labels, n_classes, kind=cfg.noise_model)
-        views = {name: noise.noise_aware_posterior(dist, labels, model.transition)
+    if noise_model is not None:
+        views = {name: noise.noise_aware_posterior(dist, labels, noise_model.transition)
                  for name, dist in views.items()}
     signals = {"margin": confidence.normalized_margin(views["model"], labels),
                "knn_margin": confidence.normalized_margin(views["knn"], labels)}
@@ -55,12 +55,13 @@ def score_eval(train, evaluation, cfg) -> pd.DataFrame:
     return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
-def write_eval_suspects(store: RunStore, train, splits: dict, cfg) -> dict:
+def write_eval_suspects(store: RunStore, train, splits: dict, cfg,
+                        noise_model: noise.NoiseModel | None) -> dict:
     """Rank the eval rows when their features exist; returns the summary's ``eval_audit``."""
     evaluation = splits.get("eval")
     if evaluation is None or not (evaluation.labels >= 0).any():
         return {"ranked": 0}
-    frame = score_eval(train, evaluation, cfg)
+    frame = score_eval(train, evaluation, cfg, noise_model)
     store.write_table(artifacts.EVAL_SUSPECTS.path,
                       pa.Table.from_pandas(frame, schema=artifacts.EVAL_SUSPECTS.schema,
                                            preserve_index=False))

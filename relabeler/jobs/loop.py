@@ -124,8 +124,7 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
     pull = run_pull(store, config, client=client)
     say(f"[pull] {pull.corrections} corrections -> {store.path(artifacts.CORRECTIONS.path)}")
     retrain = run_retrain(store, config, force=force, progress=progress)
-    report = write_report(store, next_batch=config.loop.batch or config.studio.budget,
-                          stop_rate=config.loop.stop_rate)
+    report = write_report(store, config)
     acc = report["eval"]["accuracy"]
     queue = report.get("queue") or {}
     manifest = store.read_table(artifacts.MANIFEST.path).to_pandas()

@@ -155,9 +155,24 @@ def train_neighbors(features: np.ndarray, k: int, cfg: ScoreConfig,
     return knn_on_ray(features, k=k, metric="cosine", plan=plan)
 
 
-def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None
+def fit_view_noise(view: TrainView, cfg: ScoreConfig) -> noise.NoiseModel | None:
+    """The label-noise model ``score.noise_model`` names, fitted on the out-of-fold (else the
+    model's) probabilities of the training rows; None for ``none``."""
+    if cfg.noise_model == "none":
+        return None
+    reference = view.oof_probs if view.oof_probs is not None else view.probs
+    model = noise.fit_noise_model(reference, view.labels, len(view.classes),
+                                  kind=cfg.noise_model)
+    log.info("score: %s noise model (asymmetry %.2f per estimated flip, p = %.2g)",
+             model.kind, model.asymmetry_per_flip, model.asymmetry_p_value)
+    return model
+
+
+def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
+                    *, noise_model: noise.NoiseModel | None = None
                     ) -> tuple[dict, dict, dict]:
-    """(signals, distributions, details) for the training samples.
+    """(signals, distributions, details) for the training samples; ``noise_model`` is fitted
+    here (:func:`fit_view_noise`) unless the caller has it.
 
     The voting views (``rank.VIEWS``) are normalised margins of class distributions: the
     model's, the out-of-fold models', the neighbours' labels and the training dynamics'. Unless
@@ -179,13 +194,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     if view.oof_probs is not None:
         signals["oof_self_confidence"] = confidence.self_confidence(view.oof_probs, view.labels)
 
-    noise_model = None
-    if cfg.noise_model != "none":
-        reference = view.oof_probs if view.oof_probs is not None else view.probs
-        noise_model = noise.fit_noise_model(reference, view.labels, n_classes,
-                                            kind=cfg.noise_model)
-        log.info("score: %s noise model (asymmetry %.2f per estimated flip, p = %.2g)",
-                 noise_model.kind, noise_model.asymmetry_per_flip, noise_model.asymmetry_p_value)
+    if noise_model is None:
+        noise_model = fit_view_noise(view, cfg)
 
     def adjust(dist: np.ndarray) -> np.ndarray:
         if noise_model is None:
@@ -217,11 +227,14 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     return signals, distributions, details
 
 
-def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None
+def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
+                   *, noise_model: noise.NoiseModel | None = None
                    ) -> tuple[pd.DataFrame, dict]:
     """The suspects table (rank 1 first) and a summary; ``ray_config`` (``[ray]``) only
-    matters when the kNN runs on Ray (:func:`train_neighbors`)."""
-    signals, distributions, details = suspect_signals(view, cfg, ray_config)
+    matters when the kNN runs on Ray (:func:`train_neighbors`); ``noise_model`` as in
+    :func:`suspect_signals`."""
+    signals, distributions, details = suspect_signals(view, cfg, ray_config,
+                                                      noise_model=noise_model)
     score = rank.combine(signals)
     posterior = rank.ensemble_posterior(distributions)
     suggested, suggested_conf = rank.suggest_labels(posterior, view.labels)
@@ -363,7 +376,9 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     started = time.perf_counter()
     view = load_train_view(store)
     try:
-        suspects, summary = score_suspects(view, config.score, config.ray)
+        noise_model = fit_view_noise(view, config.score)  # the eval audit uses it too
+        suspects, summary = score_suspects(view, config.score, config.ray,
+                                           noise_model=noise_model)
     except representer.RepresenterFitError as exc:
         raise StageError(f"score: {exc}") from exc
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
@@ -377,7 +392,7 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     store.write_table(artifacts.ACQUIRE.path,
                       pa.Table.from_pandas(acquire, preserve_index=False))
     summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
-    summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score)
+    summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score, noise_model)
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
+from relabeler.config import RunConfig
 from relabeler.errors import StageError
 from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.duplicates import duplicates_section, render_duplicates
@@ -66,9 +67,8 @@ def _lift_text(queue: dict) -> str:
                    f"control rate's upper one)" if lower is not None else "")
 
 
-def _detection_curve(store: RunStore) -> dict:
+def _detection_curve(store: RunStore, train: pd.DataFrame) -> dict:
     """Precision and recall of the suspect queue against the injected noise, by budget."""
-    train = store.read_table(artifacts.TRAIN.path).to_pandas()
     if "flipped" not in train.columns or not store.exists(artifacts.SUSPECTS.path):
         return {}
     suspects = store.read_table(artifacts.SUSPECTS.path, columns=["id", "rank"]).to_pandas()
@@ -107,6 +107,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     if "source" in corrections.columns:  # eval-audit answers are not training corrections
         corrections = corrections[corrections["source"] != EVAL_AUDIT].reset_index(drop=True)
     counts = info["info"]
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
     reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
@@ -127,8 +128,8 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "queue": _queue_precision(corrections, manifest),
         "labels_spent": labels_spent,
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
-        "detection": _detection_curve(store),
-        "remaining": _remaining(store, corrections, manifest, next_batch, stop_rate),
+        "detection": _detection_curve(store, train),
+        "remaining": _remaining(store, train, corrections, manifest, next_batch, stop_rate),
         "eval_audit": {**_eval_audit(store),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
@@ -148,12 +149,11 @@ def _eval_audit(store: RunStore, top: int = 10) -> dict:
                                       "suspect_score"]].to_dict("records")}
 
 
-def _remaining(store: RunStore, corrections: pd.DataFrame, manifest: pd.DataFrame | None,
-               next_batch: int, stop_rate: float) -> dict:
+def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
+               manifest: pd.DataFrame | None, next_batch: int, stop_rate: float) -> dict:
     """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it."""
     if manifest is None:
         return {"available": False, "why": "needs the push manifest"}
-    train = store.read_table(artifacts.TRAIN.path).to_pandas()
     summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
                else {})
     share = (summary.get("noise") or {}).get("estimated_wrong_share")
@@ -380,9 +380,12 @@ def _remaining_html(left: dict) -> str:
     return out
 
 
-def write_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0.05) -> dict:
-    """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``."""
-    report = build_report(store, next_batch=next_batch, stop_rate=stop_rate)
+def write_report(store: RunStore, config: RunConfig | None = None) -> dict:
+    """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``; ``config``'s
+    ``[loop]`` sizes the next batch (default: the ``[studio]`` budget) and the stop rate."""
+    config = config or RunConfig()
+    report = build_report(store, next_batch=config.loop.batch or config.studio.budget,
+                          stop_rate=config.loop.stop_rate)
     images = plots(report)
     for name, data in images.items():
         store.write_bytes(artifacts.REPORT_PLOT(name=name.removesuffix(".png")), data)

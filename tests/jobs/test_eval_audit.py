@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 
 from relabeler.config import ScoreConfig
 from relabeler.jobs.eval_audit import score_eval
-from relabeler.jobs.score import SplitView, TrainView
+from relabeler.jobs.score import SplitView, TrainView, fit_view_noise
 
 
 def clusters(n: int, seed: int, classes: int = 3, spread: float = 3.5):
@@ -44,7 +44,8 @@ def test_wrong_eval_labels_rank_first_at_least_as_well_as_cleanlab(seed):
     from cleanlab.rank import get_label_quality_scores
 
     train, evaluation, flipped, truth = views(seed)
-    frame = score_eval(train, evaluation, ScoreConfig())
+    cfg = ScoreConfig()
+    frame = score_eval(train, evaluation, cfg, fit_view_noise(train, cfg))
     assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
     is_flipped = dict(zip(evaluation.ids, flipped, strict=True))
     ours = average_precision_score([is_flipped[i] for i in frame["id"]],
@@ -66,6 +67,7 @@ def test_wrong_eval_labels_rank_first_at_least_as_well_as_cleanlab(seed):
 def test_unlabeled_eval_rows_are_left_out():
     train, evaluation, _, _ = views(3)
     evaluation.labels[:10] = -1
-    frame = score_eval(train, evaluation, ScoreConfig())
+    cfg = ScoreConfig()
+    frame = score_eval(train, evaluation, cfg, fit_view_noise(train, cfg))
     assert len(frame) == len(evaluation.ids) - 10
     assert not set(frame["id"]) & set(evaluation.ids[:10])

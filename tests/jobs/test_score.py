@@ -21,15 +21,23 @@ def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
                            min_agreement=0.5)
 
 
+def assert_ranks_every_row(ranked, split) -> None:
+    """A ranking of every row of ``split``: ranks 1..N, scores in [0, 1] falling with rank,
+    and each row's given label as the split holds it."""
+    assert sorted(ranked["id"]) == sorted(split["id"])
+    assert ranked["rank"].tolist() == list(range(1, len(split) + 1))
+    assert ranked["suspect_score"].is_monotonic_decreasing
+    assert ranked["suspect_score"].between(0, 1).all()
+    given = dict(zip(split["id"], split["label"], strict=True))
+    assert [given[i] for i in ranked["id"]] == ranked["given_label"].tolist()
+
+
 @pytest.mark.slow
 def test_suspects_table_is_complete_and_ranked(scored_run):
     store, _, info = scored_run
     suspects = store.read_table("scores/suspects.parquet").to_pandas()
     train = store.read_table("dataset/train.parquet").to_pandas()
-    assert sorted(suspects["id"]) == sorted(train["id"])
-    assert suspects["rank"].tolist() == list(range(1, len(train) + 1))
-    assert suspects["suspect_score"].is_monotonic_decreasing
-    assert suspects["suspect_score"].between(0, 1).all()
+    assert_ranks_every_row(suspects, train)
     labels = dict(zip(train["id"], train["label"], strict=True))
     assert (suspects["given_label"] == suspects["id"].map(labels)).all()
     assert (suspects["suggested_label"] != suspects["given_label"]).all()
@@ -194,10 +202,6 @@ def test_score_ranks_the_eval_rows_for_the_audit(scored_run):
     store, _, info = scored_run
     evaluation = store.read_table("dataset/eval.parquet").to_pandas()
     ranked = store.read_table("scores/eval_suspects.parquet").to_pandas()
-    assert sorted(ranked["id"]) == sorted(evaluation["id"])
-    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
-    assert ranked["suspect_score"].is_monotonic_decreasing
-    given = dict(zip(evaluation["id"], evaluation["label"], strict=True))
-    assert [given[i] for i in ranked["id"]] == ranked["given_label"].tolist()
+    assert_ranks_every_row(ranked, evaluation)
     assert (ranked["suggested_label"] != ranked["given_label"]).all()
     assert info["eval_audit"] == {"ranked": len(evaluation)}
