@@ -224,6 +224,13 @@ MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                             ("pushed_at", _UTC)))
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered.")
+RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
+                   "Each live re-rank of the waiting review tasks by `relabeler serve`: when, "
+                   "the answers that triggered it, the tasks answered and corrected so far, the "
+                   "tasks waiting and how many of them moved, the noise model, seconds.",
+                   _schema(("at", _UTC), ("answer_events", _I64), ("answered", _I64),
+                           ("corrected", _I64), ("waiting", _I64), ("reprioritised", _I64),
+                           ("noise_model", _STR), ("seconds", _F64)))
 CORRECTIONS = Artifact(
     "labels/corrections.parquet", "pull", "table",
     "One row per answered task: the resolved action and label (the columns retrain needs; a "
@@ -269,7 +276,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES,
     SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
-    CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, EVAL_AUDITED, COMPARISON,
+    RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, EVAL_AUDITED, COMPARISON,
     REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
@@ -282,7 +289,7 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "push": (PLAN, SUSPECTS, ACQUIRE, COVERAGE, ATTRIBUTIONS, TRAIN, POOL, FEATURES, LABELS,
              MANIFEST, EVAL_SUSPECTS, EVAL),
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL,
-              EVAL_SUSPECTS, EVAL),
+              EVAL_SUSPECTS, EVAL, MANIFEST, FEATURES, OOF, DYNAMICS, CORRECTIONS),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
     "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS,

@@ -291,6 +291,10 @@ class LoopConfig(_Section):
     stop_rate: float = _opt(0.05, "Stop relabeling when the next batch's correction rate "
                             "(the upper end of its 95% interval) falls below this share.",
                             gt=0, lt=1)
+    rerank_every: int = _opt(20, "While `relabeler serve` runs, re-rank the review tasks not "
+                             "yet answered after every this many answers (webhook events): "
+                             "the neighbours' votes and the noise model take the answers so "
+                             "far, and the tasks' priority follows; 0 = off.", ge=0)
 
 
 class RunConfig(_Section):

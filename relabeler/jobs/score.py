@@ -168,6 +168,44 @@ def fit_view_noise(view: TrainView, cfg: ScoreConfig) -> noise.NoiseModel | None
     return model
 
 
+def voting_views(view: TrainView, knn_dist: np.ndarray,
+                 noise_model: noise.NoiseModel | None) -> tuple[dict, dict]:
+    """The voting views (``rank.VIEWS``) of the training rows and the noise-corrected class
+    distributions behind them: the model's, the out-of-fold models', the neighbours' labels
+    (``knn_dist``, (N, C)) and the training dynamics', each corrected by ``noise_model``
+    (none: as given). ``relabeler serve`` calls it again with the neighbours' votes and the
+    noise model updated from people's answers.
+
+    Returns
+    -------
+    (view name -> (N,) normalised margin, distribution name -> (N, C)).
+    """
+    raw = {"model": view.probs, "knn": knn_dist}
+    if view.oof_probs is not None:
+        raw["oof"] = view.oof_probs
+
+    def adjust(dist: np.ndarray) -> np.ndarray:
+        if noise_model is None:
+            return dist
+        return noise.noise_aware_posterior(dist, view.labels, noise_model.transition)
+
+    distributions = {name: adjust(dist) for name, dist in raw.items()}
+    signals: dict[str, np.ndarray] = {}
+    for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
+        if name in distributions:
+            signals[column] = confidence.normalized_margin(distributions[name], view.labels)
+    if view.margins is not None:
+        aum = confidence.area_under_margin(view.margins)
+        if noise_model is not None:
+            # the dynamics only score the given label: (1 + mean margin) / 2 on it, the rest
+            # split as the other views split it
+            dynamics = noise.given_label_distribution(1.0 - aum.astype(np.float64),
+                                                      rank.ensemble_posterior(raw), view.labels)
+            aum = confidence.normalized_margin(adjust(dynamics), view.labels)
+        signals["area_under_margin"] = aum
+    return signals, distributions
+
+
 def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
                     *, noise_model: noise.NoiseModel | None = None
                     ) -> tuple[dict, dict, dict]:
@@ -184,9 +222,6 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     k = min(cfg.k, max(1, len(view.ids) - 1))  # a tiny training set has fewer neighbours
     nb = train_neighbors(view.features, k, cfg, ray_config)
     knn_dist = neighbors.neighbor_label_distribution(nb, view.labels, n_classes)
-    raw = {"model": view.probs, "knn": knn_dist}
-    if view.oof_probs is not None:
-        raw["oof"] = view.oof_probs
     signals: dict[str, np.ndarray] = {
         "self_confidence": confidence.self_confidence(view.probs, view.labels),
         "knn_disagreement": 1.0 - knn_dist[np.arange(len(view.labels)), view.labels],
@@ -196,25 +231,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
 
     if noise_model is None:
         noise_model = fit_view_noise(view, cfg)
-
-    def adjust(dist: np.ndarray) -> np.ndarray:
-        if noise_model is None:
-            return dist
-        return noise.noise_aware_posterior(dist, view.labels, noise_model.transition)
-
-    distributions = {name: adjust(dist) for name, dist in raw.items()}
-    for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
-        if name in distributions:
-            signals[column] = confidence.normalized_margin(distributions[name], view.labels)
-    if view.margins is not None:
-        aum = confidence.area_under_margin(view.margins)
-        if noise_model is not None:
-            # the dynamics only score the given label: (1 + mean margin) / 2 on it, the rest
-            # split as the other views split it
-            dynamics = noise.given_label_distribution(1.0 - aum.astype(np.float64),
-                                                      rank.ensemble_posterior(raw), view.labels)
-            aum = confidence.normalized_margin(adjust(dynamics), view.labels)
-        signals["area_under_margin"] = aum
+    views, distributions = voting_views(view, knn_dist, noise_model)
+    signals.update(views)
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,
                                             neighbors=nb)

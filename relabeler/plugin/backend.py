@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 
@@ -53,6 +53,9 @@ from relabeler.plugin.tasks import (
 )
 from relabeler.redact import mask_url
 from relabeler.store import RunStore
+
+if TYPE_CHECKING:
+    from relabeler.plugin.rerank import RerankWorker
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +116,12 @@ class EvidenceCache:
     (:data:`evidence.SOURCES`: the scores and the attributions) has been rewritten since: a
     re-score or re-attribution reaches the next prediction without a restart. The check is one
     stat per artifact per request. A prediction holds the suggestion and the evidence spans
-    only (the similar examples are in the task's panel, which push wrote), so none are built."""
+    only (the similar examples are in the task's panel, which push wrote), so none are built
+    unless ``examples`` asks (the re-ranker rebuilds whole tasks, panel included)."""
 
-    def __init__(self, store: RunStore):
+    def __init__(self, store: RunStore, *, examples: int = 0):
         self._store = store
+        self._examples = examples
         self._lock = threading.Lock()
         self._evidence: RunEvidence | None = None
         self._versions: tuple[str | None, ...] = ()
@@ -128,7 +133,8 @@ class EvidenceCache:
             if self._evidence is None or versions != self._versions:
                 if self._evidence is not None:
                     log.info("serve: the run's scores or attributions changed; reloading")
-                self._evidence = RunEvidence.load(self._store, examples=0, needed_by="serve")
+                self._evidence = RunEvidence.load(self._store, examples=self._examples,
+                                                  needed_by="serve")
                 self._versions = versions
             return self._evidence
 
@@ -150,9 +156,13 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int = 3,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES,
+               on_event: Callable[[Mapping[str, Any]], None] | None = None) -> FastAPI:
     """The ML backend app for the run in ``store``: every request but /health must carry
     ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413).
+    ``on_event`` sees each webhook event once it is recorded (the re-rank worker's
+    :meth:`~relabeler.plugin.rerank.RerankWorker.notify`: it only counts); its failure is
+    logged and the event still acknowledged.
 
     The run must be scored: its evidence is read here, so an unscored run is a
     :class:`~relabeler.plugin.evidence.RunInputError` naming the stage to run, not a failing
@@ -245,6 +255,11 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
                 payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
         artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
+        if on_event is not None:
+            try:
+                on_event(payload)
+            except Exception:  # the event is kept; a re-rank is never worth a lost webhook
+                log.exception("webhook: the re-rank trigger failed; the event is recorded")
         return {"status": "ok"}
 
     return app
@@ -266,14 +281,17 @@ def connect_backend(client: StudioClient, project_ids: Sequence[int], backend_ur
 
 def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth,
           top_spans: int = 3, max_body_bytes: int = MAX_BODY_BYTES,
-          on_started: Callable[[], None] | None = None) -> None:
+          on_started: Callable[[], None] | None = None,
+          reranker: RerankWorker | None = None) -> None:
     """Run the backend until interrupted; ``on_started`` runs once it accepts requests (Label
     Studio calls /health and /setup while a backend is being connected). A failure of
-    ``on_started`` stops the server and is raised here, so the command exits non-zero."""
+    ``on_started`` stops the server and is raised here, so the command exits non-zero.
+    ``reranker`` (started here, stopped on the way out) hears every recorded webhook event."""
     import uvicorn
 
     app = create_app(store, secret=secret, auth=auth, top_spans=top_spans,
-                     max_body_bytes=max_body_bytes)
+                     max_body_bytes=max_body_bytes,
+                     on_event=reranker.notify if reranker is not None else None)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     failures: list[BaseException] = []
 
@@ -289,11 +307,16 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth
 
     threading.Thread(target=after_start, daemon=True).start()
     log.info("serve: ML backend for %s on http://%s:%d", store.uri, host, port)
+    if reranker is not None:
+        reranker.start()
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind; it has logged why
         raise PluginError(f"serve: cannot listen on {host}:{port} (in use, or not an address "
                           f"of this machine); pick another with --host/--port") from None
+    finally:
+        if reranker is not None:
+            reranker.stop()
     if failures:
         if isinstance(failures[0], RelabelerError):
             raise PluginError(f"serve: connecting the backend to Label Studio failed: "
@@ -307,8 +330,11 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> N
     (``backend_host``, ``backend_port``), the URL Label Studio reaches it at (``backend_url``),
     the spans a prediction shows (``top_spans``), the body limit (``backend_max_body_mb``).
     The webhook secret comes from $``webhook_secret_env`` and the basic-auth credentials from
-    $``backend_credentials_env``, each fresh for this process when unset."""
+    $``backend_credentials_env``, each fresh for this process when unset. With
+    ``loop.rerank_every`` > 0 the waiting review tasks are re-ranked after every that many
+    answers (:mod:`relabeler.plugin.rerank`)."""
     from relabeler.plugin.connect import client_from_config
+    from relabeler.plugin.rerank import Reranker, RerankWorker
     from relabeler.queue_plan import read_manifest
 
     studio = config.studio
@@ -340,6 +366,12 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> N
             return
         connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth)
 
+    worker = None
+    if config.loop.rerank_every > 0:
+        rerank = Reranker(store, config, client=lambda: client_from_config(studio))
+        worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts)
+        log.info("serve: the waiting review tasks are re-ranked after every %d answers",
+                 config.loop.rerank_every)
     serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret, auth=auth,
           top_spans=studio.top_spans, max_body_bytes=studio.backend_max_body_mb * 1024 * 1024,
-          on_started=on_started)
+          on_started=on_started, reranker=worker)

@@ -196,6 +196,19 @@ def _import_once(client: StudioClient, project_id: int, batch: list[dict[str, An
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequence[int],
+                      build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
+                      *, top_spans: int) -> None:
+    """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
+    data is built again as push built it, with the new ``priority`` (one update per task)."""
+    interface = spec.interface()
+    ids = [manifest.at[i, "id"] for i in rows]
+    for i, sample in zip(rows, build(ids), strict=True):
+        task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
+                          top_spans=top_spans, interface=interface)
+        client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
+
+
 def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                   project_id: int, priorities: dict[str, int], new_rows: pd.DataFrame,
                   build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
@@ -216,11 +229,7 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
 
     sent = [i for i in moved if pd.notna(manifest.at[i, "task_id"])]
     if sent:
-        ids = [manifest.at[i, "id"] for i in sent]
-        for i, sample in zip(sent, build(ids), strict=True):
-            task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
-                              top_spans=top_spans, interface=interface)
-            client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
+        update_priorities(client, manifest, sent, build, spec, top_spans=top_spans)
         log.info("push: %d tasks already in project %d moved in the queue", len(sent),
                  project_id)
 

@@ -171,7 +171,22 @@ def fit_noise_model(probs: np.ndarray, labels: np.ndarray, num_classes: int | No
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(NOISE_KINDS)}, got {kind!r}")
-    joint = confident_joint(probs, labels, num_classes)
+    return noise_model_from_joint(confident_joint(probs, labels, num_classes), kind=kind)
+
+
+def noise_model_from_joint(joint: np.ndarray, *, kind: str = "auto") -> NoiseModel:
+    """:func:`fit_noise_model` from a joint of (given, true) counts already at hand: a
+    confident joint, or one that adds counts known from people's answers (``relabeler serve``
+    re-ranking while they work).
+
+    Parameters
+    ----------
+    joint : (C, C) counts, ``joint[i, j]`` = given i, true j.
+    kind : as for :func:`fit_noise_model`.
+    """
+    if kind not in NOISE_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(NOISE_KINDS)}, got {kind!r}")
+    joint = _square_counts(joint)
     _, per_flip, p_value = asymmetry(joint)
     if kind == "auto":
         lopsided = per_flip >= ASYMMETRY_PER_FLIP and p_value < ASYMMETRY_ALPHA

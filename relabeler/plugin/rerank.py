@@ -1,0 +1,415 @@
+"""Live re-ranking in ``relabeler serve``: the tasks still waiting move as people answer.
+
+After every ``loop.rerank_every`` answers (webhook events), a background worker re-ranks the
+review project's tasks nobody has answered yet from the answers so far:
+
+* the answers: ``labels/corrections.parquet`` (the last pull) and, newer, the webhook event log
+  (``studio/events/``), each task's votes resolved as pull resolves them (``plugin.votes``);
+* the neighbours' votes: each answered sample votes with its answered class instead of its
+  given one (a "Drop" or "Not sure" answer leaves the given label), so the samples near a
+  revealed flip lose their neighbours' support;
+* the noise model: the joint of (given, true) classes is the confident joint of the rows not
+  answered plus, for each answered row, its (given, answered) pair counted as known; when the
+  answers reveal a systematic flip the class-conditional transitions move, and with them every
+  view of the waiting samples given that class;
+* the model's, the out-of-fold models' and the training dynamics' probabilities stay as
+  trained (serve does not retrain, in head mode or full), corrected by the new noise model.
+
+The views are combined as ``relabeler score`` combines them (``jobs.score.voting_views``,
+``selectors.rank.combine``); with no answers the order is the stored one. The waiting flagged
+tasks then take the queue positions they already hold among themselves in the new order;
+random controls keep theirs (they stay where chance put them) and answered tasks are left
+alone. A moved task's data is rewritten with its new ``priority`` by push's own code
+(:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
+``studio/reranks.parquet`` records the re-rank.
+
+What moves in Label Studio (open-source edition): the ``priority`` field, so the Data Manager
+tab "Priority queue" (sorted by it) and "Label Tasks As Displayed" from that tab serve the new
+order. What does not: the default "Label All Tasks" stream of Sequential sampling, which serves
+tasks by id (import order); the open-source server cannot reorder it short of deleting and
+importing the tasks again, which would break an annotator's open task and the task ids the
+manifest and the event log hold, so relabeler does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler import artifacts
+from relabeler.config import RunConfig, ScoreConfig
+from relabeler.corrections import KEEP, RELABEL
+from relabeler.errors import PluginError
+from relabeler.plugin.client import StudioClient
+from relabeler.plugin.events import read_events
+from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.plugin.reconcile import WebhookAnnotations, event_project
+from relabeler.plugin.votes import resolve, task_votes
+from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
+from relabeler.selectors import neighbors, noise, rank
+from relabeler.selectors.knn import Neighbors, knn
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+RERANKS = artifacts.RERANKS.path
+ANSWER_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+
+
+class RerankError(PluginError):
+    """A re-rank cannot run; the message says why (the worker logs it and tries again)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the answers so far
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What people answered in the review project."""
+
+    label_of: dict[str, str]   # sample id -> the class answered (kept or corrected)
+    answered_tasks: set[int]   # task ids with at least one answer (skips included)
+
+
+def collect_answers(store: RunStore, review: pd.DataFrame, spec: LabelingSpec,
+                    given: Mapping[str, str]) -> Answers:
+    """The answers to the tasks of ``review`` (manifest rows of one project): the last pull's
+    corrections, then the webhook event log, whose tasks replace the pull's (they are newer)."""
+    sample_of = {int(t): str(s) for t, s in zip(review["task_id"], review["id"], strict=True)
+                 if pd.notna(t)}
+    label_of: dict[str, str] = {}
+    answered: set[int] = set()
+    if store.exists(artifacts.CORRECTIONS.path):
+        pulled = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+        if "task_id" in pulled:
+            for row in pulled.itertuples(index=False):
+                if pd.notna(row.task_id) and int(row.task_id) in sample_of:
+                    answered.add(int(row.task_id))
+                    if row.action in (KEEP, RELABEL) and row.new_label is not None:
+                        label_of[str(row.id)] = str(row.new_label)
+    webhooks = WebhookAnnotations.from_events(read_events(store).events)
+    project_id = int(review["project_id"].iloc[0]) if len(review) else -1
+    for task_id, recorded in webhooks.by_task.items():
+        sample_id = sample_of.get(task_id)
+        if sample_id is None:
+            continue
+        annotations = [a for i, a in recorded.items() if i not in webhooks.deleted]
+        label_of.pop(sample_id, None)
+        answered.discard(task_id)
+        if not annotations:
+            continue
+        answered.add(task_id)
+        votes, _ = task_votes(annotations, spec, {}, sample_id=sample_id,
+                              project_id=project_id, task_id=task_id)
+        res = resolve(votes, given_label=given.get(sample_id))
+        if res.action in (KEEP, RELABEL) and res.new_label is not None:
+            label_of[sample_id] = res.new_label
+    return Answers(label_of=label_of, answered_tasks=answered)
+
+
+# ---------------------------------------------------------------------------------------------
+# the ranking with the answers
+
+
+class LiveRanking:
+    """The training rows' views as ``relabeler score`` computed them, ready to be combined
+    again with answered labels: the training view (features, probabilities, dynamics), its
+    neighbours and the reference probabilities of the noise model, loaded once per score."""
+
+    def __init__(self, view: Any, neighbours: Neighbors, cfg: ScoreConfig):
+        self.view, self.neighbours, self.cfg = view, neighbours, cfg
+        self.index = {str(x): i for i, x in enumerate(view.ids)}
+        self.reference = view.oof_probs if view.oof_probs is not None else view.probs
+
+    @classmethod
+    def load(cls, store: RunStore, cfg: ScoreConfig) -> LiveRanking:
+        from relabeler.jobs.score import load_train_view
+
+        view = load_train_view(store)
+        k = min(cfg.k, max(1, len(view.ids) - 1))  # as score chose it
+        return cls(view, knn(view.features, k=k, metric="cosine"), cfg)
+
+    def scores(self, answered: Mapping[str, str]) -> tuple[np.ndarray, noise.NoiseModel | None]:
+        """(N,) suspect scores in the view's row order with ``answered`` (sample id -> class)
+        taken as the truth, and the noise model they were corrected by (None: ``none``)."""
+        from relabeler.jobs.score import voting_views
+
+        view, classes = self.view, list(self.view.classes)
+        known = [(self.index[s], classes.index(c)) for s, c in answered.items()
+                 if s in self.index and c in classes]
+        rows = np.array([r for r, _ in known], dtype=np.int64)
+        truth = np.array([c for _, c in known], dtype=np.int64)
+        labels = view.labels.copy()
+        labels[rows] = truth
+        knn_dist = neighbors.neighbor_label_distribution(self.neighbours, labels, len(classes))
+        noise_model = None
+        if self.cfg.noise_model != "none":
+            unanswered = np.ones(len(labels), dtype=bool)
+            unanswered[rows] = False
+            joint = noise.confident_joint(self.reference[unanswered], view.labels[unanswered],
+                                          len(classes))
+            np.add.at(joint, (view.labels[rows], truth), 1.0)
+            noise_model = noise.noise_model_from_joint(joint, kind=self.cfg.noise_model)
+        views, _ = voting_views(view, knn_dist, noise_model)
+        return rank.combine(views), noise_model
+
+
+def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float]) -> dict[str, int]:
+    """New priorities of the waiting review tasks (columns id, source, priority): the flagged
+    ones take the flagged tasks' positions in order of ``score_of`` (highest first; ties and
+    unknown ids keep their order); controls keep theirs. Returns sample id -> priority."""
+    flagged = waiting[waiting["source"] == FLAGGED].sort_values(["priority", "id"],
+                                                                kind="stable")
+    slots = sorted(int(p) for p in flagged["priority"])
+    order = sorted(range(len(flagged)),
+                   key=lambda j: -score_of.get(str(flagged["id"].iloc[j]), -np.inf))
+    moved = {str(flagged["id"].iloc[j]): slot for j, slot in zip(order, slots, strict=True)}
+    controls = waiting[waiting["source"] == CONTROL]
+    return {**moved, **{str(x): int(p) for x, p in zip(controls["id"], controls["priority"],
+                                                        strict=True)}}
+
+
+# ---------------------------------------------------------------------------------------------
+# one re-rank
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    answered: int          # review tasks answered so far
+    corrected: int         # of their samples, answered with another class than the given one
+    waiting: int           # review tasks not answered yet
+    reprioritised: int     # waiting tasks whose priority changed
+    noise_model: str       # the noise model's kind, or "none"
+    seconds: float
+
+
+class Reranker:
+    """Re-ranks the waiting tasks of the run's review project (see the module docstring).
+
+    ``client`` makes the Label Studio client on first use (in the worker thread, so a server
+    that is down fails a re-rank, not serve's start)."""
+
+    def __init__(self, store: RunStore, config: RunConfig,
+                 client: Callable[[], StudioClient]):
+        from relabeler.plugin.backend import EvidenceCache
+
+        self.store, self.config = store, config
+        self._make_client = client
+        self._client: StudioClient | None = None
+        self._evidence = EvidenceCache(store, examples=config.studio.examples)
+        self._ranking: LiveRanking | None = None
+        self._ranking_version: str | None = None
+        self._project_id: int | None = None
+
+    def counts(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a webhook event is an answer in the review project (what triggers)."""
+        if payload.get("action") not in ANSWER_ACTIONS:
+            return False
+        if self._project_id is None:
+            review = _review_rows(read_manifest(self.store))
+            if not len(review):
+                return True  # nothing pushed yet; the re-rank will say so
+            self._project_id = int(review["project_id"].iloc[0])
+        return event_project({"payload": payload}) in (None, self._project_id)
+
+    def _live_ranking(self) -> LiveRanking:
+        version = self.store.version(artifacts.SUSPECTS.path)
+        if self._ranking is None or version != self._ranking_version:
+            self._ranking = LiveRanking.load(self.store, self.config.score)
+            self._ranking_version = version
+        return self._ranking
+
+    def __call__(self, answer_events: int = 0) -> RerankResult | None:
+        """Re-rank once; ``answer_events``: the answers since the last re-rank (recorded).
+        None when nothing was pushed yet."""
+        started = time.perf_counter()
+        review = _review_rows(read_manifest(self.store))
+        if not len(review):
+            log.info("serve: nothing pushed yet; no re-rank")
+            return None
+        project_id = int(review["project_id"].iloc[0])
+        evidence = self._evidence.get()
+        spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
+        answers = collect_answers(self.store, review, spec, evidence.train_label)
+        ranking = self._live_ranking()
+        scores, noise_model = ranking.scores(answers.label_of)
+        score_of = dict(zip(map(str, ranking.view.ids), scores.tolist(), strict=True))
+        waiting = review[review["task_id"].notna()
+                         & ~review["task_id"].isin(answers.answered_tasks)]
+        priorities = waiting_priorities(waiting, score_of)
+        moved = waiting[[priorities[str(x)] != int(p)
+                         for x, p in zip(waiting["id"], waiting["priority"], strict=True)]]
+        if len(moved):
+            self._send(review, moved, priorities, evidence, spec, project_id)
+        corrected = sum(label != evidence.train_label.get(s)
+                        for s, label in answers.label_of.items())
+        result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
+                              waiting=len(waiting), reprioritised=len(moved),
+                              noise_model=noise_model.kind if noise_model else "none",
+                              seconds=round(time.perf_counter() - started, 3))
+        record_rerank(self.store, result, answer_events=answer_events)
+        log.info("serve: re-ranked after %d answers: %d of %d waiting tasks moved (%d answered, "
+                 "%d corrected, %s noise model) in %.1f s", answer_events, result.reprioritised,
+                 result.waiting, result.answered, result.corrected, result.noise_model,
+                 result.seconds)
+        return result
+
+    def _send(self, review: pd.DataFrame, moved: pd.DataFrame, priorities: Mapping[str, int],
+              evidence: Any, spec: LabelingSpec, project_id: int) -> None:
+        """Label Studio first, then the manifest: a failure halfway leaves the manifest at the
+        old priorities, so the next re-rank sends every moved task again."""
+        from relabeler.plugin.push import update_priorities
+
+        if self._client is None:
+            self._client = self._make_client()
+        rows = review.loc[moved.index].copy()
+        rows["priority"] = [priorities[str(x)] for x in rows["id"]]
+        update_priorities(self._client, rows, list(rows.index), evidence.train_samples, spec,
+                          top_spans=self.config.studio.top_spans)
+        new = {(project_id, str(x)): int(p) for x, p in zip(rows["id"], rows["priority"],
+                                                            strict=True)}
+        manifest = read_manifest(self.store)  # read again: keep what changed meanwhile
+        keys = zip(manifest["project_id"].astype(int), manifest["id"].astype(str), strict=True)
+        manifest["priority"] = [new.get(key, p) for key, p in zip(keys, manifest["priority"],
+                                                                   strict=True)]
+        write_manifest(self.store, manifest)
+
+
+def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    return manifest[manifest["source"].isin([FLAGGED, CONTROL])]
+
+
+def record_rerank(store: RunStore, result: RerankResult, *, answer_events: int,
+                  at: datetime | None = None) -> None:
+    """Append one row to ``studio/reranks.parquet`` (rewritten whole: a few rows a day)."""
+    row = pd.DataFrame({
+        "at": pd.Series([pd.Timestamp(at or datetime.now(UTC))], dtype="datetime64[us, UTC]"),
+        "answer_events": [answer_events], "answered": [result.answered],
+        "corrected": [result.corrected], "waiting": [result.waiting],
+        "reprioritised": [result.reprioritised], "noise_model": [result.noise_model],
+        "seconds": [float(result.seconds)]})
+    if store.exists(RERANKS):
+        row = pd.concat([store.read_table(RERANKS).to_pandas(), row], ignore_index=True)
+    store.write_table(RERANKS, pa.Table.from_pandas(row, schema=artifacts.RERANKS.schema,
+                                                    preserve_index=False))
+
+
+def read_reranks(store: RunStore) -> pd.DataFrame:
+    """Every re-rank so far, oldest first; empty before the first."""
+    if not store.exists(RERANKS):
+        return artifacts.RERANKS.schema.empty_table().to_pandas()
+    return store.read_table(RERANKS).to_pandas()
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker
+
+
+class RerankWorker:
+    """One background thread that runs ``rerank(answer_events)`` after every ``every``
+    answers, off the webhook's request path.
+
+    :meth:`notify` only counts (under a lock) and wakes the thread: a webhook is never delayed
+    by a re-rank. The queue coalesces: answers that arrive while a re-rank runs trigger at
+    most one more. A failed re-rank is logged and retried on the next answer (the next one
+    re-ranks from every answer so far, so nothing is lost). ``counts(payload)`` says which
+    events are answers (default: annotations created or updated).
+    """
+
+    def __init__(self, rerank: Callable[[int], Any], *, every: int,
+                 counts: Callable[[Mapping[str, Any]], bool] | None = None):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self._rerank = rerank
+        self._counts = counts or (lambda payload: payload.get("action") in ANSWER_ACTIONS)
+        self._cond = threading.Condition()
+        self._since = 0        # answers not yet handed to a re-rank
+        self._due = 0          # answers handed to the pending re-rank
+        self._pending = False
+        self._retry = False    # the last re-rank failed: the next answer triggers
+        self._stopping = False
+        self._busy = False     # a re-rank is running
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+        self.failures = 0
+
+    def start(self) -> RerankWorker:
+        self._thread = threading.Thread(target=self._loop, name="relabeler-rerank",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def notify(self, payload: Mapping[str, Any]) -> None:
+        """An event was recorded; count it if it is an answer. Never raises."""
+        try:
+            if not self._counts(payload):
+                return
+        except Exception:
+            log.exception("serve: cannot tell whether an event is an answer; counted")
+        with self._cond:
+            self._since += 1
+            if self._since >= self.every or self._retry:
+                self._due += self._since
+                self._since = 0
+                self._retry = False
+                self._pending = True
+                self._cond.notify()
+
+    def request(self) -> None:
+        """Ask for a re-rank now (coalesced like the answers' triggers)."""
+        with self._cond:
+            self._pending = True
+            self._cond.notify()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let a running re-rank finish (up to ``timeout``), then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no re-rank is pending or running; False on timeout (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._stopping):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                answers, self._due, self._pending, self._busy = self._due, 0, False, True
+            try:
+                self._rerank(answers)
+                self.runs += 1
+            except Exception:
+                self.failures += 1
+                log.exception("serve: re-rank failed (the answers are recorded; it is tried "
+                              "again on the next answer)")
+                with self._cond:
+                    self._retry = True
+                    self._due += answers
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()

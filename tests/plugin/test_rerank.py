@@ -1,0 +1,302 @@
+"""Live re-ranking's pieces: the worker (with fake re-ranks), the priorities, the ranking with
+answers, and whole re-ranks against an in-memory Label Studio (the real server:
+test_studio.py, ``test_serve_reranks_waiting_tasks_as_people_answer``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from relabeler.config import ConfigError, apply_overrides, load_config
+from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.events import read_events
+from relabeler.plugin.push import push
+from relabeler.plugin.rerank import (
+    LiveRanking,
+    Reranker,
+    RerankWorker,
+    read_reranks,
+    waiting_priorities,
+)
+from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
+from relabeler.selectors.rank import ranks_from_scores
+from tests.plugin.fake_studio import FakeStudio
+from tests.plugin.live_run import CLASSES, make_live_run
+from tests.plugin.synthetic import make_run
+
+ANSWER = {"action": "ANNOTATION_CREATED"}
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker
+
+
+class BlockingRerank:
+    """A re-rank that records its calls and, while ``gate`` is clear, blocks."""
+
+    def __init__(self, fail_first: int = 0):
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+        self.fail_first = fail_first
+
+    def __call__(self, answers: int) -> None:
+        self.calls.append(answers)
+        self.started.set()
+        self.gate.wait(10)
+        if len(self.calls) <= self.fail_first:
+            raise RuntimeError("Label Studio is down")
+
+
+def test_the_worker_re_ranks_after_every_n_answers_and_ignores_other_events():
+    rerank = BlockingRerank()
+    worker = RerankWorker(rerank, every=3).start()
+    try:
+        for _ in range(2):
+            worker.notify(ANSWER)
+        worker.notify({"action": "ANNOTATIONS_DELETED"})
+        assert worker.wait_idle(5) and rerank.calls == []
+        worker.notify({"action": "ANNOTATION_UPDATED"})
+        assert worker.wait_idle(5) and rerank.calls == [3]
+        for _ in range(7):
+            worker.notify(ANSWER)
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop()
+    assert rerank.calls == [3, 3, 3] or rerank.calls == [3, 6]  # the last two may coalesce
+    assert sum(rerank.calls) == 9
+
+
+def test_answers_during_a_re_rank_trigger_at_most_one_more_and_never_wait():
+    rerank = BlockingRerank()
+    rerank.gate.clear()
+    worker = RerankWorker(rerank, every=2).start()
+    try:
+        worker.notify(ANSWER)
+        worker.notify(ANSWER)
+        assert rerank.started.wait(5)
+        started = time.perf_counter()
+        for _ in range(10):  # five triggers' worth while the first re-rank runs
+            worker.notify(ANSWER)
+        assert time.perf_counter() - started < 0.5  # the webhook's path never waits
+        rerank.gate.set()
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop()
+    assert rerank.calls == [2, 10]
+    assert (worker.runs, worker.failures) == (2, 0)
+
+
+def test_a_failed_re_rank_is_logged_and_retried_on_the_next_answer(caplog):
+    rerank = BlockingRerank(fail_first=1)
+    worker = RerankWorker(rerank, every=5).start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="relabeler.plugin.rerank"):
+            for _ in range(5):
+                worker.notify(ANSWER)
+            assert worker.wait_idle(5)
+        assert worker.failures == 1
+        assert "re-rank failed" in caplog.text and "Label Studio is down" in caplog.text
+        worker.notify(ANSWER)  # one answer, not five, retries
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop()
+    assert rerank.calls == [5, 6]  # the retry carries the failed one's answers
+    assert (worker.runs, worker.failures) == (1, 1)
+
+
+def test_an_event_the_filter_cannot_judge_is_counted():
+    rerank = BlockingRerank()
+
+    def broken(payload):
+        raise KeyError("project")
+
+    worker = RerankWorker(rerank, every=1, counts=broken).start()
+    try:
+        worker.notify(ANSWER)
+        assert worker.wait_idle(5)
+    finally:
+        worker.stop()
+    assert rerank.calls == [1]
+
+
+def test_the_worker_needs_a_positive_interval():
+    with pytest.raises(ValueError, match="every must be >= 1"):
+        RerankWorker(BlockingRerank(), every=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the webhook hands events to the worker after recording them
+
+
+@pytest.fixture
+def app_run(tmp_path):
+    return make_run(str(tmp_path / "run"), n_train=40, n_acquire=0)
+
+
+def webhook_client(store, on_event) -> TestClient:
+    auth = BasicAuth("relabeler", "pw")
+    app = create_app(store, secret="s", auth=auth, on_event=on_event)
+    return TestClient(app, headers={"Authorization": auth.header(), SECRET_HEADER: "s"})
+
+
+def test_the_webhook_records_the_event_before_the_worker_hears_it(app_run):
+    heard = []
+    client = webhook_client(app_run, lambda p: heard.append(len(read_events(app_run).events)))
+    assert client.post("/webhook", json=ANSWER).status_code == 200
+    assert heard == [1]
+
+
+def test_a_failing_trigger_never_costs_a_webhook(app_run, caplog):
+    def broken(payload):
+        raise RuntimeError("boom")
+
+    client = webhook_client(app_run, broken)
+    with caplog.at_level(logging.ERROR, logger="relabeler.plugin.backend"):
+        assert client.post("/webhook", json=ANSWER).json() == {"status": "ok"}
+    assert len(read_events(app_run).events) == 1
+    assert "re-rank trigger failed" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# priorities and the ranking
+
+
+def test_waiting_flagged_tasks_take_their_slots_in_score_order_and_controls_stay():
+    waiting = pd.DataFrame({"id": ["a", "b", "c", "k", "d"],
+                            "source": [FLAGGED, FLAGGED, FLAGGED, CONTROL, FLAGGED],
+                            "priority": [3, 5, 6, 7, 9]})
+    scores = {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.95, "k": 1.0}
+    assert waiting_priorities(waiting, scores) == {"d": 3, "b": 5, "c": 6, "a": 9, "k": 7}
+    assert waiting_priorities(waiting, {}) == {"a": 3, "b": 5, "c": 6, "d": 9, "k": 7}
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    return make_live_run(str(tmp_path_factory.mktemp("live") / "run"))
+
+
+def test_without_answers_the_live_ranking_is_the_stored_one(live_run):
+    store, config, _ = live_run
+    ranking = LiveRanking.load(store, config.score)
+    scores, noise_model = ranking.scores({})
+    stored = store.read_table("scores/suspects.parquet").to_pandas().set_index("id")["rank"]
+    live = pd.Series(ranks_from_scores(scores), index=ranking.view.ids)
+    assert (live == stored.reindex(live.index)).all()
+    assert noise_model.kind == "uniform"
+
+
+def group_ranks(ranking: LiveRanking, scores, frame: pd.DataFrame, rows: pd.Index) -> list:
+    ranks = pd.Series(ranks_from_scores(scores), index=ranking.view.ids)
+    return sorted(ranks.reindex(frame.loc[rows, "id"]).tolist())
+
+
+def test_answers_revealing_a_systematic_flip_raise_its_unanswered_neighbours(live_run):
+    store, config, frame = live_run
+    ranking = LiveRanking.load(store, config.score)
+    stored = store.read_table("scores/suspects.parquet").to_pandas()
+    top = stored.sort_values("rank")["id"].head(24)  # the first 24 answered, truthfully
+    truth = frame.set_index("id")["true_label"]
+    answered = {x: truth[x] for x in top}
+    assert sum(truth[x] != frame.set_index("id").loc[x, "label"] for x in top) >= 10
+    before, _ = ranking.scores({})
+    after, _ = ranking.scores(answered)
+    waiting_s = frame.index[frame["group"].isin(["S", "S-top"]) & ~frame["id"].isin(top)]
+    old, new = group_ranks(ranking, before, frame, waiting_s), \
+        group_ranks(ranking, after, frame, waiting_s)
+    assert sum(new) < sum(old) - 5 * len(waiting_s)  # on average 5 places earlier at least
+    waiting_b = frame.index[(frame["group"] == "B") & ~frame["id"].isin(top)]
+    # before: the unsure B rows queue ahead of most of S; after: behind most of it
+    assert sorted(old)[len(old) // 2] > sorted(group_ranks(ranking, before, frame,
+                                                           waiting_b))[0]
+    assert sorted(new)[len(new) // 2] < max(group_ranks(ranking, after, frame, waiting_b))
+
+
+# ---------------------------------------------------------------------------------------------
+# whole re-ranks against the in-memory server
+
+
+@pytest.fixture
+def pushed(tmp_path):
+    store, config, frame = make_live_run(str(tmp_path / "run"))
+    fake = FakeStudio(CLASSES, events_to=store)
+    result = push(store, fake, project_title="live", budget=60, control_share=0.05,
+                  acquire=False)
+    return store, config, frame, fake, result.project_id
+
+
+def answer_top(store, fake, frame, n: int) -> list[str]:
+    """Answer the first ``n`` review tasks in priority order with their true label."""
+    manifest = read_manifest(store).sort_values("priority").head(n)
+    truth = frame.set_index("id")["true_label"]
+    for sample_id, task_id in zip(manifest["id"], manifest["task_id"], strict=True):
+        fake.annotate(int(task_id), truth[sample_id])
+    return list(manifest["id"])
+
+
+def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
+    store, config, frame, fake, project_id = pushed
+    before = read_manifest(store).set_index("id")["priority"]
+    answered = answer_top(store, fake, frame, 24)
+    result = Reranker(store, config, client=lambda: fake)(answer_events=24)
+    truth, given = frame.set_index("id")["true_label"], frame.set_index("id")["label"]
+    assert (result.answered, result.waiting) == (24, 36)
+    assert result.corrected == sum(truth[x] != given[x] for x in answered)
+    assert result.reprioritised > 10
+    manifest = read_manifest(store).set_index("id")
+    # the studio's priorities are the manifest's, task by task
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == manifest["priority"].to_dict()
+    # answered tasks and controls kept their places; the waiting flagged ones swapped theirs
+    kept = manifest.index[manifest.index.isin(answered) | (manifest["source"] == CONTROL)]
+    assert (manifest.loc[kept, "priority"] == before[kept]).all()
+    assert sorted(manifest["priority"]) == sorted(before)
+    group = frame.set_index("id")["group"]
+    waiting = manifest.index[~manifest.index.isin(answered)]
+    s_rows = [x for x in waiting if group[x] in ("S", "S-top")]
+    assert manifest.loc[s_rows, "priority"].mean() < before[s_rows].mean() - 3
+    (row,) = read_reranks(store).itertuples(index=False)
+    assert (row.answer_events, row.answered, row.waiting, row.reprioritised) == \
+        (24, 24, 36, result.reprioritised)
+
+    again = Reranker(store, config, client=lambda: fake)(answer_events=0)
+    assert again.reprioritised == 0 and len(read_reranks(store)) == 2
+
+
+def test_only_answers_in_the_review_project_count(pushed):
+    store, config, _, _, project_id = pushed
+    rerank = Reranker(store, config, client=lambda: None)
+    assert rerank.counts({"action": "ANNOTATION_CREATED", "project": {"id": project_id}})
+    assert not rerank.counts({"action": "ANNOTATION_CREATED", "project": {"id": 99999}})
+    assert not rerank.counts({"action": "ANNOTATIONS_DELETED", "project": {"id": project_id}})
+
+
+def test_a_re_rank_before_any_push_does_nothing(tmp_path):
+    store, config, _ = make_live_run(str(tmp_path / "run"))
+    assert Reranker(store, config, client=lambda: None)() is None
+    assert read_reranks(store).empty
+
+
+# ---------------------------------------------------------------------------------------------
+# the setting
+
+
+def test_rerank_every_defaults_to_20_and_refuses_negatives(tmp_path):
+    config = load_config(None)
+    assert config.loop.rerank_every == 20
+    assert apply_overrides(config, assignments=["loop.rerank_every=0"]).loop.rerank_every == 0
+    with pytest.raises(ConfigError, match="loop.rerank_every"):
+        apply_overrides(config, assignments=["loop.rerank_every=-1"])
