@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import stat
 import threading
@@ -21,9 +22,11 @@ from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP, NOT_SURE
 from relabeler.plugin.pull import CORRECTIONS, UNMAPPED, pull
 from relabeler.plugin.push import ACQUIRED, CONTROL, FLAGGED, PushError, push, read_manifest
+from relabeler.plugin.rerank import Reranker, RerankWorker, read_reranks
 from relabeler.plugin.server import TOKEN_FILE, StudioServerError, start_server
 from relabeler.plugin.tasks import PredictionError
 from relabeler.queue_plan import EVAL_AUDIT, plan_round, plan_settings, write_plan
+from tests.plugin.live_run import make_live_run
 from tests.plugin.synthetic import make_run
 
 # the session's first test pays a cold `label-studio init` (up to 900 s) and a start (180 s)
@@ -293,12 +296,10 @@ def _free_port() -> int:
 BACKEND_AUTH = BasicAuth("relabeler", "backend-Pass-456")
 
 
-@pytest.fixture
-def backend(tmp_path):
-    """The ML backend for a small run, served on a free loopback port in a thread."""
-    store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served on a free loopback port in a thread; yields its URL."""
     port = _free_port()
-    app = create_app(store, secret="s3cret-test", auth=BACKEND_AUTH)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -307,9 +308,19 @@ def backend(tmp_path):
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
-    yield store, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """The ML backend for a small run, served on a free loopback port in a thread."""
+    store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
+    with serving(create_app(store, secret="s3cret-test", auth=BACKEND_AUTH)) as url:
+        yield store, url
 
 
 def test_a_webhook_reaches_the_backend_and_is_recorded(studio, annotators, admin, backend,
@@ -436,3 +447,55 @@ def test_a_reranked_queue_reorders_the_priority_view(studio, annotators, admin, 
                                               params={"view": view_id}).json()
     assert (task["data"]["sample_id"], task["data"]["priority"]) == (top, 1)
     assert manifest.loc[task["id"], "priority"] == 1
+
+
+def test_serve_reranks_waiting_tasks_as_people_answer(studio, annotators, admin, tmp_path,
+                                                     title):
+    store, config, frame = make_live_run(str(tmp_path / "run"))
+    result = push(store, admin, project_title=title, budget=60, control_share=0.05,
+                  acquire=False)
+    project_id = result.project_id
+    before = read_manifest(store).set_index("id")["priority"]
+    rerank = Reranker(store, config, client=lambda: admin)
+    worker = RerankWorker(rerank, every=24, counts=rerank.counts).start()
+    app = create_app(store, secret="s3cret-test", auth=BACKEND_AUTH, on_event=worker.notify)
+    truth = frame.set_index("id")["true_label"]
+    group = frame.set_index("id")["group"]
+    views = studio.http().get("/api/dm/views/", params={"project": project_id}).json()
+    (view_id,) = [v["id"] for v in views if v["data"].get("title") == "Priority queue"]
+    alice = studio.http(annotators["alice"])
+    answered = []
+    with serving(app) as url:
+        connect_backend(admin, [project_id], url, secret="s3cret-test", auth=BACKEND_AUTH)
+        for _ in range(24):  # the queue as served, answered truthfully
+            task = alice.get(f"/api/projects/{project_id}/next",
+                             params={"view": view_id}).json()
+            answered.append(task["data"]["sample_id"])
+            post_answer(alice, task["id"], answer(truth[task["data"]["sample_id"]]))
+        deadline = time.monotonic() + 120
+        while read_reranks(store).empty and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.wait_idle(60)
+    worker.stop()
+    assert answered == list(before.sort_values().index[:24])  # in queue order
+
+    (row,) = read_reranks(store).itertuples(index=False)
+    corrected = sum(truth[x] != frame.set_index("id").loc[x, "label"] for x in answered)
+    assert (row.answer_events, row.answered, row.corrected, row.waiting) == \
+        (24, 24, corrected, 36)
+    assert row.reprioritised > 10
+    manifest = read_manifest(store).set_index("id")
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"]
+                 for t in admin.list_tasks(project_id)}
+    assert on_server == manifest["priority"].to_dict()
+    # the revealed flip lifts the rest of its cluster: the waiting S tasks move up
+    waiting = manifest.index[~manifest.index.isin(answered)]
+    s_rows = [x for x in waiting if group[x] in ("S", "S-top")]
+    assert manifest.loc[s_rows, "priority"].mean() < before[s_rows].mean() - 3
+    flagged = manifest.loc[waiting]
+    flagged = flagged[flagged["source"] == FLAGGED]
+    assert group[flagged["priority"].idxmin()] in ("S", "S-top")
+    # and the Priority queue serves the new order
+    task = studio.http(annotators["bob"]).get(f"/api/projects/{project_id}/next",
+                                              params={"view": view_id}).json()
+    assert task["data"]["sample_id"] == manifest.loc[waiting, "priority"].idxmin()
