@@ -95,10 +95,12 @@ class Run:
         return run_pull(self.store, self.config, client=client)
 
     def serve(self, *, register: bool = True) -> None:
-        """The Label Studio ML backend and webhook for this run, until interrupted."""
+        """The Label Studio ML backend and webhook for this run, until interrupted; it
+        re-ranks the waiting tasks as people answer (``loop.rerank_every``)."""
+        from relabeler.jobs.live_ranking import LiveRanking
         from relabeler.plugin.backend import run_serve
 
-        run_serve(self.store, self.config, register=register)
+        run_serve(self.store, self.config, register=register, ranking=LiveRanking.load)
 
     def retrain(self, *, force: bool = False, dedupe: bool = False) -> dict:
         from relabeler.jobs.retrain import run_retrain

@@ -55,7 +55,7 @@ from relabeler.redact import mask_url
 from relabeler.store import RunStore
 
 if TYPE_CHECKING:
-    from relabeler.plugin.rerank import RerankWorker
+    from relabeler.plugin.rerank import RankingLoader, RerankWorker
 
 log = logging.getLogger(__name__)
 
@@ -324,15 +324,17 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth
         raise failures[0]
 
 
-def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> None:
+def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
+              ranking: RankingLoader | None = None) -> None:
     """``relabeler serve``: its settings from ``config.studio``: the Label Studio to register
     with (``url``, ``api_key_env``, ``data_dir``, ``retries``), where to listen
     (``backend_host``, ``backend_port``), the URL Label Studio reaches it at (``backend_url``),
     the spans a prediction shows (``top_spans``), the body limit (``backend_max_body_mb``).
     The webhook secret comes from $``webhook_secret_env`` and the basic-auth credentials from
     $``backend_credentials_env``, each fresh for this process when unset. With
-    ``loop.rerank_every`` > 0 the waiting review tasks are re-ranked after every that many
-    answers (:mod:`relabeler.plugin.rerank`)."""
+    ``loop.rerank_every`` > 0 and a ``ranking`` loader (the entry point passes
+    :meth:`relabeler.jobs.live_ranking.LiveRanking.load`) the waiting review tasks are
+    re-ranked after every that many answers (:mod:`relabeler.plugin.rerank`)."""
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.rerank import Reranker, RerankWorker
     from relabeler.queue_plan import read_manifest
@@ -367,8 +369,9 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True) -> N
         connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth)
 
     worker = None
-    if config.loop.rerank_every > 0:
-        rerank = Reranker(store, config, client=lambda: client_from_config(studio))
+    if config.loop.rerank_every > 0 and ranking is not None:
+        rerank = Reranker(store, config, client=lambda: client_from_config(studio),
+                          ranking=ranking)
         worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts)
         log.info("serve: the waiting review tasks are re-ranked after every %d answers",
                  config.loop.rerank_every)

@@ -15,8 +15,9 @@ review project's tasks nobody has answered yet from the answers so far:
 * the model's, the out-of-fold models' and the training dynamics' probabilities stay as
   trained (serve does not retrain, in head mode or full), corrected by the new noise model.
 
-The views are combined as ``relabeler score`` combines them (``jobs.score.voting_views``,
-``selectors.rank.combine``); with no answers the order is the stored one. The waiting flagged
+The views are combined as ``relabeler score`` combines them
+(:class:`relabeler.jobs.live_ranking.LiveRanking`, handed in by the entry point: the plugin
+never imports the stages); with no answers the order is the stored one. The waiting flagged
 tasks then take the queue positions they already hold among themselves in the new order;
 random controls keep theirs (they stay where chance put them) and answered tasks are left
 alone. A moved task's data is rewritten with its new ``priority`` by push's own code
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,7 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.votes import resolve, task_votes
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
-from relabeler.selectors import neighbors, noise, rank
-from relabeler.selectors.knn import Neighbors, knn
+from relabeler.selectors import noise
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -121,47 +121,19 @@ def collect_answers(store: RunStore, review: pd.DataFrame, spec: LabelingSpec,
 # the ranking with the answers
 
 
-class LiveRanking:
-    """The training rows' views as ``relabeler score`` computed them, ready to be combined
-    again with answered labels: the training view (features, probabilities, dynamics), its
-    neighbours and the reference probabilities of the noise model, loaded once per score."""
+class Ranking(Protocol):
+    """The training rows' suspect scores with answered labels taken as the truth
+    (:class:`relabeler.jobs.live_ranking.LiveRanking`; the plugin never imports the stages,
+    so the entry point hands the loader in)."""
 
-    def __init__(self, view: Any, neighbours: Neighbors, cfg: ScoreConfig):
-        self.view, self.neighbours, self.cfg = view, neighbours, cfg
-        self.index = {str(x): i for i, x in enumerate(view.ids)}
-        self.reference = view.oof_probs if view.oof_probs is not None else view.probs
+    ids: np.ndarray   # (N,) sample ids, the scores' row order
 
-    @classmethod
-    def load(cls, store: RunStore, cfg: ScoreConfig) -> LiveRanking:
-        from relabeler.jobs.score import load_train_view
+    def scores(self, answered: Mapping[str, str]
+               ) -> tuple[np.ndarray, noise.NoiseModel | None]: ...
 
-        view = load_train_view(store)
-        k = min(cfg.k, max(1, len(view.ids) - 1))  # as score chose it
-        return cls(view, knn(view.features, k=k, metric="cosine"), cfg)
 
-    def scores(self, answered: Mapping[str, str]) -> tuple[np.ndarray, noise.NoiseModel | None]:
-        """(N,) suspect scores in the view's row order with ``answered`` (sample id -> class)
-        taken as the truth, and the noise model they were corrected by (None: ``none``)."""
-        from relabeler.jobs.score import voting_views
-
-        view, classes = self.view, list(self.view.classes)
-        known = [(self.index[s], classes.index(c)) for s, c in answered.items()
-                 if s in self.index and c in classes]
-        rows = np.array([r for r, _ in known], dtype=np.int64)
-        truth = np.array([c for _, c in known], dtype=np.int64)
-        labels = view.labels.copy()
-        labels[rows] = truth
-        knn_dist = neighbors.neighbor_label_distribution(self.neighbours, labels, len(classes))
-        noise_model = None
-        if self.cfg.noise_model != "none":
-            unanswered = np.ones(len(labels), dtype=bool)
-            unanswered[rows] = False
-            joint = noise.confident_joint(self.reference[unanswered], view.labels[unanswered],
-                                          len(classes))
-            np.add.at(joint, (view.labels[rows], truth), 1.0)
-            noise_model = noise.noise_model_from_joint(joint, kind=self.cfg.noise_model)
-        views, _ = voting_views(view, knn_dist, noise_model)
-        return rank.combine(views), noise_model
+#: loads the ranking of a scored run: ``(store, [score] settings) -> Ranking``
+RankingLoader = Callable[[RunStore, ScoreConfig], Ranking]
 
 
 def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float]) -> dict[str, int]:
@@ -197,17 +169,19 @@ class Reranker:
     """Re-ranks the waiting tasks of the run's review project (see the module docstring).
 
     ``client`` makes the Label Studio client on first use (in the worker thread, so a server
-    that is down fails a re-rank, not serve's start)."""
+    that is down fails a re-rank, not serve's start); ``ranking`` loads the run's ranking,
+    again whenever ``scores/suspects.parquet`` is rewritten."""
 
     def __init__(self, store: RunStore, config: RunConfig,
-                 client: Callable[[], StudioClient]):
+                 client: Callable[[], StudioClient], ranking: RankingLoader):
         from relabeler.plugin.backend import EvidenceCache
 
         self.store, self.config = store, config
         self._make_client = client
         self._client: StudioClient | None = None
         self._evidence = EvidenceCache(store, examples=config.studio.examples)
-        self._ranking: LiveRanking | None = None
+        self._load_ranking = ranking
+        self._ranking: Ranking | None = None
         self._ranking_version: str | None = None
         self._project_id: int | None = None
 
@@ -222,10 +196,10 @@ class Reranker:
             self._project_id = int(review["project_id"].iloc[0])
         return event_project({"payload": payload}) in (None, self._project_id)
 
-    def _live_ranking(self) -> LiveRanking:
+    def _live_ranking(self) -> Ranking:
         version = self.store.version(artifacts.SUSPECTS.path)
         if self._ranking is None or version != self._ranking_version:
-            self._ranking = LiveRanking.load(self.store, self.config.score)
+            self._ranking = self._load_ranking(self.store, self.config.score)
             self._ranking_version = version
         return self._ranking
 
@@ -243,7 +217,7 @@ class Reranker:
         answers = collect_answers(self.store, review, spec, evidence.train_label)
         ranking = self._live_ranking()
         scores, noise_model = ranking.scores(answers.label_of)
-        score_of = dict(zip(map(str, ranking.view.ids), scores.tolist(), strict=True))
+        score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
         waiting = review[review["task_id"].notna()
                          & ~review["task_id"].isin(answers.answered_tasks)]
         priorities = waiting_priorities(waiting, score_of)

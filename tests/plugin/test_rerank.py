@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from relabeler.config import ConfigError, apply_overrides, load_config
+from relabeler.jobs.live_ranking import LiveRanking
 from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
 from relabeler.plugin.events import read_events
 from relabeler.plugin.push import push
 from relabeler.plugin.rerank import (
-    LiveRanking,
     Reranker,
     RerankWorker,
     read_reranks,
@@ -251,7 +251,8 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     store, config, frame, fake, project_id = pushed
     before = read_manifest(store).set_index("id")["priority"]
     answered = answer_top(store, fake, frame, 24)
-    result = Reranker(store, config, client=lambda: fake)(answer_events=24)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    result = rerank(answer_events=24)
     truth, given = frame.set_index("id")["true_label"], frame.set_index("id")["label"]
     assert (result.answered, result.waiting) == (24, 36)
     assert result.corrected == sum(truth[x] != given[x] for x in answered)
@@ -272,13 +273,13 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     assert (row.answer_events, row.answered, row.waiting, row.reprioritised) == \
         (24, 24, 36, result.reprioritised)
 
-    again = Reranker(store, config, client=lambda: fake)(answer_events=0)
+    again = rerank(answer_events=0)
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
 
 
 def test_only_answers_in_the_review_project_count(pushed):
     store, config, _, _, project_id = pushed
-    rerank = Reranker(store, config, client=lambda: None)
+    rerank = Reranker(store, config, client=lambda: None, ranking=LiveRanking.load)
     assert rerank.counts({"action": "ANNOTATION_CREATED", "project": {"id": project_id}})
     assert not rerank.counts({"action": "ANNOTATION_CREATED", "project": {"id": 99999}})
     assert not rerank.counts({"action": "ANNOTATIONS_DELETED", "project": {"id": project_id}})
@@ -286,7 +287,7 @@ def test_only_answers_in_the_review_project_count(pushed):
 
 def test_a_re_rank_before_any_push_does_nothing(tmp_path):
     store, config, _ = make_live_run(str(tmp_path / "run"))
-    assert Reranker(store, config, client=lambda: None)() is None
+    assert Reranker(store, config, client=lambda: None, ranking=LiveRanking.load)() is None
     assert read_reranks(store).empty
 
 

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from relabeler.cli import main
+from relabeler.jobs.live_ranking import LiveRanking
 from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, connect_backend, create_app
 from relabeler.plugin.client import StudioAuthError, StudioClient, StudioNotFoundError
 from relabeler.plugin.events import append_event, read_events
@@ -456,7 +457,7 @@ def test_serve_reranks_waiting_tasks_as_people_answer(studio, annotators, admin,
                   acquire=False)
     project_id = result.project_id
     before = read_manifest(store).set_index("id")["priority"]
-    rerank = Reranker(store, config, client=lambda: admin)
+    rerank = Reranker(store, config, client=lambda: admin, ranking=LiveRanking.load)
     worker = RerankWorker(rerank, every=24, counts=rerank.counts).start()
     app = create_app(store, secret="s3cret-test", auth=BACKEND_AUTH, on_event=worker.notify)
     truth = frame.set_index("id")["true_label"]
