@@ -69,6 +69,7 @@ bench: setup
 	$(PY) benchmarks/extract_throughput.py
 	$(PY) benchmarks/knn.py
 	$(PY) benchmarks/score.py --n 50000 --repeat 1
+	$(PY) benchmarks/rerank.py
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/studio.py
 	$(PY) benchmarks/scaling.py
