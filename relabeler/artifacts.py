@@ -227,10 +227,11 @@ EVENTS = Artifact("studio/events", "serve", "jsonl",
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
                    "Each live re-rank of the waiting review tasks by `relabeler serve`: when, "
                    "the answers that triggered it, the tasks answered and corrected so far, the "
-                   "tasks waiting and how many of them moved, the noise model, seconds.",
+                   "tasks waiting and how many of them moved, the noise model, whether the "
+                   "head was refit (head mode), seconds.",
                    _schema(("at", _UTC), ("answer_events", _I64), ("answered", _I64),
                            ("corrected", _I64), ("waiting", _I64), ("reprioritised", _I64),
-                           ("noise_model", _STR), ("seconds", _F64)))
+                           ("noise_model", _STR), ("head_refit", _BOOL), ("seconds", _F64)))
 CORRECTIONS = Artifact(
     "labels/corrections.parquet", "pull", "table",
     "One row per answered task: the resolved action and label (the columns retrain needs; a "

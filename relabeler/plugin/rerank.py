@@ -12,8 +12,11 @@ review project's tasks nobody has answered yet from the answers so far:
   answered plus, for each answered row, its (given, answered) pair counted as known; when the
   answers reveal a systematic flip the class-conditional transitions move, and with them every
   view of the waiting samples given that class;
-* the model's, the out-of-fold models' and the training dynamics' probabilities stay as
-  trained (serve does not retrain, in head mode or full), corrected by the new noise model.
+* in head mode, the model's view: its final layer is refit on the features with the answered
+  labels (cheap: the features are the head's input) and its probabilities move by what the
+  refit changed; the out-of-fold models' and the training dynamics' probabilities stay as
+  trained, and so does the model's in full mode (serve does not fine-tune), each corrected by
+  the new noise model.
 
 The views are combined as ``relabeler score`` combines them
 (:class:`relabeler.jobs.live_ranking.LiveRanking`, handed in by the entry point: the plugin
@@ -127,6 +130,7 @@ class Ranking(Protocol):
     so the entry point hands the loader in)."""
 
     ids: np.ndarray   # (N,) sample ids, the scores' row order
+    head_refit: bool  # whether the model's view follows the answers (head mode)
 
     def scores(self, answered: Mapping[str, str]
                ) -> tuple[np.ndarray, noise.NoiseModel | None]: ...
@@ -162,6 +166,7 @@ class RerankResult:
     waiting: int           # review tasks not answered yet
     reprioritised: int     # waiting tasks whose priority changed
     noise_model: str       # the noise model's kind, or "none"
+    head_refit: bool       # the final layer was refit with the answers (head mode)
     seconds: float
 
 
@@ -230,6 +235,7 @@ class Reranker:
         result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
                               waiting=len(waiting), reprioritised=len(moved),
                               noise_model=noise_model.kind if noise_model else "none",
+                              head_refit=ranking.head_refit and bool(answers.label_of),
                               seconds=round(time.perf_counter() - started, 3))
         record_rerank(self.store, result, answer_events=answer_events)
         log.info("serve: re-ranked after %d answers: %d of %d waiting tasks moved (%d answered, "
@@ -271,7 +277,7 @@ def record_rerank(store: RunStore, result: RerankResult, *, answer_events: int,
         "answer_events": [answer_events], "answered": [result.answered],
         "corrected": [result.corrected], "waiting": [result.waiting],
         "reprioritised": [result.reprioritised], "noise_model": [result.noise_model],
-        "seconds": [float(result.seconds)]})
+        "head_refit": [result.head_refit], "seconds": [float(result.seconds)]})
     if store.exists(RERANKS):
         row = pd.concat([store.read_table(RERANKS).to_pandas(), row], ignore_index=True)
     store.write_table(RERANKS, pa.Table.from_pandas(row, schema=artifacts.RERANKS.schema,

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -225,6 +226,32 @@ def test_answers_revealing_a_systematic_flip_raise_its_unanswered_neighbours(liv
     assert sorted(new)[len(new) // 2] < max(group_ranks(ranking, after, frame, waiting_b))
 
 
+def test_in_head_mode_the_refit_head_follows_the_answers(live_run):
+    store, config, frame = live_run
+    plain = LiveRanking.load(store, config.score)  # the run has no train/metrics.json
+    assert not plain.head_refit
+    view = plain.view
+    head = LiveRanking(view, plain.neighbours, config.score, head_refit=True)
+    assert head.model_probs(view.labels) is view.probs  # no answer: the trained model
+    revealed = frame["group"] == "S-top"
+    labels = view.labels.copy()
+    labels[revealed.to_numpy()] = CLASSES.index("pos")
+    moved = head.model_probs(labels)
+    pos = CLASSES.index("pos")
+    rest_of_s = (frame["group"] == "S").to_numpy()
+    far = frame["group"].isin(["P", "N"]).to_numpy()
+    lift = moved[:, pos] - view.probs[:, pos]
+    assert lift[rest_of_s].min() > 0.05  # the cluster of the revealed flip leans pos
+    assert np.median(abs(lift[far])) < 0.05 < 0.2 < np.median(lift[rest_of_s])  # far: barely
+    np.testing.assert_allclose(moved.sum(axis=1), 1.0, atol=1e-5)
+    answered = dict(zip(frame.loc[revealed, "id"], ["pos"] * int(revealed.sum()), strict=True))
+    with_refit, _ = head.scores(answered)
+    without, _ = plain.scores(answered)
+    s_ids = frame.index[rest_of_s]
+    assert sum(group_ranks(head, with_refit, frame, s_ids)) < \
+        sum(group_ranks(plain, without, frame, s_ids))
+
+
 # ---------------------------------------------------------------------------------------------
 # whole re-ranks against the in-memory server
 
@@ -270,11 +297,20 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     s_rows = [x for x in waiting if group[x] in ("S", "S-top")]
     assert manifest.loc[s_rows, "priority"].mean() < before[s_rows].mean() - 3
     (row,) = read_reranks(store).itertuples(index=False)
-    assert (row.answer_events, row.answered, row.waiting, row.reprioritised) == \
-        (24, 24, 36, result.reprioritised)
+    assert (row.answer_events, row.answered, row.waiting, row.reprioritised, row.head_refit) \
+        == (24, 24, 36, result.reprioritised, False)
 
     again = rerank(answer_events=0)
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
+
+
+def test_a_head_mode_run_refits_the_head_in_a_re_rank(pushed):
+    store, config, frame, fake, _ = pushed
+    store.write_json("train/metrics.json", {"mode": "head"})
+    answer_top(store, fake, frame, 24)
+    result = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(24)
+    assert result.head_refit and result.reprioritised > 10
+    assert read_reranks(store)["head_refit"].tolist() == [True]
 
 
 def test_only_answers_in_the_review_project_count(pushed):
