@@ -327,6 +327,19 @@ def test_a_re_rank_before_any_push_does_nothing(tmp_path):
     assert read_reranks(store).empty
 
 
+def test_serve_starts_the_worker_with_the_interval_unless_it_is_off(app_run, monkeypatch):
+    from relabeler.plugin import backend
+
+    started = []
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: started.append(kw["reranker"]))
+    config = load_config(None)
+    backend.run_serve(app_run, config, register=False, ranking=LiveRanking.load)
+    config.loop.rerank_every = 0
+    backend.run_serve(app_run, config, register=False, ranking=LiveRanking.load)
+    (worker, off) = started
+    assert isinstance(worker, RerankWorker) and worker.every == 20 and off is None
+
+
 # ---------------------------------------------------------------------------------------------
 # the setting
 
