@@ -52,10 +52,11 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
-from relabeler.errors import PluginError
+from relabeler.plugin.backend import EvidenceCache
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.plugin.push import update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.votes import resolve, task_votes
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
@@ -66,10 +67,6 @@ log = logging.getLogger(__name__)
 
 RERANKS = artifacts.RERANKS.path
 ANSWER_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
-
-
-class RerankError(PluginError):
-    """A re-rank cannot run; the message says why (the worker logs it and tries again)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,8 +176,6 @@ class Reranker:
 
     def __init__(self, store: RunStore, config: RunConfig,
                  client: Callable[[], StudioClient], ranking: RankingLoader):
-        from relabeler.plugin.backend import EvidenceCache
-
         self.store, self.config = store, config
         self._make_client = client
         self._client: StudioClient | None = None
@@ -248,8 +243,6 @@ class Reranker:
               evidence: Any, spec: LabelingSpec, project_id: int) -> None:
         """Label Studio first, then the manifest: a failure halfway leaves the manifest at the
         old priorities, so the next re-rank sends every moved task again."""
-        from relabeler.plugin.push import update_priorities
-
         if self._client is None:
             self._client = self._make_client()
         rows = review.loc[moved.index].copy()
