@@ -157,14 +157,29 @@ SUSPECTS = Artifact(
             ("support_scores", pa.list_(_F64)), ("oppose_ids", pa.list_(_STR)),
             ("oppose_scores", pa.list_(_F64))))
 COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
-                    "Coverage of eval and pool rows by the training data.",
+                    "Coverage of eval and pool rows by the training data: coverage_score = "
+                    "density x label_agreement x min(1, representation) (the share of training "
+                    "rows among the row's neighbours in all splits against train's share); "
+                    "region: the thin region of an under-covered row, -1 for the others.",
                     _schema(("id", _STR), ("split", _STR), ("coverage_score", _F32),
                             ("density", _F32), ("label_agreement", _F32),
-                            ("nearest_ids", pa.list_(_STR)), ("is_undercovered", _BOOL)))
+                            ("nearest_ids", pa.list_(_STR)), ("is_undercovered", _BOOL)),
+                    _schema(("representation", _F32), ("region", _I64)))
 ACQUIRE = Artifact("scores/acquire.parquet", "score", "table",
-                   "Pool rows worth labeling, by rank, with the under-covered row each is near.",
+                   "Pool rows worth labeling, by rank, with the under-covered row each is near, "
+                   "its support of the under-covered rows and their region.",
                    _schema(("id", _STR), ("rank", _I64), ("near_id", _STR),
-                           ("similarity", _F32)))
+                           ("similarity", _F32)),
+                   _schema(("support", _F32), ("region", _I64)))
+THIN_REGIONS = Artifact("scores/thin_regions.parquet", "score", "table",
+                        "The regions the under-covered eval and pool rows form, largest first: "
+                        "size by split, mean coverage and representation, the words that set "
+                        "each apart (TF-IDF inside vs outside) and its least covered texts.",
+                        _schema(("region", _I64), ("n", _I64), ("n_eval", _I64),
+                                ("n_pool", _I64), ("coverage_mean", _F64),
+                                ("representation_mean", _F64), ("terms", pa.list_(_STR)),
+                                ("example_ids", pa.list_(_STR)),
+                                ("example_texts", pa.list_(_STR))))
 SHORTCUTS = Artifact("scores/shortcuts.parquet", "score", "table",
                      "Tokens and word pairs far more frequent in a class than its prior explains "
                      "(Gardner's z; kept when the Bonferroni-corrected binomial test passes), "
@@ -274,7 +289,7 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
-    FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, SHORTCUTS, BALANCE, DUPLICATES,
+    FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS, SHORTCUTS, BALANCE, DUPLICATES,
     SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
     RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, EVAL_AUDITED, COMPARISON,
@@ -295,7 +310,7 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
     "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS,
-               EVAL_SUSPECTS, SHORTCUTS, BALANCE, TRAIN, METRICS, EVAL_PREDICTIONS, DUPLICATES,
+               EVAL_SUSPECTS, SHORTCUTS, BALANCE, THIN_REGIONS, TRAIN, METRICS, EVAL_PREDICTIONS, DUPLICATES,
                EVAL, POOL),
 }
 

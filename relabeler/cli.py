@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
                    help="insert TOKEN into RATE of CLASS's training texts and report its rank "
                    "among the shortcuts score finds")
+    p.add_argument("--undercover", metavar="SPEC",
+                   help="COLUMN=VALUE[,VALUE...] or cluster:K: move that sub-population's "
+                   "training rows to the pool (all but --undercover-keep) and measure whether "
+                   "coverage acquisition finds it again")
+    p.add_argument("--undercover-keep", type=float, default=0.1, metavar="SHARE",
+                   help="share of the held-out group's training rows left in train")
     p.add_argument("--config", help="TOML config for everything else")
     p.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
@@ -500,12 +506,15 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
 
 def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.simulate import markdown_table, run_simulation
+    from relabeler.jobs.simulate_coverage import parse_undercover
     from relabeler.jobs.simulate_shortcut import parse_shortcut
 
     shortcut = parse_shortcut(args.shortcut) if args.shortcut else None
+    undercover = (parse_undercover(args.undercover, keep=args.undercover_keep)
+                  if args.undercover else None)
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
                             budgets=args.budgets, shortcut=shortcut,
-                            annotators=args.annotators)
+                            annotators=args.annotators, undercover=undercover)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0

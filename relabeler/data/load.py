@@ -60,6 +60,9 @@ def _split_frame(records: list[dict[str, Any]], *, with_labels: bool) -> pd.Data
             ),
         }
     )
+    extra_names = list(dict.fromkeys(name for r in records for name in r.get("extra", {})))
+    for name in extra_names:
+        frame[name] = pd.Series([r["extra"].get(name) for r in records], dtype=object)
     if not with_labels and any(r["label"] is not None for r in records):
         # a pool carved from labeled data keeps the hidden label beside it: simulations
         # answer as oracle annotators from it; nothing trains on it

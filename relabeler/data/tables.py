@@ -53,7 +53,11 @@ def _frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema, name: str) -> pa.Tab
     for column in frame.columns:
         if column not in schema.names:
             values = [None if is_null(v) else v for v in frame[column].tolist()]
-            array = pa.array(values)
+            try:
+                array = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # a source column of mixed types is kept as text rather than failing the stage
+                array = pa.array([None if v is None else str(v) for v in values], pa.string())
             arrays.append(array)
             fields.append(pa.field(str(column), array.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -77,6 +81,12 @@ def write_split_tables(ds: LoadedDataset) -> dict[str, pa.Table]:
     }
     tables[artifacts.REJECTED.path] = _frame_to_arrow(ds.rejected, REJECTED_SCHEMA, "rejected")
     return tables
+
+
+def split_table(frame: pd.DataFrame, split: str) -> pa.Table:
+    """One split's frame (``train``, ``eval`` or ``pool``) as the run directory stores it, for
+    stages that rewrite a split (simulations)."""
+    return _frame_to_arrow(frame, _split_schema(label_nullable=split == "pool"), split)
 
 
 def read_split(table: pa.Table) -> pd.DataFrame:

@@ -52,6 +52,11 @@ def _generated_id(row: int, text: object, salt: str = "") -> str:
     return "r" + hashlib.sha1(f"{salt}{row}\x00{text}".encode()).hexdigest()[:16]
 
 
+#: names the dataset tables use themselves; a source column of that name is not carried along
+RESERVED_COLUMNS = frozenset({"id", "text", "label", "split", "true_label", "flipped",
+                              "shortcut", "undercover"})
+
+
 @dataclass(frozen=True)
 class Columns:
     """The source's column names for each output column (``id`` None = generated ids)."""
@@ -174,6 +179,13 @@ def stage_rows(
     else:
         ids = frame[columns.id].tolist()
 
+    # the source's other columns travel along (a simulation holds out a sub-population by one)
+    named = {columns.id, columns.text, columns.label, columns.split}
+    extra_names = [c for c in frame.columns
+                   if c not in named and str(c) not in RESERVED_COLUMNS]
+    extras = [dict(zip(map(str, extra_names), values, strict=True))
+              for values in zip(*(frame[c].tolist() for c in extra_names), strict=True)] \
+        if extra_names else [{}] * n_rows
     staged = []
     for position, (raw_id, text, raw_label, split) in enumerate(
         zip(ids, texts, labels, splits, strict=True)
@@ -223,6 +235,7 @@ def stage_rows(
                 "split": split,
                 "row": row,
                 "source": source,
+                "extra": extras[position],
             }
         )
     return staged

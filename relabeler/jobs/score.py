@@ -8,6 +8,8 @@ computes every signal in :mod:`relabeler.selectors`; writes
   that support and oppose the suggestion);
 * ``scores/coverage.parquet``: label-aware coverage of every eval and pool sample;
 * ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
+* ``scores/thin_regions.parquet``: the regions the under-covered samples form, named
+  (:mod:`relabeler.jobs.coverage`);
 * ``scores/shortcuts.parquet``, ``scores/balance.parquet``: tokens over-associated with a
   class, and class balance with eval recall (:mod:`relabeler.jobs.shortcuts`);
 * ``scores/duplicates.parquet``: groups of duplicate texts within and across train, eval and
@@ -34,10 +36,11 @@ import torch
 from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
+from relabeler.jobs.coverage import score_coverage, thin_region_table
 from relabeler.jobs.duplicates import write_duplicates
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.shortcuts import score_shortcuts
-from relabeler.selectors import confidence, coverage, neighbors, noise, rank, representer
+from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
@@ -348,40 +351,6 @@ def noise_summary(model: noise.NoiseModel, classes: list[str]) -> dict:
     }
 
 
-def score_coverage(train: TrainView, splits: dict[str, SplitView], cfg: ScoreConfig
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Coverage of eval and pool samples, and the pool samples to acquire."""
-    frames = []
-    for split, view in splits.items():
-        cov = coverage.coverage_scores(train.features, train.labels, view.features, view.pred,
-                                       k=cfg.k, num_classes=len(train.classes))
-        frames.append(pd.DataFrame({
-            "id": view.ids, "split": split, "coverage_score": cov.coverage_score,
-            "density": cov.density, "label_agreement": cov.label_agreement,
-            "nearest_ids": [train.ids[row[row >= 0]].tolist() for row in cov.nearest_ids],
-        }))
-    cov_frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["id", "split", "coverage_score", "density", "label_agreement", "nearest_ids"])
-    cov_frame["is_undercovered"] = coverage.undercovered(
-        cov_frame["coverage_score"].to_numpy(dtype=np.float64), quantile=cfg.coverage_quantile)
-
-    acquire_frame = pd.DataFrame({"id": pd.Series(dtype=object),
-                                  "rank": pd.Series(dtype=np.int64),
-                                  "near_id": pd.Series(dtype=object),
-                                  "similarity": pd.Series(dtype=np.float32)})
-    pool = splits.get("pool")
-    if pool is not None and len(pool.ids):
-        target_rows = cov_frame.index[cov_frame["is_undercovered"]].to_numpy()
-        target_features = np.concatenate([v.features for v in splits.values()])[target_rows]
-        target_ids = cov_frame["id"].to_numpy(dtype=object)[target_rows]
-        picks = coverage.acquire(pool.features, target_features, budget=cfg.acquire_budget,
-                                 k=cfg.k, diversity_threshold=cfg.diversity_threshold)
-        acquire_frame = pd.DataFrame({
-            "id": pool.ids[picks.pool_idx], "rank": np.arange(1, len(picks.pool_idx) + 1),
-            "near_id": target_ids[picks.near_idx], "similarity": picks.similarity})
-    return cov_frame, acquire_frame
-
-
 def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
     """The score stage; skipped when done unless ``force``. Returns the stage info."""
     if store.stage_done(STAGE) and not force:
@@ -401,7 +370,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
         raise StageError(f"score: {exc}") from exc
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
-    cov, acquire = score_coverage(view, splits, config.score)
+    cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed)
+    regions = thin_region_table(store, cov)
     summary["duplicates"] = write_duplicates(store, {"train": view, **splits}, view.classes,
                                              config.score)
     store.write_table(artifacts.SUSPECTS.path,
@@ -409,10 +379,13 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     store.write_table(artifacts.COVERAGE.path, pa.Table.from_pandas(cov, preserve_index=False))
     store.write_table(artifacts.ACQUIRE.path,
                       pa.Table.from_pandas(acquire, preserve_index=False))
+    store.write_table(artifacts.THIN_REGIONS.path,
+                      pa.Table.from_pandas(regions, preserve_index=False,
+                                           schema=artifacts.THIN_REGIONS.schema))
     summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
     summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score, noise_model)
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
-                   n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
+                   n_thin_regions=len(regions), n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)
     store.mark_done(STAGE, summary)
     log.info("score: %d suspects ranked, %d under-covered eval/pool samples, %d pool samples "

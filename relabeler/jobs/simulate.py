@@ -7,7 +7,10 @@ random ranking. Writes ``DIR/simulation.json`` and ``DIR/simulation.md``.
 
 With ``shortcut`` (``--shortcut TOKEN:CLASS:RATE``) a token is planted into one class's training
 texts before training and ``simulation.json`` gains a ``"shortcut"`` block with its rank among
-the shortcuts score found (:mod:`relabeler.jobs.simulate_shortcut`).
+the shortcuts score found (:mod:`relabeler.jobs.simulate_shortcut`). With ``undercover``
+(``--undercover SPEC``) a sub-population leaves the training data for the pool before training
+and ``simulation.json``'s ``"coverage"`` gains a ``"subgroup"`` block: does acquisition find it
+again (:mod:`relabeler.jobs.simulate_coverage`)?
 
 ``simulation.json`` is a contract others script against:
 ``{"dataset", "n_train", "n_test", "n_flipped", "classes", "detection": {method: {"auroc",
@@ -31,6 +34,7 @@ from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_split, load_train_view, run_score
+from relabeler.jobs.simulate_coverage import UndercoverSpec, check_held, hold_out, subgroup_result
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -195,7 +199,8 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
                    shortcut: ShortcutSpec | None = None,
-                   annotators: Sequence[float] | None = None) -> dict:
+                   annotators: Sequence[float] | None = None,
+                   undercover: UndercoverSpec | None = None) -> dict:
     """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,6 +210,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     # a shortcut planted now (or one left by an earlier run) changes the training texts that
     # any finished later stage was computed on
     redo = force or check_planted(store, shortcut)
+    redo = check_held(store, undercover) or redo
+    if undercover is not None and "pool" not in config.extract.splits:
+        config.extract.splits = [*config.extract.splits, "pool"]
     stages = [("data", lambda: prepare_dataset(store, config, force=force)),
               ("train", lambda: run_train(store, config, force=redo, progress=progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
@@ -212,6 +220,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if shortcut is not None:
         stages.insert(1, ("shortcut", lambda: planted.update(plant_shortcut(
             store, shortcut, seed=config.data.seed, force=force))))
+    if undercover is not None:
+        stages.insert(1, ("undercover", lambda: hold_out(store, undercover,
+                                                         seed=config.data.seed, force=force)))
     for stage, fn in stages:
         started = time.perf_counter()
         fn()
@@ -250,6 +261,13 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         gain, coverage_result = _retraining_part(store, config, view, scores, list(budgets),
                                                  progress)
         seconds["retrain"] = round(time.perf_counter() - started, 2)
+    if undercover is not None:
+        started = time.perf_counter()
+        if coverage_result is None:
+            coverage_result = coverage_only(store, config, view, progress)
+        coverage_result = {**(coverage_result or {}), "subgroup": subgroup_result(
+            store, config, view, undercover, progress=progress)}
+        seconds["undercover"] = round(time.perf_counter() - started, 2)
     shortcut_block = None
     if shortcut is not None:
         started = time.perf_counter()
@@ -363,7 +381,6 @@ def eval_audit_result(store: RunStore) -> dict:
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
                      budgets: list[float], progress: bool) -> tuple[dict, dict | None]:
     from relabeler.data import read_split
-    from relabeler.jobs.score import load_split
 
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
@@ -381,25 +398,48 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
         rankings={"relabeler": scores["relabeler"],
                   "cleanlab": scores["cleanlab_self_confidence"]},
         budgets=budgets, classes=classes, seed=config.data.seed)
-    coverage_result = None
-    if len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"):
-        eval_view = load_split(store, "eval", classes)
-        pool_view = load_split(store, "pool", classes)
-        cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
-        eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
-            eval_view.ids).to_numpy(dtype=np.float64)
-        pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
-        eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
-        coverage_result = coverage_experiment(
-            refit, noisy=view.labels,
-            pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
-            pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
-            .to_numpy(dtype=np.int64),
-            pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
-            eval_labels=eval_view.labels, eval_features=eval_view.features,
-            eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
-            seed=config.data.seed)
-    return gain, coverage_result
+    return gain, coverage_measure(store, config, view, refit, train, evaluation, pool)
+
+
+def coverage_measure(store: RunStore, config: RunConfig, view, refit, train: pd.DataFrame,
+                     evaluation: pd.DataFrame, pool: pd.DataFrame) -> dict | None:
+    """:func:`coverage_experiment` on the run's pool (None without a labeled, extracted pool);
+    the refitter's rows are train (in ``view`` order), eval, then pool."""
+    from relabeler.jobs.score import load_split
+
+    classes = view.classes
+    index = {c: i for i, c in enumerate(classes)}
+    n, n_eval = len(train), len(evaluation)
+    if not (len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool")):
+        return None
+    eval_view = load_split(store, "eval", classes)
+    pool_view = load_split(store, "pool", classes)
+    cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
+    eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
+        eval_view.ids).to_numpy(dtype=np.float64)
+    pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
+    eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+    return coverage_experiment(
+        refit, noisy=view.labels,
+        pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
+        pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
+        .to_numpy(dtype=np.int64),
+        pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
+        eval_labels=eval_view.labels, eval_features=eval_view.features,
+        eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
+        seed=config.data.seed)
+
+
+def coverage_only(store: RunStore, config: RunConfig, view, progress: bool) -> dict | None:
+    """:func:`coverage_measure` without the gain experiment (``--budgets none``)."""
+    from relabeler.data import read_split
+
+    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    pool = read_split(store.read_table(artifacts.POOL.path))
+    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
+    refit = _refitter(store, config, texts, view.classes, progress)
+    return coverage_measure(store, config, view, refit, train, evaluation, pool)
 
 
 def markdown_table(result: dict) -> str:
@@ -437,7 +477,16 @@ def markdown_table(result: dict) -> str:
         lines += ["", f"Coverage acquisition: {cov['k']} pool samples picked near half of the "
                   f"under-covered eval samples; accuracy on the other {cov['n_heldout']}: "
                   f"selected {cov['selected']:.4f}, random {cov['random']:.4f}, none "
-                  f"{cov['base']:.4f}."]
+                  f"{cov['base']:.4f}."] if "k" in cov else []
+        sub = cov.get("subgroup")
+        if sub:
+            acc = sub["accuracy"]
+            lines += ["", f"Held-out sub-population {sub['spec']!r} ({sub['n_group_pool']} of "
+                      f"{sub['n_pool']} pool rows, {sub['n_group_eval']} eval rows): of "
+                      f"{sub['k']} acquired pool samples {sub['precision_selected']:.0%} are in "
+                      f"it (random {sub['precision_random']:.0%}); its eval accuracy before "
+                      f"{acc['before']:.4f}, after labeling the picks {acc['selected']:.4f}, "
+                      f"after random ones {acc['random']:.4f}."]
     planted = result.get("shortcut")
     if planted:
         rank = planted["rank"] if planted["rank"] is not None else "not significant"

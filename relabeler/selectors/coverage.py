@@ -105,68 +105,99 @@ class Acquisition:
     near_idx : (B,) int64 the under-covered sample (row of ``target_features``) each pick is
         closest to.
     similarity : (B,) float32 cosine similarity of the pick to that sample.
+    support : (B,) float32 the pick's support of the targets (see :func:`acquire`).
+    region : (B,) int64 the region of that closest target.
     """
 
     pool_idx: np.ndarray
     near_idx: np.ndarray
     similarity: np.ndarray
+    support: np.ndarray
+    region: np.ndarray
 
 
 def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: int,
             k: int = 10, diversity_threshold: float = 0.95,
-            max_per_target: int | None = None) -> Acquisition:
-    """Pool samples worth labeling: the closest to the under-covered targets, diverse.
+            target_regions: np.ndarray | None = None,
+            target_weights: np.ndarray | None = None) -> Acquisition:
+    """Pool samples worth labeling: those that support the most under-covered targets, spread
+    over the targets' regions, without near-duplicates.
+
+    A pool sample's support is the weighted sum of its cosine similarities (clipped at 0) to
+    its ``k`` nearest targets: a sample in the middle of a thin region that holds many
+    under-covered samples covers them all once labeled (TrustAI picks by similarity to the
+    targets; summing over them favours dense thin regions over isolated hard samples).
 
     Parameters
     ----------
     pool_features : (P, D) float32 unlabeled samples.
     target_features : (T, D) float32 the under-covered samples.
     budget : how many pool samples to pick at most.
-    k : candidate pool samples considered per target.
+    k : targets a pool sample's support sums over.
     diversity_threshold : a candidate whose cosine similarity to an earlier pick reaches this
         is skipped (no near-duplicates among the picks).
-    max_per_target : picks allowed per target; default ``ceil(budget / T)`` so the picks spread
-        over the under-covered regions.
+    target_regions : (T,) int region of each target (:func:`relabeler.selectors.thin_regions.
+        group_regions`); default: each target its own region.
+    target_weights : (T,) float >= 0 how much covering each target is worth; default 1.
 
     Returns
     -------
-    Acquisition, at most ``budget`` picks, most similar first within the spreading rule.
+    Acquisition, at most ``budget`` picks. The picks go round the regions (each region's
+    candidates by support, best first) so every region gets its share before any gets more;
+    a pick's region is that of its closest target.
     """
     if budget < 0:
         raise ValueError(f"budget: expected >= 0, got {budget}")
+    if k < 1:
+        raise ValueError(f"k: expected >= 1, got {k}")
     pool_features = as_matrix("pool_features", pool_features)
     target_features = as_matrix("target_features", target_features,
                                 cols=pool_features.shape[1])
-    empty = Acquisition(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    if budget == 0 or len(pool_features) == 0 or len(target_features) == 0:
+    t = len(target_features)
+    regions = (np.arange(t, dtype=np.int64) if target_regions is None
+               else np.asarray(target_regions, dtype=np.int64))
+    weights = (np.ones(t, dtype=np.float64) if target_weights is None
+               else np.asarray(target_weights, dtype=np.float64))
+    for name, value in (("target_regions", regions), ("target_weights", weights)):
+        if value.shape != (t,):
+            raise ValueError(f"{name}: expected shape ({t},), got {value.shape}")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise ValueError("target_weights: expected finite values >= 0")
+    empty = Acquisition(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                        np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if budget == 0 or len(pool_features) == 0 or t == 0:
         return empty
-    max_per_target = max_per_target or -(-budget // len(target_features))
-    nb = knn(pool_features, target_features, k=min(k, len(pool_features)), metric="cosine")
-    # candidates: (target, pool row, similarity), best similarity first
-    t_idx = np.repeat(np.arange(len(target_features)), nb.indices.shape[1])
-    p_idx = nb.indices.ravel()
-    sims = nb.scores.ravel()
-    keep = p_idx >= 0
-    order = np.argsort(-sims[keep], kind="stable")
-    t_idx, p_idx, sims = t_idx[keep][order], p_idx[keep][order], sims[keep][order]
+    return _compute_acquisition(pool_features, target_features, budget=budget, k=min(k, t),
+                                diversity_threshold=diversity_threshold, regions=regions,
+                                weights=weights)
+
+
+def _compute_acquisition(pool_features, target_features, *, budget, k, diversity_threshold,
+                         regions, weights) -> Acquisition:
+    nb = knn(target_features, pool_features, k=k, metric="cosine")
+    valid = nb.indices >= 0
+    sims = np.where(valid, np.clip(nb.scores, 0.0, None), 0.0)
+    support = (sims * weights[np.where(valid, nb.indices, 0)]).sum(axis=1)
+    near = nb.indices[:, 0]
+    pick_region = regions[near]
     normed = pool_features / np.maximum(np.linalg.norm(pool_features, axis=1, keepdims=True),
                                         1e-12)
+    # each region's candidates, best support first; regions taken in turn
+    queues = [list(rows[np.argsort(-support[rows], kind="stable")])
+              for r in np.unique(pick_region)
+              if len(rows := np.flatnonzero((pick_region == r) & (support > 0)))]
+    queues.sort(key=lambda q: -support[q[0]])
     picked: list[int] = []
-    near: list[int] = []
-    picked_sims: list[float] = []
-    per_target = np.zeros(len(target_features), dtype=np.int64)
-    taken = set()
-    for t, p, s in zip(t_idx, p_idx, sims, strict=True):
-        if len(picked) >= budget:
-            break
-        if p in taken or per_target[t] >= max_per_target:
-            continue
-        if picked and float(np.max(normed[picked] @ normed[p])) >= diversity_threshold:
-            continue
-        picked.append(int(p))
-        near.append(int(t))
-        picked_sims.append(float(s))
-        taken.add(p)
-        per_target[t] += 1
-    return Acquisition(np.asarray(picked, np.int64), np.asarray(near, np.int64),
-                       np.asarray(picked_sims, np.float32))
+    while len(picked) < budget and any(queues):
+        for queue in queues:
+            while queue:
+                p = int(queue.pop(0))
+                if picked and float(np.max(normed[picked] @ normed[p])) >= diversity_threshold:
+                    continue
+                picked.append(p)
+                break
+            if len(picked) >= budget:
+                break
+    rows = np.asarray(picked, np.int64)
+    return Acquisition(rows, near[rows].astype(np.int64), nb.scores[rows, 0].astype(np.float32),
+                       support[rows].astype(np.float32), pick_region[rows].astype(np.int64))

@@ -48,7 +48,8 @@ def test_acquire_picks_near_targets_diverse_and_within_budget():
     normed = pool[picks.pool_idx] / np.linalg.norm(pool[picks.pool_idx], axis=1, keepdims=True)
     sims = normed @ normed.T
     assert (sims[np.triu_indices(6, 1)] < 0.9999).all()
-    assert np.all(np.diff(picks.similarity[picks.near_idx == 0]) <= 1e-6)
+    # within a region (here: a target) best support first
+    assert np.all(np.diff(picks.support[picks.near_idx == 0]) <= 1e-6)
 
 
 def test_acquire_edge_cases():
@@ -59,3 +60,40 @@ def test_acquire_edge_cases():
         acquire(pool, pool, budget=-1)
     with pytest.raises(ValueError, match="target_features: expected 2 columns"):
         acquire(pool, np.ones((1, 3), np.float32), budget=1)
+
+
+def test_acquire_prefers_a_dense_thin_region_and_spreads_over_regions():
+    rng = np.random.default_rng(2)
+    region_a = rng.normal([0, 0, 5], 0.3, size=(8, 3))  # many under-covered samples together
+    isolated = np.array([[0, -5, 0]])  # one hard sample on its own
+    targets = np.vstack([region_a, isolated]).astype(np.float32)
+    pool = np.vstack([rng.normal([0, 0, 5], 0.3, size=(6, 3)),
+                      rng.normal([0, -5, 0], 0.3, size=(6, 3))]).astype(np.float32)
+    # one region: support sums over the nearest targets, so the dense region wins every pick
+    together = acquire(pool, targets, budget=4, k=5, diversity_threshold=0.9999,
+                       target_regions=np.zeros(9, np.int64))
+    assert (together.pool_idx < 6).all()
+    assert (together.region == 0).all()
+    assert np.all(np.diff(together.support) <= 1e-6)
+    assert together.support[0] > 3.0  # close to several targets at once
+    # two regions: the picks go round them, the isolated region gets its turn second
+    regions = np.array([0] * 8 + [1])
+    spread = acquire(pool, targets, budget=4, k=5, diversity_threshold=0.9999,
+                     target_regions=regions)
+    assert spread.region.tolist() == [0, 1, 0, 1]
+    assert [p < 6 for p in spread.pool_idx.tolist()] == [True, False, True, False]
+    assert (spread.near_idx[spread.region == 1] == 8).all()
+
+
+def test_acquire_weights_and_their_checks():
+    targets = np.array([[1, 0], [0, 1]], dtype=np.float32)
+    pool = np.array([[1, 0.05], [0.05, 1]], dtype=np.float32)
+    # a target worth nothing attracts nothing: only the pick near the other one remains
+    picks = acquire(pool, targets, budget=2, k=1, target_weights=np.array([0.0, 1.0]))
+    assert picks.pool_idx.tolist() == [1]
+    with pytest.raises(ValueError, match=r"target_weights: expected shape \(2,\)"):
+        acquire(pool, targets, budget=1, target_weights=np.ones(3))
+    with pytest.raises(ValueError, match="target_weights: expected finite values >= 0"):
+        acquire(pool, targets, budget=1, target_weights=np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"target_regions: expected shape \(2,\)"):
+        acquire(pool, targets, budget=1, target_regions=np.zeros(1))

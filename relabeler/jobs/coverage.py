@@ -1,0 +1,129 @@
+"""The coverage part of ``relabeler score``: under-covered eval and pool samples, the thin
+regions they form, and the pool samples to label for them.
+
+Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Coverage"):
+
+1. Label-aware coverage (:func:`relabeler.selectors.coverage.coverage_scores`): density of the
+   nearest training samples in the classifier's feature space times their agreement with the
+   model's prediction.
+2. Representation (:func:`relabeler.selectors.thin_regions.representation`): the share of
+   training rows among a sample's neighbours in train, eval and pool together, against train's
+   share overall. ``coverage_score`` is the product of the two (representation capped at 1), so
+   a sample counts as under-covered when the training data lacks its neighbourhood, not only
+   when it is hard.
+3. The lowest ``[score] coverage_quantile`` are under-covered; they are clustered into regions
+   (:func:`relabeler.selectors.thin_regions.group_regions`), each named by its size, the words
+   that set it apart (TF-IDF inside vs outside) and a few example texts
+   (``scores/thin_regions.parquet``).
+4. Acquisition (:func:`relabeler.selectors.coverage.acquire`): pool samples by their support of
+   the under-covered samples (similarity to the nearest ones, weighted by how uncovered each
+   is), round the regions, without near-duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.config import ScoreConfig
+from relabeler.data import read_split
+from relabeler.selectors import coverage, thin_regions
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: example texts and characteristic words kept per thin region
+EXAMPLES, TERMS = 3, 8
+_EXAMPLE_CHARS = 300
+
+
+def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coverage of eval and pool samples (``scores/coverage.parquet``) and the pool samples to
+    acquire (``scores/acquire.parquet``). ``train`` is the TrainView, ``splits`` the eval/pool
+    SplitViews that were extracted."""
+    frames = []
+    for split, view in splits.items():
+        cov = coverage.coverage_scores(train.features, train.labels, view.features, view.pred,
+                                       k=cfg.k, num_classes=len(train.classes))
+        frames.append(pd.DataFrame({
+            "id": view.ids, "split": split, "coverage_score": cov.coverage_score,
+            "density": cov.density, "label_agreement": cov.label_agreement,
+            "nearest_ids": [train.ids[row[row >= 0]].tolist() for row in cov.nearest_ids],
+        }))
+    cov_frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["id", "split", "coverage_score", "density", "label_agreement", "nearest_ids"])
+    features = (np.concatenate([v.features for v in splits.values()]) if splits
+                else np.zeros((0, train.features.shape[1]), np.float32))
+    rep = thin_regions.representation(train.features, features, k=2 * cfg.k)
+    cov_frame["representation"] = rep
+    cov_frame["coverage_score"] = (cov_frame["coverage_score"].to_numpy(dtype=np.float32)
+                                   * np.minimum(rep, 1.0)).astype(np.float32)
+    cov_frame["is_undercovered"] = coverage.undercovered(
+        cov_frame["coverage_score"].to_numpy(dtype=np.float64), quantile=cfg.coverage_quantile)
+    target_rows = np.flatnonzero(cov_frame["is_undercovered"].to_numpy(dtype=bool))
+    regions = thin_regions.group_regions(features[target_rows], seed=seed)
+    region = np.full(len(cov_frame), -1, dtype=np.int64)
+    region[target_rows] = regions
+    cov_frame["region"] = region
+
+    acquire_frame = pd.DataFrame({"id": pd.Series(dtype=object),
+                                  "rank": pd.Series(dtype=np.int64),
+                                  "near_id": pd.Series(dtype=object),
+                                  "similarity": pd.Series(dtype=np.float32),
+                                  "support": pd.Series(dtype=np.float32),
+                                  "region": pd.Series(dtype=np.int64)})
+    pool = splits.get("pool")
+    if pool is not None and len(pool.ids) and len(target_rows):
+        thinness = 1.0 - cov_frame["coverage_score"].to_numpy(dtype=np.float64)[target_rows]
+        picks = coverage.acquire(pool.features, features[target_rows],
+                                 budget=cfg.acquire_budget, k=cfg.k,
+                                 diversity_threshold=cfg.diversity_threshold,
+                                 target_regions=regions,
+                                 target_weights=np.clip(thinness, 0.0, None))
+        target_ids = cov_frame["id"].to_numpy(dtype=object)[target_rows]
+        acquire_frame = pd.DataFrame({
+            "id": pool.ids[picks.pool_idx], "rank": np.arange(1, len(picks.pool_idx) + 1),
+            "near_id": target_ids[picks.near_idx], "similarity": picks.similarity,
+            "support": picks.support, "region": picks.region})
+    return cov_frame, acquire_frame
+
+
+def thin_region_table(store: RunStore, cov_frame: pd.DataFrame) -> pd.DataFrame:
+    """``scores/thin_regions.parquet``: one row per region of under-covered samples, largest
+    first: its size by split, mean coverage and representation, the words that characterise
+    it against every other train, eval and pool text, and the texts of its least covered
+    members."""
+    texts = {}
+    for split in ("train", "eval", "pool"):
+        if store.exists(artifacts.SPLIT(split=split)):
+            frame = read_split(store.read_table(artifacts.SPLIT(split=split),
+                                                columns=["id", "text"]))
+            texts.update({(split, i): t for i, t in zip(frame["id"], frame["text"],
+                                                         strict=True)})
+    in_region = cov_frame[cov_frame["region"] >= 0]
+    keyed = {(s, i): r for s, i, r in zip(in_region["split"], in_region["id"],
+                                         in_region["region"], strict=True)}
+    keys = list(texts)
+    terms = thin_regions.region_terms([texts[key] for key in keys],
+                                      np.array([keyed.get(key, -1) for key in keys]), top=TERMS)
+    rows = []
+    for region, members in in_region.groupby("region", sort=True):
+        members = members.sort_values("coverage_score", kind="stable")
+        examples = members.head(EXAMPLES)
+        rows.append({
+            "region": int(region), "n": int(len(members)),
+            "n_eval": int((members["split"] == "eval").sum()),
+            "n_pool": int((members["split"] == "pool").sum()),
+            "coverage_mean": float(members["coverage_score"].mean()),
+            "representation_mean": float(members["representation"].mean()),
+            "terms": terms.get(int(region), []),
+            "example_ids": examples["id"].astype(str).tolist(),
+            "example_texts": [texts.get((s, i), "")[:_EXAMPLE_CHARS] for s, i in
+                              zip(examples["split"], examples["id"], strict=True)]})
+    columns = ["region", "n", "n_eval", "n_pool", "coverage_mean", "representation_mean",
+               "terms", "example_ids", "example_texts"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,246 @@
+"""``relabeler simulate --undercover SPEC``: hold a sub-population out of the training data and
+see whether coverage acquisition finds it again.
+
+With random splits the under-covered eval samples are mostly hard or ambiguous ones, not regions
+the training data lacks, so no pool sample helps them. A thin spot is made on purpose instead:
+after ``data`` and before ``train``, all but ``keep`` of the group's training rows move to the
+unlabeled pool (label hidden, truth kept in ``true_label`` as for any simulated pool row); its
+eval rows stay. The group is ``COLUMN=VALUE[,VALUE...]`` (a column ``relabeler data`` kept from
+the source, or ``label``; values may contain ``:``) or ``cluster:K`` (LSA of TF-IDF, k-means into
+K groups, one chosen by the seed). Every split gains a boolean ``undercover`` column.
+
+After ``score``, :func:`subgroup_result` measures the k pool samples ``scores/acquire.parquet``
+proposes against k random pool samples: the share of each that belongs to the group and the
+group's eval accuracy after labeling them with their true labels and refitting the head.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.data import read_split
+from relabeler.data.tables import split_table
+from relabeler.errors import ConfigError
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+STAGE = "simulate.undercover"
+FLAG = "--undercover"
+KEEP_FLAG = "--undercover-keep"
+RANDOM_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class UndercoverSpec:
+    """The group to hold out: rows whose ``column`` is one of ``values``, or (``clusters`` > 0)
+    one of ``clusters`` text clusters; ``keep`` of its training rows stay in train."""
+
+    spec: str
+    column: str | None = None
+    values: tuple[str, ...] = ()
+    clusters: int = 0
+    keep: float = 0.1
+
+
+def parse_undercover(spec: str, *, keep: float = 0.1) -> UndercoverSpec:
+    """``COLUMN=VALUE[,VALUE...]`` or ``cluster:K``; ConfigError naming the flag otherwise."""
+    if not 0 <= keep < 1:
+        raise ConfigError(f"{KEEP_FLAG}: expected a share in [0, 1), got {keep}")
+    if spec.startswith("cluster:"):
+        k_text = spec[len("cluster:"):]
+        try:
+            k = int(k_text)
+        except ValueError:
+            raise ConfigError(f"{FLAG}: cluster:K needs an integer K >= 2, got {k_text!r}") \
+                from None
+        if k < 2:
+            raise ConfigError(f"{FLAG}: cluster:K needs K >= 2, got {k}")
+        return UndercoverSpec(spec=spec, clusters=k, keep=keep)
+    column, sep, values_text = spec.partition("=")
+    values = tuple(v.strip() for v in values_text.split(",") if v.strip())
+    if not (sep and column.strip() and values):
+        raise ConfigError(f"{FLAG}: expected COLUMN=VALUE[,VALUE...] or cluster:K, got {spec!r}")
+    return UndercoverSpec(spec=spec, column=column.strip(), values=values, keep=keep)
+
+
+def check_held(store: RunStore, spec: UndercoverSpec | None) -> bool:
+    """Whether ``spec`` is still to be applied to an existing run (so the stages after ``data``
+    must run again). Raises when the run holds another group out than ``spec``."""
+    info = (store.stage_info(STAGE) or {}).get("info") if store.stage_done(STAGE) else None
+    wanted = None if spec is None else {"spec": spec.spec, "keep": spec.keep}
+    held = None if info is None else {k: info[k] for k in ("spec", "keep")}
+    if held is not None and held != wanted:
+        raise ConfigError(f"{FLAG}: the run in {store.uri} was made with --undercover "
+                          f"{held['spec']} --undercover-keep {held['keep']}; use --force or "
+                          f"another --out")
+    return spec is not None and held is None
+
+
+def text_clusters(texts: list[str], k: int, *, seed: int) -> np.ndarray:
+    """Cluster of each text: k-means (k clusters) on the L2-normalised LSA (100 components) of
+    sublinear TF-IDF. The encoder is not trained yet when the group is chosen, and word
+    statistics give topical groups. Returns (N,) int64 in [0, k)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2,
+                            max_features=50_000).fit_transform(texts)
+    components = min(100, tfidf.shape[1] - 1, len(texts) - 1)
+    lsa = (normalize(TruncatedSVD(components, random_state=seed).fit_transform(tfidf))
+           if components >= 2 else tfidf.toarray())
+    return KMeans(k, n_init=4, random_state=seed).fit_predict(lsa).astype(np.int64)
+
+
+def _column_member(frame: pd.DataFrame, spec: UndercoverSpec) -> np.ndarray:
+    # the group is the truth's: a label spec follows the true label where noise was injected
+    column = "true_label" if spec.column == "label" and "true_label" in frame else spec.column
+    values = frame[column].map(lambda v: None if v is None or v != v else str(v))
+    return values.isin(set(spec.values)).to_numpy(dtype=bool)
+
+
+def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
+                  seed: int) -> tuple[dict[str, np.ndarray], dict]:
+    """Membership of every row of ``splits`` (train, eval, pool frames) in the group, and what
+    chose it. Raises ConfigError naming the flag for a column that does not exist, a K out of
+    range, or a group with no training or eval row, or with every training row."""
+    train, evaluation = splits["train"], splits["eval"]
+    info: dict = {}
+    if spec.column is not None:
+        if spec.column not in train.columns or spec.column not in evaluation.columns:
+            usable = [c for c in train.columns if c not in (
+                "id", "text", "true_label", "flipped", "shortcut", "undercover")]
+            raise ConfigError(f"{FLAG}: the dataset has no column {spec.column!r} (columns: "
+                              f"{', '.join(usable)}; `relabeler data` keeps the source's "
+                              f"columns, rerun it with --force if the run predates that)")
+        member = {name: (_column_member(frame, spec) if spec.column in frame.columns
+                         else np.zeros(len(frame), dtype=bool))
+                  for name, frame in splits.items()}
+    else:
+        texts = [t for frame in splits.values() for t in frame["text"].tolist()]
+        if not 2 <= spec.clusters <= len(texts) // 2:
+            raise ConfigError(f"{FLAG}: cluster:K needs 2 <= K <= {len(texts) // 2} (half the "
+                              f"{len(texts)} texts), got {spec.clusters}")
+        cluster = text_clusters(texts, spec.clusters, seed=seed)
+        bounds = np.cumsum([0] + [len(f) for f in splits.values()])
+        by_split = {name: cluster[bounds[i]:bounds[i + 1]] for i, name in enumerate(splits)}
+        sizes = np.bincount(cluster, minlength=spec.clusters)
+        in_train = np.bincount(by_split["train"], minlength=spec.clusters)
+        in_eval = np.bincount(by_split["eval"], minlength=spec.clusters)
+        usable = np.flatnonzero((in_train > 1) & (in_eval > 0) & (in_train < len(train)))
+        # a cluster of more than twice the mean size is more of the corpus than a thin spot
+        small = usable[sizes[usable] <= 2 * len(texts) / spec.clusters]
+        candidates = small if len(small) else usable
+        if not len(candidates):
+            raise ConfigError(f"{FLAG}: no cluster of cluster:{spec.clusters} has both "
+                              f"training and eval rows; use another K")
+        chosen = int(np.random.default_rng(seed).choice(candidates))
+        member = {name: c == chosen for name, c in by_split.items()}
+        info = {"cluster": chosen, "cluster_sizes": sizes.tolist()}
+    n_train, n_eval = int(member["train"].sum()), int(member["eval"].sum())
+    if not n_train or not n_eval:
+        where = "training" if not n_train else "eval"
+        raise ConfigError(f"{FLAG}: {spec.spec!r} matches no {where} row")
+    if n_train == len(train):
+        raise ConfigError(f"{FLAG}: {spec.spec!r} matches every training row")
+    return member, info
+
+
+def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = False) -> dict:
+    """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
+    finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
+    the group in every split's ``undercover`` column. Returns the hold-out's info."""
+    if store.stage_done(STAGE) and not force:
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
+              for name in ("train", "eval", "pool")}
+    member, chosen = group_members(splits, spec, seed=seed)
+    train = splits["train"]
+    rng = np.random.default_rng(seed + 7)
+    group_rows = np.flatnonzero(member["train"])
+    n_keep = int(np.floor(spec.keep * len(group_rows)))
+    kept = np.sort(rng.choice(group_rows, size=n_keep, replace=False))
+    moved = np.setdiff1d(group_rows, kept)
+    moving = train.iloc[moved].copy()
+    # a pool row's label is hidden; the truth stays beside it for the oracle
+    moving["true_label"] = moving["true_label"] if "true_label" in moving else moving["label"]
+    moving["label"] = None
+    moving = moving.drop(columns=[c for c in ("flipped", "shortcut") if c in moving])
+    moving["undercover"] = True
+    stay = np.ones(len(train), dtype=bool)
+    stay[moved] = False
+    new = {"train": train[stay].assign(undercover=member["train"][stay]),
+           "eval": splits["eval"].assign(undercover=member["eval"]),
+           "pool": pd.concat([splits["pool"].assign(undercover=member["pool"]), moving],
+                             ignore_index=True)}
+    for name, frame in new.items():
+        store.write_table(artifacts.SPLIT(split=name),
+                          split_table(frame.reset_index(drop=True), name))
+    info = {"spec": spec.spec, "keep": spec.keep, "n_group_train": int(len(group_rows)),
+            "n_kept": n_keep, "n_moved": int(len(moved)),
+            "n_group_eval": int(member["eval"].sum()),
+            "n_group_pool": int(new["pool"]["undercover"].sum()),
+            "n_pool": int(len(new["pool"])), **chosen}
+    store.mark_done(STAGE, info)
+    log.info("simulate: %s: moved %d of %d group training rows to the pool (%d kept); "
+             "%d group eval rows", spec.spec, len(moved), len(group_rows), n_keep,
+             info["n_group_eval"])
+    return info
+
+
+def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
+                    progress: bool) -> dict:
+    """The ``"subgroup"`` block of ``simulation.json``: the first k pool samples of
+    ``scores/acquire.parquet`` against k random pool samples (mean of
+    :data:`RANDOM_SEEDS` draws), by the share of them in the group and by the group's eval
+    accuracy after the head is refit on train plus them, labeled with their true labels
+    (``before``: refit on train alone). ``view`` is the training view score used."""
+    from relabeler.jobs.simulate import _refitter
+
+    classes = view.classes
+    index = {c: i for i, c in enumerate(classes)}
+    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    pool = read_split(store.read_table(artifacts.POOL.path))
+    acquired = store.read_table(artifacts.ACQUIRE.path).to_pandas().sort_values("rank")
+    picks = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(
+        acquired["id"]).to_numpy(dtype=np.int64)
+    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
+    refit = _refitter(store, config, texts, classes, progress)
+    n, n_eval = len(train), len(evaluation)
+    in_group_pool = pool["undercover"].to_numpy(dtype=bool)
+    group_eval = np.flatnonzero(evaluation["undercover"].to_numpy(dtype=bool))
+    eval_truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)[group_eval]
+    pool_truth = pool["true_label"].map(index).to_numpy(dtype=np.int64)
+
+    def accuracy(extra: np.ndarray) -> float:
+        rows = np.concatenate([np.arange(n), n + n_eval + extra])
+        labels = np.concatenate([view.labels, pool_truth[extra]])
+        probs = refit.fit_predict(rows, labels, n + group_eval)
+        return float(np.mean(probs.argmax(axis=1) == eval_truth))
+
+    k = len(picks)
+    draws = [np.random.default_rng(config.data.seed + 3000 + r).choice(
+        len(pool), size=k, replace=False) for r in range(RANDOM_SEEDS)]
+    random_acc = [accuracy(d) for d in draws]
+    result = {"spec": spec.spec, "k": int(k),
+              "precision_selected": float(in_group_pool[picks].mean()) if k else 0.0,
+              "precision_random": float(np.mean([in_group_pool[d].mean() for d in draws]))
+              if k else 0.0,
+              "accuracy": {"before": accuracy(np.zeros(0, dtype=np.int64)),
+                           "selected": accuracy(picks), "random": float(np.mean(random_acc))},
+              "n_group_eval": int(len(group_eval)), "n_group_pool": int(in_group_pool.sum()),
+              "n_pool": int(len(pool)),
+              "group_share_pool": float(in_group_pool.mean()) if len(pool) else 0.0}
+    log.info("simulate: %s: picks in the group %.2f (random %.2f); group eval accuracy before "
+             "%.3f, selected %.3f, random %.3f", spec.spec, result["precision_selected"],
+             result["precision_random"], result["accuracy"]["before"],
+             result["accuracy"]["selected"], result["accuracy"]["random"])
+    return result

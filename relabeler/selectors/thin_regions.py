@@ -1,0 +1,121 @@
+"""Thin regions: parts of the data the training set under-represents, grouped and named.
+
+Label-aware coverage (:mod:`relabeler.selectors.coverage`) flags samples whose training
+neighbours are far or disagree with the model; with random splits those are mostly hard or
+ambiguous samples, which no extra label fixes. A thin spot is a sub-population the unlabeled
+and eval data hold in numbers but the training data lacks. :func:`representation` measures
+that as a kNN density ratio: among a sample's nearest neighbours in train, eval and pool
+together, the share of training rows against the share train has overall (1 = represented as
+everywhere, 0 = no training row nearby). :func:`group_regions` then clusters the under-covered
+samples into regions and :func:`region_terms` names each by the words that set its texts apart
+from the rest (mean TF-IDF inside minus outside).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from relabeler.selectors._checks import as_matrix
+from relabeler.selectors.knn import knn
+
+
+def representation(train_features: np.ndarray, query_features: np.ndarray, *,
+                   k: int = 20) -> np.ndarray:
+    """How well the training data represents each query's neighbourhood.
+
+    Parameters
+    ----------
+    train_features : (N, D) float32 training samples.
+    query_features : (Q, D) float32 the unlabeled and eval samples (all of them: they are the
+        distribution the training data is compared to).
+    k : neighbours looked at among train and queries together (the query itself excluded).
+
+    Returns
+    -------
+    (Q,) float32 >= 0: the share of training rows among the k nearest neighbours divided by
+    ``N / (N + Q - 1)``; below 1 = under-represented, 0 = no training row among them.
+    """
+    train_features = as_matrix("train_features", train_features)
+    query_features = as_matrix("query_features", query_features,
+                               cols=train_features.shape[1])
+    if k < 1:
+        raise ValueError(f"k: expected >= 1, got {k}")
+    n, q = len(train_features), len(query_features)
+    if q == 0:
+        return np.zeros(0, dtype=np.float32)
+    everything = np.concatenate([train_features, query_features])
+    nb = knn(everything, query_features, k=min(k, n + q - 1), metric="cosine",
+             query_rows=np.arange(n, n + q))
+    valid = nb.indices >= 0
+    share = ((nb.indices < n) & valid).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+    expected = n / max(n + q - 1, 1)
+    return (share / expected).astype(np.float32)
+
+
+def group_regions(features: np.ndarray, *, max_regions: int = 20, seed: int = 0) -> np.ndarray:
+    """Regions of the under-covered samples: k-means on their L2-normalised features into
+    ``round(sqrt(T / 2))`` regions (the usual rule of thumb; at most ``max_regions``).
+
+    Parameters
+    ----------
+    features : (T, D) float32 the under-covered samples.
+
+    Returns
+    -------
+    (T,) int64 region of each sample, 0 = the largest region, then by size.
+    """
+    features = as_matrix("features", features)
+    if max_regions < 1:
+        raise ValueError(f"max_regions: expected >= 1, got {max_regions}")
+    t = len(features)
+    n_regions = int(np.clip(round(np.sqrt(t / 2)), 1, max_regions)) if t else 0
+    if n_regions <= 1:
+        return np.zeros(t, dtype=np.int64)
+    from sklearn.cluster import KMeans
+
+    normed = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    raw = KMeans(n_regions, n_init=4, random_state=seed).fit_predict(normed)
+    by_size = np.argsort(-np.bincount(raw, minlength=n_regions), kind="stable")
+    rename = np.empty(n_regions, dtype=np.int64)
+    rename[by_size] = np.arange(n_regions)
+    return rename[raw]
+
+
+def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict[int, list[str]]:
+    """The words that characterise each region: highest mean TF-IDF inside the region minus
+    the mean over all other texts (terms in at least 2 texts, English stop words dropped).
+
+    Parameters
+    ----------
+    texts : N texts.
+    regions : (N,) int region of each text, -1 = in no region (the rest).
+
+    Returns
+    -------
+    region -> up to ``top`` terms, most characteristic first (only terms scoring above 0).
+    """
+    regions = np.asarray(regions)
+    if regions.shape != (len(texts),):
+        raise ValueError(f"regions: expected shape ({len(texts)},), got {regions.shape}")
+    names = sorted(int(r) for r in set(regions.tolist()) if r >= 0)
+    if not names:
+        return {}
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english",
+                                 min_df=min(2, len(texts)), token_pattern=r"(?u)\b[^\W\d_]{2,}\b")
+    try:
+        tfidf = vectorizer.fit_transform(texts)
+    except ValueError:  # nothing but stop words and rare terms
+        return {r: [] for r in names}
+    vocabulary = vectorizer.get_feature_names_out()
+    terms = {}
+    for r in names:
+        inside = regions == r
+        mean_in = np.asarray(tfidf[inside].mean(axis=0)).ravel()
+        mean_out = (np.asarray(tfidf[~inside].mean(axis=0)).ravel() if (~inside).any()
+                    else np.zeros_like(mean_in))
+        lift = mean_in - mean_out
+        order = np.argsort(-lift, kind="stable")[:top]
+        terms[r] = [str(vocabulary[i]) for i in order if lift[i] > 0]
+    return terms
