@@ -385,7 +385,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
     summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score, noise_model)
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
-                   n_thin_regions=len(regions), n_acquire=len(acquire), seconds=round(time.perf_counter() - started, 2))
+                   n_thin_regions=len(regions), n_acquire=len(acquire),
+                   seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)
     store.mark_done(STAGE, summary)
     log.info("score: %d suspects ranked, %d under-covered eval/pool samples, %d pool samples "

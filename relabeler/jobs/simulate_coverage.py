@@ -153,19 +153,15 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
     return member, info
 
 
-def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = False) -> dict:
-    """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
-    finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
-    the group in every split's ``undercover`` column. Returns the hold-out's info."""
-    if store.stage_done(STAGE) and not force:
-        return (store.stage_info(STAGE) or {}).get("info", {})
-    splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
-              for name in ("train", "eval", "pool")}
-    member, chosen = group_members(splits, spec, seed=seed)
+def move_group(splits: dict[str, pd.DataFrame], member: dict[str, np.ndarray], *,
+               keep: float, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The splits after all but ``floor(keep x n)`` of the group's n training rows (a seeded
+    choice) moved to the end of the pool, label hidden (``true_label`` keeps the truth), each
+    split with its ``undercover`` column. Returns the new frames and the counts."""
     train = splits["train"]
     rng = np.random.default_rng(seed + 7)
     group_rows = np.flatnonzero(member["train"])
-    n_keep = int(np.floor(spec.keep * len(group_rows)))
+    n_keep = int(np.floor(keep * len(group_rows)))
     kept = np.sort(rng.choice(group_rows, size=n_keep, replace=False))
     moved = np.setdiff1d(group_rows, kept)
     moving = train.iloc[moved].copy()
@@ -180,19 +176,62 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
            "eval": splits["eval"].assign(undercover=member["eval"]),
            "pool": pd.concat([splits["pool"].assign(undercover=member["pool"]), moving],
                              ignore_index=True)}
+    new = {name: frame.reset_index(drop=True) for name, frame in new.items()}
+    counts = {"n_group_train": int(len(group_rows)), "n_kept": n_keep, "n_moved": int(len(moved)),
+              "n_group_eval": int(member["eval"].sum()),
+              "n_group_pool": int(new["pool"]["undercover"].sum()), "n_pool": int(len(new["pool"]))}
+    return new, counts
+
+
+def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = False) -> dict:
+    """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
+    finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
+    the group in every split's ``undercover`` column. Returns the hold-out's info."""
+    if store.stage_done(STAGE) and not force:
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
+              for name in ("train", "eval", "pool")}
+    member, chosen = group_members(splits, spec, seed=seed)
+    new, counts = move_group(splits, member, keep=spec.keep, seed=seed)
     for name, frame in new.items():
-        store.write_table(artifacts.SPLIT(split=name),
-                          split_table(frame.reset_index(drop=True), name))
-    info = {"spec": spec.spec, "keep": spec.keep, "n_group_train": int(len(group_rows)),
-            "n_kept": n_keep, "n_moved": int(len(moved)),
-            "n_group_eval": int(member["eval"].sum()),
-            "n_group_pool": int(new["pool"]["undercover"].sum()),
-            "n_pool": int(len(new["pool"])), **chosen}
+        store.write_table(artifacts.SPLIT(split=name), split_table(frame, name))
+    info = {"spec": spec.spec, "keep": spec.keep, **counts, **chosen}
     store.mark_done(STAGE, info)
     log.info("simulate: %s: moved %d of %d group training rows to the pool (%d kept); "
-             "%d group eval rows", spec.spec, len(moved), len(group_rows), n_keep,
-             info["n_group_eval"])
+             "%d group eval rows", spec.spec, counts["n_moved"], counts["n_group_train"],
+             counts["n_kept"], counts["n_group_eval"])
     return info
+
+
+def subgroup_measure(refit, *, train_rows: np.ndarray, train_labels: np.ndarray,
+                     pool_rows: np.ndarray,
+                     pool_truth: np.ndarray, in_group_pool: np.ndarray,
+                     group_eval_rows: np.ndarray, group_eval_truth: np.ndarray,
+                     picks: np.ndarray, seed: int) -> dict:
+    """Share of ``picks`` (pool positions) in the group against random picks of the same size
+    (mean of :data:`RANDOM_SEEDS` draws), and the group's eval accuracy after the refitter
+    trains on the training samples (``train_labels``) plus the picks with their true labels.
+
+    ``train_rows``, ``pool_rows``, ``group_eval_rows``: the refitter's rows of the training
+    samples, of the pool and of the group's eval samples."""
+
+    def accuracy(extra: np.ndarray) -> float:
+        rows = np.concatenate([train_rows, pool_rows[extra]])
+        labels = np.concatenate([train_labels, pool_truth[extra]])
+        probs = refit.fit_predict(rows, labels, group_eval_rows)
+        return float(np.mean(probs.argmax(axis=1) == group_eval_truth))
+
+    k = len(picks)
+    draws = [np.random.default_rng(seed + 3000 + r).choice(len(pool_rows), size=k,
+                                                           replace=False)
+             for r in range(RANDOM_SEEDS)]
+    return {"k": int(k),
+            "precision_selected": float(in_group_pool[picks].mean()) if k else 0.0,
+            "precision_random": float(np.mean([in_group_pool[d].mean() for d in draws]))
+            if k else 0.0,
+            "accuracy": {"before": accuracy(np.zeros(0, dtype=np.int64)),
+                         "selected": accuracy(picks),
+                         "random": float(np.mean([accuracy(d) for d in draws]))}}
 
 
 def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
@@ -217,25 +256,16 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     n, n_eval = len(train), len(evaluation)
     in_group_pool = pool["undercover"].to_numpy(dtype=bool)
     group_eval = np.flatnonzero(evaluation["undercover"].to_numpy(dtype=bool))
-    eval_truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)[group_eval]
+    truth = evaluation["true_label"] if "true_label" in evaluation else evaluation["label"]
+    eval_truth = truth.map(index).to_numpy(dtype=np.int64)[group_eval]
     pool_truth = pool["true_label"].map(index).to_numpy(dtype=np.int64)
 
-    def accuracy(extra: np.ndarray) -> float:
-        rows = np.concatenate([np.arange(n), n + n_eval + extra])
-        labels = np.concatenate([view.labels, pool_truth[extra]])
-        probs = refit.fit_predict(rows, labels, n + group_eval)
-        return float(np.mean(probs.argmax(axis=1) == eval_truth))
-
-    k = len(picks)
-    draws = [np.random.default_rng(config.data.seed + 3000 + r).choice(
-        len(pool), size=k, replace=False) for r in range(RANDOM_SEEDS)]
-    random_acc = [accuracy(d) for d in draws]
-    result = {"spec": spec.spec, "k": int(k),
-              "precision_selected": float(in_group_pool[picks].mean()) if k else 0.0,
-              "precision_random": float(np.mean([in_group_pool[d].mean() for d in draws]))
-              if k else 0.0,
-              "accuracy": {"before": accuracy(np.zeros(0, dtype=np.int64)),
-                           "selected": accuracy(picks), "random": float(np.mean(random_acc))},
+    measure = subgroup_measure(
+        refit, train_rows=np.arange(n), train_labels=view.labels,
+        pool_rows=n + n_eval + np.arange(len(pool)),
+        pool_truth=pool_truth, in_group_pool=in_group_pool, group_eval_rows=n + group_eval,
+        group_eval_truth=eval_truth, picks=picks, seed=config.data.seed)
+    result = {"spec": spec.spec, **measure,
               "n_group_eval": int(len(group_eval)), "n_group_pool": int(in_group_pool.sum()),
               "n_pool": int(len(pool)),
               "group_share_pool": float(in_group_pool.mean()) if len(pool) else 0.0}

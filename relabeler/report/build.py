@@ -24,6 +24,7 @@ from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
+from relabeler.report.thin_regions import thin_region_html, thin_region_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
 from relabeler.store import RunStore
 
@@ -133,6 +134,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "eval_audit": {**_eval_audit(store),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
+        "thin_regions": thin_region_section(store),
         "duplicates": duplicates_section(store, before, after, classes),
     }
     return report
@@ -318,6 +320,7 @@ for {report['labels_spent']} labels
 {_remaining_html(report.get("remaining") or {})}
 {_eval_audit_html(report.get("eval_audit") or {})}
 {shortcut_html(report.get("shortcuts") or {}, images)}
+{thin_region_html(report.get("thin_regions") or {})}
 {render_duplicates(report.get("duplicates") or {})}
 <h2>Plots</h2>{imgs}
 </body></html>

@@ -1,0 +1,198 @@
+"""Coverage acquisition on held-out sub-populations (``relabeler simulate --undercover``), in
+one process: ratios against random picks over seeds.
+
+For each dataset and spec and seed: split (20% eval, ``--pool`` pool, stratified, seeded), hold
+the group out as ``simulate --undercover`` does (:func:`move_group`, keep 0.1), fit the head on
+the cached encoder states of the packaged MiniLM (head mode), score coverage and acquisition with
+``relabeler score``'s own :func:`relabeler.jobs.coverage.score_coverage` on the head's features
+and predictions, and measure the first k picks against k random pool samples
+(:func:`subgroup_measure`). ``label-aware only`` is the ablation without representation (the
+coverage of relabeler before issue 20: density x label agreement, no regions, no weights).
+
+    PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2 \\
+        --specs "sms-spam:cluster:8;bbc-news:cluster:8;bbc-news:label=tech;\\
+drug-review:condition=Birth Control;drug-review:cluster:8"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from relabeler.config import RunConfig, ScoreConfig
+from relabeler.data import load_dataset
+from relabeler.data.split import stratified_split
+from relabeler.jobs.coverage import score_coverage
+from relabeler.jobs.score import SplitView, TrainView
+from relabeler.jobs.simulate_coverage import (
+    group_members,
+    move_group,
+    parse_undercover,
+    subgroup_measure,
+)
+from relabeler.selectors import coverage as coverage_selector
+
+
+def encoded(name: str, sample: int, config: RunConfig):
+    """The dataset's rows (one seeded sample) and a head refitter over all their texts."""
+    from relabeler.jobs.train import encoder_states, fit_options
+    from relabeler.model import load_classifier, pick_device
+    ds = load_dataset(name, sample=sample or None, seed=0, eval_fraction=0.0)
+    rows = ds.train.reset_index(drop=True)
+    device = pick_device()
+    opts = fit_options(config, device, mode="head", progress=False)
+    model = load_classifier(config.model.name, ds.classes, pooling=opts.pooling).to(device)
+    states = encoder_states(config, model, rows["text"].tolist(), device, progress=True)
+    return rows, ds.classes, model, states, opts, device
+
+
+def features_of(model, states) -> np.ndarray:
+    """The embedding the classifier receives (what ``extract`` stores), from cached states."""
+    import torch
+
+    from relabeler.model import pooling_of
+
+    with torch.inference_mode():
+        if model.config.model_type == "bert" and pooling_of(model) != "mean":
+            pooler = model.base_model.pooler
+            return pooler.activation(pooler.dense(states)).float().cpu().numpy()
+        return states.float().cpu().numpy()
+
+
+def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
+            *, seed: int, pool_fraction: float, k: int) -> dict:
+    rng = np.random.default_rng(seed)
+    split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
+    frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
+              "pool": rows[split == "pool"].assign(true_label=lambda f: f["label"], label=None)}
+    frames = {n: f.assign(position=np.flatnonzero(split == n)) for n, f in frames.items()}
+    spec = parse_undercover(spec_text)
+    member, _ = group_members({n: f.reset_index(drop=True) for n, f in frames.items()}, spec,
+                              seed=seed)
+    new, counts = move_group({n: f.reset_index(drop=True) for n, f in frames.items()}, member,
+                             keep=spec.keep, seed=seed)
+    index = {c: i for i, c in enumerate(classes)}
+    train_pos = new["train"]["position"].to_numpy()
+    eval_pos = new["eval"]["position"].to_numpy()
+    pool_pos = new["pool"]["position"].to_numpy()
+    labels = new["train"]["label"].map(index).to_numpy(dtype=np.int64)
+    everything = np.concatenate([train_pos, eval_pos, pool_pos])
+    probs = refit.fit_predict(train_pos, labels, everything)
+    n, m = len(train_pos), len(eval_pos)
+
+    def view(part, lab, cls=SplitView, **extra):
+        return cls(ids=np.asarray([f"r{p}" for p in everything[part]], dtype=object),
+                   labels=lab, features=features[everything[part]], probs=probs[part],
+                   pred=probs[part].argmax(axis=1), **extra)
+
+    train_view = view(slice(0, n), labels, TrainView, classes=classes, oof_probs=None,
+                      margins=None)
+    splits = {"eval": view(slice(n, n + m), np.full(m, -1)),
+              "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
+    cfg = ScoreConfig(acquire_budget=k)
+    started = time.perf_counter()
+    _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
+    seconds = time.perf_counter() - started
+    pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
+    picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
+    # the ablation: label-aware coverage alone, nearest pool samples of each under-covered one
+    ablation_frames = []
+    for part in splits.values():
+        cov = coverage_selector.coverage_scores(train_view.features, labels, part.features,
+                                                part.pred, k=cfg.k,
+                                                num_classes=len(classes))
+        ablation_frames.append(cov.coverage_score)
+    plain = np.concatenate(ablation_frames)
+    under = coverage_selector.undercovered(plain, quantile=cfg.coverage_quantile)
+    target_features = np.concatenate([splits["eval"].features, splits["pool"].features])[under]
+    plain_picks = coverage_selector.acquire(splits["pool"].features, target_features,
+                                            budget=k, k=cfg.k).pool_idx
+    truth_pool = new["pool"]["true_label"].map(index).to_numpy(dtype=np.int64)
+    group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool))
+    common = dict(train_rows=train_pos, train_labels=labels, pool_rows=pool_pos,
+                  pool_truth=truth_pool,
+                  in_group_pool=new["pool"]["undercover"].to_numpy(dtype=bool),
+                  group_eval_rows=eval_pos[group_eval],
+                  group_eval_truth=new["eval"]["label"].map(index).to_numpy(
+                      dtype=np.int64)[group_eval], seed=seed)
+    result = subgroup_measure(refit, picks=picks, **common)
+    ablation = subgroup_measure(refit, picks=plain_picks, **common)
+    return {**counts, **result, "ablation": ablation, "score_seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--specs", required=True,
+                        help="DATASET:SPEC;DATASET:SPEC;... (spec as --undercover takes it)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--sample", type=int, default=1500)
+    parser.add_argument("--pool", type=float, default=0.5, help="pool fraction")
+    parser.add_argument("--k", type=int, default=100)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    from relabeler.training import HeadRefitter, seed_everything
+
+    config = RunConfig()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    by_dataset: dict[str, list[str]] = {}
+    for item in args.specs.split(";"):
+        name, _, spec = item.strip().partition(":")
+        by_dataset.setdefault(name, []).append(spec)
+    print("| dataset | spec | seed | group pool / pool | group eval | picks in group: selected"
+          " / random (ratio) | group eval accuracy before / selected / random (gain vs random)"
+          " | label-aware only: picks in group, accuracy |")
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    summary = []
+    for name, specs in by_dataset.items():
+        rows, classes, model, states, opts, device = encoded(name, args.sample, config)
+        seed_everything(config.train.seed)
+        refit = HeadRefitter(model, states, opts, device)
+        features = features_of(model, states)
+        for spec in specs:
+            results = []
+            for seed in seeds:
+                r = one_run(rows, classes, refit, features, spec, seed=seed,
+                            pool_fraction=args.pool, k=args.k)
+                results.append(r)
+                acc, ab = r["accuracy"], r["ablation"]
+                ratio = r["precision_selected"] / max(r["precision_random"], 1e-9)
+                print(f"| {name} | `{spec}` | {seed} | {r['n_group_pool']} / {r['n_pool']} | "
+                      f"{r['n_group_eval']} | {r['precision_selected']:.2f} / "
+                      f"{r['precision_random']:.2f} ({ratio:.1f}x) | {acc['before']:.3f} / "
+                      f"{acc['selected']:.3f} / {acc['random']:.3f} "
+                      f"({100 * (acc['selected'] - acc['random']):+.1f}) | "
+                      f"{ab['precision_selected']:.2f}, {ab['accuracy']['selected']:.3f} |",
+                      flush=True)
+            summary.append((name, spec, results))
+    print("\nMean over seeds (95% t-interval of the per-seed difference):\n")
+    print("| dataset | spec | seeds | ratio selected / random | accuracy gain vs random, "
+          "points | label-aware only: ratio, gain |")
+    print("|---|---|---|---|---|---|")
+    for name, spec, results in summary:
+        sel = np.array([r["precision_selected"] for r in results])
+        rnd = np.array([r["precision_random"] for r in results])
+        gain = 100 * np.array([r["accuracy"]["selected"] - r["accuracy"]["random"]
+                               for r in results])
+        ab_sel = np.array([r["ablation"]["precision_selected"] for r in results])
+        ab_gain = 100 * np.array([r["ablation"]["accuracy"]["selected"]
+                                  - r["accuracy"]["random"] for r in results])
+        half = _half_width(gain)
+        print(f"| {name} | `{spec}` | {len(results)} | {sel.mean() / rnd.mean():.1f}x | "
+              f"{gain.mean():+.1f} ± {half:.1f} | {ab_sel.mean() / rnd.mean():.1f}x, "
+              f"{ab_gain.mean():+.1f} |", flush=True)
+
+
+def _half_width(values: np.ndarray) -> float:
+    from scipy import stats
+
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""simulate --undercover: parsing the spec, choosing the group and moving it to the pool."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relabeler import artifacts
+from relabeler.cli import main
+from relabeler.config import RunConfig, apply_overrides
+from relabeler.data import read_split
+from relabeler.errors import ConfigError
+from relabeler.jobs.dataset import prepare_dataset
+from relabeler.jobs.simulate_coverage import (
+    UndercoverSpec,
+    check_held,
+    group_members,
+    hold_out,
+    parse_undercover,
+    subgroup_measure,
+)
+from relabeler.store import RunStore
+
+
+def test_specs_are_parsed_and_values_may_hold_colons():
+    assert parse_undercover("source=web:forum,app") == UndercoverSpec(
+        "source=web:forum,app", column="source", values=("web:forum", "app"))
+    assert parse_undercover("cluster:6", keep=0.0) == UndercoverSpec("cluster:6", clusters=6,
+                                                                      keep=0.0)
+    assert parse_undercover("label=a b").values == ("a b",)
+
+
+@pytest.mark.parametrize("spec, keep, message", [
+    ("source", 0.1, "--undercover: expected COLUMN=VALUE"),
+    ("=web", 0.1, "--undercover: expected COLUMN=VALUE"),
+    ("source=", 0.1, "--undercover: expected COLUMN=VALUE"),
+    ("cluster:1", 0.1, "--undercover: cluster:K needs K >= 2, got 1"),
+    ("cluster:x", 0.1, "--undercover: cluster:K needs an integer K >= 2"),
+    ("cluster:4", 1.0, r"--undercover-keep: expected a share in \[0, 1\), got 1.0"),
+    ("cluster:4", -0.1, r"--undercover-keep: expected a share in \[0, 1\)"),
+])
+def test_a_bad_spec_names_the_flag(spec, keep, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_undercover(spec, keep=keep)
+
+
+def _frame(n: int = 200) -> pd.DataFrame:
+    """Two classes; a ``source`` column with a rare value 'web:forum' (every 5th row), whose
+    texts share their own words."""
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 else "neg"
+        forum = i % 5 == 0
+        words = (["thread", "reply", "forum", "post", "moderator", "topic"] if forum
+                 else ["shop", "order", "basket", "checkout", "delivery", "parcel"]) + \
+            [("great" if label == "pos" else "awful"), f"w{i % 7}"]
+        rows.append({"id": f"s{i:04d}", "text": " ".join(words), "label": label,
+                     "source": "web:forum" if forum else "app"})
+    return pd.DataFrame(rows)
+
+
+def _store(tmp_path, pool_fraction: float = 0.2) -> tuple[RunStore, RunConfig]:
+    path = tmp_path / "d.csv"
+    _frame().to_csv(path, index=False)
+    config = apply_overrides(RunConfig(), {
+        "run_dir": str(tmp_path / "run"), "data.source": str(path), "data.seed": 3,
+        "data.eval_fraction": 0.2, "data.pool_fraction": pool_fraction})
+    store = RunStore(config.run_dir)
+    prepare_dataset(store, config)
+    return store, config
+
+
+def _splits(store):
+    return {s: read_split(store.read_table(artifacts.SPLIT(split=s)))
+            for s in ("train", "eval", "pool")}
+
+
+def test_the_data_stage_keeps_the_source_columns(tmp_path):
+    store, _ = _store(tmp_path)
+    splits = _splits(store)
+    for name, frame in splits.items():
+        assert "source" in frame.columns, name
+    train = splits["train"]
+    assert (train["source"] == np.where(train["text"].str.startswith("thread"), "web:forum",
+                                        "app")).all()
+
+
+def test_hold_out_moves_all_but_keep_of_the_group_to_the_pool(tmp_path):
+    store, _ = _store(tmp_path)
+    before = _splits(store)
+    group_train = before["train"][before["train"]["source"] == "web:forum"]
+    spec = parse_undercover("source=web:forum", keep=0.25)
+    info = hold_out(store, spec, seed=3)
+    after = _splits(store)
+    n_keep = int(np.floor(0.25 * len(group_train)))
+    assert info["n_group_train"] == len(group_train) and info["n_kept"] == n_keep
+    assert info["n_moved"] == len(group_train) - n_keep
+    kept = after["train"][after["train"]["source"] == "web:forum"]
+    assert len(kept) == n_keep and kept["undercover"].all()
+    assert not after["train"].loc[after["train"]["source"] == "app", "undercover"].any()
+    assert set(kept["id"]) <= set(group_train["id"])
+    # moved rows: in the pool, label hidden, truth kept; the eval rows stay where they were
+    moved = after["pool"][after["pool"]["id"].isin(group_train["id"])]
+    assert len(moved) == info["n_moved"] and moved["label"].isna().all()
+    truth = group_train.set_index("id")["label"]
+    assert (moved.set_index("id")["true_label"] == truth.loc[moved["id"]]).all()
+    assert after["eval"]["id"].tolist() == before["eval"]["id"].tolist()
+    assert (after["eval"]["undercover"] == (after["eval"]["source"] == "web:forum")).all()
+    assert info["n_group_pool"] == int(after["pool"]["undercover"].sum()) == \
+        int((after["pool"]["source"] == "web:forum").sum())
+    assert len(after["train"]) + len(after["pool"]) == \
+        len(before["train"]) + len(before["pool"])
+    # done once; another spec on the same run is refused, the same one is not redone
+    assert hold_out(store, spec, seed=3) == info
+    assert check_held(store, spec) is False
+    with pytest.raises(ConfigError, match="--undercover: the run .* was made with "
+                                          "--undercover source=web:forum"):
+        check_held(store, parse_undercover("cluster:3"))
+
+
+def test_cluster_groups_are_chosen_by_the_seed_and_hold_whole_clusters(tmp_path):
+    store, _ = _store(tmp_path)
+    splits = _splits(store)
+    member, info = group_members(splits, parse_undercover("cluster:2"), seed=0)
+    # the two kinds of text are the two clusters: the group is one of them
+    for name, frame in splits.items():
+        forum = (frame["source"] == "web:forum").to_numpy()
+        assert (member[name] == forum).all() or (member[name] == ~forum).all(), name
+    assert sorted(info["cluster_sizes"]) == [40, 160]
+    again, _ = group_members(splits, parse_undercover("cluster:2"), seed=0)
+    assert all((again[n] == member[n]).all() for n in member)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("region=north", r"--undercover: the dataset has no column 'region' \(columns: label, "
+                     r"source"),
+    ("source=nowhere", "--undercover: 'source=nowhere' matches no training row"),
+    ("source=web:forum,app", "--undercover: 'source=web:forum,app' matches every training row"),
+    ("cluster:500", r"--undercover: cluster:K needs 2 <= K <= 100"),
+])
+def test_a_group_that_cannot_be_held_out_names_the_flag(tmp_path, spec, message):
+    store, _ = _store(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        hold_out(store, parse_undercover(spec), seed=0)
+    assert not store.stage_done("simulate.undercover")
+
+
+def test_a_label_spec_follows_the_true_label_under_noise(tmp_path):
+    store, _ = _store(tmp_path)
+    splits = _splits(store)
+    train = splits["train"]
+    splits["train"] = train.assign(true_label=train["label"],
+                                   label=np.where(train["label"] == "pos", "neg", "pos"))
+    member, _ = group_members(splits, parse_undercover("label=pos"), seed=0)
+    assert (member["train"] == (train["label"] == "pos").to_numpy()).all()
+
+
+class _Oracle:
+    """A refitter that predicts the true class of a row when some training row of that class
+    lies in the group (rows >= 100), else class 0."""
+
+    def __init__(self, truth):
+        self.truth = truth
+
+    def fit_predict(self, rows, labels, predict_rows):
+        known = {int(c) for r, c in zip(rows, labels, strict=True) if r >= 100}
+        probs = np.zeros((len(predict_rows), 2))
+        for i, r in enumerate(predict_rows):
+            probs[i, self.truth[r] if self.truth[r] in known else 0] = 1.0
+        return probs
+
+
+def test_subgroup_measure_compares_picks_with_random_ones():
+    truth = np.array([0] * 100 + [1] * 60)
+    in_group = np.array([False] * 40 + [True] * 40)  # pool: rows 100..179 -> truth 0.. 1
+    pool_rows = np.arange(100, 180)
+    truth_pool = np.concatenate([np.zeros(40, np.int64), np.ones(40, np.int64)])
+    refit = _Oracle(np.concatenate([truth, np.ones(40, np.int64)]))
+    picks = np.arange(40, 50)  # all in the group
+    result = subgroup_measure(refit, train_rows=np.arange(20), train_labels=np.zeros(20),
+                              pool_rows=pool_rows, pool_truth=truth_pool,
+                              in_group_pool=in_group, group_eval_rows=np.arange(150, 160),
+                              group_eval_truth=np.ones(10, np.int64), picks=picks, seed=0)
+    assert result["k"] == 10 and result["precision_selected"] == 1.0
+    assert 0 < result["precision_random"] < 1
+    assert result["accuracy"]["before"] == 0.0 and result["accuracy"]["selected"] == 1.0
+
+
+@pytest.mark.slow
+def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--data", "sms-spam", "--sample", "300", "--noise", "0.05",
+                 "--seed", "1", "--out", str(out), "--mode", "head", "--folds", "2",
+                 "--pool-fraction", "0.3", "--budgets", "none", "--undercover", "cluster:4",
+                 "--set", f"model.name={tiny_bert_dir}", "--set", "score.acquire_budget=20",
+                 "-q"]) == 0
+    result = json.loads((out / "simulation.json").read_text())
+    sub = result["coverage"]["subgroup"]
+    assert sub["spec"] == "cluster:4" and sub["k"] == 20
+    assert set(sub["accuracy"]) == {"before", "selected", "random"}
+    assert all(0 <= v <= 1 for v in sub["accuracy"].values())
+    assert 0 <= sub["precision_random"] <= 1 and 0 <= sub["precision_selected"] <= 1
+    assert {"selected", "random", "base"} <= set(result["coverage"])  # the existing measure
+    store = RunStore(out / "run")
+    pool = store.read_table(artifacts.POOL.path).to_pandas()
+    assert sub["n_group_pool"] == int(pool["undercover"].sum()) > 0
+    regions = store.read_table(artifacts.THIN_REGIONS.path).to_pandas()
+    assert len(regions) >= 1 and (regions["n"] == regions["n_eval"] + regions["n_pool"]).all()
+    assert "undercover" in result["seconds"]
