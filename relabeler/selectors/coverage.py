@@ -142,9 +142,9 @@ def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: i
 
     Returns
     -------
-    Acquisition, at most ``budget`` picks. The picks go round the regions (each region's
-    candidates by support, best first) so every region gets its share before any gets more;
-    a pick's region is that of its closest target.
+    Acquisition, at most ``budget`` picks, spread over the regions in proportion to their
+    targets' total weight (each region's candidates by support, best first; the next pick goes
+    to the region furthest below its share); a pick's region is that of its closest target.
     """
     if budget < 0:
         raise ValueError(f"budget: expected >= 0, got {budget}")
@@ -182,22 +182,25 @@ def _compute_acquisition(pool_features, target_features, *, budget, k, diversity
     pick_region = regions[near]
     normed = pool_features / np.maximum(np.linalg.norm(pool_features, axis=1, keepdims=True),
                                         1e-12)
-    # each region's candidates, best support first; regions taken in turn
-    queues = [list(rows[np.argsort(-support[rows], kind="stable")])
-              for r in np.unique(pick_region)
-              if len(rows := np.flatnonzero((pick_region == r) & (support > 0)))]
-    queues.sort(key=lambda q: -support[q[0]])
+    # each region's candidates, best support first; a region's share of the picks follows its
+    # targets' total weight, and the next pick goes to the region furthest below its share
+    region_ids = np.unique(pick_region)
+    worth = {int(r): float(weights[regions == r].sum()) for r in region_ids}
+    queues = {int(r): list(rows[np.argsort(-support[rows], kind="stable")])
+              for r in region_ids
+              if worth[int(r)] > 0
+              and len(rows := np.flatnonzero((pick_region == r) & (support > 0)))}
+    taken = dict.fromkeys(queues, 0)
     picked: list[int] = []
-    while len(picked) < budget and any(queues):
-        for queue in queues:
-            while queue:
-                p = int(queue.pop(0))
-                if picked and float(np.max(normed[picked] @ normed[p])) >= diversity_threshold:
-                    continue
-                picked.append(p)
-                break
-            if len(picked) >= budget:
-                break
+    while len(picked) < budget and queues:
+        r = min(queues, key=lambda q: ((taken[q] + 1) / worth[q], -support[queues[q][0]]))
+        p = int(queues[r].pop(0))
+        if not queues[r]:
+            del queues[r]
+        if picked and float(np.max(normed[picked] @ normed[p])) >= diversity_threshold:
+            continue
+        picked.append(p)
+        taken[r] += 1
     rows = np.asarray(picked, np.int64)
     return Acquisition(rows, near[rows].astype(np.int64), nb.scores[rows, 0].astype(np.float32),
                        support[rows].astype(np.float32), pick_region[rows].astype(np.int64))

@@ -76,12 +76,17 @@ def test_acquire_prefers_a_dense_thin_region_and_spreads_over_regions():
     assert (together.region == 0).all()
     assert np.all(np.diff(together.support) <= 1e-6)
     assert together.support[0] > 3.0  # close to several targets at once
-    # two regions: the picks go round them, the isolated region gets its turn second
+    # two regions of equal worth (the isolated target weighs as much as the 8 together): the
+    # picks alternate between them
     regions = np.array([0] * 8 + [1])
     spread = acquire(pool, targets, budget=4, k=5, diversity_threshold=0.9999,
-                     target_regions=regions)
-    assert spread.region.tolist() == [0, 1, 0, 1]
-    assert [p < 6 for p in spread.pool_idx.tolist()] == [True, False, True, False]
+                     target_regions=regions, target_weights=np.array([0.125] * 8 + [1.0]))
+    assert spread.region.tolist() in ([0, 1, 0, 1], [1, 0, 1, 0])
+    assert all((p < 6) == (r == 0) for p, r in zip(spread.pool_idx, spread.region, strict=True))
+    # by default every target weighs 1: the dense region gets its share 8 / 9 of the picks
+    weighted = acquire(pool, targets, budget=4, k=5, diversity_threshold=0.9999,
+                       target_regions=regions)
+    assert weighted.region.tolist() == [0, 0, 0, 0]
     assert (spread.near_idx[spread.region == 1] == 8).all()
 
 

@@ -1,0 +1,95 @@
+"""score's coverage part: representation in the coverage score, regions, acquisition, and the
+named thin regions."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler import artifacts
+from relabeler.config import ScoreConfig
+from relabeler.jobs.coverage import score_coverage, thin_region_table
+from relabeler.jobs.score import SplitView, TrainView
+from relabeler.report.thin_regions import thin_region_html, thin_region_section
+from relabeler.store import RunStore
+
+
+def _view(features, labels, ids, cls=SplitView, **extra):
+    probs = np.zeros((len(features), 2), np.float32)
+    probs[np.arange(len(features)), np.maximum(labels, 0)] = 1.0
+    return cls(ids=np.asarray(ids, dtype=object), labels=labels, features=features,
+               probs=probs, pred=np.maximum(labels, 0), **extra)
+
+
+def _data():
+    """Train covers two topics (class 0 and 1); a third topic lives in eval and pool only."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, dtype=np.float32) * 5
+
+    def cloud(c, n):
+        return (centres[c] + rng.normal(0, 0.4, size=(n, 3))).astype(np.float32)
+
+    train = np.vstack([cloud(0, 30), cloud(1, 30)])
+    train_labels = np.array([0] * 30 + [1] * 30)
+    evaluation = np.vstack([cloud(0, 8), cloud(1, 8), cloud(2, 4)])
+    pool = np.vstack([cloud(0, 20), cloud(1, 20), cloud(2, 10)])
+    return train, train_labels, evaluation, pool
+
+
+def test_the_topic_train_lacks_is_under_covered_and_acquired():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    eval_pred = np.array([0] * 8 + [1] * 8 + [0] * 4)
+    splits = {"eval": _view(evaluation, eval_pred, [f"e{i}" for i in range(20)]),
+              "pool": _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
+                            [f"p{i}" for i in range(50)])}
+    cov, acquire = score_coverage(train_view, splits, ScoreConfig(
+        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999), seed=0)
+    third = cov["id"].isin([f"e{i}" for i in range(16, 20)] + [f"p{i}" for i in range(40, 50)])
+    # no training row near the third topic: representation 0, coverage 0, all under-covered
+    assert (cov.loc[third, "representation"] == 0).all()
+    assert (cov.loc[third, "coverage_score"] == 0).all()
+    assert cov.loc[third, "is_undercovered"].all()
+    assert cov["is_undercovered"].sum() == 14  # round(0.2 * 70)
+    assert (cov.loc[~cov["is_undercovered"], "region"] == -1).all()
+    assert (cov.loc[cov["is_undercovered"], "region"] >= 0).all()
+    # the picks are the third topic's pool samples, ranked, with their support and region
+    assert len(acquire) == 8 and acquire["rank"].tolist() == list(range(1, 9))
+    assert set(acquire["id"]) <= {f"p{i}" for i in range(40, 50)}
+    assert (acquire["support"] > 0).all()
+    assert set(acquire["near_id"]) <= set(cov.loc[cov["is_undercovered"], "id"])
+
+
+def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):
+    store = RunStore(tmp_path / "run")
+    texts = {"train": [f"shop order item {i}" for i in range(6)],
+             "eval": ["forum thread reply", "forum moderator thread", "shop order basket"],
+             "pool": ["thread forum post", "shop parcel order"]}
+    for split, values in texts.items():
+        frame = pd.DataFrame({"id": [f"{split}{i}" for i in range(len(values))], "text": values,
+                              "label": ["a"] * len(values) if split != "pool" else None})
+        store.write_table(artifacts.SPLIT(split=split),
+                          pa.Table.from_pandas(frame, preserve_index=False))
+    cov = pd.DataFrame({"id": ["eval0", "eval1", "eval2", "pool0", "pool1"],
+                        "split": ["eval"] * 3 + ["pool"] * 2,
+                        "coverage_score": [0.1, 0.05, 0.9, 0.2, 0.8],
+                        "representation": [0.0, 0.0, 1.2, 0.1, 1.0],
+                        "region": [0, 0, -1, 0, -1]})
+    regions = thin_region_table(store, cov)
+    assert regions.to_dict("records")[0] | {"coverage_mean": None,
+                                            "representation_mean": None} == {
+        "region": 0, "n": 3, "n_eval": 2, "n_pool": 1, "coverage_mean": None,
+        "representation_mean": None, "terms": regions["terms"][0],
+        "example_ids": ["eval1", "eval0", "pool0"],
+        "example_texts": ["forum moderator thread", "forum thread reply", "thread forum post"]}
+    assert regions["coverage_mean"][0] == np.float64((0.1 + 0.05 + 0.2) / 3)
+    assert regions["terms"][0][:2] in (["forum", "thread"], ["thread", "forum"])
+    store.write_table(artifacts.THIN_REGIONS.path,
+                      pa.Table.from_pandas(regions, preserve_index=False,
+                                           schema=artifacts.THIN_REGIONS.schema))
+    section = thin_region_section(store)
+    assert section["n_regions"] == 1 and section["n_samples"] == 3
+    assert section["top"][0]["examples"][0] == "forum moderator thread"
+    page = thin_region_html(section)
+    assert "<h2>Thin regions</h2>" in page and "forum moderator thread" in page
+    assert thin_region_html({}) == ""
