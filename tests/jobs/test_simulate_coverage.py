@@ -188,6 +188,7 @@ def test_subgroup_measure_compares_picks_with_random_ones():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # every stage of simulate on a shared CPU
 def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
     out = tmp_path / "sim"
     assert main(["simulate", "--data", "sms-spam", "--sample", "300", "--noise", "0.05",
@@ -208,3 +209,15 @@ def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
     regions = store.read_table(artifacts.THIN_REGIONS.path).to_pandas()
     assert len(regions) >= 1 and (regions["n"] == regions["n_eval"] + regions["n_pool"]).all()
     assert "undercover" in result["seconds"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--undercover", "cluster:1"], "--undercover: cluster:K needs K >= 2, got 1"),
+    (["--undercover", "label=spam", "--undercover-keep", "1"],
+     r"--undercover-keep: expected a share in [0, 1), got 1.0"),
+])
+def test_the_cli_checks_the_flags_before_any_work(tmp_path, capsys, flags, message):
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
+                 str(tmp_path / "sim"), "-q", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "sim").exists()
