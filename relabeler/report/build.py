@@ -24,8 +24,8 @@ from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
-from relabeler.report.thin_regions import thin_region_html, thin_region_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
+from relabeler.report.thin_regions import thin_region_html, thin_region_section
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
