@@ -34,7 +34,13 @@ from relabeler.config import RunConfig, apply_overrides
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_split, load_train_view, run_score
-from relabeler.jobs.simulate_coverage import UndercoverSpec, check_held, hold_out, subgroup_result
+from relabeler.jobs.simulate_coverage import (
+    UndercoverSpec,
+    check_held,
+    existing_coverage,
+    hold_out,
+    subgroup_result,
+)
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -264,7 +270,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if undercover is not None:
         started = time.perf_counter()
         if coverage_result is None:
-            coverage_result = coverage_only(store, config, view, progress)
+            coverage_result = existing_coverage(store, config, view, progress=progress)
         coverage_result = {**(coverage_result or {}), "subgroup": subgroup_result(
             store, config, view, undercover, progress=progress)}
         seconds["subgroup"] = round(time.perf_counter() - started, 2)
@@ -381,6 +387,7 @@ def eval_audit_result(store: RunStore) -> dict:
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
                      budgets: list[float], progress: bool) -> tuple[dict, dict | None]:
     from relabeler.data import read_split
+    from relabeler.jobs.score import load_split
 
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
@@ -398,48 +405,25 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
         rankings={"relabeler": scores["relabeler"],
                   "cleanlab": scores["cleanlab_self_confidence"]},
         budgets=budgets, classes=classes, seed=config.data.seed)
-    return gain, coverage_measure(store, config, view, refit, train, evaluation, pool)
-
-
-def coverage_measure(store: RunStore, config: RunConfig, view, refit, train: pd.DataFrame,
-                     evaluation: pd.DataFrame, pool: pd.DataFrame) -> dict | None:
-    """:func:`coverage_experiment` on the run's pool (None without a labeled, extracted pool);
-    the refitter's rows are train (in ``view`` order), eval, then pool."""
-    from relabeler.jobs.score import load_split
-
-    classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
-    n, n_eval = len(train), len(evaluation)
-    if not (len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool")):
-        return None
-    eval_view = load_split(store, "eval", classes)
-    pool_view = load_split(store, "pool", classes)
-    cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
-    eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
-        eval_view.ids).to_numpy(dtype=np.float64)
-    pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
-    eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
-    return coverage_experiment(
-        refit, noisy=view.labels,
-        pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
-        pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
-        .to_numpy(dtype=np.int64),
-        pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
-        eval_labels=eval_view.labels, eval_features=eval_view.features,
-        eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
-        seed=config.data.seed)
-
-
-def coverage_only(store: RunStore, config: RunConfig, view, progress: bool) -> dict | None:
-    """:func:`coverage_measure` without the gain experiment (``--budgets none``)."""
-    from relabeler.data import read_split
-
-    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
-    evaluation = read_split(store.read_table(artifacts.EVAL.path))
-    pool = read_split(store.read_table(artifacts.POOL.path))
-    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
-    refit = _refitter(store, config, texts, view.classes, progress)
-    return coverage_measure(store, config, view, refit, train, evaluation, pool)
+    coverage_result = None
+    if len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"):
+        eval_view = load_split(store, "eval", classes)
+        pool_view = load_split(store, "pool", classes)
+        cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
+        eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
+            eval_view.ids).to_numpy(dtype=np.float64)
+        pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
+        eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+        coverage_result = coverage_experiment(
+            refit, noisy=view.labels,
+            pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
+            pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
+            .to_numpy(dtype=np.int64),
+            pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
+            eval_labels=eval_view.labels, eval_features=eval_view.features,
+            eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
+            seed=config.data.seed)
+    return gain, coverage_result
 
 
 def markdown_table(result: dict) -> str:

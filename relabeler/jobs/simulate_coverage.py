@@ -234,6 +234,43 @@ def subgroup_measure(refit, *, train_rows: np.ndarray, train_labels: np.ndarray,
                          "random": float(np.mean([accuracy(d) for d in draws]))}}
 
 
+def _frames(store: RunStore, view) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """train (in ``view`` order), eval and pool as the refitters of simulate index them."""
+    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
+    return (train, read_split(store.read_table(artifacts.EVAL.path)),
+            read_split(store.read_table(artifacts.POOL.path)))
+
+
+def existing_coverage(store: RunStore, config, view, *, progress: bool) -> dict | None:
+    """simulate's coverage measure (:func:`relabeler.jobs.simulate.coverage_experiment`, the
+    one ``--budgets`` runs) for ``--budgets none``; None without a labeled, extracted pool."""
+    from relabeler.jobs.score import load_split
+    from relabeler.jobs.simulate import _refitter, coverage_experiment
+
+    train, evaluation, pool = _frames(store, view)
+    if not (len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool")):
+        return None
+    classes = view.classes
+    index = {c: i for i, c in enumerate(classes)}
+    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
+    refit = _refitter(store, config, texts, classes, progress)
+    n, n_eval = len(train), len(evaluation)
+    eval_view = load_split(store, "eval", classes)
+    pool_view = load_split(store, "pool", classes)
+    cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
+    eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
+        eval_view.ids).to_numpy(dtype=np.float64)
+    pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
+    eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+    return coverage_experiment(
+        refit, noisy=view.labels, pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
+        pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
+        .to_numpy(dtype=np.int64),
+        pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
+        eval_labels=eval_view.labels, eval_features=eval_view.features, eval_coverage=eval_cov,
+        k=config.score.acquire_budget, classes=classes, seed=config.data.seed)
+
+
 def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
                     progress: bool) -> dict:
     """The ``"subgroup"`` block of ``simulation.json``: the first k pool samples of
@@ -245,9 +282,7 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
 
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
-    train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
-    evaluation = read_split(store.read_table(artifacts.EVAL.path))
-    pool = read_split(store.read_table(artifacts.POOL.path))
+    train, evaluation, pool = _frames(store, view)
     acquired = store.read_table(artifacts.ACQUIRE.path).to_pandas().sort_values("rank")
     picks = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(
         acquired["id"]).to_numpy(dtype=np.int64)
