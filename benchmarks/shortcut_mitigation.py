@@ -1,51 +1,135 @@
-"""Shortcut mitigation on a finished ``relabeler simulate --shortcut`` run: clean / shortcut /
-mitigated eval and anti-shortcut accuracy for each mitigation setting (head refits on the run's
-cached encoder states).
+"""Shortcut mitigation over seeds: what a planted token costs the model and what mitigation wins
+back, per (dataset, class), with 95% intervals.
 
-    relabeler simulate --data sms-spam --sample 1500 --noise 0.05 --seed 0 --out sim \\
-        --mode head --folds 2 --pool-fraction 0 --budgets none --shortcut zqxv:spam:0.5
-    PYTHONPATH=. python benchmarks/shortcut_mitigation.py --out sim --data sms-spam \\
-        --sample 1500 --seed 0 --shortcut zqxv:spam:0.5
+For every setting ``DATASET:CLASS`` and seed, the ``"shortcut"`` block of ``relabeler simulate
+--shortcut TOKEN:CLASS:RATE --mode head`` (5% label noise) is computed (a finished one in
+``--work`` is reused): the token's rank and the eval and anti-shortcut accuracy of the head
+refit without the token (clean), with it (shortcut) and with it and the shipped mitigation
+(mitigated), all in the same process on the same cached encoder states. ``--tops`` and
+``--mask-rates`` other than the shipped ``1`` and ``1.0`` refit each run again with those
+``train.debias_top`` / ``train.debias_mask_rate``.
+
+    PYTHONPATH=. python benchmarks/shortcut_mitigation.py --work /tmp/mitigation --seeds 3 \\
+        --settings sms-spam:spam,drug-review:neutral,bbc-news:entertainment --sample 1000
+
+Prints one JSON line per run and a table: means over seeds with 95% t-intervals, the
+anti-shortcut accuracy the shortcut cost (clean - shortcut), the share of it mitigation
+recovers ((mitigated - shortcut) / (clean - shortcut), of the means) and the ordinary accuracy
+mitigation costs against the shortcut model (shortcut - mitigated).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
+import logging
+from pathlib import Path
 
+import numpy as np
+from scipy import stats
+
+from relabeler import artifacts
+from relabeler.jobs.dataset import prepare_dataset
+from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.jobs.simulate import simulation_config
-from relabeler.jobs.simulate_shortcut import parse_shortcut, shortcut_accuracy
+from relabeler.jobs.simulate_shortcut import (
+    parse_shortcut,
+    plant_shortcut,
+    shortcut_accuracy,
+    shortcut_result,
+)
 from relabeler.store import RunStore
 
 
+def interval(values) -> str:
+    """``mean ± half-width`` of the 95% t-interval over seeds."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = values.mean()
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return f"{mean:.3f} ± {half:.3f}"
+
+
+def run_one(work: Path, name: str, label: str, seed: int, args) -> dict:
+    """The ``"shortcut"`` block of one simulation (computed now or read from ``work``).
+
+    The stages ``simulate --shortcut`` runs before the block that the block does not read
+    (training, feature extraction, the rest of scoring) are skipped: the block refits the head
+    from the packaged encoder and reads only the planted split and ``scores/shortcuts.parquet``,
+    which :func:`score_shortcuts` writes as ``score`` does.
+    """
+    out = work / f"{name}-{label}-{args.rate}-s{seed}"
+    done = out / "shortcut.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = simulation_config(data=name, out=out, noise=args.noise, noise_kind="uniform",
+                               seed=seed, sample=args.sample, mode="head", folds=2)
+    spec = parse_shortcut(f"{args.token}:{label}:{args.rate}")
+    store = RunStore(config.run_dir)
+    prepare_dataset(store, config)
+    planted = plant_shortcut(store, spec, seed=seed)
+    classes = sorted(set(store.read_table(artifacts.TRAIN.path).column("label").to_pylist()))
+    score_shortcuts(store, classes, config.score)
+    block = {**shortcut_result(store, spec, planted),
+             **shortcut_accuracy(store, config, spec, progress=False, classes=classes,
+                                 mode="head")}
+    block["sweep"] = {}
+    for top in args.tops:
+        for mask_rate in args.mask_rates:
+            if (top, mask_rate) == (1, 1.0):
+                continue
+            config.train.debias_top, config.train.debias_mask_rate = top, mask_rate
+            other = shortcut_accuracy(store, config, spec, progress=False, classes=classes,
+                                      mode="head")
+            block["sweep"][f"top {top}, mask rate {mask_rate}"] = other["mitigations"]
+    done.write_text(json.dumps(block))
+    return block
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True, help="the simulate --out folder")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--sample", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shortcut", required=True)
-    parser.add_argument("--tops", default="1,3,10")
-    parser.add_argument("--mask-rates", default="0.5,1.0")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, type=Path, help="folder of the simulate runs")
+    parser.add_argument("--settings", default="sms-spam:spam,sms-spam:ham,drug-review:neutral,"
+                        "drug-review:positive,bbc-news:entertainment,bbc-news:business")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--token", default="zqxv")
+    parser.add_argument("--rate", type=float, default=0.5)
+    parser.add_argument("--sample", type=int, default=1000)
+    parser.add_argument("--noise", type=float, default=0.05)
+    parser.add_argument("--tops", default="1")
+    parser.add_argument("--mask-rates", default="1.0")
     args = parser.parse_args()
-    spec = parse_shortcut(args.shortcut)
-    print("| tokens | mask rate | eval acc clean / shortcut / reweight / mask | "
-          "anti acc clean / shortcut / reweight / mask |")
-    print("|---|---|---|---|")
-    for top, rate in itertools.product([int(x) for x in args.tops.split(",")],
-                                       [float(x) for x in args.mask_rates.split(",")]):
-        config = simulation_config(data=args.data, out=args.out, noise=0.05,
-                                   noise_kind="uniform", seed=args.seed, sample=args.sample,
-                                   mode="head", folds=2)
-        config.train.debias_top, config.train.debias_mask_rate = top, rate
-        store = RunStore(config.run_dir)
-        result = shortcut_accuracy(store, config, spec, progress=False)
-        acc, anti, mit = result["accuracy"], result["anti_accuracy"], result["mitigations"]
-        print(f"| {top} | {rate} | {acc['clean']:.3f} / {acc['shortcut']:.3f} / "
-              f"{mit['reweight']['accuracy']:.3f} / {mit['mask']['accuracy']:.3f} | "
-              f"{anti['clean']:.3f} / {anti['shortcut']:.3f} / "
-              f"{mit['reweight']['anti_accuracy']:.3f} / {mit['mask']['anti_accuracy']:.3f} |",
-              flush=True)
+    args.tops = [int(x) for x in args.tops.split(",")]
+    args.mask_rates = [float(x) for x in args.mask_rates.split(",")]
+    logging.basicConfig(level=logging.WARNING)
+    rows = []
+    for setting in args.settings.split(","):
+        name, label = setting.split(":", 1)
+        blocks = []
+        for seed in range(args.seeds):
+            block = run_one(args.work, name, label, seed, args)
+            blocks.append(block)
+            print(json.dumps({"dataset": name, "class": label, "seed": seed, **block}),
+                  flush=True)
+        rows.append((name, label, blocks))
+    print("\n| dataset | class | rank (worst) | eval clean | eval shortcut | eval mitigated | "
+          "anti clean | anti shortcut | anti mitigated | cost (anti) | recovered | "
+          "eval cost of mitigation |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, label, blocks in rows:
+        acc = {k: [b["accuracy"][k] for b in blocks] for k in ("clean", "shortcut", "mitigated")}
+        anti = {k: [b["anti_accuracy"][k] for b in blocks]
+                for k in ("clean", "shortcut", "mitigated")}
+        ranks = [b["rank"] for b in blocks]
+        cost = np.subtract(anti["clean"], anti["shortcut"])
+        won = np.subtract(anti["mitigated"], anti["shortcut"])
+        recovered = won.mean() / cost.mean() if cost.mean() > 0 else float("nan")
+        print(f"| {name} | {label} | {'–' if None in ranks else max(ranks)} | "
+              + " | ".join(interval(acc[k]) for k in acc) + " | "
+              + " | ".join(interval(anti[k]) for k in anti) + " | "
+              f"{interval(cost)} | {recovered:.0%} | "
+              f"{interval(np.subtract(acc['shortcut'], acc['mitigated']))} |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ and by Gardner's z alone. Two tokens: one that does not occur in the corpus (``z
 common word that does (``today``), whose existing uses in every class dilute the planted
 association.
 
-    .venv/bin/python benchmarks/shortcuts.py [--datasets sms-spam,bbc-news] [--seeds 5]
+    .venv/bin/python benchmarks/shortcuts.py [--datasets drug-review,sms-spam,bbc-news] [--seeds 5]
         [--rates 0.5,0.3,0.1,0.05]
 
 Prints one JSON line per (dataset, token, class, rate) and a summary table.
@@ -43,7 +43,7 @@ def rank_of(found, token: str, cls: int) -> tuple[int | None, int | None, int | 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="sms-spam,bbc-news")
+    parser.add_argument("--datasets", default="drug-review,sms-spam,bbc-news")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rates", default="0.5,0.3,0.1,0.05")
     args = parser.parse_args()

@@ -100,15 +100,16 @@ RANDOM_SEEDS = 3
 
 
 def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: list[str],
-              progress: bool):
-    """A head refitter on cached encoder states (head mode) or a full refitter."""
+              progress: bool, *, mode: str | None = None):
+    """A head refitter on cached encoder states (head mode) or a full refitter; ``mode``
+    defaults to the one the run's train stage used."""
     from relabeler.jobs.train import encoder_states, fit_options
     from relabeler.model import load_classifier, pick_device
     from relabeler.training import FullRefitter, HeadRefitter, seed_everything
 
     device = pick_device()
-    opts = fit_options(config, device, mode=store.stage_info("train")["info"]["mode"],
-                       progress=False)
+    opts = fit_options(config, device, progress=False,
+                       mode=mode or store.stage_info("train")["info"]["mode"])
     if opts.mode == "full":
         return FullRefitter(config.model.name, classes, texts, opts, device)
     seed_everything(config.train.seed)

@@ -146,13 +146,15 @@ def remove_token(text: str, token: str) -> str:
     return " ".join(words)
 
 
-def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: bool) -> dict:
+def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: bool,
+                      classes: list[str] | None = None, mode: str | None = None) -> dict:
     """Eval accuracy of the head refit on the training texts with the token (``shortcut``),
     without it (``clean``) and on the planted texts with each mitigation (``reweight``, ``mask``:
     against the first ``[train] debias_top`` tokens of ``scores/shortcuts.parquet``), on the
     eval split and on its anti-shortcut copy (the token inserted into every eval text of the
     other classes). ``"mitigated"`` is the default mitigation's, named by ``"mitigation"``;
-    ``"mitigations"`` holds both."""
+    ``"mitigations"`` holds both. ``classes`` and ``mode`` default to the train stage's (a
+    benchmark passes them to measure a run that went no further than ``score``'s shortcuts)."""
     from relabeler.data import read_split
     from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, training_weights
     from relabeler.jobs.simulate import _refitter
@@ -160,7 +162,7 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
 
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
-    classes = store.read_json(artifacts.LABELS.path)
+    classes = classes or store.read_json(artifacts.LABELS.path)
     index = {c: i for i, c in enumerate(classes)}
     planted = train["text"].tolist()
     clean = [remove_token(t, spec.token) if hit else t
@@ -177,7 +179,7 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
     anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)
     texts = planted + clean + masked + evaluation["text"].tolist() + anti
-    refit = _refitter(store, config, texts, classes, progress)
+    refit = _refitter(store, config, texts, classes, progress, mode=mode)
     n, m = len(train), len(evaluation)
     truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)
     test_rows = np.arange(3 * n, 3 * n + 2 * m)

@@ -9,6 +9,7 @@ from relabeler.cli import main
 from relabeler.config import ScoreConfig
 from relabeler.errors import ConfigError
 from relabeler.jobs.shortcuts import score_shortcuts
+from relabeler.jobs.simulate import simulation_config
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -16,6 +17,7 @@ from relabeler.jobs.simulate_shortcut import (
     parse_shortcut,
     plant_shortcut,
     remove_token,
+    shortcut_accuracy,
     shortcut_result,
 )
 from relabeler.store import RunStore
@@ -107,3 +109,27 @@ def test_a_run_with_another_plant_is_refused_and_a_new_plant_redoes_the_stages(t
         check_planted(store, None)
     with pytest.raises(ConfigError, match="--shortcut: the run"):
         check_planted(store, parse_shortcut("zqtag:neg:0.5"))
+
+
+def test_shortcut_accuracy_runs_on_a_run_scored_for_shortcuts_only(tmp_path, tiny_bert_dir):
+    # benchmarks/shortcut_mitigation.py measures runs that stop after score's shortcut step:
+    # no train stage, so the classes and the refit mode come from the caller
+    store = _store(tmp_path)
+    evaluation = synthetic_frame(40, seed=5)
+    store.write_table(artifacts.EVAL.path, pa.Table.from_pandas(evaluation, preserve_index=False))
+    spec = parse_shortcut("zqtag:neg:0.5")
+    plant_shortcut(store, spec, seed=0)
+    score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
+    config = simulation_config(data="unused", out=tmp_path, noise=0.0, noise_kind="uniform",
+                               seed=0, mode="head")
+    config.model.name, config.model.cache_dir = tiny_bert_dir, str(tmp_path / "cache")
+    config.train.epochs = 1
+    result = shortcut_accuracy(store, config, spec, progress=False, classes=["neg", "pos"],
+                               mode="head")
+    assert not store.stage_done("train")
+    assert result["mitigation"] == "mask" and result["mitigation_tokens"] == ["zqtag"]
+    for block in ("accuracy", "anti_accuracy"):
+        assert set(result[block]) == {"clean", "shortcut", "mitigated"}
+        # 40 eval texts: every accuracy is a whole number of them
+        assert all(round(v * 40) == pytest.approx(v * 40) for v in result[block].values())
+    assert result["accuracy"]["mitigated"] == result["mitigations"]["mask"]["accuracy"]
