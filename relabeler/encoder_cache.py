@@ -9,7 +9,9 @@ An entry is keyed by the SHA-256 of the text, inside a folder named by a fingerp
 everything the state depends on: the encoder's weights (not the head's: a trained head-mode
 model shares its encoder with the pretrained one), the tokenizer, ``max_length`` and the
 pooling. A changed
-model or tokenizer therefore never reads stale states. Parts are written whole (temporary file,
+model or tokenizer therefore never reads stale states. Under ``[model] long_text = windows`` or
+``evidence`` the entries are window texts (:mod:`relabeler.long_text`) and the fingerprint
+names the windowing, so a window's state never mixes with a whole text's. Parts are written whole (temporary file,
 then rename), so a killed process leaves no half part behind; two processes filling the same
 cache at once only duplicate work.
 
@@ -48,15 +50,18 @@ def cache_root(cache_dir: str = "") -> Path | None:
     return Path(chosen or Path.home() / ".cache" / "relabeler").expanduser()
 
 
-def encoder_fingerprint(model, tokenizer, max_length: int) -> str:
-    """SHA-256 of the weights that produce the cached state, the tokenizer, max_length and the
-    pooling (left out for ``cls``, so caches made before pooling existed stay valid)."""
+def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") -> str:
+    """SHA-256 of the weights that produce the cached state, the tokenizer, max_length, the
+    pooling (left out for ``cls``, so caches made before pooling existed stay valid) and the
+    windowing (:meth:`relabeler.long_text.LongText.cache_tag`; empty for truncation, likewise)."""
     digest = hashlib.sha256()
     digest.update(f"{model.config.model_type}|{type(tokenizer).__name__}|{len(tokenizer)}|"
                   f"{int(max_length)}\n".encode())
     pooling = pooling_of(model)
     if pooling != "cls":  # cls keeps the fingerprints (and caches) made before
         digest.update(f"pooling={pooling}\n".encode())
+    if windowing:
+        digest.update(f"long_text={windowing}\n".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         digest.update(backend.to_str().encode())
@@ -82,14 +87,16 @@ class EncoderCache:
     root : the cache folder (see :func:`cache_root`); None = no cache, every call encodes.
     model, tokenizer : the classifier and its tokenizer; only the encoder's weights matter.
     max_length : tokens per text, as the encoding uses.
+    windowing : the long-text windowing the texts come from (``LongText.cache_tag()``).
     """
 
-    def __init__(self, root: Path | None, model, tokenizer, max_length: int):
+    def __init__(self, root: Path | None, model, tokenizer, max_length: int,
+                 windowing: str = ""):
         self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
         self.folder = None
         if root is not None:
-            self.folder = Path(root) / "encoder" / encoder_fingerprint(model, tokenizer,
-                                                                       max_length)
+            self.folder = Path(root) / "encoder" / encoder_fingerprint(
+                model, tokenizer, max_length, windowing)
 
     def _load(self) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}

@@ -304,6 +304,12 @@ def head_spec(model: nn.Module) -> HeadSpec:
                      "use train mode 'full'")
 
 
+def head_is_linear(model: nn.Module) -> bool:
+    """Whether head mode's head is one linear map of the cached states (the BERT family under
+    mean pooling), so that the mean of states gives the mean of logits."""
+    return head_spec(model).forward is _pooled_head
+
+
 def head_parameters(model: nn.Module, spec: HeadSpec) -> list[nn.Parameter]:
     params = []
     for name in spec.modules:

@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from relabeler.long_text import LongText, pool_windows, text_windows
 from relabeler.model import (
     autocast,
     encode,
@@ -52,12 +53,13 @@ class FitOptions:
     seed: int
     progress: bool = True
     pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
+    long_text: LongText = LongText()  # [model] long_text, window_stride, max_windows
 
     @classmethod
     def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
                 weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
                 device: torch.device, progress: bool = True,
-                pooling: str = "cls") -> FitOptions:
+                pooling: str = "cls", long_text: LongText = LongText()) -> FitOptions:
         if mode == "auto":
             mode = "full" if device.type == "cuda" else "head"
         if mode not in ("full", "head"):
@@ -67,7 +69,7 @@ class FitOptions:
         return cls(mode=mode, epochs=epochs or DEFAULT_EPOCHS[mode], batch_size=batch_size,
                    learning_rate=learning_rate or DEFAULT_LR[mode], weight_decay=weight_decay,
                    warmup_ratio=warmup_ratio, max_length=max_length, seed=seed,
-                   progress=progress, pooling=pooling)
+                   progress=progress, pooling=pooling, long_text=long_text)
 
 
 def seed_everything(seed: int) -> None:
@@ -195,7 +197,23 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
              opts: FitOptions, device: torch.device, *,
              sample_weights: np.ndarray | None = None) -> pd.DataFrame:
     """Fine-tune every weight; dynamics are recorded on the fly from each training batch.
-    ``sample_weights``: (N,) loss weights (shortcut or class reweighting), default all 1."""
+    ``sample_weights``: (N,) loss weights (shortcut or class reweighting), default all 1.
+
+    Under ``opts.long_text`` windows or evidence every window of a text is a training example
+    with the text's label and weight (which window holds the evidence is not known before the
+    model is); a text's dynamics are the mean over its windows."""
+    if opts.long_text.windowed:
+        windows = text_windows(tokenizer, texts, max_length=opts.max_length,
+                               settings=opts.long_text)
+        if len(windows.sample) > len(texts):
+            window_weights = None if sample_weights is None else \
+                np.asarray(sample_weights)[windows.sample]
+            dynamics = fit_full(model, tokenizer, windows.texts(texts),
+                                np.asarray(label_ids)[windows.sample], ids[windows.sample],
+                                FitOptions(**{**opts.__dict__, "long_text": LongText()}),
+                                device, sample_weights=window_weights)
+            return dynamics.groupby(["epoch", "id"], as_index=False, sort=True).mean()[
+                dynamics.columns]
     model.to(device)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [
@@ -250,15 +268,18 @@ def head_probs(model, cls_hidden: torch.Tensor, device: torch.device) -> np.ndar
 
 @torch.inference_mode()
 def predict_probs(model, tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
-                  device: torch.device) -> np.ndarray:
-    """Class probabilities for ``texts``, (N, C), in input order."""
+                  device: torch.device, long_text: LongText = LongText()) -> np.ndarray:
+    """Class probabilities for ``texts``, (N, C), in input order; long texts read as
+    ``long_text`` says (:func:`relabeler.long_text.pool_windows` of the window logits)."""
     model.to(device).eval()
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
-    for idx, enc in iter_text_batches(tokenizer, texts, max_length, batch_size, device):
+    windows = text_windows(tokenizer, texts, max_length=max_length, settings=long_text)
+    window_texts = windows.texts(texts)
+    logits = np.empty((len(window_texts), model.config.num_labels), dtype=np.float32)
+    for idx, enc in iter_text_batches(tokenizer, window_texts, max_length, batch_size, device):
         with autocast(device):
-            logits = model(**enc).logits
-        out[idx] = logits.float().softmax(-1).cpu().numpy()
-    return out
+            logits[idx] = model(**enc).logits.float().cpu().numpy()
+    pooled = pool_windows(logits, logits, windows, long_text.mode).logits
+    return torch.from_numpy(pooled).softmax(-1).numpy()
 
 
 def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
@@ -335,4 +356,4 @@ class FullRefitter:
                  sample_weights=sample_weights)
         return predict_probs(model, tokenizer, [self.texts[i] for i in predict_rows],
                              max_length=self.opts.max_length, batch_size=64,
-                             device=self.device)
+                             device=self.device, long_text=self.opts.long_text)

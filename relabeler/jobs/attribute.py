@@ -35,6 +35,9 @@ spans       list<struct<start: int32, end: int32, text: string, score: float32>>
 delta       IG's convergence delta (float32; NaN for grad_x_input, 0 for empty text)
 truncated   the model saw only a prefix of the text (bool)
 n_tokens    tokens the model saw, special tokens included (int32)
+window_start, window_end  the characters of the text attributed (int32): the whole text, or
+            under ``[model] long_text`` windows / evidence the window the evidence is in
+            (:func:`relabeler.long_text.attribution_choice`); spans lie inside it
 ========== =========================================================================
 """
 
@@ -44,6 +47,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -57,7 +61,8 @@ from relabeler.config import AttributeConfig, RunConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
-from relabeler.model import load_classifier, load_tokenizer, pick_device
+from relabeler.long_text import attribution_choice, long_text_of, text_windows
+from relabeler.model import autocast, encode, load_classifier, load_tokenizer, pick_device
 from relabeler.queue_plan import plan_round, plan_settings, read_manifest, write_plan
 from relabeler.store import RunStore
 
@@ -75,6 +80,7 @@ SCHEMA = pa.schema([
     ("target_role", pa.string()), ("target_label", pa.string()), ("method", pa.string()),
     ("n_steps", pa.int32()), ("spans", SPAN_TYPE), ("delta", pa.float32()),
     ("truncated", pa.bool_()), ("n_tokens", pa.int32()),
+    ("window_start", pa.int32()), ("window_end", pa.int32()),
 ])
 
 
@@ -116,19 +122,40 @@ class AttributionWorker:
             torch.set_num_threads(num_threads)
         model = load_classifier(model_dir).to(self.device)
         self.classes = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-        self.attributor = TokenAttributor(model, load_tokenizer(model_dir),
-                                          max_length=max_length,
+        self.tokenizer = load_tokenizer(model_dir)
+        self.attributor = TokenAttributor(model, self.tokenizer, max_length=max_length,
                                           internal_batch_size=internal_batch_size or None)
+        self.model, self.max_length = model, max_length
+        self.long_text = long_text_of(model)
         self.method = method
         self.n_steps = n_steps
+
+    def windows(self, texts: list[str], targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) start and end characters of the window each row's evidence is read from."""
+        windows = text_windows(self.tokenizer, texts, max_length=self.max_length,
+                               settings=self.long_text)
+        if len(windows.sample) == len(texts):
+            return windows.start, windows.end
+        window_texts = windows.texts(texts)
+        logits = np.empty((len(window_texts), len(self.classes)), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(window_texts), 64):
+                enc = encode(self.tokenizer, window_texts[start:start + 64], self.max_length,
+                             self.device)
+                with autocast(self.device):
+                    logits[start:start + 64] = self.model(**enc).logits.float().cpu().numpy()
+        chosen = attribution_choice(logits, windows, np.asarray(targets), self.long_text.mode)
+        return windows.start[chosen], windows.end[chosen]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """batch: ``text`` (N,) str, ``target_index`` (N,) int64; other columns pass through.
         Adds target_label, method, n_steps, spans, delta, truncated, n_tokens."""
         texts = [str(t) for t in batch["text"]]
         targets = np.asarray(batch["target_index"], dtype=np.int64).tolist()
-        results = self.attributor.attribute(texts, targets, n_steps=self.n_steps,
-                                            method=self.method)
+        starts, ends = self.windows(texts, targets)
+        results = [shift_spans(r, int(a)) for r, a in zip(self.attributor.attribute(
+            [t[a:b] for t, a, b in zip(texts, starts, ends, strict=True)], targets,
+            n_steps=self.n_steps, method=self.method), starts, strict=True)]
         columns = {k: pa.array(v.tolist() if v.dtype.kind in "OUS" else v)
                    for k, v in ((k, np.asarray(v)) for k, v in batch.items())
                    if k not in ("text", "target_index")}
@@ -140,8 +167,21 @@ class AttributionWorker:
             delta=pa.array([r.delta for r in results], pa.float32()),
             truncated=pa.array([r.truncated for r in results], pa.bool_()),
             n_tokens=pa.array([len(r.tokens) for r in results], pa.int32()),
+            window_start=pa.array(starts, pa.int32()),
+            window_end=pa.array(ends, pa.int32()),
         )
         return pa.table(columns)
+
+
+def shift_spans(result: Attribution, offset: int) -> Attribution:
+    """``result`` of a window that starts at character ``offset`` of its text, with spans at
+    offsets of the whole text."""
+    if not offset:
+        return result
+    return replace(result, spans=[replace(s, start=s.start + offset, end=s.end + offset)
+                                  for s in result.spans],
+                   offsets=[(a + offset, b + offset) if b else (a, b)
+                            for a, b in result.offsets])
 
 
 def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None

@@ -28,6 +28,7 @@ from relabeler import artifacts
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
+from relabeler.long_text import long_text_of, pool_windows, text_windows
 from relabeler.model import (
     FeatureCapture,
     autocast,
@@ -54,7 +55,8 @@ class FeatureExtractor:
         A local model folder, or an artifact of ``store_uri`` (downloaded once per actor when
         the run directory is remote).
     max_length:
-        Tokens per text; longer texts are truncated.
+        Tokens per text, or per window when the model was trained with ``[model] long_text``
+        windows or evidence (read from the model: :func:`relabeler.long_text.long_text_of`).
     num_threads:
         ``torch.set_num_threads`` on CPU (Ray starts actors with ``OMP_NUM_THREADS=1``).
     device:
@@ -62,7 +64,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, model_dir: str, *, max_length: int = 128, num_threads: int = 0,
-                 device: str = "auto", store_uri: str | None = None):
+                 device: str = "auto", store_uri: str | None = None, batch_windows: int = 64):
         if store_uri is not None:  # the node's cached copy, shared by its actors
             model_dir = str(RunStore(store_uri).get_dir(model_dir))
         self.device = pick_device(device)
@@ -74,6 +76,9 @@ class FeatureExtractor:
             self.model.to(device=self.device, dtype=torch.bfloat16)
         self.model.eval()
         self.max_length = max_length
+        self.long_text = long_text_of(self.model)
+        # forward passes of at most this many windows (a batch of long texts has more windows)
+        self.batch_windows = batch_windows
         self.capture = FeatureCapture(self.model)
 
     @torch.inference_mode()
@@ -85,12 +90,12 @@ class FeatureExtractor:
         (N,) int32."""
         if "input_ids" in batch:  # tokenized by the CPU stage (tokenize_batch)
             enc = _pad_token_ids(batch, self.tokenizer.pad_token_id, self.device)
+            with autocast(self.device):
+                logits = self.model(**enc).logits.float()
+            embedding = self.capture.pop().float()
+            n_tokens = enc["attention_mask"].sum(1)
         else:
-            texts = [str(t) for t in batch["text"]]
-            enc = encode(self.tokenizer, texts, self.max_length, self.device)
-        with autocast(self.device):
-            logits = self.model(**enc).logits.float()
-        embedding = self.capture.pop().float()
+            logits, embedding, n_tokens = self._read_texts([str(t) for t in batch["text"]])
         log_probs = logits.log_softmax(-1)
         labels = torch.as_tensor(np.asarray(batch["label_index"], dtype=np.int64),
                                  device=self.device)
@@ -104,9 +109,34 @@ class FeatureExtractor:
             probs=log_probs.exp().cpu().numpy(),
             pred=logits.argmax(-1).cpu().numpy().astype(np.int64),
             loss=loss.cpu().numpy().astype(np.float32),
-            n_tokens=enc["attention_mask"].sum(1).cpu().numpy().astype(np.int32),
+            n_tokens=n_tokens.cpu().numpy().astype(np.int32),
         )
         return out
+
+    def _read_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (N, C), features (N, D) and tokens read (N,) of ``texts``, their windows
+        pooled as the model was trained to (:mod:`relabeler.long_text`)."""
+        windows = text_windows(self.tokenizer, texts, max_length=self.max_length,
+                               settings=self.long_text)
+        window_texts = windows.texts(texts)
+        logits, features, tokens = [], [], []
+        for start in range(0, len(window_texts), self.batch_windows):
+            enc = encode(self.tokenizer, window_texts[start:start + self.batch_windows],
+                         self.max_length, self.device)
+            with autocast(self.device):
+                logits.append(self.model(**enc).logits.float())
+            features.append(self.capture.pop().float())
+            tokens.append(enc["attention_mask"].sum(1))
+        window_logits, window_features = torch.cat(logits), torch.cat(features)
+        counts = torch.zeros(len(texts), dtype=torch.long, device=self.device)
+        counts.index_add_(0, torch.as_tensor(windows.sample, device=self.device),
+                          torch.cat(tokens))
+        if len(window_texts) == len(texts):
+            return window_logits, window_features, counts
+        pooled = pool_windows(window_features.cpu().numpy(), window_logits.cpu().numpy(),
+                              windows, self.long_text.mode)
+        return (torch.from_numpy(pooled.logits).to(self.device),
+                torch.from_numpy(pooled.features).to(self.device), counts)
 
 
 _TOKEN_COLUMNS = ("text", "input_ids", "token_type_ids")
@@ -242,6 +272,7 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     model_dir = store.get_dir(model_artifact)
     model = load_classifier(model_dir)
     classes = class_names(model)
+    windowed = long_text_of(model).windowed
     written = {split: 0 for split in splits}
     parts, expected, frames = [], {}, {}
     for split_no, split in enumerate(splits):
@@ -275,6 +306,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     if cpu_tokenize is None:
         cpus, _ = cluster_resources()
         cpu_tokenize = plan.on_gpu and cpus - plan.num_actors * plan.num_cpus >= 1
+    # the actors cut windows out of the texts themselves (long_text windows or evidence)
+    cpu_tokenize = cpu_tokenize and not windowed
     if cpu_tokenize:
         ds = ds.map_batches(tokenize_batch, batch_size=None, batch_format="pyarrow",
                             fn_kwargs={"tokenizer": load_tokenizer(model_dir),
@@ -373,6 +406,8 @@ def run_extract(store: RunStore, config, *, force: bool = False,
             total = tokens.num_rows
             truncated = count_truncated(tokens.column("n_tokens").to_numpy(),
                                         config.model.max_length)
+            if config.model.long_text != "truncate" and not config.model.max_windows:
+                truncated = 0  # every window read: n_tokens is the whole text's
             if truncated:
                 log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens and "
                             "are cut there (the model sees only their start); raise "

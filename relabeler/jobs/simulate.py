@@ -114,8 +114,11 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
         return FullRefitter(config.model.name, classes, texts, opts, device)
     seed_everything(config.train.seed)
     model = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
-    return HeadRefitter(model, encoder_states(config, model, texts, device, progress=progress),
-                        opts, device)
+    # long_text = evidence: the run's trained model picks the windows, as in extract
+    selector = load_classifier(store.get_dir(artifacts.MODEL.path)).to(device) \
+        if config.model.long_text == "evidence" else None
+    return HeadRefitter(model, encoder_states(config, model, texts, device, progress=progress,
+                                              selector=selector), opts, device)
 
 
 def _accuracy_f1(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> tuple[float,

@@ -6,6 +6,13 @@ as parallel Ray tasks, one GPU each where GPUs exist.
 
 In ``head`` mode the frozen encoder runs once over the texts and every fold reuses those
 [CLS] states, so K folds cost K head fits (seconds), not K encoder passes.
+
+Long texts (``[model] long_text``, :mod:`relabeler.long_text`): in head mode the encoder runs
+over every window; ``windows`` trains the head on the mean of a text's window states (the head
+is linear on them, so these are the mean of the window logits); ``evidence`` first fits that
+head, lets it pick each text's window with the most class evidence, and trains the final head
+on the picked windows' states (folds included). The trained model records the settings, so
+extract and attribute read the same windows.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -26,7 +33,22 @@ from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
 from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.dataset import prepare_dataset
-from relabeler.model import load_classifier, load_tokenizer, pick_device, save_model
+from relabeler.long_text import (
+    LongText,
+    TextWindows,
+    evidence_choice,
+    mean_by_text,
+    record_long_text,
+    text_windows,
+)
+from relabeler.model import (
+    head_is_linear,
+    head_spec,
+    load_classifier,
+    load_tokenizer,
+    pick_device,
+    save_model,
+)
 from relabeler.store import RunStore
 from relabeler.training import (
     FitOptions,
@@ -74,16 +96,69 @@ def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = N
                               learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
                               warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
                               seed=tc.seed, device=device, progress=progress,
-                              pooling=config.model.pooling)
+                              pooling=config.model.pooling, long_text=long_text_settings(config))
+
+
+def long_text_settings(config: RunConfig) -> LongText:
+    """``[model] long_text``, ``window_stride`` and ``max_windows`` as one value."""
+    mc = config.model
+    return LongText(mc.long_text, mc.window_stride, mc.max_windows)
+
+
+def window_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
+                  progress: bool = True) -> tuple[torch.Tensor, TextWindows]:
+    """The frozen encoder's states of every window of ``texts`` ((M, H), in window order)
+    through the ``[model] cache_dir`` cache, and the windows (head mode)."""
+    settings = long_text_settings(config)
+    tokenizer = load_tokenizer(config.model.name)
+    windows = text_windows(tokenizer, texts, max_length=config.model.max_length,
+                           settings=settings)
+    cache = EncoderCache(cache_root(config.model.cache_dir), model, tokenizer,
+                         config.model.max_length, settings.cache_tag())
+    states = cache.states(windows.texts(texts), batch_size=64, device=device,
+                          progress=progress)
+    return states, windows
+
+
+def head_window_logits(model, states: torch.Tensor, device: torch.device) -> np.ndarray:
+    """(M, C) the head's logits on each window state."""
+    spec = head_spec(model)
+    with torch.inference_mode():
+        return torch.cat([spec.forward(model, states[i:i + 4096].to(device)).float().cpu()
+                          for i in range(0, len(states), 4096)]).numpy()
+
+
+def pick_states(states: torch.Tensor, windows: TextWindows, mode: str,
+                selector=None, device: torch.device | None = None) -> torch.Tensor:
+    """(N, H) the head's input per text: the window state (one window), the mean of the window
+    states (``windows``), or the state of the window ``selector`` (a classifier with a trained
+    head) finds the most class evidence in (``evidence``)."""
+    if len(states) == windows.n_texts:
+        return states
+    if mode == "windows":
+        return torch.from_numpy(mean_by_text(states.numpy(), windows))
+    if selector is None:
+        raise ValueError("long_text = evidence needs a trained model to pick the windows")
+    return states[evidence_choice(head_window_logits(selector, states, device), windows)]
+
+
+def check_windowed_head(model, settings: LongText) -> None:
+    """Head mode pools windows through a head that is linear in the cached states (where the
+    mean of the states gives the mean of the logits): the mean-pooled BERT family's."""
+    if settings.windowed and not head_is_linear(model):
+        raise ConfigError(f"model.long_text = {settings.mode} in head mode needs a head linear "
+                          f"in the cached states (model.pooling = mean on a BERT-family "
+                          f"model); use model.pooling = mean, train.mode = full, or "
+                          f"model.long_text = truncate")
 
 
 def encoder_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
-                   progress: bool = True) -> torch.Tensor:
-    """The frozen encoder's [CLS] states of ``texts`` through the ``[model] cache_dir``
-    cache (head mode)."""
-    cache = EncoderCache(cache_root(config.model.cache_dir), model,
-                         load_tokenizer(config.model.name), config.model.max_length)
-    return cache.states(texts, batch_size=64, device=device, progress=progress)
+                   progress: bool = True, selector=None) -> torch.Tensor:
+    """The frozen encoder's states of ``texts`` through the ``[model] cache_dir`` cache (head
+    mode), one row per text as ``[model] long_text`` pools them (:func:`pick_states`;
+    ``selector`` picks the evidence windows)."""
+    states, windows = window_states(config, model, texts, device, progress=progress)
+    return pick_states(states, windows, config.model.long_text, selector, device)
 
 
 def check_folds(labels: pd.Series, folds: int) -> None:
@@ -127,7 +202,7 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     device = pick_device()
     train_idx = np.flatnonzero(fold != k)
     held_idx = np.flatnonzero(fold == k)
-    fold_opts = FitOptions(**{**asdict(opts), "progress": False})
+    fold_opts = replace(opts, progress=False)
     model, tokenizer, _ = fit(
         model_name, classes, [texts[i] for i in train_idx], label_ids[train_idx],
         ids[train_idx], fold_opts, device,
@@ -136,7 +211,8 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
         probs = head_probs(model, cls_hidden[held_idx], device)
     else:
         probs = predict_probs(model, tokenizer, [texts[i] for i in held_idx],
-                              max_length=opts.max_length, batch_size=64, device=device)
+                              max_length=opts.max_length, batch_size=64, device=device,
+                              long_text=opts.long_text)
     return {"held_idx": held_idx, "probs": probs}
 
 
@@ -157,7 +233,7 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     log.info("train: %d folds as Ray tasks (%s GPU, %s CPU each)", k, plan.num_gpus,
              plan.num_cpus)
     refs = [task.remote(model_name, classes, shared[0], shared[1], shared[2], shared[3], f,
-                        FitOptions(**{**asdict(opts), "seed": opts.seed + 1000 * (f + 1)}),
+                        replace(opts, seed=opts.seed + 1000 * (f + 1)),
                         shared[4], plan.torch_threads)
             for f in range(k)]
     probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
@@ -232,14 +308,26 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     eval_cls = None
     if opts.mode == "head":
         encoder = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
-        both = encoder_states(config, encoder, texts + evaluation["text"].tolist(), device,
-                              progress=progress)
+        check_windowed_head(encoder, opts.long_text)
+        states, windows = window_states(config, encoder, texts + evaluation["text"].tolist(),
+                                        device, progress=progress)
+        both = pick_states(states, windows, "windows")
+        del encoder
+        if opts.long_text.mode == "evidence":  # a head on the windows' mean picks the windows
+            selector, _, _ = fit(config.model.name, classes, texts, label_ids, ids,
+                                 replace(opts, progress=False), device,
+                                 both[:len(texts)], sample_weights=sample_weights)
+            both = pick_states(states, windows, "evidence", selector, device)
+            del selector
         cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if len(evaluation)
                                                    else None)
-        del encoder
 
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
                                      device, cls_hidden, sample_weights=sample_weights)
+    record_long_text(model, opts.long_text)
+    if eval_cls is not None and opts.long_text.mode == "evidence":
+        # the eval windows as extract will pick them: by the final model
+        eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate, "mitigation": mitigation}
     # written only once everything is computed: a failed --force keeps the old model, its
@@ -251,7 +339,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
             eval_probs = head_probs(model, eval_cls, device)
         else:
             eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
-                                       max_length=opts.max_length, batch_size=64, device=device)
+                                       max_length=opts.max_length, batch_size=64, device=device,
+                                       long_text=opts.long_text)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
         outputs[artifacts.EVAL_PREDICTIONS.path] = pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),

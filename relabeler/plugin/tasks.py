@@ -72,6 +72,9 @@ class SampleInput:
     suggestion_spans: tuple[Span, ...] = ()
     given_spans: tuple[Span, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    #: (start, end) characters of ``text`` the evidence was read from, when that is a window
+    #: of a long text (``[model] long_text``); the panel shows it first
+    evidence_window: tuple[int, int] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,7 +104,16 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
     if sample.suggested_label is not None:
         head.append(f"<b>Suggested:</b> {e(sample.suggested_label)} "
                     f"({_fmt(sample.confidence)})")
-    parts = ["<div>", "<p>" + " &nbsp;&middot;&nbsp; ".join(head) + "</p>"]
+    parts = ["<div>"]
+    if sample.evidence_window is not None:
+        start, end = sample.evidence_window
+        # the window the model read its evidence from, first; the labeled text above holds
+        # the whole text (and the regions, at offsets of the whole text)
+        parts.append(f"<p style='margin-bottom:0'><b>Evidence window</b> (characters "
+                     f"{start:,}-{end:,} of {len(sample.text):,}; the whole text is in the "
+                     f"labeled text above):</p><blockquote style='margin:0.25em 1em'>"
+                     f"{e(sample.text[start:end])}</blockquote>")
+    parts.append("<p>" + " &nbsp;&middot;&nbsp; ".join(head) + "</p>")
     if sample.reasons:
         parts.append("<p style='margin-bottom:0'><b>Why it is here:</b></p>")
         parts += [f"<div style='margin-left:1em'>&bull; {e(r)}</div>" for r in sample.reasons]
@@ -224,6 +236,9 @@ class AttributionIndex:
     spans: Mapping[tuple[str, str], tuple[Span, ...]]
     truncated: frozenset[str]
     available: bool
+    #: sample id -> (start, end) of the window its first attributed row read, where that is
+    #: a window of a longer text (``window_start``/``window_end`` of the attributions)
+    windows: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> AttributionIndex:
@@ -247,8 +262,18 @@ class AttributionIndex:
             items = _as_list(row_spans)
             spans[(str(sid), str(target))] = tuple(
                 Span(int(s["start"]), int(s["end"]), float(s["score"])) for s in items)
+        windows: dict[str, tuple[int, int]] = {}
+        if {"window_start", "window_end"} <= set(frame.columns):  # absent before long_text
+            for sid, start, end in zip(frame["id"], frame["window_start"], frame["window_end"],
+                                       strict=True):
+                windows.setdefault(str(sid), (int(start), int(end)))
         return cls(spans=spans, truncated=frozenset(frame.loc[truncated, "id"].astype(str)),
-                   available=True)
+                   available=True, windows=windows)
+
+    def window(self, sample_id: str, text: str) -> tuple[int, int] | None:
+        """The evidence window of ``sample_id`` when it is less than the whole ``text``."""
+        found = self.windows.get(sample_id)
+        return found if found is not None and found != (0, len(text)) else None
 
     def get(self, sample_id: str, target: str | None) -> tuple[Span, ...]:
         return () if target is None else self.spans.get((sample_id, target), ())
@@ -309,7 +334,8 @@ def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
             suspect_score=_float_or_none(getattr(row, "suspect_score", None)),
             reasons=tuple(str(r) for r in _as_list(getattr(row, "reasons", None))),
             examples=tuple(shown), suggestion_spans=s_spans, given_spans=g_spans,
-            notes=_evidence_notes(sid, attributions, bool(s_spans or g_spans))))
+            notes=_evidence_notes(sid, attributions, bool(s_spans or g_spans)),
+            evidence_window=attributions.window(sid, texts[sid])))
     return out
 
 
@@ -341,5 +367,6 @@ def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
             id=sid, text=texts[sid], given_label=None, suggested_label=label,
             confidence=confidence, suspect_score=None, reasons=tuple(reasons), examples=shown,
             suggestion_spans=spans, given_spans=(),
-            notes=_evidence_notes(sid, attributions, bool(spans))))
+            notes=_evidence_notes(sid, attributions, bool(spans)),
+            evidence_window=attributions.window(sid, texts[sid])))
     return out

@@ -1,0 +1,174 @@
+"""long_text: window boundaries, pooling, the evidence choice, spans in the original text, the
+encoder cache key, and every stage reading the same windows (tiny random BERT)."""
+
+import numpy as np
+import pytest
+import torch
+
+from relabeler.config import ConfigError, RunConfig, apply_overrides
+from relabeler.encoder_cache import encoder_fingerprint
+from relabeler.jobs.attribute import AttributionWorker
+from relabeler.jobs.extract import FeatureExtractor
+from relabeler.long_text import (
+    LongText,
+    TextWindows,
+    attribution_choice,
+    evidence_choice,
+    long_text_of,
+    pool_windows,
+    record_long_text,
+    text_windows,
+)
+from relabeler.model import encode, load_classifier, load_tokenizer
+from relabeler.plugin.tasks import AttributionIndex, SampleInput, panel_html
+from relabeler.training import predict_probs
+
+LONG = " ".join(f"word{i}" for i in range(60))  # 2 tokens a word: 120 content tokens
+WINDOWS = LongText("windows", stride=4)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert_dir):
+    return load_tokenizer(tiny_bert_dir)
+
+
+def _windowed_model_dir(tiny_bert_dir, tmp_path, settings: LongText):
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    record_long_text(model, settings)
+    model.save_pretrained(tmp_path)
+    load_tokenizer(tiny_bert_dir).save_pretrained(tmp_path)
+    (tmp_path / "labels.json").write_text('["neg", "pos"]')
+    return str(tmp_path)
+
+
+def test_a_short_text_is_one_window_the_whole_text(tokenizer):
+    windows = text_windows(tokenizer, ["a short text ", LONG], max_length=16, settings=WINDOWS)
+    assert windows.sample[0] == 0 and windows.sample[1] == 1
+    assert (windows.start[0], windows.end[0]) == (0, len("a short text "))
+    assert windows.counts()[0] == 1
+
+
+def test_windows_cover_the_text_in_max_length_pieces_sharing_stride_tokens(tokenizer):
+    windows = text_windows(tokenizer, [LONG], max_length=16, settings=WINDOWS)
+    pieces = windows.texts([LONG])
+    # 120 content tokens, 14 per window, 10 new per window after the first: 12 windows
+    assert len(pieces) == 12
+    assert windows.start[0] == 0 and windows.end[-1] == len(LONG)
+    assert pieces[0] == "word0 word1 word2 word3 word4 word5 word6"
+    assert pieces[1].startswith("word5 word6 ")   # the 4 shared tokens: word5 word6
+    for piece, start, end in zip(pieces, windows.start, windows.end, strict=True):
+        assert LONG[start:end] == piece
+        assert len(tokenizer(piece)["input_ids"]) <= 16
+
+
+def test_truncate_reads_each_text_whole_and_max_windows_keeps_the_first(tokenizer):
+    truncated = text_windows(tokenizer, [LONG, "x"], max_length=16, settings=LongText())
+    assert truncated.sample.tolist() == [0, 1] and truncated.end.tolist() == [len(LONG), 1]
+    capped = text_windows(tokenizer, [LONG], max_length=16,
+                          settings=LongText("evidence", stride=4, max_windows=3))
+    assert capped.start.tolist() == [0, 30, 60]
+
+
+def test_a_stride_without_room_is_an_error(tokenizer):
+    with pytest.raises(ValueError, match="stride must be < max_length - 2"):
+        text_windows(tokenizer, [LONG], max_length=16, settings=LongText("windows", stride=14))
+    with pytest.raises(ConfigError, match="window_stride"):
+        apply_overrides(RunConfig(), {"model.long_text": "windows", "model.max_length": 64,
+                                      "model.window_stride": 64})
+    with pytest.raises(ConfigError, match="model.long_text"):
+        apply_overrides(RunConfig(), {"model.long_text": "chunks"})
+    # truncation never reads the stride
+    apply_overrides(RunConfig(), {"model.max_length": 16, "model.window_stride": 32})
+
+
+def _two_texts() -> TextWindows:
+    return TextWindows(np.array([0, 0, 0, 1]), np.array([0, 5, 9, 0]), np.array([6, 10, 14, 3]))
+
+
+def test_windows_pool_by_the_mean_and_evidence_by_the_most_confident_window():
+    windows = _two_texts()
+    features = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 7.0]])
+    logits = np.array([[0.0, 0.1], [4.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    pooled = pool_windows(features, logits, windows, "windows")
+    np.testing.assert_allclose(pooled.features, [[3.0, 2.0], [7.0, 7.0]])
+    np.testing.assert_allclose(pooled.logits, [[4 / 3, 0.7], [1.0, 0.0]])
+    evidence = pool_windows(features, logits, windows, "evidence")
+    assert evidence.chosen.tolist() == [1, 3]   # p = .98 in window 1 beats .88 in window 2
+    np.testing.assert_allclose(evidence.logits, [[4.0, 0.0], [1.0, 0.0]])
+    assert pool_windows(features, logits, windows, "truncate").chosen.tolist() == [0, 3]
+
+
+def test_evidence_ties_go_to_the_earliest_window_and_attribution_follows_the_target():
+    windows = _two_texts()
+    logits = np.array([[2.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
+    assert evidence_choice(np.array([[1.0, 0], [1, 0], [0, 1], [0, 0]]), windows).tolist() == \
+        [0, 3]
+    # windows: the window most for the target; evidence: the model's window whatever the target
+    assert attribution_choice(logits, windows, np.array([1, 0]), "windows").tolist() == [1, 3]
+    assert attribution_choice(logits, windows, np.array([0, 0]), "windows").tolist() == [2, 3]
+    assert attribution_choice(logits, windows, np.array([1, 0]), "evidence").tolist() == [2, 3]
+
+
+def test_the_cache_key_names_the_windowing_and_keeps_truncations(tiny_bert_dir, tokenizer):
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    plain = encoder_fingerprint(model, tokenizer, 16)
+    assert encoder_fingerprint(model, tokenizer, 16, LongText().cache_tag()) == plain
+    tagged = encoder_fingerprint(model, tokenizer, 16, WINDOWS.cache_tag())
+    assert tagged != plain
+    assert LongText("evidence", stride=4).cache_tag() == WINDOWS.cache_tag()
+    assert encoder_fingerprint(model, tokenizer, 16,
+                               LongText("windows", stride=8).cache_tag()) != tagged
+
+
+def test_extract_and_predict_pool_the_windows_of_a_trained_model(tiny_bert_dir, tmp_path,
+                                                                  tokenizer):
+    model_dir = _windowed_model_dir(tiny_bert_dir, tmp_path, WINDOWS)
+    model = load_classifier(model_dir)
+    assert long_text_of(model) == WINDOWS
+    texts = [LONG, "a great film"]
+    windows = text_windows(tokenizer, texts, max_length=16, settings=WINDOWS)
+    with torch.inference_mode():
+        window_logits = model(**encode(tokenizer, windows.texts(texts), 16)).logits.numpy()
+    expected = [window_logits[:-1].mean(0), window_logits[-1]]
+    out = FeatureExtractor(model_dir, max_length=16, num_threads=1, batch_windows=5)(
+        {"text": np.array(texts, dtype=object), "label_index": np.array([1, -1])})
+    np.testing.assert_allclose(out["logits"], expected, atol=1e-4)
+    assert out["n_tokens"].tolist()[1] == 5 and out["n_tokens"][0] == 11 * 16 + 12
+    probs = predict_probs(model, tokenizer, texts, max_length=16, batch_size=4,
+                          device=torch.device("cpu"), long_text=WINDOWS)
+    np.testing.assert_allclose(probs, torch.tensor(np.array(expected)).softmax(-1).numpy(),
+                               atol=1e-4)
+
+
+def test_attribution_reads_one_window_with_spans_in_the_original_text(tiny_bert_dir, tmp_path):
+    model_dir = _windowed_model_dir(tiny_bert_dir, tmp_path, LongText("evidence", stride=4))
+    worker = AttributionWorker(model_dir, max_length=16, n_steps=3, num_threads=1)
+    text = "intro " + LONG
+    out = worker({"id": np.array(["a", "b"], dtype=object),
+                  "text": np.array([text, "a great film"], dtype=object),
+                  "target_index": np.array([1, 0])})
+    start, end = out.column("window_start").to_pylist(), out.column("window_end").to_pylist()
+    assert (start[1], end[1]) == (0, len("a great film"))
+    assert 0 <= start[0] < end[0] <= len(text) and end[0] - start[0] < len(text)
+    spans = out.column("spans").to_pylist()[0]
+    assert spans and all(text[s["start"]:s["end"]] == s["text"] for s in spans)
+    assert all(start[0] <= s["start"] < s["end"] <= end[0] for s in spans)
+    assert [s["text"] for s in spans] == text[start[0]:end[0]].split()
+
+
+def test_the_panel_shows_the_evidence_window_first(tiny_bert_dir):
+    import pandas as pd
+
+    from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+
+    frame = pd.DataFrame({"id": ["a", "a", "b"], "target_label": ["pos", "neg", "pos"],
+                          "spans": [[], [], []], "window_start": [6, 6, 0],
+                          "window_end": [20, 20, 5]})
+    index = AttributionIndex.from_frame(frame)
+    text = "intro <the> window, and the rest"
+    assert index.window("a", text) == (6, 20) and index.window("b", "short") is None
+    sample = SampleInput(id="a", text=text, given_label="neg", suggested_label="pos",
+                         evidence_window=index.window("a", text))
+    html = panel_html(sample, LabelingSpec.from_config(build_labeling_config(["neg", "pos"])))
+    assert html.index("Evidence window") < html.index("Given label")
+    assert "&lt;the&gt; window" in html and "characters 6-20 of 32" in html
