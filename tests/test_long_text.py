@@ -172,3 +172,58 @@ def test_the_panel_shows_the_evidence_window_first(tiny_bert_dir):
     html = panel_html(sample, LabelingSpec.from_config(build_labeling_config(["neg", "pos"])))
     assert html.index("Evidence window") < html.index("Given label")
     assert "&lt;the&gt; window" in html and "characters 6-20 of 32" in html
+
+
+def test_full_training_reads_every_window_and_keeps_one_dynamics_row_per_text(tiny_bert_dir):
+    from relabeler.training import FitOptions, fit_full
+
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    opts = FitOptions.resolve(mode="full", epochs=2, batch_size=4, learning_rate=1e-4,
+                              weight_decay=0.0, warmup_ratio=0.0, max_length=16, seed=0,
+                              device=torch.device("cpu"), progress=False, long_text=WINDOWS)
+    texts = [LONG, "a great film", "word1 " * 30, "awful"]
+    dynamics = fit_full(model, load_tokenizer(tiny_bert_dir), texts, np.array([0, 1, 0, 1]),
+                        np.array(["a", "b", "c", "d"], dtype=object), opts,
+                        torch.device("cpu"))
+    assert dynamics[["epoch", "id"]].values.tolist() == [
+        [e, i] for e in (0, 1) for i in ("a", "b", "c", "d")]
+    assert dynamics["gold_prob"].between(0, 1).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["windows", "evidence"])
+def test_head_training_and_extract_read_the_same_windows(ray_session, tiny_bert_dir, tmp_path,
+                                                         mode):
+    """End to end on a tiny model: training's eval predictions (head on cached window states)
+    equal what extract computes from the saved model on the raw texts, and what predict_probs
+    gives, for texts of one and of many windows."""
+    from relabeler.jobs.extract import run_extract
+    from relabeler.jobs.train import run_train
+    from relabeler.store import RunStore
+    from tests.conftest import head_config, synthetic_frame
+
+    frame = synthetic_frame(60)
+    frame.loc[::3, "text"] = frame.loc[::3, "text"] + " " + LONG   # every third text is long
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    config = head_config(tmp_path / "run", path, tiny_bert_dir, max_length=16, epochs=3)
+    apply_overrides(config, {"model.pooling": "mean", "model.long_text": mode,
+                             "model.window_stride": 4, "data.eval_fraction": 0.3,
+                             "extract.splits": ["eval"], "train.folds": 2})
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    model = load_classifier(store.path("model"))
+    assert long_text_of(model) == LongText(mode, stride=4)
+    saved = store.read_table("train/eval_predictions.parquet").to_pandas().set_index("id")
+    features = store.read_table("features/eval").to_pandas().set_index("id")
+    texts = store.read_table("dataset/eval.parquet").to_pandas().set_index("id")
+    assert texts["text"].str.len().max() > 300   # some eval texts take many windows
+    np.testing.assert_allclose(np.stack(features.loc[saved.index, "probs"].to_numpy()),
+                               np.stack(saved["probs"].to_numpy()), atol=1e-4)
+    probs = predict_probs(model, load_tokenizer(store.path("model")),
+                          texts.loc[saved.index, "text"].tolist(), max_length=16,
+                          batch_size=8, device=torch.device("cpu"),
+                          long_text=long_text_of(model))
+    np.testing.assert_allclose(probs, np.stack(saved["probs"].to_numpy()), atol=1e-4)
+    assert store.exists("train/oof.parquet")
