@@ -227,3 +227,13 @@ def test_head_training_and_extract_read_the_same_windows(ray_session, tiny_bert_
                           long_text=long_text_of(model))
     np.testing.assert_allclose(probs, np.stack(saved["probs"].to_numpy()), atol=1e-4)
     assert store.exists("train/oof.parquet")
+
+
+def test_head_mode_windows_need_a_head_linear_in_the_cached_states(tiny_bert_dir):
+    from relabeler.jobs.train import check_windowed_head
+
+    cls_pooled = load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="cls")
+    with pytest.raises(ConfigError, match="model.long_text = windows in head mode"):
+        check_windowed_head(cls_pooled, WINDOWS)
+    check_windowed_head(cls_pooled, LongText())   # truncation: any head
+    check_windowed_head(load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="mean"), WINDOWS)

@@ -274,7 +274,9 @@ def _plan_key(rows: dict[str, np.ndarray], settings: AttributeConfig, max_length
         digest.update(f"{sample_id}\x00{target}\n".encode())
     return {"rows": len(rows["id"]), "queue_sha256": digest.hexdigest(),
             "method": settings.method, "n_steps": _effective_steps(settings),
-            "max_length": max_length, "shard_size": settings.shard_size}
+            "max_length": max_length, "shard_size": settings.shard_size,
+            # parts written before a column was added are recomputed, not mixed in
+            "columns": SCHEMA.names}
 
 
 def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length: int = 128,
