@@ -226,11 +226,12 @@ ATTRIBUTIONS = Artifact(
     "Word attributions per (queued row, target label), spans at offsets of the original text.",
     _schema(("id", _STR), ("source", _STR), ("rank", _I32), ("target_role", _STR),
             ("target_label", _STR), ("method", _STR), ("n_steps", _I32), ("spans", _SPAN),
-            ("delta", _F32), ("truncated", _BOOL), ("n_tokens", _I32), ("window_start", _I32),
-            ("window_end", _I32)))
+            ("delta", _F32), ("truncated", _BOOL), ("n_tokens", _I32)),
+    # the characters attributed (model.long_text); absent in runs made before it existed
+    optional=_schema(("window_start", _I32), ("window_end", _I32)))
 ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
                              "The attribute stage's shards (the unit of resumption).",
-                             ATTRIBUTIONS.schema)
+                             ATTRIBUTIONS.schema, optional=ATTRIBUTIONS.optional)
 # push, serve, pull
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
