@@ -54,6 +54,10 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training")
     g.add_argument("--model", dest="model.name", help="HF model folder or hub id")
     g.add_argument("--max-length", dest="model.max_length", type=int)
+    g.add_argument("--long-text", dest="model.long_text",
+                   choices=("truncate", "windows", "evidence"),
+                   help="texts longer than --max-length: truncate, read every window, or "
+                   "classify the window with the most class evidence")
     g.add_argument("--mode", dest="train.mode", choices=("auto", "full", "head"))
     g.add_argument("--epochs", dest="train.epochs", type=int)
     g.add_argument("--batch-size", dest="train.batch_size", type=int)
@@ -154,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", dest="attribute.n_steps", type=int,
                    help="Integrated Gradients steps")
     g.add_argument("--max-length", dest="model.max_length", type=int)
+    g.add_argument("--long-text", dest="model.long_text",
+                   choices=("truncate", "windows", "evidence"),
+                   help="texts longer than --max-length: truncate, read every window, or "
+                   "classify the window with the most class evidence")
 
     p = sub.add_parser("studio", help="start or stop a local Label Studio (127.0.0.1, SQLite)")
     p.add_argument("action", choices=("up", "down"))

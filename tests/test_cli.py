@@ -3,7 +3,7 @@
 import pytest
 
 from relabeler.cli import COMMANDS, build_parser, main, resolve_config
-from relabeler.config import load_config
+from relabeler.config import ConfigError, load_config
 
 
 def test_init_writes_a_template_that_loads(tmp_path, capsys):
@@ -27,6 +27,17 @@ def test_flags_override_the_file_and_set_overrides(tmp_path, monkeypatch):
     assert config.train.epochs == 9
     assert config.train.folds == 4
     assert config.data.noise_rate == 0.1
+
+
+def test_long_text_flag_sets_the_model_key_and_a_bad_stride_names_its_key(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["train", "--long-text", "evidence", "--max-length", "64"])
+    assert resolve_config(args).model.long_text == "evidence"
+    args = build_parser().parse_args(["train", "--long-text", "windows", "--max-length", "32",
+                                      "--set", "model.window_stride=30"])
+    with pytest.raises(ConfigError, match=r"window_stride must be < max_length - 2 = 30"):
+        resolve_config(args)
 
 
 def test_data_verb_prepares_the_dataset(tmp_path, synthetic_csv, capsys):
