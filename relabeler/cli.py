@@ -55,7 +55,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", dest="model.name", help="HF model folder or hub id")
     g.add_argument("--max-length", dest="model.max_length", type=int)
     g.add_argument("--long-text", dest="model.long_text",
-                   choices=("truncate", "windows", "evidence"),
+                   choices=("auto", "truncate", "windows", "evidence"),
                    help="texts longer than --max-length: truncate, read every window, or "
                    "classify the window with the most class evidence")
     g.add_argument("--mode", dest="train.mode", choices=("auto", "full", "head"))
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Integrated Gradients steps")
     g.add_argument("--max-length", dest="model.max_length", type=int)
     g.add_argument("--long-text", dest="model.long_text",
-                   choices=("truncate", "windows", "evidence"),
+                   choices=("auto", "truncate", "windows", "evidence"),
                    help="texts longer than --max-length: truncate, read every window, or "
                    "classify the window with the most class evidence")
 

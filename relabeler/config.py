@@ -104,25 +104,32 @@ class ModelConfig(_Section):
     cache_dir: str = _opt("", "Where head mode caches the frozen encoder's states by text; "
                           "empty = $RELABELER_CACHE_DIR, else ~/.cache/relabeler; 'off' = "
                           "no cache.")
-    long_text: Literal["truncate", "windows", "evidence"] = _opt(
-        "truncate", "Texts longer than max_length tokens. truncate: the model reads the first "
+    long_text: Literal["auto", "truncate", "windows", "evidence"] = _opt(
+        "auto", "Texts longer than max_length tokens. truncate: the model reads the first "
         "max_length tokens; windows: overlapping windows of max_length tokens, the sample's "
         "features and logits the mean over its windows; evidence: the same windows, the model "
         "classifies the one window with the highest class probability (the given label plays "
-        "no part). A text that fits in one window is that one window. Annotators see the chosen "
-        "window first. docs/benchmarks.md '## long texts' has what each costs and buys.")
-    window_stride: int = _opt(32, "Tokens shared by consecutive windows (long_text = windows "
-                              "or evidence); below max_length - 2.", ge=0)
-    max_windows: int = _opt(0, "Windows read per text, from its start (long_text = windows or "
+        "no part); auto: windows, except in head mode with a head that is not linear in the "
+        "cached states (model.pooling = cls, non-BERT heads), which reads truncated texts "
+        "(logged; asking for windows or evidence there is an error). A text that fits in one "
+        "window is that one window. Annotators see the chosen window first. "
+        "docs/benchmarks.md '## long texts' has what each costs and buys.")
+    window_stride: int = _opt(0, "Tokens shared by consecutive windows (long_text windows or "
+                              "evidence), below max_length - 2; 0 = max_length // 4.", ge=0)
+    max_windows: int = _opt(0, "Windows read per text, from its start (long_text windows or "
                             "evidence); 0 = all. Bounds the cost of very long texts.", ge=0)
 
     @model_validator(mode="after")
     def _stride_fits(self) -> ModelConfig:
         # [CLS] and [SEP] take 2 of max_length (the tokenizer checks its own count again)
-        if self.long_text != "truncate" and self.window_stride >= self.max_length - 2:
+        if self.long_text != "truncate" and self.window_stride >= self.max_length - 2 > 0:
             raise ValueError(f"window_stride must be < max_length - 2 = {self.max_length - 2} "
                              f"(tokens shared by consecutive windows), got {self.window_stride}")
         return self
+
+    def effective_stride(self) -> int:
+        """``window_stride``, or max_length // 4 for 0."""
+        return self.window_stride or self.max_length // 4
 
 
 class TrainConfig(_Section):

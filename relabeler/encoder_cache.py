@@ -11,9 +11,9 @@ model shares its encoder with the pretrained one), the tokenizer, ``max_length``
 pooling. A changed
 model or tokenizer therefore never reads stale states. Under ``[model] long_text = windows`` or
 ``evidence`` the entries are window texts (:mod:`relabeler.long_text`) and the fingerprint
-names the windowing, so a window's state never mixes with a whole text's. Parts are written whole (temporary file,
-then rename), so a killed process leaves no half part behind; two processes filling the same
-cache at once only duplicate work.
+names the windowing, so a window's state never mixes with a whole text's. Parts are written
+whole (temporary file, then rename), so a killed process leaves no half part behind; two
+processes filling the same cache at once only duplicate work.
 
 The folder is ``[model] cache_dir``, else ``$RELABELER_CACHE_DIR``, else
 ``~/.cache/relabeler``; ``cache_dir = "off"`` disables the cache.

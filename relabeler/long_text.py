@@ -17,6 +17,9 @@ through them. A window is a character span ``[start, end)`` of the original text
 in a window map back to the original by adding ``start``. A text shorter than one window is one
 window: the whole text, exactly what ``truncate`` reads.
 
+``[model] long_text = auto`` (the default) is ``windows``, or ``truncate`` in head mode with a
+head that cannot pool windows (:func:`relabeler.jobs.train.long_text_settings`).
+
 A trained model records its long-text settings in its ``config.json`` (``relabeler_long_text``),
 so every stage that loads it reads the windows it was trained on.
 """
@@ -64,10 +67,14 @@ class LongText:
         return f"windows(stride={self.stride},max_windows={self.max_windows})"
 
 
+#: reading the first ``max_length`` tokens (what a model relabeler never trained does)
+TRUNCATE = LongText()
+
+
 def long_text_of(model) -> LongText:
     """The settings a trained model recorded (``truncate`` for one relabeler never trained)."""
     saved = getattr(model.config, CONFIG_KEY, None)
-    return LongText(**saved) if saved else LongText()
+    return LongText(**saved) if saved else TRUNCATE
 
 
 def record_long_text(model, settings: LongText) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from relabeler.long_text import LongText, pool_windows, text_windows
+from relabeler.long_text import TRUNCATE, LongText, pool_windows, text_windows
 from relabeler.model import (
     autocast,
     encode,
@@ -53,13 +53,13 @@ class FitOptions:
     seed: int
     progress: bool = True
     pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
-    long_text: LongText = LongText()  # [model] long_text, window_stride, max_windows
+    long_text: LongText = TRUNCATE  # [model] long_text, window_stride, max_windows
 
     @classmethod
     def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
                 weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
                 device: torch.device, progress: bool = True,
-                pooling: str = "cls", long_text: LongText = LongText()) -> FitOptions:
+                pooling: str = "cls", long_text: LongText = TRUNCATE) -> FitOptions:
         if mode == "auto":
             mode = "full" if device.type == "cuda" else "head"
         if mode not in ("full", "head"):
@@ -210,7 +210,7 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
                 np.asarray(sample_weights)[windows.sample]
             dynamics = fit_full(model, tokenizer, windows.texts(texts),
                                 np.asarray(label_ids)[windows.sample], ids[windows.sample],
-                                FitOptions(**{**opts.__dict__, "long_text": LongText()}),
+                                FitOptions(**{**opts.__dict__, "long_text": TRUNCATE}),
                                 device, sample_weights=window_weights)
             return dynamics.groupby(["epoch", "id"], as_index=False, sort=True).mean()[
                 dynamics.columns]
@@ -268,7 +268,7 @@ def head_probs(model, cls_hidden: torch.Tensor, device: torch.device) -> np.ndar
 
 @torch.inference_mode()
 def predict_probs(model, tokenizer, texts: Sequence[str], *, max_length: int, batch_size: int,
-                  device: torch.device, long_text: LongText = LongText()) -> np.ndarray:
+                  device: torch.device, long_text: LongText = TRUNCATE) -> np.ndarray:
     """Class probabilities for ``texts``, (N, C), in input order; long texts read as
     ``long_text`` says (:func:`relabeler.long_text.pool_windows` of the window logits)."""
     model.to(device).eval()

@@ -78,7 +78,11 @@ def test_a_stride_without_room_is_an_error(tokenizer):
     with pytest.raises(ConfigError, match="model.long_text"):
         apply_overrides(RunConfig(), {"model.long_text": "chunks"})
     # truncation never reads the stride
-    apply_overrides(RunConfig(), {"model.max_length": 16, "model.window_stride": 32})
+    apply_overrides(RunConfig(), {"model.long_text": "truncate", "model.max_length": 16,
+                                  "model.window_stride": 32})
+    # the stride left at 0: a quarter of max_length
+    assert apply_overrides(RunConfig(), {"model.max_length": 16}).model.effective_stride() == 4
+    assert RunConfig().model.effective_stride() == 32
 
 
 def _two_texts() -> TextWindows:
@@ -229,11 +233,19 @@ def test_head_training_and_extract_read_the_same_windows(ray_session, tiny_bert_
     assert store.exists("train/oof.parquet")
 
 
-def test_head_mode_windows_need_a_head_linear_in_the_cached_states(tiny_bert_dir):
-    from relabeler.jobs.train import check_windowed_head
+def test_head_mode_windows_need_a_head_linear_in_the_cached_states(tiny_bert_dir, caplog):
+    from relabeler.jobs.train import long_text_settings
 
     cls_pooled = load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="cls")
+    mean_pooled = load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="mean")
+    default = apply_overrides(RunConfig(), {"model.max_length": 64})
+    assert default.model.long_text == "auto"
+    assert long_text_settings(default, mean_pooled) == LongText("windows", stride=16)
+    assert long_text_settings(default) == LongText("windows", stride=16)   # full mode
+    # auto: truncation, logged; windows asked for: an error naming the key
+    assert long_text_settings(default, cls_pooled) == LongText(stride=16)
+    assert "reads truncated texts" in caplog.text
+    asked = apply_overrides(RunConfig(), {"model.long_text": "windows"})
     with pytest.raises(ConfigError, match="model.long_text = windows in head mode"):
-        check_windowed_head(cls_pooled, WINDOWS)
-    check_windowed_head(cls_pooled, LongText())   # truncation: any head
-    check_windowed_head(load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="mean"), WINDOWS)
+        long_text_settings(asked, cls_pooled)
+    assert long_text_settings(asked) == LongText("windows", stride=32)   # full mode: any head

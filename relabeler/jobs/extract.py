@@ -397,6 +397,8 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         ec = config.extract
         plan = plan_from_config(config.ray, num_actors=ec.num_actors,
                                 num_threads=ec.num_threads)
+        read = long_text_of(load_classifier(store.get_dir(artifacts.MODEL.path)))
+        reads_whole_texts = read.windowed and not read.max_windows
         written = extract_splits(store, todo, max_length=config.model.max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
                                  plan=plan, progress=progress)
@@ -406,7 +408,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
             total = tokens.num_rows
             truncated = count_truncated(tokens.column("n_tokens").to_numpy(),
                                         config.model.max_length)
-            if config.model.long_text != "truncate" and not config.model.max_windows:
+            if reads_whole_texts:
                 truncated = 0  # every window read: n_tokens is the whole text's
             if truncated:
                 log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens and "

@@ -99,17 +99,36 @@ def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = N
                               pooling=config.model.pooling, long_text=long_text_settings(config))
 
 
-def long_text_settings(config: RunConfig) -> LongText:
-    """``[model] long_text``, ``window_stride`` and ``max_windows`` as one value."""
+def long_text_settings(config: RunConfig, head_model=None) -> LongText:
+    """``[model] long_text``, ``window_stride`` and ``max_windows`` as one value, ``auto``
+    resolved.
+
+    ``head_model``: the classifier whose head head mode trains. Head mode pools windows through
+    a head that is linear in the cached states (where the mean of the states gives the mean of
+    the logits): the mean-pooled BERT family's. With another head ``auto`` reads truncated
+    texts (logged) and ``windows`` or ``evidence`` is a ConfigError."""
     mc = config.model
-    return LongText(mc.long_text, mc.window_stride, mc.max_windows)
+    linear = head_model is None or head_is_linear(head_model)
+    mode = mc.long_text
+    if mode == "auto":
+        mode = "windows" if linear else "truncate"
+        if not linear:
+            log.warning("model.long_text = auto: head mode with a %s head that is not linear in "
+                        "the cached states reads truncated texts (model.pooling = mean reads "
+                        "windows)", head_model.config.model_type)
+    elif mode != "truncate" and not linear:
+        raise ConfigError(f"model.long_text = {mode} in head mode needs a head linear in the "
+                          f"cached states (model.pooling = mean on a BERT-family model); use "
+                          f"model.pooling = mean, train.mode = full, or model.long_text = "
+                          f"truncate")
+    return LongText(mode, mc.effective_stride(), mc.max_windows)
 
 
 def window_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
                   progress: bool = True) -> tuple[torch.Tensor, TextWindows]:
     """The frozen encoder's states of every window of ``texts`` ((M, H), in window order)
     through the ``[model] cache_dir`` cache, and the windows (head mode)."""
-    settings = long_text_settings(config)
+    settings = long_text_settings(config, model)
     tokenizer = load_tokenizer(config.model.name)
     windows = text_windows(tokenizer, texts, max_length=config.model.max_length,
                            settings=settings)
@@ -142,23 +161,14 @@ def pick_states(states: torch.Tensor, windows: TextWindows, mode: str,
     return states[evidence_choice(head_window_logits(selector, states, device), windows)]
 
 
-def check_windowed_head(model, settings: LongText) -> None:
-    """Head mode pools windows through a head that is linear in the cached states (where the
-    mean of the states gives the mean of the logits): the mean-pooled BERT family's."""
-    if settings.windowed and not head_is_linear(model):
-        raise ConfigError(f"model.long_text = {settings.mode} in head mode needs a head linear "
-                          f"in the cached states (model.pooling = mean on a BERT-family "
-                          f"model); use model.pooling = mean, train.mode = full, or "
-                          f"model.long_text = truncate")
-
-
 def encoder_states(config: RunConfig, model, texts: list[str], device: torch.device, *,
                    progress: bool = True, selector=None) -> torch.Tensor:
     """The frozen encoder's states of ``texts`` through the ``[model] cache_dir`` cache (head
     mode), one row per text as ``[model] long_text`` pools them (:func:`pick_states`;
     ``selector`` picks the evidence windows)."""
     states, windows = window_states(config, model, texts, device, progress=progress)
-    return pick_states(states, windows, config.model.long_text, selector, device)
+    return pick_states(states, windows, long_text_settings(config, model).mode, selector,
+                       device)
 
 
 def check_folds(labels: pd.Series, folds: int) -> None:
@@ -308,7 +318,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     eval_cls = None
     if opts.mode == "head":
         encoder = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
-        check_windowed_head(encoder, opts.long_text)
+        opts = replace(opts, long_text=long_text_settings(config, encoder))
         states, windows = window_states(config, encoder, texts + evaluation["text"].tolist(),
                                         device, progress=progress)
         both = pick_states(states, windows, "windows")
