@@ -264,10 +264,12 @@ UNMAPPED = Artifact("labels/unmapped.parquet", "pull", "table",
                     _schema(("project_id", _I64), ("task_id", _I64), ("annotation_id", _I64),
                             ("id", _STR), ("reason", _STR), ("annotation", _STR)))
 ANNOTATORS = Artifact("labels/annotators.parquet", "pull", "table",
-                      "Each annotator's answers, agreement with the consensus and estimated "
-                      "quality (CROWDLAB; null with majority vote or one annotator).",
+                      "Each annotator's answers, agreement with the consensus, quality "
+                      "(the method's score) and estimated accuracy (Dawid-Skene only); null "
+                      "with majority vote or one annotator.",
                       _schema(("annotator", _STR), ("answers", _I64),
-                              ("agreement_with_consensus", _F64), ("quality", _F64)))
+                              ("agreement_with_consensus", _F64), ("quality", _F64),
+                              ("estimated_accuracy", _F64)))
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
                       "How far pull has read the event log.")
 # retrain, report

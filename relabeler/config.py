@@ -242,10 +242,11 @@ class AttributeConfig(_Section):
 class StudioConfig(_Section):
     url: str = _opt("", "Label Studio URL; empty = $LABEL_STUDIO_URL, else the local server "
                     "`relabeler studio up` started for data_dir.")
-    consensus: Literal["crowdlab", "majority"] = _opt(
-        "crowdlab", "How pull resolves several annotators' answers to one task: crowdlab "
-        "weighs each annotator's estimated reliability and the model's probabilities "
-        "together (cleanlab's CROWDLAB); majority is a plain vote (ties need review).")
+    consensus: Literal["dawid_skene", "crowdlab", "majority"] = _opt(
+        "dawid_skene", "How pull resolves several annotators' answers to one task: "
+        "dawid_skene estimates each annotator's accuracy with the model's probabilities as "
+        "the prior (EM); crowdlab is cleanlab's CROWDLAB; majority is a plain vote (ties need "
+        "review).")
     api_key_env: str = _opt("LABEL_STUDIO_API_KEY", "Environment variable that holds the API "
                             "token (keep the token itself out of this file).", min_length=1)
     project_title: str = _opt("", "Review project title (at most 50 characters, Label Studio's "

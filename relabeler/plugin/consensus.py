@@ -2,19 +2,21 @@
 quality.
 
 With two or more annotators, a plain majority trusts a tired annotator as much as a careful one
-and breaks no ties. ``studio.consensus = crowdlab`` (the default) resolves the class answers of
-every task with cleanlab's CROWDLAB (``cleanlab.multiannotator``): the model's out-of-fold
-probabilities and each annotator's estimated reliability, weighted together. It needs the
-model's probabilities for the task's sample and at least two annotators across the project;
-otherwise the majority stands. A task whose majority answer is "Drop" or "Not sure" keeps it:
-those are not classes the model can weigh. ``majority`` turns the model's help off.
+and breaks no ties. ``studio.consensus`` picks how the class answers of every task are resolved
+with the model's help:
 
-Beside the consensus, ``second_opinion`` ranks the resolved tasks by cleanlab's ActiveLab score
-(1 = the task where one more answer is most likely to change the resolved label): the order in
-which to ask for another answer.
+* ``dawid_skene`` (the default, :mod:`relabeler.plugin.dawid_skene`): an EM that estimates each
+  annotator's accuracy, with the model's out-of-fold probabilities as the prior, weighted by
+  how far the model can be trusted on these tasks; mistakes may land on the classes the model
+  finds plausible. ``second_opinion`` ranks the tasks by the chance that one more answer
+  changes the resolved label (1 = ask there first).
+* ``crowdlab``: cleanlab's CROWDLAB (``cleanlab.multiannotator``); ``second_opinion`` is its
+  ActiveLab order.
+* ``majority``: no model; ties need review.
 
-A Dawid-Skene EM with the model as prior was tried beside it and was not better everywhere
-(docs/benchmarks.md, "Annotators"), so the library's method is used.
+The model-aided methods need the model's probabilities for the task's sample and at least two
+annotators across the project; otherwise the majority stands. A task whose majority answer is
+"Drop" or "Not sure" keeps it: those are not classes the model can weigh.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
 from relabeler.corrections import KEEP, RELABEL
+from relabeler.plugin.dawid_skene import MISSING, dawid_skene, flip_chance
 from relabeler.plugin.votes import Vote, resolve
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-METHODS = ("crowdlab", "majority")
+DAWID_SKENE, CROWDLAB, MAJORITY = "dawid_skene", "crowdlab", "majority"
+METHODS = (DAWID_SKENE, CROWDLAB, MAJORITY)
 SKIPPED = "(skipped)"  # how a vote records a skipped task
 
 
@@ -63,9 +68,13 @@ def model_probabilities(store: RunStore, classes: list[str]) -> dict[str, np.nda
 
 
 def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray],
-                       classes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Corrections with CROWDLAB's consensus where it applies (``consensus`` says which rows),
-    and one row per annotator (annotator, answers, agreement_with_consensus, quality)."""
+                       classes: list[str], *, method: str = DAWID_SKENE
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Corrections with the model-aided consensus (``method``: dawid_skene or crowdlab) where
+    it applies (``consensus`` says which rows), and one row per annotator (annotator, answers,
+    agreement_with_consensus, quality, estimated_accuracy)."""
+    if method not in (DAWID_SKENE, CROWDLAB):
+        raise ValueError(f"method must be {DAWID_SKENE} or {CROWDLAB}, got {method!r}")
     corrections = corrections.copy()
     corrections["consensus"] = "majority"
     corrections["second_opinion"] = pd.array([None] * len(corrections), dtype="Int64")
@@ -82,11 +91,63 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
                        dtype=object).value_counts()
     if len(who) < 2 or len(eligible) < 2:
         return corrections, _annotator_table(counts, None)
-    wide = pd.DataFrame([[index.get(answers[i].get(a), np.nan) for a in who] for i in eligible],
-                        columns=who, dtype=float)
+    wide = np.array([[index.get(answers[i].get(a), MISSING) for a in who] for i in eligible],
+                    dtype=np.int64)
     pred = np.stack([probs[corrections["id"].iloc[i]] for i in eligible])
     pred = np.clip(pred, 1e-9, None)
     pred /= pred.sum(axis=1, keepdims=True)
+    found = (_dawid_skene(wide, pred, who) if method == DAWID_SKENE
+             else _crowdlab(wide, pred, who))
+    second = np.empty(len(eligible), dtype=np.int64)
+    second[found.ask_order] = np.arange(1, len(eligible) + 1)
+    for row, label, rank in zip(eligible, found.labels, second, strict=True):
+        given = [index.get(x) for x in answers[row].values() if x in index]
+        corrections.iloc[row, corrections.columns.get_loc("second_opinion")] = int(rank)
+        new = classes[int(label)]
+        old = corrections["old_label"].iloc[row]
+        corrections.iloc[row, corrections.columns.get_loc("new_label")] = new
+        corrections.iloc[row, corrections.columns.get_loc("action")] = (
+            KEEP if new == old else RELABEL)
+        corrections.iloc[row, corrections.columns.get_loc("agreement")] = float(
+            np.mean([g == int(label) for g in given]))
+        corrections.iloc[row, corrections.columns.get_loc("needs_review")] = False
+        corrections.iloc[row, corrections.columns.get_loc("consensus")] = method
+    log.info("pull: %d tasks resolved with the model's help (%s) over %d annotators",
+             len(eligible), method, len(who))
+    agreement = {a: float(np.mean(wide[wide[:, j] != MISSING, j]
+                                  == found.labels[wide[:, j] != MISSING]))
+                 for j, a in enumerate(who)}
+    stats = pd.DataFrame({"agreement_with_consensus": agreement, "quality": found.quality,
+                          "estimated_accuracy": found.accuracy})
+    return corrections, _annotator_table(counts, stats)
+
+
+@dataclass(frozen=True)
+class _Consensus:
+    """labels: (N,) resolved class per task; ask_order: task positions, the one most in need
+    of another answer first; quality / accuracy: per annotator (accuracy NaN when the method
+    does not estimate it)."""
+
+    labels: np.ndarray
+    ask_order: np.ndarray
+    quality: dict[str, float]
+    accuracy: dict[str, float]
+
+
+def _dawid_skene(wide: np.ndarray, pred: np.ndarray, who: list[str]) -> _Consensus:
+    found = dawid_skene(wide, pred)
+    # ask again where one more answer from a typical annotator most likely changes the label;
+    # among equal chances, the least certain task first
+    chance = flip_chance(found.posterior, float(np.mean(found.accuracy)))
+    order = np.lexsort((found.posterior.max(axis=1), -chance))
+    accuracy = dict(zip(who, found.accuracy.astype(float).tolist(), strict=True))
+    log.info("pull: Dawid-Skene: model weight %.2f, annotator accuracy %s",
+             found.model_weight, {a: round(x, 3) for a, x in accuracy.items()})
+    return _Consensus(labels=found.labels, ask_order=order, quality=accuracy, accuracy=accuracy)
+
+
+def _crowdlab(wide: np.ndarray, pred: np.ndarray, who: list[str]) -> _Consensus:
+    frame = pd.DataFrame(np.where(wide == MISSING, np.nan, wide), columns=who, dtype=float)
     with warnings.catch_warnings():  # cleanlab warns about annotators with few labels
         warnings.simplefilter("ignore")
         from cleanlab.multiannotator import (
@@ -94,27 +155,15 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
             get_label_quality_multiannotator,
         )
 
-        result = get_label_quality_multiannotator(wide, pred, verbose=False)
+        result = get_label_quality_multiannotator(frame, pred, verbose=False)
         # ActiveLab: the lower, the more one more answer would tell about the true label
-        activelab, _ = get_active_learning_scores(wide, pred)
-    order = np.argsort(activelab, kind="stable")
-    second = np.empty(len(eligible), dtype=np.int64)
-    second[order] = np.arange(1, len(eligible) + 1)
-    quality = result["label_quality"]
-    for row, label, agreement, rank in zip(eligible, quality["consensus_label"],
-                                           quality["annotator_agreement"], second, strict=True):
-        corrections.iloc[row, corrections.columns.get_loc("second_opinion")] = int(rank)
-        new = classes[int(label)]
-        old = corrections["old_label"].iloc[row]
-        corrections.iloc[row, corrections.columns.get_loc("new_label")] = new
-        corrections.iloc[row, corrections.columns.get_loc("action")] = (
-            KEEP if new == old else RELABEL)
-        corrections.iloc[row, corrections.columns.get_loc("agreement")] = float(agreement)
-        corrections.iloc[row, corrections.columns.get_loc("needs_review")] = False
-        corrections.iloc[row, corrections.columns.get_loc("consensus")] = "crowdlab"
-    log.info("pull: %d tasks resolved with the model's help (CROWDLAB) over %d annotators",
-             len(eligible), len(who))
-    return corrections, _annotator_table(counts, result["annotator_stats"])
+        activelab, _ = get_active_learning_scores(frame, pred)
+    stats = result["annotator_stats"]
+    return _Consensus(
+        labels=result["label_quality"]["consensus_label"].to_numpy(dtype=np.int64),
+        ask_order=np.argsort(activelab, kind="stable"),
+        quality={a: float(stats["annotator_quality"][a]) for a in who},
+        accuracy={a: float("nan") for a in who})
 
 
 def _restore_majority(corrections: pd.DataFrame, answers: list[dict[str, str]]) -> None:
@@ -134,11 +183,7 @@ def _restore_majority(corrections: pd.DataFrame, answers: list[dict[str, str]]) 
 def _annotator_table(counts: pd.Series, stats: pd.DataFrame | None) -> pd.DataFrame:
     frame = pd.DataFrame({"annotator": counts.index.astype(str),
                           "answers": counts.to_numpy(dtype=np.int64)})
-    if stats is None:
-        frame["agreement_with_consensus"] = np.nan
-        frame["quality"] = np.nan
-    else:
-        frame["agreement_with_consensus"] = frame["annotator"].map(
-            stats["agreement_with_consensus"]).astype(float)
-        frame["quality"] = frame["annotator"].map(stats["annotator_quality"]).astype(float)
+    for column in ("agreement_with_consensus", "quality", "estimated_accuracy"):
+        frame[column] = (np.nan if stats is None
+                         else frame["annotator"].map(stats[column]).astype(float))
     return frame.sort_values("annotator", kind="stable").reset_index(drop=True)

@@ -51,7 +51,13 @@ from relabeler.artifacts import MANIFEST as MANIFEST_ARTIFACT
 from relabeler.corrections import CORRECTIONS, CORRECTIONS_SCHEMA
 from relabeler.errors import PluginError
 from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
-from relabeler.plugin.consensus import METHODS, model_probabilities, resolve_with_model
+from relabeler.plugin.consensus import (
+    DAWID_SKENE,
+    MAJORITY,
+    METHODS,
+    model_probabilities,
+    resolve_with_model,
+)
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.reconcile import (
@@ -337,18 +343,21 @@ def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) 
 
 def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The majority's corrections, resolved again with the model's help (``crowdlab``)."""
+    """The majority's corrections, resolved again with the model's help (unless
+    ``majority``)."""
     if consensus not in METHODS:
         raise PullError(f"studio.consensus must be one of {', '.join(METHODS)}, got "
                         f"{consensus!r}")
     classes = (store.read_json(artifacts.LABELS.path) if store.exists(artifacts.LABELS.path)
                else [])
-    probs = model_probabilities(store, classes) if consensus == "crowdlab" and classes else {}
-    return resolve_with_model(corrections, probs, classes)
+    if consensus == MAJORITY or not classes:
+        return resolve_with_model(corrections, {}, classes)
+    return resolve_with_model(corrections, model_probabilities(store, classes), classes,
+                              method=consensus)
 
 
 def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
-         consensus: str = "crowdlab") -> PullResult:
+         consensus: str = DAWID_SKENE) -> PullResult:
     """Pull new and changed answers from every project in the manifest (see the module
     docstring for the steps and for annotations the server no longer shows)."""
     started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Several annotators resolved with the model's help (CROWDLAB) against plain majority."""
+"""Several annotators resolved with the model's help (Dawid-Skene, CROWDLAB) against plain
+majority."""
 
 from __future__ import annotations
 
@@ -52,11 +53,11 @@ def accuracy(frame: pd.DataFrame, classes, truth) -> float:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_model_and_the_annotators_reliability_beat_the_majority(seed):
+def test_crowdlab_is_cleanlabs_and_beats_the_majority(seed):
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
     frame, probs, classes, truth = crowd(seed, k=2)
-    resolved, annotators = resolve_with_model(frame, probs, classes)
+    resolved, annotators = resolve_with_model(frame, probs, classes, method="crowdlab")
     majority, crowdlab = accuracy(frame, classes, truth), accuracy(resolved, classes, truth)
     assert crowdlab >= majority + 0.02  # +2.25 to +4 points on these seeds
     assert (resolved["consensus"] == "crowdlab").all()
@@ -78,6 +79,33 @@ def test_the_model_and_the_annotators_reliability_beat_the_majority(seed):
     quality = annotators.set_index("annotator")["quality"]
     assert quality["careful@x"] > quality["steady@x"] > quality["tired@x"]
     assert annotators["answers"].tolist() == [len(frame)] * 3
+    assert annotators["estimated_accuracy"].isna().all()
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_dawid_skene_beats_the_majority_and_crowdlab_and_estimates_each_accuracy(k):
+    frame, probs, classes, truth = crowd(0, k=k)
+    resolved, annotators = resolve_with_model(frame, probs, classes)
+    crowdlab, _ = resolve_with_model(frame, probs, classes, method="crowdlab")
+    majority = accuracy(frame, classes, truth)
+    ours = accuracy(resolved, classes, truth)
+    # seed 0: majority .913/.935/.915, Dawid-Skene .963/.968/.968, CROWDLAB .953/.948/.933
+    assert ours >= majority + 0.03
+    assert ours >= accuracy(crowdlab, classes, truth)
+    assert (resolved["consensus"] == "dawid_skene").all()
+    assert not resolved["needs_review"].any()
+    estimated = annotators.set_index("annotator")["estimated_accuracy"]
+    for who, true_accuracy in ACCURACIES.items():
+        assert abs(estimated[who] - true_accuracy) < 0.05
+    assert annotators["quality"].tolist() == annotators["estimated_accuracy"].tolist()
+    # agreement with the consensus: the careful annotator agrees most
+    agreement = annotators.set_index("annotator")["agreement_with_consensus"]
+    assert agreement["careful@x"] > agreement["steady@x"] > agreement["tired@x"]
+    # ask again first where the answers split
+    second = resolved["second_opinion"].to_numpy(dtype=int)
+    assert sorted(second) == list(range(1, len(frame) + 1))
+    unanimous = (resolved["agreement"] == 1.0).to_numpy()
+    assert second[~unanimous].mean() < second[unanimous].mean()
 
 
 def test_drop_and_not_sure_majorities_and_unknown_samples_keep_the_majority():
@@ -128,11 +156,18 @@ def test_pull_writes_the_annotators_and_resolves_with_the_model(tmp_path):
     pull(store, studio)
     rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
     assert [rows[s]["new_label"] for s in given] == ["spam"] * 3 + ["ham"] * 3
-    assert all(rows[s]["consensus"] == "crowdlab" and not rows[s]["needs_review"]
+    assert all(rows[s]["consensus"] == "dawid_skene" and not rows[s]["needs_review"]
                for s in given)
     annotators = store.read_table("labels/annotators.parquet").to_pandas()
     assert annotators["answers"].tolist() == [6, 6]
-    assert annotators["quality"].iloc[0] > annotators["quality"].iloc[1]
+    # the model breaks the tie: user 1 is right everywhere, user 2 nowhere
+    assert annotators["agreement_with_consensus"].tolist() == [1.0, 0.0]
+    assert annotators["estimated_accuracy"].iloc[0] > 0.7 > annotators[
+        "estimated_accuracy"].iloc[1]
+    pull(store, studio, consensus="crowdlab")  # nothing new to fetch; resolved again
+    rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
+    assert [rows[s]["new_label"] for s in given] == ["spam"] * 3 + ["ham"] * 3
+    assert all(rows[s]["consensus"] == "crowdlab" for s in given)
     pull(store, studio, consensus="majority")  # nothing new to fetch; resolved again
     rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
     assert all(rows[s]["needs_review"] and rows[s]["consensus"] == "majority" for s in given)

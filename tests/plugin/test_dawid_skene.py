@@ -1,0 +1,64 @@
+"""Dawid-Skene EM with the model as a prior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from relabeler.plugin.dawid_skene import MISSING, dawid_skene, flip_chance
+
+
+def answers_of(seed: int, n: int = 500, accuracies=(0.95, 0.8, 0.65)):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n)
+    answers = np.stack([np.where(rng.random(n) < a, truth, 1 - truth) for a in accuracies],
+                       axis=1)
+    return truth, answers
+
+
+def test_binary_answers_follow_the_careful_annotator_and_its_accuracy_is_found():
+    truth, answers = answers_of(0)
+    found = dawid_skene(answers, np.full((len(truth), 2), 0.5))
+    assert np.abs(found.accuracy - [0.95, 0.8, 0.65]).max() < 0.04
+    majority = (answers.sum(axis=1) >= 2).astype(int)
+    assert np.mean(found.labels == truth) >= np.mean(majority == truth) + 0.03
+    assert found.posterior.shape == (len(truth), 2)
+    assert np.allclose(found.posterior.sum(axis=1), 1.0)
+
+
+def test_an_informative_model_gets_weight_and_an_uninformative_one_does_not():
+    truth, answers = answers_of(1)
+    good = np.where(truth[:, None] == np.arange(2), 0.9, 0.1)
+    coin = np.full((len(truth), 2), 0.5)
+    assert dawid_skene(answers, good).model_weight > 0.8
+    with_good = dawid_skene(answers, good).labels
+    assert np.mean(with_good == truth) > np.mean(dawid_skene(answers, coin).labels == truth)
+
+
+def test_missing_answers_are_skipped():
+    truth, answers = answers_of(2)
+    answers[::2, 0] = MISSING  # the careful annotator answered half
+    found = dawid_skene(answers, np.full((len(truth), 2), 0.5))
+    assert found.accuracy[0] > found.accuracy[1] > found.accuracy[2]
+    assert abs(found.accuracy[0] - 0.95) < 0.08
+
+
+@pytest.mark.parametrize(("answers", "probs", "error"), [
+    (np.zeros((3, 2), dtype=np.int64), np.full((2, 2), 0.5), "3 tasks"),
+    (np.zeros((3, 2)), np.full((3, 2), 0.5), "integer"),
+    (np.full((3, 2), 2), np.full((3, 2), 0.5), "lie in"),
+    (np.full((3, 2), MISSING), np.full((3, 2), 0.5), "at least one answer"),
+    (np.zeros((3, 2), dtype=np.int64), np.full((3, 1), 1.0), "2 classes"),
+])
+def test_bad_input_names_the_argument(answers, probs, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        dawid_skene(answers, probs)
+
+
+def test_flip_chance_is_highest_where_the_posterior_is_split():
+    posterior = np.array([[0.99, 0.01], [0.6, 0.4], [0.5, 0.5]])
+    chance = flip_chance(posterior, 0.8)
+    # 0.6/0.4: a "1" answer (P = .6*.2 + .4*.8 = .44) moves it to .27/.73 -> changes
+    assert chance[1] == pytest.approx(0.44)
+    assert chance[0] == pytest.approx(0.0)
+    assert chance[2] == pytest.approx(1.0)  # a tie now: any answer decides it
