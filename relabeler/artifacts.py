@@ -235,7 +235,8 @@ ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
 # push, serve, pull
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
-                    "source (flagged, random_control, acquired, eval_audit).",
+                    "source (flagged, random_control, acquired, eval_audit, second_opinion, "
+                    "counterexample).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
                             ("pushed_at", _UTC)))
@@ -270,6 +271,11 @@ ANNOTATORS = Artifact("labels/annotators.parquet", "pull", "table",
                       _schema(("annotator", _STR), ("answers", _I64),
                               ("agreement_with_consensus", _F64), ("quality", _F64),
                               ("estimated_accuracy", _F64)))
+SECOND_OPINIONS = Artifact(
+    "labels/second_opinions.parquet", "pull", "table",
+    "The answers of the '(second opinion)' project, one row per task as pulled; each pull "
+    "folds them into their sample's row of corrections.parquet.",
+    CORRECTIONS.schema, CORRECTIONS.optional)
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
                       "How far pull has read the event log.")
 # retrain, report
@@ -296,7 +302,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS, SHORTCUTS, BALANCE,
     DUPLICATES, SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
-    RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, PULL_STATE, RETRAIN, EVAL_AUDITED, COMPARISON,
+    RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, RETRAIN,
+    EVAL_AUDITED, COMPARISON,
     REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
@@ -311,11 +318,12 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "serve": (SUSPECTS, ATTRIBUTIONS, ACQUIRE, COVERAGE, TRAIN, POOL, LABELS, MODEL,
               EVAL_SUSPECTS, EVAL, MANIFEST, FEATURES, OOF, DYNAMICS, CORRECTIONS, EVENTS,
               RERANKS),
-    "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF),
+    "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF, CORRECTIONS, SECOND_OPINIONS,
+             SUSPECTS, ATTRIBUTIONS, TRAIN),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
     "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS,
                EVAL_SUSPECTS, SHORTCUTS, BALANCE, THIN_REGIONS, TRAIN, METRICS,
-               EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL),
+               EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS),
 }
 
 

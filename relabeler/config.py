@@ -261,6 +261,10 @@ class StudioConfig(_Section):
                                   "scores/eval_suspects.parquet, so retrain and report can "
                                   "measure the gain on audited eval labels too; 0 = no eval "
                                   "audit.", ge=0)
+    counterexamples: int = _opt(0, "Training samples that contain a shortcut token "
+                                "(scores/shortcuts.parquet) but are labelled or predicted as "
+                                "another class, sent to '<title> (acquisition)' behind the pool "
+                                "samples; 0 = off.", ge=0)
     seed: int = _opt(0, "Seed for drawing and placing the random controls.", ge=0)
     batch_size: int = _opt(500, "Tasks per import request (at most 1000; a request also stays "
                            "under 8 MiB).", ge=1, le=1000)
@@ -270,6 +274,11 @@ class StudioConfig(_Section):
     examples: int = _opt(3, "Similar training examples (with labels) shown in each pushed "
                          "task's panel.", ge=0)
     overlap: int = _opt(1, "Annotators per task (Label Studio's maximum_annotations).", ge=1)
+    second_opinions: int = _opt(0, "Tasks '<title> (second opinion)' holds: after each pull, "
+                                "the answered tasks where one more answer is most likely to "
+                                "change the resolved label are asked again there (a project "
+                                "apart: the open-source server sets maximum_annotations per "
+                                "project only); 0 = off.", ge=0)
     page_size: int = _opt(500, "Tasks per page when pulling.", ge=1)
     data_dir: str = _opt(".relabeler/studio", "Data folder of the local server (`relabeler "
                          "studio up`): database, media, credentials, log.", min_length=1)

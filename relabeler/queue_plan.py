@@ -29,7 +29,9 @@ from relabeler.store import RunStore
 
 FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
 EVAL_AUDIT = "eval_audit"
-SOURCES = (FLAGGED, CONTROL, ACQUIRED, EVAL_AUDIT)
+SECOND_OPINION = "second_opinion"   # a training sample asked again (plugin.second_opinion)
+COUNTEREXAMPLE = "counterexample"   # a training sample against a shortcut (plugin.counterexamples)
+SOURCES = (FLAGGED, CONTROL, ACQUIRED, EVAL_AUDIT, SECOND_OPINION, COUNTEREXAMPLE)
 MANIFEST_SCHEMA = MANIFEST.schema
 
 

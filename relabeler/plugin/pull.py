@@ -66,9 +66,10 @@ from relabeler.plugin.reconcile import (
     event_project,
     reconcile_task,
 )
+from relabeler.plugin.second_opinion import fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
 from relabeler.plugin.votes import correction_row, fingerprint, task_votes
-from relabeler.queue_plan import read_manifest
+from relabeler.queue_plan import SECOND_OPINION, read_manifest
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ MANIFEST = MANIFEST_ARTIFACT.path
 
 UNMAPPED = artifacts.UNMAPPED.path
 PULL_STATE = artifacts.PULL_STATE.path
+SECOND_OPINIONS = artifacts.SECOND_OPINIONS.path
 # tasks updated this long before the watermark are fetched again: commits can land out of order
 _WATERMARK_MARGIN = timedelta(seconds=5)
 
@@ -299,8 +301,13 @@ def merge_corrections(previous: pd.DataFrame, rows: list[dict[str, Any]],
 def merge_unmapped(previous: pd.DataFrame, rows: list[dict[str, Any]],
                    refreshed: set[tuple[int, int]]) -> pd.DataFrame:
     """Earlier unmapped answers of the tasks not recomputed, then this pull's."""
+    return _merge_task_rows(previous, rows, refreshed, UNMAPPED_SCHEMA)
+
+
+def _merge_task_rows(previous: pd.DataFrame, rows: list[dict[str, Any]],
+                     refreshed: set[tuple[int, int]], schema: pa.Schema) -> pd.DataFrame:
     kept = previous[~_task_keys(previous).isin(refreshed)]
-    return _concat([kept, _frame(rows, UNMAPPED_SCHEMA)], UNMAPPED_SCHEMA)
+    return _concat([kept, _frame(rows, schema)], schema)
 
 
 def _read(store: RunStore, artifact: str, schema: pa.Schema) -> pd.DataFrame:
@@ -356,6 +363,26 @@ def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str
                               method=consensus)
 
 
+def _split_second_opinions(rows: list[dict[str, Any]]
+                           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """This pull's rows: the review tasks' and the second-opinion tasks'."""
+    second = [r for r in rows if r["source"] == SECOND_OPINION]
+    return [r for r in rows if r["source"] != SECOND_OPINION], second
+
+
+def _fold_second_opinions(store: RunStore, corrections: pd.DataFrame,
+                          rows: list[dict[str, Any]], refreshed: set[tuple[int, int]]
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The corrections with every second-opinion answer joined to its sample's row
+    (:func:`relabeler.plugin.second_opinion.fold_second_opinions`), and the second-opinion
+    tasks' own rows after this pull."""
+    earlier = _read(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
+    second = _merge_task_rows(earlier, rows, refreshed, CORRECTIONS_SCHEMA)
+    if not len(second) and not len(earlier):
+        return corrections, second
+    return fold_second_opinions(corrections, second, earlier=earlier), second
+
+
 def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
          consensus: str = DAWID_SKENE) -> PullResult:
     """Pull new and changed answers from every project in the manifest (see the module
@@ -386,12 +413,17 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
         _pull_project(project_id, fetched, fetched.spec, pstate["fingerprints"], webhooks,
                       _run_labels(manifest, project_id, given), user_names, pulled)
 
+    review_rows, second_rows = _split_second_opinions(pulled.rows)
     corrections, withdrawn = merge_corrections(_read(store, CORRECTIONS, CORRECTIONS_SCHEMA),
-                                               pulled.rows, pulled.refreshed)
+                                               review_rows, pulled.refreshed)
+    corrections, second = _fold_second_opinions(store, corrections, second_rows,
+                                                pulled.refreshed)
     corrections, annotators = _resolve(store, corrections, consensus)
     unmapped = merge_unmapped(_read(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
                               pulled.refreshed)
     _write(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
+    if len(second) or store.exists(SECOND_OPINIONS):
+        _write(store, SECOND_OPINIONS, second, CORRECTIONS_SCHEMA)
     store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
         annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
     if len(unmapped) or store.exists(UNMAPPED):
@@ -416,5 +448,15 @@ def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) 
     """``relabeler pull``: settings from ``config.studio``."""
     from relabeler.plugin.connect import client_from_config
 
-    return pull(store, client or client_from_config(config.studio),
-                page_size=config.studio.page_size, consensus=config.studio.consensus)
+    from relabeler.plugin.push import default_title
+    from relabeler.plugin.second_opinion import push_second_opinions
+
+    studio = config.studio
+    client = client or client_from_config(studio)
+    result = pull(store, client, page_size=studio.page_size, consensus=studio.consensus)
+    if studio.second_opinions:
+        push_second_opinions(store, client,
+                             project_title=studio.project_title or default_title(store),
+                             count=studio.second_opinions, examples=studio.examples,
+                             top_spans=studio.top_spans, batch_size=studio.batch_size)
+    return result

@@ -15,6 +15,9 @@
   before their batch is sent and get their task id after; a push that died midway is reconciled
   against the server's tasks (by the ``sample_id`` in each task's data) on the next run, so
   pushing again adds only new samples and never duplicates one.
+* With ``counterexamples`` > 0, training samples that break a shortcut of
+  ``scores/shortcuts.parquet`` queue behind the pool samples of the acquisition project
+  (manifest source ``counterexample``, :mod:`relabeler.plugin.counterexamples`).
 * A re-ranked queue (a newer ``scores/suspects.parquet``) rewrites the ``priority`` of tasks
   already sent; the Data Manager tab "Priority queue" is sorted by it.
 """
@@ -47,6 +50,7 @@ from relabeler.plugin.tasks import (
 from relabeler.queue_plan import (
     ACQUIRED,
     CONTROL,
+    COUNTEREXAMPLE,
     EVAL_AUDIT,
     FLAGGED,
     SOURCES,
@@ -83,6 +87,7 @@ class PushResult:
     seconds: float
     eval_project_id: int | None = None
     new_eval: int = 0
+    new_counterexamples: int = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +307,8 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
 def push(store: RunStore, client: StudioClient, *, project_title: str, budget: int = 200,
          control_share: float = 0.05, batch_size: int = 500, seed: int = 0, top_spans: int = 3,
          examples: int = 3, overlap: int = 1, acquire: bool = True,
-         eval_audit_budget: int = 0, progress: bool = False) -> PushResult:
+         eval_audit_budget: int = 0, counterexamples: int = 0,
+         progress: bool = False) -> PushResult:
     """Push the run's queue to Label Studio (see the module docstring)."""
     started = time.perf_counter()
     if not project_title or len(project_title) > TITLE_LIMIT:
@@ -365,6 +371,11 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
         manifest, eval_project_id, n_eval = _push_side_project(
             client, store, manifest, plan, EVAL_AUDIT, eval_audit_title(project_title),
             evidence.eval_samples, **sync)
+    n_counter = 0
+    if counterexamples:
+        manifest, acquire_project_id, n_counter = _push_counterexamples(
+            client, store, manifest, evidence, acquisition_title(project_title),
+            counterexamples, acquire_project_id, sync)
 
     total = int((manifest["project_id"] == project_id).sum())
     result = PushResult(project_id=project_id, acquire_project_id=acquire_project_id,
@@ -372,12 +383,32 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
                         new_acquired=n_acquired, reprioritised=moved, total_tasks=total,
                         has_evidence=evidence.has_attributions,
                         seconds=round(time.perf_counter() - started, 2),
-                        eval_project_id=eval_project_id, new_eval=n_eval)
+                        eval_project_id=eval_project_id, new_eval=n_eval,
+                        new_counterexamples=n_counter)
     log.info("push: %d flagged + %d control tasks new in project %d (%d in all), %d acquired, "
-             "%d eval rows to audit, in %.1f s%s", result.new_flagged, result.new_controls,
-             project_id, total, result.new_acquired, result.new_eval, result.seconds,
+             "%d counterexamples, %d eval rows to audit, in %.1f s%s", result.new_flagged,
+             result.new_controls, project_id, total, result.new_acquired, n_counter,
+             result.new_eval, result.seconds,
              "" if result.has_evidence else "; no evidence regions (no attributions.parquet)")
     return result
+
+
+def _push_counterexamples(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
+                          evidence: RunEvidence, title: str, count: int,
+                          project_id: int | None, sync: dict[str, Any]
+                          ) -> tuple[pd.DataFrame, int | None, int]:
+    """Training samples against the shortcuts into the acquisition project, behind its pool
+    samples (:mod:`relabeler.plugin.counterexamples`)."""
+    from relabeler.plugin.counterexamples import plan_counterexamples
+
+    known = manifest.loc[manifest["source"].isin([ACQUIRED, COUNTEREXAMPLE]), "project_id"]
+    project_id = project_id if project_id is not None else (
+        int(known.iloc[0]) if len(known) else None)
+    picks = plan_counterexamples(store, manifest, count=count, project_id=project_id)
+    if not len(picks):
+        return manifest, project_id, 0
+    return _push_side_project(client, store, manifest, picks, COUNTEREXAMPLE, title,
+                              evidence.train_samples, **sync)
 
 
 def eval_audit_picks(evidence: RunEvidence, budget: int) -> pd.DataFrame:
@@ -421,4 +452,5 @@ def run_push(store: RunStore, config: Any, *, client: StudioClient | None = None
                 budget=studio.budget, control_share=studio.control_share,
                 batch_size=studio.batch_size, seed=studio.seed, top_spans=studio.top_spans,
                 examples=studio.examples, overlap=studio.overlap,
-                eval_audit_budget=studio.eval_audit_budget, progress=progress)
+                eval_audit_budget=studio.eval_audit_budget,
+                counterexamples=studio.counterexamples, progress=progress)

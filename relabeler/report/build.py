@@ -20,6 +20,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import StageError
 from relabeler.queue_plan import EVAL_AUDIT
+from relabeler.report.annotators import annotators_section, render_annotators
 from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
@@ -136,6 +137,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "shortcuts": shortcut_section(store),
         "thin_regions": thin_region_section(store),
         "duplicates": duplicates_section(store, before, after, classes),
+        "annotators": annotators_section(store, corrections),
     }
     return report
 
@@ -318,6 +320,7 @@ for {report['labels_spent']} labels
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
+{render_annotators(report.get("annotators") or {})}
 {_eval_audit_html(report.get("eval_audit") or {})}
 {shortcut_html(report.get("shortcuts") or {}, images)}
 {thin_region_html(report.get("thin_regions") or {})}

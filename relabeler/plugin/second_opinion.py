@@ -1,0 +1,158 @@
+"""Second opinions: one more answer where it is most likely to change the resolved label.
+
+Label Studio's open-source edition sets ``maximum_annotations`` per project, not per task, so
+raising it would ask every task of the review project again. Instead, after a pull, the
+answered training tasks ranked first by ``second_opinion`` (:mod:`relabeler.plugin.consensus`:
+the chance that one more answer changes the resolved label) go to '<title> (second opinion)',
+built like the review tasks, until that project holds ``studio.second_opinions`` tasks
+(0 = off). Idempotent: the manifest records them (source ``second_opinion``) and a sample is
+asked again at most once.
+
+The next pull folds a second-opinion task's answers into the same sample's resolution
+(:func:`fold_second_opinions`): its votes join the review task's votes (one per annotator,
+the later answer wins) and the consensus resolves them together. The second-opinion tasks'
+own rows are kept in ``labels/second_opinions.parquet``, so folding can be redone from the
+answers at every pull without counting an answer twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from relabeler.plugin.client import StudioClient
+from relabeler.plugin.evidence import RunEvidence
+from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+_VOTE_COLUMNS = ("annotators", "votes", "annotation_ids")
+
+
+@dataclass(frozen=True)
+class SecondOpinionResult:
+    project_id: int | None  # None: nothing to ask and no project yet
+    new: int                # tasks sent by this call
+    total: int              # tasks the project holds
+
+
+def second_opinion_title(title: str) -> str:
+    from relabeler.plugin.push import TITLE_LIMIT
+
+    suffix = " (second opinion)"
+    return title[: TITLE_LIMIT - len(suffix)] + suffix
+
+
+def second_opinion_picks(corrections: pd.DataFrame, manifest: pd.DataFrame, *, count: int
+                         ) -> pd.DataFrame:
+    """The training samples to ask again (columns id, source, position, rank), topping the
+    second-opinion project up to ``count`` tasks: the review answers (flagged or control)
+    with the best ``second_opinion`` rank that were not asked again yet. ``position`` follows
+    the tasks already sent."""
+    if count < 0:
+        raise ValueError(f"second_opinions must be >= 0, got {count}")
+    asked = manifest.loc[manifest["source"] == SECOND_OPINION]
+    room = count - len(asked)
+    empty = pd.DataFrame({"id": pd.Series([], dtype=object), "source": SECOND_OPINION,
+                          "position": pd.Series([], dtype=np.int64),
+                          "rank": pd.array([], dtype="Int64")})
+    if room <= 0 or not len(corrections) or "second_opinion" not in corrections.columns:
+        return empty
+    ranked = corrections[corrections["second_opinion"].notna()
+                         & corrections["source"].isin([FLAGGED, CONTROL])
+                         & ~corrections["id"].isin(set(asked["id"]))]
+    ranked = ranked.sort_values(["second_opinion", "id"], kind="stable").head(room)
+    start = int(asked["priority"].max()) if len(asked) else 0
+    return pd.DataFrame({"id": list(ranked["id"]), "source": SECOND_OPINION,
+                         "position": np.arange(start + 1, start + 1 + len(ranked),
+                                               dtype=np.int64),
+                         "rank": pd.array(ranked["second_opinion"], dtype="Int64")})
+
+
+def push_second_opinions(store: RunStore, client: StudioClient, *, project_title: str,
+                         count: int, examples: int = 3, overlap: int = 1, top_spans: int = 3,
+                         batch_size: int = 500, progress: bool = False) -> SecondOpinionResult:
+    """Send the picks of :func:`second_opinion_picks` to '<title> (second opinion)'."""
+    from relabeler.corrections import CORRECTIONS
+    from relabeler.plugin.push import _push_side_project, write_manifest
+
+    manifest = read_manifest(store)
+    corrections = (store.read_table(CORRECTIONS).to_pandas() if store.exists(CORRECTIONS)
+                   else pd.DataFrame())
+    picks = second_opinion_picks(corrections, manifest, count=count)
+    known = manifest.loc[manifest["source"] == SECOND_OPINION, "project_id"]
+    if not len(picks):
+        total = len(known)
+        return SecondOpinionResult(int(known.iloc[0]) if total else None, 0, total)
+    evidence = RunEvidence.load(store, examples=examples, needed_by="second opinions")
+    spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
+    manifest, project_id, new = _push_side_project(
+        client, store, manifest, picks, SECOND_OPINION, second_opinion_title(project_title),
+        evidence.train_samples, spec=spec, overlap=overlap, top_spans=top_spans,
+        batch_size=batch_size, progress=progress)
+    write_manifest(store, manifest)
+    total = int((manifest["source"] == SECOND_OPINION).sum())
+    log.info("second opinions: %d tasks new in project %d (%d in all)", new, project_id, total)
+    return SecondOpinionResult(project_id, new, total)
+
+
+def fold_second_opinions(corrections: pd.DataFrame, second: pd.DataFrame,
+                         *, earlier: pd.DataFrame) -> pd.DataFrame:
+    """``corrections`` with each second-opinion row's votes joined to its sample's row.
+
+    second: this pull's second-opinion rows (one per task). earlier: those of the previous
+    pull: their votes are taken out first (by annotation id), so a vote is never counted twice
+    and a deleted second answer leaves. A sample without a review row gets the second-opinion
+    row itself. The resolution columns are recomputed by the consensus afterwards.
+    """
+    out = corrections.copy().reset_index(drop=True)
+    drop_ids = {int(a) for frame in (second, earlier) for ids in frame.get(
+        "annotation_ids", pd.Series([], dtype=object)) if ids is not None for a in ids}
+    for i in range(len(out)):
+        if out.at[i, "annotation_ids"] is not None and set(
+                int(a) for a in out.at[i, "annotation_ids"]) & drop_ids:
+            _set_votes(out, i, _votes_of(out.iloc[i], exclude=drop_ids))
+    # a row left without votes was a second opinion alone, and its answers are gone
+    out = out[[a is not None and len(a) > 0 for a in out["annotators"]]].reset_index(drop=True)
+    position = {sample: i for i, sample in enumerate(out["id"])}
+    extra = []
+    for row in second.itertuples(index=False):
+        row = pd.Series(row._asdict())
+        if row["id"] in position:
+            i = position[row["id"]]
+            mine = _votes_of(out.iloc[i], exclude=set())
+            theirs = _votes_of(row, exclude=set())
+            # one vote per annotator: the second answer is the later one
+            merged = {who: vote for who, vote in [*mine, *theirs]}.items()
+            _set_votes(out, i, [(who, vote) for who, vote in merged])
+            if pd.notna(row["updated_at"]) and (pd.isna(out.at[i, "updated_at"])
+                                                or row["updated_at"] > out.at[i, "updated_at"]):
+                out.at[i, "updated_at"] = row["updated_at"]
+        else:
+            extra.append(row)
+    if extra:
+        out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True)
+    return out
+
+
+def _votes_of(row: pd.Series, *, exclude: set[int]) -> list[tuple[str, tuple[str, int]]]:
+    """(annotator, (vote text, annotation id)) of a row, leaving out ``exclude``d ids."""
+    if row["annotators"] is None:
+        return []
+    return [(who, (vote, int(aid))) for who, vote, aid in zip(
+        row["annotators"], row["votes"], row["annotation_ids"], strict=True)
+        if int(aid) not in exclude]
+
+
+def _set_votes(frame: pd.DataFrame, i: int, votes: list[tuple[str, Any]]) -> None:
+    frame.at[i, "annotators"] = [who for who, _ in votes]
+    frame.at[i, "votes"] = [vote for _, (vote, _) in votes]
+    frame.at[i, "annotation_ids"] = [aid for _, (_, aid) in votes]
+    frame.at[i, "n_annotations"] = len(votes)
+    frame.at[i, "n_skipped"] = sum(vote.endswith(": (skipped)") for _, (vote, _) in votes)

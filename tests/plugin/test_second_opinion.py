@@ -1,0 +1,111 @@
+"""Second opinions against a real Label Studio server (see conftest.py): after a pull, the
+tasks where one more answer most likely changes the label go to '<title> (second opinion)',
+once each, and the next pull folds those answers into the same sample's resolution."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from relabeler.config import RunConfig, apply_overrides
+from relabeler.plugin.client import StudioClient
+from relabeler.plugin.pull import CORRECTIONS, SECOND_OPINIONS, pull, run_pull
+from relabeler.plugin.push import push
+from relabeler.plugin.second_opinion import push_second_opinions, second_opinion_title
+from relabeler.queue_plan import FLAGGED, SECOND_OPINION, read_manifest
+from tests.plugin.synthetic import make_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+OTHER = {"neg": "pos", "pos": "neg"}
+
+
+@pytest.fixture
+def title(request) -> str:
+    return f"{request.node.name.removeprefix('test_')[:25]} {time.time_ns() % 10**9}"
+
+
+@pytest.fixture
+def admin(studio) -> StudioClient:
+    return StudioClient(studio.url, studio.token, retries=2, backoff=0.2)
+
+
+def post(http: httpx.Client, task_id: int, choice: str) -> dict:
+    response = http.post(f"/api/tasks/{task_id}/annotations/", json={"result": [
+        {"from_name": "answer", "to_name": "text", "type": "choices",
+         "value": {"choices": [choice]}}]})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def rows(store) -> dict[str, SimpleNamespace]:
+    return {r["id"]: SimpleNamespace(**r) for r in store.read_table(CORRECTIONS).to_pylist()}
+
+
+def test_second_opinions_are_asked_once_and_fold_into_the_resolution(studio, annotators, admin,
+                                                                    tmp_path, title):
+    store = make_run(str(tmp_path / "run"), n_train=80)
+    train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
+    # the model's out-of-fold probabilities lean towards the true class
+    store.write_table("train/oof.parquet", pa.table({
+        "id": list(train.index), "fold": [0] * len(train),
+        "probs": pa.array([[0.7, 0.3] if t == "neg" else [0.3, 0.7]
+                           for t in train["true_label"]], pa.list_(pa.float32()))}))
+    pushed = push(store, admin, project_title=title, budget=12, control_share=0.0)
+    main = read_manifest(store)
+    main = main[main["project_id"] == pushed.project_id].sort_values("priority").head(10)
+    alice, bob = studio.http(annotators["alice"]), studio.http(annotators["bob"])
+    split = set(main["id"].iloc[[2, 5, 8]])  # bob gets these wrong; alice is right everywhere
+    for task_id, sample in zip(main["task_id"], main["id"], strict=True):
+        truth = train.at[sample, "true_label"]
+        post(alice, int(task_id), truth)
+        post(bob, int(task_id), OTHER[truth] if sample in split else truth)
+
+    config = apply_overrides(RunConfig(), {"studio.project_title": title,
+                                           "studio.second_opinions": 3})
+    run_pull(store, config, client=admin)
+    manifest = read_manifest(store)
+    asked = manifest[manifest["source"] == SECOND_OPINION].sort_values("priority")
+    assert set(asked["id"]) == split  # where the two disagree, one more answer decides
+    assert asked["priority"].tolist() == [1, 2, 3] and asked["task_id"].notna().all()
+    project_id = int(asked["project_id"].iloc[0])
+    shown = admin.get_project(project_id).title
+    assert shown == second_opinion_title(title) and shown.endswith(" (second opinion)")
+    assert len(shown) <= 50 and title.startswith(shown.removesuffix(" (second opinion)"))
+    assert admin.get_project(project_id).task_count == 3
+    resolved = rows(store)
+    assert all(resolved[s].consensus == "dawid_skene" for s in main["id"])
+    assert {s: resolved[s].new_label for s in split} == {
+        s: train.at[s, "true_label"] for s in split}  # the model sides with alice
+
+    # idempotent: pulling and asking again sends nothing twice; a larger knob tops up
+    again = push_second_opinions(store, admin, project_title=title, count=3)
+    assert (again.new, again.total, again.project_id) == (0, 3, project_id)
+    more = push_second_opinions(store, admin, project_title=title, count=4)
+    assert (more.new, more.total) == (1, 4) and admin.get_project(project_id).task_count == 4
+
+    # the admin's second answer joins the sample's own votes
+    first = asked.iloc[0]
+    truth = train.at[first.id, "true_label"]
+    annotation = post(studio.http(), int(first.task_id), truth)
+    pull(store, admin)
+    row = rows(store)[first.id]
+    assert (row.n_annotations, row.source, row.action == "keep") == (3, FLAGGED,
+                                                                     truth == row.old_label)
+    assert sorted(row.annotators) == sorted(["alice@relabeler.local", "bob@relabeler.local",
+                                             studio.username])
+    assert row.new_label == truth and row.agreement == pytest.approx(2 / 3)
+    assert store.read_table(SECOND_OPINIONS).num_rows == 1
+    pull(store, admin)  # nothing new: the answer is not counted twice
+    assert rows(store)[first.id].n_annotations == 3
+
+    # a deleted second answer leaves the resolution
+    response = studio.http().delete(f"/api/annotations/{annotation['id']}/")
+    assert response.status_code == 204, response.text
+    pull(store, admin)
+    row = rows(store)[first.id]
+    assert row.n_annotations == 2 and studio.username not in row.annotators

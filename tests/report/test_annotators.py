@@ -1,0 +1,66 @@
+"""The report's Annotators section: agreement and each annotator's quality."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from relabeler import artifacts
+from relabeler.report.annotators import annotators_section, krippendorff_alpha, render_annotators
+from relabeler.store import RunStore
+
+
+def test_alpha_by_hand():
+    # Krippendorff (2011), nominal: 2 coders, values a a / a b / b b: n = 6 pairable values,
+    # o_aa = 2, o_bb = 2, o_ab = o_ba = 1; n_a = n_b = 3; alpha = 1 - 5 * 2 / (2 * 9) = 4/9
+    assert krippendorff_alpha([["a", "a"], ["a", "b"], ["b", "b"]]) == pytest.approx(4 / 9)
+    assert krippendorff_alpha([["a", "a"], ["b", "b"]]) == pytest.approx(1.0)
+    assert krippendorff_alpha([["a", "b"], ["b", "a"]]) == pytest.approx(-0.5)
+    assert krippendorff_alpha([["a"], ["a", "a"]]) is None  # no variation: undefined
+    assert krippendorff_alpha([["a"], ["b"]]) is None  # no task with two answers
+
+
+def corrections_frame() -> pd.DataFrame:
+    votes = [[("ann", "pos"), ("bob", "pos")], [("ann", "neg"), ("bob", "pos")],
+             [("ann", "neg"), ("bob", "neg"), ("cy", "(skipped)")], [("ann", "pos")]]
+    return pd.DataFrame({
+        "id": ["a", "b", "c", "d"],
+        "annotators": [[w for w, _ in v] for v in votes],
+        "votes": [[f"{w}: {x}" for w, x in v] for v in votes],
+        "consensus": ["dawid_skene", "dawid_skene", "dawid_skene", "majority"]})
+
+
+def write_people(store: RunStore, names: list[str]) -> None:
+    frame = pd.DataFrame({"annotator": names, "answers": [4, 3, 1][:len(names)],
+                          "agreement_with_consensus": [1.0, 2 / 3, float("nan")][:len(names)],
+                          "quality": [0.95, 0.7, float("nan")][:len(names)],
+                          "estimated_accuracy": [0.95, 0.7, float("nan")][:len(names)]})
+    store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
+        frame, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
+
+
+def test_the_section_gives_agreement_and_each_annotators_quality(tmp_path):
+    store = RunStore(str(tmp_path / "run"))
+    write_people(store, ["ann", "bob", "cy"])
+    section = annotators_section(store, corrections_frame())
+    assert section["n_annotators"] == 3 and section["tasks_with_several_answers"] == 3
+    assert section["pairwise_agreement"] == pytest.approx(2 / 3)
+    assert section["share_disagreeing"] == pytest.approx(1 / 3)
+    # units pos pos / neg pos / neg neg: the 4/9 of the hand example
+    assert section["krippendorff_alpha"] == pytest.approx(4 / 9)
+    assert section["resolved_by"] == {"dawid_skene": 3, "majority": 1}
+    ann = section["annotators"][0]
+    assert (ann["annotator"], ann["answers"], ann["estimated_accuracy"]) == ("ann", 4, 0.95)
+    assert section["annotators"][2]["estimated_accuracy"] is None
+    page = render_annotators(section)
+    assert "<h2>Annotators</h2>" in page and "0.44" in page and "95.0%" in page
+    assert "<td>cy</td><td>1</td><td>n/a</td>" in page
+
+
+def test_one_annotator_or_none_has_no_section(tmp_path):
+    store = RunStore(str(tmp_path / "run"))
+    assert annotators_section(store, corrections_frame()) == {}
+    write_people(store, ["ann"])
+    assert annotators_section(store, corrections_frame()) == {}
+    assert render_annotators({}) == ""
