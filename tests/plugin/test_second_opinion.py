@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import httpx
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -15,11 +16,14 @@ from relabeler.config import RunConfig, apply_overrides
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.pull import CORRECTIONS, SECOND_OPINIONS, pull, run_pull
 from relabeler.plugin.push import push
-from relabeler.plugin.second_opinion import push_second_opinions, second_opinion_title
-from relabeler.queue_plan import FLAGGED, SECOND_OPINION, read_manifest
+from relabeler.plugin.second_opinion import (
+    fold_second_opinions,
+    push_second_opinions,
+    second_opinion_picks,
+    second_opinion_title,
+)
+from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest
 from tests.plugin.synthetic import make_run
-
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 OTHER = {"neg": "pos", "pos": "neg"}
 
@@ -46,6 +50,8 @@ def rows(store) -> dict[str, SimpleNamespace]:
     return {r["id"]: SimpleNamespace(**r) for r in store.read_table(CORRECTIONS).to_pylist()}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_second_opinions_are_asked_once_and_fold_into_the_resolution(studio, annotators, admin,
                                                                     tmp_path, title):
     store = make_run(str(tmp_path / "run"), n_train=80)
@@ -109,3 +115,50 @@ def test_second_opinions_are_asked_once_and_fold_into_the_resolution(studio, ann
     pull(store, admin)
     row = rows(store)[first.id]
     assert row.n_annotations == 2 and studio.username not in row.annotators
+
+
+def row(sample: str, votes: list[tuple[str, str, int]], *, source: str = FLAGGED,
+        task: int = 1) -> dict:
+    return {"id": sample, "old_label": "neg", "new_label": None, "action": "unsure",
+            "annotators": [w for w, _, _ in votes], "votes": [f"{w}: {x}" for w, x, _ in votes],
+            "annotation_ids": [a for _, _, a in votes], "n_annotations": len(votes),
+            "n_skipped": 0, "source": source, "project_id": 1 if source != SECOND_OPINION
+            else 2, "task_id": task, "updated_at": pd.Timestamp("2026-12-05", tz="UTC")}
+
+
+def test_folding_joins_votes_once_and_takes_back_withdrawn_ones():
+    review = pd.DataFrame([row("a", [("ann", "pos", 1), ("bob", "neg", 2)]),
+                           row("b", [("ann", "neg", 3)], task=2)])
+    second = pd.DataFrame([row("a", [("cy", "pos", 10)], source=SECOND_OPINION, task=7),
+                           row("c", [("cy", "neg", 11)], source=SECOND_OPINION, task=8)])
+    folded = fold_second_opinions(review, second, earlier=second.iloc[:0])
+    a = folded.set_index("id").loc["a"]
+    assert (list(a.annotators), list(a.votes), a.n_annotations) == (
+        ["ann", "bob", "cy"], ["ann: pos", "bob: neg", "cy: pos"], 3)
+    assert folded["id"].tolist() == ["a", "b", "c"]  # c had no review row: its own row stays
+    # folding again (the next pull, nothing new) counts nothing twice
+    again = fold_second_opinions(folded, second, earlier=second)
+    assert list(again.set_index("id").loc["a", "annotation_ids"]) == [1, 2, 10]
+    # the second answers deleted: a goes back to its two votes, c leaves
+    gone = fold_second_opinions(again, second.iloc[:0], earlier=second)
+    assert gone["id"].tolist() == ["a", "b"]
+    assert list(gone.set_index("id").loc["a", "annotators"]) == ["ann", "bob"]
+    # an annotator who answers again in the second-opinion project has one vote: the later
+    same = pd.DataFrame([row("a", [("bob", "pos", 12)], source=SECOND_OPINION, task=7)])
+    once = fold_second_opinions(review, same, earlier=same.iloc[:0]).set_index("id").loc["a"]
+    assert list(once.votes) == ["ann: pos", "bob: pos"]
+
+
+def test_picks_top_up_to_the_count_with_the_best_ranked_answered_training_tasks():
+    corrections = pd.DataFrame({
+        "id": ["a", "b", "c", "d", "e"], "second_opinion": pd.array([3, 1, 2, None, 4],
+                                                                    dtype="Int64"),
+        "source": [FLAGGED, FLAGGED, CONTROL, FLAGGED, "acquired"]})
+    manifest = pd.DataFrame({"id": ["b"], "source": [SECOND_OPINION], "priority": [1]})
+    picks = second_opinion_picks(corrections, manifest, count=3)
+    assert picks["id"].tolist() == ["c", "a"] and picks["position"].tolist() == [2, 3]
+    assert (picks["source"] == SECOND_OPINION).all()
+    assert second_opinion_picks(corrections, manifest, count=1).empty
+    assert second_opinion_picks(corrections, manifest.iloc[:0], count=0).empty
+    with pytest.raises(ValueError, match="second_opinions must be >= 0"):
+        second_opinion_picks(corrections, manifest, count=-1)
