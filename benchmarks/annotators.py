@@ -3,9 +3,9 @@ on the same simulated answers.
 
 For each dataset and seed, one simulation without retraining (``relabeler simulate --sample
 2000 --noise 0.2 --mode head --folds 3 --budgets none``, bbc-news ``--sample 1000``: 20%
-uniform noise, out-of-fold probabilities); finished ones are reused. Then, in this process, annotators of the given
-accuracies answer the top K of the queue (K = the number of flipped labels; a mistake picks
-the wrong class the model finds most plausible) through
+uniform noise, out-of-fold probabilities); finished ones are reused. Then, in this process,
+annotators of the given accuracies answer the top K of the queue (K = the number of flipped
+labels; a mistake picks the wrong class the model finds most plausible) through
 :func:`relabeler.jobs.simulate.annotator_experiment`, and every resolver runs on the same
 answers. Prints, per dataset, each method's label accuracy and the differences against
 majority vote and CROWDLAB (mean over seeds, 95% t-interval).

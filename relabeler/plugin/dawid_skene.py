@@ -94,9 +94,10 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
     # start from the answers' vote shares, nudged by the model (breaks ties)
     posterior = onehot.sum(axis=1) + 0.5 * probs
     posterior /= posterior.sum(axis=1, keepdims=True)
-    lam, iteration = 0.5, 0
+    lam, iterations = 0.5, 0
     accuracy = np.full(answers.shape[1], 0.7)
-    for iteration in range(1, max_iter + 1):
+    while iterations < max_iter:
+        iterations += 1
         # M step; a Beta(2, 1) prior keeps an annotator with few answers near "better than
         # chance" instead of at 0 or 1
         right = (onehot * posterior[:, None, :]).sum(axis=2)
@@ -129,7 +130,7 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         if change < tol:
             break
     return DawidSkeneResult(posterior=posterior, accuracy=accuracy, model_weight=lam,
-                            mistake_weight=mistake_weight, iterations=iteration)
+                            mistake_weight=mistake_weight, iterations=iterations)
 
 
 def flip_chance(posterior: np.ndarray, accuracy: float) -> np.ndarray:

@@ -447,7 +447,6 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
 def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) -> PullResult:
     """``relabeler pull``: settings from ``config.studio``."""
     from relabeler.plugin.connect import client_from_config
-
     from relabeler.plugin.push import default_title
     from relabeler.plugin.second_opinion import push_second_opinions
 
