@@ -119,9 +119,10 @@ def test_simulate_audits_eval_labels_flipped_on_purpose(ray_session, tmp_path):
     result = json.loads((out / "simulation.json").read_text())
     crowd = result["annotators"]
     assert crowd["accuracies"] == [0.95, 0.8, 0.65] and crowd["tasks"] == 80
-    # relabeler's consensus is cleanlab's CROWDLAB on the same answers
-    assert crowd["consensus_accuracy"] == crowd["crowdlab_accuracy"]
-    assert crowd["consensus_accuracy"] >= crowd["majority_accuracy"] - 0.05  # near parity
+    # relabeler's consensus (Dawid-Skene with the model as prior) against majority vote and
+    # cleanlab's CROWDLAB on the same answers (benchmarks/annotators.py measures it over seeds)
+    assert crowd["consensus_accuracy"] >= crowd["majority_accuracy"]
+    assert crowd["consensus_accuracy"] >= crowd["crowdlab_accuracy"]
     audit = result["eval_audit"]
     assert audit["rate"] == 0.1 and audit["n_flipped"] == 20 and audit["budget"] == 20
     assert 0 <= audit["found"] <= 20

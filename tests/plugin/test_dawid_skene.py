@@ -26,13 +26,19 @@ def test_binary_answers_follow_the_careful_annotator_and_its_accuracy_is_found()
     assert np.allclose(found.posterior.sum(axis=1), 1.0)
 
 
-def test_an_informative_model_gets_weight_and_an_uninformative_one_does_not():
+def test_an_informative_model_gets_weight_and_a_misleading_one_none():
     truth, answers = answers_of(1)
     good = np.where(truth[:, None] == np.arange(2), 0.9, 0.1)
     coin = np.full((len(truth), 2), 0.5)
-    assert dawid_skene(answers, good).model_weight > 0.8
-    with_good = dawid_skene(answers, good).labels
-    assert np.mean(with_good == truth) > np.mean(dawid_skene(answers, coin).labels == truth)
+    with_good = dawid_skene(answers, good)
+    assert with_good.model_weight > 1.0  # right 100% of the time: trusted beyond its 0.9
+    assert np.mean(with_good.labels == truth) > np.mean(dawid_skene(answers, coin).labels
+                                                        == truth)
+    # a model that is right on a random 55%: not worth more than a little
+    rng = np.random.default_rng(1)
+    noisy = np.where(rng.random(len(truth)) < 0.55, truth, 1 - truth)
+    weak = np.where(noisy[:, None] == np.arange(2), 0.9, 0.1)
+    assert dawid_skene(answers, weak).model_weight < 0.3
 
 
 def test_missing_answers_are_skipped():
