@@ -1,13 +1,13 @@
 """Dawid-Skene EM with the model as a prior: several annotators' answers resolved to one label.
 
 Each annotator has one accuracy (a "one-coin" model: right with probability ``a_j``); a
-mistake lands on a class the model finds plausible (its share of the model's wrong-class
-probability) with a weight learned from the answers, else uniformly on the wrong classes. The
-task's prior is the model's probabilities tempered by a weight ``w`` (``p ** w``, normalised):
-0 ignores the model, 1 takes its probabilities as they are, above 1 trusts it more than they
-say; ``w`` is estimated with the accuracies, so the model counts as much as it earns on the
-answered tasks. EM alternates: each task's posterior over the true class given the answers and
-the prior; then the accuracies, ``w`` and the mistake weight from the posteriors.
+mistake lands on a wrong class in proportion to the model's probability of it raised to a
+learned sharpness (0: uniformly; large: on the model's most plausible wrong class, as tired
+people do). The task's prior is the model's probabilities tempered by a learned weight ``w``
+(``p ** w``, normalised): 0 ignores the model, 1 takes its probabilities as they are, above 1
+trusts it more than they say; so the model counts as much as it earns on the answered tasks.
+EM alternates: each task's posterior over the true class given the answers and the prior;
+then the accuracies, ``w`` and the sharpness from the posteriors.
 Per-annotator confusion matrices were not used: with a few hundred tasks and five classes
 their 20 cells per annotator are noise.
 
@@ -32,13 +32,14 @@ class DawidSkeneResult:
     """posterior: (N, K) each task's class probabilities; accuracy: (J,) each annotator's
     estimated accuracy; model_weight: the temperature ``w`` of the model's prior (0 = ignored,
     1 = as it is);
-    mistake_weight: the share of mistakes that land on the classes the model finds plausible
-    (the rest: uniform over the wrong classes); iterations."""
+    mistake_sharpness: where mistakes land (0 = uniformly on the wrong classes, 1 = in
+    proportion to the model's probabilities, large = on its most plausible wrong class);
+    iterations."""
 
     posterior: np.ndarray
     accuracy: np.ndarray
     model_weight: float
-    mistake_weight: float
+    mistake_sharpness: float
     iterations: int
 
     @property
@@ -48,14 +49,14 @@ class DawidSkeneResult:
 
 
 def dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int = 100,
-                tol: float = 1e-6, mistake_weight: float = 0.5, max_model_weight: float = 4.0
+                tol: float = 1e-6, max_model_weight: float = 4.0, max_sharpness: float = 8.0
                 ) -> DawidSkeneResult:
     """Resolve ``answers`` with the model's ``probs`` as a prior.
 
     answers: (N, J) int, class index per task and annotator, ``MISSING`` (-1) where that
     annotator did not answer. probs: (N, K) float, the model's probabilities (rows sum to 1).
-    Every task needs at least one answer. mistake_weight: the starting share of mistakes that
-    follow the model (then learned); max_model_weight: the largest temperature of the prior.
+    Every task needs at least one answer. max_model_weight, max_sharpness: the upper bounds
+    of the two learned weights (see :class:`DawidSkeneResult`).
     """
     answers = np.asarray(answers)
     probs = np.asarray(probs, dtype=np.float64)
@@ -79,14 +80,14 @@ def dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int = 100,
     probs = np.clip(probs, 1e-9, None)
     probs = probs / probs.sum(axis=1, keepdims=True)
     return _compute_dawid_skene(answers, probs, max_iter=max_iter, tol=tol,
-                                mistake_weight=mistake_weight,
-                                max_model_weight=max_model_weight)
+                                max_model_weight=max_model_weight, max_sharpness=max_sharpness)
 
 
 def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int,
-                         tol: float, mistake_weight: float, max_model_weight: float
+                         tol: float, max_model_weight: float, max_sharpness: float
                          ) -> DawidSkeneResult:
     n, n_classes = probs.shape
+    log_probs = np.log(probs)
     given = answers != MISSING
     # one-hot answers: (N, J, K)
     onehot = np.zeros((*answers.shape, n_classes))
@@ -94,17 +95,22 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
     onehot[rows, cols, answers[rows, cols]] = 1.0
     # onehot_true[i, j, k]: annotator j's answer on task i is class k
     onehot_true = onehot.astype(bool)
-    # log_mistake[i, j, k]: how likely annotator j's answer is as a mistake when the truth is k
-    # (a mistake lands on a class the model finds plausible, mixed with uniform)
     answered = np.where(given, answers, 0)
-    p_answer = probs[np.arange(n)[:, None], answered]                    # (N, J)
-    wrong_share = p_answer[:, :, None] / np.clip(1 - probs[:, None, :], 1e-9, None)
-    uniform = 1.0 / (n_classes - 1)
+    log_p_answer = log_probs[np.arange(n)[:, None], answered]               # (N, J)
+
+    def log_mistake(sharpness: float) -> np.ndarray:
+        """(N, J, K): log of the share of the wrong classes that annotator j's answer gets
+        when the truth is k: p_answer ** s / sum over the classes but k of p ** s."""
+        scaled = sharpness * log_probs
+        top = scaled.max(axis=1, keepdims=True)
+        mass = np.exp(scaled - top)
+        rest = np.clip(mass.sum(axis=1, keepdims=True) - mass, 1e-300, None)
+        return (sharpness * log_p_answer - top)[:, :, None] - np.log(rest)[:, None, :]
+
     # start from the answers' vote shares, nudged by the model (breaks ties)
     posterior = onehot.sum(axis=1) + 0.5 * probs
     posterior /= posterior.sum(axis=1, keepdims=True)
-    log_probs = np.log(probs)
-    model_weight, iterations = 1.0, 0
+    model_weight, sharpness, iterations = 1.0, 1.0, 0
     accuracy = np.full(answers.shape[1], 0.7)
     while iterations < max_iter:
         iterations += 1
@@ -113,20 +119,16 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         right = (onehot * posterior[:, None, :]).sum(axis=2)
         accuracy = (right.sum(axis=0) + 2.0) / (given.sum(axis=0) + 3.0)
         accuracy = np.clip(accuracy, 1e-3, 1 - 1e-3)
-        model_weight = _fit_temperature(posterior, log_probs, max_weight=max_model_weight)
-        # how many mistakes land on the model's plausible classes rather than anywhere
+        model_weight = _fit_scalar(
+            lambda w, post=posterior: -_log_prior(w, log_probs, post), max_model_weight)
         wrong = posterior[:, None, :] * (given[:, :, None] & ~onehot_true)
-        plausible = mistake_weight * wrong_share
-        share = plausible / (plausible + (1 - mistake_weight) * uniform)
-        if wrong.sum() > 0:
-            mistake_weight = float(np.clip((wrong * share).sum() / wrong.sum(), 1e-3, 1 - 1e-3))
-        log_mistake = np.log(np.clip(mistake_weight * wrong_share
-                                     + (1 - mistake_weight) * uniform, 1e-12, None))
+        sharpness = _fit_scalar(
+            lambda s, wrong=wrong: -float((wrong * log_mistake(s)).sum()), max_sharpness)
         # E step
         # log P(answer | true class k) per task, annotator and k: right with a_j, else the
         # answer's share of the wrong classes
         log_like = np.where(onehot_true, np.log(accuracy)[None, :, None],
-                            np.log(1 - accuracy)[None, :, None] + log_mistake)
+                            np.log(1 - accuracy)[None, :, None] + log_mistake(sharpness))
         log_post = model_weight * log_probs + (given[:, :, None] * log_like).sum(axis=1)
         log_post -= log_post.max(axis=1, keepdims=True)
         updated = np.exp(log_post)
@@ -136,24 +138,23 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         if change < tol:
             break
     return DawidSkeneResult(posterior=posterior, accuracy=accuracy, model_weight=model_weight,
-                            mistake_weight=mistake_weight, iterations=iterations)
+                            mistake_sharpness=sharpness, iterations=iterations)
 
 
-def _fit_temperature(posterior: np.ndarray, log_probs: np.ndarray, *, max_weight: float
-                     ) -> float:
-    """The weight w maximising sum_i sum_k posterior_ik log softmax(w * log p_i)_k: concave in
-    w, so a bounded scalar search finds it."""
+def _log_prior(weight: float, log_probs: np.ndarray, posterior: np.ndarray) -> float:
+    """sum_i sum_k posterior_ik log softmax(weight * log p_i)_k: concave in the weight."""
+    scaled = weight * log_probs
+    top = scaled.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
+    return float((posterior * scaled).sum() - log_norm.sum())
+
+
+def _fit_scalar(loss, high: float) -> float:
+    """The minimiser of a one-parameter loss on [0, high] (bounded Brent search)."""
     from scipy.optimize import minimize_scalar
 
-    def loss(weight: float) -> float:
-        scaled = weight * log_probs
-        top = scaled.max(axis=1, keepdims=True)
-        log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
-        return -float((posterior * scaled).sum() - log_norm.sum())
-
-    found = minimize_scalar(loss, bounds=(0.0, max_weight), method="bounded",
-                            options={"xatol": 1e-3})
-    return float(found.x)
+    return float(minimize_scalar(loss, bounds=(0.0, high), method="bounded",
+                                 options={"xatol": 1e-3}).x)
 
 
 def flip_chance(posterior: np.ndarray, accuracy: float) -> np.ndarray:
