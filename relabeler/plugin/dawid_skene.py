@@ -8,14 +8,13 @@ people do). The task's prior is the model's probabilities tempered by a learned 
 trusts it more than they say; so the model counts as much as it earns on the answered tasks.
 EM alternates: each task's posterior over the true class given the answers and the prior;
 then the accuracies, ``w`` and the sharpness from the posteriors.
-Per-annotator confusion matrices were not used: with a few hundred tasks and five classes
-their 20 cells per annotator are noise.
+Per-annotator confusion matrices were not tried: with five classes each has 20 free cells,
+more than a few hundred tasks can fill.
 
 Written here because cleanlab has no likelihood model of annotators: its CROWDLAB
-(``cleanlab.multiannotator``) weighs annotators by agreement and, with annotators of 0.95, 0.8
-and 0.65 whose mistakes follow the model, stays near majority vote on sms-spam and
-drug-review, where this EM comes within a point of the best annotator (docs/benchmarks.md,
-"Annotators, over seeds").
+(``cleanlab.multiannotator``) weighs them by agreement; with annotators of 0.95, 0.8 and 0.65
+whose mistakes follow the model it stays at majority vote on sms-spam and drug-review, where
+this EM is 4 to 7 points above it (docs/benchmarks.md, "Annotators, over seeds").
 """
 
 from __future__ import annotations
