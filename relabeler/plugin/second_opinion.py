@@ -24,15 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relabeler.corrections import CORRECTIONS
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest
+from relabeler.plugin.push import TITLE_LIMIT, _push_side_project
+from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest, write_manifest
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-_VOTE_COLUMNS = ("annotators", "votes", "annotation_ids")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,6 @@ class SecondOpinionResult:
 
 
 def second_opinion_title(title: str) -> str:
-    from relabeler.plugin.push import TITLE_LIMIT
-
     suffix = " (second opinion)"
     return title[: TITLE_LIMIT - len(suffix)] + suffix
 
@@ -79,9 +78,6 @@ def push_second_opinions(store: RunStore, client: StudioClient, *, project_title
                          count: int, examples: int = 3, overlap: int = 1, top_spans: int = 3,
                          batch_size: int = 500, progress: bool = False) -> SecondOpinionResult:
     """Send the picks of :func:`second_opinion_picks` to '<title> (second opinion)'."""
-    from relabeler.corrections import CORRECTIONS
-    from relabeler.plugin.push import _push_side_project, write_manifest
-
     manifest = read_manifest(store)
     corrections = (store.read_table(CORRECTIONS).to_pandas() if store.exists(CORRECTIONS)
                    else pd.DataFrame())
