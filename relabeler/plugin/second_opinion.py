@@ -35,7 +35,6 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class SecondOpinionResult:
     project_id: int | None  # None: nothing to ask and no project yet
