@@ -276,9 +276,8 @@ class StudioConfig(_Section):
     overlap: int = _opt(1, "Annotators per task (Label Studio's maximum_annotations).", ge=1)
     second_opinions: int = _opt(0, "Tasks '<title> (second opinion)' holds: after each pull, "
                                 "the answered tasks where one more answer is most likely to "
-                                "change the resolved label are asked again there (a project "
-                                "apart: the open-source server sets maximum_annotations per "
-                                "project only); 0 = off.", ge=0)
+                                "change the resolved label are asked again there, each once "
+                                "(overlap would ask every task again); 0 = off.", ge=0)
     page_size: int = _opt(500, "Tasks per page when pulling.", ge=1)
     data_dir: str = _opt(".relabeler/studio", "Data folder of the local server (`relabeler "
                          "studio up`): database, media, credentials, log.", min_length=1)

@@ -1,7 +1,8 @@
 """Second opinions: one more answer where it is most likely to change the resolved label.
 
-Label Studio's open-source edition sets ``maximum_annotations`` per project, not per task, so
-raising it would ask every task of the review project again. Instead, after a pull, the
+Raising the review project's ``maximum_annotations`` (``studio.overlap``) would ask every task
+again; a task's own ``overlap`` field was not tried. A project apart leaves the review queue
+and its counts as they are: after a pull, the
 answered training tasks ranked first by ``second_opinion`` (:mod:`relabeler.plugin.consensus`:
 the chance that one more answer changes the resolved label) go to '<title> (second opinion)',
 built like the review tasks, until that project holds ``studio.second_opinions`` tasks
