@@ -5,8 +5,8 @@ again; a task's own ``overlap`` field was not tried. A project apart leaves the 
 and its counts as they are: after a pull, the answered training tasks ranked first by
 ``second_opinion`` (:mod:`relabeler.plugin.consensus`: the chance that one more answer changes
 the resolved label) go to '<title> (second opinion)', built like the review tasks, until that
-project holds ``studio.second_opinions`` tasks (0 = off). Idempotent: the manifest records them (source ``second_opinion``) and a sample is
-asked again at most once.
+project holds ``studio.second_opinions`` tasks (0 = off). Idempotent: the manifest records
+them (source ``second_opinion``) and a sample is asked again at most once.
 
 The next pull folds a second-opinion task's answers into the same sample's resolution
 (:func:`fold_second_opinions`): its votes join the review task's votes (one per annotator,
