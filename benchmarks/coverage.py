@@ -2,7 +2,8 @@
 one process: ratios against random picks over seeds.
 
 For each dataset and spec and seed: split (20% eval, ``--pool`` pool, stratified, seeded), hold
-the group out as ``simulate --undercover`` does (:func:`move_group`, keep 0.1), fit the head on
+the group out as ``simulate --undercover`` does (:func:`group_members` on the encoder's states,
+:func:`move_group`, keep 0.1), fit the head on
 the cached encoder states of the packaged MiniLM (head mode), score coverage and acquisition with
 ``relabeler score``'s own :func:`relabeler.jobs.coverage.score_coverage` on the head's features
 and predictions, and measure the first k picks against k random pool samples
@@ -67,15 +68,16 @@ def features_of(model, states) -> np.ndarray:
 
 
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
-            *, seed: int, pool_fraction: float, k: int) -> dict:
+            *, seed: int, pool_fraction: float, k: int, states: np.ndarray) -> dict:
     rng = np.random.default_rng(seed)
     split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
     frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
               "pool": rows[split == "pool"].assign(true_label=lambda f: f["label"], label=None)}
     frames = {n: f.assign(position=np.flatnonzero(split == n)) for n, f in frames.items()}
     spec = parse_undercover(spec_text)
+    order = np.concatenate([f["position"].to_numpy() for f in frames.values()])
     member, _ = group_members({n: f.reset_index(drop=True) for n, f in frames.items()}, spec,
-                              seed=seed)
+                              seed=seed, embeddings=states[order] if spec.clusters else None)
     new, counts = move_group({n: f.reset_index(drop=True) for n, f in frames.items()}, member,
                              keep=spec.keep, seed=seed)
     index = {c: i for i, c in enumerate(classes)}
@@ -155,11 +157,12 @@ def main() -> None:
         seed_everything(config.train.seed)
         refit = HeadRefitter(model, states, opts, device)
         features = features_of(model, states)
+        states_np = states.float().cpu().numpy()
         for spec in specs:
             results = []
             for seed in seeds:
                 r = one_run(rows, classes, refit, features, spec, seed=seed,
-                            pool_fraction=args.pool, k=args.k)
+                            pool_fraction=args.pool, k=args.k, states=states_np)
                 results.append(r)
                 acc, ab = r["accuracy"], r["ablation"]
                 ratio = r["precision_selected"] / max(r["precision_random"], 1e-9)

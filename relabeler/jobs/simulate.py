@@ -232,7 +232,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
             store, shortcut, seed=config.data.seed, force=force))))
     if undercover is not None:
         stages.insert(1, ("undercover", lambda: hold_out(store, undercover,
-                                                         seed=config.data.seed, force=force)))
+                                                         seed=config.data.seed, force=force,
+                                                         config=config)))
     for stage, fn in stages:
         started = time.perf_counter()
         fn()

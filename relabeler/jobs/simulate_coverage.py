@@ -6,8 +6,9 @@ the training data lacks, so no pool sample helps them. A thin spot is made on pu
 after ``data`` and before ``train``, all but ``keep`` of the group's training rows move to the
 unlabeled pool (label hidden, truth kept in ``true_label`` as for any simulated pool row); its
 eval rows stay. The group is ``COLUMN=VALUE[,VALUE...]`` (a column ``relabeler data`` kept from
-the source, or ``label``; values may contain ``:``) or ``cluster:K`` (LSA of TF-IDF, k-means into
-K groups, one chosen by the seed). Every split gains a boolean ``undercover`` column.
+the source, or ``label``; values may contain ``:``) or ``cluster:K`` (k-means into K groups of
+the frozen encoder's states; the seed chooses among the groups a model trained without them
+misclassifies most). Every split gains a boolean ``undercover`` column.
 
 After ``score``, :func:`subgroup_result` measures the k pool samples ``scores/acquire.parquet``
 proposes against k random pool samples: the share of each that belongs to the group and the
@@ -82,21 +83,48 @@ def check_held(store: RunStore, spec: UndercoverSpec | None) -> bool:
     return spec is not None and held is None
 
 
-def text_clusters(texts: list[str], k: int, *, seed: int) -> np.ndarray:
-    """Cluster of each text: k-means (k clusters) on the L2-normalised LSA (100 components) of
-    sublinear TF-IDF. The encoder is not trained yet when the group is chosen, and word
-    statistics give topical groups. Returns (N,) int64 in [0, k)."""
+def text_clusters(texts: list[str], k: int, *, seed: int,
+                  embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster of each text and the space it was found in: k-means (k clusters) on the
+    L2-normalised ``embeddings`` (the frozen encoder's states, so a group is a semantic region
+    of the space the classifier sees), or without them on the LSA (100 components) of sublinear
+    TF-IDF. Returns ((N,) int64 in [0, k), (N, d) float)."""
     from sklearn.cluster import KMeans
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
-    tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2,
-                            max_features=50_000).fit_transform(texts)
-    components = min(100, tfidf.shape[1] - 1, len(texts) - 1)
-    lsa = (normalize(TruncatedSVD(components, random_state=seed).fit_transform(tfidf))
-           if components >= 2 else tfidf.toarray())
-    return KMeans(k, n_init=4, random_state=seed).fit_predict(lsa).astype(np.int64)
+    if embeddings is not None:
+        space = normalize(np.asarray(embeddings, dtype=np.float64))
+    else:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2,
+                                max_features=50_000).fit_transform(texts)
+        components = min(100, tfidf.shape[1] - 1, len(texts) - 1)
+        space = (normalize(TruncatedSVD(components, random_state=seed).fit_transform(tfidf))
+                 if components >= 2 else tfidf.toarray())
+    return KMeans(k, n_init=4, random_state=seed).fit_predict(space).astype(np.int64), space
+
+
+def held_out_errors(space: np.ndarray, labels: np.ndarray, cluster: np.ndarray,
+                    is_train: np.ndarray, is_eval: np.ndarray,
+                    candidates: np.ndarray) -> np.ndarray:
+    """Error rate on each candidate cluster's eval rows of a linear probe (logistic regression
+    on ``space``) fitted on the training rows outside the cluster: how much the thin spot would
+    hurt if the training data lacked it. A cluster the model classifies perfectly without its
+    own rows measures nothing. Returns (len(candidates),) float in [0, 1]."""
+    from sklearn.linear_model import LogisticRegression
+
+    errors = np.zeros(len(candidates))
+    for i, c in enumerate(candidates):
+        fit_rows = is_train & (cluster != c)
+        test_rows = is_eval & (cluster == c)
+        if len(np.unique(labels[fit_rows])) < 2:
+            errors[i] = 1.0
+            continue
+        probe = LogisticRegression(max_iter=500).fit(space[fit_rows], labels[fit_rows])
+        errors[i] = float(np.mean(probe.predict(space[test_rows]) != labels[test_rows]))
+    return errors
 
 
 def _column_member(frame: pd.DataFrame, spec: UndercoverSpec) -> np.ndarray:
@@ -106,10 +134,21 @@ def _column_member(frame: pd.DataFrame, spec: UndercoverSpec) -> np.ndarray:
     return values.isin(set(spec.values)).to_numpy(dtype=bool)
 
 
+def _truth(frame: pd.DataFrame) -> np.ndarray:
+    """The true label of every row (``true_label`` where the label is noisy or hidden)."""
+    if "true_label" in frame.columns:
+        return frame["true_label"].fillna(frame["label"]).astype(str).to_numpy()
+    return frame["label"].astype(str).to_numpy()
+
+
 def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
-                  seed: int) -> tuple[dict[str, np.ndarray], dict]:
+                  seed: int, embeddings: np.ndarray | None = None,
+                  ) -> tuple[dict[str, np.ndarray], dict]:
     """Membership of every row of ``splits`` (train, eval, pool frames) in the group, and what
-    chose it. Raises ConfigError naming the flag for a column that does not exist, a K out of
+    chose it. ``cluster:K`` clusters ``embeddings`` (one row per text of train, eval and pool
+    in that order; TF-IDF without them) and lets the seed choose among the clusters a model
+    trained without them misclassifies most (:func:`held_out_errors`, the upper half): the
+    realistic thin spot is one that hurts. Raises ConfigError naming the flag for a column that does not exist, a K out of
     range, or a group with no training or eval row, or with every training row."""
     train, evaluation = splits["train"], splits["eval"]
     info: dict = {}
@@ -128,22 +167,35 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
         if not 2 <= spec.clusters <= len(texts) // 2:
             raise ConfigError(f"{FLAG}: cluster:K needs 2 <= K <= {len(texts) // 2} (half the "
                               f"{len(texts)} texts), got {spec.clusters}")
-        cluster = text_clusters(texts, spec.clusters, seed=seed)
+        cluster, space = text_clusters(texts, spec.clusters, seed=seed, embeddings=embeddings)
         bounds = np.cumsum([0] + [len(f) for f in splits.values()])
         by_split = {name: cluster[bounds[i]:bounds[i + 1]] for i, name in enumerate(splits)}
         sizes = np.bincount(cluster, minlength=spec.clusters)
         in_train = np.bincount(by_split["train"], minlength=spec.clusters)
         in_eval = np.bincount(by_split["eval"], minlength=spec.clusters)
         usable = np.flatnonzero((in_train > 1) & (in_eval > 0) & (in_train < len(train)))
-        # a cluster of more than twice the mean size is more of the corpus than a thin spot
-        small = usable[sizes[usable] <= 2 * len(texts) / spec.clusters]
+        # a cluster of more than twice the mean size is more of the corpus than a thin spot;
+        # one of fewer than 5 eval rows measures little
+        small = usable[(sizes[usable] <= 2 * len(texts) / spec.clusters)
+                       & (in_eval[usable] >= 5)]
         candidates = small if len(small) else usable
         if not len(candidates):
             raise ConfigError(f"{FLAG}: no cluster of cluster:{spec.clusters} has both "
                               f"training and eval rows; use another K")
-        chosen = int(np.random.default_rng(seed).choice(candidates))
+        part = np.repeat(list(splits), [len(f) for f in splits.values()])
+        labels = np.concatenate([_truth(f) for f in splits.values()])
+        errors = held_out_errors(space, labels, cluster, part == "train", part == "eval",
+                                 candidates)
+        # the upper half by error, and never a cluster classified perfectly without its rows
+        # while another is not
+        hurting = (errors >= np.median(errors)) & ((errors > 0) | (errors.max() == 0))
+        hurting = candidates[hurting]
+        chosen = int(np.random.default_rng(seed).choice(hurting))
         member = {name: c == chosen for name, c in by_split.items()}
-        info = {"cluster": chosen, "cluster_sizes": sizes.tolist()}
+        info = {"cluster": chosen, "cluster_sizes": sizes.tolist(),
+                "clustered_on": "encoder" if embeddings is not None else "tfidf",
+                "held_out_error": {str(int(c)): round(float(e), 4)
+                                   for c, e in zip(candidates, errors)}}
     n_train, n_eval = int(member["train"].sum()), int(member["eval"].sum())
     if not n_train or not n_eval:
         where = "training" if not n_train else "eval"
@@ -183,15 +235,35 @@ def move_group(splits: dict[str, pd.DataFrame], member: dict[str, np.ndarray], *
     return new, counts
 
 
-def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = False) -> dict:
+def encoder_embeddings(config, texts: list[str], classes: list[str], *,
+                       progress: bool = False) -> np.ndarray:
+    """The frozen encoder's states of ``texts`` (the ones head mode trains on, through the
+    encoder cache, so ``train`` reuses them): the space ``cluster:K`` groups in."""
+    from relabeler.jobs.train import encoder_states
+    from relabeler.model import load_classifier, pick_device
+
+    device = pick_device()
+    model = load_classifier(config.model.name, classes, pooling=config.model.pooling).to(device)
+    states = encoder_states(config, model, texts, device, progress=progress)
+    return states.float().cpu().numpy()
+
+
+def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = False,
+             config=None) -> dict:
     """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
     finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
-    the group in every split's ``undercover`` column. Returns the hold-out's info."""
+    the group in every split's ``undercover`` column. ``cluster:K`` clusters the encoder's
+    states of ``config``'s model (TF-IDF without a ``config``). Returns the hold-out's info."""
     if store.stage_done(STAGE) and not force:
         return (store.stage_info(STAGE) or {}).get("info", {})
     splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
               for name in ("train", "eval", "pool")}
-    member, chosen = group_members(splits, spec, seed=seed)
+    embeddings = None
+    if spec.clusters and config is not None:
+        texts = [t for frame in splits.values() for t in frame["text"].tolist()]
+        classes = sorted(set(splits["train"]["label"].dropna().astype(str)))
+        embeddings = encoder_embeddings(config, texts, classes)
+    member, chosen = group_members(splits, spec, seed=seed, embeddings=embeddings)
     new, counts = move_group(splits, member, keep=spec.keep, seed=seed)
     for name, frame in new.items():
         store.write_table(artifacts.SPLIT(split=name), split_table(frame, name))

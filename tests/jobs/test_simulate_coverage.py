@@ -16,6 +16,7 @@ from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
     check_held,
     group_members,
+    held_out_errors,
     hold_out,
     parse_undercover,
     subgroup_measure,
@@ -130,6 +131,45 @@ def test_cluster_groups_are_chosen_by_the_seed_and_hold_whole_clusters(tmp_path)
     assert sorted(info["cluster_sizes"]) == [40, 160]
     again, _ = group_members(splits, parse_undercover("cluster:2"), seed=0)
     assert all((again[n] == member[n]).all() for n in member)
+
+
+def _three_regions(rng):
+    """Train, eval and pool frames over three 1-d regions at -4 (class a), -2 (a) and 4 (b),
+    with their embeddings in split order."""
+    centres, labels = np.array([-4.0, -2.0, 4.0]), np.array(["a", "a", "b"])
+    frames, points = {}, []
+    for name, per in (("train", 20), ("eval", 6), ("pool", 10)):
+        region = np.repeat(np.arange(3), per)
+        x = centres[region] + rng.normal(0, 0.3, len(region))
+        points.append(np.stack([x, np.ones_like(x)], axis=1))
+        frames[name] = pd.DataFrame({"id": [f"{name}{i}" for i in range(len(x))],
+                                     "text": [f"t{v:.3f}" for v in x],
+                                     "label": labels[region]})
+    return frames, np.concatenate(points)
+
+
+def test_the_probe_error_says_which_held_out_region_would_hurt():
+    frames, space = _three_regions(np.random.default_rng(0))
+    region = np.concatenate([np.repeat(np.arange(3), n) for n in (20, 6, 10)])
+    part = np.repeat(["train", "eval", "pool"], [60, 18, 30])
+    labels = np.concatenate([f["label"].to_numpy() for f in frames.values()])
+    errors = held_out_errors(space, labels, region, part == "train", part == "eval",
+                             np.array([0, 1, 2]))
+    # without -4 or -2 the probe still calls it a (the side away from b); without 4 it has
+    # one class left and calls it a
+    assert errors.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_cluster_groups_on_embeddings_are_chosen_among_the_hurting_ones():
+    frames, space = _three_regions(np.random.default_rng(1))
+    for seed in range(6):
+        member, info = group_members(frames, parse_undercover("cluster:3"), seed=seed,
+                                     embeddings=space)
+        assert info["clustered_on"] == "encoder"
+        assert sorted(info["held_out_error"].values()) == [0.0, 0.0, 1.0]
+        # always the one region a model without it misclassifies, whole
+        assert (frames["train"]["label"][member["train"]] == "b").all()
+        assert [int(m.sum()) for m in member.values()] == [20, 6, 10]
 
 
 @pytest.mark.parametrize("spec, message", [
