@@ -172,6 +172,20 @@ def test_cluster_groups_on_embeddings_are_chosen_among_the_hurting_ones():
         assert [int(m.sum()) for m in member.values()] == [20, 6, 10]
 
 
+def test_hold_out_clusters_the_encoders_states_of_the_configured_model(tmp_path,
+                                                                       tiny_bert_dir):
+    store, config = _store(tmp_path)
+    config = apply_overrides(config, {"model.name": tiny_bert_dir,
+                                      "model.cache_dir": str(tmp_path / "cache")})
+    info = hold_out(store, parse_undercover("cluster:3"), seed=0, config=config)
+    assert info["clustered_on"] == "encoder" and sum(info["cluster_sizes"]) == 200
+    assert set(info["held_out_error"]) <= {"0", "1", "2"}
+    after = _splits(store)
+    assert info["n_group_pool"] == int(after["pool"]["undercover"].sum()) > 0
+    # the states were cached for train to reuse
+    assert any((tmp_path / "cache").rglob("*.parquet"))
+
+
 @pytest.mark.parametrize("spec, message", [
     ("region=north", r"--undercover: the dataset has no column 'region' \(columns: label, "
                      r"source"),
