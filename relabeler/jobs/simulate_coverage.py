@@ -148,8 +148,9 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
     chose it. ``cluster:K`` clusters ``embeddings`` (one row per text of train, eval and pool
     in that order; TF-IDF without them) and lets the seed choose among the clusters a model
     trained without them misclassifies most (:func:`held_out_errors`, the upper half): the
-    realistic thin spot is one that hurts. Raises ConfigError naming the flag for a column that does not exist, a K out of
-    range, or a group with no training or eval row, or with every training row."""
+    realistic thin spot is one that hurts. Raises ConfigError naming the flag for a column
+    that does not exist, a K out of range, or a group with no training or eval row, or with
+    every training row."""
     train, evaluation = splits["train"], splits["eval"]
     info: dict = {}
     if spec.column is not None:
@@ -195,7 +196,7 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
         info = {"cluster": chosen, "cluster_sizes": sizes.tolist(),
                 "clustered_on": "encoder" if embeddings is not None else "tfidf",
                 "held_out_error": {str(int(c)): round(float(e), 4)
-                                   for c, e in zip(candidates, errors)}}
+                                   for c, e in zip(candidates, errors, strict=True)}}
     n_train, n_eval = int(member["train"].sum()), int(member["eval"].sum())
     if not n_train or not n_eval:
         where = "training" if not n_train else "eval"
