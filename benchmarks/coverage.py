@@ -13,6 +13,9 @@ coverage of relabeler before issue 20: density x label agreement, no regions, no
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \\
         --specs "bbc-news:cluster:10;bbc-news:label=tech;sms-spam:cluster:10;\\
 sms-spam:label=spam;drug-review:condition=Birth Control;drug-review:cluster:8"
+    PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.4 \
+        --specs "drug-review:condition=Depression,Anxiety,Bipolar Disorde;\
+drug-review:drug=Nexplanon,Etonogestrel,Levonorgestrel;drug-review:condition=Birth Control"
 
 (about 2 minutes per dataset, spec and seed on a shared 2-core CPU; the tables are in
 docs/benchmarks.md, "Coverage").

@@ -237,9 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="insert TOKEN into RATE of CLASS's training texts and report its rank "
                    "among the shortcuts score finds")
     p.add_argument("--undercover", metavar="SPEC",
-                   help="COLUMN=VALUE[,VALUE...] or cluster:K: move that sub-population's "
-                   "training rows to the pool (all but --undercover-keep) and measure whether "
-                   "coverage acquisition finds it again")
+                   help="COLUMN=VALUE[,VALUE...] or cluster:K (K clusters of the encoder's "
+                   "states, one of those a model without it misclassifies most): move that "
+                   "sub-population's training rows to the pool (all but --undercover-keep) and "
+                   "measure whether coverage acquisition finds it again")
     p.add_argument("--undercover-keep", type=float, default=0.1, metavar="SHARE",
                    help="share of the held-out group's training rows left in train")
     p.add_argument("--config", help="TOML config for everything else")
