@@ -11,6 +11,16 @@ random gain and of cleanlab's (targets: >= 80% of the gap, >= 2x random, >= clea
     python benchmarks/gain.py --out /tmp/gain --only sms-spam:uniform --seeds 0,1
     python benchmarks/gain.py --out /tmp/gain --only bbc-news:asymmetric:0.1
     python benchmarks/gain.py --out /tmp/gain-cls --pooling cls      # the pooler on [CLS]
+    python benchmarks/gain.py --out /tmp/rounds --rounds 4 --sample 1000 --seeds 0,1,2,3,4
+
+With ``--rounds R`` each simulation also plays the budget in R rounds (``simulate --rounds``)
+and one shot at the same budget (controls included in both), in the same process: the table
+gives both shares of the gap, their difference in points per seed (targets: >= +5 on
+asymmetric noise, >= -2 on uniform), and how often the remaining-errors interval covered the
+truth (target >= 90% of setting x seed x round) with the point estimate's relative error
+(target <= 20% from round 1 on). ``--rescore labels`` re-scores between rounds on the cached
+probabilities only (kNN votes and noise model from the answered labels) instead of refitting
+the head's folds. With ``--annotators`` the simulations' annotators blocks are summarised too.
 
 Finished simulations are reused: a rerun only computes what is missing.
 """
@@ -30,23 +40,34 @@ from relabeler.model import POOLINGS
 #: (dataset, noise kind, rate). sms-spam's asymmetric noise flips spam into ham, and 20% of the
 #: training rows is more than the spam it has, so that setting runs at 10%.
 SETTINGS = [("sms-spam", "uniform", 0.20), ("sms-spam", "asymmetric", 0.10),
-            ("bbc-news", "uniform", 0.20), ("bbc-news", "asymmetric", 0.20)]
+            ("bbc-news", "uniform", 0.20), ("bbc-news", "asymmetric", 0.20),
+            ("drug-review", "uniform", 0.20), ("drug-review", "asymmetric", 0.20)]
+#: the four settings run by default (drug-review only when --only names it, or with --rounds)
+DEFAULT_SETTINGS = SETTINGS[:4]
 METHODS = ("relabeler", "cleanlab", "random")
 
 
-def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path,
-             pooling: str) -> dict:
+def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling: str, *,
+             sample: int = 0, batch_size: int = 0, rounds: int = 0, rescore: str = "refit",
+             annotators: list[float] | None = None) -> dict:
+    """One simulation (reused when its simulation.json exists); variants of the rounds share
+    the run folder, so only the retraining part is repeated."""
     from relabeler.jobs.simulate import run_simulation, simulation_config
 
-    folder = out / f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
-    done = folder / "simulation.json"
+    folder = out / (f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
+                    + (f"-n{sample}" if sample else "") + (f"-b{batch_size}" if batch_size else ""))
+    result_dir = folder / f"rounds{rounds}-{rescore}" if rounds else folder
+    done = result_dir / "simulation.json"
     if done.exists():
         return json.loads(done.read_text())
     base = RunConfig()
     base.model.pooling = pooling
+    if batch_size:
+        base.train.batch_size = batch_size
     config = simulation_config(data=dataset, out=folder, noise=rate, noise_kind=kind,
-                               seed=seed, mode="head", folds=5, base=base)
-    return run_simulation(config, folder, progress=False, budgets=[rate])
+                               seed=seed, mode="head", folds=5, sample=sample, base=base)
+    return run_simulation(config, result_dir, progress=False, budgets=[rate],
+                          rounds=rounds or None, rescore=rescore, annotators=annotators)
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:
@@ -66,9 +87,9 @@ def ratio(gain: float, baseline: float) -> str:
 
 
 def settings_from(only: list[str], parser: argparse.ArgumentParser) -> list[tuple]:
-    """The settings ``--only`` names (all four by default)."""
+    """The settings ``--only`` names (the four defaults otherwise)."""
     if not only:
-        return list(SETTINGS)
+        return list(DEFAULT_SETTINGS)
     chosen = []
     for item in only:
         parts = item.split(":")
@@ -88,6 +109,66 @@ def settings_from(only: list[str], parser: argparse.ArgumentParser) -> list[tupl
     return chosen
 
 
+def rounds_summary(runs: list[dict]) -> dict:
+    """Per setting: the rounds' and the one shot's share of the gap (per seed), their
+    difference in points, and each (seed, round) remaining-errors case: covered? relative
+    error of the point estimate."""
+    blocks = [run["rounds"] for run in runs]
+    one_shot = [b["one_shot_gap_recovered"] for b in blocks]
+    final = [b["gap_recovered"][-1] for b in blocks]
+    diffs = [100 * (f - o) for f, o in zip(final, one_shot, strict=True)
+             if f is not None and o is not None]
+    covered, errors = [], []
+    for b in blocks:
+        for (low, mid, high), truth in zip(b["estimated_remaining"], b["true_remaining"],
+                                           strict=True):
+            covered.append(low is not None and low <= truth <= high)
+            errors.append(abs(mid - truth) / truth if mid is not None and truth else None)
+    return {"final": final, "one_shot": one_shot, "diff_points": diffs, "covered": covered,
+            "relative_errors": errors,
+            "found": [sum(b["found"]) for b in blocks]}
+
+
+def print_rounds(label: str, runs: list[dict], seeds: list[int]) -> dict:
+    summary = rounds_summary(runs)
+    r = runs[0]["rounds"]["R"]
+    ok = [x for x in summary["final"] if x is not None]
+    base = [x for x in summary["one_shot"] if x is not None]
+    mean, low, high = interval(ok) if ok else (float("nan"),) * 3
+    o_mean, o_low, o_high = interval(base) if base else (float("nan"),) * 3
+    d_mean, d_low, d_high = interval(summary["diff_points"]) if summary["diff_points"] \
+        else (float("nan"),) * 3
+    errs = [e for e in summary["relative_errors"] if e is not None]
+    print(f"{label:28s} one shot {o_mean:6.0%} [{o_low:5.0%}, {o_high:5.0%}]  {r} rounds "
+          f"{mean:6.0%} [{low:5.0%}, {high:5.0%}]  difference {d_mean:+5.1f} points "
+          f"[{d_low:+5.1f}, {d_high:+5.1f}]  interval covers {np.mean(summary['covered']):4.0%}"
+          f"  point error median {np.median(errs) if errs else float('nan'):4.0%}, "
+          f"<= 20% in {np.mean([e <= 0.2 for e in errs]) if errs else float('nan'):4.0%}")
+    for seed, run in zip(seeds, runs, strict=True):
+        b = run["rounds"]
+        print(f"    seed {seed}: found {b['found']} gap {_shares(b['gap_recovered'])} one shot "
+              f"{_shares([b['one_shot_gap_recovered']])} remaining "
+              + " ".join(f"{m:.0f} [{lo:.0f}, {hi:.0f}] (true {t})" if m is not None else "n/a"
+                         for (lo, m, hi), t in zip(b["estimated_remaining"],
+                                                   b["true_remaining"], strict=True)))
+    return summary
+
+
+def _shares(values: list) -> str:
+    return "[" + ", ".join("n/a" if v is None else f"{v:.0%}" for v in values) + "]"
+
+
+def print_annotators(label: str, runs: list[dict]) -> None:
+    blocks = [run["annotators"] for run in runs if "annotators" in run]
+    if not blocks:
+        return
+    cells = []
+    for key in ("majority_accuracy", "consensus_accuracy", "crowdlab_accuracy"):
+        mean, low, high = interval([b[key] for b in blocks])
+        cells.append(f"{key.split('_')[0]} {mean:.3f} [{low:.3f}, {high:.3f}]")
+    print(f"{label:28s} annotators {blocks[0]['accuracies']}: " + "  ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,20 +176,39 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", action="append", default=[],
                         help="DATASET:KIND or DATASET:KIND:RATE to run (repeatable; a rate "
-                             "outside the four settings adds one); default: the four settings")
+                             "outside the settings adds one); default: the four settings of "
+                             "sms-spam and bbc-news, all six with --rounds")
     parser.add_argument("--pooling", default=RunConfig().model.pooling, choices=POOLINGS,
                         help="[model] pooling of the simulations (default: what relabeler "
                              "ships; use a separate --out for each)")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="stratified subsample of each dataset (0 = every row)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="[train] batch_size of the head fits (0 = the default)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="also play the budget in R rounds against one shot")
+    parser.add_argument("--rescore", default="refit", choices=("refit", "labels"),
+                        help="re-scoring between rounds (see above)")
+    parser.add_argument("--annotators", default="",
+                        help="A1,A2,...: simulated annotators (summarised per setting)")
+    parser.add_argument("--json", help="write the per-setting numbers here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
-    settings = settings_from(args.only, parser)
+    settings = settings_from(args.only, parser) if args.only or not args.rounds \
+        else list(SETTINGS)
+    annotators = [float(a) for a in args.annotators.split(",")] if args.annotators else None
+    options = {"sample": args.sample, "batch_size": args.batch_size, "rounds": args.rounds,
+               "rescore": args.rescore, "annotators": annotators}
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")
+    all_runs = {}
     for dataset, kind, rate in settings:
-        runs = [simulate(dataset, kind, rate, seed, out, args.pooling) for seed in seeds]
+        runs = [simulate(dataset, kind, rate, seed, out, args.pooling, **options)
+                for seed in seeds]
+        all_runs[(dataset, kind, rate)] = runs
         gains = {m: [] for m in METHODS}
         gaps = []
         for run in runs:
@@ -121,8 +221,8 @@ def main() -> None:
         cells = []
         for m in METHODS:
             shares = [g / gap for g, gap in zip(gains[m], gaps, strict=True) if gap > 0]
-            mean, low, high = interval(shares)
-            pooled = np.mean(gains[m]) / mean_gap
+            mean, low, high = interval(shares) if shares else (float("nan"),) * 3
+            pooled = np.mean(gains[m]) / mean_gap if mean_gap > 0 else float("nan")
             cells.append(f"{mean:6.0%} [{low:5.0%}, {high:5.0%}] p{pooled:4.0%}")
         vs_random = ratio(np.mean(gains["relabeler"]), np.mean(gains["random"]))
         vs_cleanlab = ratio(np.mean(gains["relabeler"]), np.mean(gains["cleanlab"]))
@@ -139,6 +239,25 @@ def main() -> None:
     print("recovered = (accuracy after relabeling - noisy) / (clean - noisy), mean over seeds "
           "[95% t-interval]; p = pooled (mean gain / mean gap); targets: relabeler >= 80%, "
           ">= 2x random, >= cleanlab")
+    summaries = {}
+    if args.rounds:
+        print(f"\nRounds ({args.rounds}, re-scoring: {args.rescore}) against one shot at the "
+              "same budget, both with random controls:")
+        for (dataset, kind, rate), runs in all_runs.items():
+            label = f"{dataset} {kind} {rate:.0%}"
+            summaries[label] = print_rounds(label, runs, seeds)
+        covered = [c for s in summaries.values() for c in s["covered"]]
+        errs = [e for s in summaries.values() for e in s["relative_errors"] if e is not None]
+        print(f"remaining errors: the 95% interval covers the truth in {np.mean(covered):.0%} of "
+              f"{len(covered)} (setting, seed, round) cases (target >= 90%); the point "
+              f"estimate is within 20% in {np.mean([e <= 0.2 for e in errs]):.0%} "
+              f"(median relative error {np.median(errs):.0%})")
+    if annotators:
+        print()
+        for (dataset, kind, rate), runs in all_runs.items():
+            print_annotators(f"{dataset} {kind} {rate:.0%}", runs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summaries, indent=1))
 
 
 if __name__ == "__main__":

@@ -104,6 +104,17 @@ def _budgets(text: str) -> list[float]:
     return budgets
 
 
+def _rounds(text: str) -> int:
+    """``--rounds``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}")
+    return value
+
+
 def _accuracies(text: str) -> list[float]:
     """``--annotators``: comma-separated accuracies in (0, 1], one per simulated annotator."""
     try:
@@ -231,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotators", type=_accuracies, metavar="A1,A2,...",
                    help="simulated annotators of these accuracies answer the top of the queue; "
                    "report majority vote against the model-aided consensus")
+    p.add_argument("--rounds", type=_rounds, metavar="R",
+                   help="spend the largest budget in R rounds with oracle answers, retraining "
+                   "and re-scoring between them; compare with one shot at the same budget and "
+                   "estimate the errors left after each round")
     p.add_argument("--eval-noise", type=float, default=0.0, metavar="R",
                    help="flip R of the eval labels too (same kind) and measure the eval audit")
     p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
@@ -523,7 +538,8 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
                   if args.undercover else None)
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
                             budgets=args.budgets, shortcut=shortcut,
-                            annotators=args.annotators, undercover=undercover)
+                            annotators=args.annotators, undercover=undercover,
+                            rounds=args.rounds)
     print(markdown_table(result))
     print(f"-> {Path(args.out) / 'simulation.json'}")
     return 0

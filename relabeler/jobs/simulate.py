@@ -5,6 +5,10 @@ out-of-fold models), extract, score, and measure how well relabeler's ranking fi
 rows next to cleanlab (on the same out-of-fold probabilities), TrustAI's dirty score and a
 random ranking. Writes ``DIR/simulation.json`` and ``DIR/simulation.md``.
 
+With ``rounds`` (``--rounds R``) the largest budget is spent in R rounds that re-score the queue
+between them, and ``simulation.json`` gains a ``"rounds"`` block next to the one-shot baseline
+(:mod:`relabeler.jobs.simulate_rounds`).
+
 With ``shortcut`` (``--shortcut TOKEN:CLASS:RATE``) a token is planted into one class's training
 texts before training and ``simulation.json`` gains a ``"shortcut"`` block with its rank among
 the shortcuts score found (:mod:`relabeler.jobs.simulate_shortcut`). With ``undercover``
@@ -31,6 +35,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides
+from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_split, load_train_view, run_score
@@ -210,8 +215,13 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
                    shortcut: ShortcutSpec | None = None,
                    annotators: Sequence[float] | None = None,
-                   undercover: UndercoverSpec | None = None) -> dict:
-    """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``."""
+                   undercover: UndercoverSpec | None = None, rounds: int | None = None,
+                   rescore: str = "refit") -> dict:
+    """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``;
+    ``rounds`` plays the largest budget in that many rounds, re-scoring between them as
+    ``rescore`` says (:mod:`relabeler.jobs.simulate_rounds`)."""
+    if rounds is not None and not budgets:
+        raise ConfigError("--rounds needs --budgets: the largest budget is the rounds' total")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)
@@ -266,11 +276,12 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     suggestion_accuracy = float(np.mean(
         suspects["suggested_label"].to_numpy(dtype=object)[flipped] == truth[flipped]))
     info = store.stage_info("data")["info"]
-    gain, coverage_result = None, None
+    gain, coverage_result, rounds_result = None, None, None
     if budgets:
         started = time.perf_counter()
-        gain, coverage_result = _retraining_part(store, config, view, scores, list(budgets),
-                                                 progress)
+        gain, coverage_result, rounds_result = _retraining_part(
+            store, config, view, scores, list(budgets), progress, rounds=rounds,
+            rescore=rescore)
         seconds["retrain"] = round(time.perf_counter() - started, 2)
     if undercover is not None:
         started = time.perf_counter()
@@ -297,6 +308,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         "suggestion_accuracy_on_flipped": suggestion_accuracy,
         **({"gain": gain} if gain else {}),
         **({"coverage": coverage_result} if coverage_result else {}),
+        **({"rounds": rounds_result} if rounds_result else {}),
         **({"shortcut": shortcut_block} if shortcut else {}),
         **({"eval_audit": eval_audit_result(store)} if config.data.eval_noise_rate else {}),
         **({"annotators": annotator_experiment(
@@ -306,7 +318,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         "settings": {"noise": config.data.noise_rate, "noise_kind": config.data.noise_kind,
                      "seed": config.data.seed, "mode": store.stage_info("train")["info"]["mode"],
                      "folds": config.train.folds,
-                     "sample": config.data.sample},
+                     "sample": config.data.sample,
+                     **({"rescore": rescore, "control_share": config.studio.control_share}
+                        if rounds else {})},
     }
     (out / "simulation.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "simulation.md").write_text(markdown_table(result), encoding="utf-8")
@@ -390,7 +404,8 @@ def eval_audit_result(store: RunStore) -> dict:
 
 
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
-                     budgets: list[float], progress: bool) -> tuple[dict, dict | None]:
+                     budgets: list[float], progress: bool, *, rounds: int | None = None,
+                     rescore: str = "refit") -> tuple[dict, dict | None, dict | None]:
     from relabeler.data import read_split
     from relabeler.jobs.score import load_split
 
@@ -428,7 +443,25 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
             eval_labels=eval_view.labels, eval_features=eval_view.features,
             eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
             seed=config.data.seed)
-    return gain, coverage_result
+    rounds_result = None
+    if rounds:
+        from relabeler.jobs.simulate_rounds import rounds_experiment
+
+        share = (store.read_json(artifacts.SUMMARY.path).get("noise") or {}).get(
+            "estimated_wrong_share")
+        rounds_result = rounds_experiment(
+            refit, view, truth=truth, suspect=scores["relabeler"], test_rows=eval_rows,
+            test_labels=eval_labels, total=max(gain["budget_samples"]), rounds=rounds,
+            clean=gain["accuracy"]["clean"], noisy=gain["accuracy"]["noisy"],
+            score_cfg=config.score, control_share=config.studio.control_share,
+            stop_rate=config.loop.stop_rate,
+            model_wrong=None if share is None else share * n, rescore=rescore,
+            folds=config.train.folds, seed=config.data.seed)
+    return gain, coverage_result, rounds_result
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def markdown_table(result: dict) -> str:
@@ -461,6 +494,19 @@ def markdown_table(result: dict) -> str:
                 acc = gain["accuracy"][name][i]
                 cells.append(f"{acc:.4f}" + (f" ({rec:.0%})" if rec is not None else ""))
             lines.append(f"| {b:.0%} | {k} | " + " | ".join(cells) + " |")
+    rounds = result.get("rounds")
+    if rounds:
+        lines += ["", f"{rounds['R']} rounds of {rounds['budget_per_round']} tasks (random "
+                  "controls included), re-scored between rounds, against one shot at the same "
+                  "budget: one shot recovers "
+                  + _share(rounds["one_shot_gap_recovered"]) + " of the gap.", "",
+                  "| round | corrected | gap recovered | remaining: estimate [95% interval] | "
+                  "remaining: true |", "|---|---|---|---|---|"]
+        for r, (found, share, (low, mid, high), true) in enumerate(zip(
+                rounds["found"], rounds["gap_recovered"], rounds["estimated_remaining"],
+                rounds["true_remaining"], strict=True)):
+            estimate = "n/a" if mid is None else f"{mid:.0f} [{low:.0f}, {high:.0f}]"
+            lines.append(f"| {r + 1} | {found} | {_share(share)} | {estimate} | {true} |")
     cov = result.get("coverage")
     if cov:
         lines += ["", f"Coverage acquisition: {cov['k']} pool samples picked near half of the "

@@ -1,0 +1,203 @@
+"""simulate --rounds: splitting the budget, picking each round, the rounds block of
+simulation.json, and one small end-to-end run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relabeler.cli import main
+from relabeler.config import ScoreConfig
+from relabeler.jobs.score import TrainView, suspect_signals
+from relabeler.jobs.simulate import gain_experiment
+from relabeler.jobs.simulate_rounds import (
+    QueueRescorer,
+    RoundsPlay,
+    pick_round,
+    play_rounds,
+    round_sizes,
+    rounds_block,
+)
+from relabeler.selectors import rank
+
+
+class CentroidRefitter:
+    """A real, deterministic classifier with the refitters' interface: class centroids of the
+    training rows' features, probabilities from a softmax of negative squared distances."""
+
+    def __init__(self, features: np.ndarray, n_classes: int):
+        self.features, self.n_classes = features, n_classes
+        self.fits = 0
+
+    def fit_predict(self, rows, label_ids, predict_rows, *, sample_weights=None):
+        self.fits += 1
+        x = self.features[rows]
+        centroids = np.stack([x[label_ids == c].mean(axis=0) for c in range(self.n_classes)])
+        d = ((self.features[predict_rows][:, None, :] - centroids[None]) ** 2).sum(-1)
+        e = np.exp(-(d - d.min(axis=1, keepdims=True)))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def world(n_train: int = 60, n_test: int = 40, flips: int = 12, seed: int = 0):
+    """Two Gaussian classes; ``flips`` training labels flipped; rows 0..n_train-1 train."""
+    rng = np.random.default_rng(seed)
+    truth_all = np.arange(n_train + n_test) % 2
+    features = rng.normal(size=(n_train + n_test, 2)) + 1.5 * truth_all[:, None]
+    truth = truth_all[:n_train]
+    noisy = truth.copy()
+    flipped = rng.choice(n_train, size=flips, replace=False)
+    noisy[flipped] = 1 - noisy[flipped]
+    return features, truth, noisy, np.arange(n_train, n_train + n_test), truth_all[n_train:]
+
+
+def test_round_sizes_add_up_and_spread_the_remainder():
+    assert round_sizes(10, 4) == [3, 3, 2, 2]
+    assert round_sizes(8, 4) == [2, 2, 2, 2]
+    assert round_sizes(5, 1) == [5]
+    assert sum(round_sizes(161, 4)) == 161
+    with pytest.raises(ValueError, match="rounds: expected an integer >= 1, got 0"):
+        round_sizes(10, 0)
+    with pytest.raises(ValueError, match="budget of 3 cannot be split into 4 rounds"):
+        round_sizes(3, 4)
+
+
+def test_a_round_takes_the_unreviewed_top_and_controls_from_the_rest():
+    suspect = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.6, 0.3, 0.5, 0.4, 0.05])
+    reviewed = np.zeros(10, dtype=bool)
+    reviewed[[0, 2]] = True  # answered in an earlier round: they never return
+    rng = np.random.default_rng(0)
+    flagged, controls = pick_round(suspect, reviewed, 4, control_share=0.25, rng=rng)
+    assert flagged.tolist() == [3, 5, 7]  # 0.7, 0.6, 0.5: the top of what is left
+    assert len(controls) == 1
+    assert controls[0] not in {0, 2, 3, 5, 7}
+    flagged, controls = pick_round(suspect, reviewed, 4, control_share=0.0, rng=rng)
+    assert flagged.tolist() == [3, 5, 7, 8] and controls.tolist() == []
+    # every row drawn over many rounds' controls: uniform over the rest, never the reviewed
+    seen = np.concatenate([pick_round(suspect, reviewed, 4, control_share=0.25,
+                                      rng=np.random.default_rng(s))[1] for s in range(200)])
+    assert set(seen.tolist()) == {1, 4, 6, 8, 9}
+
+
+def test_the_one_shot_play_without_controls_is_the_gain_experiments_top_k():
+    features, truth, noisy, test_rows, test_labels = world()
+    refit = CentroidRefitter(features, 2)
+    suspect = np.where(noisy != truth, 1.0, 0.0) + np.linspace(0, 0.5, len(noisy))
+    gain = gain_experiment(refit, noisy=noisy, truth=truth, test_rows=test_rows,
+                           test_labels=test_labels, rankings={"relabeler": suspect},
+                           budgets=[0.1], classes=["a", "b"])
+    k = gain["budget_samples"][0]
+    play = play_rounds(refit, None, ids=np.array([f"r{i}" for i in range(60)], dtype=object),
+                       noisy=noisy, truth=truth, suspect=suspect, sizes=[k],
+                       test_rows=test_rows, test_labels=test_labels, control_share=0.0,
+                       model_wrong=None, stop_rate=0.05)
+    assert play.accuracy == [pytest.approx(gain["accuracy"]["relabeler"][0])]
+    assert play.found == [6]  # the top 6 are all flipped rows
+    assert play.true_remaining == [6]
+    assert play.estimated_remaining == [[None, None, None]]  # no controls: no estimate
+
+
+def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
+    features, truth, noisy, test_rows, test_labels = world()
+    refit = CentroidRefitter(features, 2)
+    ids = np.array([f"r{i}" for i in range(60)], dtype=object)
+    calls = []
+
+    def rescore(labels, model_probs):
+        calls.append(labels.copy())
+        # the wrong labels left, first: what a perfect re-scoring would give
+        return np.where(labels != truth, 1.0, 0.0)
+
+    suspect = np.linspace(1, 0, 60)  # a useless first queue: row order
+    play = play_rounds(refit, rescore, ids=ids, noisy=noisy, truth=truth, suspect=suspect,
+                       sizes=[4, 4, 4], test_rows=test_rows, test_labels=test_labels,
+                       control_share=0.25, model_wrong=12.0, stop_rate=0.05, seed=1)
+    assert len(calls) == 2  # between rounds only
+    first = int(np.sum(noisy[:3] != truth[:3]))  # the top 3 of row order, and one control
+    assert play.found[0] >= first
+    # after a perfect re-scoring every flagged task is a wrong label
+    assert play.found[1] >= 3 and play.found[2] >= 3
+    assert play.true_remaining == [12 - sum(play.found[:r + 1]) for r in range(3)]
+    for low, mid, high in play.estimated_remaining:
+        assert 0 <= low <= mid <= high
+    # the model's estimate less the corrections found, where the controls' interval allows
+    low, mid, high = play.estimated_remaining[-1]
+    assert mid == pytest.approx(min(max(12.0 - sum(play.found), low), high))
+    # every corrected answer is in the next fit's labels
+    fixed = calls[-1] == truth
+    assert fixed.sum() == 60 - 12 + sum(play.found[:2])
+
+
+def test_the_rounds_block_has_the_issues_keys_and_gap_shares():
+    rounds = RoundsPlay(found=[30, 20, 10, 5], accuracy=[0.82, 0.86, 0.88, 0.89],
+                        estimated_remaining=[[10.0, 40.0, 90.0], [5.0, 20.0, 60.0],
+                                             [2.0, 10.0, 40.0], [0.0, 5.0, 30.0]],
+                        true_remaining=[38, 18, 8, 3])
+    one_shot = RoundsPlay(found=[55], accuracy=[0.86], estimated_remaining=[[1.0, 9.0, 40.0]],
+                          true_remaining=[13])
+    block = rounds_block(rounds, one_shot, total=70, clean=0.90, noisy=0.80)
+    assert set(block) == {"R", "budget_per_round", "found", "gap_recovered",
+                          "one_shot_gap_recovered", "estimated_remaining", "true_remaining"}
+    assert block["R"] == 4 and block["budget_per_round"] == 17
+    assert block["found"] == [30, 20, 10, 5]
+    assert block["gap_recovered"] == pytest.approx([0.2, 0.6, 0.8, 0.9])
+    assert block["one_shot_gap_recovered"] == pytest.approx(0.6)
+    assert block["estimated_remaining"][1] == [5.0, 20.0, 60.0]
+    assert block["true_remaining"] == [38, 18, 8, 3]
+    json.dumps(block)  # plain JSON types
+    flat = rounds_block(rounds, one_shot, total=70, clean=0.80, noisy=0.80)
+    assert flat["gap_recovered"] == [None] * 4 and flat["one_shot_gap_recovered"] is None
+
+
+def _view(noisy: np.ndarray, features: np.ndarray, probs: np.ndarray) -> TrainView:
+    n = len(noisy)
+    return TrainView(ids=np.array([f"r{i}" for i in range(n)], dtype=object), labels=noisy,
+                     features=features.astype(np.float32), probs=probs,
+                     pred=probs.argmax(axis=1), classes=["a", "b"], oof_probs=probs.copy(),
+                     margins=None)
+
+
+def test_the_labels_rescorer_is_the_score_stages_ranking_on_the_answered_labels():
+    features, truth, noisy, _, _ = world()
+    n = len(noisy)
+    refit = CentroidRefitter(features, 2)
+    probs = refit.fit_predict(np.arange(n), noisy, np.arange(n))
+    cfg = ScoreConfig(k=5)
+    view = _view(noisy, np.hstack([features[:n], np.ones((n, 1))]), probs)
+    rescorer = QueueRescorer(view, cfg, mode="labels")
+    signals, _, _ = suspect_signals(view, cfg)
+    np.testing.assert_allclose(rescorer(noisy), rank.combine(signals))
+    answered = noisy.copy()
+    answered[:30] = truth[:30]
+    changed = rescorer(answered)
+    assert not np.allclose(changed, rank.combine(signals))
+    # the refit mode refits the head once per fold for new out-of-fold probabilities
+    refit.fits = 0
+    QueueRescorer(view, cfg, mode="refit", refit=refit, folds=3)(answered, probs)
+    assert refit.fits == 3
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        QueueRescorer(view, cfg, mode="full")
+    with pytest.raises(ValueError, match="needs a refitter"):
+        QueueRescorer(view, cfg, mode="refit")
+
+
+@pytest.mark.slow
+def test_simulate_rounds_writes_the_block(ray_session, tmp_path, synthetic_csv, tiny_bert_dir):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--data", str(synthetic_csv), "--noise", "0.2", "--seed", "0",
+                 "--out", str(out), "--mode", "head", "--folds", "2", "--pool-fraction", "0",
+                 "--budgets", "0.2", "--rounds", "2", "--set", f"model.name={tiny_bert_dir}",
+                 "--set", "model.max_length=32", "--set", "train.epochs=5", "-q"]) == 0
+    result = json.loads((out / "simulation.json").read_text())
+    block = result["rounds"]
+    flips = result["n_flipped"]
+    assert result["gain"]["budget_samples"] == [flips]
+    assert block["R"] == 2 and block["budget_per_round"] == flips // 2
+    assert len(block["found"]) == 2 and 0 < sum(block["found"]) <= flips
+    assert block["true_remaining"] == [flips - block["found"][0], flips - sum(block["found"])]
+    assert len(block["gap_recovered"]) == 2 and len(block["estimated_remaining"]) == 2
+    for low, mid, high in block["estimated_remaining"]:
+        assert low <= mid <= high
+    gap = result["gain"]["accuracy"]["clean"] - result["gain"]["accuracy"]["noisy"]
+    assert (block["one_shot_gap_recovered"] is None) == (gap <= 0)
+    assert result["settings"]["rescore"] == "refit"
+    assert "2 rounds of" in (out / "simulation.md").read_text()
