@@ -78,7 +78,10 @@ class QueueRescorer:
             raise ValueError(f"mode: expected one of {RESCORE_MODES}, got {mode!r}")
         if mode == "refit" and refit is None:
             raise ValueError("mode 'refit' needs a refitter")
-        self.view, self.cfg, self.mode, self.refit = view, cfg, mode, refit
+        # the representer refit is reported, never a vote: a queue re-scored on refit
+        # probabilities must not stop where its evidence would not be shown
+        self.cfg = cfg.model_copy(update={"min_agreement": 0.0})
+        self.view, self.mode, self.refit = view, mode, refit
         n = len(view.ids)
         self.fold = np.random.default_rng(seed).permutation(n) % max(2, folds)
 

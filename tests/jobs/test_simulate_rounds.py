@@ -186,7 +186,8 @@ def test_simulate_rounds_writes_the_block(ray_session, tmp_path, synthetic_csv, 
     assert main(["simulate", "--data", str(synthetic_csv), "--noise", "0.2", "--seed", "0",
                  "--out", str(out), "--mode", "head", "--folds", "2", "--pool-fraction", "0",
                  "--budgets", "0.2", "--rounds", "2", "--set", f"model.name={tiny_bert_dir}",
-                 "--set", "model.max_length=32", "--set", "train.epochs=5", "-q"]) == 0
+                 "--set", "model.max_length=32", "--set", "train.epochs=5",
+                 "--set", "score.min_agreement=0", "-q"]) == 0
     result = json.loads((out / "simulation.json").read_text())
     block = result["rounds"]
     flips = result["n_flipped"]
