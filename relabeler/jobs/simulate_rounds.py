@@ -10,6 +10,13 @@ is re-scored for the next round (:class:`QueueRescorer`). After every round the 
 remaining-errors estimate (:func:`relabeler.report.remaining.estimate_remaining`) is computed
 from the controls and the reviewed queue so far, next to the truth the simulation knows.
 
+A control is a uniform draw from the rows the queue had not reached when it was sent. Once a
+later queue reaches past it (scored under its label as given, it ranks inside that round's
+flagged target) it counts as flagged, as it would have been sent then; the controls left stay a
+uniform sample of the rows the queue has not reached. Without this the early controls, drawn
+while more errors were left, overstate the error rate after later rounds (the 95% interval
+missed the truth from below in 4 of 32 cases on the dev sets).
+
 The same play with one round is the one-shot baseline at the same total budget, controls
 included, so the two differ only in re-scoring between rounds.
 """
@@ -114,12 +121,15 @@ class QueueRescorer:
 @dataclass
 class RoundsPlay:
     """What one play of the loop found: per round, the corrections, the test accuracy after
-    retraining, the remaining-errors estimate [low, estimate, high] and the truth."""
+    retraining, the remaining-errors estimate [low, estimate, high] and the truth; and the
+    manifest of every task sent."""
 
     found: list[int]
     accuracy: list[float]
     estimated_remaining: list[list[float | None]]
     true_remaining: list[int]
+    manifest: list[dict] = dataclasses.field(default_factory=list)  # what was sent: id,
+    # source (flagged or random_control, as a control is counted at the end), rank, round
 
 
 def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
@@ -130,7 +140,8 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
 
     Training rows are ``0..N-1`` of the refitter's cache; noisy, truth: (N,) class ids;
     suspect: (N,) the first queue's scores; rescore(labels, model_probs) -> (N,) the next
-    queue's (called between rounds only).
+    queue's (called between rounds only; the controls still standing keep their given label
+    there, so the queue can tell whether it reaches them).
     """
     n = len(noisy)
     rows = np.arange(n)
@@ -139,16 +150,23 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     reviewed = np.zeros(n, dtype=bool)
     rng = np.random.default_rng(seed + 3000)
     train = pd.DataFrame({"id": ids, "flipped": np.asarray(noisy) != np.asarray(truth)})
-    manifest: list[dict] = []
     answers: list[dict] = []
+    standing: dict[int, dict] = {}  # row -> manifest entry of the controls still controls
     play = RoundsPlay([], [], [], [])
+    manifest = play.manifest
     for r, size in enumerate(sizes):
         flagged, controls = pick_round(suspect, reviewed, size, control_share=control_share,
                                        rng=rng)
         sent = int(sum(m["source"] == FLAGGED for m in manifest))
-        manifest += [{"id": ids[i], "source": FLAGGED, "rank": sent + j + 1}
+        if len(flagged):
+            cutoff = suspect[flagged[-1]]
+            for row in [c for c in standing if suspect[c] >= cutoff]:
+                standing.pop(row).update(source=FLAGGED, rank=sent + len(flagged))
+        manifest += [{"id": ids[i], "source": FLAGGED, "rank": sent + j + 1, "round": r + 1}
                      for j, i in enumerate(flagged)]
-        manifest += [{"id": ids[i], "source": CONTROL, "rank": None} for i in controls]
+        for i in controls:
+            standing[int(i)] = {"id": ids[i], "source": CONTROL, "rank": None, "round": r + 1}
+            manifest.append(standing[int(i)])
         batch = np.concatenate([flagged, controls])
         answers += [{"id": ids[i], "action": "relabel" if truth[i] != labels[i] else "keep",
                      "old_label": int(labels[i]), "new_label": int(truth[i])} for i in batch]
@@ -168,7 +186,10 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
                  "(true %d)", r + 1, len(sizes), len(batch), play.found[-1],
                  play.accuracy[-1], play.estimated_remaining[-1], play.true_remaining[-1])
         if r + 1 < len(sizes):
-            suspect = rescore(labels, probs[:n])
+            scoring = labels.copy()
+            still = np.fromiter(standing, dtype=np.int64, count=len(standing))
+            scoring[still] = noisy[still]
+            suspect = rescore(scoring, probs[:n])
     return play
 
 

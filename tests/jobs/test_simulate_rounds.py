@@ -122,9 +122,53 @@ def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
     # the model's estimate less the corrections found, where the controls' interval allows
     low, mid, high = play.estimated_remaining[-1]
     assert mid == pytest.approx(min(max(12.0 - sum(play.found), low), high))
-    # every corrected answer is in the next fit's labels
-    fixed = calls[-1] == truth
-    assert fixed.sum() == 60 - 12 + sum(play.found[:2])
+    # the re-scoring sees every answer, except that the controls still standing keep their
+    # given label (so the queue can tell whether it reaches them)
+    standing = [int(m["id"][1:]) for m in play.manifest
+                if m["source"] == "random_control" and m["round"] < 3]
+    reviewed = [int(m["id"][1:]) for m in play.manifest if m["round"] < 3]
+    expected = truth.copy()
+    expected[standing] = noisy[standing]
+    unreviewed = np.setdiff1d(np.arange(60), reviewed)
+    expected[unreviewed] = noisy[unreviewed]
+    np.testing.assert_array_equal(calls[-1], expected)
+
+
+def test_a_control_the_queue_reaches_later_counts_as_flagged():
+    features, truth, noisy, test_rows, test_labels = world(flips=20)
+    refit = CentroidRefitter(features, 2)
+    ids = np.array([f"r{i}" for i in range(60)], dtype=object)
+
+    def rescore(labels, model_probs):
+        return np.where(labels != truth, 1.0, 0.0)  # every wrong label at the top
+
+    play = play_rounds(refit, rescore, ids=ids, noisy=noisy, truth=truth,
+                       suspect=np.linspace(1, 0, 60), sizes=[6, 6, 6], test_rows=test_rows,
+                       test_labels=test_labels, control_share=0.5, model_wrong=None,
+                       stop_rate=0.05, seed=0)
+    sent = {int(m["id"][1:]): m for m in play.manifest}
+    assert len(play.manifest) == 18 and len(sent) == 18
+    # replay the draws: round 1 takes rows 0-2 and three controls; round 2 the top of a queue
+    # where every wrong label (the standing controls' given ones included) scores 1
+    rng = np.random.default_rng(0 + 3000)
+    reviewed = np.zeros(60, dtype=bool)
+    flagged1, controls1 = pick_round(np.linspace(1, 0, 60), reviewed, 6, control_share=0.5,
+                                     rng=rng)
+    assert flagged1.tolist() == [0, 1, 2]
+    reviewed[np.concatenate([flagged1, controls1])] = True
+    labels = noisy.copy()
+    labels[flagged1] = truth[flagged1]
+    flagged2, controls2 = pick_round(np.where(labels != truth, 1.0, 0.0), reviewed, 6,
+                                     control_share=0.5, rng=rng)
+    wrong1 = [c for c in controls1 if noisy[c] != truth[c]]
+    right1 = [c for c in controls1 if noisy[c] == truth[c]]
+    assert wrong1 and right1  # the seed draws both kinds
+    # round 2's queue reached the wrong-labelled controls of round 1: they count as flagged,
+    # ranked at its cutoff; the right-labelled ones stay controls
+    assert all(sent[c]["source"] == "flagged" and sent[c]["rank"] == 6 for c in wrong1)
+    assert all(sent[c]["source"] == "random_control" for c in right1)
+    assert all(sent[int(c)]["round"] == 2 for c in np.concatenate([flagged2, controls2]))
+    assert sum(m["source"] == "flagged" for m in play.manifest) >= 9 + len(wrong1)
 
 
 def test_the_rounds_block_has_the_issues_keys_and_gap_shares():
