@@ -246,3 +246,18 @@ def test_simulate_rounds_writes_the_block(ray_session, tmp_path, synthetic_csv, 
     assert (block["one_shot_gap_recovered"] is None) == (gap <= 0)
     assert result["settings"]["rescore"] == "refit"
     assert "2 rounds of" in (out / "simulation.md").read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_the_cli_refuses_a_bad_round_count(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
+              "--rounds", value])
+    assert exc.value.code == 2
+    assert f"--rounds: expected an integer >= 1; got '{value}'" in capsys.readouterr().err
+
+
+def test_rounds_without_budgets_is_a_config_error(tmp_path, capsys):
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
+                 "--budgets", "none", "--rounds", "2"]) != 0
+    assert "--rounds needs --budgets" in capsys.readouterr().err
