@@ -102,6 +102,16 @@ class Run:
 
         run_serve(self.store, self.config, register=register, ranking=LiveRanking.load)
 
+    def next(self, *, client: Any = None, say=None) -> Any:
+        """One more round: pull, retrain, re-score, push the next batch into the same review
+        project; returns a ``RoundResult`` (its ``round`` is None when there was nothing to
+        do)."""
+        from relabeler.jobs.rounds import run_next
+
+        kwargs = {"say": say} if say is not None else {}
+        return run_next(self.store, self.config, client=client, progress=self.progress,
+                        **kwargs)
+
     def retrain(self, *, force: bool = False, dedupe: bool = False) -> dict:
         from relabeler.jobs.retrain import run_retrain
 

@@ -236,10 +236,11 @@ ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
                     "source (flagged, random_control, acquired, eval_audit, second_opinion, "
-                    "counterexample).",
+                    "counterexample) and the round that sent it (push: 1; each `relabeler "
+                    "next`: the next).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
-                            ("pushed_at", _UTC)))
+                            ("pushed_at", _UTC), ("round", _I64)))
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered.")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
@@ -278,6 +279,14 @@ SECOND_OPINIONS = Artifact(
     CORRECTIONS.schema, CORRECTIONS.optional)
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
                       "How far pull has read the event log.")
+# next (a round)
+ROUNDS = Artifact("studio/rounds.json", "next", "json",
+                  "One record per round: its number, the dataset version it was scored on, "
+                  "what it pushed, whether it followed the ranking or random picks (and the "
+                  "test that decided), and the answers it started from.")
+ROUND_LOCK = Artifact("studio/round.lock", "next", "file",
+                      "Held while a round runs (host, pid, start time): a second `relabeler "
+                      "next` on the run stops instead of pushing the same tasks twice.")
 # retrain, report
 RETRAIN = Artifact("retrain/v{n}", "retrain", "folder",
                    "Dataset version N: its own dataset/, model/ and train/ (the layout above).")
@@ -302,8 +311,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
     FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS, SHORTCUTS, BALANCE,
     DUPLICATES, SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
-    RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, RETRAIN,
-    EVAL_AUDITED, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT, MARKER)
+    RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, ROUNDS,
+    ROUND_LOCK, RETRAIN, EVAL_AUDITED, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT,
+    MARKER)
 
 #: What each verb reads; what it writes is every artifact whose ``writer`` it is.
 STAGE_READS: dict[str, tuple[Artifact, ...]] = {
@@ -319,8 +329,9 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
               RERANKS),
     "pull": (MANIFEST, EVENTS, PULL_STATE, LABELS, FEATURES, OOF, CORRECTIONS, SECOND_OPINIONS,
              SUSPECTS, ATTRIBUTIONS, TRAIN),
+    "next": (MANIFEST, CORRECTIONS, ROUNDS, SUSPECTS, FEATURES, TRAIN, MODEL, LABELS),
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
-    "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, SUMMARY, SUSPECTS,
+    "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, ROUNDS, SUMMARY, SUSPECTS,
                EVAL_SUSPECTS, SHORTCUTS, BALANCE, THIN_REGIONS, TRAIN, METRICS,
                EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS),
 }

@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _studio_flags(p)
 
+    p = sub.add_parser("next", help="one more round: pull the answers, retrain, re-score, "
+                       "push the next batch into the same review project")
+    _common(p)
+    _studio_flags(p)
+    p.add_argument("--batch", dest="loop.batch", type=int,
+                   help="review tasks this round adds (default: [loop] batch, else the budget)")
+
     p = sub.add_parser("serve", help="the ML backend: predictions for Label Studio, webhook "
                        "events into studio/events/")
     _common(p)
@@ -271,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     _studio_flags(p, project_title=True)
     p.add_argument("--no-push", action="store_true", help="stop before Label Studio")
 
-    p = sub.add_parser("demo", help="the whole loop on sms-spam with 10%% injected noise, "
-                       "simulated annotators answering through a local Label Studio")
+    p = sub.add_parser("demo", help="the whole loop on sms-spam with 10%% injected noise, two "
+                       "rounds, three simulated annotators answering through a local Label "
+                       "Studio")
     _common(p)
     _train_flags(p)
     return parser
@@ -366,6 +374,9 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     config.studio.budget = 400
     config.attribute.top = config.studio.budget
     config.studio.project_title = "relabeler demo: sms-spam"
+    # three simulated annotators answer every task; round 2 adds 200 tasks
+    config.studio.overlap = 3
+    config.loop.batch = 200
     if args.config:
         config = load_config(args.config)
     apply_overrides(config, _overrides(args), args.assignments)
@@ -396,8 +407,23 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     _print_queue_head(run)
     print()
     print(f"done in {out['seconds']:.0f} s")
-    print(f"  pushed {out['pushed']} tasks {out['sources']}; {out['answered']} answered by "
-          f"SIMULATED annotators; {out['changed']} labels corrected")
+    print(f"  pushed {out['pushed']} tasks {out['sources']} in {len(out['rounds'])} rounds; "
+          f"{out['answered']} answers by SIMULATED annotators; {out['changed']} labels "
+          f"corrected")
+    for row in out["burn_down"]:
+        low, mid, high = row["remaining"] or (float("nan"),) * 3
+        print(f"  round {row['round']} ({row['mode']}): {row['tasks']} tasks, {row['answered']} "
+              f"answered, {row['corrections']} corrections, {row['labels_spent']} labels; "
+              f"about {mid:.0f} wrong labels left [{low:.0f}, {high:.0f}]"
+              + (f" (really {row['true_remaining']})" if row["true_remaining"] is not None
+                 else "") + f"; advice {row['advice']}")
+    def number(value) -> str:
+        return "n/a" if value is None or value != value else f"{value:.2f}"
+
+    for a in out["annotators"]:
+        print(f"  annotator {a['annotator']}: {a['answers']} answers, agreement with the "
+              f"consensus {number(a['agreement_with_consensus'])}, quality "
+              f"{number(a['quality'])}")
     if out["flagged_rate"] is not None:
         print(f"  correction rate: {out['flagged_rate']:.0%} of the flagged tasks, "
               f"{out['control_rate']:.0%} of the random controls")
@@ -483,6 +509,24 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
     return 0
 
 
+def _cmd_next(args: argparse.Namespace, config: RunConfig) -> int:
+    result = _run(args, config).next(say=print)
+    if result.round is None:
+        print(f"next: {result.message}")
+        return 0
+    print(f"next: {result.message}")
+    test = result.queue_test
+    if test.get("available"):
+        print(f"  round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} of "
+              f"{test['flagged']['answered']} corrected; random controls "
+              f"{test['controls']['rate']:.0%} of {test['controls']['answered']} (one-sided "
+              f"Fisher p = {test['p_value']:.3g})")
+    print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()))
+    print(f"  when people have answered: relabeler next (another round), or relabeler "
+          f"retrain and relabeler report (--run {config.run_dir})")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
     _run(args, config).serve(register=not args.no_register)
     return 0
@@ -548,7 +592,7 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "extract": _cmd_extract,
             "score": _cmd_score, "attribute": _cmd_attribute, "run": _cmd_run,
             "studio": _cmd_studio, "push": _cmd_push,
-            "pull": _cmd_pull, "serve": _cmd_serve, "retrain": _cmd_retrain,
+            "pull": _cmd_pull, "next": _cmd_next, "serve": _cmd_serve, "retrain": _cmd_retrain,
             "report": _cmd_report,
             "simulate": _cmd_simulate, "demo": _cmd_demo}
 

@@ -321,7 +321,9 @@ class RayConfig(_Section):
 
 
 class LoopConfig(_Section):
-    batch: int = _opt(0, "Tasks in the next batch the report estimates the corrections of; "
+    batch: int = _opt(0, "Review tasks each round of `relabeler next` adds (the top of the "
+                      "re-scored queue plus its own random controls, [studio] control_share of "
+                      "them), and the next batch the report estimates the corrections of; "
                       "0 = [studio] budget.", ge=0)
     stop_rate: float = _opt(0.05, "Stop relabeling when the next batch's correction rate "
                             "(the upper end of its 95% interval) falls below this share.",
@@ -330,6 +332,12 @@ class LoopConfig(_Section):
                              "yet answered after every this many answers (webhook events): "
                              "the neighbours' votes and the noise model take the answers so "
                              "far, and the tasks' priority follows; 0 = off.", ge=0)
+    random_fallback: bool = _opt(True, "When the latest round's flagged tasks were corrected no "
+                                 "more often than the random controls (one-sided Fisher test, "
+                                 "p >= fallback_alpha), the next round fills its batch with "
+                                 "random picks instead of the ranking, so a round never does "
+                                 "worse than random review.")
+    fallback_alpha: float = _opt(0.05, "Significance level of that test.", gt=0, lt=1)
 
 
 class RunConfig(_Section):

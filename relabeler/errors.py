@@ -33,3 +33,11 @@ class StageError(RelabelerError, RuntimeError):
 
 class PluginError(RelabelerError, RuntimeError):
     """Label Studio work cannot go on; the message says why and what to do."""
+
+
+class RoundError(StageError):
+    """A round of ``relabeler next`` cannot go on; the message says why and what to do."""
+
+
+class RoundLockedError(RoundError):
+    """Another round holds the run's lock file; the message names the file and its holder."""

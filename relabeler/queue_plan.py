@@ -44,8 +44,11 @@ def read_manifest(store: RunStore) -> pd.DataFrame:
     if not store.exists(MANIFEST.path):
         return empty_manifest()
     frame = store.read_table(MANIFEST.path).to_pandas()
+    if "round" not in frame.columns:  # written before rounds existed: all of it was round 1
+        frame["round"] = 1
     for column in ("task_id", "rank"):
         frame[column] = frame[column].astype("Int64")
+    frame["round"] = frame["round"].astype(np.int64)
     return frame
 
 
@@ -159,6 +162,51 @@ def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.Dat
     plan = pd.concat(nonempty, ignore_index=True)
     return plan.astype({"id": object, "source": object, "position": np.int64,
                         "pushed": bool})
+
+
+def plan_next_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.DataFrame,
+                    *, batch: int, control_share: float, seed: int, round_no: int,
+                    random_fill: bool = False) -> pd.DataFrame:
+    """The new review tasks of round ``round_no``, queued behind every task already in the
+    review project.
+
+    ranking: the re-scored suspects (columns id, rank; rows already answered or sent may be in
+    it: anything in ``manifest`` is skipped, so nothing is pushed twice). train_ids: every
+    training id. manifest: what was sent (id, source, priority). The round takes the top
+    ``batch - controls`` of the ranking not yet sent and its own random controls, drawn
+    uniformly from the training rows neither sent nor in this round's target, spread at stable
+    random places among them. ``random_fill``: the ranking did not beat random picks, so the
+    flagged part is a uniform draw too (source ``random_control``: an unbiased sample of the
+    unreviewed rows, which is what the controls are), and the controls' share of the batch is
+    taken from the top of the ranking instead (source ``flagged``), so the ranking keeps being
+    measured. Returns the :func:`plan_round` columns; positions continue after the project's
+    last priority.
+    """
+    if round_no < 1:
+        raise ValueError(f"round_no must be >= 1, got {round_no}")
+    review = manifest[manifest["source"].isin([FLAGGED, CONTROL])]
+    sent = set(review["id"])
+    ranking = ranking.sort_values(["rank", "id"], kind="stable")
+    rank_of = dict(zip(ranking["id"], ranking["rank"], strict=True))
+    open_ranked = [x for x in ranking["id"] if x not in sent]
+    n_flagged, n_controls = split_budget(batch, control_share)
+    if random_fill:
+        n_flagged, n_controls = n_controls, n_flagged
+    flagged = open_ranked[:n_flagged]
+    excluded = sent | set(flagged)
+    pool = sorted(x for x in train_ids if x not in excluded)
+    draw = np.random.default_rng([seed, round_no]).permutation(len(pool))[:n_controls]
+    controls = [pool[int(k)] for k in draw]
+    positions = queue_priorities(flagged, controls, seed=seed)
+    start = int(review["priority"].max()) if len(review) else 0
+    ordered = sorted(positions, key=positions.__getitem__)
+    source = {**dict.fromkeys(flagged, FLAGGED), **dict.fromkeys(controls, CONTROL)}
+    return pd.DataFrame({
+        "id": pd.Series(ordered, dtype=object),
+        "source": pd.Series([source[x] for x in ordered], dtype=object),
+        "position": np.array([start + positions[x] for x in ordered], dtype=np.int64),
+        "rank": pd.array([rank_of.get(x) for x in ordered], dtype="Int64"),
+        "pushed": np.zeros(len(ordered), dtype=bool)})
 
 
 def plan_settings(budget: int, control_share: float, seed: int) -> dict:

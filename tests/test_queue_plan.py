@@ -6,6 +6,7 @@ from relabeler.queue_plan import (
     CONTROL,
     EVAL_AUDIT,
     FLAGGED,
+    plan_next_round,
     plan_round,
     plan_settings,
     plan_training_queue,
@@ -145,3 +146,57 @@ def test_eval_picks_follow_the_other_projects_in_rank_order():
     without = plan_round(RANKING, IDS, manifest([]), budget=10, control_share=0.0, seed=0,
                          pool_picks=PICKS)
     assert EVAL_AUDIT not in set(without["source"])
+
+
+def manifest_of(rows):
+    """A review manifest: (id, source, priority, round) rows."""
+    return pd.DataFrame(rows, columns=["id", "source", "priority", "round"])
+
+
+def test_a_later_round_queues_the_top_of_the_unsent_ranking_behind_every_task():
+    ranking = pd.DataFrame({"id": IDS, "rank": range(1, 301)})
+    sent = manifest_of([(x, FLAGGED, i + 1, 1) for i, x in enumerate(IDS[:36])]
+                       + [("s250", CONTROL, 37, 1)])
+    plan = plan_next_round(ranking.sample(frac=1, random_state=0), IDS, sent, batch=20,
+                           control_share=0.1, seed=0, round_no=2)
+    flagged = plan[plan["source"] == FLAGGED]
+    controls = plan[plan["source"] == CONTROL]
+    assert sorted(flagged["id"]) == IDS[36:54]  # the top 18 never sent, in rank order
+    assert list(flagged.sort_values("position")["rank"]) == list(range(37, 55))
+    assert len(controls) == 2 and not set(controls["id"]) & (set(sent["id"]) | set(IDS[:54]))
+    assert sorted(plan["position"]) == list(range(38, 58))  # behind priority 37
+    assert not plan["pushed"].any()
+    # the same inputs give the same round; another round draws other controls
+    again = plan_next_round(ranking, IDS, sent, batch=20, control_share=0.1, seed=0,
+                            round_no=2)
+    assert again.sort_values("id").reset_index(drop=True).equals(
+        plan.sort_values("id").reset_index(drop=True))
+    later = plan_next_round(ranking, IDS, sent, batch=20, control_share=0.1, seed=0,
+                            round_no=3)
+    assert set(later.loc[later["source"] == CONTROL, "id"]) != set(controls["id"])
+
+
+def test_a_random_round_draws_its_batch_uniformly_and_keeps_a_ranked_probe():
+    ranking = pd.DataFrame({"id": IDS, "rank": range(1, 301)})
+    sent = manifest_of([(x, FLAGGED, i + 1, 1) for i, x in enumerate(IDS[:36])])
+    plan = plan_next_round(ranking, IDS, sent, batch=40, control_share=0.1, seed=1,
+                           round_no=2, random_fill=True)
+    assert sorted(plan.loc[plan["source"] == FLAGGED, "id"]) == IDS[36:40]
+    drawn = plan.loc[plan["source"] == CONTROL, "id"]
+    assert len(drawn) == 36 and not set(drawn) & set(IDS[:40])
+    # a uniform draw, not the next ranks: its ranks spread over the rest of the queue
+    ranks = plan.loc[plan["source"] == CONTROL, "rank"].astype(int)
+    assert ranks.median() > 100
+
+
+def test_a_later_round_never_sends_a_sample_twice_and_stops_when_all_were_sent():
+    ranking = pd.DataFrame({"id": IDS[:30], "rank": range(1, 31)})
+    sent = manifest_of([(x, FLAGGED, i + 1, 1) for i, x in enumerate(IDS[:25])])
+    plan = plan_next_round(ranking, IDS[:30], sent, batch=20, control_share=0.1, seed=0,
+                           round_no=2)
+    assert sorted(plan["id"]) == IDS[25:30]
+    everything = manifest_of([(x, FLAGGED, i + 1, 1) for i, x in enumerate(IDS[:30])])
+    assert plan_next_round(ranking, IDS[:30], everything, batch=20, control_share=0.1, seed=0,
+                           round_no=2).empty
+    with pytest.raises(ValueError, match="round_no"):
+        plan_next_round(ranking, IDS, sent, batch=5, control_share=0.1, seed=0, round_no=0)

@@ -374,31 +374,15 @@ def _write_part(store: RunStore, shard: int, parts: list[pa.Table]) -> int:
     return table.num_rows
 
 
-def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
-                  progress: bool = True) -> dict:
-    """The attribute stage: ``attributions.parquet`` for the queue's top ``[attribute] top``.
-
-    Skipped when done unless ``force``; resumes from the parts a killed run finished.
-    Reads ``config.attribute`` (top, method, n_steps, internal_batch_size, batch_size,
-    shard_size, num_actors, num_threads), ``config.model``
-    (max_length) and ``config.ray``. Returns the stage info.
-    """
+def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarray], *,
+                    progress: bool) -> tuple[pa.Table, int]:
+    """Attribute ``rows`` into ``attributions/`` (resuming from finished parts of the same
+    rows and settings) and write ``attributions.parquet``; returns it and the rows computed
+    now."""
     from relabeler.jobs._ray import connect, plan_from_config
 
-    if not store.stage_done("score"):
-        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
-                         f"{store.uri}` first")
     settings = config.attribute
-    max_length = config.model.max_length
-    if force:
-        store.reset_stage(STAGE, [FOLDER, ARTIFACT])
-    elif store.stage_done(STAGE):
-        log.info("attribute: already done in %s (use --force to redo)", store.uri)
-        return (store.stage_info(STAGE) or {}).get("info", {})
-    started = time.perf_counter()
-    plan = plan_queue(store, config.studio)
-    rows = queue_rows(store, settings.top, plan)
-    key = _plan_key(rows, settings, max_length)
+    key = _plan_key(rows, settings, config.model.max_length)
     if store.exists(PLAN) and store.read_json(PLAN) != key:
         log.warning("attribute: the queue or settings changed since the unfinished run; "
                     "starting over")
@@ -409,15 +393,61 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
     n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))
     if set(range(n_shards)) - store.finished_shards(FOLDER):
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
-        plan = plan_from_config(config.ray, num_actors=settings.num_actors,
+        pool = plan_from_config(config.ray, num_actors=settings.num_actors,
                                 num_threads=settings.num_threads)
         written = attribute_queue(
-            store, rows, max_length=max_length, method=settings.method,
+            store, rows, max_length=config.model.max_length, method=settings.method,
             n_steps=settings.n_steps, internal_batch_size=settings.internal_batch_size,
             batch_size=settings.batch_size, shard_size=settings.shard_size,
-            plan=plan, progress=progress)
+            plan=pool, progress=progress)
     table = store.read_table(FOLDER)
     store.write_table(ARTIFACT, table)
+    return table, written
+
+
+def attribute_plan(store: RunStore, config: RunConfig, plan: pd.DataFrame, *,
+                   progress: bool = True) -> dict:
+    """Attributions for exactly the training tasks of ``plan`` (a round of ``relabeler next``:
+    its flagged tasks and its controls alike, and nothing else, so a round computes only what
+    it sends). Resumes from finished parts; returns counts and seconds."""
+    if not store.stage_done("score"):
+        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
+                         f"{store.uri}` first")
+    started = time.perf_counter()
+    wanted = set(plan["id"])
+    rows = queue_rows(store, 1, plan)
+    keep = np.array([i in wanted and s == "suspects"
+                     for i, s in zip(rows["id"], rows["source"], strict=True)], dtype=bool)
+    table, written = _attribute_rows(store, config, {k: v[keep] for k, v in rows.items()},
+                                     progress=progress)
+    info = {"rows": table.num_rows, "rows_this_run": written, "tasks": len(wanted),
+            "method": config.attribute.method, "seconds": round(time.perf_counter() - started, 2)}
+    store.mark_done(STAGE, info)
+    return info
+
+
+def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
+                  progress: bool = True) -> dict:
+    """The attribute stage: ``attributions.parquet`` for the queue's top ``[attribute] top``.
+
+    Skipped when done unless ``force``; resumes from the parts a killed run finished.
+    Reads ``config.attribute`` (top, method, n_steps, internal_batch_size, batch_size,
+    shard_size, num_actors, num_threads), ``config.model``
+    (max_length) and ``config.ray``. Returns the stage info.
+    """
+    if not store.stage_done("score"):
+        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
+                         f"{store.uri}` first")
+    settings = config.attribute
+    if force:
+        store.reset_stage(STAGE, [FOLDER, ARTIFACT])
+    elif store.stage_done(STAGE):
+        log.info("attribute: already done in %s (use --force to redo)", store.uri)
+        return (store.stage_info(STAGE) or {}).get("info", {})
+    started = time.perf_counter()
+    plan = plan_queue(store, config.studio)
+    table, written = _attribute_rows(store, config, queue_rows(store, settings.top, plan),
+                                     progress=progress)
     seconds = time.perf_counter() - started
     sources = table.column("source").to_pylist()
     deltas = np.abs(table.column("delta").to_numpy(zero_copy_only=False))

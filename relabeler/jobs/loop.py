@@ -2,19 +2,22 @@
 
 ``run``: train → extract → score → attribute → push, then stop: people answer in Label Studio.
 
-``demo``: the loop on ``sms-spam`` with 10% of the training labels flipped on purpose. It starts
-a local Label Studio, runs ``run``, answers the pushed tasks with SIMULATED annotators through
-the real Label Studio API (an oracle that knows the flipped labels; printed clearly as a
-simulation), pulls the answers, retrains, and writes the report.
+``demo``: the loop on ``sms-spam`` with 10% of the training labels flipped on purpose, in two
+rounds. It starts a local Label Studio, runs ``run``, and has three SIMULATED annotators
+(distinct Label Studio users of accuracies 0.95, 0.8 and 0.65, printed clearly as a
+simulation) answer round 1 through the real API; ``relabeler next`` pulls, retrains, re-scores
+and pushes round 2 into the same project; the annotators answer it; then pull, retrain and the
+report, with both rounds in its burn-down.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
@@ -67,34 +70,75 @@ def oracle_answers(store: RunStore) -> dict[str, str]:
     return truth
 
 
-def simulate_annotators(store: RunStore, client, *, truth: dict[str, str]) -> int:
-    """Answer every pushed task, in queue order, through the Label Studio API, as an annotator
-    who knows the true label. Returns the number of answers created."""
-    from relabeler.plugin.labeling import LabelingSpec
+#: the demo's simulated annotators and their accuracies (the issue's 0.95 / 0.8 / 0.65)
+DEMO_ANNOTATORS = {"annotator95": 0.95, "annotator80": 0.80, "annotator65": 0.65}
 
-    manifest = store.read_table(artifacts.MANIFEST.path).to_pandas()
-    answered = 0
+
+def model_probabilities(store: RunStore) -> dict[str, np.ndarray]:
+    """The baseline model's class probabilities of every extracted sample, by id (what a
+    simulated annotator's mistakes follow)."""
+    out: dict[str, np.ndarray] = {}
+    for split in ("train", "eval", "pool"):
+        if store.stage_done(f"extract.{split}"):
+            table = store.read_table(artifacts.FEATURES(split=split), columns=["id", "probs"])
+            out.update(zip(table.column("id").to_pylist(),
+                           (np.asarray(p, dtype=np.float64)
+                            for p in table.column("probs").to_pylist()), strict=True))
+    return out
+
+
+def simulate_annotators(store: RunStore, clients: Mapping[str, object],
+                        accuracies: Mapping[str, float], *, truth: dict[str, str],
+                        probs: dict[str, np.ndarray], round_no: int, seed: int = 0) -> int:
+    """Every task of round ``round_no``, in queue order, answered through the Label Studio API
+    by each simulated annotator (``clients``: name -> that user's StudioClient). Annotator
+    ``name`` gives the true label with probability ``accuracies[name]``, else the wrong class
+    the model finds most plausible (:func:`relabeler.jobs.simulate.tired_answers`). Tasks that
+    already have answers are left alone, so a rerun adds none. Returns the answers created."""
+    from relabeler.jobs.simulate import tired_answers
+    from relabeler.plugin.labeling import LabelingSpec
+    from relabeler.queue_plan import read_manifest
+
+    names = list(clients)
+    manifest = read_manifest(store)
+    manifest = manifest[(manifest["round"] == round_no) & manifest["task_id"].notna()]
+    admin = next(iter(clients.values()))
+    rng = np.random.default_rng([seed, round_no])
+    created = 0
     for project_id, rows in manifest.groupby("project_id"):
-        spec = LabelingSpec.from_config(client.get_project(int(project_id)).label_config)
-        for row in rows.sort_values("task_id").itertuples():
-            label = truth.get(row.id)
-            if label is None:
-                continue
-            result = [{"from_name": spec.answer_name, "to_name": spec.text_name,
-                       "type": "choices", "value": {"choices": [label]}}]
-            client.create_annotation(int(row.task_id), result, lead_time=1.0)
-            answered += 1
-    return answered
+        spec = LabelingSpec.from_config(admin.get_project(int(project_id)).label_config)
+        done = {int(t["id"]) for t in admin.list_tasks(int(project_id), annotated_only=True,
+                                                      fields="task_only")}
+        rows = rows[[row.id in truth and row.id in probs and int(row.task_id) not in done
+                     for row in rows.itertuples()]].sort_values(["priority", "task_id"])
+        if rows.empty:
+            continue
+        classes = spec.classes
+        true = np.array([classes.index(truth[x]) for x in rows["id"]])
+        answers = tired_answers(true, np.stack([probs[x] for x in rows["id"]]),
+                                [accuracies[n] for n in names], rng)
+        for i, task_id in enumerate(rows["task_id"]):
+            for j, name in enumerate(names):
+                result = [{"from_name": spec.answer_name, "to_name": spec.text_name,
+                           "type": "choices", "value": {"choices": [classes[answers[i, j]]]}}]
+                clients[name].create_annotation(int(task_id), result, lead_time=1.0)
+                created += 1
+    return created
 
 
 def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progress: bool = True,
              say: Callable[[str], None] = print) -> dict:
-    """The whole loop on the demo dataset; returns what the closing summary needs."""
+    """The whole loop on the demo dataset, two rounds with three simulated annotators; returns
+    what the closing summary needs."""
     from relabeler.jobs.retrain import run_retrain
+    from relabeler.jobs.rounds import run_next
+    from relabeler.plugin.client import StudioClient
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.pull import run_pull
     from relabeler.plugin.push import run_push
     from relabeler.plugin.server import start_server
+    from relabeler.plugin.users import simulated_annotators
+    from relabeler.queue_plan import read_manifest
     from relabeler.report.build import write_report
 
     started = time.perf_counter()
@@ -112,26 +156,49 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
         server = starting.result()
     say(f"[studio] up at {server.url}")
     config.studio.url = server.url
-    say("[push] ...")
+    say("[push] round 1 ...")
     pushed_at = time.perf_counter()
     run_push(store, config, progress=progress)
     say(f"[push] done in {time.perf_counter() - pushed_at:.0f} s")
     client = client_from_config(config.studio)
-    say("[annotate] SIMULATION: oracle annotators who know the injected noise answer every "
-        "task through the Label Studio API (in real use, people do this in the browser)")
-    answered = simulate_annotators(store, client, truth=oracle_answers(store))
-    say(f"[annotate] {answered} answers created")
+    tokens = simulated_annotators(server.url, config.studio.data_dir, list(DEMO_ANNOTATORS))
+    clients = {name: StudioClient(server.url, token, retries=config.studio.retries)
+               for name, token in tokens.items()}
+    truth, probs = oracle_answers(store), model_probabilities(store)
+    say(f"[annotate] SIMULATION: {len(clients)} Label Studio users of accuracies "
+        f"{', '.join(f'{a:.2f}' for a in DEMO_ANNOTATORS.values())} answer every task through "
+        "the API (a mistake picks the wrong class the model finds most plausible); in real use "
+        "people do this in the browser")
+    rounds = []
+    answered = simulate_annotators(store, clients, DEMO_ANNOTATORS, truth=truth, probs=probs,
+                                   round_no=1, seed=config.data.seed)
+    say(f"[annotate] round 1: {answered} answers")
+    rounds.append({"round": 1, "answers": answered})
+    result = run_next(store, config, client=client, progress=progress, say=say)
+    if result.round is not None:
+        answered = simulate_annotators(store, clients, DEMO_ANNOTATORS, truth=truth,
+                                       probs=probs, round_no=result.round, seed=config.data.seed)
+        say(f"[annotate] round {result.round}: {answered} answers")
+        rounds.append({"round": result.round, "answers": answered, "mode": result.mode,
+                       "version": result.version, "flagged": result.new_flagged,
+                       "controls": result.new_controls, "waiting": result.waiting_before})
     pull = run_pull(store, config, client=client)
     say(f"[pull] {pull.corrections} corrections -> {store.path(artifacts.CORRECTIONS.path)}")
     retrain = run_retrain(store, config, force=force, progress=progress)
     report = write_report(store, config)
     acc = report["eval"]["accuracy"]
     queue = report.get("queue") or {}
-    manifest = store.read_table(artifacts.MANIFEST.path).to_pandas()
+    manifest = read_manifest(store)
+    annotators = (store.read_table(artifacts.ANNOTATORS.path).to_pandas()
+                  if store.exists(artifacts.ANNOTATORS.path) else None)
     return {
         "url": server.url, "username": server.credentials.username,
         "password": server.credentials.password, "report": store.path(artifacts.REPORT_HTML.path),
-        "seconds": time.perf_counter() - started, "answered": answered,
+        "seconds": time.perf_counter() - started,
+        "answered": sum(r["answers"] for r in rounds), "rounds": rounds,
+        "burn_down": (report.get("rounds") or {}).get("rows") or [],
+        "advice": (report.get("remaining") or {}).get("advice"),
+        "annotators": [] if annotators is None else annotators.to_dict("records"),
         "before": acc["before"], "after": acc["after"], "ci95": acc["ci95"],
         "changed": retrain["changed"], "flagged_rate": (queue.get("flagged") or {}).get("rate"),
         "control_rate": (queue.get("random_control") or {}).get("rate"),

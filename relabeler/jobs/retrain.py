@@ -222,9 +222,10 @@ def _latest_version(store: RunStore) -> int:
 
 
 def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
-                progress: bool = True, dedupe: bool = False) -> dict:
+                progress: bool = True, dedupe: bool = False, folds: int = 0) -> dict:
     """Build dataset version N from the corrections (with ``dedupe``, one row per duplicate
-    group of ``scores/duplicates.parquet``), retrain, and compare on eval."""
+    group of ``scores/duplicates.parquet``), retrain, and compare on eval. ``folds``: train
+    that many out-of-fold models too (``relabeler next`` re-scores the version with them)."""
     if not store.exists(CORRECTIONS):
         raise StageError(f"retrain needs {CORRECTIONS}: pull the people's answers first "
                          f"(`relabeler pull --run {store.uri}`)")
@@ -244,6 +245,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     info = store.stage_info(STAGE)
     if info and not force and info["info"].get("corrections") == fingerprint and \
             info["info"].get("dedupe", False) == dedupe and \
+            info["info"].get("folds", 0) >= folds and \
             info["info"].get("mitigation", mitigation) == mitigation:
         log.info("retrain: version %d already used these corrections (use --force to redo)",
                  info["info"]["version"])
@@ -280,10 +282,10 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
             audited[0], preserve_index=False))
     provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
-                  "dedupe": dedupe, "mitigation": mitigation, **counts}
+                  "dedupe": dedupe, "mitigation": mitigation, "folds": folds, **counts}
     sub.mark_done("data", provenance)
     retrain_config = copy.deepcopy(config)
-    retrain_config.train.folds = 0
+    retrain_config.train.folds = folds
     # the baseline's pooling, whatever [model] pooling says now (models saved before the
     # setting existed pooled [CLS])
     retrain_config.model.pooling = store.read_json("model/config.json").get(POOLING_KEY) or "cls"

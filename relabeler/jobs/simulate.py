@@ -327,6 +327,20 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     return result
 
 
+def tired_answers(true: np.ndarray, probs: np.ndarray, accuracies: Sequence[float],
+                  rng: np.random.Generator) -> np.ndarray:
+    """Simulated answers: annotator j gives the true class with probability ``accuracies[j]``,
+    else the wrong class the model finds most plausible, as tired people do.
+
+    true: (N,) class ids. probs: (N, C) the model's probabilities. Returns (N, A) class ids.
+    """
+    plausible = np.asarray(probs, dtype=np.float64).copy()
+    plausible[np.arange(len(true)), true] = -1.0
+    wrong = plausible.argmax(axis=1)
+    return np.stack([np.where(rng.random(len(true)) < a, true, wrong) for a in accuracies],
+                    axis=1).reshape(len(true), len(accuracies))
+
+
 def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
                          accuracies: list[float], *, budget: int, seed: int) -> dict:
     """Annotators of ``accuracies`` answer the top ``budget`` of the queue; a mistake picks the
@@ -344,12 +358,7 @@ def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
     top = np.argsort(suspects["rank"].to_numpy(), kind="stable")[:budget]
     index = {c: i for i, c in enumerate(classes)}
     true = np.array([index[t] for t in truth[top]])
-    plausible = probs[top].astype(np.float64).copy()
-    plausible[np.arange(len(top)), true] = -1.0
-    wrong = plausible.argmax(axis=1)
-    rng = np.random.default_rng(seed)
-    answers = np.stack([np.where(rng.random(len(top)) < a, true, wrong) for a in accuracies],
-                       axis=1)
+    answers = tired_answers(true, probs[top], accuracies, np.random.default_rng(seed))
     names = [f"annotator{j + 1}" for j in range(len(accuracies))]
     rows = []
     for i, row in enumerate(top):

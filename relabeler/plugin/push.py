@@ -43,6 +43,7 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
     PRIORITY_FIELD,
+    ROUND_FIELD,
     SAMPLE_ID_FIELD,
     SampleInput,
     build_task,
@@ -211,6 +212,8 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
     for i, sample in zip(rows, build(ids), strict=True):
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
                           top_spans=top_spans, interface=interface)
+        if "round" in manifest.columns:
+            task["data"][ROUND_FIELD] = int(manifest.at[i, "round"])
         client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
 
 
@@ -245,20 +248,24 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
         samples = build(list(todo["id"]))
         tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface)
                  for s, p in zip(samples, todo["priority"], strict=True)]
+        for task, round_no in zip(tasks, todo["round"], strict=True):
+            task["data"][ROUND_FIELD] = int(round_no)
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
     return manifest, len(sent), imported
 
 
-def _pending_rows(plan_rows: pd.DataFrame, project_id: int) -> pd.DataFrame:
-    """Manifest rows for planned tasks not sent yet (no task id, no push time)."""
+def _pending_rows(plan_rows: pd.DataFrame, project_id: int, round_no: int = 1) -> pd.DataFrame:
+    """Manifest rows for planned tasks of round ``round_no`` not sent yet (no task id, no push
+    time)."""
     n = len(plan_rows)
     return pd.DataFrame({
         "id": list(plan_rows["id"]), "task_id": pd.array([None] * n, dtype="Int64"),
         "project_id": project_id, "rank": pd.array(plan_rows["rank"], dtype="Int64"),
         "priority": plan_rows["position"].to_numpy(dtype=np.int64),
         "source": list(plan_rows["source"]),
-        "pushed_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]")})
+        "pushed_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]"),
+        "round": np.full(n, round_no, dtype=np.int64)})
 
 
 def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
@@ -320,6 +327,10 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     unknown = set(manifest["source"]) - set(SOURCES)
     if unknown:
         raise PushError(f"{MANIFEST} has unknown sources {sorted(unknown)}")
+    if len(manifest) and int(manifest["round"].max()) > 1:
+        # push plans round 1 from the baseline's ranking: it would reorder later rounds' tasks
+        raise PushError(f"{store.uri} is in round {int(manifest['round'].max())}: later rounds "
+                        f"are pushed by `relabeler next --run {store.uri}`; nothing was sent")
 
     # the review project: top of the queue + random controls
     train_rows = manifest[manifest["source"].isin([FLAGGED, CONTROL])]

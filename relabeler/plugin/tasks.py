@@ -28,6 +28,8 @@ from relabeler.plugin.labeling import SUPPORTS_GIVEN, SUPPORTS_SUGGESTION, Label
 MODEL_VERSION = "relabeler"
 SAMPLE_ID_FIELD = "sample_id"
 PRIORITY_FIELD = "priority"
+#: the round that sent the task (push sets it on every task's data)
+ROUND_FIELD = "round"
 GIVEN_LABEL_FIELD = "given_label"
 NO_ATTRIBUTIONS_NOTE = ("No evidence regions: this run has no attributions.parquet (run "
                         "`relabeler attribute` to add them).")

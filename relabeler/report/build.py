@@ -23,6 +23,7 @@ from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.annotators import annotators_section, render_annotators
 from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
+from relabeler.report.rounds import NO_BETTER, burn_down, burn_down_text, remaining_plot
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
@@ -132,6 +133,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store, train),
         "remaining": _remaining(store, train, corrections, manifest, next_batch, stop_rate),
+        "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate),
         "eval_audit": {**_eval_audit(store),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
@@ -167,6 +169,30 @@ def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
     left["true_remaining"] = true_remaining(train, corrections)
     left["text"] = advice_text(left)
     return left
+
+
+def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
+            manifest: pd.DataFrame | None, next_batch: int, stop_rate: float) -> dict:
+    """The burn-down across rounds (:func:`relabeler.report.rounds.burn_down`), each round's
+    record from ``studio/rounds.json`` (ranked or random picks, and the test that decided),
+    and the advice now."""
+    if manifest is None:
+        return {}
+    summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
+               else {})
+    share = (summary.get("noise") or {}).get("estimated_wrong_share")
+    rows = burn_down(manifest, corrections, train, next_batch=next_batch, stop_rate=stop_rate,
+                     model_wrong=None if share is None else share * len(train))
+    records = (store.read_json(artifacts.ROUNDS.path)["rounds"]
+               if store.exists(artifacts.ROUNDS.path) else [])
+    by_round = {int(r["round"]): r for r in records}
+    for row in rows:
+        record = by_round.get(row["round"], {})
+        row["mode"] = record.get("mode", "ranked")
+        row["version"] = record.get("version", 0)
+        row["queue_test"] = record.get("queue_test")
+    left = _remaining(store, train, corrections, manifest, next_batch, stop_rate)
+    return {"rows": rows, "text": burn_down_text(rows, left)}
 
 
 def _png(fig) -> bytes:
@@ -229,6 +255,7 @@ def plots(report: dict) -> dict[str, bytes]:
         out["detection.png"] = _png(fig)
         plt.close(fig)
     out.update(shortcut_plots(report.get("shortcuts") or {}, _png))
+    out.update(remaining_plot((report.get("rounds") or {}).get("rows") or [], _png))
     return out
 
 
@@ -294,7 +321,7 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     imgs = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(data).decode()}"></figure>' for name, data in images.items()
-        if name not in SHORTCUT_PLOTS)
+        if name not in SHORTCUT_PLOTS and name != "burndown.png")
     gain = report["gain_per_100_labels"]
     deduped = (f"; {c['deduped']} duplicate rows dropped (retrain --dedupe)"
                if c.get("deduped") else "")
@@ -321,6 +348,7 @@ for {report['labels_spent']} labels
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
 {render_annotators(report.get("annotators") or {})}
+{_rounds_html(report.get("rounds") or {}, images)}
 {_eval_audit_html(report.get("eval_audit") or {})}
 {shortcut_html(report.get("shortcuts") or {}, images)}
 {thin_region_html(report.get("thin_regions") or {})}
@@ -384,6 +412,38 @@ def _remaining_html(left: dict) -> str:
                 + (f" (simulation: {truth} wrong labels really remain)" if truth is not None
                    else "") + "</p>")
     return out
+
+
+def _rounds_html(rounds: dict, images: dict[str, bytes]) -> str:
+    rows = rounds.get("rows") or []
+    if not rows:
+        return ""
+
+    def interval(row: dict) -> str:
+        if row["remaining"] is None:
+            return "<td>n/a</td><td>n/a</td>"
+        low, mid, high = row["remaining"]
+        return f"<td>{mid:.0f}</td><td>[{low:.0f}, {high:.0f}]</td>"
+
+    truth = any(r["true_remaining"] is not None for r in rows)
+    body = "".join(
+        f"<tr><td>round {r['round']}</td><td>{html.escape(r['mode'])}</td><td>{r['tasks']}</td>"
+        f"<td>{r['answered']}</td><td>{r['corrections']}</td><td>{r['labels_spent']}</td>"
+        f"{interval(r)}<td>{html.escape(str(r['advice'] or 'n/a'))}</td>"
+        + (f"<td>{r['true_remaining']}</td>" if truth else "") + "</tr>" for r in rows)
+    random_rounds = [r["round"] for r in rows if r["mode"] == "random"]
+    honest = (f"<p><b>Rounds {', '.join(map(str, random_rounds))} used random picks.</b> "
+              f"{html.escape(NO_BETTER)}</p>" if random_rounds else "")
+    plot = images.get("burndown.png")
+    figure = (f'<figure><img alt="burn-down" src="data:image/png;base64,'
+              f'{base64.b64encode(plot).decode()}"></figure>' if plot else "")
+    return ("<h2>Rounds: the burn-down</h2>"
+            f"<p>{html.escape(rounds.get('text', ''))}</p>{honest}"
+            "<table><tr><th>round</th><th>picks</th><th>tasks</th><th>answered</th>"
+            "<th>corrections</th><th>labels spent</th><th>wrong labels left (est.)</th>"
+            "<th>95% interval</th><th>advice</th>"
+            + ("<th>really left (simulation)</th>" if truth else "") + f"</tr>{body}</table>"
+            + figure)
 
 
 def write_report(store: RunStore, config: RunConfig | None = None) -> dict:

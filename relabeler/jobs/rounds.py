@@ -1,0 +1,368 @@
+"""``relabeler next``: one more round of the loop, chosen with what people have answered.
+
+A round, in order:
+
+1. lock: ``studio/round.lock`` is created exclusively; a second round started meanwhile stops
+   with a :class:`~relabeler.errors.RoundLockedError` naming the file and its holder.
+2. pull: the answers so far (incremental; answers that arrive while the round runs are taken
+   by the next pull). No new answers since the last round: nothing else happens.
+3. retrain: the corrections make dataset version N (``retrain/vN/``), trained with the
+   baseline's settings and its out-of-fold models (head mode: seconds on cached encoder
+   states).
+4. re-score version N: its features (head mode: the baseline's embeddings through the new
+   head, the encoder being frozen; full mode: a new extract) and its suspects. Reviewed rows
+   carry their answered labels, so the noise model and the neighbours' votes read them.
+5. plan (:func:`relabeler.queue_plan.plan_next_round`): the top of the new ranking among the
+   rows never sent, with its own random controls, behind every task still waiting. When the
+   latest round's flagged tasks were corrected no more often than the controls
+   (:func:`relabeler.report.rounds.queue_test`), the batch is random picks instead.
+6. attribute exactly the planned tasks in version N, and push them into the same review
+   project (:func:`relabeler.plugin.rounds.push_round`): task data and manifest rows record
+   the round.
+7. record the round in ``studio/rounds.json``.
+
+Reviewed rows never return to the queue: every sample in the manifest is skipped. A sample
+whose answers disagree (``needs_review``) keeps its task; asking another annotator is the
+second-opinion path, not a new task. A rerun after a failure resumes: retrain and score are
+skipped when done for the same answers, the plan of an unfinished round is read back, and the
+push reconciles against the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from relabeler import artifacts
+from relabeler.config import RunConfig
+from relabeler.errors import RoundError, RoundLockedError
+from relabeler.queue_plan import (
+    EVAL_AUDIT,
+    plan_next_round,
+    read_manifest,
+    read_plan,
+    write_plan,
+)
+from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
+
+RANKED, RANDOM = "ranked", "random"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one ``relabeler next`` did. ``round`` is None when it did nothing (``message``)."""
+
+    round: int | None
+    message: str
+    version: int | None = None
+    mode: str | None = None
+    new_flagged: int = 0
+    new_controls: int = 0
+    waiting_before: int = 0
+    answers: int = 0
+    new_answers: int = 0
+    queue_test: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# the lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def round_lock(store: RunStore) -> Iterator[None]:
+    """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
+    taken over (logged); any other holder makes this raise RoundLockedError. On a remote run
+    directory the check and the write are two requests (object stores have no exclusive
+    create): a best effort."""
+    path = artifacts.ROUND_LOCK.path
+    holder = {"host": socket.gethostname(), "pid": os.getpid(),
+              "started": datetime.now(UTC).isoformat()}
+    local = store.local_path(path)
+    for attempt in range(2):
+        try:
+            if local is not None:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with os.fdopen(fd, "w") as out:
+                    json.dump(holder, out)
+            elif store.exists(path):
+                raise FileExistsError(path)
+            else:
+                store.write_json(path, holder)
+            break
+        except FileExistsError:
+            try:
+                other = store.read_json(path)
+            except Exception:  # noqa: BLE001 - a lock being written: its holder is alive
+                other = {}
+            stale = (attempt == 0 and other.get("host") == holder["host"]
+                     and isinstance(other.get("pid"), int) and not _alive(other["pid"]))
+            if stale:
+                log.warning("next: %s was left by process %d, which is gone; taking it over",
+                            store.path(path), other["pid"])
+                store.remove(path)
+                continue
+            raise RoundLockedError(
+                f"another round is running on {store.uri}: {store.path(path)} is held by "
+                f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
+                f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
+                f"that process is gone); nothing was pulled or pushed") from None
+    try:
+        yield
+    finally:
+        store.remove(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the rounds record
+
+
+def read_rounds(store: RunStore) -> list[dict]:
+    """``studio/rounds.json``'s records, oldest first; [] before the first ``next``."""
+    if not store.exists(artifacts.ROUNDS.path):
+        return []
+    return list(store.read_json(artifacts.ROUNDS.path)["rounds"])
+
+
+def answers_fingerprint(corrections: pd.DataFrame) -> str:
+    """What the answers are: sample, action, label and number of answers, order aside."""
+    if corrections.empty:
+        return "none"
+    count = (corrections["n_annotations"] if "n_annotations" in corrections.columns
+             else pd.Series(1, index=corrections.index))
+    rows = sorted(zip(corrections["id"].astype(str), corrections["action"].astype(str),
+                      corrections["new_label"].astype(str), count.astype(str), strict=True))
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def _training_answers(store: RunStore) -> pd.DataFrame:
+    if not store.exists(artifacts.CORRECTIONS.path):
+        return pd.DataFrame(columns=["id", "action", "new_label", "old_label"])
+    frame = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    if "source" in frame.columns:
+        frame = frame[frame["source"] != EVAL_AUDIT]
+    return frame.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# re-scoring a dataset version
+
+
+def head_features(base: RunStore, version: RunStore) -> None:
+    """``features/{train,eval,pool}`` of a head-mode version from the baseline's: the encoder
+    is frozen, so each row's embedding (the head's input) is unchanged and only the new head's
+    logits, probabilities, prediction and loss (against the version's labels) are computed.
+    Acquired pool rows that joined the training set take their pool features."""
+    import torch
+
+    from relabeler.jobs.extract import features_table
+    from relabeler.model import final_linear, load_classifier
+
+    classes = version.read_json(artifacts.LABELS.path)
+    index = {c: i for i, c in enumerate(classes)}
+    head = final_linear(load_classifier(str(version.get_dir(artifacts.MODEL.path))))
+    weight = head.weight.detach().float().numpy()
+    bias = head.bias.detach().float().numpy()
+    frames = [base.read_table(artifacts.FEATURES(split=s), columns=["id", "embedding",
+                                                                    "n_tokens"]).to_pandas()
+              for s in ("train", "eval", "pool") if base.stage_done(f"extract.{s}")]
+    known = pd.concat(frames, ignore_index=True).drop_duplicates("id").set_index("id")
+    for split in ("train", "eval", "pool"):
+        if not base.stage_done(f"extract.{split}"):
+            continue
+        rows = version.read_table(artifacts.SPLIT(split=split), columns=["id", "label"])
+        ids = rows.column("id").to_pylist()
+        labels = rows.column("label").to_pylist()
+        missing = [i for i in ids if i not in known.index]
+        if missing:
+            raise RoundError(f"the baseline's features lack rows of version {version.uri}'s "
+                             f"{split} split ({missing[:5]}); rerun `relabeler extract`")
+        picked = known.loc[ids]
+        embedding = (np.stack(picked["embedding"].to_numpy()).astype(np.float32)
+                     if len(ids) else np.zeros((0, weight.shape[1]), np.float32))
+        logits = embedding @ weight.T + bias
+        log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
+        label_ids = np.array([index.get(x, -1) if x is not None else -1 for x in labels])
+        loss = np.where(label_ids >= 0,
+                        -log_probs[np.arange(len(ids)), np.clip(label_ids, 0, None)], np.nan)
+        out = {"embedding": embedding, "logits": logits.astype(np.float32),
+               "probs": np.exp(log_probs).astype(np.float32),
+               "pred": logits.argmax(1).astype(np.int64) if len(ids) else np.zeros(0, np.int64),
+               "loss": loss.astype(np.float32),
+               "n_tokens": picked["n_tokens"].to_numpy(dtype=np.int32)}
+        folder = artifacts.FEATURES(split=split)
+        version.reset_stage(f"extract.{split}", [folder])
+        version.write_shard(folder, 0, features_table(ids, labels, out, classes))
+        version.mark_done(f"extract.{split}", {"rows": len(ids), "from": base.uri,
+                                               "head_only": True})
+
+
+def rescore_version(store: RunStore, version: RunStore, config: RunConfig, *,
+                    progress: bool = True) -> dict:
+    """Features and scores of a dataset version (skipped when its score is done)."""
+    from relabeler.jobs.extract import run_extract
+    from relabeler.jobs.score import run_score
+
+    if version.stage_done("score"):
+        return version.stage_info("score")["info"]
+    if version.stage_info("train")["info"]["mode"] == "head":
+        head_features(store, version)
+    else:
+        run_extract(version, config, force=True, progress=progress,
+                    splits=[s for s in ("train", "eval", "pool")
+                            if store.stage_done(f"extract.{s}")])
+    return run_score(version, config, force=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the round
+
+
+def _timed(seconds: dict, name: str, say: Callable[[str], None], fn: Callable[[], object]):
+    started = time.perf_counter()
+    say(f"[{name}] ...")
+    out = fn()
+    seconds[name] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool = True,
+             say: Callable[[str], None] = log.info) -> RoundResult:
+    """One round (see the module docstring); returns what it did."""
+    from relabeler.jobs.attribute import attribute_plan
+    from relabeler.jobs.retrain import run_retrain
+    from relabeler.plugin.connect import client_from_config
+    from relabeler.plugin.evidence import RunEvidence
+    from relabeler.plugin.pull import run_pull
+    from relabeler.plugin.rounds import check_project, push_round, review_project_id
+    from relabeler.report.rounds import NO_BETTER, queue_test
+
+    seconds: dict[str, float] = {}
+    with round_lock(store):
+        manifest = read_manifest(store)
+        if manifest.empty:
+            raise RoundError(f"nothing was pushed from {store.uri}: push round 1 first "
+                             f"(`relabeler push --run {store.uri}`)")
+        rounds = read_rounds(store)
+        last = int(manifest["round"].max())
+        recorded = {int(r["round"]) for r in rounds}
+        resuming = last > 1 and last not in recorded  # a round that died before its record
+        round_no = last if resuming else last + 1
+        client = client or client_from_config(config.studio)
+        check_project(client, review_project_id(manifest), last)
+        pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client))
+        answers = _training_answers(store)
+        fingerprint = answers_fingerprint(answers)
+        before = rounds[-1]["answers_fingerprint"] if rounds else "none"
+        if not resuming and fingerprint == before:
+            message = (f"no new answers since round {last}; nothing to do" if rounds or last > 1
+                       else "no answers to round 1 yet; nothing to do")
+            say(f"[next] {message}")
+            return RoundResult(round=None, message=message, answers=len(answers),
+                               seconds=seconds)
+        info = _timed(seconds, "retrain", say, lambda: run_retrain(
+            store, config, progress=progress, folds=config.train.folds))
+        version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
+        _timed(seconds, "score", say, lambda: rescore_version(store, version, config,
+                                                              progress=progress))
+        test = queue_test(manifest, answers, alpha=config.loop.fallback_alpha)
+        random_fill = bool(config.loop.random_fallback and test["available"]
+                           and not test["beats_random"])
+        mode = RANDOM if random_fill else RANKED
+        if random_fill:
+            say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
+                f"corrected, random controls {test['controls']['rate']:.0%} (one-sided Fisher "
+                f"p = {test['p_value']:.2f}). {NO_BETTER}")
+        plan = _round_plan(store, version, config, manifest, round_no, resuming, random_fill)
+        waiting = _waiting(manifest, answers)
+        if plan.empty:
+            message = (f"every training row was sent already; round {round_no} has nothing to "
+                       f"push")
+            say(f"[next] {message}")
+            return RoundResult(round=None, message=message, version=info["version"],
+                               answers=len(answers), seconds=seconds)
+        _timed(seconds, "attribute", say, lambda: attribute_plan(version, config, plan,
+                                                                 progress=progress))
+        evidence = RunEvidence.load(version, examples=config.studio.examples, needed_by="next")
+        pushed = _timed(seconds, "push", say, lambda: push_round(
+            store, client, evidence, plan, round_no=round_no, waiting=waiting,
+            top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
+            progress=progress))
+        result = RoundResult(
+            round=round_no, version=info["version"], mode=mode,
+            message=(f"round {round_no}: {pushed.new_flagged} flagged + {pushed.new_controls} "
+                     f"random-control tasks pushed ({mode}) behind {waiting} still waiting, "
+                     f"scored on dataset version {info['version']}"),
+            new_flagged=pushed.new_flagged, new_controls=pushed.new_controls,
+            waiting_before=waiting, answers=len(answers),
+            new_answers=pulled.tasks_changed, queue_test=test, seconds=seconds)
+        rounds.append({"round": round_no, "version": info["version"], "mode": mode,
+                       "pushed": {"flagged": int((plan["source"] == "flagged").sum()),
+                                  "random_control": int((plan["source"] != "flagged").sum())},
+                       "waiting_before": waiting, "answers": len(answers),
+                       "answers_fingerprint": fingerprint, "queue_test": test,
+                       "finished_at": datetime.now(UTC).isoformat(), "seconds": seconds})
+        store.write_json(artifacts.ROUNDS.path, {"rounds": rounds})
+        say(f"[next] {result.message}")
+        return result
+
+
+def _waiting(manifest: pd.DataFrame, answers: pd.DataFrame) -> int:
+    review = manifest[manifest["source"].isin(["flagged", "random_control"])]
+    return int((~review["id"].isin(set(answers["id"]))).sum())
+
+
+def _round_plan(store: RunStore, version: RunStore, config: RunConfig, manifest: pd.DataFrame,
+                round_no: int, resuming: bool, random_fill: bool) -> pd.DataFrame:
+    """The round's plan: read back when the round is being resumed, else made and written to
+    the version's ``queue/plan.parquet``."""
+    if resuming:
+        saved = read_plan(version)
+        if saved is None or saved[1].get("round") != round_no:
+            raise RoundError(f"round {round_no} was started but its plan is not in "
+                             f"{version.uri}/{artifacts.PLAN.path}; its tasks in the manifest "
+                             f"stay as they are")
+        return saved[0]
+    ranking = version.read_table(artifacts.SUSPECTS.path, columns=["id", "rank"]).to_pandas()
+    train_ids = version.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist()
+    batch = config.loop.batch or config.studio.budget
+    plan = plan_next_round(ranking, train_ids, manifest, batch=batch,
+                           control_share=config.studio.control_share, seed=config.studio.seed,
+                           round_no=round_no, random_fill=random_fill)
+    write_plan(version, plan, {"round": round_no, "batch": batch,
+                               "control_share": config.studio.control_share,
+                               "seed": config.studio.seed, "random_fill": random_fill})
+    return plan
+
+
+def round_summary(result: RoundResult) -> dict:
+    """The result as plain data (the CLI prints it; the demo keeps it)."""
+    return asdict(result)
+
+
+__all__ = ["RoundResult", "run_next", "round_lock", "read_rounds", "rescore_version",
+           "head_features", "answers_fingerprint", "round_summary"]

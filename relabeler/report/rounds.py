@@ -1,0 +1,151 @@
+"""Rounds: does the latest round's queue beat random picks, and the burn-down across rounds.
+
+:func:`queue_test` decides how ``relabeler next`` fills a round: the latest round's answered
+flagged tasks against every answered random control (one-sided Fisher exact test, the test
+:func:`relabeler.report.remaining.estimate_remaining` uses). Controls are few per round, so
+they are pooled over the rounds; the flagged side is the latest round alone, because a ranking
+that worked at the top of the queue can stop working further down.
+
+:func:`burn_down` reads every round as it stood after its tasks: the tasks of rounds 1..r and
+the answers they have now (an answer to an older round's task counts for that round), and the
+remaining-errors estimate with its 95% interval from those alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from relabeler.report.remaining import (
+    ANSWERED,
+    advice_text,
+    corrected,
+    estimate_remaining,
+    true_remaining,
+)
+
+REVIEW = ("flagged", "random_control")
+
+#: what the round's output and the report say when the queue does no better than random picks
+NO_BETTER = ("The flagged tasks were corrected no more often than the random controls: on this "
+             "data the ranking works no better than random picks, so the next round fills its "
+             "batch with random picks (never worse than random review). What would help: full "
+             "fine-tuning on a GPU (train.mode = full), a stronger model (model.name), or more "
+             "eval data for a better-calibrated model.")
+
+
+def _answered(manifest: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
+    """Review tasks with an answer (keep, relabel or drop), with ``corrected`` and round."""
+    sent = manifest[manifest["source"].isin(REVIEW)]
+    answers = corrections[corrections["action"].isin(ANSWERED)]
+    answers = answers.assign(corrected=corrected(answers))[["id", "corrected"]]
+    return sent[["id", "source", "round"]].merge(answers, on="id", how="inner")
+
+
+def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: float = 0.05
+               ) -> dict:
+    """Did the latest round with answered flagged tasks beat the random controls?
+
+    manifest: id, source, round. corrections: id, action, old_label, new_label. Returns
+    ``available`` (False without answered flagged tasks and controls), the round tested, both
+    sides' counts and rates, the one-sided p-value and ``beats_random`` (p < ``alpha``).
+    """
+    answered = _answered(manifest, corrections)
+    flagged = answered[answered["source"] == "flagged"]
+    controls = answered[answered["source"] == "random_control"]
+    if not len(flagged) or not len(controls):
+        return {"available": False,
+                "why": "needs answered flagged tasks and answered random controls"}
+    latest = int(flagged["round"].max())
+    flagged = flagged[flagged["round"] == latest]
+    n_f, k_f = len(flagged), int(flagged["corrected"].sum())
+    n_c, k_c = len(controls), int(controls["corrected"].sum())
+    _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
+    return {"available": True, "round": latest,
+            "flagged": {"answered": n_f, "corrected": k_f, "rate": k_f / n_f},
+            "controls": {"answered": n_c, "corrected": k_c, "rate": k_c / n_c},
+            "p_value": float(p_value), "alpha": alpha, "beats_random": bool(p_value < alpha)}
+
+
+def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataFrame, *,
+              next_batch: int, stop_rate: float, model_wrong: float | None = None) -> list[dict]:
+    """One row per round: tasks sent and answered, corrections found, labels spent, the
+    estimated wrong labels left after it (95% interval), the advice, and, where a simulation
+    knows the truth, the wrong labels really left.
+
+    manifest: id, source, round, rank. corrections: the training answers (id, action,
+    old_label, new_label; ``n_annotations`` counts labels spent, else one per answer). train:
+    the training rows (``flipped`` where known).
+    """
+    if "round" not in manifest.columns:
+        manifest = manifest.assign(round=1)
+    review = manifest[manifest["source"].isin(REVIEW)]
+    spent = (corrections["n_annotations"].fillna(1).astype(int)
+             if "n_annotations" in corrections.columns
+             else pd.Series(1, index=corrections.index))
+    rows = []
+    for r in sorted({int(x) for x in review["round"]}):
+        tasks = review[review["round"] == r]
+        upto = review[review["round"] <= r]
+        mine = corrections["id"].isin(set(tasks["id"]))
+        theirs = corrections[corrections["id"].isin(set(upto["id"]))]
+        answers = corrections[mine & corrections["action"].isin(ANSWERED)]
+        left = estimate_remaining(upto, theirs, len(train), next_batch=next_batch,
+                                  stop_rate=stop_rate, model_wrong=model_wrong)
+        rows.append({
+            "round": r, "tasks": int(len(tasks)), "answered": int(mine.sum()),
+            "corrections": int(corrected(answers).sum()),
+            "labels_spent": int(spent[mine].sum()),
+            "remaining": left.get("remaining"), "advice": left.get("advice"),
+            "next_rate": (left.get("next_batch") or {}).get("rate"),
+            "true_remaining": true_remaining(train, theirs),
+        })
+    return rows
+
+
+def burn_down_text(rows: list[dict], left: dict) -> str:
+    """The burn-down's reading in plain words: what the rounds found and the advice now."""
+    if not rows:
+        return "No rounds yet."
+    found = sum(r["corrections"] for r in rows)
+    spent = sum(r["labels_spent"] for r in rows)
+    words = (f"{len(rows)} round{'s' if len(rows) > 1 else ''}: {found} wrong labels corrected "
+             f"for {spent} labels spent.")
+    if left.get("available"):
+        words += " " + advice_text(left)
+    return words
+
+
+def remaining_plot(rows: list[dict], png) -> dict[str, bytes]:
+    """``burndown.png``: corrections found per round (bars) and the estimated wrong labels left
+    after each round with its 95% interval; ``png`` turns a figure into bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return {}
+    rounds = np.array([r["round"] for r in rows])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(rounds, [r["corrections"] for r in rows], color="tab:green", alpha=0.6,
+           label="corrections found")
+    est = [r for r in rows if r["remaining"] is not None]
+    if est:
+        x = np.array([r["round"] for r in est])
+        low, mid, high = (np.array([r["remaining"][i] for r in est]) for i in range(3))
+        ax.errorbar(x, mid, yerr=[mid - low, high - mid], fmt="o-", color="tab:red",
+                    capsize=4, label="estimated wrong labels left (95%)")
+    truth = [r for r in rows if r["true_remaining"] is not None]
+    if truth:
+        ax.plot([r["round"] for r in truth], [r["true_remaining"] for r in truth], "x--",
+                color="black", label="really left (simulation)")
+    ax.set_xticks(rounds)
+    ax.set_xlabel("round")
+    ax.set_ylabel("labels")
+    ax.set_title("Burn-down")
+    ax.legend(fontsize=8)
+    out = {"burndown.png": png(fig)}
+    plt.close(fig)
+    return out

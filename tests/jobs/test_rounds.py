@@ -1,0 +1,94 @@
+"""Rounds without Label Studio: the lock, the answers' fingerprint, head-mode re-features.
+
+The rounds themselves run against a real server in tests/plugin/test_rounds.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from relabeler import artifacts
+from relabeler.errors import RoundLockedError
+from relabeler.jobs.extract import run_extract
+from relabeler.jobs.retrain import run_retrain
+from relabeler.jobs.rounds import answers_fingerprint, head_features, round_lock
+from relabeler.jobs.train import run_train
+from relabeler.store import RunStore
+from tests.conftest import head_config
+
+
+def test_a_second_round_stops_naming_the_lock_and_the_lock_goes_with_the_first(tmp_path):
+    store = RunStore(tmp_path / "run")
+    with round_lock(store):
+        held = json.loads((tmp_path / "run/studio/round.lock").read_text())
+        with pytest.raises(RoundLockedError, match=r"another round is running .*studio/round"
+                                                   r"\.lock is held by process \d+"):
+            with round_lock(store):
+                pass
+    assert held["host"] and isinstance(held["pid"], int)
+    assert not store.exists(artifacts.ROUND_LOCK.path)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, caplog):
+    store = RunStore(tmp_path / "run")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    with round_lock(store):
+        host = json.loads((tmp_path / "run/studio/round.lock").read_text())["host"]
+    store.write_json(artifacts.ROUND_LOCK.path, {"host": host, "pid": int(gone),
+                                                 "started": "2026-01-01T00:00:00+00:00"})
+    with round_lock(store):
+        assert json.loads((tmp_path / "run/studio/round.lock").read_text())["pid"] != int(gone)
+    assert "taking it over" in caplog.text
+
+
+def test_the_answers_fingerprint_ignores_order_and_sees_a_new_answer():
+    answers = pd.DataFrame({"id": ["a", "b"], "action": ["keep", "relabel"],
+                            "new_label": ["x", "y"], "n_annotations": [1, 3]})
+    assert answers_fingerprint(answers) == answers_fingerprint(answers.iloc[::-1])
+    assert answers_fingerprint(answers.iloc[:0]) == "none"
+    more = answers.assign(n_annotations=[2, 3])
+    assert answers_fingerprint(more) != answers_fingerprint(answers)
+
+
+@pytest.mark.slow
+def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_bert_dir,
+                                                               synthetic_csv, ray_session):
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=3)
+    config.data.pool_fraction = 0.2
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    other = {"pos": "neg", "neg": "pos"}
+    corrections = pd.DataFrame({"id": train["id"][:6], "old_label": train["label"][:6],
+                                "new_label": [other[x] for x in train["label"][:6]],
+                                "action": ["relabel"] * 5 + ["drop"]})
+    store.write_table(artifacts.CORRECTIONS.path, pa.Table.from_pandas(corrections,
+                                                                       preserve_index=False))
+    info = run_retrain(store, config, progress=False)
+    version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
+    head_features(store, version)
+    derived = {s: version.read_table(artifacts.FEATURES(split=s)).to_pandas().set_index("id")
+               for s in ("train", "eval", "pool")}
+    run_extract(version, config, force=True, progress=False)
+    for split, frame in derived.items():
+        real = version.read_table(artifacts.FEATURES(split=split)).to_pandas().set_index("id")
+        assert list(frame.index) == list(real.index)  # the version's rows, in its order
+        np.testing.assert_allclose(np.stack(frame["logits"]), np.stack(real["logits"]),
+                                   atol=1e-4)
+        assert (frame["pred"] == real["pred"]).all() and (frame["label"].fillna("")
+                                                           == real["label"].fillna("")).all()
+        np.testing.assert_allclose(frame["loss"].to_numpy(), real["loss"].to_numpy(),
+                                   atol=1e-4)
+    # the dropped row left the training split; the relabeled ones carry their new label
+    assert train["id"][5] not in derived["train"].index
+    assert derived["train"].loc[train["id"][0], "label"] == other[train["label"][0]]

@@ -1,0 +1,261 @@
+"""Rounds (``relabeler next``) against a real Label Studio server and a real tiny-BERT run.
+
+One scored, attributed run of a tiny random BERT (head mode, 2 out-of-fold models) is built
+per module; each test copies it, pushes round 1 into its own project, answers through the API
+and runs rounds, including the faults: answers arriving while a round runs, an answer to an
+older round, two rounds at once, a deleted project and a server restart mid-round.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from relabeler import artifacts
+from relabeler.errors import RoundLockedError
+from relabeler.jobs.attribute import run_attribute
+from relabeler.jobs.extract import run_extract
+from relabeler.jobs.rounds import read_rounds, run_next
+from relabeler.jobs.score import run_score
+from relabeler.jobs.train import run_train
+from relabeler.plugin.client import StudioClient, StudioUnavailableError
+from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.pull import pull
+from relabeler.plugin.push import PushError, push
+from relabeler.plugin.tasks import ROUND_FIELD
+from relabeler.queue_plan import read_manifest, write_manifest
+from relabeler.report.rounds import burn_down
+from relabeler.store import RunStore
+from tests.conftest import head_config, synthetic_frame
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+FLIPPED = 40
+BUDGET, BATCH = 40, 20
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, tiny_bert_dir, ray_session):
+    """A trained (2 folds), extracted, scored and attributed run whose first 40 rows carry the
+    wrong label; the truth is kept in ``true_label``."""
+    tmp = tmp_path_factory.mktemp("rounds-base")
+    frame = synthetic_frame(240)
+    frame["true_label"] = frame["label"]
+    frame.loc[frame.index[:FLIPPED], "label"] = frame.loc[frame.index[:FLIPPED], "label"].map(
+        {"pos": "neg", "neg": "pos"})
+    truth = dict(zip(frame["id"], frame["true_label"], strict=True))
+    frame.drop(columns="true_label").to_csv(tmp / "data.csv", index=False)
+    config = head_config(tmp / "run", tmp / "data.csv", tiny_bert_dir, max_length=48, epochs=4)
+    config.train.folds = 2
+    config.studio.budget = BUDGET
+    config.studio.control_share = 0.1
+    config.studio.eval_audit_budget = 0
+    config.studio.retries = 1
+    config.loop.batch = BATCH
+    config.attribute.top = BUDGET
+    config.attribute.n_steps = 4
+    config.score.acquire_budget = 0
+    config.score.min_agreement = 0.0  # a tiny random encoder: the representer refit is loose
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    run_extract(store, config, progress=False)
+    run_score(store, config)
+    run_attribute(store, config, progress=False)
+    return tmp / "run", config, truth
+
+
+@pytest.fixture
+def admin(studio) -> StudioClient:
+    return StudioClient(studio.url, studio.token, retries=1, backoff=0.2)
+
+
+@pytest.fixture
+def run(base_run, tmp_path, studio, admin, request):
+    """A copy of the base run with round 1 pushed into a project of its own."""
+    source, config, truth = base_run
+    shutil.copytree(source, tmp_path / "run")
+    config = copy.deepcopy(config)
+    config.run_dir = str(tmp_path / "run")
+    config.studio.url = studio.url
+    config.studio.project_title = f"{request.node.name[5:35]} {time.time_ns() % 10**9}"
+    store = RunStore(config.run_dir)
+    push(store, admin, project_title=config.studio.project_title, budget=BUDGET,
+         control_share=0.1, seed=config.studio.seed)
+    return store, config, truth
+
+
+def answer(admin: StudioClient, store: RunStore, ids, label_of) -> None:
+    manifest = read_manifest(store).set_index("id")
+    project = int(manifest["project_id"].iloc[0])
+    spec = LabelingSpec.from_config(admin.get_project(project).label_config)
+    for sample_id in ids:
+        result = [{"from_name": spec.answer_name, "to_name": spec.text_name, "type": "choices",
+                   "value": {"choices": [label_of(sample_id)]}}]
+        admin.create_annotation(int(manifest.loc[sample_id, "task_id"]), result)
+
+
+def review(store: RunStore) -> pd.DataFrame:
+    manifest = read_manifest(store)
+    return manifest[manifest["source"].isin(["flagged", "random_control"])]
+
+
+def sample_ids_on_server(admin: StudioClient, store: RunStore) -> list[str]:
+    project = int(review(store)["project_id"].iloc[0])
+    return sorted(admin.task_sample_ids(project, "sample_id").values())
+
+
+def test_a_round_pushes_the_next_batch_behind_waiting_tasks_once(run, admin, studio):
+    store, config, truth = run
+    first = review(store)
+    assert set(first["round"]) == {1} and len(first) == BUDGET
+    waiting = list(first.sort_values("priority")["id"].tail(5))
+    answer(admin, store, [x for x in first["id"] if x not in waiting], truth.get)
+
+    result = run_next(store, config, client=admin, progress=False)
+    assert (result.round, result.mode, result.version) == (2, "ranked", 1)
+    assert (result.new_flagged, result.new_controls, result.waiting_before) == (18, 2, 5)
+    manifest = review(store)
+    second = manifest[manifest["round"] == 2]
+    assert len(second) == BATCH and second["task_id"].notna().all()
+    # behind every task of round 1, reviewed rows never back, nothing sent twice
+    assert second["priority"].min() > first["priority"].max()
+    assert not set(second["id"]) & set(first["id"])
+    assert sample_ids_on_server(admin, store) == sorted(manifest["id"])
+    task = studio.http().get(f"/api/tasks/{int(second['task_id'].iloc[0])}/").json()
+    assert task["data"][ROUND_FIELD] == 2
+    # the new flagged tasks are the top of version 1's ranking among the rows never sent
+    ranking = RunStore(store.path("retrain/v1")).read_table(
+        artifacts.SUSPECTS.path).to_pandas().sort_values("rank")
+    unsent = [x for x in ranking["id"] if x not in set(first["id"])]
+    assert set(second.loc[second["source"] == "flagged", "id"]) == set(unsent[:18])
+
+    again = run_next(store, config, client=admin, progress=False)
+    assert again.round is None and again.message == "no new answers since round 2; nothing to do"
+    assert len(review(store)) == BUDGET + BATCH
+    assert [r["round"] for r in read_rounds(store)] == [2]
+
+
+def test_answers_made_while_a_round_runs_are_taken_by_the_next_pull(run, admin):
+    store, config, truth = run
+    first = review(store).sort_values("priority")
+    answer(admin, store, first["id"].head(30), truth.get)
+    late = first["id"].iloc[35]
+
+    def say(line: str) -> None:
+        if line == "[retrain] ...":  # the round's pull is over
+            answer(admin, store, [late], truth.get)
+
+    assert run_next(store, config, client=admin, progress=False, say=say).round == 2
+    corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    assert late not in set(corrections["id"])
+    third = run_next(store, config, client=admin, progress=False)  # new answers: a round
+    corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    assert late in set(corrections["id"]) and third.round == 3
+
+
+def test_an_answer_to_an_older_round_counts_for_that_round(run, admin):
+    store, config, truth = run
+    first = review(store).sort_values("priority")
+    answer(admin, store, first["id"].head(30), truth.get)
+    run_next(store, config, client=admin, progress=False)
+    answer(admin, store, first["id"].iloc[30:32], truth.get)  # round 1 tasks, answered late
+    pull(store, admin)
+    corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    rows = burn_down(read_manifest(store), corrections, train, next_batch=BATCH, stop_rate=0.05)
+    assert [(r["round"], r["tasks"], r["answered"]) for r in rows] == [(1, 40, 32), (2, 20, 0)]
+
+
+def test_two_rounds_at_once_the_second_stops_naming_the_lock(run, admin):
+    store, config, truth = run
+    answer(admin, store, review(store)["id"].head(30), truth.get)
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            run_next(store, config, client=admin, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    def say(line: str) -> None:
+        if line == "[pull] ...":
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join()
+
+    assert run_next(store, config, client=admin, progress=False, say=say).round == 2
+    assert len(errors) == 1 and isinstance(errors[0], RoundLockedError)
+    assert "studio/round.lock" in str(errors[0]) and "another round is running" in str(errors[0])
+    assert sample_ids_on_server(admin, store) == sorted(review(store)["id"])
+    assert len(review(store)) == BUDGET + BATCH
+    assert not store.exists(artifacts.ROUND_LOCK.path)
+
+
+def test_a_project_deleted_between_rounds_is_a_clear_error(run, admin, studio):
+    store, config, truth = run
+    answer(admin, store, review(store)["id"].head(30), truth.get)
+    project = int(review(store)["project_id"].iloc[0])
+    assert studio.http().delete(f"/api/projects/{project}/").status_code == 204
+    before = read_manifest(store)
+    with pytest.raises(PushError, match=rf"review project {project} is gone .* deleted after "
+                                        r"round 1\. Nothing was pushed"):
+        run_next(store, config, client=admin, progress=False)
+    assert read_manifest(store).equals(before)
+    assert not store.exists(artifacts.ROUND_LOCK.path)
+
+
+def test_a_server_restart_mid_round_resumes_without_duplicates(run, admin, studio):
+    store, config, truth = run
+    answer(admin, store, review(store)["id"].head(30), truth.get)
+
+    def say(line: str) -> None:
+        if line == "[push] ...":
+            from relabeler.plugin import server
+
+            server.stop_server(studio.data_dir)
+
+    try:
+        with pytest.raises(StudioUnavailableError):
+            run_next(store, config, client=admin, progress=False, say=say)
+    finally:
+        studio.restart()
+    assert set(read_manifest(store)["round"]) == {1}
+    resumed = run_next(store, config, client=admin, progress=False)
+    assert resumed.round == 2 and resumed.new_flagged + resumed.new_controls == BATCH
+
+    # killed after importing round 2, before recording it: its rows lost their task ids
+    manifest = read_manifest(store)
+    lost = manifest.index[manifest["round"] == 2][:7]
+    manifest.loc[lost, ["task_id", "pushed_at"]] = None
+    write_manifest(store, manifest)
+    store.write_json(artifacts.ROUNDS.path, {"rounds": []})
+    studio.restart()
+    again = run_next(store, config, client=admin, progress=False)
+    assert again.round == 2 and again.new_flagged + again.new_controls == 0
+    assert read_manifest(store)["task_id"].notna().all()
+    assert sample_ids_on_server(admin, store) == sorted(review(store)["id"])
+    assert len(review(store)) == BUDGET + BATCH
+
+
+def test_a_queue_no_better_than_random_makes_the_next_round_random_picks(run, admin):
+    store, config, truth = run
+    first = review(store)
+    train = store.read_table(artifacts.TRAIN.path, columns=["id", "label"]).to_pandas()
+    given = dict(zip(train["id"], train["label"], strict=True))
+    controls = set(first.loc[first["source"] == "random_control", "id"])
+    other = {"pos": "neg", "neg": "pos"}
+    # every flagged label kept as given, every control corrected
+    answer(admin, store, first["id"],
+           lambda x: other[given[x]] if x in controls else given[x])
+    lines: list[str] = []
+    result = run_next(store, config, client=admin, progress=False, say=lines.append)
+    assert result.mode == "random" and not result.queue_test["beats_random"]
+    assert (result.new_flagged, result.new_controls) == (2, 18)
+    assert any("no better than random picks" in line and "full fine-tuning on a GPU" in line
+               for line in lines)
+    assert read_rounds(store)[-1]["mode"] == "random"

@@ -1,0 +1,74 @@
+"""Rounds in the report: the queue-vs-random test and the burn-down."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from relabeler.report.rounds import burn_down, burn_down_text, queue_test, remaining_plot
+
+
+def answers(ids, corrected):
+    return pd.DataFrame({"id": ids, "action": ["relabel" if c else "keep" for c in corrected],
+                         "old_label": "a", "new_label": ["b" if c else "a" for c in corrected],
+                         "n_annotations": 3})
+
+
+def two_rounds():
+    """Round 1: 36 flagged (24 corrected) and 4 controls (0); round 2: 18 flagged (6) and 2
+    controls (1); 1000 training rows, 60 of them wrong."""
+    ids = [f"r{i:04d}" for i in range(1000)]
+    manifest = pd.DataFrame({
+        "id": ids[:36] + ids[500:504] + ids[36:54] + ids[600:602],
+        "source": ["flagged"] * 36 + ["random_control"] * 4 + ["flagged"] * 18
+        + ["random_control"] * 2,
+        "round": [1] * 40 + [2] * 20,
+        "rank": list(range(1, 37)) + [500, 501, 502, 503] + list(range(37, 55)) + [600, 601]})
+    corrected = [i < 24 for i in range(36)] + [False] * 4 + [i < 6 for i in range(18)] + \
+        [True, False]
+    train = pd.DataFrame({"id": ids, "flipped": [i < 30 or 500 <= i < 501 or 900 <= i < 929
+                                                 for i in range(1000)]})
+    return manifest, answers(list(manifest["id"]), corrected), train
+
+
+def test_the_latest_rounds_flagged_tasks_are_tested_against_all_controls():
+    manifest, corrections, _ = two_rounds()
+    test = queue_test(manifest, corrections)
+    assert test["round"] == 2 and test["flagged"] == {"answered": 18, "corrected": 6,
+                                                      "rate": 6 / 18}
+    assert test["controls"] == {"answered": 6, "corrected": 1, "rate": 1 / 6}
+    assert 0.05 < test["p_value"] < 0.6 and not test["beats_random"]
+    first = queue_test(manifest[manifest["round"] == 1], corrections)
+    assert first["round"] == 1 and first["beats_random"] and first["p_value"] < 0.05
+    assert not queue_test(manifest.iloc[:0], corrections.iloc[:0])["available"]
+
+
+def test_the_burn_down_reads_each_round_with_the_answers_its_tasks_have():
+    manifest, corrections, train = two_rounds()
+    late = corrections[~corrections["id"].isin(manifest.loc[manifest["round"] == 2, "id"][:5])]
+    rows = burn_down(manifest, late, train, next_batch=20, stop_rate=0.05)
+    assert [(r["round"], r["tasks"], r["answered"], r["corrections"], r["labels_spent"])
+            for r in rows] == [(1, 40, 40, 24, 120), (2, 20, 15, 2, 45)]
+    low, mid, high = rows[0]["remaining"]
+    assert low <= mid <= high and rows[0]["advice"] in ("continue", "stop")
+    # the truth: 60 wrong; round 1 reviewed 31 of them (rows 0-29 and 500), round 2 none
+    assert [r["true_remaining"] for r in rows] == [29, 29]
+    assert burn_down_text(rows, {"available": False}) == \
+        "2 rounds: 26 wrong labels corrected for 165 labels spent."
+
+
+def test_the_burn_down_plot_is_a_png():
+    manifest, corrections, train = two_rounds()
+    rows = burn_down(manifest, corrections, train, next_batch=20, stop_rate=0.05)
+    images = remaining_plot(rows, lambda fig: _png(fig))
+    assert list(images) == ["burndown.png"] and images["burndown.png"][:4] == b"\x89PNG"
+    assert remaining_plot([], _png) == {}
+    assert np.isfinite(rows[1]["remaining"]).all()
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
