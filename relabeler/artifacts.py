@@ -240,7 +240,8 @@ MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "next`: the next).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
-                            ("pushed_at", _UTC), ("round", _I64)))
+                            ("pushed_at", _UTC)),
+                    _schema(("round", _I64)))
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered.")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",

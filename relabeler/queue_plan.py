@@ -33,10 +33,12 @@ SECOND_OPINION = "second_opinion"   # a training sample asked again (plugin.seco
 COUNTEREXAMPLE = "counterexample"   # a training sample against a shortcut (plugin.counterexamples)
 SOURCES = (FLAGGED, CONTROL, ACQUIRED, EVAL_AUDIT, SECOND_OPINION, COUNTEREXAMPLE)
 MANIFEST_SCHEMA = MANIFEST.schema
+#: what write_manifest writes: the columns every manifest has, and each task's round
+_WRITTEN = pa.schema([*MANIFEST.schema, *MANIFEST.optional])
 
 
 def empty_manifest() -> pd.DataFrame:
-    return MANIFEST_SCHEMA.empty_table().to_pandas()
+    return _WRITTEN.empty_table().to_pandas()
 
 
 def read_manifest(store: RunStore) -> pd.DataFrame:
@@ -53,9 +55,12 @@ def read_manifest(store: RunStore) -> pd.DataFrame:
 
 
 def write_manifest(store: RunStore, manifest: pd.DataFrame) -> None:
+    """Write the manifest; rows without a round (made before rounds existed) are round 1."""
     frame = manifest.sort_values(["project_id", "priority", "id"], kind="stable")
-    table = pa.Table.from_pandas(frame[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA,
-                                 preserve_index=False)
+    if "round" not in frame.columns:
+        frame = frame.assign(round=1)
+    frame = frame.assign(round=frame["round"].fillna(1).astype(np.int64))
+    table = pa.Table.from_pandas(frame[_WRITTEN.names], schema=_WRITTEN, preserve_index=False)
     store.write_table(MANIFEST.path, table)
 
 

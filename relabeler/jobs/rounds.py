@@ -206,7 +206,8 @@ def head_features(base: RunStore, version: RunStore) -> None:
                      if len(ids) else np.zeros((0, weight.shape[1]), np.float32))
         logits = embedding @ weight.T + bias
         log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
-        label_ids = np.array([index.get(x, -1) if x is not None else -1 for x in labels])
+        label_ids = np.array([index.get(x, -1) if x is not None else -1 for x in labels],
+                             dtype=np.int64)
         loss = np.where(label_ids >= 0,
                         -log_probs[np.arange(len(ids)), np.clip(label_ids, 0, None)], np.nan)
         out = {"embedding": embedding, "logits": logits.astype(np.float32),
@@ -289,16 +290,18 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
         _timed(seconds, "score", say, lambda: rescore_version(store, version, config,
                                                               progress=progress))
-        test = queue_test(manifest, answers, alpha=config.loop.fallback_alpha)
+        earlier = manifest[manifest["round"] < round_no]
+        test = queue_test(earlier, answers, alpha=config.loop.fallback_alpha)
         random_fill = bool(config.loop.random_fallback and test["available"]
                            and not test["beats_random"])
+        plan, random_fill = _round_plan(version, config, earlier, round_no, resuming,
+                                        random_fill)
         mode = RANDOM if random_fill else RANKED
-        if random_fill:
+        if random_fill and test["available"]:
             say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
                 f"corrected, random controls {test['controls']['rate']:.0%} (one-sided Fisher "
                 f"p = {test['p_value']:.2f}). {NO_BETTER}")
-        plan = _round_plan(store, version, config, manifest, round_no, resuming, random_fill)
-        waiting = _waiting(manifest, answers)
+        waiting = _waiting(earlier, answers)
         if plan.empty:
             message = (f"every training row was sent already; round {round_no} has nothing to "
                        f"push")
@@ -336,17 +339,18 @@ def _waiting(manifest: pd.DataFrame, answers: pd.DataFrame) -> int:
     return int((~review["id"].isin(set(answers["id"]))).sum())
 
 
-def _round_plan(store: RunStore, version: RunStore, config: RunConfig, manifest: pd.DataFrame,
-                round_no: int, resuming: bool, random_fill: bool) -> pd.DataFrame:
-    """The round's plan: read back when the round is being resumed, else made and written to
-    the version's ``queue/plan.parquet``."""
+def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,
+                resuming: bool, random_fill: bool) -> tuple[pd.DataFrame, bool]:
+    """The round's plan and whether it is random picks: read back when the round is being
+    resumed, else made from ``manifest`` (the earlier rounds) and written to the version's
+    ``queue/plan.parquet``."""
     if resuming:
         saved = read_plan(version)
         if saved is None or saved[1].get("round") != round_no:
             raise RoundError(f"round {round_no} was started but its plan is not in "
                              f"{version.uri}/{artifacts.PLAN.path}; its tasks in the manifest "
                              f"stay as they are")
-        return saved[0]
+        return saved[0], bool(saved[1].get("random_fill"))
     ranking = version.read_table(artifacts.SUSPECTS.path, columns=["id", "rank"]).to_pandas()
     train_ids = version.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist()
     batch = config.loop.batch or config.studio.budget
@@ -356,7 +360,7 @@ def _round_plan(store: RunStore, version: RunStore, config: RunConfig, manifest:
     write_plan(version, plan, {"round": round_no, "batch": batch,
                                "control_share": config.studio.control_share,
                                "seed": config.studio.seed, "random_fill": random_fill})
-    return plan
+    return plan, random_fill
 
 
 def round_summary(result: RoundResult) -> dict:

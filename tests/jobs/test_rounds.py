@@ -92,3 +92,12 @@ def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_ber
     # the dropped row left the training split; the relabeled ones carry their new label
     assert train["id"][5] not in derived["train"].index
     assert derived["train"].loc[train["id"][0], "label"] == other[train["label"][0]]
+
+
+def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):
+    from relabeler.cli import main
+
+    assert main(["next", "--run", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was pushed from" in err and "push round 1 first" in err
+    assert not (tmp_path / "run/studio/round.lock").exists()
