@@ -213,7 +213,7 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
                           top_spans=top_spans, interface=interface)
         if "round" in manifest.columns:
-            task["data"][ROUND_FIELD] = int(manifest.at[i, "round"])
+            task["data"][ROUND_FIELD] = _round(manifest.at[i, "round"])
         client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
 
 
@@ -249,10 +249,15 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
         tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface)
                  for s, p in zip(samples, todo["priority"], strict=True)]
         for task, round_no in zip(tasks, todo["round"], strict=True):
-            task["data"][ROUND_FIELD] = int(round_no)
+            task["data"][ROUND_FIELD] = _round(round_no)
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
     return manifest, len(sent), imported
+
+
+def _round(value: object) -> int:
+    """A manifest row's round; rows added without one are round 1."""
+    return 1 if pd.isna(value) else int(value)
 
 
 def _pending_rows(plan_rows: pd.DataFrame, project_id: int, round_no: int = 1) -> pd.DataFrame:
@@ -327,7 +332,7 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     unknown = set(manifest["source"]) - set(SOURCES)
     if unknown:
         raise PushError(f"{MANIFEST} has unknown sources {sorted(unknown)}")
-    if len(manifest) and int(manifest["round"].max()) > 1:
+    if len(manifest) and int(manifest["round"].fillna(1).max()) > 1:
         # push plans round 1 from the baseline's ranking: it would reorder later rounds' tasks
         raise PushError(f"{store.uri} is in round {int(manifest['round'].max())}: later rounds "
                         f"are pushed by `relabeler next --run {store.uri}`; nothing was sent")
