@@ -124,6 +124,14 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert "What is left" in html and left["advice"] in html
     assert (tmp_path / "run/report/accuracy.png").stat().st_size > 1000
     assert json.loads((tmp_path / "run/report/report.json").read_text())["version"] == 1
+    # one round (a manifest from before rounds existed is round 1) in the burn-down
+    [burn] = report["rounds"]["rows"]
+    assert (burn["round"], burn["mode"], burn["tasks"], burn["answered"], burn["corrections"],
+            burn["labels_spent"], burn["true_remaining"]) == (1, "ranked", 24, 24, 19, 24, 0)
+    assert burn["remaining"] == left["remaining"] and burn["advice"] == left["advice"]
+    assert "Rounds: the burn-down" in html and 'alt="burn-down"' in html
+    assert report["rounds"]["text"].startswith("1 round: 19 wrong labels corrected for 24 labels")
+    assert (tmp_path / "run/report/burndown.png").stat().st_size > 1000
 
 
 def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, tiny_bert_dir,
