@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from relabeler.plugin import server as studio_server
+from relabeler.plugin.users import annotator_token
 
 
 def _template_dir() -> Path:
@@ -91,16 +92,7 @@ def studio(studio_template, tmp_path_factory) -> LiveStudio:
 
 def signup(url: str, email: str, password: str) -> str:
     """Create a user through Label Studio's sign-up form; returns their API token."""
-    with httpx.Client(base_url=url, timeout=60, follow_redirects=True) as http:
-        http.get("/user/signup/")
-        csrf = http.cookies.get("csrftoken")
-        response = http.post("/user/signup/", data={"email": email, "password": password,
-                                                    "csrfmiddlewaretoken": csrf},
-                             headers={"Referer": f"{url}/user/signup/"})
-        response.raise_for_status()
-        token = http.get("/api/current-user/token")
-        token.raise_for_status()
-        return token.json()["token"]
+    return annotator_token(url, email, password)
 
 
 @pytest.fixture(scope="session")
