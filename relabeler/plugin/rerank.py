@@ -25,7 +25,9 @@ tasks then take the queue positions they already hold among themselves in the ne
 random controls keep theirs (they stay where chance put them) and answered tasks are left
 alone. A moved task's data is rewritten with its new ``priority`` by push's own code
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
-``studio/reranks.parquet`` records the re-rank.
+``studio/reranks.parquet`` records the re-rank. While ``relabeler next`` holds
+``studio/round.lock`` (it rewrites the manifest and the ranking) a re-rank waits for the next
+answer.
 
 What moves in Label Studio (open-source edition): the ``priority`` field, so the Data Manager
 tab "Priority queue" (sorted by it) and "Label Tasks As Displayed" from that tab serve the new
@@ -52,6 +54,7 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
+from relabeler.errors import RoundLockedError
 from relabeler.plugin.backend import EvidenceCache
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import read_events
@@ -207,6 +210,11 @@ class Reranker:
         """Re-rank once; ``answer_events``: the answers since the last re-rank (recorded).
         None when nothing was pushed yet."""
         started = time.perf_counter()
+        if self.store.exists(artifacts.ROUND_LOCK.path):
+            # `relabeler next` rewrites the manifest and the ranking: wait for its round
+            raise RoundLockedError(f"a round of `relabeler next` holds "
+                                   f"{self.store.path(artifacts.ROUND_LOCK.path)}; the re-rank "
+                                   "is tried again on the next answer")
         review = _review_rows(read_manifest(self.store))
         if not len(review):
             log.info("serve: nothing pushed yet; no re-rank")

@@ -350,3 +350,20 @@ def test_rerank_every_defaults_to_20_and_refuses_negatives(tmp_path):
     assert apply_overrides(config, assignments=["loop.rerank_every=0"]).loop.rerank_every == 0
     with pytest.raises(ConfigError, match="loop.rerank_every"):
         apply_overrides(config, assignments=["loop.rerank_every=-1"])
+
+
+def test_a_re_rank_waits_while_a_round_holds_the_lock(pushed):
+    """`relabeler next` rewrites the manifest: a re-rank meanwhile fails (the worker retries it
+    on the next answer) and changes nothing in Label Studio or the manifest."""
+    from relabeler.errors import RoundLockedError
+    from relabeler.jobs.rounds import round_lock
+
+    store, config, frame, fake, _ = pushed
+    before = read_manifest(store).set_index("id")["priority"]
+    answer_top(store, fake, frame, 24)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with round_lock(store), pytest.raises(RoundLockedError, match="round.lock"):
+        rerank(answer_events=24)
+    assert read_manifest(store).set_index("id")["priority"].equals(before)
+    assert read_reranks(store).empty
+    assert rerank(answer_events=24).reprioritised > 10  # the lock released: it goes on
