@@ -47,6 +47,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import RoundError, RoundLockedError
+from relabeler.plugin.server import pid_alive
 from relabeler.queue_plan import (
     EVAL_AUDIT,
     plan_next_round,
@@ -82,16 +83,6 @@ class RoundResult:
 # the lock
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def round_lock(store: RunStore) -> Iterator[None]:
     """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
@@ -120,7 +111,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
             except Exception:  # noqa: BLE001 - a lock being written: its holder is alive
                 other = {}
             stale = (attempt == 0 and other.get("host") == holder["host"]
-                     and isinstance(other.get("pid"), int) and not _alive(other["pid"]))
+                     and isinstance(other.get("pid"), int) and not pid_alive(other["pid"]))
             if stale:
                 log.warning("next: %s was left by process %d, which is gone; taking it over",
                             store.path(path), other["pid"])

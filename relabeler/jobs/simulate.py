@@ -42,7 +42,9 @@ from relabeler.jobs.score import load_split, load_train_view, run_score
 from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
     check_held,
+    coverage_measure,
     existing_coverage,
+    has_labeled_pool,
     hold_out,
     subgroup_result,
 )
@@ -416,7 +418,6 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
                      budgets: list[float], progress: bool, *, rounds: int | None = None,
                      rescore: str = "refit") -> tuple[dict, dict | None, dict | None]:
     from relabeler.data import read_split
-    from relabeler.jobs.score import load_split
 
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
@@ -434,24 +435,8 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
         rankings={"relabeler": scores["relabeler"],
                   "cleanlab": scores["cleanlab_self_confidence"]},
         budgets=budgets, classes=classes, seed=config.data.seed)
-    coverage_result = None
-    if len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"):
-        eval_view = load_split(store, "eval", classes)
-        pool_view = load_split(store, "pool", classes)
-        cov = store.read_table(artifacts.COVERAGE.path).to_pandas()
-        eval_cov = cov[cov["split"] == "eval"].set_index("id")["coverage_score"].reindex(
-            eval_view.ids).to_numpy(dtype=np.float64)
-        pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
-        eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
-        coverage_result = coverage_experiment(
-            refit, noisy=view.labels,
-            pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
-            pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
-            .to_numpy(dtype=np.int64),
-            pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
-            eval_labels=eval_view.labels, eval_features=eval_view.features,
-            eval_coverage=eval_cov, k=config.score.acquire_budget, classes=classes,
-            seed=config.data.seed)
+    coverage_result = (coverage_measure(store, config, view, refit, (train, evaluation, pool))
+                       if has_labeled_pool(store, pool) else None)
     rounds_result = None
     if rounds:
         from relabeler.jobs.simulate_rounds import rounds_experiment

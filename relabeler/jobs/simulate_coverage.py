@@ -317,16 +317,31 @@ def _frames(store: RunStore, view) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
 def existing_coverage(store: RunStore, config, view, *, progress: bool) -> dict | None:
     """simulate's coverage measure (:func:`relabeler.jobs.simulate.coverage_experiment`, the
     one ``--budgets`` runs) for ``--budgets none``; None without a labeled, extracted pool."""
-    from relabeler.jobs.score import load_split
-    from relabeler.jobs.simulate import _refitter, coverage_experiment
+    from relabeler.jobs.simulate import _refitter
 
     train, evaluation, pool = _frames(store, view)
-    if not (len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool")):
+    if not has_labeled_pool(store, pool):
         return None
+    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
+    refit = _refitter(store, config, texts, view.classes, progress)
+    return coverage_measure(store, config, view, refit, (train, evaluation, pool))
+
+
+def has_labeled_pool(store: RunStore, pool: pd.DataFrame) -> bool:
+    """A simulation's pool with its true labels kept and its features extracted."""
+    return bool(len(pool) and "true_label" in pool.columns and store.stage_done("extract.pool"))
+
+
+def coverage_measure(store: RunStore, config, view, refit,
+                     frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]) -> dict:
+    """:func:`relabeler.jobs.simulate.coverage_experiment` on the run's coverage scores with
+    ``refit`` (a refitter over train, eval and pool texts in ``frames`` order)."""
+    from relabeler.jobs.score import load_split
+    from relabeler.jobs.simulate import coverage_experiment
+
+    train, evaluation, pool = frames
     classes = view.classes
     index = {c: i for i, c in enumerate(classes)}
-    texts = train["text"].tolist() + evaluation["text"].tolist() + pool["text"].tolist()
-    refit = _refitter(store, config, texts, classes, progress)
     n, n_eval = len(train), len(evaluation)
     eval_view = load_split(store, "eval", classes)
     pool_view = load_split(store, "pool", classes)

@@ -219,7 +219,8 @@ def _read_state(data_dir: Path) -> dict | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that id runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -242,7 +243,7 @@ def running_server(data_dir: str | os.PathLike) -> StudioServer | None:
     data = Path(data_dir).resolve()
     state = _read_state(data)
     credentials = read_credentials(data)
-    if state is None or credentials is None or not _alive(int(state["pid"])):
+    if state is None or credentials is None or not pid_alive(int(state["pid"])):
         return None
     if not healthy(state["url"]):
         return None
@@ -309,7 +310,7 @@ def _kill_group(pid: int, timeout: float = 20) -> None:
         try:
             finished, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child: poll for the pid to vanish
-            finished = 0 if _alive(pid) else pid
+            finished = 0 if pid_alive(pid) else pid
         if finished:
             return
         time.sleep(0.2)
@@ -330,7 +331,7 @@ def stop_server(data_dir: str | os.PathLike) -> bool:
     if state is None:
         return False
     pid = int(state["pid"])
-    stopped = _alive(pid)
+    stopped = pid_alive(pid)
     if stopped:
         _kill_group(pid)
         log.info("stopped Label Studio (pid %d) at %s", pid, state.get("url"))
