@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,11 +68,14 @@ def model_probabilities(store: RunStore, classes: list[str]) -> dict[str, np.nda
 
 
 def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray],
-                       classes: list[str], *, method: str = DAWID_SKENE
+                       classes: list[str], *, method: str = DAWID_SKENE,
+                       strata: Mapping[tuple[int, str], Hashable] | None = None
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Corrections with the model-aided consensus (``method``: dawid_skene or crowdlab) where
     it applies (``consensus`` says which rows), and one row per annotator (annotator, answers,
-    agreement_with_consensus, quality, estimated_accuracy)."""
+    agreement_with_consensus, quality, estimated_accuracy). strata: (project, sample) -> the
+    stratum of its task (its source and round); Dawid-Skene weighs the model per stratum of at
+    least ``MIN_STRATUM`` tasks (smaller ones share one weight)."""
     if method not in (DAWID_SKENE, CROWDLAB):
         raise ValueError(f"method must be {DAWID_SKENE} or {CROWDLAB}, got {method!r}")
     corrections = corrections.copy()
@@ -96,7 +99,11 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
     pred = np.stack([probs[corrections["id"].iloc[i]] for i in eligible])
     pred = np.clip(pred, 1e-9, None)
     pred /= pred.sum(axis=1, keepdims=True)
-    found = (_dawid_skene(wide, pred, who) if method == DAWID_SKENE
+    groups = _groups([None] * len(eligible) if not strata else [
+        strata.get((int(p), str(i))) if pd.notna(p) else None for p, i in zip(
+            corrections["project_id"].iloc[eligible], corrections["id"].iloc[eligible],
+            strict=True)])
+    found = (_dawid_skene(wide, pred, who, groups) if method == DAWID_SKENE
              else _crowdlab(wide, pred, who))
     second = np.empty(len(eligible), dtype=np.int64)
     second[found.ask_order] = np.arange(1, len(eligible) + 1)
@@ -134,15 +141,29 @@ class _Consensus:
     accuracy: dict[str, float]
 
 
-def _dawid_skene(wide: np.ndarray, pred: np.ndarray, who: list[str]) -> _Consensus:
-    found = dawid_skene(wide, pred)
+MIN_STRATUM = 30  # tasks a stratum needs to earn its own model weight
+
+
+def _groups(keys: list[Hashable]) -> np.ndarray:
+    """(N,) group index per task: one per stratum of at least MIN_STRATUM tasks, the rest
+    (small strata, unknown tasks) together."""
+    sizes = pd.Series(keys, dtype=object).value_counts(dropna=False)
+    big = {k: g for g, k in enumerate(sizes.index[sizes >= MIN_STRATUM], start=1)}
+    codes = np.array([big.get(k, 0) for k in keys], dtype=np.int64)
+    return np.unique(codes, return_inverse=True)[1].astype(np.int64)
+
+
+def _dawid_skene(wide: np.ndarray, pred: np.ndarray, who: list[str],
+                 groups: np.ndarray) -> _Consensus:
+    found = dawid_skene(wide, pred, groups=groups)
     # ask again where one more answer from a typical annotator most likely changes the label;
     # among equal chances, the least certain task first
     chance = flip_chance(found.posterior, float(np.mean(found.accuracy)))
     order = np.lexsort((found.posterior.max(axis=1), -chance))
     accuracy = dict(zip(who, found.accuracy.astype(float).tolist(), strict=True))
-    log.info("pull: Dawid-Skene: model weight %.2f, annotator accuracy %s",
-             found.model_weight, {a: round(x, 3) for a, x in accuracy.items()})
+    log.info("pull: Dawid-Skene: model weight %s, annotator accuracy %s",
+             [round(w, 2) for w in found.group_weights],
+             {a: round(x, 3) for a, x in accuracy.items()})
     return _Consensus(labels=found.labels, ask_order=order, quality=accuracy, accuracy=accuracy)
 
 

@@ -6,6 +6,9 @@ learned sharpness (0: uniformly; large: on the model's most plausible wrong clas
 people do). The task's prior is the model's probabilities tempered by a learned weight ``w``
 (``p ** w``, normalised): 0 ignores the model, 1 takes its probabilities as they are, above 1
 trusts it more than they say; so the model counts as much as it earns on the answered tasks.
+With ``groups`` each group of tasks earns its own weight: the model is right on most tasks of
+a first round (it flagged them) and wrong on most of a later one (the same model's remaining
+suspects are mostly clean), so one weight for both would side with it where it fails.
 EM alternates: each task's posterior over the true class given the answers and the prior;
 then the accuracies, ``w`` and the sharpness from the posteriors.
 Per-annotator confusion matrices were not tried: with five classes each has 20 free cells,
@@ -30,7 +33,7 @@ MISSING = -1  # no answer from that annotator on that task
 class DawidSkeneResult:
     """posterior: (N, K) each task's class probabilities; accuracy: (J,) each annotator's
     estimated accuracy; model_weight: the temperature ``w`` of the model's prior (0 = ignored,
-    1 = as it is);
+    1 = as it is; with groups, the tasks' mean); group_weights: each group's weight;
     mistake_sharpness: where mistakes land (0 = uniformly on the wrong classes, 1 = in
     proportion to the model's probabilities, large = on its most plausible wrong class);
     iterations."""
@@ -38,6 +41,7 @@ class DawidSkeneResult:
     posterior: np.ndarray
     accuracy: np.ndarray
     model_weight: float
+    group_weights: tuple[float, ...]
     mistake_sharpness: float
     iterations: int
 
@@ -47,15 +51,17 @@ class DawidSkeneResult:
         return self.posterior.argmax(axis=1)
 
 
-def dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int = 100,
-                tol: float = 1e-6, max_model_weight: float = 4.0, max_sharpness: float = 8.0
-                ) -> DawidSkeneResult:
+def dawid_skene(answers: np.ndarray, probs: np.ndarray, *, groups: np.ndarray | None = None,
+                max_iter: int = 100, tol: float = 1e-6, max_model_weight: float = 4.0,
+                max_sharpness: float = 8.0) -> DawidSkeneResult:
     """Resolve ``answers`` with the model's ``probs`` as a prior.
 
     answers: (N, J) int, class index per task and annotator, ``MISSING`` (-1) where that
     annotator did not answer. probs: (N, K) float, the model's probabilities (rows sum to 1).
-    Every task needs at least one answer. max_model_weight, max_sharpness: the upper bounds
-    of the two learned weights (see :class:`DawidSkeneResult`).
+    Every task needs at least one answer. groups: (N,) int in [0, G), the group of each task
+    whose model weight is fitted on its own (None: one group). max_model_weight,
+    max_sharpness: the upper bounds of the two learned weights (see
+    :class:`DawidSkeneResult`).
     """
     answers = np.asarray(answers)
     probs = np.asarray(probs, dtype=np.float64)
@@ -76,13 +82,18 @@ def dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int = 100,
         raise ValueError("probs must be finite and non-negative")
     if ((answers != MISSING).sum(axis=1) == 0).any():
         raise ValueError("every task needs at least one answer")
+    groups = np.zeros(len(probs), dtype=np.int64) if groups is None else np.asarray(groups)
+    if groups.shape != (len(probs),) or not np.issubdtype(groups.dtype, np.integer) or (
+            len(groups) and groups.min() < 0):
+        raise ValueError(f"groups must be {len(probs)} non-negative integers")
     probs = np.clip(probs, 1e-9, None)
     probs = probs / probs.sum(axis=1, keepdims=True)
-    return _compute_dawid_skene(answers, probs, max_iter=max_iter, tol=tol,
+    return _compute_dawid_skene(answers, probs, groups, max_iter=max_iter, tol=tol,
                                 max_model_weight=max_model_weight, max_sharpness=max_sharpness)
 
 
-def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: int,
+def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, groups: np.ndarray, *,
+                         max_iter: int,
                          tol: float, max_model_weight: float, max_sharpness: float
                          ) -> DawidSkeneResult:
     n, n_classes = probs.shape
@@ -109,7 +120,9 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
     # start from the answers' vote shares, nudged by the model (breaks ties)
     posterior = onehot.sum(axis=1) + 0.5 * probs
     posterior /= posterior.sum(axis=1, keepdims=True)
-    model_weight, sharpness, iterations = 1.0, 1.0, 0
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    weights = np.ones(len(probs))
+    sharpness, iterations = 1.0, 0
     accuracy = np.full(answers.shape[1], 0.7)
     while iterations < max_iter:
         iterations += 1
@@ -118,8 +131,10 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         right = (onehot * posterior[:, None, :]).sum(axis=2)
         accuracy = (right.sum(axis=0) + 2.0) / (given.sum(axis=0) + 3.0)
         accuracy = np.clip(accuracy, 1e-3, 1 - 1e-3)
-        model_weight = _fit_scalar(
-            lambda w, post=posterior: -_log_prior(w, log_probs, post), max_model_weight)
+        for rows in members:
+            weights[rows] = _fit_scalar(
+                lambda w, post=posterior[rows], lp=log_probs[rows]: -_log_prior(w, lp, post),
+                max_model_weight)
         wrong = posterior[:, None, :] * (given[:, :, None] & ~onehot_true)
         sharpness = _fit_scalar(
             lambda s, wrong=wrong: -float((wrong * log_mistake(s)).sum()), max_sharpness)
@@ -128,7 +143,7 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         # answer's share of the wrong classes
         log_like = np.where(onehot_true, np.log(accuracy)[None, :, None],
                             np.log(1 - accuracy)[None, :, None] + log_mistake(sharpness))
-        log_post = model_weight * log_probs + (given[:, :, None] * log_like).sum(axis=1)
+        log_post = weights[:, None] * log_probs + (given[:, :, None] * log_like).sum(axis=1)
         log_post -= log_post.max(axis=1, keepdims=True)
         updated = np.exp(log_post)
         updated /= updated.sum(axis=1, keepdims=True)
@@ -136,7 +151,9 @@ def _compute_dawid_skene(answers: np.ndarray, probs: np.ndarray, *, max_iter: in
         posterior = updated
         if change < tol:
             break
-    return DawidSkeneResult(posterior=posterior, accuracy=accuracy, model_weight=model_weight,
+    return DawidSkeneResult(posterior=posterior, accuracy=accuracy,
+                            model_weight=float(weights.mean()) if n else 1.0,
+                            group_weights=tuple(float(weights[rows[0]]) for rows in members),
                             mistake_sharpness=sharpness, iterations=iterations)
 
 

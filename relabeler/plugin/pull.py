@@ -360,7 +360,16 @@ def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str
     if consensus == MAJORITY or not classes:
         return resolve_with_model(corrections, {}, classes)
     return resolve_with_model(corrections, model_probabilities(store, classes), classes,
-                              method=consensus)
+                              method=consensus, strata=_strata(store))
+
+
+def _strata(store: RunStore) -> dict[tuple[int, str], tuple[str, int]]:
+    """(project, sample) -> (source, round) of each task sent: how the tasks were picked, which
+    decides how often the model is right on them (the consensus weighs it per stratum)."""
+    manifest = read_manifest(store)
+    return {(int(p), str(i)): (str(s), int(r)) for p, i, s, r in zip(
+        manifest["project_id"], manifest["id"], manifest["source"], manifest["round"],
+        strict=True)}
 
 
 def _split_second_opinions(rows: list[dict[str, Any]]

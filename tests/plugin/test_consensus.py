@@ -171,3 +171,16 @@ def test_pull_writes_the_annotators_and_resolves_with_the_model(tmp_path):
     pull(store, studio, consensus="majority")  # nothing new to fetch; resolved again
     rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}
     assert all(rows[s]["needs_review"] and rows[s]["consensus"] == "majority" for s in given)
+
+
+def test_strata_of_enough_tasks_get_their_own_group_and_small_ones_share_one():
+    from relabeler.plugin.consensus import MIN_STRATUM, _groups
+
+    keys = ([("flagged", 1)] * MIN_STRATUM + [("flagged", 2)] * (MIN_STRATUM + 5)
+            + [("random_control", 1)] * 3 + [None] * 2)
+    groups = _groups(keys)
+    assert sorted(set(groups.tolist())) == [0, 1, 2]
+    first, second, rest = groups[0], groups[MIN_STRATUM], groups[-1]
+    assert len({first, second, rest}) == 3
+    assert (groups[-5:] == rest).all() and (groups[:MIN_STRATUM] == first).all()
+    assert _groups([None] * 4).tolist() == [0, 0, 0, 0]

@@ -68,3 +68,29 @@ def test_flip_chance_is_highest_where_the_posterior_is_split():
     assert chance[1] == pytest.approx(0.44)
     assert chance[0] == pytest.approx(0.0)
     assert chance[2] == pytest.approx(1.0)  # a tie now: any answer decides it
+
+
+def test_each_group_earns_its_own_model_weight():
+    """A first round where the model is right on 90% of the tasks and a later one where it is
+    wrong on 80% (its remaining suspects are mostly clean), annotators of 0.95 / 0.8 / 0.65:
+    one weight for both trusts the model too little in the first round; a weight per round
+    trusts it there and ignores it in the later one."""
+    rng = np.random.default_rng(3)
+    sizes, model_right = (400, 200), (0.9, 0.2)
+    truth = rng.integers(0, 2, sum(sizes))
+    right = np.concatenate([rng.random(n) < r for n, r in zip(sizes, model_right, strict=True)])
+    model_class = np.where(right, truth, 1 - truth)
+    probs = np.where(model_class[:, None] == np.arange(2), 0.9, 0.1)
+    answers = np.stack([np.where(rng.random(len(truth)) < a, truth, 1 - truth)
+                        for a in (0.95, 0.8, 0.65)], axis=1)
+    groups = np.repeat([0, 1], sizes)
+    pooled = dawid_skene(answers, probs)
+    split = dawid_skene(answers, probs, groups=groups)
+    assert len(pooled.group_weights) == 1 and 0.1 < pooled.group_weights[0] < 0.6
+    assert split.group_weights[0] > 1.0 and split.group_weights[1] < 0.05
+    for rows in (groups == 0, groups == 1):
+        assert np.mean(split.labels[rows] == truth[rows]) >= \
+            np.mean(pooled.labels[rows] == truth[rows])
+    assert np.mean(split.labels == truth) >= np.mean(pooled.labels == truth) + 0.008
+    with pytest.raises(ValueError, match="groups"):
+        dawid_skene(answers, probs, groups=groups[:-1])
