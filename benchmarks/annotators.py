@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
+from relabeler.report.stats import mean_interval as interval
 
 DATASETS = ("sms-spam", "bbc-news", "drug-review")
 #: rows sampled per dataset: bbc-news's articles are long, so fewer of them on a CPU
@@ -57,15 +57,6 @@ def answer_accuracy(folder: Path, accuracies: list[float], *, draw: int) -> dict
     budget = int(train["flipped"].sum())
     return annotator_experiment(view, suspects, truth, accuracies, budget=budget, seed=draw)
 
-
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and a 95% t-interval (t quantiles for up to 14 degrees of freedom)."""
-    t95 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14]
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), float("nan"), float("nan")
-    half = (t95[len(x) - 2] if len(x) - 2 < len(t95) else 1.96) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
 def cell(values: list[float], *, points: bool = False) -> str:

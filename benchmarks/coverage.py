@@ -41,6 +41,7 @@ from relabeler.jobs.simulate_coverage import (
     parse_undercover,
     subgroup_measure,
 )
+from relabeler.report.stats import mean_interval
 from relabeler.selectors import coverage as coverage_selector
 
 
@@ -196,11 +197,8 @@ def main() -> None:
 
 
 def _half_width(values: np.ndarray) -> float:
-    from scipy import stats
-
-    if len(values) < 2:
-        return float("nan")
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    mean, _, high = mean_interval(values)
+    return high - mean
 
 
 if __name__ == "__main__":

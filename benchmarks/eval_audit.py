@@ -18,19 +18,8 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 from relabeler.jobs.simulate import run_simulation, simulation_config
-
-
-def interval(values: list[float]) -> str:
-    """``mean ± half-width`` of a 95% t-interval (``mean`` alone for one value)."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return f"{x.mean():.4f}"
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return f"{x.mean():.4f} ± {half:.4f}"
+from relabeler.report.stats import format_interval
 
 
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
@@ -75,9 +64,9 @@ def main() -> None:
                   f"{acc['noisy']:.4f} | {acc['audited']:.4f} |", flush=True)
         cols = list(zip(*rows, strict=True))
         gap = [c - a for c, a in zip(cols[2], cols[4], strict=True)]
-        print(f"| {dataset} | mean, 95% CI | {interval(cols[0])} | {interval(cols[1])} | | "
-              f"{interval(cols[2])} | {interval(cols[3])} | {interval(cols[4])} |")
-        print(f"| {dataset} | clean - audited | | | | {interval(gap)} | | |", flush=True)
+        a, b, c, d, e = (format_interval(col) for col in cols[:5])
+        print(f"| {dataset} | mean, 95% CI | {a} | {b} | | {c} | {d} | {e} |")
+        print(f"| {dataset} | clean - audited | | | | {format_interval(gap)} | | |", flush=True)
 
 
 if __name__ == "__main__":

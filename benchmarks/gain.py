@@ -36,6 +36,7 @@ import numpy as np
 
 from relabeler.config import RunConfig
 from relabeler.model import POOLINGS
+from relabeler.report.stats import mean_interval as interval
 
 #: (dataset, noise kind, rate). sms-spam's asymmetric noise flips spam into ham, and 20% of the
 #: training rows is more than the spam it has, so that setting runs at 10%.
@@ -73,16 +74,6 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
     return run_simulation(config, result_dir, progress=False, budgets=[rate],
                           rounds=rounds or None, rescore=rescore, annotators=annotators)
 
-
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and a 95% t-interval over seeds (t quantiles for 2-9 degrees of freedom)."""
-    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = t95.get(len(x) - 1, 1.96) * float(x.std(ddof=1)) / np.sqrt(len(x))
-    return mean, mean - half, mean + half
 
 
 def ratio(gain: float, baseline: float) -> str:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from relabeler import artifacts
 from relabeler.config import apply_overrides
@@ -40,20 +39,13 @@ from relabeler.jobs.simulate import run_simulation, simulation_config
 from relabeler.jobs.train import head_window_logits, window_states
 from relabeler.long_text import TextWindows, mean_by_text
 from relabeler.model import load_classifier, pick_device
+from relabeler.report.stats import format_interval
 from relabeler.store import RunStore
 from relabeler.training import head_probs
 
 MODES = ("truncate", "windows", "evidence")
 STAGES = ("train", "extract", "score")
 
-
-def interval(values: list[float]) -> str:
-    """``mean ± half-width`` of a 95% t-interval."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return f"{x.mean():.4f}"
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return f"{x.mean():.4f} ± {half:.4f}"
 
 
 def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
@@ -143,14 +135,14 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     for mode in MODES:
         acc, auprc = (list(x) for x in zip(*rows[mode], strict=True))
         base_acc, base_auprc = (list(x) for x in zip(*rows["truncate"], strict=True))
-        print(f"| {mode} | {interval(acc)} | "
-              f"{interval([a - b for a, b in zip(acc, base_acc, strict=True)])} | "
-              f"{interval(auprc)} | "
-              f"{interval([a - b for a, b in zip(auprc, base_auprc, strict=True)])} |")
+        print(f"| {mode} | {format_interval(acc)} | "
+              f"{format_interval([a - b for a, b in zip(acc, base_acc, strict=True)])} | "
+              f"{format_interval(auprc)} | "
+              f"{format_interval([a - b for a, b in zip(auprc, base_auprc, strict=True)])} |")
     print("\n| windows pooled by | eval accuracy |")
     print("|---|---|")
     for name in pools[0]:
-        print(f"| {name} | {interval([p[name] for p in pools])} |")
+        print(f"| {name} | {format_interval([p[name] for p in pools])} |")
 
 
 def _poolings(model, states: torch.Tensor, windows: TextWindows, evaluation: np.ndarray,
@@ -254,12 +246,12 @@ def main() -> None:
         d_auprc = [a - r["auprc"] for a, r in zip(auprc, rows["truncate"], strict=True)]
         ratio = [r["seconds"] / t["seconds"] for r, t in zip(rows[mode], rows["truncate"],
                                                             strict=True)]
-        print(f"| {mode} | {interval(acc)} | {interval(d_acc)} | {interval(auprc)} | "
-              f"{interval(d_auprc)} | {interval(ratio)} |")
+        print("| " + " | ".join([mode, *(format_interval(v) for v in
+                                         (acc, d_acc, auprc, d_auprc, ratio))]) + " |")
     print("\n| windows pooled by | eval accuracy |")
     print("|---|---|")
     for name in poolings[0]:
-        print(f"| {name} | {interval([p[name] for p in poolings])} |")
+        print(f"| {name} | {format_interval([p[name] for p in poolings])} |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from relabeler import artifacts
 from relabeler.jobs.dataset import prepare_dataset
@@ -40,15 +39,14 @@ from relabeler.jobs.simulate_shortcut import (
     shortcut_accuracy,
     shortcut_result,
 )
+from relabeler.report.stats import mean_interval
 from relabeler.store import RunStore
 
 
 def half_width(values) -> float:
     """Half the width of the 95% t-interval of the mean over seeds (0 for one seed)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2:
-        return 0.0
-    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    mean, _, high = mean_interval(values)
+    return 0.0 if np.isnan(high) else high - mean
 
 
 def interval(values) -> str:

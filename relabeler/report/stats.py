@@ -1,5 +1,6 @@
 """Confidence intervals for what relabeling changed: a paired bootstrap of the eval metrics
-(scipy's ``bootstrap``) and Wilson intervals of rates (scipy's ``binomtest``)."""
+(scipy's ``bootstrap``), Wilson intervals of rates (scipy's ``binomtest``) and t-intervals of
+means over seeds (the benchmarks')."""
 
 from __future__ import annotations
 
@@ -82,3 +83,23 @@ def rate_interval(successes: int, total: int, *, confidence: float = 0.95) -> li
     interval = stats.binomtest(int(successes), int(total)).proportion_ci(
         confidence_level=confidence, method="wilson")
     return [float(interval.low), float(interval.high)]
+
+
+def mean_interval(values: Sequence[float], *, confidence: float = 0.95
+                  ) -> tuple[float, float, float]:
+    """(mean, low, high): the t-interval of the mean of ``values`` (seeds); NaN ends for
+    fewer than two values."""
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def format_interval(values: Sequence[float], digits: int = 4) -> str:
+    """``mean ± half-width`` of :func:`mean_interval` (``mean`` alone for one value)."""
+    mean, _, high = mean_interval(values)
+    if np.isnan(high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {high - mean:.{digits}f}"

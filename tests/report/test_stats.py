@@ -69,3 +69,16 @@ def test_point_values_match_scikit_learn():
             leaves = result["per_class"][name]
             assert [leaves[m][key] for m in ("precision", "recall", "f1")] == pytest.approx(
                 [precision[j], recall[j], f1[j]])
+
+
+def test_mean_interval_is_the_t_interval_over_seeds():
+    from relabeler.report.stats import format_interval, mean_interval
+
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.303, sd = 1, n = 3
+    assert mean == 2.0 and abs((high - mean) - 4.3027 / 3 ** 0.5) < 1e-3
+    assert abs((mean - low) - (high - mean)) < 1e-12
+    one = mean_interval([0.5])
+    assert one[0] == 0.5 and all(x != x for x in one[1:])  # NaN ends
+    assert format_interval([0.5]) == "0.5000"
+    assert format_interval([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"
