@@ -43,7 +43,6 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
     PRIORITY_FIELD,
-    ROUND_FIELD,
     SAMPLE_ID_FIELD,
     SampleInput,
     build_task,
@@ -209,11 +208,11 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
     data is built again as push built it, with the new ``priority`` (one update per task)."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
+    rounds = "round" in manifest.columns
     for i, sample in zip(rows, build(ids), strict=True):
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
-                          top_spans=top_spans, interface=interface)
-        if "round" in manifest.columns:
-            task["data"][ROUND_FIELD] = _round(manifest.at[i, "round"])
+                          top_spans=top_spans, interface=interface,
+                          round_no=_round(manifest.at[i, "round"]) if rounds else None)
         client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
 
 
@@ -246,10 +245,9 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
     imported = [str(x) for x in todo["id"]]
     if len(todo):
         samples = build(list(todo["id"]))
-        tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface)
-                 for s, p in zip(samples, todo["priority"], strict=True)]
-        for task, round_no in zip(tasks, todo["round"], strict=True):
-            task["data"][ROUND_FIELD] = _round(round_no)
+        tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface,
+                            round_no=_round(r))
+                 for s, p, r in zip(samples, todo["priority"], todo["round"], strict=True)]
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
     return manifest, len(sent), imported

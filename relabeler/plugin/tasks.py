@@ -215,13 +215,17 @@ def validate_prediction(prediction: Mapping[str, Any], spec: LabelingSpec, text:
 
 
 def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_spans: int = 3,
-               model_version: str = MODEL_VERSION, interface: Any = None) -> dict[str, Any]:
-    """One Label Studio task with its validated prediction. Raises PredictionError."""
+               model_version: str = MODEL_VERSION, interface: Any = None,
+               round_no: int | None = None) -> dict[str, Any]:
+    """One Label Studio task with its validated prediction (and its round, when given).
+    Raises PredictionError."""
     prediction = build_prediction(sample, spec, top_spans=top_spans, model_version=model_version)
     validate_prediction(prediction, spec, sample.text, interface=interface)
     data: dict[str, Any] = {spec.text_field: sample.text, SAMPLE_ID_FIELD: sample.id,
                             PRIORITY_FIELD: int(priority),
                             GIVEN_LABEL_FIELD: sample.given_label or ""}
+    if round_no is not None:
+        data[ROUND_FIELD] = int(round_no)
     if spec.panel_field:
         data[spec.panel_field] = panel_html(sample, spec)
     return {"data": data, "predictions": [prediction]}

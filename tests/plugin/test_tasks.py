@@ -121,3 +121,10 @@ def test_any_in_range_spans_validate(text, cuts):
         value = region["value"]
         assert value["text"] == text[value["start"]:value["end"]]
         assert 0.0 <= region["score"] <= 1.0
+
+
+def test_a_task_carries_its_round_only_when_given():
+    from relabeler.plugin.tasks import ROUND_FIELD
+
+    assert ROUND_FIELD not in build_task(sample(), SPEC, priority=7)["data"]
+    assert build_task(sample(), SPEC, priority=7, round_no=3)["data"][ROUND_FIELD] == 3
