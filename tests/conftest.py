@@ -23,6 +23,20 @@ if "RELABELER_CACHE_DIR" not in os.environ:
     os.environ["RELABELER_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlb-cache-", dir="/tmp")
     atexit.register(shutil.rmtree, os.environ["RELABELER_CACHE_DIR"], ignore_errors=True)
 
+
+def pytest_sessionfinish(session, exitstatus):
+    """Kill any multiprocessing child a test left behind, so the interpreter's exit cannot hang.
+
+    A forked child deadlocked on a lock inherited from Ray's or torch's threads ignores SIGTERM
+    and the exit-time join waits forever: one did, and a CI run sat until its 90 minutes ran out.
+    """
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(timeout=5)
+
+
 POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "fantastic"]
 NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "poor", "boring"]
 FILLER = ["the", "movie", "was", "really", "quite", "a", "story", "about", "people", "and",

@@ -94,7 +94,9 @@ def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarr
 
     self_conf = get_label_quality_scores(labels, probs, method="self_confidence")
     margin = get_label_quality_scores(labels, probs, method="normalized_margin")
-    flagged = find_label_issues(labels, probs)
+    # n_jobs=1: its default forks a Pool, and a fork of a process holding Ray's and torch's
+    # threads can deadlock (it hung a CI run for the full 90 minutes)
+    flagged = find_label_issues(labels, probs, n_jobs=1)
     return {
         "cleanlab_self_confidence": 1.0 - self_conf,
         "cleanlab_normalized_margin": 1.0 - margin,

@@ -29,7 +29,13 @@ def test_detection_metrics_by_hand():
         detection_metrics(score, truth, k=5)
 
 
-def test_cleanlab_scores_are_suspect_scores():
+def test_cleanlab_scores_are_suspect_scores(monkeypatch):
+    import multiprocessing
+
+    def no_fork(*args, **kwargs):
+        raise AssertionError("cleanlab forked a Pool: a fork beside Ray's threads can deadlock")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_fork)
     labels = np.array([0, 0, 1, 1, 0, 1] * 5)
     probs = np.tile([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8], [0.6, 0.4]],
                     (5, 1))
