@@ -7,6 +7,11 @@ audit budget, answered by an oracle) and one model's accuracy on the clean, the 
 audited eval labels. The target: audited accuracy within 1 point of clean, AUPRC at least
 cleanlab's best.
 
+``--rerank`` re-scores the eval rows of runs already in ``--out`` with the current code
+(``relabeler.jobs.eval_audit``: seconds, from the run's stored features, probabilities and
+out-of-fold probabilities) and rewrites their ``eval_audit`` block and
+``scores/eval_suspects.parquet``; a seed without a finished run is simulated as usual.
+
     PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/eval_audit.py \\
         --datasets bbc-news,drug-review --seeds 0,1,2 --sample 1000 --out /tmp/eval-audit
 """
@@ -18,20 +23,43 @@ import json
 import logging
 from pathlib import Path
 
-from relabeler.jobs.simulate import run_simulation, simulation_config
+from relabeler import artifacts
+from relabeler.config import ScoreConfig
+from relabeler.jobs.eval_audit import write_eval_suspects
+from relabeler.jobs.score import fit_view_noise, load_split, load_train_view
+from relabeler.jobs.simulate import eval_audit_result, run_simulation, simulation_config
+from relabeler.store import RunStore
 from relabeler.report.stats import format_interval
 
 
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
-              eval_noise: float, folds: int) -> dict:
-    """One simulation (reused when ``out`` already holds it); its ``eval_audit`` block."""
+              eval_noise: float, folds: int, rerank: bool = False) -> dict:
+    """One simulation (reused when ``out`` already holds it, its eval rows re-ranked when
+    ``rerank``); its ``eval_audit`` block."""
     result_path = out / "simulation.json"
     if not result_path.exists():
         config = simulation_config(data=dataset, out=out, noise=noise, noise_kind="uniform",
                                    seed=seed, sample=sample, mode="head", folds=folds,
                                    eval_noise=eval_noise)
         run_simulation(config, out, progress=False, budgets=None)
+    elif rerank:
+        rerank_eval(out)
     return json.loads(result_path.read_text())["eval_audit"]
+
+
+def rerank_eval(out: Path) -> None:
+    """The eval rows of the finished simulation in ``out`` ranked again by the current code,
+    from the run's stored artifacts, with the noise model its score stage was set to fit; its
+    ``simulation.json`` gets the new ``eval_audit`` block."""
+    store = RunStore(out / "run")
+    view = load_train_view(store)
+    cfg = ScoreConfig(noise_model=store.read_json(artifacts.SUMMARY.path)["noise_model"])
+    write_eval_suspects(store, view, {"eval": load_split(store, "eval", view.classes)}, cfg,
+                        fit_view_noise(view, cfg))
+    result_path = out / "simulation.json"
+    result = json.loads(result_path.read_text())
+    result["eval_audit"] = eval_audit_result(store)
+    result_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 def main() -> None:
@@ -44,6 +72,8 @@ def main() -> None:
     parser.add_argument("--eval-noise", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rerank", action="store_true",
+                        help="rank the eval rows of finished runs in --out again")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -55,7 +85,7 @@ def main() -> None:
         for seed in seeds:
             audit = audit_run(dataset, seed, out=args.out / f"{dataset}-{seed}",
                               sample=args.sample, noise=args.noise, eval_noise=args.eval_noise,
-                              folds=args.folds)
+                              folds=args.folds, rerank=args.rerank)
             acc = audit["accuracy"]
             best = max(audit["cleanlab_auprc"].values())
             rows.append((audit["auprc"], best, acc["clean"], acc["noisy"], acc["audited"]))

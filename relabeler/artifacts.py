@@ -204,7 +204,9 @@ DUPLICATES = Artifact("scores/duplicates.parquet", "score", "table",
 EVAL_SUSPECTS = Artifact(
     "scores/eval_suspects.parquet", "score", "table",
     "Every labeled eval row ranked by how likely its label is wrong (the eval audit): the "
-    "model's and the neighbours' views, noise-corrected, combined by mean rank.",
+    "normalized margin of the given label under the mean of the model's probabilities and "
+    "its training neighbours' out-of-fold ones (and, under class-conditional noise, their "
+    "labels, noise-corrected).",
     _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
             ("suggested_label", _STR), ("suggested_confidence", _F32), ("margin", _F32),
             ("knn_margin", _F32)))

@@ -2,10 +2,21 @@
 
 A gain measured on eval labels that are themselves wrong is noise. The trained model never saw
 the eval rows, so its probabilities on them are out-of-sample, like the fold models' on the
-training rows. Two views vote, each a normalised margin of the given label: the model's
-distribution and the similarity-weighted labels of the eval row's nearest training rows. Both
-are first corrected by the noise model the training rows gave (the same ``score.noise_model``),
-then combined by mean rank as the training queue is.
+training rows. Two views: the model's distribution, and the similarity-weighted mean of the
+out-of-fold probabilities of the eval row's nearest training rows (what the fold models said
+of them, not their given labels, which carry the training noise). The rows rank by cleanlab's
+normalized margin of the given label under the mean of the two.
+
+When the training rows' noise model is class-conditional, knowing which class a wrong label
+came from turns the neighbours' noisy labels into evidence: they are a third view, all three
+are corrected by the noise model, and the rows rank by the mean rank of the three margins, as
+the training queue does.
+
+Chosen by measurement (docs/benchmarks.md, "Eval audit: the ranking chosen by measurement"),
+with eval flips drawn afresh on cached runs of three datasets. A uniform noise model is not
+applied: it says nothing about which class a label came from, and with a weak model it
+overestimates the noise (about half the labels on drug-review, where 10% were flipped), which
+flattens every margin; there the neighbours' labels cost AUPRC too.
 """
 
 from __future__ import annotations
@@ -18,33 +29,51 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.selectors import confidence, neighbors, noise, rank
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
+#: Training neighbours whose out-of-fold probabilities are averaged into an eval row's
+#: posterior. More than ``score.k`` (10, the neighbours whose labels vote): a mean of
+#: probabilities has less variance with more neighbours; 20, 50 and 100 ranked alike on
+#: drug-review, 10 worse.
+NEIGHBOURS = 20
+
 
 def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = None
                ) -> pd.DataFrame:
-    """train: the TrainView; evaluation: the eval SplitView (labels known); noise_model: the
-    one the training rows gave (None: no correction). Returns the eval
-    suspects, rank 1 first: id, rank, suspect_score, given_label, suggested_label,
-    suggested_confidence, margin, knn_margin."""
+    """train: the TrainView (its out-of-fold probabilities, else its model probabilities, are
+    the neighbours' view); evaluation: the eval SplitView (labels known); cfg: the
+    ScoreConfig (``k``: the neighbours whose labels vote); noise_model: the one the training
+    rows gave (used only when class-conditional; None: none). Returns the eval suspects,
+    rank 1 first: id, rank, suspect_score, given_label, suggested_label,
+    suggested_confidence, margin (the model's view alone), knn_margin (the neighbours'
+    probabilities alone)."""
     classes = train.classes
-    n_classes = len(classes)
     keep = evaluation.labels >= 0
     ids, labels = evaluation.ids[keep], evaluation.labels[keep]
-    k = max(1, min(cfg.k, len(train.ids)))
-    found = knn(train.features, evaluation.features[keep], k=k)
+    found = knn(train.features, evaluation.features[keep],
+                k=max(1, min(max(NEIGHBOURS, cfg.k), len(train.ids))))
+    reference = train.oof_probs if train.oof_probs is not None else train.probs
     views = {"model": evaluation.probs[keep].astype(np.float64),
-             "knn": neighbors.neighbor_label_distribution(found, train.labels, n_classes)}
-    if noise_model is not None:
+             "knn": neighbors.neighbor_probability_mean(found, reference).astype(np.float64)}
+    if noise_model is not None and noise_model.kind == "class_conditional":
+        nearest = Neighbors(indices=found.indices[:, :cfg.k], scores=found.scores[:, :cfg.k],
+                            metric=found.metric)
+        views["knn_labels"] = neighbors.neighbor_label_distribution(
+            nearest, train.labels, len(classes)).astype(np.float64)
         views = {name: noise.noise_aware_posterior(dist, labels, noise_model.transition)
                  for name, dist in views.items()}
+        score = rank.rank_mean({name: confidence.normalized_margin(dist, labels)
+                                for name, dist in views.items()})
+        posterior = rank.ensemble_posterior(views)
+    else:
+        posterior = rank.ensemble_posterior(views)
+        score = confidence.normalized_margin(posterior, labels)
     signals = {"margin": confidence.normalized_margin(views["model"], labels),
                "knn_margin": confidence.normalized_margin(views["knn"], labels)}
-    score = rank.combine(signals, views=("margin", "knn_margin"))
-    suggested, suggested_conf = rank.suggest_labels(rank.ensemble_posterior(views), labels)
+    suggested, suggested_conf = rank.suggest_labels(posterior, labels)
     frame = pd.DataFrame({
         "id": ids, "rank": rank.ranks_from_scores(score).astype(np.int64),
         "suspect_score": score.astype(np.float32),

@@ -2,6 +2,9 @@
 
 * :func:`neighbor_label_distribution`: the similarity-weighted label distribution of each
   sample's k nearest training neighbours (cosine on the classifier's features).
+* :func:`neighbor_probability_mean`: the similarity-weighted mean of the neighbours' class
+  probabilities (their out-of-fold ones): a smoothed posterior that does not trust the
+  neighbours' given labels, which carry the training noise.
 * :func:`knn_disagreement`: ``1 - share of that distribution on the given label``; strong where
   classes cluster tightly, and fine-tuned features cluster better.
 * :func:`conflicting_duplicates`: near-duplicate texts (cosine >= a threshold) whose labels
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relabeler.selectors._checks import as_labels, as_matrix
+from relabeler.selectors._checks import as_labels, as_matrix, as_probs
 from relabeler.selectors.confidence import self_confidence
 from relabeler.selectors.knn import Neighbors, knn
 
@@ -42,6 +45,35 @@ def neighbor_label_distribution(neighbors: Neighbors, labels: np.ndarray, num_cl
     labels = as_labels("labels", labels, num_classes=num_classes)
     return _compute_distribution(neighbors.indices, neighbors.scores, labels, num_classes,
                                  weighting)
+
+
+def neighbor_probability_mean(neighbors: Neighbors, probs: np.ndarray) -> np.ndarray:
+    """Similarity-weighted mean of each query's neighbours' class probabilities.
+
+    Parameters
+    ----------
+    neighbors : the neighbours of Q queries among N samples (cosine or ip scores).
+    probs : (N, C) the database rows' class probabilities (out-of-fold where there are).
+
+    Returns
+    -------
+    (Q, C) float32, rows summing to 1; a query with no usable neighbour gets the mean of
+    ``probs``.
+    """
+    if neighbors.metric == "l2":
+        raise ValueError("neighbors: similarity weighting needs cosine or ip neighbours, got l2")
+    probs = as_probs("probs", probs)
+    if len(neighbors.indices) and neighbors.indices.max() >= len(probs):
+        raise ValueError(f"probs: {len(probs)} rows, but the neighbours index row "
+                         f"{int(neighbors.indices.max())}")
+    valid = neighbors.indices >= 0
+    weights = np.where(valid, np.clip(np.nan_to_num(neighbors.scores, neginf=0.0), 0.0, None),
+                       0.0)
+    gathered = probs[np.where(valid, neighbors.indices, 0)].astype(np.float64)
+    total = weights.sum(axis=1, keepdims=True)
+    mean = np.einsum("qk,qkc->qc", weights, gathered) / np.where(total > 0, total, 1.0)
+    mean[total[:, 0] <= 0] = probs.mean(axis=0)
+    return mean.astype(np.float32)
 
 
 def _compute_distribution(indices: np.ndarray, scores: np.ndarray, labels: np.ndarray,

@@ -9,6 +9,7 @@ from sklearn.metrics import average_precision_score
 from relabeler.config import ScoreConfig
 from relabeler.jobs.eval_audit import score_eval
 from relabeler.jobs.score import SplitView, TrainView, fit_view_noise
+from relabeler.selectors import noise
 
 
 def clusters(n: int, seed: int, classes: int = 3, spread: float = 3.5):
@@ -22,40 +23,64 @@ def clusters(n: int, seed: int, classes: int = 3, spread: float = 3.5):
     return features, labels, probs.astype(np.float32)
 
 
-def views(seed: int, flip: float = 0.1):
+def flip_labels(labels: np.ndarray, rate: float, rng, *, lopsided: bool) -> np.ndarray:
+    """``labels`` with about ``rate`` of them wrong: to any other class, or (``lopsided``)
+    only class a's, always to b."""
+    given = labels.copy()
+    if lopsided:
+        wrong = (given == 0) & (rng.random(len(given)) < 3 * rate)
+        given[wrong] = 1
+        return given
+    wrong = rng.random(len(given)) < rate
+    given[wrong] = (given[wrong] + rng.integers(1, 3, wrong.sum())) % 3
+    return given
+
+
+def views(seed: int, flip: float = 0.1, *, lopsided: bool = False):
+    """A train and an eval view of the same clusters, ``flip`` of both splits' labels wrong
+    the same way (uniformly, or class-conditionally when ``lopsided``)."""
     features, labels, probs = clusters(1500, seed)
     n_train = 1000
+    given_train = flip_labels(labels[:n_train], flip, np.random.default_rng(seed + 200),
+                              lopsided=lopsided)
     train = TrainView(ids=np.array([f"t{i}" for i in range(n_train)], dtype=object),
-                      labels=labels[:n_train], features=features[:n_train],
+                      labels=given_train, features=features[:n_train],
                       probs=probs[:n_train], pred=probs[:n_train].argmax(1),
-                      classes=["a", "b", "c"], oof_probs=None, margins=None)
-    rng = np.random.default_rng(seed + 100)
-    given = labels[n_train:].copy()
-    flipped = rng.random(len(given)) < flip
-    given[flipped] = (given[flipped] + rng.integers(1, 3, flipped.sum())) % 3
+                      classes=["a", "b", "c"], oof_probs=probs[:n_train], margins=None)
+    given = flip_labels(labels[n_train:], flip, np.random.default_rng(seed + 100),
+                        lopsided=lopsided)
+    flipped = given != labels[n_train:]
     evaluation = SplitView(ids=np.array([f"e{i}" for i in range(len(given))], dtype=object),
                            labels=given, features=features[n_train:], probs=probs[n_train:],
                            pred=probs[n_train:].argmax(1))
     return train, evaluation, flipped, labels[n_train:]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_wrong_eval_labels_rank_first_at_least_as_well_as_cleanlab(seed):
+def auprcs(frame, evaluation, flipped) -> tuple[float, float]:
+    """The ranking's AUPRC against the flipped rows, and cleanlab's best of its rankings of
+    the model's probabilities alone."""
     from cleanlab.rank import get_label_quality_scores
 
-    train, evaluation, flipped, truth = views(seed)
-    cfg = ScoreConfig()
-    frame = score_eval(train, evaluation, cfg, fit_view_noise(train, cfg))
-    assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
     is_flipped = dict(zip(evaluation.ids, flipped, strict=True))
     ours = average_precision_score([is_flipped[i] for i in frame["id"]],
                                    frame["suspect_score"])
     best = max(average_precision_score(flipped, -get_label_quality_scores(
         evaluation.labels, evaluation.probs, method=method))
         for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"))
+    return ours, best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wrong_eval_labels_rank_first_at_least_as_well_as_cleanlab(seed):
+    train, evaluation, flipped, truth = views(seed)
+    frame = score_eval(train, evaluation, ScoreConfig(), fit_view_noise(train, ScoreConfig()))
+    assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
+    ours, best = auprcs(frame, evaluation, flipped)
     # here the model's probabilities are the exact posterior, so cleanlab's single view is
-    # hard to beat; the neighbours' view costs up to .02 AUPRC (.91-.98 on these seeds)
-    assert ours >= best - 0.03 and ours > 0.9
+    # hard to beat; averaging in the neighbours' costs .005-.03 AUPRC on these seeds (on the
+    # dev datasets, where the model is not exact, it gains: docs/benchmarks.md)
+    assert ours >= best - 0.035 and ours > 0.9
+    is_flipped = dict(zip(evaluation.ids, flipped, strict=True))
     # the suggestion of a flipped row is its true class in most cases
     top = frame.head(int(flipped.sum()))
     true_of = dict(zip(evaluation.ids, truth, strict=True))
@@ -64,10 +89,43 @@ def test_wrong_eval_labels_rank_first_at_least_as_well_as_cleanlab(seed):
     assert np.mean(right) > 0.8
 
 
+def test_class_conditional_noise_brings_in_the_neighbours_labels():
+    # only class a's labels flip, to b, in both splits: the noise model is class-conditional,
+    # and the corrected neighbours' labels keep the ranking level with cleanlab's best even
+    # though the model's probabilities are the exact posterior here
+    ours, best = [], []
+    for seed in range(5):
+        train, evaluation, flipped, truth = views(seed, lopsided=True)
+        model = fit_view_noise(train, ScoreConfig())
+        assert model.kind == "class_conditional"
+        frame = score_eval(train, evaluation, ScoreConfig(), model)
+        ours_seed, best_seed = auprcs(frame, evaluation, flipped)
+        ours.append(ours_seed)
+        best.append(best_seed)
+        top = frame.head(int(flipped.sum()))
+        assert (top.loc[top["given_label"] == "b", "suggested_label"] == "a").mean() > 0.9
+    assert np.mean(ours) >= np.mean(best) - 0.01 and min(ours) > 0.9
+
+
+def test_only_a_class_conditional_noise_model_changes_the_ranking():
+    train, evaluation, _, _ = views(4)
+    plain = score_eval(train, evaluation, ScoreConfig())
+    joint = np.array([[80.0, 10.0, 10.0], [10.0, 80.0, 10.0], [10.0, 10.0, 80.0]])
+    uniform = noise.noise_model_from_joint(joint, kind="uniform")
+    assert score_eval(train, evaluation, ScoreConfig(), uniform)["id"].tolist() == plain["id"].tolist()
+    # every wrong "b" is a true "a": a "b" row the model calls "a" is the likeliest flip
+    lopsided = noise.noise_model_from_joint(
+        np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),
+        kind="class_conditional")
+    corrected = score_eval(train, evaluation, ScoreConfig(), lopsided)
+    assert corrected["id"].tolist() != plain["id"].tolist()
+    top = corrected.head(10)
+    assert (top.loc[top["given_label"] == "b", "suggested_label"] == "a").all()
+
+
 def test_unlabeled_eval_rows_are_left_out():
     train, evaluation, _, _ = views(3)
     evaluation.labels[:10] = -1
-    cfg = ScoreConfig()
-    frame = score_eval(train, evaluation, cfg, fit_view_noise(train, cfg))
+    frame = score_eval(train, evaluation, ScoreConfig(), fit_view_noise(train, ScoreConfig()))
     assert len(frame) == len(evaluation.ids) - 10
     assert not set(frame["id"]) & set(evaluation.ids[:10])

@@ -6,6 +6,7 @@ from relabeler.selectors.neighbors import (
     conflicting_duplicates,
     knn_disagreement,
     neighbor_label_distribution,
+    neighbor_probability_mean,
 )
 
 
@@ -79,3 +80,26 @@ def test_bad_inputs():
     nb = knn(features, k=3, metric="l2")
     with pytest.raises(ValueError, match="needs cosine or ip"):
         neighbor_label_distribution(nb, labels, 2)
+
+
+def test_probability_mean_by_hand():
+    nb = Neighbors(indices=np.array([[1, 2, -1], [0, 2, 1], [1, -1, -1]]),
+                   scores=np.array([[0.9, 0.3, -np.inf], [0.5, -0.2, 0.5], [-0.4, -np.inf,
+                                                                         -np.inf]],
+                                   dtype=np.float32),
+                   metric="cosine")
+    probs = np.array([[0.8, 0.2], [0.4, 0.6], [1.0, 0.0]], dtype=np.float32)
+    mean = neighbor_probability_mean(nb, probs)
+    # row 0: (.9 * [.4, .6] + .3 * [1, 0]) / 1.2; row 1: the negative similarity weighs 0;
+    # row 2: no usable neighbour -> the mean of probs
+    np.testing.assert_allclose(mean, [[0.55, 0.45], [0.6, 0.4], [0.7333333, 0.2666667]],
+                               atol=1e-6)
+
+
+def test_probability_mean_refuses_probs_the_neighbours_do_not_index():
+    nb = Neighbors(indices=np.array([[0, 3]]), scores=np.array([[0.9, 0.8]], np.float32),
+                   metric="cosine")
+    with pytest.raises(ValueError, match="probs: 2 rows, but the neighbours index row 3"):
+        neighbor_probability_mean(nb, np.array([[0.5, 0.5], [0.1, 0.9]], np.float32))
+    with pytest.raises(ValueError, match="probs: row 0 sums to"):
+        neighbor_probability_mean(nb, np.array([[0.5, 0.6], [0.1, 0.9]], np.float32))
