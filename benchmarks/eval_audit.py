@@ -28,8 +28,8 @@ from relabeler.config import ScoreConfig
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.score import fit_view_noise, load_split, load_train_view
 from relabeler.jobs.simulate import eval_audit_result, run_simulation, simulation_config
-from relabeler.store import RunStore
 from relabeler.report.stats import format_interval
+from relabeler.store import RunStore
 
 
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,

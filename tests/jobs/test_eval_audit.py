@@ -112,7 +112,8 @@ def test_only_a_class_conditional_noise_model_changes_the_ranking():
     plain = score_eval(train, evaluation, ScoreConfig())
     joint = np.array([[80.0, 10.0, 10.0], [10.0, 80.0, 10.0], [10.0, 10.0, 80.0]])
     uniform = noise.noise_model_from_joint(joint, kind="uniform")
-    assert score_eval(train, evaluation, ScoreConfig(), uniform)["id"].tolist() == plain["id"].tolist()
+    same = score_eval(train, evaluation, ScoreConfig(), uniform)
+    assert same["id"].tolist() == plain["id"].tolist()
     # every wrong "b" is a true "a": a "b" row the model calls "a" is the likeliest flip
     lopsided = noise.noise_model_from_joint(
         np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),
@@ -129,3 +130,14 @@ def test_unlabeled_eval_rows_are_left_out():
     frame = score_eval(train, evaluation, ScoreConfig(), fit_view_noise(train, ScoreConfig()))
     assert len(frame) == len(evaluation.ids) - 10
     assert not set(frame["id"]) & set(evaluation.ids[:10])
+
+
+def test_fewer_training_rows_than_neighbours_still_rank_every_eval_row():
+    train, evaluation, _, _ = views(5)
+    small = TrainView(ids=train.ids[:6], labels=train.labels[:6], features=train.features[:6],
+                      probs=train.probs[:6], pred=train.pred[:6], classes=train.classes,
+                      oof_probs=None, margins=None)
+    frame = score_eval(small, evaluation, ScoreConfig())
+    assert len(frame) == len(evaluation.ids)
+    assert frame["suspect_score"].between(0, 1).all()
+    assert frame["knn_margin"].notna().all()
