@@ -8,7 +8,10 @@ annotators of the given accuracies answer the top K of the queue (K = the number
 labels; a mistake picks the wrong class the model finds most plausible) through
 :func:`relabeler.jobs.simulate.annotator_experiment`, and every resolver runs on the same
 answers. Prints, per dataset, each method's label accuracy and the differences against
-majority vote and CROWDLAB (mean over seeds, 95% t-interval).
+majority vote and CROWDLAB (mean over seeds x draws, 95% t-interval; with several draws also
+over the seeds' means, since the draws of one seed share its model and queue). Resolving
+again after a change to the consensus needs no retraining: the finished simulations are reused
+and the answers are drawn again from the same seeds.
 
     python benchmarks/annotators.py --out /tmp/ann --seeds 0,1,2,3,4
     python benchmarks/annotators.py --out /tmp/ann --only sms-spam --draws 3
@@ -19,6 +22,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from relabeler.report.stats import mean_interval as interval
 
@@ -92,15 +97,26 @@ def main() -> None:
     print("| dataset | tasks | majority | CROWDLAB (cleanlab) | relabeler consensus "
           "| consensus - majority (points) | consensus - CROWDLAB (points) |")
     print("|---|---|---|---|---|---|---|")
+    per_seed = {}
     for dataset in datasets:
         runs = [answer_accuracy(folders[dataset, s], accuracies, draw=s * 100 + d)
                 for s in seeds for d in range(args.draws)]
-        acc = {m: [r[f"{m}_accuracy"] for r in runs] for m in METHODS}
-        over_majority = [c - m for c, m in zip(acc["consensus"], acc["majority"], strict=True)]
-        over_crowdlab = [c - m for c, m in zip(acc["consensus"], acc["crowdlab"], strict=True)]
+        acc = {m: np.array([r[f"{m}_accuracy"] for r in runs]) for m in METHODS}
+        over_majority = list(acc["consensus"] - acc["majority"])
+        over_crowdlab = list(acc["consensus"] - acc["crowdlab"])
         print(f"| {dataset} | {runs[0]['tasks']} | {cell(acc['majority'])} "
               f"| {cell(acc['crowdlab'])} | {cell(acc['consensus'])} "
               f"| {cell(over_majority, points=True)} | {cell(over_crowdlab, points=True)} |")
+        # the draws of one seed share its model and queue: the seed is the independent unit
+        per_seed[dataset] = [np.reshape(d, (len(seeds), args.draws)).mean(axis=1)
+                             for d in (over_majority, over_crowdlab)]
+    if args.draws > 1:
+        print(f"\nover the {len(seeds)} seeds' means (each seed's {args.draws} draws averaged)")
+        print("| dataset | consensus - majority (points) | consensus - CROWDLAB (points) |")
+        print("|---|---|---|")
+        for dataset, (over_majority, over_crowdlab) in per_seed.items():
+            print(f"| {dataset} | {cell(list(over_majority), points=True)} "
+                  f"| {cell(list(over_crowdlab), points=True)} |")
 
 
 if __name__ == "__main__":
