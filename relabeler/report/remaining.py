@@ -44,9 +44,12 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     old_label, new_label). n_train: training rows. model_wrong: the wrong labels the score's
     noise model estimates in the whole training set, if known. Returns the estimates and the
     advice."""
-    answered = corrections[corrections["action"].isin(ANSWERED)]
-    answered = answered.assign(corrected=corrected(answered))
     sent = manifest[manifest["source"].isin(("flagged", "random_control"))]
+    # only the review tasks' answers: an acquired pool row or an eval audit is no training
+    # label found wrong (counting them made the report's total disagree with the burn-down)
+    answered = corrections[corrections["action"].isin(ANSWERED)
+                           & corrections["id"].isin(set(sent["id"]))]
+    answered = answered.assign(corrected=corrected(answered))
     if "rank" not in sent.columns:  # a manifest without ranks: its order is the queue's
         sent = sent.assign(rank=np.arange(1, len(sent) + 1))
     merged = sent.merge(answered[["id", "corrected"]], on="id", how="left")
@@ -60,7 +63,7 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     n_f, k_f = len(flagged), int(flagged["corrected"].sum())
     p_c, (c_lo, c_hi) = k_c / n_c, rate_interval(k_c, n_c)
     p_f, (f_lo, f_hi) = k_f / n_f, rate_interval(k_f, n_f)
-    reviewed = int(answered["id"].isin(set(sent["id"])).sum())
+    reviewed = len(answered)
     rest = max(0, n_train - reviewed - pending)
     remaining = [rest * c_lo + pending * f_lo, rest * p_c + pending * p_f,
                  rest * c_hi + pending * f_hi]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from relabeler.report.remaining import estimate_remaining
 from relabeler.report.rounds import burn_down, burn_down_text, queue_test, remaining_plot
 
 
@@ -55,6 +56,26 @@ def test_the_burn_down_reads_each_round_with_the_answers_its_tasks_have():
     assert [r["true_remaining"] for r in rows] == [29, 29]
     assert burn_down_text(rows, {"available": False}) == \
         "2 rounds: 26 wrong labels corrected for 165 labels spent."
+
+
+def test_what_is_left_and_the_burn_downs_last_round_agree_with_acquired_answers():
+    # the demo's case: acquired pool rows answered (relabeled from no label) beside the review
+    # tasks; they are no wrong training labels found, so neither total may count them
+    manifest, corrections, train = two_rounds()
+    acquired = pd.DataFrame({"id": ["p1", "p2", "p3"], "source": "acquired", "round": 1,
+                             "rank": [1, 2, 3]})
+    answered = pd.DataFrame({"id": ["p1", "p2", "p3"], "action": "relabel", "old_label": None,
+                             "new_label": "b", "n_annotations": 3})
+    manifest = pd.concat([manifest, acquired], ignore_index=True)
+    corrections = pd.concat([corrections, answered], ignore_index=True)
+    for model_wrong in (33.0, 70.0):  # 31 found: the 3 acquired counted too left 36, not 39
+        rows = burn_down(manifest, corrections, train, next_batch=20, stop_rate=0.05,
+                         model_wrong=model_wrong)
+        left = estimate_remaining(manifest, corrections, len(train), next_batch=20,
+                                  stop_rate=0.05, model_wrong=model_wrong)
+        assert rows[-1]["remaining"] == left["remaining"]
+        assert left["flagged"]["corrected"] + left["controls"]["corrected"] == 31
+        assert left["unreviewed_rows"] == 1000 - 60
 
 
 def test_the_burn_down_plot_is_a_png():
