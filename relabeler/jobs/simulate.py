@@ -271,8 +271,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     detection = {name: detection_metrics(scores[name], flipped) for name in METHODS}
     signal_names = [c for c in suspects.columns if c not in (
         "rank", "suspect_score", "given_label", "suggested_label", "suggested_confidence",
-        "reasons", "support_ids", "support_scores", "oppose_ids", "oppose_scores",
-        "duplicate_ids")]
+        "wrong_probability", "reasons", "support_ids", "support_scores", "oppose_ids",
+        "oppose_scores", "duplicate_ids")]
     signals = {name: detection_metrics(suspects[name].to_numpy(dtype=np.float64), flipped)
                for name in signal_names}
     # how often the suggestion is the true label, among the flipped rows
@@ -451,9 +451,19 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
             clean=gain["accuracy"]["clean"], noisy=gain["accuracy"]["noisy"],
             score_cfg=config.score, control_share=config.studio.control_share,
             stop_rate=config.loop.stop_rate,
-            model_wrong=None if share is None else share * n, rescore=rescore,
+            model_wrong=None if share is None else share * n,
+            wrong_probability=wrong_chances(store, view.ids), rescore=rescore,
             folds=config.train.folds, seed=config.data.seed)
     return gain, coverage_result, rounds_result
+
+
+def wrong_chances(store: RunStore, ids: np.ndarray) -> np.ndarray | None:
+    """(N,) the suspects' ``wrong_probability`` in ``ids`` order; None for a score made before
+    the column existed."""
+    suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas()
+    if "wrong_probability" not in suspects.columns:
+        return None
+    return suspects.set_index("id")["wrong_probability"].reindex(ids).to_numpy(np.float64)
 
 
 def _share(value: float | None) -> str:

@@ -93,11 +93,12 @@ class QueueRescorer:
         self.fold = np.random.default_rng(seed).permutation(n) % max(2, folds)
 
     def __call__(self, labels: np.ndarray, model_probs: np.ndarray | None = None
-                 ) -> np.ndarray:
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """labels: (N,) the answered labels where reviewed, the given ones elsewhere.
         model_probs: (N, C) the head refit on every row with ``labels`` (``refit`` mode).
-        Returns (N,) suspect scores."""
-        from relabeler.jobs.score import suspect_signals
+        Returns (N,) suspect scores and (N,) the chances that the labels are wrong (the
+        suspects' ``wrong_probability``)."""
+        from relabeler.jobs.score import suspect_signals, wrong_probability
 
         view = dataclasses.replace(self.view, labels=np.asarray(labels, dtype=np.int64))
         if self.mode == "refit":
@@ -106,8 +107,9 @@ class QueueRescorer:
             view = dataclasses.replace(view, probs=model_probs.astype(np.float32),
                                        pred=model_probs.argmax(axis=1).astype(np.int64),
                                        oof_probs=self._out_of_fold(view.labels))
-        signals, _, _ = suspect_signals(view, self.cfg)
-        return rank.combine(signals)
+        signals, distributions, _ = suspect_signals(view, self.cfg)
+        return (rank.combine(signals),
+                wrong_probability(rank.ensemble_posterior(distributions), view.labels))
 
     def _out_of_fold(self, labels: np.ndarray) -> np.ndarray:
         oof = np.zeros((len(labels), len(self.view.classes)), dtype=np.float32)
@@ -135,12 +137,14 @@ class RoundsPlay:
 def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
                 suspect: np.ndarray, sizes: list[int], test_rows: np.ndarray,
                 test_labels: np.ndarray, control_share: float, model_wrong: float | None,
-                stop_rate: float, seed: int = 0) -> RoundsPlay:
+                stop_rate: float, wrong_probability: np.ndarray | None = None,
+                seed: int = 0) -> RoundsPlay:
     """Play the rounds ``sizes`` with oracle answers.
 
     Training rows are ``0..N-1`` of the refitter's cache; noisy, truth: (N,) class ids;
-    suspect: (N,) the first queue's scores; rescore(labels, model_probs) -> (N,) the next
-    queue's (called between rounds only; the controls still standing keep their given label
+    suspect, wrong_probability: (N,) the first queue's scores and the chances that its labels
+    are wrong (None: not known); rescore(labels, model_probs) -> the next queue's, the same
+    pair (called between rounds only; the controls still standing keep their given label
     there, so the queue can tell whether it reaches them).
     """
     n = len(noisy)
@@ -152,6 +156,7 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     train = pd.DataFrame({"id": ids, "flipped": np.asarray(noisy) != np.asarray(truth)})
     answers: list[dict] = []
     standing: dict[int, dict] = {}  # row -> manifest entry of the controls still controls
+    chances: dict[int, pd.Series] = {}  # round -> the chances that the labels are wrong
     play = RoundsPlay([], [], [], [])
     manifest = play.manifest
     for r, size in enumerate(sizes):
@@ -176,9 +181,12 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
         probs = refit.fit_predict(rows, labels, predict)
         play.accuracy.append(float(np.mean(probs[n:].argmax(axis=1) == test_labels)))
         corrections = pd.DataFrame(answers)
+        if wrong_probability is not None:  # the scoring that picked this round's tasks
+            chances[r + 1] = pd.Series(wrong_probability, index=ids)
         left = estimate_remaining(pd.DataFrame(manifest), corrections, n,
                                   next_batch=sizes[min(r + 1, len(sizes) - 1)],
-                                  stop_rate=stop_rate, model_wrong=model_wrong)
+                                  stop_rate=stop_rate, model_wrong=model_wrong,
+                                  wrong_probability=chances)
         play.estimated_remaining.append([float(x) for x in left["remaining"]]
                                         if left["available"] else [None, None, None])
         play.true_remaining.append(int(true_remaining(train, corrections)))
@@ -189,7 +197,7 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
             scoring = labels.copy()
             still = np.fromiter(standing, dtype=np.int64, count=len(standing))
             scoring[still] = noisy[still]
-            suspect = rescore(scoring, probs[:n])
+            suspect, wrong_probability = rescore(scoring, probs[:n])
     return play
 
 
@@ -215,7 +223,8 @@ def rounds_experiment(refit, view, *, truth: np.ndarray, suspect: np.ndarray,
                       test_rows: np.ndarray, test_labels: np.ndarray, total: int, rounds: int,
                       clean: float, noisy: float, score_cfg: ScoreConfig,
                       control_share: float, stop_rate: float, model_wrong: float | None,
-                      rescore: str = "refit", folds: int = 5, seed: int = 0) -> dict:
+                      wrong_probability: np.ndarray | None = None, rescore: str = "refit",
+                      folds: int = 5, seed: int = 0) -> dict:
     """R rounds against one shot at the same total budget; returns the ``"rounds"`` block."""
     sizes = round_sizes(total, rounds)
     rescorer = QueueRescorer(view, score_cfg, mode=rescore, refit=refit, folds=folds,
@@ -223,6 +232,7 @@ def rounds_experiment(refit, view, *, truth: np.ndarray, suspect: np.ndarray,
     common = {"ids": view.ids, "noisy": view.labels, "truth": truth, "suspect": suspect,
               "test_rows": test_rows, "test_labels": test_labels,
               "control_share": control_share, "model_wrong": model_wrong,
+              "wrong_probability": wrong_probability,
               "stop_rate": stop_rate, "seed": seed}
     played = play_rounds(refit, rescorer, sizes=sizes, **common)
     one_shot = play_rounds(refit, rescorer, sizes=[total], **common)

@@ -115,6 +115,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
                 if store.exists(artifacts.MANIFEST.path) else None)
+    chances = round_chances(store, manifest) if manifest is not None else {}
     labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
         corrections.columns else int(len(corrections))
     delta = evaluation["accuracy"]["delta"]
@@ -132,8 +133,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "labels_spent": labels_spent,
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store, train),
-        "remaining": _remaining(store, train, corrections, manifest, next_batch, stop_rate),
-        "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate),
+        "remaining": _remaining(store, train, corrections, manifest, next_batch, stop_rate,
+                                chances),
+        "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate, chances),
         "eval_audit": {**_eval_audit(store),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
@@ -155,9 +157,33 @@ def _eval_audit(store: RunStore, top: int = 10) -> dict:
                                       "suspect_score"]].to_dict("records")}
 
 
+def round_chances(store: RunStore, manifest: pd.DataFrame) -> dict[int, pd.Series]:
+    """Round -> the chance that each training row's label is wrong (the suspects'
+    ``wrong_probability``, id-indexed) under the scoring that picked the round: the run's own
+    for round 1, the version ``studio/rounds.json`` records for a later one. Rounds scored
+    before the column existed are left out."""
+    records = (store.read_json(artifacts.ROUNDS.path)["rounds"]
+               if store.exists(artifacts.ROUNDS.path) else [])
+    version = {int(r["round"]): int(r.get("version", 0)) for r in records}
+    rounds = ({int(r) for r in manifest["round"].dropna()} if "round" in manifest.columns
+              else {1})
+    chances: dict[int, pd.Series] = {}
+    for r in sorted(rounds):
+        v = version.get(r, 0)
+        scored = store if v == 0 else RunStore(store.path(artifacts.RETRAIN(n=v)))
+        if not scored.exists(artifacts.SUSPECTS.path):
+            continue
+        suspects = scored.read_table(artifacts.SUSPECTS.path).to_pandas()
+        if "wrong_probability" in suspects.columns:
+            chances[r] = suspects.set_index("id")["wrong_probability"].astype(np.float64)
+    return chances
+
+
 def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
-               manifest: pd.DataFrame | None, next_batch: int, stop_rate: float) -> dict:
-    """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it."""
+               manifest: pd.DataFrame | None, next_batch: int, stop_rate: float,
+               chances: dict[int, pd.Series]) -> dict:
+    """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it;
+    ``chances``: :func:`round_chances`."""
     if manifest is None:
         return {"available": False, "why": "needs the push manifest"}
     summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
@@ -165,14 +191,16 @@ def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
     share = (summary.get("noise") or {}).get("estimated_wrong_share")
     left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
                               stop_rate=stop_rate,
-                              model_wrong=None if share is None else share * len(train))
+                              model_wrong=None if share is None else share * len(train),
+                              wrong_probability=chances)
     left["true_remaining"] = true_remaining(train, corrections)
     left["text"] = advice_text(left)
     return left
 
 
 def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
-            manifest: pd.DataFrame | None, next_batch: int, stop_rate: float) -> dict:
+            manifest: pd.DataFrame | None, next_batch: int, stop_rate: float,
+            chances: dict[int, pd.Series]) -> dict:
     """The burn-down across rounds (:func:`relabeler.report.rounds.burn_down`), each round's
     record from ``studio/rounds.json`` (ranked or random picks, and the test that decided),
     and the advice now."""
@@ -182,7 +210,8 @@ def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
                else {})
     share = (summary.get("noise") or {}).get("estimated_wrong_share")
     rows = burn_down(manifest, corrections, train, next_batch=next_batch, stop_rate=stop_rate,
-                     model_wrong=None if share is None else share * len(train))
+                     model_wrong=None if share is None else share * len(train),
+                     wrong_probability=chances)
     records = (store.read_json(artifacts.ROUNDS.path)["rounds"]
                if store.exists(artifacts.ROUNDS.path) else [])
     by_round = {int(r["round"]): r for r in records}
@@ -191,7 +220,7 @@ def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
         row["mode"] = record.get("mode", "ranked")
         row["version"] = record.get("version", 0)
         row["queue_test"] = record.get("queue_test")
-    left = _remaining(store, train, corrections, manifest, next_batch, stop_rate)
+    left = _remaining(store, train, corrections, manifest, next_batch, stop_rate, chances)
     return {"rows": rows, "text": burn_down_text(rows, left)}
 
 

@@ -11,14 +11,24 @@ The next batch takes the ranks just below the reviewed part of the queue. A rank
 finds fewer errors further down, so its rate lies between the controls' rate (the floor) and the
 rate of the last reviewed window of the same size (the ceiling); the point estimate extrapolates
 a logistic fit of correction against rank over the next ranks, held within those bounds.
-Where the score's noise model estimated the wrong labels of the whole training set, that
-estimate less the corrections found is the point estimate of what remains, held inside the
-controls' interval (the controls are few; the model's estimate is sharper where it is right, and
-the interval keeps it honest where it is not). The next batch never finds more than remains.
+The point estimate of what remains is the score's own chances, calibrated on the answers: the
+suspects' ``wrong_probability`` (1 - the noise-aware posterior of the given label) of the
+scoring that picked the latest round, times the corrections of that round's tasks over the
+sum of their chances, summed over the rows nobody answered. The chances are averaged views
+and far from calibrated (the round's tasks held 1 to 4 times the wrong labels their chances
+said), and the noise model's count of wrong labels, the point before, took the model's own
+errors for wrong labels (about 400 against 157 on drug-review): on the dev sets' simulated
+rounds the calibrated point came within 20% of the truth about twice as often (see
+docs/benchmarks.md, "Rounds"). Without chances (a scoring older than the column) the point is
+the noise model's count less the corrections found, else the controls' rate. Either is held
+inside the controls' interval (the controls are few: the point is sharper, the interval keeps
+it honest). The next batch never finds more than remains.
 ``stop`` is advised when the next batch's upper limit falls below ``stop_rate``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -37,13 +47,43 @@ def corrected(corrections: pd.DataFrame) -> pd.Series:
     return relabeled | (corrections["action"] == "drop")
 
 
+def calibrated_count(answered: pd.DataFrame, wrong_probability: Mapping[int, pd.Series], *,
+                     reviewed: set) -> tuple[float, float] | None:
+    """The wrong labels left by the score's calibrated chances: (count, calibration).
+
+    answered: the answered review tasks (id, corrected, round; no round: all round 1).
+    wrong_probability: round -> the chance that each training row's label is wrong (id-indexed)
+    under the scoring that picked that round. The latest answered round's tasks calibrate its
+    scoring: calibration = their corrections / the sum of their chances, and the count is
+    calibration x the sum of the chances of the rows not in ``reviewed`` (every id people
+    answered). None where that round's scoring gave no chances, or none to its tasks.
+    """
+    rounds = (answered["round"].fillna(1).astype(int) if "round" in answered.columns
+              else pd.Series(1, index=answered.index))
+    latest = int(rounds.max())
+    chances_now = wrong_probability.get(latest)
+    if chances_now is None:
+        return None
+    tasks = answered[rounds == latest]
+    chances = chances_now.reindex(tasks["id"]).to_numpy(dtype=np.float64)
+    known = np.isfinite(chances)
+    if not known.any() or chances[known].sum() <= 0:
+        return None
+    hits = tasks["corrected"].to_numpy(dtype=float)[known].sum()
+    ratio = float(hits / chances[known].sum())
+    left = chances_now[~chances_now.index.isin(reviewed)].to_numpy(dtype=np.float64)
+    return ratio * float(np.nansum(left)), ratio
+
+
 def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_train: int, *,
-                       next_batch: int, stop_rate: float, model_wrong: float | None = None
-                       ) -> dict:
-    """manifest: what was pushed (id, source, rank). corrections: the answers (id, action,
-    old_label, new_label). n_train: training rows. model_wrong: the wrong labels the score's
-    noise model estimates in the whole training set, if known. Returns the estimates and the
-    advice."""
+                       next_batch: int, stop_rate: float, model_wrong: float | None = None,
+                       wrong_probability: Mapping[int, pd.Series] | None = None) -> dict:
+    """manifest: what was pushed (id, source, rank, round). corrections: the answers (id,
+    action, old_label, new_label). n_train: training rows. model_wrong: the wrong labels the
+    score's noise model estimates in the whole training set, if known. wrong_probability:
+    round -> the chance that each training row's label is wrong (id-indexed; the suspects'
+    ``wrong_probability``) under the scoring that picked that round, where known. Returns the
+    estimates and the advice."""
     sent = manifest[manifest["source"].isin(("flagged", "random_control"))]
     # only the review tasks' answers: an acquired pool row or an eval audit is no training
     # label found wrong (counting them made the report's total disagree with the burn-down)
@@ -69,8 +109,19 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
                  rest * c_hi + pending * f_hi]
     found = int(answered["corrected"].sum())
     model_remaining = None if model_wrong is None else max(0.0, float(model_wrong) - found)
-    if model_remaining is not None:  # a sharper point where the controls' interval allows it
-        remaining[1] = min(max(model_remaining, remaining[0]), remaining[2])
+    calibrated = None
+    if wrong_probability is not None:
+        tasks = merged[merged["corrected"].notna()]
+        calibrated = calibrated_count(
+            tasks.assign(corrected=tasks["corrected"].astype(bool)), wrong_probability,
+            reviewed=set(corrections.loc[corrections["action"].isin(ANSWERED), "id"]))
+    point, point_from = remaining[1], "controls"
+    if calibrated is not None:
+        point, point_from = calibrated[0], "calibrated score"
+    elif model_remaining is not None:
+        point, point_from = model_remaining, "noise model"
+    # a sharper point where the controls' interval allows it
+    remaining[1] = min(max(point, remaining[0]), remaining[2])
 
     batch = max(1, int(next_batch))
     ordered = flagged.sort_values("rank", kind="stable")
@@ -102,6 +153,9 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         "unreviewed_rows": rest + pending,
         "remaining": remaining,
         "remaining_model": model_remaining,
+        "remaining_calibrated": None if calibrated is None else calibrated[0],
+        "calibration": None if calibrated is None else calibrated[1],
+        "point_from": point_from,
         "next_batch": {"size": batch, "rate": [c / batch for c in corrections],
                        "corrections": corrections},
         "queue_beats_random": works,

@@ -13,6 +13,8 @@ remaining-errors estimate with its 95% interval from those alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -69,14 +71,17 @@ def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: floa
 
 
 def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataFrame, *,
-              next_batch: int, stop_rate: float, model_wrong: float | None = None) -> list[dict]:
+              next_batch: int, stop_rate: float, model_wrong: float | None = None,
+              wrong_probability: Mapping[int, pd.Series] | None = None) -> list[dict]:
     """One row per round: tasks sent and answered, corrections found, labels spent, the
     estimated wrong labels left after it (95% interval), the advice, and, where a simulation
     knows the truth, the wrong labels really left.
 
     manifest: id, source, round, rank. corrections: the training answers (id, action,
     old_label, new_label; ``n_annotations`` counts labels spent, else one per answer). train:
-    the training rows (``flipped`` where known).
+    the training rows (``flipped`` where known). wrong_probability: round -> the chances that
+    the labels are wrong under the scoring that picked that round (id-indexed), where known.
+    The last row is the report's "What is left": the same call on the same answers.
     """
     if "round" not in manifest.columns:
         manifest = manifest.assign(round=1)
@@ -92,7 +97,8 @@ def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataF
         theirs = corrections[corrections["id"].isin(set(upto["id"]))]
         answers = corrections[mine & corrections["action"].isin(ANSWERED)]
         left = estimate_remaining(upto, theirs, len(train), next_batch=next_batch,
-                                  stop_rate=stop_rate, model_wrong=model_wrong)
+                                  stop_rate=stop_rate, model_wrong=model_wrong,
+                                  wrong_probability=wrong_probability)
         rows.append({
             "round": r, "tasks": int(len(tasks)), "answered": int(mine.sum()),
             "corrections": int(corrected(answers).sum()),

@@ -104,8 +104,9 @@ def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
 
     def rescore(labels, model_probs):
         calls.append(labels.copy())
-        # the wrong labels left, first: what a perfect re-scoring would give
-        return np.where(labels != truth, 1.0, 0.0)
+        # the wrong labels left, first: what a perfect re-scoring would give; its chances
+        # that a label is wrong are half what they should be
+        return np.where(labels != truth, 1.0, 0.0), np.where(labels != truth, 0.5, 0.0)
 
     suspect = np.linspace(1, 0, 60)  # a useless first queue: row order
     play = play_rounds(refit, rescore, ids=ids, noisy=noisy, truth=truth, suspect=suspect,
@@ -119,9 +120,13 @@ def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
     assert play.true_remaining == [12 - sum(play.found[:r + 1]) for r in range(3)]
     for low, mid, high in play.estimated_remaining:
         assert 0 <= low <= mid <= high
-    # the model's estimate less the corrections found, where the controls' interval allows
+    # round 1 (no chances known): the model's estimate less the corrections found, where the
+    # controls' interval allows; round 3: the re-scoring's chances, calibrated on round 3's
+    # answers (x 2), count exactly the wrong labels left
+    low, mid, high = play.estimated_remaining[0]
+    assert mid == pytest.approx(min(max(12.0 - play.found[0], low), high))
     low, mid, high = play.estimated_remaining[-1]
-    assert mid == pytest.approx(min(max(12.0 - sum(play.found), low), high))
+    assert mid == pytest.approx(min(max(play.true_remaining[-1], low), high))
     # the re-scoring sees every answer, except that the controls still standing keep their
     # given label (so the queue can tell whether it reaches them)
     standing = [int(m["id"][1:]) for m in play.manifest
@@ -140,7 +145,7 @@ def test_a_control_the_queue_reaches_later_counts_as_flagged():
     ids = np.array([f"r{i}" for i in range(60)], dtype=object)
 
     def rescore(labels, model_probs):
-        return np.where(labels != truth, 1.0, 0.0)  # every wrong label at the top
+        return np.where(labels != truth, 1.0, 0.0), None  # every wrong label at the top
 
     play = play_rounds(refit, rescore, ids=ids, noisy=noisy, truth=truth,
                        suspect=np.linspace(1, 0, 60), sizes=[6, 6, 6], test_rows=test_rows,
@@ -208,11 +213,15 @@ def test_the_labels_rescorer_is_the_score_stages_ranking_on_the_answered_labels(
     cfg = ScoreConfig(k=5)
     view = _view(noisy, np.hstack([features[:n], np.ones((n, 1))]), probs)
     rescorer = QueueRescorer(view, cfg, mode="labels")
-    signals, _, _ = suspect_signals(view, cfg)
-    np.testing.assert_allclose(rescorer(noisy), rank.combine(signals))
+    signals, distributions, _ = suspect_signals(view, cfg)
+    scores, chances = rescorer(noisy)
+    np.testing.assert_allclose(scores, rank.combine(signals))
+    # the chance that each label is wrong: 1 - the noise-aware posterior of the given label
+    posterior = rank.ensemble_posterior(distributions)
+    np.testing.assert_allclose(chances, 1.0 - posterior[np.arange(n), noisy], atol=1e-6)
     answered = noisy.copy()
     answered[:30] = truth[:30]
-    changed = rescorer(answered)
+    changed, _ = rescorer(answered)
     assert not np.allclose(changed, rank.combine(signals))
     # the refit mode refits the head once per fold for new out-of-fold probabilities
     refit.fits = 0

@@ -115,3 +115,46 @@ def test_the_next_batch_never_finds_more_than_remains():
     assert left["next_batch"]["corrections"][1] <= left["remaining"][1]
     assert all(c <= r for c, r in zip(left["next_batch"]["corrections"], left["remaining"],
                                        strict=True))
+
+
+def test_the_scores_chances_calibrated_on_the_latest_round_give_the_point():
+    errors, covered = [], 0
+    for seed in range(100):
+        manifest, corrections, truth, n, total = simulate(seed)
+        rng = np.random.default_rng(seed)
+        ids = np.array([f"r{i:05d}" for i in range(n)])
+        # chances that rank like the truth but are off by a factor of 3 (the averaged views
+        # are not calibrated), and a noise model that counts twice the wrong labels
+        p_wrong = 0.8 * np.exp(-np.arange(1, n + 1) / 150) + 0.05
+        chances = pd.Series(p_wrong / 3 * rng.uniform(0.9, 1.1, n), index=ids)
+        left = estimate_remaining(manifest.assign(round=1), corrections, n, next_batch=200,
+                                  stop_rate=0.05, model_wrong=2.0 * total,
+                                  wrong_probability={1: chances})
+        low, mid, high = left["remaining"]
+        assert left["point_from"] == "calibrated score" and 2.0 < left["calibration"] < 4.0
+        covered += low <= truth <= high
+        errors.append(abs(mid - truth) / truth)
+    assert covered >= 90
+    assert np.median(errors) < 0.1
+
+
+def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_back():
+    manifest, corrections, _, n, total = simulate(6)
+    ids = manifest["id"].to_numpy()
+    two = manifest.assign(round=np.where(np.arange(len(manifest)) % 2, 2, 1))
+    half = pd.Series(0.5, index=ids)
+    # round 2's tasks, half corrected at chance 0.5 each: calibration 1, the rest sums 0.5 a row
+    even = corrections.assign(action=np.where(np.arange(len(manifest)) % 4 == 1, "relabel",
+                                              "keep"))
+    even["new_label"] = np.where(even["action"] == "relabel", "b", "a")
+    chances = pd.concat([half, pd.Series(0.5, index=["x1", "x2", "x3", "x4"])])
+    left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
+                              wrong_probability={1: half * 0.0 + 0.1, 2: chances})
+    assert left["calibration"] == pytest.approx(1.0)
+    assert left["remaining_calibrated"] == pytest.approx(2.0)  # the 4 rows nobody answered
+    # no chances for round 2 (scored before the column existed): the noise model's count
+    left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
+                              model_wrong=total, wrong_probability={1: half})
+    assert left["point_from"] == "noise model" and left["remaining_calibrated"] is None
+    left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05)
+    assert left["point_from"] == "controls"
