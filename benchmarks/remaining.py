@@ -8,7 +8,7 @@ is wrong. :func:`measure` then runs any estimator on every (setting, seed, round
 seconds. The replay must reproduce the stored estimates: it checks that the round's estimate
 under the code the run was made with equals the stored one.
 
-    python benchmarks/remaining.py --runs /tmp/remaining-work/runs --cache /tmp/remaining-work/replay
+    python benchmarks/remaining.py --runs /tmp/remaining/runs --cache /tmp/remaining/replay
 
 ``--runs`` holds the run folders of ``benchmarks/gain.py --rounds 4`` (each ``<setting>-seed<S>-
 <variant>/`` with ``run/`` and ``rounds4-refit/simulation.json``); replays are cached under
@@ -58,17 +58,15 @@ def run_config(folder: Path, pooling: str):
 def _scoring(view, cfg) -> dict:
     """One scoring of the training rows: suspect score, the probability that the label is
     wrong under the score's noise-aware posterior, and the noise model's wrong share."""
-    from relabeler.jobs.score import suspect_signals
-    from relabeler.jobs.score import noise_summary
+    from relabeler.jobs.score import noise_summary, suspect_signals, wrong_probability
     from relabeler.selectors import rank
 
     signals, distributions, details = suspect_signals(view, cfg)
     posterior = rank.ensemble_posterior(distributions)
-    rows = np.arange(len(view.labels))
     share = (noise_summary(details["noise"], view.classes)["estimated_wrong_share"]
              if details["noise"] is not None else None)
     return {"suspect": rank.combine(signals).astype(np.float64),
-            "p_wrong": 1.0 - posterior[rows, view.labels].astype(np.float64),
+            "p_wrong": wrong_probability(posterior, view.labels).astype(np.float64),
             "noise_share": share, "labels": np.asarray(view.labels).copy()}
 
 
@@ -134,8 +132,9 @@ def replay(folder: Path, pooling: str, *, upto: int = 4) -> dict:
             stop_rate=config.loop.stop_rate, seed=config.data.seed)
     finally:
         sr.estimate_remaining = real_estimate
-    same = [np.allclose(a, b) for a, b in zip(play.estimated_remaining,
-                                               stored["rounds"]["estimated_remaining"])]
+    stored_rounds = stored["rounds"]["estimated_remaining"][:upto]
+    same = [np.allclose(a, b) for a, b in zip(play.estimated_remaining, stored_rounds,
+                                               strict=True)]
     return {"name": folder.name, "n": n, "model_wrong": None if share is None else share * n,
             "ids": np.asarray(view.ids), "flipped": view.labels != truth, "truth": truth,
             "scorings": scorings, "rounds": rounds, "true_remaining": play.true_remaining,

@@ -165,14 +165,24 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     }
 
 
+#: how the report names where the point estimate came from
+POINT_SOURCES = {
+    "calibrated score": "; the point: the score's chances that labels are wrong, calibrated "
+                        "on the latest round's answers",
+    "noise model": "; the point: the noise model's count less the corrections found",
+    "controls": "; the point: the random controls' rate",
+}
+
+
 def advice_text(left: dict) -> str:
     """The report's plain-words reading of :func:`estimate_remaining`."""
     if not left.get("available"):
         return f"Not estimated: it {left.get('why', 'needs answers')}."
     low, mid, high = left["remaining"]
     nxt = left["next_batch"]
+    source = POINT_SOURCES.get(left.get("point_from"), "")
     lines = [f"About {mid:.0f} wrong labels remain in the {left['unreviewed_rows']} unreviewed "
-             f"training rows (95% interval {low:.0f} to {high:.0f}).",
+             f"training rows (95% interval {low:.0f} to {high:.0f}{source}).",
              f"The next {nxt['size']} tasks would correct about {nxt['corrections'][1]:.0f} "
              f"(95% interval {nxt['corrections'][0]:.0f} to {nxt['corrections'][2]:.0f}), a "
              f"rate of {100 * nxt['rate'][1]:.1f}%."]

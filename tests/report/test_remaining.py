@@ -152,9 +152,11 @@ def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_
                               wrong_probability={1: half * 0.0 + 0.1, 2: chances})
     assert left["calibration"] == pytest.approx(1.0)
     assert left["remaining_calibrated"] == pytest.approx(2.0)  # the 4 rows nobody answered
+    assert "calibrated on the latest round's answers" in advice_text(left)
     # no chances for round 2 (scored before the column existed): the noise model's count
     left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
                               model_wrong=total, wrong_probability={1: half})
     assert left["point_from"] == "noise model" and left["remaining_calibrated"] is None
+    assert "the noise model's count less the corrections found" in advice_text(left)
     left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05)
     assert left["point_from"] == "controls"
