@@ -8,7 +8,8 @@ oracle answers with the true labels; the reviewed rows leave the queue with thei
 fixed; the head is refit on the cached encoder states to measure the test accuracy, and the queue
 is re-scored for the next round (:class:`QueueRescorer`). After every round the report's
 remaining-errors estimate (:func:`relabeler.report.remaining.estimate_remaining`) is computed
-from the controls and the reviewed queue so far, next to the truth the simulation knows.
+from the controls, the reviewed queue so far and the chances that labels are wrong under the
+scoring that picked the round, next to the truth the simulation knows.
 
 A control is a uniform draw from the rows the queue had not reached when it was sent. Once a
 later queue reaches past it (scored under its label as given, it ranks inside that round's
