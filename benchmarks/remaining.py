@@ -175,11 +175,12 @@ def estimates(replayed: dict) -> list[dict]:
     return rows
 
 
-def summary(rows: list[dict]) -> pd.DataFrame:
-    """Per setting and overall: cases, the share of points within 20% of the truth, the median
-    relative error and the interval's coverage, before and after."""
+def summary(rows: list[dict], *, by: str = "setting") -> pd.DataFrame:
+    """Per setting (or round, ``by``) and overall: cases, the share of points within 20% of
+    the truth, the median relative error and the interval's coverage, before and after."""
     frame = pd.DataFrame([r for r in rows if r["after"] is not None and r["truth"] > 0])
     frame["setting"] = frame["run"].str.replace(r"-seed\d+.*", "", regex=True)
+    frame["round"] = "round " + frame["round"].astype(str)
     for side in ("before", "after"):
         point = frame[side].map(lambda x: x[1])
         error = (point - frame["truth"]).abs() / frame["truth"]
@@ -192,14 +193,14 @@ def summary(rows: list[dict]) -> pd.DataFrame:
         columns |= {f"within 20% {side}": (f"{side}_within", "mean"),
                     f"median error {side}": (f"{side}_error", "median"),
                     f"covers {side}": (f"{side}_covers", "mean")}
-    table = frame.groupby("setting").agg(**columns)
-    table.loc["all"] = frame.assign(setting="all").groupby("setting").agg(**columns).iloc[0]
+    table = frame.groupby(by).agg(**columns)
+    table.loc["all"] = frame.assign(**{by: "all"}).groupby(by).agg(**columns).iloc[0]
     return table
 
 
 def markdown(table: pd.DataFrame) -> str:
     """The summary as the markdown table of docs/benchmarks.md."""
-    lines = ["| setting | " + " | ".join(table.columns) + " |",
+    lines = [f"| {table.index.name} | " + " | ".join(table.columns) + " |",
              "|---|" + "---|" * len(table.columns)]
     for setting, row in table.iterrows():
         cells = [f"{int(v)}" if k == "cases" else f"{v:.0%}" for k, v in row.items()]
@@ -231,8 +232,9 @@ def main() -> None:
         if args.cached_only and not (args.cache / f"{folder.name}-upto{args.upto}.pkl").exists():
             continue
         rows += estimates(cached_replay(folder, args.cache, args.pooling, upto=args.upto))
-    table = summary(rows)
-    print(markdown(table))
+    print(markdown(summary(rows)))
+    print()
+    print(markdown(summary(rows, by="round")))
     if args.cases:
         pd.DataFrame(rows).to_json(args.cases, orient="records", indent=1)
 

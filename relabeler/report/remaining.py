@@ -20,7 +20,8 @@ said), and the noise model's count of wrong labels, the point before, took the m
 errors for wrong labels (about 400 against 157 on drug-review): on the dev sets' simulated
 rounds the calibrated point came within 20% of the truth about twice as often (see
 docs/benchmarks.md, "Rounds"). Without chances (a scoring older than the column) the point is
-the noise model's count less the corrections found, else the controls' rate. Either is held
+the noise model's count less the corrections found, as it is where the round's tasks hold
+fewer than 10 corrections to calibrate on; else the controls' rate. Either is held
 inside the controls' interval (the controls are few: the point is sharper, the interval keeps
 it honest). The next batch never finds more than remains.
 ``stop`` is advised when the next batch's upper limit falls below ``stop_rate``.
@@ -47,6 +48,12 @@ def corrected(corrections: pd.DataFrame) -> pd.Series:
     return relabeled | (corrections["action"] == "drop")
 
 
+#: the corrections a calibration needs: its ratio's relative error is about 1/sqrt(count), 30%
+#: at 10 (sms-spam's first asymmetric queue held 3 to 5, and the ratio said 11 to 18 were left
+#: where 70 to 77 were)
+MIN_CORRECTIONS = 10
+
+
 def calibrated_count(answered: pd.DataFrame, wrong_probability: Mapping[int, pd.Series], *,
                      reviewed: set) -> tuple[float, float] | None:
     """The wrong labels left by the score's calibrated chances: (count, calibration).
@@ -56,7 +63,8 @@ def calibrated_count(answered: pd.DataFrame, wrong_probability: Mapping[int, pd.
     under the scoring that picked that round. The latest answered round's tasks calibrate its
     scoring: calibration = their corrections / the sum of their chances, and the count is
     calibration x the sum of the chances of the rows not in ``reviewed`` (every id people
-    answered). None where that round's scoring gave no chances, or none to its tasks.
+    answered). None where that round's scoring gave no chances, or none to its tasks, or
+    its tasks hold fewer than :data:`MIN_CORRECTIONS` corrections.
     """
     rounds = (answered["round"].fillna(1).astype(int) if "round" in answered.columns
               else pd.Series(1, index=answered.index))
@@ -70,6 +78,8 @@ def calibrated_count(answered: pd.DataFrame, wrong_probability: Mapping[int, pd.
     if not known.any() or chances[known].sum() <= 0:
         return None
     hits = tasks["corrected"].to_numpy(dtype=float)[known].sum()
+    if hits < MIN_CORRECTIONS:
+        return None
     ratio = float(hits / chances[known].sum())
     left = chances_now[~chances_now.index.isin(reviewed)].to_numpy(dtype=np.float64)
     return ratio * float(np.nansum(left)), ratio

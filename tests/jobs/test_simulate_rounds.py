@@ -97,9 +97,9 @@ def test_the_one_shot_play_without_controls_is_the_gain_experiments_top_k():
 
 
 def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
-    features, truth, noisy, test_rows, test_labels = world()
+    features, truth, noisy, test_rows, test_labels = world(n_train=200, flips=60)
     refit = CentroidRefitter(features, 2)
-    ids = np.array([f"r{i}" for i in range(60)], dtype=object)
+    ids = np.array([f"r{i}" for i in range(200)], dtype=object)
     calls = []
 
     def rescore(labels, model_probs):
@@ -108,33 +108,35 @@ def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
         # that a label is wrong are half what they should be
         return np.where(labels != truth, 1.0, 0.0), np.where(labels != truth, 0.5, 0.0)
 
-    suspect = np.linspace(1, 0, 60)  # a useless first queue: row order
+    suspect = np.linspace(1, 0, 200)  # a useless first queue: row order
     play = play_rounds(refit, rescore, ids=ids, noisy=noisy, truth=truth, suspect=suspect,
-                       sizes=[4, 4, 4], test_rows=test_rows, test_labels=test_labels,
-                       control_share=0.25, model_wrong=12.0, stop_rate=0.05, seed=1)
+                       sizes=[16, 16, 16], test_rows=test_rows, test_labels=test_labels,
+                       control_share=0.25, model_wrong=60.0, stop_rate=0.05, seed=1)
     assert len(calls) == 2  # between rounds only
-    first = int(np.sum(noisy[:3] != truth[:3]))  # the top 3 of row order, and one control
+    first = int(np.sum(noisy[:12] != truth[:12]))  # the top 12 of row order, and 4 controls
     assert play.found[0] >= first
     # after a perfect re-scoring every flagged task is a wrong label
-    assert play.found[1] >= 3 and play.found[2] >= 3
-    assert play.true_remaining == [12 - sum(play.found[:r + 1]) for r in range(3)]
+    assert play.found[1] >= 12 and play.found[2] >= 12
+    assert play.true_remaining == [60 - sum(play.found[:r + 1]) for r in range(3)]
     for low, mid, high in play.estimated_remaining:
         assert 0 <= low <= mid <= high
     # round 1 (no chances known): the model's estimate less the corrections found, where the
     # controls' interval allows; round 3: the re-scoring's chances, calibrated on round 3's
     # answers (x 2), count exactly the wrong labels left
     low, mid, high = play.estimated_remaining[0]
-    assert mid == pytest.approx(min(max(12.0 - play.found[0], low), high))
+    assert mid == pytest.approx(min(max(60.0 - play.found[0], low), high))
     low, mid, high = play.estimated_remaining[-1]
     assert mid == pytest.approx(min(max(play.true_remaining[-1], low), high))
     # the re-scoring sees every answer, except that the controls still standing keep their
     # given label (so the queue can tell whether it reaches them)
-    standing = [int(m["id"][1:]) for m in play.manifest
-                if m["source"] == "random_control" and m["round"] < 3]
+    # (a control that round 3's queue reached counts as flagged now, ranked behind round 3's
+    # flagged tasks: it still stood when round 3 was scored)
+    standing = [int(m["id"][1:]) for m in play.manifest if m["round"] < 3 and (
+        m["source"] == "random_control" or m["rank"] > 24)]
     reviewed = [int(m["id"][1:]) for m in play.manifest if m["round"] < 3]
     expected = truth.copy()
     expected[standing] = noisy[standing]
-    unreviewed = np.setdiff1d(np.arange(60), reviewed)
+    unreviewed = np.setdiff1d(np.arange(200), reviewed)
     expected[unreviewed] = noisy[unreviewed]
     np.testing.assert_array_equal(calls[-1], expected)
 
