@@ -23,7 +23,13 @@ from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.annotators import annotators_section, render_annotators
 from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
-from relabeler.report.rounds import NO_BETTER, burn_down, burn_down_text, remaining_plot
+from relabeler.report.rounds import (
+    NO_BETTER,
+    burn_down,
+    burn_down_text,
+    remaining_plot,
+    review_answers,
+)
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
@@ -115,7 +121,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
                 if store.exists(artifacts.MANIFEST.path) else None)
-    chances = round_chances(store, manifest) if manifest is not None else {}
+    chances = round_chances(store, manifest, train["id"]) if manifest is not None else {}
     labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
         corrections.columns else int(len(corrections))
     delta = evaluation["accuracy"]["delta"]
@@ -157,11 +163,13 @@ def _eval_audit(store: RunStore, top: int = 10) -> dict:
                                       "suspect_score"]].to_dict("records")}
 
 
-def round_chances(store: RunStore, manifest: pd.DataFrame) -> dict[int, pd.Series]:
+def round_chances(store: RunStore, manifest: pd.DataFrame, train_ids: pd.Series
+                  ) -> dict[int, pd.Series]:
     """Round -> the chance that each training row's label is wrong (the suspects'
-    ``wrong_probability``, id-indexed) under the scoring that picked the round: the run's own
-    for round 1, the version ``studio/rounds.json`` records for a later one. Rounds scored
-    before the column existed are left out."""
+    ``wrong_probability``, id-indexed, the rows of ``train_ids`` only: a version's acquired
+    rows were labeled by people) under the scoring that picked the round: the run's own for
+    round 1, the version ``studio/rounds.json`` records for a later one. Rounds scored before
+    the column existed are left out."""
     records = (store.read_json(artifacts.ROUNDS.path)["rounds"]
                if store.exists(artifacts.ROUNDS.path) else [])
     version = {int(r["round"]): int(r.get("version", 0)) for r in records}
@@ -175,7 +183,8 @@ def round_chances(store: RunStore, manifest: pd.DataFrame) -> dict[int, pd.Serie
             continue
         suspects = scored.read_table(artifacts.SUSPECTS.path).to_pandas()
         if "wrong_probability" in suspects.columns:
-            chances[r] = suspects.set_index("id")["wrong_probability"].astype(np.float64)
+            ours = suspects[suspects["id"].isin(set(train_ids))]
+            chances[r] = ours.set_index("id")["wrong_probability"].astype(np.float64)
     return chances
 
 
@@ -189,6 +198,8 @@ def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
     summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
                else {})
     share = (summary.get("noise") or {}).get("estimated_wrong_share")
+    # the review tasks and their answers alone, as the burn-down reads each round
+    manifest, corrections = review_answers(manifest, corrections)
     left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
                               stop_rate=stop_rate,
                               model_wrong=None if share is None else share * len(train),

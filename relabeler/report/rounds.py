@@ -70,6 +70,19 @@ def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: floa
             "p_value": float(p_value), "alpha": alpha, "beats_random": bool(p_value < alpha)}
 
 
+def review_answers(manifest: pd.DataFrame, corrections: pd.DataFrame, *,
+                   upto_round: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The review tasks (flagged and random controls) of rounds 1..``upto_round`` (None: all)
+    and the answers to them: what every remaining-errors estimate reads, so that the report's
+    "What is left" and the burn-down's last round are one computation."""
+    if "round" not in manifest.columns:
+        manifest = manifest.assign(round=1)
+    review = manifest[manifest["source"].isin(REVIEW)]
+    if upto_round is not None:
+        review = review[review["round"] <= upto_round]
+    return review, corrections[corrections["id"].isin(set(review["id"]))]
+
+
 def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataFrame, *,
               next_batch: int, stop_rate: float, model_wrong: float | None = None,
               wrong_probability: Mapping[int, pd.Series] | None = None) -> list[dict]:
@@ -92,9 +105,8 @@ def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataF
     rows = []
     for r in sorted({int(x) for x in review["round"]}):
         tasks = review[review["round"] == r]
-        upto = review[review["round"] <= r]
+        upto, theirs = review_answers(review, corrections, upto_round=r)
         mine = corrections["id"].isin(set(tasks["id"]))
-        theirs = corrections[corrections["id"].isin(set(upto["id"]))]
         answers = corrections[mine & corrections["action"].isin(ANSWERED)]
         left = estimate_remaining(upto, theirs, len(train), next_batch=next_batch,
                                   stop_rate=stop_rate, model_wrong=model_wrong,

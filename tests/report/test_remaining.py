@@ -153,6 +153,13 @@ def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_
     assert left["calibration"] == pytest.approx(1.0)
     assert left["remaining_calibrated"] == pytest.approx(2.0)  # the 4 rows nobody answered
     assert "calibrated on the latest round's answers" in advice_text(left)
+    # a noise model's count below the calibrated one is the point (both over-count)
+    found = left["flagged"]["corrected"] + left["controls"]["corrected"]
+    low_count = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
+                                   model_wrong=found + 1.5, wrong_probability={2: chances})
+    assert low_count["point_from"] == "noise model"
+    assert low_count["remaining_model"] == pytest.approx(1.5)
+    assert low_count["remaining_calibrated"] == pytest.approx(2.0)
     # no chances for round 2 (scored before the column existed): the noise model's count
     left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
                               model_wrong=total, wrong_probability={1: half})

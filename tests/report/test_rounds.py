@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 
 from relabeler.report.remaining import estimate_remaining
-from relabeler.report.rounds import burn_down, burn_down_text, queue_test, remaining_plot
+from relabeler.report.rounds import (
+    burn_down,
+    burn_down_text,
+    queue_test,
+    remaining_plot,
+    review_answers,
+)
 
 
 def answers(ids, corrected):
@@ -76,6 +82,23 @@ def test_what_is_left_and_the_burn_downs_last_round_agree_with_acquired_answers(
         assert rows[-1]["remaining"] == left["remaining"]
         assert left["flagged"]["corrected"] + left["controls"]["corrected"] == 31
         assert left["unreviewed_rows"] == 1000 - 60
+    # with the scorings' chances: the report reads the review tasks and their answers as the
+    # burn-down does (review_answers), so the acquired answers change neither
+    ids = train["id"].tolist()
+    chances = {r: pd.Series(np.linspace(0.9, 0.01, 1000) / r, index=ids) for r in (1, 2)}
+    rows = burn_down(manifest, corrections, train, next_batch=20, stop_rate=0.05,
+                     wrong_probability=chances)
+    review, theirs = review_answers(manifest, corrections)
+    left = estimate_remaining(review, theirs, len(train), next_batch=20, stop_rate=0.05,
+                              wrong_probability=chances)
+    assert rows[-1]["remaining"] == left["remaining"]
+    assert left["point_from"] == "controls"  # round 2's 7 corrections are too few to calibrate
+    assert set(review["source"]) == {"flagged", "random_control"} and len(theirs) == 60
+    first = estimate_remaining(*review_answers(manifest, corrections, upto_round=1),
+                               len(train), next_batch=20, stop_rate=0.05,
+                               wrong_probability=chances)
+    assert first["point_from"] == "calibrated score" and rows[0]["remaining"] == \
+        first["remaining"]
 
 
 def test_the_burn_down_plot_is_a_png():
