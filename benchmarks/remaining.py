@@ -4,9 +4,10 @@
 from. :func:`replay` plays a finished run's rounds again (head refits on the cached encoder
 states, no extract or train) and keeps, per round, the manifest and answers the estimate saw
 and, per scoring, each training row's suspect score and the score's probability that its label
-is wrong. :func:`measure` then runs any estimator on every (setting, seed, round) case in
-seconds. The replay must reproduce the stored estimates: it checks that the round's estimate
-under the code the run was made with equals the stored one.
+is wrong. :func:`estimates` then runs :func:`relabeler.report.remaining.estimate_remaining` on every
+(setting, seed, round) case in seconds, beside the estimate the run's own code made (the
+noise model's count; "before"). Round 1 reproduces the stored estimates exactly; the replay
+records, per round, whether it did.
 
     python benchmarks/remaining.py --runs /tmp/remaining/runs --cache /tmp/remaining/replay
 
@@ -107,7 +108,9 @@ def replay(folder: Path, pooling: str, *, upto: int = 4) -> dict:
                                     pred=model_probs.argmax(axis=1).astype(np.int64),
                                     oof_probs=self._out_of_fold(v.labels))
             scorings.append(_scoring(v, self.cfg))
-            return scorings[-1]["suspect"]
+            # no chances for the play itself: its estimates stay the run's own (the noise
+            # model's count), the "before" of the measurement
+            return scorings[-1]["suspect"], None
 
     rounds: list[dict] = []
     real_estimate = sr.estimate_remaining
