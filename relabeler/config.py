@@ -207,6 +207,12 @@ class ScoreConfig(_Section):
     coverage_quantile: float = _opt(0.1, "Share of eval/pool samples flagged as "
                                     "under-covered.", gt=0, le=1)
     acquire_budget: int = _opt(100, "Pool samples proposed for labeling.", ge=0)
+    acquire_targets: Literal["eval", "undercovered"] = _opt(
+        "eval", "What acquisition supports. eval: the labeled eval samples the training data "
+        "does not represent and the model gets wrong (each pool sample's gradient-similarity "
+        "support of them times its own representation deficit; without eval labels, "
+        "undercovered); undercovered: the under-covered eval and pool samples, the picks "
+        "spread over their regions.")
     diversity_threshold: float = _opt(0.95, "Two acquired pool samples may not be more similar "
                                       "than this.", ge=-1, le=1)
     shortcut_min_count: int = _opt(10, "Training texts a token must occur in to be tested as a "

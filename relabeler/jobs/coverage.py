@@ -30,7 +30,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
 from relabeler.data import read_split
-from relabeler.selectors import coverage, thin_regions
+from relabeler.selectors import coverage, eval_support, thin_regions
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,15 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
                                   "support": pd.Series(dtype=np.float32),
                                   "region": pd.Series(dtype=np.int64)})
     pool = splits.get("pool")
-    if pool is not None and len(pool.ids) and len(target_rows):
+    evaluation = splits.get("eval")
+    labeled = (np.flatnonzero(evaluation.labels >= 0) if evaluation is not None
+               else np.zeros(0, dtype=np.int64))
+    if pool is not None and len(pool.ids) and cfg.acquire_targets == "eval" and len(labeled):
+        rows = {name: cov_frame["split"].to_numpy() == name for name in ("eval", "pool")}
+        acquire_frame = _eval_acquisition(evaluation, labeled, pool, cfg,
+                                          eval_rep=rep[rows["eval"]], pool_rep=rep[rows["pool"]],
+                                          eval_region=region[rows["eval"]])
+    elif pool is not None and len(pool.ids) and len(target_rows):
         thinness = 1.0 - cov_frame["coverage_score"].to_numpy(dtype=np.float64)[target_rows]
         picks = coverage.acquire(pool.features, features[target_rows],
                                  budget=cfg.acquire_budget, k=cfg.k,
@@ -90,6 +98,28 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
             "near_id": target_ids[picks.near_idx], "similarity": picks.similarity,
             "support": picks.support, "region": picks.region})
     return cov_frame, acquire_frame
+
+
+def _eval_acquisition(evaluation, labeled: np.ndarray, pool, cfg: ScoreConfig, *,
+                      eval_rep: np.ndarray, pool_rep: np.ndarray,
+                      eval_region: np.ndarray) -> pd.DataFrame:
+    """``acquire_targets = "eval"``: pool samples by their support of the labeled eval samples
+    (rows ``labeled``) the training data does not represent and the model gets wrong, times
+    their own representation deficit (:mod:`relabeler.selectors.eval_support`)."""
+    weights = eval_support.target_weights(eval_rep[labeled], evaluation.probs[labeled],
+                                          evaluation.labels[labeled])
+    found = eval_support.eval_support(pool.features, pool.probs,
+                                      evaluation.features[labeled],
+                                      evaluation.labels[labeled], weights, k=2 * cfg.k)
+    score = eval_support.pick_score(found.support, pool_rep)
+    picks = eval_support.support_picks(score, pool.features, budget=cfg.acquire_budget,
+                                       diversity_threshold=cfg.diversity_threshold)
+    near = labeled[found.nearest[picks]]
+    return pd.DataFrame({
+        "id": pool.ids[picks], "rank": np.arange(1, len(picks) + 1),
+        "near_id": evaluation.ids[near], "similarity": found.similarity[picks],
+        "support": score[picks].astype(np.float32),
+        "region": eval_region[near].astype(np.int64)})
 
 
 def thin_region_table(store: RunStore, cov_frame: pd.DataFrame) -> pd.DataFrame:

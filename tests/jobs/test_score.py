@@ -85,7 +85,9 @@ def test_coverage_and_acquisition(scored_run):
     assert 0 < len(acquire) <= 7
     assert set(acquire["id"]) <= set(pool["id"])
     assert acquire["rank"].tolist() == list(range(1, len(acquire) + 1))
-    assert set(acquire["near_id"]) <= set(cov[cov.is_undercovered]["id"])
+    # the default targets (acquire_targets = "eval"): labeled eval rows the model gets wrong
+    assert set(acquire["near_id"]) <= set(evaluation["id"])
+    assert acquire["support"].is_monotonic_decreasing and (acquire["support"] > 0).all()
     summary = json.loads(store.read_bytes("scores/summary.json"))
     assert summary["n_acquire"] == len(acquire)
 
