@@ -15,9 +15,13 @@ Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Cov
    (:func:`relabeler.selectors.thin_regions.group_regions`), each named by its size, the words
    that set it apart (TF-IDF inside vs outside) and a few example texts
    (``scores/thin_regions.parquet``).
-4. Acquisition (:func:`relabeler.selectors.coverage.acquire`): pool samples by their support of
-   the under-covered samples (similarity to the nearest ones, weighted by how uncovered each
-   is), round the regions, without near-duplicates.
+4. Acquisition, ``[score] acquire_targets``: ``eval`` (the default;
+   :mod:`relabeler.selectors.eval_support`) ranks pool samples by their gradient-similarity
+   support of the labeled eval samples that are thin (low representation) and misclassified,
+   times the square root of their own representation deficit; ``undercovered``
+   (:func:`relabeler.selectors.coverage.acquire`, and the fallback without eval labels) by
+   their support of the under-covered samples, round the regions. No near-duplicates either
+   way.
 """
 
 from __future__ import annotations
