@@ -29,13 +29,14 @@ from relabeler.selectors.knn import knn
 @dataclass(frozen=True)
 class EvalSupport:
     """support : (P,) float64 >= 0, each pool sample's support of the targets.
-    nearest : (P,) int64 the target (row of ``target_features``) most similar to each pool
-        sample, -1 without targets.
+    target : (P,) int64 the target (row of ``target_features``) that gives each pool sample the
+        largest part of its support (its most similar target when it has none), -1 without
+        targets.
     similarity : (P,) float32 cosine similarity to that target.
     """
 
     support: np.ndarray
-    nearest: np.ndarray
+    target: np.ndarray
     similarity: np.ndarray
 
 
@@ -114,9 +115,12 @@ def _compute_support(pool_features, pool_probs, target_features, target_labels, 
     sims = np.where(valid, np.clip(nb.scores, 0.0, None), 0.0)
     # the candidate's gradient scale were it labeled with the target's class
     scale = 1.0 - pool_probs[np.arange(len(pool_probs))[:, None], target_labels[near]]
-    support = (sims * weights[near] * np.clip(scale, 0.0, 1.0)).sum(axis=1)
-    return EvalSupport(support.astype(np.float64), nb.indices[:, 0].astype(np.int64),
-                       nb.scores[:, 0].astype(np.float32))
+    parts = sims * weights[near] * np.clip(scale, 0.0, 1.0)
+    top = parts.argmax(axis=1)  # the first column, the most similar, when all parts are 0
+    rows = np.arange(len(parts))
+    return EvalSupport(parts.sum(axis=1).astype(np.float64),
+                       nb.indices[rows, top].astype(np.int64),
+                       nb.scores[rows, top].astype(np.float32))
 
 
 def pick_score(support: np.ndarray, representation: np.ndarray) -> np.ndarray:

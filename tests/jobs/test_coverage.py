@@ -93,6 +93,31 @@ def test_acquisition_supports_the_thin_eval_samples_the_model_gets_wrong():
     assert set(fallback["id"]) <= {f"p{i}" for i in range(40, 50)}
 
 
+def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budget():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    # one thin eval sample is wrong: its support reaches the third topic's pool samples only
+    eval_labels = np.array([0] * 8 + [1] * 8 + [1] + [0] * 3)
+    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
+    eval_view.probs[:] = 0.0
+    eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
+    pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
+                      [f"p{i}" for i in range(50)])
+    pool_view.labels[:] = -1
+    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=14, diversity_threshold=0.9999)
+    _, acquire = score_coverage(train_view, {"eval": eval_view, "pool": pool_view},
+                                ScoreConfig(**cfg), seed=0)
+    # the third topic's 10 pool samples support e16 and come first; the under-covered
+    # samples' picks fill the budget after them, none twice
+    third = {f"p{i}" for i in range(40, 50)}
+    assert set(acquire["id"][:10]) == third and (acquire["near_id"][:10] == "e16").all()
+    assert not set(acquire["id"][10:]) & third
+    assert len(acquire) == 14 and acquire["id"].is_unique
+    assert acquire["rank"].tolist() == list(range(1, 15))
+    assert list(acquire.columns) == ["id", "rank", "near_id", "similarity", "support", "region"]
+
+
 def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):
     store = RunStore(tmp_path / "run")
     texts = {"train": [f"shop order item {i}" for i in range(6)],

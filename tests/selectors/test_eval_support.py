@@ -25,12 +25,18 @@ def test_support_follows_similarity_weight_and_the_candidate_s_gradient():
     found = eval_support(pool, pool_probs, targets, np.array([1, 0]), np.array([1.0, 0.25]),
                          k=1)
     np.testing.assert_allclose(found.support, [1.0, 0.5, 0.0, 0.0], atol=1e-6)
-    assert found.nearest.tolist() == [0, 0, 1, 1]
+    assert found.target.tolist() == [0, 0, 1, 1]
     np.testing.assert_allclose(found.similarity, [1.0, 1.0, 1.0, 0.0], atol=1e-6)
     # pool 2 is on target 1 (label 0) but the model already gives it class 0
     both = eval_support(pool, pool_probs, targets, np.array([1, 0]), np.array([1.0, 0.25]),
                         k=2)
     np.testing.assert_allclose(both.support, [1.0, 0.5, 0.0, 0.0], atol=1e-6)
+    # the target that gives the support, not the most similar one; none: the most similar
+    assert both.target.tolist() == [0, 0, 1, 1]
+    weighted = eval_support(np.array([[0.8, 0.6]], np.float32), np.array([[1.0, 0.0]]),
+                            targets, np.array([1, 1]), np.array([0.0, 1.0]), k=2)
+    assert weighted.target.tolist() == [1]
+    np.testing.assert_allclose(weighted.similarity, [0.6], atol=1e-6)
 
 
 def test_support_edge_cases_and_checks():
@@ -38,7 +44,7 @@ def test_support_edge_cases_and_checks():
     probs = np.full((3, 2), 0.5, np.float32)
     empty = eval_support(pool, probs, np.zeros((0, 2), np.float32), np.zeros(0, np.int64),
                          np.zeros(0))
-    assert empty.support.tolist() == [0.0] * 3 and empty.nearest.tolist() == [-1] * 3
+    assert empty.support.tolist() == [0.0] * 3 and empty.target.tolist() == [-1] * 3
     with pytest.raises(ValueError, match="target_weights"):
         eval_support(pool, probs, pool, np.zeros(3, np.int64), np.array([1.0, -1.0, 0.0]))
     with pytest.raises(ValueError, match="target_labels"):
