@@ -7,10 +7,11 @@ the group out as ``simulate --undercover`` does (:func:`group_members` on the en
 the cached encoder states of the packaged MiniLM (head mode), score coverage and acquisition with
 ``relabeler score``'s own :func:`relabeler.jobs.coverage.score_coverage` on the head's features
 and predictions, and measure the first k picks against k random pool samples
-(:func:`subgroup_measure`), the eval rows with their labels as ``score`` has them.
-``undercovered targets`` is the same with ``[score] acquire_targets = "undercovered"`` (the
-acquisition before eval-error support: pool samples near the under-covered eval and pool
-samples, spread over their regions).
+(:func:`subgroup_measure`) on the group's eval rows that did not steer acquisition (the half of
+the eval rows outside ``[score] acquire_eval_share``; the picks were chosen to fix the others).
+The picks are ``[score] acquire_targets = "eval"``'s; ``undercovered targets`` is the same with
+``"undercovered"`` (the default: pool samples near the under-covered eval and pool samples,
+spread over their regions).
 
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \\
         --specs "bbc-news:cluster:10;bbc-news:label=tech;sms-spam:cluster:10;\\
@@ -52,6 +53,7 @@ from relabeler.jobs.simulate_coverage import (
     subgroup_measure,
 )
 from relabeler.report.stats import mean_interval
+from relabeler.selectors.eval_support import steering
 
 
 def encoded(name: str, sample: int, config: RunConfig):
@@ -112,14 +114,16 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     eval_labels = new["eval"]["label"].map(index).to_numpy(dtype=np.int64)
     splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
-    cfg = ScoreConfig(acquire_budget=k)
+    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval")
     started = time.perf_counter()
     _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
     seconds = time.perf_counter() - started
     pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
     picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
     truth_pool = new["pool"]["true_label"].map(index).to_numpy(dtype=np.int64)
-    group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool))
+    # measured on the group's eval rows that did not steer acquisition (simulate's measured_rows)
+    group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool)
+                                & ~steering(splits["eval"].ids, cfg.acquire_eval_share))
     common = dict(train_rows=train_pos, train_labels=labels, pool_rows=pool_pos,
                   pool_truth=truth_pool,
                   in_group_pool=new["pool"]["undercover"].to_numpy(dtype=bool),
@@ -136,7 +140,8 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     undercovered = {"precision_selected": float(common["in_group_pool"][before_picks].mean()),
                     "accuracy": float(np.mean(probs.argmax(axis=1)
                                               == common["group_eval_truth"]))}
-    return {**counts, **result, "undercovered": undercovered, "score_seconds": seconds}
+    return {**counts, **result, "undercovered": undercovered, "score_seconds": seconds,
+            "n_group_eval_measured": int(len(group_eval))}
 
 
 def main() -> None:
@@ -182,7 +187,8 @@ def main() -> None:
                 acc, ab = r["accuracy"], r["undercovered"]
                 ratio = r["precision_selected"] / max(r["precision_random"], 1e-9)
                 print(f"| {name} | `{spec}` | {seed} | {r['n_group_pool']} / {r['n_pool']} | "
-                      f"{r['n_group_eval']} | {r['precision_selected']:.2f} / "
+                      f"{r['n_group_eval']} ({r['n_group_eval_measured']} measured) | "
+                      f"{r['precision_selected']:.2f} / "
                       f"{r['precision_random']:.2f} ({ratio:.1f}x) | {acc['before']:.3f} / "
                       f"{acc['selected']:.3f} / {acc['random']:.3f} "
                       f"({100 * (acc['selected'] - acc['random']):+.1f}) | "

@@ -18,12 +18,24 @@ docs/benchmarks.md, "Coverage".
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from relabeler.selectors._checks import as_labels, as_matrix
 from relabeler.selectors.knn import knn
+
+
+def steering(ids, share: float) -> np.ndarray:
+    """(N,) bool: the eval rows that may steer acquisition, a stable ``share`` of them chosen by
+    a hash of each id (the same rows in every run, whatever the order). Eval rows that choose the
+    picks would flatter them if they also measured them; the rest do the measuring."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share: expected a fraction in (0, 1], got {share}")
+    cut = share * 2.0**32
+    return np.fromiter((zlib.crc32(str(i).encode()) < cut for i in ids), dtype=bool,
+                       count=len(ids))
 
 
 @dataclass(frozen=True)

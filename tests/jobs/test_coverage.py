@@ -75,20 +75,22 @@ def test_acquisition_supports_the_thin_eval_samples_the_model_gets_wrong():
     splits = {"eval": eval_view,
               "pool": _view(pool, pool_pred, [f"p{i}" for i in range(50)])}
     splits["pool"].labels[:] = -1
+    # every eval row may steer here (the default lets a stable half of them)
     _, acquire = score_coverage(train_view, splits, ScoreConfig(
-        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999), seed=0)
+        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999,
+        acquire_targets="eval", acquire_eval_share=1.0), seed=0)
     assert len(acquire) == 8 and acquire["rank"].tolist() == list(range(1, 9))
     assert set(acquire["id"]) <= {f"p{i}" for i in range(40, 50)}
     assert set(acquire["near_id"]) <= {f"e{i}" for i in range(16, 20)}
     assert (acquire["support"] > 0).all()
     assert acquire["support"].is_monotonic_decreasing
     # without eval labels the under-covered samples are the targets, as acquire_targets =
-    # "undercovered" makes them
+    # "undercovered" (the default) makes them
     cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999)
-    _, undercovered = score_coverage(train_view, splits, ScoreConfig(
-        **cfg, acquire_targets="undercovered"), seed=0)
+    _, undercovered = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0)
     splits["eval"].labels[:] = -1
-    _, fallback = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0)
+    _, fallback = score_coverage(train_view, splits, ScoreConfig(**cfg, acquire_targets="eval"),
+                                 seed=0)
     pd.testing.assert_frame_equal(fallback, undercovered)
     assert set(fallback["id"]) <= {f"p{i}" for i in range(40, 50)}
 
@@ -105,7 +107,8 @@ def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budge
     pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
                       [f"p{i}" for i in range(50)])
     pool_view.labels[:] = -1
-    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=14, diversity_threshold=0.9999)
+    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=14, diversity_threshold=0.9999,
+               acquire_targets="eval", acquire_eval_share=1.0)
     _, acquire = score_coverage(train_view, {"eval": eval_view, "pool": pool_view},
                                 ScoreConfig(**cfg), seed=0)
     # the third topic's 10 pool samples support e16 and come first; the under-covered

@@ -42,8 +42,11 @@ def test_suspects_table_is_complete_and_ranked(scored_run):
     assert (suspects["given_label"] == suspects["id"].map(labels)).all()
     assert (suspects["suggested_label"] != suspects["given_label"]).all()
     for column in ("margin", "oof_margin", "knn_margin", "area_under_margin", "representer",
-                   "duplicate_conflict", "self_confidence", "knn_disagreement"):
+                   "duplicate_conflict", "self_confidence", "knn_disagreement",
+                   "wrong_probability"):
         assert suspects[column].between(0, 1).all(), column
+    # the chance that the given label is wrong holds at least the suggested class's posterior
+    assert (suspects["wrong_probability"] >= suspects["suggested_confidence"] - 1e-6).all()
     # the default score is the mean of the four views' ranks (average ranks over ties, 0 to 1)
     views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin"]]
     ranks = (views.rank(method="average") - 1) / (len(views) - 1)
@@ -85,9 +88,7 @@ def test_coverage_and_acquisition(scored_run):
     assert 0 < len(acquire) <= 7
     assert set(acquire["id"]) <= set(pool["id"])
     assert acquire["rank"].tolist() == list(range(1, len(acquire) + 1))
-    # the default targets (acquire_targets = "eval"): labeled eval rows the model gets wrong
-    assert set(acquire["near_id"]) <= set(evaluation["id"])
-    assert acquire["support"].is_monotonic_decreasing and (acquire["support"] > 0).all()
+    assert set(acquire["near_id"]) <= set(cov[cov.is_undercovered]["id"])
     summary = json.loads(store.read_bytes("scores/summary.json"))
     assert summary["n_acquire"] == len(acquire)
 

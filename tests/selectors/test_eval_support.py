@@ -6,6 +6,7 @@ import pytest
 from relabeler.selectors.eval_support import (
     eval_support,
     pick_score,
+    steering,
     support_picks,
     target_weights,
 )
@@ -70,3 +71,15 @@ def test_pick_score_is_support_times_the_root_of_the_pool_sample_s_deficit():
     np.testing.assert_allclose(score, [1.0, 0.5, 0.5, 0.0])
     with pytest.raises(ValueError, match="representation"):
         pick_score(np.ones(3), np.ones(2))
+
+
+def test_the_steering_rows_are_a_stable_share_by_id():
+    ids = np.array([f"row-{i}" for i in range(2000)], dtype=object)
+    half = steering(ids, 0.5)
+    assert 0.45 < half.mean() < 0.55
+    # the same rows whatever the order, and a larger share keeps the smaller one's rows
+    order = np.random.default_rng(0).permutation(len(ids))
+    assert steering(ids[order], 0.5).tolist() == half[order].tolist()
+    assert (steering(ids, 0.8) >= half).all() and steering(ids, 1.0).all()
+    with pytest.raises(ValueError, match=r"share: expected a fraction in \(0, 1\], got 0"):
+        steering(ids, 0)
