@@ -7,8 +7,11 @@ the group out as ``simulate --undercover`` does (:func:`group_members` on the en
 the cached encoder states of the packaged MiniLM (head mode), score coverage and acquisition with
 ``relabeler score``'s own :func:`relabeler.jobs.coverage.score_coverage` on the head's features
 and predictions, and measure the first k picks against k random pool samples
-(:func:`subgroup_measure`). ``label-aware only`` is the ablation without representation (the
-coverage of relabeler before issue 20: density x label agreement, no regions, no weights).
+(:func:`subgroup_measure`) on the group's eval rows that did not steer acquisition (the half of
+the eval rows outside ``[score] acquire_eval_share``; the picks were chosen to fix the others).
+The picks are ``[score] acquire_targets = "eval"``'s; ``undercovered targets`` is the same with
+``"undercovered"`` (the default: pool samples near the under-covered eval and pool samples,
+spread over their regions).
 
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \\
         --specs "bbc-news:cluster:10;bbc-news:label=tech;sms-spam:cluster:10;\\
@@ -17,13 +20,21 @@ sms-spam:label=spam;drug-review:condition=Birth Control;drug-review:cluster:8"
         --specs "drug-review:condition=Depression,Anxiety,Bipolar Disorde;\
 drug-review:drug=Nexplanon,Etonogestrel,Levonorgestrel;drug-review:condition=Birth Control"
 
-(about 2 minutes per dataset, spec and seed on a shared 2-core CPU; the tables are in
+    HORM="drug=Ethinyl estradiol / norethindrone,Nexplanon,Etonogestrel,\
+Ethinyl estradiol / norgestimate,Implanon,Ethinyl estradiol / levonorgestrel,\
+Drospirenone / ethinyl estradiol,Desogestrel / ethinyl estradiol,Lo Loestrin Fe,\
+Ethinyl estradiol / etonogestrel,Norethindrone,Sprintec,Junel Fe 1 / 20"
+    PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
+        --specs "drug-review:condition=Birth Control;drug-review:$HORM"
+
+(about 1 to 2 minutes per dataset, spec and seed on a shared 2-core CPU; the tables are in
 docs/benchmarks.md, "Coverage").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 
@@ -42,7 +53,7 @@ from relabeler.jobs.simulate_coverage import (
     subgroup_measure,
 )
 from relabeler.report.stats import mean_interval
-from relabeler.selectors import coverage as coverage_selector
+from relabeler.selectors.eval_support import steering
 
 
 def encoded(name: str, sample: int, config: RunConfig):
@@ -100,37 +111,37 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
 
     train_view = view(slice(0, n), labels, TrainView, classes=classes, oof_probs=None,
                       margins=None)
-    splits = {"eval": view(slice(n, n + m), np.full(m, -1)),
+    eval_labels = new["eval"]["label"].map(index).to_numpy(dtype=np.int64)
+    splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
-    cfg = ScoreConfig(acquire_budget=k)
+    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval")
     started = time.perf_counter()
     _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
     seconds = time.perf_counter() - started
     pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
     picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
-    # the ablation: label-aware coverage alone, nearest pool samples of each under-covered one
-    ablation_frames = []
-    for part in splits.values():
-        cov = coverage_selector.coverage_scores(train_view.features, labels, part.features,
-                                                part.pred, k=cfg.k,
-                                                num_classes=len(classes))
-        ablation_frames.append(cov.coverage_score)
-    plain = np.concatenate(ablation_frames)
-    under = coverage_selector.undercovered(plain, quantile=cfg.coverage_quantile)
-    target_features = np.concatenate([splits["eval"].features, splits["pool"].features])[under]
-    plain_picks = coverage_selector.acquire(splits["pool"].features, target_features,
-                                            budget=k, k=cfg.k).pool_idx
     truth_pool = new["pool"]["true_label"].map(index).to_numpy(dtype=np.int64)
-    group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool))
+    # measured on the group's eval rows that did not steer acquisition (simulate's measured_rows)
+    group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool)
+                                & ~steering(splits["eval"].ids, cfg.acquire_eval_share))
     common = dict(train_rows=train_pos, train_labels=labels, pool_rows=pool_pos,
                   pool_truth=truth_pool,
                   in_group_pool=new["pool"]["undercover"].to_numpy(dtype=bool),
                   group_eval_rows=eval_pos[group_eval],
                   group_eval_truth=new["eval"]["label"].map(index).to_numpy(
                       dtype=np.int64)[group_eval], seed=seed)
+    _, before_acquired = score_coverage(train_view, splits, ScoreConfig(
+        acquire_budget=k, acquire_targets="undercovered"), seed=seed)
+    before_picks = pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64)
     result = subgroup_measure(refit, picks=picks, **common)
-    ablation = subgroup_measure(refit, picks=plain_picks, **common)
-    return {**counts, **result, "ablation": ablation, "score_seconds": seconds}
+    rows = np.concatenate([train_pos, pool_pos[before_picks]])
+    probs = refit.fit_predict(rows, np.concatenate([labels, truth_pool[before_picks]]),
+                              common["group_eval_rows"])
+    undercovered = {"precision_selected": float(common["in_group_pool"][before_picks].mean()),
+                    "accuracy": float(np.mean(probs.argmax(axis=1)
+                                              == common["group_eval_truth"]))}
+    return {**counts, **result, "undercovered": undercovered, "score_seconds": seconds,
+            "n_group_eval_measured": int(len(group_eval))}
 
 
 def main() -> None:
@@ -141,6 +152,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1500)
     parser.add_argument("--pool", type=float, default=0.5, help="pool fraction")
     parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--json", default="", help="also write every run's result here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from relabeler.training import HeadRefitter, seed_everything
@@ -153,7 +165,7 @@ def main() -> None:
         by_dataset.setdefault(name, []).append(spec)
     print("| dataset | spec | seed | group pool / pool | group eval | picks in group: selected"
           " / random (ratio) | group eval accuracy before / selected / random (gain vs random)"
-          " | label-aware only: picks in group, accuracy |")
+          " | undercovered targets: picks in group, accuracy |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     summary = []
     for name, specs in by_dataset.items():
@@ -168,32 +180,37 @@ def main() -> None:
                 r = one_run(rows, classes, refit, features, spec, seed=seed,
                             pool_fraction=args.pool, k=args.k, states=states_np)
                 results.append(r)
-                acc, ab = r["accuracy"], r["ablation"]
+                if args.json:
+                    with open(args.json, "a") as out:
+                        out.write(json.dumps({"dataset": name, "spec": spec, "seed": seed,
+                                              **r}) + "\n")
+                acc, ab = r["accuracy"], r["undercovered"]
                 ratio = r["precision_selected"] / max(r["precision_random"], 1e-9)
                 print(f"| {name} | `{spec}` | {seed} | {r['n_group_pool']} / {r['n_pool']} | "
-                      f"{r['n_group_eval']} | {r['precision_selected']:.2f} / "
+                      f"{r['n_group_eval']} ({r['n_group_eval_measured']} measured) | "
+                      f"{r['precision_selected']:.2f} / "
                       f"{r['precision_random']:.2f} ({ratio:.1f}x) | {acc['before']:.3f} / "
                       f"{acc['selected']:.3f} / {acc['random']:.3f} "
                       f"({100 * (acc['selected'] - acc['random']):+.1f}) | "
-                      f"{ab['precision_selected']:.2f}, {ab['accuracy']['selected']:.3f} |",
+                      f"{ab['precision_selected']:.2f}, {ab['accuracy']:.3f} |",
                       flush=True)
             summary.append((name, spec, results))
     print("\nMean over seeds (95% t-interval of the per-seed difference):\n")
     print("| dataset | spec | seeds | ratio selected / random | accuracy gain vs random, "
-          "points | label-aware only: ratio, gain |")
+          "points | undercovered targets: ratio, gain |")
     print("|---|---|---|---|---|---|")
     for name, spec, results in summary:
         sel = np.array([r["precision_selected"] for r in results])
         rnd = np.array([r["precision_random"] for r in results])
         gain = 100 * np.array([r["accuracy"]["selected"] - r["accuracy"]["random"]
                                for r in results])
-        ab_sel = np.array([r["ablation"]["precision_selected"] for r in results])
-        ab_gain = 100 * np.array([r["ablation"]["accuracy"]["selected"]
-                                  - r["accuracy"]["random"] for r in results])
+        ab_sel = np.array([r["undercovered"]["precision_selected"] for r in results])
+        ab_gain = 100 * np.array([r["undercovered"]["accuracy"] - r["accuracy"]["random"]
+                                  for r in results])
         half = _half_width(gain)
         print(f"| {name} | `{spec}` | {len(results)} | {sel.mean() / rnd.mean():.1f}x | "
               f"{gain.mean():+.1f} ± {half:.1f} | {ab_sel.mean() / rnd.mean():.1f}x, "
-              f"{ab_gain.mean():+.1f} |", flush=True)
+              f"{ab_gain.mean():+.1f} ± {_half_width(ab_gain):.1f} |", flush=True)
 
 
 def _half_width(values: np.ndarray) -> float:

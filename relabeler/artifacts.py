@@ -166,8 +166,8 @@ COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
                             ("nearest_ids", pa.list_(_STR)), ("is_undercovered", _BOOL)),
                     _schema(("representation", _F32), ("region", _I64)))
 ACQUIRE = Artifact("scores/acquire.parquet", "score", "table",
-                   "Pool rows worth labeling, by rank, with the under-covered row each is near, "
-                   "its support of the under-covered rows and their region.",
+                   "Pool rows worth labeling, by rank, with the thin eval row (or under-covered "
+                   "row) each supports most, its support and that row's region.",
                    _schema(("id", _STR), ("rank", _I64), ("near_id", _STR),
                            ("similarity", _F32)),
                    _schema(("support", _F32), ("region", _I64)))

@@ -207,6 +207,18 @@ class ScoreConfig(_Section):
     coverage_quantile: float = _opt(0.1, "Share of eval/pool samples flagged as "
                                     "under-covered.", gt=0, le=1)
     acquire_budget: int = _opt(100, "Pool samples proposed for labeling.", ge=0)
+    acquire_targets: Literal["eval", "undercovered"] = _opt(
+        "undercovered", "What acquisition supports. undercovered: the under-covered eval and "
+        "pool samples, the picks spread over their regions; eval: the labeled eval samples "
+        "(acquire_eval_share of them) the training data does not represent and the model gets "
+        "wrong (each pool sample's gradient-similarity support of them times its own "
+        "representation deficit; without eval labels, undercovered). Measured on held-out "
+        "groups, eval picks are richer in the group on drug-review but buy no more accuracy "
+        "(docs/benchmarks.md, Coverage).")
+    acquire_eval_share: float = _opt(
+        0.5, "Share of the labeled eval rows that may steer acquire_targets = eval (a stable "
+        "subset by id hash); the others never steer it, so what the picks buy can be measured "
+        "on eval rows that did not choose them (simulate --undercover does).", gt=0, le=1)
     diversity_threshold: float = _opt(0.95, "Two acquired pool samples may not be more similar "
                                       "than this.", ge=-1, le=1)
     shortcut_min_count: int = _opt(10, "Training texts a token must occur in to be tested as a "

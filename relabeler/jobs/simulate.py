@@ -226,6 +226,11 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     ``rescore`` says (:mod:`relabeler.jobs.simulate_rounds`)."""
     if rounds is not None and not budgets:
         raise ConfigError("--rounds needs --budgets: the largest budget is the rounds' total")
+    if (undercover is not None and config.score.acquire_targets == "eval"
+            and config.score.acquire_eval_share >= 1.0):
+        raise ConfigError("--undercover measures the picks on the group's eval rows that did not "
+                          "steer acquisition: score.acquire_eval_share=1 leaves none (use a "
+                          "share below 1, or score.acquire_targets=undercovered)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)

@@ -359,13 +359,34 @@ def coverage_measure(store: RunStore, config, view, refit,
         k=config.score.acquire_budget, classes=classes, seed=config.data.seed)
 
 
+def measured_rows(evaluation: pd.DataFrame, score_config, spec: str) -> np.ndarray:
+    """(len(evaluation),) bool: the group's eval rows that measure the picks. With
+    ``acquire_targets = "eval"`` the rows that steered acquisition
+    (:func:`relabeler.selectors.eval_support.steering`) are left out: the picks were chosen to
+    fix them, so they would flatter the picks."""
+    from relabeler.selectors.eval_support import steering
+
+    rows = evaluation["undercover"].to_numpy(dtype=bool, copy=True)
+    if score_config.acquire_targets == "eval":
+        rows &= ~steering(evaluation["id"].to_numpy(dtype=object),
+                          score_config.acquire_eval_share)
+    if not rows.any():
+        group = int(evaluation["undercover"].sum())
+        raise ConfigError(f"{FLAG} {spec}: none of the group's {group} eval rows is left to "
+                          "measure the picks: score.acquire_eval_share="
+                          f"{score_config.acquire_eval_share} lets the rest steer acquisition "
+                          "(use a lower share or a larger group)")
+    return rows
+
+
 def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
                     progress: bool) -> dict:
     """The ``"subgroup"`` block of ``simulation.json``: the first k pool samples of
     ``scores/acquire.parquet`` against k random pool samples (mean of
     :data:`RANDOM_SEEDS` draws), by the share of them in the group and by the group's eval
     accuracy after the head is refit on train plus them, labeled with their true labels
-    (``before``: refit on train alone). ``view`` is the training view score used."""
+    (``before``: refit on train alone), on the group's eval rows that did not steer
+    acquisition (:func:`measured_rows`). ``view`` is the training view score used."""
     from relabeler.jobs.simulate import _refitter
 
     classes = view.classes
@@ -378,7 +399,7 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     refit = _refitter(store, config, texts, classes, progress)
     n, n_eval = len(train), len(evaluation)
     in_group_pool = pool["undercover"].to_numpy(dtype=bool)
-    group_eval = np.flatnonzero(evaluation["undercover"].to_numpy(dtype=bool))
+    group_eval = np.flatnonzero(measured_rows(evaluation, config.score, spec.spec))
     truth = evaluation["true_label"] if "true_label" in evaluation else evaluation["label"]
     eval_truth = truth.map(index).to_numpy(dtype=np.int64)[group_eval]
     pool_truth = pool["true_label"].map(index).to_numpy(dtype=np.int64)
@@ -389,7 +410,9 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
         pool_truth=pool_truth, in_group_pool=in_group_pool, group_eval_rows=n + group_eval,
         group_eval_truth=eval_truth, picks=picks, seed=config.data.seed)
     result = {"spec": spec.spec, **measure,
-              "n_group_eval": int(len(group_eval)), "n_group_pool": int(in_group_pool.sum()),
+              "n_group_eval": int(evaluation["undercover"].sum()),
+              "n_group_eval_measured": int(len(group_eval)),
+              "n_group_pool": int(in_group_pool.sum()),
               "n_pool": int(len(pool)),
               "group_share_pool": float(in_group_pool.mean()) if len(pool) else 0.0}
     log.info("simulate: %s: picks in the group %.2f (random %.2f); group eval accuracy before "

@@ -44,7 +44,8 @@ def test_the_topic_train_lacks_is_under_covered_and_acquired():
               "pool": _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
                             [f"p{i}" for i in range(50)])}
     cov, acquire = score_coverage(train_view, splits, ScoreConfig(
-        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999), seed=0)
+        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999,
+        acquire_targets="undercovered"), seed=0)
     third = cov["id"].isin([f"e{i}" for i in range(16, 20)] + [f"p{i}" for i in range(40, 50)])
     # no training row near the third topic: representation 0, coverage 0, all under-covered
     assert (cov.loc[third, "representation"] == 0).all()
@@ -58,6 +59,66 @@ def test_the_topic_train_lacks_is_under_covered_and_acquired():
     assert set(acquire["id"]) <= {f"p{i}" for i in range(40, 50)}
     assert (acquire["support"] > 0).all()
     assert set(acquire["near_id"]) <= set(cov.loc[cov["is_undercovered"], "id"])
+
+
+def test_acquisition_supports_the_thin_eval_samples_the_model_gets_wrong():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    # the third topic's eval samples are class 1, the model calls them 0; one eval sample of
+    # the first topic is wrong too, but its neighbourhood is in train
+    eval_labels = np.array([0] * 7 + [1] + [1] * 8 + [1] * 4)
+    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
+    eval_view.probs[:] = 0.0
+    eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
+    pool_pred = np.array([0] * 20 + [1] * 20 + [0] * 10)
+    splits = {"eval": eval_view,
+              "pool": _view(pool, pool_pred, [f"p{i}" for i in range(50)])}
+    splits["pool"].labels[:] = -1
+    # every eval row may steer here (the default lets a stable half of them)
+    _, acquire = score_coverage(train_view, splits, ScoreConfig(
+        k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999,
+        acquire_targets="eval", acquire_eval_share=1.0), seed=0)
+    assert len(acquire) == 8 and acquire["rank"].tolist() == list(range(1, 9))
+    assert set(acquire["id"]) <= {f"p{i}" for i in range(40, 50)}
+    assert set(acquire["near_id"]) <= {f"e{i}" for i in range(16, 20)}
+    assert (acquire["support"] > 0).all()
+    assert acquire["support"].is_monotonic_decreasing
+    # without eval labels the under-covered samples are the targets, as acquire_targets =
+    # "undercovered" (the default) makes them
+    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=8, diversity_threshold=0.9999)
+    _, undercovered = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0)
+    splits["eval"].labels[:] = -1
+    _, fallback = score_coverage(train_view, splits, ScoreConfig(**cfg, acquire_targets="eval"),
+                                 seed=0)
+    pd.testing.assert_frame_equal(fallback, undercovered)
+    assert set(fallback["id"]) <= {f"p{i}" for i in range(40, 50)}
+
+
+def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budget():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    # one thin eval sample is wrong: its support reaches the third topic's pool samples only
+    eval_labels = np.array([0] * 8 + [1] * 8 + [1] + [0] * 3)
+    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
+    eval_view.probs[:] = 0.0
+    eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
+    pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
+                      [f"p{i}" for i in range(50)])
+    pool_view.labels[:] = -1
+    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=14, diversity_threshold=0.9999,
+               acquire_targets="eval", acquire_eval_share=1.0)
+    _, acquire = score_coverage(train_view, {"eval": eval_view, "pool": pool_view},
+                                ScoreConfig(**cfg), seed=0)
+    # the third topic's 10 pool samples support e16 and come first; the under-covered
+    # samples' picks fill the budget after them, none twice
+    third = {f"p{i}" for i in range(40, 50)}
+    assert set(acquire["id"][:10]) == third and (acquire["near_id"][:10] == "e16").all()
+    assert not set(acquire["id"][10:]) & third
+    assert len(acquire) == 14 and acquire["id"].is_unique
+    assert acquire["rank"].tolist() == list(range(1, 15))
+    assert list(acquire.columns) == ["id", "rank", "near_id", "similarity", "support", "region"]
 
 
 def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from relabeler import artifacts
 from relabeler.cli import main
-from relabeler.config import RunConfig, apply_overrides
+from relabeler.config import RunConfig, ScoreConfig, apply_overrides
 from relabeler.data import read_split
 from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
@@ -18,9 +18,11 @@ from relabeler.jobs.simulate_coverage import (
     group_members,
     held_out_errors,
     hold_out,
+    measured_rows,
     parse_undercover,
     subgroup_measure,
 )
+from relabeler.selectors.eval_support import steering
 from relabeler.store import RunStore
 
 
@@ -225,6 +227,21 @@ class _Oracle:
         return probs
 
 
+def test_the_picks_are_measured_on_eval_rows_that_did_not_steer_them():
+    evaluation = pd.DataFrame({"id": [f"e{i}" for i in range(40)],
+                               "undercover": [True] * 30 + [False] * 10})
+    steer = steering(evaluation["id"].to_numpy(dtype=object), 0.5)
+    rows = measured_rows(evaluation, ScoreConfig(acquire_targets="eval"), "label=x")
+    assert rows.tolist() == (evaluation["undercover"].to_numpy() & ~steer).tolist()
+    assert 0 < rows.sum() < 30
+    # the undercovered acquisition (the default) never reads eval labels: every group row
+    assert measured_rows(evaluation, ScoreConfig(), "label=x").sum() == 30
+    with pytest.raises(ConfigError, match=r"--undercover label=x: none of the group's 30 eval "
+                                          r"rows is left"):
+        measured_rows(evaluation, ScoreConfig(acquire_targets="eval", acquire_eval_share=1.0),
+                      "label=x")
+
+
 def test_subgroup_measure_compares_picks_with_random_ones():
     truth = np.array([0] * 100 + [1] * 60)
     in_group = np.array([False] * 40 + [True] * 40)  # pool: rows 100..179 -> truth 0.. 1
@@ -249,13 +266,19 @@ def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
                  "--seed", "1", "--out", str(out), "--mode", "head", "--folds", "2",
                  "--pool-fraction", "0.3", "--budgets", "none", "--undercover", "cluster:4",
                  "--set", f"model.name={tiny_bert_dir}", "--set", "score.acquire_budget=20",
-                 "-q"]) == 0
+                 "--set", "score.acquire_targets=eval", "-q"]) == 0
     result = json.loads((out / "simulation.json").read_text())
     sub = result["coverage"]["subgroup"]
     assert sub["spec"] == "cluster:4" and sub["k"] == 20
     assert set(sub["accuracy"]) == {"before", "selected", "random"}
     assert all(0 <= v <= 1 for v in sub["accuracy"].values())
     assert 0 <= sub["precision_random"] <= 1 and 0 <= sub["precision_selected"] <= 1
+    # measured on the group's eval rows that did not steer acquisition, and only on those
+    evaluation = RunStore(out / "run").read_table(artifacts.EVAL.path).to_pandas()
+    group = evaluation[evaluation["undercover"]]
+    free = ~steering(group["id"].to_numpy(dtype=object), 0.5)
+    assert sub["n_group_eval"] == len(group)
+    assert sub["n_group_eval_measured"] == int(free.sum()) > 0
     assert {"selected", "random", "base"} <= set(result["coverage"])  # the existing measure
     store = RunStore(out / "run")
     pool = store.read_table(artifacts.POOL.path).to_pandas()
@@ -267,6 +290,9 @@ def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
 
 @pytest.mark.parametrize("flags, message", [
     (["--undercover", "cluster:1"], "--undercover: cluster:K needs K >= 2, got 1"),
+    (["--undercover", "label=spam", "--set", "score.acquire_targets=eval", "--set",
+      "score.acquire_eval_share=1"],
+     "score.acquire_eval_share=1 leaves none"),
     (["--undercover", "label=spam", "--undercover-keep", "1"],
      r"--undercover-keep: expected a share in [0, 1), got 1.0"),
 ])
