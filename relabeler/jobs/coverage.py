@@ -37,6 +37,7 @@ from relabeler import artifacts
 from relabeler.config import ScoreConfig
 from relabeler.data import read_split
 from relabeler.selectors import coverage, eval_support, thin_regions
+from relabeler.selectors.knn import unit_rows
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,12 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
     if pool is None or not len(pool.ids):
         return cov_frame, acquire_frame
     evaluation = splits.get("eval")
-    labeled = (np.flatnonzero((evaluation.labels >= 0)
-                              & eval_support.steering(evaluation.ids, cfg.acquire_eval_share))
-               if evaluation is not None else np.zeros(0, dtype=np.int64))
+    labeled = np.zeros(0, dtype=np.int64)  # the labeled eval rows that may steer the picks
+    if cfg.acquire_targets == "eval" and evaluation is not None:
+        labeled = np.flatnonzero((evaluation.labels >= 0) & eval_support.steering(
+            evaluation.ids, cfg.acquire_eval_share))
     picked = np.zeros(0, dtype=np.int64)
-    if cfg.acquire_targets == "eval" and len(labeled):
+    if len(labeled):
         rows = {name: cov_frame["split"].to_numpy() == name for name in ("eval", "pool")}
         acquire_frame, picked = _eval_acquisition(
             evaluation, labeled, pool, cfg, eval_rep=rep[rows["eval"]],
@@ -122,7 +124,7 @@ def _apart(features: np.ndarray, picked: np.ndarray, candidates: np.ndarray,
     row of ``picked`` (rows of ``features``)."""
     if not len(picked) or not len(candidates):
         return ~np.isin(candidates, picked)
-    normed = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    normed = unit_rows(features)
     closest = (normed[candidates] @ normed[picked].T).max(axis=1)
     return (closest < threshold) & ~np.isin(candidates, picked)
 

@@ -65,11 +65,11 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
             nearest, train.labels, len(classes)).astype(np.float64)
         views = {name: noise.noise_aware_posterior(dist, labels, noise_model.transition)
                  for name, dist in views.items()}
+    posterior = rank.ensemble_posterior(views)
+    if "knn_labels" in views:
         score = rank.rank_mean({name: confidence.normalized_margin(dist, labels)
                                 for name, dist in views.items()})
-        posterior = rank.ensemble_posterior(views)
     else:
-        posterior = rank.ensemble_posterior(views)
         score = confidence.normalized_margin(posterior, labels)
     signals = {"margin": confidence.normalized_margin(views["model"], labels),
                "knn_margin": confidence.normalized_margin(views["knn"], labels)}

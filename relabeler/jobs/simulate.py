@@ -447,7 +447,9 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
     rounds_result = None
     if rounds:
         from relabeler.jobs.simulate_rounds import rounds_experiment
+        from relabeler.report.remaining import stored_chances
 
+        chances = stored_chances(store)
         share = (store.read_json(artifacts.SUMMARY.path).get("noise") or {}).get(
             "estimated_wrong_share")
         rounds_result = rounds_experiment(
@@ -457,18 +459,11 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
             score_cfg=config.score, control_share=config.studio.control_share,
             stop_rate=config.loop.stop_rate,
             model_wrong=None if share is None else share * n,
-            wrong_probability=wrong_chances(store, view.ids), rescore=rescore,
+            wrong_probability=(None if chances is None
+                               else chances.reindex(view.ids).to_numpy(np.float64)),
+            rescore=rescore,
             folds=config.train.folds, seed=config.data.seed)
     return gain, coverage_result, rounds_result
-
-
-def wrong_chances(store: RunStore, ids: np.ndarray) -> np.ndarray | None:
-    """(N,) the suspects' ``wrong_probability`` in ``ids`` order; None for a score made before
-    the column existed."""
-    suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas()
-    if "wrong_probability" not in suspects.columns:
-        return None
-    return suspects.set_index("id")["wrong_probability"].reindex(ids).to_numpy(np.float64)
 
 
 def _share(value: float | None) -> str:

@@ -22,7 +22,12 @@ from relabeler.errors import StageError
 from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.annotators import annotators_section, render_annotators
 from relabeler.report.duplicates import duplicates_section, render_duplicates
-from relabeler.report.remaining import advice_text, estimate_remaining, true_remaining
+from relabeler.report.remaining import (
+    advice_text,
+    estimate_remaining,
+    stored_chances,
+    true_remaining,
+)
 from relabeler.report.rounds import (
     NO_BETTER,
     burn_down,
@@ -122,6 +127,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
                 if store.exists(artifacts.MANIFEST.path) else None)
     chances = round_chances(store, manifest, train["id"]) if manifest is not None else {}
+    model_wrong = _model_wrong(store, len(train))
+    remaining = _remaining(train, corrections, manifest, next_batch, stop_rate, chances,
+                           model_wrong)
     labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
         corrections.columns else int(len(corrections))
     delta = evaluation["accuracy"]["delta"]
@@ -139,9 +147,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "labels_spent": labels_spent,
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store, train),
-        "remaining": _remaining(store, train, corrections, manifest, next_batch, stop_rate,
-                                chances),
-        "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate, chances),
+        "remaining": remaining,
+        "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate, chances,
+                          model_wrong, remaining),
         "eval_audit": {**_eval_audit(store),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
@@ -175,34 +183,36 @@ def round_chances(store: RunStore, manifest: pd.DataFrame, train_ids: pd.Series
     version = {int(r["round"]): int(r.get("version", 0)) for r in records}
     rounds = ({int(r) for r in manifest["round"].dropna()} if "round" in manifest.columns
               else {1})
+    train = set(train_ids)
     chances: dict[int, pd.Series] = {}
     for r in sorted(rounds):
         v = version.get(r, 0)
         scored = store if v == 0 else RunStore(store.path(artifacts.RETRAIN(n=v)))
-        if not scored.exists(artifacts.SUSPECTS.path):
-            continue
-        suspects = scored.read_table(artifacts.SUSPECTS.path).to_pandas()
-        if "wrong_probability" in suspects.columns:
-            ours = suspects[suspects["id"].isin(set(train_ids))]
-            chances[r] = ours.set_index("id")["wrong_probability"].astype(np.float64)
+        found = stored_chances(scored) if scored.exists(artifacts.SUSPECTS.path) else None
+        if found is not None:
+            chances[r] = found[found.index.isin(train)]
     return chances
 
 
-def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
-               manifest: pd.DataFrame | None, next_batch: int, stop_rate: float,
-               chances: dict[int, pd.Series]) -> dict:
-    """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it;
-    ``chances``: :func:`round_chances`."""
-    if manifest is None:
-        return {"available": False, "why": "needs the push manifest"}
+def _model_wrong(store: RunStore, n_train: int) -> float | None:
+    """The wrong labels the score's noise model estimates among the training rows, if known."""
     summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
                else {})
     share = (summary.get("noise") or {}).get("estimated_wrong_share")
+    return None if share is None else share * n_train
+
+
+def _remaining(train: pd.DataFrame, corrections: pd.DataFrame, manifest: pd.DataFrame | None,
+               next_batch: int, stop_rate: float, chances: dict[int, pd.Series],
+               model_wrong: float | None) -> dict:
+    """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it;
+    ``chances``: :func:`round_chances`; ``model_wrong``: :func:`_model_wrong`."""
+    if manifest is None:
+        return {"available": False, "why": "needs the push manifest"}
     # the review tasks and their answers alone, as the burn-down reads each round
     manifest, corrections = review_answers(manifest, corrections)
     left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
-                              stop_rate=stop_rate,
-                              model_wrong=None if share is None else share * len(train),
+                              stop_rate=stop_rate, model_wrong=model_wrong,
                               wrong_probability=chances)
     left["true_remaining"] = true_remaining(train, corrections)
     left["text"] = advice_text(left)
@@ -211,18 +221,14 @@ def _remaining(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
 
 def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
             manifest: pd.DataFrame | None, next_batch: int, stop_rate: float,
-            chances: dict[int, pd.Series]) -> dict:
+            chances: dict[int, pd.Series], model_wrong: float | None, left: dict) -> dict:
     """The burn-down across rounds (:func:`relabeler.report.rounds.burn_down`), each round's
     record from ``studio/rounds.json`` (ranked or random picks, and the test that decided),
-    and the advice now."""
+    and the advice now (``left``: :func:`_remaining`'s, worked out once for both sections)."""
     if manifest is None:
         return {}
-    summary = (store.read_json(artifacts.SUMMARY.path) if store.exists(artifacts.SUMMARY.path)
-               else {})
-    share = (summary.get("noise") or {}).get("estimated_wrong_share")
     rows = burn_down(manifest, corrections, train, next_batch=next_batch, stop_rate=stop_rate,
-                     model_wrong=None if share is None else share * len(train),
-                     wrong_probability=chances)
+                     model_wrong=model_wrong, wrong_probability=chances)
     records = (store.read_json(artifacts.ROUNDS.path)["rounds"]
                if store.exists(artifacts.ROUNDS.path) else [])
     by_round = {int(r["round"]): r for r in records}
@@ -231,7 +237,6 @@ def _rounds(store: RunStore, train: pd.DataFrame, corrections: pd.DataFrame,
         row["mode"] = record.get("mode", "ranked")
         row["version"] = record.get("version", 0)
         row["queue_test"] = record.get("queue_test")
-    left = _remaining(store, train, corrections, manifest, next_batch, stop_rate, chances)
     return {"rows": rows, "text": burn_down_text(rows, left)}
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
+from relabeler import artifacts
 from relabeler.report.stats import rate_interval
 
 ANSWERED = ("keep", "relabel", "drop")
@@ -49,6 +50,15 @@ def corrected(corrections: pd.DataFrame) -> pd.Series:
     relabeled = (corrections["action"] == "relabel") & (
         corrections["new_label"] != corrections["old_label"])
     return relabeled | (corrections["action"] == "drop")
+
+
+def stored_chances(store) -> pd.Series | None:
+    """The score's chance that each row's label is wrong (the suspects' ``wrong_probability``,
+    id-indexed) in ``store`` (a RunStore); None where the score predates the column."""
+    suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas()
+    if "wrong_probability" not in suspects.columns:
+        return None
+    return suspects.set_index("id")["wrong_probability"].astype(np.float64)
 
 
 #: the corrections a calibration needs: its ratio's relative error is about 1/sqrt(count), 30%

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relabeler.selectors._checks import as_labels, as_matrix
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import knn, unit_rows
 from relabeler.selectors.neighbors import neighbor_label_distribution
 
 
@@ -180,8 +180,7 @@ def _compute_acquisition(pool_features, target_features, *, budget, k, diversity
     support = (sims * weights[np.where(valid, nb.indices, 0)]).sum(axis=1)
     near = nb.indices[:, 0]
     pick_region = regions[near]
-    normed = pool_features / np.maximum(np.linalg.norm(pool_features, axis=1, keepdims=True),
-                                        1e-12)
+    normed = unit_rows(pool_features)
     # each region's candidates, best support first; a region's share of the picks follows its
     # targets' total weight, and the next pick goes to the region furthest below its share
     region_ids = np.unique(pick_region)

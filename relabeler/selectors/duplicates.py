@@ -32,7 +32,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from relabeler.selectors._checks import as_matrix
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import knn, unit_rows
 
 #: default bar of :func:`text_similarity` for a near-duplicate (see its docstring)
 TEXT_THRESHOLD = 0.8
@@ -232,7 +232,7 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
                              dtype=bool)
         n_rejected = int(n_candidates - confirmed.sum())
         near_src, near_dst = lo[confirmed], hi[confirmed]
-        unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        unit = unit_rows(features)
         near_sim = np.einsum("ij,ij->i", unit[near_src], unit[near_dst])
     src = np.concatenate([exact_src, near_src])
     dst = np.concatenate([exact_dst, near_dst])

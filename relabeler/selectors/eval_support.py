@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relabeler.selectors._checks import as_labels, as_matrix
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import knn, unit_rows
 
 
 def steering(ids, share: float) -> np.ndarray:
@@ -179,8 +179,7 @@ def support_picks(score: np.ndarray, pool_features: np.ndarray, *, budget: int,
         raise ValueError(f"score: expected shape ({len(pool_features)},), got {score.shape}")
     if budget < 0:
         raise ValueError(f"budget: expected >= 0, got {budget}")
-    normed = pool_features / np.maximum(np.linalg.norm(pool_features, axis=1, keepdims=True),
-                                        1e-12)
+    normed = unit_rows(pool_features)
     picked: list[int] = []
     for row in np.argsort(-score, kind="stable"):
         if len(picked) >= budget or not score[row] > 0:

@@ -251,12 +251,15 @@ def _self_rows(n_db: int, n_queries: int, explicit: bool,
     return rows.astype(np.int64)
 
 
-def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
-    if metric != "cosine":
-        return x
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as the cosine metric sees them: inner products of the
+    result are cosine similarities. An all-zero row stays zero (similar to nothing)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    # an all-zero row stays zero: its similarity to every row is 0
-    return x / np.where(norms > 0, norms, np.float32(1))
+    return x / np.where(norms > 0, norms, np.ones_like(norms))
+
+
+def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
+    return unit_rows(x) if metric == "cosine" else x
 
 
 def _engine(db: np.ndarray, *, self_join: bool, k: int, metric: str, cuda: bool) -> str:

@@ -67,8 +67,7 @@ def neighbor_probability_mean(neighbors: Neighbors, probs: np.ndarray) -> np.nda
         raise ValueError(f"probs: {len(probs)} rows, but the neighbours index row "
                          f"{int(neighbors.indices.max())}")
     valid = neighbors.indices >= 0
-    weights = np.where(valid, np.clip(np.nan_to_num(neighbors.scores, neginf=0.0), 0.0, None),
-                       0.0)
+    weights = _weights(neighbors.indices, neighbors.scores, "similarity")
     gathered = probs[np.where(valid, neighbors.indices, 0)].astype(np.float64)
     total = weights.sum(axis=1, keepdims=True)
     mean = np.einsum("qk,qkc->qc", weights, gathered) / np.where(total > 0, total, 1.0)
@@ -76,12 +75,19 @@ def neighbor_probability_mean(neighbors: Neighbors, probs: np.ndarray) -> np.nda
     return mean.astype(np.float32)
 
 
+def _weights(indices: np.ndarray, scores: np.ndarray, weighting: str) -> np.ndarray:
+    """(Q, k) each neighbour's weight: 0 for a missing one (index -1); else 1 (``uniform``)
+    or its similarity clipped at 0 (``similarity``)."""
+    weights = np.where(indices >= 0, 1.0, 0.0)
+    if weighting == "similarity":
+        weights = weights * np.clip(np.nan_to_num(scores, neginf=0.0), 0.0, None)
+    return weights
+
+
 def _compute_distribution(indices: np.ndarray, scores: np.ndarray, labels: np.ndarray,
                           num_classes: int, weighting: str) -> np.ndarray:
     valid = indices >= 0
-    weights = np.where(valid, 1.0, 0.0)
-    if weighting == "similarity":
-        weights = weights * np.clip(np.nan_to_num(scores, neginf=0.0), 0.0, None)
+    weights = _weights(indices, scores, weighting)
     q = len(indices)
     dist = np.zeros((q, num_classes), dtype=np.float64)
     neighbor_labels = labels[np.where(valid, indices, 0)]

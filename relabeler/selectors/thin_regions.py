@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from relabeler.selectors._checks import as_matrix
-from relabeler.selectors.knn import knn
+from relabeler.selectors.knn import knn, unit_rows
 
 
 def representation(train_features: np.ndarray, query_features: np.ndarray, *,
@@ -73,7 +73,7 @@ def group_regions(features: np.ndarray, *, max_regions: int = 20, seed: int = 0)
         return np.zeros(t, dtype=np.int64)
     from sklearn.cluster import KMeans
 
-    normed = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    normed = unit_rows(features)
     raw = KMeans(n_regions, n_init=4, random_state=seed).fit_predict(normed)
     by_size = np.argsort(-np.bincount(raw, minlength=n_regions), kind="stable")
     rename = np.empty(n_regions, dtype=np.int64)
