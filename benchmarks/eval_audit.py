@@ -12,6 +12,10 @@ cleanlab's best.
 out-of-fold probabilities) and rewrites their ``eval_audit`` block and
 ``scores/eval_suspects.parquet``; a seed without a finished run is simulated as usual.
 
+``--audit-budgets 20,30,40,50`` adds, per dataset, the same oracle audit at those budgets
+(``strict``: R x eval size; the product's ``studio.eval_audit_budget`` defaults to 50): the
+flips found and the clean - audited gap in points, from the stored runs.
+
     PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/eval_audit.py \\
         --datasets bbc-news,drug-review --seeds 0,1,2 --sample 1000 --out /tmp/eval-audit
 """
@@ -24,10 +28,15 @@ import logging
 from pathlib import Path
 
 from relabeler import artifacts
-from relabeler.config import ScoreConfig
+from relabeler.config import RunConfig, ScoreConfig
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.score import fit_view_noise, load_split, load_train_view
-from relabeler.jobs.simulate import eval_audit_result, run_simulation, simulation_config
+from relabeler.jobs.simulate import (
+    eval_audit_result,
+    run_simulation,
+    simulation_config,
+    stored_audit,
+)
 from relabeler.report.stats import format_interval
 from relabeler.store import RunStore
 
@@ -58,8 +67,28 @@ def rerank_eval(out: Path) -> None:
                         fit_view_noise(view, cfg))
     result_path = out / "simulation.json"
     result = json.loads(result_path.read_text())
-    result["eval_audit"] = eval_audit_result(store)
+    result["eval_audit"] = eval_audit_result(
+        store, configured_budget=RunConfig().studio.eval_audit_budget)
     result_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def budget_rows(dataset: str, runs: list[Path], budgets: list[str]) -> list[str]:
+    """Markdown rows: per audit budget (``strict`` = R x eval size), the flips an oracle audit
+    of the top rows finds over the runs and the clean - audited accuracy gap in points (mean
+    with a 95% t-interval, the mean absolute gap, the runs within 1 point)."""
+    lines = []
+    for name in budgets:
+        audits = [stored_audit(RunStore(run / "run"), None if name == "strict" else int(name))
+                  for run in runs]
+        gap = [100 * (a["clean"] - a["audited"]) for a in audits]
+        low, high = min(a["budget"] for a in audits), max(a["budget"] for a in audits)
+        rows = str(low) if low == high else f"{low}-{high}"
+        lines.append(
+            f"| {dataset} | {name} ({rows}) "
+            f"| {sum(a['found'] for a in audits)} of {sum(a['n_flipped'] for a in audits)} | "
+            f"{format_interval(gap, 2)} | {sum(abs(g) for g in gap) / len(gap):.2f} | "
+            f"{sum(abs(g) <= 1 for g in gap)} of {len(gap)} |")
+    return lines
 
 
 def main() -> None:
@@ -74,9 +103,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rerank", action="store_true",
                         help="rank the eval rows of finished runs in --out again")
+    parser.add_argument("--audit-budgets", default="",
+                        help="also audit the top N eval rows, e.g. strict,20,30,40,50")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [b for b in args.audit_budgets.split(",") if b]
+    audit_table = []
     print("| dataset | seed | eval ranking AUPRC | cleanlab best | flipped in the top budget | "
           "accuracy, clean labels | noisy labels | audited labels |")
     print("|---|---|---|---|---|---|---|---|")
@@ -97,6 +130,11 @@ def main() -> None:
         a, b, c, d, e = (format_interval(col) for col in cols[:5])
         print(f"| {dataset} | mean, 95% CI | {a} | {b} | | {c} | {d} | {e} |")
         print(f"| {dataset} | clean - audited | | | | {format_interval(gap)} | | |", flush=True)
+        audit_table += budget_rows(dataset, [args.out / f"{dataset}-{s}" for s in seeds], budgets)
+    if audit_table:
+        print("\n| dataset | audit budget (rows) | flips found | clean - audited (points) | "
+              "mean absolute gap | runs within 1 point |\n|---|---|---|---|---|---|")
+        print("\n".join(audit_table))
 
 
 if __name__ == "__main__":

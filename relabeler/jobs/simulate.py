@@ -319,7 +319,9 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         **({"coverage": coverage_result} if coverage_result else {}),
         **({"rounds": rounds_result} if rounds_result else {}),
         **({"shortcut": shortcut_block} if shortcut else {}),
-        **({"eval_audit": eval_audit_result(store)} if config.data.eval_noise_rate else {}),
+        **({"eval_audit": eval_audit_result(
+            store, configured_budget=config.studio.eval_audit_budget)}
+           if config.data.eval_noise_rate else {}),
         **({"annotators": annotator_experiment(
             view, suspects, truth, list(annotators), budget=int(round(
                 max(budgets) * len(view.ids))) if budgets else int(flipped.sum()),
@@ -392,18 +394,18 @@ def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
             "crowdlab_accuracy": float(np.mean(crowdlab == true))}
 
 
-def eval_audit_result(store: RunStore) -> dict:
+def eval_audit_result(store: RunStore, configured_budget: int | None = None) -> dict:
     """The eval audit against the eval labels flipped on purpose: the ranking's AUPRC (and
     cleanlab's best on the same eval probabilities), and one model's accuracy on the clean, the
-    noisy and the audited eval labels (the top ``R x eval size`` rows answered by an oracle)."""
+    noisy and the audited eval labels. ``budget``, ``found`` and ``accuracy.audited``: the
+    strict audit, the top ``R x eval size`` rows answered by an oracle. ``configured_budget``
+    (the run's ``studio.eval_audit_budget``, what ``push`` sends by default) adds a
+    ``configured`` block with the same audit at that budget (capped at the eval rows)."""
     evaluation = store.read_table(artifacts.EVAL.path).to_pandas().set_index("id")
     ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
     flipped = evaluation["flipped"].reindex(ranked["id"]).to_numpy(dtype=bool)
     rate = float(store.stage_info("data")["info"]["eval_noise_rate"])
     budget = int(round(rate * len(evaluation)))
-    audited = evaluation["label"].copy()
-    top = ranked["id"].head(budget)
-    audited.loc[top] = evaluation.loc[top, "true_label"]
     classes = store.read_json(artifacts.LABELS.path)
     view = load_split(store, "eval", classes)
     is_flipped = evaluation["flipped"].reindex(view.ids).to_numpy(dtype=bool)
@@ -411,14 +413,48 @@ def eval_audit_result(store: RunStore) -> dict:
                  for name, score in cleanlab_scores(view.labels, view.probs).items()}
     predictions = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
     pred = predictions["pred"].reindex(evaluation.index)
-    return {"rate": rate, "budget": budget,
-            "auprc": detection_metrics(ranked["suspect_score"].to_numpy(dtype=np.float64),
-                                       flipped)["auprc"],
-            "cleanlab_auprc": baselines,
-            "found": int(flipped[:budget].sum()), "n_flipped": int(flipped.sum()),
-            "accuracy": {"clean": float((pred == evaluation["true_label"]).mean()),
-                         "noisy": float((pred == evaluation["label"]).mean()),
-                         "audited": float((pred == audited).mean())}}
+    strict = audit_at(evaluation, ranked["id"], pred, budget)
+    result = {"rate": rate, "budget": budget,
+              "auprc": detection_metrics(ranked["suspect_score"].to_numpy(dtype=np.float64),
+                                         flipped)["auprc"],
+              "cleanlab_auprc": baselines,
+              "found": strict["found"], "n_flipped": int(flipped.sum()),
+              "accuracy": {"clean": float((pred == evaluation["true_label"]).mean()),
+                           "noisy": float((pred == evaluation["label"]).mean()),
+                           "audited": strict["audited"]}}
+    if configured_budget is not None:
+        result["configured"] = audit_at(evaluation, ranked["id"], pred,
+                                        min(configured_budget, len(ranked)))
+    return result
+
+
+def audit_at(evaluation: pd.DataFrame, ranked_ids: pd.Series, pred: pd.Series,
+             budget: int) -> dict:
+    """An oracle answers the top ``budget`` eval rows of the ranking (``ranked_ids``, best
+    first). evaluation: id-indexed label, true_label, flipped; pred: the model's eval
+    predictions, id-indexed. Returns the budget, the flipped rows found and the model's
+    accuracy on the audited labels."""
+    top = ranked_ids.head(budget)
+    audited = evaluation["label"].copy()
+    audited.loc[top] = evaluation.loc[top, "true_label"]
+    return {"budget": int(budget), "found": int(evaluation.loc[top, "flipped"].sum()),
+            "audited": float((pred.reindex(evaluation.index) == audited).mean())}
+
+
+def stored_audit(store: RunStore, budget: int | None = None) -> dict:
+    """:func:`audit_at` on a finished simulation's stored eval split, eval ranking and eval
+    predictions (``budget`` None: R x eval size, capped at the eval rows), plus the flips and
+    the clean-label accuracy: audit budgets compared without simulating again."""
+    evaluation = store.read_table(artifacts.EVAL.path).to_pandas().set_index("id")
+    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
+    pred = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index(
+        "id")["pred"].reindex(evaluation.index)
+    if budget is None:
+        budget = int(round(float(store.stage_info("data")["info"]["eval_noise_rate"])
+                           * len(evaluation)))
+    return {**audit_at(evaluation, ranked["id"], pred, min(budget, len(ranked))),
+            "n_flipped": int(evaluation["flipped"].sum()),
+            "clean": float((pred == evaluation["true_label"]).mean())}
 
 
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
@@ -540,6 +576,18 @@ def markdown_table(result: dict) -> str:
                   f"{planted['anti_accuracy']['shortcut']:.4f}; mitigated "
                   f"({planted['mitigation']}) {planted['accuracy']['mitigated']:.4f}, on the "
                   f"anti-shortcut eval {planted['anti_accuracy']['mitigated']:.4f}."]
+    audit = result.get("eval_audit")
+    if audit:
+        acc, configured = audit["accuracy"], audit.get("configured")
+        lines += ["", f"Eval audit: {audit['n_flipped']} eval labels flipped "
+                  f"({audit['rate']:.0%}); ranking AUPRC {audit['auprc']:.3f} (cleanlab best "
+                  f"{max(audit['cleanlab_auprc'].values()):.3f}); eval accuracy on the clean "
+                  f"labels {acc['clean']:.4f}, noisy {acc['noisy']:.4f}, audited "
+                  f"{acc['audited']:.4f} (R x eval size = {audit['budget']} rows answered, "
+                  f"{audit['found']} flips found)"
+                  + (f", audited {configured['audited']:.4f} at studio.eval_audit_budget = "
+                     f"{configured['budget']} ({configured['found']} found)." if configured
+                     else ".")]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

@@ -4,11 +4,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from relabeler import artifacts
 from relabeler.cli import main
 from relabeler.debias import DEFAULT_MITIGATION
-from relabeler.jobs.simulate import METHODS, cleanlab_scores
+from relabeler.jobs.simulate import METHODS, audit_at, cleanlab_scores, stored_audit
 from relabeler.report.metrics import detection_metrics
 from relabeler.store import RunStore
 
@@ -47,6 +49,53 @@ def test_cleanlab_scores_are_suspect_scores(monkeypatch):
     p_given = probs[np.arange(30), labels]
     np.testing.assert_allclose(scores["cleanlab_find_label_issues"][flagged],
                                2 - p_given[flagged], atol=1e-6)
+
+
+def audited_eval() -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Ten eval rows, e0-e2 flipped; the model predicts the true label except on e2 (it agrees
+    with the wrong label) and e9 (wrong). Ranked e0, e5, e1, e6, e2, then the rest."""
+    ids = [f"e{i}" for i in range(10)]
+    true = ["a", "b"] * 5
+    label = ["b", "a", "b"] + true[3:]
+    pred = true[:2] + ["b"] + true[3:9] + ["a"]
+    evaluation = pd.DataFrame({"label": label, "true_label": true,
+                               "flipped": [i < 3 for i in range(10)]}, index=ids)
+    order = ["e0", "e5", "e1", "e6", "e2", "e3", "e4", "e7", "e8", "e9"]
+    return evaluation, pd.Series(order), pd.Series(pred, index=ids)
+
+
+def test_audit_at_answers_the_top_rows_like_an_oracle():
+    evaluation, ranked, pred = audited_eval()
+    # clean accuracy 0.8 (e2, e9 wrong), noisy 0.7
+    assert audit_at(evaluation, ranked, pred, 0) == {"budget": 0, "found": 0, "audited": 0.7}
+    assert audit_at(evaluation, ranked, pred, 1) == {"budget": 1, "found": 1, "audited": 0.8}
+    # e0 and e1 fixed, e2 still wrong where the model agrees with it: the audited labels
+    # overstate the accuracy (0.9 against 0.8 on the clean labels)
+    assert audit_at(evaluation, ranked, pred, 3) == {"budget": 3, "found": 2, "audited": 0.9}
+    assert audit_at(evaluation, ranked, pred, 5) == {"budget": 5, "found": 3, "audited": 0.8}
+
+
+def test_stored_audit_reads_a_finished_simulation(tmp_path):
+    evaluation, ranked, pred = audited_eval()
+    store = RunStore(str(tmp_path / "run"))
+    store.write_table(artifacts.EVAL.path, pa.Table.from_pandas(
+        evaluation.rename_axis("id").reset_index().assign(text="t")))
+    score = np.linspace(1, 0, 10, dtype=np.float32)
+    given = evaluation["label"].reindex(ranked).to_numpy()
+    store.write_table(artifacts.EVAL_SUSPECTS.path, pa.Table.from_pandas(pd.DataFrame({
+        "id": ranked, "rank": np.arange(1, 11), "suspect_score": score, "given_label": given,
+        "suggested_label": given, "suggested_confidence": score, "margin": score,
+        "knn_margin": score})))
+    store.write_table(artifacts.EVAL_PREDICTIONS.path, pa.table({
+        "id": pred.index.tolist(), "label": evaluation["label"].tolist(), "pred": pred.tolist(),
+        "probs": pa.array([[0.5, 0.5]] * 10, pa.list_(pa.float32(), 2))}))
+    store.mark_done("data", {"eval_noise_rate": 0.3})
+    # no budget: R x eval size = 3 rows
+    assert stored_audit(store) == {"budget": 3, "found": 2, "audited": 0.9, "n_flipped": 3,
+                                   "clean": 0.8}
+    # the product's default of 50 is capped at the 10 eval rows
+    assert stored_audit(store, 50) == {"budget": 10, "found": 3, "audited": 0.8,
+                                       "n_flipped": 3, "clean": 0.8}
 
 
 @pytest.mark.slow
@@ -132,6 +181,11 @@ def test_simulate_audits_eval_labels_flipped_on_purpose(ray_session, tmp_path):
     audit = result["eval_audit"]
     assert audit["rate"] == 0.1 and audit["n_flipped"] == 20 and audit["budget"] == 20
     assert 0 <= audit["found"] <= 20
+    # the audit push sends by default (studio.eval_audit_budget = 50) beside the strict one
+    configured = audit["configured"]
+    assert configured["budget"] == 50 and audit["found"] <= configured["found"] <= 20
+    assert 0 < configured["audited"] <= 1
+    assert "at studio.eval_audit_budget = 50" in (out / "simulation.md").read_text()
     assert audit["auprc"] > 0.5
     assert set(audit["cleanlab_auprc"]) == {"cleanlab_self_confidence",
                                             "cleanlab_normalized_margin",
