@@ -14,6 +14,10 @@ records, per round, whether it did.
 ``--runs`` holds the run folders of ``benchmarks/gain.py --rounds 4`` (each ``<setting>-seed<S>-
 <variant>/`` with ``run/`` and ``rounds4-refit/simulation.json``); replays are cached under
 ``--cache`` and reused.
+
+``--redraw-controls`` asks what more random controls (``studio.control_share``) would buy:
+:func:`redraw_controls` draws them again from the known truth at several shares and
+:func:`controls_needed` works out how many a point within 20% of the truth would take.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 log = logging.getLogger("remaining")
 
@@ -178,6 +183,251 @@ def estimates(replayed: dict) -> list[dict]:
     return rows
 
 
+#: the control shares :func:`redraw_controls` tries (of a round's tasks; 0.05 is the default)
+SHARES = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _population(replayed: dict, r: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Round ``r`` (0-based): the rows nobody had answered after it, whether each label is
+    wrong, the chances under the scoring that picked the round, and that round's ratio of
+    corrections to chances on its flagged tasks (the calibration the point uses)."""
+    from relabeler.report.remaining import ANSWERED, corrected
+
+    record = replayed["rounds"][r]
+    answers = record["corrections"][record["corrections"]["action"].isin(ANSWERED)]
+    ids = pd.Index(replayed["ids"])
+    unanswered = ~ids.isin(set(answers["id"]))
+    chances = replayed["scorings"][r]["p_wrong"]
+    manifest = record["manifest"]
+    # as estimate_remaining calibrates: every answered task of the round
+    tasks = answers[answers["id"].isin(set(manifest.loc[manifest["round"] == r + 1, "id"]))]
+    ratio = corrected(tasks).sum() / chances[ids.get_indexer(tasks["id"])].sum()
+    rows = np.flatnonzero(unanswered)
+    return replayed["flipped"][rows], chances[rows], float(ratio)
+
+
+def redraw_controls(replayed: dict, *, shares=SHARES, draws: int = 200, seed: int = 0
+                    ) -> list[dict]:
+    """Per round, control share and draw: the wrong labels left and three points when
+    ``share`` x the round's tasks controls a round (so r x that by round r) are drawn afresh
+    from the rows nobody answered, each [low, point, high] in the controls' interval: the
+    controls' rate, the ratio estimator (the chances' sum x the controls' corrections over
+    their chances) and the queue-calibrated chances (the point as it is, without the noise
+    model's count). Every control is an extra label: the queue's tasks stay as replayed."""
+    from relabeler.report.stats import rate_interval
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for r, record in enumerate(replayed["rounds"]):
+        wrong, chances, ratio = _population(replayed, r)
+        manifest = record["manifest"]
+        size = int((manifest["round"] == r + 1).sum())
+        for share in shares:
+            k = min((r + 1) * max(1, round(share * size)), len(wrong) - 1)
+            for _ in range(draws):
+                drawn = np.zeros(len(wrong), dtype=bool)
+                drawn[rng.choice(len(wrong), size=k, replace=False)] = True
+                hits, rest = wrong[drawn].sum(), ~drawn
+                low, high = (len(wrong) - k) * np.asarray(rate_interval(int(hits), k))
+                points = {"controls": (len(wrong) - k) * hits / k,
+                          "ratio": chances[rest].sum() * hits / max(chances[drawn].sum(), 1e-9),
+                          "calibrated": ratio * chances[rest].sum()}
+                out.append({"run": replayed["name"], "round": r + 1, "share": share,
+                            "n_controls": k, "truth": int(wrong[rest].sum()),
+                            **{name: [low, min(max(p, low), high), high]
+                               for name, p in points.items()}})
+    return out
+
+
+def controls_needed(replayed: dict, *, within: float = 0.2, chance: float = 0.9) -> list[dict]:
+    """Per round: the controls (drawn from the rows nobody answered) that put the point
+    within ``within`` of the truth with probability ``chance``, for the controls' rate and for
+    the ratio estimator on the chances; simple random sampling's normal approximation with
+    the finite-population correction, from the known truth."""
+    z = stats.norm.ppf(0.5 + chance / 2)
+    out = []
+    for r in range(len(replayed["rounds"])):
+        wrong, chances, _ = _population(replayed, r)
+        n, total = len(wrong), wrong.sum()
+        if not total:
+            continue
+        need = {}
+        for name, residual in (("controls", wrong - wrong.mean()),
+                               ("ratio", wrong - total / chances.sum() * chances)):
+            a = (z * n * residual.std(ddof=1) / (within * total)) ** 2
+            need[name] = a / (1 + a / n)
+        out.append({"run": replayed["name"], "round": r + 1, "rows": n, "truth": int(total),
+                    **need})
+    return out
+
+
+def redraw_tables(rows: list[dict], needed: list[dict]) -> str:
+    """The markdown of ``--redraw-controls``: per share, the controls a round and the share of
+    cases within 20% (all rounds; round 1) and covered, then the controls needed."""
+    frame = pd.DataFrame([r for r in rows if r["truth"] > 0])
+    # one interval for the three points: the controls' own
+    frame["covers"] = [lo <= t <= hi for (lo, _, hi), t in
+                       zip(frame["controls"], frame["truth"], strict=True)]
+    for name in ("controls", "ratio", "calibrated"):
+        point = frame[name].map(lambda x: x[1])
+        frame[name] = (point - frame["truth"]).abs() / frame["truth"] <= 0.2
+    lines = ["| control share | controls a round (median) | within 20%: controls' rate | "
+             "ratio estimator | calibrated chances | round 1: ratio estimator | "
+             "interval covers |", "|---|---|---|---|---|---|---|"]
+    for share, group in frame.groupby("share"):
+        first = group[group["round"] == 1]
+        lines.append(f"| {share:g} | {np.median(group['n_controls'] / group['round']):.0f} | "
+                     f"{group['controls'].mean():.0%} | {group['ratio'].mean():.0%} | "
+                     f"{group['calibrated'].mean():.0%} | {first['ratio'].mean():.0%} | "
+                     f"{group['covers'].mean():.0%} |")
+    need = pd.DataFrame(needed)
+    need["setting"] = need["run"].str.replace(r"-seed\d+.*", "", regex=True)
+    lines += ["", "| setting | rows unanswered | wrong left | controls needed: controls' rate "
+              "| ratio estimator |", "|---|---|---|---|---|"]
+    # medians over the seeds, rounds 1 / 2 / 3 / 4
+    for setting, group in need.groupby("setting"):
+        per_round = group.groupby("round")[["rows", "truth", "controls", "ratio"]].median()
+        cells = [" / ".join(f"{v:.0f}" for v in per_round[c]) for c in per_round.columns]
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: the chance bands of the per-band ratios, and their prior's weight in corrections (the
+#: calibration's own minimum, ``MIN_CORRECTIONS``): chosen before measuring, not fitted
+BANDS = (0.0, 0.05, 0.2, 0.5, 1.01)
+PRIOR_CORRECTIONS = 10.0
+
+
+#: the chances below which a row counts as agreeing with its label in
+#: :func:`eval_referenced_total`; 0.5 was chosen first (the model prefers the given label to
+#: all the others together), the other two show how much the count depends on it
+AGREEING = (0.3, 0.5, 0.7)
+
+
+def eval_referenced_total(folder: Path, *, at_most: float = 0.5) -> float:
+    """The wrong labels in the training rows by Storey's estimate of the null share, with the
+    eval rows as clean labels (true in the simulation, where only training labels are
+    flipped): 1 - the share of training rows whose out-of-fold chance that the label is
+    wrong is at most ``at_most`` over the same share on the eval rows (their model's)."""
+    from relabeler import artifacts
+    from relabeler.store import RunStore
+
+    store = RunStore(folder / "run")
+    classes = {c: i for i, c in enumerate(store.read_json(artifacts.LABELS.path))}
+
+    def agreeing(table, labels) -> np.ndarray:
+        probs = np.stack(table["probs"].to_numpy())
+        return probs[np.arange(len(probs)), labels] >= 1.0 - at_most
+
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    oof = store.read_table(artifacts.OOF.path).to_pandas().merge(train[["id", "label"]], on="id")
+    held = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas()
+    share = (agreeing(oof, oof["label"].map(classes)).mean()
+             / agreeing(held, held["label"].map(classes)).mean())
+    return len(oof) * (1.0 - share)
+
+
+def variants(replayed: dict, folder: Path) -> list[dict]:
+    """Per round: the truth, the controls' interval, and the points of the estimators tried on
+    2026-12-05 (docs/benchmarks.md): the calibrated count and the noise model's count as the
+    point uses them, the round's ratio applied to the chances of the scoring after the round
+    (the next round's), a ratio per chance band shrunk toward the round's, and the
+    eval-referenced total less the corrections found in place of the noise model's count."""
+    from relabeler.report.remaining import ANSWERED, corrected, estimate_remaining
+
+    ids = pd.Index(replayed["ids"])
+    totals = {at_most: eval_referenced_total(folder, at_most=at_most) for at_most in AGREEING}
+    rows = []
+    for r, record in enumerate(replayed["rounds"]):
+        chances = {q + 1: pd.Series(scoring["p_wrong"], index=ids)
+                   for q, scoring in enumerate(replayed["scorings"][:r + 1])}
+        left = estimate_remaining(record["manifest"], record["corrections"], replayed["n"],
+                                  next_batch=record["next_batch"], stop_rate=0.05,
+                                  model_wrong=replayed["model_wrong"],
+                                  wrong_probability=chances)
+        answers = record["corrections"][record["corrections"]["action"].isin(ANSWERED)]
+        unanswered = ~ids.isin(set(answers["id"]))
+        calibration = left["calibration"]
+        after = replayed["scorings"][r + 1] if r + 1 < len(replayed["scorings"]) else None
+        found = float(corrected(answers).sum())
+        point = {"calibrated": left["remaining_calibrated"], "noise model": left["remaining_model"]}
+        # a total below the corrections already found is refuted by the answers
+        point |= {f"eval-referenced {at_most:g}": (total - found if total > found
+                                                    else left["remaining_model"])
+                  for at_most, total in totals.items()}
+        point["next scoring"] = (None if calibration is None or after is None
+                                 else calibration * after["p_wrong"][unanswered].sum())
+        if calibration is not None:
+            # the round's tasks and the controls still standing, all under the round's scoring
+            manifest = record["manifest"]
+            used = manifest[(manifest["round"] == r + 1) | (manifest["source"] == "random_control")]
+            used = answers[answers["id"].isin(set(used["id"]))]
+            x = chances[r + 1]
+            band = np.digitize(x.loc[used["id"]], BANDS) - 1
+            band_left = np.digitize(x[unanswered], BANDS) - 1
+            hits = corrected(used).to_numpy(dtype=float)
+            point["bands"] = sum(
+                (hits[band == b].sum() + PRIOR_CORRECTIONS)
+                / (x.loc[used["id"]].to_numpy()[band == b].sum() + PRIOR_CORRECTIONS / calibration)
+                * x[unanswered].to_numpy()[band_left == b].sum() for b in range(len(BANDS) - 1))
+        rows.append({"run": replayed["name"], "round": r + 1,
+                     "truth": replayed["true_remaining"][r], "interval": left["remaining"],
+                     **point})
+    return rows
+
+
+def variants_table(rows: list[dict]) -> str:
+    """The markdown of ``--variants``: each rule's share of cases within 20% of the truth
+    (all, round 1 and per setting) and its median error. A rule "in place of X" keeps the
+    point's rule (the calibrated count where it exists and is the smaller, else the noise
+    model's count; inside the controls' interval) with X swapped; the inverse-variance
+    combination weights the log counts by their mean squared log error on the other two
+    data sets (leave one data set out)."""
+    frame = pd.DataFrame([r for r in rows if r["truth"] > 0]).reset_index(drop=True)
+    frame["setting"] = frame["run"].str.replace(r"-seed\d+.*", "", regex=True)
+    frame["dataset"] = frame["run"].str.split("-").str[0]
+    low = np.array([x[0] for x in frame["interval"]])
+    high = np.array([x[2] for x in frame["interval"]])
+
+    def rule(calibrated: pd.Series, model: pd.Series) -> np.ndarray:
+        take = calibrated.notna() & (calibrated.fillna(np.inf) <= model)
+        return np.where(take, calibrated.fillna(0), model).astype(float)
+
+    log_error = {name: np.log(np.maximum(frame[name].astype(float), 1) / frame["truth"])
+                 for name in ("calibrated", "noise model")}
+    combined = np.empty(len(frame))
+    for dataset in frame["dataset"].unique():
+        mine = (frame["dataset"] == dataset).to_numpy()
+        mse = {name: np.nanmean(e[~mine] ** 2) for name, e in log_error.items()}
+        weight = (1 / mse["calibrated"]) / (1 / mse["calibrated"] + 1 / mse["noise model"])
+        logs = {name: np.log(np.maximum(frame[name].astype(float), 1)) for name in mse}
+        both = np.exp(weight * logs["calibrated"] + (1 - weight) * logs["noise model"])
+        combined[mine] = np.where(frame["calibrated"].notna(), both,
+                                  frame["noise model"])[mine]
+    model = frame["noise model"].astype(float)
+    points = {
+        "the point now (calibrated, else the noise model)": rule(frame["calibrated"], model),
+        "next round's scoring, in place of the calibrated count":
+            rule(frame["next scoring"].fillna(frame["calibrated"]), model),
+        "inverse-variance combination (leave one data set out)": combined,
+        "ratios per chance band, in place of the calibrated count":
+            rule(frame["bands"], model),
+    }
+    for at_most in AGREEING:
+        points[f"eval-referenced total (chance <= {at_most:g} agrees), in place of the noise "
+               "model's"] = rule(frame["calibrated"], frame[f"eval-referenced {at_most:g}"])
+    settings = sorted(frame["setting"].unique())
+    lines = ["| point | within 20% | median error | round 1 | " + " | ".join(settings) + " |",
+             "|---|---|---|---|" + "---|" * len(settings)]
+    for name, point in points.items():
+        error = np.abs(np.clip(point, low, high) - frame["truth"]) / frame["truth"]
+        within = error <= 0.2
+        cells = [f"{within[frame['setting'] == s].mean():.0%}" for s in settings]
+        lines.append(f"| {name} | {within.mean():.0%} | {np.median(error):.0%} | "
+                     f"{within[frame['round'] == 1].mean():.0%} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summary(rows: list[dict], *, by: str = "setting") -> pd.DataFrame:
     """Per setting (or round, ``by``) and overall: cases, the share of points within 20% of
     the truth, the median relative error and the interval's coverage, before and after."""
@@ -223,6 +473,10 @@ def main() -> None:
     parser.add_argument("--cached-only", action="store_true",
                         help="measure the replays cached so far, replay nothing")
     parser.add_argument("--cases", type=Path, help="write every case's numbers here (JSON)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also measure the estimators tried and dropped (variants)")
+    parser.add_argument("--redraw-controls", action="store_true",
+                        help="also draw the controls again at several shares (SHARES)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("relabeler",):
@@ -230,14 +484,26 @@ def main() -> None:
     folders = sorted(p for p in args.runs.iterdir() if NAME.match(p.name)
                      and (p / "rounds4-refit" / "simulation.json").exists()
                      and args.only in p.name)
-    rows = []
+    rows, tried, redrawn, needed = [], [], [], []
     for folder in folders:
         if args.cached_only and not (args.cache / f"{folder.name}-upto{args.upto}.pkl").exists():
             continue
-        rows += estimates(cached_replay(folder, args.cache, args.pooling, upto=args.upto))
+        replayed = cached_replay(folder, args.cache, args.pooling, upto=args.upto)
+        rows += estimates(replayed)
+        if args.variants:
+            tried += variants(replayed, folder)
+        if args.redraw_controls:
+            redrawn += redraw_controls(replayed)
+            needed += controls_needed(replayed)
     print(markdown(summary(rows)))
     print()
     print(markdown(summary(rows, by="round")))
+    if args.variants:
+        print()
+        print(variants_table(tried))
+    if args.redraw_controls:
+        print()
+        print(redraw_tables(redrawn, needed))
     if args.cases:
         pd.DataFrame(rows).to_json(args.cases, orient="records", indent=1)
 
