@@ -302,13 +302,18 @@ PRIOR_CORRECTIONS = 10.0
 #: :func:`eval_referenced_total`; 0.5 was chosen first (the model prefers the given label to
 #: all the others together), the other two show how much the count depends on it
 AGREEING = (0.3, 0.5, 0.7)
+#: shares of the eval labels flipped (uniformly to another class) to see what the
+#: eval-referenced total (at 0.5) makes of an eval set that is not clean
+EVAL_FLIPS = (0.05, 0.1, 0.2)
 
 
-def eval_referenced_total(folder: Path, *, at_most: float = 0.5) -> float:
+def eval_referenced_total(folder: Path, *, at_most: float = 0.5, eval_flips: float = 0.0,
+                          seed: int = 0) -> float:
     """The wrong labels in the training rows by Storey's estimate of the null share, with the
     eval rows as clean labels (true in the simulation, where only training labels are
     flipped): 1 - the share of training rows whose out-of-fold chance that the label is
-    wrong is at most ``at_most`` over the same share on the eval rows (their model's)."""
+    wrong is at most ``at_most`` over the same share on the eval rows (their model's), with
+    ``eval_flips`` of the eval labels flipped at random first."""
     from relabeler import artifacts
     from relabeler.store import RunStore
 
@@ -322,8 +327,11 @@ def eval_referenced_total(folder: Path, *, at_most: float = 0.5) -> float:
     train = store.read_table(artifacts.TRAIN.path).to_pandas()
     oof = store.read_table(artifacts.OOF.path).to_pandas().merge(train[["id", "label"]], on="id")
     held = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas()
-    share = (agreeing(oof, oof["label"].map(classes)).mean()
-             / agreeing(held, held["label"].map(classes)).mean())
+    given = held["label"].map(classes).to_numpy().copy()
+    rng = np.random.default_rng(seed)
+    flip = rng.random(len(given)) < eval_flips
+    given[flip] = (given[flip] + rng.integers(1, len(classes), flip.sum())) % len(classes)
+    share = agreeing(oof, oof["label"].map(classes)).mean() / agreeing(held, given).mean()
     return len(oof) * (1.0 - share)
 
 
@@ -336,7 +344,10 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
     from relabeler.report.remaining import ANSWERED, corrected, estimate_remaining
 
     ids = pd.Index(replayed["ids"])
-    totals = {at_most: eval_referenced_total(folder, at_most=at_most) for at_most in AGREEING}
+    totals = {f"{at_most:g}": eval_referenced_total(folder, at_most=at_most)
+              for at_most in AGREEING}
+    totals |= {f"0.5, eval flips {flips:g}": eval_referenced_total(folder, eval_flips=flips)
+               for flips in EVAL_FLIPS}
     rows = []
     for r, record in enumerate(replayed["rounds"]):
         chances = {q + 1: pd.Series(scoring["p_wrong"], index=ids)
@@ -352,9 +363,9 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
         found = float(corrected(answers).sum())
         point = {"calibrated": left["remaining_calibrated"], "noise model": left["remaining_model"]}
         # a total below the corrections already found is refuted by the answers
-        point |= {f"eval-referenced {at_most:g}": (total - found if total > found
-                                                    else left["remaining_model"])
-                  for at_most, total in totals.items()}
+        point |= {f"eval-referenced {name}": (total - found if total > found
+                                               else left["remaining_model"])
+                  for name, total in totals.items()}
         point["next scoring"] = (None if calibration is None or after is None
                                  else calibration * after["p_wrong"][unanswered].sum())
         if calibration is not None:
@@ -413,9 +424,10 @@ def variants_table(rows: list[dict]) -> str:
         "ratios per chance band, in place of the calibrated count":
             rule(frame["bands"], model),
     }
-    for at_most in AGREEING:
-        points[f"eval-referenced total (chance <= {at_most:g} agrees), in place of the noise "
-               "model's"] = rule(frame["calibrated"], frame[f"eval-referenced {at_most:g}"])
+    for name in [f"{at_most:g}" for at_most in AGREEING] + [
+            f"0.5, eval flips {flips:g}" for flips in EVAL_FLIPS]:
+        points[f"eval-referenced total (chance <= {name}), in place of the noise model's"] = (
+            rule(frame["calibrated"], frame[f"eval-referenced {name}"]))
     settings = sorted(frame["setting"].unique())
     lines = ["| point | within 20% | median error | round 1 | " + " | ".join(settings) + " |",
              "|---|---|---|---|" + "---|" * len(settings)]
