@@ -31,12 +31,8 @@ from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.score import fit_view_noise, load_split, load_train_view
-from relabeler.jobs.simulate import (
-    eval_audit_result,
-    run_simulation,
-    simulation_config,
-    stored_audit,
-)
+from relabeler.jobs.simulate import run_simulation, simulation_config
+from relabeler.jobs.simulate_eval_audit import eval_audit_result, stored_audit
 from relabeler.report.stats import format_interval
 from relabeler.store import RunStore
 

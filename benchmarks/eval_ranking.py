@@ -27,9 +27,9 @@ from relabeler.config import ScoreConfig
 from relabeler.data.noise import inject_noise
 from relabeler.jobs.eval_audit import score_eval
 from relabeler.jobs.score import SplitView, fit_view_noise, load_split, load_train_view
-from relabeler.jobs.simulate import cleanlab_scores
 from relabeler.report.metrics import detection_metrics
 from relabeler.report.stats import format_interval
+from relabeler.selectors.confidence import cleanlab_scores
 from relabeler.store import RunStore
 
 COLUMNS = {"relabeler": "relabeler eval ranking",

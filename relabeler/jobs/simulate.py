@@ -38,7 +38,7 @@ from relabeler.config import RunConfig, apply_overrides
 from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
-from relabeler.jobs.score import load_split, load_train_view, run_score
+from relabeler.jobs.score import load_train_view, run_score
 from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
     check_held,
@@ -48,6 +48,7 @@ from relabeler.jobs.simulate_coverage import (
     hold_out,
     subgroup_result,
 )
+from relabeler.jobs.simulate_eval_audit import eval_audit_result
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -58,6 +59,7 @@ from relabeler.jobs.simulate_shortcut import (
 from relabeler.jobs.train import run_train
 from relabeler.report.metrics import detection_metrics
 from relabeler.selectors import representer
+from relabeler.selectors.confidence import cleanlab_scores
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -81,27 +83,6 @@ def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: s
         "data.seed": seed, "data.noise_rate": noise, "data.noise_kind": noise_kind,
         "data.eval_noise_rate": eval_noise,
         "train.mode": mode, "train.folds": folds, "train.seed": seed, "extract.splits": splits})
-
-
-def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
-    """cleanlab's rankings on the given probabilities, as suspect scores (higher = worse).
-
-    ``find_label_issues`` returns a set, not a ranking: its flagged samples score
-    ``1 + (1 - self-confidence quality)`` (cleanlab's own order inside the set) and the rest 0.
-    """
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
-    self_conf = get_label_quality_scores(labels, probs, method="self_confidence")
-    margin = get_label_quality_scores(labels, probs, method="normalized_margin")
-    # n_jobs=1: its default forks a Pool, and a fork of a process holding Ray's and torch's
-    # threads can deadlock (it hung a CI run for the full 90 minutes)
-    flagged = find_label_issues(labels, probs, n_jobs=1)
-    return {
-        "cleanlab_self_confidence": 1.0 - self_conf,
-        "cleanlab_normalized_margin": 1.0 - margin,
-        "cleanlab_find_label_issues": np.where(flagged, 2.0 - self_conf, 0.0),
-    }
 
 
 DEFAULT_BUDGETS = (0.01, 0.02, 0.05, 0.10, 0.20)
@@ -392,69 +373,6 @@ def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
             "majority_accuracy": float(np.mean(majority == true)),
             "consensus_accuracy": float(np.mean(consensus == true)),
             "crowdlab_accuracy": float(np.mean(crowdlab == true))}
-
-
-def eval_audit_result(store: RunStore, configured_budget: int | None = None) -> dict:
-    """The eval audit against the eval labels flipped on purpose: the ranking's AUPRC (and
-    cleanlab's best on the same eval probabilities), and one model's accuracy on the clean, the
-    noisy and the audited eval labels. ``budget``, ``found`` and ``accuracy.audited``: the
-    strict audit, the top ``R x eval size`` rows answered by an oracle. ``configured_budget``
-    (the run's ``studio.eval_audit_budget``, what ``push`` sends by default) adds a
-    ``configured`` block with the same audit at that budget (capped at the eval rows)."""
-    evaluation = store.read_table(artifacts.EVAL.path).to_pandas().set_index("id")
-    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
-    flipped = evaluation["flipped"].reindex(ranked["id"]).to_numpy(dtype=bool)
-    rate = float(store.stage_info("data")["info"]["eval_noise_rate"])
-    budget = int(round(rate * len(evaluation)))
-    classes = store.read_json(artifacts.LABELS.path)
-    view = load_split(store, "eval", classes)
-    is_flipped = evaluation["flipped"].reindex(view.ids).to_numpy(dtype=bool)
-    baselines = {name: detection_metrics(score, is_flipped)["auprc"]
-                 for name, score in cleanlab_scores(view.labels, view.probs).items()}
-    predictions = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
-    pred = predictions["pred"].reindex(evaluation.index)
-    strict = audit_at(evaluation, ranked["id"], pred, budget)
-    result = {"rate": rate, "budget": budget,
-              "auprc": detection_metrics(ranked["suspect_score"].to_numpy(dtype=np.float64),
-                                         flipped)["auprc"],
-              "cleanlab_auprc": baselines,
-              "found": strict["found"], "n_flipped": int(flipped.sum()),
-              "accuracy": {"clean": float((pred == evaluation["true_label"]).mean()),
-                           "noisy": float((pred == evaluation["label"]).mean()),
-                           "audited": strict["audited"]}}
-    if configured_budget is not None:
-        result["configured"] = audit_at(evaluation, ranked["id"], pred,
-                                        min(configured_budget, len(ranked)))
-    return result
-
-
-def audit_at(evaluation: pd.DataFrame, ranked_ids: pd.Series, pred: pd.Series,
-             budget: int) -> dict:
-    """An oracle answers the top ``budget`` eval rows of the ranking (``ranked_ids``, best
-    first). evaluation: id-indexed label, true_label, flipped; pred: the model's eval
-    predictions, id-indexed. Returns the budget, the flipped rows found and the model's
-    accuracy on the audited labels."""
-    top = ranked_ids.head(budget)
-    audited = evaluation["label"].copy()
-    audited.loc[top] = evaluation.loc[top, "true_label"]
-    return {"budget": int(budget), "found": int(evaluation.loc[top, "flipped"].sum()),
-            "audited": float((pred.reindex(evaluation.index) == audited).mean())}
-
-
-def stored_audit(store: RunStore, budget: int | None = None) -> dict:
-    """:func:`audit_at` on a finished simulation's stored eval split, eval ranking and eval
-    predictions (``budget`` None: R x eval size, capped at the eval rows), plus the flips and
-    the clean-label accuracy: audit budgets compared without simulating again."""
-    evaluation = store.read_table(artifacts.EVAL.path).to_pandas().set_index("id")
-    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
-    pred = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index(
-        "id")["pred"].reindex(evaluation.index)
-    if budget is None:
-        budget = int(round(float(store.stage_info("data")["info"]["eval_noise_rate"])
-                           * len(evaluation)))
-    return {**audit_at(evaluation, ranked["id"], pred, min(budget, len(ranked))),
-            "n_flipped": int(evaluation["flipped"].sum()),
-            "clean": float((pred == evaluation["true_label"]).mean())}
 
 
 def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,

@@ -8,6 +8,8 @@ the given label. Every function returns a suspect score in [0, 1]; higher = more
 * :func:`area_under_margin`: the margin averaged over training epochs (Pleiss et al. 2020):
   a mislabeled sample is learned late, so its margin stays low while the clean ones rise.
   Written here: cleanlab scores probabilities, not training dynamics.
+* :func:`cleanlab_scores`: cleanlab's three rankings as they are, the baselines that
+  ``simulate`` and the benchmarks measure against (``find_label_issues``'s set scores above 1).
 """
 
 from __future__ import annotations
@@ -80,3 +82,24 @@ def area_under_margin(margins: np.ndarray) -> np.ndarray:
         raise ValueError("margins: probability margins must lie in [-1, 1]")
     mean = np.nanmean(margins, axis=1)
     return np.clip((1.0 - mean) / 2.0, 0.0, 1.0).astype(np.float32)
+
+
+def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """cleanlab's rankings on the given probabilities, as suspect scores (higher = worse).
+
+    ``find_label_issues`` returns a set, not a ranking: its flagged samples score
+    ``1 + (1 - self-confidence quality)`` (cleanlab's own order inside the set) and the rest 0.
+    """
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    self_conf = get_label_quality_scores(labels, probs, method="self_confidence")
+    margin = get_label_quality_scores(labels, probs, method="normalized_margin")
+    # n_jobs=1: its default forks a Pool, and a fork of a process holding Ray's and torch's
+    # threads can deadlock (it hung a CI run for the full 90 minutes)
+    flagged = find_label_issues(labels, probs, n_jobs=1)
+    return {
+        "cleanlab_self_confidence": 1.0 - self_conf,
+        "cleanlab_normalized_margin": 1.0 - margin,
+        "cleanlab_find_label_issues": np.where(flagged, 2.0 - self_conf, 0.0),
+    }

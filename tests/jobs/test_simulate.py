@@ -10,8 +10,10 @@ import pytest
 from relabeler import artifacts
 from relabeler.cli import main
 from relabeler.debias import DEFAULT_MITIGATION
-from relabeler.jobs.simulate import METHODS, audit_at, cleanlab_scores, stored_audit
+from relabeler.jobs.simulate import METHODS
+from relabeler.jobs.simulate_eval_audit import audit_at, stored_audit
 from relabeler.report.metrics import detection_metrics
+from relabeler.selectors.confidence import cleanlab_scores
 from relabeler.store import RunStore
 
 
