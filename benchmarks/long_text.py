@@ -22,10 +22,19 @@ model), the train+extract+score seconds and the whole run's wall seconds. Each r
 encoder cache, so each pays its own encoding, as a fresh run does. A run folder that holds a
 ``simulation.json`` is read, not rerun. Much slower.
 
+``--agree``: does the head experiment stand for ``relabeler train``? Over the ``truncate`` and
+``windows`` runs ``--pipeline`` left under ``--out`` (nothing is encoded: each run's own cache
+holds its states), the head experiment's features (:func:`window_states`, :func:`pick_states`)
+fed to the run's saved head, and a head refitted on them as the head experiment fits it
+(:class:`HeadRefitter`, the run's training seed), each against the run's
+``train/eval_predictions.parquet``.
+
     PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/long_text.py --data bbc-news \
         --sample 400 --seeds 0,1,2,3,4 --out /tmp/long-text
     PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/long_text.py --pipeline --data bbc-news \
         --sample 400 --seeds 0,1,2,3,4 --modes truncate,windows --out /tmp/lt-pipe
+    PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/long_text.py --agree --data bbc-news \
+        --sample 400 --seeds 0,1,2,3,4 --out /tmp/lt-pipe
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from relabeler import artifacts
 from relabeler.config import apply_overrides
 from relabeler.data import read_split
 from relabeler.jobs.simulate import run_simulation, simulation_config
-from relabeler.jobs.train import head_window_logits, window_states
+from relabeler.jobs.train import head_window_logits, pick_states, window_states
 from relabeler.long_text import TextWindows, mean_by_text
 from relabeler.model import load_classifier, pick_device
 from relabeler.report.stats import format_interval
@@ -61,7 +70,7 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     from relabeler.data import DEMO_DATASETS
     from relabeler.data.noise import inject_noise
     from relabeler.data.split import stratified_sample, stratified_split
-    from relabeler.jobs.train import fit_options, pick_states, stratified_folds
+    from relabeler.jobs.train import fit_options, stratified_folds
     from relabeler.report.metrics import detection_metrics
     from relabeler.training import HeadRefitter
 
@@ -209,6 +218,45 @@ def eval_poolings(run: dict) -> dict[str, float]:
     return {name: float(np.mean(p.argmax(1) == truth)) for name, p in pooled.items()}
 
 
+def agreement(args: argparse.Namespace, seeds: list[int]) -> None:
+    """``--agree`` (see the module docstring); prints one row per run."""
+    from relabeler.jobs.train import fit_options
+    from relabeler.training import HeadRefitter, seed_everything
+
+    print("| seed | mode | eval rows | train's eval accuracy | saved head on these features: "
+          "same predictions | refitted head: same predictions | refitted head: eval accuracy |")
+    print("|---|---|---|---|---|---|---|")
+    for seed in seeds:
+        for mode in ("truncate", "windows"):
+            if not (args.out / f"{args.data}-{seed}-{mode}" / "simulation.json").exists():
+                continue
+            run = run_mode(args, seed, mode)
+            store, config = run["store"], run["config"]
+            train = read_split(store.read_table(artifacts.TRAIN.path))
+            evaluation = read_split(store.read_table(artifacts.EVAL.path))
+            saved = load_classifier(store.get_dir(artifacts.MODEL.path))
+            classes = [saved.config.id2label[i] for i in range(saved.config.num_labels)]
+            device = pick_device()
+            states, windows = window_states(
+                config, saved, train["text"].tolist() + evaluation["text"].tolist(), device,
+                progress=False)
+            features = pick_states(states, windows, mode)
+            n = len(train)
+            written = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas()
+            pred = written["pred"].map(classes.index).to_numpy()
+            truth = evaluation["label"].map(classes.index).to_numpy()
+            by_saved = head_probs(saved, features[n:], device).argmax(1)
+            seed_everything(config.train.seed)  # the initial head train's fit starts from
+            fresh = load_classifier(config.model.name, classes, pooling=config.model.pooling)
+            refit = HeadRefitter(fresh, features, fit_options(config, device, progress=False),
+                                 device)
+            by_refit = refit.fit_predict(np.arange(n), train["label"].map(classes.index)
+                                         .to_numpy(), np.arange(n, len(features))).argmax(1)
+            print(f"| {seed} | {mode} | {len(evaluation)} | {run['accuracy']:.4f} | "
+                  f"{np.mean(by_saved == pred):.4f} | {np.mean(by_refit == pred):.4f} | "
+                  f"{np.mean(by_refit == truth):.4f} |", flush=True)
+
+
 def _max_by_text(values: np.ndarray, windows: TextWindows) -> np.ndarray:
     out = np.full((windows.n_texts, values.shape[1]), -np.inf)
     np.maximum.at(out, windows.sample, values)
@@ -230,10 +278,15 @@ def main() -> None:
                         help="a full relabeler simulate run per seed and mode")
     parser.add_argument("--modes", default=",".join(MODES),
                         help="--pipeline: the modes to run, truncate (the baseline) first")
+    parser.add_argument("--agree", action="store_true",
+                        help="check the head experiment against --pipeline's runs under --out")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.agree:
+        agreement(args, seeds)
+        return
     if not args.pipeline:
         heads_experiment(args, seeds)
         return
