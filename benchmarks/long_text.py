@@ -4,7 +4,8 @@ it costs).
 
 Default (``heads``): one fixed stratified sample of ``--sample`` texts is encoded once per
 reading (the frozen packaged MiniLM, head mode, ``max_length`` 128: the truncated texts, and
-every window of ``--stride`` shared tokens; timed, from an empty encoder cache under ``--out``).
+every window of ``--stride`` shared tokens; timed, wall and this process's CPU seconds, from an
+empty encoder cache under ``--out``).
 Each seed then splits it (``--eval-fraction``), flips ``--noise`` of the training labels
 (uniform) and trains one head per reading, as ``relabeler train`` does: ``truncate`` on the
 truncated states, ``windows`` on the mean of the window states, ``evidence`` on the window a
@@ -81,16 +82,17 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     classes = sorted(set(labels))
     truth = np.array([classes.index(x) for x in labels])
     device = pick_device()
-    encoded, seconds = {}, {}
+    encoded, seconds, cpu = {}, {}, {}
     for mode in ("truncate", "windows"):
         config = RunConfig()
         apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
                                  "model.window_stride": args.stride, "train.mode": "head",
                                  "model.cache_dir": str(args.out / "encoder-cache")})
         model = load_classifier(config.model.name, classes, pooling="auto")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         encoded[mode] = window_states(config, model, texts, device, progress=False)
         seconds[mode] = time.perf_counter() - started
+        cpu[mode] = time.process_time() - cpu_started
     states, windows = encoded["windows"]
     truncated = encoded["truncate"][0]
     mean_states = pick_states(states, windows, "windows")
@@ -98,7 +100,9 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     print(f"{len(texts)} texts, {len(states)} windows ({counts.mean():.2f} per text, "
           f"{np.mean(counts > 1):.0%} longer than one window); encoding {seconds['truncate']:.0f} "
           f"s truncated, {seconds['windows']:.0f} s windows "
-          f"({seconds['windows'] / seconds['truncate']:.2f}x)\n")
+          f"({seconds['windows'] / seconds['truncate']:.2f}x); this process's CPU seconds "
+          f"{cpu['truncate']:.0f} and {cpu['windows']:.0f} "
+          f"({cpu['windows'] / cpu['truncate']:.2f}x)\n")
     opts = fit_options(config, device, mode="head", progress=False)
 
     def refitter(features: torch.Tensor) -> HeadRefitter:
