@@ -27,6 +27,14 @@ Ethinyl estradiol / etonogestrel,Norethindrone,Sprintec,Junel Fe 1 / 20"
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
         --specs "drug-review:condition=Birth Control;drug-review:$HORM"
 
+``--ceilings`` adds what any k picks could buy (every pool row of the group labeled, k random
+rows of the group, k random rows outside it), as measured for docs/benchmarks.md "Coverage:
+more specs and ceilings":
+
+    PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
+        --ceilings --specs "bbc-news:label=business;bbc-news:label=entertainment;\
+bbc-news:cluster:10"
+
 (about 1 to 2 minutes per dataset, spec and seed on a shared 2-core CPU; the tables are in
 docs/benchmarks.md, "Coverage").
 """
@@ -82,8 +90,29 @@ def features_of(model, states) -> np.ndarray:
         return states.float().cpu().numpy()
 
 
+def ceilings(refit, *, train_rows: np.ndarray, train_labels: np.ndarray, pool_rows: np.ndarray,
+             pool_truth: np.ndarray, in_group_pool: np.ndarray, group_eval_rows: np.ndarray,
+             group_eval_truth: np.ndarray, k: int, seed: int) -> dict:
+    """What any k picks could buy: the group's eval accuracy after labeling every pool row of
+    the group ("all"), k random pool rows of the group ("group", richness 1) and k random pool
+    rows outside it ("outside": is the group learned from the rest of the data?)."""
+
+    def accuracy(extra: np.ndarray) -> float:
+        probs = refit.fit_predict(np.concatenate([train_rows, pool_rows[extra]]),
+                                  np.concatenate([train_labels, pool_truth[extra]]),
+                                  group_eval_rows)
+        return float(np.mean(probs.argmax(axis=1) == group_eval_truth))
+
+    rng = np.random.default_rng(seed + 5000)
+    group, outside = np.flatnonzero(in_group_pool), np.flatnonzero(~in_group_pool)
+    return {"all": accuracy(group),
+            "group": accuracy(rng.choice(group, size=min(k, len(group)), replace=False)),
+            "outside": accuracy(rng.choice(outside, size=min(k, len(outside)), replace=False))}
+
+
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
-            *, seed: int, pool_fraction: float, k: int, states: np.ndarray) -> dict:
+            *, seed: int, pool_fraction: float, k: int, states: np.ndarray,
+            with_ceilings: bool = False) -> dict | None:
     rng = np.random.default_rng(seed)
     split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
     frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
@@ -124,6 +153,8 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     # measured on the group's eval rows that did not steer acquisition (simulate's measured_rows)
     group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool)
                                 & ~steering(splits["eval"].ids, cfg.acquire_eval_share))
+    if not len(group_eval):  # every group eval row steers: nothing left to measure on
+        return None
     common = dict(train_rows=train_pos, train_labels=labels, pool_rows=pool_pos,
                   pool_truth=truth_pool,
                   in_group_pool=new["pool"]["undercover"].to_numpy(dtype=bool),
@@ -140,8 +171,9 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     undercovered = {"precision_selected": float(common["in_group_pool"][before_picks].mean()),
                     "accuracy": float(np.mean(probs.argmax(axis=1)
                                               == common["group_eval_truth"]))}
+    extra = {"ceilings": ceilings(refit, k=k, **common)} if with_ceilings else {}
     return {**counts, **result, "undercovered": undercovered, "score_seconds": seconds,
-            "n_group_eval_measured": int(len(group_eval))}
+            "n_group_eval_measured": int(len(group_eval)), **extra}
 
 
 def main() -> None:
@@ -153,6 +185,9 @@ def main() -> None:
     parser.add_argument("--pool", type=float, default=0.5, help="pool fraction")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--json", default="", help="also write every run's result here")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="also measure every group pool row labeled, k random group rows "
+                             "and k random rows outside the group")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from relabeler.training import HeadRefitter, seed_everything
@@ -178,7 +213,12 @@ def main() -> None:
             results = []
             for seed in seeds:
                 r = one_run(rows, classes, refit, features, spec, seed=seed,
-                            pool_fraction=args.pool, k=args.k, states=states_np)
+                            pool_fraction=args.pool, k=args.k, states=states_np,
+                            with_ceilings=args.ceilings)
+                if r is None:
+                    print(f"| {name} | `{spec}` | {seed} | no group eval row left to measure "
+                          "(all steer acquisition); seed skipped |", flush=True)
+                    continue
                 results.append(r)
                 if args.json:
                     with open(args.json, "a") as out:
@@ -192,13 +232,17 @@ def main() -> None:
                       f"{r['precision_random']:.2f} ({ratio:.1f}x) | {acc['before']:.3f} / "
                       f"{acc['selected']:.3f} / {acc['random']:.3f} "
                       f"({100 * (acc['selected'] - acc['random']):+.1f}) | "
-                      f"{ab['precision_selected']:.2f}, {ab['accuracy']:.3f} |",
+                      f"{ab['precision_selected']:.2f}, {ab['accuracy']:.3f} |"
+                      + (" ceilings: all {all:.3f}, group {group:.3f}, outside {outside:.3f}"
+                         .format(**r["ceilings"]) if args.ceilings else ""),
                       flush=True)
             summary.append((name, spec, results))
     print("\nMean over seeds (95% t-interval of the per-seed difference):\n")
     print("| dataset | spec | seeds | ratio selected / random | accuracy gain vs random, "
-          "points | undercovered targets: ratio, gain |")
-    print("|---|---|---|---|---|---|")
+          "points | undercovered targets: ratio, gain |"
+          + (" every group pool row: gain | k group rows | k rows outside |"
+             if args.ceilings else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|---|" if args.ceilings else ""))
     for name, spec, results in summary:
         sel = np.array([r["precision_selected"] for r in results])
         rnd = np.array([r["precision_random"] for r in results])
@@ -208,9 +252,15 @@ def main() -> None:
         ab_gain = 100 * np.array([r["undercovered"]["accuracy"] - r["accuracy"]["random"]
                                   for r in results])
         half = _half_width(gain)
-        print(f"| {name} | `{spec}` | {len(results)} | {sel.mean() / rnd.mean():.1f}x | "
-              f"{gain.mean():+.1f} ± {half:.1f} | {ab_sel.mean() / rnd.mean():.1f}x, "
-              f"{ab_gain.mean():+.1f} ± {_half_width(ab_gain):.1f} |", flush=True)
+        line = (f"| {name} | `{spec}` | {len(results)} | {sel.mean() / rnd.mean():.1f}x | "
+                f"{gain.mean():+.1f} ± {half:.1f} | {ab_sel.mean() / rnd.mean():.1f}x, "
+                f"{ab_gain.mean():+.1f} ± {_half_width(ab_gain):.1f} |")
+        if args.ceilings:
+            for key in ("all", "group", "outside"):
+                diff = 100 * np.array([r["ceilings"][key] - r["accuracy"]["random"]
+                                       for r in results])
+                line += f" {key} {diff.mean():+.1f} ± {_half_width(diff):.1f} |"
+        print(line, flush=True)
 
 
 def _half_width(values: np.ndarray) -> float:
