@@ -12,6 +12,9 @@ cleanlab's best.
 out-of-fold probabilities) and rewrites their ``eval_audit`` block and
 ``scores/eval_suspects.parquet``; a seed without a finished run is simulated as usual.
 
+``--mode full`` fine-tunes the whole encoder in new simulations (``train.mode = "full"``)
+instead of training a head on the frozen packaged encoder's states (head, the default).
+
 ``--audit-budgets 20,30,40,50`` adds, per dataset, the same oracle audit at those budgets
 (``strict``: R x eval size; the product's ``studio.eval_audit_budget`` defaults to 50): the
 flips found and the clean - audited gap in points, from the stored runs.
@@ -38,13 +41,13 @@ from relabeler.store import RunStore
 
 
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
-              eval_noise: float, folds: int, rerank: bool = False) -> dict:
+              eval_noise: float, folds: int, mode: str = "head", rerank: bool = False) -> dict:
     """One simulation (reused when ``out`` already holds it, its eval rows re-ranked when
     ``rerank``); its ``eval_audit`` block."""
     result_path = out / "simulation.json"
     if not result_path.exists():
         config = simulation_config(data=dataset, out=out, noise=noise, noise_kind="uniform",
-                                   seed=seed, sample=sample, mode="head", folds=folds,
+                                   seed=seed, sample=sample, mode=mode, folds=folds,
                                    eval_noise=eval_noise)
         run_simulation(config, out, progress=False, budgets=None)
     elif rerank:
@@ -96,6 +99,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1, help="training label noise")
     parser.add_argument("--eval-noise", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--mode", choices=["head", "full"], default="head",
+                        help="train.mode of new simulations (full: fine-tune the encoder)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rerank", action="store_true",
                         help="rank the eval rows of finished runs in --out again")
@@ -114,7 +119,7 @@ def main() -> None:
         for seed in seeds:
             audit = audit_run(dataset, seed, out=args.out / f"{dataset}-{seed}",
                               sample=args.sample, noise=args.noise, eval_noise=args.eval_noise,
-                              folds=args.folds, rerank=args.rerank)
+                              folds=args.folds, mode=args.mode, rerank=args.rerank)
             acc = audit["accuracy"]
             best = max(audit["cleanlab_auprc"].values())
             rows.append((audit["auprc"], best, acc["clean"], acc["noisy"], acc["audited"]))
