@@ -212,8 +212,9 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
                                 np.asarray(label_ids)[windows.sample], ids[windows.sample],
                                 FitOptions(**{**opts.__dict__, "long_text": TRUNCATE}),
                                 device, sample_weights=window_weights)
+            # the mean upcasts float32 to float64; train/dynamics.parquet's schema is float32
             return dynamics.groupby(["epoch", "id"], as_index=False, sort=True).mean()[
-                dynamics.columns]
+                dynamics.columns].astype(dynamics.dtypes.to_dict())
     model.to(device)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = [

@@ -192,6 +192,9 @@ def test_full_training_reads_every_window_and_keeps_one_dynamics_row_per_text(ti
     assert dynamics[["epoch", "id"]].values.tolist() == [
         [e, i] for e in (0, 1) for i in ("a", "b", "c", "d")]
     assert dynamics["gold_prob"].between(0, 1).all()
+    # the mean over windows keeps train/dynamics.parquet's types (it had upcast to float64)
+    assert dynamics.drop(columns="id").dtypes.astype(str).to_dict() == {
+        "epoch": "int32", "gold_prob": "float32", "margin": "float32", "logit_margin": "float32"}
 
 
 @pytest.mark.slow
