@@ -88,6 +88,13 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
     return model, tokenizer, dynamics
 
 
+def prior_only(pred: np.ndarray, labels: np.ndarray) -> int | None:
+    """The one class a model predicts for every row where the labels hold several (a model
+    that learned the class prior only); None when it predicts more than one class."""
+    classes = np.unique(pred)
+    return int(classes[0]) if len(classes) == 1 and len(np.unique(labels)) > 1 else None
+
+
 def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = None,
                 progress: bool = True) -> FitOptions:
     """The training options of ``[train]`` and ``[model]`` (``mode`` overrides the config's)."""
@@ -361,6 +368,16 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         })
         log.info("train: eval accuracy %.4f, macro-F1 %.4f on %d samples",
                  metrics["eval"]["accuracy"], metrics["eval"]["macro_f1"], len(evaluation))
+        only = prior_only(eval_probs.argmax(1), eval_ids)
+        if only is not None:
+            metrics["eval"]["predicts_one_class"] = classes[only]
+            log.warning("train: the model predicts %r for all %d eval rows, which hold %d "
+                        "classes: it learned the class prior, not the texts, and its scores "
+                        "will rank little. In full mode on a small dataset the new head barely "
+                        "moves at train.learning_rate (docs/benchmarks.md, 'Eval audit on "
+                        "drug-review with full fine-tuning'); train.mode = head, or more "
+                        "epochs, is the way round it", classes[only], len(evaluation),
+                        len(np.unique(eval_ids)))
 
     folds = config.train.folds
     if folds:

@@ -8,7 +8,7 @@ import torch
 
 from relabeler.config import RunConfig
 from relabeler.jobs.dataset import prepare_dataset
-from relabeler.jobs.train import run_train
+from relabeler.jobs.train import prior_only, run_train
 from relabeler.model import class_names, load_classifier
 from relabeler.store import RunStore
 
@@ -142,3 +142,11 @@ def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path
         run_train(RunStore(config.run_dir), config, progress=False)
     assert not (tmp_path / "run" / "model").exists()
     assert not (tmp_path / "run" / "train").exists()
+
+
+def test_prior_only_names_a_model_that_predicts_one_class():
+    labels = np.array([0, 1, 2, 0, 1])
+    assert prior_only(np.array([2, 2, 2, 2, 2]), labels) == 2
+    assert prior_only(np.array([2, 2, 1, 2, 2]), labels) is None
+    # one class in the labels too: predicting it is no sign of a prior-only model
+    assert prior_only(np.zeros(3, int), np.zeros(3, int)) is None
