@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from relabeler.config import RunConfig
+from relabeler.config import RunConfig, ScoreConfig
 from relabeler.jobs import StageError
-from relabeler.jobs.score import collector_paused, run_score
+from relabeler.jobs.score import TrainView, collector_paused, fit_representer_auto, run_score
+from relabeler.selectors.representer import RepresenterFitError
 from relabeler.store import RunStore
 from tests.jobs._scored_run import make_scored_run
 
@@ -208,3 +209,26 @@ def test_score_ranks_the_eval_rows_for_the_audit(scored_run):
     assert_ranks_every_row(ranked, evaluation)
     assert (ranked["suggested_label"] != ranked["given_label"]).all()
     assert info["eval_audit"] == {"ranked": len(evaluation)}
+
+
+def test_representer_refit_goes_stronger_for_a_model_that_did_not_fit_its_labels():
+    # the model predicts the class its features say; 20% of the labels disagree. A weakly
+    # regularised refit follows the labels (94.7% agreement with the model), a strong one the
+    # model (96.7% at 100x the configured strength)
+    rng = np.random.default_rng(0)
+    n, d = 300, 16
+    true = rng.integers(0, 2, n)
+    centers = rng.normal(size=(2, d))
+    features = (centers[true] * 0.6 + rng.normal(size=(n, d))).astype(np.float32)
+    labels = np.where(rng.random(n) < 0.2, 1 - true, true)
+    pred = (features @ (centers[1] - centers[0])
+            > (centers[1] @ centers[1] - centers[0] @ centers[0]) / 2).astype(np.int64)
+    view = TrainView(ids=np.arange(n).astype(object), labels=labels, features=features,
+                     probs=np.zeros((n, 2), np.float32), pred=pred, classes=["a", "b"],
+                     oof_probs=None, margins=None)
+    fit = fit_representer_auto(view, ScoreConfig(representer_lambda=1e-3, min_agreement=0.96))
+    assert fit.lam == pytest.approx(0.1)
+    assert fit.agreement == pytest.approx(0.967, abs=0.002)
+    with pytest.raises(RepresenterFitError, match=r"tried representer_lambda 0\.001, 0\.0001, "
+                                                  r"0\.01, 1e-05, 0\.1, 1e-06\)"):
+        fit_representer_auto(view, ScoreConfig(representer_lambda=1e-3, min_agreement=0.99))
