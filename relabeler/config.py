@@ -140,6 +140,11 @@ class TrainConfig(_Section):
     batch_size: int = _opt(32, "Training batch size.", ge=1)
     learning_rate: float = _opt(0.0, "Peak learning rate; 0 = 3e-5 for full, 1e-2 for head.",
                                 ge=0)
+    head_learning_rate: float = _opt(
+        0.0, "Full mode: peak learning rate of the classification head, which starts from "
+        "random weights; 0 = 1e-2, head mode's. At learning_rate alone (3e-5) a new head on "
+        "the unit-length mean-pooled states barely moves in a few hundred steps, and a small "
+        "dataset's model learns the class prior only.", ge=0)
     weight_decay: float = _opt(0.01, "AdamW weight decay.", ge=0)
     warmup_ratio: float = _opt(0.1, "Share of steps with a linear warm-up.", ge=0, le=1)
     folds: int = _opt(0, "Train K >= 2 fold models for out-of-fold probabilities "

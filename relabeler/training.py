@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from relabeler.errors import ModelError
 from relabeler.long_text import TRUNCATE, LongText, pool_windows, text_windows
 from relabeler.model import (
     autocast,
@@ -54,12 +55,14 @@ class FitOptions:
     progress: bool = True
     pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
     long_text: LongText = TRUNCATE  # [model] long_text, window_stride, max_windows
+    head_learning_rate: float = 0.0  # full mode: the classification head's; 0 = learning_rate
 
     @classmethod
     def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
                 weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
                 device: torch.device, progress: bool = True,
-                pooling: str = "cls", long_text: LongText = TRUNCATE) -> FitOptions:
+                pooling: str = "cls", long_text: LongText = TRUNCATE,
+                head_learning_rate: float = 0.0) -> FitOptions:
         if mode == "auto":
             mode = "full" if device.type == "cuda" else "head"
         if mode not in ("full", "head"):
@@ -69,7 +72,8 @@ class FitOptions:
         return cls(mode=mode, epochs=epochs or DEFAULT_EPOCHS[mode], batch_size=batch_size,
                    learning_rate=learning_rate or DEFAULT_LR[mode], weight_decay=weight_decay,
                    warmup_ratio=warmup_ratio, max_length=max_length, seed=seed,
-                   progress=progress, pooling=pooling, long_text=long_text)
+                   progress=progress, pooling=pooling, long_text=long_text,
+                   head_learning_rate=head_learning_rate or DEFAULT_LR["head"])
 
 
 def seed_everything(seed: int) -> None:
@@ -193,6 +197,28 @@ def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, sched
     return _dynamics_rows(ids, epoch, logits, labels)
 
 
+def full_param_groups(model, opts: FitOptions) -> list[dict]:
+    """AdamW groups for full mode: no weight decay on biases and norms, and the classification
+    head (head mode's modules of the family) at ``opts.head_learning_rate``, the rest at
+    ``opts.learning_rate``. A family head mode does not know trains at one rate (logged)."""
+    try:
+        head = {id(p) for p in head_parameters(model, head_spec(model))}
+    except ModelError as exc:
+        log.warning("train: %s; its head trains at learning_rate %g", exc, opts.learning_rate)
+        head = set()
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = []
+    for in_head in (False, True):
+        for decay in (True, False):
+            params = [p for n, p in model.named_parameters()
+                      if (id(p) in head) == in_head and n.endswith(no_decay) != decay]
+            if params:
+                groups.append({"params": params,
+                               "weight_decay": opts.weight_decay if decay else 0.0,
+                               **({"lr": opts.head_learning_rate} if in_head else {})})
+    return groups
+
+
 def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids: np.ndarray,
              opts: FitOptions, device: torch.device, *,
              sample_weights: np.ndarray | None = None) -> pd.DataFrame:
@@ -216,14 +242,7 @@ def fit_full(model, tokenizer, texts: Sequence[str], label_ids: np.ndarray, ids:
             return dynamics.groupby(["epoch", "id"], as_index=False, sort=True).mean()[
                 dynamics.columns].astype(dynamics.dtypes.to_dict())
     model.to(device)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": opts.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-         "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate)
+    optimizer = torch.optim.AdamW(full_param_groups(model, opts), lr=opts.learning_rate)
     rng = np.random.default_rng(opts.seed)
     lengths = token_lengths(tokenizer, texts, opts.max_length)
     steps_per_epoch = math.ceil(len(texts) / opts.batch_size)

@@ -12,6 +12,7 @@ from relabeler.training import (
     encoder_cls,
     fit_full,
     fit_head,
+    full_param_groups,
     head_probs,
     predict_probs,
     seed_everything,
@@ -32,9 +33,24 @@ def test_auto_mode_is_head_on_cpu_and_defaults_fill_in():
     opts = _opts("auto")
     assert opts.mode == "head" and opts.epochs == 40 and opts.learning_rate == 1e-2
     full = _opts("full")
-    assert full.epochs == 3 and full.learning_rate == 3e-5
+    assert full.epochs == 3 and full.learning_rate == 3e-5 and full.head_learning_rate == 1e-2
+    assert _opts("full", head_learning_rate=1e-3).head_learning_rate == 1e-3
     with pytest.raises(ValueError, match="train mode must be"):
         _opts("fast")
+
+
+def test_full_mode_trains_the_new_head_at_its_own_rate(tiny_bert_dir):
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])
+    groups = full_param_groups(model, _opts("full", weight_decay=0.01))
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_group = [({names[id(p)] for p in g["params"]}, g.get("lr"), g["weight_decay"])
+                for g in groups]
+    head = [(n, lr, wd) for n, lr, wd in by_group if any(x.startswith("classifier") for x in n)]
+    assert head == [({"classifier.weight"}, 1e-2, 0.01), ({"classifier.bias"}, 1e-2, 0.0)]
+    body = [g for g in by_group if g not in head]
+    assert [lr for _, lr, _ in body] == [None, None]  # the optimizer's learning_rate
+    assert sum(len(n) for n, _, _ in by_group) == len(names)
+    assert "bert.embeddings.LayerNorm.weight" in body[1][0]
 
 
 def _data(n=64):

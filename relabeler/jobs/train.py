@@ -103,7 +103,8 @@ def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = N
                               learning_rate=tc.learning_rate, weight_decay=tc.weight_decay,
                               warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
                               seed=tc.seed, device=device, progress=progress,
-                              pooling=config.model.pooling, long_text=long_text_settings(config))
+                              pooling=config.model.pooling, long_text=long_text_settings(config),
+                              head_learning_rate=tc.head_learning_rate)
 
 
 def long_text_settings(config: RunConfig, head_model=None) -> LongText:
@@ -318,8 +319,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
     device = pick_device()
     opts = fit_options(config, device, progress=progress)
-    log.info("train: %s mode, %d epochs, lr %g, %d samples, %d classes, on %s", opts.mode,
-             opts.epochs, opts.learning_rate, len(texts), len(classes), device)
+    log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
+             opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
+             if opts.mode == "full" else "", len(texts), len(classes), device)
 
     cls_hidden = None
     eval_cls = None
@@ -346,7 +348,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         # the eval windows as extract will pick them: by the final model
         eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
-                     "learning_rate": opts.learning_rate, "mitigation": mitigation}
+                     "learning_rate": opts.learning_rate, "mitigation": mitigation,
+                     **({"head_learning_rate": opts.head_learning_rate}
+                        if opts.mode == "full" else {})}
     # written only once everything is computed: a failed --force keeps the old model, its
     # tables and its marker
     outputs: dict[str, pa.Table] = {}
