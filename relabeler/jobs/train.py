@@ -377,10 +377,10 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
             metrics["eval"]["predicts_one_class"] = classes[only]
             log.warning("train: the model predicts %r for all %d eval rows, which hold %d "
                         "classes: it learned the class prior, not the texts, and its scores "
-                        "will rank little. In full mode on a small dataset the new head barely "
-                        "moves at train.learning_rate (docs/benchmarks.md, 'Eval audit on "
-                        "drug-review with full fine-tuning'); train.mode = head, or more "
-                        "epochs, is the way round it", classes[only], len(evaluation),
+                        "will rank little. Too few steps or too low a learning rate do this "
+                        "(train.epochs, train.learning_rate, and train.head_learning_rate in "
+                        "full mode: docs/benchmarks.md, 'Eval audit on drug-review with full "
+                        "fine-tuning')", classes[only], len(evaluation),
                         len(np.unique(eval_ids)))
 
     folds = config.train.folds
