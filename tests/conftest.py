@@ -308,8 +308,15 @@ class LocalRayCluster:
                                                   "metrics_agent_port", "metrics_export_port",
                                                   "runtime_env_agent_port")}}
         self._start(name, [sys.executable, "-c", _WORKER_NODE_MAIN, json.dumps(params)])
+        from ray.util.state.exception import ServerUnavailable
+
         deadline = time.monotonic() + timeout
-        while not any(name in n["resources_total"] for n in self.alive_nodes()):
+        while True:
+            try:
+                if any(name in n["resources_total"] for n in self.alive_nodes()):
+                    return
+            except ServerUnavailable:  # the head's state API can lag its dashboard under load
+                pass
             if self.nodes[name].poll() is not None or time.monotonic() > deadline:
                 raise self._fail(f"worker node {name} did not join")
             time.sleep(0.5)
