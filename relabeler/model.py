@@ -285,23 +285,34 @@ class HeadSpec:
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
+def head_modules(model: nn.Module) -> tuple[str, ...] | None:
+    """The modules a classifier of ``model``'s family adds on the encoder, newly initialised
+    for a new label set (head mode trains them alone, full mode at their own learning rate);
+    None for a family not listed here."""
+    model_type = model.config.model_type
+    if model_type in ("bert", "ernie", "megatron-bert", "roberta", "xlm-roberta", "camembert",
+                      "electra"):
+        return ("classifier",)
+    if model_type == "distilbert":
+        return ("pre_classifier", "classifier")
+    return None
+
+
 def head_spec(model: nn.Module) -> HeadSpec:
     """The head of ``model``; head mode supports the BERT, RoBERTa, ELECTRA, DistilBERT families."""
     model_type = model.config.model_type
+    modules = head_modules(model)
+    if modules is None:
+        raise ModelError(f"head mode does not know the head of model type {model_type!r}; "
+                         "use train mode 'full'")
     if model_type in ("bert", "ernie", "megatron-bert"):
         if getattr(model.base_model, "pooler", None) is None:
             raise ModelError(f"{model_type} model has no pooler; use train mode 'full'")
         # the pooler is pretrained and stays frozen: training only the final linear layer is a
         # strongly regularised logistic regression on the pooled features, which held up far
         # better under label noise and small data than training the pooler too
-        return HeadSpec(("classifier",),
-                        _pooled_head if pooling_of(model) == "mean" else _bert_head)
-    if model_type in ("roberta", "xlm-roberta", "camembert", "electra"):
-        return HeadSpec(("classifier",), _token_head)
-    if model_type == "distilbert":
-        return HeadSpec(("pre_classifier", "classifier"), _distilbert_head)
-    raise ModelError(f"head mode does not know the head of model type {model_type!r}; "
-                     "use train mode 'full'")
+        return HeadSpec(modules, _pooled_head if pooling_of(model) == "mean" else _bert_head)
+    return HeadSpec(modules, _distilbert_head if model_type == "distilbert" else _token_head)
 
 
 def head_is_linear(model: nn.Module) -> bool:
@@ -310,9 +321,10 @@ def head_is_linear(model: nn.Module) -> bool:
     return head_spec(model).forward is _pooled_head
 
 
-def head_parameters(model: nn.Module, spec: HeadSpec) -> list[nn.Parameter]:
+def head_parameters(model: nn.Module, modules: Sequence[str]) -> list[nn.Parameter]:
+    """The parameters of ``model``'s submodules ``modules`` (:func:`head_modules`)."""
     params = []
-    for name in spec.modules:
+    for name in modules:
         params += list(model.get_submodule(name).parameters())
     return params
 

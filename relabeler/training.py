@@ -20,12 +20,12 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from relabeler.errors import ModelError
 from relabeler.long_text import TRUNCATE, LongText, pool_windows, text_windows
 from relabeler.model import (
     autocast,
     encode,
     encoder_head_states,
+    head_modules,
     head_parameters,
     head_spec,
     iter_text_batches,
@@ -55,7 +55,7 @@ class FitOptions:
     progress: bool = True
     pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
     long_text: LongText = TRUNCATE  # [model] long_text, window_stride, max_windows
-    head_learning_rate: float = 0.0  # full mode: the classification head's; 0 = learning_rate
+    head_learning_rate: float = 0.0  # full mode: the classification head's (resolve: 1e-2)
 
     @classmethod
     def resolve(cls, *, mode: str, epochs: int, batch_size: int, learning_rate: float,
@@ -152,7 +152,7 @@ def fit_head(model, cls_hidden: torch.Tensor, label_ids: np.ndarray, ids: np.nda
     spec = head_spec(model)
     for p in model.parameters():
         p.requires_grad_(False)
-    params = head_parameters(model, spec)
+    params = head_parameters(model, spec.modules)
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
@@ -199,13 +199,13 @@ def _head_epoch(model, spec, features, labels, ids, epoch, rng, optimizer, sched
 
 def full_param_groups(model, opts: FitOptions) -> list[dict]:
     """AdamW groups for full mode: no weight decay on biases and norms, and the classification
-    head (head mode's modules of the family) at ``opts.head_learning_rate``, the rest at
-    ``opts.learning_rate``. A family head mode does not know trains at one rate (logged)."""
-    try:
-        head = {id(p) for p in head_parameters(model, head_spec(model))}
-    except ModelError as exc:
-        log.warning("train: %s; its head trains at learning_rate %g", exc, opts.learning_rate)
-        head = set()
+    head (:func:`relabeler.model.head_modules`) at ``opts.head_learning_rate``, the rest at
+    ``opts.learning_rate``. A family whose head is not known trains at one rate (logged)."""
+    modules = head_modules(model)
+    if modules is None:
+        log.warning("train: the head of model type %r is not known; it trains at "
+                    "learning_rate %g", model.config.model_type, opts.learning_rate)
+    head = {id(p) for p in head_parameters(model, modules or ())}
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     groups = []
     for in_head in (False, True):

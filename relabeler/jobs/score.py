@@ -114,6 +114,10 @@ def load_train_view(store: RunStore) -> TrainView:
     return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins)
 
 
+# the configured L2 strength first, then alternately weaker and stronger
+REFIT_STEPS = (1.0, 0.1, 10.0, 0.01, 100.0, 0.001)
+
+
 def fit_representer_auto(view: TrainView, cfg: ScoreConfig) -> representer.RepresenterFit:
     """The representer refit at ``representer_lambda``, or, when that refit cannot follow the
     model (agreement below ``min_agreement``), at L2 strengths 10x, 100x and 1000x weaker and
@@ -134,10 +138,6 @@ def fit_representer_auto(view: TrainView, cfg: ScoreConfig) -> representer.Repre
             last = exc
     raise representer.RepresenterFitError(
         f"{last} (tried representer_lambda {', '.join(tried)})") from last
-
-
-# the configured L2 strength first, then alternately weaker and stronger
-REFIT_STEPS = (1.0, 0.1, 10.0, 0.01, 100.0, 0.001)
 
 
 def train_neighbors(features: np.ndarray, k: int, cfg: ScoreConfig,
