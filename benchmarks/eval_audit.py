@@ -41,7 +41,8 @@ from relabeler.store import RunStore
 
 
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
-              eval_noise: float, folds: int, mode: str = "head", rerank: bool = False) -> dict:
+              eval_noise: float, folds: int, mode: str = "head", rerank: bool = False,
+              pool_layers: int = 0) -> dict:
     """One simulation (reused when ``out`` already holds it, its eval rows re-ranked when
     ``rerank``); its ``eval_audit`` block."""
     result_path = out / "simulation.json"
@@ -49,6 +50,7 @@ def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
         config = simulation_config(data=dataset, out=out, noise=noise, noise_kind="uniform",
                                    seed=seed, sample=sample, mode=mode, folds=folds,
                                    eval_noise=eval_noise)
+        config.model.pool_layers = pool_layers
         run_simulation(config, out, progress=False, budgets=None)
     elif rerank:
         rerank_eval(out)
@@ -101,6 +103,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--mode", choices=["head", "full"], default="head",
                         help="train.mode of new simulations (full: fine-tune the encoder)")
+    parser.add_argument("--pool-layers", type=int, default=0,
+                        help="[model] pool_layers of new simulations (0 = what relabeler ships)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rerank", action="store_true",
                         help="rank the eval rows of finished runs in --out again")
@@ -119,7 +123,8 @@ def main() -> None:
         for seed in seeds:
             audit = audit_run(dataset, seed, out=args.out / f"{dataset}-{seed}",
                               sample=args.sample, noise=args.noise, eval_noise=args.eval_noise,
-                              folds=args.folds, mode=args.mode, rerank=args.rerank)
+                              folds=args.folds, mode=args.mode, rerank=args.rerank,
+                              pool_layers=args.pool_layers)
             acc = audit["accuracy"]
             best = max(audit["cleanlab_auprc"].values())
             rows.append((audit["auprc"], best, acc["clean"], acc["noisy"], acc["audited"]))

@@ -50,7 +50,8 @@ METHODS = ("relabeler", "cleanlab", "random")
 
 def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling: str, *,
              sample: int = 0, batch_size: int = 0, folds: int = 5, rounds: int = 0,
-             rescore: str = "refit", annotators: list[float] | None = None) -> dict:
+             rescore: str = "refit", annotators: list[float] | None = None,
+             pool_layers: int = 0) -> dict:
     """One simulation (reused when its simulation.json exists); variants of the rounds share
     the run folder, so only the retraining part is repeated."""
     from relabeler.jobs.simulate import run_simulation, simulation_config
@@ -64,6 +65,7 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
         return json.loads(done.read_text())
     base = RunConfig()
     base.model.pooling = pooling
+    base.model.pool_layers = pool_layers
     if batch_size:
         base.train.batch_size = batch_size
     # the representer is reported, never a vote: a benchmark of the ranking must not stop where
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument("--pooling", default=RunConfig().model.pooling, choices=POOLINGS,
                         help="[model] pooling of the simulations (default: what relabeler "
                              "ships; use a separate --out for each)")
+    parser.add_argument("--pool-layers", type=int, default=0,
+                        help="[model] pool_layers of the simulations (0 = what relabeler ships; "
+                             "use a separate --out for each)")
     parser.add_argument("--sample", type=int, default=0,
                         help="stratified subsample of each dataset (0 = every row)")
     parser.add_argument("--batch-size", type=int, default=0,
@@ -196,7 +201,7 @@ def main() -> None:
         else list(SETTINGS)
     annotators = [float(a) for a in args.annotators.split(",")] if args.annotators else None
     options = {"sample": args.sample, "batch_size": args.batch_size, "folds": args.folds,
-               "rounds": args.rounds,
+               "rounds": args.rounds, "pool_layers": args.pool_layers,
                "rescore": args.rescore, "annotators": annotators}
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(

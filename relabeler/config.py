@@ -101,6 +101,12 @@ class ModelConfig(_Section):
         "sentence-transformers checkpoints such as the default MiniLM were trained for); auto: "
         "mean when the checkpoint is a mean-pooling sentence-transformers folder, else cls. A "
         "trained model keeps the pooling it was trained with.")
+    pool_layers: int = _opt(
+        0, "Under mean pooling, how many of the encoder's last layers the feature averages "
+        "(each layer's token mean L2-normalised, then their mean normalised); 0 = 3, measured "
+        "on the dev datasets (docs/benchmarks.md 'Pooling'); 1 = the last layer only, as "
+        "sentence-transformers pool. Must be 1 (or 0) under cls pooling. A trained model keeps "
+        "its own.", ge=0)
     cache_dir: str = _opt("", "Where head mode caches the frozen encoder's states by text; "
                           "empty = $RELABELER_CACHE_DIR, else ~/.cache/relabeler; 'off' = "
                           "no cache.")

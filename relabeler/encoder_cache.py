@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from relabeler.model import pooling_of
+from relabeler.model import pool_layers_of, pooling_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def cache_root(cache_dir: str = "") -> Path | None:
 
 def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") -> str:
     """SHA-256 of the weights that produce the cached state, the tokenizer, max_length, the
-    pooling (left out for ``cls``, so caches made before pooling existed stay valid) and the
+    pooling (left out for ``cls``, so caches made before pooling existed stay valid), the
+    layers it averages (left out for one, likewise) and the
     windowing (:meth:`relabeler.long_text.LongText.cache_tag`; empty for truncation, likewise)."""
     digest = hashlib.sha256()
     digest.update(f"{model.config.model_type}|{type(tokenizer).__name__}|{len(tokenizer)}|"
@@ -60,6 +61,8 @@ def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") 
     pooling = pooling_of(model)
     if pooling != "cls":  # cls keeps the fingerprints (and caches) made before
         digest.update(f"pooling={pooling}\n".encode())
+    if pool_layers_of(model) != 1:  # likewise one layer
+        digest.update(f"pool_layers={pool_layers_of(model)}\n".encode())
     if windowing:
         digest.update(f"long_text={windowing}\n".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -19,11 +19,16 @@ attention mask, which is what sentence-transformers checkpoints such as the defa
 trained for (``auto``, the default, picks ``mean`` for those; docs/benchmarks.md has what it
 bought). The choice is
 stored in the saved model's ``config.json`` (``relabeler_pooling``), so every stage that loads
-the model pools the same way.
+the model pools the same way. Under ``mean`` the feature can average the last
+``[model] pool_layers`` layers (each layer's mean L2-normalised, their mean normalised again):
+the lower layers keep more of the wording, which a frozen sentence encoder's last layer
+smooths away (docs/benchmarks.md "Pooling"); the count is stored too
+(``relabeler_pool_layers``; a model saved without it pooled its last layer).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -47,6 +52,10 @@ LABELS_FILE = "labels.json"
 POOLINGS = ("cls", "mean", "auto")
 #: the config.json key that records a trained model's pooling
 POOLING_KEY = "relabeler_pooling"
+#: the config.json key that records a trained model's pool_layers (absent: 1)
+POOL_LAYERS_KEY = "relabeler_pool_layers"
+#: ``[model] pool_layers = 0``: the layers mean pooling averages (docs/benchmarks.md "Pooling")
+DEFAULT_POOL_LAYERS = 3
 #: model types whose pooler can be made to mean-pool
 MEAN_POOLING_TYPES = ("bert", "ernie", "megatron-bert")
 
@@ -106,7 +115,7 @@ def load_tokenizer(name: str | os.PathLike | None):
 
 
 def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None = None, *,
-                    pooling: str | None = None):
+                    pooling: str | None = None, pool_layers: int | None = None):
     """Load a sequence classifier; ``labels`` sets a new head when the checkpoint has none.
 
     With ``labels`` given and a checkpoint whose classes differ, the head is replaced (its
@@ -114,6 +123,8 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     its config's id2label) names the classes. ``pooling`` (one of :data:`POOLINGS`) is for a
     checkpoint that relabeler has not trained yet; a trained one pools as it was trained, and
     asking it for another pooling is an error. None means the checkpoint's own, else ``cls``.
+    ``pool_layers`` likewise (``[model] pool_layers``: 0 = :data:`DEFAULT_POOL_LAYERS`, at most
+    the model's depth, under mean pooling, 1 under ``cls``; None = 1).
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -143,11 +154,43 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     elif pooling not in (None, "auto", chosen):
         raise ModelError(f"{path} was trained with pooling {chosen!r}; model.pooling "
                          f"{pooling!r} cannot change that")
+    trained = getattr(model.config, POOL_LAYERS_KEY, None)
+    layers = _pool_layers(model, path, chosen, pool_layers, trained)
     setattr(model.config, POOLING_KEY, chosen)
+    setattr(model.config, POOL_LAYERS_KEY, layers)
     if chosen == "mean":
-        _install_mean_pooling(model)
+        _install_mean_pooling(model, layers)
     model.eval()
     return model
+
+
+def _pool_layers(model: nn.Module, path: str, pooling: str, asked: int | None,
+                 trained: int | None) -> int:
+    """The layers the feature averages: a trained model's own (1 when saved before the setting
+    existed), else ``asked`` resolved; an impossible or contradicting ask is an error."""
+    if asked is not None and asked < 0:
+        raise ModelError(f"model.pool_layers must be >= 0 (0 = default), got {asked}")
+    if trained is None and getattr(model.config, POOLING_KEY, None) is not None:
+        trained = 1  # relabeler trained it before pool_layers existed
+    if trained is not None:
+        if asked not in (None, 0, trained):
+            raise ModelError(f"{path} was trained with pool_layers {trained}; model.pool_layers "
+                             f"{asked} cannot change that")
+        return int(trained)
+    depth = getattr(model.config, "num_hidden_layers", None) or 1
+    if not asked:
+        return min(DEFAULT_POOL_LAYERS, depth) if asked == 0 and pooling == "mean" else 1
+    if asked > 1 and pooling != "mean":
+        raise ModelError(f"model.pool_layers = {asked} needs mean pooling (model.pooling = "
+                         f"mean, or auto on a mean-pooling checkpoint); {path} pools {pooling}")
+    if asked > depth:
+        raise ModelError(f"model.pool_layers = {asked}: {path} has {depth} layers")
+    return asked
+
+
+def pool_layers_of(model: nn.Module) -> int:
+    """How many of ``model``'s last layers its mean pooling averages (1 under ``cls``)."""
+    return int(getattr(model.config, POOL_LAYERS_KEY, None) or 1)
 
 
 def checkpoint_pooling(path: str | os.PathLike) -> str:
@@ -173,15 +216,21 @@ def pooling_of(model: nn.Module) -> str:
     return getattr(model.config, POOLING_KEY, None) or "cls"
 
 
-def _install_mean_pooling(model: nn.Module) -> None:
+def _install_mean_pooling(model: nn.Module, layers: int = 1) -> None:
     """Make the pooler return the L2-normalised mean of the token states over the attention
-    mask; its (unused) weights stay in the state dict, so checkpoints keep their layout."""
+    mask (with ``layers`` > 1, the normalised mean of the last ``layers`` layers' such means,
+    their states kept by forward hooks); its (unused) weights stay in the state dict, so
+    checkpoints keep their layout."""
     base = model.base_model
     if model.config.model_type not in MEAN_POOLING_TYPES or \
             getattr(base, "pooler", None) is None:
         raise ModelError(f"model.pooling = 'mean' needs a BERT-family model with a pooler "
                          f"({', '.join(MEAN_POOLING_TYPES)}), got {model.config.model_type!r}")
     base.register_forward_pre_hook(_keep_attention_mask, with_kwargs=True)
+    base.pooler.relabeler_states = []
+    if layers > 1:
+        for layer in base.encoder.layer[-layers:-1]:  # the last one's is the pooler's input
+            layer.register_forward_hook(functools.partial(_keep_layer_states, base.pooler))
     base.pooler.forward = types.MethodType(_mean_pool, base.pooler)
 
 
@@ -190,6 +239,11 @@ def _keep_attention_mask(module: nn.Module, args: tuple, kwargs: dict) -> None:
     if mask is None and len(args) > 1:
         mask = args[1]
     module.pooler.relabeler_mask = mask
+    module.pooler.relabeler_states = []
+
+
+def _keep_layer_states(pooler: nn.Module, module: nn.Module, args: tuple, out) -> None:
+    pooler.relabeler_states.append(out[0] if isinstance(out, tuple) else out)
 
 
 def _mean_pool(pooler: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -197,9 +251,11 @@ def _mean_pool(pooler: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     if mask is None:
         mask = torch.ones(hidden_states.shape[:2], device=hidden_states.device)
     weights = mask.to(hidden_states.dtype).unsqueeze(-1)
-    summed = (hidden_states * weights).sum(dim=1)
-    pooled = summed / weights.sum(dim=1).clamp_min(1.0)
-    return F.normalize(pooled, dim=-1)
+    layers = [*pooler.relabeler_states, hidden_states]  # lower layers' from the hooks
+    pooler.relabeler_states = []
+    pooled = [F.normalize((states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0),
+                          dim=-1) for states in layers]
+    return pooled[0] if len(pooled) == 1 else F.normalize(torch.stack(pooled).mean(0), dim=-1)
 
 
 def class_names(model) -> list[str]:

@@ -54,6 +54,7 @@ class FitOptions:
     seed: int
     progress: bool = True
     pooling: str = "cls"  # [model] pooling, for checkpoints not trained yet (model.POOLINGS)
+    pool_layers: int | None = None  # [model] pool_layers, likewise (None: 1)
     long_text: LongText = TRUNCATE  # [model] long_text, window_stride, max_windows
     head_learning_rate: float = 0.0  # full mode: the classification head's (resolve: 1e-2)
 
@@ -62,7 +63,7 @@ class FitOptions:
                 weight_decay: float, warmup_ratio: float, max_length: int, seed: int,
                 device: torch.device, progress: bool = True,
                 pooling: str = "cls", long_text: LongText = TRUNCATE,
-                head_learning_rate: float = 0.0) -> FitOptions:
+                head_learning_rate: float = 0.0, pool_layers: int | None = None) -> FitOptions:
         if mode == "auto":
             mode = "full" if device.type == "cuda" else "head"
         if mode not in ("full", "head"):
@@ -72,7 +73,8 @@ class FitOptions:
         return cls(mode=mode, epochs=epochs or DEFAULT_EPOCHS[mode], batch_size=batch_size,
                    learning_rate=learning_rate or DEFAULT_LR[mode], weight_decay=weight_decay,
                    warmup_ratio=warmup_ratio, max_length=max_length, seed=seed,
-                   progress=progress, pooling=pooling, long_text=long_text,
+                   progress=progress, pooling=pooling, pool_layers=pool_layers,
+                   long_text=long_text,
                    head_learning_rate=head_learning_rate or DEFAULT_LR["head"])
 
 
@@ -368,7 +370,8 @@ class FullRefitter:
         from relabeler.model import load_classifier, load_tokenizer
 
         seed_everything(self.opts.seed)
-        model = load_classifier(self.model_name, self.classes, pooling=self.opts.pooling)
+        model = load_classifier(self.model_name, self.classes, pooling=self.opts.pooling,
+                                pool_layers=self.opts.pool_layers)
         tokenizer = load_tokenizer(self.model_name)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
         fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),

@@ -17,6 +17,7 @@ from relabeler.model import (
     length_batches,
     load_classifier,
     load_tokenizer,
+    pool_layers_of,
     pooling_of,
     read_labels,
     resolve_model,
@@ -180,6 +181,54 @@ def test_the_pooling_is_saved_with_the_model_and_cannot_be_changed(tiny_bert_dir
         load_classifier(tmp_path / "m", pooling="cls")
     with pytest.raises(ModelError, match="model.pooling: expected one of cls, mean, auto"):
         load_classifier(tiny_bert_dir, ["a", "b"], pooling="max")
+
+
+def test_pool_layers_average_the_last_layers_normalised_means(tiny_bert_dir):
+    # tiny_bert_dir has 2 layers: the default (3) is capped at the model's depth
+    model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=0)
+    assert pool_layers_of(model) == 2
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    enc = encode(tokenizer, ["a short text", "another, somewhat longer text with more words"], 32)
+    capture = FeatureCapture(model)
+    with torch.inference_mode():
+        logits = model(**enc).logits
+        features = capture.pop()
+        hidden = model.bert(**enc, output_hidden_states=True).hidden_states
+        mask = enc["attention_mask"][..., None].float()
+        means = [(h * mask).sum(1) / mask.sum(1) for h in hidden[-2:]]
+        expected = sum(m / m.norm(dim=1, keepdim=True) for m in means) / 2
+        expected = expected / expected.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(features, expected)
+        torch.testing.assert_close(model.classifier(features), logits)
+        # two forwards in a row: the hooks' states do not pile up
+        torch.testing.assert_close(model.bert(**enc).pooler_output, features)
+    capture.remove()
+    one = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=1)
+    assert pool_layers_of(one) == 1
+    assert encoder_fingerprint(model, tokenizer, 32) != encoder_fingerprint(one, tokenizer, 32)
+    assert pool_layers_of(load_classifier(tiny_bert_dir, ["a", "b"], pool_layers=0)) == 1  # cls
+
+
+def test_pool_layers_are_saved_and_bad_values_are_clear_errors(tiny_bert_dir, tmp_path):
+    model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=2)
+    save_model(model, load_tokenizer(tiny_bert_dir), tmp_path / "m", ["a", "b"])
+    assert json.loads((tmp_path / "m" / "config.json").read_text())[
+        "relabeler_pool_layers"] == 2
+    for asked in (None, 0, 2):
+        assert pool_layers_of(load_classifier(tmp_path / "m", pool_layers=asked)) == 2
+    with pytest.raises(ModelError, match="trained with pool_layers 2; model.pool_layers 1"):
+        load_classifier(tmp_path / "m", pool_layers=1)
+    # a model relabeler saved before pool_layers existed pooled its last layer only
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["relabeler_pool_layers"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    assert pool_layers_of(load_classifier(tmp_path / "m", pool_layers=0)) == 1
+    with pytest.raises(ModelError, match="pool_layers = 2 needs mean pooling"):
+        load_classifier(tiny_bert_dir, ["a", "b"], pooling="cls", pool_layers=2)
+    with pytest.raises(ModelError, match="pool_layers = 3: .* has 2 layers"):
+        load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=3)
+    with pytest.raises(ModelError, match="pool_layers must be >= 0"):
+        load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=-1)
 
 
 def test_auto_pooling_follows_a_sentence_transformers_checkpoint(tiny_bert_dir, minilm_dir,

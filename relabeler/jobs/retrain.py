@@ -44,7 +44,7 @@ from relabeler.corrections import ACTIONS, CORRECTIONS
 from relabeler.data import read_split
 from relabeler.errors import DataError, StageError
 from relabeler.jobs.train import run_train
-from relabeler.model import POOLING_KEY
+from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
 from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.store import RunStore
 
@@ -286,9 +286,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     sub.mark_done("data", provenance)
     retrain_config = copy.deepcopy(config)
     retrain_config.train.folds = folds
-    # the baseline's pooling, whatever [model] pooling says now (models saved before the
-    # setting existed pooled [CLS])
-    retrain_config.model.pooling = store.read_json("model/config.json").get(POOLING_KEY) or "cls"
+    # the baseline's pooling, whatever [model] pooling and pool_layers say now (models saved
+    # before the settings existed pooled [CLS], or their last layer)
+    saved = store.read_json("model/config.json")
+    retrain_config.model.pooling = saved.get(POOLING_KEY) or "cls"
+    retrain_config.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
     shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
                  if store.exists(artifacts.SHORTCUTS.path) else None)
     run_train(sub, retrain_config, force=True, progress=progress, classes=classes,

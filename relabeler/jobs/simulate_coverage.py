@@ -244,7 +244,8 @@ def encoder_embeddings(config, texts: list[str], classes: list[str], *,
     from relabeler.model import load_classifier, pick_device
 
     device = pick_device()
-    model = load_classifier(config.model.name, classes, pooling=config.model.pooling).to(device)
+    model = load_classifier(config.model.name, classes, pooling=config.model.pooling,
+                            pool_layers=config.model.pool_layers).to(device)
     states = encoder_states(config, model, texts, device, progress=progress)
     return states.float().cpu().numpy()
 

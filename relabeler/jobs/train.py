@@ -73,7 +73,8 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
     """Load a fresh classifier and train it (``sample_weights``: per-sample loss weights);
     returns (model, tokenizer, dynamics)."""
     seed_everything(opts.seed)
-    model = load_classifier(model_name, classes, pooling=opts.pooling)
+    model = load_classifier(model_name, classes, pooling=opts.pooling,
+                            pool_layers=opts.pool_layers)
     tokenizer = load_tokenizer(model_name)
     if opts.mode == "head":
         model.to(device)
@@ -104,7 +105,8 @@ def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = N
                               warmup_ratio=tc.warmup_ratio, max_length=config.model.max_length,
                               seed=tc.seed, device=device, progress=progress,
                               pooling=config.model.pooling, long_text=long_text_settings(config),
-                              head_learning_rate=tc.head_learning_rate)
+                              head_learning_rate=tc.head_learning_rate,
+                              pool_layers=config.model.pool_layers)
 
 
 def long_text_settings(config: RunConfig, head_model=None) -> LongText:
@@ -326,7 +328,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     cls_hidden = None
     eval_cls = None
     if opts.mode == "head":
-        encoder = load_classifier(config.model.name, classes, pooling=opts.pooling).to(device)
+        encoder = load_classifier(config.model.name, classes, pooling=opts.pooling,
+                                  pool_layers=opts.pool_layers).to(device)
         opts = replace(opts, long_text=long_text_settings(config, encoder))
         states, windows = window_states(config, encoder, texts + evaluation["text"].tolist(),
                                         device, progress=progress)

@@ -136,7 +136,7 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
 
 def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, tiny_bert_dir,
                                                                     synthetic_csv):
-    from relabeler.model import load_classifier, pooling_of
+    from relabeler.model import load_classifier, pool_layers_of, pooling_of
 
     config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
                          epochs=2)
@@ -148,8 +148,10 @@ def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, ti
     store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
         _corrections([(first["id"], first["label"], other, "relabel")]), preserve_index=False))
     config.model.pooling = "cls"  # changed since the baseline was trained
+    config.model.pool_layers = 1  # likewise (the baseline averaged the tiny model's 2 layers)
     run_retrain(store, config, progress=False)
-    assert pooling_of(load_classifier(store.path("retrain/v1/model"))) == "mean"
+    retrained = load_classifier(store.path("retrain/v1/model"))
+    assert (pooling_of(retrained), pool_layers_of(retrained)) == ("mean", 2)
 
 
 EVAL = pd.DataFrame({"id": ["e1", "e2", "e3", "e4"], "text": ["x1", "x2", "x3", "x4"],
