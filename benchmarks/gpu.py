@@ -171,7 +171,7 @@ def train_figure(bundle: Path, device: torch.device, sizes: Sizes, *, dry: bool,
     texts, ids = train.text.tolist(), train.id.to_numpy()
     label_ids = np.array([ds.classes.index(label) for label in train.label], dtype=np.int64)
     model_dir = random_encoder(bundle, tmp / "encoder", tiny_bert_config() if dry else None)
-    model = load_classifier(model_dir, ds.classes, pooling="auto")
+    model = load_classifier(model_dir, ds.classes, pooling="auto", pool_layers=0)
     tokenizer = load_tokenizer(model_dir)
     # [train]'s defaults, full mode, one epoch
     opts = FitOptions.resolve(mode="full", epochs=1, batch_size=32, learning_rate=0.0,
