@@ -5,7 +5,8 @@ Each demo dataset (sms-spam, bbc-news, drug-review) is split at random into trai
 whole text or of random words changed), ``punctuation`` (punctuation added, removed or
 changed), ``word`` (one word replaced by another word of the corpus); each copy goes into a
 split other than its original's. The features are those the classifier sees in head mode (the
-CPU default): the packaged MiniLM-L6, mean-pooled, ``max_length`` 128.
+CPU default): the packaged MiniLM-L6, mean-pooled over ``[model] pool_layers`` layers
+(``--pool-layers``), ``max_length`` 128.
 
 Reported per dataset: exact-duplicate pairs of the shipped data found (texts equal after
 whitespace and case normalisation, all must share a group), the share of synthetic copies
@@ -29,6 +30,13 @@ import numpy as np
 import torch
 
 from relabeler.data import DEMO_DATASETS
+from relabeler.model import (
+    DEFAULT_POOL_LAYERS,
+    encoder_head_states,
+    iter_text_batches,
+    load_classifier,
+    load_tokenizer,
+)
 from relabeler.selectors.duplicates import find_duplicates, normalize_text
 
 KINDS = ("case", "punctuation", "word")
@@ -64,26 +72,21 @@ def edit(text: str, kind: str, vocabulary: list[str], rng: np.random.Generator) 
     return out if out != text else text + "!"
 
 
-def embed(texts: list[str], cache: Path, max_length: int = 128) -> np.ndarray:
-    """MiniLM-L6 mean-pooled states (the head-mode classifier's features), cached per text."""
-    from transformers import AutoModel, AutoTokenizer
-
-    from relabeler.model import default_model_path, iter_text_batches
-
+def embed(texts: list[str], cache: Path, max_length: int = 128, pool_layers: int = 0
+          ) -> np.ndarray:
+    """The head-mode classifier's features (the packaged MiniLM-L6 pooled as ``[model]
+    pooling`` auto and ``pool_layers`` pool it; 0 = the shipped default), cached per text."""
     known: dict[str, np.ndarray] = {}
     if cache.exists():
         stored = np.load(cache, allow_pickle=True)
         known = dict(zip(stored["texts"].tolist(), stored["features"], strict=True))
     missing = sorted({t for t in texts if t not in known})
     if missing:
-        path = default_model_path()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path).eval()
+        tokenizer = load_tokenizer(None)
+        model = load_classifier(None, ["a", "b"], pooling="auto", pool_layers=pool_layers)
         with torch.inference_mode():
             for idx, enc in iter_text_batches(tokenizer, missing, max_length, 64):
-                hidden = model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+                pooled = encoder_head_states(model, dict(enc)).numpy()
                 known.update(zip([missing[i] for i in idx], pooled, strict=True))
         np.savez(cache, texts=np.array(list(known), dtype=object),
                  features=np.stack(list(known.values())))
@@ -108,7 +111,8 @@ def run(name: str, args, rng: np.random.Generator) -> dict:
             copy_split.append(rng.choice([s for s in ("train", "eval", "pool")
                                           if s != split[row]]))
     all_texts = texts + copies
-    features = embed(all_texts, Path(args.cache) / f"{name}.npz")
+    layers = args.pool_layers or DEFAULT_POOL_LAYERS
+    features = embed(all_texts, Path(args.cache) / f"{name}-L{layers}.npz", pool_layers=layers)
     result = {"dataset": name, "rows": n, "copies": len(copies)}
     for label, threshold, sketch in [(f"features {t}", t, False) for t in args.thresholds] + \
             [(f"features {t} + text sketch", t, True) for t in args.thresholds]:
@@ -163,6 +167,8 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=50, help="near groups written out to read")
     parser.add_argument("--cache", default="/tmp/relabeler-duplicates-bench")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool-layers", type=int, default=0,
+                        help="[model] pool_layers of the features (0 = the shipped default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     Path(args.cache).mkdir(parents=True, exist_ok=True)
