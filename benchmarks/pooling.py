@@ -103,7 +103,8 @@ def layer_summary(runs: list[dict], layers: list[int], base: int = 1) -> list[di
     runs: one dict per (seed, L) with keys ``seed``, ``layers``, ``accuracy``, ``auprc``; every
     seed must have a run of every L (a missing one is a ValueError, not a silently unpaired
     mean). Returns one dict per L with ``layers`` and the formatted ``accuracy``,
-    ``accuracy_diff``, ``auprc``, ``auprc_diff``, and the raw ``mean_accuracy_diff``.
+    ``accuracy_diff``, ``auprc``, ``auprc_diff``, and the raw ``accuracy_diffs`` (by seed)
+    and their mean ``mean_accuracy_diff`` (likewise for ``auprc``).
     """
     by_key = {(r["seed"], r["layers"]): r for r in runs}
     seeds = sorted({r["seed"] for r in runs})
@@ -118,6 +119,7 @@ def layer_summary(runs: list[dict], layers: list[int], base: int = 1) -> list[di
             diffs = [by_key[s, n][metric] - by_key[s, base][metric] for s in seeds]
             row[metric] = format_interval(values)
             row[f"{metric}_diff"] = "" if n == base else format_interval(diffs)
+            row[f"{metric}_diffs"] = diffs
             row[f"mean_{metric}_diff"] = float(np.mean(diffs))
         rows.append(row)
     return rows
@@ -293,15 +295,22 @@ def print_tables(results: dict[str, dict], layers: list[int]) -> None:
                                                              for x in r["runs"])]
         if not shared:
             continue
-        print(f"\n{kind} noise: eval accuracy minus L={default}'s (seed-paired means)\n")
-        print("| L | " + " | ".join(shared) + " | mean of the datasets | worst |")
-        print("|---|" + "---|" * (len(shared) + 2))
+        print(f"\n{kind} noise: minus L={default}'s, seed-paired (mean ± 95% t-interval; the "
+              f"mean of the datasets per seed, then over seeds; worst: the lowest dataset mean)\n")
+        print("| L | metric | " + " | ".join(shared) + " | mean of the datasets | worst |")
+        print("|---|---|" + "---|" * (len(shared) + 2))
         for n in layers:
-            diffs = [row["mean_accuracy_diff"] for name in shared for row in layer_summary(
-                [r for r in results[name]["runs"] if r["kind"] == kind], [n], base=default)]
-            print(f"| {n} | " + " | ".join(f"{d:+.4f}" for d in diffs)
-                  + f" | {np.mean(diffs):+.4f} | {min(diffs):+.4f} |")
-
+            for metric in ("accuracy", "auprc"):
+                diffs = [layer_summary([r for r in results[name]["runs"] if r["kind"] == kind],
+                                       [n], base=default)[0][f"{metric}_diffs"]
+                         for name in shared]
+                cells = [format_interval(d) for d in diffs]
+                if len({len(d) for d in diffs}) == 1:
+                    cells.append(format_interval(np.mean(diffs, axis=0)))
+                else:  # the datasets ran different seeds: no per-seed mean
+                    cells.append(f"{np.mean([np.mean(d) for d in diffs]):.4f}")
+                cells.append(f"{min(np.mean(d) for d in diffs):+.4f}")
+                print(f"| {n} | {metric} | " + " | ".join(cells) + " |")
 
 def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
     """``--pipeline`` (see the module docstring); prints one row per dataset and L."""

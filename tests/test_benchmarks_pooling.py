@@ -53,6 +53,7 @@ def test_layer_summary_pairs_each_seed_with_its_baseline():
     assert (base["layers"], base["accuracy_diff"], base["mean_accuracy_diff"]) == (1, "", 0.0)
     assert three["accuracy"] == pooling.format_interval([0.70, 0.84])
     assert three["accuracy_diff"] == pooling.format_interval([0.10, 0.04])
+    assert three["accuracy_diffs"] == pytest.approx([0.10, 0.04])
     assert three["mean_accuracy_diff"] == pytest.approx(0.07)
     assert three["mean_auprc_diff"] == 0.0
     # against another baseline, L = 3 itself
