@@ -55,7 +55,7 @@ POOLING_KEY = "relabeler_pooling"
 #: the config.json key that records a trained model's pool_layers (absent: 1)
 POOL_LAYERS_KEY = "relabeler_pool_layers"
 #: ``[model] pool_layers = 0``: the layers mean pooling averages (docs/benchmarks.md "Pooling")
-DEFAULT_POOL_LAYERS = 3
+DEFAULT_POOL_LAYERS = 4
 #: model types whose pooler can be made to mean-pool
 MEAN_POOLING_TYPES = ("bert", "ernie", "megatron-bert")
 

@@ -184,7 +184,7 @@ def test_the_pooling_is_saved_with_the_model_and_cannot_be_changed(tiny_bert_dir
 
 
 def test_pool_layers_average_the_last_layers_normalised_means(tiny_bert_dir):
-    # tiny_bert_dir has 2 layers: the default (3) is capped at the model's depth
+    # tiny_bert_dir has 2 layers: the default (4) is capped at the model's depth
     model = load_classifier(tiny_bert_dir, ["a", "b"], pooling="mean", pool_layers=0)
     assert pool_layers_of(model) == 2
     tokenizer = load_tokenizer(tiny_bert_dir)
