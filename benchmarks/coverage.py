@@ -35,8 +35,15 @@ more specs and ceilings":
         --ceilings --specs "bbc-news:label=business;bbc-news:label=entertainment;\
 bbc-news:cluster:10"
 
-(about 1 to 2 minutes per dataset, spec and seed on a shared 2-core CPU; the tables are in
-docs/benchmarks.md, "Coverage").
+The encoder's features follow ``[model] pool_layers`` (``--pool-layers``: 0 = what relabeler
+ships, 1 = the last layer only, as before it existed); ``--diversity-threshold`` and
+``--center`` (acquire on features less the train rows' mean) measure acquisition variants:
+
+    PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
+        --ceilings --pool-layers 3 --specs "drug-review:condition=Birth Control;drug-review:$HORM"
+
+(about 10 to 30 seconds per dataset, spec and seed on a shared 2-core CPU once the encoder's
+states are cached; the tables are in docs/benchmarks.md, "Coverage").
 """
 
 from __future__ import annotations
@@ -72,7 +79,8 @@ def encoded(name: str, sample: int, config: RunConfig):
     rows = ds.train.reset_index(drop=True)
     device = pick_device()
     opts = fit_options(config, device, mode="head", progress=False)
-    model = load_classifier(config.model.name, ds.classes, pooling=opts.pooling).to(device)
+    model = load_classifier(config.model.name, ds.classes, pooling=opts.pooling,
+                            pool_layers=opts.pool_layers).to(device)
     states = encoder_states(config, model, rows["text"].tolist(), device, progress=True)
     return rows, ds.classes, model, states, opts, device
 
@@ -112,7 +120,8 @@ def ceilings(refit, *, train_rows: np.ndarray, train_labels: np.ndarray, pool_ro
 
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
             *, seed: int, pool_fraction: float, k: int, states: np.ndarray,
-            with_ceilings: bool = False) -> dict | None:
+            with_ceilings: bool = False, diversity_threshold: float | None = None,
+            center: bool = False) -> dict | None:
     rng = np.random.default_rng(seed)
     split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
     frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
@@ -129,6 +138,8 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     eval_pos = new["eval"]["position"].to_numpy()
     pool_pos = new["pool"]["position"].to_numpy()
     labels = new["train"]["label"].map(index).to_numpy(dtype=np.int64)
+    if center:  # the train rows' mean removed: cosines between samples, not the shared direction
+        features = features - features[train_pos].mean(axis=0, keepdims=True)
     everything = np.concatenate([train_pos, eval_pos, pool_pos])
     probs = refit.fit_predict(train_pos, labels, everything)
     n, m = len(train_pos), len(eval_pos)
@@ -143,7 +154,8 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     eval_labels = new["eval"]["label"].map(index).to_numpy(dtype=np.int64)
     splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
-    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval")
+    spread = {} if diversity_threshold is None else {"diversity_threshold": diversity_threshold}
+    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval", **spread)
     started = time.perf_counter()
     _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
     seconds = time.perf_counter() - started
@@ -162,7 +174,7 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
                   group_eval_truth=new["eval"]["label"].map(index).to_numpy(
                       dtype=np.int64)[group_eval], seed=seed)
     _, before_acquired = score_coverage(train_view, splits, ScoreConfig(
-        acquire_budget=k, acquire_targets="undercovered"), seed=seed)
+        acquire_budget=k, acquire_targets="undercovered", **spread), seed=seed)
     before_picks = pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64)
     result = subgroup_measure(refit, picks=picks, **common)
     rows = np.concatenate([train_pos, pool_pos[before_picks]])
@@ -185,6 +197,15 @@ def main() -> None:
     parser.add_argument("--pool", type=float, default=0.5, help="pool fraction")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--json", default="", help="also write every run's result here")
+    parser.add_argument("--pool-layers", type=int, default=0,
+                        help="[model] pool_layers of the encoder's features (0 = what relabeler "
+                             "ships; 1 = the last layer only)")
+    parser.add_argument("--diversity-threshold", type=float, default=None,
+                        help="[score] diversity_threshold of both acquisitions (default: "
+                             "relabeler's)")
+    parser.add_argument("--center", action="store_true",
+                        help="acquire on features less the train rows' mean (the features "
+                             "pool_layers 3 gives share one direction: mean cosine .69)")
     parser.add_argument("--ceilings", action="store_true",
                         help="also measure every group pool row labeled, k random group rows "
                              "and k random rows outside the group")
@@ -193,6 +214,7 @@ def main() -> None:
     from relabeler.training import HeadRefitter, seed_everything
 
     config = RunConfig()
+    config.model.pool_layers = args.pool_layers
     seeds = [int(s) for s in args.seeds.split(",")]
     by_dataset: dict[str, list[str]] = {}
     for item in args.specs.split(";"):
@@ -214,7 +236,9 @@ def main() -> None:
             for seed in seeds:
                 r = one_run(rows, classes, refit, features, spec, seed=seed,
                             pool_fraction=args.pool, k=args.k, states=states_np,
-                            with_ceilings=args.ceilings)
+                            with_ceilings=args.ceilings,
+                            diversity_threshold=args.diversity_threshold,
+                            center=args.center)
                 if r is None:
                     print(f"| {name} | `{spec}` | {seed} | no group eval row left to measure "
                           "(all steer acquisition); seed skipped |", flush=True)
