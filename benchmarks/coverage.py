@@ -37,7 +37,8 @@ bbc-news:cluster:10"
 
 The encoder's features follow ``[model] pool_layers`` (``--pool-layers``: 0 = what relabeler
 ships, 1 = the last layer only, as before it existed); ``--diversity-threshold`` and
-``--center`` (acquire on features less the train rows' mean) measure acquisition variants:
+``--center`` (acquire on features less the train rows' mean) and ``--thin N`` (the first N
+candidates of each acquisition, k of them kept farthest-first) measure acquisition variants:
 
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
         --ceilings --pool-layers 3 --specs "drug-review:condition=Birth Control;drug-review:$HORM"
@@ -118,10 +119,27 @@ def ceilings(refit, *, train_rows: np.ndarray, train_labels: np.ndarray, pool_ro
             "outside": accuracy(rng.choice(outside, size=min(k, len(outside)), replace=False))}
 
 
+def farthest_first(features: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """``k`` of ``candidates`` (rows of ``features``, best first): the first, then each time the
+    one least cosine-similar to those kept (all of them when there are at most ``k``)."""
+    if len(candidates) <= k:
+        return candidates
+    normed = features[candidates] / np.maximum(
+        np.linalg.norm(features[candidates], axis=1, keepdims=True), 1e-12)
+    kept = [0]
+    closest = normed @ normed[0]
+    for _ in range(k - 1):
+        closest[kept] = np.inf
+        nxt = int(np.argmin(closest))
+        kept.append(nxt)
+        closest = np.maximum(closest, normed @ normed[nxt])
+    return candidates[np.sort(kept)]
+
+
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
             *, seed: int, pool_fraction: float, k: int, states: np.ndarray,
             with_ceilings: bool = False, diversity_threshold: float | None = None,
-            center: bool = False) -> dict | None:
+            center: bool = False, thin: int = 0) -> dict | None:
     rng = np.random.default_rng(seed)
     split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
     frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
@@ -155,12 +173,15 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
     spread = {} if diversity_threshold is None else {"diversity_threshold": diversity_threshold}
-    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval", **spread)
+    budget = max(k, thin)  # with thin: the first `thin` candidates, k of them farthest-first
+    cfg = ScoreConfig(acquire_budget=budget, acquire_targets="eval", **spread)
     started = time.perf_counter()
     _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
     seconds = time.perf_counter() - started
     pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
     picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
+    pool_features = splits["pool"].features
+    picks = farthest_first(pool_features, picks, k)
     truth_pool = new["pool"]["true_label"].map(index).to_numpy(dtype=np.int64)
     # measured on the group's eval rows that did not steer acquisition (simulate's measured_rows)
     group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool)
@@ -174,8 +195,9 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
                   group_eval_truth=new["eval"]["label"].map(index).to_numpy(
                       dtype=np.int64)[group_eval], seed=seed)
     _, before_acquired = score_coverage(train_view, splits, ScoreConfig(
-        acquire_budget=k, acquire_targets="undercovered", **spread), seed=seed)
-    before_picks = pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64)
+        acquire_budget=budget, acquire_targets="undercovered", **spread), seed=seed)
+    before_picks = farthest_first(
+        pool_features, pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64), k)
     result = subgroup_measure(refit, picks=picks, **common)
     rows = np.concatenate([train_pos, pool_pos[before_picks]])
     probs = refit.fit_predict(rows, np.concatenate([labels, truth_pool[before_picks]]),
@@ -206,6 +228,9 @@ def main() -> None:
     parser.add_argument("--center", action="store_true",
                         help="acquire on features less the train rows' mean (the features "
                              "pool_layers 3 gives share one direction: mean cosine .69)")
+    parser.add_argument("--thin", type=int, default=0,
+                        help="acquire this many candidates and keep k of them farthest-first "
+                             "(cosine; 0 = the first k)")
     parser.add_argument("--ceilings", action="store_true",
                         help="also measure every group pool row labeled, k random group rows "
                              "and k random rows outside the group")
@@ -238,7 +263,7 @@ def main() -> None:
                             pool_fraction=args.pool, k=args.k, states=states_np,
                             with_ceilings=args.ceilings,
                             diversity_threshold=args.diversity_threshold,
-                            center=args.center)
+                            center=args.center, thin=args.thin)
                 if r is None:
                     print(f"| {name} | `{spec}` | {seed} | no group eval row left to measure "
                           "(all steer acquisition); seed skipped |", flush=True)
