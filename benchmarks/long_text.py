@@ -188,20 +188,25 @@ def run_mode(args: argparse.Namespace, seed: int, mode: str) -> dict:
     apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
                              "model.window_stride": args.stride,
                              "model.cache_dir": str(out / "encoder-cache")})
-    path, wall_path = out / "simulation.json", out / "wall.json"
-    if not path.exists():
-        started = time.perf_counter()
-        run_simulation(config, out, progress=False, budgets=None)
-        wall_path.write_text(json.dumps({"seconds": time.perf_counter() - started}))
-    result = json.loads(path.read_text())
+    result, wall = timed_simulation(config, out)
     store = RunStore(config.run_dir)
     return {"config": config, "store": store,
             "accuracy": store.stage_info("train")["info"]["eval_accuracy"],
             "auprc": result["detection"]["relabeler"]["auprc"],
             "signals": {name: m["auprc"] for name, m in result["signals"].items()},
-            "seconds": sum(result["seconds"][s] for s in STAGES),
-            "wall": json.loads(wall_path.read_text())["seconds"] if wall_path.exists()
-            else float("nan")}
+            "seconds": sum(result["seconds"][s] for s in STAGES), "wall": wall}
+
+
+def timed_simulation(config, out: Path) -> tuple[dict, float]:
+    """``simulation.json`` of the simulation in ``out`` (run first, timed, when missing) and
+    its wall seconds (nan when it ran before the time was kept)."""
+    path, wall_path = out / "simulation.json", out / "wall.json"
+    if not path.exists():
+        started = time.perf_counter()
+        run_simulation(config, out, progress=False, budgets=None)
+        wall_path.write_text(json.dumps({"seconds": time.perf_counter() - started}))
+    wall = json.loads(wall_path.read_text())["seconds"] if wall_path.exists() else float("nan")
+    return json.loads(path.read_text()), wall
 
 
 def eval_poolings(run: dict) -> dict[str, float]:

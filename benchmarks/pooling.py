@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -314,8 +315,11 @@ def print_tables(results: dict[str, dict], layers: list[int]) -> None:
 
 def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
     """``--pipeline`` (see the module docstring); prints one row per dataset and L."""
-    from relabeler.jobs.simulate import run_simulation, simulation_config
+    from relabeler.jobs.simulate import simulation_config
     from relabeler.store import RunStore
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from long_text import timed_simulation  # a sibling script, not a package
 
     print("| dataset | L | training rows | eval rows | eval accuracy | queue detection AUPRC | "
           "train+extract+score s | simulate wall s |")
@@ -328,14 +332,8 @@ def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
                                        mode="head", folds=args.folds)
             apply_overrides(config, {"model.pool_layers": n,
                                      "model.cache_dir": str(out / "encoder-cache")})
-            path, wall_path = out / "simulation.json", out / "wall.json"
-            if not path.exists():
-                started = time.perf_counter()
-                run_simulation(config, out, progress=False, budgets=None)
-                wall_path.write_text(json.dumps({"seconds": time.perf_counter() - started}))
-            result = json.loads(path.read_text())
+            result, wall = timed_simulation(config, out)
             info = RunStore(config.run_dir).stage_info("train")["info"]
-            wall = json.loads(wall_path.read_text())["seconds"]
             auprc = result["detection"]["relabeler"]["auprc"]
             print(f"| {name} | {n} | {result['n_train']} | {result['n_test']} | "
                   f"{info['eval_accuracy']:.4f} | {auprc:.3f} | "
