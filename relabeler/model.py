@@ -154,8 +154,7 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     elif pooling not in (None, "auto", chosen):
         raise ModelError(f"{path} was trained with pooling {chosen!r}; model.pooling "
                          f"{pooling!r} cannot change that")
-    trained = getattr(model.config, POOL_LAYERS_KEY, None)
-    layers = _pool_layers(model, path, chosen, pool_layers, trained)
+    layers = _pool_layers(model, path, chosen, pool_layers)
     setattr(model.config, POOLING_KEY, chosen)
     setattr(model.config, POOL_LAYERS_KEY, layers)
     if chosen == "mean":
@@ -164,12 +163,13 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     return model
 
 
-def _pool_layers(model: nn.Module, path: str, pooling: str, asked: int | None,
-                 trained: int | None) -> int:
+def _pool_layers(model: nn.Module, path: str, pooling: str, asked: int | None) -> int:
     """The layers the feature averages: a trained model's own (1 when saved before the setting
-    existed), else ``asked`` resolved; an impossible or contradicting ask is an error."""
+    existed), else ``asked`` resolved; an impossible or contradicting ask is an error. Call
+    before the model's config records this load's pooling."""
     if asked is not None and asked < 0:
         raise ModelError(f"model.pool_layers must be >= 0 (0 = default), got {asked}")
+    trained = getattr(model.config, POOL_LAYERS_KEY, None)
     if trained is None and getattr(model.config, POOLING_KEY, None) is not None:
         trained = 1  # relabeler trained it before pool_layers existed
     if trained is not None:

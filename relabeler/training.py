@@ -29,6 +29,7 @@ from relabeler.model import (
     head_parameters,
     head_spec,
     iter_text_batches,
+    load_classifier,
     shuffled_length_batches,
     token_lengths,
 )
@@ -76,6 +77,12 @@ class FitOptions:
                    progress=progress, pooling=pooling, pool_layers=pool_layers,
                    long_text=long_text,
                    head_learning_rate=head_learning_rate or DEFAULT_LR["head"])
+
+    def new_classifier(self, model_name: str, classes: list[str]):
+        """``model_name`` loaded with a new head for ``classes``, pooled as ``[model] pooling``
+        and ``pool_layers`` say (a checkpoint relabeler trained keeps its own)."""
+        return load_classifier(model_name, classes, pooling=self.pooling,
+                               pool_layers=self.pool_layers)
 
 
 def seed_everything(seed: int) -> None:
@@ -367,11 +374,10 @@ class FullRefitter:
 
     def fit_predict(self, rows: np.ndarray, label_ids: np.ndarray, predict_rows: np.ndarray,
                     *, sample_weights: np.ndarray | None = None) -> np.ndarray:
-        from relabeler.model import load_classifier, load_tokenizer
+        from relabeler.model import load_tokenizer
 
         seed_everything(self.opts.seed)
-        model = load_classifier(self.model_name, self.classes, pooling=self.opts.pooling,
-                                pool_layers=self.opts.pool_layers)
+        model = self.opts.new_classifier(self.model_name, self.classes)
         tokenizer = load_tokenizer(self.model_name)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
         fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),

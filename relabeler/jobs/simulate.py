@@ -103,8 +103,7 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
     if opts.mode == "full":
         return FullRefitter(config.model.name, classes, texts, opts, device)
     seed_everything(config.train.seed)
-    model = load_classifier(config.model.name, classes, pooling=opts.pooling,
-                            pool_layers=opts.pool_layers).to(device)
+    model = opts.new_classifier(config.model.name, classes).to(device)
     # long_text = evidence: the run's trained model picks the windows, as in extract
     selector = load_classifier(store.get_dir(artifacts.MODEL.path)).to(device) \
         if config.model.long_text == "evidence" else None

@@ -44,7 +44,6 @@ from relabeler.long_text import (
 from relabeler.model import (
     head_is_linear,
     head_spec,
-    load_classifier,
     load_tokenizer,
     pick_device,
     save_model,
@@ -73,8 +72,7 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
     """Load a fresh classifier and train it (``sample_weights``: per-sample loss weights);
     returns (model, tokenizer, dynamics)."""
     seed_everything(opts.seed)
-    model = load_classifier(model_name, classes, pooling=opts.pooling,
-                            pool_layers=opts.pool_layers)
+    model = opts.new_classifier(model_name, classes)
     tokenizer = load_tokenizer(model_name)
     if opts.mode == "head":
         model.to(device)
@@ -328,8 +326,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     cls_hidden = None
     eval_cls = None
     if opts.mode == "head":
-        encoder = load_classifier(config.model.name, classes, pooling=opts.pooling,
-                                  pool_layers=opts.pool_layers).to(device)
+        encoder = opts.new_classifier(config.model.name, classes).to(device)
         opts = replace(opts, long_text=long_text_settings(config, encoder))
         states, windows = window_states(config, encoder, texts + evaluation["text"].tolist(),
                                         device, progress=progress)
