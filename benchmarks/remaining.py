@@ -162,6 +162,21 @@ def cached_replay(folder: Path, cache: Path, pooling: str, *, upto: int = 4) -> 
     return result
 
 
+def as_sent(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest as the product keeps it. Replays cached before the per-cohort estimate
+    recorded a control that a later queue reached as flagged, at that round's last rank (the
+    simulation did so; ``relabeler next`` never could): such an entry shares its rank with the
+    later round's last flagged task and carries an earlier round. It is a control again here."""
+    manifest = pd.DataFrame(manifest).copy()
+    flagged = manifest[manifest["source"] == "flagged"]
+    shared = flagged[flagged.duplicated("rank", keep=False)]
+    for _, group in shared.groupby("rank"):
+        moved = group.index[group["round"] < group["round"].max()]
+        manifest.loc[moved, "source"] = "random_control"
+        manifest.loc[moved, "rank"] = np.nan
+    return manifest
+
+
 def estimates(replayed: dict) -> list[dict]:
     """Per round: the truth, the estimate the run made (``before``: the noise model's count
     less the corrections found) and :func:`estimate_remaining`'s now (``after``), each
@@ -173,8 +188,8 @@ def estimates(replayed: dict) -> list[dict]:
         # round q + 1 was picked by scoring q
         chances = {q + 1: pd.Series(scoring["p_wrong"], index=replayed["ids"])
                    for q, scoring in enumerate(replayed["scorings"][:r + 1])}
-        left = estimate_remaining(record["manifest"], record["corrections"], replayed["n"],
-                                  next_batch=record["next_batch"], stop_rate=0.05,
+        left = estimate_remaining(as_sent(record["manifest"]), record["corrections"],
+                                  replayed["n"], next_batch=record["next_batch"], stop_rate=0.05,
                                   model_wrong=replayed["model_wrong"],
                                   wrong_probability=chances)
         rows.append({"run": replayed["name"], "round": r + 1,
@@ -352,8 +367,8 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
     for r, record in enumerate(replayed["rounds"]):
         chances = {q + 1: pd.Series(scoring["p_wrong"], index=ids)
                    for q, scoring in enumerate(replayed["scorings"][:r + 1])}
-        left = estimate_remaining(record["manifest"], record["corrections"], replayed["n"],
-                                  next_batch=record["next_batch"], stop_rate=0.05,
+        left = estimate_remaining(as_sent(record["manifest"]), record["corrections"],
+                                  replayed["n"], next_batch=record["next_batch"], stop_rate=0.05,
                                   model_wrong=replayed["model_wrong"],
                                   wrong_probability=chances)
         answers = record["corrections"][record["corrections"]["action"].isin(ANSWERED)]

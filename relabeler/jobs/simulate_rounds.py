@@ -11,12 +11,10 @@ remaining-errors estimate (:func:`relabeler.report.remaining.estimate_remaining`
 from the controls, the reviewed queue so far and the chances that labels are wrong under the
 scoring that picked the round, next to the truth the simulation knows.
 
-A control is a uniform draw from the rows the queue had not reached when it was sent. Once a
-later queue reaches past it (scored under its label as given, it ranks inside that round's
-flagged target) it counts as flagged, as it would have been sent then; the controls left stay a
-uniform sample of the rows the queue has not reached. Without this the early controls, drawn
-while more errors were left, overstate the error rate after later rounds (the 95% interval
-missed the truth from below in 4 of 32 cases on the dev sets).
+A control is a uniform draw from the rows the queue had not reached when it was sent; once
+answered, its label is fixed like any reviewed row's, as ``relabeler next`` does. The estimate
+reads the controls by the round that drew them, less what later rounds found among the rows
+they stand for (:func:`relabeler.report.remaining.control_cohorts`).
 
 The same play with one round is the one-shot baseline at the same total budget, controls
 included, so the two differ only in re-scoring between rounds.
@@ -132,7 +130,7 @@ class RoundsPlay:
     estimated_remaining: list[list[float | None]]
     true_remaining: list[int]
     manifest: list[dict] = dataclasses.field(default_factory=list)  # what was sent: id,
-    # source (flagged or random_control, as a control is counted at the end), rank, round
+    # source (flagged or random_control), rank, round
 
 
 def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np.ndarray,
@@ -145,8 +143,7 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     Training rows are ``0..N-1`` of the refitter's cache; noisy, truth: (N,) class ids;
     suspect, wrong_probability: (N,) the first queue's scores and the chances that its labels
     are wrong (None: not known); rescore(labels, model_probs) -> the next queue's, the same
-    pair (called between rounds only; the controls still standing keep their given label
-    there, so the queue can tell whether it reaches them).
+    pair (called between rounds only, on the labels with every answer so far).
     """
     n = len(noisy)
     rows = np.arange(n)
@@ -156,7 +153,6 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     rng = np.random.default_rng(seed + 3000)
     train = pd.DataFrame({"id": ids, "flipped": np.asarray(noisy) != np.asarray(truth)})
     answers: list[dict] = []
-    standing: dict[int, dict] = {}  # row -> manifest entry of the controls still controls
     chances: dict[int, pd.Series] = {}  # round -> the chances that the labels are wrong
     play = RoundsPlay([], [], [], [])
     manifest = play.manifest
@@ -164,15 +160,10 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
         flagged, controls = pick_round(suspect, reviewed, size, control_share=control_share,
                                        rng=rng)
         sent = int(sum(m["source"] == FLAGGED for m in manifest))
-        if len(flagged):
-            cutoff = suspect[flagged[-1]]
-            for row in [c for c in standing if suspect[c] >= cutoff]:
-                standing.pop(row).update(source=FLAGGED, rank=sent + len(flagged))
         manifest += [{"id": ids[i], "source": FLAGGED, "rank": sent + j + 1, "round": r + 1}
                      for j, i in enumerate(flagged)]
-        for i in controls:
-            standing[int(i)] = {"id": ids[i], "source": CONTROL, "rank": None, "round": r + 1}
-            manifest.append(standing[int(i)])
+        manifest += [{"id": ids[i], "source": CONTROL, "rank": None, "round": r + 1}
+                     for i in controls]
         batch = np.concatenate([flagged, controls])
         answers += [{"id": ids[i], "action": "relabel" if truth[i] != labels[i] else "keep",
                      "old_label": int(labels[i]), "new_label": int(truth[i])} for i in batch]
@@ -195,10 +186,7 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
                  "(true %d)", r + 1, len(sizes), len(batch), play.found[-1],
                  play.accuracy[-1], play.estimated_remaining[-1], play.true_remaining[-1])
         if r + 1 < len(sizes):
-            scoring = labels.copy()
-            still = np.fromiter(standing, dtype=np.int64, count=len(standing))
-            scoring[still] = noisy[still]
-            suspect, wrong_probability = rescore(scoring, probs[:n])
+            suspect, wrong_probability = rescore(labels.copy(), probs[:n])
     return play
 
 

@@ -127,21 +127,14 @@ def test_rounds_re_score_between_rounds_and_estimate_what_is_left():
     assert mid == pytest.approx(min(max(60.0 - play.found[0], low), high))
     low, mid, high = play.estimated_remaining[-1]
     assert mid == pytest.approx(min(max(play.true_remaining[-1], low), high))
-    # the re-scoring sees every answer, except that the controls still standing keep their
-    # given label (so the queue can tell whether it reaches them)
-    # (a control that round 3's queue reached counts as flagged now, ranked behind round 3's
-    # flagged tasks: it still stood when round 3 was scored)
-    standing = [int(m["id"][1:]) for m in play.manifest if m["round"] < 3 and (
-        m["source"] == "random_control" or m["rank"] > 24)]
+    # the re-scoring sees every answer, the controls' included (as `relabeler next` does)
     reviewed = [int(m["id"][1:]) for m in play.manifest if m["round"] < 3]
-    expected = truth.copy()
-    expected[standing] = noisy[standing]
-    unreviewed = np.setdiff1d(np.arange(200), reviewed)
-    expected[unreviewed] = noisy[unreviewed]
+    expected = noisy.copy()
+    expected[reviewed] = truth[reviewed]
     np.testing.assert_array_equal(calls[-1], expected)
 
 
-def test_a_control_the_queue_reaches_later_counts_as_flagged():
+def test_controls_stay_controls_and_the_estimate_reads_them_by_cohort():
     features, truth, noisy, test_rows, test_labels = world(flips=20)
     refit = CentroidRefitter(features, 2)
     ids = np.array([f"r{i}" for i in range(60)], dtype=object)
@@ -156,26 +149,30 @@ def test_a_control_the_queue_reaches_later_counts_as_flagged():
     sent = {int(m["id"][1:]): m for m in play.manifest}
     assert len(play.manifest) == 18 and len(sent) == 18
     # replay the draws: round 1 takes rows 0-2 and three controls; round 2 the top of a queue
-    # where every wrong label (the standing controls' given ones included) scores 1
+    # where every wrong label left scores 1
     rng = np.random.default_rng(0 + 3000)
     reviewed = np.zeros(60, dtype=bool)
     flagged1, controls1 = pick_round(np.linspace(1, 0, 60), reviewed, 6, control_share=0.5,
                                      rng=rng)
     assert flagged1.tolist() == [0, 1, 2]
+    assert all(sent[int(c)]["source"] == "random_control" and sent[int(c)]["round"] == 1
+               for c in controls1)
     reviewed[np.concatenate([flagged1, controls1])] = True
     labels = noisy.copy()
     labels[flagged1] = truth[flagged1]
+    labels[controls1] = truth[controls1]
     flagged2, controls2 = pick_round(np.where(labels != truth, 1.0, 0.0), reviewed, 6,
                                      control_share=0.5, rng=rng)
-    wrong1 = [c for c in controls1 if noisy[c] != truth[c]]
-    right1 = [c for c in controls1 if noisy[c] == truth[c]]
-    assert wrong1 and right1  # the seed draws both kinds
-    # round 2's queue reached the wrong-labelled controls of round 1: they count as flagged,
-    # ranked at its cutoff; the right-labelled ones stay controls
-    assert all(sent[c]["source"] == "flagged" and sent[c]["rank"] == 6 for c in wrong1)
-    assert all(sent[c]["source"] == "random_control" for c in right1)
-    assert all(sent[int(c)]["round"] == 2 for c in np.concatenate([flagged2, controls2]))
-    assert sum(m["source"] == "flagged" for m in play.manifest) >= 9 + len(wrong1)
+    assert all(sent[int(c)]["round"] == 2 and sent[int(c)]["source"] == "flagged"
+               for c in flagged2)
+    assert sum(m["source"] == "random_control" for m in play.manifest) == 9
+    # the perfect queue finds 3 wrong labels a round, and the 95% interval of what is left
+    # holds the truth in every round (the controls of round 1 stand for rows rounds 2 and 3
+    # then took 6 wrong labels out of)
+    assert play.found[1] >= 3 and play.found[2] >= 3
+    for (low, _, high), truth_left in zip(play.estimated_remaining, play.true_remaining,
+                                          strict=True):
+        assert low <= truth_left <= high
 
 
 def test_the_rounds_block_has_the_issues_keys_and_gap_shares():

@@ -167,3 +167,82 @@ def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_
     assert "the noise model's count less the corrections found" in advice_text(left)
     left = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05)
     assert left["point_from"] == "controls"
+
+
+def rounds_of_review(seed: int, *, n: int = 3000, wrong_share: float = 0.1, rounds: int = 4,
+                     flagged: int = 60, controls: int = 20):
+    """Rounds of a queue that finds wrong labels (a noisy score puts most of them on top) and
+    its random controls from the rows outside it, all answered truthfully: the manifest, the
+    answers and the wrong labels left after the last round."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(n) < wrong_share
+    ids = np.array([f"r{i:05d}" for i in range(n)])
+    score = wrong + rng.normal(scale=0.4, size=n)
+    sent = np.zeros(n, dtype=bool)
+    entries, rank = [], 0
+    for r in range(1, rounds + 1):
+        order = np.flatnonzero(~sent)[np.argsort(-score[~sent], kind="stable")]
+        top = order[:flagged]
+        picked = rng.choice(order[flagged:], size=controls, replace=False)
+        entries += [{"id": ids[i], "source": "flagged", "rank": rank + j + 1, "round": r}
+                    for j, i in enumerate(top)]
+        entries += [{"id": ids[i], "source": "random_control", "rank": None, "round": r}
+                    for i in picked]
+        rank += flagged
+        sent[top] = sent[picked] = True
+    manifest = pd.DataFrame(entries)
+    hit = manifest["id"].map(dict(zip(ids, wrong, strict=True)))
+    corrections = pd.DataFrame({
+        "id": manifest["id"], "action": np.where(hit, "relabel", "keep"),
+        "old_label": "a", "new_label": np.where(hit, "b", "a")})
+    return manifest, corrections, int(wrong[~sent].sum()), n
+
+
+def test_the_controls_are_read_by_cohort_less_what_later_rounds_found():
+    manifest = pd.DataFrame({
+        "id": ["f1", "f2", "c1", "c2", "f3", "f4", "c3", "f5"],
+        "source": ["flagged", "flagged", "random_control", "random_control", "flagged",
+                   "flagged", "random_control", "flagged"],
+        "round": [1, 1, 1, 1, 2, 2, 2, 3]})
+    # f5 (round 3) and c3 not answered yet; c1, f3 and f4 corrected
+    tasks = manifest.assign(corrected=[True, False, True, False, True, True, np.nan, np.nan])
+    from relabeler.report.remaining import control_cohorts
+
+    cohorts = control_cohorts(tasks, 100)
+    # round 1's answered controls stand for the 100 rows less its 2 flagged tasks and the 2
+    # controls themselves; rounds 2 and 3 found f3 and f4 among them; the one waiting task
+    # outside those rows is none (f5 is inside them: it was never sent before round 3)
+    assert cohorts["cohorts"] == [{"round": 1, "controls": 2, "rows": 96, "found_since": 2.0,
+                                   "waiting_flagged": 0.0, "waiting_controls": 0.0}]
+    assert cohorts["rows"] == 96 and cohorts["found_since"] == 2.0
+    assert control_cohorts(tasks.assign(corrected=np.nan), 100) is None
+
+
+def test_later_rounds_take_wrong_labels_out_of_the_rows_early_controls_stand_for():
+    covered, errors = 0, []
+    for seed in range(100):
+        manifest, corrections, truth, n = rounds_of_review(seed)
+        left = estimate_remaining(manifest, corrections, n, next_batch=80, stop_rate=0.05)
+        low, mid, high = left["remaining"]
+        covered += low <= truth <= high
+        errors.append((mid - truth) / truth)
+        assert left["controls"]["found_since"] > 0
+        assert left["controls"]["rate_left"] <= left["controls"]["rate"]
+    # the four rounds take about 200 of the 300 wrong labels out of the rows the first
+    # controls stand for: one rate over every control put about 1.5 times the truth left
+    # (81 of 100 covered)
+    assert covered >= 90
+    assert abs(np.mean(errors)) < 0.15
+
+
+def test_the_advice_says_what_later_rounds_took_out_of_the_controls_rows():
+    manifest, corrections, _, n = rounds_of_review(0)
+    left = estimate_remaining(manifest, corrections, n, next_batch=80, stop_rate=0.05)
+    found = left["controls"]["found_since"]
+    assert found == pytest.approx(70.25)  # rounds' corrections, averaged over the 4 cohorts
+    assert (f"later rounds found {found:.0f} wrong labels among the rows they stand for"
+            in advice_text(left))
+    one_round = manifest[manifest["round"] == 1]
+    first = estimate_remaining(one_round, corrections[corrections["id"].isin(one_round["id"])],
+                               n, next_batch=80, stop_rate=0.05)
+    assert first["controls"]["found_since"] == 0 and "later rounds" not in advice_text(first)
