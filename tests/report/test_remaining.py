@@ -199,6 +199,8 @@ def rounds_of_review(seed: int, *, n: int = 3000, wrong_share: float = 0.1, roun
 
 
 def test_the_controls_are_read_by_cohort_less_what_later_rounds_found():
+    from relabeler.report.remaining import control_cohorts
+
     manifest = pd.DataFrame({
         "id": ["f1", "f2", "c1", "c2", "f3", "f4", "c3", "f5"],
         "source": ["flagged", "flagged", "random_control", "random_control", "flagged",
@@ -206,16 +208,26 @@ def test_the_controls_are_read_by_cohort_less_what_later_rounds_found():
         "round": [1, 1, 1, 1, 2, 2, 2, 3]})
     # f5 (round 3) and c3 not answered yet; c1, f3 and f4 corrected
     tasks = manifest.assign(corrected=[True, False, True, False, True, True, np.nan, np.nan])
-    from relabeler.report.remaining import control_cohorts
-
     cohorts = control_cohorts(tasks, 100)
     # round 1's answered controls stand for the 100 rows less its 2 flagged tasks and the 2
-    # controls themselves; rounds 2 and 3 found f3 and f4 among them; the one waiting task
-    # outside those rows is none (f5 is inside them: it was never sent before round 3)
+    # controls themselves; rounds 2 and 3 found f3 and f4 among them; no waiting task lies
+    # outside those rows (f5 and c3 are inside them: never sent before round 2)
     assert cohorts["cohorts"] == [{"round": 1, "controls": 2, "rows": 96, "found_since": 2.0,
                                    "waiting_flagged": 0.0, "waiting_controls": 0.0}]
     assert cohorts["rows"] == 96 and cohorts["found_since"] == 2.0
     assert control_cohorts(tasks.assign(corrected=np.nan), 100) is None
+    # c2 still waiting, c3 answered: two cohorts of one control each, averaged
+    tasks = manifest.assign(corrected=[True, False, True, np.nan, True, True, False, np.nan])
+    cohorts = control_cohorts(tasks, 100)
+    assert cohorts["cohorts"] == [
+        {"round": 1, "controls": 1, "rows": 97, "found_since": 2.0, "waiting_flagged": 0.0,
+         "waiting_controls": 0.0},
+        # round 2's control stands for the rows never sent before it (4 were) less its 2
+        # flagged tasks and itself; c2, drawn before, waits outside those rows
+        {"round": 2, "controls": 1, "rows": 93, "found_since": 0.0, "waiting_flagged": 0.0,
+         "waiting_controls": 1.0}]
+    assert cohorts["rows"] == 95 and cohorts["found_since"] == 1.0
+    assert cohorts["waiting_controls"] == 0.5
 
 
 def test_later_rounds_take_wrong_labels_out_of_the_rows_early_controls_stand_for():
