@@ -212,12 +212,15 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     t_hi = rate_interval(int(window.sum()), len(window))[1]
     ceiling = float(window.mean())
     floor_lo, floor, floor_hi = left_rate
-    if ceiling >= floor and 0 < hits.sum() < len(hits):
-        # the ranking still beats random picks at its tail: extrapolate its decay
-        scale = max(float(ranks[-1]), 1.0)
-        decay = LogisticRegression().fit(ranks[:, None] / scale, hits.astype(int))
-        following = np.arange(ranks[-1] + 1, ranks[-1] + batch + 1)[:, None] / scale
-        tail = float(decay.predict_proba(following)[:, 1].mean())
+    if ceiling >= floor and hits.sum() > 0:
+        # the ranking still beats random picks at its tail: extrapolate its decay (a queue
+        # whose every task was corrected shows none yet: its tail is its window's rate)
+        tail = ceiling
+        if hits.sum() < len(hits):
+            scale = max(float(ranks[-1]), 1.0)
+            decay = LogisticRegression().fit(ranks[:, None] / scale, hits.astype(int))
+            following = np.arange(ranks[-1] + 1, ranks[-1] + batch + 1)[:, None] / scale
+            tail = float(decay.predict_proba(following)[:, 1].mean())
         next_rate = [floor_lo, min(max(tail, floor), ceiling), t_hi]
     else:  # exhausted, or never better than random: the next batch is a random one
         next_rate = [floor_lo, floor, floor_hi]

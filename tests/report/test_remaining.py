@@ -258,3 +258,18 @@ def test_the_advice_says_what_later_rounds_took_out_of_the_controls_rows():
     first = estimate_remaining(one_round, corrections[corrections["id"].isin(one_round["id"])],
                                n, next_batch=80, stop_rate=0.05)
     assert first["controls"]["found_since"] == 0 and "later rounds" not in advice_text(first)
+
+
+def test_a_queue_whose_every_task_was_corrected_is_not_taken_for_exhausted():
+    # two rounds of a queue at full precision (all 80 flagged tasks wrong), 4 controls that
+    # found nothing: no decay to fit, so the next batch is at the window's rate, capped by
+    # what is left, not at the controls' (random picks)
+    manifest, corrections, _, n = rounds_of_review(0, rounds=2, flagged=40, controls=4)
+    flagged = (manifest["source"] == "flagged").to_numpy()
+    answers = corrections.assign(action=np.where(flagged, "relabel", "keep"),
+                                 new_label=np.where(flagged, "b", "a"))
+    left = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
+                              model_wrong=80 + 30)
+    assert left["controls"]["rate"] == 0
+    assert left["next_batch"]["corrections"][1] == pytest.approx(min(40, left["remaining"][1]))
+    assert left["next_batch"]["corrections"][1] > 20 and left["advice"] == "continue"
