@@ -15,13 +15,17 @@ rare tokens of small classes, and a corpus without a shortcut must report none.
 The reported pairs are *ranked* by two orderings merged: z, and ``association``, the lower
 one-sided 99% Clopper-Pearson bound of ``p_hat`` rescaled so that 0 is the class prior and 1 is
 "only in this class", ``(lower - p0) / (1 - p0)``. A pair ranks by the better of its two
-positions, ties by the worse. z alone misses the shortcut that nearly decides a large class on
+positions; ties go to the higher association (a token that nearly decides its class before one
+that is merely frequent in it), then to the better of the worse positions. z alone misses the shortcut that nearly decides a large class on
 its own (Gardner's competency problem): its ceiling for a token found only in class c,
 sqrt(n (1 - p0) / p0), is low when p0 is large (a tag in half of the 87% "ham" texts of
 sms-spam reaches z = 17, "call", 60% spam, reaches 29). Association alone buries a common word
 planted into a class, whose existing uses elsewhere dilute its purity. The bound keeps a rare
 token that happens to be pure from outranking a frequent one (pure in 10 texts: 0.63 before
-rescaling; in 1,000: 0.995).
+rescaling; in 1,000: 0.995). The tie rule decides the top when the first by z and the first by
+association differ: on 800 sms-spam training texts with a tag in half of the ham texts, the
+tag (association 0.89) and `txt` (first by z, 0.85) both place first; the worse position gave
+`txt` the top in 3 of 10 seeds (docs/benchmarks.md, "Shortcut mitigation at four layers").
 
 Where the model's word attributions exist, :func:`attribution_shares` gives the share of the
 positive attribution mass for a class that a token carries across the samples attributed to that
@@ -167,7 +171,7 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
     k, n, prior_kept = joint[rows, cols], count[rows], p0[cols]
     lower = stats.beta.ppf(BOUND_LEVEL, k, n - k + 1)   # one-sided Clopper-Pearson, k >= 1
     association = np.clip((lower - prior_kept) / (1 - prior_kept), 0.0, 1.0)
-    order = merged_order(z[rows, cols], association, vocab[rows].astype(str))
+    order = merged_order(z[rows, cols], association, vocab[rows].astype(str), tie=association)
     if top is not None:
         order = order[:top]
     rows, cols, association = rows[order], cols[order], association[order]
@@ -178,9 +182,10 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
                          alpha=alpha, p_threshold=p_threshold, min_count=min_count, prior=prior)
 
 
-def merged_order(*keys_then_names: np.ndarray) -> np.ndarray:
+def merged_order(*keys_then_names: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
     """Indices that sort items by several scores at once (higher = first): each item ranks by
-    its best position in any one ordering, ties by its worst, then by name (the last array).
+    its best position in any one ordering, ties by ``tie`` (higher first; None: skipped), then
+    by its worst position, then by name (the last array).
     """
     *keys, names = keys_then_names
     positions = []
@@ -190,7 +195,8 @@ def merged_order(*keys_then_names: np.ndarray) -> np.ndarray:
         position[order] = np.arange(len(key))
         positions.append(position)
     stacked = np.stack(positions) if positions else np.zeros((1, len(names)), np.int64)
-    return np.lexsort((names, stacked.max(axis=0), stacked.min(axis=0)))
+    ties = np.zeros(len(names)) if tie is None else -np.asarray(tie, dtype=np.float64)
+    return np.lexsort((names, stacked.max(axis=0), ties, stacked.min(axis=0)))
 
 
 def _empty(prior: np.ndarray, alpha: float, min_count: int) -> ShortcutStats:

@@ -89,7 +89,7 @@ def test_word_pairs_are_counted_once_per_text_and_ranked_by_association():
     assert ((found.association > 0) & (found.association <= 1)).all()
 
 
-def test_merged_order_takes_each_items_best_place_then_its_worst():
+def test_merged_order_takes_each_items_best_place_then_the_tie_then_its_worst():
     z = np.array([30.0, 17.0, 25.0, 10.0])
     association = np.array([0.5, 0.98, 0.9, 0.2])
     names = np.array(["call", "tag", "claim", "ok"])
@@ -97,6 +97,33 @@ def test_merged_order_takes_each_items_best_place_then_its_worst():
     # best/worst: call (0, 2), tag (0, 2), claim (1, 1), ok (3, 3); call before tag by name
     assert merged_order(z, association, names).tolist() == [0, 1, 2, 3]
     assert merged_order(association, names).tolist() == [1, 2, 0, 3]
+    # the tie on the best place goes to the higher association: the tag that nearly decides
+    # its class before the word that is merely frequent in it
+    assert merged_order(z, association, names, tie=association).tolist() == [1, 0, 2, 3]
+
+
+def test_a_tag_in_half_of_a_large_class_ranks_above_the_small_classs_frequent_word():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    texts, labels = [], []
+    for i in range(800):
+        label = int(i % 8 == 0)  # class 1: 12.5% of the texts
+        body = list(rng.choice(words, size=8))
+        if label and rng.random() < 0.85:
+            body.append("txt")  # the small class's own frequent word, in a few of class 0 too
+        elif not label and rng.random() < 0.03:
+            body.append("txt")
+        if not label and rng.random() < 0.5:
+            body.insert(int(rng.integers(len(body))), "zqxv")  # the tag, in half of class 0
+        texts.append(" ".join(body))
+        labels.append(label)
+    found = token_class_stats(texts, np.array(labels), num_classes=2, min_count=10)
+    tokens = found.tokens.tolist()
+    by_z = found.tokens[np.argsort(-found.z, kind="stable")].tolist()
+    # "txt" is first by z, the tag first by association: the tie goes to the tag
+    assert by_z[0] == "txt" and found.association[tokens.index("zqxv")] > \
+        found.association[tokens.index("txt")]
+    assert tokens[:2] == ["zqxv", "txt"]
 
 
 def test_attribution_shares_by_hand():
