@@ -16,9 +16,9 @@ The reported pairs are *ranked* by two orderings merged: z, and ``association``,
 one-sided 99% Clopper-Pearson bound of ``p_hat`` rescaled so that 0 is the class prior and 1 is
 "only in this class", ``(lower - p0) / (1 - p0)``. A pair ranks by the better of its two
 positions; ties go to the higher association (a token that nearly decides its class before one
-that is merely frequent in it), then to the better of the worse positions. z alone misses the shortcut that nearly decides a large class on
-its own (Gardner's competency problem): its ceiling for a token found only in class c,
-sqrt(n (1 - p0) / p0), is low when p0 is large (a tag in half of the 87% "ham" texts of
+that is merely frequent in it), then to the better of the worse positions. z alone misses the
+shortcut that nearly decides a large class on its own (Gardner's competency problem): its
+ceiling for a token found only in class c, sqrt(n (1 - p0) / p0), is low when p0 is large (a tag in half of the 87% "ham" texts of
 sms-spam reaches z = 17, "call", 60% spam, reaches 29). Association alone buries a common word
 planted into a class, whose existing uses elsewhere dilute its purity. The bound keeps a rare
 token that happens to be pure from outranking a frequent one (pure in 10 texts: 0.63 before
