@@ -18,14 +18,15 @@ one-sided 99% Clopper-Pearson bound of ``p_hat`` rescaled so that 0 is the class
 positions; ties go to the higher association (a token that nearly decides its class before one
 that is merely frequent in it), then to the better of the worse positions. z alone misses the
 shortcut that nearly decides a large class on its own (Gardner's competency problem): its
-ceiling for a token found only in class c, sqrt(n (1 - p0) / p0), is low when p0 is large (a tag in half of the 87% "ham" texts of
-sms-spam reaches z = 17, "call", 60% spam, reaches 29). Association alone buries a common word
-planted into a class, whose existing uses elsewhere dilute its purity. The bound keeps a rare
-token that happens to be pure from outranking a frequent one (pure in 10 texts: 0.63 before
-rescaling; in 1,000: 0.995). The tie rule decides the top when the first by z and the first by
-association differ: on 800 sms-spam training texts with a tag in half of the ham texts, the
-tag (association 0.89) and `txt` (first by z, 0.85) both place first; the worse position gave
-`txt` the top in 3 of 10 seeds (docs/benchmarks.md, "Shortcut mitigation at four layers").
+ceiling for a token found only in class c, sqrt(n (1 - p0) / p0), is low when p0 is large (a
+tag in half of the 87% "ham" texts of sms-spam reaches z = 17, "call", 60% spam, reaches 29).
+Association alone buries a common word planted into a class, whose existing uses elsewhere
+dilute its purity. The bound keeps a rare token that happens to be pure from outranking a
+frequent one (pure in 10 texts: 0.63 before rescaling; in 1,000: 0.995). The tie rule decides
+the top when the first by z and the first by association differ: on 800 sms-spam training texts
+with a tag in half of the ham texts, the tag (association 0.92) and `txt` (first by z,
+0.58-0.70) both place first; the worse position gave `txt` the top in 3 of 10 seeds
+(docs/benchmarks.md, "Shortcut mitigation at four layers").
 
 Where the model's word attributions exist, :func:`attribution_shares` gives the share of the
 positive attribution mass for a class that a token carries across the samples attributed to that
