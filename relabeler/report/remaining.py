@@ -163,6 +163,8 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     answered = answered.assign(corrected=corrected(answered))
     if "rank" not in sent.columns:  # a manifest without ranks: its order is the queue's
         sent = sent.assign(rank=np.arange(1, len(sent) + 1))
+    sent = sent.assign(round=(sent["round"] if "round" in sent.columns else 1))
+    sent = sent.assign(round=sent["round"].fillna(1).astype(int))
     merged = sent.merge(answered[["id", "corrected"]], on="id", how="left")
     controls = merged[(merged["source"] == "random_control") & merged["corrected"].notna()]
     flagged = merged[(merged["source"] == "flagged") & merged["corrected"].notna()]
@@ -176,10 +178,7 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     p_f, (f_lo, f_hi) = k_f / n_f, rate_interval(k_f, n_f)
     reviewed = len(answered)
     rest = max(0, n_train - reviewed - pending)
-    if "round" not in merged.columns:
-        merged = merged.assign(round=1)
-    cohort = control_cohorts(merged.assign(round=merged["round"].fillna(1).astype(int)),
-                             n_train)
+    cohort = control_cohorts(merged, n_train)
     rows, since = max(cohort["rows"], 1.0), cohort["found_since"]
     # the rows never sent, now: the controls' rate less what later rounds found among them
     left_rate = [max(0.0, c - since / rows) for c in (c_lo, p_c, c_hi)]
@@ -205,9 +204,11 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     remaining[1] = min(max(point, remaining[0]), remaining[2])
 
     batch = max(1, int(next_batch))
-    ordered = flagged.sort_values("rank", kind="stable")
+    # the queue in the order it was sent: round by round, each round by its own ranking
+    # (`relabeler next` ranks every round afresh, so ranks alone would mix the rounds' tails)
+    ordered = flagged.sort_values(["round", "rank"], kind="stable")
     hits = ordered["corrected"].to_numpy(dtype=float)
-    ranks = ordered["rank"].to_numpy(dtype=float)
+    ranks = np.arange(1, len(ordered) + 1, dtype=float)
     window = hits[-batch:]
     t_hi = rate_interval(int(window.sum()), len(window))[1]
     ceiling = float(window.mean())

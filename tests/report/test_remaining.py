@@ -290,3 +290,22 @@ def test_the_report_says_when_the_queue_promises_more_than_the_point_leaves():
     more = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
                               model_wrong=80 + 100)
     assert not more["point_below_queue"] and "read the interval" not in advice_text(more)
+
+
+def test_rounds_that_rank_afresh_are_read_in_the_order_they_were_sent():
+    # `relabeler next` ranks every round afresh: round 2's tasks carry ranks 1-40 again. Round
+    # 1's 40 tasks were all wrong labels, round 2's 4 of 40: the next batch follows round 2
+    ids = [f"r{i:04d}" for i in range(100)]
+    manifest = pd.DataFrame({
+        "id": ids[:80] + ids[80:84] + ids[84:88],
+        "source": ["flagged"] * 80 + ["random_control"] * 8,
+        "rank": list(range(1, 41)) * 2 + [None] * 8,
+        "round": [1] * 40 + [2] * 40 + [1] * 4 + [2] * 4})
+    wrong = [True] * 40 + [i % 10 == 0 for i in range(40)] + [False] * 8
+    corrections = pd.DataFrame({
+        "id": manifest["id"], "action": np.where(wrong, "relabel", "keep"),
+        "old_label": "a", "new_label": np.where(wrong, "b", "a")})
+    left = estimate_remaining(manifest, corrections, 2000, next_batch=40, stop_rate=0.05)
+    low, rate, high = left["next_batch"]["rate"]
+    assert rate <= 0.1 and high < 0.3  # round 2's window: 4 of 40 (Wilson upper 0.23)
+    assert left["next_batch"]["at_queue_rate"] <= 4.0
