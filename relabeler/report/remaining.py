@@ -33,7 +33,10 @@ of add up), and on the demo's 3902 rows the calibrated count said 144 where 23 w
 Without chances (a scoring older than the column, or fewer than 10 corrections in the round's
 tasks to calibrate on) the point is the noise model's count; else the controls'. Either
 is held inside the controls' interval (the controls are few: the point is sharper, the
-interval keeps it honest). The next batch never finds more than remains.
+interval keeps it honest). The next batch never finds more than remains; where the queue's
+latest rate promises more than the point leaves, the report says the two disagree and to read
+the interval (``point_below_queue``). The queue is read in the order it was sent, round by round
+(each round of ``relabeler next`` is ranked afresh).
 ``stop`` is advised when the next batch's upper limit falls below ``stop_rate``.
 """
 
