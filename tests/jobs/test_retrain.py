@@ -117,8 +117,12 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert "unbounded: no random control needed a change (at least" in html
     left = report["remaining"]
     assert left["true_remaining"] == 0  # every flipped label was answered
-    assert left["controls"] == {"reviewed": 5, "corrected": 0, "rate": 0.0,
-                                "ci95": queue["random_control"]["ci95"]}
+    assert left["controls"] == {
+        "reviewed": 5, "corrected": 0, "rate": 0.0, "ci95": queue["random_control"]["ci95"],
+        # one round: its 5 controls stand for the rows outside its 19 flagged tasks and them
+        "found_since": 0.0, "rate_left": 0.0,
+        "cohorts": [{"round": 1, "controls": 5, "rows": len(train) - 24, "found_since": 0.0,
+                     "waiting_flagged": 0.0, "waiting_controls": 0.0}]}
     assert left["remaining"][0] == 0 and left["remaining"][1] == 0  # no control was wrong
     assert left["unreviewed_rows"] == len(train) - 24
     assert "What is left" in html and left["advice"] in html
