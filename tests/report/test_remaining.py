@@ -260,7 +260,7 @@ def test_the_advice_says_what_later_rounds_took_out_of_the_controls_rows():
     assert first["controls"]["found_since"] == 0 and "later rounds" not in advice_text(first)
 
 
-def test_a_queue_whose_every_task_was_corrected_is_not_taken_for_exhausted():
+def test_a_fully_corrected_queue_is_not_exhausted_and_may_promise_more_than_the_point():
     # two rounds of a queue at full precision (all 80 flagged tasks wrong), 4 controls that
     # found nothing: no decay to fit, so the next batch is at the window's rate, capped by
     # what is left, not at the controls' (random picks)
@@ -270,21 +270,13 @@ def test_a_queue_whose_every_task_was_corrected_is_not_taken_for_exhausted():
                                  new_label=np.where(flagged, "b", "a"))
     left = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
                               model_wrong=80 + 30)
-    assert left["controls"]["rate"] == 0
-    assert left["next_batch"]["corrections"][1] == pytest.approx(min(40, left["remaining"][1]))
-    assert left["next_batch"]["corrections"][1] > 20 and left["advice"] == "continue"
-
-
-def test_the_report_says_when_the_queue_promises_more_than_the_point_leaves():
-    manifest, corrections, _, n = rounds_of_review(0, rounds=2, flagged=40, controls=4)
-    flagged = (manifest["source"] == "flagged").to_numpy()
-    answers = corrections.assign(action=np.where(flagged, "relabel", "keep"),
-                                 new_label=np.where(flagged, "b", "a"))
-    # the noise model leaves 30; the queue, every task of it corrected, promises 40
-    left = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
-                              model_wrong=80 + 30)
+    assert left["controls"]["rate"] == 0 and left["advice"] == "continue"
+    # the noise model leaves 30; the queue, every task of it corrected, promises 40: the
+    # next batch is capped at 30 and the report says the two disagree
+    assert left["remaining"][1] == pytest.approx(30)
+    assert left["next_batch"]["corrections"][1] == pytest.approx(30)
     assert left["next_batch"]["at_queue_rate"] == pytest.approx(40)
-    assert left["remaining"][1] == pytest.approx(30) and left["point_below_queue"]
+    assert left["point_below_queue"]
     assert "would correct about 40, more than the point says is left" in advice_text(left)
     # a point above what the queue promises: nothing to say
     more = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
