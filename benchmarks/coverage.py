@@ -70,18 +70,18 @@ from relabeler.jobs.simulate_coverage import (
 )
 from relabeler.report.stats import mean_interval
 from relabeler.selectors.eval_support import steering
+from relabeler.selectors.knn import unit_rows
 
 
 def encoded(name: str, sample: int, config: RunConfig):
     """The dataset's rows (one seeded sample) and a head refitter over all their texts."""
     from relabeler.jobs.train import encoder_states, fit_options
-    from relabeler.model import load_classifier, pick_device
+    from relabeler.model import pick_device
     ds = load_dataset(name, sample=sample or None, seed=0, eval_fraction=0.0)
     rows = ds.train.reset_index(drop=True)
     device = pick_device()
     opts = fit_options(config, device, mode="head", progress=False)
-    model = load_classifier(config.model.name, ds.classes, pooling=opts.pooling,
-                            pool_layers=opts.pool_layers).to(device)
+    model = opts.new_classifier(config.model.name, ds.classes).to(device)
     states = encoder_states(config, model, rows["text"].tolist(), device, progress=True)
     return rows, ds.classes, model, states, opts, device
 
@@ -124,8 +124,7 @@ def farthest_first(features: np.ndarray, candidates: np.ndarray, k: int) -> np.n
     one least cosine-similar to those kept (all of them when there are at most ``k``)."""
     if len(candidates) <= k:
         return candidates
-    normed = features[candidates] / np.maximum(
-        np.linalg.norm(features[candidates], axis=1, keepdims=True), 1e-12)
+    normed = unit_rows(features[candidates])
     kept = [0]
     closest = normed @ normed[0]
     for _ in range(k - 1):

@@ -177,21 +177,27 @@ def as_sent(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest
 
 
+def replayed_estimate(replayed: dict, r: int) -> dict:
+    """:func:`estimate_remaining` on replayed round ``r`` (0-based) as the product sees it:
+    its manifest as sent, its answers, and the chances of the scorings that picked rounds
+    1..r+1 (round q + 1 was picked by scoring q)."""
+    from relabeler.report.remaining import estimate_remaining
+
+    record = replayed["rounds"][r]
+    chances = {q + 1: pd.Series(scoring["p_wrong"], index=replayed["ids"])
+               for q, scoring in enumerate(replayed["scorings"][:r + 1])}
+    return estimate_remaining(as_sent(record["manifest"]), record["corrections"],
+                              replayed["n"], next_batch=record["next_batch"], stop_rate=0.05,
+                              model_wrong=replayed["model_wrong"], wrong_probability=chances)
+
+
 def estimates(replayed: dict) -> list[dict]:
     """Per round: the truth, the estimate the run made (``before``: the noise model's count
     less the corrections found) and :func:`estimate_remaining`'s now (``after``), each
     [low, point, high]."""
-    from relabeler.report.remaining import estimate_remaining
-
     rows = []
     for r, record in enumerate(replayed["rounds"]):
-        # round q + 1 was picked by scoring q
-        chances = {q + 1: pd.Series(scoring["p_wrong"], index=replayed["ids"])
-                   for q, scoring in enumerate(replayed["scorings"][:r + 1])}
-        left = estimate_remaining(as_sent(record["manifest"]), record["corrections"],
-                                  replayed["n"], next_batch=record["next_batch"], stop_rate=0.05,
-                                  model_wrong=replayed["model_wrong"],
-                                  wrong_probability=chances)
+        left = replayed_estimate(replayed, r)
         rows.append({"run": replayed["name"], "round": r + 1,
                      "truth": replayed["true_remaining"][r], "before": record["remaining"],
                      "after": left["remaining"] if left["available"] else None})
@@ -356,7 +362,7 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
     point uses them, the round's ratio applied to the chances of the scoring after the round
     (the next round's), a ratio per chance band shrunk toward the round's, and the
     eval-referenced total less the corrections found in place of the noise model's count."""
-    from relabeler.report.remaining import ANSWERED, corrected, estimate_remaining
+    from relabeler.report.remaining import ANSWERED, corrected
 
     ids = pd.Index(replayed["ids"])
     totals = {f"{at_most:g}": eval_referenced_total(folder, at_most=at_most)
@@ -365,12 +371,7 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
                for flips in EVAL_FLIPS}
     rows = []
     for r, record in enumerate(replayed["rounds"]):
-        chances = {q + 1: pd.Series(scoring["p_wrong"], index=ids)
-                   for q, scoring in enumerate(replayed["scorings"][:r + 1])}
-        left = estimate_remaining(as_sent(record["manifest"]), record["corrections"],
-                                  replayed["n"], next_batch=record["next_batch"], stop_rate=0.05,
-                                  model_wrong=replayed["model_wrong"],
-                                  wrong_probability=chances)
+        left = replayed_estimate(replayed, r)
         answers = record["corrections"][record["corrections"]["action"].isin(ANSWERED)]
         unanswered = ~ids.isin(set(answers["id"]))
         calibration = left["calibration"]
@@ -388,7 +389,7 @@ def variants(replayed: dict, folder: Path) -> list[dict]:
             manifest = record["manifest"]
             used = manifest[(manifest["round"] == r + 1) | (manifest["source"] == "random_control")]
             used = answers[answers["id"].isin(set(used["id"]))]
-            x = chances[r + 1]
+            x = pd.Series(replayed["scorings"][r]["p_wrong"], index=ids)  # the round's scoring
             band = np.digitize(x.loc[used["id"]], BANDS) - 1
             band_left = np.digitize(x[unanswered], BANDS) - 1
             hits = corrected(used).to_numpy(dtype=float)

@@ -166,8 +166,8 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     answered = answered.assign(corrected=corrected(answered))
     if "rank" not in sent.columns:  # a manifest without ranks: its order is the queue's
         sent = sent.assign(rank=np.arange(1, len(sent) + 1))
-    sent = sent.assign(round=(sent["round"] if "round" in sent.columns else 1))
-    sent = sent.assign(round=sent["round"].fillna(1).astype(int))
+    rounds = sent["round"].fillna(1) if "round" in sent.columns else 1  # none: all round 1
+    sent = sent.assign(round=pd.Series(rounds, index=sent.index).astype(int))
     merged = sent.merge(answered[["id", "corrected"]], on="id", how="left")
     controls = merged[(merged["source"] == "random_control") & merged["corrected"].notna()]
     flagged = merged[(merged["source"] == "flagged") & merged["corrected"].notna()]
