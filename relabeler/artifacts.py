@@ -167,10 +167,11 @@ COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
                     _schema(("representation", _F32), ("region", _I64)))
 ACQUIRE = Artifact("scores/acquire.parquet", "score", "table",
                    "Pool rows worth labeling, by rank, with the thin eval row (or under-covered "
-                   "row) each supports most, its support and that row's region.",
+                   "row) each supports most, its support, that row's region, and which targets "
+                   "chose it (eval: labeled eval rows steered it; undercovered).",
                    _schema(("id", _STR), ("rank", _I64), ("near_id", _STR),
                            ("similarity", _F32)),
-                   _schema(("support", _F32), ("region", _I64)))
+                   _schema(("support", _F32), ("region", _I64), ("targets", _STR)))
 THIN_REGIONS = Artifact("scores/thin_regions.parquet", "score", "table",
                         "The regions the under-covered eval and pool rows form, largest first: "
                         "size by split, mean coverage and representation, the words that set "

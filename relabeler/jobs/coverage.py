@@ -21,9 +21,11 @@ Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Cov
    by their gradient-similarity support of the labeled eval samples that are thin (low
    representation) and misclassified (only the stable ``acquire_eval_share`` of them that may
    steer it), times the square root of their own representation deficit, falling back to
-   ``undercovered`` without eval labels. No near-duplicates either way. Measured on held-out
-   groups and on eval rows that did not steer the picks, ``eval`` gives richer picks on
-   drug-review and no more accuracy anywhere, so it is not the default.
+   ``undercovered`` without eval labels. No near-duplicates either way. Each pick's
+   ``targets`` column says which targets chose it: the report measures the gain of ``eval``
+   picks on the eval rows that did not steer them. Measured on held-out groups and on eval
+   rows that did not steer the picks, ``eval`` buys more than ``undercovered`` on drug-review
+   and less on bbc-news (``label=business``), so it is not the default.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
                                   "near_id": pd.Series(dtype=object),
                                   "similarity": pd.Series(dtype=np.float32),
                                   "support": pd.Series(dtype=np.float32),
-                                  "region": pd.Series(dtype=np.int64)})
+                                  "region": pd.Series(dtype=np.int64),
+                                  "targets": pd.Series(dtype=object)})
     pool = splits.get("pool")
     if pool is None or not len(pool.ids):
         return cov_frame, acquire_frame
@@ -109,7 +112,8 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
         target_ids = cov_frame["id"].to_numpy(dtype=object)[target_rows]
         more = pd.DataFrame({
             "id": pool.ids[picks.pool_idx], "near_id": target_ids[picks.near_idx],
-            "similarity": picks.similarity, "support": picks.support, "region": picks.region})
+            "similarity": picks.similarity, "support": picks.support, "region": picks.region,
+            "targets": "undercovered"})
         keep = _apart(pool.features, picked, picks.pool_idx, cfg.diversity_threshold)
         more = more[keep].head(cfg.acquire_budget - len(picked))
         acquire_frame = (pd.concat([acquire_frame.drop(columns="rank"), more], ignore_index=True)
@@ -149,7 +153,7 @@ def _eval_acquisition(evaluation, labeled: np.ndarray, pool, cfg: ScoreConfig, *
         "id": pool.ids[picks], "rank": np.arange(1, len(picks) + 1),
         "near_id": evaluation.ids[near], "similarity": found.similarity[picks],
         "support": score[picks].astype(np.float32),
-        "region": eval_region[near].astype(np.int64)}), picks
+        "region": eval_region[near].astype(np.int64), "targets": "eval"}), picks
 
 
 def thin_region_table(store: RunStore, cov_frame: pd.DataFrame) -> pd.DataFrame:

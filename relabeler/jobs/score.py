@@ -400,6 +400,10 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                                            schema=artifacts.THIN_REGIONS.schema))
     summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
     summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score, noise_model)
+    # which eval rows may have steered the picks: the report measures their gain without them
+    summary["acquisition"] = {"targets": config.score.acquire_targets,
+                              "eval_share": config.score.acquire_eval_share,
+                              "by_eval": int((acquire["targets"] == "eval").sum())}
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_thin_regions=len(regions), n_acquire=len(acquire),
                    seconds=round(time.perf_counter() - started, 2))

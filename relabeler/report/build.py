@@ -38,7 +38,12 @@ from relabeler.report.rounds import (
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
 from relabeler.report.stats import paired_bootstrap, rate_interval
-from relabeler.report.thin_regions import thin_region_html, thin_region_section
+from relabeler.report.thin_regions import (
+    steered_gain,
+    steered_gain_html,
+    thin_region_html,
+    thin_region_section,
+)
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -138,6 +143,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "version": version,
         "classes": classes,
         "eval": evaluation,
+        "eval_unsteered": steered_gain(store, sub, before, after, classes),
         "corrections": {k: counts.get(k) for k in ("reviewed", "changed", "dropped", "unsure",
                                                    "acquired", "deduped", "n_train_before",
                                                    "n_train_after")},
@@ -386,6 +392,7 @@ for {report['labels_spent']} labels
 ({'n/a' if gain is None else f'{gain:+.2f}'} points per 100 labels).</p>
 <table><tr><th>metric</th><th>before</th><th>after</th><th>delta (points)</th>
 <th>95% CI</th></tr>{''.join(rows)}</table>
+{steered_gain_html(report.get("eval_unsteered") or {})}
 <h2>Corrections</h2>
 <p>{c['reviewed']} training samples reviewed: {c['changed']} relabeled, {c['dropped']} dropped,
 {c['unsure']} marked not sure; {c['acquired']} pool samples acquired{deduped}. Training set

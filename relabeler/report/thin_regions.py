@@ -4,13 +4,22 @@ Reads ``scores/thin_regions.parquet`` (written by ``relabeler score``,
 :mod:`relabeler.jobs.coverage`): each region of under-covered eval and pool samples with its
 size, the words that set it apart and the texts of its least covered members. A run scored
 before the table existed leaves the section out.
+
+:func:`steered_gain` is the eval gain without the eval rows that chose acquired samples: with
+``[score] acquire_targets = "eval"`` the picks are chosen to fix labeled eval rows (the stable
+``acquire_eval_share`` of them), so once they join the training set those rows flatter the gain.
 """
 
 from __future__ import annotations
 
 import html
 
+import numpy as np
+import pandas as pd
+
 from relabeler import artifacts
+from relabeler.report.stats import paired_bootstrap
+from relabeler.selectors.eval_support import steering
 from relabeler.store import RunStore
 
 #: regions shown
@@ -58,3 +67,55 @@ def thin_region_html(section: dict) -> str:
             "<table><tr><th>region</th><th>samples</th><th>eval</th><th>pool</th>"
             "<th>coverage</th><th>representation</th><th>words</th><th>least covered texts"
             f"</th></tr>{rows}</table>")
+
+
+def steered_gain(store: RunStore, sub: RunStore, before: pd.DataFrame, after: pd.DataFrame,
+                 classes: list[str]) -> dict:
+    """The accuracy change on the eval rows that could not steer acquisition, when acquired
+    samples of dataset version ``sub`` were picked with eval labels; {} when none was.
+    ``before``/``after``: both models' eval predictions, id-indexed, same rows."""
+    if not (store.exists(artifacts.ACQUIRE.path) and store.exists(artifacts.SUMMARY.path)):
+        return {}
+    share = (store.read_json(artifacts.SUMMARY.path).get("acquisition") or {}).get("eval_share")
+    picks = store.read_table(artifacts.ACQUIRE.path).to_pandas()
+    if share is None or "targets" not in picks.columns:  # scored before picks said who chose
+        return {}
+    train = sub.read_table(artifacts.TRAIN.path, columns=["id", "label_source"]).to_pandas()
+    acquired = train.loc[train["label_source"] == "acquired", "id"]
+    by_eval = int(picks.loc[picks["targets"] == "eval", "id"].isin(acquired).sum())
+    if not by_eval:
+        return {}
+    steered = steering(before.index.to_numpy(dtype=object), share)
+    out = {"picks": by_eval, "acquired": int(len(acquired)), "eval_share": float(share),
+           "n_steering": int(steered.sum()), "n_eval": int((~steered).sum())}
+    if out["n_eval"]:
+        index = {c: i for i, c in enumerate(classes)}
+        rows = before.index[~steered]
+
+        def ids(frame: pd.DataFrame, column: str) -> np.ndarray:
+            return frame.loc[rows, column].map(index).to_numpy(dtype=np.int64)
+
+        out["accuracy"] = paired_bootstrap(ids(before, "label"), ids(before, "pred"),
+                                           ids(after, "pred"), classes)["accuracy"]
+    return out
+
+
+def steered_gain_html(gain: dict) -> str:
+    """A warning under the headline gain; empty when no acquired sample was picked with eval
+    labels."""
+    if not gain:
+        return ""
+    text = (f"<p><b>Acquisition was steered by eval labels.</b> {gain['picks']} of the "
+            f"{gain['acquired']} acquired pool samples were picked to fix labeled eval rows "
+            "(<code>score.acquire_targets = \"eval\"</code>), so the "
+            f"{gain['n_steering']} eval rows allowed to steer it "
+            f"(<code>score.acquire_eval_share = {gain['eval_share']:g}</code>) flatter the "
+            "gain above. ")
+    if "accuracy" not in gain:
+        return text + "No eval row is left that did not steer it: the gain is not measured.</p>"
+    acc = gain["accuracy"]
+    low, high = acc["ci95"]
+    return text + (f"On the other {gain['n_eval']} eval rows: accuracy "
+                   f"{100 * acc['before']:.1f}% &rarr; {100 * acc['after']:.1f}% "
+                   f"(<b>{100 * acc['delta']:+.1f} points</b>, 95% CI [{100 * low:+.1f}, "
+                   f"{100 * high:+.1f}]).</p>")

@@ -93,6 +93,7 @@ def test_acquisition_supports_the_thin_eval_samples_the_model_gets_wrong():
                                  seed=0)
     pd.testing.assert_frame_equal(fallback, undercovered)
     assert set(fallback["id"]) <= {f"p{i}" for i in range(40, 50)}
+    assert (acquire["targets"] == "eval").all() and (fallback["targets"] == "undercovered").all()
 
 
 def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budget():
@@ -118,7 +119,11 @@ def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budge
     assert not set(acquire["id"][10:]) & third
     assert len(acquire) == 14 and acquire["id"].is_unique
     assert acquire["rank"].tolist() == list(range(1, 15))
-    assert list(acquire.columns) == ["id", "rank", "near_id", "similarity", "support", "region"]
+    assert list(acquire.columns) == ["id", "rank", "near_id", "similarity", "support", "region",
+                                     "targets"]
+    # which targets chose each pick (one more pool sample has a little support of e16): the
+    # report measures the gain of eval-chosen picks without the eval rows that chose them
+    assert acquire["targets"].tolist() == ["eval"] * 11 + ["undercovered"] * 3
 
 
 def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):

@@ -240,6 +240,64 @@ def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, ti
     assert "of the measured gain depend on eval labels the audit changed" in html
 
 
+def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_steered_it(
+        tmp_path, tiny_bert_dir, synthetic_csv):
+    from relabeler.report.stats import paired_bootstrap
+    from relabeler.selectors.eval_support import steering
+
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=2)
+    config.data.pool_fraction = 0.2
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    pool = store.read_table("dataset/pool.parquet").to_pandas()
+    # four picks, two chosen by eval labels; three answered, one of each kind among them
+    picks = pd.DataFrame({"id": pool["id"].head(4), "rank": range(1, 5),
+                          "near_id": "x", "similarity": 0.5,
+                          "targets": ["eval", "undercovered", "eval", "undercovered"]})
+    store.write_table("scores/acquire.parquet",
+                      pa.Table.from_pandas(picks.astype({"similarity": "float32"}),
+                                           preserve_index=False))
+    store.write_json("scores/summary.json", {"acquisition": {
+        "targets": "eval", "eval_share": 0.5, "by_eval": 2}})
+
+    def answer(ids):
+        rows = [(i, None, "pos", "relabel") for i in ids]
+        store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+            _corrections(rows), preserve_index=False))
+        run_retrain(store, config, progress=False, force=True)
+        return write_report(store)
+
+    report = answer(picks["id"][:3])
+    gain = report["eval_unsteered"]
+    predicted = store.read_table("train/eval_predictions.parquet").to_pandas()
+    steered = steering(predicted["id"].to_numpy(dtype=object), 0.5)
+    assert 0 < steered.sum() < len(predicted)
+    assert (gain["picks"], gain["acquired"]) == (2, 3)
+    assert (gain["n_steering"], gain["n_eval"]) == (steered.sum(), (~steered).sum())
+    after = RunStore(store.path("retrain/v1")).read_table(
+        "train/eval_predictions.parquet").to_pandas().set_index("id").loc[
+        predicted["id"][~steered]]
+    index = {"neg": 0, "pos": 1}
+    kept = predicted[~steered]
+    expected = paired_bootstrap(kept["label"].map(index).to_numpy(),
+                                kept["pred"].map(index).to_numpy(),
+                                after["pred"].map(index).to_numpy(), ["neg", "pos"])
+    assert gain["accuracy"]["before"] == pytest.approx(
+        (kept["pred"] == kept["label"]).mean())
+    for key in ("before", "after", "delta"):
+        assert gain["accuracy"][key] == pytest.approx(expected["accuracy"][key])
+    assert gain["accuracy"]["ci95"] == pytest.approx(expected["accuracy"]["ci95"])
+    html = (tmp_path / "run/report/report.html").read_text()
+    assert "Acquisition was steered by eval labels" in html
+    assert f"On the other {(~steered).sum()} eval rows" in html
+
+    # acquired samples that eval labels did not choose leave the headline gain as it is
+    report = answer(picks["id"][[1, 3]])
+    assert report["eval_unsteered"] == {}
+    assert "steered by eval labels" not in (tmp_path / "run/report/report.html").read_text()
+
+
 @pytest.mark.parametrize("debias", ["reweight", "mask"])
 def test_retrain_debias_records_its_mitigation(tmp_path, tiny_bert_dir, synthetic_csv, debias):
     config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,

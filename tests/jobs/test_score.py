@@ -92,6 +92,9 @@ def test_coverage_and_acquisition(scored_run):
     assert set(acquire["near_id"]) <= set(cov[cov.is_undercovered]["id"])
     summary = json.loads(store.read_bytes("scores/summary.json"))
     assert summary["n_acquire"] == len(acquire)
+    # the default targets: no pick was chosen by eval labels
+    assert (acquire["targets"] == "undercovered").all()
+    assert summary["acquisition"] == {"targets": "undercovered", "eval_share": 0.5, "by_eval": 0}
 
 
 def test_score_before_extract_is_a_clear_error(tmp_path):
