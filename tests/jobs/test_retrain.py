@@ -25,6 +25,20 @@ def _corrections(rows):
     return pd.DataFrame(rows, columns=["id", "old_label", "new_label", "action"])
 
 
+def _trained(tmp_path, synthetic_csv, tiny_bert_dir, *, epochs: int = 2, model=None, **data):
+    """A head-mode run of the tiny model on the synthetic set, trained: (config, store).
+    ``model`` and ``data``: [model] and [data] settings."""
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+                         epochs=epochs)
+    for key, value in (model or {}).items():
+        setattr(config.model, key, value)
+    for key, value in data.items():
+        setattr(config.data, key, value)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    return config, store
+
+
 def test_apply_corrections_by_action():
     corrections = _corrections([("a", "pos", "neg", "relabel"), ("b", "neg", "neg", "keep"),
                                 ("c", "pos", None, "drop"), ("d", "neg", None, "unsure"),
@@ -63,11 +77,8 @@ def test_retrain_and_report_need_their_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, synthetic_csv):
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=10)
-    config.data.noise_rate = 0.2
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=10,
+                             noise_rate=0.2)
     train = store.read_table("dataset/train.parquet").to_pandas()
     flipped = train[train["flipped"]]
     rows = [(r.id, r.label, r.true_label, "relabel") for r in flipped.itertuples()]
@@ -142,11 +153,8 @@ def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, ti
                                                                     synthetic_csv):
     from relabeler.model import load_classifier, pool_layers_of, pooling_of
 
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=2)
-    config.model.pooling = "mean"
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir,
+                             model={"pooling": "mean"})
     first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
     other = "pos" if first["label"] == "neg" else "neg"
     store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
@@ -189,10 +197,7 @@ def test_audit_eval_makes_a_new_eval_version():
 
 def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, tiny_bert_dir,
                                                                     synthetic_csv):
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=2)
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir)
     original_eval = store.read_table("dataset/eval.parquet").to_pandas()
     predicted = store.read_table("train/eval_predictions.parquet").to_pandas()
     first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
@@ -245,11 +250,7 @@ def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_stee
     from relabeler.report.stats import paired_bootstrap
     from relabeler.selectors.eval_support import steering
 
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=2)
-    config.data.pool_fraction = 0.2
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, pool_fraction=0.2)
     pool = store.read_table("dataset/pool.parquet").to_pandas()
     # four picks, two chosen by eval labels; three answered, one of each kind among them
     picks = pd.DataFrame({"id": pool["id"].head(4), "rank": range(1, 5),
@@ -300,10 +301,7 @@ def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_stee
 
 @pytest.mark.parametrize("debias", ["reweight", "mask"])
 def test_retrain_debias_records_its_mitigation(tmp_path, tiny_bert_dir, synthetic_csv, debias):
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=2)
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir)
     first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
     words = first["text"].lower().split()
     tokens = [words[1], words[0], words[2]]  # by rank
@@ -331,10 +329,7 @@ def test_retrain_debias_records_its_mitigation(tmp_path, tiny_bert_dir, syntheti
 
 
 def test_retrain_debias_needs_the_shortcuts(tmp_path, tiny_bert_dir, synthetic_csv):
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
-                         epochs=1)
-    store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=1)
     store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
         _corrections([("x", "pos", "pos", "keep")]), preserve_index=False))
     config.train.debias = "reweight"
