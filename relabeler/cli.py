@@ -287,6 +287,12 @@ def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"eval accuracy {acc['before']:.4f} -> {acc['after']:.4f} "
           f"({100 * acc['delta']:+.1f} points, 95% CI [{100 * acc['ci95'][0]:+.1f}, "
           f"{100 * acc['ci95'][1]:+.1f}]) for {report['labels_spent']} labels")
+    unsteered = (report.get("eval_unsteered") or {}).get("accuracy")
+    if unsteered:
+        print(f"  on the {report['eval_unsteered']['n_eval']} eval rows that did not steer "
+              f"acquisition: {unsteered['before']:.4f} -> {unsteered['after']:.4f} "
+              f"({100 * unsteered['delta']:+.1f} points, 95% CI "
+              f"[{100 * unsteered['ci95'][0]:+.1f}, {100 * unsteered['ci95'][1]:+.1f}])")
     print(f"report: {run.store.path(REPORT_HTML.path)}")
     return 0
 

@@ -7,7 +7,8 @@ before the table existed leaves the section out.
 
 :func:`steered_gain` is the eval gain without the eval rows that chose acquired samples: with
 ``[score] acquire_targets = "eval"`` the picks are chosen to fix labeled eval rows (the stable
-``acquire_eval_share`` of them), so once they join the training set those rows flatter the gain.
+``acquire_eval_share`` of them), so once they join the training set those rows are no fair test
+of the gain.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def steered_gain_html(gain: dict) -> str:
             f"{gain['acquired']} acquired pool samples were picked to fix labeled eval rows "
             "(<code>score.acquire_targets = \"eval\"</code>), so the "
             f"{gain['n_steering']} eval rows allowed to steer it "
-            f"(<code>score.acquire_eval_share = {gain['eval_share']:g}</code>) flatter the "
-            "gain above. ")
+            f"(<code>score.acquire_eval_share = {gain['eval_share']:g}</code>) are no fair "
+            "test of them. ")
     if "accuracy" not in gain:
         return text + "No eval row is left that did not steer it: the gain is not measured.</p>"
     acc = gain["accuracy"]

@@ -246,7 +246,8 @@ def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, ti
 
 
 def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_steered_it(
-        tmp_path, tiny_bert_dir, synthetic_csv):
+        tmp_path, tiny_bert_dir, synthetic_csv, capsys):
+    from relabeler.cli import main
     from relabeler.report.stats import paired_bootstrap
     from relabeler.selectors.eval_support import steering
 
@@ -292,6 +293,10 @@ def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_stee
     html = (tmp_path / "run/report/report.html").read_text()
     assert "Acquisition was steered by eval labels" in html
     assert f"On the other {(~steered).sum()} eval rows" in html
+    assert main(["report", "--run", str(tmp_path / "run"), "-q"]) == 0
+    assert (f"on the {(~steered).sum()} eval rows that did not steer acquisition: "
+            f"{gain['accuracy']['before']:.4f} -> {gain['accuracy']['after']:.4f}"
+            in capsys.readouterr().out)
 
     # acquired samples that eval labels did not choose leave the headline gain as it is
     report = answer(picks["id"][[1, 3]])
