@@ -93,11 +93,11 @@ def steered_gain(store: RunStore, sub: RunStore, before: pd.DataFrame, after: pd
         index = {c: i for i, c in enumerate(classes)}
         rows = before.index[~steered]
 
-        def ids(frame: pd.DataFrame, column: str) -> np.ndarray:
+        def coded(frame: pd.DataFrame, column: str) -> np.ndarray:
             return frame.loc[rows, column].map(index).to_numpy(dtype=np.int64)
 
-        out["accuracy"] = paired_bootstrap(ids(before, "label"), ids(before, "pred"),
-                                           ids(after, "pred"), classes)["accuracy"]
+        out["accuracy"] = paired_bootstrap(coded(before, "label"), coded(before, "pred"),
+                                           coded(after, "pred"), classes)["accuracy"]
     return out
 
 

@@ -298,6 +298,14 @@ def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_stee
             f"{gain['accuracy']['before']:.4f} -> {gain['accuracy']['after']:.4f}"
             in capsys.readouterr().out)
 
+    # with every eval row allowed to steer, none is left to measure on, and the report says so
+    store.write_json("scores/summary.json", {"acquisition": {
+        "targets": "eval", "eval_share": 1.0, "by_eval": 2}})
+    gain = write_report(store)["eval_unsteered"]
+    assert (gain["n_steering"], gain["n_eval"]) == (len(predicted), 0) and "accuracy" not in gain
+    assert "No eval row is left that did not steer it" in (
+        tmp_path / "run/report/report.html").read_text()
+
     # acquired samples that eval labels did not choose leave the headline gain as it is
     report = answer(picks["id"][[1, 3]])
     assert report["eval_unsteered"] == {}
