@@ -38,7 +38,8 @@ bbc-news:cluster:10"
 The encoder's features follow ``[model] pool_layers`` (``--pool-layers``: 0 = what relabeler
 ships, 1 = the last layer only, as before it existed); ``--diversity-threshold`` and
 ``--center`` (acquire on features less the train rows' mean) and ``--thin N`` (the first N
-candidates of each acquisition, k of them kept farthest-first) measure acquisition variants:
+candidates of each acquisition, k of them kept farthest-first: ``[score] acquire_spread`` = N / k)
+measure acquisition variants:
 
     PYTHONPATH=. python benchmarks/coverage.py --seeds 0,1,2,3,4 --sample 1500 --pool 0.6 \
         --ceilings --pool-layers 3 --specs "drug-review:condition=Birth Control;drug-review:$HORM"
@@ -70,7 +71,6 @@ from relabeler.jobs.simulate_coverage import (
 )
 from relabeler.report.stats import mean_interval
 from relabeler.selectors.eval_support import steering
-from relabeler.selectors.knn import unit_rows
 
 
 def encoded(name: str, sample: int, config: RunConfig):
@@ -119,22 +119,6 @@ def ceilings(refit, *, train_rows: np.ndarray, train_labels: np.ndarray, pool_ro
             "outside": accuracy(rng.choice(outside, size=min(k, len(outside)), replace=False))}
 
 
-def farthest_first(features: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """``k`` of ``candidates`` (rows of ``features``, best first): the first, then each time the
-    one least cosine-similar to those kept (all of them when there are at most ``k``)."""
-    if len(candidates) <= k:
-        return candidates
-    normed = unit_rows(features[candidates])
-    kept = [0]
-    closest = normed @ normed[0]
-    for _ in range(k - 1):
-        closest[kept] = np.inf
-        nxt = int(np.argmin(closest))
-        kept.append(nxt)
-        closest = np.maximum(closest, normed @ normed[nxt])
-    return candidates[np.sort(kept)]
-
-
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
             *, seed: int, pool_fraction: float, k: int, states: np.ndarray,
             with_ceilings: bool = False, diversity_threshold: float | None = None,
@@ -172,15 +156,14 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
     spread = {} if diversity_threshold is None else {"diversity_threshold": diversity_threshold}
-    budget = max(k, thin)  # with thin: the first `thin` candidates, k of them farthest-first
-    cfg = ScoreConfig(acquire_budget=budget, acquire_targets="eval", **spread)
+    if thin > k:  # the first `thin` candidates, k of them farthest-first ([score] acquire_spread)
+        spread["acquire_spread"] = thin / k
+    cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval", **spread)
     started = time.perf_counter()
     _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
     seconds = time.perf_counter() - started
     pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
     picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
-    pool_features = splits["pool"].features
-    picks = farthest_first(pool_features, picks, k)
     truth_pool = new["pool"]["true_label"].map(index).to_numpy(dtype=np.int64)
     # measured on the group's eval rows that did not steer acquisition (simulate's measured_rows)
     group_eval = np.flatnonzero(new["eval"]["undercover"].to_numpy(dtype=bool)
@@ -194,9 +177,8 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
                   group_eval_truth=new["eval"]["label"].map(index).to_numpy(
                       dtype=np.int64)[group_eval], seed=seed)
     _, before_acquired = score_coverage(train_view, splits, ScoreConfig(
-        acquire_budget=budget, acquire_targets="undercovered", **spread), seed=seed)
-    before_picks = farthest_first(
-        pool_features, pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64), k)
+        acquire_budget=k, acquire_targets="undercovered", **spread), seed=seed)
+    before_picks = pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64)
     result = subgroup_measure(refit, picks=picks, **common)
     rows = np.concatenate([train_pos, pool_pos[before_picks]])
     probs = refit.fit_predict(rows, np.concatenate([labels, truth_pool[before_picks]]),
@@ -229,7 +211,7 @@ def main() -> None:
                              "pool_layers 3 gives share one direction: mean cosine .69)")
     parser.add_argument("--thin", type=int, default=0,
                         help="acquire this many candidates and keep k of them farthest-first "
-                             "(cosine; 0 = the first k)")
+                             "([score] acquire_spread = THIN / k; 0 = the first k)")
     parser.add_argument("--ceilings", action="store_true",
                         help="also measure every group pool row labeled, k random group rows "
                              "and k random rows outside the group")

@@ -23,7 +23,9 @@ Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Cov
    steer it), times the square root of their own representation deficit, falling back to
    ``undercovered`` without eval labels. No near-duplicates either way. Each pick's
    ``targets`` column says which targets chose it: the report measures the gain of ``eval``
-   picks on the eval rows that did not steer them. Measured on held-out groups and on eval
+   picks on the eval rows that did not steer them. With ``acquire_spread`` above 1, that many
+   times the budget are ranked and the budget kept farthest-first
+   (:func:`relabeler.selectors.coverage.farthest_first`). Measured on held-out groups and on eval
    rows that did not steer the picks, ``eval`` buys more than ``undercovered`` on drug-review
    and less on bbc-news (``label=business``), so it is not the default.
 """
@@ -31,6 +33,7 @@ Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Cov
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -89,6 +92,9 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
     pool = splits.get("pool")
     if pool is None or not len(pool.ids):
         return cov_frame, acquire_frame
+    budget = cfg.acquire_budget
+    if cfg.acquire_spread > 1:  # rank more candidates, keep the budget farthest-first (below)
+        cfg = cfg.model_copy(update={"acquire_budget": math.ceil(cfg.acquire_spread * budget)})
     evaluation = splits.get("eval")
     labeled = np.zeros(0, dtype=np.int64)  # the labeled eval rows that may steer the picks
     if cfg.acquire_targets == "eval" and evaluation is not None:
@@ -119,6 +125,11 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
         acquire_frame = (pd.concat([acquire_frame.drop(columns="rank"), more], ignore_index=True)
                          if len(picked) else more.reset_index(drop=True))
         acquire_frame.insert(1, "rank", np.arange(1, len(acquire_frame) + 1))
+    if len(acquire_frame) > budget:
+        rows = pd.Series(np.arange(len(pool.ids)), index=pool.ids)[acquire_frame["id"]]
+        kept = coverage.farthest_first(pool.features[rows.to_numpy()], budget)
+        acquire_frame = acquire_frame.iloc[kept].reset_index(drop=True)
+        acquire_frame["rank"] = np.arange(1, len(acquire_frame) + 1)
     return cov_frame, acquire_frame
 
 

@@ -203,3 +203,23 @@ def _compute_acquisition(pool_features, target_features, *, budget, k, diversity
     rows = np.asarray(picked, np.int64)
     return Acquisition(rows, near[rows].astype(np.int64), nb.scores[rows, 0].astype(np.float32),
                        support[rows].astype(np.float32), pick_region[rows].astype(np.int64))
+
+
+def farthest_first(features: np.ndarray, k: int) -> np.ndarray:
+    """Greedy k-centre by cosine: row 0 (the best-ranked), then each time the row least similar
+    to every row kept. Returns the kept rows' indices, in rank order (all rows when there are at
+    most ``k``)."""
+    features = as_matrix("features", features)
+    if k < 1:
+        raise ValueError(f"k: expected at least 1, got {k}")
+    if len(features) <= k:
+        return np.arange(len(features))
+    normed = unit_rows(features)
+    kept = [0]
+    closest = normed @ normed[0]
+    for _ in range(k - 1):
+        closest[kept] = np.inf
+        nxt = int(np.argmin(closest))
+        kept.append(nxt)
+        closest = np.maximum(closest, normed @ normed[nxt])
+    return np.sort(np.asarray(kept, dtype=np.int64))

@@ -4,6 +4,7 @@ named thin regions."""
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
@@ -124,6 +125,38 @@ def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budge
     # which targets chose each pick (one more pool sample has a little support of e16): the
     # report measures the gain of eval-chosen picks without the eval rows that chose them
     assert acquire["targets"].tolist() == ["eval"] * 11 + ["undercovered"] * 3
+
+
+def test_acquire_spread_keeps_the_budget_farthest_first_among_more_candidates():
+    from relabeler.selectors.coverage import farthest_first
+
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    eval_view = _view(evaluation, np.array([0] * 8 + [1] * 8 + [0] * 4),
+                      [f"e{i}" for i in range(20)])
+    pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
+                      [f"p{i}" for i in range(50)])
+    splits = {"eval": eval_view, "pool": pool_view}
+    cfg = dict(k=5, coverage_quantile=0.2, diversity_threshold=0.9999)
+    _, candidates = score_coverage(train_view, splits, ScoreConfig(**cfg, acquire_budget=12),
+                                   seed=0)
+    _, spread = score_coverage(train_view, splits, ScoreConfig(
+        **cfg, acquire_budget=8, acquire_spread=1.5), seed=0)
+    # the first 12 candidates, 8 of them kept farthest-first, in their ranking's order
+    rows = candidates["id"].str[1:].astype(int).to_numpy()
+    kept = farthest_first(pool[rows], 8)
+    assert spread["id"].tolist() == candidates["id"].iloc[kept].tolist()
+    assert spread["id"].iloc[0] == candidates["id"].iloc[0]
+    assert spread["rank"].tolist() == list(range(1, 9))
+    pd.testing.assert_series_equal(
+        spread["support"], candidates["support"].iloc[kept].reset_index(drop=True))
+    assert spread["id"].tolist() != candidates["id"].head(8).tolist()  # it did spread
+    # spread 1 is the first acquire_budget, as before
+    _, plain = score_coverage(train_view, splits, ScoreConfig(**cfg, acquire_budget=8), seed=0)
+    pd.testing.assert_frame_equal(plain, candidates.head(8))
+    with pytest.raises(ValueError, match="acquire_spread"):
+        ScoreConfig(acquire_spread=0.5)
 
 
 def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from relabeler.selectors.coverage import acquire, coverage_scores, undercovered
+from relabeler.selectors.coverage import (
+    acquire,
+    coverage_scores,
+    farthest_first,
+    undercovered,
+)
 
 
 def _train():
@@ -102,3 +107,18 @@ def test_acquire_weights_and_their_checks():
         acquire(pool, targets, budget=1, target_weights=np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match=r"target_regions: expected shape \(2,\)"):
         acquire(pool, targets, budget=1, target_regions=np.zeros(1))
+
+
+def test_farthest_first_keeps_the_best_and_then_the_least_similar():
+    # eight directions on the unit circle, best-ranked first: 0 deg, 10 deg, 90 deg, 100 deg,
+    # 180 deg, 190 deg, 270 deg, 280 deg
+    angles = np.deg2rad([0, 10, 90, 100, 180, 190, 270, 280])
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=1) * np.arange(1, 9)[:, None]
+    # 0 deg first; 180 deg is the least similar to it (cosine -1); then 90 deg and 270 deg
+    # (cosine 0 to both kept; on a tie the better-ranked); lengths do not matter
+    kept = farthest_first(features, 4)
+    assert kept.tolist() == [0, 2, 4, 6]
+    assert farthest_first(features, 1).tolist() == [0]
+    assert farthest_first(features[:3], 5).tolist() == [0, 1, 2]  # fewer rows than k: all
+    with pytest.raises(ValueError, match="k: expected at least 1"):
+        farthest_first(features, 0)
