@@ -205,6 +205,10 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     """Run one simulation and write ``simulation.json`` and ``simulation.md`` into ``out``;
     ``rounds`` plays the largest budget in that many rounds, re-scoring between them as
     ``rescore`` says (:mod:`relabeler.jobs.simulate_rounds`)."""
+    if config.data.noise_rate <= 0:
+        raise ConfigError(f"--noise {config.data.noise_rate:g} flips no training label: every "
+                          "simulation measures how well the wrong labels are found, so it needs "
+                          "a rate above 0 (for example 0.05 beside --undercover or --shortcut)")
     if rounds is not None and not budgets:
         raise ConfigError("--rounds needs --budgets: the largest budget is the rounds' total")
     if (undercover is not None and config.score.acquire_targets == "eval"

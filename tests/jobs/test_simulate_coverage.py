@@ -295,6 +295,8 @@ def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
      "score.acquire_eval_share=1 leaves none"),
     (["--undercover", "label=spam", "--undercover-keep", "1"],
      r"--undercover-keep: expected a share in [0, 1), got 1.0"),
+    (["--undercover", "label=spam", "--budgets", "none", "--noise", "0"],
+     "--noise 0 flips no training label"),
 ])
 def test_the_cli_checks_the_flags_before_any_work(tmp_path, capsys, flags, message):
     assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
