@@ -283,18 +283,21 @@ def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
 
     run = _run(args, config)
     report = run.report()
-    acc = report["eval"]["accuracy"]
-    print(f"eval accuracy {acc['before']:.4f} -> {acc['after']:.4f} "
-          f"({100 * acc['delta']:+.1f} points, 95% CI [{100 * acc['ci95'][0]:+.1f}, "
-          f"{100 * acc['ci95'][1]:+.1f}]) for {report['labels_spent']} labels")
-    unsteered = (report.get("eval_unsteered") or {}).get("accuracy")
-    if unsteered:
-        print(f"  on the {report['eval_unsteered']['n_eval']} eval rows that did not steer "
-              f"acquisition: {unsteered['before']:.4f} -> {unsteered['after']:.4f} "
-              f"({100 * unsteered['delta']:+.1f} points, 95% CI "
-              f"[{100 * unsteered['ci95'][0]:+.1f}, {100 * unsteered['ci95'][1]:+.1f}])")
+    print(f"eval accuracy {_change(report['eval']['accuracy'])} for "
+          f"{report['labels_spent']} labels")
+    unsteered = report.get("eval_unsteered") or {}
+    if "accuracy" in unsteered:
+        print(f"  on the {unsteered['n_eval']} eval rows that did not steer acquisition: "
+              f"{_change(unsteered['accuracy'])}")
     print(f"report: {run.store.path(REPORT_HTML.path)}")
     return 0
+
+
+def _change(acc: dict) -> str:
+    """``before -> after (delta points, 95% CI [low, high])`` of a paired-bootstrap leaf."""
+    low, high = acc["ci95"]
+    return (f"{acc['before']:.4f} -> {acc['after']:.4f} ({100 * acc['delta']:+.1f} points, "
+            f"95% CI [{100 * low:+.1f}, {100 * high:+.1f}])")
 
 
 def simulate_config(args: argparse.Namespace) -> RunConfig:

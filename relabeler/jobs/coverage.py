@@ -122,12 +122,12 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
             "targets": "undercovered"})
         keep = _apart(pool.features, picked, picks.pool_idx, cfg.diversity_threshold)
         more = more[keep].head(cfg.acquire_budget - len(picked))
+        picked = np.concatenate([picked, picks.pool_idx[keep][:len(more)]])
         acquire_frame = (pd.concat([acquire_frame.drop(columns="rank"), more], ignore_index=True)
-                         if len(picked) else more.reset_index(drop=True))
+                         if len(acquire_frame) else more.reset_index(drop=True))
         acquire_frame.insert(1, "rank", np.arange(1, len(acquire_frame) + 1))
-    if len(acquire_frame) > budget:
-        rows = pd.Series(np.arange(len(pool.ids)), index=pool.ids)[acquire_frame["id"]]
-        kept = coverage.farthest_first(pool.features[rows.to_numpy()], budget)
+    if len(picked) > budget:  # acquire_spread: the budget, farthest-first
+        kept = coverage.farthest_first(pool.features[picked], budget)
         acquire_frame = acquire_frame.iloc[kept].reset_index(drop=True)
         acquire_frame["rank"] = np.arange(1, len(acquire_frame) + 1)
     return cov_frame, acquire_frame

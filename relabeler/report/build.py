@@ -37,7 +37,7 @@ from relabeler.report.rounds import (
 )
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
-from relabeler.report.stats import paired_bootstrap, rate_interval
+from relabeler.report.stats import paired_gain, rate_interval
 from relabeler.report.thin_regions import (
     steered_gain,
     steered_gain_html,
@@ -114,13 +114,10 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     version = info["info"]["version"]
     sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
     classes = store.read_json(artifacts.LABELS.path)
-    index = {c: i for i, c in enumerate(classes)}
     before = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
     after = sub.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")
     after = after.reindex(before.index)
-    labels = before["label"].map(index).to_numpy(dtype=np.int64)
-    evaluation = paired_bootstrap(labels, before["pred"].map(index).to_numpy(dtype=np.int64),
-                                  after["pred"].map(index).to_numpy(dtype=np.int64), classes)
+    evaluation = paired_gain(before, after, classes)
 
     corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
     if "source" in corrections.columns:  # eval-audit answers are not training corrections
@@ -318,23 +315,19 @@ def _audited_gain(sub: RunStore, before: pd.DataFrame, after: pd.DataFrame,
     if not sub.exists(artifacts.EVAL_AUDITED_FILE):
         return {}
     audited = sub.read_table(artifacts.EVAL_AUDITED_FILE).to_pandas()
-    ids = [i for i in before.index if i in set(audited["id"])]
-    index = {c: i for i, c in enumerate(classes)}
-    label = dict(zip(audited["id"], audited["label"], strict=True))
-    on_audited = paired_bootstrap(
-        np.array([index[label[i]] for i in ids], dtype=np.int64),
-        before.loc[ids, "pred"].map(index).to_numpy(dtype=np.int64),
-        after.loc[ids, "pred"].map(index).to_numpy(dtype=np.int64), classes)
+    kept = before.index.isin(set(audited["id"]))
+    on_audited = paired_gain(before, after, classes, rows=kept,
+                             labels=audited.set_index("id")["label"])
     sources = audited["label_source"].value_counts()
     original, fixed = evaluation["accuracy"], on_audited["accuracy"]
     return {"gain": {
         "original": {k: original[k] for k in ("before", "after", "delta", "ci95")},
         "audited": {k: fixed[k] for k in ("before", "after", "delta", "ci95")},
         "from_eval_errors": original["delta"] - fixed["delta"],
-        "n_eval": int(len(before)), "n_audited_eval": len(ids),
+        "n_eval": int(len(before)), "n_audited_eval": int(kept.sum()),
         "reviewed": int(sources.get("reviewed", 0) + sources.get("corrected", 0)),
         "changed": int(sources.get("corrected", 0)),
-        "dropped": int(len(before) - len(ids))}}
+        "dropped": int(len(before) - kept.sum())}}
 
 
 def _fmt(value, pct: bool = True) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.report.stats import paired_bootstrap
+from relabeler.report.stats import paired_gain
 from relabeler.store import RunStore
 
 #: groups listed in each table of the section
@@ -53,8 +53,6 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
     with_train = set(dups.loc[dups["split"] == "train", "group_id"])
     leaked_ids = dups.loc[(dups["split"] == "eval") & dups["group_id"].isin(with_train), "id"]
     leaked = before.index.isin(set(leaked_ids))
-    index = {c: i for i, c in enumerate(classes)}
-    labels = before["label"].map(index).to_numpy(dtype=np.int64)
     accuracy = {}
     for name, frame in (("before", before), ("after", after)):
         correct = (frame["pred"].to_numpy() == before["label"].to_numpy())
@@ -62,10 +60,7 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
                           "leaked": _accuracy(correct[leaked])}
     gain = None
     if leaked.any() and (~leaked).any():
-        kept = paired_bootstrap(labels[~leaked],
-                                before["pred"].map(index).to_numpy(dtype=np.int64)[~leaked],
-                                after["pred"].map(index).to_numpy(dtype=np.int64)[~leaked],
-                                classes)["accuracy"]
+        kept = paired_gain(before, after, classes, rows=~leaked)["accuracy"]
         gain = {"delta": kept["delta"], "ci95": kept["ci95"]}
 
     labelled = dups.dropna(subset=["label"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 
@@ -74,6 +75,23 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
                         "f1": leaf(2 + 2 * c + j)} for j, name in enumerate(classes)}
     return {"accuracy": leaf(0), "macro_f1": leaf(1), "per_class": per_class,
             "n_eval": len(labels), "n_boot": n_boot}
+
+
+
+def paired_gain(before: pd.DataFrame, after: pd.DataFrame, classes: Sequence[str], *,
+                rows: np.ndarray | None = None, labels: pd.Series | None = None) -> dict:
+    """:func:`paired_bootstrap` of two models' eval predictions: id-indexed frames in the same
+    order with ``label`` and ``pred`` (class names). ``rows``: a boolean mask over them (None:
+    all); ``labels``: id -> class name, scored against instead of ``before["label"]``."""
+    if rows is not None:
+        before, after = before[rows], after[rows]
+    truth = before["label"] if labels is None else labels.reindex(before.index)
+    index = {c: i for i, c in enumerate(classes)}
+
+    def coded(names: pd.Series) -> np.ndarray:
+        return names.map(index).to_numpy(dtype=np.int64)
+
+    return paired_bootstrap(coded(truth), coded(before["pred"]), coded(after["pred"]), classes)
 
 
 def rate_interval(successes: int, total: int, *, confidence: float = 0.95) -> list[float]:

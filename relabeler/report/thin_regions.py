@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import html
 
-import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.report.stats import paired_bootstrap
+from relabeler.report.stats import paired_gain
 from relabeler.selectors.eval_support import steering
 from relabeler.store import RunStore
 
@@ -90,14 +89,7 @@ def steered_gain(store: RunStore, sub: RunStore, before: pd.DataFrame, after: pd
     out = {"picks": by_eval, "acquired": int(len(acquired)), "eval_share": float(share),
            "n_steering": int(steered.sum()), "n_eval": int((~steered).sum())}
     if out["n_eval"]:
-        index = {c: i for i, c in enumerate(classes)}
-        rows = before.index[~steered]
-
-        def coded(frame: pd.DataFrame, column: str) -> np.ndarray:
-            return frame.loc[rows, column].map(index).to_numpy(dtype=np.int64)
-
-        out["accuracy"] = paired_bootstrap(coded(before, "label"), coded(before, "pred"),
-                                           coded(after, "pred"), classes)["accuracy"]
+        out["accuracy"] = paired_gain(before, after, classes, rows=~steered)["accuracy"]
     return out
 
 
