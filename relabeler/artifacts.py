@@ -340,6 +340,16 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
                EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS, ACQUIRE),
 }
 
+#: What a verb rewrites that another verb writes first (``--force`` of the first removes it):
+#: push marks the plan's rows sent, serve moves the waiting tasks' priorities, pull adds the
+#: second-opinion tasks (``studio.second_opinions``), next pulls, retrains and pushes a round.
+STAGE_UPDATES: dict[str, tuple[Artifact, ...]] = {
+    "push": (PLAN,),
+    "serve": (MANIFEST,),
+    "pull": (MANIFEST,),
+    "next": (CORRECTIONS, ANNOTATORS, RETRAIN, MANIFEST),
+}
+
 
 _PLACEHOLDER = re.compile(r"\\\{(\w+)\\\}")
 _PART = r"/part-\d{5,}\.parquet"
@@ -374,9 +384,10 @@ def stage_table() -> str:
     """The stage table of ``docs/architecture.md``: what each verb reads and writes."""
     lines = ["| verb | reads | writes |", "|---|---|---|"]
     for stage, reads in STAGE_READS.items():
-        writes = [a.path for a in ARTIFACTS if a.writer == stage]
+        writes = [f"`{a.path}`" for a in ARTIFACTS if a.writer == stage]
+        writes += [f"`{a.path}` (updates)" for a in STAGE_UPDATES.get(stage, ())]
         lines.append(f"| `relabeler {stage}` | {', '.join(f'`{a.path}`' for a in reads)} | "
-                     f"{', '.join(f'`{w}`' for w in writes)} |")
+                     f"{', '.join(writes)} |")
     return "\n".join(lines)
 
 

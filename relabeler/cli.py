@@ -111,8 +111,9 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     # three simulated annotators answer every task; round 2 adds 200 tasks
     config.studio.overlap = 3
     config.loop.batch = 200
-    if args.config:
-        config = load_config(args.config)
+    # a --config file layers over the demo's settings; ./relabeler.toml is not read (it
+    # describes the user's own project, not the demo)
+    config = load_config(args.config, base=config)
     apply_overrides(config, _overrides(args), args.assignments)
     if args.run_dir:
         config.run_dir = args.run_dir

@@ -12,12 +12,16 @@ from relabeler._version import __version__
 DEFAULT_CONFIG = "relabeler.toml"
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help=f"TOML config (default: ./{DEFAULT_CONFIG} if present)")
+def _common(parser: argparse.ArgumentParser, *, force: bool = True,
+            config_help: str = f"TOML config (default: ./{DEFAULT_CONFIG} if present)") -> None:
+    """The flags every verb shares; ``--force`` only where the verb has a finished stage to
+    redo (push, pull, next, serve and report work from where the run is: nothing to force)."""
+    parser.add_argument("--config", help=config_help)
     parser.add_argument("--run", dest="run_dir", help="run directory (folder or URI)")
     parser.add_argument("--set", dest="assignments", action="append", default=[],
                         metavar="SECTION.KEY=VALUE", help="override any config key; repeatable")
-    parser.add_argument("--force", action="store_true", help="redo a finished stage")
+    if force:
+        parser.add_argument("--force", action="store_true", help="redo a finished stage")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
@@ -166,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("studio", help="start or stop a local Label Studio (127.0.0.1, SQLite)")
     p.add_argument("action", choices=("up", "down"))
-    _common(p)
+    _common(p, force=False)
     g = p.add_argument_group("studio")
     g.add_argument("--port", dest="studio.port", type=int,
                    help="port on 127.0.0.1 (default: the first free one from 8080)")
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("push", help="send the suspect queue to Label Studio, highest priority "
                        "first, with suggestions and evidence")
-    _common(p)
+    _common(p, force=False)
     g = _studio_flags(p, project_title=True)
     g.add_argument("--budget", dest="studio.budget", type=int,
                    help="training samples in the project (queue top + random controls)")
@@ -182,19 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", dest="studio.batch_size", type=int)
 
     p = sub.add_parser("pull", help="take the answers back into labels/corrections.parquet")
-    _common(p)
+    _common(p, force=False)
     _studio_flags(p)
 
     p = sub.add_parser("next", help="one more round: pull the answers, retrain, re-score, "
                        "push the next batch into the same review project")
-    _common(p)
+    _common(p, force=False)
     _studio_flags(p)
     p.add_argument("--batch", dest="loop.batch", type=int,
                    help="review tasks this round adds (default: [loop] batch, else the budget)")
 
     p = sub.add_parser("serve", help="the ML backend: predictions for Label Studio, webhook "
                        "events into studio/events/")
-    _common(p)
+    _common(p, force=False)
     g = _studio_flags(p)
     g.add_argument("--host", dest="studio.backend_host")
     g.add_argument("--port", dest="studio.backend_port", type=int)
@@ -216,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="balanced: loss weights inversely proportional to class frequency")
 
     p = sub.add_parser("report", help="what the relabeling bought: report/report.{json,html}")
-    _common(p)
+    _common(p, force=False)
 
     p = sub.add_parser("simulate", help="inject label noise, run the pipeline, measure "
                        "detection against cleanlab, TrustAI and random")
@@ -271,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop on sms-spam with 10%% injected noise, two "
                        "rounds, three simulated annotators answering through a local Label "
                        "Studio")
-    _common(p)
+    _common(p, config_help="TOML config, layered over the demo's own settings (the demo does "
+            f"not read ./{DEFAULT_CONFIG})")
     _train_flags(p)
     return parser

@@ -418,8 +418,10 @@ def _config_error(exc: ValidationError, where: str | dict[str, str]) -> ConfigEr
     return ConfigError("; ".join(_problem(e, where) for e in exc.errors(include_url=False)))
 
 
-def load_config(path: str | Path | None = None) -> RunConfig:
-    """Read ``path`` (TOML) over the defaults; ``None`` = the defaults.
+def load_config(path: str | Path | None = None, *, base: RunConfig | None = None) -> RunConfig:
+    """Read ``path`` (TOML) over ``base`` (the defaults when ``None``); ``path=None`` = ``base``.
+
+    A key the file sets replaces the base's value; a key it leaves out keeps it.
 
     Raises
     ------
@@ -428,7 +430,7 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         of range; the message names the file and the key.
     """
     if path is None:
-        return RunConfig()
+        return base.model_copy(deep=True) if base is not None else RunConfig()
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -440,10 +442,22 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    if base is not None:
+        raw = _layered(base.model_dump(), raw)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, str(path)) from None
+
+
+def _layered(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
+    """``above`` over ``below``, section by section (a section's keys merge; other values
+    replace)."""
+    out = dict(below)
+    for key, value in above.items():
+        out[key] = (_layered(below[key], value)
+                    if isinstance(value, dict) and isinstance(below.get(key), dict) else value)
+    return out
 
 
 def _field_type(section: str, key: str) -> Any:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from relabeler.cli import COMMANDS, build_parser, main, resolve_config
+from relabeler.cli import COMMANDS, build_parser, demo_config, main, resolve_config
 from relabeler.config import ConfigError, load_config
 
 
@@ -111,6 +111,35 @@ def test_serve_and_pull_offer_only_the_settings_they_use():
             parser.parse_args([verb, "--project-title", "t"])
     with pytest.raises(SystemExit):
         parser.parse_args(["score", "--method", "ensemble"])
+
+
+def test_force_is_offered_only_where_a_finished_stage_can_be_redone():
+    parser = build_parser()
+    for verb in ("data", "train", "extract", "score", "attribute", "retrain", "run", "demo"):
+        assert parser.parse_args([verb, "--force"]).force is True
+    for verb in ("push", "pull", "next", "serve", "report"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([verb, "--force"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["studio", "up", "--force"])
+
+
+def test_a_demo_config_file_layers_over_the_demo_and_the_folder_file_is_not_read(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relabeler.toml").write_text('[data]\nsource = "mine.csv"\n')
+    (tmp_path / "demo.toml").write_text("[train]\nepochs = 2\n[studio]\nbudget = 100\n")
+    plain = demo_config(build_parser().parse_args(["demo"]))
+    assert (plain.data.source, plain.studio.budget, plain.studio.overlap) == ("sms-spam", 400, 3)
+    layered = demo_config(build_parser().parse_args(["demo", "--config", "demo.toml",
+                                                     "--set", "loop.batch=50"]))
+    assert (layered.train.epochs, layered.studio.budget, layered.loop.batch) == (2, 100, 50)
+    # what the file leaves out stays the demo's
+    assert (layered.data.source, layered.data.noise_rate, layered.studio.overlap) == (
+        "sms-spam", 0.10, 3)
+    (tmp_path / "bad.toml").write_text("[studio]\nbudget = -1\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*studio\.budget"):
+        demo_config(build_parser().parse_args(["demo", "--config", "bad.toml"]))
 
 
 def test_extract_before_train_is_exit_code_2(tmp_path, capsys):
