@@ -140,10 +140,18 @@ class FetchedProject:
 def _list_changed(client: TaskSource, project_id: int, pstate: dict[str, Any],
                   page_size: int) -> dict[int, dict[str, Any]]:
     """Tasks updated since the watermark (the first pull: answered tasks); moves the
-    watermark in ``pstate`` to the latest ``updated_at`` seen."""
+    watermark in ``pstate`` to the latest ``updated_at`` seen.
+
+    A listing pages through the project while people answer: a task read on page 1 and
+    answered before a later page's task was, moves the watermark past its own answer. So the
+    next listing starts that much earlier again: the margin plus the seconds the listing that
+    set the watermark took (``listing_seconds``); every answer given during it is later than
+    its start, which is no earlier than the watermark less its duration."""
     watermark = pstate.get("watermark")
+    started = time.monotonic()
     if watermark:
-        since = (pd.Timestamp(watermark) - _WATERMARK_MARGIN).isoformat()
+        lookback = _WATERMARK_MARGIN + timedelta(seconds=pstate.get("listing_seconds") or 0)
+        since = (pd.Timestamp(watermark) - lookback).isoformat()
         listing = client.list_tasks(project_id, updated_after=since, page_size=page_size)
     else:
         listing = client.list_tasks(project_id, annotated_only=True, page_size=page_size)
@@ -151,6 +159,7 @@ def _list_changed(client: TaskSource, project_id: int, pstate: dict[str, Any],
     stamps = [pd.Timestamp(str(t["updated_at"])) for t in tasks.values() if t.get("updated_at")]
     if stamps and (not watermark or max(stamps) > pd.Timestamp(watermark)):
         pstate["watermark"] = max(stamps).isoformat()
+        pstate["listing_seconds"] = round(time.monotonic() - started, 3)
     return tasks
 
 
@@ -215,6 +224,17 @@ class _RunLabels:
     sample_of: dict[int, str]     # task id -> sample id
     source_of: dict[str, str]     # sample id -> manifest source
     given: dict[str, str]         # sample id -> training label
+    pending: frozenset[str] = frozenset()  # sample ids sent without a task id recorded
+
+    def sample_id(self, task_id: int, data: Mapping[str, Any]) -> str | None:
+        """The task's sample: the manifest's; a task the manifest has no id for speaks for its
+        ``sample_id`` only where that sample's push died before the id was recorded (any other
+        task in the project is not this run's)."""
+        if task_id in self.sample_of:
+            return self.sample_of[task_id]
+        sample_id = data.get(SAMPLE_ID_FIELD)
+        return None if sample_id is None or str(sample_id) not in self.pending \
+            else str(sample_id)
 
 
 def _log_reconciled(task_id: int, seen: Reconciled) -> None:
@@ -240,7 +260,7 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
         pulled.deleted += len(seen.deleted)
         _log_reconciled(task_id, seen)
         data = task.get("data") or {}
-        sample_id = run.sample_of.get(task_id) or data.get(SAMPLE_ID_FIELD)
+        sample_id = run.sample_id(task_id, data)
         votes, unmapped = task_votes(seen.annotations, spec, user_names,
                                      sample_id=None if sample_id is None else str(sample_id),
                                      project_id=project_id, task_id=task_id)
@@ -345,7 +365,8 @@ def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) 
     return _RunLabels(
         sample_of={int(t): s for t, s in zip(rows["task_id"], rows["id"], strict=True)
                    if pd.notna(t)},
-        source_of=dict(zip(rows["id"], rows["source"], strict=True)), given=given)
+        source_of=dict(zip(rows["id"], rows["source"], strict=True)), given=given,
+        pending=frozenset(rows.loc[rows["task_id"].isna(), "id"].astype(str)))
 
 
 def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str

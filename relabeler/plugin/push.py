@@ -100,11 +100,22 @@ def _now() -> pd.Timestamp:
 
 def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
                    known_id: int | None) -> int:
-    """The project: the manifest's (it must still exist), else by title, else a new one."""
+    """The project: the manifest's (it must still exist), else an empty one of that title (a
+    push that died before recording it), else a new one. A project of that title holding tasks
+    this run did not record is another run's (two run directories of the same name share the
+    default title): a PushError, so that one run's answers never land in another's."""
     if known_id is not None:
         project = client.get_project(known_id)  # StudioNotFoundError if it was deleted
     else:
-        project = client.find_project(title) or client.create_project(
+        project = client.find_project(title)
+        if project is not None and project.task_count:
+            raise PushError(
+                f"Label Studio project {project.id} {title!r} already holds "
+                f"{project.task_count} tasks that this run did not send (another run's, "
+                f"perhaps one whose run directory has the same name): name another project "
+                f"with --project-title (studio.project_title), or delete that one; nothing "
+                f"was sent")
+        project = project or client.create_project(
             title, spec.xml, overlap=overlap, model_version=MODEL_VERSION,
             description="Suspect labels from relabeler, highest priority first.")
     LabelingSpec.from_config(project.label_config).check_classes(spec.classes)

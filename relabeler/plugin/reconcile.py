@@ -7,6 +7,7 @@ never deleted) it is kept from its latest event payload: the server lost it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,25 @@ from relabeler.plugin.events import ANNOTATION_ACTIONS
 
 
 def _task_id_of(annotation: Mapping[str, Any], payload: Mapping[str, Any]) -> int | None:
-    task = annotation.get("task") or (payload.get("task") or {}).get("id")
+    """The task an annotation event names: ``annotation.task`` (an id or a task object), else
+    ``payload.task``; None where neither is a task id (the event is kept, its task not
+    fetched)."""
+    task = annotation.get("task") or payload.get("task")
     if isinstance(task, Mapping):
         task = task.get("id")
-    return int(task) if task is not None else None
+    try:
+        return int(task) if task is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _annotation_ids(payload: Mapping[str, Any]) -> list[int]:
+    """The ids of ``payload["annotations"]`` (an entry without a numeric id is skipped)."""
+    ids = []
+    for annotation in payload.get("annotations") or []:
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            ids.append(int(annotation["id"]))
+    return ids
 
 
 def event_project(event: Mapping[str, Any]) -> int | None:
@@ -48,15 +64,15 @@ class WebhookAnnotations:
             if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
                 annotation = payload.get("annotation") or {}
                 task_id = _task_id_of(annotation, payload)
-                if annotation.get("id") is None or task_id is None:
-                    continue
-                annotation_id = int(annotation["id"])
+                ids = _annotation_ids({"annotations": [annotation]})
+                if not ids or task_id is None:
+                    continue  # not an annotation of a task: nothing to replay
+                annotation_id = ids[0]
                 seen.by_task.setdefault(task_id, {})[annotation_id] = dict(annotation)
                 seen.task_of[annotation_id] = task_id
                 seen.deleted.discard(annotation_id)
             elif action == "ANNOTATIONS_DELETED":
-                seen.deleted.update(int(a["id"]) for a in payload.get("annotations") or []
-                                    if a.get("id") is not None)
+                seen.deleted.update(_annotation_ids(payload))
         return seen
 
     def tasks_named(self, events: Iterable[Mapping[str, Any]]) -> dict[int, set[int]]:
@@ -69,12 +85,10 @@ class WebhookAnnotations:
             if payload.get("action") not in ANNOTATION_ACTIONS or project_id is None:
                 continue
             tasks = named.setdefault(project_id, set())
-            task_id = (payload.get("annotation") or {}).get("task")
+            task_id = _task_id_of(payload.get("annotation") or {}, payload)
             if task_id is not None:
-                tasks.add(int(task_id))
-            ids = [int(a["id"]) for a in payload.get("annotations") or []
-                   if a.get("id") is not None]
-            tasks.update(self.task_of[i] for i in ids if i in self.task_of)
+                tasks.add(task_id)
+            tasks.update(self.task_of[i] for i in _annotation_ids(payload) if i in self.task_of)
         return named
 
 

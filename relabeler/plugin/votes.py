@@ -134,7 +134,8 @@ def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
     for annotation in annotations:
         try:
             if sample_id is None:
-                raise UnmappedAnswer("the task has no sample_id and is not in the manifest")
+                raise UnmappedAnswer("the task is not in this run's manifest (no sample_id, "
+                                     "or another run's task in the same project)")
             votes.append(annotation_vote(annotation, spec, user_names))
         except UnmappedAnswer as exc:
             unmapped.append({"project_id": project_id, "task_id": task_id,

@@ -9,6 +9,8 @@ whose task has no answer left is withdrawn (counted in ``withdrawn``).
 from __future__ import annotations
 
 import logging
+import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
@@ -102,6 +104,32 @@ def test_an_updated_annotation_is_recomputed(store, studio, tasks):
     assert (row["action"], row["new_label"], row["via"]) == ("keep", "ham", "export")
 
 
+def test_an_answer_changed_during_a_long_listing_is_fetched_by_the_next_pull(
+        store, studio, tasks, monkeypatch):
+    """s0 is listed, then re-answered, then s3 (later in the listing) is answered 10 s later:
+    the watermark passes s0's new answer, and no webhook names it (no backend running)."""
+    first = studio.annotate(tasks["s0"], "spam", notify=False)
+    listing = studio.list_tasks
+    clock = iter([0.0, 30.0])  # the listing takes 30 s
+    monkeypatch.setattr("relabeler.plugin.pull.time", SimpleNamespace(
+        monotonic=lambda: next(clock), perf_counter=time.perf_counter))
+
+    def slow_listing(project_id, **kwargs):
+        for task in listing(project_id, **kwargs):
+            yield task
+            if task["id"] == tasks["s0"]:
+                studio.update(first, "ham", notify=False)
+                studio.annotate(tasks["s3"], "spam", notify=False)
+
+    monkeypatch.setattr(studio, "list_tasks", slow_listing)
+    pull(store, studio)
+    assert corrections(store)["s0"]["new_label"] == "spam"  # the answer as listed
+    monkeypatch.setattr(studio, "list_tasks", listing)
+    monkeypatch.setattr("relabeler.plugin.pull.time", time)
+    result = pull(store, studio)
+    assert (result.tasks_changed, corrections(store)["s0"]["new_label"]) == (1, "ham")
+
+
 def test_the_server_wins_over_an_older_event_of_the_same_annotation(store, studio, tasks):
     annotation_id = studio.annotate(tasks["s0"], "spam")       # the event says spam
     studio.update(annotation_id, "ham", notify=False)          # the server says ham
@@ -189,6 +217,28 @@ def test_an_unmappable_answer_goes_to_unmapped(store, studio, tasks):
     assert "answer 'eggs' is not a class of the run" in row["reason"]
 
 
+def test_another_runs_task_in_the_project_goes_to_unmapped(store, studio, tasks):
+    (project_id,) = studio.projects
+    foreign = studio.add_task(project_id, "s1", "ham")  # same sample id, not in the manifest
+    studio.annotate(foreign, "spam")
+    studio.annotate(tasks["s2"], "ham")
+    result = pull(store, studio)
+    assert (result.corrections, result.unmapped) == (1, 1)
+    assert set(corrections(store)) == {"s2"}
+    (row,) = store.read_table(UNMAPPED).to_pylist()
+    assert row["task_id"] == foreign and "not in this run's manifest" in row["reason"]
+
+
+def test_a_task_whose_push_died_before_its_id_was_recorded_still_counts(store, studio, tasks):
+    manifest = store.read_table("studio/manifest.parquet").to_pandas()
+    manifest.loc[manifest["id"] == "s1", ["task_id", "pushed_at"]] = None
+    write_manifest(store, manifest)
+    studio.annotate(tasks["s1"], "spam")
+    result = pull(store, studio)
+    assert (result.corrections, result.unmapped) == (1, 0)
+    assert corrections(store)["s1"]["new_label"] == "spam"
+
+
 def test_a_gone_project_is_read_from_its_events(store, studio, tasks):
     studio.annotate(tasks["s0"], "spam")
     project_id = studio.tasks[tasks["s0"]]["project"]
@@ -248,6 +298,16 @@ def test_events_name_the_tasks_to_fetch():
     webhooks = WebhookAnnotations.from_events(events)
     assert webhooks.tasks_named(events) == {7: {5}}
     assert webhooks.tasks_named(events[1:2]) == {7: {5}}
+
+
+def test_events_name_their_task_in_any_shape_and_a_bad_one_breaks_nothing():
+    events = [_event("ANNOTATION_CREATED", annotation={"id": 1, "task": {"id": 43}}),
+              _event("ANNOTATION_UPDATED", annotation={"id": 2}, task={"id": 44}),
+              _event("ANNOTATION_CREATED", annotation={"id": 3, "task": "not a task"}),
+              _event("ANNOTATIONS_DELETED", annotations=["junk", {"id": 2}])]
+    webhooks = WebhookAnnotations.from_events(events)
+    assert webhooks.task_of == {1: 43, 2: 44}
+    assert webhooks.tasks_named(events) == {7: {43, 44}}
 
 
 def _row(sample_id: str, task_id: int, updated_at: str) -> dict:

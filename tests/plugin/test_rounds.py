@@ -20,6 +20,7 @@ from relabeler import artifacts
 from relabeler.errors import RoundLockedError
 from relabeler.jobs.attribute import run_attribute
 from relabeler.jobs.extract import run_extract
+from relabeler.jobs.retrain import dataset_versions
 from relabeler.jobs.rounds import read_rounds, run_next
 from relabeler.jobs.score import run_score
 from relabeler.jobs.train import run_train
@@ -237,8 +238,13 @@ def test_a_server_restart_mid_round_resumes_without_duplicates(run, admin, studi
     write_manifest(store, manifest)
     store.write_json(artifacts.ROUNDS.path, {"rounds": []})
     studio.restart()
+    # answers given meanwhile: the round still resumes from the version that planned it
+    first = review(store)
+    answer(admin, store, first.loc[first["round"] == 1, "id"].iloc[30:35], truth.get)
+    versions = dataset_versions(store)
     again = run_next(store, config, client=admin, progress=False)
     assert again.round == 2 and again.new_flagged + again.new_controls == 0
+    assert dataset_versions(store) == versions and again.version == versions[-1]
     assert read_manifest(store)["task_id"].notna().all()
     assert sample_ids_on_server(admin, store) == sorted(review(store)["id"])
     assert len(review(store)) == BUDGET + BATCH

@@ -139,6 +139,15 @@ def test_push_twice_adds_nothing_and_resumes_without_duplicates(admin, tmp_path,
     ids = admin.task_sample_ids(first.project_id, "sample_id")
     assert len(ids) == 120 == len(set(ids.values()))
 
+    # another run whose manifest does not know the project (the default title is the run
+    # directory's name, so two runs can share it): refused, nothing sent
+    other = make_run(str(tmp_path / "other"), n_acquire=0)
+    with pytest.raises(PushError, match=rf"project {first.project_id} .* already holds 120 "
+                       r"tasks that this run did not send"):
+        push(other, admin, project_title=title, budget=10)
+    assert admin.get_project(first.project_id).task_count == 120
+    assert read_manifest(other).empty
+
 
 def test_eval_audit_tasks_go_to_their_own_project_and_pull_into_corrections(studio, admin,
                                                                              tmp_path, title):
