@@ -59,9 +59,12 @@ def _cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path} exists; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise ConfigError(f"{path}: folder {path.parent} does not exist; create it first")
-    try:
-        path.write_text(render_template(), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:  # beside it, then renamed: a failed write leaves the old file whole
+        tmp.write_text(render_template(), encoding="utf-8")
+        os.replace(tmp, path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write it: {exc.strerror or exc}") from exc
     print(f"wrote {path}")
     return 0

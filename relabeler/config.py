@@ -397,7 +397,8 @@ def _problem(error: dict, where: str | dict[str, str]) -> str:
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
     if isinstance(where, dict):  # overrides: the origin of the key (or of the keys under it)
-        origins = {o for key, o in where.items() if key == dotted or key.startswith(f"{dotted}.")}
+        origins = {o for key, o in where.items() if key == dotted or key.startswith(f"{dotted}.")
+                   or dotted.startswith(f"{key}.")}  # a list's element: extract.splits.1
         where = ", ".join(sorted(origins)) or "config"
     if error["type"] == "extra_forbidden":
         section, key = loc[:-1], loc[-1]
@@ -468,6 +469,12 @@ def _field_type(section: str, key: str) -> Any:
 
 def _parse_flag_value(text: str, expected: Any) -> Any:
     if expected is str:
+        quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'"
+        if quoted:  # a TOML string literal, as in the file: its quotes are not the value's
+            try:
+                return tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                return text
         return text
     if get_origin(expected) is list:
         return [item.strip() for item in text.split(",") if item.strip()]

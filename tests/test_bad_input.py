@@ -195,6 +195,9 @@ CASES: dict[str, Case] = {
     "changed noise on a finished run": Case(_data("{d}/good.csv", "--noise", "0.1"),
                                             ["data.noise_rate was 0.0, now 0.1"],
                                             finished=True),
+    "changed eval noise on a finished run": Case(
+        _data("{d}/good.csv", "--set", "data.eval_noise_rate=0.2"),
+        ["data.eval_noise_rate was 0.0, now 0.2", "--force"], finished=True),
     "train --folds with a small class": Case(
         ["train", "--run", "{d}/run", "--data", "{d}/small.csv", "--folds", "5", "-q"],
         ["train.folds = 5", "'b' has 2"],

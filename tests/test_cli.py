@@ -16,6 +16,25 @@ def test_init_writes_a_template_that_loads(tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err
 
 
+def test_init_force_that_fails_to_write_leaves_the_old_file_whole(tmp_path, monkeypatch,
+                                                                   capsys):
+    path = tmp_path / "relabeler.toml"
+    path.write_text("run_dir = 'mine'\n")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("relabeler.cli.render_template", lambda: "x" * 10)
+    monkeypatch.setattr("pathlib.Path.write_text", full_disk)
+    with pytest.raises(SystemExit) as exc:
+        main(["init", str(path), "--force"])
+    monkeypatch.undo()
+    assert exc.value.code == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert path.read_text() == "run_dir = 'mine'\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["relabeler.toml"]
+
+
 def test_flags_override_the_file_and_set_overrides(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "relabeler.toml").write_text('run_dir = "runs/a"\n[train]\nepochs = 5\n'

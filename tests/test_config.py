@@ -84,6 +84,15 @@ def test_set_assignments_and_flags():
     assert config.model.name == "some/model"
 
 
+def test_set_takes_a_quoted_string_as_toml_does_and_names_a_bad_list_element():
+    config = apply_overrides(RunConfig(), None, ['data.source="my data.csv"',
+                                                 "studio.project_title='a \"b\"'"])
+    assert (config.data.source, config.studio.project_title) == ("my data.csv", 'a "b"')
+    assert apply_overrides(RunConfig(), None, ['data.source="x']).data.source == '"x'
+    with pytest.raises(ConfigError, match=r"^--set: extract\.splits\.1: input should be "):
+        apply_overrides(RunConfig(), None, ["extract.splits=train,bogus"])
+
+
 def test_set_wrong_type():
     with pytest.raises(ConfigError, match="--set: train.epochs: input should be a valid "
                                           "integer, got str 'x'"):

@@ -159,6 +159,26 @@ def test_read_table_csv_only_empty_field_is_null(tmp_path: Path) -> None:
     assert read_table(path)["text"].tolist() == ["NA", None]
 
 
+def test_read_table_text_after_a_closing_quote_is_a_bad_line_not_lost_quotes(
+        tmp_path: Path) -> None:
+    for name, sep in (("q.tsv", "\t"), ("q.csv", ",")):
+        path = tmp_path / name
+        path.write_text(f"id{sep}text{sep}label\n\n1{sep}\"Hello\" she said{sep}ham\n"
+                        f"2{sep}\"a \"\"b\"\" c\"{sep}spam\n", encoding="utf-8")
+        with pytest.raises(DataError, match=rf"{name}, line 3: .*expected after '\"'.*quote "
+                                            r"the whole field"):
+            read_table(path)
+
+
+def test_read_table_skips_blank_lines_before_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    path.write_text("\n\nid,text,label\n1,\"a \"\"b\"\" c\",x\n", encoding="utf-8")
+    assert read_table(path)["text"].tolist() == ['a "b" c']
+    (tmp_path / "blank.csv").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"blank\.csv: it is empty"):
+        read_table(tmp_path / "blank.csv")
+
+
 def test_read_table_unreadable_parquet_names_file_and_cause(tmp_path: Path) -> None:
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"this is not parquet")
@@ -880,6 +900,18 @@ def test_split_tables_round_trip_through_parquet(
         path = tmp_path / Path(name).name
         pq.write_table(table, path)
         pd.testing.assert_frame_equal(read_split(pq.read_table(path)), expected[name])
+
+
+def test_extra_jsonl_columns_parquet_cannot_hold_travel_as_text(tmp_path: Path) -> None:
+    records = [{"id": f"i{i}", "text": f"t{i}", "label": "ab"[i % 2], "big": 2**70 + i,
+                "meta": {} if i % 2 else {"k": [i]}, "tags": ["x"] * i} for i in range(10)]
+    ds = load_dataset(str(_write_jsonl(tmp_path / "d.jsonl", records)), eval_fraction=0.2)
+    train = write_split_tables(ds)["dataset/train.parquet"]
+    pq.write_table(train, tmp_path / "train.parquet")
+    back = pq.read_table(tmp_path / "train.parquet").to_pandas().set_index("id")
+    assert back.loc["i1", "big"] == str(2**70 + 1) and back.loc["i3", "meta"] == "{}"
+    assert json.loads(back.loc["i2", "meta"]) == {"k": [2]}
+    assert json.loads(back.loc["i3", "tags"]) == ["x", "x", "x"]
 
 
 def test_read_split_of_empty_rejected_table(balanced_csv: Path) -> None:

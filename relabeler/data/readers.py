@@ -283,8 +283,16 @@ def _reads_as_row(line: str, sep: str, width: int) -> bool:
 def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     csv.field_size_limit(sys.maxsize)  # a long text is data, not an attack on the parser
     lines: list[str] | None = None  # the physical lines, split only when a record spans some
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-    header_record = next(reader, None)
+    # strict: a field that opens with a quote and goes on after its closing quote is an
+    # error, not a text that silently loses its quotes
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    header_record: list[str] | None = []
+    try:
+        while header_record == []:  # blank lines before the header are skipped, as pandas does
+            header_record = next(reader, None)
+    except csv.Error as exc:
+        raise DataError(f"cannot read file {file}, line {reader.line_num} (the header): "
+                        f"{exc}") from None
     if not header_record:
         raise DataError(f"cannot read file {file}: it is empty (no header line)")
     header = _header(header_record, file)
@@ -294,7 +302,18 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     bad: list[BadLine] = []
     end = reader.line_num
     row = 0
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            start, end = end + 1, reader.line_num
+            bad.append(BadLine(row, start, (
+                f"{exc}: a field that opens with a quote must end with it; quote the whole "
+                f"field and double the quotes inside it")))
+            row += 1
+            continue
         start, end = end + 1, reader.line_num
         if not record:  # a blank line
             continue

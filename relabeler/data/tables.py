@@ -6,6 +6,7 @@ only in pool; extra columns such as ``true_label`` travel along) and ``dataset/r
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -55,9 +56,15 @@ def _frame_to_arrow(frame: pd.DataFrame, schema: pa.Schema, name: str) -> pa.Tab
             values = [None if is_null(v) else v for v in frame[column].tolist()]
             try:
                 array = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                # a source column of mixed types is kept as text rather than failing the stage
+            except (pa.ArrowException, OverflowError):
+                # a source column of mixed types (or of integers past 64 bits) is kept as text
+                # rather than failing the stage
                 array = pa.array([None if v is None else str(v) for v in values], pa.string())
+            if pa.types.is_nested(array.type):
+                # objects and lists (a JSONL source's) are kept as JSON text: Parquet cannot
+                # store some of them (an empty object), and no stage reads inside them
+                array = pa.array([None if v is None else json.dumps(v, default=str)
+                                  for v in values], pa.string())
             arrays.append(array)
             fields.append(pa.field(str(column), array.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

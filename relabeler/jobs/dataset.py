@@ -57,6 +57,11 @@ def input_changes(recorded: dict, current: dict) -> list[str]:
     for key in SETTINGS:
         if key in old_settings and old_settings[key] != new_settings[key]:
             changes.append(f"data.{key} was {old_settings[key]!r}, now {new_settings[key]!r}")
+    # recorded only when used: a marker without it was made with none
+    old_eval, new_eval = (settings.get("eval_noise_rate", 0.0)
+                          for settings in (old_settings, new_settings))
+    if old_eval != new_eval:
+        changes.append(f"data.eval_noise_rate was {old_eval!r}, now {new_eval!r}")
     for role, version in current["contents"].items():
         old = recorded.get("contents", {}).get(role)
         same_path = old_settings.get(role) == new_settings[role]

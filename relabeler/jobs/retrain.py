@@ -215,10 +215,10 @@ def _fingerprint(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
 
 
-def _latest_version(store: RunStore) -> int:
-    versions = {int(part.split("/")[1][1:]) for part in store.list("retrain")
-                if part.count("/") >= 2 and part.split("/")[1][1:].isdigit()}
-    return max(versions, default=0)
+def dataset_versions(store: RunStore) -> list[int]:
+    """The numbers N of the run's ``retrain/vN`` folders, ascending."""
+    return sorted({int(part.split("/")[1][1:]) for part in store.list("retrain")
+                   if part.count("/") >= 2 and part.split("/")[1][1:].isdigit()})
 
 
 def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
@@ -271,7 +271,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         new_train, deduped = dedupe_training(new_train, duplicates)
         counts.update(deduped=deduped["dropped"], n_train_after=int(len(new_train)))
 
-    version = _latest_version(store) + 1
+    version = max(dataset_versions(store), default=0) + 1
     sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
     sub.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(new_train,
                                                                    preserve_index=False))

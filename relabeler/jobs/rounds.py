@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,16 @@ class RoundResult:
 # the lock
 
 
+_UNWRITTEN_LOCK_SECONDS = 60
+
+
+def _age_seconds(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 @contextmanager
 def round_lock(store: RunStore) -> Iterator[None]:
     """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
@@ -98,8 +109,12 @@ def round_lock(store: RunStore) -> Iterator[None]:
             if local is not None:
                 local.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                with os.fdopen(fd, "w") as out:
-                    json.dump(holder, out)
+                try:
+                    with os.fdopen(fd, "w") as out:
+                        json.dump(holder, out)
+                except BaseException:
+                    local.unlink(missing_ok=True)  # an empty lock would block every round
+                    raise
             elif store.exists(path):
                 raise FileExistsError(path)
             else:
@@ -112,9 +127,12 @@ def round_lock(store: RunStore) -> Iterator[None]:
                 other = {}
             stale = (attempt == 0 and other.get("host") == holder["host"]
                      and isinstance(other.get("pid"), int) and not pid_alive(other["pid"]))
+            # unreadable for a minute: its writer died between creating and writing it
+            stale = stale or (attempt == 0 and not other and local is not None
+                              and _age_seconds(local) > _UNWRITTEN_LOCK_SECONDS)
             if stale:
-                log.warning("next: %s was left by process %d, which is gone; taking it over",
-                            store.path(path), other["pid"])
+                log.warning("next: %s was left by process %s, which is gone; taking it over",
+                            store.path(path), other.get("pid", "(unwritten lock)"))
                 store.remove(path)
                 continue
             raise RoundLockedError(
@@ -276,11 +294,17 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             say(f"[next] {message}")
             return RoundResult(round=None, message=message, answers=len(answers),
                                seconds=seconds)
-        info = _timed(seconds, "retrain", say, lambda: run_retrain(
-            store, config, progress=progress, folds=config.train.folds))
-        version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
-        _timed(seconds, "score", say, lambda: rescore_version(store, version, config,
-                                                              progress=progress))
+        started = _started_round(store, round_no) if resuming else None
+        if started is not None:
+            # the round's plan and scores stand; answers since wait for the next round
+            info, version = {"version": started[0]}, started[1]
+            say(f"[next] resuming round {round_no} from dataset version {started[0]}")
+        else:
+            info = _timed(seconds, "retrain", say, lambda: run_retrain(
+                store, config, progress=progress, folds=config.train.folds))
+            version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
+            _timed(seconds, "score", say, lambda: rescore_version(store, version, config,
+                                                                  progress=progress))
         earlier = manifest[manifest["round"] < round_no]
         test = queue_test(earlier, answers, alpha=config.loop.fallback_alpha)
         random_fill = bool(config.loop.random_fallback and test["available"]
@@ -328,6 +352,19 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
 def _waiting(manifest: pd.DataFrame, answers: pd.DataFrame) -> int:
     review = manifest[manifest["source"].isin(["flagged", "random_control"])]
     return int((~review["id"].isin(set(answers["id"]))).sum())
+
+
+def _started_round(store: RunStore, round_no: int) -> tuple[int, RunStore] | None:
+    """The dataset version whose ``queue/plan.parquet`` is round ``round_no``'s (a round that
+    died after planning), the newest first; None where none is."""
+    from relabeler.jobs.retrain import dataset_versions
+
+    for number in reversed(dataset_versions(store)):
+        version = RunStore(store.path(artifacts.RETRAIN(n=number)))
+        saved = read_plan(version)
+        if saved is not None and saved[1].get("round") == round_no:
+            return number, version
+    return None
 
 
 def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,

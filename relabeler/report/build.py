@@ -336,6 +336,13 @@ def _fmt(value, pct: bool = True) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
 
 
+def _rate_ci(part: dict) -> str:
+    """A queue rate's interval; n/a where nothing was reviewed (not a measured 0%)."""
+    if not part["reviewed"]:
+        return "n/a (none reviewed)"
+    return f"[{_fmt(part['ci95'][0])}, {_fmt(part['ci95'][1])}]"
+
+
 def render_html(report: dict, images: dict[str, bytes]) -> str:
     ev = report["eval"]
 
@@ -357,10 +364,9 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
             "<h2>The queue</h2><table><tr><th></th><th>reviewed</th><th>corrected</th>"
             "<th>rate</th><th>95% CI</th></tr>"
             f"<tr><td>flagged by relabeler</td><td>{f['reviewed']}</td><td>{f['corrected']}"
-            f"</td><td>{_fmt(f['rate'])}</td><td>[{_fmt(f['ci95'][0])}, {_fmt(f['ci95'][1])}]"
-            f"</td></tr><tr><td>random control</td><td>{r['reviewed']}</td>"
-            f"<td>{r['corrected']}</td><td>{_fmt(r['rate'])}</td><td>[{_fmt(r['ci95'][0])}, "
-            f"{_fmt(r['ci95'][1])}]</td></tr></table>"
+            f"</td><td>{_fmt(f['rate'])}</td><td>{_rate_ci(f)}</td></tr>"
+            f"<tr><td>random control</td><td>{r['reviewed']}</td><td>{r['corrected']}</td>"
+            f"<td>{_fmt(r['rate'])}</td><td>{_rate_ci(r)}</td></tr></table>"
             f"<p>Lift (flagged rate / control rate): <b>{_lift_text(queue)}</b></p>")
     imgs = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,'

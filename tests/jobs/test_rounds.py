@@ -6,8 +6,10 @@ The rounds themselves run against a real server in tests/plugin/test_rounds.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -47,6 +49,30 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, caplog):
     with round_lock(store):
         assert json.loads((tmp_path / "run/studio/round.lock").read_text())["pid"] != int(gone)
     assert "taking it over" in caplog.text
+
+
+def test_a_lock_whose_write_failed_is_removed_and_an_old_unwritten_one_is_taken_over(
+        tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "run")
+    lock = tmp_path / "run/studio/round.lock"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("relabeler.jobs.rounds.json.dump", full_disk)
+        with pytest.raises(OSError, match="No space left"):
+            with round_lock(store):
+                pass
+    assert not lock.exists()
+    lock.write_text("")  # a writer killed between creating and writing it
+    with pytest.raises(RoundLockedError, match="held by process [?]"):
+        with round_lock(store):
+            pass
+    os.utime(lock, (time.time() - 120, time.time() - 120))
+    with round_lock(store):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
 
 
 def test_the_answers_fingerprint_ignores_order_and_sees_a_new_answer():

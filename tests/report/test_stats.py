@@ -82,3 +82,10 @@ def test_mean_interval_is_the_t_interval_over_seeds():
     assert one[0] == 0.5 and all(x != x for x in one[1:])  # NaN ends
     assert format_interval([0.5]) == "0.5000"
     assert format_interval([1.0, 2.0, 3.0], digits=2) == "2.00 ± 2.48"
+
+
+def test_a_queue_rate_with_nothing_reviewed_shows_no_interval():
+    from relabeler.report.build import _rate_ci
+
+    assert _rate_ci({"reviewed": 0, "ci95": rate_interval(0, 0)}) == "n/a (none reviewed)"
+    assert _rate_ci({"reviewed": 10, "ci95": rate_interval(0, 10)}) == "[0.0%, 27.8%]"
