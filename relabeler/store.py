@@ -308,12 +308,23 @@ class RunStore:
             with self.fs.open(full, "ab") as f:
                 f.write((text + "\n").encode())
             return
-        fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        created = not os.path.exists(full)
+        fd = os.open(full, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, (text + "\n").encode())
+            data = (text + "\n").encode()
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # an earlier write was cut short: keep this line whole
+            while data:  # all of it, or an error: a short write is not a line recorded
+                written = os.write(fd, data)
+                if not written:
+                    raise OSError(f"no byte of {len(data)} could be written")
+                data = data[written:]
             os.fsync(fd)
         finally:
             os.close(fd)
+        if created:
+            _fsync_dir(posixpath.dirname(full))
 
     @_storage_io("remove")
     def remove(self, artifact: str) -> None:

@@ -250,10 +250,13 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
             results.append(prediction)
         return {"results": results, "model_version": MODEL_VERSION}
 
+    appending = threading.Lock()  # webhooks run in a thread pool; one append at a time
+
     @app.post("/webhook")
     def webhook(_: None = Depends(webhook_sender),
                 payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
-        artifact = append_event(store, payload)
+        with appending:
+            artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
         if on_event is not None:
             try:

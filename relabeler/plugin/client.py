@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -336,18 +337,28 @@ class StudioClient:
     def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
         """A Data Manager tab titled ``title`` sorted by ``ordering``; created or updated."""
         data = {"title": title, "ordering": list(ordering)}
+        view = self._view(project_id, title)
+        if view is not None:
+            view_data = _dump(view).get("data") or {}
+            if list(view_data.get("ordering") or []) != list(ordering):
+                self._call(f"update view {view.id}", self.sdk.views.update, str(view.id),
+                           project=project_id, data={**view_data, **data})
+            return int(view.id)
+        try:  # not repeated blindly: a create that timed out may have made the tab
+            view = self._call(f"create a view in project {project_id}", self.sdk.views.create,
+                              safe_to_repeat=False, project=project_id, data=data)
+        except StudioUnavailableError as exc:
+            view = self._view(project_id, title) if exc.maybe_applied else None
+            if view is None:
+                raise
+        return int(view.id)
+
+    def _view(self, project_id: int, title: str) -> Any:
+        """The project's Data Manager tab titled ``title``; None if it has none."""
         views = self._call(f"list views of project {project_id}", self.sdk.views.list,
                            project=project_id)
-        for view in views:
-            view_data = _dump(view).get("data") or {}
-            if view_data.get("title") == title:
-                if list(view_data.get("ordering") or []) != list(ordering):
-                    self._call(f"update view {view.id}", self.sdk.views.update, str(view.id),
-                               project=project_id, data={**view_data, **data})
-                return int(view.id)
-        view = self._call(f"create a view in project {project_id}", self.sdk.views.create,
-                          project=project_id, data=data)
-        return int(view.id)
+        return next((v for v in views if (_dump(v).get("data") or {}).get("title") == title),
+                    None)
 
     def ensure_ml_backend(self, project_id: int, url: str, *, title: str,
                           basic_auth: tuple[str, str] | None = None) -> int:
@@ -394,8 +405,10 @@ class StudioClient:
             self._call(f"update webhook {mine[0].id}", self.sdk.webhooks.update, mine[0].id,
                        url=url, **fields)
             for extra in mine[1:]:
-                self._call(f"delete duplicate webhook {extra.id}", self.sdk.webhooks.delete,
-                           extra.id)
+                # a repeated delete that the first, timed-out one already did finds nothing
+                with contextlib.suppress(StudioNotFoundError):
+                    self._call(f"delete duplicate webhook {extra.id}",
+                               self.sdk.webhooks.delete, extra.id)
             return int(mine[0].id)
         hook = self._call(f"create a webhook for project {project_id}", self.sdk.webhooks.create,
                           safe_to_repeat=False, url=url, project=project_id, **fields)

@@ -28,9 +28,13 @@ def append_event(store: RunStore, payload: Mapping[str, Any], *,
     """Append one event; returns the artifact it went to."""
     when = received_at or datetime.now(UTC)
     artifact = f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl"
-    line = json.dumps({"received_at": when.isoformat(), "action": payload.get("action"),
-                       "payload": payload}, ensure_ascii=False, separators=(",", ":"),
-                      default=str)
+    event = {"received_at": when.isoformat(), "action": payload.get("action"),
+             "payload": payload}
+    line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        line.encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped, the event is still recorded
+        line = json.dumps(event, separators=(",", ":"), default=str)
     store.append_line(artifact, line)
     return artifact
 

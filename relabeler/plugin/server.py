@@ -155,18 +155,33 @@ def server_env(data_dir: Path, credentials: Credentials | None = None) -> dict[s
 def write_private(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path``, readable and writable by its owner only (0600), also when
     the file existed with a wider mode."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(text)
-    return Path(path)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:  # beside it, then renamed: a failed write leaves the old file whole
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_credentials(data_dir: str | os.PathLike) -> Credentials | None:
     path = Path(data_dir) / CREDENTIALS_FILE
     if not path.exists():
         return None
-    return Credentials(**json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return Credentials(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise StudioServerError(
+            f"{path}: not the credentials relabeler wrote ({exc}): restore the file, or "
+            f"start a server on a new data folder (`relabeler studio up --data-dir DIR`)"
+            ) from None
 
 
 def is_initialised(data_dir: str | os.PathLike) -> bool:

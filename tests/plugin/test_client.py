@@ -1,4 +1,5 @@
 import socket
+from types import SimpleNamespace
 
 import pytest
 
@@ -38,3 +39,20 @@ def test_batches_respect_count_and_bytes():
     assert [t for b in batch_tasks(tasks, batch_size=7) for t in b] == tasks
     with pytest.raises(ValueError, match="over the import limit"):
         list(batch_tasks(tasks, max_bytes=50))
+
+
+def test_a_view_create_that_timed_out_is_looked_up_not_repeated():
+    import httpx
+
+    views, creates = [], []
+
+    def create(*, project, data, request_options):
+        creates.append(data)
+        views.append(SimpleNamespace(id=7, model_dump=lambda mode: {"id": 7, "data": data}))
+        raise httpx.ReadTimeout("the answer was lost")
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=3, backoff=0.01)
+    client.sdk = SimpleNamespace(views=SimpleNamespace(
+        list=lambda *, project, request_options: list(views), create=create))
+    assert client.ensure_view(1, "Priority queue", ["tasks:data.priority"]) == 7
+    assert len(creates) == 1
