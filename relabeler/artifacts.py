@@ -245,6 +245,9 @@ MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
                             ("pushed_at", _UTC)),
                     _schema(("round", _I64)))
+MANIFEST_LOCK = Artifact("studio/manifest.lock", "push", "file",
+                         "Held (flock) while a push, a round, second opinions or a re-rank "
+                         "reads, sends and writes back the manifest.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered.")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
@@ -314,7 +317,8 @@ ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
     FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS, SHORTCUTS, BALANCE,
     DUPLICATES, SUMMARY, PLAN,
-    PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST, EVENTS,
+    PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST,
+    MANIFEST_LOCK, EVENTS,
     RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, ROUNDS,
     ROUND_LOCK, RETRAIN, EVAL_AUDITED, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT,
     MARKER)

@@ -41,3 +41,7 @@ class RoundError(StageError):
 
 class RoundLockedError(RoundError):
     """Another round holds the run's lock file; the message names the file and its holder."""
+
+
+class ManifestLockedError(RelabelerError, RuntimeError):
+    """Another push, round or re-rank is writing ``studio/manifest.parquet``."""

@@ -17,14 +17,22 @@ audit measures the eval labels, not the queue).
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
-from collections.abc import Sequence
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from relabeler.artifacts import MANIFEST, PLAN, PLAN_SETTINGS
+from relabeler.artifacts import MANIFEST, MANIFEST_LOCK, PLAN, PLAN_SETTINGS
+from relabeler.errors import ManifestLockedError
 from relabeler.store import RunStore
 
 FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
@@ -52,6 +60,75 @@ def read_manifest(store: RunStore) -> pd.DataFrame:
         frame[column] = frame[column].astype("Int64")
     frame["round"] = frame["round"].astype(np.int64)
     return frame
+
+
+#: a manifest writer waits this long for another (a re-rank sending its priorities)
+MANIFEST_LOCK_WAIT = 300.0
+T = TypeVar("T")
+_LOCKS: dict[str, tuple[threading.RLock, list[int]]] = {}  # path -> (lock, [depth, fd])
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def manifest_lock(store: RunStore, *, wait: float = MANIFEST_LOCK_WAIT) -> Iterator[None]:
+    """Hold ``studio/manifest.lock`` for a read-modify-write of the manifest that spans
+    requests to Label Studio: push, a round's push, second opinions, serve's re-rank. Each
+    reads the manifest, talks to the server, writes it back: two at once would write back a
+    stale copy and lose the other's priorities or task ids.
+
+    An advisory ``flock`` between processes, re-entrant within one (``next`` pushes inside its
+    own round). ``wait`` seconds at most (0: fail at once), then ManifestLockedError. On a
+    remote run directory there is no lock to take: the round lock alone keeps `next` apart.
+    """
+    local = store.local_path(MANIFEST_LOCK.path)
+    if local is None:
+        yield
+        return
+    key = str(local)
+    with _LOCKS_GUARD:
+        lock, state = _LOCKS.setdefault(key, (threading.RLock(), [0, -1]))
+    acquired = lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
+    if not acquired:
+        raise ManifestLockedError(f"{local} is held by another thread of this process")
+    try:
+        if state[0] == 0:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(local, os.O_RDWR | os.O_CREAT, 0o644)
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        waited = f", still after {wait:.0f} s" if wait >= 1 else ""
+                        raise ManifestLockedError(
+                            f"another relabeler process is writing {store.path(MANIFEST.path)} "
+                            f"({local} is held{waited}): a push, a round or a re-rank; try "
+                            f"again when it is done") from None
+                    time.sleep(0.1)
+            state[1] = fd
+        state[0] += 1
+        try:
+            yield
+        finally:
+            state[0] -= 1
+            if state[0] == 0:
+                fcntl.flock(state[1], fcntl.LOCK_UN)
+                os.close(state[1])
+                state[1] = -1
+    finally:
+        lock.release()
+
+
+def holds_manifest(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn(store, ...)`` holding :func:`manifest_lock` on its ``store``."""
+    @functools.wraps(fn)
+    def held(store: RunStore, *args: Any, **kwargs: Any) -> T:
+        with manifest_lock(store):
+            return fn(store, *args, **kwargs)
+    return held
 
 
 def write_manifest(store: RunStore, manifest: pd.DataFrame) -> None:

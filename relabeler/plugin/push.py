@@ -54,6 +54,7 @@ from relabeler.queue_plan import (
     EVAL_AUDIT,
     FLAGGED,
     SOURCES,
+    holds_manifest,
     plan_round,
     plan_settings,
     read_manifest,
@@ -325,6 +326,7 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
     return manifest, project_id, len(imported)
 
 
+@holds_manifest
 def push(store: RunStore, client: StudioClient, *, project_title: str, budget: int = 200,
          control_share: float = 0.05, batch_size: int = 500, seed: int = 0, top_spans: int = 3,
          examples: int = 3, overlap: int = 1, acquire: bool = True,

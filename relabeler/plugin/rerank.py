@@ -54,7 +54,7 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
-from relabeler.errors import RoundLockedError
+from relabeler.errors import RelabelerError, RoundLockedError
 from relabeler.plugin.backend import EvidenceCache
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import read_events
@@ -62,7 +62,13 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.votes import resolve, task_votes
-from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
+from relabeler.queue_plan import (
+    CONTROL,
+    FLAGGED,
+    manifest_lock,
+    read_manifest,
+    write_manifest,
+)
 from relabeler.selectors import noise
 from relabeler.store import RunStore
 
@@ -215,6 +221,11 @@ class Reranker:
             raise RoundLockedError(f"a round of `relabeler next` holds "
                                    f"{self.store.path(artifacts.ROUND_LOCK.path)}; the re-rank "
                                    "is tried again on the next answer")
+        # a push, a round or second opinions writing the manifest: the next answer tries again
+        with manifest_lock(self.store, wait=0):
+            return self._rerank_held(started, answer_events)
+
+    def _rerank_held(self, started: float, answer_events: int) -> RerankResult | None:
         review = _review_rows(read_manifest(self.store))
         if not len(review):
             log.info("serve: nothing pushed yet; no re-rank")
@@ -383,10 +394,13 @@ class RerankWorker:
             try:
                 self._rerank(answers)
                 self.runs += 1
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
-                log.exception("serve: re-rank failed (the answers are recorded; it is tried "
-                              "again on the next answer)")
+                if isinstance(exc, RelabelerError):  # a round or a push is busy: expected
+                    log.warning("serve: no re-rank now: %s", exc)
+                else:
+                    log.exception("serve: re-rank failed (the answers are recorded; it is "
+                                  "tried again on the next answer)")
                 with self._cond:
                     self._retry = True
                     self._due += answers

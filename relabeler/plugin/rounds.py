@@ -30,7 +30,7 @@ from relabeler.plugin.push import (
     reconcile,
 )
 from relabeler.plugin.tasks import PRIORITY_FIELD
-from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
+from relabeler.queue_plan import CONTROL, FLAGGED, holds_manifest, read_manifest
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def check_project(client: StudioClient, project_id: int, round_no: int) -> None:
             f"labels/corrections.parquet. To start again, push round 1 of a new run") from None
 
 
+@holds_manifest
 def push_round(store: RunStore, client: StudioClient, evidence: RunEvidence,
                plan: pd.DataFrame, *, round_no: int, waiting: int, top_spans: int = 3,
                batch_size: int = 500, progress: bool = False) -> RoundPush:

@@ -29,7 +29,14 @@ from relabeler.plugin.client import StudioClient
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import TITLE_LIMIT, _push_side_project
-from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest, write_manifest
+from relabeler.queue_plan import (
+    CONTROL,
+    FLAGGED,
+    SECOND_OPINION,
+    holds_manifest,
+    read_manifest,
+    write_manifest,
+)
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ def second_opinion_picks(corrections: pd.DataFrame, manifest: pd.DataFrame, *, c
                          "rank": pd.array(ranked["second_opinion"], dtype="Int64")})
 
 
+@holds_manifest
 def push_second_opinions(store: RunStore, client: StudioClient, *, project_title: str,
                          count: int, examples: int = 3, overlap: int = 1, top_spans: int = 3,
                          batch_size: int = 500, progress: bool = False) -> SecondOpinionResult:

@@ -367,3 +367,37 @@ def test_a_re_rank_waits_while_a_round_holds_the_lock(pushed):
     assert read_manifest(store).set_index("id")["priority"].equals(before)
     assert read_reranks(store).empty
     assert rerank(answer_events=24).reprioritised > 10  # the lock released: it goes on
+
+
+def test_a_re_rank_fails_at_once_while_another_process_writes_the_manifest(pushed):
+    """A push or `pull`'s second opinions in another process hold studio/manifest.lock while
+    they send tasks: a re-rank meanwhile would write back a stale manifest."""
+    import subprocess
+    import sys
+
+    from relabeler.errors import ManifestLockedError
+    from relabeler.queue_plan import manifest_lock
+
+    store, config, frame, fake, _ = pushed
+    before = read_manifest(store).set_index("id")["priority"]
+    answer_top(store, fake, frame, 24)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom relabeler.queue_plan import "
+         "manifest_lock\nfrom relabeler.store import RunStore\nwith manifest_lock("
+         "RunStore(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n",
+         store.uri], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ManifestLockedError,
+                           match=r"manifest\.parquet .*manifest\.lock is held\)"):
+            rerank(answer_events=24)
+        with pytest.raises(ManifestLockedError, match="a push, a round or a re-rank"):
+            with manifest_lock(store, wait=0.3):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    assert read_manifest(store).set_index("id")["priority"].equals(before)
+    with manifest_lock(store), manifest_lock(store):  # re-entrant within a process
+        assert rerank(answer_events=24).reprioritised > 10
