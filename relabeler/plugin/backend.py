@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 
+from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
 from relabeler.plugin.client import StudioClient
@@ -46,6 +47,7 @@ from relabeler.plugin.evidence import SOURCES, RunEvidence
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
+    ROUND_FIELD,
     SAMPLE_ID_FIELD,
     PredictionError,
     build_prediction,
@@ -139,6 +141,49 @@ class EvidenceCache:
             return self._evidence
 
 
+def round_stores(store: RunStore) -> dict[int, RunStore]:
+    """The run each round's tasks were built from: round 1 ``store``, each later round the
+    dataset version ``relabeler next`` scored it on (``studio/rounds.json``)."""
+    stores = {1: store}
+    if store.exists(artifacts.ROUNDS.path):
+        for record in store.read_json(artifacts.ROUNDS.path).get("rounds", []):
+            stores[int(record["round"])] = RunStore(
+                store.path(artifacts.RETRAIN(n=int(record["version"]))))
+    return stores
+
+
+class RoundEvidence:
+    """:class:`EvidenceCache` per round: a task shows (and a re-rank rewrites it with) the
+    suggestion and evidence of the scoring that picked it, not round 1's. A task whose round
+    has no record (its round is being pushed) is read from the run itself."""
+
+    def __init__(self, store: RunStore, *, examples: int = 0):
+        self._store = store
+        self._examples = examples
+        self._lock = threading.Lock()
+        self._caches: dict[str, EvidenceCache] = {}
+
+    def latest(self) -> RunStore:
+        """The run the latest round was scored on (the run itself before ``next``)."""
+        stores = round_stores(self._store)
+        return stores[max(stores)]
+
+    def get(self, round_no: int | None = None) -> RunEvidence:
+        target = round_stores(self._store).get(round_no or 1, self._store)
+        with self._lock:
+            cache = self._caches.setdefault(target.uri,
+                                            EvidenceCache(target, examples=self._examples))
+        return cache.get()
+
+
+def _round_of(data: Any) -> int | None:
+    value = data.get(ROUND_FIELD) if isinstance(data, dict) else None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 whose detail says in one line what is wrong."""
     try:
@@ -173,7 +218,7 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         raise ValueError("secret must be a non-empty shared secret for webhook requests")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    evidence = EvidenceCache(store)
+    evidence = RoundEvidence(store)
     evidence.get()
     app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -230,12 +275,14 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
             spec = LabelingSpec.from_config(label_config)
         except LabelingConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        run = evidence.get()
+        runs: dict[int | None, RunEvidence] = {}
         interface = spec.interface()
         results = []
         for task in tasks:
             data = task.get("data")
             sample_id = data.get(SAMPLE_ID_FIELD) if isinstance(data, dict) else None
+            round_no = _round_of(data)
+            run = runs.get(round_no) or runs.setdefault(round_no, evidence.get(round_no))
             sample = run.sample(str(sample_id)) if sample_id is not None else None
             if sample is None:
                 results.append({"result": [], "model_version": MODEL_VERSION})

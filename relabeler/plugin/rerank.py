@@ -26,8 +26,11 @@ random controls keep theirs (they stay where chance put them) and answered tasks
 alone. A moved task's data is rewritten with its new ``priority`` by push's own code
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
 ``studio/reranks.parquet`` records the re-rank. While ``relabeler next`` holds
-``studio/round.lock`` (it rewrites the manifest and the ranking) a re-rank waits for the next
-answer.
+``studio/round.lock`` (it rewrites the manifest and the ranking), or a push holds
+``studio/manifest.lock``, a re-rank waits for the next answer. After ``relabeler next`` the
+ranking is the latest round's scoring (its dataset version, ``studio/rounds.json``), and a
+moved task is rebuilt from the version that scored its own round (its suggestion, score and
+evidence), as ``/predict`` answers it.
 
 What moves in Label Studio (open-source edition): the ``priority`` field, so the Data Manager
 tab "Priority queue" (sorted by it) and "Label Tasks As Displayed" from that tab serve the new
@@ -55,7 +58,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
 from relabeler.errors import RelabelerError, RoundLockedError
-from relabeler.plugin.backend import EvidenceCache
+from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
@@ -188,10 +191,10 @@ class Reranker:
         self.store, self.config = store, config
         self._make_client = client
         self._client: StudioClient | None = None
-        self._evidence = EvidenceCache(store, examples=config.studio.examples)
+        self._evidence = RoundEvidence(store, examples=config.studio.examples)
         self._load_ranking = ranking
         self._ranking: Ranking | None = None
-        self._ranking_version: str | None = None
+        self._ranking_version: tuple[str, str | None] | None = None
         self._project_id: int | None = None
 
     def counts(self, payload: Mapping[str, Any]) -> bool:
@@ -206,9 +209,12 @@ class Reranker:
         return event_project({"payload": payload}) in (None, self._project_id)
 
     def _live_ranking(self) -> Ranking:
-        version = self.store.version(artifacts.SUSPECTS.path)
+        """The ranking of the latest round's scoring (the run's before ``relabeler next``),
+        loaded again when that changes or is re-scored."""
+        current = self._evidence.latest()
+        version = (current.uri, current.version(artifacts.SUSPECTS.path))
         if self._ranking is None or version != self._ranking_version:
-            self._ranking = self._load_ranking(self.store, self.config.score)
+            self._ranking = self._load_ranking(current, self.config.score)
             self._ranking_version = version
         return self._ranking
 
@@ -243,7 +249,7 @@ class Reranker:
         moved = waiting[[priorities[str(x)] != int(p)
                          for x, p in zip(waiting["id"], waiting["priority"], strict=True)]]
         if len(moved):
-            self._send(review, moved, priorities, evidence, spec, project_id)
+            self._send(review, moved, priorities, spec, project_id)
         corrected = sum(label != evidence.train_label.get(s)
                         for s, label in answers.label_of.items())
         result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
@@ -259,15 +265,18 @@ class Reranker:
         return result
 
     def _send(self, review: pd.DataFrame, moved: pd.DataFrame, priorities: Mapping[str, int],
-              evidence: Any, spec: LabelingSpec, project_id: int) -> None:
+              spec: LabelingSpec, project_id: int) -> None:
         """Label Studio first, then the manifest: a failure halfway leaves the manifest at the
         old priorities, so the next re-rank sends every moved task again."""
         if self._client is None:
             self._client = self._make_client()
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
-        update_priorities(self._client, rows, list(rows.index), evidence.train_samples, spec,
-                          top_spans=self.config.studio.top_spans)
+        for round_no, part in rows.groupby("round", sort=True):
+            # each task rebuilt from the scoring that picked it (its round's version)
+            update_priorities(self._client, part, list(part.index),
+                              self._evidence.get(int(round_no)).train_samples, spec,
+                              top_spans=self.config.studio.top_spans)
         new = {(project_id, str(x)): int(p) for x, p in zip(rows["id"], rows["priority"],
                                                             strict=True)}
         manifest = read_manifest(self.store)  # read again: keep what changed meanwhile

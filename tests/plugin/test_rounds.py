@@ -141,6 +141,48 @@ def test_a_round_pushes_the_next_batch_behind_waiting_tasks_once(run, admin, stu
     assert again.round is None and again.message == "no new answers since round 2; nothing to do"
     assert len(review(store)) == BUDGET + BATCH
     assert [r["round"] for r in read_rounds(store)] == [2]
+    _serve_reads_each_round_from_its_version(store, config, admin, second)
+
+
+def _serve_reads_each_round_from_its_version(store, config, admin, second) -> None:
+    """After round 2, serve re-ranks by version 1's ranking and rebuilds (and predicts) a
+    round-2 task from version 1's evidence: round 1's has another score and no spans for it."""
+    from fastapi.testclient import TestClient
+
+    from relabeler.jobs.live_ranking import LiveRanking
+    from relabeler.plugin.backend import BasicAuth, create_app
+    from relabeler.plugin.evidence import RunEvidence
+    from relabeler.plugin.labeling import build_labeling_config
+    from relabeler.plugin.rerank import Reranker
+    from relabeler.plugin.tasks import SAMPLE_ID_FIELD, build_prediction, build_task
+
+    version = RunStore(store.path("retrain/v1"))
+    evidence = RunEvidence.load(version, examples=config.studio.examples, needed_by="test")
+    spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
+    flagged = second[second["source"] == "flagged"].sort_values("priority")
+    manifest = read_manifest(store)
+    # the stored order of round 2's waiting flagged tasks reversed: a re-rank must move them
+    rows = manifest.index[manifest["id"].isin(flagged["id"])]
+    manifest.loc[rows, "priority"] = manifest.loc[rows, "priority"].to_numpy()[::-1]
+    write_manifest(store, manifest)
+    rerank = Reranker(store, config, client=lambda: admin, ranking=LiveRanking.load)
+    assert rerank(answer_events=1).reprioritised >= 2
+    assert rerank._ranking_version[0] == version.uri
+    moved = read_manifest(store).set_index("id").loc[list(flagged["id"])]
+    for sample_id, row in moved.iterrows():
+        (sample,) = evidence.train_samples([sample_id])
+        expected = build_task(sample, spec, priority=int(row["priority"]), round_no=2,
+                              top_spans=config.studio.top_spans)["data"]
+        assert admin.get_task(int(row["task_id"]))["data"] == expected
+    auth = BasicAuth("relabeler", "pa55-w0rd")
+    app = create_app(store, secret="s", auth=auth)
+    sample_id = str(flagged["id"].iloc[0])
+    with TestClient(app, headers={"Authorization": auth.header()}) as client:
+        answer = client.post("/predict", json={
+            "tasks": [{"id": 1, "data": {SAMPLE_ID_FIELD: sample_id, ROUND_FIELD: 2}}],
+            "label_config": spec.xml}).json()["results"][0]
+    (sample,) = evidence.train_samples([sample_id])
+    assert answer == build_prediction(sample, spec, top_spans=3)
 
 
 def test_answers_made_while_a_round_runs_are_taken_by_the_next_pull(run, admin):
