@@ -60,11 +60,12 @@ from relabeler.corrections import KEEP, RELABEL
 from relabeler.errors import RelabelerError, RoundLockedError
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
+from relabeler.plugin.consensus import SKIPPED
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
-from relabeler.plugin.votes import resolve, task_votes
+from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
     FLAGGED,
@@ -96,37 +97,61 @@ class Answers:
 def collect_answers(store: RunStore, review: pd.DataFrame, spec: LabelingSpec,
                     given: Mapping[str, str]) -> Answers:
     """The answers to the tasks of ``review`` (manifest rows of one project): the last pull's
-    corrections, then the webhook event log, whose tasks replace the pull's (they are newer)."""
+    corrections, and for each task the webhook event log has spoken of since, its pulled
+    answers with the events applied on top (an answer created or updated replaces the one of
+    its id, a deletion removes it), resolved by majority."""
     sample_of = {int(t): str(s) for t, s in zip(review["task_id"], review["id"], strict=True)
                  if pd.notna(t)}
     label_of: dict[str, str] = {}
     answered: set[int] = set()
+    pulled: dict[int, dict[int, Vote]] = {}  # task id -> annotation id -> its pulled vote
     if store.exists(artifacts.CORRECTIONS.path):
-        pulled = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
-        if "task_id" in pulled:
-            for row in pulled.itertuples(index=False):
-                if pd.notna(row.task_id) and int(row.task_id) in sample_of:
-                    answered.add(int(row.task_id))
-                    if row.action in (KEEP, RELABEL) and row.new_label is not None:
-                        label_of[str(row.id)] = str(row.new_label)
+        rows = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+        for row in (rows.itertuples(index=False) if "task_id" in rows else ()):
+            if pd.isna(row.task_id) or int(row.task_id) not in sample_of:
+                continue
+            answered.add(int(row.task_id))
+            if row.action in (KEEP, RELABEL) and row.new_label is not None:
+                label_of[str(row.id)] = str(row.new_label)
+            pulled[int(row.task_id)] = _pulled_votes(row)
     webhooks = WebhookAnnotations.from_events(read_events(store).events)
     project_id = int(review["project_id"].iloc[0]) if len(review) else -1
-    for task_id, recorded in webhooks.by_task.items():
-        sample_id = sample_of.get(task_id)
-        if sample_id is None:
-            continue
-        annotations = [a for i, a in recorded.items() if i not in webhooks.deleted]
+    touched = set(webhooks.by_task) | {task for task, votes in pulled.items()
+                                       if webhooks.deleted & set(votes)}
+    for task_id in sorted(touched & set(sample_of)):
+        sample_id = sample_of[task_id]
+        votes = dict(pulled.get(task_id, {}))
+        recorded = webhooks.by_task.get(task_id, {})
+        fresh, _ = task_votes([a for i, a in recorded.items() if i not in webhooks.deleted],
+                              spec, {}, sample_id=sample_id, project_id=project_id,
+                              task_id=task_id)
+        votes.update({v.annotation_id: v for v in fresh})
+        for annotation_id in webhooks.deleted:
+            votes.pop(annotation_id, None)
         label_of.pop(sample_id, None)
         answered.discard(task_id)
-        if not annotations:
+        if not votes:
             continue
         answered.add(task_id)
-        votes, _ = task_votes(annotations, spec, {}, sample_id=sample_id,
-                              project_id=project_id, task_id=task_id)
-        res = resolve(votes, given_label=given.get(sample_id))
+        res = resolve(latest_per_annotator(list(votes.values())),
+                      given_label=given.get(sample_id))
         if res.action in (KEEP, RELABEL) and res.new_label is not None:
             label_of[sample_id] = res.new_label
     return Answers(label_of=label_of, answered_tasks=answered)
+
+
+def _pulled_votes(row: Any) -> dict[int, Vote]:
+    """A corrections row's votes by annotation id (``votes`` holds "annotator: answer")."""
+    ids = list(row.annotation_ids) if row.annotation_ids is not None else []
+    names = list(row.annotators) if row.annotators is not None else []
+    texts = list(row.votes) if row.votes is not None else []
+    if not (len(ids) == len(names) == len(texts)):
+        return {}
+    updated = str(row.updated_at) if pd.notna(row.updated_at) else ""
+    return {int(i): Vote(annotator=name, annotation_id=int(i), updated_at=updated,
+                         answer=None if text[len(name) + 2:] == SKIPPED
+                         else text[len(name) + 2:])
+            for i, name, text in zip(ids, names, texts, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -304,6 +304,32 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
 
 
+def test_events_apply_on_top_of_the_pulled_answers(pushed):
+    """A pulled answer deleted while serve runs no longer counts; a second annotator's answer
+    arriving as an event joins the pulled one instead of replacing it."""
+    from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+    from relabeler.plugin.pull import pull
+    from relabeler.plugin.rerank import collect_answers
+
+    store, _, frame, fake, _ = pushed
+    review = read_manifest(store).sort_values("priority")
+    (a, task_a), (b, task_b) = zip(review["id"].head(2), review["task_id"].head(2),
+                                   strict=True)
+    given = frame.set_index("id")["label"].to_dict()
+    other = {"neg": "pos", "pos": "neg"}
+    first = fake.annotate(int(task_a), other[given[a]], notify=False)
+    fake.annotate(int(task_b), other[given[b]], notify=False)
+    pull(store, fake, consensus="majority")
+    spec = LabelingSpec.from_config(build_labeling_config(CLASSES))
+    before = collect_answers(store, review, spec, given)
+    assert before.label_of == {a: other[given[a]], b: other[given[b]]}
+    fake.delete_annotation(first)                           # an event: deleted
+    fake.annotate(int(task_b), given[b], user=2)            # an event: a second opinion
+    after = collect_answers(store, review, spec, given)
+    assert after.answered_tasks == {int(task_b)}
+    assert after.label_of == {}                             # b: one vote each way, a tie
+
+
 def test_a_head_mode_run_refits_the_head_in_a_re_rank(pushed):
     store, config, frame, fake, _ = pushed
     store.write_json("train/metrics.json", {"mode": "head"})
