@@ -74,7 +74,8 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
     if len(duplicated):
         raise DataError(f"{source}: id {duplicated.iloc[0]!r} appears more than once")
     train_ids, pool_ids = set(train["id"]), set(pool["id"])
-    for row, item in enumerate(corrections.itertuples(index=False)):
+    # rows are named by their place in the file (the index), also when eval answers were split off
+    for row, item in zip(corrections.index, corrections.itertuples(index=False), strict=True):
         if item.action not in ACTIONS:
             raise DataError(f"{source}, row {row}: action {item.action!r} is not one of "
                             f"{', '.join(ACTIONS)}")
@@ -132,8 +133,7 @@ def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
     source says so or its id is an eval row, so no eval answer can reach the training set."""
     source = corrections.get("source", pd.Series(None, index=corrections.index, dtype=object))
     is_eval = (source == EVAL_AUDIT) | corrections["id"].isin(eval_ids)
-    return (corrections[~is_eval].reset_index(drop=True),
-            corrections[is_eval].reset_index(drop=True))
+    return corrections[~is_eval], corrections[is_eval]  # indexes kept: rows of the file
 
 
 def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[str], *,
@@ -143,15 +143,16 @@ def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[st
     leaves it ``original``. DataError for an answer to an id not in the eval split, an unknown
     action or a new label that is not a class."""
     eval_ids = set(evaluation["id"])
-    for row, item in enumerate(answers.itertuples(index=False)):
+    for row, item in zip(answers.index, answers.itertuples(index=False), strict=True):
         if item.id not in eval_ids:
-            raise DataError(f"{source}: eval-audit answer {item.id!r} is not an eval row")
+            raise DataError(f"{source}, row {row}: eval-audit answer {item.id!r} is not an eval "
+                            f"row")
         if item.action not in ACTIONS:
-            raise DataError(f"{source}, eval answer {row}: action {item.action!r} is not one "
-                            f"of {', '.join(ACTIONS)}")
+            raise DataError(f"{source}, row {row}: eval answer action {item.action!r} is not "
+                            f"one of {', '.join(ACTIONS)}")
         if item.action == "relabel" and item.new_label not in classes:
-            raise DataError(f"{source}, eval answer {row}: new_label {item.new_label!r} is not "
-                            f"a class ({', '.join(classes)})")
+            raise DataError(f"{source}, row {row}: eval answer new_label {item.new_label!r} is "
+                            f"not a class ({', '.join(classes)})")
     by_id = answers.drop_duplicates("id", keep="last").set_index("id")
     out = evaluation.copy()
     out["previous_label"] = out["label"]
@@ -272,7 +273,28 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         counts.update(deduped=deduped["dropped"], n_train_after=int(len(new_train)))
 
     version = max(dataset_versions(store), default=0) + 1
-    sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
+    folder = artifacts.RETRAIN(n=version)
+    try:
+        result = _build_version(store, RunStore(store.path(folder)), config, version,
+                                new_train, audited, deduped, counts, fingerprint, dedupe,
+                                mitigation, folds, classes, progress)
+    except BaseException:
+        store.remove(folder)  # a version without its model is no version: nothing half-built
+        raise
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    store.mark_done(STAGE, result)
+    log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
+             "%d acquired)", version, result["before"], result["after"], counts["changed"],
+             counts["dropped"], counts["acquired"])
+    return result
+
+
+def _build_version(store: RunStore, sub: RunStore, config: RunConfig, version: int,
+                   new_train: pd.DataFrame, audited: tuple[pd.DataFrame, dict] | None,
+                   deduped: dict | None, counts: dict, fingerprint: str, dedupe: bool,
+                   mitigation: dict, folds: int, classes: list[str], progress: bool) -> dict:
+    """Write dataset version ``version`` into ``sub``, train it and compare it with the
+    baseline; returns the stage's result (without its seconds)."""
     sub.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(new_train,
                                                                    preserve_index=False))
     for split in ("eval", "pool"):
@@ -310,17 +332,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                                              strict=True))),
             "audit": audited[1]}
     sub.write_json("comparison.json", comparison)
-    result = {**provenance, "before": comparison["before"]["accuracy"],
-              "after": comparison["after"]["accuracy"],
-              **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
-                              "after": comparison["audited"]["after"]["accuracy"]}}
-                 if audited is not None else {}),
-              "seconds": round(time.perf_counter() - started, 2)}
-    store.mark_done(STAGE, result)
-    log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
-             "%d acquired)", version, result["before"], result["after"], counts["changed"],
-             counts["dropped"], counts["acquired"])
-    return result
+    return {**provenance, "before": comparison["before"]["accuracy"],
+            "after": comparison["after"]["accuracy"],
+            **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
+                            "after": comparison["audited"]["after"]["accuracy"]}}
+               if audited is not None else {})}
 
 
 def compare_models(before: pa.Table, after: pa.Table, classes: list[str], *,

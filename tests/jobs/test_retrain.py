@@ -179,6 +179,34 @@ def test_eval_answers_never_reach_the_training_set():
     assert eval_answers["id"].tolist() == ["e1", "e3"]
 
 
+def test_a_bad_answer_is_named_by_its_row_of_the_file_after_the_eval_answers_split_off():
+    corrections = _corrections([("e1", "pos", "neg", "relabel"), ("a", "pos", "neg", "relabel"),
+                                ("e3", "neg", "pos", "relabel"), ("zz", "pos", "neg", "keep"),
+                                ("e4", "neg", "meh", "relabel")])
+    train_answers, eval_answers = split_eval_answers(corrections, set(EVAL["id"]))
+    with pytest.raises(DataError, match="row 3: id 'zz' is in neither"):
+        apply_corrections(TRAIN, POOL, train_answers, ["neg", "pos"])
+    with pytest.raises(DataError, match="row 4: eval answer new_label 'meh'"):
+        audit_eval(EVAL, eval_answers, ["neg", "pos"])
+
+
+def test_a_retrain_that_fails_leaves_no_half_built_version(tmp_path, tiny_bert_dir,
+                                                          synthetic_csv, monkeypatch):
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir)
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(train["id"].iloc[0], train["label"].iloc[0], train["label"].iloc[0],
+                       "keep")]), preserve_index=False))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("the fold models did not fit")
+
+    monkeypatch.setattr("relabeler.jobs.retrain.run_train", out_of_memory)
+    with pytest.raises(MemoryError):
+        run_retrain(store, config, progress=False)
+    assert store.list("retrain") == [] and not store.stage_done("retrain")
+
+
 def test_audit_eval_makes_a_new_eval_version():
     answers = _corrections([("e1", "pos", "neg", "relabel"), ("e2", "pos", "pos", "relabel"),
                             ("e3", "neg", None, "drop"), ("e4", "neg", None, "unsure")])
