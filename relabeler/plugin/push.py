@@ -215,9 +215,10 @@ def _import_once(client: StudioClient, project_id: int, batch: list[dict[str, An
 
 def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequence[int],
                       build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
-                      *, top_spans: int) -> None:
+                      *, top_spans: int, done: list[int] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
-    data is built again as push built it, with the new ``priority`` (one update per task)."""
+    data is built again as push built it, with the new ``priority`` (one update per task).
+    ``done`` collects the indexes updated so far (what the server has if a later one fails)."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
@@ -226,6 +227,8 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
                           top_spans=top_spans, interface=interface,
                           round_no=_round(manifest.at[i, "round"]) if rounds else None)
         client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
+        if done is not None:
+            done.append(i)
 
 
 def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,

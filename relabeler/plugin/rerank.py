@@ -291,24 +291,31 @@ class Reranker:
 
     def _send(self, review: pd.DataFrame, moved: pd.DataFrame, priorities: Mapping[str, int],
               spec: LabelingSpec, project_id: int) -> None:
-        """Label Studio first, then the manifest: a failure halfway leaves the manifest at the
-        old priorities, so the next re-rank sends every moved task again."""
+        """Label Studio first, then the manifest, which records the priority of every task the
+        server took, also when a later update fails: the manifest says what the server has,
+        so the next re-rank sends exactly the tasks whose place differs."""
         if self._client is None:
             self._client = self._make_client()
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
-        for round_no, part in rows.groupby("round", sort=True):
-            # each task rebuilt from the scoring that picked it (its round's version)
-            update_priorities(self._client, part, list(part.index),
-                              self._evidence.get(int(round_no)).train_samples, spec,
-                              top_spans=self.config.studio.top_spans)
-        new = {(project_id, str(x)): int(p) for x, p in zip(rows["id"], rows["priority"],
-                                                            strict=True)}
-        manifest = read_manifest(self.store)  # read again: keep what changed meanwhile
-        keys = zip(manifest["project_id"].astype(int), manifest["id"].astype(str), strict=True)
-        manifest["priority"] = [new.get(key, p) for key, p in zip(keys, manifest["priority"],
-                                                                   strict=True)]
-        write_manifest(self.store, manifest)
+        done: list[int] = []
+        try:
+            for round_no, part in rows.groupby("round", sort=True):
+                # each task rebuilt from the scoring that picked it (its round's version)
+                update_priorities(self._client, part, list(part.index),
+                                  self._evidence.get(int(round_no)).train_samples, spec,
+                                  top_spans=self.config.studio.top_spans, done=done)
+        finally:
+            sent = rows.loc[done]
+            new = {(project_id, str(x)): int(p) for x, p in zip(sent["id"], sent["priority"],
+                                                                strict=True)}
+            manifest = read_manifest(self.store)  # read again: keep what changed meanwhile
+            keys = zip(manifest["project_id"].astype(int), manifest["id"].astype(str),
+                       strict=True)
+            manifest["priority"] = [new.get(key, p) for key, p in zip(
+                keys, manifest["priority"], strict=True)]
+            if new:
+                write_manifest(self.store, manifest)
 
 
 def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from relabeler.config import ConfigError, apply_overrides, load_config
 from relabeler.jobs.live_ranking import LiveRanking
 from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.client import StudioUnavailableError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.push import push
 from relabeler.plugin.rerank import (
@@ -302,6 +303,31 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
 
     again = rerank(answer_events=0)
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
+
+
+def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    update = fake.update_task_data
+    calls = []
+
+    def flaky(task_id, data):
+        calls.append(task_id)
+        if len(calls) == 4:
+            raise StudioUnavailableError("Label Studio went away", maybe_applied=False)
+        update(task_id, data)
+
+    monkeypatch.setattr(fake, "update_task_data", flaky)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with pytest.raises(StudioUnavailableError):
+        rerank(answer_events=24)
+
+    def on_server():
+        return {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+
+    assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+    assert rerank(answer_events=0).reprioritised > 5
+    assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
 
 
 def test_events_apply_on_top_of_the_pulled_answers(pushed):
