@@ -244,14 +244,23 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
              != manifest.at[i, "priority"]]
     if len(new_rows):
         manifest = pd.concat([manifest, new_rows], ignore_index=True)
+    old = manifest["priority"].copy()
     for i in manifest.index[manifest["project_id"] == project_id]:
         manifest.at[i, "priority"] = priorities.get(manifest.at[i, "id"],
                                                     manifest.at[i, "priority"])
-    write_manifest(store, manifest)  # pending rows first: a crash after import is reconciled
-
     sent = [i for i in moved if pd.notna(manifest.at[i, "task_id"])]
+    # pending rows first (a crash after import is reconciled); a sent task's new place only
+    # once the server has it, so the manifest never claims a place the server lacks
+    write_manifest(store, manifest.assign(priority=old.where(manifest.index.isin(sent),
+                                                             manifest["priority"])))
     if sent:
-        update_priorities(client, manifest, sent, build, spec, top_spans=top_spans)
+        done: list[int] = []
+        try:
+            update_priorities(client, manifest, sent, build, spec, top_spans=top_spans,
+                              done=done)
+        finally:
+            write_manifest(store, manifest.assign(priority=old.where(
+                manifest.index.isin(sorted(set(sent) - set(done))), manifest["priority"])))
         log.info("push: %d tasks already in project %d moved in the queue", len(sent),
                  project_id)
 

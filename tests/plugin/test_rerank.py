@@ -330,6 +330,43 @@ def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
 
 
+def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_path,
+                                                                          monkeypatch):
+    """push moves the tasks already sent when the queue changed; a failure among those
+    updates leaves the manifest at the places the server really has."""
+    import pyarrow as pa
+
+    from tests.plugin.synthetic import CLASSES as SYNTHETIC
+
+    store = make_run(str(tmp_path / "run"), n_train=80, n_acquire=0)
+    fake = FakeStudio(SYNTHETIC, events_to=store)
+    push(store, fake, project_title="t", budget=20, control_share=0.0, acquire=False)
+    suspects = store.read_table("scores/suspects.parquet").to_pandas()
+    suspects["rank"] = len(suspects) + 1 - suspects["rank"]  # the queue turned upside down
+    store.write_table("scores/suspects.parquet", pa.Table.from_pandas(
+        suspects.sort_values("rank"), preserve_index=False))
+    update, calls = fake.update_task_data, []
+
+    def flaky(task_id, data):
+        calls.append(task_id)
+        if len(calls) == 6:
+            raise StudioUnavailableError("Label Studio went away", maybe_applied=False)
+        update(task_id, data)
+
+    monkeypatch.setattr(fake, "update_task_data", flaky)
+
+    def on_server():
+        return {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+
+    with pytest.raises(StudioUnavailableError):
+        push(store, fake, project_title="t", budget=20, control_share=0.0, acquire=False)
+    sent = read_manifest(store).dropna(subset=["task_id"]).set_index("id")["priority"]
+    assert on_server() == sent.to_dict()
+    again = push(store, fake, project_title="t", budget=20, control_share=0.0, acquire=False)
+    assert again.reprioritised == 15 and again.total_tasks == 40
+    assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+
+
 def test_events_apply_on_top_of_the_pulled_answers(pushed):
     """A pulled answer deleted while serve runs no longer counts; a second annotator's answer
     arriving as an event joins the pulled one instead of replacing it."""
