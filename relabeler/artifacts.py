@@ -142,6 +142,10 @@ FEATURES = Artifact("features/{split}", "extract", "parts",
                     _schema(("id", _STR), ("label", _STR), ("embedding", _VECTOR),
                             ("logits", _VECTOR), ("probs", _VECTOR), ("pred", _STR),
                             ("loss", _F32), ("n_tokens", _I32)))
+FEATURE_PARTS_KEY = Artifact("features/{split}/_plan.json", "extract", "json",
+                             "What the split's parts were computed from (the model's files, "
+                             "the split's table, max_length, rows per part): a resumed run "
+                             "keeps only parts of the same.")
 # score
 SUSPECTS = Artifact(
     "scores/suspects.parquet", "score", "table",
@@ -315,8 +319,8 @@ MARKER = Artifact("_stages/{stage}.json", "every stage", "json",
 
 ARTIFACTS: tuple[Artifact, ...] = (
     TRAIN, EVAL, POOL, REJECTED, MODEL, LABELS, DYNAMICS, OOF, EVAL_PREDICTIONS, METRICS,
-    FEATURES, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS, SHORTCUTS, BALANCE,
-    DUPLICATES, SUMMARY, PLAN,
+    FEATURES, FEATURE_PARTS_KEY, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS,
+    SHORTCUTS, BALANCE, DUPLICATES, SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST,
     MANIFEST_LOCK, EVENTS,
     RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, ROUNDS,
@@ -342,6 +346,19 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, ROUNDS, SUMMARY, SUSPECTS,
                EVAL_SUSPECTS, SHORTCUTS, BALANCE, THIN_REGIONS, TRAIN, METRICS,
                EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS, ACQUIRE),
+}
+
+#: The stages whose output a stage is made from: a stage's marker records when each of them
+#: finished, and the stage is stale (to be redone) once one of them finished again since, or
+#: is stale itself (``RunStore.stale``). Data's own inputs are checked by the data stage.
+STAGE_UPSTREAM: dict[str, tuple[str, ...]] = {
+    "train": ("data",),
+    "extract.train": ("train",),
+    "extract.eval": ("train",),
+    "extract.pool": ("train",),
+    "score": ("train", "extract.train", "extract.eval", "extract.pool"),
+    "attribute": ("score",),
+    "retrain": ("train",),
 }
 
 #: What a verb rewrites that another verb writes first (``--force`` of the first removes it):

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from relabeler._version import __version__
-from relabeler.artifacts import MARKER, table_artifact
+from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
 from relabeler.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -363,14 +363,47 @@ class RunStore:
         return MARKER(stage=stage)
 
     def stage_done(self, stage: str) -> bool:
-        return self.exists(self._marker(stage))
+        """Finished, and made from what its upstream stages hold now (not :meth:`stale`)."""
+        return self.exists(self._marker(stage)) and self.stale(stage) is None
+
+    def stale(self, stage: str) -> str | None:
+        """Why the finished ``stage`` no longer matches what it was made from (an upstream
+        stage of :data:`~relabeler.artifacts.STAGE_UPSTREAM` finished again since, is gone, or
+        is stale itself); None when it matches, is unfinished, or its marker predates the
+        record."""
+        marker = self.stage_info(stage)
+        recorded = (marker or {}).get("upstream")
+        if not recorded:
+            return None
+        for upstream, finished_at in recorded.items():
+            current = self.stage_info(upstream)
+            if current is None:
+                return f"{upstream} is no longer finished"
+            if current.get("finished_at") != finished_at:
+                return f"{upstream} finished again since {stage} ran"
+            deeper = self.stale(upstream)
+            if deeper is not None:
+                return f"{upstream} is stale: {deeper}"
+        return None
+
+    def redo(self, stage: str, force: bool) -> bool:
+        """Whether ``stage`` starts over: ``force``, or a finished stage gone :meth:`stale`
+        (logged: its outputs and parts were made from what is no longer there)."""
+        reason = self.stale(stage)
+        if reason is not None and not force:
+            logger.warning("%s: redone from the start, %s", stage, reason)
+        return force or reason is not None
 
     @_storage_io("mark done")
     def mark_done(self, stage: str, info: dict | None = None) -> None:
-        """Write the stage's marker; call it last, after all of the stage's artifacts."""
+        """Write the stage's marker; call it last, after all of the stage's artifacts. It
+        records when each upstream stage finished (:meth:`stale` compares)."""
         finished_at = datetime.now(UTC).isoformat()
+        upstream = {name: marker["finished_at"] for name in STAGE_UPSTREAM.get(stage, ())
+                    if (marker := self.stage_info(name)) is not None}
         self.write_json(self._marker(stage), {"stage": stage, "finished_at": finished_at,
-                                              "relabeler_version": __version__, "info": info or {}})
+                                              "relabeler_version": __version__,
+                                              "upstream": upstream, "info": info or {}})
 
     @_storage_io("read the marker of")
     def stage_info(self, stage: str) -> dict | None:

@@ -237,6 +237,29 @@ def test_stage_markers(store):
     assert store.stage_info("train")["info"] == {}
 
 
+def test_a_stage_made_from_an_upstream_stage_that_finished_again_is_stale(store, caplog):
+    for stage in ("data", "train", "extract.train", "extract.eval", "score", "attribute"):
+        store.mark_done(stage)
+    assert store.stage_info("score")["upstream"].keys() == {"train", "extract.train",
+                                                           "extract.eval"}
+    assert all(store.stage_done(s) for s in ("train", "extract.train", "score", "attribute"))
+    store.mark_done("train")  # `relabeler train --force`
+    assert store.stale("extract.train") == "train finished again since extract.train ran"
+    assert store.stale("attribute").startswith("score is stale: train finished again")
+    assert not store.stage_done("score") and not store.stage_done("extract.eval")
+    assert store.redo("extract.train", force=False) and "redone from the start" in caplog.text
+    store.mark_done("extract.train")
+    store.mark_done("extract.eval")
+    assert store.stale("extract.train") is None and store.stale("score") is not None
+    store.mark_done("score")
+    assert store.stale("score") is None
+    store.remove("_stages/extract.eval.json")
+    assert store.stale("score") == "extract.eval is no longer finished"
+    # a marker written before the record is taken as it is
+    store.write_json("_stages/score.json", {"stage": "score", "finished_at": "x", "info": {}})
+    assert store.stage_done("score") and not store.redo("score", force=False)
+
+
 def test_reset_stage_removes_marker_and_artifacts_only(store):
     store.write_shard("shards/train", 0, _table(["a"]))
     store.write_table("scores/rows.parquet", _table(["a"]))

@@ -439,7 +439,7 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
         raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
                          f"{store.uri}` first")
     settings = config.attribute
-    if force:
+    if store.redo(STAGE, force):
         store.reset_stage(STAGE, [FOLDER, ARTIFACT])
     elif store.stage_done(STAGE):
         log.info("attribute: already done in %s (use --force to redo)", store.uri)

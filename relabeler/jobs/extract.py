@@ -16,6 +16,8 @@ retried batch can neither duplicate nor drop a row.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -242,6 +244,31 @@ def _pending_rows(store: RunStore, split: str, split_no: int, shard_size: int,
     return rows, expected, frame
 
 
+def _parts_key(store: RunStore, split: str, model_artifact: str, max_length: int,
+               shard_size: int) -> dict:
+    """What a split's parts are computed from: the model's files (its long-text reading
+    included), the split's table, ``max_length`` and the rows per part."""
+    model = [(path, store.version(path)) for path in store.list(model_artifact)]
+    return {"model": hashlib.sha256(json.dumps(model).encode()).hexdigest()[:16],
+            "dataset": store.version(artifacts.SPLIT(split=split)),
+            "max_length": int(max_length), "shard_size": int(shard_size)}
+
+
+def _keep_parts_of(store: RunStore, split: str, key: dict) -> None:
+    """Resume only from parts computed from ``key``'s inputs (``features/{split}/_plan.json``);
+    others (a killed run of another model, dataset or setting, or parts without a key) are
+    removed first."""
+    folder = artifacts.FEATURES(split=split)
+    path = artifacts.FEATURE_PARTS_KEY(split=split)
+    recorded = store.read_json(path) if store.exists(path) else None
+    if recorded != key and store.finished_shards(folder):
+        log.warning("extract: the parts of %s were computed from another model, dataset or "
+                    "setting; starting that split over", split)
+        store.remove(folder)
+    if recorded != key:
+        store.write_json(path, key)
+
+
 def extract_splits(store: RunStore, splits: Sequence[str], *,
                    model_artifact: str = artifacts.MODEL.path,
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
@@ -276,6 +303,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     written = {split: 0 for split in splits}
     parts, expected, frames = [], {}, {}
     for split_no, split in enumerate(splits):
+        _keep_parts_of(store, split, _parts_key(store, split, model_artifact, max_length,
+                                                shard_size))
         rows, split_expected, frame = _pending_rows(store, split, split_no, shard_size, classes)
         frames[split_no] = frame
         if len(frame) == 0 and split_expected:
@@ -385,7 +414,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     todo = []
     for split in splits:
         stage = f"extract.{split}"
-        if force:
+        if store.redo(stage, force):  # parts of another model are never resumed from
             store.reset_stage(stage, [artifacts.FEATURES(split=split)])
         elif store.stage_done(stage):
             log.info("%s: already done (use --force to redo)", stage)
@@ -406,6 +435,11 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         for split in todo:
             tokens = store.read_table(artifacts.FEATURES(split=split), columns=["n_tokens"])
             total = tokens.num_rows
+            expected = store.read_table(artifacts.SPLIT(split=split), columns=["id"]).num_rows
+            if total != expected:
+                raise StageError(f"features/{split} holds {total} rows where "
+                                 f"dataset/{split}.parquet has {expected}: rerun `relabeler "
+                                 f"extract --force --run {store.uri}`")
             truncated = count_truncated(tokens.column("n_tokens").to_numpy(),
                                         config.model.max_length)
             if reads_whole_texts:

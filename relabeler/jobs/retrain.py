@@ -244,7 +244,8 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     corrections_table = store.read_table(CORRECTIONS)
     fingerprint = _fingerprint(corrections_table)
     info = store.stage_info(STAGE)
-    if info and not force and info["info"].get("corrections") == fingerprint and \
+    if info and not store.redo(STAGE, force) and \
+            info["info"].get("corrections") == fingerprint and \
             info["info"].get("dedupe", False) == dedupe and \
             info["info"].get("folds", 0) >= folds and \
             info["info"].get("mitigation", mitigation) == mitigation:

@@ -369,12 +369,13 @@ def noise_summary(model: noise.NoiseModel, classes: list[str]) -> dict:
 
 def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
     """The score stage; skipped when done unless ``force``. Returns the stage info."""
-    if store.stage_done(STAGE) and not force:
+    if not store.redo(STAGE, force) and store.stage_done(STAGE):
         log.info("score: already done in %s (use --force to redo)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
     if not store.stage_done("extract.train"):
-        raise StageError(f"score needs training features: run `relabeler extract --run "
-                         f"{store.uri}` first")
+        stale = store.stale("extract.train")
+        raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
+                         f"run `relabeler extract --run {store.uri}` first")
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
     view = load_train_view(store)

@@ -296,11 +296,12 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     ``shortcuts``: the ``scores/shortcuts.parquet`` frame ``[train] debias`` mitigates (default:
     this run's, when there). The fold models of ``folds`` see the masked texts but no weights.
     """
-    if store.stage_done(STAGE) and not force:
+    # prepares dataset/, or checks that the finished one was made from these inputs (also
+    # before a finished model is kept: a changed source is an error, not a stale model)
+    prepare_dataset(store, config)
+    if not store.redo(STAGE, force) and store.stage_done(STAGE):
         log.info("train: already done in %s (use --force to retrain)", store.uri)
         return (store.stage_info(STAGE) or {}).get("info", {})
-    # prepares dataset/, or checks that the finished one was made from these inputs
-    prepare_dataset(store, config)
     started = time.perf_counter()
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))

@@ -115,6 +115,18 @@ def test_ray_extract_resumes_from_finished_shards(ray_session, tiny_bert_dir, tm
                                np.stack(before.column("embedding").to_pylist()), atol=1e-5)
     # finished: a second run does nothing
     assert run_extract(store, config, progress=False)["train"]["rows_this_run"] == 32
+    # killed again, then resumed with another rows-per-part: the old parts are not mixed in
+    store.remove("features/train/part-00002.parquet")
+    store.remove("_stages/extract.train.json")
+    config.extract.shard_size = 20
+    info = run_extract(store, config, progress=False)
+    assert (info["train"]["rows"], info["train"]["rows_this_run"]) == (78, 78)
+    assert store.read_table("features/train").column("id").to_pylist() == \
+        before.column("id").to_pylist()
+    # the model retrained: the finished features are stale and computed again
+    run_train(store, config, force=True, progress=False)
+    assert not store.stage_done("extract.train")
+    assert run_extract(store, config, progress=False)["train"]["rows_this_run"] == 78
     assert store.stage_info("extract.train")["info"]["rows"] == 78
     assert store.stage_info("extract.train")["stage"] == "extract.train"
 
