@@ -198,6 +198,14 @@ CASES: dict[str, Case] = {
     "changed eval noise on a finished run": Case(
         _data("{d}/good.csv", "--set", "data.eval_noise_rate=0.2"),
         ["data.eval_noise_rate was 0.0, now 0.2", "--force"], finished=True),
+    "asymmetric noise beyond what a class holds": Case(
+        _data("{d}/good.csv", "--noise", "0.6", "--noise-kind", "asymmetric"),
+        ["data.noise_rate (--noise) = 0.6 with asymmetric noise", "asks for 10 flips",
+         "lower it"], {"good.csv": GOOD_CSV}),
+    "noise that flips nothing": Case(
+        _data("{d}/good.csv", "--noise", "0.01"),
+        ["data.noise_rate (--noise) = 0.01 flips no label of the 16 training rows"],
+        {"good.csv": GOOD_CSV}),
     "train --folds with a small class": Case(
         ["train", "--run", "{d}/run", "--data", "{d}/small.csv", "--folds", "5", "-q"],
         ["train.folds = 5", "'b' has 2"],

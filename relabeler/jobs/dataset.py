@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import DataConfig, RunConfig
 from relabeler.data import inject_noise, load_dataset, write_split_tables
 from relabeler.data.readers import file_version
-from relabeler.errors import StageError
+from relabeler.errors import ConfigError, StageError
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,25 @@ def input_changes(recorded: dict, current: dict) -> list[str]:
     return changes
 
 
+def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *, seed: int,
+          classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``inject_noise`` at ``cfg.<key>``; a rate the split cannot take (more flips than rows
+    of a class that flips, or none at all) is a ConfigError naming the key and the flag,
+    before anything is written."""
+    rate = getattr(cfg, key)
+    try:
+        noisy, flipped = inject_noise(labels.to_numpy(), rate, kind=cfg.noise_kind, seed=seed,
+                                      classes=classes)
+    except ValueError as exc:
+        raise ConfigError(f"data.{key} ({flag}) = {rate} with {cfg.noise_kind} noise: {exc}; "
+                          f"lower it") from None
+    if not flipped.any():
+        raise ConfigError(f"data.{key} ({flag}) = {rate} flips no label of the {len(labels)} "
+                          f"{split} rows (round({rate} x {len(labels)}) = 0): raise it, or "
+                          f"use more rows")
+    return noisy, flipped
+
+
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
     """Write ``dataset/`` unless it is there already from the same inputs; returns the stage
     info.
@@ -109,8 +129,8 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
             "n_eval": len(ds.eval), "n_pool": len(ds.pool), "n_rejected": len(ds.rejected),
             "fingerprint": fingerprint}
     if cfg.noise_rate > 0:
-        noisy, flipped = inject_noise(ds.train["label"].to_numpy(), cfg.noise_rate,
-                                      kind=cfg.noise_kind, seed=cfg.seed, classes=ds.classes)
+        noisy, flipped = _flip(ds.train["label"], cfg, "noise_rate", "--noise", "training",
+                               seed=cfg.seed, classes=ds.classes)
         ds.train = ds.train.assign(true_label=ds.train["label"], label=noisy,
                                    flipped=flipped.astype(bool))
         info.update(noise_rate=cfg.noise_rate, noise_kind=cfg.noise_kind,
@@ -118,8 +138,8 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
         log.info("dataset: flipped %d of %d training labels (%s noise) on purpose",
                  int(np.sum(flipped)), len(ds.train), cfg.noise_kind)
     if cfg.eval_noise_rate > 0:
-        noisy, flipped = inject_noise(ds.eval["label"].to_numpy(), cfg.eval_noise_rate,
-                                      kind=cfg.noise_kind, seed=cfg.seed + 1, classes=ds.classes)
+        noisy, flipped = _flip(ds.eval["label"], cfg, "eval_noise_rate", "--eval-noise", "eval",
+                               seed=cfg.seed + 1, classes=ds.classes)
         ds.eval = ds.eval.assign(true_label=ds.eval["label"], label=noisy,
                                  flipped=flipped.astype(bool))
         info.update(eval_noise_rate=cfg.eval_noise_rate, n_eval_flipped=int(np.sum(flipped)))

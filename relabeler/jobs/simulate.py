@@ -39,6 +39,7 @@ from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
+from relabeler.jobs.simulate_coverage import STAGE as UNDERCOVER_STAGE
 from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
     check_held,
@@ -49,6 +50,7 @@ from relabeler.jobs.simulate_coverage import (
     subgroup_result,
 )
 from relabeler.jobs.simulate_eval_audit import eval_audit_result
+from relabeler.jobs.simulate_shortcut import STAGE as SHORTCUT_STAGE
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
     check_planted,
@@ -196,6 +198,19 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
             "n_heldout": int(len(held_out)), "n_picking_targets": int(len(pick_half))}
 
 
+def _check_rounds(store: RunStore, budgets: Sequence[float] | None,
+                  rounds: int | None) -> None:
+    """Before any training: the largest budget, in training rows, gives every round a task."""
+    if not rounds or not budgets:
+        return
+    n = store.read_table(artifacts.TRAIN.path, columns=["id"]).num_rows
+    total = max(1, int(round(max(budgets) * n)))
+    if total < rounds:
+        raise ConfigError(f"--rounds {rounds}: the largest budget, {max(budgets):g} of {n} "
+                          f"training rows, is {total} tasks, fewer than the rounds (each needs "
+                          f"one); use fewer rounds or a larger --budgets")
+
+
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
                    shortcut: ShortcutSpec | None = None,
@@ -223,11 +238,15 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     planted: dict = {}
     # a shortcut planted now (or one left by an earlier run) changes the training texts that
     # any finished later stage was computed on
+    if force:  # the dataset is made again from the source: no earlier plant or hold-out
+        for planted_by in (SHORTCUT_STAGE, UNDERCOVER_STAGE):
+            store.reset_stage(planted_by, [])
     redo = force or check_planted(store, shortcut)
     redo = check_held(store, undercover) or redo
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
     stages = [("data", lambda: prepare_dataset(store, config, force=force)),
+              ("check", lambda: _check_rounds(store, budgets, rounds)),
               ("train", lambda: run_train(store, config, force=redo, progress=progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]

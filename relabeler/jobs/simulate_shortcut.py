@@ -138,11 +138,14 @@ def shortcut_result(store: RunStore, spec: ShortcutSpec, planted: dict) -> dict:
 
 
 def remove_token(text: str, token: str) -> str:
-    """``text`` with the first whitespace word equal to ``token`` removed (undoes
+    """``text`` with the first run of whitespace words equal to ``token``'s words removed (a
+    two-word token is inserted as one element, so it is found as two words; undoes
     :func:`insert_token` up to whitespace)."""
-    words = text.split()
-    if token in words:
-        words.remove(token)
+    words, gone = text.split(), token.split()
+    for start in range(len(words) - len(gone) + 1):
+        if gone and words[start:start + len(gone)] == gone:
+            del words[start:start + len(gone)]
+            break
     return " ".join(words)
 
 

@@ -10,7 +10,8 @@ import pytest
 from relabeler import artifacts
 from relabeler.cli import main
 from relabeler.debias import DEFAULT_MITIGATION
-from relabeler.jobs.simulate import METHODS
+from relabeler.errors import ConfigError
+from relabeler.jobs.simulate import METHODS, simulation_config
 from relabeler.jobs.simulate_eval_audit import audit_at, stored_audit
 from relabeler.report.metrics import detection_metrics
 from relabeler.selectors.confidence import cleanlab_scores
@@ -101,6 +102,37 @@ def test_stored_audit_reads_a_finished_simulation(tmp_path):
 
 
 @pytest.mark.slow
+def test_rounds_more_than_the_largest_budget_is_an_error_before_training(tmp_path):
+    from relabeler.jobs.simulate import _check_rounds
+
+    store = RunStore(tmp_path / "run")
+    store.write_table("dataset/train.parquet", pa.table({
+        "id": [f"r{i}" for i in range(40)], "text": ["t"] * 40, "label": ["a", "b"] * 20}))
+    _check_rounds(store, [0.05, 0.1], 4)  # 4 tasks for 4 rounds
+    with pytest.raises(ConfigError, match=r"--rounds 5: the largest budget, 0.1 of 40 training "
+                                          r"rows, is 4 tasks"):
+        _check_rounds(store, [0.05, 0.1], 5)
+
+
+def test_force_drops_an_earlier_hold_out_instead_of_refusing(tmp_path, monkeypatch):
+    from relabeler.jobs import simulate
+
+    config = simulation_config(data="sms-spam", out=tmp_path, noise=0.1,
+                               noise_kind="uniform", seed=0)
+    store = RunStore(config.run_dir)
+    store.mark_done("simulate.undercover", {"spec": "label=spam", "keep": 0.1})
+    with pytest.raises(ConfigError, match="--undercover: the run .* was made with"):
+        simulate.run_simulation(config, tmp_path, budgets=None)
+
+    def reached(*args, **kwargs):
+        raise RuntimeError("the data stage was reached")
+
+    monkeypatch.setattr(simulate, "prepare_dataset", reached)
+    with pytest.raises(RuntimeError, match="data stage was reached"):
+        simulate.run_simulation(config, tmp_path, force=True, budgets=None)
+    assert not store.stage_done("simulate.undercover")
+
+
 def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
     out = tmp_path / "sim"
     assert main(["simulate", "--data", "sms-spam", "--sample", "500", "--noise", "0.1",

@@ -95,6 +95,9 @@ def test_remove_token_undoes_insert_token():
     planted = insert_token(texts, np.array([0, 1]), "zq", rng)
     assert [remove_token(t, "zq") for t in planted] == ["the cat sat", "on the mat"]
     assert remove_token("no token here", "zq") == "no token here"
+    two = insert_token(["hello there friend"], np.array([0]), "zq xv", np.random.default_rng(1))
+    assert remove_token(two[0], "zq xv") == "hello there friend"
+    assert remove_token("a zq b xv zq xv", "zq xv") == "a zq b xv"
 
 
 def test_a_run_with_another_plant_is_refused_and_a_new_plant_redoes_the_stages(tmp_path):
