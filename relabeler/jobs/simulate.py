@@ -198,6 +198,12 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
             "n_heldout": int(len(held_out)), "n_picking_targets": int(len(pick_half))}
 
 
+def _train(store: RunStore, config: RunConfig, redo: bool, budgets: Sequence[float] | None,
+           rounds: int | None, progress: bool) -> None:
+    _check_rounds(store, budgets, rounds)  # on the final training split, before any training
+    run_train(store, config, force=redo, progress=progress)
+
+
 def _check_rounds(store: RunStore, budgets: Sequence[float] | None,
                   rounds: int | None) -> None:
     """Before any training: the largest budget, in training rows, gives every round a task."""
@@ -246,8 +252,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
     stages = [("data", lambda: prepare_dataset(store, config, force=force)),
-              ("check", lambda: _check_rounds(store, budgets, rounds)),
-              ("train", lambda: run_train(store, config, force=redo, progress=progress)),
+              ("train", lambda: _train(store, config, redo, budgets, rounds, progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]
     if shortcut is not None:

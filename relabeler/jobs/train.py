@@ -286,6 +286,22 @@ def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes
     return texts, weights, info
 
 
+def training_settings(config: RunConfig) -> dict:
+    """The [train] and [model] keys a model is made with (the encoder cache's folder aside)."""
+    model = {k: v for k, v in config.model.model_dump().items() if k != "cache_dir"}
+    return {"train": config.train.model_dump(), "model": model}
+
+
+def setting_changes(recorded: dict | None, current: dict) -> list[str]:
+    """``section.key was X, now Y`` for each key that differs; none against a marker made
+    before settings were recorded."""
+    if not recorded:
+        return []
+    return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
+            for section, keys in current.items() for key, value in keys.items()
+            if key in recorded.get(section, {}) and recorded[section][key] != value]
+
+
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
               progress: bool = True, classes: list[str] | None = None,
               shortcuts: pd.DataFrame | None = None) -> dict:
@@ -300,8 +316,14 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     # before a finished model is kept: a changed source is an error, not a stale model)
     prepare_dataset(store, config)
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
+        info = (store.stage_info(STAGE) or {}).get("info", {})
+        changes = setting_changes(info.get("settings"), training_settings(config))
+        if changes:
+            raise StageError(f"the model in {store.uri} was trained with other settings: "
+                             f"{'; '.join(changes)}. Pass --force to train again (the old "
+                             f"model stays until the new one is written)")
         log.info("train: already done in %s (use --force to retrain)", store.uri)
-        return (store.stage_info(STAGE) or {}).get("info", {})
+        return info
     started = time.perf_counter()
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
@@ -405,6 +427,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     store.write_json(artifacts.METRICS.path, metrics)
     info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
             "folds": folds, "seconds": metrics["seconds"],
-            "eval_accuracy": metrics.get("eval", {}).get("accuracy")}
+            "eval_accuracy": metrics.get("eval", {}).get("accuracy"),
+            "settings": training_settings(config)}
     store.mark_done(STAGE, info)
     return info

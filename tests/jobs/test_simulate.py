@@ -101,7 +101,6 @@ def test_stored_audit_reads_a_finished_simulation(tmp_path):
                                        "n_flipped": 3, "clean": 0.8}
 
 
-@pytest.mark.slow
 def test_rounds_more_than_the_largest_budget_is_an_error_before_training(tmp_path):
     from relabeler.jobs.simulate import _check_rounds
 
@@ -133,6 +132,7 @@ def test_force_drops_an_earlier_hold_out_instead_of_refusing(tmp_path, monkeypat
     assert not store.stage_done("simulate.undercover")
 
 
+@pytest.mark.slow
 def test_simulate_writes_the_contract(ray_session, tmp_path, capsys):
     out = tmp_path / "sim"
     assert main(["simulate", "--data", "sms-spam", "--sample", "500", "--noise", "0.1",

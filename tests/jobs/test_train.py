@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from relabeler.config import RunConfig
+from relabeler.errors import StageError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.train import prior_only, run_train
 from relabeler.model import class_names, load_classifier
@@ -80,6 +81,10 @@ def test_a_finished_stage_is_skipped_unless_forced(tiny_bert_dir, tmp_path, synt
     assert run_train(store, config, progress=False) == first
     assert store.stage_info("train")["finished_at"] == stamp
     config.train.epochs = 3
+    with pytest.raises(StageError, match=r"other settings: train.epochs was 2, now 3\. Pass "
+                                         r"--force"):
+        run_train(store, config, progress=False)
+    assert store.stage_info("train")["finished_at"] == stamp
     run_train(store, config, force=True, progress=False)
     assert len(store.read_table("train/dynamics.parquet")) == 3 * 96
 
