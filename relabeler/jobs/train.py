@@ -31,7 +31,8 @@ from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
-from relabeler.errors import ConfigError, DataError, StageError
+from relabeler.errors import ConfigError, DataError, RelabelerError, StageError
+from relabeler.jobs._ray import PoolPlan
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.long_text import (
     LongText,
@@ -255,9 +256,29 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                         shared[4], plan.torch_threads)
             for f in range(k)]
     probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
-    for result in ray.get(refs):
+    try:
+        results = ray.get(refs)
+    except ray.exceptions.RayError as exc:
+        raise _fold_failure(exc, plan, k) from exc
+    for result in results:
         probs[result["held_idx"]] = result["probs"]
     return pd.DataFrame({"id": ids, "fold": fold, "probs": list(probs)})
+
+
+def _fold_failure(exc: BaseException, plan: PoolPlan, k: int) -> RelabelerError:
+    """What a failed fold task says to the user: the fold's own error when it was one of
+    relabeler's (bad input), else a StageError saying whether Ray lost the worker."""
+    from relabeler.jobs._ray import lost_worker
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, RelabelerError):
+        return cause
+    why = (f"Ray lost a worker more often than [ray] max_restarts={plan.max_restarts} allows"
+           if lost_worker(exc) else "a fold failed")
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return StageError(f"train: the {k} out-of-fold models could not finish: {why} "
+                      f"({type(exc).__name__}: {first}); the main model was not saved, run "
+                      f"the same command again")
 
 
 def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes: list[str],
@@ -417,7 +438,10 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
                  metrics["oof_accuracy"])
 
     outputs[artifacts.DYNAMICS.path] = pa.Table.from_pandas(dynamics, preserve_index=False)
-    store.reset_stage(STAGE, ARTIFACTS)
+    # the marker first (unfinished from here), then each output replaced whole, the old one
+    # kept until its replacement is written; last, what this run does not make (oof without
+    # folds) goes
+    store.reset_stage(STAGE, [])
     for artifact, table in outputs.items():
         store.write_table(artifact, table)
     with tempfile.TemporaryDirectory(prefix="relabeler-model-") as tmp:
@@ -425,6 +449,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         store.put_dir(tmp, artifacts.MODEL.path)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     store.write_json(artifacts.METRICS.path, metrics)
+    written = {*outputs, artifacts.MODEL.path, artifacts.LABELS.path, artifacts.METRICS.path}
+    for artifact in set(ARTIFACTS) - written:
+        store.remove(artifact)
     info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
             "folds": folds, "seconds": metrics["seconds"],
             "eval_accuracy": metrics.get("eval", {}).get("accuracy"),

@@ -133,6 +133,27 @@ def test_a_failed_force_keeps_the_old_model_and_marker(tiny_bert_dir, tmp_path, 
     assert store.stage_done("train")
 
 
+def test_a_force_whose_model_cannot_be_written_keeps_the_old_model(tiny_bert_dir, tmp_path,
+                                                                   synthetic_csv, monkeypatch):
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=2)
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    model = {p.name: p.read_bytes() for p in (tmp_path / "run/model").iterdir() if p.is_file()}
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "put_dir", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_train(store, config, force=True, progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run/model").iterdir()
+            if p.is_file()} == model
+    assert not store.stage_done("train")  # unfinished: the next run trains again
+    monkeypatch.undo()
+    run_train(store, config, progress=False)
+    assert store.stage_done("train")
+
+
 def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path):
     from relabeler.errors import ConfigError
 
@@ -155,3 +176,23 @@ def test_prior_only_names_a_model_that_predicts_one_class():
     assert prior_only(np.array([2, 2, 1, 2, 2]), labels) is None
     # one class in the labels too: predicting it is no sign of a prior-only model
     assert prior_only(np.zeros(3, int), np.zeros(3, int)) is None
+
+
+def test_a_failed_fold_is_the_folds_own_error_or_a_stage_error_saying_why():
+    from types import SimpleNamespace
+
+    from ray import exceptions as rex
+
+    from relabeler.errors import DataError
+    from relabeler.jobs.train import _fold_failure
+
+    plan = SimpleNamespace(max_restarts=3)
+    bad = DataError("fold 2: dataset/train.parquet row 7 has no text")
+    wrapped = rex.RayTaskError("_train_fold", "Traceback ...", bad)
+    assert _fold_failure(wrapped, plan, 5) is bad
+    crashed = _fold_failure(rex.WorkerCrashedError(), plan, 5)
+    assert isinstance(crashed, StageError)
+    assert "the 5 out-of-fold models could not finish: Ray lost a worker more often than " \
+        "[ray] max_restarts=3 allows (WorkerCrashedError" in str(crashed)
+    other = _fold_failure(rex.RayTaskError("_train_fold", "tb", ValueError("nan loss")), plan, 3)
+    assert isinstance(other, StageError) and "a fold failed" in str(other)
