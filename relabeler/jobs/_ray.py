@@ -45,9 +45,7 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         ray.init(address=address, **kwargs)
         return
     kwargs["include_dashboard"] = False
-    # A Ray that relabeler starts for itself serves this machine only: keep it on loopback
-    # (Ray otherwise binds the node's network address and accepts connections from outside).
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    loopback_only()
     if num_cpus:
         kwargs["num_cpus"] = num_cpus
     if temp_dir:
@@ -57,6 +55,17 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+def loopback_only() -> None:
+    """A Ray that relabeler starts for itself serves this machine only: keep it on loopback
+    (Ray otherwise binds the node's network address and accepts connections from outside).
+    Ray reads the switch when it is imported, and it is imported by now: set its constant too
+    (read on every address lookup), and the variable for the processes it starts."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
 def cluster_resources() -> tuple[float, float]:

@@ -4,6 +4,7 @@ kNN actors (on the session's local Ray)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,22 @@ def test_sharded_self_join_equals_one_process_knn(ray_session, metric):
     np.testing.assert_array_equal(found.indices, expected.indices)
     np.testing.assert_allclose(found.scores, expected.scores, rtol=1e-5, atol=1e-5)
     assert not (found.indices == np.arange(len(database))[:, None]).any()  # own row excluded
+
+
+def test_the_local_ray_relabeler_starts_listens_on_loopback_only(ray_session):
+    nodes = ray_session.nodes()
+    assert {node["NodeManagerAddress"] for node in nodes} == {"127.0.0.1"}
+    # on a machine with a network address (this one may have none), in a fresh process
+    script = ("from ray._private import services\n"
+              "services.node_ip_address_from_perspective = lambda address=None: '192.0.2.2'\n"
+              "before = services.get_node_ip_address()\n"
+              "from relabeler.jobs._ray import loopback_only\n"
+              "loopback_only()\n"
+              "print(before, services.get_node_ip_address())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items()
+                                          if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
+    assert out.stdout.split() == ["192.0.2.2", "127.0.0.1"]
 
 
 def test_sharded_search_with_queries_and_more_shards_than_rows(ray_session):
