@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from relabeler.config import RayConfig
+from relabeler.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,32 @@ def cluster_resources() -> tuple[float, float]:
     return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
 
 
-def node_cpus() -> list[float]:
-    """CPUs of each alive node of the connected cluster (an actor cannot span two nodes)."""
+def node_resources() -> list[dict[str, float]]:
+    """CPU, GPU and memory (bytes) of each alive node of the connected cluster (an actor
+    cannot span two nodes)."""
     import ray
 
-    return [float(node["Resources"].get("CPU", 0.0)) for node in ray.nodes() if node["Alive"]]
+    return [{key: float(node["Resources"].get(key, 0.0)) for key in ("CPU", "GPU", "memory")}
+            for node in ray.nodes() if node["Alive"]]
+
+
+def _check_fits(nodes: list[dict[str, float]], gpus: float, gpus_per_actor: float,
+                cpus_per_actor: float, memory_per_actor: int) -> None:
+    """ConfigError for an actor no node can hold: Ray would wait for it forever (or, for
+    GPUs, relabeler would quietly run on CPUs)."""
+    most = {key: max((node.get(key, 0.0) for node in nodes), default=0.0)
+            for key in ("CPU", "GPU", "memory")}
+    if gpus and gpus_per_actor > most["GPU"]:
+        raise ConfigError(f"ray.gpus_per_actor = {gpus_per_actor:g}: no node of the cluster "
+                          f"has that many GPUs (the most on one node: {most['GPU']:g}, "
+                          f"{gpus:g} in all); lower it, or set 0 to run on CPUs")
+    if cpus_per_actor > most["CPU"]:
+        raise ConfigError(f"ray.cpus_per_actor = {cpus_per_actor:g}: no node of the cluster "
+                          f"has that many CPUs (the most on one node: {most['CPU']:g})")
+    if memory_per_actor > most["memory"]:
+        raise ConfigError(f"ray.memory_per_actor_gib = {memory_per_actor / 2**30:g}: no node "
+                          f"of the cluster has that much memory for actors (the most on one "
+                          f"node: {most['memory'] / 2**30:.1f} GiB)")
 
 
 #: Fault tolerance when ``[ray]`` does not set it. A lost actor (its worker or node died) is
@@ -179,6 +201,8 @@ def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: 
     of each actor instead; on GPU it defaults to 1. ``memory_per_actor`` is in bytes.
     """
     cpus, gpus = cluster_resources()
+    nodes = node_resources() or [{"CPU": cpus, "GPU": gpus, "memory": float("inf")}]
+    _check_fits(nodes, gpus, gpus_per_actor, cpus_per_actor, memory_per_actor)
     fault = {"memory": int(memory_per_actor), "max_restarts": max_restarts,
              "max_task_retries": max_task_retries}
     if gpus >= gpus_per_actor > 0:
@@ -193,7 +217,7 @@ def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: 
     if cpus_per_actor:
         per_actor = float(cpus_per_actor)
     else:
-        per_actor = float(_cpus_per_actor(n, cpus, node_cpus() or [cpus]))
+        per_actor = float(_cpus_per_actor(n, cpus, [node["CPU"] for node in nodes]))
     return PoolPlan(num_actors=n, num_cpus=per_actor, num_gpus=0.0,
                     torch_threads=num_threads or max(1, int(per_actor)), **fault)
 

@@ -349,3 +349,26 @@ def test_extract_with_tokenization_on_cpu_tasks_equals_in_actor(ray_session, tin
     _assert_features_equal(store, "train", _reference(store, "train"))
     features = store.read_table("features/train").to_pandas()
     assert "input_ids" not in features.columns and features["n_tokens"].min() > 0
+
+
+@pytest.mark.parametrize("ray_settings, nodes, message", [
+    ({"gpus_per_actor": 2.0}, [{"CPU": 8, "GPU": 1, "memory": 2**34}] * 2,
+     r"ray.gpus_per_actor = 2: no node of the cluster has that many GPUs \(the most on one "
+     r"node: 1, 2 in all\)"),
+    ({"cpus_per_actor": 16.0}, [{"CPU": 8, "GPU": 0, "memory": 2**34}],
+     r"ray.cpus_per_actor = 16: no node .* \(the most on one node: 8\)"),
+    ({"memory_per_actor_gib": 32.0}, [{"CPU": 8, "GPU": 0, "memory": 2**34}],
+     r"ray.memory_per_actor_gib = 32: no node .* 16.0 GiB\)"),
+])
+def test_an_actor_no_node_can_hold_is_a_config_error(monkeypatch, ray_settings, nodes, message):
+    from relabeler.config import RayConfig
+    from relabeler.errors import ConfigError
+    from relabeler.jobs import _ray
+
+    totals = (sum(n["CPU"] for n in nodes), sum(n["GPU"] for n in nodes))
+    monkeypatch.setattr(_ray, "cluster_resources", lambda: totals)
+    monkeypatch.setattr(_ray, "node_resources", lambda: nodes)
+    with pytest.raises(ConfigError, match=message):
+        _ray.plan_from_config(RayConfig(**ray_settings))
+    fitting = _ray.plan_from_config(RayConfig())  # the defaults fit
+    assert fitting.num_gpus == (1.0 if totals[1] else 0.0)
