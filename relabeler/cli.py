@@ -149,22 +149,21 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
           f"{out['answered']} answers by SIMULATED annotators; {out['changed']} labels "
           f"corrected")
     for row in out["burn_down"]:
-        low, mid, high = row["remaining"] or (float("nan"),) * 3
+        low, mid, high = row["remaining"] or (None,) * 3
+        left = ("wrong labels left: n/a (no answered controls)" if mid is None else
+                f"about {mid:.0f} wrong labels left [{_shown(low, '.0f')}, "
+                f"{_shown(high, '.0f')}]")
         print(f"  round {row['round']} ({row['mode']}): {row['tasks']} tasks, {row['answered']} "
               f"answered, {row['corrections']} corrections, {row['labels_spent']} labels; "
-              f"about {mid:.0f} wrong labels left [{low:.0f}, {high:.0f}]"
-              + (f" (really {row['true_remaining']})" if row["true_remaining"] is not None
-                 else "") + f"; advice {row['advice']}")
-    def number(value) -> str:
-        return "n/a" if value is None or value != value else f"{value:.2f}"
-
+              f"{left}" + (f" (really {row['true_remaining']})" if row["true_remaining"]
+                           is not None else "") + f"; advice {row['advice']}")
     for a in out["annotators"]:
         print(f"  annotator {a['annotator']}: {a['answers']} answers, agreement with the "
-              f"consensus {number(a['agreement_with_consensus'])}, quality "
-              f"{number(a['quality'])}")
+              f"consensus {_shown(a['agreement_with_consensus'], '.2f')}, quality "
+              f"{_shown(a['quality'], '.2f')}")
     if out["flagged_rate"] is not None:
-        print(f"  correction rate: {out['flagged_rate']:.0%} of the flagged tasks, "
-              f"{out['control_rate']:.0%} of the random controls")
+        print(f"  correction rate: {_shown(out['flagged_rate'], '.0%')} of the flagged tasks, "
+              f"{_shown(out['control_rate'], '.0%')} of the random controls")
     print(f"  eval accuracy {out['before']:.4f} -> {out['after']:.4f} "
           f"(95% CI of the change [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}] "
           f"points)")
@@ -173,6 +172,11 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"  report: {out['report']}")
     print("  stop Label Studio with: relabeler studio down")
     return 0
+
+
+def _shown(value, spec: str) -> str:
+    """``value`` formatted by ``spec``; n/a where nothing was measured (None or NaN)."""
+    return "n/a" if value is None or value != value else format(value, spec)
 
 
 def _print_queue_head(run, n: int = 5) -> None:
@@ -304,17 +308,30 @@ def _change(acc: dict) -> str:
             f"95% CI [{100 * low:+.1f}, {100 * high:+.1f}])")
 
 
+#: simulate's flags by the config key each sets (its errors name the flag)
+SIMULATE_FLAGS = {"data.noise_rate": "--noise", "data.eval_noise_rate": "--eval-noise",
+                  "data.eval_fraction": "--test-fraction", "data.pool_fraction": "--pool-fraction",
+                  "data.sample": "--sample", "train.folds": "--folds", "data.seed": "--seed",
+                  "train.seed": "--seed"}
+
+
 def simulate_config(args: argparse.Namespace) -> RunConfig:
     from relabeler.jobs.simulate import simulation_config
 
     base = load_config(args.config) if args.config else None
-    config = simulation_config(data=args.data, out=args.out, noise=args.noise,
-                               noise_kind=args.noise_kind, seed=args.seed,
-                               text_col=args.text_col, label_col=args.label_col,
-                               id_col=args.id_col, sample=args.sample, mode=args.mode,
-                               folds=args.folds, test_fraction=args.test_fraction,
-                               pool_fraction=args.pool_fraction,
-                               eval_noise=args.eval_noise, base=base)
+    try:
+        config = simulation_config(data=args.data, out=args.out, noise=args.noise,
+                                   noise_kind=args.noise_kind, seed=args.seed,
+                                   text_col=args.text_col, label_col=args.label_col,
+                                   id_col=args.id_col, sample=args.sample, mode=args.mode,
+                                   folds=args.folds, test_fraction=args.test_fraction,
+                                   pool_fraction=args.pool_fraction,
+                                   eval_noise=args.eval_noise, base=base)
+    except ConfigError as exc:
+        message = str(exc)
+        for key, flag in SIMULATE_FLAGS.items():
+            message = message.replace(f"flag: {key}:", f"{flag} ({key}):")
+        raise ConfigError(message) from None
     apply_overrides(config, None, args.assignments)
     return config
 

@@ -36,7 +36,9 @@ def _data_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--pool-data", dest="data.pool_source")
     g.add_argument("--eval-fraction", dest="data.eval_fraction", type=float)
     g.add_argument("--pool-fraction", dest="data.pool_fraction", type=float)
-    g.add_argument("--sample", dest="data.sample", type=int)
+    g.add_argument("--sample", dest="data.sample", type=int,
+                   help="at most this many rows, a stratified subsample (all rows when the "
+                   "source has fewer: logged)")
     g.add_argument("--data-seed", dest="data.seed", type=int)
     g.add_argument("--on-bad-rows", dest="data.on_bad_rows", choices=("fail", "skip"))
     g.add_argument("--noise", dest="data.noise_rate", type=float,
@@ -228,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-col", default="text")
     p.add_argument("--label-col", default="label")
     p.add_argument("--id-col", default="id")
-    p.add_argument("--sample", type=int, default=0, help="stratified subsample first")
+    p.add_argument("--sample", type=int, default=0,
+                   help="at most this many rows, a stratified subsample first (all rows when "
+                   "the source has fewer: logged)")
     p.add_argument("--noise", type=float, required=True, help="share of labels to flip")
     p.add_argument("--noise-kind", choices=("uniform", "asymmetric"), default="uniform")
     p.add_argument("--seed", type=int, default=0)

@@ -95,7 +95,11 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(tmp_path, capsys):
 def test_simulate_flags_are_checked_before_any_work(tmp_path, capsys):
     assert main(["simulate", "--data", "sms-spam", "--noise", "1.2", "--out",
                  str(tmp_path / "sim"), "-q"]) == 2
-    assert "flag: data.noise_rate: input should be less than 1, got float 1.2" in \
+    assert "--noise (data.noise_rate): input should be less than 1, got float 1.2" in \
+        capsys.readouterr().err
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--test-fraction", "1.2",
+                 "--out", str(tmp_path / "sim"), "-q"]) == 2
+    assert "--test-fraction (data.eval_fraction): input should be less than 1" in \
         capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
@@ -192,3 +196,25 @@ def test_retrain_debias_flags_set_the_train_keys(tmp_path):
     assert (config.train.debias_top, config.train.debias_mask_rate) == (1, 1.0)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["retrain", "--debias", "drop"])
+
+
+def test_the_demo_summary_shows_n_a_where_nothing_was_measured(tmp_path, monkeypatch, capsys):
+    import relabeler.cli as cli
+    import relabeler.jobs.loop as loop
+
+    out = {"seconds": 9.0, "pushed": 40, "sources": {"flagged": 40}, "rounds": [1],
+           "answered": 40, "changed": 0,
+           "burn_down": [{"round": 1, "mode": "ranked", "tasks": 40, "answered": 40,
+                          "corrections": 0, "labels_spent": 40, "remaining": None,
+                          "true_remaining": 3, "advice": "continue"}],
+           "annotators": [{"annotator": "a", "answers": 40, "agreement_with_consensus": None,
+                           "quality": float("nan")}],
+           "flagged_rate": 0.1, "control_rate": None, "before": 0.9, "after": 0.9,
+           "ci95": [0.0, 0.0], "url": "http://127.0.0.1:1", "username": "u", "report": "r"}
+    monkeypatch.setattr(loop, "run_demo", lambda *args, **kwargs: out)
+    monkeypatch.setattr(cli, "_print_queue_head", lambda run: None)
+    assert main(["demo", "--run", str(tmp_path / "run"), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 labels; wrong labels left: n/a (no answered controls) (really 3)" in printed
+    assert "agreement with the consensus n/a, quality n/a" in printed
+    assert "correction rate: 10% of the flagged tasks, n/a of the random controls" in printed

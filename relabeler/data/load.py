@@ -230,7 +230,8 @@ def _sample(
     if sample is None:
         return records
     if sample >= len(records):
-        logger.info("sample=%d >= %d rows of %s: using all rows", sample, len(records), main.where)
+        logger.warning("sample=%d is a cap: %s has %d rows, all of them are used", sample,
+                       main.where, len(records))
         return records
     # Pool rows of a split column have no label: they form their own stratum.
     keys = [r["label"] if r["label"] is not None else "\x00pool" for r in records]

@@ -449,14 +449,15 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
 
 
 def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+    """A share as a percentage, to the precision it needs (0.5%, 2.5%, 20%); n/a for None."""
+    return "n/a" if value is None else f"{100 * value:.3g}%"
 
 
 def markdown_table(result: dict) -> str:
     s = result["settings"]
     lines = [f"# Detection on {result['dataset']}", "",
              f"{result['n_train']} training samples, {result['n_flipped']} labels flipped "
-             f"({s['noise']:.0%} {s['noise_kind']} noise, seed {s['seed']}), {s['mode']} mode, "
+             f"({_share(s['noise'])} {s['noise_kind']} noise, seed {s['seed']}), {s['mode']} mode, "
              f"{s['folds']} folds, {result['n_test']} test samples; K = number of flips.", "",
              "| method | AUROC | AUPRC | precision@K | recall@K |", "|---|---|---|---|---|"]
     for name, m in result["detection"].items():
@@ -481,7 +482,7 @@ def markdown_table(result: dict) -> str:
                 rec = gain["gap_recovered"][name][i]
                 acc = gain["accuracy"][name][i]
                 cells.append(f"{acc:.4f}" + (f" ({rec:.0%})" if rec is not None else ""))
-            lines.append(f"| {b:.0%} | {k} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_share(b)} | {k} | " + " | ".join(cells) + " |")
     rounds = result.get("rounds")
     if rounds:
         lines += ["", f"{rounds['R']} rounds of {rounds['budget_per_round']} tasks (random "
@@ -506,8 +507,8 @@ def markdown_table(result: dict) -> str:
             acc = sub["accuracy"]
             lines += ["", f"Held-out sub-population {sub['spec']!r} ({sub['n_group_pool']} of "
                       f"{sub['n_pool']} pool rows, {sub['n_group_eval']} eval rows): of "
-                      f"{sub['k']} acquired pool samples {sub['precision_selected']:.0%} are in "
-                      f"it (random {sub['precision_random']:.0%}); its eval accuracy before "
+                      f"{sub['k']} acquired pool samples {_share(sub['precision_selected'])} are "
+                      f"in it (random {_share(sub['precision_random'])}); its eval accuracy before "
                       f"{acc['before']:.4f}, after labeling the picks {acc['selected']:.4f}, "
                       f"after random ones {acc['random']:.4f}."]
     planted = result.get("shortcut")

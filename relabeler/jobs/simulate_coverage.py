@@ -83,6 +83,13 @@ def check_held(store: RunStore, spec: UndercoverSpec | None) -> bool:
     return spec is not None and held is None
 
 
+def check_clusters(spec: UndercoverSpec, n_texts: int) -> None:
+    """ConfigError unless 2 <= K <= half the texts for ``cluster:K``."""
+    if not 2 <= spec.clusters <= n_texts // 2:
+        raise ConfigError(f"{FLAG}: cluster:K needs 2 <= K <= {n_texts // 2} (half the "
+                          f"{n_texts} texts), got {spec.clusters}")
+
+
 def text_clusters(texts: list[str], k: int, *, seed: int,
                   embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cluster of each text and the space it was found in: k-means (k clusters) on the
@@ -165,9 +172,7 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
                   for name, frame in splits.items()}
     else:
         texts = [t for frame in splits.values() for t in frame["text"].tolist()]
-        if not 2 <= spec.clusters <= len(texts) // 2:
-            raise ConfigError(f"{FLAG}: cluster:K needs 2 <= K <= {len(texts) // 2} (half the "
-                              f"{len(texts)} texts), got {spec.clusters}")
+        check_clusters(spec, len(texts))
         cluster, space = text_clusters(texts, spec.clusters, seed=seed, embeddings=embeddings)
         bounds = np.cumsum([0] + [len(f) for f in splits.values()])
         by_split = {name: cluster[bounds[i]:bounds[i + 1]] for i, name in enumerate(splits)}
@@ -263,6 +268,7 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
     embeddings = None
     if spec.clusters and config is not None:
         texts = [t for frame in splits.values() for t in frame["text"].tolist()]
+        check_clusters(spec, len(texts))  # before the encoding, not after
         classes = sorted(set(splits["train"]["label"].dropna().astype(str)))
         embeddings = encoder_embeddings(config, texts, classes)
     member, chosen = group_members(splits, spec, seed=seed, embeddings=embeddings)
@@ -300,9 +306,10 @@ def subgroup_measure(refit, *, train_rows: np.ndarray, train_labels: np.ndarray,
                                                            replace=False)
              for r in range(RANDOM_SEEDS)]
     return {"k": int(k),
-            "precision_selected": float(in_group_pool[picks].mean()) if k else 0.0,
+            # no picks (score.acquire_budget 0): no share to measure
+            "precision_selected": float(in_group_pool[picks].mean()) if k else None,
             "precision_random": float(np.mean([in_group_pool[d].mean() for d in draws]))
-            if k else 0.0,
+            if k else None,
             "accuracy": {"before": accuracy(np.zeros(0, dtype=np.int64)),
                          "selected": accuracy(picks),
                          "random": float(np.mean([accuracy(d) for d in draws]))}}
@@ -416,7 +423,7 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
               "n_group_pool": int(in_group_pool.sum()),
               "n_pool": int(len(pool)),
               "group_share_pool": float(in_group_pool.mean()) if len(pool) else 0.0}
-    log.info("simulate: %s: picks in the group %.2f (random %.2f); group eval accuracy before "
+    log.info("simulate: %s: picks in the group %s (random %s); group eval accuracy before "
              "%.3f, selected %.3f, random %.3f", spec.spec, result["precision_selected"],
              result["precision_random"], result["accuracy"]["before"],
              result["accuracy"]["selected"], result["accuracy"]["random"])

@@ -69,7 +69,7 @@ def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -
     # a lower bound that exists even when no control needed a change: the flagged rate's lower
     # 95% limit over the control rate's upper one
     low, high = out["flagged"]["ci95"][0], out["random_control"]["ci95"][1]
-    out["lift_lower"] = low / high if flagged is not None and out["random_control"][
+    out["lift_lower"] = low / high if flagged and out["random_control"][
         "reviewed"] and high else None
     return out
 
@@ -78,10 +78,12 @@ def _lift_text(queue: dict) -> str:
     lift, lower = queue.get("lift"), queue.get("lift_lower")
     if lift is not None:
         text = f"{lift:.1f}x"
-    elif queue["random_control"]["reviewed"] and queue["flagged"]["rate"] is not None:
-        text = "unbounded: no random control needed a change"
-    else:
+    elif not queue["random_control"]["reviewed"] or queue["flagged"]["rate"] is None:
         return "n/a (no random controls were reviewed)"
+    elif not queue["flagged"]["corrected"]:
+        return "n/a (neither the flagged tasks nor the random controls needed a change)"
+    else:
+        text = "unbounded: no random control needed a change"
     return text + (f" (at least {lower:.1f}x: the flagged rate's lower 95% limit over the "
                    f"control rate's upper one)" if lower is not None else "")
 

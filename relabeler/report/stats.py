@@ -45,7 +45,8 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
     Returns
     -------
     ``{"accuracy": {...}, "macro_f1": {...}, "per_class": {class: {"precision": {...}, ...}}}``
-    where each leaf is ``{"before", "after", "delta", "ci95": [low, high]}``.
+    where each leaf is ``{"before", "after", "delta", "ci95": [low, high]}``; with one
+    eval row the intervals are [-1, 1], all a delta of a share can be (nothing to resample).
     """
     labels = np.asarray(labels, dtype=np.int64)
     pred_before = np.asarray(pred_before, dtype=np.int64)
@@ -62,10 +63,14 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
     def delta(truth, old, new, axis=-1):
         return _scores(truth, new, c) - _scores(truth, old, c)
 
-    interval = stats.bootstrap((labels, pred_before, pred_after), delta, paired=True,
-                               vectorized=True, n_resamples=n_boot, batch=200,
-                               method="percentile", rng=np.random.default_rng(seed))
-    low, high = interval.confidence_interval
+    if len(labels) < 2:
+        # one row cannot be resampled: every delta may be anything in [-1, 1]
+        low, high = -np.ones(len(before)), np.ones(len(before))
+    else:
+        interval = stats.bootstrap((labels, pred_before, pred_after), delta, paired=True,
+                                   vectorized=True, n_resamples=n_boot, batch=200,
+                                   method="percentile", rng=np.random.default_rng(seed))
+        low, high = interval.confidence_interval
 
     def leaf(i: int) -> dict:
         return {"before": float(before[i]), "after": float(after[i]),

@@ -202,6 +202,19 @@ def test_a_group_that_cannot_be_held_out_names_the_flag(tmp_path, spec, message)
     assert not store.stage_done("simulate.undercover")
 
 
+def test_too_many_clusters_is_refused_before_any_text_is_encoded(tmp_path, monkeypatch):
+    from relabeler.config import RunConfig
+    from relabeler.jobs import simulate_coverage
+
+    def encoded(*args, **kwargs):
+        raise AssertionError("the texts were encoded first")
+
+    monkeypatch.setattr(simulate_coverage, "encoder_embeddings", encoded)
+    store, _ = _store(tmp_path)
+    with pytest.raises(ConfigError, match=r"cluster:K needs 2 <= K <= 100"):
+        hold_out(store, parse_undercover("cluster:500"), seed=0, config=RunConfig())
+
+
 def test_a_label_spec_follows_the_true_label_under_noise(tmp_path):
     store, _ = _store(tmp_path)
     splits = _splits(store)
@@ -256,6 +269,12 @@ def test_subgroup_measure_compares_picks_with_random_ones():
     assert result["k"] == 10 and result["precision_selected"] == 1.0
     assert 0 < result["precision_random"] < 1
     assert result["accuracy"]["before"] == 0.0 and result["accuracy"]["selected"] == 1.0
+    none = subgroup_measure(refit, train_rows=np.arange(20), train_labels=np.zeros(20),
+                            pool_rows=pool_rows, pool_truth=truth_pool, in_group_pool=in_group,
+                            group_eval_rows=np.arange(150, 160),
+                            group_eval_truth=np.ones(10, np.int64),
+                            picks=np.zeros(0, np.int64), seed=0)
+    assert (none["k"], none["precision_selected"], none["precision_random"]) == (0, None, None)
 
 
 @pytest.mark.slow

@@ -89,3 +89,21 @@ def test_a_queue_rate_with_nothing_reviewed_shows_no_interval():
 
     assert _rate_ci({"reviewed": 0, "ci95": rate_interval(0, 0)}) == "n/a (none reviewed)"
     assert _rate_ci({"reviewed": 10, "ci95": rate_interval(0, 10)}) == "[0.0%, 27.8%]"
+
+
+def test_the_lift_is_n_a_when_nothing_was_corrected_and_unbounded_only_with_corrections():
+    from relabeler.report.build import _lift_text
+
+    def queue(flagged: int, controls: int) -> dict:
+        return {"lift": None, "lift_lower": None,
+                "flagged": {"reviewed": 20, "corrected": flagged, "rate": flagged / 20},
+                "random_control": {"reviewed": 5, "corrected": controls, "rate": controls / 5}}
+
+    assert _lift_text(queue(0, 0)).startswith("n/a (neither the flagged tasks")
+    assert _lift_text(queue(4, 0)) == "unbounded: no random control needed a change"
+
+
+def test_one_eval_row_gives_the_widest_interval_not_an_error():
+    result = paired_bootstrap(np.array([1]), np.array([0]), np.array([1]), ["a", "b"])
+    assert result["accuracy"]["delta"] == 1.0 and result["accuracy"]["ci95"] == [-1.0, 1.0]
+    assert result["per_class"]["b"]["recall"]["ci95"] == [-1.0, 1.0]
