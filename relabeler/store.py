@@ -283,6 +283,16 @@ class RunStore:
             return None
         return _listing_version(posixpath.dirname(full), {full: info})
 
+    def folder_version(self, folder: str) -> str | None:
+        """A short tag that changes when any file under ``folder`` is rewritten, added or
+        removed (a digest of :meth:`version` of each); None when the folder is empty or
+        missing."""
+        files = self.list(folder)
+        if not files:
+            return None
+        listing = json.dumps([(path, self.version(path)) for path in files])
+        return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
     # listing, appending, removing
     @_storage_io("list")
     def list(self, prefix: str) -> list[str]:

@@ -268,11 +268,16 @@ def _effective_steps(settings: AttributeConfig) -> int:
     return settings.n_steps if settings.method == "ig" else 1
 
 
-def _plan_key(rows: dict[str, np.ndarray], settings: AttributeConfig, max_length: int) -> dict:
+def _plan_key(store: RunStore, rows: dict[str, np.ndarray], settings: AttributeConfig,
+              max_length: int) -> dict:
+    """What the parts are computed from: the rows (ids, texts, targets), the model's files
+    and the settings."""
     digest = hashlib.sha256()
-    for sample_id, target in zip(rows["id"], rows["target_index"], strict=True):
-        digest.update(f"{sample_id}\x00{target}\n".encode())
+    for sample_id, text, target in zip(rows["id"], rows["text"], rows["target_index"],
+                                       strict=True):
+        digest.update(f"{sample_id}\x00{text}\x00{target}\n".encode())
     return {"rows": len(rows["id"]), "queue_sha256": digest.hexdigest(),
+            "model": store.folder_version(artifacts.MODEL.path),
             "method": settings.method, "n_steps": _effective_steps(settings),
             "max_length": max_length, "shard_size": settings.shard_size,
             # parts written before a column was added are recomputed, not mixed in
@@ -382,12 +387,13 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
     from relabeler.jobs._ray import connect, plan_from_config
 
     settings = config.attribute
-    key = _plan_key(rows, settings, config.model.max_length)
-    if store.exists(PLAN) and store.read_json(PLAN) != key:
-        log.warning("attribute: the queue or settings changed since the unfinished run; "
-                    "starting over")
+    key = _plan_key(store, rows, settings, config.model.max_length)
+    recorded = store.read_json(PLAN) if store.exists(PLAN) else None
+    if recorded != key and store.finished_shards(FOLDER):
+        log.warning("attribute: the queue, the model or the settings changed since the "
+                    "unfinished run (or its parts have no record of them); starting over")
         store.remove(FOLDER)
-    if not store.exists(PLAN):
+    if recorded != key:
         store.write_json(PLAN, key)
     written = 0
     n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))

@@ -16,8 +16,6 @@ retried batch can neither duplicate nor drop a row.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -248,8 +246,7 @@ def _parts_key(store: RunStore, split: str, model_artifact: str, max_length: int
                shard_size: int) -> dict:
     """What a split's parts are computed from: the model's files (its long-text reading
     included), the split's table, ``max_length`` and the rows per part."""
-    model = [(path, store.version(path)) for path in store.list(model_artifact)]
-    return {"model": hashlib.sha256(json.dumps(model).encode()).hexdigest()[:16],
+    return {"model": store.folder_version(model_artifact),
             "dataset": store.version(artifacts.SPLIT(split=split)),
             "max_length": int(max_length), "shard_size": int(shard_size)}
 

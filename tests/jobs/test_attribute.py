@@ -1,6 +1,7 @@
 """attribute: the Ray job attributes the queue's top N, writes parts and the table, resumes."""
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -145,6 +146,22 @@ def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
     n_acquire = store.read_table("scores/acquire.parquet").num_rows
     assert seen["rows"] == 2 * 2 + n_acquire  # top 2 x 2 targets + every pool pick push sends
     assert store.read_json("attributions/_plan.json")["n_steps"] == 7
+    # parts with no record of what they were made from, and parts of a retrained model
+    for damage in ("no record", "retrained"):
+        store.write_shard("attributions", 0, SCHEMA.empty_table())
+        if damage == "no record":
+            store.remove("attributions/_plan.json")
+        else:
+            labels = store.read_json("model/labels.json")
+            time.sleep(0.01)
+            store.write_json("model/labels.json", labels)  # the model's files rewritten
+        config.attribute = _settings(top=2, n_steps=7)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_attribute(store, config, progress=False)
+        finally:
+            config.attribute = _settings()
+        assert seen["parts"] == set(), damage
     store.reset_stage("attribute", ["attributions", "attributions.parquet"])
 
 
