@@ -101,11 +101,19 @@ class EncoderCache:
             self.folder = Path(root) / "encoder" / encoder_fingerprint(
                 model, tokenizer, max_length, windowing)
 
-    def _load(self) -> dict[bytes, np.ndarray]:
+    def _folder(self, device: torch.device) -> Path | None:
+        """The states of ``device``'s precision: bf16 autocast on CUDA (``model.autocast``)
+        computes other states than float32 on a CPU, so a cache shared between the two keeps
+        them apart (the CPU's keep the folder caches had before)."""
+        if self.folder is None or device.type != "cuda":
+            return self.folder
+        return self.folder.with_name(f"{self.folder.name}-cuda-bf16")
+
+    def _load(self, folder: Path | None) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
-        if self.folder is None or not self.folder.is_dir():
+        if folder is None or not folder.is_dir():
             return found
-        for part in sorted(self.folder.glob("part-*.parquet")):
+        for part in sorted(folder.glob("part-*.parquet")):
             try:
                 table = pq.read_table(part)
             except (OSError, pa.ArrowInvalid) as exc:  # unreadable: recompute its texts
@@ -116,17 +124,17 @@ class EncoderCache:
             found.update(zip(keys, states, strict=True))
         return found
 
-    def _save(self, keys: list[bytes], states: np.ndarray) -> None:
-        if self.folder is None or not keys:
+    def _save(self, folder: Path | None, keys: list[bytes], states: np.ndarray) -> None:
+        if folder is None or not keys:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         table = pa.table({"key": pa.array(keys, pa.binary(32)),
                           "state": pa.array(list(states.astype(np.float32)),
                                             pa.list_(pa.float32(), states.shape[1]))})
         name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = self.folder / f".{name}.tmp"
+        tmp = folder / f".{name}.tmp"
         pq.write_table(table, tmp)
-        os.replace(tmp, self.folder / name)
+        os.replace(tmp, folder / name)
 
     def states(self, texts: Sequence[str], *, batch_size: int, device: torch.device,
                progress: bool = False) -> torch.Tensor:
@@ -138,7 +146,8 @@ class EncoderCache:
         if not texts:
             raise ValueError("no texts to encode")
         keys = text_keys(texts)
-        known = self._load()
+        folder = self._folder(torch.device(device))
+        known = self._load(folder)
         missing = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
         if missing:
             with torch.inference_mode():
@@ -146,9 +155,9 @@ class EncoderCache:
                                     max_length=self.max_length, batch_size=batch_size,
                                     device=device, progress=progress).numpy()
             new_keys = [keys[i] for i in missing]
-            self._save(new_keys, fresh)
+            self._save(folder, new_keys, fresh)
             known.update(zip(new_keys, fresh, strict=True))
-        if self.folder is not None:
+        if folder is not None:
             log.info("encoder cache: %d of %d texts cached, %d encoded now", len(texts) -
                      len(missing), len(texts), len(missing))
         return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))

@@ -47,6 +47,11 @@ def test_states_equal_encoding_and_each_text_is_encoded_once(model_and_tokenizer
                                                                 device=CPU)
     np.testing.assert_array_equal(again.numpy(), both.numpy())
     assert len(encoded) == 2
+    # states made under CUDA's bf16 autocast live apart: a GPU run never hands them to a CPU
+    # run or the other way round
+    gpu = cache._folder(torch.device("cuda"))
+    assert gpu.name == f"{cache.folder.name}-cuda-bf16" and cache._folder(CPU) == cache.folder
+    assert cache._load(gpu) == {}
 
 
 def test_the_key_follows_the_encoder_not_the_head(model_and_tokenizer):
