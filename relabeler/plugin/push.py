@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -100,16 +100,18 @@ def _now() -> pd.Timestamp:
 
 
 def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
-                   known_id: int | None) -> int:
+                   known_id: int | None, mine: Collection[int] = ()) -> int:
     """The project: the manifest's (it must still exist), else an empty one of that title (a
     push that died before recording it), else a new one. A project of that title holding tasks
     this run did not record is another run's (two run directories of the same name share the
-    default title): a PushError, so that one run's answers never land in another's."""
+    default title): a PushError, so that one run's answers never land in another's. ``mine``:
+    the projects the run's manifest holds tasks in (counterexamples join the acquisition
+    project)."""
     if known_id is not None:
         project = client.get_project(known_id)  # StudioNotFoundError if it was deleted
     else:
         project = client.find_project(title)
-        if project is not None and project.task_count:
+        if project is not None and project.task_count and project.id not in mine:
             raise PushError(
                 f"Label Studio project {project.id} {title!r} already holds "
                 f"{project.task_count} tasks that this run did not send (another run's, "
@@ -325,7 +327,8 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
     title); returns the manifest, the project id and how many tasks were new."""
     known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
     project_id = ensure_project(client, title, spec, overlap=overlap,
-                                known_id=int(known[0]) if known else None)
+                                known_id=int(known[0]) if known else None,
+                                mine={int(p) for p in manifest["project_id"]})
     manifest = reconcile(client, manifest, project_id)
     done = set(manifest.loc[manifest["project_id"] == project_id, "id"])
     wanted = plan[plan["source"] == source]
