@@ -74,6 +74,13 @@ def input_changes(recorded: dict, current: dict) -> list[str]:
     return changes
 
 
+def refuse_changes(changes: list[str], what: str, redo: str) -> None:
+    """A StageError naming each change since a finished stage was made, and how to redo it;
+    nothing when there is none."""
+    if changes:
+        raise StageError(f"{what}: {'; '.join(changes)}. {redo}")
+
+
 def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *, seed: int,
           classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """``inject_noise`` at ``cfg.<key>``; a rate the split cannot take (more flips than rows
@@ -111,11 +118,10 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
         # a marker written before fingerprints were recorded still names its source
         recorded = info.get("fingerprint", {"settings": {"source": info.get("source",
                                                                             cfg.source)}})
-        changes = input_changes(recorded, fingerprint)
-        if changes:
-            raise StageError(f"dataset in {store.uri} was prepared from other inputs: "
-                             f"{'; '.join(changes)}. Run `relabeler data --force` to redo it "
-                             f"(the old dataset stays until the new one is complete)")
+        refuse_changes(input_changes(recorded, fingerprint),
+                       f"dataset in {store.uri} was prepared from other inputs",
+                       "Run `relabeler data --force` to redo it (the old dataset stays until "
+                       "the new one is complete)")
         log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
         return info
     ds = load_dataset(

@@ -33,7 +33,7 @@ from relabeler.data import read_split
 from relabeler.encoder_cache import EncoderCache, cache_root
 from relabeler.errors import ConfigError, DataError, RelabelerError, StageError
 from relabeler.jobs._ray import PoolPlan
-from relabeler.jobs.dataset import prepare_dataset
+from relabeler.jobs.dataset import prepare_dataset, refuse_changes
 from relabeler.long_text import (
     LongText,
     TextWindows,
@@ -338,11 +338,10 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     prepare_dataset(store, config)
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
-        changes = setting_changes(info.get("settings"), training_settings(config))
-        if changes:
-            raise StageError(f"the model in {store.uri} was trained with other settings: "
-                             f"{'; '.join(changes)}. Pass --force to train again (the old "
-                             f"model stays until the new one is written)")
+        refuse_changes(setting_changes(info.get("settings"), training_settings(config)),
+                       f"the model in {store.uri} was trained with other settings",
+                       "Pass --force to train again (the old model stays until the new one "
+                       "is written)")
         log.info("train: already done in %s (use --force to retrain)", store.uri)
         return info
     started = time.perf_counter()

@@ -136,12 +136,16 @@ def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
         raise KeyboardInterrupt  # stop before any work
 
     monkeypatch.setattr(job, "attribute_queue", fake_queue)
-    config.attribute = _settings(top=2, n_steps=7)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_attribute(store, config, progress=False)
-    finally:
-        config.attribute = _settings()
+
+    def start_with_7_steps() -> None:
+        config.attribute = _settings(top=2, n_steps=7)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_attribute(store, config, progress=False)
+        finally:
+            config.attribute = _settings()
+
+    start_with_7_steps()
     assert seen["parts"] == set() and seen["n_steps"] == 7 and seen["method"] == "ig"
     n_acquire = store.read_table("scores/acquire.parquet").num_rows
     assert seen["rows"] == 2 * 2 + n_acquire  # top 2 x 2 targets + every pool pick push sends
@@ -155,12 +159,7 @@ def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
             labels = store.read_json("model/labels.json")
             time.sleep(0.01)
             store.write_json("model/labels.json", labels)  # the model's files rewritten
-        config.attribute = _settings(top=2, n_steps=7)
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                run_attribute(store, config, progress=False)
-        finally:
-            config.attribute = _settings()
+        start_with_7_steps()
         assert seen["parts"] == set(), damage
     store.reset_stage("attribute", ["attributions", "attributions.parquet"])
 

@@ -305,19 +305,23 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
 
 
-def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
-    store, config, frame, fake, _ = pushed
-    answer_top(store, fake, frame, 24)
-    update = fake.update_task_data
-    calls = []
+def _fail_the_nth_update(fake: FakeStudio, n: int, monkeypatch) -> None:
+    """The fake server goes away on the ``n``-th task update (the earlier ones land)."""
+    update, calls = fake.update_task_data, []
 
     def flaky(task_id, data):
         calls.append(task_id)
-        if len(calls) == 4:
+        if len(calls) == n:
             raise StudioUnavailableError("Label Studio went away", maybe_applied=False)
         update(task_id, data)
 
     monkeypatch.setattr(fake, "update_task_data", flaky)
+
+
+def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    _fail_the_nth_update(fake, 4, monkeypatch)
     rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
     with pytest.raises(StudioUnavailableError):
         rerank(answer_events=24)
@@ -345,15 +349,7 @@ def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_pa
     suspects["rank"] = len(suspects) + 1 - suspects["rank"]  # the queue turned upside down
     store.write_table("scores/suspects.parquet", pa.Table.from_pandas(
         suspects.sort_values("rank"), preserve_index=False))
-    update, calls = fake.update_task_data, []
-
-    def flaky(task_id, data):
-        calls.append(task_id)
-        if len(calls) == 6:
-            raise StudioUnavailableError("Label Studio went away", maybe_applied=False)
-        update(task_id, data)
-
-    monkeypatch.setattr(fake, "update_task_data", flaky)
+    _fail_the_nth_update(fake, 6, monkeypatch)
 
     def on_server():
         return {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
