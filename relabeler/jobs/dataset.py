@@ -100,9 +100,14 @@ def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *
     return noisy, flipped
 
 
-def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
+REDO = "Run `relabeler data --force` to redo it"
+
+
+def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
+                    redo: str = REDO) -> dict:
     """Write ``dataset/`` unless it is there already from the same inputs; returns the stage
-    info.
+    info. ``redo``: how the error for other inputs tells the user to redo it (the verb's own
+    way).
 
     Raises
     ------
@@ -120,8 +125,7 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False) 
                                                                             cfg.source)}})
         refuse_changes(input_changes(recorded, fingerprint),
                        f"dataset in {store.uri} was prepared from other inputs",
-                       "Run `relabeler data --force` to redo it (the old dataset stays until "
-                       "the new one is complete)")
+                       f"{redo} (the old dataset stays until the new one is complete)")
         log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
         return info
     ds = load_dataset(

@@ -251,7 +251,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     redo = check_held(store, undercover) or redo
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
-    stages = [("data", lambda: prepare_dataset(store, config, force=force)),
+    redo_data = f"Pass --force to simulate again in {out}, or choose another --out"
+    stages = [("data", lambda: prepare_dataset(store, config, force=force, redo=redo_data)),
               ("train", lambda: _train(store, config, redo, budgets, rounds, progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]

@@ -239,3 +239,21 @@ def test_shares_in_the_markdown_keep_the_precision_they_need():
 
     assert [_share(v) for v in (0.005, 0.025, 0.2, 0.7321, None)] == \
         ["0.5%", "2.5%", "20%", "73.2%", "n/a"]
+
+
+def test_another_seed_on_the_same_out_says_how_simulate_redoes_it(tmp_path):
+    from relabeler.errors import StageError
+    from relabeler.jobs.dataset import prepare_dataset
+    from relabeler.jobs.simulate import run_simulation
+
+    source = tmp_path / "d.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i},text {i},{'ab'[i % 2]}\n" for i in range(40)))
+    first = simulation_config(data=str(source), out=tmp_path, noise=0.1,
+                              noise_kind="uniform", seed=0)
+    prepare_dataset(RunStore(first.run_dir), first)
+    again = simulation_config(data=str(source), out=tmp_path, noise=0.1,
+                              noise_kind="uniform", seed=3)
+    with pytest.raises(StageError, match=r"data.seed was 0, now 3\. Pass --force to simulate "
+                                         r"again in .*, or choose another --out"):
+        run_simulation(again, tmp_path, budgets=None)
