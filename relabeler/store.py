@@ -9,7 +9,6 @@ half-written stage is never marked done.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -33,24 +32,9 @@ from fsspec.implementations.local import LocalFileSystem
 from relabeler._version import __version__
 from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
 from relabeler.errors import StoreError
+from relabeler.storage_errors import filesystem_error, storage_io
 
 logger = logging.getLogger(__name__)
-
-# What a remote filesystem raises besides OSError when it cannot be reached or signed in to
-# (missing credentials, an unreachable endpoint); optional packages, so collected when present.
-REMOTE_ERRORS: tuple[type[BaseException], ...] = ()
-try:
-    from botocore.exceptions import BotoCoreError
-
-    REMOTE_ERRORS += (BotoCoreError,)
-except ImportError:  # pragma: no cover - without s3fs
-    pass
-try:
-    from google.auth.exceptions import GoogleAuthError
-
-    REMOTE_ERRORS += (GoogleAuthError,)
-except ImportError:  # pragma: no cover - without gcsfs
-    pass
 
 _TMP_PREFIX = ".tmp-"
 _PART = re.compile(r"part-(\d{5,})\.parquet")
@@ -100,47 +84,6 @@ def _replace_local_dir(src: str, dst: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def filesystem_error(exc: BaseException, place: str, doing: str) -> str:
-    """One line for an OSError or a remote filesystem's sign-in error: what was done where
-    (``place``, ``doing``), and why it failed."""
-    if isinstance(exc, PermissionError):
-        why = "permission denied (read-only or not yours)"
-    elif isinstance(exc, FileExistsError | NotADirectoryError):
-        why = "a file stands where a folder is needed"
-    elif isinstance(exc, IsADirectoryError):
-        why = "it is a folder, not a file"
-    elif isinstance(exc, FileNotFoundError):
-        why = "no such file or folder"
-    elif REMOTE_ERRORS and isinstance(exc, REMOTE_ERRORS):
-        name = type(exc).__name__
-        hint = (" (set the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                "GOOGLE_APPLICATION_CREDENTIALS, or a workload identity)"
-                if "Credential" in name or "Auth" in name else "")
-        why = f"{name}: {exc}{hint}"
-    else:
-        why = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
-    return f"{place}: cannot {doing}: {why}"
-
-
-def _storage_io(doing: str) -> Callable:
-    """Turn a filesystem failure inside a RunStore method into a StoreError naming the run
-    directory and the artifact (the method's first argument)."""
-
-    def wrap(method: Callable) -> Callable:
-        @functools.wraps(method)
-        def inner(self: RunStore, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except (OSError, *REMOTE_ERRORS) as exc:
-                what = f"{doing} {args[0]!r}" if args and isinstance(args[0], str) else doing
-                raise StoreError(filesystem_error(exc, f"run directory {self.uri}", what)
-                                 ) from exc
-
-        return inner
-
-    return wrap
-
-
 class RunStore:
     """One run directory on a local disk or any fsspec filesystem.
 
@@ -188,7 +131,7 @@ class RunStore:
         """A local filesystem path when the store is local, else None."""
         return Path(self._full(artifact)) if self.is_local else None
 
-    @_storage_io("look for")
+    @storage_io("look for")
     def exists(self, artifact: str) -> bool:
         return self.fs.exists(self._full(artifact))
 
@@ -213,7 +156,7 @@ class RunStore:
             self._discard(tmp)
             raise
 
-    @_storage_io("write")
+    @storage_io("write")
     def write_table(self, artifact: str, table: pa.Table) -> None:
         """Write ``table`` as one Parquet file, atomically; a registered artifact
         (:mod:`relabeler.artifacts`) must match its schema."""
@@ -224,7 +167,7 @@ class RunStore:
             table = spec.conform(table, where=f"{artifact} in run directory {self.uri}")
         self._write_atomic(artifact, lambda f: pq.write_table(table, f))
 
-    @_storage_io("write")
+    @storage_io("write")
     def write_bytes(self, artifact: str, data: bytes) -> None:
         self._write_atomic(artifact, lambda f: f.write(data))
 
@@ -232,7 +175,7 @@ class RunStore:
         self.write_bytes(artifact, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 
     # reads
-    @_storage_io("read")
+    @storage_io("read")
     def read_bytes(self, artifact: str) -> bytes:
         try:
             with self.fs.open(self._full(artifact), "rb") as f:
@@ -246,7 +189,7 @@ class RunStore:
         except json.JSONDecodeError as err:
             raise StoreError(f"{artifact!r} in run directory {self.uri} is not JSON") from err
 
-    @_storage_io("read")
+    @storage_io("read")
     def read_table(self, artifact: str, *, columns: list[str] | None = None) -> pa.Table:
         """Read a Parquet file, or a folder of ``part-*.parquet`` concatenated in part order."""
         full = self._full(artifact)
@@ -270,7 +213,7 @@ class RunStore:
             raise StoreError(f"cannot read {artifact!r} in run directory {self.uri} as Parquet: "
                              f"{err}") from err
 
-    @_storage_io("look at")
+    @storage_io("look at")
     def version(self, artifact: str) -> str | None:
         """A short tag that changes when ``artifact`` (a file) is rewritten: its size and the
         filesystem's content tag or modification time. None when it is missing. One stat, so
@@ -294,7 +237,7 @@ class RunStore:
         return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
     # listing, appending, removing
-    @_storage_io("list")
+    @storage_io("list")
     def list(self, prefix: str) -> list[str]:
         """Artifacts under folder ``prefix`` ("" = the whole run), as paths relative to the run
         root, sorted; temporary files of unfinished writes are left out. [] if missing."""
@@ -305,7 +248,7 @@ class RunStore:
         rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
         return sorted(r for r in rels if not any(s.startswith(_TMP_PREFIX) for s in r.split("/")))
 
-    @_storage_io("append to")
+    @storage_io("append to")
     def append_line(self, artifact: str, line: str) -> None:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
         have no append (fsspec rewrites the object): keep one writer per file there."""
@@ -336,7 +279,7 @@ class RunStore:
         if created:
             _fsync_dir(posixpath.dirname(full))
 
-    @_storage_io("remove")
+    @storage_io("remove")
     def remove(self, artifact: str) -> None:
         """Remove a file or folder, recursively; nothing happens when it is missing."""
         try:
@@ -358,7 +301,7 @@ class RunStore:
         matches = (_PART.fullmatch(name) for name in names)
         return {int(m.group(1)): posixpath.join(full_dir, m.group(0)) for m in matches if m}
 
-    @_storage_io("list")
+    @storage_io("list")
     def finished_shards(self, folder: str) -> set[int]:
         """Indices of the complete part files in ``folder``; temp files are not counted."""
         return set(self._parts(self._full(folder, name="folder")))
@@ -404,7 +347,7 @@ class RunStore:
             logger.warning("%s: redone from the start, %s", stage, reason)
         return force or reason is not None
 
-    @_storage_io("mark done")
+    @storage_io("mark done")
     def mark_done(self, stage: str, info: dict | None = None) -> None:
         """Write the stage's marker; call it last, after all of the stage's artifacts. It
         records when each upstream stage finished (:meth:`stale` compares)."""
@@ -415,12 +358,12 @@ class RunStore:
                                               "relabeler_version": __version__,
                                               "upstream": upstream, "info": info or {}})
 
-    @_storage_io("read the marker of")
+    @storage_io("read the marker of")
     def stage_info(self, stage: str) -> dict | None:
         marker = self._marker(stage)
         return self.read_json(marker) if self.exists(marker) else None
 
-    @_storage_io("reset")
+    @storage_io("reset")
     def reset_stage(self, stage: str, artifacts: Sequence[str]) -> None:
         """For ``--force``: remove the marker first, then the stage's artifacts."""
         if isinstance(artifacts, str):
@@ -430,7 +373,7 @@ class RunStore:
         for rel in rels:
             self.remove(rel)
 
-    @_storage_io("replace")
+    @storage_io("replace")
     def replace_folder(self, folder: str, tables: Mapping[str, pa.Table], *,
                        unmark: str | None = None) -> None:
         """Make ``tables`` (artifact path inside ``folder`` -> table) the new content of
@@ -491,7 +434,7 @@ class RunStore:
             self.fs.rm(stale)
 
     # directories: save_pretrained writes a local folder; these move it to and from the store
-    @_storage_io("upload")
+    @storage_io("upload")
     def put_dir(self, local_dir: str | Path, artifact: str) -> None:
         """Upload a local folder as ``artifact``; an existing one is replaced after the upload."""
         src = Path(local_dir)
@@ -521,7 +464,7 @@ class RunStore:
         finally:
             self._discard(tmp)
 
-    @_storage_io("download")
+    @storage_io("download")
     def get_dir(self, artifact: str, local_dir: str | Path | None = None) -> Path:
         """Local path of folder ``artifact``.
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from relabeler.errors import DataError, StoreError
-from relabeler.store import REMOTE_ERRORS, filesystem_error
+from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error
 
 # Format names by file suffix; ``fmt=`` takes the same names with or without the dot.
 _FORMATS = {
