@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -65,8 +67,37 @@ def read_manifest(store: RunStore) -> pd.DataFrame:
 #: a manifest writer waits this long for another (a re-rank sending its priorities)
 MANIFEST_LOCK_WAIT = 300.0
 T = TypeVar("T")
-_LOCKS: dict[str, tuple[threading.RLock, list[int]]] = {}  # path -> (lock, [depth, fd])
-_LOCKS_GUARD = threading.Lock()
+
+
+@dataclass
+class _Held:
+    """This process's hold on one lock file: its threads take ``lock`` (re-entrant); the
+    first of a nest takes the file's flock on ``fd``."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    depth: int = 0
+    fd: int = -1
+
+
+_HELD: dict[str, _Held] = {}  # lock file -> this process's hold on it
+_HELD_GUARD = threading.Lock()
+
+
+def _flock(path: Path, wait: float) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive flock, taken within ``wait``
+    seconds; None when another process holds it all that time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.1)
 
 
 @contextmanager
@@ -84,42 +115,32 @@ def manifest_lock(store: RunStore, *, wait: float = MANIFEST_LOCK_WAIT) -> Itera
     if local is None:
         yield
         return
-    key = str(local)
-    with _LOCKS_GUARD:
-        lock, state = _LOCKS.setdefault(key, (threading.RLock(), [0, -1]))
-    acquired = lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
+    with _HELD_GUARD:
+        held = _HELD.setdefault(str(local), _Held())
+    acquired = held.lock.acquire(timeout=wait) if wait > 0 else held.lock.acquire(blocking=False)
     if not acquired:
         raise ManifestLockedError(f"{local} is held by another thread of this process")
     try:
-        if state[0] == 0:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(local, os.O_RDWR | os.O_CREAT, 0o644)
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        os.close(fd)
-                        waited = f", still after {wait:.0f} s" if wait >= 1 else ""
-                        raise ManifestLockedError(
-                            f"another relabeler process is writing {store.path(MANIFEST.path)} "
-                            f"({local} is held{waited}): a push, a round or a re-rank; try "
-                            f"again when it is done") from None
-                    time.sleep(0.1)
-            state[1] = fd
-        state[0] += 1
+        if held.depth == 0:
+            fd = _flock(local, wait)
+            if fd is None:
+                waited = f", still after {wait:.0f} s" if wait >= 1 else ""
+                raise ManifestLockedError(
+                    f"another relabeler process is writing {store.path(MANIFEST.path)} "
+                    f"({local} is held{waited}): a push, a round or a re-rank; try again when "
+                    f"it is done")
+            held.fd = fd
+        held.depth += 1
         try:
             yield
         finally:
-            state[0] -= 1
-            if state[0] == 0:
-                fcntl.flock(state[1], fcntl.LOCK_UN)
-                os.close(state[1])
-                state[1] = -1
+            held.depth -= 1
+            if held.depth == 0:
+                fcntl.flock(held.fd, fcntl.LOCK_UN)
+                os.close(held.fd)
+                held.fd = -1
     finally:
-        lock.release()
+        held.lock.release()
 
 
 def holds_manifest(fn: Callable[..., T]) -> Callable[..., T]:

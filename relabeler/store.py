@@ -309,6 +309,18 @@ class RunStore:
     def write_shard(self, folder: str, index: int, table: pa.Table) -> None:
         self.write_table(self.shard_name(folder, index), table)
 
+    def keep_shards_of(self, folder: str, key_file: str, key: dict) -> bool:
+        """Resume ``folder`` only from shards computed from ``key`` (what they are made from,
+        recorded in ``key_file``): shards of another key, or with none recorded, are removed.
+        Returns whether shards were removed."""
+        recorded = self.read_json(key_file) if self.exists(key_file) else None
+        dropped = recorded != key and bool(self.finished_shards(folder))
+        if dropped:
+            self.remove(folder)
+        if recorded != key:
+            self.write_json(key_file, key)
+        return dropped
+
     # stages: a finished stage is skipped unless --force
     def _marker(self, stage: str) -> str:
         if not isinstance(stage, str) or not _STAGE.fullmatch(stage):

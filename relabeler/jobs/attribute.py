@@ -388,13 +388,9 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
 
     settings = config.attribute
     key = _plan_key(store, rows, settings, config.model.max_length)
-    recorded = store.read_json(PLAN) if store.exists(PLAN) else None
-    if recorded != key and store.finished_shards(FOLDER):
+    if store.keep_shards_of(FOLDER, PLAN, key):
         log.warning("attribute: the queue, the model or the settings changed since the "
                     "unfinished run (or its parts have no record of them); starting over")
-        store.remove(FOLDER)
-    if recorded != key:
-        store.write_json(PLAN, key)
     written = 0
     n_shards = max(1, -(-len(rows["id"]) // settings.shard_size))
     if set(range(n_shards)) - store.finished_shards(FOLDER):

@@ -251,21 +251,6 @@ def _parts_key(store: RunStore, split: str, model_artifact: str, max_length: int
             "max_length": int(max_length), "shard_size": int(shard_size)}
 
 
-def _keep_parts_of(store: RunStore, split: str, key: dict) -> None:
-    """Resume only from parts computed from ``key``'s inputs (``features/{split}/_plan.json``);
-    others (a killed run of another model, dataset or setting, or parts without a key) are
-    removed first."""
-    folder = artifacts.FEATURES(split=split)
-    path = artifacts.FEATURE_PARTS_KEY(split=split)
-    recorded = store.read_json(path) if store.exists(path) else None
-    if recorded != key and store.finished_shards(folder):
-        log.warning("extract: the parts of %s were computed from another model, dataset or "
-                    "setting; starting that split over", split)
-        store.remove(folder)
-    if recorded != key:
-        store.write_json(path, key)
-
-
 def extract_splits(store: RunStore, splits: Sequence[str], *,
                    model_artifact: str = artifacts.MODEL.path,
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
@@ -300,8 +285,11 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     written = {split: 0 for split in splits}
     parts, expected, frames = [], {}, {}
     for split_no, split in enumerate(splits):
-        _keep_parts_of(store, split, _parts_key(store, split, model_artifact, max_length,
-                                                shard_size))
+        key = _parts_key(store, split, model_artifact, max_length, shard_size)
+        if store.keep_shards_of(artifacts.FEATURES(split=split),
+                                artifacts.FEATURE_PARTS_KEY(split=split), key):
+            log.warning("extract: the parts of %s were computed from another model, dataset or "
+                        "setting; starting that split over", split)
         rows, split_expected, frame = _pending_rows(store, split, split_no, shard_size, classes)
         frames[split_no] = frame
         if len(frame) == 0 and split_expected:

@@ -33,6 +33,8 @@ import copy
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -216,6 +218,16 @@ def _fingerprint(table: pa.Table) -> str:
     return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
 
 
+@contextmanager
+def _removed_on_failure(store: RunStore, folder: str) -> Iterator[None]:
+    """Remove ``folder`` if the block fails: a version without its model is no version."""
+    try:
+        yield
+    except BaseException:
+        store.remove(folder)
+        raise
+
+
 def dataset_versions(store: RunStore) -> list[int]:
     """The numbers N of the run's ``retrain/vN`` folders, ascending."""
     return sorted({int(part.split("/")[1][1:]) for part in store.list("retrain")
@@ -275,69 +287,56 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
 
     version = max(dataset_versions(store), default=0) + 1
     folder = artifacts.RETRAIN(n=version)
-    try:
-        result = _build_version(store, RunStore(store.path(folder)), config, version,
-                                new_train, audited, deduped, counts, fingerprint, dedupe,
-                                mitigation, folds, classes, progress)
-    except BaseException:
-        store.remove(folder)  # a version without its model is no version: nothing half-built
-        raise
+    sub = RunStore(store.path(folder))
+    with _removed_on_failure(store, folder):
+        sub.write_table(artifacts.TRAIN.path,
+                        pa.Table.from_pandas(new_train, preserve_index=False))
+        for split in ("eval", "pool"):
+            path = artifacts.SPLIT(split=split)
+            sub.write_table(path, store.read_table(path))
+        if audited is not None:
+            sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
+                audited[0], preserve_index=False))
+        provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
+                      "dedupe": dedupe, "mitigation": mitigation, "folds": folds, **counts}
+        sub.mark_done("data", provenance)
+        retrain_config = copy.deepcopy(config)
+        retrain_config.train.folds = folds
+        # the baseline's pooling, whatever [model] pooling and pool_layers say now (models saved
+        # before the settings existed pooled [CLS], or their last layer)
+        saved = store.read_json("model/config.json")
+        retrain_config.model.pooling = saved.get(POOLING_KEY) or "cls"
+        retrain_config.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
+        shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+                     if store.exists(artifacts.SHORTCUTS.path) else None)
+        run_train(sub, retrain_config, force=True, progress=progress, classes=classes,
+                  shortcuts=shortcuts)
+
+        comparison = compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
+                                    sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes)
+        comparison["corrections"] = counts
+        comparison["mitigation"] = sub.read_json(artifacts.METRICS.path)["mitigation"]
+        if deduped is not None:
+            comparison["dedupe"] = deduped
+        if audited is not None:
+            comparison["audited"] = {
+                **compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
+                                 sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes,
+                                 labels=dict(zip(audited[0]["id"], audited[0]["label"],
+                                                 strict=True))),
+                "audit": audited[1]}
+        sub.write_json("comparison.json", comparison)
+        result = {**provenance, "before": comparison["before"]["accuracy"],
+                  "after": comparison["after"]["accuracy"],
+                  **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
+                                  "after": comparison["audited"]["after"]["accuracy"]}}
+                     if audited is not None else {})}
     result["seconds"] = round(time.perf_counter() - started, 2)
     store.mark_done(STAGE, result)
     log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
              "%d acquired)", version, result["before"], result["after"], counts["changed"],
              counts["dropped"], counts["acquired"])
     return result
-
-
-def _build_version(store: RunStore, sub: RunStore, config: RunConfig, version: int,
-                   new_train: pd.DataFrame, audited: tuple[pd.DataFrame, dict] | None,
-                   deduped: dict | None, counts: dict, fingerprint: str, dedupe: bool,
-                   mitigation: dict, folds: int, classes: list[str], progress: bool) -> dict:
-    """Write dataset version ``version`` into ``sub``, train it and compare it with the
-    baseline; returns the stage's result (without its seconds)."""
-    sub.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(new_train,
-                                                                   preserve_index=False))
-    for split in ("eval", "pool"):
-        path = artifacts.SPLIT(split=split)
-        sub.write_table(path, store.read_table(path))
-    if audited is not None:
-        sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
-            audited[0], preserve_index=False))
-    provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
-                  "dedupe": dedupe, "mitigation": mitigation, "folds": folds, **counts}
-    sub.mark_done("data", provenance)
-    retrain_config = copy.deepcopy(config)
-    retrain_config.train.folds = folds
-    # the baseline's pooling, whatever [model] pooling and pool_layers say now (models saved
-    # before the settings existed pooled [CLS], or their last layer)
-    saved = store.read_json("model/config.json")
-    retrain_config.model.pooling = saved.get(POOLING_KEY) or "cls"
-    retrain_config.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
-    shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
-                 if store.exists(artifacts.SHORTCUTS.path) else None)
-    run_train(sub, retrain_config, force=True, progress=progress, classes=classes,
-              shortcuts=shortcuts)
-
-    comparison = compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
-                                sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes)
-    comparison["corrections"] = counts
-    comparison["mitigation"] = sub.read_json(artifacts.METRICS.path)["mitigation"]
-    if deduped is not None:
-        comparison["dedupe"] = deduped
-    if audited is not None:
-        comparison["audited"] = {
-            **compare_models(store.read_table(artifacts.EVAL_PREDICTIONS.path),
-                             sub.read_table(artifacts.EVAL_PREDICTIONS.path), classes,
-                             labels=dict(zip(audited[0]["id"], audited[0]["label"],
-                                             strict=True))),
-            "audit": audited[1]}
-    sub.write_json("comparison.json", comparison)
-    return {**provenance, "before": comparison["before"]["accuracy"],
-            "after": comparison["after"]["accuracy"],
-            **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
-                            "after": comparison["audited"]["after"]["accuracy"]}}
-               if audited is not None else {})}
 
 
 def compare_models(before: pa.Table, after: pa.Table, classes: list[str], *,

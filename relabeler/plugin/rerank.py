@@ -60,7 +60,7 @@ from relabeler.corrections import KEEP, RELABEL
 from relabeler.errors import RelabelerError, RoundLockedError
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
-from relabeler.plugin.consensus import SKIPPED
+from relabeler.plugin.consensus import SKIPPED, vote_answers
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import update_priorities
@@ -147,11 +147,11 @@ def _pulled_votes(row: Any) -> dict[int, Vote]:
     texts = list(row.votes) if row.votes is not None else []
     if not (len(ids) == len(names) == len(texts)):
         return {}
+    answers = vote_answers(names, texts)
     updated = str(row.updated_at) if pd.notna(row.updated_at) else ""
     return {int(i): Vote(annotator=name, annotation_id=int(i), updated_at=updated,
-                         answer=None if text[len(name) + 2:] == SKIPPED
-                         else text[len(name) + 2:])
-            for i, name, text in zip(ids, names, texts, strict=True)}
+                         answer=None if answers[name] == SKIPPED else answers[name])
+            for i, name in zip(ids, names, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,16 +306,18 @@ class Reranker:
                                   self._evidence.get(int(round_no)).train_samples, spec,
                                   top_spans=self.config.studio.top_spans, done=done)
         finally:
-            sent = rows.loc[done]
-            new = {(project_id, str(x)): int(p) for x, p in zip(sent["id"], sent["priority"],
-                                                                strict=True)}
-            manifest = read_manifest(self.store)  # read again: keep what changed meanwhile
-            keys = zip(manifest["project_id"].astype(int), manifest["id"].astype(str),
-                       strict=True)
-            manifest["priority"] = [new.get(key, p) for key, p in zip(
-                keys, manifest["priority"], strict=True)]
-            if new:
-                write_manifest(self.store, manifest)
+            if done:
+                self._record(project_id, rows.loc[done])
+
+    def _record(self, project_id: int, sent: pd.DataFrame) -> None:
+        """The manifest takes the priorities of the ``sent`` rows (the server has them)."""
+        new = {(project_id, str(x)): int(p) for x, p in zip(sent["id"], sent["priority"],
+                                                            strict=True)}
+        manifest = read_manifest(self.store)  # read again: keep what changed meanwhile
+        keys = zip(manifest["project_id"].astype(int), manifest["id"].astype(str), strict=True)
+        manifest["priority"] = [new.get(key, p) for key, p in zip(keys, manifest["priority"],
+                                                                   strict=True)]
+        write_manifest(self.store, manifest)
 
 
 def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:
