@@ -265,7 +265,7 @@ def _cmd_next(args: argparse.Namespace, config: RunConfig) -> int:
               f"Fisher p = {test['p_value']:.3g})")
     print("  " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()))
     print(f"  when people have answered: relabeler next (another round), or relabeler "
-          f"retrain and relabeler report (--run {config.run_dir})")
+          f"pull, retrain and report (--run {config.run_dir})")
     return 0
 
 

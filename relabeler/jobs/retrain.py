@@ -41,11 +41,11 @@ import pandas as pd
 import pyarrow as pa
 
 from relabeler import artifacts
-from relabeler.config import RunConfig
+from relabeler.config import ModelConfig, RunConfig, TrainConfig
 from relabeler.corrections import ACTIONS, CORRECTIONS
 from relabeler.data import read_split
 from relabeler.errors import DataError, StageError
-from relabeler.jobs.train import run_train
+from relabeler.jobs.train import run_train, setting_changes, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
 from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.store import RunStore
@@ -300,13 +300,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
                       "dedupe": dedupe, "mitigation": mitigation, "folds": folds, **counts}
         sub.mark_done("data", provenance)
-        retrain_config = copy.deepcopy(config)
-        retrain_config.train.folds = folds
-        # the baseline's pooling, whatever [model] pooling and pool_layers say now (models saved
-        # before the settings existed pooled [CLS], or their last layer)
-        saved = store.read_json("model/config.json")
-        retrain_config.model.pooling = saved.get(POOLING_KEY) or "cls"
-        retrain_config.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
+        retrain_config = baseline_config(store, config, folds)
         shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
                      if store.exists(artifacts.SHORTCUTS.path) else None)
         run_train(sub, retrain_config, force=True, progress=progress, classes=classes,
@@ -337,6 +331,45 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
              "%d acquired)", version, result["before"], result["after"], counts["changed"],
              counts["dropped"], counts["acquired"])
     return result
+
+
+#: [train] keys a retrain takes from the command, not from the baseline: what ``--debias`` and
+#: ``--class-weights`` mitigate is the point of the retrain (``folds`` comes from the caller).
+RETRAIN_OWN = ("folds", "debias", "debias_mask_rate", "debias_top", "class_weights")
+
+
+def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig:
+    """``config`` with the [train] and [model] settings the baseline model was trained with
+    (its train marker records them; ``train.mode`` as it resolved, so ``auto`` cannot turn
+    into another mode on another machine), less :data:`RETRAIN_OWN` and the encoder cache's
+    folder: a gain is the relabeling's, not a change of settings. A setting given now that
+    differs is named in a warning. Before markers recorded settings: ``config`` with the saved
+    model's pooling (models saved before the settings existed pooled [CLS], or their last
+    layer)."""
+    out = copy.deepcopy(config)
+    out.train.folds = folds
+    info = (store.stage_info("train") or {}).get("info", {})
+    recorded = info.get("settings")
+    if not recorded:
+        saved = store.read_json("model/config.json")
+        out.model.pooling = saved.get(POOLING_KEY) or "cls"
+        out.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
+        return out
+    ignored = [change for change in setting_changes(recorded, training_settings(config))
+               if change.split(" ")[0] not in {f"train.{key}" for key in RETRAIN_OWN}]
+    train = {key: value for key, value in recorded.get("train", {}).items()
+             if key in TrainConfig.model_fields and key not in RETRAIN_OWN}
+    model = {key: value for key, value in recorded.get("model", {}).items()
+             if key in ModelConfig.model_fields and key != "cache_dir"}
+    if info.get("mode") in ("full", "head"):
+        train["mode"] = info["mode"]
+    out.train = TrainConfig(**{**out.train.model_dump(), **train})
+    out.model = ModelConfig(**{**out.model.model_dump(), **model})
+    if ignored:
+        log.warning("retrain: the new model trains with the baseline's settings, for a fair "
+                    "comparison; ignored: %s (to change them, train a new baseline: "
+                    "`relabeler train --run %s --force`)", "; ".join(ignored), store.uri)
+    return out
 
 
 def compare_models(before: pa.Table, after: pa.Table, classes: list[str], *,

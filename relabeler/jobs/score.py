@@ -100,7 +100,8 @@ def load_train_view(store: RunStore) -> TrainView:
         order = pd.Series(np.arange(table.num_rows),
                           index=table.column("id").to_pylist()).reindex(base.ids)
         if order.isna().any():
-            raise StageError("train/oof.parquet lacks some training ids; retrain with --force")
+            raise StageError(f"train/oof.parquet lacks some training ids: train the model "
+                             f"again (`relabeler train --run {store.uri} --force`)")
         oof = _matrix(table.column("probs"))[order.to_numpy(dtype=np.int64)]
     margins = None
     if store.exists(artifacts.DYNAMICS.path):
@@ -109,8 +110,8 @@ def load_train_view(store: RunStore) -> TrainView:
         pivot = dyn.pivot_table(index="id", columns="epoch", values="margin", aggfunc="mean")
         margins = pivot.reindex(base.ids).to_numpy(dtype=np.float32)
         if np.isnan(margins).all(axis=1).any():
-            raise StageError("train/dynamics.parquet lacks some training ids; retrain with "
-                             "--force")
+            raise StageError(f"train/dynamics.parquet lacks some training ids: train the "
+                             f"model again (`relabeler train --run {store.uri} --force`)")
     return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins)
 
 

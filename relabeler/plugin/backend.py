@@ -10,14 +10,17 @@ The HTTP protocol Label Studio speaks to ML backends:
   the sample named by each task's ``sample_id``, built and validated like pushed tasks; an
   unknown sample gets an empty prediction.
 * ``POST /webhook``: Label Studio's webhook events (ANNOTATION_CREATED / UPDATED /
-  ANNOTATIONS_DELETED), which must also carry the shared secret in the ``X-Relabeler-Secret``
-  header. Each event is appended to ``studio/events/`` and fsynced before the answer, so an
-  event acknowledged is an event kept.
+  ANNOTATIONS_DELETED), which carry the shared secret in the ``X-Relabeler-Secret`` header.
+  Each event is appended to ``studio/events/`` and fsynced before the answer, so an event
+  acknowledged is an event kept. Label Studio's own "Start Training" call (the backend's
+  credentials, no secret) and ``POST /train`` get 200 and a line saying that relabeler
+  retrains by command (``relabeler next``); nothing is recorded.
 
-Every route but /health needs HTTP basic auth (:class:`BasicAuth`; 401 otherwise): serve
-registers the backend with Label Studio's own mechanism (the ML backend's ``auth_method =
-BASIC_AUTH``), so Label Studio sends it on every /setup and /predict, and the webhook carries it
-as a header. A body over ``max_body_bytes`` gets 413, one that is not a JSON object 400 with the
+Every route but /health and /webhook needs HTTP basic auth (:class:`BasicAuth`; 401
+otherwise): serve registers the backend with Label Studio's own mechanism (the ML backend's
+``auth_method = BASIC_AUTH``), so Label Studio sends it on every /setup and /predict. The
+webhook carries the secret only: Label Studio shows a webhook's headers to every user of the
+organization, where the backend's password is write-only. A body over ``max_body_bytes`` gets 413, one that is not a JSON object 400 with the
 reason, before any handler runs.
 """
 
@@ -43,7 +46,7 @@ from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event
-from relabeler.plugin.evidence import SOURCES, RunEvidence
+from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
@@ -90,6 +93,12 @@ class BasicAuth:
         username, colon, password = value.partition(":")
         if not (colon and username and password):
             raise ConfigError(f"${name} must hold `user:password`, both non-empty")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ConfigError(f"${name}: Label Studio sends basic-auth credentials as latin-1, "
+                              f"so characters outside it (such as {_outside_latin1(value)!r}) "
+                              f"can never match; choose other credentials") from None
         return cls(username, password)
 
     def header(self) -> str:
@@ -105,12 +114,20 @@ class BasicAuth:
             return False
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: a non-ASCII header
             return False
         username, _, password = decoded.partition(b":")
-        username_ok = secrets.compare_digest(username, self.username.encode())
-        password_ok = secrets.compare_digest(password, self.password.encode())
-        return username_ok and password_ok
+        # Label Studio's HTTP client (requests) sends latin-1, the standard says UTF-8: either
+        return any(secrets.compare_digest(username, self.username.encode(encoding))
+                   & secrets.compare_digest(password, self.password.encode(encoding))
+                   for encoding in _ENCODINGS if self._encodable(encoding))
+
+    def _encodable(self, encoding: str) -> bool:
+        try:
+            f"{self.username}:{self.password}".encode(encoding)
+        except UnicodeEncodeError:
+            return False
+        return True
 
 
 class EvidenceCache:
@@ -176,11 +193,19 @@ class RoundEvidence:
         return cache.get()
 
 
+def _outside_latin1(text: str) -> str:
+    return next(c for c in text if ord(c) > 0xFF)
+
+
+#: How a basic-auth pair may be encoded: UTF-8 (RFC 7617's charset) or latin-1 (requests).
+_ENCODINGS = ("utf-8", "latin-1")
+
+
 def _round_of(data: Any) -> int | None:
     value = data.get(ROUND_FIELD) if isinstance(data, dict) else None
     try:
         return int(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 is JSON's inf
         return None
 
 
@@ -193,6 +218,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise HTTPException(status_code=400,
                             detail=f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(status_code=400,
+                            detail="the body is JSON nested too deeply to read") from None
     if not isinstance(payload, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
                 float: "a number"}.get(type(payload), "null")
@@ -234,6 +262,9 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     # (with postponed annotations FastAPI resolves names in module globals only, so the
     # dependencies defined here go in as default values)
     async def json_body(request: Request, _: None = Depends(authorized)) -> dict[str, Any]:
+        return await read_json(request)
+
+    async def read_json(request: Request) -> dict[str, Any]:
         too_large = HTTPException(status_code=413, detail=f"the body is over the limit of "
                                   f"{max_body_bytes} bytes")
         declared = request.headers.get("content-length", "")
@@ -247,12 +278,25 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
             chunks.append(chunk)
         return _json_object(b"".join(chunks))
 
-    async def webhook_sender(request: Request, _: None = Depends(authorized)) -> None:
+    async def webhook_body(request: Request) -> dict[str, Any] | None:
+        """The event of a webhook that carries the shared secret; None for Label Studio's
+        own "Start Training" call (it sends the backend's credentials, not the secret);
+        anything else gets 401 before its body is read."""
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            log.warning("webhook: refused a request without the shared secret from %s",
-                        request.client.host if request.client else "?")
-            raise HTTPException(status_code=401, detail="missing or wrong webhook secret")
+        if given and hmac.compare_digest(given.encode(), secret.encode()):
+            return await read_json(request)
+        if auth.accepts(request.headers.get("authorization")):
+            try:
+                payload = await read_json(request)
+            except HTTPException:  # not Start Training: refused as below
+                payload = {}
+            if payload.get("action") == "START_TRAINING":
+                _training_asked()
+                return None
+        log.warning("webhook: refused a request without the shared secret from %s",
+                    request.client.host if request.client else "?")
+        raise HTTPException(status_code=401, detail="missing or wrong webhook secret",
+                            headers={"WWW-Authenticate": "Basic"})
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -282,26 +326,36 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
             data = task.get("data")
             sample_id = data.get(SAMPLE_ID_FIELD) if isinstance(data, dict) else None
             round_no = _round_of(data)
-            run = runs.get(round_no) or runs.setdefault(round_no, evidence.get(round_no))
+            try:
+                run = runs.get(round_no) or runs.setdefault(round_no, evidence.get(round_no))
+            except RunInputError as exc:  # e.g. a round's retrain/vN gone: nothing stored
+                log.error("predict: task %s (round %s): %s", task.get("id"), round_no, exc)
+                raise HTTPException(status_code=503, detail=str(exc)) from None
             sample = run.sample(str(sample_id)) if sample_id is not None else None
+            shown = data.get(spec.text_field) if isinstance(data, dict) else None
+            if sample is not None and isinstance(shown, str) and shown != sample.text:
+                log.warning("predict: task %s shows another text than sample %s of this run "
+                            "(a project of another run on this backend?): no prediction",
+                            task.get("id"), sample_id)
+                sample = None
             if sample is None:
                 results.append({"result": [], "model_version": MODEL_VERSION})
                 continue
-            prediction = build_prediction(sample, spec, top_spans=top_spans)
-            try:
-                validate_prediction(prediction, spec, sample.text, interface=interface)
-            except PredictionError as exc:
-                log.error("predict: task %s (sample %s): %s", task.get("id"), sample_id, exc)
-                results.append({"result": [], "model_version": MODEL_VERSION})
-                continue
-            results.append(prediction)
+            results.append(_valid_regions(build_prediction(sample, spec, top_spans=top_spans),
+                                          spec, sample.text, interface, task.get("id")))
         return {"results": results, "model_version": MODEL_VERSION}
 
     appending = threading.Lock()  # webhooks run in a thread pool; one append at a time
 
+    @app.post("/train")
+    def train(_: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
+        _training_asked()
+        return {"status": "ok", "detail": TRAINING_DETAIL}
+
     @app.post("/webhook")
-    def webhook(_: None = Depends(webhook_sender),
-                payload: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
+    def webhook(payload: Mapping[str, Any] | None = Depends(webhook_body)) -> dict[str, str]:
+        if payload is None:
+            return {"status": "ok", "detail": TRAINING_DETAIL}
         with appending:
             artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
@@ -315,11 +369,49 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     return app
 
 
+#: What Label Studio's "Start Training" gets: relabeler retrains between rounds, by command.
+TRAINING_DETAIL = ("relabeler retrains between rounds: run `relabeler next` (or pull, retrain "
+                   "and report); nothing was trained")
+
+
+def _training_asked() -> None:
+    log.warning("Label Studio asked the backend to train: %s", TRAINING_DETAIL)
+
+
+def _valid_regions(prediction: dict[str, Any], spec: LabelingSpec, text: str,
+                   interface: Any, task_id: Any) -> dict[str, Any]:
+    """``prediction`` less the regions that do not fit the labeling config or ``text`` (an
+    attribution span past the end of a rewritten text, say), each named in the log: one bad
+    span must not cost the task its suggested label (Label Studio keeps what it gets)."""
+    try:
+        validate_prediction(prediction, spec, text, interface=interface)
+        return prediction
+    except PredictionError:
+        pass
+    kept = []
+    for region in prediction["result"]:
+        try:
+            validate_prediction({**prediction, "result": [region]}, spec, text,
+                                interface=interface)
+        except PredictionError as exc:
+            log.error("predict: task %s: a region left out: %s", task_id, exc)
+            continue
+        kept.append(region)
+    out = {**prediction, "result": kept}
+    try:
+        validate_prediction(out, spec, text, interface=interface)
+    except PredictionError as exc:  # the score itself: keep nothing rather than a bad one
+        log.error("predict: task %s: %s", task_id, exc)
+        return {"result": [], "model_version": prediction["model_version"]}
+    return out
+
+
 def connect_backend(client: StudioClient, project_ids: Sequence[int], backend_url: str, *,
                     secret: str, auth: BasicAuth) -> None:
     """Connect the backend to each project with ``auth`` (Label Studio's basic auth for ML
-    backends) and point its webhook at it, carrying ``auth`` and the secret as headers."""
-    headers = {SECRET_HEADER: secret, "Authorization": auth.header()}
+    backends) and point its webhook at it, carrying the secret as a header (not ``auth``:
+    Label Studio shows a webhook's headers to every user of the organization)."""
+    headers = {SECRET_HEADER: secret}
     for project_id in project_ids:
         client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
                                  basic_auth=(auth.username, auth.password))

@@ -314,8 +314,13 @@ def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
     raise PushError(
         f"push: {len(missing)} of the {len(plan)} planned tasks have no evidence in "
         f"{artifacts.ATTRIBUTIONS.path} (e.g. {missing[:5]}): {before}, this push asks for "
-        f"{settings}. Run `relabeler attribute --run {store.uri} --force` with these settings, "
-        f"or push with the ones attribute used; no task was sent")
+        f"{settings}. Run `relabeler attribute --run {store.uri} --force "
+        f"{_as_sets(settings)}`, or push with the settings attribute used; no task was sent")
+
+
+def _as_sets(settings: dict) -> str:
+    """The plan's settings as the ``--set studio.KEY=VALUE`` options attribute takes."""
+    return " ".join(f"--set studio.{key}={value}" for key, value in settings.items())
 
 
 def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,

@@ -377,3 +377,26 @@ def test_retrain_debias_needs_the_shortcuts(tmp_path, tiny_bert_dir, synthetic_c
     with pytest.raises(StageError, match="retrain --debias reweight needs "
                                          "scores/shortcuts.parquet"):
         run_retrain(store, config, progress=False)
+
+
+def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
+        tmp_path, tiny_bert_dir, synthetic_csv, caplog):
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=3)
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    other = "pos" if first["label"] == "neg" else "neg"
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(first["id"], first["label"], other, "relabel")]), preserve_index=False))
+    config.train.epochs = 0  # changed since the baseline was trained: 0 means 40 in head mode
+    config.train.seed = 7
+    config.train.class_weights = "balanced"  # the retrain's own mitigation: taken
+    with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
+        run_retrain(store, config, progress=False)
+    metrics = json.loads((tmp_path / "run/retrain/v1/train/metrics.json").read_text())
+    assert metrics["epochs"] == 3
+    assert metrics["mitigation"]["class_weights"] == "balanced"
+    settings = json.loads((tmp_path / "run/retrain/v1/_stages/train.json").read_text())
+    assert settings["info"]["settings"]["train"]["seed"] == 0
+    assert settings["info"]["settings"]["train"]["mode"] == "head"
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "train.epochs was 3, now 0" in warned and "train.seed was 0, now 7" in warned
+    assert "class_weights" not in warned

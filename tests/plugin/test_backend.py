@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
+import json
 import logging
 import socket
 
@@ -92,6 +94,56 @@ def test_a_removed_attributions_file_drops_the_spans(run):
     assert labels(predict(client, "t0000")[0]) == [("choices", "neg")]
 
 
+def test_a_task_showing_another_text_than_its_sample_gets_no_prediction(run, caplog):
+    store, client = run
+    text = store.read_table("dataset/train.parquet").to_pandas().set_index("id").loc[
+        "t0000", "text"]
+    config = build_labeling_config(CLASSES)
+    tasks = [{"id": 1, "data": {SAMPLE_ID_FIELD: "t0000", "text": text}},
+             {"id": 2, "data": {SAMPLE_ID_FIELD: "t0000", "text": "completely other words"}}]
+    same, other = client.post("/predict", json={"tasks": tasks, "label_config": config}
+                              ).json()["results"]
+    assert labels(same)[0] == ("choices", "neg") and len(same["result"]) == 3
+    assert other == {"result": [], "model_version": "relabeler"}
+    assert "task 2 shows another text than sample t0000" in caplog.text
+
+
+def test_a_span_that_does_not_fit_the_text_costs_only_that_span(run, caplog):
+    store, client = run
+    attributions = store.read_table("attributions.parquet").to_pandas()
+    mine = attributions["id"] == "t0000"
+    assert mine.any()
+    attributions["spans"] = attributions["spans"].astype(object)
+    first = attributions.index[mine][0]
+    spans = [dict(span) for span in attributions.at[first, "spans"]]
+    spans[0]["start"], spans[0]["end"] = 10_000, 10_005  # past the end of a rewritten text
+    attributions.at[first, "spans"] = spans
+    store.write_table("attributions.parquet", pa.Table.from_pandas(
+        attributions, schema=store.read_table("attributions.parquet").schema,
+        preserve_index=False))
+    (prediction,) = predict(client, "t0000")
+    assert labels(prediction)[0] == ("choices", "neg")  # the suggestion stays
+    assert 1 <= len(prediction["result"]) < 3
+    assert all(r["value"].get("start", 0) < 10_000 for r in prediction["result"])
+    assert "a region left out" in caplog.text
+
+
+def test_a_round_whose_version_is_gone_gets_503_and_odd_rounds_are_round_1(run):
+    store, client = run
+    config = build_labeling_config(CLASSES)
+    odd = client.post("/predict", content=b'{"tasks": [{"id": 1, "data": {"sample_id": '
+                      b'"t0000", "round": 1e400}}], "label_config": ' +
+                      json.dumps(config).encode() + b"}")
+    assert odd.status_code == 200 and labels(odd.json()["results"][0])[0] == ("choices", "neg")
+    store.write_json("studio/rounds.json", {"rounds": [{"round": 2, "version": 9}]})
+    gone = client.post("/predict", json={"tasks": [{"id": 1, "data": {
+        SAMPLE_ID_FIELD: "t0000", "round": 2}}], "label_config": config})
+    assert gone.status_code == 503 and "retrain/v9" in gone.json()["detail"]
+    deep = client.post("/setup", content=b"[" * 5000 + b"]" * 5000)
+    assert deep.status_code == 400
+    assert deep.json() == {"detail": "the body is JSON nested too deeply to read"}
+
+
 def test_predict_refuses_a_body_that_is_not_a_json_object(run):
     _, client = run
     response = client.post("/predict", content=b"[1, 2]")
@@ -133,13 +185,12 @@ def basic(username: str, password: str) -> str:
     {"Authorization": "Basic not-base64!"},
     {"Authorization": "Bearer pa55-w0rd"},
 ], ids=["none", "wrong-password", "wrong-user", "longer-password", "garbled", "other-scheme"])
-def test_every_route_but_health_refuses_missing_or_wrong_credentials(run, headers):
+def test_every_route_but_health_and_webhook_refuses_missing_or_wrong_credentials(run, headers):
     store, client = run
     anonymous = bare(client, **headers, **{SECRET_HEADER: SECRET})
     tasks = {"tasks": [{"id": 1, "data": {SAMPLE_ID_FIELD: "t0000"}}],
              "label_config": build_labeling_config(CLASSES)}
-    for path, body in [("/setup", {"project": "1.0"}), ("/predict", tasks),
-                       ("/webhook", {"action": "ANNOTATION_CREATED"})]:
+    for path, body in [("/setup", {"project": "1.0"}), ("/predict", tasks), ("/train", {})]:
         response = anonymous.post(path, json=body)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Basic"
@@ -155,14 +206,45 @@ def test_credentials_are_checked_before_the_body_is_read(run):
     assert response.status_code == 401
 
 
-def test_the_webhook_needs_both_the_credentials_and_the_secret(run):
+def test_the_webhook_needs_the_secret_and_only_the_secret(run):
+    # Label Studio shows a webhook's headers to every user of the organization: the backend's
+    # password must not be one of them, so the secret alone admits an event
     store, client = run
     event = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2}}
-    assert bare(client, **{SECRET_HEADER: SECRET}).post("/webhook", json=event).status_code == 401
     assert client.post("/webhook", json=event).status_code == 401  # credentials, no secret
+    assert bare(client).post("/webhook", json=event).status_code == 401
+    assert bare(client, **{SECRET_HEADER: "guess"}).post("/webhook", json=event).status_code \
+        == 401
     assert read_events(store).events == []
-    assert client.post("/webhook", json=event, headers={SECRET_HEADER: SECRET}).status_code == 200
+    assert bare(client, **{SECRET_HEADER: SECRET}).post("/webhook", json=event).status_code \
+        == 200
     assert len(read_events(store).events) == 1
+
+
+def test_label_studio_start_training_gets_told_to_run_next_and_records_nothing(run, caplog):
+    store, client = run
+    # Label Studio 1.23 posts it to /webhook with the backend's credentials and no secret;
+    # a 401 there would put the backend into an error state
+    response = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+    assert response.status_code == 200 and "relabeler next" in response.json()["detail"]
+    assert client.post("/train", json={"project": "1.0"}).json()["status"] == "ok"
+    assert read_events(store).events == []
+    assert bare(client).post("/webhook", json={"action": "START_TRAINING"}).status_code == 401
+    assert "relabeler next" in caplog.text
+
+
+def test_credentials_are_compared_as_utf8_or_latin1_and_odd_headers_are_refused(tmp_path,
+                                                                               monkeypatch):
+    auth = BasicAuth("relabeler", "pässwort")
+    latin1 = "Basic " + base64.b64encode("relabeler:pässwort".encode("latin-1")).decode()
+    assert auth.accepts(auth.header()) and auth.accepts(latin1)  # requests sends latin-1
+    assert not auth.accepts("Basic cmVsYWJlbGVyOnDkc3N3b3J0é")  # non-ASCII: no 500
+    assert not auth.accepts(latin1.replace("Basic ", "Basic x"))
+    monkeypatch.setenv("CREDS", "relabeler:pass€")
+    with pytest.raises(ConfigError, match=r"\$CREDS: .*latin-1.*'€'"):
+        BasicAuth.from_env("CREDS")
+    monkeypatch.setenv("CREDS", "relabeler:pässwort")
+    assert BasicAuth.from_env("CREDS") == auth
 
 
 def test_a_body_over_the_limit_gets_413_with_or_without_a_declared_length(run):
