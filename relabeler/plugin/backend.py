@@ -20,8 +20,8 @@ Every route but /health and /webhook needs HTTP basic auth (:class:`BasicAuth`; 
 otherwise): serve registers the backend with Label Studio's own mechanism (the ML backend's
 ``auth_method = BASIC_AUTH``), so Label Studio sends it on every /setup and /predict. The
 webhook carries the secret only: Label Studio shows a webhook's headers to every user of the
-organization, where the backend's password is write-only. A body over ``max_body_bytes`` gets 413, one that is not a JSON object 400 with the
-reason, before any handler runs.
+organization, where the backend's password is write-only. A body over ``max_body_bytes``
+gets 413, one that is not a JSON object 400 with the reason, before any handler runs.
 """
 
 from __future__ import annotations
