@@ -322,6 +322,29 @@ class StudioClient:
         self._call(f"update task {task_id}", self.sdk.tasks.update, str(task_id),
                    data=dict(data))
 
+    def replace_prediction(self, task_id: int, prediction: Mapping[str, Any]) -> bool:
+        """Make ``prediction`` the task's one prediction of its ``model_version`` (what the
+        annotator sees pre-filled); False when the task already has exactly that one. Label
+        Studio asks an ML backend only for tasks without a prediction of its version, so a
+        re-scored task's new suggestion reaches the annotator only this way. The new one is
+        made before the old ones go, so the task is never without one."""
+        version = prediction.get("model_version")
+        listed = self._call(f"read the predictions of task {task_id}", self.sdk.predictions.list,
+                            task=task_id)
+        mine = [_dump(p) for p in listed if getattr(p, "model_version", None) == version]
+        if len(mine) == 1 and _same_prediction(mine[0], prediction):
+            return False
+        kwargs: dict[str, Any] = {"result": list(prediction.get("result") or [])}
+        if prediction.get("score") is not None:
+            kwargs["score"] = float(prediction["score"])
+        self._call(f"replace the prediction of task {task_id}", self.sdk.predictions.create,
+                   safe_to_repeat=False, task=task_id, model_version=version, **kwargs)
+        for old in mine:
+            with contextlib.suppress(StudioNotFoundError):
+                self._call(f"delete prediction {old['id']}", self.sdk.predictions.delete,
+                           int(old["id"]))
+        return True
+
     def create_annotation(self, task_id: int, result: list[dict[str, Any]], *,
                           was_cancelled: bool = False, lead_time: float | None = None
                           ) -> dict[str, Any]:
@@ -413,6 +436,15 @@ class StudioClient:
         hook = self._call(f"create a webhook for project {project_id}", self.sdk.webhooks.create,
                           safe_to_repeat=False, url=url, project=project_id, **fields)
         return int(hook.id)
+
+
+def _same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a prediction Label Studio holds is ``wanted`` (scores to 4 places, as built)."""
+    def score(value: Any) -> float | None:
+        return None if value is None else round(float(value), 4)
+
+    return (list(stored.get("result") or []) == list(wanted.get("result") or [])
+            and score(stored.get("score")) == score(wanted.get("score")))
 
 
 def _dm_time(value: str) -> str:

@@ -219,8 +219,10 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
                       build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
                       *, top_spans: int, done: list[int] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
-    data is built again as push built it, with the new ``priority`` (one update per task).
-    ``done`` collects the indexes updated so far (what the server has if a later one fails)."""
+    data is built again as push built it, with the new ``priority`` (one update per task), and
+    its prediction too where the scores changed it (the pre-filled answer and highlights must
+    agree with the panel). ``done`` collects the indexes updated so far (what the server has
+    if a later one fails)."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
@@ -229,6 +231,7 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
                           top_spans=top_spans, interface=interface,
                           round_no=_round(manifest.at[i, "round"]) if rounds else None)
         client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
+        client.replace_prediction(int(manifest.at[i, "task_id"]), task["predictions"][0])
         if done is not None:
             done.append(i)
 

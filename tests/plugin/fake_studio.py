@@ -157,6 +157,16 @@ class FakeStudio:
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
         self.tasks[task_id]["data"] = _copy(data)
 
+    def replace_prediction(self, task_id: int, prediction: dict[str, Any]) -> bool:
+        task = self.tasks[task_id]
+        mine = [p for p in task["predictions"]
+                if p.get("model_version") == prediction.get("model_version")]
+        if mine == [prediction]:
+            return False
+        task["predictions"] = [p for p in task["predictions"] if p not in mine] + \
+            [_copy(prediction)]
+        return True
+
     def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
         return project_id
 

@@ -443,11 +443,22 @@ def test_a_reranked_queue_reorders_the_priority_view(studio, annotators, admin, 
     first = push(store, admin, project_title=title, budget=20, control_share=0.0)
     suspects = store.read_table("scores/suspects.parquet").to_pandas()
     suspects["rank"] = len(suspects) + 1 - suspects["rank"]  # the queue turned upside down
+    # and the re-score changed the old top's suggestion: its pre-filled answer must follow
+    old_top = suspects.sort_values("rank")["id"].iloc[-1]
+    at = suspects.index[suspects["id"] == old_top][0]
+    new_suggestion = next(c for c in ("pos", "neg") if c != suspects.at[at, "suggested_label"])
+    suspects.at[at, "suggested_label"] = new_suggestion
     store.write_table("scores/suspects.parquet", pa.Table.from_pandas(
         suspects.sort_values("rank"), preserve_index=False))
     second = push(store, admin, project_title=title, budget=20, control_share=0.0)
     assert (second.new_flagged, second.total_tasks) == (20, 40)
     assert second.reprioritised == 20  # every earlier task moved behind the new top
+    old_task = int(read_manifest(store).set_index("id").at[old_top, "task_id"])
+    predictions = studio.http().get("/api/predictions/", params={"task": old_task}).json()
+    assert [p["model_version"] for p in predictions] == ["relabeler"]
+    assert predictions[0]["result"][0]["value"]["choices"] == [new_suggestion]
+    assert not admin.replace_prediction(old_task, {**predictions[0], "score": predictions[0][
+        "score"]})  # the one it holds: nothing to do
 
     manifest = read_manifest(store).set_index("task_id")
     top = suspects.sort_values("rank")["id"].iloc[0]
