@@ -30,8 +30,13 @@ sorted, non-empty and never overlap. Tokens the tokenizer gives no characters (o
 characters it dropped, e.g. control characters) have no span.
 
 Long and odd input: a text is cut to ``max_length * MAX_CHARS_PER_TOKEN`` characters before it
-is tokenized (a 10 MB text costs no more than a long one), then to ``max_length`` tokens;
-``truncated`` says the model saw only a prefix, and spans cover only that prefix. Lone
+is tokenized (a 10 MB text costs no more than a long one), then to ``max_length`` tokens; where
+the cut left fewer than ``max_length`` tokens (long runs of whitespace, of characters the
+tokenizer drops, or one word longer than the cut), the whole text is tokenized again, so the
+model reads what extract and train read.
+``truncated`` says the model saw only a prefix, and spans cover only that prefix. A span ends
+after the combining marks that follow its word (decomposed accents, which an accent-stripping
+tokenizer gives no characters). Lone
 surrogates (undecodable bytes) are replaced by U+FFFD for the tokenizer only, one character for
 one, so offsets still index the original text. A text with no tokens besides the special ones
 (empty, whitespace, control characters) gets no spans and ``delta`` 0.
@@ -43,6 +48,7 @@ import contextlib
 import logging
 import math
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -119,9 +125,10 @@ class Encoded:
         return not all(self.special)
 
 
-def _tokenizer_text(text: str, max_chars: int) -> tuple[str, bool]:
-    """A prefix of ``text`` safe to tokenize, one character per original character."""
-    cut = len(text) > max_chars
+def _tokenizer_text(text: str, max_chars: int | None) -> tuple[str, bool]:
+    """A prefix of ``text`` safe to tokenize, one character per original character (None:
+    all of it)."""
+    cut = max_chars is not None and len(text) > max_chars
     if cut:
         text = text[:max_chars]
     return _SURROGATE.sub("\ufffd", text), cut
@@ -141,22 +148,29 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[Encod
             raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
     if not texts:
         return []
-    prepared = [_tokenizer_text(t, max_length * MAX_CHARS_PER_TOKEN) for t in texts]
-    enc = tokenizer([p for p, _ in prepared], truncation=True, max_length=max_length,
-                    return_offsets_mapping=True, return_special_tokens_mask=True,
-                    return_attention_mask=False, return_token_type_ids=False)
-    out = []
-    for i, (_, cut) in enumerate(prepared):
-        encoding = enc.encodings[i]
-        out.append(Encoded(
-            input_ids=list(encoding.ids),
-            tokens=list(encoding.tokens),
-            offsets=[(int(s), int(e)) for s, e in encoding.offsets],
-            word_ids=list(encoding.word_ids),
-            special=[bool(x) for x in enc["special_tokens_mask"][i]],
-            truncated=cut or len(encoding.overflowing) > 0,
-        ))
-    return out
+    out: list[Encoded | None] = [None] * len(texts)
+    todo, max_chars = list(range(len(texts))), max_length * MAX_CHARS_PER_TOKEN
+    while todo:
+        prepared = [_tokenizer_text(texts[i], max_chars) for i in todo]
+        enc = tokenizer([p for p, _ in prepared], truncation=True, max_length=max_length,
+                        return_offsets_mapping=True, return_special_tokens_mask=True,
+                        return_attention_mask=False, return_token_type_ids=False)
+        again = []
+        for j, (i, (_, cut)) in enumerate(zip(todo, prepared, strict=True)):
+            encoding = enc.encodings[j]
+            if cut and len(encoding.ids) < max_length:  # the cut, not max_length, ended it
+                again.append(i)
+                continue
+            out[i] = Encoded(
+                input_ids=list(encoding.ids),
+                tokens=list(encoding.tokens),
+                offsets=[(int(s), int(e)) for s, e in encoding.offsets],
+                word_ids=list(encoding.word_ids),
+                special=[bool(x) for x in enc["special_tokens_mask"][j]],
+                truncated=cut or len(encoding.overflowing) > 0,
+            )
+        todo, max_chars = again, None  # degenerate texts (see above): read whole
+    return out  # type: ignore[return-value]
 
 
 def word_spans(text: str, encoded: Encoded, token_scores: np.ndarray) -> list[Span]:
@@ -188,6 +202,10 @@ def word_spans(text: str, encoded: Encoded, token_scores: np.ndarray) -> list[Sp
             merged[-1][2] += score
         else:
             merged.append([start, end, score])
+    for k, entry in enumerate(merged):  # a word's trailing combining marks are its own
+        stop = merged[k + 1][0] if k + 1 < len(merged) else n
+        while entry[1] < stop and unicodedata.combining(text[entry[1]]):
+            entry[1] += 1
     return [Span(int(s), int(e), text[s:e], float(score)) for s, e, score in merged]
 
 

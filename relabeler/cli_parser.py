@@ -146,7 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="per-sample features with a Ray Data job")
     _common(p)
     _extract_flags(p)
-    p.add_argument("--max-length", dest="model.max_length", type=int)
 
     p = sub.add_parser("score", help="rank suspect labels, map under-covered data")
     _common(p)
@@ -164,11 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method", dest="attribute.method", choices=("ig", "grad_x_input"))
     g.add_argument("--steps", dest="attribute.n_steps", type=int,
                    help="Integrated Gradients steps")
-    g.add_argument("--max-length", dest="model.max_length", type=int)
-    g.add_argument("--long-text", dest="model.long_text",
-                   choices=("auto", "truncate", "windows", "evidence"),
-                   help="texts longer than --max-length: truncate, read every window, or "
-                   "classify the window with the most class evidence")
 
     p = sub.add_parser("studio", help="start or stop a local Label Studio (127.0.0.1, SQLite)")
     p.add_argument("action", choices=("up", "down"))

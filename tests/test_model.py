@@ -257,3 +257,34 @@ def test_mean_pooling_needs_a_bert_family_model(tmp_path):
         json.dumps({"pooling_mode_mean_tokens": True}))
     assert checkpoint_pooling(tmp_path / "d") == "cls"
     assert pooling_of(load_classifier(tmp_path / "d", pooling="auto")) == "cls"
+
+
+def test_a_head_for_other_classes_is_replaced_even_when_the_counts_agree(tmp_path, minilm_dir):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, num_labels=2,
+                        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                        label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    hub = BertForSequenceClassification(config)  # a sentiment checkpoint from the hub
+    hub.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(tmp_path)
+    ours = load_classifier(str(tmp_path), ["ham", "spam"])
+    assert not torch.equal(ours.classifier.weight, hub.classifier.weight)
+    assert torch.equal(ours.bert.embeddings.word_embeddings.weight,
+                       hub.bert.embeddings.word_embeddings.weight)
+    assert load_classifier(str(tmp_path), ["a", "b", "c"]).classifier.weight.shape == (3, 32)
+    same = load_classifier(str(tmp_path), ["NEGATIVE", "POSITIVE"])
+    assert torch.equal(same.classifier.weight, hub.classifier.weight)
+
+
+def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
+    from relabeler.errors import ConfigError
+    from relabeler.model import check_max_length
+
+    model = load_classifier(tiny_bert_dir, ["a", "b"])  # 128 positions
+    check_max_length(model, 128)
+    with pytest.raises(ConfigError, match=r"model.max_length = 129: the model reads at most "
+                                          r"128 tokens"):
+        check_max_length(model, 129)

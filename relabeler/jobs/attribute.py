@@ -62,7 +62,14 @@ from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
 from relabeler.long_text import attribution_choice, long_text_of, text_windows
-from relabeler.model import autocast, encode, load_classifier, load_tokenizer, pick_device
+from relabeler.model import (
+    autocast,
+    encode,
+    load_classifier,
+    load_tokenizer,
+    pick_device,
+    trained_max_length,
+)
 from relabeler.queue_plan import plan_round, plan_settings, read_manifest, write_plan
 from relabeler.store import RunStore
 
@@ -387,7 +394,9 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
     from relabeler.jobs._ray import connect, plan_from_config
 
     settings = config.attribute
-    key = _plan_key(store, rows, settings, config.model.max_length)
+    max_length = trained_max_length(store.read_json(f"{artifacts.MODEL.path}/config.json"),
+                                    config.model.max_length, "attribute")
+    key = _plan_key(store, rows, settings, max_length)
     if store.keep_shards_of(FOLDER, PLAN, key):
         log.warning("attribute: the queue, the model or the settings changed since the "
                     "unfinished run (or its parts have no record of them); starting over")
@@ -398,7 +407,7 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
         pool = plan_from_config(config.ray, num_actors=settings.num_actors,
                                 num_threads=settings.num_threads)
         written = attribute_queue(
-            store, rows, max_length=config.model.max_length, method=settings.method,
+            store, rows, max_length=max_length, method=settings.method,
             n_steps=settings.n_steps, internal_batch_size=settings.internal_batch_size,
             batch_size=settings.batch_size, shard_size=settings.shard_size,
             plan=pool, progress=progress)

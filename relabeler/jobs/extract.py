@@ -38,6 +38,7 @@ from relabeler.model import (
     load_classifier,
     load_tokenizer,
     pick_device,
+    trained_max_length,
 )
 from relabeler.store import RunStore
 
@@ -406,6 +407,8 @@ def run_extract(store: RunStore, config, *, force: bool = False,
             continue
         todo.append(split)
     if todo:
+        max_length = trained_max_length(store.read_json(f"{artifacts.MODEL.path}/config.json"),
+                                        config.model.max_length, "extract")
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
         started = time.perf_counter()
         ec = config.extract
@@ -413,7 +416,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                                 num_threads=ec.num_threads)
         read = long_text_of(load_classifier(store.get_dir(artifacts.MODEL.path)))
         reads_whole_texts = read.windowed and not read.max_windows
-        written = extract_splits(store, todo, max_length=config.model.max_length,
+        written = extract_splits(store, todo, max_length=max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
                                  plan=plan, progress=progress)
         seconds = time.perf_counter() - started
@@ -425,18 +428,17 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                 raise StageError(f"features/{split} holds {total} rows where "
                                  f"dataset/{split}.parquet has {expected}: rerun `relabeler "
                                  f"extract --force --run {store.uri}`")
-            truncated = count_truncated(tokens.column("n_tokens").to_numpy(),
-                                        config.model.max_length)
+            truncated = count_truncated(tokens.column("n_tokens").to_numpy(), max_length)
             if reads_whole_texts:
                 truncated = 0  # every window read: n_tokens is the whole text's
             if truncated:
                 log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens and "
                             "are cut there (the model sees only their start); raise "
-                            "--max-length to see more", truncated, total, split,
-                            config.model.max_length)
+                            "model.max_length (train it again) to see more", truncated, total,
+                            split, max_length)
             store.mark_done(f"extract.{split}", {
                 "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2),
-                "max_length": config.model.max_length, "n_truncated": truncated})
+                "max_length": max_length, "n_truncated": truncated})
         log.info("extract: %d rows in %.1f s (%.0f texts/s, actor start included)",
                  sum(written.values()), seconds, sum(written.values()) / seconds)
     return {split: store.stage_info(f"extract.{split}")["info"] for split in splits}

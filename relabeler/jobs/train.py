@@ -43,6 +43,7 @@ from relabeler.long_text import (
     text_windows,
 )
 from relabeler.model import (
+    MAX_LENGTH_KEY,
     head_is_linear,
     head_spec,
     load_tokenizer,
@@ -214,7 +215,8 @@ def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
                 ids: np.ndarray, fold: np.ndarray, k: int, opts: FitOptions,
-                cls_hidden: torch.Tensor | None, num_threads: int) -> dict:
+                cls_hidden: torch.Tensor | None, num_threads: int,
+                sample_weights: np.ndarray | None = None) -> dict:
     """One fold: train on the other folds, predict the held-out one. Runs as a Ray task."""
     if num_threads:
         torch.set_num_threads(num_threads)
@@ -225,7 +227,8 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     model, tokenizer, _ = fit(
         model_name, classes, [texts[i] for i in train_idx], label_ids[train_idx],
         ids[train_idx], fold_opts, device,
-        None if cls_hidden is None else cls_hidden[train_idx])
+        None if cls_hidden is None else cls_hidden[train_idx],
+        sample_weights=None if sample_weights is None else sample_weights[train_idx])
     if cls_hidden is not None:
         probs = head_probs(model, cls_hidden[held_idx], device)
     else:
@@ -237,8 +240,10 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
 
 def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
                 ids: np.ndarray, opts: FitOptions, k: int, config: RunConfig,
-                cls_hidden: torch.Tensor | None) -> pd.DataFrame:
-    """Out-of-fold probabilities of every training sample from K models trained as Ray tasks."""
+                cls_hidden: torch.Tensor | None,
+                sample_weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Out-of-fold probabilities of every training sample from K models trained as Ray tasks
+    (each with the main model's loss weights on its rows, when there are any)."""
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -248,12 +253,12 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                             max_actors=k)
     fold = stratified_folds(label_ids, k, opts.seed)
     task = ray.remote(_train_fold).options(**plan.task_kwargs())
-    shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden)]
+    shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights)]
     log.info("train: %d folds as Ray tasks (%s GPU, %s CPU each)", k, plan.num_gpus,
              plan.num_cpus)
     refs = [task.remote(model_name, classes, shared[0], shared[1], shared[2], shared[3], f,
                         replace(opts, seed=opts.seed + 1000 * (f + 1)),
-                        shared[4], plan.torch_threads)
+                        shared[4], plan.torch_threads, shared[5])
             for f in range(k)]
     probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
     try:
@@ -331,7 +336,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     ``classes`` fixes the class order (a retrain keeps the baseline's); default: the sorted
     training labels. ``dataset/`` is prepared from ``config.data`` unless already there.
     ``shortcuts``: the ``scores/shortcuts.parquet`` frame ``[train] debias`` mitigates (default:
-    this run's, when there). The fold models of ``folds`` see the masked texts but no weights.
+    this run's, when there). The fold models of ``folds`` see the masked texts and the weights.
     """
     # prepares dataset/, or checks that the finished one was made from these inputs (also
     # before a finished model is kept: a changed source is an error, not a stale model)
@@ -387,6 +392,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
                                      device, cls_hidden, sample_weights=sample_weights)
     record_long_text(model, opts.long_text)
+    setattr(model.config, MAX_LENGTH_KEY, int(opts.max_length))
     if eval_cls is not None and opts.long_text.mode == "evidence":
         # the eval windows as extract will pick them: by the final model
         eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
@@ -429,7 +435,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     folds = config.train.folds
     if folds:
         oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, folds,
-                          config, cls_hidden)
+                          config, cls_hidden, sample_weights)
         oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
         outputs[artifacts.OOF.path] = pa.Table.from_pandas(oof, preserve_index=False)

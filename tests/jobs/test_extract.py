@@ -158,11 +158,14 @@ def test_extract_counts_and_reports_the_texts_cut_at_max_length(ray_session, tin
     from transformers import AutoTokenizer
 
     config = _tiny_config(tmp_path, tiny_bert_dir, synthetic_csv, splits=["train"])
+    config.model.max_length = 12
     store = RunStore(config.run_dir)
     run_train(store, config, progress=False)
-    config.model.max_length = 12
+    config.model.max_length = 64  # changed since: the model reads what it was trained on
     with caplog.at_level("WARNING", logger="relabeler.jobs.extract"):
         info = run_extract(store, config, progress=False)["train"]
+    assert "the model was trained on 12 tokens per text (or window); it reads that many, not " \
+        "model.max_length = 64" in caplog.text
     texts = store.read_table("dataset/train.parquet").column("text").to_pylist()
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     expected = sum(len(tokenizer(t)["input_ids"]) >= 12 for t in texts)

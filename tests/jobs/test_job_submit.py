@@ -25,7 +25,7 @@ def test_extract_as_a_submitted_ray_job(ray_head, tiny_bert_dir, tmp_path, synth
     ray = str(Path(sys.executable).with_name("ray"))
     result = subprocess.run(
         [ray, "job", "submit", "--address", dashboard, "--",
-         relabeler, "extract", "--run", config.run_dir, "--max-length", "64",
+         relabeler, "extract", "--run", config.run_dir,
          "--splits", "train,eval", "-q"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -196,3 +196,27 @@ def test_a_failed_fold_is_the_folds_own_error_or_a_stage_error_saying_why():
         "[ray] max_restarts=3 allows (WorkerCrashedError" in str(crashed)
     other = _fold_failure(rex.RayTaskError("_train_fold", "tb", ValueError("nan loss")), plan, 3)
     assert isinstance(other, StageError) and "a fold failed" in str(other)
+
+
+def test_a_fold_model_trains_with_the_main_models_loss_weights(tiny_bert_dir, tmp_path,
+                                                              synthetic_csv):
+    from dataclasses import replace
+
+    from relabeler.jobs.train import _train_fold, fit_options, stratified_folds
+    from relabeler.training import LongText
+
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=40)
+    opts = fit_options(config, torch.device("cpu"), progress=False)
+    opts = replace(opts, long_text=LongText())
+    rng = np.random.default_rng(0)
+    n = 60
+    labels = np.arange(n) % 2
+    hidden = torch.tensor(rng.normal(size=(n, 32)), dtype=torch.float32)
+    fold = stratified_folds(labels, 3, 0)
+    args = (tiny_bert_dir, ["a", "b"], ["t"] * n, labels, np.array([str(i) for i in range(n)],
+            dtype=object), fold, 0, opts, hidden, 1)
+    plain = _train_fold(*args)["probs"]
+    again = _train_fold(*args, sample_weights=np.ones(n))["probs"]
+    weighted = _train_fold(*args, sample_weights=np.where(labels == 0, 1.0, 1e-3))["probs"]
+    np.testing.assert_allclose(plain, again, atol=1e-5)  # weights of 1 are no weights
+    assert weighted[:, 0].mean() > plain[:, 0].mean() + 0.05  # class a weighs: it is favoured
