@@ -45,8 +45,14 @@ def synthetic_view(n: int, dim: int, classes: int, seed: int = 0):
 
 def subset(view, rows: np.ndarray):
     """The rows ``rows`` of a train view (every per-sample array sliced)."""
-    return type(view)(**{k: (v[rows] if isinstance(v, np.ndarray) and len(v) == len(view.ids)
-                             else v) for k, v in vars(view).items()})
+    def rows_of(v):
+        if isinstance(v, np.ndarray) and len(v) == len(view.ids):
+            return v[rows]
+        if isinstance(v, list) and len(v) == len(view.ids):  # the texts
+            return [v[i] for i in rows]
+        return v
+
+    return type(view)(**{k: rows_of(v) for k, v in vars(view).items()})
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.jobs.coverage import score_coverage, thin_region_table
-from relabeler.jobs.duplicates import write_duplicates
+from relabeler.jobs.duplicates import split_texts, write_duplicates
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.shortcuts import score_shortcuts
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
@@ -67,6 +67,7 @@ class TrainView(SplitView):
     classes: list[str]
     oof_probs: np.ndarray | None     # (N, C)
     margins: np.ndarray | None       # (N, E) probability margins per epoch
+    texts: list[str] | None = None   # (N,) the training texts: duplicates are checked on them
 
 
 def _matrix(column: pa.ChunkedArray) -> np.ndarray:
@@ -112,7 +113,8 @@ def load_train_view(store: RunStore) -> TrainView:
         if np.isnan(margins).all(axis=1).any():
             raise StageError(f"train/dynamics.parquet lacks some training ids: train the "
                              f"model again (`relabeler train --run {store.uri} --force`)")
-    return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins)
+    return TrainView(**vars(base), classes=classes, oof_probs=oof, margins=margins,
+                     texts=split_texts(store, "train", base.ids))
 
 
 # the configured L2 strength first, then alternately weaker and stronger
@@ -245,7 +247,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     signals.update(views)
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,
-                                            neighbors=nb)
+                                            neighbors=nb, texts=view.texts,
+                                            text_threshold=cfg.duplicate_text_threshold)
     signals["duplicate_conflict"] = dups.suspect
     fit = fit_representer_auto(view, cfg)
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
@@ -278,6 +281,9 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
     # a conflicting duplicate whose group majority differs names the suggestion outright
     dup_majority = (dups.suspect > 0.5) & (dups.majority != view.labels)
     suggested = np.where(dup_majority, dups.majority, suggested)
+    rows = np.arange(len(suggested))  # the confidence is the named label's
+    suggested_conf = np.where(dup_majority, posterior[rows, suggested],
+                              suggested_conf).astype(np.float32)
     ranks = rank.ranks_from_scores(score)
     fit = details["representer"]
     n = len(view.ids)

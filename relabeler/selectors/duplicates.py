@@ -64,6 +64,17 @@ def _comparable(text: str) -> str:
                     ).casefold()
 
 
+def comparable_text(text: str) -> tuple[str, str]:
+    """The forms :func:`text_similarity` compares (public for callers that cache them)."""
+    return normalize_text(text), _comparable(text)
+
+
+def similarity_at_least(x: tuple[str, str], y: tuple[str, str], bar: float) -> bool:
+    """Whether two texts, as :func:`comparable_text` forms, are at least ``bar`` alike (cheap
+    bounds first)."""
+    return x[0] == y[0] or _similarity(x[1], y[1], bar) >= bar
+
+
 def _trigrams(text: str) -> set[str]:
     return {text[i:i + 3] for i in range(max(len(text) - 2, 1))}
 
@@ -74,20 +85,23 @@ def text_similarity(a: str, b: str) -> float:
     difflib's ratio (2 x matched characters / total characters) of the two texts with
     punctuation turned into word breaks; when either is longer than :data:`LONG_TEXT`
     characters, the Jaccard similarity of their character 3-gram sets (linear in the length,
-    and for a small edit of a long text about as high as the ratio). Both are 1 for equal texts.
-    One word changed in a sentence of six words keeps about 0.85; two different texts of
+    and for a small edit of a long text about as high as the ratio). Both are 1 for equal texts,
+    and 0 where either text has nothing but punctuation, emoji or marks (":)" and ":(" are not
+    one text; an exact copy is found by its hash). One word changed in a sentence of six words keeps about 0.85; two different texts of
     the same topic rarely pass 0.6.
     """
+    if normalize_text(a) == normalize_text(b):
+        return 1.0
     return _similarity(_comparable(a), _comparable(b), 0.0)
 
 
 def _similarity(x: str, y: str, bar: float, trigrams=_trigrams) -> float:
     """text_similarity of comparable forms; below ``bar`` it may return any value < bar (an
     upper bound that already fails). ``trigrams``: text -> its 3-gram set (a cache)."""
+    if not x or not y:  # nothing but punctuation, emoji or marks: only an exact copy counts
+        return 0.0
     if x == y:
         return 1.0
-    if not x or not y:
-        return 0.0
     if max(len(x), len(y)) > LONG_TEXT:
         gx, gy = trigrams(x), trigrams(y)
         return len(gx & gy) / len(gx | gy)

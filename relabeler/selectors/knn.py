@@ -254,8 +254,12 @@ def _self_rows(n_db: int, n_queries: int, explicit: bool,
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, as the cosine metric sees them: inner products of the
     result are cosine similarities. An all-zero row stays zero (similar to nothing)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, np.ones_like(norms))
+    # each row over its largest entry first: a float32 sum of squares overflows from about
+    # 1e19 and underflows below about 1e-23, and a float64 copy of N x D costs twice the memory
+    largest = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
+    scaled = x / np.where(largest > 0, largest, 1)
+    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+    return scaled / np.where(norms > 0, norms, 1)
 
 
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:

@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from relabeler.selectors import duplicates
 from relabeler.selectors._checks import as_labels, as_matrix, as_probs
 from relabeler.selectors.confidence import self_confidence
+from relabeler.selectors.duplicates import TEXT_THRESHOLD
 from relabeler.selectors.knn import Neighbors, knn
 
 
@@ -146,10 +149,33 @@ class DuplicateConflicts:
     duplicate_ids: np.ndarray
 
 
+def texts_alike(texts: Sequence[str], indices: np.ndarray, pairs: np.ndarray,
+                threshold: float) -> np.ndarray:
+    """(N, k) bool: for each pair marked in ``pairs`` (row i and ``indices[i, j]``), whether
+    the two texts are at least ``threshold`` alike (:func:`duplicates.text_similarity`)."""
+    comparable: dict[int, tuple[str, str]] = {}
+
+    def form(i: int) -> tuple[str, str]:
+        if i not in comparable:
+            comparable[i] = duplicates.comparable_text(texts[i])
+        return comparable[i]
+
+    alike = np.zeros(pairs.shape, dtype=bool)
+    for i, j in zip(*np.nonzero(pairs), strict=True):
+        other = int(indices[i, j])
+        alike[i, j] = duplicates.similarity_at_least(form(int(i)), form(other), threshold)
+    return alike
+
+
 def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
                            threshold: float = 0.98, k: int = 10,
-                           neighbors: Neighbors | None = None) -> DuplicateConflicts:
-    """Near-duplicates (cosine >= ``threshold``) and how many of them disagree with each label.
+                           neighbors: Neighbors | None = None,
+                           texts: Sequence[str] | None = None,
+                           text_threshold: float = TEXT_THRESHOLD) -> DuplicateConflicts:
+    """Near-duplicates (cosine >= ``threshold``, and with ``texts`` their texts at least
+    ``text_threshold`` alike, the check of :mod:`relabeler.selectors.duplicates`: fine-tuned
+    features pack a class so tightly that two different texts pass any cosine) and how many of
+    them disagree with each label.
 
     Parameters
     ----------
@@ -171,6 +197,8 @@ def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
         neighbors = knn(features, k=k, metric="cosine")
     indices = neighbors.indices[:, :k]
     is_dup = (indices >= 0) & (neighbors.scores[:, :k] >= threshold)
+    if texts is not None:
+        is_dup &= texts_alike(texts, indices, is_dup, text_threshold)
     dup_ids = np.where(is_dup, indices, -1)
     n_dup = is_dup.sum(axis=1).astype(np.int32)
     dup_labels = labels[np.where(is_dup, indices, 0)]

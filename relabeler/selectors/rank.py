@@ -68,6 +68,18 @@ def rank_normalize(values: np.ndarray) -> np.ndarray:
     return (rankdata(values, method="average") - 1.0) / (len(values) - 1)
 
 
+def _reason_rank(values: np.ndarray) -> np.ndarray:
+    """The share of the other rows a row's value is at least, in [0, 1] (ties take the top
+    of their ranks: when a fifth of the rows tie at the strongest value, each of them reaches
+    it, where average ranks would put all of them under a 0.9 bar); a value no higher than the
+    lowest one is 0 (a signal equal everywhere says nothing)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) <= 1:
+        return np.zeros(len(values))
+    share = (rankdata(values, method="max") - 1.0) / (len(values) - 1)
+    return np.where(values > values.min(), share, 0.0)
+
+
 def _check_signals(signals: Mapping[str, np.ndarray]) -> int:
     if not signals:
         raise ValueError("signals: expected at least one signal")
@@ -145,7 +157,7 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     names = [name for name in signals if name in SIGNALS]
     if not names:
         return [[] for _ in range(n)]
-    normalized = np.stack([rank_normalize(signals[name]) for name in names], axis=1)
+    normalized = np.stack([_reason_rank(signals[name]) for name in names], axis=1)
     forced = {name: np.asarray(mask, dtype=bool) for name, mask in (always or {}).items()}
     # strongest first (enough columns for a forced reason to be skipped); a signal counts
     # while it reaches the threshold

@@ -235,3 +235,32 @@ def test_representer_refit_goes_stronger_for_a_model_that_did_not_fit_its_labels
     with pytest.raises(RepresenterFitError, match=r"tried representer_lambda 0\.001, 0\.0001, "
                                                   r"0\.01, 1e-05, 0\.1, 1e-06\)"):
         fit_representer_auto(view, ScoreConfig(representer_lambda=1e-3, min_agreement=0.99))
+
+
+def test_a_suggestion_named_by_duplicates_carries_that_labels_confidence():
+    from relabeler.jobs.score import score_suspects, suspect_signals
+    from relabeler.selectors import rank
+
+    rng = np.random.default_rng(0)
+    n, d, classes = 90, 8, ["a", "b", "c"]
+    true = np.arange(n) % 3
+    centers = rng.normal(size=(3, d)) * 3
+    features = (centers[true] + rng.normal(size=(n, d))).astype(np.float32)
+    features[:4] = features[0]  # four copies of one text: three say c, one says a
+    true[:4] = 2
+    labels = true.copy()
+    labels[3] = 0
+    texts = [f"text number {i}" for i in range(n)]
+    texts[:4] = ["the same words"] * 4
+    probs = np.full((n, 3), 0.1, np.float32)
+    probs[np.arange(n), true] = 0.8
+    view = TrainView(ids=np.array([f"r{i}" for i in range(n)], dtype=object), labels=labels,
+                     features=features, probs=probs, pred=true, classes=classes,
+                     oof_probs=None, margins=None, texts=texts)
+    cfg = ScoreConfig(k=5)
+    frame, _ = score_suspects(view, cfg)
+    row = frame.set_index("id").loc["r3"]
+    assert row["suggested_label"] == "c"
+    _, distributions, _ = suspect_signals(view, cfg)
+    posterior = rank.ensemble_posterior(distributions)
+    assert row["suggested_confidence"] == pytest.approx(posterior[3, 2], abs=1e-6)

@@ -183,3 +183,11 @@ def test_long_texts_compare_by_character_trigrams():
     assert len(a) > 1000
     assert 0.95 < text_similarity(a, b) < 1.0
     assert text_similarity(a, " ".join(article(300))) < 0.5
+
+
+def test_texts_of_only_emoji_or_punctuation_are_not_near_duplicates_of_each_other():
+    texts = ["😀😀😀", "😡😡", "!!!", "???", ":)", ":(", "😀😀😀"]
+    features = np.ones((7, 16), dtype=np.float32)  # the features propose every pair
+    groups = find_duplicates(features, texts)
+    assert groups.group.tolist() == [0, -1, -1, -1, -1, -1, 0]  # the exact copy alone
+    assert text_similarity(":)", ":(") == 0.0 and text_similarity("😀", "😀") == 1.0

@@ -497,3 +497,13 @@ def test_torch_cuda_blocks_and_self_exclusion():
     assert not (result.indices == np.arange(1000)[:, None]).any()
     assert (result.indices[:, 0] // 2 == np.arange(1000) // 2).all()
     assert_matches(result, db, k=5, metric="cosine", exclude_rows=np.arange(1000))
+
+
+def test_unit_rows_survive_float32_overflow_and_underflow():
+    from relabeler.selectors.knn import unit_rows
+
+    x = np.array([[3e19, 4e19], [3e-23, 4e-23], [3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
+    unit = unit_rows(x)
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(unit[:3], [[0.6, 0.8]] * 3, rtol=1e-6)
+    assert unit[3].tolist() == [0.0, 0.0]

@@ -103,3 +103,16 @@ def test_probability_mean_refuses_probs_the_neighbours_do_not_index():
         neighbor_probability_mean(nb, np.array([[0.5, 0.5], [0.1, 0.9]], np.float32))
     with pytest.raises(ValueError, match="probs: row 0 sums to"):
         neighbor_probability_mean(nb, np.array([[0.5, 0.6], [0.1, 0.9]], np.float32))
+
+
+def test_duplicates_with_texts_are_confirmed_by_the_text_check():
+    # fine-tuned features pack a class tightly: two different texts at cosine 1 are not one
+    features = np.vstack([np.ones((4, 8)), np.eye(8)[:2]]).astype(np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    texts = ["win a free prize now", "Win a free prize, now!", "call me when you land",
+             "the meeting moved to noon", "a", "b"]
+    without = conflicting_duplicates(features, labels, threshold=0.98, k=3)
+    assert without.n_duplicates[:4].tolist() == [3, 3, 3, 3]
+    checked = conflicting_duplicates(features, labels, threshold=0.98, k=3, texts=texts)
+    assert checked.n_duplicates.tolist() == [1, 1, 0, 0, 0, 0]
+    assert checked.suspect.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]

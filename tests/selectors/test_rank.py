@@ -107,3 +107,15 @@ def test_registry_rejects_duplicates_and_bad_input():
         rank_mean({"a": np.zeros(3), "b": np.zeros(4)})
     with pytest.raises(ValueError, match="contains NaN"):
         rank_mean({"a": np.array([0.0, np.nan])})
+
+
+def test_a_reason_stays_when_many_rows_tie_at_its_strongest_value():
+    from relabeler.selectors.rank import top_reasons
+
+    rng = np.random.default_rng(0)
+    knn = np.where(np.arange(100) < 23, 1.0, rng.uniform(0, 0.5, 100))  # 23 rows saturated
+    flat = np.full(100, 0.3)  # equal everywhere: says nothing
+    reasons = top_reasons({"knn_disagreement": knn, "self_confidence": flat})
+    with_knn = [i for i, r in enumerate(reasons) if r]
+    assert with_knn == list(range(23))
+    assert all(len(r) == 1 for r in reasons[:23])
