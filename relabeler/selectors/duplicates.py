@@ -87,8 +87,8 @@ def text_similarity(a: str, b: str) -> float:
     characters, the Jaccard similarity of their character 3-gram sets (linear in the length,
     and for a small edit of a long text about as high as the ratio). Both are 1 for equal texts,
     and 0 where either text has nothing but punctuation, emoji or marks (":)" and ":(" are not
-    one text; an exact copy is found by its hash). One word changed in a sentence of six words keeps about 0.85; two different texts of
-    the same topic rarely pass 0.6.
+    one text; texts equal but for whitespace and case are 1). One word changed in a sentence of
+    six words keeps about 0.85; two different texts of the same topic rarely pass 0.6.
     """
     if normalize_text(a) == normalize_text(b):
         return 1.0
