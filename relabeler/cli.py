@@ -326,11 +326,17 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
                                    id_col=args.id_col, sample=args.sample, mode=args.mode,
                                    folds=args.folds, test_fraction=args.test_fraction,
                                    pool_fraction=args.pool_fraction,
-                                   eval_noise=args.eval_noise, base=base)
+                                   eval_noise=args.eval_noise, base=base,
+                                   defaults={"data.pool_fraction": 0.2})
     except ConfigError as exc:
         message = str(exc)
+        message = message.replace(  # a check across two keys
+            "flag: [data] eval_fraction + pool_fraction",
+            "--test-fraction + --pool-fraction ([data] eval_fraction + pool_fraction)")
         for key, flag in SIMULATE_FLAGS.items():
-            message = message.replace(f"flag: {key}:", f"{flag} ({key}):")
+            section, name = key.split(".")
+            message = message.replace(f"flag: {key}:", f"{flag} ({key}):").replace(
+                f"flag: [{section}] {name} ", f"{flag} ([{section}] {name}) ")
         raise ConfigError(message) from None
     apply_overrides(config, None, args.assignments)
     return config

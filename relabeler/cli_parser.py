@@ -221,21 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="inject label noise, run the pipeline, measure "
                        "detection against cleanlab, TrustAI and random")
     p.add_argument("--data", required=True, help="file, hf:NAME, or demo dataset name")
-    p.add_argument("--text-col", default="text")
-    p.add_argument("--label-col", default="label")
-    p.add_argument("--id-col", default="id")
-    p.add_argument("--sample", type=int, default=0,
+    p.add_argument("--text-col")
+    p.add_argument("--label-col")
+    p.add_argument("--id-col")
+    p.add_argument("--sample", type=int,
                    help="at most this many rows, a stratified subsample first (all rows when "
                    "the source has fewer: logged)")
     p.add_argument("--noise", type=float, required=True, help="share of labels to flip")
-    p.add_argument("--noise-kind", choices=("uniform", "asymmetric"), default="uniform")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-kind", choices=("uniform", "asymmetric"),
+                   help="default uniform")
+    p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--out", required=True, help="output folder (its run directory is OUT/run)")
-    p.add_argument("--mode", choices=("auto", "full", "head"), default="auto")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--pool-fraction", type=float, default=0.2,
-                   help="share held back as an unlabeled pool (coverage acquisition)")
+    p.add_argument("--mode", choices=("auto", "full", "head"), help="default auto")
+    p.add_argument("--folds", type=int, help="default 5")
+    p.add_argument("--test-fraction", type=float, help="default 0.2")
+    p.add_argument("--pool-fraction", type=float,
+                   help="share held back as an unlabeled pool (coverage acquisition); default "
+                   "0.2")
     p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
     p.add_argument("--annotators", type=_accuracies, metavar="A1,A2,...",
@@ -245,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spend the largest budget in R rounds with oracle answers, retraining "
                    "and re-scoring between them; compare with one shot at the same budget and "
                    "estimate the errors left after each round")
-    p.add_argument("--eval-noise", type=float, default=0.0, metavar="R",
+    p.add_argument("--eval-noise", type=float, metavar="R",
                    help="flip R of the eval labels too (same kind) and measure the eval audit")
     p.add_argument("--shortcut", metavar="TOKEN:CLASS:RATE",
                    help="insert TOKEN into RATE of CLASS's training texts and report its rank "
@@ -257,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "measure whether coverage acquisition finds it again")
     p.add_argument("--undercover-keep", type=float, default=0.1, metavar="SHARE",
                    help="share of the held-out group's training rows left in train")
-    p.add_argument("--config", help="TOML config for everything else")
+    p.add_argument("--config", help="TOML config: its settings stand where no flag is "
+                   "given (the flags' defaults apply to what it leaves out)")
     p.add_argument("--set", dest="assignments", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
     p.add_argument("--force", action="store_true")

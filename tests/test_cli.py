@@ -101,6 +101,13 @@ def test_simulate_flags_are_checked_before_any_work(tmp_path, capsys):
                  "--out", str(tmp_path / "sim"), "-q"]) == 2
     assert "--test-fraction (data.eval_fraction): input should be less than 1" in \
         capsys.readouterr().err
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--test-fraction", "0.9",
+                 "--out", str(tmp_path / "sim"), "-q"]) == 2
+    assert ("--test-fraction + --pool-fraction ([data] eval_fraction + pool_fraction) must be "
+            "< 1, got 0.9 + 0.2") in capsys.readouterr().err
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--folds", "1",
+                 "--out", str(tmp_path / "sim"), "-q"]) == 2
+    assert "--folds ([train] folds) must be 0 (none) or >= 2, got 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
               "--budgets", "0.1,lots"])
@@ -218,3 +225,27 @@ def test_the_demo_summary_shows_n_a_where_nothing_was_measured(tmp_path, monkeyp
     assert "40 labels; wrong labels left: n/a (no answered controls) (really 3)" in printed
     assert "agreement with the consensus n/a, quality n/a" in printed
     assert "correction rate: 10% of the flagged tasks, n/a of the random controls" in printed
+
+
+def test_simulate_reads_its_settings_from_config_where_no_flag_is_given(tmp_path):
+    from relabeler.cli import simulate_config
+
+    toml = tmp_path / "sim.toml"
+    toml.write_text('[data]\ntext_col = "body"\nsample = 500\nseed = 7\n'
+                    '[train]\nmode = "head"\nfolds = 3\n')
+    args = build_parser().parse_args(["simulate", "--data", "sms-spam", "--noise", "0.1",
+                                      "--out", str(tmp_path / "sim"), "--config", str(toml)])
+    config = simulate_config(args)
+    assert (config.data.text_col, config.data.sample, config.data.seed) == ("body", 500, 7)
+    assert (config.train.mode, config.train.folds) == ("head", 3)
+    assert (config.data.pool_fraction, config.data.eval_fraction) == (0.2, 0.2)  # defaults
+    assert config.extract.splits == ["train", "eval", "pool"]
+    flags = build_parser().parse_args(["simulate", "--data", "sms-spam", "--noise", "0.1",
+                                       "--out", str(tmp_path / "sim"), "--config", str(toml),
+                                       "--folds", "4", "--seed", "2", "--pool-fraction", "0"])
+    config = simulate_config(flags)
+    assert (config.train.folds, config.data.seed, config.train.seed) == (4, 2, 2)
+    assert config.extract.splits == ["train", "eval"] and config.data.text_col == "body"
+    plain = simulate_config(build_parser().parse_args(
+        ["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path / "s")]))
+    assert (plain.train.folds, plain.train.mode, plain.data.text_col) == (5, "auto", "text")

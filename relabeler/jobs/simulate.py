@@ -70,21 +70,44 @@ METHODS = ("relabeler", "cleanlab_self_confidence", "cleanlab_normalized_margin"
            "cleanlab_find_label_issues", "trustai", "random")
 
 
-def simulation_config(*, data: str, out: str | Path, noise: float, noise_kind: str, seed: int,
-                      text_col: str = "text", label_col: str = "label", id_col: str = "id",
-                      sample: int = 0, mode: str = "auto", folds: int = 5,
-                      test_fraction: float = 0.2, pool_fraction: float = 0.0,
-                      eval_noise: float = 0.0, base: RunConfig | None = None) -> RunConfig:
+#: simulate's own settings where neither a flag nor ``--config`` gives one
+SIMULATE_DEFAULTS = {"data.text_col": "text", "data.label_col": "label", "data.id_col": "id",
+                     "data.sample": 0, "data.eval_fraction": 0.2, "data.pool_fraction": 0.0,
+                     "data.seed": 0, "data.noise_kind": "uniform", "data.eval_noise_rate": 0.0,
+                     "train.mode": "auto", "train.folds": 5, "train.seed": 0}
+
+
+def simulation_config(*, data: str, out: str | Path, noise: float,
+                      noise_kind: str | None = None, seed: int | None = None,
+                      text_col: str | None = None, label_col: str | None = None,
+                      id_col: str | None = None, sample: int | None = None,
+                      mode: str | None = None, folds: int | None = None,
+                      test_fraction: float | None = None, pool_fraction: float | None = None,
+                      eval_noise: float | None = None, base: RunConfig | None = None,
+                      defaults: dict | None = None) -> RunConfig:
     """The run configuration of one simulation (its run directory is ``out/run``); a value
-    out of range is a ConfigError naming its key."""
-    splits = ["train", "eval", "pool"] if pool_fraction else ["train", "eval"]
-    return apply_overrides(base or RunConfig(), {
-        "run_dir": str(Path(out) / "run"), "data.source": data, "data.text_col": text_col,
-        "data.label_col": label_col, "data.id_col": id_col, "data.sample": sample,
-        "data.eval_fraction": test_fraction, "data.pool_fraction": pool_fraction,
-        "data.seed": seed, "data.noise_rate": noise, "data.noise_kind": noise_kind,
-        "data.eval_noise_rate": eval_noise,
-        "train.mode": mode, "train.folds": folds, "train.seed": seed, "extract.splits": splits})
+    out of range is a ConfigError naming its key. A setting given here wins; one left None
+    is the ``base`` file's where it sets it, else ``defaults``' (keys as in
+    :data:`SIMULATE_DEFAULTS`), else :data:`SIMULATE_DEFAULTS`'."""
+    fallback = {**SIMULATE_DEFAULTS, **(defaults or {})}
+    given = {"data.text_col": text_col, "data.label_col": label_col, "data.id_col": id_col,
+             "data.sample": sample, "data.eval_fraction": test_fraction,
+             "data.pool_fraction": pool_fraction, "data.seed": seed,
+             "data.noise_kind": noise_kind, "data.eval_noise_rate": eval_noise,
+             "train.mode": mode, "train.folds": folds, "train.seed": seed}
+    values = {}
+    for key, value in given.items():
+        section, name = key.split(".")
+        if value is not None:
+            values[key] = value
+        elif base is None or name not in getattr(base, section).model_fields_set:
+            values[key] = fallback[key]
+    config = apply_overrides(base or RunConfig(), {
+        "run_dir": str(Path(out) / "run"), "data.source": data, "data.noise_rate": noise,
+        **values})
+    config.extract.splits = (["train", "eval", "pool"] if config.data.pool_fraction
+                             else ["train", "eval"])
+    return config
 
 
 DEFAULT_BUDGETS = (0.01, 0.02, 0.05, 0.10, 0.20)
