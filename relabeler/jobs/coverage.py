@@ -110,11 +110,15 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
         # the under-covered samples' support fills what the eval targets leave of the budget
         # (all of it without eval labels, or when the model gets every thin eval sample right)
         thinness = 1.0 - cov_frame["coverage_score"].to_numpy(dtype=np.float64)[target_rows]
+        in_pool = cov_frame["split"].to_numpy() == "pool"
+        pool_row = np.full(len(cov_frame), -1, dtype=np.int64)
+        pool_row[in_pool] = np.arange(int(in_pool.sum()))  # cov_frame holds the pool in order
         picks = coverage.acquire(pool.features, features[target_rows],
                                  budget=cfg.acquire_budget, k=cfg.k,
                                  diversity_threshold=cfg.diversity_threshold,
                                  target_regions=regions,
-                                 target_weights=np.clip(thinness, 0.0, None))
+                                 target_weights=np.clip(thinness, 0.0, None),
+                                 target_pool_rows=pool_row[target_rows])
         target_ids = cov_frame["id"].to_numpy(dtype=object)[target_rows]
         more = pd.DataFrame({
             "id": pool.ids[picks.pool_idx], "near_id": target_ids[picks.near_idx],

@@ -17,10 +17,13 @@ extract and attribute read the same windows.
 
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +49,7 @@ from relabeler.model import (
     MAX_LENGTH_KEY,
     head_is_linear,
     head_spec,
+    load_classifier,
     load_tokenizer,
     pick_device,
     save_model,
@@ -270,18 +274,21 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     return pd.DataFrame({"id": ids, "fold": fold, "probs": list(probs)})
 
 
-def _fold_failure(exc: BaseException, plan: PoolPlan, k: int) -> RelabelerError:
-    """What a failed fold task says to the user: the fold's own error when it was one of
-    relabeler's (bad input), else a StageError saying whether Ray lost the worker."""
+def _fold_failure(exc: BaseException, plan: PoolPlan, k: int = 0, *,
+                  what: str = "") -> RelabelerError:
+    """What a failed training task says to the user (``what`` it trained; default the ``k``
+    out-of-fold models): the task's own error when it was one of relabeler's (bad input), else
+    a StageError saying whether Ray lost the worker."""
+    what = what or f"the {k} out-of-fold models"
     from relabeler.jobs._ray import lost_worker
 
     cause = getattr(exc, "cause", None)
     if isinstance(cause, RelabelerError):
         return cause
     why = (f"Ray lost a worker more often than [ray] max_restarts={plan.max_restarts} allows"
-           if lost_worker(exc) else "a fold failed")
+           if lost_worker(exc) else "a fold failed" if k else "the task failed")
     first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return StageError(f"train: the {k} out-of-fold models could not finish: {why} "
+    return StageError(f"train: {what} could not finish: {why} "
                       f"({type(exc).__name__}: {first}); the main model was not saved, run "
                       f"the same command again")
 
@@ -310,6 +317,115 @@ def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes
     if weights is not None:
         info["weight_range"] = [float(weights.min()), float(weights.max())]
     return texts, weights, info
+
+
+@dataclass
+class MainFit:
+    """The main model, fitted (:func:`fit_main`): the model and tokenizer (None where it ran
+    as a Ray task: ``files`` holds them, saved and packed), its training dynamics, the options
+    it resolved, head mode's training states (the fold models reuse them), its eval
+    probabilities (None without eval rows) and the device it ran on."""
+
+    model: Any
+    tokenizer: Any
+    dynamics: pd.DataFrame
+    opts: FitOptions
+    cls_hidden: torch.Tensor | None
+    eval_probs: np.ndarray | None
+    device: str
+    files: bytes = b""
+
+
+def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
+             ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
+             progress: bool, num_threads: int = 0) -> MainFit:
+    """Train the main model on this process's device and predict the eval texts."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    device = pick_device()
+    opts = fit_options(config, device, progress=progress)
+
+    cls_hidden = None
+    eval_cls = None
+    if opts.mode == "head":
+        encoder = opts.new_classifier(config.model.name, classes).to(device)
+        opts = replace(opts, long_text=long_text_settings(config, encoder))
+        states, windows = window_states(config, encoder, texts + list(eval_texts),
+                                        device, progress=progress)
+        both = pick_states(states, windows, "windows")
+        del encoder
+        if opts.long_text.mode == "evidence":  # a head on the windows' mean picks the windows
+            selector, _, _ = fit(config.model.name, classes, texts, label_ids, ids,
+                                 replace(opts, progress=False), device,
+                                 both[:len(texts)], sample_weights=sample_weights)
+            both = pick_states(states, windows, "evidence", selector, device)
+            del selector
+        cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if eval_texts else None)
+
+    model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
+                                     device, cls_hidden, sample_weights=sample_weights)
+    record_long_text(model, opts.long_text)
+    setattr(model.config, MAX_LENGTH_KEY, int(opts.max_length))
+    if eval_cls is not None and opts.long_text.mode == "evidence":
+        # the eval windows as extract will pick them: by the final model
+        eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
+    eval_probs = None
+    if eval_texts:
+        if eval_cls is not None:
+            eval_probs = head_probs(model, eval_cls, device)
+        else:
+            eval_probs = predict_probs(model, tokenizer, eval_texts, max_length=opts.max_length,
+                                       batch_size=64, device=device, long_text=opts.long_text)
+    return MainFit(model.cpu(), tokenizer, dynamics, opts,
+                   None if cls_hidden is None else cls_hidden.cpu(), eval_probs, str(device))
+
+
+def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> MainFit:
+    """:func:`fit_main` as a Ray task: the model and tokenizer come back saved and packed
+    (a model with relabeler's pooling installed does not pickle)."""
+    main = fit_main(config, classes, *args, **kwargs)
+    with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
+        save_model(main.model, main.tokenizer, tmp, classes)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(tmp, arcname=".")
+    return replace(main, model=None, tokenizer=None, files=buffer.getvalue())
+
+
+def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
+             ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
+             progress: bool) -> MainFit:
+    """:func:`fit_main` here, or, when the run joins a Ray cluster (``[ray] address`` or
+    ``$RAY_ADDRESS``, as ``ray job submit`` sets it), as one Ray task with ``[ray]``'s requests
+    (a GPU per actor): the job's driver runs on the head node, which has none."""
+    import os
+
+    address = config.ray.address or os.environ.get("RAY_ADDRESS", "")
+    if not address:
+        return fit_main(config, classes, texts, label_ids, ids, eval_texts, sample_weights,
+                        progress=progress)
+    import ray
+
+    from relabeler.jobs._ray import connect, plan_from_config
+
+    connect(address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+    plan = plan_from_config(config.ray, num_actors=1, num_threads=config.extract.num_threads,
+                            max_actors=1)
+    log.info("train: the main model as a Ray task on the cluster (%s GPU, %s CPU)",
+             plan.num_gpus, plan.num_cpus)
+    task = ray.remote(_fit_main_packed).options(**plan.task_kwargs())
+    try:
+        main = ray.get(task.remote(config, classes, texts, label_ids, ids, eval_texts,
+                                   sample_weights, progress=False,
+                                   num_threads=plan.torch_threads))
+    except ray.exceptions.RayError as exc:
+        raise _fold_failure(exc, plan, what="the main model") from exc
+    with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(main.files)) as tar:
+            tar.extractall(tmp, filter="data")
+        model = load_classifier(tmp, classes)
+        tokenizer = load_tokenizer(tmp)
+    return replace(main, model=model, tokenizer=tokenizer, files=b"")
 
 
 def training_settings(config: RunConfig) -> dict:
@@ -365,37 +481,12 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if shortcuts is None and store.exists(artifacts.SHORTCUTS.path):
         shortcuts = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
-    device = pick_device()
-    opts = fit_options(config, device, progress=progress)
+    main = main_fit(config, classes, texts, label_ids, ids, evaluation["text"].tolist(),
+                    sample_weights, progress=progress)
+    opts, model, tokenizer, cls_hidden = main.opts, main.model, main.tokenizer, main.cls_hidden
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
-             if opts.mode == "full" else "", len(texts), len(classes), device)
-
-    cls_hidden = None
-    eval_cls = None
-    if opts.mode == "head":
-        encoder = opts.new_classifier(config.model.name, classes).to(device)
-        opts = replace(opts, long_text=long_text_settings(config, encoder))
-        states, windows = window_states(config, encoder, texts + evaluation["text"].tolist(),
-                                        device, progress=progress)
-        both = pick_states(states, windows, "windows")
-        del encoder
-        if opts.long_text.mode == "evidence":  # a head on the windows' mean picks the windows
-            selector, _, _ = fit(config.model.name, classes, texts, label_ids, ids,
-                                 replace(opts, progress=False), device,
-                                 both[:len(texts)], sample_weights=sample_weights)
-            both = pick_states(states, windows, "evidence", selector, device)
-            del selector
-        cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if len(evaluation)
-                                                   else None)
-
-    model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
-                                     device, cls_hidden, sample_weights=sample_weights)
-    record_long_text(model, opts.long_text)
-    setattr(model.config, MAX_LENGTH_KEY, int(opts.max_length))
-    if eval_cls is not None and opts.long_text.mode == "evidence":
-        # the eval windows as extract will pick them: by the final model
-        eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
+             if opts.mode == "full" else "", len(texts), len(classes), main.device)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate, "mitigation": mitigation,
                      **({"head_learning_rate": opts.head_learning_rate}
@@ -405,12 +496,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     outputs: dict[str, pa.Table] = {}
     if len(evaluation):
         eval_ids = evaluation["label"].map(index).to_numpy(dtype=np.int64)
-        if eval_cls is not None:
-            eval_probs = head_probs(model, eval_cls, device)
-        else:
-            eval_probs = predict_probs(model, tokenizer, evaluation["text"].tolist(),
-                                       max_length=opts.max_length, batch_size=64, device=device,
-                                       long_text=opts.long_text)
+        eval_probs = main.eval_probs
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
         outputs[artifacts.EVAL_PREDICTIONS.path] = pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),
@@ -442,7 +528,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         log.info("train: out-of-fold accuracy against the given labels %.4f",
                  metrics["oof_accuracy"])
 
-    outputs[artifacts.DYNAMICS.path] = pa.Table.from_pandas(dynamics, preserve_index=False)
+    outputs[artifacts.DYNAMICS.path] = pa.Table.from_pandas(main.dynamics,
+                                                            preserve_index=False)
     # the marker first (unfinished from here), then each output replaced whole, the old one
     # kept until its replacement is written; last, what this run does not make (oof without
     # folds) goes

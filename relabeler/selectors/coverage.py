@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relabeler.selectors._checks import as_labels, as_matrix
-from relabeler.selectors.knn import knn, unit_rows
+from relabeler.selectors.knn import Neighbors, knn, unit_rows
 from relabeler.selectors.neighbors import neighbor_label_distribution
 
 
@@ -119,7 +119,8 @@ class Acquisition:
 def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: int,
             k: int = 10, diversity_threshold: float = 0.95,
             target_regions: np.ndarray | None = None,
-            target_weights: np.ndarray | None = None) -> Acquisition:
+            target_weights: np.ndarray | None = None,
+            target_pool_rows: np.ndarray | None = None) -> Acquisition:
     """Pool samples worth labeling: those that support the most under-covered targets, spread
     over the targets' regions, without near-duplicates.
 
@@ -139,6 +140,10 @@ def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: i
     target_regions : (T,) int region of each target (:func:`relabeler.selectors.thin_regions.
         group_regions`); default: each target its own region.
     target_weights : (T,) float >= 0 how much covering each target is worth; default 1.
+    target_pool_rows : (T,) int, the pool row a target is (an under-covered pool sample), -1
+        for one outside the pool; default none. A pool sample does not support itself: labeled,
+        an isolated one covers nothing but itself, and its own similarity of 1 would rank it
+        above samples in the middle of a thin region.
 
     Returns
     -------
@@ -158,7 +163,10 @@ def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: i
                else np.asarray(target_regions, dtype=np.int64))
     weights = (np.ones(t, dtype=np.float64) if target_weights is None
                else np.asarray(target_weights, dtype=np.float64))
-    for name, value in (("target_regions", regions), ("target_weights", weights)):
+    own = (np.full(t, -1, dtype=np.int64) if target_pool_rows is None
+           else np.asarray(target_pool_rows, dtype=np.int64))
+    for name, value in (("target_regions", regions), ("target_weights", weights),
+                        ("target_pool_rows", own)):
         if value.shape != (t,):
             raise ValueError(f"{name}: expected shape ({t},), got {value.shape}")
     if not np.all(np.isfinite(weights)) or (weights < 0).any():
@@ -169,12 +177,21 @@ def acquire(pool_features: np.ndarray, target_features: np.ndarray, *, budget: i
         return empty
     return _compute_acquisition(pool_features, target_features, budget=budget, k=min(k, t),
                                 diversity_threshold=diversity_threshold, regions=regions,
-                                weights=weights)
+                                weights=weights, own=own)
 
 
 def _compute_acquisition(pool_features, target_features, *, budget, k, diversity_threshold,
-                         regions, weights) -> Acquisition:
-    nb = knn(target_features, pool_features, k=k, metric="cosine")
+                         regions, weights, own) -> Acquisition:
+    nb = knn(target_features, pool_features, k=min(k + 1, len(target_features)),
+             metric="cosine")
+    # each pool row's k nearest targets other than itself
+    pool_rows = np.arange(len(pool_features))[:, None]
+    other = (nb.indices >= 0) & (own[np.where(nb.indices >= 0, nb.indices, 0)] != pool_rows)
+    keep = other & (np.cumsum(other, axis=1) <= k)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones first, in order
+    nb = Neighbors(indices=np.where(np.take_along_axis(keep, order, axis=1),
+                                    np.take_along_axis(nb.indices, order, axis=1), -1),
+                   scores=np.take_along_axis(nb.scores, order, axis=1), metric=nb.metric)
     valid = nb.indices >= 0
     sims = np.where(valid, np.clip(nb.scores, 0.0, None), 0.0)
     support = (sims * weights[np.where(valid, nb.indices, 0)]).sum(axis=1)

@@ -220,3 +220,26 @@ def test_a_fold_model_trains_with_the_main_models_loss_weights(tiny_bert_dir, tm
     weighted = _train_fold(*args, sample_weights=np.where(labels == 0, 1.0, 1e-3))["probs"]
     np.testing.assert_allclose(plain, again, atol=1e-5)  # weights of 1 are no weights
     assert weighted[:, 0].mean() > plain[:, 0].mean() + 0.05  # class a weighs: it is favoured
+
+
+def test_on_a_ray_cluster_the_main_model_trains_as_a_ray_task(ray_session, tiny_bert_dir,
+                                                               tmp_path, synthetic_csv, caplog):
+    # a RayJob's driver runs on the head node, which has no GPU: the model must train on a
+    # worker. The same model as a local fit, mean pooling (which does not pickle) included
+    config = _config(tmp_path / "remote", synthetic_csv, tiny_bert_dir, mode="head", epochs=3)
+    config.model.pooling = "mean"
+    config.ray.address = ray_session.get_runtime_context().gcs_address
+    with caplog.at_level("INFO", logger="relabeler.jobs.train"):
+        run_train(RunStore(config.run_dir), config, progress=False)
+    assert "the main model as a Ray task on the cluster" in caplog.text
+    local = config.model_copy(deep=True)
+    local.run_dir, local.ray.address = str(tmp_path / "local"), ""
+    run_train(RunStore(local.run_dir), local, progress=False)
+    remote_eval = RunStore(config.run_dir).read_table("train/eval_predictions.parquet")
+    local_eval = RunStore(local.run_dir).read_table("train/eval_predictions.parquet")
+    np.testing.assert_allclose(np.stack(remote_eval.column("probs").to_numpy()),
+                               np.stack(local_eval.column("probs").to_numpy()), atol=1e-3)
+    saved = load_classifier(RunStore(config.run_dir).get_dir("model"))
+    assert class_names(saved) == class_names(load_classifier(
+        RunStore(local.run_dir).get_dir("model")))
+    assert saved.config.relabeler_max_length == 64

@@ -122,3 +122,18 @@ def test_farthest_first_keeps_the_best_and_then_the_least_similar():
     assert farthest_first(features[:3], 5).tolist() == [0, 1, 2]  # fewer rows than k: all
     with pytest.raises(ValueError, match="k: expected at least 1"):
         farthest_first(features, 0)
+
+
+def test_an_under_covered_pool_sample_does_not_support_itself():
+    from relabeler.selectors.coverage import acquire
+
+    x = np.array([1.0, 0.0, 0.0], np.float32)  # an isolated pool sample, itself a target
+    y = np.array([0.0, 1.0, 0.0], np.float32)  # a pool sample between two thin eval samples
+    eval_targets = np.array([[0.0, 0.4, 0.92], [0.0, 0.4, -0.92]], np.float32)
+    pool = np.stack([x, y])
+    targets = np.vstack([x[None], eval_targets])
+    counted = acquire(pool, targets, budget=1, k=2)
+    assert counted.pool_idx.tolist() == [0] and counted.near_idx.tolist() == [0]  # before
+    fixed = acquire(pool, targets, budget=2, k=2, target_pool_rows=np.array([0, -1, -1]))
+    assert fixed.pool_idx.tolist()[0] == 1
+    assert 0 not in fixed.near_idx[fixed.pool_idx == 0].tolist()
