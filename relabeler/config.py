@@ -325,9 +325,9 @@ class StudioConfig(_Section):
                                    "= a fresh secret per `relabeler serve`.", min_length=1)
     backend_credentials_env: str = _opt("RELABELER_BACKEND_CREDENTIALS", "Environment variable "
                                         "that holds `user:password`, the HTTP basic auth every "
-                                        "request to the backend but /health must carry (serve "
-                                        "registers it with Label Studio); unset = fresh ones "
-                                        "per `relabeler serve`.", min_length=1)
+                                        "request to the backend but /health and /webhook must "
+                                        "carry (serve registers it with Label Studio); unset = "
+                                        "fresh ones per `relabeler serve`.", min_length=1)
     backend_max_body_mb: int = _opt(10, "Largest request body the backend accepts, MiB "
                                     "(larger: 413).", ge=1, le=1024)
     retries: int = _opt(5, "Retries of a Label Studio request after a connection error or a "
