@@ -166,16 +166,20 @@ def test_the_panel_shows_the_evidence_window_first(tiny_bert_dir):
     from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 
     frame = pd.DataFrame({"id": ["a", "a", "b"], "target_label": ["pos", "neg", "pos"],
-                          "spans": [[], [], []], "window_start": [6, 6, 0],
-                          "window_end": [20, 20, 5]})
+                          "spans": [[], [], []], "window_start": [6, 21, 0],
+                          "window_end": [20, 32, 5]})
     index = AttributionIndex.from_frame(frame)
     text = "intro <the> window, and the rest"
-    assert index.window("a", text) == (6, 20) and index.window("b", "short") is None
+    assert index.window("a", text, "pos") == (6, 20) and index.window("b", "short", "pos") is None
+    # under long_text = windows each target's evidence comes from its own window: both shown
+    assert index.window("a", text, "neg") == (21, 32)
     sample = SampleInput(id="a", text=text, given_label="neg", suggested_label="pos",
-                         evidence_window=index.window("a", text))
+                         evidence_window=index.window("a", text, "pos"),
+                         given_window=index.window("a", text, "neg"))
     html = panel_html(sample, LabelingSpec.from_config(build_labeling_config(["neg", "pos"])))
     assert html.index("Evidence window") < html.index("Given label")
     assert "&lt;the&gt; window" in html and "characters 6-20 of 32" in html
+    assert "Evidence window for the given label</b> (characters 21-32 of 32" in html
 
 
 def test_full_training_reads_every_window_and_keeps_one_dynamics_row_per_text(tiny_bert_dir):

@@ -76,7 +76,8 @@ class SampleInput:
     notes: tuple[str, ...] = field(default=())
     #: (start, end) characters of ``text`` the evidence was read from, when that is a window
     #: of a long text (``[model] long_text``); the panel shows it first
-    evidence_window: tuple[int, int] | None = None
+    evidence_window: tuple[int, int] | None = None  # the suggestion's evidence (characters)
+    given_window: tuple[int, int] | None = None     # the given label's, where it differs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,11 +108,16 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
         head.append(f"<b>Suggested:</b> {e(sample.suggested_label)} "
                     f"({_fmt(sample.confidence)})")
     parts = ["<div>"]
-    if sample.evidence_window is not None:
-        start, end = sample.evidence_window
-        # the window the model read its evidence from, first; the labeled text above holds
-        # the whole text (and the regions, at offsets of the whole text)
-        parts.append(f"<p style='margin-bottom:0'><b>Evidence window</b> (characters "
+    # the windows the model read its evidence from, first; the labeled text above holds the
+    # whole text (and the regions, at offsets of the whole text)
+    windows = [("Evidence window", sample.evidence_window)]
+    if sample.given_window not in (None, sample.evidence_window):
+        windows.append(("Evidence window for the given label", sample.given_window))
+    for title, window in windows:
+        if window is None:
+            continue
+        start, end = window
+        parts.append(f"<p style='margin-bottom:0'><b>{title}</b> (characters "
                      f"{start:,}-{end:,} of {len(sample.text):,}; the whole text is in the "
                      f"labeled text above):</p><blockquote style='margin:0.25em 1em'>"
                      f"{e(sample.text[start:end])}</blockquote>")
@@ -242,9 +248,10 @@ class AttributionIndex:
     spans: Mapping[tuple[str, str], tuple[Span, ...]]
     truncated: frozenset[str]
     available: bool
-    #: sample id -> (start, end) of the window its first attributed row read, where that is
-    #: a window of a longer text (``window_start``/``window_end`` of the attributions)
-    windows: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    #: (sample id, target label) -> (start, end) of the window that row's attribution read,
+    #: where that is a window of a longer text (``window_start``/``window_end``): under
+    #: ``long_text = windows`` each target's evidence comes from its own window
+    windows: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> AttributionIndex:
@@ -268,17 +275,19 @@ class AttributionIndex:
             items = _as_list(row_spans)
             spans[(str(sid), str(target))] = tuple(
                 Span(int(s["start"]), int(s["end"]), float(s["score"])) for s in items)
-        windows: dict[str, tuple[int, int]] = {}
+        windows: dict[tuple[str, str], tuple[int, int]] = {}
         if {"window_start", "window_end"} <= set(frame.columns):  # absent before long_text
-            for sid, start, end in zip(frame["id"], frame["window_start"], frame["window_end"],
-                                       strict=True):
-                windows.setdefault(str(sid), (int(start), int(end)))
+            for sid, target, start, end in zip(frame["id"], frame["target_label"],
+                                               frame["window_start"], frame["window_end"],
+                                               strict=True):
+                windows.setdefault((str(sid), str(target)), (int(start), int(end)))
         return cls(spans=spans, truncated=frozenset(frame.loc[truncated, "id"].astype(str)),
                    available=True, windows=windows)
 
-    def window(self, sample_id: str, text: str) -> tuple[int, int] | None:
-        """The evidence window of ``sample_id`` when it is less than the whole ``text``."""
-        found = self.windows.get(sample_id)
+    def window(self, sample_id: str, text: str, target: str | None) -> tuple[int, int] | None:
+        """The window the evidence toward ``target`` came from, when it is less than the whole
+        ``text``."""
+        found = self.windows.get((sample_id, target)) if target is not None else None
         return found if found is not None and found != (0, len(text)) else None
 
     def get(self, sample_id: str, target: str | None) -> tuple[Span, ...]:
@@ -341,7 +350,8 @@ def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
             reasons=tuple(str(r) for r in _as_list(getattr(row, "reasons", None))),
             examples=tuple(shown), suggestion_spans=s_spans, given_spans=g_spans,
             notes=_evidence_notes(sid, attributions, bool(s_spans or g_spans)),
-            evidence_window=attributions.window(sid, texts[sid])))
+            evidence_window=attributions.window(sid, texts[sid], suggested),
+            given_window=attributions.window(sid, texts[sid], given)))
     return out
 
 
@@ -374,5 +384,5 @@ def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
             confidence=confidence, suspect_score=None, reasons=tuple(reasons), examples=shown,
             suggestion_spans=spans, given_spans=(),
             notes=_evidence_notes(sid, attributions, bool(spans)),
-            evidence_window=attributions.window(sid, texts[sid])))
+            evidence_window=attributions.window(sid, texts[sid], label)))
     return out
