@@ -14,9 +14,15 @@ with the model's help:
   ActiveLab order.
 * ``majority``: no model; ties need review.
 
-The model-aided methods need the model's probabilities for the task's sample and at least two
-annotators across the project; otherwise the majority stands. A task whose majority answer is
-"Drop" or "Not sure" keeps it: those are not classes the model can weigh.
+The model-aided methods resolve the tasks that two or more annotators answered with a class,
+given the model's probabilities for the task's sample and at least two such tasks and two
+annotators; a lone answer stands (the model alone would overrule the person, and an
+annotator's accuracy cannot be told apart from the model's without another answer), and so
+does each annotator's table without estimates. Every task with a class answer is still ranked
+for a second opinion (``second_opinion``), lone answers included, by a fit that decides no
+label. A task whose majority answer is "Drop" or "Not sure" keeps it: those are not classes
+the model can weigh; where they hold half the answers or more against the resolved class, the
+task still needs review.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.corrections import KEEP, RELABEL
 from relabeler.plugin.dawid_skene import MISSING, dawid_skene, flip_chance
+from relabeler.plugin.labeling import DROP, NOT_SURE
 from relabeler.plugin.votes import Vote, resolve
 from relabeler.store import RunStore
 
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 DAWID_SKENE, CROWDLAB, MAJORITY = "dawid_skene", "crowdlab", "majority"
 METHODS = (DAWID_SKENE, CROWDLAB, MAJORITY)
 SKIPPED = "(skipped)"  # how a vote records a skipped task
+NOT_CLASSES = (DROP, NOT_SURE)  # answers the model cannot weigh
 
 
 def vote_answers(annotators: list[str], votes: list[str]) -> dict[str, str]:
@@ -89,44 +97,81 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
         corrections.itertuples(index=False), answers, strict=True))
         if row.id in probs and any(x in index for x in given.values())
         and (row.action in (KEEP, RELABEL) or bool(row.needs_review))]
-    who = sorted({a for i in eligible for a, x in answers[i].items() if x in index})
     counts = pd.Series([a for given in answers for a, x in given.items() if x != SKIPPED],
                        dtype=object).value_counts()
-    if len(who) < 2 or len(eligible) < 2:
-        return corrections, _annotator_table(counts, None)
-    wide = np.array([[index.get(answers[i].get(a), MISSING) for a in who] for i in eligible],
+    # a lone answer stands: without another answer to the task, the model alone would decide
+    # against the person (and an annotator's accuracy cannot be told apart from the model's)
+    overlap = [i for i in eligible if sum(x in index for x in answers[i].values()) >= 2]
+    strata_keys = None if not strata else {
+        i: strata.get((int(p), str(s))) if pd.notna(p) else None
+        for i, p, s in zip(range(len(corrections)), corrections["project_id"],
+                           corrections["id"], strict=True)}
+    fit = _fit(method, overlap, answers, index, probs, corrections, strata_keys)
+    if fit is None:
+        stats = None
+    else:
+        who, wide, found = fit
+        for row, label in zip(overlap, found.labels, strict=True):
+            _apply(corrections, row, classes[int(label)], answers[row], method)
+        log.info("pull: %d tasks answered by several annotators resolved with the model's help "
+                 "(%s) over %d annotators", len(overlap), method, len(who))
+        agreement = {a: float(np.mean(wide[wide[:, j] != MISSING, j]
+                                      == found.labels[wide[:, j] != MISSING]))
+                     for j, a in enumerate(who)}
+        stats = pd.DataFrame({"agreement_with_consensus": agreement, "quality": found.quality,
+                              "estimated_accuracy": found.accuracy})
+    # which task one more answer would most likely change: every task, lone answers included
+    # (where a second opinion matters most); this fit decides no label
+    order = fit if fit is not None and len(overlap) == len(eligible) else _fit(
+        method, eligible, answers, index, probs, corrections, strata_keys)
+    if order is not None:
+        ranked = overlap if order is fit else eligible
+        second = np.empty(len(ranked), dtype=np.int64)
+        second[order[2].ask_order] = np.arange(1, len(ranked) + 1)
+        column = corrections.columns.get_loc("second_opinion")
+        for row, rank in zip(ranked, second, strict=True):
+            corrections.iloc[row, column] = int(rank)
+    return corrections, _annotator_table(counts, stats)
+
+
+def _fit(method: str, rows: list[int], answers: list[dict[str, str]], index: dict[str, int],
+         probs: Mapping[str, np.ndarray], corrections: pd.DataFrame,
+         strata: Mapping[int, Hashable] | None
+         ) -> tuple[list[str], np.ndarray, _Consensus] | None:
+    """The model-aided method over the tasks at ``rows``: (annotators, answers wide, result);
+    None with fewer than two tasks or two annotators among them."""
+    who = sorted({a for i in rows for a, x in answers[i].items() if x in index})
+    if len(who) < 2 or len(rows) < 2:
+        return None
+    wide = np.array([[index.get(answers[i].get(a), MISSING) for a in who] for i in rows],
                     dtype=np.int64)
-    pred = np.stack([probs[corrections["id"].iloc[i]] for i in eligible])
+    pred = np.stack([probs[corrections["id"].iloc[i]] for i in rows])
     pred = np.clip(pred, 1e-9, None)
     pred /= pred.sum(axis=1, keepdims=True)
-    groups = _groups([None] * len(eligible) if not strata else [
-        strata.get((int(p), str(i))) if pd.notna(p) else None for p, i in zip(
-            corrections["project_id"].iloc[eligible], corrections["id"].iloc[eligible],
-            strict=True)])
+    if method == CROWDLAB and not (wide != MISSING).sum(axis=1).max() >= 2:
+        log.warning("pull: no task has two answers: cleanlab's CROWDLAB cannot rank the tasks "
+                    "for a second opinion")
+        return None
+    groups = _groups([None] * len(rows) if not strata else [strata.get(i) for i in rows])
     found = (_dawid_skene(wide, pred, who, groups) if method == DAWID_SKENE
              else _crowdlab(wide, pred, who))
-    second = np.empty(len(eligible), dtype=np.int64)
-    second[found.ask_order] = np.arange(1, len(eligible) + 1)
-    for row, label, rank in zip(eligible, found.labels, second, strict=True):
-        given = [index.get(x) for x in answers[row].values() if x in index]
-        corrections.iloc[row, corrections.columns.get_loc("second_opinion")] = int(rank)
-        new = classes[int(label)]
-        old = corrections["old_label"].iloc[row]
-        corrections.iloc[row, corrections.columns.get_loc("new_label")] = new
-        corrections.iloc[row, corrections.columns.get_loc("action")] = (
-            KEEP if new == old else RELABEL)
-        corrections.iloc[row, corrections.columns.get_loc("agreement")] = float(
-            np.mean([g == int(label) for g in given]))
-        corrections.iloc[row, corrections.columns.get_loc("needs_review")] = False
-        corrections.iloc[row, corrections.columns.get_loc("consensus")] = method
-    log.info("pull: %d tasks resolved with the model's help (%s) over %d annotators",
-             len(eligible), method, len(who))
-    agreement = {a: float(np.mean(wide[wide[:, j] != MISSING, j]
-                                  == found.labels[wide[:, j] != MISSING]))
-                 for j, a in enumerate(who)}
-    stats = pd.DataFrame({"agreement_with_consensus": agreement, "quality": found.quality,
-                          "estimated_accuracy": found.accuracy})
-    return corrections, _annotator_table(counts, stats)
+    return who, wide, found
+
+
+def _apply(corrections: pd.DataFrame, row: int, new: str, given: dict[str, str],
+           method: str) -> None:
+    """Write the resolved label ``new`` into ``corrections`` at ``row``; its agreement is over
+    every answer, "Drop" and "Not sure" included: where those hold half the answers or more
+    against the resolved class, the task still needs review (the model weighs classes only)."""
+    old = corrections["old_label"].iloc[row]
+    answered = [x for x in given.values() if x != SKIPPED]
+    agreement = float(np.mean([x == new for x in answered])) if answered else 0.0
+    others = sum(x not in (new, SKIPPED) and x in NOT_CLASSES for x in given.values())
+    review = others > 0 and agreement <= 0.5
+    for column, value in (("new_label", new), ("action", KEEP if new == old else RELABEL),
+                          ("agreement", agreement), ("needs_review", review),
+                          ("consensus", method)):
+        corrections.iloc[row, corrections.columns.get_loc(column)] = value
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,52 @@ def test_strata_of_enough_tasks_get_their_own_group_and_small_ones_share_one():
     assert len({first, second, rest}) == 3
     assert (groups[-5:] == rest).all() and (groups[:MIN_STRATUM] == first).all()
     assert _groups([None] * 4).tolist() == [0, 0, 0, 0]
+
+
+def _answers(rows, classes):
+    """A corrections frame from (id, old label, {annotator: answer}) rows, resolved by
+    majority as pull resolves them first."""
+    out = []
+    for sid, old, given in rows:
+        votes = [Vote(who, answer, i, "2026-12-06T00:00:00Z")
+                 for i, (who, answer) in enumerate(given.items())]
+        res = resolve(votes, given_label=old)
+        out.append({"id": sid, "old_label": old, "new_label": res.new_label,
+                    "action": res.action, "agreement": res.agreement,
+                    "needs_review": res.needs_review, "annotators": list(given),
+                    "votes": [f"{w}: {a}" for w, a in given.items()]})
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("method", ["dawid_skene", "crowdlab"])
+def test_a_lone_answer_stands_against_a_confident_model(method):
+    # overlap 1 (the default): each task answered once, by one of two careful annotators who
+    # correct labels the model (trained on them) still believes
+    classes = ["neg", "pos"]
+    rows = [(f"s{i}", "neg", {("ann@a" if i % 2 else "ann@b"): "pos"}) for i in range(40)]
+    rows += [(f"k{i}", "neg", {("ann@a" if i % 2 else "ann@b"): "neg"}) for i in range(40)]
+    frame = _answers(rows, classes)
+    probs = {sid: np.array([0.97, 0.03]) for sid, _, _ in rows}
+    resolved, annotators = resolve_with_model(frame, probs, classes, method=method)
+    assert (resolved["new_label"].iloc[:40] == "pos").all()  # the people's answers
+    assert (resolved["action"].iloc[:40] == "relabel").all()
+    assert (resolved["consensus"] == "majority").all()
+    assert annotators["estimated_accuracy"].isna().all() and annotators["quality"].isna().all()
+    if method == "dawid_skene":  # every task still ranked for a second opinion
+        ranks = resolved["second_opinion"].astype(int)
+        assert sorted(ranks) == list(range(1, 81))
+        assert ranks.iloc[:40].max() < ranks.iloc[40:].min()  # the model doubts these most
+
+
+def test_drop_or_not_sure_beside_a_class_keeps_the_task_in_review():
+    classes = ["neg", "pos"]
+    frame = _answers([("a", "neg", {"x@a": DROP, "y@a": "pos"}),
+                      ("b", "neg", {"x@a": NOT_SURE, "y@a": "pos", "z@a": "neg"}),
+                      ("c", "neg", {"x@a": "pos", "y@a": "pos", "z@a": "neg"}),
+                      ("d", "pos", {"x@a": "pos", "y@a": "neg", "z@a": "pos"})], classes)
+    probs = {s: np.array([0.5, 0.5]) for s in "abcd"}
+    resolved = resolve_with_model(frame, probs, classes)[0].set_index("id")
+    assert resolved.at["a", "needs_review"] and resolved.at["a", "consensus"] == "majority"
+    assert resolved.at["b", "needs_review"] and resolved.at["b", "agreement"] == \
+        pytest.approx(1 / 3)
+    assert not resolved.at["c", "needs_review"] and resolved.at["c", "new_label"] == "pos"
