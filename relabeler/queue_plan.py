@@ -236,9 +236,13 @@ def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.Dat
     ranking = ranking.sort_values(["rank", "id"], kind="stable")
     rank_of = dict(zip(ranking["id"], ranking["rank"], strict=True))
     review = manifest[manifest["source"].isin([FLAGGED, CONTROL])]
+    # samples people answer in another project (a counterexample, an acquired pool row that
+    # joined the training set) are never asked again here
+    elsewhere = set(manifest.loc[manifest["source"].isin([COUNTEREXAMPLE, ACQUIRED]), "id"])
     new_flagged, new_controls = plan_training_queue(
-        list(ranking["id"]), train_ids, review, budget=budget, control_share=control_share,
-        seed=seed)
+        [x for x in ranking["id"] if x not in elsewhere],
+        [x for x in train_ids if x not in elsewhere], review, budget=budget,
+        control_share=control_share, seed=seed)
     flagged = [*review.loc[review["source"] == FLAGGED, "id"], *new_flagged]
     flagged.sort(key=lambda x: (rank_of.get(x, np.iinfo(np.int64).max), x))
     controls = [*review.loc[review["source"] == CONTROL, "id"], *new_controls]
@@ -287,8 +291,7 @@ def plan_next_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: p
     """
     if round_no < 1:
         raise ValueError(f"round_no must be >= 1, got {round_no}")
-    review = manifest[manifest["source"].isin([FLAGGED, CONTROL])]
-    sent = set(review["id"])
+    sent = set(manifest["id"])  # any project: a counterexample or an acquired row included
     ranking = ranking.sort_values(["rank", "id"], kind="stable")
     rank_of = dict(zip(ranking["id"], ranking["rank"], strict=True))
     open_ranked = [x for x in ranking["id"] if x not in sent]
@@ -301,6 +304,7 @@ def plan_next_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: p
     draw = np.random.default_rng([seed, round_no]).permutation(len(pool))[:n_controls]
     controls = [pool[int(k)] for k in draw]
     positions = queue_priorities(flagged, controls, seed=seed)
+    review = manifest[manifest["source"].isin([FLAGGED, CONTROL])]
     start = int(review["priority"].max()) if len(review) else 0
     ordered = sorted(positions, key=positions.__getitem__)
     source = {**dict.fromkeys(flagged, FLAGGED), **dict.fromkeys(controls, CONTROL)}

@@ -200,3 +200,19 @@ def test_a_later_round_never_sends_a_sample_twice_and_stops_when_all_were_sent()
                            round_no=2).empty
     with pytest.raises(ValueError, match="round_no"):
         plan_next_round(ranking, IDS, sent, batch=5, control_share=0.1, seed=0, round_no=0)
+
+
+def test_samples_answered_in_another_project_are_never_planned_again():
+    from relabeler.queue_plan import plan_next_round, plan_round
+
+    ranking = pd.DataFrame({"id": [f"t{i}" for i in range(10)] + ["p7"], "rank": range(1, 12)})
+    manifest = pd.DataFrame({"id": ["t0", "t3", "p7"], "priority": [1, 1, 1],
+                             "source": ["flagged", "counterexample", "acquired"]})
+    train_ids = [f"t{i}" for i in range(10)] + ["p7"]  # p7 joined the training set
+    nxt = plan_next_round(ranking, train_ids, manifest, batch=4, control_share=0.0, seed=0,
+                          round_no=2)
+    assert nxt["id"].tolist() == ["t1", "t2", "t4", "t5"]
+    plan = plan_round(ranking, train_ids, manifest, budget=5, control_share=0.2, seed=0,
+                      pool_picks=pd.DataFrame({"id": [], "rank": []}))
+    review = plan[plan["source"].isin(["flagged", "random_control"])]
+    assert not {"t3", "p7"} & set(review["id"]) and len(review) == 5
