@@ -205,8 +205,11 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         point, point_from = calibrated[0], "calibrated score"
     # a sharper point where the controls' interval allows it
     remaining[1] = min(max(point, remaining[0]), remaining[2])
+    # no more wrong labels than rows that could hold them: the rows nobody answered
+    remaining = [min(r, float(rest + pending)) for r in remaining]
 
-    batch = max(1, int(next_batch))
+    # the next batch draws from the rows never sent: it is no larger than they are
+    batch = max(1, min(int(next_batch), rest))
     # the queue in the order it was sent: round by round, each round by its own ranking
     # (`relabeler next` ranks every round afresh, so ranks alone would mix the rounds' tails)
     ordered = flagged.sort_values(["round", "rank"], kind="stable")
@@ -240,7 +243,7 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     # does the queue beat random picks? one-sided Fisher exact test on the two rates
     _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
     works = bool(p_value < 0.05)
-    advice = "stop" if corrections[2] / batch < stop_rate else "continue"
+    advice = "stop" if rest == 0 or corrections[2] / batch < stop_rate else "continue"
     return {
         "available": True,
         "controls": {"reviewed": n_c, "corrected": k_c, "rate": p_c, "ci95": [c_lo, c_hi],

@@ -301,3 +301,25 @@ def test_rounds_that_rank_afresh_are_read_in_the_order_they_were_sent():
     low, rate, high = left["next_batch"]["rate"]
     assert rate <= 0.1 and high < 0.3  # round 2's window: 4 of 40 (Wilson upper 0.23)
     assert left["next_batch"]["at_queue_rate"] <= 4.0
+
+
+def _rows(ids, source, rounds, corrected):
+    manifest = pd.DataFrame({"id": ids, "source": source, "rank": np.arange(1, len(ids) + 1),
+                             "round": rounds})
+    corrections = pd.DataFrame({"id": ids, "action": np.where(corrected, "relabel", "keep"),
+                                "old_label": "a", "new_label": np.where(corrected, "b", "a")})
+    return manifest, corrections
+
+
+def test_what_is_left_is_never_more_than_the_rows_nobody_answered():
+    # 100 rows: round 1's 10 controls all corrected, round 2's 70 flagged tasks all kept
+    ids = [f"r{i:03d}" for i in range(80)]
+    manifest, corrections = _rows(ids, ["random_control"] * 10 + ["flagged"] * 70,
+                                  [1] * 10 + [2] * 70, [True] * 10 + [False] * 70)
+    manifest.loc[10, "source"], corrections.loc[10, "action"] = "flagged", "relabel"
+    left = estimate_remaining(manifest, corrections, 100, next_batch=200, stop_rate=0.05)
+    assert left["unreviewed_rows"] == 20
+    assert all(0 <= x <= 20 for x in left["remaining"])
+    assert left["next_batch"]["size"] == 20  # no larger than the rows never sent
+    assert all(c <= x for c, x in zip(left["next_batch"]["corrections"], left["remaining"],
+                                      strict=True))
