@@ -37,6 +37,10 @@ NO_BETTER = ("The flagged tasks were corrected no more often than the random con
              "eval data for a better-calibrated model.")
 
 
+#: answered flagged tasks a round needs before its correction rate is tested against the controls
+MIN_TESTED = 10
+
+
 def _answered(manifest: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame:
     """Review tasks with an answer (keep, relabel or drop), with ``corrected`` and round."""
     sent = manifest[manifest["source"].isin(REVIEW)]
@@ -47,19 +51,26 @@ def _answered(manifest: pd.DataFrame, corrections: pd.DataFrame) -> pd.DataFrame
 
 def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: float = 0.05
                ) -> dict:
-    """Did the latest round with answered flagged tasks beat the random controls?
+    """Did the latest round with at least :data:`MIN_TESTED` answered flagged tasks beat the
+    random controls? (A round just begun, with a few answers, says nothing yet: a test of 4
+    answers cannot tell a working ranking from random picks, and would switch the next round
+    to random ones.)
 
     manifest: id, source, round. corrections: id, action, old_label, new_label. Returns
-    ``available`` (False without answered flagged tasks and controls), the round tested, both
-    sides' counts and rates, the one-sided p-value and ``beats_random`` (p < ``alpha``).
+    ``available`` (False without such a round or without answered controls), the round
+    tested, both sides' counts and rates, the one-sided p-value and ``beats_random``
+    (p < ``alpha``).
     """
     answered = _answered(manifest, corrections)
     flagged = answered[answered["source"] == "flagged"]
     controls = answered[answered["source"] == "random_control"]
-    if not len(flagged) or not len(controls):
+    sizes = flagged["round"].value_counts()
+    tested = sizes.index[sizes >= MIN_TESTED]
+    if not len(tested) or not len(controls):
         return {"available": False,
-                "why": "needs answered flagged tasks and answered random controls"}
-    latest = int(flagged["round"].max())
+                "why": f"needs a round with at least {MIN_TESTED} answered flagged tasks and "
+                       f"answered random controls"}
+    latest = int(tested.max())
     flagged = flagged[flagged["round"] == latest]
     n_f, k_f = len(flagged), int(flagged["corrected"].sum())
     n_c, k_c = len(controls), int(controls["corrected"].sum())
