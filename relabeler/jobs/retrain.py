@@ -30,7 +30,6 @@ edited, and ``retrain/vN/dataset/eval.parquet`` stays the original labels.
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -42,7 +41,7 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.config import ModelConfig, RunConfig, TrainConfig
-from relabeler.corrections import ACTIONS, CORRECTIONS
+from relabeler.corrections import ACTIONS, CORRECTIONS, corrections_fingerprint
 from relabeler.data import read_split
 from relabeler.errors import DataError, StageError
 from relabeler.jobs.train import run_train, setting_changes, training_settings
@@ -208,16 +207,6 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
     return out, {"groups": int(members["group_id"].nunique()), "dropped": len(dropped)}
 
 
-def _fingerprint(table: pa.Table) -> str:
-    import io
-
-    import pyarrow.parquet as pq
-
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
-
-
 @contextmanager
 def _removed_on_failure(store: RunStore, folder: str) -> Iterator[None]:
     """Remove ``folder`` if the block fails: a version without its model is no version."""
@@ -254,7 +243,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "
                          f"score --run {store.uri}` first")
     corrections_table = store.read_table(CORRECTIONS)
-    fingerprint = _fingerprint(corrections_table)
+    fingerprint = corrections_fingerprint(corrections_table)
     info = store.stage_info(STAGE)
     if info and not store.redo(STAGE, force) and \
             info["info"].get("corrections") == fingerprint and \

@@ -18,6 +18,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig
+from relabeler.corrections import corrections_fingerprint
 from relabeler.errors import StageError
 from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.report.annotators import annotators_section, render_annotators
@@ -121,7 +122,14 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     after = after.reindex(before.index)
     evaluation = paired_gain(before, after, classes)
 
-    corrections = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
+    table = store.read_table(artifacts.CORRECTIONS.path)
+    stale = None
+    if info["info"].get("corrections") not in (None, corrections_fingerprint(table)):
+        stale = (f"The answers changed after the last retrain (version {version}): the eval gain "
+                 f"is that version's, while the answers, labels spent and what is left are the "
+                 f"latest. Run `relabeler retrain --run {store.uri}`, then report again.")
+        log.warning("report: %s", stale)
+    corrections = table.to_pandas()
     if "source" in corrections.columns:  # eval-audit answers are not training corrections
         corrections = corrections[corrections["source"] != EVAL_AUDIT].reset_index(drop=True)
     counts = info["info"]
@@ -140,6 +148,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     report = {
         "run": store.uri,
         "version": version,
+        "stale": stale,
         "classes": classes,
         "eval": evaluation,
         "eval_unsteered": steered_gain(store, sub, before, after, classes),
@@ -384,6 +393,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;margin:.5em}}
 .big{{font-size:1.4em}}</style></head><body>
 <h1>What the relabeling bought</h1>
+{_stale_html(report.get("stale"))}
 <p>Run <code>{html.escape(report['run'])}</code>, dataset version {report['version']},
 {ev['n_eval']} eval samples, paired bootstrap ({ev['n_boot']} draws).</p>
 <p class="big">Eval accuracy {_fmt(ev['accuracy']['before'])} &rarr;
@@ -497,6 +507,11 @@ def _rounds_html(rounds: dict, images: dict[str, bytes]) -> str:
             "<th>95% interval</th><th>advice</th>"
             + ("<th>really left (simulation)</th>" if truth else "") + f"</tr>{body}</table>"
             + figure)
+
+
+def _stale_html(stale: str | None) -> str:
+    return (f"<p style='border:2px solid #D55E00;padding:.5em'><b>Out of date:</b> "
+            f"{html.escape(stale)}</p>" if stale else "")
 
 
 def write_report(store: RunStore, config: RunConfig | None = None) -> dict:

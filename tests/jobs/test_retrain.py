@@ -147,6 +147,14 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert "Rounds: the burn-down" in html and 'alt="burn-down"' in html
     assert report["rounds"]["text"].startswith("1 round: 19 wrong labels corrected for 24 labels")
     assert (tmp_path / "run/report/burndown.png").stat().st_size > 1000
+    assert report["stale"] is None and "Out of date" not in html
+    # a pull after the retrain: the report says its gain is the older answers'
+    corrections = store.read_table("labels/corrections.parquet").to_pandas()
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        corrections.iloc[:-1], preserve_index=False))
+    report = write_report(store)
+    assert "answers changed after the last retrain (version 1)" in report["stale"]
+    assert "Out of date:" in (tmp_path / "run/report/report.html").read_text()
 
 
 def test_retrain_pools_as_the_baseline_did_whatever_the_config_says(tmp_path, tiny_bert_dir,
