@@ -30,7 +30,8 @@ sorted, non-empty and never overlap. Tokens the tokenizer gives no characters (o
 characters it dropped, e.g. control characters) have no span.
 
 Long and odd input: a text is cut to ``max_length * MAX_CHARS_PER_TOKEN`` characters before it
-is tokenized (a 10 MB text costs no more than a long one), then to ``max_length`` tokens; where
+is tokenized (a 10 MB text of words costs no more than a long one), then to ``max_length``
+tokens; where
 the cut left fewer than ``max_length`` tokens (long runs of whitespace, of characters the
 tokenizer drops, or one word longer than the cut), the whole text is tokenized again, so the
 model reads what extract and train read.

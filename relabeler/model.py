@@ -173,13 +173,26 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
 MAX_LENGTH_KEY = "relabeler_max_length"
 
 
+#: model types whose position ids start after the padding index (RoBERTa's scheme): of
+#: ``max_position_embeddings`` they can use that many less ``pad_token_id + 1``
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",
+                    "longformer", "bart", "mbart")
+
+
 def check_max_length(model: nn.Module, max_length: int) -> None:
-    """ConfigError when ``max_length`` tokens do not fit the encoder's position table."""
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions is not None and max_length > positions:
+    """ConfigError when ``max_length`` tokens do not fit an encoder with absolute position
+    embeddings (relative ones, as DeBERTa's, read any length)."""
+    config = model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None or getattr(config, "relative_attention", False) or \
+            getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return
+    if config.model_type in OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    if max_length > positions:
         raise ConfigError(f"model.max_length = {max_length}: the model reads at most "
-                          f"{positions} tokens (its max_position_embeddings); lower it, or "
-                          f"read long texts in windows (model.long_text)")
+                          f"{positions} tokens (its position embeddings); lower it, or read "
+                          f"long texts in windows (model.long_text)")
 
 
 def trained_max_length(saved_config: dict, asked: int, stage: str) -> int:

@@ -283,8 +283,18 @@ def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
     from relabeler.errors import ConfigError
     from relabeler.model import check_max_length
 
+    from types import SimpleNamespace
+
+    from transformers import DebertaV2Config, RobertaConfig
+
     model = load_classifier(tiny_bert_dir, ["a", "b"])  # 128 positions
     check_max_length(model, 128)
     with pytest.raises(ConfigError, match=r"model.max_length = 129: the model reads at most "
                                           r"128 tokens"):
         check_max_length(model, 129)
+    roberta = SimpleNamespace(config=RobertaConfig(max_position_embeddings=514,
+                                                   pad_token_id=1))  # 512 usable
+    check_max_length(roberta, 512)
+    with pytest.raises(ConfigError, match=r"reads at most 512 tokens"):
+        check_max_length(roberta, 513)
+    check_max_length(SimpleNamespace(config=DebertaV2Config(relative_attention=True)), 1024)

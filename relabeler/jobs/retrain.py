@@ -38,12 +38,13 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import ValidationError
 
 from relabeler import artifacts
 from relabeler.config import ModelConfig, RunConfig, TrainConfig
 from relabeler.corrections import ACTIONS, CORRECTIONS, corrections_fingerprint
 from relabeler.data import read_split
-from relabeler.errors import DataError, StageError
+from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.train import run_train, setting_changes, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
 from relabeler.queue_plan import EVAL_AUDIT
@@ -325,6 +326,9 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
 #: [train] keys a retrain takes from the command, not from the baseline: what ``--debias`` and
 #: ``--class-weights`` mitigate is the point of the retrain (``folds`` comes from the caller).
 RETRAIN_OWN = ("folds", "debias", "debias_mask_rate", "debias_top", "class_weights")
+#: keys that depend on the machine, taken from the config now (a difference is named): where
+#: the pretrained model lies, and the batch a GPU holds
+MACHINE = ("model.name", "model.cache_dir", "train.batch_size")
 
 
 def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig:
@@ -344,20 +348,31 @@ def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig
         out.model.pooling = saved.get(POOLING_KEY) or "cls"
         out.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
         return out
-    ignored = [change for change in setting_changes(recorded, training_settings(config))
-               if change.split(" ")[0] not in {f"train.{key}" for key in RETRAIN_OWN}]
+    changes = setting_changes(recorded, training_settings(config))
+    own = {f"train.{key}" for key in RETRAIN_OWN}
+    ignored = [c for c in changes if c.split(" ")[0] not in own | set(MACHINE)]
+    differs = [c for c in changes if c.split(" ")[0] in MACHINE]
     train = {key: value for key, value in recorded.get("train", {}).items()
-             if key in TrainConfig.model_fields and key not in RETRAIN_OWN}
+             if key in TrainConfig.model_fields and key not in RETRAIN_OWN
+             and f"train.{key}" not in MACHINE}
     model = {key: value for key, value in recorded.get("model", {}).items()
-             if key in ModelConfig.model_fields and key != "cache_dir"}
+             if key in ModelConfig.model_fields and f"model.{key}" not in MACHINE}
     if info.get("mode") in ("full", "head"):
         train["mode"] = info["mode"]
-    out.train = TrainConfig(**{**out.train.model_dump(), **train})
-    out.model = ModelConfig(**{**out.model.model_dump(), **model})
+    try:
+        out.train = TrainConfig(**{**out.train.model_dump(), **train})
+        out.model = ModelConfig(**{**out.model.model_dump(), **model})
+    except ValidationError as exc:
+        raise ConfigError(f"retrain: the settings the baseline in {store.uri} recorded are not "
+                          f"valid now ({exc.errors()[0]['msg']}); train a new baseline "
+                          f"(`relabeler train --run {store.uri} --force`)") from None
     if ignored:
         log.warning("retrain: the new model trains with the baseline's settings, for a fair "
                     "comparison; ignored: %s (to change them, train a new baseline: "
                     "`relabeler train --run %s --force`)", "; ".join(ignored), store.uri)
+    if differs:
+        log.warning("retrain: taken from the config now, as this machine needs: %s (the same "
+                    "pretrained model is assumed)", "; ".join(differs))
     return out
 
 

@@ -422,7 +422,10 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
         raise _fold_failure(exc, plan, what="the main model") from exc
     with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(main.files)) as tar:
-            tar.extractall(tmp, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+                tar.extractall(tmp, filter="data")
+            else:  # our own task's files
+                tar.extractall(tmp)  # noqa: S202
         model = load_classifier(tmp, classes)
         tokenizer = load_tokenizer(tmp)
     return replace(main, model=model, tokenizer=tokenizer, files=b"")

@@ -256,10 +256,13 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     result are cosine similarities. An all-zero row stays zero (similar to nothing)."""
     # each row over its largest entry first: a float32 sum of squares overflows from about
     # 1e19 and underflows below about 1e-23, and a float64 copy of N x D costs twice the memory
-    largest = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((len(x), 1))
-    scaled = x / np.where(largest > 0, largest, 1)
-    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
-    return scaled / np.where(norms > 0, norms, 1)
+    # (no N x D temporaries beside the one copy: the stage's kNN peak memory is x and it)
+    largest = (np.maximum(x.max(axis=1), -x.min(axis=1))[:, None] if x.size
+               else np.ones((len(x), 1)))
+    unit = x / np.where(largest > 0, largest, 1)
+    norms = np.sqrt(np.einsum("ij,ij->i", unit, unit))[:, None]
+    unit /= np.where(norms > 0, norms, 1).astype(unit.dtype)
+    return unit
 
 
 def _prepare(x: np.ndarray, metric: str) -> np.ndarray:

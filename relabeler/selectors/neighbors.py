@@ -161,9 +161,13 @@ def texts_alike(texts: Sequence[str], indices: np.ndarray, pairs: np.ndarray,
         return comparable[i]
 
     alike = np.zeros(pairs.shape, dtype=bool)
+    checked: dict[tuple[int, int], bool] = {}  # (i, j) and (j, i) are one comparison
     for i, j in zip(*np.nonzero(pairs), strict=True):
-        other = int(indices[i, j])
-        alike[i, j] = duplicates.similarity_at_least(form(int(i)), form(other), threshold)
+        key = (min(int(i), int(indices[i, j])), max(int(i), int(indices[i, j])))
+        if key not in checked:
+            checked[key] = duplicates.similarity_at_least(form(key[0]), form(key[1]),
+                                                          threshold)
+        alike[i, j] = checked[key]
     return alike
 
 

@@ -397,6 +397,7 @@ def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
     config.train.epochs = 0  # changed since the baseline was trained: 0 means 40 in head mode
     config.train.seed = 7
     config.train.class_weights = "balanced"  # the retrain's own mitigation: taken
+    config.train.batch_size = 16  # this machine's: taken, and named
     with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
         run_retrain(store, config, progress=False)
     metrics = json.loads((tmp_path / "run/retrain/v1/train/metrics.json").read_text())
@@ -408,3 +409,6 @@ def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "train.epochs was 3, now 0" in warned and "train.seed was 0, now 7" in warned
     assert "class_weights" not in warned
+    assert settings["info"]["settings"]["train"]["batch_size"] == 16
+    assert "taken from the config now, as this machine needs: train.batch_size was 32, now " \
+        "16" in warned

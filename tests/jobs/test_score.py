@@ -246,10 +246,12 @@ def test_a_suggestion_named_by_duplicates_carries_that_labels_confidence():
     true = np.arange(n) % 3
     centers = rng.normal(size=(3, d)) * 3
     features = (centers[true] + rng.normal(size=(n, d))).astype(np.float32)
-    features[:4] = features[0]  # four copies of one text: three say c, one says a
-    true[:4] = 2
+    # four copies of one text from class b's region: three say c, one says a. The posterior's
+    # best class besides a is b; the copies' majority names c
+    features[:4] = features[0]
+    true[:4] = 1
     labels = true.copy()
-    labels[3] = 0
+    labels[:3], labels[3] = 2, 0
     texts = [f"text number {i}" for i in range(n)]
     texts[:4] = ["the same words"] * 4
     probs = np.full((n, 3), 0.1, np.float32)
@@ -263,4 +265,6 @@ def test_a_suggestion_named_by_duplicates_carries_that_labels_confidence():
     assert row["suggested_label"] == "c"
     _, distributions, _ = suspect_signals(view, cfg)
     posterior = rank.ensemble_posterior(distributions)
+    assert rank.suggest_labels(posterior, labels)[0][3] == 1  # b, without the copies
     assert row["suggested_confidence"] == pytest.approx(posterior[3, 2], abs=1e-6)
+    assert posterior[3, 2] < posterior[3, 1] - 0.05
