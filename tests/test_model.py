@@ -280,12 +280,12 @@ def test_a_head_for_other_classes_is_replaced_even_when_the_counts_agree(tmp_pat
 
 
 def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
-    from relabeler.errors import ConfigError
-    from relabeler.model import check_max_length
-
     from types import SimpleNamespace
 
     from transformers import DebertaV2Config, RobertaConfig
+
+    from relabeler.errors import ConfigError
+    from relabeler.model import check_max_length
 
     model = load_classifier(tiny_bert_dir, ["a", "b"])  # 128 positions
     check_max_length(model, 128)
