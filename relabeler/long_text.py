@@ -87,12 +87,15 @@ class TextWindows:
     """The windows of N texts, M >= N in all, in text order.
 
     sample: (M,) int64 the text each window belongs to (non-decreasing, every text has >= 1);
-    start, end: (M,) int64 character offsets of the window in its original text.
+    start, end: (M,) int64 character offsets of the window in its original text;
+    cut: (N,) bool, the texts with windows past ``max_windows`` left unread (None: none left,
+    or the tokenizer's truncation decides, as under ``truncate``).
     """
 
     sample: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    cut: np.ndarray | None = None
 
     @property
     def n_texts(self) -> int:
@@ -145,7 +148,8 @@ def text_windows(tokenizer, texts: Sequence[str], *, max_length: int,
                                                  strict=True) if seq is not None]
         sample.append(s), start.append(content[0][0]), end.append(content[-1][1])
     return TextWindows(np.asarray(sample, dtype=np.int64), np.asarray(start, dtype=np.int64),
-                       np.asarray(end, dtype=np.int64))
+                       np.asarray(end, dtype=np.int64),
+                       cut=counts > settings.max_windows if settings.max_windows else None)
 
 
 def evidence_choice(window_logits: np.ndarray, windows: TextWindows) -> np.ndarray:

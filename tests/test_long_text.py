@@ -64,9 +64,11 @@ def test_windows_cover_the_text_in_max_length_pieces_sharing_stride_tokens(token
 def test_truncate_reads_each_text_whole_and_max_windows_keeps_the_first(tokenizer):
     truncated = text_windows(tokenizer, [LONG, "x"], max_length=16, settings=LongText())
     assert truncated.sample.tolist() == [0, 1] and truncated.end.tolist() == [len(LONG), 1]
-    capped = text_windows(tokenizer, [LONG], max_length=16,
+    capped = text_windows(tokenizer, [LONG, "x"], max_length=16,
                           settings=LongText("evidence", stride=4, max_windows=3))
-    assert capped.start.tolist() == [0, 30, 60]
+    assert capped.start.tolist() == [0, 30, 60, 0]
+    assert capped.cut.tolist() == [True, False]  # LONG's windows past the third go unread
+    assert text_windows(tokenizer, [LONG], max_length=16, settings=WINDOWS).cut is None
 
 
 def test_a_stride_without_room_is_an_error(tokenizer):
@@ -256,3 +258,33 @@ def test_head_mode_windows_need_a_head_linear_in_the_cached_states(tiny_bert_dir
     with pytest.raises(ConfigError, match="model.long_text = windows in head mode"):
         long_text_settings(asked, cls_pooled)
     assert long_text_settings(asked) == LongText("windows", stride=32)   # full mode: any head
+
+
+def test_attribution_flags_a_text_whose_windows_past_max_windows_go_unread(tiny_bert_dir,
+                                                                           tmp_path):
+    model_dir = _windowed_model_dir(tiny_bert_dir, tmp_path,
+                                    LongText("windows", stride=4, max_windows=2))
+    worker = AttributionWorker(model_dir, max_length=16, n_steps=3, num_threads=1)
+    out = worker({"id": np.array(["a", "b"], dtype=object),
+                  "text": np.array([LONG, "a great film"], dtype=object),
+                  "target_index": np.array([1, 0])})
+    assert out.column("truncated").to_pylist() == [True, False]
+
+
+def test_extract_counts_as_cut_only_the_texts_with_windows_past_max_windows(tiny_bert_dir,
+                                                                            tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+
+    from relabeler.jobs.extract import _windows_left
+    from relabeler.store import RunStore
+
+    store = RunStore(str(tmp_path / "run"))
+    _windowed_model_dir(tiny_bert_dir, tmp_path / "run" / "model", WINDOWS)
+    store.write_table("dataset/train.parquet", pa.Table.from_pandas(pd.DataFrame(
+        {"id": ["a", "b", "c"], "text": [LONG, "a great film", "word " * 20],
+         "label": ["neg", "pos", "neg"]}),
+        preserve_index=False))
+    # a text of 2 windows was counted as cut at max_length (its n_tokens sums both windows)
+    assert _windows_left(store, "train", LongText("windows", stride=4, max_windows=2), 16) == 1
+    assert _windows_left(store, "train", LongText("windows", stride=4), 16) == 0

@@ -137,12 +137,15 @@ class AttributionWorker:
         self.method = method
         self.n_steps = n_steps
 
-    def windows(self, texts: list[str], targets: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) start and end characters of the window each row's evidence is read from."""
+    def windows(self, texts: list[str], targets: list[int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N,) start and end characters of the window each row's evidence is read from, and
+        whether the model left windows of the text unread (``max_windows``)."""
         windows = text_windows(self.tokenizer, texts, max_length=self.max_length,
                                settings=self.long_text)
+        cut = windows.cut if windows.cut is not None else np.zeros(len(texts), dtype=bool)
         if len(windows.sample) == len(texts):
-            return windows.start, windows.end
+            return windows.start, windows.end, cut
         window_texts = windows.texts(texts)
         logits = np.empty((len(window_texts), len(self.classes)), dtype=np.float32)
         with torch.inference_mode():
@@ -152,14 +155,14 @@ class AttributionWorker:
                 with autocast(self.device):
                     logits[start:start + 64] = self.model(**enc).logits.float().cpu().numpy()
         chosen = attribution_choice(logits, windows, np.asarray(targets), self.long_text.mode)
-        return windows.start[chosen], windows.end[chosen]
+        return windows.start[chosen], windows.end[chosen], cut
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         """batch: ``text`` (N,) str, ``target_index`` (N,) int64; other columns pass through.
         Adds target_label, method, n_steps, spans, delta, truncated, n_tokens."""
         texts = [str(t) for t in batch["text"]]
         targets = np.asarray(batch["target_index"], dtype=np.int64).tolist()
-        starts, ends = self.windows(texts, targets)
+        starts, ends, cut = self.windows(texts, targets)
         results = [shift_spans(r, int(a)) for r, a in zip(self.attributor.attribute(
             [t[a:b] for t, a, b in zip(texts, starts, ends, strict=True)], targets,
             n_steps=self.n_steps, method=self.method), starts, strict=True)]
@@ -172,7 +175,9 @@ class AttributionWorker:
             n_steps=pa.array([r.n_steps for r in results], pa.int32()),
             spans=spans_array(results),
             delta=pa.array([r.delta for r in results], pa.float32()),
-            truncated=pa.array([r.truncated for r in results], pa.bool_()),
+            truncated=pa.array([r.truncated or bool(c) for r, c in zip(results, cut,
+                                                                        strict=True)],
+                               pa.bool_()),
             n_tokens=pa.array([len(r.tokens) for r in results], pa.int32()),
             window_start=pa.array(starts, pa.int32()),
             window_end=pa.array(ends, pa.int32()),

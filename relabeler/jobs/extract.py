@@ -378,6 +378,19 @@ def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], fr
     return table.num_rows
 
 
+def _windows_left(store: RunStore, split: str, read, max_length: int) -> int:
+    """Texts of ``split`` with windows past ``read.max_windows`` that the model leaves unread
+    (0 when every window is read)."""
+    if not read.max_windows:
+        return 0
+    texts = store.read_table(artifacts.SPLIT(split=split), columns=["text"]).column(
+        "text").to_pylist()
+    tokenizer = load_tokenizer(store.get_dir(artifacts.MODEL.path))
+    windows = text_windows(tokenizer, [str(t) for t in texts], max_length=max_length,
+                           settings=read)
+    return int(windows.cut.sum()) if windows.cut is not None else 0
+
+
 def count_truncated(n_tokens: np.ndarray, max_length: int) -> int:
     """Texts whose tokens fill ``max_length`` (n_tokens: (N,) after truncation): cut there,
     or, rarely, exactly that long."""
@@ -415,7 +428,6 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         plan = plan_from_config(config.ray, num_actors=ec.num_actors,
                                 num_threads=ec.num_threads)
         read = long_text_of(load_classifier(store.get_dir(artifacts.MODEL.path)))
-        reads_whole_texts = read.windowed and not read.max_windows
         written = extract_splits(store, todo, max_length=max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
                                  plan=plan, progress=progress)
@@ -428,14 +440,19 @@ def run_extract(store: RunStore, config, *, force: bool = False,
                 raise StageError(f"features/{split} holds {total} rows where "
                                  f"dataset/{split}.parquet has {expected}: rerun `relabeler "
                                  f"extract --force --run {store.uri}`")
-            truncated = count_truncated(tokens.column("n_tokens").to_numpy(), max_length)
-            if reads_whole_texts:
-                truncated = 0  # every window read: n_tokens is the whole text's
-            if truncated:
-                log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens and "
-                            "are cut there (the model sees only their start); raise "
-                            "model.max_length (train it again) to see more", truncated, total,
-                            split, max_length)
+            if read.windowed:  # n_tokens sums a text's windows: cut only past max_windows
+                truncated = _windows_left(store, split, read, max_length)
+                if truncated:
+                    log.warning("extract: %d of %d %s texts have more than model.max_windows = "
+                                "%d windows; the model reads their first %d", truncated, total,
+                                split, read.max_windows, read.max_windows)
+            else:
+                truncated = count_truncated(tokens.column("n_tokens").to_numpy(), max_length)
+                if truncated:
+                    log.warning("extract: %d of %d %s texts reach model.max_length = %d tokens "
+                                "and are cut there (the model sees only their start); raise "
+                                "model.max_length (train it again) to see more", truncated,
+                                total, split, max_length)
             store.mark_done(f"extract.{split}", {
                 "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2),
                 "max_length": max_length, "n_truncated": truncated})
