@@ -73,7 +73,12 @@ TRUNCATE = LongText()
 
 def long_text_of(model) -> LongText:
     """The settings a trained model recorded (``truncate`` for one relabeler never trained)."""
-    saved = getattr(model.config, CONFIG_KEY, None)
+    return recorded_long_text({CONFIG_KEY: getattr(model.config, CONFIG_KEY, None)})
+
+
+def recorded_long_text(saved_config: dict) -> LongText:
+    """:func:`long_text_of` from a model's ``config.json`` as read (no model loaded)."""
+    saved = saved_config.get(CONFIG_KEY)
     return LongText(**saved) if saved else TRUNCATE
 
 

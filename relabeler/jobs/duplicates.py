@@ -40,6 +40,12 @@ def split_texts(store: RunStore, split: str, ids: np.ndarray) -> list[str]:
     return texts.astype(str).tolist()
 
 
+def _texts(store: RunStore, split: str, view) -> list[str]:
+    """A view's texts: the ones it holds (the training view reads them to score), else read."""
+    held = getattr(view, "texts", None)
+    return list(held) if held is not None else split_texts(store, split, view.ids)
+
+
 def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg
                     ) -> tuple[pd.DataFrame, dict]:
     """The duplicates table (group_id, id, split, similarity, label, text_hash) and a summary.
@@ -57,7 +63,7 @@ def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg
     class_names = np.asarray([*classes, None], dtype=object)
     label = np.concatenate([class_names[views[s].labels] for s in names])  # -1 -> None
     features = np.concatenate([views[s].features for s in names])
-    texts = [t for s in names for t in split_texts(store, s, views[s].ids)]
+    texts = [t for s in names for t in _texts(store, s, views[s])]
     groups = find_duplicates(features, texts, threshold=cfg.duplicate_threshold,
                              text_threshold=cfg.duplicate_text_threshold,
                              k=max(int(cfg.k), MIN_K))

@@ -28,7 +28,7 @@ from relabeler import artifacts
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
-from relabeler.long_text import long_text_of, pool_windows, text_windows
+from relabeler.long_text import long_text_of, pool_windows, recorded_long_text, text_windows
 from relabeler.model import (
     FeatureCapture,
     autocast,
@@ -420,14 +420,14 @@ def run_extract(store: RunStore, config, *, force: bool = False,
             continue
         todo.append(split)
     if todo:
-        max_length = trained_max_length(store.read_json(f"{artifacts.MODEL.path}/config.json"),
-                                        config.model.max_length, "extract")
+        saved = store.read_json(f"{artifacts.MODEL.path}/config.json")
+        max_length = trained_max_length(saved, config.model.max_length, "extract")
+        read = recorded_long_text(saved)
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
         started = time.perf_counter()
         ec = config.extract
         plan = plan_from_config(config.ray, num_actors=ec.num_actors,
                                 num_threads=ec.num_threads)
-        read = long_text_of(load_classifier(store.get_dir(artifacts.MODEL.path)))
         written = extract_splits(store, todo, max_length=max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
                                  plan=plan, progress=progress)

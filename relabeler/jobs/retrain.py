@@ -348,15 +348,19 @@ def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig
         out.model.pooling = saved.get(POOLING_KEY) or "cls"
         out.model.pool_layers = saved.get(POOL_LAYERS_KEY) or 1
         return out
-    changes = setting_changes(recorded, training_settings(config))
-    own = {f"train.{key}" for key in RETRAIN_OWN}
-    ignored = [c for c in changes if c.split(" ")[0] not in own | set(MACHINE)]
-    differs = [c for c in changes if c.split(" ")[0] in MACHINE]
-    train = {key: value for key, value in recorded.get("train", {}).items()
-             if key in TrainConfig.model_fields and key not in RETRAIN_OWN
-             and f"train.{key}" not in MACHINE}
-    model = {key: value for key, value in recorded.get("model", {}).items()
-             if key in ModelConfig.model_fields and f"model.{key}" not in MACHINE}
+    now = {f"train.{key}" for key in RETRAIN_OWN} | set(MACHINE)  # not the baseline's
+    baseline = {section: {key: value for key, value in values.items()
+                          if f"{section}.{key}" not in now}
+                for section, values in recorded.items()}
+    machine = {section: {key: value for key, value in values.items()
+                         if f"{section}.{key}" in MACHINE}
+               for section, values in recorded.items()}
+    current = training_settings(config)
+    ignored, differs = setting_changes(baseline, current), setting_changes(machine, current)
+    train = {key: value for key, value in baseline.get("train", {}).items()
+             if key in TrainConfig.model_fields}
+    model = {key: value for key, value in baseline.get("model", {}).items()
+             if key in ModelConfig.model_fields}
     if info.get("mode") in ("full", "head"):
         train["mode"] = info["mode"]
     try:

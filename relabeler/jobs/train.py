@@ -49,7 +49,6 @@ from relabeler.model import (
     MAX_LENGTH_KEY,
     head_is_linear,
     head_spec,
-    load_classifier,
     load_tokenizer,
     pick_device,
     save_model,
@@ -268,13 +267,13 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     try:
         results = ray.get(refs)
     except ray.exceptions.RayError as exc:
-        raise _fold_failure(exc, plan, k) from exc
+        raise _task_failure(exc, plan, k) from exc
     for result in results:
         probs[result["held_idx"]] = result["probs"]
     return pd.DataFrame({"id": ids, "fold": fold, "probs": list(probs)})
 
 
-def _fold_failure(exc: BaseException, plan: PoolPlan, k: int = 0, *,
+def _task_failure(exc: BaseException, plan: PoolPlan, k: int = 0, *,
                   what: str = "") -> RelabelerError:
     """What a failed training task says to the user (``what`` it trained; default the ``k``
     out-of-fold models): the task's own error when it was one of relabeler's (bad input), else
@@ -335,6 +334,18 @@ class MainFit:
     device: str
     files: bytes = b""
 
+    def save(self, out_dir: str, classes: list[str]) -> None:
+        """The model's folder in ``out_dir``: saved here, or unpacked as the task saved it
+        (the driver never loads a model it only stores)."""
+        if not self.files:
+            save_model(self.model.cpu(), self.tokenizer, out_dir, classes)
+            return
+        with tarfile.open(fileobj=io.BytesIO(self.files)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
+                tar.extractall(out_dir, filter="data")
+            else:  # our own task's files
+                tar.extractall(out_dir)  # noqa: S202
+
 
 def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
              ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
@@ -385,7 +396,7 @@ def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> 
     (a model with relabeler's pooling installed does not pickle)."""
     main = fit_main(config, classes, *args, **kwargs)
     with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
-        save_model(main.model, main.tokenizer, tmp, classes)
+        main.save(tmp, classes)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(tmp, arcname=".")
@@ -419,16 +430,8 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
                                    sample_weights, progress=False,
                                    num_threads=plan.torch_threads))
     except ray.exceptions.RayError as exc:
-        raise _fold_failure(exc, plan, what="the main model") from exc
-    with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
-        with tarfile.open(fileobj=io.BytesIO(main.files)) as tar:
-            if hasattr(tarfile, "data_filter"):  # Python 3.11.4 and later
-                tar.extractall(tmp, filter="data")
-            else:  # our own task's files
-                tar.extractall(tmp)  # noqa: S202
-        model = load_classifier(tmp, classes)
-        tokenizer = load_tokenizer(tmp)
-    return replace(main, model=model, tokenizer=tokenizer, files=b"")
+        raise _task_failure(exc, plan, what="the main model") from exc
+    return main
 
 
 def training_settings(config: RunConfig) -> dict:
@@ -486,7 +489,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
     main = main_fit(config, classes, texts, label_ids, ids, evaluation["text"].tolist(),
                     sample_weights, progress=progress)
-    opts, model, tokenizer, cls_hidden = main.opts, main.model, main.tokenizer, main.cls_hidden
+    opts, cls_hidden = main.opts, main.cls_hidden
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
              if opts.mode == "full" else "", len(texts), len(classes), main.device)
@@ -540,7 +543,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     for artifact, table in outputs.items():
         store.write_table(artifact, table)
     with tempfile.TemporaryDirectory(prefix="relabeler-model-") as tmp:
-        save_model(model.cpu(), tokenizer, tmp, classes)
+        main.save(tmp, classes)
         store.put_dir(tmp, artifacts.MODEL.path)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     store.write_json(artifacts.METRICS.path, metrics)

@@ -122,10 +122,12 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
                               "estimated_accuracy": found.accuracy})
     # which task one more answer would most likely change: every task, lone answers included
     # (where a second opinion matters most); this fit decides no label
-    order = fit if fit is not None and len(overlap) == len(eligible) else _fit(
-        method, eligible, answers, index, probs, corrections, strata_keys)
+    if fit is not None and len(overlap) == len(eligible):
+        ranked, order = overlap, fit
+    else:
+        ranked, order = eligible, _fit(method, eligible, answers, index, probs, corrections,
+                                       strata_keys)
     if order is not None:
-        ranked = overlap if order is fit else eligible
         second = np.empty(len(ranked), dtype=np.int64)
         second[order[2].ask_order] = np.arange(1, len(ranked) + 1)
         column = corrections.columns.get_loc("second_opinion")

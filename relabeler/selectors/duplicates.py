@@ -24,6 +24,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -64,15 +65,18 @@ def _comparable(text: str) -> str:
                     ).casefold()
 
 
-def comparable_text(text: str) -> tuple[str, str]:
-    """The forms :func:`text_similarity` compares (public for callers that cache them)."""
-    return normalize_text(text), _comparable(text)
-
-
-def similarity_at_least(x: tuple[str, str], y: tuple[str, str], bar: float) -> bool:
-    """Whether two texts, as :func:`comparable_text` forms, are at least ``bar`` alike (cheap
-    bounds first)."""
-    return x[0] == y[0] or _similarity(x[1], y[1], bar) >= bar
+def confirm_pairs(texts: Sequence[str], lo: np.ndarray, hi: np.ndarray,
+                  threshold: float) -> np.ndarray:
+    """(P,) bool: whether the texts of each pair (rows ``lo[p]``, ``hi[p]``) are at least
+    ``threshold`` alike by :func:`text_similarity` (cheap bounds first; each row's forms and
+    3-grams computed once)."""
+    forms = {row: (normalize_text(texts[row]), _comparable(texts[row]))
+             for row in np.union1d(lo, hi).tolist()}
+    grams = functools.lru_cache(maxsize=4096)(_trigrams)
+    return np.array([forms[a][0] == forms[b][0]
+                     or _similarity(forms[a][1], forms[b][1], threshold, grams) >= threshold
+                     for a, b in zip(np.asarray(lo).tolist(), np.asarray(hi).tolist(),
+                                     strict=True)], dtype=bool)
 
 
 def _trigrams(text: str) -> set[str]:
@@ -238,12 +242,7 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
         pair_id = np.unique(lo.astype(np.int64) * n + hi)
         lo, hi = pair_id // n, pair_id % n
         n_candidates = len(lo)
-        comparable = {row: _comparable(texts[row]) for row in np.union1d(lo, hi).tolist()}
-        grams = functools.lru_cache(maxsize=4096)(_trigrams)
-        confirmed = np.array([_similarity(comparable[a], comparable[b], text_threshold,
-                                          grams) >= text_threshold
-                              for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
-                             dtype=bool)
+        confirmed = confirm_pairs(texts, lo, hi, text_threshold)
         n_rejected = int(n_candidates - confirmed.sum())
         near_src, near_dst = lo[confirmed], hi[confirmed]
         unit = unit_rows(features)

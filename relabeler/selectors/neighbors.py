@@ -152,22 +152,16 @@ class DuplicateConflicts:
 def texts_alike(texts: Sequence[str], indices: np.ndarray, pairs: np.ndarray,
                 threshold: float) -> np.ndarray:
     """(N, k) bool: for each pair marked in ``pairs`` (row i and ``indices[i, j]``), whether
-    the two texts are at least ``threshold`` alike (:func:`duplicates.text_similarity`)."""
-    comparable: dict[int, tuple[str, str]] = {}
-
-    def form(i: int) -> tuple[str, str]:
-        if i not in comparable:
-            comparable[i] = duplicates.comparable_text(texts[i])
-        return comparable[i]
-
+    the two texts are at least ``threshold`` alike (:func:`duplicates.confirm_pairs`; (i, j)
+    and (j, i) are one comparison)."""
+    rows, cols = np.nonzero(pairs)
+    other = indices[rows, cols].astype(np.int64)
+    n = len(texts)
+    pair_id, inverse = np.unique(np.minimum(rows, other) * n + np.maximum(rows, other),
+                                 return_inverse=True)
     alike = np.zeros(pairs.shape, dtype=bool)
-    checked: dict[tuple[int, int], bool] = {}  # (i, j) and (j, i) are one comparison
-    for i, j in zip(*np.nonzero(pairs), strict=True):
-        key = (min(int(i), int(indices[i, j])), max(int(i), int(indices[i, j])))
-        if key not in checked:
-            checked[key] = duplicates.similarity_at_least(form(key[0]), form(key[1]),
-                                                          threshold)
-        alike[i, j] = checked[key]
+    alike[rows, cols] = duplicates.confirm_pairs(texts, pair_id // n, pair_id % n,
+                                                 threshold)[inverse]
     return alike
 
 

@@ -184,17 +184,17 @@ def test_a_failed_fold_is_the_folds_own_error_or_a_stage_error_saying_why():
     from ray import exceptions as rex
 
     from relabeler.errors import DataError
-    from relabeler.jobs.train import _fold_failure
+    from relabeler.jobs.train import _task_failure
 
     plan = SimpleNamespace(max_restarts=3)
     bad = DataError("fold 2: dataset/train.parquet row 7 has no text")
     wrapped = rex.RayTaskError("_train_fold", "Traceback ...", bad)
-    assert _fold_failure(wrapped, plan, 5) is bad
-    crashed = _fold_failure(rex.WorkerCrashedError(), plan, 5)
+    assert _task_failure(wrapped, plan, 5) is bad
+    crashed = _task_failure(rex.WorkerCrashedError(), plan, 5)
     assert isinstance(crashed, StageError)
     assert "the 5 out-of-fold models could not finish: Ray lost a worker more often than " \
         "[ray] max_restarts=3 allows (WorkerCrashedError" in str(crashed)
-    other = _fold_failure(rex.RayTaskError("_train_fold", "tb", ValueError("nan loss")), plan, 3)
+    other = _task_failure(rex.RayTaskError("_train_fold", "tb", ValueError("nan loss")), plan, 3)
     assert isinstance(other, StageError) and "a fold failed" in str(other)
 
 
