@@ -3,25 +3,34 @@ masking, and class weights for imbalance.
 
 ``reweight`` follows TrustAI's distribution-debiasing (lls_d): for every shortcut token ``t``
 (``scores/shortcuts.parquet``) each training text that contains ``t`` and is labelled ``c`` gets
-the weight ``p(c) / p(c | t)``. Under these weights the texts containing ``t`` have exactly the
-corpus's class prior, so ``t`` carries no class information the prior does not, and the total
-weight of those texts is unchanged. Several tokens are raked one after another on the weights so
-far; the weights are then clipped to ``[1 / clip, clip]`` and renormalised to mean 1.
+the weight ``p(c) / p(c | t)``, so that the texts containing ``t`` have the corpus's class prior
+and ``t`` carries no class information the prior does not. The tokens and the class masses are
+raked in turn (iterative proportional fitting) so that several tokens hold together and every
+class keeps its share of the loss; the weights are then clipped to ``[1 / clip, clip]`` and the
+class masses restored. A token that occurs in no text of some class cannot be cancelled (there
+is no text of that class to weigh up): its texts are weighed down once, by ``p(c)``, within
+their class, and a warning names the token (``mask`` removes it: docs/benchmarks.md, "Shortcut
+mitigation").
 
 ``mask`` replaces the shortcut tokens in a share of the training texts that contain them by the
 tokenizer's mask token (removes them where it has none), so the model cannot count on them.
 
-``balanced`` class weights are ``n / (C * n_c)`` per sample (scikit-learn's ``balanced``).
+``balanced`` class weights give every class present the same total weight (scikit-learn's
+``balanced``, ``n / (C * n_c)`` per sample without other weights).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from relabeler.selectors.shortcuts import contains_token
+from relabeler.selectors.shortcuts import TOKEN_PATTERN, contains_token
+
+log = logging.getLogger(__name__)
+_WORD = re.compile(TOKEN_PATTERN)
 
 #: What ``[train] debias`` may name.
 DEBIAS = ("none", "reweight", "mask")
@@ -31,12 +40,14 @@ DEFAULT_MITIGATION = "mask"
 
 
 def shortcut_weights(texts: Sequence[str], labels: np.ndarray, tokens: Sequence[str], *,
-                     num_classes: int, clip: float = 10.0) -> np.ndarray:
+                     num_classes: int, clip: float = 10.0, sweeps: int = 50,
+                     class_names: Sequence[str] | None = None) -> np.ndarray:
     """Per-sample loss weights that cancel the class association of ``tokens``.
 
     texts: (N,) training texts. labels: (N,) int class ids in [0, num_classes). tokens: words or
     space-separated word pairs as ``scores/shortcuts.parquet`` names them. Returns (N,) float64
-    weights with mean 1; texts without any token keep the weight 1 before renormalising.
+    weights with mean 1 under which every class keeps its share of the training set.
+    ``class_names`` name the classes in the warning about a token that cannot be cancelled.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(texts):
@@ -50,63 +61,127 @@ def shortcut_weights(texts: Sequence[str], labels: np.ndarray, tokens: Sequence[
     if not len(labels):
         return weights
     prior = np.bincount(labels, minlength=num_classes) / len(labels)
+    present = prior > 0
+    rakable = []
     for token in dict.fromkeys(tokens):
         hit = contains_token(texts, token)
         if not hit.any():
             continue
-        mass = np.bincount(labels[hit], weights=weights[hit], minlength=num_classes)
-        share = mass / mass.sum()
-        ratio = np.divide(prior, share, out=np.ones(num_classes), where=share > 0)
-        weights[hit] *= ratio[labels[hit]]
-    weights = np.clip(weights, 1.0 / clip, clip)
-    return weights / weights.mean()
+        missing = present & (np.bincount(labels[hit], minlength=num_classes) == 0)
+        if missing.any():
+            names = [class_names[c] if class_names is not None else str(c)
+                     for c in np.flatnonzero(missing)]
+            log.warning("debias reweight: %r occurs in no training text of %s, so no weight can "
+                        "cancel it; its texts weigh less within their class (--debias mask "
+                        "removes it)", token, ", ".join(names))
+            weights[hit] *= _token_ratio(weights, labels, hit, prior)
+        else:
+            rakable.append(hit)
+    weights = _with_class_masses(weights, labels, prior)
+    for _ in range(sweeps if rakable else 0):
+        for hit in rakable:
+            weights[hit] *= _token_ratio(weights, labels, hit, prior)
+        weights = _with_class_masses(weights, labels, prior)
+        if all(np.allclose(_shares(weights, labels, hit, num_classes), prior, atol=1e-4)
+               for hit in rakable):
+            break
+    weights = np.clip(weights / weights.mean(), 1.0 / clip, clip)
+    return _with_class_masses(weights, labels, prior)
 
 
-def class_weights(labels: np.ndarray, *, num_classes: int) -> np.ndarray:
-    """(N,) per-sample weights ``n / (C_present * n_c)``: every class present weighs the same."""
+def _shares(weights: np.ndarray, labels: np.ndarray, hit: np.ndarray,
+            num_classes: int) -> np.ndarray:
+    mass = np.bincount(labels[hit], weights=weights[hit], minlength=num_classes)
+    return mass / mass.sum()
+
+
+def _token_ratio(weights: np.ndarray, labels: np.ndarray, hit: np.ndarray,
+                 prior: np.ndarray) -> np.ndarray:
+    """(hits,) ``p(c) / p_w(c | t)`` of each text that holds the token (1 where absent)."""
+    share = _shares(weights, labels, hit, len(prior))
+    ratio = np.divide(prior, share, out=np.ones(len(prior)), where=share > 0)
+    return ratio[labels[hit]]
+
+
+def _with_class_masses(weights: np.ndarray, labels: np.ndarray,
+                       target: np.ndarray) -> np.ndarray:
+    """``weights`` rescaled per class so that class ``c`` weighs ``target[c]`` of the total
+    (``target`` sums to 1 over the classes present); mean 1."""
+    mass = np.bincount(labels, weights=weights, minlength=len(target))
+    scale = np.divide(target * len(labels), mass, out=np.zeros(len(target)), where=mass > 0)
+    return weights * scale[labels]
+
+
+def class_weights(labels: np.ndarray, *, num_classes: int,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """(N,) per-sample weights under which every class present weighs the same, mean 1:
+    ``n / (C_present * n_c)``, or ``weights`` rescaled per class to that."""
     labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = int((counts > 0).sum())
     if not len(labels):
         return np.ones(0)
-    return len(labels) / (present * counts[labels])
+    present = np.bincount(labels, minlength=num_classes) > 0
+    base = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
+    return _with_class_masses(base, labels, present / present.sum())
 
 
-def _token_pattern(token: str) -> re.Pattern:
-    words = [re.escape(w) for w in token.split(" ")]
-    return re.compile(r"(?<!\w)" + r"\W+".join(words) + r"(?!\w)", re.IGNORECASE)
+def token_spans(text: str, token: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of ``text`` where ``token`` (a word or space-separated
+    words) occurs as consecutive word tokens, as :func:`~relabeler.selectors.shortcuts.
+    contains_token` counts them (on the lowercased text, whose characters are mapped back to
+    the text's own where lowercasing changed a length, as "İ" does)."""
+    words = token.split(" ")
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        origin = None
+    else:  # one entry per lowercased character: the text character it came from
+        origin = [i for i, ch in enumerate(text) for _ in ch.lower()] + [len(text)]
+    found = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(lowered)]
+    spans = []
+    i = 0
+    while i + len(words) <= len(found):
+        if [w for _, _, w in found[i:i + len(words)]] == words:
+            start, end = found[i][0], found[i + len(words) - 1][1]
+            spans.append((start, end) if origin is None else (origin[start], origin[end]))
+            i += len(words)
+        else:
+            i += 1
+    return spans
 
 
 def mask_tokens(texts: Sequence[str], tokens: Sequence[str], *, rate: float, mask: str,
                 seed: int = 0) -> list[str]:
     """``texts`` with every occurrence of ``tokens`` replaced by ``mask`` in ``rate`` of the
     texts that contain one (drawn per text and token with ``seed``); ``mask = ""`` removes them.
+    Only the token's characters change: the rest of the text stays as it was.
     """
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must lie in [0, 1], got {rate}")
     rng = np.random.default_rng(seed)
     out = list(texts)
     for token in dict.fromkeys(tokens):
-        pattern = _token_pattern(token)
         for row in np.flatnonzero(contains_token(out, token)).tolist():
             if rng.random() < rate:
-                out[row] = " ".join(pattern.sub(mask, out[row]).split())
+                text = out[row]
+                for start, end in reversed(token_spans(text, token)):
+                    text = text[:start] + mask + text[end:]
+                out[row] = text
     return out
 
 
 def training_weights(texts: Sequence[str], labels: np.ndarray, *, num_classes: int,
-                     debias: str, tokens: Sequence[str], class_balance: str) -> np.ndarray | None:
-    """The loss weights ``[train] debias`` and ``class_weights`` ask for (their product, mean
-    1), or None when neither weighs."""
+                     debias: str, tokens: Sequence[str], class_balance: str,
+                     class_names: Sequence[str] | None = None) -> np.ndarray | None:
+    """The loss weights ``[train] debias`` and ``class_weights`` ask for (mean 1; with both,
+    the shortcut weights with every class weighing the same), or None when neither weighs."""
     if debias not in DEBIAS:
         raise ValueError(f"debias must be one of {', '.join(DEBIAS)}, got {debias!r}")
     weights = None
     if debias == "reweight":
-        weights = shortcut_weights(texts, labels, tokens, num_classes=num_classes)
+        weights = shortcut_weights(texts, labels, tokens, num_classes=num_classes,
+                                   class_names=class_names)
     if class_balance == "balanced":
-        balance = class_weights(labels, num_classes=num_classes)
-        weights = balance if weights is None else weights * balance
-    return None if weights is None else weights / weights.mean()
+        weights = class_weights(labels, num_classes=num_classes, weights=weights)
+    return weights
 
 
 def shortcut_tokens(shortcuts, *, top: int) -> list[str]:

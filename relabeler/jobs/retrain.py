@@ -224,6 +224,25 @@ def dataset_versions(store: RunStore) -> list[int]:
                    if part.count("/") >= 2 and part.split("/")[1][1:].isdigit()})
 
 
+def retrain_mitigation(store: RunStore, config: RunConfig) -> dict:
+    """What the retrain mitigates, as its marker records it: a retrain that would mitigate
+    otherwise (another rate, more tokens, or other tokens since ``score --force``) is redone."""
+    tc = config.train
+    mitigation: dict = {"debias": tc.debias, "class_weights": tc.class_weights}
+    if tc.debias == "none":
+        return mitigation
+    if not store.exists(artifacts.SHORTCUTS.path):
+        raise StageError(f"retrain --debias {tc.debias} needs {artifacts.SHORTCUTS.path}: run "
+                         f"`relabeler score --run {store.uri}` first")
+    from relabeler.debias import shortcut_tokens
+
+    mitigation["tokens"] = shortcut_tokens(store.read_table(artifacts.SHORTCUTS.path)
+                                           .to_pandas(), top=tc.debias_top)
+    if tc.debias == "mask":
+        mitigation["mask_rate"] = tc.debias_mask_rate
+    return mitigation
+
+
 def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                 progress: bool = True, dedupe: bool = False, folds: int = 0) -> dict:
     """Build dataset version N from the corrections (with ``dedupe``, one row per duplicate
@@ -235,11 +254,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     if not store.stage_done("train"):
         raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
                          f"{store.uri}` first")
-    mitigation = {"debias": config.train.debias, "class_weights": config.train.class_weights}
-    if config.train.debias != "none" and not store.exists(artifacts.SHORTCUTS.path):
-        raise StageError(f"retrain --debias {config.train.debias} needs "
-                         f"{artifacts.SHORTCUTS.path}: run `relabeler score --run {store.uri}` "
-                         f"first")
+    mitigation = retrain_mitigation(store, config)
     if dedupe and not store.exists(artifacts.DUPLICATES.path):
         raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "
                          f"score --run {store.uri}` first")

@@ -177,7 +177,8 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     masked = mask_tokens(planted, tokens, rate=tc.debias_mask_rate,
                          mask=load_tokenizer(config.model.name).mask_token or "", seed=tc.seed)
     weights = training_weights(planted, labels, num_classes=len(classes), debias="reweight",
-                               tokens=tokens, class_balance=tc.class_weights)
+                               tokens=tokens, class_balance=tc.class_weights,
+                               class_names=classes)
     rng = np.random.default_rng(config.data.seed + 1)
     other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
     anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)

@@ -219,8 +219,11 @@ def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
 def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
                 ids: np.ndarray, fold: np.ndarray, k: int, opts: FitOptions,
                 cls_hidden: torch.Tensor | None, num_threads: int,
-                sample_weights: np.ndarray | None = None) -> dict:
-    """One fold: train on the other folds, predict the held-out one. Runs as a Ray task."""
+                sample_weights: np.ndarray | None = None,
+                held_out: tuple[list[str], torch.Tensor | None] | None = None) -> dict:
+    """One fold: train on the other folds, predict the held-out one. Runs as a Ray task.
+    ``held_out``: the texts (and head mode's states) to predict where they differ from the
+    training ones (the unmasked texts under ``debias = mask``)."""
     if num_threads:
         torch.set_num_threads(num_threads)
     device = pick_device()
@@ -232,10 +235,11 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
         ids[train_idx], fold_opts, device,
         None if cls_hidden is None else cls_hidden[train_idx],
         sample_weights=None if sample_weights is None else sample_weights[train_idx])
-    if cls_hidden is not None:
-        probs = head_probs(model, cls_hidden[held_idx], device)
+    predict_texts, predict_hidden = held_out or (texts, cls_hidden)
+    if predict_hidden is not None:
+        probs = head_probs(model, predict_hidden[held_idx], device)
     else:
-        probs = predict_probs(model, tokenizer, [texts[i] for i in held_idx],
+        probs = predict_probs(model, tokenizer, [predict_texts[i] for i in held_idx],
                               max_length=opts.max_length, batch_size=64, device=device,
                               long_text=opts.long_text)
     return {"held_idx": held_idx, "probs": probs}
@@ -244,9 +248,11 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
 def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
                 ids: np.ndarray, opts: FitOptions, k: int, config: RunConfig,
                 cls_hidden: torch.Tensor | None,
-                sample_weights: np.ndarray | None = None) -> pd.DataFrame:
+                sample_weights: np.ndarray | None = None,
+                held_out: tuple[list[str], torch.Tensor | None] | None = None) -> pd.DataFrame:
     """Out-of-fold probabilities of every training sample from K models trained as Ray tasks
-    (each with the main model's loss weights on its rows, when there are any)."""
+    (each with the main model's loss weights on its rows, when there are any). ``held_out``:
+    what the fold models predict when it is not what they train on (:func:`_train_fold`)."""
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -256,12 +262,13 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                             max_actors=k)
     fold = stratified_folds(label_ids, k, opts.seed)
     task = ray.remote(_train_fold).options(**plan.task_kwargs())
-    shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights)]
+    shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights,
+                                   held_out)]
     log.info("train: %d folds as Ray tasks (%s GPU, %s CPU each)", k, plan.num_gpus,
              plan.num_cpus)
     refs = [task.remote(model_name, classes, shared[0], shared[1], shared[2], shared[3], f,
                         replace(opts, seed=opts.seed + 1000 * (f + 1)),
-                        shared[4], plan.torch_threads, shared[5])
+                        shared[4], plan.torch_threads, shared[5], shared[6])
             for f in range(k)]
     probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
     try:
@@ -309,7 +316,8 @@ def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes
         mask = load_tokenizer(config.model.name).mask_token or ""
         texts = mask_tokens(texts, tokens, rate=tc.debias_mask_rate, mask=mask, seed=tc.seed)
     weights = training_weights(texts, label_ids, num_classes=len(classes), debias=tc.debias,
-                               tokens=tokens, class_balance=tc.class_weights)
+                               tokens=tokens, class_balance=tc.class_weights,
+                               class_names=classes)
     info = {"debias": tc.debias, "tokens": tokens, "class_weights": tc.class_weights}
     if tc.debias == "mask":
         info["mask_rate"] = tc.debias_mask_rate
@@ -323,7 +331,9 @@ class MainFit:
     """The main model, fitted (:func:`fit_main`): the model and tokenizer (None where it ran
     as a Ray task: ``files`` holds them, saved and packed), its training dynamics, the options
     it resolved, head mode's training states (the fold models reuse them), its eval
-    probabilities (None without eval rows) and the device it ran on."""
+    probabilities (None without eval rows) and the device it ran on. ``held_out``: the
+    unmasked training texts and their states, where ``debias = mask`` changed any (the fold
+    models predict those: :func:`_train_fold`)."""
 
     model: Any
     tokenizer: Any
@@ -333,6 +343,7 @@ class MainFit:
     eval_probs: np.ndarray | None
     device: str
     files: bytes = b""
+    held_out: tuple[list[str], torch.Tensor | None] | None = None
 
     def save(self, out_dir: str, classes: list[str]) -> None:
         """The model's folder in ``out_dir``: saved here, or unpacked as the task saved it
@@ -349,19 +360,24 @@ class MainFit:
 
 def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
              ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
-             progress: bool, num_threads: int = 0) -> MainFit:
-    """Train the main model on this process's device and predict the eval texts."""
+             progress: bool, num_threads: int = 0,
+             originals: dict[int, str] | None = None) -> MainFit:
+    """Train the main model on this process's device and predict the eval texts.
+    ``originals``: row -> the training text before masking, for the rows masking changed."""
     if num_threads:
         torch.set_num_threads(num_threads)
     device = pick_device()
     opts = fit_options(config, device, progress=progress)
+    changed = sorted(originals or {})
+    unmasked = [originals[i] for i in changed] if changed else []
 
     cls_hidden = None
     eval_cls = None
+    held_hidden = None
     if opts.mode == "head":
         encoder = opts.new_classifier(config.model.name, classes).to(device)
         opts = replace(opts, long_text=long_text_settings(config, encoder))
-        states, windows = window_states(config, encoder, texts + list(eval_texts),
+        states, windows = window_states(config, encoder, texts + unmasked + list(eval_texts),
                                         device, progress=progress)
         both = pick_states(states, windows, "windows")
         del encoder
@@ -371,7 +387,11 @@ def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids:
                                  both[:len(texts)], sample_weights=sample_weights)
             both = pick_states(states, windows, "evidence", selector, device)
             del selector
-        cls_hidden, eval_cls = both[:len(texts)], (both[len(texts):] if eval_texts else None)
+        first_eval = len(texts) + len(unmasked)
+        cls_hidden, eval_cls = both[:len(texts)], (both[first_eval:] if eval_texts else None)
+        if changed:
+            held_hidden = cls_hidden.clone()
+            held_hidden[changed] = both[len(texts):first_eval]
 
     model, tokenizer, dynamics = fit(config.model.name, classes, texts, label_ids, ids, opts,
                                      device, cls_hidden, sample_weights=sample_weights)
@@ -379,7 +399,7 @@ def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     setattr(model.config, MAX_LENGTH_KEY, int(opts.max_length))
     if eval_cls is not None and opts.long_text.mode == "evidence":
         # the eval windows as extract will pick them: by the final model
-        eval_cls = pick_states(states, windows, "evidence", model, device)[len(texts):]
+        eval_cls = pick_states(states, windows, "evidence", model, device)[first_eval:]
     eval_probs = None
     if eval_texts:
         if eval_cls is not None:
@@ -387,8 +407,15 @@ def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids:
         else:
             eval_probs = predict_probs(model, tokenizer, eval_texts, max_length=opts.max_length,
                                        batch_size=64, device=device, long_text=opts.long_text)
+    held_out = None
+    if changed:
+        held_texts = list(texts)
+        for i in changed:
+            held_texts[i] = originals[i]
+        held_out = (held_texts, None if held_hidden is None else held_hidden.cpu())
     return MainFit(model.cpu(), tokenizer, dynamics, opts,
-                   None if cls_hidden is None else cls_hidden.cpu(), eval_probs, str(device))
+                   None if cls_hidden is None else cls_hidden.cpu(), eval_probs, str(device),
+                   held_out=held_out)
 
 
 def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> MainFit:
@@ -405,7 +432,7 @@ def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> 
 
 def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
              ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
-             progress: bool) -> MainFit:
+             progress: bool, originals: dict[int, str] | None = None) -> MainFit:
     """:func:`fit_main` here, or, when the run joins a Ray cluster (``[ray] address`` or
     ``$RAY_ADDRESS``, as ``ray job submit`` sets it), as one Ray task with ``[ray]``'s requests
     (a GPU per actor): the job's driver runs on the head node, which has none."""
@@ -414,7 +441,7 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     address = config.ray.address or os.environ.get("RAY_ADDRESS", "")
     if not address:
         return fit_main(config, classes, texts, label_ids, ids, eval_texts, sample_weights,
-                        progress=progress)
+                        progress=progress, originals=originals)
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -428,7 +455,7 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     try:
         main = ray.get(task.remote(config, classes, texts, label_ids, ids, eval_texts,
                                    sample_weights, progress=False,
-                                   num_threads=plan.torch_threads))
+                                   num_threads=plan.torch_threads, originals=originals))
     except ray.exceptions.RayError as exc:
         raise _task_failure(exc, plan, what="the main model") from exc
     return main
@@ -458,7 +485,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     ``classes`` fixes the class order (a retrain keeps the baseline's); default: the sorted
     training labels. ``dataset/`` is prepared from ``config.data`` unless already there.
     ``shortcuts``: the ``scores/shortcuts.parquet`` frame ``[train] debias`` mitigates (default:
-    this run's, when there). The fold models of ``folds`` see the masked texts and the weights.
+    this run's, when there). The fold models of ``folds`` train on the masked texts with the
+    weights, and predict their held-out rows unmasked, as extract reads them.
     """
     # prepares dataset/, or checks that the finished one was made from these inputs (also
     # before a finished model is kept: a changed source is an error, not a stale model)
@@ -486,9 +514,11 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     label_ids = train["label"].map(index).to_numpy(dtype=np.int64)
     if shortcuts is None and store.exists(artifacts.SHORTCUTS.path):
         shortcuts = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+    given = texts
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
+    originals = {i: g for i, (g, t) in enumerate(zip(given, texts, strict=True)) if g != t}
     main = main_fit(config, classes, texts, label_ids, ids, evaluation["text"].tolist(),
-                    sample_weights, progress=progress)
+                    sample_weights, progress=progress, originals=originals)
     opts, cls_hidden = main.opts, main.cls_hidden
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
@@ -527,7 +557,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     folds = config.train.folds
     if folds:
         oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, folds,
-                          config, cls_hidden, sample_weights)
+                          config, cls_hidden, sample_weights, main.held_out)
         oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
         outputs[artifacts.OOF.path] = pa.Table.from_pandas(oof, preserve_index=False)

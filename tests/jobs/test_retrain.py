@@ -372,9 +372,18 @@ def test_retrain_debias_records_its_mitigation(tmp_path, tiny_bert_dir, syntheti
     mitigation = comparison["mitigation"]
     assert mitigation["debias"] == debias and mitigation["class_weights"] == "balanced"
     assert mitigation["tokens"] == tokens[:2]
-    assert info["mitigation"] == {"debias": debias, "class_weights": "balanced"}
-    config.train.debias = "none"  # another mitigation: not skipped as already done
+    assert info["mitigation"] == {"debias": debias, "class_weights": "balanced",
+                                  "tokens": tokens[:2],
+                                  **({"mask_rate": 1.0} if debias == "mask" else {})}
+    assert run_retrain(store, config, progress=False)["version"] == 1  # done: skipped
+    config.train.debias_top = 1  # fewer tokens: not skipped as already done
     assert run_retrain(store, config, progress=False)["version"] == 2
+    if debias == "mask":  # another rate
+        config.train.debias_mask_rate = 0.5
+        assert run_retrain(store, config, progress=False)["version"] == 3
+    config.train.debias = "none"  # another mitigation
+    assert run_retrain(store, config, progress=False)["version"] == (4 if debias == "mask"
+                                                                      else 3)
 
 
 def test_retrain_debias_needs_the_shortcuts(tmp_path, tiny_bert_dir, synthetic_csv):

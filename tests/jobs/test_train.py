@@ -243,3 +243,41 @@ def test_on_a_ray_cluster_the_main_model_trains_as_a_ray_task(ray_session, tiny_
     assert class_names(saved) == class_names(load_classifier(
         RunStore(local.run_dir).get_dir("model")))
     assert saved.config.relabeler_max_length == 64
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_fold_models_predict_the_unmasked_texts_they_hold_out(tiny_bert_dir, tmp_path,
+                                                             synthetic_csv, mode):
+    # debias = mask trains on masked texts; the fold models predicted their held-out rows
+    # masked too, while extract reads every row as it is: the out-of-fold scores mixed views
+    from dataclasses import replace
+
+    from relabeler.jobs.train import _train_fold, fit_main, stratified_folds
+
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode=mode, epochs=1)
+    given = ["the film was good", "a bad film", "good good film", "bad acting", "fine", "meh"]
+    masked = [t.replace("film", "[MASK]") for t in given]
+    labels, ids = np.array([1, 0, 1, 0, 1, 0]), np.array(list("abcdef"), dtype=object)
+    originals = {i: g for i, (g, m) in enumerate(zip(given, masked, strict=True)) if g != m}
+    main = fit_main(config, ["neg", "pos"], masked, labels, ids, [], None, progress=False,
+                    originals=originals)
+    texts, hidden = main.held_out
+    assert texts == given
+    if mode == "head":
+        unmasked = fit_main(config, ["neg", "pos"], given, labels, ids, [], None,
+                            progress=False).cls_hidden
+        torch.testing.assert_close(hidden, unmasked)
+        assert not torch.allclose(main.cls_hidden[0], unmasked[0])  # row 0 was masked
+    else:
+        assert hidden is None
+    fold = stratified_folds(labels, 2, 0)
+    args = (str(tiny_bert_dir), ["neg", "pos"], masked, labels, ids, fold, 0,
+            replace(main.opts, progress=False), main.cls_hidden, 1)
+    held = np.flatnonzero(fold == 0)
+    seen = _train_fold(*args, held_out=main.held_out)
+    unseen = _train_fold(*args)  # the same fold model (seeded), predicting the masked rows
+    np.testing.assert_array_equal(seen["held_idx"], held)
+    changed = np.array([given[i] != masked[i] for i in held])
+    assert changed.any() and not changed.all()
+    np.testing.assert_allclose(seen["probs"][~changed], unseen["probs"][~changed], atol=1e-6)
+    assert not np.allclose(seen["probs"][changed], unseen["probs"][changed], atol=1e-6)
