@@ -147,7 +147,10 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     if pooling is not None and pooling not in POOLINGS:
         raise ModelError(f"model.pooling: expected one of {', '.join(POOLINGS)}, got {pooling!r}")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        # float32 whatever the checkpoint was saved in (transformers keeps a bf16 checkpoint
+        # bf16: the head would meet fp32 cached states, and AdamW bf16 weights)
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32,
+                                                                   **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
     if head is not None and labels is not None and head != labels:

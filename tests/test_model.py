@@ -298,3 +298,16 @@ def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
     with pytest.raises(ConfigError, match=r"reads at most 512 tokens"):
         check_max_length(roberta, 513)
     check_max_length(SimpleNamespace(config=DebertaV2Config(relative_attention=True)), 1024)
+
+
+def test_a_checkpoint_saved_in_bf16_loads_in_float32(tiny_bert_dir, tmp_path):
+    # transformers loads a checkpoint in the dtype it was saved in: a bf16 head met the fp32
+    # cached states of head mode ("mat1 and mat2 must have the same dtype"), and full mode's
+    # AdamW updated bf16 weights
+    model = load_classifier(tiny_bert_dir, ["a", "b"]).to(torch.bfloat16)
+    save_model(model, load_tokenizer(tiny_bert_dir), tmp_path / "bf16", ["a", "b"])
+    assert "bfloat16" in (tmp_path / "bf16/config.json").read_text()
+    loaded = load_classifier(tmp_path / "bf16")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    out = loaded.classifier(torch.zeros(1, loaded.config.hidden_size))  # fp32 states
+    assert out.dtype == torch.float32

@@ -8,6 +8,7 @@ now ``compute=ActorPoolStrategy(size=...)``); the rest of relabeler asks this mo
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # a worker that asked for no GPU sees none (Ray leaves CUDA_VISIBLE_DEVICES alone for
+    # it otherwise, and its "auto" device would take a GPU the scheduler gave to others)
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1",
 }
 
 
@@ -103,6 +107,22 @@ def _check_fits(nodes: list[dict[str, float]], gpus: float, gpus_per_actor: floa
         raise ConfigError(f"ray.memory_per_actor_gib = {memory_per_actor / 2**30:g}: no node "
                           f"of the cluster has that much memory for actors (the most on one "
                           f"node: {most['memory'] / 2**30:.1f} GiB)")
+
+
+def check_all_placeable(plan: PoolPlan, what: str) -> None:
+    """ConfigError when the cluster cannot run all of ``plan``'s actors at once, for a job
+    that waits on every one of them (the kNN shards): Ray would hold the rest back forever."""
+    def fits(have: float, each: float) -> float:
+        return math.floor(have / each + 1e-9) if each > 0 else math.inf
+
+    nodes = node_resources()
+    room = sum(min(fits(node["CPU"], plan.num_cpus), fits(node["GPU"], plan.num_gpus),
+                   fits(node["memory"], plan.memory)) for node in nodes)
+    if room < plan.num_actors:
+        raise ConfigError(
+            f"{what} = {plan.num_actors}: the cluster can run {room:g} such actors at once "
+            f"({plan.num_gpus:g} GPU, {plan.num_cpus:g} CPU each, on {len(nodes)} node(s)), "
+            f"and the search waits on every one; lower it, or set 0 for one per GPU")
 
 
 #: Fault tolerance when ``[ray]`` does not set it. A lost actor (its worker or node died) is

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
     import ray
     from tqdm.auto import tqdm
 
-    from relabeler.jobs._ray import plan_pool
+    from relabeler.jobs._ray import check_all_placeable, plan_pool
 
     db, q = check_inputs(database, queries, k=k, metric=metric)
     if query_block < 1:
@@ -103,10 +104,13 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
     plan = plan or plan_pool(num_actors=num_shards)
     n = db.shape[0]
     n_shards = max(1, min(plan.num_actors, n))
+    check_all_placeable(replace(plan, num_actors=n_shards), "score.knn_shards")
     edges = [i * n // n_shards for i in range(n_shards + 1)]
     # the driver owns the shards: a restarted actor is rebuilt from these
     shard_refs = [ray.put(db[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     searcher = ray.remote(ShardSearcher).options(**plan.actor_kwargs())
+    if not plan.on_gpu and device == "auto":
+        device = "cpu"  # actors planned without a GPU keep off the ones on their node
     actors = [searcher.remote(ref, a, metric=metric, device=device,
                               num_threads=plan.torch_threads if not plan.on_gpu else 0)
               for ref, a in zip(shard_refs, edges[:-1], strict=True)]

@@ -372,3 +372,26 @@ def test_an_actor_no_node_can_hold_is_a_config_error(monkeypatch, ray_settings, 
         _ray.plan_from_config(RayConfig(**ray_settings))
     fitting = _ray.plan_from_config(RayConfig())  # the defaults fit
     assert fitting.num_gpus == (1.0 if totals[1] else 0.0)
+
+
+def test_more_shards_than_the_cluster_can_run_at_once_is_a_config_error(ray_session):
+    # every query block waits on every shard actor: a shard Ray cannot place held the search
+    # back forever. The session's Ray has 2 CPUs, so 3 one-CPU shard actors cannot all run
+    from relabeler.errors import ConfigError
+
+    plan = plan_pool(num_actors=3, num_threads=1)
+    assert plan.num_cpus == 1.0
+    with pytest.raises(ConfigError, match=r"score.knn_shards = 3: the cluster can run 2 such "
+                                          r"actors at once \(0 GPU, 1 CPU each, on 1 node"):
+        knn_on_ray(_random_features(30, 4, 0), k=2, plan=plan)
+
+
+def test_a_ray_worker_without_a_gpu_sees_none(ray_session):
+    # Ray leaves CUDA_VISIBLE_DEVICES alone for a task that asked for no GPU, so on a GPU node
+    # its "auto" device took a GPU the scheduler had given to other actors. Now it is set to
+    # none (here on a machine without GPUs: unset before)
+    @ray_session.remote(num_gpus=0)
+    def visible():
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    assert ray_session.get(visible.remote()) == ""

@@ -130,6 +130,13 @@ def test_rayjob_follows_the_house_rules(path):
         resources = container["resources"]
         assert resources["requests"] == resources["limits"], "GPU pods: requests = limits"
         assert int(resources["limits"][GPU]) >= 1
+    # every pod, the head too (the driver puts the kNN shards and the tables Ray Data reads),
+    # has its object store in memory: without a /dev/shm volume Ray falls back to /tmp on disk
+    for spec_ in (cluster["headGroupSpec"]["template"]["spec"], pod):
+        shm = {v["name"] for v in spec_["volumes"]
+               if v.get("emptyDir", {}).get("medium") == "Memory"}
+        assert shm and all(any(m["name"] in shm and m["mountPath"] == "/dev/shm"
+                               for m in c["volumeMounts"]) for c in spec_["containers"])
 
 
 @pytest.mark.parametrize("path", RAYJOB_FILES, ids=lambda p: p.stem)
