@@ -2,9 +2,10 @@
 
 Precedence, lowest first: the defaults below, the TOML file, ``--set section.key=value`` flags,
 and the dedicated flags of each verb (``--epochs 3``). The sections are pydantic models: strict
-types (a bool is not an int, a str is not a number; an int is a float), ranges, ``Literal``
-choices, and unknown keys rejected, so a typo never silently falls back to a default. Every
-error is a :class:`ConfigError` naming the file (or ``--set``, or ``flag``) and the dotted key.
+types (a bool is not an int, a str is not a number; an int is a float; no inf or nan), ranges,
+``Literal`` choices, and unknown keys rejected, so a typo never silently falls back to a
+default. Every error is a :class:`ConfigError` naming the file (or ``--set``, or ``flag``)
+and the dotted key.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ Split = Literal["train", "eval", "pool"]
 
 
 class _Section(BaseModel):
-    # validate_assignment: code that sets a key (demo, simulate) gets the same checks as a file
+    # validate_assignment: code that sets a key (demo, simulate) gets the same checks as a file;
+    # allow_inf_nan=False: TOML's inf and nan pass a lower bound and break training later
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True,
-                              validate_default=True)
+                              validate_default=True, allow_inf_nan=False)
 
 
 def _opt(default: Any, help: str, **constraints: Any) -> Any:
@@ -440,7 +442,8 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark is not TOML's "invalid statement" at line 1
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
