@@ -54,8 +54,9 @@ class DataConfig(_Section):
     source: str = _opt("sms-spam", "A file (Parquet, CSV, TSV, JSONL; a path or an fsspec URI "
                        "such as s3://bucket/train.csv), 'hf:NAME[:SPLIT]', or "
                        "a demo dataset: sms-spam, bbc-news, drug-review.", min_length=1)
-    id_col: str = _opt("id", "Column with stable sample ids; generated from text and row "
-                       "if absent (or empty).")
+    id_col: str = _opt("id", "Column with stable sample ids; empty = ids generated from text "
+                       "and row. The default 'id' may be absent (ids are generated, with a "
+                       "warning); a column you set, 'id' included, must exist.")
     text_col: str = _opt("text", "Column with the text.", min_length=1)
     label_col: str = _opt("label", "Column with the label.", min_length=1)
     split_col: str = _opt("", "Column naming each row's split (train, eval, pool); empty = split "
@@ -449,11 +450,19 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     if base is not None:
-        raw = _layered(base.model_dump(), raw)
+        raw = _layered(_given(base), raw)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, str(path)) from None
+
+
+def _given(config: RunConfig) -> dict[str, Any]:
+    """The keys set so far (by a file, a flag or code), section by section: validated again,
+    the sections' ``model_fields_set`` still tells a chosen value from a default (a chosen
+    ``data.id_col = "id"`` must exist; the default may be absent)."""
+    return {"run_dir": config.run_dir,
+            **{name: getattr(config, name).model_dump(exclude_unset=True) for name in SECTIONS}}
 
 
 def _layered(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
@@ -510,7 +519,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
     Values in ``assignments`` are parsed as TOML literals (``3``, ``0.5``, ``true``); a bare word
     stays a string, and a list field takes ``a,b,c``.
     """
-    data = config.model_dump()
+    data = _given(config)
     origins: dict[str, str] = {}
     for item in assignments or []:
         if "=" not in item:
