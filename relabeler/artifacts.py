@@ -119,8 +119,10 @@ POOL = Artifact("dataset/pool.parquet", "data", "table",
 SPLIT = Artifact("dataset/{split}.parquet", "data", "table", "Any of the three splits above.",
                  _SPLIT_SCHEMA, _SPLIT_OPTIONAL, True)
 REJECTED = Artifact("dataset/rejected.parquet", "data", "table",
-                    "Source rows quarantined by on_bad_rows = skip, with the reason.",
-                    _schema(("row", _I64), ("source", _STR), ("reason", _STR)))
+                    "Source rows quarantined by on_bad_rows = skip, with the reason; line: "
+                    "where the record starts in a text file (null in Parquet and Hugging Face "
+                    "datasets).",
+                    _schema(("row", _I64), ("line", _I64), ("source", _STR), ("reason", _STR)))
 # train
 MODEL = Artifact("model", "train", "folder", "The fine-tuned classifier (save_pretrained).")
 LABELS = Artifact("model/labels.json", "train", "json", "The classes, in logit order.")

@@ -2,9 +2,10 @@
 
 Precedence, lowest first: the defaults below, the TOML file, ``--set section.key=value`` flags,
 and the dedicated flags of each verb (``--epochs 3``). The sections are pydantic models: strict
-types (a bool is not an int, a str is not a number; an int is a float), ranges, ``Literal``
-choices, and unknown keys rejected, so a typo never silently falls back to a default. Every
-error is a :class:`ConfigError` naming the file (or ``--set``, or ``flag``) and the dotted key.
+types (a bool is not an int, a str is not a number; an int is a float; no inf or nan), ranges,
+``Literal`` choices, and unknown keys rejected, so a typo never silently falls back to a
+default. Every error is a :class:`ConfigError` naming the file (or ``--set``, or ``flag``)
+and the dotted key.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ Split = Literal["train", "eval", "pool"]
 
 
 class _Section(BaseModel):
-    # validate_assignment: code that sets a key (demo, simulate) gets the same checks as a file
+    # validate_assignment: code that sets a key (demo, simulate) gets the same checks as a file;
+    # allow_inf_nan=False: TOML's inf and nan pass a lower bound and break training later
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True,
-                              validate_default=True)
+                              validate_default=True, allow_inf_nan=False)
 
 
 def _opt(default: Any, help: str, **constraints: Any) -> Any:
@@ -52,8 +54,9 @@ class DataConfig(_Section):
     source: str = _opt("sms-spam", "A file (Parquet, CSV, TSV, JSONL; a path or an fsspec URI "
                        "such as s3://bucket/train.csv), 'hf:NAME[:SPLIT]', or "
                        "a demo dataset: sms-spam, bbc-news, drug-review.", min_length=1)
-    id_col: str = _opt("id", "Column with stable sample ids; generated from text and row "
-                       "if absent (or empty).")
+    id_col: str = _opt("id", "Column with stable sample ids; empty = ids generated from text "
+                       "and row. The default 'id' may be absent (ids are generated, with a "
+                       "warning); a column you set, 'id' included, must exist.")
     text_col: str = _opt("text", "Column with the text.", min_length=1)
     label_col: str = _opt("label", "Column with the label.", min_length=1)
     split_col: str = _opt("", "Column naming each row's split (train, eval, pool); empty = split "
@@ -440,17 +443,26 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: an editor's byte-order mark is not TOML's "invalid statement" at line 1
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     if base is not None:
-        raw = _layered(base.model_dump(), raw)
+        raw = _layered(_given(base), raw)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc, str(path)) from None
+
+
+def _given(config: RunConfig) -> dict[str, Any]:
+    """The keys set so far (by a file, a flag or code), section by section: validated again,
+    the sections' ``model_fields_set`` still tells a chosen value from a default (a chosen
+    ``data.id_col = "id"`` must exist; the default may be absent)."""
+    return {"run_dir": config.run_dir,
+            **{name: getattr(config, name).model_dump(exclude_unset=True) for name in SECTIONS}}
 
 
 def _layered(below: dict[str, Any], above: dict[str, Any]) -> dict[str, Any]:
@@ -507,7 +519,7 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
     Values in ``assignments`` are parsed as TOML literals (``3``, ``0.5``, ``true``); a bare word
     stays a string, and a list field takes ``a,b,c``.
     """
-    data = config.model_dump()
+    data = _given(config)
     origins: dict[str, str] = {}
     for item in assignments or []:
         if "=" not in item:

@@ -19,12 +19,14 @@ CORRECTIONS_SCHEMA = pa.schema([*artifacts.CORRECTIONS.schema, *artifacts.CORREC
 
 def corrections_fingerprint(table: pa.Table) -> str:
     """A short hash of ``labels/corrections.parquet``'s content: retrain records the one it
-    used, and the report says when the answers have changed since."""
+    used, and the report says when the answers have changed since.
+
+    It hashes the rows as JSON (columns by name, values as Python gives them), not the Parquet
+    bytes: those carry the pyarrow version and schema metadata, so an upgrade read as changed
+    answers (retrain redone, the report calling its gain stale)."""
     import hashlib
-    import io
+    import json
 
-    import pyarrow.parquet as pq
-
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return hashlib.sha256(sink.getvalue()).hexdigest()[:16]
+    rows = table.select(sorted(table.column_names)).to_pylist()
+    text = json.dumps(rows, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

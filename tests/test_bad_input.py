@@ -114,18 +114,20 @@ CASES: dict[str, Case] = {
                                      "JSON list"], {"list.jsonl": "[1, 2]\n"}),
     # labels that differ only in type or spelling
     "labels 1 and '1'": Case(_data("{d}/l.jsonl"), ["l.jsonl", "column 'label'",
-                             "1 (int, first at row 0", "'1' (str, first at row 1"],
+                             "1 (int, first at line 1 (data row 0)",
+                             "'1' (str, first at line 2 (data row 1)"],
                              {"l.jsonl": _jsonl(*_rows([1, "1", 0, 1, 0]))}),
     "labels 1 and 1.0": Case(_data("{d}/f.jsonl"), ["f.jsonl", "1 (int", "1.0 (float, first "
-                             "at row 2"], {"f.jsonl": _jsonl(*_rows([1, 0, 1.0, 0]))}),
+                             "at line 3 (data row 2)"],
+                             {"f.jsonl": _jsonl(*_rows([1, 0, 1.0, 0]))}),
     "labels True and 'true'": Case(_data("{d}/b.jsonl"), ["b.jsonl", "True (bool",
-                                   "'true' (str, first at row 1"],
+                                   "'true' (str, first at line 2 (data row 1)"],
                                    {"b.jsonl": _jsonl(*_rows([True, "true", False, True]))}),
     "labels True and 'True'": Case(_data("{d}/bb.jsonl"), ["bb.jsonl", "True (bool",
                                    "'True' (str"],
                                    {"bb.jsonl": _jsonl(*_rows([True, "True", False]))}),
     "labels spam and Spam": Case(_data("{d}/case.csv"), ["case.csv", "'spam' (str",
-                                 "'Spam' (str, first at row 2"],
+                                 "'Spam' (str, first at line 4 (data row 2)"],
                                  {"case.csv": "id,text,label\n1,a,spam\n2,b,ham\n3,c,Spam\n"}),
     "labels with a trailing space": Case(_data("{d}/sp.csv"), ["sp.csv", "'ham '"],
                                          {"sp.csv": "id,text,label\n1,a,spam\n2,b,ham\n"
@@ -337,14 +339,17 @@ def test_broken_rows_are_quarantined_with_on_bad_rows_skip(tmp_path, capsys):
     import pandas as pd
 
     rejected = pd.read_parquet(run / "dataset" / "rejected.parquet")
-    assert rejected["row"].tolist() == [20, 21]
+    assert rejected["row"].tolist() == [20, 23]
+    assert rejected["line"].tolist() == [22, 25]
     assert rejected["reason"][0].startswith("line 22: a quoted field runs from line 22 to "
                                             "line 24 and swallows line 23")
     assert rejected["reason"][1] == "line 25: 2 fields, the header has 3 (id, text, label)"
-    texts = pd.concat([pd.read_parquet(run / "dataset" / f"{s}.parquet") for s in
-                       ("train", "eval")])["text"]
-    assert not texts.str.contains("merged").any()
-    assert len(texts) == 20
+    kept = pd.concat([pd.read_parquet(run / "dataset" / f"{s}.parquet") for s in
+                      ("train", "eval")]).set_index("id")
+    # only the line that opens the quote is broken: the lines it swallowed are rows again
+    assert kept.loc["91", ["text", "label"]].tolist() == ["merged", "b"]
+    assert kept.loc["92", ["text", "label"]].tolist() == ['closed"', "b"]
+    assert len(kept) == 22
 
 
 def test_a_text_over_several_lines_that_reads_as_no_row_is_kept(tmp_path):
@@ -394,3 +399,61 @@ def test_changed_content_at_the_same_path_asks_for_force(tmp_path, capsys):
     assert main([*argv, "--force"]) == 0
     info = json.loads((run / "_stages" / "data.json").read_text())["info"]
     assert info["n_train"] + info["n_eval"] == 21
+
+
+def test_a_lone_surrogate_in_jsonl_is_a_bad_row_naming_line_and_column(tmp_path, capsys):
+    import pandas as pd
+
+    source = tmp_path / "surr.jsonl"
+    # json.loads turns the escape into a lone surrogate, which no UTF-8 or Arrow string holds
+    source.write_text('{"text": "broken \\ud83d here", "label": "x"}\n'
+                      + _jsonl(*_rows(["y", "x", "y", "x", "y"])))
+    assert main(["data", "--run", str(tmp_path / "fail"), "--data", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "surr.jsonl, line 1 (data row 0): column 'text': invalid Unicode: lone surrogate " \
+           "U+D83D" in err
+    assert "Traceback" not in err
+    run = tmp_path / "run"
+    assert main(["data", "--run", str(run), "--data", str(source), "--on-bad-rows", "skip",
+                 "-q"]) == 0
+    rejected = pd.read_parquet(run / "dataset" / "rejected.parquet")
+    assert rejected.to_dict("records") == [{
+        "row": 0, "line": 1, "source": str(source),
+        "reason": "line 1: column 'text': invalid Unicode: lone surrogate U+D83D"}]
+    kept = pd.concat([pd.read_parquet(run / "dataset" / f"{s}.parquet") for s in
+                      ("train", "eval")])
+    assert sorted(kept["id"]) == ["r0", "r1", "r2", "r3", "r4"]
+
+
+def test_an_unclosed_quote_in_skip_mode_loses_no_later_row(tmp_path):
+    from relabeler.data import load_dataset
+
+    source = tmp_path / "q.csv"
+    source.write_text('text,label\nfoo,neg\nbar,pos\n"hello,pos\nbad film,neg\nok,pos\n')
+    ds = load_dataset(str(source), on_bad_rows="skip", eval_fraction=0)
+    assert ds.train[["text", "label"]].values.tolist() == [
+        ["foo", "neg"], ["bar", "pos"], ["bad film", "neg"], ["ok", "pos"]]
+    assert ds.rejected[["row", "line"]].values.tolist() == [[2, 4]]
+    assert ds.rejected["reason"][0].startswith("line 4: unexpected end of data")
+
+
+def test_an_id_column_given_but_missing_is_an_error_and_a_default_one_a_warning(
+        tmp_path, capsys, caplog):
+    source = tmp_path / "noid.csv"
+    source.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(10)))
+    for flags in (["--id-col", "id"], ["--set", "data.id_col=id"]):
+        assert main(["data", "--run", str(tmp_path / "given"), "--data", str(source),
+                     *flags]) == 2
+        assert "noid.csv has no column 'id' (columns: text, label)" in capsys.readouterr().err
+    config = tmp_path / "c.toml"
+    config.write_text('[data]\nid_col = "id"\n')
+    assert main(["data", "--run", str(tmp_path / "file"), "--data", str(source), "--config",
+                 str(config)]) == 2
+    assert "noid.csv has no column 'id' (columns: text, label)" in capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["data", "--run", str(tmp_path / "run"), "--data", str(source)]) == 0
+    warned = [r.getMessage() for r in caplog.records if "ids are generated" in r.getMessage()]
+    assert warned == [f"file {source}: no 'id' column and no id column chosen: ids are "
+                      "generated from each row's position and text, so they change when rows "
+                      "move (set data.id_col or --id-col to a column of stable ids)"]

@@ -169,3 +169,37 @@ def test_code_that_sets_a_key_is_checked_too():
         config.train.batch_size = 0
     with pytest.raises(ValueError, match="no attribute 'method'"):
         config.score.method = "ensemble"
+
+
+@pytest.mark.parametrize("value", ["inf", "+inf", "nan", "-nan"])
+def test_inf_and_nan_are_refused_and_name_the_key(tmp_path, value):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[train]\nlearning_rate = {value}\n")
+    with pytest.raises(ConfigError, match=r"c.toml: train.learning_rate: input should be a "
+                                          r"finite number, got float"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^--set: train.learning_rate: input should be a "
+                                          r"finite number"):
+        apply_overrides(RunConfig(), None, [f"train.learning_rate={value}"])
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[data]\nsource = "good.csv"\n[train]\nepochs = 2\n')
+    config = load_config(path)
+    assert (config.data.source, config.train.epochs) == ("good.csv", 2)
+
+
+def test_a_key_set_by_a_file_flag_or_code_stays_told_apart_from_its_default(tmp_path):
+    config = apply_overrides(RunConfig(), {"data.id_col": "id"})
+    assert "id_col" in config.data.model_fields_set
+    config = RunConfig()
+    config.data.source = "x.csv"
+    apply_overrides(config, {"train.epochs": 2}, ["score.k=3"])
+    assert config.data.model_fields_set == {"source"}
+    assert (config.data.source, config.data.id_col) == ("x.csv", "id")
+    path = tmp_path / "c.toml"
+    path.write_text("[data]\nseed = 4\n")
+    layered = load_config(path, base=config)
+    assert layered.data.model_fields_set == {"source", "seed"}
+    assert (layered.train.epochs, layered.score.k, layered.data.seed) == (2, 3, 4)

@@ -281,20 +281,23 @@ def test_missing_text_column_names_file_and_columns(tmp_path: Path) -> None:
 
 def test_null_text_names_file_row_column(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {2: {"text": None}})
-    with pytest.raises(DataError, match=r"d\.jsonl, row 2, column 'text': null text"):
+    with pytest.raises(DataError, match=r"d\.jsonl, line 3 \(data row 2\), column 'text': "
+                                        r"null text"):
         load_dataset(str(path))
 
 
 def test_empty_text_names_file_row_column(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {4: {"text": "  \t "}})
-    with pytest.raises(DataError, match=r"d\.jsonl, row 4, column 'text': empty text"):
+    with pytest.raises(DataError, match=r"d\.jsonl, line 5 \(data row 4\), column 'text': empty "
+                                                 r"text"):
         load_dataset(str(path))
 
 
 def test_non_string_text_names_file_row_column_and_type(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {1: {"text": 42}})
     with pytest.raises(
-        DataError, match=r"d\.jsonl, row 1, column 'text': non-string text \(int 42\)"
+        DataError, match=r"d\.jsonl, line 2 \(data row 1\), column 'text': non-string text "
+                              r"\(int 42\)"
     ):
         load_dataset(str(path))
 
@@ -303,7 +306,7 @@ def test_null_label_in_train_names_file_row_column(tmp_path: Path) -> None:
     path = _write_csv(
         tmp_path / "d.csv", pd.DataFrame({"text": ["x", "y", "z"], "y": ["a", None, "b"]})
     )
-    with pytest.raises(DataError, match=r"d\.csv, row 1, column 'y': null label"):
+    with pytest.raises(DataError, match=r"d\.csv, line 3 \(data row 1\), column 'y': null label"):
         load_dataset(str(path), label_col="y", eval_fraction=0)
 
 
@@ -314,7 +317,8 @@ def test_eval_label_unknown_to_train_names_file_row_column(tmp_path: Path) -> No
         [{"id": "e0", "text": "p", "label": "a"}, {"id": "e1", "text": "q", "label": "c"}],
     )
     with pytest.raises(
-        DataError, match=r"eval\.jsonl, row 1, column 'label': unknown eval label 'c'.*\(a, b\)"
+        DataError, match=r"eval\.jsonl, line 2 \(data row 1\), column 'label': unknown eval "
+                              r"label 'c'.*\(a, b\)"
     ):
         load_dataset(str(train), eval_source=str(evaluation))
 
@@ -322,7 +326,8 @@ def test_eval_label_unknown_to_train_names_file_row_column(tmp_path: Path) -> No
 def test_duplicate_ids_name_both_rows(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {4: {"id": "i1"}})
     with pytest.raises(
-        DataError, match=r"d\.jsonl, row 4, column 'id': duplicate id 'i1' \(first at row 1\)"
+        DataError, match=r"d\.jsonl, line 5 \(data row 4\), column 'id': duplicate id 'i1' "
+                              r"\(first at line 2 \(data row 1\)\)"
     ):
         load_dataset(str(path))
 
@@ -331,7 +336,8 @@ def test_duplicate_id_across_files_names_other_file(tmp_path: Path) -> None:
     train = _jsonl_with(tmp_path, {}, name="train.jsonl")
     evaluation = _write_jsonl(tmp_path / "eval.jsonl", [{"id": "i3", "text": "p", "label": "a"}])
     with pytest.raises(
-        DataError, match=r"eval\.jsonl, row 0.*first at row 3 of file .*train\.jsonl"
+        DataError, match=r"eval\.jsonl, line 1 \(data row 0\).*first at line 4 \(data row 3\) "
+                              r"of file .*train\.jsonl"
     ):
         load_dataset(str(train), eval_source=str(evaluation))
 
@@ -361,13 +367,14 @@ def test_bad_split_value_names_row_and_value(tmp_path: Path) -> None:
         {"text": list("wxyz"), "label": list("abab"), "s": ["train", "train", "test", "eval"]}
     )
     path = _write_csv(tmp_path / "d.csv", frame)
-    with pytest.raises(DataError, match=r"d\.csv, row 2, column 's': bad split 'test'"):
+    with pytest.raises(DataError, match=r"d\.csv, line 4 \(data row 2\), column 's': bad "
+                                                 r"split 'test'"):
         load_dataset(str(path), split_col="s")
 
 
 def test_first_bad_row_is_reported(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {1: {"label": None}, 3: {"text": ""}})
-    with pytest.raises(DataError, match=r"row 1, column 'label'"):
+    with pytest.raises(DataError, match=r"line 2 \(data row 1\), column 'label'"):
         load_dataset(str(path))
 
 
@@ -401,7 +408,8 @@ def test_skip_mode_keeps_first_duplicate(tmp_path: Path) -> None:
     ds = load_dataset(str(path), on_bad_rows="skip", eval_fraction=0)
     assert ds.train.set_index("id").loc["i1", "text"] == "t1"
     assert ds.rejected.to_dict("records") == [
-        {"row": 4, "source": str(path), "reason": "duplicate id 'i1' (first at row 1)"}
+        {"row": 4, "line": 5, "source": str(path),
+         "reason": "duplicate id 'i1' (first at line 2 (data row 1))"}
     ]
 
 
@@ -430,7 +438,7 @@ def test_skip_mode_still_raises_for_single_class(tmp_path: Path) -> None:
 
 def test_rejected_is_empty_with_columns_when_clean(balanced_csv: Path) -> None:
     ds = load_dataset(str(balanced_csv))
-    assert list(ds.rejected.columns) == ["row", "source", "reason"]
+    assert list(ds.rejected.columns) == ["row", "line", "source", "reason"]
     assert len(ds.rejected) == 0
     assert ds.rejected["row"].dtype == np.int64
 
@@ -943,3 +951,38 @@ def test_csv_written_by_pandas_reads_back_exactly(tmp_path_factory, cells) -> No
     read = read_table(path)
     expected = frame.astype(object).where(frame != "", None)
     pd.testing.assert_frame_equal(read, expected, check_dtype=False)
+
+
+def test_labels_differing_only_in_unicode_normal_form_are_a_spelling_clash(tmp_path: Path):
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [nfc, "bar", nfd, "bar"]})
+    path = _write_csv(tmp_path / "d.csv", frame)
+    with pytest.raises(DataError) as exc:
+        load_dataset(str(path))
+    assert str(exc.value) == (
+        f"file {path}, column 'label': labels differ only in type or spelling: "
+        f"'{nfc}' (str, first at line 2 (data row 0), 1 row) vs 'cafe\\u0301' (str, first at "
+        "line 4 (data row 2), 1 row). Labels are compared as given: write each class one way "
+        "in the source")
+
+
+def test_rejected_rows_of_a_parquet_source_have_no_line(tmp_path: Path) -> None:
+    records = [{"id": f"i{i}", "text": f"t{i}", "label": "ab"[i % 2]} for i in range(10)]
+    records[3]["text"] = ""
+    path = tmp_path / "d.parquet"
+    pd.DataFrame(records).to_parquet(path)
+    ds = load_dataset(str(path), eval_fraction=0, on_bad_rows="skip")
+    assert ds.rejected[["row", "reason"]].values.tolist() == [[3, "empty text (value '')"]]
+    assert ds.rejected["line"].isna().tolist() == [True]
+    table = write_split_tables(ds)["dataset/rejected.parquet"]
+    pd.testing.assert_frame_equal(read_split(table), ds.rejected)
+    with pytest.raises(DataError, match=r"d\.parquet, row 3, column 'text': empty text"):
+        load_dataset(str(path))
+
+
+def test_a_chosen_id_column_must_exist_even_when_it_is_the_default(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "d.csv", pd.DataFrame({"text": ["x", "y"], "label": ["a", "b"]}))
+    with pytest.raises(DataError, match=r"d\.csv has no column 'id' \(columns: text, label\)"):
+        load_dataset(str(path), require_id=True)
+    ds = load_dataset(str(path), eval_fraction=0)  # not chosen: ids are generated
+    assert ds.train["id"].str.fullmatch(r"r[0-9a-f]{16}").tolist() == [True, True]

@@ -84,6 +84,7 @@ def load_dataset(
     on_bad_rows: str = "fail",
     eval_source: str | None = None,
     pool_source: str | None = None,
+    require_id: bool = False,
 ) -> LoadedDataset:
     """Read, validate and split a labelled text dataset.
 
@@ -94,9 +95,10 @@ def load_dataset(
         demo dataset name (``sms-spam``, ``bbc-news``, ``drug-review``).
     id_col, text_col, label_col : str
         The source's column names; the output columns are always ``id``, ``text``, ``label``.
-        With ``id_col=None``, or the default ``"id"`` absent from the source, ids are generated
-        as ``"r" + sha1(f"{row}\\x00{text}")[:16]`` (``eval_source``/``pool_source`` rows
-        prefix ``"eval\\x00"``/``"pool\\x00"`` so their ids cannot collide with the source's).
+        With ``id_col=None``, or the default ``"id"`` absent from the source (logged once at
+        WARNING), ids are generated as ``"r" + sha1(f"{row}\\x00{text}")[:16]``
+        (``eval_source``/``pool_source`` rows prefix ``"eval\\x00"``/``"pool\\x00"`` so their
+        ids cannot collide with the source's).
         Ids and labels are cast to ``str`` (``0`` and ``0.0`` give ``"0"``); labels that would
         merge or differ only in spelling (``1`` and ``"1"``, ``True`` and ``"true"``,
         ``"spam"`` and ``"Spam"``) are a :class:`DataError` naming the values and rows.
@@ -119,6 +121,9 @@ def load_dataset(
         Files (paths or fsspec URIs) holding the eval rows and the pool rows (same column
         names; a pool file needs no label column). A split not given as a file is carved
         from ``source`` by its fraction.
+    require_id : bool
+        The caller chose ``id_col`` (``--id-col id``): a source without that column is a
+        :class:`DataError` even when it is the default ``"id"``.
 
     Returns
     -------
@@ -135,7 +140,8 @@ def load_dataset(
     eval_fraction, pool_fraction = _check_arguments(
         on_bad_rows, eval_fraction, pool_fraction, sample, split_col, eval_source, pool_source
     )
-    columns = Columns(id=id_col, text=text_col, label=label_col, split=split_col)
+    columns = Columns(id=id_col, text=text_col, label=label_col, split=split_col,
+                      id_given=require_id)
     bad_rows = BadRows(on_bad_rows)
     main = open_source(source, "source")
     sources = [(main, None, "")]
@@ -146,6 +152,13 @@ def load_dataset(
     records = []
     for part, fixed_split, salt in sources:
         records += stage_rows(part, columns, bad_rows, fixed_split=fixed_split, id_salt=salt)
+    generated = [part.where for part, _, _ in sources
+                 if id_col == "id" and not require_id and "id" not in part.frame.columns]
+    if generated:
+        logger.warning("%s: no 'id' column and no id column chosen: ids are generated from "
+                       "each row's position and text, so they change when rows move (set "
+                       "data.id_col or --id-col to a column of stable ids)",
+                       " and ".join(generated))
     records = drop_duplicate_ids(records, columns, bad_rows)
     check_label_spellings(records, label_col)
 
@@ -254,6 +267,7 @@ def _known_eval(
                 label_col,
                 "unknown eval label",
                 f" {record['label']!r} is not among the train labels ({', '.join(train_classes)})",
+                line=record["line"],
             )
     return evaluation
 

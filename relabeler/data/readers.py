@@ -10,7 +10,10 @@ count differs from the header's, and a quoted field that runs over line breaks a
 lines that read as whole rows on their own (an unbalanced quote closed rows later, which
 merges those rows into one text under the last row's label). A text that spans lines is kept
 when none of its inner lines reads as a row of the file's width; a quote closed on the very
-next line cannot be told from such a text.
+next line cannot be told from such a text. After a broken record that spans lines, reading
+resumes at the line after its first, so the lines it swallowed are read (and kept or named)
+on their own. A JSONL string that is not valid Unicode (a lone surrogate escape such as
+``\\ud83d``) makes its line a broken record naming the column.
 """
 
 from __future__ import annotations
@@ -72,11 +75,14 @@ class BadLine:
 @dataclass
 class TableRead:
     """What a reader made of a file: the good rows, each row's 0-based data row in the file
-    (``rows``, parallel to ``frame``), and the records left out (``bad``)."""
+    (``rows``, parallel to ``frame``), the records left out (``bad``) and, for text files,
+    each good row's 1-based line where its record starts (``lines``; None for Parquet and
+    Hugging Face datasets, which have no lines)."""
 
     frame: pd.DataFrame
     rows: list[int]
     bad: list[BadLine] = field(default_factory=list)
+    lines: list[int] | None = None
 
 
 def read_table(path: str | os.PathLike, *, fmt: str | None = None) -> pd.DataFrame:
@@ -280,12 +286,16 @@ def _reads_as_row(line: str, sep: str, width: int) -> bool:
     return width >= 2 and len(fields) == width
 
 
+def _csv_reader(text: str, sep: str) -> Any:
+    # strict: a field that opens with a quote and goes on after its closing quote is an
+    # error, not a text that silently loses its quotes
+    return csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+
+
 def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     csv.field_size_limit(sys.maxsize)  # a long text is data, not an attack on the parser
     lines: list[str] | None = None  # the physical lines, split only when a record spans some
-    # strict: a field that opens with a quote and goes on after its closing quote is an
-    # error, not a text that silently loses its quotes
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    reader = _csv_reader(text, sep)
     header_record: list[str] | None = []
     try:
         while header_record == []:  # blank lines before the header are skipped, as pandas does
@@ -299,25 +309,28 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     width = len(header)
     records: list[list[str]] = []
     rows: list[int] = []
+    starts: list[int] = []
     bad: list[BadLine] = []
+    offset = 0  # lines of the file before the text the reader reads
     end = reader.line_num
     row = 0
     while True:
+        resume = False
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            start, end = end + 1, reader.line_num
+            start, end = end + 1, offset + reader.line_num
             bad.append(BadLine(row, start, (
                 f"{exc}: a field that opens with a quote must end with it; quote the whole "
                 f"field and double the quotes inside it")))
-            row += 1
-            continue
-        start, end = end + 1, reader.line_num
-        if not record:  # a blank line
-            continue
-        if end > start:
+            record, resume = None, end > start
+        else:
+            start, end = end + 1, offset + reader.line_num
+            if not record:  # a blank line
+                continue
+        if record is not None and end > start:
             if lines is None:
                 lines = list(io.StringIO(text, newline=""))
             # the last line carries the closing quote and the fields after it, in a broken
@@ -329,21 +342,46 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                     f"a quoted field runs from line {start} to line {end} and swallows line "
                     f"{swallowed[0]}, which reads as a row of its own: a quote is probably "
                     f"not closed")))
-                row += 1
-                continue
-        if len(record) != width:
-            bad.append(BadLine(row, start, f"{len(record)} fields, the header has {width} "
-                               f"({', '.join(header)})"))
-        else:
-            records.append(record)
-            rows.append(row)
+                record, resume = None, True
+        if resume:
+            # only the record's first line is taken as broken: the lines it swallowed are
+            # read again, each kept as a row or named as broken on its own
+            if lines is None:
+                lines = list(io.StringIO(text, newline=""))
+            reader, offset, end = _csv_reader("".join(lines[start:]), sep), start, start
+        elif record is not None:
+            if len(record) != width:
+                bad.append(BadLine(row, start, f"{len(record)} fields, the header has {width} "
+                                   f"({', '.join(header)})"))
+            else:
+                records.append(record)
+                rows.append(row)
+                starts.append(start)
         row += 1
-    return TableRead(_columns(records, header), rows, bad)
+    return TableRead(_columns(records, header), rows, bad, starts)
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first character of a JSON value (a string, or one inside a list or object, keys
+    included) that is a lone surrogate and so cannot be written as UTF-8; None if there is
+    none."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return value[exc.start]
+        return None
+    if isinstance(value, dict):
+        value = [item for pair in value.items() for item in pair]
+    if isinstance(value, list):
+        return next((c for c in map(_lone_surrogate, value) if c is not None), None)
+    return None
 
 
 def _read_jsonl(text: str) -> TableRead:
     records: list[dict[str, Any]] = []
     rows: list[int] = []
+    starts: list[int] = []
     bad: list[BadLine] = []
     row = 0
     for lineno, line in enumerate(io.StringIO(text), start=1):
@@ -354,12 +392,15 @@ def _read_jsonl(text: str) -> TableRead:
         except json.JSONDecodeError as exc:
             bad.append(BadLine(row, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         else:
-            if isinstance(record, dict):
-                records.append(record)
-                rows.append(row)
-            else:
+            if not isinstance(record, dict):
                 bad.append(BadLine(row, lineno, f"a JSON {type(record).__name__}, expected an "
                                    "object"))
+            elif (broken := _invalid_unicode(record)) is not None:
+                bad.append(BadLine(row, lineno, broken))
+            else:
+                records.append(record)
+                rows.append(row)
+                starts.append(lineno)
         row += 1
     names: dict[str, None] = {}
     for record in records:
@@ -367,7 +408,22 @@ def _read_jsonl(text: str) -> TableRead:
     frame = pd.DataFrame(
         {name: pd.Series([r.get(name) for r in records], dtype=object) for name in names}
     )
-    return TableRead(frame, rows, bad)
+    return TableRead(frame, rows, bad, starts)
+
+
+def _invalid_unicode(record: dict[str, Any]) -> str | None:
+    """Why a JSON object cannot be stored (a ``\\ud83d`` escape with no partner decodes to a
+    lone surrogate, which no UTF-8 file or Arrow string can hold), naming the column; None
+    when it can."""
+    for key, value in record.items():
+        # repr writes a surrogate as its escape, so the message itself can be printed
+        char = _lone_surrogate(key)
+        if char is not None:
+            return f"column name {key!r}: invalid Unicode: lone surrogate U+{ord(char):04X}"
+        char = _lone_surrogate(value)
+        if char is not None:
+            return f"column {key!r}: invalid Unicode: lone surrogate U+{ord(char):04X}"
+    return None
 
 
 def _read_hf(spec: str) -> pd.DataFrame:

@@ -31,6 +31,7 @@ def _split_schema(*, label_nullable: bool) -> pa.Schema:
 REJECTED_SCHEMA = pa.schema(
     [
         pa.field("row", pa.int64(), nullable=False),
+        pa.field("line", pa.int64(), nullable=True),  # null where the source has no lines
         pa.field("source", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
     ]
@@ -78,7 +79,8 @@ def write_split_tables(ds: LoadedDataset) -> dict[str, pa.Table]:
     dict of str to pyarrow.Table
         ``dataset/train.parquet``, ``dataset/eval.parquet``, ``dataset/pool.parquet``: string
         columns ``id``, ``text``, ``label`` (``label`` nullable only in pool);
-        ``dataset/rejected.parquet``: ``row`` (int64), ``source``, ``reason`` (string).
+        ``dataset/rejected.parquet``: ``row``, ``line`` (int64, null where the source has no
+        lines), ``source``, ``reason`` (string).
     """
     tables = {
         artifacts.SPLIT(split=split): _frame_to_arrow(
@@ -102,13 +104,16 @@ def read_split(table: pa.Table) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        String columns as object dtype with ``None`` for nulls, other columns as pandas makes
-        them (``row`` is int64): equal to the frame the table was written from.
+        String columns as object dtype with ``None`` for nulls, an integer column with nulls as
+        Int64 (rejected's ``line``; pandas would make its numbers floats), other columns as
+        pandas makes them (``row`` is int64): equal to the frame the table was written from.
     """
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             columns[name] = pd.Series(column.to_pylist(), dtype=object)
+        elif pa.types.is_integer(column.type) and column.null_count:
+            columns[name] = pd.Series(column.to_pylist(), dtype="Int64")
         else:
             columns[name] = column.to_pandas()
     return pd.DataFrame(columns)

@@ -1,13 +1,15 @@
 """Row-level validation of a source: ids, texts, labels and split values as ``str``.
 
-A bad row either raises :class:`DataError` naming the source, the 0-based data row and the
-column (``on_bad_rows="fail"``) or is quarantined as a :class:`Rejected` (``"skip"``).
+A bad row either raises :class:`DataError` naming the source, the line where its record
+starts (text files), the 0-based data row and the column (``on_bad_rows="fail"``) or is
+quarantined as a :class:`Rejected` (``"skip"``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +29,20 @@ SPLITS = ("train", "eval", "pool")
 class Rejected:
     """One row quarantined by ``on_bad_rows="skip"``.
 
-    ``row`` is the 0-based data row in ``source`` (a path, ``hf:`` name or demo name).
+    ``row`` is the 0-based data row in ``source`` (a path, ``hf:`` name or demo name),
+    ``line`` the 1-based line of a text file where its record starts (None for Parquet,
+    Hugging Face and demo datasets).
     """
 
     row: int
     source: str
     reason: str
+    line: int | None = None
+
+
+def locate(row: int, line: int | None) -> str:
+    """How a message names a row: ``line 7 (data row 2)`` in a text file, else ``row 2``."""
+    return f"row {row}" if line is None else f"line {line} (data row {row})"
 
 
 def _scalar_to_str(value: object) -> str | None:
@@ -59,12 +69,15 @@ RESERVED_COLUMNS = frozenset({"id", "text", "label", "split", "true_label", "fli
 
 @dataclass(frozen=True)
 class Columns:
-    """The source's column names for each output column (``id`` None = generated ids)."""
+    """The source's column names for each output column (``id`` None = generated ids).
+    ``id_given``: the id column was chosen, so it must exist even when it is the default
+    ``"id"`` (which, not chosen, may be absent: ids are then generated)."""
 
     id: str | None
     text: str
     label: str
     split: str | None
+    id_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,15 +87,21 @@ class Source:
     frame: pd.DataFrame
     rows: list[int] | None = None  # each frame row's data row in the file (None: the same)
     bad: tuple[BadLine, ...] = ()  # records the reader could not take as rows
+    lines: list[int] | None = None  # each frame row's first line in a text file (None: no lines)
 
     def row(self, position: int) -> int:
         """The 0-based data row in the file of frame row ``position``."""
         return position if self.rows is None else self.rows[position]
 
+    def line(self, position: int) -> int | None:
+        """The 1-based line of a text file where frame row ``position`` starts; None when the
+        source has no lines."""
+        return None if self.lines is None else self.lines[position]
+
 
 def _file_source(name: str, where: str) -> Source:
     read = read_table_rows(name)
-    return Source(name, where, read.frame, read.rows, tuple(read.bad))
+    return Source(name, where, read.frame, read.rows, tuple(read.bad), read.lines)
 
 
 def open_source(source: str | os.PathLike, role: str) -> Source:
@@ -104,7 +123,8 @@ def _check_columns(source: Source, columns: Columns, *, label_needed: bool, spli
     if split and columns.split is not None:
         needed.append(columns.split)
     # The default "id" may be absent (ids are generated); a name the user chose may not.
-    generate = columns.id is None or (columns.id == "id" and "id" not in present)
+    generate = columns.id is None or (columns.id == "id" and not columns.id_given
+                                      and "id" not in present)
     if not generate:
         needed.insert(0, columns.id)
     for column in needed:
@@ -124,25 +144,32 @@ class BadRows:
         self.rejected: list[Rejected] = []
         self.counts: Counter[str] = Counter()
 
-    def report(self, source: Source, row: int, column: str, problem: str, detail: str) -> None:
+    def report(self, source: Source, row: int, column: str, problem: str, detail: str, *,
+               line: int | None = None) -> None:
         if self.mode == "fail":
-            raise DataError(f"{source.where}, row {row}, column {column!r}: {problem}{detail}")
-        self.rejected.append(Rejected(row, source.name, f"{problem}{detail}"))
+            raise DataError(f"{source.where}, {locate(row, line)}, column {column!r}: "
+                            f"{problem}{detail}")
+        self.rejected.append(Rejected(row, source.name, f"{problem}{detail}", line))
         self.counts[problem] += 1
 
     def report_line(self, source: Source, bad: BadLine) -> None:
         """A record the reader could not take as a row (a broken quote, a wrong field count,
         a line that is not JSON)."""
         if self.mode == "fail":
-            raise DataError(f"{source.where}, line {bad.line} (row {bad.row}): {bad.problem} "
+            raise DataError(f"{source.where}, {locate(bad.row, bad.line)}: {bad.problem} "
                             "(--on-bad-rows skip quarantines such records)")
-        self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}"))
+        self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}",
+                                      bad.line))
         self.counts["broken record"] += 1
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "row": pd.Series([r.row for r in self.rejected], dtype="int64"),
+                # Int64 only where a source has no lines: int64 otherwise, as read_split gives
+                "line": pd.Series([r.line for r in self.rejected],
+                                  dtype="Int64" if any(r.line is None for r in self.rejected)
+                                  else "int64"),
                 "source": pd.Series([r.source for r in self.rejected], dtype=object),
                 "reason": pd.Series([r.reason for r in self.rejected], dtype=object),
             }
@@ -190,8 +217,8 @@ def stage_rows(
     for position, (raw_id, text, raw_label, split) in enumerate(
         zip(ids, texts, labels, splits, strict=True)
     ):
-        row = source.row(position)
-        report = _row_reporter(bad_rows, source, row)
+        row, line = source.row(position), source.line(position)
+        report = _row_reporter(bad_rows, source, row, line)
         item_id = None if is_null(raw_id) else _scalar_to_str(raw_id)
         if item_id is None or not item_id.strip():
             report(
@@ -234,6 +261,7 @@ def stage_rows(
                 "raw_label": raw_label,
                 "split": split,
                 "row": row,
+                "line": line,
                 "source": source,
                 "extra": extras[position],
             }
@@ -241,8 +269,10 @@ def stage_rows(
     return staged
 
 
-def _row_reporter(bad_rows: BadRows, source: Source, row: int) -> Callable[[str, str, str], None]:
-    return lambda column, problem, detail: bad_rows.report(source, row, column, problem, detail)
+def _row_reporter(bad_rows: BadRows, source: Source, row: int,
+                  line: int | None) -> Callable[[str, str, str], None]:
+    return lambda column, problem, detail: bad_rows.report(source, row, column, problem, detail,
+                                                           line=line)
 
 
 def drop_duplicate_ids(
@@ -262,7 +292,8 @@ def drop_duplicate_ids(
             record["row"],
             columns.id or "id",
             "duplicate id",
-            f" {record['id']!r} (first at row {first['row']}{elsewhere})",
+            f" {record['id']!r} (first at {locate(first['row'], first['line'])}{elsewhere})",
+            line=record["line"],
         )
     return kept
 
@@ -280,7 +311,8 @@ def _label_kind(value: object) -> str:
 def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:
     """Raise when labels that differ in type or spelling would become one class, or two that
     look like one: ``1``, ``"1"`` and ``1.0`` (all ``"1"`` as text); ``True``, ``"true"`` and
-    ``"True"``; ``"spam"`` and ``"Spam "``. Labels are taken as given, so these are errors
+    ``"True"``; ``"spam"`` and ``"Spam "``; ``"café"`` written with a combining accent and
+    with a precomposed ``é`` (NFKC). Labels are taken as given, so these are errors
     naming every variant with its first row and count; fix the source to one spelling.
     """
     groups: dict[str, dict[tuple[str, str], list]] = {}
@@ -288,8 +320,13 @@ def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None
         if record["label"] is None:
             continue
         raw = record["raw_label"]
-        variant = (_label_kind(raw), repr(raw.item() if isinstance(raw, np.generic) else raw))
-        seen = groups.setdefault(record["label"].strip().casefold(), {})
+        # a label in another normal form looks the same printed: its escapes tell it apart
+        shown = (ascii(raw) if isinstance(raw, str) and unicodedata.normalize("NFC", raw) != raw
+                 else repr(raw.item() if isinstance(raw, np.generic) else raw))
+        variant = (_label_kind(raw), shown)
+        # NFKC: "café" typed with a combining accent looks the same but is another class
+        key = unicodedata.normalize("NFKC", record["label"]).strip().casefold()
+        seen = groups.setdefault(key, {})
         if variant in seen:
             seen[variant][1] += 1
         else:
@@ -304,7 +341,8 @@ def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None
         for (kind, shown), (record, count) in variants.items():
             where = ("" if record["source"] is first else f" of {record['source'].where}")
             rows = f"{count} row{'s' if count != 1 else ''}"
-            parts.append(f"{shown} ({kind}, first at row {record['row']}{where}, {rows})")
+            parts.append(f"{shown} ({kind}, first at {locate(record['row'], record['line'])}"
+                         f"{where}, {rows})")
         described.append(" vs ".join(parts))
     more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
     raise DataError(

@@ -134,6 +134,8 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
         pool_fraction=cfg.pool_fraction, sample=cfg.sample or None, seed=cfg.seed,
         on_bad_rows=cfg.on_bad_rows, eval_source=cfg.eval_source or None,
         pool_source=cfg.pool_source or None,
+        # a file, --set or --id-col that names "id" wants that column, not generated ids
+        require_id="id_col" in cfg.model_fields_set,
     )
     info = {"source": cfg.source, "classes": ds.classes, "n_train": len(ds.train),
             "n_eval": len(ds.eval), "n_pool": len(ds.pool), "n_rejected": len(ds.rejected),

@@ -71,9 +71,9 @@ METHODS = ("relabeler", "cleanlab_self_confidence", "cleanlab_normalized_margin"
 
 
 #: simulate's own settings where neither a flag nor ``--config`` gives one
-SIMULATE_DEFAULTS = {"data.text_col": "text", "data.label_col": "label", "data.id_col": "id",
-                     "data.sample": 0, "data.eval_fraction": 0.2, "data.pool_fraction": 0.0,
-                     "data.seed": 0, "data.noise_kind": "uniform", "data.eval_noise_rate": 0.0,
+SIMULATE_DEFAULTS = {"data.text_col": "text", "data.label_col": "label", "data.sample": 0,
+                     "data.eval_fraction": 0.2, "data.pool_fraction": 0.0, "data.seed": 0,
+                     "data.noise_kind": "uniform", "data.eval_noise_rate": 0.0,
                      "train.mode": "auto", "train.folds": 5, "train.seed": 0}
 
 
@@ -100,7 +100,8 @@ def simulation_config(*, data: str, out: str | Path, noise: float,
         section, name = key.split(".")
         if value is not None:
             values[key] = value
-        elif base is None or name not in getattr(base, section).model_fields_set:
+        elif key in fallback and (base is None
+                                  or name not in getattr(base, section).model_fields_set):
             values[key] = fallback[key]
     config = apply_overrides(base or RunConfig(), {
         "run_dir": str(Path(out) / "run"), "data.source": data, "data.noise_rate": noise,
