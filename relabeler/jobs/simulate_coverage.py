@@ -345,11 +345,10 @@ def coverage_measure(store: RunStore, config, view, refit,
     """:func:`relabeler.jobs.simulate.coverage_experiment` on the run's coverage scores with
     ``refit`` (a refitter over train, eval and pool texts in ``frames`` order)."""
     from relabeler.jobs.score import load_split
-    from relabeler.jobs.simulate import coverage_experiment
+    from relabeler.jobs.simulate import class_ids, coverage_experiment, true_labels
 
     train, evaluation, pool = frames
     classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
     n, n_eval = len(train), len(evaluation)
     eval_view = load_split(store, "eval", classes)
     pool_view = load_split(store, "pool", classes)
@@ -358,12 +357,15 @@ def coverage_measure(store: RunStore, config, view, refit,
         eval_view.ids).to_numpy(dtype=np.float64)
     pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
     eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+    eval_pos = eval_pos.to_numpy(dtype=np.int64)
+    # the eval truth (eval_view.labels are the flipped labels under --eval-noise)
+    eval_truth = class_ids(true_labels(evaluation), classes, what="the eval split")[eval_pos]
     return coverage_experiment(
         refit, noisy=view.labels, pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
-        pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
-        .to_numpy(dtype=np.int64),
-        pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
-        eval_labels=eval_view.labels, eval_features=eval_view.features, eval_coverage=eval_cov,
+        pool_truth=class_ids(pool.set_index("id").loc[pool_view.ids, "true_label"], classes,
+                             what="the pool's true_label"),
+        pool_features=pool_view.features, eval_rows=n + eval_pos,
+        eval_labels=eval_truth, eval_features=eval_view.features, eval_coverage=eval_cov,
         k=config.score.acquire_budget, classes=classes, seed=config.data.seed)
 
 
@@ -395,10 +397,9 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     accuracy after the head is refit on train plus them, labeled with their true labels
     (``before``: refit on train alone), on the group's eval rows that did not steer
     acquisition (:func:`measured_rows`). ``view`` is the training view score used."""
-    from relabeler.jobs.simulate import _refitter
+    from relabeler.jobs.simulate import _refitter, class_ids, true_labels
 
     classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
     train, evaluation, pool = _frames(store, view)
     acquired = store.read_table(artifacts.ACQUIRE.path).to_pandas().sort_values("rank")
     picks = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(
@@ -408,9 +409,8 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     n, n_eval = len(train), len(evaluation)
     in_group_pool = pool["undercover"].to_numpy(dtype=bool)
     group_eval = np.flatnonzero(measured_rows(evaluation, config.score, spec.spec))
-    truth = evaluation["true_label"] if "true_label" in evaluation else evaluation["label"]
-    eval_truth = truth.map(index).to_numpy(dtype=np.int64)[group_eval]
-    pool_truth = pool["true_label"].map(index).to_numpy(dtype=np.int64)
+    eval_truth = class_ids(true_labels(evaluation), classes, what="the eval split")[group_eval]
+    pool_truth = class_ids(pool["true_label"], classes, what="the pool's true_label")
 
     measure = subgroup_measure(
         refit, train_rows=np.arange(n), train_labels=view.labels,

@@ -160,17 +160,16 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     benchmark passes them to measure a run that went no further than ``score``'s shortcuts)."""
     from relabeler.data import read_split
     from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, training_weights
-    from relabeler.jobs.simulate import _refitter
+    from relabeler.jobs.simulate import _refitter, class_ids, true_labels
     from relabeler.model import load_tokenizer
 
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
     classes = classes or store.read_json(artifacts.LABELS.path)
-    index = {c: i for i, c in enumerate(classes)}
     planted = train["text"].tolist()
     clean = [remove_token(t, spec.token) if hit else t
              for t, hit in zip(planted, train["shortcut"], strict=True)]
-    labels = train["label"].map(index).to_numpy(dtype=np.int64)
+    labels = class_ids(train["label"], classes, what="the training split")
     tc = config.train
     tokens = shortcut_tokens(store.read_table(artifacts.SHORTCUTS.path).to_pandas(),
                              top=tc.debias_top)
@@ -179,13 +178,16 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     weights = training_weights(planted, labels, num_classes=len(classes), debias="reweight",
                                tokens=tokens, class_balance=tc.class_weights,
                                class_names=classes)
+    # the eval truth (``label`` holds the flipped eval labels under --eval-noise) both picks the
+    # anti-shortcut texts and measures
+    eval_truth = true_labels(evaluation)
     rng = np.random.default_rng(config.data.seed + 1)
-    other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
+    other = np.flatnonzero(eval_truth.to_numpy(dtype=object) != spec.label)
     anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)
     texts = planted + clean + masked + evaluation["text"].tolist() + anti
     refit = _refitter(store, config, texts, classes, progress, mode=mode)
     n, m = len(train), len(evaluation)
-    truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)
+    truth = class_ids(eval_truth, classes, what="the eval split")
     test_rows = np.arange(3 * n, 3 * n + 2 * m)
     fits = {"clean": (np.arange(n, 2 * n), None), "shortcut": (np.arange(n), None),
             "reweight": (np.arange(n), weights), "mask": (np.arange(2 * n, 3 * n), None)}

@@ -322,3 +322,44 @@ def test_the_cli_checks_the_flags_before_any_work(tmp_path, capsys, flags, messa
                  str(tmp_path / "sim"), "-q", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "sim").exists()
+
+
+def test_the_coverage_measure_reads_the_eval_truth_under_eval_noise(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from relabeler.jobs import score, simulate
+    from relabeler.jobs.simulate_coverage import coverage_measure
+    from tests.jobs.test_simulate import eval_noise_run
+
+    store, config = eval_noise_run(tmp_path, pool_fraction=0.2)
+    train, evaluation, pool = (_splits(store)[s] for s in ("train", "eval", "pool"))
+    assert evaluation["flipped"].any()
+    index = {"neg": 0, "pos": 1}
+    # the features' row order is not the table's
+    order = np.random.default_rng(0).permutation(len(evaluation))
+    views = {"eval": SimpleNamespace(ids=evaluation["id"].to_numpy(dtype=object)[order],
+                                     labels=evaluation["label"].map(index).to_numpy()[order],
+                                     features=np.zeros((len(evaluation), 2))),
+             "pool": SimpleNamespace(ids=pool["id"].to_numpy(dtype=object),
+                                     labels=np.full(len(pool), -1),
+                                     features=np.zeros((len(pool), 2)))}
+    monkeypatch.setattr(score, "load_split", lambda store, split, classes: views[split])
+    m = len(evaluation)
+    store.write_table(artifacts.COVERAGE.path, pa.table({
+        "id": evaluation["id"].tolist(), "split": ["eval"] * m,
+        "coverage_score": pa.array(np.linspace(0, 1, m), pa.float32()),
+        "density": pa.array(np.ones(m), pa.float32()),
+        "label_agreement": pa.array(np.ones(m), pa.float32()),
+        "nearest_ids": [[] for _ in range(m)], "is_undercovered": [False] * m}))
+    seen = {}
+    monkeypatch.setattr(simulate, "coverage_experiment", lambda refit, **kwargs:
+                        seen.update(kwargs) or {})
+    view = SimpleNamespace(ids=train["id"].to_numpy(dtype=object), classes=["neg", "pos"],
+                           labels=train["label"].map(index).to_numpy())
+    coverage_measure(store, config, view, None, (train, evaluation, pool))
+    truth = evaluation["true_label"].map(index).to_numpy()[order]
+    np.testing.assert_array_equal(seen["eval_labels"], truth)
+    assert (seen["eval_labels"] != views["eval"].labels).any()  # not the flipped labels
+    np.testing.assert_array_equal(seen["eval_rows"], len(train) + order)

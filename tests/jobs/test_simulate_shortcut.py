@@ -136,3 +136,37 @@ def test_shortcut_accuracy_runs_on_a_run_scored_for_shortcuts_only(tmp_path, tin
         # 40 eval texts: every accuracy is a whole number of them
         assert all(round(v * 40) == pytest.approx(v * 40) for v in result[block].values())
     assert result["accuracy"]["mitigated"] == result["mitigations"]["mask"]["accuracy"]
+
+
+def test_shortcut_accuracy_measures_against_the_eval_truth_under_eval_noise(tmp_path,
+                                                                            monkeypatch):
+    from types import SimpleNamespace
+
+    from relabeler.data import read_split
+    from relabeler.jobs import simulate
+    from tests.jobs.test_simulate import CueRefitter, eval_noise_run
+
+    store, config = eval_noise_run(tmp_path)
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    assert evaluation["flipped"].any()
+    spec = parse_shortcut("zqtag:neg:0.5")
+    plant_shortcut(store, spec, seed=0)
+    score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
+    texts = []
+
+    def refitter(store, config, given, classes, progress, *, mode=None):
+        texts.extend(given)
+        return CueRefitter(given, classes)
+
+    monkeypatch.setattr(simulate, "_refitter", refitter)
+    monkeypatch.setattr("relabeler.model.load_tokenizer",
+                        lambda name: SimpleNamespace(mask_token="[MASK]"))
+    result = shortcut_accuracy(store, config, spec, progress=False, classes=["neg", "pos"],
+                               mode="head")
+    # a model that is always right is measured right, on the eval split and its anti copy
+    assert set(result["accuracy"].values()) == {1.0}
+    assert set(result["anti_accuracy"].values()) == {1.0}
+    # the token went into the eval texts whose true class is another than the planted one
+    anti = texts[-len(evaluation):]
+    has = np.array(["zqtag" in t.split() for t in anti])
+    np.testing.assert_array_equal(has, (evaluation["true_label"] != "neg").to_numpy())
