@@ -151,14 +151,15 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
                 suspect: np.ndarray, sizes: list[int], test_rows: np.ndarray,
                 test_labels: np.ndarray, control_share: float, model_wrong: float | None,
                 stop_rate: float, wrong_probability: np.ndarray | None = None,
-                seed: int = 0) -> RoundsPlay:
+                controls: list[int] | None = None, seed: int = 0) -> RoundsPlay:
     """Play the rounds ``sizes`` with oracle answers.
 
     Training rows are ``0..N-1`` of the refitter's cache; noisy, truth: (N,) class ids;
     suspect, wrong_probability: (N,) the first queue's scores and the chances that its labels
     are wrong (None: not known); rescore(labels, model_probs) -> the next queue's, the same
-    pair (called between rounds only, on the labels with every answer so far). The random
-    controls are ``control_share`` of the whole budget (:func:`round_controls`).
+    pair (called between rounds only, on the labels with every answer so far). controls: the
+    random controls of each round (None: ``control_share`` of the whole budget,
+    :func:`round_controls`; a replay of the first rounds of a longer play passes that play's).
     """
     n = len(noisy)
     rows = np.arange(n)
@@ -172,7 +173,11 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     play = RoundsPlay([], [], [], [])
     manifest = play.manifest
     # the controls of the whole budget, spread over the rounds: as many as one shot's
-    per_round = round_controls(sizes, control_share)
+    per_round = round_controls(sizes, control_share) if controls is None else controls
+    if len(per_round) != len(sizes) or any(not 0 <= c <= s
+                                            for c, s in zip(per_round, sizes, strict=True)):
+        raise ValueError(f"controls: expected one count in [0, size] per round of {sizes}, "
+                         f"got {per_round}")
     for r, size in enumerate(sizes):
         flagged, controls = pick_round(suspect, reviewed, size, control_share=control_share,
                                        rng=rng, controls=per_round[r])

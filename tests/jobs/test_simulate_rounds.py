@@ -103,6 +103,11 @@ def test_the_rounds_send_as_many_controls_and_flagged_tasks_as_the_one_shot():
             sent[name] = [sum(m["source"] == source for m in play.manifest)
                           for source in ("flagged", "random_control")]
         assert sent["rounds"] == sent["one shot"] == [flagged, total - flagged]
+    # the first two rounds of the four, as benchmarks/remaining.py replays them
+    play = play_rounds(refit, rescore, sizes=[30, 30], controls=[2, 2], **common)
+    assert [m["source"] for m in play.manifest].count("random_control") == 4
+    with pytest.raises(ValueError, match=r"controls: expected one count in \[0, size\]"):
+        play_rounds(refit, rescore, sizes=[30, 30], controls=[31, 2], **common)
 
 
 def test_the_one_shot_play_without_controls_is_the_gain_experiments_top_k():
