@@ -241,6 +241,22 @@ def move_group(splits: dict[str, pd.DataFrame], member: dict[str, np.ndarray], *
     return new, counts
 
 
+def check_classes_left(splits: dict[str, pd.DataFrame], spec: UndercoverSpec,
+                       counts: dict) -> None:
+    """ConfigError naming the flags when the training rows left after the hold-out (``splits``
+    as :func:`move_group` returns them) hold no row whose true label is a class the eval split
+    has: the model could not learn that class (flipped rows given its label do not teach it),
+    and the measures would read its eval rows against a class training never saw."""
+    missing = sorted(set(_truth(splits["eval"])) - set(_truth(splits["train"])))
+    if missing:
+        raise ConfigError(
+            f"{FLAG} {spec.spec} with {KEEP_FLAG} {spec.keep:g}: the training rows left hold no "
+            f"row of the class {', '.join(map(repr, missing))} (by true label), which the eval "
+            f"split has ({counts['n_kept']} of the group's {counts['n_group_train']} training "
+            f"rows kept); use a larger {KEEP_FLAG} or a group that leaves every class some "
+            f"training rows")
+
+
 def encoder_embeddings(config, texts: list[str], classes: list[str], *,
                        progress: bool = False) -> np.ndarray:
     """The frozen encoder's states of ``texts`` (the ones head mode trains on, through the
@@ -260,7 +276,8 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
     """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
     finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
     the group in every split's ``undercover`` column. ``cluster:K`` clusters the encoder's
-    states of ``config``'s model (TF-IDF without a ``config``). Returns the hold-out's info."""
+    states of ``config``'s model (TF-IDF without a ``config``). A hold-out that leaves training
+    without a class is refused (:func:`check_classes_left`). Returns the hold-out's info."""
     if store.stage_done(STAGE) and not force:
         return (store.stage_info(STAGE) or {}).get("info", {})
     splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
@@ -273,6 +290,7 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
         embeddings = encoder_embeddings(config, texts, classes)
     member, chosen = group_members(splits, spec, seed=seed, embeddings=embeddings)
     new, counts = move_group(splits, member, keep=spec.keep, seed=seed)
+    check_classes_left(new, spec, counts)
     for name, frame in new.items():
         store.write_table(artifacts.SPLIT(split=name), split_table(frame, name))
     info = {"spec": spec.spec, "keep": spec.keep, **counts, **chosen}

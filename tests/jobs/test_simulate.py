@@ -319,3 +319,16 @@ def test_retraining_measures_against_the_eval_truth_under_eval_noise(tmp_path, m
     assert coverage is None  # no pool
     truth = evaluation["true_label"].map({"neg": 0, "pos": 1}).to_numpy()
     np.testing.assert_array_equal(seen["test_labels"], truth)  # the rounds' measure too
+
+
+def test_class_ids_name_a_label_outside_the_training_classes():
+    from relabeler.errors import StageError
+    from relabeler.jobs.simulate import class_ids
+
+    np.testing.assert_array_equal(class_ids(pd.Series(["b", "a", "b"]), ["a", "b"],
+                                            what="the eval split"), [1, 0, 1])
+    # a cast would make 'c' -9223372036854775808 and count it as a wrong prediction
+    with pytest.raises(StageError, match=r"simulate: the eval split holds the label 'c' \(2 "
+                                         r"rows\), which is not one of the training classes "
+                                         r"\(a, b\)"):
+        class_ids(pd.Series(["a", "c", "c"]), ["a", "b"], what="the eval split")

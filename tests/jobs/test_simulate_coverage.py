@@ -14,11 +14,13 @@ from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
+    check_classes_left,
     check_held,
     group_members,
     held_out_errors,
     hold_out,
     measured_rows,
+    move_group,
     parse_undercover,
     subgroup_measure,
 )
@@ -363,3 +365,37 @@ def test_the_coverage_measure_reads_the_eval_truth_under_eval_noise(tmp_path, mo
     np.testing.assert_array_equal(seen["eval_labels"], truth)
     assert (seen["eval_labels"] != views["eval"].labels).any()  # not the flipped labels
     np.testing.assert_array_equal(seen["eval_rows"], len(train) + order)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.01])
+def test_a_hold_out_that_leaves_training_without_a_class_names_both_flags(tmp_path, keep):
+    # keep 0, or a share of the ~80 'pos' rows that floors to 0 rows: no 'pos' left to train on
+    store, _ = _store(tmp_path)
+    before = _splits(store)
+    with pytest.raises(ConfigError, match=rf"--undercover label=pos with --undercover-keep "
+                                          rf"{keep:g}: the training rows left hold no row of the "
+                                          rf"class 'pos' \(by true label\)"):
+        hold_out(store, parse_undercover("label=pos", keep=keep), seed=0)
+    assert not store.stage_done("simulate.undercover")
+    for name, frame in _splits(store).items():  # nothing written
+        assert frame["id"].tolist() == before[name]["id"].tolist()
+    info = hold_out(store, parse_undercover("label=pos", keep=0.1), seed=0)
+    assert info["n_kept"] == int(np.floor(0.1 * info["n_group_train"])) > 0
+
+
+def test_flipped_rows_given_a_held_out_class_do_not_count_as_that_class():
+    # asymmetric noise gave 'pos' to two 'neg' rows; holding every true 'pos' row out leaves
+    # those two as the only training rows labeled 'pos': training lacks the class all the same
+    train = pd.DataFrame({"id": [f"t{i}" for i in range(6)], "text": ["x"] * 6,
+                          "label": ["pos", "pos", "neg", "neg", "neg", "neg"],
+                          "true_label": ["neg", "neg", "neg", "neg", "pos", "pos"]})
+    evaluation = pd.DataFrame({"id": ["e0", "e1"], "text": ["x"] * 2, "label": ["pos", "neg"]})
+    pool = pd.DataFrame({"id": [], "text": [], "label": []}, dtype=object)
+    splits = {"train": train, "eval": evaluation, "pool": pool}
+    spec = parse_undercover("label=pos", keep=0.0)
+    member, _ = group_members(splits, spec, seed=0)
+    new, counts = move_group(splits, member, keep=0.0, seed=0)
+    assert sorted(new["train"]["label"]) == ["neg", "neg", "pos", "pos"]
+    with pytest.raises(ConfigError, match=r"no row of the class 'pos' \(by true label\)"):
+        check_classes_left(new, spec, counts)
+    check_classes_left({**new, "eval": evaluation[evaluation["label"] == "neg"]}, spec, counts)
