@@ -1,7 +1,8 @@
 """``relabeler simulate --shortcut TOKEN:CLASS:RATE``: plant a shortcut, see whether score finds it.
 
 After ``data`` and before ``train``, TOKEN is inserted at a random word position into RATE of the
-training texts labelled CLASS (and into no other text); those rows get ``shortcut = True``. After
+training texts labelled CLASS (and into no other text; a TOKEN that already occurs in a training
+text is refused); those rows get ``shortcut = True``. After
 ``score``, the ``"shortcut"`` block of ``simulation.json`` says where TOKEN ranks in
 ``scores/shortcuts.parquet`` (1 = top; null when it did not pass the significance threshold)
 and what the shortcut costs: eval accuracy of the head refit with and without the token, on the
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.errors import ConfigError
-from relabeler.selectors.shortcuts import word_tokens
+from relabeler.selectors.shortcuts import contains_token, word_tokens
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,20 @@ def plant_shortcut(store: RunStore, spec: ShortcutSpec, *, seed: int,
     if spec.label not in classes:
         raise ConfigError(f"{FLAG}: class {spec.label!r} is not in the training data "
                           f"(classes: {', '.join(classes)})")
+    texts = [t or "" for t in table.column("text").to_pylist()]
+    # the planted rows must be the only ones with the token, and removing it (the "clean"
+    # texts of shortcut_accuracy) must give back the original texts
+    already = np.flatnonzero(contains_token(texts, spec.key))
+    if len(already):
+        raise ConfigError(f"{FLAG}: the token {spec.token!r} already occurs in {len(already)} "
+                          f"training texts (the first: id "
+                          f"{table.column('id')[int(already[0])].as_py()!r}); pick a token "
+                          f"that occurs in none of them")
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(labels == spec.label)
     n = max(1, int(round(spec.rate * len(candidates))))
     rows = np.sort(rng.choice(candidates, size=n, replace=False))
-    texts = insert_token([t or "" for t in table.column("text").to_pylist()], rows, spec.token,
-                         rng)
+    texts = insert_token(texts, rows, spec.token, rng)
     planted = np.zeros(table.num_rows, dtype=bool)
     planted[rows] = True
     table = table.set_column(table.column_names.index("text"), "text", pa.array(texts))

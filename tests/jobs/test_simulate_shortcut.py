@@ -81,6 +81,20 @@ def test_a_class_that_does_not_exist_names_the_flag(tmp_path):
         plant_shortcut(store, parse_shortcut("zq:spam:0.5"), seed=0)
 
 
+@pytest.mark.parametrize("token", ["the", "The", "movie was", "Movie-was"])
+def test_a_token_that_already_occurs_in_a_training_text_names_the_flag(tmp_path, token):
+    # planted, it would not be "in none of the others", and remove_token could delete an
+    # original word from a planted text
+    store = _store(tmp_path)
+    before = store.read_table(artifacts.TRAIN.path)
+    with pytest.raises(ConfigError, match=rf"--shortcut: the token '{token}' already occurs in "
+                                          rf"\d+ training texts \(the first: id 's\d+'\); pick a "
+                                          rf"token that occurs in none of them"):
+        plant_shortcut(store, parse_shortcut(f"{token}:pos:0.5"), seed=0)
+    assert not store.stage_done("simulate.shortcut")
+    assert store.read_table(artifacts.TRAIN.path).equals(before)
+
+
 def test_the_cli_refuses_a_bad_rate_before_running(tmp_path, capsys):
     code = main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
                  str(tmp_path / "sim"), "--shortcut", "zq:spam:2", "-q"])
