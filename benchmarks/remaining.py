@@ -131,9 +131,12 @@ def replay(folder: Path, pooling: str, *, upto: int = 4) -> dict:
         rescorer = Recording(view, config.score, mode="refit", refit=refit,
                              folds=config.train.folds, seed=config.data.seed)
         total = max(stored["gain"]["budget_samples"])
+        sizes = sr.round_sizes(total, 4)
         play = sr.play_rounds(
             refit, rescorer, ids=view.ids, noisy=view.labels, truth=truth, suspect=suspect,
-            sizes=sr.round_sizes(total, 4)[:upto], test_rows=np.arange(n, n + len(evaluation)),
+            sizes=sizes[:upto], test_rows=np.arange(n, n + len(evaluation)),
+            # the first rounds of the stored four-round play, with its controls
+            controls=sr.round_controls(sizes, config.studio.control_share)[:upto],
             test_labels=evaluation["label"].map(index).to_numpy(dtype=np.int64),
             control_share=config.studio.control_share,
             model_wrong=None if share is None else share * n,

@@ -35,7 +35,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides
-from relabeler.errors import ConfigError
+from relabeler.errors import ConfigError, StageError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
@@ -135,6 +135,25 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
         if config.model.long_text == "evidence" else None
     return HeadRefitter(model, encoder_states(config, model, texts, device, progress=progress,
                                               selector=selector), opts, device)
+
+
+def true_labels(frame: pd.DataFrame) -> pd.Series:
+    """The true labels of a split: ``true_label`` where the data stage flipped labels on
+    purpose (``--noise`` in train, ``--eval-noise`` in eval; ``label`` holds the noisy ones),
+    else ``label``. Accuracies are measured against these."""
+    return frame["true_label"] if "true_label" in frame.columns else frame["label"]
+
+
+def class_ids(labels: pd.Series, classes: list[str], *, what: str) -> np.ndarray:
+    """(N,) int64 class ids of ``labels``; a label outside ``classes`` (the training classes)
+    is a StageError naming it and ``what`` holds it, never an id cast from NaN."""
+    ids = labels.map({c: i for i, c in enumerate(classes)})
+    unknown = labels[ids.isna()]
+    if len(unknown):
+        raise StageError(f"simulate: {what} holds the label {unknown.iloc[0]!r} ({len(unknown)} "
+                         f"rows), which is not one of the training classes "
+                         f"({', '.join(map(str, classes))}): the training rows lack it")
+    return ids.to_numpy(dtype=np.int64)
 
 
 def _accuracy_f1(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> tuple[float,
@@ -434,7 +453,6 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
     from relabeler.data import read_split
 
     classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
     train = read_split(store.read_table(artifacts.TRAIN.path)).set_index("id").loc[view.ids]
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
     pool = read_split(store.read_table(artifacts.POOL.path))
@@ -442,8 +460,9 @@ def _retraining_part(store: RunStore, config: RunConfig, view, scores: dict,
     refit = _refitter(store, config, texts, classes, progress)
     n, n_eval = len(train), len(evaluation)
     eval_rows = np.arange(n, n + n_eval)
-    eval_labels = evaluation["label"].map(index).to_numpy(dtype=np.int64)
-    truth = train["true_label"].map(index).to_numpy(dtype=np.int64)
+    # the eval truth: with --eval-noise, ``label`` holds the flipped eval labels
+    eval_labels = class_ids(true_labels(evaluation), classes, what="the eval split")
+    truth = class_ids(train["true_label"], classes, what="the training split's true_label")
     gain = gain_experiment(
         refit, noisy=view.labels, truth=truth, test_rows=eval_rows, test_labels=eval_labels,
         rankings={"relabeler": scores["relabeler"],

@@ -241,6 +241,22 @@ def move_group(splits: dict[str, pd.DataFrame], member: dict[str, np.ndarray], *
     return new, counts
 
 
+def check_classes_left(splits: dict[str, pd.DataFrame], spec: UndercoverSpec,
+                       counts: dict) -> None:
+    """ConfigError naming the flags when the training rows left after the hold-out (``splits``
+    as :func:`move_group` returns them) hold no row whose true label is a class the eval split
+    has: the model could not learn that class (flipped rows given its label do not teach it),
+    and the measures would read its eval rows against a class training never saw."""
+    missing = sorted(set(_truth(splits["eval"])) - set(_truth(splits["train"])))
+    if missing:
+        raise ConfigError(
+            f"{FLAG} {spec.spec} with {KEEP_FLAG} {spec.keep:g}: the training rows left hold no "
+            f"row of the class {', '.join(map(repr, missing))} (by true label), which the eval "
+            f"split has ({counts['n_kept']} of the group's {counts['n_group_train']} training "
+            f"rows kept); use a larger {KEEP_FLAG} or a group that leaves every class some "
+            f"training rows")
+
+
 def encoder_embeddings(config, texts: list[str], classes: list[str], *,
                        progress: bool = False) -> np.ndarray:
     """The frozen encoder's states of ``texts`` (the ones head mode trains on, through the
@@ -260,7 +276,8 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
     """Move all but ``keep`` of the group's training rows into ``dataset/pool.parquet`` once (a
     finished hold-out is kept unless ``force``, which goes with a rewritten dataset) and mark
     the group in every split's ``undercover`` column. ``cluster:K`` clusters the encoder's
-    states of ``config``'s model (TF-IDF without a ``config``). Returns the hold-out's info."""
+    states of ``config``'s model (TF-IDF without a ``config``). A hold-out that leaves training
+    without a class is refused (:func:`check_classes_left`). Returns the hold-out's info."""
     if store.stage_done(STAGE) and not force:
         return (store.stage_info(STAGE) or {}).get("info", {})
     splits = {name: read_split(store.read_table(artifacts.SPLIT(split=name)))
@@ -273,6 +290,7 @@ def hold_out(store: RunStore, spec: UndercoverSpec, *, seed: int, force: bool = 
         embeddings = encoder_embeddings(config, texts, classes)
     member, chosen = group_members(splits, spec, seed=seed, embeddings=embeddings)
     new, counts = move_group(splits, member, keep=spec.keep, seed=seed)
+    check_classes_left(new, spec, counts)
     for name, frame in new.items():
         store.write_table(artifacts.SPLIT(split=name), split_table(frame, name))
     info = {"spec": spec.spec, "keep": spec.keep, **counts, **chosen}
@@ -345,11 +363,10 @@ def coverage_measure(store: RunStore, config, view, refit,
     """:func:`relabeler.jobs.simulate.coverage_experiment` on the run's coverage scores with
     ``refit`` (a refitter over train, eval and pool texts in ``frames`` order)."""
     from relabeler.jobs.score import load_split
-    from relabeler.jobs.simulate import coverage_experiment
+    from relabeler.jobs.simulate import class_ids, coverage_experiment, true_labels
 
     train, evaluation, pool = frames
     classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
     n, n_eval = len(train), len(evaluation)
     eval_view = load_split(store, "eval", classes)
     pool_view = load_split(store, "pool", classes)
@@ -358,12 +375,15 @@ def coverage_measure(store: RunStore, config, view, refit,
         eval_view.ids).to_numpy(dtype=np.float64)
     pool_pos = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(pool_view.ids)
     eval_pos = pd.Series(np.arange(n_eval), index=evaluation["id"]).reindex(eval_view.ids)
+    eval_pos = eval_pos.to_numpy(dtype=np.int64)
+    # the eval truth (eval_view.labels are the flipped labels under --eval-noise)
+    eval_truth = class_ids(true_labels(evaluation), classes, what="the eval split")[eval_pos]
     return coverage_experiment(
         refit, noisy=view.labels, pool_rows=n + n_eval + pool_pos.to_numpy(dtype=np.int64),
-        pool_truth=pool.set_index("id").loc[pool_view.ids, "true_label"].map(index)
-        .to_numpy(dtype=np.int64),
-        pool_features=pool_view.features, eval_rows=n + eval_pos.to_numpy(dtype=np.int64),
-        eval_labels=eval_view.labels, eval_features=eval_view.features, eval_coverage=eval_cov,
+        pool_truth=class_ids(pool.set_index("id").loc[pool_view.ids, "true_label"], classes,
+                             what="the pool's true_label"),
+        pool_features=pool_view.features, eval_rows=n + eval_pos,
+        eval_labels=eval_truth, eval_features=eval_view.features, eval_coverage=eval_cov,
         k=config.score.acquire_budget, classes=classes, seed=config.data.seed)
 
 
@@ -395,10 +415,9 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     accuracy after the head is refit on train plus them, labeled with their true labels
     (``before``: refit on train alone), on the group's eval rows that did not steer
     acquisition (:func:`measured_rows`). ``view`` is the training view score used."""
-    from relabeler.jobs.simulate import _refitter
+    from relabeler.jobs.simulate import _refitter, class_ids, true_labels
 
     classes = view.classes
-    index = {c: i for i, c in enumerate(classes)}
     train, evaluation, pool = _frames(store, view)
     acquired = store.read_table(artifacts.ACQUIRE.path).to_pandas().sort_values("rank")
     picks = pd.Series(np.arange(len(pool)), index=pool["id"]).reindex(
@@ -408,9 +427,8 @@ def subgroup_result(store: RunStore, config, view, spec: UndercoverSpec, *,
     n, n_eval = len(train), len(evaluation)
     in_group_pool = pool["undercover"].to_numpy(dtype=bool)
     group_eval = np.flatnonzero(measured_rows(evaluation, config.score, spec.spec))
-    truth = evaluation["true_label"] if "true_label" in evaluation else evaluation["label"]
-    eval_truth = truth.map(index).to_numpy(dtype=np.int64)[group_eval]
-    pool_truth = pool["true_label"].map(index).to_numpy(dtype=np.int64)
+    eval_truth = class_ids(true_labels(evaluation), classes, what="the eval split")[group_eval]
+    pool_truth = class_ids(pool["true_label"], classes, what="the pool's true_label")
 
     measure = subgroup_measure(
         refit, train_rows=np.arange(n), train_labels=view.labels,

@@ -2,8 +2,9 @@
 
 The total budget K (the largest of ``--budgets`` as a count of training rows: the number of
 flipped labels when it equals the noise rate, as in the gain experiment) is split into R rounds
-(:func:`round_sizes`). Each round sends the top of the current queue and its own random-control
-slice (``studio.control_share`` of the round, :func:`relabeler.queue_plan.split_budget`); an
+(:func:`round_sizes`). Each round sends the top of the current queue and its share of the
+random controls (:func:`round_controls`: ``studio.control_share`` of the total, as
+:func:`relabeler.queue_plan.split_budget` gives the one shot, spread over the rounds); an
 oracle answers with the true labels; the reviewed rows leave the queue with their answered labels
 fixed; the head is refit on the cached encoder states to measure the test accuracy, and the queue
 is re-scored for the next round (:class:`QueueRescorer`). After every round the report's
@@ -16,8 +17,8 @@ answered, its label is fixed like any reviewed row's, as ``relabeler next`` does
 reads the controls by the round that drew them, less what later rounds found among the rows
 they stand for (:func:`relabeler.report.remaining.control_cohorts`).
 
-The same play with one round is the one-shot baseline at the same total budget, controls
-included, so the two differ only in re-scoring between rounds.
+The same play with one round is the one-shot baseline at the same total budget, with as many
+controls and so as many flagged tasks, so the two differ only in re-scoring between rounds.
 """
 
 from __future__ import annotations
@@ -52,15 +53,28 @@ def round_sizes(total: int, rounds: int) -> list[int]:
     return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
 
 
+def round_controls(sizes: list[int], control_share: float) -> list[int]:
+    """The random controls of each round: the one shot's for the whole budget
+    (:func:`relabeler.queue_plan.split_budget` of ``sum(sizes)``) spread as
+    :func:`round_sizes` spreads the tasks (the first rounds one more), so R rounds send as
+    many flagged tasks as one shot. A round may get none; none gets more than its size."""
+    _, total = split_budget(sum(sizes), control_share)
+    rounds = len(sizes)
+    return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
+
+
 def pick_round(suspect: np.ndarray, reviewed: np.ndarray, size: int, *, control_share: float,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator, controls: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(flagged, controls) row indices of one round of ``size`` tasks.
 
     suspect: (N,) suspect scores, higher = more suspect. reviewed: (N,) bool, rows answered in
     earlier rounds (they never return). Flagged: the top of the unreviewed queue, best first;
-    controls: uniform among the unreviewed rows outside the flagged ones.
+    controls: uniform among the unreviewed rows outside the flagged ones, ``controls`` of them
+    (None: :func:`relabeler.queue_plan.split_budget`'s share of ``size``).
     """
-    n_flagged, n_controls = split_budget(size, control_share)
+    n_flagged, n_controls = (split_budget(size, control_share) if controls is None
+                             else (size - controls, controls))
     order = np.argsort(-np.asarray(suspect, dtype=np.float64), kind="stable")
     order = order[~reviewed[order]]
     flagged = order[:n_flagged]
@@ -137,13 +151,15 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
                 suspect: np.ndarray, sizes: list[int], test_rows: np.ndarray,
                 test_labels: np.ndarray, control_share: float, model_wrong: float | None,
                 stop_rate: float, wrong_probability: np.ndarray | None = None,
-                seed: int = 0) -> RoundsPlay:
+                controls: list[int] | None = None, seed: int = 0) -> RoundsPlay:
     """Play the rounds ``sizes`` with oracle answers.
 
     Training rows are ``0..N-1`` of the refitter's cache; noisy, truth: (N,) class ids;
     suspect, wrong_probability: (N,) the first queue's scores and the chances that its labels
     are wrong (None: not known); rescore(labels, model_probs) -> the next queue's, the same
-    pair (called between rounds only, on the labels with every answer so far).
+    pair (called between rounds only, on the labels with every answer so far). controls: the
+    random controls of each round (None: ``control_share`` of the whole budget,
+    :func:`round_controls`; a replay of the first rounds of a longer play passes that play's).
     """
     n = len(noisy)
     rows = np.arange(n)
@@ -156,9 +172,15 @@ def play_rounds(refit, rescore, *, ids: np.ndarray, noisy: np.ndarray, truth: np
     chances: dict[int, pd.Series] = {}  # round -> the chances that the labels are wrong
     play = RoundsPlay([], [], [], [])
     manifest = play.manifest
+    # the controls of the whole budget, spread over the rounds: as many as one shot's
+    per_round = round_controls(sizes, control_share) if controls is None else controls
+    if len(per_round) != len(sizes) or any(not 0 <= c <= s
+                                            for c, s in zip(per_round, sizes, strict=True)):
+        raise ValueError(f"controls: expected one count in [0, size] per round of {sizes}, "
+                         f"got {per_round}")
     for r, size in enumerate(sizes):
         flagged, controls = pick_round(suspect, reviewed, size, control_share=control_share,
-                                       rng=rng)
+                                       rng=rng, controls=per_round[r])
         sent = int(sum(m["source"] == FLAGGED for m in manifest))
         manifest += [{"id": ids[i], "source": FLAGGED, "rank": sent + j + 1, "round": r + 1}
                      for j, i in enumerate(flagged)]

@@ -1,7 +1,8 @@
 """``relabeler simulate --shortcut TOKEN:CLASS:RATE``: plant a shortcut, see whether score finds it.
 
 After ``data`` and before ``train``, TOKEN is inserted at a random word position into RATE of the
-training texts labelled CLASS (and into no other text); those rows get ``shortcut = True``. After
+training texts labelled CLASS (and into no other text; a TOKEN that already occurs in a training
+text is refused); those rows get ``shortcut = True``. After
 ``score``, the ``"shortcut"`` block of ``simulation.json`` says where TOKEN ranks in
 ``scores/shortcuts.parquet`` (1 = top; null when it did not pass the significance threshold)
 and what the shortcut costs: eval accuracy of the head refit with and without the token, on the
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.errors import ConfigError
-from relabeler.selectors.shortcuts import word_tokens
+from relabeler.selectors.shortcuts import contains_token, word_tokens
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,20 @@ def plant_shortcut(store: RunStore, spec: ShortcutSpec, *, seed: int,
     if spec.label not in classes:
         raise ConfigError(f"{FLAG}: class {spec.label!r} is not in the training data "
                           f"(classes: {', '.join(classes)})")
+    texts = [t or "" for t in table.column("text").to_pylist()]
+    # the planted rows must be the only ones with the token, and removing it (the "clean"
+    # texts of shortcut_accuracy) must give back the original texts
+    already = np.flatnonzero(contains_token(texts, spec.key))
+    if len(already):
+        raise ConfigError(f"{FLAG}: the token {spec.token!r} already occurs in {len(already)} "
+                          f"training texts (the first: id "
+                          f"{table.column('id')[int(already[0])].as_py()!r}); pick a token "
+                          f"that occurs in none of them")
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(labels == spec.label)
     n = max(1, int(round(spec.rate * len(candidates))))
     rows = np.sort(rng.choice(candidates, size=n, replace=False))
-    texts = insert_token([t or "" for t in table.column("text").to_pylist()], rows, spec.token,
-                         rng)
+    texts = insert_token(texts, rows, spec.token, rng)
     planted = np.zeros(table.num_rows, dtype=bool)
     planted[rows] = True
     table = table.set_column(table.column_names.index("text"), "text", pa.array(texts))
@@ -160,17 +169,16 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     benchmark passes them to measure a run that went no further than ``score``'s shortcuts)."""
     from relabeler.data import read_split
     from relabeler.debias import DEFAULT_MITIGATION, mask_tokens, shortcut_tokens, training_weights
-    from relabeler.jobs.simulate import _refitter
+    from relabeler.jobs.simulate import _refitter, class_ids, true_labels
     from relabeler.model import load_tokenizer
 
     train = read_split(store.read_table(artifacts.TRAIN.path))
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
     classes = classes or store.read_json(artifacts.LABELS.path)
-    index = {c: i for i, c in enumerate(classes)}
     planted = train["text"].tolist()
     clean = [remove_token(t, spec.token) if hit else t
              for t, hit in zip(planted, train["shortcut"], strict=True)]
-    labels = train["label"].map(index).to_numpy(dtype=np.int64)
+    labels = class_ids(train["label"], classes, what="the training split")
     tc = config.train
     tokens = shortcut_tokens(store.read_table(artifacts.SHORTCUTS.path).to_pandas(),
                              top=tc.debias_top)
@@ -179,13 +187,16 @@ def shortcut_accuracy(store: RunStore, config, spec: ShortcutSpec, *, progress: 
     weights = training_weights(planted, labels, num_classes=len(classes), debias="reweight",
                                tokens=tokens, class_balance=tc.class_weights,
                                class_names=classes)
+    # the eval truth (``label`` holds the flipped eval labels under --eval-noise) both picks the
+    # anti-shortcut texts and measures
+    eval_truth = true_labels(evaluation)
     rng = np.random.default_rng(config.data.seed + 1)
-    other = np.flatnonzero(evaluation["label"].to_numpy(dtype=object) != spec.label)
+    other = np.flatnonzero(eval_truth.to_numpy(dtype=object) != spec.label)
     anti = insert_token(evaluation["text"].tolist(), other, spec.token, rng)
     texts = planted + clean + masked + evaluation["text"].tolist() + anti
     refit = _refitter(store, config, texts, classes, progress, mode=mode)
     n, m = len(train), len(evaluation)
-    truth = evaluation["label"].map(index).to_numpy(dtype=np.int64)
+    truth = class_ids(eval_truth, classes, what="the eval split")
     test_rows = np.arange(3 * n, 3 * n + 2 * m)
     fits = {"clean": (np.arange(n, 2 * n), None), "shortcut": (np.arange(n), None),
             "reweight": (np.arange(n), weights), "mask": (np.arange(2 * n, 3 * n), None)}

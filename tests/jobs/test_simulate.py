@@ -257,3 +257,78 @@ def test_another_seed_on_the_same_out_says_how_simulate_redoes_it(tmp_path):
     with pytest.raises(StageError, match=r"data.seed was 0, now 3\. Pass --force to simulate "
                                          r"again in .*, or choose another --out"):
         run_simulation(again, tmp_path, budgets=None)
+
+
+def eval_noise_run(tmp_path, *, pool_fraction: float = 0.0):
+    """A dataset stage run with 30% of the eval labels flipped (``--eval-noise 0.3``) on the
+    synthetic frame, whose cue word gives each text's true class."""
+    from relabeler.jobs.dataset import prepare_dataset
+    from tests.conftest import synthetic_frame
+
+    synthetic_frame(200).to_csv(tmp_path / "d.csv", index=False)
+    config = simulation_config(data=str(tmp_path / "d.csv"), out=tmp_path / "sim", noise=0.1,
+                               eval_noise=0.3, seed=0, pool_fraction=pool_fraction)
+    store = RunStore(config.run_dir)
+    prepare_dataset(store, config)
+    return store, config
+
+
+class CueRefitter:
+    """Predicts the true class of every cached text from its cue word, whatever it trains on:
+    accuracy 1.0 against the truth, the flipped share lower against noisy labels."""
+
+    def __init__(self, texts: list[str], classes: list[str]):
+        from tests.conftest import POSITIVE
+
+        self.truth = np.array([classes.index("pos" if set(t.split()) & set(POSITIVE) else "neg")
+                               for t in texts])
+
+    def fit_predict(self, rows, labels, predict_rows, *, sample_weights=None):
+        return np.eye(2, dtype=np.float32)[self.truth[np.asarray(predict_rows)]]
+
+
+def test_retraining_measures_against_the_eval_truth_under_eval_noise(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from relabeler.data import read_split
+    from relabeler.jobs import simulate, simulate_rounds
+
+    store, config = eval_noise_run(tmp_path)
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    assert 0 < evaluation["flipped"].mean() < 1  # the eval labels are noisy
+    classes = ["neg", "pos"]
+    train = read_split(store.read_table(artifacts.TRAIN.path))
+    view = SimpleNamespace(ids=train["id"].to_numpy(dtype=object), classes=classes,
+                           labels=train["label"].map({"neg": 0, "pos": 1}).to_numpy())
+    monkeypatch.setattr(simulate, "_refitter", lambda store, config, texts, classes, progress:
+                        CueRefitter(texts, classes))
+    seen = {}
+    monkeypatch.setattr(simulate_rounds, "rounds_experiment",
+                        lambda refit, view, **kwargs: seen.update(kwargs) or {})
+    monkeypatch.setattr("relabeler.report.remaining.stored_chances", lambda store: None)
+    store.write_json(artifacts.SUMMARY.path, {})
+    rng = np.random.default_rng(0)
+    scores = {"relabeler": rng.random(len(view.ids)),
+              "cleanlab_self_confidence": rng.random(len(view.ids))}
+    gain, coverage, _ = simulate._retraining_part(store, config, view, scores, [0.1], False,
+                                                  rounds=2)
+    # a model that is always right is measured right: 1.0, not the 70% of unflipped labels
+    assert gain["accuracy"]["clean"] == gain["accuracy"]["noisy"] == 1.0
+    assert gain["accuracy"]["relabeler"] == gain["accuracy"]["random"] == [1.0]
+    assert gain["gap_recovered"]["relabeler"] == [None]  # no gap to recover
+    assert coverage is None  # no pool
+    truth = evaluation["true_label"].map({"neg": 0, "pos": 1}).to_numpy()
+    np.testing.assert_array_equal(seen["test_labels"], truth)  # the rounds' measure too
+
+
+def test_class_ids_name_a_label_outside_the_training_classes():
+    from relabeler.errors import StageError
+    from relabeler.jobs.simulate import class_ids
+
+    np.testing.assert_array_equal(class_ids(pd.Series(["b", "a", "b"]), ["a", "b"],
+                                            what="the eval split"), [1, 0, 1])
+    # a cast would make 'c' -9223372036854775808 and count it as a wrong prediction
+    with pytest.raises(StageError, match=r"simulate: the eval split holds the label 'c' \(2 "
+                                         r"rows\), which is not one of the training classes "
+                                         r"\(a, b\)"):
+        class_ids(pd.Series(["a", "c", "c"]), ["a", "b"], what="the eval split")

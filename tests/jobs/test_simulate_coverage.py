@@ -14,11 +14,13 @@ from relabeler.errors import ConfigError
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.simulate_coverage import (
     UndercoverSpec,
+    check_classes_left,
     check_held,
     group_members,
     held_out_errors,
     hold_out,
     measured_rows,
+    move_group,
     parse_undercover,
     subgroup_measure,
 )
@@ -322,3 +324,78 @@ def test_the_cli_checks_the_flags_before_any_work(tmp_path, capsys, flags, messa
                  str(tmp_path / "sim"), "-q", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "sim").exists()
+
+
+def test_the_coverage_measure_reads_the_eval_truth_under_eval_noise(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from relabeler.jobs import score, simulate
+    from relabeler.jobs.simulate_coverage import coverage_measure
+    from tests.jobs.test_simulate import eval_noise_run
+
+    store, config = eval_noise_run(tmp_path, pool_fraction=0.2)
+    train, evaluation, pool = (_splits(store)[s] for s in ("train", "eval", "pool"))
+    assert evaluation["flipped"].any()
+    index = {"neg": 0, "pos": 1}
+    # the features' row order is not the table's
+    order = np.random.default_rng(0).permutation(len(evaluation))
+    views = {"eval": SimpleNamespace(ids=evaluation["id"].to_numpy(dtype=object)[order],
+                                     labels=evaluation["label"].map(index).to_numpy()[order],
+                                     features=np.zeros((len(evaluation), 2))),
+             "pool": SimpleNamespace(ids=pool["id"].to_numpy(dtype=object),
+                                     labels=np.full(len(pool), -1),
+                                     features=np.zeros((len(pool), 2)))}
+    monkeypatch.setattr(score, "load_split", lambda store, split, classes: views[split])
+    m = len(evaluation)
+    store.write_table(artifacts.COVERAGE.path, pa.table({
+        "id": evaluation["id"].tolist(), "split": ["eval"] * m,
+        "coverage_score": pa.array(np.linspace(0, 1, m), pa.float32()),
+        "density": pa.array(np.ones(m), pa.float32()),
+        "label_agreement": pa.array(np.ones(m), pa.float32()),
+        "nearest_ids": [[] for _ in range(m)], "is_undercovered": [False] * m}))
+    seen = {}
+    monkeypatch.setattr(simulate, "coverage_experiment", lambda refit, **kwargs:
+                        seen.update(kwargs) or {})
+    view = SimpleNamespace(ids=train["id"].to_numpy(dtype=object), classes=["neg", "pos"],
+                           labels=train["label"].map(index).to_numpy())
+    coverage_measure(store, config, view, None, (train, evaluation, pool))
+    truth = evaluation["true_label"].map(index).to_numpy()[order]
+    np.testing.assert_array_equal(seen["eval_labels"], truth)
+    assert (seen["eval_labels"] != views["eval"].labels).any()  # not the flipped labels
+    np.testing.assert_array_equal(seen["eval_rows"], len(train) + order)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.01])
+def test_a_hold_out_that_leaves_training_without_a_class_names_both_flags(tmp_path, keep):
+    # keep 0, or a share of the ~80 'pos' rows that floors to 0 rows: no 'pos' left to train on
+    store, _ = _store(tmp_path)
+    before = _splits(store)
+    with pytest.raises(ConfigError, match=rf"--undercover label=pos with --undercover-keep "
+                                          rf"{keep:g}: the training rows left hold no row of the "
+                                          rf"class 'pos' \(by true label\)"):
+        hold_out(store, parse_undercover("label=pos", keep=keep), seed=0)
+    assert not store.stage_done("simulate.undercover")
+    for name, frame in _splits(store).items():  # nothing written
+        assert frame["id"].tolist() == before[name]["id"].tolist()
+    info = hold_out(store, parse_undercover("label=pos", keep=0.1), seed=0)
+    assert info["n_kept"] == int(np.floor(0.1 * info["n_group_train"])) > 0
+
+
+def test_flipped_rows_given_a_held_out_class_do_not_count_as_that_class():
+    # asymmetric noise gave 'pos' to two 'neg' rows; holding every true 'pos' row out leaves
+    # those two as the only training rows labeled 'pos': training lacks the class all the same
+    train = pd.DataFrame({"id": [f"t{i}" for i in range(6)], "text": ["x"] * 6,
+                          "label": ["pos", "pos", "neg", "neg", "neg", "neg"],
+                          "true_label": ["neg", "neg", "neg", "neg", "pos", "pos"]})
+    evaluation = pd.DataFrame({"id": ["e0", "e1"], "text": ["x"] * 2, "label": ["pos", "neg"]})
+    pool = pd.DataFrame({"id": [], "text": [], "label": []}, dtype=object)
+    splits = {"train": train, "eval": evaluation, "pool": pool}
+    spec = parse_undercover("label=pos", keep=0.0)
+    member, _ = group_members(splits, spec, seed=0)
+    new, counts = move_group(splits, member, keep=0.0, seed=0)
+    assert sorted(new["train"]["label"]) == ["neg", "neg", "pos", "pos"]
+    with pytest.raises(ConfigError, match=r"no row of the class 'pos' \(by true label\)"):
+        check_classes_left(new, spec, counts)
+    check_classes_left({**new, "eval": evaluation[evaluation["label"] == "neg"]}, spec, counts)

@@ -15,6 +15,7 @@ from relabeler.jobs.simulate_rounds import (
     RoundsPlay,
     pick_round,
     play_rounds,
+    round_controls,
     round_sizes,
     rounds_block,
 )
@@ -76,6 +77,37 @@ def test_a_round_takes_the_unreviewed_top_and_controls_from_the_rest():
     seen = np.concatenate([pick_round(suspect, reviewed, 4, control_share=0.25,
                                       rng=np.random.default_rng(s))[1] for s in range(200)])
     assert set(seen.tolist()) == {1, 4, 6, 8, 9}
+
+
+def test_the_rounds_send_as_many_controls_and_flagged_tasks_as_the_one_shot():
+    # split_budget per round would round each round's 1.5 controls up to 2 (8 against the one
+    # shot's 6), and force 1 into each round of 8 (4 against 2)
+    assert round_controls(round_sizes(120, 4), 0.05) == [2, 2, 1, 1]
+    assert round_controls(round_sizes(30, 4), 0.05) == [1, 1, 0, 0]
+    assert round_controls([5], 0.05) == [1] and round_controls([3, 3], 0.0) == [0, 0]
+    assert round_controls(round_sizes(5, 4), 0.9) == [1, 1, 1, 1]  # never above a round's size
+    features, truth, noisy, test_rows, test_labels = world(n_train=600, flips=120)
+    refit = CentroidRefitter(features, 2)
+    ids = np.array([f"r{i}" for i in range(600)], dtype=object)
+
+    def rescore(labels, model_probs):
+        return np.where(labels != truth, 1.0, 0.0), None
+
+    for total, flagged in ((120, 114), (30, 28)):
+        common = {"ids": ids, "noisy": noisy, "truth": truth, "suspect": np.linspace(1, 0, 600),
+                  "test_rows": test_rows, "test_labels": test_labels, "control_share": 0.05,
+                  "model_wrong": None, "stop_rate": 0.05}
+        sent = {}
+        for name, sizes in (("rounds", round_sizes(total, 4)), ("one shot", [total])):
+            play = play_rounds(refit, rescore, sizes=sizes, **common)
+            sent[name] = [sum(m["source"] == source for m in play.manifest)
+                          for source in ("flagged", "random_control")]
+        assert sent["rounds"] == sent["one shot"] == [flagged, total - flagged]
+    # the first two rounds of the four, as benchmarks/remaining.py replays them
+    play = play_rounds(refit, rescore, sizes=[30, 30], controls=[2, 2], **common)
+    assert [m["source"] for m in play.manifest].count("random_control") == 4
+    with pytest.raises(ValueError, match=r"controls: expected one count in \[0, size\]"):
+        play_rounds(refit, rescore, sizes=[30, 30], controls=[31, 2], **common)
 
 
 def test_the_one_shot_play_without_controls_is_the_gain_experiments_top_k():

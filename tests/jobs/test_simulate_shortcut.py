@@ -81,6 +81,20 @@ def test_a_class_that_does_not_exist_names_the_flag(tmp_path):
         plant_shortcut(store, parse_shortcut("zq:spam:0.5"), seed=0)
 
 
+@pytest.mark.parametrize("token", ["the", "The", "movie was", "Movie-was"])
+def test_a_token_that_already_occurs_in_a_training_text_names_the_flag(tmp_path, token):
+    # planted, it would not be "in none of the others", and remove_token could delete an
+    # original word from a planted text
+    store = _store(tmp_path)
+    before = store.read_table(artifacts.TRAIN.path)
+    with pytest.raises(ConfigError, match=rf"--shortcut: the token '{token}' already occurs in "
+                                          rf"\d+ training texts \(the first: id 's\d+'\); pick a "
+                                          rf"token that occurs in none of them"):
+        plant_shortcut(store, parse_shortcut(f"{token}:pos:0.5"), seed=0)
+    assert not store.stage_done("simulate.shortcut")
+    assert store.read_table(artifacts.TRAIN.path).equals(before)
+
+
 def test_the_cli_refuses_a_bad_rate_before_running(tmp_path, capsys):
     code = main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
                  str(tmp_path / "sim"), "--shortcut", "zq:spam:2", "-q"])
@@ -136,3 +150,37 @@ def test_shortcut_accuracy_runs_on_a_run_scored_for_shortcuts_only(tmp_path, tin
         # 40 eval texts: every accuracy is a whole number of them
         assert all(round(v * 40) == pytest.approx(v * 40) for v in result[block].values())
     assert result["accuracy"]["mitigated"] == result["mitigations"]["mask"]["accuracy"]
+
+
+def test_shortcut_accuracy_measures_against_the_eval_truth_under_eval_noise(tmp_path,
+                                                                            monkeypatch):
+    from types import SimpleNamespace
+
+    from relabeler.data import read_split
+    from relabeler.jobs import simulate
+    from tests.jobs.test_simulate import CueRefitter, eval_noise_run
+
+    store, config = eval_noise_run(tmp_path)
+    evaluation = read_split(store.read_table(artifacts.EVAL.path))
+    assert evaluation["flipped"].any()
+    spec = parse_shortcut("zqtag:neg:0.5")
+    plant_shortcut(store, spec, seed=0)
+    score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
+    texts = []
+
+    def refitter(store, config, given, classes, progress, *, mode=None):
+        texts.extend(given)
+        return CueRefitter(given, classes)
+
+    monkeypatch.setattr(simulate, "_refitter", refitter)
+    monkeypatch.setattr("relabeler.model.load_tokenizer",
+                        lambda name: SimpleNamespace(mask_token="[MASK]"))
+    result = shortcut_accuracy(store, config, spec, progress=False, classes=["neg", "pos"],
+                               mode="head")
+    # a model that is always right is measured right, on the eval split and its anti copy
+    assert set(result["accuracy"].values()) == {1.0}
+    assert set(result["anti_accuracy"].values()) == {1.0}
+    # the token went into the eval texts whose true class is another than the planted one
+    anti = texts[-len(evaluation):]
+    has = np.array(["zqtag" in t.split() for t in anti])
+    np.testing.assert_array_equal(has, (evaluation["true_label"] != "neg").to_numpy())
