@@ -25,7 +25,8 @@ Reviewed rows never return to the queue: every sample in the manifest is skipped
 whose answers disagree (``needs_review``) keeps its task; asking another annotator is the
 second-opinion path, not a new task. A rerun after a failure resumes: retrain and score are
 skipped when done for the same answers, the plan of an unfinished round is read back, and the
-push reconciles against the server.
+push reconciles against the server. A resumed round records the answers its dataset version was
+trained on (kept with the plan), so answers that arrived after it died make the next round.
 """
 
 from __future__ import annotations
@@ -296,9 +297,11 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
                                seconds=seconds)
         started = _started_round(store, round_no) if resuming else None
         if started is not None:
-            # the round's plan and scores stand; answers since wait for the next round
+            # the round's plan and scores stand; answers since wait for the next round, so
+            # the record keeps the answers the version was trained on, not today's
             info, version = {"version": started[0]}, started[1]
             say(f"[next] resuming round {round_no} from dataset version {started[0]}")
+            fingerprint = _trained_fingerprint(store, version, fingerprint)
         else:
             info = _timed(seconds, "retrain", say, lambda: run_retrain(
                 store, config, progress=progress, folds=config.train.folds))
@@ -310,7 +313,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         random_fill = bool(config.loop.random_fallback and test["available"]
                            and not test["beats_random"])
         plan, random_fill = _round_plan(version, config, earlier, round_no, resuming,
-                                        random_fill)
+                                        random_fill, fingerprint)
         mode = RANDOM if random_fill else RANKED
         if random_fill and test["available"]:
             say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
@@ -367,11 +370,32 @@ def _started_round(store: RunStore, round_no: int) -> tuple[int, RunStore] | Non
     return None
 
 
+def _trained_fingerprint(store: RunStore, version: RunStore, current: str) -> str:
+    """The answers' fingerprint of a resumed round: that of the answers its dataset version was
+    trained on (recorded with the round's plan), so answers that arrived after the round died
+    count as new for the next round. A plan written before the fingerprint was recorded: the
+    current answers' when the version's provenance names the current corrections, else
+    "unknown" (the next round then retrains: nothing is left unused)."""
+    from relabeler.corrections import corrections_fingerprint
+
+    saved = read_plan(version)
+    if saved is not None and saved[1].get("answers_fingerprint"):
+        return str(saved[1]["answers_fingerprint"])
+    provenance = (version.stage_info("data") or {}).get("info", {})
+    if store.exists(artifacts.CORRECTIONS.path) and provenance.get("corrections") == \
+            corrections_fingerprint(store.read_table(artifacts.CORRECTIONS.path)):
+        return current
+    log.warning("next: dataset version %s does not record the answers it was trained on; "
+                "the next round retrains with every answer", version.uri)
+    return "unknown"
+
+
 def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,
-                resuming: bool, random_fill: bool) -> tuple[pd.DataFrame, bool]:
+                resuming: bool, random_fill: bool, fingerprint: str
+                ) -> tuple[pd.DataFrame, bool]:
     """The round's plan and whether it is random picks: read back when the round is being
     resumed, else made from ``manifest`` (the earlier rounds) and written to the version's
-    ``queue/plan.parquet``."""
+    ``queue/plan.parquet`` with ``fingerprint``, the answers the version was trained on."""
     if resuming:
         saved = read_plan(version)
         if saved is None or saved[1].get("round") != round_no:
@@ -387,7 +411,8 @@ def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, ro
                            round_no=round_no, random_fill=random_fill)
     write_plan(version, plan, {"round": round_no, "batch": batch,
                                "control_share": config.studio.control_share,
-                               "seed": config.studio.seed, "random_fill": random_fill})
+                               "seed": config.studio.seed, "random_fill": random_fill,
+                               "answers_fingerprint": fingerprint})
     return plan, random_fill
 
 
