@@ -18,7 +18,9 @@ A round, in order:
    (:func:`relabeler.report.rounds.queue_test`), the batch is random picks instead.
 6. attribute exactly the planned tasks in version N, and push them into the same review
    project (:func:`relabeler.plugin.rounds.push_round`): task data and manifest rows record
-   the round.
+   the round. With ``studio.second_opinions``, the second-opinion tasks follow (the pull of
+   step 2 sends none, so a round without new answers sends nothing); the manifest records
+   them under this round.
 7. record the round in ``studio/rounds.json``.
 
 Reviewed rows never return to the queue: every sample in the manifest is skipped. A sample
@@ -269,7 +271,9 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.evidence import RunEvidence
     from relabeler.plugin.pull import run_pull
+    from relabeler.plugin.push import default_title
     from relabeler.plugin.rounds import check_project, push_round, review_project_id
+    from relabeler.plugin.second_opinion import push_second_opinions
     from relabeler.report.rounds import NO_BETTER, queue_test
 
     seconds: dict[str, float] = {}
@@ -285,7 +289,8 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         round_no = last if resuming else last + 1
         client = client or client_from_config(config.studio)
         check_project(client, review_project_id(manifest), last)
-        pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client))
+        pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client,
+                                                               second_opinions=False))
         answers = _training_answers(store)
         fingerprint = answers_fingerprint(answers)
         before = rounds[-1]["answers_fingerprint"] if rounds else "none"
@@ -333,6 +338,14 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             store, client, evidence, plan, round_no=round_no, waiting=waiting,
             top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
             progress=progress))
+        if config.studio.second_opinions:
+            # after the round's own push (a rerun resumes both), never in a round that does
+            # nothing: the tasks count as this round's
+            _timed(seconds, "second opinions", say, lambda: push_second_opinions(
+                store, client, project_title=config.studio.project_title or default_title(store),
+                count=config.studio.second_opinions, examples=config.studio.examples,
+                top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
+                progress=progress, round_no=round_no))
         result = RoundResult(
             round=round_no, version=info["version"], mode=mode,
             message=(f"round {round_no}: {pushed.new_flagged} flagged + {pushed.new_controls} "

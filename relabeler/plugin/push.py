@@ -239,9 +239,11 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
 def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                   project_id: int, priorities: dict[str, int], new_rows: pd.DataFrame,
                   build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
-                  top_spans: int, batch_size: int, progress: bool
-                  ) -> tuple[pd.DataFrame, int, list[str]]:
-    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order."""
+                  top_spans: int, batch_size: int, progress: bool,
+                  data_round: int | None = None) -> tuple[pd.DataFrame, int, list[str]]:
+    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order.
+    ``data_round``: the round the new tasks' data names (whose evidence the ML backend shows
+    them with) where it is not their manifest round."""
     interface = spec.interface()
     rows = manifest["project_id"] == project_id
     moved = [i for i in manifest.index[rows]
@@ -275,7 +277,7 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
     if len(todo):
         samples = build(list(todo["id"]))
         tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface,
-                            round_no=_round(r))
+                            round_no=_round(r) if data_round is None else data_round)
                  for s, p, r in zip(samples, todo["priority"], todo["round"], strict=True)]
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
@@ -330,9 +332,11 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
                        plan: pd.DataFrame, source: str, title: str,
                        build: Callable[[Sequence[str]], list[SampleInput]], *,
                        spec: LabelingSpec, overlap: int, top_spans: int, batch_size: int,
-                       progress: bool) -> tuple[pd.DataFrame, int, int]:
+                       progress: bool, round_no: int = 1) -> tuple[pd.DataFrame, int, int]:
     """The plan's ``source`` rows into their own project (found by the manifest, else by
-    title); returns the manifest, the project id and how many tasks were new."""
+    title), recorded as sent by round ``round_no``; their data names round 1 (they are built
+    from the run itself, and the ML backend shows them with its evidence). Returns the
+    manifest, the project id and how many tasks were new."""
     known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
     project_id = ensure_project(client, title, spec, overlap=overlap,
                                 known_id=int(known[0]) if known else None,
@@ -341,10 +345,10 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
     done = set(manifest.loc[manifest["project_id"] == project_id, "id"])
     wanted = plan[plan["source"] == source]
     priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
-    new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id)
+    new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id, round_no)
     manifest, _, imported = _sync_project(
         client, store, manifest, project_id, priorities, new_rows, build, spec,
-        top_spans=top_spans, batch_size=batch_size, progress=progress)
+        top_spans=top_spans, batch_size=batch_size, progress=progress, data_round=1)
     client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
     return manifest, project_id, len(imported)
 

@@ -246,3 +246,15 @@ def test_answers_that_arrive_after_a_round_died_make_the_round_after_its_resume(
     assert read_rounds(loop.store)[-1]["answers_fingerprint"] == ab
     third = loop.next()  # c is new to every version: round 3 retrains with it
     assert (third.round, third.version) == (3, 2) and loop.retrains == [1, 2]
+
+
+def test_second_opinions_go_after_the_rounds_push_and_never_in_a_round_without_answers(
+        tmp_path, monkeypatch):
+    loop = _Loop(tmp_path, monkeypatch, second_opinions=2)
+    loop.answered = ["a"]
+    assert loop.next().round == 2
+    assert loop.events == [("pull",), ("push_round", 2), ("second_opinions", 2)]
+    loop.events.clear()
+    idle = loop.next()
+    assert idle.round is None and "no new answers since round 2" in idle.message
+    assert loop.events == [("pull",)]  # nothing sent by a round that does nothing
