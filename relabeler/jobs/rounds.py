@@ -33,6 +33,7 @@ trained on (kept with the plan), so answers that arrived after it died make the 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -97,56 +99,102 @@ def _age_seconds(path: Path) -> float:
         return 0.0
 
 
+def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -> None:
+    """Write ``holder`` to the lock, exclusively; FileExistsError when it is there."""
+    if local is None:
+        if store.exists(path):
+            raise FileExistsError(path)
+        store.write_json(path, holder)
+        return
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(holder, out)
+    except BaseException:
+        local.unlink(missing_ok=True)  # an empty lock would block every round
+        raise
+
+
+def _read_holder(store: RunStore, path: str) -> dict:
+    try:
+        other = store.read_json(path)
+    except Exception:  # noqa: BLE001 - a lock being written (its holder is alive) or gone
+        return {}
+    return other if isinstance(other, dict) else {}
+
+
+@contextmanager
+def _takeover_guard(local: Path | None) -> Iterator[None]:
+    """Serialise taking over a stale lock between the processes of this host (an exclusive
+    flock on the lock's folder): the holder is read, judged and replaced by one process at a
+    time, so two cannot both take it over, nor one remove the lock the other just wrote."""
+    if local is None:
+        yield
+        return
+    fd = os.open(local.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _is_stale(other: dict, host: str, local: Path | None) -> bool:
+    """A lock left by a dead process of this host, or (local) one left unwritten a minute."""
+    if other.get("host") == host and isinstance(other.get("pid"), int):
+        return not pid_alive(other["pid"])
+    # unreadable for a minute: its writer died between creating and writing it
+    return not other and local is not None and local.exists() \
+        and _age_seconds(local) > _UNWRITTEN_LOCK_SECONDS
+
+
 @contextmanager
 def round_lock(store: RunStore) -> Iterator[None]:
     """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
-    taken over (logged); any other holder makes this raise RoundLockedError. On a remote run
-    directory the check and the write are two requests (object stores have no exclusive
-    create): a best effort."""
+    taken over (logged): on a local run directory the holder is read, judged and replaced
+    under an exclusive flock, so of two processes that find the same stale lock one takes it
+    over and the other stops. Any other holder makes this raise RoundLockedError. On leaving,
+    the lock is removed only if it still names this process. On a remote run directory the
+    check and the write are two requests (object stores have no exclusive create): a best
+    effort."""
     path = artifacts.ROUND_LOCK.path
     holder = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.now(UTC).isoformat()}
     local = store.local_path(path)
-    for attempt in range(2):
-        try:
-            if local is not None:
-                local.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                try:
-                    with os.fdopen(fd, "w") as out:
-                        json.dump(holder, out)
-                except BaseException:
-                    local.unlink(missing_ok=True)  # an empty lock would block every round
-                    raise
-            elif store.exists(path):
-                raise FileExistsError(path)
+    try:
+        _create_lock(store, path, local, holder)
+    except FileExistsError:
+        with _takeover_guard(local):
+            other = _read_holder(store, path)
+            if not store.exists(path):
+                pass  # its holder finished meanwhile: free
+            elif not _is_stale(other, holder["host"], local):
+                _locked(store, path, other)
             else:
-                store.write_json(path, holder)
-            break
-        except FileExistsError:
-            try:
-                other = store.read_json(path)
-            except Exception:  # noqa: BLE001 - a lock being written: its holder is alive
-                other = {}
-            stale = (attempt == 0 and other.get("host") == holder["host"]
-                     and isinstance(other.get("pid"), int) and not pid_alive(other["pid"]))
-            # unreadable for a minute: its writer died between creating and writing it
-            stale = stale or (attempt == 0 and not other and local is not None
-                              and _age_seconds(local) > _UNWRITTEN_LOCK_SECONDS)
-            if stale:
                 log.warning("next: %s was left by process %s, which is gone; taking it over",
                             store.path(path), other.get("pid", "(unwritten lock)"))
                 store.remove(path)
-                continue
-            raise RoundLockedError(
-                f"another round is running on {store.uri}: {store.path(path)} is held by "
-                f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
-                f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
-                f"that process is gone); nothing was pulled or pushed") from None
+            try:
+                _create_lock(store, path, local, holder)
+            except FileExistsError:  # a round started in between (it created the lock)
+                _locked(store, path, _read_holder(store, path))
     try:
         yield
     finally:
-        store.remove(path)
+        if _read_holder(store, path) == holder:
+            store.remove(path)
+        else:
+            log.warning("next: %s no longer names this process (it was taken over or "
+                        "replaced); left as it is", store.path(path))
+
+
+def _locked(store: RunStore, path: str, other: dict) -> NoReturn:
+    raise RoundLockedError(
+        f"another round is running on {store.uri}: {store.path(path)} is held by "
+        f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
+        f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
+        f"that process is gone); nothing was pulled or pushed") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -258,3 +258,60 @@ def test_second_opinions_go_after_the_rounds_push_and_never_in_a_round_without_a
     idle = loop.next()
     assert idle.round is None and "no new answers since round 2" in idle.message
     assert loop.events == [("pull",)]  # nothing sent by a round that does nothing
+
+
+def test_two_rounds_finding_the_same_stale_lock_one_takes_it_over_the_other_stops(
+        tmp_path, monkeypatch):
+    import socket
+    import threading
+
+    from relabeler.plugin.server import pid_alive
+
+    store = RunStore(tmp_path / "run")
+    lock = tmp_path / "run/studio/round.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345,
+                                "started": "2026-01-01T00:00:00+00:00"}))  # left by a crash
+    inside, refused = [], []
+    b_inside = threading.Event()
+
+    def other_round():
+        try:
+            with round_lock(store):
+                inside.append("A")
+                b_inside.wait(3.0)  # still inside when B gets in, if B ever does
+        except RoundLockedError:
+            refused.append("A")
+
+    def racing(pid):
+        # B has read the dead holder; A runs its whole takeover now (given a second)
+        monkeypatch.setattr("relabeler.jobs.rounds.pid_alive", pid_alive)
+        a = threading.Thread(target=other_round)
+        a.start()
+        a.join(1.0)
+        racing.a = a
+        return pid_alive(pid)
+
+    monkeypatch.setattr("relabeler.jobs.rounds.pid_alive", racing)
+    try:
+        with round_lock(store):
+            inside.append("B")
+            b_inside.set()
+            racing.a.join(5.0)  # A tries while B holds the lock
+            held = json.loads(lock.read_text())
+    except RoundLockedError:
+        refused.append("B")
+    racing.a.join(5.0)
+    # B judged the holder under the takeover guard: A waited, then found B's live lock
+    assert (inside, refused) == (["B"], ["A"])
+    assert held["pid"] == os.getpid() and not lock.exists()
+
+
+def test_a_round_leaves_a_lock_that_no_longer_names_it(tmp_path, caplog):
+    store = RunStore(tmp_path / "run")
+    lock = tmp_path / "run/studio/round.lock"
+    other = {"host": "elsewhere", "pid": 4242, "started": "2026-01-01T00:00:00+00:00"}
+    with round_lock(store):
+        lock.write_text(json.dumps(other))  # taken over meanwhile (it judged this one gone)
+    assert json.loads(lock.read_text()) == other
+    assert "no longer names this process" in caplog.text
