@@ -53,7 +53,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import RoundError, RoundLockedError
-from relabeler.plugin.server import pid_alive
+from relabeler.plugin.server import lock_holder_gone
 from relabeler.queue_plan import (
     EVAL_AUDIT,
     plan_next_round,
@@ -87,16 +87,6 @@ class RoundResult:
 
 # ---------------------------------------------------------------------------------------------
 # the lock
-
-
-_UNWRITTEN_LOCK_SECONDS = 60
-
-
-def _age_seconds(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
 
 
 def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -> None:
@@ -140,15 +130,6 @@ def _takeover_guard(local: Path | None) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def _is_stale(other: dict, host: str, local: Path | None) -> bool:
-    """A lock left by a dead process of this host, or (local) one left unwritten a minute."""
-    if other.get("host") == host and isinstance(other.get("pid"), int):
-        return not pid_alive(other["pid"])
-    # unreadable for a minute: its writer died between creating and writing it
-    return not other and local is not None and local.exists() \
-        and _age_seconds(local) > _UNWRITTEN_LOCK_SECONDS
-
-
 @contextmanager
 def round_lock(store: RunStore) -> Iterator[None]:
     """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
@@ -169,7 +150,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
             other = _read_holder(store, path)
             if not store.exists(path):
                 pass  # its holder finished meanwhile: free
-            elif not _is_stale(other, holder["host"], local):
+            elif not lock_holder_gone(other, local):
                 _locked(store, path, other)
             else:
                 log.warning("next: %s was left by process %s, which is gone; taking it over",
