@@ -103,7 +103,9 @@ def push_second_opinions(store: RunStore, client: StudioClient, *, project_title
     manifest, project_id, new = _push_side_project(
         client, store, manifest, picks, SECOND_OPINION, second_opinion_title(project_title),
         evidence.train_samples, spec=spec, overlap=overlap, top_spans=top_spans,
-        batch_size=batch_size, progress=progress, round_no=round_no)
+        batch_size=batch_size, progress=progress, round_no=round_no,
+        way_out="To go on without second opinions (pull and next send them), set "
+                "studio.second_opinions = 0 (--set studio.second_opinions=0)")
     write_manifest(store, manifest)
     total = int((manifest["source"] == SECOND_OPINION).sum())
     log.info("second opinions: %d tasks new in project %d (%d in all)", new, project_id, total)
