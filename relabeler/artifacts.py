@@ -245,8 +245,8 @@ ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
                     "source (flagged, random_control, acquired, eval_audit, second_opinion, "
-                    "counterexample) and the round that sent it (push: 1; each `relabeler "
-                    "next`: the next).",
+                    "counterexample) and the round that sent it (push and `relabeler pull`: 1; "
+                    "each `relabeler next`: the next, its second opinions included).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
                             ("pushed_at", _UTC)),
@@ -299,7 +299,10 @@ ROUNDS = Artifact("studio/rounds.json", "next", "json",
                   "test that decided), and the answers it started from.")
 ROUND_LOCK = Artifact("studio/round.lock", "next", "file",
                       "Held while a round runs (host, pid, start time): a second `relabeler "
-                      "next` on the run stops instead of pushing the same tasks twice.")
+                      "next` on the run stops instead of pushing the same tasks twice. One left "
+                      "by a dead process of this host is taken over by one process (judged and "
+                      "replaced under a flock of `studio/`); a round removes it on leaving only "
+                      "while it names that round's process.")
 # retrain, report
 RETRAIN = Artifact("retrain/v{n}", "retrain", "folder",
                    "Dataset version N: its own dataset/, model/ and train/ (the layout above).")

@@ -18,18 +18,22 @@ A round, in order:
    (:func:`relabeler.report.rounds.queue_test`), the batch is random picks instead.
 6. attribute exactly the planned tasks in version N, and push them into the same review
    project (:func:`relabeler.plugin.rounds.push_round`): task data and manifest rows record
-   the round.
+   the round. With ``studio.second_opinions``, the second-opinion tasks follow (the pull of
+   step 2 sends none, so a round without new answers sends nothing); the manifest records
+   them under this round.
 7. record the round in ``studio/rounds.json``.
 
 Reviewed rows never return to the queue: every sample in the manifest is skipped. A sample
 whose answers disagree (``needs_review``) keeps its task; asking another annotator is the
 second-opinion path, not a new task. A rerun after a failure resumes: retrain and score are
 skipped when done for the same answers, the plan of an unfinished round is read back, and the
-push reconciles against the server.
+push reconciles against the server. A resumed round records the answers its dataset version was
+trained on (kept with the plan), so answers that arrived after it died make the next round.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -41,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -48,7 +53,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import RoundError, RoundLockedError
-from relabeler.plugin.server import pid_alive
+from relabeler.plugin.server import lock_holder_gone
 from relabeler.queue_plan import (
     EVAL_AUDIT,
     plan_next_round,
@@ -84,66 +89,93 @@ class RoundResult:
 # the lock
 
 
-_UNWRITTEN_LOCK_SECONDS = 60
-
-
-def _age_seconds(path: Path) -> float:
+def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -> None:
+    """Write ``holder`` to the lock, exclusively; FileExistsError when it is there."""
+    if local is None:
+        if store.exists(path):
+            raise FileExistsError(path)
+        store.write_json(path, holder)
+        return
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
-        return time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
+        with os.fdopen(fd, "w") as out:
+            json.dump(holder, out)
+    except BaseException:
+        local.unlink(missing_ok=True)  # an empty lock would block every round
+        raise
+
+
+def _read_holder(store: RunStore, path: str) -> dict:
+    try:
+        other = store.read_json(path)
+    except Exception:  # noqa: BLE001 - a lock being written (its holder is alive) or gone
+        return {}
+    return other if isinstance(other, dict) else {}
+
+
+@contextmanager
+def _takeover_guard(local: Path | None) -> Iterator[None]:
+    """Serialise taking over a stale lock between the processes of this host (an exclusive
+    flock on the lock's folder): the holder is read, judged and replaced by one process at a
+    time, so two cannot both take it over, nor one remove the lock the other just wrote."""
+    if local is None:
+        yield
+        return
+    fd = os.open(local.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 @contextmanager
 def round_lock(store: RunStore) -> Iterator[None]:
     """Hold ``studio/round.lock`` for the block. A lock left by a dead process of this host is
-    taken over (logged); any other holder makes this raise RoundLockedError. On a remote run
-    directory the check and the write are two requests (object stores have no exclusive
-    create): a best effort."""
+    taken over (logged): on a local run directory the holder is read, judged and replaced
+    under an exclusive flock, so of two processes that find the same stale lock one takes it
+    over and the other stops. Any other holder makes this raise RoundLockedError. On leaving,
+    the lock is removed only if it still names this process. On a remote run directory the
+    check and the write are two requests (object stores have no exclusive create): a best
+    effort."""
     path = artifacts.ROUND_LOCK.path
     holder = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.now(UTC).isoformat()}
     local = store.local_path(path)
-    for attempt in range(2):
-        try:
-            if local is not None:
-                local.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                try:
-                    with os.fdopen(fd, "w") as out:
-                        json.dump(holder, out)
-                except BaseException:
-                    local.unlink(missing_ok=True)  # an empty lock would block every round
-                    raise
-            elif store.exists(path):
-                raise FileExistsError(path)
+    try:
+        _create_lock(store, path, local, holder)
+    except FileExistsError:
+        with _takeover_guard(local):
+            other = _read_holder(store, path)
+            if not store.exists(path):
+                pass  # its holder finished meanwhile: free
+            elif not lock_holder_gone(other, local):
+                _locked(store, path, other)
             else:
-                store.write_json(path, holder)
-            break
-        except FileExistsError:
-            try:
-                other = store.read_json(path)
-            except Exception:  # noqa: BLE001 - a lock being written: its holder is alive
-                other = {}
-            stale = (attempt == 0 and other.get("host") == holder["host"]
-                     and isinstance(other.get("pid"), int) and not pid_alive(other["pid"]))
-            # unreadable for a minute: its writer died between creating and writing it
-            stale = stale or (attempt == 0 and not other and local is not None
-                              and _age_seconds(local) > _UNWRITTEN_LOCK_SECONDS)
-            if stale:
                 log.warning("next: %s was left by process %s, which is gone; taking it over",
                             store.path(path), other.get("pid", "(unwritten lock)"))
                 store.remove(path)
-                continue
-            raise RoundLockedError(
-                f"another round is running on {store.uri}: {store.path(path)} is held by "
-                f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
-                f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
-                f"that process is gone); nothing was pulled or pushed") from None
+            try:
+                _create_lock(store, path, local, holder)
+            except FileExistsError:  # a round started in between (it created the lock)
+                _locked(store, path, _read_holder(store, path))
     try:
         yield
     finally:
-        store.remove(path)
+        if _read_holder(store, path) == holder:
+            store.remove(path)
+        else:
+            log.warning("next: %s no longer names this process (it was taken over or "
+                        "replaced); left as it is", store.path(path))
+
+
+def _locked(store: RunStore, path: str, other: dict) -> NoReturn:
+    raise RoundLockedError(
+        f"another round is running on {store.uri}: {store.path(path)} is held by "
+        f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
+        f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
+        f"that process is gone); nothing was pulled or pushed") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +300,9 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.evidence import RunEvidence
     from relabeler.plugin.pull import run_pull
+    from relabeler.plugin.push import default_title
     from relabeler.plugin.rounds import check_project, push_round, review_project_id
+    from relabeler.plugin.second_opinion import push_second_opinions
     from relabeler.report.rounds import NO_BETTER, queue_test
 
     seconds: dict[str, float] = {}
@@ -284,7 +318,8 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         round_no = last if resuming else last + 1
         client = client or client_from_config(config.studio)
         check_project(client, review_project_id(manifest), last)
-        pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client))
+        pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client,
+                                                               second_opinions=False))
         answers = _training_answers(store)
         fingerprint = answers_fingerprint(answers)
         before = rounds[-1]["answers_fingerprint"] if rounds else "none"
@@ -296,9 +331,11 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
                                seconds=seconds)
         started = _started_round(store, round_no) if resuming else None
         if started is not None:
-            # the round's plan and scores stand; answers since wait for the next round
+            # the round's plan and scores stand; answers since wait for the next round, so
+            # the record keeps the answers the version was trained on, not today's
             info, version = {"version": started[0]}, started[1]
             say(f"[next] resuming round {round_no} from dataset version {started[0]}")
+            fingerprint = _trained_fingerprint(store, version, fingerprint)
         else:
             info = _timed(seconds, "retrain", say, lambda: run_retrain(
                 store, config, progress=progress, folds=config.train.folds))
@@ -310,7 +347,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         random_fill = bool(config.loop.random_fallback and test["available"]
                            and not test["beats_random"])
         plan, random_fill = _round_plan(version, config, earlier, round_no, resuming,
-                                        random_fill)
+                                        random_fill, fingerprint)
         mode = RANDOM if random_fill else RANKED
         if random_fill and test["available"]:
             say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
@@ -330,6 +367,14 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             store, client, evidence, plan, round_no=round_no, waiting=waiting,
             top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
             progress=progress))
+        if config.studio.second_opinions:
+            # after the round's own push (a rerun resumes both), never in a round that does
+            # nothing: the tasks count as this round's
+            _timed(seconds, "second opinions", say, lambda: push_second_opinions(
+                store, client, project_title=config.studio.project_title or default_title(store),
+                count=config.studio.second_opinions, examples=config.studio.examples,
+                top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
+                progress=progress, round_no=round_no))
         result = RoundResult(
             round=round_no, version=info["version"], mode=mode,
             message=(f"round {round_no}: {pushed.new_flagged} flagged + {pushed.new_controls} "
@@ -367,11 +412,32 @@ def _started_round(store: RunStore, round_no: int) -> tuple[int, RunStore] | Non
     return None
 
 
+def _trained_fingerprint(store: RunStore, version: RunStore, current: str) -> str:
+    """The answers' fingerprint of a resumed round: that of the answers its dataset version was
+    trained on (recorded with the round's plan), so answers that arrived after the round died
+    count as new for the next round. A plan written before the fingerprint was recorded: the
+    current answers' when the version's provenance names the current corrections, else
+    "unknown" (the next round then retrains: nothing is left unused)."""
+    from relabeler.corrections import corrections_fingerprint
+
+    saved = read_plan(version)
+    if saved is not None and saved[1].get("answers_fingerprint"):
+        return str(saved[1]["answers_fingerprint"])
+    provenance = (version.stage_info("data") or {}).get("info", {})
+    if store.exists(artifacts.CORRECTIONS.path) and provenance.get("corrections") == \
+            corrections_fingerprint(store.read_table(artifacts.CORRECTIONS.path)):
+        return current
+    log.warning("next: dataset version %s does not record the answers it was trained on; "
+                "the next round retrains with every answer", version.uri)
+    return "unknown"
+
+
 def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,
-                resuming: bool, random_fill: bool) -> tuple[pd.DataFrame, bool]:
+                resuming: bool, random_fill: bool, fingerprint: str
+                ) -> tuple[pd.DataFrame, bool]:
     """The round's plan and whether it is random picks: read back when the round is being
     resumed, else made from ``manifest`` (the earlier rounds) and written to the version's
-    ``queue/plan.parquet``."""
+    ``queue/plan.parquet`` with ``fingerprint``, the answers the version was trained on."""
     if resuming:
         saved = read_plan(version)
         if saved is None or saved[1].get("round") != round_no:
@@ -387,7 +453,8 @@ def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, ro
                            round_no=round_no, random_fill=random_fill)
     write_plan(version, plan, {"round": round_no, "batch": batch,
                                "control_share": config.studio.control_share,
-                               "seed": config.studio.seed, "random_fill": random_fill})
+                               "seed": config.studio.seed, "random_fill": random_fill,
+                               "answers_fingerprint": fingerprint})
     return plan, random_fill
 
 

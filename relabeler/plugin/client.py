@@ -216,9 +216,8 @@ class StudioClient:
 
     def find_project(self, title: str) -> ProjectInfo | None:
         """The project titled exactly ``title``; None if there is none; an error if several."""
-        pager = self._call(f"find project {title!r}", self.sdk.projects.list, title=title,
-                           page_size=100)
-        matches = [p for p in pager if p.title == title]
+        matches = [p for p in self._pages(f"find project {title!r}", self.sdk.projects.list,
+                                          title=title, page_size=100) if p.title == title]
         if len(matches) > 1:
             raise StudioError(f"{len(matches)} projects are titled {title!r} on "
                               f"{self.shown_url} (ids {sorted(p.id for p in matches)}); rename "
@@ -284,20 +283,28 @@ class StudioClient:
                           "value": int(id_above)})
         if items:
             query["filters"] = {"conjunction": "and", "items": items}
+        for task in self._pages(f"list tasks of project {project_id}", self.sdk.tasks.list,
+                                project=project_id, fields=fields, page_size=page_size,
+                                query=json.dumps(query)):
+            yield _dump(task)
+
+    def _pages(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
+        """The items of a paginated listing, page after page until an empty page or a page
+        that does not exist (404). A page shorter than ``page_size`` is not the end: the
+        server caps the page size (Label Studio's ``TASK_API_PAGE_SIZE_MAX``), so stopping
+        there would lose every later page."""
         page = 1
         while True:
             try:
-                pager = self._call(f"list tasks of project {project_id}", self.sdk.tasks.list,
-                                   project=project_id, fields=fields, page=page,
-                                   page_size=page_size, query=json.dumps(query))
+                pager = self._call(what, fn, page=page, **kwargs)
             except StudioNotFoundError:
                 if page == 1:
                     raise
-                return  # the page after a full last page does not exist
-            batch = [_dump(t) for t in (pager.items or [])]
-            yield from batch
-            if len(batch) < page_size or not pager.has_next:
+                return  # the page after the last one
+            batch = list(pager.items or [])
+            if not batch:
                 return
+            yield from batch
             page += 1
 
     def task_sample_ids(self, project_id: int, field: str, *, id_above: int | None = None

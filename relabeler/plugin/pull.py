@@ -474,8 +474,10 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     return result
 
 
-def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) -> PullResult:
-    """``relabeler pull``: settings from ``config.studio``."""
+def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None,
+             second_opinions: bool = True) -> PullResult:
+    """``relabeler pull``: settings from ``config.studio``. ``second_opinions=False``: send no
+    second-opinion tasks (``relabeler next`` sends them itself, after its round's push)."""
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.push import default_title
     from relabeler.plugin.second_opinion import push_second_opinions
@@ -483,7 +485,7 @@ def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None) 
     studio = config.studio
     client = client or client_from_config(studio)
     result = pull(store, client, page_size=studio.page_size, consensus=studio.consensus)
-    if studio.second_opinions:
+    if second_opinions and studio.second_opinions:
         push_second_opinions(store, client,
                              project_title=studio.project_title or default_title(store),
                              count=studio.second_opinions, examples=studio.examples,

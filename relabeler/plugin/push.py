@@ -37,7 +37,12 @@ from tqdm.auto import tqdm
 
 from relabeler import artifacts
 from relabeler.errors import PluginError
-from relabeler.plugin.client import StudioClient, StudioUnavailableError, batch_tasks
+from relabeler.plugin.client import (
+    StudioClient,
+    StudioNotFoundError,
+    StudioUnavailableError,
+    batch_tasks,
+)
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (
@@ -99,16 +104,33 @@ def _now() -> pd.Timestamp:
     return pd.Timestamp(datetime.now(UTC))
 
 
+#: what to change when a side project the manifest records was deleted in Label Studio
+GONE_ACQUISITION = ("Only push sends to the acquisition project (pull and next go on without "
+                    "it), and it does not send the run's acquisition or counterexamples again "
+                    "into a new project: to acquire again, start a new run")
+GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
+                   "studio.eval_audit_budget=0")
+
+
 def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
-                   known_id: int | None, mine: Collection[int] = ()) -> int:
+                   known_id: int | None, mine: Collection[int] = (),
+                   way_out: str = "To start again, push round 1 of a new run") -> int:
     """The project: the manifest's (it must still exist), else an empty one of that title (a
     push that died before recording it), else a new one. A project of that title holding tasks
     this run did not record is another run's (two run directories of the same name share the
     default title): a PushError, so that one run's answers never land in another's. ``mine``:
     the projects the run's manifest holds tasks in (counterexamples join the acquisition
-    project)."""
+    project). The manifest's project deleted in Label Studio: a PushError ending in
+    ``way_out`` (what to change to go on without it)."""
     if known_id is not None:
-        project = client.get_project(known_id)  # StudioNotFoundError if it was deleted
+        try:
+            project = client.get_project(known_id)
+        except StudioNotFoundError:
+            raise PushError(
+                f"Label Studio project {known_id}{f' {title!r}' if title else ''}, which "
+                f"{MANIFEST} records, is gone from {client.shown_url}: it was deleted. Nothing "
+                f"was sent; the answers pulled from it before stay in "
+                f"labels/corrections.parquet. {way_out}") from None
     else:
         project = client.find_project(title)
         if project is not None and project.task_count and project.id not in mine:
@@ -239,9 +261,11 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
 def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                   project_id: int, priorities: dict[str, int], new_rows: pd.DataFrame,
                   build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
-                  top_spans: int, batch_size: int, progress: bool
-                  ) -> tuple[pd.DataFrame, int, list[str]]:
-    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order."""
+                  top_spans: int, batch_size: int, progress: bool,
+                  data_round: int | None = None) -> tuple[pd.DataFrame, int, list[str]]:
+    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order.
+    ``data_round``: the round the new tasks' data names (whose evidence the ML backend shows
+    them with) where it is not their manifest round."""
     interface = spec.interface()
     rows = manifest["project_id"] == project_id
     moved = [i for i in manifest.index[rows]
@@ -275,7 +299,7 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
     if len(todo):
         samples = build(list(todo["id"]))
         tasks = [build_task(s, spec, priority=int(p), top_spans=top_spans, interface=interface,
-                            round_no=_round(r))
+                            round_no=_round(r) if data_round is None else data_round)
                  for s, p, r in zip(samples, todo["priority"], todo["round"], strict=True)]
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
@@ -330,21 +354,25 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
                        plan: pd.DataFrame, source: str, title: str,
                        build: Callable[[Sequence[str]], list[SampleInput]], *,
                        spec: LabelingSpec, overlap: int, top_spans: int, batch_size: int,
-                       progress: bool) -> tuple[pd.DataFrame, int, int]:
+                       progress: bool, round_no: int = 1,
+                       way_out: str) -> tuple[pd.DataFrame, int, int]:
     """The plan's ``source`` rows into their own project (found by the manifest, else by
-    title); returns the manifest, the project id and how many tasks were new."""
+    title), recorded as sent by round ``round_no``; their data names round 1 (they are built
+    from the run itself, and the ML backend shows them with its evidence). Returns the
+    manifest, the project id and how many tasks were new. ``way_out``: what to change when the
+    project was deleted (:func:`ensure_project`)."""
     known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
     project_id = ensure_project(client, title, spec, overlap=overlap,
                                 known_id=int(known[0]) if known else None,
-                                mine={int(p) for p in manifest["project_id"]})
+                                mine={int(p) for p in manifest["project_id"]}, way_out=way_out)
     manifest = reconcile(client, manifest, project_id)
     done = set(manifest.loc[manifest["project_id"] == project_id, "id"])
     wanted = plan[plan["source"] == source]
     priorities = dict(zip(wanted["id"], wanted["position"].astype(int), strict=True))
-    new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id)
+    new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id, round_no)
     manifest, _, imported = _sync_project(
         client, store, manifest, project_id, priorities, new_rows, build, spec,
-        top_spans=top_spans, batch_size=batch_size, progress=progress)
+        top_spans=top_spans, batch_size=batch_size, progress=progress, data_round=1)
     client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
     return manifest, project_id, len(imported)
 
@@ -415,12 +443,12 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     if acquire and len(evidence.acquire):
         manifest, acquire_project_id, n_acquired = _push_side_project(
             client, store, manifest, plan, ACQUIRED, acquisition_title(project_title),
-            evidence.pool_samples, **sync)
+            evidence.pool_samples, way_out=GONE_ACQUISITION, **sync)
     eval_project_id, n_eval = None, 0
     if len(eval_picks):
         manifest, eval_project_id, n_eval = _push_side_project(
             client, store, manifest, plan, EVAL_AUDIT, eval_audit_title(project_title),
-            evidence.eval_samples, **sync)
+            evidence.eval_samples, way_out=GONE_EVAL_AUDIT, **sync)
     n_counter = 0
     if counterexamples:
         manifest, acquire_project_id, n_counter = _push_counterexamples(
@@ -458,7 +486,7 @@ def _push_counterexamples(client: StudioClient, store: RunStore, manifest: pd.Da
     if not len(picks):
         return manifest, project_id, 0
     return _push_side_project(client, store, manifest, picks, COUNTEREXAMPLE, title,
-                              evidence.train_samples, **sync)
+                              evidence.train_samples, way_out=GONE_ACQUISITION, **sync)
 
 
 def eval_audit_picks(evidence: RunEvidence, budget: int) -> pd.DataFrame:

@@ -27,7 +27,9 @@ alone. A moved task's data is rewritten with its new ``priority`` by push's own 
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
 ``studio/reranks.parquet`` records the re-rank. While ``relabeler next`` holds
 ``studio/round.lock`` (it rewrites the manifest and the ranking), or a push holds
-``studio/manifest.lock``, a re-rank waits for the next answer. After ``relabeler next`` the
+``studio/manifest.lock``, a re-rank waits for the next answer; a round lock left by a ``next``
+that died is named as such, with the way out (run ``relabeler next`` again to finish the
+round). After ``relabeler next`` the
 ranking is the latest round's scoring (its dataset version, ``studio/rounds.json``), and a
 moved task is rebuilt from the version that scored its own round (its suggestion, score and
 evidence), as ``/predict`` answers it.
@@ -65,6 +67,7 @@ from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
+from relabeler.plugin.server import lock_holder_gone
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
@@ -247,14 +250,34 @@ class Reranker:
         """Re-rank once; ``answer_events``: the answers since the last re-rank (recorded).
         None when nothing was pushed yet."""
         started = time.perf_counter()
-        if self.store.exists(artifacts.ROUND_LOCK.path):
-            # `relabeler next` rewrites the manifest and the ranking: wait for its round
-            raise RoundLockedError(f"a round of `relabeler next` holds "
-                                   f"{self.store.path(artifacts.ROUND_LOCK.path)}; the re-rank "
-                                   "is tried again on the next answer")
+        self._check_round_lock()
         # a push, a round or second opinions writing the manifest: the next answer tries again
         with manifest_lock(self.store, wait=0):
             return self._rerank_held(started, answer_events)
+
+    def _check_round_lock(self) -> None:
+        """RoundLockedError while ``studio/round.lock`` is there: `relabeler next` rewrites the
+        manifest and the ranking, so a re-rank waits for its round. A lock left by a `next`
+        that died stays until a `next` finishes that round: the message says so."""
+        path = artifacts.ROUND_LOCK.path
+        if not self.store.exists(path):
+            return
+        shown = self.store.path(path)
+        try:
+            holder = self.store.read_json(path)
+        except Exception:  # noqa: BLE001 - being written, or gone meanwhile
+            holder = {}
+        holder = holder if isinstance(holder, dict) else {}
+        if lock_holder_gone(holder, self.store.local_path(path)):
+            raise RoundLockedError(
+                f"{shown} was left by process {holder.get('pid', '?')}, which is gone (a "
+                f"`relabeler next` that stopped midway): no re-rank until its round is "
+                f"finished. Run `relabeler next --run {self.store.uri}` again (it resumes "
+                f"the round and takes the lock over); delete the file only if no round is to "
+                f"be finished")
+        raise RoundLockedError(f"a round of `relabeler next` holds {shown} (process "
+                               f"{holder.get('pid', '?')}); the re-rank is tried again on the "
+                               f"next answer after it")
 
     def _rerank_held(self, started: float, answer_events: int) -> RerankResult | None:
         review = _review_rows(read_manifest(self.store))

@@ -101,8 +101,12 @@ def push_round(store: RunStore, client: StudioClient, evidence: RunEvidence,
     client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
     source_of = dict(zip(plan["id"], plan["source"], strict=True))
     n_flagged = sum(source_of.get(x) == FLAGGED for x in imported)
+    n_controls = sum(source_of.get(x) == CONTROL for x in imported)
+    if len(imported) > n_flagged + n_controls:  # pending rows an earlier push left
+        log.info("round %d: %d tasks an earlier push left unsent were sent too", round_no,
+                 len(imported) - n_flagged - n_controls)
     result = RoundPush(project_id=project_id, round=round_no, new_flagged=n_flagged,
-                       new_controls=len(imported) - n_flagged, waiting_before=waiting,
+                       new_controls=n_controls, waiting_before=waiting,
                        total_tasks=int((manifest["project_id"] == project_id).sum()),
                        seconds=round(time.perf_counter() - started, 2))
     log.info("round %d: %d flagged + %d control tasks into project %d behind %d waiting, in "

@@ -6,7 +6,10 @@ and its counts as they are: after a pull, the answered training tasks ranked fir
 ``second_opinion`` (:mod:`relabeler.plugin.consensus`: the chance that one more answer changes
 the resolved label) go to '<title> (second opinion)', built like the review tasks, until that
 project holds ``studio.second_opinions`` tasks (0 = off). Idempotent: the manifest records
-them (source ``second_opinion``) and a sample is asked again at most once.
+them (source ``second_opinion``) and a sample is asked again at most once. ``relabeler pull``
+sends them as round 1; ``relabeler next`` sends them after its round's push, only when there
+were new answers, and records its round. Either way a task shows the run's own suggestion and
+evidence (its data names round 1), never those of a version trained on the answer asked about.
 
 The next pull folds a second-opinion task's answers into the same sample's resolution
 (:func:`fold_second_opinions`): its votes join the review task's votes (one per annotator,
@@ -83,8 +86,10 @@ def second_opinion_picks(corrections: pd.DataFrame, manifest: pd.DataFrame, *, c
 @holds_manifest
 def push_second_opinions(store: RunStore, client: StudioClient, *, project_title: str,
                          count: int, examples: int = 3, overlap: int = 1, top_spans: int = 3,
-                         batch_size: int = 500, progress: bool = False) -> SecondOpinionResult:
-    """Send the picks of :func:`second_opinion_picks` to '<title> (second opinion)'."""
+                         batch_size: int = 500, progress: bool = False,
+                         round_no: int = 1) -> SecondOpinionResult:
+    """Send the picks of :func:`second_opinion_picks` to '<title> (second opinion)'; the
+    manifest records them as sent by round ``round_no`` (``relabeler next``: its round)."""
     manifest = read_manifest(store)
     corrections = (store.read_table(CORRECTIONS).to_pandas() if store.exists(CORRECTIONS)
                    else pd.DataFrame())
@@ -98,7 +103,9 @@ def push_second_opinions(store: RunStore, client: StudioClient, *, project_title
     manifest, project_id, new = _push_side_project(
         client, store, manifest, picks, SECOND_OPINION, second_opinion_title(project_title),
         evidence.train_samples, spec=spec, overlap=overlap, top_spans=top_spans,
-        batch_size=batch_size, progress=progress)
+        batch_size=batch_size, progress=progress, round_no=round_no,
+        way_out="To go on without second opinions (pull and next send them), set "
+                "studio.second_opinions = 0 (--set studio.second_opinions=0)")
     write_manifest(store, manifest)
     total = int((manifest["source"] == SECOND_OPINION).sum())
     log.info("second opinions: %d tasks new in project %d (%d in all)", new, project_id, total)

@@ -245,6 +245,25 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+#: a lock file still empty after this long was left by a writer that died creating it
+UNWRITTEN_LOCK_SECONDS = 60
+
+
+def lock_holder_gone(holder: dict, local: Path | None) -> bool:
+    """Whether a lock file (``studio/round.lock``) whose content is ``holder`` (host, pid) was
+    left by a process that is gone: one of this host that no longer runs, or (``local``: the
+    file on this machine) an unreadable one older than a minute. A holder of another host is
+    never judged gone."""
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return not pid_alive(holder["pid"])
+    if holder or local is None:
+        return False
+    try:
+        return time.time() - local.stat().st_mtime > UNWRITTEN_LOCK_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(f"{url}/health", timeout=timeout)

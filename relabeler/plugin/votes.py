@@ -51,10 +51,18 @@ class UnmappedAnswer(ValueError):
 
 
 def _annotator(annotation: Mapping[str, Any], user_names: Mapping[int, str]) -> str:
+    """The annotator's name (``user:<id>`` for a user not listed). An annotation whose user
+    was deleted in Label Studio has no ``completed_by``: it is its own annotator,
+    ``deleted:<annotation id>`` (one vote each: two deleted users are not one person)."""
     who = annotation.get("completed_by")
     if isinstance(who, Mapping):
         who = who.get("id")
-    return user_names.get(int(who), f"user:{who}") if who is not None else "unknown"
+    if who is None:
+        name = f"deleted:{annotation.get('id')}"
+        log.info("pull: annotation %s has no annotator (its user was deleted in Label "
+                 "Studio): counted as annotator %r", annotation.get("id"), name)
+        return name
+    return user_names.get(int(who), f"user:{who}")
 
 
 def _answer_and_comment(annotation: Mapping[str, Any], spec: LabelingSpec

@@ -127,3 +127,191 @@ def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nothing was pushed from" in err and "push round 1 first" in err
     assert not (tmp_path / "run/studio/round.lock").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# `relabeler next` with its stages stubbed: the round's bookkeeping alone
+
+
+class _Loop:
+    """A run pushed once (tasks a, b, c of round 1) whose stages ``next`` calls are stubs: the
+    pull writes ``self.answered`` as the corrections, a retrain makes a version ranking the
+    rows x1.. first, and the push records the plan (``self.push_fails``: it dies after writing
+    its pending rows)."""
+
+    def __init__(self, tmp_path, monkeypatch, *, second_opinions: int = 0):
+        from types import SimpleNamespace
+
+        from relabeler.config import RunConfig
+        from relabeler.plugin.push import _pending_rows
+        from relabeler.plugin.rounds import RoundPush
+        from relabeler.queue_plan import read_manifest, write_manifest
+
+        self.store = store = RunStore(tmp_path / "run")
+        self.config = RunConfig(run_dir=str(tmp_path / "run"))
+        self.config.loop.batch = 2
+        self.config.studio.control_share = 0.0
+        self.config.studio.second_opinions = second_opinions
+        self.train_ids = ["a", "b", "c", *[f"x{i}" for i in range(1, 9)]]
+        write_manifest(store, pd.DataFrame({
+            "id": ["a", "b", "c"], "task_id": pd.array([1, 2, 3], dtype="Int64"),
+            "project_id": 7, "rank": pd.array([1, 2, 3], dtype="Int64"),
+            "priority": np.array([1, 2, 3]), "source": "flagged",
+            "pushed_at": pd.Series([pd.Timestamp("2026-01-01", tz="UTC")] * 3,
+                                   dtype="datetime64[us, UTC]"), "round": 1}))
+        self.answered: list[str] = []
+        self.retrains: list[int] = []
+        self.push_fails = False
+        self.events: list[tuple] = []
+        loop = self
+
+        def pull(store, client, *, page_size, consensus):
+            loop.events.append(("pull",))
+            rows = pd.DataFrame({"id": loop.answered, "old_label": "neg", "new_label": "pos",
+                                 "action": "relabel", "n_annotations": 1, "source": "flagged"})
+            store.write_table(artifacts.CORRECTIONS.path,
+                              pa.Table.from_pandas(rows, preserve_index=False))
+            return SimpleNamespace(tasks_changed=1)
+
+        def retrain(store, config, **kwargs):
+            number = len(loop.retrains) + 1
+            loop.retrains.append(number)
+            version = RunStore(store.path(artifacts.RETRAIN(n=number)))
+            n = len(loop.train_ids)
+            version.write_table(artifacts.TRAIN.path, pa.table(
+                {"id": loop.train_ids, "text": ["t"] * n, "label": ["neg"] * n}))
+            version.write_table(artifacts.SUSPECTS.path, pa.Table.from_pandas(pd.DataFrame(
+                {"id": loop.train_ids[::-1], "rank": range(1, n + 1),
+                 "suspect_score": np.float32(0.5), "given_label": "neg",
+                 "suggested_label": "pos", "suggested_confidence": np.float32(0.5),
+                 "reasons": [[]] * n, "duplicate_ids": [[]] * n}), preserve_index=False))
+            return {"version": number}
+
+        def push_round(store, client, evidence, plan, *, round_no, waiting, **kwargs):
+            manifest = read_manifest(store)
+            new = plan[~plan["id"].isin(set(manifest["id"]))]
+            manifest = pd.concat([manifest, _pending_rows(new, 7, round_no)],
+                                 ignore_index=True)
+            write_manifest(store, manifest)
+            if loop.push_fails:
+                raise ConnectionError("the server went away mid-push")
+            manifest["task_id"] = pd.array(range(1, len(manifest) + 1), dtype="Int64")
+            write_manifest(store, manifest)
+            loop.events.append(("push_round", round_no))
+            flagged = int((new["source"] == "flagged").sum())
+            return RoundPush(project_id=7, round=round_no, new_flagged=flagged,
+                             new_controls=len(new) - flagged, waiting_before=waiting,
+                             total_tasks=len(manifest), seconds=0.0)
+
+        def second_opinions(store, client, **kwargs):
+            loop.events.append(("second_opinions", kwargs.get("round_no", 1)))
+
+        monkeypatch.setattr("relabeler.plugin.pull.pull", pull)
+        monkeypatch.setattr("relabeler.plugin.push.default_title", lambda store: "t")
+        monkeypatch.setattr("relabeler.plugin.second_opinion.push_second_opinions",
+                            second_opinions)
+        monkeypatch.setattr("relabeler.plugin.rounds.check_project", lambda *a, **k: None)
+        monkeypatch.setattr("relabeler.plugin.rounds.push_round", push_round)
+        monkeypatch.setattr("relabeler.jobs.retrain.run_retrain", retrain)
+        monkeypatch.setattr("relabeler.jobs.rounds.rescore_version", lambda *a, **k: {})
+        monkeypatch.setattr("relabeler.jobs.attribute.attribute_plan", lambda *a, **k: None)
+        monkeypatch.setattr("relabeler.plugin.evidence.RunEvidence.load",
+                            classmethod(lambda cls, *a, **k: None))
+        monkeypatch.setattr("relabeler.report.rounds.queue_test",
+                            lambda *a, **k: {"available": False})
+
+    def next(self):
+        from relabeler.jobs.rounds import run_next
+
+        return run_next(self.store, self.config, client=object(), progress=False,
+                        say=lambda message: None)
+
+
+def test_answers_that_arrive_after_a_round_died_make_the_round_after_its_resume(
+        tmp_path, monkeypatch):
+    from relabeler.jobs.rounds import read_rounds
+
+    loop = _Loop(tmp_path, monkeypatch)
+    loop.answered = ["a", "b"]
+    loop.push_fails = True
+    with pytest.raises(ConnectionError):
+        loop.next()  # round 2 planned on version 1 (answers a, b), died mid-push
+    assert loop.retrains == [1]
+    loop.answered = ["a", "b", "c"]  # c arrives after the crash
+    loop.push_fails = False
+    resumed = loop.next()
+    assert (resumed.round, resumed.version) == (2, 1) and loop.retrains == [1]
+    ab = answers_fingerprint(pd.DataFrame({"id": ["a", "b"], "action": "relabel",
+                                           "new_label": "pos", "n_annotations": 1}))
+    assert read_rounds(loop.store)[-1]["answers_fingerprint"] == ab
+    third = loop.next()  # c is new to every version: round 3 retrains with it
+    assert (third.round, third.version) == (3, 2) and loop.retrains == [1, 2]
+
+
+def test_second_opinions_go_after_the_rounds_push_and_never_in_a_round_without_answers(
+        tmp_path, monkeypatch):
+    loop = _Loop(tmp_path, monkeypatch, second_opinions=2)
+    loop.answered = ["a"]
+    assert loop.next().round == 2
+    assert loop.events == [("pull",), ("push_round", 2), ("second_opinions", 2)]
+    loop.events.clear()
+    idle = loop.next()
+    assert idle.round is None and "no new answers since round 2" in idle.message
+    assert loop.events == [("pull",)]  # nothing sent by a round that does nothing
+
+
+def test_two_rounds_finding_the_same_stale_lock_one_takes_it_over_the_other_stops(
+        tmp_path, monkeypatch):
+    import socket
+    import threading
+
+    from relabeler.plugin.server import pid_alive
+
+    store = RunStore(tmp_path / "run")
+    lock = tmp_path / "run/studio/round.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345,
+                                "started": "2026-01-01T00:00:00+00:00"}))  # left by a crash
+    inside, refused = [], []
+    b_inside = threading.Event()
+
+    def other_round():
+        try:
+            with round_lock(store):
+                inside.append("A")
+                b_inside.wait(3.0)  # still inside when B gets in, if B ever does
+        except RoundLockedError:
+            refused.append("A")
+
+    def racing(pid):
+        # B has read the dead holder; A runs its whole takeover now (given a second)
+        monkeypatch.setattr("relabeler.plugin.server.pid_alive", pid_alive)
+        a = threading.Thread(target=other_round)
+        a.start()
+        a.join(1.0)
+        racing.a = a
+        return pid_alive(pid)
+
+    monkeypatch.setattr("relabeler.plugin.server.pid_alive", racing)
+    try:
+        with round_lock(store):
+            inside.append("B")
+            b_inside.set()
+            racing.a.join(5.0)  # A tries while B holds the lock
+            held = json.loads(lock.read_text())
+    except RoundLockedError:
+        refused.append("B")
+    racing.a.join(5.0)
+    # B judged the holder under the takeover guard: A waited, then found B's live lock
+    assert (inside, refused) == (["B"], ["A"])
+    assert held["pid"] == os.getpid() and not lock.exists()
+
+
+def test_a_round_leaves_a_lock_that_no_longer_names_it(tmp_path, caplog):
+    store = RunStore(tmp_path / "run")
+    lock = tmp_path / "run/studio/round.lock"
+    other = {"host": "elsewhere", "pid": 4242, "started": "2026-01-01T00:00:00+00:00"}
+    with round_lock(store):
+        lock.write_text(json.dumps(other))  # taken over meanwhile (it judged this one gone)
+    assert json.loads(lock.read_text()) == other
+    assert "no longer names this process" in caplog.text

@@ -56,3 +56,39 @@ def test_a_view_create_that_timed_out_is_looked_up_not_repeated():
         list=lambda *, project, request_options: list(views), create=create))
     assert client.ensure_view(1, "Priority queue", ["tasks:data.priority"]) == 7
     assert len(creates) == 1
+
+
+def _capped_listing(items, *, cap):
+    """A paginated listing whose server caps the page size at ``cap`` (Label Studio's
+    TASK_API_PAGE_SIZE_MAX) and answers 404 past the last page, as Django REST does."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    calls = []
+
+    def listing(*, page, page_size, request_options, **filters):
+        calls.append(page)
+        size = min(page_size, cap)
+        if (page - 1) * size >= len(items) and page > 1:
+            raise ApiError(status_code=404, body={"detail": "Invalid page."})
+        return SimpleNamespace(items=items[(page - 1) * size: page * size], has_next=True)
+
+    return listing, calls
+
+
+def test_a_server_that_caps_the_page_size_is_read_to_the_last_page():
+    tasks = [{"id": i, "data": {"sample_id": f"s{i}"}, "annotations": []}
+             for i in range(1, 251)]
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    listing, calls = _capped_listing(tasks, cap=100)
+    client.sdk = SimpleNamespace(tasks=SimpleNamespace(list=listing))
+    assert [t["id"] for t in client.list_tasks(1, page_size=500)] == list(range(1, 251))
+    assert calls == [1, 2, 3, 4]  # 100 + 100 + 50, then the 404 past the end
+    assert len(client.task_sample_ids(1, "sample_id")) == 250
+
+    projects = [SimpleNamespace(id=i, title="other") for i in range(1, 121)]
+    projects.append(SimpleNamespace(id=121, title="mine"))
+    listing, calls = _capped_listing(projects, cap=30)
+    client.sdk = SimpleNamespace(projects=SimpleNamespace(
+        list=listing, get=lambda project_id, request_options: {"id": project_id,
+                                                               "title": "mine"}))
+    assert client.find_project("mine").id == 121

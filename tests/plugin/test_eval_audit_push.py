@@ -84,3 +84,28 @@ def test_no_eval_ranking_means_no_eval_project(tmp_path, caplog):
     assert result.eval_project_id is None and result.new_eval == 0
     assert "no eval audit" in caplog.text
     assert len(studio.projects) == 2  # review and acquisition
+
+
+def test_a_deleted_eval_audit_project_is_an_error_that_names_the_setting(tmp_path):
+    import pytest
+
+    from relabeler.plugin.push import PushError
+
+    store = make_run(str(tmp_path / "run"), n_train=60, n_eval=20)
+    studio = FakeStudio(CLASSES)
+    result = push(store, studio, project_title=TITLE, budget=10, control_share=0.1,
+                  eval_audit_budget=6)
+    del studio.projects[result.eval_project_id]  # deleted in Label Studio
+    before = len(studio.tasks)
+    with pytest.raises(PushError) as info:
+        push(store, studio, project_title=TITLE, budget=10, control_share=0.1,
+             eval_audit_budget=8)
+    message = str(info.value)
+    assert f"project {result.eval_project_id} '{TITLE} (eval audit)'" in message
+    assert "it was deleted. Nothing was sent" in message
+    assert message.endswith("push with --set studio.eval_audit_budget=0")
+    assert len(studio.tasks) == before
+    # the way out works: the review project is topped up, no eval audit
+    again = push(store, studio, project_title=TITLE, budget=12, control_share=0.1,
+                 eval_audit_budget=0)
+    assert again.new_flagged + again.new_controls == 2 and again.new_eval == 0

@@ -80,3 +80,41 @@ def test_fingerprint_changes_with_any_annotation_change():
     b = [{**a[0], "updated_at": "2026-01-02T00:00:00Z"}]
     assert fingerprint(a) == fingerprint(list(a))
     assert len({fingerprint(a), fingerprint(b), fingerprint([])}) == 3
+
+
+def test_annotations_of_deleted_users_are_one_vote_each(caplog):
+    caplog.set_level("INFO", logger="relabeler.plugin.votes")
+    import numpy as np
+    import pandas as pd
+
+    from relabeler.plugin.consensus import resolve_with_model
+    from relabeler.plugin.votes import correction_row, task_votes
+
+    # Label Studio nulls completed_by when a user is deleted
+    anns = [{**annotation("spam", aid=1, user=None), "updated_at": "2026-01-01T00:00:01Z"},
+            {**annotation("spam", aid=2, user=None), "updated_at": "2026-01-01T00:00:02Z"},
+            {**annotation("ham", aid=3, user=7), "updated_at": "2026-01-01T00:00:03Z"}]
+    found, unmapped = task_votes(anns, SPEC, {7: "carol@x"}, sample_id="s1", project_id=1,
+                                 task_id=10)
+    assert unmapped == []
+    assert sorted((v.annotator, v.answer) for v in found) == [
+        ("carol@x", "ham"), ("deleted:1", "spam"), ("deleted:2", "spam")]
+    assert "annotation 1 has no annotator" in caplog.text
+    row = correction_row(found, SPEC, sample_id="s1", given_label="ham", source="flagged",
+                         via="export", project_id=1, task_id=10)
+    assert (row["action"], row["new_label"], row["needs_review"], row["n_annotations"]) == (
+        "relabel", "spam", False, 3)
+    # the consensus and annotators.parquet take them as annotators of one answer each
+    more, _ = task_votes([annotation("ham", aid=4, user=None), annotation("ham", aid=5, user=7)],
+                         SPEC, {7: "carol@x"}, sample_id="s2", project_id=1, task_id=11)
+    other = correction_row(more, SPEC, sample_id="s2", given_label="ham", source="flagged",
+                           via="export", project_id=1, task_id=11)
+    frame = pd.DataFrame([row, other])
+    probs = {"s1": np.array([0.3, 0.7]), "s2": np.array([0.6, 0.4])}
+    for method in ("dawid_skene", "crowdlab"):
+        resolved, annotators = resolve_with_model(frame, probs, ["ham", "spam"],
+                                                  method=method)
+        assert list(annotators["annotator"]) == ["carol@x", "deleted:1", "deleted:2",
+                                                 "deleted:4"]
+        assert list(annotators["answers"]) == [2, 1, 1, 1]
+        assert resolved.loc[0, "new_label"] == "spam"

@@ -486,3 +486,29 @@ def test_a_re_rank_fails_at_once_while_another_process_writes_the_manifest(pushe
     assert read_manifest(store).set_index("id")["priority"].equals(before)
     with manifest_lock(store), manifest_lock(store):  # re-entrant within a process
         assert rerank(answer_events=24).reprioritised > 10
+
+
+def test_a_round_lock_left_by_a_dead_next_is_named_with_the_way_out(pushed):
+    """A `relabeler next` that crashed leaves studio/round.lock: the re-rank says the holder is
+    gone and how to finish the round, instead of waiting on a round that runs no more."""
+    import json
+    import socket
+
+    from relabeler.errors import RoundLockedError
+    from relabeler.jobs.rounds import round_lock
+
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    lock = store.local_path("studio/round.lock")
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 12345,
+                                "started": "2026-01-01T00:00:00+00:00"}))
+    with pytest.raises(RoundLockedError) as info:
+        rerank(answer_events=24)
+    message = str(info.value)
+    assert "process 4206649, which is gone" in message
+    assert f"relabeler next --run {store.uri}` again" in message
+    assert read_reranks(store).empty
+    with round_lock(store):  # the next `next` takes it over; then the re-rank goes on
+        pass
+    assert rerank(answer_events=24).reprioritised > 10

@@ -162,3 +162,47 @@ def test_picks_top_up_to_the_count_with_the_best_ranked_answered_training_tasks(
     assert second_opinion_picks(corrections, manifest.iloc[:0], count=0).empty
     with pytest.raises(ValueError, match="second_opinions must be >= 0"):
         second_opinion_picks(corrections, manifest, count=-1)
+
+
+def test_second_opinions_sent_by_a_later_round_record_it_and_show_the_runs_evidence(tmp_path):
+    from relabeler.plugin.tasks import ROUND_FIELD
+    from tests.plugin.fake_studio import FakeStudio
+    from tests.plugin.synthetic import CLASSES
+
+    store = make_run(str(tmp_path / "run"), n_train=40)
+    studio = FakeStudio(CLASSES)
+    push(store, studio, project_title="t", budget=6, control_share=0.0)
+    sent = read_manifest(store)
+    answered = list(sent["id"][:3])
+    store.write_table(CORRECTIONS, pa.Table.from_pandas(pd.DataFrame({
+        "id": answered, "old_label": "neg", "new_label": "pos", "action": "relabel",
+        "source": FLAGGED, "second_opinion": pd.array([2, 1, 3], dtype="Int64")}),
+        preserve_index=False))
+    result = push_second_opinions(store, studio, project_title="t", count=2, round_no=3)
+    assert result.new == 2
+    asked = read_manifest(store).query("source == @SECOND_OPINION")
+    assert sorted(asked["id"]) == sorted(answered[:2]) and set(asked["round"]) == {3}
+    data = [t["data"] for t in studio.tasks.values() if t["project"] == result.project_id]
+    assert [d[ROUND_FIELD] for d in data] == [1, 1]  # the run's evidence, not version 2's
+
+
+def test_a_deleted_second_opinion_project_is_an_error_that_names_the_setting(tmp_path):
+    from relabeler.plugin.push import PushError
+    from tests.plugin.fake_studio import FakeStudio
+    from tests.plugin.synthetic import CLASSES
+
+    store = make_run(str(tmp_path / "run"), n_train=40)
+    studio = FakeStudio(CLASSES)
+    push(store, studio, project_title="t", budget=6, control_share=0.0)
+    answered = list(read_manifest(store)["id"][:3])
+    store.write_table(CORRECTIONS, pa.Table.from_pandas(pd.DataFrame({
+        "id": answered, "old_label": "neg", "new_label": "pos", "action": "relabel",
+        "source": FLAGGED, "second_opinion": pd.array([2, 1, 3], dtype="Int64")}),
+        preserve_index=False))
+    first = push_second_opinions(store, studio, project_title="t", count=1)
+    del studio.projects[first.project_id]  # deleted in Label Studio
+    with pytest.raises(PushError) as info:
+        push_second_opinions(store, studio, project_title="t", count=2)
+    message = str(info.value)
+    assert f"project {first.project_id} 't (second opinion)'" in message
+    assert "set studio.second_opinions = 0 (--set studio.second_opinions=0)" in message

@@ -1,0 +1,38 @@
+"""A later round's push against the in-memory server (:mod:`tests.plugin.fake_studio`); the
+rounds themselves run against a real server in tests/plugin/test_rounds.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from relabeler.plugin.evidence import RunEvidence
+from relabeler.plugin.push import _pending_rows, push
+from relabeler.plugin.rounds import push_round
+from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
+from tests.plugin.fake_studio import FakeStudio
+from tests.plugin.synthetic import CLASSES, make_run
+
+
+def test_tasks_an_earlier_push_left_pending_are_not_counted_as_this_rounds_controls(
+        tmp_path, caplog):
+    caplog.set_level("INFO", logger="relabeler.plugin.rounds")
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    studio = FakeStudio(CLASSES)
+    first = push(store, studio, project_title="t", budget=6, control_share=0.0)
+    manifest = read_manifest(store)
+    unsent = sorted(set(store.read_table("dataset/train.parquet").column("id").to_pylist())
+                    - set(manifest["id"]))
+    # round 1 died after writing a control's pending row
+    left = pd.DataFrame({"id": [unsent[0]], "source": [CONTROL], "position": [7],
+                         "rank": pd.array([None], dtype="Int64")})
+    write_manifest(store, pd.concat([manifest, _pending_rows(left, first.project_id)],
+                                    ignore_index=True))
+    plan = pd.DataFrame({"id": unsent[1:3], "source": FLAGGED,
+                         "position": np.array([8, 9]), "rank": pd.array([1, 2], dtype="Int64")})
+    result = push_round(store, studio, RunEvidence.load(store), plan, round_no=2, waiting=0)
+    assert (result.new_flagged, result.new_controls) == (2, 0)
+    after = read_manifest(store).set_index("id")
+    assert after.loc[unsent[:3], "task_id"].notna().all()  # the left-over one was sent too
+    assert list(after.loc[unsent[:3], "round"]) == [1, 2, 2]
+    assert "1 tasks an earlier push left unsent were sent too" in caplog.text
