@@ -87,10 +87,14 @@ def second_opinion_picks(corrections: pd.DataFrame, manifest: pd.DataFrame, *, c
 def push_second_opinions(store: RunStore, client: StudioClient, *, project_title: str,
                          count: int, examples: int = 3, overlap: int = 1, top_spans: int = 3,
                          batch_size: int = 500, progress: bool = False,
-                         round_no: int = 1) -> SecondOpinionResult:
+                         round_no: int | None = None) -> SecondOpinionResult:
     """Send the picks of :func:`second_opinion_picks` to '<title> (second opinion)'; the
-    manifest records them as sent by round ``round_no`` (``relabeler next``: its round)."""
+    manifest records them as sent by round ``round_no`` (``relabeler next``: its round; a
+    plain ``pull``: the latest round the manifest holds)."""
     manifest = read_manifest(store)
+    if round_no is None:
+        rounds = manifest["round"].dropna() if "round" in manifest.columns else []
+        round_no = int(max(rounds)) if len(rounds) else 1
     corrections = (store.read_table(CORRECTIONS).to_pandas() if store.exists(CORRECTIONS)
                    else pd.DataFrame())
     picks = second_opinion_picks(corrections, manifest, count=count)

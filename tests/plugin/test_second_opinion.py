@@ -22,7 +22,7 @@ from relabeler.plugin.second_opinion import (
     second_opinion_picks,
     second_opinion_title,
 )
-from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest
+from relabeler.queue_plan import CONTROL, FLAGGED, SECOND_OPINION, read_manifest, write_manifest
 from tests.plugin.synthetic import make_run
 
 OTHER = {"neg": "pos", "pos": "neg"}
@@ -206,3 +206,24 @@ def test_a_deleted_second_opinion_project_is_an_error_that_names_the_setting(tmp
     message = str(info.value)
     assert f"project {first.project_id} 't (second opinion)'" in message
     assert "set studio.second_opinions = 0 (--set studio.second_opinions=0)" in message
+
+
+def test_a_plain_pull_records_its_second_opinions_under_the_latest_round(tmp_path):
+    # pull (not next) sends second opinions too: after round 2 they were recorded as round 1
+    from tests.plugin.fake_studio import FakeStudio
+    from tests.plugin.synthetic import CLASSES
+
+    store = make_run(str(tmp_path / "run"), n_train=40)
+    studio = FakeStudio(CLASSES)
+    push(store, studio, project_title="t", budget=6, control_share=0.0)
+    manifest = read_manifest(store)
+    manifest.loc[manifest.index[3:], "round"] = 2  # a later round sent these
+    write_manifest(store, manifest)
+    answered = list(manifest["id"][:3])
+    store.write_table(CORRECTIONS, pa.Table.from_pandas(pd.DataFrame({
+        "id": answered, "old_label": "neg", "new_label": "pos", "action": "relabel",
+        "source": FLAGGED, "second_opinion": pd.array([2, 1, 3], dtype="Int64")}),
+        preserve_index=False))
+    assert push_second_opinions(store, studio, project_title="t", count=2).new == 2
+    asked = read_manifest(store).query("source == @SECOND_OPINION")
+    assert set(asked["round"]) == {2}
