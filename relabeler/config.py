@@ -553,6 +553,10 @@ def _toml_literal(value: Any) -> str:
     return repr(value)
 
 
+#: keys whose default differs from the same value chosen (``model_fields_set``)
+UNCHOSEN_DEFAULTS = ("data.id_col",)
+
+
 def render_template() -> str:
     """A commented ``relabeler.toml`` with every key at its default."""
     defaults = RunConfig()
@@ -564,6 +568,9 @@ def render_template() -> str:
         lines.append(f"[{section}]")
         for key, info in model.model_fields.items():
             lines.append(f"# {info.description}")
-            lines.append(f"{key} = {_toml_literal(getattr(values, key))}")
+            # a key whose default means "not chosen" stays commented: written out, it would
+            # count as chosen (data.id_col = "id" must then exist in the data)
+            quiet = "# " if f"{section}.{key}" in UNCHOSEN_DEFAULTS else ""
+            lines.append(f"{quiet}{key} = {_toml_literal(getattr(values, key))}")
         lines.append("")
     return "\n".join(lines)

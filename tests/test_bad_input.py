@@ -339,17 +339,32 @@ def test_broken_rows_are_quarantined_with_on_bad_rows_skip(tmp_path, capsys):
     import pandas as pd
 
     rejected = pd.read_parquet(run / "dataset" / "rejected.parquet")
-    assert rejected["row"].tolist() == [20, 23]
-    assert rejected["line"].tolist() == [22, 25]
+    # the quoted record is left out whole, and every line of it is named: none is lost
+    # unnamed, and none is made a row (a text over lines may hold a line that reads as one)
+    assert rejected["row"].tolist() == [20, 20, 20, 21]
+    assert rejected["line"].tolist() == [22, 23, 24, 25]
     assert rejected["reason"][0].startswith("line 22: a quoted field runs from line 22 to "
                                             "line 24 and swallows line 23")
-    assert rejected["reason"][1] == "line 25: 2 fields, the header has 3 (id, text, label)"
-    kept = pd.concat([pd.read_parquet(run / "dataset" / f"{s}.parquet") for s in
-                      ("train", "eval")]).set_index("id")
-    # only the line that opens the quote is broken: the lines it swallowed are rows again
-    assert kept.loc["91", ["text", "label"]].tolist() == ["merged", "b"]
-    assert kept.loc["92", ["text", "label"]].tolist() == ['closed"', "b"]
-    assert len(kept) == 22
+    assert rejected["reason"][1].endswith("inside the quoted field of line 22; left out with it")
+    assert rejected["reason"][3] == "line 25: 2 fields, the header has 3 (id, text, label)"
+    texts = pd.concat([pd.read_parquet(run / "dataset" / f"{s}.parquet") for s in
+                       ("train", "eval")])["text"]
+    assert not texts.str.contains("merged|closed").any()
+    assert len(texts) == 20
+
+
+def test_a_text_over_lines_with_a_line_that_reads_as_a_row_makes_no_rows_up(tmp_path):
+    # re-reading the inner lines of a quoted text as rows made a row "I bought it" and a class
+    # " loved it" out of one review
+    from relabeler.data import load_dataset
+
+    source = tmp_path / "m.csv"
+    source.write_text('id,text,label\n' + "".join(f"r{i},text {i},{'pn'[i % 2]}\n"
+                                                   for i in range(10))
+                      + 'm1,"Dear team,\nI bought it, used it, loved it\nThanks",p\n')
+    ds = load_dataset(str(source), on_bad_rows="skip", eval_fraction=0)
+    assert sorted(set(ds.train["label"])) == ["n", "p"] and len(ds.train) == 10
+    assert ds.rejected["line"].tolist() == [12, 13, 14]
 
 
 def test_a_text_over_several_lines_that_reads_as_no_row_is_kept(tmp_path):

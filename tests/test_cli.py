@@ -4,6 +4,7 @@ import pytest
 
 from relabeler.cli import COMMANDS, build_parser, demo_config, main, resolve_config
 from relabeler.config import ConfigError, load_config
+from relabeler.store import RunStore
 
 
 def test_init_writes_a_template_that_loads(tmp_path, capsys):
@@ -14,6 +15,22 @@ def test_init_writes_a_template_that_loads(tmp_path, capsys):
         main(["init", str(path)])
     assert exc.value.code == 2
     assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_a_config_from_init_reads_data_without_an_id_column(tmp_path, monkeypatch):
+    # the template wrote id_col = "id" as a chosen key, and a chosen id column must exist:
+    # `init`, then a data file of text and label only, stopped with "has no column 'id'"
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    rows = "".join(f"text {i} {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
+                   for i in range(40))
+    (tmp_path / "d.csv").write_text("text,label\n" + rows)
+    config = (tmp_path / "relabeler.toml").read_text()
+    assert '# id_col = "id"' in config
+    (tmp_path / "relabeler.toml").write_text(config.replace('source = "sms-spam"',
+                                                            'source = "d.csv"'))
+    assert main(["data", "-q"]) == 0
+    assert len(RunStore(str(tmp_path / "runs/default")).read_table("dataset/train.parquet")) > 0
 
 
 def test_init_force_that_fails_to_write_leaves_the_old_file_whole(tmp_path, monkeypatch,

@@ -10,9 +10,10 @@ count differs from the header's, and a quoted field that runs over line breaks a
 lines that read as whole rows on their own (an unbalanced quote closed rows later, which
 merges those rows into one text under the last row's label). A text that spans lines is kept
 when none of its inner lines reads as a row of the file's width; a quote closed on the very
-next line cannot be told from such a text. After a broken record that spans lines, reading
-resumes at the line after its first, so the lines it swallowed are read (and kept or named)
-on their own. A JSONL string that is not valid Unicode (a lone surrogate escape such as
+next line cannot be told from such a text. Such a record is left out whole, each of its lines
+named (which quote is wrong cannot be told), except a quote never closed: it swallows every
+line to the end of the file, so reading resumes at the line after it and those lines are kept
+or named on their own. A JSONL string that is not valid Unicode (a lone surrogate escape such as
 ``\\ud83d``) makes its line a broken record naming the column.
 """
 
@@ -27,6 +28,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -286,16 +288,21 @@ def _reads_as_row(line: str, sep: str, width: int) -> bool:
     return width >= 2 and len(fields) == width
 
 
-def _csv_reader(text: str, sep: str) -> Any:
+def _csv_reader(lines: Any, sep: str) -> Any:
     # strict: a field that opens with a quote and goes on after its closing quote is an
     # error, not a text that silently loses its quotes
-    return csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    return csv.reader(lines, delimiter=sep, strict=True)
+
+
+def _from(lines: list[str], start: int) -> Iterator[str]:
+    """The physical lines from index ``start`` on, without copying them."""
+    return (lines[i] for i in range(start, len(lines)))
 
 
 def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     csv.field_size_limit(sys.maxsize)  # a long text is data, not an attack on the parser
     lines: list[str] | None = None  # the physical lines, split only when a record spans some
-    reader = _csv_reader(text, sep)
+    reader = _csv_reader(io.StringIO(text, newline=""), sep)
     header_record: list[str] | None = []
     try:
         while header_record == []:  # blank lines before the header are skipped, as pandas does
@@ -325,7 +332,9 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
             bad.append(BadLine(row, start, (
                 f"{exc}: a field that opens with a quote must end with it; quote the whole "
                 f"field and double the quotes inside it")))
-            record, resume = None, end > start
+            # a quote never closed took every line to the end of the file: only its first
+            # line is broken, and the lines after it are read again as rows of their own
+            record, resume = None, end > start and "unexpected end of data" in str(exc)
         else:
             start, end = end + 1, offset + reader.line_num
             if not record:  # a blank line
@@ -342,13 +351,15 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                     f"a quoted field runs from line {start} to line {end} and swallows line "
                     f"{swallowed[0]}, which reads as a row of its own: a quote is probably "
                     f"not closed")))
-                record, resume = None, True
+                # which quote is wrong cannot be told (a text over lines may hold a line that
+                # reads as a row): none of its lines is kept, and each is named
+                bad.extend(BadLine(row, n, f"inside the quoted field of line {start}; left "
+                                   f"out with it") for n in range(start + 1, end + 1))
+                record = None
         if resume:
-            # only the record's first line is taken as broken: the lines it swallowed are
-            # read again, each kept as a row or named as broken on its own
             if lines is None:
                 lines = list(io.StringIO(text, newline=""))
-            reader, offset, end = _csv_reader("".join(lines[start:]), sep), start, start
+            reader, offset, end = _csv_reader(_from(lines, start), sep), start, start
         elif record is not None:
             if len(record) != width:
                 bad.append(BadLine(row, start, f"{len(record)} fields, the header has {width} "

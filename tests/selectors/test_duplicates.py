@@ -86,7 +86,8 @@ def test_the_text_sketch_is_close_for_light_edits_only():
 
 def test_chains_of_edits_form_one_group_through_the_knn_links():
     # each text is an edit of the previous one; with k = 1 a row sees only its nearest
-    # neighbour, and the union of the links still joins the chain
+    # neighbour: a text whose only link went to another star joins that star's leader when
+    # the two texts are alike
     texts = ["the service was quick and the staff friendly",
              "the service was quick and the staff very friendly",
              "the service was quick and the staff very friendly!",
@@ -95,6 +96,25 @@ def test_chains_of_edits_form_one_group_through_the_knn_links():
     features = np.stack([_near(base, s) for s in range(4)])
     groups = find_duplicates(features, texts, k=1)
     assert groups.group.tolist() == [0, 0, 0, 0]
+
+
+def test_a_long_chain_of_one_word_edits_is_cut_where_the_texts_part():
+    # connected components put 16 texts a word apart in one group, first and last 0.31 alike:
+    # now every member of a group passes the text check against its leader
+    words = "please call our office about the new video phone offer today thanks".split()
+    texts, current = [], list(words)
+    for i in range(16):
+        current[i % len(words)] = f"w{i}x"
+        texts.append(" ".join(current))
+    base = _features(1)[0]
+    features = np.stack([_near(base, s) for s in range(16)])
+    groups = find_duplicates(features, texts, k=3)
+    assert groups.n_groups >= 2
+    for g in range(groups.n_groups):
+        rows = np.flatnonzero(groups.group == g)
+        alike = [text_similarity(texts[a], texts[b]) for a in rows for b in rows if a < b]
+        assert min(alike) > 0.6, (g, rows)  # two light edits at most, through the leader
+    assert groups.group[0] != groups.group[15] or groups.group[0] == -1
 
 
 def test_group_ids_follow_the_first_row_and_singletons_stay_out():
