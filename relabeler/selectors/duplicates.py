@@ -228,10 +228,8 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
                     text_threshold: float, k: int, text_neighbors: bool) -> DuplicateGroups:
     n = len(texts)
     hashes = text_hash(texts)
-    # exact duplicates: every row linked to the first row of its hash
+    # exact duplicates: one text, the rows of one hash (``inverse``), led by its first row
     _, first, inverse = np.unique(hashes.astype(str), return_index=True, return_inverse=True)
-    exact_src = np.arange(n)
-    exact_dst = first[inverse]
     exact = np.bincount(inverse, minlength=len(first))[inverse] > 1
     near_src, near_dst, near_sim = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     n_candidates = n_rejected = 0
