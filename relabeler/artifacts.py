@@ -245,8 +245,9 @@ ATTRIBUTION_PARTS = Artifact("attributions", "attribute", "parts",
 MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                     "Every task relabeler sent: sample id, task, project, rank, queue priority, "
                     "source (flagged, random_control, acquired, eval_audit, second_opinion, "
-                    "counterexample) and the round that sent it (push and `relabeler pull`: 1; "
-                    "each `relabeler next`: the next, its second opinions included).",
+                    "counterexample) and the round that sent it (push: 1; each `relabeler next`: "
+                    "the next, its second opinions included; `relabeler pull`'s second "
+                    "opinions: the latest).",
                     _schema(("id", _STR), ("task_id", _I64), ("project_id", _I64),
                             ("rank", _I64), ("priority", _I64), ("source", _STR),
                             ("pushed_at", _UTC)),

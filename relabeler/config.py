@@ -205,8 +205,10 @@ class ScoreConfig(_Section):
     knn_shards: int = _opt(0, "Ray actors the training kNN database is split over (exact "
                            "merge); 0 = one per GPU when joining a cluster with GPUs the "
                            "driver lacks (or with several), else in the driver.", ge=0)
-    duplicate_threshold: float = _opt(0.98, "Cosine similarity from which two samples count "
-                                      "as near-duplicates.", ge=-1, le=1)
+    duplicate_threshold: float = _opt(0.98, "Cosine similarity from which two samples are "
+                                      "near-duplicate candidates on the classifier's features "
+                                      "(a text sketch proposes candidates too); each must "
+                                      "pass duplicate_text_threshold.", gt=0, le=1)
     duplicate_text_threshold: float = _opt(0.8, "Text similarity (difflib ratio ignoring case, "
                                            "whitespace and punctuation; character 3-gram "
                                            "Jaccard beyond 1,000 characters) a near-duplicate "

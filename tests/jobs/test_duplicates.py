@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from relabeler.config import ScoreConfig
+from relabeler.config import RunConfig, ScoreConfig, apply_overrides
 from relabeler.errors import ConfigError
 from relabeler.jobs.duplicates import duplicate_table, write_duplicates
 from relabeler.jobs.retrain import dedupe_training
@@ -81,12 +81,17 @@ def test_the_table_matches_its_registered_schema(tmp_path):
 
 @pytest.mark.parametrize("value", [0.0, -0.5])
 def test_a_cosine_threshold_outside_zero_one_is_a_config_error(tmp_path, value):
-    # the config accepts any cosine in [-1, 1] (the conflict view uses it too); a duplicate
-    # group needs a positive one
+    # refused where the config is read: the config took any cosine in [-1, 1], and score
+    # stopped only at the duplicates, after the suspects and the coverage were computed
+    with pytest.raises(ConfigError, match="score.duplicate_threshold: input should be greater "
+                                          "than 0"):
+        apply_overrides(RunConfig(), None, [f"score.duplicate_threshold={value}"])
     store, views = _store(tmp_path)
+    config = ScoreConfig.model_construct(**{**ScoreConfig().model_dump(),
+                                            "duplicate_threshold": value})
     with pytest.raises(ConfigError, match=f"score.duplicate_threshold must lie in \\(0, 1\\], "
                                           f"got {value}"):
-        duplicate_table(store, views, CLASSES, ScoreConfig(duplicate_threshold=value))
+        duplicate_table(store, views, CLASSES, config)
 
 
 @pytest.mark.parametrize("value", [0.0, 1.2])
