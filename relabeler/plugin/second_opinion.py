@@ -8,8 +8,9 @@ the resolved label) go to '<title> (second opinion)', built like the review task
 project holds ``studio.second_opinions`` tasks (0 = off). Idempotent: the manifest records
 them (source ``second_opinion``) and a sample is asked again at most once. ``relabeler pull``
 records them under the latest round the manifest holds; ``relabeler next`` sends them after
-its round's push, only when there were new answers, and records its round. Either way a task shows the run's own suggestion and
-evidence (its data names round 1), never those of a version trained on the answer asked about.
+its round's push, only when there were new answers, and records its round. Either way a task
+shows the run's own suggestion and evidence (its data names round 1), never those of a version
+trained on the answer asked about.
 
 The next pull folds a second-opinion task's answers into the same sample's resolution
 (:func:`fold_second_opinions`): its votes join the review task's votes (one per annotator,
