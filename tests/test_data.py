@@ -922,6 +922,15 @@ def test_extra_jsonl_columns_parquet_cannot_hold_travel_as_text(tmp_path: Path) 
     assert json.loads(back.loc["i3", "tags"]) == ["x", "x", "x"]
 
 
+def test_read_split_keeps_a_uint64_column_with_nulls() -> None:
+    # an extra source column of 64-bit hashes: Int64 overflowed past 2**63
+    table = pa.table({"id": ["a", "b"], "h": pa.array([2**63 + 5, None], pa.uint64()),
+                      "n": pa.array([None, -3], pa.int32())})
+    frame = read_split(table)
+    assert frame["h"].dtype == "UInt64" and frame["h"][0] == 2**63 + 5 and frame["h"].isna()[1]
+    assert frame["n"].dtype == "Int32" and frame["n"][1] == -3
+
+
 def test_read_split_of_empty_rejected_table(balanced_csv: Path) -> None:
     ds = load_dataset(str(balanced_csv))
     table = write_split_tables(ds)["dataset/rejected.parquet"]

@@ -98,6 +98,12 @@ def split_table(frame: pd.DataFrame, split: str) -> pa.Table:
     return _frame_to_arrow(frame, _split_schema(label_nullable=split == "pool"), split)
 
 
+_NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+             pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(),
+             pa.uint16(): pd.UInt16Dtype(), pa.uint32(): pd.UInt32Dtype(),
+             pa.uint64(): pd.UInt64Dtype()}
+
+
 def read_split(table: pa.Table) -> pd.DataFrame:
     """Inverse of :func:`write_split_tables` for one table.
 
@@ -105,15 +111,18 @@ def read_split(table: pa.Table) -> pd.DataFrame:
     -------
     pandas.DataFrame
         String columns as object dtype with ``None`` for nulls, an integer column with nulls as
-        Int64 (rejected's ``line``; pandas would make its numbers floats), other columns as
-        pandas makes them (``row`` is int64): equal to the frame the table was written from.
+        pandas' nullable integer of its width (rejected's ``line``: Int64; pandas would make
+        its numbers floats), other columns as pandas makes them (``row`` is int64): equal to
+        the frame the table was written from.
     """
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             columns[name] = pd.Series(column.to_pylist(), dtype=object)
         elif pa.types.is_integer(column.type) and column.null_count:
-            columns[name] = pd.Series(column.to_pylist(), dtype="Int64")
+            # the nullable dtype of the column's own width and sign (a uint64 hash past
+            # 2**63 does not fit Int64)
+            columns[name] = column.to_pandas(types_mapper=_NULLABLE.get)
         else:
             columns[name] = column.to_pandas()
     return pd.DataFrame(columns)
