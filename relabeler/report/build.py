@@ -168,7 +168,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
         "thin_regions": thin_region_section(store),
-        "duplicates": duplicates_section(store, before, after, classes),
+        "duplicates": duplicates_section(store, before, after, classes, trained=(
+            set(sub.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist())
+            if sub.exists(artifacts.TRAIN.path) else None)),
         "annotators": annotators_section(store, corrections),
     }
     return report

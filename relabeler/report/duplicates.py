@@ -41,16 +41,19 @@ def _accuracy(correct: np.ndarray) -> float | None:
 
 
 def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFrame,
-                       classes: list[str]) -> dict:
+                       classes: list[str], trained: set[str] | None = None) -> dict:
     """The section as a dict; {} when the run has no ``scores/duplicates.parquet``.
 
     ``before``/``after``: the two models' eval predictions indexed by id, in the same order,
-    with ``label`` and ``pred``.
+    with ``label`` and ``pred``. ``trained``: the ids the retrained model trained on (pool rows
+    it acquired among them); an eval row grouped with one of those, or with a baseline
+    training row, is leaked for one model or both.
     """
     if not store.exists(artifacts.DUPLICATES.path):
         return {}
     dups = store.read_table(artifacts.DUPLICATES.path).to_pandas()
-    with_train = set(dups.loc[dups["split"] == "train", "group_id"])
+    in_training = (dups["split"] == "train") | dups["id"].isin(trained or set())
+    with_train = set(dups.loc[in_training & (dups["split"] != "eval"), "group_id"])
     leaked_ids = dups.loc[(dups["split"] == "eval") & dups["group_id"].isin(with_train), "id"]
     leaked = before.index.isin(set(leaked_ids))
     accuracy = {}

@@ -147,6 +147,23 @@ def test_the_report_section_measures_accuracy_without_the_leaked_rows(tmp_path):
     assert render_duplicates({}) == ""
 
 
+def test_an_eval_row_grouped_with_an_acquired_pool_row_is_leaked_for_the_retrained_model(
+        tmp_path):
+    # e3 and p1 are one text; once p1 is acquired (labelled and trained on) e3 is leaked, and
+    # the gain measured on it came from training on its copy
+    store, views = _store(tmp_path)
+    write_duplicates(store, views, CLASSES, ScoreConfig())
+    before = pd.DataFrame({"label": ["ham", "ham", "spam"], "pred": ["ham", "ham", "ham"]},
+                          index=pd.Index(["e1", "e2", "e3"], name="id"))
+    after = before.assign(pred=["ham", "ham", "spam"])
+    assert duplicates_section(store, before, after, CLASSES)["leaked"]["ids"] == ["e1"]
+    section = duplicates_section(store, before, after, CLASSES,
+                                 trained={"t1", "t2", "t3", "t4", "t5", "p1"})
+    assert section["leaked"] == {"n": 2, "ids": ["e1", "e3"]}
+    assert section["accuracy"]["after"]["without_leaked"] == 1.0  # e2 alone
+    assert section["accuracy"]["after"]["leaked"] == 1.0
+
+
 def test_the_report_section_is_empty_without_the_artifact(tmp_path):
     store = RunStore(tmp_path / "run")
     frame = pd.DataFrame({"label": ["ham"], "pred": ["ham"]}, index=pd.Index(["e1"]))
