@@ -184,11 +184,14 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
     ``train``: the corrected training set (:func:`apply_corrections`: ``label_source``);
     ``duplicates``: ``scores/duplicates.parquet`` (group_id, id, ...), of which only the rows
     in ``train`` count. A group's resolved label is the majority of the labels people gave its
-    rows when they answered any, else the majority of its labels; a tie goes to the label of
-    the first row by id among the tied. The row kept is the first by id that carries the
-    resolved label (among the answered rows when there are any), so no label is rewritten.
+    rows when they answered any, else the majority of its labels. The row kept is the first by
+    id that carries the resolved label (among the answered rows when there are any), so no
+    label is rewritten. A group whose labels tie (ham once, spam once, nobody answered) has no
+    resolved label: all its rows stay, and it is counted ``unresolved`` (its conflict is the
+    queue's and the report's to show; a pick by id order would train on a label nothing
+    supports).
 
-    Returns the kept rows in their order and ``{"groups", "dropped"}``.
+    Returns the kept rows in their order and ``{"groups", "dropped", "unresolved"}``.
     """
     sources = train.get("label_source", pd.Series("original", index=train.index))
     members = duplicates[["group_id", "id"]].merge(
@@ -196,16 +199,23 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
         on="id", how="inner").sort_values(["group_id", "id"], kind="stable")
     members = members[members.groupby("group_id")["id"].transform("size") > 1]
     keep = []
+    unresolved = 0
     for _, rows in members.groupby("group_id", sort=True):
         answered = rows[rows["source"].isin(ANSWERED)]
         voters = answered if len(answered) else rows
         counts = voters["label"].value_counts()
-        tied = voters[voters["label"].isin(counts.index[counts == counts.max()])]
-        resolved = tied["label"].iloc[0]
-        keep.append(voters.loc[voters["label"] == resolved, "id"].iloc[0])
+        if (counts == counts.max()).sum() > 1:
+            keep.extend(rows["id"])
+            unresolved += 1
+            continue
+        keep.append(voters.loc[voters["label"] == counts.index[0], "id"].iloc[0])
     dropped = set(members["id"]) - set(keep)
     out = train[~train["id"].isin(dropped)].reset_index(drop=True)
-    return out, {"groups": int(members["group_id"].nunique()), "dropped": len(dropped)}
+    if unresolved:
+        log.warning("retrain --dedupe: %d duplicate groups kept whole: their labels tie and "
+                    "nobody answered them (the report's conflicting groups)", unresolved)
+    return out, {"groups": int(members["group_id"].nunique()), "dropped": len(dropped),
+                 "unresolved": unresolved}
 
 
 @contextmanager
@@ -288,7 +298,8 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     if dedupe:
         duplicates = store.read_table(artifacts.DUPLICATES.path).to_pandas()
         new_train, deduped = dedupe_training(new_train, duplicates)
-        counts.update(deduped=deduped["dropped"], n_train_after=int(len(new_train)))
+        counts.update(deduped=deduped["dropped"], dedupe_unresolved=deduped["unresolved"],
+                      n_train_after=int(len(new_train)))
 
     version = max(dataset_versions(store), default=0) + 1
     folder = artifacts.RETRAIN(n=version)

@@ -153,8 +153,8 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "eval": evaluation,
         "eval_unsteered": steered_gain(store, sub, before, after, classes),
         "corrections": {k: counts.get(k) for k in ("reviewed", "changed", "dropped", "unsure",
-                                                   "acquired", "deduped", "n_train_before",
-                                                   "n_train_after")},
+                                                   "acquired", "deduped", "dedupe_unresolved",
+                                                   "n_train_before", "n_train_after")},
         "correction_matrix": {str(old): {str(new): int(v) for new, v in row.items() if v}
                               for old, row in matrix.iterrows()},
         "queue": _queue_precision(corrections, manifest),
@@ -388,6 +388,9 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     gain = report["gain_per_100_labels"]
     deduped = (f"; {c['deduped']} duplicate rows dropped (retrain --dedupe)"
                if c.get("deduped") else "")
+    if c.get("dedupe_unresolved"):
+        deduped += (f"; {c['dedupe_unresolved']} duplicate groups kept whole: their labels "
+                    f"tie and nobody answered them")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
