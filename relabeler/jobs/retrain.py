@@ -294,6 +294,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     else:
         new_train, counts = apply_corrections(train, pool, corrections, classes)
     audited = audit_eval(evaluation, eval_answers, classes) if len(eval_answers) else None
+    if audited is not None and audited[0].empty:
+        log.warning("retrain: the eval audit dropped all %d eval rows: no audited eval is left "
+                    "to score on, so the models are compared on the original labels only",
+                    len(evaluation))
+        audited = None
     deduped = None
     if dedupe:
         duplicates = store.read_table(artifacts.DUPLICATES.path).to_pandas()

@@ -281,6 +281,26 @@ def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, ti
     assert "of the measured gain depend on eval labels the audit changed" in html
 
 
+def test_an_audit_that_drops_every_eval_row_leaves_the_original_comparison(
+        tmp_path, tiny_bert_dir, synthetic_csv, caplog):
+    # it crashed on "need at least one array to stack" and rolled the version back
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=1)
+    evaluation = store.read_table("dataset/eval.parquet").to_pandas()
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    rows = [(first["id"], first["label"], first["label"], "keep", "flagged")]
+    rows += [(i, label, None, "drop", "eval_audit")
+             for i, label in zip(evaluation["id"], evaluation["label"], strict=True)]
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(pd.DataFrame(
+        rows, columns=["id", "old_label", "new_label", "action", "source"]),
+        preserve_index=False))
+    with caplog.at_level("WARNING"):
+        info = run_retrain(store, config, progress=False)
+    assert info["version"] == 1 and "audited" not in info
+    assert f"the eval audit dropped all {len(evaluation)} eval rows" in caplog.text
+    comparison = json.loads((tmp_path / "run/retrain/v1/comparison.json").read_text())
+    assert "audited" not in comparison and comparison["before"]["accuracy"] >= 0
+
+
 def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_steered_it(
         tmp_path, tiny_bert_dir, synthetic_csv, capsys):
     from relabeler.cli import main
