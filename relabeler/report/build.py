@@ -115,6 +115,11 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         raise StageError(f"report needs a retrained model: run `relabeler retrain --run "
                          f"{store.uri}` after pulling corrections")
     version = info["info"]["version"]
+    outdated = store.stale("retrain")
+    if outdated is not None:  # version N beside a baseline made from other data: no gain
+        raise StageError(f"report: retrain version {version} was made before the baseline it "
+                         f"is compared with ({outdated}); run `relabeler retrain --run "
+                         f"{store.uri}` first")
     sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
     classes = store.read_json(artifacts.LABELS.path)
     before = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")

@@ -441,3 +441,21 @@ def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
     assert settings["info"]["settings"]["train"]["batch_size"] == 16
     assert "taken from the config now, as this machine needs: train.batch_size was 32, now " \
         "16" in warned
+
+
+def test_the_report_refuses_a_retrain_made_before_the_baseline_was_trained_again(
+        tmp_path, tiny_bert_dir, synthetic_csv):
+    # train --force after a retrain: the report paired the new baseline's eval with the old
+    # version's and printed -72.5 points with no warning
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=1)
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(first["id"], first["label"], first["label"], "keep")]),
+        preserve_index=False))
+    run_retrain(store, config, progress=False)
+    write_report(store)  # in date
+    run_train(store, config, force=True, progress=False)
+    with pytest.raises(StageError, match=r"report: retrain version 1 was made before the "
+                                         r"baseline it is compared with \(train finished again "
+                                         r"since retrain ran\); run `relabeler retrain --run"):
+        write_report(store)
