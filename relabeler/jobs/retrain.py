@@ -387,7 +387,8 @@ def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig
                          if f"{section}.{key}" in MACHINE}
                for section, values in recorded.items()}
     current = training_settings(config)
-    ignored, differs = setting_changes(baseline, current), setting_changes(machine, current)
+    ignored = setting_changes(baseline, current, resolved_mode=info.get("mode"))
+    differs = setting_changes(machine, current)
     train = {key: value for key, value in baseline.get("train", {}).items()
              if key in TrainConfig.model_fields}
     model = {key: value for key, value in baseline.get("model", {}).items()

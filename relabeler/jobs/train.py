@@ -467,11 +467,19 @@ def training_settings(config: RunConfig) -> dict:
     return {"train": config.train.model_dump(), "model": model}
 
 
-def setting_changes(recorded: dict | None, current: dict) -> list[str]:
+def setting_changes(recorded: dict | None, current: dict, *,
+                    resolved_mode: str | None = None) -> list[str]:
     """``section.key was X, now Y`` for each key that differs; none against a marker made
-    before settings were recorded."""
+    before settings were recorded. ``resolved_mode``: what the recorded ``train.mode`` came to
+    (the marker's ``mode``): ``auto`` now accepts it, and a mode named now is compared with it,
+    so ``auto`` that became head is no change from ``head``."""
     if not recorded:
         return []
+    if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
+                                                                                         {}):
+        now = current["train"]["mode"]
+        recorded = {**recorded, "train": {**recorded["train"], "mode": (
+            now if now == "auto" else resolved_mode)}}
     return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
             for section, keys in current.items() for key, value in keys.items()
             if key in recorded.get(section, {}) and recorded[section][key] != value]
@@ -493,7 +501,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     prepare_dataset(store, config)
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
-        refuse_changes(setting_changes(info.get("settings"), training_settings(config)),
+        refuse_changes(setting_changes(info.get("settings"), training_settings(config),
+                                       resolved_mode=info.get("mode")),
                        f"the model in {store.uri} was trained with other settings",
                        "Pass --force to train again (the old model stays until the new one "
                        "is written)")

@@ -281,3 +281,20 @@ def test_fold_models_predict_the_unmasked_texts_they_hold_out(tiny_bert_dir, tmp
     assert changed.any() and not changed.all()
     np.testing.assert_allclose(seen["probs"][~changed], unseen["probs"][~changed], atol=1e-6)
     assert not np.allclose(seen["probs"][changed], unseen["probs"][changed], atol=1e-6)
+
+
+def test_auto_mode_is_no_change_from_the_mode_it_resolved_to(tiny_bert_dir, tmp_path,
+                                                              synthetic_csv):
+    # auto became head on this CPU: `--mode head` next (or auto after head) was refused as
+    # "train.mode was 'auto', now 'head'"; a mode that differs from what was trained still is
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="auto", epochs=1)
+    store = RunStore(config.run_dir)
+    first = run_train(store, config, progress=False)
+    assert first["mode"] == "head"
+    config.train.mode = "head"
+    assert run_train(store, config, progress=False) == first
+    config.train.mode = "auto"
+    assert run_train(store, config, progress=False) == first
+    config.train.mode = "full"
+    with pytest.raises(StageError, match="train.mode was 'head', now 'full'"):
+        run_train(store, config, progress=False)
