@@ -15,6 +15,7 @@ the old result.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,25 +50,29 @@ def input_fingerprint(cfg: DataConfig) -> dict:
                          if getattr(cfg, role)}}
 
 
-def input_changes(recorded: dict, current: dict) -> list[str]:
-    """What differs between the fingerprint a marker recorded and the current one, one phrase
-    each. A source that cannot be read now (moved away) does not count as a change: the
-    finished dataset is what the later stages read."""
-    changes = []
+def input_changes(recorded: dict, current: dict) -> list[tuple[str | None, Any, str]]:
+    """What differs between the fingerprint a marker recorded and the current one: (the
+    [data] key, its recorded value, a phrase) each; the key is None for a source whose
+    content changed. A source that cannot be read now (moved away) does not count as a
+    change: the finished dataset is what the later stages read."""
+    changes: list[tuple[str | None, Any, str]] = []
     old_settings, new_settings = recorded.get("settings", {}), current["settings"]
     for key in SETTINGS:
         if key in old_settings and old_settings[key] != new_settings[key]:
-            changes.append(f"data.{key} was {old_settings[key]!r}, now {new_settings[key]!r}")
+            changes.append((key, old_settings[key], f"data.{key} was {old_settings[key]!r}, "
+                                                    f"now {new_settings[key]!r}"))
     # recorded only when used: a marker without it was made with none
     old_eval, new_eval = (settings.get("eval_noise_rate", 0.0)
                           for settings in (old_settings, new_settings))
     if old_eval != new_eval:
-        changes.append(f"data.eval_noise_rate was {old_eval!r}, now {new_eval!r}")
+        changes.append(("eval_noise_rate", old_eval,
+                        f"data.eval_noise_rate was {old_eval!r}, now {new_eval!r}"))
     for role, version in current["contents"].items():
         old = recorded.get("contents", {}).get(role)
         same_path = old_settings.get(role) == new_settings[role]
         if same_path and old is not None and version is not None and old != version:
-            changes.append(f"the content of data.{role} {new_settings[role]} changed")
+            changes.append((None, None, f"the content of data.{role} {new_settings[role]} "
+                                        f"changed"))
         elif same_path and version is None and old is not None:
             log.warning("dataset: data.%s %s cannot be read now; keeping the finished dataset",
                         role, new_settings[role])
@@ -100,7 +105,15 @@ def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *
     return noisy, flipped
 
 
-REDO = "Run `relabeler data --force` to redo it"
+REDO = "run `relabeler data --run {run} --force` with the settings you want"
+
+
+def _literal(value: Any) -> str:
+    """``value`` as ``--set`` reads it back (a TOML literal; a bare word stays a string)."""
+    if isinstance(value, str):
+        return value if value and all(c.isalnum() or c in "-_./:" for c in value) \
+            else repr(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
@@ -123,9 +136,26 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
         # a marker written before fingerprints were recorded still names its source
         recorded = info.get("fingerprint", {"settings": {"source": info.get("source",
                                                                             cfg.source)}})
-        refuse_changes(input_changes(recorded, fingerprint),
+        changes = input_changes(recorded, fingerprint)
+        if changes and all(key is not None and key not in cfg.model_fields_set
+                           for key, _, _ in changes):
+            # nothing given now asks for other data (`data --sample 300`, then `train`): the
+            # finished dataset stands, and the config takes the settings it was made with
+            for key, value, _ in changes:
+                setattr(cfg, key, value)
+            log.info("dataset: kept as prepared in %s (%s, not given now)", store.uri,
+                     ", ".join(f"data.{key} = {value!r}" for key, value, _ in changes))
+            return info
+        same = " ".join(f"--set data.{key}={_literal(value)}"
+                        for key, value, _ in changes if key is not None)
+        advice = redo.replace("{run}", store.uri)
+        if redo == REDO and same:
+            advice = (f"Give the settings it was made with ({same}, or in the config file), "
+                      f"or {advice}")
+        refuse_changes([phrase for _, _, phrase in changes],
                        f"dataset in {store.uri} was prepared from other inputs",
-                       f"{redo} (the old dataset stays until the new one is complete)")
+                       f"{advice[0].upper()}{advice[1:]} (the old dataset stays until the new "
+                       f"one is complete)")
         log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
         return info
     ds = load_dataset(

@@ -298,3 +298,34 @@ def test_auto_mode_is_no_change_from_the_mode_it_resolved_to(tiny_bert_dir, tmp_
     config.train.mode = "full"
     with pytest.raises(StageError, match="train.mode was 'head', now 'full'"):
         run_train(store, config, progress=False)
+
+
+def test_a_later_verb_takes_the_dataset_as_prepared_when_no_data_setting_is_given(
+        tmp_path, synthetic_csv, tiny_bert_dir, caplog):
+    # `data --sample 60`, then `train` without it: the defaults were taken for a change, and
+    # the advice (`data --force`) rebuilt the whole file in place of the sample
+    from relabeler.jobs.dataset import prepare_dataset
+
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=1)
+    made = config.model_copy(deep=True)
+    made.data.sample = 60
+    made.data.noise_rate = 0.1
+    info = prepare_dataset(RunStore(config.run_dir), made)
+    later = RunConfig(run_dir=config.run_dir)  # what `train --run R` reads: nothing given
+    later.model.name, later.model.max_length = config.model.name, 64
+    later.train.mode, later.train.epochs = "head", 1
+    later.data = later.data.model_validate({"source": str(synthetic_csv)})
+    with caplog.at_level("INFO"):
+        run_train(RunStore(config.run_dir), later, progress=False)
+    assert "kept as prepared" in caplog.text and "data.sample = 60" in caplog.text
+    assert (later.data.sample, later.data.noise_rate) == (60, 0.1)
+    assert len(RunStore(config.run_dir).read_table("dataset/train.parquet")) == info["n_train"]
+    # a setting given now that differs is still an error, with both ways out
+    given = later.model_copy(deep=True)
+    given.data = given.data.model_validate({"source": str(synthetic_csv), "sample": 80})
+    with pytest.raises(StageError, match=r"data.sample was 60, now 80; data.noise_rate was "
+                                         r"0.1, now 0.0\. Give the settings it was made with "
+                                         r"\(--set data.sample=60 --set data.noise_rate=0.1, "
+                                         r"or in the config file\), or run `relabeler data "
+                                         r"--run .* --force` with the settings you want"):
+        prepare_dataset(RunStore(config.run_dir), given)
