@@ -41,6 +41,9 @@ def _setup_logging(quiet: bool) -> None:
                         datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # faiss tells at INFO which CPU build it loaded, and that the AVX512 one is absent
+    # ("Could not load library ... ModuleNotFoundError"): it reads like an error, and is not
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import transformers
 

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     g = p.add_argument_group("attribute")
     g.add_argument("--top", dest="attribute.top", type=int,
-                   help="top N suspects (2 targets each) and acquired samples; 0 = all")
+                   help="top N suspects (2 targets each) and acquired samples, and every task "
+                        "the push plan holds (studio.budget); 0 = all")
     g.add_argument("--method", dest="attribute.method", choices=("ig", "grad_x_input"))
     g.add_argument("--steps", dest="attribute.n_steps", type=int,
                    help="Integrated Gradients steps")

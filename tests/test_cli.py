@@ -267,3 +267,17 @@ def test_simulate_reads_its_settings_from_config_where_no_flag_is_given(tmp_path
     plain = simulate_config(build_parser().parse_args(
         ["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path / "s")]))
     assert (plain.train.folds, plain.train.mode, plain.data.text_col) == (5, "auto", "text")
+
+
+def test_faiss_telling_which_build_it_loaded_is_not_logged(tmp_path):
+    # "Could not load library with AVX512 support due to: ModuleNotFoundError" at INFO read
+    # like an error on every score
+    import subprocess
+    import sys
+
+    script = ("from relabeler.cli import _setup_logging\n_setup_logging(False)\n"
+              "import logging\nlogging.getLogger('relabeler').info('shown')\nimport faiss\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    assert "shown" in out.stderr
+    assert "faiss" not in out.stderr

@@ -214,6 +214,11 @@ def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
     ).to_pandas().sort_values("rank", kind="stable")
     planned = set() if plan is None else set(plan["id"])
     if top:
+        beyond = int((suspects["id"].isin(planned) & (suspects["rank"] > top)).sum())
+        if beyond:
+            log.info("attribute: --top %d, and %d more planned tasks of queue/plan.parquet "
+                     "(studio.budget, its random controls) below it: every task pushed needs "
+                     "its evidence", top, beyond)
         suspects = suspects[(suspects["rank"] <= top) | suspects["id"].isin(planned)]
     texts = _texts(store, artifacts.TRAIN.path, suspects["id"])
     for role_no, (role, column) in enumerate((("suggested", "suggested_label"),

@@ -229,7 +229,10 @@ def _remaining(train: pd.DataFrame, corrections: pd.DataFrame, manifest: pd.Data
     """What is left (:func:`estimate_remaining`), and the truth where a simulation knows it;
     ``chances``: :func:`round_chances`; ``model_wrong``: :func:`_model_wrong`."""
     if manifest is None:
-        return {"available": False, "why": "needs the push manifest"}
+        return {"available": False, "why": "needs the push manifest",
+                "text": "Not available: nothing was pushed to Label Studio (no "
+                        "studio/manifest.parquet), so there are no random controls to read "
+                        "the wrong labels left from."}
     # the review tasks and their answers alone, as the burn-down reads each round
     manifest, corrections = review_answers(manifest, corrections)
     left = estimate_remaining(manifest, corrections, len(train), next_batch=next_batch,
@@ -471,7 +474,8 @@ def _eval_audit_html(audit: dict) -> str:
 def _remaining_html(left: dict) -> str:
     if not left:
         return ""
-    out = f"<h2>What is left</h2><p>{html.escape(left.get('text', ''))}</p>"
+    text = left.get("text") or f"Not available: {left.get('why', 'no estimate')}."
+    out = f"<h2>What is left</h2><p>{html.escape(text)}</p>"
     if left.get("available"):
         low, mid, high = left["remaining"]
         nxt = left["next_batch"]["corrections"]

@@ -455,6 +455,9 @@ def test_the_report_refuses_a_retrain_made_before_the_baseline_was_trained_again
     run_retrain(store, config, progress=False)
     write_report(store)  # in date
     run_train(store, config, force=True, progress=False)
+    html = (tmp_path / "run/report/report.html").read_text()  # no push: says why, not blank
+    assert ("<h2>What is left</h2><p>Not available: nothing was pushed to Label Studio (no "
+            "studio/manifest.parquet)") in html
     with pytest.raises(StageError, match=r"report: retrain version 1 was made before the "
                                          r"baseline it is compared with \(train finished again "
                                          r"since retrain ran\); run `relabeler retrain --run"):
