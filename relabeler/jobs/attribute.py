@@ -463,8 +463,18 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
     if store.redo(STAGE, force):
         store.reset_stage(STAGE, [FOLDER, ARTIFACT])
     elif store.stage_done(STAGE):
-        log.info("attribute: already done in %s (use --force to redo)", store.uri)
-        return (store.stage_info(STAGE) or {}).get("info", {})
+        info = (store.stage_info(STAGE) or {}).get("info", {})
+        now = {"method": settings.method, "n_steps": _effective_steps(settings),
+               "top": settings.top}
+        changed = [f"attribute.{key} was {info[key]!r}, now {value!r}"
+                   for key, value in now.items() if key in info and info[key] != value]
+        if changed:
+            log.warning("attribute: already done in %s with other settings, kept as it is: %s "
+                        "(use --force to attribute again with them)", store.uri,
+                        "; ".join(changed))
+        else:
+            log.info("attribute: already done in %s (use --force to redo)", store.uri)
+        return info
     started = time.perf_counter()
     plan = plan_queue(store, config.studio)
     table, written = _attribute_rows(store, config, queue_rows(store, settings.top, plan),

@@ -40,6 +40,7 @@ from relabeler.jobs.coverage import score_coverage, thin_region_table
 from relabeler.jobs.duplicates import split_texts, write_duplicates
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.shortcuts import score_shortcuts
+from relabeler.jobs.train import setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -374,11 +375,27 @@ def noise_summary(model: noise.NoiseModel, classes: list[str]) -> dict:
     }
 
 
+#: [score] keys that decide where the work runs, not what it finds
+SCORE_MACHINE = ("knn_shards",)
+
+
+def scoring_settings(cfg: ScoreConfig) -> dict:
+    """The [score] keys the scores are made with, as the marker records them."""
+    return {k: v for k, v in cfg.model_dump().items() if k not in SCORE_MACHINE}
+
+
 def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
     """The score stage; skipped when done unless ``force``. Returns the stage info."""
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
-        log.info("score: already done in %s (use --force to redo)", store.uri)
-        return (store.stage_info(STAGE) or {}).get("info", {})
+        info = (store.stage_info(STAGE) or {}).get("info", {})
+        changed = setting_changes({"score": info.get("settings", {})},
+                                  {"score": scoring_settings(config.score)})
+        if changed:
+            log.warning("score: already done in %s with other settings, kept as it is: %s "
+                        "(use --force to score again with them)", store.uri, "; ".join(changed))
+        else:
+            log.info("score: already done in %s (use --force to redo)", store.uri)
+        return info
     if not store.stage_done("extract.train"):
         stale = store.stale("extract.train")
         raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
@@ -416,8 +433,9 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                    n_thin_regions=len(regions), n_acquire=len(acquire),
                    seconds=round(time.perf_counter() - started, 2))
     store.write_json(artifacts.SUMMARY.path, summary)
-    store.mark_done(STAGE, summary)
+    info = {**summary, "settings": scoring_settings(config.score)}
+    store.mark_done(STAGE, info)
     log.info("score: %d suspects ranked, %d under-covered eval/pool samples, %d pool samples "
              "to acquire, in %.1f s", len(suspects), summary["n_undercovered"], len(acquire),
              summary["seconds"])
-    return summary
+    return info

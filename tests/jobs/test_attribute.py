@@ -44,7 +44,7 @@ def scored_run(tmp_path_factory, tiny_bert_dir, ray_session):
 
 
 @pytest.mark.slow
-def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run):
+def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run, caplog):
     store, config = scored_run
     info = run_attribute(store, config, progress=False)
     table = store.read_table("attributions.parquet")
@@ -92,6 +92,12 @@ def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run):
         np.testing.assert_allclose([s["score"] for s in a], [s["score"] for s in b], atol=1e-5)
     # done: a third run computes nothing
     assert run_attribute(store, config, progress=False)["rows_this_run"] == 5
+    # asked again with other settings: kept, and said so (it said "already done" alone)
+    other = config.model_copy(deep=True)
+    other.attribute = _settings(n_steps=7)
+    with caplog.at_level("WARNING", logger="relabeler.jobs.attribute"):
+        assert run_attribute(store, other, progress=False)["n_steps"] == 4
+    assert "already done in" in caplog.text and "attribute.n_steps was 4, now 7" in caplog.text
 
 
 @pytest.mark.slow

@@ -268,3 +268,21 @@ def test_a_suggestion_named_by_duplicates_carries_that_labels_confidence():
     assert rank.suggest_labels(posterior, labels)[0][3] == 1  # b, without the copies
     assert row["suggested_confidence"] == pytest.approx(posterior[3, 2], abs=1e-6)
     assert posterior[3, 2] < posterior[3, 1] - 0.05
+
+
+@pytest.mark.slow
+def test_a_finished_score_asked_again_with_other_settings_says_it_kept_them(scored_run,
+                                                                            caplog):
+    # `score --k 3` on a finished run said "already done" and kept the k = 10 scores silently
+    from relabeler.jobs.score import run_score
+
+    store, config, info = scored_run
+    assert info["settings"]["k"] == config.score.k
+    other = config.model_copy(deep=True)
+    other.score.k = config.score.k + 1
+    other.score.knn_shards = 2  # where it runs is no change
+    with caplog.at_level("INFO"):
+        assert run_score(store, other) == info
+    assert (f"score: already done in {store.uri} with other settings, kept as it is: "
+            f"score.k was {config.score.k}, now {config.score.k + 1} (use --force") in caplog.text
+    assert "knn_shards" not in caplog.text
