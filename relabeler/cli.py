@@ -393,8 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relabeler: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("relabeler: interrupted; finished shards are kept, run again to resume",
-              file=sys.stderr)
+        print("relabeler: interrupted; nothing half-written is taken as finished: run it again "
+              "(extract and attribute resume from their finished parts)", file=sys.stderr)
         return 130
 
 

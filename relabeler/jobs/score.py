@@ -386,6 +386,10 @@ def scoring_settings(cfg: ScoreConfig) -> dict:
 
 def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
     """The score stage; skipped when done unless ``force``. Returns the stage info."""
+    if not store.stage_done("extract.train"):  # before a redo is announced
+        stale = store.stale("extract.train")
+        raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
+                         f"run `relabeler extract --run {store.uri}` first")
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
         changed = setting_changes({"score": info.get("settings", {})},
@@ -396,10 +400,6 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
         else:
             log.info("score: already done in %s (use --force to redo)", store.uri)
         return info
-    if not store.stage_done("extract.train"):
-        stale = store.stale("extract.train")
-        raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
-                         f"run `relabeler extract --run {store.uri}` first")
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
     view = load_train_view(store)

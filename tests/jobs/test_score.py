@@ -97,9 +97,18 @@ def test_coverage_and_acquisition(scored_run):
     assert summary["acquisition"] == {"targets": "undercovered", "eval_share": 0.5, "by_eval": 0}
 
 
-def test_score_before_extract_is_a_clear_error(tmp_path):
+def test_score_before_extract_is_a_clear_error(tmp_path, caplog):
     with pytest.raises(StageError, match="score needs training features"):
         run_score(RunStore(tmp_path / "run"), RunConfig(run_dir=str(tmp_path / "run")))
+    # a score whose features went: the error, without "redone from the start" before it
+    store = RunStore(tmp_path / "run")
+    store.mark_done("extract.train")
+    store.mark_done("score")
+    store.remove("_stages/extract.train.json")
+    with caplog.at_level("WARNING"), pytest.raises(StageError, match="score needs training "
+                                                                     "features"):
+        run_score(store, RunConfig(run_dir=str(tmp_path / "run")))
+    assert "redone from the start" not in caplog.text
 
 
 @pytest.mark.slow
