@@ -555,8 +555,9 @@ def _toml_literal(value: Any) -> str:
     return repr(value)
 
 
-#: keys whose default differs from the same value chosen (``model_fields_set``)
-UNCHOSEN_DEFAULTS = ("data.id_col",)
+#: sections whose keys mean something else chosen than left at their default
+#: (``model_fields_set``): ``relabeler init`` writes them commented
+UNCHOSEN_SECTIONS = ("data",)
 
 
 def render_template() -> str:
@@ -570,9 +571,10 @@ def render_template() -> str:
         lines.append(f"[{section}]")
         for key, info in model.model_fields.items():
             lines.append(f"# {info.description}")
-            # a key whose default means "not chosen" stays commented: written out, it would
-            # count as chosen (data.id_col = "id" must then exist in the data)
-            quiet = "# " if f"{section}.{key}" in UNCHOSEN_DEFAULTS else ""
+            # [data] stays commented: a key written out counts as chosen (data.id_col = "id"
+            # must then exist in the data, and a dataset made with `data --sample 300` would
+            # be refused by `train` for data.sample = 0)
+            quiet = "# " if section in UNCHOSEN_SECTIONS else ""
             lines.append(f"{quiet}{key} = {_toml_literal(getattr(values, key))}")
         lines.append("")
     return "\n".join(lines)

@@ -353,6 +353,23 @@ def test_broken_rows_are_quarantined_with_on_bad_rows_skip(tmp_path, capsys):
     assert len(texts) == 20
 
 
+def test_a_quote_that_breaks_lines_later_names_every_line_it_took(tmp_path):
+    # the quote of b1 runs over k1 and k2 and breaks at b2's quote: only line 12 was named,
+    # and k1, k2 and b2 were gone without a trace
+    from relabeler.data import load_dataset
+
+    source = tmp_path / "q.csv"
+    source.write_text("id,text,label\n" + "".join(f"r{i},text {i},{'pn'[i % 2]}\n"
+                                                   for i in range(10))
+                      + 'b1,"never closed,p\nk1,kept one,n\nk2,kept two,p\nb2,"again,n\n'
+                        'k3,kept three,n\n')
+    ds = load_dataset(str(source), on_bad_rows="skip", eval_fraction=0)
+    assert ds.rejected["line"].tolist() == [12, 13, 14, 15]
+    assert ds.rejected["reason"][1].endswith("inside the quoted field of line 12; left out "
+                                             "with it")
+    assert len(ds.train) + len(ds.rejected) == 15 and "k3" in set(ds.train["id"])
+
+
 def test_a_text_over_lines_with_a_line_that_reads_as_a_row_makes_no_rows_up(tmp_path):
     # re-reading the inner lines of a quoted text as rows made a row "I bought it" and a class
     # " loved it" out of one review

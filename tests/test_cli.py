@@ -27,10 +27,18 @@ def test_a_config_from_init_reads_data_without_an_id_column(tmp_path, monkeypatc
     (tmp_path / "d.csv").write_text("text,label\n" + rows)
     config = (tmp_path / "relabeler.toml").read_text()
     assert '# id_col = "id"' in config
-    (tmp_path / "relabeler.toml").write_text(config.replace('source = "sms-spam"',
+    (tmp_path / "relabeler.toml").write_text(config.replace('# source = "sms-spam"',
                                                             'source = "d.csv"'))
-    assert main(["data", "-q"]) == 0
-    assert len(RunStore(str(tmp_path / "runs/default")).read_table("dataset/train.parquet")) > 0
+    assert main(["data", "-q", "--sample", "30"]) == 0
+    store = RunStore(str(tmp_path / "runs/default"))
+    made = len(store.read_table("dataset/train.parquet"))
+    # and a later verb without --sample takes the dataset as it was made (the template's
+    # sample = 0, written out, was taken for a change)
+    from relabeler.cli import build_parser, resolve_config
+    from relabeler.jobs.dataset import prepare_dataset
+
+    config = resolve_config(build_parser().parse_args(["train"]))
+    assert prepare_dataset(store, config)["n_train"] == made and config.data.sample == 30
 
 
 def test_init_force_that_fails_to_write_leaves_the_old_file_whole(tmp_path, monkeypatch,

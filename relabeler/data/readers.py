@@ -333,8 +333,12 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                 f"{exc}: a field that opens with a quote must end with it; quote the whole "
                 f"field and double the quotes inside it")))
             # a quote never closed took every line to the end of the file: only its first
-            # line is broken, and the lines after it are read again as rows of their own
+            # line is broken, and the lines after it are read again as rows of their own;
+            # a record that broke lines later is left out whole, each line of it named
             record, resume = None, end > start and "unexpected end of data" in str(exc)
+            if end > start and not resume:
+                bad.extend(BadLine(row, n, f"inside the quoted field of line {start}; left "
+                                   f"out with it") for n in range(start + 1, end + 1))
         else:
             start, end = end + 1, offset + reader.line_num
             if not record:  # a blank line

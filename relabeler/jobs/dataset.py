@@ -108,12 +108,17 @@ def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *
 REDO = "run `relabeler data --run {run} --force` with the settings you want"
 
 
-def _literal(value: Any) -> str:
-    """``value`` as ``--set`` reads it back (a TOML literal; a bare word stays a string)."""
-    if isinstance(value, str):
-        return value if value and all(c.isalnum() or c in "-_./:" for c in value) \
-            else repr(value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def _set_flag(key: str, value: Any) -> str:
+    """``--set data.KEY=VALUE`` as a shell reads it and ``--set`` parses it back: a string
+    key takes its text as it is (quoted as TOML only where it is itself in quotes), any other
+    a TOML literal; the whole is shell-quoted."""
+    import shlex
+
+    from relabeler.config import _toml_literal
+
+    quoted = isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] in "\"'"
+    text = value if isinstance(value, str) and not quoted else _toml_literal(value)
+    return f"--set {shlex.quote(f'data.{key}={text}')}"
 
 
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
@@ -146,8 +151,7 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
             log.info("dataset: kept as prepared in %s (%s, not given now)", store.uri,
                      ", ".join(f"data.{key} = {value!r}" for key, value, _ in changes))
             return info
-        same = " ".join(f"--set data.{key}={_literal(value)}"
-                        for key, value, _ in changes if key is not None)
+        same = " ".join(_set_flag(key, value) for key, value, _ in changes if key is not None)
         advice = redo.replace("{run}", store.uri)
         if redo == REDO and same:
             advice = (f"Give the settings it was made with ({same}, or in the config file), "

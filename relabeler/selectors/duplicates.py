@@ -15,7 +15,8 @@ Two rows are linked when
 Rows of one normalised text always share a group. Near-duplicate groups are stars, not chains:
 the text with the most near-duplicate links (then the most rows, then the first row) leads a
 group of itself and its linked texts not yet in one, and so on down. Every member of a group is
-a confirmed near-duplicate of its leader; the connected components of the links would put the
+a confirmed near-duplicate of its leader, or (a text whose links all went to other stars, alike
+to none of their leaders) of one of its members; the connected components of the links would put the
 two ends of a chain of light edits together (16 texts a word apart, first and last 0.31 alike;
 15% of the distinct-text pairs inside sms-spam's components failed the text check). Neighbours
 come from :func:`relabeler.selectors.knn.knn` (k per row): the cost is that of the kNN, never an
@@ -284,9 +285,10 @@ def _star_leaders(a: np.ndarray, b: np.ndarray, m: int, rows: np.ndarray, first:
     """(m,) the leader of each of ``m`` texts given the near-duplicate links ``a[i]`` -
     ``b[i]`` between texts: in order of links (most first), rows (most first) and first row,
     a text not yet led leads itself and its linked texts not yet led. A text left alone whose
-    linked texts all joined other stars joins the first of their leaders it is alike to
-    (``alike(text, leaders)``: bool per leader, the text check), else stays alone. A text
-    without links leads itself alone."""
+    linked texts all joined other stars joins the largest of those stars whose leader it is
+    alike to (``alike(text, leaders)``: bool per leader, the text check), else the largest of
+    them: a link to a member, two edits from its leader. A text without links leads itself
+    alone."""
     leader = np.arange(m, dtype=np.int64)
     if not len(a):
         return leader
@@ -320,10 +322,12 @@ def _star_leaders(a: np.ndarray, b: np.ndarray, m: int, rows: np.ndarray, first:
             continue
         leaders = leaders[np.argsort(-members[leaders], kind="stable")]
         ok = np.flatnonzero(alike(v, leaders))
-        if len(ok):
-            leader[v] = leaders[ok[0]]
-            members[leaders[ok[0]]] += 1
-            members[v] -= 1
+        # alike to no leader: the largest star it is linked into all the same (a confirmed
+        # near-duplicate left in no group would hide a leak)
+        joined = leaders[ok[0]] if len(ok) else leaders[0]
+        leader[v] = joined
+        members[joined] += 1
+        members[v] -= 1
     return leader
 
 
