@@ -61,10 +61,11 @@ def input_changes(recorded: dict, current: dict) -> list[tuple[str | None, Any, 
         if key in old_settings and old_settings[key] != new_settings[key]:
             changes.append((key, old_settings[key], f"data.{key} was {old_settings[key]!r}, "
                                                     f"now {new_settings[key]!r}"))
-    # recorded only when used: a marker without it was made with none
+    # recorded only when used: a marker without it was made with none (one that records no
+    # settings at all, as a retrain version's, has nothing to compare)
     old_eval, new_eval = (settings.get("eval_noise_rate", 0.0)
                           for settings in (old_settings, new_settings))
-    if old_eval != new_eval:
+    if old_eval != new_eval and set(old_settings) - {"source"}:
         changes.append(("eval_noise_rate", old_eval,
                         f"data.eval_noise_rate was {old_eval!r}, now {new_eval!r}"))
     for role, version in current["contents"].items():

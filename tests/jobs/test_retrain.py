@@ -462,3 +462,16 @@ def test_the_report_refuses_a_retrain_made_before_the_baseline_was_trained_again
                                          r"baseline it is compared with \(train finished again "
                                          r"since retrain ran\); run `relabeler retrain --run"):
         write_report(store)
+
+
+def test_retrain_with_eval_noise_in_the_config_is_not_refused(tmp_path, tiny_bert_dir,
+                                                              synthetic_csv):
+    # the version's data marker records no settings, and eval noise read as a change there:
+    # "dataset in .../retrain/v1 was prepared from other inputs: data.eval_noise_rate"
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir, epochs=1,
+                             eval_noise_rate=0.1)
+    first = store.read_table("dataset/train.parquet").to_pandas().iloc[0]
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(first["id"], first["label"], first["label"], "keep")]),
+        preserve_index=False))
+    assert run_retrain(store, config, progress=False)["version"] == 1
