@@ -140,7 +140,8 @@ def test_s3_csv_into_s3_run_and_a_failed_force_keeps_it(s3, capsys):
     before = {p: s3.cat(p) for p in s3.find(run)}
     capsys.readouterr()
     assert main(["data", "--run", run, "--data", f"s3://{base}/bad.csv", "--force", "-q"]) == 2
-    assert f"file s3://{base}/bad.csv, row 1, column 'text'" in capsys.readouterr().err
+    assert (f"file s3://{base}/bad.csv, line 3 (data row 1), column 'text'"
+            in capsys.readouterr().err)
     s3.invalidate_cache()
     assert {p: s3.cat(p) for p in s3.find(run)} == before
     # new content behind the same URI: the finished stage says so
