@@ -256,8 +256,8 @@ class ScoreConfig(_Section):
 class AttributeConfig(_Section):
     top: int = _opt(200, "Queue rows attributed: the top N suspects by rank (two targets each: "
                     "the suggested and the given label) and the top N acquired pool samples "
-                    "(one target: the predicted class); 0 = all. The default is the default "
-                    "[studio] budget: raise them together.",
+                    "(one target: the predicted class); 0 = all. Every task the round's plan "
+                    "holds ([studio] budget, its random controls) is attributed below it too.",
                     ge=0)
     method: Literal["ig", "grad_x_input"] = _opt(
         "ig", "ig: Integrated Gradients (captum LayerIntegratedGradients over the input "

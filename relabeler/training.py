@@ -1,4 +1,4 @@
-"""Fine-tuning loops: ``full`` (all weights) and ``head`` (frozen encoder, cached [CLS] states).
+"""Fine-tuning loops: ``full`` (all weights) and ``head`` (frozen encoder, cached pooled states).
 
 Both record training dynamics for every training sample and epoch: the probability of the given
 label and the margin ``p(given) - max p(other)``, plus the logit margin (area under the margin,

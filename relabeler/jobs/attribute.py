@@ -1,7 +1,8 @@
 """``relabeler attribute``: word attributions for the review queue, as a Ray Data job.
 
 The queue is the top ``[attribute] top`` rows (by rank; 0 = all) of ``scores/suspects.parquet``
-and of ``scores/acquire.parquet``. Targets per queued sample:
+and of ``scores/acquire.parquet``, and every task of the round's plan below them. Targets per
+queued sample:
 
 * a suspect gets two rows: its suggested label (``target_role`` "suggested") and its given
   label ("given"), so an annotator sees the words behind either reading;

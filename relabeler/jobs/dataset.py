@@ -8,8 +8,8 @@ A rerun never destroys: the new source is read and validated completely, the new
 written beside the old ones, and only then swapped in (:meth:`RunStore.replace_folder`); a
 failure on the way leaves the old dataset and its marker. The marker records the inputs (the
 settings below and each source file's content version, :func:`file_version`), so a finished
-stage asked for other inputs says what changed and asks for ``--force`` instead of reporting
-the old result.
+stage asked for other inputs says what changed and asks for the old settings or ``--force``
+instead of reporting the old result; settings not given at all take the finished dataset.
 """
 
 from __future__ import annotations

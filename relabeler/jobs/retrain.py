@@ -186,8 +186,8 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
     in ``train`` count. A group's resolved label is the majority of the labels people gave its
     rows when they answered any, else the majority of its labels. The row kept is the first by
     id that carries the resolved label (among the answered rows when there are any), so no
-    label is rewritten. A group whose labels tie (ham once, spam once, nobody answered) has no
-    resolved label: all its rows stay, and it is counted ``unresolved`` (its conflict is the
+    label is rewritten. A group whose deciding labels tie (ham once, spam once) has no resolved
+    label: all its rows stay, and it is counted ``unresolved`` (its conflict is the
     queue's and the report's to show; a pick by id order would train on a label nothing
     supports).
 
@@ -212,8 +212,8 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
     dropped = set(members["id"]) - set(keep)
     out = train[~train["id"].isin(dropped)].reset_index(drop=True)
     if unresolved:
-        log.warning("retrain --dedupe: %d duplicate groups kept whole: their labels tie and "
-                    "nobody answered them (the report's conflicting groups)", unresolved)
+        log.warning("retrain --dedupe: %d duplicate groups kept whole: their labels (the "
+                    "answered ones where any) tie (the report's conflicting groups)", unresolved)
     return out, {"groups": int(members["group_id"].nunique()), "dropped": len(dropped),
                  "unresolved": unresolved}
 

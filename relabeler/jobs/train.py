@@ -5,7 +5,7 @@ Writes ``model/`` (``save_pretrained`` files + ``labels.json``), ``train/dynamic
 as parallel Ray tasks, one GPU each where GPUs exist.
 
 In ``head`` mode the frozen encoder runs once over the texts and every fold reuses those
-[CLS] states, so K folds cost K head fits (seconds), not K encoder passes.
+pooled states (``model.pooling``), so K folds cost K head fits (seconds), not K encoder passes.
 
 Long texts (``[model] long_text``, :mod:`relabeler.long_text`): in head mode the encoder runs
 over every window; ``windows`` trains the head on the mean of a text's window states (the head

@@ -8,8 +8,10 @@ One pull, in the order of the functions below:
 2. reconcile (``plugin.reconcile``): the server's annotations of a task with the ones the
    webhook event log recorded (see below). A task whose annotations did not change (same ids
    and times) is not recomputed.
-3. resolve (``plugin.votes``): each annotator's latest annotation is one vote; the majority
-   wins; a tie is marked ``needs_review``. Sample ids come from the manifest (or the task's
+3. resolve (``plugin.votes``): each annotator's latest annotation is one vote; then
+   ``studio.consensus`` (:mod:`relabeler.plugin.consensus`) resolves them (``majority``: the
+   majority wins and a tie needs review; the default ``dawid_skene`` weighs annotators and the
+   model where two or more answered). Sample ids come from the manifest (or the task's
    ``sample_id``).
 4. merge (:func:`merge_corrections`): the recomputed tasks' rows replace their earlier rows;
    one row per sample (the latest answer, when a sample was answered in several tasks).

@@ -8,7 +8,8 @@
   ``eval_audit``). Its tasks carry no evidence regions, all alike (eval rows are not
   attributed), so the evidence check covers the review and acquisition projects only.
 * The project holds the top of the queue plus a random-control slice: ``control_share`` of the
-  budget drawn uniformly from all training samples, placed at random positions of the queue and
+  budget drawn uniformly from the training rows outside the flagged top and never sent
+  before, placed at random positions of the queue and
   built exactly like the others, so annotators cannot tell them apart; only the manifest knows.
   The report measures the base error rate on them.
 * Idempotent: ``studio/manifest.parquet`` is keyed by sample id. Rows are written as pending

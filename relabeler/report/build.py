@@ -398,7 +398,7 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
                if c.get("deduped") else "")
     if c.get("dedupe_unresolved"):
         deduped += (f"; {c['dedupe_unresolved']} duplicate groups kept whole: their labels "
-                    f"tie and nobody answered them")
+                    f"tie")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
