@@ -183,6 +183,7 @@ def run_mode(args: argparse.Namespace, seed: int, mode: str) -> dict:
     out = args.out / f"{args.data}-{seed}-{mode}"
     config = simulation_config(data=args.data, out=out, noise=args.noise, noise_kind="uniform",
                                seed=seed, sample=args.sample, mode="head", folds=args.folds)
+    config.score.min_agreement = 0.0  # as gain.py: a small sample's refit may not follow
     # each run its own encoder cache: windows and evidence share one fingerprint, and a cache
     # filled by the run before would hide the encoding a fresh run pays
     apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,

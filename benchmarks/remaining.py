@@ -96,6 +96,9 @@ def replay(folder: Path, pooling: str, *, upto: int = 4) -> dict:
     evaluation = read_split(store.read_table(artifacts.EVAL.path))
     suspects = store.read_table(artifacts.SUSPECTS.path).to_pandas().set_index("id")
     suspect = suspects["suspect_score"].reindex(view.ids).to_numpy(dtype=np.float64)
+    from relabeler.report.remaining import stored_chances
+
+    chances = stored_chances(store)
     texts = train["text"].tolist() + evaluation["text"].tolist()
     refit = _refitter(store, config, texts, classes, False)
     n = len(train)
@@ -140,6 +143,9 @@ def replay(folder: Path, pooling: str, *, upto: int = 4) -> dict:
             test_labels=evaluation["label"].map(index).to_numpy(dtype=np.int64),
             control_share=config.studio.control_share,
             model_wrong=None if share is None else share * n,
+            # round 1 calibrates on the first queue's chances, as the simulation passed them
+            wrong_probability=(None if chances is None
+                               else chances.reindex(view.ids).to_numpy(np.float64)),
             stop_rate=config.loop.stop_rate, seed=config.data.seed)
     finally:
         sr.estimate_remaining = real_estimate

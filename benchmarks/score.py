@@ -40,7 +40,7 @@ def synthetic_view(n: int, dim: int, classes: int, seed: int = 0):
     return SimpleNamespace(ids=np.array([f"s{i}" for i in range(n)], dtype=object),
                            labels=labels, features=features, probs=probs,
                            pred=probs.argmax(1), classes=[f"c{c}" for c in range(classes)],
-                           oof_probs=probs, margins=margins)
+                           oof_probs=probs, margins=margins, texts=None)
 
 
 def subset(view, rows: np.ndarray):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -144,27 +143,89 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
 
     Trains the classifier (``model``: a Hugging Face folder; the packaged MiniLM by default)
     with ``folds`` out-of-fold models, extracts features and scores every row; nothing is held
-    out for evaluation. The run stays in ``run_dir`` (a new temporary folder by default) for
-    :class:`Run` to go on with: attribute, push to Label Studio, retrain.
+    out for evaluation. The result's index is ``frame``'s (each row's own label), and its
+    ``row`` column the row's position in ``frame``; the sample ids are ``id``'s values as
+    strings, or the positions where ``id`` is None. The run stays in ``run_dir`` (a folder or
+    an fsspec URI; a new temporary folder by default, removed again if the call fails), named
+    by the result's ``attrs["run_dir"]``, for :class:`Run` to go on with: attribute, push to
+    Label Studio, retrain. ``config`` is not changed.
     """
+    import shutil
+
+    from relabeler.data.validate import _scalar_to_str
+
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
     for argument, column in (("text", text), ("label", label), ("id", id)):
         if column is not None and column not in frame.columns:
             raise DataError(f"find_label_issues: {argument}={column!r} is not a column of the "
                             f"frame (columns: {list(frame.columns)})")
-    run_dir = Path(run_dir) if run_dir is not None else Path(
-        tempfile.mkdtemp(prefix="relabeler-"))
-    source = run_dir / "source.parquet"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(source, index=False)
-    settings = {"data.source": str(source), "data.text_col": text, "data.label_col": label,
-                "data.id_col": id or "", "data.eval_fraction": 0.0, "data.pool_fraction": 0.0,
-                "train.folds": folds, "model.name": model}
-    config = apply_overrides(config or RunConfig(), settings)  # ConfigError names the key
-    run = Run(run_dir / "run", config)
-    run.data()
-    run.train()
-    run.extract()
-    run.score()
-    return run.suspects()
+    settings = {"data.text_col": "text", "data.label_col": "label", "data.id_col": "id",
+                "data.eval_fraction": 0.0, "data.pool_fraction": 0.0, "train.folds": folds,
+                "model.name": model}
+    # a copy: the caller's config stays as it was; checked before any folder is made
+    config = apply_overrides((config or RunConfig()).model_copy(deep=True), settings)
+    # only the columns relabeler reads, under names of its own: an extra column of mixed
+    # types is none of its business, and the row's position comes back with it
+    data = pd.DataFrame({"id": (frame[id].to_numpy(dtype=object) if id is not None
+                                else [str(i) for i in range(len(frame))]),
+                         "text": frame[text].to_numpy(dtype=object),
+                         "label": frame[label].to_numpy(dtype=object)})
+    made = run_dir is None
+    where = str(run_dir) if run_dir is not None else tempfile.mkdtemp(prefix="relabeler-")
+    source = f"{where.rstrip('/')}/source.parquet"
+    try:
+        _write_source(data, source, {"id": id, "text": text, "label": label})
+        config.data.source = source
+        run = Run(f"{where.rstrip('/')}/run", config)
+        run.data()
+        run.train()
+        run.extract()
+        run.score()
+        issues = run.suspects()
+    except BaseException:
+        if made:
+            shutil.rmtree(where, ignore_errors=True)
+        raise
+    if id is not None:
+        position = {_scalar_to_str(v): i for i, v in enumerate(frame[id].tolist())}
+        rows = issues["id"].map(position)
+    else:
+        rows = issues["id"].astype(int)
+    issues.insert(1, "row", rows.to_numpy(dtype="int64"))
+    issues.index = frame.index[issues["row"].to_numpy()]
+    issues.attrs["run_dir"] = where
+    return issues
+
+
+def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None]) -> None:
+    """The frame relabeler reads, at ``source``; a DataError names the argument whose column
+    mixes types Parquet cannot hold in one column, or a run directory that holds another
+    frame's run."""
+    import io
+
+    import fsspec
+    import pyarrow as pa
+
+    try:
+        buffer = io.BytesIO()
+        data.to_parquet(buffer, index=False)
+    except (pa.ArrowException, ValueError) as exc:
+        for name, column in columns.items():
+            kinds = sorted({type(v).__name__ for v in data[name].tolist() if v is not None
+                            and v == v})
+            if len(kinds) > 1:
+                raise DataError(f"find_label_issues: {name}={column!r} holds values of several "
+                                f"types ({', '.join(kinds)}); give it one type") from exc
+        raise DataError(f"find_label_issues: the frame cannot be stored: {exc}") from exc
+    fs, path = fsspec.core.url_to_fs(source)
+    if fs.exists(path):
+        with fs.open(path, "rb") as handle:
+            same = pd.read_parquet(handle).equals(data)
+        if not same:
+            raise DataError(f"find_label_issues: {source.rsplit('/', 1)[0]} already holds the "
+                            f"run of another frame; give another run_dir (or remove it)")
+        return
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as handle:
+        handle.write(buffer.getvalue())

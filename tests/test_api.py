@@ -32,6 +32,52 @@ def test_the_readme_example_finds_the_wrong_label(ray_session, tmp_path, monkeyp
         "superb, funny and warm", "neg", "pos")
     assert len(top["reasons"]) >= 1
     assert issues["suspect_score"].is_monotonic_decreasing
+    # the row it is in the caller's frame (11 rows hold that text): position and index label
+    assert top["row"] == 3 and issues.index[0] == 3
+    assert Path(issues.attrs["run_dir"], "run", "scores", "suspects.parquet").exists()
+
+
+@pytest.mark.slow
+def test_results_point_at_the_callers_rows_and_nothing_of_the_caller_changes(
+        ray_session, tmp_path, tiny_bert_dir):
+    import pandas as pd
+
+    from relabeler.config import RunConfig
+
+    texts = [f"good film {i}" if i % 2 else f"bad film {i}" for i in range(40)]
+    frame = pd.DataFrame({"review": texts, "y": ["pos" if i % 2 else "neg" for i in range(40)],
+                          "key": [1000 + i for i in range(40)],
+                          "extra": [1, "mixed", 2.5, None] * 10},  # not relabeler's business
+                         index=[f"k{i % 7}" for i in range(40)])  # labels repeat
+    config = RunConfig()
+    config.train.epochs = 2
+    config.score.min_agreement = 0.0  # a tiny random model: no representer to check
+    before = config.model_dump()
+    issues = relabeler.find_label_issues(frame, text="review", label="y", id="key",
+                                         model=tiny_bert_dir, folds=0, config=config,
+                                         run_dir=tmp_path / "r")
+    assert config.model_dump() == before
+    assert sorted(issues["row"]) == list(range(40))
+    for label, row in zip(issues.index, issues.itertuples(), strict=True):
+        assert label == frame.index[row.row] and row.id == str(frame["key"].iloc[row.row])
+        assert row.text == frame["review"].iloc[row.row]
+    # the same run directory and another frame: refused before anything is overwritten
+    source = (tmp_path / "r" / "source.parquet").read_bytes()
+    with pytest.raises(DataError, match="already holds the run of another frame"):
+        relabeler.find_label_issues(frame.iloc[:30], text="review", label="y", id="key",
+                                    model=tiny_bert_dir, folds=0, run_dir=tmp_path / "r")
+    assert (tmp_path / "r" / "source.parquet").read_bytes() == source
+
+
+def test_a_column_of_mixed_types_is_named_and_the_temporary_run_goes(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    frame = pd.DataFrame({"t": ["a", "b", "c"], "y": [1, "1", 2]})
+    with pytest.raises(DataError, match=r"label='y' holds values of several types \(int, "
+                                        r"str\)"):
+        relabeler.find_label_issues(frame, text="t", label="y")
+    assert list(tmp_path.iterdir()) == []  # the temporary run it made is removed
 
 
 def test_a_missing_column_is_named():
