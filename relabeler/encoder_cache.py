@@ -22,6 +22,7 @@ The folder is ``[model] cache_dir``, else ``$RELABELER_CACHE_DIR``, else
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -65,9 +66,16 @@ def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") 
         digest.update(f"pool_layers={pool_layers_of(model)}\n".encode())
     if windowing:
         digest.update(f"long_text={windowing}\n".encode())
+    if getattr(tokenizer, "truncation_side", "right") != "right":  # which tokens a cut keeps
+        digest.update(f"truncation_side={tokenizer.truncation_side}\n".encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        # without the truncation and padding a call switches on: the same tokenizer, used
+        # once, would name another folder and miss every state it had written
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        digest.update(json.dumps(spec, sort_keys=True).encode())
     else:
         digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     for name, tensor in sorted(model.base_model.state_dict().items()):
@@ -116,11 +124,14 @@ class EncoderCache:
         for part in sorted(folder.glob("part-*.parquet")):
             try:
                 table = pq.read_table(part)
-            except (OSError, pa.ArrowInvalid) as exc:  # unreadable: recompute its texts
+                keys = table.column("key").to_pylist()
+                states = np.stack(table.column("state").to_numpy(zero_copy_only=False))
+                if not np.isfinite(states).all():
+                    raise ValueError("states that are not finite")
+            except (OSError, pa.ArrowInvalid, KeyError, ValueError) as exc:
+                # unreadable, empty, of another layout or damaged: recompute its texts
                 log.warning("encoder cache: skipping unreadable %s (%s)", part, exc)
                 continue
-            keys = table.column("key").to_pylist()
-            states = np.stack(table.column("state").to_numpy(zero_copy_only=False))
             found.update(zip(keys, states, strict=True))
         return found
 

@@ -88,3 +88,33 @@ def test_off_and_unreadable_parts(model_and_tokenizer, tmp_path, monkeypatch):
                                   states.numpy())
     with pytest.raises(ValueError, match="no texts"):
         cache.states([], batch_size=2, device=CPU)
+
+
+def test_a_tokenizer_used_once_names_the_same_folder(model_and_tokenizer, tmp_path):
+    # the backend's truncation and padding, switched on by a call, went into the key: a second
+    # cache object over the same tokenizer named another folder and missed every state
+    model, tokenizer = model_and_tokenizer
+    before = encoder_fingerprint(model, tokenizer, 32)
+    EncoderCache(tmp_path, model, tokenizer, 32).states(TEXTS[:2], batch_size=2, device=CPU)
+    assert encoder_fingerprint(model, tokenizer, 32) == before
+    tokenizer.truncation_side = "left"  # another cut: other states
+    assert encoder_fingerprint(model, tokenizer, 32) != before
+
+
+def test_parts_empty_of_another_layout_or_not_finite_are_recomputed(model_and_tokenizer,
+                                                                    tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model, tokenizer = model_and_tokenizer
+    cache = EncoderCache(tmp_path, model, tokenizer, 32)
+    states = cache.states(TEXTS[:2], batch_size=2, device=CPU)
+    good = next(cache.folder.glob("part-*.parquet"))
+    table = pq.read_table(good)
+    pq.write_table(table.slice(0, 0), cache.folder / "part-empty.parquet")
+    pq.write_table(pa.table({"other": [1]}), cache.folder / "part-layout.parquet")
+    nan = pa.array([[float("nan")] * 32] * 2, pa.list_(pa.float32(), 32))
+    pq.write_table(table.set_column(1, "state", nan), cache.folder / "part-nan.parquet")
+    good.unlink()  # only the broken parts are left: every text is encoded again
+    again = cache.states(TEXTS[:2], batch_size=2, device=CPU)
+    np.testing.assert_allclose(again.numpy(), states.numpy(), atol=1e-6)
