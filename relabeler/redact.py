@@ -19,11 +19,17 @@ def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    netloc, tail = rest[:end], rest[end:]
-    userinfo, at, host = netloc.rpartition("@")
-    if not at:
+    # the user info ends at the last "@": a password may hold "/", "?", "#" (or "@") unquoted
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    userinfo = rest[:at]
+    head = userinfo
+    for c in "/?#":
+        head = head.split(c, 1)[0]
+    # an "@" in the path or query (before it: a host and maybe a port) holds no user info
+    if head != userinfo and (":" not in head or head.partition(":")[2].isdigit()):
         return url
     user, colon, _ = userinfo.partition(":")
     masked = f"{user}:{MASK}" if colon else MASK
-    return f"{scheme}{sep}{masked}@{host}{tail}"
+    return f"{scheme}{sep}{masked}@{rest[at + 1:]}"

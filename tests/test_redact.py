@@ -15,9 +15,24 @@ from relabeler.redact import mask_url
     ("https://TOKEN@host/path", "https://***@host/path"),
     ("http://user:@host", "http://user:***@host"),
     ("http://host:8080/a@b", "http://host:8080/a@b"),  # an @ in the path is not user info
+    ("http://host/a@b", "http://host/a@b"),
+    # a password with "/", "#" or "?" unquoted: the last @ still ends the user info
+    ("http://u:pa/ss@h/x", "http://u:***@h/x"),
+    ("http://u:pa#ss@h", "http://u:***@h"),
+    ("http://u:pa?ss@h", "http://u:***@h"),
     ("http://127.0.0.1:9090", "http://127.0.0.1:9090"),
     ("user:pass@host:99999", "user:***@host:99999"),  # no scheme, a port that does not parse
     ("", ""),
 ])
 def test_mask_url_hides_the_password_and_keeps_the_rest(url, shown):
     assert mask_url(url) == shown
+
+
+def test_a_data_source_with_credentials_is_named_masked(tmp_path):
+    # a source URL with a password printed it in clear in the data error
+    from relabeler.data import load_dataset
+    from relabeler.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        load_dataset("http://user:s3cr3t@127.0.0.1:9/x.csv")
+    assert "s3cr3t" not in str(info.value) and "user:***@127.0.0.1:9/x.csv" in str(info.value)

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from relabeler.errors import DataError, StoreError
+from relabeler.redact import mask_url
 from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error
 
 # Format names by file suffix; ``fmt=`` takes the same names with or without the dot.
@@ -131,7 +132,7 @@ def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> Table
     name = os.fspath(path)
     fs, location = _filesystem(name)
     if _is_folder(fs, location, name):
-        raise DataError(f"cannot read file {name}: it is a folder, not a file")
+        raise DataError(f"cannot read file {mask_url(name)}: it is a folder, not a file")
     kind = _table_format(name, fmt)
     try:
         if kind == "parquet":
@@ -144,7 +145,7 @@ def read_table_rows(path: str | os.PathLike, *, fmt: str | None = None) -> Table
     except DataError:
         raise
     except (ValueError, pa.ArrowException) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise DataError(f"cannot read file {name} as {kind}: {exc}") from exc
+        raise DataError(f"cannot read file {mask_url(name)} as {kind}: {exc}") from exc
 
 
 def _read_parquet(fs: fsspec.AbstractFileSystem, location: str, name: str) -> pa.Table:
@@ -155,20 +156,20 @@ def _read_parquet(fs: fsspec.AbstractFileSystem, location: str, name: str) -> pa
         with fs.open(location, "rb") as handle:
             return pq.read_table(handle)
     except FileNotFoundError as exc:
-        raise DataError(f"cannot read file {name}: no such file") from exc
+        raise DataError(f"cannot read file {mask_url(name)}: no such file") from exc
     except pa.ArrowException:
         raise
     except OSError as exc:
-        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+        raise DataError(filesystem_error(exc, f"file {mask_url(name)}", "read it")) from exc
     except REMOTE_ERRORS as exc:
-        raise StoreError(filesystem_error(exc, name, "read it")) from exc
+        raise StoreError(filesystem_error(exc, mask_url(name), "read it")) from exc
 
 
 def _filesystem(name: str) -> tuple[fsspec.AbstractFileSystem, str]:
     try:
         return fsspec.core.url_to_fs(name)
     except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
-        raise DataError(f"cannot read file {name}: {exc}") from exc
+        raise DataError(f"cannot read file {mask_url(name)}: {exc}") from exc
 
 
 def file_version(name: str) -> str | None:
@@ -191,9 +192,9 @@ def file_version(name: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+        raise DataError(filesystem_error(exc, f"file {mask_url(name)}", "read it")) from exc
     except REMOTE_ERRORS as exc:
-        raise StoreError(filesystem_error(exc, name, "read it")) from exc
+        raise StoreError(filesystem_error(exc, mask_url(name), "read it")) from exc
     tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "mtime", "LastModified",
                                        "last_modified", "created") if info.get(k) is not None),
                "")
@@ -204,9 +205,9 @@ def _is_folder(fs: fsspec.AbstractFileSystem, location: str, name: str) -> bool:
     try:
         return fs.isdir(location)
     except OSError as exc:
-        raise DataError(filesystem_error(exc, f"file {name}", "look at it")) from exc
+        raise DataError(filesystem_error(exc, f"file {mask_url(name)}", "look at it")) from exc
     except REMOTE_ERRORS as exc:
-        raise StoreError(filesystem_error(exc, name, "look at it")) from exc
+        raise StoreError(filesystem_error(exc, mask_url(name), "look at it")) from exc
 
 
 def _read_bytes(fs: fsspec.AbstractFileSystem, location: str, name: str) -> bytes:
@@ -215,11 +216,11 @@ def _read_bytes(fs: fsspec.AbstractFileSystem, location: str, name: str) -> byte
         with fs.open(location, "rb") as handle:
             return handle.read()
     except FileNotFoundError as exc:
-        raise DataError(f"cannot read file {name}: no such file") from exc
+        raise DataError(f"cannot read file {mask_url(name)}: no such file") from exc
     except OSError as exc:
-        raise DataError(filesystem_error(exc, f"file {name}", "read it")) from exc
+        raise DataError(filesystem_error(exc, f"file {mask_url(name)}", "read it")) from exc
     except REMOTE_ERRORS as exc:
-        raise StoreError(filesystem_error(exc, name, "read it")) from exc
+        raise StoreError(filesystem_error(exc, mask_url(name), "read it")) from exc
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -228,8 +229,9 @@ def _decode(data: bytes, name: str) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(
-            f"cannot read file {name}, line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} at "
-            f"offset {exc.start}); save it as UTF-8 (from Latin-1 or Windows-1252: "
+            f"cannot read file {mask_url(name)}, line {line}: not UTF-8 (byte "
+            f"0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8 (from Latin-1 "
+            f"or Windows-1252: "
             f"iconv -f cp1252 -t utf-8)"
         ) from exc
 
@@ -239,14 +241,14 @@ def _table_format(name: str, fmt: str | None) -> str:
         key = fmt.lower() if fmt.startswith(".") else "." + fmt.lower()
         if key not in _FORMATS:
             raise DataError(
-                f"cannot read file {name}: unknown fmt {fmt!r} "
+                f"cannot read file {mask_url(name)}: unknown fmt {fmt!r} "
                 f"(known: {', '.join(sorted({k[1:] for k in _FORMATS}))})"
             )
         return _FORMATS[key]
     suffix = Path(name.split("?", 1)[0]).suffix.lower()
     if suffix not in _FORMATS:
         raise DataError(
-            f"cannot read file {name}: unknown suffix {suffix or '(none)'!r} "
+            f"cannot read file {mask_url(name)}: unknown suffix {suffix or '(none)'!r} "
             f"(known: {', '.join(_FORMATS)}; or pass fmt=)"
         )
     return _FORMATS[suffix]

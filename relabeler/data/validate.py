@@ -22,6 +22,7 @@ import pandas as pd
 from relabeler.data.demos import DEMO_DATASETS
 from relabeler.data.readers import BadLine, is_null, is_uri, read_table_rows
 from relabeler.errors import DataError
+from relabeler.redact import mask_url
 
 SPLITS = ("train", "eval", "pool")
 
@@ -109,7 +110,7 @@ def open_source(source: str | os.PathLike, role: str) -> Source:
     if name.startswith("hf:"):
         return _file_source(name, f"Hugging Face dataset {name}")
     if is_uri(name) or Path(name).exists() or Path(name).is_symlink():
-        return _file_source(name, f"file {name}")
+        return _file_source(name, f"file {mask_url(name)}")
     if role == "source" and name in DEMO_DATASETS:
         return Source(name, f"demo dataset {name}", DEMO_DATASETS[name]())
     demos = f" and is not a demo dataset ({', '.join(DEMO_DATASETS)})" if role == "source" else ""
