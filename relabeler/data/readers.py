@@ -296,6 +296,12 @@ def _csv_reader(lines: Any, sep: str) -> Any:
     return csv.reader(lines, delimiter=sep, strict=True)
 
 
+def _taken_lines(row: int, start: int, end: int) -> list[BadLine]:
+    """The lines after ``start`` up to ``end`` of a quoted record left out whole, each named."""
+    return [BadLine(row, n, f"inside the quoted field of line {start}; left out with it")
+            for n in range(start + 1, end + 1)]
+
+
 def _from(lines: list[str], start: int) -> Iterator[str]:
     """The physical lines from index ``start`` on, without copying them."""
     return (lines[i] for i in range(start, len(lines)))
@@ -339,8 +345,7 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
             # a record that broke lines later is left out whole, each line of it named
             record, resume = None, end > start and "unexpected end of data" in str(exc)
             if end > start and not resume:
-                bad.extend(BadLine(row, n, f"inside the quoted field of line {start}; left "
-                                   f"out with it") for n in range(start + 1, end + 1))
+                bad.extend(_taken_lines(row, start, end))
         else:
             start, end = end + 1, offset + reader.line_num
             if not record:  # a blank line
@@ -359,8 +364,7 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                     f"not closed")))
                 # which quote is wrong cannot be told (a text over lines may hold a line that
                 # reads as a row): none of its lines is kept, and each is named
-                bad.extend(BadLine(row, n, f"inside the quoted field of line {start}; left "
-                                   f"out with it") for n in range(start + 1, end + 1))
+                bad.extend(_taken_lines(row, start, end))
                 record = None
         if resume:
             if lines is None:

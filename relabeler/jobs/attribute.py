@@ -62,6 +62,7 @@ from relabeler.config import AttributeConfig, RunConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
+from relabeler.jobs.train import note_done, setting_changes
 from relabeler.long_text import attribution_choice, long_text_of, text_windows
 from relabeler.model import (
     autocast,
@@ -465,16 +466,11 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
         store.reset_stage(STAGE, [FOLDER, ARTIFACT])
     elif store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
+        # the marker records what decides the attributions beside its counts
         now = {"method": settings.method, "n_steps": _effective_steps(settings),
                "top": settings.top}
-        changed = [f"attribute.{key} was {info[key]!r}, now {value!r}"
-                   for key, value in now.items() if key in info and info[key] != value]
-        if changed:
-            log.warning("attribute: already done in %s with other settings, kept as it is: %s "
-                        "(use --force to attribute again with them)", store.uri,
-                        "; ".join(changed))
-        else:
-            log.info("attribute: already done in %s (use --force to redo)", store.uri)
+        note_done(log, STAGE, store.uri, setting_changes({"attribute": info},
+                                                         {"attribute": now}))
         return info
     started = time.perf_counter()
     plan = plan_queue(store, config.studio)

@@ -53,7 +53,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import RoundError, RoundLockedError
-from relabeler.plugin.server import lock_holder_gone
+from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.queue_plan import (
     EVAL_AUDIT,
     plan_next_round,
@@ -106,14 +106,6 @@ def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -
         raise
 
 
-def _read_holder(store: RunStore, path: str) -> dict:
-    try:
-        other = store.read_json(path)
-    except Exception:  # noqa: BLE001 - a lock being written (its holder is alive) or gone
-        return {}
-    return other if isinstance(other, dict) else {}
-
-
 @contextmanager
 def _takeover_guard(local: Path | None) -> Iterator[None]:
     """Serialise taking over a stale lock between the processes of this host (an exclusive
@@ -147,7 +139,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
         _create_lock(store, path, local, holder)
     except FileExistsError:
         with _takeover_guard(local):
-            other = _read_holder(store, path)
+            other = read_lock_holder(store, path)
             if not store.exists(path):
                 pass  # its holder finished meanwhile: free
             elif not lock_holder_gone(other, local):
@@ -159,11 +151,11 @@ def round_lock(store: RunStore) -> Iterator[None]:
             try:
                 _create_lock(store, path, local, holder)
             except FileExistsError:  # a round started in between (it created the lock)
-                _locked(store, path, _read_holder(store, path))
+                _locked(store, path, read_lock_holder(store, path))
     try:
         yield
     finally:
-        if _read_holder(store, path) == holder:
+        if read_lock_holder(store, path) == holder:
             store.remove(path)
         else:
             log.warning("next: %s no longer names this process (it was taken over or "

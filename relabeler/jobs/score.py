@@ -40,7 +40,7 @@ from relabeler.jobs.coverage import score_coverage, thin_region_table
 from relabeler.jobs.duplicates import split_texts, write_duplicates
 from relabeler.jobs.eval_audit import write_eval_suspects
 from relabeler.jobs.shortcuts import score_shortcuts
-from relabeler.jobs.train import setting_changes
+from relabeler.jobs.train import note_done, setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -392,13 +392,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                          f"run `relabeler extract --run {store.uri}` first")
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
-        changed = setting_changes({"score": info.get("settings", {})},
-                                  {"score": scoring_settings(config.score)})
-        if changed:
-            log.warning("score: already done in %s with other settings, kept as it is: %s "
-                        "(use --force to score again with them)", store.uri, "; ".join(changed))
-        else:
-            log.info("score: already done in %s (use --force to redo)", store.uri)
+        note_done(log, STAGE, store.uri, setting_changes(
+            {"score": info.get("settings", {})}, {"score": scoring_settings(config.score)}))
         return info
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()

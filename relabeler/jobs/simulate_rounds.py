@@ -50,6 +50,12 @@ def round_sizes(total: int, rounds: int) -> list[int]:
     if total < rounds:
         raise ValueError(f"total: a budget of {total} cannot be split into {rounds} rounds "
                          "(each round needs at least one task)")
+    return _spread(total, rounds)
+
+
+def _spread(total: int, rounds: int) -> list[int]:
+    """``total`` over ``rounds``: ``total // rounds`` each, the first ``total % rounds`` one
+    more (a round may get none)."""
     return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
 
 
@@ -59,8 +65,7 @@ def round_controls(sizes: list[int], control_share: float) -> list[int]:
     :func:`round_sizes` spreads the tasks (the first rounds one more), so R rounds send as
     many flagged tasks as one shot. A round may get none; none gets more than its size."""
     _, total = split_budget(sum(sizes), control_share)
-    rounds = len(sizes)
-    return [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
+    return _spread(total, len(sizes))
 
 
 def pick_round(suspect: np.ndarray, reviewed: np.ndarray, size: int, *, control_share: float,

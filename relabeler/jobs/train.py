@@ -361,15 +361,17 @@ class MainFit:
 def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
              ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
              progress: bool, num_threads: int = 0,
-             originals: dict[int, str] | None = None) -> MainFit:
+             given: list[str] | None = None) -> MainFit:
     """Train the main model on this process's device and predict the eval texts.
-    ``originals``: row -> the training text before masking, for the rows masking changed."""
+    ``given``: the training texts before ``debias = mask`` changed ``texts`` (the fold models
+    predict those: ``held_out``)."""
     if num_threads:
         torch.set_num_threads(num_threads)
     device = pick_device()
     opts = fit_options(config, device, progress=progress)
-    changed = sorted(originals or {})
-    unmasked = [originals[i] for i in changed] if changed else []
+    changed = ([i for i, (g, t) in enumerate(zip(given, texts, strict=True)) if g != t]
+               if given is not None else [])
+    unmasked = [given[i] for i in changed]
 
     cls_hidden = None
     eval_cls = None
@@ -409,10 +411,7 @@ def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids:
                                        batch_size=64, device=device, long_text=opts.long_text)
     held_out = None
     if changed:
-        held_texts = list(texts)
-        for i in changed:
-            held_texts[i] = originals[i]
-        held_out = (held_texts, None if held_hidden is None else held_hidden.cpu())
+        held_out = (list(given), None if held_hidden is None else held_hidden.cpu())
     return MainFit(model.cpu(), tokenizer, dynamics, opts,
                    None if cls_hidden is None else cls_hidden.cpu(), eval_probs, str(device),
                    held_out=held_out)
@@ -432,7 +431,7 @@ def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> 
 
 def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids: np.ndarray,
              ids: np.ndarray, eval_texts: list[str], sample_weights: np.ndarray | None, *,
-             progress: bool, originals: dict[int, str] | None = None) -> MainFit:
+             progress: bool, given: list[str] | None = None) -> MainFit:
     """:func:`fit_main` here, or, when the run joins a Ray cluster (``[ray] address`` or
     ``$RAY_ADDRESS``, as ``ray job submit`` sets it), as one Ray task with ``[ray]``'s requests
     (a GPU per actor): the job's driver runs on the head node, which has none."""
@@ -441,7 +440,7 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     address = config.ray.address or os.environ.get("RAY_ADDRESS", "")
     if not address:
         return fit_main(config, classes, texts, label_ids, ids, eval_texts, sample_weights,
-                        progress=progress, originals=originals)
+                        progress=progress, given=given)
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -455,7 +454,7 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     try:
         main = ray.get(task.remote(config, classes, texts, label_ids, ids, eval_texts,
                                    sample_weights, progress=False,
-                                   num_threads=plan.torch_threads, originals=originals))
+                                   num_threads=plan.torch_threads, given=given))
     except ray.exceptions.RayError as exc:
         raise _task_failure(exc, plan, what="the main model") from exc
     return main
@@ -483,6 +482,16 @@ def setting_changes(recorded: dict | None, current: dict, *,
     return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
             for section, keys in current.items() for key, value in keys.items()
             if key in recorded.get(section, {}) and recorded[section][key] != value]
+
+
+def note_done(logger: logging.Logger, stage: str, uri: str, changes: list[str]) -> None:
+    """Say that the finished ``stage`` is kept as it is: a warning naming the ``changes``
+    (:func:`setting_changes`) asked for now that it was not made with, else a line of info."""
+    if changes:
+        logger.warning("%s: already done in %s with other settings, kept as it is: %s (use "
+                       "--force to redo it with them)", stage, uri, "; ".join(changes))
+    else:
+        logger.info("%s: already done in %s (use --force to redo)", stage, uri)
 
 
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
@@ -525,9 +534,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
         shortcuts = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
     given = texts
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
-    originals = {i: g for i, (g, t) in enumerate(zip(given, texts, strict=True)) if g != t}
     main = main_fit(config, classes, texts, label_ids, ids, evaluation["text"].tolist(),
-                    sample_weights, progress=progress, originals=originals)
+                    sample_weights, progress=progress, given=given)
     opts, cls_hidden = main.opts, main.cls_hidden
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"

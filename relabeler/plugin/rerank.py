@@ -67,7 +67,7 @@ from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
-from relabeler.plugin.server import lock_holder_gone
+from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
@@ -263,11 +263,7 @@ class Reranker:
         if not self.store.exists(path):
             return
         shown = self.store.path(path)
-        try:
-            holder = self.store.read_json(path)
-        except Exception:  # noqa: BLE001 - being written, or gone meanwhile
-            holder = {}
-        holder = holder if isinstance(holder, dict) else {}
+        holder = read_lock_holder(self.store, path)
         if lock_holder_gone(holder, self.store.local_path(path)):
             raise RoundLockedError(
                 f"{shown} was left by process {holder.get('pid', '?')}, which is gone (a "

@@ -249,6 +249,16 @@ def pid_alive(pid: int) -> bool:
 UNWRITTEN_LOCK_SECONDS = 60
 
 
+def read_lock_holder(store, path: str) -> dict:
+    """The holder a lock file (``studio/round.lock``) names: host, pid, started; {} while it
+    is being written, gone, or not an object."""
+    try:
+        holder = store.read_json(path)
+    except Exception:  # noqa: BLE001 - being written (its holder is alive) or gone meanwhile
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
 def lock_holder_gone(holder: dict, local: Path | None) -> bool:
     """Whether a lock file (``studio/round.lock``) whose content is ``holder`` (host, pid) was
     left by a process that is gone: one of this host that no longer runs, or (``local``: the

@@ -258,9 +258,8 @@ def test_fold_models_predict_the_unmasked_texts_they_hold_out(tiny_bert_dir, tmp
     given = ["the film was good", "a bad film", "good good film", "bad acting", "fine", "meh"]
     masked = [t.replace("film", "[MASK]") for t in given]
     labels, ids = np.array([1, 0, 1, 0, 1, 0]), np.array(list("abcdef"), dtype=object)
-    originals = {i: g for i, (g, m) in enumerate(zip(given, masked, strict=True)) if g != m}
     main = fit_main(config, ["neg", "pos"], masked, labels, ids, [], None, progress=False,
-                    originals=originals)
+                    given=given)
     texts, hidden = main.held_out
     assert texts == given
     if mode == "head":
