@@ -2,8 +2,8 @@
 their outputs become the sample's (``[model] long_text``).
 
 * ``truncate``: one window, the text cut at ``max_length`` tokens (the tokenizer's truncation).
-* ``windows``: overlapping windows of ``max_length`` tokens (the tokenizer's own
-  ``return_overflowing_tokens`` with ``stride`` tokens shared by consecutive windows); the
+* ``windows``: overlapping windows of at most ``max_length`` tokens, cut at words' edges, with
+  at least ``stride`` tokens shared by consecutive windows; the
   sample's feature is the mean of its windows' features and its logits the mean of their logits
   (the final layer is linear, so the two agree: the logits of the mean feature).
 * ``evidence``: the same windows; the sample is the one window whose class evidence (the
@@ -26,6 +26,7 @@ so every stage that loads it reads the windows it was trained on.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -64,7 +65,7 @@ class LongText:
         the texts themselves). ``windows`` and ``evidence`` read the same windows."""
         if not self.windowed:
             return ""
-        return f"windows(stride={self.stride},max_windows={self.max_windows})"
+        return f"word-windows(stride={self.stride},max_windows={self.max_windows})"
 
 
 #: reading the first ``max_length`` tokens (what a model relabeler never trained does)
@@ -121,9 +122,9 @@ def text_windows(tokenizer, texts: Sequence[str], *, max_length: int,
     """The windows the model reads of each of ``texts`` (N,) under ``settings``.
 
     ``truncate``, and any text that fits in one window: the whole text (the tokenizer cuts it
-    at ``max_length``). Otherwise the character spans of the tokenizer's overflowing windows of
-    ``max_length`` tokens (special tokens included) sharing ``stride`` tokens, the first
-    ``max_windows`` of them when that is set.
+    at ``max_length``). Otherwise windows of at most ``max_length`` tokens (special tokens
+    included), consecutive ones sharing at least ``stride`` tokens, the first ``max_windows``
+    of them when that is set (:func:`_word_windows`).
     """
     texts = list(texts)
     whole = TextWindows(np.arange(len(texts), dtype=np.int64),
@@ -132,29 +133,67 @@ def text_windows(tokenizer, texts: Sequence[str], *, max_length: int,
     if not settings.windowed or not texts:
         return whole
     special = tokenizer.num_special_tokens_to_add(pair=False)
-    if settings.stride >= max_length - special:
+    budget = max_length - special
+    if settings.stride >= budget:
         raise ValueError(f"stride must be < max_length - {special} (special tokens), got "
                          f"stride {settings.stride}, max_length {max_length}")
-    enc = tokenizer(texts, truncation=True, max_length=max_length, stride=settings.stride,
-                    return_overflowing_tokens=True, return_offsets_mapping=True,
-                    return_attention_mask=False, return_token_type_ids=False)
-    mapping = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
-    counts = np.bincount(mapping, minlength=len(texts))
-    sample, start, end = [], [], []
-    seen = np.zeros(len(texts), dtype=np.int64)
-    for w, s in enumerate(mapping):
-        if settings.max_windows and seen[s] >= settings.max_windows:
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True,
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    sample, start, end, cut = [], [], [], np.zeros(len(texts), dtype=bool)
+    for s, text in enumerate(texts):
+        offsets = enc["offset_mapping"][s]
+        if len(offsets) <= budget:  # fits in one window: the whole text, as truncate reads it
+            sample.append(s), start.append(0), end.append(len(text))
             continue
-        seen[s] += 1
-        if counts[s] == 1:  # fits in one window: the whole text, as truncate reads it
-            sample.append(s), start.append(0), end.append(len(texts[s]))
-            continue
-        content = [(a, b) for (a, b), seq in zip(enc["offset_mapping"][w], enc.sequence_ids(w),
-                                                 strict=True) if seq is not None]
-        sample.append(s), start.append(content[0][0]), end.append(content[-1][1])
+        spans = _word_windows(enc.word_ids(s), budget, settings.stride)
+        if settings.max_windows and len(spans) > settings.max_windows:
+            spans, cut[s] = spans[:settings.max_windows], True
+        for a, b in spans:
+            sample.append(s), start.append(offsets[a][0])
+            end.append(_past_marks(text, offsets[b - 1][1]))
     return TextWindows(np.asarray(sample, dtype=np.int64), np.asarray(start, dtype=np.int64),
                        np.asarray(end, dtype=np.int64),
-                       cut=counts > settings.max_windows if settings.max_windows else None)
+                       cut=cut if settings.max_windows else None)
+
+
+def _word_windows(word_ids: Sequence[int | None], budget: int,
+                  stride: int) -> list[tuple[int, int]]:
+    """Token ranges ``[a, b)`` of at most ``budget`` tokens covering every token, each starting
+    and ending at a word's edge, consecutive ones sharing at least ``stride`` tokens.
+
+    A window that began or ended inside a word would be read again from its characters as
+    other word pieces (``##ization`` as ``i ##zation``): more tokens than ``budget``, its last
+    ones cut. So an end inside a word moves back to the word's start, and the next window
+    starts at the word holding its ``stride``-th last token. A word longer than a window is
+    the one place a window edge stays inside a word.
+    """
+    n = len(word_ids)
+    first = [i == 0 or word_ids[i] is None or word_ids[i] != word_ids[i - 1] for i in range(n)]
+    spans, a = [], 0
+    while True:
+        b = min(a + budget, n)
+        if b < n and not first[b]:
+            edge = b
+            while edge > a and not first[edge]:
+                edge -= 1
+            b = edge if edge > a else b
+        spans.append((a, b))
+        if b >= n:
+            return spans
+        nxt = max(b - stride, a + 1)
+        while nxt > a + 1 and not first[nxt]:
+            nxt -= 1
+        if not first[nxt]:  # the word holding it began at or before a: start after it
+            nxt = next((i for i in range(nxt, b) if first[i]), b)
+        a = nxt
+
+
+def _past_marks(text: str, end: int) -> int:
+    """``end`` moved past the combining marks that follow it: a normalising tokenizer drops an
+    accent from its token's offsets, and a window must keep its last word whole."""
+    while end < len(text) and unicodedata.combining(text[end]):
+        end += 1
+    return end
 
 
 def evidence_choice(window_logits: np.ndarray, windows: TextWindows) -> np.ndarray:

@@ -288,3 +288,23 @@ def test_extract_counts_as_cut_only_the_texts_with_windows_past_max_windows(tiny
     # a text of 2 windows was counted as cut at max_length (its n_tokens sums both windows)
     assert _windows_left(store, "train", LongText("windows", stride=4, max_windows=2), 16) == 1
     assert _windows_left(store, "train", LongText("windows", stride=4), 16) == 0
+
+
+def test_windows_start_and_end_at_word_edges_so_each_reads_back_within_max_length(tokenizer):
+    # words of 2 and 3 pieces ("word", "##1", "##0"): a cut every 14 tokens falls inside words
+    text = " ".join(f"word{i}" for i in range(5, 45)) + " cafe\u0301"
+    windows = text_windows(tokenizer, [text], max_length=16, settings=WINDOWS)
+    pieces = windows.texts([text])
+    content = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    for piece, end in zip(pieces, windows.end, strict=True):
+        assert piece.startswith(("word", "cafe")), piece         # never a word's tail
+        assert text[end:end + 1] in ("", " "), piece              # nor a word's head
+        assert len(tokenizer(piece)["input_ids"]) <= 16
+    # every token is read whole by some window, the accent with its word
+    for a, b in content["offset_mapping"]:
+        assert any(s <= a and b <= e for s, e in zip(windows.start, windows.end, strict=True))
+    assert pieces[-1].endswith("cafe\u0301")
+    # consecutive windows share at least the stride
+    for e0, s1 in zip(windows.end[:-1], windows.start[1:], strict=True):
+        shared = [1 for a, b in content["offset_mapping"] if s1 <= a and b <= e0]
+        assert len(shared) >= WINDOWS.stride

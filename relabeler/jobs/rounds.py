@@ -260,10 +260,15 @@ def rescore_version(store: RunStore, version: RunStore, config: RunConfig, *,
     """Features and scores of a dataset version (skipped when its score is done)."""
     from relabeler.jobs.extract import run_extract
     from relabeler.jobs.score import run_score
+    from relabeler.long_text import recorded_long_text
 
     if version.stage_done("score"):
         return version.stage_info("score")["info"]
-    if version.stage_info("train")["info"]["mode"] == "head":
+    saved = version.read_json(f"{artifacts.MODEL.path}/config.json")
+    # under `evidence` each model chooses its own window: the baseline's embedding of the
+    # window its head chose is not the new head's sample
+    if (version.stage_info("train")["info"]["mode"] == "head"
+            and recorded_long_text(saved).mode != "evidence"):
         head_features(store, version)
     else:
         run_extract(version, config, force=True, progress=progress,

@@ -20,7 +20,12 @@ from relabeler import artifacts
 from relabeler.errors import RoundLockedError
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.retrain import run_retrain
-from relabeler.jobs.rounds import answers_fingerprint, head_features, round_lock
+from relabeler.jobs.rounds import (
+    answers_fingerprint,
+    head_features,
+    rescore_version,
+    round_lock,
+)
 from relabeler.jobs.train import run_train
 from relabeler.store import RunStore
 from tests.conftest import head_config
@@ -118,6 +123,24 @@ def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_ber
     # the dropped row left the training split; the relabeled ones carry their new label
     assert train["id"][5] not in derived["train"].index
     assert derived["train"].loc[train["id"][0], "label"] == other[train["label"][0]]
+
+
+@pytest.mark.parametrize("mode, derived", [("windows", True), ("evidence", False)])
+def test_a_head_mode_version_reuses_the_baseline_embeddings_unless_it_chooses_its_windows(
+        tmp_path, monkeypatch, mode, derived):
+    # under `evidence` the new head picks other windows than the baseline's: a real extract
+    calls = []
+    monkeypatch.setattr("relabeler.jobs.rounds.head_features", lambda *a: calls.append("head"))
+    monkeypatch.setattr("relabeler.jobs.extract.run_extract",
+                        lambda *a, **k: calls.append("extract"))
+    monkeypatch.setattr("relabeler.jobs.score.run_score", lambda *a, **k: {"scored": True})
+    version = RunStore(str(tmp_path / "v1"))
+    version.write_json(f"{artifacts.MODEL.path}/config.json",
+                       {"relabeler_long_text": {"mode": mode, "stride": 4, "max_windows": 0}})
+    version.mark_done("train", {"mode": "head"})
+    assert rescore_version(RunStore(str(tmp_path)), version, None, progress=False) == {
+        "scored": True}
+    assert calls == (["head"] if derived else ["extract"])
 
 
 def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):
