@@ -317,7 +317,10 @@ def predict_probs(model, tokenizer, texts: Sequence[str], *, max_length: int, ba
 def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
                            classes: Sequence[str]) -> dict:
     """Accuracy, macro-F1 and per-class precision/recall/F1/support (scikit-learn's, with
-    ``zero_division=0``); accuracy is NaN on no samples."""
+    ``zero_division=0``). Macro-F1 averages the classes present in ``label_ids`` (support > 0):
+    a class with no row here (a rare class whose rows all went to training) is listed with
+    support 0, but does not pull the mean down with an F1 of 0. Accuracy and macro-F1 are NaN on
+    no samples."""
     from sklearn.metrics import precision_recall_fscore_support
 
     label_ids = np.asarray(label_ids)
@@ -329,8 +332,10 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
     per_class = {name: {"precision": float(precision[c]), "recall": float(recall[c]),
                         "f1": float(f1[c]), "support": int(support[c])}
                  for c, name in enumerate(classes)}
+    present = np.asarray(support) > 0
     return {"accuracy": float(np.mean(pred == label_ids)) if len(pred) else float("nan"),
-            "macro_f1": float(np.mean(f1)), "n": int(len(pred)), "per_class": per_class}
+            "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
+            "n": int(len(pred)), "per_class": per_class}
 
 
 class HeadRefitter:

@@ -137,9 +137,25 @@ def test_classification_metrics_by_hand():
     assert m["macro_f1"] == pytest.approx((1 / 2 + 2 / 3) / 2)
 
 
+def test_macro_f1_leaves_out_a_class_with_no_eval_row():
+    # a rare class whose rows all went to training: a perfect model scored 0.667 (its F1 0)
+    from sklearn.metrics import f1_score
+
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    m = classification_metrics(labels, np.eye(3)[labels] * 0.9 + 0.05, ["a", "b", "rare"])
+    assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0
+    assert m["per_class"]["rare"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # a class predicted but absent from the eval rows costs its true class's recall only
+    pred = np.array([0, 2, 1, 1, 0, 1])
+    m = classification_metrics(labels, np.eye(3)[pred], ["a", "b", "rare"])
+    assert m["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
+    assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, labels=[0, 1],
+                                                   average="macro"))
+
+
 def test_classification_metrics_of_no_samples():
     m = classification_metrics(np.array([], dtype=np.int64), np.zeros((0, 2)), ["a", "b"])
-    assert np.isnan(m["accuracy"]) and m["macro_f1"] == 0.0 and m["n"] == 0
+    assert np.isnan(m["accuracy"]) and np.isnan(m["macro_f1"]) and m["n"] == 0
     assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
 
 

@@ -14,8 +14,11 @@ from scipy import stats
 def _scores(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
     """[accuracy, macro-F1, then precision, recall, F1 of each class] along the last axis of
     ``labels`` and ``pred`` (..., N), as scikit-learn's ``precision_recall_fscore_support``
-    with ``zero_division=0``; returns (2 + 3C, ...). Counted here, vectorized over bootstrap
-    resamples: one scikit-learn call per resample is about 90x slower (docs/benchmarks.md).
+    with ``zero_division=0``; returns (2 + 3C, ...). Macro-F1 is the mean F1 of the classes
+    present in ``labels`` (of each resample): a class with no eval row is not counted as F1 0
+    (scikit-learn's ``f1_score(average="macro", labels=<the classes in labels>)``). Counted
+    here, vectorized over bootstrap resamples: one scikit-learn call per resample is about 90x
+    slower (docs/benchmarks.md).
     """
     classes = np.arange(num_classes)[:, None]
     hit = (pred == labels)[..., None, :]
@@ -27,8 +30,9 @@ def _scores(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarra
         recall = np.where(true_count > 0, tp / true_count, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     accuracy = tp.sum(-1) / max(labels.shape[-1], 1)
-    out = np.concatenate([accuracy[..., None], f1.mean(-1, keepdims=True), precision, recall,
-                          f1], axis=-1)
+    present = true_count > 0
+    macro = (f1 * present).sum(-1, keepdims=True) / np.maximum(present.sum(-1, keepdims=True), 1)
+    out = np.concatenate([accuracy[..., None], macro, precision, recall, f1], axis=-1)
     return np.moveaxis(out, -1, 0)
 
 

@@ -71,6 +71,17 @@ def test_point_values_match_scikit_learn():
                 [precision[j], recall[j], f1[j]])
 
 
+def test_macro_f1_leaves_out_a_class_with_no_eval_row():
+    # class c has no eval row: a perfect model's macro-F1 is 1, not 2/3 (c counted as F1 0)
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    result = paired_bootstrap(labels, labels, np.where(labels == 1, 0, labels), list("abc"),
+                              n_boot=50)
+    assert result["macro_f1"]["before"] == 1.0
+    # after: a's precision 1/2, recall 1 (F1 2/3); b's F1 0
+    assert result["macro_f1"]["after"] == pytest.approx((2 / 3 + 0.0) / 2)
+    assert result["per_class"]["c"]["f1"]["before"] == 0.0
+
+
 def test_mean_interval_is_the_t_interval_over_seeds():
     from relabeler.report.stats import format_interval, mean_interval
 
