@@ -34,22 +34,28 @@ SIGNALS: dict[str, str] = {}
 
 
 def register_signal(name: str, reason: str) -> None:
-    """Add a signal and the phrase shown to annotators when it is among a sample's reasons."""
+    """Add a signal and the phrase shown to annotators when it is among a sample's reasons.
+    Signals given the same phrase are one reason (:func:`top_reasons`): two measures of the
+    same evidence."""
     if name in SIGNALS:
         raise ValueError(f"signal {name!r} is registered already")
     SIGNALS[name] = reason
 
 
+_MODEL = "the model doubts its label"
+_OOF = "models that never saw it doubt its label"
+_KNN = "its nearest training examples carry other labels"
 for _name, _reason in (
-    ("oof_self_confidence", "models that never saw it doubt its label"),
-    ("oof_margin", "models that never saw it prefer another class"),
-    ("self_confidence", "the model doubts its label"),
-    ("margin", "the model prefers another class"),
+    # each view twice, as 1 - p(given) and as its margin: one fact, one reason
+    ("oof_self_confidence", _OOF),
+    ("oof_margin", _OOF),
+    ("self_confidence", _MODEL),
+    ("margin", _MODEL),
     ("area_under_margin", "the model learned it late or never during training"),
-    ("knn_disagreement", "its nearest training examples carry other labels"),
+    ("knn_disagreement", _KNN),
     ("duplicate_conflict", "a near-duplicate text carries another label"),
     ("representer", "it pulls hard against its own label (representer self-influence)"),
-    ("knn_margin", "its nearest training examples mostly carry another label"),
+    ("knn_margin", _KNN),
 ):
     register_signal(_name, _reason)
 
@@ -151,14 +157,21 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
                 ) -> list[list[str]]:
     """Per sample, the phrases of its strongest signals (rank-normalised >= ``threshold``),
     strongest first; ``always`` holds boolean masks of reasons shown whenever true (a
-    conflicting duplicate is a reason on its own).
+    conflicting duplicate is a reason on its own). Signals registered with the same phrase
+    (a view's self-confidence and its margin) are one reason, at the stronger of their ranks:
+    the same evidence is not shown twice in two wordings.
     """
     n = _check_signals(signals)
-    names = [name for name in signals if name in SIGNALS]
-    if not names:
+    # one column per phrase, in the order of its first signal
+    reasons = list(dict.fromkeys(SIGNALS[name] for name in signals if name in SIGNALS))
+    if not reasons:
         return [[] for _ in range(n)]
-    normalized = np.stack([_reason_rank(signals[name]) for name in names], axis=1)
-    forced = {name: np.asarray(mask, dtype=bool) for name, mask in (always or {}).items()}
+    normalized = np.stack([np.max([_reason_rank(signals[name]) for name in signals
+                                   if SIGNALS.get(name) == reason], axis=0)
+                           for reason in reasons], axis=1)
+    forced: dict[str, np.ndarray] = {}
+    for name, mask in (always or {}).items():
+        forced[SIGNALS[name]] = forced.get(SIGNALS[name], False) | np.asarray(mask, dtype=bool)
     # strongest first (enough columns for a forced reason to be skipped); a signal counts
     # while it reaches the threshold
     order = np.argsort(-normalized, axis=1, kind="stable")[:, :max_reasons + len(forced)]
@@ -175,9 +188,9 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
         for j in strongest:
             if len(picked) >= max_reasons or j < 0:
                 break
-            if names[j] not in picked:
-                picked.append(names[j])
-        phrases.append([SIGNALS[name] for name in picked[:max_reasons]])
+            if reasons[j] not in picked:
+                picked.append(reasons[j])
+        phrases.append(picked[:max_reasons])
     return [list(phrases[u]) for u in inverse.reshape(-1).tolist()]
 
 

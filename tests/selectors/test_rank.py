@@ -75,6 +75,30 @@ def test_reasons_name_the_strongest_signals_and_forced_ones():
     assert reasons[2] == []
 
 
+def test_two_measures_of_one_view_are_one_reason_at_the_stronger_rank():
+    # the model's self-confidence and margin, the neighbours' disagreement and margin: the
+    # same evidence in two wordings took two of the three places
+    signals = {"self_confidence": np.array([0.9, 0.1, 0.2, 0.3]),
+               "margin": np.array([0.9, 0.2, 0.1, 0.3]),
+               "knn_disagreement": np.array([0.8, 0.1, 0.2, 0.3]),
+               "knn_margin": np.array([0.1, 0.9, 0.2, 0.3]),
+               "area_under_margin": np.array([0.9, 0.1, 0.2, 0.3])}
+    assert SIGNALS["self_confidence"] == SIGNALS["margin"]
+    assert SIGNALS["oof_self_confidence"] == SIGNALS["oof_margin"]
+    assert SIGNALS["knn_disagreement"] == SIGNALS["knn_margin"]
+    reasons = top_reasons(signals, threshold=0.9)
+    assert reasons[0] == [SIGNALS["margin"], SIGNALS["knn_margin"],
+                          SIGNALS["area_under_margin"]]
+    assert reasons[1] == [SIGNALS["knn_margin"]]  # knn_margin's rank alone reaches it
+    assert reasons[2] == reasons[3] == []
+    # forced under either name, shown once
+    forced = top_reasons(signals, threshold=0.9,
+                         always={"knn_margin": np.array([False, False, True, False]),
+                                 "knn_disagreement": np.array([False, False, False, True])})
+    assert forced[2] == forced[3] == [SIGNALS["knn_margin"]]
+    assert forced[1] == [SIGNALS["knn_margin"]]
+
+
 def test_reasons_equal_the_per_row_rule_on_many_rows():
     """Rows grouped by their key get what the rule gives each row alone: forced reasons first,
     then the strongest signals at or above the threshold, no name twice, at most three."""
