@@ -145,7 +145,9 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     with ``folds`` out-of-fold models, extracts features and scores every row; nothing is held
     out for evaluation. The result's index is ``frame``'s (each row's own label), and its
     ``row`` column the row's position in ``frame``; the sample ids are ``id``'s values as
-    strings, or the positions where ``id`` is None. The run stays in ``run_dir`` (a folder or
+    strings, or the positions where ``id`` is None. ``given_label`` and ``suggested_label``
+    hold ``label``'s own values, of its dtype (``1``, not ``"1"``; the run itself stores labels
+    as strings). The run stays in ``run_dir`` (a folder or
     an fsspec URI; a new temporary folder by default, removed again if the call fails), named
     by the result's ``attrs["run_dir"]``, for :class:`Run` to go on with: attribute, push to
     Label Studio, retrain. ``config`` is not changed.
@@ -187,6 +189,12 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
         if made:
             shutil.rmtree(where, ignore_errors=True)
         raise
+    # the run holds each label as the string the data stage made of it: the caller's values back
+    values = {}
+    for value in frame[label].tolist():
+        values.setdefault(_scalar_to_str(value), value)
+    for column in ("given_label", "suggested_label"):
+        issues[column] = issues[column].map(values).astype(frame[label].dtype)
     if id is not None:
         position = {_scalar_to_str(v): i for i, v in enumerate(frame[id].tolist())}
         rows = issues["id"].map(position)

@@ -45,7 +45,7 @@ def test_results_point_at_the_callers_rows_and_nothing_of_the_caller_changes(
     from relabeler.config import RunConfig
 
     texts = [f"good film {i}" if i % 2 else f"bad film {i}" for i in range(40)]
-    frame = pd.DataFrame({"review": texts, "y": ["pos" if i % 2 else "neg" for i in range(40)],
+    frame = pd.DataFrame({"review": texts, "y": [i % 2 for i in range(40)],  # int labels
                           "key": [1000 + i for i in range(40)],
                           "extra": [1, "mixed", 2.5, None] * 10},  # not relabeler's business
                          index=[f"k{i % 7}" for i in range(40)])  # labels repeat
@@ -61,6 +61,10 @@ def test_results_point_at_the_callers_rows_and_nothing_of_the_caller_changes(
     for label, row in zip(issues.index, issues.itertuples(), strict=True):
         assert label == frame.index[row.row] and row.id == str(frame["key"].iloc[row.row])
         assert row.text == frame["review"].iloc[row.row]
+    # the labels come back as the caller's ints ("1" and "0" before)
+    assert issues["given_label"].dtype == frame["y"].dtype
+    assert issues["given_label"].tolist() == frame["y"].iloc[issues["row"]].tolist()
+    assert issues["suggested_label"].tolist() == (1 - issues["given_label"]).tolist()
     # the same run directory and another frame: refused before anything is overwritten
     source = (tmp_path / "r" / "source.parquet").read_bytes()
     with pytest.raises(DataError, match="already holds the run of another frame"):
