@@ -196,6 +196,9 @@ def _cmd_score(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"scores: {info['n_train']} training samples ranked -> "
           f"{config.run_dir}/scores/suspects.parquet; {info['n_undercovered']} under-covered "
           f"eval/pool samples, {info['n_acquire']} pool samples to acquire")
+    if info.get("representer_skipped"):
+        print(f"  no representer evidence (ranked without it): {info['representer_skipped']}; "
+              f"lower score.min_agreement to use the best refit")
     return 0
 
 

@@ -217,7 +217,8 @@ class ScoreConfig(_Section):
     representer_lambda: float = _opt(0.003, "L2 strength of the representer refit of the "
                                      "final layer.", gt=0)
     min_agreement: float = _opt(0.9, "Refuse representer evidence when the refit agrees with "
-                                "the model on fewer predictions than this.", ge=0, le=1)
+                                "the model on fewer predictions than this (the suspects are "
+                                "then written without it, with a warning).", ge=0, le=1)
     evidence_k: int = _opt(5, "Supporting and opposing training examples kept per suspect.",
                            ge=1)
     evidence_top: int = _opt(1000, "Suspects (by rank) that get representer evidence; "

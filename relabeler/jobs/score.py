@@ -5,7 +5,9 @@ computes every signal in :mod:`relabeler.selectors`; writes
 
 * ``scores/suspects.parquet``: every training sample, rank 1 first, with its suspect score,
   suggested label, one column per signal, reasons, and representer evidence (training examples
-  that support and oppose the suggestion);
+  that support and oppose the suggestion; none, and no ``representer`` signal, when no refit
+  follows the model: it does not vote, so the stage goes on and ``summary.json`` says why
+  under ``representer_skipped``);
 * ``scores/coverage.parquet``: label-aware coverage of every eval and pool sample;
 * ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
 * ``scores/thin_regions.parquet``: the regions the under-covered samples form, named
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -126,10 +129,13 @@ def fit_representer_auto(view: TrainView, cfg: ScoreConfig) -> representer.Repre
     """The representer refit at ``representer_lambda``, or, when that refit cannot follow the
     model (agreement below ``min_agreement``), at L2 strengths 10x, 100x and 1000x weaker and
     10x and 100x stronger, in turn from the nearest: the first that explains the model's
-    predictions wins. Raises when none does. Weaker follows a model that fitted its labels
-    (head mode's 40 epochs); stronger follows one that did not (full mode's 3 epochs: on
-    drug-review the refit agreed on 90% at 3e-3, 70% at 3e-6, and 94-99% at 1e-2)."""
-    tried = []
+    predictions wins. Raises :class:`~relabeler.selectors.representer.RepresenterFitError`
+    (its ``agreement`` the best of the refits) when none does. Weaker follows a model that
+    fitted its labels (head mode's 40 epochs); stronger follows one that did not (full mode's
+    3 epochs: on drug-review the refit agreed on 90% at 3e-3, 70% at 3e-6, and 94-99% at
+    1e-2)."""
+    tried: list[str] = []
+    best, best_lam = -1.0, cfg.representer_lambda
     for step in REFIT_STEPS:
         lam = cfg.representer_lambda * step
         try:
@@ -139,9 +145,14 @@ def fit_representer_auto(view: TrainView, cfg: ScoreConfig) -> representer.Repre
                                                 num_classes=len(view.classes))
         except representer.RepresenterFitError as exc:
             tried.append(f"{lam:g}")
+            if exc.agreement > best:
+                best, best_lam = exc.agreement, lam
             last = exc
     raise representer.RepresenterFitError(
-        f"{last} (tried representer_lambda {', '.join(tried)})") from last
+        f"the representer refit agrees with the model's predictions on at most {best:.1%} of "
+        f"the {len(view.ids)} training rows (at representer_lambda {best_lam:g}), below "
+        f"score.min_agreement={cfg.min_agreement:.1%} (tried representer_lambda "
+        f"{', '.join(tried)})", agreement=best) from last
 
 
 def train_neighbors(features: np.ndarray, k: int, cfg: ScoreConfig,
@@ -251,11 +262,21 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
                                             neighbors=nb, texts=view.texts,
                                             text_threshold=cfg.duplicate_text_threshold)
     signals["duplicate_conflict"] = dups.suspect
-    fit = fit_representer_auto(view, cfg)
+    details = {"duplicates": dups, "representer": None, "noise": noise_model}
+    try:
+        fit = fit_representer_auto(view, cfg)
+    except representer.RepresenterFitError as exc:
+        # evidence only (it does not vote): the ranking goes on without it
+        details["representer_skipped"] = {"reason": str(exc), "agreement": exc.agreement}
+        log.warning("score: no representer evidence: %s. The suspects are ranked without it "
+                    "(it is no voting view): no representer signal, no supporting or opposing "
+                    "examples. To use this refit anyway, lower score.min_agreement (--set "
+                    "score.min_agreement=%.2f)", exc, math.floor(100 * exc.agreement) / 100)
+        return signals, distributions, details
     signals["representer"] = representer.representer_suspect(fit, view.features, view.labels)
     log.info("score: representer refit agrees with the model on %.1f%% of predictions "
              "(reconstruction error %.2g)", 100 * fit.agreement, fit.reconstruction_error)
-    details = {"duplicates": dups, "representer": fit, "noise": noise_model}
+    details["representer"] = fit
     return signals, distributions, details
 
 
@@ -288,11 +309,16 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
     ranks = rank.ranks_from_scores(score)
     fit = details["representer"]
     n = len(view.ids)
-    top = n if cfg.evidence_top <= 0 else min(cfg.evidence_top, n)
-    chosen = np.flatnonzero(ranks <= top)
-    evidence = representer_evidence(
-        fit, view.features, view.features[chosen], suggested[chosen], k=cfg.evidence_k,
-        exclude=chosen)
+    top = n if cfg.evidence_top <= 0 or fit is None else min(cfg.evidence_top, n)
+    chosen = np.flatnonzero(ranks <= top) if fit is not None else np.zeros(0, np.int64)
+    if fit is not None:
+        evidence = representer_evidence(
+            fit, view.features, view.features[chosen], suggested[chosen], k=cfg.evidence_k,
+            exclude=chosen)
+        support = (evidence.support_ids, evidence.support_scores)
+        oppose = (evidence.oppose_ids, evidence.oppose_scores)
+    else:  # no refit follows the model: every row's evidence lists stay empty
+        support = oppose = (np.zeros((0, cfg.evidence_k), np.int64), np.zeros((0, cfg.evidence_k)))
     ids = view.ids
 
     def id_lists(rows_ids: np.ndarray, scores: np.ndarray) -> tuple[list, list]:
@@ -307,8 +333,8 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
     with collector_paused():
         reasons = rank.top_reasons({k: v for k, v in signals.items() if k in rank.SIGNALS},
                                    always={"duplicate_conflict": dups.suspect > 0})
-        support_ids, support_scores = id_lists(evidence.support_ids, evidence.support_scores)
-        oppose_ids, oppose_scores = id_lists(evidence.oppose_ids, evidence.oppose_scores)
+        support_ids, support_scores = id_lists(*support)
+        oppose_ids, oppose_scores = id_lists(*oppose)
         duplicate_ids: list = [[] for _ in range(n)]
         found = dups.duplicate_ids >= 0
         for row in np.flatnonzero(found.any(axis=1)).tolist():
@@ -331,11 +357,17 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
         "oppose_scores": oppose_scores,
         "duplicate_ids": duplicate_ids,
     }).sort_values("rank", ignore_index=True)
+    skipped = details.get("representer_skipped")
     summary = {"n_train": n, "signals": sorted(signals),
-               "representer_agreement": fit.agreement,
-               "representer_reconstruction_error": fit.reconstruction_error,
+               # without a refit that follows the model: the best refit's agreement
+               "representer_agreement": fit.agreement if fit is not None
+               else skipped["agreement"],
+               "representer_reconstruction_error": fit.reconstruction_error
+               if fit is not None else None,
                "conflicting_duplicates": int(np.sum(dups.suspect > 0)),
                "noise_model": cfg.noise_model}
+    if skipped is not None:
+        summary["representer_skipped"] = skipped["reason"]
     if details["noise"] is not None:
         summary["noise"] = noise_summary(details["noise"], view.classes)
     return frame, summary
@@ -398,12 +430,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
     view = load_train_view(store)
-    try:
-        noise_model = fit_view_noise(view, config.score)  # the eval audit uses it too
-        suspects, summary = score_suspects(view, config.score, config.ray,
-                                           noise_model=noise_model)
-    except representer.RepresenterFitError as exc:
-        raise StageError(f"score: {exc}") from exc
+    noise_model = fit_view_noise(view, config.score)  # the eval audit uses it too
+    suspects, summary = score_suspects(view, config.score, config.ray, noise_model=noise_model)
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
     cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed)

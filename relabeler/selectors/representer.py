@@ -43,7 +43,12 @@ RECONSTRUCTION_WARN = 1e-3
 
 
 class RepresenterFitError(ValueError):
-    """The refit does not reproduce the model well enough to explain it."""
+    """The refit does not reproduce the model well enough to explain it; ``agreement``: the
+    share of the model's predictions it does reproduce."""
+
+    def __init__(self, message: str, *, agreement: float = float("nan")):
+        super().__init__(message)
+        self.agreement = agreement
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,8 @@ def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
             f"representer refit agrees with the model's predictions on {agreement:.1%} of the "
             f"{n} samples, below min_agreement={min_agreement:.1%}: its alphas would not explain "
             f"this model. Lower lam (now {lam:g}) so the refit can follow the model, or check "
-            "that features are the classifier head's input, row for row with the predictions.")
+            "that features are the classifier head's input, row for row with the predictions.",
+            agreement=agreement)
     return RepresenterFit(weight=weight, alpha=alpha.astype(np.float32),
                           probs=probs.astype(np.float32), lam=float(lam), agreement=agreement,
                           reconstruction_error=error, target=target, bias=bias, n_iter=n_iter)

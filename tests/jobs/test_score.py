@@ -295,3 +295,87 @@ def test_a_finished_score_asked_again_with_other_settings_says_it_kept_them(scor
     assert (f"score: already done in {store.uri} with other settings, kept as it is: "
             f"score.k was {config.score.k}, now {config.score.k + 1} (use --force") in caplog.text
     assert "knn_shards" not in caplog.text
+
+
+def _feature_run(tmp_path, *, n_train: int = 60, seed: int = 0,
+                 erratic: bool = False) -> tuple[RunStore, RunConfig]:
+    """A run directory holding what score reads, without a model: dataset splits, features of
+    two Gaussian classes for train, eval and pool (the model's probabilities follow the
+    features; ``erratic``: on train they alternate with the row, which no refit on the
+    features follows), the classes and the finished markers of train and extract."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    classes = ["neg", "pos"]
+    store = RunStore(tmp_path / "run")
+    centers = rng.normal(size=(2, 8)) * 2
+    store.write_json("model/labels.json", classes)
+    store.mark_done("train")
+    for split, n in (("train", n_train), ("eval", 20), ("pool", 20)):
+        true = rng.integers(0, 2, n)
+        features = (centers[true] + rng.normal(size=(n, 8))).astype(np.float32)
+        logits = features @ (centers[1] - centers[0])
+        probs = 1 / (1 + np.exp(-np.stack([-logits, logits], axis=1)))
+        probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        if erratic and split == "train":
+            swap = probs.argmax(1) != np.arange(n) % 2
+            probs[swap] = probs[swap][:, ::-1]
+        ids = [f"{split}{i}" for i in range(n)]
+        labels = [None if split == "pool" else classes[c] for c in true]
+        store.write_table(f"dataset/{split}.parquet", pa.table({
+            "id": ids, "text": [f"{classes[c]} words number {i}" for i, c in enumerate(true)],
+            "label": pa.array(labels, pa.string())}))
+        vector = pa.list_(pa.float32(), 8)
+        store.write_shard(f"features/{split}", 0, pa.table({
+            "id": ids, "label": pa.array(labels, pa.string()),
+            "embedding": pa.array(list(features), vector),
+            "logits": pa.array(list(np.stack([-logits, logits], 1).astype(np.float32)),
+                               pa.list_(pa.float32(), 2)),
+            "probs": pa.array(list(probs), pa.list_(pa.float32(), 2)),
+            "pred": [classes[c] for c in probs.argmax(1)],
+            "loss": np.zeros(n, np.float32), "n_tokens": np.full(n, 4, np.int32)}))
+        store.mark_done(f"extract.{split}")
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.score.k = 5
+    config.score.knn_shards = 0
+    return store, config
+
+
+def test_a_representer_refit_that_cannot_follow_the_model_leaves_the_ranking(
+        tmp_path, caplog, capsys, monkeypatch):
+    # the refit agreed on fewer predictions than min_agreement at every L2 strength: the whole
+    # stage stopped, although the representer does not vote
+    from relabeler import cli
+    from relabeler.jobs.score import load_train_view
+
+    store, config = _feature_run(tmp_path, erratic=True)
+    config.score.min_agreement = 0.9
+    with caplog.at_level("WARNING"):
+        info = run_score(store, config)
+    view = load_train_view(store)
+    with pytest.raises(RepresenterFitError) as raised:
+        fit_representer_auto(view, config.score)
+    best = raised.value.agreement  # the best of the refits tried
+    assert 0.3 < best < 0.9
+    assert "score: no representer evidence" in caplog.text
+    assert "--set score.min_agreement=" in caplog.text  # the setting, by its name
+    suspects = store.read_table("scores/suspects.parquet").to_pandas()
+    assert sorted(suspects["id"]) == sorted(view.ids)
+    assert suspects["rank"].tolist() == list(range(1, 61))
+    assert "representer" not in suspects.columns and "representer" not in info["signals"]
+    assert all(len(x) == 0 for x in suspects["support_ids"])
+    assert all(len(x) == 0 for x in suspects["oppose_ids"])
+    summary = json.loads(store.read_bytes("scores/summary.json"))
+    assert f"at most {best:.1%}" in summary["representer_skipped"]
+    assert "below score.min_agreement=90.0%" in summary["representer_skipped"]
+    assert summary["representer_agreement"] == pytest.approx(best)
+    assert summary["representer_reconstruction_error"] is None
+    assert info["representer_skipped"] == summary["representer_skipped"]
+    assert store.stage_done("score")
+    # what `score` prints says so
+    monkeypatch.setattr(cli, "_run", lambda args, config: type(
+        "R", (), {"score": lambda self, force: info})())
+    cli._cmd_score(type("Args", (), {"force": False})(), config)
+    out = capsys.readouterr().out
+    assert f"no representer evidence (ranked without it): {summary['representer_skipped']}" \
+        in out and "lower score.min_agreement" in out
