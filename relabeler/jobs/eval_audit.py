@@ -87,12 +87,20 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
 def write_eval_suspects(store: RunStore, train, splits: dict, cfg,
                         noise_model: noise.NoiseModel | None) -> dict:
     """Rank the eval rows when their features exist; returns the summary's ``eval_audit``."""
+    table, summary = eval_suspects_table(train, splits, cfg, noise_model)
+    if table is not None:
+        store.write_table(artifacts.EVAL_SUSPECTS.path, table)
+    return summary
+
+
+def eval_suspects_table(train, splits: dict, cfg, noise_model: noise.NoiseModel | None
+                        ) -> tuple[pa.Table | None, dict]:
+    """``scores/eval_suspects.parquet``'s table (None when no eval row has features and a
+    label), unwritten, and the summary's ``eval_audit``."""
     evaluation = splits.get("eval")
     if evaluation is None or not (evaluation.labels >= 0).any():
-        return {"ranked": 0}
+        return None, {"ranked": 0}
     frame = score_eval(train, evaluation, cfg, noise_model)
-    store.write_table(artifacts.EVAL_SUSPECTS.path,
-                      pa.Table.from_pandas(frame, schema=artifacts.EVAL_SUSPECTS.schema,
-                                           preserve_index=False))
     log.info("score: %d eval rows ranked for the eval audit", len(frame))
-    return {"ranked": len(frame)}
+    return (pa.Table.from_pandas(frame, schema=artifacts.EVAL_SUSPECTS.schema,
+                                 preserve_index=False), {"ranked": len(frame)})

@@ -40,9 +40,9 @@ from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.jobs.coverage import score_coverage, thin_region_table
-from relabeler.jobs.duplicates import split_texts, write_duplicates
-from relabeler.jobs.eval_audit import write_eval_suspects
-from relabeler.jobs.shortcuts import score_shortcuts
+from relabeler.jobs.duplicates import duplicate_table, split_texts
+from relabeler.jobs.eval_audit import eval_suspects_table
+from relabeler.jobs.shortcuts import shortcut_tables
 from relabeler.jobs.train import note_done, setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "score"
 ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
+FOLDER = "scores"  # every one of them, and nothing else
 
 
 @dataclass
@@ -417,7 +418,12 @@ def scoring_settings(cfg: ScoreConfig) -> dict:
 
 
 def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dict:
-    """The score stage; skipped when done unless ``force``. Returns the stage info."""
+    """The score stage; skipped when done unless ``force``. Returns the stage info.
+
+    Everything is computed before anything is written: a redo that fails (``--force``, or a
+    stage gone stale) keeps the previous scores and their marker. Then the marker goes and the
+    new tables replace ``scores/`` whole (:meth:`RunStore.replace_folder`, as ``data`` does);
+    the summary and the marker are written last."""
     if not store.stage_done("extract.train"):  # before a redo is announced
         stale = store.stale("extract.train")
         raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
@@ -427,7 +433,6 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
         note_done(log, STAGE, store.uri, setting_changes(
             {"score": info.get("settings", {})}, {"score": scoring_settings(config.score)}))
         return info
-    store.reset_stage(STAGE, ARTIFACTS)
     started = time.perf_counter()
     view = load_train_view(store)
     noise_model = fit_view_noise(view, config.score)  # the eval audit uses it too
@@ -436,18 +441,22 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
               if store.stage_done(f"extract.{s}")}
     cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed)
     regions = thin_region_table(store, cov)
-    summary["duplicates"] = write_duplicates(store, {"train": view, **splits}, view.classes,
-                                             config.score)
-    store.write_table(artifacts.SUSPECTS.path,
-                      pa.Table.from_pandas(suspects, preserve_index=False))
-    store.write_table(artifacts.COVERAGE.path, pa.Table.from_pandas(cov, preserve_index=False))
-    store.write_table(artifacts.ACQUIRE.path,
-                      pa.Table.from_pandas(acquire, preserve_index=False))
-    store.write_table(artifacts.THIN_REGIONS.path,
-                      pa.Table.from_pandas(regions, preserve_index=False,
-                                           schema=artifacts.THIN_REGIONS.schema))
-    summary["shortcuts"] = score_shortcuts(store, view.classes, config.score)
-    summary["eval_audit"] = write_eval_suspects(store, view, splits, config.score, noise_model)
+    duplicates, summary["duplicates"] = duplicate_table(store, {"train": view, **splits},
+                                                        view.classes, config.score)
+    outputs: dict[str, pa.Table] = {
+        artifacts.SUSPECTS.path: pa.Table.from_pandas(suspects, preserve_index=False),
+        artifacts.COVERAGE.path: pa.Table.from_pandas(cov, preserve_index=False),
+        artifacts.ACQUIRE.path: pa.Table.from_pandas(acquire, preserve_index=False),
+        artifacts.THIN_REGIONS.path: pa.Table.from_pandas(
+            regions, preserve_index=False, schema=artifacts.THIN_REGIONS.schema),
+        artifacts.DUPLICATES.path: pa.Table.from_pandas(duplicates, preserve_index=False),
+    }
+    tables, summary["shortcuts"] = shortcut_tables(store, view.classes, config.score)
+    outputs.update(tables)
+    evaluated, summary["eval_audit"] = eval_suspects_table(view, splits, config.score,
+                                                           noise_model)
+    if evaluated is not None:
+        outputs[artifacts.EVAL_SUSPECTS.path] = evaluated
     # which eval rows may have steered the picks: the report measures their gain without them
     summary["acquisition"] = {"targets": config.score.acquire_targets,
                               "eval_share": config.score.acquire_eval_share,
@@ -455,6 +464,9 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_thin_regions=len(regions), n_acquire=len(acquire),
                    seconds=round(time.perf_counter() - started, 2))
+    # the old scores stay until every new table is written; what this run does not make
+    # (eval_suspects without labeled eval rows) goes with the old folder
+    store.replace_folder(FOLDER, outputs, unmark=STAGE)
     store.write_json(artifacts.SUMMARY.path, summary)
     info = {**summary, "settings": scoring_settings(config.score)}
     store.mark_done(STAGE, info)

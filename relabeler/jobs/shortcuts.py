@@ -98,6 +98,15 @@ def _attributed(store: RunStore, index: dict[str, int]) -> list[tuple[int, list]
 
 def score_shortcuts(store: RunStore, classes: list[str], cfg) -> dict:
     """Write the shortcuts and balance tables; returns the summary for summary.json."""
+    tables, summary = shortcut_tables(store, classes, cfg)
+    for artifact, table in tables.items():
+        store.write_table(artifact, table)
+    return summary
+
+
+def shortcut_tables(store: RunStore, classes: list[str], cfg) -> tuple[dict, dict]:
+    """The shortcuts and balance tables (artifact path -> table), unwritten, and the summary
+    for summary.json."""
     train = store.read_table(artifacts.TRAIN.path, columns=["text", "label"]).to_pandas()
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted(set(train["label"].dropna()) - set(index))
@@ -116,8 +125,7 @@ def score_shortcuts(store: RunStore, classes: list[str], cfg) -> dict:
                                     columns=["label", "pred"]).to_pandas()
                    if store.exists(artifacts.EVAL_PREDICTIONS.path) else None)
     balance = balance_frame(labels, classes, predictions)
-    store.write_table(artifacts.SHORTCUTS.path, pa.Table.from_pandas(frame, preserve_index=False))
-    store.write_table(artifacts.BALANCE.path, pa.Table.from_pandas(balance, preserve_index=False))
     log.info("score: %d shortcut token(s) pass p < %s (alpha %g over %d token-class pairs)",
              len(frame), summary["p_threshold"], cfg.shortcut_alpha, summary["n_tested"])
-    return summary
+    return {artifacts.SHORTCUTS.path: pa.Table.from_pandas(frame, preserve_index=False),
+            artifacts.BALANCE.path: pa.Table.from_pandas(balance, preserve_index=False)}, summary

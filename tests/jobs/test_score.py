@@ -379,3 +379,37 @@ def test_a_representer_refit_that_cannot_follow_the_model_leaves_the_ranking(
     out = capsys.readouterr().out
     assert f"no representer evidence (ranked without it): {summary['representer_skipped']}" \
         in out and "lower score.min_agreement" in out
+
+
+def test_score_force_keeps_the_old_scores_until_the_new_ones_are_complete(tmp_path,
+                                                                         monkeypatch):
+    # `score --force` removed scores/* and the marker first: a rerun that failed left nothing
+    import relabeler.jobs.score as score_job
+
+    store, config = _feature_run(tmp_path)
+    config.score.min_agreement = 0.0
+    info = run_score(store, config)
+    folder = tmp_path / "run" / "scores"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert "eval_suspects.parquet" in before and "summary.json" in before
+    marker = store.stage_info("score")
+
+    def fail(*args, **kwargs):
+        raise StageError("score: coverage: no luck")
+
+    monkeypatch.setattr(score_job, "score_coverage", fail)
+    with pytest.raises(StageError, match="no luck"):
+        run_score(store, config, force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert store.stage_info("score") == marker and store.stage_done("score")
+    monkeypatch.undo()
+    # a redo without eval features: the new tables in, the old eval ranking gone
+    store.remove("_stages/extract.eval.json")
+    again = run_score(store, config, force=True)
+    assert again["eval_audit"] == {"ranked": 0} and info["eval_audit"]["ranked"] == 20
+    names = {p.name for p in folder.iterdir()}
+    assert "eval_suspects.parquet" not in names and "summary.json" in names
+    assert names == set(before) - {"eval_suspects.parquet"}
+    assert store.stage_done("score")
+    # the folder swapped in whole holds every output of the stage and nothing else
+    assert all(a.startswith(f"{score_job.FOLDER}/") for a in score_job.ARTIFACTS)
