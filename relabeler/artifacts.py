@@ -152,7 +152,9 @@ FEATURE_PARTS_KEY = Artifact("features/{split}/_plan.json", "extract", "json",
 SUSPECTS = Artifact(
     "scores/suspects.parquet", "score", "table",
     "Every training row ranked by suspect score, with the suggested label, the views, the "
-    "reasons and the representer and duplicate evidence.",
+    "reasons, its nearest training rows (neighbor_ids, most similar first, with their cosine "
+    "similarity: the task panel's similar examples) and the representer (top evidence_top "
+    "rows) and duplicate evidence.",
     _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
             ("suggested_label", _STR), ("suggested_confidence", _F32), ("reasons", pa.list_(_STR)),
             ("duplicate_ids", pa.list_(_STR))),
@@ -161,7 +163,8 @@ SUSPECTS = Artifact(
             ("oof_margin", _F32), ("area_under_margin", _F32), ("duplicate_conflict", _F32),
             ("representer", _F32), ("wrong_probability", _F32), ("support_ids", pa.list_(_STR)),
             ("support_scores", pa.list_(_F64)), ("oppose_ids", pa.list_(_STR)),
-            ("oppose_scores", pa.list_(_F64))))
+            ("oppose_scores", pa.list_(_F64)), ("neighbor_ids", pa.list_(_STR)),
+            ("neighbor_scores", pa.list_(_F64))))
 COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
                     "Coverage of eval and pool rows by the training data: coverage_score = "
                     "density x label_agreement x min(1, representation) (the share of training "

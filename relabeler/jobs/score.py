@@ -4,10 +4,11 @@ Reads ``features/``, ``train/dynamics.parquet`` and (when present) ``train/oof.p
 computes every signal in :mod:`relabeler.selectors`; writes
 
 * ``scores/suspects.parquet``: every training sample, rank 1 first, with its suspect score,
-  suggested label, one column per signal, reasons, and representer evidence (training examples
-  that support and oppose the suggestion; none, and no ``representer`` signal, when no refit
-  follows the model: it does not vote, so the stage goes on and ``summary.json`` says why
-  under ``representer_skipped``);
+  suggested label, one column per signal, reasons, its nearest training neighbours (the kNN
+  view's, every row: the task panel's similar examples) and, for the top ``evidence_top``,
+  representer evidence (training examples that push the suggestion's logit up and down;
+  none, and no ``representer`` signal, when no refit follows the model: it does not vote,
+  so the stage goes on and ``summary.json`` says why under ``representer_skipped``);
 * ``scores/coverage.parquet``: label-aware coverage of every eval and pool sample;
 * ``scores/acquire.parquet``: pool samples worth labeling, near the under-covered ones;
 * ``scores/thin_regions.parquet``: the regions the under-covered samples form, named
@@ -263,7 +264,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
                                             neighbors=nb, texts=view.texts,
                                             text_threshold=cfg.duplicate_text_threshold)
     signals["duplicate_conflict"] = dups.suspect
-    details = {"duplicates": dups, "representer": None, "noise": noise_model}
+    details = {"duplicates": dups, "representer": None, "noise": noise_model,
+               "neighbors": nb}
     try:
         fit = fit_representer_auto(view, cfg)
     except representer.RepresenterFitError as exc:
@@ -336,6 +338,14 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
                                    always={"duplicate_conflict": dups.suspect > 0})
         support_ids, support_scores = id_lists(*support)
         oppose_ids, oppose_scores = id_lists(*oppose)
+        # every row's nearest training rows, whatever its rank: a random control's panel shows
+        # the same kind of examples as a flagged row's
+        nb = details["neighbors"]
+        near = nb.indices >= 0
+        neighbor_ids = [ids[row[keep]].tolist() for row, keep in zip(nb.indices, near,
+                                                                     strict=True)]
+        neighbor_scores = [row[keep].astype(float).tolist() for row, keep in zip(nb.scores, near,
+                                                                                  strict=True)]
         duplicate_ids: list = [[] for _ in range(n)]
         found = dups.duplicate_ids >= 0
         for row in np.flatnonzero(found.any(axis=1)).tolist():
@@ -356,6 +366,8 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
         "support_scores": support_scores,
         "oppose_ids": oppose_ids,
         "oppose_scores": oppose_scores,
+        "neighbor_ids": neighbor_ids,
+        "neighbor_scores": neighbor_scores,
         "duplicate_ids": duplicate_ids,
     }).sort_values("rank", ignore_index=True)
     skipped = details.get("representer_skipped")

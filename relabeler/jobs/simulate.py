@@ -330,7 +330,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     signal_names = [c for c in suspects.columns if c not in (
         "rank", "suspect_score", "given_label", "suggested_label", "suggested_confidence",
         "wrong_probability", "reasons", "support_ids", "support_scores", "oppose_ids",
-        "oppose_scores", "duplicate_ids")]
+        "oppose_scores", "neighbor_ids", "neighbor_scores", "duplicate_ids")]
     signals = {name: detection_metrics(suspects[name].to_numpy(dtype=np.float64), flipped)
                for name in signal_names}
     # how often the suggestion is the true label, among the flipped rows

@@ -6,7 +6,7 @@ present, ``attributions.parquet``, ``scores/acquire.parquet``, ``dataset/pool.pa
 ``dataset/eval.parquet``. Without attributions the tasks carry no evidence regions and their
 panel says so. Eval-audit tasks never carry evidence regions: the attribute stage attributes
 training and pool rows only, so every eval task is bare alike (its panel shows the given and
-suggested labels and the suspect score, and one note saying so).
+suggested labels and the suggestion's confidence, and one note saying so).
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ class RunEvidence:
             raise RunInputError(f"{needed_by} needs a scored run: {exc}; run `relabeler "
                                 f"score` first") from exc
         suspects = suspects.sort_values("rank", kind="stable").set_index("id", drop=False)
+        if "neighbor_ids" not in suspects.columns:
+            log.warning("%s was scored before it kept each row's nearest training rows "
+                        "(neighbor_ids): tasks show no similar training examples; run "
+                        "`relabeler score --run %s --force` to add them",
+                        store.path(artifacts.SUSPECTS.path), store.uri)
         attributions = AttributionIndex.empty()
         if store.exists(ATTRIBUTIONS):
             frame = store.read_table(ATTRIBUTIONS).to_pandas()
@@ -142,8 +147,8 @@ class RunEvidence:
 
     def eval_samples(self, ids: Sequence[str]) -> list[SampleInput]:
         """SampleInputs for eval rows of ``scores/eval_suspects.parquet``: the given eval
-        label, the suggested one and the suspect score, with no evidence regions (eval rows
-        are not attributed) and the same note on every eval task."""
+        label, the suggested one and its confidence, with no evidence regions (eval rows are
+        not attributed) and the same note on every eval task."""
         if self.eval_suspects is None or self.eval_text is None:
             raise RunInputError("eval-audit tasks need scores/eval_suspects.parquet and "
                                 "dataset/eval.parquet: run `relabeler score` first")
@@ -152,7 +157,6 @@ class RunEvidence:
             id=str(row.id), text=self.eval_text[str(row.id)], given_label=str(row.given_label),
             suggested_label=str(row.suggested_label),
             confidence=float(row.suggested_confidence),
-            suspect_score=float(row.suspect_score),
             reasons=("eval label audit",), notes=(EVAL_NOTE,))
             for row in rows.itertuples(index=False)]
 

@@ -5,8 +5,8 @@ the tag names and values back from any config (ours, or one a project already ha
 building, validation and pull never repeat tag names as literals.
 
 The view, top to bottom: the text with evidence regions in two colours, the answer (every class,
-"Not sure", "Drop: not a valid sample"), a read-only panel (given label, suspect score, reasons,
-similar training examples with their labels) and a free-text comment.
+"Not sure", "Drop: not a valid sample"), a read-only panel (given and suggested labels, the
+nearest training examples with their labels) and a free-text comment.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ alone. A moved task's data is rewritten with its new ``priority`` by push's own 
 that died is named as such, with the way out (run ``relabeler next`` again to finish the
 round). After ``relabeler next`` the
 ranking is the latest round's scoring (its dataset version, ``studio/rounds.json``), and a
-moved task is rebuilt from the version that scored its own round (its suggestion, score and
+moved task is rebuilt from the version that scored its own round (its suggestion, neighbours and
 evidence), as ``/predict`` answers it.
 
 What moves in Label Studio (open-source edition): the ``priority`` field, so the Data Manager

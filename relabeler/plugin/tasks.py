@@ -5,6 +5,8 @@ One task per sample::
     {"data": {text, panel, sample_id, priority, given_label},
      "predictions": [{"model_version", "score", "result": [choices, labels...]}]}
 
+(``score``: the suggestion's confidence, on acquisition and eval-audit tasks only; a review
+task shows no number that follows its rank, see :func:`suspect_samples`.)
 The prediction pre-fills the answer with the suggested label and marks the top evidence spans
 in two colours: spans that support the suggestion and spans that support the given label, each
 with a per-region score in [0, 1] (the span's attribution over the largest shown). Every
@@ -61,14 +63,15 @@ class Example:
 
 @dataclass(frozen=True)
 class SampleInput:
-    """Everything one task shows. ``given_label`` is None for an unlabeled pool sample."""
+    """Everything one task shows. ``given_label`` is None for an unlabeled pool sample.
+    ``confidence`` (the suggestion's, in the panel and as the prediction's score) and
+    ``reasons`` are None and empty on review tasks (:func:`suspect_samples`)."""
 
     id: str
     text: str
     given_label: str | None
     suggested_label: str | None
     confidence: float | None = None
-    suspect_score: float | None = None
     reasons: tuple[str, ...] = ()
     examples: tuple[Example, ...] = ()
     suggestion_spans: tuple[Span, ...] = ()
@@ -94,7 +97,9 @@ def _clip(text: str, limit: int = _EXAMPLE_CHARS) -> str:
 
 
 def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
-    """The read-only panel: given label, suspect score, reasons, similar training examples.
+    """The read-only panel: given label, suggested label (and its confidence, when the sample
+    has one), reasons, similar training examples with their labels. It never shows the suspect
+    score: a number that gives the rank away would tell a random control from a flagged task.
 
     Every piece of text from the dataset is HTML-escaped.
     """
@@ -102,11 +107,9 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
     given = e(sample.given_label) if sample.given_label is not None else \
         "<i>none (unlabeled pool sample)</i>"
     head = [f"<b>Given label:</b> {given}"]
-    if sample.suspect_score is not None:
-        head.append(f"<b>Suspect score:</b> {_fmt(sample.suspect_score)}")
     if sample.suggested_label is not None:
-        head.append(f"<b>Suggested:</b> {e(sample.suggested_label)} "
-                    f"({_fmt(sample.confidence)})")
+        confidence = f" ({_fmt(sample.confidence)})" if sample.confidence is not None else ""
+        head.append(f"<b>Suggested:</b> {e(sample.suggested_label)}{confidence}")
     parts = ["<div>"]
     # the windows the model read its evidence from, first; the labeled text above holds the
     # whole text (and the regions, at offsets of the whole text)
@@ -127,7 +130,7 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
         parts += [f"<div style='margin-left:1em'>&bull; {e(r)}</div>" for r in sample.reasons]
     if sample.examples:
         parts.append("<p style='margin-bottom:0'><b>Similar training examples "
-                     "(with their labels):</b></p>")
+                     "(nearest by the model's features, with their labels):</b></p>")
         parts += [f"<div style='margin-left:1em'>{i}. <b>[{e(x.label)}]</b> "
                   f"{e(_clip(x.text))}</div>" for i, x in enumerate(sample.examples, start=1)]
     if sample.suggestion_spans or sample.given_spans:
@@ -324,20 +327,26 @@ def _float_or_none(value: Any) -> float | None:
 def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
                     labels: Mapping[str, str], attributions: AttributionIndex, *,
                     examples: int = 3) -> list[SampleInput]:
-    """SampleInputs for rows of ``scores/suspects.parquet`` (training samples).
+    """SampleInputs for rows of ``scores/suspects.parquet`` (training samples: review tasks).
 
-    texts, labels: training text and label by sample id (the evidence examples come from here).
-    examples: supporting training examples shown per task.
+    Flagged tasks and random controls are built alike from what every row has: the given and
+    suggested labels, the nearest training rows (``neighbor_ids``, the kNN view's, every row
+    has them) and the evidence regions. The suspect score, the suggestion's confidence and the
+    reasons are left out: they follow the rank, so a control (usually low, with no reason)
+    would stand out, and annotators who spot one confirm its label more readily.
+
+    texts, labels: training text and label by sample id (the examples come from here).
+    examples: nearest training examples shown per task.
     """
     out = []
     for row in suspects.itertuples(index=False):
         sid = str(row.id)
         if sid not in texts:
             raise DataError(f"suspect {sid!r} is not in dataset/train.parquet")
-        support = _as_list(getattr(row, "support_ids", None))
-        scores = _as_list(getattr(row, "support_scores", None))
+        near = _as_list(getattr(row, "neighbor_ids", None))
+        similarity = _as_list(getattr(row, "neighbor_scores", None))
         shown = [Example(str(x), texts[str(x)], labels[str(x)], float(s))
-                 for x, s in zip(support, scores + [math.nan] * len(support), strict=False)
+                 for x, s in zip(near, similarity + [math.nan] * len(near), strict=False)
                  if str(x) in texts][:examples]
         suggested = getattr(row, "suggested_label", None)
         given = getattr(row, "given_label", None) or labels.get(sid)
@@ -345,9 +354,6 @@ def suspect_samples(suspects: pd.DataFrame, texts: Mapping[str, str],
         g_spans = attributions.get(sid, given)
         out.append(SampleInput(
             id=sid, text=texts[sid], given_label=given, suggested_label=suggested,
-            confidence=_float_or_none(getattr(row, "suggested_confidence", None)),
-            suspect_score=_float_or_none(getattr(row, "suspect_score", None)),
-            reasons=tuple(str(r) for r in _as_list(getattr(row, "reasons", None))),
             examples=tuple(shown), suggestion_spans=s_spans, given_spans=g_spans,
             notes=_evidence_notes(sid, attributions, bool(s_spans or g_spans)),
             evidence_window=attributions.window(sid, texts[sid], suggested),
@@ -381,7 +387,7 @@ def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
         spans = attributions.get(sid, label)
         out.append(SampleInput(
             id=sid, text=texts[sid], given_label=None, suggested_label=label,
-            confidence=confidence, suspect_score=None, reasons=tuple(reasons), examples=shown,
+            confidence=confidence, reasons=tuple(reasons), examples=shown,
             suggestion_spans=spans, given_spans=(),
             notes=_evidence_notes(sid, attributions, bool(spans)),
             evidence_window=attributions.window(sid, texts[sid], label)))

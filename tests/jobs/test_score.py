@@ -413,3 +413,31 @@ def test_score_force_keeps_the_old_scores_until_the_new_ones_are_complete(tmp_pa
     assert store.stage_done("score")
     # the folder swapped in whole holds every output of the stage and nothing else
     assert all(a.startswith(f"{score_job.FOLDER}/") for a in score_job.ARTIFACTS)
+
+
+def test_every_row_keeps_its_nearest_training_rows_whatever_its_rank():
+    # the panel's similar examples: representer support existed for the top evidence_top
+    # only, so a random control below it showed none; every row now has its neighbours
+    from relabeler.jobs.score import score_suspects
+
+    rng = np.random.default_rng(3)
+    n, d = 120, 8
+    true = np.arange(n) % 3
+    features = (rng.normal(size=(3, d))[true] * 2 + rng.normal(size=(n, d))).astype(np.float32)
+    probs = np.full((n, 3), 0.1, np.float32)
+    probs[np.arange(n), true] = 0.8
+    labels = np.where(np.arange(n) % 10 == 0, (true + 1) % 3, true)
+    ids = np.array([f"r{i:03d}" for i in range(n)], dtype=object)
+    view = TrainView(ids=ids, labels=labels, features=features, probs=probs, pred=true,
+                     classes=["a", "b", "c"], oof_probs=None, margins=None)
+    frame, _ = score_suspects(view, ScoreConfig(k=4, evidence_top=10, min_agreement=0.0))
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    nearest = np.argsort(-cosine, axis=1, kind="stable")[:, :4]
+    frame = frame.set_index("id").loc[ids]
+    assert [list(x) for x in frame["neighbor_ids"]] == [list(ids[row]) for row in nearest]
+    np.testing.assert_allclose(np.stack(frame["neighbor_scores"].to_numpy()),
+                               np.take_along_axis(cosine, nearest, axis=1), atol=1e-5)
+    # representer evidence stays with the top evidence_top rows
+    assert (frame["support_ids"].map(len) > 0).sum() == 10

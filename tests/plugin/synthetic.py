@@ -50,6 +50,8 @@ def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int 
     ranks[order] = np.arange(1, n_train + 1)
     suggested = [("bogus" if bad_suggestion else t) for t in train["true_label"]]
     same_class = {c: list(train.loc[train["label"] == c, "id"]) for c in CLASSES}
+    # the nearest rows share the cue's (true) class, whatever their labels
+    same_cue = {c: list(train.loc[train["true_label"] == c, "id"]) for c in CLASSES}
     suspects = pd.DataFrame({
         "id": train["id"], "rank": ranks, "suspect_score": score.astype(np.float32),
         "given_label": train["label"], "suggested_label": suggested,
@@ -61,6 +63,9 @@ def make_run(root: str, *, n_train: int = 400, n_pool: int = 30, n_acquire: int 
                         for i, t in zip(train["id"], train["true_label"], strict=True)],
         "support_scores": [[0.9, 0.7, 0.5, 0.3][:3] for _ in range(n_train)],
         "oppose_ids": [[] for _ in range(n_train)], "oppose_scores": [[] for _ in range(n_train)],
+        "neighbor_ids": [[x for x in same_cue[t][:4] if x != i][:3]
+                         for i, t in zip(train["id"], train["true_label"], strict=True)],
+        "neighbor_scores": [[0.95, 0.9, 0.85] for _ in range(n_train)],
         "duplicate_ids": [[] for _ in range(n_train)],
     }).sort_values("rank", ignore_index=True)
     store.write_table("scores/suspects.parquet",

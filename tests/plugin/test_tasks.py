@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -24,7 +26,7 @@ TEXT = "WIN a free prize now, call 0800"
 
 def sample(**kw):
     base = dict(id="s1", text=TEXT, given_label="ham", suggested_label="spam", confidence=0.93,
-                suspect_score=0.81, reasons=("the model doubts its label",),
+                reasons=("the model doubts its label",),
                 examples=(Example("s9", "free entry <b>win</b>", "spam", 0.5),),
                 suggestion_spans=(Span(0, 3, 0.9), Span(6, 10, 0.45), Span(11, 15, -0.2)),
                 given_spans=(Span(22, 26, 0.3),))
@@ -88,18 +90,70 @@ def test_a_score_outside_unit_interval_is_refused():
         validate_prediction(pred, SPEC, TEXT)
 
 
-def test_panel_shows_given_label_score_reasons_examples_and_escapes_html():
+def test_panel_shows_given_label_suggestion_reasons_examples_and_escapes_html():
     html = panel_html(sample(), SPEC)
-    assert "<b>Given label:</b> ham" in html and "0.81" in html
+    assert "<b>Given label:</b> ham" in html and "<b>Suggested:</b> spam (0.93)" in html
     assert "the model doubts its label" in html
     assert "1. <b>[spam]</b> free entry &lt;b&gt;win&lt;/b&gt;" in html
+    assert "Suspect score" not in html
+
+
+def _review_rows() -> tuple[pd.DataFrame, dict, dict]:
+    """A flagged row (rank 1: high score, reasons, representer support) and a random control
+    (rank 900: low score, no reasons, no representer evidence), as score writes them."""
+    frame = pd.DataFrame({
+        "id": ["f", "c"], "rank": [1, 900], "suspect_score": [0.98, 0.43],
+        "given_label": ["ham", "ham"], "suggested_label": ["spam", "spam"],
+        "suggested_confidence": [0.97, 0.004],
+        "reasons": [["the model doubts its label"], []],
+        "support_ids": [["s1", "s2"], []], "support_scores": [[0.9, 0.8], []],
+        "oppose_ids": [["n1"], []], "oppose_scores": [[-0.5], []],
+        "neighbor_ids": [["n1", "s1"], ["n2", "n1"]],
+        "neighbor_scores": [[0.97, 0.91], [0.95, 0.9]]})
+    texts = {"f": "free prize call now", "c": "see you at lunch", "s1": "win a prize",
+             "s2": "claim your reward", "n1": "call me now", "n2": "lunch at noon?"}
+    labels = {"f": "ham", "c": "ham", "s1": "spam", "s2": "spam", "n1": "ham", "n2": "ham"}
+    return frame, texts, labels
+
+
+def test_a_random_control_looks_like_a_flagged_task():
+    # a control showed a low suspect score, a suggestion at 0.00, no reasons and no examples,
+    # where a flagged task showed 0.98, 0.97, its reasons and three examples
+    frame, texts, labels = _review_rows()
+    flagged, control = suspect_samples(frame, texts, labels, AttributionIndex.empty())
+    panels = [panel_html(x, SPEC) for x in (flagged, control)]
+    headings = [re.findall(r"<b>([^<\[][^<]*)</b>", html) for html in panels]
+    assert headings[0] == headings[1] == [
+        "Given label:", "Suggested:",
+        "Similar training examples (nearest by the model's features, with their labels):"]
+    for html, number in zip(panels, ("0.98", "0.43"), strict=True):
+        assert number not in html and "Suspect score" not in html
+        assert "Why it is here" not in html and "(0." not in html
+    assert flagged.reasons == control.reasons == ()
+    assert flagged.confidence is None and control.confidence is None
+    assert "score" not in build_prediction(flagged, SPEC)
+    assert "score" not in build_prediction(control, SPEC)
+
+
+def test_similar_examples_are_the_nearest_neighbours_not_the_representer_support():
+    # the panel's "similar" examples were the representer's support rows for the suggestion
+    # (always of the suggested label, often mislabeled, not near): now the kNN neighbours
+    frame, texts, labels = _review_rows()
+    flagged, control = suspect_samples(frame, texts, labels, AttributionIndex.empty())
+    assert flagged.examples == (Example("n1", "call me now", "ham", 0.97),
+                                Example("s1", "win a prize", "spam", 0.91))
+    assert control.examples == (Example("n2", "lunch at noon?", "ham", 0.95),
+                                Example("n1", "call me now", "ham", 0.9))
+    (first,) = suspect_samples(frame.head(1), texts, labels, AttributionIndex.empty(),
+                               examples=1)
+    assert first.examples == flagged.examples[:1]
 
 
 def test_without_attributions_the_panel_says_so():
     frame = pd.DataFrame({"id": ["a"], "rank": [1], "suspect_score": [0.5],
                           "given_label": ["ham"], "suggested_label": ["spam"],
                           "suggested_confidence": [0.6], "reasons": [["r"]],
-                          "support_ids": [["b"]], "support_scores": [[0.4]]})
+                          "neighbor_ids": [["b"]], "neighbor_scores": [[0.4]]})
     texts, labels = {"a": "hello there", "b": "other"}, {"a": "ham", "b": "spam"}
     (only,) = suspect_samples(frame, texts, labels, AttributionIndex.empty())
     assert only.notes == (NO_ATTRIBUTIONS_NOTE,)
@@ -128,3 +182,19 @@ def test_a_task_carries_its_round_only_when_given():
 
     assert ROUND_FIELD not in build_task(sample(), SPEC, priority=7)["data"]
     assert build_task(sample(), SPEC, priority=7, round_no=3)["data"][ROUND_FIELD] == 3
+
+
+def test_a_run_scored_before_neighbour_lists_says_how_to_add_them(tmp_path, caplog):
+    from relabeler.plugin.evidence import RunEvidence
+    from tests.plugin.synthetic import make_run
+
+    store = make_run(str(tmp_path / "run"), n_train=30, n_acquire=0)
+    run = RunEvidence.load(store)
+    assert all(len(s.examples) == 3 for s in run.train_samples(list(run.suspects["id"])))
+    old = store.read_table("scores/suspects.parquet").drop_columns(
+        ["neighbor_ids", "neighbor_scores"])
+    store.write_table("scores/suspects.parquet", old)
+    with caplog.at_level("WARNING"):
+        run = RunEvidence.load(store)
+    assert "tasks show no similar training examples; run `relabeler score --run" in caplog.text
+    assert all(s.examples == () for s in run.train_samples(list(run.suspects["id"])))
