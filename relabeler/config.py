@@ -123,7 +123,8 @@ class ModelConfig(_Section):
         "no part); auto: windows, except in head mode with a head that is not linear in the "
         "cached states (model.pooling = cls, non-BERT heads), which reads truncated texts "
         "(logged; asking for windows or evidence there is an error). A text that fits in one "
-        "window is that one window. Annotators see the chosen window first. "
+        "window is that one window. Annotators see the window the evidence was read from "
+        "first, its highlights marked, and the whole text below it. "
         "docs/benchmarks.md '## long texts' has what each costs and buys.")
     window_stride: int = _opt(0, "Tokens shared by consecutive windows (long_text windows or "
                               "evidence), below max_length - 2; 0 = max_length // 4.", ge=0)

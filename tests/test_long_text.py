@@ -20,7 +20,7 @@ from relabeler.long_text import (
     text_windows,
 )
 from relabeler.model import encode, load_classifier, load_tokenizer
-from relabeler.plugin.tasks import AttributionIndex, SampleInput, panel_html
+from relabeler.plugin.tasks import AttributionIndex, SampleInput
 from relabeler.training import predict_probs
 
 LONG = " ".join(f"word{i}" for i in range(60))  # 2 tokens a word: 120 content tokens
@@ -162,10 +162,13 @@ def test_attribution_reads_one_window_with_spans_in_the_original_text(tiny_bert_
     assert [s["text"] for s in spans] == text[start[0]:end[0]].split()
 
 
-def test_the_panel_shows_the_evidence_window_first(tiny_bert_dir):
+def test_the_evidence_window_comes_first_with_its_highlights_and_the_whole_text_below(
+        tiny_bert_dir):
     import pandas as pd
 
+    from relabeler.attribution import Span
     from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+    from relabeler.plugin.tasks import build_task
 
     frame = pd.DataFrame({"id": ["a", "a", "b"], "target_label": ["pos", "neg", "pos"],
                           "spans": [[], [], []], "window_start": [6, 21, 0],
@@ -177,11 +180,35 @@ def test_the_panel_shows_the_evidence_window_first(tiny_bert_dir):
     assert index.window("a", text, "neg") == (21, 32)
     sample = SampleInput(id="a", text=text, given_label="neg", suggested_label="pos",
                          evidence_window=index.window("a", text, "pos"),
-                         given_window=index.window("a", text, "neg"))
-    html = panel_html(sample, LabelingSpec.from_config(build_labeling_config(["neg", "pos"])))
-    assert html.index("Evidence window") < html.index("Given label")
-    assert "&lt;the&gt; window" in html and "characters 6-20 of 32" in html
-    assert "Evidence window for the given label</b> (characters 21-32 of 32" in html
+                         given_window=index.window("a", text, "neg"),
+                         suggestion_spans=(Span(12, 18, "window", 0.9),),
+                         given_spans=(Span(28, 32, "rest", 0.5),))
+    xml = build_labeling_config(["neg", "pos"])
+    spec = LabelingSpec.from_config(xml)
+    # the window's page comes before the labeled text in the view
+    assert xml.index('value="$window"') < xml.index('<Text name="text"') \
+        < xml.index('value="$panel"')
+    assert (spec.window_field, spec.panel_field, spec.text_field) == ("window", "panel", "text")
+    task = build_task(sample, spec, priority=1)
+    window = task["data"]["window"]
+    assert task["data"]["text"] == text   # the regions stay at offsets of the whole text
+    assert "characters 6-20 of 32" in window and "characters 21-32 of 32" in window
+    assert window.index("for the suggestion") < window.index("for the given label")
+    # the window's characters, escaped, its regions marked in their colours
+    assert ("&lt;the&gt; <span style='background:#56B4E9' title=\"Supports suggestion\">"
+            "window</span>,") in window
+    assert "the <span style='background:#E69F00' title=\"Supports given label\">rest</span>" \
+        in window
+    assert "Evidence window" not in task["data"]["panel"]
+    # a text read whole has no window page: the labeled text is all there is
+    short = build_task(SampleInput(id="b", text="short", given_label="neg",
+                                   suggested_label="pos"), spec, priority=2)
+    assert short["data"]["window"] == ""
+    # a project made before the window page existed: its tasks carry no window field
+    old = LabelingSpec.from_config(xml.replace('  <HyperText name="window" value="$window" '
+                                               'inline="true"/>\n', ""))
+    assert old.window_field is None and old.panel_field == "panel"
+    assert "window" not in build_task(sample, old, priority=1)["data"]
 
 
 def test_full_training_reads_every_window_and_keeps_one_dynamics_row_per_text(tiny_bert_dir):

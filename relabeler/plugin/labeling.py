@@ -4,9 +4,11 @@
 the tag names and values back from any config (ours, or one a project already has), so task
 building, validation and pull never repeat tag names as literals.
 
-The view, top to bottom: the text with evidence regions in two colours, the answer (every class,
-"Not sure", "Drop: not a valid sample"), a read-only panel (given and suggested labels, the
-nearest training examples with their labels) and a free-text comment.
+The view, top to bottom: for a text longer than the model's window, the window the evidence was
+read from with its highlights (empty otherwise); the whole text with evidence regions in two
+colours (at offsets of the original text); the answer (every class, "Not sure", "Drop: not a
+valid sample"), a read-only panel (given and suggested labels, the nearest training examples
+with their labels) and a free-text comment.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ GIVEN_COLOUR = "#E69F00"
 # task data fields the config refers to ($name); tasks.py fills them
 TEXT_FIELD = "text"
 PANEL_FIELD = "panel"
+WINDOW_FIELD = "window"
 
 _EXTRA_CHOICES = (NOT_SURE, DROP)
 _EVIDENCE_LABELS = (SUPPORTS_SUGGESTION, SUPPORTS_GIVEN)
@@ -53,6 +56,7 @@ def build_labeling_config(classes: Sequence[str]) -> str:
     extra = "\n".join(f"      <Choice value={quoteattr(c)}/>" for c in _EXTRA_CHOICES)
     return f"""<View>
   <Header value="Is the given label right? Pick the correct one." size="4"/>
+  <HyperText name="{WINDOW_FIELD}" value="${WINDOW_FIELD}" inline="true"/>
   <Labels name="evidence" toName="text" showInline="true">
     <Label value={quoteattr(SUPPORTS_SUGGESTION)} background="{SUGGESTION_COLOUR}"/>
     <Label value={quoteattr(SUPPORTS_GIVEN)} background="{GIVEN_COLOUR}"/>
@@ -107,6 +111,7 @@ class LabelingSpec:
     evidence_name: str
     comment_name: str | None
     panel_field: str | None
+    window_field: str | None = None  # absent from configs made before it existed
 
     @classmethod
     def from_config(cls, xml: str) -> LabelingSpec:
@@ -132,13 +137,16 @@ class LabelingSpec:
                                       f"{SUPPORTS_SUGGESTION!r} and {SUPPORTS_GIVEN!r}")
         text_name = answer.to_name[0]
         text_obj = interface.get_object(text_name)
-        panel = next((o for o in interface.objects if o.tag == "HyperText"), None)
+        pages = [o for o in interface.objects if o.tag == "HyperText"]
+        window = next((o for o in pages if o.value == f"${WINDOW_FIELD}"), None)
+        panel = next((o for o in pages if o is not window), None)
         classes = tuple(v for v in answer.labels if v not in _EXTRA_CHOICES)
         return cls(xml=xml, classes=classes, text_name=text_name,
                    text_field=text_obj.value.lstrip("$"), answer_name=answer.name,
                    evidence_name=evidence.name,
                    comment_name=comment.name if comment is not None else None,
-                   panel_field=panel.value.lstrip("$") if panel is not None else None)
+                   panel_field=panel.value.lstrip("$") if panel is not None else None,
+                   window_field=WINDOW_FIELD if window is not None else None)
 
     @classmethod
     def for_classes(cls, classes: Sequence[str]) -> LabelingSpec:

@@ -25,7 +25,13 @@ from typing import Any
 import pandas as pd
 
 from relabeler.errors import DataError, PluginError
-from relabeler.plugin.labeling import SUPPORTS_GIVEN, SUPPORTS_SUGGESTION, LabelingSpec
+from relabeler.plugin.labeling import (
+    GIVEN_COLOUR,
+    SUGGESTION_COLOUR,
+    SUPPORTS_GIVEN,
+    SUPPORTS_SUGGESTION,
+    LabelingSpec,
+)
 
 MODEL_VERSION = "relabeler"
 SAMPLE_ID_FIELD = "sample_id"
@@ -111,19 +117,6 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
         confidence = f" ({_fmt(sample.confidence)})" if sample.confidence is not None else ""
         head.append(f"<b>Suggested:</b> {e(sample.suggested_label)}{confidence}")
     parts = ["<div>"]
-    # the windows the model read its evidence from, first; the labeled text above holds the
-    # whole text (and the regions, at offsets of the whole text)
-    windows = [("Evidence window", sample.evidence_window)]
-    if sample.given_window not in (None, sample.evidence_window):
-        windows.append(("Evidence window for the given label", sample.given_window))
-    for title, window in windows:
-        if window is None:
-            continue
-        start, end = window
-        parts.append(f"<p style='margin-bottom:0'><b>{title}</b> (characters "
-                     f"{start:,}-{end:,} of {len(sample.text):,}; the whole text is in the "
-                     f"labeled text above):</p><blockquote style='margin:0.25em 1em'>"
-                     f"{e(sample.text[start:end])}</blockquote>")
     parts.append("<p>" + " &nbsp;&middot;&nbsp; ".join(head) + "</p>")
     if sample.reasons:
         parts.append("<p style='margin-bottom:0'><b>Why it is here:</b></p>")
@@ -147,6 +140,40 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # predictions
+
+
+def window_html(sample: SampleInput, prediction: Mapping[str, Any]) -> str:
+    """What the annotator reads first of a text longer than the model's window: the window the
+    suggestion's evidence was read from (and the given label's, where that is another), its
+    characters as they are in the text, the prediction's evidence regions inside it marked in
+    their colours. Empty when the evidence was read from the whole text (the text below shows
+    it all). Every piece of text from the dataset is HTML-escaped."""
+    windows = [("Where the evidence for the suggestion is", sample.evidence_window)]
+    if sample.given_window not in (None, sample.evidence_window):
+        windows.append(("Where the evidence for the given label is", sample.given_window))
+    colours = {SUPPORTS_SUGGESTION: SUGGESTION_COLOUR, SUPPORTS_GIVEN: GIVEN_COLOUR}
+    regions = sorted((r["value"]["start"], r["value"]["end"], r["value"]["labels"][0])
+                     for r in prediction.get("result") or ()
+                     if r.get("type") == "labels" and "start" in r.get("value", {}))
+    parts = []
+    for title, window in windows:
+        if window is None:
+            continue
+        start, end = window
+        pieces, at = [], start
+        for a, b, label in regions:
+            if a < at or b > end:  # outside the window, or over a region already marked
+                continue
+            pieces.append(html.escape(sample.text[at:a]))
+            pieces.append(f"<span style='background:{colours[label]}' "
+                          f"title=\"{html.escape(label)}\">{html.escape(sample.text[a:b])}</span>")
+            at = b
+        pieces.append(html.escape(sample.text[at:end]))
+        parts.append(f"<p style='margin-bottom:0'><b>{title}</b> (characters {start:,}-{end:,} "
+                     f"of {len(sample.text):,}; the whole text, with the same highlights, is "
+                     f"below):</p><blockquote style='margin:0.25em 1em; white-space:pre-wrap'>"
+                     f"{''.join(pieces)}</blockquote>")
+    return "<div>" + "".join(parts) + "</div>" if parts else ""
 
 
 def _top_spans(spans: Iterable[Span], k: int) -> list[Span]:
@@ -237,6 +264,8 @@ def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_sp
         data[ROUND_FIELD] = int(round_no)
     if spec.panel_field:
         data[spec.panel_field] = panel_html(sample, spec)
+    if spec.window_field:
+        data[spec.window_field] = window_html(sample, prediction)
     return {"data": data, "predictions": [prediction]}
 
 
