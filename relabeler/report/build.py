@@ -301,8 +301,9 @@ def plots(report: dict) -> dict[str, bytes]:
         values = np.array([[matrix[r].get(c, 0) for c in cols] for r in rows])
         fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 1.0 + 0.6 * len(rows)))
         ax.imshow(values, cmap="Blues")
-        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-        ax.set_yticks(range(len(rows)), rows)
+        # class names are drawn as they are: parse_math=False, or "$" starts mathtext
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", parse_math=False)
+        ax.set_yticks(range(len(rows)), rows, parse_math=False)
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, str(v), ha="center", va="center",
                     color="white" if v > values.max() / 2 else "black")

@@ -1,0 +1,104 @@
+"""The report built from a finished run: a small run written table by table (no model
+trained), so each case sets exactly the answers, manifest and labels it is about."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler import artifacts
+from relabeler.corrections import corrections_fingerprint
+from relabeler.queue_plan import write_manifest
+from relabeler.report.build import plots, write_report
+from relabeler.store import RunStore
+
+
+def finished_run(tmp_path, corrections: pd.DataFrame, *, classes=("neg", "pos"),
+                 manifest: pd.DataFrame | None = None, eval_suspects: bool = False,
+                 n_train: int = 40, n_eval: int = 20) -> RunStore:
+    """A run retrained on ``corrections`` (written as they are, as a file made by hand is):
+    ``n_train`` training rows t00.. and ``n_eval`` eval rows e00.. labeled by turns, pool
+    rows p00..p03; the baseline misses every fourth eval row, version 1 none."""
+    classes = list(classes)
+    store = RunStore(tmp_path / "run")
+
+    def split(prefix: str, n: int, labeled: bool = True) -> pd.DataFrame:
+        return pd.DataFrame({"id": [f"{prefix}{i:02d}" for i in range(n)],
+                             "text": [f"text {prefix}{i}" for i in range(n)],
+                             "label": [classes[i % len(classes)] if labeled else None
+                                       for i in range(n)]})
+
+    train, evaluation, pool = split("t", n_train), split("e", n_eval), split("p", 4, False)
+    for artifact, frame in ((artifacts.TRAIN, train), (artifacts.EVAL, evaluation),
+                            (artifacts.POOL, pool)):
+        store.write_table(artifact.path, pa.Table.from_pandas(frame, preserve_index=False))
+    store.write_json(artifacts.LABELS.path, classes)
+
+    def predictions(wrong_every: int | None) -> pa.Table:
+        pred = [classes[(i + (wrong_every is not None and i % wrong_every == 0)) % len(classes)]
+                for i in range(n_eval)]
+        probs = pa.FixedSizeListArray.from_arrays(
+            pa.array(np.full(n_eval * len(classes), 1 / len(classes), np.float32)),
+            len(classes))
+        return pa.table({"id": evaluation["id"], "label": evaluation["label"], "pred": pred,
+                         "probs": probs})
+
+    store.write_table(artifacts.EVAL_PREDICTIONS.path, predictions(4))
+    sub = RunStore(store.path(artifacts.RETRAIN(n=1)))
+    sub.write_table(artifacts.EVAL_PREDICTIONS.path, predictions(None))
+    path = store.local_path(artifacts.CORRECTIONS.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    corrections.to_parquet(path, index=False)
+    if manifest is not None:
+        write_manifest(store, manifest.assign(
+            task_id=range(1, len(manifest) + 1), project_id=1,
+            priority=range(len(manifest), 0, -1),
+            pushed_at=pd.Timestamp("2026-12-05", tz="UTC")))
+    if eval_suspects:
+        store.write_table(artifacts.EVAL_SUSPECTS.path, pa.Table.from_pandas(pd.DataFrame({
+            "id": evaluation["id"], "rank": range(1, n_eval + 1),
+            "suspect_score": np.linspace(0.99, 0.1, n_eval, dtype=np.float32),
+            "given_label": evaluation["label"],
+            "suggested_label": [classes[(i + 1) % len(classes)] for i in range(n_eval)],
+            "suggested_confidence": np.float32(0.9), "margin": np.float32(-0.5),
+            "knn_margin": np.float32(-0.5)}), preserve_index=False))
+    store.mark_done("data")
+    store.mark_done("train")
+    fingerprint = corrections_fingerprint(store.read_table(artifacts.CORRECTIONS.path))
+    store.mark_done("retrain", {"version": 1, "corrections": fingerprint, "reviewed": 0,
+                                "changed": 0, "dropped": 0, "unsure": 0, "acquired": 0,
+                                "n_train_before": n_train, "n_train_after": n_train})
+    return store
+
+
+def relabels(ids, old, new, **columns) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "old_label": old, "new_label": new, "action": "relabel",
+                         **columns})
+
+
+def test_class_names_with_dollars_are_drawn_as_they_are(tmp_path, monkeypatch):
+    # price tiers: matplotlib read "$...$" as mathtext and failed on "$$" (or dropped the "$"s)
+    store = finished_run(tmp_path, relabels(["t00", "t01", "t02"], ["$", "$$", "$"],
+                                            ["$$", "$", "$$"]), classes=("$", "$$"))
+    report = write_report(store)
+    assert report["correction_matrix"] == {"$": {"$$": 2}, "$$": {"$": 1}}
+    assert (tmp_path / "run/report/corrections.png").stat().st_size > 0
+    section = {"top": [{"token": "US$5", "class": "$$", "association": 0.5, "z": 3.0,
+                        "count": 4}],
+               "balance": [{"class": "$", "share": 0.5, "eval_recall": 0.5},
+                           {"class": "$5-$10", "share": 0.5, "eval_recall": None}]}
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    real = plt.Axes.set_xticks
+
+    def spy(ax, ticks, labels=None, **kwargs):
+        out = real(ax, ticks, labels, **kwargs)
+        drawn.extend((t.get_text(), t.get_parse_math()) for t in ax.get_xticklabels())
+        return out
+
+    monkeypatch.setattr(plt.Axes, "set_xticks", spy)
+    images = plots({**report, "shortcuts": section})
+    assert {"shortcuts.png", "balance.png", "corrections.png"} <= set(images)
+    assert ("$5-$10", False) in drawn and ("$$", False) in drawn
