@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from relabeler import artifacts
 from relabeler.corrections import corrections_fingerprint
+from relabeler.errors import StoreError
 from relabeler.queue_plan import write_manifest
 from relabeler.report.build import plots, write_report
 from relabeler.store import RunStore
@@ -102,3 +104,14 @@ def test_class_names_with_dollars_are_drawn_as_they_are(tmp_path, monkeypatch):
     images = plots({**report, "shortcuts": section})
     assert {"shortcuts.png", "balance.png", "corrections.png"} <= set(images)
     assert ("$5-$10", False) in drawn and ("$$", False) in drawn
+
+
+def test_report_on_a_mistyped_run_says_so_and_creates_nothing(tmp_path, capsys):
+    from relabeler.cli import main
+
+    typo = tmp_path / "runz"
+    assert main(["report", "--run", str(typo)]) == 2
+    assert f"no run directory at {typo}" in capsys.readouterr().err
+    assert not typo.exists()
+    with pytest.raises(StoreError, match="no run directory at memory:///nowhere"):
+        RunStore("memory://nowhere", create=False)
