@@ -264,6 +264,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     if not store.stage_done("train"):
         raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
                          f"{store.uri}` first")
+    if not store.read_table(artifacts.EVAL.path, columns=["id"]).num_rows:
+        raise StageError(f"retrain compares the new model with the baseline on the eval split, "
+                         f"and {store.uri} has no eval rows (data.eval_fraction = 0, as "
+                         f"find_label_issues makes its runs): make a run that holds eval rows "
+                         f"out (data.eval_fraction > 0) to retrain and report")
     mitigation = retrain_mitigation(store, config)
     if dedupe and not store.exists(artifacts.DUPLICATES.path):
         raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "
