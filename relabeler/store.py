@@ -399,10 +399,11 @@ class RunStore:
             self.remove(rel)
 
     @storage_io("replace")
-    def replace_folder(self, folder: str, tables: Mapping[str, pa.Table], *,
+    def replace_folder(self, folder: str, tables: Mapping[str, pa.Table | bytes], *,
                        unmark: str | None = None) -> None:
-        """Make ``tables`` (artifact path inside ``folder`` -> table) the new content of
-        ``folder``; nothing of the old folder is touched until every new table is written.
+        """Make ``tables`` (artifact path inside ``folder`` -> table, or bytes for a file
+        written as it is) the new content of ``folder``; nothing of the old folder is touched
+        until every new file is written.
 
         The tables are checked (registered artifacts against their schemas) and written to a
         temporary folder beside ``folder``; a failure there leaves the old folder, and the
@@ -412,13 +413,13 @@ class RunStore:
         removed, and the missing marker says the stage is unfinished if that is cut short.
         """
         base = _check_artifact(folder, name="folder")
-        staged: dict[str, pa.Table] = {}
+        staged: dict[str, pa.Table | bytes] = {}
         for artifact, table in tables.items():
             rel = _check_artifact(artifact)
             if not rel.startswith(base + "/"):
                 raise ValueError(f"tables: {artifact!r} is not inside folder {base!r}")
             spec = table_artifact(rel)
-            if spec is not None:
+            if spec is not None and not isinstance(table, bytes):
                 table = spec.conform(table, where=f"{rel} in run directory {self.uri}")
             staged[rel[len(base) + 1:]] = table
         full = self._full(base)
@@ -428,7 +429,10 @@ class RunStore:
                 target = posixpath.join(tmp, name)
                 self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
                 with (open(target, "wb") if self.is_local else self.fs.open(target, "wb")) as f:
-                    pq.write_table(table, f)
+                    if isinstance(table, bytes):
+                        f.write(table)
+                    else:
+                        pq.write_table(table, f)
                     if self.is_local:
                         f.flush()
                         os.fsync(f.fileno())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import logging
 
 import numpy as np
@@ -531,15 +532,21 @@ def _stale_html(stale: str | None) -> str:
 
 def write_report(store: RunStore, config: RunConfig | None = None) -> dict:
     """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``; ``config``'s
-    ``[loop]`` sizes the next batch (default: the ``[studio]`` budget) and the stop rate."""
+    ``[loop]`` sizes the next batch (default: the ``[studio]`` budget) and the stop rate.
+
+    The folder is replaced as one unit (:meth:`RunStore.replace_folder`): everything is
+    rendered first and the new folder swapped in whole, so a failure or an interruption leaves
+    the previous report as it was, and no plot of an earlier report stays beside the new one."""
     config = config or RunConfig()
     report = build_report(store, next_batch=config.loop.batch or config.studio.budget,
                           stop_rate=config.loop.stop_rate)
     images = plots(report)
-    for name, data in images.items():
-        store.write_bytes(artifacts.REPORT_PLOT(name=name.removesuffix(".png")), data)
-    store.write_json(artifacts.REPORT_JSON.path, report)
-    store.write_bytes(artifacts.REPORT_HTML.path, render_html(report, images).encode("utf-8"))
+    files = {artifacts.REPORT_PLOT(name=name.removesuffix(".png")): data
+             for name, data in images.items()}
+    files[artifacts.REPORT_JSON.path] = (json.dumps(report, indent=2, ensure_ascii=False)
+                                         + "\n").encode()
+    files[artifacts.REPORT_HTML.path] = render_html(report, images).encode("utf-8")
+    store.replace_folder(artifacts.REPORT_HTML.path.rsplit("/", 1)[0], files)
     log.info("report: %s", store.path(artifacts.REPORT_HTML.path))
     return report
 

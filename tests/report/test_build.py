@@ -3,6 +3,8 @@ trained), so each case sets exactly the answers, manifest and labels it is about
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -104,6 +106,35 @@ def test_class_names_with_dollars_are_drawn_as_they_are(tmp_path, monkeypatch):
     images = plots({**report, "shortcuts": section})
     assert {"shortcuts.png", "balance.png", "corrections.png"} <= set(images)
     assert ("$5-$10", False) in drawn and ("$$", False) in drawn
+
+
+def test_a_new_report_replaces_the_folder_whole(tmp_path, monkeypatch):
+    import relabeler.report.build as build
+
+    store = finished_run(tmp_path, relabels(["t00", "t01"], "neg", "pos"))
+    folder = tmp_path / "run/report"
+    write_report(store)
+    assert (folder / "corrections.png").exists()
+    old = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # newer answers (eval audit only: no correction matrix); the page fails while rendered
+    store.write_table(artifacts.CORRECTIONS.path, pa.Table.from_pandas(pd.DataFrame({
+        "id": ["e00"], "old_label": ["neg"], "new_label": ["pos"], "action": ["relabel"],
+        "source": ["eval_audit"]}), preserve_index=False))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "render_html", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(store)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == old  # nothing half-new
+    monkeypatch.undo()
+    report = write_report(store)
+    assert report["correction_matrix"] == {} and report["stale"]
+    # the old report's corrections plot is gone with it, not left beside the new page
+    assert sorted(p.name for p in folder.iterdir()) == ["accuracy.png", "report.html",
+                                                        "report.json"]
+    assert json.loads((folder / "report.json").read_text())["stale"] == report["stale"]
 
 
 def test_report_on_a_mistyped_run_says_so_and_creates_nothing(tmp_path, capsys):
