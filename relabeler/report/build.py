@@ -77,17 +77,26 @@ def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -
 
 
 def _lift_text(queue: dict) -> str:
+    flagged, control = queue["flagged"], queue["random_control"]
     lift, lower = queue.get("lift"), queue.get("lift_lower")
+    unread = [name for name, part in (("flagged task", flagged), ("random control", control))
+              if not part["reviewed"]]
+    if unread:
+        return f"n/a (no {' and no '.join(unread)} was reviewed yet)"
+    bound = ("the flagged rate's lower 95% limit over the control rate's upper one"
+             if lower is not None else "")
     if lift is not None:
-        text = f"{lift:.1f}x"
-    elif not queue["random_control"]["reviewed"] or queue["flagged"]["rate"] is None:
-        return "n/a (no random controls were reviewed)"
-    elif not queue["flagged"]["corrected"]:
+        return f"{lift:.1f}x" + (f" (at least {lower:.1f}x: {bound})" if bound else "")
+    if not flagged["corrected"]:
         return "n/a (neither the flagged tasks nor the random controls needed a change)"
-    else:
-        text = "unbounded: no random control needed a change"
-    return text + (f" (at least {lower:.1f}x: the flagged rate's lower 95% limit over the "
-                   f"control rate's upper one)" if lower is not None else "")
+    # no control needed a change: the ratio has no finite estimate, only its lower bound
+    text = "not measurable: no random control needed a change"
+    if lower is None:
+        return text
+    if lower >= 1:
+        return f"{text}; at least {lower:.1f}x ({bound})"
+    return (f"{text}; not shown to beat random picks ({bound} is {lower:.1f}x, below 1: the "
+            f"controls are too few to tell)")
 
 
 def _detection_curve(store: RunStore, train: pd.DataFrame) -> dict:

@@ -14,7 +14,7 @@ from relabeler import artifacts
 from relabeler.corrections import corrections_fingerprint
 from relabeler.errors import StoreError
 from relabeler.queue_plan import write_manifest
-from relabeler.report.build import plots, write_report
+from relabeler.report.build import _lift_text, _queue_precision, plots, write_report
 from relabeler.store import RunStore
 
 
@@ -106,6 +106,34 @@ def test_class_names_with_dollars_are_drawn_as_they_are(tmp_path, monkeypatch):
     images = plots({**report, "shortcuts": section})
     assert {"shortcuts.png", "balance.png", "corrections.png"} <= set(images)
     assert ("$5-$10", False) in drawn and ("$$", False) in drawn
+
+
+@pytest.mark.parametrize("answers, expected", [
+    # only the random controls answered so far
+    ({"c0": "b", "c1": "a"}, "n/a (no flagged task was reviewed yet)"),
+    ({"f0": "b"}, "n/a (no random control was reviewed yet)"),
+    # no control corrected; the flagged rate's lower limit below the controls' upper one
+    ({**{f"f{i}": "b" if i < 3 else "a" for i in range(10)},
+      **{f"c{i}": "a" for i in range(5)}},
+     "not measurable: no random control needed a change; not shown to beat random picks "
+     "(the flagged rate's lower 95% limit over the control rate's upper one is 0.2x, below 1: "
+     "the controls are too few to tell)"),
+    # ... and above it
+    ({**{f"f{i}": "b" for i in range(10)}, **{f"c{i}": "a" for i in range(30)}},
+     "not measurable: no random control needed a change; at least 6.4x (the flagged rate's "
+     "lower 95% limit over the control rate's upper one)"),
+    ({**{f"f{i}": "b" if i < 6 else "a" for i in range(10)},
+      **{f"c{i}": "b" if i < 2 else "a" for i in range(10)}},
+     "3.0x (at least 0.6x: the flagged rate's lower 95% limit over the control rate's upper "
+     "one)"),
+])
+def test_the_lift_line_says_what_was_reviewed_and_what_the_bound_allows(answers, expected):
+    manifest = pd.DataFrame({"id": [f"f{i}" for i in range(10)] + [f"c{i}" for i in range(30)],
+                             "source": ["flagged"] * 10 + ["random_control"] * 30})
+    corrections = pd.DataFrame({"id": list(answers), "old_label": "a",
+                                "new_label": list(answers.values())})
+    corrections["action"] = np.where(corrections["new_label"] == "a", "keep", "relabel")
+    assert _lift_text(_queue_precision(corrections, manifest)) == expected
 
 
 def test_a_new_report_replaces_the_folder_whole(tmp_path, monkeypatch):
