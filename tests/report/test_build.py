@@ -4,6 +4,7 @@ trained), so each case sets exactly the answers, manifest and labels it is about
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,9 @@ import pytest
 
 from relabeler import artifacts
 from relabeler.corrections import corrections_fingerprint
-from relabeler.errors import StoreError
+from relabeler.errors import DataError, StoreError
 from relabeler.queue_plan import write_manifest
-from relabeler.report.build import _lift_text, _queue_precision, plots, write_report
+from relabeler.report.build import _lift_text, _queue_precision, build_report, plots, write_report
 from relabeler.store import RunStore
 
 
@@ -108,6 +109,67 @@ def test_class_names_with_dollars_are_drawn_as_they_are(tmp_path, monkeypatch):
     assert ("$5-$10", False) in drawn and ("$$", False) in drawn
 
 
+def test_a_hand_made_file_without_old_label_takes_it_from_the_training_split(tmp_path):
+    # t00 is neg, t01 pos: the file names no old label (a), or a blank one (b)
+    frame = pd.DataFrame({"id": ["t00", "t01", "p00"], "new_label": ["pos", "neg", "pos"],
+                          "action": "relabel"})
+    for case, corrections in (("a", frame), ("b", frame.assign(old_label=None))):
+        report = build_report(finished_run(tmp_path / case, corrections))
+        assert report["correction_matrix"] == {"neg": {"pos": 1}, "pos": {"neg": 1},
+                                               "(pool)": {"pos": 1}}, case
+    # a wrong old label in the file does not count a kept label as corrected
+    kept = pd.DataFrame({"id": ["t00", "t01"], "old_label": ["pos", "neg"],
+                         "new_label": ["neg", "pos"], "action": "relabel"})
+    manifest = pd.DataFrame({"id": ["t00", "t01"], "source": ["flagged", "random_control"],
+                             "rank": [1, 2]})
+    report = build_report(finished_run(tmp_path / "c", kept, manifest=manifest))
+    assert report["queue"]["flagged"]["corrected"] == 0
+    assert report["correction_matrix"] == {"neg": {"neg": 1}, "pos": {"pos": 1}}
+
+
+def test_an_answer_to_a_row_of_no_split_names_the_file_and_the_id(tmp_path):
+    store = finished_run(tmp_path, relabels(["t00", "zz9"], "neg", "pos"))
+    with pytest.raises(DataError, match=r"labels/corrections.parquet, row 1: id 'zz9' is in "
+                                        r"neither"):
+        build_report(store)
+
+
+def test_eval_rows_in_a_file_without_source_are_the_eval_audits(tmp_path):
+    # 4 training relabels and 3 eval ones, no source column: retrain audits the eval rows
+    ids = ["t00", "t01", "t02", "t03", "e00", "e01", "e02"]
+    corrections = relabels(ids, None, ["pos", "neg"] * 3 + ["pos"], n_annotations=3)
+    report = build_report(finished_run(tmp_path, corrections))
+    assert sum(sum(row.values()) for row in report["correction_matrix"].values()) == 4
+    assert report["labels_spent"] == 12
+    assert report["labels_spent_parts"] == {"review": 12, "acquisition": 0, "other": 0,
+                                            "eval_audit": 9}
+    # `next` reads the same training answers (its queue test and its "new answers?" check)
+    from relabeler.jobs.rounds import _training_answers
+
+    assert _training_answers(RunStore(tmp_path / "run"))["id"].tolist() == ids[:4]
+
+
+def test_the_eval_audit_list_leaves_out_the_rows_the_audit_answered(tmp_path):
+    # the audit answered the top three eval suspects (and was not sure of the fourth)
+    corrections = pd.concat([
+        relabels(["t00"], "neg", "pos"),
+        pd.DataFrame({"id": ["e00", "e01", "e02", "e03"], "old_label": "neg",
+                      "new_label": ["pos", "pos", None, None],
+                      "action": ["relabel", "keep", "drop", "unsure"],
+                      "source": "eval_audit"})])
+    store = finished_run(tmp_path, corrections, eval_suspects=True)
+    report = write_report(store)
+    audit = report["eval_audit"]
+    assert [r["id"] for r in audit["top"]] == [f"e{i:02d}" for i in range(3, 13)]
+    assert (audit["ranked"], audit["audited"]) == (20, 3)
+    assert audit["high_suspicion"] == 2 and audit["high_suspicion_unaudited"] == 0
+    page = (tmp_path / "run/report/report.html").read_text()
+    section = page[page.index("<h2>Eval audit"):]
+    assert ("2 with a suspect score of 0.9 or more (0 of those not audited yet). The audit has "
+            "answered 3 of them; they are left out of the list below.") in section
+    assert "<td>e00</td>" not in section and "<td>e03</td>" in section
+
+
 @pytest.mark.parametrize("answers, expected", [
     # only the random controls answered so far
     ({"c0": "b", "c1": "a"}, "n/a (no flagged task was reviewed yet)"),
@@ -163,6 +225,45 @@ def test_a_new_report_replaces_the_folder_whole(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.iterdir()) == ["accuracy.png", "report.html",
                                                         "report.json"]
     assert json.loads((folder / "report.json").read_text())["stale"] == report["stale"]
+
+
+def test_labels_spent_is_one_count_named_by_its_parts(tmp_path):
+    # 2 flagged and 1 control answered by 3 people (one count unknown: 1), 1 acquisition by 2,
+    # 1 counterexample by 1, 1 eval-audit answer by 3
+    corrections = pd.DataFrame({
+        "id": ["t00", "t01", "t02", "p00", "t03", "e00"], "old_label": None,
+        "new_label": ["pos", "neg", "neg", "pos", "neg", "pos"],
+        "action": ["relabel", "relabel", "keep", "relabel", "keep", "relabel"],
+        "n_annotations": pd.array([3, None, 3, 2, 1, 3], dtype="Int64"),
+        "source": ["flagged", "flagged", "random_control", "acquired", "counterexample",
+                   "eval_audit"]})
+    manifest = corrections[["id", "source"]].assign(rank=pd.array([1, 2, None, None, None,
+                                                                   None], dtype="Int64"))
+    store = finished_run(tmp_path, corrections, manifest=manifest)
+    report = write_report(store)
+    assert report["labels_spent"] == 10
+    assert report["labels_spent_parts"] == {"review": 7, "acquisition": 2, "other": 1,
+                                            "eval_audit": 3}
+    assert sum(r["labels_spent"] for r in report["rounds"]["rows"]) == 7
+    page = (tmp_path / "run/report/report.html").read_text()
+    assert ("on the training and pool samples: 7 on review tasks (flagged and random controls), "
+            "2 on pool samples acquired, 1 on other training tasks (counterexamples); the 3 "
+            "labels of the eval audit are not counted.") in page
+
+
+def test_the_correction_matrix_is_a_table_too(tmp_path):
+    store = finished_run(tmp_path, relabels(["t00", "t01", "t02"], None,
+                                            ["正常", "垃圾<b>", "正常"]),
+                         classes=("垃圾<b>", "正常"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the plot's font has no such glyphs
+        write_report(store)
+    page = (tmp_path / "run/report/report.html").read_text()
+    table = page[page.index("<th>before \\ after</th>"):]
+    table = table[:table.index("</table>")]
+    assert table == ("<th>before \\ after</th><th>垃圾&lt;b&gt;</th><th>正常</th></tr>"
+                     "<tr><td>垃圾&lt;b&gt;</td><td>0</td><td>2</td></tr>"
+                     "<tr><td>正常</td><td>1</td><td>0</td></tr>")
 
 
 def test_report_on_a_mistyped_run_says_so_and_creates_nothing(tmp_path, capsys):
