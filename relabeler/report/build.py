@@ -565,7 +565,7 @@ def _eval_audit_html(audit: dict) -> str:
         f"<td>{html.escape(str(r['suggested_label']))}</td><td>{r['suspect_score']:.2f}</td>"
         "</tr>" for r in audit["top"])
     audited = audit.get("audited", 0)
-    done = (f" The audit has answered {audited} of them; they are left out of the list below."
+    done = (f" The audit has answered {audited} of the ranked rows, left out of the list below."
             if audited else "")
     unaudited = (f" ({audit['high_suspicion_unaudited']} of those not audited yet)"
                  if audited and audit["high_suspicion"] else "")

@@ -166,7 +166,7 @@ def test_the_eval_audit_list_leaves_out_the_rows_the_audit_answered(tmp_path):
     page = (tmp_path / "run/report/report.html").read_text()
     section = page[page.index("<h2>Eval audit"):]
     assert ("2 with a suspect score of 0.9 or more (0 of those not audited yet). The audit has "
-            "answered 3 of them; they are left out of the list below.") in section
+            "answered 3 of the ranked rows, left out of the list below.") in section
     assert "<td>e00</td>" not in section and "<td>e03</td>" in section
 
 
