@@ -150,7 +150,9 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     as strings). The run stays in ``run_dir`` (a folder or
     an fsspec URI; a new temporary folder by default, removed again if the call fails), named
     by the result's ``attrs["run_dir"]``, for :class:`Run` to go on with: attribute, push to
-    Label Studio, retrain. ``config`` is not changed.
+    Label Studio. It holds no eval split, so it cannot be retrained or reported (they compare
+    the models on eval rows): for that, make a run with ``data.eval_fraction`` > 0.
+    ``config`` is not changed.
     """
     import shutil
 

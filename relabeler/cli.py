@@ -294,7 +294,9 @@ def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
 
 def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.artifacts import REPORT_HTML
+    from relabeler.store import RunStore
 
+    RunStore(config.run_dir, create=False)  # report reads a run: a mistyped --run makes none
     run = _run(args, config)
     report = run.report()
     print(f"eval accuracy {_change(report['eval']['accuracy'])} for "

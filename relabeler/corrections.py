@@ -1,14 +1,17 @@
 """``labels/corrections.parquet``: the people's answers, one row per sample.
 
-``plugin.pull`` writes it and ``jobs.retrain`` reads it; its path, actions and schema live here
-so that neither imports the other; the path and columns come from :mod:`relabeler.artifacts`.
+``plugin.pull`` writes it and ``jobs.retrain`` and the report read it; its path, actions, schema
+and the split of the eval audit's answers from the rest live here so that none imports another;
+the path and columns come from :mod:`relabeler.artifacts`.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 
 from relabeler import artifacts
+from relabeler.queue_plan import EVAL_AUDIT
 
 CORRECTIONS = artifacts.CORRECTIONS.path
 KEEP, RELABEL, DROP_ACTION, UNSURE = "keep", "relabel", "drop", "unsure"
@@ -30,3 +33,13 @@ def corrections_fingerprint(table: pa.Table) -> str:
     rows = table.select(sorted(table.column_names)).to_pylist()
     text = json.dumps(rows, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training and pool answers, eval answers): an answer is the eval audit's when its
+    source says so or its id is an eval row, so no eval answer can reach the training set.
+    retrain, ``next`` and the report split the answers with it."""
+    source = corrections.get("source", pd.Series(None, index=corrections.index, dtype=object))
+    is_eval = (source == EVAL_AUDIT) | corrections["id"].isin(eval_ids)
+    return corrections[~is_eval], corrections[is_eval]  # indexes kept: rows of the file

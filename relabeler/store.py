@@ -32,7 +32,7 @@ from fsspec.implementations.local import LocalFileSystem
 from relabeler._version import __version__
 from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
 from relabeler.errors import StoreError
-from relabeler.storage_errors import filesystem_error, storage_io
+from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error, storage_io
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,12 @@ class RunStore:
 
     uri: local path, ``file://``, ``memory://``, ``s3://bucket/run``, ``gs://…``.
     storage_options: passed to fsspec, e.g. ``{"endpoint_url": ...}`` for an S3-compatible server.
+    create: make a local run directory that does not exist yet; False (for a verb that only
+    reads a finished run): a StoreError says there is none, and nothing is created.
     """
 
-    def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None):
+    def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None,
+                 create: bool = True):
         try:
             self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
         except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
@@ -102,11 +105,21 @@ class RunStore:
         if self.is_local:
             if os.path.exists(self._root) and not os.path.isdir(self._root):
                 raise StoreError(f"run directory {self._root} is a file, not a folder")
+            if not create and not os.path.isdir(self._root):
+                raise StoreError(f"no run directory at {self._root}")
             try:
                 os.makedirs(self._root, exist_ok=True)
             except OSError as exc:
                 raise StoreError(filesystem_error(exc, f"run directory {self._root}",
                                                   "create it")) from exc
+        elif not create:
+            try:
+                found = self.fs.isdir(self._root)
+            except (OSError, *REMOTE_ERRORS) as exc:
+                raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
+                                                  "look for it")) from exc
+            if not found:
+                raise StoreError(f"no run directory at {self.uri}")
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
         rel = _check_artifact(artifact, name=name, allow_root=allow_root)
@@ -386,10 +399,11 @@ class RunStore:
             self.remove(rel)
 
     @storage_io("replace")
-    def replace_folder(self, folder: str, tables: Mapping[str, pa.Table], *,
+    def replace_folder(self, folder: str, tables: Mapping[str, pa.Table | bytes], *,
                        unmark: str | None = None) -> None:
-        """Make ``tables`` (artifact path inside ``folder`` -> table) the new content of
-        ``folder``; nothing of the old folder is touched until every new table is written.
+        """Make ``tables`` (artifact path inside ``folder`` -> table, or bytes for a file
+        written as it is) the new content of ``folder``; nothing of the old folder is touched
+        until every new file is written.
 
         The tables are checked (registered artifacts against their schemas) and written to a
         temporary folder beside ``folder``; a failure there leaves the old folder, and the
@@ -399,13 +413,13 @@ class RunStore:
         removed, and the missing marker says the stage is unfinished if that is cut short.
         """
         base = _check_artifact(folder, name="folder")
-        staged: dict[str, pa.Table] = {}
+        staged: dict[str, pa.Table | bytes] = {}
         for artifact, table in tables.items():
             rel = _check_artifact(artifact)
             if not rel.startswith(base + "/"):
                 raise ValueError(f"tables: {artifact!r} is not inside folder {base!r}")
             spec = table_artifact(rel)
-            if spec is not None:
+            if spec is not None and not isinstance(table, bytes):
                 table = spec.conform(table, where=f"{rel} in run directory {self.uri}")
             staged[rel[len(base) + 1:]] = table
         full = self._full(base)
@@ -415,7 +429,10 @@ class RunStore:
                 target = posixpath.join(tmp, name)
                 self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
                 with (open(target, "wb") if self.is_local else self.fs.open(target, "wb")) as f:
-                    pq.write_table(table, f)
+                    if isinstance(table, bytes):
+                        f.write(table)
+                    else:
+                        pq.write_table(table, f)
                     if self.is_local:
                         f.flush()
                         os.fsync(f.fileno())

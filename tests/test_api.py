@@ -96,6 +96,29 @@ def test_a_missing_column_is_named():
         relabeler.find_label_issues([("a", "pos")])
 
 
+def test_a_run_without_eval_rows_cannot_be_retrained_and_says_why(tmp_path):
+    # find_label_issues holds nothing out (data.eval_fraction = 0): retrain failed on a missing
+    # train/eval_predictions.parquet, which named no cause
+    import pandas as pd
+    import pyarrow as pa
+
+    from relabeler import artifacts
+    from relabeler.errors import StageError
+
+    run = relabeler.Run(tmp_path / "run")
+    rows = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "label": ["pos", "neg"]})
+    run.store.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(rows))
+    run.store.write_table(artifacts.EVAL.path, pa.Table.from_pandas(rows.iloc[:0]))
+    run.store.write_table(artifacts.CORRECTIONS.path, pa.Table.from_pandas(pd.DataFrame(
+        {"id": ["a"], "old_label": ["pos"], "new_label": ["neg"], "action": ["relabel"]})))
+    run.store.mark_done("data")
+    run.store.mark_done("train")
+    with pytest.raises(StageError, match=r"and .*run has no eval rows \(data.eval_fraction = "
+                                         r"0, as find_label_issues makes its runs\)"):
+        run.retrain()
+    assert "cannot be retrained" in relabeler.find_label_issues.__doc__
+
+
 def test_run_loads_a_config_file_and_points_it_at_the_run(tmp_path):
     (tmp_path / "relabeler.toml").write_text('[train]\nepochs = 7\n')
     run = relabeler.Run(tmp_path / "run", tmp_path / "relabeler.toml")

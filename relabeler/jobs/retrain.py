@@ -42,12 +42,16 @@ from pydantic import ValidationError
 
 from relabeler import artifacts
 from relabeler.config import ModelConfig, RunConfig, TrainConfig
-from relabeler.corrections import ACTIONS, CORRECTIONS, corrections_fingerprint
+from relabeler.corrections import (
+    ACTIONS,
+    CORRECTIONS,
+    corrections_fingerprint,
+    split_eval_answers,
+)
 from relabeler.data import read_split
 from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.train import run_train, setting_changes, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
-from relabeler.queue_plan import EVAL_AUDIT
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -124,18 +128,6 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
         "n_train_after": int(len(out)),
     }
     return out.reset_index(drop=True), counts
-
-
-
-
-
-def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training and pool answers, eval answers): an answer is the eval audit's when its
-    source says so or its id is an eval row, so no eval answer can reach the training set."""
-    source = corrections.get("source", pd.Series(None, index=corrections.index, dtype=object))
-    is_eval = (source == EVAL_AUDIT) | corrections["id"].isin(eval_ids)
-    return corrections[~is_eval], corrections[is_eval]  # indexes kept: rows of the file
 
 
 def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[str], *,
@@ -264,6 +256,11 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
     if not store.stage_done("train"):
         raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
                          f"{store.uri}` first")
+    if not store.read_table(artifacts.EVAL.path, columns=["id"]).num_rows:
+        raise StageError(f"retrain compares the new model with the baseline on the eval split, "
+                         f"and {store.uri} has no eval rows (data.eval_fraction = 0, as "
+                         f"find_label_issues makes its runs): make a run that holds eval rows "
+                         f"out (data.eval_fraction > 0) to retrain and report")
     mitigation = retrain_mitigation(store, config)
     if dedupe and not store.exists(artifacts.DUPLICATES.path):
         raise StageError(f"retrain --dedupe needs {artifacts.DUPLICATES.path}: run `relabeler "

@@ -52,10 +52,10 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig
+from relabeler.corrections import split_eval_answers
 from relabeler.errors import RoundError, RoundLockedError
 from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.queue_plan import (
-    EVAL_AUDIT,
     plan_next_round,
     read_manifest,
     read_plan,
@@ -195,9 +195,10 @@ def answers_fingerprint(corrections: pd.DataFrame) -> str:
 def _training_answers(store: RunStore) -> pd.DataFrame:
     if not store.exists(artifacts.CORRECTIONS.path):
         return pd.DataFrame(columns=["id", "action", "new_label", "old_label"])
-    frame = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
-    if "source" in frame.columns:
-        frame = frame[frame["source"] != EVAL_AUDIT]
+    eval_ids = (set(store.read_table(artifacts.EVAL.path, columns=["id"]).column("id")
+                    .to_pylist()) if store.exists(artifacts.EVAL.path) else set())
+    frame, _ = split_eval_answers(store.read_table(artifacts.CORRECTIONS.path).to_pandas(),
+                                  eval_ids)  # eval-audit answers, as retrain tells them
     return frame.reset_index(drop=True)
 
 

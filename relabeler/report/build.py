@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import logging
 
 import numpy as np
@@ -18,12 +19,12 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig
-from relabeler.corrections import corrections_fingerprint
-from relabeler.errors import StageError
-from relabeler.queue_plan import EVAL_AUDIT
+from relabeler.corrections import corrections_fingerprint, split_eval_answers
+from relabeler.errors import DataError, StageError
 from relabeler.report.annotators import annotators_section, render_annotators
 from relabeler.report.duplicates import duplicates_section, render_duplicates
 from relabeler.report.remaining import (
+    ANSWERED,
     advice_text,
     estimate_remaining,
     stored_chances,
@@ -31,8 +32,10 @@ from relabeler.report.remaining import (
 )
 from relabeler.report.rounds import (
     NO_BETTER,
+    REVIEW,
     burn_down,
     burn_down_text,
+    labels_given,
     remaining_plot,
     review_answers,
 )
@@ -76,17 +79,26 @@ def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -
 
 
 def _lift_text(queue: dict) -> str:
+    flagged, control = queue["flagged"], queue["random_control"]
     lift, lower = queue.get("lift"), queue.get("lift_lower")
+    unread = [name for name, part in (("flagged task", flagged), ("random control", control))
+              if not part["reviewed"]]
+    if unread:
+        return f"n/a (no {' and no '.join(unread)} was reviewed yet)"
+    bound = ("the flagged rate's lower 95% limit over the control rate's upper one"
+             if lower is not None else "")
     if lift is not None:
-        text = f"{lift:.1f}x"
-    elif not queue["random_control"]["reviewed"] or queue["flagged"]["rate"] is None:
-        return "n/a (no random controls were reviewed)"
-    elif not queue["flagged"]["corrected"]:
+        return f"{lift:.1f}x" + (f" (at least {lower:.1f}x: {bound})" if bound else "")
+    if not flagged["corrected"]:
         return "n/a (neither the flagged tasks nor the random controls needed a change)"
-    else:
-        text = "unbounded: no random control needed a change"
-    return text + (f" (at least {lower:.1f}x: the flagged rate's lower 95% limit over the "
-                   f"control rate's upper one)" if lower is not None else "")
+    # no control needed a change: the ratio has no finite estimate, only its lower bound
+    text = "not measurable: no random control needed a change"
+    if lower is None:
+        return text
+    if lower >= 1:
+        return f"{text}; at least {lower:.1f}x ({bound})"
+    return (f"{text}; not shown to beat random picks ({bound} is {lower:.1f}x, below 1: the "
+            f"controls are too few to tell)")
 
 
 def _detection_curve(store: RunStore, train: pd.DataFrame) -> dict:
@@ -134,11 +146,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                  f"is that version's, while the answers, labels spent and what is left are the "
                  f"latest. Run `relabeler retrain --run {store.uri}`, then report again.")
         log.warning("report: %s", stale)
-    corrections = table.to_pandas()
-    if "source" in corrections.columns:  # eval-audit answers are not training corrections
-        corrections = corrections[corrections["source"] != EVAL_AUDIT].reset_index(drop=True)
     counts = info["info"]
     train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    corrections, audit_answers = _answers(store, table, train)
     reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
     matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
@@ -147,8 +157,8 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     model_wrong = _model_wrong(store, len(train))
     remaining = _remaining(train, corrections, manifest, next_batch, stop_rate, chances,
                            model_wrong)
-    labels_spent = int(corrections["n_annotations"].sum()) if "n_annotations" in \
-        corrections.columns else int(len(corrections))
+    spent = _labels_spent(corrections, audit_answers, set(train["id"]), manifest)
+    labels_spent = spent["total"]
     delta = evaluation["accuracy"]["delta"]
     report = {
         "run": store.uri,
@@ -164,12 +174,13 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                               for old, row in matrix.iterrows()},
         "queue": _queue_precision(corrections, manifest),
         "labels_spent": labels_spent,
+        "labels_spent_parts": {k: v for k, v in spent.items() if k != "total"},
         "gain_per_100_labels": 100 * delta / labels_spent * 100 if labels_spent else None,
         "detection": _detection_curve(store, train),
         "remaining": remaining,
         "rounds": _rounds(store, train, corrections, manifest, next_batch, stop_rate, chances,
                           model_wrong, remaining),
-        "eval_audit": {**_eval_audit(store),
+        "eval_audit": {**_eval_audit(store, audit_answers),
                        **_audited_gain(sub, before, after, classes, evaluation)},
         "shortcuts": shortcut_section(store),
         "thin_regions": thin_region_section(store),
@@ -181,15 +192,64 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     return report
 
 
-def _eval_audit(store: RunStore, top: int = 10) -> dict:
-    """The eval rows whose labels most deserve a second look before the gain is trusted."""
+def _answers(store: RunStore, table, train: pd.DataFrame
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training and pool answers, eval-audit answers) of ``labels/corrections.parquet``
+    (``table``), split as retrain splits them (:func:`split_eval_answers`: by ``source`` or by
+    an eval id). A training answer's ``old_label`` is its row's label in the baseline training
+    split and a pool answer's None, whatever the file says (retrain reads the label from there
+    too; a file made outside Label Studio may leave the column out or blank).
+
+    Raises DataError naming the file and the id of an answer to a row of no split."""
+    eval_ids = set(store.read_table(artifacts.EVAL.path, columns=["id"]).column("id")
+                   .to_pylist())
+    training, audit = split_eval_answers(table.to_pandas(), eval_ids)
+    labels = train.set_index("id")["label"]
+    pool_ids = set(store.read_table(artifacts.POOL.path, columns=["id"]).column("id")
+                   .to_pylist()) if store.exists(artifacts.POOL.path) else set()
+    unknown = training[~training["id"].isin(labels.index) & ~training["id"].isin(pool_ids)]
+    if len(unknown):
+        raise DataError(f"{artifacts.CORRECTIONS.path}, row {unknown.index[0]}: id "
+                        f"{unknown['id'].iloc[0]!r} is in neither the training set, the eval "
+                        f"split nor the pool of this run")
+    old = training["id"].map(labels).astype(object)
+    training = training.assign(old_label=old.where(old.notna(), None))
+    return training.reset_index(drop=True), audit.reset_index(drop=True)
+
+
+def _labels_spent(corrections: pd.DataFrame, audit: pd.DataFrame, train_ids: set,
+                  manifest: pd.DataFrame | None) -> dict:
+    """The labels spent (:func:`labels_given`: one per person's answer to a task) on the
+    training and pool answers (``total``), and its parts: ``review`` on the flagged and
+    random-control tasks (the burn-down's; without a manifest, every answer to a training
+    row), ``acquisition`` on pool rows, ``other`` on training rows sent for another reason
+    (counterexamples); ``eval_audit``: the eval audit's, not in the total."""
+    spent = labels_given(corrections)
+    on_train = corrections["id"].isin(train_ids)
+    review = on_train
+    if manifest is not None:
+        review = on_train & corrections["id"].isin(
+            set(manifest.loc[manifest["source"].isin(REVIEW), "id"]))
+    return {"total": int(spent.sum()), "review": int(spent[review].sum()),
+            "acquisition": int(spent[~on_train].sum()),
+            "other": int(spent[on_train & ~review].sum()),
+            "eval_audit": int(labels_given(audit).sum())}
+
+
+def _eval_audit(store: RunStore, answers: pd.DataFrame, top: int = 10) -> dict:
+    """The eval rows whose labels most deserve a second look before the gain is trusted: the
+    highest-ranked ones the eval audit has not answered (keep, relabel or drop; ``answers``:
+    the audit's), and how many of the ranked rows it has."""
     if not store.exists(artifacts.EVAL_SUSPECTS.path):
         return {}
-    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas()
-    disputed = int((ranked["suspect_score"] >= 0.9).sum())
-    return {"ranked": int(len(ranked)), "high_suspicion": disputed,
-            "top": ranked.head(top)[["id", "given_label", "suggested_label",
-                                      "suspect_score"]].to_dict("records")}
+    ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas().sort_values(
+        "rank", kind="stable")
+    done = ranked["id"].isin(set(answers.loc[answers["action"].isin(ANSWERED), "id"]))
+    disputed = ranked["suspect_score"] >= 0.9
+    return {"ranked": int(len(ranked)), "high_suspicion": int(disputed.sum()),
+            "audited": int(done.sum()), "high_suspicion_unaudited": int((disputed & ~done).sum()),
+            "top": ranked[~done].head(top)[["id", "given_label", "suggested_label",
+                                            "suspect_score"]].to_dict("records")}
 
 
 def round_chances(store: RunStore, manifest: pd.DataFrame, train_ids: pd.Series
@@ -301,8 +361,9 @@ def plots(report: dict) -> dict[str, bytes]:
         values = np.array([[matrix[r].get(c, 0) for c in cols] for r in rows])
         fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 1.0 + 0.6 * len(rows)))
         ax.imshow(values, cmap="Blues")
-        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-        ax.set_yticks(range(len(rows)), rows)
+        # class names are drawn as they are: parse_math=False, or "$" starts mathtext
+        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", parse_math=False)
+        ax.set_yticks(range(len(rows)), rows, parse_math=False)
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, str(v), ha="center", va="center",
                     color="white" if v > values.max() / 2 else "black")
@@ -399,6 +460,8 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     if c.get("dedupe_unresolved"):
         deduped += (f"; {c['dedupe_unresolved']} duplicate groups kept whole: their labels "
                     f"tie")
+    spent = _spent_html(report.get("labels_spent_parts"),
+                        bool((report.get("rounds") or {}).get("rows")))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>relabeler report</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}}
@@ -414,6 +477,7 @@ text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;
 95% CI [{100 * ev['accuracy']['ci95'][0]:+.1f}, {100 * ev['accuracy']['ci95'][1]:+.1f}]),
 for {report['labels_spent']} labels
 ({'n/a' if gain is None else f'{gain:+.2f}'} points per 100 labels).</p>
+{spent}
 <table><tr><th>metric</th><th>before</th><th>after</th><th>delta (points)</th>
 <th>95% CI</th></tr>{''.join(rows)}</table>
 {steered_gain_html(report.get("eval_unsteered") or {})}
@@ -421,6 +485,7 @@ for {report['labels_spent']} labels
 <p>{c['reviewed']} training samples reviewed: {c['changed']} relabeled, {c['dropped']} dropped,
 {c['unsure']} marked not sure; {c['acquired']} pool samples acquired{deduped}. Training set
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
+{_matrix_html(report.get("correction_matrix") or {})}
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
 {render_annotators(report.get("annotators") or {})}
@@ -432,6 +497,42 @@ for {report['labels_spent']} labels
 <h2>Plots</h2>{imgs}
 </body></html>
 """
+
+
+def _spent_html(parts: dict | None, burn_down: bool) -> str:
+    """What the headline's labels are: one label is one person's answer to one task
+    (``burn_down``: the report has one, which counts the review tasks' part)."""
+    if not parts:
+        return ""
+    named = [f"{parts['review']} on review tasks (flagged and random controls)"]
+    if parts["acquisition"]:
+        named.append(f"{parts['acquisition']} on pool samples acquired")
+    if parts["other"]:
+        named.append(f"{parts['other']} on other training tasks (counterexamples)")
+    audit = (f"; the {parts['eval_audit']} labels of the eval audit are not counted"
+             if parts["eval_audit"] else "")
+    return (f"<p>Labels spent: one per person's answer to a task (one where the number of "
+            f"answers is unknown), on the training and pool samples: {', '.join(named)}"
+            f"{audit}."
+            + (" The burn-down below counts the review tasks' part." if burn_down else "")
+            + "</p>")
+
+
+def _matrix_html(matrix: dict) -> str:
+    """The correction matrix (label before -> label after review) as a table: the plot's
+    numbers, readable whatever script the labels are in."""
+    if not matrix:
+        return ""
+    esc = html.escape
+    cols = sorted({c for row in matrix.values() for c in row})
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    body = "".join(
+        f"<tr><td>{esc(old)}</td>"
+        + "".join(f"<td>{matrix[old].get(c, 0)}</td>" for c in cols) + "</tr>"
+        for old in sorted(matrix))
+    return ("<p>Answers that kept or relabeled a sample, by the label before review (rows; "
+            "(pool): acquired pool samples) and the label after (columns):</p>"
+            f"<table><tr><th>before \\ after</th>{head}</tr>{body}</table>")
 
 
 def _audited_gain_html(gain: dict) -> str:
@@ -456,19 +557,26 @@ def _audited_gain_html(gain: dict) -> str:
 
 
 def _eval_audit_html(audit: dict) -> str:
-    if not audit.get("top"):
+    if not audit.get("ranked"):
         return ("<h2>Eval audit</h2>" + _audited_gain_html(audit["gain"])
                 if audit.get("gain") else "")
     rows = "".join(
         f"<tr><td>{html.escape(str(r['id']))}</td><td>{html.escape(str(r['given_label']))}</td>"
         f"<td>{html.escape(str(r['suggested_label']))}</td><td>{r['suspect_score']:.2f}</td>"
         "</tr>" for r in audit["top"])
+    audited = audit.get("audited", 0)
+    done = (f" The audit has answered {audited} of the ranked rows, left out of the list below."
+            if audited else "")
+    unaudited = (f" ({audit['high_suspicion_unaudited']} of those not audited yet)"
+                 if audited and audit["high_suspicion"] else "")
+    listed = ("Wrong eval labels move the measured gain; review the top of this list before "
+              "trusting it.</p><table><tr><th>eval row</th><th>label</th><th>suggested</th>"
+              f"<th>score</th></tr>{rows}</table>" if rows else
+              "Every ranked eval row has been answered by the audit.</p>")
     return ("<h2>Eval audit</h2><p>The eval labels are checked as the training labels are: "
             f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet), "
-            f"{audit['high_suspicion']} with a suspect score of 0.9 or more. Wrong eval labels "
-            "move the measured gain; review the top of this list before trusting it.</p>"
-            "<table><tr><th>eval row</th><th>label</th><th>suggested</th><th>score</th></tr>"
-            f"{rows}</table>" + _audited_gain_html(audit.get("gain") or {}))
+            f"{audit['high_suspicion']} with a suspect score of 0.9 or more{unaudited}.{done} "
+            f"{listed}" + _audited_gain_html(audit.get("gain") or {}))
 
 
 def _remaining_html(left: dict) -> str:
@@ -517,7 +625,7 @@ def _rounds_html(rounds: dict, images: dict[str, bytes]) -> str:
     return ("<h2>Rounds: the burn-down</h2>"
             f"<p>{html.escape(rounds.get('text', ''))}</p>{honest}"
             "<table><tr><th>round</th><th>picks</th><th>tasks</th><th>answered</th>"
-            "<th>corrections</th><th>labels spent</th><th>wrong labels left (est.)</th>"
+            "<th>corrections</th><th>labels spent (review)</th><th>wrong labels left (est.)</th>"
             "<th>95% interval</th><th>advice</th>"
             + ("<th>really left (simulation)</th>" if truth else "") + f"</tr>{body}</table>"
             + figure)
@@ -530,15 +638,21 @@ def _stale_html(stale: str | None) -> str:
 
 def write_report(store: RunStore, config: RunConfig | None = None) -> dict:
     """Write ``report/report.json``, ``report/report.html`` and ``report/*.png``; ``config``'s
-    ``[loop]`` sizes the next batch (default: the ``[studio]`` budget) and the stop rate."""
+    ``[loop]`` sizes the next batch (default: the ``[studio]`` budget) and the stop rate.
+
+    The folder is replaced as one unit (:meth:`RunStore.replace_folder`): everything is
+    rendered first and the new folder swapped in whole, so a failure or an interruption leaves
+    the previous report as it was, and no plot of an earlier report stays beside the new one."""
     config = config or RunConfig()
     report = build_report(store, next_batch=config.loop.batch or config.studio.budget,
                           stop_rate=config.loop.stop_rate)
     images = plots(report)
-    for name, data in images.items():
-        store.write_bytes(artifacts.REPORT_PLOT(name=name.removesuffix(".png")), data)
-    store.write_json(artifacts.REPORT_JSON.path, report)
-    store.write_bytes(artifacts.REPORT_HTML.path, render_html(report, images).encode("utf-8"))
+    files = {artifacts.REPORT_PLOT(name=name.removesuffix(".png")): data
+             for name, data in images.items()}
+    files[artifacts.REPORT_JSON.path] = (json.dumps(report, indent=2, ensure_ascii=False)
+                                         + "\n").encode()
+    files[artifacts.REPORT_HTML.path] = render_html(report, images).encode("utf-8")
+    store.replace_folder(artifacts.REPORT_HTML.path.rsplit("/", 1)[0], files)
     log.info("report: %s", store.path(artifacts.REPORT_HTML.path))
     return report
 

@@ -94,6 +94,15 @@ def review_answers(manifest: pd.DataFrame, corrections: pd.DataFrame, *,
     return review, corrections[corrections["id"].isin(set(review["id"]))]
 
 
+def labels_given(answers: pd.DataFrame) -> pd.Series:
+    """The labels spent on each answered task: the answers people gave it (``n_annotations``),
+    one where that is unknown (a null, or a file without the column). Every count of labels
+    spent in the report is a sum of these."""
+    if "n_annotations" not in answers.columns:
+        return pd.Series(1, index=answers.index, dtype="int64")
+    return answers["n_annotations"].fillna(1).astype("int64")
+
+
 def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataFrame, *,
               next_batch: int, stop_rate: float, model_wrong: float | None = None,
               wrong_probability: Mapping[int, pd.Series] | None = None) -> list[dict]:
@@ -102,7 +111,7 @@ def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataF
     knows the truth, the wrong labels really left.
 
     manifest: id, source, round, rank. corrections: the training answers (id, action,
-    old_label, new_label; ``n_annotations`` counts labels spent, else one per answer). train:
+    old_label, new_label; :func:`labels_given` counts the labels spent). train:
     the training rows (``flipped`` where known). wrong_probability: round -> the chances that
     the labels are wrong under the scoring that picked that round (id-indexed), where known.
     The last row is the report's "What is left": the same call on the same answers.
@@ -110,9 +119,7 @@ def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataF
     if "round" not in manifest.columns:
         manifest = manifest.assign(round=1)
     review = manifest[manifest["source"].isin(REVIEW)]
-    spent = (corrections["n_annotations"].fillna(1).astype(int)
-             if "n_annotations" in corrections.columns
-             else pd.Series(1, index=corrections.index))
+    spent = labels_given(corrections)
     rows = []
     for r in sorted({int(x) for x in review["round"]}):
         tasks = review[review["round"] == r]
@@ -140,7 +147,7 @@ def burn_down_text(rows: list[dict], left: dict) -> str:
     found = sum(r["corrections"] for r in rows)
     spent = sum(r["labels_spent"] for r in rows)
     words = (f"{len(rows)} round{'s' if len(rows) > 1 else ''}: {found} wrong labels corrected "
-             f"for {spent} labels spent.")
+             f"for {spent} labels spent on review tasks (flagged and random controls).")
     if left.get("available"):
         words += " " + advice_text(left)
     return words

@@ -80,7 +80,8 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(6, 0.35 * len(top) + 1.2))
         ys = np.arange(len(top))[::-1]
         ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
-        ax.set_yticks(ys, [f"{t['token']} ({t['class']})" for t in top])
+        # tokens and class names are drawn as they are ("$" would start mathtext)
+        ax.set_yticks(ys, [f"{t['token']} ({t['class']})" for t in top], parse_math=False)
         for y, t in zip(ys, top, strict=True):
             ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",
                     fontsize=8)
@@ -96,7 +97,7 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
            label="share of training rows")
     recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
     ax.plot(xs, recall, "ko", label="eval recall")
-    ax.set_xticks(xs, [r["class"] for r in rows], rotation=30, ha="right")
+    ax.set_xticks(xs, [r["class"] for r in rows], rotation=30, ha="right", parse_math=False)
     ax.set_ylim(0, 1.05)
     ax.set_title("Class balance")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)

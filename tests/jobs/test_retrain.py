@@ -125,7 +125,7 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
     assert ev["ci95"][0] <= ev["delta"] <= ev["ci95"][1]
     html = (tmp_path / "run/report/report.html").read_text()
     assert "What the relabeling bought" in html and "data:image/png;base64," in html
-    assert "unbounded: no random control needed a change (at least" in html
+    assert "not measurable: no random control needed a change; at least" in html
     left = report["remaining"]
     assert left["true_remaining"] == 0  # every flipped label was answered
     assert left["controls"] == {

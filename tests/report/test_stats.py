@@ -102,7 +102,7 @@ def test_a_queue_rate_with_nothing_reviewed_shows_no_interval():
     assert _rate_ci({"reviewed": 10, "ci95": rate_interval(0, 10)}) == "[0.0%, 27.8%]"
 
 
-def test_the_lift_is_n_a_when_nothing_was_corrected_and_unbounded_only_with_corrections():
+def test_the_lift_is_n_a_when_nothing_was_corrected_and_not_measurable_without_a_control():
     from relabeler.report.build import _lift_text
 
     def queue(flagged: int, controls: int) -> dict:
@@ -111,7 +111,7 @@ def test_the_lift_is_n_a_when_nothing_was_corrected_and_unbounded_only_with_corr
                 "random_control": {"reviewed": 5, "corrected": controls, "rate": controls / 5}}
 
     assert _lift_text(queue(0, 0)).startswith("n/a (neither the flagged tasks")
-    assert _lift_text(queue(4, 0)) == "unbounded: no random control needed a change"
+    assert _lift_text(queue(4, 0)) == "not measurable: no random control needed a change"
 
 
 def test_one_eval_row_gives_the_widest_interval_not_an_error():
