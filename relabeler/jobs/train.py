@@ -22,6 +22,7 @@ import logging
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -197,23 +198,58 @@ def check_folds(labels: pd.Series, folds: int) -> None:
                           f"class: {shown}; use fewer folds (--folds) or add rows")
 
 
-def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold number of each sample; every class spread evenly over the folds."""
+def stratified_folds(label_ids: np.ndarray, k: int, seed: int,
+                     texts: Sequence[str] | None = None) -> np.ndarray:
+    """Fold number of each sample; every class spread evenly over the folds, the same folds for
+    the same ``seed``.
+
+    With ``texts``, the copies of a text (equal once whitespace and case are normalised:
+    :func:`relabeler.selectors.duplicates.text_hash`) share a fold, so no copy is predicted
+    out of fold by a model trained on its twin. A group of copies counts toward the class most
+    of its rows carry (ties: the first class); each class's groups, in a seeded random order,
+    largest first, go to the fold holding the fewest rows of that class, then the fewest rows,
+    then the lowest number. Without copies this is a round robin over each class's shuffled
+    rows."""
     if k < 2:
         raise ValueError(f"folds must be >= 2, got {k}")
+    label_ids = np.asarray(label_ids, dtype=np.int64)
     counts = np.bincount(label_ids)
     if counts[counts > 0].min() < k:
         small = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
         raise ConfigError(f"train.folds = {k}: class index {small} has only {counts[small]} "
                           f"training samples; use fewer folds")
+    group = np.arange(len(label_ids))
+    if texts is not None:
+        from relabeler.selectors.duplicates import text_hash
+
+        group = pd.factorize(text_hash(texts))[0]  # numbered by their first row
+    n_classes = len(counts)
+    # (group, label) pairs with their rows; a group's class is its most common label
+    pairs, rows = np.unique(group * n_classes + label_ids, return_counts=True)
+    pair_group, pair_label = pairs // n_classes, pairs % n_classes
+    by_count = np.lexsort((pair_label, -rows, pair_group))
+    firsts = by_count[np.r_[True, pair_group[by_count][1:] != pair_group[by_count][:-1]]]
+    group_class = pair_label[firsts]  # groups are 0..G-1, each with a pair
+    size = np.bincount(group)
+    mixed: dict[int, list[tuple[int, int]]] = {}  # groups of several labels: (label, rows)
+    several = np.unique(pair_group[np.r_[pair_group[1:] == pair_group[:-1], False]])
+    for g, a, b in zip(several.tolist(), np.searchsorted(pair_group, several).tolist(),
+                       np.searchsorted(pair_group, several, side="right").tolist(), strict=True):
+        mixed[g] = list(zip(pair_label[a:b].tolist(), rows[a:b].tolist(), strict=True))
     rng = np.random.default_rng(seed)
-    fold = np.empty(len(label_ids), dtype=np.int64)
-    offset = 0
-    for c in np.flatnonzero(counts):
-        members = rng.permutation(np.flatnonzero(label_ids == c))
-        fold[members] = (np.arange(len(members)) + offset) % k
-        offset += len(members)
-    return fold
+    per_class = [[0] * n_classes for _ in range(k)]
+    total = [0] * k
+    fold_of = np.empty(len(size), dtype=np.int64)
+    for c in np.flatnonzero(counts).tolist():
+        order = rng.permutation(np.flatnonzero(group_class == c))
+        order = order[np.argsort(-size[order], kind="stable")]
+        for g, n in zip(order.tolist(), size[order].tolist(), strict=True):
+            f = min(range(k), key=lambda j: (per_class[j][c], total[j], j))
+            fold_of[g] = f
+            total[f] += n
+            for label, m in mixed.get(g, ((c, n),)):
+                per_class[f][label] += m
+    return fold_of[group]
 
 
 def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
@@ -252,7 +288,8 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                 held_out: tuple[list[str], torch.Tensor | None] | None = None) -> pd.DataFrame:
     """Out-of-fold probabilities of every training sample from K models trained as Ray tasks
     (each with the main model's loss weights on its rows, when there are any). ``held_out``:
-    what the fold models predict when it is not what they train on (:func:`_train_fold`)."""
+    what the fold models predict when it is not what they train on (:func:`_train_fold`).
+    Copies of a text share a fold (:func:`stratified_folds`)."""
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -260,7 +297,8 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
     plan = plan_from_config(config.ray, num_actors=k, num_threads=config.extract.num_threads,
                             max_actors=k)
-    fold = stratified_folds(label_ids, k, opts.seed)
+    # copies of a text share a fold (the texts as given, before debias = mask)
+    fold = stratified_folds(label_ids, k, opts.seed, held_out[0] if held_out else texts)
     task = ray.remote(_train_fold).options(**plan.task_kwargs())
     shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights,
                                    held_out)]

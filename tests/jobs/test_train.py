@@ -12,6 +12,7 @@ from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.train import prior_only, run_train
 from relabeler.model import class_names, load_classifier
 from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
 
 
 def _config(tmp_path, source, model, **train):
@@ -168,6 +169,28 @@ def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path
         run_train(RunStore(config.run_dir), config, progress=False)
     assert not (tmp_path / "run" / "model").exists()
     assert not (tmp_path / "run" / "train").exists()
+
+
+def test_the_fold_models_hold_out_every_copy_of_a_text_together(ray_session, tiny_bert_dir,
+                                                                 tmp_path):
+    # copies of a text in different folds predicted each other out of fold
+    frame = synthetic_frame(60)
+    for first in range(0, 30, 3):  # ten texts with three copies each, one in other spacing
+        frame.loc[first + 1, "text"] = frame.loc[first, "text"]
+        frame.loc[first + 2, "text"] = "  " + frame.loc[first, "text"].upper().replace(" ",
+                                                                                      "   ")
+        frame.loc[[first + 1, first + 2], "label"] = frame.loc[first, "label"]
+    source = tmp_path / "copies.csv"
+    frame.to_csv(source, index=False)
+    config = _config(tmp_path, source, tiny_bert_dir, mode="head", epochs=2, folds=3)
+    config.data.eval_fraction = 0.0
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    oof = store.read_table("train/oof.parquet").to_pandas().set_index("id")
+    folds = [oof.loc[frame["id"][first:first + 3], "fold"].nunique()
+             for first in range(0, 30, 3)]
+    assert folds == [1] * 10
+    assert sorted(oof["fold"].value_counts().tolist()) == [20, 20, 20]
 
 
 def test_prior_only_names_a_model_that_predicts_one_class():
