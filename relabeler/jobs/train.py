@@ -56,6 +56,7 @@ from relabeler.model import (
 )
 from relabeler.store import RunStore
 from relabeler.training import (
+    DEFAULT_LR,
     FitOptions,
     classification_metrics,
     encoder_cls,
@@ -98,6 +99,36 @@ def prior_only(pred: np.ndarray, labels: np.ndarray) -> int | None:
     that learned the class prior only); None when it predicts more than one class."""
     classes = np.unique(pred)
     return int(classes[0]) if len(classes) == 1 and len(np.unique(labels)) > 1 else None
+
+
+def refuse_divergence(what: str, values: np.ndarray, ids: np.ndarray,
+                      opts: FitOptions) -> None:
+    """Raise a StageError when ``values`` ((N,) or (N, C), one row per id of ``ids``) hold NaN
+    or inf: training diverged (a learning rate too high for the model), and its probabilities
+    rank nothing. The message names ``what``, the rows and the settings to lower."""
+    values = np.asarray(values, dtype=np.float64).reshape(len(ids), -1)
+    bad = ~np.isfinite(values).all(axis=1)
+    if not bad.any():
+        return
+    rates = f"train.learning_rate (now {opts.learning_rate:g})"
+    if opts.mode == "full":
+        rates += f" and train.head_learning_rate (now {opts.head_learning_rate:g})"
+    lower = min(opts.learning_rate / 10, DEFAULT_LR[opts.mode])
+    raise StageError(f"train: training diverged: {what} are not finite (NaN or inf) for "
+                     f"{int(bad.sum())} of {len(bad)} rows (first id {ids[bad][0]!r}); nothing "
+                     f"was saved. Lower {rates}, e.g. with --set train.learning_rate={lower:g}")
+
+
+def check_dynamics(dynamics: pd.DataFrame, opts: FitOptions) -> None:
+    """:func:`refuse_divergence` on the training dynamics, naming the first epoch whose
+    probabilities are not finite (a diverged model stays so)."""
+    probs = dynamics[["gold_prob", "margin"]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        epoch = int(dynamics["epoch"].to_numpy()[bad].min())
+        at = (dynamics["epoch"] == epoch).to_numpy()
+        refuse_divergence(f"the training probabilities of epoch {epoch + 1} of {opts.epochs}",
+                          probs[at], dynamics["id"].to_numpy(dtype=object)[at], opts)
 
 
 def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = None,
@@ -578,6 +609,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
              if opts.mode == "full" else "", len(texts), len(classes), main.device)
+    # a diverged model is no model: refused before the folds train and anything is written
+    check_dynamics(main.dynamics, opts)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate, "mitigation": mitigation,
                      **({"head_learning_rate": opts.head_learning_rate}
@@ -588,6 +621,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if len(evaluation):
         eval_ids = evaluation["label"].map(index).to_numpy(dtype=np.int64)
         eval_probs = main.eval_probs
+        refuse_divergence("the model's eval probabilities", eval_probs,
+                          evaluation["id"].to_numpy(dtype=object), opts)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
         outputs[artifacts.EVAL_PREDICTIONS.path] = pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),
@@ -613,7 +648,12 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if folds:
         oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, folds,
                           config, cls_hidden, sample_weights, main.held_out)
-        oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
+        oof_probs = np.stack(oof["probs"].to_numpy())
+        diverged = sorted(set(oof["fold"][~np.isfinite(oof_probs).all(axis=1)].tolist()))
+        refuse_divergence(f"the out-of-fold probabilities of fold model "
+                          f"{', '.join(map(str, diverged))}", oof_probs,
+                          oof["id"].to_numpy(dtype=object), opts)
+        oof_pred = oof_probs.argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
         outputs[artifacts.OOF.path] = pa.Table.from_pandas(oof, preserve_index=False)
         log.info("train: out-of-fold accuracy against the given labels %.4f",
