@@ -8,7 +8,8 @@ A round, in order:
    by the next pull). No new answers since the last round: nothing else happens.
 3. retrain: the corrections make dataset version N (``retrain/vN/``), trained with the
    baseline's settings and its out-of-fold models (head mode: seconds on cached encoder
-   states).
+   states); fewer fold models, or none, where the corrections left a class with fewer rows
+   than ``train.folds`` (:func:`relabeler.jobs.retrain.version_folds`, logged).
 4. re-score version N: its features (head mode: the baseline's embeddings through the new
    head, the encoder being frozen; full mode: a new extract) and its suspects. Reviewed rows
    carry their answered labels, so the noise model and the neighbours' votes read them.

@@ -125,6 +125,48 @@ def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_ber
     assert derived["train"].loc[train["id"][0], "label"] == other[train["label"][0]]
 
 
+def test_a_retrain_whose_corrections_leave_a_class_too_few_rows_trains_fewer_folds(
+        tmp_path, tiny_bert_dir, ray_session, caplog):
+    # `next` stopped after the pull: "train.folds = 5 needs at least 5 training rows per class:
+    # 'spam' has 4"
+    source = tmp_path / "sms.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i:02d},{'win a prize now' if i < 8 else 'see you at lunch'} {i},"
+        f"{'spam' if i < 8 else 'ham'}\n" for i in range(50)))
+    config = head_config(tmp_path / "run", source, tiny_bert_dir, max_length=16, epochs=2)
+    config.data.pool_fraction = 0.0
+    config.train.folds = 5
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)  # 5 or more spam rows: 5 folds are fine
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    spam = sorted(train.loc[train["label"] == "spam", "id"])
+    assert len(spam) >= 5
+
+    def answer(n_left: int) -> dict:
+        changed = spam[:len(spam) - n_left]
+        store.write_table(artifacts.CORRECTIONS.path, pa.table({
+            "id": changed, "old_label": ["spam"] * len(changed),
+            "new_label": ["ham"] * len(changed), "action": ["relabel"] * len(changed)}))
+        return run_retrain(store, config, progress=False, folds=5)
+
+    with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
+        info = answer(4)
+    assert (info["folds"], info["folds_trained"]) == (5, 4)
+    assert "after the corrections 'spam' has 4 training rows, fewer than train.folds = 5: " \
+        "version 1 trains 4 out-of-fold models" in caplog.text
+    version = RunStore(store.path(artifacts.RETRAIN(n=1)))
+    oof = version.read_table(artifacts.OOF.path).to_pandas()
+    assert sorted(oof["fold"].unique()) == [0, 1, 2, 3] and len(oof) == len(train)
+    assert version.stage_info("train")["info"]["folds"] == 4
+    assert run_retrain(store, config, progress=False, folds=5)["version"] == 1  # kept as done
+    info = answer(1)  # one spam row left: no fold model could learn spam
+    assert (info["version"], info["folds_trained"]) == (2, 0)
+    assert "'spam' has 1 training row: a fold model that holds out a class's only row never " \
+        "sees that class, so version 2 trains no out-of-fold models (train.folds = 5)" \
+        in caplog.text
+    assert not RunStore(store.path(artifacts.RETRAIN(n=2))).exists(artifacts.OOF.path)
+
+
 @pytest.mark.parametrize("mode, derived", [("windows", True), ("evidence", False)])
 def test_a_head_mode_version_reuses_the_baseline_embeddings_unless_it_chooses_its_windows(
         tmp_path, monkeypatch, mode, derived):
