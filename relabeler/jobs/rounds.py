@@ -360,7 +360,7 @@ def rescore_version(store: RunStore, version: RunStore, config: RunConfig, *,
         splits = head_features(store, version, config)
         if not splits:
             return run_score(version, config, force=True)
-        log.info("next: the encoder cache lacks texts of the %s split of %s; extracting it",
+        log.info("next: extracting %s of %s (the encoder cache lacks texts of them)",
                  ", ".join(splits), version.uri)
     run_extract(version, config, force=True, progress=progress, splits=splits)
     return run_score(version, config, force=True)
