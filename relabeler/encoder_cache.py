@@ -147,6 +147,15 @@ class EncoderCache:
         pq.write_table(table, tmp)
         os.replace(tmp, folder / name)
 
+    def cached(self, texts: Sequence[str], *, device: torch.device) -> torch.Tensor | None:
+        """(N, H) float32 states of ``texts`` in input order from the cache alone (nothing is
+        encoded); None when the cache is off or lacks any of them."""
+        keys = text_keys(list(texts))
+        known = self._load(self._folder(torch.device(device)))
+        if not keys or any(k not in known for k in keys):
+            return None
+        return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))
+
     def states(self, texts: Sequence[str], *, batch_size: int, device: torch.device,
                progress: bool = False) -> torch.Tensor:
         """(N, H) float32 [CLS] states of ``texts`` in input order; only the texts the cache

@@ -450,6 +450,19 @@ def head_is_linear(model: nn.Module) -> bool:
     return head_spec(model).forward is _pooled_head
 
 
+def head_is_final_linear(model: nn.Module) -> bool:
+    """Whether head mode trains the final linear layer alone (the BERT family, whose pooler
+    stays frozen), so that layer's input (the embedding extract keeps) is the same before and
+    after training. False for DistilBERT (``pre_classifier``), RoBERTa and ELECTRA
+    (``classifier.dense``), whose head trains the layers that make it, and for a family head
+    mode does not know."""
+    modules = head_modules(model)
+    if modules is None:
+        return False
+    trained = {id(p) for p in head_parameters(model, modules)}
+    return trained == {id(p) for p in final_linear(model).parameters()}
+
+
 def head_parameters(model: nn.Module, modules: Sequence[str]) -> list[nn.Parameter]:
     """The parameters of ``model``'s submodules ``modules`` (:func:`head_modules`)."""
     params = []

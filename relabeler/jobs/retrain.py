@@ -210,6 +210,32 @@ def dedupe_training(train: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.D
                  "unresolved": unresolved}
 
 
+def version_folds(labels: pd.Series, folds: int, version: int) -> int:
+    """The out-of-fold models dataset version ``version`` trains: ``folds``, or, where the
+    corrections left a class with fewer training rows than that (each fold holds out a row of
+    every class), as many as the smallest class has, logged; none when a class is down to one
+    row (the version is scored without the out-of-fold view, logged). A round goes on either
+    way, where a baseline with too few rows stops (:func:`relabeler.jobs.train.check_folds`)."""
+    if not folds:
+        return 0
+    counts = labels.value_counts()
+    small = counts[counts < folds].sort_index()
+    if not len(small):
+        return folds
+    fewest = int(small.min())
+    shown = ", ".join(f"{label!r} has {n} training row{'s' * (n != 1)}"
+                      for label, n in small.items())
+    if fewest >= 2:
+        log.warning("retrain: after the corrections %s, fewer than train.folds = %d: version %d "
+                    "trains %d out-of-fold models", shown, folds, version, fewest)
+        return fewest
+    log.warning("retrain: after the corrections %s: a fold model that holds out a class's only "
+                "row never sees that class, so version %d trains no out-of-fold models "
+                "(train.folds = %d) and is scored without the out-of-fold view", shown, version,
+                folds)
+    return 0
+
+
 @contextmanager
 def _removed_on_failure(store: RunStore, folder: str) -> Iterator[None]:
     """Remove ``folder`` if the block fails: a version without its model is no version."""
@@ -249,7 +275,9 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                 progress: bool = True, dedupe: bool = False, folds: int = 0) -> dict:
     """Build dataset version N from the corrections (with ``dedupe``, one row per duplicate
     group of ``scores/duplicates.parquet``), retrain, and compare on eval. ``folds``: train
-    that many out-of-fold models too (``relabeler next`` re-scores the version with them)."""
+    that many out-of-fold models too (``relabeler next`` re-scores the version with them),
+    fewer where the corrections left a class with fewer rows (:func:`version_folds`;
+    ``folds_trained`` in the result)."""
     if not store.exists(CORRECTIONS):
         raise StageError(f"retrain needs {CORRECTIONS}: pull the people's answers first "
                          f"(`relabeler pull --run {store.uri}`)")
@@ -304,6 +332,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                       n_train_after=int(len(new_train)))
 
     version = max(dataset_versions(store), default=0) + 1
+    trained_folds = version_folds(new_train["label"], folds, version)
     folder = artifacts.RETRAIN(n=version)
     sub = RunStore(store.path(folder))
     with _removed_on_failure(store, folder):
@@ -316,9 +345,10 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
             sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
                 audited[0], preserve_index=False))
         provenance = {"parent": store.uri, "corrections": fingerprint, "version": version,
-                      "dedupe": dedupe, "mitigation": mitigation, "folds": folds, **counts}
+                      "dedupe": dedupe, "mitigation": mitigation, "folds": folds,
+                      "folds_trained": trained_folds, **counts}
         sub.mark_done("data", provenance)
-        retrain_config = baseline_config(store, config, folds)
+        retrain_config = baseline_config(store, config, trained_folds)
         shortcuts = (store.read_table(artifacts.SHORTCUTS.path).to_pandas()
                      if store.exists(artifacts.SHORTCUTS.path) else None)
         run_train(sub, retrain_config, force=True, progress=progress, classes=classes,

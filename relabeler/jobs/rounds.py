@@ -8,9 +8,12 @@ A round, in order:
    by the next pull). No new answers since the last round: nothing else happens.
 3. retrain: the corrections make dataset version N (``retrain/vN/``), trained with the
    baseline's settings and its out-of-fold models (head mode: seconds on cached encoder
-   states).
-4. re-score version N: its features (head mode: the baseline's embeddings through the new
-   head, the encoder being frozen; full mode: a new extract) and its suspects. Reviewed rows
+   states); fewer fold models, or none, where the corrections left a class with fewer rows
+   than ``train.folds`` (:func:`relabeler.jobs.retrain.version_folds`, logged).
+4. re-score version N: its features (head mode, the encoder being frozen: the baseline's
+   embeddings through the new final layer where that layer is all the head trains, else the
+   new head on the cached encoder states, or a new extract of a split the cache lacks
+   (:func:`head_features`); full mode: a new extract) and its suspects. Reviewed rows
    carry their answered labels, so the noise model and the neighbours' votes read them.
 5. plan (:func:`relabeler.queue_plan.plan_next_round`): the top of the new ranking among the
    rows never sent, with its own random controls, behind every task still waiting. When the
@@ -206,29 +209,42 @@ def _training_answers(store: RunStore) -> pd.DataFrame:
 # re-scoring a dataset version
 
 
-def head_features(base: RunStore, version: RunStore) -> None:
-    """``features/{train,eval,pool}`` of a head-mode version from the baseline's: the encoder
-    is frozen, so each row's embedding (the head's input) is unchanged and only the new head's
-    logits, probabilities, prediction and loss (against the version's labels) are computed.
-    Acquired pool rows that joined the training set take their pool features."""
-    import torch
+def head_features(base: RunStore, version: RunStore, config: RunConfig) -> list[str]:
+    """``features/{train,eval,pool}`` of a head-mode version without an extract, for each
+    split the baseline extracted; returns the splits left to a real extract (nothing written
+    for them).
 
-    from relabeler.jobs.extract import features_table
-    from relabeler.model import final_linear, load_classifier
+    The encoder is frozen in head mode. Where the head trains its final linear layer alone
+    (:func:`relabeler.model.head_is_final_linear`: the BERT family), each row's embedding (that
+    layer's input) is the baseline's, and only the new head's logits, probabilities, prediction
+    and loss (against the version's labels) are computed; acquired pool rows that joined the
+    training set take their pool features. Where head mode trains the layers before it too
+    (DistilBERT's ``pre_classifier``, RoBERTa's and ELECTRA's ``classifier.dense``), the
+    baseline's embeddings are not the version's: the version's head runs on the frozen
+    encoder's states from the ``[model] cache_dir`` cache (training filled it with the training
+    and eval texts), and a split with a text the cache lacks (the pool, or any split with the
+    cache off) is left to extract."""
+    from relabeler.jobs.extract import SPLITS, features_table
+    from relabeler.model import final_linear, head_is_final_linear, load_classifier
 
     classes = version.read_json(artifacts.LABELS.path)
     index = {c: i for i, c in enumerate(classes)}
-    head = final_linear(load_classifier(str(version.get_dir(artifacts.MODEL.path))))
-    weight = head.weight.detach().float().numpy()
-    bias = head.bias.detach().float().numpy()
-    frames = [base.read_table(artifacts.FEATURES(split=s), columns=["id", "embedding",
-                                                                    "n_tokens"]).to_pandas()
-              for s in ("train", "eval", "pool") if base.stage_done(f"extract.{s}")]
+    model_dir = str(version.get_dir(artifacts.MODEL.path))
+    model = load_classifier(model_dir)
+    reuse = head_is_final_linear(model)
+    splits = [s for s in SPLITS if base.stage_done(f"extract.{s}")]
+    if not splits:
+        return []
+    columns = ["id", "embedding", "n_tokens"] if reuse else ["id", "n_tokens"]
+    frames = [base.read_table(artifacts.FEATURES(split=s), columns=columns).to_pandas()
+              for s in splits]
     known = pd.concat(frames, ignore_index=True).drop_duplicates("id").set_index("id")
-    for split in ("train", "eval", "pool"):
-        if not base.stage_done(f"extract.{split}"):
-            continue
-        rows = version.read_table(artifacts.SPLIT(split=split), columns=["id", "label"])
+    head = final_linear(model)
+    run_head = None if reuse else _cached_head(version, model, model_dir, config)
+    tables, left = {}, []
+    for split in splits:
+        rows = version.read_table(artifacts.SPLIT(split=split),
+                                  columns=["id", "label"] + ([] if reuse else ["text"]))
         ids = rows.column("id").to_pylist()
         labels = rows.column("label").to_pylist()
         missing = [i for i in ids if i not in known.index]
@@ -236,45 +252,118 @@ def head_features(base: RunStore, version: RunStore) -> None:
             raise RoundError(f"the baseline's features lack rows of version {version.uri}'s "
                              f"{split} split ({missing[:5]}); rerun `relabeler extract`")
         picked = known.loc[ids]
-        embedding = (np.stack(picked["embedding"].to_numpy()).astype(np.float32)
-                     if len(ids) else np.zeros((0, weight.shape[1]), np.float32))
-        logits = embedding @ weight.T + bias
-        log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
-        label_ids = np.array([index.get(x, -1) if x is not None else -1 for x in labels],
-                             dtype=np.int64)
-        loss = np.where(label_ids >= 0,
-                        -log_probs[np.arange(len(ids)), np.clip(label_ids, 0, None)], np.nan)
-        out = {"embedding": embedding, "logits": logits.astype(np.float32),
-               "probs": np.exp(log_probs).astype(np.float32),
-               "pred": logits.argmax(1).astype(np.int64) if len(ids) else np.zeros(0, np.int64),
-               "loss": loss.astype(np.float32),
-               "n_tokens": picked["n_tokens"].to_numpy(dtype=np.int32)}
+        if not ids:
+            embedding = np.zeros((0, head.in_features), np.float32)
+            logits = np.zeros((0, len(classes)), np.float32)
+        elif reuse:
+            embedding = np.stack(picked["embedding"].to_numpy()).astype(np.float32)
+            logits = (embedding @ head.weight.detach().float().numpy().T
+                      + head.bias.detach().float().numpy())
+        else:
+            found = run_head([str(t) for t in rows.column("text").to_pylist()])
+            if found is None:
+                left.append(split)
+                continue
+            embedding, logits = found
+        tables[split] = features_table(ids, labels, _head_outputs(
+            embedding, logits, labels, index, picked["n_tokens"]), classes)
+    for split, table in tables.items():
         folder = artifacts.FEATURES(split=split)
         version.reset_stage(f"extract.{split}", [folder])
-        version.write_shard(folder, 0, features_table(ids, labels, out, classes))
-        version.mark_done(f"extract.{split}", {"rows": len(ids), "from": base.uri,
-                                               "head_only": True})
+        version.write_shard(folder, 0, table)
+        version.mark_done(f"extract.{split}", {"rows": table.num_rows, "from": base.uri,
+                                               "head_only": True,
+                                               "encoder_cache": not reuse})
+    return left
+
+
+def _cached_head(version: RunStore, model, model_dir: str, config: RunConfig):
+    """A function of a split's texts: the embeddings and logits of ``model`` (the version's)
+    from the frozen encoder's cached states, or None when the cache lacks a text (or is off, or
+    the model reads windows, whose states head mode pools through a head linear in them)."""
+    import torch
+
+    from relabeler.encoder_cache import EncoderCache, cache_root
+    from relabeler.long_text import recorded_long_text
+    from relabeler.model import (
+        FeatureCapture,
+        head_spec,
+        load_tokenizer,
+        pick_device,
+        trained_max_length,
+    )
+
+    saved = version.read_json(f"{artifacts.MODEL.path}/config.json")
+    read = recorded_long_text(saved)
+    root = cache_root(config.model.cache_dir)
+    if read.windowed or root is None:
+        return lambda texts: None
+    device = pick_device()
+    cache = EncoderCache(root, model, load_tokenizer(model_dir),
+                         trained_max_length(saved, config.model.max_length, "next"),
+                         read.cache_tag())
+    spec = head_spec(model)
+    model.to(device).eval()
+
+    def outputs(texts: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        states = cache.cached(texts, device=device)
+        if states is None:
+            return None
+        capture = FeatureCapture(model)
+        embedding, logits = [], []
+        try:
+            with torch.inference_mode():
+                for i in range(0, len(states), 4096):
+                    logits.append(spec.forward(model, states[i:i + 4096].to(device)).float()
+                                  .cpu())
+                    embedding.append(capture.pop().float().cpu())
+        finally:
+            capture.remove()
+        return torch.cat(embedding).numpy(), torch.cat(logits).numpy()
+
+    return outputs
+
+
+def _head_outputs(embedding: np.ndarray, logits: np.ndarray, labels: list, index: dict,
+                  n_tokens: pd.Series) -> dict[str, np.ndarray]:
+    """The columns of :func:`relabeler.jobs.extract.features_table` from a head's input and
+    logits: probabilities, prediction and loss against ``labels`` (NaN without one)."""
+    import torch
+
+    log_probs = torch.log_softmax(torch.from_numpy(logits), dim=-1).numpy()
+    label_ids = np.array([index.get(x, -1) if x is not None else -1 for x in labels],
+                         dtype=np.int64)
+    loss = np.where(label_ids >= 0,
+                    -log_probs[np.arange(len(labels)), np.clip(label_ids, 0, None)], np.nan)
+    return {"embedding": embedding, "logits": logits.astype(np.float32),
+            "probs": np.exp(log_probs).astype(np.float32),
+            "pred": logits.argmax(1).astype(np.int64) if len(labels) else np.zeros(0, np.int64),
+            "loss": loss.astype(np.float32),
+            "n_tokens": n_tokens.to_numpy(dtype=np.int32)}
 
 
 def rescore_version(store: RunStore, version: RunStore, config: RunConfig, *,
                     progress: bool = True) -> dict:
-    """Features and scores of a dataset version (skipped when its score is done)."""
-    from relabeler.jobs.extract import run_extract
+    """Features and scores of a dataset version (skipped when its score is done): head mode
+    derives what it can from the baseline (:func:`head_features`), the rest is extracted."""
+    from relabeler.jobs.extract import SPLITS, run_extract
     from relabeler.jobs.score import run_score
     from relabeler.long_text import recorded_long_text
 
     if version.stage_done("score"):
         return version.stage_info("score")["info"]
     saved = version.read_json(f"{artifacts.MODEL.path}/config.json")
+    splits = [s for s in SPLITS if store.stage_done(f"extract.{s}")]
     # under `evidence` each model chooses its own window: the baseline's embedding of the
     # window its head chose is not the new head's sample
     if (version.stage_info("train")["info"]["mode"] == "head"
             and recorded_long_text(saved).mode != "evidence"):
-        head_features(store, version)
-    else:
-        run_extract(version, config, force=True, progress=progress,
-                    splits=[s for s in ("train", "eval", "pool")
-                            if store.stage_done(f"extract.{s}")])
+        splits = head_features(store, version, config)
+        if not splits:
+            return run_score(version, config, force=True)
+        log.info("next: extracting %s of %s (the encoder cache lacks texts of them)",
+                 ", ".join(splits), version.uri)
+    run_extract(version, config, force=True, progress=progress, splits=splits)
     return run_score(version, config, force=True)
 
 

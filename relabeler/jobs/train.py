@@ -22,6 +22,7 @@ import logging
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,6 +56,7 @@ from relabeler.model import (
 )
 from relabeler.store import RunStore
 from relabeler.training import (
+    DEFAULT_LR,
     FitOptions,
     classification_metrics,
     encoder_cls,
@@ -97,6 +99,36 @@ def prior_only(pred: np.ndarray, labels: np.ndarray) -> int | None:
     that learned the class prior only); None when it predicts more than one class."""
     classes = np.unique(pred)
     return int(classes[0]) if len(classes) == 1 and len(np.unique(labels)) > 1 else None
+
+
+def refuse_divergence(what: str, values: np.ndarray, ids: np.ndarray,
+                      opts: FitOptions) -> None:
+    """Raise a StageError when ``values`` ((N,) or (N, C), one row per id of ``ids``) hold NaN
+    or inf: training diverged (a learning rate too high for the model), and its probabilities
+    rank nothing. The message names ``what``, the rows and the settings to lower."""
+    values = np.asarray(values, dtype=np.float64).reshape(len(ids), -1)
+    bad = ~np.isfinite(values).all(axis=1)
+    if not bad.any():
+        return
+    rates = f"train.learning_rate (now {opts.learning_rate:g})"
+    if opts.mode == "full":
+        rates += f" and train.head_learning_rate (now {opts.head_learning_rate:g})"
+    lower = min(opts.learning_rate / 10, DEFAULT_LR[opts.mode])
+    raise StageError(f"train: training diverged: {what} are not finite (NaN or inf) for "
+                     f"{int(bad.sum())} of {len(bad)} rows (first id {ids[bad][0]!r}); nothing "
+                     f"was saved. Lower {rates}, e.g. with --set train.learning_rate={lower:g}")
+
+
+def check_dynamics(dynamics: pd.DataFrame, opts: FitOptions) -> None:
+    """:func:`refuse_divergence` on the training dynamics, naming the first epoch whose
+    probabilities are not finite (a diverged model stays so)."""
+    probs = dynamics[["gold_prob", "margin"]].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        epoch = int(dynamics["epoch"].to_numpy()[bad].min())
+        at = (dynamics["epoch"] == epoch).to_numpy()
+        refuse_divergence(f"the training probabilities of epoch {epoch + 1} of {opts.epochs}",
+                          probs[at], dynamics["id"].to_numpy(dtype=object)[at], opts)
 
 
 def fit_options(config: RunConfig, device: torch.device, *, mode: str | None = None,
@@ -197,23 +229,58 @@ def check_folds(labels: pd.Series, folds: int) -> None:
                           f"class: {shown}; use fewer folds (--folds) or add rows")
 
 
-def stratified_folds(label_ids: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold number of each sample; every class spread evenly over the folds."""
+def stratified_folds(label_ids: np.ndarray, k: int, seed: int,
+                     texts: Sequence[str] | None = None) -> np.ndarray:
+    """Fold number of each sample; every class spread evenly over the folds, the same folds for
+    the same ``seed``.
+
+    With ``texts``, the copies of a text (equal once whitespace and case are normalised:
+    :func:`relabeler.selectors.duplicates.text_hash`) share a fold, so no copy is predicted
+    out of fold by a model trained on its twin. A group of copies counts toward the class most
+    of its rows carry (ties: the first class); each class's groups, in a seeded random order,
+    largest first, go to the fold holding the fewest rows of that class, then the fewest rows,
+    then the lowest number. Without copies this is a round robin over each class's shuffled
+    rows."""
     if k < 2:
         raise ValueError(f"folds must be >= 2, got {k}")
+    label_ids = np.asarray(label_ids, dtype=np.int64)
     counts = np.bincount(label_ids)
     if counts[counts > 0].min() < k:
         small = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
         raise ConfigError(f"train.folds = {k}: class index {small} has only {counts[small]} "
                           f"training samples; use fewer folds")
+    group = np.arange(len(label_ids))
+    if texts is not None:
+        from relabeler.selectors.duplicates import text_hash
+
+        group = pd.factorize(text_hash(texts))[0]  # numbered by their first row
+    n_classes = len(counts)
+    # (group, label) pairs with their rows; a group's class is its most common label
+    pairs, rows = np.unique(group * n_classes + label_ids, return_counts=True)
+    pair_group, pair_label = pairs // n_classes, pairs % n_classes
+    by_count = np.lexsort((pair_label, -rows, pair_group))
+    firsts = by_count[np.r_[True, pair_group[by_count][1:] != pair_group[by_count][:-1]]]
+    group_class = pair_label[firsts]  # groups are 0..G-1, each with a pair
+    size = np.bincount(group)
+    mixed: dict[int, list[tuple[int, int]]] = {}  # groups of several labels: (label, rows)
+    several = np.unique(pair_group[np.r_[pair_group[1:] == pair_group[:-1], False]])
+    for g, a, b in zip(several.tolist(), np.searchsorted(pair_group, several).tolist(),
+                       np.searchsorted(pair_group, several, side="right").tolist(), strict=True):
+        mixed[g] = list(zip(pair_label[a:b].tolist(), rows[a:b].tolist(), strict=True))
     rng = np.random.default_rng(seed)
-    fold = np.empty(len(label_ids), dtype=np.int64)
-    offset = 0
-    for c in np.flatnonzero(counts):
-        members = rng.permutation(np.flatnonzero(label_ids == c))
-        fold[members] = (np.arange(len(members)) + offset) % k
-        offset += len(members)
-    return fold
+    per_class = [[0] * n_classes for _ in range(k)]
+    total = [0] * k
+    fold_of = np.empty(len(size), dtype=np.int64)
+    for c in np.flatnonzero(counts).tolist():
+        order = rng.permutation(np.flatnonzero(group_class == c))
+        order = order[np.argsort(-size[order], kind="stable")]
+        for g, n in zip(order.tolist(), size[order].tolist(), strict=True):
+            f = min(range(k), key=lambda j: (per_class[j][c], total[j], j))
+            fold_of[g] = f
+            total[f] += n
+            for label, m in mixed.get(g, ((c, n),)):
+                per_class[f][label] += m
+    return fold_of[group]
 
 
 def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
@@ -252,7 +319,8 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                 held_out: tuple[list[str], torch.Tensor | None] | None = None) -> pd.DataFrame:
     """Out-of-fold probabilities of every training sample from K models trained as Ray tasks
     (each with the main model's loss weights on its rows, when there are any). ``held_out``:
-    what the fold models predict when it is not what they train on (:func:`_train_fold`)."""
+    what the fold models predict when it is not what they train on (:func:`_train_fold`).
+    Copies of a text share a fold (:func:`stratified_folds`)."""
     import ray
 
     from relabeler.jobs._ray import connect, plan_from_config
@@ -260,7 +328,8 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
     plan = plan_from_config(config.ray, num_actors=k, num_threads=config.extract.num_threads,
                             max_actors=k)
-    fold = stratified_folds(label_ids, k, opts.seed)
+    # copies of a text share a fold (the texts as given, before debias = mask)
+    fold = stratified_folds(label_ids, k, opts.seed, held_out[0] if held_out else texts)
     task = ray.remote(_train_fold).options(**plan.task_kwargs())
     shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights,
                                    held_out)]
@@ -540,6 +609,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     log.info("train: %s mode, %d epochs, lr %g%s, %d samples, %d classes, on %s", opts.mode,
              opts.epochs, opts.learning_rate, f" (head {opts.head_learning_rate:g})"
              if opts.mode == "full" else "", len(texts), len(classes), main.device)
+    # a diverged model is no model: refused before the folds train and anything is written
+    check_dynamics(main.dynamics, opts)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate, "mitigation": mitigation,
                      **({"head_learning_rate": opts.head_learning_rate}
@@ -550,6 +621,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if len(evaluation):
         eval_ids = evaluation["label"].map(index).to_numpy(dtype=np.int64)
         eval_probs = main.eval_probs
+        refuse_divergence("the model's eval probabilities", eval_probs,
+                          evaluation["id"].to_numpy(dtype=object), opts)
         metrics["eval"] = classification_metrics(eval_ids, eval_probs, classes)
         outputs[artifacts.EVAL_PREDICTIONS.path] = pa.table({
             "id": pa.array(evaluation["id"].tolist(), pa.string()),
@@ -575,7 +648,12 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if folds:
         oof = out_of_fold(config.model.name, classes, texts, label_ids, ids, opts, folds,
                           config, cls_hidden, sample_weights, main.held_out)
-        oof_pred = np.stack(oof["probs"].to_numpy()).argmax(1)
+        oof_probs = np.stack(oof["probs"].to_numpy())
+        diverged = sorted(set(oof["fold"][~np.isfinite(oof_probs).all(axis=1)].tolist()))
+        refuse_divergence(f"the out-of-fold probabilities of fold model "
+                          f"{', '.join(map(str, diverged))}", oof_probs,
+                          oof["id"].to_numpy(dtype=object), opts)
+        oof_pred = oof_probs.argmax(1)
         metrics["oof_accuracy"] = float(np.mean(oof_pred == label_ids))
         outputs[artifacts.OOF.path] = pa.Table.from_pandas(oof, preserve_index=False)
         log.info("train: out-of-fold accuracy against the given labels %.4f",

@@ -89,10 +89,46 @@ def test_the_answers_fingerprint_ignores_order_and_sees_a_new_answer():
     assert answers_fingerprint(more) != answers_fingerprint(answers)
 
 
+@pytest.fixture(scope="module")
+def tiny_encoders(tmp_path_factory, tiny_bert_dir, minilm_dir) -> dict[str, str]:
+    """Tiny random DistilBERT and ELECTRA encoders (head mode retrains the layer before the
+    final linear one) beside the tiny BERT, with MiniLM's tokenizer."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        DistilBertConfig,
+        DistilBertModel,
+        ElectraConfig,
+        ElectraModel,
+    )
+
+    out = {"bert": tiny_bert_dir}
+    for name, model in (
+            ("distilbert", lambda: DistilBertModel(DistilBertConfig(
+                vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                max_position_embeddings=128))),
+            ("electra", lambda: ElectraModel(ElectraConfig(
+                vocab_size=30522, embedding_size=32, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)))):
+        torch.manual_seed(0)
+        folder = tmp_path_factory.mktemp(f"tiny-{name}")
+        model().save_pretrained(folder)
+        AutoTokenizer.from_pretrained(minilm_dir).save_pretrained(folder)
+        out[name] = str(folder)
+    return out
+
+
 @pytest.mark.slow
-def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_bert_dir,
-                                                               synthetic_csv, ray_session):
-    config = head_config(tmp_path / "run", synthetic_csv, tiny_bert_dir, max_length=48,
+@pytest.mark.parametrize("family, extracted", [("bert", []), ("distilbert", ["pool"]),
+                                               ("electra", ["pool"])])
+def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_encoders,
+                                                               synthetic_csv, ray_session,
+                                                               family, extracted):
+    # DistilBERT's, RoBERTa's and ELECTRA's head mode retrains the layer that makes the final
+    # linear layer's input: the baseline's embeddings through the new final layer disagreed
+    # with the version's model on every row. Their head runs on the cached encoder states (the
+    # pool, never encoded in training, is extracted)
+    config = head_config(tmp_path / "run", synthetic_csv, tiny_encoders[family], max_length=48,
                          epochs=3)
     config.data.pool_fraction = 0.2
     store = RunStore(config.run_dir)
@@ -100,47 +136,103 @@ def test_head_mode_features_of_a_version_equal_a_real_extract(tmp_path, tiny_ber
     run_extract(store, config, progress=False)
     train = store.read_table(artifacts.TRAIN.path).to_pandas()
     other = {"pos": "neg", "neg": "pos"}
-    corrections = pd.DataFrame({"id": train["id"][:6], "old_label": train["label"][:6],
-                                "new_label": [other[x] for x in train["label"][:6]],
-                                "action": ["relabel"] * 5 + ["drop"]})
+    corrections = pd.DataFrame({"id": train["id"][:30], "old_label": train["label"][:30],
+                                "new_label": [other[x] for x in train["label"][:30]],
+                                "action": ["relabel"] * 29 + ["drop"]})
     store.write_table(artifacts.CORRECTIONS.path, pa.Table.from_pandas(corrections,
                                                                        preserve_index=False))
     info = run_retrain(store, config, progress=False)
     version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
-    head_features(store, version)
+    assert head_features(store, version, config) == extracted
     derived = {s: version.read_table(artifacts.FEATURES(split=s)).to_pandas().set_index("id")
-               for s in ("train", "eval", "pool")}
+               for s in ("train", "eval", "pool") if s not in extracted}
+    assert all(not version.stage_done(f"extract.{s}") for s in extracted)
     run_extract(version, config, force=True, progress=False)
+    baseline = store.read_table(artifacts.FEATURES(split="train")).to_pandas().set_index("id")
     for split, frame in derived.items():
         real = version.read_table(artifacts.FEATURES(split=split)).to_pandas().set_index("id")
         assert list(frame.index) == list(real.index)  # the version's rows, in its order
+        np.testing.assert_allclose(np.stack(frame["embedding"]), np.stack(real["embedding"]),
+                                   atol=1e-4)
         np.testing.assert_allclose(np.stack(frame["logits"]), np.stack(real["logits"]),
                                    atol=1e-4)
         assert (frame["pred"] == real["pred"]).all() and (frame["label"].fillna("")
                                                            == real["label"].fillna("")).all()
         np.testing.assert_allclose(frame["loss"].to_numpy(), real["loss"].to_numpy(),
                                    atol=1e-4)
+    kept = derived["train"].index
+    moved = np.abs(np.stack(derived["train"]["embedding"])
+                   - np.stack(baseline.loc[kept, "embedding"])).max()
+    assert (moved == 0) == (family == "bert")  # the BERT family's embedding is the baseline's
     # the dropped row left the training split; the relabeled ones carry their new label
-    assert train["id"][5] not in derived["train"].index
+    assert train["id"][29] not in derived["train"].index
     assert derived["train"].loc[train["id"][0], "label"] == other[train["label"][0]]
 
 
-@pytest.mark.parametrize("mode, derived", [("windows", True), ("evidence", False)])
+def test_a_retrain_whose_corrections_leave_a_class_too_few_rows_trains_fewer_folds(
+        tmp_path, tiny_bert_dir, ray_session, caplog):
+    # `next` stopped after the pull: "train.folds = 5 needs at least 5 training rows per class:
+    # 'spam' has 4"
+    source = tmp_path / "sms.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i:02d},{'win a prize now' if i < 8 else 'see you at lunch'} {i},"
+        f"{'spam' if i < 8 else 'ham'}\n" for i in range(50)))
+    config = head_config(tmp_path / "run", source, tiny_bert_dir, max_length=16, epochs=2)
+    config.data.pool_fraction = 0.0
+    config.train.folds = 5
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)  # 5 or more spam rows: 5 folds are fine
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    spam = sorted(train.loc[train["label"] == "spam", "id"])
+    assert len(spam) >= 5
+
+    def answer(n_left: int) -> dict:
+        changed = spam[:len(spam) - n_left]
+        store.write_table(artifacts.CORRECTIONS.path, pa.table({
+            "id": changed, "old_label": ["spam"] * len(changed),
+            "new_label": ["ham"] * len(changed), "action": ["relabel"] * len(changed)}))
+        return run_retrain(store, config, progress=False, folds=5)
+
+    with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
+        info = answer(4)
+    assert (info["folds"], info["folds_trained"]) == (5, 4)
+    assert "after the corrections 'spam' has 4 training rows, fewer than train.folds = 5: " \
+        "version 1 trains 4 out-of-fold models" in caplog.text
+    version = RunStore(store.path(artifacts.RETRAIN(n=1)))
+    oof = version.read_table(artifacts.OOF.path).to_pandas()
+    assert sorted(oof["fold"].unique()) == [0, 1, 2, 3] and len(oof) == len(train)
+    assert version.stage_info("train")["info"]["folds"] == 4
+    assert run_retrain(store, config, progress=False, folds=5)["version"] == 1  # kept as done
+    info = answer(1)  # one spam row left: no fold model could learn spam
+    assert (info["version"], info["folds_trained"]) == (2, 0)
+    assert "'spam' has 1 training row: a fold model that holds out a class's only row never " \
+        "sees that class, so version 2 trains no out-of-fold models (train.folds = 5)" \
+        in caplog.text
+    assert not RunStore(store.path(artifacts.RETRAIN(n=2))).exists(artifacts.OOF.path)
+
+
+@pytest.mark.parametrize("mode, left, calls", [
+    ("windows", [], ["head"]),
+    ("windows", ["pool"], ["head", ("extract", ["pool"])]),  # texts the cache lacks
+    ("evidence", [], [("extract", ["train", "pool"])])])
 def test_a_head_mode_version_reuses_the_baseline_embeddings_unless_it_chooses_its_windows(
-        tmp_path, monkeypatch, mode, derived):
+        tmp_path, monkeypatch, mode, left, calls):
     # under `evidence` the new head picks other windows than the baseline's: a real extract
-    calls = []
-    monkeypatch.setattr("relabeler.jobs.rounds.head_features", lambda *a: calls.append("head"))
+    done = []
+    monkeypatch.setattr("relabeler.jobs.rounds.head_features",
+                        lambda *a: done.append("head") or left)
     monkeypatch.setattr("relabeler.jobs.extract.run_extract",
-                        lambda *a, **k: calls.append("extract"))
+                        lambda *a, splits, **k: done.append(("extract", splits)))
     monkeypatch.setattr("relabeler.jobs.score.run_score", lambda *a, **k: {"scored": True})
+    base = RunStore(str(tmp_path))
+    for split in ("train", "pool"):
+        base.mark_done(f"extract.{split}", {})
     version = RunStore(str(tmp_path / "v1"))
     version.write_json(f"{artifacts.MODEL.path}/config.json",
                        {"relabeler_long_text": {"mode": mode, "stride": 4, "max_windows": 0}})
     version.mark_done("train", {"mode": "head"})
-    assert rescore_version(RunStore(str(tmp_path)), version, None, progress=False) == {
-        "scored": True}
-    assert calls == (["head"] if derived else ["extract"])
+    assert rescore_version(base, version, None, progress=False) == {"scored": True}
+    assert done == calls
 
 
 def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):

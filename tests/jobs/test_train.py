@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.train import prior_only, run_train
 from relabeler.model import class_names, load_classifier
 from relabeler.store import RunStore
+from tests.conftest import synthetic_frame
 
 
 def _config(tmp_path, source, model, **train):
@@ -168,6 +170,78 @@ def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path
         run_train(RunStore(config.run_dir), config, progress=False)
     assert not (tmp_path / "run" / "model").exists()
     assert not (tmp_path / "run" / "train").exists()
+
+
+def test_the_fold_models_hold_out_every_copy_of_a_text_together(ray_session, tiny_bert_dir,
+                                                                 tmp_path):
+    # copies of a text in different folds predicted each other out of fold
+    frame = synthetic_frame(60)
+    for first in range(0, 30, 3):  # ten texts with three copies each, one in other spacing
+        frame.loc[first + 1, "text"] = frame.loc[first, "text"]
+        frame.loc[first + 2, "text"] = "  " + frame.loc[first, "text"].upper().replace(" ",
+                                                                                      "   ")
+        frame.loc[[first + 1, first + 2], "label"] = frame.loc[first, "label"]
+    source = tmp_path / "copies.csv"
+    frame.to_csv(source, index=False)
+    config = _config(tmp_path, source, tiny_bert_dir, mode="head", epochs=2, folds=3)
+    config.data.eval_fraction = 0.0
+    store = RunStore(config.run_dir)
+    run_train(store, config, progress=False)
+    oof = store.read_table("train/oof.parquet").to_pandas().set_index("id")
+    folds = [oof.loc[frame["id"][first:first + 3], "fold"].nunique()
+             for first in range(0, 30, 3)]
+    assert folds == [1] * 10
+    assert sorted(oof["fold"].value_counts().tolist()) == [20, 20, 20]
+
+
+def test_training_that_diverges_is_refused_and_keeps_the_old_model(tiny_bert_dir, tmp_path,
+                                                                   synthetic_csv):
+    # NaN probabilities were saved as a finished model, with a warning blaming a learning rate
+    # too low; score then failed on them with a bare ValueError
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=3,
+                     learning_rate=1e38, warmup_ratio=0.5)  # (Adam's first steps overflow)
+    store = RunStore(config.run_dir)
+    with pytest.raises(StageError, match=r"train: training diverged: the training "
+                                         r"probabilities of epoch \d of 3 are not finite \(NaN "
+                                         r"or inf\) for \d+ of \d+ rows \(first id 's\d+'\); "
+                                         r"nothing was saved. Lower train.learning_rate \(now "
+                                         r"1e\+38\), e.g. with --set train.learning_rate=0.01"):
+        run_train(store, config, progress=False)
+    assert not store.stage_done("train")
+    assert not (tmp_path / "run/model").exists() and not (tmp_path / "run/train").exists()
+    config.train.learning_rate = 0.0  # the default: a model; --force with 1e38 keeps it
+    run_train(store, config, progress=False)
+    model = (tmp_path / "run/model/model.safetensors").read_bytes()
+    config.train.learning_rate = 1e38
+    with pytest.raises(StageError, match="training diverged"):
+        run_train(store, config, force=True, progress=False)
+    assert store.stage_done("train")
+    assert (tmp_path / "run/model/model.safetensors").read_bytes() == model
+
+
+def test_divergence_names_the_rates_of_full_mode_and_the_fold_models():
+    from relabeler.jobs.train import check_dynamics, refuse_divergence
+    from relabeler.training import FitOptions
+
+    opts = FitOptions.resolve(mode="full", epochs=3, batch_size=8, learning_rate=1e-3,
+                              weight_decay=0.0, warmup_ratio=0.0, max_length=32, seed=0,
+                              device=torch.device("cpu"), head_learning_rate=0.5)
+    ids = np.array(["a", "b", "c"], dtype=object)
+    refuse_divergence("probabilities", np.full((3, 2), 0.5), ids, opts)  # finite: no error
+    with pytest.raises(StageError, match=r"the out-of-fold probabilities of fold model 1 are "
+                                         r"not finite \(NaN or inf\) for 1 of 3 rows \(first "
+                                         r"id 'c'\); nothing was saved. Lower "
+                                         r"train.learning_rate \(now 0.001\) and "
+                                         r"train.head_learning_rate \(now 0.5\), e.g. with "
+                                         r"--set train.learning_rate=3e-05"):
+        refuse_divergence("the out-of-fold probabilities of fold model 1",
+                          np.array([[0.5, 0.5], [1.0, 0.0], [np.inf, 0.0]]), ids, opts)
+    dynamics = pd.DataFrame({"id": list(ids) * 2, "epoch": [0] * 3 + [1] * 3,
+                             "gold_prob": [0.5] * 3 + [np.nan, 0.5, np.nan],
+                             "margin": [0.0] * 6})
+    with pytest.raises(StageError, match=r"probabilities of epoch 2 of 3 are not finite "
+                                         r"\(NaN or inf\) for 2 of 3 rows \(first id 'a'\)"):
+        check_dynamics(dynamics, opts)
 
 
 def test_prior_only_names_a_model_that_predicts_one_class():
