@@ -25,7 +25,8 @@ tasks then take the queue positions they already hold among themselves in the ne
 random controls keep theirs (they stay where chance put them) and answered tasks are left
 alone. A moved task's data is rewritten with its new ``priority`` by push's own code
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
-``studio/reranks.parquet`` records the re-rank. While ``relabeler next`` holds
+``studio/reranks.parquet`` records the re-rank; a task deleted in Label Studio is skipped (the
+others still move) and left out of the process's later re-ranks. While ``relabeler next`` holds
 ``studio/round.lock`` (it rewrites the manifest and the ranking), or a push holds
 ``studio/manifest.lock``, a re-rank waits for the next answer; a round lock left by a ``next``
 that died is named as such, with the way out (run ``relabeler next`` again to finish the
@@ -224,6 +225,7 @@ class Reranker:
         self._ranking: Ranking | None = None
         self._ranking_version: tuple[str, str | None] | None = None
         self._project_id: int | None = None
+        self._gone: set[int] = set()  # task ids Label Studio no longer has (deleted there)
 
     def counts(self, payload: Mapping[str, Any]) -> bool:
         """Whether a webhook event is an answer in the review project (what triggers)."""
@@ -288,7 +290,8 @@ class Reranker:
         scores, noise_model = ranking.scores(answers.label_of)
         score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
         waiting = review[review["task_id"].notna()
-                         & ~review["task_id"].isin(answers.answered_tasks)]
+                         & ~review["task_id"].isin(answers.answered_tasks)
+                         & ~review["task_id"].isin(self._gone)]
         priorities = waiting_priorities(waiting, score_of)
         moved = waiting[[priorities[str(x)] != int(p)
                          for x, p in zip(waiting["id"], waiting["priority"], strict=True)]]
@@ -312,21 +315,26 @@ class Reranker:
               spec: LabelingSpec, project_id: int) -> None:
         """Label Studio first, then the manifest, which records the priority of every task the
         server took, also when a later update fails: the manifest says what the server has,
-        so the next re-rank sends exactly the tasks whose place differs."""
+        so the next re-rank sends exactly the tasks whose place differs. A task deleted in
+        Label Studio is skipped (the others still move) and left out of this process's later
+        re-ranks; the manifest gives it the slot it was to take, so no two rows share one."""
         if self._client is None:
             self._client = self._make_client()
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
         done: list[int] = []
+        gone: list[int] = []
         try:
             for round_no, part in rows.groupby("round", sort=True):
                 # each task rebuilt from the scoring that picked it (its round's version)
                 update_priorities(self._client, part, list(part.index),
                                   self._evidence.get(int(round_no)).train_samples, spec,
-                                  top_spans=self.config.studio.top_spans, done=done)
+                                  top_spans=self.config.studio.top_spans, done=done,
+                                  gone=gone)
         finally:
-            if done:
-                self._record(project_id, rows.loc[done])
+            self._gone.update(int(t) for t in rows.loc[gone, "task_id"])
+            if done or gone:
+                self._record(project_id, rows.loc[done + gone])
 
     def _record(self, project_id: int, sent: pd.DataFrame) -> None:
         """The manifest takes the priorities of the ``sent`` rows (the server has them)."""

@@ -334,6 +334,43 @@ def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
 
 
+def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed, caplog):
+    """An admin deletes a waiting task: the re-rank skips it and moves the rest; no two tasks
+    share a priority on the server or in the manifest, and later re-ranks leave it alone."""
+    store, config, frame, fake, _ = pushed
+    before = read_manifest(store).set_index("id")["priority"]
+    answer_top(store, fake, frame, 24)
+    manifest = read_manifest(store).sort_values("priority")
+    group = frame.set_index("id")["group"]
+    # the lowest S row: the answers reveal its flip, so the re-rank moves it
+    victim_id = next(x for x in manifest["id"][::-1] if group[x] == "S")
+    victim = int(manifest.set_index("id").at[victim_id, "task_id"])
+    fake.delete_task(victim)
+    update, asked = fake.update_task_data, []
+
+    def recorded(task_id, data):
+        asked.append(task_id)
+        update(task_id, data)
+
+    fake.update_task_data = recorded
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.push"):
+        result = rerank(answer_events=24)
+    assert victim in asked and f"task {victim} (sample {victim_id}) is not in Label " \
+        "Studio any more" in caplog.text
+    assert result.reprioritised > 10 and len(read_reranks(store)) == 1
+    after = read_manifest(store).set_index("id")["priority"]
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == after.drop(victim_id).to_dict()
+    assert len(set(on_server.values())) == len(on_server)
+    assert sorted(after) == sorted(before)  # the manifest is still one slot per row
+
+    asked.clear()
+    again = rerank(answer_events=0)
+    assert victim not in asked and again.waiting == result.waiting - 1
+    assert again.reprioritised == 0
+
+
 def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_path,
                                                                           monkeypatch):
     """push moves the tasks already sent when the queue changed; a failure among those
