@@ -12,9 +12,11 @@ The HTTP protocol Label Studio speaks to ML backends:
 * ``POST /webhook``: Label Studio's webhook events (ANNOTATION_CREATED / UPDATED /
   ANNOTATIONS_DELETED), which carry the shared secret in the ``X-Relabeler-Secret`` header.
   Each event is appended to ``studio/events/`` and fsynced before the answer, so an event
-  acknowledged is an event kept. Label Studio's own "Start Training" call (the backend's
-  credentials, no secret) and ``POST /train`` get 200 and a line saying that relabeler
-  retrains by command (``relabeler next``); nothing is recorded.
+  acknowledged is an event kept. An annotation event of another shape than Label Studio's
+  (:func:`relabeler.plugin.events.event_problem`) gets 400 naming what is wrong. Label
+  Studio's own "Start Training" call (the backend's credentials, no secret) and ``POST
+  /train`` get 200 and a line saying that relabeler retrains by command (``relabeler
+  next``); nothing is recorded.
 
 Every route but /health and /webhook needs HTTP basic auth (:class:`BasicAuth`; 401
 otherwise): serve registers the backend with Label Studio's own mechanism (the ML backend's
@@ -45,7 +47,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
 from relabeler.plugin.client import StudioClient
-from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event
+from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.tasks import (
@@ -222,9 +224,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(status_code=400,
                             detail="the body is JSON nested too deeply to read") from None
     if not isinstance(payload, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
-                float: "a number"}.get(type(payload), "null")
-        raise HTTPException(status_code=400, detail=f"the body is {kind}, not a JSON object")
+        raise HTTPException(status_code=400,
+                            detail=f"the body is {json_kind(payload)}, not a JSON object")
     return payload
 
 
@@ -356,6 +357,10 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     def webhook(payload: Mapping[str, Any] | None = Depends(webhook_body)) -> dict[str, str]:
         if payload is None:
             return {"status": "ok", "detail": TRAINING_DETAIL}
+        problem = event_problem(payload)
+        if problem:  # recorded, it would be skipped by every pull and re-rank: say so now
+            log.warning("webhook: refused an event pull could not read: %s", problem)
+            raise HTTPException(status_code=400, detail=problem)
         with appending:
             artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)

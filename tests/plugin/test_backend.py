@@ -285,6 +285,47 @@ def test_a_malformed_body_gets_400_with_a_one_line_reason(run, path, body, reaso
     assert response.json() == {"detail": reason}
 
 
+@pytest.mark.parametrize("event, reason", [
+    ({"action": "ANNOTATION_UPDATED", "annotation": ["x"]},
+     "ANNOTATION_UPDATED: `annotation` is an array, not an object"),
+    ({"action": "ANNOTATIONS_DELETED", "annotations": 7},
+     "ANNOTATIONS_DELETED: `annotations` is a number, not an array"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": "1", "task": 2}},
+     "ANNOTATION_CREATED: `annotation.id` is a string, not an integer"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "result": [{"value": 3}]}},
+     "ANNOTATION_CREATED: `annotation.result[0].value` is a number, not an object"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "completed_by": "eve"}},
+     "ANNOTATION_CREATED: `annotation.completed_by` is a string that is not a user id"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "updated_at": "soon"}},
+     "ANNOTATION_CREATED: `annotation.updated_at` is a string that is not a timestamp"),
+    ({"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": 5},
+      "annotation": {"id": 1}},
+     "ANNOTATION_CREATED: `project.label_config` is a number, not a string"),
+])
+def test_an_annotation_event_of_another_shape_gets_400_naming_what_is_wrong(run, event,
+                                                                             reason):
+    """Recorded, it would stop every later pull and re-rank (or be skipped by each): refused."""
+    store, client = run
+    response = client.post("/webhook", json=event, headers={SECRET_HEADER: SECRET})
+    assert (response.status_code, response.json()) == (400, {"detail": reason})
+    assert read_events(store).events == []
+    label_studio_shaped = {"action": "ANNOTATION_CREATED", "project": {"id": 1, "title": "p"},
+                           "task": {"id": 2}, "annotation": {
+                               "id": 3, "task": 2, "completed_by": 1, "was_cancelled": False,
+                               "created_at": "2026-01-01T10:00:00.123456Z",
+                               "updated_at": "2026-01-01T10:00:00.123456Z", "result": [
+                                   {"from_name": "answer", "type": "choices",
+                                    "value": {"choices": ["neg"]}},
+                                   {"from_name": "evidence", "type": "labels", "value": {
+                                       "start": 0, "end": 4, "text": "good",
+                                       "labels": ["Supports suggestion"]}},
+                                   {"from_name": "comment", "type": "textarea",
+                                    "value": {"text": ["why"]}}]}}
+    assert client.post("/webhook", json=label_studio_shaped,
+                       headers={SECRET_HEADER: SECRET}).status_code == 200
+    assert len(read_events(store).events) == 1
+
+
 def test_a_task_whose_data_is_not_an_object_gets_an_empty_prediction(run):
     _, client = run
     response = client.post("/predict", json={"tasks": [{"id": 1, "data": ["t0000"]}],

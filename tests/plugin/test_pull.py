@@ -8,6 +8,7 @@ whose task has no answer left is withdrawn (counted in ``withdrawn``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from types import SimpleNamespace
@@ -256,6 +257,33 @@ def test_a_gone_project_without_its_config_cannot_be_pulled(store, studio, tasks
     studio.projects.clear()
     with pytest.raises(PluginError, match="is gone and no event carries its config"):
         pull(store, studio)
+
+
+def test_a_malformed_event_in_the_log_is_skipped_and_pull_and_re_rank_go_on(store, studio,
+                                                                              tasks):
+    """Events recorded before the webhook checked shapes: each is skipped (named in the log),
+    the well-formed ones still count."""
+    from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+    from relabeler.plugin.rerank import collect_answers
+    from relabeler.queue_plan import read_manifest
+
+    studio.annotate(tasks["s0"], "spam")
+    artifact = next(iter(store.list("studio/events")))
+    with open(store.local_path(artifact), "ab") as f:
+        for payload in ({"action": "ANNOTATION_UPDATED", "annotation": ["x"]},
+                        {"action": "ANNOTATIONS_DELETED", "annotations": 7},
+                        {"action": "ANNOTATION_CREATED", "annotation": {
+                            "id": 9, "task": tasks["s1"], "result": 7}}):
+            f.write(json.dumps({"action": payload["action"], "payload": payload}).encode()
+                    + b"\n")
+    studio.annotate(tasks["s2"], "ham")
+    result = pull(store, studio)
+    assert (result.corrections, result.unmapped) == (2, 0)
+    assert {s: r["new_label"] for s, r in corrections(store).items()} == {"s0": "spam",
+                                                                         "s2": "ham"}
+    spec = LabelingSpec.from_config(build_labeling_config(CLASSES))
+    answers = collect_answers(store, read_manifest(store), spec, GIVEN)
+    assert answers.label_of == {"s0": "spam", "s2": "ham"}
 
 
 # ---------------------------------------------------------------------------------------------
