@@ -46,7 +46,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
-from relabeler.plugin.client import StudioClient
+from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
@@ -412,16 +412,26 @@ def _valid_regions(prediction: dict[str, Any], spec: LabelingSpec, text: str,
 
 
 def connect_backend(client: StudioClient, project_ids: Sequence[int], backend_url: str, *,
-                    secret: str, auth: BasicAuth) -> None:
+                    secret: str, auth: BasicAuth,
+                    optional: Mapping[int, str] | None = None) -> None:
     """Connect the backend to each project with ``auth`` (Label Studio's basic auth for ML
     backends) and point its webhook at it, carrying the secret as a header (not ``auth``:
-    Label Studio shows a webhook's headers to every user of the organization)."""
+    Label Studio shows a webhook's headers to every user of the organization). A project of
+    ``optional`` (project id -> what it holds, for the message) that is gone from Label
+    Studio is skipped with a warning; any other one gone is an error."""
     headers = {SECRET_HEADER: secret}
     for project_id in project_ids:
-        client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
-                                 basic_auth=(auth.username, auth.password))
-        client.ensure_webhook(project_id, backend_url.rstrip("/") + "/webhook",
-                              headers=headers, actions=ANNOTATION_ACTIONS)
+        try:
+            client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
+                                     basic_auth=(auth.username, auth.password))
+            client.ensure_webhook(project_id, backend_url.rstrip("/") + "/webhook",
+                                  headers=headers, actions=ANNOTATION_ACTIONS)
+        except StudioNotFoundError:
+            if project_id not in (optional or {}):
+                raise
+            log.warning("serve: project %d (%s) is gone from Label Studio; serving without it, "
+                        "as pull and next go on without it", project_id, optional[project_id])
+            continue
         log.info("serve: project %d uses the ML backend at %s", project_id,
                  mask_url(backend_url))
 
@@ -484,7 +494,7 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     re-ranked after every that many answers (:mod:`relabeler.plugin.rerank`)."""
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.rerank import Reranker, RerankWorker
-    from relabeler.queue_plan import read_manifest
+    from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
 
     studio = config.studio
     url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"
@@ -513,7 +523,13 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
         if not projects:
             log.warning("serve: nothing pushed yet; connect the backend after `relabeler push`")
             return
-        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth)
+        # a side project (acquisition, eval audit, second opinions) deleted in Label Studio is
+        # left out; the review project is what serve is for
+        review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]), "project_id"])
+        side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
+                for p, rows in manifest.groupby("project_id") if p not in review}
+        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth,
+                        optional=side)
 
     worker = None
     if config.loop.rerank_every > 0 and ranking is not None:

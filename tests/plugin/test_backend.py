@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from relabeler.cli import main
 from relabeler.errors import ConfigError
 from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.client import StudioNotFoundError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.evidence import RunInputError
 from relabeler.plugin.labeling import build_labeling_config
@@ -420,3 +421,61 @@ def test_serve_refuses_a_backend_url_that_carries_credentials(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "'http://u:***@10.0.0.5:9090' carries credentials" in err and "s3cret" not in err
+
+
+class _Studio:
+    """The two calls connect_backend makes; ``gone`` projects answer as deleted ones do."""
+
+    def __init__(self, gone: set[int]):
+        self.gone, self.connected = gone, []
+
+    def ensure_ml_backend(self, project_id, url, **kwargs):
+        if project_id in self.gone:
+            raise StudioNotFoundError(f"cannot list ML backends of project {project_id}: not "
+                                      f"found on http://studio.invalid (was it deleted?)")
+
+    def ensure_webhook(self, project_id, url, **kwargs):
+        self.connected.append(project_id)
+
+
+def _serve_started(store, monkeypatch, studio: _Studio) -> None:
+    """Run serve's start-up hook (registration) without serving."""
+    from relabeler.config import load_config
+    from relabeler.plugin import backend, connect
+
+    started = []
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: started.append(kw["on_started"]))
+    monkeypatch.setattr(connect, "client_from_config", lambda studio_config: studio)
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "s3cret")
+    config = load_config(None)
+    config.loop.rerank_every = 0
+    backend.run_serve(store, config)
+    started[0]()
+
+
+def _pushed(store, projects: dict[int, str]) -> None:
+    write_manifest(store, pd.DataFrame({
+        "id": [f"t{i:04d}" for i in range(len(projects))], "task_id": range(1, len(projects) + 1),
+        "project_id": list(projects), "rank": range(1, len(projects) + 1),
+        "priority": range(1, len(projects) + 1), "source": list(projects.values()),
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")}))
+
+
+def test_serve_goes_on_without_a_side_project_deleted_in_label_studio(tmp_path, monkeypatch,
+                                                                      caplog):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    _pushed(store, {2: "flagged", 3: "acquired", 4: "eval_audit"})
+    studio = _Studio(gone={3, 4})
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        _serve_started(store, monkeypatch, studio)
+    assert studio.connected == [2]
+    assert "serve: project 3 (acquired tasks) is gone from Label Studio; serving without it" \
+        in caplog.text
+    assert "serve: project 4 (eval_audit tasks) is gone" in caplog.text
+
+
+def test_serve_stops_when_the_review_project_was_deleted(tmp_path, monkeypatch):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    _pushed(store, {2: "flagged", 3: "acquired"})
+    with pytest.raises(StudioNotFoundError, match="ML backends of project 2"):
+        _serve_started(store, monkeypatch, _Studio(gone={2}))
