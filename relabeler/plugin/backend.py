@@ -28,8 +28,10 @@ gets 413, one that is not a JSON object 400 with the reason, before any handler 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -37,7 +39,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -231,12 +233,16 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int = 3,
                max_body_bytes: int = MAX_BODY_BYTES,
-               on_event: Callable[[Mapping[str, Any]], None] | None = None) -> FastAPI:
+               on_event: Callable[[Mapping[str, Any]], None] | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     """The ML backend app for the run in ``store``: every request but /health must carry
     ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413).
     ``on_event`` sees each webhook event once it is recorded (the re-rank worker's
     :meth:`~relabeler.plugin.rerank.RerankWorker.notify`: it only counts); its failure is
-    logged and the event still acknowledged.
+    logged and the event still acknowledged. ``on_shutdown`` runs (in a worker thread) when
+    the server shuts down, before uvicorn raises a caught SIGTERM or SIGINT again: the re-rank
+    worker's :meth:`~relabeler.plugin.rerank.RerankWorker.stop`, so ``kill``, ``docker stop``
+    and ``systemctl stop`` end a re-rank between two tasks, not in the middle of one.
 
     The run must be scored: its evidence is read here, so an unscored run is a
     :class:`~relabeler.plugin.evidence.RunInputError` naming the stage to run, not a failing
@@ -249,8 +255,15 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     evidence = RoundEvidence(store)
     evidence.get()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await asyncio.to_thread(on_shutdown)
+
     app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
 
     async def authorized(request: Request) -> None:
         if not auth.accepts(request.headers.get("authorization")):
@@ -443,12 +456,14 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth
     """Run the backend until interrupted; ``on_started`` runs once it accepts requests (Label
     Studio calls /health and /setup while a backend is being connected). A failure of
     ``on_started`` stops the server and is raised here, so the command exits non-zero.
-    ``reranker`` (started here, stopped on the way out) hears every recorded webhook event."""
+    ``reranker`` (started here, stopped as the server shuts down, also on SIGTERM) hears every
+    recorded webhook event."""
     import uvicorn
 
     app = create_app(store, secret=secret, auth=auth, top_spans=top_spans,
                      max_body_bytes=max_body_bytes,
-                     on_event=reranker.notify if reranker is not None else None)
+                     on_event=reranker.notify if reranker is not None else None,
+                     on_shutdown=reranker.stop if reranker is not None else None)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     failures: list[BaseException] = []
 
@@ -535,7 +550,8 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     if config.loop.rerank_every > 0 and ranking is not None:
         rerank = Reranker(store, config, client=lambda: client_from_config(studio),
                           ranking=ranking)
-        worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts)
+        worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts,
+                              stopping=rerank.stopping)
         log.info("serve: the waiting review tasks are re-ranked after every %d answers",
                  config.loop.rerank_every)
     serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret, auth=auth,

@@ -241,18 +241,21 @@ def _import_once(client: StudioClient, project_id: int, batch: list[dict[str, An
 def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequence[int],
                       build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
                       *, top_spans: int, done: list[int] | None = None,
-                      gone: list[int] | None = None) -> None:
+                      gone: list[int] | None = None,
+                      stop: Callable[[], bool] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
     data is built again as push built it, with the new ``priority`` (one update per task), and
     its prediction too where the scores changed it (the pre-filled answer and highlights must
     agree with the panel). ``done`` collects the indexes updated so far (what the server has
     if a later one fails). A task the server no longer has (deleted in Label Studio) is
     skipped with a warning and its index added to ``gone``; the tasks after it are still
-    updated."""
+    updated. ``stop`` is asked before each task: once it says True, no more are sent."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
     for i, sample in zip(rows, build(ids), strict=True):
+        if stop is not None and stop():
+            return
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
                           top_spans=top_spans, interface=interface,
                           round_no=_round(manifest.at[i, "round"]) if rounds else None)
