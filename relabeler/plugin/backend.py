@@ -197,6 +197,18 @@ class RoundEvidence:
         return cache.get()
 
 
+def check_secret(secret: str, name: str) -> None:
+    """ConfigError unless the webhook secret from $``name`` is visible ASCII (``!`` to ``~``):
+    Label Studio sends it as an HTTP header, which cannot carry other characters and loses
+    surrounding spaces, so any other secret would never match and every event be lost."""
+    bad = next((c for c in secret if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ConfigError(f"${name}: the webhook secret must be visible ASCII characters only "
+                          f"(letters, digits, punctuation), not {bad!r}: Label Studio sends it "
+                          f"as an HTTP header, which cannot carry that, so no webhook would "
+                          f"ever match")
+
+
 def _outside_latin1(text: str) -> str:
     return next(c for c in text if ord(c) > 0xFF)
 
@@ -518,10 +530,18 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
                           f"`user:password` in ${studio.backend_credentials_env} instead (Label "
                           f"Studio keeps a URL readable, a basic-auth password write-only)")
     secret = os.environ.get(studio.webhook_secret_env, "")
-    if not secret:
+    if secret:
+        check_secret(secret, studio.webhook_secret_env)
+    elif register:
         secret = secrets.token_urlsafe(24)
         log.info("serve: %s is not set; using a fresh webhook secret for this process",
                  studio.webhook_secret_env)
+    else:
+        secret = secrets.token_urlsafe(24)
+        log.warning("serve: $%s is not set, so this process made a secret of its own that no "
+                    "webhook set up by hand can carry: every webhook event will be refused "
+                    "(401) and lost. Set it, and put the same value in the webhook's %s header",
+                    studio.webhook_secret_env, SECRET_HEADER)
     auth = BasicAuth.from_env(studio.backend_credentials_env)
     if auth is None:
         auth = BasicAuth.generate()

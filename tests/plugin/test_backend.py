@@ -479,3 +479,45 @@ def test_serve_stops_when_the_review_project_was_deleted(tmp_path, monkeypatch):
     _pushed(store, {2: "flagged", 3: "acquired"})
     with pytest.raises(StudioNotFoundError, match="ML backends of project 2"):
         _serve_started(store, monkeypatch, _Studio(gone={2}))
+
+
+@pytest.mark.parametrize(("secret", "shown"), [
+    ("s\u20accret", "'\u20ac'"), (" secret", "' '"), ("secret\n", "'\\n'"), ("secret ", "' '"),
+    ("se\tcret", "'\\t'")])
+def test_serve_refuses_a_webhook_secret_no_header_can_carry(tmp_path, capsys, monkeypatch,
+                                                            secret, shown):
+    from relabeler.plugin import backend
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: None)  # it never gets there
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", secret)
+    assert main(serve_cli(store.uri, "--no-register")) == 2
+    assert capsys.readouterr().err == (
+        f"relabeler: error: $RELABELER_WEBHOOK_SECRET: the webhook secret must be visible "
+        f"ASCII characters only (letters, digits, punctuation), not {shown}: Label Studio "
+        f"sends it as an HTTP header, which cannot carry that, so no webhook would ever "
+        f"match\n")
+
+
+def test_serve_without_registration_or_a_secret_warns_that_every_event_would_be_lost(
+        tmp_path, monkeypatch, caplog):
+    from relabeler.config import load_config
+    from relabeler.plugin import backend
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    secrets_used = []
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: secrets_used.append(kw["secret"]))
+    monkeypatch.delenv("RELABELER_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("RELABELER_BACKEND_CREDENTIALS", "relabeler:pa55")
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        backend.run_serve(store, load_config(None), register=False)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "serve: $RELABELER_WEBHOOK_SECRET is not set, so this process made a secret of its own "
+        "that no webhook set up by hand can carry: every webhook event will be refused (401) "
+        "and lost. Set it, and put the same value in the webhook's X-Relabeler-Secret header")
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "!Visible~ASCII-0k")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        backend.run_serve(store, load_config(None), register=False)
+    assert caplog.records == [] and secrets_used[-1] == "!Visible~ASCII-0k"
