@@ -1,7 +1,9 @@
 """Raw Label Studio webhook events in the run directory: ``studio/events/YYYY-MM-DD.jsonl``.
 
 Append-only: the ML backend appends each event the moment it arrives (one O_APPEND write and an
-fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Pull reads them to
+fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Each file is 0600,
+and an event's project record keeps its id, title and labeling config only (Label Studio sends
+the project's API token and task-data password with it). Pull reads them to
 find changed tasks and to keep annotations the server no longer shows.
 
 An annotation event must have the shape Label Studio sends (:func:`event_problem`): the webhook
@@ -122,11 +124,21 @@ def _timestamp(value: Any) -> bool:
     return True
 
 
+#: what an event's ``project`` keeps: Label Studio sends the whole project record, with its
+#: ``token`` and ``task_data_password``; pull reads its id and labeling config
+PROJECT_FIELDS = ("id", "title", "label_config")
+
+
 def append_event(store: RunStore, payload: Mapping[str, Any], *,
                  received_at: datetime | None = None) -> str:
-    """Append one event; returns the artifact it went to."""
+    """Append one event; returns the artifact it went to. The event's ``project`` keeps
+    :data:`PROJECT_FIELDS` only, and a file is readable by its owner only (0600)."""
     when = received_at or datetime.now(UTC)
     artifact = f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl"
+    project = payload.get("project")
+    if isinstance(project, Mapping):
+        payload = {**payload, "project": {k: v for k, v in project.items()
+                                          if k in PROJECT_FIELDS}}
     event = {"received_at": when.isoformat(), "action": payload.get("action"),
              "payload": payload}
     line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -134,7 +146,7 @@ def append_event(store: RunStore, payload: Mapping[str, Any], *,
         line.encode()
     except UnicodeEncodeError:  # a lone surrogate: escaped, the event is still recorded
         line = json.dumps(event, separators=(",", ":"), default=str)
-    store.append_line(artifact, line)
+    store.append_line(artifact, line, private=True)
     return artifact
 
 
