@@ -276,7 +276,10 @@ def _cmd_next(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
-    _run(args, config).serve(register=not args.no_register)
+    try:
+        _run(args, config).serve(register=not args.no_register)
+    except KeyboardInterrupt:  # Ctrl-C is how serve is stopped, not a failure
+        log.info("serve: stopped")
     return 0
 
 

@@ -521,3 +521,17 @@ def test_serve_without_registration_or_a_secret_warns_that_every_event_would_be_
     with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
         backend.run_serve(store, load_config(None), register=False)
     assert caplog.records == [] and secrets_used[-1] == "!Visible~ASCII-0k"
+
+
+def test_ctrl_c_stops_serve_quietly_with_exit_code_0(tmp_path, capsys, monkeypatch):
+    """Ctrl-C is the documented way to stop serve (uvicorn raises it once it has shut down)."""
+    from relabeler.plugin import backend
+
+    def interrupted(store, **kwargs):
+        raise KeyboardInterrupt
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    monkeypatch.setattr(backend, "serve", interrupted)
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "s3cret")
+    assert main(serve_cli(store.uri, "--no-register")) == 0
+    assert capsys.readouterr().err == ""
