@@ -259,7 +259,9 @@ MANIFEST_LOCK = Artifact("studio/manifest.lock", "push", "file",
                          "Held (flock) while a push, a round, second opinions or a re-rank "
                          "reads, sends and writes back the manifest.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
-                  "Every webhook event, appended and fsynced before Label Studio is answered.")
+                  "Every webhook event, appended and fsynced before Label Studio is answered; "
+                  "files 0600, an event's project record reduced to its id, title and labeling "
+                  "config (Label Studio sends its token and task-data password).")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
                    "Each live re-rank of the waiting review tasks by `relabeler serve`: when, "
                    "the answers that triggered it, the tasks answered and corrected so far, the "
@@ -279,7 +281,8 @@ CORRECTIONS = Artifact(
             ("annotation_ids", pa.list_(_I64)), ("project_id", _I64), ("task_id", _I64),
             ("via", _STR), ("consensus", _STR), ("second_opinion", _I64)))
 UNMAPPED = Artifact("labels/unmapped.parquet", "pull", "table",
-                    "Answers pull could not map to a sample or a class, with the reason.",
+                    "Answers pull could not map to a sample or a class, or known only from "
+                    "webhook events that no pull saw on the server, with the reason.",
                     _schema(("project_id", _I64), ("task_id", _I64), ("annotation_id", _I64),
                             ("id", _STR), ("reason", _STR), ("annotation", _STR)))
 ANNOTATORS = Artifact("labels/annotators.parquet", "pull", "table",
@@ -295,7 +298,9 @@ SECOND_OPINIONS = Artifact(
     "folds them into their sample's row of corrections.parquet.",
     CORRECTIONS.schema, CORRECTIONS.optional)
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
-                      "How far pull has read the event log.")
+                      "How far pull has read the event log; per project the watermark, each "
+                      "task's annotation fingerprint and the annotation ids pulls saw on the "
+                      "server per task (`on_server`).")
 # next (a round)
 ROUNDS = Artifact("studio/rounds.json", "next", "json",
                   "One record per round: its number, the dataset version it was scored on, "

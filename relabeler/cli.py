@@ -254,6 +254,9 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
     if result.deleted or result.withdrawn or result.from_events_only:
         print(f"  {result.deleted} deleted answers dropped, {result.withdrawn} corrections "
               f"withdrawn, {result.from_events_only} answers kept from webhook events only")
+    if result.unconfirmed:
+        print(f"  {result.unconfirmed} answers known only from webhook events that no pull saw "
+              f"on the server were not taken (in labels/unmapped.parquet)")
     return 0
 
 
@@ -276,7 +279,10 @@ def _cmd_next(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, config: RunConfig) -> int:
-    _run(args, config).serve(register=not args.no_register)
+    try:
+        _run(args, config).serve(register=not args.no_register)
+    except KeyboardInterrupt:  # Ctrl-C is how serve is stopped, not a failure
+        log.info("serve: stopped")
     return 0
 
 

@@ -16,6 +16,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -262,9 +263,11 @@ class RunStore:
         return sorted(r for r in rels if not any(s.startswith(_TMP_PREFIX) for s in r.split("/")))
 
     @storage_io("append to")
-    def append_line(self, artifact: str, line: str) -> None:
+    def append_line(self, artifact: str, line: str, *, private: bool = False) -> None:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
-        have no append (fsspec rewrites the object): keep one writer per file there."""
+        have no append (fsspec rewrites the object): keep one writer per file there.
+        ``private``: locally the file is readable and writable by its owner only (0600), also
+        one that existed with a wider mode."""
         text = line.removesuffix("\n")
         if "\n" in text:
             raise ValueError(f"line must be a single line, got {text.count(chr(10)) + 1} lines")
@@ -275,8 +278,10 @@ class RunStore:
                 f.write((text + "\n").encode())
             return
         created = not os.path.exists(full)
-        fd = os.open(full, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(full, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600 if private else 0o644)
         try:
+            if private and stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+                os.fchmod(fd, 0o600)
             data = (text + "\n").encode()
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -12,9 +12,11 @@ The HTTP protocol Label Studio speaks to ML backends:
 * ``POST /webhook``: Label Studio's webhook events (ANNOTATION_CREATED / UPDATED /
   ANNOTATIONS_DELETED), which carry the shared secret in the ``X-Relabeler-Secret`` header.
   Each event is appended to ``studio/events/`` and fsynced before the answer, so an event
-  acknowledged is an event kept. Label Studio's own "Start Training" call (the backend's
-  credentials, no secret) and ``POST /train`` get 200 and a line saying that relabeler
-  retrains by command (``relabeler next``); nothing is recorded.
+  acknowledged is an event kept. An annotation event of another shape than Label Studio's
+  (:func:`relabeler.plugin.events.event_problem`) gets 400 naming what is wrong. Label
+  Studio's own "Start Training" call (the backend's credentials, no secret) and ``POST
+  /train`` get 200 and a line saying that relabeler retrains by command (``relabeler
+  next``); nothing is recorded.
 
 Every route but /health and /webhook needs HTTP basic auth (:class:`BasicAuth`; 401
 otherwise): serve registers the backend with Label Studio's own mechanism (the ML backend's
@@ -26,8 +28,10 @@ gets 413, one that is not a JSON object 400 with the reason, before any handler 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import logging
@@ -35,7 +39,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +48,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
-from relabeler.plugin.client import StudioClient
-from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event
+from relabeler.plugin.client import StudioClient, StudioNotFoundError
+from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.tasks import (
@@ -193,6 +197,18 @@ class RoundEvidence:
         return cache.get()
 
 
+def check_secret(secret: str, name: str) -> None:
+    """ConfigError unless the webhook secret from $``name`` is visible ASCII (``!`` to ``~``):
+    Label Studio sends it as an HTTP header, which cannot carry other characters and loses
+    surrounding spaces, so any other secret would never match and every event be lost."""
+    bad = next((c for c in secret if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ConfigError(f"${name}: the webhook secret must be visible ASCII characters only "
+                          f"(letters, digits, punctuation), not {bad!r}: Label Studio sends it "
+                          f"as an HTTP header, which cannot carry that, so no webhook would "
+                          f"ever match")
+
+
 def _outside_latin1(text: str) -> str:
     return next(c for c in text if ord(c) > 0xFF)
 
@@ -222,20 +238,23 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise HTTPException(status_code=400,
                             detail="the body is JSON nested too deeply to read") from None
     if not isinstance(payload, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number",
-                float: "a number"}.get(type(payload), "null")
-        raise HTTPException(status_code=400, detail=f"the body is {kind}, not a JSON object")
+        raise HTTPException(status_code=400,
+                            detail=f"the body is {json_kind(payload)}, not a JSON object")
     return payload
 
 
 def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int = 3,
                max_body_bytes: int = MAX_BODY_BYTES,
-               on_event: Callable[[Mapping[str, Any]], None] | None = None) -> FastAPI:
+               on_event: Callable[[Mapping[str, Any]], None] | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     """The ML backend app for the run in ``store``: every request but /health must carry
     ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413).
     ``on_event`` sees each webhook event once it is recorded (the re-rank worker's
     :meth:`~relabeler.plugin.rerank.RerankWorker.notify`: it only counts); its failure is
-    logged and the event still acknowledged.
+    logged and the event still acknowledged. ``on_shutdown`` runs (in a worker thread) when
+    the server shuts down, before uvicorn raises a caught SIGTERM or SIGINT again: the re-rank
+    worker's :meth:`~relabeler.plugin.rerank.RerankWorker.stop`, so ``kill``, ``docker stop``
+    and ``systemctl stop`` end a re-rank between two tasks, not in the middle of one.
 
     The run must be scored: its evidence is read here, so an unscored run is a
     :class:`~relabeler.plugin.evidence.RunInputError` naming the stage to run, not a failing
@@ -248,8 +267,15 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     evidence = RoundEvidence(store)
     evidence.get()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await asyncio.to_thread(on_shutdown)
+
     app = FastAPI(title="relabeler ML backend", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url=None, lifespan=lifespan)
 
     async def authorized(request: Request) -> None:
         if not auth.accepts(request.headers.get("authorization")):
@@ -356,6 +382,10 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     def webhook(payload: Mapping[str, Any] | None = Depends(webhook_body)) -> dict[str, str]:
         if payload is None:
             return {"status": "ok", "detail": TRAINING_DETAIL}
+        problem = event_problem(payload)
+        if problem:  # recorded, it would be skipped by every pull and re-rank: say so now
+            log.warning("webhook: refused an event pull could not read: %s", problem)
+            raise HTTPException(status_code=400, detail=problem)
         with appending:
             artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
@@ -407,16 +437,26 @@ def _valid_regions(prediction: dict[str, Any], spec: LabelingSpec, text: str,
 
 
 def connect_backend(client: StudioClient, project_ids: Sequence[int], backend_url: str, *,
-                    secret: str, auth: BasicAuth) -> None:
+                    secret: str, auth: BasicAuth,
+                    optional: Mapping[int, str] | None = None) -> None:
     """Connect the backend to each project with ``auth`` (Label Studio's basic auth for ML
     backends) and point its webhook at it, carrying the secret as a header (not ``auth``:
-    Label Studio shows a webhook's headers to every user of the organization)."""
+    Label Studio shows a webhook's headers to every user of the organization). A project of
+    ``optional`` (project id -> what it holds, for the message) that is gone from Label
+    Studio is skipped with a warning; any other one gone is an error."""
     headers = {SECRET_HEADER: secret}
     for project_id in project_ids:
-        client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
-                                 basic_auth=(auth.username, auth.password))
-        client.ensure_webhook(project_id, backend_url.rstrip("/") + "/webhook",
-                              headers=headers, actions=ANNOTATION_ACTIONS)
+        try:
+            client.ensure_ml_backend(project_id, backend_url, title=BACKEND_TITLE,
+                                     basic_auth=(auth.username, auth.password))
+            client.ensure_webhook(project_id, backend_url.rstrip("/") + "/webhook",
+                                  headers=headers, actions=ANNOTATION_ACTIONS)
+        except StudioNotFoundError:
+            if project_id not in (optional or {}):
+                raise
+            log.warning("serve: project %d (%s) is gone from Label Studio; serving without it, "
+                        "as pull and next go on without it", project_id, optional[project_id])
+            continue
         log.info("serve: project %d uses the ML backend at %s", project_id,
                  mask_url(backend_url))
 
@@ -428,12 +468,14 @@ def serve(store: RunStore, *, host: str, port: int, secret: str, auth: BasicAuth
     """Run the backend until interrupted; ``on_started`` runs once it accepts requests (Label
     Studio calls /health and /setup while a backend is being connected). A failure of
     ``on_started`` stops the server and is raised here, so the command exits non-zero.
-    ``reranker`` (started here, stopped on the way out) hears every recorded webhook event."""
+    ``reranker`` (started here, stopped as the server shuts down, also on SIGTERM) hears every
+    recorded webhook event."""
     import uvicorn
 
     app = create_app(store, secret=secret, auth=auth, top_spans=top_spans,
                      max_body_bytes=max_body_bytes,
-                     on_event=reranker.notify if reranker is not None else None)
+                     on_event=reranker.notify if reranker is not None else None,
+                     on_shutdown=reranker.stop if reranker is not None else None)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     failures: list[BaseException] = []
 
@@ -479,7 +521,7 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     re-ranked after every that many answers (:mod:`relabeler.plugin.rerank`)."""
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.rerank import Reranker, RerankWorker
-    from relabeler.queue_plan import read_manifest
+    from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
 
     studio = config.studio
     url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"
@@ -488,10 +530,18 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
                           f"`user:password` in ${studio.backend_credentials_env} instead (Label "
                           f"Studio keeps a URL readable, a basic-auth password write-only)")
     secret = os.environ.get(studio.webhook_secret_env, "")
-    if not secret:
+    if secret:
+        check_secret(secret, studio.webhook_secret_env)
+    elif register:
         secret = secrets.token_urlsafe(24)
         log.info("serve: %s is not set; using a fresh webhook secret for this process",
                  studio.webhook_secret_env)
+    else:
+        secret = secrets.token_urlsafe(24)
+        log.warning("serve: $%s is not set, so this process made a secret of its own that no "
+                    "webhook set up by hand can carry: every webhook event will be refused "
+                    "(401) and lost. Set it, and put the same value in the webhook's %s header",
+                    studio.webhook_secret_env, SECRET_HEADER)
     auth = BasicAuth.from_env(studio.backend_credentials_env)
     if auth is None:
         auth = BasicAuth.generate()
@@ -508,13 +558,20 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
         if not projects:
             log.warning("serve: nothing pushed yet; connect the backend after `relabeler push`")
             return
-        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth)
+        # a side project (acquisition, eval audit, second opinions) deleted in Label Studio is
+        # left out; the review project is what serve is for
+        review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]), "project_id"])
+        side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
+                for p, rows in manifest.groupby("project_id") if p not in review}
+        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth,
+                        optional=side)
 
     worker = None
     if config.loop.rerank_every > 0 and ranking is not None:
         rerank = Reranker(store, config, client=lambda: client_from_config(studio),
                           ranking=ranking)
-        worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts)
+        worker = RerankWorker(rerank, every=config.loop.rerank_every, counts=rerank.counts,
+                              stopping=rerank.stopping)
         log.info("serve: the waiting review tasks are re-ranked after every %d answers",
                  config.loop.rerank_every)
     serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret, auth=auth,

@@ -1,8 +1,15 @@
 """Raw Label Studio webhook events in the run directory: ``studio/events/YYYY-MM-DD.jsonl``.
 
 Append-only: the ML backend appends each event the moment it arrives (one O_APPEND write and an
-fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Pull reads them to
+fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Each file is 0600,
+and an event's project record keeps its id, title and labeling config only (Label Studio sends
+the project's API token and task-data password with it). Pull reads them to
 find changed tasks and to keep annotations the server no longer shows.
+
+An annotation event must have the shape Label Studio sends (:func:`event_problem`): the webhook
+refuses another with 400, and :func:`read_events` skips one already recorded (a log written
+before the check, or edited by hand) with a warning naming its file and line, so one bad event
+never stops a pull or a re-rank.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from relabeler import artifacts
 from relabeler.store import RunStore
 
@@ -23,11 +32,113 @@ EVENTS_DIR = artifacts.EVENTS.path
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for a message: "an object", "an array", "a string"..."""
+    if isinstance(value, Mapping):
+        return "an object"
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), "null")
+
+
+def event_problem(payload: Mapping[str, Any]) -> str | None:
+    """What keeps pull and the re-rank from reading an annotation event, in one line; None
+    when nothing does. ``ANNOTATION_CREATED``/``UPDATED``: ``annotation``, where given, is an
+    object of :func:`annotation_problem`'s shape; ``ANNOTATIONS_DELETED``: ``annotations``,
+    where given, is an array (an entry without an id is skipped); ``project``, where given, is
+    an object or an id, its ``label_config`` a string. Other actions are not read."""
+    action = payload.get("action")
+    if action not in ANNOTATION_ACTIONS:
+        return None
+    project = payload.get("project")
+    if isinstance(project, Mapping):
+        config = project.get("label_config")
+        if config is not None and not isinstance(config, str):
+            return f"{action}: `project.label_config` is {json_kind(config)}, not a string"
+    elif isinstance(project, (list, bool)):
+        return f"{action}: `project` is {json_kind(project)}, not an object or an id"
+    if action == "ANNOTATIONS_DELETED":
+        annotations = payload.get("annotations")
+        if annotations is not None and not isinstance(annotations, list):
+            return f"{action}: `annotations` is {json_kind(annotations)}, not an array"
+        return None
+    annotation = payload.get("annotation")
+    if annotation is None:
+        return None  # nothing to replay
+    if not isinstance(annotation, Mapping):
+        return f"{action}: `annotation` is {json_kind(annotation)}, not an object"
+    problem = annotation_problem(annotation)
+    return f"{action}: `annotation.{problem}" if problem else None
+
+
+def annotation_problem(annotation: Mapping[str, Any]) -> str | None:
+    """What in an annotation's shape :func:`relabeler.plugin.votes.annotation_vote` cannot
+    read (the message goes on after ``annotation.``), None when nothing: ``id`` an integer,
+    ``completed_by`` a user id, a user object or null, ``result`` an array of objects whose
+    ``value`` is an object with ``choices`` an array and ``text`` a string or an array,
+    ``created_at`` and ``updated_at`` timestamps."""
+    annotation_id = annotation.get("id")
+    if not isinstance(annotation_id, int) or isinstance(annotation_id, bool):
+        return f"id` is {json_kind(annotation_id)}, not an integer"
+    who = annotation.get("completed_by")
+    who = who.get("id") if isinstance(who, Mapping) else who
+    if who is not None and (isinstance(who, bool) or not _integer(who)):
+        return f"completed_by` is {json_kind(who)} that is not a user id"
+    result = annotation.get("result")
+    if result is not None and not isinstance(result, list):
+        return f"result` is {json_kind(result)}, not an array"
+    for n, region in enumerate(result or []):
+        if not isinstance(region, Mapping):
+            return f"result[{n}]` is {json_kind(region)}, not an object"
+        value = region.get("value")
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            return f"result[{n}].value` is {json_kind(value)}, not an object"
+        choices, text = value.get("choices"), value.get("text")
+        if choices is not None and not isinstance(choices, list):
+            return f"result[{n}].value.choices` is {json_kind(choices)}, not an array"
+        if text is not None and not isinstance(text, (list, str)):
+            return f"result[{n}].value.text` is {json_kind(text)}, not a string or an array"
+    for key in ("created_at", "updated_at"):
+        stamp = annotation.get(key)
+        if stamp is not None and not _timestamp(stamp):
+            return f"{key}` is {json_kind(stamp)} that is not a timestamp"
+    return None
+
+
+def _integer(value: Any) -> bool:
+    try:
+        int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 is JSON's inf
+        return False
+    return True
+
+
+def _timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        pd.Timestamp(value)
+    except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        return False
+    return True
+
+
+#: what an event's ``project`` keeps: Label Studio sends the whole project record, with its
+#: ``token`` and ``task_data_password``; pull reads its id and labeling config
+PROJECT_FIELDS = ("id", "title", "label_config")
+
+
 def append_event(store: RunStore, payload: Mapping[str, Any], *,
                  received_at: datetime | None = None) -> str:
-    """Append one event; returns the artifact it went to."""
+    """Append one event; returns the artifact it went to. The event's ``project`` keeps
+    :data:`PROJECT_FIELDS` only, and a file is readable by its owner only (0600)."""
     when = received_at or datetime.now(UTC)
     artifact = f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl"
+    project = payload.get("project")
+    if isinstance(project, Mapping):
+        payload = {**payload, "project": {k: v for k, v in project.items()
+                                          if k in PROJECT_FIELDS}}
     event = {"received_at": when.isoformat(), "action": payload.get("action"),
              "payload": payload}
     line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -35,7 +146,7 @@ def append_event(store: RunStore, payload: Mapping[str, Any], *,
         line.encode()
     except UnicodeEncodeError:  # a lone surrogate: escaped, the event is still recorded
         line = json.dumps(event, separators=(",", ":"), default=str)
-    store.append_line(artifact, line)
+    store.append_line(artifact, line, private=True)
     return artifact
 
 
@@ -53,7 +164,8 @@ def read_events(store: RunStore, *, seen: Mapping[str, int] | None = None) -> Ev
     """All events, with ``seen`` (lines per file from the last pull) marking the old ones.
 
     A last line without a newline or not valid JSON (a write cut short) is left for later; a
-    broken line in the middle of a file is reported and skipped.
+    broken line in the middle of a file, and an event pull cannot read (not an object, or an
+    annotation event of another shape: :func:`event_problem`), are reported and skipped.
     """
     events: list[dict[str, Any]] = []
     offsets: dict[str, int] = {}
@@ -71,7 +183,23 @@ def read_events(store: RunStore, *, seen: Mapping[str, int] | None = None) -> Ev
             except json.JSONDecodeError:
                 log.warning("skipping a broken line %d in %s", i + 1, artifact)
                 continue
+            problem = _stored_event_problem(event)
+            if problem:
+                log.warning("skipping event on line %d of %s: %s", i + 1,
+                            store.path(artifact), problem)
+                continue
             event["_file"], event["_line"] = artifact, i
             events.append(event)
         offsets[artifact] = len(complete)
     return EventLog(events=events, offsets=offsets, new_from=dict(seen or {}))
+
+
+def _stored_event_problem(event: Any) -> str | None:
+    if not isinstance(event, dict):
+        return f"the line is {json_kind(event)}, not an event object"
+    payload = event.get("payload")
+    if payload is None:
+        return None  # no action: nothing is read from it
+    if not isinstance(payload, Mapping):
+        return f"`payload` is {json_kind(payload)}, not an object"
+    return event_problem(payload)

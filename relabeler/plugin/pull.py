@@ -26,9 +26,15 @@ older event payload). For one it does not show, the event log decides:
 
 * an ``ANNOTATIONS_DELETED`` event names it: a person deleted it, so it is dropped, counted in
   ``PullResult.deleted`` and logged;
-* otherwise (created or updated, never deleted): the server lost it (a restore from an older
-  backup, a deleted task or project), so it is kept, with ``via`` = ``events`` or
-  ``export+events``, counted in ``PullResult.from_events_only`` and logged.
+* otherwise (created or updated, never deleted), where an earlier pull saw it on the server
+  in that task: the server lost it (a restore from an older backup, a deleted task or
+  project), so it is kept, with ``via`` = ``events`` or ``export+events``, counted in
+  ``PullResult.from_events_only`` and logged;
+* where no pull saw it on the server, nothing confirms it was ever an answer (anyone who can
+  read the webhook's secret, which Label Studio shows to every user, can post an event): it
+  goes to ``labels/unmapped.parquet`` with the reason, counted in ``PullResult.unconfirmed``
+  and logged. The annotation ids each pull saw per task are kept in ``studio/pull_state.json``
+  (``on_server``).
 
 A correction whose task is recomputed and has no answer left (every annotation deleted) is
 withdrawn: counted in ``PullResult.withdrawn`` and logged with its sample id. An answer that
@@ -38,6 +44,7 @@ goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,6 +129,7 @@ class PullResult:
     needs_review: int
     unmapped: int
     from_events_only: int      # annotations kept though the server no longer shows them
+    unconfirmed: int           # known only from events, never seen on the server: unmapped
     deleted: int               # annotations dropped: an event recorded their deletion
     withdrawn: int             # earlier corrections removed: their task has no answer left
     seconds: float
@@ -216,6 +224,7 @@ class _Pulled:
     fetched: int = 0
     changed: int = 0
     from_events: int = 0
+    unconfirmed: int = 0
     deleted: int = 0
 
 
@@ -239,7 +248,17 @@ class _RunLabels:
             else str(sample_id)
 
 
+#: why an annotation known only from webhook events is not taken as an answer
+UNCONFIRMED = ("known only from a webhook event, and no pull saw it on the server: not taken as "
+               "an answer (an event anyone who reads the webhook's secret can post, or an "
+               "answer the server lost before any pull); if it is real, have it answered again")
+
+
 def _log_reconciled(task_id: int, seen: Reconciled) -> None:
+    if seen.unconfirmed:
+        log.warning("pull: task %d: annotations %s are known only from webhook events and no "
+                    "pull saw them on the server: not taken (labels/unmapped.parquet)", task_id,
+                    [a["id"] for a in seen.unconfirmed])
     if seen.from_events:
         log.warning("pull: task %d: annotations %s are known only from webhook events (the "
                     "server no longer shows them); kept", task_id, seen.from_events)
@@ -249,11 +268,17 @@ def _log_reconciled(task_id: int, seen: Reconciled) -> None:
 
 
 def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
-                  prints: dict[str, str], webhooks: WebhookAnnotations, run: _RunLabels,
+                  pstate: dict[str, Any], webhooks: WebhookAnnotations, run: _RunLabels,
                   user_names: Mapping[int, str], pulled: _Pulled) -> None:
+    prints: dict[str, str] = pstate.setdefault("fingerprints", {})
+    on_server: dict[str, list[int]] = pstate.setdefault("on_server", {})
     for task_id, task in sorted(fetched.tasks.items()):
-        seen = reconcile_task(task, webhooks)
-        print_now = fingerprint(seen.annotations, seen.deleted)
+        earlier = on_server.get(str(task_id), [])
+        seen = reconcile_task(task, webhooks, seen_on_server=set(earlier))
+        shown = {int(a["id"]) for a in task.get("annotations") or []}
+        if not shown <= set(earlier):
+            on_server[str(task_id)] = sorted(shown.union(earlier))
+        print_now = fingerprint([*seen.annotations, *seen.unconfirmed], seen.deleted)
         if prints.get(str(task_id), fingerprint([])) == print_now and task_id not in fetched.gone:
             continue
         prints[str(task_id)] = print_now
@@ -267,6 +292,11 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                                      sample_id=None if sample_id is None else str(sample_id),
                                      project_id=project_id, task_id=task_id)
         pulled.unmapped += unmapped
+        pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
+                             "annotation_id": int(a["id"]), "id": sample_id,
+                             "reason": UNCONFIRMED, "annotation": json.dumps(a, default=str)}
+                            for a in seen.unconfirmed]
+        pulled.unconfirmed += len(seen.unconfirmed)
         if not votes:
             continue
         sample_id = str(sample_id)
@@ -442,7 +472,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                 raise PullError(f"project {project_id} is gone and no event carries its "
                                 f"config")
             continue
-        _pull_project(project_id, fetched, fetched.spec, pstate["fingerprints"], webhooks,
+        _pull_project(project_id, fetched, fetched.spec, pstate, webhooks,
                       _run_labels(manifest, project_id, given), user_names, pulled)
 
     review_rows, second_rows = _split_second_opinions(pulled.rows)
@@ -466,13 +496,14 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                         corrections=len(corrections),
                         needs_review=int(corrections["needs_review"].fillna(False).sum()),
                         unmapped=len(unmapped), from_events_only=pulled.from_events,
-                        deleted=pulled.deleted, withdrawn=withdrawn,
+                        unconfirmed=pulled.unconfirmed, deleted=pulled.deleted, withdrawn=withdrawn,
                         seconds=round(time.perf_counter() - started, 2))
     log.info("pull: %d tasks fetched, %d changed; %d corrections (%d need review), %d unmapped "
-             "answers, %d kept from events only, %d deleted, %d withdrawn, in %.1f s",
+             "answers, %d kept from events only, %d from events no pull saw on the server, "
+             "%d deleted, %d withdrawn, in %.1f s",
              result.tasks_fetched, result.tasks_changed, result.corrections,
-             result.needs_review, result.unmapped, result.from_events_only, result.deleted,
-             result.withdrawn, result.seconds)
+             result.needs_review, result.unmapped, result.from_events_only,
+             result.unconfirmed, result.deleted, result.withdrawn, result.seconds)
     return result
 
 

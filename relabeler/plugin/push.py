@@ -240,21 +240,35 @@ def _import_once(client: StudioClient, project_id: int, batch: list[dict[str, An
 
 def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequence[int],
                       build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
-                      *, top_spans: int, done: list[int] | None = None) -> None:
+                      *, top_spans: int, done: list[int] | None = None,
+                      gone: list[int] | None = None,
+                      stop: Callable[[], bool] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
     data is built again as push built it, with the new ``priority`` (one update per task), and
     its prediction too where the scores changed it (the pre-filled answer and highlights must
     agree with the panel). ``done`` collects the indexes updated so far (what the server has
-    if a later one fails)."""
+    if a later one fails). A task the server no longer has (deleted in Label Studio) is
+    skipped with a warning and its index added to ``gone``; the tasks after it are still
+    updated. ``stop`` is asked before each task: once it says True, no more are sent."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
     for i, sample in zip(rows, build(ids), strict=True):
+        if stop is not None and stop():
+            return
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
                           top_spans=top_spans, interface=interface,
                           round_no=_round(manifest.at[i, "round"]) if rounds else None)
-        client.update_task_data(int(manifest.at[i, "task_id"]), task["data"])
-        client.replace_prediction(int(manifest.at[i, "task_id"]), task["predictions"][0])
+        task_id = int(manifest.at[i, "task_id"])
+        try:
+            client.update_task_data(task_id, task["data"])
+            client.replace_prediction(task_id, task["predictions"][0])
+        except StudioNotFoundError:
+            log.warning("task %d (sample %s) is not in Label Studio any more (deleted there?): "
+                        "skipped; the other tasks still move", task_id, manifest.at[i, "id"])
+            if gone is not None:
+                gone.append(i)
+            continue
         if done is not None:
             done.append(i)
 
@@ -285,12 +299,14 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                                                              manifest["priority"])))
     if sent:
         done: list[int] = []
+        gone: list[int] = []  # deleted in Label Studio: their slot stays theirs, unused
         try:
             update_priorities(client, manifest, sent, build, spec, top_spans=top_spans,
-                              done=done)
+                              done=done, gone=gone)
         finally:
             write_manifest(store, manifest.assign(priority=old.where(
-                manifest.index.isin(sorted(set(sent) - set(done))), manifest["priority"])))
+                manifest.index.isin(sorted(set(sent) - set(done) - set(gone))),
+                manifest["priority"])))
         log.info("push: %d tasks already in project %d moved in the queue", len(sent),
                  project_id)
 

@@ -2,13 +2,16 @@
 
 The server is the truth for every annotation it shows. For one it does not show, the event log
 decides: an ``ANNOTATIONS_DELETED`` event naming it drops it; otherwise (created or updated,
-never deleted) it is kept from its latest event payload: the server lost it.
+never deleted) it is kept from its latest event payload where an earlier pull saw it on the
+server in that task (the server lost it since), and set aside as unconfirmed where none did:
+anyone who can read the webhook's secret can post an event, so an answer no server ever showed
+is not taken as one.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,16 +103,23 @@ class Reconciled:
     from_events: list[int]             # ids kept though the server does not show them
     deleted: list[int]                 # ids dropped: the server lacks them, an event deleted them
     via: str                           # export, events or export+events
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    # ^ known only from events, and no earlier pull saw them on the server: not answers
 
 
-def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations) -> Reconciled:
-    """The server's annotations of ``task``, plus the recorded ones it no longer shows and no
-    event deleted (see the module docstring)."""
+def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations, *,
+                   seen_on_server: Collection[int]) -> Reconciled:
+    """The server's annotations of ``task``, plus the recorded ones it no longer shows, no
+    event deleted and an earlier pull saw on the server in this task (``seen_on_server``, their
+    ids); the other recorded ones it does not show are ``unconfirmed`` (see the module
+    docstring)."""
     server = {int(a["id"]): dict(a) for a in task.get("annotations") or []}
     recorded = {annotation_id: annotation
                 for annotation_id, annotation in webhooks.by_task.get(int(task["id"]), {}).items()
                 if annotation_id not in server}
     deleted = sorted(i for i in recorded if i in webhooks.deleted)
-    kept = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
+    alive = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
+    kept = {i: a for i, a in alive.items() if i in seen_on_server}
     via = "export" if not kept else ("export+events" if server else "events")
-    return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via)
+    return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via,
+                      [dict(a) for i, a in sorted(alive.items()) if i not in kept])

@@ -25,7 +25,8 @@ tasks then take the queue positions they already hold among themselves in the ne
 random controls keep theirs (they stay where chance put them) and answered tasks are left
 alone. A moved task's data is rewritten with its new ``priority`` by push's own code
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
-``studio/reranks.parquet`` records the re-rank. While ``relabeler next`` holds
+``studio/reranks.parquet`` records the re-rank; a task deleted in Label Studio is skipped (the
+others still move) and left out of the process's later re-ranks. While ``relabeler next`` holds
 ``studio/round.lock`` (it rewrites the manifest and the ranking), or a push holds
 ``studio/manifest.lock``, a re-rank waits for the next answer; a round lock left by a ``next``
 that died is named as such, with the way out (run ``relabeler next`` again to finish the
@@ -47,7 +48,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -177,13 +178,25 @@ class Ranking(Protocol):
 RankingLoader = Callable[[RunStore, ScoreConfig], Ranking]
 
 
-def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float]) -> dict[str, int]:
+def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float],
+                       taken: Collection[int] = ()) -> dict[str, int]:
     """New priorities of the waiting review tasks (columns id, source, priority): the flagged
     ones take the flagged tasks' positions in order of ``score_of`` (highest first; ties and
-    unknown ids keep their order); controls keep theirs. Returns sample id -> priority."""
+    unknown ids keep their order); controls keep theirs. Returns sample id -> priority.
+
+    A position two flagged tasks hold (a re-rank cut short moves some tasks into places the
+    others still hold, and leaves their own free) is given once; the other takes a free one:
+    the lowest not held by a waiting task or ``taken`` (the other review tasks' priorities),
+    else one past them all. So no two tasks share a priority after this re-rank."""
     flagged = waiting[waiting["source"] == FLAGGED].sort_values(["priority", "id"],
                                                                 kind="stable")
-    slots = sorted(int(p) for p in flagged["priority"])
+    slots = sorted(set(int(p) for p in flagged["priority"]))
+    if len(slots) < len(flagged):
+        held = set(slots) | {int(p) for p in waiting["priority"]} | {int(p) for p in taken}
+        top = max(held)
+        free = [p for p in range(1, top + 1) if p not in held]
+        free += range(top + 1, top + 1 + len(flagged))
+        slots = sorted(slots + free[:len(flagged) - len(slots)])
     order = sorted(range(len(flagged)),
                    key=lambda j: -score_of.get(str(flagged["id"].iloc[j]), -np.inf))
     moved = {str(flagged["id"].iloc[j]): slot for j, slot in zip(order, slots, strict=True)}
@@ -212,11 +225,15 @@ class Reranker:
 
     ``client`` makes the Label Studio client on first use (in the worker thread, so a server
     that is down fails a re-rank, not serve's start); ``ranking`` loads the run's ranking,
-    again whenever ``scores/suspects.parquet`` is rewritten."""
+    again whenever ``scores/suspects.parquet`` is rewritten. Once ``stopping`` is set (serve
+    is stopping: :meth:`RerankWorker.stop` sets it) a re-rank sends no more tasks; those sent
+    are recorded in the manifest, and the next re-rank sends the rest."""
 
     def __init__(self, store: RunStore, config: RunConfig,
-                 client: Callable[[], StudioClient], ranking: RankingLoader):
+                 client: Callable[[], StudioClient], ranking: RankingLoader,
+                 stopping: threading.Event | None = None):
         self.store, self.config = store, config
+        self.stopping = stopping or threading.Event()
         self._make_client = client
         self._client: StudioClient | None = None
         self._evidence = RoundEvidence(store, examples=config.studio.examples)
@@ -224,6 +241,7 @@ class Reranker:
         self._ranking: Ranking | None = None
         self._ranking_version: tuple[str, str | None] | None = None
         self._project_id: int | None = None
+        self._gone: set[int] = set()  # task ids Label Studio no longer has (deleted there)
 
     def counts(self, payload: Mapping[str, Any]) -> bool:
         """Whether a webhook event is an answer in the review project (what triggers)."""
@@ -288,12 +306,18 @@ class Reranker:
         scores, noise_model = ranking.scores(answers.label_of)
         score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
         waiting = review[review["task_id"].notna()
-                         & ~review["task_id"].isin(answers.answered_tasks)]
-        priorities = waiting_priorities(waiting, score_of)
+                         & ~review["task_id"].isin(answers.answered_tasks)
+                         & ~review["task_id"].isin(self._gone)]
+        others = review.loc[review.index.difference(waiting.index), "priority"]
+        priorities = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
         moved = waiting[[priorities[str(x)] != int(p)
                          for x, p in zip(waiting["id"], waiting["priority"], strict=True)]]
         if len(moved):
-            self._send(review, moved, priorities, spec, project_id)
+            sent = self._send(review, moved, priorities, spec, project_id)
+            if self.stopping.is_set() and sent < len(moved):
+                log.info("serve: stopping: the re-rank sent %d of %d moved tasks; the manifest "
+                         "records them, and the next re-rank sends the rest", sent, len(moved))
+                return None
         corrected = sum(label != evidence.train_label.get(s)
                         for s, label in answers.label_of.items())
         result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
@@ -309,24 +333,31 @@ class Reranker:
         return result
 
     def _send(self, review: pd.DataFrame, moved: pd.DataFrame, priorities: Mapping[str, int],
-              spec: LabelingSpec, project_id: int) -> None:
+              spec: LabelingSpec, project_id: int) -> int:
         """Label Studio first, then the manifest, which records the priority of every task the
         server took, also when a later update fails: the manifest says what the server has,
-        so the next re-rank sends exactly the tasks whose place differs."""
+        so the next re-rank sends exactly the tasks whose place differs. A task deleted in
+        Label Studio is skipped (the others still move) and left out of this process's later
+        re-ranks; the manifest gives it the slot it was to take, so no two rows share one.
+        Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
         if self._client is None:
             self._client = self._make_client()
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
         done: list[int] = []
+        gone: list[int] = []
         try:
             for round_no, part in rows.groupby("round", sort=True):
                 # each task rebuilt from the scoring that picked it (its round's version)
                 update_priorities(self._client, part, list(part.index),
                                   self._evidence.get(int(round_no)).train_samples, spec,
-                                  top_spans=self.config.studio.top_spans, done=done)
+                                  top_spans=self.config.studio.top_spans, done=done,
+                                  gone=gone, stop=self.stopping.is_set)
         finally:
-            if done:
-                self._record(project_id, rows.loc[done])
+            self._gone.update(int(t) for t in rows.loc[gone, "task_id"])
+            if done or gone:
+                self._record(project_id, rows.loc[done + gone])
+        return len(done) + len(gone)
 
     def _record(self, project_id: int, sent: pd.DataFrame) -> None:
         """The manifest takes the priorities of the ``sent`` rows (the server has them)."""
@@ -377,14 +408,18 @@ class RerankWorker:
     by a re-rank. The queue coalesces: answers that arrive while a re-rank runs trigger at
     most one more. A failed re-rank is logged and retried on the next answer (the next one
     re-ranks from every answer so far, so nothing is lost). ``counts(payload)`` says which
-    events are answers (default: annotations created or updated).
+    events are answers (default: annotations created or updated). :meth:`stop` sets
+    ``stopping`` (hand the re-rank the same event: :class:`Reranker` then stops between two
+    tasks) and waits for the thread, which is not a daemon: the interpreter waits for it too.
     """
 
     def __init__(self, rerank: Callable[[int], Any], *, every: int,
-                 counts: Callable[[Mapping[str, Any]], bool] | None = None):
+                 counts: Callable[[Mapping[str, Any]], bool] | None = None,
+                 stopping: threading.Event | None = None):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.every = every
+        self.stopping = stopping or threading.Event()
         self._rerank = rerank
         self._counts = counts or (lambda payload: payload.get("action") in ANSWER_ACTIONS)
         self._cond = threading.Condition()
@@ -400,7 +435,7 @@ class RerankWorker:
 
     def start(self) -> RerankWorker:
         self._thread = threading.Thread(target=self._loop, name="relabeler-rerank",
-                                        daemon=True)
+                                        daemon=False)
         self._thread.start()
         return self
 
@@ -427,12 +462,17 @@ class RerankWorker:
             self._cond.notify()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Let a running re-rank finish (up to ``timeout``), then end the thread."""
+        """Stop a running re-rank between two tasks (``stopping``) and end the thread; wait
+        for it up to ``timeout``. Calling it again does nothing more."""
+        self.stopping.set()
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._thread is not None:
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("serve: the re-rank did not stop within %.0f s (it is working out "
+                            "the new order; it sends no task once it sees the stop)", timeout)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no re-rank is pending or running; False on timeout (tests, shutdown)."""

@@ -5,7 +5,9 @@ Label Studio lives in its own virtual environment (its Django pins clash with th
 
 Everything the server writes stays in ``data_dir``: the SQLite database and media, its $HOME, the
 credentials (``relabeler-studio.json``) and the API token alone (``api-token``), both mode 0600
-and never printed, and, while it runs, ``server.json`` (pid, port, URL) and ``server.log``.
+and never printed, and, while it runs, ``server.json`` (pid, port, URL) and ``server.log``. The
+database holds the same token, the ML backend's password and the webhook's secret, so
+``data_dir`` is made 0700 (also one that existed wider) and Label Studio runs with umask 077.
 Outbound calls (Sentry, version checks, analytics) are off; it listens on 127.0.0.1 only.
 
 Traps of Label Studio 1.23 handled here: it writes to ``~`` unless HOME and
@@ -25,6 +27,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -188,16 +191,26 @@ def is_initialised(data_dir: str | os.PathLike) -> bool:
     return read_credentials(data_dir) is not None
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0700), or make an existing one so."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        log.info("making %s readable by its owner only (0700): Label Studio's database in it "
+                 "holds the API token and the backend's credentials", path)
+        path.chmod(0o700)
+
+
 def init_data_dir(data_dir: str | os.PathLike, *, venv: str | os.PathLike | None = None,
                   timeout: float = 900) -> Credentials:
     """Create the database, the admin user and its API token in ``data_dir`` (a cold init
-    takes about a minute or two); a no-op when already initialised. Returns the credentials."""
+    takes about a minute or two); a no-op when already initialised, but for the folder's mode
+    (0700, see the module docstring). Returns the credentials."""
     data = Path(data_dir).resolve()
+    private_dir(data)
     existing = read_credentials(data)
     if existing is not None:
         return existing
     exe = studio_executable(venv)
-    data.mkdir(parents=True, exist_ok=True)
     credentials = Credentials(username=ADMIN_EMAIL, password=secrets.token_urlsafe(12),
                               token=secrets.token_hex(20))
     started = time.perf_counter()
@@ -207,7 +220,7 @@ def init_data_dir(data_dir: str | os.PathLike, *, venv: str | os.PathLike | None
             [str(exe), "init", "--quiet", "--no-browser", "--data-dir", str(data),
              "--internal-host", "127.0.0.1", "--enable-legacy-api-token"],
             env=server_env(data, credentials), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=data, timeout=timeout, check=False)
+            stdin=subprocess.DEVNULL, cwd=data, timeout=timeout, check=False, umask=0o077)
     if proc.returncode != 0:
         raise StudioServerError(f"`label-studio init` failed (exit {proc.returncode}); see "
                                 f"{data / LOG_FILE}")
@@ -304,6 +317,7 @@ def start_server(data_dir: str | os.PathLike, *, port: int = 0,
     The server runs in its own session (process group): :func:`stop_server` ends the group.
     """
     data = Path(data_dir).resolve()
+    private_dir(data)
     existing = read_credentials(data)
     if existing is not None and not (data / TOKEN_FILE).exists():  # initialised before it
         write_private(data / TOKEN_FILE, existing.token + "\n")
@@ -324,7 +338,7 @@ def start_server(data_dir: str | os.PathLike, *, port: int = 0,
             [str(exe), "start", "--no-browser", "--data-dir", str(data), "--internal-host",
              "127.0.0.1", "--port", str(port)],
             env=server_env(data, credentials), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, cwd=data, start_new_session=True)
+            stdin=subprocess.DEVNULL, cwd=data, start_new_session=True, umask=0o077)
     (data / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "port": port, "url": url}),
                                    encoding="utf-8")
     deadline = time.monotonic() + timeout

@@ -92,6 +92,13 @@ class FakeStudio:
         self._notify(True, "TASKS_DELETED", task_id, tasks=[{"id": task_id}],
                      project_id=task["project"])
 
+    def _task(self, task_id: int, what: str) -> dict[str, Any]:
+        """The task, or the client's error for one deleted on the server."""
+        if task_id not in self.tasks:
+            raise StudioNotFoundError(f"cannot {what} task {task_id}: not found on "
+                                      f"{self.shown_url} (was it deleted?)")
+        return self.tasks[task_id]
+
     def _find(self, annotation_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
         for task in self.tasks.values():
             for annotation in task["annotations"]:
@@ -155,10 +162,10 @@ class FakeStudio:
                 if t["project"] == project_id and (id_above is None or i > id_above)}
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
-        self.tasks[task_id]["data"] = _copy(data)
+        self._task(task_id, "update")["data"] = _copy(data)
 
     def replace_prediction(self, task_id: int, prediction: dict[str, Any]) -> bool:
-        task = self.tasks[task_id]
+        task = self._task(task_id, "list predictions of")
         mine = [p for p in task["predictions"]
                 if p.get("model_version") == prediction.get("model_version")]
         if mine == [prediction]:

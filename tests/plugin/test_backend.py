@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from relabeler.cli import main
 from relabeler.errors import ConfigError
 from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.client import StudioNotFoundError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.evidence import RunInputError
 from relabeler.plugin.labeling import build_labeling_config
@@ -285,6 +286,47 @@ def test_a_malformed_body_gets_400_with_a_one_line_reason(run, path, body, reaso
     assert response.json() == {"detail": reason}
 
 
+@pytest.mark.parametrize("event, reason", [
+    ({"action": "ANNOTATION_UPDATED", "annotation": ["x"]},
+     "ANNOTATION_UPDATED: `annotation` is an array, not an object"),
+    ({"action": "ANNOTATIONS_DELETED", "annotations": 7},
+     "ANNOTATIONS_DELETED: `annotations` is a number, not an array"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": "1", "task": 2}},
+     "ANNOTATION_CREATED: `annotation.id` is a string, not an integer"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "result": [{"value": 3}]}},
+     "ANNOTATION_CREATED: `annotation.result[0].value` is a number, not an object"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "completed_by": "eve"}},
+     "ANNOTATION_CREATED: `annotation.completed_by` is a string that is not a user id"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "updated_at": "soon"}},
+     "ANNOTATION_CREATED: `annotation.updated_at` is a string that is not a timestamp"),
+    ({"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": 5},
+      "annotation": {"id": 1}},
+     "ANNOTATION_CREATED: `project.label_config` is a number, not a string"),
+])
+def test_an_annotation_event_of_another_shape_gets_400_naming_what_is_wrong(run, event,
+                                                                             reason):
+    """Recorded, it would stop every later pull and re-rank (or be skipped by each): refused."""
+    store, client = run
+    response = client.post("/webhook", json=event, headers={SECRET_HEADER: SECRET})
+    assert (response.status_code, response.json()) == (400, {"detail": reason})
+    assert read_events(store).events == []
+    label_studio_shaped = {"action": "ANNOTATION_CREATED", "project": {"id": 1, "title": "p"},
+                           "task": {"id": 2}, "annotation": {
+                               "id": 3, "task": 2, "completed_by": 1, "was_cancelled": False,
+                               "created_at": "2026-01-01T10:00:00.123456Z",
+                               "updated_at": "2026-01-01T10:00:00.123456Z", "result": [
+                                   {"from_name": "answer", "type": "choices",
+                                    "value": {"choices": ["neg"]}},
+                                   {"from_name": "evidence", "type": "labels", "value": {
+                                       "start": 0, "end": 4, "text": "good",
+                                       "labels": ["Supports suggestion"]}},
+                                   {"from_name": "comment", "type": "textarea",
+                                    "value": {"text": ["why"]}}]}}
+    assert client.post("/webhook", json=label_studio_shaped,
+                       headers={SECRET_HEADER: SECRET}).status_code == 200
+    assert len(read_events(store).events) == 1
+
+
 def test_a_task_whose_data_is_not_an_object_gets_an_empty_prediction(run):
     _, client = run
     response = client.post("/predict", json={"tasks": [{"id": 1, "data": ["t0000"]}],
@@ -379,3 +421,117 @@ def test_serve_refuses_a_backend_url_that_carries_credentials(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "'http://u:***@10.0.0.5:9090' carries credentials" in err and "s3cret" not in err
+
+
+class _Studio:
+    """The two calls connect_backend makes; ``gone`` projects answer as deleted ones do."""
+
+    def __init__(self, gone: set[int]):
+        self.gone, self.connected = gone, []
+
+    def ensure_ml_backend(self, project_id, url, **kwargs):
+        if project_id in self.gone:
+            raise StudioNotFoundError(f"cannot list ML backends of project {project_id}: not "
+                                      f"found on http://studio.invalid (was it deleted?)")
+
+    def ensure_webhook(self, project_id, url, **kwargs):
+        self.connected.append(project_id)
+
+
+def _serve_started(store, monkeypatch, studio: _Studio) -> None:
+    """Run serve's start-up hook (registration) without serving."""
+    from relabeler.config import load_config
+    from relabeler.plugin import backend, connect
+
+    started = []
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: started.append(kw["on_started"]))
+    monkeypatch.setattr(connect, "client_from_config", lambda studio_config: studio)
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "s3cret")
+    config = load_config(None)
+    config.loop.rerank_every = 0
+    backend.run_serve(store, config)
+    started[0]()
+
+
+def _pushed(store, projects: dict[int, str]) -> None:
+    write_manifest(store, pd.DataFrame({
+        "id": [f"t{i:04d}" for i in range(len(projects))], "task_id": range(1, len(projects) + 1),
+        "project_id": list(projects), "rank": range(1, len(projects) + 1),
+        "priority": range(1, len(projects) + 1), "source": list(projects.values()),
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")}))
+
+
+def test_serve_goes_on_without_a_side_project_deleted_in_label_studio(tmp_path, monkeypatch,
+                                                                      caplog):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    _pushed(store, {2: "flagged", 3: "acquired", 4: "eval_audit"})
+    studio = _Studio(gone={3, 4})
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        _serve_started(store, monkeypatch, studio)
+    assert studio.connected == [2]
+    assert "serve: project 3 (acquired tasks) is gone from Label Studio; serving without it" \
+        in caplog.text
+    assert "serve: project 4 (eval_audit tasks) is gone" in caplog.text
+
+
+def test_serve_stops_when_the_review_project_was_deleted(tmp_path, monkeypatch):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    _pushed(store, {2: "flagged", 3: "acquired"})
+    with pytest.raises(StudioNotFoundError, match="ML backends of project 2"):
+        _serve_started(store, monkeypatch, _Studio(gone={2}))
+
+
+@pytest.mark.parametrize(("secret", "shown"), [
+    ("s\u20accret", "'\u20ac'"), (" secret", "' '"), ("secret\n", "'\\n'"), ("secret ", "' '"),
+    ("se\tcret", "'\\t'")])
+def test_serve_refuses_a_webhook_secret_no_header_can_carry(tmp_path, capsys, monkeypatch,
+                                                            secret, shown):
+    from relabeler.plugin import backend
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: None)  # it never gets there
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", secret)
+    assert main(serve_cli(store.uri, "--no-register")) == 2
+    assert capsys.readouterr().err == (
+        f"relabeler: error: $RELABELER_WEBHOOK_SECRET: the webhook secret must be visible "
+        f"ASCII characters only (letters, digits, punctuation), not {shown}: Label Studio "
+        f"sends it as an HTTP header, which cannot carry that, so no webhook would ever "
+        f"match\n")
+
+
+def test_serve_without_registration_or_a_secret_warns_that_every_event_would_be_lost(
+        tmp_path, monkeypatch, caplog):
+    from relabeler.config import load_config
+    from relabeler.plugin import backend
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    secrets_used = []
+    monkeypatch.setattr(backend, "serve", lambda store, **kw: secrets_used.append(kw["secret"]))
+    monkeypatch.delenv("RELABELER_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("RELABELER_BACKEND_CREDENTIALS", "relabeler:pa55")
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        backend.run_serve(store, load_config(None), register=False)
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == (
+        "serve: $RELABELER_WEBHOOK_SECRET is not set, so this process made a secret of its own "
+        "that no webhook set up by hand can carry: every webhook event will be refused (401) "
+        "and lost. Set it, and put the same value in the webhook's X-Relabeler-Secret header")
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "!Visible~ASCII-0k")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        backend.run_serve(store, load_config(None), register=False)
+    assert caplog.records == [] and secrets_used[-1] == "!Visible~ASCII-0k"
+
+
+def test_ctrl_c_stops_serve_quietly_with_exit_code_0(tmp_path, capsys, monkeypatch):
+    """Ctrl-C is the documented way to stop serve (uvicorn raises it once it has shut down)."""
+    from relabeler.plugin import backend
+
+    def interrupted(store, **kwargs):
+        raise KeyboardInterrupt
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    monkeypatch.setattr(backend, "serve", interrupted)
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "s3cret")
+    assert main(serve_cli(store.uri, "--no-register")) == 0
+    assert capsys.readouterr().err == ""

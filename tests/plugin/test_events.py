@@ -1,4 +1,7 @@
 import json
+import logging
+import os
+import stat
 
 import pandas as pd
 
@@ -32,3 +35,55 @@ def test_an_event_after_a_cut_short_line_is_kept_and_a_lone_surrogate_is_recorde
     events = read_events(store).events
     assert [e["payload"]["annotation"]["id"] for e in events] == [1, 2, 3]
     assert events[2]["payload"]["comment"] == "\ud83d"
+
+
+def test_a_stored_event_pull_cannot_read_is_skipped_and_named_the_others_kept(tmp_path,
+                                                                              caplog):
+    """A log written before the webhook checked shapes, or edited by hand: the bad lines are
+    reported with their file and line, and every well-formed event around them is kept."""
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+    artifact = append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}})
+    with open(store.local_path(artifact), "ab") as f:
+        for line in ({"action": "ANNOTATION_UPDATED", "payload": {
+                         "action": "ANNOTATION_UPDATED", "annotation": ["x"]}},
+                     {"action": "ANNOTATIONS_DELETED", "payload": {
+                         "action": "ANNOTATIONS_DELETED", "annotations": 7}},
+                     ["not", "an", "event"], {"payload": "junk"}):
+            f.write(json.dumps(line).encode() + b"\n")
+    append_event(store, {"action": "ANNOTATIONS_DELETED", "annotations": ["junk", {"id": 1}]})
+    append_event(store, {"action": "TASKS_DELETED", "tasks": 5})  # not read: kept as is
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.events"):
+        log = read_events(store)
+    assert [(e["_line"], e["action"]) for e in log.events] == [
+        (0, "ANNOTATION_CREATED"), (5, "ANNOTATIONS_DELETED"), (6, "TASKS_DELETED")]
+    assert log.offsets == {artifact: 7}
+    path = store.path(artifact)
+    assert f"skipping event on line 2 of {path}: ANNOTATION_UPDATED: `annotation` is an " \
+        "array, not an object" in caplog.text
+    assert f"line 3 of {path}: ANNOTATIONS_DELETED: `annotations` is a number" in caplog.text
+    assert f"line 4 of {path}: the line is an array, not an event object" in caplog.text
+    assert f"line 5 of {path}: `payload` is a string, not an object" in caplog.text
+
+
+def test_an_event_keeps_no_project_secret_and_its_file_is_owner_only(tmp_path):
+    """Label Studio's webhook serializer sends the whole project, its token and task-data
+    password included; the run folder may be shared or copied to a remote store."""
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+    project = {"id": 3, "title": "review", "label_config": "<View/>", "token": "pr0ject-t0ken",
+               "task_data_login": "bob", "task_data_password": "hunter2",
+               "created_by": {"email": "admin@relabeler.local"}}
+    artifact = append_event(store, {"action": "ANNOTATION_CREATED", "project": project,
+                                    "annotation": {"id": 1}})
+    raw = store.read_bytes(artifact).decode()
+    for secret in ("pr0ject-t0ken", "hunter2", "task_data_login", "admin@relabeler.local"):
+        assert secret not in raw
+    (event,) = read_events(store).events
+    assert event["payload"]["project"] == {"id": 3, "title": "review",
+                                           "label_config": "<View/>"}
+    assert stat.S_IMODE(os.stat(store.local_path(artifact)).st_mode) == 0o600
+    os.chmod(store.local_path(artifact), 0o644)  # a file written before: made private again
+    append_event(store, {"action": "ANNOTATIONS_DELETED", "project": 3, "annotations": []})
+    assert stat.S_IMODE(os.stat(store.local_path(artifact)).st_mode) == 0o600
+    assert read_events(store).events[1]["payload"]["project"] == 3

@@ -8,6 +8,7 @@ whose task has no answer left is withdrawn (counted in ``withdrawn``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from types import SimpleNamespace
@@ -174,23 +175,59 @@ def test_a_deleted_annotation_of_several_leaves_the_others(store, studio, tasks)
 
 def test_an_annotation_the_server_lost_is_kept_from_its_event(store, studio, tasks, caplog):
     lost = studio.annotate(tasks["s0"], "spam")
-    studio.annotate(tasks["s0"], "spam", user=2)
+    second = studio.annotate(tasks["s0"], "spam", user=2)
+    pull(store, studio)                                         # both seen on the server
     studio.delete_annotation(lost, notify=False)               # no deletion event
+    studio.update(second, "spam")                              # the task is computed again
     with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
         result = pull(store, studio)
-    assert (result.from_events_only, result.deleted, result.corrections) == (1, 0, 1)
+    assert (result.from_events_only, result.unconfirmed, result.deleted, result.corrections) \
+        == (1, 0, 0, 1)
     row = corrections(store)["s0"]
     assert (row["action"], row["via"], row["n_annotations"]) == ("relabel", "export+events", 2)
     assert f"annotations [{lost}] are known only from webhook events" in caplog.text
 
 
+def test_an_answer_no_pull_saw_on_the_server_is_not_taken(store, studio, tasks, caplog):
+    """Anyone who reads the webhook's secret (Label Studio shows it to every user) can post an
+    ANNOTATION_CREATED for any task: one the server never showed goes to unmapped, named."""
+    forged = {"id": 4242, "task": tasks["s1"], "completed_by": 1, "was_cancelled": False,
+              "updated_at": "2026-01-01T00:00:00+00:00", "result": [
+                  {"from_name": "answer", "to_name": "text", "type": "choices",
+                   "value": {"choices": ["spam"]}}]}
+    (project_id,) = studio.projects
+    append_event(store, {"action": "ANNOTATION_CREATED", "project": {"id": project_id},
+                         "annotation": forged})
+    lost = studio.annotate(tasks["s0"], "spam")                # answered, then lost unseen
+    studio.annotate(tasks["s0"], "ham", user=2)
+    studio.delete_annotation(lost, notify=False)
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert "s1" not in corrections(store)
+    assert (result.corrections, result.unconfirmed, result.from_events_only, result.unmapped) \
+        == (1, 2, 0, 2)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["via"], row["annotation_ids"]) == ("keep", "export", [lost + 1])
+    unmapped = {r["annotation_id"]: r for r in store.read_table(UNMAPPED).to_pylist()}
+    assert sorted(unmapped) == [lost, 4242]
+    assert (unmapped[4242]["id"], unmapped[4242]["task_id"]) == ("s1", tasks["s1"])
+    assert unmapped[4242]["reason"].startswith("known only from a webhook event, and no pull "
+                                               "saw it on the server: not taken")
+    assert f"task {tasks['s1']}: annotations [4242] are known only from webhook events and " \
+        "no pull saw them on the server" in caplog.text
+    again = pull(store, studio)                                 # nothing new: nothing moves
+    assert (again.tasks_changed, again.corrections, again.unmapped) == (0, 1, 2)
+
+
 def test_a_deleted_task_keeps_its_recorded_answers(store, studio, tasks):
-    studio.annotate(tasks["s1"], "spam")
+    annotation_id = studio.annotate(tasks["s1"], "spam")
+    pull(store, studio)
+    studio.update(annotation_id, "ham")                        # an event, then the task goes
     studio.delete_task(tasks["s1"])
     result = pull(store, studio)
     assert (result.tasks_fetched, result.from_events_only, result.corrections) == (0, 1, 1)
     row = corrections(store)["s1"]
-    assert (row["action"], row["new_label"], row["via"]) == ("relabel", "spam", "events")
+    assert (row["action"], row["new_label"], row["via"]) == ("keep", "ham", "events")
 
 
 def test_a_deleted_task_keeps_its_earlier_correction(store, studio, tasks):
@@ -240,7 +277,9 @@ def test_a_task_whose_push_died_before_its_id_was_recorded_still_counts(store, s
 
 
 def test_a_gone_project_is_read_from_its_events(store, studio, tasks):
-    studio.annotate(tasks["s0"], "spam")
+    annotation_id = studio.annotate(tasks["s0"], "ham")
+    pull(store, studio)
+    studio.update(annotation_id, "spam")
     project_id = studio.tasks[tasks["s0"]]["project"]
     del studio.projects[project_id]
     studio.tasks.clear()
@@ -258,6 +297,33 @@ def test_a_gone_project_without_its_config_cannot_be_pulled(store, studio, tasks
         pull(store, studio)
 
 
+def test_a_malformed_event_in_the_log_is_skipped_and_pull_and_re_rank_go_on(store, studio,
+                                                                              tasks):
+    """Events recorded before the webhook checked shapes: each is skipped (named in the log),
+    the well-formed ones still count."""
+    from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+    from relabeler.plugin.rerank import collect_answers
+    from relabeler.queue_plan import read_manifest
+
+    studio.annotate(tasks["s0"], "spam")
+    artifact = next(iter(store.list("studio/events")))
+    with open(store.local_path(artifact), "ab") as f:
+        for payload in ({"action": "ANNOTATION_UPDATED", "annotation": ["x"]},
+                        {"action": "ANNOTATIONS_DELETED", "annotations": 7},
+                        {"action": "ANNOTATION_CREATED", "annotation": {
+                            "id": 9, "task": tasks["s1"], "result": 7}}):
+            f.write(json.dumps({"action": payload["action"], "payload": payload}).encode()
+                    + b"\n")
+    studio.annotate(tasks["s2"], "ham")
+    result = pull(store, studio)
+    assert (result.corrections, result.unmapped) == (2, 0)
+    assert {s: r["new_label"] for s, r in corrections(store).items()} == {"s0": "spam",
+                                                                         "s2": "ham"}
+    spec = LabelingSpec.from_config(build_labeling_config(CLASSES))
+    answers = collect_answers(store, read_manifest(store), spec, GIVEN)
+    assert answers.label_of == {"s0": "spam", "s2": "ham"}
+
+
 # ---------------------------------------------------------------------------------------------
 # the pure pieces
 
@@ -273,12 +339,20 @@ def test_reconcile_applies_the_rule_for_annotations_the_server_lacks():
               _event("ANNOTATIONS_DELETED", annotations=[{"id": 2}])]
     webhooks = WebhookAnnotations.from_events(events)
     server_task = {"id": 5, "annotations": [{"id": 3, "updated_at": "b"}]}
-    seen = reconcile_task(server_task, webhooks)
+    seen = reconcile_task(server_task, webhooks, seen_on_server={1, 2, 3})
     assert [(a["id"], a["updated_at"]) for a in seen.annotations] == [(3, "b"), (1, "a")]
-    assert (seen.from_events, seen.deleted, seen.via) == ([1], [2], "export+events")
-    assert reconcile_task({"id": 5, "annotations": []}, webhooks).via == "events"
-    assert reconcile_task({"id": 6, "annotations": []}, webhooks).annotations == []
+    assert (seen.from_events, seen.deleted, seen.via, seen.unconfirmed) == \
+        ([1], [2], "export+events", [])
+    assert reconcile_task({"id": 5, "annotations": []}, webhooks,
+                          seen_on_server={1}).via == "events"
+    assert reconcile_task({"id": 6, "annotations": []}, webhooks,
+                          seen_on_server={1}).annotations == []
     assert fingerprint(seen.annotations, seen.deleted) != fingerprint(seen.annotations)
+    # never seen on the server: not an answer, set aside (a deleted one is dropped all the same)
+    unseen = reconcile_task(server_task, webhooks, seen_on_server={3})
+    assert [a["id"] for a in unseen.annotations] == [3]
+    assert (unseen.from_events, unseen.deleted, unseen.via) == ([], [2], "export")
+    assert [(a["id"], a["updated_at"]) for a in unseen.unconfirmed] == [(1, "a")]
 
 
 def test_an_annotation_recreated_after_its_deletion_counts_again():
@@ -287,7 +361,7 @@ def test_an_annotation_recreated_after_its_deletion_counts_again():
         _event("ANNOTATIONS_DELETED", annotations=[{"id": 1}]),
         _event("ANNOTATION_UPDATED", annotation={"id": 1, "task": 5})])
     assert webhooks.deleted == set()
-    assert reconcile_task({"id": 5}, webhooks).from_events == [1]
+    assert reconcile_task({"id": 5}, webhooks, seen_on_server={1}).from_events == [1]
 
 
 def test_events_name_the_tasks_to_fetch():

@@ -27,6 +27,7 @@ from relabeler.plugin.rerank import (
 )
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
 from relabeler.selectors.rank import ranks_from_scores
+from relabeler.store import RunStore
 from tests.plugin.fake_studio import FakeStudio
 from tests.plugin.live_run import CLASSES, make_live_run
 from tests.plugin.synthetic import make_run
@@ -186,6 +187,19 @@ def test_waiting_flagged_tasks_take_their_slots_in_score_order_and_controls_stay
     assert waiting_priorities(waiting, {}) == {"a": 3, "b": 5, "c": 6, "d": 9, "k": 7}
 
 
+def test_a_position_two_waiting_tasks_hold_is_given_once_and_the_other_takes_a_free_one():
+    """A re-rank cut short: b moved into 6 (c still holds it) and left 5 free."""
+    waiting = pd.DataFrame({"id": ["a", "b", "c", "k", "d"],
+                            "source": [FLAGGED, FLAGGED, FLAGGED, CONTROL, FLAGGED],
+                            "priority": [3, 6, 6, 7, 9]})
+    scores = {"a": 0.1, "b": 0.9, "c": 0.5, "d": 0.95}
+    assert waiting_priorities(waiting, scores, taken=[1, 2, 4, 8]) == \
+        {"d": 3, "b": 5, "c": 6, "a": 9, "k": 7}
+    # no position free below the others: one past them all
+    assert waiting_priorities(waiting, scores, taken=[1, 2, 4, 5, 8]) == \
+        {"d": 3, "b": 6, "c": 9, "a": 10, "k": 7}
+
+
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory):
     return make_live_run(str(tmp_path_factory.mktemp("live") / "run"))
@@ -332,6 +346,155 @@ def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
     assert rerank(answer_events=0).reprioritised > 5
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+
+
+def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed, caplog):
+    """An admin deletes a waiting task: the re-rank skips it and moves the rest; no two tasks
+    share a priority on the server or in the manifest, and later re-ranks leave it alone."""
+    store, config, frame, fake, _ = pushed
+    before = read_manifest(store).set_index("id")["priority"]
+    answer_top(store, fake, frame, 24)
+    manifest = read_manifest(store).sort_values("priority")
+    group = frame.set_index("id")["group"]
+    # the lowest S row: the answers reveal its flip, so the re-rank moves it
+    victim_id = next(x for x in manifest["id"][::-1] if group[x] == "S")
+    victim = int(manifest.set_index("id").at[victim_id, "task_id"])
+    fake.delete_task(victim)
+    update, asked = fake.update_task_data, []
+
+    def recorded(task_id, data):
+        asked.append(task_id)
+        update(task_id, data)
+
+    fake.update_task_data = recorded
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.push"):
+        result = rerank(answer_events=24)
+    assert victim in asked and f"task {victim} (sample {victim_id}) is not in Label " \
+        "Studio any more" in caplog.text
+    assert result.reprioritised > 10 and len(read_reranks(store)) == 1
+    after = read_manifest(store).set_index("id")["priority"]
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == after.drop(victim_id).to_dict()
+    assert len(set(on_server.values())) == len(on_server)
+    assert sorted(after) == sorted(before)  # the manifest is still one slot per row
+
+    asked.clear()
+    again = rerank(answer_events=0)
+    assert victim not in asked and again.waiting == result.waiting - 1
+    assert again.reprioritised == 0
+
+
+def test_a_re_rank_told_to_stop_ends_between_two_tasks_and_records_what_was_sent(pushed):
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    stopping = threading.Event()
+    update, sent = fake.update_task_data, []
+
+    def then_stop(task_id, data):
+        update(task_id, data)
+        sent.append(task_id)
+        if len(sent) == 3:
+            stopping.set()  # serve is stopping
+
+    fake.update_task_data = then_stop
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load,
+                      stopping=stopping)
+    assert rerank(answer_events=24) is None and len(sent) == 3
+    assert read_reranks(store).empty
+
+    def on_server():
+        return {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+
+    assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+    fake.update_task_data = update  # the next serve sends the rest
+    result = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(0)
+    assert result.reprioritised > 5
+    assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+    assert len(set(on_server().values())) == len(on_server())
+
+
+SERVE_CHILD = """
+import json, logging, sys, time
+from relabeler.jobs.live_ranking import LiveRanking
+from relabeler.plugin.backend import BasicAuth, serve
+from relabeler.plugin.push import push
+from relabeler.plugin.rerank import Reranker, RerankWorker
+from relabeler.queue_plan import read_manifest
+from tests.plugin.fake_studio import FakeStudio
+from tests.plugin.live_run import CLASSES, make_live_run
+
+logging.basicConfig(level=logging.INFO)
+root, port = sys.argv[1], int(sys.argv[2])
+store, config, frame = make_live_run(root + "/run")
+fake = FakeStudio(CLASSES, events_to=store)
+push(store, fake, project_title="live", budget=60, control_share=0.05, acquire=False)
+truth = frame.set_index("id")["true_label"]
+for sample_id, task_id in read_manifest(store).sort_values("priority").head(24)[
+        ["id", "task_id"]].itertuples(index=False):
+    fake.annotate(int(task_id), truth[sample_id])
+update = fake.update_task_data
+
+def slow(task_id, data):  # the server's state on disk after every task
+    time.sleep(0.2)
+    update(task_id, data)
+    with open(root + "/server.json", "w") as f:
+        json.dump({t["data"]["sample_id"]: t["data"]["priority"]
+                   for t in fake.tasks.values()}, f)
+
+fake.update_task_data = slow
+rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+worker = RerankWorker(rerank, every=1, counts=lambda payload: True, stopping=rerank.stopping)
+serve(store, host="127.0.0.1", port=port, secret="s3cret", auth=BasicAuth("u", "p"),
+      reranker=worker)
+"""
+
+
+def test_sigterm_during_a_re_rank_stops_it_between_two_tasks(tmp_path):
+    """systemctl stop, docker stop, kill: uvicorn re-raises SIGTERM once it has shut down, so
+    the worker is stopped in the app's shutdown, before that; the manifest says what the
+    server has."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child_script = tmp_path / "child.py"
+    child_script.write_text(SERVE_CHILD)
+    child = subprocess.Popen([sys.executable, str(child_script), str(tmp_path), str(port)],
+                             stderr=subprocess.PIPE, text=True, cwd=os.getcwd(),
+                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up():
+            try:
+                return httpx.get(url + "/health").status_code == 200
+            except httpx.HTTPError:
+                return child.poll() is not None
+
+        wait_for(up, timeout=120)
+        assert child.poll() is None
+        event = httpx.post(url + "/webhook", json={"action": "ANNOTATION_CREATED"},
+                           headers={SECRET_HEADER: "s3cret"})
+        assert event.status_code == 200
+        wait_for(lambda: (tmp_path / "server.json").exists(), timeout=60)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGTERM, err
+    assert "serve: stopping: the re-rank sent" in err, err
+    server = json.loads((tmp_path / "server.json").read_text())
+    manifest = read_manifest(RunStore(str(tmp_path / "run"))).set_index("id")["priority"]
+    assert server == manifest.to_dict()  # the next re-rank moves the rest from there
 
 
 def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_path,

@@ -10,6 +10,7 @@ import pytest
 from relabeler.plugin.server import (
     CREDENTIALS_FILE,
     StudioServerError,
+    init_data_dir,
     read_credentials,
     write_private,
 )
@@ -45,3 +46,31 @@ def test_credentials_are_written_whole_and_a_broken_file_is_a_clear_error(tmp_pa
     with pytest.raises(StudioServerError, match=rf"{CREDENTIALS_FILE}: not the credentials "
                                                 r"relabeler wrote .*--data-dir"):
         read_credentials(tmp_path)
+
+
+def test_the_data_dir_and_what_label_studio_writes_in_it_are_owner_only(tmp_path,
+                                                                         monkeypatch):
+    """Label Studio's database holds the API token, the backend's password and the webhook's
+    secret: the folder is 0700 (also one that existed wider) and the server's files 0600."""
+    fake = tmp_path / "label-studio"
+    fake.write_text("#!/bin/sh\necho db > label_studio.sqlite3\n")  # `init`, in the data dir
+    fake.chmod(0o755)
+    monkeypatch.setattr("relabeler.plugin.server.studio_executable", lambda venv=None: fake)
+    fresh = tmp_path / "fresh" / "data"
+    umask = os.umask(0o022)  # what a login shell has
+    try:
+        init_data_dir(fresh)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert stat.S_IMODE((fresh / "label_studio.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((fresh / CREDENTIALS_FILE).stat().st_mode) == 0o600
+    wide = tmp_path / "wide"
+    wide.mkdir(mode=0o755)
+    wide.chmod(0o755)
+    init_data_dir(wide)
+    assert stat.S_IMODE(wide.stat().st_mode) == 0o700
+    (wide / "label_studio.sqlite3").chmod(0o644)
+    wide.chmod(0o755)  # an initialised one from before: fixed when it is used again
+    init_data_dir(wide)
+    assert stat.S_IMODE(wide.stat().st_mode) == 0o700

@@ -363,22 +363,30 @@ def test_a_webhook_reaches_the_backend_and_is_recorded(studio, annotators, admin
     assert len(read_events(store).events) == len(events)
 
 
-def test_pull_keeps_answers_known_only_from_events(studio, admin, backend, title):
+def test_pull_takes_no_answer_from_an_event_the_server_never_showed(studio, annotators, admin,
+                                                                     backend, title):
+    """Any user reads the webhook's secret in Label Studio and can post an event: an answer
+    only an event knows of, never seen on the server by a pull, is not a correction."""
     store, _ = backend
     result = push(store, admin, project_title=title, budget=10)
-    task_id = int(read_manifest(store).sort_values("priority")["task_id"].iloc[1])
-    project = admin.get_project(result.project_id)
-    append_event(store, {"action": "ANNOTATION_CREATED",
-                         "project": {"id": result.project_id,
-                                     "label_config": project.label_config},
-                         "annotation": {"id": 987654, "task": task_id, "completed_by": 1,
+    tasks = read_manifest(store).sort_values("priority")["task_id"]
+    real_task, forged_task = int(tasks.iloc[0]), int(tasks.iloc[1])
+    project = {"id": result.project_id,
+               "label_config": admin.get_project(result.project_id).label_config}
+    created = post_answer(studio.http(annotators["alice"]), real_task, answer(DROP))
+    append_event(store, {"action": "ANNOTATION_CREATED", "project": project,
+                         "annotation": created})
+    append_event(store, {"action": "ANNOTATION_CREATED", "project": project,
+                         "annotation": {"id": 987654, "task": forged_task, "completed_by": 1,
                                         "was_cancelled": False, **answer(DROP),
                                         "updated_at": "2026-01-01T00:00:00Z"}})
     pulled = pull(store, admin)
-    assert pulled.from_events_only == 1
+    assert (pulled.from_events_only, pulled.unconfirmed, pulled.unmapped) == (0, 1, 1)
     rows = store.read_table(CORRECTIONS).to_pandas()
-    assert rows[["task_id", "action", "via"]].values.tolist() == [[task_id, "drop", "events"]]
-    assert not store.exists(UNMAPPED)
+    assert rows[["task_id", "action", "via"]].values.tolist() == [[real_task, "drop", "export"]]
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["task_id"], unmapped["annotation_id"]) == (forged_task, 987654)
+    assert "no pull saw it on the server" in unmapped["reason"]
 
 
 def test_label_studio_gets_predictions_with_basic_auth_and_nobody_else_does(studio, admin,
