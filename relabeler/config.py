@@ -127,7 +127,9 @@ class ModelConfig(_Section):
         "first, its highlights marked, and the whole text below it. "
         "docs/benchmarks.md '## long texts' has what each costs and buys.")
     window_stride: int = _opt(0, "Tokens shared by consecutive windows (long_text windows or "
-                              "evidence), below max_length - 2; 0 = max_length // 4.", ge=0)
+                              "evidence; windows cut at words' edges share at least this many, "
+                              "fewer only around a word of many pieces), below max_length - 2; "
+                              "0 = max_length // 4.", ge=0)
     max_windows: int = _opt(0, "Windows read per text, from its start (long_text windows or "
                             "evidence); 0 = all. Bounds the cost of very long texts.", ge=0)
 

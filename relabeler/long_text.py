@@ -123,7 +123,8 @@ def text_windows(tokenizer, texts: Sequence[str], *, max_length: int,
 
     ``truncate``, and any text that fits in one window: the whole text (the tokenizer cuts it
     at ``max_length``). Otherwise windows of at most ``max_length`` tokens (special tokens
-    included), consecutive ones sharing at least ``stride`` tokens, the first ``max_windows``
+    included), cut at words' edges, consecutive ones sharing at least ``stride`` tokens (fewer
+    only around words of many pieces: :func:`_word_windows`), the first ``max_windows``
     of them when that is set (:func:`_word_windows`).
     """
     texts = list(texts)
@@ -149,7 +150,9 @@ def text_windows(tokenizer, texts: Sequence[str], *, max_length: int,
         if settings.max_windows and len(spans) > settings.max_windows:
             spans, cut[s] = spans[:settings.max_windows], True
         for a, b in spans:
-            sample.append(s), start.append(offsets[a][0])
+            # from the end of the token before: a word's token that carries its space (byte
+            # BPE's "Ġword") is read back as that token, not as the bare word's pieces
+            sample.append(s), start.append(offsets[a - 1][1] if a else 0)
             end.append(_past_marks(text, offsets[b - 1][1]))
     return TextWindows(np.asarray(sample, dtype=np.int64), np.asarray(start, dtype=np.int64),
                        np.asarray(end, dtype=np.int64),
@@ -164,8 +167,11 @@ def _word_windows(word_ids: Sequence[int | None], budget: int,
     A window that began or ended inside a word would be read again from its characters as
     other word pieces (``##ization`` as ``i ##zation``): more tokens than ``budget``, its last
     ones cut. So an end inside a word moves back to the word's start, and the next window
-    starts at the word holding its ``stride``-th last token. A word longer than a window is
-    the one place a window edge stays inside a word.
+    starts at the word holding its ``stride``-th last token. Two exceptions, both around words
+    of many pieces (a URL, a hash; tens of pieces at the default ``max_length``): where that
+    word began at or before the window's own start, the next window starts after it, so the
+    two share fewer than ``stride`` tokens (still every token is read); and a word longer than
+    a window is the one place a window edge stays inside a word.
     """
     n = len(word_ids)
     first = [i == 0 or word_ids[i] is None or word_ids[i] != word_ids[i - 1] for i in range(n)]
