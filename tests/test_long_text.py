@@ -204,11 +204,12 @@ def test_the_evidence_window_comes_first_with_its_highlights_and_the_whole_text_
     short = build_task(SampleInput(id="b", text="short", given_label="neg",
                                    suggested_label="pos"), spec, priority=2)
     assert short["data"]["window"] == ""
-    # a project made before the window page existed: its tasks carry no window field
+    # a project made before the window page existed: its panel, below the text, carries it
     old = LabelingSpec.from_config(xml.replace('  <HyperText name="window" value="$window" '
                                                'inline="true"/>\n', ""))
     assert old.window_field is None and old.panel_field == "panel"
-    assert "window" not in build_task(sample, old, priority=1)["data"]
+    data = build_task(sample, old, priority=1)["data"]
+    assert "window" not in data and data["panel"].startswith(window.replace("below", "above"))
 
 
 def test_full_training_reads_every_window_and_keeps_one_dynamics_row_per_text(tiny_bert_dir):

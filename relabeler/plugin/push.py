@@ -151,6 +151,13 @@ def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, over
     return project.id
 
 
+def project_spec(client: StudioClient, project_id: int) -> LabelingSpec:
+    """The spec of the project's own labeling config, which its tasks are built for: a project
+    made by an earlier relabeler keeps the config it was made with (one without the evidence
+    window's page gets the window in its panel, :func:`~relabeler.plugin.tasks.build_task`)."""
+    return LabelingSpec.from_config(client.get_project(project_id).label_config)
+
+
 def reconcile(client: StudioClient, manifest: pd.DataFrame, project_id: int) -> pd.DataFrame:
     """Fill task ids of pending rows from the server and warn about foreign tasks. Only asks the
     server when the manifest and the project's task count disagree."""
@@ -278,9 +285,11 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                   build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
                   top_spans: int, batch_size: int, progress: bool,
                   data_round: int | None = None) -> tuple[pd.DataFrame, int, list[str]]:
-    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order.
+    """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order,
+    each built for the project's own labeling config (``spec`` is the one a new project gets).
     ``data_round``: the round the new tasks' data names (whose evidence the ML backend shows
     them with) where it is not their manifest round."""
+    spec = project_spec(client, project_id)
     interface = spec.interface()
     rows = manifest["project_id"] == project_id
     moved = [i for i in manifest.index[rows]

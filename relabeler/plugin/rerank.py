@@ -66,7 +66,7 @@ from relabeler.plugin.client import StudioClient
 from relabeler.plugin.consensus import SKIPPED, vote_answers
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.push import update_priorities
+from relabeler.plugin.push import project_spec, update_priorities
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
@@ -342,6 +342,7 @@ class Reranker:
         Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
         if self._client is None:
             self._client = self._make_client()
+        spec = project_spec(self._client, project_id)  # the config the project was made with
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
         done: list[int] = []

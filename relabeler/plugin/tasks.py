@@ -142,12 +142,14 @@ def panel_html(sample: SampleInput, spec: LabelingSpec) -> str:
 # predictions
 
 
-def window_html(sample: SampleInput, prediction: Mapping[str, Any]) -> str:
+def window_html(sample: SampleInput, prediction: Mapping[str, Any], *,
+                where: str = "below") -> str:
     """What the annotator reads first of a text longer than the model's window: the window the
     suggestion's evidence was read from (and the given label's, where that is another), its
     characters as they are in the text, the prediction's evidence regions inside it marked in
     their colours. Empty when the evidence was read from the whole text (the text below shows
-    it all). Every piece of text from the dataset is HTML-escaped."""
+    it all). ``where``: where the whole text is, seen from the page. Every piece of text from
+    the dataset is HTML-escaped."""
     windows = [("Where the evidence for the suggestion is", sample.evidence_window)]
     if sample.given_window not in (None, sample.evidence_window):
         windows.append(("Where the evidence for the given label is", sample.given_window))
@@ -171,7 +173,7 @@ def window_html(sample: SampleInput, prediction: Mapping[str, Any]) -> str:
         pieces.append(html.escape(sample.text[at:end]))
         parts.append(f"<p style='margin-bottom:0'><b>{title}</b> (characters {start:,}-{end:,} "
                      f"of {len(sample.text):,}; the whole text, with the same highlights, is "
-                     f"below):</p><blockquote style='margin:0.25em 1em; white-space:pre-wrap'>"
+                     f"{where}):</p><blockquote style='margin:0.25em 1em; white-space:pre-wrap'>"
                      f"{''.join(pieces)}</blockquote>")
     return "<div>" + "".join(parts) + "</div>" if parts else ""
 
@@ -266,6 +268,9 @@ def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_sp
         data[spec.panel_field] = panel_html(sample, spec)
     if spec.window_field:
         data[spec.window_field] = window_html(sample, prediction)
+    elif spec.panel_field and (page := window_html(sample, prediction, where="above")):
+        # a project made before the window's page: the panel, below the text, carries it
+        data[spec.panel_field] = page + data[spec.panel_field]
     return {"data": data, "predictions": [prediction]}
 
 

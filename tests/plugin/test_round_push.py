@@ -36,3 +36,26 @@ def test_tasks_an_earlier_push_left_pending_are_not_counted_as_this_rounds_contr
     assert after.loc[unsent[:3], "task_id"].notna().all()  # the left-over one was sent too
     assert list(after.loc[unsent[:3], "round"]) == [1, 2, 2]
     assert "1 tasks an earlier push left unsent were sent too" in caplog.text
+
+
+def test_tasks_are_built_for_the_labeling_config_their_project_was_made_with(tmp_path):
+    # a project made before the evidence window's page: its tasks carry the window in their
+    # panel, not in a data field its config never shows (push, re-rank and rounds alike)
+    from relabeler.plugin.push import project_spec
+
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    studio = FakeStudio(CLASSES)
+    first = push(store, studio, project_title="t", budget=6, control_share=0.0)
+    project = studio.projects[first.project_id]
+    assert '"$window"' in project.label_config
+    assert all("window" in t["data"] for t in studio.tasks.values())
+    older = project.label_config.replace('  <HyperText name="window" value="$window" '
+                                         'inline="true"/>\n', "")
+    studio.update_project(first.project_id, label_config=older)
+    assert project_spec(studio, first.project_id).window_field is None
+    sent_before = set(studio.tasks)
+    push(store, studio, project_title="t", budget=12, control_share=0.0)
+    new = [t for i, t in studio.tasks.items()
+           if i not in sent_before and t["project"] == first.project_id]
+    assert len(new) == 6 and not any("window" in t["data"] for t in new)
+    assert all("Given label" in t["data"]["panel"] for t in new)
