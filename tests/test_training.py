@@ -194,6 +194,39 @@ def test_copies_of_a_text_share_a_fold_and_each_class_stays_spread():
     np.testing.assert_array_equal(stratified_folds(labels, 4, 7)[members], np.arange(40) % 4)
 
 
+def test_a_class_of_copies_of_one_text_is_spread_so_every_fold_model_sees_it(caplog):
+    # all the "[removed]" rows went to one fold, whose model trained on none of them, silently
+    labels = np.array([0] * 40 + [1] * 40 + [2] * 6 + [3] * 8)
+    texts = [f"review number {i}" for i in range(80)] + ["[removed]"] * 5 + ["[Removed] "]
+    texts += ["shared"] * 4 + ["other"] * 4  # class 3: two texts, one copy labelled 0 too
+    texts[0] = "shared"
+    classes = ["ham", "spam", "removed", "two texts"]
+    for seed in range(10):
+        with caplog.at_level("WARNING", logger="relabeler.jobs.train"):
+            caplog.clear()
+            fold = stratified_folds(labels, 5, seed, texts, classes)
+        assert np.bincount(fold[labels == 2], minlength=5).tolist() in (
+            [2, 1, 1, 1, 1], [1, 2, 1, 1, 1], [1, 1, 2, 1, 1], [1, 1, 1, 2, 1], [1, 1, 1, 1, 2])
+        for f in range(5):  # every fold model trains on rows of every class
+            assert np.bincount(labels[fold != f], minlength=4).min() > 0, (seed, f)
+        # the other classes keep their copies together
+        assert len(set(fold[[0, 86, 87, 88, 89]])) == 1 and len(set(fold[90:])) == 1
+        assert caplog.messages == [
+            "train: the rows of 'removed' are copies of too few texts to keep copies in one fold "
+            "(a fold model would never see the class): that class's rows are spread over the 5 "
+            "folds, so a copy may be predicted out of fold by a model trained on its twin"]
+        assert np.array_equal(fold, stratified_folds(labels, 5, seed, texts, classes))
+    # a class whose copies carry another class's label mostly: spread too (named by index)
+    labels = np.array([0] * 20 + [1] * 4)
+    texts = ["same"] * 10 + [f"t{i}" for i in range(10)] + ["SAME"] * 4
+    with caplog.at_level("WARNING", logger="relabeler.jobs.train"):
+        caplog.clear()
+        fold = stratified_folds(labels, 4, 0, texts)
+    assert np.bincount(fold[labels == 1], minlength=4).tolist() == [1, 1, 1, 1]
+    assert len(set(fold[:10])) == 1  # class 0's copies still share a fold
+    assert "the rows of class index 1 are copies" in caplog.text
+
+
 @pytest.mark.parametrize("mode", ["head", "full"])
 def test_samples_of_weight_zero_do_not_train(tiny_bert_dir, mode):
     texts, labels, ids = _data(32)

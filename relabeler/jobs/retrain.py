@@ -215,7 +215,9 @@ def version_folds(labels: pd.Series, folds: int, version: int) -> int:
     corrections left a class with fewer training rows than that (each fold holds out a row of
     every class), as many as the smallest class has, logged; none when a class is down to one
     row (the version is scored without the out-of-fold view, logged). A round goes on either
-    way, where a baseline with too few rows stops (:func:`relabeler.jobs.train.check_folds`)."""
+    way, where a baseline with too few rows stops (:func:`relabeler.jobs.train.check_folds`).
+    Rows are counted, not texts: :func:`relabeler.jobs.train.stratified_folds` spreads a class
+    whose copies would all sit in one fold."""
     if not folds:
         return 0
     counts = labels.value_counts()

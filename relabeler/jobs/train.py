@@ -218,7 +218,8 @@ def encoder_states(config: RunConfig, model, texts: list[str], device: torch.dev
 
 def check_folds(labels: pd.Series, folds: int) -> None:
     """Raise a ConfigError naming every class with fewer training rows than ``folds``: each
-    fold must hold out at least one row of every class."""
+    fold must be able to hold out a row of every class. Rows are counted, not texts:
+    :func:`stratified_folds` spreads a class whose copies would all sit in one fold."""
     if not folds:
         return
     counts = labels.value_counts()
@@ -230,7 +231,8 @@ def check_folds(labels: pd.Series, folds: int) -> None:
 
 
 def stratified_folds(label_ids: np.ndarray, k: int, seed: int,
-                     texts: Sequence[str] | None = None) -> np.ndarray:
+                     texts: Sequence[str] | None = None,
+                     classes: Sequence[str] | None = None) -> np.ndarray:
     """Fold number of each sample; every class spread evenly over the folds, the same folds for
     the same ``seed``.
 
@@ -240,7 +242,14 @@ def stratified_folds(label_ids: np.ndarray, k: int, seed: int,
     of its rows carry (ties: the first class); each class's groups, in a seeded random order,
     largest first, go to the fold holding the fewest rows of that class, then the fewest rows,
     then the lowest number. Without copies this is a round robin over each class's shuffled
-    rows."""
+    rows.
+
+    Every fold model must see every class, which copies can forbid: a class whose rows are all
+    copies of one text (``[removed]`` placeholders) would sit in one fold, and that fold's
+    model would train on none of its rows. Such a class's rows are dealt out one by one, as
+    without ``texts`` (logged with its name from ``classes``, else its index), until no fold
+    holds all the rows of a class; their copies may then be predicted by a model trained on a
+    twin."""
     if k < 2:
         raise ValueError(f"folds must be >= 2, got {k}")
     label_ids = np.asarray(label_ids, dtype=np.int64)
@@ -249,11 +258,39 @@ def stratified_folds(label_ids: np.ndarray, k: int, seed: int,
         small = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
         raise ConfigError(f"train.folds = {k}: class index {small} has only {counts[small]} "
                           f"training samples; use fewer folds")
-    group = np.arange(len(label_ids))
-    if texts is not None:
-        from relabeler.selectors.duplicates import text_hash
+    if texts is None:
+        return _deal_groups(np.arange(len(label_ids)), label_ids, counts, k, seed)
+    from relabeler.selectors.duplicates import text_hash
 
-        group = pd.factorize(text_hash(texts))[0]  # numbered by their first row
+    group = pd.factorize(text_hash(texts))[0]  # numbered by their first row
+    spread: list[int] = []
+    while True:
+        fold = _deal_groups(group, label_ids, counts, k, seed)
+        # a class all in one fold: that fold's model would train on none of its rows
+        folds_of_class = np.bincount(np.unique(label_ids * k + fold) // k,
+                                     minlength=len(counts))
+        whole = np.flatnonzero(folds_of_class == 1).tolist()
+        if not whole:
+            break
+        spread += whole
+        rows = np.isin(label_ids, whole)
+        group = group.copy()
+        group[rows] = group.max() + 1 + np.arange(rows.sum())  # each row a group of its own
+        group = pd.factorize(group)[0]
+    if spread:
+        names = ", ".join(repr(classes[c]) if classes is not None else f"class index {c}"
+                          for c in sorted(spread))
+        log.warning("train: the rows of %s are copies of too few texts to keep copies in one "
+                    "fold (a fold model would never see the class): that class's rows are "
+                    "spread over the %d folds, so a copy may be predicted out of fold by a model "
+                    "trained on its twin", names, k)
+    return fold
+
+
+def _deal_groups(group: np.ndarray, label_ids: np.ndarray, counts: np.ndarray, k: int,
+                 seed: int) -> np.ndarray:
+    """The folds of :func:`stratified_folds` for rows in groups ``group`` (0..G-1, each row's
+    group) that share a fold."""
     n_classes = len(counts)
     # (group, label) pairs with their rows; a group's class is its most common label
     pairs, rows = np.unique(group * n_classes + label_ids, return_counts=True)
@@ -329,7 +366,7 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
     plan = plan_from_config(config.ray, num_actors=k, num_threads=config.extract.num_threads,
                             max_actors=k)
     # copies of a text share a fold (the texts as given, before debias = mask)
-    fold = stratified_folds(label_ids, k, opts.seed, held_out[0] if held_out else texts)
+    fold = stratified_folds(label_ids, k, opts.seed, held_out[0] if held_out else texts, classes)
     task = ray.remote(_train_fold).options(**plan.task_kwargs())
     shared = [ray.put(x) for x in (texts, label_ids, ids, fold, cls_hidden, sample_weights,
                                    held_out)]

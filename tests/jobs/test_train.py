@@ -173,7 +173,7 @@ def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path
 
 
 def test_the_fold_models_hold_out_every_copy_of_a_text_together(ray_session, tiny_bert_dir,
-                                                                 tmp_path):
+                                                                 tmp_path, caplog):
     # copies of a text in different folds predicted each other out of fold
     frame = synthetic_frame(60)
     for first in range(0, 30, 3):  # ten texts with three copies each, one in other spacing
@@ -181,17 +181,23 @@ def test_the_fold_models_hold_out_every_copy_of_a_text_together(ray_session, tin
         frame.loc[first + 2, "text"] = "  " + frame.loc[first, "text"].upper().replace(" ",
                                                                                       "   ")
         frame.loc[[first + 1, first + 2], "label"] = frame.loc[first, "label"]
+    # but a class of copies of one text, in one fold, left that fold's model without the class
+    removed = pd.DataFrame({"id": [f"r{i}" for i in range(6)], "label": "removed",
+                            "text": ["[removed]"] * 5 + ["[Removed] "]})
     source = tmp_path / "copies.csv"
-    frame.to_csv(source, index=False)
+    pd.concat([frame, removed]).to_csv(source, index=False)
     config = _config(tmp_path, source, tiny_bert_dir, mode="head", epochs=2, folds=3)
     config.data.eval_fraction = 0.0
     store = RunStore(config.run_dir)
-    run_train(store, config, progress=False)
+    with caplog.at_level("WARNING", logger="relabeler.jobs.train"):
+        run_train(store, config, progress=False)
     oof = store.read_table("train/oof.parquet").to_pandas().set_index("id")
     folds = [oof.loc[frame["id"][first:first + 3], "fold"].nunique()
              for first in range(0, 30, 3)]
     assert folds == [1] * 10
-    assert sorted(oof["fold"].value_counts().tolist()) == [20, 20, 20]
+    assert sorted(oof["fold"].value_counts().tolist()) == [22, 22, 22]
+    assert sorted(oof.loc[removed["id"], "fold"].tolist()) == [0, 0, 1, 1, 2, 2]
+    assert "the rows of 'removed' are copies of too few texts" in caplog.text
 
 
 def test_training_that_diverges_is_refused_and_keeps_the_old_model(tiny_bert_dir, tmp_path,
