@@ -278,7 +278,7 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
         shown = {int(a["id"]) for a in task.get("annotations") or []}
         if not shown <= set(earlier):
             on_server[str(task_id)] = sorted(shown.union(earlier))
-        print_now = fingerprint([*seen.annotations, *seen.unconfirmed], seen.deleted)
+        print_now = fingerprint(seen.annotations, seen.deleted, seen.unconfirmed)
         if prints.get(str(task_id), fingerprint([])) == print_now and task_id not in fetched.gone:
             continue
         prints[str(task_id)] = print_now

@@ -230,6 +230,22 @@ def test_a_deleted_task_keeps_its_recorded_answers(store, studio, tasks):
     assert (row["action"], row["new_label"], row["via"]) == ("keep", "ham", "events")
 
 
+def test_an_answer_set_aside_is_taken_once_the_server_shows_it(store, studio, tasks):
+    """The event is read before the server shows the answer (a commit race, a server briefly
+    restored): set aside; once the server shows it, unchanged, it is an answer."""
+    annotation_id = studio.annotate(tasks["s1"], "spam")
+    hidden = studio.tasks[tasks["s1"]]["annotations"].pop()
+    assert (pull(store, studio).unconfirmed, len(corrections(store))) == (1, 0)
+    studio.tasks[tasks["s1"]]["annotations"].append(hidden)
+    studio.tasks[tasks["s1"]]["updated_at"] = studio._now()
+    result = pull(store, studio)
+    assert (result.tasks_changed, result.corrections, result.unconfirmed, result.unmapped) == \
+        (1, 1, 0, 0)
+    row = corrections(store)["s1"]
+    assert (row["new_label"], row["via"], row["annotation_ids"]) == \
+        ("spam", "export", [annotation_id])
+
+
 def test_a_deleted_task_keeps_its_earlier_correction(store, studio, tasks):
     studio.annotate(tasks["s1"], "spam", notify=False)
     pull(store, studio)
@@ -353,6 +369,9 @@ def test_reconcile_applies_the_rule_for_annotations_the_server_lacks():
     assert [a["id"] for a in unseen.annotations] == [3]
     assert (unseen.from_events, unseen.deleted, unseen.via) == ([], [2], "export")
     assert [(a["id"], a["updated_at"]) for a in unseen.unconfirmed] == [(1, "a")]
+    # the split between answers and set-aside ones is in the task's fingerprint
+    assert fingerprint(unseen.annotations, unseen.deleted, unseen.unconfirmed) != \
+        fingerprint(seen.annotations[:1], seen.deleted, [])
 
 
 def test_an_annotation_recreated_after_its_deletion_counts_again():
