@@ -299,8 +299,8 @@ SECOND_OPINIONS = Artifact(
     CORRECTIONS.schema, CORRECTIONS.optional)
 PULL_STATE = Artifact("studio/pull_state.json", "pull", "json",
                       "How far pull has read the event log; per project the watermark, each "
-                      "task's annotation fingerprint and the annotation ids pulls saw on the "
-                      "server per task (`on_server`).")
+                      "task's annotation fingerprint and each annotation pulls saw on the "
+                      "server per task, as the server last showed it (`on_server`).")
 # next (a round)
 ROUNDS = Artifact("studio/rounds.json", "next", "json",
                   "One record per round: its number, the dataset version it was scored on, "

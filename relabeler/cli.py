@@ -255,8 +255,8 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
         print(f"  {result.deleted} deleted answers dropped, {result.withdrawn} corrections "
               f"withdrawn, {result.from_events_only} answers kept from webhook events only")
     if result.unconfirmed:
-        print(f"  {result.unconfirmed} answers known only from webhook events that no pull saw "
-              f"on the server were not taken (in labels/unmapped.parquet)")
+        print(f"  {result.unconfirmed} answers or updates known only from webhook events that no "
+              f"pull saw on the server were not taken (in labels/unmapped.parquet)")
     return 0
 
 

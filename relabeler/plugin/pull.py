@@ -28,18 +28,24 @@ older event payload). For one it does not show, the event log decides:
   ``PullResult.deleted`` and logged;
 * otherwise (created or updated, never deleted), where an earlier pull saw it on the server
   in that task: the server lost it (a restore from an older backup, a deleted task or
-  project), so it is kept, with ``via`` = ``events`` or ``export+events``, counted in
-  ``PullResult.from_events_only`` and logged;
+  project), so it is kept as the server last showed it, with ``via`` = ``events`` or
+  ``export+events``, counted in ``PullResult.from_events_only`` and logged; a later event
+  whose answer differs is an update no pull saw on the server: it goes to
+  ``labels/unmapped.parquet`` like the next case;
 * where no pull saw it on the server, nothing confirms it was ever an answer (anyone who can
   read the webhook's secret, which Label Studio shows to every user, can post an event): it
   goes to ``labels/unmapped.parquet`` with the reason, counted in ``PullResult.unconfirmed``
-  and logged. The annotation ids each pull saw per task are kept in ``studio/pull_state.json``
-  (``on_server``).
+  and logged. Each annotation a pull saw on the server is kept per task, as the server last
+  showed it, in ``studio/pull_state.json`` (``on_server``). A run pulled before pulls kept
+  them starts from the annotation ids of its corrections that earlier pulls read from the
+  server (``via`` export or export+events); for those only the id is known, so their latest
+  event payload is taken until a pull sees them on the server again.
 
-A correction whose task is recomputed and has no answer left (every annotation deleted) is
-withdrawn: counted in ``PullResult.withdrawn`` and logged with its sample id. An answer that
-cannot be mapped (no sample id, a choice that is not a class of the run, no answer at all)
-goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
+A correction whose task is recomputed and has no answer left is withdrawn: counted in
+``PullResult.withdrawn`` and logged with its sample ids and the cause (every answer deleted,
+answers set aside as unconfirmed, or answers that cannot be mapped). An answer that cannot be
+mapped (no sample id, a choice that is not a class of the run, no answer at all) goes to
+``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -129,7 +135,8 @@ class PullResult:
     needs_review: int
     unmapped: int
     from_events_only: int      # annotations kept though the server no longer shows them
-    unconfirmed: int           # known only from events, never seen on the server: unmapped
+    unconfirmed: int           # answers or updates known only from events, that no pull saw
+                               # on the server: unmapped
     deleted: int               # annotations dropped: an event recorded their deletion
     withdrawn: int             # earlier corrections removed: their task has no answer left
     seconds: float
@@ -221,6 +228,7 @@ class _Pulled:
     rows: list[dict[str, Any]] = field(default_factory=list)
     unmapped: list[dict[str, Any]] = field(default_factory=list)
     refreshed: set[tuple[int, int]] = field(default_factory=set)
+    emptied: dict[tuple[int, int], str] = field(default_factory=dict)  # why no answer is left
     fetched: int = 0
     changed: int = 0
     from_events: int = 0
@@ -252,6 +260,22 @@ class _RunLabels:
 UNCONFIRMED = ("known only from a webhook event, and no pull saw it on the server: not taken as "
                "an answer (an event anyone who reads the webhook's secret can post, or an "
                "answer the server lost before any pull); if it is real, have it answered again")
+#: why an update known only from a webhook event, of an answer the server showed, is not taken
+UNCONFIRMED_UPDATE = (
+    "an update known only from a webhook event, of an answer the server no longer shows, and no "
+    "pull saw the update on the server: not taken, the answer as the server last showed it is "
+    "kept (an event anyone who reads the webhook's secret can post, or an update the server "
+    "lost before any pull); if it is real, have it answered again")
+#: why a correction is withdrawn: its recomputed task has no vote left, because ...
+DELETED_CAUSE = "every answer of their task was deleted"
+UNCONFIRMED_CAUSE = ("their task's answers are known only from webhook events that no pull saw "
+                     "on the server, so they were set aside (labels/unmapped.parquet), not "
+                     "deleted")
+UNMAPPED_CAUSE = "their task's answers cannot be mapped (labels/unmapped.parquet)"
+#: what pull keeps of each annotation the server shows (all that its vote is read from)
+_SHOWN_FIELDS = ("id", "completed_by", "result", "was_cancelled", "created_at", "updated_at")
+#: the ``via`` of a correction whose annotations a pull read from the server
+_FROM_SERVER = ("export", "export+events")
 
 
 def _log_reconciled(task_id: int, seen: Reconciled) -> None:
@@ -259,6 +283,11 @@ def _log_reconciled(task_id: int, seen: Reconciled) -> None:
         log.warning("pull: task %d: annotations %s are known only from webhook events and no "
                     "pull saw them on the server: not taken (labels/unmapped.parquet)", task_id,
                     [a["id"] for a in seen.unconfirmed])
+    if seen.unconfirmed_updates:
+        log.warning("pull: task %d: annotations %s have updates known only from webhook events "
+                    "that no pull saw on the server: not taken, the answers as the server last "
+                    "showed them are kept (labels/unmapped.parquet)", task_id,
+                    [a["id"] for a in seen.unconfirmed_updates])
     if seen.from_events:
         log.warning("pull: task %d: annotations %s are known only from webhook events (the "
                     "server no longer shows them); kept", task_id, seen.from_events)
@@ -271,14 +300,19 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                   pstate: dict[str, Any], webhooks: WebhookAnnotations, run: _RunLabels,
                   user_names: Mapping[int, str], pulled: _Pulled) -> None:
     prints: dict[str, str] = pstate.setdefault("fingerprints", {})
-    on_server: dict[str, list[int]] = pstate.setdefault("on_server", {})
+    on_server: dict[str, Any] = pstate.setdefault("on_server", {})
     for task_id, task in sorted(fetched.tasks.items()):
-        earlier = on_server.get(str(task_id), [])
-        seen = reconcile_task(task, webhooks, seen_on_server=set(earlier))
-        shown = {int(a["id"]) for a in task.get("annotations") or []}
-        if not shown <= set(earlier):
-            on_server[str(task_id)] = sorted(shown.union(earlier))
-        print_now = fingerprint([*seen.annotations, *seen.unconfirmed], seen.deleted)
+        recorded = on_server.get(str(task_id)) or {}
+        if isinstance(recorded, list):  # ids alone, as the first pulls that kept them wrote
+            recorded = dict.fromkeys(map(str, recorded))
+        recorded.update({str(a["id"]): {k: a[k] for k in _SHOWN_FIELDS if k in a}
+                         for a in task.get("annotations") or []})
+        if recorded:
+            on_server[str(task_id)] = recorded
+        seen = reconcile_task(task, webhooks,
+                              seen_on_server={int(i): a for i, a in recorded.items()})
+        set_aside = [*seen.unconfirmed, *seen.unconfirmed_updates]
+        print_now = fingerprint(seen.annotations, seen.deleted, set_aside)
         if prints.get(str(task_id), fingerprint([])) == print_now and task_id not in fetched.gone:
             continue
         prints[str(task_id)] = print_now
@@ -294,10 +328,14 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
         pulled.unmapped += unmapped
         pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
                              "annotation_id": int(a["id"]), "id": sample_id,
-                             "reason": UNCONFIRMED, "annotation": json.dumps(a, default=str)}
-                            for a in seen.unconfirmed]
-        pulled.unconfirmed += len(seen.unconfirmed)
+                             "reason": reason, "annotation": json.dumps(a, default=str)}
+                            for reason, these in ((UNCONFIRMED, seen.unconfirmed),
+                                                  (UNCONFIRMED_UPDATE, seen.unconfirmed_updates))
+                            for a in these]
+        pulled.unconfirmed += len(set_aside)
         if not votes:
+            pulled.emptied[(project_id, task_id)] = (
+                UNCONFIRMED_CAUSE if set_aside else UNMAPPED_CAUSE if unmapped else DELETED_CAUSE)
             continue
         sample_id = str(sample_id)
         given = run.given.get(sample_id, data.get("given_label") or None)
@@ -327,19 +365,24 @@ def _task_keys(frame: pd.DataFrame) -> pd.Series:
 
 
 def merge_corrections(previous: pd.DataFrame, rows: list[dict[str, Any]],
-                      refreshed: set[tuple[int, int]]) -> tuple[pd.DataFrame, int]:
+                      refreshed: set[tuple[int, int]],
+                      causes: Mapping[tuple[int, int], str] | None = None
+                      ) -> tuple[pd.DataFrame, int]:
     """The corrections after this pull, and how many earlier ones were withdrawn.
 
     The rows of the ``refreshed`` (project id, task id) pairs are replaced by ``rows``; a
-    refreshed task without a new row (no answer left) withdraws its earlier row. One row per
+    refreshed task without a new row (no answer left) withdraws its earlier row, logged with
+    its cause from ``causes`` (by task; :data:`DELETED_CAUSE` where none is given). One row per
     sample: the one with the latest ``updated_at``.
     """
     keys = _task_keys(previous)
     stale = keys.isin(refreshed)
     withdrawn = previous[stale & ~keys.isin({(r["project_id"], r["task_id"]) for r in rows})]
-    if len(withdrawn):
-        log.warning("pull: %d corrections withdrawn: every answer of their task was deleted "
-                    "(samples %s)", len(withdrawn), sorted(withdrawn["id"]))
+    why = pd.Series([(causes or {}).get(key, DELETED_CAUSE) for key in keys[withdrawn.index]],
+                    index=withdrawn.index, dtype=object)
+    for cause, samples in withdrawn["id"].groupby(why, sort=True):
+        log.warning("pull: %d corrections withdrawn: %s (samples %s)", len(samples), cause,
+                    sorted(samples))
     kept = previous[~stale]
     corrections = _concat([kept, _frame(rows, CORRECTIONS_SCHEMA)], CORRECTIONS_SCHEMA)
     corrections = corrections.sort_values(["updated_at", "id"], kind="stable")
@@ -390,6 +433,29 @@ def _user_names(client: TaskSource) -> dict[int, str]:
         return client.user_emails()
     except StudioNotFoundError:
         return {}
+
+
+def _seen_by_earlier_pulls(store: RunStore, corrections: pd.DataFrame, project_id: int
+                          ) -> dict[str, dict[str, None]]:
+    """``on_server`` of a project whose pull state has none (pulled before pulls kept it): per
+    task, the annotation ids of the corrections and second opinions earlier pulls read from the
+    server (``via`` export or export+events). Only the ids are known, not what the server
+    showed. A folded correction also holds its second opinions' ids: they count for their own
+    task only."""
+    second = _read(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
+    theirs = {int(a) for ids in second["annotation_ids"] if ids is not None for a in ids}
+    seen: dict[str, dict[str, None]] = {}
+    for frame, skip in ((second, set()), (corrections, theirs)):
+        rows = frame[(frame["project_id"] == project_id) & frame["via"].isin(_FROM_SERVER)]
+        for task_id, ids in zip(rows["task_id"], rows["annotation_ids"], strict=True):
+            for annotation_id in (int(a) for a in (ids if ids is not None else [])):
+                if annotation_id not in skip:
+                    seen.setdefault(str(int(task_id)), {})[str(annotation_id)] = None
+    if seen:
+        log.info("pull: project %d: no annotations recorded as seen on the server (pulled "
+                 "before pulls kept them); taking the %d that earlier pulls read from the "
+                 "server", project_id, sum(map(len, seen.values())))
+    return seen
 
 
 def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) -> _RunLabels:
@@ -460,10 +526,13 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     webhooks = WebhookAnnotations.from_events(event_log.events)
     named = webhooks.tasks_named(event_log.new_events())
     given, user_names = _given_labels(store), _user_names(client)
+    previous = _read(store, CORRECTIONS, CORRECTIONS_SCHEMA)
     pulled = _Pulled()
     for project_id in sorted({int(p) for p in manifest["project_id"]}):
         pstate = projects_state.setdefault(str(project_id), {"watermark": None,
                                                              "fingerprints": {}})
+        if "on_server" not in pstate:
+            pstate["on_server"] = _seen_by_earlier_pulls(store, previous, project_id)
         fetched = fetch_project(client, project_id, pstate, named=named.get(project_id, set()),
                                 events=event_log.events, page_size=page_size)
         pulled.fetched += fetched.listed
@@ -476,8 +545,8 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                       _run_labels(manifest, project_id, given), user_names, pulled)
 
     review_rows, second_rows = _split_second_opinions(pulled.rows)
-    corrections, withdrawn = merge_corrections(_read(store, CORRECTIONS, CORRECTIONS_SCHEMA),
-                                               review_rows, pulled.refreshed)
+    corrections, withdrawn = merge_corrections(previous, review_rows, pulled.refreshed,
+                                               pulled.emptied)
     corrections, second = _fold_second_opinions(store, corrections, second_rows,
                                                 pulled.refreshed)
     corrections, annotators = _resolve(store, corrections, consensus)

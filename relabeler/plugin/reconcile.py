@@ -2,16 +2,19 @@
 
 The server is the truth for every annotation it shows. For one it does not show, the event log
 decides: an ``ANNOTATIONS_DELETED`` event naming it drops it; otherwise (created or updated,
-never deleted) it is kept from its latest event payload where an earlier pull saw it on the
-server in that task (the server lost it since), and set aside as unconfirmed where none did:
+never deleted) it is kept where an earlier pull saw it on the server in that task (the server
+lost it since), as the server last showed it, and set aside as unconfirmed where none did:
 anyone who can read the webhook's secret can post an event, so an answer no server ever showed
-is not taken as one.
+is not taken as one, nor an update of it that no server showed (a later event whose answer
+differs is set aside as an unconfirmed update). Only where a pull recorded the annotation's id
+alone (a run pulled before pulls kept what the server showed) is its latest event payload
+taken.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,21 +108,41 @@ class Reconciled:
     via: str                           # export, events or export+events
     unconfirmed: list[dict[str, Any]] = field(default_factory=list)
     # ^ known only from events, and no earlier pull saw them on the server: not answers
+    unconfirmed_updates: list[dict[str, Any]] = field(default_factory=list)
+    # ^ event payloads of kept annotations whose answer differs from what the server last
+    #   showed (an update no pull saw on the server): not taken
+
+
+def _answer(annotation: Mapping[str, Any]) -> tuple[list[tuple[Any, Any]], bool]:
+    """What a vote is read from: each region's control and value, and whether it was a skip."""
+    regions = [(r.get("from_name"), r.get("value")) if isinstance(r, Mapping) else (None, r)
+               for r in annotation.get("result") or []]
+    return regions, bool(annotation.get("was_cancelled"))
 
 
 def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations, *,
-                   seen_on_server: Collection[int]) -> Reconciled:
+                   seen_on_server: Mapping[int, Mapping[str, Any] | None]) -> Reconciled:
     """The server's annotations of ``task``, plus the recorded ones it no longer shows, no
-    event deleted and an earlier pull saw on the server in this task (``seen_on_server``, their
-    ids); the other recorded ones it does not show are ``unconfirmed`` (see the module
-    docstring)."""
+    event deleted and an earlier pull saw on the server in this task; the other recorded ones
+    it does not show are ``unconfirmed`` (see the module docstring).
+
+    seen_on_server: the annotations earlier pulls saw on the server in this task, by id, each
+    as the server last showed it (None where only the id was recorded).
+    """
     server = {int(a["id"]): dict(a) for a in task.get("annotations") or []}
     recorded = {annotation_id: annotation
                 for annotation_id, annotation in webhooks.by_task.get(int(task["id"]), {}).items()
                 if annotation_id not in server}
     deleted = sorted(i for i in recorded if i in webhooks.deleted)
     alive = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
-    kept = {i: a for i, a in alive.items() if i in seen_on_server}
+    kept, updates = {}, []
+    for i, event in sorted(alive.items()):
+        if i not in seen_on_server:
+            continue
+        shown = seen_on_server[i]
+        kept[i] = dict(event if shown is None else shown)
+        if shown is not None and _answer(event) != _answer(shown):
+            updates.append(dict(event))
     via = "export" if not kept else ("export+events" if server else "events")
     return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via,
-                      [dict(a) for i, a in sorted(alive.items()) if i not in kept])
+                      [dict(a) for i, a in sorted(alive.items()) if i not in kept], updates)

@@ -124,12 +124,21 @@ def resolve(votes: Sequence[Vote], *, given_label: str | None) -> Resolution:
     return Resolution(action, top, agreement, False, len(answers), skipped)
 
 
-def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int] = ()) -> str:
-    """Changes when an annotation is added, changed or removed, or a deletion is recorded."""
-    keys: list[Any] = sorted((int(a["id"]), str(a.get("updated_at")),
-                              bool(a.get("was_cancelled"))) for a in annotations)
+def _keys(annotations: Sequence[Mapping[str, Any]]) -> list[Any]:
+    return sorted((int(a["id"]), str(a.get("updated_at")), bool(a.get("was_cancelled")))
+                  for a in annotations)
+
+
+def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int] = (),
+                unconfirmed: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Changes when an annotation is added, changed or removed, a deletion is recorded, or one
+    moves between the answers and the ``unconfirmed`` ones set aside (the server showing an
+    answer only events knew of)."""
+    keys = _keys(annotations)
     if deleted:
         keys.append(["deleted", sorted(int(i) for i in deleted)])
+    if unconfirmed:
+        keys.append(["unconfirmed", _keys(unconfirmed)])
     return hashlib.sha1(json.dumps(keys).encode()).hexdigest()
 
 

@@ -2,8 +2,9 @@
 
 Deletions follow pull's documented rule: the server is the truth for what it shows; an
 annotation it no longer shows is dropped when an event recorded its deletion (counted in
-``deleted``), kept from its event otherwise (counted in ``from_events_only``); a correction
-whose task has no answer left is withdrawn (counted in ``withdrawn``).
+``deleted``), kept as the server last showed it where a pull saw it there (counted in
+``from_events_only``), set aside otherwise (counted in ``unconfirmed``); a correction whose
+task has no answer left is withdrawn (counted in ``withdrawn``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from relabeler.corrections import CORRECTIONS
 from relabeler.errors import PluginError
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP
-from relabeler.plugin.pull import UNMAPPED, merge_corrections, pull
+from relabeler.plugin.pull import (
+    PULL_STATE,
+    UNCONFIRMED_UPDATE,
+    UNMAPPED,
+    merge_corrections,
+    pull,
+)
 from relabeler.plugin.reconcile import WebhookAnnotations, reconcile_task
 from relabeler.plugin.votes import fingerprint
 from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
@@ -219,15 +226,98 @@ def test_an_answer_no_pull_saw_on_the_server_is_not_taken(store, studio, tasks, 
     assert (again.tasks_changed, again.corrections, again.unmapped) == (0, 1, 2)
 
 
-def test_a_deleted_task_keeps_its_recorded_answers(store, studio, tasks):
+def test_a_deleted_task_keeps_its_answers_as_the_server_last_showed_them(store, studio,
+                                                                         tasks):
+    """An update no pull saw on the server (the task deleted before the next pull) cannot be
+    told from a posted one: it goes to unmapped, the answer the server showed stays."""
     annotation_id = studio.annotate(tasks["s1"], "spam")
     pull(store, studio)
     studio.update(annotation_id, "ham")                        # an event, then the task goes
     studio.delete_task(tasks["s1"])
     result = pull(store, studio)
-    assert (result.tasks_fetched, result.from_events_only, result.corrections) == (0, 1, 1)
+    assert (result.tasks_fetched, result.from_events_only, result.unconfirmed,
+            result.corrections, result.withdrawn) == (0, 1, 1, 1, 0)
     row = corrections(store)["s1"]
-    assert (row["action"], row["new_label"], row["via"]) == ("keep", "ham", "events")
+    assert (row["action"], row["new_label"], row["via"]) == ("relabel", "spam", "events")
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["id"], unmapped["reason"]) == \
+        (annotation_id, "s1", UNCONFIRMED_UPDATE)
+    assert json.loads(unmapped["annotation"])["result"][0]["value"] == {"choices": ["ham"]}
+
+
+def test_a_posted_update_of_an_answer_in_a_deleted_task_changes_no_label(store, studio, tasks,
+                                                                         caplog):
+    annotation_id = studio.annotate(tasks["s1"], "ham")        # the annotator keeps the label
+    pull(store, studio)
+    studio.delete_task(tasks["s1"])
+    (project_id,) = studio.projects
+    append_event(store, {"action": "ANNOTATION_UPDATED", "project": {"id": project_id},
+                         "annotation": {"id": annotation_id, "task": tasks["s1"],
+                                        "completed_by": 2, "was_cancelled": False,
+                                        "updated_at": "2026-02-01T00:00:00+00:00", "result": [
+                                            {"from_name": "answer", "to_name": "text",
+                                             "type": "choices", "value": {"choices": ["spam"]}}]}})
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    row = corrections(store)["s1"]
+    assert (row["action"], row["new_label"], row["annotators"], row["via"]) == \
+        ("keep", "ham", ["alice@relabeler.local"], "events")
+    assert (result.unconfirmed, result.unmapped) == (1, 1)
+    assert store.read_table(UNMAPPED).column("reason").to_pylist() == [UNCONFIRMED_UPDATE]
+    assert f"annotations [{annotation_id}] have updates known only from webhook events" \
+        in caplog.text
+    again = pull(store, studio)
+    assert (again.tasks_changed, again.unmapped, corrections(store)["s1"]["new_label"]) == \
+        (0, 1, "ham")
+
+
+def test_an_answer_set_aside_is_taken_once_the_server_shows_it(store, studio, tasks):
+    """The event is read before the server shows the answer (a commit race, a server briefly
+    restored): set aside; once the server shows it, unchanged, it is an answer."""
+    annotation_id = studio.annotate(tasks["s1"], "spam")
+    hidden = studio.tasks[tasks["s1"]]["annotations"].pop()
+    assert (pull(store, studio).unconfirmed, len(corrections(store))) == (1, 0)
+    studio.tasks[tasks["s1"]]["annotations"].append(hidden)
+    studio.tasks[tasks["s1"]]["updated_at"] = studio._now()
+    result = pull(store, studio)
+    assert (result.tasks_changed, result.corrections, result.unconfirmed, result.unmapped) == \
+        (1, 1, 0, 0)
+    row = corrections(store)["s1"]
+    assert (row["new_label"], row["via"], row["annotation_ids"]) == \
+        ("spam", "export", [annotation_id])
+
+
+def test_a_run_pulled_before_on_server_was_kept_keeps_the_answers_pulls_read(store, studio,
+                                                                            tasks, caplog):
+    """A pull state without ``on_server``: the annotation ids of corrections that earlier
+    pulls read from the server (via export) count as seen; an answer taken from events alone
+    (via events) is set aside, and its withdrawal says so rather than blaming a deletion."""
+    read = studio.annotate(tasks["s1"], "spam")
+    lost = studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    state = store.read_json(PULL_STATE)
+    for project_state in state["projects"].values():
+        del project_state["on_server"]
+    store.write_json(PULL_STATE, state)
+    table = store.read_table(CORRECTIONS)            # s0 as a pull from before took a lost one
+    via = ["events" if i == "s0" else v for i, v in zip(table.column("id").to_pylist(),
+                                                        table.column("via").to_pylist(),
+                                                        strict=True)]
+    store.write_table(CORRECTIONS, table.set_column(table.schema.get_field_index("via"), "via",
+                                                    pa.array(via)))
+    studio.update(read, "spam")                      # events name both tasks, then both go
+    studio.update(lost, "spam")
+    studio.delete_task(tasks["s1"])
+    studio.delete_task(tasks["s0"])
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert (result.from_events_only, result.unconfirmed, result.withdrawn) == (1, 1, 1)
+    assert {s: (r["new_label"], r["via"]) for s, r in corrections(store).items()} == \
+        {"s1": ("spam", "events")}
+    assert "pull: 1 corrections withdrawn: their task's answers are known only from webhook " \
+        "events that no pull saw on the server, so they were set aside " \
+        "(labels/unmapped.parquet), not deleted (samples ['s0'])" in caplog.text
+    assert "every answer of their task was deleted" not in caplog.text
 
 
 def test_a_deleted_task_keeps_its_earlier_correction(store, studio, tasks):
@@ -285,7 +375,8 @@ def test_a_gone_project_is_read_from_its_events(store, studio, tasks):
     studio.tasks.clear()
     result = pull(store, studio)
     row = corrections(store)["s0"]
-    assert (result.corrections, row["via"], row["new_label"]) == (1, "events", "spam")
+    assert (result.corrections, result.unconfirmed, row["via"], row["new_label"]) == \
+        (1, 1, "events", "ham")                             # the update no pull saw: unmapped
 
 
 def test_a_gone_project_without_its_config_cannot_be_pulled(store, studio, tasks):
@@ -339,20 +430,48 @@ def test_reconcile_applies_the_rule_for_annotations_the_server_lacks():
               _event("ANNOTATIONS_DELETED", annotations=[{"id": 2}])]
     webhooks = WebhookAnnotations.from_events(events)
     server_task = {"id": 5, "annotations": [{"id": 3, "updated_at": "b"}]}
-    seen = reconcile_task(server_task, webhooks, seen_on_server={1, 2, 3})
+    seen = reconcile_task(server_task, webhooks, seen_on_server=dict.fromkeys([1, 2, 3]))
     assert [(a["id"], a["updated_at"]) for a in seen.annotations] == [(3, "b"), (1, "a")]
     assert (seen.from_events, seen.deleted, seen.via, seen.unconfirmed) == \
         ([1], [2], "export+events", [])
     assert reconcile_task({"id": 5, "annotations": []}, webhooks,
-                          seen_on_server={1}).via == "events"
+                          seen_on_server={1: None}).via == "events"
     assert reconcile_task({"id": 6, "annotations": []}, webhooks,
-                          seen_on_server={1}).annotations == []
+                          seen_on_server={1: None}).annotations == []
     assert fingerprint(seen.annotations, seen.deleted) != fingerprint(seen.annotations)
     # never seen on the server: not an answer, set aside (a deleted one is dropped all the same)
-    unseen = reconcile_task(server_task, webhooks, seen_on_server={3})
+    unseen = reconcile_task(server_task, webhooks, seen_on_server={3: None})
     assert [a["id"] for a in unseen.annotations] == [3]
     assert (unseen.from_events, unseen.deleted, unseen.via) == ([], [2], "export")
     assert [(a["id"], a["updated_at"]) for a in unseen.unconfirmed] == [(1, "a")]
+    # the split between answers and set-aside ones is in the task's fingerprint
+    assert fingerprint(unseen.annotations, unseen.deleted, unseen.unconfirmed) != \
+        fingerprint(seen.annotations[:1], seen.deleted, [])
+
+
+def _choice(choice: str) -> list[dict]:
+    return [{"from_name": "answer", "to_name": "text", "type": "choices",
+             "value": {"choices": [choice]}}]
+
+
+def test_reconcile_keeps_what_the_server_last_showed_over_a_later_event():
+    shown = {"id": 1, "task": 5, "updated_at": "a", "result": _choice("ham")}
+    webhooks = WebhookAnnotations.from_events([
+        _event("ANNOTATION_CREATED", annotation=shown),
+        _event("ANNOTATION_UPDATED", annotation={**shown, "updated_at": "b",
+                                                 "result": _choice("spam")})])
+    seen = reconcile_task({"id": 5}, webhooks, seen_on_server={1: shown})
+    assert (seen.annotations, seen.from_events, seen.via) == ([shown], [1], "events")
+    assert [(a["id"], a["updated_at"]) for a in seen.unconfirmed_updates] == [(1, "b")]
+    # only the id recorded (a run pulled before pulls kept what the server showed): the event's
+    legacy = reconcile_task({"id": 5}, webhooks, seen_on_server={1: None})
+    assert ([a["updated_at"] for a in legacy.annotations], legacy.unconfirmed_updates) == \
+        (["b"], [])
+    # an event that only touches the answer is no update
+    touched = WebhookAnnotations.from_events([
+        _event("ANNOTATION_UPDATED", annotation={**shown, "updated_at": "c"})])
+    kept = reconcile_task({"id": 5}, touched, seen_on_server={1: shown})
+    assert (kept.annotations, kept.unconfirmed_updates) == ([shown], [])
 
 
 def test_an_annotation_recreated_after_its_deletion_counts_again():
@@ -361,7 +480,7 @@ def test_an_annotation_recreated_after_its_deletion_counts_again():
         _event("ANNOTATIONS_DELETED", annotations=[{"id": 1}]),
         _event("ANNOTATION_UPDATED", annotation={"id": 1, "task": 5})])
     assert webhooks.deleted == set()
-    assert reconcile_task({"id": 5}, webhooks, seen_on_server={1}).from_events == [1]
+    assert reconcile_task({"id": 5}, webhooks, seen_on_server={1: None}).from_events == [1]
 
 
 def test_events_name_the_tasks_to_fetch():
