@@ -233,3 +233,20 @@ def test_drop_or_not_sure_beside_a_class_keeps_the_task_in_review():
     assert resolved.at["b", "needs_review"] and resolved.at["b", "agreement"] == \
         pytest.approx(1 / 3)
     assert not resolved.at["c", "needs_review"] and resolved.at["c", "new_label"] == "pos"
+
+
+def test_one_drop_beside_a_clear_majority_needs_no_review_but_at_half_it_does():
+    classes = ["neg", "pos"]
+    frame = _answers([("a", "neg", {"w@a": "pos", "x@a": "pos", "y@a": "pos", "z@a": DROP}),
+                      ("b", "neg", {"w@a": "pos", "x@a": "pos", "y@a": DROP, "z@a": "neg"}),
+                      ("c", "neg", {"w@a": "neg", "x@a": "neg", "y@a": "pos", "z@a": "neg"})],
+                     classes)
+    probs = {s: np.array([0.5, 0.5]) for s in "abc"}
+    resolved = resolve_with_model(frame, probs, classes)[0].set_index("id")
+    assert resolved.at["a", "new_label"] == "pos"
+    assert resolved.at["a", "agreement"] == pytest.approx(0.75)
+    assert not resolved.at["a", "needs_review"]
+    assert resolved.at["b", "new_label"] == "pos"
+    assert resolved.at["b", "agreement"] == pytest.approx(0.5)
+    assert resolved.at["b", "needs_review"]
+    assert not resolved.at["c", "needs_review"]
