@@ -50,6 +50,16 @@ def test_the_latest_rounds_flagged_tasks_are_tested_against_all_controls():
     assert not queue_test(manifest.iloc[:0], corrections.iloc[:0])["available"]
 
 
+def test_without_answered_controls_there_is_no_test():
+    # studio.control_share = 0: rounds of flagged tasks only (round 1 has 36 answered)
+    manifest, corrections, _ = two_rounds()
+    flagged_only = manifest[manifest["source"] == "flagged"]
+    test = queue_test(flagged_only, corrections)
+    assert test == {"available": False,
+                    "why": "needs a round with at least 10 answered flagged tasks and answered "
+                           "random controls"}
+
+
 def test_the_burn_down_reads_each_round_with_the_answers_its_tasks_have():
     manifest, corrections, train = two_rounds()
     late = corrections[~corrections["id"].isin(manifest.loc[manifest["round"] == 2, "id"][:5])]
