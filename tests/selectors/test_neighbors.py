@@ -62,6 +62,12 @@ def test_conflicting_duplicates_find_the_odd_one_out():
     assert result.majority[62] == 0 and result.majority[0] == 0
     assert result.suspect[5] == 0 and result.n_duplicates[5] == 0
     assert set(result.duplicate_ids[62][result.duplicate_ids[62] >= 0]) == {0, 60, 61}
+    # the whole array: k columns, a row's duplicates then -1 padding; no other row lists one
+    assert result.duplicate_ids.shape == (63, 5)
+    assert {r: sorted(result.duplicate_ids[r].tolist()) for r in dup_rows} == {
+        0: [-1, -1, 60, 61, 62], 60: [-1, -1, 0, 61, 62], 61: [-1, -1, 0, 60, 62],
+        62: [-1, -1, 0, 60, 61]}
+    assert (result.duplicate_ids[1:60] == -1).all()
 
 
 def test_precomputed_neighbours_give_the_same_result():
