@@ -21,6 +21,16 @@ def test_alpha_by_hand():
     assert krippendorff_alpha([["a"], ["b"]]) is None  # no task with two answers
 
 
+def test_alpha_by_hand_with_three_answers_per_task():
+    # m answers in a unit give each of its m(m-1) ordered pairs the weight 1/(m-1):
+    # a a b -> o_aa 1, o_ab = o_ba 1; a a a -> o_aa 3; b b a -> o_bb 1, o_ab = o_ba 1;
+    # a b -> o_ab = o_ba 1; b b -> o_bb 2. So o_aa 4, o_bb 3, o_ab = o_ba 3; n_a 7, n_b 6,
+    # n 13 pairable values; alpha = 1 - (n - 1) * (o_ab + o_ba) / (2 n_a n_b)
+    # = 1 - 12 * 6 / 84 = 1/7
+    units = [["a", "a", "b"], ["a", "a", "a"], ["b", "b", "a"], ["a", "b"], ["b", "b"]]
+    assert krippendorff_alpha(units) == pytest.approx(1 / 7)
+
+
 def corrections_frame() -> pd.DataFrame:
     votes = [[("ann", "pos"), ("bob", "pos")], [("ann", "neg"), ("bob", "pos")],
              [("ann", "neg"), ("bob", "neg"), ("cy", "(skipped)")], [("ann", "pos")]]
