@@ -513,3 +513,21 @@ def test_an_id_column_given_but_missing_is_an_error_and_a_default_one_a_warning(
     assert warned == [f"file {source}: no 'id' column and no id column chosen: ids are "
                       "generated from each row's position and text, so they change when rows "
                       "move (set data.id_col or --id-col to a column of stable ids)"]
+
+
+def test_null_ids_and_bad_or_empty_labels_are_quarantined_with_skip(tmp_path):
+    from relabeler.data import load_dataset
+
+    records = _rows(["a", "b", ["a"], " ", {"x": 1}, "b", "b", "a"])
+    records[1]["id"] = None
+    records[6]["id"] = "  "
+    source = tmp_path / "bad.jsonl"
+    source.write_text(_jsonl(*records))
+    ds = load_dataset(str(source), on_bad_rows="skip", eval_fraction=0)
+    assert ds.rejected.to_dict("records") == [
+        {"row": 1, "line": 2, "source": str(source), "reason": "null id"},
+        {"row": 2, "line": 3, "source": str(source), "reason": "bad label (list ['a'])"},
+        {"row": 3, "line": 4, "source": str(source), "reason": "empty label (value ' ')"},
+        {"row": 4, "line": 5, "source": str(source), "reason": "bad label (dict {'x': 1})"},
+        {"row": 6, "line": 7, "source": str(source), "reason": "null id (value '  ')"}]
+    assert sorted(ds.train["id"]) == ["r0", "r5", "r7"] and len(ds.train) == 3
