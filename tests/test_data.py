@@ -206,6 +206,26 @@ def test_read_table_hf_without_datasets_says_pip_install(monkeypatch: pytest.Mon
         read_table("hf:imdb")
 
 
+def test_read_table_hf_local_dataset_names_class_ids_and_reads_a_split(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["ham", "spam"])})
+    folder = tmp_path / "sms"
+    folder.mkdir()
+    for split, data in (("train", {"text": ["hi", "win cash", "hello"], "label": [0, 1, 0]}),
+                        ("test", {"text": ["call now", "unlabelled"], "label": [1, -1]})):
+        datasets.Dataset.from_dict(data, features=features).to_parquet(
+            str(folder / f"{split}.parquet"))
+    train = read_table(f"hf:{folder}")  # no split: train
+    assert train.to_dict("list") == {"text": ["hi", "win cash", "hello"],
+                                     "label": ["ham", "spam", "ham"]}
+    # class ids become their names; -1 (an unlabelled row) becomes no label
+    test = read_table(f"hf:{folder}:test")
+    assert test.to_dict("list") == {"text": ["call now", "unlabelled"], "label": ["spam", None]}
+
+
 # --------------------------------------------------------------------------------------------
 # load_dataset: columns and ids
 

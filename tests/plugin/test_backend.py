@@ -75,6 +75,26 @@ def test_predict_gives_the_suggestion_and_top_spans_and_nothing_for_unknown_ids(
                                                                        "relabeler"}
 
 
+def test_predict_serves_acquired_pool_tasks_and_eval_audit_tasks(tmp_path):
+    # the "(acquisition)" project's tasks are pool rows of scores/acquire.parquet (p000-p003
+    # here); the eval-audit project's are rows of scores/eval_suspects.parquet
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=4, n_eval=10)
+    app = create_app(store, secret=SECRET, auth=AUTH, top_spans=1)
+    with TestClient(app, headers={"Authorization": AUTH.header()}) as client:
+        neg, pos, not_acquired, audit = predict(client, "p000", "p001", "p020", "e000")
+    pool = store.read_table("dataset/pool.parquet").to_pandas().set_index("id")["text"]
+    # a pool row has no given label: the model's class and the span that supports it
+    for prediction, sid, label, cues in ((neg, "p000", "neg", {"awful", "dreadful", "boring"}),
+                                         (pos, "p001", "pos", {"great", "wonderful", "superb"})):
+        assert labels(prediction) == [("choices", label), ("labels", "Supports suggestion")]
+        span = prediction["result"][1]["value"]
+        assert pool[sid][span["start"]:span["end"]] == span["text"] and span["text"] in cues
+    # a pool row the acquisition did not pick is no task of the run
+    assert not_acquired["result"] == []
+    # e000's eval label was flipped: the suggestion is its true class, with no evidence spans
+    assert labels(audit) == [("choices", "neg")] and audit["score"] == pytest.approx(0.8)
+
+
 def test_a_re_score_reaches_the_next_prediction(run):
     store, client = run
     (before,) = predict(client, "t0000")

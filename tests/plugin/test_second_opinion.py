@@ -149,6 +149,22 @@ def test_folding_joins_votes_once_and_takes_back_withdrawn_ones():
     assert list(once.votes) == ["ann: pos", "bob: pos"]
 
 
+def test_a_folded_row_is_as_recent_as_its_latest_answer():
+    def day(d: int) -> pd.Timestamp:
+        return pd.Timestamp(f"2026-12-{d:02d}", tz="UTC")
+
+    review = pd.DataFrame([row("a", [("ann", "pos", 1)]), row("b", [("ann", "neg", 2)], task=2),
+                           row("c", [("ann", "neg", 3)], task=3)])
+    review.loc[2, "updated_at"] = pd.NaT
+    second = pd.DataFrame([row("a", [("cy", "pos", 10)], source=SECOND_OPINION, task=7),
+                           row("b", [("cy", "neg", 11)], source=SECOND_OPINION, task=8),
+                           row("c", [("cy", "neg", 12)], source=SECOND_OPINION, task=9)])
+    second["updated_at"] = [day(7), day(1), day(3)]
+    folded = fold_second_opinions(review, second, earlier=second.iloc[:0]).set_index("id")
+    # a: the later second opinion moves it; b: an earlier one does not; c: no time of its own
+    assert folded["updated_at"].to_dict() == {"a": day(7), "b": day(5), "c": day(3)}
+
+
 def test_picks_top_up_to_the_count_with_the_best_ranked_answered_training_tasks():
     corrections = pd.DataFrame({
         "id": ["a", "b", "c", "d", "e"], "second_opinion": pd.array([3, 1, 2, None, 4],

@@ -323,3 +323,36 @@ def test_what_is_left_is_never_more_than_the_rows_nobody_answered():
     assert left["next_batch"]["size"] == 20  # no larger than the rows never sent
     assert all(c <= x for c, x in zip(left["next_batch"]["corrections"], left["remaining"],
                                       strict=True))
+
+
+def test_the_advice_gives_the_point_its_interval_and_the_next_batchs_numbers():
+    # every number differs from the others, so a swapped field or a wrong scale shows
+    left = {"available": True, "remaining": [12.2, 47.6, 103.4], "unreviewed_rows": 2800,
+            "point_from": "controls",
+            "next_batch": {"size": 200, "rate": [0.031, 0.084, 0.152],
+                           "corrections": [6.2, 16.9, 30.4], "at_queue_rate": 16.9},
+            "controls": {"rate": 0.1, "found_since": 0, "rate_left": 0.1},
+            "point_below_queue": False, "queue_beats_random": True,
+            "queue_vs_random_p": 0.001, "stop_rate": 0.05, "advice": "continue"}
+    assert advice_text(left) == (
+        "About 48 wrong labels remain in the 2800 unreviewed training rows (95% interval 12 to "
+        "103; the point: the random controls' rate). The next 200 tasks would correct about 17 "
+        "(95% interval 6 to 30), a rate of 8.4%. Continue: the next batch's rate may exceed "
+        "loop.stop_rate = 5.0%.")
+
+
+def test_a_point_that_rounds_to_what_the_queue_promises_is_no_disagreement():
+    # the queue promises 40; a point of 39.6 reads "about 40" too: within half a correction
+    # the two agree, and the report says nothing of it
+    manifest, corrections, _, n = rounds_of_review(0, rounds=2, flagged=40, controls=4)
+    flagged = (manifest["source"] == "flagged").to_numpy()
+    answers = corrections.assign(action=np.where(flagged, "relabel", "keep"),
+                                 new_label=np.where(flagged, "b", "a"))
+    near = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
+                              model_wrong=80 + 39.6)
+    assert near["remaining"][1] == pytest.approx(39.6)
+    assert near["next_batch"]["at_queue_rate"] == pytest.approx(40)
+    assert not near["point_below_queue"] and "read the interval" not in advice_text(near)
+    below = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
+                               model_wrong=80 + 39.4)
+    assert below["point_below_queue"] and "read the interval" in advice_text(below)
