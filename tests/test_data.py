@@ -208,7 +208,8 @@ def test_read_table_hf_without_datasets_says_pip_install(monkeypatch: pytest.Mon
 
 def test_read_table_hf_local_dataset_names_class_ids_and_reads_a_split(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["ham", "spam"])})
