@@ -71,7 +71,8 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     from relabeler.data import DEMO_DATASETS
     from relabeler.data.noise import inject_noise
     from relabeler.data.split import stratified_sample, stratified_split
-    from relabeler.jobs.train import fit_options, stratified_folds
+    from relabeler.jobs.folds import stratified_folds
+    from relabeler.jobs.train import fit_options
     from relabeler.report.metrics import detection_metrics
     from relabeler.training import HeadRefitter
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from relabeler.jobs.train import stratified_folds
+from relabeler.jobs.folds import stratified_folds
 from relabeler.model import load_classifier, load_tokenizer
 from relabeler.training import (
     FitOptions,

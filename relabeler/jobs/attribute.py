@@ -62,7 +62,7 @@ from relabeler.config import AttributeConfig, RunConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan
-from relabeler.jobs.train import note_done, setting_changes
+from relabeler.jobs.stage_settings import note_done, setting_changes
 from relabeler.long_text import attribution_choice, long_text_of, text_windows
 from relabeler.model import (
     autocast,

@@ -50,7 +50,8 @@ from relabeler.corrections import (
 )
 from relabeler.data import read_split
 from relabeler.errors import ConfigError, DataError, StageError
-from relabeler.jobs.train import run_train, setting_changes, training_settings
+from relabeler.jobs.stage_settings import setting_changes
+from relabeler.jobs.train import run_train, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
 from relabeler.store import RunStore
 
@@ -215,8 +216,8 @@ def version_folds(labels: pd.Series, folds: int, version: int) -> int:
     corrections left a class with fewer training rows than that (each fold holds out a row of
     every class), as many as the smallest class has, logged; none when a class is down to one
     row (the version is scored without the out-of-fold view, logged). A round goes on either
-    way, where a baseline with too few rows stops (:func:`relabeler.jobs.train.check_folds`).
-    Rows are counted, not texts: :func:`relabeler.jobs.train.stratified_folds` spreads a class
+    way, where a baseline with too few rows stops (:func:`relabeler.jobs.folds.check_folds`).
+    Rows are counted, not texts: :func:`relabeler.jobs.folds.stratified_folds` spreads a class
     whose copies would all sit in one fold."""
     if not folds:
         return 0

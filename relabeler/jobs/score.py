@@ -44,7 +44,7 @@ from relabeler.jobs.coverage import score_coverage, thin_region_table
 from relabeler.jobs.duplicates import duplicate_table, split_texts
 from relabeler.jobs.eval_audit import eval_suspects_table
 from relabeler.jobs.shortcuts import shortcut_tables
-from relabeler.jobs.train import note_done, setting_changes
+from relabeler.jobs.stage_settings import note_done, setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn

@@ -282,7 +282,8 @@ def test_a_fold_model_trains_with_the_main_models_loss_weights(tiny_bert_dir, tm
                                                               synthetic_csv):
     from dataclasses import replace
 
-    from relabeler.jobs.train import _train_fold, fit_options, stratified_folds
+    from relabeler.jobs.folds import stratified_folds
+    from relabeler.jobs.train import _train_fold, fit_options
     from relabeler.training import LongText
 
     config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=40)
@@ -332,7 +333,8 @@ def test_fold_models_predict_the_unmasked_texts_they_hold_out(tiny_bert_dir, tmp
     # masked too, while extract reads every row as it is: the out-of-fold scores mixed views
     from dataclasses import replace
 
-    from relabeler.jobs.train import _train_fold, fit_main, stratified_folds
+    from relabeler.jobs.folds import stratified_folds
+    from relabeler.jobs.train import _train_fold, fit_main
 
     config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode=mode, epochs=1)
     given = ["the film was good", "a bad film", "good good film", "bad acting", "fine", "meh"]

@@ -1,0 +1,35 @@
+"""What a finished stage was made with against what is asked now: the changes named
+(:func:`setting_changes`) and the line that says the stage is kept (:func:`note_done`); train,
+score, attribute and retrain share them."""
+
+from __future__ import annotations
+
+import logging
+
+
+def setting_changes(recorded: dict | None, current: dict, *,
+                    resolved_mode: str | None = None) -> list[str]:
+    """``section.key was X, now Y`` for each key that differs; none against a marker made
+    before settings were recorded. ``resolved_mode``: what the recorded ``train.mode`` came to
+    (the marker's ``mode``): ``auto`` now accepts it, and a mode named now is compared with it,
+    so ``auto`` that became head is no change from ``head``."""
+    if not recorded:
+        return []
+    if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
+                                                                                         {}):
+        now = current["train"]["mode"]
+        recorded = {**recorded, "train": {**recorded["train"], "mode": (
+            now if now == "auto" else resolved_mode)}}
+    return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
+            for section, keys in current.items() for key, value in keys.items()
+            if key in recorded.get(section, {}) and recorded[section][key] != value]
+
+
+def note_done(logger: logging.Logger, stage: str, uri: str, changes: list[str]) -> None:
+    """Say that the finished ``stage`` is kept as it is: a warning naming the ``changes``
+    (:func:`setting_changes`) asked for now that it was not made with, else a line of info."""
+    if changes:
+        logger.warning("%s: already done in %s with other settings, kept as it is: %s (use "
+                       "--force to redo it with them)", stage, uri, "; ".join(changes))
+    else:
+        logger.info("%s: already done in %s (use --force to redo)", stage, uri)
