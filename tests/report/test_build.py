@@ -15,7 +15,8 @@ from relabeler import artifacts
 from relabeler.corrections import corrections_fingerprint
 from relabeler.errors import DataError, StoreError
 from relabeler.queue_plan import write_manifest
-from relabeler.report.build import _lift_text, _queue_precision, build_report, plots, write_report
+from relabeler.report.build import _queue_precision, build_report, write_report
+from relabeler.report.render import _lift_text, plots
 from relabeler.store import RunStore
 
 

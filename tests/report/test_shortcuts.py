@@ -6,7 +6,7 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
 from relabeler.jobs.shortcuts import score_shortcuts
-from relabeler.report.build import _png
+from relabeler.report.render import _png
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots, shortcut_section
 from relabeler.store import RunStore
 from tests.conftest import synthetic_frame

@@ -96,14 +96,14 @@ def test_mean_interval_is_the_t_interval_over_seeds():
 
 
 def test_a_queue_rate_with_nothing_reviewed_shows_no_interval():
-    from relabeler.report.build import _rate_ci
+    from relabeler.report.render import _rate_ci
 
     assert _rate_ci({"reviewed": 0, "ci95": rate_interval(0, 0)}) == "n/a (none reviewed)"
     assert _rate_ci({"reviewed": 10, "ci95": rate_interval(0, 10)}) == "[0.0%, 27.8%]"
 
 
 def test_the_lift_is_n_a_when_nothing_was_corrected_and_not_measurable_without_a_control():
-    from relabeler.report.build import _lift_text
+    from relabeler.report.render import _lift_text
 
     def queue(flagged: int, controls: int) -> dict:
         return {"lift": None, "lift_lower": None,
