@@ -260,14 +260,21 @@ def test_the_advice_says_what_later_rounds_took_out_of_the_controls_rows():
     assert first["controls"]["found_since"] == 0 and "later rounds" not in advice_text(first)
 
 
-def test_a_fully_corrected_queue_is_not_exhausted_and_may_promise_more_than_the_point():
-    # two rounds of a queue at full precision (all 80 flagged tasks wrong), 4 controls that
-    # found nothing: no decay to fit, so the next batch is at the window's rate, capped by
-    # what is left, not at the controls' (random picks)
+def _fully_corrected_queue():
+    """Two rounds of 40 flagged tasks, every one corrected, and 4 controls a round that found
+    nothing: the manifest, the answers and the training rows."""
     manifest, corrections, _, n = rounds_of_review(0, rounds=2, flagged=40, controls=4)
     flagged = (manifest["source"] == "flagged").to_numpy()
     answers = corrections.assign(action=np.where(flagged, "relabel", "keep"),
                                  new_label=np.where(flagged, "b", "a"))
+    return manifest, answers, n
+
+
+def test_a_fully_corrected_queue_is_not_exhausted_and_may_promise_more_than_the_point():
+    # two rounds of a queue at full precision (all 80 flagged tasks wrong), 4 controls that
+    # found nothing: no decay to fit, so the next batch is at the window's rate, capped by
+    # what is left, not at the controls' (random picks)
+    manifest, answers, n = _fully_corrected_queue()
     left = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
                               model_wrong=80 + 30)
     assert left["controls"]["rate"] == 0 and left["advice"] == "continue"
@@ -344,10 +351,7 @@ def test_the_advice_gives_the_point_its_interval_and_the_next_batchs_numbers():
 def test_a_point_that_rounds_to_what_the_queue_promises_is_no_disagreement():
     # the queue promises 40; a point of 39.6 reads "about 40" too: within half a correction
     # the two agree, and the report says nothing of it
-    manifest, corrections, _, n = rounds_of_review(0, rounds=2, flagged=40, controls=4)
-    flagged = (manifest["source"] == "flagged").to_numpy()
-    answers = corrections.assign(action=np.where(flagged, "relabel", "keep"),
-                                 new_label=np.where(flagged, "b", "a"))
+    manifest, answers, n = _fully_corrected_queue()
     near = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
                               model_wrong=80 + 39.6)
     assert near["remaining"][1] == pytest.approx(39.6)
