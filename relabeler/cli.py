@@ -149,8 +149,10 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     print()
     print(f"done in {out['seconds']:.0f} s")
     print(f"  pushed {out['pushed']} tasks {out['sources']} in {len(out['rounds'])} rounds; "
-          f"{out['answered']} answers by SIMULATED annotators; {out['changed']} labels "
-          f"corrected")
+          f"{out['answered']} answers by SIMULATED annotators"
+          + ("" if out["answered_now"] == out["answered"] else
+             f" ({out['answered_now']} of them this run)")
+          + f"; {out['changed']} labels corrected")
     for row in out["burn_down"]:
         low, mid, high = row["remaining"] or (None,) * 3
         left = ("wrong labels left: n/a (no answered controls)" if mid is None else

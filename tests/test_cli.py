@@ -236,7 +236,7 @@ def test_the_demo_summary_shows_n_a_where_nothing_was_measured(tmp_path, monkeyp
     import relabeler.jobs.loop as loop
 
     out = {"seconds": 9.0, "pushed": 40, "sources": {"flagged": 40}, "rounds": [1],
-           "answered": 40, "changed": 0,
+           "answered": 40, "answered_now": 0, "changed": 0,
            "burn_down": [{"round": 1, "mode": "ranked", "tasks": 40, "answered": 40,
                           "corrections": 0, "labels_spent": 40, "remaining": None,
                           "true_remaining": 3, "advice": "continue"}],
@@ -248,6 +248,7 @@ def test_the_demo_summary_shows_n_a_where_nothing_was_measured(tmp_path, monkeyp
     monkeypatch.setattr(cli, "_print_queue_head", lambda run: None)
     assert main(["demo", "--run", str(tmp_path / "run"), "-q"]) == 0
     printed = capsys.readouterr().out
+    assert "40 answers by SIMULATED annotators (0 of them this run); 0 labels" in printed
     assert "40 labels; wrong labels left: n/a (no answered controls) (really 3)" in printed
     assert "agreement with the consensus n/a, quality n/a" in printed
     assert "correction rate: 10% of the flagged tasks, n/a of the random controls" in printed

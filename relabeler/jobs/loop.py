@@ -72,6 +72,16 @@ def oracle_answers(store: RunStore) -> dict[str, str]:
 
 #: the demo's simulated annotators and their accuracies (the issue's 0.95 / 0.8 / 0.65)
 DEMO_ANNOTATORS = {"annotator95": 0.95, "annotator80": 0.80, "annotator65": 0.65}
+#: the demo's rounds: round 1 from ``run``'s push, round 2 from ``relabeler next``
+DEMO_ROUNDS = 2
+
+
+def _last_round(store: RunStore) -> int:
+    """The latest round the run's manifest records; 0 before the first push."""
+    from relabeler.queue_plan import read_manifest
+
+    manifest = read_manifest(store)
+    return int(manifest["round"].fillna(1).max()) if len(manifest) else 0
 
 
 def model_probabilities(store: RunStore) -> dict[str, np.ndarray]:
@@ -131,7 +141,7 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
     """The whole loop on the demo dataset, two rounds with three simulated annotators; returns
     what the closing summary needs."""
     from relabeler.jobs.retrain import run_retrain
-    from relabeler.jobs.rounds import run_next
+    from relabeler.jobs.rounds import read_rounds, run_next
     from relabeler.plugin.client import StudioClient
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.pull import run_pull
@@ -156,10 +166,15 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
         server = starting.result()
     say(f"[studio] up at {server.url}")
     config.studio.url = server.url
-    say("[push] round 1 ...")
-    pushed_at = time.perf_counter()
-    run_push(store, config, progress=progress)
-    say(f"[push] done in {time.perf_counter() - pushed_at:.0f} s")
+    # a rerun resumes: round 1 is pushed again only while the run is in it (a push of a run in
+    # round 2 would refuse), round 2 only where no earlier run finished it, and the simulated
+    # annotators leave answered tasks alone
+    last = _last_round(store)
+    if last <= 1:
+        say("[push] round 1 ...")
+        pushed_at = time.perf_counter()
+        run_push(store, config, progress=progress)
+        say(f"[push] done in {time.perf_counter() - pushed_at:.0f} s")
     client = client_from_config(config.studio)
     tokens = simulated_annotators(server.url, config.studio.data_dir, list(DEMO_ANNOTATORS))
     clients = {name: StudioClient(server.url, token, retries=config.studio.retries)
@@ -174,14 +189,17 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
                                    round_no=1, seed=config.data.seed)
     say(f"[annotate] round 1: {answered} answers")
     rounds.append({"round": 1, "answers": answered})
-    result = run_next(store, config, client=client, progress=progress, say=say)
-    if result.round is not None:
+    if last < DEMO_ROUNDS or DEMO_ROUNDS not in {int(r["round"]) for r in read_rounds(store)}:
+        result = run_next(store, config, client=client, progress=progress, say=say)
+        second = result.round
+    else:
+        say(f"[next] round {DEMO_ROUNDS} was pushed by an earlier run of the demo")
+        second = DEMO_ROUNDS
+    if second is not None:
         answered = simulate_annotators(store, clients, DEMO_ANNOTATORS, truth=truth,
-                                       probs=probs, round_no=result.round, seed=config.data.seed)
-        say(f"[annotate] round {result.round}: {answered} answers")
-        rounds.append({"round": result.round, "answers": answered, "mode": result.mode,
-                       "version": result.version, "flagged": result.new_flagged,
-                       "controls": result.new_controls, "waiting": result.waiting_before})
+                                       probs=probs, round_no=second, seed=config.data.seed)
+        say(f"[annotate] round {second}: {answered} answers")
+        rounds.append({"round": second, "answers": answered})
     pull = run_pull(store, config, client=client)
     say(f"[pull] {pull.corrections} corrections -> {store.path(artifacts.CORRECTIONS.path)}")
     retrain = run_retrain(store, config, force=force, progress=progress)
@@ -195,7 +213,9 @@ def run_demo(store: RunStore, config: RunConfig, *, force: bool = False, progres
         "url": server.url, "username": server.credentials.username,
         "password": server.credentials.password, "report": store.path(artifacts.REPORT_HTML.path),
         "seconds": time.perf_counter() - started,
-        "answered": sum(r["answers"] for r in rounds), "rounds": rounds,
+        "answered": (sum(int(a["answers"]) for a in annotators.to_dict("records"))
+                     if annotators is not None else 0),
+        "answered_now": sum(r["answers"] for r in rounds), "rounds": rounds,
         "burn_down": (report.get("rounds") or {}).get("rows") or [],
         "advice": (report.get("remaining") or {}).get("advice"),
         "annotators": [] if annotators is None else annotators.to_dict("records"),
