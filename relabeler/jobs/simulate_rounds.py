@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler.config import ScoreConfig
+from relabeler.jobs.folds import stratified_folds
 from relabeler.queue_plan import CONTROL, FLAGGED, split_budget
 from relabeler.report.remaining import estimate_remaining, true_remaining
 from relabeler.selectors import rank
@@ -94,7 +95,8 @@ class QueueRescorer:
     ``mode = "labels"`` recomputes what depends on the labels on the cached probabilities: the
     neighbours' votes, the noise model and every view's noise-aware posterior. ``"refit"`` also
     refits the head on the cached encoder states, once per fold for new out-of-fold
-    probabilities; the model's own probabilities come from the caller's fit on every row.
+    probabilities (folds as the train stage makes them: :func:`stratified_folds`); the model's
+    own probabilities come from the caller's fit on every row.
     """
 
     def __init__(self, view, cfg: ScoreConfig, *, mode: str, refit=None, folds: int = 5,
@@ -107,8 +109,8 @@ class QueueRescorer:
         # probabilities must not stop where its evidence would not be shown
         self.cfg = cfg.model_copy(update={"min_agreement": 0.0})
         self.view, self.mode, self.refit = view, mode, refit
-        n = len(view.ids)
-        self.fold = np.random.default_rng(seed).permutation(n) % max(2, folds)
+        # the train stage's folds: each class spread evenly, the copies of a text in one fold
+        self.fold = stratified_folds(view.labels, max(2, folds), seed, view.texts, view.classes)
 
     def __call__(self, labels: np.ndarray, model_probs: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """simulate --rounds: splitting the budget, picking each round, the rounds block of
 simulation.json, and one small end-to-end run."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -301,3 +302,19 @@ def test_rounds_without_budgets_is_a_config_error(tmp_path, capsys):
     assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path),
                  "--budgets", "none", "--rounds", "2"]) != 0
     assert "--rounds needs --budgets" in capsys.readouterr().err
+
+
+def test_the_refit_folds_are_the_train_stages_copies_together_classes_spread():
+    features, truth, noisy, _, _ = world()
+    n = len(noisy)
+    refit = CentroidRefitter(features, 2)
+    probs = refit.fit_predict(np.arange(n), noisy, np.arange(n))
+    texts = [f"text {i}" for i in range(n)]
+    texts[1] = texts[7] = texts[13] = "The same text"
+    texts[2] = " the  SAME text "  # equal once whitespace and case are normalised
+    view = dataclasses.replace(_view(noisy, features[:n], probs), texts=texts)
+    rescorer = QueueRescorer(view, ScoreConfig(k=5), mode="refit", refit=refit, folds=3, seed=1)
+    assert len(set(rescorer.fold[[1, 2, 7, 13]])) == 1
+    for c in (0, 1):  # each class spread evenly over the 3 folds
+        sizes = np.bincount(rescorer.fold[noisy == c], minlength=3)
+        assert sizes.max() - sizes.min() <= 4
