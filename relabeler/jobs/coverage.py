@@ -28,10 +28,15 @@ Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Cov
    (:func:`relabeler.selectors.coverage.farthest_first`). Measured on held-out groups and on eval
    rows that did not steer the picks, ``eval`` buys more than ``undercovered`` on drug-review
    and less on bbc-news (``label=business``), so it is not the default.
+5. A pool sample whose text is a copy of a training or eval row (a duplicate group of
+   ``scores/duplicates.parquet`` holds both) is never acquired: labeling the copy of a training
+   row adds nothing, and the copy of an eval row would put that row into training (the
+   report's leakage would then count it, and the gain on it would be no gain).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -52,11 +57,13 @@ EXAMPLES, TERMS = 3, 8
 _EXAMPLE_CHARS = 300
 
 
-def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
+def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0,
+                   copies: set | frozenset = frozenset()
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coverage of eval and pool samples (``scores/coverage.parquet``) and the pool samples to
     acquire (``scores/acquire.parquet``). ``train`` is the TrainView, ``splits`` the eval/pool
-    SplitViews that were extracted."""
+    SplitViews that were extracted; ``copies`` the pool ids never to acquire (copies of a
+    training or eval row: :func:`pool_copies`)."""
     frames = []
     for split, view in splits.items():
         cov = coverage.coverage_scores(train.features, train.labels, view.features, view.pred,
@@ -92,6 +99,17 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
     pool = splits.get("pool")
     if pool is None or not len(pool.ids):
         return cov_frame, acquire_frame
+    allowed = ~np.isin(pool.ids, np.asarray(sorted(copies), dtype=object))
+    candidate = np.full(len(pool.ids), -1, dtype=np.int64)  # pool row -> candidate row
+    candidate[allowed] = np.arange(int(allowed.sum()))
+    if not allowed.all():
+        log.info("score: %d pool samples copy a training or eval row and are not acquired",
+                 int((~allowed).sum()))
+        pool = dataclasses.replace(pool, ids=pool.ids[allowed], labels=pool.labels[allowed],
+                                   features=pool.features[allowed], probs=pool.probs[allowed],
+                                   pred=pool.pred[allowed])
+    if not len(pool.ids):
+        return cov_frame, acquire_frame
     budget = cfg.acquire_budget
     if cfg.acquire_spread > 1:  # rank more candidates, keep the budget farthest-first (below)
         cfg = cfg.model_copy(update={"acquire_budget": math.ceil(cfg.acquire_spread * budget)})
@@ -105,14 +123,14 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
         rows = {name: cov_frame["split"].to_numpy() == name for name in ("eval", "pool")}
         acquire_frame, picked = _eval_acquisition(
             evaluation, labeled, pool, cfg, eval_rep=rep[rows["eval"]],
-            pool_rep=rep[rows["pool"]], eval_region=region[rows["eval"]])
+            pool_rep=rep[rows["pool"]][allowed], eval_region=region[rows["eval"]])
     if len(picked) < cfg.acquire_budget and len(target_rows):
         # the under-covered samples' support fills what the eval targets leave of the budget
         # (all of it without eval labels, or when the model gets every thin eval sample right)
         thinness = 1.0 - cov_frame["coverage_score"].to_numpy(dtype=np.float64)[target_rows]
         in_pool = cov_frame["split"].to_numpy() == "pool"
         pool_row = np.full(len(cov_frame), -1, dtype=np.int64)
-        pool_row[in_pool] = np.arange(int(in_pool.sum()))  # cov_frame holds the pool in order
+        pool_row[in_pool] = candidate  # cov_frame holds the pool in order
         picks = coverage.acquire(pool.features, features[target_rows],
                                  budget=cfg.acquire_budget, k=cfg.k,
                                  diversity_threshold=cfg.diversity_threshold,
@@ -135,6 +153,14 @@ def score_coverage(train, splits: dict, cfg: ScoreConfig, *, seed: int = 0
         acquire_frame = acquire_frame.iloc[kept].reset_index(drop=True)
         acquire_frame["rank"] = np.arange(1, len(acquire_frame) + 1)
     return cov_frame, acquire_frame
+
+
+def pool_copies(duplicates: pd.DataFrame) -> set:
+    """The pool ids in a duplicate group (``scores/duplicates.parquet``'s rows) that also holds
+    a training or eval row."""
+    labeled = duplicates.groupby("group_id")["split"].transform(
+        lambda split: bool((split != "pool").any()))
+    return set(duplicates.loc[(duplicates["split"] == "pool") & labeled.astype(bool), "id"])
 
 
 def _apart(features: np.ndarray, picked: np.ndarray, candidates: np.ndarray,

@@ -40,7 +40,7 @@ import torch
 from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
-from relabeler.jobs.coverage import score_coverage, thin_region_table
+from relabeler.jobs.coverage import pool_copies, score_coverage, thin_region_table
 from relabeler.jobs.duplicates import duplicate_table, split_texts
 from relabeler.jobs.eval_audit import eval_suspects_table
 from relabeler.jobs.shortcuts import shortcut_tables
@@ -451,10 +451,12 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     suspects, summary = score_suspects(view, config.score, config.ray, noise_model=noise_model)
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
-    cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed)
-    regions = thin_region_table(store, cov)
     duplicates, summary["duplicates"] = duplicate_table(store, {"train": view, **splits},
                                                         view.classes, config.score)
+    copies = pool_copies(duplicates)
+    cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed,
+                                  copies=copies)
+    regions = thin_region_table(store, cov)
     outputs: dict[str, pa.Table] = {
         artifacts.SUSPECTS.path: pa.Table.from_pandas(suspects, preserve_index=False),
         artifacts.COVERAGE.path: pa.Table.from_pandas(cov, preserve_index=False),
@@ -472,7 +474,8 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     # which eval rows may have steered the picks: the report measures their gain without them
     summary["acquisition"] = {"targets": config.score.acquire_targets,
                               "eval_share": config.score.acquire_eval_share,
-                              "by_eval": int((acquire["targets"] == "eval").sum())}
+                              "by_eval": int((acquire["targets"] == "eval").sum()),
+                              "pool_copies_left_out": len(copies)}
     summary.update(n_coverage=len(cov), n_undercovered=int(cov["is_undercovered"].sum()),
                    n_thin_regions=len(regions), n_acquire=len(acquire),
                    seconds=round(time.perf_counter() - started, 2))

@@ -8,7 +8,7 @@ import pytest
 
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
-from relabeler.jobs.coverage import score_coverage, thin_region_table
+from relabeler.jobs.coverage import pool_copies, score_coverage, thin_region_table
 from relabeler.jobs.score import SplitView, TrainView
 from relabeler.report.thin_regions import thin_region_html, thin_region_section
 from relabeler.store import RunStore
@@ -125,6 +125,38 @@ def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budge
     # which targets chose each pick (one more pool sample has a little support of e16): the
     # report measures the gain of eval-chosen picks without the eval rows that chose them
     assert acquire["targets"].tolist() == ["eval"] * 11 + ["undercovered"] * 3
+
+
+def test_a_pool_copy_of_an_eval_or_training_row_is_never_acquired():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    pool[40] = evaluation[16]  # the pool's copy of a thin eval row the model gets wrong
+    pool[41] = evaluation[17]
+    eval_labels = np.array([0] * 8 + [1] * 8 + [1] * 4)
+    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
+    eval_view.probs[:] = 0.0
+    eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
+    pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
+                      [f"p{i}" for i in range(50)])
+    pool_view.labels[:] = -1
+    splits = {"eval": eval_view, "pool": pool_view}
+    duplicates = pd.DataFrame({"group_id": [0, 0, 1, 1, 2, 2, 3, 3],
+                               "id": ["e16", "p40", "e17", "p41", "t3", "p3", "p5", "p6"],
+                               "split": ["eval", "pool"] * 3 + ["pool", "pool"]})
+    copies = pool_copies(duplicates)
+    assert copies == {"p40", "p41", "p3"}  # p5 and p6 copy only each other
+    for targets in ("eval", "undercovered"):
+        cfg = ScoreConfig(k=5, coverage_quantile=0.2, acquire_budget=8,
+                          diversity_threshold=0.9999, acquire_targets=targets,
+                          acquire_eval_share=1.0)
+        cov, plain = score_coverage(train_view, splits, cfg, seed=0)
+        assert set(plain["id"]) & {"p40", "p41"}  # a copy supports its twin most
+        cov_left, acquire = score_coverage(train_view, splits, cfg, seed=0, copies=copies)
+        assert not set(acquire["id"]) & copies
+        assert len(acquire) == 8 and set(acquire["id"]) <= {f"p{i}" for i in range(42, 50)}
+        assert acquire["rank"].tolist() == list(range(1, 9))
+        pd.testing.assert_frame_equal(cov_left, cov)  # coverage still reads every pool row
 
 
 def test_acquire_spread_keeps_the_budget_farthest_first_among_more_candidates():
