@@ -59,7 +59,7 @@ def test_ig_highlights_on_the_packaged_minilm_are_complete_and_faithful():
     # comprehensiveness at the top 20% of words against 20% random words (10 draws)
     rng = np.random.default_rng(0)
     top, random = [], []
-    for i, (text, attribution) in enumerate(zip(texts, found, strict=True)):
+    for text, attribution in zip(texts, found, strict=True):
         spans = attribution.spans
         count = max(1, math.ceil(0.2 * len(spans)))
         top.append(remove_spans(text, sorted(spans, key=lambda s: -s.score)[:count]))
