@@ -144,6 +144,12 @@ CASES: dict[str, Case] = {
     "labels 1 and 1.0": Case(_data("{d}/f.jsonl"), ["f.jsonl", "1 (int", "1.0 (float, first "
                              "at line 3 (data row 2)"],
                              {"f.jsonl": _jsonl(*_rows([1, 0, 1.0, 0]))}),
+    "csv labels 1 and 1.0": Case(_data("{d}/n.csv"), ["n.csv", "'1' (str, first at line 2",
+                                 "'1.0' (str, first at line 4 (data row 2), 1 row)"],
+                                 {"n.csv": "id,text,label\n1,a,1\n2,b,0\n3,c,1.0\n4,d,0\n"}),
+    "tsv labels 0 and 0e0": Case(_data("{d}/n.tsv"), ["n.tsv", "'0' (str", "'0e0' (str"],
+                                 {"n.tsv": "id\ttext\tlabel\n1\ta\t1\n2\tb\t0\n"
+                                           "3\tc\t0e0\n"}),
     "labels True and 'true'": Case(_data("{d}/b.jsonl"), ["b.jsonl", "True (bool",
                                    "'true' (str, first at line 2 (data row 1)"],
                                    {"b.jsonl": _jsonl(*_rows([True, "true", False, True]))}),

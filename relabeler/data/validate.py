@@ -8,7 +8,9 @@ quarantined as a :class:`Rejected` (``"skip"``).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -309,6 +311,30 @@ def _label_kind(value: object) -> str:
     return type(value).__name__
 
 
+_DIGITS = re.compile(r"[+-]?[1-9][0-9]*|0")
+_CODE = re.compile(r"[+-]?0[0-9]")  # a leading zero: a code such as 01, not a number
+
+
+def _label_key(label: str) -> str:
+    """What two spellings of one class share: NFKC (``café`` typed with a combining accent
+    looks the same but is another class), case and outer spaces aside; a number written as a
+    decimal or with an exponent (``1.0``, ``1e0``) keyed by its value, so that it meets its
+    integer spelling (``1``; a CSV reads both as text). Integers with leading zeros (``01``)
+    are codes and keep their spelling."""
+    key = unicodedata.normalize("NFKC", label).strip().casefold()
+    if _DIGITS.fullmatch(key):
+        return str(int(key))
+    if not any(c.isdigit() for c in key):
+        return key
+    try:
+        number = float(key)
+    except ValueError:
+        return key
+    if not math.isfinite(number) or _CODE.match(key):
+        return key
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:
     """Raise when labels that differ in type or spelling would become one class, or two that
     look like one: ``1``, ``"1"`` and ``1.0`` (all ``"1"`` as text); ``True``, ``"true"`` and
@@ -325,8 +351,7 @@ def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None
         shown = (ascii(raw) if isinstance(raw, str) and unicodedata.normalize("NFC", raw) != raw
                  else repr(raw.item() if isinstance(raw, np.generic) else raw))
         variant = (_label_kind(raw), shown)
-        # NFKC: "café" typed with a combining accent looks the same but is another class
-        key = unicodedata.normalize("NFKC", record["label"]).strip().casefold()
+        key = _label_key(record["label"])
         seen = groups.setdefault(key, {})
         if variant in seen:
             seen[variant][1] += 1
