@@ -335,6 +335,8 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
     from relabeler.jobs.simulate import simulation_config
 
     base = load_config(args.config) if args.config else None
+    if args.assignments:  # over the file, under simulate's own flags
+        base = apply_overrides(base or RunConfig(), None, args.assignments)
     try:
         config = simulation_config(data=args.data, out=args.out, noise=args.noise,
                                    noise_kind=args.noise_kind, seed=args.seed,
@@ -355,7 +357,6 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
             message = message.replace(f"flag: {key}:", f"{flag} ({key}):").replace(
                 f"flag: [{section}] {name} ", f"{flag} ([{section}] {name}) ")
         raise ConfigError(message) from None
-    apply_overrides(config, None, args.assignments)
     return config
 
 

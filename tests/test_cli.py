@@ -276,6 +276,15 @@ def test_simulate_reads_its_settings_from_config_where_no_flag_is_given(tmp_path
     plain = simulate_config(build_parser().parse_args(
         ["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path / "s")]))
     assert (plain.train.folds, plain.train.mode, plain.data.text_col) == (5, "auto", "text")
+    # --set lies over the file and under simulate's own flags, as for every other verb
+    both = simulate_config(build_parser().parse_args(
+        ["simulate", "--data", "sms-spam", "--noise", "0.1", "--out", str(tmp_path / "s"),
+         "--config", str(toml), "--folds", "4", "--set", "train.folds=2",
+         "--set", "data.sample=300", "--set", "data.noise_rate=0.3",
+         "--set", "data.pool_fraction=0"]))
+    assert (both.train.folds, both.data.sample, both.data.noise_rate) == (4, 300, 0.1)
+    assert both.data.pool_fraction == 0.0 and both.extract.splits == ["train", "eval"]
+    assert (both.data.text_col, both.data.eval_fraction) == ("body", 0.2)
 
 
 def test_faiss_telling_which_build_it_loaded_is_not_logged(tmp_path):
