@@ -73,9 +73,18 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the verbs that read a run made earlier (by data, train, run or demo): a mistyped --run is
+#: an error that creates nothing
+READS_A_RUN = frozenset({"extract", "score", "attribute", "push", "pull", "next", "serve",
+                         "retrain", "report"})
+
+
 def _run(args: argparse.Namespace, config: RunConfig):
     from relabeler.api import Run
+    from relabeler.store import RunStore
 
+    if args.verb in READS_A_RUN:
+        RunStore(config.run_dir, create=False)  # a StoreError naming it where there is none
     return Run(config.run_dir, config, progress=not args.quiet)
 
 
@@ -302,9 +311,7 @@ def _cmd_retrain(args: argparse.Namespace, config: RunConfig) -> int:
 
 def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.artifacts import REPORT_HTML
-    from relabeler.store import RunStore
 
-    RunStore(config.run_dir, create=False)  # report reads a run: a mistyped --run makes none
     run = _run(args, config)
     report = run.report()
     print(f"eval accuracy {_change(report['eval']['accuracy'])} for "

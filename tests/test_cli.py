@@ -2,7 +2,7 @@
 
 import pytest
 
-from relabeler.cli import COMMANDS, build_parser, demo_config, main, resolve_config
+from relabeler.cli import COMMANDS, READS_A_RUN, build_parser, demo_config, main, resolve_config
 from relabeler.config import ConfigError, load_config
 from relabeler.store import RunStore
 
@@ -299,3 +299,11 @@ def test_faiss_telling_which_build_it_loaded_is_not_logged(tmp_path):
                          check=True, cwd=tmp_path)
     assert "shown" in out.stderr
     assert "faiss" not in out.stderr
+
+
+@pytest.mark.parametrize("verb", sorted(READS_A_RUN))
+def test_a_verb_that_reads_a_run_makes_no_folder_for_a_mistyped_run(verb, tmp_path, capsys):
+    missing = tmp_path / "rnu"
+    assert main([verb, "--run", str(missing), "-q"]) == 2
+    assert f"no run directory at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
