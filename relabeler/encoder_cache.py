@@ -178,6 +178,8 @@ class EncoderCache:
             self._save(folder, new_keys, fresh)
             known.update(zip(new_keys, fresh, strict=True))
         if folder is not None:
-            log.info("encoder cache: %d of %d texts cached, %d encoded now", len(texts) -
-                     len(missing), len(texts), len(missing))
+            distinct = len(set(keys))  # copies of a text are encoded once, not found cached
+            log.info("encoder cache: %d of %d distinct texts cached, %d encoded now%s",
+                     distinct - len(missing), distinct, len(missing),
+                     f" ({len(texts)} texts with copies)" if distinct < len(texts) else "")
         return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))

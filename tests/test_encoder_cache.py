@@ -21,7 +21,7 @@ def model_and_tokenizer(tiny_bert_dir):
 
 
 def test_states_equal_encoding_and_each_text_is_encoded_once(model_and_tokenizer, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, caplog):
     model, tokenizer = model_and_tokenizer
     with torch.inference_mode():
         expected = encoder_cls(model, tokenizer, TEXTS, max_length=32, batch_size=2,
@@ -37,7 +37,12 @@ def test_states_equal_encoding_and_each_text_is_encoded_once(model_and_tokenizer
     monkeypatch.setattr(training, "encoder_cls", counting)
     first = cache.states(TEXTS[:3], batch_size=2, device=CPU)
     np.testing.assert_allclose(first.numpy(), expected[:3].numpy(), atol=1e-5)
+    caplog.set_level("INFO", logger="relabeler.encoder_cache")
+    caplog.clear()
     both = cache.states(TEXTS, batch_size=2, device=CPU)
+    # a copy of a text is not a cache hit: 4 distinct texts, 3 found, 1 encoded
+    assert caplog.messages == ["encoder cache: 3 of 4 distinct texts cached, 1 encoded now "
+                               "(5 texts with copies)"]
     np.testing.assert_allclose(both.numpy(), expected.numpy(), atol=1e-5)
     # the second call encoded only the one new text; the repeated one was never encoded twice
     assert encoded == [TEXTS[:3], [TEXTS[4]]]
