@@ -390,7 +390,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
     from relabeler.plugin.push import default_title
     from relabeler.plugin.rounds import check_project, push_round, review_project_id
     from relabeler.plugin.second_opinion import push_second_opinions
-    from relabeler.report.rounds import NO_BETTER, queue_test
+    from relabeler.report.rounds import NO_BETTER, UNDECIDED, queue_test
 
     seconds: dict[str, float] = {}
     with round_lock(store):
@@ -432,14 +432,15 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         earlier = manifest[manifest["round"] < round_no]
         test = queue_test(earlier, answers, alpha=config.loop.fallback_alpha)
         random_fill = bool(config.loop.random_fallback and test["available"]
-                           and not test["beats_random"])
+                           and test["decisive"] and not test["beats_random"])
         plan, random_fill = _round_plan(version, config, earlier, round_no, resuming,
                                         random_fill, fingerprint)
         mode = RANDOM if random_fill else RANKED
-        if random_fill and test["available"]:
+        if test["available"] and (random_fill or not test["decisive"]):
             say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
-                f"corrected, random controls {test['controls']['rate']:.0%} (one-sided Fisher "
-                f"p = {test['p_value']:.2f}). {NO_BETTER}")
+                f"of {test['flagged']['answered']} corrected, random controls "
+                f"{test['controls']['rate']:.0%} of {test['controls']['answered']} (one-sided "
+                f"Fisher p = {test['p_value']:.2f}). {NO_BETTER if random_fill else UNDECIDED}")
         waiting = _waiting(earlier, answers)
         if plan.empty:
             message = (f"every training row was sent already; round {round_no} has nothing to "

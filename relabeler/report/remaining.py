@@ -46,11 +46,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 from relabeler import artifacts
-from relabeler.report.stats import rate_interval
+from relabeler.report.stats import queue_against_controls, rate_interval
 
 ANSWERED = ("keep", "relabel", "drop")
 
@@ -241,8 +240,7 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     # cohort"): the report says so and points to the interval
     promised = batch * next_rate[1]
     # does the queue beat random picks? one-sided Fisher exact test on the two rates
-    _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
-    works = bool(p_value < 0.05)
+    test = queue_against_controls(k_f, n_f, k_c, n_c)
     advice = "stop" if rest == 0 or corrections[2] / batch < stop_rate else "continue"
     return {
         "available": True,
@@ -260,8 +258,9 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         "next_batch": {"size": batch, "rate": [c / batch for c in corrections],
                        "corrections": corrections, "at_queue_rate": promised},
         "point_below_queue": bool(promised > remaining[1] + 0.5),
-        "queue_beats_random": works,
-        "queue_vs_random_p": float(p_value),
+        "queue_beats_random": test["verdict"] == "beats",
+        "queue_vs_random": test["verdict"],
+        "queue_vs_random_p": test["p_value"],
         "stop_rate": stop_rate,
         "advice": advice,
     }
@@ -301,13 +300,22 @@ def advice_text(left: dict) -> str:
             f"about {nxt['at_queue_rate']:.0f}, more than the point says is left: the two "
             "disagree (a model that learnt wrong labels does not count them; a queue about to "
             "run dry does not show it), so read the interval, not the point.")
-    if not left["queue_beats_random"]:
+    verdict = left.get("queue_vs_random", "beats" if left["queue_beats_random"] else
+                       "no better")
+    if verdict == "no better":
         lines.append(
-            "The flagged tasks were corrected no more often than the random controls "
-            f"(one-sided Fisher test p = {left['queue_vs_random_p']:.2f}): on this data the "
-            "ranking works no better than random picks. Full fine-tuning on a GPU "
+            "The flagged tasks were not corrected significantly more often than the random "
+            f"controls (one-sided Fisher test p = {left['queue_vs_random_p']:.2f}): on this "
+            "data the ranking is not shown to beat random picks. Full fine-tuning on a GPU "
             "(train.mode = full), a stronger model or more eval data would help; until then "
             "random review is as good as the queue.")
+    elif verdict == "undecided":
+        lines.append(
+            f"The {left['controls']['reviewed']} random controls are too few to tell whether "
+            "the ranking beats random picks: even had none of them needed a change, the "
+            "one-sided Fisher test could not show it (p = "
+            f"{left['queue_vs_random_p']:.2f} now). More controls (studio.control_share) "
+            "would tell.")
     verdict = ("Stop: the next batch's correction rate is below"
                if left["advice"] == "stop" else "Continue: the next batch's rate may exceed")
     lines.append(f"{verdict} loop.stop_rate = {100 * left['stop_rate']:.1f}%.")

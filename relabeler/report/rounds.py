@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from relabeler.report.remaining import (
     ANSWERED,
@@ -26,15 +25,20 @@ from relabeler.report.remaining import (
     estimate_remaining,
     true_remaining,
 )
+from relabeler.report.stats import queue_against_controls
 
 REVIEW = ("flagged", "random_control")
 
 #: what the round's output and the report say when the queue does no better than random picks
-NO_BETTER = ("The flagged tasks were corrected no more often than the random controls: on this "
-             "data the ranking works no better than random picks, so the next round fills its "
-             "batch with random picks (never worse than random review). What would help: full "
-             "fine-tuning on a GPU (train.mode = full), a stronger model (model.name), or more "
-             "eval data for a better-calibrated model.")
+NO_BETTER = ("The flagged tasks were not corrected significantly more often than the random "
+             "controls: on this data the ranking is not shown to beat random picks, so the next "
+             "round fills its batch with random picks (never worse than random review). What "
+             "would help: full fine-tuning on a GPU (train.mode = full), a stronger model "
+             "(model.name), or more eval data for a better-calibrated model.")
+#: what they say when the controls are too few for the test to say anything
+UNDECIDED = ("The random controls are too few to tell whether the ranking beats random picks "
+             "(even had none of them needed a change, the test could not show it), so the queue "
+             "stays ranked; more controls (studio.control_share) would tell.")
 
 
 #: answered flagged tasks a round needs before its correction rate is tested against the controls
@@ -58,8 +62,10 @@ def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: floa
 
     manifest: id, source, round. corrections: id, action, old_label, new_label. Returns
     ``available`` (False without such a round or without answered controls), the round
-    tested, both sides' counts and rates, the one-sided p-value and ``beats_random``
-    (p < ``alpha``).
+    tested, both sides' counts and rates, the one-sided p-value, ``beats_random`` (p <
+    ``alpha``) and ``decisive`` (False where the controls are too few for the test to say
+    anything: :func:`relabeler.report.stats.queue_against_controls`; ``relabeler next`` then
+    keeps the ranking).
     """
     answered = _answered(manifest, corrections)
     flagged = answered[answered["source"] == "flagged"]
@@ -74,11 +80,13 @@ def queue_test(manifest: pd.DataFrame, corrections: pd.DataFrame, *, alpha: floa
     flagged = flagged[flagged["round"] == latest]
     n_f, k_f = len(flagged), int(flagged["corrected"].sum())
     n_c, k_c = len(controls), int(controls["corrected"].sum())
-    _, p_value = stats.fisher_exact([[k_f, n_f - k_f], [k_c, n_c - k_c]], alternative="greater")
+    test = queue_against_controls(k_f, n_f, k_c, n_c, alpha=alpha)
     return {"available": True, "round": latest,
             "flagged": {"answered": n_f, "corrected": k_f, "rate": k_f / n_f},
             "controls": {"answered": n_c, "corrected": k_c, "rate": k_c / n_c},
-            "p_value": float(p_value), "alpha": alpha, "beats_random": bool(p_value < alpha)}
+            "p_value": test["p_value"], "p_best": test["p_best"], "alpha": alpha,
+            "beats_random": test["verdict"] == "beats",
+            "decisive": test["verdict"] != "undecided"}
 
 
 def review_answers(manifest: pd.DataFrame, corrections: pd.DataFrame, *,

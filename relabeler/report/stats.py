@@ -130,3 +130,26 @@ def format_interval(values: Sequence[float], digits: int = 4) -> str:
     if np.isnan(high):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {high - mean:.{digits}f}"
+
+
+def queue_against_controls(k_flagged: int, n_flagged: int, k_controls: int, n_controls: int,
+                           *, alpha: float = 0.05) -> dict:
+    """Were the flagged tasks corrected more often than the random controls? scipy's one-sided
+    Fisher exact test on the two rates.
+
+    Returns the p-value, ``p_best`` (the p-value had no control needed a change: the least
+    the controls allow) and the verdict: ``"beats"`` (p < alpha); ``"undecided"`` where the
+    flagged tasks were corrected more often but the controls are too few for the test to show
+    it even had none of them needed a change (p_best >= alpha: 3 controls against 37 of 57
+    flagged tasks corrected give p = 0.05 at best), so the test says nothing about the
+    ranking; else ``"no better"`` (not shown to beat random picks: corrected no more often
+    than the controls, or not significantly more where the controls could have shown it)."""
+    _, p_value = stats.fisher_exact([[k_flagged, n_flagged - k_flagged],
+                                     [k_controls, n_controls - k_controls]],
+                                    alternative="greater")
+    _, p_best = stats.fisher_exact([[k_flagged, n_flagged - k_flagged], [0, n_controls]],
+                                   alternative="greater")
+    higher = k_flagged * n_controls > k_controls * n_flagged  # the flagged rate, the greater
+    verdict = ("beats" if p_value < alpha else
+               "undecided" if higher and p_best >= alpha else "no better")
+    return {"p_value": float(p_value), "p_best": float(p_best), "verdict": verdict}

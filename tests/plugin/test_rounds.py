@@ -307,6 +307,29 @@ def test_a_queue_no_better_than_random_makes_the_next_round_random_picks(run, ad
     result = run_next(store, config, client=admin, progress=False, say=lines.append)
     assert result.mode == "random" and not result.queue_test["beats_random"]
     assert (result.new_flagged, result.new_controls) == (2, 18)
-    assert any("no better than random picks" in line and "full fine-tuning on a GPU" in line
+    assert any("not shown to beat random picks" in line and "full fine-tuning on a GPU" in line
                for line in lines)
     assert read_rounds(store)[-1]["mode"] == "random"
+
+
+def test_too_few_controls_to_test_the_ranking_keep_the_next_round_ranked(run, admin):
+    store, config, truth = run
+    config.loop.random_fallback = True
+    first = review(store)
+    train = store.read_table(artifacts.TRAIN.path, columns=["id", "label"]).to_pandas()
+    given = dict(zip(train["id"], train["label"], strict=True))
+    flagged = list(first.loc[first["source"] == "flagged", "id"])
+    other = {"pos": "neg", "neg": "pos"}
+    # half the flagged labels corrected, every control kept: 18 of 36 against 0 of 4, which
+    # even 0 of 4 cannot show to be better (p = 0.08)
+    corrected = set(flagged[::2])
+    answer(admin, store, first["id"], lambda x: other[given[x]] if x in corrected else given[x])
+    lines: list[str] = []
+    result = run_next(store, config, client=admin, progress=False, say=lines.append)
+    test = result.queue_test
+    assert (test["flagged"]["corrected"], test["controls"]["answered"]) == (18, 4)
+    assert not test["beats_random"] and not test["decisive"]
+    assert test["p_value"] == test["p_best"] == pytest.approx(0.080, abs=1e-3)
+    assert result.mode == "ranked" and read_rounds(store)[-1]["mode"] == "ranked"
+    assert any("too few to tell whether the ranking beats random picks" in line
+               for line in lines)

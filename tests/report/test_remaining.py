@@ -59,9 +59,27 @@ def test_the_next_batch_lies_between_the_random_rate_and_the_queue_tail():
 def test_a_queue_no_better_than_random_is_called_so():
     manifest, corrections, _, n, _ = simulate(2, ranking_works=False)
     left = estimate_remaining(manifest, corrections, n, next_batch=200, stop_rate=0.05)
-    assert not left["queue_beats_random"]
-    assert "no better than random picks" in advice_text(left).replace("\n", " ") or \
-        "works no better than random picks" in advice_text(left)
+    assert not left["queue_beats_random"] and left["queue_vs_random"] == "no better"
+    assert ("The flagged tasks were not corrected significantly more often than the random "
+            "controls (one-sided Fisher test p = ") in advice_text(left)
+    assert "the ranking is not shown to beat random picks" in advice_text(left)
+
+
+def test_too_few_controls_to_test_the_ranking_say_so_instead_of_calling_it_no_better():
+    # 57 flagged tasks, 37 corrected; 3 random controls, none corrected: p = 0.05 at best
+    manifest = pd.DataFrame({"id": [f"f{i}" for i in range(57)] + ["c0", "c1", "c2"],
+                             "source": ["flagged"] * 57 + ["random_control"] * 3,
+                             "rank": list(range(1, 58)) + [900, 1500, 2100], "round": 1})
+    corrections = pd.DataFrame({"id": manifest["id"],
+                                "action": ["relabel"] * 37 + ["keep"] * 23,
+                                "old_label": "a", "new_label": ["b"] * 37 + ["a"] * 23})
+    left = estimate_remaining(manifest, corrections, 3000, next_batch=20, stop_rate=0.05)
+    assert left["queue_vs_random"] == "undecided" and not left["queue_beats_random"]
+    text = advice_text(left)
+    assert ("The 3 random controls are too few to tell whether the ranking beats random picks: "
+            "even had none of them needed a change, the one-sided Fisher test could not show "
+            "it (p = 0.05 now).") in text
+    assert "not shown to beat" not in text
 
 
 def test_stop_when_the_next_batch_cannot_reach_the_stop_rate():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from relabeler.report.remaining import estimate_remaining
 from relabeler.report.rounds import (
@@ -138,3 +139,30 @@ def test_a_round_with_a_handful_of_answers_is_not_tested_yet():
     assert test["round"] == 1 and test["flagged"]["answered"] == 36 and test["beats_random"]
     few = manifest.iloc[:9]  # round 1 with 9 answered flagged tasks only
     assert not queue_test(few, corrections)["available"]
+
+
+def test_the_test_is_decisive_only_where_the_controls_could_show_a_better_queue():
+    manifest, corrections, _ = two_rounds()
+    # round 2: 6 of 18 flagged tasks against 1 of 6 controls; even 0 of 6 would give p > 0.05
+    test = queue_test(manifest, corrections)
+    assert test["p_best"] > 0.05 and not test["decisive"] and not test["beats_random"]
+    assert queue_test(manifest[manifest["round"] == 1], corrections)["decisive"]
+    # a queue corrected less often than its controls is no better, however few they are
+    worse = corrections.assign(action="keep", new_label="a")
+    worse.loc[worse["id"].isin(manifest.loc[manifest["source"] == "random_control", "id"]),
+              ["action", "new_label"]] = ["relabel", "b"]
+    test = queue_test(manifest, worse)
+    assert test["decisive"] and not test["beats_random"]
+
+
+def test_the_verdicts_of_the_flagged_tasks_against_the_controls():
+    from relabeler.report.stats import queue_against_controls
+
+    # the demo on 500 rows: 37 of 57 against 0 of 3; the best 3 controls allow is p = 0.05
+    small = queue_against_controls(37, 57, 0, 3)
+    assert small["verdict"] == "undecided" and small["p_value"] == small["p_best"]
+    assert small["p_best"] == pytest.approx(0.0525, abs=1e-3)
+    assert queue_against_controls(37, 57, 0, 20)["verdict"] == "beats"
+    assert queue_against_controls(12, 57, 4, 20)["verdict"] == "no better"  # 21% vs 20%
+    assert queue_against_controls(1, 57, 1, 3)["verdict"] == "no better"  # 2% vs 33%
+    assert queue_against_controls(0, 57, 0, 3)["verdict"] == "no better"
