@@ -55,7 +55,9 @@ def shortcut_section(store: RunStore) -> dict:
              "eval_recall": None if pd.isna(r.eval_recall) else float(r.eval_recall)}
             for r in balance.itertuples(index=False)]
     with_recall = [r for r in rows if r["eval_recall"] is not None]
-    lowest = sorted(with_recall, key=lambda r: (r["eval_recall"], r["count"]))[:LOWEST]
+    # the lowest LOWEST, and never every class (of two, the one)
+    lowest = sorted(with_recall, key=lambda r: (r["eval_recall"], r["count"]))[
+        :min(LOWEST, max(1, len(with_recall) - 1))]
     return {"alpha": summary.get("alpha"), "n_tested": summary.get("n_tested"),
             "p_threshold": summary.get("p_threshold"), "min_count": summary.get("min_count"),
             "n_significant": int(summary.get("n_significant", len(found))), "top": top,
@@ -142,7 +144,9 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
         f"<tr><td>{esc(r['class'])}</td><td>{r['count']}</td><td>{100 * r['share']:.1f}%</td>"
         f"<td>{r['eval_count']}</td><td>{_pct(r['eval_recall'])}</td></tr>"
         for r in section["balance"])
-    lowest = ", ".join(esc(c) for c in section["lowest_recall"]) or "n/a"
+    recall = {r["class"]: r["eval_recall"] for r in section["balance"]}
+    lowest = ", ".join(f"{esc(c)} ({_pct(recall.get(c))})"
+                       for c in section["lowest_recall"]) or "n/a"
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(images[name]).decode()}"></figure>' for name in PLOTS
