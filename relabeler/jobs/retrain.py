@@ -249,10 +249,37 @@ def _removed_on_failure(store: RunStore, folder: str) -> Iterator[None]:
         raise
 
 
+#: the file a dataset version writes last: a ``retrain/vN`` folder without it is a retrain that
+#: was stopped (a killed process runs no cleanup)
+COMPLETE = "comparison.json"
+
+
+def _version_folders(store: RunStore) -> dict[int, bool]:
+    """Every ``retrain/vN`` folder's N, and whether it is complete (:data:`COMPLETE`)."""
+    parts = [part.split("/") for part in store.list("retrain")]
+    numbers = {int(p[1][1:]) for p in parts if len(p) >= 3 and p[1][:1] == "v"
+               and p[1][1:].isdigit()}
+    done = {int(p[1][1:]) for p in parts if len(p) == 3 and p[2] == COMPLETE
+            and p[1][:1] == "v" and p[1][1:].isdigit()}
+    return {n: n in done for n in sorted(numbers)}
+
+
 def dataset_versions(store: RunStore) -> list[int]:
-    """The numbers N of the run's ``retrain/vN`` folders, ascending."""
-    return sorted({int(part.split("/")[1][1:]) for part in store.list("retrain")
-                   if part.count("/") >= 2 and part.split("/")[1][1:].isdigit()})
+    """The numbers N of the run's complete ``retrain/vN`` folders, ascending."""
+    return [n for n, complete in _version_folders(store).items() if complete]
+
+
+def _remove_stopped_versions(store: RunStore) -> None:
+    """Remove the ``retrain/vN`` folders a stopped retrain left incomplete, numbered above
+    every complete one (a killed process runs no cleanup), so the next version takes their
+    number and nothing reads them."""
+    folders = _version_folders(store)
+    last = max((n for n, complete in folders.items() if complete), default=0)
+    for number, complete in folders.items():
+        if not complete and number > last:
+            log.warning("retrain: removing %s, left incomplete by a retrain that was stopped",
+                        artifacts.RETRAIN(n=number))
+            store.remove(artifacts.RETRAIN(n=number))
 
 
 def retrain_mitigation(store: RunStore, config: RunConfig) -> dict:
@@ -334,6 +361,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         counts.update(deduped=deduped["dropped"], dedupe_unresolved=deduped["unresolved"],
                       n_train_after=int(len(new_train)))
 
+    _remove_stopped_versions(store)
     version = max(dataset_versions(store), default=0) + 1
     trained_folds = version_folds(new_train["label"], folds, version)
     folder = artifacts.RETRAIN(n=version)
@@ -370,7 +398,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                                  labels=dict(zip(audited[0]["id"], audited[0]["label"],
                                                  strict=True))),
                 "audit": audited[1]}
-        sub.write_json("comparison.json", comparison)
+        sub.write_json(COMPLETE, comparison)  # last: it makes the version complete
         result = {**provenance, "before": comparison["before"]["accuracy"],
                   "after": comparison["after"]["accuracy"],
                   **({"audited": {"before": comparison["audited"]["before"]["accuracy"],

@@ -9,7 +9,13 @@ import pytest
 from relabeler.config import RunConfig
 from relabeler.errors import DataError
 from relabeler.jobs import StageError
-from relabeler.jobs.retrain import apply_corrections, audit_eval, run_retrain, split_eval_answers
+from relabeler.jobs.retrain import (
+    apply_corrections,
+    audit_eval,
+    dataset_versions,
+    run_retrain,
+    split_eval_answers,
+)
 from relabeler.jobs.train import run_train
 from relabeler.queue_plan import write_manifest
 from relabeler.report.build import write_report
@@ -213,6 +219,26 @@ def test_a_retrain_that_fails_leaves_no_half_built_version(tmp_path, tiny_bert_d
     with pytest.raises(MemoryError):
         run_retrain(store, config, progress=False)
     assert store.list("retrain") == [] and not store.stage_done("retrain")
+
+
+def test_a_version_a_killed_retrain_left_is_removed_and_its_number_reused(
+        tmp_path, tiny_bert_dir, synthetic_csv, caplog):
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir)
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(train["id"].iloc[0], train["label"].iloc[0], train["label"].iloc[0],
+                       "keep")]), preserve_index=False))
+    # kill -9 runs no cleanup: what a retrain stopped after writing its dataset leaves
+    stopped = RunStore(store.path("retrain/v1"))
+    stopped.write_table("dataset/train.parquet", store.read_table("dataset/train.parquet"))
+    stopped.write_json("_stages/data.json", {"info": {}})
+    assert dataset_versions(store) == []
+    info = run_retrain(store, config, progress=False)
+    assert info["version"] == 1 and dataset_versions(store) == [1]
+    assert "retrain: removing retrain/v1, left incomplete by a retrain that was stopped" in \
+        caplog.text
+    assert store.exists("retrain/v1/comparison.json")
+    assert sorted({p.split("/")[1] for p in store.list("retrain")}) == ["v1"]
 
 
 def test_audit_eval_makes_a_new_eval_version():

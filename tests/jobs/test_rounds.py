@@ -238,6 +238,7 @@ def test_a_head_mode_version_reuses_the_baseline_embeddings_unless_it_chooses_it
 def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):
     from relabeler.cli import main
 
+    (tmp_path / "run").mkdir()  # a run that exists: a missing one is its own error
     assert main(["next", "--run", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "nothing was pushed from" in err and "push round 1 first" in err
@@ -300,6 +301,7 @@ class _Loop:
                  "suspect_score": np.float32(0.5), "given_label": "neg",
                  "suggested_label": "pos", "suggested_confidence": np.float32(0.5),
                  "reasons": [[]] * n, "duplicate_ids": [[]] * n}), preserve_index=False))
+            version.write_json("comparison.json", {})  # what a complete version writes last
             return {"version": number}
 
         def push_round(store, client, evidence, plan, *, round_no, waiting, **kwargs):
