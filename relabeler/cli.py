@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from relabeler.cli_parser import DEFAULT_CONFIG, build_parser
@@ -402,21 +406,47 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"relabeler: error: {exc}\n")
     _setup_logging(args.quiet)
     try:
-        if args.verb == "demo":
-            config = demo_config(args)
-        elif args.verb == "simulate":
-            config = simulate_config(args)
-        else:
-            config = resolve_config(args)
-        return COMMANDS[args.verb](args, config)
+        with _terminate_as_interrupt():
+            if args.verb == "demo":
+                config = demo_config(args)
+            elif args.verb == "simulate":
+                config = simulate_config(args)
+            else:
+                config = resolve_config(args)
+            return COMMANDS[args.verb](args, config)
     except RelabelerError as exc:  # the user can fix it; anything else is a bug: traceback
         log.debug("failed", exc_info=True)
         print(f"relabeler: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("relabeler: interrupted; nothing half-written is taken as finished: run it again "
+    except KeyboardInterrupt as exc:
+        stopped = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"relabeler: {stopped}; nothing half-written is taken as finished: run it again "
               "(extract and attribute resume from their finished parts)", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a Kubernetes pod stopping), raised where Ctrl-C's
+    KeyboardInterrupt would be: the same cleanup runs, and the same line says what to do."""
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a verb runs in the main thread, SIGTERM raises :class:`Terminated` (Python's
+    default is to die at once: no cleanup, no message); the previous handler comes back
+    after. ``serve`` installs its own while its server runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

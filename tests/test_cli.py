@@ -199,6 +199,7 @@ def test_a_demo_config_file_layers_over_the_demo_and_the_folder_file_is_not_read
 
 
 def test_extract_before_train_is_exit_code_2(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
     assert main(["extract", "--run", str(tmp_path / "run"), "-q"]) == 2
     assert "extract needs a trained model" in capsys.readouterr().err
 
@@ -307,3 +308,26 @@ def test_a_verb_that_reads_a_run_makes_no_folder_for_a_mistyped_run(verb, tmp_pa
     assert main([verb, "--run", str(missing), "-q"]) == 2
     assert f"no run directory at {missing}" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_sigterm_stops_a_verb_as_ctrl_c_does_and_the_old_handler_comes_back(tmp_path,
+                                                                          monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    import relabeler.cli as cli
+
+    def killed(args, config):
+        os.kill(os.getpid(), signal.SIGTERM)  # kill, timeout, a pod stopping
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not stop the verb")
+
+    monkeypatch.setitem(cli.COMMANDS, "score", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    (tmp_path / "run").mkdir()
+    assert main(["score", "--run", str(tmp_path / "run"), "-q"]) == 143
+    assert capsys.readouterr().err.startswith(
+        "relabeler: terminated (SIGTERM); nothing half-written is taken as finished: run it "
+        "again")
+    assert signal.getsignal(signal.SIGTERM) is before
