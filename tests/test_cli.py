@@ -331,3 +331,31 @@ def test_sigterm_stops_a_verb_as_ctrl_c_does_and_the_old_handler_comes_back(tmp_
         "relabeler: terminated (SIGTERM); nothing half-written is taken as finished: run it "
         "again")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_data_force_that_would_drop_pushed_samples_is_refused(tmp_path, synthetic_csv, capsys):
+    import pandas as pd
+
+    from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
+    from relabeler.store import RunStore
+
+    run = str(tmp_path / "run")
+    assert main(["data", "--run", run, "--data", str(synthetic_csv), "-q"]) == 0
+    store = RunStore(run)
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    pushed = list(train["id"][:3])
+    write_manifest(store, pd.DataFrame({
+        "id": pushed, "task_id": [1, 2, 3], "project_id": 1, "rank": [1, 2, 3],
+        "priority": [3, 2, 1], "source": "flagged",
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC"), "round": 1})[
+        [*MANIFEST_SCHEMA.names, "round"]])
+    before = (tmp_path / "run/dataset/train.parquet").read_bytes()
+    # the same data again: every pushed sample is still there
+    assert main(["data", "--run", run, "--data", str(synthetic_csv), "--force", "-q"]) == 0
+    # a sample of it would leave pushed rows out
+    assert main(["data", "--run", run, "--data", str(synthetic_csv), "--sample", "40",
+                 "--force", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "leaves out" in err and "of the 3 samples this run pushed to Label Studio" in err
+    assert "Prepare other data in a new run folder (--run)" in err
+    assert (tmp_path / "run/dataset/train.parquet").read_bytes() == before

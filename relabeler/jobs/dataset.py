@@ -192,8 +192,29 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
         info.update(eval_noise_rate=cfg.eval_noise_rate, n_eval_flipped=int(np.sum(flipped)))
         log.info("dataset: flipped %d of %d eval labels on purpose", int(np.sum(flipped)),
                  len(ds.eval))
+    _keeps_pushed_samples(store, ds)
     store.replace_folder(FOLDER, write_split_tables(ds), unmark=STAGE)
     store.mark_done(STAGE, info)
     log.info("dataset: %d train, %d eval, %d pool, %d rejected rows; classes %s",
              info["n_train"], info["n_eval"], info["n_pool"], info["n_rejected"], ds.classes)
     return info
+
+
+def _keeps_pushed_samples(store: RunStore, ds) -> None:
+    """Refuse a new dataset that drops samples this run pushed to Label Studio: their tasks
+    and the answers to them would belong to no row (pull would keep them, retrain would fail
+    on them)."""
+    from relabeler.queue_plan import read_manifest
+
+    manifest = read_manifest(store)
+    if manifest.empty:
+        return
+    kept = set(ds.train["id"]) | set(ds.eval["id"]) | set(ds.pool["id"])
+    lost = sorted(set(manifest["id"]) - kept)
+    if lost:
+        raise StageError(
+            f"the new dataset of {store.uri} leaves out {len(lost)} of the "
+            f"{manifest['id'].nunique()} samples this run pushed to Label Studio "
+            f"({artifacts.MANIFEST.path}; e.g. {lost[0]!r}): their tasks and answers would "
+            f"belong to no row. Prepare other data in a new run folder (--run); the dataset "
+            f"here is unchanged")
