@@ -254,8 +254,8 @@ def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
     if result.eval_project_id is not None:
         print(f"  eval audit project {result.eval_project_id}: {result.new_eval} new")
     if not result.has_evidence:
-        print("  no attributions.parquet in the run: tasks have no evidence regions "
-              "(run `relabeler attribute` first to add them)")
+        print("  no attributions.parquet in the run: tasks have no evidence regions (run "
+              "`relabeler attribute`, then push again: the tasks sent get theirs then)")
     return 0
 
 

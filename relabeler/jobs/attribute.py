@@ -453,7 +453,10 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
                   progress: bool = True) -> dict:
     """The attribute stage: ``attributions.parquet`` for the queue's top ``[attribute] top``.
 
-    Skipped when done unless ``force``; resumes from the parts a killed run finished.
+    Skipped when done unless ``force`` (a warning names the settings asked for now that it
+    was not made with: ``[attribute]`` top, method, n_steps and the ``[studio]`` budget,
+    control_share and seed of its plan); resumes from the parts a killed run finished. A redo
+    keeps the finished ``attributions.parquet`` until the new one is written whole.
     Reads ``config.attribute`` (top, method, n_steps, internal_batch_size, batch_size,
     shard_size, num_actors, num_threads), ``config.model``
     (max_length) and ``config.ray``. Returns the stage info.
@@ -462,16 +465,27 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
         raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
                          f"{store.uri}` first")
     settings = config.attribute
+    planned = plan_settings(config.studio.budget, config.studio.control_share,
+                            config.studio.seed)
     if store.redo(STAGE, force):
-        store.reset_stage(STAGE, [FOLDER, ARTIFACT])
+        # the finished attributions.parquet stays until the new one replaces it (push refuses
+        # meanwhile: the record of the parts says a run started); the parts go, so that
+        # nothing is resumed from them
+        store.reset_stage(STAGE, [])
+        for index in sorted(store.finished_shards(FOLDER)):
+            store.remove(store.shard_name(FOLDER, index))
     elif store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
-        # the marker records what decides the attributions beside its counts
+        # the marker records what decides the attributions beside its counts, and the
+        # [studio] settings of the plan it attributed
         now = {"method": settings.method, "n_steps": _effective_steps(settings),
                "top": settings.top}
-        note_done(log, STAGE, store.uri, setting_changes({"attribute": info},
-                                                         {"attribute": now}))
+        note_done(log, STAGE, store.uri, setting_changes(
+            {"attribute": info, "studio": info.get("plan", {})},
+            {"attribute": now, "studio": planned}))
         return info
+    if not store.exists(PLAN):  # a run started: push waits for it to finish
+        store.write_json(PLAN, {})
     started = time.perf_counter()
     plan = plan_queue(store, config.studio)
     table, written = _attribute_rows(store, config, queue_rows(store, settings.top, plan),
@@ -483,7 +497,7 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
             "suspects": len(set(i for i, s in zip(table.column("id").to_pylist(), sources,
                                                   strict=True) if s == "suspects")),
             "acquire": sources.count("acquire"), "method": settings.method,
-            "n_steps": _effective_steps(settings), "top": settings.top,
+            "n_steps": _effective_steps(settings), "top": settings.top, "plan": planned,
             "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
             "max_abs_delta": float(np.nanmax(deltas)) if np.isfinite(deltas).any() else None,
             "seconds": round(seconds, 2)}

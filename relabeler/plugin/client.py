@@ -318,6 +318,12 @@ class StudioClient:
                 out[int(task["id"])] = str(value)
         return out
 
+    def task_data(self, project_id: int) -> dict[int, dict[str, Any]]:
+        """The ``data`` of every task of the project, by task id (one listing, no
+        annotations)."""
+        return {int(task["id"]): dict(task.get("data") or {})
+                for task in self.list_tasks(project_id, fields="task_only", page_size=1000)}
+
     def get_task(self, task_id: int) -> dict[str, Any] | None:
         """One task with its annotations; None when it is gone."""
         try:

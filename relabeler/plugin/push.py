@@ -20,11 +20,16 @@
   ``scores/shortcuts.parquet`` queue behind the pool samples of the acquisition project
   (manifest source ``counterexample``, :mod:`relabeler.plugin.counterexamples`).
 * A re-ranked queue (a newer ``scores/suspects.parquet``) rewrites the ``priority`` of tasks
-  already sent; the Data Manager tab "Priority queue" is sorted by it.
+  already sent; the Data Manager tab "Priority queue" is sorted by it. Tasks sent before the
+  run had attributions get their evidence on the first push after ``relabeler attribute``.
+* Nothing is sent (and no project made) from a stale queue: a score or attribute stage made
+  before ``train`` or ``data`` ran again, or an attribute run that did not finish
+  (:func:`check_queue_current`).
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -48,6 +53,7 @@ from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
+    NO_ATTRIBUTIONS_NOTE,
     PRIORITY_FIELD,
     SAMPLE_ID_FIELD,
     SampleInput,
@@ -284,11 +290,15 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                   project_id: int, priorities: dict[str, int], new_rows: pd.DataFrame,
                   build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
                   top_spans: int, batch_size: int, progress: bool,
-                  data_round: int | None = None) -> tuple[pd.DataFrame, int, list[str]]:
+                  data_round: int | None = None,
+                  refresh_bare: Collection[str] = ()) -> tuple[pd.DataFrame, int, list[str]]:
     """Record new rows as pending, re-prioritise sent tasks, import the rest in queue order,
     each built for the project's own labeling config (``spec`` is the one a new project gets).
     ``data_round``: the round the new tasks' data names (whose evidence the ML backend shows
-    them with) where it is not their manifest round."""
+    them with) where it is not their manifest round. ``refresh_bare``: manifest sources whose
+    tasks sent while the run had no attributions (their panel says so) are built again and get
+    their evidence, the run having attributions now, so that no task stays bare beside
+    highlighted ones."""
     spec = project_spec(client, project_id)
     interface = spec.interface()
     rows = manifest["project_id"] == project_id
@@ -318,6 +328,9 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                 manifest["priority"])))
         log.info("push: %d tasks already in project %d moved in the queue", len(sent),
                  project_id)
+    if refresh_bare:
+        _add_evidence(client, manifest, project_id, build, spec, top_spans=top_spans,
+                      sources=refresh_bare, skip=set(sent))
 
     todo = manifest[(manifest["project_id"] == project_id) & manifest["task_id"].isna()]
     todo = todo.sort_values(["priority", "id"], kind="stable")
@@ -330,6 +343,28 @@ def _sync_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
         manifest = _import_batches(client, store, manifest, project_id, tasks,
                                    batch_size=batch_size, progress=progress)
     return manifest, len(sent), imported
+
+
+def _add_evidence(client: StudioClient, manifest: pd.DataFrame, project_id: int,
+                  build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec, *,
+                  top_spans: int, sources: Collection[str], skip: Collection[int]) -> None:
+    """Build again, now with their evidence, the project's tasks of ``sources`` that were sent
+    while the run had no attributions (their panel holds :data:`NO_ATTRIBUTIONS_NOTE`);
+    ``skip``: manifest indexes already built again. One listing of the project's task data,
+    and an update per bare task (once: the rebuilt panel no longer holds the note)."""
+    if not spec.panel_field:
+        return
+    note = html.escape(NO_ATTRIBUTIONS_NOTE)
+    bare = {task_id for task_id, data in client.task_data(project_id).items()
+            if note in str(data.get(spec.panel_field) or "")}
+    rows = [i for i in manifest.index[(manifest["project_id"] == project_id)
+                                      & manifest["source"].isin(list(sources))
+                                      & manifest["task_id"].notna()]
+            if int(manifest.at[i, "task_id"]) in bare and i not in skip]
+    if rows:
+        update_priorities(client, manifest, rows, build, spec, top_spans=top_spans)
+        log.info("push: %d tasks of project %d sent before the run had attributions got their "
+                 "evidence", len(rows), project_id)
 
 
 def _round(value: object) -> int:
@@ -348,6 +383,44 @@ def _pending_rows(plan_rows: pd.DataFrame, project_id: int, round_no: int = 1) -
         "source": list(plan_rows["source"]),
         "pushed_at": pd.Series([pd.NaT] * n, dtype="datetime64[us, UTC]"),
         "round": np.full(n, round_no, dtype=np.int64)})
+
+
+#: the stages the queue is made by, in order, and the markers that say each is done
+_QUEUE_STAGES = (("train", ("train",)),
+                 ("extract", ("extract.train", "extract.eval", "extract.pool")),
+                 ("score", ("score",)), ("attribute", ("attribute",)))
+
+
+def check_queue_current(store: RunStore) -> None:
+    """Stop before anything is sent (or a project made) when the queue push would send was
+    not made from the run as it is now: the score or attribute stage gone stale (train or data
+    finished again since: the ranking, suggested labels and evidence are another model's), or
+    an attribute run that started (``attributions/_plan.json``) and did not finish (its
+    ``attributions.parquet`` is the old one, or partial). The PushError names the stages to
+    run again, in order."""
+    attributed = store.stage_info("attribute") is not None
+    last = "attribute" if attributed else "score"
+    reason = store.stale(last)
+    if reason is None and not attributed and store.exists(artifacts.ATTRIBUTION_PARTS_KEY.path):
+        raise PushError(
+            f"push: the attribute stage started in {store.uri} and did not finish "
+            f"({artifacts.ATTRIBUTION_PARTS_KEY.path} is there, its marker is not): "
+            f"{artifacts.ATTRIBUTIONS.path} is missing or the previous run's. Run `relabeler "
+            f"attribute --run {store.uri}` (it resumes from the parts it finished), then push; "
+            f"nothing was sent")
+    if reason is None:
+        return
+    verbs = [verb for verb, _ in _QUEUE_STAGES if attributed or verb != "attribute"]
+    first = next((i for i, (_, stages) in enumerate(_QUEUE_STAGES[:len(verbs)])
+                  if not all(store.stage_done(s) for s in stages
+                             if s == stages[0] or store.stage_info(s) is not None)),
+                 verbs.index("score"))
+    rerun = ", ".join(f"`relabeler {verb} --run {store.uri}`" for verb in verbs[first:])
+    raise PushError(
+        f"push: the queue the {last} stage made in {store.uri} is stale ({reason}): its "
+        f"ranking, suggested labels and evidence are not the current model's. "
+        f"Run {rerun} (or `relabeler run --run {store.uri}`, which pushes too); nothing was "
+        f"sent")
 
 
 def check_evidence(store: RunStore, plan: pd.DataFrame, evidence: RunEvidence,
@@ -380,13 +453,14 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
                        plan: pd.DataFrame, source: str, title: str,
                        build: Callable[[Sequence[str]], list[SampleInput]], *,
                        spec: LabelingSpec, overlap: int, top_spans: int, batch_size: int,
-                       progress: bool, round_no: int = 1,
+                       progress: bool, round_no: int = 1, refresh_bare: bool = False,
                        way_out: str) -> tuple[pd.DataFrame, int, int]:
     """The plan's ``source`` rows into their own project (found by the manifest, else by
     title), recorded as sent by round ``round_no``; their data names round 1 (they are built
     from the run itself, and the ML backend shows them with its evidence). Returns the
     manifest, the project id and how many tasks were new. ``way_out``: what to change when the
-    project was deleted (:func:`ensure_project`)."""
+    project was deleted (:func:`ensure_project`). ``refresh_bare``: the run has attributions,
+    tasks of ``source`` sent without them get theirs (:func:`_sync_project`)."""
     known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
     project_id = ensure_project(client, title, spec, overlap=overlap,
                                 known_id=int(known[0]) if known else None,
@@ -398,7 +472,8 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
     new_rows = _pending_rows(wanted[~wanted["id"].isin(done)], project_id, round_no)
     manifest, _, imported = _sync_project(
         client, store, manifest, project_id, priorities, new_rows, build, spec,
-        top_spans=top_spans, batch_size=batch_size, progress=progress, data_round=1)
+        top_spans=top_spans, batch_size=batch_size, progress=progress, data_round=1,
+        refresh_bare=(source,) if refresh_bare else ())
     client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
     return manifest, project_id, len(imported)
 
@@ -414,6 +489,7 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     if not project_title or len(project_title) > TITLE_LIMIT:
         raise ValueError(f"project_title must be 1 to {TITLE_LIMIT} characters (Label Studio's "
                          f"limit), got {project_title!r}")
+    check_queue_current(store)
     evidence = RunEvidence.load(store, examples=examples)
     spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
     manifest = read_manifest(store)
@@ -455,7 +531,8 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
         dtype="Int64")
     manifest, moved, imported = _sync_project(
         client, store, manifest, project_id, priorities, new_rows, evidence.train_samples, spec,
-        top_spans=top_spans, batch_size=batch_size, progress=progress)
+        top_spans=top_spans, batch_size=batch_size, progress=progress,
+        refresh_bare=(FLAGGED, CONTROL) if evidence.has_attributions else ())
     source_of = dict(zip(manifest["id"], manifest["source"], strict=True))
     n_flagged = sum(source_of[x] == FLAGGED for x in imported)
     n_controls = len(imported) - n_flagged
@@ -464,7 +541,8 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     # the acquisition project (pool samples near under-covered data) and the eval-audit
     # project (the eval labels most likely wrong), each when the plan has rows for it
     sync = {"spec": spec, "overlap": overlap, "top_spans": top_spans,
-            "batch_size": batch_size, "progress": progress}
+            "batch_size": batch_size, "progress": progress,
+            "refresh_bare": evidence.has_attributions}
     acquire_project_id, n_acquired = None, 0
     if acquire and len(evidence.acquire):
         manifest, acquire_project_id, n_acquired = _push_side_project(

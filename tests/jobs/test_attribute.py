@@ -170,6 +170,53 @@ def test_parts_from_other_settings_are_discarded(scored_run, monkeypatch):
     store.reset_stage("attribute", ["attributions", "attributions.parquet"])
 
 
+@pytest.mark.slow
+def test_a_redo_keeps_the_finished_attributions_until_the_new_ones_are_whole(scored_run,
+                                                                              monkeypatch):
+    import relabeler.jobs.attribute as job
+    from relabeler.plugin.push import PushError, push
+    from tests.plugin.fake_studio import FakeStudio
+
+    store, config = scored_run
+    run_attribute(store, config, progress=False)
+    finished = store.read_bytes("attributions.parquet")
+
+    def interrupted(store, rows, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C (or a kill) before the new parts are written
+
+    monkeypatch.setattr(job, "attribute_queue", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_attribute(store, config, force=True, progress=False)
+    assert store.read_bytes("attributions.parquet") == finished
+    assert not store.exists("_stages/attribute.json") and not store.finished_shards(
+        "attributions")
+    # push sends nothing (and makes no project) until the attribute run is finished
+    studio = FakeStudio(store.read_json("model/labels.json"))
+    with pytest.raises(PushError, match="attribute stage started") as err:
+        push(store, studio, project_title="t", budget=2, control_share=0.0)
+    assert f"`relabeler attribute --run {store.uri}`" in str(err.value)
+    assert studio.projects == {}
+    monkeypatch.undo()
+    again = run_attribute(store, config, progress=False)
+    assert again["rows"] == again["rows_this_run"] == store.read_table(
+        "attributions.parquet").num_rows
+    assert push(store, studio, project_title="t", budget=2, control_share=0.0).has_evidence
+
+
+@pytest.mark.slow
+def test_a_finished_stage_asked_for_another_plan_says_so(scored_run, caplog):
+    store, config = scored_run
+    run_attribute(store, config, progress=False)
+    other = config.model_copy(deep=True)
+    other.studio.budget, other.studio.control_share, other.studio.seed = 5, 0.2, 9
+    with caplog.at_level("WARNING", logger="relabeler.jobs.attribute"):
+        info = run_attribute(store, other, progress=False)
+    assert info["plan"] == {"budget": 2, "control_share": 0.0, "seed": 0}
+    assert "with other settings, kept as it is" in caplog.text
+    assert ("studio.budget was 2, now 5; studio.control_share was 0.0, now 0.2; studio.seed "
+            "was 0, now 9") in caplog.text
+
+
 def test_worker_returns_the_table_columns(tiny_bert_dir, tmp_path):
     from relabeler.model import load_classifier, load_tokenizer
 

@@ -23,7 +23,7 @@ from relabeler.store import RunStore
 class FakeStudio:
     """Label Studio in memory: pull's ``user_emails``, ``get_project``, ``list_tasks``,
     ``get_task`` and push's ``find_project``, ``create_project``, ``update_project``,
-    ``import_tasks``, ``task_sample_ids``, ``update_task_data``, ``ensure_view``."""
+    ``import_tasks``, ``task_sample_ids``, ``task_data``, ``update_task_data``, ``ensure_view``."""
 
     url = shown_url = "http://fake-studio.invalid"
 
@@ -160,6 +160,9 @@ class FakeStudio:
                         ) -> dict[int, str]:
         return {i: t["data"][field] for i, t in self.tasks.items()
                 if t["project"] == project_id and (id_above is None or i > id_above)}
+
+    def task_data(self, project_id: int) -> dict[int, dict[str, Any]]:
+        return {i: _copy(t["data"]) for i, t in self.tasks.items() if t["project"] == project_id}
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
         self._task(task_id, "update")["data"] = _copy(data)

@@ -193,6 +193,16 @@ def test_push_without_attributions_says_so(studio, admin, tmp_path, title, caplo
     task = studio.http().get(f"/api/tasks/{task_id}/").json()
     assert "No evidence regions" in task["data"]["panel"]
     assert [r["type"] for r in task["predictions"][0]["result"]] == ["choices"]
+    # `relabeler attribute` ran since: the next push gives the sent tasks their evidence
+    attributed = make_run(str(tmp_path / "attributed"), n_train=40, n_acquire=0)
+    store.write_bytes("attributions.parquet", attributed.read_bytes("attributions.parquet"))
+    again = push(store, admin, project_title=title, budget=5)
+    assert again.has_evidence and again.new_flagged + again.new_controls == 0
+    for task_id in read_manifest(store)["task_id"]:
+        task = studio.http().get(f"/api/tasks/{int(task_id)}/").json()
+        assert "No evidence regions" not in task["data"]["panel"]
+        assert [p["model_version"] for p in task["predictions"]] == ["relabeler"]
+        assert "labels" in [r["type"] for r in task["predictions"][0]["result"]]
 
 
 def test_push_stops_when_the_plan_outgrew_the_attributions(studio, admin, tmp_path, title):
