@@ -75,8 +75,15 @@ class PartAssembler:
 
     def failure_message(self, err: Exception, plan: PoolPlan) -> str:
         """Why the pass stopped, what is kept, and what to do: for a StageError."""
-        from relabeler.jobs._ray import lost_worker
+        from relabeler.jobs._ray import actor_start_error, lost_worker
 
+        cause = actor_start_error(err)
+        if cause is not None:
+            return (f"{self.stage} could not start its Ray actors: their constructor raised "
+                    f"{cause} (on the worker nodes: they need the run directory, the model, "
+                    f"the storage credentials and the packages the driver has). Fix that, then "
+                    f"run the same command again; {len(self.done)} of {len(self.expected)} "
+                    "parts were written this run and are kept")
         if lost_worker(err):
             why = (f"Ray workers were lost more often than [ray] max_restarts="
                    f"{plan.max_restarts} / max_task_retries={plan.max_task_retries} allow, or "

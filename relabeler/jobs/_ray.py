@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from relabeler.config import RayConfig
@@ -255,19 +257,40 @@ def plan_from_config(ray_config: RayConfig, *, num_actors: int = 0, num_threads:
                      max_task_retries=ray_config.max_task_retries)
 
 
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and the errors it wraps (a RayTaskError carries the remote one as ``cause``)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
+
+
 def lost_worker(error: BaseException) -> bool:
     """True when ``error`` (or an error it wraps) says a Ray worker, actor, node or object
-    was lost, rather than that the stage's own code failed."""
+    was lost, rather than that the stage's own code failed. An actor whose constructor raised
+    was not lost: :func:`actor_start_error`."""
     from ray import exceptions as rex
 
     lost = (rex.RayActorError, rex.ActorUnavailableError, rex.NodeDiedError,
             rex.ObjectLostError, rex.OwnerDiedError, rex.WorkerCrashedError,
             rex.OutOfMemoryError)
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, lost):
-            return True
-        # a RayTaskError carries the remote error as ``cause``
-        error = getattr(error, "cause", None) or error.__cause__ or error.__context__
-    return False
+    return actor_start_error(error) is None and any(isinstance(e, lost) for e in _chain(error))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def actor_start_error(error: BaseException) -> str | None:
+    """Where ``error`` (or one it wraps) says an actor's constructor raised (a model folder,
+    credentials or a package the nodes lack): that exception as Ray's traceback ends with it,
+    ``module.Type: message``, without the traceback or colour codes; else None. A rerun does
+    the same again: the cause has to be fixed first."""
+    from ray import exceptions as rex
+
+    for e in _chain(error):
+        if isinstance(e, rex.RayActorError) and e.actor_init_failed:
+            lines = [line.strip() for line in _ANSI.sub("", str(e)).splitlines()
+                     if line.strip()]
+            return lines[-1] if lines else type(e).__name__
+    return None

@@ -47,3 +47,45 @@ def test_one_column_keys_and_the_failure_message():
     assert message.endswith("run the same command again to resume from them")
     with pytest.raises(KeyError):
         assembler.add(np.array([5]), np.array([10]), {"_pos": np.array([10])}, _take)
+
+
+def _actor_died(cause: BaseException | None):
+    """Ray's ActorDiedError: ``cause`` raised in the actor's constructor, or None for an actor
+    whose process or node died."""
+    from ray import exceptions as rex
+
+    if cause is None:
+        return rex.ActorDiedError()
+    task = rex.RayTaskError(
+        "__init__", "Traceback (most recent call last):\n  File \"extract.py\", line 74\n"
+        "relabeler.errors.ModelError: model folder /private/run/model does not exist", cause,
+        proctitle="\x1b[36mray::MapWorker(MapBatches(FeatureExtractor)).__init__()\x1b[39m",
+        pid=1, ip="192.0.2.2", actor_repr="MapWorker", actor_id=None)
+    task._actor_id = None
+    return rex.ActorDiedError(task)
+
+
+def test_an_actor_whose_constructor_raised_is_not_a_lost_worker():
+    from relabeler.errors import ModelError
+    from relabeler.jobs._ray import actor_start_error, lost_worker
+
+    failed = _actor_died(ModelError("model folder /private/run/model does not exist"))
+    assert not lost_worker(failed)
+    assert actor_start_error(failed) == ("relabeler.errors.ModelError: model folder "
+                                         "/private/run/model does not exist")
+    died = _actor_died(None)  # a node that died: a rerun may well get through
+    assert lost_worker(died) and actor_start_error(died) is None
+    assembler = PartAssembler("extract", {(0,): 2, (1,): 2}, 2, lambda key, pieces: 2)
+    plan = PoolPlan(num_actors=1, num_cpus=1.0, num_gpus=0.0, torch_threads=1, max_restarts=3)
+    wrapped = RuntimeError("the Ray Data pass failed")
+    wrapped.__cause__ = failed
+    message = assembler.failure_message(wrapped, plan)
+    assert message.startswith(
+        "extract could not start its Ray actors: their constructor raised "
+        "relabeler.errors.ModelError: model folder /private/run/model does not exist (on the "
+        "worker nodes:")
+    assert "lost" not in message and "\x1b" not in message
+    assert message.endswith("0 of 2 parts were written this run and are kept")
+    lost = assembler.failure_message(died, plan)
+    assert lost.startswith("extract could not finish: Ray workers were lost more often than "
+                           "[ray] max_restarts=3")
