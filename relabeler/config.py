@@ -344,7 +344,8 @@ class StudioConfig(_Section):
 
 
 class RayConfig(_Section):
-    address: str = _opt("", "Ray cluster to join ('auto', 'ray://host:10001'); empty = "
+    address: str = _opt("", "Ray cluster to join: its GCS address ('host:6379'), or 'auto' "
+                        "on one of its nodes (not a ray:// client address); empty = "
                         "RAY_ADDRESS, else a local Ray.")
     num_cpus: int = _opt(0, "CPUs for a local Ray; 0 = all.", ge=0)
     gpus_per_actor: float = _opt(1.0, "GPUs each model actor requests when GPUs exist.", ge=0)

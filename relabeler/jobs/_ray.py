@@ -40,6 +40,7 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
 
     if ray.is_initialized():
         return
+    source = "ray.address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS", "")
     kwargs: dict = {
         "ignore_reinit_error": True,
@@ -48,8 +49,14 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         "runtime_env": {"env_vars": dict(WORKER_ENV)},
     }
     if address:
+        check_address(address, source)
         log.info("joining the Ray cluster at %s", address)
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{source} = {address!r}: Ray could not join the cluster there "
+                              f"({first})") from exc
         return
     kwargs["include_dashboard"] = False
     loopback_only()
@@ -62,6 +69,39 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+#: seconds to wait for a cluster's GCS port to answer before calling the address wrong (Ray
+#: itself retries for minutes, saying little)
+CONNECT_TIMEOUT = 10.0
+
+
+def check_address(address: str, source: str = "ray.address") -> None:
+    """ConfigError, naming ``source`` (the setting the address came from), for an address
+    relabeler cannot join: a Ray Client address (``ray://``: Ray Data's passes of extract and
+    attribute do not run through it), another URL (a dashboard's, which ``ray job submit``
+    takes), or a ``host:port`` where nothing answers. ``auto`` (a node of the cluster) passes
+    as it is."""
+    how = ("give the cluster's GCS address, host:port (6379 by default), or 'auto' on one of "
+           "its nodes; or submit the command as a Ray job (`ray job submit --address "
+           "http://HEAD:8265 -- relabeler ...`), which finds the cluster itself")
+    if address.startswith("ray://"):
+        raise ConfigError(f"{source} = {address!r}: a Ray Client address cannot run "
+                          f"relabeler's Ray Data stages (extract, attribute); {how}")
+    if "://" in address:
+        raise ConfigError(f"{source} = {address!r} is a URL (a dashboard's is for `ray job "
+                          f"submit`); {how}")
+    host, _, port = address.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    import socket
+
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise ConfigError(f"{source} = {address!r}: nothing answers there within "
+                          f"{CONNECT_TIMEOUT:g} s ({exc.strerror or exc}); is the Ray head "
+                          f"running? (`ray status --address {address}`)") from exc
 
 
 def loopback_only() -> None:

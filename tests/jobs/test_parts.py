@@ -89,3 +89,62 @@ def test_an_actor_whose_constructor_raised_is_not_a_lost_worker():
     lost = assembler.failure_message(died, plan)
     assert lost.startswith("extract could not finish: Ray workers were lost more often than "
                            "[ray] max_restarts=3")
+
+
+def test_an_address_relabeler_cannot_join_is_a_config_error_naming_its_setting():
+    import socket
+
+    from relabeler.errors import ConfigError
+    from relabeler.jobs._ray import check_address
+
+    with pytest.raises(ConfigError, match=r"ray\.address = 'ray://head:10001': a Ray Client "
+                                          r"address cannot run relabeler's Ray Data stages"):
+        check_address("ray://head:10001")
+    with pytest.raises(ConfigError, match=r"RAY_ADDRESS = 'http://127\.0\.0\.1:8265' is a URL "
+                                          r"\(a dashboard's is for `ray job submit`\)"):
+        check_address("http://127.0.0.1:8265", "RAY_ADDRESS")
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"ray\.address = '127\.0\.0\.1:{port}': nothing "
+                                          r"answers there within 10 s .*is the Ray head running"):
+        check_address(f"127.0.0.1:{port}")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_address(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: joined
+    check_address("auto")
+
+
+def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypatch):
+    import socket
+
+    import ray
+
+    from relabeler.errors import ConfigError
+    from relabeler.jobs._ray import connect
+
+    def never(**kwargs):
+        raise AssertionError("ray.init was asked")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", never)
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    # Ray retried a dead address for minutes; a wrong kind of address never reaches it
+    with pytest.raises(ConfigError, match=r"^RAY_ADDRESS = 'ray://head:10001'"):
+        connect()
+    with pytest.raises(ConfigError, match=r"^ray\.address = 'http://h:8265' is a URL"):
+        connect("http://h:8265")
+
+    def refuses(**kwargs):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify ...")
+
+    monkeypatch.setattr(ray, "init", refuses)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(ConfigError, match=rf"^ray\.address = '{address}': Ray could not "
+                                              r"join the cluster there \(Could not find any "
+                                              r"running Ray instance\.\)$"):
+            connect(address)
