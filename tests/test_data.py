@@ -997,11 +997,12 @@ def test_labels_differing_only_in_unicode_normal_form_are_a_spelling_clash(tmp_p
 
 
 def test_integer_codes_with_leading_zeros_are_their_own_classes(tmp_path: Path):
-    # "01" and "1" are two codes, not two spellings of one number; "2" and "2.50" differ
-    frame = pd.DataFrame({"text": list("abcdefgh"),
-                          "label": ["01", "1", "01", "1", "2", "2.50", "2", "2.50"]})
+    # "01" and "1" are two codes, not two spellings of one number; "2" and "2.50" differ, and
+    # "1.1" and "1.10" are two versions, not one decimal; "2_1" is no number
+    labels = ["01", "1", "2", "2.50", "1.1", "1.10", "2_1", "21"]
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(16)], "label": labels * 2})
     ds = load_dataset(str(_write_csv(tmp_path / "d.csv", frame)), eval_fraction=0)
-    assert sorted(ds.train["label"].unique()) == ["01", "1", "2", "2.50"]
+    assert sorted(ds.train["label"].unique()) == sorted(labels)
 
 
 def test_rejected_rows_of_a_parquet_source_have_no_line(tmp_path: Path) -> None:

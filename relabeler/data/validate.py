@@ -7,8 +7,8 @@ quarantined as a :class:`Rejected` (``"skip"``).
 
 from __future__ import annotations
 
+import decimal
 import hashlib
-import math
 import os
 import re
 import unicodedata
@@ -311,28 +311,25 @@ def _label_kind(value: object) -> str:
     return type(value).__name__
 
 
-_DIGITS = re.compile(r"[+-]?[1-9][0-9]*|0")
-_CODE = re.compile(r"[+-]?0[0-9]")  # a leading zero: a code such as 01, not a number
+_INTEGER = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+#: an integer written as a decimal or with an exponent (``1.0``, ``1.``, ``1e0``, ``10E-1``)
+_NUMBER = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{0,30})?([eE][+-]?[0-9]{1,2})?")
 
 
 def _label_key(label: str) -> str:
     """What two spellings of one class share: NFKC (``café`` typed with a combining accent
-    looks the same but is another class), case and outer spaces aside; a number written as a
-    decimal or with an exponent (``1.0``, ``1e0``) keyed by its value, so that it meets its
-    integer spelling (``1``; a CSV reads both as text). Integers with leading zeros (``01``)
-    are codes and keep their spelling."""
+    looks the same but is another class), case and outer spaces aside; an integer written as
+    a decimal or with an exponent (``1.0``, ``1e0``) keyed as the integer, so that it meets
+    its plain spelling (``1``; a CSV reads both as text). Other decimals keep their spelling
+    (``1.1`` and ``1.10`` may be two versions), and so do integers with leading zeros
+    (``01`` is a code)."""
     key = unicodedata.normalize("NFKC", label).strip().casefold()
-    if _DIGITS.fullmatch(key):
+    if _INTEGER.fullmatch(key):
         return str(int(key))
-    if not any(c.isdigit() for c in key):
+    if not _NUMBER.fullmatch(key) or re.match(r"[+-]?0[0-9]", key):
         return key
-    try:
-        number = float(key)
-    except ValueError:
-        return key
-    if not math.isfinite(number) or _CODE.match(key):
-        return key
-    return str(int(number)) if number.is_integer() else repr(number)
+    value = decimal.Decimal(key)
+    return str(int(value)) if value == value.to_integral_value() else key
 
 
 def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:
