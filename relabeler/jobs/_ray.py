@@ -11,7 +11,10 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from relabeler.config import RayConfig
@@ -52,7 +55,8 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         check_address(address, source)
         log.info("joining the Ray cluster at %s", address)
         try:
-            ray.init(address=address, **kwargs)
+            with _own_sigterm():
+                ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{source} = {address!r}: Ray could not join the cluster there "
@@ -65,10 +69,27 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
     if temp_dir:
         kwargs["_temp_dir"] = temp_dir
     log.info("starting a local Ray")
-    ray.init(**kwargs)
+    with _own_sigterm():
+        ray.init(**kwargs)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+@contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep the SIGTERM handler the process had: ``ray.init`` puts in its own, which exits at
+    once (``sys.exit``), and the command's handler (cleanup, the line saying to run it again:
+    :func:`relabeler.cli.main`) would never run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 #: seconds to wait for a cluster's GCS port to answer before calling the address wrong (Ray
@@ -92,6 +113,7 @@ def check_address(address: str, source: str = "ray.address") -> None:
         raise ConfigError(f"{source} = {address!r} is a URL (a dashboard's is for `ray job "
                           f"submit`); {how}")
     host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
     if address == "auto" or not host or not port.isdigit():
         return
     import socket

@@ -148,3 +148,47 @@ def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypat
                                               r"join the cluster there \(Could not find any "
                                               r"running Ray instance\.\)$"):
             connect(address)
+
+
+def test_connect_keeps_the_commands_sigterm_handler_that_ray_init_replaces(monkeypatch):
+    import signal
+
+    import ray
+
+    from relabeler.jobs._ray import connect
+
+    def init(**kwargs):  # what ray.init does to SIGTERM: exit at once
+        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(SystemExit(15)))
+
+    def ours(signum, frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("relabeler.jobs._ray.loopback_only", lambda: None)
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        connect(num_cpus=1)
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_an_ipv6_address_is_checked_at_its_host(monkeypatch):
+    from relabeler.jobs._ray import check_address
+
+    asked = []
+
+    class Connection:
+        def close(self):
+            pass
+
+    def create_connection(where, timeout):
+        asked.append(where)
+        return Connection()
+
+    monkeypatch.setattr("socket.create_connection", create_connection)
+    check_address("[::1]:6379")
+    check_address("10.0.0.5:6379")
+    assert asked == [("::1", 6379), ("10.0.0.5", 6379)]
