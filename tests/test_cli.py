@@ -343,10 +343,10 @@ def test_data_force_that_would_drop_pushed_samples_is_refused(tmp_path, syntheti
     assert main(["data", "--run", run, "--data", str(synthetic_csv), "-q"]) == 0
     store = RunStore(run)
     train = store.read_table("dataset/train.parquet").to_pandas()
-    pushed = list(train["id"][:3])
+    pushed = list(train["id"][:30])
     write_manifest(store, pd.DataFrame({
-        "id": pushed, "task_id": [1, 2, 3], "project_id": 1, "rank": [1, 2, 3],
-        "priority": [3, 2, 1], "source": "flagged",
+        "id": pushed, "task_id": range(1, 31), "project_id": 1, "rank": range(1, 31),
+        "priority": range(30, 0, -1), "source": "flagged",
         "pushed_at": pd.Timestamp("2026-01-01", tz="UTC"), "round": 1})[
         [*MANIFEST_SCHEMA.names, "round"]])
     before = (tmp_path / "run/dataset/train.parquet").read_bytes()
@@ -356,6 +356,12 @@ def test_data_force_that_would_drop_pushed_samples_is_refused(tmp_path, syntheti
     assert main(["data", "--run", run, "--data", str(synthetic_csv), "--sample", "40",
                  "--force", "-q"]) == 2
     err = capsys.readouterr().err
-    assert "leaves out" in err and "of the 3 samples this run pushed to Label Studio" in err
+    assert "leaves out" in err and "of the 30 samples this run pushed to Label Studio" in err
     assert "Prepare other data in a new run folder (--run)" in err
+    assert (tmp_path / "run/dataset/train.parquet").read_bytes() == before
+    # every row kept, but another seed deals them to other splits: a pushed training row in eval
+    assert main(["data", "--run", run, "--data", str(synthetic_csv), "--data-seed", "5", "--force",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "moves " in err and "sent as a train row, now in eval" in err
     assert (tmp_path / "run/dataset/train.parquet").read_bytes() == before

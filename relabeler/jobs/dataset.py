@@ -201,20 +201,31 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
 
 
 def _keeps_pushed_samples(store: RunStore, ds) -> None:
-    """Refuse a new dataset that drops samples this run pushed to Label Studio: their tasks
-    and the answers to them would belong to no row (pull would keep them, retrain would fail
-    on them)."""
-    from relabeler.queue_plan import read_manifest
+    """Refuse a new dataset that drops samples this run pushed to Label Studio, or moves them
+    to another split (a new seed or split fraction): their tasks and the answers to them
+    would belong to no row (pull would keep them, retrain would fail on them), or count as
+    another split's (a training row's correction read as an eval-audit answer)."""
+    from relabeler.queue_plan import ACQUIRED, EVAL_AUDIT, read_manifest
 
     manifest = read_manifest(store)
     if manifest.empty:
         return
-    kept = set(ds.train["id"]) | set(ds.eval["id"]) | set(ds.pool["id"])
-    lost = sorted(set(manifest["id"]) - kept)
+    split_of = {**dict.fromkeys(ds.pool["id"], "pool"), **dict.fromkeys(ds.eval["id"], "eval"),
+                **dict.fromkeys(ds.train["id"], "train")}
+    sent = {row.id: {ACQUIRED: "pool", EVAL_AUDIT: "eval"}.get(row.source, "train")
+            for row in manifest.itertuples()}
+    lost = sorted(x for x in sent if x not in split_of)
+    moved = sorted(x for x in sent if x in split_of and split_of[x] != sent[x])
+    if not lost and not moved:
+        return
+    what = []
     if lost:
-        raise StageError(
-            f"the new dataset of {store.uri} leaves out {len(lost)} of the "
-            f"{manifest['id'].nunique()} samples this run pushed to Label Studio "
-            f"({artifacts.MANIFEST.path}; e.g. {lost[0]!r}): their tasks and answers would "
-            f"belong to no row. Prepare other data in a new run folder (--run); the dataset "
-            f"here is unchanged")
+        what.append(f"leaves out {len(lost)} (e.g. {lost[0]!r})")
+    if moved:
+        what.append(f"moves {len(moved)} to another split (e.g. {moved[0]!r}, sent as a "
+                    f"{sent[moved[0]]} row, now in {split_of[moved[0]]})")
+    raise StageError(
+        f"the new dataset of {store.uri} {' and '.join(what)} of the {len(sent)} samples this "
+        f"run pushed to Label Studio ({artifacts.MANIFEST.path}): their tasks and answers would "
+        f"belong to no row or to another split. Prepare other data in a new run folder "
+        f"(--run); the dataset here is unchanged")
