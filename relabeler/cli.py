@@ -362,7 +362,7 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
         message = message.replace(  # a check across two keys
             "flag: [data] eval_fraction + pool_fraction",
             "--test-fraction + --pool-fraction ([data] eval_fraction + pool_fraction, from "
-            "the flags, else --config, else simulate's defaults 0.2 and 0.2)")
+            "the flags, else --set or --config, else simulate's defaults 0.2 and 0.2)")
         for key, flag in SIMULATE_FLAGS.items():
             section, name = key.split(".")
             message = message.replace(f"flag: {key}:", f"{flag} ({key}):").replace(

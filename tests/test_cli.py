@@ -129,8 +129,11 @@ def test_simulate_flags_are_checked_before_any_work(tmp_path, capsys):
     assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--test-fraction", "0.9",
                  "--out", str(tmp_path / "sim"), "-q"]) == 2
     assert ("--test-fraction + --pool-fraction ([data] eval_fraction + pool_fraction, from the "
-            "flags, else --config, else simulate's defaults 0.2 and 0.2) must be < 1, got 0.9 + "
-            "0.2") in capsys.readouterr().err
+            "flags, else --set or --config, else simulate's defaults 0.2 and 0.2) must be < 1, "
+            "got 0.9 + 0.2") in capsys.readouterr().err
+    assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--set",
+                 "data.eval_fraction=0.9", "--out", str(tmp_path / "sim"), "-q"]) == 2
+    assert "from the flags, else --set or --config" in capsys.readouterr().err
     assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--folds", "1",
                  "--out", str(tmp_path / "sim"), "-q"]) == 2
     assert "--folds ([train] folds) must be 0 (none) or >= 2, got 1" in capsys.readouterr().err
