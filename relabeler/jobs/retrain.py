@@ -31,9 +31,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -269,17 +272,34 @@ def dataset_versions(store: RunStore) -> list[int]:
     return [n for n, complete in _version_folders(store).items() if complete]
 
 
-def _remove_stopped_versions(store: RunStore) -> None:
-    """Remove the ``retrain/vN`` folders a stopped retrain left incomplete, numbered above
-    every complete one (a killed process runs no cleanup), so the next version takes their
-    number and nothing reads them."""
+#: what a version folder holds while it is built: the builder's host, pid and start
+BUILDING = "_building.json"
+
+
+def _next_version(store: RunStore) -> int:
+    """The number of the version to build now. The ``retrain/vN`` folders a stopped retrain
+    left incomplete above every complete one (a killed process runs no cleanup) are removed
+    first, so the new version takes their number and nothing reads them; one another process
+    of this host or another host is building (:data:`BUILDING` names it) is left alone."""
+    from relabeler.plugin.server import lock_holder_gone, read_lock_holder
+
     folders = _version_folders(store)
     last = max((n for n, complete in folders.items() if complete), default=0)
+    taken = last
     for number, complete in folders.items():
-        if not complete and number > last:
-            log.warning("retrain: removing %s, left incomplete by a retrain that was stopped",
-                        artifacts.RETRAIN(n=number))
-            store.remove(artifacts.RETRAIN(n=number))
+        if complete or number < last:
+            continue
+        folder = artifacts.RETRAIN(n=number)
+        holder = read_lock_holder(store, f"{folder}/{BUILDING}")
+        if holder and not lock_holder_gone(holder, None):
+            log.info("retrain: %s is being built by process %s on %s; this version comes after "
+                     "it", folder, holder.get("pid"), holder.get("host"))
+            taken = max(taken, number)
+            continue
+        log.warning("retrain: removing %s, left incomplete by a retrain that was stopped",
+                    folder)
+        store.remove(folder)
+    return taken + 1
 
 
 def retrain_mitigation(store: RunStore, config: RunConfig) -> dict:
@@ -361,12 +381,13 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         counts.update(deduped=deduped["dropped"], dedupe_unresolved=deduped["unresolved"],
                       n_train_after=int(len(new_train)))
 
-    _remove_stopped_versions(store)
-    version = max(dataset_versions(store), default=0) + 1
+    version = _next_version(store)
     trained_folds = version_folds(new_train["label"], folds, version)
     folder = artifacts.RETRAIN(n=version)
     sub = RunStore(store.path(folder))
     with _removed_on_failure(store, folder):
+        sub.write_json(BUILDING, {"host": socket.gethostname(), "pid": os.getpid(),
+                                  "started": datetime.now(UTC).isoformat()})
         sub.write_table(artifacts.TRAIN.path,
                         pa.Table.from_pandas(new_train, preserve_index=False))
         for split in ("eval", "pool"):
@@ -399,6 +420,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                                                  strict=True))),
                 "audit": audited[1]}
         sub.write_json(COMPLETE, comparison)  # last: it makes the version complete
+        sub.remove(BUILDING)
         result = {**provenance, "before": comparison["before"]["accuracy"],
                   "after": comparison["after"]["accuracy"],
                   **({"audited": {"before": comparison["audited"]["before"]["accuracy"],

@@ -238,7 +238,20 @@ def test_a_version_a_killed_retrain_left_is_removed_and_its_number_reused(
     assert "retrain: removing retrain/v1, left incomplete by a retrain that was stopped" in \
         caplog.text
     assert store.exists("retrain/v1/comparison.json")
+    assert not store.exists("retrain/v1/_building.json")  # gone once the version is complete
     assert sorted({p.split("/")[1] for p in store.list("retrain")}) == ["v1"]
+    # a version another live process is building (its holder: this very process) is left
+    # alone, and the new one comes after it; one whose builder is gone is removed
+    import os
+    import socket
+
+    building = RunStore(store.path("retrain/v2"))
+    building.write_json("_building.json", {"host": socket.gethostname(), "pid": os.getpid()})
+    gone = RunStore(store.path("retrain/v3"))
+    gone.write_json("_building.json", {"host": socket.gethostname(), "pid": 2**22 + 7})
+    info = run_retrain(store, config, progress=False, force=True)
+    assert info["version"] == 3 and store.exists("retrain/v2/_building.json")
+    assert store.exists("retrain/v3/comparison.json") and dataset_versions(store) == [1, 3]
 
 
 def test_audit_eval_makes_a_new_eval_version():
