@@ -109,8 +109,15 @@ class QueueRescorer:
         # probabilities must not stop where its evidence would not be shown
         self.cfg = cfg.model_copy(update={"min_agreement": 0.0})
         self.view, self.mode, self.refit = view, mode, refit
-        # the train stage's folds: each class spread evenly, the copies of a text in one fold
-        self.fold = stratified_folds(view.labels, max(2, folds), seed, view.texts, view.classes)
+        # the train stage's folds: each class spread evenly, the copies of a text in one fold;
+        # as many as the smallest class allows (relabeler next's retrain trains fewer too),
+        # and with a class of one row (no fold can hold it out and learn it) a plain permutation
+        smallest = int(np.bincount(view.labels)[np.bincount(view.labels) > 0].min())
+        k = max(2, min(folds, smallest))
+        if smallest >= 2:
+            self.fold = stratified_folds(view.labels, k, seed, view.texts, view.classes)
+        else:
+            self.fold = np.random.default_rng(seed).permutation(len(view.ids)) % k
 
     def __call__(self, labels: np.ndarray, model_probs: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:

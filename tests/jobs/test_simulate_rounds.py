@@ -318,3 +318,20 @@ def test_the_refit_folds_are_the_train_stages_copies_together_classes_spread():
     for c in (0, 1):  # each class spread evenly over the 3 folds
         sizes = np.bincount(rescorer.fold[noisy == c], minlength=3)
         assert sizes.max() - sizes.min() <= 4
+
+
+def test_the_refit_folds_follow_the_smallest_class():
+    features, truth, noisy, _, _ = world()
+    n = len(noisy)
+    refit = CentroidRefitter(features, 2)
+    probs = refit.fit_predict(np.arange(n), noisy, np.arange(n))
+    labels = noisy.copy()
+    labels[np.flatnonzero(labels == 1)[3:]] = 0  # class 1 keeps 3 rows: 3 folds, not 5
+    view = _view(labels, features[:n], probs)
+    rescorer = QueueRescorer(view, ScoreConfig(k=5), mode="refit", refit=refit, folds=5)
+    assert sorted(set(rescorer.fold)) == [0, 1, 2]
+    assert sorted(rescorer.fold[labels == 1]) == [0, 1, 2]
+    labels[np.flatnonzero(labels == 1)[1:]] = 0  # one row: no fold can hold it out and train
+    one = QueueRescorer(_view(labels, features[:n], probs), ScoreConfig(k=5), mode="refit",
+                        refit=refit, folds=0)
+    assert sorted(set(one.fold)) == [0, 1]
