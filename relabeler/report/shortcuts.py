@@ -8,6 +8,7 @@ example texts. Absent tables (a run scored before the step existed) leave the se
 from __future__ import annotations
 
 import base64
+import functools
 import html
 
 import numpy as np
@@ -64,6 +65,32 @@ def shortcut_section(store: RunStore) -> dict:
             "balance": rows, "lowest_recall": [r["class"] for r in lowest]}
 
 
+@functools.cache
+def _drawable_chars() -> frozenset[int]:
+    """The code points the plots' fonts can draw: those of every font of matplotlib's
+    ``font.family`` list (its fallbacks) that is installed."""
+    import matplotlib
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    chars: set[int] = set()
+    for family in matplotlib.rcParams["font.family"]:
+        try:
+            path = font_manager.findfont(font_manager.FontProperties(family=[family]),
+                                         fallback_to_default=family == "sans-serif")
+        except ValueError:  # not installed
+            continue
+        chars |= set(FT2Font(path).get_charmap())
+    return frozenset(chars)
+
+
+def _drawn(text: str, stand_in: str) -> str:
+    """``text`` where the plots' fonts draw every character of it (spaces aside), else
+    ``stand_in``: a label of empty boxes says nothing."""
+    chars = _drawable_chars()
+    return text if all(ord(c) in chars for c in text if not c.isspace()) else stand_in
+
+
 def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     """The top tokens' association by class, and the class shares with eval recall. ``png``
     turns a matplotlib figure into PNG bytes (the report's own)."""
@@ -82,8 +109,10 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(6, 0.35 * len(top) + 1.2))
         ys = np.arange(len(top))[::-1]
         ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
-        # tokens and class names are drawn as they are ("$" would start mathtext)
-        ax.set_yticks(ys, [f"{t['token']} ({t['class']})" for t in top], parse_math=False)
+        # tokens and class names are drawn as they are ("$" would start mathtext); one the
+        # fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"
+        ax.set_yticks(ys, [_drawn(f"{t['token']} ({t['class']})", f"#{i + 1}")
+                           for i, t in enumerate(top)], parse_math=False)
         for y, t in zip(ys, top, strict=True):
             ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",
                     fontsize=8)
@@ -99,7 +128,8 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
            label="share of training rows")
     recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
     ax.plot(xs, recall, "ko", label="eval recall")
-    ax.set_xticks(xs, [r["class"] for r in rows], rotation=30, ha="right", parse_math=False)
+    ax.set_xticks(xs, [_drawn(r["class"], f"class {i + 1}") for i, r in enumerate(rows)],
+                  rotation=30, ha="right", parse_math=False)
     ax.set_ylim(0, 1.05)
     ax.set_title("Class balance")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)
@@ -126,15 +156,17 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
             "No token occurs often enough to be tested.")
     if section["top"]:
         rows = "".join(
-            f"<tr><td>{esc(t['token'])}</td><td>{esc(t['class'])}</td>"
+            f"<tr><td>{i + 1}</td><td>{esc(t['token'])}</td><td>{esc(t['class'])}</td>"
             f"<td>{t['association']:.2f}</td><td>{t['z']:.1f}</td>"
             f"<td>{t['count']}</td><td>{100 * t['class_share']:.0f}%</td>"
             f"<td>{_pct(t['attribution'])}</td><td style='text-align:left'>"
-            f"{'<br>'.join(esc(x) for x in t['examples'])}</td></tr>" for t in section["top"])
+            f"{'<br>'.join(esc(x) for x in t['examples'])}</td></tr>"
+            for i, t in enumerate(section["top"]))
         found = (f"<p><b>{section['n_significant']}</b> token-class pairs pass; the top "
                  f"{len(section['top'])}. Words that carry a class's meaning appear here too: "
                  f"look for ones that should not decide it (a source, a template, a name)."
-                 f"</p><table><tr><th>token</th><th>class</th><th>association</th><th>z</th>"
+                 f"</p><table><tr><th>#</th><th>token</th><th>class</th><th>association</th>"
+                 f"<th>z</th>"
                  f"<th>texts</th>"
                  f"<th>in class</th><th>attribution share</th><th>examples</th></tr>{rows}"
                  f"</table>")

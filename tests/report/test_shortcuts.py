@@ -63,3 +63,39 @@ def test_a_run_without_the_tables_has_no_section(tmp_path):
     store = RunStore(tmp_path / "run")
     assert shortcut_section(store) == {}
     assert shortcut_html({}, {}) == "" and shortcut_plots({}, _png) == {}
+
+
+def test_a_token_the_fonts_cannot_draw_is_plotted_by_its_row_number(monkeypatch):
+    import warnings
+
+    import matplotlib.axes
+
+    section = {"alpha": 0.01, "n_tested": 10, "p_threshold": 0.001, "min_count": 10,
+               "n_significant": 2, "lowest_recall": ["垃圾"],
+               "top": [{"token": "免费", "class": "垃圾", "count": 30, "class_share": 0.9,
+                        "z": 8.0, "p_value": 1e-9, "association": 0.7, "attribution": None,
+                        "examples": ["免费领取"]},
+                       {"token": "call", "class": "垃圾", "count": 20, "class_share": 0.6,
+                        "z": 5.0, "p_value": 1e-6, "association": 0.4, "attribution": 0.2,
+                        "examples": ["call now"]}],
+               "balance": [{"class": "垃圾", "count": 40, "share": 0.4, "eval_count": 10,
+                            "eval_recall": 0.5},
+                           {"class": "ham", "count": 60, "share": 0.6, "eval_count": 10,
+                            "eval_recall": 0.9}]}
+    drawn: list[list[str]] = []
+    for name in ("set_yticks", "set_xticks"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
+            drawn.append(list(labels))
+            return _original(self, ticks, labels, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
+        images = shortcut_plots(section, _png)
+    assert sorted(images) == ["balance.png", "shortcuts.png"]
+    # both token labels hold CJK (the class's name), the class axis one of two
+    assert drawn == [["#1", "#2"], ["class 1", "ham"]]
+    page = shortcut_html(section, images)
+    assert "<th>#</th><th>token</th>" in page and "<tr><td>1</td><td>免费</td>" in page
