@@ -12,6 +12,7 @@ import numpy as np
 
 from relabeler.report.annotators import render_annotators
 from relabeler.report.duplicates import render_duplicates
+from relabeler.report.fonts import class_label, class_legend
 from relabeler.report.rounds import NO_BETTER, remaining_plot
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots
@@ -79,8 +80,11 @@ def plots(report: dict) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(cols), 1.0 + 0.6 * len(rows)))
         ax.imshow(values, cmap="Blues")
         # class names are drawn as they are: parse_math=False, or "$" starts mathtext
-        ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", parse_math=False)
-        ax.set_yticks(range(len(rows)), rows, parse_math=False)
+        classes = report.get("classes") or []
+        ax.set_xticks(range(len(cols)), [class_label(c, classes) for c in cols], rotation=30,
+                      ha="right", parse_math=False)
+        ax.set_yticks(range(len(rows)), [class_label(r, classes) if r in classes else r
+                                         for r in rows], parse_math=False)
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, str(v), ha="center", va="center",
                     color="white" if v > values.max() / 2 else "black")
@@ -188,7 +192,7 @@ for {report['labels_spent']} labels
 {shortcut_html(report.get("shortcuts") or {}, images)}
 {thin_region_html(report.get("thin_regions") or {})}
 {render_duplicates(report.get("duplicates") or {})}
-<h2>Plots</h2>{imgs}
+<h2>Plots</h2>{class_legend(report.get("classes") or [])}{imgs}
 </body></html>
 """
 

@@ -8,13 +8,13 @@ example texts. Absent tables (a run scored before the step existed) leave the se
 from __future__ import annotations
 
 import base64
-import functools
 import html
 
 import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
+from relabeler.report.fonts import class_label, class_legend, drawn
 from relabeler.selectors.shortcuts import contains_token
 from relabeler.store import RunStore
 
@@ -65,32 +65,6 @@ def shortcut_section(store: RunStore) -> dict:
             "balance": rows, "lowest_recall": [r["class"] for r in lowest]}
 
 
-@functools.cache
-def _drawable_chars() -> frozenset[int]:
-    """The code points the plots' fonts can draw: those of every font of matplotlib's
-    ``font.family`` list (its fallbacks) that is installed."""
-    import matplotlib
-    from matplotlib import font_manager
-    from matplotlib.ft2font import FT2Font
-
-    chars: set[int] = set()
-    for family in matplotlib.rcParams["font.family"]:
-        try:
-            path = font_manager.findfont(font_manager.FontProperties(family=[family]),
-                                         fallback_to_default=family == "sans-serif")
-        except ValueError:  # not installed
-            continue
-        chars |= set(FT2Font(path).get_charmap())
-    return frozenset(chars)
-
-
-def _drawn(text: str, stand_in: str) -> str:
-    """``text`` where the plots' fonts draw every character of it (spaces aside), else
-    ``stand_in``: a label of empty boxes says nothing."""
-    chars = _drawable_chars()
-    return text if all(ord(c) in chars for c in text if not c.isspace()) else stand_in
-
-
 def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     """The top tokens' association by class, and the class shares with eval recall. ``png``
     turns a matplotlib figure into PNG bytes (the report's own)."""
@@ -111,7 +85,7 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
         ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
         # tokens and class names are drawn as they are ("$" would start mathtext); one the
         # fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"
-        ax.set_yticks(ys, [_drawn(f"{t['token']} ({t['class']})", f"#{i + 1}")
+        ax.set_yticks(ys, [drawn(f"{t['token']} ({t['class']})", f"#{i + 1}")
                            for i, t in enumerate(top)], parse_math=False)
         for y, t in zip(ys, top, strict=True):
             ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",
@@ -128,8 +102,9 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
            label="share of training rows")
     recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
     ax.plot(xs, recall, "ko", label="eval recall")
-    ax.set_xticks(xs, [_drawn(r["class"], f"class {i + 1}") for i, r in enumerate(rows)],
-                  rotation=30, ha="right", parse_math=False)
+    classes = [r["class"] for r in rows]  # the run's classes, in their order
+    ax.set_xticks(xs, [class_label(c, classes) for c in classes], rotation=30, ha="right",
+                  parse_math=False)
     ax.set_ylim(0, 1.05)
     ax.set_title("Class balance")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)
@@ -186,4 +161,5 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
     return (f"<h2>Shortcuts and balance</h2><p>{rule}</p>{found}"
             f"<table><tr><th>class</th><th>training rows</th><th>share</th><th>eval rows</th>"
             f"<th>eval recall</th></tr>{balance}</table>"
-            f"<p>Lowest eval recall: <b>{lowest}</b>.</p>{imgs}")
+            f"<p>Lowest eval recall: <b>{lowest}</b>.</p>"
+            f"{class_legend([r['class'] for r in section['balance']])}{imgs}")

@@ -97,5 +97,37 @@ def test_a_token_the_fonts_cannot_draw_is_plotted_by_its_row_number(monkeypatch)
     assert sorted(images) == ["balance.png", "shortcuts.png"]
     # both token labels hold CJK (the class's name), the class axis one of two
     assert drawn == [["#1", "#2"], ["class 1", "ham"]]
+    assert "The plots name the classes their fonts cannot draw by number: class 1 = 垃圾." \
+        in shortcut_html(section, images)
     page = shortcut_html(section, images)
     assert "<th>#</th><th>token</th>" in page and "<tr><td>1</td><td>免费</td>" in page
+
+
+def test_the_corrections_plot_names_an_undrawable_class_by_its_number(monkeypatch):
+    import warnings
+
+    import matplotlib.axes
+
+    from relabeler.report.fonts import class_label
+    from relabeler.report.render import plots
+
+    classes = ["垃圾", "ham"]
+    assert [class_label(c, classes) for c in classes] == ["class 1", "ham"]
+    report = {"eval": {"accuracy": {"before": 0.9, "after": 0.92, "delta": 0.02,
+                                    "ci95": [0.0, 0.04]}},
+              "labels_spent": 40, "classes": classes,
+              "correction_matrix": {"垃圾": {"ham": 3, "垃圾": 5}, "(pool)": {"ham": 2}}}
+    drawn: list[list[str]] = []
+    for name in ("set_yticks", "set_xticks"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
+            drawn.append(None if labels is None else list(labels))
+            return _original(self, ticks, labels, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph would warn
+        images = plots(report)
+    assert "corrections.png" in images
+    assert ["ham", "class 1"] in drawn and ["(pool)", "class 1"] in drawn
