@@ -41,6 +41,7 @@ def test_a_failing_job_exits_non_zero_with_the_reason(ray_head, tmp_path):
     _, dashboard = ray_head
     relabeler = str(Path(sys.executable).with_name("relabeler"))
     ray = str(Path(sys.executable).with_name("ray"))
+    (tmp_path / "empty-run").mkdir()  # a run with nothing trained in it
     result = subprocess.run(
         [ray, "job", "submit", "--address", dashboard, "--",
          relabeler, "extract", "--run", str(tmp_path / "empty-run")],

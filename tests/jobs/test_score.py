@@ -8,6 +8,7 @@ import pytest
 
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.jobs import StageError
+from relabeler.jobs.coverage import pool_copies
 from relabeler.jobs.score import TrainView, collector_paused, fit_representer_auto, run_score
 from relabeler.selectors.representer import RepresenterFitError
 from relabeler.store import RunStore
@@ -94,7 +95,12 @@ def test_coverage_and_acquisition(scored_run):
     assert summary["n_acquire"] == len(acquire)
     # the default targets: no pick was chosen by eval labels
     assert (acquire["targets"] == "undercovered").all()
-    assert summary["acquisition"] == {"targets": "undercovered", "eval_share": 0.5, "by_eval": 0}
+    # the pool copies of training or eval rows are never candidates
+    dups = store.read_table("scores/duplicates.parquet").to_pandas()
+    copies = pool_copies(dups)
+    assert not set(acquire["id"]) & copies
+    assert summary["acquisition"] == {"targets": "undercovered", "eval_share": 0.5,
+                                      "by_eval": 0, "pool_copies_left_out": len(copies)}
 
 
 def test_score_before_extract_is_a_clear_error(tmp_path, caplog):
