@@ -7,7 +7,9 @@ the prediction far more than removing as many random words (comprehensiveness, D
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +17,12 @@ import torch
 
 from relabeler.attribution import TokenAttributor, remove_spans
 from relabeler.data import DEMO_DATASETS
-from relabeler.model import encode, load_classifier, load_tokenizer
-from relabeler.training import FitOptions, encoder_cls, fit_head
+from relabeler.model import encode
+
+_spec = importlib.util.spec_from_file_location(
+    "attribution_benchmark", Path(__file__).parents[1] / "benchmarks" / "attribution.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +42,9 @@ def test_ig_highlights_on_the_packaged_minilm_are_complete_and_faithful():
     train = [*spam.text[:100], *ham.text[:100]]
     labels = np.array([1] * 100 + [0] * 100)
     texts = [*spam.text[100:115], *ham.text[100:115]]
-    cpu = torch.device("cpu")
-    tokenizer, model = load_tokenizer(None), load_classifier(None, CLASSES)
-    states = encoder_cls(model, tokenizer, train, max_length=MAX_LENGTH, batch_size=64,
-                         device=cpu)
-    opts = FitOptions.resolve(mode="head", epochs=40, batch_size=32, learning_rate=0.0,
-                              weight_decay=0.01, warmup_ratio=0.1, max_length=MAX_LENGTH,
-                              seed=0, device=cpu, progress=False)
-    fit_head(model, states, labels, np.array([str(i) for i in range(len(train))]), opts, cpu)
-    model.eval()
+    # the head the attribution benchmark trains (head mode, 40 epochs)
+    model, tokenizer = bench.trained_minilm(train, labels, max_length=MAX_LENGTH)
+    assert bench.CLASSES == CLASSES
     full = _probs(model, tokenizer, texts)
     predicted = full.argmax(1)
     assert (predicted == np.array([1] * 15 + [0] * 15)).mean() >= 0.9

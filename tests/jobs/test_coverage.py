@@ -97,18 +97,24 @@ def test_acquisition_supports_the_thin_eval_samples_the_model_gets_wrong():
     assert (acquire["targets"] == "eval").all() and (fallback["targets"] == "undercovered").all()
 
 
-def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budget():
-    train, labels, evaluation, pool = _data()
-    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
-                       classes=["a", "b"], oof_probs=None, margins=None)
-    # one thin eval sample is wrong: its support reaches the third topic's pool samples only
-    eval_labels = np.array([0] * 8 + [1] * 8 + [1] + [0] * 3)
-    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
+def _labeled_splits(evaluation, pool, eval_labels):
+    """The eval split with ``eval_labels`` and the model calling the third topic class 0;
+    the pool, unlabeled, predicted by topic."""
+    eval_view = _view(evaluation, np.asarray(eval_labels), [f"e{i}" for i in range(20)])
     eval_view.probs[:] = 0.0
     eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
     pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
                       [f"p{i}" for i in range(50)])
     pool_view.labels[:] = -1
+    return eval_view, pool_view
+
+
+def test_the_under_covered_samples_fill_what_the_eval_targets_leave_of_the_budget():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    # one thin eval sample is wrong: its support reaches the third topic's pool samples only
+    eval_view, pool_view = _labeled_splits(evaluation, pool, [0] * 8 + [1] * 8 + [1] + [0] * 3)
     cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=14, diversity_threshold=0.9999,
                acquire_targets="eval", acquire_eval_share=1.0)
     _, acquire = score_coverage(train_view, {"eval": eval_view, "pool": pool_view},
@@ -133,13 +139,7 @@ def test_a_pool_copy_of_an_eval_or_training_row_is_never_acquired():
                        classes=["a", "b"], oof_probs=None, margins=None)
     pool[40] = evaluation[16]  # the pool's copy of a thin eval row the model gets wrong
     pool[41] = evaluation[17]
-    eval_labels = np.array([0] * 8 + [1] * 8 + [1] * 4)
-    eval_view = _view(evaluation, eval_labels, [f"e{i}" for i in range(20)])
-    eval_view.probs[:] = 0.0
-    eval_view.probs[np.arange(20), [0] * 8 + [1] * 8 + [0] * 4] = 1.0
-    pool_view = _view(pool, np.array([0] * 20 + [1] * 20 + [0] * 10),
-                      [f"p{i}" for i in range(50)])
-    pool_view.labels[:] = -1
+    eval_view, pool_view = _labeled_splits(evaluation, pool, [0] * 8 + [1] * 8 + [1] * 4)
     splits = {"eval": eval_view, "pool": pool_view}
     duplicates = pd.DataFrame({"group_id": [0, 0, 1, 1, 2, 2, 3, 3],
                                "id": ["e16", "p40", "e17", "p41", "t3", "p3", "p5", "p6"],

@@ -292,17 +292,24 @@ def test_a_server_restart_mid_round_resumes_without_duplicates(run, admin, studi
     assert len(review(store)) == BUDGET + BATCH
 
 
-def test_a_queue_no_better_than_random_makes_the_next_round_random_picks(run, admin):
-    store, config, truth = run
+def _with_fallback(run) -> tuple:
+    """The run with loop.random_fallback on, its round-1 review tasks, and each training row's
+    given label."""
+    store, config, _ = run
     config.loop.random_fallback = True
-    first = review(store)
     train = store.read_table(artifacts.TRAIN.path, columns=["id", "label"]).to_pandas()
-    given = dict(zip(train["id"], train["label"], strict=True))
+    return store, config, review(store), dict(zip(train["id"], train["label"], strict=True))
+
+
+OTHER = {"pos": "neg", "neg": "pos"}
+
+
+def test_a_queue_no_better_than_random_makes_the_next_round_random_picks(run, admin):
+    store, config, first, given = _with_fallback(run)
     controls = set(first.loc[first["source"] == "random_control", "id"])
-    other = {"pos": "neg", "neg": "pos"}
     # every flagged label kept as given, every control corrected
     answer(admin, store, first["id"],
-           lambda x: other[given[x]] if x in controls else given[x])
+           lambda x: OTHER[given[x]] if x in controls else given[x])
     lines: list[str] = []
     result = run_next(store, config, client=admin, progress=False, say=lines.append)
     assert result.mode == "random" and not result.queue_test["beats_random"]
@@ -313,17 +320,12 @@ def test_a_queue_no_better_than_random_makes_the_next_round_random_picks(run, ad
 
 
 def test_too_few_controls_to_test_the_ranking_keep_the_next_round_ranked(run, admin):
-    store, config, truth = run
-    config.loop.random_fallback = True
-    first = review(store)
-    train = store.read_table(artifacts.TRAIN.path, columns=["id", "label"]).to_pandas()
-    given = dict(zip(train["id"], train["label"], strict=True))
+    store, config, first, given = _with_fallback(run)
     flagged = list(first.loc[first["source"] == "flagged", "id"])
-    other = {"pos": "neg", "neg": "pos"}
     # half the flagged labels corrected, every control kept: 18 of 36 against 0 of 4, which
     # even 0 of 4 cannot show to be better (p = 0.08)
     corrected = set(flagged[::2])
-    answer(admin, store, first["id"], lambda x: other[given[x]] if x in corrected else given[x])
+    answer(admin, store, first["id"], lambda x: OTHER[given[x]] if x in corrected else given[x])
     lines: list[str] = []
     result = run_next(store, config, client=admin, progress=False, say=lines.append)
     test = result.queue_test
