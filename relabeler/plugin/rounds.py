@@ -22,13 +22,12 @@ from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import (
     PRIORITY_VIEW,
-    PushError,
     _pending_rows,
     _sync_project,
-    check_evidence,
     ensure_project,
     reconcile,
 )
+from relabeler.plugin.push_checks import PushError, check_evidence
 from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.queue_plan import CONTROL, FLAGGED, holds_manifest, read_manifest
 from relabeler.store import RunStore
