@@ -259,12 +259,12 @@ COMPLETE = "comparison.json"
 
 def _version_folders(store: RunStore) -> dict[int, bool]:
     """Every ``retrain/vN`` folder's N, and whether it is complete (:data:`COMPLETE`)."""
-    parts = [part.split("/") for part in store.list("retrain")]
-    numbers = {int(p[1][1:]) for p in parts if len(p) >= 3 and p[1][:1] == "v"
-               and p[1][1:].isdigit()}
-    done = {int(p[1][1:]) for p in parts if len(p) == 3 and p[2] == COMPLETE
-            and p[1][:1] == "v" and p[1][1:].isdigit()}
-    return {n: n in done for n in sorted(numbers)}
+    folders: dict[int, bool] = {}
+    for _, name, *rest in (p.split("/") for p in store.list("retrain") if p.count("/") >= 2):
+        if name[:1] == "v" and name[1:].isdigit():
+            number = int(name[1:])
+            folders[number] = folders.get(number, False) or rest == [COMPLETE]
+    return dict(sorted(folders.items()))
 
 
 def dataset_versions(store: RunStore) -> list[int]:
