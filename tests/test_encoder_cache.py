@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import relabeler.training as training
-from relabeler.encoder_cache import EncoderCache, cache_root, encoder_fingerprint
+from relabeler.encoder_cache import EncoderCache, cache_root, encoder_fingerprint, text_keys
 from relabeler.model import load_classifier, load_tokenizer
 from relabeler.training import encoder_cls
 
@@ -56,7 +56,11 @@ def test_states_equal_encoding_and_each_text_is_encoded_once(model_and_tokenizer
     # run or the other way round
     gpu = cache._folder(torch.device("cuda"))
     assert gpu.name == f"{cache.folder.name}-cuda-bf16" and cache._folder(CPU) == cache.folder
-    assert cache._load(gpu) == {}
+    assert cache._load(gpu, text_keys(TEXTS)) == {}
+    # a lookup returns the states of the keys asked for, and only those
+    some = cache._load(cache.folder, text_keys([TEXTS[4], TEXTS[1], "never encoded"]))
+    assert set(some) == set(text_keys([TEXTS[4], TEXTS[1]]))
+    np.testing.assert_array_equal(some[text_keys([TEXTS[1]])[0]], both[1].numpy())
 
 
 def test_the_key_follows_the_encoder_not_the_head(model_and_tokenizer):
