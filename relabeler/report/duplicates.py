@@ -3,8 +3,8 @@
 Reads ``scores/duplicates.parquet`` (written by ``relabeler score``). An eval row in a group
 with a training row is *leaked*: the model saw its text (or a light edit of it) in training,
 so its accuracy there says little about new data. The section gives both models' eval
-accuracy with and without the leaked rows, the gain on the rows that are not leaked (paired
-bootstrap), the groups whose labels conflict and the training texts repeated most.
+accuracy with and without the leaked rows, the gain on the rows that are not leaked (with its
+paired interval), the groups whose labels conflict and the training texts repeated most.
 """
 
 from __future__ import annotations

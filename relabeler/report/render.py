@@ -169,7 +169,8 @@ text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;
 <h1>What the relabeling bought</h1>
 {_stale_html(report.get("stale"))}
 <p>Run <code>{html.escape(report['run'])}</code>, dataset version {report['version']},
-{ev['n_eval']} eval samples, paired bootstrap ({ev['n_boot']} draws).</p>
+{ev['n_eval']} eval samples; accuracy's interval: Newcombe's paired score interval, the
+other metrics': paired bootstrap ({ev['n_boot']} draws).</p>
 <p class="big">Eval accuracy {_fmt(ev['accuracy']['before'])} &rarr;
 {_fmt(ev['accuracy']['after'])} ({100 * ev['accuracy']['delta']:+.1f} points,
 95% CI [{100 * ev['accuracy']['ci95'][0]:+.1f}, {100 * ev['accuracy']['ci95'][1]:+.1f}]),

@@ -20,13 +20,37 @@ def test_before_after_values_by_hand():
     assert low <= 0.25 <= high
 
 
-def test_identical_models_have_a_zero_interval():
+def test_identical_models_have_a_narrow_interval_around_zero():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 300)
     pred = np.where(rng.random(300) < 0.8, labels, (labels + 1) % 3)
     result = paired_bootstrap(labels, pred, pred, ["x", "y", "z"], n_boot=100)
-    assert result["accuracy"]["ci95"] == [0.0, 0.0]
-    assert result["macro_f1"]["delta"] == 0.0
+    # no prediction changed on 300 rows: the gain is 0, and on the population within about a
+    # point either way (the score interval; a bootstrap said exactly [0, 0])
+    low, high = result["accuracy"]["ci95"]
+    assert result["accuracy"]["delta"] == 0.0
+    assert low == pytest.approx(-high) and 0.005 < high < 0.02
+    assert result["macro_f1"]["delta"] == 0.0 and result["macro_f1"]["ci95"] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(("rows", "fixed", "broken", "expected"), [
+    (2, 2, 0, [0.0700, 1.0]),       # a bootstrap said [1, 1]
+    (5, 5, 0, [0.3855, 1.0]),       # [1, 1]
+    (20, 4, 0, [-0.0005, 0.4160]),  # [0.05, 0.40]: McNemar's exact p is 0.125
+    (100, 4, 0, [-0.0043, 0.0984]),  # [0.01, 0.08]
+    (100, 10, 3, [-0.0025, 0.1481]),
+])
+def test_the_accuracy_gain_has_newcombes_paired_score_interval(rows, fixed, broken, expected):
+    # Newcombe (1998) method 10, computed by hand from the two Wilson intervals and the
+    # pairs' correlation; a few predictions that all changed the same way no longer give a
+    # zero-width interval or one that leaves out 0 where an exact test cannot reject it
+    labels = np.zeros(rows, dtype=np.int64)
+    before = np.r_[np.ones(fixed), np.zeros(rows - fixed)].astype(np.int64)
+    after = np.zeros(rows, dtype=np.int64)
+    after[fixed:fixed + broken] = 1
+    result = paired_bootstrap(labels, before, after, ["a", "b"], n_boot=200)
+    assert result["accuracy"]["delta"] == pytest.approx((fixed - broken) / rows)
+    assert result["accuracy"]["ci95"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_a_clear_gain_has_an_interval_above_zero():
@@ -116,5 +140,6 @@ def test_the_lift_is_n_a_when_nothing_was_corrected_and_not_measurable_without_a
 
 def test_one_eval_row_gives_the_widest_interval_not_an_error():
     result = paired_bootstrap(np.array([1]), np.array([0]), np.array([1]), ["a", "b"])
-    assert result["accuracy"]["delta"] == 1.0 and result["accuracy"]["ci95"] == [-1.0, 1.0]
+    assert result["accuracy"]["delta"] == 1.0
+    assert result["accuracy"]["ci95"] == pytest.approx([-0.1221, 1.0], abs=1e-4)
     assert result["per_class"]["b"]["recall"]["ci95"] == [-1.0, 1.0]
