@@ -5,7 +5,8 @@ Shown when more than one person answered. Agreement over the tasks with two or m
 0 = what chance gives, below 0 = worse), the share of answer pairs that agree, and the share
 of tasks with any disagreement. Per annotator, from ``labels/annotators.parquet``: answers,
 agreement with the resolved label, and the accuracy the consensus estimated
-(:mod:`relabeler.plugin.consensus`; empty with majority vote).
+(:mod:`relabeler.plugin.consensus`: Dawid-Skene's; CROWDLAB's quality score in its place, under
+its own name; empty with majority vote).
 """
 
 from __future__ import annotations
@@ -102,11 +103,18 @@ def render_annotators(section: dict) -> str:
     """The HTML of the section; empty when the report has none."""
     if not section:
         return ""
+    # Dawid-Skene estimates each annotator's accuracy; CROWDLAB (cleanlab) gives a quality
+    # score in [0, 1] instead, shown under its own name; majority vote gives neither
+    people = section["annotators"]
+    key, header = "estimated_accuracy", "estimated accuracy"
+    if all(a["estimated_accuracy"] is None for a in people) and any(
+            a.get("quality") is not None for a in people):
+        key, header = "quality", "quality (CROWDLAB's score, 0 to 1)"
     rows = "".join(
         f"<tr><td>{html.escape(a['annotator'])}</td><td>{a['answers']}</td>"
-        f"<td>{_cell(a['estimated_accuracy'])}</td>"
+        f"<td>{_cell(a.get(key), pct=key == 'estimated_accuracy')}</td>"
         f"<td>{_cell(a['agreement_with_consensus'])}</td></tr>"
-        for a in section["annotators"])
+        for a in people)
     resolved = ", ".join(f"{n} by {html.escape(k)}" for k, n in
                          sorted(section["resolved_by"].items())) or "none"
     return (
@@ -116,5 +124,5 @@ def render_annotators(section: dict) -> str:
         "(1 = perfect agreement, 0 = chance), pairwise agreement "
         f"{_cell(section['pairwise_agreement'])}, tasks with disagreement "
         f"{_cell(section['share_disagreeing'])}. Tasks resolved: {resolved}.</p>"
-        "<table><tr><th>annotator</th><th>answers</th><th>estimated accuracy</th>"
+        f"<table><tr><th>annotator</th><th>answers</th><th>{header}</th>"
         f"<th>agreement with the resolved label</th></tr>{rows}</table>")

@@ -66,6 +66,21 @@ def test_the_section_gives_agreement_and_each_annotators_quality(tmp_path):
     page = render_annotators(section)
     assert "<h2>Annotators</h2>" in page and "0.44" in page and "95.0%" in page
     assert "<td>cy</td><td>1</td><td>n/a</td>" in page
+    assert "<th>estimated accuracy</th>" in page
+
+
+def test_crowdlabs_quality_is_shown_where_no_accuracy_is_estimated(tmp_path):
+    # CROWDLAB writes a quality score and no estimated accuracy: the page showed n/a for all
+    store = RunStore(str(tmp_path / "run"))
+    frame = pd.DataFrame({"annotator": ["ann", "bob"], "answers": [4, 3],
+                          "agreement_with_consensus": [1.0, 2 / 3], "quality": [0.673, 0.487],
+                          "estimated_accuracy": [float("nan")] * 2})
+    store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
+        frame, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
+    page = render_annotators(annotators_section(store, corrections_frame()))
+    assert "<th>quality (CROWDLAB's score, 0 to 1)</th>" in page
+    assert "<td>ann</td><td>4</td><td>0.67</td><td>100.0%</td>" in page
+    assert "<td>bob</td><td>3</td><td>0.49</td><td>66.7%</td>" in page
 
 
 def test_one_annotator_or_none_has_no_section(tmp_path):
