@@ -103,12 +103,16 @@ def review_answers(manifest: pd.DataFrame, corrections: pd.DataFrame, *,
 
 
 def labels_given(answers: pd.DataFrame) -> pd.Series:
-    """The labels spent on each answered task: the answers people gave it (``n_annotations``),
-    one where that is unknown (a null, or a file without the column). Every count of labels
-    spent in the report is a sum of these."""
+    """The labels spent on each answered task: the answers people gave it (``n_annotations``
+    less the skips, ``n_skipped``: a skip is no label, as in the annotators' counts), one where
+    that is unknown (a null, or a file without the column). Every count of labels spent in
+    the report is a sum of these."""
     if "n_annotations" not in answers.columns:
         return pd.Series(1, index=answers.index, dtype="int64")
-    return answers["n_annotations"].fillna(1).astype("int64")
+    skipped = (answers["n_skipped"].fillna(0) if "n_skipped" in answers.columns
+               else pd.Series(0, index=answers.index))
+    given = answers["n_annotations"].fillna(1) - skipped.where(answers["n_annotations"].notna(), 0)
+    return given.clip(lower=0).astype("int64")
 
 
 def burn_down(manifest: pd.DataFrame, corrections: pd.DataFrame, train: pd.DataFrame, *,

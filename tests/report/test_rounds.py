@@ -166,3 +166,14 @@ def test_the_verdicts_of_the_flagged_tasks_against_the_controls():
     assert queue_against_controls(12, 57, 4, 20)["verdict"] == "no better"  # 21% vs 20%
     assert queue_against_controls(1, 57, 1, 3)["verdict"] == "no better"  # 2% vs 33%
     assert queue_against_controls(0, 57, 0, 3)["verdict"] == "no better"
+
+
+def test_a_skip_is_no_label_spent():
+    # a skip gives no label: the annotators' counts leave it out, and so do the labels spent
+    # (one answer and one skip were 2 labels; a task only skipped was 1)
+    from relabeler.report.rounds import labels_given
+
+    frame = pd.DataFrame({"n_annotations": [2, 1, 3, None], "n_skipped": [1, 1, 0, None]})
+    assert labels_given(frame).tolist() == [1, 0, 3, 1]
+    assert labels_given(frame.drop(columns="n_skipped")).tolist() == [2, 1, 3, 1]
+    assert labels_given(frame.drop(columns=["n_annotations", "n_skipped"])).tolist() == [1] * 4
