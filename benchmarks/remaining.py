@@ -64,8 +64,9 @@ def run_config(folder: Path, pooling: str):
 def _scoring(view, cfg) -> dict:
     """One scoring of the training rows: suspect score, the probability that the label is
     wrong under the score's noise-aware posterior, and the noise model's wrong share."""
-    from relabeler.jobs.score import noise_summary, suspect_signals, wrong_probability
+    from relabeler.jobs.score import noise_summary, suspect_signals
     from relabeler.selectors import rank
+    from relabeler.selectors.rank import wrong_probability
 
     signals, distributions, details = suspect_signals(view, cfg)
     posterior = rank.ensemble_posterior(distributions)

@@ -213,13 +213,15 @@ DUPLICATES = Artifact("scores/duplicates.parquet", "score", "table",
                               ("similarity", _F32), ("label", _STR), ("text_hash", _STR)))
 EVAL_SUSPECTS = Artifact(
     "scores/eval_suspects.parquet", "score", "table",
-    "Every labeled eval row ranked by how likely its label is wrong (the eval audit): the "
-    "normalized margin of the given label under the mean of the model's probabilities and "
-    "its training neighbours' out-of-fold ones (and, under class-conditional noise, their "
-    "labels, noise-corrected).",
+    "Every labeled eval row ranked by how likely its label is wrong (the eval audit): "
+    "suspect_score is the normalized margin of the given label under the mean of the model's "
+    "probabilities and its training neighbours' out-of-fold ones (under class-conditional "
+    "noise, the mean rank of each view's margin, their labels included, noise-corrected: a "
+    "rank, not a probability); wrong_probability is 1 - that mean's probability of the given "
+    "label in either case.",
     _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
             ("suggested_label", _STR), ("suggested_confidence", _F32), ("margin", _F32),
-            ("knn_margin", _F32)))
+            ("knn_margin", _F32), ("wrong_probability", _F32)))
 SUMMARY = Artifact("scores/summary.json", "score", "json",
                    "The score stage's summary: views, noise model, shortcut test, counts, "
                    "seconds.")

@@ -80,7 +80,8 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
         "given_label": [classes[i] for i in labels],
         "suggested_label": [classes[i] for i in suggested],
         "suggested_confidence": suggested_conf.astype(np.float32),
-        **{name: value.astype(np.float32) for name, value in signals.items()}})
+        **{name: value.astype(np.float32) for name, value in signals.items()},
+        "wrong_probability": rank.wrong_probability(posterior, labels)})
     return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
 

@@ -283,14 +283,6 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     return signals, distributions, details
 
 
-def wrong_probability(posterior: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N,) float32: 1 - the noise-aware posterior of each row's given label, the score's
-    chance that the label is wrong. Uncalibrated (the views are averaged): the remaining-errors
-    estimate calibrates it on the answered tasks."""
-    rows = np.arange(len(labels))
-    return (1.0 - posterior[rows, labels]).astype(np.float32)
-
-
 def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
                    *, noise_model: noise.NoiseModel | None = None
                    ) -> tuple[pd.DataFrame, dict]:
@@ -359,7 +351,7 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
         "suggested_label": classes[suggested],
         "suggested_confidence": suggested_conf,
         # the posterior's chance that the given label is wrong: what is left scales its sum
-        "wrong_probability": wrong_probability(posterior, view.labels),
+        "wrong_probability": rank.wrong_probability(posterior, view.labels),
         **{name: np.asarray(v, dtype=np.float32) for name, v in signals.items()},
         "reasons": reasons,
         "support_ids": support_ids,

@@ -125,7 +125,7 @@ class QueueRescorer:
         model_probs: (N, C) the head refit on every row with ``labels`` (``refit`` mode).
         Returns (N,) suspect scores and (N,) the chances that the labels are wrong (the
         suspects' ``wrong_probability``)."""
-        from relabeler.jobs.score import suspect_signals, wrong_probability
+        from relabeler.jobs.score import suspect_signals
 
         view = dataclasses.replace(self.view, labels=np.asarray(labels, dtype=np.int64))
         if self.mode == "refit":
@@ -136,7 +136,7 @@ class QueueRescorer:
                                        oof_probs=self._out_of_fold(view.labels))
         signals, distributions, _ = suspect_signals(view, self.cfg)
         return (rank.combine(signals),
-                wrong_probability(rank.ensemble_posterior(distributions), view.labels))
+                rank.wrong_probability(rank.ensemble_posterior(distributions), view.labels))
 
     def _out_of_fold(self, labels: np.ndarray) -> np.ndarray:
         oof = np.zeros((len(labels), len(self.view.classes)), dtype=np.float32)

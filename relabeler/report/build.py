@@ -203,6 +203,9 @@ def _labels_spent(corrections: pd.DataFrame, audit: pd.DataFrame, train_ids: set
             "eval_audit": int(labels_given(audit).sum())}
 
 
+HIGH_SUSPICION = 0.9  # an eval label with at most a 10% chance of being right
+
+
 def _eval_audit(store: RunStore, answers: pd.DataFrame, top: int = 10) -> dict:
     """The eval rows whose labels most deserve a second look before the gain is trusted: the
     highest-ranked ones the eval audit has not answered (keep, relabel or drop; ``answers``:
@@ -212,9 +215,16 @@ def _eval_audit(store: RunStore, answers: pd.DataFrame, top: int = 10) -> dict:
     ranked = store.read_table(artifacts.EVAL_SUSPECTS.path).to_pandas().sort_values(
         "rank", kind="stable")
     done = ranked["id"].isin(set(answers.loc[answers["action"].isin(ANSWERED), "id"]))
-    disputed = ranked["suspect_score"] >= 0.9
-    return {"ranked": int(len(ranked)), "high_suspicion": int(disputed.sum()),
-            "audited": int(done.sum()), "high_suspicion_unaudited": int((disputed & ~done).sum()),
+    # on the probability scale whatever the ranking: under class-conditional noise the suspect
+    # score is a mean rank, and its top tenth is always 0.9 or more. None for a ranking made
+    # before the column existed (score again to get it)
+    disputed = (ranked["wrong_probability"] >= HIGH_SUSPICION
+                if "wrong_probability" in ranked.columns else None)
+    return {"ranked": int(len(ranked)),
+            "high_suspicion": None if disputed is None else int(disputed.sum()),
+            "audited": int(done.sum()),
+            "high_suspicion_unaudited": (None if disputed is None
+                                         else int((disputed & ~done).sum())),
             "top": ranked[~done].head(top)[["id", "given_label", "suggested_label",
                                             "suspect_score"]].to_dict("records")}
 

@@ -266,15 +266,17 @@ def _eval_audit_html(audit: dict) -> str:
     audited = audit.get("audited", 0)
     done = (f" The audit has answered {audited} of the ranked rows, left out of the list below."
             if audited else "")
-    unaudited = (f" ({audit['high_suspicion_unaudited']} of those not audited yet)"
+    unaudited = (f"; {audit['high_suspicion_unaudited']} of those not audited yet"
                  if audited and audit["high_suspicion"] else "")
+    high = ("" if audit["high_suspicion"] is None else
+            f", {audit['high_suspicion']} whose label the model and its neighbours give at most "
+            f"a 10% chance of being right (wrong_probability 0.9 or more{unaudited})")
     listed = ("Wrong eval labels move the measured gain; review the top of this list before "
               "trusting it.</p><table><tr><th>eval row</th><th>label</th><th>suggested</th>"
               f"<th>score</th></tr>{rows}</table>" if rows else
               "Every ranked eval row has been answered by the audit.</p>")
     return ("<h2>Eval audit</h2><p>The eval labels are checked as the training labels are: "
-            f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet), "
-            f"{audit['high_suspicion']} with a suspect score of 0.9 or more{unaudited}.{done} "
+            f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet){high}.{done} "
             f"{listed}" + _audited_gain_html(audit.get("gain") or {}))
 
 

@@ -194,6 +194,14 @@ def top_reasons(signals: Mapping[str, np.ndarray], *, threshold: float = 0.9,
     return [list(phrases[u]) for u in inverse.reshape(-1).tolist()]
 
 
+def wrong_probability(posterior: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) float32: 1 - the noise-aware posterior of each row's given label, the score's
+    chance that the label is wrong. Uncalibrated (the views are averaged): the remaining-errors
+    estimate calibrates it on the answered tasks."""
+    rows = np.arange(len(labels))
+    return (1.0 - posterior[rows, labels]).astype(np.float32)
+
+
 def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The most probable class other than the given one under ``posterior``, and its
     probability.

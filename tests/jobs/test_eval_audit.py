@@ -141,3 +141,31 @@ def test_fewer_training_rows_than_neighbours_still_rank_every_eval_row():
     assert len(frame) == len(evaluation.ids)
     assert frame["suspect_score"].between(0, 1).all()
     assert frame["knn_margin"].notna().all()
+
+
+def test_the_chance_a_label_is_wrong_is_on_the_probability_scale_under_any_noise_model():
+    # every eval label right and the model sure of them: under class-conditional noise the
+    # suspect score is a mean rank, so its top rows score high anyway (0.82 here, 0.9 and more
+    # on other data: the report's 0.9 cut on it always found some); wrong_probability (what
+    # the report counts as high suspicion now) stays near 0
+    features, labels, _ = clusters(1500, 7, spread=0.5)
+    sure = np.random.default_rng(7).uniform(0.96, 0.99, 1500)  # as sure, not tied
+    probs = np.repeat(((1 - sure) / 2)[:, None], 3, axis=1).astype(np.float32)
+    probs[np.arange(1500), labels] = sure
+    train = TrainView(ids=np.array([f"t{i}" for i in range(1000)], dtype=object),
+                      labels=labels[:1000], features=features[:1000], probs=probs[:1000],
+                      pred=labels[:1000], classes=["a", "b", "c"], oof_probs=probs[:1000],
+                      margins=None)
+    evaluation = SplitView(ids=np.array([f"e{i}" for i in range(500)], dtype=object),
+                           labels=labels[1000:], features=features[1000:], probs=probs[1000:],
+                           pred=labels[1000:])
+    lopsided = noise.noise_model_from_joint(
+        np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),
+        kind="class_conditional")
+    frame = score_eval(train, evaluation, ScoreConfig(), lopsided)
+    assert frame["suspect_score"].max() > 0.8
+    assert frame["wrong_probability"].between(0, 1).all()
+    assert frame["wrong_probability"].max() < 0.1
+    plain = score_eval(train, evaluation, ScoreConfig())
+    # without the noise model, binary or not, it is 1 - the mean probability of the label
+    assert plain["wrong_probability"].max() < 0.1

@@ -88,7 +88,7 @@ def test_stored_audit_reads_a_finished_simulation(tmp_path):
     store.write_table(artifacts.EVAL_SUSPECTS.path, pa.Table.from_pandas(pd.DataFrame({
         "id": ranked, "rank": np.arange(1, 11), "suspect_score": score, "given_label": given,
         "suggested_label": given, "suggested_confidence": score, "margin": score,
-        "knn_margin": score})))
+        "knn_margin": score, "wrong_probability": score})))
     store.write_table(artifacts.EVAL_PREDICTIONS.path, pa.table({
         "id": pred.index.tolist(), "label": evaluation["label"].tolist(), "pred": pred.tolist(),
         "probs": pa.array([[0.5, 0.5]] * 10, pa.list_(pa.float32(), 2))}))

@@ -147,6 +147,7 @@ def _write_eval(store: RunStore, rng: np.random.Generator, n_eval: int) -> None:
         "id": evaluation["id"], "rank": ranks, "suspect_score": score.astype(np.float32),
         "given_label": given, "suggested_label": true,
         "suggested_confidence": np.float32(0.8), "margin": score.astype(np.float32),
-        "knn_margin": score.astype(np.float32)}).sort_values("rank", ignore_index=True)
+        "knn_margin": score.astype(np.float32),
+        "wrong_probability": score.astype(np.float32)}).sort_values("rank", ignore_index=True)
     store.write_table("scores/eval_suspects.parquet",
                       pa.Table.from_pandas(suspects, preserve_index=False))

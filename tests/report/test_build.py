@@ -68,7 +68,10 @@ def finished_run(tmp_path, corrections: pd.DataFrame, *, classes=("neg", "pos"),
             "given_label": evaluation["label"],
             "suggested_label": [classes[(i + 1) % len(classes)] for i in range(n_eval)],
             "suggested_confidence": np.float32(0.9), "margin": np.float32(-0.5),
-            "knn_margin": np.float32(-0.5)}), preserve_index=False))
+            "knn_margin": np.float32(-0.5),
+            # the chance scale, not the score's: 3 rows of 0.9 or more, the first not
+            "wrong_probability": np.r_[0.5, 0.95, 0.9, 0.92, np.zeros(n_eval - 4)].astype(
+                np.float32)}), preserve_index=False))
     store.mark_done("data")
     store.mark_done("train")
     fingerprint = corrections_fingerprint(store.read_table(artifacts.CORRECTIONS.path))
@@ -163,10 +166,13 @@ def test_the_eval_audit_list_leaves_out_the_rows_the_audit_answered(tmp_path):
     audit = report["eval_audit"]
     assert [r["id"] for r in audit["top"]] == [f"e{i:02d}" for i in range(3, 13)]
     assert (audit["ranked"], audit["audited"]) == (20, 3)
-    assert audit["high_suspicion"] == 2 and audit["high_suspicion_unaudited"] == 0
+    # e01-e03 have a wrong_probability of 0.9 or more (e00, ranked first, does not); the audit
+    # answered e01 and e02, and e03 only "unsure"
+    assert audit["high_suspicion"] == 3 and audit["high_suspicion_unaudited"] == 1
     page = (tmp_path / "run/report/report.html").read_text()
     section = page[page.index("<h2>Eval audit"):]
-    assert ("2 with a suspect score of 0.9 or more (0 of those not audited yet). The audit has "
+    assert ("3 whose label the model and its neighbours give at most a 10% chance of being "
+            "right (wrong_probability 0.9 or more; 1 of those not audited yet). The audit has "
             "answered 3 of the ranked rows, left out of the list below.") in section
     assert "<td>e00</td>" not in section and "<td>e03</td>" in section
 
