@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from relabeler import artifacts
@@ -61,6 +62,16 @@ from relabeler.store import RunStore
 log = logging.getLogger(__name__)
 
 STAGE = "retrain"
+
+
+def version_pool(pool: pa.Table, corrections: pd.DataFrame) -> pa.Table:
+    """A dataset version's pool: the run's pool less the rows people labeled (they joined
+    the training set: :func:`apply_corrections`) or dropped as invalid, so that no id is in two
+    splits and no answered row is acquired again; a pool row answered "Not sure" stays. The
+    table's columns and types are the run's."""
+    answered = corrections.loc[corrections["action"].isin(("relabel", "keep", "drop")), "id"]
+    value_set = pa.array(sorted(set(answered.astype(str))), pa.string())
+    return pool.filter(pc.invert(pc.is_in(pool.column("id"), value_set=value_set)))
 
 
 def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.DataFrame,
@@ -390,9 +401,9 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                                   "started": datetime.now(UTC).isoformat()})
         sub.write_table(artifacts.TRAIN.path,
                         pa.Table.from_pandas(new_train, preserve_index=False))
-        for split in ("eval", "pool"):
-            path = artifacts.SPLIT(split=split)
-            sub.write_table(path, store.read_table(path))
+        sub.write_table(artifacts.EVAL.path, store.read_table(artifacts.EVAL.path))
+        sub.write_table(artifacts.POOL.path, version_pool(
+            store.read_table(artifacts.POOL.path), corrections))
         if audited is not None:
             sub.write_table(artifacts.EVAL_AUDITED_FILE, pa.Table.from_pandas(
                 audited[0], preserve_index=False))

@@ -184,6 +184,18 @@ EVAL = pd.DataFrame({"id": ["e1", "e2", "e3", "e4"], "text": ["x1", "x2", "x3", 
                      "label": ["pos", "pos", "neg", "neg"]})
 
 
+def test_a_versions_pool_loses_the_rows_people_labeled_or_dropped():
+    from relabeler.jobs.retrain import version_pool
+
+    pool = pa.table({"id": ["p1", "p2", "p3", "p4", "p5"], "text": list("abcde"),
+                     "label": pa.nulls(5, pa.string())})
+    answers = pd.DataFrame({"id": ["p1", "p2", "p3", "p4", "t9"],
+                            "action": ["relabel", "keep", "drop", "unsure", "relabel"]})
+    kept = version_pool(pool, answers)
+    # labeled (relabel, keep) and dropped rows leave; "Not sure" and unanswered ones stay
+    assert kept.column("id").to_pylist() == ["p4", "p5"] and kept.schema == pool.schema
+
+
 def test_eval_answers_never_reach_the_training_set():
     corrections = _corrections([("a", "pos", "neg", "relabel"), ("e1", "pos", "neg", "relabel"),
                                 ("e3", "neg", "pos", "relabel")])
@@ -366,6 +378,14 @@ def test_the_report_measures_eval_steered_acquisition_without_the_rows_that_stee
         return write_report(store)
 
     report = answer(picks["id"][:3])
+    # the three labeled picks joined the version's training set and left its pool: no id is in
+    # two splits (the pool was copied whole, so round 2 scored them as copies of themselves)
+    v1 = RunStore(store.path("retrain/v1"))
+    v1_train = set(v1.read_table("dataset/train.parquet").column("id").to_pylist())
+    v1_pool = v1.read_table("dataset/pool.parquet")
+    assert set(picks["id"][:3]) <= v1_train and not v1_train & set(v1_pool["id"].to_pylist())
+    assert v1_pool.num_rows == len(pool) - 3
+    assert v1_pool.schema == store.read_table("dataset/pool.parquet").schema
     gain = report["eval_unsteered"]
     predicted = store.read_table("train/eval_predictions.parquet").to_pandas()
     steered = steering(predicted["id"].to_numpy(dtype=object), 0.5)
