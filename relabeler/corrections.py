@@ -15,6 +15,9 @@ from relabeler.queue_plan import EVAL_AUDIT
 
 CORRECTIONS = artifacts.CORRECTIONS.path
 KEEP, RELABEL, DROP_ACTION, UNSURE = "keep", "relabel", "drop", "unsure"
+# the reviewers' answers besides the classes (Label Studio choices): no class may be named so
+ANSWER_NOT_SURE, ANSWER_DROP = "Not sure", "Drop: not a valid sample"
+RESERVED_LABELS = (ANSWER_NOT_SURE, ANSWER_DROP)
 ACTIONS = (KEEP, RELABEL, DROP_ACTION, UNSURE)
 #: every column pull writes: the ones retrain needs, then the provenance
 CORRECTIONS_SCHEMA = pa.schema([*artifacts.CORRECTIONS.schema, *artifacts.CORRECTIONS.optional])

@@ -1025,3 +1025,19 @@ def test_a_chosen_id_column_must_exist_even_when_it_is_the_default(tmp_path: Pat
         load_dataset(str(path), require_id=True)
     ds = load_dataset(str(path), eval_fraction=0)  # not chosen: ids are generated
     assert ds.train["id"].str.fullmatch(r"r[0-9a-f]{16}").tolist() == [True, True]
+
+
+def test_a_class_named_like_a_reviewers_answer_is_refused_before_anything_trains(
+        tmp_path: Path):
+    # push refused it after data, train, score and attribute had run, naming no file
+    frame = pd.DataFrame({"text": list("abcdef"),
+                          "Category": ["pos", "Not sure", "neg", "Not sure",
+                                       "Drop: not a valid sample", "pos"]})
+    path = _write_csv(tmp_path / "d.csv", frame)
+    with pytest.raises(DataError) as exc:
+        load_dataset(str(path), label_col="Category")
+    assert str(exc.value) == (
+        f"file {path}, line 3 (data row 1), column 'Category': label 'Not sure' (2 rows; "
+        "'Drop: not a valid sample' too, 1 row) is an answer reviewers give in Label Studio "
+        "besides the classes ('Not sure' and 'Drop: not a valid sample'); rename the class in "
+        "the source")

@@ -15,6 +15,7 @@ from relabeler.data.validate import (
     Columns,
     Source,
     check_label_spellings,
+    check_reserved_labels,
     drop_duplicate_ids,
     open_source,
     stage_rows,
@@ -161,6 +162,7 @@ def load_dataset(
                        " and ".join(generated))
     records = drop_duplicate_ids(records, columns, bad_rows)
     check_label_spellings(records, label_col)
+    check_reserved_labels(records, label_col)
 
     rng = np.random.default_rng(seed)
     main_records = _sample(main, [r for r in records if r["source"] is main], sample, rng)

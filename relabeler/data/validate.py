@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relabeler.corrections import RESERVED_LABELS
 from relabeler.data.demos import DEMO_DATASETS
 from relabeler.data.readers import BadLine, is_null, is_uri, read_table_rows
 from relabeler.errors import DataError
@@ -330,6 +331,28 @@ def _label_key(label: str) -> str:
         return key
     value = decimal.Decimal(key)
     return str(int(value)) if value == value.to_integral_value() else key
+
+
+def check_reserved_labels(records: list[dict[str, Any]], label_col: str) -> None:
+    """Raise when a label is one of the reviewers' extra answers ("Not sure", "Drop: not a
+    valid sample"): Label Studio would show the class and the answer as one choice, so push
+    refuses such a class; here it is refused before anything trains, naming its first row."""
+    found: dict[str, list] = {}
+    for record in records:
+        if record["label"] in RESERVED_LABELS:
+            found.setdefault(record["label"], [record, 0])[1] += 1
+    if not found:
+        return
+    def rows(n: int) -> str:
+        return f"{n} row{'s' if n != 1 else ''}"
+
+    label, (first, count) = next(iter(found.items()))
+    others = "".join(f"; {other!r} too, {rows(n)}" for other, (_, n) in list(found.items())[1:])
+    raise DataError(
+        f"{first['source'].where}, {locate(first['row'], first['line'])}, column "
+        f"{label_col!r}: label {label!r} ({rows(count)}{others}) is "
+        f"an answer reviewers give in Label Studio besides the classes "
+        f"({' and '.join(map(repr, RESERVED_LABELS))}); rename the class in the source")
 
 
 def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:

@@ -19,10 +19,10 @@ from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk.label_interface import LabelInterface
 
+from relabeler.corrections import ANSWER_DROP as DROP
+from relabeler.corrections import ANSWER_NOT_SURE as NOT_SURE
 from relabeler.errors import PluginError
 
-NOT_SURE = "Not sure"
-DROP = "Drop: not a valid sample"
 SUPPORTS_SUGGESTION = "Supports suggestion"
 SUPPORTS_GIVEN = "Supports given label"
 # colour-blind-safe pair (blue / orange), readable behind black text
