@@ -244,8 +244,12 @@ def _audited_gain_html(gain: dict) -> str:
                 f"<td><b>{100 * leaf['delta']:+.1f}</b></td>"
                 f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>")
 
-    return (f"<p>{gain['reviewed']} eval labels audited: {gain['changed']} changed, "
-            f"{gain['dropped']} eval rows dropped. The gain on the original eval labels beside "
+    # every answer counts: the labels kept or changed and the rows dropped (the audit's
+    # "answered" figure above counts them all)
+    audited = gain["reviewed"] + gain["dropped"]
+    kept = gain["reviewed"] - gain["changed"]
+    return (f"<p>{audited} eval labels audited: {kept} confirmed, {gain['changed']} changed, "
+            f"{gain['dropped']} dropped. The gain on the original eval labels beside "
             f"the gain on the audited ones; <b>{100 * gain['from_eval_errors']:+.1f} points</b> "
             "of the measured gain depend on eval labels the audit changed.</p>"
             "<table><tr><th>eval labels</th><th>rows</th><th>before</th><th>after</th>"

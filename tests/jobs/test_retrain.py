@@ -330,6 +330,9 @@ def test_retrain_and_report_measure_the_gain_on_audited_eval_labels(tmp_path, ti
     assert report["corrections"]["reviewed"] == 1  # eval answers are not training corrections
     html = (tmp_path / "run/report/report.html").read_text()
     assert "of the measured gain depend on eval labels the audit changed" in html
+    # four answers: three labels changed, one row dropped, counted as the audit's answers are
+    # (it said "3 eval labels audited: 3 changed, 1 eval rows dropped")
+    assert "<p>4 eval labels audited: 0 confirmed, 3 changed, 1 dropped." in html
 
 
 def test_an_audit_that_drops_every_eval_row_leaves_the_original_comparison(
