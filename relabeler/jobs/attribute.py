@@ -198,13 +198,14 @@ def shift_spans(result: Attribution, offset: int) -> Attribution:
                             for a, b in result.offsets])
 
 
-def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
-               ) -> dict[str, np.ndarray]:
+def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None, *,
+               explain: bool = True) -> dict[str, np.ndarray]:
     """The (sample, target) rows to attribute, in queue order: suspects by rank (suggested,
     then given label), then acquired pool samples by rank (predicted class).
 
     ``plan``: the round's plan (``queue/plan.parquet``); every task in it is attributed, even
-    below ``top`` (a random control must look like the flagged tasks around it).
+    below ``top`` (a random control must look like the flagged tasks around it). ``explain``:
+    log how many planned tasks lie below ``top`` (off where ``top`` is not the user's).
 
     Returns columns id, text, source, target_role (object arrays), rank and target_index
     (int64 arrays)."""
@@ -217,7 +218,7 @@ def queue_rows(store: RunStore, top: int, plan: pd.DataFrame | None = None
     planned = set() if plan is None else set(plan["id"])
     if top:
         beyond = int((suspects["id"].isin(planned) & (suspects["rank"] > top)).sum())
-        if beyond:
+        if beyond and explain:
             log.info("attribute: --top %d, and %d more planned tasks of queue/plan.parquet "
                      "(studio.budget, its random controls) below it: every task pushed needs "
                      "its evidence", top, beyond)
@@ -438,7 +439,7 @@ def attribute_plan(store: RunStore, config: RunConfig, plan: pd.DataFrame, *,
                          f"{store.uri}` first")
     started = time.perf_counter()
     wanted = set(plan["id"])
-    rows = queue_rows(store, 1, plan)
+    rows = queue_rows(store, 1, plan, explain=False)  # the plan's rows; no --top to explain
     keep = np.array([i in wanted and s == "suspects"
                      for i, s in zip(rows["id"], rows["source"], strict=True)], dtype=bool)
     table, written = _attribute_rows(store, config, {k: v[keep] for k, v in rows.items()},

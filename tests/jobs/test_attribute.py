@@ -101,7 +101,7 @@ def test_attributions_cover_the_top_of_both_queues_and_resume(scored_run, caplog
 
 
 @pytest.mark.slow
-def test_every_task_of_the_plan_is_attributed_controls_too(scored_run):
+def test_every_task_of_the_plan_is_attributed_controls_too(scored_run, caplog):
     from relabeler.queue_plan import empty_manifest, plan_training_queue
 
     store, config = scored_run
@@ -118,7 +118,13 @@ def test_every_task_of_the_plan_is_attributed_controls_too(scored_run):
     assert sorted(plan.loc[plan["source"] == "flagged", "id"]) == sorted(flagged)
     assert store.read_table("queue/plan.parquet").num_rows == len(plan)
 
-    rows = queue_rows(store, TOP, plan)
+    with caplog.at_level("INFO", logger="relabeler.jobs.attribute"):
+        rows = queue_rows(store, TOP, plan)
+        # a round's own call (relabeler next) has no --top to explain: it said "--top 1"
+        assert len(queue_rows(store, 1, plan, explain=False)["id"]) == len(rows["id"])
+    assert [m for m in caplog.messages if "--top" in m] == [
+        f"attribute: --top {TOP}, and 2 more planned tasks of queue/plan.parquet (studio.budget, "
+        "its random controls) below it: every task pushed needs its evidence"]
     suspects = rows["source"] == "suspects"
     assert set(rows["id"][suspects]) == set(flagged) | set(controls)
     # in rank order, both targets each: the controls come after the top TOP
