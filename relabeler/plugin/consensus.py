@@ -113,8 +113,10 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
         who, wide, found = fit
         for row, label in zip(overlap, found.labels, strict=True):
             _apply(corrections, row, classes[int(label)], answers[row], method)
+        estimated = {a: round(x, 3) for a, x in found.accuracy.items() if np.isfinite(x)}
         log.info("pull: %d tasks answered by several annotators resolved with the model's help "
-                 "(%s) over %d annotators", len(overlap), method, len(who))
+                 "(%s) over %d annotators%s", len(overlap), method, len(who),
+                 f"; estimated accuracy {estimated}" if estimated else "")
         agreement = {a: float(np.mean(wide[wide[:, j] != MISSING, j]
                                       == found.labels[wide[:, j] != MISSING]))
                      for j, a in enumerate(who)}
@@ -208,9 +210,9 @@ def _dawid_skene(wide: np.ndarray, pred: np.ndarray, who: list[str],
     chance = flip_chance(found.posterior, float(np.mean(found.accuracy)))
     order = np.lexsort((found.posterior.max(axis=1), -chance))
     accuracy = dict(zip(who, found.accuracy.astype(float).tolist(), strict=True))
-    log.info("pull: Dawid-Skene: model weight %s, annotator accuracy %s",
-             [round(w, 2) for w in found.group_weights],
-             {a: round(x, 3) for a, x in accuracy.items()})
+    log.debug("pull: Dawid-Skene: model weight %s, annotator accuracy %s",
+              [round(w, 2) for w in found.group_weights],
+              {a: round(x, 3) for a, x in accuracy.items()})
     return _Consensus(labels=found.labels, ask_order=order, quality=accuracy, accuracy=accuracy)
 
 
