@@ -56,7 +56,7 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.corrections import split_eval_answers
-from relabeler.errors import RoundError, RoundLockedError
+from relabeler.errors import ConfigError, RoundError, RoundLockedError
 from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.queue_plan import (
     plan_next_round,
@@ -392,12 +392,18 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
     from relabeler.plugin.second_opinion import push_second_opinions
     from relabeler.report.rounds import NO_BETTER, UNDECIDED, queue_test
 
+    if (config.loop.batch or config.studio.budget) <= 0:  # checked before anything is pulled
+        raise ConfigError("loop.batch (--batch) is 0 and so is studio.budget, which it "
+                          "defaults to: a round would add no review task; set either above 0")
     seconds: dict[str, float] = {}
+    nothing_pushed = (f"nothing was pushed from {store.uri}: push round 1 first "
+                      f"(`relabeler push --run {store.uri}`)")
+    if not store.exists(artifacts.MANIFEST.path):  # before the lock makes studio/
+        raise RoundError(nothing_pushed)
     with round_lock(store):
         manifest = read_manifest(store)
         if manifest.empty:
-            raise RoundError(f"nothing was pushed from {store.uri}: push round 1 first "
-                             f"(`relabeler push --run {store.uri}`)")
+            raise RoundError(nothing_pushed)
         rounds = read_rounds(store)
         last = int(manifest["round"].max())
         recorded = {int(r["round"]) for r in rounds}

@@ -242,7 +242,19 @@ def test_next_before_any_push_says_to_push_round_1(tmp_path, capsys):
     assert main(["next", "--run", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "nothing was pushed from" in err and "push round 1 first" in err
-    assert not (tmp_path / "run/studio/round.lock").exists()
+    assert not (tmp_path / "run/studio").exists()  # not even an empty folder for the lock
+
+
+def test_next_with_a_batch_of_0_stops_before_pulling(tmp_path, capsys):
+    # it pulled, built a dataset version and then said "every training row was sent already"
+    from relabeler.cli import main
+
+    (tmp_path / "run").mkdir()
+    assert main(["next", "--run", str(tmp_path / "run"), "-q", "--batch", "0",
+                 "--set", "studio.budget=0"]) == 2
+    err = capsys.readouterr().err
+    assert "loop.batch (--batch) is 0 and so is studio.budget" in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------
