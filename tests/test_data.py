@@ -1041,3 +1041,20 @@ def test_a_class_named_like_a_reviewers_answer_is_refused_before_anything_trains
         "'Drop: not a valid sample' too, 1 row) is an answer reviewers give in Label Studio "
         "besides the classes ('Not sure' and 'Drop: not a valid sample'); rename the class in "
         "the source")
+
+
+def test_a_text_of_invisible_characters_only_is_an_empty_text(tmp_path: Path):
+    # a zero-width space, a byte-order mark or a lone combining accent tokenized to nothing:
+    # such rows were scored alike and would reach annotators as blank tasks
+    texts = ["good film", "\u200b", "bad film", "\u200b\ufeff", "\u0301", "caf\u00e9 ok", "ok"]
+    path = _write_jsonl(tmp_path / "d.jsonl", [
+        {"text": t, "label": "pos" if i % 2 else "neg"} for i, t in enumerate(texts)])
+    ds = load_dataset(str(path), on_bad_rows="skip", eval_fraction=0)
+    assert ds.rejected[["row", "reason"]].values.tolist() == [
+        [1, "empty text (only invisible characters: '\\u200b')"],
+        [3, "empty text (only invisible characters: '\\u200b\\ufeff')"],
+        [4, "empty text (only invisible characters: '\\u0301')"]]
+    assert sorted(ds.train["text"]) == ["bad film", "caf\u00e9 ok", "good film", "ok"]
+    with pytest.raises(DataError, match=r"d\.jsonl, line 2 \(data row 1\), column 'text': "
+                                        r"empty text \(only invisible"):
+        load_dataset(str(path), eval_fraction=0)

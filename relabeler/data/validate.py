@@ -62,6 +62,14 @@ def _scalar_to_str(value: object) -> str | None:
     return None
 
 
+def _visible(text: str) -> bool:
+    """Whether ``text`` holds a character a reader sees: not only spaces, controls, format
+    characters (zero-width space, byte-order mark) and combining marks, which tokenize to
+    nothing and would reach annotators as a blank task."""
+    return any(unicodedata.category(c)[0] not in "ZC" and unicodedata.category(c) != "Mn"
+               for c in text)
+
+
 def _generated_id(row: int, text: object, salt: str = "") -> str:
     return "r" + hashlib.sha1(f"{salt}{row}\x00{text}".encode()).hexdigest()[:16]
 
@@ -239,6 +247,9 @@ def stage_rows(
             continue
         if not text.strip():
             report(columns.text, "empty text", f" (value {text!r:.40})")
+            continue
+        if not _visible(text):
+            report(columns.text, "empty text", f" (only invisible characters: {ascii(text):.40})")
             continue
         if uses_split_col and (not isinstance(split, str) or split not in SPLITS):
             report(columns.split, "bad split", f" {split!r} (expected one of {', '.join(SPLITS)})")
