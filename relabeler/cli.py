@@ -146,6 +146,7 @@ def _cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
         print(f"the queue is in Label Studio (project {out['push'].project_id}); when people "
               f"have answered: relabeler pull, relabeler retrain, relabeler report "
               f"(--run {config.run_dir})")
+        _say_without_eval(run)
     _print_queue_head(run)
     return 0
 
@@ -245,7 +246,8 @@ def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
-    result = _run(args, config).push()
+    run = _run(args, config)
+    result = run.push()
     print(f"push: project {result.project_id} holds {result.total_tasks} tasks "
           f"({result.new_flagged} flagged + {result.new_controls} random controls new, "
           f"{result.reprioritised} moved in the queue)")
@@ -256,7 +258,23 @@ def _cmd_push(args: argparse.Namespace, config: RunConfig) -> int:
     if not result.has_evidence:
         print("  no attributions.parquet in the run: tasks have no evidence regions (run "
               "`relabeler attribute`, then push again: the tasks sent get theirs then)")
+    _say_without_eval(run)
     return 0
+
+
+def _say_without_eval(run) -> None:
+    """Before people spend labels: a run without eval rows can be pulled but not retrained,
+    reported on or taken to a next round (each compares the models on the eval rows)."""
+    from relabeler import artifacts
+
+    store = run.store
+    if store.exists(artifacts.EVAL.path) and store.read_table(
+            artifacts.EVAL.path, columns=["id"]).num_rows:
+        return
+    print(f"  warning: {store.uri} has no eval rows (data.eval_fraction = 0 and no eval "
+          f"source): pull will take the answers, but retrain, report and next compare the "
+          f"models on eval rows and will refuse; to measure what the answers buy, make a run "
+          f"with eval rows (data.eval_fraction > 0) before people answer")
 
 
 def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:

@@ -368,3 +368,24 @@ def test_data_force_that_would_drop_pushed_samples_is_refused(tmp_path, syntheti
     err = capsys.readouterr().err
     assert "moves " in err and "sent as a train row, now in eval" in err
     assert (tmp_path / "run/dataset/train.parquet").read_bytes() == before
+
+
+def test_a_push_without_eval_rows_warns_before_people_answer(tmp_path, capsys):
+    # next, retrain and report refuse a run without eval rows, but only after labels were spent
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from relabeler.cli import _say_without_eval
+
+    store = RunStore(str(tmp_path / "run"))
+    empty = pa.array([], pa.string())
+    store.write_table("dataset/eval.parquet", pa.table({"id": empty, "text": empty,
+                                                        "label": empty}))
+    _say_without_eval(SimpleNamespace(store=store))
+    out = capsys.readouterr().out
+    assert "has no eval rows" in out and "retrain, report and next" in out
+    store.write_table("dataset/eval.parquet", pa.table({"id": ["e1"], "text": ["t"],
+                                                        "label": ["a"]}))
+    _say_without_eval(SimpleNamespace(store=store))
+    assert capsys.readouterr().out == ""
