@@ -515,9 +515,12 @@ def markdown_table(result: dict) -> str:
     gain = result.get("gain")
     if gain:
         names = [k for k in gain["accuracy"] if k not in ("clean", "noisy")]
+        clean, noisy = gain["accuracy"]["clean"], gain["accuracy"]["noisy"]
+        # gain_experiment leaves the share out (None) where there is no gap to recover
+        share = ("share of the noisy-to-clean gap recovered" if clean > noisy else
+                 f"accuracy (no gap: clean {'=' if clean == noisy else '<'} noisy)")
         lines += ["", f"Retraining after oracle relabeling of the top K (clean accuracy "
-                  f"{gain['accuracy']['clean']:.4f}, noisy {gain['accuracy']['noisy']:.4f}); "
-                  "share of the noisy-to-clean gap recovered:", "",
+                  f"{clean:.4f}, noisy {noisy:.4f}); {share}:", "",
                   "| budget | K | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
         for i, (b, k) in enumerate(zip(gain["budgets"], gain["budget_samples"], strict=True)):
@@ -579,6 +582,14 @@ def markdown_table(result: dict) -> str:
                   + (f", audited {configured['audited']:.4f} at studio.eval_audit_budget = "
                      f"{configured['budget']} ({configured['found']} found)." if configured
                      else ".")]
+    crowd = result.get("annotators")
+    if crowd:
+        lines += ["", f"Simulated annotators of accuracy "
+                  f"{' / '.join(f'{a:g}' for a in crowd['accuracies'])} answered the top "
+                  f"{crowd['tasks']} tasks of the queue; the resolved label is right on: majority "
+                  f"vote {crowd['majority_accuracy']:.4f}, relabeler's consensus "
+                  f"{crowd['consensus_accuracy']:.4f}, cleanlab's CROWDLAB "
+                  f"{crowd['crowdlab_accuracy']:.4f}."]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

@@ -241,6 +241,42 @@ def test_shares_in_the_markdown_keep_the_precision_they_need():
         ["0.5%", "2.5%", "20%", "73.2%", "n/a"]
 
 
+def _minimal_result(**parts) -> dict:
+    return {"dataset": "d", "n_train": 100, "n_flipped": 10, "n_test": 20,
+            "settings": {"noise": 0.1, "noise_kind": "uniform", "seed": 0, "mode": "head",
+                         "folds": 3},
+            "detection": {}, "signals": {}, "suggestion_accuracy_on_flipped": 0.5,
+            "seconds": {"train": 1.0}, **parts}
+
+
+def test_the_markdown_holds_the_annotators_and_says_why_a_gap_share_is_missing():
+    # simulation.md left out the --annotators block, and a gain table without shares (clean =
+    # noisy accuracy) was headed "share of the noisy-to-clean gap recovered" all the same
+    from relabeler.jobs.simulate import markdown_table
+
+    crowd = {"accuracies": [0.9, 0.8, 0.7], "tasks": 24, "majority_accuracy": 0.875,
+             "consensus_accuracy": 0.9166666, "crowdlab_accuracy": 0.8333333}
+    text = markdown_table(_minimal_result(annotators=crowd))
+    assert ("Simulated annotators of accuracy 0.9 / 0.8 / 0.7 answered the top 24 tasks of the "
+            "queue; the resolved label is right on: majority vote 0.8750, relabeler's "
+            "consensus 0.9167, cleanlab's CROWDLAB 0.8333.") in text
+    assert "annotators" not in markdown_table(_minimal_result())
+
+    def gain(clean, noisy, recovered):
+        return {"budgets": [0.1], "budget_samples": [10],
+                "accuracy": {"clean": clean, "noisy": noisy, "relabeler": [0.9]},
+                "gap_recovered": {"relabeler": [recovered]}}
+
+    text = markdown_table(_minimal_result(gain=gain(0.9, 0.9, None)))
+    assert "(clean accuracy 0.9000, noisy 0.9000); accuracy (no gap: clean = noisy):" in text
+    assert "| 10% | 10 | 0.9000 |" in text
+    text = markdown_table(_minimal_result(gain=gain(0.85, 0.9, None)))
+    assert "accuracy (no gap: clean < noisy):" in text
+    text = markdown_table(_minimal_result(gain=gain(0.95, 0.85, 0.5)))
+    assert "noisy 0.8500); share of the noisy-to-clean gap recovered:" in text
+    assert "| 10% | 10 | 0.9000 (50%) |" in text
+
+
 def test_another_seed_on_the_same_out_says_how_simulate_redoes_it(tmp_path):
     from relabeler.errors import StageError
     from relabeler.jobs.dataset import prepare_dataset
