@@ -260,6 +260,37 @@ def _check_rounds(store: RunStore, budgets: Sequence[float] | None,
                           f"one); use fewer rounds or a larger --budgets")
 
 
+def _check_test_rows(config: RunConfig, n_test: int | None, *,
+                     budgets: Sequence[float] | None, shortcut: ShortcutSpec | None,
+                     undercover: UndercoverSpec | None) -> None:
+    """Refuse the measures that need test (eval) rows where there are none: before any stage
+    (``n_test`` None) when ``--test-fraction 0`` and no eval file or split column gives them,
+    and after the data stage when the split left none (``n_test`` 0)."""
+    data = config.data
+    if n_test is None and (data.eval_fraction > 0 or data.eval_source or data.split_col):
+        return
+    if n_test:
+        return
+    needs = [(what, drop) for given, what, drop in (
+        (budgets, "the gain of relabeling (--budgets, and --rounds with it) is "
+         "the retrained model's accuracy on them", "--budgets none"),
+        (shortcut, "--shortcut measures the eval accuracy with and without the "
+         "token on them", "no --shortcut"),
+        (undercover, "--undercover measures the held-out group's eval "
+         "accuracy on them", "no --undercover")) if given]
+    if not needs:
+        return
+    if n_test is None:
+        cause, fix = "--test-fraction 0 leaves no test rows", "a --test-fraction above 0"
+    else:
+        given = ("none in data.eval_source" if data.eval_source else
+                 f"none marked eval in split column {data.split_col!r}" if data.split_col else
+                 f"--test-fraction {data.eval_fraction:g}, too small a share of each class")
+        cause, fix = f"the dataset has no test rows ({given})", "more test rows"
+    raise ConfigError(f"{cause}, and {'; '.join(what for what, _ in needs)}: give "
+                      f"{fix}, or {' and '.join(drop for _, drop in needs)}")
+
+
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
                    shortcut: ShortcutSpec | None = None,
@@ -280,6 +311,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         raise ConfigError("--undercover measures the picks on the group's eval rows that did not "
                           "steer acquisition: score.acquire_eval_share=1 leaves none (use a "
                           "share below 1, or score.acquire_targets=undercovered)")
+    tested = {"budgets": budgets, "shortcut": shortcut, "undercover": undercover}
+    _check_test_rows(config, None, **tested)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)
@@ -295,7 +328,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
     redo_data = f"Pass --force to simulate again in {out}, or choose another --out"
-    stages = [("data", lambda: prepare_dataset(store, config, force=force, redo=redo_data)),
+    stages = [("data", lambda: _check_test_rows(config, prepare_dataset(
+                  store, config, force=force, redo=redo_data).get("n_eval"), **tested)),
               ("train", lambda: _train(store, config, redo, budgets, rounds, progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]

@@ -113,6 +113,53 @@ def test_rounds_more_than_the_largest_budget_is_an_error_before_training(tmp_pat
         _check_rounds(store, [0.05, 0.1], 5)
 
 
+def test_no_test_rows_refuses_what_is_measured_on_them_before_any_stage(tmp_path, monkeypatch,
+                                                                         capsys):
+    # --test-fraction 0 ran data, train, extract and score, then the gain crashed in torch.cat
+    # on an empty list of test rows
+    from relabeler.jobs import simulate
+
+    def reached(*args, **kwargs):
+        raise RuntimeError("the data stage was reached")
+
+    monkeypatch.setattr(simulate, "prepare_dataset", reached)
+    base = ["simulate", "--data", "sms-spam", "--noise", "0.1", "--test-fraction", "0",
+            "--out", str(tmp_path / "sim"), "-q"]
+    assert main(base) == 2  # the default budgets
+    err = capsys.readouterr().err
+    assert ("--test-fraction 0 leaves no test rows, and the gain of relabeling (--budgets, and "
+            "--rounds with it) is the retrained model's accuracy on them: give a "
+            "--test-fraction above 0, or --budgets none") in err
+    assert main([*base, "--budgets", "none", "--shortcut", "zzq:spam:0.5",
+                 "--undercover", "label=spam"]) == 2
+    err = capsys.readouterr().err
+    assert ("--test-fraction 0 leaves no test rows, and --shortcut measures the eval accuracy "
+            "with and without the token on them; --undercover measures the held-out group's "
+            "eval accuracy on them: give a --test-fraction above 0, or no --shortcut and no "
+            "--undercover") in err
+    assert not (tmp_path / "sim").exists()  # nothing ran, nothing was made
+    # detection alone and the annotators need no test rows
+    with pytest.raises(RuntimeError, match="data stage was reached"):
+        main([*base, "--budgets", "none", "--annotators", "0.9,0.8"])
+
+
+def test_a_split_that_leaves_no_test_rows_is_refused_before_training(tmp_path):
+    from relabeler.jobs import simulate
+
+    source = tmp_path / "tiny.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(20)],
+                  "label": ["a", "b"] * 10}).to_csv(source, index=False)
+    config = simulation_config(data=str(source), out=tmp_path / "sim", noise=0.1,
+                               test_fraction=0.01, pool_fraction=0.0)
+    with pytest.raises(ConfigError, match=r"^the dataset has no test rows \(--test-fraction "
+                                          r"0.01, too small a share of each class\), and the "
+                                          r"gain of relabeling .*: give more test rows, or "
+                                          r"--budgets none$"):
+        simulate.run_simulation(config, tmp_path / "sim", budgets=[0.1], progress=False)
+    store = RunStore(config.run_dir)
+    assert store.stage_done("data") and not store.stage_done("train")
+
+
 def test_force_drops_an_earlier_hold_out_instead_of_refusing(tmp_path, monkeypatch):
     from relabeler.jobs import simulate
 
