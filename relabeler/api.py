@@ -152,7 +152,9 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     by the result's ``attrs["run_dir"]``, for :class:`Run` to go on with: attribute, push to
     Label Studio. It holds no eval split, so it cannot be retrained or reported (they compare
     the models on eval rows): for that, make a run with ``data.eval_fraction`` > 0.
-    ``config`` is not changed.
+    ``config`` is not changed. Bad rows raise the data stage's :class:`DataError` before
+    anything trains, naming the frame, the argument with its column (``text='body'``) and the
+    row by its index label.
     """
     import shutil
 
@@ -180,6 +182,7 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     source = f"{where.rstrip('/')}/source.parquet"
     try:
         _write_source(data, source, {"id": id, "text": text, "label": label})
+        _check_frame(frame, text=text, label=label, id=id, on_bad_rows=config.data.on_bad_rows)
         config.data.source = source
         run = Run(f"{where.rstrip('/')}/run", config)
         run.data()
@@ -206,6 +209,22 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     issues.index = frame.index[issues["row"].to_numpy()]
     issues.attrs["run_dir"] = where
     return issues
+
+
+def _check_frame(frame: pd.DataFrame, *, text: str, label: str, id: str | None,
+                 on_bad_rows: str) -> None:
+    """The data stage's checks of the rows, on the caller's frame: a DataError names the frame,
+    the argument and its column (``text='body'``) and the row by its index label, not the
+    temporary file relabeler reads, its own column names and a position in that file."""
+    from relabeler.data.load import check_frame
+    from relabeler.data.validate import Columns, Source
+
+    chosen = {column: argument for argument, column in
+              (("id", id), ("label", label), ("text", text)) if column is not None}
+    source = Source("frame", "find_label_issues: the frame", frame[list(chosen)],
+                    index=frame.index.tolist(), arguments=chosen)
+    check_frame(source, Columns(id=id, text=text, label=label, split=None,
+                                id_given=id is not None), on_bad_rows)
 
 
 def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None]) -> None:

@@ -394,9 +394,12 @@ def _cmd_simulate(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.simulate_coverage import parse_undercover
     from relabeler.jobs.simulate_shortcut import parse_shortcut
 
+    if args.undercover_keep is not None and not args.undercover:
+        raise ConfigError(f"--undercover-keep {args.undercover_keep:g}: the share of the "
+                          "held-out group left in train needs --undercover SPEC, the group")
     shortcut = parse_shortcut(args.shortcut) if args.shortcut else None
-    undercover = (parse_undercover(args.undercover, keep=args.undercover_keep)
-                  if args.undercover else None)
+    keep = {} if args.undercover_keep is None else {"keep": args.undercover_keep}
+    undercover = parse_undercover(args.undercover, **keep) if args.undercover else None
     result = run_simulation(config, args.out, force=args.force, progress=not args.quiet,
                             budgets=args.budgets, shortcut=shortcut,
                             annotators=args.annotators, undercover=undercover,

@@ -258,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "states, one of those a model without it misclassifies most): move that "
                    "sub-population's training rows to the pool (all but --undercover-keep) and "
                    "measure whether coverage acquisition finds it again")
-    p.add_argument("--undercover-keep", type=float, default=0.1, metavar="SHARE",
-                   help="share of the held-out group's training rows left in train")
+    p.add_argument("--undercover-keep", type=float, metavar="SHARE",
+                   help="share of the held-out group's training rows left in train (with "
+                   "--undercover only); default 0.1")
     p.add_argument("--config", help="TOML config: its settings stand where no flag is "
                    "given (the flags' defaults apply to what it leaves out)")
     p.add_argument("--set", dest="assignments", action="append", default=[],

@@ -182,9 +182,10 @@ OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "da
                     "longformer", "bart", "mbart")
 
 
-def check_max_length(model: nn.Module, max_length: int) -> None:
+def check_max_length(model: nn.Module, max_length: int, long_text: str = "truncate") -> None:
     """ConfigError when ``max_length`` tokens do not fit an encoder with absolute position
-    embeddings (relative ones, as DeBERTa's, read any length)."""
+    embeddings (relative ones, as DeBERTa's, read any length); ``long_text``: the resolved
+    ``[model] long_text`` mode (the advice to read windows only where it reads truncated)."""
     config = model.config
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None or getattr(config, "relative_attention", False) or \
@@ -193,9 +194,12 @@ def check_max_length(model: nn.Module, max_length: int) -> None:
     if config.model_type in OFFSET_POSITIONS:
         positions -= (getattr(config, "pad_token_id", None) or 0) + 1
     if max_length > positions:
+        advice = ("lower it, or read long texts in windows (model.long_text)"
+                  if long_text == "truncate" else
+                  "lower it (long texts are read in windows of max_length tokens already, "
+                  f"model.long_text = {long_text})")
         raise ConfigError(f"model.max_length = {max_length}: the model reads at most "
-                          f"{positions} tokens (its position embeddings); lower it, or read "
-                          f"long texts in windows (model.long_text)")
+                          f"{positions} tokens (its position embeddings); {advice}")
 
 
 def trained_max_length(saved_config: dict, asked: int, stage: str) -> int:

@@ -84,7 +84,7 @@ class FitOptions:
         and ``pool_layers`` say (a checkpoint relabeler trained keeps its own)."""
         model = load_classifier(model_name, classes, pooling=self.pooling,
                                 pool_layers=self.pool_layers)
-        check_max_length(model, self.max_length)
+        check_max_length(model, self.max_length, self.long_text.mode)
         return model
 
 

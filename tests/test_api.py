@@ -84,6 +84,43 @@ def test_a_column_of_mixed_types_is_named_and_the_temporary_run_goes(tmp_path, m
     assert list(tmp_path.iterdir()) == []  # the temporary run it made is removed
 
 
+def test_bad_rows_are_named_in_the_callers_frame_and_columns(tmp_path, monkeypatch):
+    # the data stage named the temporary <tmp>/source.parquet (removed by then), relabeler's
+    # own columns 'text'/'id'/'label' and a position in that file
+    import pandas as pd
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    good = pd.DataFrame({"body": ["a", "b", "c", "d"], "Topic": ["Sport", "Sport", "Arts", "Arts"],
+                         "article_id": ["s1", "s2", "a1", "a2"], "other": [1, 2, 3, 4]},
+                        index=["w", "x", "y", "z"])
+
+    def refused(frame, match):
+        with pytest.raises(DataError, match=match) as raised:
+            relabeler.find_label_issues(frame, text="body", label="Topic", id="article_id")
+        assert "source.parquet" not in str(raised.value)
+        assert list(tmp_path.iterdir()) == []  # the temporary run it made is removed
+
+    blank = good.assign(body=["a", "b", "  ", "d"])
+    refused(blank, r"^find_label_issues: the frame, index 'y', text='body': empty text")
+    missing = good.assign(body=["a", None, "c", "d"])
+    refused(missing, r"^find_label_issues: the frame, index 'x', text='body': null text$")
+    twice = good.assign(article_id=["s1", "s2", "s1", "a2"])
+    refused(twice, r"^find_label_issues: the frame, index 'y', id='article_id': duplicate id "
+                   r"'s1' \(first at index 'w'\)$")
+    spelled = good.assign(Topic=["Sport", "sport", "Arts", "Arts"])
+    refused(spelled, r"^find_label_issues: the frame, label='Topic': labels differ only in type "
+                     r"or spelling: 'Sport' \(str, first at index 'w', 1 row\) vs 'sport' "
+                     r"\(str, first at index 'x', 1 row\)")
+    reserved = good.assign(Topic=["Sport", "Sport", "Not sure", "Arts"])
+    refused(reserved, r"^find_label_issues: the frame, index 'y', label='Topic': label 'Not "
+                      r"sure' \(1 row\) is an answer reviewers give")
+    single = good.assign(Topic="Sport")
+    refused(single, r"^find_label_issues: the frame, label='Topic': the train set has a single "
+                    r"class 'Sport'")
+    # a frame of the default RangeIndex: the index label is the position
+    refused(missing.reset_index(drop=True), r"the frame, index 1, text='body': null text")
+
+
 def test_a_missing_column_is_named():
     import pandas as pd
 

@@ -290,8 +290,29 @@ def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
     model = load_classifier(tiny_bert_dir, ["a", "b"])  # 128 positions
     check_max_length(model, 128)
     with pytest.raises(ConfigError, match=r"model.max_length = 129: the model reads at most "
-                                          r"128 tokens"):
+                                          r"128 tokens \(its position embeddings\); lower it, "
+                                          r"or read long texts in windows \(model.long_text\)$"):
         check_max_length(model, 129)
+    # windows already on: the advice to read windows was advice to do what it does
+    for mode in ("windows", "evidence"):
+        with pytest.raises(ConfigError, match=rf"reads at most 128 tokens \(its position "
+                                              rf"embeddings\); lower it \(long texts are read "
+                                              rf"in windows of max_length tokens already, "
+                                              rf"model.long_text = {mode}\)$"):
+            check_max_length(model, 512, mode)
+    # as training resolves it: model.long_text = auto reads windows
+    from relabeler.config import RunConfig
+    from relabeler.jobs.train import long_text_settings
+    from relabeler.training import FitOptions
+
+    config = RunConfig()
+    opts = FitOptions.resolve(mode="head", epochs=1, batch_size=8, learning_rate=0.0,
+                              weight_decay=0.0, warmup_ratio=0.0, max_length=512, seed=0,
+                              device=torch.device("cpu"), long_text=long_text_settings(config))
+    with pytest.raises(ConfigError, match=r"lower it \(long texts are read in windows of "
+                                          r"max_length tokens already, model.long_text = "
+                                          r"windows\)$"):
+        opts.new_classifier(tiny_bert_dir, ["a", "b"])
     roberta = SimpleNamespace(config=RobertaConfig(max_position_embeddings=514,
                                                    pad_token_id=1))  # 512 usable
     check_max_length(roberta, 512)

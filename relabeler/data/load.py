@@ -160,9 +160,7 @@ def load_dataset(
                        "each row's position and text, so they change when rows move (set "
                        "data.id_col or --id-col to a column of stable ids)",
                        " and ".join(generated))
-    records = drop_duplicate_ids(records, columns, bad_rows)
-    check_label_spellings(records, label_col)
-    check_reserved_labels(records, label_col)
+    records = _check_records(records, columns, bad_rows)
 
     rng = np.random.default_rng(seed)
     main_records = _sample(main, [r for r in records if r["source"] is main], sample, rng)
@@ -203,6 +201,26 @@ def load_dataset(
         classes=train_classes,
         rejected=bad_rows.frame(),
     )
+
+
+def _check_records(records: list[dict[str, Any]], columns: Columns,
+                   bad_rows: BadRows) -> list[dict[str, Any]]:
+    """The checks across rows: duplicate ids (dropped after the first, or raised), labels that
+    differ only in spelling, labels named like a reviewers' answer."""
+    records = drop_duplicate_ids(records, columns, bad_rows)
+    check_label_spellings(records, columns.label)
+    check_reserved_labels(records, columns.label)
+    return records
+
+
+def check_frame(source: Source, columns: Columns, on_bad_rows: str = "fail") -> None:
+    """Raise the :class:`DataError` :func:`load_dataset` would raise for ``source``'s rows,
+    all of them taken as train rows, naming them as ``source`` does (a DataFrame given in
+    Python: by its index labels, its columns by the arguments that chose them)."""
+    bad_rows = BadRows(on_bad_rows)
+    records = stage_rows(source, columns, bad_rows, fixed_split="train", id_salt="")
+    records = _check_records(records, columns, bad_rows)
+    _check_train(source, records, sorted({r["label"] for r in records}), columns.label)
 
 
 def _check_fraction(name: str, value: float) -> float:
@@ -281,6 +299,6 @@ def _check_train(
         raise DataError(f"{main.where}: the train set is empty")
     if len(train_classes) < 2:
         raise DataError(
-            f"{main.where}, column {label_col!r}: the train set has a single class "
+            f"{main.where}, {main.column(label_col)}: the train set has a single class "
             f"{train_classes[0]!r} ({len(train)} rows); need at least 2 classes"
         )

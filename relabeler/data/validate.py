@@ -100,6 +100,11 @@ class Source:
     rows: list[int] | None = None  # each frame row's data row in the file (None: the same)
     bad: tuple[BadLine, ...] = ()  # records the reader could not take as rows
     lines: list[int] | None = None  # each frame row's first line in a text file (None: no lines)
+    #: a DataFrame given in Python: its index labels, by which messages name its rows
+    index: list | None = None
+    #: a DataFrame given in Python: the argument that chose each column, by which messages
+    #: name it (``text='body'``; None: ``column 'body'``)
+    arguments: dict[Any, str] | None = None
 
     def row(self, position: int) -> int:
         """The 0-based data row in the file of frame row ``position``."""
@@ -109,6 +114,17 @@ class Source:
         """The 1-based line of a text file where frame row ``position`` starts; None when the
         source has no lines."""
         return None if self.lines is None else self.lines[position]
+
+    def locate(self, row: int, line: int | None) -> str:
+        """How a message names data row ``row``: by its index label in a DataFrame given in
+        Python (``index 'k3'``), else by :func:`locate`."""
+        return locate(row, line) if self.index is None else f"index {self.index[row]!r}"
+
+    def column(self, name: object) -> str:
+        """How a message names column ``name``: ``column 'body'``, or ``text='body'`` where an
+        argument chose it."""
+        argument = (self.arguments or {}).get(name)
+        return f"column {name!r}" if argument is None else f"{argument}={name!r}"
 
 
 def _file_source(name: str, where: str) -> Source:
@@ -159,8 +175,8 @@ class BadRows:
     def report(self, source: Source, row: int, column: str, problem: str, detail: str, *,
                line: int | None = None) -> None:
         if self.mode == "fail":
-            raise DataError(f"{source.where}, {locate(row, line)}, column {column!r}: "
-                            f"{problem}{detail}")
+            raise DataError(f"{source.where}, {source.locate(row, line)}, "
+                            f"{source.column(column)}: {problem}{detail}")
         self.rejected.append(Rejected(row, source.name, f"{problem}{detail}", line))
         self.counts[problem] += 1
 
@@ -168,7 +184,7 @@ class BadRows:
         """A record the reader could not take as a row (a broken quote, a wrong field count,
         a line that is not JSON)."""
         if self.mode == "fail":
-            raise DataError(f"{source.where}, {locate(bad.row, bad.line)}: {bad.problem} "
+            raise DataError(f"{source.where}, {source.locate(bad.row, bad.line)}: {bad.problem} "
                             "(--on-bad-rows skip quarantines such records)")
         self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}",
                                       bad.line))
@@ -307,7 +323,8 @@ def drop_duplicate_ids(
             record["row"],
             columns.id or "id",
             "duplicate id",
-            f" {record['id']!r} (first at {locate(first['row'], first['line'])}{elsewhere})",
+            f" {record['id']!r} (first at {first['source'].locate(first['row'], first['line'])}"
+            f"{elsewhere})",
             line=record["line"],
         )
     return kept
@@ -360,8 +377,8 @@ def check_reserved_labels(records: list[dict[str, Any]], label_col: str) -> None
     label, (first, count) = next(iter(found.items()))
     others = "".join(f"; {other!r} too, {rows(n)}" for other, (_, n) in list(found.items())[1:])
     raise DataError(
-        f"{first['source'].where}, {locate(first['row'], first['line'])}, column "
-        f"{label_col!r}: label {label!r} ({rows(count)}{others}) is "
+        f"{first['source'].where}, {first['source'].locate(first['row'], first['line'])}, "
+        f"{first['source'].column(label_col)}: label {label!r} ({rows(count)}{others}) is "
         f"an answer reviewers give in Label Studio besides the classes "
         f"({' and '.join(map(repr, RESERVED_LABELS))}); rename the class in the source")
 
@@ -398,12 +415,13 @@ def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None
         for (kind, shown), (record, count) in variants.items():
             where = ("" if record["source"] is first else f" of {record['source'].where}")
             rows = f"{count} row{'s' if count != 1 else ''}"
-            parts.append(f"{shown} ({kind}, first at {locate(record['row'], record['line'])}"
+            at = record["source"].locate(record["row"], record["line"])
+            parts.append(f"{shown} ({kind}, first at {at}"
                          f"{where}, {rows})")
         described.append(" vs ".join(parts))
     more = f"; and {len(clashes) - 3} more" if len(clashes) > 3 else ""
     raise DataError(
-        f"{first.where}, column {label_col!r}: labels differ only in type or spelling: "
+        f"{first.where}, {first.column(label_col)}: labels differ only in type or spelling: "
         f"{'; '.join(described)}{more}. Labels are compared as given: write each class one "
         "way in the source"
     )

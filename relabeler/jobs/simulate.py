@@ -260,6 +260,37 @@ def _check_rounds(store: RunStore, budgets: Sequence[float] | None,
                           f"one); use fewer rounds or a larger --budgets")
 
 
+def _check_test_rows(config: RunConfig, n_test: int | None, *,
+                     budgets: Sequence[float] | None, shortcut: ShortcutSpec | None,
+                     undercover: UndercoverSpec | None) -> None:
+    """Refuse the measures that need test (eval) rows where there are none: before any stage
+    (``n_test`` None) when ``--test-fraction 0`` and no eval file or split column gives them,
+    and after the data stage when the split left none (``n_test`` 0)."""
+    data = config.data
+    if n_test is None and (data.eval_fraction > 0 or data.eval_source or data.split_col):
+        return
+    if n_test:
+        return
+    needs = [(what, drop) for given, what, drop in (
+        (budgets, "the gain of relabeling (--budgets, and --rounds with it) is "
+         "the retrained model's accuracy on them", "--budgets none"),
+        (shortcut, "--shortcut measures the eval accuracy with and without the "
+         "token on them", "no --shortcut"),
+        (undercover, "--undercover measures the held-out group's eval "
+         "accuracy on them", "no --undercover")) if given]
+    if not needs:
+        return
+    if n_test is None:
+        cause, fix = "--test-fraction 0 leaves no test rows", "a --test-fraction above 0"
+    else:
+        given = ("none in data.eval_source" if data.eval_source else
+                 f"none marked eval in split column {data.split_col!r}" if data.split_col else
+                 f"--test-fraction {data.eval_fraction:g}, too small a share of each class")
+        cause, fix = f"the dataset has no test rows ({given})", "more test rows"
+    raise ConfigError(f"{cause}, and {'; '.join(what for what, _ in needs)}: give "
+                      f"{fix}, or {' and '.join(drop for _, drop in needs)}")
+
+
 def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                    progress: bool = True, budgets: Sequence[float] | None = DEFAULT_BUDGETS,
                    shortcut: ShortcutSpec | None = None,
@@ -280,6 +311,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
         raise ConfigError("--undercover measures the picks on the group's eval rows that did not "
                           "steer acquisition: score.acquire_eval_share=1 leaves none (use a "
                           "share below 1, or score.acquire_targets=undercovered)")
+    tested = {"budgets": budgets, "shortcut": shortcut, "undercover": undercover}
+    _check_test_rows(config, None, **tested)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)
@@ -295,7 +328,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
     redo_data = f"Pass --force to simulate again in {out}, or choose another --out"
-    stages = [("data", lambda: prepare_dataset(store, config, force=force, redo=redo_data)),
+    stages = [("data", lambda: _check_test_rows(config, prepare_dataset(
+                  store, config, force=force, redo=redo_data).get("n_eval"), **tested)),
               ("train", lambda: _train(store, config, redo, budgets, rounds, progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]
@@ -515,9 +549,12 @@ def markdown_table(result: dict) -> str:
     gain = result.get("gain")
     if gain:
         names = [k for k in gain["accuracy"] if k not in ("clean", "noisy")]
+        clean, noisy = gain["accuracy"]["clean"], gain["accuracy"]["noisy"]
+        # gain_experiment leaves the share out (None) where there is no gap to recover
+        share = ("share of the noisy-to-clean gap recovered" if clean > noisy else
+                 f"accuracy (no gap: clean {'=' if clean == noisy else '<'} noisy)")
         lines += ["", f"Retraining after oracle relabeling of the top K (clean accuracy "
-                  f"{gain['accuracy']['clean']:.4f}, noisy {gain['accuracy']['noisy']:.4f}); "
-                  "share of the noisy-to-clean gap recovered:", "",
+                  f"{clean:.4f}, noisy {noisy:.4f}); {share}:", "",
                   "| budget | K | " + " | ".join(names) + " |",
                   "|---|---|" + "---|" * len(names)]
         for i, (b, k) in enumerate(zip(gain["budgets"], gain["budget_samples"], strict=True)):
@@ -579,6 +616,14 @@ def markdown_table(result: dict) -> str:
                   + (f", audited {configured['audited']:.4f} at studio.eval_audit_budget = "
                      f"{configured['budget']} ({configured['found']} found)." if configured
                      else ".")]
+    crowd = result.get("annotators")
+    if crowd:
+        lines += ["", f"Simulated annotators of accuracy "
+                  f"{' / '.join(f'{a:g}' for a in crowd['accuracies'])} answered the top "
+                  f"{crowd['tasks']} tasks of the queue; the resolved label is right on: majority "
+                  f"vote {crowd['majority_accuracy']:.4f}, relabeler's consensus "
+                  f"{crowd['consensus_accuracy']:.4f}, cleanlab's CROWDLAB "
+                  f"{crowd['crowdlab_accuracy']:.4f}."]
     lines += ["", f"Suggested label = true label on {result['suggestion_accuracy_on_flipped']:.1%}"
               " of the flipped rows.", "", "Seconds: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in result["seconds"].items()), ""]

@@ -113,6 +113,53 @@ def test_rounds_more_than_the_largest_budget_is_an_error_before_training(tmp_pat
         _check_rounds(store, [0.05, 0.1], 5)
 
 
+def test_no_test_rows_refuses_what_is_measured_on_them_before_any_stage(tmp_path, monkeypatch,
+                                                                         capsys):
+    # --test-fraction 0 ran data, train, extract and score, then the gain crashed in torch.cat
+    # on an empty list of test rows
+    from relabeler.jobs import simulate
+
+    def reached(*args, **kwargs):
+        raise RuntimeError("the data stage was reached")
+
+    monkeypatch.setattr(simulate, "prepare_dataset", reached)
+    base = ["simulate", "--data", "sms-spam", "--noise", "0.1", "--test-fraction", "0",
+            "--out", str(tmp_path / "sim"), "-q"]
+    assert main(base) == 2  # the default budgets
+    err = capsys.readouterr().err
+    assert ("--test-fraction 0 leaves no test rows, and the gain of relabeling (--budgets, and "
+            "--rounds with it) is the retrained model's accuracy on them: give a "
+            "--test-fraction above 0, or --budgets none") in err
+    assert main([*base, "--budgets", "none", "--shortcut", "zzq:spam:0.5",
+                 "--undercover", "label=spam"]) == 2
+    err = capsys.readouterr().err
+    assert ("--test-fraction 0 leaves no test rows, and --shortcut measures the eval accuracy "
+            "with and without the token on them; --undercover measures the held-out group's "
+            "eval accuracy on them: give a --test-fraction above 0, or no --shortcut and no "
+            "--undercover") in err
+    assert not (tmp_path / "sim").exists()  # nothing ran, nothing was made
+    # detection alone and the annotators need no test rows
+    with pytest.raises(RuntimeError, match="data stage was reached"):
+        main([*base, "--budgets", "none", "--annotators", "0.9,0.8"])
+
+
+def test_a_split_that_leaves_no_test_rows_is_refused_before_training(tmp_path):
+    from relabeler.jobs import simulate
+
+    source = tmp_path / "tiny.csv"
+    pd.DataFrame({"text": [f"text {i}" for i in range(20)],
+                  "label": ["a", "b"] * 10}).to_csv(source, index=False)
+    config = simulation_config(data=str(source), out=tmp_path / "sim", noise=0.1,
+                               test_fraction=0.01, pool_fraction=0.0)
+    with pytest.raises(ConfigError, match=r"^the dataset has no test rows \(--test-fraction "
+                                          r"0.01, too small a share of each class\), and the "
+                                          r"gain of relabeling .*: give more test rows, or "
+                                          r"--budgets none$"):
+        simulate.run_simulation(config, tmp_path / "sim", budgets=[0.1], progress=False)
+    store = RunStore(config.run_dir)
+    assert store.stage_done("data") and not store.stage_done("train")
+
+
 def test_force_drops_an_earlier_hold_out_instead_of_refusing(tmp_path, monkeypatch):
     from relabeler.jobs import simulate
 
@@ -239,6 +286,42 @@ def test_shares_in_the_markdown_keep_the_precision_they_need():
 
     assert [_share(v) for v in (0.005, 0.025, 0.2, 0.7321, None)] == \
         ["0.5%", "2.5%", "20%", "73.2%", "n/a"]
+
+
+def _minimal_result(**parts) -> dict:
+    return {"dataset": "d", "n_train": 100, "n_flipped": 10, "n_test": 20,
+            "settings": {"noise": 0.1, "noise_kind": "uniform", "seed": 0, "mode": "head",
+                         "folds": 3},
+            "detection": {}, "signals": {}, "suggestion_accuracy_on_flipped": 0.5,
+            "seconds": {"train": 1.0}, **parts}
+
+
+def test_the_markdown_holds_the_annotators_and_says_why_a_gap_share_is_missing():
+    # simulation.md left out the --annotators block, and a gain table without shares (clean =
+    # noisy accuracy) was headed "share of the noisy-to-clean gap recovered" all the same
+    from relabeler.jobs.simulate import markdown_table
+
+    crowd = {"accuracies": [0.9, 0.8, 0.7], "tasks": 24, "majority_accuracy": 0.875,
+             "consensus_accuracy": 0.9166666, "crowdlab_accuracy": 0.8333333}
+    text = markdown_table(_minimal_result(annotators=crowd))
+    assert ("Simulated annotators of accuracy 0.9 / 0.8 / 0.7 answered the top 24 tasks of the "
+            "queue; the resolved label is right on: majority vote 0.8750, relabeler's "
+            "consensus 0.9167, cleanlab's CROWDLAB 0.8333.") in text
+    assert "annotators" not in markdown_table(_minimal_result())
+
+    def gain(clean, noisy, recovered):
+        return {"budgets": [0.1], "budget_samples": [10],
+                "accuracy": {"clean": clean, "noisy": noisy, "relabeler": [0.9]},
+                "gap_recovered": {"relabeler": [recovered]}}
+
+    text = markdown_table(_minimal_result(gain=gain(0.9, 0.9, None)))
+    assert "(clean accuracy 0.9000, noisy 0.9000); accuracy (no gap: clean = noisy):" in text
+    assert "| 10% | 10 | 0.9000 |" in text
+    text = markdown_table(_minimal_result(gain=gain(0.85, 0.9, None)))
+    assert "accuracy (no gap: clean < noisy):" in text
+    text = markdown_table(_minimal_result(gain=gain(0.95, 0.85, 0.5)))
+    assert "noisy 0.8500); share of the noisy-to-clean gap recovered:" in text
+    assert "| 10% | 10 | 0.9000 (50%) |" in text
 
 
 def test_another_seed_on_the_same_out_says_how_simulate_redoes_it(tmp_path):

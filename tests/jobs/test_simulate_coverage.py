@@ -318,6 +318,10 @@ def test_simulate_undercover_end_to_end(ray_session, tmp_path, tiny_bert_dir):
      r"--undercover-keep: expected a share in [0, 1), got 1.0"),
     (["--undercover", "label=spam", "--budgets", "none", "--noise", "0"],
      "--noise 0 flips no training label"),
+    # without --undercover the share was neither checked nor used
+    (["--undercover-keep", "7"], "--undercover-keep 7: the share of the held-out group left in "
+     "train needs --undercover SPEC, the group"),
+    (["--undercover-keep", "0.2", "--budgets", "none"], "--undercover-keep 0.2: the share"),
 ])
 def test_the_cli_checks_the_flags_before_any_work(tmp_path, capsys, flags, message):
     assert main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--out",
