@@ -181,8 +181,9 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     where = str(run_dir) if run_dir is not None else tempfile.mkdtemp(prefix="relabeler-")
     source = f"{where.rstrip('/')}/source.parquet"
     try:
-        _write_source(data, source, {"id": id, "text": text, "label": label})
+        # before anything is written: a refused frame leaves no source.parquet in run_dir
         _check_frame(frame, text=text, label=label, id=id, on_bad_rows=config.data.on_bad_rows)
+        _write_source(data, source, {"id": id, "text": text, "label": label})
         config.data.source = source
         run = Run(f"{where.rstrip('/')}/run", config)
         run.data()
