@@ -77,7 +77,7 @@ def test_a_column_of_mixed_types_is_named_and_the_temporary_run_goes(tmp_path, m
     import pandas as pd
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    frame = pd.DataFrame({"t": ["a", "b", "c"], "y": [1, "1", 2]})
+    frame = pd.DataFrame({"t": ["a", "b", "c"], "y": [1, "x", 2]})
     with pytest.raises(DataError, match=r"label='y' holds values of several types \(int, "
                                         r"str\)"):
         relabeler.find_label_issues(frame, text="t", label="y")
