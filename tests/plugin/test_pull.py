@@ -25,9 +25,9 @@ from relabeler.plugin.labeling import DROP
 from relabeler.plugin.pull import (
     MANIFEST,
     PULL_STATE,
-    PullError,
     UNCONFIRMED_UPDATE,
     UNMAPPED,
+    PullError,
     merge_corrections,
     pull,
 )
