@@ -410,7 +410,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         resuming = last > 1 and last not in recorded  # a round that died before its record
         round_no = last if resuming else last + 1
         client = client or client_from_config(config.studio)
-        check_project(client, review_project_id(manifest), last)
+        check_project(client, review_project_id(manifest), last, manifest)
         pulled = _timed(seconds, "pull", say, lambda: run_pull(store, config, client=client,
                                                                second_opinions=False))
         answers = _training_answers(store)

@@ -4,7 +4,11 @@ One pull, in the order of the functions below:
 
 1. fetch (:func:`fetch_project`): per project of ``studio/manifest.parquet``, the tasks whose
    ``updated_at`` moved since the last pull (a new, changed or deleted annotation moves it),
-   plus the tasks named by webhook events received since.
+   plus the tasks named by webhook events received since. A fetched task that the manifest
+   records under another sample than its data's ``sample_id`` (or none) means the project is
+   not this run's (another server, or one that lost its database and gave its ids again):
+   a :class:`PullError` naming the project, the task and both sample ids, before anything is
+   written (:func:`relabeler.plugin.push_checks.check_tasks_owner`).
 2. reconcile (``plugin.reconcile``): the server's annotations of a task with the ones the
    webhook event log recorded (see below). A task whose annotations did not change (same ids
    and times) is not recomputed.
@@ -75,6 +79,7 @@ from relabeler.plugin.consensus import (
 )
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.push_checks import check_tasks_owner
 from relabeler.plugin.reconcile import (
     Reconciled,
     WebhookAnnotations,
@@ -115,6 +120,7 @@ class TaskSource(Protocol):
     """The calls pull makes to Label Studio (:class:`StudioClient` has them)."""
 
     url: str
+    shown_url: str  # the url as messages show it (a password masked)
 
     def user_emails(self) -> dict[int, str]: ...
 
@@ -256,6 +262,9 @@ class _RunLabels:
             else str(sample_id)
 
 
+#: what a pull that stops before writing leaves (the end of its error)
+NOT_PULLED = (f"nothing was pulled: {CORRECTIONS}, {MANIFEST} and {PULL_STATE} are as they "
+              f"were")
 #: why an annotation known only from webhook events is not taken as an answer
 UNCONFIRMED = ("known only from a webhook event, and no pull saw it on the server: not taken as "
                "an answer (an event anyone who reads the webhook's secret can post, or an "
@@ -541,8 +550,14 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                 raise PullError(f"project {project_id} is gone and no event carries its "
                                 f"config")
             continue
-        _pull_project(project_id, fetched, fetched.spec, pstate, webhooks,
-                      _run_labels(manifest, project_id, given), user_names, pulled)
+        run = _run_labels(manifest, project_id, given)
+        check_tasks_owner(project_id, client.shown_url, run.sample_of,
+                          {task_id: task.get("data") or {}
+                           for task_id, task in fetched.tasks.items()
+                           if task_id not in fetched.gone},
+                          error=PullError, nothing=NOT_PULLED)
+        _pull_project(project_id, fetched, fetched.spec, pstate, webhooks, run, user_names,
+                      pulled)
 
     review_rows, second_rows = _split_second_opinions(pulled.rows)
     corrections, withdrawn = merge_corrections(previous, review_rows, pulled.refreshed,

@@ -50,7 +50,12 @@ from relabeler.plugin.client import (
 )
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.push_checks import PushError, check_evidence, check_queue_current
+from relabeler.plugin.push_checks import (
+    PushError,
+    check_evidence,
+    check_project_owner,
+    check_queue_current,
+)
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
     NO_ATTRIBUTIONS_NOTE,
@@ -115,15 +120,18 @@ GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
 
 
 def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
-                   known_id: int | None, mine: Collection[int] = (),
+                   known_id: int | None, manifest: pd.DataFrame | None = None,
+                   mine: Collection[int] = (),
                    way_out: str = "To start again, push round 1 of a new run") -> int:
     """The project: the manifest's (it must still exist), else an empty one of that title (a
     push that died before recording it), else a new one. A project of that title holding tasks
     this run did not record is another run's (two run directories of the same name share the
-    default title): a PushError, so that one run's answers never land in another's. ``mine``:
-    the projects the run's manifest holds tasks in (counterexamples join the acquisition
-    project). The manifest's project deleted in Label Studio: a PushError ending in
-    ``way_out`` (what to change to go on without it)."""
+    default title): a PushError, so that one run's answers never land in another's. So is the
+    manifest's project when its tasks that ``manifest`` records hold other samples (another
+    server, or one that lost its database: :func:`check_project_owner`), refused before
+    anything is changed there. ``mine``: the projects the run's manifest holds tasks in
+    (counterexamples join the acquisition project). The manifest's project deleted in Label
+    Studio: a PushError ending in ``way_out`` (what to change to go on without it)."""
     if known_id is not None:
         try:
             project = client.get_project(known_id)
@@ -133,6 +141,8 @@ def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, over
                 f"{MANIFEST} records, is gone from {client.shown_url}: it was deleted. Nothing "
                 f"was sent; the answers pulled from it before stay in "
                 f"labels/corrections.parquet. {way_out}") from None
+        if manifest is not None:
+            check_project_owner(client, known_id, manifest)
     else:
         project = client.find_project(title)
         if project is not None and project.task_count and project.id not in mine:
@@ -394,7 +404,7 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
     tasks of ``source`` sent without them get theirs (:func:`_sync_project`)."""
     known = sorted(set(manifest.loc[manifest["source"] == source, "project_id"]))
     project_id = ensure_project(client, title, spec, overlap=overlap,
-                                known_id=int(known[0]) if known else None,
+                                known_id=int(known[0]) if known else None, manifest=manifest,
                                 mine={int(p) for p in manifest["project_id"]}, way_out=way_out)
     manifest = reconcile(client, manifest, project_id)
     done = set(manifest.loc[manifest["project_id"] == project_id, "id"])
@@ -438,7 +448,7 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     if len(known) > 1:
         raise PushError(f"{MANIFEST} names several review projects {known}")
     project_id = ensure_project(client, project_title, spec, overlap=overlap,
-                                known_id=int(known[0]) if known else None)
+                                known_id=int(known[0]) if known else None, manifest=manifest)
     manifest = reconcile(client, manifest, project_id)
     settings = plan_settings(budget, control_share, seed)
     picks = evidence.acquire[["id", "rank"]] if acquire else evidence.acquire.iloc[:0]

@@ -1,20 +1,68 @@
 """The checks ``push`` makes before anything is sent (or a project made): the queue was made
 from the run as it is now, and every task of the plan has the evidence the attribute stage
-computed."""
+computed. Also the check push, pull and ``next`` make that a project the manifest records is
+this run's (:func:`check_tasks_owner`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 from relabeler import artifacts
 from relabeler.errors import PluginError
 from relabeler.plugin.evidence import RunEvidence
+from relabeler.plugin.tasks import SAMPLE_ID_FIELD
 from relabeler.queue_plan import EVAL_AUDIT, read_plan
 from relabeler.store import RunStore
 
 
 class PushError(PluginError):
     """Push cannot go on; the message says why and what to do."""
+
+
+def recorded_tasks(manifest: pd.DataFrame, project_id: int) -> dict[int, str]:
+    """Task id -> sample id of the tasks the manifest records in the project (sent ones)."""
+    rows = manifest[(manifest["project_id"] == project_id) & manifest["task_id"].notna()]
+    return {int(t): str(s) for t, s in zip(rows["task_id"], rows["id"], strict=True)}
+
+
+def check_tasks_owner(project_id: int, shown_url: str, recorded: Mapping[int, str],
+                      on_server: Mapping[int, Mapping[str, Any]], *,
+                      error: type[PluginError] = PushError,
+                      nothing: str = "nothing was sent") -> None:
+    """Stop when the project is not this run's: a task the manifest records (``recorded``: task
+    id -> sample id) that the server has (``on_server``: task id -> the task's data) names
+    another sample in its ``sample_id``, or none. Every task relabeler builds carries its
+    sample id, so such a project is another run's: the server is not the one the run pushed
+    to, or it lost its database and gave the ids again. A recorded task the server lacks is
+    not checked (deleted there); tasks the manifest does not record are left alone."""
+    for task_id in sorted(set(recorded) & set(on_server)):
+        found = (on_server[task_id] or {}).get(SAMPLE_ID_FIELD)
+        if found is not None and str(found) == recorded[task_id]:
+            continue
+        holds = (f"sample {str(found)!r}" if found is not None
+                 else f"no {SAMPLE_ID_FIELD} (relabeler did not build it)")
+        raise error(
+            f"Label Studio project {project_id} at {shown_url} is not the one this run pushed "
+            f"to: its task {task_id} holds {holds}, where {artifacts.MANIFEST.path} records "
+            f"sample {recorded[task_id]!r} for task {task_id}. Check that studio.url "
+            f"(LABEL_STUDIO_URL, --url) names the server this run pushed to and that the "
+            f"server still has its data directory (a fresh or restored database gives these "
+            f"ids to other projects and tasks), and that {artifacts.MANIFEST.path} is this "
+            f"run's; {nothing}")
+
+
+def check_project_owner(client: Any, project_id: int, manifest: pd.DataFrame, *,
+                        error: type[PluginError] = PushError,
+                        nothing: str = "nothing was sent") -> None:
+    """:func:`check_tasks_owner` against every task of the project (one listing of their data,
+    without annotations); a project whose tasks the manifest records none of is not read."""
+    recorded = recorded_tasks(manifest, project_id)
+    if recorded:
+        check_tasks_owner(project_id, client.shown_url, recorded, client.task_data(project_id),
+                          error=error, nothing=nothing)
 
 
 #: the stages the queue is made by, in order, and the markers that say each is done

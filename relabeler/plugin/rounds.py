@@ -27,7 +27,7 @@ from relabeler.plugin.push import (
     ensure_project,
     reconcile,
 )
-from relabeler.plugin.push_checks import PushError, check_evidence
+from relabeler.plugin.push_checks import PushError, check_evidence, check_project_owner
 from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.queue_plan import CONTROL, FLAGGED, holds_manifest, read_manifest
 from relabeler.store import RunStore
@@ -57,9 +57,12 @@ def review_project_id(manifest: pd.DataFrame) -> int:
     return known[0]
 
 
-def check_project(client: StudioClient, project_id: int, round_no: int) -> None:
-    """A clear error when the review project was deleted between rounds (nothing is pushed:
-    the answers pulled so far stay in labels/corrections.parquet)."""
+def check_project(client: StudioClient, project_id: int, round_no: int,
+                  manifest: pd.DataFrame) -> None:
+    """A clear error when the review project was deleted between rounds, or is not this run's
+    (its tasks that ``manifest`` records hold other samples: another server, or one that lost
+    its database, :func:`~relabeler.plugin.push_checks.check_project_owner`). Nothing is
+    pulled or pushed: the answers pulled so far stay in labels/corrections.parquet."""
     try:
         client.get_project(project_id)
     except StudioNotFoundError:
@@ -67,6 +70,8 @@ def check_project(client: StudioClient, project_id: int, round_no: int) -> None:
             f"the review project {project_id} is gone from {client.shown_url}: it was deleted "
             f"after round {round_no}. Nothing was pushed; the answers pulled before stay in "
             f"labels/corrections.parquet. To start again, push round 1 of a new run") from None
+    check_project_owner(client, project_id, manifest,
+                        nothing="nothing was pulled, retrained or pushed")
 
 
 @holds_manifest
@@ -83,7 +88,8 @@ def push_round(store: RunStore, client: StudioClient, evidence: RunEvidence,
     spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
     manifest = read_manifest(store)
     project_id = review_project_id(manifest)
-    project_id = ensure_project(client, "", spec, overlap=1, known_id=project_id)
+    project_id = ensure_project(client, "", spec, overlap=1, known_id=project_id,
+                                manifest=manifest)
     manifest = reconcile(client, manifest, project_id)
     check_evidence(store, plan, evidence, {"round": round_no})
     rows = manifest[manifest["project_id"] == project_id]

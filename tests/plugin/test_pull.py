@@ -23,9 +23,11 @@ from relabeler.errors import PluginError
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP
 from relabeler.plugin.pull import (
+    MANIFEST,
     PULL_STATE,
     UNCONFIRMED_UPDATE,
     UNMAPPED,
+    PullError,
     merge_corrections,
     pull,
 )
@@ -354,6 +356,48 @@ def test_another_runs_task_in_the_project_goes_to_unmapped(store, studio, tasks)
     assert set(corrections(store)) == {"s2"}
     (row,) = store.read_table(UNMAPPED).to_pylist()
     assert row["task_id"] == foreign and "not in this run's manifest" in row["reason"]
+
+
+def _written(store: RunStore) -> dict[str, bytes]:
+    """The bytes of what a pull writes (and of the manifest it reads)."""
+    return {a: open(store.path(a), "rb").read()
+            for a in (CORRECTIONS, MANIFEST, PULL_STATE, "labels/annotators.parquet")}
+
+
+def test_a_project_of_another_run_on_another_server_is_refused_with_nothing_written(
+        store, studio, tasks):
+    """The server is another one (a fresh database, a restored backup, another instance's URL)
+    where another run pushed: its project and task ids are this run's, its samples are not."""
+    studio.annotate(tasks["s0"], "spam")
+    studio.annotate(tasks["s1"], "ham")
+    pull(store, studio)
+    before = _written(store)
+    other = FakeStudio(CLASSES, events_to=store)
+    other._clock = studio._clock  # its tasks are answered after this run's last pull
+    (project_id,) = studio.projects
+    assert other.add_project() == project_id
+    theirs = [other.add_task(project_id, f"x{i}", "ham") for i in range(len(tasks))]
+    assert theirs == list(tasks.values())  # the same ids, other samples
+    for task_id in theirs:
+        other.annotate(task_id, "spam", notify=False)
+    with pytest.raises(PullError) as raised:
+        pull(store, other)
+    message = str(raised.value)
+    assert f"project {project_id} at {other.shown_url} is not the one this run pushed" in message
+    assert f"task {tasks['s0']} holds sample 'x0', where {MANIFEST} records sample 's0'" in \
+        message
+    assert "studio.url" in message and "nothing was pulled" in message
+    assert _written(store) == before
+    assert corrections(store)["s1"]["new_label"] == "ham"
+
+
+def test_a_recorded_task_without_a_sample_id_is_refused(store, studio, tasks):
+    studio.tasks[tasks["s2"]]["data"].pop("sample_id")
+    studio.annotate(tasks["s2"], "ham")
+    with pytest.raises(PullError, match=f"task {tasks['s2']} holds no sample_id .*records "
+                                        f"sample 's2'"):
+        pull(store, studio)
+    assert not store.exists(CORRECTIONS) and not store.exists(PULL_STATE)
 
 
 def test_a_task_whose_push_died_before_its_id_was_recorded_still_counts(store, studio, tasks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.push import _pending_rows, push
@@ -59,3 +60,44 @@ def test_tasks_are_built_for_the_labeling_config_their_project_was_made_with(tmp
            if i not in sent_before and t["project"] == first.project_id]
     assert len(new) == 6 and not any("window" in t["data"] for t in new)
     assert all("Given label" in t["data"]["panel"] for t in new)
+
+
+def _other_server(studio: FakeStudio, project_id: int) -> FakeStudio:
+    """A fresh server where another run pushed: the same project and task ids as ``studio``'s,
+    other samples in them (a database reset, a restored backup, another instance's URL)."""
+    other = FakeStudio(CLASSES)
+    assert other.add_project() == project_id
+    mine = sorted(i for i, t in studio.tasks.items() if t["project"] == project_id)
+    assert [other.add_task(project_id, f"x{n}", "a") for n in range(len(mine))] == mine
+    return other
+
+
+def test_push_and_next_refuse_a_project_of_another_run_and_change_nothing_there(tmp_path):
+    from relabeler.plugin.push_checks import PushError
+    from relabeler.plugin.rounds import check_project
+
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    studio = FakeStudio(CLASSES)
+    first = push(store, studio, project_title="t", budget=6, control_share=0.0)
+    manifest = read_manifest(store)
+    first_task = int(manifest["task_id"].min())
+    sample = manifest.loc[manifest["task_id"] == first_task, "id"].item()
+    other = _other_server(studio, first.project_id)
+    before = (dict(other.projects), {i: dict(t) for i, t in other.tasks.items()})
+    wrong = (f"Label Studio project {first.project_id} at {other.shown_url} is not the one this "
+             f"run pushed to: its task {first_task} holds sample 'x0', where "
+             f"studio/manifest.parquet records sample '{sample}'")
+    unsent = sorted(set(store.read_table("dataset/train.parquet").column("id").to_pylist())
+                    - set(manifest["id"]))
+    plan = pd.DataFrame({"id": unsent[:2], "source": FLAGGED, "position": np.array([7, 8]),
+                         "rank": pd.array([1, 2], dtype="Int64")})
+    for attempt in (lambda: check_project(other, first.project_id, 1, manifest),
+                    lambda: push_round(store, other, RunEvidence.load(store), plan, round_no=2,
+                                       waiting=0),
+                    lambda: push(store, other, project_title="t", budget=12,
+                                 control_share=0.0)):
+        with pytest.raises(PushError) as raised:
+            attempt()
+        assert wrong in str(raised.value) and "studio.url" in str(raised.value)
+    assert (dict(other.projects), {i: dict(t) for i, t in other.tasks.items()}) == before
+    assert read_manifest(store).equals(manifest)

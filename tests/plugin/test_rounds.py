@@ -3,7 +3,8 @@
 One scored, attributed run of a tiny random BERT (head mode, 2 out-of-fold models) is built
 per module; each test copies it, pushes round 1 into its own project, answers through the API
 and runs rounds, including the faults: answers arriving while a round runs, an answer to an
-older round, two rounds at once, a deleted project and a server restart mid-round.
+older round, two rounds at once, a deleted project, a project holding another run's samples
+under this run's ids and a server restart mid-round.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from relabeler.jobs.score import run_score
 from relabeler.jobs.train import run_train
 from relabeler.plugin.client import StudioClient, StudioUnavailableError
 from relabeler.plugin.labeling import LabelingSpec
-from relabeler.plugin.pull import pull
+from relabeler.plugin.pull import PullError, pull
 from relabeler.plugin.push import PushError, push
 from relabeler.plugin.tasks import ROUND_FIELD
 from relabeler.queue_plan import read_manifest, write_manifest
@@ -251,6 +252,30 @@ def test_a_project_deleted_between_rounds_is_a_clear_error(run, admin, studio):
                                         r"round 1\. Nothing was pushed"):
         run_next(store, config, client=admin, progress=False)
     assert read_manifest(store).equals(before)
+    assert not store.exists(artifacts.ROUND_LOCK.path)
+
+
+def test_a_project_holding_another_runs_samples_stops_pull_and_next(run, admin):
+    """The server came back with a fresh database and another run's round 1 got this run's
+    project and task ids (made here by giving the tasks other sample ids): pull and next stop,
+    naming the project and a task with both sample ids, and write nothing."""
+    store, config, truth = run
+    answer(admin, store, review(store)["id"].head(5), truth.get)
+    manifest = read_manifest(store)
+    project = int(review(store)["project_id"].iloc[0])
+    for task_id, data in admin.task_data(project).items():
+        admin.update_task_data(task_id, {**data, "sample_id": f"other-{data['sample_id']}"})
+    wrong = rf"project {project} at {admin.shown_url} is not the one this run pushed to: its task "
+    with pytest.raises(PullError, match=wrong + r"\d+ holds sample 'other-.*nothing was pulled"):
+        pull(store, admin)
+    assert not store.exists(artifacts.CORRECTIONS.path)
+    first = review(store).sort_values("task_id").iloc[0]
+    with pytest.raises(PushError, match=wrong + rf"{first['task_id']} holds sample "
+                                        rf"'other-{first['id']}', where .* records sample "
+                                        rf"'{first['id']}'"):
+        run_next(store, config, client=admin, progress=False)
+    assert read_manifest(store).equals(manifest)
+    assert not store.exists(artifacts.CORRECTIONS.path)
     assert not store.exists(artifacts.ROUND_LOCK.path)
 
 
