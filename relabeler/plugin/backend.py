@@ -519,7 +519,9 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     ``loop.rerank_every`` > 0 and a ``ranking`` loader (the entry point passes
     :meth:`relabeler.jobs.live_ranking.LiveRanking.load`) the waiting review tasks are
     re-ranked after every that many answers (:mod:`relabeler.plugin.rerank`)."""
+    from relabeler.plugin.client import StudioNotFoundError
     from relabeler.plugin.connect import client_from_config
+    from relabeler.plugin.push_checks import check_project_owner
     from relabeler.plugin.rerank import Reranker, RerankWorker
     from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
 
@@ -563,8 +565,14 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
         review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]), "project_id"])
         side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
                 for p, rows in manifest.groupby("project_id") if p not in review}
-        connect_backend(client_from_config(studio), projects, url, secret=secret, auth=auth,
-                        optional=side)
+        client = client_from_config(studio)
+        for project_id in projects:  # not another run's (a server this run did not push to)
+            try:
+                check_project_owner(client, project_id, manifest, error=PluginError,
+                                    nothing="serve registered nothing")
+            except StudioNotFoundError:
+                continue  # deleted there: connect_backend says what that means
+        connect_backend(client, projects, url, secret=secret, auth=auth, optional=side)
 
     worker = None
     if config.loop.rerank_every > 0 and ranking is not None:

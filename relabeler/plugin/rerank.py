@@ -60,13 +60,14 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
-from relabeler.errors import RelabelerError, RoundLockedError
+from relabeler.errors import PluginError, RelabelerError, RoundLockedError
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.consensus import SKIPPED, vote_answers
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import project_spec, update_priorities
+from relabeler.plugin.push_checks import check_project_owner
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
@@ -341,7 +342,11 @@ class Reranker:
         re-ranks; the manifest gives it the slot it was to take, so no two rows share one.
         Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
         if self._client is None:
-            self._client = self._make_client()
+            client = self._make_client()
+            # another run's project (a server this run did not push to) keeps its order
+            check_project_owner(client, project_id, review, error=PluginError,
+                                nothing="no task was moved")
+            self._client = client
         spec = project_spec(self._client, project_id)  # the config the project was made with
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]

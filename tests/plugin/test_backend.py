@@ -414,7 +414,7 @@ def test_serve_exits_non_zero_when_label_studio_cannot_be_reached(tmp_path, caps
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("relabeler: error: serve: connecting the backend to Label Studio "
-                          "failed: cannot list ML backends of project 3: Label Studio at "
+                          "failed: cannot list tasks of project 3: Label Studio at "
                           "http://admin:***@127.0.0.1:")
     assert "unreachable" in err and err.count("\n") == 1
     for secret in ("hunter2", "t0ken-never-shown"):
@@ -446,8 +446,15 @@ def test_serve_refuses_a_backend_url_that_carries_credentials(tmp_path, capsys):
 class _Studio:
     """The two calls connect_backend makes; ``gone`` projects answer as deleted ones do."""
 
-    def __init__(self, gone: set[int]):
-        self.gone, self.connected = gone, []
+    shown_url = "http://studio.invalid"
+
+    def __init__(self, gone: set[int], data: dict[int, dict] | None = None):
+        self.gone, self.connected, self.data = gone, [], data or {}
+
+    def task_data(self, project_id):
+        if project_id in self.gone:
+            raise StudioNotFoundError(f"cannot list tasks of project {project_id}: not found")
+        return {task: sample for task, sample in self.data.items()}
 
     def ensure_ml_backend(self, project_id, url, **kwargs):
         if project_id in self.gone:
@@ -492,6 +499,25 @@ def test_serve_goes_on_without_a_side_project_deleted_in_label_studio(tmp_path, 
     assert "serve: project 3 (acquired tasks) is gone from Label Studio; serving without it" \
         in caplog.text
     assert "serve: project 4 (eval_audit tasks) is gone" in caplog.text
+
+
+def test_serve_registers_nothing_on_a_project_of_another_run(tmp_path, monkeypatch):
+    # a server this run did not push to, whose project 2 holds another run's task 1: no
+    # backend or webhook of this run's goes there
+    from relabeler.errors import PluginError
+
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    _pushed(store, {2: "flagged"})
+    studio = _Studio(gone=set(), data={1: {"sample_id": "s0158"}})
+    with pytest.raises(PluginError, match=r"Label Studio project 2 at http://studio.invalid is "
+                                          r"not the one this run pushed to: its task 1 holds "
+                                          r"sample 's0158', where studio/manifest.parquet "
+                                          r"records sample 't0000'.*serve registered nothing"):
+        _serve_started(store, monkeypatch, studio)
+    assert studio.connected == []
+    studio.data = {1: {"sample_id": "t0000"}}  # this run's own project
+    _serve_started(store, monkeypatch, studio)
+    assert studio.connected == [2]
 
 
 def test_serve_stops_when_the_review_project_was_deleted(tmp_path, monkeypatch):

@@ -322,6 +322,25 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
 
 
+def test_a_re_rank_moves_no_task_of_another_runs_project(pushed):
+    # the server is not the one this run pushed to: its project holds another run's samples
+    # under this run's task ids, so their order is left alone
+    from relabeler.errors import PluginError
+
+    store, config, frame, fake, project_id = pushed
+    answer_top(store, fake, frame, 24)
+    first = min(fake.tasks)
+    fake.tasks[first]["data"]["sample_id"] = "another-runs-sample"
+    before = {t: dict(task["data"]) for t, task in fake.tasks.items()}
+    manifest = read_manifest(store)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with pytest.raises(PluginError, match=rf"its task {first} holds sample "
+                                          r"'another-runs-sample'.*no task was moved"):
+        rerank(answer_events=24)
+    assert {t: task["data"] for t, task in fake.tasks.items()} == before
+    pd.testing.assert_frame_equal(read_manifest(store), manifest)
+
+
 def _fail_the_nth_update(fake: FakeStudio, n: int, monkeypatch) -> None:
     """The fake server goes away on the ``n``-th task update (the earlier ones land)."""
     update, calls = fake.update_task_data, []
