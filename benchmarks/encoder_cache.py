@@ -71,7 +71,10 @@ def main() -> None:
             texts = [f"text {i}" for i in range(start, min(start + args.part, args.texts))]
             cache._save(cache.folder, text_keys(texts),
                         rng.standard_normal((len(texts), args.dim)).astype(np.float32))
-        wanted = [f"text {i}" for i in range(args.part, args.part + args.lookup)]
+        # the data set looked up: texts of the second part when there is one (a cache holds
+        # other data sets' parts before it), else of the first
+        start = args.part if args.texts >= args.part + args.lookup else 0
+        wanted = [f"text {i}" for i in range(start, start + args.lookup)]
         keys = text_keys(wanted)
         cpu = torch.device("cpu")
         now, states = best_of(args.repeats, lambda: cache.cached(wanted, device=cpu))
