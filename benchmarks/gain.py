@@ -22,7 +22,9 @@ truth (target >= 90% of setting x seed x round) with the point estimate's relati
 probabilities only (kNN votes and noise model from the answered labels) instead of refitting
 the head's folds. With ``--annotators`` the simulations' annotators blocks are summarised too.
 
-Finished simulations are reused: a rerun only computes what is missing.
+Finished simulations are reused: a rerun only computes what is missing. A finished one made
+with another ``--pooling``, ``--pool-layers`` or ``--annotators`` is refused, naming them (the
+folder names hold the other arguments).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler.config import RunConfig
 from relabeler.model import POOLINGS
@@ -52,8 +55,10 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
              sample: int = 0, batch_size: int = 0, folds: int = 5, rounds: int = 0,
              rescore: str = "refit", annotators: list[float] | None = None,
              pool_layers: int = 0) -> dict:
-    """One simulation (reused when its simulation.json exists); variants of the rounds share
-    the run folder, so only the retraining part is repeated."""
+    """One simulation (reused when its simulation.json exists and was made with the same
+    pooling, pool_layers and annotators: the folder name holds the rest; one made with others
+    is refused, naming them); variants of the rounds share the run folder, so only the
+    retraining part is repeated."""
     from relabeler.jobs.simulate import run_simulation, simulation_config
 
     folder = out / (f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
@@ -61,8 +66,10 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
                     + (f"-f{folds}" if folds != 5 else ""))
     result_dir = folder / f"rounds{rounds}-{rescore}" if rounds else folder
     done = result_dir / "simulation.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    settings = {"pooling": pooling, "pool_layers": pool_layers, "annotators": annotators}
+    stored = stored_result(done, settings)
+    if stored is not None:
+        return stored
     base = RunConfig()
     base.model.pooling = pooling
     base.model.pool_layers = pool_layers
@@ -73,8 +80,9 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
     base.score.min_agreement = 0.0
     config = simulation_config(data=dataset, out=folder, noise=rate, noise_kind=kind,
                                seed=seed, mode="head", folds=folds, sample=sample, base=base)
-    return run_simulation(config, result_dir, progress=False, budgets=[rate],
-                          rounds=rounds or None, rescore=rescore, annotators=annotators)
+    run_simulation(config, result_dir, progress=False, budgets=[rate], rounds=rounds or None,
+                   rescore=rescore, annotators=annotators)
+    return record_settings(done, settings)
 
 
 
@@ -177,7 +185,8 @@ def main() -> None:
                              "sms-spam and bbc-news, all six with --rounds")
     parser.add_argument("--pooling", default=RunConfig().model.pooling, choices=POOLINGS,
                         help="[model] pooling of the simulations (default: what relabeler "
-                             "ships; use a separate --out for each)")
+                             "ships; use a separate --out for each: a finished run made with "
+                             "another is refused)")
     parser.add_argument("--pool-layers", type=int, default=0,
                         help="[model] pool_layers of the simulations (0 = what relabeler ships; "
                              "use a separate --out for each)")
