@@ -201,7 +201,9 @@ def main() -> None:
                         help="re-scoring between rounds (see above)")
     parser.add_argument("--annotators", default="",
                         help="A1,A2,...: simulated annotators (summarised per setting)")
-    parser.add_argument("--json", help="write the per-setting numbers here")
+    parser.add_argument("--json", help="write the per-setting numbers the tables print here "
+                        "(budget, gap, shares recovered per seed and pooled, the ratios, each "
+                        "seed's accuracies; with --rounds the rounds summary)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -215,7 +217,7 @@ def main() -> None:
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")
-    all_runs = {}
+    all_runs, numbers = {}, {}
     for dataset, kind, rate in settings:
         runs = [simulate(dataset, kind, rate, seed, out, args.pooling, **options)
                 for seed in seeds]
@@ -229,20 +231,36 @@ def main() -> None:
                 gains[m].append(acc[m][-1] - acc["noisy"])
         # share of the gap recovered, per seed and pooled (mean gain / mean gap)
         mean_gap = float(np.mean(gaps))
+        k = runs[0]["gain"]["budget_samples"][-1]
+        label = f"{dataset} {kind} {rate:.0%}"
+        numbers[label] = {"budget": k, "gap": mean_gap, "recovered": {}, "seeds": {}}
         cells = []
         for m in METHODS:
             shares = [g / gap for g, gap in zip(gains[m], gaps, strict=True) if gap > 0]
             mean, low, high = interval(shares) if shares else (float("nan"),) * 3
             pooled = np.mean(gains[m]) / mean_gap if mean_gap > 0 else float("nan")
             cells.append(f"{mean:6.0%} [{low:5.0%}, {high:5.0%}] p{pooled:4.0%}")
+            numbers[label]["recovered"][m] = {  # null: no interval (one seed) or no gap
+                "per_seed": shares, **{key: None if np.isnan(value) else float(value)
+                                       for key, value in (("mean", mean), ("low", low),
+                                                          ("high", high), ("pooled", pooled))}}
+        for m in ("random", "cleanlab"):  # relabeler's gain as a multiple of theirs
+            baseline = float(np.mean(gains[m]))
+            numbers[label][f"vs_{m}"] = (float(np.mean(gains["relabeler"])) / baseline
+                                         if baseline > 0 else None)
         vs_random = ratio(np.mean(gains["relabeler"]), np.mean(gains["random"]))
         vs_cleanlab = ratio(np.mean(gains["relabeler"]), np.mean(gains["cleanlab"]))
-        k = runs[0]["gain"]["budget_samples"][-1]
         print(f"{dataset + ' ' + kind + f' {rate:.0%}':28s} {k:5d} {mean_gap:6.2%}  "
               + "  ".join(f"{c:>26s}" for c in cells)
               + f"  {vs_random:>9s}  {vs_cleanlab:>10s}")
         for seed, run in zip(seeds, runs, strict=True):
             acc = run["gain"]["accuracy"]
+            numbers[label]["seeds"][seed] = {
+                "accuracy": {"clean": acc["clean"], "noisy": acc["noisy"],
+                             **{m: acc[m][-1] for m in METHODS}},
+                "detection_auprc": {
+                    "relabeler": run["detection"]["relabeler"]["auprc"],
+                    "cleanlab": run["detection"]["cleanlab_self_confidence"]["auprc"]}}
             print(f"    seed {seed}: clean {acc['clean']:.4f} noisy {acc['noisy']:.4f} "
                   + " ".join(f"{m} {acc[m][-1]:.4f}" for m in METHODS)
                   + f"; detection AUPRC relabeler {run['detection']['relabeler']['auprc']:.3f}"
@@ -250,7 +268,7 @@ def main() -> None:
     print("recovered = (accuracy after relabeling - noisy) / (clean - noisy), mean over seeds "
           "[95% t-interval]; p = pooled (mean gain / mean gap); targets: relabeler >= 80%, "
           ">= 2x random, >= cleanlab")
-    summaries = {}
+    summaries = {}  # label -> its rounds summary
     if args.rounds:
         print(f"\nRounds ({args.rounds}, re-scoring: {args.rescore}) against one shot at the "
               "same budget, both with random controls:")
@@ -266,9 +284,14 @@ def main() -> None:
     if annotators:
         print()
         for (dataset, kind, rate), runs in all_runs.items():
-            print_annotators(f"{dataset} {kind} {rate:.0%}", runs)
-    if args.json:
-        Path(args.json).write_text(json.dumps(summaries, indent=1))
+            label = f"{dataset} {kind} {rate:.0%}"
+            print_annotators(label, runs)
+            numbers[label]["annotators"] = [run["annotators"] for run in runs
+                                            if "annotators" in run]
+    if args.json:  # what the tables print, per setting
+        for label, summary in summaries.items():
+            numbers[label]["rounds"] = summary
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":
