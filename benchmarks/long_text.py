@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     truth = np.array([classes.index(x) for x in labels])
     device = pick_device()
     encoded, seconds, cpu = {}, {}, {}
+    # the timings are of encodings from an empty cache: a rerun's would be cache reads
+    shutil.rmtree(args.out / "encoder-cache", ignore_errors=True)
     for mode in ("truncate", "windows"):
         config = RunConfig()
         apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
