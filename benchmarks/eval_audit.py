@@ -33,6 +33,7 @@ import json
 import logging
 from pathlib import Path
 
+from ray_temp import ray_temp_dir  # a sibling script, not a package
 from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler import artifacts
@@ -58,6 +59,7 @@ def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
                                    seed=seed, sample=sample, mode=mode, folds=folds,
                                    eval_noise=eval_noise)
         config.model.pool_layers = pool_layers
+        config.ray.temp_dir = ray_temp_dir()
         run_simulation(config, out, progress=False, budgets=None)
         record_settings(result_path, settings)
     elif rerank:

@@ -35,6 +35,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from ray_temp import ray_temp_dir  # a sibling script, not a package
 from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler.config import RunConfig
@@ -73,6 +74,7 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
     base = RunConfig()
     base.model.pooling = pooling
     base.model.pool_layers = pool_layers
+    base.ray.temp_dir = ray_temp_dir()
     if batch_size:
         base.train.batch_size = batch_size
     # the representer is reported, never a vote: a benchmark of the ranking must not stop where

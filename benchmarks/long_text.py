@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ray_temp import ray_temp_dir  # a sibling script, not a package
 from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler import artifacts
@@ -194,7 +195,8 @@ def run_mode(args: argparse.Namespace, seed: int, mode: str) -> dict:
     # filled by the run before would hide the encoding a fresh run pays
     apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
                              "model.window_stride": args.stride,
-                             "model.cache_dir": str(out / "encoder-cache")})
+                             "model.cache_dir": str(out / "encoder-cache"),
+                             "ray.temp_dir": ray_temp_dir()})
     result, wall = timed_simulation(config, out, {
         "seed": seed, "sample": args.sample, "noise": args.noise, "folds": args.folds,
         "max_length": args.max_length, "stride": args.stride})

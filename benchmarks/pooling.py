@@ -318,7 +318,8 @@ def print_tables(results: dict[str, dict], layers: list[int]) -> None:
 
 def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
     """``--pipeline`` (see the module docstring); prints one row per dataset and L."""
-    from long_text import timed_simulation  # a sibling script (main puts it on sys.path)
+    from long_text import timed_simulation  # sibling scripts (main puts them on sys.path)
+    from ray_temp import ray_temp_dir
 
     from relabeler.jobs.simulate import simulation_config
     from relabeler.store import RunStore
@@ -333,7 +334,8 @@ def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
                                        noise_kind="uniform", seed=seed, sample=sample,
                                        mode="head", folds=args.folds)
             apply_overrides(config, {"model.pool_layers": n,
-                                     "model.cache_dir": str(out / "encoder-cache")})
+                                     "model.cache_dir": str(out / "encoder-cache"),
+                                     "ray.temp_dir": ray_temp_dir()})
             result, wall = timed_simulation(config, out, {
                 "seed": seed, "sample": sample, "noise": args.noise, "folds": args.folds})
             info = RunStore(config.run_dir).stage_info("train")["info"]
