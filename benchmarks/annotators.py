@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from ray_temp import ray_temp_dir  # a sibling script, not a package
 
 from relabeler.report.stats import mean_interval as interval
 
@@ -42,6 +43,7 @@ def prepare(dataset: str, seed: int, out: Path) -> Path:
         config = simulation_config(data=dataset, out=folder, noise=0.2, noise_kind="uniform",
                                    seed=seed, sample=SAMPLE[dataset], mode="head",
                                    folds=3)
+        config.ray.temp_dir = ray_temp_dir()
         run_simulation(config, folder, progress=False, budgets=None)
     return folder
 

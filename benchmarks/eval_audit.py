@@ -11,6 +11,9 @@ cleanlab's best.
 (``relabeler.jobs.eval_audit``: seconds, from the run's stored features, probabilities and
 out-of-fold probabilities) and rewrites their ``eval_audit`` block and
 ``scores/eval_suspects.parquet``; a seed without a finished run is simulated as usual.
+A finished run (``--out/<dataset>-<seed>``) is read only when its ``simulation.json`` was made
+with the arguments given now (sample, noise, eval noise, folds, mode, pool layers); one made
+with others is refused, naming them.
 
 ``--mode full`` fine-tunes the whole encoder in new simulations (``train.mode = "full"``)
 instead of training a head on the frozen packaged encoder's states (head, the default).
@@ -30,6 +33,9 @@ import json
 import logging
 from pathlib import Path
 
+from ray_temp import ray_temp_dir  # a sibling script, not a package
+from reuse import record_settings, stored_result  # a sibling script, not a package
+
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.jobs.eval_audit import write_eval_suspects
@@ -43,15 +49,19 @@ from relabeler.store import RunStore
 def audit_run(dataset: str, seed: int, *, out: Path, sample: int, noise: float,
               eval_noise: float, folds: int, mode: str = "head", rerank: bool = False,
               pool_layers: int = 0) -> dict:
-    """One simulation (reused when ``out`` already holds it, its eval rows re-ranked when
-    ``rerank``); its ``eval_audit`` block."""
+    """One simulation (reused when ``out`` already holds it, made with these arguments; its
+    eval rows re-ranked when ``rerank``); its ``eval_audit`` block."""
     result_path = out / "simulation.json"
-    if not result_path.exists():
+    settings = {"seed": seed, "sample": sample, "noise": noise, "eval_noise": eval_noise,
+                "folds": folds, "mode": mode, "pool_layers": pool_layers}
+    if stored_result(result_path, settings) is None:
         config = simulation_config(data=dataset, out=out, noise=noise, noise_kind="uniform",
                                    seed=seed, sample=sample, mode=mode, folds=folds,
                                    eval_noise=eval_noise)
         config.model.pool_layers = pool_layers
+        config.ray.temp_dir = ray_temp_dir()
         run_simulation(config, out, progress=False, budgets=None)
+        record_settings(result_path, settings)
     elif rerank:
         rerank_eval(out)
     return json.loads(result_path.read_text())["eval_audit"]

@@ -22,7 +22,9 @@ truth (target >= 90% of setting x seed x round) with the point estimate's relati
 probabilities only (kNN votes and noise model from the answered labels) instead of refitting
 the head's folds. With ``--annotators`` the simulations' annotators blocks are summarised too.
 
-Finished simulations are reused: a rerun only computes what is missing.
+Finished simulations are reused: a rerun only computes what is missing. A finished one made
+with another ``--pooling``, ``--pool-layers`` or ``--annotators`` is refused, naming them (the
+folder names hold the other arguments).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from ray_temp import ray_temp_dir  # a sibling script, not a package
+from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler.config import RunConfig
 from relabeler.model import POOLINGS
@@ -52,8 +56,10 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
              sample: int = 0, batch_size: int = 0, folds: int = 5, rounds: int = 0,
              rescore: str = "refit", annotators: list[float] | None = None,
              pool_layers: int = 0) -> dict:
-    """One simulation (reused when its simulation.json exists); variants of the rounds share
-    the run folder, so only the retraining part is repeated."""
+    """One simulation (reused when its simulation.json exists and was made with the same
+    pooling, pool_layers and annotators: the folder name holds the rest; one made with others
+    is refused, naming them); variants of the rounds share the run folder, so only the
+    retraining part is repeated."""
     from relabeler.jobs.simulate import run_simulation, simulation_config
 
     folder = out / (f"{dataset}-{kind}-{int(rate * 100)}-seed{seed}"
@@ -61,11 +67,14 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
                     + (f"-f{folds}" if folds != 5 else ""))
     result_dir = folder / f"rounds{rounds}-{rescore}" if rounds else folder
     done = result_dir / "simulation.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    settings = {"pooling": pooling, "pool_layers": pool_layers, "annotators": annotators}
+    stored = stored_result(done, settings)
+    if stored is not None:
+        return stored
     base = RunConfig()
     base.model.pooling = pooling
     base.model.pool_layers = pool_layers
+    base.ray.temp_dir = ray_temp_dir()
     if batch_size:
         base.train.batch_size = batch_size
     # the representer is reported, never a vote: a benchmark of the ranking must not stop where
@@ -73,8 +82,9 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
     base.score.min_agreement = 0.0
     config = simulation_config(data=dataset, out=folder, noise=rate, noise_kind=kind,
                                seed=seed, mode="head", folds=folds, sample=sample, base=base)
-    return run_simulation(config, result_dir, progress=False, budgets=[rate],
-                          rounds=rounds or None, rescore=rescore, annotators=annotators)
+    run_simulation(config, result_dir, progress=False, budgets=[rate], rounds=rounds or None,
+                   rescore=rescore, annotators=annotators)
+    return record_settings(done, settings)
 
 
 
@@ -177,7 +187,8 @@ def main() -> None:
                              "sms-spam and bbc-news, all six with --rounds")
     parser.add_argument("--pooling", default=RunConfig().model.pooling, choices=POOLINGS,
                         help="[model] pooling of the simulations (default: what relabeler "
-                             "ships; use a separate --out for each)")
+                             "ships; use a separate --out for each: a finished run made with "
+                             "another is refused)")
     parser.add_argument("--pool-layers", type=int, default=0,
                         help="[model] pool_layers of the simulations (0 = what relabeler ships; "
                              "use a separate --out for each)")
@@ -192,7 +203,9 @@ def main() -> None:
                         help="re-scoring between rounds (see above)")
     parser.add_argument("--annotators", default="",
                         help="A1,A2,...: simulated annotators (summarised per setting)")
-    parser.add_argument("--json", help="write the per-setting numbers here")
+    parser.add_argument("--json", help="write the per-setting numbers the tables print here "
+                        "(budget, gap, shares recovered per seed and pooled, the ratios, each "
+                        "seed's accuracies; with --rounds the rounds summary)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -206,7 +219,7 @@ def main() -> None:
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")
-    all_runs = {}
+    all_runs, numbers = {}, {}
     for dataset, kind, rate in settings:
         runs = [simulate(dataset, kind, rate, seed, out, args.pooling, **options)
                 for seed in seeds]
@@ -220,20 +233,36 @@ def main() -> None:
                 gains[m].append(acc[m][-1] - acc["noisy"])
         # share of the gap recovered, per seed and pooled (mean gain / mean gap)
         mean_gap = float(np.mean(gaps))
+        k = runs[0]["gain"]["budget_samples"][-1]
+        label = f"{dataset} {kind} {rate:.0%}"
+        numbers[label] = {"budget": k, "gap": mean_gap, "recovered": {}, "seeds": {}}
         cells = []
         for m in METHODS:
             shares = [g / gap for g, gap in zip(gains[m], gaps, strict=True) if gap > 0]
             mean, low, high = interval(shares) if shares else (float("nan"),) * 3
             pooled = np.mean(gains[m]) / mean_gap if mean_gap > 0 else float("nan")
             cells.append(f"{mean:6.0%} [{low:5.0%}, {high:5.0%}] p{pooled:4.0%}")
+            numbers[label]["recovered"][m] = {  # null: no interval (one seed) or no gap
+                "per_seed": shares, **{key: None if np.isnan(value) else float(value)
+                                       for key, value in (("mean", mean), ("low", low),
+                                                          ("high", high), ("pooled", pooled))}}
+        for m in ("random", "cleanlab"):  # relabeler's gain as a multiple of theirs
+            baseline = float(np.mean(gains[m]))
+            numbers[label][f"vs_{m}"] = (float(np.mean(gains["relabeler"])) / baseline
+                                         if baseline > 0 else None)
         vs_random = ratio(np.mean(gains["relabeler"]), np.mean(gains["random"]))
         vs_cleanlab = ratio(np.mean(gains["relabeler"]), np.mean(gains["cleanlab"]))
-        k = runs[0]["gain"]["budget_samples"][-1]
         print(f"{dataset + ' ' + kind + f' {rate:.0%}':28s} {k:5d} {mean_gap:6.2%}  "
               + "  ".join(f"{c:>26s}" for c in cells)
               + f"  {vs_random:>9s}  {vs_cleanlab:>10s}")
         for seed, run in zip(seeds, runs, strict=True):
             acc = run["gain"]["accuracy"]
+            numbers[label]["seeds"][seed] = {
+                "accuracy": {"clean": acc["clean"], "noisy": acc["noisy"],
+                             **{m: acc[m][-1] for m in METHODS}},
+                "detection_auprc": {
+                    "relabeler": run["detection"]["relabeler"]["auprc"],
+                    "cleanlab": run["detection"]["cleanlab_self_confidence"]["auprc"]}}
             print(f"    seed {seed}: clean {acc['clean']:.4f} noisy {acc['noisy']:.4f} "
                   + " ".join(f"{m} {acc[m][-1]:.4f}" for m in METHODS)
                   + f"; detection AUPRC relabeler {run['detection']['relabeler']['auprc']:.3f}"
@@ -241,7 +270,7 @@ def main() -> None:
     print("recovered = (accuracy after relabeling - noisy) / (clean - noisy), mean over seeds "
           "[95% t-interval]; p = pooled (mean gain / mean gap); targets: relabeler >= 80%, "
           ">= 2x random, >= cleanlab")
-    summaries = {}
+    summaries = {}  # label -> its rounds summary
     if args.rounds:
         print(f"\nRounds ({args.rounds}, re-scoring: {args.rescore}) against one shot at the "
               "same budget, both with random controls:")
@@ -257,9 +286,14 @@ def main() -> None:
     if annotators:
         print()
         for (dataset, kind, rate), runs in all_runs.items():
-            print_annotators(f"{dataset} {kind} {rate:.0%}", runs)
-    if args.json:
-        Path(args.json).write_text(json.dumps(summaries, indent=1))
+            label = f"{dataset} {kind} {rate:.0%}"
+            print_annotators(label, runs)
+            numbers[label]["annotators"] = [run["annotators"] for run in runs
+                                            if "annotators" in run]
+    if args.json:  # what the tables print, per setting
+        for label, summary in summaries.items():
+            numbers[label]["rounds"] = summary
+        Path(args.json).write_text(json.dumps(numbers, indent=1))
 
 
 if __name__ == "__main__":

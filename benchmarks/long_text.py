@@ -21,7 +21,8 @@ does; mean of probabilities; max of each class's logit).
 the queue's detection AUPRC (the relabeler ranking of ``simulation.json``, its views and noise
 model), the train+extract+score seconds and the whole run's wall seconds. Each run has its own
 encoder cache, so each pays its own encoding, as a fresh run does. A run folder that holds a
-``simulation.json`` is read, not rerun. Much slower.
+``simulation.json`` is read, not rerun, when it was made with the same sample, noise, folds,
+max length and stride (one made with others is refused, naming them). Much slower.
 
 ``--agree``: does the head experiment stand for ``relabeler train``? Over the ``truncate`` and
 ``windows`` runs ``--pipeline`` left under ``--out`` (nothing is encoded: each run's own cache
@@ -43,11 +44,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from ray_temp import ray_temp_dir  # a sibling script, not a package
+from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler import artifacts
 from relabeler.config import apply_overrides
@@ -84,6 +88,8 @@ def heads_experiment(args: argparse.Namespace, seeds: list[int]) -> None:
     truth = np.array([classes.index(x) for x in labels])
     device = pick_device()
     encoded, seconds, cpu = {}, {}, {}
+    # the timings are of encodings from an empty cache: a rerun's would be cache reads
+    shutil.rmtree(args.out / "encoder-cache", ignore_errors=True)
     for mode in ("truncate", "windows"):
         config = RunConfig()
         apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
@@ -189,8 +195,11 @@ def run_mode(args: argparse.Namespace, seed: int, mode: str) -> dict:
     # filled by the run before would hide the encoding a fresh run pays
     apply_overrides(config, {"model.long_text": mode, "model.max_length": args.max_length,
                              "model.window_stride": args.stride,
-                             "model.cache_dir": str(out / "encoder-cache")})
-    result, wall = timed_simulation(config, out)
+                             "model.cache_dir": str(out / "encoder-cache"),
+                             "ray.temp_dir": ray_temp_dir()})
+    result, wall = timed_simulation(config, out, {
+        "seed": seed, "sample": args.sample, "noise": args.noise, "folds": args.folds,
+        "max_length": args.max_length, "stride": args.stride})
     store = RunStore(config.run_dir)
     return {"config": config, "store": store,
             "accuracy": store.stage_info("train")["info"]["eval_accuracy"],
@@ -199,16 +208,19 @@ def run_mode(args: argparse.Namespace, seed: int, mode: str) -> dict:
             "seconds": sum(result["seconds"][s] for s in STAGES), "wall": wall}
 
 
-def timed_simulation(config, out: Path) -> tuple[dict, float]:
-    """``simulation.json`` of the simulation in ``out`` (run first, timed, when missing) and
+def timed_simulation(config, out: Path, settings: dict) -> tuple[dict, float]:
+    """``simulation.json`` of the simulation in ``out`` (run first, timed, when missing; a
+    finished one made with other ``settings``, the arguments that define it, is refused) and
     its wall seconds (nan when it ran before the time was kept)."""
     path, wall_path = out / "simulation.json", out / "wall.json"
-    if not path.exists():
+    result = stored_result(path, settings)
+    if result is None:
         started = time.perf_counter()
         run_simulation(config, out, progress=False, budgets=None)
         wall_path.write_text(json.dumps({"seconds": time.perf_counter() - started}))
+        result = record_settings(path, settings)
     wall = json.loads(wall_path.read_text())["seconds"] if wall_path.exists() else float("nan")
-    return json.loads(path.read_text()), wall
+    return result, wall
 
 
 def eval_poolings(run: dict) -> dict[str, float]:

@@ -16,13 +16,16 @@ out-of-fold (``--folds``) self-confidence ranking (``1 - p(given label)``, the q
 view) against the flipped rows. Tables: per dataset, kind and L, the mean over seeds with its
 95% t-interval and the seed-paired difference against L = 1, the encoding seconds against
 L = 1's, then each L's accuracy against the current default's over the datasets. A dataset's
-results are kept in ``--out/<dataset>.json``: a rerun reads them instead of encoding again.
+results are kept in ``--out/<dataset>.json`` with the arguments that made them: a rerun with
+the same arguments reads them instead of encoding again; one with others is refused, naming
+them.
 
 ``--pipeline``: one real ``relabeler simulate`` per dataset of ``--pipeline-data`` and L of
 ``--pipeline-layers`` at the first seed (``--noise`` uniform, head mode, ``--folds`` folds, no
 gain budgets, each run its own encoder cache): eval accuracy on clean labels and the queue's
 detection AUPRC (the relabeler ranking of ``simulation.json``: all its views and the noise
-model). A run folder that holds a ``simulation.json`` is read, not rerun.
+model). A run folder that holds a ``simulation.json`` is read, not rerun (one made with
+another ``--noise`` or ``--folds`` is refused, naming them).
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/pooling.py \
         --data drug-review:0,sms-spam:2000,bbc-news:800 --seeds 0,1,2,3,4,5,6,7,8,9 \
@@ -315,11 +318,11 @@ def print_tables(results: dict[str, dict], layers: list[int]) -> None:
 
 def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
     """``--pipeline`` (see the module docstring); prints one row per dataset and L."""
+    from long_text import timed_simulation  # sibling scripts (main puts them on sys.path)
+    from ray_temp import ray_temp_dir
+
     from relabeler.jobs.simulate import simulation_config
     from relabeler.store import RunStore
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from long_text import timed_simulation  # a sibling script, not a package
 
     print("| dataset | L | training rows | eval rows | eval accuracy | queue detection AUPRC | "
           "train+extract+score s | simulate wall s |")
@@ -331,8 +334,10 @@ def pipeline_experiment(args: argparse.Namespace, seed: int) -> None:
                                        noise_kind="uniform", seed=seed, sample=sample,
                                        mode="head", folds=args.folds)
             apply_overrides(config, {"model.pool_layers": n,
-                                     "model.cache_dir": str(out / "encoder-cache")})
-            result, wall = timed_simulation(config, out)
+                                     "model.cache_dir": str(out / "encoder-cache"),
+                                     "ray.temp_dir": ray_temp_dir()})
+            result, wall = timed_simulation(config, out, {
+                "seed": seed, "sample": sample, "noise": args.noise, "folds": args.folds})
             info = RunStore(config.run_dir).stage_info("train")["info"]
             auprc = result["detection"]["relabeler"]["auprc"]
             print(f"| {name} | {n} | {result['n_train']} | {result['n_test']} | "
@@ -375,6 +380,9 @@ def main() -> None:
     except ValueError as exc:
         parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from reuse import stored_result  # a sibling script, not a package
+
     if args.pipeline:
         pipeline_experiment(args, seeds[0])
         return
@@ -383,10 +391,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, sample in data.items():
         path = args.out / f"{name}.json"
-        if path.exists():
-            results[name] = json.loads(path.read_text())
-        else:
-            results[name] = heads_experiment(name, sample, args, seeds, layers)
+        settings = {"data": f"{name}:{sample}", "seeds": seeds, "layers": layers,
+                    "kinds": args.kinds, "noise": args.noise, "folds": args.folds,
+                    "max_length": args.max_length, "eval_fraction": args.eval_fraction,
+                    "check": args.check}
+        results[name] = stored_result(path, settings, remove=path)
+        if results[name] is None:
+            results[name] = {**heads_experiment(name, sample, args, seeds, layers),
+                             "settings": settings}
             path.write_text(json.dumps(results[name], indent=1))
     print_tables(results, layers)
 

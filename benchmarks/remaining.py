@@ -519,9 +519,16 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("relabeler",):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not args.runs.is_dir():
+        parser.error(f"--runs {args.runs}: no such folder")
     folders = sorted(p for p in args.runs.iterdir() if NAME.match(p.name)
                      and (p / "rounds4-refit" / "simulation.json").exists()
                      and args.only in p.name)
+    if not folders:
+        only = f" whose name holds --only {args.only!r}" if args.only else ""
+        parser.error(f"--runs {args.runs} holds no run folder of benchmarks/gain.py --rounds 4 "
+                     f"(--rescore refit){only}: expected <dataset>-<kind>-<rate>-seed<S>"
+                     "[-n<N>][-b<B>][-f<F>]/rounds4-refit/simulation.json")
     rows, tried, redrawn, needed = [], [], [], []
     for folder in folders:
         if args.cached_only and not (args.cache / f"{folder.name}-upto{args.upto}.pkl").exists():
@@ -533,6 +540,10 @@ def main() -> None:
         if args.redraw_controls:
             redrawn += redraw_controls(replayed)
             needed += controls_needed(replayed)
+    if not rows:  # --cached-only, and none of them replayed yet
+        parser.error(f"--cached-only: no replay of the {len(folders)} runs in --runs "
+                     f"{args.runs} is cached under --cache {args.cache} (up to round "
+                     f"{args.upto}); run without --cached-only first")
     print(markdown(summary(rows)))
     print()
     print(markdown(summary(rows, by="round")))

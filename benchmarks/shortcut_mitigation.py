@@ -3,11 +3,12 @@ back, per (dataset, class), with 95% intervals.
 
 For every setting ``DATASET:CLASS`` and seed, the ``"shortcut"`` block of ``relabeler simulate
 --shortcut TOKEN:CLASS:RATE --mode head`` (5% label noise) is computed (a finished one in
-``--work`` is reused): the token's rank and the eval and anti-shortcut accuracy of the head
-refit without the token (clean), with it (shortcut) and with it and the shipped mitigation
-(mitigated), all in the same process on the same cached encoder states. ``--tops`` and
-``--mask-rates`` other than the shipped ``1`` and ``1.0`` refit each run again with those
-``train.debias_top`` / ``train.debias_mask_rate``.
+``--work`` is reused when made with the same sample, noise, token, tops and mask rates; one
+made with others is refused, naming them): the token's rank and the eval and anti-shortcut
+accuracy of the head refit without the token (clean), with it (shortcut) and with it and the
+shipped mitigation (mitigated), all in the same process on the same cached encoder states.
+``--tops`` and ``--mask-rates`` other than the shipped ``1`` and ``1.0`` refit each run again
+with those ``train.debias_top`` / ``train.debias_mask_rate``.
 
     PYTHONPATH=. python benchmarks/shortcut_mitigation.py --work /tmp/mitigation --seeds 3 \\
         --settings sms-spam:spam,drug-review:neutral,bbc-news:entertainment \\
@@ -28,6 +29,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from reuse import record_settings, stored_result  # a sibling script, not a package
 
 from relabeler import artifacts
 from relabeler.jobs.dataset import prepare_dataset
@@ -64,8 +66,11 @@ def run_one(work: Path, name: str, label: str, seed: int, args) -> dict:
     """
     out = work / f"{name}-{label}-{args.rate}-s{seed}"
     done = out / "shortcut.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    settings = {"samples": f"{name}={args.samples.get(name, 0)}", "noise": args.noise,
+                "token": args.token, "tops": args.tops, "mask_rates": args.mask_rates}
+    stored = stored_result(done, settings, out_flag="--work")
+    if stored is not None:
+        return stored
     config = simulation_config(data=name, out=out, noise=args.noise, noise_kind="uniform",
                                seed=seed, sample=args.samples.get(name, 0), mode="head",
                                folds=2)
@@ -88,7 +93,7 @@ def run_one(work: Path, name: str, label: str, seed: int, args) -> dict:
                                       mode="head")
             block["sweep"][f"top {top}, mask rate {mask_rate}"] = other["mitigations"]
     done.write_text(json.dumps(block))
-    return block
+    return record_settings(done, settings)
 
 
 def main() -> None:

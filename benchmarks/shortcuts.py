@@ -44,9 +44,13 @@ def rank_of(found, token: str, cls: int) -> tuple[int | None, int | None, int | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="drug-review,sms-spam,bbc-news")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="how many seeds (0..N-1) plant the token per setting; at least 1")
     parser.add_argument("--rates", default="0.5,0.3,0.1,0.05")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: the number of seeds to plant with, at least 1 "
+                     "(a count here, not a list of seeds)")
     rates = [float(r) for r in args.rates.split(",")]
     rows = []
     for name in args.datasets.split(","):
