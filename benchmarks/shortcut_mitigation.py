@@ -46,13 +46,16 @@ from relabeler.store import RunStore
 
 
 def half_width(values) -> float:
-    """Half the width of the 95% t-interval of the mean over seeds (0 for one seed)."""
+    """Half the width of the 95% t-interval of the mean over seeds; infinite for one seed
+    (no interval: it said 0, as if one seed were certain)."""
     mean, _, high = mean_interval(values)
-    return 0.0 if np.isnan(high) else high - mean
+    return float("inf") if np.isnan(high) else high - mean
 
 
 def interval(values) -> str:
-    """``mean ± half-width`` of the 95% t-interval over seeds."""
+    """``mean ± half-width`` of the 95% t-interval over seeds; ``mean (one seed)`` for one."""
+    if len(values) < 2:
+        return f"{np.mean(values):.3f} (one seed)"
     return f"{np.mean(values):.3f} ± {half_width(values):.3f}"
 
 
@@ -137,7 +140,7 @@ def main() -> None:
         won = np.subtract(anti["mitigated"], anti["shortcut"])
         # a share of a cost that is not surely above 0 would be noise over noise
         recovered = (f"{won.mean() / cost.mean():.0%}" if cost.mean() - half_width(cost) > 0
-                     else "– (no cost)")
+                     else "– (one seed: no interval)" if len(cost) < 2 else "– (no cost)")
         print(f"| {name} | {label} | {'–' if None in ranks else max(ranks)} | "
               + " | ".join(interval(acc[k]) for k in acc) + " | "
               + " | ".join(interval(anti[k]) for k in anti) + " | "
