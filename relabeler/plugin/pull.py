@@ -79,6 +79,15 @@ from relabeler.plugin.consensus import (
 )
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec
+from relabeler.plugin.pull_tables import (
+    DELETED_CAUSE,
+    UNMAPPED_SCHEMA,
+    merge_corrections,
+    merge_task_rows,
+    merge_unmapped,
+    read_frame,
+    write_frame,
+)
 from relabeler.plugin.push_checks import check_tasks_owner
 from relabeler.plugin.reconcile import (
     Reconciled,
@@ -102,14 +111,6 @@ SECOND_OPINIONS = artifacts.SECOND_OPINIONS.path
 # tasks updated this long before the watermark are fetched again: commits can land out of order
 _WATERMARK_MARGIN = timedelta(seconds=5)
 
-UNMAPPED_SCHEMA = pa.schema([
-    pa.field("project_id", pa.int64()),
-    pa.field("task_id", pa.int64()),
-    pa.field("annotation_id", pa.int64()),
-    pa.field("id", pa.string()),
-    pa.field("reason", pa.string()),
-    pa.field("annotation", pa.string()),
-])
 
 
 class PullError(PluginError):
@@ -276,7 +277,6 @@ UNCONFIRMED_UPDATE = (
     "kept (an event anyone who reads the webhook's secret can post, or an update the server "
     "lost before any pull); if it is real, have it answered again")
 #: why a correction is withdrawn: its recomputed task has no vote left, because ...
-DELETED_CAUSE = "every answer of their task was deleted"
 UNCONFIRMED_CAUSE = ("their task's answers are known only from webhook events that no pull saw "
                      "on the server, so they were set aside (labels/unmapped.parquet), not "
                      "deleted")
@@ -359,72 +359,6 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
 # merge and write
 
 
-def _frame(rows: list[dict[str, Any]], schema: pa.Schema) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=schema.names) if rows else schema.empty_table().to_pandas()
-
-
-def _concat(frames: Sequence[pd.DataFrame], schema: pa.Schema) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else _frame([], schema)
-
-
-def _task_keys(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series(list(zip(frame["project_id"], frame["task_id"], strict=True)),
-                     index=frame.index, dtype=object)
-
-
-def merge_corrections(previous: pd.DataFrame, rows: list[dict[str, Any]],
-                      refreshed: set[tuple[int, int]],
-                      causes: Mapping[tuple[int, int], str] | None = None
-                      ) -> tuple[pd.DataFrame, int]:
-    """The corrections after this pull, and how many earlier ones were withdrawn.
-
-    The rows of the ``refreshed`` (project id, task id) pairs are replaced by ``rows``; a
-    refreshed task without a new row (no answer left) withdraws its earlier row, logged with
-    its cause from ``causes`` (by task; :data:`DELETED_CAUSE` where none is given). One row per
-    sample: the one with the latest ``updated_at``.
-    """
-    keys = _task_keys(previous)
-    stale = keys.isin(refreshed)
-    withdrawn = previous[stale & ~keys.isin({(r["project_id"], r["task_id"]) for r in rows})]
-    why = pd.Series([(causes or {}).get(key, DELETED_CAUSE) for key in keys[withdrawn.index]],
-                    index=withdrawn.index, dtype=object)
-    for cause, samples in withdrawn["id"].groupby(why, sort=True):
-        log.warning("pull: %d corrections withdrawn: %s (samples %s)", len(samples), cause,
-                    sorted(samples))
-    kept = previous[~stale]
-    corrections = _concat([kept, _frame(rows, CORRECTIONS_SCHEMA)], CORRECTIONS_SCHEMA)
-    corrections = corrections.sort_values(["updated_at", "id"], kind="stable")
-    duplicated = corrections["id"].duplicated(keep="last")
-    if duplicated.any():
-        log.warning("pull: %d samples were answered in more than one task; the latest answer "
-                    "is kept", int(duplicated.sum()))
-    return corrections[~duplicated], len(withdrawn)
-
-
-def merge_unmapped(previous: pd.DataFrame, rows: list[dict[str, Any]],
-                   refreshed: set[tuple[int, int]]) -> pd.DataFrame:
-    """Earlier unmapped answers of the tasks not recomputed, then this pull's."""
-    return _merge_task_rows(previous, rows, refreshed, UNMAPPED_SCHEMA)
-
-
-def _merge_task_rows(previous: pd.DataFrame, rows: list[dict[str, Any]],
-                     refreshed: set[tuple[int, int]], schema: pa.Schema) -> pd.DataFrame:
-    kept = previous[~_task_keys(previous).isin(refreshed)]
-    return _concat([kept, _frame(rows, schema)], schema)
-
-
-def _read(store: RunStore, artifact: str, schema: pa.Schema) -> pd.DataFrame:
-    return store.read_table(artifact).to_pandas() if store.exists(artifact) else \
-        _frame([], schema)
-
-
-def _write(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
-    records = frame[schema.names].astype(object).where(frame[schema.names].notna(), None)
-    table = pa.Table.from_pylist(records.to_dict("records"), schema=schema)
-    store.write_table(artifact, table)
-
-
 # ---------------------------------------------------------------------------------------------
 # the pull
 
@@ -451,7 +385,7 @@ def _seen_by_earlier_pulls(store: RunStore, corrections: pd.DataFrame, project_i
     server (``via`` export or export+events). Only the ids are known, not what the server
     showed. A folded correction also holds its second opinions' ids: they count for their own
     task only."""
-    second = _read(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
+    second = read_frame(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
     theirs = {int(a) for ids in second["annotation_ids"] if ids is not None for a in ids}
     seen: dict[str, dict[str, None]] = {}
     for frame, skip in ((second, set()), (corrections, theirs)):
@@ -513,8 +447,8 @@ def _fold_second_opinions(store: RunStore, corrections: pd.DataFrame,
     """The corrections with every second-opinion answer joined to its sample's row
     (:func:`relabeler.plugin.second_opinion.fold_second_opinions`), and the second-opinion
     tasks' own rows after this pull."""
-    earlier = _read(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
-    second = _merge_task_rows(earlier, rows, refreshed, CORRECTIONS_SCHEMA)
+    earlier = read_frame(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
+    second = merge_task_rows(earlier, rows, refreshed, CORRECTIONS_SCHEMA)
     if not len(second) and not len(earlier):
         return corrections, second
     return fold_second_opinions(corrections, second, earlier=earlier), second
@@ -535,7 +469,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     webhooks = WebhookAnnotations.from_events(event_log.events)
     named = webhooks.tasks_named(event_log.new_events())
     given, user_names = _given_labels(store), _user_names(client)
-    previous = _read(store, CORRECTIONS, CORRECTIONS_SCHEMA)
+    previous = read_frame(store, CORRECTIONS, CORRECTIONS_SCHEMA)
     pulled = _Pulled()
     for project_id in sorted({int(p) for p in manifest["project_id"]}):
         pstate = projects_state.setdefault(str(project_id), {"watermark": None,
@@ -565,15 +499,15 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     corrections, second = _fold_second_opinions(store, corrections, second_rows,
                                                 pulled.refreshed)
     corrections, annotators = _resolve(store, corrections, consensus)
-    unmapped = merge_unmapped(_read(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
+    unmapped = merge_unmapped(read_frame(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
                               pulled.refreshed)
-    _write(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
+    write_frame(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
     if len(second) or store.exists(SECOND_OPINIONS):
-        _write(store, SECOND_OPINIONS, second, CORRECTIONS_SCHEMA)
+        write_frame(store, SECOND_OPINIONS, second, CORRECTIONS_SCHEMA)
     store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
         annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
     if len(unmapped) or store.exists(UNMAPPED):
-        _write(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
+        write_frame(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
     store.write_json(PULL_STATE, {"projects": projects_state, "events": event_log.offsets,
                                   "pulled_at": datetime.now(UTC).isoformat()})
     result = PullResult(tasks_fetched=pulled.fetched, tasks_changed=pulled.changed,

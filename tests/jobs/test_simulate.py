@@ -282,7 +282,7 @@ def test_simulate_audits_eval_labels_flipped_on_purpose(ray_session, tmp_path):
 
 
 def test_shares_in_the_markdown_keep_the_precision_they_need():
-    from relabeler.jobs.simulate import _share
+    from relabeler.jobs.simulate_markdown import _share
 
     assert [_share(v) for v in (0.005, 0.025, 0.2, 0.7321, None)] == \
         ["0.5%", "2.5%", "20%", "73.2%", "n/a"]
