@@ -62,12 +62,15 @@ def _scalar_to_str(value: object) -> str | None:
     return None
 
 
+#: separators, controls, format, surrogate, private-use and unassigned characters, combining marks
+_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn", "Mn"})
+
+
 def _visible(text: str) -> bool:
     """Whether ``text`` holds a character a reader sees: not only spaces, controls, format
     characters (zero-width space, byte-order mark) and combining marks, which tokenize to
     nothing and would reach annotators as a blank task."""
-    return any(unicodedata.category(c)[0] not in "ZC" and unicodedata.category(c) != "Mn"
-               for c in text)
+    return any(unicodedata.category(c) not in _INVISIBLE for c in text)
 
 
 def _generated_id(row: int, text: object, salt: str = "") -> str:
