@@ -63,8 +63,9 @@ browser:
 demo: setup
 	$(VENV)/bin/relabeler demo
 
+# --durations: the slowest tests, so a CI log shows where the suite's time goes (25-minute bar)
 test: setup browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
