@@ -429,14 +429,20 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
     return table, written
 
 
+def _check_scored(store: RunStore) -> None:
+    """StageError when the score stage is unfinished or stale (the reason named)."""
+    if not store.stage_done("score"):
+        stale = store.stale("score")
+        raise StageError(f"attribute needs the scored queue{f' ({stale})' if stale else ''}: "
+                         f"run `relabeler score --run {store.uri}` first")
+
+
 def attribute_plan(store: RunStore, config: RunConfig, plan: pd.DataFrame, *,
                    progress: bool = True) -> dict:
     """Attributions for exactly the training tasks of ``plan`` (a round of ``relabeler next``:
     its flagged tasks and its controls alike, and nothing else, so a round computes only what
     it sends). Resumes from finished parts; returns counts and seconds."""
-    if not store.stage_done("score"):
-        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
-                         f"{store.uri}` first")
+    _check_scored(store)
     started = time.perf_counter()
     wanted = set(plan["id"])
     rows = queue_rows(store, 1, plan, explain=False)  # the plan's rows; no --top to explain
@@ -462,9 +468,7 @@ def run_attribute(store: RunStore, config: RunConfig, *, force: bool = False,
     shard_size, num_actors, num_threads), ``config.model``
     (max_length) and ``config.ray``. Returns the stage info.
     """
-    if not store.stage_done("score"):
-        raise StageError(f"attribute needs the scored queue: run `relabeler score --run "
-                         f"{store.uri}` first")
+    _check_scored(store)
     settings = config.attribute
     planned = plan_settings(config.studio.budget, config.studio.control_share,
                             config.studio.seed)

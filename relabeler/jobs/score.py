@@ -432,6 +432,18 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
         stale = store.stale("extract.train")
         raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
                          f"run `relabeler extract --run {store.uri}` first")
+    # an eval or pool split extracted by an earlier model: scored beside the new training
+    # features it would mix two models, and left out it would drop the eval audit and coverage
+    # without a word (and the marker would record the stale split, so score never settles)
+    stale_splits = {s: reason for s in ("eval", "pool")
+                    if (reason := store.stale(f"extract.{s}")) is not None}
+    if stale_splits:
+        names = ",".join(stale_splits)
+        why = "; ".join(f"features/{s}: {reason}" for s, reason in stale_splits.items())
+        raise StageError(f"score needs the {' and '.join(stale_splits)} features of the current "
+                         f"model ({why}): run `relabeler extract --run {store.uri} --splits "
+                         f"{names}` (or `relabeler extract --run {store.uri}`, which redoes "
+                         f"only the stale splits) first; the previous scores are kept")
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
         note_done(log, STAGE, store.uri, setting_changes(

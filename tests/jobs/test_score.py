@@ -447,3 +447,38 @@ def test_every_row_keeps_its_nearest_training_rows_whatever_its_rank():
                                np.take_along_axis(cosine, nearest, axis=1), atol=1e-5)
     # representer evidence stays with the top evidence_top rows
     assert (frame["support_ids"].map(len) > 0).sum() == 10
+
+
+def test_score_refuses_eval_and_pool_features_of_an_earlier_model(tmp_path):
+    # train ran again and only the training split was extracted since: score dropped the
+    # stale eval and pool features without a word (no eval audit, no coverage) and recorded
+    # them as its upstream, so its own marker was stale at once and attribute said "run score"
+    # for ever
+    import time
+
+    from relabeler.jobs.attribute import run_attribute
+
+    store, config = _feature_run(tmp_path)
+    config.score.min_agreement = 0.0
+    run_score(store, config)
+    before = store.stage_info("score")
+    time.sleep(0.01)  # a later finished_at
+    store.mark_done("train")
+    store.mark_done("extract.train")
+    with pytest.raises(StageError) as refused:
+        run_score(store, config)
+    message = str(refused.value)
+    assert "eval and pool features of the current model" in message
+    assert "features/eval: train finished again since extract.eval ran" in message
+    assert f"relabeler extract --run {store.uri} --splits eval,pool" in message
+    assert store.stage_info("score") == before  # the previous scores' marker is kept
+    with pytest.raises(StageError, match=r"attribute needs the scored queue \(train finished "
+                                         r"again since score ran\)"):
+        run_attribute(store, config)
+    # one split re-extracted: the other is named alone
+    store.mark_done("extract.eval")
+    with pytest.raises(StageError, match=r"needs the pool features .* --splits pool\b"):
+        run_score(store, config)
+    store.mark_done("extract.pool")
+    info = run_score(store, config)
+    assert info["eval_audit"]["ranked"] == 20 and store.stage_done("score")
