@@ -411,20 +411,28 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise ValueError(f"splits: unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
-    todo = []
+    todo, redo = [], []
     for split in splits:
         stage = f"extract.{split}"
         if store.redo(stage, force):  # parts of another model are never resumed from
-            store.reset_stage(stage, [artifacts.FEATURES(split=split)])
+            redo.append(split)
         elif store.stage_done(stage):
-            log.info("%s: already done (use --force to redo)", stage)
-            continue
+            if store.exists(artifacts.FEATURES(split=split)):
+                log.info("%s: already done (use --force to redo)", stage)
+                continue
+            log.warning("%s: its marker is there but %s is gone: extracted again", stage,
+                        artifacts.FEATURES(split=split))
+            redo.append(split)
         todo.append(split)
     if todo:
         saved = store.read_json(f"{artifacts.MODEL.path}/config.json")
         max_length = trained_max_length(saved, config.model.max_length, "extract")
         read = recorded_long_text(saved)
+        # joined before a redo removes anything: a cluster that cannot be reached (a wrong
+        # address) leaves the finished features as they were
         connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+        for split in redo:
+            store.reset_stage(f"extract.{split}", [artifacts.FEATURES(split=split)])
         started = time.perf_counter()
         ec = config.extract
         plan = plan_from_config(config.ray, num_actors=ec.num_actors,

@@ -172,3 +172,43 @@ def test_extract_counts_and_reports_the_texts_cut_at_max_length(ray_session, tin
     assert 0 < expected < len(texts)
     assert info["n_truncated"] == expected and info["max_length"] == 12
     assert f"{expected} of {len(texts)} train texts reach model.max_length = 12" in caplog.text
+
+
+def test_a_forced_extract_that_cannot_join_ray_keeps_the_finished_features(tmp_path,
+                                                                          monkeypatch):
+    # `extract --force` with a wrong RAY_ADDRESS removed features/* and the markers before it
+    # tried to join, so the error left a run that score refused
+    import pyarrow as pa
+
+    import relabeler.jobs._ray as ray_helpers
+    from relabeler.errors import ConfigError
+
+    store = RunStore(tmp_path / "run")
+    store.write_json("model/config.json", {})
+    store.mark_done("train")
+    for split in ("train", "eval"):
+        vector = pa.list_(pa.float32(), 2)
+        store.write_shard(f"features/{split}", 0, pa.table({
+            "id": [f"{split}0"], "label": ["a"], "embedding": pa.array([[0.0, 1.0]], vector),
+            "logits": pa.array([[0.0, 1.0]], vector), "probs": pa.array([[0.3, 0.7]], vector),
+            "pred": ["b"], "loss": pa.array([1.2], pa.float32()),
+            "n_tokens": pa.array([3], pa.int32())}))
+        store.mark_done(f"extract.{split}")
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    config.extract.splits = ["train", "eval"]
+
+    def unreachable(*args, **kwargs):
+        raise ConfigError("RAY_ADDRESS = '127.0.0.1:1': nothing answers there")
+
+    monkeypatch.setattr(ray_helpers, "connect", unreachable)
+    with pytest.raises(ConfigError, match="nothing answers there"):
+        run_extract(store, config, force=True)
+    for split in ("train", "eval"):
+        assert store.stage_done(f"extract.{split}")
+        assert store.read_table(f"features/{split}").column("id").to_pylist() == [f"{split}0"]
+    # a marker whose features were removed by hand is not "already done": it is extracted
+    # again (here: the join is tried, and its error stops it)
+    store.remove("features/eval")
+    with pytest.raises(ConfigError, match="nothing answers there"):
+        run_extract(store, config)
+    assert store.stage_done("extract.train")
