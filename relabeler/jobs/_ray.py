@@ -58,9 +58,7 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
             with _own_sigterm():
                 ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{source} = {address!r}: Ray could not join the cluster there "
-                              f"({first})") from exc
+            raise ConfigError(join_failure(address, source, exc)) from exc
         return
     kwargs["include_dashboard"] = False
     loopback_only()
@@ -97,6 +95,51 @@ def _own_sigterm() -> Iterator[None]:
 CONNECT_TIMEOUT = 10.0
 
 
+def join_failure(address: str, source: str, exc: BaseException) -> str:
+    """What to tell a user whose ``ray.init(address=...)`` failed: the first line of Ray's
+    error, and, where the cluster may want a token Ray was not given, how to give it (a cluster
+    with token authentication, as every RayJob relabeler ships, answers a driver without the
+    token only with warnings about an invalid token, then this failure)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    message = f"{source} = {address!r}: Ray could not join the cluster there ({first})"
+    if "auth" in text.lower():
+        return (f"{message}; the cluster refused this driver's authentication: give its "
+                f"token with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH)")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"{message}. If the cluster uses token authentication (relabeler's RayJobs "
+                f"do), set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to "
+                f"its token; else check `ray status --address {address}`")
+    return f"{message}; check `ray status --address {address}` and the token in RAY_AUTH_TOKEN"
+
+
+def _dialled(address: str) -> str:
+    """The address Ray itself dials for ``address``: ``ray.init`` puts the node's own IP in
+    place of a loopback host (``localhost``, ``127.0.0.1``, ``::1``)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address(address) or address
+    except Exception:  # noqa: BLE001 - a Ray without it, or an address it cannot parse
+        return address
+
+
+def _speaks_grpc(target: str, timeout: float) -> bool:
+    """Whether an HTTP/2 (gRPC) connection to ``target`` opens within ``timeout`` seconds:
+    Ray's GCS does; the dashboard, a web server or an S3 endpoint on the port do not, and Ray
+    would retry them for many minutes, saying only that it failed to connect."""
+    import grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
+
+
 def check_address(address: str, source: str = "ray.address") -> None:
     """ConfigError, naming ``source`` (the setting the address came from), for an address
     relabeler cannot join: a Ray Client address (``ray://``: Ray Data's passes of extract and
@@ -118,12 +161,23 @@ def check_address(address: str, source: str = "ray.address") -> None:
         return
     import socket
 
+    dialled = _dialled(address)
+    d_host, _, d_port = dialled.rpartition(":")
+    d_host = d_host.removeprefix("[").removesuffix("]")
+    where = address if dialled == address else f"{dialled} (where Ray dials {address})"
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+        socket.create_connection((d_host, int(d_port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as exc:
-        raise ConfigError(f"{source} = {address!r}: nothing answers there within "
+        raise ConfigError(f"{source} = {address!r}: nothing answers at {where} within "
                           f"{CONNECT_TIMEOUT:g} s ({exc.strerror or exc}); is the Ray head "
                           f"running? (`ray status --address {address}`)") from exc
+    # a TLS cluster's GCS does not open a plain channel: its check is Ray's own
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "", "false") and not _speaks_grpc(
+            dialled, CONNECT_TIMEOUT):
+        raise ConfigError(f"{source} = {address!r}: something answers at {where}, but not a "
+                          f"Ray cluster's GCS (no gRPC connection opened within "
+                          f"{CONNECT_TIMEOUT:g} s): a dashboard's port (8265) or another "
+                          f"server's; {how}")
 
 
 def loopback_only() -> None:
@@ -142,6 +196,14 @@ def cluster_resources() -> tuple[float, float]:
     import ray
 
     resources = ray.cluster_resources()
+    return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+
+
+def free_resources() -> tuple[float, float]:
+    """(CPUs, GPUs) of the connected cluster that no task or actor holds now."""
+    import ray
+
+    resources = ray.available_resources()
     return float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
 
 
@@ -293,8 +355,9 @@ def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: 
         n = num_actors or int(gpus // gpus_per_actor)
         if max_actors:
             n = min(n, max_actors)
-        return PoolPlan(num_actors=n, num_cpus=float(cpus_per_actor or 1.0),
-                        num_gpus=gpus_per_actor, torch_threads=num_threads or 1, **fault)
+        return say_if_busy(PoolPlan(num_actors=n, num_cpus=float(cpus_per_actor or 1.0),
+                                    num_gpus=gpus_per_actor, torch_threads=num_threads or 1,
+                                    **fault))
     n = num_actors or 1
     if max_actors:
         n = min(n, max_actors)
@@ -302,8 +365,38 @@ def plan_pool(*, num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: 
         per_actor = float(cpus_per_actor)
     else:
         per_actor = float(_cpus_per_actor(n, cpus, [node["CPU"] for node in nodes]))
-    return PoolPlan(num_actors=n, num_cpus=per_actor, num_gpus=0.0,
-                    torch_threads=num_threads or max(1, int(per_actor)), **fault)
+    return say_if_busy(PoolPlan(num_actors=n, num_cpus=per_actor, num_gpus=0.0,
+                                torch_threads=num_threads or max(1, int(per_actor)), **fault))
+
+
+#: how long the cluster may lack room for one actor before :func:`say_if_busy` says so (work
+#: of the stage before, in the same process, is still handing its CPUs back at first)
+BUSY_GRACE_S = 2.0
+
+
+def say_if_busy(plan: PoolPlan, *, grace_s: float | None = None) -> PoolPlan:
+    """Log a warning when the cluster has not the free CPUs (or GPUs) for even one of
+    ``plan``'s actors now: the plan is sized from the cluster's total, and Ray holds the work
+    back, silently, until other jobs free them (on Kubernetes, until the job's deadline).
+    Returns ``plan``."""
+    import time
+
+    deadline = time.monotonic() + (BUSY_GRACE_S if grace_s is None else grace_s)
+    while True:
+        cpu, gpu = free_resources()
+        if cpu + 1e-9 >= plan.num_cpus and gpu + 1e-9 >= plan.num_gpus:
+            return plan
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    total_cpu, total_gpu = cluster_resources()
+    need = f"{plan.num_cpus:g} CPU" + (f" and {plan.num_gpus:g} GPU" if plan.on_gpu else "")
+    have = f"{cpu:g} of its {total_cpu:g} CPUs" + (
+        f" and {gpu:g} of its {total_gpu:g} GPUs" if plan.on_gpu else "")
+    log.warning("the Ray cluster has %s free now (other work holds the rest): the %d "
+                "actor(s) of %s each wait until Ray can place them, and nothing is printed "
+                "meanwhile; `ray status` shows what holds them", have, plan.num_actors, need)
+    return plan
 
 
 def plan_from_config(ray_config: RayConfig, *, num_actors: int = 0, num_threads: int = 0,

@@ -368,10 +368,33 @@ def test_an_actor_no_node_can_hold_is_a_config_error(monkeypatch, ray_settings, 
     totals = (sum(n["CPU"] for n in nodes), sum(n["GPU"] for n in nodes))
     monkeypatch.setattr(_ray, "cluster_resources", lambda: totals)
     monkeypatch.setattr(_ray, "node_resources", lambda: nodes)
+    monkeypatch.setattr(_ray, "free_resources", lambda: totals)
     with pytest.raises(ConfigError, match=message):
         _ray.plan_from_config(RayConfig(**ray_settings))
     fitting = _ray.plan_from_config(RayConfig())  # the defaults fit
     assert fitting.num_gpus == (1.0 if totals[1] else 0.0)
+
+
+def test_a_cluster_without_free_cpus_now_says_the_actors_wait(monkeypatch, caplog):
+    # every CPU held by another job: train and extract printed their plan, then nothing
+    from relabeler.jobs import _ray
+
+    nodes = [{"CPU": 2.0, "GPU": 0.0, "memory": 2**34}]
+    free = [(0.0, 0.0)]
+    monkeypatch.setattr(_ray, "cluster_resources", lambda: (2.0, 0.0))
+    monkeypatch.setattr(_ray, "node_resources", lambda: nodes)
+    monkeypatch.setattr(_ray, "free_resources", lambda: free[0])
+    monkeypatch.setattr(_ray, "BUSY_GRACE_S", 0.3)
+    with caplog.at_level("WARNING", logger="relabeler.jobs._ray"):
+        plan = _ray.plan_pool(num_actors=1)
+    assert plan.num_cpus == 2.0
+    assert ("the Ray cluster has 0 of its 2 CPUs free now (other work holds the rest): the 1 "
+            "actor(s) of 2 CPU each wait until Ray can place them") in caplog.text
+    caplog.clear()
+    free[0] = (2.0, 0.0)
+    with caplog.at_level("WARNING", logger="relabeler.jobs._ray"):
+        _ray.plan_pool(num_actors=2)
+    assert caplog.text == ""
 
 
 def test_more_shards_than_the_cluster_can_run_at_once_is_a_config_error(ray_session):

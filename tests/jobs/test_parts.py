@@ -107,13 +107,55 @@ def test_an_address_relabeler_cannot_join_is_a_config_error_naming_its_setting()
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     with pytest.raises(ConfigError, match=rf"ray\.address = '127\.0\.0\.1:{port}': nothing "
-                                          r"answers there within 10 s .*is the Ray head running"):
+                                          r"answers at .* within 10 s .*is the Ray head running"):
         check_address(f"127.0.0.1:{port}")
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        check_address(f"127.0.0.1:{listening.getsockname()[1]}")  # something answers: joined
     check_address("auto")
+
+
+def test_an_address_where_something_else_than_ray_answers_is_refused_fast(monkeypatch):
+    # the dashboard's port pasted as RAY_ADDRESS (README's `ray job submit` uses :8265) passed
+    # the TCP check, and Ray then retried it for more than ten minutes
+    import http.server
+    import threading
+
+    import grpc
+
+    import relabeler.jobs._ray as ray_helpers
+    from relabeler.errors import ConfigError
+
+    monkeypatch.setattr(ray_helpers, "CONNECT_TIMEOUT", 1.0)
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(1))
+    grpc_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        web_address = f"127.0.0.1:{web.server_address[1]}"
+        assert ray_helpers._speaks_grpc(f"127.0.0.1:{grpc_port}", 5.0)
+        assert not ray_helpers._speaks_grpc(web_address, 1.0)
+        monkeypatch.setattr(ray_helpers, "_dialled", lambda address: address)
+        with pytest.raises(ConfigError, match=rf"^RAY_ADDRESS = '{web_address}': something "
+                                              r"answers at .*, but not a Ray cluster's GCS .*"
+                                              r"a dashboard's port \(8265\)"):
+            ray_helpers.check_address(web_address, "RAY_ADDRESS")
+        ray_helpers.check_address(f"127.0.0.1:{grpc_port}")  # a gRPC server: Ray's to judge
+        monkeypatch.setenv("RAY_USE_TLS", "1")  # a TLS GCS opens no plain channel: not probed
+        ray_helpers.check_address(web_address)
+    finally:
+        web.shutdown()
+        server.stop(0)
+
+
+def test_the_address_is_checked_where_ray_dials_it(monkeypatch):
+    # ray.init puts the node's IP in place of a loopback host; the check probes the same
+    import relabeler.jobs._ray as ray_helpers
+
+    dialled = ray_helpers._dialled("127.0.0.1:6379")
+    assert dialled.endswith(":6379")
+    from ray._private.services import get_node_ip_address
+
+    assert dialled == f"{get_node_ip_address()}:6379"
+    assert ray_helpers._dialled("10.0.0.5:6379") == "10.0.0.5:6379"
 
 
 def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypatch):
@@ -140,13 +182,27 @@ def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypat
         raise ConnectionError("Could not find any running Ray instance.\nPlease specify ...")
 
     monkeypatch.setattr(ray, "init", refuses)
+    monkeypatch.setattr("relabeler.jobs._ray._speaks_grpc", lambda target, timeout: True)
+    monkeypatch.setattr("relabeler.jobs._ray._dialled", lambda address: address)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         address = f"127.0.0.1:{listening.getsockname()[1]}"
         with pytest.raises(ConfigError, match=rf"^ray\.address = '{address}': Ray could not "
                                               r"join the cluster there \(Could not find any "
-                                              r"running Ray instance\.\)$"):
+                                              r"running Ray instance\.\)\. If the cluster uses "
+                                              r"token authentication .* set RAY_AUTH_MODE=token "
+                                              r"and RAY_AUTH_TOKEN"):
+            connect(address)
+
+        def unauthenticated(**kwargs):
+            raise ConnectionError("Failed to connect to Ray cluster\nInvalidAuthToken: ...")
+
+        monkeypatch.setattr(ray, "init", unauthenticated)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        with pytest.raises(ConfigError, match=r"\(Failed to connect to Ray cluster\); the "
+                                              r"cluster refused this driver's authentication"):
             connect(address)
 
 
@@ -189,6 +245,8 @@ def test_an_ipv6_address_is_checked_at_its_host(monkeypatch):
         return Connection()
 
     monkeypatch.setattr("socket.create_connection", create_connection)
+    monkeypatch.setattr("relabeler.jobs._ray._speaks_grpc", lambda target, timeout: True)
+    monkeypatch.setattr("relabeler.jobs._ray._dialled", lambda address: address)
     check_address("[::1]:6379")
     check_address("10.0.0.5:6379")
     assert asked == [("::1", 6379), ("10.0.0.5", 6379)]
