@@ -18,11 +18,26 @@ def setting_changes(recorded: dict | None, current: dict, *,
     if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
                                                                                          {}):
         now = current["train"]["mode"]
-        recorded = {**recorded, "train": {**recorded["train"], "mode": (
-            now if now == "auto" else resolved_mode)}}
+        recorded = {**recorded, "train": {**_resolved(recorded["train"], resolved_mode),
+                                          "mode": now if now == "auto" else resolved_mode}}
+        current = {**current, "train": _resolved(
+            current["train"], resolved_mode if now == "auto" else now)}
     return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
             for section, keys in current.items() for key, value in keys.items()
             if key in recorded.get(section, {}) and recorded[section][key] != value]
+
+
+def _resolved(train: dict, mode: str) -> dict:
+    """``[train]`` settings with the zeros that mean "the mode's default" (epochs, learning
+    rates) replaced by what they came to in ``mode``: 0 epochs in head mode is 40."""
+    from relabeler.training import DEFAULT_EPOCHS, DEFAULT_LR
+
+    if mode not in DEFAULT_EPOCHS:
+        return train
+    defaults = {"epochs": DEFAULT_EPOCHS[mode], "learning_rate": DEFAULT_LR[mode],
+                "head_learning_rate": DEFAULT_LR["head"]}
+    return {key: (defaults[key] if key in defaults and value == 0 else value)
+            for key, value in train.items()}
 
 
 def note_done(logger: logging.Logger, stage: str, uri: str, changes: list[str]) -> None:

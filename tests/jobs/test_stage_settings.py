@@ -1,0 +1,33 @@
+"""stage_settings: what a finished stage was made with against what is asked now."""
+
+from relabeler.jobs.stage_settings import setting_changes
+
+
+def _train(**train):
+    base = {"mode": "auto", "epochs": 0, "learning_rate": 0.0, "head_learning_rate": 0.0,
+            "batch_size": 32}
+    return {"train": {**base, **train}}
+
+
+def test_a_default_asked_by_its_value_is_no_change():
+    # `train --epochs 40` on a head model trained with epochs 0 (= 40 in head mode) was
+    # refused as "train.epochs was 0, now 40"
+    assert setting_changes(_train(), _train(epochs=40), resolved_mode="head") == []
+    assert setting_changes(_train(), _train(learning_rate=1e-2, head_learning_rate=1e-2),
+                           resolved_mode="head") == []
+    assert setting_changes(_train(epochs=40), _train(), resolved_mode="head") == []
+    assert setting_changes(_train(), _train(mode="full", epochs=3),
+                           resolved_mode="full") == []
+
+
+def test_a_real_change_is_named_with_what_the_default_came_to():
+    assert setting_changes(_train(), _train(epochs=5), resolved_mode="head") == [
+        "train.epochs was 40, now 5"]
+    # the mode named now decides what its zeros mean: full mode's 3 epochs are not head's 40
+    assert setting_changes(_train(), _train(mode="full"), resolved_mode="head") == [
+        "train.mode was 'head', now 'full'", "train.epochs was 40, now 3",
+        "train.learning_rate was 0.01, now 3e-05"]
+    assert setting_changes(_train(batch_size=16), _train(), resolved_mode="head") == [
+        "train.batch_size was 16, now 32"]
+    # a marker made before the mode was recorded: compared as they are
+    assert setting_changes(_train(), _train(epochs=40)) == ["train.epochs was 0, now 40"]
