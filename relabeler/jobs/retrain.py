@@ -365,6 +365,10 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         log.info("retrain: version %d already used these corrections (use --force to redo)",
                  info["info"]["version"])
         return info["info"]
+    finished = None if force else _finished_version(store, fingerprint, dedupe=dedupe,
+                                                     folds=folds, mitigation=mitigation)
+    if finished is not None:
+        return finished
     started = time.perf_counter()
     classes = store.read_json(artifacts.LABELS.path)
     train = read_split(store.read_table(artifacts.TRAIN.path))
@@ -430,18 +434,53 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
                                  labels=dict(zip(audited[0]["id"], audited[0]["label"],
                                                  strict=True))),
                 "audit": audited[1]}
-        sub.write_json(COMPLETE, comparison)  # last: it makes the version complete
-        sub.remove(BUILDING)
-        result = {**provenance, "before": comparison["before"]["accuracy"],
-                  "after": comparison["after"]["accuracy"],
-                  **({"audited": {"before": comparison["audited"]["before"]["accuracy"],
-                                  "after": comparison["audited"]["after"]["accuracy"]}}
-                     if audited is not None else {})}
-    result["seconds"] = round(time.perf_counter() - started, 2)
-    store.mark_done(STAGE, result)
+        sub.write_json(COMPLETE, comparison)  # it makes the version complete
+        result = _result(provenance, comparison)
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        # the marker before the builder's note goes: a retrain stopped between the two leaves
+        # a complete version the marker names (a stale note in a complete folder is not read),
+        # where the other order built the same corrections again as a version N + 1
+        store.mark_done(STAGE, result)
+    sub.remove(BUILDING)
     log.info("retrain: version %d, eval accuracy %.4f -> %.4f (%d changed, %d dropped, "
              "%d acquired)", version, result["before"], result["after"], counts["changed"],
              counts["dropped"], counts["acquired"])
+    return result
+
+
+def _result(provenance: dict, comparison: dict) -> dict:
+    """The retrain marker's info: the version's provenance and its accuracies."""
+    audited = comparison.get("audited")
+    return {**provenance, "before": comparison["before"]["accuracy"],
+            "after": comparison["after"]["accuracy"],
+            **({"audited": {"before": audited["before"]["accuracy"],
+                            "after": audited["after"]["accuracy"]}} if audited else {})}
+
+
+def _finished_version(store: RunStore, fingerprint: str, *, dedupe: bool, folds: int,
+                      mitigation: dict) -> dict | None:
+    """The marker info of the latest complete version when it was built, after the baseline
+    was last trained, from exactly these corrections and settings, and the stage was stopped
+    before its marker was written (it is written now, and the info returned); else None. A
+    rerun then keeps that version instead of building the same one again as N + 1."""
+    versions = dataset_versions(store)
+    if not versions:
+        return None
+    version = RunStore(store.path(artifacts.RETRAIN(n=versions[-1])))
+    made = version.stage_info("data") or {}
+    provenance = made.get("info") or {}
+    baseline = store.stage_info("train") or {}
+    if (provenance.get("corrections") != fingerprint
+            or provenance.get("dedupe", False) != dedupe
+            or provenance.get("folds", 0) < folds
+            or provenance.get("mitigation") != mitigation
+            or str(made.get("finished_at", "")) < str(baseline.get("finished_at", "~"))):
+        return None
+    result = _result(provenance, version.read_json(COMPLETE))
+    log.warning("retrain: version %d was built from these corrections by a retrain stopped "
+                "before it recorded it; kept (use --force to build a new one)",
+                provenance["version"])
+    store.mark_done(STAGE, result)
     return result
 
 

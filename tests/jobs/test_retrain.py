@@ -266,6 +266,31 @@ def test_a_version_a_killed_retrain_left_is_removed_and_its_number_reused(
     assert store.exists("retrain/v3/comparison.json") and dataset_versions(store) == [1, 3]
 
 
+def test_a_retrain_stopped_before_its_marker_keeps_its_finished_version(
+        tmp_path, tiny_bert_dir, synthetic_csv, caplog):
+    # a retrain killed after its version was complete and before the stage's marker: the
+    # rerun built the same corrections again as version 2
+    config, store = _trained(tmp_path, synthetic_csv, tiny_bert_dir)
+    train = store.read_table("dataset/train.parquet").to_pandas()
+    given = train["label"].iloc[0]
+    other = sorted(set(train["label"]) - {given})[0]
+    store.write_table("labels/corrections.parquet", pa.Table.from_pandas(
+        _corrections([(train["id"].iloc[0], given, other, "relabel")]), preserve_index=False))
+    first = run_retrain(store, config, progress=False)
+    store.remove("_stages/retrain.json")
+    again = run_retrain(store, config, progress=False)
+    assert again["version"] == 1 and dataset_versions(store) == [1]
+    assert {k: v for k, v in again.items() if k != "seconds"} == \
+        {k: v for k, v in first.items() if k != "seconds"}
+    assert "retrain: version 1 was built from these corrections by a retrain stopped" in \
+        caplog.text
+    assert store.stage_done("retrain")
+    # other settings than the version's, or --force: a new version
+    store.remove("_stages/retrain.json")
+    assert run_retrain(store, config, progress=False, dedupe=False, folds=2)["version"] == 2
+    assert run_retrain(store, config, progress=False, force=True)["version"] == 3
+
+
 def test_audit_eval_makes_a_new_eval_version():
     answers = _corrections([("e1", "pos", "neg", "relabel"), ("e2", "pos", "pos", "relabel"),
                             ("e3", "neg", None, "drop"), ("e4", "neg", None, "unsure")])
