@@ -523,7 +523,7 @@ def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
     assert settings["info"]["settings"]["train"]["seed"] == 0
     assert settings["info"]["settings"]["train"]["mode"] == "head"
     warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "train.epochs was 3, now 0" in warned and "train.seed was 0, now 7" in warned
+    assert "train.epochs was 3, now 40" in warned and "train.seed was 0, now 7" in warned
     assert "class_weights" not in warned
     assert settings["info"]["settings"]["train"]["batch_size"] == 16
     assert "taken from the config now, as this machine needs: train.batch_size was 32, now " \
