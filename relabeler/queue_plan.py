@@ -103,9 +103,10 @@ def _flock(path: Path, wait: float) -> int | None:
 @contextmanager
 def manifest_lock(store: RunStore, *, wait: float = MANIFEST_LOCK_WAIT) -> Iterator[None]:
     """Hold ``studio/manifest.lock`` for a read-modify-write of the manifest that spans
-    requests to Label Studio: push, a round's push, second opinions, serve's re-rank. Each
-    reads the manifest, talks to the server, writes it back: two at once would write back a
-    stale copy and lose the other's priorities or task ids.
+    requests to Label Studio: push, a round's push, second opinions, serve's re-rank, and pull
+    (its corrections and pull state). Each reads the manifest, talks to the server, writes it
+    back: two at once would write back a stale copy and lose the other's priorities, task ids
+    or answers.
 
     An advisory ``flock`` between processes, re-entrant within one (``next`` pushes inside its
     own round). ``wait`` seconds at most (0: fail at once), then ManifestLockedError. On a

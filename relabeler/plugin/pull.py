@@ -98,7 +98,7 @@ from relabeler.plugin.reconcile import (
 from relabeler.plugin.second_opinion import fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
 from relabeler.plugin.votes import correction_row, fingerprint, task_votes
-from relabeler.queue_plan import SECOND_OPINION, read_manifest
+from relabeler.queue_plan import SECOND_OPINION, holds_manifest, read_manifest
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -454,10 +454,14 @@ def _fold_second_opinions(store: RunStore, corrections: pd.DataFrame,
     return fold_second_opinions(corrections, second, earlier=earlier), second
 
 
+@holds_manifest
 def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
          consensus: str = DAWID_SKENE) -> PullResult:
     """Pull new and changed answers from every project in the manifest (see the module
-    docstring for the steps and for annotations the server no longer shows)."""
+    docstring for the steps and for annotations the server no longer shows). Holds
+    ``studio/manifest.lock`` (:func:`~relabeler.queue_plan.manifest_lock`): a second pull
+    waits for the first, which would otherwise write its corrections over the second's while
+    the second's pull state records their answers as seen, so no later pull takes them."""
     started = time.perf_counter()
     if not store.exists(MANIFEST):
         raise PullError(f"nothing was pushed from {store.uri} ({MANIFEST} is missing): run "

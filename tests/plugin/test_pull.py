@@ -140,6 +140,51 @@ def test_an_answer_changed_during_a_long_listing_is_fetched_by_the_next_pull(
     assert (result.tasks_changed, corrections(store)["s0"]["new_label"]) == (1, "ham")
 
 
+def test_two_pulls_at_once_take_turns_and_lose_no_answer(store, studio, tasks, monkeypatch):
+    # pull A lists the answers, then stalls (a slow store, a descheduled process); an answer
+    # arrives and pull B takes it and finishes; then A wrote its corrections without it over
+    # B's, and B's pull state said it was seen: no later pull took it again
+    import threading
+
+    studio.annotate(tasks["s0"], "spam", notify=False)
+    listing = studio.list_tasks
+    inside, release = threading.Event(), threading.Event()
+
+    def stalling_listing(project_id, **kwargs):
+        tasks_now = list(listing(project_id, **kwargs))
+        if threading.current_thread().name == "A":
+            inside.set()
+            release.wait(10)
+        yield from tasks_now
+
+    monkeypatch.setattr(studio, "list_tasks", stalling_listing)
+    errors = []
+
+    def run(name):
+        try:
+            pull(store, studio)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append((name, exc))
+
+    a = threading.Thread(target=run, args=("A",), name="A")
+    a.start()
+    assert inside.wait(10)
+    studio.annotate(tasks["s3"], "spam", notify=False)
+    b = threading.Thread(target=run, args=("B",), name="B")
+    b.start()
+    b.join(1.0)
+    assert b.is_alive()  # B waits for A
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert not errors and not a.is_alive() and not b.is_alive()
+    assert {k: v["new_label"] for k, v in corrections(store).items()} == {"s0": "spam",
+                                                                          "s3": "spam"}
+    monkeypatch.setattr(studio, "list_tasks", listing)
+    assert pull(store, studio).tasks_changed == 0
+    assert set(corrections(store)) == {"s0", "s3"}
+
+
 def test_the_server_wins_over_an_older_event_of_the_same_annotation(store, studio, tasks):
     annotation_id = studio.annotate(tasks["s0"], "spam")       # the event says spam
     studio.update(annotation_id, "ham", notify=False)          # the server says ham
