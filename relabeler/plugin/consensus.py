@@ -129,13 +129,31 @@ def resolve_with_model(corrections: pd.DataFrame, probs: Mapping[str, np.ndarray
     else:
         ranked, order = eligible, _fit(method, eligible, answers, index, probs, corrections,
                                        strata_keys)
-    if order is not None:
+    ask_order = order[2].ask_order if order is not None else _doubt_order(
+        ranked, corrections, probs, index)
+    if len(ranked):
         second = np.empty(len(ranked), dtype=np.int64)
-        second[order[2].ask_order] = np.arange(1, len(ranked) + 1)
+        second[ask_order] = np.arange(1, len(ranked) + 1)
         column = corrections.columns.get_loc("second_opinion")
         for row, rank in zip(ranked, second, strict=True):
             corrections.iloc[row, column] = int(rank)
     return corrections, _annotator_table(counts, stats)
+
+
+def _doubt_order(rows: list[int], corrections: pd.DataFrame, probs: Mapping[str, np.ndarray],
+                 index: dict[str, int]) -> np.ndarray:
+    """Positions of ``rows`` in the order to ask for a second opinion where no annotator model
+    can be fitted (one annotator, or no task answered twice): the model's probability of the
+    answered label, lowest first (the answer the model doubts most is the likeliest to change
+    with one more answer); a task resolved to no class (drop, not sure) comes first."""
+    doubt = np.array([float(probs[corrections["id"].iloc[i]][index[label]])
+                      if (label := corrections["new_label"].iloc[i]) in index else -1.0
+                      for i in rows], dtype=np.float64)
+    if len(rows):
+        log.info("pull: the %d answered tasks are ranked for a second opinion by the model's "
+                 "doubt in their answer (too few annotators or shared tasks to weigh them)",
+                 len(rows))
+    return np.argsort(doubt, kind="stable")
 
 
 def _fit(method: str, rows: list[int], answers: list[dict[str, str]], index: dict[str, int],

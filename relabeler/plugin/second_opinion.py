@@ -102,6 +102,9 @@ def push_second_opinions(store: RunStore, client: StudioClient, *, project_title
     known = manifest.loc[manifest["source"] == SECOND_OPINION, "project_id"]
     if not len(picks):
         total = len(known)
+        log.info("second opinions: no task to add (%d sent of studio.second_opinions = %d; "
+                 "the rest of the answered tasks are asked already or answered with no class)",
+                 total, count)
         return SecondOpinionResult(int(known.iloc[0]) if total else None, 0, total)
     evidence = RunEvidence.load(store, examples=examples, needed_by="second opinions")
     spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))

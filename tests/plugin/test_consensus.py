@@ -52,6 +52,26 @@ def accuracy(frame: pd.DataFrame, classes, truth) -> float:
     return float(np.mean(labels.to_numpy() == np.array([classes[t] for t in truth])))
 
 
+@pytest.mark.parametrize("method", ["dawid_skene", "crowdlab"])
+def test_one_annotators_answers_are_ranked_for_a_second_opinion_by_the_models_doubt(method):
+    # with one annotator no annotator model can be fitted, and no task was ranked at all:
+    # studio.second_opinions sent nothing, silently, where the docs say lone answers are ranked
+    classes = ["ham", "spam"]
+    rows = [("a", "ham", "ham", "keep"), ("b", "ham", "spam", "relabel"),
+            ("c", "spam", "spam", "keep"), ("d", "spam", DROP, "drop")]
+    frame = pd.DataFrame([{"id": i, "old_label": old, "new_label": new, "action": action,
+                           "agreement": 1.0, "needs_review": False, "annotators": ["solo@x"],
+                           "votes": [f"solo@x: {new}"]} for i, old, new, action in rows])
+    probs = {"a": np.array([0.9, 0.1]), "b": np.array([0.6, 0.4]),
+             "c": np.array([0.3, 0.7]), "d": np.array([0.5, 0.5])}
+    resolved, _ = resolve_with_model(frame, probs, classes, method=method)
+    # the model's probability of the answer: a 0.9, b 0.4, c 0.7; d was dropped (not ranked)
+    assert resolved.set_index("id")["second_opinion"].to_dict() == {
+        "a": 3, "b": 1, "c": 2, "d": None}
+    assert resolved["new_label"].tolist()[:3] == ["ham", "spam", "spam"]  # the answers stand
+    assert resolved["action"].tolist() == ["keep", "relabel", "keep", "drop"]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_crowdlab_is_cleanlabs_and_beats_the_majority(seed):
     from cleanlab.multiannotator import get_label_quality_multiannotator
