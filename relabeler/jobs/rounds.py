@@ -469,17 +469,22 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
                 count=config.studio.second_opinions, examples=config.studio.examples,
                 top_spans=config.studio.top_spans, batch_size=config.studio.batch_size,
                 progress=progress, round_no=round_no))
+        n_flagged = int((plan["source"] == "flagged").sum())
+        earlier_run = len(plan) - pushed.new_flagged - pushed.new_controls
         result = RoundResult(
             round=round_no, version=info["version"], mode=mode,
-            message=(f"round {round_no}: {pushed.new_flagged} flagged + {pushed.new_controls} "
-                     f"random-control tasks pushed ({mode}) behind {waiting} still waiting, "
-                     f"scored on dataset version {info['version']}"),
+            message=(f"round {round_no}: {n_flagged} flagged + {len(plan) - n_flagged} "
+                     f"random-control tasks pushed ({mode})"
+                     + (f", {earlier_run} of them by a run of this round that was stopped"
+                        if earlier_run > 0 else "")
+                     + f" behind {waiting} still waiting, scored on dataset version "
+                       f"{info['version']}"),
             new_flagged=pushed.new_flagged, new_controls=pushed.new_controls,
             waiting_before=waiting, answers=len(answers),
             new_answers=pulled.tasks_changed, queue_test=test, seconds=seconds)
         rounds.append({"round": round_no, "version": info["version"], "mode": mode,
-                       "pushed": {"flagged": int((plan["source"] == "flagged").sum()),
-                                  "random_control": int((plan["source"] != "flagged").sum())},
+                       "pushed": {"flagged": n_flagged,
+                                  "random_control": len(plan) - n_flagged},
                        "waiting_before": waiting, "answers": len(answers),
                        "answers_fingerprint": fingerprint, "queue_test": test,
                        "finished_at": datetime.now(UTC).isoformat(), "seconds": seconds})

@@ -10,6 +10,7 @@ under this run's ids and a server restart mid-round.
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 import threading
 import time
@@ -311,6 +312,10 @@ def test_a_server_restart_mid_round_resumes_without_duplicates(run, admin, studi
     versions = dataset_versions(store)
     again = run_next(store, config, client=admin, progress=False)
     assert again.round == 2 and again.new_flagged + again.new_controls == 0
+    # the summary counts the round's tasks, those the stopped run sent included
+    assert re.search(rf"^round 2: \d+ flagged \+ \d+ random-control tasks pushed \(\w+\), "
+                     rf"{BATCH} of them by a run of this round that was stopped behind ",
+                     again.message), again.message
     assert dataset_versions(store) == versions and again.version == versions[-1]
     assert read_manifest(store)["task_id"].notna().all()
     assert sample_ids_on_server(admin, store) == sorted(review(store)["id"])
