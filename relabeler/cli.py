@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -241,7 +242,9 @@ def _cmd_studio(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"  API token: in {server.token_path} (mode 0600)")
     print(f"  push/pull find it by its data dir; other tools: export LABEL_STUDIO_URL="
           f"{server.url} {studio.api_key_env}=$(cat {server.token_path})")
-    print("  stop it:   relabeler studio down")
+    default = type(studio)().data_dir
+    where = "" if studio.data_dir == default else f" --data-dir {shlex.quote(studio.data_dir)}"
+    print(f"  stop it:   relabeler studio down{where}")
     return 0
 
 

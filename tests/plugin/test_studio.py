@@ -443,6 +443,9 @@ def test_studio_up_prints_where_the_token_is_not_the_token(studio, capsys):
     assert studio.token not in out and studio.password not in out
     assert token_file.read_text(encoding="utf-8") == studio.token + "\n"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    # the line that says how to stop it names the data dir it was started with: the bare
+    # command looks in the default one, finds nothing and leaves the server running
+    assert f"stop it:   relabeler studio down --data-dir {studio.data_dir}\n" in out
 
 
 def test_bad_token_and_missing_project_fail_clearly(studio, admin):
