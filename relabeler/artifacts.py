@@ -258,8 +258,8 @@ MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
                             ("pushed_at", _UTC)),
                     _schema(("round", _I64)))
 MANIFEST_LOCK = Artifact("studio/manifest.lock", "push", "file",
-                         "Held (flock) while a push, a round, second opinions or a re-rank "
-                         "reads, sends and writes back the manifest.")
+                         "Held (flock) while a push, a round, a pull, second opinions or a "
+                         "re-rank reads, sends and writes back the manifest.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered; "
                   "files 0600, an event's project record reduced to its id, title and labeling "
