@@ -170,7 +170,8 @@ def train_neighbors(features: np.ndarray, k: int, cfg: ScoreConfig,
     from relabeler.jobs._ray import cluster_resources, connect, plan_from_config
     from relabeler.jobs.knn_shards import knn_on_ray
 
-    connect(address, num_cpus=ray_config.num_cpus, temp_dir=ray_config.temp_dir)
+    # the setting as given: connect reads RAY_ADDRESS itself, and names it in its errors
+    connect(ray_config.address, num_cpus=ray_config.num_cpus, temp_dir=ray_config.temp_dir)
     if shards == 0:
         _, gpus = cluster_resources()
         if gpus == 0 or (torch.cuda.is_available() and gpus < 2):

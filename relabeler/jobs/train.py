@@ -448,7 +448,8 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
 
     from relabeler.jobs._ray import connect, plan_from_config
 
-    connect(address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+    # the setting as given: connect reads RAY_ADDRESS itself, and names it in its errors
+    connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
     plan = plan_from_config(config.ray, num_actors=1, num_threads=config.extract.num_threads,
                             max_actors=1)
     log.info("train: the main model as a Ray task on the cluster (%s GPU, %s CPU)",

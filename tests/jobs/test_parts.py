@@ -250,3 +250,29 @@ def test_an_ipv6_address_is_checked_at_its_host(monkeypatch):
     check_address("[::1]:6379")
     check_address("10.0.0.5:6379")
     assert asked == [("::1", 6379), ("10.0.0.5", 6379)]
+
+
+def test_an_address_from_ray_address_is_named_as_such_by_train_and_score(monkeypatch):
+    # train and score read RAY_ADDRESS themselves and passed it on as the setting: the error
+    # blamed ray.address, a key the user never set
+    import socket
+
+    import ray
+
+    from relabeler.config import RayConfig, RunConfig, ScoreConfig
+    from relabeler.errors import ConfigError
+    from relabeler.jobs.score import train_neighbors
+    from relabeler.jobs.train import main_fit
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr("relabeler.jobs._ray._dialled", lambda a: a)
+    wanted = rf"^RAY_ADDRESS = '{address}': nothing answers"
+    with pytest.raises(ConfigError, match=wanted):
+        train_neighbors(np.zeros((4, 2), np.float32), 2, ScoreConfig(), RayConfig())
+    with pytest.raises(ConfigError, match=wanted):
+        main_fit(RunConfig(), ["a", "b"], ["x", "y"], np.array([0, 1]), np.array(["i", "j"]),
+                 [], None, progress=False)
