@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from relabeler.errors import ConfigError
 from relabeler.model import pool_layers_of, pooling_of
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,16 @@ def cache_root(cache_dir: str = "") -> Path | None:
     chosen = cache_dir or os.environ.get(ENV, "")
     if chosen.strip().lower() == OFF:
         return None
-    return Path(chosen or Path.home() / ".cache" / "relabeler").expanduser()
+    root = Path(chosen or Path.home() / ".cache" / "relabeler").expanduser()
+    try:  # here, before any text is encoded, not when the first states are saved
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        source = ("model.cache_dir" if cache_dir else ENV if chosen
+                  else "the default cache folder (model.cache_dir)")
+        raise ConfigError(f"{source} = {str(root)!r}: the encoder cache cannot be a folder "
+                          f"there ({exc.strerror or exc}); name a folder relabeler may write, "
+                          f"or 'off' for no cache") from exc
+    return root
 
 
 def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") -> str:

@@ -7,6 +7,7 @@ import torch
 
 import relabeler.training as training
 from relabeler.encoder_cache import EncoderCache, cache_root, encoder_fingerprint, text_keys
+from relabeler.errors import ConfigError
 from relabeler.model import load_classifier, load_tokenizer
 from relabeler.training import encoder_cls
 
@@ -84,7 +85,18 @@ def test_off_and_unreadable_parts(model_and_tokenizer, tmp_path, monkeypatch):
     assert cache_root(str(tmp_path / "cfg")) == tmp_path / "cfg"
     assert cache_root("off") is None and cache_root("OFF") is None
     monkeypatch.delenv("RELABELER_CACHE_DIR")
-    assert cache_root("").parts[-2:] == (".cache", "relabeler")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root("") == tmp_path / "home" / ".cache" / "relabeler"
+    # a file where the folder would be: named before any text is encoded (it was a traceback
+    # when the first states were saved, after all the encoding)
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^model.cache_dir = '.*/afile/sub': the encoder "
+                                          r"cache cannot be a folder there \(Not a directory"):
+        cache_root(str(tmp_path / "afile" / "sub"))
+    monkeypatch.setenv("RELABELER_CACHE_DIR", str(tmp_path / "afile"))
+    with pytest.raises(ConfigError, match=r"^RELABELER_CACHE_DIR = '.*/afile': .*File exists"):
+        cache_root("")
+    monkeypatch.delenv("RELABELER_CACHE_DIR")
 
     off = EncoderCache(None, model, tokenizer, 32)
     assert off.folder is None
