@@ -67,8 +67,16 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
     if temp_dir:
         kwargs["_temp_dir"] = temp_dir
     log.info("starting a local Ray")
-    with _own_sigterm():
-        ray.init(**kwargs)
+    try:
+        with _own_sigterm():
+            ray.init(**kwargs)
+    except OSError as exc:
+        if not temp_dir:
+            raise
+        # Ray's sockets live in its temp dir, and a socket's path has at most 107 bytes
+        raise ConfigError(f"ray.temp_dir = {temp_dir!r}: Ray could not start a local cluster "
+                          f"there ({exc}); its socket paths under the folder must stay within "
+                          f"107 bytes: name a short folder (e.g. /tmp/ray-run)") from exc
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False

@@ -276,3 +276,23 @@ def test_an_address_from_ray_address_is_named_as_such_by_train_and_score(monkeyp
     with pytest.raises(ConfigError, match=wanted):
         main_fit(RunConfig(), ["a", "b"], ["x", "y"], np.array([0, 1]), np.array(["i", "j"]),
                  [], None, progress=False)
+
+
+def test_a_local_ray_that_cannot_start_in_its_temp_dir_names_the_setting(monkeypatch):
+    import ray
+
+    from relabeler.errors import ConfigError
+    from relabeler.jobs._ray import connect
+
+    def too_long(**kwargs):
+        raise OSError("AF_UNIX path length cannot exceed 107 bytes: '/tmp/xxx/sockets/raylet'")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", too_long)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("relabeler.jobs._ray.loopback_only", lambda: None)
+    with pytest.raises(ConfigError, match=r"^ray.temp_dir = '/tmp/x+': Ray could not start a "
+                                          r"local cluster there \(AF_UNIX path length"):
+        connect(temp_dir="/tmp/" + "x" * 100)
+    with pytest.raises(OSError, match="AF_UNIX"):  # no setting of the user's to name
+        connect()
