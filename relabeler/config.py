@@ -498,6 +498,11 @@ def _parse_flag_value(text: str, expected: Any) -> Any:
                 return text
         return text
     if get_origin(expected) is list:
+        if text.lstrip().startswith("["):  # a TOML array, as the file writes it
+            try:
+                return tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                return text  # reported as a type error naming the key
         return [item.strip() for item in text.split(",") if item.strip()]
     try:
         return tomllib.loads(f"v = {text}")["v"]

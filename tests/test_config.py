@@ -91,6 +91,14 @@ def test_set_takes_a_quoted_string_as_toml_does_and_names_a_bad_list_element():
     assert apply_overrides(RunConfig(), None, ['data.source="x']).data.source == '"x'
     with pytest.raises(ConfigError, match=r"^--set: extract\.splits\.1: input should be "):
         apply_overrides(RunConfig(), None, ["extract.splits=train,bogus"])
+    # the TOML array the template writes is taken as it is (it was split at its commas)
+    config = apply_overrides(RunConfig(), None, ['extract.splits=["train", "eval"]'])
+    assert config.extract.splits == ["train", "eval"]
+    with pytest.raises(ConfigError, match=r"^--set: extract\.splits\.1: input should be "):
+        apply_overrides(RunConfig(), None, ["extract.splits=['train', 'bogus']"])
+    with pytest.raises(ConfigError, match=r"^--set: extract\.splits: input should be a valid "
+                                          r"list"):
+        apply_overrides(RunConfig(), None, ['extract.splits=["train"'])
 
 
 def test_set_wrong_type():
