@@ -46,6 +46,10 @@ class _Section(BaseModel):
                               validate_default=True, allow_inf_nan=False)
 
 
+#: the largest seed: torch's generator and the tables relabeler writes hold a signed 64-bit int
+MAX_SEED = 2**63 - 1
+
+
 def _opt(default: Any, help: str, **constraints: Any) -> Any:
     return Field(default, description=help, **constraints)
 
@@ -69,7 +73,7 @@ class DataConfig(_Section):
     pool_fraction: float = _opt(0.0, "Share of the source whose labels are hidden (the pool).",
                                 ge=0, lt=1)
     sample: int = _opt(0, "Stratified subsample of this many rows first; 0 = all rows.", ge=0)
-    seed: int = _opt(0, "Seed for sampling, splitting and noise injection.", ge=0)
+    seed: int = _opt(0, "Seed for sampling, splitting and noise injection.", ge=0, le=MAX_SEED)
     on_bad_rows: Literal["fail", "skip"] = _opt(
         "fail", "fail: stop at the first bad row; skip: quarantine bad rows to "
         "dataset/rejected.parquet.")
@@ -163,7 +167,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = _opt(0.1, "Share of steps with a linear warm-up.", ge=0, le=1)
     folds: int = _opt(0, "Train K >= 2 fold models for out-of-fold probabilities "
                       "(train/oof.parquet); 0 = none.", ge=0)
-    seed: int = _opt(0, "Training seed.", ge=0)
+    seed: int = _opt(0, "Training seed.", ge=0, le=MAX_SEED)
     debias: Literal["none", "reweight", "mask"] = _opt(
         "none", "Shortcut mitigation with the tokens of scores/shortcuts.parquet (relabeler "
         "score first). reweight: loss weights under which each token's texts have the class "
@@ -305,7 +309,7 @@ class StudioConfig(_Section):
                                 "(scores/shortcuts.parquet) but are labelled or predicted as "
                                 "another class, sent to '<title> (acquisition)' behind the pool "
                                 "samples; 0 = off.", ge=0)
-    seed: int = _opt(0, "Seed for drawing and placing the random controls.", ge=0)
+    seed: int = _opt(0, "Seed for drawing and placing the random controls.", ge=0, le=MAX_SEED)
     batch_size: int = _opt(500, "Tasks per import request (at most 1000; a request also stays "
                            "under 8 MiB).", ge=1, le=1000)
     top_spans: int = _opt(3, "Evidence spans highlighted per side (supports the suggestion / "

@@ -211,3 +211,11 @@ def test_a_key_set_by_a_file_flag_or_code_stays_told_apart_from_its_default(tmp_
     layered = load_config(path, base=config)
     assert layered.data.model_fields_set == {"source", "seed"}
     assert (layered.train.epochs, layered.score.k, layered.data.seed) == (2, 3, 4)
+
+
+def test_a_seed_beyond_64_bits_is_refused_naming_the_key():
+    # torch failed on it with "Overflow when unpacking long long", after the data stage ran
+    with pytest.raises(ConfigError, match=r"^--set: train.seed: input should be less than or "
+                                          r"equal to 9223372036854775807"):
+        apply_overrides(RunConfig(), None, ["train.seed=99999999999999999999"])
+    assert apply_overrides(RunConfig(), None, [f"data.seed={2**63 - 1}"]).data.seed == 2**63 - 1

@@ -96,10 +96,12 @@ def studio_venv(venv: str | os.PathLike | None = None) -> Path:
 def studio_executable(venv: str | os.PathLike | None = None) -> Path:
     exe = studio_venv(venv) / "bin" / "label-studio"
     if not exe.exists():
+        where = f"now {str(venv)!r}" if venv else f"or {VENV_ENV}; neither is set"
         raise StudioServerError(
             f"Label Studio is not installed at {exe.parent.parent}: run `make studio-venv` (or "
             f"python3 -m venv {exe.parent.parent} && {exe.parent}/pip install "
-            f"label-studio=={LABEL_STUDIO_VERSION}), or set {VENV_ENV}")
+            f"label-studio=={LABEL_STUDIO_VERSION}), or name the virtualenv that has it "
+            f"with studio.venv ({where})")
     return exe
 
 

@@ -74,3 +74,12 @@ def test_the_data_dir_and_what_label_studio_writes_in_it_are_owner_only(tmp_path
     wide.chmod(0o755)  # an initialised one from before: fixed when it is used again
     init_data_dir(wide)
     assert stat.S_IMODE(wide.stat().st_mode) == 0o700
+
+
+def test_a_studio_venv_without_label_studio_names_the_setting(tmp_path, monkeypatch):
+    from relabeler.plugin.server import studio_executable
+
+    monkeypatch.delenv("RELABELER_STUDIO_VENV", raising=False)
+    with pytest.raises(StudioServerError, match=r"or name the virtualenv that has it with "
+                                                r"studio.venv \(now '.*/nothing'\)$"):
+        studio_executable(str(tmp_path / "nothing"))
