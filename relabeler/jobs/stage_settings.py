@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import logging
 
+#: the values of a key that mean "what the model or the mode decides" (compared as what they
+#: came to, where that is known)
+_AUTO = (0, "auto")
+
 
 def setting_changes(recorded: dict | None, current: dict, *,
-                    resolved_mode: str | None = None) -> list[str]:
+                    resolved_mode: str | None = None,
+                    resolved: dict[str, object] | None = None) -> list[str]:
     """``section.key was X, now Y`` for each key that differs; none against a marker made
     before settings were recorded. ``resolved_mode``: what the recorded ``train.mode`` came to
     (the marker's ``mode``): ``auto`` now accepts it, and a mode named now is compared with it,
-    so ``auto`` that became head is no change from ``head``."""
+    so ``auto`` that became head is no change from ``head``. ``resolved``: ``section.key`` ->
+    what its ``auto`` (or 0) came to (the trained model's pooling), so on either side an auto
+    value and the value it came to are no change."""
     if not recorded:
         return []
     if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
@@ -22,6 +29,13 @@ def setting_changes(recorded: dict | None, current: dict, *,
                                           "mode": now if now == "auto" else resolved_mode}}
         current = {**current, "train": _resolved(
             current["train"], resolved_mode if now == "auto" else now)}
+    recorded, current = dict(recorded), dict(current)
+    for dotted, value in (resolved or {}).items():  # what an auto value came to
+        section, key = dotted.split(".")
+        for side in (recorded, current):
+            given = side.get(section, {}).get(key)
+            if given in _AUTO and not isinstance(given, bool):
+                side[section] = {**side[section], key: value}
     return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
             for section, keys in current.items() for key, value in keys.items()
             if key in recorded.get(section, {}) and recorded[section][key] != value]

@@ -49,6 +49,8 @@ from relabeler.long_text import (
 )
 from relabeler.model import (
     MAX_LENGTH_KEY,
+    POOL_LAYERS_KEY,
+    POOLING_KEY,
     head_is_linear,
     head_spec,
     load_tokenizer,
@@ -470,6 +472,17 @@ def training_settings(config: RunConfig) -> dict:
     return {"train": config.train.model_dump(), "model": model}
 
 
+def trained_model_settings(store: RunStore) -> dict[str, object]:
+    """What the trained model's ``auto`` pooling and ``0`` pool_layers came to, from its
+    ``config.json`` (``{"model.pooling": "mean", "model.pool_layers": 4}``; empty for a model
+    saved before they were recorded)."""
+    path = f"{artifacts.MODEL.path}/config.json"
+    saved = store.read_json(path) if store.exists(path) else {}
+    return {f"model.{key}": saved[name] for key, name in (("pooling", POOLING_KEY),
+                                                          ("pool_layers", POOL_LAYERS_KEY))
+            if saved.get(name) is not None}
+
+
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
               progress: bool = True, classes: list[str] | None = None,
               shortcuts: pd.DataFrame | None = None) -> dict:
@@ -487,7 +500,8 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
         refuse_changes(setting_changes(info.get("settings"), training_settings(config),
-                                       resolved_mode=info.get("mode")),
+                                       resolved_mode=info.get("mode"),
+                                       resolved=trained_model_settings(store)),
                        f"the model in {store.uri} was trained with other settings",
                        "Pass --force to train again (the old model stays until the new one "
                        "is written)")

@@ -31,3 +31,22 @@ def test_a_real_change_is_named_with_what_the_default_came_to():
         "train.batch_size was 16, now 32"]
     # a marker made before the mode was recorded: compared as they are
     assert setting_changes(_train(), _train(epochs=40)) == ["train.epochs was 0, now 40"]
+
+
+def test_an_auto_model_setting_and_what_it_came_to_are_no_change():
+    # a template's model.pool_layers = 0 (4 under mean pooling) then `--set
+    # model.pool_layers=4` was refused as a change, as was pooling auto -> mean
+    def model(**keys):
+        return {"model": {"pooling": "auto", "pool_layers": 0, **keys}}
+
+    came_to = {"model.pooling": "mean", "model.pool_layers": 4}
+    assert setting_changes(model(), model(pool_layers=4, pooling="mean"),
+                           resolved=came_to) == []
+    assert setting_changes(model(pool_layers=4), model(), resolved=came_to) == []
+    assert setting_changes(model(), model(pool_layers=2), resolved=came_to) == [
+        "model.pool_layers was 4, now 2"]
+    assert setting_changes(model(), model(pooling="cls"), resolved=came_to) == [
+        "model.pooling was 'mean', now 'cls'"]
+    recorded = model()
+    setting_changes(recorded, model(pool_layers=4), resolved=came_to)
+    assert recorded == model()  # the caller's settings are left as they were

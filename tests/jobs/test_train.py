@@ -62,6 +62,18 @@ def test_head_training_with_mean_pooling_predicts_as_the_saved_model(tiny_bert_d
                           batch_size=8, device=torch.device("cpu"))
     # the head trained on cached pooled vectors is the model that extract and attribute load
     np.testing.assert_allclose(probs, np.stack(saved["probs"].to_numpy()), atol=1e-5)
+    # what pool_layers 0 came to, asked by its value, and pooling auto: no change, kept
+    from relabeler.model import pool_layers_of
+
+    stamp = store.stage_info("train")["finished_at"]
+    config.model.pool_layers = pool_layers_of(model)
+    config.model.pooling = "auto"
+    run_train(store, config, progress=False)
+    assert store.stage_info("train")["finished_at"] == stamp
+    config.model.pool_layers = 1 if pool_layers_of(model) != 1 else 2
+    with pytest.raises(StageError, match=rf"model.pool_layers was {pool_layers_of(model)}, "
+                                         rf"now {config.model.pool_layers}"):
+        run_train(store, config, progress=False)
 
 
 def test_training_is_reproducible_with_a_seed(tiny_bert_dir, tmp_path, synthetic_csv):
