@@ -67,9 +67,10 @@ from relabeler.plugin.consensus import SKIPPED, vote_answers
 from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import project_spec, update_priorities
-from relabeler.plugin.push_checks import check_project_owner
+from relabeler.plugin.push_checks import check_tasks_owner, recorded_tasks
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.server import lock_holder_gone, read_lock_holder
+from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
@@ -311,8 +312,13 @@ class Reranker:
                          & ~review["task_id"].isin(self._gone)]
         others = review.loc[review.index.difference(waiting.index), "priority"]
         priorities = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
-        moved = waiting[[priorities[str(x)] != int(p)
-                         for x, p in zip(waiting["id"], waiting["priority"], strict=True)]]
+        # what the server holds: the manifest's priorities, except on this process's first
+        # re-rank, which reads the server's own (a re-rank killed between sending a task and
+        # recording it left them apart; comparing with the manifest would keep the server's
+        # stray value wherever the new slot equals the manifest's, and two tasks would share it)
+        held = self._server_priorities(review, project_id)
+        moved = waiting[[priorities[str(x)] != held.get(int(t), int(p)) for x, t, p in zip(
+            waiting["id"], waiting["task_id"], waiting["priority"], strict=True)]]
         if len(moved):
             sent = self._send(review, moved, priorities, spec, project_id)
             if self.stopping.is_set() and sent < len(moved):
@@ -341,12 +347,7 @@ class Reranker:
         Label Studio is skipped (the others still move) and left out of this process's later
         re-ranks; the manifest gives it the slot it was to take, so no two rows share one.
         Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
-        if self._client is None:
-            client = self._make_client()
-            # another run's project (a server this run did not push to) keeps its order
-            check_project_owner(client, project_id, review, error=PluginError,
-                                nothing="no task was moved")
-            self._client = client
+        self._server_priorities(review, project_id)  # connects, checks the project
         spec = project_spec(self._client, project_id)  # the config the project was made with
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
@@ -364,6 +365,26 @@ class Reranker:
             if done or gone:
                 self._record(project_id, rows.loc[done + gone])
         return len(done) + len(gone)
+
+    def _server_priorities(self, review: pd.DataFrame, project_id: int) -> dict[int, int]:
+        """Task id -> the priority Label Studio holds, read once, when this process first
+        connects (after that, this process's own sends keep the manifest right); {} later.
+        The same listing checks that the project is this run's: another run's (a server this
+        run did not push to) keeps its order."""
+        if self._client is not None:
+            return {}
+        client = self._make_client()
+        on_server = client.task_data(project_id)
+        check_tasks_owner(project_id, client.shown_url, recorded_tasks(review, project_id),
+                          on_server, error=PluginError, nothing="no task was moved")
+        self._client = client
+        held = {}
+        for task_id, data in on_server.items():
+            try:
+                held[int(task_id)] = int(data[PRIORITY_FIELD])
+            except (KeyError, TypeError, ValueError):
+                continue  # no priority there: the manifest's stands
+        return held
 
     def _record(self, project_id: int, sent: pd.DataFrame) -> None:
         """The manifest takes the priorities of the ``sent`` rows (the server has them)."""

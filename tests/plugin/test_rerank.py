@@ -370,6 +370,29 @@ def test_a_re_rank_cut_short_records_what_the_server_took(pushed, monkeypatch):
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
 
 
+def test_a_re_rank_killed_between_the_server_and_the_manifest_is_mended_by_the_next_serve(
+        pushed):
+    # kill -9 after Label Studio took a task's new priority and before the manifest recorded
+    # it: the next serve compared with the manifest, so a task whose new slot equalled its
+    # stale manifest value kept the server's stray one, and two waiting tasks shared it
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(answer_events=24)
+    manifest = read_manifest(store).set_index("id")
+    answered = {t for t, task in fake.tasks.items() if task["annotations"]}
+    waiting = manifest[~manifest["task_id"].isin(answered)].sort_values("priority")
+    a, b = waiting.index[:2]
+    # what the killed process sent: a took b's priority on the server, the manifest lags
+    fake.tasks[int(manifest.at[a, "task_id"])]["data"]["priority"] = int(manifest.at[b,
+                                                                                     "priority"])
+    # a new serve process, the same answers: every waiting task's slot is the manifest's
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    assert rerank(answer_events=0).reprioritised == 1  # a, sent back to its own slot
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == read_manifest(store).set_index("id")["priority"].to_dict()
+    assert len(set(on_server.values())) == len(on_server)  # no two tasks share a priority
+
+
 def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed, caplog):
     """An admin deletes a waiting task: the re-rank skips it and moves the rest; no two tasks
     share a priority on the server or in the manifest, and later re-ranks leave it alone."""
