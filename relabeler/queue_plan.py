@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -33,9 +34,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from relabeler.artifacts import MANIFEST, MANIFEST_LOCK, PLAN, PLAN_SETTINGS
+from relabeler.artifacts import MANIFEST, MANIFEST_LOCK, PLAN, PLAN_SETTINGS, RERANKS
 from relabeler.errors import ManifestLockedError
 from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
 
 FLAGGED, CONTROL, ACQUIRED = "flagged", "random_control", "acquired"
 EVAL_AUDIT = "eval_audit"
@@ -335,3 +338,28 @@ def read_plan(store: RunStore) -> tuple[pd.DataFrame, dict] | None:
     plan["rank"] = plan["rank"].astype("Int64")
     settings = store.read_json(PLAN_SETTINGS.path) if store.exists(PLAN_SETTINGS.path) else {}
     return plan, settings
+
+
+def reranked_since_scoring(store: RunStore) -> bool:
+    """Whether ``relabeler serve`` moved waiting tasks after the score stage made the ranking
+    the plan follows: the live order is then the newer one."""
+    scored = store.stage_info("score")
+    if scored is None or not store.exists(RERANKS.path):
+        return False
+    reranks = store.read_table(RERANKS.path, columns=["at", "reprioritised"])
+    moved = reranks.to_pandas().query("reprioritised > 0")["at"]
+    return bool(len(moved)) and moved.max() > pd.Timestamp(scored["finished_at"])
+
+
+def behind_the_live_order(manifest: pd.DataFrame, project_id: int, review: pd.DataFrame
+                           ) -> dict[str, int]:
+    """Priorities when serve re-ranked the sent tasks after the scores were made: those keep
+    theirs (a push again would put the scored order back over the answers' evidence), and the
+    plan's new tasks go behind every sent one, in queue order."""
+    mine = manifest["project_id"] == project_id
+    sent = set(manifest.loc[mine, "id"])
+    start = int(manifest.loc[mine, "priority"].max()) if mine.any() else 0
+    new = [x for x in review.sort_values("position")["id"] if x not in sent]
+    log.info("push: serve re-ranked the waiting tasks after the scores were made: their order "
+             "is kept, and %d new tasks go behind them", len(new))
+    return {x: start + i for i, x in enumerate(new, 1)}

@@ -71,10 +71,12 @@ from relabeler.queue_plan import (
     EVAL_AUDIT,
     FLAGGED,
     SOURCES,
+    behind_the_live_order,
     holds_manifest,
     plan_round,
     plan_settings,
     read_manifest,
+    reranked_since_scoring,
     write_manifest,
     write_plan,
 )
@@ -463,6 +465,8 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     write_plan(store, plan, settings)
     review = plan[plan["source"].isin([FLAGGED, CONTROL])]
     priorities = dict(zip(review["id"], review["position"].astype(int), strict=True))
+    if reranked_since_scoring(store):
+        priorities = behind_the_live_order(manifest, project_id, review)
     rank_of = dict(zip(evidence.suspects["id"], evidence.suspects["rank"], strict=True))
     new = review[~review["id"].isin(set(manifest.loc[manifest["project_id"] == project_id,
                                                      "id"]))]

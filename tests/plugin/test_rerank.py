@@ -393,6 +393,28 @@ def test_a_re_rank_killed_between_the_server_and_the_manifest_is_mended_by_the_n
     assert len(set(on_server.values())) == len(on_server)  # no two tasks share a priority
 
 
+def test_a_push_again_keeps_the_live_order_and_puts_new_tasks_behind_it(pushed):
+    # a push with the same scores put the scored order back over serve's re-ranks (119 tasks
+    # "moved in the queue"), where the docs say a push rewrites priorities for newer scores
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(answer_events=24)
+    live = read_manifest(store).set_index("id")["priority"].to_dict()
+    again = push(store, fake, project_title="live", budget=60, control_share=0.05,
+                 acquire=False)
+    assert (again.reprioritised, again.new_flagged + again.new_controls) == (0, 0)
+    assert read_manifest(store).set_index("id")["priority"].to_dict() == live
+    more = push(store, fake, project_title="live", budget=70, control_share=0.05,
+                acquire=False)
+    after = read_manifest(store).set_index("id")["priority"]
+    assert more.reprioritised == 0 and more.new_flagged + more.new_controls == 10
+    assert {x: after[x] for x in live} == live  # the live order stands
+    new = after[~after.index.isin(list(live))]
+    assert sorted(new) == list(range(max(live.values()) + 1, max(live.values()) + 11))
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == after.to_dict()
+
+
 def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed, caplog):
     """An admin deletes a waiting task: the re-rank skips it and moves the rest; no two tasks
     share a priority on the server or in the manifest, and later re-ranks leave it alone."""
