@@ -413,6 +413,33 @@ class StudioClient:
         shown = mask_url(url)
         backends = self._call(f"list ML backends of project {project_id}", self.sdk.ml.list,
                               project=project_id)
+        # relabeler's own earlier backend at another address (a serve moved to another port or
+        # host): Label Studio asks the first backend, and a dead one answers nothing; its
+        # webhook would record every answer twice, or post into the void. The first is moved
+        # to the new address (deleting it would take the predictions it made with it), any
+        # other is disconnected, and their webhooks go
+        stale = [b for b in backends if str(b.url).rstrip("/") != url.rstrip("/")
+                 and getattr(b, "title", None) == title]
+        here = any(str(b.url).rstrip("/") == url.rstrip("/") for b in backends)
+        moved = None
+        for backend in stale:
+            old = str(backend.url)
+            self._drop_webhooks(project_id, old)
+            if not here and moved is None:
+                self._call(f"move ML backend {mask_url(old)} of project "
+                           f"{project_id} to {shown}", self.sdk.ml.update, int(backend.id),
+                           url=url, project=project_id, title=title, **auth)
+                log.warning("project %d: the %r backend at %s (an earlier serve on another "
+                            "address) now points at %s", project_id, title, mask_url(old), shown)
+                moved = int(backend.id)
+                continue
+            with contextlib.suppress(StudioNotFoundError):  # a repeated delete finds nothing
+                self._call(f"disconnect ML backend {mask_url(old)} from project {project_id}",
+                           self.sdk.ml.delete, int(backend.id))
+            log.warning("project %d: disconnected the %r backend at %s (an earlier serve on "
+                        "another address)", project_id, title, mask_url(old))
+        if moved is not None:
+            return moved
         for backend in backends:
             if str(backend.url).rstrip("/") == url.rstrip("/"):
                 if auth:
@@ -424,6 +451,16 @@ class StudioClient:
                              self.sdk.ml.create, safe_to_repeat=False, project=project_id,
                              url=url, title=title, is_interactive=False, **auth)
         return int(backend.id)
+
+    def _drop_webhooks(self, project_id: int, backend_url: str) -> None:
+        """Delete the project's webhooks to ``backend_url``'s ``/webhook``."""
+        target = backend_url.rstrip("/") + "/webhook"
+        hooks = self._call("list webhooks", self.sdk.webhooks.list, project=str(project_id))
+        for hook in hooks:
+            if (str(hook.url).rstrip("/") == target
+                    and int(getattr(hook, "project", None) or -1) == project_id):
+                with contextlib.suppress(StudioNotFoundError):  # already gone
+                    self._call(f"delete webhook {hook.id}", self.sdk.webhooks.delete, hook.id)
 
     def ensure_webhook(self, project_id: int, url: str, *, headers: Mapping[str, str],
                        actions: Sequence[str]) -> int:

@@ -92,3 +92,51 @@ def test_a_server_that_caps_the_page_size_is_read_to_the_last_page():
         list=listing, get=lambda project_id, request_options: {"id": project_id,
                                                                "title": "mine"}))
     assert client.find_project("mine").id == 121
+
+
+def test_serve_at_a_new_address_moves_its_earlier_backend_and_drops_its_webhook(caplog):
+    # serve on :19391 then :19392: both stayed connected; Label Studio asked the first (dead)
+    # one for predictions, and with both running every answer was recorded twice
+    backends = [SimpleNamespace(id=1, url="http://h:19391", title="relabeler"),
+                SimpleNamespace(id=2, url="http://other:9090", title="someone else's"),
+                SimpleNamespace(id=4, url="http://h:19390", title="relabeler")]
+    hooks = [SimpleNamespace(id=11, url="http://h:19391/webhook", project=5),
+             SimpleNamespace(id=12, url="http://audit:80/hook", project=5),
+             SimpleNamespace(id=13, url="http://h:19390/webhook", project=5)]
+    created, updated = [], []
+
+    def delete_backend(backend_id, *, request_options):
+        backends[:] = [b for b in backends if b.id != backend_id]
+
+    def delete_hook(hook_id, *, request_options):
+        hooks[:] = [h for h in hooks if h.id != hook_id]
+
+    def update(backend_id, *, url, project, title, request_options, **auth):
+        updated.append((backend_id, url, auth))
+        next(b for b in backends if b.id == backend_id).url = url
+
+    def create(*, project, url, title, is_interactive, request_options, **auth):
+        created.append(url)
+        backends.append(SimpleNamespace(id=3, url=url, title=title))
+        return backends[-1]
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    client.sdk = SimpleNamespace(
+        ml=SimpleNamespace(list=lambda *, project, request_options: list(backends),
+                           delete=delete_backend, create=create, update=update),
+        webhooks=SimpleNamespace(list=lambda *, project, request_options: list(hooks),
+                                 delete=delete_hook))
+    # the first of relabeler's backends moves (its predictions stay), the other goes
+    assert client.ensure_ml_backend(5, "http://h:19392", title="relabeler",
+                                    basic_auth=("u", "p")) == 1
+    assert sorted((b.id, b.url) for b in backends) == [(1, "http://h:19392"),
+                                                       (2, "http://other:9090")]
+    assert updated == [(1, "http://h:19392", {"auth_method": "BASIC_AUTH",
+                                              "basic_auth_user": "u", "basic_auth_pass": "p"})]
+    assert [h.id for h in hooks] == [12] and created == []  # another tool's webhook stays
+    assert "backend at http://h:19391 (an earlier serve on another address) now points at "\
+        "http://h:19392" in caplog.text
+    assert "disconnected the 'relabeler' backend at http://h:19390" in caplog.text
+    # connected again at the same address: nothing moved, dropped or made
+    assert client.ensure_ml_backend(5, "http://h:19392", title="relabeler") == 1
+    assert len(updated) == 1 and created == [] and len(backends) == 2
