@@ -365,6 +365,9 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
                             task.get("id"), sample_id)
                 sample = None
             if sample is None:
+                if sample_id is None or run.sample(str(sample_id)) is None:
+                    log.info("predict: task %s is no sample of this run (no %s relabeler "
+                             "knows): an empty prediction", task.get("id"), SAMPLE_ID_FIELD)
                 results.append({"result": [], "model_version": MODEL_VERSION})
                 continue
             results.append(_valid_regions(build_prediction(sample, spec, top_spans=top_spans),

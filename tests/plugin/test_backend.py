@@ -58,9 +58,13 @@ def test_handlers_are_plain_functions_run_in_the_thread_pool(run):
     assert not any(inspect.iscoroutinefunction(f) for f in endpoints.values())
 
 
-def test_predict_gives_the_suggestion_and_top_spans_and_nothing_for_unknown_ids(run):
+def test_predict_gives_the_suggestion_and_top_spans_and_nothing_for_unknown_ids(run, caplog):
     store, client = run
-    flipped, unknown = predict(client, "t0000", "nobody")
+    with caplog.at_level("INFO", logger="relabeler.plugin.backend"):
+        flipped, unknown = predict(client, "t0000", "nobody")
+    # the empty answer is said in the log: a task imported by hand gets no highlights
+    assert "is no sample of this run (no sample_id relabeler knows): an empty prediction" in \
+        caplog.text
     # t0000 is truly neg, labeled pos: the suggestion and one span per side (top_spans=1)
     assert labels(flipped) == [("choices", "neg"), ("labels", "Supports suggestion"),
                                ("labels", "Supports given label")]
