@@ -373,6 +373,23 @@ def test_a_webhook_reaches_the_backend_and_is_recorded(studio, annotators, admin
     assert len(read_events(store).events) == len(events)
 
 
+def test_serve_at_a_new_address_takes_the_projects_backend_and_webhook_along(
+        studio, admin, backend, title):
+    # a second serve on another port left the first backend and webhook registered: Label
+    # Studio asked the dead one for predictions, or every answer was recorded twice
+    store, url = backend
+    result = push(store, admin, project_title=title, budget=10)
+    connect_backend(admin, [result.project_id], url, secret="s3cret-test", auth=BACKEND_AUTH)
+    (first,) = studio.http().get("/api/ml/", params={"project": result.project_id}).json()
+    with serving(create_app(store, secret="s3cret-test", auth=BACKEND_AUTH)) as moved:
+        connect_backend(admin, [result.project_id], moved, secret="s3cret-test",
+                        auth=BACKEND_AUTH)
+        backends = studio.http().get("/api/ml/", params={"project": result.project_id}).json()
+        hooks = studio.http().get("/api/webhooks/", params={"project": result.project_id}).json()
+    assert [(b["id"], b["url"]) for b in backends] == [(first["id"], moved)]
+    assert [h["url"] for h in hooks] == [f"{moved}/webhook"]
+
+
 def test_pull_takes_no_answer_from_an_event_the_server_never_showed(studio, annotators, admin,
                                                                      backend, title):
     """Any user reads the webhook's secret in Label Studio and can post an event: an answer
