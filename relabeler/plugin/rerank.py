@@ -319,6 +319,13 @@ class Reranker:
         held = self._server_priorities(review, project_id)
         moved = waiting[[priorities[str(x)] != held.get(int(t), int(p)) for x, t, p in zip(
             waiting["id"], waiting["task_id"], waiting["priority"], strict=True)]]
+        # tasks the server holds in their new slot already, where the manifest lags: recorded
+        drift = waiting[[int(t) in held and held[int(t)] != int(p)
+                         and priorities[str(x)] == held[int(t)] for x, t, p in zip(
+            waiting["id"], waiting["task_id"], waiting["priority"], strict=True)]]
+        if len(drift):
+            self._record(project_id, drift.assign(
+                priority=[held[int(t)] for t in drift["task_id"]]))
         if len(moved):
             sent = self._send(review, moved, priorities, spec, project_id)
             if self.stopping.is_set() and sent < len(moved):

@@ -25,7 +25,7 @@ from relabeler.plugin.rerank import (
     read_reranks,
     waiting_priorities,
 )
-from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
+from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
 from relabeler.selectors.rank import ranks_from_scores
 from relabeler.store import RunStore
 from tests.plugin.fake_studio import FakeStudio
@@ -391,6 +391,15 @@ def test_a_re_rank_killed_between_the_server_and_the_manifest_is_mended_by_the_n
     on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
     assert on_server == read_manifest(store).set_index("id")["priority"].to_dict()
     assert len(set(on_server.values())) == len(on_server)  # no two tasks share a priority
+    # killed after the server took two tasks' new slots, before the manifest recorded either:
+    # the server is right, the manifest lags; the next serve records what the server holds
+    manifest = read_manifest(store)
+    rows = manifest.index[manifest["id"].isin([a, b])]
+    manifest.loc[rows, "priority"] = manifest.loc[rows[::-1], "priority"].to_numpy()
+    write_manifest(store, manifest)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    assert rerank(answer_events=0).reprioritised == 0
+    assert on_server == read_manifest(store).set_index("id")["priority"].to_dict()
 
 
 def test_a_push_again_keeps_the_live_order_and_puts_new_tasks_behind_it(pushed):
