@@ -75,7 +75,8 @@ from relabeler.selectors.eval_support import steering
 
 def encoded(name: str, sample: int, config: RunConfig):
     """The dataset's rows (one seeded sample) and a head refitter over all their texts."""
-    from relabeler.jobs.train import encoder_states, fit_options
+    from relabeler.jobs.head_states import encoder_states
+    from relabeler.jobs.train import fit_options
     from relabeler.model import pick_device
     ds = load_dataset(name, sample=sample or None, seed=0, eval_fraction=0.0)
     rows = ds.train.reset_index(drop=True)

@@ -56,8 +56,8 @@ from reuse import record_settings, stored_result  # a sibling script, not a pack
 from relabeler import artifacts
 from relabeler.config import apply_overrides
 from relabeler.data import read_split
+from relabeler.jobs.head_states import head_window_logits, pick_states, window_states
 from relabeler.jobs.simulate import run_simulation, simulation_config
-from relabeler.jobs.train import head_window_logits, pick_states, window_states
 from relabeler.long_text import TextWindows, mean_by_text
 from relabeler.model import load_classifier, pick_device
 from relabeler.report.stats import format_interval

@@ -18,7 +18,7 @@ in a window map back to the original by adding ``start``. A text shorter than on
 window: the whole text, exactly what ``truncate`` reads.
 
 ``[model] long_text = auto`` (the default) is ``windows``, or ``truncate`` in head mode with a
-head that cannot pool windows (:func:`relabeler.jobs.train.long_text_settings`).
+head that cannot pool windows (:func:`relabeler.jobs.head_states.long_text_settings`).
 
 A trained model records its long-text settings in its ``config.json`` (``relabeler_long_text``),
 so every stage that loads it reads the windows it was trained on.

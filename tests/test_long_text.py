@@ -271,7 +271,7 @@ def test_head_training_and_extract_read_the_same_windows(ray_session, tiny_bert_
 
 
 def test_head_mode_windows_need_a_head_linear_in_the_cached_states(tiny_bert_dir, caplog):
-    from relabeler.jobs.train import long_text_settings
+    from relabeler.jobs.head_states import long_text_settings
 
     cls_pooled = load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="cls")
     mean_pooled = load_classifier(tiny_bert_dir, ["neg", "pos"], pooling="mean")

@@ -302,7 +302,7 @@ def test_max_length_beyond_the_position_table_is_a_config_error(tiny_bert_dir):
             check_max_length(model, 512, mode)
     # as training resolves it: model.long_text = auto reads windows
     from relabeler.config import RunConfig
-    from relabeler.jobs.train import long_text_settings
+    from relabeler.jobs.head_states import long_text_settings
     from relabeler.training import FitOptions
 
     config = RunConfig()

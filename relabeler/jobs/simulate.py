@@ -120,7 +120,8 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
               progress: bool, *, mode: str | None = None):
     """A head refitter on cached encoder states (head mode) or a full refitter; ``mode``
     defaults to the one the run's train stage used."""
-    from relabeler.jobs.train import encoder_states, fit_options
+    from relabeler.jobs.head_states import encoder_states
+    from relabeler.jobs.train import fit_options
     from relabeler.model import load_classifier, pick_device
     from relabeler.training import FullRefitter, HeadRefitter, seed_everything
 

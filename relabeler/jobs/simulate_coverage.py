@@ -261,7 +261,7 @@ def encoder_embeddings(config, texts: list[str], classes: list[str], *,
                        progress: bool = False) -> np.ndarray:
     """The frozen encoder's states of ``texts`` (the ones head mode trains on, through the
     encoder cache, so ``train`` reuses them): the space ``cluster:K`` groups in."""
-    from relabeler.jobs.train import encoder_states
+    from relabeler.jobs.head_states import encoder_states
     from relabeler.model import load_classifier, pick_device
 
     device = pick_device()
