@@ -36,7 +36,7 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +45,9 @@ from torch import nn
 
 from relabeler.errors import ConfigError, ModelError, StoreError
 from relabeler.store import local_copy
+
+if TYPE_CHECKING:
+    from relabeler.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,22 +206,18 @@ def check_max_length(model: nn.Module, max_length: int, long_text: str = "trunca
                           f"{positions} tokens (its position embeddings); {advice}")
 
 
-def max_length_given(config: Any) -> bool:
-    """Whether ``[model] max_length`` was set (file, ``--set`` or flag), not left at its
-    default: a trained model reading another length is worth a warning only then."""
-    return "max_length" in config.model.model_fields_set
-
-
-def trained_max_length(saved_config: dict, asked: int, stage: str, *,
-                       given: bool = True) -> int:
+def trained_max_length(saved_config: dict, model_config: ModelConfig, stage: str
+                       ) -> int:
     """The tokens per text (or window) a trained model reads, from its ``config.json``
-    (``saved_config``): what it was trained on, whatever ``[model] max_length`` says now
-    (``asked``, a difference logged where the user ``given`` it, not for the default);
-    ``asked`` for a model saved before this was recorded."""
+    (``saved_config``): what it was trained on, whatever ``[model] max_length``
+    (``model_config``) says now; a difference is logged where the user set max_length (file,
+    ``--set`` or flag), not for the default. ``max_length`` for a model saved before this was
+    recorded."""
+    asked = int(model_config.max_length)
     trained = saved_config.get(MAX_LENGTH_KEY)
     if trained is None:
-        return int(asked)
-    if given and int(trained) != int(asked):
+        return asked
+    if "max_length" in model_config.model_fields_set and int(trained) != asked:
         log.warning("%s: the model was trained on %d tokens per text (or window); it reads "
                     "that many, not model.max_length = %d", stage, trained, asked)
     return int(trained)

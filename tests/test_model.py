@@ -338,19 +338,17 @@ def test_a_trained_length_other_than_the_default_is_no_warning_unless_one_was_gi
     # extract and attribute warned "trained on 64 tokens ..., not model.max_length = 128"
     # where nobody had set max_length: 128 was the default
     from relabeler.config import RunConfig, apply_overrides
-    from relabeler.model import max_length_given, trained_max_length
+    from relabeler.model import trained_max_length
 
     saved = {"relabeler_max_length": 64}
     config = RunConfig()
-    assert not max_length_given(config)
+    assert "max_length" not in config.model.model_fields_set
     with caplog.at_level("WARNING", logger="relabeler.model"):
-        assert trained_max_length(saved, config.model.max_length, "extract",
-                                  given=max_length_given(config)) == 64
+        assert trained_max_length(saved, config.model, "extract") == 64
     assert caplog.text == ""
     apply_overrides(config, None, ["model.max_length=128"])
-    assert max_length_given(config)
+    assert "max_length" in config.model.model_fields_set
     with caplog.at_level("WARNING", logger="relabeler.model"):
-        assert trained_max_length(saved, config.model.max_length, "extract",
-                                  given=max_length_given(config)) == 64
+        assert trained_max_length(saved, config.model, "extract") == 64
     assert "the model was trained on 64 tokens per text (or window); it reads that many, not " \
         "model.max_length = 128" in caplog.text

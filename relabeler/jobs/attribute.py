@@ -69,7 +69,6 @@ from relabeler.model import (
     encode,
     load_classifier,
     load_tokenizer,
-    max_length_given,
     pick_device,
     trained_max_length,
 )
@@ -409,8 +408,7 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
 
     settings = config.attribute
     max_length = trained_max_length(store.read_json(f"{artifacts.MODEL.path}/config.json"),
-                                    config.model.max_length, "attribute",
-                                    given=max_length_given(config))
+                                    config.model, "attribute")
     key = _plan_key(store, rows, settings, max_length)
     if store.keep_shards_of(FOLDER, PLAN, key):
         log.warning("attribute: the queue, the model or the settings changed since the "

@@ -37,7 +37,6 @@ from relabeler.model import (
     final_linear,
     load_classifier,
     load_tokenizer,
-    max_length_given,
     pick_device,
     trained_max_length,
 )
@@ -427,8 +426,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         todo.append(split)
     if todo:
         saved = store.read_json(f"{artifacts.MODEL.path}/config.json")
-        max_length = trained_max_length(saved, config.model.max_length, "extract",
-                                        given=max_length_given(config))
+        max_length = trained_max_length(saved, config.model, "extract")
         read = recorded_long_text(saved)
         # joined before a redo removes anything: a cluster that cannot be reached (a wrong
         # address) leaves the finished features as they were

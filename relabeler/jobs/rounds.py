@@ -289,7 +289,6 @@ def _cached_head(version: RunStore, model, model_dir: str, config: RunConfig):
         FeatureCapture,
         head_spec,
         load_tokenizer,
-        max_length_given,
         pick_device,
         trained_max_length,
     )
@@ -301,8 +300,7 @@ def _cached_head(version: RunStore, model, model_dir: str, config: RunConfig):
         return lambda texts: None
     device = pick_device()
     cache = EncoderCache(root, model, load_tokenizer(model_dir),
-                         trained_max_length(saved, config.model.max_length, "next",
-                                            given=max_length_given(config)),
+                         trained_max_length(saved, config.model, "next"),
                          read.cache_tag())
     spec = head_spec(model)
     model.to(device).eval()

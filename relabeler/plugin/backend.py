@@ -359,15 +359,15 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
                 raise HTTPException(status_code=503, detail=str(exc)) from None
             sample = run.sample(str(sample_id)) if sample_id is not None else None
             shown = data.get(spec.text_field) if isinstance(data, dict) else None
-            if sample is not None and isinstance(shown, str) and shown != sample.text:
+            if sample is None:
+                log.info("predict: task %s is no sample of this run (no %s relabeler knows): "
+                         "an empty prediction", task.get("id"), SAMPLE_ID_FIELD)
+            elif isinstance(shown, str) and shown != sample.text:
                 log.warning("predict: task %s shows another text than sample %s of this run "
                             "(a project of another run on this backend?): no prediction",
                             task.get("id"), sample_id)
                 sample = None
             if sample is None:
-                if sample_id is None or run.sample(str(sample_id)) is None:
-                    log.info("predict: task %s is no sample of this run (no %s relabeler "
-                             "knows): an empty prediction", task.get("id"), SAMPLE_ID_FIELD)
                 results.append({"result": [], "model_version": MODEL_VERSION})
                 continue
             results.append(_valid_regions(build_prediction(sample, spec, top_spans=top_spans),

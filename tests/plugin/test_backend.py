@@ -131,6 +131,7 @@ def test_a_task_showing_another_text_than_its_sample_gets_no_prediction(run, cap
     assert labels(same)[0] == ("choices", "neg") and len(same["result"]) == 3
     assert other == {"result": [], "model_version": "relabeler"}
     assert "task 2 shows another text than sample t0000" in caplog.text
+    assert "is no sample of this run" not in caplog.text  # it is one, with another text
 
 
 def test_a_span_that_does_not_fit_the_text_costs_only_that_span(run, caplog):
