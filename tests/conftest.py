@@ -119,6 +119,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def s3_options():
+    """A real S3-compatible server (moto) on 127.0.0.1 with the bucket ``relabeler-test``;
+    yields s3fs options. Each test names a run folder of its own."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing",
+               "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
+    try:
+        s3fs.S3FileSystem(**options).mkdir("relabeler-test")
+        yield options
+    finally:
+        server.stop()
+
+
 def _ray_bin() -> str:
     import sys
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-import socket
 import tempfile
 import threading
 import uuid
@@ -383,25 +382,7 @@ def test_put_dir_rejects_a_missing_source(store, tmp_path):
         store.put_dir(tmp_path / "nope", "model")
 
 
-# a real S3-compatible server (needs: s3fs, moto[server])
-
-
-@pytest.fixture(scope="module")
-def s3_options():
-    s3fs = pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing",
-               "client_kwargs": {"region_name": "eu-west-1"}}
-    try:
-        s3fs.S3FileSystem(**options).mkdir("relabeler-test")
-        yield options
-    finally:
-        server.stop()
+# a real S3-compatible server (moto: the s3_options fixture)
 
 
 @pytest.mark.slow

@@ -114,26 +114,7 @@ def test_extract_submitted_to_a_multi_node_cluster(ray_cluster, tiny_bert_dir, t
     assert nodes and nodes <= {"worker-a", "worker-b"}
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    """A real S3-compatible server (moto) on 127.0.0.1 with a bucket; yields s3fs options."""
-    s3fs = pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    from tests.conftest import free_port
-
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing",
-               "secret": "testing", "client_kwargs": {"region_name": "eu-west-1"}}
-    try:
-        s3fs.S3FileSystem(**options).mkdir("relabeler-cluster")
-        yield options
-    finally:
-        server.stop()
-
-
-def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_server, tiny_bert_dir,
+def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_options, tiny_bert_dir,
                                                   tmp_path):
     """No shared disk: the driver and the actors read the dataset and the model from S3, and
     the parts go back there."""
@@ -142,8 +123,8 @@ def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_server, tiny_b
     import fsspec
 
     config = _trained_run(tmp_path, tiny_bert_dir, 160)
-    uri = f"s3://relabeler-cluster/run-{uuid.uuid4().hex[:8]}"
-    fs = fsspec.filesystem("s3", **s3_server)
+    uri = f"s3://relabeler-test/run-{uuid.uuid4().hex[:8]}"
+    fs = fsspec.filesystem("s3", **s3_options)
     fs.put(config.run_dir + "/", uri + "/", recursive=True)
     shutil.rmtree(config.run_dir)  # nothing left on a local disk
     job_dir = tmp_path / "job"
@@ -152,13 +133,13 @@ def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_server, tiny_b
         f'run_dir = "{uri}"\n[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\n'
         'num_actors = 2\nbatch_size = 8\nshard_size = 32\n')
     # how every process of the job finds the S3 server: fsspec reads FSSPEC_S3 (JSON)
-    runtime_env = {"env_vars": {"FSSPEC_S3": json.dumps(s3_server)}}
+    runtime_env = {"env_vars": {"FSSPEC_S3": json.dumps(s3_options)}}
     result = subprocess.run(
         [RAY, "job", "submit", "--address", ray_cluster.dashboard, "--working-dir",
          str(job_dir), "--runtime-env-json", json.dumps(runtime_env), "--",
          RELABELER, "extract", "-q"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    store = RunStore(uri, storage_options=s3_server)
+    store = RunStore(uri, storage_options=s3_options)
     assert store.stage_done("extract.train")
     assert store.finished_shards("features/train") == {0, 1, 2, 3}
     local = tmp_path / "check"
