@@ -260,6 +260,11 @@ MANIFEST = Artifact("studio/manifest.parquet", "push", "table",
 MANIFEST_LOCK = Artifact("studio/manifest.lock", "push", "file",
                          "Held (flock) while a push, a round, a pull, second opinions or a "
                          "re-rank reads, sends and writes back the manifest.")
+MANIFEST_LEASE = Artifact("studio/manifest.lease", "push", "json",
+                          "On a remote run directory, in place of the flock of "
+                          "studio/manifest.lock: present (holder, renewal time) while one "
+                          "process writes the manifest; taken over once its holder stops "
+                          "renewing it for 2 minutes.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered; "
                   "files 0600, an event's project record reduced to its id, title and labeling "
@@ -313,7 +318,8 @@ ROUND_LOCK = Artifact("studio/round.lock", "next", "file",
                       "next` on the run stops instead of pushing the same tasks twice. One left "
                       "by a dead process of this host is taken over by one process (judged and "
                       "replaced under a flock of `studio/`); a round removes it on leaving only "
-                      "while it names that round's process.")
+                      "while it names that round's process. On a remote run directory it is a "
+                      "lease the round renews, taken over once not renewed for 2 minutes.")
 # retrain, report
 RETRAIN = Artifact("retrain/v{n}", "retrain", "folder",
                    "Dataset version N: its own dataset/, model/ and train/ (the layout above).")
@@ -338,7 +344,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     FEATURES, FEATURE_PARTS_KEY, SUSPECTS, EVAL_SUSPECTS, COVERAGE, ACQUIRE, THIN_REGIONS,
     SHORTCUTS, BALANCE, DUPLICATES, SUMMARY, PLAN,
     PLAN_SETTINGS, ATTRIBUTION_PARTS, ATTRIBUTION_PARTS_KEY, ATTRIBUTIONS, MANIFEST,
-    MANIFEST_LOCK, EVENTS,
+    MANIFEST_LOCK, MANIFEST_LEASE, EVENTS,
     RERANKS, CORRECTIONS, UNMAPPED, ANNOTATORS, SECOND_OPINIONS, PULL_STATE, ROUNDS,
     ROUND_LOCK, RETRAIN, EVAL_AUDITED, COMPARISON, REPORT_JSON, REPORT_HTML, REPORT_PLOT,
     MARKER)

@@ -34,8 +34,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from relabeler.artifacts import MANIFEST, MANIFEST_LOCK, PLAN, PLAN_SETTINGS, RERANKS
+from relabeler.artifacts import (
+    MANIFEST,
+    MANIFEST_LEASE,
+    MANIFEST_LOCK,
+    PLAN,
+    PLAN_SETTINGS,
+    RERANKS,
+)
 from relabeler.errors import ManifestLockedError
+from relabeler.locks import LEASE_TTL_S, Lease, describe_holder
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -74,12 +82,12 @@ T = TypeVar("T")
 
 @dataclass
 class _Held:
-    """This process's hold on one lock file: its threads take ``lock`` (re-entrant); the
-    first of a nest takes the file's flock on ``fd``."""
+    """This process's hold on one lock: its threads take ``lock`` (re-entrant); the first of
+    a nest takes the lock between processes, and ``release`` gives it back."""
 
     lock: threading.RLock = field(default_factory=threading.RLock)
     depth: int = 0
-    fd: int = -1
+    release: Callable[[], None] = field(default=lambda: None)
 
 
 _HELD: dict[str, _Held] = {}  # lock file -> this process's hold on it
@@ -113,38 +121,62 @@ def manifest_lock(store: RunStore, *, wait: float = MANIFEST_LOCK_WAIT) -> Itera
 
     An advisory ``flock`` between processes, re-entrant within one (``next`` pushes inside its
     own round). ``wait`` seconds at most (0: fail at once), then ManifestLockedError. On a
-    remote run directory there is no lock to take: the round lock alone keeps `next` apart.
+    remote run directory, where there is no flock, a :class:`~relabeler.locks.Lease` on
+    ``studio/manifest.lease`` in its place.
     """
     local = store.local_path(MANIFEST_LOCK.path)
-    if local is None:
-        yield
-        return
+    key = str(local) if local is not None else store.path(MANIFEST_LEASE.path)
     with _HELD_GUARD:
-        held = _HELD.setdefault(str(local), _Held())
+        held = _HELD.setdefault(key, _Held())
     acquired = held.lock.acquire(timeout=wait) if wait > 0 else held.lock.acquire(blocking=False)
     if not acquired:
-        raise ManifestLockedError(f"{local} is held by another thread of this process")
+        raise ManifestLockedError(f"{key} is held by another thread of this process")
     try:
         if held.depth == 0:
-            fd = _flock(local, wait)
-            if fd is None:
-                waited = f", still after {wait:.0f} s" if wait >= 1 else ""
-                raise ManifestLockedError(
-                    f"another relabeler process is writing {store.path(MANIFEST.path)} "
-                    f"({local} is held{waited}): a push, a round or a re-rank; try again when "
-                    f"it is done")
-            held.fd = fd
+            held.release = _take(store, local, wait)
         held.depth += 1
         try:
             yield
         finally:
             held.depth -= 1
             if held.depth == 0:
-                fcntl.flock(held.fd, fcntl.LOCK_UN)
-                os.close(held.fd)
-                held.fd = -1
+                release, held.release = held.release, _nothing
+                release()
     finally:
         held.lock.release()
+
+
+def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None]:
+    """Take the manifest's lock between processes (a flock, or a lease on a remote run
+    directory), waiting ``wait`` seconds at most; returns what releases it."""
+    waited = f", still after {wait:.0f} s" if wait >= 1 else ""
+    if local is not None:
+        fd = _flock(local, wait)
+        if fd is None:
+            raise ManifestLockedError(
+                f"another relabeler process is writing {store.path(MANIFEST.path)} "
+                f"({local} is held{waited}): a push, a round or a re-rank; try again when "
+                f"it is done")
+
+        def unlock() -> None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return unlock
+    lease = Lease(store, MANIFEST_LEASE.path, what="manifest")
+    deadline = time.monotonic() + wait
+    while (other := lease.acquire()) is not None:
+        if time.monotonic() >= deadline:
+            raise ManifestLockedError(
+                f"another relabeler process is writing {store.path(MANIFEST.path)} "
+                f"({store.path(MANIFEST_LEASE.path)} is held by {describe_holder(other)}"
+                f"{waited}): a push, a pull, a round or a re-rank; try again when it is done "
+                f"(a lease its holder stops renewing is taken over after {LEASE_TTL_S:g} s)")
+        time.sleep(0.5)
+    return lease.release
+
+
+def _nothing() -> None:
+    return None
 
 
 def holds_manifest(fn: Callable[..., T]) -> Callable[..., T]:

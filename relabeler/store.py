@@ -9,6 +9,7 @@ half-written stage is never marked done.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -187,6 +188,37 @@ class RunStore:
 
     def write_json(self, artifact: str, obj: Any) -> None:
         self.write_bytes(artifact, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+    def create_exclusive(self, artifact: str, data: bytes) -> None:
+        """Write ``data`` to ``artifact`` only where nothing is there, else FileExistsError:
+        one call of several at once succeeds. Atomic on a local disk (``O_EXCL``) and on S3
+        and the S3-compatible stores that honour a conditional write (``If-None-Match``: AWS,
+        MinIO); other fsspec filesystems look, then write."""
+        try:
+            self._create(self._full(artifact), data)
+        except FileExistsError:
+            raise
+        except (OSError, *REMOTE_ERRORS) as exc:
+            raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
+                                              f"create {artifact!r}")) from exc
+
+    def _create(self, full: str, data: bytes) -> None:
+        if self.is_local:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            fd = os.open(full, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except BaseException:
+                os.unlink(full)  # an empty lock would block everyone
+                raise
+            return
+        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        if self.fs.exists(full):  # also where a store ignores the condition
+            raise FileExistsError(errno.EEXIST, "exists", self.fs.unstrip_protocol(full))
+        self.fs.pipe_file(full, data, mode="create")
 
     # reads
     @storage_io("read")

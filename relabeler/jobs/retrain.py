@@ -292,7 +292,7 @@ def _next_version(store: RunStore) -> int:
     left incomplete above every complete one (a killed process runs no cleanup) are removed
     first, so the new version takes their number and nothing reads them; one another process
     of this host or another host is building (:data:`BUILDING` names it) is left alone."""
-    from relabeler.plugin.server import lock_holder_gone, read_lock_holder
+    from relabeler.locks import lock_holder_gone, read_lock_holder
 
     folders = _version_folders(store)
     last = max((n for n, complete in folders.items() if complete), default=0)

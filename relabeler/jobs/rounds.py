@@ -57,7 +57,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.corrections import split_eval_answers
 from relabeler.errors import ConfigError, RoundError, RoundLockedError
-from relabeler.plugin.server import lock_holder_gone, read_lock_holder
+from relabeler.locks import LEASE_TTL_S, Lease, describe_holder, lock_holder_gone, read_lock_holder
 from relabeler.queue_plan import (
     plan_next_round,
     read_manifest,
@@ -92,13 +92,8 @@ class RoundResult:
 # the lock
 
 
-def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -> None:
+def _create_lock(local: Path, holder: dict) -> None:
     """Write ``holder`` to the lock, exclusively; FileExistsError when it is there."""
-    if local is None:
-        if store.exists(path):
-            raise FileExistsError(path)
-        store.write_json(path, holder)
-        return
     local.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
@@ -110,13 +105,10 @@ def _create_lock(store: RunStore, path: str, local: Path | None, holder: dict) -
 
 
 @contextmanager
-def _takeover_guard(local: Path | None) -> Iterator[None]:
+def _takeover_guard(local: Path) -> Iterator[None]:
     """Serialise taking over a stale lock between the processes of this host (an exclusive
     flock on the lock's folder): the holder is read, judged and replaced by one process at a
     time, so two cannot both take it over, nor one remove the lock the other just wrote."""
-    if local is None:
-        yield
-        return
     fd = os.open(local.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -132,14 +124,24 @@ def round_lock(store: RunStore) -> Iterator[None]:
     under an exclusive flock, so of two processes that find the same stale lock one takes it
     over and the other stops. Any other holder makes this raise RoundLockedError. On leaving,
     the lock is removed only if it still names this process. On a remote run directory the
-    check and the write are two requests (object stores have no exclusive create): a best
-    effort."""
+    lock is a :class:`~relabeler.locks.Lease` (created by a conditional write, renewed while
+    the round runs, taken over once its holder stops renewing it)."""
     path = artifacts.ROUND_LOCK.path
+    local = store.local_path(path)
+    if local is None:
+        lease = Lease(store, path, what="next")
+        other = lease.acquire()
+        if other is not None:
+            _locked(store, path, other)
+        try:
+            yield
+        finally:
+            lease.release()
+        return
     holder = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.now(UTC).isoformat()}
-    local = store.local_path(path)
     try:
-        _create_lock(store, path, local, holder)
+        _create_lock(local, holder)
     except FileExistsError:
         with _takeover_guard(local):
             other = read_lock_holder(store, path)
@@ -152,7 +154,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
                             store.path(path), other.get("pid", "(unwritten lock)"))
                 store.remove(path)
             try:
-                _create_lock(store, path, local, holder)
+                _create_lock(local, holder)
             except FileExistsError:  # a round started in between (it created the lock)
                 _locked(store, path, read_lock_holder(store, path))
     try:
@@ -168,9 +170,15 @@ def round_lock(store: RunStore) -> Iterator[None]:
 def _locked(store: RunStore, path: str, other: dict) -> NoReturn:
     raise RoundLockedError(
         f"another round is running on {store.uri}: {store.path(path)} is held by "
-        f"process {other.get('pid', '?')} on {other.get('host', '?')} since "
-        f"{other.get('started', '?')}. Wait for it to finish (delete the file only if "
-        f"that process is gone); nothing was pulled or pushed") from None
+        f"{describe_holder(other)}. Wait for it to finish (delete the file only if "
+        f"that process is gone{_lease_note(other)}); nothing was pulled or pushed") from None
+
+
+def _lease_note(holder: dict) -> str:
+    if "renewed" not in holder:
+        return ""
+    return (f"; it renewed its lease at {holder['renewed']}, and one not renewed for "
+            f"{LEASE_TTL_S:g} s is taken over")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
 from relabeler.corrections import KEEP, RELABEL
 from relabeler.errors import PluginError, RelabelerError, RoundLockedError
+from relabeler.locks import lock_holder_gone, read_lock_holder
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.consensus import SKIPPED, vote_answers
@@ -69,7 +70,6 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import project_spec, update_priorities
 from relabeler.plugin.push_checks import check_tasks_owner, recorded_tasks
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
-from relabeler.plugin.server import lock_holder_gone, read_lock_holder
 from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (

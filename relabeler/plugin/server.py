@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 
 from relabeler.errors import PluginError
+from relabeler.locks import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -247,46 +248,6 @@ def _read_state(data_dir: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host with that id runs (one of another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-#: a lock file still empty after this long was left by a writer that died creating it
-UNWRITTEN_LOCK_SECONDS = 60
-
-
-def read_lock_holder(store, path: str) -> dict:
-    """The holder a lock file (``studio/round.lock``) names: host, pid, started; {} while it
-    is being written, gone, or not an object."""
-    try:
-        holder = store.read_json(path)
-    except Exception:  # noqa: BLE001 - being written (its holder is alive) or gone meanwhile
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def lock_holder_gone(holder: dict, local: Path | None) -> bool:
-    """Whether a lock file (``studio/round.lock``) whose content is ``holder`` (host, pid) was
-    left by a process that is gone: one of this host that no longer runs, or (``local``: the
-    file on this machine) an unreadable one older than a minute. A holder of another host is
-    never judged gone."""
-    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
-        return not pid_alive(holder["pid"])
-    if holder or local is None:
-        return False
-    try:
-        return time.time() - local.stat().st_mtime > UNWRITTEN_LOCK_SECONDS
-    except FileNotFoundError:
-        return False
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:

@@ -394,7 +394,7 @@ def test_two_rounds_finding_the_same_stale_lock_one_takes_it_over_the_other_stop
     import socket
     import threading
 
-    from relabeler.plugin.server import pid_alive
+    from relabeler.locks import pid_alive
 
     store = RunStore(tmp_path / "run")
     lock = tmp_path / "run/studio/round.lock"
@@ -414,14 +414,14 @@ def test_two_rounds_finding_the_same_stale_lock_one_takes_it_over_the_other_stop
 
     def racing(pid):
         # B has read the dead holder; A runs its whole takeover now (given a second)
-        monkeypatch.setattr("relabeler.plugin.server.pid_alive", pid_alive)
+        monkeypatch.setattr("relabeler.locks.pid_alive", pid_alive)
         a = threading.Thread(target=other_round)
         a.start()
         a.join(1.0)
         racing.a = a
         return pid_alive(pid)
 
-    monkeypatch.setattr("relabeler.plugin.server.pid_alive", racing)
+    monkeypatch.setattr("relabeler.locks.pid_alive", racing)
     try:
         with round_lock(store):
             inside.append("B")
