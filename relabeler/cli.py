@@ -34,7 +34,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if path is None and Path(DEFAULT_CONFIG).exists():
         path = DEFAULT_CONFIG
     config = load_config(path)
-    apply_overrides(config, _overrides(args), args.assignments)
+    apply_overrides(config, _overrides(args), args.assignments,
+                    earlier=str(path) if path else "config")
     if args.run_dir:
         config.run_dir = args.run_dir
     return config
@@ -134,7 +135,9 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     # a --config file layers over the demo's settings; ./relabeler.toml is not read (it
     # describes the user's own project, not the demo)
     config = load_config(args.config, base=config)
-    apply_overrides(config, _overrides(args), args.assignments)
+    apply_overrides(config, _overrides(args), args.assignments,
+                    earlier=f"{args.config} or the demo's settings" if args.config
+                    else "the demo's settings")
     if args.run_dir:
         config.run_dir = args.run_dir
     return config
@@ -368,7 +371,8 @@ def simulate_config(args: argparse.Namespace) -> RunConfig:
 
     base = load_config(args.config) if args.config else None
     if args.assignments:  # over the file, under simulate's own flags
-        base = apply_overrides(base or RunConfig(), None, args.assignments)
+        base = apply_overrides(base or RunConfig(), None, args.assignments,
+                               earlier=args.config or "config")
     try:
         config = simulation_config(data=args.data, out=args.out, noise=args.noise,
                                    noise_kind=args.noise_kind, seed=args.seed,

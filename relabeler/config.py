@@ -11,6 +11,7 @@ and the dotted key.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_origin
@@ -413,9 +414,13 @@ def _problem(error: dict, where: str | dict[str, str]) -> str:
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
     if isinstance(where, dict):  # overrides: the origin of the key (or of the keys under it)
-        origins = {o for key, o in where.items() if key == dotted or key.startswith(f"{dotted}.")
-                   or dotted.startswith(f"{key}.")}  # a list's element: extract.splits.1
-        where = ", ".join(sorted(origins)) or "config"
+        under = {key: o for key, o in where.items() if key == dotted
+                 or key.startswith(f"{dotted}.")
+                 or dotted.startswith(f"{key}.")}  # a list's element: extract.splits.1
+        # a check across a section's keys: the origins of the keys its message names
+        named = {key: o for key, o in under.items()
+                 if re.search(rf"\b{re.escape(key.rpartition('.')[2])}\b", error["msg"])}
+        where = ", ".join(sorted(set((named or under).values()))) or "config"
     if error["type"] == "extra_forbidden":
         section, key = loc[:-1], loc[-1]
         known = list(SECTIONS[section[0]].model_fields if section else RunConfig.model_fields)
@@ -527,16 +532,21 @@ def _assign(data: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
-                    assignments: list[str] | None = None) -> RunConfig:
+                    assignments: list[str] | None = None, *, earlier: str = "config"
+                    ) -> RunConfig:
     """Apply ``--set section.key=value`` strings, then ``overrides`` (flag values, not None),
     to ``config`` in place (and return it). All are validated together, so the order of keys
     that depend on each other (``eval_fraction`` and ``pool_fraction``) does not matter.
 
     Values in ``assignments`` are parsed as TOML literals (``3``, ``0.5``, ``true``); a bare word
-    stays a string, and a list field takes ``a,b,c``.
+    stays a string, and a list field takes ``a,b,c``. ``earlier``: where the keys ``config``
+    has set already came from (its file), named with a flag that fails a check across keys.
     """
     data = _given(config)
-    origins: dict[str, str] = {}
+    # the keys set before (``earlier``: the config file), named beside a flag that fails a
+    # check across keys with one of them
+    origins = {f"{section}.{key}": earlier for section, keys in data.items()
+               if isinstance(keys, dict) for key in keys}
     for item in assignments or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected section.key=value")

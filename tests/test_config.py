@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config, render_template
@@ -169,6 +171,24 @@ def test_overrides_are_validated_together_and_name_their_origin():
     with pytest.raises(ConfigError, match="keys look like section.key"):
         apply_overrides(config, None, ["train.epochs.x=3"])
     assert config.score.k == 10 and config.train.epochs == 0  # a failed override changes nothing
+
+
+def test_a_check_across_keys_names_the_file_that_set_one_and_the_flag_that_set_the_other(
+        tmp_path):
+    # "flag: [data] eval_fraction + pool_fraction must be < 1" sent the user looking for a
+    # flag that set eval_fraction, which their file had set
+    path = tmp_path / "r.toml"
+    path.write_text('run_dir = "x"\n[data]\neval_fraction = 0.6\nsource = "a.csv"\n')
+    config = load_config(path)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}, flag: \[data\] "
+                                          r"eval_fraction \+ pool_fraction must be < 1"):
+        apply_overrides(config, {"data.pool_fraction": 0.5, "data.text_col": "body"},
+                        earlier=str(path))
+    with pytest.raises(ConfigError, match=r"^--set: \[data\] eval_fraction"):
+        apply_overrides(config, None, ["data.eval_fraction=0.6", "data.pool_fraction=0.5"],
+                        earlier=str(path))
+    with pytest.raises(ConfigError, match=r"^config, flag: \[data\] eval_fraction"):
+        apply_overrides(config, {"data.pool_fraction": 0.5})
 
 
 def test_code_that_sets_a_key_is_checked_too():
