@@ -120,6 +120,10 @@ class ModelConfig(_Section):
     cache_dir: str = _opt("", "Where head mode caches the frozen encoder's states by text; "
                           "empty = $RELABELER_CACHE_DIR, else ~/.cache/relabeler; 'off' = "
                           "no cache.")
+    cache_max_gb: float = _opt(10.0, "The encoder cache is kept under this many GB: after "
+                               "states are added, its least recently used parts (read or "
+                               "written last longest ago) are removed first, of any encoder; "
+                               "0 = never pruned.", ge=0)
     long_text: Literal["auto", "truncate", "windows", "evidence"] = _opt(
         "auto", "Texts longer than max_length tokens. truncate: the model reads the first "
         "max_length tokens; windows: overlapping windows of max_length tokens, the sample's "

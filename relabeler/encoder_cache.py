@@ -16,11 +16,15 @@ whole (temporary file, then rename), so a killed process leaves no half part beh
 processes filling the same cache at once only duplicate work.
 
 The folder is ``[model] cache_dir``, else ``$RELABELER_CACHE_DIR``, else
-``~/.cache/relabeler``; ``cache_dir = "off"`` disables the cache.
+``~/.cache/relabeler``; ``cache_dir = "off"`` disables the cache. It is kept under
+``[model] cache_max_gb``: after states are added, the parts of any encoder read or written
+longest ago go first (:func:`prune`; a part's time is touched when a lookup uses it). A part
+removed while another process looks it up is only a miss there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -60,6 +64,35 @@ def cache_root(cache_dir: str = "") -> Path | None:
                           f"there ({exc.strerror or exc}); name a folder relabeler may write, "
                           f"or 'off' for no cache") from exc
     return root
+
+
+def prune(root: Path, max_bytes: int, *, keep: Path | None = None) -> int:
+    """Remove the parts under ``root/encoder`` read or written longest ago until the parts
+    together take at most ``max_bytes`` (``keep``, the part just written, stays); folders left
+    empty go too. Returns the bytes removed. A plain LRU over part files: nothing in the
+    dependencies keeps a folder of Parquet files under a size."""
+    parts = []
+    for part in (Path(root) / "encoder").glob("*/part-*.parquet"):
+        with contextlib.suppress(FileNotFoundError):  # pruned by another process meanwhile
+            stat = part.stat()
+            parts.append((stat.st_mtime, stat.st_size, part))
+    total = sum(size for _, size, _ in parts)
+    removed = count = 0
+    for _, size, part in sorted(parts, key=lambda entry: (entry[0], str(entry[2]))):
+        if total - removed <= max_bytes:
+            break
+        if part == keep:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            removed, count = removed + size, count + 1
+        with contextlib.suppress(OSError):  # not empty, or gone already
+            part.parent.rmdir()
+    if removed:
+        log.info("encoder cache: removed %d part(s), %.1f MB, of the states used longest ago, "
+                 "to keep %s under model.cache_max_gb = %g", count, removed / 1e6, root,
+                 max_bytes / 1e9)
+    return removed
 
 
 def encoder_fingerprint(model, tokenizer, max_length: int, windowing: str = "") -> str:
@@ -110,11 +143,13 @@ class EncoderCache:
     model, tokenizer : the classifier and its tokenizer; only the encoder's weights matter.
     max_length : tokens per text, as the encoding uses.
     windowing : the long-text windowing the texts come from (``LongText.cache_tag()``).
+    max_gb : the size :func:`prune` keeps ``root`` under after states are added; 0 = no limit.
     """
 
     def __init__(self, root: Path | None, model, tokenizer, max_length: int,
-                 windowing: str = ""):
+                 windowing: str = "", *, max_gb: float = 0.0):
         self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
+        self.root, self.max_bytes = root, int(max_gb * 1e9)
         self.folder = None
         if root is not None:
             self.folder = Path(root) / "encoder" / encoder_fingerprint(
@@ -150,11 +185,15 @@ class EncoderCache:
                 states = np.stack(states.to_numpy(zero_copy_only=False)).astype(np.float32)
                 if not np.isfinite(states).all():
                     raise ValueError("states that are not finite")
+            except FileNotFoundError:
+                continue  # pruned meanwhile by another process: its texts are encoded again
             except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
                 # unreadable, of another layout or damaged: recompute its texts
                 log.warning("encoder cache: skipping unreadable %s (%s)", part, exc)
                 continue
             found.update(zip(keys.take(rows).to_pylist(), states, strict=True))
+            with contextlib.suppress(OSError):  # used now: the last part pruning takes
+                os.utime(part)
         return found
 
     def _save(self, folder: Path | None, keys: list[bytes], states: np.ndarray) -> None:
@@ -168,6 +207,8 @@ class EncoderCache:
         tmp = folder / f".{name}.tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, folder / name)
+        if self.max_bytes and self.root is not None:
+            prune(self.root, self.max_bytes, keep=folder / name)
 
     def cached(self, texts: Sequence[str], *, device: torch.device) -> torch.Tensor | None:
         """(N, H) float32 states of ``texts`` in input order from the cache alone (nothing is

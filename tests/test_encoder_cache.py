@@ -1,6 +1,8 @@
 """The head-mode encoder cache: same states as encoding, each text encoded once, keyed by the
 encoder (not the head), the tokenizer and max_length."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +141,43 @@ def test_parts_empty_of_another_layout_or_not_finite_are_recomputed(model_and_to
     good.unlink()  # only the broken parts are left: every text is encoded again
     again = cache.states(TEXTS[:2], batch_size=2, device=CPU)
     np.testing.assert_allclose(again.numpy(), states.numpy(), atol=1e-6)
+
+
+def test_the_cache_keeps_under_its_size_dropping_the_states_used_longest_ago(
+        model_and_tokenizer, tmp_path, caplog):
+    model, tokenizer = model_and_tokenizer
+    unlimited = EncoderCache(tmp_path, model, tokenizer, 32)
+    unlimited.states(TEXTS[:1], batch_size=2, device=CPU)
+    one_part = next(unlimited.folder.glob("part-*.parquet")).stat().st_size
+    cache = EncoderCache(tmp_path, model, tokenizer, 32, max_gb=2.5 * one_part / 1e9)
+    cache.states(TEXTS[1:2], batch_size=2, device=CPU)
+    first, second = sorted(cache.folder.glob("part-*.parquet"), key=lambda p: p.stat().st_mtime)
+    for age, part in ((300, first), (200, second)):  # written minutes apart
+        os.utime(part, (part.stat().st_atime - age,) * 2)
+    # a lookup uses the older part: now the newer one is the one used longest ago
+    assert cache.cached(TEXTS[:1], device=CPU) is not None
+    caplog.set_level("INFO", logger="relabeler.encoder_cache")
+    cache.states(TEXTS[4:5], batch_size=2, device=CPU)  # a third part: over 2.5 parts' size
+    assert first.exists() and not second.exists()
+    assert len(list(cache.folder.glob("part-*.parquet"))) == 2
+    assert "removed 1 part(s), 0.0 MB, of the states used longest ago" in caplog.text
+    assert cache.cached(TEXTS[1:2], device=CPU) is None  # pruned: encoded again when needed
+    assert cache.cached([TEXTS[0], TEXTS[4]], device=CPU) is not None
+
+
+def test_pruning_takes_whole_encoders_folders_and_keeps_the_part_just_written(tmp_path):
+    from relabeler.encoder_cache import prune
+
+    old, new = tmp_path / "encoder/aaa", tmp_path / "encoder/bbb"
+    for folder, age in ((old, 100), (new, 0)):
+        folder.mkdir(parents=True)
+        part = folder / "part-1.parquet"
+        part.write_bytes(b"x" * 1000)
+        when = part.stat().st_mtime - age
+        os.utime(part, (when, when))
+    assert prune(tmp_path, 1500) == 1000
+    assert not old.exists() and new.is_dir()
+    # the part just written stays even when it alone is over the size
+    assert prune(tmp_path, 10, keep=new / "part-1.parquet") == 0
+    assert (new / "part-1.parquet").exists()
+    assert prune(tmp_path, 0) == 1000 and not new.exists()

@@ -52,7 +52,8 @@ def window_states(config: RunConfig, model, texts: list[str], device: torch.devi
     windows = text_windows(tokenizer, texts, max_length=config.model.max_length,
                            settings=settings)
     cache = EncoderCache(cache_root(config.model.cache_dir), model, tokenizer,
-                         config.model.max_length, settings.cache_tag())
+                         config.model.max_length, settings.cache_tag(),
+                         max_gb=config.model.cache_max_gb)
     states = cache.states(windows.texts(texts), batch_size=64, device=device,
                           progress=progress)
     return states, windows

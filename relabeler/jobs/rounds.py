@@ -309,7 +309,7 @@ def _cached_head(version: RunStore, model, model_dir: str, config: RunConfig):
     device = pick_device()
     cache = EncoderCache(root, model, load_tokenizer(model_dir),
                          trained_max_length(saved, config.model, "next"),
-                         read.cache_tag())
+                         read.cache_tag(), max_gb=config.model.cache_max_gb)
     spec = head_spec(model)
     model.to(device).eval()
 
