@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from relabeler.cli import main
@@ -406,8 +407,27 @@ def test_a_text_over_lines_with_a_line_that_reads_as_a_row_makes_no_rows_up(tmp_
                                                    for i in range(10))
                       + 'm1,"Dear team,\nI bought it, used it, loved it\nThanks",p\n')
     ds = load_dataset(str(source), on_bad_rows="skip", eval_fraction=0)
-    assert sorted(set(ds.train["label"])) == ["n", "p"] and len(ds.train) == 10
-    assert ds.rejected["line"].tolist() == [12, 13, 14]
+    assert sorted(set(ds.train["label"])) == ["n", "p"] and len(ds.train) == 11
+    # and the review is one row, whole: " loved it" is no label of the file, so the line that
+    # holds it is no row swallowed by an open quote (it was left out, with its record)
+    assert ds.train.set_index("id").loc["m1", "text"] == (
+        "Dear team,\nI bought it, used it, loved it\nThanks")
+    assert ds.rejected is None or ds.rejected.empty
+
+
+def test_a_valid_multi_line_csv_as_pandas_writes_it_is_read_as_written(tmp_path):
+    # "Pros: cheap, light, fast" has the header's three fields: the review was refused as an
+    # unclosed quote, and under skip quarantined as three bad rows
+    from relabeler.data import read_table
+
+    frame = pd.DataFrame({"id": range(1, 9), "text": [
+        "Great laptop.\nPros: cheap, light, fast\nWould buy again", *[f"text {i}" for i in
+                                                                   range(7)]],
+        "label": ["pos", "neg"] * 4})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    read = read_table(tmp_path / "m.csv")
+    assert read["text"].tolist() == frame["text"].tolist()
+    assert read["label"].tolist() == frame["label"].tolist()
 
 
 def test_a_text_over_several_lines_that_reads_as_no_row_is_kept(tmp_path):

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,12 +284,6 @@ def _header(names: list[str], file: str) -> list[str]:
     return header
 
 
-def _reads_as_row(line: str, sep: str, width: int) -> bool:
-    """Whether one physical line, alone, parses as a record of ``width`` fields."""
-    fields = next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
-    return width >= 2 and len(fields) == width
-
-
 def _csv_reader(lines: Any, sep: str) -> Any:
     # strict: a field that opens with a quote and goes on after its closing quote is an
     # error, not a text that silently loses its quotes
@@ -326,6 +320,7 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     rows: list[int] = []
     starts: list[int] = []
     bad: list[BadLine] = []
+    spanning: list[tuple[int, list[int], int]] = []  # (index in records, lines between, end)
     offset = 0  # lines of the file before the text the reader reads
     end = reader.line_num
     row = 0
@@ -354,18 +349,11 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
             if lines is None:
                 lines = list(io.StringIO(text, newline=""))
             # the last line carries the closing quote and the fields after it, in a broken
-            # record and in a text that spans lines alike: only the lines between tell
-            swallowed = [n for n in range(start + 1, end)
-                         if _reads_as_row(lines[n - 1], sep, width)]
-            if swallowed:
-                bad.append(BadLine(row, start, (
-                    f"a quoted field runs from line {start} to line {end} and swallows line "
-                    f"{swallowed[0]}, which reads as a row of its own: a quote is probably "
-                    f"not closed")))
-                # which quote is wrong cannot be told (a text over lines may hold a line that
-                # reads as a row): none of its lines is kept, and each is named
-                bad.extend(_taken_lines(row, start, end))
-                record = None
+            # record and in a text that spans lines alike: only the lines between tell, and
+            # they are judged once every record is read (:func:`_swallowing`)
+            between = [n for n in range(start + 1, end) if _split(lines[n - 1], sep, width)]
+            if between and record is not None and len(record) == width:
+                spanning.append((len(records), between, end))
         if resume:
             if lines is None:
                 lines = list(io.StringIO(text, newline=""))
@@ -379,7 +367,79 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                 rows.append(row)
                 starts.append(start)
         row += 1
+    if spanning:
+        records, rows, starts = _swallowing(records, rows, starts, spanning, lines, sep, width,
+                                            bad)
     return TableRead(_columns(records, header), rows, bad, starts)
+
+
+def _split(line: str, sep: str, width: int) -> list[str] | None:
+    """The fields of one physical line read alone, when they are ``width`` (>= 2) of them."""
+    fields = next(csv.reader([line.rstrip("\r\n")], delimiter=sep), [])
+    return fields if width >= 2 and len(fields) == width else None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: single-line records a column needs before its few values are taken for its only values
+_CATEGORICAL_MIN_ROWS = 10
+
+
+def _column_tests(records: list[list[str]], width: int) -> list[Callable[[str], bool] | None]:
+    """Per column, what a value of it looks like in ``records`` (the records on one line
+    each): a number where every value is one, one of its values where the column repeats a
+    few (a label), else nothing to tell."""
+    tests: list[Callable[[str], bool] | None] = []
+    for values in zip(*records, strict=True) if records else [()] * width:
+        given = [v for v in values if v != ""]
+        if given and all(map(_is_number, given)):
+            tests.append(_is_number)
+        elif len(given) >= _CATEGORICAL_MIN_ROWS and len(set(given)) <= len(given) / 2:
+            tests.append(set(given).__contains__)
+        else:
+            tests.append(None)
+    return tests
+
+
+def _swallowing(records: list[list[str]], rows: list[int], starts: list[int],
+                spanning: list[tuple[int, list[int], int]], lines: list[str] | None, sep: str,
+                width: int, bad: list[BadLine]
+                ) -> tuple[list[list[str]], list[int], list[int]]:
+    """Leave out the records over several lines that swallowed a row: a line between the
+    first and the last that reads, alone, as a record whose every field looks like its
+    column's in the records on one line (:func:`_column_tests`: a number, a label seen); a
+    text over lines such as ``Pros: cheap, light, fast`` is kept. Where no column tells (no
+    numbers, no labels seen), a line of the right width is taken for a row. Each line of a
+    record left out is named in ``bad``, which is put back in file order."""
+    assert lines is not None
+    spans = {index for index, _, _ in spanning}
+    tests = _column_tests([r for i, r in enumerate(records) if i not in spans], width)
+    judged = any(test is not None for test in tests)
+    dropped = set()
+    for index, between, end in spanning:
+        for n in between:
+            fields = _split(lines[n - 1], sep, width)
+            if fields is None or (judged and not all(
+                    test is None or value == "" or test(value)
+                    for test, value in zip(tests, fields, strict=True))):
+                continue
+            start, row = starts[index], rows[index]
+            bad.append(BadLine(row, start, (
+                f"a quoted field runs from line {start} to line {end} and swallows line {n}, "
+                f"which reads as a row of its own: a quote is probably not closed")))
+            # which quote is wrong cannot be told: none of its lines is kept, each is named
+            bad.extend(_taken_lines(row, start, end))
+            dropped.add(index)
+            break
+    bad.sort(key=lambda b: b.line)
+    kept = [i for i in range(len(records)) if i not in dropped]
+    return ([records[i] for i in kept], [rows[i] for i in kept], [starts[i] for i in kept])
 
 
 def _lone_surrogate(value: object) -> str | None:
