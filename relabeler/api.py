@@ -14,16 +14,20 @@ or, like cleanlab's ``Datalab(...).find_issues()``, for a labeled DataFrame::
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides, load_config
 from relabeler.errors import DataError
 from relabeler.store import RunStore
+
+log = logging.getLogger(__name__)
 
 
 class Run:
@@ -154,7 +158,10 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     the models on eval rows): for that, make a run with ``data.eval_fraction`` > 0.
     ``config`` is not changed. Bad rows raise the data stage's :class:`DataError` before
     anything trains, naming the frame, the argument with its column (``text='body'``) and the
-    row by its index label.
+    row by its index label (with its position where two rows share the label). With
+    ``data.on_bad_rows = "skip"`` in ``config`` they are left out instead: the result lacks
+    them, a warning says so, and ``attrs["rejected"]`` lists them (index: their labels;
+    ``row``: position, ``reason``).
     """
     import shutil
 
@@ -166,6 +173,9 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
         if column is not None and column not in frame.columns:
             raise DataError(f"find_label_issues: {argument}={column!r} is not a column of the "
                             f"frame (columns: {list(frame.columns)})")
+        if column is not None and (count := list(frame.columns).count(column)) > 1:
+            raise DataError(f"find_label_issues: {argument}={column!r} is {count} columns of "
+                            f"the frame (columns: {list(frame.columns)}); name them apart")
     settings = {"data.text_col": "text", "data.label_col": "label", "data.id_col": "id",
                 "data.eval_fraction": 0.0, "data.pool_fraction": 0.0, "train.folds": folds,
                 "model.name": model}
@@ -182,7 +192,8 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     source = f"{where.rstrip('/')}/source.parquet"
     try:
         # before anything is written: a refused frame leaves no source.parquet in run_dir
-        _check_frame(frame, text=text, label=label, id=id, on_bad_rows=config.data.on_bad_rows)
+        left_out = _check_frame(frame, text=text, label=label, id=id,
+                                on_bad_rows=config.data.on_bad_rows)
         _write_source(data, source, {"id": id, "text": text, "label": label})
         config.data.source = source
         run = Run(f"{where.rstrip('/')}/run", config)
@@ -209,14 +220,23 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     issues.insert(1, "row", rows.to_numpy(dtype="int64"))
     issues.index = frame.index[issues["row"].to_numpy()]
     issues.attrs["run_dir"] = where
+    issues.attrs["rejected"] = left_out
+    if len(left_out):
+        shown = "; ".join(f"index {i!r}: {r}" for i, r in zip(
+            left_out.index[:5], left_out["reason"][:5], strict=True))
+        log.warning("find_label_issues: %d row(s) of the frame were left out under "
+                    "data.on_bad_rows = skip and are not in the result (%s%s); "
+                    "attrs['rejected'] lists them", len(left_out), shown,
+                    "; ..." if len(left_out) > 5 else "")
     return issues
 
 
 def _check_frame(frame: pd.DataFrame, *, text: str, label: str, id: str | None,
-                 on_bad_rows: str) -> None:
+                 on_bad_rows: str) -> pd.DataFrame:
     """The data stage's checks of the rows, on the caller's frame: a DataError names the frame,
     the argument and its column (``text='body'``) and the row by its index label, not the
-    temporary file relabeler reads, its own column names and a position in that file."""
+    temporary file relabeler reads, its own column names and a position in that file. Under
+    ``skip``: the rows left out, by index label (``row``: position, ``reason``)."""
     from relabeler.data.load import check_frame
     from relabeler.data.validate import Columns, Source
 
@@ -224,8 +244,12 @@ def _check_frame(frame: pd.DataFrame, *, text: str, label: str, id: str | None,
               (("id", id), ("label", label), ("text", text)) if column is not None}
     source = Source("frame", "find_label_issues: the frame", frame[list(chosen)],
                     index=frame.index.tolist(), arguments=chosen)
-    check_frame(source, Columns(id=id, text=text, label=label, split=None,
-                                id_given=id is not None), on_bad_rows)
+    rejected = check_frame(source, Columns(id=id, text=text, label=label, split=None,
+                                           id_given=id is not None), on_bad_rows)
+    rows = [r.row for r in rejected]
+    return pd.DataFrame({"row": np.array(rows, dtype=np.int64),
+                         "reason": np.array([r.reason for r in rejected], dtype=object)},
+                        index=frame.index[rows])
 
 
 def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None]) -> None:

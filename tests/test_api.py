@@ -49,15 +49,21 @@ def test_results_point_at_the_callers_rows_and_nothing_of_the_caller_changes(
                           "key": [1000 + i for i in range(40)],
                           "extra": [1, "mixed", 2.5, None] * 10},  # not relabeler's business
                          index=[f"k{i % 7}" for i in range(40)])  # labels repeat
+    frame.iloc[7, frame.columns.get_loc("review")] = None  # index 'k0', as rows 0, 14, ... are
     config = RunConfig()
     config.train.epochs = 2
     config.score.min_agreement = 0.0  # a tiny random model: no representer to check
+    config.data.on_bad_rows = "skip"
     before = config.model_dump()
     issues = relabeler.find_label_issues(frame, text="review", label="y", id="key",
                                          model=tiny_bert_dir, folds=0, config=config,
                                          run_dir=tmp_path / "r")
     assert config.model_dump() == before
-    assert sorted(issues["row"]) == list(range(40))
+    # skipped, the bad row is named, not silently missing from the result
+    assert sorted(issues["row"]) == [i for i in range(40) if i != 7]
+    rejected = issues.attrs["rejected"]
+    assert rejected.index.tolist() == ["k0"] and rejected["row"].tolist() == [7]
+    assert rejected["reason"].tolist() == ["null text"]
     for label, row in zip(issues.index, issues.itertuples(), strict=True):
         assert label == frame.index[row.row] and row.id == str(frame["key"].iloc[row.row])
         assert row.text == frame["review"].iloc[row.row]
@@ -69,7 +75,8 @@ def test_results_point_at_the_callers_rows_and_nothing_of_the_caller_changes(
     source = (tmp_path / "r" / "source.parquet").read_bytes()
     with pytest.raises(DataError, match="already holds the run of another frame"):
         relabeler.find_label_issues(frame.iloc[:30], text="review", label="y", id="key",
-                                    model=tiny_bert_dir, folds=0, run_dir=tmp_path / "r")
+                                    model=tiny_bert_dir, folds=0, run_dir=tmp_path / "r",
+                                    config=config)
     assert (tmp_path / "r" / "source.parquet").read_bytes() == source
 
 
@@ -119,6 +126,11 @@ def test_bad_rows_are_named_in_the_callers_frame_and_columns(tmp_path, monkeypat
                     r"class 'Sport'")
     # a frame of the default RangeIndex: the index label is the position
     refused(missing.reset_index(drop=True), r"the frame, index 1, text='body': null text")
+    # a label two rows carry names no row: the position comes with it
+    refused(missing.set_axis(["w", "x", "x", "z"]),
+            r"the frame, index 'x' \(position 1\), text='body': null text$")
+    refused(good.set_axis(["body", "Topic", "article_id", "body"], axis=1),
+            r"^find_label_issues: text='body' is 2 columns of the frame \(columns:")
 
 
 def test_a_missing_column_is_named():

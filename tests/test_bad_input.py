@@ -119,6 +119,26 @@ CASES: dict[str, Case] = {
     "latin-1 file": Case(_data("{d}/latin.csv"), ["latin.csv", "line 3", "not UTF-8"],
                          {"latin.csv": "id,text,label\n1,cafe,x\n2,caf\xe9,y\n"
                           .encode("latin-1")}),
+    "utf-16 file": Case(_data("{d}/u16.csv"), ["u16.csv", "it is UTF-16", "iconv -f utf-16"],
+                        {"u16.csv": "id,text,label\n1,a,x\n2,b,y\n".encode("utf-16")}),
+    "compressed file": Case(_data("{d}/t.csv.gz"), ["t.csv.gz", "unknown suffix '.gz'",
+                                                    "read once unpacked"],
+                            {"t.csv.gz": b"\x1f\x8b"}),
+    "header repeated": Case(_data("{d}/cat.csv"), ["cat.csv", "line 4", "a copy of the header "
+                                                   "line (files joined with their headers?)"],
+                            {"cat.csv": "id,text,label\n1,a,x\n2,b,y\nid,text,label\n3,c,x\n"}),
+    "label column with a space": Case(
+        _data("{d}/sp.csv"), ["sp.csv", "no column 'label'", "'label '", "differs only by "
+                              "spaces or a byte-order mark"],
+        {"sp.csv": "id,text,label \n1,a,x\n2,b,y\n"}),
+    "semicolons in a csv": Case(
+        _data("{d}/semi.csv"), ["semi.csv", "line 2", "one column holding semicolons",
+                                "save it with commas"],
+        {"semi.csv": "id;text;label\n1;a, b;x\n2;c;y\n"}),
+    "semicolons, one field a line": Case(
+        _data("{d}/semi1.csv"), ["semi1.csv", "no column 'text'", "(columns: 'id;text;label')",
+                                 "one column holding semicolons"],
+        {"semi1.csv": "id;text;label\n1;a;x\n2;c;y\n"}),
     "not parquet": Case(_data("{d}/x.parquet"), ["x.parquet", "as parquet"],
                         {"x.parquet": b"PAR1 this is not parquet"}),
     # CSV records that do not parse as rows
@@ -522,12 +542,12 @@ def test_an_id_column_given_but_missing_is_an_error_and_a_default_one_a_warning(
     for flags in (["--id-col", "id"], ["--set", "data.id_col=id"]):
         assert main(["data", "--run", str(tmp_path / "given"), "--data", str(source),
                      *flags]) == 2
-        assert "noid.csv has no column 'id' (columns: text, label)" in capsys.readouterr().err
+        assert "noid.csv has no column 'id' (columns: 'text', 'label')" in capsys.readouterr().err
     config = tmp_path / "c.toml"
     config.write_text('[data]\nid_col = "id"\n')
     assert main(["data", "--run", str(tmp_path / "file"), "--data", str(source), "--config",
                  str(config)]) == 2
-    assert "noid.csv has no column 'id' (columns: text, label)" in capsys.readouterr().err
+    assert "noid.csv has no column 'id' (columns: 'text', 'label')" in capsys.readouterr().err
     caplog.clear()
     with caplog.at_level("WARNING"):
         assert main(["data", "--run", str(tmp_path / "run"), "--data", str(source)]) == 0

@@ -186,6 +186,27 @@ def test_read_table_unreadable_parquet_names_file_and_cause(tmp_path: Path) -> N
         read_table(path)
 
 
+def test_a_parquet_column_that_appears_twice_is_named(tmp_path: Path) -> None:
+    # pyarrow's "Multiple matches for FieldRef.Name(label) in ..." ran over many lines
+    path = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array(["a"]), pa.array(["x"]), pa.array(["y"])],
+                                        names=["text", "label", "label"]), path)
+    with pytest.raises(DataError, match=r"^cannot read file .*twice\.parquet: column 'label' "
+                                        r"appears twice \(columns: 'text', 'label', 'label'\)$"):
+        read_table(path)
+
+
+def test_an_id_of_another_type_is_a_bad_id_not_a_null_one(tmp_path: Path) -> None:
+    import decimal
+
+    path = tmp_path / "dec.parquet"
+    pq.write_table(pa.table({"id": pa.array([decimal.Decimal("1"), decimal.Decimal("2")]),
+                             "text": ["a", "b"], "label": ["x", "y"]}), path)
+    with pytest.raises(DataError, match=r"row 0, column 'id': bad id \(Decimal Decimal\('1'\)\): "
+                                        r"ids must be strings, integers or whole floats"):
+        load_dataset(str(path), eval_fraction=0)
+
+
 def test_read_table_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n\n{"text": "b", label}\n', encoding="utf-8")
@@ -262,7 +283,7 @@ def test_id_col_none_ignores_id_column(tmp_path: Path) -> None:
 def test_explicit_missing_id_column_raises(tmp_path: Path) -> None:
     frame = pd.DataFrame({"text": ["hi", "yo"], "label": ["a", "b"]})
     path = _write_csv(tmp_path / "d.csv", frame)
-    with pytest.raises(DataError, match=r"d\.csv has no column 'uid' \(columns: text, label\)"):
+    with pytest.raises(DataError, match=r"d\.csv has no column 'uid' \(columns: 'text', 'label'\)"):
         load_dataset(str(path), id_col="uid")
 
 
@@ -295,7 +316,7 @@ def test_output_frames_are_object_dtype(balanced_csv: Path) -> None:
 def test_missing_text_column_names_file_and_columns(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "d.csv", pd.DataFrame({"body": ["x"], "label": ["a"]}))
     with pytest.raises(
-        DataError, match=r"file .*d\.csv has no column 'text' \(columns: body, label\)"
+        DataError, match=r"file .*d\.csv has no column 'text' \(columns: 'body', 'label'\)"
     ):
         load_dataset(str(path))
 
@@ -1021,7 +1042,7 @@ def test_rejected_rows_of_a_parquet_source_have_no_line(tmp_path: Path) -> None:
 
 def test_a_chosen_id_column_must_exist_even_when_it_is_the_default(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "d.csv", pd.DataFrame({"text": ["x", "y"], "label": ["a", "b"]}))
-    with pytest.raises(DataError, match=r"d\.csv has no column 'id' \(columns: text, label\)"):
+    with pytest.raises(DataError, match=r"d\.csv has no column 'id' \(columns: 'text', 'label'\)"):
         load_dataset(str(path), require_id=True)
     ds = load_dataset(str(path), eval_fraction=0)  # not chosen: ids are generated
     assert ds.train["id"].str.fullmatch(r"r[0-9a-f]{16}").tolist() == [True, True]

@@ -13,6 +13,7 @@ from relabeler.data.split import stratified_sample, stratified_split
 from relabeler.data.validate import (
     BadRows,
     Columns,
+    Rejected,
     Source,
     check_label_spellings,
     check_reserved_labels,
@@ -213,14 +214,17 @@ def _check_records(records: list[dict[str, Any]], columns: Columns,
     return records
 
 
-def check_frame(source: Source, columns: Columns, on_bad_rows: str = "fail") -> None:
+def check_frame(source: Source, columns: Columns, on_bad_rows: str = "fail"
+                ) -> list[Rejected]:
     """Raise the :class:`DataError` :func:`load_dataset` would raise for ``source``'s rows,
     all of them taken as train rows, naming them as ``source`` does (a DataFrame given in
-    Python: by its index labels, its columns by the arguments that chose them)."""
+    Python: by its index labels, its columns by the arguments that chose them). Under
+    ``skip``: the rows :func:`load_dataset` would leave out."""
     bad_rows = BadRows(on_bad_rows)
     records = stage_rows(source, columns, bad_rows, fixed_split="train", id_salt="")
     records = _check_records(records, columns, bad_rows)
     _check_train(source, records, sorted({r["label"] for r in records}), columns.label)
+    return bad_rows.rejected
 
 
 def _check_fraction(name: str, value: float) -> float:

@@ -152,9 +152,9 @@ def _read_parquet(fs: fsspec.AbstractFileSystem, location: str, name: str) -> pa
     """A local file is memory-mapped by pyarrow; a remote one read through fsspec."""
     try:
         if isinstance(fs, LocalFileSystem):
-            return pq.read_table(location)
+            return _checked_parquet(pq.ParquetFile(location, memory_map=True), name)
         with fs.open(location, "rb") as handle:
-            return pq.read_table(handle)
+            return _checked_parquet(pq.ParquetFile(handle), name)
     except FileNotFoundError as exc:
         raise DataError(f"cannot read file {mask_url(name)}: no such file") from exc
     except pa.ArrowException:
@@ -163,6 +163,17 @@ def _read_parquet(fs: fsspec.AbstractFileSystem, location: str, name: str) -> pa
         raise DataError(filesystem_error(exc, f"file {mask_url(name)}", "read it")) from exc
     except REMOTE_ERRORS as exc:
         raise StoreError(filesystem_error(exc, mask_url(name), "read it")) from exc
+
+
+def _checked_parquet(file: pq.ParquetFile, name: str) -> pa.Table:
+    """The file's table; a DataError naming a column that appears twice (a frame of it would
+    keep one of the two without a word)."""
+    names = file.schema_arrow.names
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"cannot read file {mask_url(name)}: column {twice[0]!r} appears twice "
+                        f"(columns: {', '.join(map(repr, names))})")
+    return file.read()
 
 
 def _filesystem(name: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -227,6 +238,10 @@ def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text", and others
+            raise DataError(f"cannot read file {mask_url(name)}: it is UTF-16 (its first "
+                            f"bytes are a UTF-16 byte-order mark); save it as UTF-8 "
+                            f"(iconv -f utf-16 -t utf-8)") from exc
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(
             f"cannot read file {mask_url(name)}, line {line}: not UTF-8 (byte "
@@ -249,7 +264,7 @@ def _table_format(name: str, fmt: str | None) -> str:
     if suffix not in _FORMATS:
         raise DataError(
             f"cannot read file {mask_url(name)}: unknown suffix {suffix or '(none)'!r} "
-            f"(known: {', '.join(_FORMATS)}; or pass fmt=)"
+            f"(known: {', '.join(_FORMATS)}; a compressed file is read once unpacked)"
         )
     return _FORMATS[suffix]
 
@@ -362,6 +377,9 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
             if len(record) != width:
                 bad.append(BadLine(row, start, f"{len(record)} fields, the header has {width} "
                                    f"({', '.join(header)})"))
+            elif record == header_record:
+                bad.append(BadLine(row, start, "a copy of the header line (files joined with "
+                                   "their headers?)"))
             else:
                 records.append(record)
                 rows.append(row)

@@ -8,6 +8,7 @@ quarantined as a :class:`Rejected` (``"skip"``).
 from __future__ import annotations
 
 import decimal
+import functools
 import hashlib
 import os
 import re
@@ -121,7 +122,16 @@ class Source:
     def locate(self, row: int, line: int | None) -> str:
         """How a message names data row ``row``: by its index label in a DataFrame given in
         Python (``index 'k3'``), else by :func:`locate`."""
-        return locate(row, line) if self.index is None else f"index {self.index[row]!r}"
+        if self.index is None:
+            return locate(row, line)
+        label = self.index[row]
+        # a label that several rows carry is no place: their position is
+        return f"index {label!r}" + (f" (position {row})" if label in self._repeated else "")
+
+    @functools.cached_property
+    def _repeated(self) -> set:
+        """The index labels that more than one row of a DataFrame carries."""
+        return set(pd.Index(self.index)[pd.Index(self.index).duplicated()])
 
     def column(self, name: object) -> str:
         """How a message names column ``name``: ``column 'body'``, or ``text='body'`` where an
@@ -160,11 +170,27 @@ def _check_columns(source: Source, columns: Columns, *, label_needed: bool, spli
         needed.insert(0, columns.id)
     for column in needed:
         if column not in present:
+            near = [name for name in present
+                    if str(name).strip().lstrip("\ufeff").strip() == str(column).strip()]
+            hint = (f"; {near[0]!r} differs only by spaces or a byte-order mark" if near
+                    else _separator_hint(present))
             raise DataError(
                 f"{source.where} has no column {column!r} "
-                f"(columns: {', '.join(map(str, present)) or 'none'})"
+                f"(columns: {', '.join(map(repr, present)) or 'none'}){hint}"
             )
     return generate
+
+
+def _separator_hint(present: list) -> str:
+    """A word on a header read as one column that holds another separator (a ;-separated
+    .csv, a tab-separated .csv): relabeler reads , in .csv and tabs in .tsv."""
+    if len(present) != 1:
+        return ""
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if sep in str(present[0]):
+            return (f"; the header is one column holding {name}: relabeler reads commas in "
+                    f".csv and tabs in .tsv files; save it with commas (or tabs, as .tsv)")
+    return ""
 
 
 class BadRows:
@@ -187,8 +213,9 @@ class BadRows:
         """A record the reader could not take as a row (a broken quote, a wrong field count,
         a line that is not JSON)."""
         if self.mode == "fail":
-            raise DataError(f"{source.where}, {source.locate(bad.row, bad.line)}: {bad.problem} "
-                            "(--on-bad-rows skip quarantines such records)")
+            hint = _separator_hint(list(source.frame.columns))
+            raise DataError(f"{source.where}, {source.locate(bad.row, bad.line)}: {bad.problem}"
+                            + (hint or " (--on-bad-rows skip quarantines such records)"))
         self.rejected.append(Rejected(bad.row, source.name, f"line {bad.line}: {bad.problem}",
                                       bad.line))
         self.counts["broken record"] += 1
@@ -251,6 +278,10 @@ def stage_rows(
         row, line = source.row(position), source.line(position)
         report = _row_reporter(bad_rows, source, row, line)
         item_id = None if is_null(raw_id) else _scalar_to_str(raw_id)
+        if item_id is None and not is_null(raw_id):
+            report(columns.id or "id", "bad id", f" ({type(raw_id).__name__} {raw_id!r:.40}): "
+                   f"ids must be strings, integers or whole floats")
+            continue
         if item_id is None or not item_id.strip():
             report(
                 columns.id or "id",
