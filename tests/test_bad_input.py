@@ -124,6 +124,12 @@ CASES: dict[str, Case] = {
     "compressed file": Case(_data("{d}/t.csv.gz"), ["t.csv.gz", "unknown suffix '.gz'",
                                                     "read once unpacked"],
                             {"t.csv.gz": b"\x1f\x8b"}),
+    "missing-value label": Case(
+        _data("{d}/na.csv", "--eval-fraction", "0.25", "--pool-fraction", "0"),
+        ["na.csv", "line 4", "column 'label'", "missing-value label", "(value 'NA'",
+         "rename the class"],
+        {"na.csv": "id,text,label\na,good,pos\nb,bad,neg\nc,great,NA\nd,awful,neg\n"
+                   "e,fine,pos\nf,poor,neg\ng,nice,pos\nh,dull,neg\n"}),
     "header repeated": Case(_data("{d}/cat.csv"), ["cat.csv", "line 4", "a copy of the header "
                                                    "line (files joined with their headers?)"],
                             {"cat.csv": "id,text,label\n1,a,x\n2,b,y\nid,text,label\n3,c,x\n"}),

@@ -63,6 +63,12 @@ def _scalar_to_str(value: object) -> str | None:
     return None
 
 
+#: the spellings of a missing value that pandas' read_csv and R's read.csv take for one
+#: (lower case): a label that reads so is a row nobody labelled, not a class
+MISSING_MARKERS = frozenset({"na", "n/a", "#n/a", "#n/a n/a", "#na", "nan", "-nan", "null",
+                             "none", "<na>", "-1.#ind", "1.#ind", "-1.#qnan", "1.#qnan"})
+
+
 #: separators, controls, format, surrogate, private-use and unassigned characters, combining marks
 _INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn", "Mn"})
 
@@ -317,6 +323,12 @@ def stage_rows(
                 continue
             if not label.strip():
                 report(columns.label, "empty label", f" (value {label!r})")
+                continue
+            if isinstance(raw_label, str) and label.strip().lower() in MISSING_MARKERS:
+                report(columns.label, "missing-value label", (
+                    f" (value {label!r}: pandas and R write and read a missing value so; a "
+                    f"class of that name would hold the rows nobody labelled: rename the "
+                    f"class, or fill the labels in)"))
                 continue
         staged.append(
             {
