@@ -194,7 +194,11 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
         # before anything is written: a refused frame leaves no source.parquet in run_dir
         left_out = _check_frame(frame, text=text, label=label, id=id,
                                 on_bad_rows=config.data.on_bad_rows)
-        _write_source(data, source, {"id": id, "text": text, "label": label})
+        stored = _as_parquet(data, {"id": id, "text": text, "label": label})
+        kept = np.ones(len(frame), dtype=bool)
+        kept[left_out["row"].to_numpy()] = False
+        _check_folds(frame[label][kept], folds)
+        _write_source(data, stored, source)
         config.data.source = source
         run = Run(f"{where.rstrip('/')}/run", config)
         run.data()
@@ -231,6 +235,19 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     return issues
 
 
+def _check_folds(labels: pd.Series, folds: int) -> None:
+    """A DataError naming ``folds=`` and the class, where a class has fewer rows than folds
+    (each fold model must see every class), in the caller's terms, before anything trains."""
+    if folds < 2:
+        return
+    counts = labels.value_counts(sort=True, ascending=True)
+    if len(counts) and counts.iloc[0] < folds:
+        thin = counts.index.tolist()[0]
+        raise DataError(f"find_label_issues: folds={folds} needs at least {folds} rows of each "
+                        f"class: label {thin!r} has {int(counts.iloc[0])}; pass fewer folds "
+                        f"(0 for none: the model's own probabilities), or add rows")
+
+
 def _check_frame(frame: pd.DataFrame, *, text: str, label: str, id: str | None,
                  on_bad_rows: str) -> pd.DataFrame:
     """The data stage's checks of the rows, on the caller's frame: a DataError names the frame,
@@ -252,13 +269,11 @@ def _check_frame(frame: pd.DataFrame, *, text: str, label: str, id: str | None,
                         index=frame.index[rows])
 
 
-def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None]) -> None:
-    """The frame relabeler reads, at ``source``; a DataError names the argument whose column
-    mixes types Parquet cannot hold in one column, or a run directory that holds another
-    frame's run."""
+def _as_parquet(data: pd.DataFrame, columns: dict[str, str | None]) -> bytes:
+    """The frame relabeler reads, as Parquet; a DataError names the argument whose column
+    mixes types Parquet cannot hold in one column."""
     import io
 
-    import fsspec
     import pyarrow as pa
 
     try:
@@ -272,6 +287,14 @@ def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None
                 raise DataError(f"find_label_issues: {name}={column!r} holds values of several "
                                 f"types ({', '.join(kinds)}); give it one type") from exc
         raise DataError(f"find_label_issues: the frame cannot be stored: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _write_source(data: pd.DataFrame, stored: bytes, source: str) -> None:
+    """``stored`` (:func:`_as_parquet` of ``data``) at ``source``; a DataError where the run
+    directory holds another frame's run."""
+    import fsspec
+
     fs, path = fsspec.core.url_to_fs(source)
     if fs.exists(path):
         with fs.open(path, "rb") as handle:
@@ -282,4 +305,4 @@ def _write_source(data: pd.DataFrame, source: str, columns: dict[str, str | None
         return
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(stored)

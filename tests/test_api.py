@@ -131,6 +131,10 @@ def test_bad_rows_are_named_in_the_callers_frame_and_columns(tmp_path, monkeypat
             r"the frame, index 'x' \(position 1\), text='body': null text$")
     refused(good.set_axis(["body", "Topic", "article_id", "body"], axis=1),
             r"^find_label_issues: text='body' is 2 columns of the frame \(columns:")
+    # folds: named as the argument, the class as the caller's value (it was "train.folds = 5
+    # ... '2' has 1; use fewer folds (--folds)", after the run's folder was written)
+    refused(good.assign(Topic=[1, 1, 1, 2]), r"^find_label_issues: folds=5 needs at least 5 "
+                                             r"rows of each class: label 2 has 1; pass fewer")
 
 
 def test_a_missing_column_is_named():
