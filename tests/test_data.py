@@ -1079,3 +1079,16 @@ def test_a_text_of_invisible_characters_only_is_an_empty_text(tmp_path: Path):
     with pytest.raises(DataError, match=r"d\.jsonl, line 2 \(data row 1\), column 'text': "
                                         r"empty text \(only invisible"):
         load_dataset(str(path), eval_fraction=0)
+
+
+def test_an_empty_eval_set_is_a_warning_only_where_one_was_asked_for(tmp_path: Path,
+                                                                     caplog) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("id,text,label,split\n" + "".join(
+        f"{i},text {i},{'ab'[i % 2]},train\n" for i in range(8)), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="relabeler.data.load"):
+        load_dataset(str(path), eval_fraction=0)  # find_label_issues: none, by design
+    assert "the eval set is empty" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="relabeler.data.load"):
+        load_dataset(str(path), split_col="split")  # every row marked train
+    assert "the eval set is empty" in caplog.text

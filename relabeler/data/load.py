@@ -184,8 +184,8 @@ def load_dataset(
         summary = ", ".join(f"{n} {problem}" for problem, n in bad_rows.counts.most_common())
         logger.warning("skipped %d bad rows of %s: %s", len(bad_rows.rejected), main.where, summary)
     _check_train(main, train, train_classes, label_col)
-    if not evaluation:
-        logger.warning("%s: the eval set is empty", main.where)
+    if not evaluation and (eval_fraction > 0 or eval_source or split_col):
+        logger.warning("%s: the eval set is empty", main.where)  # asked for, none came
     logger.info(
         "loaded %s: %d train, %d eval, %d pool rows, %d classes",
         main.where,
