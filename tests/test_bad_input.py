@@ -130,6 +130,10 @@ CASES: dict[str, Case] = {
          "rename the class"],
         {"na.csv": "id,text,label\na,good,pos\nb,bad,neg\nc,great,NA\nd,awful,neg\n"
                    "e,fine,pos\nf,poor,neg\ng,nice,pos\nh,dull,neg\n"}),
+    "jsonl key twice": Case(_data("{d}/k2.jsonl"), ["k2.jsonl", "line 2", "the key 'label' "
+                                                    "appears twice"],
+                            {"k2.jsonl": '{"text": "a", "label": "x"}\n'
+                                         '{"text": "b", "label": "x", "label": "y"}\n'}),
     "header repeated": Case(_data("{d}/cat.csv"), ["cat.csv", "line 4", "a copy of the header "
                                                    "line (files joined with their headers?)"],
                             {"cat.csv": "id,text,label\n1,a,x\n2,b,y\nid,text,label\n3,c,x\n"}),

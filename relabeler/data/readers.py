@@ -487,9 +487,12 @@ def _read_jsonl(text: str) -> TableRead:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_one_value_a_key)
         except json.JSONDecodeError as exc:
             bad.append(BadLine(row, lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        except _KeyTwice as exc:
+            bad.append(BadLine(row, lineno, f"the key {exc.args[0]!r} appears twice in the "
+                               f"object (which value is meant cannot be told)"))
         else:
             if not isinstance(record, dict):
                 bad.append(BadLine(row, lineno, f"a JSON {type(record).__name__}, expected an "
@@ -508,6 +511,18 @@ def _read_jsonl(text: str) -> TableRead:
         {name: pd.Series([r.get(name) for r in records], dtype=object) for name in names}
     )
     return TableRead(frame, rows, bad, starts)
+
+
+class _KeyTwice(Exception):
+    """A JSON object with a key twice (``json`` keeps the last value without a word)."""
+
+
+def _one_value_a_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        seen: set[str] = set()
+        raise _KeyTwice(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
 
 
 def _invalid_unicode(record: dict[str, Any]) -> str | None:
