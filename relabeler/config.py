@@ -180,7 +180,8 @@ class TrainConfig(_Section):
         "debias_mask_rate of the texts that hold them; none: train as is.")
     debias_mask_rate: float = _opt(1.0, "Share of the texts holding a shortcut token whose "
                                    "tokens are masked (debias = mask); below 1 the token stays "
-                                   "as pure a class cue in the rest.", ge=0, le=1)
+                                   "as pure a class cue in the rest (0 would mask nothing: "
+                                   "debias = none says so).", gt=0, le=1)
     debias_top: int = _opt(1, "Shortcut tokens mitigated: the first this many distinct tokens "
                            "of scores/shortcuts.parquet by rank (more reaches real class words "
                            "and costs accuracy).", ge=1)

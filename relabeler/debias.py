@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from relabeler.errors import StageError
 from relabeler.selectors.shortcuts import TOKEN_PATTERN, contains_token
 
 log = logging.getLogger(__name__)
@@ -188,3 +189,16 @@ def shortcut_tokens(shortcuts, *, top: int) -> list[str]:
     """The first ``top`` distinct tokens of a ``scores/shortcuts.parquet`` frame by rank."""
     ordered = shortcuts.sort_values("rank")["token"].tolist()
     return list(dict.fromkeys(ordered))[:top]
+
+
+def tokens_to_mitigate(shortcuts, *, top: int, debias: str) -> list[str]:
+    """:func:`shortcut_tokens` for ``train.debias``; a StageError where there are none (no
+    token passed the shortcut test): a model trained "debiased" of nothing is an ordinary one,
+    and would be recorded as mitigated."""
+    tokens = shortcut_tokens(shortcuts, top=top)
+    if not tokens:
+        raise StageError(f"train.debias = {debias}: scores/shortcuts.parquet names no shortcut "
+                         f"token (none passed the test at score.shortcut_alpha), so there is "
+                         f"nothing to mitigate: train without it (--debias none; "
+                         f"--class-weights still balances the classes)")
+    return tokens

@@ -191,6 +191,12 @@ def test_a_check_across_keys_names_the_file_that_set_one_and_the_flag_that_set_t
         apply_overrides(config, {"data.pool_fraction": 0.5})
 
 
+def test_a_mask_rate_of_zero_is_refused_it_would_mask_nothing():
+    with pytest.raises(ConfigError, match=r"^flag: train.debias_mask_rate: input should be "
+                                          r"greater than 0, got float 0.0$"):
+        apply_overrides(RunConfig(), {"train.debias_mask_rate": 0.0})
+
+
 def test_code_that_sets_a_key_is_checked_too():
     config = RunConfig()
     with pytest.raises(ValueError, match="greater than or equal to 1"):

@@ -323,10 +323,11 @@ def retrain_mitigation(store: RunStore, config: RunConfig) -> dict:
     if not store.exists(artifacts.SHORTCUTS.path):
         raise StageError(f"retrain --debias {tc.debias} needs {artifacts.SHORTCUTS.path}: run "
                          f"`relabeler score --run {store.uri}` first")
-    from relabeler.debias import shortcut_tokens
+    from relabeler.debias import tokens_to_mitigate
 
-    mitigation["tokens"] = shortcut_tokens(store.read_table(artifacts.SHORTCUTS.path)
-                                           .to_pandas(), top=tc.debias_top)
+    mitigation["tokens"] = tokens_to_mitigate(store.read_table(artifacts.SHORTCUTS.path)
+                                              .to_pandas(), top=tc.debias_top,
+                                              debias=tc.debias)
     if tc.debias == "mask":
         mitigation["mask_rate"] = tc.debias_mask_rate
     return mitigation

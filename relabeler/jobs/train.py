@@ -229,7 +229,7 @@ def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes
              shortcuts: pd.DataFrame | None) -> tuple[list[str], np.ndarray | None, dict]:
     """``[train] debias`` and ``class_weights`` applied to the training set: the texts (masked
     with ``debias = mask``), the loss weights (or None) and what was done, for metrics.json."""
-    from relabeler.debias import mask_tokens, shortcut_tokens, training_weights
+    from relabeler.debias import mask_tokens, tokens_to_mitigate, training_weights
 
     tc = config.train
     tokens: list[str] = []
@@ -237,7 +237,7 @@ def mitigate(config: RunConfig, texts: list[str], label_ids: np.ndarray, classes
         if shortcuts is None:
             raise StageError(f"train.debias = {tc.debias} needs {artifacts.SHORTCUTS.path}: run "
                              f"`relabeler score` first")
-        tokens = shortcut_tokens(shortcuts, top=tc.debias_top)
+        tokens = tokens_to_mitigate(shortcuts, top=tc.debias_top, debias=tc.debias)
     if tc.debias == "mask":
         mask = load_tokenizer(config.model.name).mask_token or ""
         texts = mask_tokens(texts, tokens, rate=tc.debias_mask_rate, mask=mask, seed=tc.seed)

@@ -501,6 +501,16 @@ def test_retrain_debias_needs_the_shortcuts(tmp_path, tiny_bert_dir, synthetic_c
     with pytest.raises(StageError, match="retrain --debias reweight needs "
                                          "scores/shortcuts.parquet"):
         run_retrain(store, config, progress=False)
+    # a corpus with no shortcut: the table holds none, and a "debiased" model would be an
+    # ordinary one recorded as mitigated
+    from relabeler.artifacts import SHORTCUTS
+
+    store.write_table(SHORTCUTS.path, SHORTCUTS.schema.empty_table())
+    config.train.debias = "mask"
+    with pytest.raises(StageError, match=r"train.debias = mask: scores/shortcuts.parquet names "
+                                         r"no shortcut token .*nothing to mitigate"):
+        run_retrain(store, config, progress=False)
+    assert not store.exists("retrain")
 
 
 def test_retrain_trains_with_the_baseline_settings_whatever_the_config_says_now(
