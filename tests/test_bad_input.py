@@ -269,6 +269,10 @@ CASES: dict[str, Case] = {
         _data("{d}/good.csv", "--noise", "0.01"),
         ["data.noise_rate (--noise) = 0.01 flips no label of the 16 training rows"],
         {"good.csv": GOOD_CSV}),
+    "eval noise on no eval rows": Case(
+        _data("{d}/good.csv", "--eval-fraction", "0", "--set", "data.eval_noise_rate=0.1"),
+        ["data.eval_noise_rate (--eval-noise) = 0.1: the eval split is empty",
+         "no label to flip", "give it rows"], {"good.csv": GOOD_CSV}),
     "train --folds with a small class": Case(
         ["train", "--run", "{d}/run", "--data", "{d}/small.csv", "--folds", "5", "-q"],
         ["train.folds = 5", "'b' has 2"],

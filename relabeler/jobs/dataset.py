@@ -99,6 +99,11 @@ def _flip(labels: pd.Series, cfg: DataConfig, key: str, flag: str, split: str, *
     except ValueError as exc:
         raise ConfigError(f"data.{key} ({flag}) = {rate} with {cfg.noise_kind} noise: {exc}; "
                           f"lower it") from None
+    if not len(labels):
+        raise ConfigError(f"data.{key} ({flag}) = {rate}: the {split} split is empty, so "
+                          f"there is no label to flip: give it rows (data.eval_fraction, "
+                          f"--test-fraction in simulate; an eval file or a split column), or "
+                          f"drop {flag}")
     if not flipped.any():
         raise ConfigError(f"data.{key} ({flag}) = {rate} flips no label of the {len(labels)} "
                           f"{split} rows (round({rate} x {len(labels)}) = 0): raise it, or "
