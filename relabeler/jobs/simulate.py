@@ -36,6 +36,8 @@ import pandas as pd
 from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides
 from relabeler.errors import ConfigError, StageError
+from relabeler.jobs.dataset import FOLDER as DATA_FOLDER
+from relabeler.jobs.dataset import STAGE as DATA_STAGE
 from relabeler.jobs.dataset import prepare_dataset
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.score import load_train_view, run_score
@@ -243,6 +245,20 @@ def coverage_experiment(refit, *, noisy: np.ndarray, pool_rows: np.ndarray,
             "n_heldout": int(len(held_out)), "n_picking_targets": int(len(pick_half))}
 
 
+def _data(store: RunStore, config: RunConfig, force: bool, redo: str, tested: dict) -> None:
+    """The data stage, then the test rows the measures need; a dataset this call made for
+    settings refused for want of test rows goes again, so the corrected command (another
+    --test-fraction) runs without --force."""
+    made_now = force or not store.stage_done(DATA_STAGE)
+    n_eval = prepare_dataset(store, config, force=force, redo=redo).get("n_eval")
+    try:
+        _check_test_rows(config, n_eval, **tested)
+    except ConfigError:
+        if made_now:
+            store.reset_stage(DATA_STAGE, [DATA_FOLDER])
+        raise
+
+
 def _train(store: RunStore, config: RunConfig, redo: bool, budgets: Sequence[float] | None,
            rounds: int | None, progress: bool) -> None:
     _check_rounds(store, budgets, rounds)  # on the final training split, before any training
@@ -330,8 +346,7 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
     if undercover is not None and "pool" not in config.extract.splits:
         config.extract.splits = [*config.extract.splits, "pool"]
     redo_data = f"Pass --force to simulate again in {out}, or choose another --out"
-    stages = [("data", lambda: _check_test_rows(config, prepare_dataset(
-                  store, config, force=force, redo=redo_data).get("n_eval"), **tested)),
+    stages = [("data", lambda: _data(store, config, force, redo_data, tested)),
               ("train", lambda: _train(store, config, redo, budgets, rounds, progress)),
               ("extract", lambda: run_extract(store, config, force=redo, progress=progress)),
               ("score", lambda: run_score(store, config, force=redo))]

@@ -157,7 +157,14 @@ def test_a_split_that_leaves_no_test_rows_is_refused_before_training(tmp_path):
                                           r"--budgets none$"):
         simulate.run_simulation(config, tmp_path / "sim", budgets=[0.1], progress=False)
     store = RunStore(config.run_dir)
-    assert store.stage_done("data") and not store.stage_done("train")
+    # the dataset of the refused split goes with it: the corrected command, another
+    # --test-fraction, was refused in turn for "data.eval_fraction was 0.01" without --force
+    assert not store.stage_done("data") and not store.exists("dataset")
+    from relabeler.jobs.dataset import prepare_dataset
+
+    corrected = simulation_config(data=str(source), out=tmp_path / "sim", noise=0.1,
+                                  test_fraction=0.2, pool_fraction=0.0)
+    assert prepare_dataset(store, corrected)["n_eval"] == 4
 
 
 def test_force_drops_an_earlier_hold_out_instead_of_refusing(tmp_path, monkeypatch):
