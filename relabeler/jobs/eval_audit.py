@@ -85,6 +85,11 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
+#: an eval split below this many rows is audited with a warning (one row is over 1 point of
+#: accuracy, the issue's bar for a trusted audit)
+FEW_EVAL_ROWS = 100
+
+
 def write_eval_suspects(store: RunStore, train, splits: dict, cfg,
                         noise_model: noise.NoiseModel | None) -> dict:
     """Rank the eval rows when their features exist; returns the summary's ``eval_audit``."""
@@ -103,5 +108,10 @@ def eval_suspects_table(train, splits: dict, cfg, noise_model: noise.NoiseModel 
         return None, {"ranked": 0}
     frame = score_eval(train, evaluation, cfg, noise_model)
     log.info("score: %d eval rows ranked for the eval audit", len(frame))
+    if len(frame) < FEW_EVAL_ROWS:
+        log.warning("score: the eval split has %d rows: they are ranked for the eval audit, "
+                    "but one row is %.1f points of eval accuracy there, so neither the audit "
+                    "nor a measured gain says much; give more eval rows (data.eval_fraction, "
+                    "an eval file)", len(frame), 100 / len(frame))
     return (pa.Table.from_pandas(frame, schema=artifacts.EVAL_SUSPECTS.schema,
                                  preserve_index=False), {"ranked": len(frame)})

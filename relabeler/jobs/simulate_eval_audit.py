@@ -42,8 +42,9 @@ def eval_audit_result(store: RunStore, configured_budget: int | None = None) -> 
                            "noisy": float((pred == evaluation["label"]).mean()),
                            "audited": strict["audited"]}}
     if configured_budget is not None:
-        result["configured"] = audit_at(evaluation, ranked["id"], pred,
-                                        min(configured_budget, len(ranked)))
+        result["configured"] = {**audit_at(evaluation, ranked["id"], pred,
+                                           min(configured_budget, len(ranked))),
+                                "asked": int(configured_budget)}
     return result
 
 

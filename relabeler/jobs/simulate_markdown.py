@@ -3,6 +3,8 @@ Markdown, as the console summary prints them too."""
 
 from __future__ import annotations
 
+from relabeler.jobs.eval_audit import FEW_EVAL_ROWS
+
 
 def _share(value: float | None) -> str:
     """A share as a percentage, to the precision it needs (0.5%, 2.5%, 20%); n/a for None."""
@@ -92,8 +94,13 @@ def markdown_table(result: dict) -> str:
                   f"{acc['audited']:.4f} (R x eval size = {audit['budget']} rows answered, "
                   f"{audit['found']} flips found)"
                   + (f", audited {configured['audited']:.4f} at studio.eval_audit_budget = "
-                     f"{configured['budget']} ({configured['found']} found)." if configured
-                     else ".")]
+                     f"{configured.get('asked', configured['budget'])}"
+                     + (f" (every one of the {configured['budget']} eval rows)"
+                        if configured.get("asked", 0) > configured["budget"] else "")
+                     + f" ({configured['found']} found)." if configured else ".")
+                  + (f" With {result['n_test']} eval rows, one row is "
+                     f"{100 / result['n_test']:.1f} points of accuracy: too few for these "
+                     f"figures to say much." if result["n_test"] < FEW_EVAL_ROWS else "")]
     crowd = result.get("annotators")
     if crowd:
         lines += ["", f"Simulated annotators of accuracy "

@@ -169,3 +169,21 @@ def test_the_chance_a_label_is_wrong_is_on_the_probability_scale_under_any_noise
     plain = score_eval(train, evaluation, ScoreConfig())
     # without the noise model, binary or not, it is 1 - the mean probability of the label
     assert plain["wrong_probability"].max() < 0.1
+
+
+def test_a_small_eval_split_is_ranked_with_a_warning_of_how_little_it_says(caplog):
+    from relabeler.jobs.eval_audit import eval_suspects_table
+
+    train, evaluation, _, _ = views(3)
+    small = SplitView(ids=evaluation.ids[:40], labels=evaluation.labels[:40],
+                      features=evaluation.features[:40], probs=evaluation.probs[:40],
+                      pred=evaluation.pred[:40])
+    with caplog.at_level("WARNING", logger="relabeler.jobs.eval_audit"):
+        table, summary = eval_suspects_table(train, {"eval": small}, ScoreConfig(), None)
+    assert summary == {"ranked": 40} and table.num_rows == 40
+    assert "the eval split has 40 rows" in caplog.text
+    assert "one row is 2.5 points of eval accuracy there" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="relabeler.jobs.eval_audit"):
+        eval_suspects_table(train, {"eval": evaluation}, ScoreConfig(), None)  # 500 rows
+    assert "the eval split has" not in caplog.text

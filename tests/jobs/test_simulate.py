@@ -331,6 +331,24 @@ def test_the_markdown_holds_the_annotators_and_says_why_a_gap_share_is_missing()
     assert "| 10% | 10 | 0.9000 (50%) |" in text
 
 
+def test_the_markdown_says_when_the_audit_budget_was_the_whole_eval_split_and_too_small():
+    # "at studio.eval_audit_budget = 6" for a budget of 50 capped at 6 eval rows, and AUPRC
+    # 1.0 on 6 rows with no word of how little that says
+    from relabeler.jobs.simulate import markdown_table
+
+    audit = {"rate": 0.1, "budget": 1, "auprc": 1.0, "found": 1, "n_flipped": 1,
+             "cleanlab_auprc": {"cleanlab_self_confidence": 1.0},
+             "accuracy": {"clean": 1.0, "noisy": 0.8333, "audited": 1.0},
+             "configured": {"budget": 6, "found": 1, "audited": 1.0, "asked": 50}}
+    text = markdown_table(_minimal_result(n_test=6, eval_audit=audit))
+    assert ("audited 1.0000 at studio.eval_audit_budget = 50 (every one of the 6 eval rows) "
+            "(1 found). With 6 eval rows, one row is 16.7 points of accuracy: too few for "
+            "these figures to say much.") in text
+    audit["configured"] = {"budget": 50, "found": 9, "audited": 0.9, "asked": 50}
+    text = markdown_table(_minimal_result(n_test=400, eval_audit=audit))
+    assert "at studio.eval_audit_budget = 50 (9 found)." in text and "too few" not in text
+
+
 def test_another_seed_on_the_same_out_says_how_simulate_redoes_it(tmp_path):
     from relabeler.errors import StageError
     from relabeler.jobs.dataset import prepare_dataset
