@@ -35,7 +35,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         path = DEFAULT_CONFIG
     config = load_config(path)
     apply_overrides(config, _overrides(args), args.assignments,
-                    earlier=str(path) if path else "config")
+                    earlier=str(path) if path else "config", flags=getattr(args, "flag_names", None))
     if args.run_dir:
         config.run_dir = args.run_dir
     return config
@@ -137,7 +137,7 @@ def demo_config(args: argparse.Namespace) -> RunConfig:
     config = load_config(args.config, base=config)
     apply_overrides(config, _overrides(args), args.assignments,
                     earlier=f"{args.config} or the demo's settings" if args.config
-                    else "the demo's settings")
+                    else "the demo's settings", flags=getattr(args, "flag_names", None))
     if args.run_dir:
         config.run_dir = args.run_dir
     return config

@@ -281,4 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config_help="TOML config, layered over the demo's own settings (the demo does "
             f"not read ./{DEFAULT_CONFIG})")
     _train_flags(p)
+    for verb in sub.choices.values():  # errors name the flag a user typed, not "flag"
+        verb.set_defaults(flag_names={action.dest: max(action.option_strings, key=len)
+                                      for action in verb._actions
+                                      if "." in action.dest and action.option_strings})
     return parser

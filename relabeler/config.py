@@ -537,8 +537,8 @@ def _assign(data: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
 
 
 def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
-                    assignments: list[str] | None = None, *, earlier: str = "config"
-                    ) -> RunConfig:
+                    assignments: list[str] | None = None, *, earlier: str = "config",
+                    flags: dict[str, str] | None = None) -> RunConfig:
     """Apply ``--set section.key=value`` strings, then ``overrides`` (flag values, not None),
     to ``config`` in place (and return it). All are validated together, so the order of keys
     that depend on each other (``eval_fraction`` and ``pool_fraction``) does not matter.
@@ -546,6 +546,8 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
     Values in ``assignments`` are parsed as TOML literals (``3``, ``0.5``, ``true``); a bare word
     stays a string, and a list field takes ``a,b,c``. ``earlier``: where the keys ``config``
     has set already came from (its file), named with a flag that fails a check across keys.
+    ``flags``: the command-line flag of each override key (``loop.batch`` -> ``--batch``),
+    named in errors in place of ``flag``.
     """
     data = _given(config)
     # the keys set before (``earlier``: the config file), named beside a flag that fails a
@@ -563,8 +565,9 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
         origins[dotted] = "--set"
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _assign(data, dotted, value, "flag")
-            origins[dotted] = "flag"
+            origin = (flags or {}).get(dotted, "flag")
+            _assign(data, dotted, value, origin)
+            origins[dotted] = origin
     try:
         updated = RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -109,8 +109,11 @@ def test_bad_config_key_is_exit_code_2(tmp_path, capsys):
 
 def test_a_value_out_of_range_is_one_line_naming_the_key(tmp_path, capsys):
     assert main(["data", "--run", str(tmp_path), "--eval-fraction", "1.5", "-q"]) == 2
-    assert capsys.readouterr().err == ("relabeler: error: flag: data.eval_fraction: input "
-                                       "should be less than 1, got float 1.5\n")
+    assert capsys.readouterr().err == ("relabeler: error: --eval-fraction: data.eval_fraction: "
+                                       "input should be less than 1, got float 1.5\n")
+    assert main(["next", "--run", str(tmp_path), "--batch", "-1", "-q"]) == 2
+    assert capsys.readouterr().err.startswith("relabeler: error: --batch: loop.batch: input "
+                                              "should be greater than or equal to")
     assert main(["data", "--run", str(tmp_path), "--set", "data.eval_fraction=0.6",
                  "--pool-fraction", "0.5", "-q"]) == 2
     assert ("[data] eval_fraction + pool_fraction must be < 1, got 0.6 + 0.5"
