@@ -35,7 +35,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         path = DEFAULT_CONFIG
     config = load_config(path)
     apply_overrides(config, _overrides(args), args.assignments,
-                    earlier=str(path) if path else "config", flags=getattr(args, "flag_names", None))
+                    earlier=str(path) if path else "config",
+                    flags=getattr(args, "flag_names", None))
     if args.run_dir:
         config.run_dir = args.run_dir
     return config
