@@ -113,8 +113,8 @@ def _rounds(text: str) -> int:
 
 def _accuracies(text: str) -> list[float]:
     """``--annotators``: comma-separated accuracies in (0, 1], one per simulated annotator."""
-    try:
-        values = [float(a) for a in text.split(",") if a.strip()]
+    try:  # an empty item ("0.9,,0.8") is a typo, not one annotator fewer
+        values = [float(a) for a in text.split(",")]
     except ValueError:
         values = []
     if len(values) < 2 or any(not 0 < a <= 1 for a in values):
@@ -242,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", type=_budgets, default="0.01,0.02,0.05,0.10,0.20",
                    help="relabeling budgets as shares of train; 'none' = detection only")
     p.add_argument("--annotators", type=_accuracies, metavar="A1,A2,...",
-                   help="simulated annotators of these accuracies answer the top of the queue; "
-                   "report majority vote against the model-aided consensus")
+                   help="two or more simulated annotators, of these accuracies in (0, 1], "
+                   "answer the top of the queue; report majority vote against the model-aided "
+                   "consensus")
     p.add_argument("--rounds", type=_rounds, metavar="R",
                    help="spend the largest budget in R rounds with oracle answers, retraining "
                    "and re-scoring between them; compare with one shot at the same budget and "

@@ -392,3 +392,11 @@ def test_a_push_without_eval_rows_warns_before_people_answer(tmp_path, capsys):
                                                         "label": ["a"]}))
     _say_without_eval(SimpleNamespace(store=store))
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("given", ["0.9", "0.9,,0.8", "0.9,1.2", "a,b"])
+def test_annotators_are_two_or_more_accuracies_and_an_empty_item_is_no_annotator(given, capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--annotators", given, "-q"])
+    assert (f"argument --annotators: expected two or more accuracies in (0, 1] separated by "
+            f"commas; got {given!r}") in capsys.readouterr().err
