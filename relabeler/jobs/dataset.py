@@ -128,10 +128,11 @@ def _set_flag(key: str, value: Any) -> str:
 
 
 def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
-                    redo: str = REDO) -> dict:
+                    redo: str = REDO, asked: bool = True) -> dict:
     """Write ``dataset/`` unless it is there already from the same inputs; returns the stage
     info. ``redo``: how the error for other inputs tells the user to redo it (the verb's own
-    way).
+    way). ``asked``: the user ran the data stage (``relabeler data``), so a finished one is
+    said to be kept; a later stage that makes sure of it says nothing then.
 
     Raises
     ------
@@ -166,7 +167,8 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
                        f"dataset in {store.uri} was prepared from other inputs",
                        f"{advice[0].upper()}{advice[1:]} (the old dataset stays until the new "
                        f"one is complete)")
-        log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
+        if asked:
+            log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
         return info
     ds = load_dataset(
         cfg.source, id_col=cfg.id_col or None, text_col=cfg.text_col, label_col=cfg.label_col,

@@ -417,7 +417,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     """
     # prepares dataset/, or checks that the finished one was made from these inputs (also
     # before a finished model is kept: a changed source is an error, not a stale model)
-    prepare_dataset(store, config)
+    prepare_dataset(store, config, asked=False)  # made, or made now
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
         refuse_changes(setting_changes(info.get("settings"), training_settings(config),
