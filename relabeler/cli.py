@@ -188,9 +188,10 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     if out["flagged_rate"] is not None:
         print(f"  correction rate: {_shown(out['flagged_rate'], '.0%')} of the flagged tasks, "
               f"{_shown(out['control_rate'], '.0%')} of the random controls")
+    from relabeler.report.stats import change_text
+
     print(f"  eval accuracy {out['before']:.4f} -> {out['after']:.4f} "
-          f"(95% CI of the change [{100 * out['ci95'][0]:+.1f}, {100 * out['ci95'][1]:+.1f}] "
-          f"points)")
+          f"({change_text(out['after'] - out['before'], out['ci95'])})")
     print(f"  Label Studio: {out['url']}  login {out['username']}, password in "
           f"{Path(config.studio.data_dir) / CREDENTIALS_FILE}")
     print(f"  report: {out['report']}")
@@ -354,10 +355,11 @@ def _cmd_report(args: argparse.Namespace, config: RunConfig) -> int:
 
 
 def _change(acc: dict) -> str:
-    """``before -> after (delta points, 95% CI [low, high])`` of a paired-bootstrap leaf."""
-    low, high = acc["ci95"]
-    return (f"{acc['before']:.4f} -> {acc['after']:.4f} ({100 * acc['delta']:+.1f} points, "
-            f"95% CI [{100 * low:+.1f}, {100 * high:+.1f}])")
+    """``before -> after (delta points, 95% CI [low, high]: what it says)`` of a paired
+    leaf."""
+    from relabeler.report.stats import change_text
+
+    return f"{acc['before']:.4f} -> {acc['after']:.4f} ({change_text(acc['delta'], acc['ci95'])})"
 
 
 #: simulate's flags by the config key each sets (its errors name the flag)

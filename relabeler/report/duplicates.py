@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.report.stats import paired_gain
+from relabeler.report.stats import change_text, paired_gain
 from relabeler.store import RunStore
 
 #: groups listed in each table of the section
@@ -121,9 +121,8 @@ def render_duplicates(section: dict) -> str:
         for name in ("before", "after"))
     gain = section["gain_without_leaked"]
     gain_html = ("" if gain is None else
-                 f"<p>Gain on the eval samples that are not leaked: <b>"
-                 f"{100 * gain['delta']:+.1f}</b> points, 95% CI [{100 * gain['ci95'][0]:+.1f}"
-                 f", {100 * gain['ci95'][1]:+.1f}].</p>")
+                 f"<p>Gain on the eval samples that are not leaked: "
+                 f"{html.escape(change_text(gain['delta'], gain['ci95']))}.</p>")
 
     def table(title: str, items: list[dict], first: str, key: str) -> str:
         if not items:

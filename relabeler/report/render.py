@@ -16,6 +16,7 @@ from relabeler.report.fonts import class_label, class_legend
 from relabeler.report.rounds import NO_BETTER, remaining_plot
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots
+from relabeler.report.stats import change_text, points
 from relabeler.report.thin_regions import steered_gain_html, thin_region_html
 
 
@@ -129,8 +130,8 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     def delta_row(name: str, leaf: dict) -> str:
         low, high = leaf["ci95"]
         return (f"<tr><td>{html.escape(name)}</td><td>{_fmt(leaf['before'])}</td>"
-                f"<td>{_fmt(leaf['after'])}</td><td><b>{100 * leaf['delta']:+.1f}</b></td>"
-                f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td></tr>")
+                f"<td>{_fmt(leaf['after'])}</td><td><b>{points(leaf['delta'])}</b></td>"
+                f"<td>[{points(low)}, {points(high)}]</td></tr>")
 
     rows = [delta_row("accuracy", ev["accuracy"]), delta_row("macro-F1", ev["macro_f1"])]
     for cls, leaves in ev["per_class"].items():
@@ -172,8 +173,8 @@ text-align:right}}td:first-child{{text-align:left}}figure{{display:inline-block;
 {ev['n_eval']} eval samples; accuracy's interval: Newcombe's paired score interval, the
 other metrics': paired bootstrap ({ev['n_boot']} draws).</p>
 <p class="big">Eval accuracy {_fmt(ev['accuracy']['before'])} &rarr;
-{_fmt(ev['accuracy']['after'])} ({100 * ev['accuracy']['delta']:+.1f} points,
-95% CI [{100 * ev['accuracy']['ci95'][0]:+.1f}, {100 * ev['accuracy']['ci95'][1]:+.1f}]),
+{_fmt(ev['accuracy']['after'])} ({html.escape(change_text(ev['accuracy']['delta'],
+                                                          ev['accuracy']['ci95']))}),
 for {report['labels_spent']} labels
 ({'n/a' if gain is None else f'{gain:+.2f}'} points per 100 labels).</p>
 {spent}
@@ -241,8 +242,8 @@ def _audited_gain_html(gain: dict) -> str:
     def cells(leaf: dict) -> str:
         low, high = leaf["ci95"]
         return (f"<td>{_fmt(leaf['before'])}</td><td>{_fmt(leaf['after'])}</td>"
-                f"<td><b>{100 * leaf['delta']:+.1f}</b></td>"
-                f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>")
+                f"<td><b>{points(leaf['delta'])}</b></td>"
+                f"<td>[{points(low)}, {points(high)}]</td>")
 
     # every answer counts: the labels kept or changed and the rows dropped (the audit's
     # "answered" figure above counts them all)

@@ -160,6 +160,25 @@ def mean_interval(values: Sequence[float], *, confidence: float = 0.95
     return mean, mean - half, mean + half
 
 
+def points(change: float) -> str:
+    """A change of a share in signed points (``+0.6``); one significant digit where one
+    decimal would round a nonzero change to ``+0.0`` or ``-0.0`` (an interval's end just
+    below zero: ``-0.006``)."""
+    value = 100 * float(change)
+    return f"{value:+.1g}" if 0 < abs(value) < 0.05 else f"{value:+.1f}"
+
+
+def change_text(delta: float, ci95: Sequence[float]) -> str:
+    """``+0.6 points, 95% CI [-0.01, +1.37]: within noise (...)``: the change, its interval
+    and what the interval says: a gain or a loss where it excludes zero, else that the change
+    cannot be told from none at this number of eval rows."""
+    low, high = ci95
+    verdict = ("a real gain" if low > 0 else "a real loss" if high < 0 else
+               "within noise: the interval holds 0, so this eval set cannot tell it from no "
+               "change")
+    return f"{points(delta)} points, 95% CI [{points(low)}, {points(high)}]: {verdict}"
+
+
 def format_interval(values: Sequence[float], digits: int = 4) -> str:
     """``mean ± half-width`` of :func:`mean_interval` (``mean`` alone for one value)."""
     mean, _, high = mean_interval(values)

@@ -18,7 +18,7 @@ import html
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.report.stats import paired_gain
+from relabeler.report.stats import change_text, paired_gain
 from relabeler.selectors.eval_support import steering
 from relabeler.store import RunStore
 
@@ -107,8 +107,6 @@ def steered_gain_html(gain: dict) -> str:
     if "accuracy" not in gain:
         return text + "No eval row is left that did not steer it: the gain is not measured.</p>"
     acc = gain["accuracy"]
-    low, high = acc["ci95"]
     return text + (f"On the other {gain['n_eval']} eval rows: accuracy "
                    f"{100 * acc['before']:.1f}% &rarr; {100 * acc['after']:.1f}% "
-                   f"(<b>{100 * acc['delta']:+.1f} points</b>, 95% CI [{100 * low:+.1f}, "
-                   f"{100 * high:+.1f}]).</p>")
+                   f"({html.escape(change_text(acc['delta'], acc['ci95']))}).</p>")

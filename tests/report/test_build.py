@@ -253,6 +253,8 @@ def test_labels_spent_is_one_count_named_by_its_parts(tmp_path):
                                             "eval_audit": 3}
     assert sum(r["labels_spent"] for r in report["rounds"]["rows"]) == 7
     page = (tmp_path / "run/report/report.html").read_text()
+    # the headline says what its interval allows
+    assert "(+25.0 points, 95% CI [+3.8, +46.9]: a real gain)" in " ".join(page.split())
     assert ("on the training and pool samples: 7 on review tasks (flagged and random controls), "
             "2 on pool samples acquired, 1 on other training tasks (counterexamples); the 3 "
             "labels of the eval audit are not counted.") in page

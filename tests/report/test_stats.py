@@ -143,3 +143,16 @@ def test_one_eval_row_gives_the_widest_interval_not_an_error():
     assert result["accuracy"]["delta"] == 1.0
     assert result["accuracy"]["ci95"] == pytest.approx([-0.1221, 1.0], abs=1e-4)
     assert result["per_class"]["b"]["recall"]["ci95"] == [-1.0, 1.0]
+
+
+def test_a_change_says_whether_its_interval_holds_zero_and_never_prints_minus_zero():
+    # "+0.6 points, 95% CI [-0.0, +1.4]" for an interval of [-0.0059, +1.374] points read as a
+    # gain to a model owner
+    from relabeler.report.stats import change_text, points
+
+    assert points(-0.000059) == "-0.006" and points(0.0) == "+0.0" and points(0.0137) == "+1.4"
+    assert change_text(0.0063, [-0.000059, 0.01374]) == (
+        "+0.6 points, 95% CI [-0.006, +1.4]: within noise: the interval holds 0, so this eval "
+        "set cannot tell it from no change")
+    assert change_text(0.0108, [0.0042, 0.0191]).endswith(": a real gain")
+    assert change_text(-0.02, [-0.03, -0.01]).endswith(": a real loss")
