@@ -38,6 +38,7 @@ from relabeler.report.rounds import (
 from relabeler.report.shortcuts import shortcut_section
 from relabeler.report.stats import paired_gain, rate_interval
 from relabeler.report.thin_regions import steered_gain, thin_region_section
+from relabeler.report.versions import version_rows
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "classes": classes,
         "eval": evaluation,
         "eval_unsteered": steered_gain(store, sub, before, after, classes),
+        "versions": version_rows(store, before, classes),
         "corrections": {k: counts.get(k) for k in ("reviewed", "changed", "dropped", "unsure",
                                                    "acquired", "deduped", "dedupe_unresolved",
                                                    "n_train_before", "n_train_after")},

@@ -18,6 +18,7 @@ from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots
 from relabeler.report.stats import change_text, points
 from relabeler.report.thin_regions import steered_gain_html, thin_region_html
+from relabeler.report.versions import versions_html
 
 
 def _lift_text(queue: dict) -> str:
@@ -181,6 +182,7 @@ for {report['labels_spent']} labels
 <table><tr><th>metric</th><th>before</th><th>after</th><th>delta (points)</th>
 <th>95% CI</th></tr>{''.join(rows)}</table>
 {steered_gain_html(report.get("eval_unsteered") or {})}
+{versions_html(report.get("versions") or [])}
 <h2>Corrections</h2>
 <p>{c['reviewed']} training samples reviewed: {c['changed']} relabeled, {c['dropped']} dropped,
 {c['unsure']} marked not sure; {c['acquired']} pool samples acquired{deduped}. Training set

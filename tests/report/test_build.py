@@ -284,3 +284,32 @@ def test_report_on_a_mistyped_run_says_so_and_creates_nothing(tmp_path, capsys):
     assert not typo.exists()
     with pytest.raises(StoreError, match="no run directory at memory:///nowhere"):
         RunStore("memory://nowhere", create=False)
+
+
+def test_a_version_that_lost_accuracy_to_the_one_before_is_shown(tmp_path):
+    # the headline compares only the latest version with the baseline: a round whose answers
+    # made the model worse than the round before went unseen
+    store = finished_run(tmp_path, relabels(["t00"], "neg", "pos"), n_eval=200)
+    classes = ["neg", "pos"]
+    evaluation = store.read_table(artifacts.EVAL.path).to_pandas()
+    v1 = RunStore(store.path(artifacts.RETRAIN(n=1)))
+    v1.write_json("comparison.json", {"corrections": {"reviewed": 10, "changed": 6}})
+    v2 = RunStore(store.path(artifacts.RETRAIN(n=2)))
+    worse = [classes[(i + (i % 3 == 0)) % 2] for i in range(200)]  # a third wrong
+    v2.write_table(artifacts.EVAL_PREDICTIONS.path, pa.table({
+        "id": evaluation["id"], "label": evaluation["label"], "pred": worse,
+        "probs": pa.FixedSizeListArray.from_arrays(pa.array(np.full(400, 0.5, np.float32)),
+                                                   2)}))
+    v2.write_json("comparison.json", {"corrections": {"reviewed": 20, "changed": 9}})
+    info = store.stage_info("retrain")["info"]
+    store.mark_done("retrain", {**info, "version": 2})
+    report = write_report(store)
+    first, second = report["versions"]
+    assert (first["version"], first["reviewed"], first["changed"]) == (1, 10, 6)
+    assert first["accuracy"] == 1.0 and first["from_baseline"]["delta"] == pytest.approx(0.25)
+    assert second["accuracy"] == pytest.approx(133 / 200)
+    assert second["from_previous"]["delta"] == pytest.approx(133 / 200 - 1)
+    assert second["from_previous"]["ci95"][1] < 0
+    page = " ".join((tmp_path / "run/report/report.html").read_text().split())
+    assert "<b>Version 2 is less accurate than version 1</b> (-33.5 points" in page
+    assert "<td>v1</td><td>10</td><td>6</td><td>100.0%</td>" in page
