@@ -171,7 +171,7 @@ def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
           f"{out['answered']} answers by SIMULATED annotators"
           + ("" if out["answered_now"] == out["answered"] else
              f" ({out['answered_now']} of them this run)")
-          + f"; {out['changed']} labels corrected")
+          + f"; {out['changed']} labels changed by them")
     for row in out["burn_down"]:
         low, mid, high = row["remaining"] or (None,) * 3
         left = ("wrong labels left: n/a (no answered controls)" if mid is None else

@@ -214,7 +214,12 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     ordered = flagged.sort_values(["round", "rank"], kind="stable")
     hits = ordered["corrected"].to_numpy(dtype=float)
     ranks = np.arange(1, len(ordered) + 1, dtype=float)
-    window = hits[-batch:]
+    # the latest rate: the tail of the latest round's answered tasks alone (a window reaching
+    # back into the round before took in its tail, ranked on older scores: the demo's last
+    # 200 held 10 of round 1's, all corrected, and said "continue" on a round that found 2 in
+    # its last 100)
+    latest = ordered["round"].to_numpy() == ordered["round"].max()
+    window = hits[latest][-batch:]
     t_hi = rate_interval(int(window.sum()), len(window))[1]
     ceiling = float(window.mean())
     floor_lo, floor, floor_hi = left_rate
@@ -263,6 +268,7 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         "queue_vs_random_p": test["p_value"],
         "stop_rate": stop_rate,
         "advice": advice,
+        "window": {"tasks": int(len(window)), "corrected": int(window.sum())},
     }
 
 
@@ -291,9 +297,10 @@ def advice_text(left: dict) -> str:
     if controls.get("found_since"):
         lines.append(
             f"The random controls were corrected at {100 * controls['rate']:.1f}% when they "
-            f"were drawn; later rounds found {controls['found_since']:.0f} wrong labels among "
-            f"the rows they stand for, which leaves those rows at about "
-            f"{100 * controls['rate_left']:.1f}%.")
+            f"were drawn; the wrong labels later rounds found among the rows they stand for "
+            f"(about {controls['found_since']:.0f}: each round's controls' rows count their "
+            f"own, averaged over the rounds by their answered controls) leave those rows at "
+            f"about {100 * controls['rate_left']:.1f}%.")
     if left.get("point_below_queue"):
         lines.append(
             f"At the reviewed queue's latest rate the next {nxt['size']} tasks would correct "
@@ -316,9 +323,24 @@ def advice_text(left: dict) -> str:
             "one-sided Fisher test could not show it (p = "
             f"{left['queue_vs_random_p']:.2f} now). More controls (studio.control_share) "
             "would tell.")
-    verdict = ("Stop: the next batch's correction rate is below"
-               if left["advice"] == "stop" else "Continue: the next batch's rate may exceed")
-    lines.append(f"{verdict} loop.stop_rate = {100 * left['stop_rate']:.1f}%.")
+    stop = left["stop_rate"]
+    if left["advice"] == "stop":
+        lines.append(f"Stop: the next batch's correction rate is below loop.stop_rate = "
+                     f"{100 * stop:.1f}% (its 95% upper bound, {100 * nxt['rate'][2]:.1f}%).")
+    elif nxt["rate"][1] < stop:
+        window = left.get("window") or {}
+        lines.append(
+            f"Continue, on the upper bound alone: the expected rate, {100 * nxt['rate'][1]:.1f}"
+            f"%, is below loop.stop_rate = {100 * stop:.1f}%, but its 95% upper bound, "
+            f"{100 * nxt['rate'][2]:.1f}%, is not"
+            + (f" ({window['corrected']} corrected of the latest round's last "
+               f"{window['tasks']} tasks)" if window else "")
+            + ". Answers that change right labels (an annotator's mistakes) keep a queue's rate "
+              "above zero after the wrong labels run out: if the latest corrections look like "
+              "such mistakes, stopping is sound.")
+    else:
+        lines.append(f"Continue: the next batch's expected rate, {100 * nxt['rate'][1]:.1f}%, "
+                     f"is above loop.stop_rate = {100 * stop:.1f}%.")
     return " ".join(lines)
 
 

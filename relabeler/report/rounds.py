@@ -158,8 +158,11 @@ def burn_down_text(rows: list[dict], left: dict) -> str:
         return "No rounds yet."
     found = sum(r["corrections"] for r in rows)
     spent = sum(r["labels_spent"] for r in rows)
-    words = (f"{len(rows)} round{'s' if len(rows) > 1 else ''}: {found} wrong labels corrected "
-             f"for {spent} labels spent on review tasks (flagged and random controls).")
+    # answers that changed a label: the report cannot tell a right change from an annotator's
+    # mistake (the demo's 405 changes held 15 that made a right label wrong)
+    words = (f"{len(rows)} round{'s' if len(rows) > 1 else ''}: {found} labels changed by the "
+             f"reviewers for {spent} labels spent on review tasks (flagged and random "
+             f"controls).")
     if left.get("available"):
         words += " " + advice_text(left)
     return words

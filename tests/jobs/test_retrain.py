@@ -151,7 +151,8 @@ def test_retrain_writes_a_new_version_and_the_report(tmp_path, tiny_bert_dir, sy
             burn["labels_spent"], burn["true_remaining"]) == (1, "ranked", 24, 24, 19, 24, 0)
     assert burn["remaining"] == left["remaining"] and burn["advice"] == left["advice"]
     assert "Rounds: the burn-down" in html and 'alt="burn-down"' in html
-    assert report["rounds"]["text"].startswith("1 round: 19 wrong labels corrected for 24 labels")
+    assert report["rounds"]["text"].startswith("1 round: 19 labels changed by the reviewers "
+                                               "for 24 labels")
     assert (tmp_path / "run/report/burndown.png").stat().st_size > 1000
     assert report["stale"] is None and "Out of date" not in html
     # a pull after the retrain: the report says its gain is the older answers'

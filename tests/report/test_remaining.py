@@ -270,8 +270,11 @@ def test_the_advice_says_what_later_rounds_took_out_of_the_controls_rows():
     left = estimate_remaining(manifest, corrections, n, next_batch=80, stop_rate=0.05)
     found = left["controls"]["found_since"]
     assert found == pytest.approx(70.25)  # rounds' corrections, averaged over the 4 cohorts
-    assert (f"later rounds found {found:.0f} wrong labels among the rows they stand for"
-            in advice_text(left))
+    # an average over the cohorts, said as one ("later rounds found 19" read as a count
+    # where the rounds had found 29)
+    assert (f"the wrong labels later rounds found among the rows they stand for (about "
+            f"{found:.0f}: each round's controls' rows count their own, averaged over the rounds "
+            f"by their answered controls)") in advice_text(left)
     one_round = manifest[manifest["round"] == 1]
     first = estimate_remaining(one_round, corrections[corrections["id"].isin(one_round["id"])],
                                n, next_batch=80, stop_rate=0.05)
@@ -362,8 +365,32 @@ def test_the_advice_gives_the_point_its_interval_and_the_next_batchs_numbers():
     assert advice_text(left) == (
         "About 48 wrong labels remain in the 2800 unreviewed training rows (95% interval 12 to "
         "103; the point: the random controls' rate). The next 200 tasks would correct about 17 "
-        "(95% interval 6 to 30), a rate of 8.4%. Continue: the next batch's rate may exceed "
-        "loop.stop_rate = 5.0%.")
+        "(95% interval 6 to 30), a rate of 8.4%. Continue: the next batch's expected rate, "
+        "8.4%, is above loop.stop_rate = 5.0%.")
+    # an expected rate below the stop rate with an upper bound above it: said so
+    left["next_batch"]["rate"] = [0.001, 0.02, 0.077]
+    left["window"] = {"tasks": 100, "corrected": 2}
+    assert advice_text(left).endswith(
+        "Continue, on the upper bound alone: the expected rate, 2.0%, is below loop.stop_rate = "
+        "5.0%, but its 95% upper bound, 7.7%, is not (2 corrected of the latest round's last 100 "
+        "tasks). Answers that change right labels (an annotator's mistakes) keep a queue's rate "
+        "above zero after the wrong labels run out: if the latest corrections look like such "
+        "mistakes, stopping is sound.")
+
+
+def test_the_latest_rate_is_the_latest_rounds_tail_not_the_round_before_it():
+    # the demo: round 1's tail all corrected, round 2's last 100 tasks 2 corrected; a window of
+    # the last 200 answered tasks took in round 1's tail and said "continue"
+    rng = np.random.default_rng(0)
+    r1 = [True] * 190
+    r2 = list(rng.random(90) < 0.3) + [False] * 98 + [True] * 2
+    ids = [f"r{i:04d}" for i in range(190 + 190 + 20)]
+    source = ["flagged"] * 380 + ["random_control"] * 20
+    rounds = [1] * 190 + [2] * 190 + [1] * 10 + [2] * 10
+    manifest, corrections = _rows(ids, source, rounds, r1 + r2 + [False] * 20)
+    manifest["rank"] = list(range(1, 191)) * 2 + [None] * 20
+    left = estimate_remaining(manifest, corrections, 4000, next_batch=200, stop_rate=0.05)
+    assert left["window"] == {"tasks": 190, "corrected": int(sum(r2))}  # no task of round 1
 
 
 def test_a_point_that_rounds_to_what_the_queue_promises_is_no_disagreement():

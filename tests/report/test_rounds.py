@@ -72,8 +72,8 @@ def test_the_burn_down_reads_each_round_with_the_answers_its_tasks_have():
     # the truth: 60 wrong; round 1 reviewed 31 of them (rows 0-29 and 500), round 2 none
     assert [r["true_remaining"] for r in rows] == [29, 29]
     assert burn_down_text(rows, {"available": False}) == \
-        "2 rounds: 26 wrong labels corrected for 165 labels spent on review tasks (flagged and " \
-        "random controls)."
+        "2 rounds: 26 labels changed by the reviewers for 165 labels spent on review tasks " \
+        "(flagged and random controls)."
 
 
 def test_what_is_left_and_the_burn_downs_last_round_agree_with_acquired_answers():
