@@ -289,6 +289,7 @@ class _Loop:
                                    dtype="datetime64[us, UTC]"), "round": 1}))
         self.answered: list[str] = []
         self.retrains: list[int] = []
+        self.folds: list[int | None] = []
         self.push_fails = False
         self.events: list[tuple] = []
         loop = self
@@ -304,6 +305,7 @@ class _Loop:
         def retrain(store, config, **kwargs):
             number = len(loop.retrains) + 1
             loop.retrains.append(number)
+            loop.folds.append(kwargs.get("folds"))
             version = RunStore(store.path(artifacts.RETRAIN(n=number)))
             n = len(loop.train_ids)
             version.write_table(artifacts.TRAIN.path, pa.table(
@@ -444,3 +446,19 @@ def test_a_round_leaves_a_lock_that_no_longer_names_it(tmp_path, caplog):
         lock.write_text(json.dumps(other))  # taken over meanwhile (it judged this one gone)
     assert json.loads(lock.read_text()) == other
     assert "no longer names this process" in caplog.text
+
+
+def test_a_round_retrains_with_the_baselines_folds_unless_folds_are_given(tmp_path,
+                                                                           monkeypatch):
+    # `train --folds 3`, then `next` with relabeler.toml's folds = 0 (the default): the round
+    # trained no fold model, and its noise estimate collapsed (12% of wrong labels read as 0.7%)
+    from relabeler.config import apply_overrides
+    from relabeler.jobs.rounds import round_folds
+
+    loop = _Loop(tmp_path, monkeypatch)
+    loop.store.mark_done("train", {"settings": {"train": {"folds": 3}}})
+    loop.answered = ["a"]
+    assert loop.next().round == 2 and loop.folds == [3]
+    assert round_folds(loop.store, apply_overrides(loop.config, None, ["train.folds=0"])) == 0
+    loop.store.mark_done("train", {})  # a marker from before settings were recorded
+    assert round_folds(loop.store, type(loop.config)()) == 0
