@@ -84,8 +84,14 @@ def merge_task_rows(previous: pd.DataFrame, rows: list[dict[str, Any]],
 
 
 def read_frame(store: RunStore, artifact: str, schema: pa.Schema) -> pd.DataFrame:
-    return store.read_table(artifact).to_pandas() if store.exists(artifact) else \
-        rows_frame([], schema)
+    """The table at ``artifact`` with every column of ``schema``: one written by another tool
+    may hold only the columns the README asks for (``id``, ``new_label``, ``action``), and the
+    others read as missing (None), as in rows pull made from no task."""
+    if not store.exists(artifact):
+        return rows_frame([], schema)
+    frame = store.read_table(artifact).to_pandas()
+    missing = [name for name in schema.names if name not in frame.columns]
+    return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
 def write_frame(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schema) -> None:

@@ -611,3 +611,19 @@ def test_the_fake_records_events_as_the_backend_does(store, studio, tasks):
     studio.delete_annotation(annotation_id)
     actions = [e["action"] for e in read_events(store).events]
     assert actions == ["ANNOTATION_CREATED", "ANNOTATIONS_DELETED"]
+
+
+def test_a_corrections_file_another_tool_wrote_is_merged_not_a_traceback(store, studio, tasks):
+    # the README's columns only (id, new_label, action): pull read its project_id and via
+    # and stopped with KeyError: 'project_id'
+    path = store.local_path(CORRECTIONS)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"id": ["s3"], "new_label": ["ham"], "action": ["relabel"]}).to_parquet(path)
+    studio.annotate(tasks["s0"], "spam")
+    result = pull(store, studio)
+    assert result.corrections == 2
+    rows = corrections(store)
+    assert (rows["s0"]["action"], rows["s0"]["new_label"], rows["s0"]["via"]) == \
+        ("relabel", "spam", "export")
+    assert (rows["s3"]["action"], rows["s3"]["new_label"], rows["s3"]["task_id"]) == \
+        ("relabel", "ham", None)
