@@ -149,8 +149,9 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
         recorded = info.get("fingerprint", {"settings": {"source": info.get("source",
                                                                             cfg.source)}})
         changes = input_changes(recorded, fingerprint)
-        if changes and all(key is not None and key not in cfg.model_fields_set
-                           for key, _, _ in changes):
+        # asked for now (given, or a source whose content changed) and merely defaulted
+        asked = [c for c in changes if c[0] is None or c[0] in cfg.model_fields_set]
+        if changes and not asked:
             # nothing given now asks for other data (`data --sample 300`, then `train`): the
             # finished dataset stands, and the config takes the settings it was made with
             for key, value, _ in changes:
@@ -158,15 +159,18 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
             log.info("dataset: kept as prepared in %s (%s, not given now)", store.uri,
                      ", ".join(f"data.{key} = {value!r}" for key, value, _ in changes))
             return info
-        same = " ".join(_set_flag(key, value) for key, value, _ in changes if key is not None)
+        same = " ".join(_set_flag(key, value) for key, value, _ in asked if key is not None)
         advice = redo.replace("{run}", store.uri)
         if redo == REDO and same:
             advice = (f"Give the settings it was made with ({same}, or in the config file), "
                       f"or {advice}")
-        refuse_changes([phrase for _, _, phrase in changes],
+        defaulted = [phrase for c in changes if c not in asked for phrase in (c[2],)]
+        also = (f"; made again, it would take the defaults of the settings not given now as "
+                f"well ({'; '.join(defaulted)}): give those to keep them" if defaulted else "")
+        refuse_changes([phrase for _, _, phrase in asked],
                        f"dataset in {store.uri} was prepared from other inputs",
                        f"{advice[0].upper()}{advice[1:]} (the old dataset stays until the new "
-                       f"one is complete)")
+                       f"one is complete{also})")
         if asked:
             log.info("dataset: already prepared in %s (use --force to redo)", store.uri)
         return info

@@ -416,9 +416,14 @@ def test_a_later_verb_takes_the_dataset_as_prepared_when_no_data_setting_is_give
     # a setting given now that differs is still an error, with both ways out
     given = later.model_copy(deep=True)
     given.data = given.data.model_validate({"source": str(synthetic_csv), "sample": 80})
-    with pytest.raises(StageError, match=r"data.sample was 60, now 80; data.noise_rate was "
-                                         r"0.1, now 0.0\. Give the settings it was made with "
-                                         r"\(--set data.sample=60 --set data.noise_rate=0.1, "
-                                         r"or in the config file\), or run `relabeler data "
-                                         r"--run .* --force` with the settings you want"):
+    # (only the setting given is named as asked for; the one not given is named as what a
+    # dataset made again would lose: it was listed as a change, and --force dropped it)
+    with pytest.raises(StageError, match=r"data.sample was 60, now 80\. Give the settings it "
+                                         r"was made with \(--set data.sample=60, or in the "
+                                         r"config file\), or run `relabeler data --run .* "
+                                         r"--force` with the settings you want \(the old "
+                                         r"dataset stays until the new one is complete; made "
+                                         r"again, it would take the defaults of the settings "
+                                         r"not given now as well \(data.noise_rate was 0.1, now "
+                                         r"0.0\): give those to keep them\)$"):
         prepare_dataset(RunStore(config.run_dir), given)
