@@ -151,14 +151,34 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                           model_wrong, remaining),
         "eval_audit": {**_eval_audit(store, audit_answers),
                        **_audited_gain(sub, before, after, classes, evaluation)},
-        "shortcuts": shortcut_section(store),
+        "shortcuts": shortcut_section(store, {cls: leaves["recall"]["after"] for cls, leaves
+                                              in evaluation["per_class"].items()}, version),
         "thin_regions": thin_region_section(store),
         "duplicates": duplicates_section(store, before, after, classes, trained=(
             set(sub.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist())
-            if sub.exists(artifacts.TRAIN.path) else None)),
+            if sub.exists(artifacts.TRAIN.path) else None),
+            **_version_labels(store, sub, version)),
         "annotators": annotators_section(store, corrections),
     }
     return report
+
+
+def _version_labels(store: RunStore, sub: RunStore, version: int) -> dict:
+    """The labels of dataset version ``version`` (``sub``: its ``retrain/vN/``): id -> label
+    of its training and eval rows, from ``retrain/vN/dataset/`` (the baseline's ``dataset/``
+    where that version's training split is not on disk), and which labels they are in words:
+    ``{"labels": ..., "labels_from": ...}``."""
+    found = sub if sub.exists(artifacts.TRAIN.path) else store
+    where = (f"dataset version {version}'s (retrain/v{version}/dataset/)" if found is sub else
+             f"the baseline dataset's (dataset/, version 0): version {version}'s training "
+             f"split is not on disk")
+    # the eval labels relabeling leaves as they were (the audit's are apart): the baseline's
+    # where the version has none on disk
+    labels = [(found if found.exists(split.path) else store).read_table(
+        split.path, columns=["id", "label"]).to_pandas() for split in (artifacts.TRAIN,
+                                                                      artifacts.EVAL)]
+    frame = pd.concat(labels, ignore_index=True).drop_duplicates("id", keep="first")
+    return {"labels": frame.set_index("id")["label"], "labels_from": where}
 
 
 def _answers(store: RunStore, table, train: pd.DataFrame

@@ -5,6 +5,10 @@ with a training row is *leaked*: the model saw its text (or a light edit of it) 
 so its accuracy there says little about new data. The section gives both models' eval
 accuracy with and without the leaked rows, the gain on the rows that are not leaked (with its
 paired interval), the groups whose labels conflict and the training texts repeated most.
+
+The groups are found by text when the run is scored (before any relabeling); the labels they
+are read with are those of the dataset version the report is about (its
+``retrain/vN/dataset/``), so a conflict relabeling resolved is not counted.
 """
 
 from __future__ import annotations
@@ -41,17 +45,28 @@ def _accuracy(correct: np.ndarray) -> float | None:
 
 
 def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFrame,
-                       classes: list[str], trained: set[str] | None = None) -> dict:
+                       classes: list[str], trained: set[str] | None = None,
+                       labels: pd.Series | None = None, labels_from: str | None = None
+                       ) -> dict:
     """The section as a dict; {} when the run has no ``scores/duplicates.parquet``.
 
     ``before``/``after``: the two models' eval predictions indexed by id, in the same order,
     with ``label`` and ``pred``. ``trained``: the ids the retrained model trained on (pool rows
     it acquired among them); an eval row grouped with one of those, or with a baseline
-    training row, is leaked for one model or both.
+    training row, is leaked for one model or both. ``labels``: id -> label of the dataset
+    version the report is about (its training and eval rows; a row it does not hold, such as
+    a dropped or an unlabeled pool row, has none), which the conflicting groups are counted
+    with, named by ``labels_from``; None: the labels the table was scored with (the baseline
+    dataset's, version 0).
     """
     if not store.exists(artifacts.DUPLICATES.path):
         return {}
     dups = store.read_table(artifacts.DUPLICATES.path).to_pandas()
+    if labels is not None:
+        found = dups["id"].map(labels).astype(object)
+        dups = dups.assign(label=found.where(found.notna(), None))
+    else:
+        labels_from = "the baseline dataset's (dataset/, version 0), as scored"
     in_training = (dups["split"] == "train") | dups["id"].isin(trained or set())
     with_train = set(dups.loc[in_training & (dups["split"] != "eval"), "group_id"])
     leaked_ids = dups.loc[(dups["split"] == "eval") & dups["group_id"].isin(with_train), "id"]
@@ -94,6 +109,7 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
                    "ids": sorted(before.index[leaked].astype(str))[:LEAKED_IDS]},
         "accuracy": accuracy,
         "gain_without_leaked": gain,
+        "labels_from": labels_from,
         "conflicting": {"n": int(len(conflicting)),
                         "top": [describe(g, dups[dups["group_id"] == g])
                                 for g in top_conflicts]},
@@ -119,6 +135,9 @@ def render_duplicates(section: dict) -> str:
         f"<tr><td>{name}</td><td>{_pct(acc[name]['all'])}</td>"
         f"<td>{_pct(acc[name]['without_leaked'])}</td><td>{_pct(acc[name]['leaked'])}</td></tr>"
         for name in ("before", "after"))
+    labels_from = section.get("labels_from")
+    labels_html = (f"<p>Labels: {html.escape(labels_from)}; the groups were found by text when "
+                   f"the run was scored.</p>" if labels_from else "")
     gain = section["gain_without_leaked"]
     gain_html = ("" if gain is None else
                  f"<p>Gain on the eval samples that are not leaked: "
@@ -126,12 +145,13 @@ def render_duplicates(section: dict) -> str:
 
     def table(title: str, items: list[dict], first: str, key: str) -> str:
         if not items:
-            return f"<h3>{title}</h3><p>None.</p>"
+            return f"<h3>{title}</h3>{labels_html}<p>None.</p>"
         body = "".join(
             f"<tr><td>{item[key]}</td><td>{_counts(item['labels'])}</td>"
             f"<td>{_counts(item['splits'])}</td><td style=\"text-align:left\">"
             f"{html.escape(item['text'])}</td></tr>" for item in items)
-        return (f"<h3>{title}</h3><table><tr><th>{first}</th><th>labels</th><th>splits</th>"
+        return (f"<h3>{title}</h3>{labels_html}<table><tr><th>{first}</th><th>labels</th>"
+                f"<th>splits</th>"
                 f"<th>text (first training row by id)</th></tr>{body}</table>")
 
     return (

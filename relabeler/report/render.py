@@ -103,7 +103,8 @@ def plots(report: dict) -> dict[str, bytes]:
         ax.plot(det["budget"], det["recall"], label="recall")
         ax.axvline(det["n_flipped"], color="grey", ls=":", label="number of wrong labels")
         ax.set_xlabel("samples reviewed, highest suspect first")
-        ax.set_title("Detection against the known wrong labels")
+        ax.set_title("Detection against the known wrong labels\n(the ranking scored before "
+                     "relabeling, dataset version 0)", fontsize=10)
         ax.legend()
         out["detection.png"] = _png(fig)
         plt.close(fig)
@@ -283,7 +284,8 @@ def _eval_audit_html(audit: dict) -> str:
               f"<th>score</th></tr>{rows}</table>" if rows else
               "Every ranked eval row has been answered by the audit.</p>")
     return ("<h2>Eval audit</h2><p>The eval labels are checked as the training labels are: "
-            f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet){high}.{done} "
+            f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet, scored before "
+            f"relabeling by the baseline model, dataset version 0){high}.{done} "
             f"{listed}" + _audited_gain_html(audit.get("gain") or {}))
 
 

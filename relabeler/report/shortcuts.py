@@ -1,8 +1,11 @@
 """The report's "Shortcuts and balance" section: the tokens a class leans on and thin classes.
 
 Reads ``scores/shortcuts.parquet``, ``scores/balance.parquet`` and the test's settings in
-``scores/summary.json`` (all written by ``relabeler score``) and ``dataset/train.parquet`` for
-example texts. Absent tables (a run scored before the step existed) leave the section out.
+``scores/summary.json`` (all written by ``relabeler score``, before any relabeling: the
+baseline dataset's labels, version 0, and the baseline model's eval recall) and
+``dataset/train.parquet`` for example texts. The eval recall the lowest classes are named by
+is the retrained model's where the report passes it. Absent tables (a run scored before the
+step existed) leave the section out.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def shortcut_section(store: RunStore) -> dict:
-    """The section's numbers; {} when the run has no shortcut tables."""
+def shortcut_section(store: RunStore, recall: dict[str, float] | None = None,
+                     version: int | None = None) -> dict:
+    """The section's numbers; {} when the run has no shortcut tables. ``recall``: class ->
+    eval recall of dataset version ``version``'s model (the report's "after"), which the
+    lowest classes are named by; None: by the baseline model's (``scores/balance.parquet``)."""
     if not (store.exists(artifacts.SHORTCUTS.path) and store.exists(artifacts.BALANCE.path)):
         return {}
     found = store.read_table(artifacts.SHORTCUTS.path).to_pandas().sort_values("rank")
@@ -55,14 +61,21 @@ def shortcut_section(store: RunStore) -> dict:
              "eval_count": int(r.eval_count),
              "eval_recall": None if pd.isna(r.eval_recall) else float(r.eval_recall)}
             for r in balance.itertuples(index=False)]
-    with_recall = [r for r in rows if r["eval_recall"] is not None]
+    key = "eval_recall"
+    if recall is not None:
+        key = "eval_recall_after"
+        for r in rows:  # a class with no eval row has no recall (scikit-learn's 0 is not one)
+            r[key] = (None if r["class"] not in recall or not r["eval_count"]
+                      else float(recall[r["class"]]))
+    with_recall = [r for r in rows if r[key] is not None]
     # the lowest LOWEST, and never every class (of two, the one)
-    lowest = sorted(with_recall, key=lambda r: (r["eval_recall"], r["count"]))[
+    lowest = sorted(with_recall, key=lambda r: (r[key], r["count"]))[
         :min(LOWEST, max(1, len(with_recall) - 1))]
     return {"alpha": summary.get("alpha"), "n_tested": summary.get("n_tested"),
             "p_threshold": summary.get("p_threshold"), "min_count": summary.get("min_count"),
             "n_significant": int(summary.get("n_significant", len(found))), "top": top,
-            "balance": rows, "lowest_recall": [r["class"] for r in lowest]}
+            "balance": rows, "lowest_recall": [r["class"] for r in lowest],
+            "recall_version": None if recall is None else version}
 
 
 def shortcut_plots(section: dict, png) -> dict[str, bytes]:
@@ -100,8 +113,14 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     xs = np.arange(len(rows))
     ax.bar(xs, [r["share"] for r in rows], color=[colors[r["class"]] for r in rows],
            label="share of training rows")
+    version = section.get("recall_version")
     recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
-    ax.plot(xs, recall, "ko", label="eval recall")
+    ax.plot(xs, recall, "o", mfc="none", mec="black" if version is None else "grey",
+            label="eval recall, baseline model")
+    if version is not None:
+        after = [np.nan if r["eval_recall_after"] is None else r["eval_recall_after"]
+                 for r in rows]
+        ax.plot(xs, after, "ko", label=f"eval recall, version {version} model")
     classes = [r["class"] for r in rows]  # the run's classes, in their order
     ax.set_xticks(xs, [class_label(c, classes) for c in classes], rotation=30, ha="right",
                   parse_math=False)
@@ -147,19 +166,28 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
                  f"</table>")
     else:
         found = "<p><b>None found</b>: no token passes the threshold.</p>"
+    version = section.get("recall_version")
+    key = "eval_recall" if version is None else "eval_recall_after"
     balance = "".join(
         f"<tr><td>{esc(r['class'])}</td><td>{r['count']}</td><td>{100 * r['share']:.1f}%</td>"
-        f"<td>{r['eval_count']}</td><td>{_pct(r['eval_recall'])}</td></tr>"
+        f"<td>{r['eval_count']}</td><td>{_pct(r['eval_recall'])}</td>"
+        + ("" if version is None else f"<td>{_pct(r['eval_recall_after'])}</td>") + "</tr>"
         for r in section["balance"])
-    recall = {r["class"]: r["eval_recall"] for r in section["balance"]}
+    recall = {r["class"]: r[key] for r in section["balance"]}
     lowest = ", ".join(f"{esc(c)} ({_pct(recall.get(c))})"
                        for c in section["lowest_recall"]) or "n/a"
+    whose = ("the baseline model's, scored before relabeling" if version is None else
+             f"the version {version} model's")
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(images[name]).decode()}"></figure>' for name in PLOTS
         if name in images)
-    return (f"<h2>Shortcuts and balance</h2><p>{rule}</p>{found}"
-            f"<table><tr><th>class</th><th>training rows</th><th>share</th><th>eval rows</th>"
-            f"<th>eval recall</th></tr>{balance}</table>"
-            f"<p>Lowest eval recall: <b>{lowest}</b>.</p>"
+    return (f"<h2>Shortcuts and balance</h2><p><i>Scored before relabeling (dataset version "
+            f"0): the tokens, the training rows and their labels are the baseline's.</i></p>"
+            f"<p>{rule}</p>{found}"
+            f"<table><tr><th>class</th><th>training rows (version 0)</th><th>share</th>"
+            f"<th>eval rows</th><th>eval recall, baseline model</th>"
+            + ("" if version is None else f"<th>eval recall, version {version} model</th>")
+            + f"</tr>{balance}</table>"
+            f"<p>Lowest eval recall ({whose}): <b>{lowest}</b>.</p>"
             f"{class_legend([r['class'] for r in section['balance']])}{imgs}")

@@ -52,7 +52,10 @@ def thin_region_html(section: dict) -> str:
              "predicts, or a neighbourhood where training rows are rarer than in the data as a "
              "whole (representation below 1). They are grouped into regions, each named by the "
              "words that set its texts apart. Labeling the pool samples "
-             "<code>scores/acquire.parquet</code> proposes covers them.</p>")
+             "<code>scores/acquire.parquet</code> proposes covers them.</p>"
+             "<p><i>Scored before relabeling (dataset version 0): coverage is measured "
+             "against the baseline training set, without the pool samples acquired "
+             "since.</i></p>")
     if not section["top"]:
         return intro + "<p><b>None found</b>: no eval or pool sample is under-covered.</p>"
     rows = "".join(

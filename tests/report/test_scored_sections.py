@@ -1,0 +1,104 @@
+"""Sections built from ``scores/`` (scored before any relabeling) read with the dataset version
+the report is about where it has its own figures, and say which data they show where not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from relabeler import artifacts
+from relabeler.report.build import build_report
+from relabeler.report.duplicates import render_duplicates
+from relabeler.report.render import plots, render_html
+from relabeler.report.shortcuts import shortcut_html
+from relabeler.store import RunStore
+from tests.report.test_build import finished_run, relabels
+
+
+def _write(store: RunStore, artifact, frame: pd.DataFrame) -> None:
+    store.write_table(artifact.path, pa.Table.from_pandas(frame, schema=artifact.schema,
+                                                          preserve_index=False))
+
+
+def _version_train(store: RunStore, changed: dict[str, str]) -> None:
+    """Version 1's training split: the baseline's with the labels ``changed`` relabeled."""
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    train["label"] = train["id"].map(changed).fillna(train["label"])
+    RunStore(store.path(artifacts.RETRAIN(n=1))).write_table(
+        artifacts.TRAIN.path, pa.Table.from_pandas(train, preserve_index=False))
+
+
+def _duplicates(store: RunStore) -> None:
+    # scored labels: group 0 (t00 neg, t01 pos) conflicts; group 1 (t02 neg, t04 neg) not
+    _write(store, artifacts.DUPLICATES, pd.DataFrame({
+        "group_id": [0, 0, 1, 1], "id": ["t00", "t01", "t02", "t04"], "split": "train",
+        "similarity": np.float32(1.0), "label": ["neg", "pos", "neg", "neg"],
+        "text_hash": ["a", "a", "b", "b"]}))
+
+
+def test_conflicting_groups_are_counted_with_the_versions_labels(tmp_path):
+    # review relabeled t01 to neg (group 0 agrees now) and t04 to pos (group 1 conflicts)
+    store = finished_run(tmp_path, relabels(["t01", "t04"], ["pos", "neg"], ["neg", "pos"]))
+    _duplicates(store)
+    _version_train(store, {"t01": "neg", "t04": "pos"})
+    section = build_report(store)["duplicates"]
+    assert section["conflicting"]["n"] == 1
+    (group,) = section["conflicting"]["top"]
+    assert group["group_id"] == 1 and group["labels"] == {"neg": 1, "pos": 1}
+    assert section["labels_from"] == "dataset version 1's (retrain/v1/dataset/)"
+    page = render_duplicates(section)
+    assert "Groups with conflicting labels (1)" in page
+    assert "Labels: dataset version 1&#x27;s (retrain/v1/dataset/)" in page
+
+
+def test_without_the_versions_split_the_conflicts_say_they_are_the_baselines(tmp_path):
+    store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
+    _duplicates(store)
+    section = build_report(store)["duplicates"]
+    assert section["conflicting"]["n"] == 1 and section["conflicting"]["top"][0][
+        "group_id"] == 0
+    assert section["labels_from"].startswith("the baseline dataset's (dataset/, version 0)")
+
+
+def test_the_lowest_recall_is_the_retrained_models(tmp_path):
+    store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
+    # the baseline misses neg rows (recall 0.5); version 1 misses pos rows e01, e03, e05
+    evaluation = store.read_table(artifacts.EVAL_PREDICTIONS.path)
+    pred = ["neg" if i in (1, 3, 5) else label
+            for i, label in enumerate(evaluation.column("label").to_pylist())]
+    RunStore(store.path(artifacts.RETRAIN(n=1))).write_table(
+        artifacts.EVAL_PREDICTIONS.path, evaluation.set_column(
+            evaluation.column_names.index("pred"), "pred", pa.array(pred)))
+    _write(store, artifacts.SHORTCUTS, pd.DataFrame(
+        {name: pd.Series([], dtype=kind) for name, kind in (
+            ("token", object), ("class", object), ("count", "int64"),
+            ("class_count", "int64"), ("class_share", float), ("z", float),
+            ("p_value", float), ("association", float), ("attribution", float),
+            ("rank", "int64"))}))
+    _write(store, artifacts.BALANCE, pd.DataFrame({
+        "class": ["neg", "pos"], "count": [20, 20], "share": [0.5, 0.5],
+        "eval_count": [10, 10], "eval_recall": [0.5, 1.0]}))
+    report = build_report(store)
+    section = report["shortcuts"]
+    assert section["lowest_recall"] == ["pos"] and section["recall_version"] == 1
+    assert [r["eval_recall_after"] for r in section["balance"]] == [1.0, 0.7]
+    page = shortcut_html(section, {})
+    assert "Lowest eval recall (the version 1 model's): <b>pos (70.0%)</b>." in page
+    assert "<td>neg</td><td>20</td><td>50.0%</td><td>10</td><td>50.0%</td><td>100.0%</td>" \
+        in page
+    assert "Scored before relabeling (dataset version 0)" in page
+
+
+def test_sections_read_from_scores_say_so(tmp_path):
+    store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]), eval_suspects=True)
+    _write(store, artifacts.THIN_REGIONS, pd.DataFrame({
+        "region": [0], "n": [3], "n_eval": [2], "n_pool": [1], "coverage_mean": [0.2],
+        "representation_mean": [0.5], "terms": [["w"]], "example_ids": [["e00"]],
+        "example_texts": [["text"]]}))
+    report = build_report(store)
+    page = render_html(report, plots(report))
+    assert ("scores/eval_suspects.parquet, scored before relabeling by the baseline model, "
+            "dataset version 0") in page
+    assert ("Scored before relabeling (dataset version 0): coverage is measured against the "
+            "baseline training set") in page
