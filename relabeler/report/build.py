@@ -158,7 +158,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
             set(sub.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist())
             if sub.exists(artifacts.TRAIN.path) else None),
             **_version_labels(store, sub, version)),
-        "annotators": annotators_section(store, corrections),
+        "annotators": annotators_section(store, corrections, audit_answers),
     }
     return report
 

@@ -7,7 +7,12 @@ import pyarrow as pa
 import pytest
 
 from relabeler import artifacts
-from relabeler.report.annotators import annotators_section, krippendorff_alpha, render_annotators
+from relabeler.report.annotators import (
+    alpha_reading,
+    annotators_section,
+    krippendorff_alpha,
+    render_annotators,
+)
 from relabeler.store import RunStore
 
 
@@ -65,7 +70,8 @@ def test_the_section_gives_agreement_and_each_annotators_quality(tmp_path):
     assert section["annotators"][2]["estimated_accuracy"] is None
     page = render_annotators(section)
     assert "<h2>Annotators</h2>" in page and "0.44" in page and "95.0%" in page
-    assert "<td>cy</td><td>1</td><td>n/a</td>" in page
+    # cy's one vote is a skip: no answer on the tasks the agreement is over (the file's 1)
+    assert "<td>cy</td><td>0</td><td>n/a</td>" in page
     assert "<th>estimated accuracy</th>" in page
 
 
@@ -89,3 +95,46 @@ def test_one_annotator_or_none_has_no_section(tmp_path):
     write_people(store, ["ann"])
     assert annotators_section(store, corrections_frame()) == {}
     assert render_annotators({}) == ""
+
+
+def test_answers_and_agreement_share_one_base_and_the_eval_audit_is_counted_apart(tmp_path):
+    # the file counts every task (ann 4 + 2 eval-audit answers = 6); the agreement is over the
+    # training tasks, so the answers shown are those, the audit's beside them
+    store = RunStore(str(tmp_path / "run"))
+    frame = pd.DataFrame({"annotator": ["ann", "bob"], "answers": [6, 4],
+                          "agreement_with_consensus": [1.0, 2 / 3], "quality": [0.9, 0.7],
+                          "estimated_accuracy": [0.9, 0.7]})
+    store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
+        frame, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
+    audit = pd.DataFrame({"id": ["e1", "e2"], "annotators": [["ann", "bob"], ["ann"]],
+                          "votes": [["ann: pos", "bob: pos"], ["ann: neg"]]})
+    section = annotators_section(store, corrections_frame(), audit)
+    people = {a["annotator"]: a for a in section["annotators"]}
+    assert (people["ann"]["answers"], people["ann"]["eval_audit_answers"],
+            people["ann"]["answers_all_tasks"]) == (4, 2, 6)
+    assert (people["bob"]["answers"], people["bob"]["eval_audit_answers"]) == (3, 1)
+    page = render_annotators(section)
+    assert ("<th>answers (training and pool tasks)</th><th>eval-audit answers</th>" in page)
+    assert "<td>ann</td><td>4</td><td>2</td><td>90.0%</td><td>100.0%</td>" in page
+    assert "the eval audit's answers are counted apart." in page
+
+
+def test_a_file_without_votes_names_its_answers_base(tmp_path):
+    store = RunStore(str(tmp_path / "run"))
+    write_people(store, ["ann", "bob"])
+    page = render_annotators(annotators_section(store, pd.DataFrame({"id": ["a"]})))
+    assert "<th>answers (all tasks)</th>" in page and "<td>ann</td><td>4</td>" in page
+    assert "the eval audit's included" in page
+
+
+def test_alpha_is_read_by_krippendorffs_guideline(tmp_path):
+    assert alpha_reading(None) == ""
+    assert alpha_reading(0.85).startswith("At or above 0.800")
+    assert alpha_reading(0.7).startswith("Between 0.667 and 0.800")
+    assert alpha_reading(0.2).startswith("Below 0.667, Krippendorff's lowest bound")
+    store = RunStore(str(tmp_path / "run"))
+    write_people(store, ["ann", "bob", "cy"])
+    page = render_annotators(annotators_section(store, corrections_frame()))
+    # alpha 0.44 (the hand example): the reading stands next to the figure
+    assert ("Krippendorff's alpha <b>0.44</b> (1 = perfect agreement, 0 = chance). "
+            "<i>Below 0.667, Krippendorff's lowest bound") in page
