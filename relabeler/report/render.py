@@ -70,7 +70,8 @@ def plots(report: dict) -> dict[str, bytes]:
     ax.set_xlabel("labels spent")
     ax.set_ylabel("eval accuracy")
     ax.set_title("Accuracy vs labels spent")
-    ax.legend(loc="lower right")
+    # outside the axes, right of them: inside, any corner may hold a point or the interval
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=8)
     out["accuracy.png"] = _png(fig)
     plt.close(fig)
 
@@ -103,6 +104,7 @@ def plots(report: dict) -> dict[str, bytes]:
         ax.plot(det["budget"], det["recall"], label="recall")
         ax.axvline(det["n_flipped"], color="grey", ls=":", label="number of wrong labels")
         ax.set_xlabel("samples reviewed, highest suspect first")
+        ax.set_ylabel("share (precision or recall)")
         ax.set_title("Detection against the known wrong labels\n(the ranking scored before "
                      "relabeling, dataset version 0)", fontsize=10)
         ax.legend()

@@ -111,8 +111,7 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     rows = section["balance"]
     fig, ax = plt.subplots(figsize=(1.5 + 0.7 * len(rows), 3.5))
     xs = np.arange(len(rows))
-    ax.bar(xs, [r["share"] for r in rows], color=[colors[r["class"]] for r in rows],
-           label="share of training rows")
+    ax.bar(xs, [r["share"] for r in rows], color=[colors[r["class"]] for r in rows])
     version = section.get("recall_version")
     recall = [np.nan if r["eval_recall"] is None else r["eval_recall"] for r in rows]
     ax.plot(xs, recall, "o", mfc="none", mec="black" if version is None else "grey",
@@ -125,8 +124,17 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
     ax.set_xticks(xs, [class_label(c, classes) for c in classes], rotation=30, ha="right",
                   parse_math=False)
     ax.set_ylim(0, 1.05)
-    ax.set_title("Class balance")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize=8, ncols=2)
+    ax.set_title("Class balance (training rows as scored: version 0)", fontsize=10)
+    # one swatch per class (the bars' one legend entry would show the first class's colour)
+    from matplotlib.patches import Patch
+
+    swatches = [Patch(color=colors[c], label=f"{class_label(c, classes)}: share of training "
+                      f"rows") for c in classes]
+    handles = swatches + ax.get_legend_handles_labels()[0]
+    legend = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25),
+                       fontsize=8, ncols=2)
+    for text in legend.get_texts():  # class names as they are ("$" would start mathtext)
+        text.set_parse_math(False)
     out["balance.png"] = png(fig)
     plt.close(fig)
     return out
