@@ -138,8 +138,9 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
                 f"<td>[{points(low)}, {points(high)}]</td></tr>")
 
     rows = [delta_row("accuracy", ev["accuracy"]), delta_row("macro-F1", ev["macro_f1"])]
-    for cls, leaves in ev["per_class"].items():
-        rows.append(delta_row(f"{cls}: F1", leaves["f1"]))
+    for cls, leaves in ev["per_class"].items():  # each with the paired bootstrap's interval
+        rows.extend(delta_row(f"{cls}: {name}", leaves[key]) for key, name in (
+            ("precision", "precision"), ("recall", "recall"), ("f1", "F1")))
     c = report["corrections"]
     queue = report.get("queue") or {}
     queue_html = ""

@@ -16,7 +16,7 @@ from relabeler.corrections import corrections_fingerprint
 from relabeler.errors import DataError, StoreError
 from relabeler.queue_plan import write_manifest
 from relabeler.report.build import _queue_precision, build_report, write_report
-from relabeler.report.render import _lift_text, plots
+from relabeler.report.render import _lift_text, plots, render_html
 from relabeler.store import RunStore
 
 
@@ -313,3 +313,20 @@ def test_a_version_that_lost_accuracy_to_the_one_before_is_shown(tmp_path):
     page = " ".join((tmp_path / "run/report/report.html").read_text().split())
     assert "<b>Version 2 is less accurate than version 1</b> (-33.5 points" in page
     assert "<td>v1</td><td>10</td><td>6</td><td>100.0%</td>" in page
+
+
+def test_the_page_gives_precision_recall_and_f1_of_each_class(tmp_path):
+    # the baseline calls every fourth eval row (neg ones) pos: neg precision 1.0, recall 0.5;
+    # pos precision 10/15, recall 1.0; version 1 gets every row right
+    store = finished_run(tmp_path, relabels(["t00"], ["neg"], ["pos"]))
+    report = build_report(store)
+    neg = report["eval"]["per_class"]["neg"]
+    assert (neg["precision"]["before"], neg["recall"]["before"]) == (1.0, 0.5)
+    page = render_html(report, {})
+    for cls, metric, before in (("neg", "precision", "100.0%"), ("neg", "recall", "50.0%"),
+                                ("neg", "F1", "66.7%"), ("pos", "precision", "66.7%"),
+                                ("pos", "recall", "100.0%"), ("pos", "F1", "80.0%")):
+        assert f"<tr><td>{cls}: {metric}</td><td>{before}</td><td>100.0%</td>" in page
+    low, high = neg["recall"]["ci95"]
+    assert (f"<td>neg: recall</td><td>50.0%</td><td>100.0%</td><td><b>+50.0</b></td>"
+            f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>") in page
