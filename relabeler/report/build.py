@@ -226,6 +226,7 @@ def _labels_spent(corrections: pd.DataFrame, audit: pd.DataFrame, train_ids: set
 
 
 HIGH_SUSPICION = 0.9  # an eval label with at most a 10% chance of being right
+LIKELY_WRONG = 0.5  # an eval label likelier wrong than right
 
 
 def _eval_audit(store: RunStore, answers: pd.DataFrame, top: int = 10) -> dict:
@@ -242,13 +243,23 @@ def _eval_audit(store: RunStore, answers: pd.DataFrame, top: int = 10) -> dict:
     # before the column existed (score again to get it)
     disputed = (ranked["wrong_probability"] >= HIGH_SUSPICION
                 if "wrong_probability" in ranked.columns else None)
+    chance = "wrong_probability" in ranked.columns
+    likely = ranked["wrong_probability"] >= LIKELY_WRONG if chance else None
+    columns = ["id", "given_label", "suggested_label", "suspect_score"] + (
+        ["wrong_probability"] if chance else [])
+    listed = ranked[~done].head(top)[columns]
     return {"ranked": int(len(ranked)),
             "high_suspicion": None if disputed is None else int(disputed.sum()),
             "audited": int(done.sum()),
             "high_suspicion_unaudited": (None if disputed is None
                                          else int((disputed & ~done).sum())),
-            "top": ranked[~done].head(top)[["id", "given_label", "suggested_label",
-                                            "suspect_score"]].to_dict("records")}
+            # rows not audited yet whose label is likelier wrong than right, and the highest
+            # chance of a wrong label among them all: what the advice to review rests on
+            "likely_wrong_unaudited": None if likely is None else int((likely & ~done).sum()),
+            "max_wrong_probability_unaudited": (
+                None if not chance or done.all() else
+                float(ranked.loc[~done, "wrong_probability"].max())),
+            "top": listed.to_dict("records")}
 
 
 def round_chances(store: RunStore, manifest: pd.DataFrame, train_ids: pd.Series

@@ -266,14 +266,56 @@ def _audited_gain_html(gain: dict) -> str:
             "</tr></table>")
 
 
+#: the share of the eval labels it answered the audit changed (or dropped) from which the rows
+#: it has not audited are worth a look whatever their chance of a wrong label
+SIZABLE_CHANGE = 0.10
+
+
+def _eval_audit_advice(audit: dict) -> str:
+    """Whether the list below deserves a review before the gain is trusted: yes when a row not
+    audited yet is likelier wrong than right (wrong_probability 0.5 or more) or the audit
+    changed a sizable share (:data:`SIZABLE_CHANGE`) of the labels it answered; else the
+    eval labels look mostly right. Without the chances (a ranking scored before the column
+    existed) it cannot tell, and says to review."""
+    likely = audit.get("likely_wrong_unaudited")
+    gain = audit.get("gain") or {}
+    answered = gain.get("reviewed", 0) + gain.get("dropped", 0)
+    changed = gain.get("changed", 0) + gain.get("dropped", 0)
+    audit_text = (f"changed or dropped {changed} of the {answered} eval labels it answered "
+                  f"({_fmt(changed / answered)})" if answered else "")
+    sizable = bool(answered) and changed / answered >= SIZABLE_CHANGE
+    if likely is None:
+        return ("Wrong eval labels move the measured gain, and this ranking gives no chance of "
+                "a wrong label per row (scored before the column existed); review the top of "
+                "this list before trusting the gain.")
+    if likely or sizable:
+        why = [f"{likely} eval row{'s' * (likely != 1)} not audited yet "
+               f"{'has' if likely == 1 else 'have'} a 50% chance or more of a wrong label"
+               ] if likely else []
+        why += [f"the audit {audit_text}"] if sizable else []
+        return (f"Wrong eval labels move the measured gain: {' and '.join(why)}. Review the "
+                "top of this list before trusting the gain.")
+    highest = audit.get("max_wrong_probability_unaudited")
+    top = ("" if highest is None else
+           f" (the highest: {highest:.2f})")
+    if answered:
+        return (f"The audit found the eval labels mostly right: it {audit_text}, and no eval row "
+                f"left unaudited has even a 50% chance of a wrong label{top}. The list is "
+                "for reference.")
+    return (f"No eval row has even a 50% chance of a wrong label{top}: the eval labels look "
+            "mostly right. The list is for reference.")
+
+
 def _eval_audit_html(audit: dict) -> str:
     if not audit.get("ranked"):
         return ("<h2>Eval audit</h2>" + _audited_gain_html(audit["gain"])
                 if audit.get("gain") else "")
+    chance = any("wrong_probability" in r for r in audit["top"])
     rows = "".join(
         f"<tr><td>{html.escape(str(r['id']))}</td><td>{html.escape(str(r['given_label']))}</td>"
         f"<td>{html.escape(str(r['suggested_label']))}</td><td>{r['suspect_score']:.2f}</td>"
-        "</tr>" for r in audit["top"])
+        + (f"<td>{_fmt(r.get('wrong_probability'), pct=False)}</td>" if chance else "")
+        + "</tr>" for r in audit["top"])
     audited = audit.get("audited", 0)
     done = (f" The audit has answered {audited} of the ranked rows, left out of the list below."
             if audited else "")
@@ -282,9 +324,10 @@ def _eval_audit_html(audit: dict) -> str:
     high = ("" if audit["high_suspicion"] is None else
             f", {audit['high_suspicion']} whose label the model and its neighbours give at most "
             f"a 10% chance of being right (wrong_probability 0.9 or more{unaudited})")
-    listed = ("Wrong eval labels move the measured gain; review the top of this list before "
-              "trusting it.</p><table><tr><th>eval row</th><th>label</th><th>suggested</th>"
-              f"<th>score</th></tr>{rows}</table>" if rows else
+    listed = (f"{_eval_audit_advice(audit)}</p><table><tr><th>eval row</th><th>label</th>"
+              "<th>suggested</th><th>score</th>"
+              + ("<th>chance the label is wrong</th>" if chance else "")
+              + f"</tr>{rows}</table>" if rows else
               "Every ranked eval row has been answered by the audit.</p>")
     return ("<h2>Eval audit</h2><p>The eval labels are checked as the training labels are: "
             f"{audit['ranked']} eval rows ranked (scores/eval_suspects.parquet, scored before "

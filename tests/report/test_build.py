@@ -16,7 +16,7 @@ from relabeler.corrections import corrections_fingerprint
 from relabeler.errors import DataError, StoreError
 from relabeler.queue_plan import write_manifest
 from relabeler.report.build import _queue_precision, build_report, write_report
-from relabeler.report.render import _lift_text, plots, render_html
+from relabeler.report.render import _eval_audit_html, _lift_text, plots, render_html
 from relabeler.store import RunStore
 
 
@@ -175,6 +175,51 @@ def test_the_eval_audit_list_leaves_out_the_rows_the_audit_answered(tmp_path):
             "right (wrong_probability 0.9 or more; 1 of those not audited yet). The audit has "
             "answered 3 of the ranked rows, left out of the list below.") in section
     assert "<td>e00</td>" not in section and "<td>e03</td>" in section
+    # e03 (0.92) is likelier wrong than right and not audited: the list is worth a review
+    assert (audit["likely_wrong_unaudited"], audit["max_wrong_probability_unaudited"]) == (
+        1, pytest.approx(0.92))
+    assert ("Wrong eval labels move the measured gain: 1 eval row not audited yet has a 50% "
+            "chance or more of a wrong label. Review the top of this list before trusting the "
+            "gain.") in section
+    assert "<th>chance the label is wrong</th>" in section and "<td>0.92</td>" in section
+
+
+def _audit(likely, changed=0, answered=0, highest=0.3) -> dict:
+    gain = ({"reviewed": answered, "changed": changed, "dropped": 0, "n_eval": 1000,
+             "n_audited_eval": 1000, "from_eval_errors": 0.0,
+             **{k: {"before": 0.9, "after": 0.9, "delta": 0.0, "ci95": [0.0, 0.0]}
+                for k in ("original", "audited")}} if answered else None)
+    return {"ranked": 1000, "high_suspicion": 0, "audited": answered,
+            "high_suspicion_unaudited": 0, "likely_wrong_unaudited": likely,
+            "max_wrong_probability_unaudited": highest, "gain": gain,
+            "top": [{"id": "e1", "given_label": "ham", "suggested_label": "spam",
+                     "suspect_score": highest, "wrong_probability": highest}]}
+
+
+@pytest.mark.parametrize("audit, expected", [
+    # the demo's: 3 of 50 changed, every row left under a 0.30 chance
+    (_audit(0, changed=3, answered=50),
+     "The audit found the eval labels mostly right: it changed or dropped 3 of the 50 eval "
+     "labels it answered (6.0%), and no eval row left unaudited has even a 50% chance of a "
+     "wrong label (the highest: 0.30). The list is for reference."),
+    (_audit(0, changed=10, answered=50),
+     "Wrong eval labels move the measured gain: the audit changed or dropped 10 of the 50 "
+     "eval labels it answered (20.0%). Review the top of this list before trusting the gain."),
+    (_audit(4, highest=0.8),
+     "Wrong eval labels move the measured gain: 4 eval rows not audited yet have a 50% chance "
+     "or more of a wrong label. Review the top of this list before trusting the gain."),
+    (_audit(0), "No eval row has even a 50% chance of a wrong label (the highest: 0.30): the "
+                "eval labels look mostly right. The list is for reference."),
+    # a ranking without chances cannot tell
+    ({**_audit(None), "high_suspicion": None},
+     "Wrong eval labels move the measured gain, and this ranking gives no chance of a wrong "
+     "label per row"),
+])
+def test_the_eval_audit_advice_follows_what_the_list_holds(audit, expected):
+    page = _eval_audit_html(audit)
+    assert expected in page
+    assert ("Review the top" in page or "review the top" in page) == (
+        "mostly right" not in expected)
 
 
 @pytest.mark.parametrize("answers, expected", [
