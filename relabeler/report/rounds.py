@@ -194,7 +194,7 @@ def remaining_plot(rows: list[dict], png) -> dict[str, bytes]:
                 color="black", label="really left (simulation)")
     ax.set_xticks(rounds)
     ax.set_xlabel("round")
-    ax.set_ylabel("labels")
+    ax.set_ylabel("wrong labels")  # not "labels", which the report spends on answers
     ax.set_title("Burn-down")
     ax.legend(fontsize=8)
     out = {"burndown.png": png(fig)}

@@ -76,3 +76,12 @@ def test_the_balance_legend_shows_every_class_colour(tmp_path, drawn):
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels[-2:] == ["eval recall, baseline model", "eval recall, version 2 model"]
     assert all(not t.get_parse_math() for t in legend.get_texts())
+
+
+def test_the_burn_down_counts_wrong_labels_on_its_y_axis():
+    from relabeler.report.rounds import remaining_plot
+
+    figures = []
+    remaining_plot([{"round": 1, "corrections": 5, "remaining": [1.0, 3.0, 9.0],
+                     "true_remaining": None}], lambda fig: figures.append(fig) or b"")
+    assert figures[0].axes[0].get_ylabel() == "wrong labels"
