@@ -149,8 +149,8 @@ def _doubt_order(rows: list[int], corrections: pd.DataFrame, probs: Mapping[str,
     doubt = np.array([float(probs[corrections["id"].iloc[i]][index[label]])
                       if (label := corrections["new_label"].iloc[i]) in index else -1.0
                       for i in rows], dtype=np.float64)
-    if len(rows):
-        log.info("pull: the %d answered tasks are ranked for a second opinion by the model's "
+    if len(rows):  # debug: with studio.second_opinions = 0 (the default) nothing is asked
+        log.debug("pull: the %d answered tasks are ranked for a second opinion by the model's "
                  "doubt in their answer (too few annotators or shared tasks to weigh them)",
                  len(rows))
     return np.argsort(doubt, kind="stable")
