@@ -41,10 +41,11 @@ from relabeler import artifacts
 from relabeler.config import RayConfig, RunConfig, ScoreConfig
 from relabeler.errors import StageError
 from relabeler.jobs.coverage import pool_copies, score_coverage, thin_region_table
+from relabeler.jobs.dataset import refuse_changes
 from relabeler.jobs.duplicates import duplicate_table, split_texts
 from relabeler.jobs.eval_audit import eval_suspects_table
 from relabeler.jobs.shortcuts import shortcut_tables
-from relabeler.jobs.stage_settings import note_done, setting_changes
+from relabeler.jobs.stage_settings import setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -447,8 +448,13 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                          f"only the stale splits) first; the previous scores are kept")
     if not store.redo(STAGE, force) and store.stage_done(STAGE):
         info = (store.stage_info(STAGE) or {}).get("info", {})
-        note_done(log, STAGE, store.uri, setting_changes(
-            {"score": info.get("settings", {})}, {"score": scoring_settings(config.score)}))
+        # as train: scores of other settings are not handed back as the ones asked for
+        refuse_changes(setting_changes({"score": info.get("settings", {})},
+                                       {"score": scoring_settings(config.score)}),
+                       f"the scores in {store.uri} were made with other settings",
+                       "Give the settings they were made with, or pass --force to score "
+                       "again (the old scores stay until the new ones are written)")
+        log.info("score: already done in %s (use --force to redo)", store.uri)
         return info
     started = time.perf_counter()
     view = load_train_view(store)

@@ -286,21 +286,26 @@ def test_a_suggestion_named_by_duplicates_carries_that_labels_confidence():
 
 
 @pytest.mark.slow
-def test_a_finished_score_asked_again_with_other_settings_says_it_kept_them(scored_run,
-                                                                            caplog):
-    # `score --k 3` on a finished run said "already done" and kept the k = 10 scores silently
+def test_a_finished_score_asked_again_with_other_settings_is_refused(scored_run, caplog):
+    # `score --k 3` on a finished run said "already done" and kept the k = 10 scores silently;
+    # then it warned and exited 0 with the old scores, which a script took for k = 3's
+    from relabeler.errors import StageError
     from relabeler.jobs.score import run_score
 
     store, config, info = scored_run
     assert info["settings"]["k"] == config.score.k
     other = config.model_copy(deep=True)
     other.score.k = config.score.k + 1
-    other.score.knn_shards = 2  # where it runs is no change
+    with pytest.raises(StageError, match=rf"^the scores in .* were made with other settings: "
+                                         rf"score.k was {config.score.k}, now "
+                                         rf"{config.score.k + 1}\. Give the settings they were "
+                                         rf"made with, or pass --force"):
+        run_score(store, other)
+    placed = config.model_copy(deep=True)
+    placed.score.knn_shards = 2  # where it runs is no change
     with caplog.at_level("INFO"):
-        assert run_score(store, other) == info
-    assert (f"score: already done in {store.uri} with other settings, kept as it is: "
-            f"score.k was {config.score.k}, now {config.score.k + 1} (use --force") in caplog.text
-    assert "knn_shards" not in caplog.text
+        assert run_score(store, placed) == info
+    assert f"score: already done in {store.uri} (use --force to redo)" in caplog.text
 
 
 def _feature_run(tmp_path, *, n_train: int = 60, seed: int = 0,
