@@ -226,13 +226,16 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     if ceiling >= floor and hits.sum() > 0:
         # the ranking still beats random picks at its tail: extrapolate its decay (a queue
         # whose every task was corrected shows none yet: its tail is its window's rate)
-        tail = ceiling
+        tail, upper = ceiling, t_hi
         if hits.sum() < len(hits):
             scale = max(float(ranks[-1]), 1.0)
-            decay = LogisticRegression().fit(ranks[:, None] / scale, hits.astype(int))
             following = np.arange(ranks[-1] + 1, ranks[-1] + batch + 1)[:, None] / scale
-            tail = float(decay.predict_proba(following)[:, 1].mean())
-        next_rate = [floor_lo, min(max(tail, floor), ceiling), t_hi]
+            tail, decay_hi = _decay(ranks / scale, hits, following)
+            # the decay's own 95% upper bound where it is the tighter one: the window counts
+            # all its tasks alike, though the decay shows its end finds far fewer (the demo's
+            # last round: 29 of 190, 2 in its last 100, bounded at 21%)
+            upper = min(t_hi, decay_hi)
+        next_rate = [floor_lo, min(max(tail, floor), ceiling), max(upper, min(tail, ceiling))]
     else:  # exhausted, or never better than random: the next batch is a random one
         next_rate = [floor_lo, floor, floor_hi]
     # the next batch cannot find more than is left
@@ -270,6 +273,26 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         "advice": advice,
         "window": {"tasks": int(len(window)), "corrected": int(window.sum())},
     }
+
+
+def _decay(x: np.ndarray, hits: np.ndarray, following: np.ndarray) -> tuple[float, float]:
+    """The mean chance, over the ``following`` positions, that a task is corrected, by a
+    logistic fit of the corrections on the queue's position (``x``, scaled), and its 95% upper
+    bound: the delta method on the fit's coefficients (their covariance the inverse of the
+    penalised Fisher information; bootstrap refits gave the same bound at 200 times the cost)."""
+    decay = LogisticRegression().fit(x[:, None], hits.astype(int))
+    design = np.column_stack([np.ones(len(x)), x])
+    fitted = decay.predict_proba(x[:, None])[:, 1]
+    # sklearn's L2 penalty (1 / C) is on the slope alone
+    information = (design * (fitted * (1 - fitted))[:, None]).T @ design + np.diag(
+        [0.0, 1.0 / decay.C])
+    ahead = decay.predict_proba(following)[:, 1]
+    gradient = np.column_stack([np.ones(len(following)), following[:, 0]]) \
+        * (ahead * (1 - ahead))[:, None]
+    slope = gradient.mean(axis=0)
+    spread = float(np.sqrt(max(slope @ np.linalg.pinv(information) @ slope, 0.0)))
+    tail = float(ahead.mean())
+    return tail, min(1.0, tail + 1.96 * spread)
 
 
 #: how the report names where the point estimate came from

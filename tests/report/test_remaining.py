@@ -405,3 +405,28 @@ def test_a_point_that_rounds_to_what_the_queue_promises_is_no_disagreement():
     below = estimate_remaining(manifest, answers, n, next_batch=40, stop_rate=0.05,
                                model_wrong=80 + 39.4)
     assert below["point_below_queue"] and "read the interval" in advice_text(below)
+
+
+def test_a_queue_whose_tail_ran_dry_says_stop_though_its_window_found_many_early():
+    # the demo's round 2: 27 corrections in its first 90 tasks, 2 in its last 100; the window's
+    # own bound (29 of 190: 21%) said continue where nothing was left; the decay bounds it
+    ids = [f"r{i:04d}" for i in range(400)]
+    hits = [True] * 190 + [True] * 27 + [False] * 63 + [False] * 49 + [True] + [False] * 49 \
+        + [True] + [False] * 20
+    manifest, corrections = _rows(ids, ["flagged"] * 380 + ["random_control"] * 20,
+                                  [1] * 190 + [2] * 190 + [1] * 10 + [2] * 10, hits)
+    manifest["rank"] = list(range(1, 191)) * 2 + [None] * 20
+    left = estimate_remaining(manifest, corrections, 4000, next_batch=200, stop_rate=0.05)
+    low, mid, high = left["next_batch"]["rate"]
+    assert left["window"] == {"tasks": 190, "corrected": 29}
+    assert mid < 0.02 and high < 0.05 and left["advice"] == "stop"
+    assert advice_text(left).endswith(f"Stop: the next batch's correction rate is below "
+                                      f"loop.stop_rate = 5.0% (its 95% upper bound, "
+                                      f"{100 * high:.1f}%).")
+    # a queue still finding one in four at its end goes on
+    hits = [True] * 190 + [True, False, False, False] * 47 + [True, False] + [False] * 20
+    manifest, corrections = _rows(ids, ["flagged"] * 380 + ["random_control"] * 20,
+                                  [1] * 190 + [2] * 190 + [1] * 10 + [2] * 10, hits)
+    manifest["rank"] = list(range(1, 191)) * 2 + [None] * 20
+    left = estimate_remaining(manifest, corrections, 4000, next_batch=200, stop_rate=0.05)
+    assert left["advice"] == "continue" and left["next_batch"]["rate"][2] > 0.05
