@@ -49,8 +49,13 @@ def test_only_the_namespace_reaches_the_ray_pods():
     spec = policy["spec"]
     assert spec["podSelector"] == {"matchLabels": {"ray.io/is-ray-node": "yes"}}
     assert spec["policyTypes"] == ["Ingress"]
-    (rule,) = spec["ingress"]
+    namespace, operator = spec["ingress"]
     # a bare podSelector (no namespaceSelector, no ipBlock) admits this namespace's pods only
-    assert rule == {"from": [{"podSelector": {}}]}
+    assert namespace == {"from": [{"podSelector": {}}]}
+    # and from outside, the KubeRay operator alone, on the dashboard port alone: it reads the
+    # RayJob's status there (blocked, a finished job was never seen to finish)
+    assert operator == {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "kuberay-operator"}}}], "ports": [{"port": 8265,
+                                                                      "protocol": "TCP"}]}
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert "networkpolicy.yaml" in kustomization["resources"]
