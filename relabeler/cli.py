@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from relabeler.cli_parser import DEFAULT_CONFIG, build_parser
-from relabeler.config import RunConfig, apply_overrides, load_config, render_template
+from relabeler.config import RunConfig, apply_overrides, load_config
+from relabeler.config_template import render_template
 from relabeler.errors import ConfigError, RelabelerError
 
 log = logging.getLogger("relabeler")

@@ -4,7 +4,7 @@ Precedence, lowest first: the defaults below, the TOML file, ``--set section.key
 and the dedicated flags of each verb (``--epochs 3``). The sections are pydantic models: strict
 types (a bool is not an int, a str is not a number; an int is a float; no inf or nan), ranges,
 ``Literal`` choices, and unknown keys rejected, so a typo never silently falls back to a
-default. Every error is a :class:`ConfigError` naming the file (or ``--set``, or ``flag``)
+default. Every error is a :class:`ConfigError` naming the file (or ``--set``, or the flag as typed)
 and the dotted key.
 """
 
@@ -34,7 +34,6 @@ __all__ = [
     "RunConfig",
     "load_config",
     "apply_overrides",
-    "render_template",
 ]
 
 Split = Literal["train", "eval", "pool"]
@@ -575,38 +574,3 @@ def apply_overrides(config: RunConfig, overrides: dict[str, Any] | None = None,
     for name in RunConfig.model_fields:
         setattr(config, name, getattr(updated, name))
     return config
-
-
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
-    return repr(value)
-
-
-#: sections whose keys mean something else chosen than left at their default
-#: (``model_fields_set``): ``relabeler init`` writes them commented
-UNCHOSEN_SECTIONS = ("data",)
-
-
-def render_template() -> str:
-    """A commented ``relabeler.toml`` with every key at its default."""
-    defaults = RunConfig()
-    lines = ["# relabeler run configuration. Flags override these; see `relabeler --help`.", "",
-             f"# {RunConfig.model_fields['run_dir'].description}",
-             f"run_dir = {_toml_literal(defaults.run_dir)}", ""]
-    for section, model in SECTIONS.items():
-        values = getattr(defaults, section)
-        lines.append(f"[{section}]")
-        for key, info in model.model_fields.items():
-            lines.append(f"# {info.description}")
-            # [data] stays commented: a key written out counts as chosen (data.id_col = "id"
-            # must then exist in the data, and a dataset made with `data --sample 300` would
-            # be refused by `train` for data.sample = 0)
-            quiet = "# " if section in UNCHOSEN_SECTIONS else ""
-            lines.append(f"{quiet}{key} = {_toml_literal(getattr(values, key))}")
-        lines.append("")
-    return "\n".join(lines)

@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config, render_template
+from relabeler.config import ConfigError, RunConfig, apply_overrides, load_config
+from relabeler.config_template import render_template
 
 
 def test_defaults_without_a_file():

@@ -120,10 +120,10 @@ def _set_flag(key: str, value: Any) -> str:
     a TOML literal; the whole is shell-quoted."""
     import shlex
 
-    from relabeler.config import _toml_literal
+    from relabeler.config_template import toml_literal
 
     quoted = isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] in "\"'"
-    text = value if isinstance(value, str) and not quoted else _toml_literal(value)
+    text = value if isinstance(value, str) and not quoted else toml_literal(value)
     return f"--set {shlex.quote(f'data.{key}={text}')}"
 
 
