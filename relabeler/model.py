@@ -38,13 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fsspec
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fsspec.implementations.local import LocalFileSystem
 from torch import nn
 
 from relabeler.errors import ConfigError, ModelError, StoreError
-from relabeler.store import local_copy
+from relabeler.store import RunStore
 
 if TYPE_CHECKING:
     from relabeler.config import ModelConfig
@@ -76,7 +78,7 @@ def default_model_path() -> str:
 
 def resolve_model(name: str | os.PathLike | None) -> str:
     """A local folder, an fsspec URI of a folder (downloaded once to a local cache, see
-    :func:`relabeler.store.local_copy`), a hub id, or '' / None / 'default' for the packaged
+    :func:`local_copy`), a hub id, or '' / None / 'default' for the packaged
     MiniLM-L6."""
     if name is None or str(name) in ("", "default", "minilm"):
         return default_model_path()
@@ -545,3 +547,28 @@ def save_model(model, tokenizer, out_dir: str | os.PathLike, labels: Sequence[st
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     (out_dir / LABELS_FILE).write_text(json.dumps(list(labels), indent=2), encoding="utf-8")
+
+
+def local_copy(uri: str, *, storage_options: dict | None = None) -> Path:
+    """A local folder holding the folder at ``uri`` (a model folder on S3): a local path or
+    ``file://`` URI is its own path; a remote folder is downloaded once into the cache of
+    :meth:`RunStore.get_dir` and reused while its remote listing is unchanged.
+
+    Raises StoreError naming ``uri`` when it is not a folder or cannot be read."""
+    try:
+        fs, location = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise StoreError(f"{uri}: {exc}") from exc
+    location = location.rstrip("/")
+    if isinstance(fs, LocalFileSystem):
+        if not os.path.isdir(location):
+            raise StoreError(f"{uri}: no such folder")
+        return Path(location)
+    parent, _, name = location.rpartition("/")
+    if not parent or not name:
+        raise StoreError(f"{uri}: name a folder inside a bucket, e.g. s3://bucket/models/x")
+    try:
+        return RunStore(fs.unstrip_protocol(parent),
+                        storage_options=storage_options).get_dir(name)
+    except StoreError as exc:
+        raise StoreError(f"{uri}: cannot copy the folder: {exc}") from exc

@@ -591,33 +591,3 @@ def _listing_version(root: str, listing: dict[str, dict]) -> str:
         digest.update(f"{posixpath.relpath(path, root)}\x00{info.get('size')}\x00{tag}\n"
                       .encode())
     return digest.hexdigest()[:16]
-
-
-def local_copy(uri: str, *, storage_options: dict | None = None) -> Path:
-    """A local folder holding the folder at ``uri`` (a model folder on S3): a local path or
-    ``file://`` URI is its own path; a remote folder is downloaded once into the cache of
-    :meth:`RunStore.get_dir` and reused while its remote listing is unchanged.
-
-    Raises StoreError naming ``uri`` when it is not a folder or cannot be read."""
-    try:
-        fs, location = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise StoreError(f"{uri}: {exc}") from exc
-    location = location.rstrip("/")
-    if isinstance(fs, LocalFileSystem):
-        if not os.path.isdir(location):
-            raise StoreError(f"{uri}: no such folder")
-        return Path(location)
-    parent, _, name = location.rpartition("/")
-    if not parent or not name:
-        raise StoreError(f"{uri}: name a folder inside a bucket, e.g. s3://bucket/models/x")
-    try:
-        return RunStore(fs.unstrip_protocol(parent),
-                        storage_options=storage_options).get_dir(name)
-    except StoreError as exc:
-        raise StoreError(f"{uri}: cannot copy the folder: {exc}") from exc
-
-
-def open_store(uri: str | os.PathLike, *, storage_options: dict | None = None) -> RunStore:
-    """Open (and for a local path, create) the run directory at ``uri``."""
-    return RunStore(uri, storage_options=storage_options)

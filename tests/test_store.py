@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from relabeler import __version__
-from relabeler.store import RunStore, StoreError, open_store
+from relabeler.store import RunStore, StoreError
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -65,7 +65,7 @@ def _dir_contents(path: Path) -> dict[str, bytes]:
 
 def test_local_store_creates_root_and_gives_absolute_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    store = open_store("runs/one")
+    store = RunStore("runs/one")
     assert (tmp_path / "runs" / "one").is_dir()
     assert store.uri == str(tmp_path / "runs" / "one")
     assert store.path("dataset/train.parquet") == str(tmp_path / "runs/one/dataset/train.parquet")

@@ -92,18 +92,6 @@ class RoundResult:
 # the lock
 
 
-def _create_lock(local: Path, holder: dict) -> None:
-    """Write ``holder`` to the lock, exclusively; FileExistsError when it is there."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(holder, out)
-    except BaseException:
-        local.unlink(missing_ok=True)  # an empty lock would block every round
-        raise
-
-
 @contextmanager
 def _takeover_guard(local: Path) -> Iterator[None]:
     """Serialise taking over a stale lock between the processes of this host (an exclusive
@@ -141,7 +129,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
     holder = {"host": socket.gethostname(), "pid": os.getpid(),
               "started": datetime.now(UTC).isoformat()}
     try:
-        _create_lock(local, holder)
+        store.create_exclusive(path, json.dumps(holder).encode())
     except FileExistsError:
         with _takeover_guard(local):
             other = read_lock_holder(store, path)
@@ -154,7 +142,7 @@ def round_lock(store: RunStore) -> Iterator[None]:
                             store.path(path), other.get("pid", "(unwritten lock)"))
                 store.remove(path)
             try:
-                _create_lock(local, holder)
+                store.create_exclusive(path, json.dumps(holder).encode())
             except FileExistsError:  # a round started in between (it created the lock)
                 _locked(store, path, read_lock_holder(store, path))
     try:

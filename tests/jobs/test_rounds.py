@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from relabeler import artifacts
-from relabeler.errors import RoundLockedError
+from relabeler.errors import RoundLockedError, StoreError
 from relabeler.jobs.extract import run_extract
 from relabeler.jobs.retrain import run_retrain
 from relabeler.jobs.rounds import (
@@ -65,8 +65,10 @@ def test_a_lock_whose_write_failed_is_removed_and_an_old_unwritten_one_is_taken_
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr("relabeler.jobs.rounds.json.dump", full_disk)
-        with pytest.raises(OSError, match="No space left"):
+        patch.setattr("relabeler.store.os.fsync", full_disk)
+        # the run directory's own create names the run and the lock
+        with pytest.raises(StoreError, match=r"cannot create 'studio/round\.lock': .*No space "
+                                             r"left"):
             with round_lock(store):
                 pass
     assert not lock.exists()
