@@ -80,6 +80,10 @@ MANIFEST_LOCK_WAIT = 300.0
 T = TypeVar("T")
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class _Held:
     """This process's hold on one lock: its threads take ``lock`` (re-entrant); the first of
@@ -87,7 +91,7 @@ class _Held:
 
     lock: threading.RLock = field(default_factory=threading.RLock)
     depth: int = 0
-    release: Callable[[], None] = field(default=lambda: None)
+    release: Callable[[], None] = _nothing
 
 
 _HELD: dict[str, _Held] = {}  # lock file -> this process's hold on it
@@ -146,6 +150,10 @@ def manifest_lock(store: RunStore, *, wait: float = MANIFEST_LOCK_WAIT) -> Itera
         held.lock.release()
 
 
+#: who holds the manifest's lock, as its errors say
+_WRITERS = "a push, a pull, a round or a re-rank"
+
+
 def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None]:
     """Take the manifest's lock between processes (a flock, or a lease on a remote run
     directory), waiting ``wait`` seconds at most; returns what releases it."""
@@ -155,8 +163,7 @@ def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None
         if fd is None:
             raise ManifestLockedError(
                 f"another relabeler process is writing {store.path(MANIFEST.path)} "
-                f"({local} is held{waited}): a push, a round or a re-rank; try again when "
-                f"it is done")
+                f"({local} is held{waited}): {_WRITERS}; try again when it is done")
 
         def unlock() -> None:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -169,14 +176,10 @@ def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None
             raise ManifestLockedError(
                 f"another relabeler process is writing {store.path(MANIFEST.path)} "
                 f"({store.path(MANIFEST_LEASE.path)} is held by {describe_holder(other)}"
-                f"{waited}): a push, a pull, a round or a re-rank; try again when it is done "
-                f"(a lease its holder stops renewing is taken over after {LEASE_TTL_S:g} s)")
+                f"{waited}): {_WRITERS}; try again when it is done (a lease its holder stops "
+                f"renewing is taken over after {LEASE_TTL_S:g} s)")
         time.sleep(0.5)
     return lease.release
-
-
-def _nothing() -> None:
-    return None
 
 
 def holds_manifest(fn: Callable[..., T]) -> Callable[..., T]:

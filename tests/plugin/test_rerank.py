@@ -716,7 +716,7 @@ def test_a_re_rank_fails_at_once_while_another_process_writes_the_manifest(pushe
         with pytest.raises(ManifestLockedError,
                            match=r"manifest\.parquet .*manifest\.lock is held\)"):
             rerank(answer_events=24)
-        with pytest.raises(ManifestLockedError, match="a push, a round or a re-rank"):
+        with pytest.raises(ManifestLockedError, match="a push, a pull, a round or a re-rank"):
             with manifest_lock(store, wait=0.3):
                 pass
     finally:
