@@ -335,7 +335,9 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
     rows: list[int] = []
     starts: list[int] = []
     bad: list[BadLine] = []
-    spanning: list[tuple[int, list[int], int]] = []  # (index in records, lines between, end)
+    # (index in records, (line, its fields) for each line between that has the header's
+    # width, the record's last line)
+    spanning: list[tuple[int, list[tuple[int, list[str]]], int]] = []
     offset = 0  # lines of the file before the text the reader reads
     end = reader.line_num
     row = 0
@@ -366,7 +368,8 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
             # the last line carries the closing quote and the fields after it, in a broken
             # record and in a text that spans lines alike: only the lines between tell, and
             # they are judged once every record is read (:func:`_swallowing`)
-            between = [n for n in range(start + 1, end) if _split(lines[n - 1], sep, width)]
+            between = [(n, fields) for n in range(start + 1, end)
+                       if (fields := _split(lines[n - 1], sep, width))]
             if between and record is not None and len(record) == width:
                 spanning.append((len(records), between, end))
         if resume:
@@ -386,8 +389,7 @@ def _read_csv(text: str, file: str, *, sep: str) -> TableRead:
                 starts.append(start)
         row += 1
     if spanning:
-        records, rows, starts = _swallowing(records, rows, starts, spanning, lines, sep, width,
-                                            bad)
+        records, rows, starts = _swallowing(records, rows, starts, spanning, width, bad)
     return TableRead(_columns(records, header), rows, bad, starts)
 
 
@@ -426,26 +428,23 @@ def _column_tests(records: list[list[str]], width: int) -> list[Callable[[str], 
 
 
 def _swallowing(records: list[list[str]], rows: list[int], starts: list[int],
-                spanning: list[tuple[int, list[int], int]], lines: list[str] | None, sep: str,
-                width: int, bad: list[BadLine]
-                ) -> tuple[list[list[str]], list[int], list[int]]:
+                spanning: list[tuple[int, list[tuple[int, list[str]]], int]], width: int,
+                bad: list[BadLine]) -> tuple[list[list[str]], list[int], list[int]]:
     """Leave out the records over several lines that swallowed a row: a line between the
     first and the last that reads, alone, as a record whose every field looks like its
     column's in the records on one line (:func:`_column_tests`: a number, a label seen); a
     text over lines such as ``Pros: cheap, light, fast`` is kept. Where no column tells (no
     numbers, no labels seen), a line of the right width is taken for a row. Each line of a
     record left out is named in ``bad``, which is put back in file order."""
-    assert lines is not None
     spans = {index for index, _, _ in spanning}
     tests = _column_tests([r for i, r in enumerate(records) if i not in spans], width)
     judged = any(test is not None for test in tests)
     dropped = set()
     for index, between, end in spanning:
-        for n in between:
-            fields = _split(lines[n - 1], sep, width)
-            if fields is None or (judged and not all(
+        for n, fields in between:
+            if judged and not all(
                     test is None or value == "" or test(value)
-                    for test, value in zip(tests, fields, strict=True))):
+                    for test, value in zip(tests, fields, strict=True)):
                 continue
             start, row = starts[index], rows[index]
             bad.append(BadLine(row, start, (
