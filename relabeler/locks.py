@@ -14,6 +14,7 @@ removed on release while it still names its holder. A lease whose holder is gone
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -108,13 +109,45 @@ class Lease:
             return None
         if not lock_holder_gone(other, None):
             return other
-        # judged gone: removed only while it is still that holder's (another process may have
-        # taken it over meanwhile), then created as ours if nobody else is faster
-        if read_lock_holder(self.store, self.path) == other:
-            log.warning("%s: %s was left by %s, which is gone; taking it over", self.what,
-                        self.store.path(self.path), describe_holder(other))
-            self.store.remove(self.path)
-        return self._create()
+        # judged gone. Of several processes that judge so at once, only the one that claims
+        # the takeover (an exclusive marker named after the gone holder) removes the lease:
+        # without it, a slower one could remove the lease the faster one had just created.
+        claim = self._claim_takeover(other)
+        if claim is None:
+            return read_lock_holder(self.store, self.path) or other
+        try:
+            if read_lock_holder(self.store, self.path) == other:
+                log.warning("%s: %s was left by %s, which is gone; taking it over", self.what,
+                            self.store.path(self.path), describe_holder(other))
+                self.store.remove(self.path)
+            return self._create()
+        finally:
+            # after our lease exists (or another's does): a claim made later reads a live
+            # holder in place of the gone one and removes nothing
+            self.store.remove(claim)
+
+    def _claim_takeover(self, gone: dict) -> str | None:
+        """The marker that lets this process alone take over ``gone``'s lease; None where
+        another process holds that claim (one whose claim is older than :data:`LEASE_TTL_S`
+        died taking over, and its claim is replaced)."""
+        name = gone.get("token") or hashlib.sha256(
+            json.dumps(gone, sort_keys=True).encode()).hexdigest()[:32]
+        claim = f"{self.path}.takeover-{name}"
+        data = (json.dumps({**self.holder, "renewed": datetime.now(UTC).isoformat()})
+                + "\n").encode()
+        for _ in range(2):
+            try:
+                self.store.create_exclusive(claim, data)
+            except FileExistsError:
+                other = read_lock_holder(self.store, claim)
+                if not (other and lock_holder_gone(other, None)):
+                    return None
+                self.store.remove(claim)
+                continue
+            if read_lock_holder(self.store, claim).get("token") == self.holder["token"]:
+                return claim
+            return None
+        return None
 
     def _create(self) -> dict | None:
         """None when ``path`` was created holding this lease; else its holder."""

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,8 +52,10 @@ def test_a_lease_is_held_by_one_holder_at_a_time_and_renewed_while_held(s3_store
     started = s3_store.read_json("studio/a.lease")
     holder = second.acquire()
     assert holder["token"] == first.holder["token"] and holder["pid"] == os.getpid()
-    time.sleep(0.5)
-    renewed = s3_store.read_json("studio/a.lease")
+    deadline = time.monotonic() + 30  # a loaded machine may be slow to renew
+    while (renewed := s3_store.read_json("studio/a.lease"))["renewed"] == started["renewed"] \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert renewed["token"] == started["token"] and renewed["renewed"] > started["renewed"]
     first.release()
     assert not s3_store.exists("studio/a.lease")
@@ -137,3 +141,50 @@ def test_a_second_round_on_s3_stops_naming_the_lease(s3_store, s3_options):
     with round_lock(s3_store):
         assert s3_store.read_json(artifacts.ROUND_LOCK.path)["pid"] == os.getpid()
     assert not s3_store.exists(artifacts.ROUND_LOCK.path)
+
+
+def test_of_processes_taking_over_one_gone_lease_at_once_exactly_one_holds_it(
+        s3_store, monkeypatch):
+    old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    # each remover is slow by a different amount: without a claim, a late remover removed
+    # the lease an earlier one had just created, and both held it
+    remove, delays = s3_store.remove, iter([0.0, 0.3, 0.6, 0.9, 1.2, 1.5] * 3)
+    monkeypatch.setattr(s3_store, "remove", lambda path: (
+        time.sleep(next(delays)) if path == "studio/a.lease" else None, remove(path)))
+    gone = {"host": "pod-7f9c", "pid": 1, "started": old, "renewed": old, "token": "x"}
+    for attempt in range(3):
+        s3_store.write_json("studio/a.lease", gone)
+        leases = [Lease(s3_store, "studio/a.lease", what="t") for _ in range(6)]
+        start = threading.Barrier(len(leases))
+
+        def take(lease: Lease, start: threading.Barrier = start) -> dict | None:
+            start.wait()
+            return lease.acquire()
+
+        with ThreadPoolExecutor(len(leases)) as pool:
+            results = list(pool.map(take, leases))
+        winners = [lease for lease, other in zip(leases, results, strict=True) if other is None]
+        assert len(winners) == 1, (attempt, results)
+        held = s3_store.read_json("studio/a.lease")
+        assert held["token"] == winners[0].holder["token"]
+        assert all(other["token"] in {"x", held["token"]} for other in results if other)
+        assert s3_store.list("studio") == ["studio/a.lease"]  # no claim left behind
+        winners[0].release()
+
+
+def test_a_takeover_claimed_by_a_live_process_is_left_to_it_and_a_dead_claim_is_replaced(
+        s3_store):
+    old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    gone = {"host": "pod-7f9c", "pid": 1, "started": old, "renewed": old, "token": "x"}
+    s3_store.write_json("studio/a.lease", gone)
+    claim = {"host": "pod-2", "pid": 9, "started": old, "token": "y",
+             "renewed": datetime.now(UTC).isoformat()}
+    s3_store.write_json("studio/a.lease.takeover-x", claim)
+    lease = Lease(s3_store, "studio/a.lease", what="t")
+    assert lease.acquire() == gone  # pod-2 is taking it over: not removed from under it
+    assert s3_store.read_json("studio/a.lease") == gone
+    s3_store.write_json("studio/a.lease.takeover-x", {**claim, "renewed": old})
+    assert lease.acquire() is None  # pod-2 died taking it over
+    assert s3_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
+    assert not s3_store.exists("studio/a.lease.takeover-x")
+    lease.release()
