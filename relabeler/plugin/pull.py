@@ -30,9 +30,13 @@ older event payload). For one it does not show, the event log decides:
 
 * an ``ANNOTATIONS_DELETED`` event names it: a person deleted it, so it is dropped, counted in
   ``PullResult.deleted`` and logged;
+* one an earlier pull saw in a task the server still shows, gone without such an event, was
+  deleted while no webhook reached relabeler: dropped as well (counted in ``deleted``, logged,
+  kept as last shown in ``labels/unmapped.parquet``; ``vanished`` in the pull state keeps it
+  out when the task goes later);
 * otherwise (created or updated, never deleted), where an earlier pull saw it on the server
-  in that task: the server lost it (a restore from an older backup, a deleted task or
-  project), so it is kept as the server last showed it, with ``via`` = ``events`` or
+  in that task and the task is gone (a deleted task or project, a restore from an older
+  backup), it is kept as the server last showed it, with ``via`` = ``events`` or
   ``export+events``, counted in ``PullResult.from_events_only`` and logged; a later event
   whose answer differs is an update no pull saw on the server: it goes to
   ``labels/unmapped.parquet`` like the next case;
@@ -48,12 +52,14 @@ older event payload). For one it does not show, the event log decides:
 A correction whose task is recomputed and has no answer left is withdrawn: counted in
 ``PullResult.withdrawn`` and logged with its sample ids and the cause (every answer deleted,
 answers set aside as unconfirmed, or answers that cannot be mapped). An answer that cannot be
-mapped (no sample id, a choice that is not a class of the run, no answer at all) goes to
-``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
+mapped (no sample id, a choice that is not a class of the run in ``model/labels.json``,
+whatever the project's config says now, no answer at all, an earlier answer of an annotator who
+answered again) goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -90,10 +96,12 @@ from relabeler.plugin.pull_tables import (
 )
 from relabeler.plugin.push_checks import check_tasks_owner
 from relabeler.plugin.reconcile import (
+    VANISHED,
     Reconciled,
     WebhookAnnotations,
     event_project,
     reconcile_task,
+    vanished_annotations,
 )
 from relabeler.plugin.second_opinion import fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
@@ -310,27 +318,44 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                   user_names: Mapping[int, str], pulled: _Pulled) -> None:
     prints: dict[str, str] = pstate.setdefault("fingerprints", {})
     on_server: dict[str, Any] = pstate.setdefault("on_server", {})
+    gone_from: dict[str, Any] = pstate.setdefault("vanished", {})
     for task_id, task in sorted(fetched.tasks.items()):
         recorded = on_server.get(str(task_id)) or {}
         if isinstance(recorded, list):  # ids alone, as the first pulls that kept them wrote
             recorded = dict.fromkeys(map(str, recorded))
+        vanished, newly = vanished_annotations(task, recorded, gone_from.get(str(task_id)) or {},
+                                    webhooks, task_gone=task_id in fetched.gone)
         recorded.update({str(a["id"]): {k: a[k] for k in _SHOWN_FIELDS if k in a}
                          for a in task.get("annotations") or []})
-        if recorded:
-            on_server[str(task_id)] = recorded
-        seen = reconcile_task(task, webhooks,
+        for key, value in ((on_server, recorded), (gone_from, vanished)):
+            if value:
+                key[str(task_id)] = value
+            else:
+                key.pop(str(task_id), None)
+        seen = reconcile_task(task, webhooks, vanished={int(i) for i in vanished},
                               seen_on_server={int(i): a for i, a in recorded.items()})
         set_aside = [*seen.unconfirmed, *seen.unconfirmed_updates]
-        print_now = fingerprint(seen.annotations, seen.deleted, set_aside)
-        if prints.get(str(task_id), fingerprint([])) == print_now and task_id not in fetched.gone:
+        print_now = fingerprint(seen.annotations, [*seen.deleted, *map(int, vanished)],
+                                set_aside, spec.classes)
+        unchanged = prints.get(str(task_id), fingerprint([], classes=spec.classes))
+        if unchanged == print_now and task_id not in fetched.gone:
             continue
         prints[str(task_id)] = print_now
         pulled.changed += 1
         pulled.refreshed.add((project_id, task_id))
-        pulled.deleted += len(seen.deleted)
+        pulled.deleted += len(seen.deleted) + len(newly)
         _log_reconciled(task_id, seen)
+        if newly:
+            log.warning("pull: task %d: annotations %s that an earlier pull saw on the server "
+                        "are gone from it, and no webhook event said so (deleted in Label "
+                        "Studio while `relabeler serve` was down?): dropped, kept as last shown "
+                        "in %s", task_id, sorted(map(int, newly)), UNMAPPED)
         data = task.get("data") or {}
         sample_id = run.sample_id(task_id, data)
+        pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
+                             "annotation_id": int(i), "id": sample_id, "reason": VANISHED,
+                             "annotation": json.dumps(a or {"id": int(i)}, default=str)}
+                            for i, a in sorted(vanished.items(), key=lambda x: int(x[0]))]
         votes, unmapped = task_votes(seen.annotations, spec, user_names,
                                      sample_id=None if sample_id is None else str(sample_id),
                                      project_id=project_id, task_id=task_id)
@@ -399,6 +424,20 @@ def _seen_by_earlier_pulls(store: RunStore, corrections: pd.DataFrame, project_i
                  "before pulls kept them); taking the %d that earlier pulls read from the "
                  "server", project_id, sum(map(len, seen.values())))
     return seen
+
+
+def _with_run_classes(spec: LabelingSpec, classes: Sequence[str], project_id: int
+                      ) -> LabelingSpec:
+    """``spec`` with the run's classes: an answer is read against the classes the run was
+    trained on, whatever the project's config offers now (a config edited in Label Studio
+    is named in a warning; an answer of a class the run lacks goes to unmapped)."""
+    if not classes or list(spec.classes) == list(classes):
+        return spec
+    log.warning("pull: project %d's labeling config offers the classes %s where the run's are "
+                "%s (edited in Label Studio?): answers are read against the run's classes, and "
+                "an answer of another class goes to %s; put the config back to take them",
+                project_id, list(spec.classes), list(classes), UNMAPPED)
+    return dataclasses.replace(spec, classes=tuple(str(c) for c in classes))
 
 
 def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) -> _RunLabels:
@@ -473,6 +512,8 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     webhooks = WebhookAnnotations.from_events(event_log.events)
     named = webhooks.tasks_named(event_log.new_events())
     given, user_names = _given_labels(store), _user_names(client)
+    classes = (store.read_json(artifacts.LABELS.path) if store.exists(artifacts.LABELS.path)
+               else [])
     previous = read_frame(store, CORRECTIONS, CORRECTIONS_SCHEMA)
     pulled = _Pulled()
     for project_id in sorted({int(p) for p in manifest["project_id"]}):
@@ -489,13 +530,13 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                                 f"config")
             continue
         run = _run_labels(manifest, project_id, given)
+        spec = _with_run_classes(fetched.spec, classes, project_id)
         check_tasks_owner(project_id, client.shown_url, run.sample_of,
                           {task_id: task.get("data") or {}
                            for task_id, task in fetched.tasks.items()
                            if task_id not in fetched.gone},
                           error=PullError, nothing=NOT_PULLED)
-        _pull_project(project_id, fetched, fetched.spec, pstate, webhooks, run, user_names,
-                      pulled)
+        _pull_project(project_id, fetched, spec, pstate, webhooks, run, user_names, pulled)
 
     review_rows, second_rows = _split_second_opinions(pulled.rows)
     corrections, withdrawn = merge_corrections(previous, review_rows, pulled.refreshed,

@@ -14,7 +14,7 @@ taken.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,18 +121,21 @@ def _answer(annotation: Mapping[str, Any]) -> tuple[list[tuple[Any, Any]], bool]
 
 
 def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations, *,
-                   seen_on_server: Mapping[int, Mapping[str, Any] | None]) -> Reconciled:
+                   seen_on_server: Mapping[int, Mapping[str, Any] | None],
+                   vanished: Collection[int] = ()) -> Reconciled:
     """The server's annotations of ``task``, plus the recorded ones it no longer shows, no
     event deleted and an earlier pull saw on the server in this task; the other recorded ones
     it does not show are ``unconfirmed`` (see the module docstring).
 
     seen_on_server: the annotations earlier pulls saw on the server in this task, by id, each
     as the server last showed it (None where only the id was recorded).
+    vanished: ids the server stopped showing while it still showed the task: deleted there
+    without an event reaching the log; left out whatever the events say.
     """
     server = {int(a["id"]): dict(a) for a in task.get("annotations") or []}
     recorded = {annotation_id: annotation
                 for annotation_id, annotation in webhooks.by_task.get(int(task["id"]), {}).items()
-                if annotation_id not in server}
+                if annotation_id not in server and annotation_id not in vanished}
     deleted = sorted(i for i in recorded if i in webhooks.deleted)
     alive = {i: a for i, a in recorded.items() if i not in webhooks.deleted}
     kept, updates = {}, []
@@ -146,3 +149,25 @@ def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations, *,
     via = "export" if not kept else ("export+events" if server else "events")
     return Reconciled([*server.values(), *kept.values()], sorted(kept), deleted, via,
                       [dict(a) for i, a in sorted(alive.items()) if i not in kept], updates)
+
+
+#: why an annotation an earlier pull saw is no longer an answer
+VANISHED = ("the server showed it at an earlier pull and no longer does, while it still shows "
+            "the task, and no webhook event said it was deleted (deleted in Label Studio while "
+            "`relabeler serve` was down?): dropped, as the server shows; kept here as it was "
+            "last shown; if it should count, have it answered again")
+
+
+def vanished_annotations(task: Mapping[str, Any], recorded: dict[str, Any],
+                         earlier: dict[str, Any], webhooks: WebhookAnnotations, *,
+                         task_gone: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The annotations of ``task`` that earlier pulls saw on the server and the server, which
+    still shows the task, no longer shows without a deletion event (moved out of ``recorded``);
+    and of those, the ones found now. One the server shows again is no longer vanished."""
+    shown = {str(a["id"]) for a in task.get("annotations") or []}
+    vanished = {i: a for i, a in earlier.items() if i not in shown}
+    newly = {} if task_gone else {i: a for i, a in recorded.items()
+                                  if i not in shown and int(i) not in webhooks.deleted}
+    for i in newly:
+        del recorded[i]
+    return {**vanished, **newly}, newly

@@ -130,11 +130,14 @@ def _keys(annotations: Sequence[Mapping[str, Any]]) -> list[Any]:
 
 
 def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int] = (),
-                unconfirmed: Sequence[Mapping[str, Any]] = ()) -> str:
-    """Changes when an annotation is added, changed or removed, a deletion is recorded, or one
+                unconfirmed: Sequence[Mapping[str, Any]] = (),
+                classes: Sequence[str] = ()) -> str:
+    """Changes when an annotation is added, changed or removed, a deletion is recorded, one
     moves between the answers and the ``unconfirmed`` ones set aside (the server showing an
-    answer only events knew of)."""
+    answer only events knew of), or the ``classes`` the answers are read against change."""
     keys = _keys(annotations)
+    if classes:
+        keys.append(["classes", list(classes)])
     if deleted:
         keys.append(["deleted", sorted(int(i) for i in deleted)])
     if unconfirmed:
@@ -145,9 +148,17 @@ def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int]
 def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
                user_names: Mapping[int, str], *, sample_id: str | None, project_id: int,
                task_id: int) -> tuple[list[Vote], list[dict[str, Any]]]:
-    """The latest vote per annotator, and an ``unmapped`` row for each annotation without one."""
+    """The latest vote per annotator, and an ``unmapped`` row for each annotation without one
+    (an earlier answer of an annotator who answered the task again is one: superseded)."""
     votes: list[Vote] = []
     unmapped = []
+    shown = {int(a["id"]): a for a in annotations}
+
+    def set_aside(annotation_id: int, reason: str) -> None:
+        unmapped.append({"project_id": project_id, "task_id": task_id,
+                         "annotation_id": annotation_id, "id": sample_id, "reason": reason,
+                         "annotation": json.dumps(shown[annotation_id], default=str)})
+
     for annotation in annotations:
         try:
             if sample_id is None:
@@ -155,13 +166,20 @@ def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
                                      "or another run's task in the same project)")
             votes.append(annotation_vote(annotation, spec, user_names))
         except UnmappedAnswer as exc:
-            unmapped.append({"project_id": project_id, "task_id": task_id,
-                             "annotation_id": int(annotation["id"]), "id": sample_id,
-                             "reason": str(exc),
-                             "annotation": json.dumps(annotation, default=str)})
+            set_aside(int(annotation["id"]), str(exc))
             log.warning("pull: task %d annotation %s cannot be mapped: %s", task_id,
                         annotation.get("id"), exc)
-    return latest_per_annotator(votes), unmapped
+    latest = latest_per_annotator(votes)
+    vote_of = {v.annotator: v.annotation_id for v in latest}
+    for vote in votes:
+        if vote.annotation_id != vote_of[vote.annotator]:
+            set_aside(vote.annotation_id, f"superseded by annotation {vote_of[vote.annotator]}, "
+                                          f"a later answer of {vote.annotator} to the task "
+                                          f"(an annotator's latest answer is their vote)")
+            log.info("pull: task %d: annotation %d of %s is superseded by their later "
+                     "annotation %d", task_id, vote.annotation_id, vote.annotator,
+                     vote_of[vote.annotator])
+    return latest, unmapped
 
 
 def correction_row(votes: Sequence[Vote], spec: LabelingSpec, *, sample_id: str,

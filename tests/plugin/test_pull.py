@@ -21,12 +21,13 @@ import pytest
 from relabeler.corrections import CORRECTIONS
 from relabeler.errors import PluginError
 from relabeler.plugin.events import append_event, read_events
-from relabeler.plugin.labeling import DROP
+from relabeler.plugin.labeling import DROP, build_labeling_config
 from relabeler.plugin.pull import (
     MANIFEST,
     PULL_STATE,
     UNCONFIRMED_UPDATE,
     UNMAPPED,
+    VANISHED,
     PullError,
     merge_corrections,
     pull,
@@ -212,7 +213,10 @@ def test_a_deletion_the_event_log_missed_still_withdraws_the_correction(store, s
     pull(store, studio)
     studio.delete_annotation(annotation_id, notify=False)      # the task's updated_at moves
     result = pull(store, studio)
-    assert (result.deleted, result.withdrawn, result.corrections) == (0, 1, 0)
+    assert (result.deleted, result.withdrawn, result.corrections) == (1, 1, 0)
+    (row,) = store.read_table(UNMAPPED).to_pylist()
+    assert (row["annotation_id"], row["id"], row["reason"]) == (annotation_id, "s0", VANISHED)
+    assert json.loads(row["annotation"])["result"][0]["value"] == {"choices": ["spam"]}
 
 
 def test_a_deleted_annotation_of_several_leaves_the_others(store, studio, tasks):
@@ -227,19 +231,33 @@ def test_a_deleted_annotation_of_several_leaves_the_others(store, studio, tasks)
     assert (row["action"], row["annotators"]) == ("keep", ["bob@relabeler.local"])
 
 
-def test_an_annotation_the_server_lost_is_kept_from_its_event(store, studio, tasks, caplog):
-    lost = studio.annotate(tasks["s0"], "spam")
+def test_an_annotation_gone_from_a_task_the_server_shows_is_dropped_and_kept_in_unmapped(
+        store, studio, tasks, caplog):
+    """Deleted in Label Studio while no webhook reached relabeler (serve down): the server,
+    which still shows the task, is the truth; the answer as last shown stays in unmapped, and
+    a later deletion of the task does not bring it back from its creation event."""
+    deleted = studio.annotate(tasks["s0"], "spam")              # an event records it
     second = studio.annotate(tasks["s0"], "spam", user=2)
     pull(store, studio)                                         # both seen on the server
-    studio.delete_annotation(lost, notify=False)               # no deletion event
-    studio.update(second, "spam")                              # the task is computed again
+    studio.delete_annotation(deleted, notify=False)            # no deletion event
     with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
         result = pull(store, studio)
-    assert (result.from_events_only, result.unconfirmed, result.deleted, result.corrections) \
-        == (1, 0, 0, 1)
+    assert (result.from_events_only, result.unconfirmed, result.deleted, result.corrections,
+            result.unmapped) == (0, 0, 1, 1, 1)
     row = corrections(store)["s0"]
-    assert (row["action"], row["via"], row["n_annotations"]) == ("relabel", "export+events", 2)
-    assert f"annotations [{lost}] are known only from webhook events" in caplog.text
+    assert (row["action"], row["via"], row["annotation_ids"]) == ("relabel", "export", [second])
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["reason"]) == (deleted, VANISHED)
+    assert f"task {tasks['s0']}: annotations [{deleted}] that an earlier pull saw on the " \
+        "server are gone from it" in caplog.text
+    studio.update(second, "ham")                               # recomputed: still left out
+    assert (pull(store, studio).unmapped, corrections(store)["s0"]["action"]) == (1, "keep")
+    studio.update(second, "ham")                               # an event names the task,
+    studio.delete_task(tasks["s0"])                            # then the server loses it
+    result = pull(store, studio)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["via"], row["annotation_ids"]) == ("keep", "events", [second])
+    assert (result.from_events_only, result.unmapped) == (1, 1)
 
 
 def test_an_answer_no_pull_saw_on_the_server_is_not_taken(store, studio, tasks, caplog):
@@ -627,3 +645,47 @@ def test_a_corrections_file_another_tool_wrote_is_merged_not_a_traceback(store, 
         ("relabel", "spam", "export")
     assert (rows["s3"]["action"], rows["s3"]["new_label"], rows["s3"]["task_id"]) == \
         ("relabel", "ham", None)
+
+
+def test_answers_are_read_against_the_runs_classes_when_the_config_was_edited(
+        store, studio, tasks, caplog):
+    """A class renamed and one added in Label Studio: an answer of a run's class still counts;
+    one of a class the run lacks goes to unmapped, and counts once the config is put back and
+    the annotator answers with a run's class."""
+    store.write_json("model/labels.json", CLASSES)
+    studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    (project_id,) = studio.projects
+    studio.update_project(project_id, label_config=build_labeling_config(["ham", "Spam",
+                                                                          "promo"]))
+    studio.annotate(tasks["s1"], "spam")
+    promo = studio.annotate(tasks["s2"], "promo")
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert f"project {project_id}'s labeling config offers the classes ['ham', 'Spam', " \
+        "'promo'] where the run's are ['ham', 'spam']" in caplog.text
+    rows = corrections(store)
+    assert {s: rows[s]["new_label"] for s in rows} == {"s0": "spam", "s1": "spam"}
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["reason"]) == (
+        promo, "answer 'promo' is not a class of the run (['ham', 'spam']), 'Not sure' or "
+        "'Drop: not a valid sample'")
+    assert (result.unmapped, result.corrections) == (1, 2)
+    studio.update_project(project_id, label_config=build_labeling_config(CLASSES))
+    studio.update(promo, "ham")
+    assert pull(store, studio).unmapped == 0
+    assert corrections(store)["s2"]["new_label"] == "ham"
+
+
+def test_an_earlier_answer_of_an_annotator_who_answered_again_is_kept_as_superseded(
+        store, studio, tasks):
+    first = studio.annotate(tasks["s0"], "ham")
+    second = studio.annotate(tasks["s0"], "spam")              # the same annotator again
+    result = pull(store, studio)
+    row = corrections(store)["s0"]
+    assert (row["action"], row["annotation_ids"], result.unmapped) == ("relabel", [second], 1)
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["id"], unmapped["reason"]) == (
+        first, "s0", f"superseded by annotation {second}, a later answer of "
+        "alice@relabeler.local to the task (an annotator's latest answer is their vote)")
+    assert json.loads(unmapped["annotation"])["result"][0]["value"] == {"choices": ["ham"]}
