@@ -7,6 +7,8 @@ the path and columns come from :mod:`relabeler.artifacts`.
 
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 import pyarrow as pa
 
@@ -21,6 +23,14 @@ RESERVED_LABELS = (ANSWER_NOT_SURE, ANSWER_DROP)
 ACTIONS = (KEEP, RELABEL, DROP_ACTION, UNSURE)
 #: every column pull writes: the ones retrain needs, then the provenance
 CORRECTIONS_SCHEMA = pa.schema([*artifacts.CORRECTIONS.schema, *artifacts.CORRECTIONS.optional])
+
+
+def reserved_answer(label: str) -> str | None:
+    """The reviewers' answer ``label`` is spelled like, case, outer spaces and Unicode form
+    aside (NFKC, as data.validate compares two spellings of a class): ``" not sure"`` gives
+    ``"Not sure"``; None for any other label."""
+    key = unicodedata.normalize("NFKC", label).strip().casefold()
+    return next((answer for answer in RESERVED_LABELS if answer.casefold() == key), None)
 
 
 def corrections_fingerprint(table: pa.Table) -> str:

@@ -1064,6 +1064,21 @@ def test_a_class_named_like_a_reviewers_answer_is_refused_before_anything_trains
         "the source")
 
 
+def test_a_class_spelled_like_a_reviewers_answer_is_refused_too(tmp_path: Path):
+    # "not sure" passed and reached Label Studio beside "Not sure": HTML shows them alike
+    frame = pd.DataFrame({"text": list("abcdef"),
+                          "Category": ["pos", "not sure", "neg", "not sure",
+                                       "\uff24rop: not a valid sample", "pos"]})
+    path = _write_csv(tmp_path / "d.csv", frame)
+    with pytest.raises(DataError) as exc:
+        load_dataset(str(path), label_col="Category")
+    assert str(exc.value) == (
+        f"file {path}, line 3 (data row 1), column 'Category': label 'not sure' (2 rows; "
+        "'\uff24rop: not a valid sample' too, 1 row) reads as 'Not sure', an answer reviewers "
+        "give in Label Studio besides the classes ('Not sure' and 'Drop: not a valid sample'), "
+        "case, outer spaces and Unicode form aside; rename the class in the source")
+
+
 def test_a_text_of_invisible_characters_only_is_an_empty_text(tmp_path: Path):
     # a zero-width space, a byte-order mark or a lone combining accent tokenized to nothing:
     # such rows were scored alike and would reach annotators as blank tasks

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from relabeler.corrections import RESERVED_LABELS
+from relabeler.corrections import RESERVED_LABELS, reserved_answer
 from relabeler.data.demos import DEMO_DATASETS
 from relabeler.data.readers import BadLine, is_null, is_uri, read_table_rows
 from relabeler.errors import DataError
@@ -409,11 +409,12 @@ def _label_key(label: str) -> str:
 
 def check_reserved_labels(records: list[dict[str, Any]], label_col: str) -> None:
     """Raise when a label is one of the reviewers' extra answers ("Not sure", "Drop: not a
-    valid sample"): Label Studio would show the class and the answer as one choice, so push
-    refuses such a class; here it is refused before anything trains, naming its first row."""
+    valid sample"), case, outer spaces and Unicode form aside (``" not sure"`` too): Label
+    Studio would show the class and the answer as one choice, so push refuses such a class;
+    here it is refused before anything trains, naming its first row."""
     found: dict[str, list] = {}
     for record in records:
-        if record["label"] in RESERVED_LABELS:
+        if record["label"] is not None and reserved_answer(record["label"]):
             found.setdefault(record["label"], [record, 0])[1] += 1
     if not found:
         return
@@ -422,11 +423,15 @@ def check_reserved_labels(records: list[dict[str, Any]], label_col: str) -> None
 
     label, (first, count) = next(iter(found.items()))
     others = "".join(f"; {other!r} too, {rows(n)}" for other, (_, n) in list(found.items())[1:])
+    answer = reserved_answer(label)
+    exact = all(reserved_answer(other) == other for other in found)
     raise DataError(
         f"{first['source'].where}, {first['source'].locate(first['row'], first['line'])}, "
-        f"{first['source'].column(label_col)}: label {label!r} ({rows(count)}{others}) is "
-        f"an answer reviewers give in Label Studio besides the classes "
-        f"({' and '.join(map(repr, RESERVED_LABELS))}); rename the class in the source")
+        f"{first['source'].column(label_col)}: label {label!r} ({rows(count)}{others}) "
+        f"{'is' if label == answer else f'reads as {answer!r},'} an answer reviewers give in "
+        f"Label Studio besides the classes ({' and '.join(map(repr, RESERVED_LABELS))})"
+        f"{'' if exact else ', case, outer spaces and Unicode form aside'}; rename the class "
+        "in the source")
 
 
 def check_label_spellings(records: list[dict[str, Any]], label_col: str) -> None:

@@ -21,6 +21,7 @@ from label_studio_sdk.label_interface import LabelInterface
 
 from relabeler.corrections import ANSWER_DROP as DROP
 from relabeler.corrections import ANSWER_NOT_SURE as NOT_SURE
+from relabeler.corrections import reserved_answer
 from relabeler.errors import PluginError
 
 SUPPORTS_SUGGESTION = "Supports suggestion"
@@ -89,9 +90,12 @@ def _check_classes(classes: Sequence[str]) -> list[str]:
         raise LabelingConfigError(f"classes must be non-blank names, got {out!r}")
     if len(set(out)) != len(out):
         raise LabelingConfigError(f"classes must be unique, got {out!r}")
-    clash = sorted(set(out) & set(_EXTRA_CHOICES))
+    # HTML drops outer spaces: " Not sure " would show as a second "Not sure"
+    clash = sorted(c for c in out if reserved_answer(c))
     if clash:
-        raise LabelingConfigError(f"a class may not be named like an extra answer: {clash!r}")
+        raise LabelingConfigError(
+            "a class may not be named like an extra answer (case, outer spaces and Unicode form "
+            f"aside): {clash!r}")
     return out
 
 

@@ -43,6 +43,17 @@ def test_bad_class_lists_are_refused(classes):
         build_labeling_config(classes)
 
 
+@pytest.mark.parametrize("name", ["not sure", " Not sure ", "NOT SURE", "\uff2eot sure",
+                                  "drop: not a valid sample"])
+def test_a_class_spelled_like_an_extra_answer_is_refused(name):
+    # " Not sure " was written as a choice beside "Not sure": HTML drops the spaces
+    with pytest.raises(LabelingConfigError) as exc:
+        build_labeling_config(["0", "1", name])
+    assert str(exc.value) == (
+        f"a class may not be named like an extra answer (case, outer spaces and Unicode "
+        f"form aside): {[name]!r}")
+
+
 def test_a_foreign_config_is_not_a_relabeler_config():
     xml = ('<View><Text name="t" value="$t"/><Choices name="c" toName="t">'
            '<Choice value="a"/></Choices></View>')
