@@ -39,15 +39,34 @@ def drawn(text: str, stand_in: str) -> str:
     return text if drawable(text) else stand_in
 
 
+#: the most characters of a class name a plot draws; a longer one is cut and numbered
+LONGEST_DRAWN = 30
+
+
 def class_label(name: str, classes: Sequence[str]) -> str:
-    """A class's name in a plot: itself, or "class N" (its place in ``classes``, from 1) where
-    the fonts cannot draw it (:func:`class_legend` says which is which)."""
-    return drawn(name, f"class {list(classes).index(name) + 1}" if name in classes else "?")
+    """A class's name in a plot: itself; "class N" (its place in ``classes``, from 1) where
+    the fonts cannot draw it; where it is longer than :data:`LONGEST_DRAWN` characters, its
+    start, "…" and "(class N)", so that two names that begin alike stay apart
+    (:func:`class_legend` says which is which)."""
+    number = f"class {list(classes).index(name) + 1}" if name in classes else None
+    if not drawable(name):
+        return number or "?"
+    if len(name) <= LONGEST_DRAWN:
+        return name
+    ellipsis = drawn("\u2026", "...")
+    suffix = f" ({number})" if number else ""
+    return name[:LONGEST_DRAWN - len(ellipsis) - len(suffix)] + ellipsis + suffix
 
 
 def class_legend(classes: Sequence[str]) -> str:
-    """HTML naming the classes the plots show by number; empty when they draw every name."""
+    """HTML naming the classes the plots show by number; empty when they draw every name in
+    full."""
     numbered = [f"class {i + 1} = {html.escape(c)}" for i, c in enumerate(classes)
                 if not drawable(c)]
-    return (f"<p>The plots name the classes their fonts cannot draw by number: "
-            f"{'; '.join(numbered)}.</p>" if numbered else "")
+    cut = [f"class {i + 1} = {html.escape(c)}" for i, c in enumerate(classes)
+           if drawable(c) and len(c) > LONGEST_DRAWN]
+    parts = ([f"The plots name the classes their fonts cannot draw by number: "
+              f"{'; '.join(numbered)}."] if numbered else []) + \
+        ([f"The plots cut the class names longer than {LONGEST_DRAWN} characters and name "
+          f"them by number: {'; '.join(cut)}."] if cut else [])
+    return f"<p>{' '.join(parts)}</p>" if parts else ""

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from relabeler import artifacts
-from relabeler.report.fonts import class_label, class_legend, drawn
+from relabeler.report.fonts import class_label, class_legend, drawable
 from relabeler.selectors.shortcuts import contains_token
 from relabeler.store import RunStore
 
@@ -97,8 +97,11 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
         ys = np.arange(len(top))[::-1]
         ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
         # tokens and class names are drawn as they are ("$" would start mathtext); one the
-        # fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"
-        ax.set_yticks(ys, [drawn(f"{t['token']} ({t['class']})", f"#{i + 1}")
+        # fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"; a long
+        # class name cut and numbered as on the balance plot
+        order = [r["class"] for r in section["balance"]]
+        ax.set_yticks(ys, [f"{t['token']} ({class_label(t['class'], order)})"
+                           if drawable(f"{t['token']} ({t['class']})") else f"#{i + 1}"
                            for i, t in enumerate(top)], parse_math=False)
         for y, t in zip(ys, top, strict=True):
             ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",

@@ -132,3 +132,43 @@ def test_the_corrections_plot_names_an_undrawable_class_by_its_number(monkeypatc
         images = plots(report)
     assert "corrections.png" in images
     assert ["ham", "class 1"] in drawn and ["(pool)", "class 1"] in drawn
+
+
+def test_a_long_class_name_is_cut_in_the_plots_and_named_in_full_beside_them(monkeypatch):
+    import matplotlib.axes
+
+    from relabeler.report.fonts import class_label, class_legend
+
+    # 200 characters were drawn in full as a tick and a legend entry; two names that begin
+    # alike must not be cut to one label
+    first, second = "a" * 40 + " first" + "x" * 154, "a" * 40 + " second" + "y" * 153
+    classes = ["ham", first, second]
+    assert [class_label(c, classes) for c in classes] == [
+        "ham", "a" * 19 + "… (class 2)", "a" * 19 + "… (class 3)"]
+    assert class_label("b" * 31, ["b" * 31]) == "b" * 19 + "… (class 1)"
+    assert class_label("b" * 30, ["b" * 30]) == "b" * 30
+    assert class_legend(classes) == (
+        f"<p>The plots cut the class names longer than 30 characters and name them by number: "
+        f"class 2 = {first}; class 3 = {second}.</p>")
+    section = {"alpha": 0.01, "n_tested": 10, "p_threshold": 0.001, "min_count": 10,
+               "n_significant": 1, "lowest_recall": [first],
+               "top": [{"token": "free", "class": first, "count": 30, "class_share": 0.9,
+                        "z": 8.0, "p_value": 1e-9, "association": 0.7, "attribution": None,
+                        "examples": ["free now"]}],
+               "balance": [{"class": c, "count": 10 * (i + 1), "share": (i + 1) / 6,
+                            "eval_count": 10, "eval_recall": 0.5}
+                           for i, c in enumerate(classes)]}
+    drawn: list[list[str]] = []
+    for name in ("set_yticks", "set_xticks"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
+            drawn.append(list(labels))
+            return _original(self, ticks, labels, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    shortcut_plots(section, _png)
+    assert drawn == [["free (" + "a" * 19 + "… (class 2))"],
+                     ["ham", "a" * 19 + "… (class 2)", "a" * 19 + "… (class 3)"]]
+    page = shortcut_html(section, {})
+    assert f"<td>{first}</td>" in page and f"class 2 = {first}; class 3 = {second}." in page
