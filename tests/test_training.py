@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import numpy as np
@@ -144,11 +145,17 @@ def test_macro_f1_leaves_out_a_class_with_no_eval_row():
     labels = np.array([0, 0, 1, 1, 0, 1])
     m = classification_metrics(labels, np.eye(3)[labels] * 0.9 + 0.05, ["a", "b", "rare"])
     assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0
-    assert m["per_class"]["rare"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    # not measured, so null in train/metrics.json: 0.0 read as a measured 0
+    assert m["per_class"]["rare"] == {"precision": None, "recall": None, "f1": None,
+                                      "support": 0}
     # a class predicted but absent from the eval rows costs its true class's recall only
     pred = np.array([0, 2, 1, 1, 0, 1])
     m = classification_metrics(labels, np.eye(3)[pred], ["a", "b", "rare"])
     assert m["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
+    assert m["per_class"]["a"]["recall"] == pytest.approx(2 / 3)
+    assert m["per_class"]["rare"] == {"precision": None, "recall": None, "f1": None,
+                                      "support": 0}
+    assert json.loads(json.dumps(m["per_class"]))["rare"]["f1"] is None
     assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, labels=[0, 1],
                                                    average="macro"))
 
@@ -156,7 +163,7 @@ def test_macro_f1_leaves_out_a_class_with_no_eval_row():
 def test_classification_metrics_of_no_samples():
     m = classification_metrics(np.array([], dtype=np.int64), np.zeros((0, 2)), ["a", "b"])
     assert np.isnan(m["accuracy"]) and np.isnan(m["macro_f1"]) and m["n"] == 0
-    assert m["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["per_class"]["b"] == {"precision": None, "recall": None, "f1": None, "support": 0}
 
 
 def test_stratified_folds_spread_each_class():
