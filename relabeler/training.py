@@ -319,8 +319,8 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
     """Accuracy, macro-F1 and per-class precision/recall/F1/support (scikit-learn's, with
     ``zero_division=0``). Macro-F1 averages the classes present in ``label_ids`` (support > 0):
     a class with no row here (a rare class whose rows all went to training) is listed with
-    support 0 and precision, recall and F1 None (not measured, not 0), and does not pull the
-    mean down. Accuracy and macro-F1 are NaN on no samples."""
+    support 0, recall and F1 None (not measured, not 0), and does not pull the mean down; its
+    precision is None too unless the model predicted it (then 0: each such prediction wrong). Accuracy and macro-F1 are NaN on no samples."""
     from sklearn.metrics import precision_recall_fscore_support
 
     label_ids = np.asarray(label_ids)
@@ -329,11 +329,14 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
     if len(pred):
         precision, recall, f1, support = precision_recall_fscore_support(
             label_ids, pred, labels=np.arange(len(classes)), zero_division=0.0)
-    def measured(values: np.ndarray, c: int) -> float | None:
-        return float(values[c]) if support[c] > 0 else None
+    def measured(values: np.ndarray, c: int, rows: int) -> float | None:
+        return float(values[c]) if rows > 0 else None
 
-    per_class = {name: {"precision": measured(precision, c), "recall": measured(recall, c),
-                        "f1": measured(f1, c), "support": int(support[c])}
+    predicted = np.bincount(np.asarray(pred, dtype=np.int64), minlength=len(classes)) \
+        if len(pred) else np.zeros(len(classes), dtype=np.int64)
+    per_class = {name: {"precision": measured(precision, c, predicted[c]),
+                        "recall": measured(recall, c, support[c]),
+                        "f1": measured(f1, c, support[c]), "support": int(support[c])}
                  for c, name in enumerate(classes)}
     present = np.asarray(support) > 0
     return {"accuracy": float(np.mean(pred == label_ids)) if len(pred) else float("nan"),

@@ -153,7 +153,8 @@ def test_macro_f1_leaves_out_a_class_with_no_eval_row():
     m = classification_metrics(labels, np.eye(3)[pred], ["a", "b", "rare"])
     assert m["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
     assert m["per_class"]["a"]["recall"] == pytest.approx(2 / 3)
-    assert m["per_class"]["rare"] == {"precision": None, "recall": None, "f1": None,
+    # predicted once and wrong: a measured precision of 0; recall and F1 not measured
+    assert m["per_class"]["rare"] == {"precision": 0.0, "recall": None, "f1": None,
                                       "support": 0}
     assert json.loads(json.dumps(m["per_class"]))["rare"]["f1"] is None
     assert m["macro_f1"] == pytest.approx(f1_score(labels, pred, labels=[0, 1],
