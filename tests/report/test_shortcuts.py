@@ -30,6 +30,22 @@ def _scored(tmp_path, *, plant: bool) -> RunStore:
     return store
 
 
+
+def _spy_on_tick_labels(monkeypatch) -> list[list[str]]:
+    """The tick labels every plot draws from now on, in order."""
+    import matplotlib.axes
+
+    drawn: list[list[str]] = []
+    for name in ("set_yticks", "set_xticks"):
+        original = getattr(matplotlib.axes.Axes, name)
+
+        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
+            drawn.append(list(labels))
+            return _original(self, ticks, labels, *args, **kwargs)
+
+        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    return drawn
+
 def test_the_section_shows_the_planted_token_with_examples_and_the_thin_class(tmp_path):
     store = _scored(tmp_path, plant=True)
     section = shortcut_section(store)
@@ -69,7 +85,6 @@ def test_a_run_without_the_tables_has_no_section(tmp_path):
 def test_a_token_the_fonts_cannot_draw_is_plotted_by_its_row_number(monkeypatch):
     import warnings
 
-    import matplotlib.axes
 
     section = {"alpha": 0.01, "n_tested": 10, "p_threshold": 0.001, "min_count": 10,
                "n_significant": 2, "lowest_recall": ["垃圾"],
@@ -83,15 +98,7 @@ def test_a_token_the_fonts_cannot_draw_is_plotted_by_its_row_number(monkeypatch)
                             "eval_recall": 0.5},
                            {"class": "ham", "count": 60, "share": 0.6, "eval_count": 10,
                             "eval_recall": 0.9}]}
-    drawn: list[list[str]] = []
-    for name in ("set_yticks", "set_xticks"):
-        original = getattr(matplotlib.axes.Axes, name)
-
-        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
-            drawn.append(list(labels))
-            return _original(self, ticks, labels, *args, **kwargs)
-
-        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    drawn = _spy_on_tick_labels(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
         images = shortcut_plots(section, _png)
@@ -135,7 +142,6 @@ def test_the_corrections_plot_names_an_undrawable_class_by_its_number(monkeypatc
 
 
 def test_a_long_class_name_is_cut_in_the_plots_and_named_in_full_beside_them(monkeypatch):
-    import matplotlib.axes
 
     from relabeler.report.fonts import class_label, class_legend
 
@@ -158,15 +164,7 @@ def test_a_long_class_name_is_cut_in_the_plots_and_named_in_full_beside_them(mon
                "balance": [{"class": c, "count": 10 * (i + 1), "share": (i + 1) / 6,
                             "eval_count": 10, "eval_recall": 0.5}
                            for i, c in enumerate(classes)]}
-    drawn: list[list[str]] = []
-    for name in ("set_yticks", "set_xticks"):
-        original = getattr(matplotlib.axes.Axes, name)
-
-        def spy(self, ticks, labels=None, *args, _original=original, **kwargs):
-            drawn.append(list(labels))
-            return _original(self, ticks, labels, *args, **kwargs)
-
-        monkeypatch.setattr(matplotlib.axes.Axes, name, spy)
+    drawn = _spy_on_tick_labels(monkeypatch)
     shortcut_plots(section, _png)
     assert drawn == [["free (" + "a" * 19 + "… (class 2))"],
                      ["ham", "a" * 19 + "… (class 2)", "a" * 19 + "… (class 3)"]]
