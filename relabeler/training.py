@@ -320,7 +320,8 @@ def classification_metrics(label_ids: np.ndarray, probs: np.ndarray,
     ``zero_division=0``). Macro-F1 averages the classes present in ``label_ids`` (support > 0):
     a class with no row here (a rare class whose rows all went to training) is listed with
     support 0, recall and F1 None (not measured, not 0), and does not pull the mean down; its
-    precision is None too unless the model predicted it (then 0: each such prediction wrong). Accuracy and macro-F1 are NaN on no samples."""
+    precision is None too unless the model predicted it (then 0: each such prediction wrong).
+    Accuracy and macro-F1 are NaN on no samples."""
     from sklearn.metrics import precision_recall_fscore_support
 
     label_ids = np.asarray(label_ids)
