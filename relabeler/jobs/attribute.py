@@ -73,6 +73,7 @@ from relabeler.model import (
     trained_max_length,
 )
 from relabeler.queue_plan import plan_round, plan_settings, read_manifest, write_plan
+from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -432,9 +433,7 @@ def _attribute_rows(store: RunStore, config: RunConfig, rows: dict[str, np.ndarr
 def _check_scored(store: RunStore) -> None:
     """StageError when the score stage is unfinished or stale (the reason named)."""
     if not store.stage_done("score"):
-        stale = store.stale("score")
-        raise StageError(f"attribute needs the scored queue{f' ({stale})' if stale else ''}: "
-                         f"run `relabeler score --run {store.uri}` first")
+        raise StageError(run_first(store, "score", "attribute needs the scored queue"))
 
 
 def attribute_plan(store: RunStore, config: RunConfig, plan: pd.DataFrame, *,

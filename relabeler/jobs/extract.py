@@ -40,6 +40,7 @@ from relabeler.model import (
     pick_device,
     trained_max_length,
 )
+from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -405,8 +406,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
     from relabeler.jobs._ray import connect, plan_from_config
 
     if not store.stage_done("train"):
-        raise StageError(f"extract needs a trained model: run `relabeler train --run "
-                           f"{store.uri}` first")
+        raise StageError(run_first(store, "train", "extract needs a trained model"))
     splits = list(splits or config.extract.splits)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:

@@ -57,6 +57,7 @@ from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.stage_settings import setting_changes
 from relabeler.jobs.train import run_train, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
+from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,7 @@ def run_retrain(store: RunStore, config: RunConfig, *, force: bool = False,
         raise StageError(f"retrain needs {CORRECTIONS}: pull the people's answers first "
                          f"(`relabeler pull --run {store.uri}`)")
     if not store.stage_done("train"):
-        raise StageError(f"retrain needs the baseline model: run `relabeler train --run "
-                         f"{store.uri}` first")
+        raise StageError(run_first(store, "train", "retrain needs the baseline model"))
     if not store.read_table(artifacts.EVAL.path, columns=["id"]).num_rows:
         raise StageError(f"retrain compares the new model with the baseline on the eval split, "
                          f"and {store.uri} has no eval rows (data.eval_fraction = 0, as "

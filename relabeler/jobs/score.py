@@ -49,6 +49,7 @@ from relabeler.jobs.stage_settings import setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
+from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -431,9 +432,7 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     new tables replace ``scores/`` whole (:meth:`RunStore.replace_folder`, as ``data`` does);
     the summary and the marker are written last."""
     if not store.stage_done("extract.train"):  # before a redo is announced
-        stale = store.stale("extract.train")
-        raise StageError(f"score needs training features{f' ({stale})' if stale else ''}: "
-                         f"run `relabeler extract --run {store.uri}` first")
+        raise StageError(run_first(store, "extract.train", "score needs training features"))
     # an eval or pool split extracted by an earlier model: scored beside the new training
     # features it would mix two models, and left out it would drop the eval audit and coverage
     # without a word (and the marker would record the stale split, so score never settles)

@@ -39,6 +39,7 @@ from relabeler.report.shortcuts import shortcut_section
 from relabeler.report.stats import paired_gain, rate_interval
 from relabeler.report.thin_regions import steered_gain, thin_region_section
 from relabeler.report.versions import version_rows
+from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,9 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         raise StageError(f"report needs a retrained model: run `relabeler retrain --run "
                          f"{store.uri}` after pulling corrections")
     version = info["info"]["version"]
-    outdated = store.stale("retrain")
-    if outdated is not None:  # version N beside a baseline made from other data: no gain
-        raise StageError(f"report: retrain version {version} was made before the baseline it "
-                         f"is compared with ({outdated}); run `relabeler retrain --run "
-                         f"{store.uri}` first")
+    if store.stale("retrain") is not None:  # version N beside another baseline: no gain
+        raise StageError(run_first(store, "retrain", f"report: retrain version {version} was "
+                                   f"made before the baseline it is compared with"))
     sub = RunStore(store.path(artifacts.RETRAIN(n=version)))
     classes = store.read_json(artifacts.LABELS.path)
     before = store.read_table(artifacts.EVAL_PREDICTIONS.path).to_pandas().set_index("id")

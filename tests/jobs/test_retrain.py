@@ -557,8 +557,9 @@ def test_the_report_refuses_a_retrain_made_before_the_baseline_was_trained_again
     assert ("<h2>What is left</h2><p>Not available: nothing was pushed to Label Studio (no "
             "studio/manifest.parquet)") in html
     with pytest.raises(StageError, match=r"report: retrain version 1 was made before the "
-                                         r"baseline it is compared with \(train finished again "
-                                         r"since retrain ran\); run `relabeler retrain --run"):
+                                         r"baseline it is compared with \(retrain is stale: "
+                                         r"train finished again since retrain ran\): run "
+                                         r"`relabeler retrain --run"):
         write_report(store)
 
 

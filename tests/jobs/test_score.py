@@ -477,8 +477,10 @@ def test_score_refuses_eval_and_pool_features_of_an_earlier_model(tmp_path):
     assert "features/eval: train finished again since extract.eval ran" in message
     assert f"relabeler extract --run {store.uri} --splits eval,pool" in message
     assert store.stage_info("score") == before  # the previous scores' marker is kept
-    with pytest.raises(StageError, match=r"attribute needs the scored queue \(train finished "
-                                         r"again since score ran\)"):
+    with pytest.raises(StageError, match=r"attribute needs the scored queue \(extract.eval is "
+                                         r"stale: train finished again since extract.eval "
+                                         r"ran\): run `relabeler extract --run .*` first, then "
+                                         r"score"):
         run_attribute(store, config)
     # one split re-extracted: the other is named alone
     store.mark_done("extract.eval")
