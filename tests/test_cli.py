@@ -400,3 +400,27 @@ def test_annotators_are_two_or_more_accuracies_and_an_empty_item_is_no_annotator
         main(["simulate", "--data", "sms-spam", "--noise", "0.1", "--annotators", given, "-q"])
     assert (f"argument --annotators: expected two or more accuracies in (0, 1] separated by "
             f"commas; got {given!r}") in capsys.readouterr().err
+
+
+def test_torch_logs_nothing_at_info_from_the_start(tmp_path):
+    # Ctrl-C while torch was being imported: its atexit dump_cache_stats logged "FakeTensor
+    # cache stats" at INFO after the interrupt line, torch not having set its loggers yet.
+    # A fresh interpreter, as the CLI starts: torch is not imported when logging is set up
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's relabeler
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    code = ("import logging, sys\n"
+            "from relabeler.cli import _setup_logging\n"
+            "_setup_logging(False)\n"
+            "fake = logging.getLogger('torch._subclasses.fake_tensor')\n"
+            "print('torch' in sys.modules, fake.isEnabledFor(logging.INFO),\n"
+            "      fake.isEnabledFor(logging.WARNING),\n"
+            "      logging.getLogger('relabeler').isEnabledFor(logging.INFO))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120, env=env)
+    assert out.stdout.split() == ["False", "False", "True", "True"]
