@@ -43,8 +43,10 @@ older event payload). For one it does not show, the event log decides:
 * where no pull saw it on the server, nothing confirms it was ever an answer (anyone who can
   read the webhook's secret, which Label Studio shows to every user, can post an event): it
   goes to ``labels/unmapped.parquet`` with the reason, counted in ``PullResult.unconfirmed``
-  and logged. Each annotation a pull saw on the server is kept per task, as the server last
-  showed it, in ``studio/pull_state.json`` (``on_server``). A run pulled before pulls kept
+  and logged (where its task is gone too, the reason says that the task cannot be answered
+  again and where to write the label by hand: push never sends the sample again). Each
+  annotation a pull saw on the server is kept per task, as the server last showed it, in
+  ``studio/pull_state.json`` (``on_server``). A run pulled before pulls kept
   them starts from the annotation ids of its corrections that earlier pulls read from the
   server (``via`` export or export+events); for those only the id is known, so their latest
   event payload is taken until a pull sees them on the server again.
@@ -87,6 +89,10 @@ from relabeler.plugin.events import read_events
 from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.pull_tables import (
     DELETED_CAUSE,
+    UNCONFIRMED,
+    UNCONFIRMED_GONE,
+    UNCONFIRMED_UPDATE,
+    UNCONFIRMED_UPDATE_GONE,
     UNMAPPED_SCHEMA,
     merge_corrections,
     merge_task_rows,
@@ -274,16 +280,6 @@ class _RunLabels:
 #: what a pull that stops before writing leaves (the end of its error)
 NOT_PULLED = (f"nothing was pulled: {CORRECTIONS}, {MANIFEST} and {PULL_STATE} are as they "
               f"were")
-#: why an annotation known only from webhook events is not taken as an answer
-UNCONFIRMED = ("known only from a webhook event, and no pull saw it on the server: not taken as "
-               "an answer (an event anyone who reads the webhook's secret can post, or an "
-               "answer the server lost before any pull); if it is real, have it answered again")
-#: why an update known only from a webhook event, of an answer the server showed, is not taken
-UNCONFIRMED_UPDATE = (
-    "an update known only from a webhook event, of an answer the server no longer shows, and no "
-    "pull saw the update on the server: not taken, the answer as the server last showed it is "
-    "kept (an event anyone who reads the webhook's secret can post, or an update the server "
-    "lost before any pull); if it is real, have it answered again")
 #: why a correction is withdrawn: its recomputed task has no vote left, because ...
 UNCONFIRMED_CAUSE = ("their task's answers are known only from webhook events that no pull saw "
                      "on the server, so they were set aside (labels/unmapped.parquet), not "
@@ -360,11 +356,14 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                                      sample_id=None if sample_id is None else str(sample_id),
                                      project_id=project_id, task_id=task_id)
         pulled.unmapped += unmapped
+        gone = task_id in fetched.gone  # it cannot be answered again: the reason says so
         pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
                              "annotation_id": int(a["id"]), "id": sample_id,
                              "reason": reason, "annotation": json.dumps(a, default=str)}
-                            for reason, these in ((UNCONFIRMED, seen.unconfirmed),
-                                                  (UNCONFIRMED_UPDATE, seen.unconfirmed_updates))
+                            for reason, these in (
+                                (UNCONFIRMED_GONE if gone else UNCONFIRMED, seen.unconfirmed),
+                                (UNCONFIRMED_UPDATE_GONE if gone else UNCONFIRMED_UPDATE,
+                                 seen.unconfirmed_updates))
                             for a in these]
         pulled.unconfirmed += len(set_aside)
         if not votes:

@@ -27,6 +27,33 @@ UNMAPPED_SCHEMA = pa.schema([
 
 DELETED_CAUSE = "every answer of their task was deleted"
 
+#: why an annotation known only from webhook events is not taken as an answer
+UNCONFIRMED = ("known only from a webhook event, and no pull saw it on the server: not taken as "
+               "an answer (an event anyone who reads the webhook's secret can post, or an "
+               "answer the server lost before any pull); if it is real, have it answered again")
+#: why an update known only from a webhook event, of an answer the server showed, is not taken
+UNCONFIRMED_UPDATE = (
+    "an update known only from a webhook event, of an answer the server no longer shows, and no "
+    "pull saw the update on the server: not taken, the answer as the server last showed it is "
+    "kept (an event anyone who reads the webhook's secret can post, or an update the server "
+    "lost before any pull); if it is real, have it answered again")
+#: what is left to do about an answer set aside whose task is gone from the server: push and
+#: ``next`` do not send a sample of the manifest again
+_BY_HAND = ("the task cannot be answered again, and push and `next` do not send the sample "
+            "again: if the {} is real, write the label it gives into labels/corrections.parquet "
+            "by hand (README, \"Corrections made outside Label Studio\")")
+#: :data:`UNCONFIRMED` and :data:`UNCONFIRMED_UPDATE` where the task is gone from the server
+UNCONFIRMED_GONE = (
+    "the task is gone from Label Studio (deleted there, or its whole project), and the answer "
+    "is known only from a webhook event: no pull saw it on the server, so it is not taken as "
+    "an answer (an event anyone who reads the webhook's secret can post, or an answer given "
+    "before the task was deleted and no pull since); " + _BY_HAND.format("answer"))
+UNCONFIRMED_UPDATE_GONE = (
+    "the task is gone from Label Studio (deleted there, or its whole project), and this update "
+    "of an answer the server showed is known only from a webhook event: no pull saw it on the "
+    "server, so it is not taken, the answer as the server last showed it is kept (an event "
+    "anyone who reads the webhook's secret can post, or an update made before the task was "
+    "deleted and no pull since); " + _BY_HAND.format("update"))
 
 def rows_frame(rows: list[dict[str, Any]], schema: pa.Schema) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=schema.names) if rows else schema.empty_table().to_pandas()

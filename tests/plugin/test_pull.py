@@ -25,7 +25,9 @@ from relabeler.plugin.labeling import DROP, build_labeling_config
 from relabeler.plugin.pull import (
     MANIFEST,
     PULL_STATE,
-    UNCONFIRMED_UPDATE,
+    UNCONFIRMED,
+    UNCONFIRMED_GONE,
+    UNCONFIRMED_UPDATE_GONE,
     UNMAPPED,
     VANISHED,
     PullError,
@@ -306,7 +308,7 @@ def test_a_deleted_task_keeps_its_answers_as_the_server_last_showed_them(store, 
     assert (row["action"], row["new_label"], row["via"]) == ("relabel", "spam", "events")
     (unmapped,) = store.read_table(UNMAPPED).to_pylist()
     assert (unmapped["annotation_id"], unmapped["id"], unmapped["reason"]) == \
-        (annotation_id, "s1", UNCONFIRMED_UPDATE)
+        (annotation_id, "s1", UNCONFIRMED_UPDATE_GONE)
     assert json.loads(unmapped["annotation"])["result"][0]["value"] == {"choices": ["ham"]}
 
 
@@ -328,12 +330,41 @@ def test_a_posted_update_of_an_answer_in_a_deleted_task_changes_no_label(store, 
     assert (row["action"], row["new_label"], row["annotators"], row["via"]) == \
         ("keep", "ham", ["alice@relabeler.local"], "events")
     assert (result.unconfirmed, result.unmapped) == (1, 1)
-    assert store.read_table(UNMAPPED).column("reason").to_pylist() == [UNCONFIRMED_UPDATE]
+    assert store.read_table(UNMAPPED).column("reason").to_pylist() == [
+        UNCONFIRMED_UPDATE_GONE]
     assert f"annotations [{annotation_id}] have updates known only from webhook events" \
         in caplog.text
     again = pull(store, studio)
     assert (again.tasks_changed, again.unmapped, corrections(store)["s1"]["new_label"]) == \
         (0, 1, "ham")
+
+
+def test_an_answer_of_a_task_deleted_before_any_pull_says_the_task_is_gone(store, studio,
+                                                                         tasks):
+    """The task cannot be answered again and push never sends its sample again: the reason
+    says so and where to write the label by hand, not "have it answered again"."""
+    first = studio.annotate(tasks["s1"], "spam")               # an event, then the task goes
+    studio.delete_task(tasks["s1"])
+    result = pull(store, studio)
+    assert (result.unconfirmed, result.unmapped, len(corrections(store))) == (1, 1, 0)
+    (row,) = store.read_table(UNMAPPED).to_pylist()
+    assert (row["annotation_id"], row["id"], row["reason"]) == (first, "s1", UNCONFIRMED_GONE)
+    assert UNCONFIRMED_GONE.startswith("the task is gone from Label Studio")
+    assert "have it answered again" not in UNCONFIRMED_GONE
+    assert ("if the answer is real, write the label it gives into labels/corrections.parquet "
+            "by hand") in UNCONFIRMED_GONE
+    # an update of an answer a pull saw, its task deleted before the next pull: the same
+    second = studio.annotate(tasks["s2"], "ham")
+    pull(store, studio)
+    studio.update(second, "spam")
+    studio.delete_task(tasks["s2"])
+    pull(store, studio)
+    reasons = {r["annotation_id"]: r["reason"] for r in store.read_table(UNMAPPED).to_pylist()}
+    assert reasons == {first: UNCONFIRMED_GONE, second: UNCONFIRMED_UPDATE_GONE}
+    assert UNCONFIRMED_UPDATE_GONE.startswith("the task is gone from Label Studio")
+    assert "have it answered again" not in UNCONFIRMED_UPDATE_GONE
+    # a task the server still shows can be answered again: the advice stays
+    assert UNCONFIRMED.endswith("if it is real, have it answered again")
 
 
 def test_an_answer_set_aside_is_taken_once_the_server_shows_it(store, studio, tasks):
