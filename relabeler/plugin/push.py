@@ -202,8 +202,15 @@ def reconcile(client: StudioClient, manifest: pd.DataFrame, project_id: int) -> 
                     "are left alone", project_id, len(foreign), foreign[:3])
     missing = set(known) - set(on_server)
     if missing:
-        log.warning("push: %d tasks in the manifest are gone from project %d", len(missing),
-                    project_id)
+        gone = sorted(manifest.loc[rows & manifest["task_id"].isin(missing), "id"])
+        more = f" and {len(gone) - 10} more" if len(gone) > 10 else ""
+        log.warning("push: %d tasks in the manifest are gone from project %d (deleted in Label "
+                    "Studio?): samples %s%s. They stay in %s, so push and `next` do not send "
+                    "these samples again; answers pulled from them before stay in %s. To label "
+                    "one, write its label into %s by hand (README, \"Corrections made outside "
+                    "Label Studio\")", len(missing), project_id,
+                    ", ".join(map(repr, gone[:10])), more, MANIFEST, artifacts.CORRECTIONS.path,
+                    artifacts.CORRECTIONS.path)
     return manifest
 
 

@@ -101,3 +101,26 @@ def test_push_and_next_refuse_a_project_of_another_run_and_change_nothing_there(
         assert wrong in str(raised.value) and "studio.url" in str(raised.value)
     assert (dict(other.projects), {i: dict(t) for i, t in other.tasks.items()}) == before
     assert read_manifest(store).equals(manifest)
+
+
+def test_tasks_deleted_in_label_studio_are_named_with_what_becomes_of_them(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="relabeler.plugin.push")
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    studio = FakeStudio(CLASSES)
+    first = push(store, studio, project_title="t", budget=14, control_share=0.0)
+    manifest = read_manifest(store).sort_values("task_id")
+    deleted = manifest.iloc[:12]
+    for task_id in deleted["task_id"]:
+        studio.delete_task(int(task_id))
+    push(store, studio, project_title="t", budget=14, control_share=0.0)
+    names = ", ".join(repr(s) for s in sorted(deleted["id"])[:10])
+    assert (f"push: 12 tasks in the manifest are gone from project {first.project_id} (deleted "
+            f"in Label Studio?): samples {names} and 2 more. They stay in "
+            f"studio/manifest.parquet, so push and `next` do not send these samples again; "
+            f"answers pulled from them before stay in labels/corrections.parquet. To label "
+            f"one, write its label into labels/corrections.parquet by hand") in caplog.text
+    # as said: none is sent again
+    after = read_manifest(store).set_index("id")
+    assert after.loc[list(deleted["id"]), "task_id"].tolist() == deleted["task_id"].tolist()
+    assert sorted(t["data"]["sample_id"] for t in studio.tasks.values()) == \
+        sorted(manifest["id"].iloc[12:])
