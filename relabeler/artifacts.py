@@ -367,7 +367,7 @@ STAGE_READS: dict[str, tuple[Artifact, ...]] = {
     "retrain": (CORRECTIONS, TRAIN, EVAL, POOL, MODEL, EVAL_PREDICTIONS, DUPLICATES),
     "report": (COMPARISON, EVAL_AUDITED, CORRECTIONS, MANIFEST, ROUNDS, SUMMARY, SUSPECTS,
                EVAL_SUSPECTS, SHORTCUTS, BALANCE, THIN_REGIONS, TRAIN, METRICS,
-               EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS, ACQUIRE),
+               EVAL_PREDICTIONS, DUPLICATES, EVAL, POOL, ANNOTATORS, UNMAPPED, ACQUIRE),
 }
 
 #: The stages whose output a stage is made from: a stage's marker records when each of them

@@ -35,6 +35,7 @@ from relabeler.report.rounds import (
     labels_given,
     review_answers,
 )
+from relabeler.report.set_aside import set_aside_section
 from relabeler.report.shortcuts import shortcut_section
 from relabeler.report.stats import paired_gain, rate_interval
 from relabeler.report.thin_regions import steered_gain, thin_region_section
@@ -140,6 +141,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
                                                    "n_train_before", "n_train_after")},
         "correction_matrix": {str(old): {str(new): int(v) for new, v in row.items() if v}
                               for old, row in matrix.iterrows()},
+        "set_aside": set_aside_section(store),
         "queue": _queue_precision(corrections, manifest),
         "labels_spent": labels_spent,
         "labels_spent_parts": {k: v for k, v in spent.items() if k != "total"},

@@ -14,6 +14,7 @@ from relabeler.report.annotators import render_annotators
 from relabeler.report.duplicates import render_duplicates
 from relabeler.report.fonts import class_label, class_legend
 from relabeler.report.rounds import NO_BETTER, remaining_plot
+from relabeler.report.set_aside import render_set_aside
 from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots
 from relabeler.report.stats import change_text, points
@@ -192,6 +193,7 @@ for {report['labels_spent']} labels
 {c['unsure']} marked not sure; {c['acquired']} pool samples acquired{deduped}. Training set
 {c['n_train_before']} &rarr; {c['n_train_after']} samples.</p>
 {_matrix_html(report.get("correction_matrix") or {})}
+{render_set_aside(report.get("set_aside") or {})}
 {queue_html}
 {_remaining_html(report.get("remaining") or {})}
 {render_annotators(report.get("annotators") or {})}
