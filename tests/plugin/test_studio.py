@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import stat
 import threading
@@ -414,6 +415,39 @@ def test_pull_takes_no_answer_from_an_event_the_server_never_showed(studio, anno
     (unmapped,) = store.read_table(UNMAPPED).to_pylist()
     assert (unmapped["task_id"], unmapped["annotation_id"]) == (forged_task, 987654)
     assert "no pull saw it on the server" in unmapped["reason"]
+
+
+def test_a_class_added_in_label_studio_and_an_answer_deleted_unseen_on_the_real_server(
+        studio, annotators, admin, tmp_path, title, caplog):
+    """The config edited on the server after the push: an answer of the added class is set
+    aside, the run's classes still count. An answer deleted with no webhook listening is
+    dropped and kept as last shown in unmapped."""
+    store = make_run(str(tmp_path / "run"))
+    result = push(store, admin, project_title=title, budget=10)
+    tasks = read_manifest(store).sort_values("priority")["task_id"].astype(int).tolist()
+    alice = studio.http(annotators["alice"])
+    deleted = post_answer(alice, tasks[0], answer("pos"))
+    post_answer(alice, tasks[1], answer("neg"))
+    assert pull(store, admin).corrections == 2
+    config = admin.get_project(result.project_id).label_config
+    admin.update_project(result.project_id, label_config=config.replace(
+        '<Choice value="pos"/>', '<Choice value="pos"/>\n      <Choice value="promo"/>'))
+    assert "promo" in admin.get_project(result.project_id).label_config
+    promo = post_answer(alice, tasks[2], answer("promo"))
+    post_answer(alice, tasks[3], answer("pos"))
+    removed = alice.delete(f"/api/annotations/{deleted['id']}/")
+    assert removed.status_code == 204, removed.text
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        pulled = pull(store, admin)
+    assert "offers the classes ['neg', 'pos', 'promo'] where the run's are" in caplog.text
+    assert (pulled.corrections, pulled.deleted, pulled.withdrawn, pulled.unmapped) == \
+        (2, 1, 1, 2)
+    rows = store.read_table(CORRECTIONS).to_pandas()
+    assert sorted(rows["task_id"]) == sorted([tasks[1], tasks[3]])
+    unmapped = {r["annotation_id"]: r["reason"] for r in store.read_table(UNMAPPED).to_pylist()}
+    assert set(unmapped) == {deleted["id"], promo["id"]}
+    assert unmapped[promo["id"]].startswith("answer 'promo' is not a class of the run")
+    assert unmapped[deleted["id"]].startswith("the server showed it at an earlier pull")
 
 
 def test_label_studio_gets_predictions_with_basic_auth_and_nobody_else_does(studio, admin,
