@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from relabeler import artifacts
+from relabeler.errors import DataError
 from relabeler.queue_plan import EVAL_AUDIT
 
 CORRECTIONS = artifacts.CORRECTIONS.path
@@ -56,3 +57,24 @@ def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
     source = corrections.get("source", pd.Series(None, index=corrections.index, dtype=object))
     is_eval = (source == EVAL_AUDIT) | corrections["id"].isin(eval_ids)
     return corrections[~is_eval], corrections[is_eval]  # indexes kept: rows of the file
+
+
+def _and(items: list[str]) -> str:
+    """``"5"``, ``"5 and 54"``, ``"5, 54 and 60"``."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
+def refuse_repeated_ids(answers: pd.DataFrame, *, source: str = CORRECTIONS,
+                        what: str = "id") -> None:
+    """DataError naming the rows of the file (the index) of the first id answered more than
+    once, and the other such ids: which answer counts is not for retrain to guess."""
+    repeated = answers["id"][answers["id"].duplicated(keep=False)]
+    if not len(repeated):
+        return
+    first = repeated.iloc[0]
+    rows = _and([str(row) for row in repeated.index[repeated == first]])
+    others = list(dict.fromkeys(repeated[repeated != first]))
+    more = (f" (and {len(others)} more id{'s' * (len(others) > 1)}: "
+            f"{', '.join(repr(i) for i in others[:5])}{', ...' * (len(others) > 5)})"
+            if others else "")
+    raise DataError(f"{source}, rows {rows}: {what} {first!r} appears more than once{more}")

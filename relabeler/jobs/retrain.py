@@ -50,6 +50,7 @@ from relabeler.corrections import (
     ACTIONS,
     CORRECTIONS,
     corrections_fingerprint,
+    refuse_repeated_ids,
     split_eval_answers,
 )
 from relabeler.data import read_split
@@ -92,9 +93,7 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
         raise DataError(f"{source}: missing columns {sorted(missing)}")
     if corrections.empty:
         raise DataError(f"{source} is empty: there is nothing to retrain on")
-    duplicated = corrections["id"][corrections["id"].duplicated()]
-    if len(duplicated):
-        raise DataError(f"{source}: id {duplicated.iloc[0]!r} appears more than once")
+    refuse_repeated_ids(corrections, source=source)
     train_ids, pool_ids = set(train["id"]), set(pool["id"])
     # rows are named by their place in the file (the index), also when eval answers were split off
     for row, item in zip(corrections.index, corrections.itertuples(index=False), strict=True):
