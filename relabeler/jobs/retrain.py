@@ -149,8 +149,9 @@ def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[st
                source: str = CORRECTIONS) -> tuple[pd.DataFrame, dict]:
     """The audited eval split and its counts: a relabel sets the label (``corrected`` when it
     differs, else ``reviewed``), keep marks it ``reviewed``, drop removes the row, "not sure"
-    leaves it ``original``. DataError for an answer to an id not in the eval split, an unknown
-    action or a new label that is not a class."""
+    leaves it ``original``. DataError for an answer to an id not in the eval split, an id
+    answered more than once, an unknown action or a new label that is not a class."""
+    refuse_repeated_ids(answers, source=source, what="eval answer id")
     eval_ids = set(evaluation["id"])
     for row, item in zip(answers.index, answers.itertuples(index=False), strict=True):
         if item.id not in eval_ids:
@@ -162,7 +163,7 @@ def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[st
         if item.action == "relabel" and item.new_label not in classes:
             raise DataError(f"{source}, row {row}: eval answer new_label {item.new_label!r} is "
                             f"not a class ({', '.join(classes)})")
-    by_id = answers.drop_duplicates("id", keep="last").set_index("id")
+    by_id = answers.set_index("id")
     out = evaluation.copy()
     out["previous_label"] = out["label"]
     out["label_source"] = "original"

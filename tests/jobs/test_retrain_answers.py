@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from relabeler.errors import DataError
-from relabeler.jobs.retrain import apply_corrections
+from relabeler.jobs.retrain import apply_corrections, audit_eval
 
 TRAIN = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["t1", "t2", "t3", "t4"],
                       "label": ["pos", "neg", "pos", "neg"]})
@@ -32,3 +32,13 @@ def test_a_repeated_training_id_is_refused_naming_its_rows():
         apply_corrections(TRAIN, POOL, _corrections(rows, index=[5, 7, 9, 54]), CLASSES)
     assert str(error.value) == ("labels/corrections.parquet, rows 5 and 54: id 'a' appears more "
                                 "than once (and 1 more id: 'b')")
+
+
+def test_two_answers_to_one_eval_row_are_refused_naming_their_rows():
+    # the rows of the file: the training answers were split off before
+    answers = _corrections([("e1", "pos", "neg", "relabel"), ("e2", "pos", "pos", "keep"),
+                            ("e1", "pos", None, "drop")], index=[3, 8, 9])
+    with pytest.raises(DataError) as error:
+        audit_eval(EVAL, answers, CLASSES)
+    assert str(error.value) == ("labels/corrections.parquet, rows 3 and 9: eval answer id 'e1' "
+                                "appears more than once")
