@@ -59,6 +59,13 @@ def split_eval_answers(corrections: pd.DataFrame, eval_ids: set[str]
     return corrections[~is_eval], corrections[is_eval]  # indexes kept: rows of the file
 
 
+def empty_label(value: object) -> bool:
+    """Whether a ``new_label`` is missing: None, NaN or blank text."""
+    if isinstance(value, str):
+        return not value.strip()
+    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+
+
 def _and(items: list[str]) -> str:
     """``"5"``, ``"5 and 54"``, ``"5, 54 and 60"``."""
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]

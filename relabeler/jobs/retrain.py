@@ -50,6 +50,7 @@ from relabeler.corrections import (
     ACTIONS,
     CORRECTIONS,
     corrections_fingerprint,
+    empty_label,
     refuse_repeated_ids,
     split_eval_answers,
 )
@@ -104,6 +105,10 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
             raise DataError(f"{source}, row {row}: id {item.id!r} is in neither the training "
                             f"set nor the pool of this run")
         labels_it = item.action == "relabel" or (item.action == "keep" and item.id in pool_ids)
+        if labels_it and empty_label(item.new_label):
+            what = "a relabel" if item.action == "relabel" else "a keep of a pool row"
+            raise DataError(f"{source}, row {row}: new_label is empty (missing): {what} needs a "
+                            f"class ({', '.join(classes)})")
         if labels_it and item.new_label not in classes:
             raise DataError(f"{source}, row {row}: new_label {item.new_label!r} is not a "
                             f"class ({', '.join(classes)})")
@@ -160,6 +165,9 @@ def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[st
         if item.action not in ACTIONS:
             raise DataError(f"{source}, row {row}: eval answer action {item.action!r} is not "
                             f"one of {', '.join(ACTIONS)}")
+        if item.action == "relabel" and empty_label(item.new_label):
+            raise DataError(f"{source}, row {row}: eval answer new_label is empty (missing): a "
+                            f"relabel needs a class ({', '.join(classes)})")
         if item.action == "relabel" and item.new_label not in classes:
             raise DataError(f"{source}, row {row}: eval answer new_label {item.new_label!r} is "
                             f"not a class ({', '.join(classes)})")

@@ -42,3 +42,27 @@ def test_two_answers_to_one_eval_row_are_refused_naming_their_rows():
         audit_eval(EVAL, answers, CLASSES)
     assert str(error.value) == ("labels/corrections.parquet, rows 3 and 9: eval answer id 'e1' "
                                 "appears more than once")
+
+
+@pytest.mark.parametrize("empty", [None, float("nan"), "", "  "])
+def test_an_empty_new_label_is_named_empty_not_nan(empty):
+    rows = [("a", "pos", "neg", "relabel"), ("b", "neg", empty, "relabel")]
+    with pytest.raises(DataError) as error:
+        apply_corrections(TRAIN, POOL, _corrections(rows), CLASSES)
+    assert str(error.value) == ("labels/corrections.parquet, row 1: new_label is empty "
+                                "(missing): a relabel needs a class (neg, pos)")
+    with pytest.raises(DataError) as error:
+        apply_corrections(TRAIN, POOL, _corrections([("p1", None, empty, "keep")]), CLASSES)
+    assert str(error.value) == ("labels/corrections.parquet, row 0: new_label is empty "
+                                "(missing): a keep of a pool row needs a class (neg, pos)")
+    with pytest.raises(DataError) as error:
+        audit_eval(EVAL, _corrections([("e2", "pos", empty, "relabel")], index=[6]), CLASSES)
+    assert str(error.value) == ("labels/corrections.parquet, row 6: eval answer new_label is "
+                                "empty (missing): a relabel needs a class (neg, pos)")
+    # a drop, a keep of a training row and "not sure" need none
+    out, counts = apply_corrections(TRAIN, POOL, _corrections(
+        [("a", "pos", empty, "drop"), ("b", "neg", empty, "keep"), ("c", "pos", empty, "unsure")]),
+        CLASSES)
+    assert out["id"].tolist() == ["b", "c", "d"]
+    assert out["label"].tolist() == ["neg", "pos", "neg"]
+    assert (counts["dropped"], counts["reviewed"], counts["unsure"]) == (1, 3, 1)
