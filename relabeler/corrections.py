@@ -7,6 +7,7 @@ the path and columns come from :mod:`relabeler.artifacts`.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 import pandas as pd
@@ -15,6 +16,8 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.errors import DataError
 from relabeler.queue_plan import EVAL_AUDIT
+
+log = logging.getLogger(__name__)
 
 CORRECTIONS = artifacts.CORRECTIONS.path
 KEEP, RELABEL, DROP_ACTION, UNSURE = "keep", "relabel", "drop", "unsure"
@@ -85,3 +88,31 @@ def refuse_repeated_ids(answers: pd.DataFrame, *, source: str = CORRECTIONS,
             f"{', '.join(repr(i) for i in others[:5])}{', ...' * (len(others) > 5)})"
             if others else "")
     raise DataError(f"{source}, rows {rows}: {what} {first!r} appears more than once{more}")
+
+
+def warn_other_old_labels(answers: pd.DataFrame, labels: pd.Series, *,
+                          source: str = CORRECTIONS, split: str = "training") -> None:
+    """Warn of the answers whose ``old_label`` is not their id's label in ``labels`` (id ->
+    label of the ``split``), naming the first rows (the index) and counting the rest. pull
+    writes the split's label there, so a difference means a file written by hand or for other
+    data; retrain goes by the split's label. A blank old_label (a pool row's) and an id not in
+    ``labels`` are not compared."""
+    if "old_label" not in answers.columns:
+        return
+    given = answers["id"].map(labels)
+    old = answers["old_label"]
+    differs = answers[~old.map(empty_label) & given.notna()
+                      & (old.astype(str) != given.astype(str))]
+    if not len(differs):
+        return
+    shown = [f"row {row}, id {item.id!r}: old_label {item.old_label!r}, {split} label "
+             f"{labels[item.id]!r}" for row, item in zip(differs.index[:3],
+                                                        differs[:3].itertuples(), strict=True)]
+    if len(differs) > 3:
+        shown.append(f"and {len(differs) - 3} more")
+    one = len(differs) == 1
+    answer = "eval answer" if split == "eval" else "answer"
+    log.warning("%s: %d %s%s give%s an old_label other than the %s label of %s id (%s): the "
+                "file may have been written by hand or for other data; retrain goes by the %s "
+                "labels", source, len(differs), answer, "" if one else "s", "s" if one else "",
+                split, "its" if one else "their", "; ".join(shown), split)

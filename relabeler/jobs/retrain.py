@@ -53,6 +53,7 @@ from relabeler.corrections import (
     empty_label,
     refuse_repeated_ids,
     split_eval_answers,
+    warn_other_old_labels,
 )
 from relabeler.data import read_split
 from relabeler.errors import ConfigError, DataError, StageError
@@ -112,6 +113,7 @@ def apply_corrections(train: pd.DataFrame, pool: pd.DataFrame, corrections: pd.D
         if labels_it and item.new_label not in classes:
             raise DataError(f"{source}, row {row}: new_label {item.new_label!r} is not a "
                             f"class ({', '.join(classes)})")
+    warn_other_old_labels(corrections, train.set_index("id")["label"], source=source)
 
     by_id = corrections.set_index("id")
     out = train.copy()
@@ -171,6 +173,8 @@ def audit_eval(evaluation: pd.DataFrame, answers: pd.DataFrame, classes: list[st
         if item.action == "relabel" and item.new_label not in classes:
             raise DataError(f"{source}, row {row}: eval answer new_label {item.new_label!r} is "
                             f"not a class ({', '.join(classes)})")
+    warn_other_old_labels(answers, evaluation.set_index("id")["label"], source=source,
+                          split="eval")
     by_id = answers.set_index("id")
     out = evaluation.copy()
     out["previous_label"] = out["label"]

@@ -66,3 +66,56 @@ def test_an_empty_new_label_is_named_empty_not_nan(empty):
     assert out["id"].tolist() == ["b", "c", "d"]
     assert out["label"].tolist() == ["neg", "pos", "neg"]
     assert (counts["dropped"], counts["reviewed"], counts["unsure"]) == (1, 3, 1)
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_an_old_label_other_than_the_rows_label_is_warned_of_naming_the_rows(caplog):
+    # pull writes old_label from the training set: a mismatch is a file written by hand or for
+    # other data; the pool rows' old_label is null, a blank old_label is not compared
+    rows = [("a", "neg", "pos", "relabel"), ("b", "neg", "pos", "relabel"),
+            ("c", "neg", None, "drop"), ("d", None, None, "keep"), ("p1", None, "pos", "relabel"),
+            ("p2", "pos", "pos", "keep")]
+    with caplog.at_level("WARNING"):
+        out, counts = apply_corrections(TRAIN, POOL, _corrections(rows), CLASSES)
+    assert _warnings(caplog) == [
+        "labels/corrections.parquet: 2 answers give an old_label other than the training label "
+        "of their id (row 0, id 'a': old_label 'neg', training label 'pos'; row 2, id 'c': "
+        "old_label 'neg', training label 'pos'): the file may have been written by hand or "
+        "for other data; retrain goes by the training labels"]
+    assert dict(zip(out["id"], out["previous_label"], strict=True)) == {
+        "a": "pos", "b": "neg", "d": "neg", "p1": None, "p2": None}
+    assert counts["changed"] == 1  # a: pos -> pos is reviewed; b: neg -> pos
+
+
+def test_the_old_label_warning_names_the_first_rows_and_counts_the_rest(caplog):
+    train = pd.DataFrame({"id": [f"t{i}" for i in range(8)], "text": ["x"] * 8,
+                          "label": ["pos"] * 8})
+    rows = [(f"t{i}", "neg", None, "unsure") for i in range(8)]
+    with caplog.at_level("WARNING"):
+        apply_corrections(train, POOL, _corrections(rows), CLASSES)
+    assert _warnings(caplog) == [
+        "labels/corrections.parquet: 8 answers give an old_label other than the training label "
+        "of their id (row 0, id 't0': old_label 'neg', training label 'pos'; row 1, id 't1': "
+        "old_label 'neg', training label 'pos'; row 2, id 't2': old_label 'neg', training "
+        "label 'pos'; and 5 more): the file may have been written by hand or for other data; "
+        "retrain goes by the training labels"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # a file without the column is not compared
+        apply_corrections(train, POOL, _corrections(rows).drop(columns="old_label"), CLASSES)
+    assert _warnings(caplog) == []
+
+
+def test_an_eval_answers_old_label_is_compared_with_the_eval_label(caplog):
+    answers = _corrections([("e1", "pos", "neg", "relabel"), ("e3", "pos", None, "drop"),
+                            ("e4", "neg", None, "unsure")], index=[4, 5, 6])
+    with caplog.at_level("WARNING"):
+        audited, counts = audit_eval(EVAL, answers, CLASSES)
+    assert _warnings(caplog) == [
+        "labels/corrections.parquet: 1 eval answer gives an old_label other than the eval "
+        "label of its id (row 5, id 'e3': old_label 'pos', eval label 'neg'): the file may have "
+        "been written by hand or for other data; retrain goes by the eval labels"]
+    assert audited["id"].tolist() == ["e1", "e2", "e4"]
+    assert counts["dropped"] == 1
