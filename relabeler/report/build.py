@@ -118,7 +118,11 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     train = store.read_table(artifacts.TRAIN.path).to_pandas()
     corrections, audit_answers = _answers(store, table, train)
     reviewed = corrections[corrections["action"].isin(("keep", "relabel"))]
-    matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"), reviewed["new_label"])
+    # a keep leaves a training row's label as it was (new_label is empty for keep); a pool
+    # row's keep labels it with new_label, as retrain reads it
+    kept = (reviewed["action"] == "keep") & reviewed["old_label"].notna()
+    matrix = pd.crosstab(reviewed["old_label"].fillna("(pool)"),
+                         reviewed["new_label"].where(~kept, reviewed["old_label"]))
     manifest = (store.read_table(artifacts.MANIFEST.path).to_pandas()
                 if store.exists(artifacts.MANIFEST.path) else None)
     chances = round_chances(store, manifest, train["id"]) if manifest is not None else {}

@@ -375,3 +375,13 @@ def test_the_page_gives_precision_recall_and_f1_of_each_class(tmp_path):
     low, high = neg["recall"]["ci95"]
     assert (f"<td>neg: recall</td><td>50.0%</td><td>100.0%</td><td><b>+50.0</b></td>"
             f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>") in page
+
+
+def test_a_keep_counts_in_the_matrix_as_its_old_label(tmp_path):
+    # the README leaves new_label empty for keep: the crosstab dropped those rows. t01, t03 and
+    # t05 are pos; a keep leaves the training label as it was, whatever new_label says
+    corrections = pd.DataFrame({"id": ["t00", "t01", "t03", "t05"],
+                                "new_label": ["pos", None, None, "neg"],
+                                "action": ["relabel", "keep", "keep", "keep"]})
+    report = build_report(finished_run(tmp_path, corrections))
+    assert report["correction_matrix"] == {"neg": {"pos": 1}, "pos": {"pos": 3}}
