@@ -68,9 +68,9 @@ def shortcut_section(store: RunStore, recall: dict[str, float] | None = None,
             r[key] = (None if r["class"] not in recall or not r["eval_count"]
                       else float(recall[r["class"]]))
     with_recall = [r for r in rows if r[key] is not None]
-    # the lowest LOWEST, and never every class (of two, the one)
-    lowest = sorted(with_recall, key=lambda r: (r[key], r["count"]))[
-        :min(LOWEST, max(1, len(with_recall) - 1))]
+    # the lowest LOWEST below 100%, and never every class (of two, the one)
+    lowest = sorted((r for r in with_recall if r[key] < 1),
+                    key=lambda r: (r[key], r["count"]))[:min(LOWEST, max(1, len(with_recall) - 1))]
     return {"alpha": summary.get("alpha"), "n_tested": summary.get("n_tested"),
             "p_threshold": summary.get("p_threshold"), "min_count": summary.get("min_count"),
             "n_significant": int(summary.get("n_significant", len(found))), "top": top,
@@ -189,6 +189,9 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
                        for c in section["lowest_recall"]) or "n/a"
     whose = ("the baseline model's, scored before relabeling" if version is None else
              f"the version {version} model's")
+    lowest_html = f"<p>Lowest eval recall ({whose}): <b>{lowest}</b>.</p>"
+    if not section["lowest_recall"] and any(v is not None for v in recall.values()):
+        lowest_html = f"<p>Eval recall ({whose}): 100.0% in every class with eval rows.</p>"
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(images[name]).decode()}"></figure>' for name in PLOTS
@@ -200,5 +203,5 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
             f"<th>eval rows</th><th>eval recall, baseline model</th>"
             + ("" if version is None else f"<th>eval recall, version {version} model</th>")
             + f"</tr>{balance}</table>"
-            f"<p>Lowest eval recall ({whose}): <b>{lowest}</b>.</p>"
+            f"{lowest_html}"
             f"{class_legend([r['class'] for r in section['balance']])}{imgs}")

@@ -90,6 +90,36 @@ def test_the_lowest_recall_is_the_retrained_models(tmp_path):
     assert "Scored before relabeling (dataset version 0)" in page
 
 
+def _balance(store: RunStore, recall_after: dict[str, float]) -> dict:
+    """The shortcut section of a run of three classes whose version 1 model has the eval
+    recall ``recall_after``."""
+    from relabeler.report.shortcuts import shortcut_section
+
+    _write(store, artifacts.SHORTCUTS, pd.DataFrame(
+        {name: pd.Series([], dtype=kind) for name, kind in (
+            ("token", object), ("class", object), ("count", "int64"),
+            ("class_count", "int64"), ("class_share", float), ("z", float),
+            ("p_value", float), ("association", float), ("attribution", float),
+            ("rank", "int64"))}))
+    _write(store, artifacts.BALANCE, pd.DataFrame({
+        "class": ["a", "b", "c"], "count": [10, 10, 10], "share": [1 / 3] * 3,
+        "eval_count": [5, 5, 5], "eval_recall": [0.8, 1.0, 1.0]}))
+    return shortcut_section(store, recall_after, version=6)
+
+
+def test_the_lowest_recall_lists_only_classes_below_100_percent(tmp_path):
+    # "Lowest eval recall: business (88.9%), politics (100.0%), entertainment (100.0%)"
+    store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
+    section = _balance(store, {"a": 8 / 9, "b": 1.0, "c": 1.0})
+    assert section["lowest_recall"] == ["a"]
+    assert "Lowest eval recall (the version 6 model's): <b>a (88.9%)</b>." in shortcut_html(
+        section, {})
+    section = _balance(store, {"a": 1.0, "b": 1.0, "c": 1.0})
+    assert section["lowest_recall"] == []
+    assert ("Eval recall (the version 6 model's): 100.0% in every class with eval rows."
+            in shortcut_html(section, {}))
+
+
 def test_sections_read_from_scores_say_so(tmp_path):
     store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]), eval_suspects=True)
     _write(store, artifacts.THIN_REGIONS, pd.DataFrame({
