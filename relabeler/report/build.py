@@ -161,7 +161,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
         "thin_regions": thin_region_section(store),
         "duplicates": duplicates_section(store, before, after, classes, trained=(
             set(sub.read_table(artifacts.TRAIN.path, columns=["id"]).column("id").to_pylist())
-            if sub.exists(artifacts.TRAIN.path) else None),
+            if sub.exists(artifacts.TRAIN.path) else None), version=version,
             **_version_labels(store, sub, version)),
         "annotators": annotators_section(store, corrections, audit_answers),
     }

@@ -8,7 +8,9 @@ paired interval), the groups whose labels conflict and the training texts repeat
 
 The groups are found by text when the run is scored (before any relabeling); the labels they
 are read with are those of the dataset version the report is about (its
-``retrain/vN/dataset/``), so a conflict relabeling resolved is not counted.
+``retrain/vN/dataset/``), so a conflict relabeling resolved is not counted, and the repeated
+texts are counted in that version's training set, naming the rows it left out (``retrain
+--dedupe``, drops).
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def _accuracy(correct: np.ndarray) -> float | None:
 
 def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFrame,
                        classes: list[str], trained: set[str] | None = None,
-                       labels: pd.Series | None = None, labels_from: str | None = None
-                       ) -> dict:
+                       labels: pd.Series | None = None, labels_from: str | None = None,
+                       version: int | None = None) -> dict:
     """The section as a dict; {} when the run has no ``scores/duplicates.parquet``.
 
     ``before``/``after``: the two models' eval predictions indexed by id, in the same order,
@@ -57,7 +59,9 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
     version the report is about (its training and eval rows; a row it does not hold, such as
     a dropped or an unlabeled pool row, has none), which the conflicting groups are counted
     with, named by ``labels_from``; None: the labels the table was scored with (the baseline
-    dataset's, version 0).
+    dataset's, version 0). ``version``: the number of the dataset version ``trained`` is;
+    the repeated texts are counted in its training set (the baseline's without ``trained``),
+    and the baseline training rows of a group it leaves out are named.
     """
     if not store.exists(artifacts.DUPLICATES.path):
         return {}
@@ -86,12 +90,14 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
     conflicting = n_labels.index[n_labels > 1]
     sizes = dups.groupby("group_id").size()
     top_conflicts = sizes.loc[conflicting].sort_values(ascending=False, kind="stable").index[:TOP]
-    train_rows = dups[dups["split"] == "train"]
-    repeats = train_rows.groupby("group_id").size()
+    # the training rows of the version (its acquired pool rows among them), or the baseline's
+    in_version = (dups["split"] == "train") if trained is None else dups["id"].isin(trained)
+    left_out = (dups["split"] == "train") & ~in_version
+    repeats = dups[in_version].groupby("group_id").size()
     top_repeats = repeats[repeats > 1].sort_values(ascending=False, kind="stable").index[:TOP]
     shown = dups[dups["group_id"].isin(set(top_conflicts) | set(top_repeats))]
     # a group is shown by its first training row by id (its first row when it has none)
-    first_id = shown.assign(other=shown["split"] != "train").sort_values(
+    first_id = shown.assign(other=~in_version.loc[shown.index]).sort_values(
         ["other", "id"]).groupby("group_id")["id"].first()
     texts = _texts(store, set(first_id))
 
@@ -99,7 +105,8 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
         return {"group_id": int(group_id), "size": int(len(rows)),
                 "splits": rows["split"].value_counts().to_dict(),
                 "labels": rows["label"].dropna().value_counts().to_dict(),
-                "text": texts.get(first_id[group_id], "")[:SNIPPET]}
+                "text": texts.get(first_id[group_id], "")[:SNIPPET],
+                "dropped": sorted(rows.loc[left_out.loc[rows.index], "id"].astype(str))}
 
     return {
         "groups": int(dups["group_id"].nunique()),
@@ -110,6 +117,9 @@ def duplicates_section(store: RunStore, before: pd.DataFrame, after: pd.DataFram
         "accuracy": accuracy,
         "gain_without_leaked": gain,
         "labels_from": labels_from,
+        "train_from": None if trained is None else version,
+        "dropped": {"n": int(left_out.sum()),
+                    "ids": sorted(dups.loc[left_out, "id"].astype(str))[:LEAKED_IDS]},
         "conflicting": {"n": int(len(conflicting)),
                         "top": [describe(g, dups[dups["group_id"] == g])
                                 for g in top_conflicts]},
@@ -143,16 +153,31 @@ def render_duplicates(section: dict) -> str:
                  f"<p>Gain on the eval samples that are not leaked: "
                  f"{html.escape(change_text(gain['delta'], gain['ci95']))}.</p>")
 
-    def table(title: str, items: list[dict], first: str, key: str) -> str:
+    version = section.get("train_from")
+    training = ("the baseline's training set (version 0)" if version is None else
+                f"version {version}'s training set")
+
+    def table(title: str, items: list[dict], first: str, key: str, note: str = "") -> str:
         if not items:
-            return f"<h3>{title}</h3>{labels_html}<p>None.</p>"
+            return f"<h3>{title}</h3>{labels_html}<p>None.</p>{note}"
         body = "".join(
             f"<tr><td>{item[key]}</td><td>{_counts(item['labels'])}</td>"
             f"<td>{_counts(item['splits'])}</td><td style=\"text-align:left\">"
             f"{html.escape(item['text'])}</td></tr>" for item in items)
         return (f"<h3>{title}</h3>{labels_html}<table><tr><th>{first}</th><th>labels</th>"
-                f"<th>splits</th>"
-                f"<th>text (first training row by id)</th></tr>{body}</table>")
+                f"<th>splits (as scored)</th>"
+                f"<th>text (first row by id of {html.escape(training)})</th></tr>{body}"
+                f"</table>{note}")
+
+    dropped = section.get("dropped") or {}
+    dropped_html = ""
+    if version is not None and dropped.get("n"):
+        listed = ", ".join(html.escape(i) for i in dropped["ids"])
+        more = f" (the first {len(dropped['ids'])})" if dropped["n"] > len(dropped["ids"]) else ""
+        dropped_html = "<p>" + html.escape(
+            f"Version {version}'s training set leaves out {dropped['n']} training rows of the "
+            f"duplicate groups that the baseline's holds (dropped by an answer or by retrain "
+            f"--dedupe){more}: ") + listed + ".</p>"
 
     return (
         f"<h2>Duplicates and leakage</h2><p>{section['groups']} groups of duplicate or "
@@ -163,8 +188,9 @@ def render_duplicates(section: dict) -> str:
         f"<th>on leaked only</th></tr>{rows}</table>{gain_html}"
         + table(f"Groups with conflicting labels ({section['conflicting']['n']})",
                 section["conflicting"]["top"], "rows", "size")
-        + table("Most repeated training texts", section["most_repeated"], "copies in train",
-                "train_copies"))
+        + table(f"Most repeated training texts ({html.escape(training)})",
+                section["most_repeated"], f"copies in {html.escape(training)}", "train_copies",
+                dropped_html))
 
 
 __all__ = ["duplicates_section", "render_duplicates"]

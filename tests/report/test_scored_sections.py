@@ -52,6 +52,33 @@ def test_conflicting_groups_are_counted_with_the_versions_labels(tmp_path):
     assert "Labels: dataset version 1&#x27;s (retrain/v1/dataset/)" in page
 
 
+def test_the_most_repeated_texts_are_counted_in_the_versions_training_set(tmp_path):
+    # after retrain --dedupe the section counted the baseline's rows ("copies in train 2") and
+    # showed the text of a row the version dropped. Group 2 is t06, t08, t10; version 1 drops
+    # t01 (group 0) and t06 (group 2)
+    store = finished_run(tmp_path, relabels(["t03"], ["pos"], ["neg"]))
+    _write(store, artifacts.DUPLICATES, pd.DataFrame({
+        "group_id": [0, 0, 1, 1, 2, 2, 2],
+        "id": ["t00", "t01", "t02", "t04", "t06", "t08", "t10"], "split": "train",
+        "similarity": np.float32(1.0), "label": ["neg", "pos", "neg", "neg", "neg", "neg",
+                                                 "neg"],
+        "text_hash": ["a", "a", "b", "b", "c", "c", "c"]}))
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    kept = train[~train["id"].isin(["t01", "t06"])]
+    RunStore(store.path(artifacts.RETRAIN(n=1))).write_table(
+        artifacts.TRAIN.path, pa.Table.from_pandas(kept, preserve_index=False))
+    section = build_report(store)["duplicates"]
+    assert [(g["group_id"], g["train_copies"], g["text"]) for g in section["most_repeated"]
+            ] == [(1, 2, "text t2"), (2, 2, "text t8")]
+    assert [g["dropped"] for g in section["most_repeated"]] == [[], ["t06"]]
+    assert section["dropped"] == {"n": 2, "ids": ["t01", "t06"]}
+    page = render_duplicates(section)
+    assert "copies in version 1&#x27;s training set" in page
+    assert ("Version 1&#x27;s training set leaves out 2 training rows of the duplicate groups "
+            "that the baseline&#x27;s holds (dropped by an answer or by retrain --dedupe): t01, "
+            "t06." in page)
+
+
 def test_without_the_versions_split_the_conflicts_say_they_are_the_baselines(tmp_path):
     store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
     _duplicates(store)
