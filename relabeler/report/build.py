@@ -39,7 +39,7 @@ from relabeler.report.set_aside import set_aside_section
 from relabeler.report.shortcuts import shortcut_section
 from relabeler.report.stats import paired_gain, rate_interval
 from relabeler.report.thin_regions import steered_gain, thin_region_section
-from relabeler.report.versions import version_rows
+from relabeler.report.versions import version_rows, version_settings
 from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
 
@@ -135,6 +135,7 @@ def build_report(store: RunStore, *, next_batch: int = 200, stop_rate: float = 0
     report = {
         "run": store.uri,
         "version": version,
+        "settings": version_settings(sub),
         "stale": stale,
         "classes": classes,
         "eval": evaluation,

@@ -19,7 +19,7 @@ from relabeler.report.shortcuts import PLOTS as SHORTCUT_PLOTS
 from relabeler.report.shortcuts import shortcut_html, shortcut_plots
 from relabeler.report.stats import change_text, points
 from relabeler.report.thin_regions import steered_gain_html, thin_region_html
-from relabeler.report.versions import versions_html
+from relabeler.report.versions import is_default, settings_text, versions_html
 
 
 def _lift_text(queue: dict) -> str:
@@ -183,6 +183,7 @@ other metrics': paired bootstrap ({ev['n_boot']} draws).</p>
                                                           ev['accuracy']['ci95']))}),
 for {report['labels_spent']} labels
 ({'n/a' if gain is None else f'{gain:+.2f}'} points per 100 labels).</p>
+{_settings_html(report)}
 {spent}
 <table><tr><th>metric</th><th>before</th><th>after</th><th>delta (points)</th>
 <th>95% CI</th></tr>{''.join(rows)}</table>
@@ -205,6 +206,17 @@ for {report['labels_spent']} labels
 <h2>Plots</h2>{class_legend(report.get("classes") or [])}{imgs}
 </body></html>
 """
+
+
+def _settings_html(report: dict) -> str:
+    """The latest version's training settings where any is not a retrain's default: its gain
+    is of the answers and those settings together."""
+    settings = report.get("settings")
+    if is_default(settings):
+        return ""
+    return (f"<p><b>Version {report['version']} was trained with settings other than the "
+            f"defaults: {html.escape(settings_text(settings))}.</b> The gain above is of the "
+            f"answers and these settings together.</p>")
 
 
 def _spent_html(parts: dict | None, burn_down: bool) -> str:

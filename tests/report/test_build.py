@@ -357,7 +357,7 @@ def test_a_version_that_lost_accuracy_to_the_one_before_is_shown(tmp_path):
     assert second["from_previous"]["ci95"][1] < 0
     page = " ".join((tmp_path / "run/report/report.html").read_text().split())
     assert "<b>Version 2 is less accurate than version 1</b> (-33.5 points" in page
-    assert "<td>v1</td><td>10</td><td>6</td><td>100.0%</td>" in page
+    assert "<td>v1</td><td>10</td><td>6</td><td>not recorded</td><td>100.0%</td>" in page
 
 
 def test_the_page_gives_precision_recall_and_f1_of_each_class(tmp_path):
@@ -385,3 +385,56 @@ def test_a_keep_counts_in_the_matrix_as_its_old_label(tmp_path):
                                 "action": ["relabel", "keep", "keep", "keep"]})
     report = build_report(finished_run(tmp_path, corrections))
     assert report["correction_matrix"] == {"neg": {"pos": 1}, "pos": {"pos": 3}}
+
+
+def test_each_version_is_named_with_its_training_settings(tmp_path):
+    # versions 1 and 2 hold the same answers; only the settings differ, and version 2 is
+    # worse: its drop is not the answers'. Version 3, the latest, masks, weighs and dedupes
+    store = finished_run(tmp_path, relabels(["t00"], "neg", "pos"), n_eval=200)
+    classes = ["neg", "pos"]
+    store.write_json(artifacts.METRICS.path, {"mitigation": {
+        "debias": "none", "tokens": [], "class_weights": "none"}})
+    v1 = RunStore(store.path(artifacts.RETRAIN(n=1)))
+    right = v1.read_table(artifacts.EVAL_PREDICTIONS.path)
+    worse = [classes[(i + (i % 3 == 0)) % 2] for i in range(200)]  # a third wrong
+    counts = {"reviewed": 10, "changed": 6}
+    for n, answers, preds, comparison in (
+            (1, "f1", right, {"mitigation": {"debias": "none", "tokens": [],
+                                             "class_weights": "none"}}),
+            (2, "f1", right.set_column(2, "pred", pa.array(worse)), {"mitigation": {
+                "debias": "reweight", "tokens": ["computer"], "class_weights": "balanced",
+                "weight_range": [0.3, 4.4]}}),
+            (3, "f2", right, {"mitigation": {
+                "debias": "mask", "tokens": ["computer"], "class_weights": "balanced",
+                "mask_rate": 1.0, "weight_range": [0.9, 1.1]},
+                "dedupe": {"groups": 2, "dropped": 2, "unresolved": 0}})):
+        sub = RunStore(store.path(artifacts.RETRAIN(n=n)))
+        sub.write_table(artifacts.EVAL_PREDICTIONS.path, preds)
+        sub.write_json("comparison.json", {"corrections": counts, **comparison})
+        sub.mark_done("data", {"corrections": answers})
+    info = store.stage_info("retrain")["info"]
+    store.mark_done("retrain", {**info, "version": 3})
+    report = write_report(store)
+    assert report["settings"] == {"debias": "mask", "class_weights": "balanced", "dedupe": True,
+                                  "tokens": ["computer"], "mask_rate": 1.0}
+    first, second, third = report["versions"]
+    assert first["settings"] == {"debias": "none", "class_weights": "none", "dedupe": False}
+    assert second["settings"] == {"debias": "reweight", "class_weights": "balanced",
+                                  "dedupe": False, "tokens": ["computer"]}
+    assert [(r["from_previous"]["settings_changed"], r["from_previous"]["same_answers"])
+            for r in (first, second, third)] == [(False, None), (True, True), (True, False)]
+    page = " ".join((tmp_path / "run/report/report.html").read_text().split())
+    assert ("<b>Version 3 was trained with settings other than the defaults: debias mask "
+            "(tokens: computer; mask rate 1), balanced class weights, dedupe.</b> The gain "
+            "above is of the answers and these settings together.") in page
+    assert ("<td>v1</td><td>10</td><td>6</td><td>defaults</td>" in page)
+    assert ("<td>v2</td><td>10</td><td>6</td><td>debias reweight (tokens: computer), "
+            "balanced class weights</td>") in page
+    assert ("<td>-33.5 points, 95% CI [-40.3, -27.0]: a real loss; training settings changed"
+            "</td></tr>") in page
+    assert "<td>+25.0 points, 95% CI [+19.2, +31.4]: a real gain</td></tr>" in page  # v1
+    assert ("<b>Version 2 is less accurate than version 1</b> (-33.5 points, 95% CI [-40.3, "
+            "-27.0]: a real loss): it was built from the same "
+            "answers, and its training settings (debias reweight (tokens: computer), balanced "
+            "class weights) differ from version 1&#x27;s (defaults): the change is the "
+            "settings&#x27;.</p>") in page
