@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
@@ -183,13 +184,17 @@ def _fit(method: str, rows: list[int], answers: list[dict[str, str]], index: dic
 def _apply(corrections: pd.DataFrame, row: int, new: str, given: dict[str, str],
            method: str) -> None:
     """Write the resolved label ``new`` into ``corrections`` at ``row``; its agreement is over
-    every answer, "Drop" and "Not sure" included: where those hold half the answers or more
-    against the resolved class, the task still needs review (the model weighs classes only)."""
+    every answer, "Drop" and "Not sure" included. The task still needs review where those hold
+    half the answers or more against the resolved class (the model weighs classes only), or
+    where another class had more answers than ``new`` (the weights overruled the annotators'
+    majority: the label stands, and a person should look); a tie the weights broke does not."""
     old = corrections["old_label"].iloc[row]
     answered = [x for x in given.values() if x != SKIPPED]
     agreement = float(np.mean([x == new for x in answered])) if answered else 0.0
     others = sum(x not in (new, SKIPPED) and x in NOT_CLASSES for x in given.values())
-    review = others > 0 and agreement <= 0.5
+    votes = Counter(x for x in answered if x not in NOT_CLASSES)
+    overruled = bool(votes) and max(votes.values()) > votes.get(new, 0)
+    review = overruled or (others > 0 and agreement <= 0.5)
     for column, value in (("new_label", new), ("action", KEEP if new == old else RELABEL),
                           ("agreement", agreement), ("needs_review", review),
                           ("consensus", method)):
