@@ -295,7 +295,8 @@ def _cmd_pull(args: argparse.Namespace, config: RunConfig) -> int:
     print(f"pull: {result.tasks_changed} tasks new or changed; {result.corrections} corrections "
           f"({result.needs_review} need review) -> {config.run_dir}/labels/corrections.parquet")
     if result.unmapped:
-        print(f"  {result.unmapped} answers could not be mapped: "
+        print(f"  {result.unmapped} answers set aside, each with its reason (not an answer "
+              f"of a run's class, superseded, deleted, ...): "
               f"{config.run_dir}/labels/unmapped.parquet")
     if result.deleted or result.withdrawn or result.from_events_only:
         print(f"  {result.deleted} deleted answers dropped, {result.withdrawn} corrections "

@@ -121,6 +121,10 @@ MANIFEST = MANIFEST_ARTIFACT.path
 
 UNMAPPED = artifacts.UNMAPPED.path
 PULL_STATE = artifacts.PULL_STATE.path
+#: the rules a pull state was written by: 2 reads answers against the run's classes, names
+#: superseded answers and drops answers gone from tasks the server shows; a state of an
+#: earlier format has every answered task read again, once
+PULL_STATE_FORMAT = 2
 SECOND_OPINIONS = artifacts.SECOND_OPINIONS.path
 # tasks updated this long before the watermark are fetched again: commits can land out of order
 _WATERMARK_MARGIN = timedelta(seconds=5)
@@ -507,6 +511,11 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     manifest = read_manifest(store)
     state = store.read_json(PULL_STATE) if store.exists(PULL_STATE) else {}
     projects_state: dict[str, Any] = state.get("projects", {})
+    if projects_state and state.get("format", 1) < PULL_STATE_FORMAT:
+        log.info("pull: %s was written by an earlier relabeler: every answered task is read "
+                 "again, once, by the rules of this one", PULL_STATE)
+        for pstate in projects_state.values():
+            pstate["watermark"] = None
     event_log = read_events(store, seen=state.get("events", {}))
     webhooks = WebhookAnnotations.from_events(event_log.events)
     named = webhooks.tasks_named(event_log.new_events())
@@ -552,7 +561,8 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
         annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
     if len(unmapped) or store.exists(UNMAPPED):
         write_frame(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
-    store.write_json(PULL_STATE, {"projects": projects_state, "events": event_log.offsets,
+    store.write_json(PULL_STATE, {"format": PULL_STATE_FORMAT, "projects": projects_state,
+                                  "events": event_log.offsets,
                                   "pulled_at": datetime.now(UTC).isoformat()})
     result = PullResult(tasks_fetched=pulled.fetched, tasks_changed=pulled.changed,
                         corrections=len(corrections),

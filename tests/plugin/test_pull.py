@@ -720,3 +720,20 @@ def test_an_earlier_answer_of_an_annotator_who_answered_again_is_kept_as_superse
         first, "s0", f"superseded by annotation {second}, a later answer of "
         "alice@relabeler.local to the task (an annotator's latest answer is their vote)")
     assert json.loads(unmapped["annotation"])["result"][0]["value"] == {"choices": ["ham"]}
+
+
+def test_a_pull_state_of_an_earlier_relabeler_has_every_answered_task_read_again_once(
+        store, studio, tasks, caplog):
+    studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    state = store.read_json(PULL_STATE)
+    assert state["format"] == 2
+    store.write_json(PULL_STATE, {k: v for k, v in state.items() if k != "format"})
+    with caplog.at_level(logging.INFO, logger="relabeler.plugin.pull"):
+        pull(store, studio)
+    assert studio.list_calls[-1]["updated_after"] is None
+    assert studio.list_calls[-1]["annotated_only"] is True
+    assert "was written by an earlier relabeler: every answered task is read again" in \
+        caplog.text
+    pull(store, studio)
+    assert studio.list_calls[-1]["updated_after"] is not None
