@@ -424,8 +424,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
                                        resolved_mode=info.get("mode"),
                                        resolved=trained_model_settings(store)),
                        f"the model in {store.uri} was trained with other settings",
-                       "Pass --force to train again (the old model stays until the new one "
-                       "is written)")
+                       "Give the settings it was trained with (each value after \"was\": "
+                       "its flag or --set section.key=value) to keep it, or pass --force to "
+                       "train again (the old model stays until the new one is written)")
         log.info("train: already done in %s (use --force to retrain)", store.uri)
         return info
     started = time.perf_counter()

@@ -95,8 +95,10 @@ def test_a_finished_stage_is_skipped_unless_forced(tiny_bert_dir, tmp_path, synt
     assert run_train(store, config, progress=False) == first
     assert store.stage_info("train")["finished_at"] == stamp
     config.train.epochs = 3
-    with pytest.raises(StageError, match=r"other settings: train.epochs was 2, now 3\. Pass "
-                                         r"--force"):
+    with pytest.raises(StageError, match=r"other settings: train.epochs was 2, now 3\. Give "
+                                         r"the settings it was trained with \(each value after "
+                                         r"\"was\": its flag or --set section.key=value\) to "
+                                         r"keep it, or pass --force"):
         run_train(store, config, progress=False)
     assert store.stage_info("train")["finished_at"] == stamp
     run_train(store, config, force=True, progress=False)
