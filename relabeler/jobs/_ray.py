@@ -103,13 +103,30 @@ def _own_sigterm() -> Iterator[None]:
 CONNECT_TIMEOUT = 10.0
 
 
+#: lines of Ray's error that a failed join keeps (the rest is advice and URLs)
+JOIN_ERROR_LINES = 3
+
+
 def join_failure(address: str, source: str, exc: BaseException) -> str:
-    """What to tell a user whose ``ray.init(address=...)`` failed: the first line of Ray's
-    error, and, where the cluster may want a token Ray was not given, how to give it (a cluster
-    with token authentication, as every RayJob relabeler ships, answers a driver without the
-    token only with warnings about an invalid token, then this failure)."""
+    """What to tell a user whose ``ray.init(address=...)`` failed: the first lines of Ray's
+    error (all of it for a version mismatch, which names both sides' versions) and the way
+    out: the driver's versions to match, or, where the cluster may want a token Ray was not
+    given, how to give it (a cluster with token authentication, as every RayJob relabeler
+    ships, answers a driver without the token only with warnings about an invalid token, then
+    this failure)."""
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if text.startswith("Version mismatch"):
+        import platform
+
+        import ray
+
+        return (f"{source} = {address!r}: Ray could not join the cluster there "
+                f"({' '.join(lines)}); the driver and the cluster need the same Ray and Python "
+                f"versions: run the driver where they match the cluster's (this driver has Ray "
+                f"{ray.__version__}, Python {platform.python_version()}), or start the cluster "
+                f"with the driver's")
+    first = " ".join(lines[:JOIN_ERROR_LINES]) or type(exc).__name__
     message = f"{source} = {address!r}: Ray could not join the cluster there ({first})"
     if "auth" in text.lower():
         return (f"{message}; the cluster refused this driver's authentication: give its "

@@ -191,7 +191,8 @@ def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypat
         address = f"127.0.0.1:{listening.getsockname()[1]}"
         with pytest.raises(ConfigError, match=rf"^ray\.address = '{address}': Ray could not "
                                               r"join the cluster there \(Could not find any "
-                                              r"running Ray instance\.\)\. If the cluster uses "
+                                              r"running Ray instance\. Please specify \.\.\.\)\. "
+                                              r"If the cluster uses "
                                               r"token authentication .* set RAY_AUTH_MODE=token "
                                               r"and RAY_AUTH_TOKEN"):
             connect(address)
@@ -201,9 +202,37 @@ def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypat
 
         monkeypatch.setattr(ray, "init", unauthenticated)
         monkeypatch.setenv("RAY_AUTH_MODE", "token")
-        with pytest.raises(ConfigError, match=r"\(Failed to connect to Ray cluster\); the "
+        with pytest.raises(ConfigError, match=r"\(Failed to connect to Ray cluster "
+                                              r"InvalidAuthToken: \.\.\.\); the "
                                               r"cluster refused this driver's authentication"):
             connect(address)
+
+
+def test_a_version_mismatch_keeps_both_versions_and_says_to_match_them(monkeypatch):
+    # only Ray's first line was kept ("The cluster was started with:"), with a token hint
+    import platform
+
+    import ray
+    from ray._private.utils import check_version_info
+
+    from relabeler.jobs._ray import join_failure
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(RuntimeError) as caught:
+        check_version_info({"ray_version": "2.59.0", "python_version": "3.10.14"},
+                           "node 1.2.3.4")
+    message = join_failure("head:6379", "ray.address", caught.value)
+    mine = f"Ray {ray.__version__}, Python {platform.python_version()}"
+    assert message == (
+        "ray.address = 'head:6379': Ray could not join the cluster there (Version mismatch: "
+        "The cluster was started with: Ray: 2.59.0 Python: 3.10.14 This process on node "
+        f"1.2.3.4 was started with: Ray: {ray.__version__} Python: "
+        f"{platform.python_version()}); the driver and the cluster need the same Ray and "
+        f"Python versions: run the driver where they match the cluster's (this driver has "
+        f"{mine}), or start the cluster with the driver's")
+    # another error keeps its first lines, not the advice after them
+    long = RuntimeError("one\n\ntwo\nthree\nfour")
+    assert "(one two three). If the cluster" in join_failure("h:1", "ray.address", long)
 
 
 def test_connect_keeps_the_commands_sigterm_handler_that_ray_init_replaces(monkeypatch):
