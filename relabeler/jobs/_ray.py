@@ -216,6 +216,28 @@ def loopback_only() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
+def check_driver_version(driver_version: str | None) -> None:
+    """ConfigError, for an actor's constructor to raise first, when the relabeler on this node
+    is not the driver's ``driver_version`` (None: not checked, an actor built in-process): Ray
+    loads the actor's class from the node's own installation, and another version of it would
+    read or write the run's files differently."""
+    from relabeler._version import __version__
+
+    if driver_version is None or driver_version == __version__:
+        return
+    try:
+        import ray.util
+
+        node = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - the message matters more than the node's address
+        import socket
+
+        node = socket.gethostname()
+    raise ConfigError(f"relabeler {__version__} is installed on the Ray node {node}, but the "
+                      f"driver runs relabeler {driver_version}: install the same version on "
+                      f"the driver and on every node of the cluster (its worker image)")
+
+
 def cluster_resources() -> tuple[float, float]:
     """(CPUs, GPUs) the connected cluster has in total."""
     import ray

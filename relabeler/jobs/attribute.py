@@ -57,11 +57,12 @@ import pyarrow.compute as pc
 import torch
 
 from relabeler import artifacts
+from relabeler._version import __version__
 from relabeler.attribution import METHODS, Attribution, TokenAttributor
 from relabeler.config import AttributeConfig, RunConfig
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
-from relabeler.jobs._ray import PoolPlan
+from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.jobs.stage_settings import note_done, setting_changes
 from relabeler.long_text import attribution_choice, long_text_of, text_windows
 from relabeler.model import (
@@ -114,6 +115,9 @@ class AttributionWorker:
         ``torch.set_num_threads`` on CPU (Ray starts actors with ``OMP_NUM_THREADS=1``).
     device:
         ``auto``: CUDA when present (bf16 autocast, SDPA attention).
+    driver_version:
+        The driver's relabeler version, checked against this node's
+        (:func:`~relabeler.jobs._ray.check_driver_version`); None: not checked.
 
     Unlike the other stages' actors, ``__call__`` does not run under ``torch.inference_mode``:
     attributions need gradients (with respect to the embeddings only; the weights are frozen).
@@ -122,7 +126,9 @@ class AttributionWorker:
 
     def __init__(self, model_dir: str, *, max_length: int = 128, method: str = "ig",
                  n_steps: int = 20, internal_batch_size: int = 0, num_threads: int = 0,
-                 device: str = "auto", store_uri: str | None = None):
+                 device: str = "auto", store_uri: str | None = None,
+                 driver_version: str | None = None):
+        check_driver_version(driver_version)
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         if store_uri is not None:  # the node's cached copy, shared by its actors
@@ -359,7 +365,8 @@ def attribute_queue(store: RunStore, rows: dict[str, np.ndarray], *, max_length:
         fn_constructor_kwargs={"max_length": max_length, "method": method, "n_steps": n_steps,
                                "internal_batch_size": internal_batch_size,
                                "num_threads": plan.torch_threads,
-                               "store_uri": None if store.is_local else store.uri},
+                               "store_uri": None if store.is_local else store.uri,
+                               "driver_version": __version__},
         batch_size=batch_size,
         batch_format="numpy",
     )

@@ -25,9 +25,10 @@ import pyarrow as pa
 import torch
 
 from relabeler import artifacts
+from relabeler._version import __version__
 from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
-from relabeler.jobs._ray import PoolPlan
+from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.long_text import long_text_of, pool_windows, recorded_long_text, text_windows
 from relabeler.model import (
     FeatureCapture,
@@ -63,10 +64,15 @@ class FeatureExtractor:
         ``torch.set_num_threads`` on CPU (Ray starts actors with ``OMP_NUM_THREADS=1``).
     device:
         ``auto``: CUDA when present. On CUDA the model runs in bf16 with SDPA attention.
+    driver_version:
+        The driver's relabeler version, checked against this node's
+        (:func:`~relabeler.jobs._ray.check_driver_version`); None: not checked.
     """
 
     def __init__(self, model_dir: str, *, max_length: int = 128, num_threads: int = 0,
-                 device: str = "auto", store_uri: str | None = None, batch_windows: int = 64):
+                 device: str = "auto", store_uri: str | None = None, batch_windows: int = 64,
+                 driver_version: str | None = None):
+        check_driver_version(driver_version)
         if store_uri is not None:  # the node's cached copy, shared by its actors
             model_dir = str(RunStore(store_uri).get_dir(model_dir))
         self.device = pick_device(device)
@@ -333,7 +339,8 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
         fn_constructor_args=(str(model_dir) if store.is_local else model_artifact,),
         fn_constructor_kwargs={"max_length": max_length, "num_threads": plan.torch_threads,
                                "store_uri": None if store.is_local else store.uri,
-                               "device": "auto" if plan.on_gpu else "cpu"},
+                               "device": "auto" if plan.on_gpu else "cpu",
+                               "driver_version": __version__},
         batch_size=batch_size,
         batch_format="numpy",
     )

@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from relabeler.jobs._ray import PoolPlan
+from relabeler._version import __version__
+from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.selectors.knn import Neighbors, check_inputs, knn, merge_topk
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,15 @@ class ShardSearcher:
         As in :func:`relabeler.selectors.knn.knn`.
     num_threads : int
         Torch and faiss threads on CPU; 0 leaves them as Ray set them.
+    driver_version : str, optional
+        The driver's relabeler version, checked against this node's
+        (:func:`~relabeler.jobs._ray.check_driver_version`); None: not checked.
     """
 
     def __init__(self, shard: np.ndarray, offset: int, *, metric: str = "cosine",
-                 device: str = "auto", num_threads: int = 0):
+                 device: str = "auto", num_threads: int = 0,
+                 driver_version: str | None = None):
+        check_driver_version(driver_version)
         if num_threads:
             import faiss
             import torch
@@ -112,7 +118,8 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
     if not plan.on_gpu and device == "auto":
         device = "cpu"  # actors planned without a GPU keep off the ones on their node
     actors = [searcher.remote(ref, a, metric=metric, device=device,
-                              num_threads=plan.torch_threads if not plan.on_gpu else 0)
+                              num_threads=plan.torch_threads if not plan.on_gpu else 0,
+                              driver_version=__version__)
               for ref, a in zip(shard_refs, edges[:-1], strict=True)]
     log.info("knn: %d x %d database in %d shard actor(s) (%s GPU, %s CPU each), %d queries",
              n, db.shape[1], n_shards, plan.num_gpus, plan.num_cpus, q.shape[0])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from relabeler import __version__
 from relabeler.config import RunConfig
 from relabeler.jobs import StageError
 from relabeler.jobs.extract import FeatureExtractor, run_extract
@@ -38,7 +39,8 @@ def test_actor_matches_a_plain_forward_pass(tiny_bert_dir, tmp_path):
     frame = synthetic_frame(20)
     label_index = np.array([1 if x == "pos" else 0 for x in frame.label])
     label_index[3] = -1  # an unlabeled row (pool)
-    extractor = FeatureExtractor(str(tmp_path), max_length=128, num_threads=1)
+    extractor = FeatureExtractor(str(tmp_path), max_length=128, num_threads=1,
+                                 driver_version=__version__)  # as the driver passes it
     out = extractor({"text": frame.text.to_numpy(dtype=object), "label_index": label_index,
                      "id": frame.id.to_numpy(dtype=object)})
     reference = _plain_forward(str(tmp_path), frame.text.tolist(), label_index.tolist())

@@ -235,6 +235,36 @@ def test_a_version_mismatch_keeps_both_versions_and_says_to_match_them(monkeypat
     assert "(one two three). If the cluster" in join_failure("h:1", "ray.address", long)
 
 
+def test_an_actor_on_a_node_with_another_relabeler_refuses_to_start(monkeypatch):
+    # Ray loads the actors' classes from each node's own relabeler, and nothing compared it
+    import ray.util
+
+    from relabeler import __version__
+    from relabeler.errors import ConfigError
+    from relabeler.jobs._ray import check_driver_version
+    from relabeler.jobs.attribute import AttributionWorker
+    from relabeler.jobs.extract import FeatureExtractor
+    from relabeler.jobs.knn_shards import ShardSearcher
+
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "192.0.2.7")
+    check_driver_version(__version__)
+    check_driver_version(None)  # an actor built in-process
+    wanted = (f"relabeler {__version__} is installed on the Ray node 192.0.2.7, but the "
+              f"driver runs relabeler 0.0.9: install the same version on the driver and on "
+              f"every node of the cluster (its worker image)")
+    with pytest.raises(ConfigError) as caught:
+        check_driver_version("0.0.9")
+    assert str(caught.value) == wanted
+    # each actor checks first, before it loads a model (none is at this path)
+    for build in (lambda: FeatureExtractor("/nonexistent", driver_version="0.0.9"),
+                  lambda: AttributionWorker("/nonexistent", driver_version="0.0.9"),
+                  lambda: ShardSearcher(np.zeros((2, 3)), 0, driver_version="0.0.9")):
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert str(caught.value) == wanted
+    assert ShardSearcher(np.zeros((2, 3)), 0, driver_version=__version__).offset == 0
+
+
 def test_connect_keeps_the_commands_sigterm_handler_that_ray_init_replaces(monkeypatch):
     import signal
 
