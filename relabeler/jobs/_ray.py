@@ -165,6 +165,17 @@ def _speaks_grpc(target: str, timeout: float) -> bool:
         channel.close()
 
 
+def _answers(host: str, port: int) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within :data:`CONNECT_TIMEOUT`."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        return True
+    except OSError:
+        return False
+
+
 def check_address(address: str, source: str = "ray.address") -> None:
     """ConfigError, naming ``source`` (the setting the address came from), for an address
     relabeler cannot join: a Ray Client address (``ray://``: Ray Data's passes of extract and
@@ -193,6 +204,12 @@ def check_address(address: str, source: str = "ray.address") -> None:
     try:
         socket.create_connection((d_host, int(d_port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as exc:
+        if dialled != address and _answers(host, int(port)):
+            raise ConfigError(f"{source} = {address!r}: the port answers on loopback only, "
+                              f"not at {dialled}, where Ray dials it ({exc.strerror or exc}): "
+                              f"probably a Ray dashboard (8265 by default; `ray start` binds "
+                              f"it to 127.0.0.1); {source} wants the cluster's GCS port (6379 "
+                              f"by default)") from exc
         raise ConfigError(f"{source} = {address!r}: nothing answers at {where} within "
                           f"{CONNECT_TIMEOUT:g} s ({exc.strerror or exc}); is the Ray head "
                           f"running? (`ray status --address {address}`)") from exc

@@ -158,6 +158,42 @@ def test_the_address_is_checked_where_ray_dials_it(monkeypatch):
     assert ray_helpers._dialled("10.0.0.5:6379") == "10.0.0.5:6379"
 
 
+def test_a_port_that_answers_on_loopback_only_is_named_so(monkeypatch):
+    # `ray start` binds the dashboard to 127.0.0.1; Ray dials the node's IP in its place, and
+    # the check said "is the Ray head running?" while it ran
+    import socket
+
+    import relabeler.jobs._ray as ray_helpers
+    from relabeler.errors import ConfigError
+
+    real = socket.create_connection
+
+    def create_connection(where, timeout):
+        if where[0] == "192.0.2.2":  # the node's IP, where nothing listens
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real(where, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(ray_helpers, "_dialled",
+                        lambda address: "192.0.2.2:" + address.rpartition(":")[2])
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            ray_helpers.check_address(f"127.0.0.1:{port}")
+    assert str(caught.value) == (
+        f"ray.address = '127.0.0.1:{port}': the port answers on loopback only, not at "
+        f"192.0.2.2:{port}, where Ray dials it (Connection refused): probably a Ray dashboard "
+        f"(8265 by default; `ray start` binds it to 127.0.0.1); ray.address wants the "
+        f"cluster's GCS port (6379 by default)")
+    # nothing on loopback either: the head is not running
+    with pytest.raises(ConfigError, match=rf"nothing answers at 192\.0\.2\.2:{port} \(where "
+                                          rf"Ray dials 127\.0\.0\.1:{port}\) .*Connection "
+                                          r"refused.*is the Ray head running"):
+        ray_helpers.check_address(f"127.0.0.1:{port}")
+
+
 def test_connect_checks_the_address_before_ray_and_names_ray_s_refusal(monkeypatch):
     import socket
 
