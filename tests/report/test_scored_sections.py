@@ -88,6 +88,17 @@ def test_without_the_versions_split_the_conflicts_say_they_are_the_baselines(tmp
     assert section["labels_from"].startswith("the baseline dataset's (dataset/, version 0)")
 
 
+def _no_shortcuts(store: RunStore) -> None:
+    """An empty ``scores/shortcuts.parquet``: a corpus with no shortcut."""
+    _write(store, artifacts.SHORTCUTS, pd.DataFrame(
+        {name: pd.Series([], dtype=kind) for name, kind in (
+            ("token", object), ("class", object), ("count", "int64"),
+            ("class_count", "int64"), ("class_share", float), ("z", float),
+            ("p_value", float), ("association", float), ("attribution", float),
+            ("rank", "int64"))}))
+
+
+
 def test_the_lowest_recall_is_the_retrained_models(tmp_path):
     store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
     # the baseline misses neg rows (recall 0.5); version 1 misses pos rows e01, e03, e05
@@ -97,12 +108,7 @@ def test_the_lowest_recall_is_the_retrained_models(tmp_path):
     RunStore(store.path(artifacts.RETRAIN(n=1))).write_table(
         artifacts.EVAL_PREDICTIONS.path, evaluation.set_column(
             evaluation.column_names.index("pred"), "pred", pa.array(pred)))
-    _write(store, artifacts.SHORTCUTS, pd.DataFrame(
-        {name: pd.Series([], dtype=kind) for name, kind in (
-            ("token", object), ("class", object), ("count", "int64"),
-            ("class_count", "int64"), ("class_share", float), ("z", float),
-            ("p_value", float), ("association", float), ("attribution", float),
-            ("rank", "int64"))}))
+    _no_shortcuts(store)
     _write(store, artifacts.BALANCE, pd.DataFrame({
         "class": ["neg", "pos"], "count": [20, 20], "share": [0.5, 0.5],
         "eval_count": [10, 10], "eval_recall": [0.5, 1.0]}))
@@ -122,12 +128,7 @@ def _balance(store: RunStore, recall_after: dict[str, float]) -> dict:
     recall ``recall_after``."""
     from relabeler.report.shortcuts import shortcut_section
 
-    _write(store, artifacts.SHORTCUTS, pd.DataFrame(
-        {name: pd.Series([], dtype=kind) for name, kind in (
-            ("token", object), ("class", object), ("count", "int64"),
-            ("class_count", "int64"), ("class_share", float), ("z", float),
-            ("p_value", float), ("association", float), ("attribution", float),
-            ("rank", "int64"))}))
+    _no_shortcuts(store)
     _write(store, artifacts.BALANCE, pd.DataFrame({
         "class": ["a", "b", "c"], "count": [10, 10, 10], "share": [1 / 3] * 3,
         "eval_count": [5, 5, 5], "eval_recall": [0.8, 1.0, 1.0]}))
