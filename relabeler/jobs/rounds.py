@@ -437,7 +437,10 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             info, version = {"version": started[0]}, started[1]
             say(f"[next] resuming round {round_no} from dataset version {started[0]}")
             fingerprint = _trained_fingerprint(store, version, fingerprint)
+            saved = read_plan(version)
+            trained_on = int((saved[1] if saved else {}).get("answers", len(answers)))
         else:
+            trained_on = len(answers)
             info = _timed(seconds, "retrain", say, lambda: run_retrain(
                 store, config, progress=progress, folds=round_folds(store, config)))
             version = RunStore(store.path(artifacts.RETRAIN(n=info["version"])))
@@ -448,7 +451,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         random_fill = bool(config.loop.random_fallback and test["available"]
                            and test["decisive"] and not test["beats_random"])
         plan, random_fill = _round_plan(version, config, earlier, round_no, resuming,
-                                        random_fill, fingerprint)
+                                        random_fill, (fingerprint, trained_on))
         mode = RANDOM if random_fill else RANKED
         if test["available"] and (random_fill or not test["decisive"]):
             say(f"[next] round {test['round']}'s flagged tasks: {test['flagged']['rate']:.0%} "
@@ -483,7 +486,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             round=round_no, version=info["version"], mode=mode,
             message=(f"round {round_no}: {n_flagged} flagged + {len(plan) - n_flagged} "
                      f"random-control tasks pushed ({mode})"
-                     + (f", {earlier_run} of them by a run of this round that was stopped"
+                     + (f", {earlier_run} of them by a run of this round that was stopped;"
                         if earlier_run > 0 else "")
                      + f" behind {waiting} still waiting, scored on dataset version "
                        f"{info['version']}"),
@@ -493,7 +496,7 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
         rounds.append({"round": round_no, "version": info["version"], "mode": mode,
                        "pushed": {"flagged": n_flagged,
                                   "random_control": len(plan) - n_flagged},
-                       "waiting_before": waiting, "answers": len(answers),
+                       "waiting_before": waiting, "answers": trained_on,
                        "answers_fingerprint": fingerprint, "queue_test": test,
                        "finished_at": datetime.now(UTC).isoformat(), "seconds": seconds})
         store.write_json(artifacts.ROUNDS.path, {"rounds": rounds})
@@ -540,11 +543,12 @@ def _trained_fingerprint(store: RunStore, version: RunStore, current: str) -> st
 
 
 def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,
-                resuming: bool, random_fill: bool, fingerprint: str
+                resuming: bool, random_fill: bool, trained: tuple[str, int]
                 ) -> tuple[pd.DataFrame, bool]:
     """The round's plan and whether it is random picks: read back when the round is being
     resumed, else made from ``manifest`` (the earlier rounds) and written to the version's
-    ``queue/plan.parquet`` with ``fingerprint``, the answers the version was trained on."""
+    ``queue/plan.parquet`` with ``trained``: the fingerprint and the number of the answers the
+    version was trained on."""
     if resuming:
         saved = read_plan(version)
         if saved is None or saved[1].get("round") != round_no:
@@ -561,7 +565,7 @@ def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, ro
     write_plan(version, plan, {"round": round_no, "batch": batch,
                                "control_share": config.studio.control_share,
                                "seed": config.studio.seed, "random_fill": random_fill,
-                               "answers_fingerprint": fingerprint})
+                               "answers_fingerprint": trained[0], "answers": trained[1]})
     return plan, random_fill
 
 

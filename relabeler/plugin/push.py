@@ -117,6 +117,10 @@ def _now() -> pd.Timestamp:
 GONE_ACQUISITION = ("Only push sends to the acquisition project (pull and next go on without "
                     "it), and it does not send the run's acquisition or counterexamples again "
                     "into a new project: to acquire again, start a new run")
+#: the way out where the review project of a run is gone
+NEW_RUN = ("To start again, make a new run on the same data (`relabeler run --run NEW_DIR "
+           "...`): its push creates a new project; this run's answers stay in its "
+           "labels/corrections.parquet")
 GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
                    "studio.eval_audit_budget=0")
 
@@ -124,7 +128,7 @@ GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
 def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
                    known_id: int | None, manifest: pd.DataFrame | None = None,
                    mine: Collection[int] = (),
-                   way_out: str = "To start again, push round 1 of a new run") -> int:
+                   way_out: str = NEW_RUN) -> int:
     """The project: the manifest's (it must still exist), else an empty one of that title (a
     push that died before recording it), else a new one. A project of that title holding tasks
     this run did not record is another run's (two run directories of the same name share the

@@ -21,6 +21,7 @@ from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import (
+    NEW_RUN,
     PRIORITY_VIEW,
     _pending_rows,
     _sync_project,
@@ -69,7 +70,7 @@ def check_project(client: StudioClient, project_id: int, round_no: int,
         raise PushError(
             f"the review project {project_id} is gone from {client.shown_url}: it was deleted "
             f"after round {round_no}. Nothing was pushed; the answers pulled before stay in "
-            f"labels/corrections.parquet. To start again, push round 1 of a new run") from None
+            f"labels/corrections.parquet. {NEW_RUN}") from None
     check_project_owner(client, project_id, manifest,
                         nothing="nothing was pulled, retrained or pushed")
 
@@ -114,7 +115,9 @@ def push_round(store: RunStore, client: StudioClient, evidence: RunEvidence,
                        new_controls=n_controls, waiting_before=waiting,
                        total_tasks=int((manifest["project_id"] == project_id).sum()),
                        seconds=round(time.perf_counter() - started, 2))
+    earlier = len(plan) - n_flagged - n_controls
     log.info("round %d: %d flagged + %d control tasks into project %d behind %d waiting, in "
-             "%.1f s", round_no, result.new_flagged, result.new_controls, project_id, waiting,
-             result.seconds)
+             "%.1f s%s", round_no, result.new_flagged, result.new_controls, project_id, waiting,
+             result.seconds, f" ({earlier} more sent by a run of this round that was stopped)"
+             if earlier > 0 else "")
     return result

@@ -377,6 +377,7 @@ def test_answers_that_arrive_after_a_round_died_make_the_round_after_its_resume(
     ab = answers_fingerprint(pd.DataFrame({"id": ["a", "b"], "action": "relabel",
                                            "new_label": "pos", "n_annotations": 1}))
     assert read_rounds(loop.store)[-1]["answers_fingerprint"] == ab
+    assert read_rounds(loop.store)[-1]["answers"] == 2  # trained on a and b, not c
     third = loop.next()  # c is new to every version: round 3 retrains with it
     assert (third.round, third.version) == (3, 2) and loop.retrains == [1, 2]
 

@@ -9,7 +9,8 @@ import pytest
 
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.push import _pending_rows, push
-from relabeler.plugin.rounds import push_round
+from relabeler.plugin.push_checks import PushError
+from relabeler.plugin.rounds import check_project, push_round
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
 from tests.plugin.fake_studio import FakeStudio
 from tests.plugin.synthetic import CLASSES, make_run
@@ -124,3 +125,19 @@ def test_tasks_deleted_in_label_studio_are_named_with_what_becomes_of_them(tmp_p
     assert after.loc[list(deleted["id"]), "task_id"].tolist() == deleted["task_id"].tolist()
     assert sorted(t["data"]["sample_id"] for t in studio.tasks.values()) == \
         sorted(manifest["id"].iloc[12:])
+
+
+def test_a_review_project_deleted_between_rounds_names_the_way_out(tmp_path):
+    store = make_run(str(tmp_path / "run"), n_train=60)
+    studio = FakeStudio(CLASSES)
+    first = push(store, studio, project_title="t", budget=12, control_share=0.0)
+    manifest = read_manifest(store)
+    del studio.projects[first.project_id]
+    with pytest.raises(PushError) as raised:
+        check_project(studio, first.project_id, 3, manifest)
+    assert str(raised.value) == (
+        f"the review project {first.project_id} is gone from {studio.shown_url}: it was "
+        "deleted after round 3. Nothing was pushed; the answers pulled before stay in "
+        "labels/corrections.parquet. To start again, make a new run on the same data "
+        "(`relabeler run --run NEW_DIR ...`): its push creates a new project; this run's "
+        "answers stay in its labels/corrections.parquet")
