@@ -103,7 +103,7 @@ def _flock(path: Path, wait: float) -> int | None:
     seconds; None when another process holds it all that time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait
+    deadline, told = time.monotonic() + wait, False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -112,6 +112,10 @@ def _flock(path: Path, wait: float) -> int | None:
             if time.monotonic() >= deadline:
                 os.close(fd)
                 return None
+            if wait >= 1 and not told:
+                log.info("waiting for %s: another relabeler process (a push, pull, round or "
+                         "re-rank) is writing the manifest; up to %.0f s", path, wait)
+                told = True
             time.sleep(0.1)
 
 

@@ -188,3 +188,17 @@ def test_a_takeover_claimed_by_a_live_process_is_left_to_it_and_a_dead_claim_is_
     assert s3_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
     assert not s3_store.exists("studio/a.lease.takeover-x")
     lease.release()
+
+
+def test_a_writer_waiting_for_the_manifest_flock_says_so_once(tmp_path, caplog):
+    from relabeler.queue_plan import _flock
+
+    lock = tmp_path / "studio" / "manifest.lock"
+    held = _flock(lock, 0)
+    assert held is not None
+    with caplog.at_level("INFO", logger="relabeler.queue_plan"):
+        assert _flock(lock, 1.0) is None
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
+    assert waits == [f"waiting for {lock}: another relabeler process (a push, pull, round or "
+                     "re-rank) is writing the manifest; up to 1 s"]
+    os.close(held)

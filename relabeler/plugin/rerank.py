@@ -189,7 +189,17 @@ def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float],
     A position two flagged tasks hold (a re-rank cut short moves some tasks into places the
     others still hold, and leaves their own free) is given once; the other takes a free one:
     the lowest not held by a waiting task or ``taken`` (the other review tasks' priorities),
-    else one past them all. So no two tasks share a priority after this re-rank."""
+    else one past them all. So no two tasks share a priority after this re-rank.
+
+    With a ``round`` column, each round's flagged tasks swap slots among themselves: a round
+    pushed by ``relabeler next`` stays behind the tasks of the rounds before it."""
+    if "round" in waiting.columns and waiting["round"].nunique() > 1:
+        out: dict[str, int] = {}
+        for _, group in waiting.groupby("round", sort=True):
+            rest = waiting.loc[waiting.index.difference(group.index), "priority"]
+            out.update(waiting_priorities(group.drop(columns="round"), score_of,
+                                          taken=[*taken, *(int(p) for p in rest)]))
+        return out
     flagged = waiting[waiting["source"] == FLAGGED].sort_values(["priority", "id"],
                                                                 kind="stable")
     slots = sorted(set(int(p) for p in flagged["priority"]))

@@ -190,6 +190,17 @@ def test_waiting_flagged_tasks_take_their_slots_in_score_order_and_controls_stay
     assert waiting_priorities(waiting, {}) == {"a": 3, "b": 5, "c": 6, "d": 9, "k": 7}
 
 
+def test_a_later_rounds_tasks_stay_behind_the_waiting_tasks_of_the_round_before():
+    """Round 3's waiting tasks hold 3-6, round 4's 7-9: a re-rank that likes round 4's best
+    moves them within round 4's slots only (it once took slot 3, ahead of round 3)."""
+    waiting = pd.DataFrame({"id": ["a", "b", "k", "c", "d", "e"],
+                            "source": [FLAGGED, FLAGGED, CONTROL, FLAGGED, FLAGGED, FLAGGED],
+                            "priority": [3, 4, 6, 7, 8, 9], "round": [3, 3, 3, 4, 4, 4]})
+    scores = {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4, "e": 0.99}
+    assert waiting_priorities(waiting, scores) == \
+        {"b": 3, "a": 4, "k": 6, "e": 7, "d": 8, "c": 9}
+
+
 def test_a_position_two_waiting_tasks_hold_is_given_once_and_the_other_takes_a_free_one():
     """A re-rank cut short: b moved into 6 (c still holds it) and left 5 free."""
     waiting = pd.DataFrame({"id": ["a", "b", "c", "k", "d"],
