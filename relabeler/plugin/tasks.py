@@ -183,6 +183,32 @@ def _top_spans(spans: Iterable[Span], k: int) -> list[Span]:
     return sorted(positive, key=lambda s: (-s.score, s.start))[:k]
 
 
+def _one_side_each(sides: list[tuple[str, str, Sequence[Span]]], k: int
+                   ) -> list[tuple[str, str, list[Span]]]:
+    """Each side's top ``k`` spans, where a span that both sides would show is shown on the
+    side where it weighs more (its score over the side's best), and the other side takes its
+    next span: one word is not offered as evidence for two opposing labels."""
+    best = {label: max((s.score for s in _top_spans(spans, 1)), default=0.0)
+            for label, _, spans in sides}
+    owner: dict[tuple[int, int], tuple[float, str]] = {}
+    for label, _, spans in sides:
+        for span in _top_spans(spans, k):
+            weight = span.score / best[label]
+            key = (span.start, span.end)
+            if key not in owner or weight > owner[key][0]:
+                owner[key] = (weight, label)
+    shown = [(label, tag, _top_spans([s for s in spans
+                                      if owner.get((s.start, s.end), (0.0, label))[1] == label],
+                                     k))
+             for label, tag, spans in sides]
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for label, tag, spans in shown:  # a next span that meets the other side's: shown once
+        out.append((label, tag, [s for s in spans if (s.start, s.end) not in seen]))
+        seen.update((s.start, s.end) for s in spans)
+    return out
+
+
 def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int = 3,
                      model_version: str = MODEL_VERSION) -> dict[str, Any]:
     """The prediction for one sample: the suggested label and the top evidence spans.
@@ -200,7 +226,7 @@ def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int 
     same = sample.suggested_label is not None and sample.suggested_label == sample.given_label
     sides = [] if same else [(SUPPORTS_SUGGESTION, "s", sample.suggestion_spans)]
     sides.append((SUPPORTS_GIVEN, "g", sample.given_spans))
-    shown = [(label, tag, _top_spans(spans, top_spans)) for label, tag, spans in sides]
+    shown = _one_side_each(sides, top_spans)
     top = max((s.score for _, _, spans in shown for s in spans), default=0.0)
     for label, tag, spans in shown:
         for i, span in enumerate(spans):

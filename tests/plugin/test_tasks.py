@@ -198,3 +198,15 @@ def test_a_run_scored_before_neighbour_lists_says_how_to_add_them(tmp_path, capl
         run = RunEvidence.load(store)
     assert "tasks show no similar training examples; run `relabeler score --run" in caplog.text
     assert all(s.examples == () for s in run.train_samples(list(run.suspects["id"])))
+
+
+def test_a_word_both_sides_would_mark_is_shown_once_on_the_side_it_weighs_more():
+    # "free" is the given label's best span (1.0 of its best) and the suggestion's second
+    # (0.5 of its best): it supports the given label only, and the suggestion shows "call"
+    both = sample(suggestion_spans=(Span(0, 3, 0.9), Span(6, 10, 0.45), Span(22, 26, 0.2)),
+                  given_spans=(Span(6, 10, 0.3), Span(11, 16, 0.1)))
+    pred = build_prediction(both, SPEC, top_spans=2)
+    regions = [(r["value"]["text"], r["value"]["labels"][0])
+               for r in pred["result"] if r["type"] == "labels"]
+    assert regions == [("WIN", SUPPORTS_SUGGESTION), ("call", SUPPORTS_SUGGESTION),
+                       ("free", SUPPORTS_GIVEN), ("prize", SUPPORTS_GIVEN)]
