@@ -1048,35 +1048,26 @@ def test_a_chosen_id_column_must_exist_even_when_it_is_the_default(tmp_path: Pat
     assert ds.train["id"].str.fullmatch(r"r[0-9a-f]{16}").tolist() == [True, True]
 
 
-def test_a_class_named_like_a_reviewers_answer_is_refused_before_anything_trains(
-        tmp_path: Path):
+@pytest.mark.parametrize(("labels", "reads"), [
     # push refused it after data, train, score and attribute had run, naming no file
-    frame = pd.DataFrame({"text": list("abcdef"),
-                          "Category": ["pos", "Not sure", "neg", "Not sure",
-                                       "Drop: not a valid sample", "pos"]})
-    path = _write_csv(tmp_path / "d.csv", frame)
-    with pytest.raises(DataError) as exc:
-        load_dataset(str(path), label_col="Category")
-    assert str(exc.value) == (
-        f"file {path}, line 3 (data row 1), column 'Category': label 'Not sure' (2 rows; "
-        "'Drop: not a valid sample' too, 1 row) is an answer reviewers give in Label Studio "
-        "besides the classes ('Not sure' and 'Drop: not a valid sample'); rename the class in "
-        "the source")
-
-
-def test_a_class_spelled_like_a_reviewers_answer_is_refused_too(tmp_path: Path):
+    (("Not sure", "Drop: not a valid sample"), "is an answer reviewers give"),
     # "not sure" passed and reached Label Studio beside "Not sure": HTML shows them alike
+    (("not sure", "\uff24rop: not a valid sample"), "reads as 'Not sure', an answer reviewers "
+                                                    "give"),
+])
+def test_a_class_named_or_spelled_like_a_reviewers_answer_is_refused_before_anything_trains(
+        tmp_path: Path, labels, reads):
+    sure, drop = labels
     frame = pd.DataFrame({"text": list("abcdef"),
-                          "Category": ["pos", "not sure", "neg", "not sure",
-                                       "\uff24rop: not a valid sample", "pos"]})
+                          "Category": ["pos", sure, "neg", sure, drop, "pos"]})
     path = _write_csv(tmp_path / "d.csv", frame)
     with pytest.raises(DataError) as exc:
         load_dataset(str(path), label_col="Category")
+    aside = "" if sure == "Not sure" else ", case, outer spaces and Unicode form aside"
     assert str(exc.value) == (
-        f"file {path}, line 3 (data row 1), column 'Category': label 'not sure' (2 rows; "
-        "'\uff24rop: not a valid sample' too, 1 row) reads as 'Not sure', an answer reviewers "
-        "give in Label Studio besides the classes ('Not sure' and 'Drop: not a valid sample'), "
-        "case, outer spaces and Unicode form aside; rename the class in the source")
+        f"file {path}, line 3 (data row 1), column 'Category': label {sure!r} (2 rows; "
+        f"{drop!r} too, 1 row) {reads} in Label Studio besides the classes ('Not sure' and "
+        f"'Drop: not a valid sample'){aside}; rename the class in the source")
 
 
 def test_a_text_of_invisible_characters_only_is_an_empty_text(tmp_path: Path):
