@@ -314,7 +314,7 @@ def test_a_server_restart_mid_round_resumes_without_duplicates(run, admin, studi
     assert again.round == 2 and again.new_flagged + again.new_controls == 0
     # the summary counts the round's tasks, those the stopped run sent included
     assert re.search(rf"^round 2: \d+ flagged \+ \d+ random-control tasks pushed \(\w+\), "
-                     rf"{BATCH} of them by a run of this round that was stopped behind ",
+                     rf"{BATCH} of them by a run of this round that was stopped; behind ",
                      again.message), again.message
     assert dataset_versions(store) == versions and again.version == versions[-1]
     assert read_manifest(store)["task_id"].notna().all()
