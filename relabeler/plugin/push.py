@@ -119,8 +119,8 @@ GONE_ACQUISITION = ("Only push sends to the acquisition project (pull and next g
                     "into a new project: to acquire again, start a new run")
 #: the way out where the review project of a run is gone
 NEW_RUN = ("To start again, make a new run on the same data (`relabeler run --run NEW_DIR "
-           "...`): its push creates a new project; this run's answers stay in its "
-           "labels/corrections.parquet")
+           f"...`): its push creates a new project; this run's answers stay in its "
+           f"{artifacts.CORRECTIONS.path}")
 GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
                    "studio.eval_audit_budget=0")
 
