@@ -436,9 +436,8 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
             # the record keeps the answers the version was trained on, not today's
             info, version = {"version": started[0]}, started[1]
             say(f"[next] resuming round {round_no} from dataset version {started[0]}")
-            fingerprint = _trained_fingerprint(store, version, fingerprint)
-            saved = read_plan(version)
-            trained_on = int((saved[1] if saved else {}).get("answers", len(answers)))
+            fingerprint, trained_on = _trained_answers(store, version, fingerprint,
+                                                       len(answers))
         else:
             trained_on = len(answers)
             info = _timed(seconds, "retrain", say, lambda: run_retrain(
@@ -522,24 +521,27 @@ def _started_round(store: RunStore, round_no: int) -> tuple[int, RunStore] | Non
     return None
 
 
-def _trained_fingerprint(store: RunStore, version: RunStore, current: str) -> str:
-    """The answers' fingerprint of a resumed round: that of the answers its dataset version was
-    trained on (recorded with the round's plan), so answers that arrived after the round died
-    count as new for the next round. A plan written before the fingerprint was recorded: the
-    current answers' when the version's provenance names the current corrections, else
-    "unknown" (the next round then retrains: nothing is left unused)."""
+def _trained_answers(store: RunStore, version: RunStore, current: str, count: int
+                     ) -> tuple[str, int]:
+    """The answers' fingerprint and count of a resumed round: those of the answers its dataset
+    version was trained on (recorded with the round's plan), so answers that arrived after the
+    round died count as new for the next round. A plan written before they were recorded: the
+    current answers' (``current``, ``count``) when the version's provenance names the current
+    corrections, else "unknown" (the next round then retrains: nothing is left unused)."""
     from relabeler.corrections import corrections_fingerprint
 
     saved = read_plan(version)
-    if saved is not None and saved[1].get("answers_fingerprint"):
-        return str(saved[1]["answers_fingerprint"])
+    recorded = saved[1] if saved is not None else {}
+    count = int(recorded.get("answers", count))
+    if recorded.get("answers_fingerprint"):
+        return str(recorded["answers_fingerprint"]), count
     provenance = (version.stage_info("data") or {}).get("info", {})
     if store.exists(artifacts.CORRECTIONS.path) and provenance.get("corrections") == \
             corrections_fingerprint(store.read_table(artifacts.CORRECTIONS.path)):
-        return current
+        return current, count
     log.warning("next: dataset version %s does not record the answers it was trained on; "
                 "the next round retrains with every answer", version.uri)
-    return "unknown"
+    return "unknown", count
 
 
 def _round_plan(version: RunStore, config: RunConfig, manifest: pd.DataFrame, round_no: int,

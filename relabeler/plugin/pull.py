@@ -62,7 +62,6 @@ answered again) goes to ``labels/unmapped.parquet`` and the log. Nothing is drop
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -111,7 +110,7 @@ from relabeler.plugin.reconcile import (
 )
 from relabeler.plugin.second_opinion import fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
-from relabeler.plugin.votes import correction_row, fingerprint, task_votes
+from relabeler.plugin.votes import correction_row, fingerprint, task_votes, unmapped_row
 from relabeler.queue_plan import SECOND_OPINION, holds_manifest, read_manifest
 from relabeler.store import RunStore
 
@@ -352,18 +351,15 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                         "in %s", task_id, sorted(map(int, newly)), UNMAPPED)
         data = task.get("data") or {}
         sample_id = run.sample_id(task_id, data)
-        pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
-                             "annotation_id": int(i), "id": sample_id, "reason": VANISHED,
-                             "annotation": json.dumps(a or {"id": int(i)}, default=str)}
+        pulled.unmapped += [unmapped_row(project_id, task_id, sample_id, VANISHED,
+                                         a or {"id": int(i)})
                             for i, a in sorted(vanished.items(), key=lambda x: int(x[0]))]
         votes, unmapped = task_votes(seen.annotations, spec, user_names,
                                      sample_id=None if sample_id is None else str(sample_id),
                                      project_id=project_id, task_id=task_id)
         pulled.unmapped += unmapped
         gone = task_id in fetched.gone  # it cannot be answered again: the reason says so
-        pulled.unmapped += [{"project_id": project_id, "task_id": task_id,
-                             "annotation_id": int(a["id"]), "id": sample_id,
-                             "reason": reason, "annotation": json.dumps(a, default=str)}
+        pulled.unmapped += [unmapped_row(project_id, task_id, sample_id, reason, a)
                             for reason, these in (
                                 (UNCONFIRMED_GONE if gone else UNCONFIRMED, seen.unconfirmed),
                                 (UNCONFIRMED_UPDATE_GONE if gone else UNCONFIRMED_UPDATE,
@@ -452,15 +448,13 @@ def _run_labels(manifest: pd.DataFrame, project_id: int, given: dict[str, str]) 
         pending=frozenset(rows.loc[rows["task_id"].isna(), "id"].astype(str)))
 
 
-def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str
+def _resolve(store: RunStore, corrections: pd.DataFrame, consensus: str, classes: list[str]
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The majority's corrections, resolved again with the model's help (unless
-    ``majority``)."""
+    ``majority``); ``classes``: the run's (``model/labels.json``), [] where it has none."""
     if consensus not in METHODS:
         raise PullError(f"studio.consensus must be one of {', '.join(METHODS)}, got "
                         f"{consensus!r}")
-    classes = (store.read_json(artifacts.LABELS.path) if store.exists(artifacts.LABELS.path)
-               else [])
     if consensus == MAJORITY or not classes:
         return resolve_with_model(corrections, {}, classes)
     return resolve_with_model(corrections, model_probabilities(store, classes), classes,
@@ -551,7 +545,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                                                pulled.emptied)
     corrections, second = _fold_second_opinions(store, corrections, second_rows,
                                                 pulled.refreshed)
-    corrections, annotators = _resolve(store, corrections, consensus)
+    corrections, annotators = _resolve(store, corrections, consensus, classes)
     unmapped = merge_unmapped(read_frame(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
                               pulled.refreshed)
     write_frame(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)

@@ -145,6 +145,14 @@ def fingerprint(annotations: Sequence[Mapping[str, Any]], deleted: Sequence[int]
     return hashlib.sha1(json.dumps(keys).encode()).hexdigest()
 
 
+def unmapped_row(project_id: int, task_id: int, sample_id: str | None, reason: str,
+                 annotation: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of ``labels/unmapped.parquet``: an annotation set aside, with the reason."""
+    return {"project_id": project_id, "task_id": task_id,
+            "annotation_id": int(annotation["id"]), "id": sample_id, "reason": reason,
+            "annotation": json.dumps(annotation, default=str)}
+
+
 def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
                user_names: Mapping[int, str], *, sample_id: str | None, project_id: int,
                task_id: int) -> tuple[list[Vote], list[dict[str, Any]]]:
@@ -155,9 +163,8 @@ def task_votes(annotations: Sequence[Mapping[str, Any]], spec: LabelingSpec,
     shown = {int(a["id"]): a for a in annotations}
 
     def set_aside(annotation_id: int, reason: str) -> None:
-        unmapped.append({"project_id": project_id, "task_id": task_id,
-                         "annotation_id": annotation_id, "id": sample_id, "reason": reason,
-                         "annotation": json.dumps(shown[annotation_id], default=str)})
+        unmapped.append(unmapped_row(project_id, task_id, sample_id, reason,
+                                     shown[annotation_id]))
 
     for annotation in annotations:
         try:
