@@ -31,10 +31,11 @@ import pyarrow as pa
 import torch
 
 from relabeler import artifacts
+from relabeler._version import __version__
 from relabeler.config import RunConfig
 from relabeler.data import read_split
 from relabeler.errors import DataError, RelabelerError, StageError
-from relabeler.jobs._ray import PoolPlan
+from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.jobs.dataset import prepare_dataset, refuse_changes
 from relabeler.jobs.folds import check_folds, stratified_folds
 from relabeler.jobs.head_states import long_text_settings, pick_states, window_states
@@ -144,10 +145,13 @@ def _train_fold(model_name: str, classes: list[str], texts: list[str], label_ids
                 ids: np.ndarray, fold: np.ndarray, k: int, opts: FitOptions,
                 cls_hidden: torch.Tensor | None, num_threads: int,
                 sample_weights: np.ndarray | None = None,
-                held_out: tuple[list[str], torch.Tensor | None] | None = None) -> dict:
+                held_out: tuple[list[str], torch.Tensor | None] | None = None,
+                driver_version: str | None = None) -> dict:
     """One fold: train on the other folds, predict the held-out one. Runs as a Ray task.
     ``held_out``: the texts (and head mode's states) to predict where they differ from the
-    training ones (the unmasked texts under ``debias = mask``)."""
+    training ones (the unmasked texts under ``debias = mask``). ``driver_version``: the
+    driver's relabeler, checked first (:func:`~relabeler.jobs._ray.check_driver_version`)."""
+    check_driver_version(driver_version)
     if num_threads:
         torch.set_num_threads(num_threads)
     device = pick_device()
@@ -194,7 +198,8 @@ def out_of_fold(model_name: str, classes: list[str], texts: list[str], label_ids
              plan.num_cpus)
     refs = [task.remote(model_name, classes, shared[0], shared[1], shared[2], shared[3], f,
                         replace(opts, seed=opts.seed + 1000 * (f + 1)),
-                        shared[4], plan.torch_threads, shared[5], shared[6])
+                        shared[4], plan.torch_threads, shared[5], shared[6],
+                        driver_version=__version__)
             for f in range(k)]
     probs = np.zeros((len(ids), len(classes)), dtype=np.float32)
     try:
@@ -343,9 +348,12 @@ def fit_main(config: RunConfig, classes: list[str], texts: list[str], label_ids:
                    held_out=held_out)
 
 
-def _fit_main_packed(config: RunConfig, classes: list[str], *args, **kwargs) -> MainFit:
+def _fit_main_packed(config: RunConfig, classes: list[str], *args,
+                     driver_version: str | None = None, **kwargs) -> MainFit:
     """:func:`fit_main` as a Ray task: the model and tokenizer come back saved and packed
-    (a model with relabeler's pooling installed does not pickle)."""
+    (a model with relabeler's pooling installed does not pickle); the node's relabeler must be
+    the driver's ``driver_version``."""
+    check_driver_version(driver_version)
     main = fit_main(config, classes, *args, **kwargs)
     with tempfile.TemporaryDirectory(prefix="relabeler-main-") as tmp:
         main.save(tmp, classes)
@@ -381,7 +389,8 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     try:
         main = ray.get(task.remote(config, classes, texts, label_ids, ids, eval_texts,
                                    sample_weights, progress=False,
-                                   num_threads=plan.torch_threads, given=given))
+                                   num_threads=plan.torch_threads, given=given,
+                                   driver_version=__version__))
     except ray.exceptions.RayError as exc:
         raise _task_failure(exc, plan, what="the main model") from exc
     return main

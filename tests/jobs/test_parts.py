@@ -271,7 +271,7 @@ def test_a_version_mismatch_keeps_both_versions_and_says_to_match_them(monkeypat
     assert "(one two three). If the cluster" in join_failure("h:1", "ray.address", long)
 
 
-def test_an_actor_on_a_node_with_another_relabeler_refuses_to_start(monkeypatch):
+def test_an_actor_or_training_task_on_a_node_with_another_relabeler_refuses_to_start(monkeypatch):
     # Ray loads the actors' classes from each node's own relabeler, and nothing compared it
     import ray.util
 
@@ -299,6 +299,15 @@ def test_an_actor_on_a_node_with_another_relabeler_refuses_to_start(monkeypatch)
             build()
         assert str(caught.value) == wanted
     assert ShardSearcher(np.zeros((2, 3)), 0, driver_version=__version__).offset == 0
+    # and each training task, before it reads its arguments (none of these could train)
+    from relabeler.jobs.train import _fit_main_packed, _train_fold
+
+    for run in (lambda: _train_fold("/nonexistent", [], [], None, None, None, 0, None, None, 0,
+                                    driver_version="0.0.9"),
+                lambda: _fit_main_packed(None, [], driver_version="0.0.9")):
+        with pytest.raises(ConfigError) as caught:
+            run()
+        assert str(caught.value) == wanted
 
 
 def test_connect_keeps_the_commands_sigterm_handler_that_ray_init_replaces(monkeypatch):
