@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from relabeler import artifacts
-from relabeler.errors import DataError
+from relabeler.errors import DataError, listed
 from relabeler.queue_plan import EVAL_AUDIT
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,6 @@ def empty_label(value: object) -> bool:
     return bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
-def _and(items: list[str]) -> str:
-    """``"5"``, ``"5 and 54"``, ``"5, 54 and 60"``."""
-    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
-
-
 def refuse_repeated_ids(answers: pd.DataFrame, *, source: str = CORRECTIONS,
                         what: str = "id") -> None:
     """DataError naming the rows of the file (the index) of the first id answered more than
@@ -82,7 +77,7 @@ def refuse_repeated_ids(answers: pd.DataFrame, *, source: str = CORRECTIONS,
     if not len(repeated):
         return
     first = repeated.iloc[0]
-    rows = _and([str(row) for row in repeated.index[repeated == first]])
+    rows = listed([str(row) for row in repeated.index[repeated == first]])
     others = list(dict.fromkeys(repeated[repeated != first]))
     more = (f" (and {len(others)} more id{'s' * (len(others) > 1)}: "
             f"{', '.join(repr(i) for i in others[:5])}{', ...' * (len(others) > 5)})"

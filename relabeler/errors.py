@@ -3,7 +3,8 @@
 Every error a user can cause is a :class:`RelabelerError`: the CLI prints its message as one
 line and exits non-zero; anything else is a bug and keeps its traceback. Each subclass keeps the
 builtin base it had (``ValueError`` for bad input, ``RuntimeError`` for a stage that cannot go
-on), so callers that catch those still work. This module imports nothing from the project.
+on), so callers that catch those still work. :func:`listed` joins the names a message lists.
+This module imports nothing from the project.
 """
 
 
@@ -45,3 +46,8 @@ class RoundLockedError(RoundError):
 
 class ManifestLockedError(RelabelerError, RuntimeError):
     """Another push, round or re-rank is writing ``studio/manifest.parquet``."""
+
+
+def listed(items: list[str]) -> str:
+    """Items as a message lists them: ``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]

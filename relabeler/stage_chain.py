@@ -9,6 +9,7 @@ error to the next.
 from __future__ import annotations
 
 from relabeler.artifacts import STAGE_UPSTREAM
+from relabeler.errors import listed
 from relabeler.store import RunStore
 
 #: upstream stages a stage runs without when they never finished (score scores the eval and
@@ -61,9 +62,7 @@ def run_first(store: RunStore, stage: str, needs: str) -> str:
         message = needs
     message += f": run `relabeler {verbs[0]} --run {store.uri}` first"
     if len(verbs) > 1:
-        later = verbs[1:]
-        message += ", then " + (" and ".join(later) if len(later) < 3 else
-                                f"{', '.join(later[:-1])} and {later[-1]}")
+        message += ", then " + listed(verbs[1:])
     if any(verb in RUN_VERBS for verb in verbs):
         message += (f" (or `relabeler run --run {store.uri} --no-push`, which redoes every "
                     f"stage from train to attribute that is unfinished or stale)")
