@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,11 +90,31 @@ class FitOptions:
 
 
 def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's global generators seeded with ``seed``, for good (the
+    benchmarks' and tests' scripts; the product's paths use :func:`seeded`)."""
     import random
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Python's, numpy's and torch's global generators seeded with ``seed`` for the block (a
+    model's initial head, dropout and shuffles), then put back as they were: the caller's own
+    streams (a notebook's) go on as if relabeler had not run."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            seed_everything(seed)
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _dynamics_rows(ids: np.ndarray, epoch: int, logits: torch.Tensor,
@@ -370,11 +391,11 @@ class HeadRefitter:
         (len(predict_rows), C)."""
         for name, state in self._initial.items():
             self.model.get_submodule(name).load_state_dict(state)
-        seed_everything(self.opts.seed)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
-        fit_head(self.model, self.cls_hidden[rows], np.asarray(label_ids),
-                 np.arange(len(rows)).astype(str), opts, self.device,
-                 sample_weights=sample_weights)
+        with seeded(self.opts.seed):
+            fit_head(self.model, self.cls_hidden[rows], np.asarray(label_ids),
+                     np.arange(len(rows)).astype(str), opts, self.device,
+                     sample_weights=sample_weights)
         return head_probs(self.model, self.cls_hidden[predict_rows], self.device)
 
 
@@ -391,13 +412,13 @@ class FullRefitter:
                     *, sample_weights: np.ndarray | None = None) -> np.ndarray:
         from relabeler.model import load_tokenizer
 
-        seed_everything(self.opts.seed)
-        model = self.opts.new_classifier(self.model_name, self.classes)
-        tokenizer = load_tokenizer(self.model_name)
         opts = FitOptions(**{**self.opts.__dict__, "progress": False})
-        fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),
-                 np.arange(len(rows)).astype(str), opts, self.device,
-                 sample_weights=sample_weights)
+        with seeded(self.opts.seed):
+            model = self.opts.new_classifier(self.model_name, self.classes)
+            tokenizer = load_tokenizer(self.model_name)
+            fit_full(model, tokenizer, [self.texts[i] for i in rows], np.asarray(label_ids),
+                     np.arange(len(rows)).astype(str), opts, self.device,
+                     sample_weights=sample_weights)
         return predict_probs(model, tokenizer, [self.texts[i] for i in predict_rows],
                              max_length=self.opts.max_length, batch_size=64,
                              device=self.device, long_text=self.opts.long_text)

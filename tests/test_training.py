@@ -256,3 +256,29 @@ def test_samples_of_weight_zero_do_not_train(tiny_bert_dir, mode):
     with pytest.raises(ValueError, match="sample_weights must be"):
         fit_head(model, torch.zeros(32, 4), labels, ids, _opts("head", epochs=1), CPU,
                  sample_weights=weights[:3])
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_a_fit_is_seeded_and_leaves_the_callers_random_streams_as_they_were(tiny_bert_dir,
+                                                                             mode):
+    """A notebook that seeds its own streams and then trains goes on with its own draws (a fit
+    seeded Python's, numpy's and torch's global generators with 0 for good)."""
+    import random
+
+    from relabeler.jobs.train import fit
+
+    texts, labels, ids = _data(16)
+    opts = _opts(mode, epochs=2, learning_rate=1e-3, batch_size=8)
+
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    heads = []
+    for _ in range(2):
+        random.seed(42), np.random.seed(42), torch.manual_seed(42)
+        wanted = draws()
+        random.seed(42), np.random.seed(42), torch.manual_seed(42)
+        model, _, _ = fit(tiny_bert_dir, ["neg", "pos"], texts, labels, ids, opts, CPU)
+        assert draws() == wanted
+        heads.append(model.classifier.weight.detach().clone())
+    torch.testing.assert_close(heads[0], heads[1], rtol=0, atol=0)  # the fit's own seed

@@ -125,15 +125,15 @@ def _refitter(store: RunStore, config: RunConfig, texts: list[str], classes: lis
     from relabeler.jobs.head_states import encoder_states
     from relabeler.jobs.train import fit_options
     from relabeler.model import load_classifier, pick_device
-    from relabeler.training import FullRefitter, HeadRefitter, seed_everything
+    from relabeler.training import FullRefitter, HeadRefitter, seeded
 
     device = pick_device()
     opts = fit_options(config, device, progress=False,
                        mode=mode or store.stage_info("train")["info"]["mode"])
     if opts.mode == "full":
         return FullRefitter(config.model.name, classes, texts, opts, device)
-    seed_everything(config.train.seed)
-    model = opts.new_classifier(config.model.name, classes).to(device)
+    with seeded(config.train.seed):
+        model = opts.new_classifier(config.model.name, classes).to(device)
     # long_text = evidence: the run's trained model picks the windows, as in extract
     selector = load_classifier(store.get_dir(artifacts.MODEL.path)).to(device) \
         if config.model.long_text == "evidence" else None
@@ -463,10 +463,12 @@ def annotator_experiment(view, suspects: pd.DataFrame, truth: np.ndarray,
     of majority vote (ties broken by the model, as cleanlab does), of relabeler's consensus
     (:func:`relabeler.plugin.consensus.resolve_with_model`) and of cleanlab's CROWDLAB run
     directly on the same answers."""
-    from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
-
     from relabeler.plugin.consensus import resolve_with_model
     from relabeler.plugin.votes import Vote, resolve
+    from relabeler.selectors.cleanlab_imports import (
+        get_label_quality_multiannotator,
+        get_majority_vote_label,
+    )
 
     classes = view.classes
     probs = view.oof_probs if view.oof_probs is not None else view.probs

@@ -61,7 +61,7 @@ from relabeler.training import (
     fit_head,
     head_probs,
     predict_probs,
-    seed_everything,
+    seeded,
 )
 
 log = logging.getLogger(__name__)
@@ -75,19 +75,19 @@ def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.nda
         cls_hidden: torch.Tensor | None = None, *, sample_weights: np.ndarray | None = None):
     """Load a fresh classifier and train it (``sample_weights``: per-sample loss weights);
     returns (model, tokenizer, dynamics)."""
-    seed_everything(opts.seed)
-    model = opts.new_classifier(model_name, classes)
-    tokenizer = load_tokenizer(model_name)
-    if opts.mode == "head":
-        model.to(device)
-        if cls_hidden is None:
-            cls_hidden = encoder_cls(model, tokenizer, texts, max_length=opts.max_length,
-                                     batch_size=64, device=device, progress=opts.progress)
-        dynamics = fit_head(model, cls_hidden, label_ids, ids, opts, device,
-                            sample_weights=sample_weights)
-    else:
-        dynamics = fit_full(model, tokenizer, texts, label_ids, ids, opts, device,
-                            sample_weights=sample_weights)
+    with seeded(opts.seed):
+        model = opts.new_classifier(model_name, classes)
+        tokenizer = load_tokenizer(model_name)
+        if opts.mode == "head":
+            model.to(device)
+            if cls_hidden is None:
+                cls_hidden = encoder_cls(model, tokenizer, texts, max_length=opts.max_length,
+                                         batch_size=64, device=device, progress=opts.progress)
+            dynamics = fit_head(model, cls_hidden, label_ids, ids, opts, device,
+                                sample_weights=sample_weights)
+        else:
+            dynamics = fit_full(model, tokenizer, texts, label_ids, ids, opts, device,
+                                sample_weights=sample_weights)
     return model, tokenizer, dynamics
 
 

@@ -243,7 +243,7 @@ def _crowdlab(wide: np.ndarray, pred: np.ndarray, who: list[str]) -> _Consensus:
     frame = pd.DataFrame(np.where(wide == MISSING, np.nan, wide), columns=who, dtype=float)
     with warnings.catch_warnings():  # cleanlab warns about annotators with few labels
         warnings.simplefilter("ignore")
-        from cleanlab.multiannotator import (
+        from relabeler.selectors.cleanlab_imports import (
             get_active_learning_scores,
             get_label_quality_multiannotator,
         )

@@ -15,9 +15,14 @@ the given label. Every function returns a suspect score in [0, 1]; higher = more
 from __future__ import annotations
 
 import numpy as np
-from cleanlab.rank import get_normalized_margin_for_each_label, get_self_confidence_for_each_label
 
 from relabeler.selectors._checks import as_matrix, probs_and_labels
+from relabeler.selectors.cleanlab_imports import (
+    find_label_issues,
+    get_label_quality_scores,
+    get_normalized_margin_for_each_label,
+    get_self_confidence_for_each_label,
+)
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -90,9 +95,6 @@ def cleanlab_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarr
     ``find_label_issues`` returns a set, not a ranking: its flagged samples score
     ``1 + (1 - self-confidence quality)`` (cleanlab's own order inside the set) and the rest 0.
     """
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
     self_conf = get_label_quality_scores(labels, probs, method="self_confidence")
     margin = get_label_quality_scores(labels, probs, method="normalized_margin")
     # n_jobs=1: its default forks a Pool, and a fork of a process holding Ray's and torch's

@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from cleanlab.count import compute_confident_joint
 from scipy import stats
 
 from relabeler.selectors._checks import probs_and_labels
+from relabeler.selectors.cleanlab_imports import compute_confident_joint
 
 #: Pseudo-count added to every cell of the confident joint: a class pair never seen
 #: confused keeps a small probability, and a class nobody was given still has a row.

@@ -48,3 +48,17 @@ def test_bad_inputs_name_the_argument(fn):
 def test_area_under_margin_rejects_rows_without_values():
     with pytest.raises(ValueError, match="margins: row 1 has no epoch"):
         area_under_margin(np.array([[0.1, 0.2], [np.nan, np.nan]]))
+
+
+def test_cleanlab_through_relabeler_keeps_the_processs_warning_filters():
+    """cleanlab's package import runs warnings.filterwarnings("ignore"); through relabeler it
+    must not silence a notebook's own warnings (a fresh interpreter: this one has cleanlab)."""
+    import subprocess
+    import sys
+
+    code = ("import relabeler.selectors.confidence, relabeler.selectors.noise; "
+            "import cleanlab.multiannotator, warnings; "
+            "warnings.warn('the caller still sees this'); print('done')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip()) == (0, "done"), done.stderr[-2000:]
+    assert "UserWarning: the caller still sees this" in done.stderr
