@@ -49,9 +49,6 @@ def _setup_logging(quiet: bool) -> None:
                         datefmt="%H:%M:%S")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    # faiss tells at INFO which CPU build it loaded, and that the AVX512 one is absent
-    # ("Could not load library ... ModuleNotFoundError"): it reads like an error, and is not
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     # torch sets its loggers to WARNING (or as TORCH_LOGS asks) once imported; before that
     # they follow the root logger, and an import cut short by Ctrl-C left its atexit hooks
     # logging at INFO ("FakeTensor cache stats") after the interrupt line

@@ -34,6 +34,7 @@ import logging
 import os
 import types
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +111,24 @@ def read_labels(model_dir: str | os.PathLike) -> list[str] | None:
     return labels
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' loading and saving without its reports and progress bars (a new head's
+    "LOAD REPORT ... MISSING" table is expected: relabeler adds the head), then its settings as
+    they were: a notebook's own transformers calls keep theirs. The CLI silences it for good."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_tokenizer(name: str | os.PathLike | None):
     from transformers import AutoTokenizer
 
@@ -155,8 +174,9 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
     try:
         # float32 whatever the checkpoint was saved in (transformers keeps a bf16 checkpoint
         # bf16: the head would meet fp32 cached states, and AdamW bf16 weights)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32,
-                                                                   **kwargs)
+        with _quiet_transformers():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=torch.float32, **kwargs)
     except OSError as exc:
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
     if head is not None and labels is not None and head != labels:
@@ -544,8 +564,9 @@ def autocast(device: torch.device):
 def save_model(model, tokenizer, out_dir: str | os.PathLike, labels: Sequence[str]) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with _quiet_transformers():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     (out_dir / LABELS_FILE).write_text(json.dumps(list(labels), indent=2), encoding="utf-8")
 
 

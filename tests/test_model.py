@@ -352,3 +352,22 @@ def test_a_trained_length_other_than_the_default_is_no_warning_unless_one_was_gi
         assert trained_max_length(saved, config.model, "extract") == 64
     assert "the model was trained on 64 tokens per text (or window); it reads that many, not " \
         "model.max_length = 128" in caplog.text
+
+
+def test_loading_and_saving_print_no_reports_and_keep_transformers_settings(tiny_bert_dir,
+                                                                             tmp_path, capfd):
+    """A notebook sees no "LOAD REPORT ... MISSING" table (relabeler adds the head, as
+    expected) nor progress bars, and its own transformers settings stay as they were."""
+    from transformers.utils import logging as hf_logging
+
+    from relabeler.model import load_classifier, load_tokenizer, save_model
+
+    hf_logging.set_verbosity_warning()
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    model = load_classifier(tiny_bert_dir, ["neg", "pos"])  # a new head: missing weights
+    save_model(model, load_tokenizer(tiny_bert_dir), tmp_path / "m", ["neg", "pos"])
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert hf_logging.get_verbosity() == hf_logging.WARNING
+    assert hf_logging.is_progress_bar_enabled()
