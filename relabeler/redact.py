@@ -33,3 +33,13 @@ def mask_url(url: str) -> str:
     user, colon, _ = userinfo.partition(":")
     masked = f"{user}:{MASK}" if colon else MASK
     return f"{scheme}{sep}{masked}@{rest[at + 1:]}"
+
+
+def is_masked(url: str) -> bool:
+    """Whether ``url`` is what :func:`mask_url` gives for a URL with a password: ``***``
+    stands where its password (or its user name alone) was, so it cannot be read with it.
+    A ``***`` elsewhere (in a path) does not count."""
+    # with the mask swapped for other text, a masked URL has a password again (masking it
+    # changes it); a URL whose "***" is not in its user info comes back as it is
+    swapped = url.replace(MASK, "x")
+    return MASK in url and mask_url(url) == url and mask_url(swapped) != swapped

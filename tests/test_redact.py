@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relabeler.redact import mask_url
+from relabeler.redact import is_masked, mask_url
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -26,6 +26,20 @@ from relabeler.redact import mask_url
 ])
 def test_mask_url_hides_the_password_and_keeps_the_rest(url, shown):
     assert mask_url(url) == shown
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("http://alice:***@127.0.0.1:8/x.csv", True),
+    ("https://***@host/path", True),
+    ("http://u:***@h/a/***", True),
+    ("http://alice:S3CRETPW@127.0.0.1:8/x.csv", False),  # the password is still there
+    ("http://host/a***@b", False),  # "***" in the path, no user info
+    ("http://host/***.csv", False),
+    ("s3://bucket/x.csv", False),
+    ("sms-spam", False),
+])
+def test_is_masked_tells_a_url_whose_password_was_masked(url, masked):
+    assert is_masked(url) is masked
 
 
 def test_a_data_source_with_credentials_is_named_masked(tmp_path):
