@@ -104,7 +104,7 @@ class Columns:
 
 @dataclass(frozen=True)
 class Source:
-    name: str  # path or name as given; goes to rejected.source
+    name: str  # path or name as given; goes to rejected.source (a URL's password masked)
     where: str  # how messages name it: "file x.csv", "demo dataset sms-spam"
     frame: pd.DataFrame
     rows: list[int] | None = None  # each frame row's data row in the file (None: the same)
@@ -234,7 +234,9 @@ class BadRows:
                 "line": pd.Series([r.line for r in self.rejected],
                                   dtype="Int64" if any(r.line is None for r in self.rejected)
                                   else "int64"),
-                "source": pd.Series([r.source for r in self.rejected], dtype=object),
+                # rejected.parquet is a file of the run folder: a source URL goes without its
+                # password
+                "source": pd.Series([mask_url(r.source) for r in self.rejected], dtype=object),
                 "reason": pd.Series([r.reason for r in self.rejected], dtype=object),
             }
         )

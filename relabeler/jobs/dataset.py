@@ -25,6 +25,7 @@ from relabeler.config import DataConfig, RunConfig
 from relabeler.data import inject_noise, load_dataset, write_split_tables
 from relabeler.data.readers import file_version
 from relabeler.errors import ConfigError, StageError
+from relabeler.redact import is_masked, mask_url
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,29 @@ SETTINGS = ("source", "eval_source", "pool_source", "id_col", "text_col", "label
 _SOURCES = ("source", "eval_source", "pool_source")
 
 
+def _shown(key: str, value: Any) -> Any:
+    """A [data] value as the marker records it and messages show it: a source URL without
+    its password (:func:`~relabeler.redact.mask_url`), anything else as it is."""
+    return mask_url(value) if key in _SOURCES and isinstance(value, str) else value
+
+
 def input_fingerprint(cfg: DataConfig) -> dict:
     """The inputs a dataset is made from: the settings that matter and, per source file, the
-    version of its content (a local file's sha256, a remote file's size and ETag or mtime)."""
-    settings = {key: getattr(cfg, key) for key in SETTINGS}
+    version of its content (a local file's sha256, a remote file's size and ETag or mtime).
+    A source URL is recorded without its password."""
+    # The marker is a plain file of the run folder (others may read it), so it keeps the
+    # masked URL, not the password. The masked URL is also what is compared: a hash of the
+    # full URL would let anyone who reads the marker try guessed passwords against it, and a
+    # new password for the same file is no new data (the content version below still tells
+    # a changed file).
+    settings = {key: _shown(key, getattr(cfg, key)) for key in SETTINGS}
     if cfg.eval_noise_rate:  # recorded only when used: older markers stay valid
         settings["eval_noise_rate"] = cfg.eval_noise_rate
+    # a masked URL (as the marker records it, taken back for a source not given now) has no
+    # password left to read the file with: its content is not compared
     return {"settings": settings,
             "contents": {role: file_version(getattr(cfg, role)) for role in _SOURCES
-                         if getattr(cfg, role)}}
+                         if getattr(cfg, role) and not is_masked(getattr(cfg, role))}}
 
 
 def input_changes(recorded: dict, current: dict) -> list[tuple[str | None, Any, str]]:
@@ -56,7 +71,10 @@ def input_changes(recorded: dict, current: dict) -> list[tuple[str | None, Any, 
     content changed. A source that cannot be read now (moved away) does not count as a
     change: the finished dataset is what the later stages read."""
     changes: list[tuple[str | None, Any, str]] = []
-    old_settings, new_settings = recorded.get("settings", {}), current["settings"]
+    # a marker written before source URLs were masked holds the password: masked here, it
+    # names the same source as the current (masked) settings, and no message shows it
+    old_settings = {key: _shown(key, value) for key, value in recorded.get("settings", {}).items()}
+    new_settings = current["settings"]
     for key in SETTINGS:
         if key in old_settings and old_settings[key] != new_settings[key]:
             changes.append((key, old_settings[key], f"data.{key} was {old_settings[key]!r}, "
@@ -183,7 +201,7 @@ def prepare_dataset(store: RunStore, config: RunConfig, *, force: bool = False,
         # a file, --set or --id-col that names "id" wants that column, not generated ids
         require_id="id_col" in cfg.model_fields_set,
     )
-    info = {"source": cfg.source, "classes": ds.classes, "n_train": len(ds.train),
+    info = {"source": mask_url(cfg.source), "classes": ds.classes, "n_train": len(ds.train),
             "n_eval": len(ds.eval), "n_pool": len(ds.pool), "n_rejected": len(ds.rejected),
             "fingerprint": fingerprint}
     if cfg.noise_rate > 0:
