@@ -62,6 +62,7 @@ from relabeler.jobs.simulate_shortcut import (
     shortcut_result,
 )
 from relabeler.jobs.train import run_train
+from relabeler.redact import mask_url
 from relabeler.report.metrics import detection_metrics
 from relabeler.selectors import representer
 from relabeler.selectors.confidence import cleanlab_scores
@@ -410,7 +411,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                           **shortcut_accuracy(store, config, shortcut, progress=progress)}
         seconds["shortcut_accuracy"] = round(time.perf_counter() - started, 2)
     result = {
-        "dataset": config.data.source,
+        # simulation.json and .md are shared as results: a source URL goes without its password
+        "dataset": mask_url(config.data.source),
         "n_train": int(len(view.ids)),
         "n_test": int(info["n_eval"]),
         "n_flipped": int(flipped.sum()),

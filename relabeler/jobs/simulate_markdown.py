@@ -4,6 +4,7 @@ Markdown, as the console summary prints them too."""
 from __future__ import annotations
 
 from relabeler.jobs.eval_audit import FEW_EVAL_ROWS
+from relabeler.redact import mask_url
 
 
 def _share(value: float | None) -> str:
@@ -13,7 +14,8 @@ def _share(value: float | None) -> str:
 
 def markdown_table(result: dict) -> str:
     s = result["settings"]
-    lines = [f"# Detection on {result['dataset']}", "",
+    # a simulation.json written before the source URL was masked holds its password
+    lines = [f"# Detection on {mask_url(result['dataset'])}", "",
              f"{result['n_train']} training samples, {result['n_flipped']} labels flipped "
              f"({_share(s['noise'])} {s['noise_kind']} noise, seed {s['seed']}), {s['mode']} mode, "
              f"{s['folds']} folds, {result['n_test']} test samples; K = number of flips.", "",

@@ -440,3 +440,54 @@ def test_class_ids_name_a_label_outside_the_training_classes():
                                          r"rows\), which is not one of the training classes "
                                          r"\(a, b\)"):
         class_ids(pd.Series(["a", "c", "c"]), ["a", "b"], what="the eval split")
+
+
+def test_the_markdown_names_a_source_url_without_its_password():
+    # a simulation.json written before the masking holds the password; the console summary
+    # and simulation.md printed it
+    from relabeler.jobs.simulate_markdown import markdown_table
+
+    text = markdown_table(_minimal_result(dataset="http://alice:S3CRETPW@127.0.0.1:8/x.csv"))
+    assert text.startswith("# Detection on http://alice:***@127.0.0.1:8/x.csv\n")
+    assert "S3CRETPW" not in text
+
+
+def test_the_simulation_names_a_source_url_without_its_password(tmp_path, monkeypatch):
+    # simulation.json and simulation.md are results to share: they named the source URL with
+    # its password. The stages are stubbed (the dataset is made beforehand from a local copy)
+    from types import SimpleNamespace
+
+    from relabeler.data import read_split
+    from relabeler.jobs import simulate
+    from relabeler.jobs.dataset import prepare_dataset
+    from tests.conftest import synthetic_frame
+
+    synthetic_frame(100).to_csv(tmp_path / "d.csv", index=False)
+    config = simulation_config(data=str(tmp_path / "d.csv"), out=tmp_path / "sim", noise=0.1,
+                               seed=0)
+    store = RunStore(config.run_dir)
+    prepare_dataset(store, config)
+    store.mark_done("train", {"mode": "head"})
+    train = read_split(store.read_table(artifacts.TRAIN.path))
+    n, classes = len(train), ["neg", "pos"]
+    rng = np.random.default_rng(0)
+    store.write_table(artifacts.SUSPECTS.path, pa.table({
+        "id": list(train["id"]), "rank": np.arange(1, n + 1),
+        "suspect_score": rng.random(n).astype(np.float32), "given_label": list(train["label"]),
+        "suggested_label": list(train["true_label"]),
+        "suggested_confidence": np.ones(n, dtype=np.float32), "reasons": [[]] * n,
+        "duplicate_ids": [[]] * n}))
+    probs = rng.dirichlet([1.0, 1.0], n).astype(np.float32)
+    monkeypatch.setattr(simulate, "load_train_view", lambda store: SimpleNamespace(
+        ids=train["id"].to_numpy(dtype=object), classes=classes,
+        labels=train["label"].map({"neg": 0, "pos": 1}).to_numpy(), probs=probs,
+        oof_probs=None, features=rng.random((n, 4)).astype(np.float32)))
+    for stage in ("_data", "_train", "run_extract", "run_score"):
+        monkeypatch.setattr(simulate, stage, lambda *args, **kwargs: None)
+    config.data.source = "http://alice:S3CRETPW@127.0.0.1:8/d.csv"
+    result = simulate.run_simulation(config, tmp_path / "sim", budgets=None, progress=False)
+    shown = "http://alice:***@127.0.0.1:8/d.csv"
+    assert result["dataset"] == shown
+    assert json.loads((tmp_path / "sim" / "simulation.json").read_text())["dataset"] == shown
+    markdown = (tmp_path / "sim" / "simulation.md").read_text()
+    assert markdown.startswith(f"# Detection on {shown}\n") and "S3CRETPW" not in markdown
