@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from relabeler.redact import mask_url
+
 #: the values of a key that mean "what the model or the mode decides" (compared as what they
 #: came to, where that is known)
 _AUTO = (0, "auto")
@@ -19,7 +21,7 @@ def setting_changes(recorded: dict | None, current: dict, *,
     (the marker's ``mode``): ``auto`` now accepts it, and a mode named now is compared with it,
     so ``auto`` that became head is no change from ``head``. ``resolved``: ``section.key`` ->
     what its ``auto`` (or 0) came to (the trained model's pooling), so on either side an auto
-    value and the value it came to are no change."""
+    value and the value it came to are no change. A URL is named without its password."""
     if not recorded:
         return []
     if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
@@ -36,9 +38,15 @@ def setting_changes(recorded: dict | None, current: dict, *,
             given = side.get(section, {}).get(key)
             if given in _AUTO and not isinstance(given, bool):
                 side[section] = {**side[section], key: value}
-    return [f"{section}.{key} was {recorded[section][key]!r}, now {value!r}"
+    return [f"{section}.{key} was {_shown(recorded[section][key])!r}, now {_shown(value)!r}"
             for section, keys in current.items() for key, value in keys.items()
             if key in recorded.get(section, {}) and recorded[section][key] != value]
+
+
+def _shown(value: object) -> object:
+    """A setting as a message shows it: a text that is a URL with a password (a model folder
+    given as one) without the password."""
+    return mask_url(value) if isinstance(value, str) else value
 
 
 def _resolved(train: dict, mode: str) -> dict:

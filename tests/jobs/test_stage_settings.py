@@ -50,3 +50,11 @@ def test_an_auto_model_setting_and_what_it_came_to_are_no_change():
     recorded = model()
     setting_changes(recorded, model(pool_layers=4), resolved=came_to)
     assert recorded == model()  # the caller's settings are left as they were
+
+
+def test_a_url_setting_is_named_without_its_password():
+    # the message of a changed setting printed a URL with its password (a model folder given
+    # as https://user:password@host/...)
+    assert setting_changes({"model": {"name": "https://alice:S3CRETPW@h/m"}},
+                           {"model": {"name": "https://alice:N3WPASS@h/other"}}) == [
+        "model.name was 'https://alice:***@h/m', now 'https://alice:***@h/other'"]
