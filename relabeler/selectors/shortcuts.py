@@ -113,8 +113,9 @@ def token_class_stats(texts: Sequence[str], labels, *, num_classes: int | None =
     texts: N strings. labels: (N,) int class ids in [0, num_classes). A (token, class) pair is
     tested when the token occurs in at least ``min_count`` texts and the class holds at least
     one text; it is kept when its binomial tail is below ``alpha / n_tested``. Kept pairs are
-    ranked by :func:`merged_order` of z and association; ``top`` caps the pairs returned.
-    Returns an empty result when nothing passes.
+    ranked by :func:`merged_order` of z and association; ``top`` caps the pairs returned. A
+    token found in exactly the texts of a longer kept n-gram of the same class is listed as
+    that n-gram alone. Returns an empty result when nothing passes.
     """
     texts = list(texts)
     labels = as_labels("labels", labels, n=len(texts), num_classes=num_classes)
@@ -168,6 +169,7 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
     p_value = np.ones(joint.shape)
     p_value[above] = stats.binom.sf(joint[above] - 1, n_all[above], p0_all[above])
     keep = (p_value < p_threshold) & above
+    keep &= ~_inside_kept_ngrams(vocab, count, keep)
     rows, cols = np.nonzero(keep)
     k, n, prior_kept = joint[rows, cols], count[rows], p0[cols]
     lower = stats.beta.ppf(BOUND_LEVEL, k, n - k + 1)   # one-sided Clopper-Pearson, k >= 1
@@ -181,6 +183,23 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
                          z=z[rows, cols], p_value=p_value[rows, cols], association=association,
                          n_tested=n_tested, n_significant=int(keep.sum()),
                          alpha=alpha, p_threshold=p_threshold, min_count=min_count, prior=prior)
+
+
+def _inside_kept_ngrams(vocab: np.ndarray, count: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """(V, C) True where a kept token is part of a longer kept n-gram of the same class found
+    in exactly the same texts (equal counts: the n-gram's texts are among the token's): the
+    n-gram says it all, and is listed alone (a phrase "zq xj" ranked behind its own words "zq"
+    and "xj", which tie with it on every statistic and sort first by name)."""
+    index = {token: i for i, token in enumerate(vocab.tolist())}
+    inside = np.zeros(keep.shape, dtype=bool)
+    for row, col in zip(*np.nonzero(keep), strict=True):
+        words = vocab[row].split(" ")
+        for width in range(1, len(words)):
+            for start in range(len(words) - width + 1):
+                part = index.get(" ".join(words[start:start + width]))
+                if part is not None and keep[part, col] and count[part] == count[row]:
+                    inside[part, col] = True
+    return inside
 
 
 def merged_order(*keys_then_names: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:

@@ -50,6 +50,21 @@ def test_a_planted_token_ranks_first_with_a_large_z():
     assert found.p_value[0] < found.p_threshold
 
 
+def test_a_planted_phrase_ranks_first_alone_not_behind_its_own_words():
+    """Its words occur only inside it: they tie with it on every statistic and, sorted by
+    name, ranked first ("xj", "zq", then "zq xj" third); they are listed as the phrase."""
+    texts, labels = _corpus(0)
+    planted, n_planted = _plant(texts, labels, "zq xj", 1, 0.5)
+    found = token_class_stats(planted, labels, num_classes=3)
+    assert (found.tokens[0], found.classes[0], found.count[0]) == ("zq xj", 1, n_planted)
+    assert not {"zq", "xj"} & set(found.tokens.tolist())
+    assert found.n_significant == len(found)
+    # a word also found outside the phrase is its own finding
+    texts_zq = [t + " zq" if i % 2 == 0 else t for i, t in enumerate(planted)]
+    again = token_class_stats(texts_zq, labels, num_classes=3)
+    assert "zq xj" in again.tokens.tolist() and "xj" not in again.tokens.tolist()
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_a_corpus_without_a_shortcut_reports_none(seed):
     texts, labels = _corpus(seed)
