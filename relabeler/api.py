@@ -24,7 +24,7 @@ import pandas as pd
 
 from relabeler import artifacts
 from relabeler.config import RunConfig, apply_overrides, load_config
-from relabeler.errors import DataError
+from relabeler.errors import DataError, NoRunError
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ class Run:
     run_dir: a folder or an fsspec URI. config: a :class:`RunConfig`, the path of a
     ``relabeler.toml``, or None for the defaults. Each stage method returns what the stage
     reports (the info its marker records) and skips a finished stage unless ``force``.
+    Only :meth:`data`, :meth:`train` and :meth:`pipeline` make a run directory that is not
+    there yet; the other methods, and :attr:`store`, read a run made earlier and raise
+    :class:`~relabeler.errors.NoRunError` (a StoreError) where there is none, creating nothing.
     """
 
     def __init__(self, run_dir: str | os.PathLike, config: RunConfig | str | os.PathLike |
@@ -46,21 +49,38 @@ class Run:
             config = load_config(config)
         config.run_dir = os.fspath(run_dir)
         self.config = config
-        self.store = RunStore(config.run_dir)
         self.progress = progress
+        self._store: RunStore | None = None
+        try:  # a run dir that is a file (or an unknown protocol) is refused here and now
+            self._store = RunStore(config.run_dir, create=False)
+        except NoRunError:
+            pass  # not there yet: data(), train() or pipeline() make it
 
     def __repr__(self) -> str:
-        return f"Run({self.store.uri!r})"
+        return f"Run({self._store.uri if self._store else self.config.run_dir!r})"
+
+    @property
+    def store(self) -> RunStore:
+        """The run directory; a NoRunError where there is none (nothing is created)."""
+        return self._open(create=False)
+
+    def _open(self, *, create: bool) -> RunStore:
+        # opened when first needed: a mistyped run_dir given to a step that reads an earlier
+        # run would otherwise leave an empty folder and a confusing "not found"
+        if self._store is None:
+            self._store = RunStore(self.config.run_dir, create=create)
+        return self._store
 
     def data(self, *, force: bool = False) -> dict:
         from relabeler.jobs.dataset import prepare_dataset
 
-        return prepare_dataset(self.store, self.config, force=force)
+        return prepare_dataset(self._open(create=True), self.config, force=force)
 
     def train(self, *, force: bool = False) -> dict:
         from relabeler.jobs.train import run_train
 
-        return run_train(self.store, self.config, force=force, progress=self.progress)
+        return run_train(self._open(create=True), self.config, force=force,
+                         progress=self.progress)
 
     def extract(self, *, force: bool = False) -> dict:
         from relabeler.jobs.extract import run_extract
@@ -82,8 +102,8 @@ class Run:
         from relabeler.jobs.loop import run_pipeline
 
         kwargs = {"say": say} if say is not None else {}
-        return run_pipeline(self.store, self.config, force=force, progress=self.progress,
-                            push=push, **kwargs)
+        return run_pipeline(self._open(create=True), self.config, force=force,
+                            progress=self.progress, push=push, **kwargs)
 
     def push(self, *, client: Any = None) -> Any:
         """The queue plan into Label Studio; returns a ``PushResult``."""

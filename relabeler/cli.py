@@ -161,11 +161,14 @@ def _cmd_run(args: argparse.Namespace, config: RunConfig) -> int:
 def _cmd_demo(args: argparse.Namespace, config: RunConfig) -> int:
     from relabeler.jobs.loop import run_demo
     from relabeler.plugin.server import CREDENTIALS_FILE
+    from relabeler.store import RunStore
 
     run = _run(args, config)
     print(f"relabeler demo: {config.data.source} with {config.data.noise_rate:.0%} of the "
           f"training labels flipped on purpose; run directory {config.run_dir}")
-    out = run_demo(run.store, config, force=args.force, progress=not args.quiet, say=print)
+    # the demo makes its run as it goes (Run.store only opens a run made earlier)
+    out = run_demo(RunStore(config.run_dir), config, force=args.force,
+                   progress=not args.quiet, say=print)
     _print_queue_head(run)
     print()
     print(f"done in {out['seconds']:.0f} s")

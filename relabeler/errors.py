@@ -28,6 +28,11 @@ class StoreError(RelabelerError, RuntimeError):
     """An artifact is missing or unreadable; the message names the artifact and the run dir."""
 
 
+class NoRunError(StoreError):
+    """No run directory where one was named, for a step that reads a run made earlier;
+    nothing was created."""
+
+
 class StageError(RelabelerError, RuntimeError):
     """A stage cannot run or cannot finish; the message says what to do."""
 

@@ -33,7 +33,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from relabeler._version import __version__
 from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
-from relabeler.errors import StoreError
+from relabeler.errors import NoRunError, StoreError
 from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error, storage_io
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class RunStore:
     uri: local path, ``file://``, ``memory://``, ``s3://bucket/run``, ``gs://…``.
     storage_options: passed to fsspec, e.g. ``{"endpoint_url": ...}`` for an S3-compatible server.
     create: make a local run directory that does not exist yet; False (for a verb that only
-    reads a finished run): a StoreError says there is none, and nothing is created.
+    reads a finished run): a :class:`NoRunError` says there is none, and nothing is created.
     """
 
     def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None,
@@ -108,7 +108,7 @@ class RunStore:
             if os.path.exists(self._root) and not os.path.isdir(self._root):
                 raise StoreError(f"run directory {self._root} is a file, not a folder")
             if not create and not os.path.isdir(self._root):
-                raise StoreError(f"no run directory at {self._root}")
+                raise NoRunError(f"no run directory at {self._root}")
             try:
                 os.makedirs(self._root, exist_ok=True)
             except OSError as exc:
@@ -121,7 +121,7 @@ class RunStore:
                 raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
                                                   "look for it")) from exc
             if not found:
-                raise StoreError(f"no run directory at {self.uri}")
+                raise NoRunError(f"no run directory at {self.uri}")
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
         rel = _check_artifact(artifact, name=name, allow_root=allow_root)

@@ -158,6 +158,7 @@ def test_a_run_without_eval_rows_cannot_be_retrained_and_says_why(tmp_path):
     from relabeler import artifacts
     from relabeler.errors import StageError
 
+    (tmp_path / "run").mkdir()  # Run.store opens a run made earlier, as retrain reads one
     run = relabeler.Run(tmp_path / "run")
     rows = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "label": ["pos", "neg"]})
     run.store.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(rows))
@@ -177,6 +178,41 @@ def test_run_loads_a_config_file_and_points_it_at_the_run(tmp_path):
     run = relabeler.Run(tmp_path / "run", tmp_path / "relabeler.toml")
     assert run.config.train.epochs == 7
     assert run.config.run_dir == str(tmp_path / "run")
-    assert run.store.uri == str(tmp_path / "run")
+    assert repr(run) == f"Run({str(tmp_path / 'run')!r})"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         relabeler.nothing  # noqa: B018
+
+
+def test_a_step_that_reads_a_run_creates_no_folder_where_there_is_none(tmp_path):
+    # Run opened its folder with create=True: Run("runs/typo").score() left an empty folder
+    # and said "data is unfinished"; the CLI says "no run directory at ..." and creates nothing
+    import pandas as pd
+
+    from relabeler.errors import NoRunError, StoreError
+
+    typo = tmp_path / "typo"
+    run = relabeler.Run(typo)
+    steps = {"extract": run.extract, "score": run.score, "attribute": run.attribute,
+             "push": run.push, "pull": run.pull, "next": run.next, "retrain": run.retrain,
+             "report": run.report, "suspects": run.suspects, "serve": run.serve,
+             "store": lambda: run.store}
+    for name, step in steps.items():
+        with pytest.raises(NoRunError, match=f"^no run directory at {re.escape(str(typo))}$"):
+            step()
+        assert not typo.exists(), name
+    assert issubclass(NoRunError, StoreError)
+    # a file where the run should be: refused when the Run is made
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        relabeler.Run(tmp_path / "file")
+    # data() makes the folder (train() and pipeline() too), and the others then find it
+    pd.DataFrame({"text": ["good", "bad"] * 4, "label": ["pos", "neg"] * 4}).to_csv(
+        tmp_path / "rows.csv", index=False)
+    from relabeler.config import RunConfig
+
+    config = RunConfig()
+    config.data.source = str(tmp_path / "rows.csv")
+    config.data.eval_fraction = 0.0
+    made = relabeler.Run(tmp_path / "new", config)
+    assert made.data()["n_train"] == 8
+    assert relabeler.Run(tmp_path / "new").store.exists("dataset/train.parquet")
