@@ -34,8 +34,10 @@ class Run:
     """One run directory and its configuration.
 
     run_dir: a folder or an fsspec URI. config: a :class:`RunConfig`, the path of a
-    ``relabeler.toml``, or None for the defaults. Each stage method returns what the stage
-    reports (the info its marker records) and skips a finished stage unless ``force``.
+    ``relabeler.toml``, or None for the defaults; a RunConfig is copied (:attr:`config` is the
+    run's own, pointed at ``run_dir``), the caller's is not changed. Each stage method returns
+    what the stage reports (the info its marker records) and skips a finished stage unless
+    ``force``.
     Only :meth:`data`, :meth:`train` and :meth:`pipeline` make a run directory that is not
     there yet; the other methods, and :attr:`store`, read a run made earlier and raise
     :class:`~relabeler.errors.NoRunError` (a StoreError) where there is none, creating nothing.
@@ -47,6 +49,8 @@ class Run:
             config = RunConfig()
         elif not isinstance(config, RunConfig):
             config = load_config(config)
+        # a copy: the caller's config stays as it was, and two runs made from it stay apart
+        config = config.model_copy(deep=True)
         config.run_dir = os.fspath(run_dir)
         self.config = config
         self.progress = progress

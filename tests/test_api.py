@@ -216,3 +216,21 @@ def test_a_step_that_reads_a_run_creates_no_folder_where_there_is_none(tmp_path)
     made = relabeler.Run(tmp_path / "new", config)
     assert made.data()["n_train"] == 8
     assert relabeler.Run(tmp_path / "new").store.exists("dataset/train.parquet")
+
+
+def test_runs_made_from_one_config_leave_it_alone_and_stay_apart(tmp_path):
+    # Run set run_dir on the caller's config and kept it: two runs from one config shared it,
+    # so the first one's run_dir became the second's
+    from relabeler.config import RunConfig
+
+    config = RunConfig()
+    config.train.epochs = 3
+    before = config.model_dump()
+    first = relabeler.Run(tmp_path / "a", config)
+    second = relabeler.Run(tmp_path / "b", config)
+    assert config.model_dump() == before
+    assert (first.config.run_dir, second.config.run_dir) == (str(tmp_path / "a"),
+                                                             str(tmp_path / "b"))
+    assert first.config.train.epochs == second.config.train.epochs == 3
+    first.config.train.epochs = 9
+    assert (second.config.train.epochs, config.train.epochs) == (3, 3)
