@@ -177,9 +177,17 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     hold ``label``'s own values, of its dtype (``1``, not ``"1"``; the run itself stores labels
     as strings). The run stays in ``run_dir`` (a folder or
     an fsspec URI; a new temporary folder by default, removed again if the call fails), named
-    by the result's ``attrs["run_dir"]``, for :class:`Run` to go on with: attribute, push to
-    Label Studio. It holds no eval split, so it cannot be retrained or reported (they compare
-    the models on eval rows): for that, make a run with ``data.eval_fraction`` > 0.
+    by the result's ``attrs["run_dir"]``, and ``attrs["config"]`` is the :class:`RunConfig` it
+    was made with (``model``, ``folds``, the frame as its source; its ``run_dir`` the run's own
+    folder) for :class:`Run` to go on with: attribute, push to Label Studio::
+
+        config = issues.attrs["config"]
+        relabeler.Run(config.run_dir, config).pipeline()  # the finished stages are skipped
+
+    (a Run with the default config refuses to reuse the models: its ``train.folds`` is 0, the
+    model the packaged one). It holds no eval split, so it cannot be retrained or reported
+    (they compare the models on eval rows): for that, make a run with ``data.eval_fraction``
+    > 0.
     ``config`` is not changed. Bad rows raise the data stage's :class:`DataError` before
     anything trains, naming the frame, the argument with its column (``text='body'``) and the
     row by its index label (with its position where two rows share the label). With
@@ -248,6 +256,8 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     issues.insert(1, "row", rows.to_numpy(dtype="int64"))
     issues.index = frame.index[issues["row"].to_numpy()]
     issues.attrs["run_dir"] = where
+    # what the run was made with: a Run given other settings would refuse to go on with it
+    issues.attrs["config"] = run.config
     issues.attrs["rejected"] = left_out
     if len(left_out):
         shown = "; ".join(f"index {i!r}: {r}" for i, r in zip(

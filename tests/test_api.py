@@ -234,3 +234,39 @@ def test_runs_made_from_one_config_leave_it_alone_and_stay_apart(tmp_path):
     assert first.config.train.epochs == second.config.train.epochs == 3
     first.config.train.epochs = 9
     assert (second.config.train.epochs, config.train.epochs) == (3, 3)
+
+
+@pytest.mark.slow
+def test_the_config_it_returns_goes_on_with_the_run(ray_session, tmp_path, tiny_bert_dir):
+    # find_label_issues threw its config away: a Run made without it had other folds and
+    # another model, and refused to go on ("train.folds was 2, now 0")
+    import pandas as pd
+
+    from relabeler.config import RunConfig
+    from relabeler.errors import StageError
+
+    texts = [f"good film {i}" if i % 2 else f"bad film {i}" for i in range(24)]
+    frame = pd.DataFrame({"review": texts, "y": ["pos", "neg"] * 12})
+    given = RunConfig()
+    given.train.epochs = 1
+    given.score.min_agreement = 0.0  # a tiny random model: no representer to check
+    given.attribute.top = 3
+    issues = relabeler.find_label_issues(frame, text="review", label="y", model=tiny_bert_dir,
+                                         folds=2, config=given, run_dir=tmp_path / "r")
+    config = issues.attrs["config"]
+    assert config.run_dir == str(tmp_path / "r" / "run")
+    assert (config.train.folds, config.model.name, config.data.eval_fraction) == (
+        2, tiny_bert_dir, 0.0)
+    assert config.data.source == str(tmp_path / "r" / "source.parquet")
+    assert config.train.epochs == 1 and given.train.folds == 0  # the caller's, unchanged
+    with pytest.raises(StageError, match=r"train\.folds was 2, now 0"):
+        relabeler.Run(issues.attrs["run_dir"] + "/run").train()
+    stages = tmp_path / "r" / "run" / "_stages"
+    before = {stage: (stages / f"{stage}.json").read_bytes()
+              for stage in ("train", "extract.train", "score")}
+    out = relabeler.Run(config.run_dir, config).pipeline(push=False)
+    assert list(out) == ["train", "extract", "score", "attribute"]
+    # the finished stages are skipped, not run again; attribute goes on from them
+    assert {stage: (stages / f"{stage}.json").read_bytes() for stage in before} == before
+    assert (stages / "attribute.json").exists()
+    assert (tmp_path / "r" / "run" / "attributions.parquet").exists()
