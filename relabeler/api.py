@@ -211,8 +211,13 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     settings = {"data.text_col": "text", "data.label_col": "label", "data.id_col": "id",
                 "data.eval_fraction": 0.0, "data.pool_fraction": 0.0, "train.folds": folds,
                 "model.name": model}
-    # a copy: the caller's config stays as it was; checked before any folder is made
-    config = apply_overrides((config or RunConfig()).model_copy(deep=True), settings)
+    # a copy: the caller's config stays as it was; checked before any folder is made. An
+    # error names the argument that set the key ("flag" and "config" are the CLI's words)
+    named = {key: "find_label_issues" for key in settings}
+    named.update({"train.folds": f"find_label_issues: folds={folds!r}",
+                  "model.name": f"find_label_issues: model={model!r}"})
+    config = apply_overrides((config or RunConfig()).model_copy(deep=True), settings,
+                             earlier="find_label_issues: config", flags=named)
     # only the columns relabeler reads, under names of its own: an extra column of mixed
     # types is none of its business, and the row's position comes back with it
     data = pd.DataFrame({"id": (frame[id].to_numpy(dtype=object) if id is not None

@@ -143,8 +143,13 @@ def test_a_missing_column_is_named():
     frame = pd.DataFrame({"review": ["a"], "sentiment": ["pos"]})
     with pytest.raises(DataError, match="text='text' is not a column"):
         relabeler.find_label_issues(frame)
-    with pytest.raises(ConfigError, match=r"\[train\] folds must be 0 \(none\) or >= 2"):
+    # the argument in the caller's words (it was the CLI's "flag: ...")
+    with pytest.raises(ConfigError, match=r"^find_label_issues: folds=1: \[train\] folds must "
+                                          r"be 0 \(none\) or >= 2, got 1$"):
         relabeler.find_label_issues(frame, text="review", label="sentiment", folds=1)
+    with pytest.raises(ConfigError, match=r"^find_label_issues: model=5: model\.name: input "
+                                          r"should be a valid string, got int 5$"):
+        relabeler.find_label_issues(frame, text="review", label="sentiment", model=5)
     with pytest.raises(TypeError, match="DataFrame"):
         relabeler.find_label_issues([("a", "pos")])
 
