@@ -45,10 +45,7 @@ class Run:
 
     def __init__(self, run_dir: str | os.PathLike, config: RunConfig | str | os.PathLike |
                  None = None, *, progress: bool = False):
-        if config is None:
-            config = RunConfig()
-        elif not isinstance(config, RunConfig):
-            config = load_config(config)
+        config = _as_config(config)
         # a copy: the caller's config stays as it was, and two runs made from it stay apart
         config = config.model_copy(deep=True)
         config.run_dir = os.fspath(run_dir)
@@ -162,10 +159,22 @@ class Run:
         return frame[front + rest].sort_values("rank", kind="stable").reset_index(drop=True)
 
 
+def _as_config(config: RunConfig | str | os.PathLike | None) -> RunConfig:
+    """``config`` as a RunConfig: itself, the file it names, or the defaults for None."""
+    if config is None:
+        return RunConfig()
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise TypeError(f"config must be a RunConfig, the path of a relabeler.toml or None, got "
+                    f"{type(config).__name__}")
+
+
 def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "label",
                       id: str | None = None, model: str | None = None, folds: int = 5,
-                      run_dir: str | os.PathLike | None = None, config: RunConfig | None = None
-                      ) -> pd.DataFrame:
+                      run_dir: str | os.PathLike | None = None,
+                      config: RunConfig | str | os.PathLike | None = None) -> pd.DataFrame:
     """Every row of ``frame`` ranked by how likely its label is wrong, with a suggested label
     and the reasons in plain words (:meth:`Run.suspects`).
 
@@ -188,7 +197,8 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     model the packaged one). It holds no eval split, so it cannot be retrained or reported
     (they compare the models on eval rows): for that, make a run with ``data.eval_fraction``
     > 0.
-    ``config`` is not changed. Bad rows raise the data stage's :class:`DataError` before
+    ``config``: a :class:`RunConfig` or the path of a ``relabeler.toml``, as :class:`Run`
+    takes; it is not changed. Bad rows raise the data stage's :class:`DataError` before
     anything trains, naming the frame, the argument with its column (``text='body'``) and the
     row by its index label (with its position where two rows share the label). With
     ``data.on_bad_rows = "skip"`` in ``config`` they are left out instead: the result lacks
@@ -216,7 +226,7 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
     named = {key: "find_label_issues" for key in settings}
     named.update({"train.folds": f"find_label_issues: folds={folds!r}",
                   "model.name": f"find_label_issues: model={model!r}"})
-    config = apply_overrides((config or RunConfig()).model_copy(deep=True), settings,
+    config = apply_overrides(_as_config(config).model_copy(deep=True), settings,
                              earlier="find_label_issues: config", flags=named)
     # only the columns relabeler reads, under names of its own: an extra column of mixed
     # types is none of its business, and the row's position comes back with it
@@ -225,7 +235,12 @@ def find_label_issues(frame: pd.DataFrame, *, text: str = "text", label: str = "
                          "text": frame[text].to_numpy(dtype=object),
                          "label": frame[label].to_numpy(dtype=object)})
     made = run_dir is None
-    where = str(run_dir) if run_dir is not None else tempfile.mkdtemp(prefix="relabeler-")
+    where = os.fspath(run_dir) if run_dir is not None else tempfile.mkdtemp(prefix="relabeler-")
+    if not made:
+        try:  # a file in its place: the StoreError a Run gives, before anything is written
+            RunStore(where, create=False)
+        except NoRunError:
+            pass  # made below, with the frame in it
     source = f"{where.rstrip('/')}/source.parquet"
     try:
         # before anything is written: a refused frame leaves no source.parquet in run_dir

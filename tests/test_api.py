@@ -275,3 +275,35 @@ def test_the_config_it_returns_goes_on_with_the_run(ray_session, tmp_path, tiny_
     assert {stage: (stages / f"{stage}.json").read_bytes() for stage in before} == before
     assert (stages / "attribute.json").exists()
     assert (tmp_path / "r" / "run" / "attributions.parquet").exists()
+
+
+def test_config_may_be_a_file_and_a_run_dir_that_is_a_file_is_refused(tmp_path):
+    # config="relabeler.toml" raised a raw AttributeError (a str has no model_copy), and a
+    # run_dir that is a file a raw FileExistsError from the write of the frame
+    import pandas as pd
+
+    from relabeler.errors import StoreError
+
+    frame = pd.DataFrame({"t": ["a", "b", None, "c", "d"], "y": ["p", "p", "p", "n", "n"]})
+    toml = tmp_path / "relabeler.toml"
+    toml.write_text("[train]\nfolds = 1\n")  # read: its error names it
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(toml))}: \\[train\\] folds must"):
+        relabeler.find_label_issues(frame, text="t", label="y", config=toml)
+    with pytest.raises(DataError, match="index 2, text='t': null text"):
+        relabeler.find_label_issues(frame, text="t", label="y", folds=2)
+    toml.write_text('[data]\non_bad_rows = "skip"\n')  # the file's setting is used
+    with pytest.raises(DataError, match="folds=3 needs at least 3 rows of each class: label "
+                                        "'[pn]' has 2"):
+        relabeler.find_label_issues(frame, text="t", label="y", folds=3, config=str(toml),
+                                    run_dir=tmp_path / "r")
+    with pytest.raises(TypeError, match=r"^config must be a RunConfig, the path of a "
+                                        r"relabeler.toml or None, got dict$"):
+        relabeler.find_label_issues(frame, text="t", label="y", config={"train": {}})
+    with pytest.raises(TypeError, match="config must be a RunConfig"):
+        relabeler.Run(tmp_path / "run", config=5)
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    with pytest.raises(StoreError, match=f"^run directory {re.escape(str(taken))} is a file, "
+                                         f"not a folder$"):
+        relabeler.find_label_issues(frame, text="t", label="y", folds=2, run_dir=taken)
+    assert taken.read_text() == "keep me"
