@@ -33,17 +33,37 @@ WORKER_ENV = {
 }
 
 
+@dataclass(frozen=True)
+class _Started:
+    """The Ray session connect started or joined, with the settings it was given."""
+
+    session: str
+    asked: dict[str, str | int]
+    source: str  # the name its address was given by: ray.address or RAY_ADDRESS
+
+
+#: the Ray this process's connect started or joined (None: none yet), and the settings other
+#: than its that a warning has named already
+_started: _Started | None = None
+_warned: set[tuple] = set()
+
+
 def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None:
     """Join ``address`` (or ``RAY_ADDRESS``) when given, else start a local Ray once.
 
     Inside ``ray job submit`` the job driver finds its cluster through ``RAY_ADDRESS``, so the
-    same command runs locally and on a cluster.
+    same command runs locally and on a cluster. Where a Ray runs in this process already it is
+    used as it is, and a warning names the settings asked for here that it was not started
+    with (``ray.init`` cannot change them).
     """
+    global _started
     import ray
 
-    if ray.is_initialized():
-        return
     source = "ray.address" if address else "RAY_ADDRESS"
+    asked = _asked(address or os.environ.get("RAY_ADDRESS", ""), num_cpus, temp_dir)
+    if ray.is_initialized():
+        _warn_unused(asked, source)
+        return
     address = address or os.environ.get("RAY_ADDRESS", "")
     kwargs: dict = {
         "ignore_reinit_error": True,
@@ -59,6 +79,7 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
                 ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ConfigError(join_failure(address, source, exc)) from exc
+        _started = _Started(ray.get_runtime_context().get_session_name(), asked, source)
         return
     kwargs["include_dashboard"] = False
     loopback_only()
@@ -77,9 +98,52 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         raise ConfigError(f"ray.temp_dir = {temp_dir!r}: Ray could not start a local cluster "
                           f"there ({exc}); its socket paths under the folder must stay within "
                           f"107 bytes: name a short folder (e.g. /tmp/ray-run)") from exc
+    _started = _Started(ray.get_runtime_context().get_session_name(), asked, source)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+def _asked(address: str, num_cpus: int, temp_dir: str) -> dict[str, str | int]:
+    """The settings a connect asks for; a local Ray's own only where given (0 and "" leave
+    them to Ray), and none where a cluster is joined (it has its own)."""
+    asked: dict[str, str | int] = {"address": address}
+    if not address:
+        asked.update({key: value for key, value in (("num_cpus", num_cpus),
+                                                    ("temp_dir", temp_dir)) if value})
+    return asked
+
+
+def _shown(settings: dict[str, str | int], source: str) -> str:
+    names = {"address": source, "num_cpus": "ray.num_cpus", "temp_dir": "ray.temp_dir"}
+    return ", ".join(f"{names[key]} = {value!r}" if key != "address" or value
+                     else "ray.address unset (a local Ray)" for key, value in settings.items())
+
+
+def _warn_unused(asked: dict[str, str | int], source: str) -> None:
+    """A WARNING, once for each set of settings, where ``asked`` differs from the settings of
+    the Ray running in this process: ``ray.init`` starts Ray once a process, and the running
+    one is used (it ignored other settings without a word)."""
+    import ray
+
+    running = _started
+    if running is not None and running.session != ray.get_runtime_context().get_session_name():
+        running = None  # shut down since, and started again outside relabeler
+    if running is None:  # started outside relabeler: nothing is known of it but that it runs
+        # (ray.init() itself joins RAY_ADDRESS: only a setting of the run's own can differ)
+        differ = {key: value for key, value in asked.items()
+                  if value and not (key == "address" and source == "RAY_ADDRESS")}
+    else:
+        differ = {key: value for key, value in asked.items() if running.asked.get(key) != value}
+    if not differ or tuple(sorted(differ.items())) in _warned:
+        return
+    _warned.add(tuple(sorted(differ.items())))
+    shown = ("started outside relabeler" if running is None
+             else _shown(running.asked, running.source))
+    log.warning("Ray is already running in this process (%s) and is used as it is, not with "
+                "this run's %s: Ray starts once in a process. To use this run's settings, call "
+                "ray.shutdown() before it, or run it in a new process", shown,
+                _shown(differ, source))
 
 
 @contextmanager
