@@ -307,3 +307,18 @@ def test_config_may_be_a_file_and_a_run_dir_that_is_a_file_is_refused(tmp_path):
                                          f"not a folder$"):
         relabeler.find_label_issues(frame, text="t", label="y", folds=2, run_dir=taken)
     assert taken.read_text() == "keep me"
+
+
+def test_the_readme_names_the_errors_a_caller_can_catch():
+    # the Python API section named no exception type, and not that the first Run starts Ray
+    import relabeler.errors as errors
+
+    text = README.read_text()
+    section = text[text.index("## Python API"):text.index("## Configuration")]
+    assert "`relabeler.errors.RelabelerError`" in section
+    named = re.findall(r"`([A-Z][A-Za-z]+Error)`", section)
+    assert {"ConfigError", "DataError", "StoreError", "StageError", "NoRunError"} <= set(named)
+    for name in named:
+        if name not in ("RelabelerError", "TypeError"):
+            assert issubclass(getattr(errors, name), errors.RelabelerError), name
+    assert "with the `[ray]` settings of the first `Run`" in section
