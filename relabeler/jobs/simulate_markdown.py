@@ -48,7 +48,9 @@ def markdown_table(result: dict) -> str:
             lines.append(f"| {_share(b)} | {k} | " + " | ".join(cells) + " |")
     rounds = result.get("rounds")
     if rounds:
-        lines += ["", f"{rounds['R']} rounds of {rounds['budget_per_round']} tasks (random "
+        sizes = rounds.get("round_sizes") or [rounds["budget_per_round"]]  # older files
+        each = (f"{min(sizes)}" if min(sizes) == max(sizes) else f"{min(sizes)}-{max(sizes)}")
+        lines += ["", f"{rounds['R']} rounds of {each} tasks (random "
                   "controls included), re-scored between rounds, against one shot at the same "
                   "budget: one shot recovers "
                   + _share(rounds["one_shot_gap_recovered"]) + " of the gap.", "",

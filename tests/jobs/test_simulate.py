@@ -491,3 +491,22 @@ def test_the_simulation_names_a_source_url_without_its_password(tmp_path, monkey
     assert json.loads((tmp_path / "sim" / "simulation.json").read_text())["dataset"] == shown
     markdown = (tmp_path / "sim" / "simulation.md").read_text()
     assert markdown.startswith(f"# Detection on {shown}\n") and "S3CRETPW" not in markdown
+
+
+def test_the_markdown_gives_the_round_sizes_as_they_were():
+    # 24 tasks in 5 rounds were "5 rounds of 4 tasks" while rounds found 5 corrections
+    from relabeler.jobs.simulate import markdown_table
+
+    def rounds(**sizes):
+        return {"R": 2, "found": [5, 4], "gap_recovered": [0.1, 0.2],
+                "one_shot_gap_recovered": 0.15, "estimated_remaining": [[1, 2, 3], [0, 1, 2]],
+                "true_remaining": [4, 0], **sizes}
+
+    text = markdown_table(_minimal_result(rounds=rounds(budget_per_round=5,
+                                                        round_sizes=[5, 4])))
+    assert "2 rounds of 4-5 tasks (random controls included)" in text
+    text = markdown_table(_minimal_result(rounds=rounds(budget_per_round=5,
+                                                        round_sizes=[5, 5])))
+    assert "2 rounds of 5 tasks (random controls included)" in text
+    older = markdown_table(_minimal_result(rounds=rounds(budget_per_round=4)))  # no sizes
+    assert "2 rounds of 4 tasks (random controls included)" in older

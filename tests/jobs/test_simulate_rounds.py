@@ -216,9 +216,11 @@ def test_the_rounds_block_has_the_issues_keys_and_gap_shares():
     one_shot = RoundsPlay(found=[55], accuracy=[0.86], estimated_remaining=[[1.0, 9.0, 40.0]],
                           true_remaining=[13])
     block = rounds_block(rounds, one_shot, total=70, clean=0.90, noisy=0.80)
-    assert set(block) == {"R", "budget_per_round", "found", "gap_recovered",
+    assert set(block) == {"R", "budget_per_round", "round_sizes", "found", "gap_recovered",
                           "one_shot_gap_recovered", "estimated_remaining", "true_remaining"}
-    assert block["R"] == 4 and block["budget_per_round"] == 17
+    # 70 tasks in 4 rounds: 18, 18, 17, 17 (the budget per round is the largest; not 70 // 4)
+    assert block["R"] == 4 and block["budget_per_round"] == 18
+    assert block["round_sizes"] == [18, 18, 17, 17]
     assert block["found"] == [30, 20, 10, 5]
     assert block["gap_recovered"] == pytest.approx([0.2, 0.6, 0.8, 0.9])
     assert block["one_shot_gap_recovered"] == pytest.approx(0.6)
@@ -277,7 +279,8 @@ def test_simulate_rounds_writes_the_block(ray_session, tmp_path, synthetic_csv, 
     block = result["rounds"]
     flips = result["n_flipped"]
     assert result["gain"]["budget_samples"] == [flips]
-    assert block["R"] == 2 and block["budget_per_round"] == flips // 2
+    assert block["R"] == 2 and block["budget_per_round"] == -(-flips // 2)
+    assert block["round_sizes"] == [-(-flips // 2), flips // 2]
     assert len(block["found"]) == 2 and 0 < sum(block["found"]) <= flips
     assert block["true_remaining"] == [flips - block["found"][0], flips - sum(block["found"])]
     assert len(block["gap_recovered"]) == 2 and len(block["estimated_remaining"]) == 2
