@@ -148,6 +148,18 @@ def _truth(frame: pd.DataFrame) -> np.ndarray:
     return frame["label"].astype(str).to_numpy()
 
 
+def _common_values(frame: pd.DataFrame, spec: UndercoverSpec, *, shown: int = 8) -> str:
+    """The column's most common values in ``frame`` (values match exactly, case included), for
+    the error of a spec that matched none; "" for a cluster spec."""
+    if spec.column is None or spec.column not in frame.columns:
+        return ""
+    counts = frame[spec.column].astype(str).value_counts()
+    values = ", ".join(f"{value!r} ({count})" for value, count in counts.head(shown).items())
+    more = f" and {len(counts) - shown} more" if len(counts) > shown else ""
+    return (f"; values match exactly, case included: {spec.column}'s most common are "
+            f"{values}{more}")
+
+
 def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
                   seed: int, embeddings: np.ndarray | None = None,
                   ) -> tuple[dict[str, np.ndarray], dict]:
@@ -205,7 +217,8 @@ def group_members(splits: dict[str, pd.DataFrame], spec: UndercoverSpec, *,
     n_train, n_eval = int(member["train"].sum()), int(member["eval"].sum())
     if not n_train or not n_eval:
         where = "training" if not n_train else "eval"
-        raise ConfigError(f"{FLAG}: {spec.spec!r} matches no {where} row")
+        raise ConfigError(f"{FLAG}: {spec.spec!r} matches no {where} row"
+                          + _common_values(splits["train" if not n_train else "eval"], spec))
     if n_train == len(train):
         raise ConfigError(f"{FLAG}: {spec.spec!r} matches every training row")
     return member, info

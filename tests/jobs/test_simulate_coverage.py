@@ -193,7 +193,11 @@ def test_hold_out_clusters_the_encoders_states_of_the_configured_model(tmp_path,
 @pytest.mark.parametrize("spec, message", [
     ("region=north", r"--undercover: the dataset has no column 'region' \(columns: label, "
                      r"source"),
-    ("source=nowhere", "--undercover: 'source=nowhere' matches no training row"),
+    ("source=nowhere", r"--undercover: 'source=nowhere' matches no training row; values match "
+                       r"exactly, case included: source's most common are '\S+' \(\d+\), "
+                       r"'\S+' \(\d+\)$"),
+    ("source=APP", r"'source=APP' matches no training row; values match exactly, case "
+                   r"included: .*'app' \(\d+\)"),
     ("source=web:forum,app", "--undercover: 'source=web:forum,app' matches every training row"),
     ("cluster:500", r"--undercover: cluster:K needs 2 <= K <= 100"),
 ])
