@@ -14,10 +14,15 @@ def _share(value: float | None) -> str:
 
 def markdown_table(result: dict) -> str:
     s = result["settings"]
+    flipped = f"{_share(s['noise'])} {s['noise_kind']} noise"
+    if (result.get("coverage") or {}).get("subgroup") and result["n_train"]:
+        # the flips are made before --undercover moves most of a group's rows to the pool
+        actual = result["n_flipped"] / result["n_train"]
+        flipped += f" before the hold-out, {_share(actual)} of the training samples left"
     # a simulation.json written before the source URL was masked holds its password
     lines = [f"# Detection on {mask_url(result['dataset'])}", "",
              f"{result['n_train']} training samples, {result['n_flipped']} labels flipped "
-             f"({_share(s['noise'])} {s['noise_kind']} noise, seed {s['seed']}), {s['mode']} mode, "
+             f"({flipped}, seed {s['seed']}), {s['mode']} mode, "
              f"{s['folds']} folds, {result['n_test']} test samples; K = number of flips.", "",
              "| method | AUROC | AUPRC | precision@K | recall@K |", "|---|---|---|---|---|"]
     for name, m in result["detection"].items():

@@ -510,3 +510,18 @@ def test_the_markdown_gives_the_round_sizes_as_they_were():
     assert "2 rounds of 5 tasks (random controls included)" in text
     older = markdown_table(_minimal_result(rounds=rounds(budget_per_round=4)))  # no sizes
     assert "2 rounds of 4 tasks (random controls included)" in older
+
+
+def test_the_markdown_header_says_the_noise_share_left_after_the_hold_out():
+    # 45 of 195 training samples flipped read "(20% asymmetric noise...)": the flips are made
+    # before --undercover moves most of the group's rows to the pool
+    from relabeler.jobs.simulate import markdown_table
+
+    plain = markdown_table(_minimal_result())
+    assert "100 training samples, 10 labels flipped (10% uniform noise, seed 0)" in plain
+    subgroup = {"spec": "source=app", "n_group_pool": 9, "n_pool": 30, "n_group_eval": 4,
+                "k": 5, "precision_selected": 0.6, "precision_random": 0.2,
+                "accuracy": {"before": 0.5, "selected": 0.75, "random": 0.5}}
+    held = _minimal_result(n_train=80, coverage={"subgroup": subgroup})
+    assert ("80 training samples, 10 labels flipped (10% uniform noise before the hold-out, "
+            "12.5% of the training samples left, seed 0)") in markdown_table(held)
