@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 
 EVENTS_DIR = artifacts.EVENTS.path
 ANNOTATION_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
+#: the largest id an event may give: pull keeps annotation, task and project ids in int64
+#: columns, and a larger one would stop every later pull when it writes them
+MAX_ID = 2**63 - 1
+#: what an id is, for a message
+ID_RANGE = "an integer from 0 to 2**63-1"
+
+
+def as_id(value: Any) -> int | None:
+    """``value`` where it is an id (:data:`ID_RANGE`), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    return None
 
 
 def json_kind(value: Any) -> str:
@@ -44,8 +56,10 @@ def event_problem(payload: Mapping[str, Any]) -> str | None:
     """What keeps pull and the re-rank from reading an annotation event, in one line; None
     when nothing does. ``ANNOTATION_CREATED``/``UPDATED``: ``annotation``, where given, is an
     object of :func:`annotation_problem`'s shape; ``ANNOTATIONS_DELETED``: ``annotations``,
-    where given, is an array (an entry without an id is skipped); ``project``, where given, is
-    an object or an id, its ``label_config`` a string. Other actions are not read."""
+    where given, is an array (an entry that is no object, or has no id, is skipped; an
+    object's id is an id); ``project`` and ``task``, where given, are each an object or an
+    id, ``project.label_config`` a string. Every id is :data:`ID_RANGE`. Other actions are
+    not read."""
     action = payload.get("action")
     if action not in ANNOTATION_ACTIONS:
         return None
@@ -54,12 +68,19 @@ def event_problem(payload: Mapping[str, Any]) -> str | None:
         config = project.get("label_config")
         if config is not None and not isinstance(config, str):
             return f"{action}: `project.label_config` is {json_kind(config)}, not a string"
-    elif isinstance(project, (list, bool)):
-        return f"{action}: `project` is {json_kind(project)}, not an object or an id"
+    for name in ("project", "task"):
+        problem = _reference_problem(name, payload.get(name))
+        if problem:
+            return f"{action}: `{problem}"
     if action == "ANNOTATIONS_DELETED":
         annotations = payload.get("annotations")
         if annotations is not None and not isinstance(annotations, list):
             return f"{action}: `annotations` is {json_kind(annotations)}, not an array"
+        for n, entry in enumerate(annotations or []):
+            if isinstance(entry, Mapping) and entry.get("id") is not None:
+                problem = _id_problem(entry["id"])
+                if problem:
+                    return f"{action}: `annotations[{n}].id` is {problem}"
         return None
     annotation = payload.get("annotation")
     if annotation is None:
@@ -72,16 +93,20 @@ def event_problem(payload: Mapping[str, Any]) -> str | None:
 
 def annotation_problem(annotation: Mapping[str, Any]) -> str | None:
     """What in an annotation's shape :func:`relabeler.plugin.votes.annotation_vote` cannot
-    read (the message goes on after ``annotation.``), None when nothing: ``id`` an integer,
-    ``completed_by`` a user id, a user object or null, ``result`` an array of objects whose
+    read (the message goes on after ``annotation.``), None when nothing: ``id`` an id
+    (:data:`ID_RANGE`), ``task``, where given, an id or a task object, ``completed_by`` a user
+    id, a user object or null, ``result`` an array of objects whose
     ``value`` is an object with ``choices`` an array and ``text`` a string or an array,
     ``created_at`` and ``updated_at`` timestamps."""
-    annotation_id = annotation.get("id")
-    if not isinstance(annotation_id, int) or isinstance(annotation_id, bool):
-        return f"id` is {json_kind(annotation_id)}, not an integer"
+    problem = _id_problem(annotation.get("id"))
+    if problem:
+        return f"id` is {problem}"
+    problem = _reference_problem("task", annotation.get("task"))
+    if problem:
+        return problem
     who = annotation.get("completed_by")
     who = who.get("id") if isinstance(who, Mapping) else who
-    if who is not None and (isinstance(who, bool) or not _integer(who)):
+    if who is not None and (isinstance(who, bool) or not _user_id(who)):
         return f"completed_by` is {json_kind(who)} that is not a user id"
     result = annotation.get("result")
     if result is not None and not isinstance(result, list):
@@ -106,12 +131,35 @@ def annotation_problem(annotation: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _integer(value: Any) -> bool:
+def _id_problem(value: Any) -> str | None:
+    """Why ``value`` is not an id, to follow "is"; None when it is one."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"{json_kind(value)}, not an integer"
+    if as_id(value) is None:
+        return f"a number outside the ids' range ({ID_RANGE})"
+    return None
+
+
+def _reference_problem(name: str, value: Any) -> str | None:
+    """Why ``value``, a task or project given as an id or as an object with its id, is
+    neither (the message goes on after a backquote); None when it is one, or not given."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        problem = None if value.get("id") is None else _id_problem(value["id"])
+        return f"{name}.id` is {problem}" if problem else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{name}` is {_id_problem(value)}" if as_id(value) is None else None
+    return f"{name}` is {json_kind(value)}, not an object or an id"
+
+
+def _user_id(value: Any) -> bool:
+    """Whether ``value`` reads as a user id (as :mod:`relabeler.plugin.votes` reads it)."""
     try:
-        int(value)
+        number = int(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 is JSON's inf
         return False
-    return True
+    return 0 <= number <= MAX_ID
 
 
 def _timestamp(value: Any) -> bool:

@@ -13,12 +13,14 @@ taken.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from relabeler.plugin.events import ANNOTATION_ACTIONS
+from relabeler.plugin.events import ANNOTATION_ACTIONS, as_id
+
+# Each reader below takes an id only where it is one (events.as_id): read_events already skips
+# an event with another, and an id past int64 would stop the pull that writes it.
 
 
 def _task_id_of(annotation: Mapping[str, Any], payload: Mapping[str, Any]) -> int | None:
@@ -28,29 +30,23 @@ def _task_id_of(annotation: Mapping[str, Any], payload: Mapping[str, Any]) -> in
     task = annotation.get("task") or payload.get("task")
     if isinstance(task, Mapping):
         task = task.get("id")
-    try:
-        return int(task) if task is not None else None
-    except (TypeError, ValueError):
-        return None
+    return as_id(task)
 
 
 def _annotation_ids(payload: Mapping[str, Any]) -> list[int]:
-    """The ids of ``payload["annotations"]`` (an entry without a numeric id is skipped)."""
-    ids = []
-    for annotation in payload.get("annotations") or []:
-        with contextlib.suppress(LookupError, TypeError, ValueError):
-            ids.append(int(annotation["id"]))
-    return ids
+    """The ids of ``payload["annotations"]`` (an entry without an id is skipped)."""
+    entries = payload.get("annotations")
+    entries = entries if isinstance(entries, list) else []
+    ids = (as_id(a.get("id")) for a in entries if isinstance(a, Mapping))
+    return [i for i in ids if i is not None]
 
 
 def event_project(event: Mapping[str, Any]) -> int | None:
+    """The project an event names (an id or a project object); None where it names none."""
     project = (event.get("payload") or {}).get("project")
     if isinstance(project, Mapping):
         project = project.get("id")
-    try:
-        return int(project) if project is not None else None
-    except (TypeError, ValueError):
-        return None
+    return as_id(project)
 
 
 @dataclass

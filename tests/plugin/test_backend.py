@@ -327,6 +327,32 @@ def test_a_malformed_body_gets_400_with_a_one_line_reason(run, path, body, reaso
     ({"action": "ANNOTATION_CREATED", "project": {"id": 1, "label_config": 5},
       "annotation": {"id": 1}},
      "ANNOTATION_CREATED: `project.label_config` is a number, not a string"),
+    # an id past int64: recorded, every later pull stopped when it wrote it
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 2**64 + 1, "task": 2}},
+     "ANNOTATION_CREATED: `annotation.id` is a number outside the ids' range (an integer from "
+     "0 to 2**63-1)"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": -1}},
+     "ANNOTATION_CREATED: `annotation.id` is a number outside the ids' range (an integer from "
+     "0 to 2**63-1)"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2**63}},
+     "ANNOTATION_CREATED: `annotation.task` is a number outside the ids' range (an integer "
+     "from 0 to 2**63-1)"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1}, "task": {"id": 2**63}},
+     "ANNOTATION_CREATED: `task.id` is a number outside the ids' range (an integer from 0 to "
+     "2**63-1)"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": "2"}},
+     "ANNOTATION_CREATED: `annotation.task` is a string, not an object or an id"),
+    ({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "completed_by": 2**63}},
+     "ANNOTATION_CREATED: `annotation.completed_by` is a number that is not a user id"),
+    ({"action": "ANNOTATION_CREATED", "project": {"id": 2**64}, "annotation": {"id": 1}},
+     "ANNOTATION_CREATED: `project.id` is a number outside the ids' range (an integer from 0 "
+     "to 2**63-1)"),
+    ({"action": "ANNOTATIONS_DELETED", "project": 2**64, "annotations": []},
+     "ANNOTATIONS_DELETED: `project` is a number outside the ids' range (an integer from 0 to "
+     "2**63-1)"),
+    ({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}, {"id": 2**64}]},
+     "ANNOTATIONS_DELETED: `annotations[1].id` is a number outside the ids' range (an integer "
+     "from 0 to 2**63-1)"),
 ])
 def test_an_annotation_event_of_another_shape_gets_400_naming_what_is_wrong(run, event,
                                                                              reason):

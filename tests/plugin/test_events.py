@@ -66,6 +66,31 @@ def test_a_stored_event_pull_cannot_read_is_skipped_and_named_the_others_kept(tm
     assert f"line 5 of {path}: `payload` is a string, not an object" in caplog.text
 
 
+def test_a_stored_event_with_an_id_past_int64_is_skipped_and_named(tmp_path, caplog):
+    """Recorded before the webhook checked ids, such an event stopped every later pull when
+    it wrote the id to an int64 column."""
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+    artifact = append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}})
+    with open(store.local_path(artifact), "ab") as f:
+        for payload in ({"action": "ANNOTATION_CREATED", "annotation": {"id": 2**64 + 1}},
+                        {"action": "ANNOTATION_UPDATED", "project": {"id": 3},
+                         "annotation": {"id": 2, "task": {"id": 2**63}}},
+                        {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": -5}]}):
+            f.write(json.dumps({"action": payload["action"], "payload": payload}).encode()
+                    + b"\n")
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.events"):
+        log = read_events(store)
+    assert [e["_line"] for e in log.events] == [0]
+    path = store.path(artifact)
+    assert f"skipping event on line 2 of {path}: ANNOTATION_CREATED: `annotation.id` is a " \
+        "number outside the ids' range (an integer from 0 to 2**63-1)" in caplog.text
+    assert f"line 3 of {path}: ANNOTATION_UPDATED: `annotation.task.id` is a number outside" \
+        in caplog.text
+    assert f"line 4 of {path}: ANNOTATIONS_DELETED: `annotations[0].id` is a number outside" \
+        in caplog.text
+
+
 def test_an_event_keeps_no_project_secret_and_its_file_is_owner_only(tmp_path):
     """Label Studio's webhook serializer sends the whole project, its token and task-data
     password included; the run folder may be shared or copied to a remote store."""

@@ -553,6 +553,44 @@ def test_a_malformed_event_in_the_log_is_skipped_and_pull_and_re_rank_go_on(stor
     assert answers.label_of == {"s0": "spam", "s2": "ham"}
 
 
+def test_a_recorded_event_with_an_id_past_int64_stops_no_pull(store, studio, tasks, caplog):
+    """One such forged event, recorded before the webhook checked ids, made every later pull
+    fail writing labels/unmapped.parquet (after it had written the corrections)."""
+    (project_id,) = studio.projects
+    studio.annotate(tasks["s0"], "spam")
+    artifact = next(iter(store.list("studio/events")))
+    with open(store.local_path(artifact), "ab") as f:
+        for annotation in ({"id": 2**64 + 1, "task": tasks["s1"]},
+                           {"id": 5000, "task": 2**64}):
+            payload = {"action": "ANNOTATION_CREATED", "project": {"id": project_id},
+                       "annotation": {**annotation, "completed_by": 1, "result": [
+                           {"from_name": "answer", "value": {"choices": ["spam"]}}]}}
+            f.write(json.dumps({"action": payload["action"], "payload": payload}).encode()
+                    + b"\n")
+    with caplog.at_level(logging.WARNING):
+        result = pull(store, studio)
+    assert (result.corrections, result.unconfirmed, result.unmapped) == (1, 0, 0)
+    assert corrections(store)["s0"]["new_label"] == "spam"
+    assert store.exists(PULL_STATE) and not store.exists(UNMAPPED)
+    assert caplog.text.count("is a number outside the ids' range") == 2
+    _event_ids = [e["payload"]["annotation"]["id"] for e in read_events(store).events]
+    assert 2**64 + 1 not in _event_ids and 5000 not in _event_ids
+
+
+def test_the_readers_of_an_event_take_no_id_past_int64():
+    """A second guard behind read_events: an id that is not one is no id at all."""
+    events = [_event("ANNOTATION_CREATED", annotation={"id": 2**64, "task": 5}),
+              _event("ANNOTATION_CREATED", annotation={"id": 1, "task": 2**63}),
+              _event("ANNOTATION_CREATED", annotation={"id": 2, "task": 6}),
+              _event("ANNOTATIONS_DELETED", annotations=[{"id": 2**64}, {"id": 2}]),
+              {"payload": {"action": "ANNOTATION_CREATED", "project": {"id": 2**64},
+                           "annotation": {"id": 3, "task": 7}}}]
+    webhooks = WebhookAnnotations.from_events(events)
+    assert webhooks.task_of == {2: 6, 3: 7}
+    assert webhooks.deleted == {2}
+    assert webhooks.tasks_named(events) == {7: {5, 6}}  # task 5 is an id: fetched
+
+
 # ---------------------------------------------------------------------------------------------
 # the pure pieces
 
