@@ -93,11 +93,11 @@ from relabeler.plugin.pull_tables import (
     UNCONFIRMED_UPDATE,
     UNCONFIRMED_UPDATE_GONE,
     UNMAPPED_SCHEMA,
+    frame_table,
     merge_corrections,
     merge_task_rows,
     merge_unmapped,
     read_frame,
-    write_frame,
 )
 from relabeler.plugin.push_checks import check_tasks_owner
 from relabeler.plugin.reconcile import (
@@ -548,13 +548,17 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     corrections, annotators = _resolve(store, corrections, consensus, classes)
     unmapped = merge_unmapped(read_frame(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
                               pulled.refreshed)
-    write_frame(store, CORRECTIONS, corrections, CORRECTIONS_SCHEMA)
+    # every table is built before any is written: a value one cannot hold then stops the pull
+    # with nothing written, not with corrections that the pull state does not account for
+    tables = {CORRECTIONS: frame_table(corrections, CORRECTIONS_SCHEMA)}
     if len(second) or store.exists(SECOND_OPINIONS):
-        write_frame(store, SECOND_OPINIONS, second, CORRECTIONS_SCHEMA)
-    store.write_table(artifacts.ANNOTATORS.path, pa.Table.from_pandas(
-        annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False))
+        tables[SECOND_OPINIONS] = frame_table(second, CORRECTIONS_SCHEMA)
+    tables[artifacts.ANNOTATORS.path] = pa.Table.from_pandas(
+        annotators, schema=artifacts.ANNOTATORS.schema, preserve_index=False)
     if len(unmapped) or store.exists(UNMAPPED):
-        write_frame(store, UNMAPPED, unmapped, UNMAPPED_SCHEMA)
+        tables[UNMAPPED] = frame_table(unmapped, UNMAPPED_SCHEMA)
+    for artifact, table in tables.items():
+        store.write_table(artifact, table)
     store.write_json(PULL_STATE, {"format": PULL_STATE_FORMAT, "projects": projects_state,
                                   "events": event_log.offsets,
                                   "pulled_at": datetime.now(UTC).isoformat()})

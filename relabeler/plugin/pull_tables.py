@@ -121,7 +121,7 @@ def read_frame(store: RunStore, artifact: str, schema: pa.Schema) -> pd.DataFram
     return frame.assign(**dict.fromkeys(missing)) if missing else frame
 
 
-def write_frame(store: RunStore, artifact: str, frame: pd.DataFrame, schema: pa.Schema) -> None:
+def frame_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as a table of ``schema`` (missing values as nulls)."""
     records = frame[schema.names].astype(object).where(frame[schema.names].notna(), None)
-    table = pa.Table.from_pylist(records.to_dict("records"), schema=schema)
-    store.write_table(artifact, table)
+    return pa.Table.from_pylist(records.to_dict("records"), schema=schema)

@@ -577,6 +577,24 @@ def test_a_recorded_event_with_an_id_past_int64_stops_no_pull(store, studio, tas
     assert 2**64 + 1 not in _event_ids and 5000 not in _event_ids
 
 
+def test_a_table_that_cannot_be_built_stops_the_pull_with_nothing_written(store, studio,
+                                                                         tasks):
+    """Every table is built before any is written: a value one cannot hold (here an id past
+    int64 that the server shows) leaves corrections, unmapped and the pull state as they
+    were, where corrections used to be written and the pull state not."""
+    studio.annotate(tasks["s0"], "spam")
+    pull(store, studio)
+    before = _written(store)
+    studio.annotate(tasks["s1"], "ham")
+    studio.annotate(tasks["s2"], "eggs")            # unmapped: not a class of the run
+    studio.tasks[tasks["s2"]]["annotations"][-1]["id"] = 2**64
+    with pytest.raises(OverflowError):
+        pull(store, studio)
+    assert _written(store) == before
+    assert not store.exists(UNMAPPED)
+    assert set(corrections(store)) == {"s0"}
+
+
 def test_the_readers_of_an_event_take_no_id_past_int64():
     """A second guard behind read_events: an id that is not one is no id at all."""
     events = [_event("ANNOTATION_CREATED", annotation={"id": 2**64, "task": 5}),
