@@ -4,7 +4,8 @@ One pull, in the order of the functions below:
 
 1. fetch (:func:`fetch_project`): per project of ``studio/manifest.parquet``, the tasks whose
    ``updated_at`` moved since the last pull (a new, changed or deleted annotation moves it),
-   plus the tasks named by webhook events received since. A fetched task that the manifest
+   plus the tasks named by webhook events received since (a named task the server has in
+   another project is left out, with a warning). A fetched task that the manifest
    records under another sample than its data's ``sample_id`` (or none) means the project is
    not this run's (another server, or one that lost its database and gave its ids again):
    a :class:`PullError` naming the project, the task and both sample ids, before anything is
@@ -84,7 +85,7 @@ from relabeler.plugin.consensus import (
     model_probabilities,
     resolve_with_model,
 )
-from relabeler.plugin.events import read_events
+from relabeler.plugin.events import as_id, read_events
 from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.pull_tables import (
     DELETED_CAUSE,
@@ -224,11 +225,24 @@ def fetch_project(client: TaskSource, project_id: int, pstate: dict[str, Any], *
     gone = set()
     for task_id in sorted(named - set(tasks)):
         found = client.get_task(task_id) if project is not None else None
+        if found is not None and _project_of(found) != project_id:
+            # anyone who reads the webhook's secret can post an event naming any task on the
+            # server: one of another project is not this run's to read
+            log.warning("pull: project %d: a webhook event named task %d, which is in project "
+                        "%s of %s: not read", project_id, task_id, _project_of(found),
+                        client.shown_url)
+            continue
         if found is None:
             gone.add(task_id)
             found = {"id": task_id, "annotations": [], "data": {}}
         tasks[task_id] = found
     return FetchedProject(spec=spec, tasks=tasks, gone=gone, listed=listed)
+
+
+def _project_of(task: Mapping[str, Any]) -> int | None:
+    """The project a task fetched from the server is in (an id or a project object)."""
+    project = task.get("project")
+    return as_id(project.get("id") if isinstance(project, Mapping) else project)
 
 
 def _spec_from_events(events: Sequence[Mapping[str, Any]], project_id: int

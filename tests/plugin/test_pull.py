@@ -577,6 +577,28 @@ def test_a_recorded_event_with_an_id_past_int64_stops_no_pull(store, studio, tas
     assert 2**64 + 1 not in _event_ids and 5000 not in _event_ids
 
 
+def test_an_event_naming_a_task_of_another_project_fetches_nothing_of_it(store, studio,
+                                                                        tasks, caplog):
+    """Anyone who reads the webhook's secret can post an event that names this run's project
+    and any task on the server: a task of another project is not filed under this run's."""
+    (project_id,) = studio.projects
+    other = studio.add_project()
+    theirs = studio.add_task(other, "s1", "ham")  # a sample id of this run, another project
+    secret = studio.annotate(theirs, "spam", notify=False)
+    append_event(store, {"action": "ANNOTATION_UPDATED", "project": {"id": project_id},
+                         "annotation": {"id": secret, "task": theirs}})
+    studio.annotate(tasks["s0"], "spam")
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert (result.tasks_changed, result.corrections, result.unmapped) == (1, 1, 0)
+    assert set(corrections(store)) == {"s0"}
+    assert not store.exists(UNMAPPED)
+    state = store.read_json(PULL_STATE)["projects"][str(project_id)]
+    assert str(theirs) not in state["fingerprints"]
+    assert f"pull: project {project_id}: a webhook event named task {theirs}, which is in " \
+        f"project {other} of {studio.shown_url}: not read" in caplog.text
+
+
 def test_a_table_that_cannot_be_built_stops_the_pull_with_nothing_written(store, studio,
                                                                          tasks):
     """Every table is built before any is written: a value one cannot hold (here an id past
