@@ -13,7 +13,9 @@ The HTTP protocol Label Studio speaks to ML backends:
   ANNOTATIONS_DELETED), which carry the shared secret in the ``X-Relabeler-Secret`` header.
   Each event is appended to ``studio/events/`` and fsynced before the answer, so an event
   acknowledged is an event kept. An annotation event of another shape than Label Studio's
-  (:func:`relabeler.plugin.events.event_problem`) gets 400 naming what is wrong. Label
+  (:func:`relabeler.plugin.events.event_problem`) gets 400 naming what is wrong. Only the
+  annotation events of a project the run's manifest records are kept: any other event gets
+  200 and is not recorded (logged), so Label Studio does not send it again. Label
   Studio's own "Start Training" call (the backend's credentials, no secret) and ``POST
   /train`` get 200 and a line saying that relabeler retrains by command (``relabeler
   next``); nothing is recorded.
@@ -52,6 +54,7 @@ from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
+from relabeler.plugin.reconcile import event_project
 from relabeler.plugin.tasks import (
     MODEL_VERSION,
     ROUND_FIELD,
@@ -60,6 +63,7 @@ from relabeler.plugin.tasks import (
     build_prediction,
     validate_prediction,
 )
+from relabeler.queue_plan import read_manifest
 from relabeler.redact import mask_url
 from relabeler.store import RunStore
 
@@ -375,6 +379,7 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         return {"results": results, "model_version": MODEL_VERSION}
 
     appending = threading.Lock()  # webhooks run in a thread pool; one append at a time
+    projects = _ManifestProjects(store)
 
     @app.post("/train")
     def train(_: Mapping[str, Any] = Depends(json_body)) -> dict[str, str]:
@@ -385,10 +390,22 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     def webhook(payload: Mapping[str, Any] | None = Depends(webhook_body)) -> dict[str, str]:
         if payload is None:
             return {"status": "ok", "detail": TRAINING_DETAIL}
+        action = payload.get("action")
+        if action not in ANNOTATION_ACTIONS:  # pull reads nothing else: nothing to keep
+            log.debug("webhook: %s is not an annotation event: not recorded", _shown(action))
+            return {"status": "ok", "detail": "not an annotation event: not recorded"}
         problem = event_problem(payload)
         if problem:  # recorded, it would be skipped by every pull and re-rank: say so now
             log.warning("webhook: refused an event pull could not read: %s", problem)
             raise HTTPException(status_code=400, detail=problem)
+        project_id = event_project({"payload": payload})
+        if project_id not in projects.ids():
+            # 200, not an error: Label Studio would send it again, and pull reads the events
+            # of the manifest's projects only
+            log.info("webhook: %s of project %s, which %s does not record: not recorded",
+                     action, project_id, MANIFEST)
+            return {"status": "ok", "detail": f"project {project_id} is not one this run "
+                                              f"pushed to: not recorded"}
         with appending:
             artifact = append_event(store, payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
@@ -400,6 +417,35 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         return {"status": "ok"}
 
     return app
+
+
+MANIFEST = artifacts.MANIFEST.path
+
+
+class _ManifestProjects:
+    """The project ids of the run's manifest, read again whenever it is rewritten (a push or
+    ``relabeler next`` adds a project while serve runs)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()  # webhooks run in a thread pool
+        self._version: str | None = None
+        self._ids: frozenset[int] = frozenset()
+
+    def ids(self) -> frozenset[int]:
+        with self._lock:
+            version = self._store.version(MANIFEST)
+            if version != self._version:
+                manifest = read_manifest(self._store)
+                self._ids = frozenset(int(p) for p in manifest["project_id"].dropna())
+                self._version = version
+            return self._ids
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a log line, cut short: a posted action can be any JSON."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 #: What Label Studio's "Start Training" gets: relabeler retrains between rounds, by command.
@@ -526,7 +572,7 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.push_checks import check_project_owner
     from relabeler.plugin.rerank import Reranker, RerankWorker
-    from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
+    from relabeler.queue_plan import CONTROL, FLAGGED
 
     studio = config.studio
     url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"

@@ -29,9 +29,21 @@ AUTH = BasicAuth("relabeler", "pa55-w0rd")
 MAX_BODY = 64 * 1024
 
 
+#: the project the run's manifest records (webhook events of another are not kept)
+PROJECT = 1
+
+
+def record_project(store, project_id: int = PROJECT) -> None:
+    write_manifest(store, pd.DataFrame({
+        "id": ["t0000"], "task_id": [2], "project_id": [project_id], "rank": [1],
+        "priority": [1], "source": ["flagged"],
+        "pushed_at": [pd.Timestamp("2026-01-01", tz="UTC")]}))
+
+
 @pytest.fixture
 def run(tmp_path):
     store = make_run(str(tmp_path / "run"), n_train=60, n_acquire=0)
+    record_project(store)
     app = create_app(store, secret=SECRET, auth=AUTH, top_spans=1, max_body_bytes=MAX_BODY)
     with TestClient(app, headers={"Authorization": AUTH.header()}) as client:
         yield store, client
@@ -185,7 +197,8 @@ def test_the_webhook_checks_the_secret_first_then_records_the_event(run):
     bad = client.post("/webhook", content=b"not json", headers={SECRET_HEADER: SECRET})
     assert bad.status_code == 400
     assert read_events(store).events == []
-    event = {"action": "ANNOTATION_CREATED", "annotation": {"id": 7, "task": 3}}
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": PROJECT},
+             "annotation": {"id": 7, "task": 3}}
     ok = client.post("/webhook", json=event, headers={SECRET_HEADER: SECRET})
     assert ok.status_code == 200 and ok.json() == {"status": "ok"}
     assert [(e["action"], e["payload"]) for e in read_events(store).events] == [
@@ -236,7 +249,8 @@ def test_the_webhook_needs_the_secret_and_only_the_secret(run):
     # Label Studio shows a webhook's headers to every user of the organization: the backend's
     # password must not be one of them, so the secret alone admits an event
     store, client = run
-    event = {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 2}}
+    event = {"action": "ANNOTATION_CREATED", "project": PROJECT,
+             "annotation": {"id": 1, "task": 2}}
     assert client.post("/webhook", json=event).status_code == 401  # credentials, no secret
     assert bare(client).post("/webhook", json=event).status_code == 401
     assert bare(client, **{SECRET_HEADER: "guess"}).post("/webhook", json=event).status_code \
@@ -245,6 +259,38 @@ def test_the_webhook_needs_the_secret_and_only_the_secret(run):
     assert bare(client, **{SECRET_HEADER: SECRET}).post("/webhook", json=event).status_code \
         == 200
     assert len(read_events(store).events) == 1
+
+
+def test_the_webhook_keeps_only_annotation_events_of_the_runs_projects(run, caplog):
+    """Anyone who reads the secret can post: an event pull never reads is not kept (it grew
+    the log without bound), answered 200 so that Label Studio does not send it again."""
+    store, client = run
+    post = bare(client, **{SECRET_HEADER: SECRET}).post
+    annotation = {"id": 1, "task": 2}
+    with caplog.at_level(logging.DEBUG, logger="relabeler.plugin.backend"):
+        other = post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": PROJECT},
+                                       "junk": "x" * 1000})
+        foreign = post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 999},
+                                         "annotation": annotation})
+        nameless = post("/webhook", json={"action": "ANNOTATION_CREATED",
+                                          "annotation": annotation})
+    assert (other.status_code, other.json()) == (
+        200, {"status": "ok", "detail": "not an annotation event: not recorded"})
+    assert (foreign.status_code, foreign.json()) == (
+        200, {"status": "ok", "detail": "project 999 is not one this run pushed to: not "
+                                         "recorded"})
+    assert nameless.status_code == 200 and "not recorded" in nameless.json()["detail"]
+    assert read_events(store).events == []
+    assert "webhook: 'PROJECT_UPDATED' is not an annotation event: not recorded" in caplog.text
+    assert "webhook: ANNOTATION_CREATED of project 999, which studio/manifest.parquet does " \
+        "not record: not recorded" in caplog.text
+    # a project a later push adds counts as soon as the manifest records it
+    assert post("/webhook", json={"action": "ANNOTATIONS_DELETED", "project": 5,
+                                  "annotations": [{"id": 1}]}).json()["detail"]
+    record_project(store, 5)
+    assert post("/webhook", json={"action": "ANNOTATIONS_DELETED", "project": 5,
+                                  "annotations": [{"id": 1}]}).json() == {"status": "ok"}
+    assert [e["action"] for e in read_events(store).events] == ["ANNOTATIONS_DELETED"]
 
 
 def test_label_studio_start_training_gets_told_to_run_next_and_records_nothing(run, caplog):

@@ -148,9 +148,17 @@ def test_the_worker_needs_a_positive_interval():
 # the webhook hands events to the worker after recording them
 
 
+#: an answer the webhook keeps: of a project the run's manifest records
+POSTED_ANSWER = {**ANSWER, "project": {"id": 3}}
+
+
 @pytest.fixture
 def app_run(tmp_path):
-    return make_run(str(tmp_path / "run"), n_train=40, n_acquire=0)
+    store = make_run(str(tmp_path / "run"), n_train=40, n_acquire=0)
+    write_manifest(store, pd.DataFrame({
+        "id": ["t0000"], "task_id": [1], "project_id": [3], "rank": [1], "priority": [1],
+        "source": [FLAGGED], "pushed_at": [pd.Timestamp("2026-01-01", tz="UTC")]}))
+    return store
 
 
 def webhook_client(store, on_event) -> TestClient:
@@ -162,7 +170,7 @@ def webhook_client(store, on_event) -> TestClient:
 def test_the_webhook_records_the_event_before_the_worker_hears_it(app_run):
     heard = []
     client = webhook_client(app_run, lambda p: heard.append(len(read_events(app_run).events)))
-    assert client.post("/webhook", json=ANSWER).status_code == 200
+    assert client.post("/webhook", json=POSTED_ANSWER).status_code == 200
     assert heard == [1]
 
 
@@ -172,7 +180,7 @@ def test_a_failing_trigger_never_costs_a_webhook(app_run, caplog):
 
     client = webhook_client(app_run, broken)
     with caplog.at_level(logging.ERROR, logger="relabeler.plugin.backend"):
-        assert client.post("/webhook", json=ANSWER).json() == {"status": "ok"}
+        assert client.post("/webhook", json=POSTED_ANSWER).json() == {"status": "ok"}
     assert len(read_events(app_run).events) == 1
     assert "re-rank trigger failed" in caplog.text
 
@@ -569,7 +577,9 @@ def test_sigterm_during_a_re_rank_stops_it_between_two_tasks(tmp_path):
 
         wait_for(up, timeout=120)
         assert child.poll() is None
-        event = httpx.post(url + "/webhook", json={"action": "ANNOTATION_CREATED"},
+        (project_id,) = set(read_manifest(RunStore(str(tmp_path / "run")))["project_id"])
+        event = httpx.post(url + "/webhook", json={"action": "ANNOTATION_CREATED",
+                                                   "project": {"id": int(project_id)}},
                            headers={SECRET_HEADER: "s3cret"})
         assert event.status_code == 200
         wait_for(lambda: (tmp_path / "server.json").exists(), timeout=60)
