@@ -347,7 +347,8 @@ class StudioConfig(_Section):
                                         "carry (serve registers it with Label Studio); unset = "
                                         "fresh ones per `relabeler serve`.", min_length=1)
     backend_max_body_mb: int = _opt(10, "Largest request body the backend accepts, MiB "
-                                    "(larger: 413).", ge=1, le=1024)
+                                    "(larger: 413); a /webhook body is 1 MiB at most.",
+                                    ge=1, le=1024)
     retries: int = _opt(5, "Retries of a Label Studio request after a connection error or a "
                         "5xx; the wait doubles from 0.5 s, capped at 30 s.", ge=0, le=20)
 

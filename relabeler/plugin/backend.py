@@ -25,7 +25,8 @@ otherwise): serve registers the backend with Label Studio's own mechanism (the M
 ``auth_method = BASIC_AUTH``), so Label Studio sends it on every /setup and /predict. The
 webhook carries the secret only: Label Studio shows a webhook's headers to every user of the
 organization, where the backend's password is write-only. A body over ``max_body_bytes``
-gets 413, one that is not a JSON object 400 with the reason, before any handler runs.
+(a /webhook body over :data:`WEBHOOK_MAX_BODY_BYTES`, 1 MiB) gets 413, one that is not a JSON
+object 400 with the reason, before any handler runs.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ SECRET_HEADER = "X-Relabeler-Secret"
 BACKEND_TITLE = "relabeler"
 BACKEND_USER = "relabeler"
 MAX_BODY_BYTES = 10 * 1024 * 1024
+#: the largest /webhook body: Label Studio's annotation events are a few KiB (the annotation,
+#: its task's data and the project record), and each is kept in the run folder
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -249,10 +253,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int = 3,
                max_body_bytes: int = MAX_BODY_BYTES,
+               max_webhook_bytes: int = WEBHOOK_MAX_BODY_BYTES,
                on_event: Callable[[Mapping[str, Any]], None] | None = None,
                on_shutdown: Callable[[], None] | None = None) -> FastAPI:
     """The ML backend app for the run in ``store``: every request but /health must carry
-    ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413).
+    ``auth``; webhooks also ``secret``; bodies over ``max_body_bytes`` are refused (413), and
+    /webhook bodies over the smaller of it and ``max_webhook_bytes``.
     ``on_event`` sees each webhook event once it is recorded (the re-rank worker's
     :meth:`~relabeler.plugin.rerank.RerankWorker.notify`: it only counts); its failure is
     logged and the event still acknowledged. ``on_shutdown`` runs (in a worker thread) when
@@ -267,8 +273,10 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     """
     if not secret:
         raise ValueError("secret must be a non-empty shared secret for webhook requests")
-    if max_body_bytes < 1:
-        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    if max_body_bytes < 1 or max_webhook_bytes < 1:
+        raise ValueError(f"max_body_bytes and max_webhook_bytes must be >= 1, got "
+                         f"{max_body_bytes} and {max_webhook_bytes}")
+    webhook_bytes = min(max_body_bytes, max_webhook_bytes)
     evidence = RoundEvidence(store)
     evidence.get()
 
@@ -294,16 +302,16 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
     async def json_body(request: Request, _: None = Depends(authorized)) -> dict[str, Any]:
         return await read_json(request)
 
-    async def read_json(request: Request) -> dict[str, Any]:
+    async def read_json(request: Request, limit: int = max_body_bytes) -> dict[str, Any]:
         too_large = HTTPException(status_code=413, detail=f"the body is over the limit of "
-                                  f"{max_body_bytes} bytes")
+                                  f"{limit} bytes")
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_body_bytes:
+        if declared.isdigit() and int(declared) > limit:
             raise too_large
         chunks, size = [], 0
         async for chunk in request.stream():  # a body sent without a length is counted
             size += len(chunk)
-            if size > max_body_bytes:
+            if size > limit:
                 raise too_large
             chunks.append(chunk)
         return _json_object(b"".join(chunks))
@@ -314,10 +322,10 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         anything else gets 401 before its body is read."""
         given = request.headers.get(SECRET_HEADER, "")
         if given and hmac.compare_digest(given.encode(), secret.encode()):
-            return await read_json(request)
+            return await read_json(request, webhook_bytes)
         if auth.accepts(request.headers.get("authorization")):
             try:
-                payload = await read_json(request)
+                payload = await read_json(request, webhook_bytes)
             except HTTPException:  # not Start Training: refused as below
                 payload = {}
             if payload.get("action") == "START_TRAINING":

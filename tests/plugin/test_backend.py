@@ -338,6 +338,25 @@ def test_a_body_over_the_limit_gets_413_with_or_without_a_declared_length(run):
     assert client.post("/setup", content=just_fits).status_code == 200
 
 
+def test_a_webhook_body_over_one_mib_gets_413_where_other_routes_take_more(tmp_path):
+    """Label Studio's annotation events are a few KiB, and each is kept in the run folder."""
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    record_project(store)
+    with TestClient(create_app(store, secret=SECRET, auth=AUTH),
+                    headers={"Authorization": AUTH.header(), SECRET_HEADER: SECRET}) as client:
+        event = {"action": "ANNOTATION_CREATED", "project": {"id": PROJECT},
+                 "annotation": {"id": 1, "task": 2}, "pad": ""}
+        room = 1024 * 1024 - len(json.dumps(event).encode())
+        fits = client.post("/webhook", content=json.dumps({**event, "pad": "x" * room}))
+        over = client.post("/webhook", content=json.dumps({**event, "pad": "x" * (room + 1)}))
+        setup = client.post("/setup", content=json.dumps({"pad": "x" * 2 * 1024 * 1024}))
+    assert fits.status_code == 200
+    assert (over.status_code, over.json()) == (
+        413, {"detail": "the body is over the limit of 1048576 bytes"})
+    assert setup.status_code == 200
+    assert len(read_events(store).events) == 1
+
+
 @pytest.mark.parametrize(("path", "body", "reason"), [
     ("/predict", b"{not json", "the body is not valid JSON: Expecting property name enclosed "
                                "in double quotes: line 1 column 2 (char 1)"),
