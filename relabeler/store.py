@@ -299,7 +299,8 @@ class RunStore:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
         have no append (fsspec rewrites the object): keep one writer per file there.
         ``private``: locally the file is readable and writable by its owner only (0600), also
-        one that existed with a wider mode."""
+        one that existed with a wider mode. Locally a symbolic link or anything else but a
+        regular file in its place is a StoreError, never followed or written."""
         text = line.removesuffix("\n")
         if "\n" in text:
             raise ValueError(f"line must be a single line, got {text.count(chr(10)) + 1} lines")
@@ -309,9 +310,19 @@ class RunStore:
             with self.fs.open(full, "ab") as f:
                 f.write((text + "\n").encode())
             return
-        created = not os.path.exists(full)
-        fd = os.open(full, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600 if private else 0o644)
+        created = not os.path.lexists(full)
+        # no following a symbolic link: whoever planted one would have the line written, and
+        # the 0600 set, wherever it points
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         try:
+            fd = os.open(full, flags, 0o600 if private else 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or os.path.islink(full):
+                raise StoreError(self._not_a_file(artifact, "a symbolic link")) from exc
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device file
+                raise StoreError(self._not_a_file(artifact, "not a regular file"))
             if private and stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
                 os.fchmod(fd, 0o600)
             data = (text + "\n").encode()
@@ -328,6 +339,10 @@ class RunStore:
             os.close(fd)
         if created:
             _fsync_dir(posixpath.dirname(full))
+
+    def _not_a_file(self, artifact: str, what: str) -> str:
+        return (f"run directory {self.uri}: cannot append to {artifact!r}: it is {what}; "
+                f"remove it (relabeler makes the file again)")
 
     @storage_io("remove")
     def remove(self, artifact: str) -> None:

@@ -296,6 +296,35 @@ def test_append_line_appends(store):
         store.append_line("studio/events/2024-01-01.jsonl", "{}\n{}")
 
 
+def test_append_line_follows_no_symlink_and_writes_only_a_regular_file(tmp_path):
+    """Whoever can write in the run folder could plant a link at tomorrow's events file: the
+    line went to its target, and a private append made the target 0600."""
+    import os
+    import stat
+
+    store = RunStore(tmp_path / "run")
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"keep\n")
+    target.chmod(0o644)
+    store.fs.makedirs(store.path("studio/events"), exist_ok=True)
+    os.symlink(target, store.path("studio/events/2026-01-01.jsonl"))
+    with pytest.raises(StoreError) as err:
+        store.append_line("studio/events/2026-01-01.jsonl", "{}", private=True)
+    assert str(err.value) == (f"run directory {store.uri}: cannot append to "
+                              "'studio/events/2026-01-01.jsonl': it is a symbolic link; remove "
+                              "it (relabeler makes the file again)")
+    assert target.read_bytes() == b"keep\n" and stat.S_IMODE(target.stat().st_mode) == 0o644
+    os.symlink(tmp_path / "nowhere", store.path("studio/events/dangling.jsonl"))
+    with pytest.raises(StoreError, match="it is a symbolic link"):
+        store.append_line("studio/events/dangling.jsonl", "{}")
+    assert not (tmp_path / "nowhere").exists()
+    os.mkfifo(store.path("studio/events/fifo.jsonl"))
+    with pytest.raises(StoreError) as err:
+        store.append_line("studio/events/fifo.jsonl", "{}")
+    assert str(err.value).endswith("'studio/events/fifo.jsonl': it is not a regular file; "
+                                   "remove it (relabeler makes the file again)")
+
+
 def test_remove_file_folder_and_missing(store):
     store.write_bytes("a/b/c.txt", b"x")
     store.write_bytes("a/d.txt", b"y")
