@@ -245,6 +245,9 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except RecursionError:
         raise HTTPException(status_code=400,
                             detail="the body is JSON nested too deeply to read") from None
+    except ValueError:  # Python reads an integer of at most 4300 digits (int_max_str_digits)
+        raise HTTPException(status_code=400,
+                            detail="the body holds a number too long to read") from None
     if not isinstance(payload, dict):
         raise HTTPException(status_code=400,
                             detail=f"the body is {json_kind(payload)}, not a JSON object")

@@ -368,6 +368,11 @@ def test_a_webhook_body_over_one_mib_gets_413_where_other_routes_take_more(tmp_p
     ("/setup", b'{"project": ', "the body is not valid JSON: Expecting value: line 1 column 13 "
                                 "(char 12)"),
     ("/webhook", b"null", "the body is null, not a JSON object"),
+    # over Python's 4300-digit limit for reading an integer: a ValueError, not a JSON error
+    ("/webhook", b'{"action": "ANNOTATION_CREATED", "annotation": {"id": 1' + b"0" * 5000
+     + b"}}", "the body holds a number too long to read"),
+    ("/predict", b'{"tasks": [], "n": ' + b"9" * 4400 + b"}",
+     "the body holds a number too long to read"),
 ])
 def test_a_malformed_body_gets_400_with_a_one_line_reason(run, path, body, reason):
     _, client = run
