@@ -97,6 +97,9 @@ class RunStore:
 
     def __init__(self, uri: str | os.PathLike, *, storage_options: dict | None = None,
                  create: bool = True):
+        if "\0" in os.fsdecode(os.fspath(uri)):  # no filesystem takes it: an error, not a bug
+            raise StoreError(f"run directory {os.fsdecode(os.fspath(uri))!r}: a path cannot "
+                             f"hold a NUL character")
         try:
             self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
         except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs

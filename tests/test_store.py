@@ -144,6 +144,23 @@ def test_json_and_bytes_round_trip(store):
     assert store.read_bytes("report/plot.png") == b"\x89PNG\x00"
 
 
+def test_a_run_directory_with_a_nul_character_is_a_one_line_error(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A TOML string can hold one (``\\u0000``); os raised a ValueError and a traceback."""
+    from relabeler.cli import main
+
+    path = str(tmp_path / "a\0b")
+    with pytest.raises(StoreError) as err:
+        RunStore(path)
+    assert str(err.value) == f"run directory {path!r}: a path cannot hold a NUL character"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relabeler.toml").write_text('run_dir = "runs/a\\u0000b"\n')
+    assert main(["score", "-q"]) == 2
+    assert capsys.readouterr().err == ("relabeler: error: run directory 'runs/a\\x00b': a path "
+                                       "cannot hold a NUL character\n")
+    assert list(tmp_path.iterdir()) == [tmp_path / "relabeler.toml"]
+
+
 def test_missing_artifacts_raise_store_error_naming_artifact_and_run(store):
     for read in (store.read_table, store.read_json, store.read_bytes, store.get_dir):
         with pytest.raises(StoreError) as err:
