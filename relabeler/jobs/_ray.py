@@ -79,7 +79,7 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
                 ray.init(address=address, **kwargs)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise ConfigError(join_failure(address, source, exc)) from exc
-        _started = _Started(ray.get_runtime_context().get_session_name(), asked, source)
+        _started = _Started(_session_name(), asked, source)
         return
     kwargs["include_dashboard"] = False
     loopback_only()
@@ -98,10 +98,23 @@ def connect(address: str = "", *, num_cpus: int = 0, temp_dir: str = "") -> None
         raise ConfigError(f"ray.temp_dir = {temp_dir!r}: Ray could not start a local cluster "
                           f"there ({exc}); its socket paths under the folder must stay within "
                           f"107 bytes: name a short folder (e.g. /tmp/ray-run)") from exc
-    _started = _Started(ray.get_runtime_context().get_session_name(), asked, source)
+    _started = _Started(_session_name(), asked, source)
     from ray.data import DataContext
 
     DataContext.get_current().enable_progress_bars = False
+
+
+def _session_name() -> str:
+    """The running Ray session's name; "" where none runs (a ``ray.init`` that a test or a
+    wrapper replaced started none; asking Ray then would start one)."""
+    import ray
+
+    if not ray.is_initialized():
+        return ""
+    try:
+        return ray.get_runtime_context().get_session_name()
+    except RuntimeError:
+        return ""
 
 
 def _asked(address: str, num_cpus: int, temp_dir: str) -> dict[str, str | int]:
@@ -124,10 +137,9 @@ def _warn_unused(asked: dict[str, str | int], source: str) -> None:
     """A WARNING, once for each set of settings, where ``asked`` differs from the settings of
     the Ray running in this process: ``ray.init`` starts Ray once a process, and the running
     one is used (it ignored other settings without a word)."""
-    import ray
 
     running = _started
-    if running is not None and running.session != ray.get_runtime_context().get_session_name():
+    if running is not None and running.session != _session_name():
         running = None  # shut down since, and started again outside relabeler
     if running is None:  # started outside relabeler: nothing is known of it but that it runs
         # (ray.init() itself joins RAY_ADDRESS: only a setting of the run's own can differ)
