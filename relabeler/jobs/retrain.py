@@ -58,7 +58,7 @@ from relabeler.corrections import (
 from relabeler.data import read_split
 from relabeler.errors import ConfigError, DataError, StageError
 from relabeler.jobs.stage_settings import setting_changes
-from relabeler.jobs.train import run_train, training_settings
+from relabeler.jobs.train import run_train, trained_model_settings, training_settings
 from relabeler.model import POOL_LAYERS_KEY, POOLING_KEY
 from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
@@ -501,8 +501,9 @@ def _finished_version(store: RunStore, fingerprint: str, *, dedupe: bool, folds:
 #: ``--class-weights`` mitigate is the point of the retrain (``folds`` comes from the caller).
 RETRAIN_OWN = ("folds", "debias", "debias_mask_rate", "debias_top", "class_weights")
 #: keys that depend on the machine, taken from the config now (a difference is named): where
-#: the pretrained model lies, and the batch a GPU holds
-MACHINE = ("model.name", "model.cache_dir", "train.batch_size")
+#: the pretrained model lies, the encoder cache's folder and size on disk, and the batch a GPU
+#: holds
+MACHINE = ("model.name", "model.cache_dir", "model.cache_max_gb", "train.batch_size")
 
 
 def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig:
@@ -530,7 +531,8 @@ def baseline_config(store: RunStore, config: RunConfig, folds: int) -> RunConfig
                          if f"{section}.{key}" in MACHINE}
                for section, values in recorded.items()}
     current = training_settings(config)
-    ignored = setting_changes(baseline, current, resolved_mode=info.get("mode"))
+    ignored = setting_changes(baseline, current, resolved_mode=info.get("mode"),
+                              resolved=trained_model_settings(store))
     differs = setting_changes(machine, current)
     train = {key: value for key, value in baseline.get("train", {}).items()
              if key in TrainConfig.model_fields}

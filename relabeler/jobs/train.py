@@ -40,9 +40,8 @@ from relabeler.jobs.dataset import prepare_dataset, refuse_changes
 from relabeler.jobs.folds import check_folds, stratified_folds
 from relabeler.jobs.head_states import long_text_settings, pick_states, window_states
 from relabeler.jobs.stage_settings import setting_changes
-from relabeler.long_text import (
-    record_long_text,
-)
+from relabeler.long_text import CONFIG_KEY as LONG_TEXT_KEY
+from relabeler.long_text import record_long_text
 from relabeler.model import (
     MAX_LENGTH_KEY,
     POOL_LAYERS_KEY,
@@ -396,21 +395,33 @@ def main_fit(config: RunConfig, classes: list[str], texts: list[str], label_ids:
     return main
 
 
+#: [model] keys that never change what is trained: where the encoder cache lies and how large
+#: it may grow on disk
+CACHE_KEYS = ("cache_dir", "cache_max_gb")
+
+
 def training_settings(config: RunConfig) -> dict:
-    """The [train] and [model] keys a model is made with (the encoder cache's folder aside)."""
-    model = {k: v for k, v in config.model.model_dump().items() if k != "cache_dir"}
+    """The [train] and [model] keys a model is made with (the encoder cache's aside)."""
+    model = {k: v for k, v in config.model.model_dump().items() if k not in CACHE_KEYS}
     return {"train": config.train.model_dump(), "model": model}
 
 
 def trained_model_settings(store: RunStore) -> dict[str, object]:
-    """What the trained model's ``auto`` pooling and ``0`` pool_layers came to, from its
-    ``config.json`` (``{"model.pooling": "mean", "model.pool_layers": 4}``; empty for a model
-    saved before they were recorded)."""
+    """What the trained model's ``auto`` settings came to, from its ``config.json``: pooling,
+    pool_layers, long_text and window_stride (``{"model.pooling": "mean", "model.pool_layers":
+    4, "model.long_text": "windows", "model.window_stride": 32}``; a key the model saved before
+    it was recorded is left out)."""
     path = f"{artifacts.MODEL.path}/config.json"
     saved = store.read_json(path) if store.exists(path) else {}
-    return {f"model.{key}": saved[name] for key, name in (("pooling", POOLING_KEY),
-                                                          ("pool_layers", POOL_LAYERS_KEY))
-            if saved.get(name) is not None}
+    out = {f"model.{key}": saved[name] for key, name in (("pooling", POOLING_KEY),
+                                                         ("pool_layers", POOL_LAYERS_KEY))
+           if saved.get(name) is not None}
+    long_text = saved.get(LONG_TEXT_KEY)  # relabeler.long_text.record_long_text wrote it
+    if isinstance(long_text, dict):
+        out.update({f"model.{key}": long_text[name] for key, name in (("long_text", "mode"),
+                                                                      ("window_stride", "stride"))
+                    if long_text.get(name) is not None})
+    return out
 
 
 def run_train(store: RunStore, config: RunConfig, *, force: bool = False,

@@ -574,3 +574,31 @@ def test_retrain_with_eval_noise_in_the_config_is_not_refused(tmp_path, tiny_ber
         _corrections([(first["id"], first["label"], first["label"], "keep")]),
         preserve_index=False))
     assert run_retrain(store, config, progress=False)["version"] == 1
+
+
+def test_the_baseline_config_names_no_auto_value_given_as_what_it_came_to(tmp_path, caplog):
+    # `model.long_text = windows` (what the baseline's auto came to) was named as ignored
+    # ("model.long_text was 'auto', now 'windows'"), and the cache's size on disk, this
+    # machine's, was taken from the baseline of a run that recorded it
+    from relabeler.jobs.retrain import baseline_config
+    from relabeler.jobs.train import training_settings
+
+    config = RunConfig(run_dir=str(tmp_path / "run"))
+    store = RunStore(config.run_dir)
+    recorded = training_settings(config)
+    recorded["model"]["cache_max_gb"] = 10.0  # as runs trained before it was left out hold it
+    store.mark_done("train", {"mode": "head", "settings": recorded})
+    store.write_json("model/config.json", {
+        "relabeler_pooling": "mean", "relabeler_pool_layers": 4,
+        "relabeler_long_text": {"mode": "windows", "stride": 32, "max_windows": 0}})
+    config.model.long_text, config.model.window_stride = "windows", 32
+    config.model.cache_max_gb = 5.0
+    with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
+        out = baseline_config(store, config, 0)
+    assert [r.getMessage() for r in caplog.records] == []
+    assert (out.model.long_text, out.model.window_stride) == ("auto", 0)  # the baseline's
+    assert out.model.cache_max_gb == 5.0
+    config.model.window_stride = 16
+    with caplog.at_level("WARNING", logger="relabeler.jobs.retrain"):
+        baseline_config(store, config, 0)
+    assert "ignored: model.window_stride was 32, now 16 " in caplog.records[-1].getMessage()

@@ -429,3 +429,47 @@ def test_a_later_verb_takes_the_dataset_as_prepared_when_no_data_setting_is_give
                                          r"not given now as well \(data.noise_rate was 0.1, now "
                                          r"0.0\): give those to keep them\)$"):
         prepare_dataset(RunStore(config.run_dir), given)
+
+
+def test_a_setting_given_as_what_its_auto_came_to_keeps_the_model(tiny_bert_dir, tmp_path,
+                                                                  synthetic_csv):
+    # `--set model.long_text=windows` (or window_stride=16, what auto and 0 came to) on a
+    # finished run was refused as "model.long_text was 'auto', now 'windows'", as was
+    # model.cache_max_gb, which bounds the encoder cache on disk and never what is trained
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=1)
+    config.model.pooling = "mean"  # a head linear in the states: auto reads windows
+    store = RunStore(config.run_dir)
+    first = run_train(store, config, progress=False)
+    recorded = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert recorded["relabeler_long_text"] == {"mode": "windows", "stride": 16,
+                                               "max_windows": 0}
+    assert "cache_max_gb" not in first["settings"]["model"]
+    config.model.long_text, config.model.window_stride = "windows", 16
+    config.model.cache_max_gb = 5
+    assert run_train(store, config, progress=False) == first
+    config.model.window_stride = 8
+    with pytest.raises(StageError, match=r"other settings: model.window_stride was 16, now 8\."):
+        run_train(store, config, progress=False)
+    config.model.window_stride = 0
+    config.model.long_text = "evidence"
+    with pytest.raises(StageError,
+                       match=r"other settings: model.long_text was 'windows', now 'evidence'\."):
+        run_train(store, config, progress=False)
+
+
+def test_a_run_that_recorded_cache_max_gb_is_kept_at_any_size(tiny_bert_dir, tmp_path,
+                                                              synthetic_csv):
+    # a run trained before the cache's size was left out of the settings recorded it; neither
+    # its value nor another one is a change
+    config = _config(tmp_path, synthetic_csv, tiny_bert_dir, mode="head", epochs=1)
+    store = RunStore(config.run_dir)
+    first = run_train(store, config, progress=False)
+    marker = store.stage_info("train")
+    marker["info"]["settings"]["model"]["cache_max_gb"] = 10.0
+    store.write_json("_stages/train.json", marker)
+    for size in (10.0, 5.0, 0.0):
+        config.model.cache_max_gb = size
+        assert run_train(store, config, progress=False)["settings"]["model"][
+            "cache_max_gb"] == 10.0
+    assert store.stage_info("train")["finished_at"] == marker["finished_at"]
+    assert first["mode"] == "head"
