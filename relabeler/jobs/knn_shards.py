@@ -97,7 +97,8 @@ def knn_on_ray(database: np.ndarray, queries: np.ndarray | None = None, *, k: in
     -------
     Neighbors
         ``indices`` (Q, k) into the full database and ``scores`` (Q, k), best first; equal to
-        ``knn(database, queries, ...)`` up to ties at the k-th place.
+        ``knn(database, queries, ...)``, equal scores in the same order (the smaller row
+        first; see :class:`~relabeler.selectors.knn.Neighbors` for ties at the k-th place).
     """
     import ray
     from tqdm.auto import tqdm

@@ -38,6 +38,10 @@ DEVICES = ("auto", "cpu", "cuda")
 BF16_MIN_SHAPE = (4096, 128)
 # queries faiss searches at once (bounds its (block, k) result buffers)
 FAISS_BLOCK = 16384
+# neighbours each engine finds beyond k before the list is put in order and cut: the engines
+# keep any of the rows tied at the k-th place, and with these the smaller rows are kept
+# wherever no more than this many rows tie past it (as merge_topk keeps them over shards)
+TIE_EXTRA = 4
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,10 @@ class Neighbors:
 
     Notes
     -----
-    Equal scores come in no particular order, and engines may pick different rows among
-    neighbours tied at the k-th place. ``l2`` distances are computed as
+    Equal scores come in row order, the smaller row first, from every engine and from
+    :func:`merge_topk`, so a search gives the same list however it is run or sharded. Among
+    neighbours tied at the k-th place the smaller rows are kept, where at most
+    :data:`TIE_EXTRA` more rows tie past it. ``l2`` distances are computed as
     ``|q|^2 + |x|^2 - 2 q.x`` in float32 (as faiss does) and clamped at 0.
     """
 
@@ -95,7 +101,8 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
     Returns
     -------
     Neighbors
-        ``indices`` (Q, k) int64 and ``scores`` (Q, k) float32, best first.
+        ``indices`` (Q, k) int64 and ``scores`` (Q, k) float32, best first; ties are broken
+        by the smaller row number.
 
     Raises
     ------
@@ -116,18 +123,22 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
                          metric=metric)
     db = _prepare(db, metric)
     q = db if queries is None else _prepare(q, metric)
-    engine = _engine(db, self_join=queries is None, k=k, metric=metric,
+    # the engines order tied rows as they happen to meet them: a few more are found, then
+    # every row is put in one order and cut at k (_best_first)
+    fetch = k + TIE_EXTRA
+    engine = _engine(db, self_join=queries is None, k=fetch, metric=metric,
                      cuda=device == "cuda" or (device == "auto" and torch.cuda.is_available()))
     log.debug("knn: %s engine, database %s, queries %s, k=%d, metric=%s", engine, db.shape,
               q.shape, k, metric)
     if engine == "torch-cuda":
-        indices, scores = knn_torch.exact_search(db, None if queries is None else q, k=k,
+        indices, scores = knn_torch.exact_search(db, None if queries is None else q, k=fetch,
                                                  metric=metric, self_rows=self_rows,
                                                  device="cuda")
     elif engine == "bf16-self-join":
-        indices, scores = knn_torch.bf16_self_join(db, k=k)
+        indices, scores = knn_torch.bf16_self_join(db, k=fetch)
     else:
-        indices, scores = _faiss_knn(db, q, k=k, metric=metric, self_rows=self_rows)
+        indices, scores = _faiss_knn(db, q, k=fetch, metric=metric, self_rows=self_rows)
+    indices, scores = _best_first(indices, scores, k=k, metric=metric)
     return Neighbors(indices=indices, scores=scores, metric=metric)
 
 
@@ -168,19 +179,26 @@ def merge_topk(parts: Sequence[Neighbors], offsets: Sequence[int], *, k: int) ->
         if part.indices.shape[0] != n_queries:
             raise ValueError(f"parts[{i}] has {part.indices.shape[0]} query rows but parts[0] "
                              f"has {n_queries}; expected the same queries in every part")
-    worst = _worst(metric)
     indices = np.concatenate([np.where(p.indices >= 0, p.indices + int(off), -1)
                               for p, off in zip(parts, offsets, strict=True)], axis=1)
-    scores = np.concatenate([np.where(p.indices >= 0, p.scores, worst) for p in parts],
-                            axis=1).astype(np.float32)
-    # primary key: score (best first); secondary: row number, padding (-1) after real rows
+    scores = np.concatenate([p.scores for p in parts], axis=1)
+    indices, scores = _best_first(indices, scores, k=k, metric=metric)
+    return Neighbors(indices=indices, scores=scores, metric=metric)
+
+
+def _best_first(indices: np.ndarray, scores: np.ndarray, *, k: int,
+                metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's neighbours best first, equal scores by the smaller row number, padding (-1)
+    last; the first k kept (padded when fewer): the one order of :func:`knn` and
+    :func:`merge_topk`."""
+    worst = _worst(metric)
+    scores = np.where(indices >= 0, scores, worst).astype(np.float32)
     primary = scores if metric == "l2" else -scores
     secondary = np.where(indices >= 0, indices, np.iinfo(np.int64).max)
     order = np.lexsort((secondary, primary), axis=1)[:, :k]
     indices = np.take_along_axis(indices, order, axis=1)
     scores = np.take_along_axis(scores, order, axis=1)
-    indices, scores = _pad(indices, scores, k, worst)
-    return Neighbors(indices=indices, scores=scores, metric=metric)
+    return _pad(indices, scores, k, worst)
 
 
 def check_inputs(database: object, queries: object | None = None, *, k: int,

@@ -254,6 +254,93 @@ def test_ties_tolerated(engine, metric):
     assert copies.all()
 
 
+def _scattered_copies(n_texts: int = 40, copies: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``n_texts`` distinct features, each ``copies`` times at scattered rows, and the
+    group of each row (exact duplicates, as duplicate texts give)."""
+    group = np.random.default_rng(4).permutation(np.repeat(np.arange(n_texts), copies))
+    return random_features(n_texts)[group], group
+
+
+def _copies_first(group: np.ndarray, k: int) -> np.ndarray:
+    """Each row's first k neighbours where its copies score best: the other copies, the
+    smaller row first (then anything: -2)."""
+    out = np.full((len(group), k), -2)
+    for row, g in enumerate(group):
+        others = [r for r in np.flatnonzero(group == g) if r != row][:k]
+        out[row, :len(others)] = others
+    return out
+
+
+def _engines_through_knn(monkeypatch):
+    """knn itself with each of its engines: faiss, the bf16 self-join (its size and CPU
+    checks passed) and the CUDA engine's torch code on CPU tensors."""
+    import relabeler.selectors.knn as knn_module
+
+    def faiss(db, k, metric):
+        return knn(db, k=k, metric=metric, device="cpu")
+
+    def bf16(db, k, metric):
+        with monkeypatch.context() as m:
+            m.setattr(knn_module, "BF16_MIN_SHAPE", (1, 1))
+            m.setattr(knn_torch, "cpu_has_bf16_dot", lambda: True)
+            m.setattr(knn_torch, "bf16_pays", lambda *a, **kw: True)
+            return knn(db, k=k, metric=metric, device="cpu")
+
+    def torch_path(db, k, metric):
+        search = knn_torch.exact_search
+        with monkeypatch.context() as m:
+            m.setattr(torch.cuda, "is_available", lambda: True)
+            m.setattr(knn_torch, "exact_search",
+                      lambda *a, **kw: search(*a, **{**kw, "device": "cpu",
+                                                     "block_elements": SMALL_BLOCKS}))
+            return knn(db, k=k, metric=metric, device="cuda")
+
+    return {"faiss": faiss, "bf16": bf16, "torch": torch_path}
+
+
+@pytest.mark.parametrize("k", [8, 3])
+def test_exact_duplicates_come_smaller_row_first_from_every_engine(monkeypatch, caplog, k):
+    """Equal scores in row order, and at k = 3 (two more copies tie past the k-th place) the
+    smaller copies kept: faiss gave the larger row first, the shard merge the smaller."""
+    db, group = _scattered_copies()
+    expected = _copies_first(group, k)
+    known = expected >= 0
+    engines = _engines_through_knn(monkeypatch)
+    with caplog.at_level(logging.DEBUG, logger="relabeler.selectors.knn"):
+        for name, search in engines.items():
+            for metric in METRICS if name != "bf16" else ("cosine", "ip"):
+                result = search(db, k, metric)
+                np.testing.assert_array_equal(result.indices[known], expected[known],
+                                              err_msg=f"{name} {metric}")
+                # every equal score in row order, beyond the copies too
+                primary = result.scores if metric == "l2" else -result.scores
+                order = np.lexsort((result.indices, primary), axis=1)
+                np.testing.assert_array_equal(order, np.broadcast_to(np.arange(k), order.shape))
+    engines_seen = {r.getMessage().split(" engine")[0].split(": ")[-1] for r in caplog.records
+                    if " engine, " in r.getMessage()}
+    assert engines_seen == {"faiss-cpu", "bf16-self-join", "torch-cuda"}
+
+
+@pytest.mark.parametrize("k", [8, 3])
+@pytest.mark.parametrize("n_shards", [2, 3])
+def test_shards_merged_give_the_unsharded_list_of_exact_duplicates(k, n_shards):
+    """As score does it with score.knn_shards: every shard searched with the rows as queries,
+    merged by merge_topk; the same ids in the same order as one knn in the driver."""
+    db, group = _scattered_copies()
+    rows = np.arange(len(db))
+    edges = [i * len(db) // n_shards for i in range(n_shards + 1)]
+    expected = _copies_first(group, k)
+    known = expected >= 0
+    for metric in METRICS:
+        whole = knn(db, k=k, metric=metric, device="cpu")
+        parts = [knn(db[a:b], db, k=k, metric=metric, query_rows=rows - a, device="cpu")
+                 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        merged = merge_topk(parts, edges[:-1], k=k)
+        np.testing.assert_array_equal(merged.indices, whole.indices, err_msg=metric)
+        np.testing.assert_allclose(merged.scores, whole.scores, atol=ATOL[metric])
+        np.testing.assert_array_equal(merged.indices[known], expected[known], err_msg=metric)
+
+
 def test_query_rows_exclude_each_querys_own_row():
     db = random_features(20)
     # query i is database row 10 + i; rows beyond N exclude nothing
