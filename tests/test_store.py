@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -274,6 +275,66 @@ def test_a_stage_made_from_an_upstream_stage_that_finished_again_is_stale(store,
     # a marker written before the record is taken as it is
     store.write_json("_stages/score.json", {"stage": "score", "finished_at": "x", "info": {}})
     assert store.stage_done("score") and not store.redo("score", force=False)
+
+
+def test_a_marker_records_the_versions_and_device_it_was_made_with(store, monkeypatch):
+    # a marker held relabeler's version only: a run could not be redone with what made it
+    import importlib.metadata
+    import platform
+    import sys
+
+    import faiss
+    import torch
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # a process that never used ray
+    store.mark_done("score", {"rows": 3})
+    marker = store.stage_info("score")
+    expected = {"python": platform.python_version(), "numpy": np.__version__,
+                "torch": torch.__version__,
+                "transformers": importlib.metadata.version("transformers"),
+                "faiss": faiss.__version__,
+                "device": "cpu" if not torch.cuda.is_initialized()
+                else f"cuda ({torch.cuda.get_device_name()})"}
+    assert marker["environment"] == expected
+    assert marker["info"] == {"rows": 3}  # beside the stage's own record, not in it
+
+
+def test_the_versions_recorded_never_make_a_stage_stale(store, monkeypatch):
+    # the record is for whoever reproduces a run: a stage made with other versions (another
+    # torch, another GPU) is as finished as one made here
+    from relabeler import store as store_module
+
+    for stage in ("data", "train", "extract.train"):
+        store.mark_done(stage, {"rows": 1})
+    monkeypatch.setattr(store_module, "environment",
+                        lambda: {"python": "3.0.0", "torch": "0.1", "device": "cuda (other)"})
+    store.mark_done("extract.eval", {"rows": 1})
+    assert store.stage_info("extract.eval")["environment"]["torch"] == "0.1"
+    for stage in ("data", "train", "extract.train", "extract.eval"):
+        assert store.stage_done(stage) and store.stale(stage) is None
+        assert not store.redo(stage, force=False)
+    store.mark_done("score")
+    assert store.stale("score") is None
+
+
+def test_recording_the_versions_imports_nothing(tmp_path):
+    # torch, transformers, faiss and ray cost seconds to import: their versions are read from
+    # the installed packages' metadata, and faiss and ray are left out unless imported
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from relabeler.store import RunStore\n"
+              f"RunStore({str(tmp_path / 'run')!r}).mark_done('data')\n"
+              "print(sorted(m for m in ('torch', 'transformers', 'faiss', 'ray') "
+              "if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split("\n")[0] == "[]"
+    recorded = json.loads((tmp_path / "run" / "_stages" / "data.json").read_text())
+    assert sorted(recorded["environment"]) == ["device", "numpy", "python", "torch",
+                                               "transformers"]
+    assert recorded["environment"]["device"] == "cpu"
 
 
 def test_reset_stage_removes_marker_and_artifacts_only(store):
