@@ -23,7 +23,10 @@ The views are combined as ``relabeler score`` combines them
 never imports the stages); with no answers the order is the stored one. The waiting flagged
 tasks then take the queue positions they already hold among themselves in the new order;
 random controls keep theirs (they stay where chance put them) and answered tasks are left
-alone. A moved task's data is rewritten with its new ``priority`` by push's own code
+alone. Only the tasks out of that order get a new ``priority`` value, between their new
+neighbours' (:func:`minimal_priorities`): the tasks already in the right order relative to
+each other keep theirs, so a re-rank sends few updates, not one per waiting task. A moved
+task's data is rewritten with its new ``priority`` by push's own code
 (:func:`relabeler.plugin.push.update_priorities`), then ``studio/manifest.parquet`` follows, and
 ``studio/reranks.parquet`` records the re-rank; a task deleted in Label Studio is skipped (the
 others still move) and left out of the process's later re-ranks. While ``relabeler next`` holds
@@ -45,10 +48,11 @@ manifest and the event log hold, so relabeler does not.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -217,6 +221,92 @@ def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float],
                                                         strict=True)}}
 
 
+#: the step between the values given to tasks placed before the first or after the last task
+#: that keeps its value: it leaves room there for later moves without touching other tasks
+SPACING = 1000
+
+
+def minimal_priorities(current: Sequence[int], taken: Collection[int] = ()) -> list[int]:
+    """New priority values for tasks listed in the wanted queue order, given the values they
+    hold now (``current``, same order), such that the values rise strictly along the list and
+    as few tasks as possible get a new one. ``taken``: values other tasks hold, given to none.
+
+    Priorities are integers (the manifest's column and the task data), so a task placed
+    between two neighbours that keep theirs needs a free integer between them. The tasks that
+    keep their values are therefore a longest subsequence for which every stretch between two
+    of them has enough free integers for the tasks placed there; with room everywhere, that is
+    a longest increasing subsequence of ``current``. The others get values spread evenly
+    between their new neighbours (leaving room for the next re-rank), or ``SPACING`` apart
+    before the first or after the last kept task, where the range is open (values below 1
+    included). Where values are packed tight (1, 2, 3, ... as push gives them), moving a task
+    into the middle therefore also gives new values to the tasks on one side of it, up to the
+    next gap: there is no integer between two neighbours."""
+    blocked = sorted({int(v) for v in taken})
+    blocked_set = set(blocked)
+
+    def rank(value: int) -> int:
+        """The value's place among the integers nobody else holds."""
+        return value - bisect.bisect_left(blocked, value)
+
+    def unrank(target: int) -> int:
+        """The free integer of that place (the inverse of ``rank``)."""
+        value = target
+        while True:
+            nxt = target + bisect.bisect_right(blocked, value)
+            if nxt == value:
+                return value
+            value = nxt
+
+    # i < j can both keep their values when the free integers between them are enough for the
+    # j - i - 1 tasks placed there: rank(v[j]) - rank(v[i]) >= j - i, i.e. rank(v) - index
+    # does not fall from one kept task to the next (which also makes the values rise)
+    keys = [(i, rank(int(v)) - i) for i, v in enumerate(current) if int(v) not in blocked_set]
+    tails: list[int] = []      # the smallest last key of a kept run of each length
+    tail_at: list[int] = []    # where that run ends
+    before: dict[int, int] = {}
+    for i, key in keys:
+        k = bisect.bisect_right(tails, key)
+        if k:
+            before[i] = tail_at[k - 1]
+        if k == len(tails):
+            tails.append(key)
+            tail_at.append(i)
+        else:
+            tails[k], tail_at[k] = key, i
+    kept: list[int] = []
+    at = tail_at[-1] if tail_at else None
+    while at is not None:
+        kept.append(at)
+        at = before.get(at)
+    kept.reverse()
+
+    out = [int(v) for v in current]
+    bounds = [-1, *kept, len(out)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        count = hi - lo - 1
+        if not count:
+            continue
+        if lo >= 0 and hi < len(out):
+            start, room = rank(out[lo]), rank(out[hi]) - rank(out[lo]) - 1
+            for t in range(count):
+                out[lo + 1 + t] = unrank(start + (t + 1) * (room + 1) // (count + 1))
+        elif hi < len(out):  # before the first kept task: downwards from it
+            value = out[hi]
+            for t in range(hi - 1, lo, -1):
+                value -= SPACING
+                while value in blocked_set:
+                    value -= 1
+                out[t] = value
+        else:  # after the last kept task (or none kept): upwards from it
+            value = out[lo] if lo >= 0 else 0
+            for t in range(lo + 1, hi):
+                value += SPACING
+                while value in blocked_set:
+                    value += 1
+                out[t] = value
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # one re-rank
 
@@ -321,12 +411,21 @@ class Reranker:
                          & ~review["task_id"].isin(answers.answered_tasks)
                          & ~review["task_id"].isin(self._gone)]
         others = review.loc[review.index.difference(waiting.index), "priority"]
-        priorities = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
+        slots = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
         # what the server holds: the manifest's priorities, except on this process's first
         # re-rank, which reads the server's own (a re-rank killed between sending a task and
         # recording it left them apart; comparing with the manifest would keep the server's
         # stray value wherever the new slot equals the manifest's, and two tasks would share it)
         held = self._server_priorities(review, project_id)
+        # the slots give the wanted order; rewriting every task whose slot changed would send
+        # almost all of them (the slots are a permutation), so only the tasks out of order
+        # get new values, between their new neighbours'
+        now = {str(x): held.get(int(t), int(p)) for x, t, p in zip(
+            waiting["id"], waiting["task_id"], waiting["priority"], strict=True)}
+        wanted = sorted(now, key=lambda x: (slots[x], x))
+        priorities = dict(zip(wanted, minimal_priorities([now[x] for x in wanted],
+                                                         taken=[int(p) for p in others]),
+                              strict=True))
         moved = waiting[[priorities[str(x)] != held.get(int(t), int(p)) for x, t, p in zip(
             waiting["id"], waiting["task_id"], waiting["priority"], strict=True)]]
         # tasks the server holds in their new slot already, where the manifest lags: recorded

@@ -20,8 +20,10 @@ from relabeler.plugin.client import StudioUnavailableError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.push import push
 from relabeler.plugin.rerank import (
+    SPACING,
     Reranker,
     RerankWorker,
+    minimal_priorities,
     read_reranks,
     waiting_priorities,
 )
@@ -227,6 +229,52 @@ def live_run(tmp_path_factory):
     return make_live_run(str(tmp_path_factory.mktemp("live") / "run"))
 
 
+def _changed(before, after) -> int:
+    return sum(a != b for a, b in zip(before, after, strict=True))
+
+
+def test_moving_one_task_to_the_front_changes_one_priority_not_all():
+    values = list(range(1, 1001))  # as push gives them: no room between two
+    wanted = [values[-1], *values[:-1]]
+    out = minimal_priorities(wanted)
+    assert _changed(wanted, out) == 1 and out[0] == 1 - SPACING and out[1:] == values[:-1]
+    # and to the back
+    wanted = [*values[1:], values[0]]
+    out = minimal_priorities(wanted)
+    assert _changed(wanted, out) == 1 and out[-1] == 999 + SPACING + 1
+
+
+def test_only_the_tasks_out_of_order_get_new_values_where_there_is_room():
+    rng = np.random.default_rng(5)
+    values = [int(v) * 100 for v in range(1, 301)]
+    order = np.argsort(np.arange(300) + rng.normal(0, 10, 300))  # a re-rank's local shuffle
+    wanted = [values[i] for i in order]
+    out = minimal_priorities(wanted)
+    # the wanted order, values distinct
+    assert all(a < b for a, b in zip(out, out[1:], strict=False))
+    # the tasks kept are a longest increasing subsequence of the values in the new order
+    tails: list[int] = []
+    for v in wanted:
+        k = int(np.searchsorted(tails, v))
+        tails[k:k + 1] = [v]
+    slot_changed = int((order != np.arange(300)).sum())  # what the old re-rank sent
+    assert _changed(wanted, out) == 300 - len(tails) < slot_changed
+    # a task moved between two neighbours takes the middle of the gap between them
+    assert minimal_priorities([100, 300, 200, 400]) == [100, 150, 200, 400]
+
+
+def test_packed_priorities_move_the_tasks_up_to_the_next_gap_and_skip_taken_values():
+    # 1..10 packed, 1 moved behind 6: tasks 2..6 (or 7..10) must move too; 5 changes, not 10
+    wanted = [2, 3, 4, 5, 6, 1, 7, 8, 9, 10]
+    out = minimal_priorities(wanted)
+    assert all(a < b for a, b in zip(out, out[1:], strict=False)) and _changed(wanted, out) == 5
+    # a gap left by answered tasks (their values are taken) is used past them
+    assert minimal_priorities([2, 3, 4, 1, 8], taken=[5, 6]) == [2, 3, 4, 7, 8]
+    # a waiting task holding a value another task holds (a re-rank cut short) moves off it
+    out = minimal_priorities([1, 4, 9], taken=[4])
+    assert out == [1, 5, 9]
+
+
 def test_without_answers_the_live_ranking_is_the_stored_one(live_run):
     store, config, _ = live_run
     ranking = LiveRanking.load(store, config.score)
@@ -325,14 +373,20 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     # the studio's priorities are the manifest's, task by task
     on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
     assert on_server == manifest["priority"].to_dict()
-    # answered tasks and controls kept their places; the waiting flagged ones swapped theirs
-    kept = manifest.index[manifest.index.isin(answered) | (manifest["source"] == CONTROL)]
-    assert (manifest.loc[kept, "priority"] == before[kept]).all()
-    assert sorted(manifest["priority"]) == sorted(before)
-    group = frame.set_index("id")["group"]
+    # answered tasks kept their values, controls their places among the waiting tasks; only
+    # the tasks that changed place got a new value, and no two tasks share one
+    assert (manifest.loc[answered, "priority"] == before[answered]).all()
     waiting = manifest.index[~manifest.index.isin(answered)]
+    place_before = before[waiting].rank().astype(int)
+    place = manifest.loc[waiting, "priority"].rank().astype(int)
+    controls = manifest.index[manifest["source"] == CONTROL].intersection(waiting)
+    assert len(controls) and (place[controls] == place_before[controls]).all()
+    changed = (manifest.loc[waiting, "priority"] != before[waiting]).sum()
+    assert changed == result.reprioritised <= (place != place_before).sum()
+    assert manifest["priority"].is_unique
+    group = frame.set_index("id")["group"]
     s_rows = [x for x in waiting if group[x] in ("S", "S-top")]
-    assert manifest.loc[s_rows, "priority"].mean() < before[s_rows].mean() - 3
+    assert place[s_rows].mean() < place_before[s_rows].mean() - 3
     (row,) = read_reranks(store).itertuples(index=False)
     assert (row.answer_events, row.answered, row.waiting, row.reprioritised, row.head_refit) \
         == (24, 24, 36, result.reprioritised, False)
@@ -447,7 +501,6 @@ def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed,
     """An admin deletes a waiting task: the re-rank skips it and moves the rest; no two tasks
     share a priority on the server or in the manifest, and later re-ranks leave it alone."""
     store, config, frame, fake, _ = pushed
-    before = read_manifest(store).set_index("id")["priority"]
     answer_top(store, fake, frame, 24)
     manifest = read_manifest(store).sort_values("priority")
     group = frame.set_index("id")["group"]
@@ -472,7 +525,7 @@ def test_a_waiting_task_deleted_in_studio_is_skipped_and_the_others_move(pushed,
     on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
     assert on_server == after.drop(victim_id).to_dict()
     assert len(set(on_server.values())) == len(on_server)
-    assert sorted(after) == sorted(before)  # the manifest is still one slot per row
+    assert after.is_unique  # the manifest still gives each row its own value
 
     asked.clear()
     again = rerank(answer_events=0)
