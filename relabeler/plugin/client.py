@@ -345,7 +345,7 @@ class StudioClient:
         listed = self._call(f"read the predictions of task {task_id}", self.sdk.predictions.list,
                             task=task_id)
         mine = [_dump(p) for p in listed if getattr(p, "model_version", None) == version]
-        if len(mine) == 1 and _same_prediction(mine[0], prediction):
+        if len(mine) == 1 and same_prediction(mine[0], prediction):
             return False
         kwargs: dict[str, Any] = {"result": list(prediction.get("result") or [])}
         if prediction.get("score") is not None:
@@ -357,6 +357,21 @@ class StudioClient:
                 self._call(f"delete prediction {old['id']}", self.sdk.predictions.delete,
                            int(old["id"]))
         return True
+
+    def project_predictions(self, project_id: int, model_version: str
+                            ) -> dict[int, list[dict[str, Any]]]:
+        """The project's predictions of ``model_version``, by task id, in one request (Label
+        Studio lists them unpaginated): what a caller compares with before it replaces one,
+        instead of reading each task's predictions."""
+        listed = self._call(f"list the predictions of project {project_id}",
+                            self.sdk.predictions.list, project=project_id)
+        out: dict[int, list[dict[str, Any]]] = {}
+        for item in listed:
+            prediction = _dump(item)
+            task = prediction.get("task")
+            if prediction.get("model_version") == model_version and task is not None:
+                out.setdefault(int(task), []).append(prediction)
+        return out
 
     def create_annotation(self, task_id: int, result: list[dict[str, Any]], *,
                           was_cancelled: bool = False, lead_time: float | None = None
@@ -488,7 +503,7 @@ class StudioClient:
         return int(hook.id)
 
 
-def _same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+def same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     """Whether a prediction Label Studio holds is ``wanted`` (scores to 4 places, as built)."""
     def score(value: Any) -> float | None:
         return None if value is None else round(float(value), 4)

@@ -47,6 +47,7 @@ from relabeler.plugin.client import (
     StudioNotFoundError,
     StudioUnavailableError,
     batch_tasks,
+    same_prediction,
 )
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
@@ -273,14 +274,20 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
                       build: Callable[[Sequence[str]], list[SampleInput]], spec: LabelingSpec,
                       *, top_spans: int, done: list[int] | None = None,
                       gone: list[int] | None = None,
-                      stop: Callable[[], bool] | None = None) -> None:
+                      stop: Callable[[], bool] | None = None,
+                      predictions: dict[int, list[dict[str, Any]]] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
     data is built again as push built it, with the new ``priority`` (one update per task), and
     its prediction too where the scores changed it (the pre-filled answer and highlights must
     agree with the panel). ``done`` collects the indexes updated so far (what the server has
     if a later one fails). A task the server no longer has (deleted in Label Studio) is
     skipped with a warning and its index added to ``gone``; the tasks after it are still
-    updated. ``stop`` is asked before each task: once it says True, no more are sent."""
+    updated. ``stop`` is asked before each task: once it says True, no more are sent.
+    ``predictions``: the tasks' predictions of relabeler's model version as Label Studio holds
+    them (:meth:`~relabeler.plugin.client.StudioClient.project_predictions`); a task holding
+    exactly the one built gets no prediction request (most moved tasks: a re-rank changes the
+    order, not the suggestion), and the dict follows the ones replaced. Without it, each
+    task's predictions are read before the decision."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
@@ -293,7 +300,12 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
         task_id = int(manifest.at[i, "task_id"])
         try:
             client.update_task_data(task_id, task["data"])
-            client.replace_prediction(task_id, task["predictions"][0])
+            wanted = task["predictions"][0]
+            held = None if predictions is None else predictions.get(task_id)
+            if not (held is not None and len(held) == 1 and same_prediction(held[0], wanted)):
+                client.replace_prediction(task_id, wanted)
+                if predictions is not None:
+                    predictions[task_id] = [dict(wanted)]
         except StudioNotFoundError:
             log.warning("task %d (sample %s) is not in Label Studio any more (deleted there?): "
                         "skipped; the other tasks still move", task_id, manifest.at[i, "id"])

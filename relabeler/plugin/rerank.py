@@ -74,7 +74,7 @@ from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.push import project_spec, update_priorities
 from relabeler.plugin.push_checks import check_tasks_owner, recorded_tasks
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
-from relabeler.plugin.tasks import PRIORITY_FIELD
+from relabeler.plugin.tasks import MODEL_VERSION, PRIORITY_FIELD
 from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
@@ -344,6 +344,10 @@ class Reranker:
         self._ranking_version: tuple[str, str | None] | None = None
         self._project_id: int | None = None
         self._gone: set[int] = set()  # task ids Label Studio no longer has (deleted there)
+        # the review tasks' predictions as Label Studio holds them: listed once (and again
+        # after a re-score, which is what changes suggestions), then kept by this process's
+        # own sends, so a moved task whose suggestion is unchanged costs no prediction request
+        self._predictions: dict[int, list[dict[str, Any]]] | None = None
 
     def counts(self, payload: Mapping[str, Any]) -> bool:
         """Whether a webhook event is an answer in the review project (what triggers)."""
@@ -364,6 +368,7 @@ class Reranker:
         if self._ranking is None or version != self._ranking_version:
             self._ranking = self._load_ranking(current, self.config.score)
             self._ranking_version = version
+            self._predictions = None  # a push after the re-score may have replaced them
         return self._ranking
 
     def __call__(self, answer_events: int = 0) -> RerankResult | None:
@@ -465,6 +470,8 @@ class Reranker:
         Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
         self._server_priorities(review, project_id)  # connects, checks the project
         spec = project_spec(self._client, project_id)  # the config the project was made with
+        if self._predictions is None:
+            self._predictions = self._client.project_predictions(project_id, MODEL_VERSION)
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
         done: list[int] = []
@@ -475,7 +482,8 @@ class Reranker:
                 update_priorities(self._client, part, list(part.index),
                                   self._evidence.get(int(round_no)).train_samples, spec,
                                   top_spans=self.config.studio.top_spans, done=done,
-                                  gone=gone, stop=self.stopping.is_set)
+                                  gone=gone, stop=self.stopping.is_set,
+                                  predictions=self._predictions)
         finally:
             self._gone.update(int(t) for t in rows.loc[gone, "task_id"])
             if done or gone:

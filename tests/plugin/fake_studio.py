@@ -9,6 +9,7 @@ live-server tests (``test_studio.py``) check the real thing.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,8 @@ class FakeStudio:
         self.tasks: dict[int, dict[str, Any]] = {}
         self.users = {1: "alice@relabeler.local", 2: "bob@relabeler.local"}
         self.list_calls: list[dict[str, Any]] = []
+        # the HTTP requests the real client would send for the task and prediction calls
+        self.requests: Counter[str] = Counter()
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
         self._next_id = 100
 
@@ -165,17 +168,32 @@ class FakeStudio:
         return {i: _copy(t["data"]) for i, t in self.tasks.items() if t["project"] == project_id}
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
+        self.requests["PATCH task"] += 1
         self._task(task_id, "update")["data"] = _copy(data)
 
     def replace_prediction(self, task_id: int, prediction: dict[str, Any]) -> bool:
+        self.requests["GET task predictions"] += 1
         task = self._task(task_id, "list predictions of")
         mine = [p for p in task["predictions"]
                 if p.get("model_version") == prediction.get("model_version")]
         if mine == [prediction]:
             return False
+        self.requests["POST prediction"] += 1
+        self.requests["DELETE prediction"] += len(mine)
         task["predictions"] = [p for p in task["predictions"] if p not in mine] + \
             [_copy(prediction)]
         return True
+
+    def project_predictions(self, project_id: int, model_version: str
+                            ) -> dict[int, list[dict[str, Any]]]:
+        self.requests["GET project predictions"] += 1
+        out: dict[int, list[dict[str, Any]]] = {}
+        for task_id, task in self.tasks.items():
+            mine = [_copy(p) for p in task["predictions"]
+                    if p.get("model_version") == model_version]
+            if task["project"] == project_id and mine:
+                out[task_id] = mine
+        return out
 
     def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
         return project_id

@@ -140,3 +140,21 @@ def test_serve_at_a_new_address_moves_its_earlier_backend_and_drops_its_webhook(
     # connected again at the same address: nothing moved, dropped or made
     assert client.ensure_ml_backend(5, "http://h:19392", title="relabeler") == 1
     assert len(updated) == 1 and created == [] and len(backends) == 2
+
+
+def test_the_projects_predictions_come_in_one_request_by_task_and_model_version():
+    calls = []
+
+    def listing(*, project, request_options):
+        calls.append(project)
+        return [SimpleNamespace(model_dump=lambda mode, d=d: d) for d in (
+            {"id": 1, "task": 10, "model_version": "relabeler", "result": []},
+            {"id": 2, "task": 10, "model_version": "other", "result": []},
+            {"id": 3, "task": 11, "model_version": "relabeler", "result": [{"x": 1}]},
+            {"id": 4, "task": 11, "model_version": "relabeler", "result": []})]
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    client.sdk = SimpleNamespace(predictions=SimpleNamespace(list=listing))
+    held = client.project_predictions(7, "relabeler")
+    assert calls == [7]
+    assert {task: [p["id"] for p in ps] for task, ps in held.items()} == {10: [1], 11: [3, 4]}

@@ -395,6 +395,30 @@ def test_a_re_rank_moves_waiting_tasks_in_studio_and_the_manifest(pushed):
     assert again.reprioritised == 0 and len(read_reranks(store)) == 2
 
 
+def test_a_re_rank_asks_for_predictions_only_where_the_suggestion_changed(pushed):
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    fake.requests.clear()
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    moved = rerank(answer_events=24).reprioritised
+    # the suggestions are those push sent: one listing, then only the moved tasks' data (the
+    # old re-rank read each moved task's predictions too)
+    assert moved > 10
+    assert fake.requests == {"GET project predictions": 1, "PATCH task": moved}
+
+    # another serve, after the waiting tasks' suggestions went stale (sent before a re-score)
+    answer_top(store, fake, frame, 30)
+    for task_id in read_manifest(store)["task_id"]:
+        fake.tasks[int(task_id)]["predictions"][0]["result"] = []
+    fake.requests.clear()
+    again = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(6)
+    moved = again.reprioritised
+    assert moved > 0
+    assert fake.requests == {"GET project predictions": 1, "PATCH task": moved,
+                             "GET task predictions": moved, "POST prediction": moved,
+                             "DELETE prediction": moved}
+
+
 def test_a_re_rank_moves_no_task_of_another_runs_project(pushed):
     # the server is not the one this run pushed to: its project holds another run's samples
     # under this run's task ids, so their order is left alone
