@@ -275,7 +275,8 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
                       *, top_spans: int, done: list[int] | None = None,
                       gone: list[int] | None = None,
                       stop: Callable[[], bool] | None = None,
-                      predictions: dict[int, list[dict[str, Any]]] | None = None) -> None:
+                      predictions: dict[int, list[dict[str, Any]]] | None = None,
+                      skip: Callable[[int], bool] | None = None) -> None:
     """Give the sent tasks at ``manifest`` index ``rows`` the manifest's priority: each task's
     data is built again as push built it, with the new ``priority`` (one update per task), and
     its prediction too where the scores changed it (the pre-filled answer and highlights must
@@ -287,13 +288,16 @@ def update_priorities(client: StudioClient, manifest: pd.DataFrame, rows: Sequen
     them (:meth:`~relabeler.plugin.client.StudioClient.project_predictions`); a task holding
     exactly the one built gets no prediction request (most moved tasks: a re-rank changes the
     order, not the suggestion), and the dict follows the ones replaced. Without it, each
-    task's predictions are read before the decision."""
+    task's predictions are read before the decision. ``skip`` is asked with each task id
+    before it is built: a True leaves that task as it is (nothing sent, not in ``done``)."""
     interface = spec.interface()
     ids = [manifest.at[i, "id"] for i in rows]
     rounds = "round" in manifest.columns
     for i, sample in zip(rows, build(ids), strict=True):
         if stop is not None and stop():
             return
+        if skip is not None and skip(int(manifest.at[i, "task_id"])):
+            continue
         task = build_task(sample, spec, priority=int(manifest.at[i, "priority"]),
                           top_spans=top_spans, interface=interface,
                           round_no=_round(manifest.at[i, "round"]) if rounds else None)

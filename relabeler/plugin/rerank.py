@@ -440,8 +440,9 @@ class Reranker:
         if len(drift):
             self._record(project_id, drift.assign(
                 priority=[held[int(t)] for t in drift["task_id"]]))
+        reprioritised = 0
         if len(moved):
-            sent = self._send(review, moved, priorities, spec, project_id)
+            sent, reprioritised = self._send(review, moved, priorities, spec, project_id)
             if self.stopping.is_set() and sent < len(moved):
                 log.info("serve: stopping: the re-rank sent %d of %d moved tasks; the manifest "
                          "records them, and the next re-rank sends the rest", sent, len(moved))
@@ -449,7 +450,7 @@ class Reranker:
         corrected = sum(label != evidence.train_label.get(s)
                         for s, label in answers.label_of.items())
         result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
-                              waiting=len(waiting), reprioritised=len(moved),
+                              waiting=len(waiting), reprioritised=reprioritised,
                               noise_model=noise_model.kind if noise_model else "none",
                               head_refit=ranking.head_refit and bool(answers.label_of),
                               seconds=round(time.perf_counter() - started, 3))
@@ -461,13 +462,16 @@ class Reranker:
         return result
 
     def _send(self, review: pd.DataFrame, moved: pd.DataFrame, priorities: Mapping[str, int],
-              spec: LabelingSpec, project_id: int) -> int:
+              spec: LabelingSpec, project_id: int) -> tuple[int, int]:
         """Label Studio first, then the manifest, which records the priority of every task the
         server took, also when a later update fails: the manifest says what the server has,
         so the next re-rank sends exactly the tasks whose place differs. A task deleted in
         Label Studio is skipped (the others still move) and left out of this process's later
         re-ranks; the manifest gives it the slot it was to take, so no two rows share one.
-        Between two tasks, a set ``stopping`` ends it. Returns the tasks handled."""
+        Between two tasks, a set ``stopping`` ends it. A task answered since the re-rank
+        started (the webhook event log, read again every few seconds while tasks are sent) is
+        not sent: annotators are done with it, so a new place buys nothing. Returns the tasks
+        handled (skipped ones included) and those whose priority the server took."""
         self._server_priorities(review, project_id)  # connects, checks the project
         spec = project_spec(self._client, project_id)  # the config the project was made with
         if self._predictions is None:
@@ -476,6 +480,15 @@ class Reranker:
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
         done: list[int] = []
         gone: list[int] = []
+        skipped: list[int] = []
+        answered = _AnsweredMeanwhile(self.store)
+
+        def skip(task_id: int) -> bool:
+            if answered.has(task_id):
+                skipped.append(task_id)
+                return True
+            return False
+
         try:
             for round_no, part in rows.groupby("round", sort=True):
                 # each task rebuilt from the scoring that picked it (its round's version)
@@ -483,12 +496,15 @@ class Reranker:
                                   self._evidence.get(int(round_no)).train_samples, spec,
                                   top_spans=self.config.studio.top_spans, done=done,
                                   gone=gone, stop=self.stopping.is_set,
-                                  predictions=self._predictions)
+                                  predictions=self._predictions, skip=skip)
         finally:
             self._gone.update(int(t) for t in rows.loc[gone, "task_id"])
             if done or gone:
                 self._record(project_id, rows.loc[done + gone])
-        return len(done) + len(gone)
+        if skipped:
+            log.info("serve: %d moved tasks were answered while the re-rank ran: not sent",
+                     len(skipped))
+        return len(done) + len(gone) + len(skipped), len(done)
 
     def _server_priorities(self, review: pd.DataFrame, project_id: int) -> dict[int, int]:
         """Task id -> the priority Label Studio holds, read once, when this process first
@@ -519,6 +535,26 @@ class Reranker:
         manifest["priority"] = [new.get(key, p) for key, p in zip(keys, manifest["priority"],
                                                                    strict=True)]
         write_manifest(self.store, manifest)
+
+
+class _AnsweredMeanwhile:
+    """The tasks with an answer in the webhook event log, read again at most every
+    ``every`` seconds (the log grows while a re-rank sends; reading it per task would cost
+    more than the request it saves)."""
+
+    def __init__(self, store: RunStore, every: float = 2.0):
+        self.store, self.every = store, every
+        self._tasks: set[int] = set()
+        self._read_at: float | None = None
+
+    def has(self, task_id: int) -> bool:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self.every:
+            webhooks = WebhookAnnotations.from_events(read_events(self.store).events)
+            self._tasks = {task for task, recorded in webhooks.by_task.items()
+                           if set(recorded) - webhooks.deleted}
+            self._read_at = now
+        return task_id in self._tasks
 
 
 def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -419,6 +419,36 @@ def test_a_re_rank_asks_for_predictions_only_where_the_suggestion_changed(pushed
                              "DELETE prediction": moved}
 
 
+def test_tasks_answered_while_a_re_rank_runs_are_not_sent(pushed):
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    before = read_manifest(store).set_index("id")["priority"]
+    waiting = read_manifest(store).sort_values("priority").iloc[24:]
+    meanwhile = {int(t) for t in waiting["task_id"][::2]}  # every other waiting task
+    listing, patched = fake.project_predictions, []
+
+    def answers_arrive(project_id, model_version):  # asked just before the first task is sent
+        for task_id in meanwhile:
+            fake.annotate(task_id, "pos")
+        return listing(project_id, model_version)
+
+    update = fake.update_task_data
+
+    def recorded(task_id, data):
+        patched.append(task_id)
+        update(task_id, data)
+
+    fake.project_predictions, fake.update_task_data = answers_arrive, recorded
+    result = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(24)
+    assert patched and not set(patched) & meanwhile
+    assert result.reprioritised == len(patched)
+    after = read_manifest(store).set_index("id")
+    answered_ids = after.index[after["task_id"].isin(meanwhile)]
+    assert (after.loc[answered_ids, "priority"] == before[answered_ids]).all()
+    on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
+    assert on_server == after["priority"].to_dict()
+
+
 def test_a_re_rank_moves_no_task_of_another_runs_project(pushed):
     # the server is not the one this run pushed to: its project holds another run's samples
     # under this run's task ids, so their order is left alone
