@@ -151,6 +151,8 @@ class EncoderCache:
         self.model, self.tokenizer, self.max_length = model, tokenizer, int(max_length)
         self.root, self.max_bytes = root, int(max_gb * 1e9)
         self.folder = None
+        # (N,) which texts of the last ``states`` call the encoder ran on (the rest were cached)
+        self.encoded_now = np.zeros(0, dtype=bool)
         if root is not None:
             self.folder = Path(root) / "encoder" / encoder_fingerprint(
                 model, tokenizer, max_length, windowing)
@@ -213,11 +215,22 @@ class EncoderCache:
     def cached(self, texts: Sequence[str], *, device: torch.device) -> torch.Tensor | None:
         """(N, H) float32 states of ``texts`` in input order from the cache alone (nothing is
         encoded); None when the cache is off or lacks any of them."""
+        states, found = self.lookup(texts, device=device)
+        return states if len(found) and found.all() else None
+
+    def lookup(self, texts: Sequence[str], *,
+               device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+        """(N, H) float32 states of ``texts`` in input order from the cache alone, zeros where
+        it has none, and (N,) bool which it had (nothing is encoded)."""
         keys = text_keys(list(texts))
         known = self._load(self._folder(torch.device(device)), keys)
-        if not keys or any(k not in known for k in keys):
-            return None
-        return torch.from_numpy(np.stack([known[k] for k in keys]).astype(np.float32))
+        found = np.fromiter((k in known for k in keys), dtype=bool, count=len(keys))
+        if not found.any():
+            return torch.zeros(len(keys), 0), found
+        width = len(next(iter(known.values())))
+        blank = np.zeros(width, dtype=np.float32)
+        states = np.stack([known.get(k, blank) for k in keys]).astype(np.float32)
+        return torch.from_numpy(states), found
 
     def states(self, texts: Sequence[str], *, batch_size: int, device: torch.device,
                progress: bool = False) -> torch.Tensor:
@@ -232,6 +245,8 @@ class EncoderCache:
         folder = self._folder(torch.device(device))
         known = self._load(folder, keys)
         missing = sorted({k: i for i, k in enumerate(keys) if k not in known}.values())
+        self.encoded_now = np.fromiter((k not in known for k in keys), dtype=bool,
+                                       count=len(keys))
         if missing:
             with torch.inference_mode():
                 fresh = encoder_cls(self.model, self.tokenizer, [texts[i] for i in missing],

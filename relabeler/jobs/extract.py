@@ -17,8 +17,11 @@ retried batch can neither duplicate nor drop a row.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +29,8 @@ import torch
 
 from relabeler import artifacts
 from relabeler._version import __version__
-from relabeler.errors import StageError
+from relabeler.encoder_cache import EncoderCache, cache_root
+from relabeler.errors import ConfigError, StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.long_text import long_text_of, pool_windows, recorded_long_text, text_windows
@@ -36,9 +40,11 @@ from relabeler.model import (
     class_names,
     encode,
     final_linear,
+    head_spec,
     load_classifier,
     load_tokenizer,
     pick_device,
+    token_lengths,
     trained_max_length,
 )
 from relabeler.stage_chain import run_first
@@ -104,22 +110,7 @@ class FeatureExtractor:
             n_tokens = enc["attention_mask"].sum(1)
         else:
             logits, embedding, n_tokens = self._read_texts([str(t) for t in batch["text"]])
-        log_probs = logits.log_softmax(-1)
-        labels = torch.as_tensor(np.asarray(batch["label_index"], dtype=np.int64),
-                                 device=self.device)
-        has_label = labels >= 0
-        loss = -log_probs.gather(1, labels.clamp(min=0)[:, None])[:, 0]
-        loss = torch.where(has_label, loss, torch.full_like(loss, float("nan")))
-        out = {k: v for k, v in batch.items() if k not in _TOKEN_COLUMNS}
-        out.update(
-            embedding=embedding.cpu().numpy(),
-            logits=logits.cpu().numpy(),
-            probs=log_probs.exp().cpu().numpy(),
-            pred=logits.argmax(-1).cpu().numpy().astype(np.int64),
-            loss=loss.cpu().numpy().astype(np.float32),
-            n_tokens=n_tokens.cpu().numpy().astype(np.int32),
-        )
-        return out
+        return feature_columns(batch, logits, embedding, n_tokens)
 
     def _read_texts(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits (N, C), features (N, D) and tokens read (N,) of ``texts``, their windows
@@ -148,6 +139,29 @@ class FeatureExtractor:
 
 
 _TOKEN_COLUMNS = ("text", "input_ids", "token_type_ids")
+
+
+def feature_columns(batch: dict[str, np.ndarray], logits: torch.Tensor, embedding: torch.Tensor,
+                    n_tokens: torch.Tensor) -> dict[str, np.ndarray]:
+    """``batch``'s columns (its text and token ids aside) and what extract adds from the
+    model's logits (N, C), features (N, D) and tokens read (N,): embedding, logits, probs,
+    pred, loss against ``label_index`` (NaN where it is -1) and n_tokens."""
+    log_probs = logits.log_softmax(-1)
+    labels = torch.as_tensor(np.asarray(batch["label_index"], dtype=np.int64),
+                             device=logits.device)
+    has_label = labels >= 0
+    loss = -log_probs.gather(1, labels.clamp(min=0)[:, None])[:, 0]
+    loss = torch.where(has_label, loss, torch.full_like(loss, float("nan")))
+    out = {k: v for k, v in batch.items() if k not in _TOKEN_COLUMNS}
+    out.update(
+        embedding=embedding.cpu().numpy(),
+        logits=logits.cpu().numpy(),
+        probs=log_probs.exp().cpu().numpy(),
+        pred=logits.argmax(-1).cpu().numpy().astype(np.int64),
+        loss=loss.cpu().numpy().astype(np.float32),
+        n_tokens=n_tokens.cpu().numpy().astype(np.int32),
+    )
+    return out
 
 
 def tokenize_batch(batch: pa.Table, *, tokenizer, max_length: int) -> pa.Table:
@@ -259,15 +273,127 @@ def _parts_key(store: RunStore, split: str, model_artifact: str, max_length: int
             "max_length": int(max_length), "shard_size": int(shard_size)}
 
 
+@dataclass(frozen=True)
+class CachedStates:
+    """Where a head-mode model's extract reads its encoder's states: the encoder cache folder
+    (:func:`relabeler.encoder_cache.cache_root`), its ``[model] cache_max_gb``, and whether
+    texts it lacks are encoded here and added (on one machine), or leave their rows to the
+    Ray job (on a cluster, whose driver's disk holds the cache and whose GPUs are the
+    actors')."""
+
+    root: Path
+    max_gb: float = 0.0
+    encode_missing: bool = True
+
+
+#: rows per lookup in the encoder cache: every lookup reads the key column of each of its
+#: parts, so one per part of 4,096 rows would read them a hundred times over at 500k rows
+CACHE_ROWS = 32768
+
+
+def _extract_cached(store: RunStore, splits: Sequence[str], table: pa.Table, frames: dict,
+                    model, model_dir, classes: Sequence[str], use: CachedStates, *,
+                    max_length: int, batch_size: int, written: dict[str, int],
+                    progress: bool) -> set[tuple[int, int]]:
+    """Features of the rows of ``table`` from the cached states of the frozen encoder, run
+    through the trained head here, in the driver; returns the (split, shard) keys written.
+
+    In head mode only the head trains, so the trained model's encoder is the one whose
+    states train cached. The cache's folder is named by this model's fingerprint (encoder
+    weights, tokenizer, max_length, pooling, windowing), so a state found there is this
+    model's own. The windows, their pooling and every column are what :class:`FeatureExtractor`
+    computes; only the encoder's forward pass is read back instead of run again. With
+    ``use.encode_missing`` off, it stops at the first group of shards the cache lacks any
+    state of."""
+    from tqdm.auto import tqdm
+
+    tokenizer = load_tokenizer(model_dir)
+    settings = long_text_of(model)
+    device = pick_device()
+    model.to(device).eval()
+    cache = EncoderCache(use.root, model, tokenizer, max_length, settings.cache_tag(),
+                         max_gb=use.max_gb)
+    spec, capture = head_spec(model), FeatureCapture(model)
+    # one number per (split, shard); groups of whole shards in the order the Ray job takes
+    code = (table.column("_split").to_numpy() << 32) + table.column("_shard").to_numpy()
+    shards, first, sizes = np.unique(code, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    shards, sizes = shards[order], sizes[order]
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False)
+               for name in table.column_names}
+    done: set[tuple[int, int]] = set()
+    cached_rows = encoded = 0
+    bar = tqdm(total=len(table), desc="extract", unit="text", disable=not progress)
+    try:
+        start = 0
+        while start < len(shards):
+            stop = start + 1
+            while stop < len(shards) and sizes[start:stop + 1].sum() <= CACHE_ROWS:
+                stop += 1
+            group = shards[start:stop]
+            start = stop
+            mask = np.isin(code, group)
+            rows = {name: values[mask] for name, values in columns.items()}
+            texts = [str(t) for t in rows["text"]]
+            windows = text_windows(tokenizer, texts, max_length=max_length, settings=settings)
+            window_texts = windows.texts(texts)
+            if use.encode_missing:
+                states = cache.states(window_texts, batch_size=batch_size, device=device)
+                fresh = np.zeros(len(texts), dtype=bool)
+                fresh[windows.sample[cache.encoded_now]] = True
+                whole = np.ones(len(texts), dtype=bool)
+            else:  # a row is done here only when the cache holds each of its windows
+                states, found = cache.lookup(window_texts, device=device)
+                whole = np.bincount(windows.sample, weights=~found, minlength=len(texts)) == 0
+                fresh = np.zeros(len(texts), dtype=bool)
+                if not whole.any():
+                    continue
+            logits, features = [], []
+            with torch.inference_mode():
+                for i in range(0, len(states), 4096):
+                    logits.append(spec.forward(model, states[i:i + 4096].to(device)).float())
+                    features.append(capture.pop().float())
+            pooled = pool_windows(torch.cat(features).cpu().numpy(),
+                                  torch.cat(logits).cpu().numpy(), windows, settings.mode)
+            n_tokens = np.bincount(windows.sample, minlength=len(texts),
+                                   weights=token_lengths(tokenizer, window_texts, max_length))
+            out = feature_columns(rows, torch.from_numpy(pooled.logits),
+                                  torch.from_numpy(pooled.features),
+                                  torch.from_numpy(n_tokens.astype(np.int64)))
+            row_code = code[mask]
+            for key in group.tolist():
+                part = np.flatnonzero(row_code == key)
+                if not whole[part].all():  # left whole to the Ray job
+                    continue
+                split_no, shard = key >> 32, key & 0xFFFFFFFF
+                split = splits[split_no]
+                written[split] += _write_shard(store, artifacts.FEATURES(split=split), shard,
+                                               [_take_rows(out, part)], frames[split_no],
+                                               classes)
+                done.add((split_no, shard))
+                cached_rows += int((~fresh[part]).sum())
+                encoded += int(fresh[part].sum())
+                bar.update(len(part))
+    finally:
+        bar.close()
+        capture.remove()
+    log.info("extract: %d of %d rows from the encoder cache%s", cached_rows, len(table),
+             f" ({encoded} encoded here and cached)" if use.encode_missing else "")
+    return done
+
+
 def extract_splits(store: RunStore, splits: Sequence[str], *,
                    model_artifact: str = artifacts.MODEL.path,
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
                    num_actors: int = 0, gpus_per_actor: float = 1.0, num_threads: int = 0,
                    plan: PoolPlan | None = None, cpu_tokenize: bool | None = None,
-                   progress: bool = True) -> dict[str, int]:
+                   cached: CachedStates | None = None, progress: bool = True) -> dict[str, int]:
     """Extract features for ``splits`` in one Ray Data pass (the actors start once).
 
-    Shards already in ``features/{split}/`` are kept (resume). Ray must be connected.
+    Shards already in ``features/{split}/`` are kept (resume). Ray must be connected, unless
+    ``cached`` does every row. ``cached`` (a head-mode model only): the rows whose encoder
+    states the cache holds are read from it here, before any actor starts
+    (:func:`_extract_cached`); the Ray job does what it leaves.
     ``plan`` sets the actors, their requests and fault tolerance; without it they come from
     ``num_actors``, ``gpus_per_actor`` and ``num_threads``. ``cpu_tokenize`` tokenizes in Ray
     tasks on the CPUs the actors leave free (streaming into the actors) instead of inside the
@@ -280,12 +406,6 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
         When the pass cannot finish (workers lost more often than the plan allows, or a
         failing batch); the shards written so far stay, and a rerun resumes from them.
     """
-    import ray
-    from ray.data import DataContext
-    from tqdm.auto import tqdm
-
-    from relabeler.jobs._ray import cluster_resources, plan_pool
-
     model_dir = store.get_dir(model_artifact)
     model = load_classifier(model_dir)
     classes = class_names(model)
@@ -308,12 +428,30 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
         expected.update({(split_no, s): n for s, n in split_expected.items()})
         if len(rows["id"]):
             parts.append(pa.table(rows))
-    del model
     if not parts:
         log.info("extract: every shard of %s is already done", ", ".join(splits))
         return written
 
     table = pa.concat_tables(parts)
+    if cached is not None:
+        done = _extract_cached(store, splits, table, frames, model, model_dir, classes, cached,
+                               max_length=max_length, batch_size=batch_size, written=written,
+                               progress=progress)
+        left = [(int(a), int(b)) not in done for a, b in zip(
+            table.column("_split").to_numpy(), table.column("_shard").to_numpy(), strict=True)]
+        table = table.filter(pa.array(left, pa.bool_()))
+        expected = {k: n for k, n in expected.items() if k not in done}
+        if not len(table):
+            return written
+        log.info("extract: the encoder cache lacks states of %d rows: the Ray job reads them",
+                 len(table))
+    del model
+    import ray
+    from ray.data import DataContext
+    from tqdm.auto import tqdm
+
+    from relabeler.jobs._ray import cluster_resources, plan_pool
+
     plan = plan or plan_pool(num_actors=num_actors, gpus_per_actor=gpus_per_actor,
                              num_threads=num_threads)
     log.info("extract: %d rows of %s in %d shards, %d actor(s) (%s GPU, %s CPU each)",
@@ -406,6 +544,23 @@ def count_truncated(n_tokens: np.ndarray, max_length: int) -> int:
     return int(np.sum(np.asarray(n_tokens) >= max_length))
 
 
+def _cached_states(store: RunStore, config, cluster: bool) -> CachedStates | None:
+    """Where extract reads the encoder's states instead of running it: a model trained in
+    head mode (its encoder frozen, so its states are the cached ones) with the encoder cache
+    on; None otherwise (full mode's encoder was trained: the Ray job runs it)."""
+    info = (store.stage_info("train") or {}).get("info") or {}
+    if info.get("mode") != "head":
+        return None
+    try:
+        root = cache_root(config.model.cache_dir)
+    except ConfigError as exc:  # train may have run with another cache_dir: extract still can
+        log.warning("extract: %s; the model's encoder runs again", exc)
+        return None
+    if root is None:
+        return None
+    return CachedStates(root, config.model.cache_max_gb, encode_missing=not cluster)
+
+
 def run_extract(store: RunStore, config, *, force: bool = False,
                 splits: Sequence[str] | None = None, progress: bool = True) -> dict:
     """The extract stage over ``splits`` (default ``[extract] splits``); per-split markers
@@ -435,18 +590,24 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         saved = store.read_json(f"{artifacts.MODEL.path}/config.json")
         max_length = trained_max_length(saved, config.model, "extract")
         read = recorded_long_text(saved)
-        # joined before a redo removes anything: a cluster that cannot be reached (a wrong
-        # address) leaves the finished features as they were
-        connect(config.ray.address, num_cpus=config.ray.num_cpus, temp_dir=config.ray.temp_dir)
+        cluster = bool(config.ray.address or os.environ.get("RAY_ADDRESS", ""))
+        cached = _cached_states(store, config, cluster)
+        if cached is None or cluster:  # on one machine the cache does every row: no Ray
+            # joined before a redo removes anything: a cluster that cannot be reached (a
+            # wrong address) leaves the finished features as they were
+            connect(config.ray.address, num_cpus=config.ray.num_cpus,
+                    temp_dir=config.ray.temp_dir)
         for split in redo:
             store.reset_stage(f"extract.{split}", [artifacts.FEATURES(split=split)])
         started = time.perf_counter()
         ec = config.extract
-        plan = plan_from_config(config.ray, num_actors=ec.num_actors,
-                                num_threads=ec.num_threads)
+        # no Ray to plan for where the cache does every row
+        plan = (plan_from_config(config.ray, num_actors=ec.num_actors,
+                                 num_threads=ec.num_threads)
+                if cached is None or cluster else None)
         written = extract_splits(store, todo, max_length=max_length,
                                  batch_size=ec.batch_size, shard_size=ec.shard_size,
-                                 plan=plan, progress=progress)
+                                 plan=plan, cached=cached, progress=progress)
         seconds = time.perf_counter() - started
         for split in todo:
             tokens = store.read_table(artifacts.FEATURES(split=split), columns=["n_tokens"])

@@ -62,6 +62,9 @@ def _tiny_config(tmp_path, tiny_bert_dir, csv_path, **extract):
     config = head_config(tmp_path / "run", csv_path, tiny_bert_dir, max_length=64, epochs=3)
     config.data.eval_fraction = 0.25
     config.data.pool_fraction = 0.1
+    # the Ray job's tests: without the encoder cache, extract runs the model in the actors
+    # (tests/jobs/test_extract_cached.py tests head mode's reading of the cache)
+    config.model.cache_dir = "off"
     for key, value in extract.items():
         setattr(config.extract, key, value)
     return config
