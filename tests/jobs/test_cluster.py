@@ -98,7 +98,7 @@ def test_extract_submitted_to_a_multi_node_cluster(ray_cluster, tiny_bert_dir, t
     job_dir.mkdir()
     # the config travels with the job (--working-dir); the job runs where the head puts it
     (job_dir / "relabeler.toml").write_text(
-        f'run_dir = "{config.run_dir}"\n[model]\nmax_length = 64\n'
+        f'run_dir = "{config.run_dir}"\n[model]\nmax_length = 64\ncache_dir = "off"\n'
         '[extract]\nsplits = ["train", "eval"]\nnum_actors = 2\nbatch_size = 8\n'
         'shard_size = 32\n')
     result = _submit(ray_cluster, job_dir, "extract", "-q")
@@ -130,8 +130,8 @@ def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_options, tiny_
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "relabeler.toml").write_text(
-        f'run_dir = "{uri}"\n[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\n'
-        'num_actors = 2\nbatch_size = 8\nshard_size = 32\n')
+        f'run_dir = "{uri}"\n[model]\nmax_length = 64\ncache_dir = "off"\n'
+        '[extract]\nsplits = ["train"]\nnum_actors = 2\nbatch_size = 8\nshard_size = 32\n')
     # how every process of the job finds the S3 server: fsspec reads FSSPEC_S3 (JSON)
     runtime_env = {"env_vars": {"FSSPEC_S3": json.dumps(s3_options)}}
     result = subprocess.run(
@@ -151,8 +151,9 @@ def test_extract_job_with_the_run_directory_on_s3(ray_cluster, s3_options, tiny_
 # a worker node killed mid-extract
 
 KILL_ROWS = 3000  # 2,400 in train: 24 parts of 100 rows, batches of 2 (about 30 s on one CPU)
-KILL_TOML = ('[model]\nmax_length = 64\n[extract]\nsplits = ["train"]\nnum_actors = 1\n'
-             'batch_size = 2\nshard_size = 100\n')
+# cache_dir off: the driver would read train's cached states and no actor would run
+KILL_TOML = ('[model]\nmax_length = 64\ncache_dir = "off"\n[extract]\nsplits = ["train"]\n'
+             'num_actors = 1\nbatch_size = 2\nshard_size = 100\n')
 
 
 @pytest.fixture(scope="module")
