@@ -633,6 +633,7 @@ def run_extract(store: RunStore, config, *, force: bool = False,
             store.mark_done(f"extract.{split}", {
                 "rows": total, "rows_this_run": written[split], "seconds": round(seconds, 2),
                 "max_length": max_length, "n_truncated": truncated})
-        log.info("extract: %d rows in %.1f s (%.0f texts/s, actor start included)",
-                 sum(written.values()), seconds, sum(written.values()) / seconds)
+        log.info("extract: %d rows in %.1f s (%.0f texts/s%s)", sum(written.values()), seconds,
+                 sum(written.values()) / seconds,
+                 ", actor start included" if plan is not None else ", no Ray")
     return {split: store.stage_info(f"extract.{split}")["info"] for split in splits}
