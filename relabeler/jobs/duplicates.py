@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.errors import ConfigError, StageError
-from relabeler.selectors.duplicates import find_duplicates, group_label_conflicts
+from relabeler.selectors.duplicates import TextChecks, find_duplicates, group_label_conflicts
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,14 @@ def _texts(store: RunStore, split: str, view) -> list[str]:
     return list(held) if held is not None else split_texts(store, split, view.ids)
 
 
-def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg
-                    ) -> tuple[pd.DataFrame, dict]:
+def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg,
+                    checks: TextChecks | None = None) -> tuple[pd.DataFrame, dict]:
     """The duplicates table (group_id, id, split, similarity, label, text_hash) and a summary.
 
     ``views``: split name -> a view with ``ids``, ``labels`` (class ids, -1 = none) and
-    ``features``, as :mod:`relabeler.jobs.score` loads them.
+    ``features``, as :mod:`relabeler.jobs.score` loads them. ``checks``: the text check's
+    answers kept from the score stage's duplicate-conflict signal (the same pairs are not
+    compared again).
     """
     for name in ("duplicate_threshold", "duplicate_text_threshold"):
         value = getattr(cfg, name)
@@ -66,7 +68,7 @@ def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg
     texts = [t for s in names for t in _texts(store, s, views[s])]
     groups = find_duplicates(features, texts, threshold=cfg.duplicate_threshold,
                              text_threshold=cfg.duplicate_text_threshold,
-                             k=max(int(cfg.k), MIN_K))
+                             k=max(int(cfg.k), MIN_K), checks=checks)
     member = groups.group >= 0
     frame = pd.DataFrame({
         "group_id": groups.group[member], "id": ids[member], "split": split[member],

@@ -47,6 +47,7 @@ from relabeler.jobs.eval_audit import eval_suspects_table
 from relabeler.jobs.shortcuts import shortcut_tables
 from relabeler.jobs.stage_settings import setting_changes
 from relabeler.selectors import confidence, neighbors, noise, rank, representer
+from relabeler.selectors.duplicates import TextChecks
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.stage_chain import run_first
@@ -236,10 +237,11 @@ def voting_views(view: TrainView, knn_dist: np.ndarray,
 
 
 def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
-                    *, noise_model: noise.NoiseModel | None = None
-                    ) -> tuple[dict, dict, dict]:
+                    *, noise_model: noise.NoiseModel | None = None,
+                    checks: TextChecks | None = None) -> tuple[dict, dict, dict]:
     """(signals, distributions, details) for the training samples; ``noise_model`` is fitted
-    here (:func:`fit_view_noise`) unless the caller has it.
+    here (:func:`fit_view_noise`) unless the caller has it. ``checks`` keeps the answers of
+    the duplicate signal's text check for the duplicate table (:func:`run_score`).
 
     The voting views (``rank.VIEWS``) are normalised margins of class distributions: the
     model's, the out-of-fold models', the neighbours' labels and the training dynamics'. Unless
@@ -265,7 +267,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,
                                             neighbors=nb, texts=view.texts,
-                                            text_threshold=cfg.duplicate_text_threshold)
+                                            text_threshold=cfg.duplicate_text_threshold,
+                                            checks=checks)
     signals["duplicate_conflict"] = dups.suspect
     details = {"duplicates": dups, "representer": None, "noise": noise_model,
                "neighbors": nb}
@@ -287,13 +290,13 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
 
 
 def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | None = None,
-                   *, noise_model: noise.NoiseModel | None = None
-                   ) -> tuple[pd.DataFrame, dict]:
+                   *, noise_model: noise.NoiseModel | None = None,
+                   checks: TextChecks | None = None) -> tuple[pd.DataFrame, dict]:
     """The suspects table (rank 1 first) and a summary; ``ray_config`` (``[ray]``) only
     matters when the kNN runs on Ray (:func:`train_neighbors`); ``noise_model`` as in
-    :func:`suspect_signals`."""
+    :func:`suspect_signals`, as ``checks``."""
     signals, distributions, details = suspect_signals(view, cfg, ray_config,
-                                                      noise_model=noise_model)
+                                                      noise_model=noise_model, checks=checks)
     score = rank.combine(signals)
     posterior = rank.ensemble_posterior(distributions)
     suggested, suggested_conf = rank.suggest_labels(posterior, view.labels)
@@ -458,11 +461,16 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     started = time.perf_counter()
     view = load_train_view(store)
     noise_model = fit_view_noise(view, config.score)  # the eval audit uses it too
-    suspects, summary = score_suspects(view, config.score, config.ray, noise_model=noise_model)
+    # the duplicate-conflict signal and the duplicate table text-check the same pairs (the
+    # check is most of the stage's time): each pair is compared once, for both
+    checks = TextChecks()
+    suspects, summary = score_suspects(view, config.score, config.ray, noise_model=noise_model,
+                                       checks=checks)
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
     duplicates, summary["duplicates"] = duplicate_table(store, {"train": view, **splits},
-                                                        view.classes, config.score)
+                                                        view.classes, config.score, checks)
+    del checks  # its answers are of no use past here: let its arrays go
     copies = pool_copies(duplicates)
     cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed,
                                   copies=copies)

@@ -73,14 +73,70 @@ def confirm_pairs(texts: Sequence[str], lo: np.ndarray, hi: np.ndarray,
                   threshold: float) -> np.ndarray:
     """(P,) bool: whether the texts of each pair (rows ``lo[p]``, ``hi[p]``) are at least
     ``threshold`` alike by :func:`text_similarity` (cheap bounds first; each row's forms and
-    3-grams computed once)."""
-    forms = {row: (normalize_text(texts[row]), _comparable(texts[row]))
-             for row in np.union1d(lo, hi).tolist()}
-    grams = functools.lru_cache(maxsize=4096)(_trigrams)
-    return np.array([forms[a][0] == forms[b][0]
-                     or _similarity(forms[a][1], forms[b][1], threshold, grams) >= threshold
-                     for a, b in zip(np.asarray(lo).tolist(), np.asarray(hi).tolist(),
-                                     strict=True)], dtype=bool)
+    3-grams computed once, each pair of forms compared once)."""
+    return TextChecks().confirm(texts, lo, hi, threshold)
+
+
+class TextChecks:
+    """The text check's answers of one run, so that each pair of texts is compared once.
+
+    The duplicate-conflict signal and the duplicate groups of ``relabeler score`` check many of
+    the same pairs (at 20,000 SMS every pair of the signal's was among the groups' 307,502), and
+    the check is most of the stage's time. A pair's answer depends only on the two texts'
+    normalised forms (equal: alike) and comparable forms (their similarity), so answers are
+    kept by the pair of comparable forms, in the order given (difflib's ratio is not
+    symmetric), and the threshold: rows of one text, or of texts that differ only in case,
+    whitespace or punctuation, share them. They are kept in sorted int64 arrays, about 9 bytes
+    a pair.
+    """
+
+    def __init__(self) -> None:
+        self._form_id: dict[str, int] = {}  # normalised and comparable forms alike
+        self._forms: list[str] = []
+        self._known: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        self._grams = functools.lru_cache(maxsize=4096)(_trigrams)
+
+    def _ids(self, forms) -> np.ndarray:
+        ids = []
+        for form in forms:
+            if form not in self._form_id:
+                self._form_id[form] = len(self._forms)
+                self._forms.append(form)
+            ids.append(self._form_id[form])
+        return np.array(ids, dtype=np.int64)
+
+    def confirm(self, texts: Sequence[str], lo: np.ndarray, hi: np.ndarray,
+                threshold: float) -> np.ndarray:
+        """As :func:`confirm_pairs`, comparing only the pairs of forms not compared yet."""
+        lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        if not len(lo):
+            return np.zeros(0, dtype=bool)
+        threshold = float(threshold)
+        rows = np.union1d(lo, hi)
+        row_texts = [texts[row] for row in rows.tolist()]
+        normal = self._ids(normalize_text(t) for t in row_texts)
+        comparable = self._ids(_comparable(t) for t in row_texts)
+        a, b = np.searchsorted(rows, lo), np.searchsorted(rows, hi)
+        out = normal[a] == normal[b]  # texts equal but for whitespace and case
+        ask = np.flatnonzero(~out)
+        key = (comparable[a[ask]] << 32) | comparable[b[ask]]
+        keys, answers = self._known.get(threshold, (np.zeros(0, np.int64), np.zeros(0, bool)))
+        at = np.minimum(np.searchsorted(keys, key), max(len(keys) - 1, 0))
+        known = keys[at] == key if len(keys) else np.zeros(len(key), dtype=bool)
+        out[ask[known]] = answers[at[known]]
+        new_keys, inverse = np.unique(key[~known], return_inverse=True)
+        if len(new_keys):
+            forms = self._forms
+            new_answers = np.array(
+                [_similarity(forms[x], forms[y], threshold, self._grams) >= threshold
+                 for x, y in zip((new_keys >> 32).tolist(),
+                                 (new_keys & 0xFFFFFFFF).tolist(), strict=True)], dtype=bool)
+            out[ask[~known]] = new_answers[inverse]
+            keys = np.concatenate([keys, new_keys])
+            answers = np.concatenate([answers, new_answers])
+            order = np.argsort(keys, kind="stable")
+            self._known[threshold] = keys[order], answers[order]
+        return out
 
 
 def _trigrams(text: str) -> set[str]:
@@ -150,7 +206,8 @@ class DuplicateGroups:
 
 def find_duplicates(features: np.ndarray, texts, *, threshold: float = 0.98,
                     text_threshold: float = TEXT_THRESHOLD, k: int = 10,
-                    text_neighbors: bool = True) -> DuplicateGroups:
+                    text_neighbors: bool = True, checks: TextChecks | None = None
+                    ) -> DuplicateGroups:
     """Exact and near-duplicate groups among N rows.
 
     Parameters
@@ -165,6 +222,8 @@ def find_duplicates(features: np.ndarray, texts, *, threshold: float = 0.98,
         >= :data:`SKETCH_FLOOR`). Model features move more than the text under a light edit
         of a short text (one word of an SMS changed: median cosine 0.85 on MiniLM), so the
         features alone miss most such pairs; the text check decides either way.
+    checks : answers of the text check kept from earlier calls of the same run (they are
+        read and added to); the groups are the same with or without.
 
     Returns
     -------
@@ -186,7 +245,7 @@ def find_duplicates(features: np.ndarray, texts, *, threshold: float = 0.98,
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k: expected an int >= 1, got {k!r}")
     return _compute_groups(features, texts, float(threshold), float(text_threshold), int(k),
-                           bool(text_neighbors))
+                           bool(text_neighbors), checks or TextChecks())
 
 
 def text_sketch(texts, *, dim: int = SKETCH_DIM) -> np.ndarray:
@@ -226,7 +285,8 @@ def _pairs(indices: np.ndarray, scores: np.ndarray, floor: float, text_id: np.nd
 
 
 def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
-                    text_threshold: float, k: int, text_neighbors: bool) -> DuplicateGroups:
+                    text_threshold: float, k: int, text_neighbors: bool, checks: TextChecks
+                    ) -> DuplicateGroups:
     n = len(texts)
     hashes = text_hash(texts)
     # exact duplicates: one text, the rows of one hash (``inverse``), led by its first row
@@ -245,7 +305,7 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
         pair_id = np.unique(lo.astype(np.int64) * n + hi)
         lo, hi = pair_id // n, pair_id % n
         n_candidates = len(lo)
-        confirmed = confirm_pairs(texts, lo, hi, text_threshold)
+        confirmed = checks.confirm(texts, lo, hi, text_threshold)
         n_rejected = int(n_candidates - confirmed.sum())
         near_src, near_dst = lo[confirmed], hi[confirmed]
         unit = unit_rows(features)
@@ -253,8 +313,8 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
     leader = _star_leaders(
         inverse[near_src], inverse[near_dst], len(first),
         np.bincount(inverse, minlength=len(first)), first,
-        lambda v, leaders: confirm_pairs(texts, np.full(len(leaders), first[v]), first[leaders],
-                                         text_threshold))
+        lambda v, leaders: checks.confirm(texts, np.full(len(leaders), first[v]),
+                                          first[leaders], text_threshold))
     component = leader[inverse]
     sizes = np.bincount(component, minlength=len(first))
     in_group = sizes[component] > 1

@@ -150,18 +150,18 @@ class DuplicateConflicts:
 
 
 def texts_alike(texts: Sequence[str], indices: np.ndarray, pairs: np.ndarray,
-                threshold: float) -> np.ndarray:
+                threshold: float, checks: duplicates.TextChecks | None = None) -> np.ndarray:
     """(N, k) bool: for each pair marked in ``pairs`` (row i and ``indices[i, j]``), whether
     the two texts are at least ``threshold`` alike (:func:`duplicates.confirm_pairs`; (i, j)
-    and (j, i) are one comparison)."""
+    and (j, i) are one comparison). ``checks``: answers kept from earlier checks of the run."""
     rows, cols = np.nonzero(pairs)
     other = indices[rows, cols].astype(np.int64)
     n = len(texts)
     pair_id, inverse = np.unique(np.minimum(rows, other) * n + np.maximum(rows, other),
                                  return_inverse=True)
     alike = np.zeros(pairs.shape, dtype=bool)
-    alike[rows, cols] = duplicates.confirm_pairs(texts, pair_id // n, pair_id % n,
-                                                 threshold)[inverse]
+    checks = checks or duplicates.TextChecks()
+    alike[rows, cols] = checks.confirm(texts, pair_id // n, pair_id % n, threshold)[inverse]
     return alike
 
 
@@ -169,7 +169,8 @@ def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
                            threshold: float = 0.98, k: int = 10,
                            neighbors: Neighbors | None = None,
                            texts: Sequence[str] | None = None,
-                           text_threshold: float = TEXT_THRESHOLD) -> DuplicateConflicts:
+                           text_threshold: float = TEXT_THRESHOLD,
+                           checks: duplicates.TextChecks | None = None) -> DuplicateConflicts:
     """Near-duplicates (cosine >= ``threshold``, and with ``texts`` their texts at least
     ``text_threshold`` alike, the check of :mod:`relabeler.selectors.duplicates`: fine-tuned
     features pack a class so tightly that two different texts pass any cosine) and how many of
@@ -182,6 +183,9 @@ def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
     threshold : cosine similarity from which two samples count as the same text.
     k : at most this many near-duplicates are looked at per sample.
     neighbors : precomputed self-excluded cosine neighbours (at least ``k`` columns).
+    checks : answers of the text check kept from earlier checks of the same run (read and
+        added to: :func:`relabeler.selectors.duplicates.find_duplicates` checks these pairs
+        again); the result is the same with or without.
 
     Returns
     -------
@@ -196,7 +200,7 @@ def conflicting_duplicates(features: np.ndarray, labels: np.ndarray, *,
     indices = neighbors.indices[:, :k]
     is_dup = (indices >= 0) & (neighbors.scores[:, :k] >= threshold)
     if texts is not None:
-        is_dup &= texts_alike(texts, indices, is_dup, text_threshold)
+        is_dup &= texts_alike(texts, indices, is_dup, text_threshold, checks)
     dup_ids = np.where(is_dup, indices, -1)
     n_dup = is_dup.sum(axis=1).astype(np.int32)
     dup_labels = labels[np.where(is_dup, indices, 0)]

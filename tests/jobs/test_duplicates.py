@@ -219,6 +219,30 @@ def test_score_writes_the_duplicate_groups(duplicated_run):
 
 
 @pytest.mark.slow
+def test_score_compares_each_pair_of_texts_once_and_scores_the_same(duplicated_run,
+                                                                     monkeypatch):
+    # the duplicate-conflict signal and the duplicate table share the text check's answers
+    from relabeler.jobs.score import run_score
+    from relabeler.selectors import duplicates
+
+    store, config, _ = duplicated_run
+    before = {name: store.read_table(f"scores/{name}.parquet")
+              for name in ("suspects", "duplicates")}
+    compared = []
+    similarity = duplicates._similarity
+
+    def counted(x, y, *args):
+        compared.append((x, y))
+        return similarity(x, y, *args)
+
+    monkeypatch.setattr(duplicates, "_similarity", counted)
+    run_score(store, config, force=True)
+    assert compared and len(compared) == len(set(compared))
+    for name, table in before.items():
+        assert store.read_table(f"scores/{name}.parquet").equals(table), name
+
+
+@pytest.mark.slow
 def test_retrain_dedupe_keeps_one_training_row_per_group_and_the_report_shows_leakage(
         duplicated_run):
     from relabeler.jobs.retrain import run_retrain

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from relabeler.selectors import duplicates
 from relabeler.selectors.duplicates import (
+    TextChecks,
     find_duplicates,
     group_label_conflicts,
     normalize_text,
@@ -165,6 +167,97 @@ def test_many_rows_go_through_the_knn_not_an_n_by_n_matrix():
         assert groups.n_groups == 200
     assert peaks[12_000] < 2.5 * peaks[6_000]
     assert peaks[12_000] < 12_000 * 12_000 * 4 / 4
+
+
+def _edited_corpus(clusters: int = 40, seed: int = 3):
+    """Clusters of 5 rows at cosine > 0.999: a sentence, the same sentence again (an exact
+    copy), one word of it replaced, five words replaced, and another sentence. Labels: the
+    copy and the one-word edit carry the other label in every third cluster."""
+    rng = np.random.default_rng(seed)
+    words = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=int(rng.integers(3, 8))))
+             for _ in range(3000)]
+    features, texts, labels = [], [], []
+    for c in range(clusters):
+        base = list(rng.choice(words, size=9))
+        one, five = list(base), list(base)
+        one[2] = str(rng.choice(words))
+        for at in (0, 2, 4, 6, 8):
+            five[at] = str(rng.choice(words))
+        other = list(rng.choice(words, size=9))
+        centre = rng.normal(size=16)
+        for j, row in enumerate((base, base, one, five, other)):
+            features.append(centre + 1e-4 * rng.normal(size=16))
+            texts.append(" ".join(row))
+            labels.append(int(c % 3 == 0 and j in (1, 2)))
+    return np.asarray(features, dtype=np.float32), texts, np.asarray(labels)
+
+
+def test_shared_text_checks_compare_each_pair_once_and_change_nothing(monkeypatch):
+    from relabeler.selectors.neighbors import conflicting_duplicates
+
+    features, texts, labels = _edited_corpus()
+    compared = []
+    similarity = duplicates._similarity
+
+    def counted(x, y, *args):
+        compared.append((x, y))
+        return similarity(x, y, *args)
+
+    monkeypatch.setattr(duplicates, "_similarity", counted)
+
+    def both(checks):
+        conflicts = conflicting_duplicates(features, labels, threshold=0.98, k=5, texts=texts,
+                                           checks=checks)
+        return conflicts, find_duplicates(features, texts, threshold=0.98, k=5, checks=checks)
+
+    conflicts, groups = both(None)  # each computes its own answers, as before
+    alone = list(compared)
+    compared.clear()
+    shared_conflicts, shared_groups = both(TextChecks())
+    # the same values, field by field
+    for field in ("suspect", "n_duplicates", "majority", "duplicate_ids"):
+        np.testing.assert_array_equal(getattr(shared_conflicts, field), getattr(conflicts, field))
+    for field in ("group", "similarity", "text_hash", "exact"):
+        np.testing.assert_array_equal(getattr(shared_groups, field), getattr(groups, field))
+    assert (shared_groups.n_candidates, shared_groups.n_rejected) == (
+        groups.n_candidates, groups.n_rejected)
+    # the corpus does what it is for: groups of base, copy and one-word edit, five-word edits
+    # and other sentences turned down, conflicts in every third cluster
+    assert groups.n_groups == 40 and groups.group[0::5].tolist() == list(range(40))
+    assert (groups.group[1::5] == groups.group[0::5]).all()
+    assert (groups.group[2::5] == groups.group[0::5]).all()
+    assert (groups.group[3::5] == -1).all() and (groups.group[4::5] == -1).all()
+    assert groups.n_rejected > 0
+    assert (conflicts.suspect[0::5] > 0).tolist() == [c % 3 == 0 for c in range(40)]
+    # alone, the two compared pairs twice; shared, each pair of texts once
+    assert len(alone) > len(set(alone))
+    assert len(compared) == len(set(compared)) == len(set(alone))
+
+
+def test_text_checks_look_up_pairs_of_texts_asked_before(monkeypatch):
+    calls = []
+    similarity = duplicates._similarity
+    monkeypatch.setattr(duplicates, "_similarity",
+                        lambda x, y, *a: calls.append((x, y)) or similarity(x, y, *a))
+    texts = ["see you at the station at noon", "see you at the station at nine",
+             "see you at the station at noon", "the weather is lovely", "SEE you at the station"]
+    checks = TextChecks()
+    lo, hi = np.array([0, 2, 0, 1, 3]), np.array([1, 1, 3, 0, 4])
+    expected = duplicates.confirm_pairs(texts, lo, hi, 0.8)
+    assert expected.tolist() == [True, True, False, True, False]
+    calls.clear()
+    np.testing.assert_array_equal(checks.confirm(texts, lo, hi, 0.8), expected)
+    # rows 0 and 2 hold one text: (0, 1) and (2, 1) are one comparison; (1, 0) is another
+    # (difflib's ratio depends on the order)
+    assert len(calls) == 4
+    calls.clear()
+    # the same texts at other rows, and another threshold
+    moved = texts[::-1]
+    np.testing.assert_array_equal(checks.confirm(moved, 4 - lo, 4 - hi, 0.8), expected)
+    assert calls == []
+    assert checks.confirm(texts, lo[:1], hi[:1], 0.95).tolist() == [False]
+    assert len(calls) == 1
+    assert checks.confirm(texts, np.zeros(0, int), np.zeros(0, int), 0.8).tolist() == []
 
 
 @pytest.mark.parametrize("kwargs, message", [
