@@ -30,9 +30,11 @@ import functools
 import hashlib
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -94,7 +96,7 @@ class TextChecks:
         self._form_id: dict[str, int] = {}  # normalised and comparable forms alike
         self._forms: list[str] = []
         self._known: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-        self._grams = functools.lru_cache(maxsize=4096)(_trigrams)
+        self._cache = _Cache()
 
     def _ids(self, forms) -> np.ndarray:
         ids = []
@@ -128,7 +130,7 @@ class TextChecks:
         if len(new_keys):
             forms = self._forms
             new_answers = np.array(
-                [_similarity(forms[x], forms[y], threshold, self._grams) >= threshold
+                [_similarity(forms[x], forms[y], threshold, self._cache) >= threshold
                  for x, y in zip((new_keys >> 32).tolist(),
                                  (new_keys & 0xFFFFFFFF).tolist(), strict=True)], dtype=bool)
             out[ask[~known]] = new_answers[inverse]
@@ -159,22 +161,70 @@ def text_similarity(a: str, b: str) -> float:
     return _similarity(_comparable(a), _comparable(b), 0.0)
 
 
-def _similarity(x: str, y: str, bar: float, trigrams=_trigrams) -> float:
+def _letter_counts(text: str) -> Counter:
+    return Counter(text)
+
+
+def _positions(text: str) -> dict[str, int]:
+    """Each character of ``text`` -> the bit mask of where it occurs (bit i: position i)."""
+    masks: dict[str, int] = {}
+    for i, char in enumerate(text):
+        masks[char] = masks.get(char, 0) | (1 << i)
+    return masks
+
+
+def _common_subsequence(x: str, y: str, positions: dict[str, int]) -> int:
+    """The length of the longest common subsequence of ``x`` and ``y`` (``positions``:
+    :func:`_positions` of ``y``), by the bit-parallel recurrence of Hyyro (2004): one pass
+    over ``x`` of integer operations on len(y)-bit numbers."""
+    full = (1 << len(y)) - 1
+    v = full
+    for char in x:
+        u = v & positions.get(char, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(y) - v.bit_count()
+
+
+class _Cache:
+    """Per-text work of :func:`_similarity` kept for texts compared many times (a text is in
+    about 15 candidate pairs): 3-gram sets, letter counts and position masks."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.trigrams = functools.lru_cache(maxsize=size)(_trigrams)
+        self.letters = functools.lru_cache(maxsize=size)(_letter_counts)
+        self.positions = functools.lru_cache(maxsize=size)(_positions)
+
+
+_NO_CACHE = SimpleNamespace(trigrams=_trigrams, letters=_letter_counts, positions=_positions)
+
+
+def _similarity(x: str, y: str, bar: float, cache=_NO_CACHE) -> float:
     """text_similarity of comparable forms; below ``bar`` it may return any value < bar (an
-    upper bound that already fails). ``trigrams``: text -> its 3-gram set (a cache)."""
+    upper bound that already fails). ``cache``: a :class:`_Cache` for texts met again."""
     if not x or not y:  # nothing but punctuation, emoji or marks: only an exact copy counts
         return 0.0
     if x == y:
         return 1.0
     if max(len(x), len(y)) > LONG_TEXT:
-        gx, gy = trigrams(x), trigrams(y)
+        gx, gy = cache.trigrams(x), cache.trigrams(y)
         return len(gx & gy) / len(gx | gy)
-    matcher = SequenceMatcher(None, x, y, autojunk=False)
-    for bound in (matcher.real_quick_ratio, matcher.quick_ratio):
-        value = bound()
-        if value < bar:
-            return value
-    return matcher.ratio()
+    # upper bounds of difflib's ratio (2 x matched characters / total characters), cheapest
+    # first, so that most pairs that fail never build difflib's matcher: its real_quick_ratio
+    # (the shorter length) and quick_ratio (the characters in common, order aside), computed
+    # as difflib computes them; then the longest common subsequence, since difflib's matched
+    # blocks lie in order in both texts and so are a common subsequence. Below the bar, the
+    # ratio is too: the decisions are difflib's own.
+    total = len(x) + len(y)
+    value = 2.0 * min(len(x), len(y)) / total
+    if value < bar:
+        return value
+    value = 2.0 * (cache.letters(x) & cache.letters(y)).total() / total
+    if value < bar:
+        return value
+    value = 2.0 * _common_subsequence(x, y, cache.positions(y)) / total
+    if value < bar:
+        return value
+    return SequenceMatcher(None, x, y, autojunk=False).ratio()
 
 
 @dataclass(frozen=True)

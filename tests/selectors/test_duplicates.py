@@ -260,6 +260,69 @@ def test_text_checks_look_up_pairs_of_texts_asked_before(monkeypatch):
     assert checks.confirm(texts, np.zeros(0, int), np.zeros(0, int), 0.8).tolist() == []
 
 
+def _edited_pairs(count: int, seed: int = 5) -> list[tuple[str, str]]:
+    """Pairs of short texts from one word changed to all words changed, reordered or not."""
+    rng = np.random.default_rng(seed)
+    words = ["".join(rng.choice(list("abcdefghij klmnop"), size=int(rng.integers(1, 7))))
+             for _ in range(400)]
+    pairs = []
+    for i in range(count):
+        x = [str(w) for w in rng.choice(words, size=int(rng.integers(1, 12)))]
+        y = list(x)
+        for at in rng.choice(len(y), size=int(rng.integers(0, len(y) + 1)), replace=False):
+            y[at] = str(rng.choice(words))
+        if i % 4 == 0:
+            y = y[::-1]
+        pairs.append((" ".join(x), " ".join(y)))
+    return pairs
+
+
+def test_the_bounds_before_difflib_keep_its_decisions():
+    from difflib import SequenceMatcher
+
+    pairs = _edited_pairs(3000)
+    for x, y in pairs:
+        ratio = SequenceMatcher(None, x, y, autojunk=False).ratio()
+        for bar in (0.5, 0.8, 0.9):
+            value = duplicates._similarity(x, y, bar)
+            if x and y:
+                assert (value >= bar) == (ratio >= bar), (x, y, bar)
+                assert value == ratio or value < bar, (x, y, bar)
+        # the longest common subsequence, as a plain table computes it
+        table = np.zeros((len(x) + 1, len(y) + 1), dtype=int)
+        for i, a in enumerate(x):
+            for j, b in enumerate(y):
+                table[i + 1, j + 1] = (table[i, j] + 1 if a == b
+                                       else max(table[i, j + 1], table[i + 1, j]))
+        assert duplicates._common_subsequence(x, y, duplicates._positions(y)) == table[-1, -1]
+
+
+def test_pairs_that_fail_a_cheap_bound_never_build_difflib_s_matcher(monkeypatch):
+    from difflib import SequenceMatcher
+
+    built = []
+
+    class Counted(SequenceMatcher):
+        def __init__(self, *args, **kwargs):
+            built.append(args[1:3])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(duplicates, "SequenceMatcher", Counted)
+    # same length and letters (real_quick_ratio and quick_ratio 1.0), the words in another
+    # order: the longest common subsequence bound turns it down (0.57, difflib's ratio too);
+    # the second pair fails on the lengths
+    x, y = "see you at the station at noon", "noon at station the at you see"
+    assert SequenceMatcher(None, x, y, autojunk=False).quick_ratio() == 1.0
+    assert SequenceMatcher(None, x, y, autojunk=False).ratio() < 0.6
+    assert duplicates.confirm_pairs([x, y, x[:10]], np.array([0, 0]), np.array([1, 2]),
+                                    0.8).tolist() == [False, False]
+    assert built == []
+    # a pair that passes every bound is difflib's to decide
+    assert duplicates.confirm_pairs([x, x + " today"], np.array([0]), np.array([1]),
+                                    0.8).tolist() == [True]
+    assert built == [(x, x + " today")]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"threshold": 0.0}, "threshold: expected a similarity in \\(0, 1\\], got 0.0"),
     ({"threshold": 1.5}, "threshold: expected a similarity in \\(0, 1\\], got 1.5"),
