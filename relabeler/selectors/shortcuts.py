@@ -34,12 +34,13 @@ class (TrustAI's rationale counting): a token that is frequent in a class *and* 
 model's decisions for it is the shortcut the model actually uses.
 
 Texts are counted per document (a token repeated in one text counts once), lowercased, split
-into word tokens by ``\\b\\w+\\b``.
+into the units of :mod:`relabeler.selectors.text_units`: runs of word characters, except that
+each CJK ideograph and kana is a unit of its own, so that n-grams of Chinese or Japanese text
+are its characters and character pairs. An n-gram is named by its units joined by one space.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,10 +49,8 @@ from scipy import stats
 from sklearn.feature_extraction.text import CountVectorizer
 
 from relabeler.selectors._checks import as_labels
+from relabeler.selectors.text_units import TOKEN_PATTERN, text_units
 
-#: The word tokens counted: lowercase runs of letters, digits and underscores.
-TOKEN_PATTERN = r"(?u)\b\w+\b"
-_WORD = re.compile(TOKEN_PATTERN)
 #: One-sided level of the lower confidence bound that ranks the reported pairs.
 BOUND_LEVEL = 0.01
 
@@ -89,19 +88,22 @@ class ShortcutStats:
 
 
 def word_tokens(text: str) -> list[str]:
-    """The word tokens of ``text`` as the counting sees them (lowercased)."""
-    return _WORD.findall(text.lower())
+    """The word tokens of ``text`` as the counting sees them (lowercased units)."""
+    return text_units(text)
 
 
 def contains_token(texts: Iterable[str], token: str) -> np.ndarray:
     """(N,) bool: whether each text contains ``token`` (a word or space-separated n-gram) as
-    consecutive word tokens, matching the counting of :func:`token_class_stats`."""
-    words = tuple(token.split(" "))
+    consecutive word tokens, matching the counting of :func:`token_class_stats`. The token is
+    split as the texts are, so "优惠" and the n-gram "优 惠" are the same two characters."""
+    words = tuple(word_tokens(token))
     width = len(words)
     out = []
     for text in texts:
         seq = word_tokens(text or "")
-        out.append(any(tuple(seq[i:i + width]) == words for i in range(len(seq) - width + 1)))
+        # a token without a word in it is in no text
+        out.append(width > 0 and any(tuple(seq[i:i + width]) == words
+                                     for i in range(len(seq) - width + 1)))
     return np.asarray(out, dtype=bool)
 
 

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -179,3 +180,89 @@ def test_texts_without_words_give_an_empty_result():
     found = token_class_stats(["", "!!", "?"], np.array([0, 1, 1]), min_count=1)
     assert len(found) == 0 and found.n_tested == 0
     np.testing.assert_allclose(found.prior, [1 / 3, 2 / 3])
+
+
+# a few hundred common characters; the planted token's characters occur in none of them
+HANZI = sorted(set(
+    "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对"
+    "可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公"
+    "同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明其种声全工己话儿者向情部正"
+    "名定女问力机给等几很业最间新什打便位因重被走电四第门相次东政海口使教西再平真听世气信北少关并"
+    "内加化由却代军产入先山五太水万市眼体别处总才场师书比住员九笑性通目华报立马命张活难神数件安表"
+    "原车白应路期叫死常提感金何更反合放做系计或司利受光王果亲界及今京务制解各任至清物台象记边共风"
+    "战干接它许八特觉望直服毛林题建南度统色字请交爱让认算论百吃义科怎元社术结六功指思非流每青管夫"
+) - set("优惠"))
+
+
+def _chinese_corpus(seed: int, n: int = 600):
+    """Chinese texts without spaces (two clauses of random characters), labels at random."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(2, size=n, p=[0.4, 0.6])
+    texts = ["".join(rng.choice(HANZI, size=8)) + "，" + "".join(rng.choice(HANZI, size=8)) + "。"
+             for _ in range(n)]
+    return texts, labels
+
+
+def _plant_chinese(texts, labels, token: str, cls: int, rate: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = np.flatnonzero(labels == cls)
+    chosen = np.sort(rng.choice(rows, size=int(round(rate * len(rows))), replace=False))
+    out = list(texts)
+    for row in chosen:
+        at = int(rng.integers(len(out[row]) + 1))
+        out[row] = out[row][:at] + token + out[row][at:]
+    return out, chosen
+
+
+def test_chinese_text_is_split_into_characters_and_mixed_text_keeps_its_words():
+    assert word_tokens("iPhone手机很好") == ["iphone", "手", "机", "很", "好"]
+    assert word_tokens("東京タワーへ行く") == ["東", "京", "タ", "ワ", "ー", "へ", "行", "く"]
+    assert word_tokens("한국어 문장입니다, 第3名") == ["한국어", "문장입니다", "第", "3", "名"]
+    # a token is split as the texts are: written with or without the n-gram's space
+    texts = ["今天有优惠。", "优，惠", "惠优"]
+    assert contains_token(texts, "优惠").tolist() == [True, True, False]
+    assert contains_token(texts, "优 惠").tolist() == [True, True, False]
+    assert contains_token(texts, "!").tolist() == [False, False, False]
+
+
+def test_a_two_character_token_planted_in_chinese_text_ranks_first_as_the_bigram():
+    texts, labels = _chinese_corpus(0)
+    assert len(token_class_stats(texts, labels)) == 0  # no shortcut planted: none found
+    planted, rows = _plant_chinese(texts, labels, "优惠", 1, 0.5)
+    found = token_class_stats(planted, labels)
+    assert (found.tokens[0], found.classes[0]) == ("优 惠", 1)
+    assert found.count[0] == found.class_count[0] == len(rows)
+    # its characters occur only inside it: listed as the bigram alone
+    assert not {"优", "惠"} & set(found.tokens.tolist())
+    assert np.flatnonzero(contains_token(planted, found.tokens[0])).tolist() == rows.tolist()
+    # the characters on their own, without bigrams
+    singles = token_class_stats(planted, labels, max_ngram=1)
+    assert {(t, c) for t, c in zip(singles.tokens, singles.classes, strict=True)} == {
+        ("优", 1), ("惠", 1)}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_chinese_corpus_without_a_shortcut_reports_none(seed):
+    texts, labels = _chinese_corpus(seed)
+    found = token_class_stats(texts, labels)
+    assert len(found) == 0
+    assert found.n_tested >= 2 * len(HANZI)  # every character was tested, none passed
+
+
+def test_english_results_are_those_of_the_plain_word_pattern(monkeypatch):
+    """Text without CJK characters splits exactly as ``\\b\\w+\\b`` split it before."""
+    import relabeler.selectors.shortcuts as shortcuts
+
+    texts, labels = _corpus(0)
+    extras = ["Don't", "café", "x_1", "150p!", "İstanbul", "naïve-ish", "Ünïcode", "e.g."]
+    rng = np.random.default_rng(5)
+    texts = [t + " " + " ".join(rng.choice(extras, size=2)) for t in texts]
+    planted, _ = _plant(texts, labels, "zq xj", 1, 0.5)
+    found = token_class_stats(planted, labels, num_classes=3)
+    monkeypatch.setattr(shortcuts, "TOKEN_PATTERN", r"(?u)\b\w+\b")
+    before = token_class_stats(planted, labels, num_classes=3)
+    assert len(found) == len(before) > 1
+    for field in ("tokens", "classes", "count", "class_count", "z", "p_value", "association"):
+        np.testing.assert_array_equal(getattr(found, field), getattr(before, field))
+    assert found.n_tested == before.n_tested
+    assert all(word_tokens(t) == re.findall(r"(?u)\b\w+\b", t.lower()) for t in planted)

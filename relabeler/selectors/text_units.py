@@ -1,0 +1,38 @@
+"""The text units that the word-level analyses count: shortcuts, token masking, thin-region terms.
+
+Most scripts separate words by spaces or punctuation, and a run of word characters (letters,
+digits, underscores) is a unit, as ``\\b\\w+\\b`` finds it. Chinese and Japanese are written
+without spaces, so a run there is a whole clause, which no other text repeats. As BERT's
+BasicTokenizer does (``tokenize_chinese_chars``), each CJK ideograph (the code point ranges of
+its ``_is_chinese_char``) is a unit of its own, and so is each Japanese kana; every other run of
+word characters is one unit, as before (Korean Hangul keeps its space-separated words). Without
+a word segmenter, character bigrams stand in for the words of such text.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: The CJK ideograph ranges of BERT's BasicTokenizer._is_chinese_char, then the kana blocks
+#: (hiragana, katakana, katakana extensions, half-width katakana), as regex class ranges.
+SINGLE_UNIT_RANGES = (
+    r"\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+    r"\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f"
+    r"\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+)
+#: One unit: a word character of the ranges above alone (the lookahead leaves out their
+#: punctuation and combining marks, which are not word characters), or a run of other word
+#: characters. Text without such characters splits exactly as ``\b\w+\b`` splits it.
+TOKEN_PATTERN = rf"(?u)(?=\w)[{SINGLE_UNIT_RANGES}]|[^\W{SINGLE_UNIT_RANGES}]+"
+UNIT = re.compile(TOKEN_PATTERN)
+_SINGLE = re.compile(rf"[{SINGLE_UNIT_RANGES}]")
+
+
+def text_units(text: str) -> list[str]:
+    """The units of ``text``, lowercased: "iPhone手机很好" gives iphone, 手, 机, 很, 好."""
+    return UNIT.findall(text.lower())
+
+
+def is_single_unit(unit: str) -> bool:
+    """Whether ``unit`` is one CJK ideograph or kana (a unit of one character)."""
+    return len(unit) == 1 and _SINGLE.match(unit) is not None
