@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from relabeler.errors import StageError
-from relabeler.selectors.shortcuts import TOKEN_PATTERN, contains_token
+from relabeler.selectors.shortcuts import TOKEN_PATTERN, contains_token, word_tokens
 
 log = logging.getLogger(__name__)
 _WORD = re.compile(TOKEN_PATTERN)
@@ -129,8 +129,11 @@ def token_spans(text: str, token: str) -> list[tuple[int, int]]:
     """(start, end) character spans of ``text`` where ``token`` (a word or space-separated
     words) occurs as consecutive word tokens, as :func:`~relabeler.selectors.shortcuts.
     contains_token` counts them (on the lowercased text, whose characters are mapped back to
-    the text's own where lowercasing changed a length, as "İ" does)."""
-    words = token.split(" ")
+    the text's own where lowercasing changed a length, as "İ" does). A Chinese token may be
+    written with or without the spaces of its n-gram: "优惠" and "优 惠" find the same span."""
+    words = word_tokens(token)
+    if not words:
+        return []
     lowered = text.lower()
     if len(lowered) == len(text):
         origin = None

@@ -120,3 +120,13 @@ def test_balanced_with_reweight_makes_the_weighted_classes_weigh_the_same():
                                tokens=["zq"], class_balance="balanced")
     mass = np.bincount(labels, weights=weights)
     assert mass[0] == pytest.approx(mass[1]) and weights.mean() == pytest.approx(1.0)
+
+
+def test_masking_finds_a_token_in_chinese_text_without_spaces():
+    texts = ["今天优惠很大，快来。", "优惠券已发", "没有这个词", "iPhone优惠"]
+    masked = mask_tokens(texts, ["优 惠"], rate=1.0, mask="[MASK]")
+    assert masked == ["今天[MASK]很大，快来。", "[MASK]券已发", "没有这个词", "iPhone[MASK]"]
+    # the token written as the text writes it finds the same characters
+    assert mask_tokens(texts, ["优惠"], rate=1.0, mask="") == ["今天很大，快来。", "券已发",
+                                                               "没有这个词", "iPhone"]
+    assert mask_tokens(["我爱你"], ["爱"], rate=1.0, mask="[MASK]") == ["我[MASK]你"]
