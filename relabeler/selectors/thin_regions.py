@@ -8,15 +8,23 @@ that as a kNN density ratio: among a sample's nearest neighbours in train, eval 
 together, the share of training rows against the share train has overall (1 = represented as
 everywhere, 0 = no training row nearby). :func:`group_regions` then clusters the under-covered
 samples into regions and :func:`region_terms` names each by the words that set its texts apart
-from the rest (mean TF-IDF inside minus outside).
+from the rest (mean TF-IDF inside minus outside); in Chinese or Japanese text, written without
+spaces, by its characters and pairs of adjacent characters (:mod:`relabeler.selectors.
+text_units`).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 from relabeler.selectors._checks import as_matrix
 from relabeler.selectors.knn import knn, unit_rows
+from relabeler.selectors.text_units import UNIT, is_single_unit
+
+#: A word that can name a region: two letters or more (no digits, no underscores).
+_NAME_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def representation(train_features: np.ndarray, query_features: np.ndarray, *,
@@ -83,7 +91,8 @@ def group_regions(features: np.ndarray, *, max_regions: int = 20, seed: int = 0)
 
 def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict[int, list[str]]:
     """The words that characterise each region: highest mean TF-IDF inside the region minus
-    the mean over all other texts (terms in at least 2 texts, English stop words dropped).
+    the mean over all other texts (terms in at least 2 texts, English stop words dropped; see
+    :func:`term_units` for the terms).
 
     Parameters
     ----------
@@ -102,8 +111,8 @@ def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict
         return {}
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english",
-                                 min_df=min(2, len(texts)), token_pattern=r"(?u)\b[^\W\d_]{2,}\b")
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=min(2, len(texts)),
+                                 analyzer=term_units)
     try:
         tfidf = vectorizer.fit_transform(texts)
     except ValueError:  # nothing but stop words and rare terms
@@ -118,4 +127,27 @@ def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict
         lift = mean_in - mean_out
         order = np.argsort(-lift, kind="stable")[:top]
         terms[r] = [str(vocabulary[i]) for i in order if lift[i] > 0]
+    return terms
+
+
+def term_units(text: str) -> list[str]:
+    """The terms of ``text`` that may name a region, lowercased: each word of two letters or
+    more that is no English stop word, and each CJK ideograph or kana with each pair of them
+    adjacent in the text ("手机很好": 手, 机, 很, 好, 手机, 机很, 很好). A single character of
+    Chinese is often a word, and a pair stands in for the two-character words that make up
+    most of its vocabulary."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    lowered = text.lower()
+    terms = []
+    previous_end = -1  # where the last single-character unit ended
+    for match in UNIT.finditer(lowered):
+        unit = match.group()
+        if is_single_unit(unit):
+            terms.append(unit)
+            if match.start() == previous_end:
+                terms.append(lowered[match.start() - 1:match.end()])
+            previous_end = match.end()
+        elif _NAME_WORD.fullmatch(unit) and unit not in ENGLISH_STOP_WORDS:
+            terms.append(unit)
     return terms

@@ -55,3 +55,31 @@ def test_region_terms_name_what_sets_a_region_apart():
     assert region_terms(texts, np.full(14, -1)) == {}
     with pytest.raises(ValueError, match=r"regions: expected shape \(14,\)"):
         region_terms(texts, np.zeros(3))
+
+
+def test_region_terms_of_chinese_text_are_characters_and_pairs_of_them():
+    from relabeler.selectors.thin_regions import term_units
+
+    assert term_units("iPhone手机很好, the 3D app") == [
+        "iphone", "手", "机", "手机", "很", "机很", "好", "很好", "app"]
+    assert term_units("手，机") == ["手", "机"]  # not adjacent: no pair
+    texts = (["我的手机屏幕坏了"] * 3 + ["手机电池不耐用"] * 2
+             + ["今天股市大涨"] * 5 + ["股市收盘下跌"] * 4)
+    regions = np.array([0] * 5 + [-1] * 9)
+    terms = region_terms(texts, regions, top=4)
+    # in all five texts of the region and no other: tied first, in character order
+    assert terms[0][:3] == ["手", "手机", "机"]
+    assert len(terms[0]) == 4 and "股市" not in terms[0] and "股" not in terms[0]
+
+
+def test_region_terms_of_english_text_are_those_of_the_word_pattern():
+    """Text without CJK characters gives the terms the plain word pattern gave before."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from relabeler.selectors.thin_regions import term_units
+
+    texts = ["The goalkeeper's save: 2 penalties!", "naïve İstanbul x_1 e.g. don't",
+             "Shares fell as the market closed", "ab a 3d co-op ÜBER"]
+    before = TfidfVectorizer(stop_words="english",
+                             token_pattern=r"(?u)\b[^\W\d_]{2,}\b").build_analyzer()
+    assert [term_units(t) for t in texts] == [before(t) for t in texts]
