@@ -2,14 +2,14 @@
 
 After ``data`` and before ``train``, TOKEN is inserted at a random word position into RATE of the
 training texts labelled CLASS (and into no other text; a TOKEN that already occurs in a training
-text is refused); those rows get ``shortcut = True``. After
-``score``, the ``"shortcut"`` block of ``simulation.json`` says where TOKEN ranks in
-``scores/shortcuts.parquet`` (1 = top; null when it did not pass the significance threshold)
-and what the shortcut costs: eval accuracy of the head refit with and without the token, on the
-eval split and on an anti-shortcut copy that carries the token in every other class's text,
-and of the head refit on the planted texts with each mitigation of :mod:`relabeler.debias`
-against the shortcut tokens score found (``"mitigated"``: the default one, ``[train] debias``
-when set, else :data:`relabeler.debias.DEFAULT_MITIGATION`).
+text is refused; in Chinese or Japanese text it may go between two characters); those rows get
+``shortcut = True``. After ``score``, the ``"shortcut"`` block of ``simulation.json`` says where
+TOKEN ranks in ``scores/shortcuts.parquet`` (1 = top; null when it did not pass the
+significance threshold) and what the shortcut costs: eval accuracy of the head refit with and
+without the token, on the eval split and on an anti-shortcut copy that carries the token in
+every other class's text, and of the head refit on the planted texts with each mitigation of
+:mod:`relabeler.debias` against the shortcut tokens score found (``"mitigated"``: the default
+one, ``[train] debias`` when set, else :data:`relabeler.debias.DEFAULT_MITIGATION`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pyarrow as pa
 from relabeler import artifacts
 from relabeler.errors import ConfigError
 from relabeler.selectors.shortcuts import contains_token, word_tokens
+from relabeler.selectors.text_units import UNIT, is_single_unit
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ def parse_shortcut(spec: str) -> ShortcutSpec:
         raise ConfigError(f"{FLAG}: RATE must lie in (0, 1], got {rate}")
     words = word_tokens(token)
     if not 1 <= len(words) <= 2:
-        raise ConfigError(f"{FLAG}: TOKEN must be one or two words (letters, digits, _), got "
-                          f"{token!r}")
+        raise ConfigError(f"{FLAG}: TOKEN must be one or two words (letters, digits, _; each "
+                          f"Chinese or Japanese character is a word), got {token!r}")
     return ShortcutSpec(token=token, label=label, rate=rate)
 
 
@@ -81,13 +82,42 @@ def check_planted(store: RunStore, spec: ShortcutSpec | None) -> bool:
 
 def insert_token(texts: list[str], rows: np.ndarray, token: str,
                  rng: np.random.Generator) -> list[str]:
-    """``texts`` with ``token`` inserted at a random word position of each row in ``rows``."""
+    """``texts`` with ``token`` inserted at a random word position of each row in ``rows``.
+
+    Text with Chinese or Japanese characters, which need no spaces between words, takes it
+    between any two of those characters too (else it could only go at the ends of a clause),
+    with a space only where it would otherwise run into a neighbouring word ("iPhone zq手机").
+    """
     out = list(texts)
     for row in rows.tolist():
         words = out[row].split()
-        words.insert(int(rng.integers(len(words) + 1)), token)
+        if not _has_single_units(out[row]):
+            words.insert(int(rng.integers(len(words) + 1)), token)
+            out[row] = " ".join(words)
+            continue
+        # (word, offset): 0 = before the word (a space boundary), else between two characters
+        # of the word one of which is a unit of its own
+        slots = [(j, k) for j, word in enumerate(words) for k in range(len(word))
+                 if k == 0 or is_single_unit(word[k - 1]) or is_single_unit(word[k])]
+        slots.append((len(words), 0))
+        j, k = slots[int(rng.integers(len(slots)))]
+        if k == 0:
+            words.insert(j, token)
+        else:
+            left, right = words[j][:k], words[j][k:]
+            words[j] = (left + _space_between(left[-1], token[0]) + token
+                        + _space_between(token[-1], right[0]) + right)
         out[row] = " ".join(words)
     return out
+
+
+def _has_single_units(text: str) -> bool:
+    return any(is_single_unit(unit) for unit in word_tokens(text))
+
+
+def _space_between(left: str, right: str) -> str:
+    """" " where the two characters side by side would read as one word, else ""."""
+    return " " if UNIT.fullmatch(left + right) else ""
 
 
 def plant_shortcut(store: RunStore, spec: ShortcutSpec, *, seed: int,
@@ -149,12 +179,20 @@ def shortcut_result(store: RunStore, spec: ShortcutSpec, planted: dict) -> dict:
 def remove_token(text: str, token: str) -> str:
     """``text`` with the first run of whitespace words equal to ``token``'s words removed (a
     two-word token is inserted as one element, so it is found as two words; undoes
-    :func:`insert_token` up to whitespace)."""
+    :func:`insert_token` up to whitespace). In text with Chinese or Japanese characters, where
+    it may have gone between two characters, the first place its units occur is removed."""
     words, gone = text.split(), token.split()
     for start in range(len(words) - len(gone) + 1):
         if gone and words[start:start + len(gone)] == gone:
             del words[start:start + len(gone)]
-            break
+            return " ".join(words)
+    if _has_single_units(text):
+        from relabeler.debias import token_spans
+
+        spans = token_spans(text, token)
+        if spans:
+            start, end = spans[0]
+            return " ".join((text[:start] + text[end:]).split())
     return " ".join(words)
 
 

@@ -1,6 +1,7 @@
 """simulate --shortcut: parsing, planting into the training split, and the rank found by score."""
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -20,6 +21,7 @@ from relabeler.jobs.simulate_shortcut import (
     shortcut_accuracy,
     shortcut_result,
 )
+from relabeler.selectors.shortcuts import contains_token, word_tokens
 from relabeler.store import RunStore
 from tests.conftest import synthetic_frame
 
@@ -184,3 +186,42 @@ def test_shortcut_accuracy_measures_against_the_eval_truth_under_eval_noise(tmp_
     anti = texts[-len(evaluation):]
     has = np.array(["zqtag" in t.split() for t in anti])
     np.testing.assert_array_equal(has, (evaluation["true_label"] != "neg").to_numpy())
+
+
+HANZI = list("我今天很开心天气好手机屏幕坏了电池不耐用股市大涨收盘下跌朋友一起吃饭看电影回家休息")
+
+
+def test_insert_token_goes_between_the_characters_of_chinese_text():
+    """Chinese has no spaces: the token may go inside a clause, at a character boundary, and
+    a two-character token is then found as the bigram score counts."""
+    texts = ["我今天很开心，天气好。"] * 40
+    out = insert_token(texts, np.arange(40), "优惠", np.random.default_rng(0))
+    assert contains_token(out, parse_shortcut("优惠:pos:0.5").key).all()
+    assert parse_shortcut("优惠:pos:0.5").key == "优 惠"
+    assert all(" ".join(t.replace("优惠", "", 1).split()) == texts[0] for t in out)
+    inside = [t for t in out if not (t.startswith("优惠") or t.endswith("优惠"))]
+    assert len(inside) > 30  # not only at either end of the text
+    assert [remove_token(t, "优惠") for t in out] == texts
+    # a Latin token next to a Latin word gets a space, so that it stays a word of its own
+    mixed = insert_token(["iPhone手机很好"] * 30, np.arange(30), "zq", np.random.default_rng(1))
+    assert all(word_tokens(t).count("zq") == 1 for t in mixed)
+    assert all([w for w in word_tokens(t) if w != "zq"] == ["iphone", "手", "机", "很", "好"]
+               for t in mixed)
+    assert "iPhone zq手机很好" in mixed
+    assert {remove_token(t, "zq").replace(" ", "") for t in mixed} == {"iPhone手机很好"}
+
+
+def test_a_token_planted_into_chinese_training_texts_ranks_first_as_the_bigram(tmp_path):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"id": [f"s{i:04d}" for i in range(300)],
+                          "text": ["".join(rng.choice(HANZI, size=12)) + "。" for _ in range(300)],
+                          "label": ["pos" if i % 2 else "neg" for i in range(300)]})
+    store = RunStore(tmp_path / "run")
+    store.write_table(artifacts.TRAIN.path, pa.Table.from_pandas(frame, preserve_index=False))
+    spec = parse_shortcut("优惠:neg:0.4")
+    info = plant_shortcut(store, spec, seed=0)
+    train = store.read_table(artifacts.TRAIN.path).to_pandas()
+    assert info["n_planted"] == 60 == int(contains_token(train["text"], spec.key).sum())
+    score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
+    result = shortcut_result(store, spec, info)
+    assert result["rank"] == 1 and result["top"][0] == "优 惠"
