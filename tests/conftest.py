@@ -189,6 +189,22 @@ def ray_head():
 
 
 @pytest.fixture
+def similarity_calls(monkeypatch) -> list[tuple[str, str]]:
+    """Every pair of texts the duplicates' text check compares from now on, in order."""
+    from relabeler.selectors import duplicates
+
+    compared: list[tuple[str, str]] = []
+    similarity = duplicates._similarity
+
+    def counted(x, y, *args):
+        compared.append((x, y))
+        return similarity(x, y, *args)
+
+    monkeypatch.setattr(duplicates, "_similarity", counted)
+    return compared
+
+
+@pytest.fixture
 def synthetic_csv(tmp_path) -> Path:
     path = tmp_path / "reviews.csv"
     synthetic_frame().to_csv(path, index=False)

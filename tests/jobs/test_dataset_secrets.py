@@ -131,19 +131,29 @@ def test_the_same_url_is_the_same_source_whatever_its_password(tmp_path, served)
     assert prepare_dataset(RunStore(again.run_dir), again) == info
 
 
-def test_a_marker_made_before_the_masking_is_the_same_source(tmp_path, served, caplog):
-    # a run prepared by an older relabeler recorded the URL with its password: the same URL
-    # given again is no change (no "prepared from other inputs" refusal), and no message
-    # shows the password the old marker holds
-    url, shown = served
+def _older_marker(tmp_path, url: str, edit) -> tuple[RunConfig, dict]:
+    """A run prepared from ``url``, its data marker then edited by ``edit`` (of its info) as an
+    older relabeler wrote it; the config and the marker."""
     made = RunConfig(run_dir=str(tmp_path / "run"))
     made.data.source = url
     prepare_dataset(RunStore(made.run_dir), made)
     marker = tmp_path / "run" / "_stages" / "data.json"
     old = json.loads(marker.read_text())
-    old["info"]["source"] = url
-    old["info"]["fingerprint"]["settings"]["source"] = url
+    edit(old["info"])
     marker.write_text(json.dumps(old))
+    return made, old
+
+
+def test_a_marker_made_before_the_masking_is_the_same_source(tmp_path, served, caplog):
+    # a run prepared by an older relabeler recorded the URL with its password: the same URL
+    # given again is no change (no "prepared from other inputs" refusal), and no message
+    # shows the password the old marker holds
+    url, shown = served
+
+    def with_password(info):
+        info["source"] = info["fingerprint"]["settings"]["source"] = url
+
+    made, old = _older_marker(tmp_path, url, with_password)
     store = RunStore(made.run_dir)
 
     given = RunConfig(run_dir=made.run_dir)
@@ -168,14 +178,12 @@ def test_a_marker_made_before_the_masking_is_the_same_source(tmp_path, served, c
 def test_a_marker_without_a_fingerprint_names_its_source_masked(tmp_path, served):
     # the oldest markers record only the source (with its password, then)
     url, shown = served
-    made = RunConfig(run_dir=str(tmp_path / "run"))
-    made.data.source = url
-    prepare_dataset(RunStore(made.run_dir), made)
-    marker = tmp_path / "run" / "_stages" / "data.json"
-    old = json.loads(marker.read_text())
-    del old["info"]["fingerprint"]
-    old["info"]["source"] = url
-    marker.write_text(json.dumps(old))
+
+    def oldest(info):
+        del info["fingerprint"]
+        info["source"] = url
+
+    made, _ = _older_marker(tmp_path, url, oldest)
     store = RunStore(made.run_dir)
     assert prepare_dataset(store, made)["source"] == url  # the same source: kept
     elsewhere = RunConfig(run_dir=made.run_dir)

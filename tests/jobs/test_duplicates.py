@@ -220,22 +220,14 @@ def test_score_writes_the_duplicate_groups(duplicated_run):
 
 @pytest.mark.slow
 def test_score_compares_each_pair_of_texts_once_and_scores_the_same(duplicated_run,
-                                                                     monkeypatch):
+                                                                     similarity_calls):
     # the duplicate-conflict signal and the duplicate table share the text check's answers
     from relabeler.jobs.score import run_score
-    from relabeler.selectors import duplicates
 
     store, config, _ = duplicated_run
     before = {name: store.read_table(f"scores/{name}.parquet")
               for name in ("suspects", "duplicates")}
-    compared = []
-    similarity = duplicates._similarity
-
-    def counted(x, y, *args):
-        compared.append((x, y))
-        return similarity(x, y, *args)
-
-    monkeypatch.setattr(duplicates, "_similarity", counted)
+    compared = similarity_calls
     run_score(store, config, force=True)
     assert compared and len(compared) == len(set(compared))
     for name, table in before.items():

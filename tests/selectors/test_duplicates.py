@@ -192,18 +192,11 @@ def _edited_corpus(clusters: int = 40, seed: int = 3):
     return np.asarray(features, dtype=np.float32), texts, np.asarray(labels)
 
 
-def test_shared_text_checks_compare_each_pair_once_and_change_nothing(monkeypatch):
+def test_shared_text_checks_compare_each_pair_once_and_change_nothing(similarity_calls):
     from relabeler.selectors.neighbors import conflicting_duplicates
 
     features, texts, labels = _edited_corpus()
-    compared = []
-    similarity = duplicates._similarity
-
-    def counted(x, y, *args):
-        compared.append((x, y))
-        return similarity(x, y, *args)
-
-    monkeypatch.setattr(duplicates, "_similarity", counted)
+    compared = similarity_calls
 
     def both(checks):
         conflicts = conflicting_duplicates(features, labels, threshold=0.98, k=5, texts=texts,
