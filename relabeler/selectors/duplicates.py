@@ -349,7 +349,8 @@ def _compute_groups(features: np.ndarray, texts: list[str], threshold: float,
         nb = knn(features, k=k)
         lo, hi = _pairs(nb.indices, nb.scores, threshold, inverse)
         if text_neighbors:
-            sketch = knn(text_sketch(texts), k=k)
+            # the sketch is scaled to unit rows where it lies: one (N, 1024) copy less
+            sketch = knn(text_sketch(texts), k=k, overwrite=True)
             t_lo, t_hi = _pairs(sketch.indices, sketch.scores, SKETCH_FLOOR, inverse)
             lo, hi = np.concatenate([lo, t_lo]), np.concatenate([hi, t_hi])
         pair_id = np.unique(lo.astype(np.int64) * n + hi)

@@ -75,7 +75,7 @@ class Neighbors:
 
 def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         metric: str = "cosine", query_rows: np.ndarray | None = None,
-        device: str = "auto") -> Neighbors:
+        device: str = "auto", overwrite: bool = False) -> Neighbors:
     """Find the ``k`` nearest database rows of each query, exactly.
 
     Parameters
@@ -97,6 +97,11 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
         ``global_rows - a``).
     device : {"auto", "cpu", "cuda"}
         ``auto``: CUDA when torch sees it. ``cuda`` without a GPU is a ValueError.
+    overwrite : bool
+        Under ``cosine``, the database (a writable float32 C-contiguous array) may be scaled to
+        unit rows where it lies instead of in a copy: for a caller that has no further use for
+        it (the text sketch of :mod:`relabeler.selectors.duplicates`), one (N, D) copy less at
+        the search's peak memory. The neighbours are the same.
 
     Returns
     -------
@@ -121,7 +126,7 @@ def knn(database: np.ndarray, queries: np.ndarray | None = None, *, k: int = 10,
     if q.shape[0] == 0:
         return Neighbors(indices=np.empty((0, k), np.int64), scores=np.empty((0, k), np.float32),
                          metric=metric)
-    db = _prepare(db, metric)
+    db = _prepare(db, metric, in_place=overwrite)
     q = db if queries is None else _prepare(q, metric)
     # the engines order tied rows as they happen to meet them: a few more are found, then
     # every row is put in one order and cut at k (_best_first)
@@ -269,22 +274,29 @@ def _self_rows(n_db: int, n_queries: int, explicit: bool,
     return rows.astype(np.int64)
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
     """Rows scaled to unit L2 norm, as the cosine metric sees them: inner products of the
-    result are cosine similarities. An all-zero row stays zero (similar to nothing)."""
+    result are cosine similarities. An all-zero row stays zero (similar to nothing).
+    ``in_place``: ``x`` itself is scaled and returned (the same values as the copy), where it
+    is a writable float32 array; else a copy is."""
     # each row over its largest entry first: a float32 sum of squares overflows from about
     # 1e19 and underflows below about 1e-23, and a float64 copy of N x D costs twice the memory
     # (no N x D temporaries beside the one copy: the stage's kNN peak memory is x and it)
     largest = (np.maximum(x.max(axis=1), -x.min(axis=1))[:, None] if x.size
                else np.ones((len(x), 1)))
-    unit = x / np.where(largest > 0, largest, 1)
+    scale = np.where(largest > 0, largest, 1)
+    if in_place and x.dtype == np.float32 and x.flags.writeable:
+        unit = x
+        unit /= scale
+    else:
+        unit = x / scale
     norms = np.sqrt(np.einsum("ij,ij->i", unit, unit))[:, None]
     unit /= np.where(norms > 0, norms, 1).astype(unit.dtype)
     return unit
 
 
-def _prepare(x: np.ndarray, metric: str) -> np.ndarray:
-    return unit_rows(x) if metric == "cosine" else x
+def _prepare(x: np.ndarray, metric: str, *, in_place: bool = False) -> np.ndarray:
+    return unit_rows(x, in_place=in_place) if metric == "cosine" else x
 
 
 def _engine(db: np.ndarray, *, self_join: bool, k: int, metric: str, cuda: bool) -> str:

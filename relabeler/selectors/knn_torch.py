@@ -379,7 +379,14 @@ class _Bf16Rounding:
         # x - bf16(x) is exact in fp32; the fp32 norms' own rounding (< D 2^-24 relative) is
         # covered by the factor
         factor = 1 + self.dim * 2.0 ** -23
-        self.err = (x - xb.to(torch.float32)).norm(dim=1).to(torch.float64) * factor
+        # in blocks of rows: the whole (N, D) widened copy and difference were two fp32 copies
+        # of the rows beside x and xb, the search's peak memory (each row's norm is the same)
+        step = max(1, BLOCK_ELEMENTS["cpu"] // max(self.dim, 1))
+        err = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+        for start in range(0, x.shape[0], step):
+            stop = min(start + step, x.shape[0])
+            err[start:stop] = (x[start:stop] - xb[start:stop].to(torch.float32)).norm(dim=1)
+        self.err = err.to(torch.float64) * factor
         self.norms = x.norm(dim=1).to(torch.float64) * factor
         self.e_max, self.n_max = float(self.err.max()), float(self.norms.max())
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from relabeler.selectors import knn as knn_module
 from relabeler.selectors import knn_torch
 from relabeler.selectors.knn import METRICS, Neighbors, check_inputs, knn, merge_topk
 
@@ -594,3 +595,29 @@ def test_unit_rows_survive_float32_overflow_and_underflow():
     assert unit.dtype == np.float32
     np.testing.assert_allclose(unit[:3], [[0.6, 0.8]] * 3, rtol=1e-6)
     assert unit[3].tolist() == [0.0, 0.0]
+
+
+def test_overwrite_scales_the_database_in_place_to_the_same_neighbours():
+    x = clustered_features(300, dim=24)
+    expected = knn(x, k=7)
+    unit = knn_module.unit_rows(x)
+    scratch = x.copy()
+    found = knn(scratch, k=7, overwrite=True)
+    np.testing.assert_array_equal(found.indices, expected.indices)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+    np.testing.assert_array_equal(scratch, unit)  # the unit rows, bit for bit, where x lay
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    np.testing.assert_array_equal(knn(readonly, k=7, overwrite=True).indices, expected.indices)
+    np.testing.assert_array_equal(readonly, x)  # read-only: a copy was scaled
+    ip = x.copy()
+    knn(ip, k=7, metric="ip", overwrite=True)
+    np.testing.assert_array_equal(ip, x)  # only cosine scales
+
+
+def test_bf16_rounding_errors_in_row_blocks_equal_the_whole_matrix(monkeypatch):
+    x = torch.from_numpy(random_features(1000, dim=40) * 30)
+    xb = x.to(torch.bfloat16)
+    whole = (x - xb.to(torch.float32)).norm(dim=1).to(torch.float64) * (1 + 40 * 2.0 ** -23)
+    monkeypatch.setitem(knn_torch.BLOCK_ELEMENTS, "cpu", 40 * 64)  # 64-row blocks, one partial
+    assert torch.equal(knn_torch._Bf16Rounding(x, xb).err, whole)
