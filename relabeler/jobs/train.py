@@ -46,9 +46,11 @@ from relabeler.model import (
     MAX_LENGTH_KEY,
     POOL_LAYERS_KEY,
     POOLING_KEY,
+    UnknownTokens,
     load_tokenizer,
     pick_device,
     save_model,
+    unknown_tokens,
 )
 from relabeler.store import RunStore
 from relabeler.training import (
@@ -67,6 +69,35 @@ log = logging.getLogger(__name__)
 
 STAGE = "train"
 ARTIFACTS = tuple(artifacts.stage_outputs(STAGE))
+
+#: the share of the training texts' tokens read as unknown ([UNK]) above which train warns: a
+#: few unknown symbols (emoji, rare letters) are usual in any corpus, while a twentieth of the
+#: text unread means the vocabulary does not cover the script, and the model, its evidence
+#: highlights and its shortcuts miss that text
+UNKNOWN_WARN_SHARE = 0.05
+#: the training texts the share is measured on, at most (a random sample: a second or so)
+UNKNOWN_SAMPLE = 2000
+
+
+def check_vocabulary(tokenizer, texts: list[str], model_name: str | None, *,
+                     seed: int = 0) -> UnknownTokens:
+    """The unknown-token share of (a sample of) the training texts under the model's
+    tokenizer, with a warning when it is above :data:`UNKNOWN_WARN_SHARE` naming the share,
+    the most frequent unknown words or characters and a model to use instead."""
+    unknown = unknown_tokens(tokenizer, texts, sample=UNKNOWN_SAMPLE, seed=seed)
+    if unknown.share > UNKNOWN_WARN_SHARE:
+        examples = ", ".join(f"{word!r} ({count})" for word, count in unknown.top)
+        log.warning(
+            "train: the model (%s) reads %.0f%% of the training texts' tokens as unknown "
+            "([UNK]: %d of %d tokens in %d texts), most often %s: it cannot tell that text "
+            "apart, so its predictions, evidence highlights and shortcuts miss it. Set "
+            "model.name to a model whose vocabulary covers the script (for Chinese or "
+            "Japanese a Chinese or multilingual BERT-family checkpoint, e.g. "
+            "--set model.name=bert-base-chinese or bert-base-multilingual-cased)",
+            model_name or "the packaged MiniLM", 100 * unknown.share,
+            round(unknown.share * unknown.n_tokens), unknown.n_tokens, unknown.n_texts,
+            examples)
+    return unknown
 
 
 def fit(model_name: str, classes: list[str], texts: list[str], label_ids: np.ndarray,
@@ -464,6 +495,9 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     label_ids = train["label"].map(index).to_numpy(dtype=np.int64)
     if shortcuts is None and store.exists(artifacts.SHORTCUTS.path):
         shortcuts = store.read_table(artifacts.SHORTCUTS.path).to_pandas()
+    # once per training run, before any training: the texts as given (masking adds no unknown)
+    unknown = check_vocabulary(load_tokenizer(config.model.name), texts, config.model.name,
+                               seed=config.train.seed)
     given = texts
     texts, sample_weights, mitigation = mitigate(config, texts, label_ids, classes, shortcuts)
     main = main_fit(config, classes, texts, label_ids, ids, evaluation["text"].tolist(),
@@ -476,6 +510,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     check_dynamics(main.dynamics, opts)
     metrics: dict = {"mode": opts.mode, "epochs": opts.epochs,
                      "learning_rate": opts.learning_rate, "mitigation": mitigation,
+                     "unknown_share": round(unknown.share, 4),
                      **({"head_learning_rate": opts.head_learning_rate}
                         if opts.mode == "full" else {})}
     # written only once everything is computed: a failed --force keeps the old model, its
@@ -541,6 +576,7 @@ def run_train(store: RunStore, config: RunConfig, *, force: bool = False,
     info = {"mode": opts.mode, "classes": classes, "n_train": len(texts),
             "folds": folds, "seconds": metrics["seconds"],
             "eval_accuracy": metrics.get("eval", {}).get("accuracy"),
+            "unknown_share": metrics["unknown_share"],
             "settings": training_settings(config)}
     store.mark_done(STAGE, info)
     return info

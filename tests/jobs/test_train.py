@@ -473,3 +473,32 @@ def test_a_run_that_recorded_cache_max_gb_is_kept_at_any_size(tiny_bert_dir, tmp
             "cache_max_gb"] == 10.0
     assert store.stage_info("train")["finished_at"] == marker["finished_at"]
     assert first["mode"] == "head"
+
+
+def test_training_texts_the_model_reads_as_unknown_are_warned_of_and_recorded(
+        tiny_bert_dir, tmp_path, synthetic_csv, caplog):
+    # MiniLM's English vocabulary holds 中 and 国 but not 球 or 们: half of each text unknown
+    source = tmp_path / "zh.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i},球{'们' if i % 2 else '球'}中国,{'a' if i % 2 else 'b'}\n" for i in range(40)),
+        encoding="utf-8")
+    config = _config(tmp_path, source, tiny_bert_dir, mode="head", epochs=1)
+    config.data.eval_fraction = 0.0
+    store = RunStore(config.run_dir)
+    with caplog.at_level("WARNING", logger="relabeler.jobs.train"):
+        info = run_train(store, config, progress=False)
+    assert info["unknown_share"] == 0.5
+    assert store.read_json("train/metrics.json")["unknown_share"] == 0.5
+    warnings = [r.getMessage() for r in caplog.records if "[UNK]" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "reads 50% of the training texts' tokens as unknown ([UNK]: 80 of 160 tokens in " \
+           "40 texts), most often '球' (60), '们' (20)" in warnings[0]
+    assert "model.name" in warnings[0] and "multilingual" in warnings[0]
+
+    # English texts: nothing unknown, no warning
+    caplog.clear()
+    english = _config(tmp_path / "en", synthetic_csv, tiny_bert_dir, mode="head", epochs=1)
+    with caplog.at_level("WARNING", logger="relabeler.jobs.train"):
+        info = run_train(RunStore(english.run_dir), english, progress=False)
+    assert info["unknown_share"] == 0.0
+    assert not [r for r in caplog.records if "[UNK]" in r.getMessage()]
