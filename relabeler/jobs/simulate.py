@@ -56,6 +56,7 @@ from relabeler.jobs.simulate_markdown import markdown_table
 from relabeler.jobs.simulate_shortcut import STAGE as SHORTCUT_STAGE
 from relabeler.jobs.simulate_shortcut import (
     ShortcutSpec,
+    check_model_reads,
     check_planted,
     plant_shortcut,
     shortcut_accuracy,
@@ -332,6 +333,8 @@ def run_simulation(config: RunConfig, out: str | Path, *, force: bool = False,
                           "share below 1, or score.acquire_targets=undercovered)")
     tested = {"budgets": budgets, "shortcut": shortcut, "undercover": undercover}
     _check_test_rows(config, None, **tested)
+    if shortcut is not None:  # before any stage: a token the model cannot see measures nothing
+        check_model_reads(shortcut, config.model.name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = RunStore(config.run_dir)

@@ -15,6 +15,7 @@ one, ``[train] debias`` when set, else :data:`relabeler.debias.DEFAULT_MITIGATIO
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,64 @@ def parse_shortcut(spec: str) -> ShortcutSpec:
         raise ConfigError(f"{FLAG}: TOKEN must be one or two words (letters, digits, _; each "
                           f"Chinese or Japanese character is a word), got {token!r}")
     return ShortcutSpec(token=token, label=label, rate=rate)
+
+
+def check_model_reads(spec: ShortcutSpec, model_name: str | None) -> None:
+    """Refuse a TOKEN that the run's model (``model_name``; None: the packaged MiniLM) reads,
+    wholly or in part, as its unknown token ([UNK]). Any [UNK] is refused, not only a token
+    that is all [UNK]: [UNK] stands for every character the vocabulary lacks, so the model
+    cannot tell that part of the token from the other unknown characters of the texts, and
+    the simulation would measure a token the model only partly sees (score, which counts
+    words, still finds the whole token). Raises ConfigError naming the flag, the unknown
+    part and tokens the vocabulary holds."""
+    from relabeler.model import load_tokenizer
+
+    tokenizer = load_tokenizer(model_name)
+    unk = tokenizer.unk_token_id
+    if unk is None:  # a byte-level vocabulary reads every character
+        return
+    encoded = tokenizer(spec.token, add_special_tokens=False, return_offsets_mapping=True)
+    unknown = [spec.token[a:b] for i, (a, b) in zip(encoded["input_ids"],
+                                                    encoded["offset_mapping"], strict=True)
+               if i == unk]
+    if not unknown:
+        return
+    known = _known_tokens(tokenizer, spec.token)
+    instead = (f"pick a token that its vocabulary holds and no training text contains (such as "
+               f"{' or '.join(map(repr, known))}), or " if known else "")
+    model = (f"the model {model_name}" if str(model_name or "") not in ("", "default", "minilm")
+             else "the packaged MiniLM")
+    raise ConfigError(
+        f"{FLAG}: {model} reads {', '.join(map(repr, unknown))} of the token {spec.token!r} "
+        f"as unknown ([UNK]), as it reads every character its vocabulary lacks, so it cannot "
+        f"see the planted token and the simulation would measure nothing; {instead}set "
+        f"model.name to a model whose vocabulary covers the script (for Chinese or Japanese a "
+        f"Chinese or multilingual BERT-family checkpoint, e.g. bert-base-chinese or "
+        f"bert-base-multilingual-cased)")
+
+
+def _known_tokens(tokenizer, token: str, n: int = 3) -> list[str]:
+    """Up to ``n`` tokens the tokenizer's vocabulary holds, written like ``token``: as many
+    Chinese or Japanese characters as it has where it has any, else whole words of letters.
+    They are spread over the vocabulary (its order is no frequency)."""
+    vocab = tokenizer.get_vocab()
+    units = [u for u in word_tokens(token) if is_single_unit(u)]
+    if units:
+        size, kana = len(units), _is_kana(units[0])
+        chars = sorted(k for k in vocab if len(k) == 1 and is_single_unit(k)
+                       and _is_kana(k) == kana)  # the script of the token: ideographs or kana
+        if len(chars) < size:
+            return []
+        step = max(1, len(chars) // (n + 1))
+        picks = [chars[i:i + size] for i in range(step, len(chars) - size + 1, step)][:n]
+        return ["".join(p) for p in picks if len(p) == size]
+    words = sorted(k for k in vocab if len(k) >= 5 and k.isascii() and k.isalpha())
+    step = max(1, len(words) // (n + 1))
+    return words[step::step][:n]
+
+
+def _is_kana(char: str) -> bool:
+    return unicodedata.name(char, "").startswith(("HIRAGANA", "KATAKANA", "HALFWIDTH KATAKANA"))
 
 
 def check_planted(store: RunStore, spec: ShortcutSpec | None) -> bool:

@@ -225,3 +225,33 @@ def test_a_token_planted_into_chinese_training_texts_ranks_first_as_the_bigram(t
     score_shortcuts(store, ["neg", "pos"], ScoreConfig(shortcut_min_count=25))
     result = shortcut_result(store, spec, info)
     assert result["rank"] == 1 and result["top"][0] == "优 惠"
+
+
+def test_a_token_the_model_reads_as_unknown_is_refused_before_any_stage(tmp_path, capsys,
+                                                                        tiny_bert_dir):
+    source = tmp_path / "zh.csv"
+    source.write_text("id,text,label\n" + "".join(
+        f"r{i},今天天气{i}很好,{'a' if i % 2 else 'b'}\n" for i in range(40)), encoding="utf-8")
+    # MiniLM's English vocabulary lacks both 优 and 惠, and 机 of 手机; it holds 金 and 山
+    for token, unknown in (("优惠", "'优', '惠'"), ("手机", "'机'")):
+        code = main(["simulate", "--data", str(source), "--noise", "0.1", "--out",
+                     str(tmp_path / "sim"), "--shortcut", f"{token}:a:0.5", "-q"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert (f"--shortcut: the packaged MiniLM reads {unknown} of the token '{token}' as "
+                f"unknown ([UNK])") in err
+        assert "model.name" in err and "multilingual" in err
+        suggested = err.split("(such as ")[1].split(")")[0].replace("'", "").split(" or ")
+        assert len(suggested) == 3 and all(len(s) == 2 for s in suggested)
+        assert not (tmp_path / "sim" / "run").exists()
+    from relabeler.jobs.simulate_shortcut import _known_tokens, check_model_reads
+    from relabeler.model import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_bert_dir)
+    for known in _known_tokens(tokenizer, "优惠"):
+        assert "[UNK]" not in tokenizer.tokenize(known)
+    check_model_reads(parse_shortcut("金山:a:0.5"), tiny_bert_dir)  # seen: no error
+    check_model_reads(parse_shortcut("zq:a:0.5"), None)
+    with pytest.raises(ConfigError, match=r"--shortcut: the model .*tiny-bert.* reads '优', '惠'"):
+        check_model_reads(parse_shortcut("优惠:a:0.5"), tiny_bert_dir)
+
