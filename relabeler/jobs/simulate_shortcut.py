@@ -160,7 +160,14 @@ def insert_token(texts: list[str], rows: np.ndarray, token: str,
                  if k == 0 or is_single_unit(word[k - 1]) or is_single_unit(word[k])]
         slots.append((len(words), 0))
         j, k = slots[int(rng.integers(len(slots)))]
-        if k == 0:
+        # before a word or at the end: joined to its Chinese or Japanese neighbour without a
+        # space, as between two characters (a space is kept where the two would run together)
+        if k == 0 and j < len(words) and not _space_between(token[-1], words[j][0]):
+            words[j] = token + words[j]
+        elif k == 0 and j == len(words) and words and not _space_between(words[-1][-1],
+                                                                         token[0]):
+            words[-1] += token
+        elif k == 0:
             words.insert(j, token)
         else:
             left, right = words[j][:k], words[j][k:]

@@ -255,3 +255,14 @@ def test_a_token_the_model_reads_as_unknown_is_refused_before_any_stage(tmp_path
     with pytest.raises(ConfigError, match=r"--shortcut: the model .*tiny-bert.* reads '优', '惠'"):
         check_model_reads(parse_shortcut("优惠:a:0.5"), tiny_bert_dir)
 
+
+def test_a_token_at_either_end_of_chinese_text_is_joined_without_a_space():
+    texts = ["比分昨天很好。"] * 60
+    out = insert_token(texts, np.arange(60), "金山", np.random.default_rng(0))
+    assert not [t for t in out if " " in t]  # as between two characters
+    assert "金山比分昨天很好。" in out and "比分昨天很好。金山" in out
+    assert [remove_token(t, "金山") for t in out] == texts
+    # beside a Latin word the space stays, so that the two do not read as one word
+    latin = insert_token(["ok 手机"] * 30, np.arange(30), "zq", np.random.default_rng(1))
+    assert {"zq ok 手机", "ok 手机zq", "ok zq手机"} <= set(latin)
+    assert all(word_tokens(t).count("zq") == 1 for t in latin)
