@@ -125,7 +125,10 @@ def shortcut_tables(store: RunStore, classes: list[str], cfg) -> tuple[dict, dic
                                     columns=["label", "pred"]).to_pandas()
                    if store.exists(artifacts.EVAL_PREDICTIONS.path) else None)
     balance = balance_frame(labels, classes, predictions)
+    # two significant digits, as the report writes the threshold
+    threshold = summary["p_threshold"]
     log.info("score: %d shortcut token(s) pass p < %s (alpha %g over %d token-class pairs)",
-             len(frame), summary["p_threshold"], cfg.shortcut_alpha, summary["n_tested"])
+             len(frame), "none" if threshold is None else f"{threshold:.2g}",
+             cfg.shortcut_alpha, summary["n_tested"])
     return {artifacts.SHORTCUTS.path: pa.Table.from_pandas(frame, preserve_index=False),
             artifacts.BALANCE.path: pa.Table.from_pandas(balance, preserve_index=False)}, summary

@@ -87,3 +87,14 @@ def test_a_training_label_the_model_does_not_know_is_refused(tmp_path):
     store = _run(tmp_path)
     with pytest.raises(StageError, match="labels the model does not know: \\['pos'\\]"):
         score_shortcuts(store, ["neg", "other"], ScoreConfig())
+
+
+def test_the_log_writes_the_threshold_as_the_report_does(tmp_path, caplog):
+    store = _run(tmp_path)
+    with caplog.at_level("INFO", logger="relabeler.jobs.shortcuts"):
+        summary = score_shortcuts(store, CLASSES, ScoreConfig())
+    line = next(r.getMessage() for r in caplog.records if "shortcut token(s) pass" in
+                r.getMessage())
+    threshold = f"{summary['p_threshold']:.2g}"
+    assert f"pass p < {threshold} (alpha 0.01 over {summary['n_tested']} " in line
+    assert len(threshold) < 10  # not repr's 17 digits
