@@ -40,6 +40,7 @@ import numpy as np
 
 from relabeler.selectors._checks import as_matrix
 from relabeler.selectors.knn import knn, unit_rows
+from relabeler.selectors.text_units import SINGLE_UNIT_RANGES
 
 #: default bar of :func:`text_similarity` for a near-duplicate (see its docstring)
 TEXT_THRESHOLD = 0.8
@@ -51,6 +52,12 @@ SKETCH_DIM = 1024
 SKETCH_FLOOR = 0.7
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of a 3-gram's code
 _PUNCTUATION = re.compile(r"[^\w\s]+")
+_CJK = re.compile(rf"[{SINGLE_UNIT_RANGES}]")
+#: a run of punctuation that touches a CJK ideograph or kana on either side
+_CJK_PUNCTUATION = re.compile(
+    rf"(?<=[{SINGLE_UNIT_RANGES}])[^\w\s]+|[^\w\s]+(?=[{SINGLE_UNIT_RANGES}])")
+#: whitespace between two CJK ideographs or kana
+_CJK_SPACE = re.compile(rf"(?<=[{SINGLE_UNIT_RANGES}])\s+(?=[{SINGLE_UNIT_RANGES}])")
 
 
 def normalize_text(text: str) -> str:
@@ -67,8 +74,14 @@ def text_hash(texts) -> np.ndarray:
 
 def _comparable(text: str) -> str:
     # punctuation is a light edit: it counts as a word break, never as a difference
-    return " ".join(_PUNCTUATION.sub(" ", unicodedata.normalize("NFKC", text)).split()
-                    ).casefold()
+    text = unicodedata.normalize("NFKC", text)
+    if not _CJK.search(text):
+        return " ".join(_PUNCTUATION.sub(" ", text).split()).casefold()
+    # Chinese and Japanese have no spaces between words: a mark made a space there would be a
+    # difference that the copy without the mark lacks (its character 3-grams change), so a
+    # mark beside such a character goes, and so does a space between two of them
+    text = " ".join(_PUNCTUATION.sub(" ", _CJK_PUNCTUATION.sub("", text)).split())
+    return _CJK_SPACE.sub("", text).casefold()
 
 
 def confirm_pairs(texts: Sequence[str], lo: np.ndarray, hi: np.ndarray,
