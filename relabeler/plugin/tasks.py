@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from relabeler.plugin.labeling import (
     SUPPORTS_SUGGESTION,
     LabelingSpec,
 )
+from relabeler.selectors.text_units import SINGLE_UNIT_RANGES
 
 MODEL_VERSION = "relabeler"
 SAMPLE_ID_FIELD = "sample_id"
@@ -42,6 +44,11 @@ GIVEN_LABEL_FIELD = "given_label"
 NO_ATTRIBUTIONS_NOTE = ("No evidence regions: this run has no attributions.parquet (run "
                         "`relabeler attribute` to add them).")
 _EXAMPLE_CHARS = 240
+_CJK_CHARS = re.compile(rf"[{SINGLE_UNIT_RANGES}]+")
+_CJK_CHAR = re.compile(rf"[{SINGLE_UNIT_RANGES}]")
+#: a character of the CJK Symbols and Punctuation block or the full-width forms (、。，！)
+_CJK_MARK = re.compile(r"[\u3000-\u303f\uff00-\uffef]")
+_WORD = re.compile(r"\w")
 
 
 class PredictionError(PluginError, ValueError):
@@ -178,6 +185,39 @@ def window_html(sample: SampleInput, prediction: Mapping[str, Any], *,
     return "<div>" + "".join(parts) + "</div>" if parts else ""
 
 
+def evidence_spans(text: str, spans: Iterable[Span]) -> list[Span]:
+    """The spans to choose evidence from, for Chinese and Japanese text.
+
+    The tokenizer makes each CJK ideograph or kana a word of its own, so the top spans of such
+    text were single characters (公, 司) and punctuation (、。). Here adjacent spans made only of
+    such characters, whose scores have the same sign, become one span of the run, scored by
+    the sum of their scores: attribution adds up as the word spans add their tokens' scores,
+    so a run weighs what the same word would weigh as one span (the max would rank a
+    two-character word as its stronger half). A span without a letter or digit goes when it
+    holds CJK punctuation or touches a CJK character: a mark is no evidence to show an
+    annotator. Every other span (all of text written with spaces) is kept as it is.
+    """
+    out: list[Span] = []
+    n = len(text)
+    for span in sorted(spans, key=lambda s: (s.start, s.end)):
+        piece = text[span.start:span.end]
+        if not _WORD.search(piece) and (
+                _CJK_MARK.search(piece)
+                or (span.start > 0 and _CJK_CHAR.match(text[span.start - 1]))
+                or (span.end < n and _CJK_CHAR.match(text[span.end]))):
+            continue
+        previous = out[-1] if out else None
+        if (previous is not None and previous.end == span.start and span.end > span.start
+                and _CJK_CHARS.fullmatch(piece)
+                and _CJK_CHARS.fullmatch(text[previous.start:previous.end])
+                and (previous.score > 0) == (span.score > 0)
+                and (previous.score < 0) == (span.score < 0)):
+            out[-1] = Span(previous.start, span.end, previous.score + span.score)
+        else:
+            out.append(span)
+    return out
+
+
 def _top_spans(spans: Iterable[Span], k: int) -> list[Span]:
     positive = [s for s in spans if s.score > 0 and math.isfinite(s.score)]
     return sorted(positive, key=lambda s: (-s.score, s.start))[:k]
@@ -215,7 +255,8 @@ def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int 
 
     top_spans: spans shown per side (supports the suggestion / supports the given label).
     When the suggestion equals the given label, its spans are shown as supporting the given
-    label only.
+    label only. In Chinese or Japanese text the spans are runs of characters, never a
+    punctuation mark (:func:`evidence_spans`).
     """
     if top_spans < 0:
         raise ValueError(f"top_spans must be >= 0, got {top_spans}")
@@ -224,8 +265,9 @@ def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int 
         result.append({"from_name": spec.answer_name, "to_name": spec.text_name,
                        "type": "choices", "value": {"choices": [sample.suggested_label]}})
     same = sample.suggested_label is not None and sample.suggested_label == sample.given_label
-    sides = [] if same else [(SUPPORTS_SUGGESTION, "s", sample.suggestion_spans)]
-    sides.append((SUPPORTS_GIVEN, "g", sample.given_spans))
+    sides = [] if same else [(SUPPORTS_SUGGESTION, "s",
+                              evidence_spans(sample.text, sample.suggestion_spans))]
+    sides.append((SUPPORTS_GIVEN, "g", evidence_spans(sample.text, sample.given_spans)))
     shown = _one_side_each(sides, top_spans)
     top = max((s.score for _, _, spans in shown for s in spans), default=0.0)
     for label, tag, spans in shown:

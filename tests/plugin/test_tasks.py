@@ -15,6 +15,7 @@ from relabeler.plugin.tasks import (
     Span,
     build_prediction,
     build_task,
+    evidence_spans,
     panel_html,
     suspect_samples,
     validate_prediction,
@@ -210,3 +211,59 @@ def test_a_word_both_sides_would_mark_is_shown_once_on_the_side_it_weighs_more()
                for r in pred["result"] if r["type"] == "labels"]
     assert regions == [("WIN", SUPPORTS_SUGGESTION), ("call", SUPPORTS_SUGGESTION),
                        ("free", SUPPORTS_GIVEN), ("prize", SUPPORTS_GIVEN)]
+
+
+ZH = "苹果公司今天发布新手机，价格很高。"
+ZH_SCORES = (0.2, 0.3, -0.1, -0.2, 0.05, -0.05, 0.1, 0.15, -0.3, 0.25, 0.2, 0.6, 0.1, -0.1,
+             -0.2, -0.1, 0.7)
+
+
+def test_chinese_evidence_is_runs_of_characters_never_a_punctuation_mark():
+    # the tokenizer makes each character a word: the top spans were single characters and
+    # the marks ，。 (the reviewer's 234 highlights: 170 single characters, 54 marks)
+    spans = tuple(Span(i, i + 1, score) for i, score in enumerate(ZH_SCORES))
+    given = (Span(2, 3, 0.3), Span(3, 4, 0.2), Span(14, 15, 0.1), Span(15, 16, 0.1))
+    task = build_task(sample(text=ZH, suggestion_spans=spans, given_spans=given), SPEC,
+                      priority=1)
+    regions = [(r["value"]["start"], r["value"]["end"], r["value"]["text"],
+                r["value"]["labels"][0], r["score"])
+               for r in task["predictions"][0]["result"] if r["type"] == "labels"]
+    assert regions == [(0, 2, "苹果", SUPPORTS_SUGGESTION, 1.0),
+                       (9, 11, "手机", SUPPORTS_SUGGESTION, 0.9),
+                       (6, 8, "发布", SUPPORTS_SUGGESTION, 0.5),
+                       (2, 4, "公司", SUPPORTS_GIVEN, 1.0),
+                       (14, 16, "很高", SUPPORTS_GIVEN, 0.4)]
+    assert all(ZH[a:b] == text for a, b, text, _, _ in regions)
+
+
+def test_evidence_spans_merge_only_adjacent_cjk_spans_of_one_sign():
+    text = "iPhone，很好 的手机、OK"
+    spans = [Span(0, 6, 0.5), Span(6, 7, 0.9), Span(7, 8, 0.2), Span(8, 9, 0.3),
+             Span(10, 11, 0.4), Span(11, 12, 0.1), Span(12, 13, -0.2), Span(13, 14, 0.8),
+             Span(14, 16, 0.1)]
+    assert evidence_spans(text, spans) == [
+        Span(0, 6, 0.5), Span(7, 9, 0.5), Span(10, 12, 0.5), Span(12, 13, -0.2),
+        Span(14, 16, 0.1)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["free", "prize", ",", "!", "...", "2024", "$5", "é", ":)"]),
+                min_size=1, max_size=12),
+       st.lists(st.floats(-1, 1), min_size=12, max_size=12))
+def test_evidence_spans_of_text_written_with_spaces_are_the_spans_given(words, scores):
+    text = " ".join(words)
+    spans, at = [], 0
+    for word, score in zip(words, scores, strict=False):
+        spans.append(Span(at, at + len(word), score))
+        at += len(word) + 1
+    assert evidence_spans(text, spans) == spans
+
+
+def test_english_evidence_is_as_before():
+    text = "Free entry, win $500 now!!! call: 0800"
+    spans = (Span(0, 4, 0.5), Span(4, 5, 0.0), Span(5, 10, 0.4), Span(10, 11, 0.9),
+             Span(12, 15, 0.3), Span(16, 17, 0.8), Span(17, 20, 0.2), Span(21, 24, -0.1),
+             Span(24, 27, 0.7), Span(28, 32, 0.6), Span(32, 33, 0.65))
+    pred = build_prediction(sample(text=text, suggestion_spans=spans, given_spans=()), SPEC)
+    assert [(r["value"]["text"], r["score"]) for r in pred["result"] if r["type"] == "labels"] \
+        == [(",", 1.0), ("$", 0.8889), ("!!!", 0.7778)]
