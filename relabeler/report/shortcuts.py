@@ -96,12 +96,13 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(6, 0.35 * len(top) + 1.2))
         ys = np.arange(len(top))[::-1]
         ax.barh(ys, [t["association"] for t in top], color=[colors[t["class"]] for t in top])
-        # tokens and class names are drawn as they are ("$" would start mathtext); one the
-        # fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"; a long
-        # class name cut and numbered as on the balance plot
+        # tokens and class names are drawn as they are ("$" would start mathtext); a token
+        # the fonts cannot draw (CJK without a CJK font) by its row of the table: "#3"; a
+        # class name by its number where they cannot draw it, cut and numbered where it is
+        # long, as on the balance plot: the bars' colours alone have no legend here
         order = [r["class"] for r in section["balance"]]
-        ax.set_yticks(ys, [f"{t['token']} ({class_label(t['class'], order)})"
-                           if drawable(f"{t['token']} ({t['class']})") else f"#{i + 1}"
+        ax.set_yticks(ys, [f"{t['token'] if drawable(t['token']) else f'#{i + 1}'} "
+                           f"({class_label(t['class'], order)})"
                            for i, t in enumerate(top)], parse_math=False)
         for y, t in zip(ys, top, strict=True):
             ax.text(t["association"], y, f"  z={t['z']:.0f}, n={t['count']}", va="center",
@@ -204,4 +205,13 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
             + ("" if version is None else f"<th>eval recall, version {version} model</th>")
             + f"</tr>{balance}</table>"
             f"{lowest_html}"
-            f"{class_legend([r['class'] for r in section['balance']])}{imgs}")
+            f"{class_legend([r['class'] for r in section['balance']])}{_token_note(section)}"
+            f"{imgs}")
+
+
+def _token_note(section: dict) -> str:
+    """HTML saying what "#N" on the shortcut plot is; empty when it draws every token."""
+    if all(drawable(t["token"]) for t in section["top"]):
+        return ""
+    return ("<p>The shortcut plot names a token its fonts cannot draw #N: row N of the table "
+            "of tokens above.</p>")

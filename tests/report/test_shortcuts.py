@@ -103,8 +103,11 @@ def test_a_token_the_fonts_cannot_draw_is_plotted_by_its_row_number(monkeypatch)
         warnings.simplefilter("error")  # "Glyph ... missing from font(s)" would fail here
         images = shortcut_plots(section, _png)
     assert sorted(images) == ["balance.png", "shortcuts.png"]
-    # both token labels hold CJK (the class's name), the class axis one of two
-    assert drawn == [["#1", "#2"], ["class 1", "ham"]]
+    # a token the fonts cannot draw is its row number, a class its number: the plot has no
+    # legend of its colours, so the class is in each label
+    assert drawn == [["#1 (class 1)", "call (class 1)"], ["class 1", "ham"]]
+    assert "The shortcut plot names a token its fonts cannot draw #N: row N of the table of " \
+        "tokens above." in shortcut_html(section, images)
     assert "The plots name the classes their fonts cannot draw by number: class 1 = 垃圾." \
         in shortcut_html(section, images)
     page = shortcut_html(section, images)
@@ -170,3 +173,4 @@ def test_a_long_class_name_is_cut_in_the_plots_and_named_in_full_beside_them(mon
                      ["ham", "a" * 19 + "… (class 2)", "a" * 19 + "… (class 3)"]]
     page = shortcut_html(section, {})
     assert f"<td>{first}</td>" in page and f"class 2 = {first}; class 3 = {second}." in page
+    assert "#N" not in page  # every token drawn: no row numbers to explain
