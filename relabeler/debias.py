@@ -22,16 +22,15 @@ tokenizer's mask token (removes them where it has none), so the model cannot cou
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from relabeler.errors import StageError
-from relabeler.selectors.shortcuts import TOKEN_PATTERN, contains_token, word_tokens
+from relabeler.selectors.shortcuts import contains_token, word_tokens
+from relabeler.selectors.text_units import UNIT, unit_text
 
 log = logging.getLogger(__name__)
-_WORD = re.compile(TOKEN_PATTERN)
 
 #: What ``[train] debias`` may name.
 DEBIAS = ("none", "reweight", "mask")
@@ -139,7 +138,8 @@ def token_spans(text: str, token: str) -> list[tuple[int, int]]:
         origin = None
     else:  # one entry per lowercased character: the text character it came from
         origin = [i for i, ch in enumerate(text) for _ in ch.lower()] + [len(text)]
-    found = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(lowered)]
+    # each unit as it is counted ("ＡＩ" as "ai"), at the place of the characters found
+    found = [(m.start(), m.end(), unit_text(m.group())) for m in UNIT.finditer(lowered)]
     spans = []
     i = 0
     while i + len(words) <= len(found):

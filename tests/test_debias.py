@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from relabeler.debias import class_weights, mask_tokens, shortcut_weights, training_weights
+from relabeler.debias import (
+    class_weights,
+    mask_tokens,
+    shortcut_weights,
+    token_spans,
+    training_weights,
+)
 from relabeler.selectors.shortcuts import contains_token
 
 
@@ -130,3 +136,13 @@ def test_masking_finds_a_token_in_chinese_text_without_spaces():
     assert mask_tokens(texts, ["优惠"], rate=1.0, mask="") == ["今天很大，快来。", "券已发",
                                                                "没有这个词", "iPhone"]
     assert mask_tokens(["我爱你"], ["爱"], rate=1.0, mask="[MASK]") == ["我[MASK]你"]
+
+
+def test_masking_finds_full_width_letters_and_digits_and_masks_their_own_characters():
+    # "ＡＩ" and "２０２４" are the words "ai" and "2024" typed in full-width forms
+    text = "ＡＩ芯片２０２４年，AI芯片2024年"
+    assert token_spans(text, "ai") == token_spans(text, "ＡＩ") == [(0, 2), (10, 12)]
+    assert token_spans(text, "2024") == [(4, 8), (14, 18)]
+    assert mask_tokens([text], ["ai", "2024"], rate=1.0, mask="[M]") == [
+        "[M]芯片[M]年，[M]芯片[M]年"]
+    assert token_spans("Ａi and ai", "ai") == [(0, 2), (7, 9)]

@@ -49,7 +49,7 @@ from scipy import stats
 from sklearn.feature_extraction.text import CountVectorizer
 
 from relabeler.selectors._checks import as_labels
-from relabeler.selectors.text_units import TOKEN_PATTERN, text_units
+from relabeler.selectors.text_units import text_units
 
 #: One-sided level of the lower confidence bound that ranks the reported pairs.
 BOUND_LEVEL = 0.01
@@ -146,8 +146,10 @@ def _compute_stats(texts: list[str], labels: np.ndarray, num_classes: int, max_n
     n_docs = len(texts)
     present = np.bincount(labels, minlength=num_classes)
     prior = present / n_docs
-    vectorizer = CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, binary=True,
-                                 ngram_range=(1, max_ngram), min_df=min_count, dtype=np.int64)
+    # text_units lowercases the text as the vectorizer would, and counts "ＡＩ" as "ai"
+    vectorizer = CountVectorizer(lowercase=False, tokenizer=text_units, token_pattern=None,
+                                 binary=True, ngram_range=(1, max_ngram), min_df=min_count,
+                                 dtype=np.int64)
     try:
         doc_tokens = vectorizer.fit_transform(texts).tocsc()
     except ValueError:  # no token reaches min_count (or the texts hold no word at all)

@@ -6,12 +6,15 @@ without spaces, so a run there is a whole clause, which no other text repeats. A
 BasicTokenizer does (``tokenize_chinese_chars``), each CJK ideograph (the code point ranges of
 its ``_is_chinese_char``) is a unit of its own, and so is each Japanese kana; every other run of
 word characters is one unit, as before (Korean Hangul keeps its space-separated words). Without
-a word segmenter, character bigrams stand in for the words of such text.
+a word segmenter, character bigrams stand in for the words of such text. A unit written in the
+full-width or half-width forms (ＡＩ, ２０２４, ｶﾅ) is taken in its NFKC form (ai, 2024, カナ),
+as the same word typed without them; its place in the text stays that of the characters found.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: The CJK ideograph ranges of BERT's BasicTokenizer._is_chinese_char, then the kana blocks
 #: (hiragana, katakana, katakana extensions, half-width katakana), as regex class ranges.
@@ -26,11 +29,24 @@ SINGLE_UNIT_RANGES = (
 TOKEN_PATTERN = rf"(?u)(?=\w)[{SINGLE_UNIT_RANGES}]|[^\W{SINGLE_UNIT_RANGES}]+"
 UNIT = re.compile(TOKEN_PATTERN)
 _SINGLE = re.compile(rf"[{SINGLE_UNIT_RANGES}]")
+#: the Halfwidth and Fullwidth Forms block, the only characters whose units NFKC changes here
+#: (leaving text without them, all of the dev datasets, as it was)
+_WIDTH_FORMS = re.compile(r"[\uff00-\uffef]")
+
+
+def unit_text(unit: str) -> str:
+    """A unit as it is counted: its NFKC form where it holds a full-width or half-width form
+    ("ＡＩ" counts as "AI"), else itself."""
+    return unicodedata.normalize("NFKC", unit) if _WIDTH_FORMS.search(unit) else unit
 
 
 def text_units(text: str) -> list[str]:
-    """The units of ``text``, lowercased: "iPhone手机很好" gives iphone, 手, 机, 很, 好."""
-    return UNIT.findall(text.lower())
+    """The units of ``text``, lowercased: "iPhone手机很好" gives iphone, 手, 机, 很, 好, and
+    "ＡＩ芯片２０２４" gives ai, 芯, 片, 2024 (:func:`unit_text`)."""
+    units = UNIT.findall(text.lower())
+    if _WIDTH_FORMS.search(text) is None:
+        return units
+    return [unit_text(unit) for unit in units]
 
 
 def is_single_unit(unit: str) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 
 from relabeler.selectors._checks import as_matrix
 from relabeler.selectors.knn import knn, unit_rows
-from relabeler.selectors.text_units import UNIT, is_single_unit
+from relabeler.selectors.text_units import UNIT, is_single_unit, unit_text
 
 #: A word that can name a region: two letters or more (no digits, no underscores).
 _NAME_WORD = re.compile(r"[^\W\d_]{2,}")
@@ -142,11 +142,11 @@ def term_units(text: str) -> list[str]:
     terms = []
     previous_end = -1  # where the last single-character unit ended
     for match in UNIT.finditer(lowered):
-        unit = match.group()
+        unit = unit_text(match.group())
         if is_single_unit(unit):
             terms.append(unit)
             if match.start() == previous_end:
-                terms.append(lowered[match.start() - 1:match.end()])
+                terms.append(unit_text(lowered[match.start() - 1:match.end()]))
             previous_end = match.end()
         elif _NAME_WORD.fullmatch(unit) and unit not in ENGLISH_STOP_WORDS:
             terms.append(unit)

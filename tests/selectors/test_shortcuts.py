@@ -259,10 +259,32 @@ def test_english_results_are_those_of_the_plain_word_pattern(monkeypatch):
     texts = [t + " " + " ".join(rng.choice(extras, size=2)) for t in texts]
     planted, _ = _plant(texts, labels, "zq xj", 1, 0.5)
     found = token_class_stats(planted, labels, num_classes=3)
-    monkeypatch.setattr(shortcuts, "TOKEN_PATTERN", r"(?u)\b\w+\b")
+    monkeypatch.setattr(shortcuts, "text_units", lambda t: re.findall(r"(?u)\b\w+\b", t.lower()))
     before = token_class_stats(planted, labels, num_classes=3)
     assert len(found) == len(before) > 1
     for field in ("tokens", "classes", "count", "class_count", "z", "p_value", "association"):
         np.testing.assert_array_equal(getattr(found, field), getattr(before, field))
     assert found.n_tested == before.n_tested
     assert all(word_tokens(t) == re.findall(r"(?u)\b\w+\b", t.lower()) for t in planted)
+
+
+def test_full_width_letters_and_digits_are_the_same_units_as_half_width():
+    from relabeler.selectors.text_units import text_units
+
+    assert text_units("ＡＩ芯片２０２４年，AI芯片2024年") == ["ai", "芯", "片", "2024", "年"] * 2
+    assert text_units("ｶﾅ ｱｲ") == ["カ", "ナ", "ア", "イ"]  # half-width kana
+    texts = ["ＡＩ芯片" if i % 2 else "AI芯片" for i in range(20)] + ["手机电池"] * 20
+    labels = np.array([0] * 20 + [1] * 20)
+    found = token_class_stats(texts, labels, min_count=5, max_ngram=1)
+    assert "ａｉ" not in found.tokens.tolist()
+    ai = found.tokens.tolist().index("ai")
+    assert found.count[ai] == 20 and found.classes[ai] == 0
+    assert contains_token(["ＡＩ芯片", "AI芯片"], "ai").tolist() == [True, True]
+
+
+def test_english_units_are_as_before():
+    from relabeler.selectors.text_units import text_units
+
+    texts = ["Don't panic: café x_1 150p! İstanbul naïve-ish Ünïcode e.g. ½ ﬁne ²", "A B c"]
+    assert [text_units(t) for t in texts] == [re.findall(r"(?u)\b\w+\b", t.lower())
+                                              for t in texts]

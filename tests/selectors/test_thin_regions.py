@@ -63,6 +63,8 @@ def test_region_terms_of_chinese_text_are_characters_and_pairs_of_them():
     assert term_units("iPhone手机很好, the 3D app") == [
         "iphone", "手", "机", "手机", "很", "机很", "好", "很好", "app"]
     assert term_units("手，机") == ["手", "机"]  # not adjacent: no pair
+    # full-width letters are the word typed without them; half-width kana the kana
+    assert term_units("ＡＩ应用 ｶﾅ") == ["ai", "应", "用", "应用", "カ", "ナ", "カナ"]
     texts = (["我的手机屏幕坏了"] * 3 + ["手机电池不耐用"] * 2
              + ["今天股市大涨"] * 5 + ["股市收盘下跌"] * 4)
     regions = np.array([0] * 5 + [-1] * 9)
