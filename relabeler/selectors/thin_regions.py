@@ -92,7 +92,8 @@ def group_regions(features: np.ndarray, *, max_regions: int = 20, seed: int = 0)
 def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict[int, list[str]]:
     """The words that characterise each region: highest mean TF-IDF inside the region minus
     the mean over all other texts (terms in at least 2 texts, English stop words dropped; see
-    :func:`term_units` for the terms).
+    :func:`term_units` for the terms). A CJK character is left out where a pair of characters
+    that holds it scores as high.
 
     Parameters
     ----------
@@ -117,7 +118,8 @@ def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict
         tfidf = vectorizer.fit_transform(texts)
     except ValueError:  # nothing but stop words and rare terms
         return {r: [] for r in names}
-    vocabulary = vectorizer.get_feature_names_out()
+    vocabulary = [str(term) for term in vectorizer.get_feature_names_out()]
+    pairs_of = _pairs_of_characters(vocabulary)
     terms = {}
     for r in names:
         inside = regions == r
@@ -125,9 +127,28 @@ def region_terms(texts: list[str], regions: np.ndarray, *, top: int = 8) -> dict
         mean_out = (np.asarray(tfidf[~inside].mean(axis=0)).ravel() if (~inside).any()
                     else np.zeros_like(mean_in))
         lift = mean_in - mean_out
-        order = np.argsort(-lift, kind="stable")[:top]
-        terms[r] = [str(vocabulary[i]) for i in order if lift[i] > 0]
+        # a character beside its own pair at the same lift (应用, 应, 用) says nothing the pair
+        # does not: it goes, and the next term takes its place (the tolerance absorbs the
+        # rounding of two means of the same TF-IDF values)
+        covered = np.zeros(len(vocabulary), dtype=bool)
+        for single, pairs in pairs_of.items():
+            covered[single] = lift[pairs].max() >= lift[single] - 1e-12
+        order = np.argsort(-np.where(covered, -np.inf, lift), kind="stable")[:top]
+        terms[r] = [vocabulary[i] for i in order if lift[i] > 0 and not covered[i]]
     return terms
+
+
+def _pairs_of_characters(vocabulary: list[str]) -> dict[int, list[int]]:
+    """Each single-character term of ``vocabulary`` (a CJK ideograph or kana) that a pair
+    term holds -> the places of those pairs; empty for text written with spaces."""
+    index = {term: i for i, term in enumerate(vocabulary)}
+    pairs_of: dict[int, list[int]] = {}
+    for i, term in enumerate(vocabulary):
+        if len(term) == 2 and is_single_unit(term[0]) and is_single_unit(term[1]):
+            for char in dict.fromkeys(term):
+                if char in index:
+                    pairs_of.setdefault(index[char], []).append(i)
+    return pairs_of
 
 
 def term_units(text: str) -> list[str]:

@@ -69,9 +69,31 @@ def test_region_terms_of_chinese_text_are_characters_and_pairs_of_them():
              + ["今天股市大涨"] * 5 + ["股市收盘下跌"] * 4)
     regions = np.array([0] * 5 + [-1] * 9)
     terms = region_terms(texts, regions, top=4)
-    # in all five texts of the region and no other: tied first, in character order
-    assert terms[0][:3] == ["手", "手机", "机"]
-    assert len(terms[0]) == 4 and "股市" not in terms[0] and "股" not in terms[0]
+    # in all five texts of the region and no other: the pair, its characters (the same lift)
+    # left out; then the pairs of three of the five texts
+    assert terms[0] == ["手机", "坏了", "屏幕", "幕坏"]
+    assert "股市" not in terms[0] and "股" not in terms[0]
+
+
+def test_a_character_is_listed_beside_its_pair_only_where_it_sets_the_region_apart_more():
+    texts = (["智能应用上线"] * 3 + ["应用商店更新"] * 2 + ["手机很好用", "好用的手机"]
+             + ["今天股市大涨"] * 4 + ["股市收盘下跌"] * 3)
+    regions = np.array([0] * 7 + [-1] * 7)
+    terms = region_terms(texts, regions, top=6)
+    # 应 only in 应用 (same lift): out; 用 also in 好用 (higher lift than 应用): in
+    assert terms[0][:2] == ["用", "应用"]
+    assert "应" not in terms[0]
+
+
+def test_region_terms_of_english_text_are_as_before():
+    texts = (["the goalkeeper made a great save in the match"] * 3
+             + ["a late goal won the match for the home side", "penalty save by the keeper"]
+             + ["shares fell as the market closed lower"] * 4
+             + ["the bank raised interest rates again", "ab a 3d co-op market"])
+    regions = np.array([0] * 5 + [1] * 4 + [-1] * 2)
+    assert region_terms(texts, regions, top=5) == {
+        0: ["match", "save", "goalkeeper", "great"],
+        1: ["closed", "fell", "lower", "shares", "market"]}
 
 
 def test_region_terms_of_english_text_are_those_of_the_word_pattern():
