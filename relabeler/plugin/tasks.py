@@ -200,6 +200,9 @@ def evidence_spans(text: str, spans: Iterable[Span]) -> list[Span]:
     out: list[Span] = []
     n = len(text)
     for span in sorted(spans, key=lambda s: (s.start, s.end)):
+        if not 0 <= span.start < span.end <= n:  # not of this text: left to the region check
+            out.append(span)
+            continue
         piece = text[span.start:span.end]
         if not _WORD.search(piece) and (
                 _CJK_MARK.search(piece)
