@@ -4,11 +4,13 @@ An annotator sees why the model doubts a label: the words that push toward one c
 character spans of the text they read. :class:`TokenAttributor` computes, per (text, target)
 pair, one score per token and per word:
 
-* ``method="ig"``: Integrated Gradients (Sundararajan et al. 2017) with captum's
-  ``LayerIntegratedGradients`` over the input (word) embeddings. The baseline keeps the
-  special tokens ([CLS], [SEP]) and replaces every other token with [PAD]; the path integral
-  uses ``n_steps`` Gauss-Legendre points. Many samples x steps run in one batched pass, padded
-  to the longest text of the pass, with a bounded internal batch (see :func:`plan_batch`).
+* ``method="ig"``: Integrated Gradients (Sundararajan et al. 2017) over the input (word)
+  embeddings, as captum's ``LayerIntegratedGradients`` computes it (written out here so that the
+  rows of one text share their forwards: measured 2x faster with two classes). The baseline
+  keeps the special tokens ([CLS], [SEP]) and replaces every other token with [PAD]; the path
+  integral uses ``n_steps`` Gauss-Legendre points. Many samples x steps run in one batched
+  pass, padded to the longest text of the pass, with a bounded internal batch (see
+  :func:`plan_batch`).
 * ``method="grad_x_input"``: gradient x (input - baseline) at the input embeddings, one forward
   and one backward pass (about ``n_steps`` times cheaper). It has no completeness property, so
   its ``delta`` is NaN. Where the classifier is confident, the gradient at the input itself says
@@ -50,7 +52,6 @@ import logging
 import math
 import re
 import unicodedata
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -436,18 +437,73 @@ class TokenAttributor:
 
     def _integrated_gradients(self, input_ids, attention_mask, baseline_ids, target, *,
                               n_steps: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        from captum.attr import LayerIntegratedGradients
+        """IG of ``log p(target)`` over the word embeddings: captum's LayerIntegratedGradients
+        (Gauss-Legendre, multiply_by_inputs, convergence delta), written out because sharing
+        its forwards measured 2x faster for 2 classes (1.4x for more) at equal scores.
 
-        lig = LayerIntegratedGradients(self._log_probs, self.embeddings)
-        n = input_ids.shape[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # captum: inputs need no grad
-            attributions, delta = lig.attribute(
-                input_ids, baselines=baseline_ids, target=target,
-                additional_forward_args=(attention_mask,), n_steps=n_steps,
-                method="gausslegendre", internal_batch_size=max(n, min(rows, n * n_steps)),
-                return_convergence_delta=True)
-        token_scores = attributions.float().sum(-1) * attention_mask
+        Rows with the same input (one text, two targets) share the forward of each step; the
+        input and baseline embeddings come from the embedding layer, and ``f(input)``,
+        ``f(baseline)`` for the delta from one no-grad forward. A backward gives
+        ``d log p_t = (e_t - p) . dz``: for 2 classes one backward of ``z1 - z0`` serves every
+        target (scaled by ``p0`` for target 1, ``-p1`` for target 0); otherwise one backward per
+        occurrence of an input. At most ``rows`` distinct inputs x steps per forward.
+        """
+        from captum.attr._utils.approximation_methods import approximation_parameters
+
+        device = input_ids.device
+        step_sizes, alphas = approximation_parameters("gausslegendre")
+        weights = torch.tensor(step_sizes(n_steps), dtype=torch.float32, device=device)
+        alpha = torch.tensor(alphas(n_steps), dtype=torch.float32, device=device)
+        n, length = input_ids.shape
+        key = torch.cat([input_ids, attention_mask, baseline_ids], dim=1)
+        unique, inverse = torch.unique(key, dim=0, return_inverse=True)
+        ids, mask, base_ids = unique.split(length, dim=1)
+        u = ids.shape[0]
+        with torch.no_grad():
+            x = self.embeddings(ids).float()
+            b = self.embeddings(base_ids).float()
+            ends = self._log_probs(torch.cat([ids, base_ids]), torch.cat([mask, mask]))
+        gap = (ends[:u] - ends[u:])[inverse, target]  # log p(t | input) - log p(t | baseline)
+        occurrence, seen = [], {}  # per row: earlier rows with the same input
+        for q in inverse.tolist():
+            occurrence.append(seen.get(q, 0))
+            seen[q] = occurrence[-1] + 1
+        occurrence = torch.tensor(occurrence, device=device)
+        n_occurrences = max(seen.values())
+        total = torch.zeros(n, length, x.shape[-1], device=device)
+        per = max(1, rows // u)  # steps per forward
+        for s0 in range(0, n_steps, per):
+            a, w = alpha[s0:s0 + per], weights[s0:s0 + per]
+            k = len(a)
+            scaled = (b[None] + a[:, None, None, None] * (x - b)[None]).reshape(k * u, length, -1)
+            scaled.requires_grad_(True)
+            handle = self.embeddings.register_forward_hook(
+                lambda module, args, output, scaled=scaled: scaled.to(output.dtype))
+            try:
+                with torch.enable_grad():
+                    log_probs = self._log_probs(ids.repeat(k, 1), mask.repeat(k, 1))
+                    if log_probs.shape[-1] == 2:
+                        p = log_probs.detach().exp().reshape(k, u, 2)[:, inverse]  # (k, n, 2)
+                        coef = torch.where(target[None] == 1, p[..., 0], -p[..., 1])
+                        (grad,) = torch.autograd.grad(
+                            (log_probs[:, 1] - log_probs[:, 0]).sum(), scaled)
+                        grad = grad.float().reshape(k, u, length, -1)[:, inverse]
+                        total += torch.einsum("s,sn,snlh->nlh", w, coef, grad)
+                    else:
+                        for j in range(n_occurrences):
+                            sel = (occurrence == j).nonzero().flatten()
+                            chosen = torch.zeros(k, u, log_probs.shape[-1], device=device)
+                            chosen[:, inverse[sel], target[sel]] = 1.0
+                            (grad,) = torch.autograd.grad(
+                                log_probs, scaled, grad_outputs=chosen.reshape(k * u, -1),
+                                retain_graph=j + 1 < n_occurrences)
+                            grad = grad.float().reshape(k, u, length, -1)[:, inverse[sel]]
+                            total[sel] += torch.einsum("s,snlh->nlh", w, grad)
+            finally:
+                handle.remove()
+        attributions = total * (x - b)[inverse]
+        token_scores = attributions.sum(-1) * attention_mask
+        delta = attributions.sum((1, 2)) - gap
         return (token_scores.detach().cpu().numpy().astype(np.float32),
                 delta.detach().float().cpu().numpy())
 

@@ -199,6 +199,29 @@ def test_ig_equals_plain_captum(attributor, model, tokenizer):
     assert result.delta == pytest.approx(float(delta[0]), abs=1e-6)
 
 
+@pytest.mark.parametrize("classes", [CLASSES[:2], CLASSES])
+@pytest.mark.parametrize("rows", [5, 1000])
+def test_shared_forward_ig_equals_captum(tiny_bert_dir, tokenizer, classes, rows):
+    # one text twice with two targets (one shared forward) plus another; rows=5 splits the steps
+    from captum.attr import LayerIntegratedGradients
+
+    torch.manual_seed(0)
+    attributor = TokenAttributor(load_classifier(tiny_bert_dir, classes), tokenizer,
+                                 max_length=48)
+    input_ids, mask, baseline = attributor._pad(
+        encode_texts(tokenizer, [TEXTS[0], TEXTS[0], TEXTS[3]], 48))
+    target = torch.tensor([0, 1, len(classes) - 1])
+    lig = LayerIntegratedGradients(attributor._log_probs, attributor.embeddings)
+    reference, reference_delta = lig.attribute(
+        input_ids, baselines=baseline, target=target, additional_forward_args=(mask,),
+        n_steps=8, method="gausslegendre", return_convergence_delta=True)
+    scores, delta = attributor._integrated_gradients(input_ids, mask, baseline, target,
+                                                     n_steps=8, rows=rows)
+    np.testing.assert_allclose(scores, (reference.sum(-1) * mask).detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(delta, reference_delta.detach().numpy(), atol=1e-5)
+    assert not np.allclose(scores[0], scores[1], atol=1e-3)  # the two targets differ
+
+
 @pytest.mark.parametrize("method", ["ig", "grad_x_input"])
 def test_batched_equals_one_at_a_time(model, tokenizer, method):
     targets = [1, 0, 2, 2, 1, 0]
