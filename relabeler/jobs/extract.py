@@ -20,8 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -29,8 +28,7 @@ import torch
 
 from relabeler import artifacts
 from relabeler._version import __version__
-from relabeler.encoder_cache import EncoderCache, cache_root
-from relabeler.errors import ConfigError, StageError
+from relabeler.errors import StageError
 from relabeler.jobs._parts import PartAssembler
 from relabeler.jobs._ray import PoolPlan, check_driver_version
 from relabeler.long_text import long_text_of, pool_windows, recorded_long_text, text_windows
@@ -40,15 +38,16 @@ from relabeler.model import (
     class_names,
     encode,
     final_linear,
-    head_spec,
     load_classifier,
     load_tokenizer,
     pick_device,
-    token_lengths,
     trained_max_length,
 )
 from relabeler.stage_chain import run_first
 from relabeler.store import RunStore
+
+if TYPE_CHECKING:
+    from relabeler.jobs.extract_cached import CachedStates
 
 log = logging.getLogger(__name__)
 
@@ -273,115 +272,6 @@ def _parts_key(store: RunStore, split: str, model_artifact: str, max_length: int
             "max_length": int(max_length), "shard_size": int(shard_size)}
 
 
-@dataclass(frozen=True)
-class CachedStates:
-    """Where a head-mode model's extract reads its encoder's states: the encoder cache folder
-    (:func:`relabeler.encoder_cache.cache_root`), its ``[model] cache_max_gb``, and whether
-    texts it lacks are encoded here and added (on one machine), or leave their rows to the
-    Ray job (on a cluster, whose driver's disk holds the cache and whose GPUs are the
-    actors')."""
-
-    root: Path
-    max_gb: float = 0.0
-    encode_missing: bool = True
-
-
-#: rows per lookup in the encoder cache: every lookup reads the key column of each of its
-#: parts, so one per part of 4,096 rows would read them a hundred times over at 500k rows
-CACHE_ROWS = 32768
-
-
-def _extract_cached(store: RunStore, splits: Sequence[str], table: pa.Table, frames: dict,
-                    model, model_dir, classes: Sequence[str], use: CachedStates, *,
-                    max_length: int, batch_size: int, written: dict[str, int],
-                    progress: bool) -> set[tuple[int, int]]:
-    """Features of the rows of ``table`` from the cached states of the frozen encoder, run
-    through the trained head here, in the driver; returns the (split, shard) keys written.
-
-    In head mode only the head trains, so the trained model's encoder is the one whose
-    states train cached. The cache's folder is named by this model's fingerprint (encoder
-    weights, tokenizer, max_length, pooling, windowing), so a state found there is this
-    model's own. The windows, their pooling and every column are what :class:`FeatureExtractor`
-    computes; only the encoder's forward pass is read back instead of run again. With
-    ``use.encode_missing`` off, it stops at the first group of shards the cache lacks any
-    state of."""
-    from tqdm.auto import tqdm
-
-    tokenizer = load_tokenizer(model_dir)
-    settings = long_text_of(model)
-    device = pick_device()
-    model.to(device).eval()
-    cache = EncoderCache(use.root, model, tokenizer, max_length, settings.cache_tag(),
-                         max_gb=use.max_gb)
-    spec, capture = head_spec(model), FeatureCapture(model)
-    # one number per (split, shard); groups of whole shards in the order the Ray job takes
-    code = (table.column("_split").to_numpy() << 32) + table.column("_shard").to_numpy()
-    shards, first, sizes = np.unique(code, return_index=True, return_counts=True)
-    order = np.argsort(first)
-    shards, sizes = shards[order], sizes[order]
-    columns = {name: table.column(name).to_numpy(zero_copy_only=False)
-               for name in table.column_names}
-    done: set[tuple[int, int]] = set()
-    cached_rows = encoded = 0
-    bar = tqdm(total=len(table), desc="extract", unit="text", disable=not progress)
-    try:
-        start = 0
-        while start < len(shards):
-            stop = start + 1
-            while stop < len(shards) and sizes[start:stop + 1].sum() <= CACHE_ROWS:
-                stop += 1
-            group = shards[start:stop]
-            start = stop
-            mask = np.isin(code, group)
-            rows = {name: values[mask] for name, values in columns.items()}
-            texts = [str(t) for t in rows["text"]]
-            windows = text_windows(tokenizer, texts, max_length=max_length, settings=settings)
-            window_texts = windows.texts(texts)
-            if use.encode_missing:
-                states = cache.states(window_texts, batch_size=batch_size, device=device)
-                fresh = np.zeros(len(texts), dtype=bool)
-                fresh[windows.sample[cache.encoded_now]] = True
-                whole = np.ones(len(texts), dtype=bool)
-            else:  # a row is done here only when the cache holds each of its windows
-                states, found = cache.lookup(window_texts, device=device)
-                whole = np.bincount(windows.sample, weights=~found, minlength=len(texts)) == 0
-                fresh = np.zeros(len(texts), dtype=bool)
-                if not whole.any():
-                    continue
-            logits, features = [], []
-            with torch.inference_mode():
-                for i in range(0, len(states), 4096):
-                    logits.append(spec.forward(model, states[i:i + 4096].to(device)).float())
-                    features.append(capture.pop().float())
-            pooled = pool_windows(torch.cat(features).cpu().numpy(),
-                                  torch.cat(logits).cpu().numpy(), windows, settings.mode)
-            n_tokens = np.bincount(windows.sample, minlength=len(texts),
-                                   weights=token_lengths(tokenizer, window_texts, max_length))
-            out = feature_columns(rows, torch.from_numpy(pooled.logits),
-                                  torch.from_numpy(pooled.features),
-                                  torch.from_numpy(n_tokens.astype(np.int64)))
-            row_code = code[mask]
-            for key in group.tolist():
-                part = np.flatnonzero(row_code == key)
-                if not whole[part].all():  # left whole to the Ray job
-                    continue
-                split_no, shard = key >> 32, key & 0xFFFFFFFF
-                split = splits[split_no]
-                written[split] += _write_shard(store, artifacts.FEATURES(split=split), shard,
-                                               [_take_rows(out, part)], frames[split_no],
-                                               classes)
-                done.add((split_no, shard))
-                cached_rows += int((~fresh[part]).sum())
-                encoded += int(fresh[part].sum())
-                bar.update(len(part))
-    finally:
-        bar.close()
-        capture.remove()
-    log.info("extract: %d of %d rows from the encoder cache%s", cached_rows, len(table),
-             f" ({encoded} encoded here and cached)" if use.encode_missing else "")
-    return done
-
-
 def extract_splits(store: RunStore, splits: Sequence[str], *,
                    model_artifact: str = artifacts.MODEL.path,
                    max_length: int = 128, batch_size: int = 64, shard_size: int = 4096,
@@ -393,7 +283,7 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     Shards already in ``features/{split}/`` are kept (resume). Ray must be connected, unless
     ``cached`` does every row. ``cached`` (a head-mode model only): the rows whose encoder
     states the cache holds are read from it here, before any actor starts
-    (:func:`_extract_cached`); the Ray job does what it leaves.
+    (:func:`relabeler.jobs.extract_cached.extract_cached`); the Ray job does what it leaves.
     ``plan`` sets the actors, their requests and fault tolerance; without it they come from
     ``num_actors``, ``gpus_per_actor`` and ``num_threads``. ``cpu_tokenize`` tokenizes in Ray
     tasks on the CPUs the actors leave free (streaming into the actors) instead of inside the
@@ -434,7 +324,9 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
 
     table = pa.concat_tables(parts)
     if cached is not None:
-        done = _extract_cached(store, splits, table, frames, model, model_dir, classes, cached,
+        from relabeler.jobs.extract_cached import extract_cached
+
+        done = extract_cached(store, splits, table, frames, model, model_dir, classes, cached,
                                max_length=max_length, batch_size=batch_size, written=written,
                                progress=progress)
         left = [(int(a), int(b)) not in done for a, b in zip(
@@ -485,7 +377,7 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
 
     def write(key: tuple[int, ...], pieces: list[dict]) -> int:
         split = splits[key[0]]
-        rows = _write_shard(store, artifacts.FEATURES(split=split), key[1], pieces,
+        rows = write_shard(store, artifacts.FEATURES(split=split), key[1], pieces,
                             frames[key[0]], classes)
         written[split] += rows
         return rows
@@ -495,7 +387,7 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             bar.update(assembler.add(np.stack([batch["_split"], batch["_shard"]], axis=1),
-                                     batch["_pos"], batch, _take_rows))
+                                     batch["_pos"], batch, take_rows))
     except Exception as err:
         raise StageError(assembler.failure_message(err, plan)) from err
     finally:
@@ -508,11 +400,11 @@ def extract_splits(store: RunStore, splits: Sequence[str], *,
     return written
 
 
-def _take_rows(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+def take_rows(batch: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in batch.items()}
 
 
-def _write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], frame,
+def write_shard(store: RunStore, folder: str, shard: int, parts: list[dict], frame,
                  classes: Sequence[str]) -> int:
     merged = {k: np.concatenate([_stack(p[k]) for p in parts]) for k in parts[0]}
     order = np.argsort(merged["_pos"])
@@ -542,23 +434,6 @@ def count_truncated(n_tokens: np.ndarray, max_length: int) -> int:
     """Texts whose tokens fill ``max_length`` (n_tokens: (N,) after truncation): cut there,
     or, rarely, exactly that long."""
     return int(np.sum(np.asarray(n_tokens) >= max_length))
-
-
-def _cached_states(store: RunStore, config, cluster: bool) -> CachedStates | None:
-    """Where extract reads the encoder's states instead of running it: a model trained in
-    head mode (its encoder frozen, so its states are the cached ones) with the encoder cache
-    on; None otherwise (full mode's encoder was trained: the Ray job runs it)."""
-    info = (store.stage_info("train") or {}).get("info") or {}
-    if info.get("mode") != "head":
-        return None
-    try:
-        root = cache_root(config.model.cache_dir)
-    except ConfigError as exc:  # train may have run with another cache_dir: extract still can
-        log.warning("extract: %s; the model's encoder runs again", exc)
-        return None
-    if root is None:
-        return None
-    return CachedStates(root, config.model.cache_max_gb, encode_missing=not cluster)
 
 
 def run_extract(store: RunStore, config, *, force: bool = False,
@@ -591,7 +466,9 @@ def run_extract(store: RunStore, config, *, force: bool = False,
         max_length = trained_max_length(saved, config.model, "extract")
         read = recorded_long_text(saved)
         cluster = bool(config.ray.address or os.environ.get("RAY_ADDRESS", ""))
-        cached = _cached_states(store, config, cluster)
+        from relabeler.jobs.extract_cached import cached_states
+
+        cached = cached_states(store, config, cluster)
         if cached is None or cluster:  # on one machine the cache does every row: no Ray
             # joined before a redo removes anything: a cluster that cannot be reached (a
             # wrong address) leaves the finished features as they were

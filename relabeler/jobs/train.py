@@ -46,11 +46,9 @@ from relabeler.model import (
     MAX_LENGTH_KEY,
     POOL_LAYERS_KEY,
     POOLING_KEY,
-    UnknownTokens,
     load_tokenizer,
     pick_device,
     save_model,
-    unknown_tokens,
 )
 from relabeler.store import RunStore
 from relabeler.training import (
@@ -64,6 +62,7 @@ from relabeler.training import (
     predict_probs,
     seeded,
 )
+from relabeler.vocabulary import UnknownTokens, unknown_tokens
 
 log = logging.getLogger(__name__)
 

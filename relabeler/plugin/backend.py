@@ -32,8 +32,6 @@ object 400 with the reason, before any handler runs.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hmac
 import json
@@ -43,7 +41,6 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -51,6 +48,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from relabeler import artifacts
 from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
+from relabeler.plugin.backend_auth import BasicAuth, check_secret
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
@@ -75,71 +73,10 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Relabeler-Secret"
 BACKEND_TITLE = "relabeler"
-BACKEND_USER = "relabeler"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 #: the largest /webhook body: Label Studio's annotation events are a few KiB (the annotation,
 #: its task's data and the project record), and each is kept in the run folder
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class BasicAuth:
-    """The user and password every request to the backend but /health must carry."""
-
-    username: str
-    password: str
-
-    def __repr__(self) -> str:  # the password never reaches a log line
-        return f"BasicAuth(username={self.username!r})"
-
-    @classmethod
-    def generate(cls) -> BasicAuth:
-        return cls(BACKEND_USER, secrets.token_urlsafe(24))
-
-    @classmethod
-    def from_env(cls, name: str) -> BasicAuth | None:
-        """``user:password`` from $``name``; None when it is unset or empty."""
-        value = os.environ.get(name, "")
-        if not value:
-            return None
-        username, colon, password = value.partition(":")
-        if not (colon and username and password):
-            raise ConfigError(f"${name} must hold `user:password`, both non-empty")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ConfigError(f"${name}: Label Studio sends basic-auth credentials as latin-1, "
-                              f"so characters outside it (such as {_outside_latin1(value)!r}) "
-                              f"can never match; choose other credentials") from None
-        return cls(username, password)
-
-    def header(self) -> str:
-        """The ``Authorization`` header value that carries these credentials."""
-        pair = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(pair).decode("ascii")
-
-    def accepts(self, authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header carries these credentials; both parts are
-        compared in constant time."""
-        scheme, _, encoded = (authorization or "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):  # ValueError: a non-ASCII header
-            return False
-        username, _, password = decoded.partition(b":")
-        # Label Studio's HTTP client (requests) sends latin-1, the standard says UTF-8: either
-        return any(secrets.compare_digest(username, self.username.encode(encoding))
-                   & secrets.compare_digest(password, self.password.encode(encoding))
-                   for encoding in _ENCODINGS if self._encodable(encoding))
-
-    def _encodable(self, encoding: str) -> bool:
-        try:
-            f"{self.username}:{self.password}".encode(encoding)
-        except UnicodeEncodeError:
-            return False
-        return True
 
 
 class EvidenceCache:
@@ -203,26 +140,6 @@ class RoundEvidence:
             cache = self._caches.setdefault(target.uri,
                                             EvidenceCache(target, examples=self._examples))
         return cache.get()
-
-
-def check_secret(secret: str, name: str) -> None:
-    """ConfigError unless the webhook secret from $``name`` is visible ASCII (``!`` to ``~``):
-    Label Studio sends it as an HTTP header, which cannot carry other characters and loses
-    surrounding spaces, so any other secret would never match and every event be lost."""
-    bad = next((c for c in secret if not "!" <= c <= "~"), None)
-    if bad is not None:
-        raise ConfigError(f"${name}: the webhook secret must be visible ASCII characters only "
-                          f"(letters, digits, punctuation), not {bad!r}: Label Studio sends it "
-                          f"as an HTTP header, which cannot carry that, so no webhook would "
-                          f"ever match")
-
-
-def _outside_latin1(text: str) -> str:
-    return next(c for c in text if ord(c) > 0xFF)
-
-
-#: How a basic-auth pair may be encoded: UTF-8 (RFC 7617's charset) or latin-1 (requests).
-_ENCODINGS = ("utf-8", "latin-1")
 
 
 def _round_of(data: Any) -> int | None:

@@ -108,7 +108,8 @@ def test_on_a_cluster_the_rows_the_cache_lacks_go_to_the_ray_job(ray_session, ti
                                                                   caplog):
     from relabeler.encoder_cache import cache_root
     from relabeler.jobs._ray import PoolPlan
-    from relabeler.jobs.extract import CachedStates, extract_splits
+    from relabeler.jobs.extract import extract_splits
+    from relabeler.jobs.extract_cached import CachedStates
 
     config = _config(tmp_path, tiny_bert_dir, synthetic_csv, "windows")
     store = RunStore(config.run_dir)

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from relabeler.cli import main
 from relabeler.errors import ConfigError
-from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.backend import SECRET_HEADER, create_app
+from relabeler.plugin.backend_auth import BasicAuth
 from relabeler.plugin.client import StudioNotFoundError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.evidence import RunInputError

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from relabeler.config import ConfigError, apply_overrides, load_config
 from relabeler.jobs.live_ranking import LiveRanking
-from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, create_app
+from relabeler.plugin.backend import SECRET_HEADER, create_app
+from relabeler.plugin.backend_auth import BasicAuth
 from relabeler.plugin.client import StudioUnavailableError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.push import push
@@ -619,7 +620,8 @@ def test_a_re_rank_told_to_stop_ends_between_two_tasks_and_records_what_was_sent
 SERVE_CHILD = """
 import json, logging, sys, time
 from relabeler.jobs.live_ranking import LiveRanking
-from relabeler.plugin.backend import BasicAuth, serve
+from relabeler.plugin.backend_auth import BasicAuth
+from relabeler.plugin.backend import serve
 from relabeler.plugin.push import push
 from relabeler.plugin.rerank import Reranker, RerankWorker
 from relabeler.queue_plan import read_manifest

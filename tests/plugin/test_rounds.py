@@ -152,7 +152,8 @@ def _serve_reads_each_round_from_its_version(store, config, admin, second) -> No
     from fastapi.testclient import TestClient
 
     from relabeler.jobs.live_ranking import LiveRanking
-    from relabeler.plugin.backend import BasicAuth, create_app
+    from relabeler.plugin.backend import create_app
+    from relabeler.plugin.backend_auth import BasicAuth
     from relabeler.plugin.evidence import RunEvidence
     from relabeler.plugin.labeling import build_labeling_config
     from relabeler.plugin.rerank import Reranker

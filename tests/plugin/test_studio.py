@@ -18,7 +18,8 @@ import uvicorn
 
 from relabeler.cli import main
 from relabeler.jobs.live_ranking import LiveRanking
-from relabeler.plugin.backend import SECRET_HEADER, BasicAuth, connect_backend, create_app
+from relabeler.plugin.backend import SECRET_HEADER, connect_backend, create_app
+from relabeler.plugin.backend_auth import BasicAuth
 from relabeler.plugin.client import StudioAuthError, StudioClient, StudioNotFoundError
 from relabeler.plugin.events import append_event, read_events
 from relabeler.plugin.labeling import DROP, NOT_SURE
