@@ -10,9 +10,7 @@ half-written stage is never marked done.
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -20,7 +18,6 @@ import posixpath
 import re
 import shutil
 import stat
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,19 +33,13 @@ from fsspec.implementations.local import LocalFileSystem
 
 from relabeler._version import __version__
 from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
+from relabeler.environment import environment
 from relabeler.errors import NoRunError, StoreError
 from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error, storage_io
 
 logger = logging.getLogger(__name__)
 
 _TMP_PREFIX = ".tmp-"
-#: the distributions a marker records the versions of (:func:`environment`), by the name it
-#: gives each: faiss and ray only when the process imported them, each under the first of its
-#: distribution names that is installed
-_ALWAYS = {"numpy": ("numpy",), "torch": ("torch",), "transformers": ("transformers",)}
-_IF_IMPORTED = {"faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11",
-                          "faiss"),
-                "ray": ("ray",)}
 _PART = re.compile(r"part-(\d{5,})\.parquet")
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -608,45 +599,6 @@ class RunStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
-
-
-def environment() -> dict[str, str]:
-    """What this process runs a stage with, as its marker records it: the versions of python,
-    numpy, torch, transformers, and of faiss and ray where the process imported them (a
-    stage that never used one says nothing of it), and ``device``: the name of the CUDA GPU
-    where this process put torch on one, else ``cpu`` (work a stage sends to Ray actors runs
-    on theirs). Read from the installed packages' metadata: nothing is imported for it."""
-    found = {"python": sys.version.split()[0]}
-    wanted = {**_ALWAYS, **{name: dists for name, dists in _IF_IMPORTED.items()
-                            if name in sys.modules}}
-    for name, dists in wanted.items():
-        version = _installed_version(dists)
-        if version is not None:
-            found[name] = version
-    found["device"] = _device()
-    return found
-
-
-@functools.cache
-def _installed_version(dists: tuple[str, ...]) -> str | None:
-    """The version of the first of ``dists`` that is installed (cached: the metadata is read
-    from disk, and a process keeps the packages it started with)."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _device() -> str:
-    # only a torch already imported and a CUDA context already made are asked: initialising
-    # CUDA here would cost seconds, and forked workers could no longer use it
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None)
-    if cuda is not None and cuda.is_initialized():
-        return f"cuda ({cuda.get_device_name()})"
-    return "cpu"
 
 
 def _listing_version(root: str, listing: dict[str, dict]) -> str:

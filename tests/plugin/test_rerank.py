@@ -19,15 +19,9 @@ from relabeler.plugin.backend import SECRET_HEADER, create_app
 from relabeler.plugin.backend_auth import BasicAuth
 from relabeler.plugin.client import StudioUnavailableError
 from relabeler.plugin.events import read_events
+from relabeler.plugin.priorities import SPACING, minimal_priorities, waiting_priorities
 from relabeler.plugin.push import push
-from relabeler.plugin.rerank import (
-    SPACING,
-    Reranker,
-    RerankWorker,
-    minimal_priorities,
-    read_reranks,
-    waiting_priorities,
-)
+from relabeler.plugin.rerank import Reranker, RerankWorker, read_reranks
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest, write_manifest
 from relabeler.selectors.rank import ranks_from_scores
 from relabeler.store import RunStore
