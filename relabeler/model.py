@@ -47,6 +47,7 @@ from fsspec.implementations.local import LocalFileSystem
 from torch import nn
 
 from relabeler.errors import ConfigError, ModelError, StoreError
+from relabeler.redact import mask_text, mask_url
 from relabeler.store import RunStore
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def resolve_model(name: str | os.PathLike | None) -> str:
         except StoreError as exc:
             raise ModelError(f"model folder {exc}") from exc
         if not (path / "config.json").exists():
-            raise ModelError(f"model folder {name} has no config.json")
+            raise ModelError(f"model folder {mask_url(name)} has no config.json")
         return str(path)
     path = Path(name).expanduser()
     if path.exists():
@@ -178,7 +179,7 @@ def load_classifier(name: str | os.PathLike | None, labels: Sequence[str] | None
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, dtype=torch.float32, **kwargs)
     except OSError as exc:
-        raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
+        raise ModelError(f"cannot load model {mask_url(str(name))!r} from {path}: {exc}") from exc
     if head is not None and labels is not None and head != labels:
         # another task's head (same size or not): its weights would map our classes to its
         _reset_head(model)
@@ -575,21 +576,23 @@ def local_copy(uri: str, *, storage_options: dict | None = None) -> Path:
     ``file://`` URI is its own path; a remote folder is downloaded once into the cache of
     :meth:`RunStore.get_dir` and reused while its remote listing is unchanged.
 
-    Raises StoreError naming ``uri`` when it is not a folder or cannot be read."""
+    Raises StoreError naming ``uri`` (without its password) when it is not a folder or cannot
+    be read."""
+    shown = mask_url(uri)
     try:
         fs, location = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     except (ValueError, ImportError) as exc:
-        raise StoreError(f"{uri}: {exc}") from exc
+        raise StoreError(f"{shown}: {mask_text(str(exc))}") from exc
     location = location.rstrip("/")
     if isinstance(fs, LocalFileSystem):
         if not os.path.isdir(location):
-            raise StoreError(f"{uri}: no such folder")
+            raise StoreError(f"{shown}: no such folder")
         return Path(location)
     parent, _, name = location.rpartition("/")
     if not parent or not name:
-        raise StoreError(f"{uri}: name a folder inside a bucket, e.g. s3://bucket/models/x")
+        raise StoreError(f"{shown}: name a folder inside a bucket, e.g. s3://bucket/models/x")
     try:
         return RunStore(fs.unstrip_protocol(parent),
                         storage_options=storage_options).get_dir(name)
     except StoreError as exc:
-        raise StoreError(f"{uri}: cannot copy the folder: {exc}") from exc
+        raise StoreError(f"{shown}: cannot copy the folder: {mask_text(str(exc))}") from exc

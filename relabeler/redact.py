@@ -6,7 +6,11 @@ backend's URL); :func:`mask_url` is applied wherever one is logged or put in a m
 
 from __future__ import annotations
 
+import re
+
 MASK = "***"
+#: a URL inside a text, up to the next white space or quote
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def mask_url(url: str) -> str:
@@ -43,3 +47,9 @@ def is_masked(url: str) -> bool:
     # changes it); a URL whose "***" is not in its user info comes back as it is
     swapped = url.replace(MASK, "x")
     return MASK in url and mask_url(url) == url and mask_url(swapped) != swapped
+
+
+def mask_text(text: str) -> str:
+    """``text`` (a message from a library that names a URL) with every URL in it masked by
+    :func:`mask_url`."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)

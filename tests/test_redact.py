@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relabeler.redact import is_masked, mask_url
+from relabeler.redact import is_masked, mask_text, mask_url
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -50,3 +50,29 @@ def test_a_data_source_with_credentials_is_named_masked(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset("http://user:s3cr3t@127.0.0.1:9/x.csv")
     assert "s3cr3t" not in str(info.value) and "user:***@127.0.0.1:9/x.csv" in str(info.value)
+
+
+def test_a_model_url_with_a_password_is_recorded_and_named_masked(tmp_path):
+    # train's marker recorded model.name as given (a plain file of the run folder), and a
+    # model folder that could not be read named the URL with its password
+    from relabeler.config import RunConfig
+    from relabeler.errors import ModelError
+    from relabeler.jobs.train import training_settings
+    from relabeler.model import resolve_model
+
+    url = "http://user:s3cr3t@127.0.0.1:9/models/x"
+    config = RunConfig()
+    config.model.name = url
+    recorded = training_settings(config)
+    assert recorded["model"]["name"] == "http://user:***@127.0.0.1:9/models/x"
+    assert "s3cr3t" not in repr(recorded)
+    with pytest.raises(ModelError) as info:
+        resolve_model(url)
+    assert "s3cr3t" not in str(info.value) and "user:***@127.0.0.1:9" in str(info.value)
+
+
+def test_mask_text_masks_every_url_in_a_message():
+    text = ("cannot download 'x' from http://u:pw1@h:9/a: see 'https://t0k@host/b', "
+            "and s3://bucket/k")
+    assert mask_text(text) == ("cannot download 'x' from http://u:***@h:9/a: see "
+                               "'https://***@host/b', and s3://bucket/k")

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.errors import ConfigError
+from relabeler.redact import mask_url
 from relabeler.selectors.shortcuts import contains_token, word_tokens
 from relabeler.selectors.text_units import UNIT, is_single_unit
 from relabeler.store import RunStore
@@ -90,8 +91,8 @@ def check_model_reads(spec: ShortcutSpec, model_name: str | None) -> None:
     known = _known_tokens(tokenizer, spec.token)
     instead = (f"pick a token that its vocabulary holds and no training text contains (such as "
                f"{' or '.join(map(repr, known))}), or " if known else "")
-    model = (f"the model {model_name}" if str(model_name or "") not in ("", "default", "minilm")
-             else "the packaged MiniLM")
+    model = (f"the model {mask_url(str(model_name))}"
+             if str(model_name or "") not in ("", "default", "minilm") else "the packaged MiniLM")
     raise ConfigError(
         f"{FLAG}: {model} reads {', '.join(map(repr, unknown))} of the token {spec.token!r} "
         f"as unknown ([UNK]), as it reads every character its vocabulary lacks, so it cannot "

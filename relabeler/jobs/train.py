@@ -50,6 +50,7 @@ from relabeler.model import (
     pick_device,
     save_model,
 )
+from relabeler.redact import mask_url
 from relabeler.store import RunStore
 from relabeler.training import (
     DEFAULT_LR,
@@ -93,7 +94,7 @@ def check_vocabulary(tokenizer, texts: list[str], model_name: str | None, *,
             "model.name to a model whose vocabulary covers the script (for Chinese or "
             "Japanese a Chinese or multilingual BERT-family checkpoint, e.g. "
             "--set model.name=bert-base-chinese or bert-base-multilingual-cased)",
-            model_name or "the packaged MiniLM", 100 * unknown.share,
+            mask_url(model_name) if model_name else "the packaged MiniLM", 100 * unknown.share,
             round(unknown.share * unknown.n_tokens), unknown.n_tokens, unknown.n_texts,
             examples)
     return unknown
@@ -431,8 +432,13 @@ CACHE_KEYS = ("cache_dir", "cache_max_gb")
 
 
 def training_settings(config: RunConfig) -> dict:
-    """The [train] and [model] keys a model is made with (the encoder cache's aside)."""
+    """The [train] and [model] keys a model is made with (the encoder cache's aside), as the
+    train marker records them: a ``model.name`` that is a URL with a password without it (the
+    marker is a plain file of the run folder; retrain takes ``model.name`` from the config
+    now, never from the marker)."""
     model = {k: v for k, v in config.model.model_dump().items() if k not in CACHE_KEYS}
+    if isinstance(model.get("name"), str):
+        model["name"] = mask_url(model["name"])
     return {"train": config.train.model_dump(), "model": model}
 
 
