@@ -21,7 +21,8 @@ def setting_changes(recorded: dict | None, current: dict, *,
     (the marker's ``mode``): ``auto`` now accepts it, and a mode named now is compared with it,
     so ``auto`` that became head is no change from ``head``. ``resolved``: ``section.key`` ->
     what its ``auto`` (or 0) came to (the trained model's pooling), so on either side an auto
-    value and the value it came to are no change. A URL is named without its password."""
+    value and the value it came to are no change. A URL is named, and compared, without its
+    password (markers record it so; one made before that still matches)."""
     if not recorded:
         return []
     if resolved_mode and "mode" in recorded.get("train", {}) and "mode" in current.get("train",
@@ -40,7 +41,8 @@ def setting_changes(recorded: dict | None, current: dict, *,
                 side[section] = {**side[section], key: value}
     return [f"{section}.{key} was {_shown(recorded[section][key])!r}, now {_shown(value)!r}"
             for section, keys in current.items() for key, value in keys.items()
-            if key in recorded.get(section, {}) and recorded[section][key] != value]
+            if key in recorded.get(section, {})
+            and _shown(recorded[section][key]) != _shown(value)]
 
 
 def _shown(value: object) -> object:

@@ -58,3 +58,11 @@ def test_a_url_setting_is_named_without_its_password():
     assert setting_changes({"model": {"name": "https://alice:S3CRETPW@h/m"}},
                            {"model": {"name": "https://alice:N3WPASS@h/other"}}) == [
         "model.name was 'https://alice:***@h/m', now 'https://alice:***@h/other'"]
+
+
+def test_a_model_url_recorded_with_its_password_matches_the_masked_one_now():
+    # markers now record model.name masked; one made before recorded the password
+    old = {"model": {"name": "http://u:pw@h/m"}}
+    assert setting_changes(old, {"model": {"name": "http://u:***@h/m"}}) == []
+    assert setting_changes(old, {"model": {"name": "http://u:***@h/other"}}) == [
+        "model.name was 'http://u:***@h/m', now 'http://u:***@h/other'"]
