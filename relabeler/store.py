@@ -226,9 +226,12 @@ class RunStore:
 
     # reads
     @storage_io("read")
-    def read_bytes(self, artifact: str) -> bytes:
+    def read_bytes(self, artifact: str, *, start: int = 0) -> bytes:
+        """The file's bytes from offset ``start`` on (an append-only log read as it grows)."""
         try:
             with self.fs.open(self._full(artifact), "rb") as f:
+                if start:
+                    f.seek(start)
                 return f.read()
         except (FileNotFoundError, IsADirectoryError):
             raise self._missing("file", artifact) from None

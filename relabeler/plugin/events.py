@@ -215,31 +215,60 @@ def read_events(store: RunStore, *, seen: Mapping[str, int] | None = None) -> Ev
     broken line in the middle of a file, and an event pull cannot read (not an object, or an
     annotation event of another shape: :func:`event_problem`), are reported and skipped.
     """
-    events: list[dict[str, Any]] = []
-    offsets: dict[str, int] = {}
-    for artifact in store.list(EVENTS_DIR):
-        if not artifact.endswith(".jsonl"):
-            continue
-        raw = store.read_bytes(artifact).decode("utf-8", errors="replace")
-        lines = raw.split("\n")
-        complete = lines[:-1]  # the part after the last newline is unfinished
-        for i, line in enumerate(complete):
-            if not line.strip():
+    tail = EventTail(store)
+    events = tail.read_new()
+    return EventLog(events=events, offsets=dict(tail.lines), new_from=dict(seen or {}))
+
+
+class EventTail:
+    """The event log read as it grows: each :meth:`read_new` parses only what was appended to
+    each file since the last call (from its byte offset), as :func:`read_events` parses it,
+    so a long-running reader (the re-rank's check for tasks answered meanwhile) neither
+    re-reads the whole log nor reports a broken line twice."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.lines: dict[str, int] = {}   # complete lines read per file
+        self._bytes: dict[str, int] = {}  # where the next unread line of each file starts
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """The complete events appended since the last call, oldest first within a file."""
+        events: list[dict[str, Any]] = []
+        for artifact in self.store.list(EVENTS_DIR):
+            if not artifact.endswith(".jsonl"):
                 continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("skipping a broken line %d in %s", i + 1, artifact)
+            start = self._bytes.get(artifact, 0)
+            data = self.store.read_bytes(artifact, start=start)
+            end = data.rfind(b"\n") + 1  # the part after the last newline is unfinished
+            if not end:
                 continue
-            problem = _stored_event_problem(event)
-            if problem:
-                log.warning("skipping event on line %d of %s: %s", i + 1,
-                            store.path(artifact), problem)
-                continue
-            event["_file"], event["_line"] = artifact, i
-            events.append(event)
-        offsets[artifact] = len(complete)
-    return EventLog(events=events, offsets=offsets, new_from=dict(seen or {}))
+            first = self.lines.get(artifact, 0)
+            complete = data[:end].decode("utf-8", errors="replace").split("\n")[:-1]
+            for i, line in enumerate(complete, start=first):
+                event = _parsed_event(self.store, artifact, i, line)
+                if event is not None:
+                    events.append(event)
+            self._bytes[artifact] = start + end
+            self.lines[artifact] = first + len(complete)
+        return events
+
+
+def _parsed_event(store: RunStore, artifact: str, i: int, line: str) -> dict[str, Any] | None:
+    """Line ``i`` (from 0) of an event file as an event (``_file`` and ``_line`` added), or
+    None for a blank line or one that is reported and skipped."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        log.warning("skipping a broken line %d in %s", i + 1, artifact)
+        return None
+    problem = _stored_event_problem(event)
+    if problem:
+        log.warning("skipping event on line %d of %s: %s", i + 1, store.path(artifact), problem)
+        return None
+    event["_file"], event["_line"] = artifact, i
+    return event
 
 
 def _stored_event_problem(event: Any) -> str | None:

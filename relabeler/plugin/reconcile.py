@@ -59,7 +59,12 @@ class WebhookAnnotations:
 
     @classmethod
     def from_events(cls, events: Iterable[Mapping[str, Any]]) -> WebhookAnnotations:
-        seen = cls()
+        return cls().apply(events)
+
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> WebhookAnnotations:
+        """These annotations with ``events`` (later than those applied so far) replayed on
+        top; returns itself."""
+        seen = self
         for event in events:
             payload = event.get("payload") or {}
             action = payload.get("action")

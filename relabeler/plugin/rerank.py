@@ -68,7 +68,7 @@ from relabeler.locks import lock_holder_gone, read_lock_holder
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.consensus import SKIPPED, vote_answers
-from relabeler.plugin.events import read_events
+from relabeler.plugin.events import EventTail, read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.priorities import minimal_priorities, waiting_priorities
 from relabeler.plugin.push import project_spec, update_priorities
@@ -415,23 +415,22 @@ class Reranker:
 
 
 class _AnsweredMeanwhile:
-    """The tasks with an answer in the webhook event log, read again at most every
+    """The tasks with an answer in the webhook event log, brought up to date at most every
     ``every`` seconds (the log grows while a re-rank sends; reading it per task would cost
-    more than the request it saves)."""
+    more than the request it saves) from what was appended since (:class:`EventTail`)."""
 
     def __init__(self, store: RunStore, every: float = 2.0):
-        self.store, self.every = store, every
-        self._tasks: set[int] = set()
+        self.every = every
+        self._tail = EventTail(store)
+        self._webhooks = WebhookAnnotations()
         self._read_at: float | None = None
 
     def has(self, task_id: int) -> bool:
         now = time.monotonic()
         if self._read_at is None or now - self._read_at >= self.every:
-            webhooks = WebhookAnnotations.from_events(read_events(self.store).events)
-            self._tasks = {task for task, recorded in webhooks.by_task.items()
-                           if set(recorded) - webhooks.deleted}
+            self._webhooks.apply(self._tail.read_new())
             self._read_at = now
-        return task_id in self._tasks
+        return bool(set(self._webhooks.by_task.get(task_id, ())) - self._webhooks.deleted)
 
 
 def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:

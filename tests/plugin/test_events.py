@@ -5,7 +5,7 @@ import stat
 
 import pandas as pd
 
-from relabeler.plugin.events import append_event, read_events
+from relabeler.plugin.events import EventTail, append_event, read_events
 from tests.plugin.synthetic import make_run
 
 
@@ -112,3 +112,27 @@ def test_an_event_keeps_no_project_secret_and_its_file_is_owner_only(tmp_path):
     append_event(store, {"action": "ANNOTATIONS_DELETED", "project": 3, "annotations": []})
     assert stat.S_IMODE(os.stat(store.local_path(artifact)).st_mode) == 0o600
     assert read_events(store).events[1]["payload"]["project"] == 3
+
+
+def test_an_event_tail_reads_only_what_was_appended_and_names_a_broken_line_once(tmp_path,
+                                                                                 caplog):
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+    tail = EventTail(store)
+    assert tail.read_new() == []
+    artifact = append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 1}})
+    assert [e["payload"]["annotation"]["id"] for e in tail.read_new()] == [1]
+    with open(store.local_path(artifact), "ab") as f:
+        f.write(b'not json\n{"received_at":"2026-01-01","payload":{"action":"ANNO')
+    with caplog.at_level(logging.WARNING, logger="relabeler"):
+        assert tail.read_new() == []  # the broken line is named, the cut-short one waits
+        assert tail.read_new() == []
+    assert [r.getMessage() for r in caplog.records].count(
+        f"skipping a broken line 2 in {artifact}") == 1
+    with open(store.local_path(artifact), "ab") as f:
+        f.write(b'TATION_UPDATED","annotation":{"id":2,"task":5}}}\n')
+    append_event(store, {"action": "ANNOTATION_UPDATED", "annotation": {"id": 3, "task": 5}})
+    new = tail.read_new()
+    assert [(e["payload"]["annotation"]["id"], e["_line"]) for e in new] == [(2, 2), (3, 3)]
+    assert tail.lines == {artifact: 4} == read_events(store).offsets
+    assert [e["_line"] for e in read_events(store).events] == [0, 2, 3]

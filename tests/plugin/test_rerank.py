@@ -875,3 +875,21 @@ def test_a_round_lock_left_by_a_dead_next_is_named_with_the_way_out(pushed):
     with round_lock(store):  # the next `next` takes it over; then the re-rank goes on
         pass
     assert rerank(answer_events=24).reprioritised > 10
+
+
+def test_answered_meanwhile_sees_answers_and_deletions_appended_after_its_first_read(tmp_path):
+    from relabeler.plugin.events import append_event
+    from relabeler.plugin.rerank import _AnsweredMeanwhile
+
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+    append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 7}})
+    answered = _AnsweredMeanwhile(store, every=0)
+    assert answered.has(7) and not answered.has(8)
+    append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 2, "task": 8}})
+    append_event(store, {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}]})
+    assert answered.has(8) and not answered.has(7)
+    held = _AnsweredMeanwhile(store, every=3600)  # read once, then not again within the hour
+    assert held.has(8)
+    append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 3, "task": 9}})
+    assert not held.has(9)
