@@ -19,7 +19,6 @@ import re
 import shutil
 import stat
 import tempfile
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,55 +35,19 @@ from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
 from relabeler.environment import environment
 from relabeler.errors import NoRunError, StoreError
 from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error, storage_io
+from relabeler.store_paths import (
+    TMP_PREFIX,
+    check_artifact,
+    fsync_dir,
+    listing_version,
+    replace_local_dir,
+    tmp_beside,
+)
 
 logger = logging.getLogger(__name__)
 
-_TMP_PREFIX = ".tmp-"
 _PART = re.compile(r"part-(\d{5,})\.parquet")
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def _check_artifact(artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
-    """Normalize a relative POSIX path; raise ValueError naming the argument ``name``."""
-    if not isinstance(artifact, str):
-        raise TypeError(f"{name} must be a str, got {type(artifact).__name__}")
-    parts = [p for p in artifact.split("/") if p not in ("", ".")]
-    if artifact.startswith("/") or "://" in artifact or "\\" in artifact or ".." in parts:
-        raise ValueError(f"{name} must be a relative POSIX path inside the run directory "
-                         f"(no leading '/', no '..', no URI), got {artifact!r}")
-    if not parts and not allow_root:
-        raise ValueError(f"{name} must name a file or folder in the run, got {artifact!r}")
-    return "/".join(parts)
-
-
-def _tmp_beside(path: str) -> str:
-    parent, name = posixpath.split(path)
-    return posixpath.join(parent, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{name}")
-
-
-def _fsync_dir(path: str) -> None:
-    """Make a rename durable (POSIX only: other systems cannot open a folder)."""
-    if os.name == "posix":
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _replace_local_dir(src: str, dst: str) -> None:
-    """Move the finished folder ``src`` onto ``dst``; an old ``dst`` is deleted only after."""
-    if not os.path.exists(dst):
-        os.replace(src, dst)
-        return
-    old = _tmp_beside(dst)  # os.replace cannot replace a non-empty folder: swap the old one aside
-    os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class RunStore:
@@ -128,7 +91,7 @@ class RunStore:
                 raise NoRunError(f"no run directory at {self.uri}")
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
-        rel = _check_artifact(artifact, name=name, allow_root=allow_root)
+        rel = check_artifact(artifact, name=name, allow_root=allow_root)
         return posixpath.join(self._root, rel) if rel else self._root
 
     def _missing(self, what: str, artifact: str) -> StoreError:
@@ -157,7 +120,7 @@ class RunStore:
     # atomic writes
     def _write_atomic(self, artifact: str, write: Callable[[IO[bytes]], Any]) -> None:
         full = self._full(artifact)
-        tmp = _tmp_beside(full)
+        tmp = tmp_beside(full)
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
         try:
             if self.is_local:
@@ -166,7 +129,7 @@ class RunStore:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, full)
-                _fsync_dir(posixpath.dirname(full))
+                fsync_dir(posixpath.dirname(full))
             else:
                 with self.fs.open(tmp, "wb") as f:
                     write(f)
@@ -181,7 +144,7 @@ class RunStore:
         (:mod:`relabeler.artifacts`) must match its schema."""
         if not isinstance(table, pa.Table):
             raise TypeError(f"table must be a pyarrow.Table, got {type(table).__name__}")
-        spec = table_artifact(_check_artifact(artifact))
+        spec = table_artifact(check_artifact(artifact))
         if spec is not None:
             table = spec.conform(table, where=f"{artifact} in run directory {self.uri}")
         self._write_atomic(artifact, lambda f: pq.write_table(table, f))
@@ -277,7 +240,7 @@ class RunStore:
             info = self.fs.info(full)
         except FileNotFoundError:
             return None
-        return _listing_version(posixpath.dirname(full), {full: info})
+        return listing_version(posixpath.dirname(full), {full: info})
 
     def folder_version(self, folder: str) -> str | None:
         """A short tag that changes when any file under ``folder`` is rewritten, added or
@@ -299,7 +262,7 @@ class RunStore:
         if not self.fs.isdir(full):
             return []
         rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
-        return sorted(r for r in rels if not any(s.startswith(_TMP_PREFIX) for s in r.split("/")))
+        return sorted(r for r in rels if not any(s.startswith(TMP_PREFIX) for s in r.split("/")))
 
     @storage_io("append to")
     def append_line(self, artifact: str, line: str, *, private: bool = False) -> None:
@@ -345,7 +308,7 @@ class RunStore:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(posixpath.dirname(full))
+            fsync_dir(posixpath.dirname(full))
 
     def _not_a_file(self, artifact: str, what: str) -> str:
         return (f"run directory {self.uri}: cannot append to {artifact!r}: it is {what}; "
@@ -363,7 +326,7 @@ class RunStore:
     def shard_name(self, folder: str, index: int) -> str:
         if not isinstance(index, int) or index < 0:
             raise ValueError(f"index must be a non-negative int, got {index!r}")
-        return f"{_check_artifact(folder, name='folder')}/part-{index:05d}.parquet"
+        return f"{check_artifact(folder, name='folder')}/part-{index:05d}.parquet"
 
     def _parts(self, full_dir: str) -> dict[int, str]:
         self.fs.invalidate_cache(full_dir)
@@ -455,7 +418,7 @@ class RunStore:
         """For ``--force``: remove the marker first, then the stage's artifacts."""
         if isinstance(artifacts, str):
             raise TypeError("artifacts must be a sequence of artifact paths, not one str")
-        rels = [_check_artifact(a, name="artifacts") for a in artifacts]  # all valid, then remove
+        rels = [check_artifact(a, name="artifacts") for a in artifacts]  # all valid, then remove
         self.remove(self._marker(stage))
         for rel in rels:
             self.remove(rel)
@@ -474,10 +437,10 @@ class RunStore:
         an object store has no folder rename, so files are moved over one by one and stale ones
         removed, and the missing marker says the stage is unfinished if that is cut short.
         """
-        base = _check_artifact(folder, name="folder")
+        base = check_artifact(folder, name="folder")
         staged: dict[str, pa.Table | bytes] = {}
         for artifact, table in tables.items():
-            rel = _check_artifact(artifact)
+            rel = check_artifact(artifact)
             if not rel.startswith(base + "/"):
                 raise ValueError(f"tables: {artifact!r} is not inside folder {base!r}")
             spec = table_artifact(rel)
@@ -485,7 +448,7 @@ class RunStore:
                 table = spec.conform(table, where=f"{rel} in run directory {self.uri}")
             staged[rel[len(base) + 1:]] = table
         full = self._full(base)
-        tmp = _tmp_beside(full)
+        tmp = tmp_beside(full)
         try:
             for name, table in staged.items():
                 target = posixpath.join(tmp, name)
@@ -514,8 +477,8 @@ class RunStore:
 
     def _swap_in(self, tmp: str, full: str, names: Mapping[str, Any]) -> None:
         if self.is_local:
-            _replace_local_dir(tmp, full)
-            _fsync_dir(posixpath.dirname(full))
+            replace_local_dir(tmp, full)
+            fsync_dir(posixpath.dirname(full))
             return
         self.fs.invalidate_cache(full)
         old = set(self.fs.find(full)) if self.fs.isdir(full) else set()
@@ -534,7 +497,7 @@ class RunStore:
         full = self._full(artifact)
         if self.is_local and src.resolve() == Path(full).resolve():
             return  # already in place, e.g. save_pretrained into get_dir's path
-        tmp = _tmp_beside(full)
+        tmp = tmp_beside(full)
         files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
         try:
@@ -543,8 +506,8 @@ class RunStore:
                 for rel in files:  # durable before the rename makes them visible
                     with open(posixpath.join(tmp, rel), "rb") as f:
                         os.fsync(f.fileno())
-                _replace_local_dir(tmp, full)
-                _fsync_dir(posixpath.dirname(full))
+                replace_local_dir(tmp, full)
+                fsync_dir(posixpath.dirname(full))
                 return
             for rel in files:  # put_file creates the parent folders
                 self.fs.put_file(str(src / rel), f"{tmp}/{rel}")
@@ -567,7 +530,7 @@ class RunStore:
         of a node) share it, and a new version of the folder lands beside it, so no reader
         ever sees a folder swapped under it.
         """
-        rel = _check_artifact(artifact)
+        rel = check_artifact(artifact)
         full = posixpath.join(self._root, rel)
         if not self.fs.isdir(full):
             raise self._missing("folder", artifact)
@@ -578,7 +541,7 @@ class RunStore:
             key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
             *parents, name = rel.split("/")
             dest = Path(tempfile.gettempdir(), "relabeler-cache", key, *parents,
-                        f"{name}@{_listing_version(full, listing)}")
+                        f"{name}@{listing_version(full, listing)}")
             if dest.is_dir():
                 return dest
         else:
@@ -586,7 +549,7 @@ class RunStore:
             if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
                 raise ValueError(f"local_dir must be missing or an empty folder, got {str(dest)!r}")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(_tmp_beside(dest.as_posix()))
+        tmp = Path(tmp_beside(dest.as_posix()))
         try:
             tmp.mkdir()
             for remote in listing:
@@ -602,17 +565,3 @@ class RunStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
-
-
-def _listing_version(root: str, listing: dict[str, dict]) -> str:
-    """A short hash of a remote folder's files: relative names, sizes and whatever content
-    tag the filesystem gives (S3's ETag, GCS's md5, else a modification time)."""
-    digest = hashlib.sha256()
-    for path in sorted(listing):
-        info = listing[path]
-        tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "crc32c", "mtime",
-                                           "LastModified", "last_modified", "created")
-                    if info.get(k) is not None), "")
-        digest.update(f"{posixpath.relpath(path, root)}\x00{info.get('size')}\x00{tag}\n"
-                      .encode())
-    return digest.hexdigest()[:16]
