@@ -394,8 +394,8 @@ def run_next(store: RunStore, config: RunConfig, *, client=None, progress: bool 
     from relabeler.jobs.retrain import run_retrain
     from relabeler.plugin.connect import client_from_config
     from relabeler.plugin.evidence import RunEvidence
+    from relabeler.plugin.projects import default_title
     from relabeler.plugin.pull import run_pull
-    from relabeler.plugin.push import default_title
     from relabeler.plugin.rounds import check_project, push_round, review_project_id
     from relabeler.plugin.second_opinion import push_second_opinions
     from relabeler.report.rounds import NO_BETTER, UNDECIDED, queue_test

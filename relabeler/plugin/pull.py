@@ -596,7 +596,7 @@ def run_pull(store: RunStore, config: Any, *, client: TaskSource | None = None,
     """``relabeler pull``: settings from ``config.studio``. ``second_opinions=False``: send no
     second-opinion tasks (``relabeler next`` sends them itself, after its round's push)."""
     from relabeler.plugin.connect import client_from_config
-    from relabeler.plugin.push import default_title
+    from relabeler.plugin.projects import default_title
     from relabeler.plugin.second_opinion import push_second_opinions
 
     studio = config.studio

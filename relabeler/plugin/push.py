@@ -34,14 +34,12 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from relabeler import artifacts
 from relabeler.plugin.client import (
     StudioClient,
     StudioNotFoundError,
@@ -51,14 +49,25 @@ from relabeler.plugin.client import (
 )
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.plugin.projects import (
+    GONE_ACQUISITION,
+    GONE_EVAL_AUDIT,
+    MANIFEST,
+    TITLE_LIMIT,
+    acquisition_title,
+    default_title,
+    ensure_project,
+    eval_audit_title,
+    project_spec,
+    reconcile,
+    utc_now,
+)
 from relabeler.plugin.push_checks import (
     PushError,
     check_evidence,
-    check_project_owner,
     check_queue_current,
 )
 from relabeler.plugin.tasks import (
-    MODEL_VERSION,
     NO_ATTRIBUTIONS_NOTE,
     PRIORITY_FIELD,
     SAMPLE_ID_FIELD,
@@ -85,9 +94,7 @@ from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-MANIFEST = artifacts.MANIFEST.path
 PRIORITY_VIEW = "Priority queue"
-TITLE_LIMIT = 50  # Label Studio refuses longer project titles
 
 
 @dataclass(frozen=True)
@@ -110,115 +117,6 @@ class PushResult:
 # the push
 
 
-def _now() -> pd.Timestamp:
-    return pd.Timestamp(datetime.now(UTC))
-
-
-#: what to change when a side project the manifest records was deleted in Label Studio
-GONE_ACQUISITION = ("Only push sends to the acquisition project (pull and next go on without "
-                    "it), and it does not send the run's acquisition or counterexamples again "
-                    "into a new project: to acquire again, start a new run")
-#: the way out where the review project of a run is gone
-NEW_RUN = ("To start again, make a new run on the same data (`relabeler run --run NEW_DIR "
-           f"...`): its push creates a new project; this run's answers stay in its "
-           f"{artifacts.CORRECTIONS.path}")
-GONE_EVAL_AUDIT = ("To go on without the eval audit, push with --set "
-                   "studio.eval_audit_budget=0")
-
-
-def ensure_project(client: StudioClient, title: str, spec: LabelingSpec, *, overlap: int,
-                   known_id: int | None, manifest: pd.DataFrame | None = None,
-                   mine: Collection[int] = (),
-                   way_out: str = NEW_RUN) -> int:
-    """The project: the manifest's (it must still exist), else an empty one of that title (a
-    push that died before recording it), else a new one. A project of that title holding tasks
-    this run did not record is another run's (two run directories of the same name share the
-    default title): a PushError, so that one run's answers never land in another's. So is the
-    manifest's project when its tasks that ``manifest`` records hold other samples (another
-    server, or one that lost its database: :func:`check_project_owner`), refused before
-    anything is changed there. ``mine``: the projects the run's manifest holds tasks in
-    (counterexamples join the acquisition project). The manifest's project deleted in Label
-    Studio: a PushError ending in ``way_out`` (what to change to go on without it)."""
-    if known_id is not None:
-        try:
-            project = client.get_project(known_id)
-        except StudioNotFoundError:
-            raise PushError(
-                f"Label Studio project {known_id}{f' {title!r}' if title else ''}, which "
-                f"{MANIFEST} records, is gone from {client.shown_url}: it was deleted. Nothing "
-                f"was sent; the answers pulled from it before stay in "
-                f"labels/corrections.parquet. {way_out}") from None
-        if manifest is not None:
-            check_project_owner(client, known_id, manifest)
-    else:
-        project = client.find_project(title)
-        if project is not None and project.task_count and project.id not in mine:
-            raise PushError(
-                f"Label Studio project {project.id} {title!r} already holds "
-                f"{project.task_count} tasks that this run did not send (another run's, "
-                f"perhaps one whose run directory has the same name): name another project "
-                f"with --project-title (studio.project_title), or delete that one; nothing "
-                f"was sent")
-        project = project or client.create_project(
-            title, spec.xml, overlap=overlap, model_version=MODEL_VERSION,
-            description="Suspect labels from relabeler, highest priority first.")
-    LabelingSpec.from_config(project.label_config).check_classes(spec.classes)
-    if project.sampling != "Sequential sampling" or project.model_version != MODEL_VERSION:
-        client.update_project(project.id, sampling="Sequential sampling",
-                              model_version=MODEL_VERSION)
-    return project.id
-
-
-def project_spec(client: StudioClient, project_id: int) -> LabelingSpec:
-    """The spec of the project's own labeling config, which its tasks are built for: a project
-    made by an earlier relabeler keeps the config it was made with (one without the evidence
-    window's page gets the window in its panel, :func:`~relabeler.plugin.tasks.build_task`)."""
-    return LabelingSpec.from_config(client.get_project(project_id).label_config)
-
-
-def reconcile(client: StudioClient, manifest: pd.DataFrame, project_id: int) -> pd.DataFrame:
-    """Fill task ids of pending rows from the server and warn about foreign tasks. Only asks the
-    server when the manifest and the project's task count disagree."""
-    rows = manifest["project_id"] == project_id
-    pending = rows & manifest["task_id"].isna()
-    server_count = client.get_project(project_id).task_count
-    if not pending.any() and server_count == int(rows.sum()):
-        return manifest
-    known = manifest.loc[rows & manifest["task_id"].notna(), "task_id"]
-    on_server = client.task_sample_ids(project_id, SAMPLE_ID_FIELD)
-    by_sample = {}
-    for task_id, sample_id in sorted(on_server.items()):
-        by_sample.setdefault(sample_id, task_id)
-    manifest = manifest.copy()
-    filled = 0
-    for idx in manifest.index[pending]:
-        task_id = by_sample.get(manifest.at[idx, "id"])
-        if task_id is not None:
-            manifest.at[idx, "task_id"] = task_id
-            manifest.at[idx, "pushed_at"] = _now()
-            filled += 1
-    mine = set(manifest.loc[rows, "id"])
-    foreign = sorted(set(by_sample) - mine)
-    if filled:
-        log.warning("push: %d tasks of an interrupted push were found on the server and are "
-                    "not sent again", filled)
-    if foreign:
-        log.warning("push: project %d holds %d tasks relabeler did not record (e.g. %s); they "
-                    "are left alone", project_id, len(foreign), foreign[:3])
-    missing = set(known) - set(on_server)
-    if missing:
-        gone = sorted(manifest.loc[rows & manifest["task_id"].isin(missing), "id"])
-        more = f" and {len(gone) - 10} more" if len(gone) > 10 else ""
-        log.warning("push: %d tasks in the manifest are gone from project %d (deleted in Label "
-                    "Studio?): samples %s%s. They stay in %s, so push and `next` do not send "
-                    "these samples again; answers pulled from them before stay in %s. To label "
-                    "one, write its label into %s by hand (README, \"Corrections made outside "
-                    "Label Studio\")", len(missing), project_id,
-                    ", ".join(map(repr, gone[:10])), more, MANIFEST, artifacts.CORRECTIONS.path,
-                    artifacts.CORRECTIONS.path)
-    return manifest
-
-
 def _import_batches(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                     project_id: int, tasks: list[dict[str, Any]], *, batch_size: int,
                     progress: bool) -> pd.DataFrame:
@@ -231,7 +129,7 @@ def _import_batches(client: StudioClient, store: RunStore, manifest: pd.DataFram
     for batch in batches:
         ids = [t["data"][SAMPLE_ID_FIELD] for t in batch]
         task_ids = _import_once(client, project_id, batch, ids)
-        now = _now()
+        now = utc_now()
         for sid, task_id in zip(ids, task_ids, strict=True):
             manifest.at[index[sid], "task_id"] = task_id
             manifest.at[index[sid], "pushed_at"] = now
@@ -578,21 +476,6 @@ def eval_audit_picks(evidence: RunEvidence, budget: int) -> pd.DataFrame:
                     "run has no labeled eval split, or was scored before the eval audit)")
         return empty
     return evidence.eval_suspects[["id", "rank"]].head(budget).reset_index(drop=True)
-
-
-def acquisition_title(title: str) -> str:
-    suffix = " (acquisition)"
-    return title[: TITLE_LIMIT - len(suffix)] + suffix
-
-
-def eval_audit_title(title: str) -> str:
-    suffix = " (eval audit)"
-    return title[: TITLE_LIMIT - len(suffix)] + suffix
-
-
-def default_title(store: RunStore) -> str:
-    name = store.uri.rstrip("/").rsplit("/", 1)[-1] or "run"
-    return f"relabeler: {name}"[:TITLE_LIMIT]
 
 
 def run_push(store: RunStore, config: Any, *, client: StudioClient | None = None,

@@ -71,7 +71,8 @@ from relabeler.plugin.consensus import SKIPPED, vote_answers
 from relabeler.plugin.events import EventTail, read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
 from relabeler.plugin.priorities import minimal_priorities, waiting_priorities
-from relabeler.plugin.push import project_spec, update_priorities
+from relabeler.plugin.projects import project_spec
+from relabeler.plugin.push import update_priorities
 from relabeler.plugin.push_checks import check_tasks_owner, recorded_tasks
 from relabeler.plugin.reconcile import WebhookAnnotations, event_project
 from relabeler.plugin.tasks import MODEL_VERSION, PRIORITY_FIELD

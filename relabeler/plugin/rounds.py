@@ -20,14 +20,8 @@ import pandas as pd
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.push import (
-    NEW_RUN,
-    PRIORITY_VIEW,
-    _pending_rows,
-    _sync_project,
-    ensure_project,
-    reconcile,
-)
+from relabeler.plugin.projects import NEW_RUN, ensure_project, reconcile
+from relabeler.plugin.push import PRIORITY_VIEW, _pending_rows, _sync_project
 from relabeler.plugin.push_checks import PushError, check_evidence, check_project_owner
 from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.queue_plan import CONTROL, FLAGGED, holds_manifest, read_manifest

@@ -32,7 +32,8 @@ from relabeler.corrections import CORRECTIONS
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.push import TITLE_LIMIT, _push_side_project
+from relabeler.plugin.projects import TITLE_LIMIT
+from relabeler.plugin.push import _push_side_project
 from relabeler.queue_plan import (
     CONTROL,
     FLAGGED,

@@ -340,7 +340,7 @@ class _Loop:
             loop.events.append(("second_opinions", kwargs.get("round_no", 1)))
 
         monkeypatch.setattr("relabeler.plugin.pull.pull", pull)
-        monkeypatch.setattr("relabeler.plugin.push.default_title", lambda store: "t")
+        monkeypatch.setattr("relabeler.plugin.projects.default_title", lambda store: "t")
         monkeypatch.setattr("relabeler.plugin.second_opinion.push_second_opinions",
                             second_opinions)
         monkeypatch.setattr("relabeler.plugin.rounds.check_project", lambda *a, **k: None)

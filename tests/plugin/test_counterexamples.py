@@ -13,8 +13,9 @@ import pytest
 from relabeler import artifacts
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.counterexamples import counterexample_picks
+from relabeler.plugin.projects import acquisition_title
 from relabeler.plugin.pull import CORRECTIONS, pull
-from relabeler.plugin.push import acquisition_title, push
+from relabeler.plugin.push import push
 from relabeler.queue_plan import ACQUIRED, COUNTEREXAMPLE, read_manifest
 from tests.plugin.synthetic import make_run
 

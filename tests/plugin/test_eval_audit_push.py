@@ -8,8 +8,9 @@ import logging
 
 from relabeler.corrections import CORRECTIONS
 from relabeler.plugin.evidence import EVAL_NOTE, RunEvidence
+from relabeler.plugin.projects import eval_audit_title
 from relabeler.plugin.pull import pull
-from relabeler.plugin.push import eval_audit_picks, eval_audit_title, push
+from relabeler.plugin.push import eval_audit_picks, push
 from relabeler.queue_plan import EVAL_AUDIT, read_manifest, read_plan
 from tests.plugin.fake_studio import FakeStudio
 from tests.plugin.synthetic import CLASSES, make_run

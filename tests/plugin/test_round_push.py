@@ -43,7 +43,7 @@ def test_tasks_an_earlier_push_left_pending_are_not_counted_as_this_rounds_contr
 def test_tasks_are_built_for_the_labeling_config_their_project_was_made_with(tmp_path):
     # a project made before the evidence window's page: its tasks carry the window in their
     # panel, not in a data field its config never shows (push, re-rank and rounds alike)
-    from relabeler.plugin.push import project_spec
+    from relabeler.plugin.projects import project_spec
 
     store = make_run(str(tmp_path / "run"), n_train=60)
     studio = FakeStudio(CLASSES)
