@@ -124,7 +124,7 @@ def test_an_answer_changed_during_a_long_listing_is_fetched_by_the_next_pull(
     first = studio.annotate(tasks["s0"], "spam", notify=False)
     listing = studio.list_tasks
     clock = iter([0.0, 30.0])  # the listing takes 30 s
-    monkeypatch.setattr("relabeler.plugin.pull.time", SimpleNamespace(
+    monkeypatch.setattr("relabeler.plugin.fetch.time", SimpleNamespace(
         monotonic=lambda: next(clock), perf_counter=time.perf_counter))
 
     def slow_listing(project_id, **kwargs):
@@ -138,7 +138,7 @@ def test_an_answer_changed_during_a_long_listing_is_fetched_by_the_next_pull(
     pull(store, studio)
     assert corrections(store)["s0"]["new_label"] == "spam"  # the answer as listed
     monkeypatch.setattr(studio, "list_tasks", listing)
-    monkeypatch.setattr("relabeler.plugin.pull.time", time)
+    monkeypatch.setattr("relabeler.plugin.fetch.time", time)
     result = pull(store, studio)
     assert (result.tasks_changed, corrections(store)["s0"]["new_label"]) == (1, "ham")
 
