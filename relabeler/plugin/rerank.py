@@ -352,7 +352,7 @@ class Reranker:
         handled (skipped ones included) and those whose priority the server took."""
         self._server_priorities(review, project_id)  # connects, checks the project
         spec = project_spec(self._client, project_id)  # the config the project was made with
-        if self._predictions is None:
+        if self._predictions is None and len(review) <= PREDICTIONS_LISTING_MAX:
             self._predictions = self._client.project_predictions(project_id, MODEL_VERSION)
         rows = review.loc[moved.index].copy()
         rows["priority"] = [priorities[str(x)] for x in rows["id"]]
@@ -413,6 +413,13 @@ class Reranker:
         manifest["priority"] = [new.get(key, p) for key, p in zip(keys, manifest["priority"],
                                                                    strict=True)]
         write_manifest(self.store, manifest)
+
+
+#: above this many review tasks, a re-rank reads the predictions of each task it moves instead
+#: of the project's in one request: Label Studio 1.23 lists a project's predictions in one
+#: unpaginated response (each holds the evidence regions, a few kB), which grows with the
+#: project, while a re-rank moves a part of it
+PREDICTIONS_LISTING_MAX = 20_000
 
 
 class _AnsweredMeanwhile:

@@ -414,6 +414,20 @@ def test_a_re_rank_asks_for_predictions_only_where_the_suggestion_changed(pushed
                              "DELETE prediction": moved}
 
 
+def test_a_large_project_has_each_moved_tasks_predictions_read_not_the_whole_listing(
+        pushed, monkeypatch):
+    # Label Studio lists a project's predictions unpaginated: above the limit, one response
+    # would hold every task's evidence
+    store, config, frame, fake, _ = pushed
+    monkeypatch.setattr("relabeler.plugin.rerank.PREDICTIONS_LISTING_MAX", 10)
+    answer_top(store, fake, frame, 24)
+    fake.requests.clear()
+    moved = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)(24)
+    assert moved.reprioritised > 10
+    assert fake.requests == {"PATCH task": moved.reprioritised,
+                             "GET task predictions": moved.reprioritised}
+
+
 def test_tasks_answered_while_a_re_rank_runs_are_not_sent(pushed):
     store, config, frame, fake, _ = pushed
     answer_top(store, fake, frame, 24)
