@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup studio-venv browser demo test test-fast bench gpu-bundle lint clean
+.PHONY: setup studio-venv browser postgres demo test test-fast bench gpu-bundle lint clean
 
 setup: $(STAMP) $(STUDIO_STAMP)
 
@@ -60,11 +60,29 @@ browser:
 	    || { echo "make browser: apt-get could not install chromium chromium-driver" >&2; exit 1; }; \
 	fi
 
+# the PostgreSQL test (tests/plugin/test_postgres.py) runs Label Studio on Debian's PostgreSQL,
+# as production deployments keep its data: installed with apt when initdb is missing
+postgres:
+	@if [ -n "$$RELABELER_PG_BIN" ]; then :; \
+	elif ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make postgres: no apt-get here: install PostgreSQL, or set RELABELER_PG_BIN to" \
+	    "the folder of its initdb and pg_ctl" >&2; exit 1; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "make postgres: apt-get install postgresql needs root" >&2; exit 1; fi; \
+	  echo "installing postgresql (apt)"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+	    || { echo "make postgres: apt-get could not install postgresql" >&2; exit 1; }; \
+	fi
+
 demo: setup
 	$(VENV)/bin/relabeler demo
 
 # --durations: the slowest tests, so a CI log shows where the suite's time goes (25-minute bar)
-test: setup browser
+test: setup browser postgres
 	$(VENV)/bin/pytest -q --durations=30
 
 test-fast: setup

@@ -385,13 +385,22 @@ class StudioClient:
     # ----------------------------------------------------------------------------------------
     # Data Manager views, ML backends, webhooks
 
-    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
-        """A Data Manager tab titled ``title`` sorted by ``ordering``; created or updated."""
-        data = {"title": title, "ordering": list(ordering)}
+    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str], *,
+                    numbers: Sequence[str] = ()) -> int:
+        """A Data Manager tab titled ``title`` sorted by ``ordering``; created or updated.
+
+        ``numbers``: the columns of ``ordering`` that hold numbers. Label Studio sorts a
+        ``data`` column numerically only where the tab's ``columnsDisplayType`` calls it a
+        Number; else it sorts the text, which on PostgreSQL puts 10 before 2 (SQLite compares
+        JSON numbers as numbers either way)."""
         view = self._view(project_id, title)
+        view_data = (_dump(view).get("data") or {}) if view is not None else {}
+        shown = dict(view_data.get("columnsDisplayType") or {})
+        data = {"title": title, "ordering": list(ordering),
+                "columnsDisplayType": {**shown, **{column: "Number" for column in numbers}}}
         if view is not None:
-            view_data = _dump(view).get("data") or {}
-            if list(view_data.get("ordering") or []) != list(ordering):
+            if (list(view_data.get("ordering") or []) != list(ordering)
+                    or data["columnsDisplayType"] != shown):
                 self._call(f"update view {view.id}", self.sdk.views.update, str(view.id),
                            project=project_id, data={**view_data, **data})
             return int(view.id)

@@ -15,13 +15,15 @@ from relabeler import artifacts
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.labeling import LabelingSpec
 from relabeler.plugin.push_checks import PushError, check_project_owner
-from relabeler.plugin.tasks import MODEL_VERSION, SAMPLE_ID_FIELD
+from relabeler.plugin.tasks import MODEL_VERSION, PRIORITY_FIELD, SAMPLE_ID_FIELD
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
 MANIFEST = artifacts.MANIFEST.path
 TITLE_LIMIT = 50  # Label Studio refuses longer project titles
+#: the Data Manager tab sorted by the queue's order (the task data's priority)
+PRIORITY_VIEW = "Priority queue"
 
 
 def utc_now() -> pd.Timestamp:
@@ -147,3 +149,10 @@ def eval_audit_title(title: str) -> str:
 def default_title(store: RunStore) -> str:
     name = store.uri.rstrip("/").rsplit("/", 1)[-1] or "run"
     return f"relabeler: {name}"[:TITLE_LIMIT]
+
+
+def ensure_priority_view(client: StudioClient, project_id: int) -> int:
+    """The project's "Priority queue" tab, sorted by the tasks' priority as numbers (also on
+    a Label Studio that keeps its data in PostgreSQL, where text order puts 10 before 2)."""
+    column = f"tasks:data.{PRIORITY_FIELD}"
+    return client.ensure_view(project_id, PRIORITY_VIEW, [column], numbers=[column])

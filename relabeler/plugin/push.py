@@ -56,6 +56,7 @@ from relabeler.plugin.projects import (
     TITLE_LIMIT,
     acquisition_title,
     default_title,
+    ensure_priority_view,
     ensure_project,
     eval_audit_title,
     project_spec,
@@ -69,7 +70,6 @@ from relabeler.plugin.push_checks import (
 )
 from relabeler.plugin.tasks import (
     NO_ATTRIBUTIONS_NOTE,
-    PRIORITY_FIELD,
     SAMPLE_ID_FIELD,
     SampleInput,
     build_task,
@@ -94,7 +94,6 @@ from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
 
-PRIORITY_VIEW = "Priority queue"
 
 
 @dataclass(frozen=True)
@@ -342,7 +341,7 @@ def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataF
         client, store, manifest, project_id, priorities, new_rows, build, spec,
         top_spans=top_spans, batch_size=batch_size, progress=progress, data_round=1,
         refresh_bare=(source,) if refresh_bare else ())
-    client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+    ensure_priority_view(client, project_id)
     return manifest, project_id, len(imported)
 
 
@@ -406,7 +405,7 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     source_of = dict(zip(manifest["id"], manifest["source"], strict=True))
     n_flagged = sum(source_of[x] == FLAGGED for x in imported)
     n_controls = len(imported) - n_flagged
-    client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+    ensure_priority_view(client, project_id)
 
     # the acquisition project (pool samples near under-covered data) and the eval-audit
     # project (the eval labels most likely wrong), each when the plan has rows for it

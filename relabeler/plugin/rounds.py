@@ -20,10 +20,9 @@ import pandas as pd
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.projects import NEW_RUN, ensure_project, reconcile
-from relabeler.plugin.push import PRIORITY_VIEW, _pending_rows, _sync_project
+from relabeler.plugin.projects import NEW_RUN, ensure_priority_view, ensure_project, reconcile
+from relabeler.plugin.push import _pending_rows, _sync_project
 from relabeler.plugin.push_checks import PushError, check_evidence, check_project_owner
-from relabeler.plugin.tasks import PRIORITY_FIELD
 from relabeler.queue_plan import CONTROL, FLAGGED, holds_manifest, read_manifest
 from relabeler.store import RunStore
 
@@ -98,7 +97,7 @@ def push_round(store: RunStore, client: StudioClient, evidence: RunEvidence,
         client, store, manifest, project_id, priorities, _pending_rows(new, project_id, round_no),
         evidence.train_samples, spec, top_spans=top_spans, batch_size=batch_size,
         progress=progress)
-    client.ensure_view(project_id, PRIORITY_VIEW, [f"tasks:data.{PRIORITY_FIELD}"])
+    ensure_priority_view(client, project_id)
     source_of = dict(zip(plan["id"], plan["source"], strict=True))
     n_flagged = sum(source_of.get(x) == FLAGGED for x in imported)
     n_controls = sum(source_of.get(x) == CONTROL for x in imported)

@@ -35,6 +35,7 @@ class FakeStudio:
         self.tasks: dict[int, dict[str, Any]] = {}
         self.users = {1: "alice@relabeler.local", 2: "bob@relabeler.local"}
         self.list_calls: list[dict[str, Any]] = []
+        self.views: dict[int, dict[str, Any]] = {}  # project id -> its priority tab
         # the HTTP requests the real client would send for the task and prediction calls
         self.requests: Counter[str] = Counter()
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
@@ -195,7 +196,10 @@ class FakeStudio:
                 out[task_id] = mine
         return out
 
-    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str]) -> int:
+    def ensure_view(self, project_id: int, title: str, ordering: Sequence[str], *,
+                    numbers: Sequence[str] = ()) -> int:
+        self.views[project_id] = {"title": title, "ordering": list(ordering),
+                                  "numbers": list(numbers)}
         return project_id
 
     def list_tasks(self, project_id: int, *, updated_after: str | None = None,

@@ -58,6 +58,30 @@ def test_a_view_create_that_timed_out_is_looked_up_not_repeated():
     assert len(creates) == 1
 
 
+def test_a_priority_tab_made_before_it_sorted_numbers_is_updated_once():
+    # a tab made by an earlier relabeler sorts the priority as text on PostgreSQL
+    old = {"title": "Priority queue", "ordering": ["tasks:data.priority"],
+           "columnsDisplayType": {"tasks:data.score": "String"}}
+    stored, updates = [old], []
+
+    def update(view_id, *, project, data, request_options):
+        updates.append(data)
+        stored[0] = data
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=1, backoff=0.01)
+    client.sdk = SimpleNamespace(views=SimpleNamespace(
+        list=lambda *, project, request_options: [SimpleNamespace(
+            id=7, model_dump=lambda mode: {"id": 7, "data": stored[0]})],
+        update=update))
+    column = "tasks:data.priority"
+    assert client.ensure_view(1, "Priority queue", [column], numbers=[column]) == 7
+    assert updates == [{"title": "Priority queue", "ordering": [column],
+                        "columnsDisplayType": {"tasks:data.score": "String",
+                                               column: "Number"}}]
+    assert client.ensure_view(1, "Priority queue", [column], numbers=[column]) == 7
+    assert len(updates) == 1
+
+
 def _capped_listing(items, *, cap):
     """A paginated listing whose server caps the page size at ``cap`` (Label Studio's
     TASK_API_PAGE_SIZE_MAX) and answers 404 past the last page, as Django REST does."""

@@ -95,8 +95,10 @@ def test_push_serves_highest_priority_first(studio, annotators, admin, tmp_path,
     assert served == list(range(1, 16))
 
     views = studio.http().get("/api/dm/views/", params={"project": result.project_id}).json()
-    assert [v["data"]["ordering"] for v in views if v["data"].get("title") == "Priority queue"] \
-        == [["tasks:data.priority"]]
+    (tab,) = [v["data"] for v in views if v["data"].get("title") == "Priority queue"]
+    # a Number column: Label Studio on PostgreSQL sorts any other as text (10 before 2)
+    assert (tab["ordering"], tab["columnsDisplayType"]) == (
+        ["tasks:data.priority"], {"tasks:data.priority": "Number"})
 
 
 def test_task_shows_suggestion_evidence_and_panel(studio, admin, tmp_path, title):
