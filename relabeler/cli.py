@@ -212,7 +212,8 @@ def _shown(value, spec: str) -> str:
 def _print_queue_head(run, n: int = 5) -> None:
     print(f"\n  top {n} of the queue:")
     for row in run.suspects().head(n).itertuples():
-        text = str(row.text).replace("\n", " ")
+        # a line break, carriage return or terminal escape in the data would rewrite the line
+        text = "".join(c if c.isprintable() else " " for c in str(row.text))
         text = text[:70] + ("..." if len(text) > 70 else "")
         print(f"  {row.rank:>3}. [{row.given_label} -> {row.suggested_label} "
               f"{row.suggested_confidence:.2f}] {text}")

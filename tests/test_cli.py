@@ -427,3 +427,22 @@ def test_torch_logs_nothing_at_info_from_the_start(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120, env=env)
     assert out.stdout.split() == ["False", "False", "True", "True"]
+
+
+def test_the_queue_head_prints_one_line_a_sample_whatever_its_text_holds(capsys):
+    # a carriage return or a terminal escape in a text rewrote the printed line
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from relabeler import cli
+
+    texts = ["love you, call mom\rtonight", "\x1b[2Jclear\x1b]0;title\x07 me", "a\nb\tc"]
+    suspects = pd.DataFrame({"rank": [1, 2, 3], "given_label": ["ham"] * 3,
+                             "suggested_label": ["spam"] * 3,
+                             "suggested_confidence": [0.9, 0.8, 0.7], "text": texts})
+    cli._print_queue_head(SimpleNamespace(suspects=lambda: suspects))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3:] == ["    1. [ham -> spam 0.90] love you, call mom tonight",
+                          "    2. [ham -> spam 0.80]  [2Jclear ]0;title  me",
+                          "    3. [ham -> spam 0.70] a b c"]
