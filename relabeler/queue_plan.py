@@ -254,14 +254,21 @@ def _unit(seed: int, sample_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+#: the step between the priorities of consecutive review tasks as push and ``next`` give them
+#: (the first is PRIORITY_STEP): the free integers between two tasks let serve's re-rank move a
+#: task between them with one update, where values 1, 2, 3 made it renumber every task up to
+#: the next gap (half of a 150-task queue on each of the first re-ranks)
+PRIORITY_STEP = 1000
+
+
 def queue_priorities(flagged_ranked: Sequence[str], controls: Sequence[str], *, seed: int = 0
                      ) -> dict[str, int]:
-    """Queue positions (1 = first) for flagged ids in rank order with controls spread among
-    them at stable, uniformly random places."""
+    """Review-queue priorities (:data:`PRIORITY_STEP` = first, then a step apart) for flagged
+    ids in rank order with controls spread among them at stable, uniformly random places."""
     n = max(len(flagged_ranked), 1)
     keys = [(float(i), 0, x) for i, x in enumerate(flagged_ranked)]
     keys += [(_unit(seed, x) * n, 1, x) for x in controls]
-    return {x: position for position, (_, _, x) in enumerate(sorted(keys), start=1)}
+    return {x: PRIORITY_STEP * place for place, (_, _, x) in enumerate(sorted(keys), start=1)}
 
 
 def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.DataFrame, *,
@@ -272,8 +279,9 @@ def plan_round(ranking: pd.DataFrame, train_ids: Sequence[str], manifest: pd.Dat
 
     ranking: the suspects (columns id, rank). manifest: what was sent (id, source). pool_picks:
     the pool rows to acquire (columns id, rank). eval_picks: the eval rows to audit (columns
-    id, rank; none when omitted). Returns columns id, source, position (1 = first
-    within its project), rank (of the suspect or the pool pick; NA for a control below the
+    id, rank; none when omitted). Returns columns id, source, position (the task's priority
+    in its project, lowest first: :data:`PRIORITY_STEP` apart in the review project, the pick's
+    rank in the others), rank (of the suspect or the pool pick; NA for a control below the
     ranking) and pushed (already in Label Studio).
     """
     ranking = ranking.sort_values(["rank", "id"], kind="stable")
@@ -401,4 +409,4 @@ def behind_the_live_order(manifest: pd.DataFrame, project_id: int, review: pd.Da
     new = [x for x in review.sort_values("position")["id"] if x not in sent]
     log.info("push: serve re-ranked the waiting tasks after the scores were made: their order "
              "is kept, and %d new tasks go behind them", len(new))
-    return {x: start + i for i, x in enumerate(new, 1)}
+    return {x: start + PRIORITY_STEP * i for i, x in enumerate(new, 1)}

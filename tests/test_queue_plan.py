@@ -69,7 +69,8 @@ def test_priorities_keep_rank_order_and_spread_controls():
     flagged = IDS[:50]
     controls = IDS[200:205]
     prio = queue_priorities(flagged, controls, seed=1)
-    assert sorted(prio.values()) == list(range(1, 56))
+    # a step apart, so a re-rank can move a task between two others with one update
+    assert sorted(prio.values()) == list(range(1000, 56_000, 1000))
     assert [prio[x] for x in flagged] == sorted(prio[x] for x in flagged)
     assert len({prio[x] for x in controls}) == 5
     assert prio == queue_priorities(flagged, controls, seed=1)
@@ -87,7 +88,7 @@ def test_a_plan_lists_every_task_of_the_round_in_queue_order():
     plan = plan_round(RANKING, IDS, manifest([]), budget=20, control_share=0.1, seed=3,
                       pool_picks=PICKS)
     review = plan[plan["source"] != ACQUIRED]
-    assert review["position"].tolist() == list(range(1, 21))
+    assert review["position"].tolist() == list(range(1000, 21_000, 1000))
     assert sorted(review.loc[review["source"] == FLAGGED, "id"]) == IDS[:18]
     flagged_ranks = review.loc[review["source"] == FLAGGED, "rank"].tolist()
     assert flagged_ranks == list(range(1, 19))  # rank order, controls spread among them
@@ -164,7 +165,7 @@ def test_a_later_round_queues_the_top_of_the_unsent_ranking_behind_every_task():
     assert sorted(flagged["id"]) == IDS[36:54]  # the top 18 never sent, in rank order
     assert list(flagged.sort_values("position")["rank"]) == list(range(37, 55))
     assert len(controls) == 2 and not set(controls["id"]) & (set(sent["id"]) | set(IDS[:54]))
-    assert sorted(plan["position"]) == list(range(38, 58))  # behind priority 37
+    assert sorted(plan["position"]) == list(range(1037, 21_037, 1000))  # behind priority 37
     assert not plan["pushed"].any()
     # the same inputs give the same round; another round draws other controls
     again = plan_next_round(ranking, IDS, sent, batch=20, control_share=0.1, seed=0,

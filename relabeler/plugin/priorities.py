@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from relabeler.queue_plan import CONTROL, FLAGGED
+from relabeler.queue_plan import CONTROL, FLAGGED, PRIORITY_STEP
 
 
 def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float],
@@ -51,8 +51,9 @@ def waiting_priorities(waiting: pd.DataFrame, score_of: Mapping[str, float],
 
 
 #: the step between the values given to tasks placed before the first or after the last task
-#: that keeps its value: it leaves room there for later moves without touching other tasks
-SPACING = 1000
+#: that keeps its value (push's own step): it leaves room there for later moves without
+#: touching other tasks
+SPACING = PRIORITY_STEP
 
 
 def minimal_priorities(current: Sequence[int], taken: Collection[int] = ()) -> list[int]:
@@ -67,9 +68,10 @@ def minimal_priorities(current: Sequence[int], taken: Collection[int] = ()) -> l
     a longest increasing subsequence of ``current``. The others get values spread evenly
     between their new neighbours (leaving room for the next re-rank), or ``SPACING`` apart
     before the first or after the last kept task, where the range is open (values below 1
-    included). Where values are packed tight (1, 2, 3, ... as push gives them), moving a task
-    into the middle therefore also gives new values to the tasks on one side of it, up to the
-    next gap: there is no integer between two neighbours."""
+    included). Where values are packed tight (1, 2, 3, ... as push gave them before it left
+    :data:`~relabeler.queue_plan.PRIORITY_STEP` between tasks), moving a task into the middle
+    therefore also gives new values to the tasks on one side of it, up to the next gap: there
+    is no integer between two neighbours."""
     blocked = sorted({int(v) for v in taken})
     blocked_set = set(blocked)
 

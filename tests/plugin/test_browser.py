@@ -148,7 +148,7 @@ def test_annotator_answers_the_first_task_through_the_page(studio, browser, tmp_
     manifest = read_manifest(store)
     queue = manifest[manifest["project_id"] == result.project_id].sort_values("priority")
     first = queue.iloc[0]
-    assert (first["priority"], first["source"]) == (1, FLAGGED)
+    assert (first["priority"], first["source"]) == (1000, FLAGGED)
     task_id = int(first["task_id"])
     with studio.http() as http:
         task = http.get(f"/api/tasks/{task_id}/").json()

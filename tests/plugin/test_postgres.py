@@ -141,5 +141,5 @@ def test_the_priority_tab_serves_the_queue_in_number_order_on_postgres(studio_on
     (view_id,) = [v["id"] for v in views if v["data"].get("title") == "Priority queue"]
     listed = http.get("/api/tasks/", params={"project": result.project_id, "view": view_id,
                                              "page_size": 100, "fields": "task_only"}).json()
-    # before: 1, 10, 11, ..., 19, 2, 20, ...
-    assert [t["data"]["priority"] for t in listed["tasks"]] == list(range(1, 31))
+    # before: 1000, 10000, 11000, ..., 19000, 2000, 20000, ...
+    assert [t["data"]["priority"] for t in listed["tasks"]] == list(range(1000, 31_000, 1000))

@@ -555,7 +555,8 @@ def test_a_push_again_keeps_the_live_order_and_puts_new_tasks_behind_it(pushed):
     assert more.reprioritised == 0 and more.new_flagged + more.new_controls == 10
     assert {x: after[x] for x in live} == live  # the live order stands
     new = after[~after.index.isin(list(live))]
-    assert sorted(new) == list(range(max(live.values()) + 1, max(live.values()) + 11))
+    top = max(live.values())  # behind every sent task, a step apart
+    assert sorted(new) == list(range(top + 1000, top + 11_000, 1000))
     on_server = {t["data"]["sample_id"]: t["data"]["priority"] for t in fake.tasks.values()}
     assert on_server == after.to_dict()
 

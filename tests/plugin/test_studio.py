@@ -92,7 +92,7 @@ def test_push_serves_highest_priority_first(studio, annotators, admin, tmp_path,
         choice = prediction["result"][0]["value"]["choices"][0]
         assert prediction["result"][0]["type"] == "choices"
         post_answer(alice, task["id"], answer(choice))
-    assert served == list(range(1, 16))
+    assert served == list(range(1000, 16_000, 1000))  # a step apart (PRIORITY_STEP)
 
     views = studio.http().get("/api/dm/views/", params={"project": result.project_id}).json()
     (tab,) = [v["data"] for v in views if v["data"].get("title") == "Priority queue"]
@@ -106,7 +106,7 @@ def test_task_shows_suggestion_evidence_and_panel(studio, admin, tmp_path, title
     result = push(store, admin, project_title=title, budget=10)
     manifest = read_manifest(store)
     first = manifest[(manifest["project_id"] == result.project_id)
-                     & (manifest["priority"] == 1)].iloc[0]
+                     & (manifest["priority"] == 1000)].iloc[0]
     task = studio.http().get(f"/api/tasks/{int(first['task_id'])}/").json()
     train = store.read_table("dataset/train.parquet").to_pandas().set_index("id")
     row = train.loc[first["id"]]
@@ -551,8 +551,8 @@ def test_a_reranked_queue_reorders_the_priority_view(studio, annotators, admin, 
     (view_id,) = [v["id"] for v in views if v["data"].get("title") == "Priority queue"]
     task = studio.http(annotators["bob"]).get(f"/api/projects/{first.project_id}/next",
                                               params={"view": view_id}).json()
-    assert (task["data"]["sample_id"], task["data"]["priority"]) == (top, 1)
-    assert manifest.loc[task["id"], "priority"] == 1
+    assert (task["data"]["sample_id"], task["data"]["priority"]) == (top, 1000)
+    assert manifest.loc[task["id"], "priority"] == 1000
 
 
 def test_serve_reranks_waiting_tasks_as_people_answer(studio, annotators, admin, tmp_path,
