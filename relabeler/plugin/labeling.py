@@ -62,7 +62,7 @@ def build_labeling_config(classes: Sequence[str]) -> str:
     <Label value={quoteattr(SUPPORTS_SUGGESTION)} background="{SUGGESTION_COLOUR}"/>
     <Label value={quoteattr(SUPPORTS_GIVEN)} background="{GIVEN_COLOUR}"/>
   </Labels>
-  <Text name="text" value="${TEXT_FIELD}"/>
+  <Text name="text" value="${TEXT_FIELD}" selectionEnabled="false"/>
   <View style="margin-top: 0.75em">
     <Header value="Your answer" size="5"/>
     <Choices name="answer" toName="text" choice="single-radio" showInline="true"

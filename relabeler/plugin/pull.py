@@ -57,7 +57,11 @@ A correction whose task is recomputed and has no answer left is withdrawn: count
 answers set aside as unconfirmed, or answers that cannot be mapped). An answer that cannot be
 mapped (no sample id, a choice that is not a class of the run in ``model/labels.json``,
 whatever the project's config says now, no answer at all, an earlier answer of an annotator who
-answered again) goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently.
+answered again) goes to ``labels/unmapped.parquet`` and the log. Nothing is dropped silently:
+an answer's evidence regions are not read (the highlights are the model's evidence, read-only
+in the page since the prediction marks them so), and one warning per pull counts the tasks whose
+answers hold regions that differ from their prediction's (drawn, moved or deleted in a project
+whose regions were not read-only; :func:`relabeler.plugin.votes.evidence_edited`).
 """
 
 from __future__ import annotations
@@ -111,7 +115,13 @@ from relabeler.plugin.reconcile import (
 )
 from relabeler.plugin.second_opinion import fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
-from relabeler.plugin.votes import correction_row, fingerprint, task_votes, unmapped_row
+from relabeler.plugin.votes import (
+    correction_row,
+    evidence_edited,
+    fingerprint,
+    task_votes,
+    unmapped_row,
+)
 from relabeler.queue_plan import SECOND_OPINION, holds_manifest, read_manifest
 from relabeler.store import RunStore
 
@@ -165,6 +175,7 @@ class _Pulled:
     from_events: int = 0
     unconfirmed: int = 0
     deleted: int = 0
+    evidence_edited: list[tuple[int, int]] = field(default_factory=list)  # (project, task)
 
 
 @dataclass(frozen=True)
@@ -219,6 +230,18 @@ def _log_reconciled(task_id: int, seen: Reconciled) -> None:
                     "dropped", task_id, seen.deleted)
 
 
+def _log_evidence_edited(tasks: Sequence[tuple[int, int]], shown: int = 10) -> None:
+    """One warning for the tasks whose answers changed the evidence highlights."""
+    if not tasks:
+        return
+    named = ", ".join(f"{p}/{t}" for p, t in tasks[:shown])
+    more = f" and {len(tasks) - shown} more" if len(tasks) > shown else ""
+    log.warning("pull: %d tasks have answers whose evidence highlights differ from the model's "
+                "(regions drawn, moved or deleted in Label Studio; project/task %s%s): relabeler "
+                "reads only the class and the comment of an answer, the highlights are the "
+                "model's evidence, so those region changes are not kept", len(tasks), named, more)
+
+
 def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
                   pstate: dict[str, Any], webhooks: WebhookAnnotations, run: _RunLabels,
                   user_names: Mapping[int, str], pulled: _Pulled) -> None:
@@ -251,6 +274,9 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
         pulled.refreshed.add((project_id, task_id))
         pulled.deleted += len(seen.deleted) + len(newly)
         _log_reconciled(task_id, seen)
+        if any(evidence_edited(a, spec, task.get("predictions") or [])
+               for a in seen.annotations):
+            pulled.evidence_edited.append((project_id, task_id))
         if newly:
             log.warning("pull: task %d: annotations %s that an earlier pull saw on the server "
                         "are gone from it, and no webhook event said so (deleted in Label "
@@ -447,6 +473,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                           error=PullError, nothing=NOT_PULLED)
         _pull_project(project_id, fetched, spec, pstate, webhooks, run, user_names, pulled)
 
+    _log_evidence_edited(pulled.evidence_edited)
     review_rows, second_rows = _split_second_opinions(pulled.rows)
     corrections, withdrawn = merge_corrections(previous, review_rows, pulled.refreshed,
                                                pulled.emptied)

@@ -281,6 +281,9 @@ def build_prediction(sample: SampleInput, spec: LabelingSpec, *, top_spans: int 
                 "value": {"start": int(span.start), "end": int(span.end),
                           "text": sample.text[span.start:span.end], "labels": [label]},
                 "score": round(float(span.score / top), 4) if top > 0 else 0.0,
+                # the model's evidence, display only: Label Studio lets no one move, relabel
+                # or delete it (pull reads only the answer and the comment)
+                "readonly": True,
             })
     prediction: dict[str, Any] = {"model_version": model_version, "result": result}
     if sample.confidence is not None and math.isfinite(sample.confidence):

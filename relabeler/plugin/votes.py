@@ -98,6 +98,39 @@ def annotation_vote(annotation: Mapping[str, Any], spec: LabelingSpec,
     return Vote(answer=answer, **common)
 
 
+#: the ``origin`` Label Studio gives a region an annotator drew, or changed from a prediction's
+_EDITED_ORIGINS = ("manual", "prediction-changed")
+
+
+def _evidence(result: Sequence[Mapping[str, Any]] | None, spec: LabelingSpec
+              ) -> Counter[tuple[Any, Any, tuple[str, ...]]]:
+    """The evidence regions of a result: (start, end, labels), as many as there are."""
+    return Counter(((r.get("value") or {}).get("start"), (r.get("value") or {}).get("end"),
+                    tuple(map(str, (r.get("value") or {}).get("labels") or [])))
+                   for r in result or [] if r.get("from_name") == spec.evidence_name)
+
+
+def evidence_edited(annotation: Mapping[str, Any], spec: LabelingSpec,
+                    predictions: Sequence[Mapping[str, Any]] = ()) -> bool:
+    """Whether an answer's evidence regions are not the ones the model's prediction showed: a
+    region drawn or changed in the page (Label Studio's ``origin`` says so), or, for an answer
+    made from one of ``predictions`` (its ``parent_prediction``), regions added, moved or
+    deleted. Pull reads only the answer and the comment; the regions are the model's evidence.
+    A skip is not an answer, and an annotation made without a prediction (through the API)
+    has only its origins to tell."""
+    if annotation.get("was_cancelled"):
+        return False
+    result = annotation.get("result") or []
+    if any(r.get("from_name") == spec.evidence_name and r.get("origin") in _EDITED_ORIGINS
+           for r in result):
+        return True
+    parent = annotation.get("parent_prediction")
+    if isinstance(parent, Mapping):
+        parent = parent.get("id")
+    shown = next((p for p in predictions if parent is not None and p.get("id") == parent), None)
+    return shown is not None and _evidence(result, spec) != _evidence(shown.get("result"), spec)
+
+
 def latest_per_annotator(votes: Sequence[Vote]) -> list[Vote]:
     latest: dict[str, Vote] = {}
     for vote in sorted(votes, key=lambda v: (v.updated_at, v.annotation_id)):

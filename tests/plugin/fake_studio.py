@@ -59,20 +59,30 @@ class FakeStudio:
                                                 sampling=None, model_version=None)
         return project_id
 
-    def add_task(self, project_id: int, sample_id: str, given_label: str | None) -> int:
+    def add_task(self, project_id: int, sample_id: str, given_label: str | None, *,
+                 prediction: dict[str, Any] | None = None) -> int:
+        """A task; ``prediction`` gets an id, as the server gives it."""
         task_id = self._new_id()
+        predictions = [] if prediction is None else [{**_copy(prediction),
+                                                      "id": self._new_id()}]
         self.tasks[task_id] = {"id": task_id, "project": project_id, "annotations": [],
                                "data": {"sample_id": sample_id, "given_label": given_label},
-                               "updated_at": self._now()}
+                               "predictions": predictions, "updated_at": self._now()}
         return task_id
 
     def annotate(self, task_id: int, choice: str | None, *, user: int = 1,
-                 notify: bool = True) -> int:
-        """A new annotation answering ``choice`` (None: a skip); returns its id."""
+                 notify: bool = True, regions: Sequence[dict[str, Any]] | None = None) -> int:
+        """A new annotation answering ``choice`` (None: a skip); returns its id.
+
+        regions: where given, the annotation is made from the task's prediction, as the page
+        makes it (``parent_prediction``), holding these evidence regions."""
         now = self._now()
         annotation = {"id": self._new_id(), "task": task_id, "completed_by": user,
                       "result": _result(choice), "was_cancelled": choice is None,
                       "created_at": now, "updated_at": now}
+        if regions is not None:
+            annotation["result"] += _copy(list(regions))
+            annotation["parent_prediction"] = self.tasks[task_id]["predictions"][0]["id"]
         self.tasks[task_id]["annotations"].append(annotation)
         self.tasks[task_id]["updated_at"] = now
         self._notify(notify, "ANNOTATION_CREATED", task_id, annotation=annotation)

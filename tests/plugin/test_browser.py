@@ -3,8 +3,11 @@
 Headless Chromium (Debian's ``chromium`` and ``chromium-driver``, which ``make test`` installs)
 logs in through the login form as a new user, opens the review project's label stream ("Label
 All Tasks"), and checks what an annotator sees on the first task of the queue: the evidence
-highlights of the prediction and the suggested class preselected. It then answers through the
-page (another class, a comment, Submit) and ``pull`` must find that answer under that user.
+highlights of the prediction and the suggested class preselected. The highlights are the model's
+evidence, read-only: a selected one is not deleted (Backspace, Delete), and a text selection
+with an evidence label active draws no region. It then answers through the page (another class,
+a comment, Submit) and ``pull`` must find that answer under that user, with the prediction's
+regions unchanged.
 Without the browser or selenium the test is skipped, except under CI, where that is a failure.
 On a failure the page's screenshot and HTML are saved in the test's tmp_path.
 """
@@ -12,6 +15,7 @@ On a failure the page's screenshot and HTML are saved in the test's tmp_path.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,7 +26,7 @@ import httpx
 import pytest
 
 from relabeler.plugin.client import StudioClient
-from relabeler.plugin.labeling import DROP, NOT_SURE
+from relabeler.plugin.labeling import DROP, NOT_SURE, SUPPORTS_SUGGESTION
 from relabeler.plugin.pull import CORRECTIONS, pull
 from relabeler.plugin.push import FLAGGED, push, read_manifest
 from tests.plugin.conftest import signup
@@ -50,6 +54,28 @@ for (const span of document.querySelectorAll('.lsf-richtext .htx-highlight[data-
   regions[key].text += span.textContent;
 }
 return Object.values(regions);
+"""
+
+# selects the first occurrence of a word outside every highlight, as a mouse drag would
+_SELECT_WORD = """
+const [word] = arguments;
+const root = [...document.querySelectorAll('.lsf-richtext')]
+  .find(e => e.querySelector('.htx-highlight[data-label]'));
+const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+for (let node; (node = walker.nextNode());) {
+  const at = node.data.indexOf(word);
+  if (at >= 0 && !node.parentElement.closest('.htx-highlight')) {
+    const range = document.createRange();
+    range.setStart(node, at);
+    range.setEnd(node, at + word.length);
+    window.getSelection().removeAllRanges();
+    window.getSelection().addRange(range);
+    node.parentElement.dispatchEvent(new MouseEvent('mousedown', {bubbles: true}));
+    node.parentElement.dispatchEvent(new MouseEvent('mouseup', {bubbles: true}));
+    return true;
+  }
+}
+return false;
 """
 
 
@@ -181,6 +207,27 @@ def test_annotator_answers_the_first_task_through_the_page(studio, browser, tmp_
         assert {c: _radio(browser, c).is_selected() for c in choices} == \
             {c: c == suggested for c in choices}
 
+        # the highlights are read-only: a selected one survives Backspace and Delete, and
+        # selecting a word with an evidence label active draws nothing
+        body = browser.find_element(By.TAG_NAME, "body")
+        browser.find_element(By.CSS_SELECTOR, ".lsf-richtext .htx-highlight[data-label]").click()
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR,
+                                                 ".lsf-richtext .htx-highlight.__active"),
+              "clicking a highlight did not select its region")
+        body.send_keys(Keys.BACKSPACE)
+        body.send_keys(Keys.DELETE)
+        body.send_keys(Keys.ESCAPE)
+        next(e for e in browser.find_elements(By.CSS_SELECTOR, ".lsf-label")
+             if SUPPORTS_SUGGESTION in e.text).click()
+        covered = {i for _, start, end in regions for i in range(start, end)}
+        free = next(w for w in sorted(set(text.split())) if len(w) > 2 and not any(
+            covered & set(range(m.start(), m.end())) for m in re.finditer(re.escape(w), text)))
+        assert browser.execute_script(_SELECT_WORD, free)
+        time.sleep(1)  # what the page would do with the selection, it does in this time
+        body.send_keys(Keys.ESCAPE)
+        shown = browser.execute_script(_READ_HIGHLIGHTS)
+        assert sorted((h["label"], h["start"], h["end"]) for h in shown) == regions
+
         # the annotator disagrees with the suggestion: keeps the given label, says why
         browser.find_element(By.XPATH, f'//div[contains(@class, "lsf-choices")]//input[@type='
                                        f'"radio" and @name="{given}"]/ancestor::label[1]').click()
@@ -198,6 +245,11 @@ def test_annotator_answers_the_first_task_through_the_page(studio, browser, tmp_
             answers = _answers(http, task_id)
 
     assert len(answers) == 1 and not answers[0]["was_cancelled"]
+    # the answer holds the prediction's regions as they were, read-only
+    assert sorted((r["value"]["labels"][0], r["value"]["start"], r["value"]["end"],
+                   r.get("readonly"), r.get("origin")) for r in answers[0]["result"]
+                  if r["type"] == "labels") == \
+        sorted((*region, True, "prediction") for region in regions)
     pulled = pull(store, admin)
     assert (pulled.corrections, pulled.unmapped) == (1, 0)
     rows = {r["id"]: r for r in store.read_table(CORRECTIONS).to_pylist()}

@@ -1,3 +1,5 @@
+from xml.etree import ElementTree
+
 import pytest
 
 from relabeler.plugin.labeling import (
@@ -24,6 +26,14 @@ def test_evidence_labels_come_in_two_colours():
     assert evidence.labels == [SUPPORTS_SUGGESTION, SUPPORTS_GIVEN]
     xml = build_labeling_config(["a", "b", "c"])
     assert xml.count('background="#') == 2
+
+
+def test_no_evidence_region_can_be_drawn_on_the_text():
+    # selectionEnabled="false": selecting text with an evidence label active draws no region
+    # (Label Studio 1.23.2's Text tag); the predicted highlights still show, in their colours
+    root = ElementTree.fromstring(build_labeling_config(["a", "b"]))
+    (text,) = root.iter("Text")
+    assert (text.get("name"), text.get("selectionEnabled")) == ("text", "false")
 
 
 def test_spec_reads_tag_names_from_the_config():

@@ -21,7 +21,13 @@ import pytest
 from relabeler.corrections import CORRECTIONS
 from relabeler.errors import PluginError
 from relabeler.plugin.events import append_event, read_events
-from relabeler.plugin.labeling import DROP, build_labeling_config
+from relabeler.plugin.labeling import (
+    DROP,
+    SUPPORTS_GIVEN,
+    SUPPORTS_SUGGESTION,
+    LabelingSpec,
+    build_labeling_config,
+)
 from relabeler.plugin.pull import (
     MANIFEST,
     PULL_STATE,
@@ -35,7 +41,7 @@ from relabeler.plugin.pull import (
     pull,
 )
 from relabeler.plugin.reconcile import WebhookAnnotations, reconcile_task
-from relabeler.plugin.votes import fingerprint
+from relabeler.plugin.votes import evidence_edited, fingerprint
 from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
 from relabeler.store import RunStore
 from tests.plugin.fake_studio import FakeStudio
@@ -815,3 +821,94 @@ def test_a_pull_state_of_an_earlier_relabeler_has_every_answered_task_read_again
         caplog.text
     pull(store, studio)
     assert studio.list_calls[-1]["updated_after"] is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# evidence regions an answer changed: not read, said once per pull
+
+def _region(region_id: str, start: int, end: int, label: str, **extra) -> dict:
+    return {"id": region_id, "from_name": "evidence", "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": end, "text": "x" * (end - start),
+                      "labels": [label]}, **extra}
+
+
+SHOWN = [_region("ev-s0", 0, 4, SUPPORTS_SUGGESTION, readonly=True),
+         _region("ev-g0", 5, 6, SUPPORTS_GIVEN, readonly=True)]
+
+
+@pytest.fixture
+def predicted(store, studio) -> dict[str, int]:
+    """A task per sample of GIVEN, each with the model's prediction: spam and two regions."""
+    project_id = studio.add_project()
+    prediction = {"model_version": "relabeler", "result": [
+        {"from_name": "answer", "to_name": "text", "type": "choices",
+         "value": {"choices": ["spam"]}}, *SHOWN]}
+    task_of = {s: studio.add_task(project_id, s, label, prediction=prediction)
+               for s, label in GIVEN.items()}
+    manifest = pd.DataFrame({
+        "id": list(task_of), "task_id": list(task_of.values()), "project_id": project_id,
+        "rank": range(1, len(task_of) + 1), "priority": range(1, len(task_of) + 1),
+        "source": "flagged", "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})
+    write_manifest(store, manifest[MANIFEST_SCHEMA.names])
+    return task_of
+
+
+def _as_shown(region: dict) -> dict:
+    return {**region, "origin": "prediction"}
+
+
+def test_answers_that_changed_the_evidence_regions_are_counted_in_one_warning(
+        store, studio, predicted, caplog):
+    kept = [_as_shown(r) for r in SHOWN]
+    studio.annotate(predicted["s0"], "spam", regions=kept)  # highlights as shown
+    drawn = [*kept, _region("mine", 7, 9, SUPPORTS_GIVEN, origin="manual")]
+    studio.annotate(predicted["s1"], "ham", regions=drawn)
+    studio.annotate(predicted["s2"], "spam", regions=kept[:1])  # one deleted
+    studio.annotate(predicted["s3"], "ham")  # through the API: no regions, no prediction
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    warned = [r.getMessage() for r in caplog.records if "evidence highlights" in r.getMessage()]
+    project_id = studio.tasks[predicted["s1"]]["project"]
+    assert warned == [
+        f"pull: 2 tasks have answers whose evidence highlights differ from the model's "
+        f"(regions drawn, moved or deleted in Label Studio; project/task "
+        f"{project_id}/{predicted['s1']}, {project_id}/{predicted['s2']}): relabeler reads only "
+        f"the class and the comment of an answer, the highlights are the model's evidence, so "
+        f"those region changes are not kept"]
+    # the answers themselves are read as ever
+    assert (result.corrections, result.unmapped) == (4, 0)
+    rows = corrections(store)
+    assert [(rows[s]["action"], rows[s]["new_label"]) for s in GIVEN] == \
+        [("relabel", "spam"), ("keep", "ham"), ("keep", "spam"), ("relabel", "ham")]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        pull(store, studio)  # nothing changed since: nothing to say again
+    assert "evidence highlights" not in caplog.text
+
+
+def test_evidence_edited_tells_changed_regions_from_the_predictions():
+    spec = LabelingSpec.for_classes(CLASSES)
+    prediction = {"id": 7, "result": SHOWN}
+
+    def answer(regions, **extra):
+        return {"id": 1, "result": [{"from_name": "answer", "to_name": "text",
+                                     "type": "choices", "value": {"choices": ["ham"]}},
+                                    *regions], "parent_prediction": 7, **extra}
+
+    kept = [_as_shown(r) for r in SHOWN]
+    moved = [{**kept[0], "value": {**kept[0]["value"], "end": 3}}, kept[1]]
+    assert not evidence_edited(answer(kept), spec, [prediction])
+    assert not evidence_edited(answer(kept[::-1]), spec, [prediction])  # order aside
+    assert evidence_edited(answer(kept[:1]), spec, [prediction])  # deleted
+    assert evidence_edited(answer(moved), spec, [prediction])  # moved
+    relabeled = [{**kept[0], "value": {**kept[0]["value"], "labels": [SUPPORTS_GIVEN]}}]
+    assert evidence_edited(answer([relabeled[0], kept[1]]), spec, [prediction])
+    # without its prediction, the origins Label Studio gives a changed region still tell
+    assert not evidence_edited(answer(kept[:1]), spec, [])
+    assert evidence_edited(answer([{**kept[0], "origin": "prediction-changed"}]), spec, [])
+    assert evidence_edited(answer([_region("m", 1, 2, SUPPORTS_GIVEN, origin="manual")]),
+                           spec, [])
+    # a skip is no answer; an annotation made through the API has no parent prediction
+    assert not evidence_edited(answer([], was_cancelled=True), spec, [prediction])
+    assert not evidence_edited(answer([], parent_prediction=None), spec, [prediction])
+    assert evidence_edited(answer([], parent_prediction={"id": 7}), spec, [prediction])

@@ -48,6 +48,15 @@ def test_prediction_prefills_the_suggestion_and_both_evidence_colours():
     assert pred["score"] == 0.93 and pred["model_version"] == "relabeler"
 
 
+def test_evidence_regions_are_read_only_and_still_valid():
+    # the model's evidence is display only: Label Studio 1.23.2 lets no one move, relabel or
+    # delete a region whose result says "readonly" (the answer stays editable)
+    pred = build_prediction(sample(), SPEC, top_spans=3)
+    assert [(r["type"], r.get("readonly")) for r in pred["result"]] == \
+        [("choices", None), ("labels", True), ("labels", True), ("labels", True)]
+    validate_prediction(pred, SPEC, TEXT)
+
+
 def test_top_spans_limits_regions_per_side():
     pred = build_prediction(sample(), SPEC, top_spans=1)
     assert [r["value"]["text"] for r in pred["result"] if r["type"] == "labels"] == \
