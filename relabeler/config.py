@@ -333,7 +333,8 @@ class StudioConfig(_Section):
     port: int = _opt(0, "Port of the local server on 127.0.0.1; 0 = the first free one from "
                      "8080.", ge=0, le=65535)
     venv: str = _opt("", "Label Studio's virtualenv; empty = $RELABELER_STUDIO_VENV, else "
-                     "<repo>/.venv-studio.")
+                     ".venv-studio of the relabeler checkout, else (relabeler installed) "
+                     "$XDG_DATA_HOME/relabeler/venv-studio.")
     backend_host: str = _opt("127.0.0.1", "Address `relabeler serve` listens on.", min_length=1)
     backend_port: int = _opt(9090, "Port `relabeler serve` listens on.", ge=1, le=65535)
     backend_url: str = _opt("", "URL Label Studio reaches the backend at; empty = "

@@ -1,7 +1,8 @@
 """A local Label Studio server for one person or one test session (`relabeler studio up|down`).
 
 Label Studio lives in its own virtual environment (its Django pins clash with the project's):
-``$RELABELER_STUDIO_VENV``, else ``<repo>/.venv-studio`` (``make studio-venv`` creates it).
+``$RELABELER_STUDIO_VENV``, else ``.venv-studio`` of the checkout (``make studio-venv`` creates
+it), else, for an installed relabeler, ``$XDG_DATA_HOME/relabeler/venv-studio``.
 
 Everything the server writes stays in ``data_dir``: the SQLite database and media, its $HOME, the
 credentials (``relabeler-studio.json``) and the API token alone (``api-token``), both mode 0600
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -83,14 +85,33 @@ class StudioServer:
         return Path(self.data_dir) / TOKEN_FILE
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
+def checkout_root(package: Path | None = None) -> Path | None:
+    """The relabeler checkout this package lies in (its ``pyproject.toml`` names the
+    project); None where it was installed (into site-packages)."""
+    root = (package or Path(__file__).resolve().parents[1]).parent
+    try:
+        project = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if re.search(r'(?m)^name = "relabeler"$', project) else None
+
+
+def default_studio_venv(package: Path | None = None) -> Path:
+    """Where Label Studio's virtualenv is looked for when none is named: ``.venv-studio`` of
+    the checkout (``make studio-venv`` makes it), else the user's data folder
+    (``$XDG_DATA_HOME/relabeler/venv-studio``, ``~/.local/share/...`` without it), never
+    inside an installed package."""
+    root = checkout_root(package)
+    if root is not None:
+        return root / ".venv-studio"
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "relabeler" / "venv-studio"
 
 
 def studio_venv(venv: str | os.PathLike | None = None) -> Path:
     """The Label Studio virtualenv: ``venv``, else $RELABELER_STUDIO_VENV, else
-    <repo>/.venv-studio."""
-    chosen = venv or os.environ.get(VENV_ENV) or repo_root() / ".venv-studio"
+    :func:`default_studio_venv`."""
+    chosen = venv or os.environ.get(VENV_ENV) or default_studio_venv()
     return Path(chosen).expanduser().resolve()
 
 
@@ -98,11 +119,12 @@ def studio_executable(venv: str | os.PathLike | None = None) -> Path:
     exe = studio_venv(venv) / "bin" / "label-studio"
     if not exe.exists():
         where = f"now {str(venv)!r}" if venv else f"or {VENV_ENV}; neither is set"
+        make = "`make studio-venv`, or " if checkout_root() is not None else ""
         raise StudioServerError(
-            f"Label Studio is not installed at {exe.parent.parent}: run `make studio-venv` (or "
-            f"python3 -m venv {exe.parent.parent} && {exe.parent}/pip install "
-            f"label-studio=={LABEL_STUDIO_VERSION}), or name the virtualenv that has it "
-            f"with studio.venv ({where})")
+            f"Label Studio is not installed at {exe.parent.parent}: run {make}python3 -m venv "
+            f"{exe.parent.parent} && {exe.parent}/pip install "
+            f"label-studio=={LABEL_STUDIO_VERSION}; or name the virtualenv that has it with "
+            f"studio.venv ({where})")
     return exe
 
 

@@ -83,3 +83,28 @@ def test_a_studio_venv_without_label_studio_names_the_setting(tmp_path, monkeypa
     with pytest.raises(StudioServerError, match=r"or name the virtualenv that has it with "
                                                 r"studio.venv \(now '.*/nothing'\)$"):
         studio_executable(str(tmp_path / "nothing"))
+
+
+def test_an_installed_relabeler_looks_for_label_studio_in_the_users_data_folder(
+        tmp_path, monkeypatch):
+    # installed from a wheel, it looked in site-packages/.venv-studio and said `make`
+    from relabeler.plugin import server
+
+    site = tmp_path / "site-packages"
+    (site / "relabeler").mkdir(parents=True)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert server.default_studio_venv(site / "relabeler") == \
+        tmp_path / "data" / "relabeler" / "venv-studio"
+    checkout = tmp_path / "checkout"
+    (checkout / "relabeler").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text('[project]\nname = "relabeler"\n')
+    assert server.default_studio_venv(checkout / "relabeler") == checkout / ".venv-studio"
+    (checkout / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    assert server.checkout_root(checkout / "relabeler") is None
+    monkeypatch.setattr(server, "checkout_root", lambda package=None: None)
+    monkeypatch.delenv("RELABELER_STUDIO_VENV", raising=False)
+    with pytest.raises(StudioServerError) as info:
+        server.studio_executable()
+    message = str(info.value)
+    assert f"not installed at {tmp_path / 'data' / 'relabeler' / 'venv-studio'}:" in message
+    assert "make" not in message
