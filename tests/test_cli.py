@@ -446,3 +446,15 @@ def test_the_queue_head_prints_one_line_a_sample_whatever_its_text_holds(capsys)
     assert lines[-3:] == ["    1. [ham -> spam 0.90] love you, call mom tonight",
                           "    2. [ham -> spam 0.80]  [2Jclear ]0;title  me",
                           "    3. [ham -> spam 0.70] a b c"]
+
+
+def test_python_dash_m_relabeler_runs_the_command_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from relabeler._version import __version__
+
+    done = subprocess.run([sys.executable, "-m", "relabeler", "--version"], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert (done.returncode, done.stdout.strip()) == (0, f"relabeler {__version__}")
