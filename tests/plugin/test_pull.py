@@ -69,6 +69,11 @@ def tasks(store, studio) -> dict[str, int]:
     """One project with a task per sample of GIVEN, recorded in the manifest as push does."""
     project_id = studio.add_project()
     task_of = {s: studio.add_task(project_id, s, label) for s, label in GIVEN.items()}
+    return _recorded(store, task_of, project_id)
+
+
+def _recorded(store: RunStore, task_of: dict[str, int], project_id: int) -> dict[str, int]:
+    """``task_of`` (sample -> task id) written to the manifest, in order, as push does."""
     manifest = pd.DataFrame({
         "id": list(task_of), "task_id": list(task_of.values()), "project_id": project_id,
         "rank": range(1, len(task_of) + 1), "priority": range(1, len(task_of) + 1),
@@ -845,12 +850,7 @@ def predicted(store, studio) -> dict[str, int]:
          "value": {"choices": ["spam"]}}, *SHOWN]}
     task_of = {s: studio.add_task(project_id, s, label, prediction=prediction)
                for s, label in GIVEN.items()}
-    manifest = pd.DataFrame({
-        "id": list(task_of), "task_id": list(task_of.values()), "project_id": project_id,
-        "rank": range(1, len(task_of) + 1), "priority": range(1, len(task_of) + 1),
-        "source": "flagged", "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})
-    write_manifest(store, manifest[MANIFEST_SCHEMA.names])
-    return task_of
+    return _recorded(store, task_of, project_id)
 
 
 def _as_shown(region: dict) -> dict:
