@@ -223,13 +223,15 @@ def read_events(store: RunStore, *, seen: Mapping[str, int] | None = None) -> Ev
 class EventTail:
     """The event log read as it grows: each :meth:`read_new` parses only what was appended to
     each file since the last call (from its byte offset), as :func:`read_events` parses it,
-    so a long-running reader (the re-rank's check for tasks answered meanwhile) neither
-    re-reads the whole log nor reports a broken line twice."""
+    so a long-running reader (the live re-rank's answers) neither re-reads the whole log nor
+    reports a broken line twice. ``skip``: lines per file that are counted as read but not
+    parsed (those a pull has read already)."""
 
-    def __init__(self, store: RunStore):
+    def __init__(self, store: RunStore, *, skip: Mapping[str, int] | None = None):
         self.store = store
         self.lines: dict[str, int] = {}   # complete lines read per file
         self._bytes: dict[str, int] = {}  # where the next unread line of each file starts
+        self._skip = dict(skip or {})
 
     def read_new(self) -> list[dict[str, Any]]:
         """The complete events appended since the last call, oldest first within a file."""
@@ -245,6 +247,8 @@ class EventTail:
             first = self.lines.get(artifact, 0)
             complete = data[:end].decode("utf-8", errors="replace").split("\n")[:-1]
             for i, line in enumerate(complete, start=first):
+                if i < self._skip.get(artifact, 0):
+                    continue
                 event = _parsed_event(self.store, artifact, i, line)
                 if event is not None:
                     events.append(event)

@@ -3,8 +3,10 @@
 After every ``loop.rerank_every`` answers (webhook events), a background worker re-ranks the
 review project's tasks nobody has answered yet from the answers so far:
 
-* the answers: ``labels/corrections.parquet`` (the last pull) and, newer, the webhook event log
-  (``studio/events/``), each task's votes resolved as pull resolves them (``plugin.votes``);
+* the answers: ``labels/corrections.parquet`` (the last pull) and, on top, the webhook events
+  after the last pull's offsets (``studio/events/``; the older ones were the pull's), each
+  task's votes resolved as pull resolves them (``plugin.votes``); the process reads each line
+  of the log once (:mod:`relabeler.plugin.live_answers`);
 * the neighbours' votes: each answered sample votes with its answered class instead of its
   given one (a "Drop" or "Not sure" answer leaves the given label), so the samples near a
   revealed flip lose their neighbours' support;
@@ -62,21 +64,18 @@ import pyarrow as pa
 
 from relabeler import artifacts
 from relabeler.config import RunConfig, ScoreConfig
-from relabeler.corrections import KEEP, RELABEL
 from relabeler.errors import PluginError, RelabelerError, RoundLockedError
 from relabeler.locks import lock_holder_gone, read_lock_holder
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
-from relabeler.plugin.consensus import SKIPPED, vote_answers
-from relabeler.plugin.events import EventTail, read_events
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.plugin.live_answers import AnsweredMeanwhile, EventsSincePull, collect_answers
 from relabeler.plugin.priorities import minimal_priorities, waiting_priorities
 from relabeler.plugin.projects import project_spec
 from relabeler.plugin.push import update_priorities
 from relabeler.plugin.push_checks import check_tasks_owner, recorded_tasks
-from relabeler.plugin.reconcile import WebhookAnnotations, event_project
+from relabeler.plugin.reconcile import event_project
 from relabeler.plugin.tasks import MODEL_VERSION, PRIORITY_FIELD
-from relabeler.plugin.votes import Vote, latest_per_annotator, resolve, task_votes
 from relabeler.queue_plan import (
     CONTROL,
     FLAGGED,
@@ -91,78 +90,6 @@ log = logging.getLogger(__name__)
 
 RERANKS = artifacts.RERANKS.path
 ANSWER_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
-
-
-# ---------------------------------------------------------------------------------------------
-# the answers so far
-
-
-@dataclass(frozen=True)
-class Answers:
-    """What people answered in the review project."""
-
-    label_of: dict[str, str]   # sample id -> the class answered (kept or corrected)
-    answered_tasks: set[int]   # task ids with at least one answer (skips included)
-
-
-def collect_answers(store: RunStore, review: pd.DataFrame, spec: LabelingSpec,
-                    given: Mapping[str, str]) -> Answers:
-    """The answers to the tasks of ``review`` (manifest rows of one project): the last pull's
-    corrections, and for each task the webhook event log has spoken of since, its pulled
-    answers with the events applied on top (an answer created or updated replaces the one of
-    its id, a deletion removes it), resolved by majority."""
-    sample_of = {int(t): str(s) for t, s in zip(review["task_id"], review["id"], strict=True)
-                 if pd.notna(t)}
-    label_of: dict[str, str] = {}
-    answered: set[int] = set()
-    pulled: dict[int, dict[int, Vote]] = {}  # task id -> annotation id -> its pulled vote
-    if store.exists(artifacts.CORRECTIONS.path):
-        rows = store.read_table(artifacts.CORRECTIONS.path).to_pandas()
-        for row in (rows.itertuples(index=False) if "task_id" in rows else ()):
-            if pd.isna(row.task_id) or int(row.task_id) not in sample_of:
-                continue
-            answered.add(int(row.task_id))
-            if row.action in (KEEP, RELABEL) and row.new_label is not None:
-                label_of[str(row.id)] = str(row.new_label)
-            pulled[int(row.task_id)] = _pulled_votes(row)
-    webhooks = WebhookAnnotations.from_events(read_events(store).events)
-    project_id = int(review["project_id"].iloc[0]) if len(review) else -1
-    touched = set(webhooks.by_task) | {task for task, votes in pulled.items()
-                                       if webhooks.deleted & set(votes)}
-    for task_id in sorted(touched & set(sample_of)):
-        sample_id = sample_of[task_id]
-        votes = dict(pulled.get(task_id, {}))
-        recorded = webhooks.by_task.get(task_id, {})
-        fresh, _ = task_votes([a for i, a in recorded.items() if i not in webhooks.deleted],
-                              spec, {}, sample_id=sample_id, project_id=project_id,
-                              task_id=task_id)
-        votes.update({v.annotation_id: v for v in fresh})
-        for annotation_id in webhooks.deleted:
-            votes.pop(annotation_id, None)
-        label_of.pop(sample_id, None)
-        answered.discard(task_id)
-        if not votes:
-            continue
-        answered.add(task_id)
-        res = resolve(latest_per_annotator(list(votes.values())),
-                      given_label=given.get(sample_id))
-        if res.action in (KEEP, RELABEL) and res.new_label is not None:
-            label_of[sample_id] = res.new_label
-    return Answers(label_of=label_of, answered_tasks=answered)
-
-
-def _pulled_votes(row: Any) -> dict[int, Vote]:
-    """A corrections row's votes by annotation id (``votes`` holds "annotator: answer")."""
-    ids = list(row.annotation_ids) if row.annotation_ids is not None else []
-    names = list(row.annotators) if row.annotators is not None else []
-    texts = list(row.votes) if row.votes is not None else []
-    if not (len(ids) == len(names) == len(texts)):
-        return {}
-    answers = vote_answers(names, texts)
-    updated = str(row.updated_at) if pd.notna(row.updated_at) else ""
-    return {int(i): Vote(annotator=name, annotation_id=int(i), updated_at=updated,
-                         answer=None if answers[name] == SKIPPED else answers[name])
-            for i, name in zip(ids, names, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,6 +149,9 @@ class Reranker:
         self._ranking_version: tuple[str, str | None] | None = None
         self._project_id: int | None = None
         self._gone: set[int] = set()  # task ids Label Studio no longer has (deleted there)
+        # the webhook events after the last pull's offsets, read as the log grows: the
+        # answers' collection and the check for tasks answered during a send share them
+        self._events = EventsSincePull(store)
         # the review tasks' predictions as Label Studio holds them: listed once (and again
         # after a re-score, which is what changes suggestions), then kept by this process's
         # own sends, so a moved task whose suggestion is unchanged costs no prediction request
@@ -286,7 +216,8 @@ class Reranker:
         project_id = int(review["project_id"].iloc[0])
         evidence = self._evidence.get()
         spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
-        answers = collect_answers(self.store, review, spec, evidence.train_label)
+        answers = collect_answers(self.store, review, spec, evidence.train_label,
+                                  events=self._events)
         ranking = self._live_ranking()
         scores, noise_model = ranking.scores(answers.label_of)
         score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
@@ -359,7 +290,7 @@ class Reranker:
         done: list[int] = []
         gone: list[int] = []
         skipped: list[int] = []
-        answered = _AnsweredMeanwhile(self.store)
+        answered = AnsweredMeanwhile(self._events)
 
         def skip(task_id: int) -> bool:
             if answered.has(task_id):
@@ -420,25 +351,6 @@ class Reranker:
 #: unpaginated response (each holds the evidence regions, a few kB), which grows with the
 #: project, while a re-rank moves a part of it
 PREDICTIONS_LISTING_MAX = 20_000
-
-
-class _AnsweredMeanwhile:
-    """The tasks with an answer in the webhook event log, brought up to date at most every
-    ``every`` seconds (the log grows while a re-rank sends; reading it per task would cost
-    more than the request it saves) from what was appended since (:class:`EventTail`)."""
-
-    def __init__(self, store: RunStore, every: float = 2.0):
-        self.every = every
-        self._tail = EventTail(store)
-        self._webhooks = WebhookAnnotations()
-        self._read_at: float | None = None
-
-    def has(self, task_id: int) -> bool:
-        now = time.monotonic()
-        if self._read_at is None or now - self._read_at >= self.every:
-            self._webhooks.apply(self._tail.read_new())
-            self._read_at = now
-        return bool(set(self._webhooks.by_task.get(task_id, ())) - self._webhooks.deleted)
 
 
 def _review_rows(manifest: pd.DataFrame) -> pd.DataFrame:

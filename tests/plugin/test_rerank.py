@@ -894,17 +894,102 @@ def test_a_round_lock_left_by_a_dead_next_is_named_with_the_way_out(pushed):
 
 def test_answered_meanwhile_sees_answers_and_deletions_appended_after_its_first_read(tmp_path):
     from relabeler.plugin.events import append_event
-    from relabeler.plugin.rerank import _AnsweredMeanwhile
+    from relabeler.plugin.live_answers import AnsweredMeanwhile, EventsSincePull
 
     store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
                      attributions=False)
     append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 7}})
-    answered = _AnsweredMeanwhile(store, every=0)
+    events = EventsSincePull(store)
+    answered = AnsweredMeanwhile(events, every=0)
     assert answered.has(7) and not answered.has(8)
     append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 2, "task": 8}})
     append_event(store, {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}]})
     assert answered.has(8) and not answered.has(7)
-    held = _AnsweredMeanwhile(store, every=3600)  # read once, then not again within the hour
+    # what it read is the next re-rank's too: the shared reader keeps every event
+    assert [e["action"] for e in events.since_pull()] == [
+        "ANNOTATION_CREATED", "ANNOTATION_CREATED", "ANNOTATIONS_DELETED"]
+    held = AnsweredMeanwhile(EventsSincePull(store), every=3600)  # read once, then not again
     assert held.has(8)
     append_event(store, {"action": "ANNOTATION_CREATED", "annotation": {"id": 3, "task": 9}})
     assert not held.has(9)
+
+
+def test_the_events_since_the_pull_drop_what_a_pull_read_and_come_back_if_it_is_undone(
+        tmp_path):
+    from relabeler.plugin.events import append_event
+    from relabeler.plugin.live_answers import EventsSincePull
+
+    store = make_run(str(tmp_path / "run"), n_train=10, n_pool=0, n_acquire=0,
+                     attributions=False)
+
+    def created(annotation_id):
+        return {"action": "ANNOTATION_CREATED", "annotation": {"id": annotation_id, "task": 7}}
+
+    artifact = append_event(store, created(1))
+    append_event(store, created(2))
+    events = EventsSincePull(store)
+    assert [e["_line"] for e in events.since_pull()] == [0, 1]
+    store.write_json("studio/pull_state.json", {"events": {artifact: 1}})  # a pull read one
+    append_event(store, created(3))
+    assert [e["_line"] for e in events.since_pull()] == [1, 2]
+    assert events.lines == {artifact: 3}
+    store.remove("studio/pull_state.json")  # the offsets went back: line 0 is read again
+    assert [e["_line"] for e in events.since_pull()] == [0, 1, 2]
+    store.write_json("studio/pull_state.json", {"events": {artifact: 2}})
+    assert [e["_line"] for e in EventsSincePull(store).since_pull()] == [2]
+
+
+def test_a_re_rank_reads_each_line_of_the_event_log_once(pushed, monkeypatch):
+    """Every re-rank read the whole log again (and its check for tasks answered meanwhile
+    read it once more): quadratic over a project's life."""
+    from relabeler.plugin import events as events_module
+
+    store, config, frame, fake, _ = pushed
+    parsed = []
+    parse = events_module._parsed_event
+
+    def counted(store_, artifact, i, line):
+        parsed.append((artifact, i))
+        return parse(store_, artifact, i, line)
+
+    monkeypatch.setattr(events_module, "_parsed_event", counted)
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    manifest = read_manifest(store).sort_values("priority")
+    truth = frame.set_index("id")["true_label"]
+    results = []
+    for part in range(3):
+        rows = manifest.iloc[8 * part:8 * part + 8]
+        for sample_id, task_id in zip(rows["id"], rows["task_id"], strict=True):
+            fake.annotate(int(task_id), truth[sample_id])
+        results.append(rerank(answer_events=8))
+    assert [r.answered for r in results] == [8, 16, 24]
+    assert sorted(parsed) == sorted(set(parsed)) and len(parsed) == 24
+
+
+def test_an_answer_deleted_unseen_and_withdrawn_by_a_pull_no_longer_counts(pushed):
+    """An answer deleted while serve was down (no event): the pull withdraws it, and the
+    re-rank, which replayed every event ever recorded on top of the pull, counted it for
+    good."""
+    from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+    from relabeler.plugin.pull import pull
+    from relabeler.plugin.rerank import collect_answers
+
+    store, config, frame, fake, _ = pushed
+    review = read_manifest(store).sort_values("priority")
+    (a, task_a), (b, task_b) = zip(review["id"].head(2), review["task_id"].head(2),
+                                   strict=True)
+    given = frame.set_index("id")["label"].to_dict()
+    other = {"neg": "pos", "pos": "neg"}
+    ghost = fake.annotate(int(task_a), other[given[a]])     # an event: created
+    fake.annotate(int(task_b), other[given[b]])
+    pull(store, fake, consensus="majority")
+    fake.delete_annotation(ghost, notify=False)             # serve is down: no event
+    result = pull(store, fake, consensus="majority")
+    assert result.withdrawn == 1
+    spec = LabelingSpec.from_config(build_labeling_config(CLASSES))
+    answers = collect_answers(store, review, spec, given)
+    assert answers.answered_tasks == {int(task_b)}
+    assert answers.label_of == {b: other[given[b]]}
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    result = rerank(answer_events=0)
+    assert (result.answered, result.waiting) == (1, 59)
