@@ -321,8 +321,21 @@ class StudioClient:
     def task_data(self, project_id: int) -> dict[int, dict[str, Any]]:
         """The ``data`` of every task of the project, by task id (one listing, no
         annotations)."""
-        return {int(task["id"]): dict(task.get("data") or {})
-                for task in self.list_tasks(project_id, fields="task_only", page_size=1000)}
+        return self.task_data_and_answered(project_id)[0]
+
+    def task_data_and_answered(self, project_id: int
+                               ) -> tuple[dict[int, dict[str, Any]], set[int]]:
+        """The ``data`` of every task of the project, by task id, and the ids of the tasks
+        with an answer or a skip, from one listing without annotations: Label Studio 1.23
+        counts a task's answers in ``total_annotations`` and its skips in
+        ``cancelled_annotations``."""
+        data: dict[int, dict[str, Any]] = {}
+        answered: set[int] = set()
+        for task in self.list_tasks(project_id, fields="task_only", page_size=1000):
+            data[int(task["id"])] = dict(task.get("data") or {})
+            if (task.get("total_annotations") or 0) + (task.get("cancelled_annotations") or 0):
+                answered.add(int(task["id"]))
+        return data, answered
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:
         """One task with its annotations; None when it is gone."""

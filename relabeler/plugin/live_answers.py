@@ -38,6 +38,12 @@ def pulled_offsets(store: RunStore) -> dict[str, int]:
     return {str(f): int(n) for f, n in (state.get("events") or {}).items()}
 
 
+def last_pulled_at(store: RunStore) -> str | None:
+    """When the last pull finished (``pulled_at`` in its pull state); None before the first."""
+    path = artifacts.PULL_STATE.path
+    return store.read_json(path).get("pulled_at") if store.exists(path) else None
+
+
 class EventsSincePull:
     """The webhook events after the last pull's offsets, kept in memory and brought up to date
     from one :class:`EventTail` (each line of the log is parsed once; the lines a pull had

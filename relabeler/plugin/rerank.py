@@ -6,7 +6,10 @@ review project's tasks nobody has answered yet from the answers so far:
 * the answers: ``labels/corrections.parquet`` (the last pull) and, on top, the webhook events
   after the last pull's offsets (``studio/events/``; the older ones were the pull's), each
   task's votes resolved as pull resolves them (``plugin.votes``); the process reads each line
-  of the log once (:mod:`relabeler.plugin.live_answers`);
+  of the log once (:mod:`relabeler.plugin.live_answers`). A task the server showed answered
+  (or skipped) when the process first listed the project counts as answered until the next
+  pull, which takes its answer: Label Studio does not send again a webhook that found serve
+  down, so no event tells of an answer given then;
 * the neighbours' votes: each answered sample votes with its answered class instead of its
   given one (a "Drop" or "Not sure" answer leaves the given label), so the samples near a
   revealed flip lose their neighbours' support;
@@ -53,7 +56,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -69,7 +72,12 @@ from relabeler.locks import lock_holder_gone, read_lock_holder
 from relabeler.plugin.backend import RoundEvidence
 from relabeler.plugin.client import StudioClient
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
-from relabeler.plugin.live_answers import AnsweredMeanwhile, EventsSincePull, collect_answers
+from relabeler.plugin.live_answers import (
+    AnsweredMeanwhile,
+    EventsSincePull,
+    collect_answers,
+    last_pulled_at,
+)
 from relabeler.plugin.priorities import minimal_priorities, waiting_priorities
 from relabeler.plugin.projects import project_spec
 from relabeler.plugin.push import update_priorities
@@ -152,6 +160,11 @@ class Reranker:
         # the webhook events after the last pull's offsets, read as the log grows: the
         # answers' collection and the check for tasks answered during a send share them
         self._events = EventsSincePull(store)
+        # tasks the server showed answered when this process first listed the project, and
+        # the last pull then: answers given while serve was down reach no webhook, so they
+        # count as answered until a later pull has taken them into the corrections
+        self._answered_on_server: set[int] = set()
+        self._listed_after_pull: str | None = None
         # the review tasks' predictions as Label Studio holds them: listed once (and again
         # after a re-score, which is what changes suggestions), then kept by this process's
         # own sends, so a moved task whose suggestion is unchanged costs no prediction request
@@ -218,19 +231,23 @@ class Reranker:
         spec = LabelingSpec.from_config(build_labeling_config(evidence.classes))
         answers = collect_answers(self.store, review, spec, evidence.train_label,
                                   events=self._events)
-        ranking = self._live_ranking()
-        scores, noise_model = ranking.scores(answers.label_of)
-        score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
-        waiting = review[review["task_id"].notna()
-                         & ~review["task_id"].isin(answers.answered_tasks)
-                         & ~review["task_id"].isin(self._gone)]
-        others = review.loc[review.index.difference(waiting.index), "priority"]
-        slots = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
         # what the server holds: the manifest's priorities, except on this process's first
         # re-rank, which reads the server's own (a re-rank killed between sending a task and
         # recording it left them apart; comparing with the manifest would keep the server's
         # stray value wherever the new slot equals the manifest's, and two tasks would share it)
-        held = self._server_priorities(review, project_id)
+        held = self._server_priorities(review, project_id, answers.answered_tasks)
+        if last_pulled_at(self.store) != self._listed_after_pull:
+            self._answered_on_server = set()  # a pull since the listing took their answers
+        answered = answers.answered_tasks | (self._answered_on_server
+                                             & set(review["task_id"].dropna().astype(int)))
+        ranking = self._live_ranking()
+        scores, noise_model = ranking.scores(answers.label_of)
+        score_of = dict(zip(map(str, ranking.ids), scores.tolist(), strict=True))
+        waiting = review[review["task_id"].notna()
+                         & ~review["task_id"].isin(answered)
+                         & ~review["task_id"].isin(self._gone)]
+        others = review.loc[review.index.difference(waiting.index), "priority"]
+        slots = waiting_priorities(waiting, score_of, taken=[int(p) for p in others])
         # the slots give the wanted order; rewriting every task whose slot changed would send
         # almost all of them (the slots are a permutation), so only the tasks out of order
         # get new values, between their new neighbours'
@@ -258,7 +275,7 @@ class Reranker:
                 return None
         corrected = sum(label != evidence.train_label.get(s)
                         for s, label in answers.label_of.items())
-        result = RerankResult(answered=len(answers.answered_tasks), corrected=corrected,
+        result = RerankResult(answered=len(answered), corrected=corrected,
                               waiting=len(waiting), reprioritised=reprioritised,
                               noise_model=noise_model.kind if noise_model else "none",
                               head_refit=ranking.head_refit and bool(answers.label_of),
@@ -315,18 +332,28 @@ class Reranker:
                      len(skipped))
         return len(done) + len(gone) + len(skipped), len(done)
 
-    def _server_priorities(self, review: pd.DataFrame, project_id: int) -> dict[int, int]:
+    def _server_priorities(self, review: pd.DataFrame, project_id: int,
+                           answered: Collection[int] = ()) -> dict[int, int]:
         """Task id -> the priority Label Studio holds, read once, when this process first
         connects (after that, this process's own sends keep the manifest right); {} later.
         The same listing checks that the project is this run's: another run's (a server this
-        run did not push to) keeps its order."""
+        run did not push to) keeps its order; and it tells the tasks the server holds an
+        answer or a skip for, which are not waiting whatever the event log says (``answered``:
+        those the answers so far know of)."""
         if self._client is not None:
             return {}
         client = self._make_client()
-        on_server = client.task_data(project_id)
+        on_server, answered_there = client.task_data_and_answered(project_id)
         check_tasks_owner(project_id, client.shown_url, recorded_tasks(review, project_id),
                           on_server, error=PluginError, nothing="no task was moved")
         self._client = client
+        self._answered_on_server = answered_there
+        self._listed_after_pull = last_pulled_at(self.store)
+        unheard = (set(review["task_id"].dropna().astype(int)) & answered_there) - set(answered)
+        if unheard:
+            log.info("serve: %d review tasks have answers on the server that no webhook told "
+                     "of (given while serve was down): they are not moved; `relabeler pull` "
+                     "takes their answers", len(unheard))
         held = {}
         for task_id, data in on_server.items():
             try:

@@ -24,7 +24,8 @@ from relabeler.store import RunStore
 class FakeStudio:
     """Label Studio in memory: pull's ``user_emails``, ``get_project``, ``list_tasks``,
     ``get_task`` and push's ``find_project``, ``create_project``, ``update_project``,
-    ``import_tasks``, ``task_sample_ids``, ``task_data``, ``update_task_data``, ``ensure_view``."""
+    ``import_tasks``, ``task_sample_ids``, ``task_data`` (and with it the answered
+    tasks), ``update_task_data``, ``ensure_view``."""
 
     url = shown_url = "http://fake-studio.invalid"
 
@@ -177,6 +178,11 @@ class FakeStudio:
 
     def task_data(self, project_id: int) -> dict[int, dict[str, Any]]:
         return {i: _copy(t["data"]) for i, t in self.tasks.items() if t["project"] == project_id}
+
+    def task_data_and_answered(self, project_id: int
+                               ) -> tuple[dict[int, dict[str, Any]], set[int]]:
+        return self.task_data(project_id), {i for i, t in self.tasks.items()
+                                            if t["project"] == project_id and t["annotations"]}
 
     def update_task_data(self, task_id: int, data: dict[str, Any]) -> None:
         self.requests["PATCH task"] += 1

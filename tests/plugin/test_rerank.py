@@ -993,3 +993,42 @@ def test_an_answer_deleted_unseen_and_withdrawn_by_a_pull_no_longer_counts(pushe
     rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
     result = rerank(answer_events=0)
     assert (result.answered, result.waiting) == (1, 59)
+
+
+def test_answers_given_while_serve_was_down_are_not_moved_until_a_pull_takes_them(
+        pushed, caplog):
+    """Label Studio does not send again a webhook that found serve down: the first listing
+    of the project tells which tasks the server holds answers for."""
+    from relabeler.plugin.pull import pull
+
+    store, config, frame, fake, _ = pushed
+    answer_top(store, fake, frame, 24)
+    waiting = read_manifest(store).sort_values("priority").iloc[24:]
+    unheard = {int(t) for t in waiting["task_id"][1::3]}   # 12 tasks; serve was down
+    for task_id in unheard:
+        fake.annotate(task_id, "pos", notify=False)
+    patched = []
+    update = fake.update_task_data
+
+    def recorded(task_id, data):
+        patched.append(task_id)
+        update(task_id, data)
+
+    fake.update_task_data = recorded
+    before = read_manifest(store).set_index("task_id")["priority"]
+    rerank = Reranker(store, config, client=lambda: fake, ranking=LiveRanking.load)
+    with caplog.at_level(logging.INFO, logger="relabeler.plugin.rerank"):
+        first = rerank(answer_events=24)
+    assert (first.answered, first.waiting) == (36, 24)
+    assert patched and not set(patched) & unheard
+    assert "12 review tasks have answers on the server that no webhook told of" in caplog.text
+    assert "`relabeler pull` takes their answers" in caplog.text
+    fake.annotate(int(waiting["task_id"].iloc[0]), "neg")   # one more, with its event
+    second = rerank(answer_events=1)
+    assert (second.answered, second.waiting) == (37, 23)
+    assert not set(patched) & unheard
+    after = read_manifest(store).set_index("task_id")["priority"]
+    assert all(after[t] == before[t] for t in unheard)
+    pull(store, fake, consensus="majority")                # the corrections hold them now
+    third = rerank(answer_events=0)
+    assert (third.answered, third.waiting) == (37, 23)
