@@ -571,6 +571,11 @@ def test_serve_reranks_waiting_tasks_as_people_answer(studio, annotators, admin,
     (view_id,) = [v["id"] for v in views if v["data"].get("title") == "Priority queue"]
     alice = studio.http(annotators["alice"])
     answered = []
+    # answered before serve listens (no webhook reaches it): the re-rank must not move them
+    unheard = list(before.sort_values().index[-2:])
+    manifest_tasks = read_manifest(store).set_index("id")["task_id"]
+    for sample_id in unheard:
+        post_answer(alice, int(manifest_tasks[sample_id]), answer(truth[sample_id]))
     with serving(app) as url:
         connect_backend(admin, [project_id], url, secret="s3cret-test", auth=BACKEND_AUTH)
         for _ in range(24):  # the queue as served, answered truthfully
@@ -588,15 +593,16 @@ def test_serve_reranks_waiting_tasks_as_people_answer(studio, annotators, admin,
     (row,) = read_reranks(store).itertuples(index=False)
     corrected = sum(truth[x] != frame.set_index("id").loc[x, "label"] for x in answered)
     assert (row.answer_events, row.answered, row.corrected, row.waiting) == \
-        (24, 24, corrected, 36)
+        (24, 26, corrected, 34)
     assert row.reprioritised > 10
     manifest = read_manifest(store).set_index("id")
+    assert (manifest.loc[unheard, "priority"] == before[unheard]).all()
     on_server = {t["data"]["sample_id"]: t["data"]["priority"]
                  for t in admin.list_tasks(project_id)}
     assert on_server == manifest["priority"].to_dict()
     # the revealed flip lifts the rest of its cluster: the waiting S tasks move up the queue
     # (their places among the waiting tasks: a re-rank changes only the priorities it must)
-    waiting = manifest.index[~manifest.index.isin(answered)]
+    waiting = manifest.index[~manifest.index.isin(answered + unheard)]
     s_rows = [x for x in waiting if group[x] in ("S", "S-top")]
 
     def places(priority):
