@@ -173,9 +173,10 @@ class StudioClient:
                     raise StudioError(f"cannot {what}: Label Studio answered {status}: "
                                       f"{_short(exc.body)}") from None
                 if last or not safe_to_repeat:
+                    said = f": {_short(exc.body)}" if exc.body not in (None, "", {}) else ""
                     raise StudioUnavailableError(
                         f"cannot {what}: Label Studio at {self.shown_url} answered {status} "
-                        f"({attempt + 1} attempts)", maybe_applied=True) from None
+                        f"({attempt + 1} attempts){said}", maybe_applied=True) from None
                 log.warning("Label Studio answered %s to %s; retrying in %.1f s", status, what,
                             delay)
             except httpx.TransportError as exc:

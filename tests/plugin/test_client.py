@@ -27,6 +27,21 @@ def test_connection_errors_are_retried_then_reported(caplog):
     assert "t0ken" not in caplog.text and "t0ken" not in repr(client)
 
 
+def test_a_server_error_that_outlasts_the_retries_carries_what_the_server_said():
+    # the reason was only in Label Studio's own log (a NUL that PostgreSQL cannot store)
+    from label_studio_sdk.core.api_error import ApiError
+
+    def fails(*args, request_options):
+        raise ApiError(status_code=500, body={"detail": "\\u0000 cannot be converted to text"})
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=1, backoff=0.01)
+    with pytest.raises(StudioUnavailableError) as info:
+        client._call("import 40 tasks into project 6", fails)
+    assert str(info.value) == (
+        "cannot import 40 tasks into project 6: Label Studio at http://127.0.0.1:1 answered 500 "
+        '(2 attempts): {"detail": "\\\\u0000 cannot be converted to text"}')
+
+
 def test_a_missing_token_names_the_variable():
     with pytest.raises(StudioAuthError, match="MY_TOKEN_VAR"):
         StudioClient("http://127.0.0.1:1", "", token_source="MY_TOKEN_VAR")
