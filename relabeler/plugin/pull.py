@@ -113,7 +113,7 @@ from relabeler.plugin.reconcile import (
     reconcile_task,
     vanished_annotations,
 )
-from relabeler.plugin.second_opinion import fold_second_opinions
+from relabeler.plugin.second_opinion import Superseded, fold_second_opinions
 from relabeler.plugin.tasks import SAMPLE_ID_FIELD
 from relabeler.plugin.votes import (
     correction_row,
@@ -132,9 +132,12 @@ MANIFEST = MANIFEST_ARTIFACT.path
 UNMAPPED = artifacts.UNMAPPED.path
 PULL_STATE = artifacts.PULL_STATE.path
 #: the rules a pull state was written by: 2 reads answers against the run's classes, names
-#: superseded answers and drops answers gone from tasks the server shows; a state of an
-#: earlier format has every answered task read again, once
-PULL_STATE_FORMAT = 2
+#: superseded answers and drops answers gone from tasks the server shows; 3 keeps the review
+#: votes that second opinions of the same annotators superseded (``second_opinion_superseded``);
+#: a state of an earlier format has every answered task read again and recomputed, once
+PULL_STATE_FORMAT = 3
+#: the pull state's list of :class:`~relabeler.plugin.second_opinion.Superseded` votes
+SUPERSEDED_STATE = "second_opinion_superseded"
 SECOND_OPINIONS = artifacts.SECOND_OPINIONS.path
 
 
@@ -411,16 +414,45 @@ def _split_second_opinions(rows: list[dict[str, Any]]
 
 
 def _fold_second_opinions(store: RunStore, corrections: pd.DataFrame,
-                          rows: list[dict[str, Any]], refreshed: set[tuple[int, int]]
-                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          rows: list[dict[str, Any]], refreshed: set[tuple[int, int]],
+                          restore: list[Superseded]
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, list[Superseded]]:
     """The corrections with every second-opinion answer joined to its sample's row
-    (:func:`relabeler.plugin.second_opinion.fold_second_opinions`), and the second-opinion
-    tasks' own rows after this pull."""
+    (:func:`relabeler.plugin.second_opinion.fold_second_opinions`), the second-opinion
+    tasks' own rows after this pull, and the review votes superseded by a second opinion of
+    the same annotator."""
     earlier = read_frame(store, SECOND_OPINIONS, CORRECTIONS_SCHEMA)
     second = merge_task_rows(earlier, rows, refreshed, CORRECTIONS_SCHEMA)
     if not len(second) and not len(earlier):
-        return corrections, second
-    return fold_second_opinions(corrections, second, earlier=earlier), second
+        return corrections, second, []
+    corrections, superseded = fold_second_opinions(corrections, second, earlier=earlier,
+                                                   restore=restore)
+    return corrections, second, superseded
+
+
+def _superseded_by_second_opinions(corrections: pd.DataFrame, superseded: list[Superseded],
+                                   projects_state: Mapping[str, Any]
+                                   ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The corrections with each sample whose second opinion came from an annotator who had
+    answered it marked ``needs_review`` (no other annotator's answer was obtained), and an
+    ``unmapped`` row for each review answer so superseded (the annotation as the server last
+    showed it, where a pull kept it)."""
+    if not superseded:
+        return corrections, []
+    samples = sorted({s.sample_id for s in superseded})
+    log.warning("pull: %d second opinions were given by an annotator who had answered the "
+                "sample already (Label Studio Community serves a task to anyone): their first "
+                "answers are superseded (%s) and the samples need review: %s", len(superseded),
+                UNMAPPED, samples)
+    corrections = corrections.copy()
+    corrections.loc[corrections["id"].isin(samples), "needs_review"] = True
+    rows = []
+    for s in superseded:
+        shown = ((projects_state.get(str(s.project_id)) or {}).get("on_server") or {}).get(
+            str(s.task_id)) or {}
+        rows.append(unmapped_row(s.project_id, s.task_id, s.sample_id, s.reason,
+                                 shown.get(str(s.annotation_id)) or {"id": s.annotation_id}))
+    return corrections, rows
 
 
 @holds_manifest
@@ -443,6 +475,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
                  "again, once, by the rules of this one", PULL_STATE)
         for pstate in projects_state.values():
             pstate["watermark"] = None
+            pstate["fingerprints"] = {}
     event_log = read_events(store, seen=state.get("events", {}))
     webhooks = WebhookAnnotations.from_events(event_log.events)
     named = webhooks.tasks_named(event_log.new_events())
@@ -477,10 +510,23 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
     review_rows, second_rows = _split_second_opinions(pulled.rows)
     corrections, withdrawn = merge_corrections(previous, review_rows, pulled.refreshed,
                                                pulled.emptied)
-    corrections, second = _fold_second_opinions(store, corrections, second_rows,
-                                                pulled.refreshed)
+    # the review votes the last pull found superseded by second opinions: those of tasks this
+    # pull did not recompute are missing from their rows, and are folded again from the state
+    before = [Superseded(**s) for s in state.get(SUPERSEDED_STATE, [])]
+    corrections, second, superseded = _fold_second_opinions(
+        store, corrections, second_rows, pulled.refreshed,
+        [s for s in before if (s.project_id, s.task_id) not in pulled.refreshed])
     corrections, annotators = _resolve(store, corrections, consensus, classes)
-    unmapped = merge_unmapped(read_frame(store, UNMAPPED, UNMAPPED_SCHEMA), pulled.unmapped,
+    corrections, superseded_rows = _superseded_by_second_opinions(corrections, superseded,
+                                                                  projects_state)
+    earlier_unmapped = read_frame(store, UNMAPPED, UNMAPPED_SCHEMA)
+    folded_before = {(s.project_id, s.task_id, s.annotation_id) for s in before}
+    earlier_unmapped = earlier_unmapped[pd.Series(
+        [key not in folded_before for key in zip(earlier_unmapped["project_id"],
+                                                 earlier_unmapped["task_id"],
+                                                 earlier_unmapped["annotation_id"], strict=True)],
+        index=earlier_unmapped.index, dtype=bool)]
+    unmapped = merge_unmapped(earlier_unmapped, [*pulled.unmapped, *superseded_rows],
                               pulled.refreshed)
     # every table is built before any is written: a value one cannot hold then stops the pull
     # with nothing written, not with corrections that the pull state does not account for
@@ -495,6 +541,7 @@ def pull(store: RunStore, client: TaskSource, *, page_size: int = 500,
         store.write_table(artifact, table)
     store.write_json(PULL_STATE, {"format": PULL_STATE_FORMAT, "projects": projects_state,
                                   "events": event_log.offsets,
+                                  SUPERSEDED_STATE: [dataclasses.asdict(s) for s in superseded],
                                   "pulled_at": datetime.now(UTC).isoformat()})
     result = PullResult(tasks_fetched=pulled.fetched, tasks_changed=pulled.changed,
                         corrections=len(corrections),

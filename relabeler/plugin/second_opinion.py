@@ -13,15 +13,23 @@ shows the run's own suggestion and evidence (its data names round 1), never thos
 trained on the answer asked about.
 
 The next pull folds a second-opinion task's answers into the same sample's resolution
-(:func:`fold_second_opinions`): its votes join the review task's votes (one per annotator,
-the later answer wins) and the consensus resolves them together. The second-opinion tasks'
-own rows are kept in ``labels/second_opinions.parquet``, so folding can be redone from the
-answers at every pull without counting an answer twice.
+(:func:`fold_second_opinions`): its votes join the review task's votes and the consensus
+resolves them together. The second-opinion tasks' own rows are kept in
+``labels/second_opinions.parquet``, so folding can be redone from the answers at every pull
+without counting an answer twice.
+
+Label Studio Community cannot keep a task from an annotator, so the second-opinion task may go
+to someone who answered the sample's review task already. One vote per annotator: their second
+answer, asked after the first was pulled, is their vote, and the first is :class:`Superseded`
+(pull writes it to ``labels/unmapped.parquet`` and marks the sample ``needs_review``: no second
+opinion was obtained, and a sample is asked again at most once). The pull state keeps these, so
+a later pull that no longer sees the second answer (deleted) gives the first its vote back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +53,32 @@ from relabeler.queue_plan import (
 from relabeler.store import RunStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A review vote replaced by a second opinion of the same annotator: their answer
+    ``annotation_id`` (``vote``, as the row held it) in task ``task_id`` of project
+    ``project_id`` to sample ``sample_id``, superseded by their annotation ``by`` in the
+    second-opinion task ``by_task``."""
+
+    sample_id: str
+    project_id: int
+    task_id: int
+    annotation_id: int
+    annotator: str
+    vote: str
+    by: int
+    by_task: int
+
+    @property
+    def reason(self) -> str:
+        """Its reason in ``labels/unmapped.parquet`` (it starts as a superseded answer's in one
+        task does)."""
+        return (f"superseded by annotation {self.by}, a later answer of {self.annotator} to the "
+                f"same sample in the second-opinion task {self.by_task} (an annotator's latest "
+                f"answer is their vote; Label Studio Community serves a second-opinion task to "
+                f"anyone, so no other annotator's answer was obtained: the sample needs review)")
 
 
 @dataclass(frozen=True)
@@ -122,13 +156,18 @@ def push_second_opinions(store: RunStore, client: StudioClient, *, project_title
 
 
 def fold_second_opinions(corrections: pd.DataFrame, second: pd.DataFrame,
-                         *, earlier: pd.DataFrame) -> pd.DataFrame:
-    """``corrections`` with each second-opinion row's votes joined to its sample's row.
+                         *, earlier: pd.DataFrame, restore: Sequence[Superseded] = ()
+                         ) -> tuple[pd.DataFrame, list[Superseded]]:
+    """``corrections`` with each second-opinion row's votes joined to its sample's row, and
+    the review votes those replaced (an annotator who answered both tasks).
 
     second: this pull's second-opinion rows (one per task). earlier: those of the previous
     pull: their votes are taken out first (by annotation id), so a vote is never counted twice
-    and a deleted second answer leaves. A sample without a review row gets the second-opinion
-    row itself. The resolution columns are recomputed by the consensus afterwards.
+    and a deleted second answer leaves. restore: the votes the previous pull found superseded,
+    of review rows this pull did not recompute (those rows lack them): each goes back into its
+    row where the annotator has no vote there, so a deleted second answer gives the first its
+    vote back. A sample without a review row gets the second-opinion row itself. The resolution
+    columns are recomputed by the consensus afterwards.
     """
     out = corrections.copy().reset_index(drop=True)
     drop_ids = {int(a) for frame in (second, earlier) for ids in frame.get(
@@ -137,17 +176,31 @@ def fold_second_opinions(corrections: pd.DataFrame, second: pd.DataFrame,
         if out.at[i, "annotation_ids"] is not None and set(
                 int(a) for a in out.at[i, "annotation_ids"]) & drop_ids:
             _set_votes(out, i, _votes_of(out.iloc[i], exclude=drop_ids))
+    position = {sample: i for i, sample in enumerate(out["id"])}
+    for vote in restore:
+        i = position.get(vote.sample_id)
+        if i is None or (out.at[i, "project_id"], out.at[i, "task_id"]) != (
+                vote.project_id, vote.task_id):
+            continue
+        mine = _votes_of(out.iloc[i], exclude=set())
+        if vote.annotator not in {who for who, _ in mine}:
+            _set_votes(out, i, [*mine, (vote.annotator, (vote.vote, vote.annotation_id))])
     # a row left without votes was a second opinion alone, and its answers are gone
     out = out[[a is not None and len(a) > 0 for a in out["annotators"]]].reset_index(drop=True)
     position = {sample: i for i, sample in enumerate(out["id"])}
-    extra = []
+    extra, superseded = [], []
     for row in second.itertuples(index=False):
         row = pd.Series(row._asdict())
         if row["id"] in position:
             i = position[row["id"]]
             mine = _votes_of(out.iloc[i], exclude=set())
             theirs = _votes_of(row, exclude=set())
-            # one vote per annotator: the second answer is the later one
+            # one vote per annotator: the second answer, asked after the first was pulled
+            first = dict(mine)
+            superseded += [Superseded(str(row["id"]), int(out.at[i, "project_id"]),
+                                      int(out.at[i, "task_id"]), first[who][1], who,
+                                      first[who][0], aid, int(row["task_id"]))
+                           for who, (_, aid) in theirs if who in first]
             merged = {who: vote for who, vote in [*mine, *theirs]}.items()
             _set_votes(out, i, [(who, vote) for who, vote in merged])
             if pd.notna(row["updated_at"]) and (pd.isna(out.at[i, "updated_at"])
@@ -157,7 +210,7 @@ def fold_second_opinions(corrections: pd.DataFrame, second: pd.DataFrame,
             extra.append(row)
     if extra:
         out = pd.concat([out, pd.DataFrame(extra)], ignore_index=True)
-    return out
+    return out, superseded
 
 
 def _votes_of(row: pd.Series, *, exclude: set[int]) -> list[tuple[str, tuple[str, int]]]:

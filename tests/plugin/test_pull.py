@@ -31,6 +31,7 @@ from relabeler.plugin.labeling import (
 from relabeler.plugin.pull import (
     MANIFEST,
     PULL_STATE,
+    PULL_STATE_FORMAT,
     UNCONFIRMED,
     UNCONFIRMED_GONE,
     UNCONFIRMED_UPDATE_GONE,
@@ -816,7 +817,7 @@ def test_a_pull_state_of_an_earlier_relabeler_has_every_answered_task_read_again
     studio.annotate(tasks["s0"], "spam")
     pull(store, studio)
     state = store.read_json(PULL_STATE)
-    assert state["format"] == 2
+    assert state["format"] == PULL_STATE_FORMAT
     store.write_json(PULL_STATE, {k: v for k, v in state.items() if k != "format"})
     with caplog.at_level(logging.INFO, logger="relabeler.plugin.pull"):
         pull(store, studio)

@@ -17,6 +17,7 @@ from relabeler.plugin.client import StudioClient
 from relabeler.plugin.pull import CORRECTIONS, SECOND_OPINIONS, pull, run_pull
 from relabeler.plugin.push import push
 from relabeler.plugin.second_opinion import (
+    Superseded,
     fold_second_opinions,
     push_second_opinions,
     second_opinion_picks,
@@ -131,22 +132,29 @@ def test_folding_joins_votes_once_and_takes_back_withdrawn_ones():
                            row("b", [("ann", "neg", 3)], task=2)])
     second = pd.DataFrame([row("a", [("cy", "pos", 10)], source=SECOND_OPINION, task=7),
                            row("c", [("cy", "neg", 11)], source=SECOND_OPINION, task=8)])
-    folded = fold_second_opinions(review, second, earlier=second.iloc[:0])
+    folded, superseded = fold_second_opinions(review, second, earlier=second.iloc[:0])
+    assert superseded == []
     a = folded.set_index("id").loc["a"]
     assert (list(a.annotators), list(a.votes), a.n_annotations) == (
         ["ann", "bob", "cy"], ["ann: pos", "bob: neg", "cy: pos"], 3)
     assert folded["id"].tolist() == ["a", "b", "c"]  # c had no review row: its own row stays
     # folding again (the next pull, nothing new) counts nothing twice
-    again = fold_second_opinions(folded, second, earlier=second)
+    again, _ = fold_second_opinions(folded, second, earlier=second)
     assert list(again.set_index("id").loc["a", "annotation_ids"]) == [1, 2, 10]
     # the second answers deleted: a goes back to its two votes, c leaves
-    gone = fold_second_opinions(again, second.iloc[:0], earlier=second)
+    gone, _ = fold_second_opinions(again, second.iloc[:0], earlier=second)
     assert gone["id"].tolist() == ["a", "b"]
     assert list(gone.set_index("id").loc["a", "annotators"]) == ["ann", "bob"]
-    # an annotator who answers again in the second-opinion project has one vote: the later
+    # an annotator who answers again in the second-opinion project has one vote: the later;
+    # the earlier is superseded, and comes back once the later is gone
     same = pd.DataFrame([row("a", [("bob", "pos", 12)], source=SECOND_OPINION, task=7)])
-    once = fold_second_opinions(review, same, earlier=same.iloc[:0]).set_index("id").loc["a"]
-    assert list(once.votes) == ["ann: pos", "bob: pos"]
+    folded, superseded = fold_second_opinions(review, same, earlier=same.iloc[:0])
+    assert list(folded.set_index("id").loc["a", "votes"]) == ["ann: pos", "bob: pos"]
+    assert superseded == [Superseded("a", 1, 1, 2, "bob", "bob: neg", 12, 7)]
+    assert superseded[0].reason.startswith("superseded by annotation 12, a later answer of bob "
+                                           "to the same sample in the second-opinion task 7")
+    back, none = fold_second_opinions(folded, same.iloc[:0], earlier=same, restore=superseded)
+    assert none == [] and list(back.set_index("id").loc["a", "annotation_ids"]) == [1, 2]
 
 
 def test_a_folded_row_is_as_recent_as_its_latest_answer():
@@ -160,7 +168,7 @@ def test_a_folded_row_is_as_recent_as_its_latest_answer():
                            row("b", [("cy", "neg", 11)], source=SECOND_OPINION, task=8),
                            row("c", [("cy", "neg", 12)], source=SECOND_OPINION, task=9)])
     second["updated_at"] = [day(7), day(1), day(3)]
-    folded = fold_second_opinions(review, second, earlier=second.iloc[:0]).set_index("id")
+    folded = fold_second_opinions(review, second, earlier=second.iloc[:0])[0].set_index("id")
     # a: the later second opinion moves it; b: an earlier one does not; c: no time of its own
     assert folded["updated_at"].to_dict() == {"a": day(7), "b": day(5), "c": day(3)}
 
@@ -243,3 +251,55 @@ def test_a_plain_pull_records_its_second_opinions_under_the_latest_round(tmp_pat
     assert push_second_opinions(store, studio, project_title="t", count=2).new == 2
     asked = read_manifest(store).query("source == @SECOND_OPINION")
     assert set(asked["round"]) == {2}
+
+
+def test_a_second_opinion_of_an_annotator_who_answered_supersedes_their_answer_visibly(tmp_path):
+    # Label Studio Community serves the second-opinion task to anyone, bob included
+    import json
+
+    from relabeler.plugin.pull import UNMAPPED
+    from relabeler.queue_plan import MANIFEST_SCHEMA
+    from relabeler.store import RunStore
+    from tests.plugin.fake_studio import FakeStudio
+
+    store = RunStore(str(tmp_path / "run"))
+    store.write_table("dataset/train.parquet", pa.table({
+        "id": ["s0", "s1"], "text": ["text 0", "text 1"], "label": ["ham", "ham"]}))
+    studio = FakeStudio(["ham", "spam"], events_to=store)
+    review, side = studio.add_project(), studio.add_project()
+    task = {s: studio.add_task(review, s, "ham") for s in ("s0", "s1")}
+    asked = studio.add_task(side, "s0", "ham")
+    write_manifest(store, pd.DataFrame({
+        "id": ["s0", "s1", "s0"], "task_id": [task["s0"], task["s1"], asked],
+        "project_id": [review, review, side], "rank": [1, 2, 1], "priority": [1, 2, 1],
+        "source": [FLAGGED, FLAGGED, SECOND_OPINION],
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})[MANIFEST_SCHEMA.names])
+    alice = studio.annotate(task["s0"], "ham", user=1)
+    first = studio.annotate(task["s0"], "spam", user=2)
+    studio.annotate(task["s1"], "ham", user=1)
+    pull(store, studio, consensus="majority")
+    later = studio.annotate(asked, "ham", user=2)  # bob again, now agreeing with alice
+    result = pull(store, studio, consensus="majority")
+
+    s0 = rows(store)["s0"]
+    assert (list(s0.annotation_ids), s0.n_annotations, s0.needs_review) == ([alice, later], 2,
+                                                                            True)
+    assert not rows(store)["s1"].needs_review
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["id"], unmapped["task_id"], result.unmapped) == (
+        first, "s0", task["s0"], 1)
+    assert unmapped["reason"].startswith(
+        f"superseded by annotation {later}, a later answer of bob@relabeler.local to the same "
+        f"sample in the second-opinion task {asked}")
+    assert json.loads(unmapped["annotation"])["result"][0]["value"] == {"choices": ["spam"]}
+
+    pull(store, studio, consensus="majority")  # nothing new: nothing counted or set aside twice
+    assert store.read_table(UNMAPPED).num_rows == 1 and rows(store)["s0"].needs_review
+
+    # bob's second answer deleted: his first is his vote again, and leaves unmapped
+    studio.delete_annotation(later)
+    pull(store, studio, consensus="majority")
+    s0 = rows(store)["s0"]
+    assert (sorted(s0.annotation_ids), list(s0.votes)) == (
+        sorted([alice, first]), ["alice@relabeler.local: ham", "bob@relabeler.local: spam"])
+    assert store.read_table(UNMAPPED).num_rows == 0
