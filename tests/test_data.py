@@ -335,6 +335,34 @@ def test_empty_text_names_file_row_column(tmp_path: Path) -> None:
         load_dataset(str(path))
 
 
+def test_a_nul_character_in_a_text_id_or_label_is_a_bad_row(tmp_path: Path) -> None:
+    # a Label Studio on PostgreSQL cannot store U+0000: push would fail for the whole batch
+    path = _jsonl_with(tmp_path, {3: {"text": "visible words\x00 tail"}})
+    with pytest.raises(DataError, match=r"d\.jsonl, line 4 \(data row 3\), column 'text': NUL "
+                                        r"character at character 13 .*PostgreSQL cannot store"):
+        load_dataset(str(path))
+    csv = _write_csv(tmp_path / "d.csv", pd.DataFrame(
+        {"id": ["i0", "i1", "i2"], "text": ["x", "y\x00", "z"], "label": ["a", "b", "a"]}))
+    with pytest.raises(DataError, match=r"d\.csv, line 3 \(data row 1\), column 'text': NUL "):
+        load_dataset(str(csv), eval_fraction=0)
+    for column in ("id", "label"):
+        path = _jsonl_with(tmp_path, {2: {column: "i\x00" if column == "id" else "a\x00"}})
+        with pytest.raises(DataError, match=rf"line 3 \(data row 2\), column '{column}': NUL "):
+            load_dataset(str(path))
+
+
+def test_nul_characters_are_quarantined_with_skip_and_other_controls_kept(
+        tmp_path: Path) -> None:
+    rows = {0: {"text": "a\x00b"}, 2: {"id": "\x00i2"}, 3: {"label": "b\x00"},
+            4: {"text": "page one\x0cpage two\x1b[0m"}}
+    ds = load_dataset(str(_jsonl_with(tmp_path, rows)), on_bad_rows="skip", eval_fraction=0)
+    assert ds.rejected["row"].tolist() == [0, 2, 3]
+    assert [r.split(" at ")[0] for r in ds.rejected["reason"]] == ["NUL character"] * 3
+    assert ds.rejected["reason"].iloc[0].startswith("NUL character at character 1 ('a\\x00b')")
+    assert "page one\x0cpage two\x1b[0m" in ds.train["text"].tolist()
+    assert not any("\x00" in t for t in ds.train["text"])
+
+
 def test_non_string_text_names_file_row_column_and_type(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {1: {"text": 42}})
     with pytest.raises(

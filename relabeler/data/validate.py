@@ -80,6 +80,19 @@ def _visible(text: str) -> bool:
     return any(unicodedata.category(c) not in _INVISIBLE for c in text)
 
 
+#: U+0000: a text, id or label holding it cannot be stored by a Label Studio on PostgreSQL
+#: (``\u0000 cannot be converted to text``: the import of every task of its batch fails, and a
+#: task's panel holds its neighbours' texts), so it is a bad row. Other control characters are
+#: kept: Label Studio stores and shows them, and the tokenizer reads them as it reads spaces.
+NUL = "\x00"
+
+
+def _nul_detail(value: str) -> str:
+    at = value.index(NUL)
+    return (f" at character {at} ({ascii(value[max(0, at - 20):at + 20])}): a Label Studio on "
+            f"PostgreSQL cannot store it; remove it from the data, or replace it (U+FFFD)")
+
+
 def _generated_id(row: int, text: object, salt: str = "") -> str:
     return "r" + hashlib.sha1(f"{salt}{row}\x00{text}".encode()).hexdigest()[:16]
 
@@ -297,6 +310,9 @@ def stage_rows(
                 f" (value {raw_id!r})" if not is_null(raw_id) else "",
             )
             continue
+        if NUL in item_id:
+            report(columns.id or "id", "NUL character", _nul_detail(item_id))
+            continue
         if is_null(text):
             report(columns.text, "null text", "")
             continue
@@ -308,6 +324,9 @@ def stage_rows(
             continue
         if not _visible(text):
             report(columns.text, "empty text", f" (only invisible characters: {ascii(text):.40})")
+            continue
+        if NUL in text:
+            report(columns.text, "NUL character", _nul_detail(text))
             continue
         if uses_split_col and (not isinstance(split, str) or split not in SPLITS):
             report(columns.split, "bad split", f" {split!r} (expected one of {', '.join(SPLITS)})")
@@ -325,6 +344,9 @@ def stage_rows(
                 continue
             if not label.strip():
                 report(columns.label, "empty label", f" (value {label!r})")
+                continue
+            if NUL in label:
+                report(columns.label, "NUL character", _nul_detail(label))
                 continue
             if isinstance(raw_label, str) and label.strip().lower() in MISSING_MARKERS:
                 report(columns.label, "missing-value label", (
