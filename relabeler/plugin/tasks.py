@@ -20,7 +20,7 @@ import html
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -330,7 +330,11 @@ def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_sp
                model_version: str = MODEL_VERSION, interface: Any = None,
                round_no: int | None = None) -> dict[str, Any]:
     """One Label Studio task with its validated prediction (and its round, when given).
-    Raises PredictionError."""
+    Raises PredictionError. A NUL character (U+0000) of the text or an example's, which a
+    Label Studio on PostgreSQL cannot store (``relabeler data`` refuses it; a dataset made
+    before it did may hold one), is shown as U+FFFD: one character for one, so the evidence
+    offsets stay right."""
+    sample = _without_nul(sample)
     prediction = build_prediction(sample, spec, top_spans=top_spans, model_version=model_version)
     validate_prediction(prediction, spec, sample.text, interface=interface)
     data: dict[str, Any] = {spec.text_field: sample.text, SAMPLE_ID_FIELD: sample.id,
@@ -346,6 +350,15 @@ def build_task(sample: SampleInput, spec: LabelingSpec, *, priority: int, top_sp
         # a project made before the window's page: the panel, below the text, carries it
         data[spec.panel_field] = page + data[spec.panel_field]
     return {"data": data, "predictions": [prediction]}
+
+
+def _without_nul(sample: SampleInput) -> SampleInput:
+    """``sample`` with each U+0000 of its text and its examples' texts replaced by U+FFFD."""
+    if "\x00" not in sample.text and not any("\x00" in x.text for x in sample.examples):
+        return sample
+    return replace(sample, text=sample.text.replace("\x00", "\ufffd"),
+                   examples=tuple(replace(x, text=x.text.replace("\x00", "\ufffd"))
+                                  for x in sample.examples))
 
 
 # ---------------------------------------------------------------------------------------------

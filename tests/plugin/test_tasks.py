@@ -76,6 +76,24 @@ def test_task_carries_sample_id_priority_and_a_valid_prediction():
     validate_prediction(task["predictions"][0], SPEC, TEXT)
 
 
+def test_a_nul_character_is_shown_as_a_replacement_character_keeping_the_offsets():
+    # a Label Studio on PostgreSQL cannot store U+0000 (a dataset made before `relabeler data`
+    # refused it may hold one): one character for one, so the evidence regions stay in place
+    import json
+
+    text = TEXT.replace(" ", "\x00", 1)
+    task = build_task(sample(text=text, examples=(Example("s9", "free\x00entry", "spam", 0.5),)),
+                      SPEC, priority=7)
+    shown = TEXT.replace(" ", "\ufffd", 1)
+    assert task["data"]["text"] == shown and "free\ufffdentry" in task["data"]["panel"]
+    assert "\\u0000" not in json.dumps(task) and "\x00" not in json.dumps(task,
+                                                                          ensure_ascii=False)
+    regions = [r["value"] for r in task["predictions"][0]["result"] if r["type"] == "labels"]
+    assert [(r["start"], r["end"], r["text"]) for r in regions] == [
+        (0, 3, "WIN"), (6, 10, "free"), (22, 26, "call")]
+    validate_prediction(task["predictions"][0], SPEC, shown)
+
+
 def test_a_label_outside_the_config_is_refused():
     with pytest.raises(PredictionError, match="answer"):
         build_task(sample(suggested_label="eggs"), SPEC, priority=1)
