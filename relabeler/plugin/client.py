@@ -266,34 +266,44 @@ class StudioClient:
 
         updated_after: ISO time; only tasks whose ``updated_at`` is later (a new, changed or
         deleted annotation updates it). id_above: only tasks with a larger id.
-        annotated_only: only tasks with an annotation or a skip (alone; not combinable).
+        annotated_only: only tasks with an annotation or a skip (with id_above, not with
+        updated_after).
+
+        Read by keyset, not by page number: each request asks for the first page of the
+        tasks above the last id read. A task that leaves the listed set while it is read (its
+        answers deleted, the task deleted) would move every later task one place back, and
+        the one on the next page's boundary would never be read; here it moves none. A page
+        shorter than ``page_size`` is not the end (the server caps the page size, Label
+        Studio's ``TASK_API_PAGE_SIZE_MAX``): the listing ends at an empty page.
         """
-        items: list[dict[str, Any]] = []
-        query: dict[str, Any] = {"ordering": ["tasks:id"]}
-        if annotated_only:
-            if updated_after or id_above is not None:
-                raise ValueError("annotated_only cannot be combined with other filters")
-            query["filters"] = {"conjunction": "or", "items": [
-                {"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
-                 "value": 0} for column in ("total_annotations", "cancelled_annotations")]}
-        if updated_after:
-            items.append({"filter": "filter:tasks:updated_at", "operator": "greater",
-                          "type": "Datetime", "value": _dm_time(updated_after)})
-        if id_above is not None:
-            items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
-                          "value": int(id_above)})
-        if items:
-            query["filters"] = {"conjunction": "and", "items": items}
-        for task in self._pages(f"list tasks of project {project_id}", self.sdk.tasks.list,
-                                project=project_id, fields=fields, page_size=page_size,
-                                query=json.dumps(query)):
-            yield _dump(task)
+        if annotated_only and updated_after:
+            raise ValueError("annotated_only cannot be combined with updated_after")
+        last = id_above
+        while True:
+            query: dict[str, Any] = {"ordering": ["tasks:id"]}
+            filters = _task_filters(updated_after, last, annotated_only)
+            if filters:
+                query["filters"] = filters
+            pager = self._call(f"list tasks of project {project_id}", self.sdk.tasks.list,
+                               project=project_id, fields=fields, page=1,
+                               page_size=page_size, query=json.dumps(query))
+            batch = [_dump(task) for task in pager.items or []]
+            if not batch:
+                return
+            ids = [int(task["id"]) for task in batch]
+            if ids != sorted(set(ids)) or (last is not None and ids[0] <= last):
+                raise StudioError(f"{self.shown_url} listed tasks {ids[:5]} of project "
+                                  f"{project_id} when asked for those above task {last} in id "
+                                  f"order: it ignores the Data Manager's id filter or "
+                                  f"ordering, so no listing of it can be read safely")
+            yield from batch
+            last = max(ids)
 
     def _pages(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Iterator[Any]:
-        """The items of a paginated listing, page after page until an empty page or a page
-        that does not exist (404). A page shorter than ``page_size`` is not the end: the
-        server caps the page size (Label Studio's ``TASK_API_PAGE_SIZE_MAX``), so stopping
-        there would lose every later page."""
+        """The items of a listing paged by page number (projects; tasks page by id, see
+        :meth:`list_tasks`), page after page until an empty page or a page that does not exist
+        (404). A page shorter than ``page_size`` is not the end: the server may cap the page
+        size, so stopping there would lose every later page."""
         page = 1
         while True:
             try:
@@ -533,6 +543,30 @@ def same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> boo
 
     return (list(stored.get("result") or []) == list(wanted.get("result") or [])
             and score(stored.get("score")) == score(wanted.get("score")))
+
+
+def _task_filters(updated_after: str | None, id_above: int | None, annotated_only: bool
+                  ) -> dict[str, Any] | None:
+    """The Data Manager filters of a task listing (:meth:`StudioClient.list_tasks`).
+
+    The filters of one listing are joined by one conjunction; each filter may carry a
+    ``child_filter`` that is joined to it by "and" (Label Studio 1.23's
+    ``data_manager.managers.apply_filters``). So "answered or skipped" is two filters joined
+    by "or", each carrying the id filter."""
+    by_id = None if id_above is None else {
+        "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+        "value": int(id_above)}
+    if annotated_only:
+        items = [{"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
+                  "value": 0} for column in ("total_annotations", "cancelled_annotations")]
+        if by_id:
+            items = [{**item, "child_filter": by_id} for item in items]
+        return {"conjunction": "or", "items": items}
+    items = [] if by_id is None else [by_id]
+    if updated_after:
+        items.insert(0, {"filter": "filter:tasks:updated_at", "operator": "greater",
+                         "type": "Datetime", "value": _dm_time(updated_after)})
+    return {"conjunction": "and", "items": items} if items else None
 
 
 def _dm_time(value: str) -> str:

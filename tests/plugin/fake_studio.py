@@ -3,19 +3,25 @@
 It keeps projects, tasks and annotations as Label Studio's API returns them (a task's
 ``updated_at`` moves with every annotation change) and, when given a run store, records each
 annotation change as the ML backend would receive its webhook. ``notify=False`` makes a change
-the event log never hears of (a missed webhook, a server restored from an older backup). The
-live-server tests (``test_studio.py``) check the real thing.
+the event log never hears of (a missed webhook, a server restored from an older backup).
+:func:`real_client` puts the real :class:`StudioClient` in front of it, its task listings read
+through ``GET /api/tasks`` as Label Studio answers it (Data Manager filters, pages by number).
+The live-server tests (``test_studio.py``) check the real thing.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from relabeler.plugin.client import ProjectInfo, StudioNotFoundError
+from label_studio_sdk.core.api_error import ApiError
+
+from relabeler.plugin.client import ProjectInfo, StudioClient, StudioNotFoundError
 from relabeler.plugin.events import append_event
 from relabeler.plugin.labeling import build_labeling_config
 from relabeler.store import RunStore
@@ -39,6 +45,11 @@ class FakeStudio:
         self.views: dict[int, dict[str, Any]] = {}  # project id -> its priority tab
         # the HTTP requests the real client would send for the task and prediction calls
         self.requests: Counter[str] = Counter()
+        # real_client(): runs before each page of a task listing is answered, with the number of
+        # pages answered so far (what a person does in the browser while a listing runs)
+        self.before_page: Callable[[int], None] | None = None
+        self.pages_served = 0
+        self.page_size_max: int | None = None  # Label Studio's TASK_API_PAGE_SIZE_MAX
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
         self._next_id = 100
 
@@ -251,3 +262,76 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# the real client in front of the fake: GET /api/tasks as Label Studio 1.23 answers it
+
+
+def real_client(studio: FakeStudio) -> StudioClient:
+    """A :class:`StudioClient` whose requests ``studio`` answers: the task listing, one task,
+    a project and the users (what pull asks for)."""
+
+    def get_task(task_id: str, *, request_options: Any) -> dict[str, Any]:
+        task = studio.get_task(int(task_id))
+        if task is None:
+            raise ApiError(status_code=404, body={"detail": "Not found."})
+        return task
+
+    def get_project(project_id: int, *, request_options: Any) -> dict[str, Any]:
+        try:
+            info = studio.get_project(project_id)
+        except StudioNotFoundError:
+            raise ApiError(status_code=404, body={"detail": "Not found."}) from None
+        return {**asdict(info), "task_number": info.task_count}
+
+    real = StudioClient(studio.url, "t0ken", retries=0)
+    real.sdk = SimpleNamespace(
+        tasks=SimpleNamespace(list=lambda **kwargs: _task_page(studio, **kwargs), get=get_task),
+        projects=SimpleNamespace(get=get_project),
+        users=SimpleNamespace(list=lambda *, request_options: [
+            SimpleNamespace(id=i, email=email, username=None)
+            for i, email in studio.users.items()]))
+    return real
+
+
+def _task_page(studio: FakeStudio, *, project: int, fields: str, page: int, page_size: int,
+               query: str, request_options: Any) -> SimpleNamespace:
+    """Page ``page`` of a project's tasks that pass the query's Data Manager filters (one
+    conjunction over the filters, each joined by "and" to its ``child_filter``), by task id;
+    404 past the last page, as Django REST's page-number pagination answers."""
+    if studio.before_page:
+        studio.before_page(studio.pages_served)
+    studio.pages_served += 1
+    query_ = json.loads(query)
+    assert query_["ordering"] == ["tasks:id"], query_
+    filters = query_.get("filters") or {"conjunction": "and", "items": []}
+    join = any if filters["conjunction"] == "or" else all
+    listed = [_as_listed(t) for _, t in sorted(studio.tasks.items()) if t["project"] == project]
+    listed = [t for t in listed if join(_passes(t, f) for f in filters["items"])]
+    page_size = min(page_size, studio.page_size_max or page_size)
+    if page > 1 and (page - 1) * page_size >= len(listed):
+        raise ApiError(status_code=404, body={"detail": "Invalid page."})
+    items = listed[(page - 1) * page_size: page * page_size]
+    if fields != "all":
+        items = [{k: v for k, v in t.items() if k not in ("annotations", "predictions")}
+                 for t in items]
+    return SimpleNamespace(items=items)
+
+
+def _as_listed(task: dict[str, Any]) -> dict[str, Any]:
+    answers = task["annotations"]
+    return {**_copy(task), "total_annotations": sum(not a["was_cancelled"] for a in answers),
+            "cancelled_annotations": sum(a["was_cancelled"] for a in answers)}
+
+
+def _passes(task: dict[str, Any], item: dict[str, Any]) -> bool:
+    assert item["operator"] == "greater", item
+    column = item["filter"].removeprefix("filter:tasks:")
+    if item["type"] == "Datetime":
+        value = datetime.strptime(item["value"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        passes = datetime.fromisoformat(task[column]) > value
+    else:
+        passes = task[column] > item["value"]
+    child = item.get("child_filter")
+    return passes and (child is None or _passes(task, child))

@@ -6,9 +6,11 @@ import pytest
 from relabeler.plugin.client import (
     StudioAuthError,
     StudioClient,
+    StudioError,
     StudioUnavailableError,
     batch_tasks,
 )
+from tests.plugin.fake_studio import FakeStudio, real_client
 
 
 def closed_port() -> int:
@@ -115,15 +117,16 @@ def _capped_listing(items, *, cap):
 
 
 def test_a_server_that_caps_the_page_size_is_read_to_the_last_page():
-    tasks = [{"id": i, "data": {"sample_id": f"s{i}"}, "annotations": []}
-             for i in range(1, 251)]
-    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
-    listing, calls = _capped_listing(tasks, cap=100)
-    client.sdk = SimpleNamespace(tasks=SimpleNamespace(list=listing))
-    assert [t["id"] for t in client.list_tasks(1, page_size=500)] == list(range(1, 251))
-    assert calls == [1, 2, 3, 4]  # 100 + 100 + 50, then the 404 past the end
-    assert len(client.task_sample_ids(1, "sample_id")) == 250
+    studio = FakeStudio(["ham", "spam"])
+    studio.page_size_max = 100
+    project_id = studio.add_project()
+    task_ids = [studio.add_task(project_id, f"s{i}", "ham") for i in range(250)]
+    client = real_client(studio)
+    assert [t["id"] for t in client.list_tasks(project_id, page_size=500)] == task_ids
+    assert studio.pages_served == 4  # 100 + 100 + 50, then the empty page after the last
+    assert len(client.task_sample_ids(project_id, "sample_id")) == 250
 
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
     projects = [SimpleNamespace(id=i, title="other") for i in range(1, 121)]
     projects.append(SimpleNamespace(id=121, title="mine"))
     listing, calls = _capped_listing(projects, cap=30)
@@ -131,6 +134,67 @@ def test_a_server_that_caps_the_page_size_is_read_to_the_last_page():
         list=listing, get=lambda project_id, request_options: {"id": project_id,
                                                                "title": "mine"}))
     assert client.find_project("mine").id == 121
+    assert calls == [1, 2, 3, 4, 5, 6]  # 30 * 4 + 1, then the 404 past the end
+
+
+@pytest.fixture
+def answered() -> tuple[FakeStudio, int, list[int]]:
+    """Six tasks, each answered (the third skipped), read two to a page."""
+    studio = FakeStudio(["ham", "spam"])
+    project_id = studio.add_project()
+    task_ids = [studio.add_task(project_id, f"s{i}", "ham") for i in range(6)]
+    for i, task_id in enumerate(task_ids):
+        studio.annotate(task_id, None if i == 2 else "spam")
+    return studio, project_id, task_ids
+
+
+def test_a_task_that_leaves_the_listing_while_it_is_read_moves_no_other_past_a_page(answered):
+    # paged by number, the answers of task 1 deleted after page 1 moved task 3 onto page 1
+    # and page 2 began at task 4: task 3 was never read, and pull's watermark passed it
+    studio, project_id, task_ids = answered
+    client = real_client(studio)
+    first = studio.tasks[task_ids[0]]["annotations"][0]["id"]
+    studio.before_page = lambda served: served == 1 and studio.delete_annotation(first)
+    listed = [t["id"] for t in client.list_tasks(project_id, annotated_only=True, page_size=2)]
+    assert listed == task_ids
+    assert studio.pages_served == 4  # 2 + 2 + 2 (the first deleted after it was read), empty
+
+    # a later pull's listing (updated_after), and task 2 deleted after page 1
+    studio.pages_served = 0
+    studio.before_page = lambda served: served == 1 and studio.delete_task(task_ids[1])
+    listed = client.list_tasks(project_id, updated_after="2026-01-01T00:00:00+00:00",
+                               page_size=2)
+    assert [t["id"] for t in listed] == task_ids
+
+    # the listing of every task's data (push, re-rank; the server caps its 1000 a page), and
+    # task 1 deleted after page 1
+    studio.pages_served, studio.page_size_max = 0, 2
+    studio.before_page = lambda served: served == 1 and studio.delete_task(task_ids[0])
+    data, answered_ids = client.task_data_and_answered(project_id)
+    assert list(data) == [task_ids[0], *task_ids[2:]]
+    assert answered_ids == set(task_ids[2:])  # task 1's answer was deleted; 3 was skipped
+
+
+def test_answered_tasks_above_an_id_are_answers_or_skips_and_above_it(answered):
+    studio, project_id, task_ids = answered
+    studio.add_task(project_id, "s6", "ham")  # not answered
+    client = real_client(studio)
+    listed = client.list_tasks(project_id, annotated_only=True, id_above=task_ids[1])
+    assert [t["id"] for t in listed] == task_ids[2:]
+    with pytest.raises(ValueError, match="updated_after"):
+        next(client.list_tasks(project_id, annotated_only=True,
+                               updated_after="2026-01-01T00:00:00+00:00"))
+
+
+def test_a_server_that_ignores_the_id_filter_stops_the_listing():
+    # it would answer the same first page for ever
+    tasks = [{"id": i, "data": {}} for i in range(1, 4)]
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    client.sdk = SimpleNamespace(tasks=SimpleNamespace(
+        list=lambda *, page, page_size, request_options, **query: SimpleNamespace(
+            items=tasks[:page_size])))
+    with pytest.raises(StudioError, match="ignores the Data Manager's id filter"):
+        list(client.list_tasks(1, page_size=2))
 
 
 def test_serve_at_a_new_address_moves_its_earlier_backend_and_drops_its_webhook(caplog):

@@ -45,7 +45,7 @@ from relabeler.plugin.reconcile import WebhookAnnotations, reconcile_task
 from relabeler.plugin.votes import evidence_edited, fingerprint
 from relabeler.queue_plan import MANIFEST_SCHEMA, write_manifest
 from relabeler.store import RunStore
-from tests.plugin.fake_studio import FakeStudio
+from tests.plugin.fake_studio import FakeStudio, real_client
 
 CLASSES = ["ham", "spam"]
 GIVEN = {"s0": "ham", "s1": "ham", "s2": "spam", "s3": "spam"}
@@ -153,6 +153,26 @@ def test_an_answer_changed_during_a_long_listing_is_fetched_by_the_next_pull(
     monkeypatch.setattr("relabeler.plugin.fetch.time", time)
     result = pull(store, studio)
     assert (result.tasks_changed, corrections(store)["s0"]["new_label"]) == (1, "ham")
+
+
+def test_an_answer_on_a_page_boundary_survives_an_earlier_answer_deleted_mid_listing(
+        store, studio, tasks):
+    """The real client, two tasks a page, no webhook: s0's answer is deleted after page 1.
+    Paged by number, page 2 then began at s3; s2 was never read and the watermark (s3's
+    answer) passed it, so no later pull read it either."""
+    for sample in ("s0", "s1", "s2", "s3"):
+        studio.annotate(tasks[sample], "spam", notify=False)
+    first = studio.tasks[tasks["s0"]]["annotations"][0]["id"]
+    studio.before_page = lambda served: served == 1 and studio.delete_annotation(first,
+                                                                              notify=False)
+    client = real_client(studio)
+    pull(store, client, page_size=2)
+    assert set(corrections(store)) == {"s0", "s1", "s2", "s3"}  # s0 as read on page 1
+    studio.before_page = None
+    result = pull(store, client, page_size=2)
+    assert (result.tasks_changed, result.withdrawn) == (1, 1)
+    assert {k: v["new_label"] for k, v in corrections(store).items()} == {
+        "s1": "spam", "s2": "spam", "s3": "spam"}
 
 
 def test_two_pulls_at_once_take_turns_and_lose_no_answer(store, studio, tasks, monkeypatch):
