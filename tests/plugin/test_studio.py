@@ -453,6 +453,59 @@ def test_a_class_added_in_label_studio_and_an_answer_deleted_unseen_on_the_real_
     assert unmapped[deleted["id"]].startswith("the server showed it at an earlier pull")
 
 
+def test_listings_two_tasks_a_page_lose_no_task_when_an_earlier_one_leaves_mid_listing(
+        studio, annotators, admin, tmp_path, title, monkeypatch):
+    """Pull reads two tasks a page, no webhook listening. After page 1 of the first pull, the
+    first task's answer is deleted; after page 1 of the second, an admin deletes the second
+    task. Paged by number, each time the third task (on the next page's boundary) was never
+    read: its skip, then bob's answer."""
+    store = make_run(str(tmp_path / "run"))
+    result = push(store, admin, project_title=title, budget=10)
+    manifest = read_manifest(store)
+    manifest = manifest[manifest["project_id"] == result.project_id].set_index("task_id")
+    tasks = sorted(manifest.index.astype(int))[:6]
+    alice = studio.http(annotators["alice"])
+    answers = [post_answer(alice, task_id, {"result": [], "was_cancelled": True} if i == 2
+                           else answer("pos")) for i, task_id in enumerate(tasks[:5])]
+    # answered or skipped, above an id: the id filter rides on each "or" filter as its child
+    listed = admin.list_tasks(result.project_id, annotated_only=True, id_above=tasks[1],
+                              page_size=2)
+    assert [t["id"] for t in listed] == tasks[2:5]
+
+    listing, pages = admin.sdk.tasks.list, []
+
+    def then(action):
+        def list_tasks(**kwargs):
+            if kwargs["project"] == result.project_id:  # not the run's other projects
+                if len(pages) == 1:
+                    response = action()
+                    assert response.status_code == 204, response.text
+                pages.append(kwargs["page"])
+            return listing(**kwargs)
+        return list_tasks
+
+    monkeypatch.setattr(admin.sdk.tasks, "list", then(
+        lambda: alice.delete(f"/api/annotations/{answers[0]['id']}/")))
+    pull(store, admin, page_size=2)
+    assert pages == [1, 1, 1, 1]  # 2 + 2 + 1, then the empty page
+    assert sorted(corrections(store)) == sorted(  # the first task's answer as page 1 read it
+        manifest.loc[tasks[:5], "id"])
+
+    bob = studio.http(annotators["bob"])
+    for task_id in tasks[1:4]:  # each listed by the next pull, whatever its margin takes in
+        post_answer(bob, task_id, answer("neg"))
+    pages.clear()
+    monkeypatch.setattr(admin.sdk.tasks, "list", then(
+        lambda: studio.http(studio.token).delete(f"/api/tasks/{tasks[1]}/")))
+    pulled = pull(store, admin, page_size=2)
+    assert pulled.withdrawn == 1  # the first task's deleted answer
+    rows = {r.task_id: r for r in corrections(store).values()}
+    assert sorted(rows) == tasks[1:5]  # the deleted task's as page 1 read it
+    both = ["alice@relabeler.local", "bob@relabeler.local"]
+    assert [rows[t].annotators for t in tasks[1:5]] == [both, both, both,
+                                                        ["alice@relabeler.local"]]
+
+
 def test_label_studio_gets_predictions_with_basic_auth_and_nobody_else_does(studio, admin,
                                                                               backend, title):
     store, url = backend
