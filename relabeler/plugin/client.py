@@ -292,10 +292,11 @@ class StudioClient:
                 return
             ids = [int(task["id"]) for task in batch]
             if ids != sorted(set(ids)) or (last is not None and ids[0] <= last):
+                above = "" if last is None else f" above task {last}"
                 raise StudioError(f"{self.shown_url} listed tasks {ids[:5]} of project "
-                                  f"{project_id} when asked for those above task {last} in id "
-                                  f"order: it ignores the Data Manager's id filter or "
-                                  f"ordering, so no listing of it can be read safely")
+                                  f"{project_id} when asked for those{above} in id order: it "
+                                  f"ignores the Data Manager's id filter or ordering, so no "
+                                  f"listing of it can be read safely")
             yield from batch
             last = max(ids)
 
