@@ -75,7 +75,7 @@ def test_push_serves_highest_priority_first(studio, annotators, admin, tmp_path,
     manifest = read_manifest(store)
     main = manifest[manifest["project_id"] == result.project_id]
     assert main["task_id"].notna().all() and main["task_id"].is_unique
-    assert sorted(main["priority"]) == list(range(1, 201))
+    assert sorted(main["priority"]) == list(range(1000, 201_000, 1000))  # PRIORITY_STEP apart
     assert admin.get_project(result.project_id).task_count == 200
     # flagged tasks queue in rank order; import order is queue order
     flagged = main[main["source"] == FLAGGED].sort_values("priority")
