@@ -94,6 +94,7 @@ bench: setup
 	$(PY) benchmarks/knn.py
 	$(PY) benchmarks/score.py --n 50000 --repeat 1
 	$(PY) benchmarks/rerank.py
+	$(PY) benchmarks/priorities.py
 	$(PY) benchmarks/attribution.py
 	$(PY) benchmarks/studio.py
 	$(PY) benchmarks/scaling.py
