@@ -261,3 +261,176 @@ def test_the_projects_predictions_come_in_one_request_by_task_and_model_version(
     held = client.project_predictions(7, "relabeler")
     assert calls == [7]
     assert {task: [p["id"] for p in ps] for task, ps in held.items()} == {10: [1], 11: [3, 4]}
+
+
+# ---------------------------------------------------------------------------------------------
+# personal access tokens, proxies, HTTPS (the SDK over an httpx.MockTransport)
+
+def _jwt(token_type: str, seconds: int) -> str:
+    import time
+
+    import jwt
+    return jwt.encode({"token_type": token_type, "exp": int(time.time()) + seconds},
+                      "a key of 32 bytes or more, not the server's", algorithm="HS256")
+
+
+def _studio_at(answers, seen):
+    """A mock transport: ``answers(request)`` answers each request; ``seen`` gets
+    (method, path) of every one."""
+    import httpx
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        return answers(request)
+    return httpx.MockTransport(handle)
+
+
+NGINX_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n"
+             "</body>\r\n</html>\r\n")
+
+
+def test_a_personal_access_token_is_refreshed_under_the_sub_path_of_the_url():
+    import httpx
+    seen: list[tuple[str, str]] = []
+    access = _jwt("access", 300)
+
+    def answers(request):
+        if request.url.path.endswith("/api/token/refresh/"):
+            return httpx.Response(200, json={"access": access})
+        assert request.headers["Authorization"] == f"Bearer {access}"
+        return httpx.Response(200, json={"id": 1, "email": "a@b.c", "username": "a"})
+
+    client = StudioClient("https://host/labelstudio", _jwt("refresh", 3600), retries=0,
+                          transport=_studio_at(answers, seen))
+    assert client.whoami()["email"] == "a@b.c"
+    assert seen == [("POST", "/labelstudio/api/token/refresh/"),
+                    ("GET", "/labelstudio/api/current-user/whoami")]
+
+
+def test_an_expired_personal_access_token_names_its_variable():
+    with pytest.raises(StudioAuthError) as info:
+        StudioClient("http://127.0.0.1:1", _jwt("refresh", -60), token_source="MY_PAT")
+    assert str(info.value) == (
+        "the Label Studio token in MY_PAT cannot be used: API key has expired. Please obtain a "
+        "new refresh token. Create a new Personal Access Token in Label Studio (Account & "
+        "Settings)")
+
+
+def test_a_proxy_error_page_on_the_token_refresh_is_retried_then_succeeds(caplog):
+    import httpx
+    seen: list[tuple[str, str]] = []
+    refreshes = iter([httpx.Response(502, text=NGINX_502),
+                      httpx.Response(200, json={"access": _jwt("access", 300)})])
+
+    def answers(request):
+        if request.url.path.endswith("/api/token/refresh/"):
+            return next(refreshes)
+        return httpx.Response(200, json={"id": 4, "title": "p", "label_config": "<View/>"})
+
+    client = StudioClient("https://host/ls/", _jwt("refresh", 3600), retries=2, backoff=0.01,
+                          transport=_studio_at(answers, seen))
+    # not safe to repeat, yet retried: the refused refresh sent nothing
+    project = client._call("create a project", client.sdk.projects.create,
+                           safe_to_repeat=False, title="p")
+    assert project.id == 4
+    assert [path for _, path in seen] == ["/ls/api/token/refresh/"] * 2 + ["/ls/api/projects/"]
+    assert "answered 502 to create a project; retrying" in caplog.text
+
+
+def test_a_proxy_error_page_that_lasts_is_one_line_of_text():
+    import httpx
+    client = StudioClient("https://host/ls", "t0ken", retries=1, backoff=0.01,
+                          transport=_studio_at(lambda r: httpx.Response(502, text=NGINX_502), []))
+    with pytest.raises(StudioUnavailableError) as info:
+        client.whoami()
+    assert str(info.value) == (
+        "cannot read the current user: Label Studio at https://host/ls answered 502 "
+        "(2 attempts): 502 Bad Gateway 502 Bad Gateway nginx/1.22.1")
+    assert info.value.maybe_applied is True
+
+
+@pytest.mark.parametrize(("status", "detail", "says"), [
+    (401, "Token is blacklisted", "rejected the API token (LABEL_STUDIO_API_KEY) while trying "
+     "to read the current user: Token is blacklisted. Label Studio 1.23 takes a Personal "
+     "Access Token (Account & Settings)"),
+    (403, "You do not have permission to perform this action.",
+     "refused to read the current user: You do not have permission to perform this action."),
+])
+def test_a_refused_token_says_the_servers_reason(status, detail, says):
+    import httpx
+    client = StudioClient("http://host:8080", "legacy-t0ken", retries=3, backoff=0.01,
+                          transport=_studio_at(
+                              lambda r: httpx.Response(status, json={"detail": detail}), []))
+    with pytest.raises(StudioAuthError) as info:
+        client.whoami()
+    assert says in str(info.value)
+    assert "t0ken" not in str(info.value)
+
+
+def test_a_backend_address_label_studio_may_not_call_says_what_to_do():
+    import httpx
+    seen: list[tuple[str, str]] = []
+
+    def answers(request):
+        if request.method == "GET":
+            return httpx.Response(200, json=[])
+        return httpx.Response(403, json={
+            "detail": "URL resolves to a reserved network address (block: 127.0.0.0/8)"})
+
+    client = StudioClient("http://host:8080", "t0ken", retries=3, backoff=0.01,
+                          transport=_studio_at(answers, seen))
+    with pytest.raises(StudioAuthError) as info:
+        client.ensure_ml_backend(3, "http://127.0.0.1:9090", title="relabeler")
+    message = str(info.value)
+    assert message.startswith(
+        "Label Studio at http://host:8080 refused to connect ML backend http://127.0.0.1:9090 "
+        "to project 3: URL resolves to a reserved network address (block: 127.0.0.0/8). ")
+    assert "ML_BLOCK_LOCAL_IP=false" in message and "[studio] backend_url" in message
+    assert "lacks permission" not in message
+    assert seen.count(("POST", "/api/ml/")) == 1
+
+
+def test_an_untrusted_certificate_is_not_retried_and_says_how_to_trust_it(caplog):
+    import ssl
+
+    import httpx
+
+    def untrusted(request):
+        error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                                             "verify failed: unable to get local issuer "
+                                             "certificate")
+        error.verify_message = "unable to get local issuer certificate"
+        try:
+            raise error
+        except ssl.SSLError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+
+    seen: list[tuple[str, str]] = []
+    client = StudioClient("https://host/ls", "t0ken", retries=5, backoff=0.01,
+                          transport=_studio_at(untrusted, seen))
+    with pytest.raises(StudioError) as info:
+        client.get_project(1)
+    assert not isinstance(info.value, StudioUnavailableError)
+    assert str(info.value) == (
+        "cannot read project 1: the HTTPS certificate of https://host/ls is not trusted "
+        "(unable to get local issuer certificate): give the certificate of the CA that signed "
+        "it with [studio] ca_bundle or $REQUESTS_CA_BUNDLE (a PEM file)")
+    assert len(seen) == 1 and "retrying" not in caplog.text
+
+
+def test_the_ca_bundle_is_the_setting_else_requests_ca_bundle(monkeypatch, tmp_path):
+    import certifi
+
+    from relabeler.plugin.client import _verify
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    assert _verify("") is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    assert _verify("").cert_store_stats()["x509_ca"] > 10
+    missing = tmp_path / "ca.pem"
+    with pytest.raises(StudioError, match=r"^\[studio\] ca_bundle: cannot read CA certificates "
+                       r"from '.*ca.pem'"):
+        StudioClient("https://host", "t0ken", ca_bundle=str(missing))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    with pytest.raises(StudioError, match=r"^\$REQUESTS_CA_BUNDLE: cannot read"):
+        StudioClient("https://host", "t0ken")
