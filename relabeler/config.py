@@ -352,6 +352,9 @@ class StudioConfig(_Section):
                                     ge=1, le=1024)
     retries: int = _opt(5, "Retries of a Label Studio request after a connection error or a "
                         "5xx; the wait doubles from 0.5 s, capped at 30 s.", ge=0, le=20)
+    ca_bundle: str = _opt("", "CA certificates (a PEM file or a folder) Label Studio's HTTPS "
+                          "certificate is checked against; empty = $REQUESTS_CA_BUNDLE, else "
+                          "$SSL_CERT_FILE, else $SSL_CERT_DIR, else certifi's bundle.")
 
 
 class RayConfig(_Section):

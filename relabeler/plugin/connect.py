@@ -50,4 +50,5 @@ def client_from_config(studio: StudioConfig) -> StudioClient:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     url, token, source = resolve_url_and_token(studio)
     log.info("Label Studio at %s (token from %s)", mask_url(url), source)
-    return StudioClient(url, token, token_source=source, retries=studio.retries)
+    return StudioClient(url, token, token_source=source, retries=studio.retries,
+                        ca_bundle=studio.ca_bundle)
