@@ -159,8 +159,8 @@ class StudioClient:
         except ApiError as exc:  # the SDK refuses an expired personal access token here
             http.close()
             raise StudioAuthError(f"the Label Studio token in {token_source} cannot be used: "
-                                  f"{_detail(exc.body)} Create a new Personal Access Token "
-                                  f"in Label Studio (Account & Settings)") from None
+                                  f"{_sentence(_detail(exc.body))} Create a new Personal "
+                                  f"Access Token in Label Studio (Account & Settings)") from None
 
     def __repr__(self) -> str:
         return f"StudioClient(url={self.shown_url!r})"
@@ -196,8 +196,8 @@ class StudioClient:
                 if status == 401:
                     raise StudioAuthError(
                         f"Label Studio at {self.shown_url} rejected the API token "
-                        f"({self.token_source}) while trying to {what}: {said or status}. "
-                        f"{TOKEN_HINT}") from None
+                        f"({self.token_source}) while trying to {what}: "
+                        f"{_sentence(said or str(status))} {TOKEN_HINT}") from None
                 if status == 403:
                     raise StudioAuthError(f"Label Studio at {self.shown_url} refused to {what}: "
                                           f"{_refusal(said)}") from None
@@ -670,14 +670,18 @@ def _detail(body: Any) -> str:
     return "" if body in (None, "", {}) else _short(body)
 
 
+def _sentence(text: str) -> str:
+    return text.rstrip(". ") + "."
+
+
 def _refusal(said: str) -> str:
     """A 403's reason, with what to do where Label Studio refuses to call a private address."""
     if "reserved network address" not in said:
         return said or "the token's user lacks permission"
-    return (f"{said}. Label Studio's SSRF protection refuses to call private and loopback "
-            f"addresses: allow them on the Label Studio server (ML_BLOCK_LOCAL_IP=false for "
-            f"ML backends, SSRF_PROTECTION_ENABLED=false for webhooks, in its environment), or "
-            f"set [studio] backend_url to an address it may call")
+    return (f"{_sentence(said)} Label Studio's SSRF protection refuses to call private and "
+            f"loopback addresses: allow them on the Label Studio server (ML_BLOCK_LOCAL_IP=false "
+            f"for ML backends, SSRF_PROTECTION_ENABLED=false for webhooks, in its environment), "
+            f"or set [studio] backend_url to an address it may call")
 
 
 def _short(body: Any, limit: int = 400) -> str:

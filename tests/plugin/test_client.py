@@ -351,8 +351,8 @@ def test_a_proxy_error_page_that_lasts_is_one_line_of_text():
 
 
 @pytest.mark.parametrize(("status", "detail", "says"), [
-    (401, "Token is blacklisted", "rejected the API token (LABEL_STUDIO_API_KEY) while trying "
-     "to read the current user: Token is blacklisted. Label Studio 1.23 takes a Personal "
+    (401, "Invalid token.", "rejected the API token (LABEL_STUDIO_API_KEY) while trying "
+     "to read the current user: Invalid token. Label Studio 1.23 takes a Personal "
      "Access Token (Account & Settings)"),
     (403, "You do not have permission to perform this action.",
      "refused to read the current user: You do not have permission to perform this action."),
