@@ -9,7 +9,7 @@
   that is not trusted is not retried; the message says how to trust its CA.
 * A personal access token (a JWT, what Label Studio 1.23 hands out by default) is exchanged
   for short-lived access tokens by the SDK; an expired one, or a failed exchange, is reported
-  like any other answer (see :func:`_refresh_answer`).
+  like any other answer (see :func:`relabeler.plugin.studio_errors.refresh_answer`).
 * The token is never logged or shown in ``repr``; a URL is shown with its password masked
   (:func:`relabeler.redact.mask_url`).
 """
@@ -20,8 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import re
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +30,23 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from relabeler.errors import PluginError
+from relabeler.plugin.studio_errors import (
+    CA_BUNDLE_ENV,
+    RETRY_STATUS,
+    TOKEN_HINT,
+    RefreshError,
+    StudioAuthError,
+    StudioError,
+    StudioNotFoundError,
+    StudioUnavailableError,
+    certificate_error,
+    detail,
+    refresh_answer,
+    refusal,
+    sentence,
+    short,
+    tls_verify,
+)
 from relabeler.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -46,41 +60,6 @@ SEQUENTIAL = "Sequential sampling"
 # imports stay far below it so one slow request never holds the server for long.
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_BATCH_TASKS = 1000
-_RETRY_STATUS = {429, 500, 502, 503, 504}
-REFRESH_PATH = "api/token/refresh/"
-CA_BUNDLE_ENV = "REQUESTS_CA_BUNDLE"
-TOKEN_HINT = ("Label Studio 1.23 takes a Personal Access Token (Account & Settings); legacy "
-              "tokens work only where the organization enabled them")
-
-
-class StudioError(PluginError):
-    """Label Studio answered with an error, or could not be reached."""
-
-
-class StudioAuthError(StudioError):
-    """Label Studio rejected the API token."""
-
-
-class StudioNotFoundError(StudioError):
-    """A project, task or other object is not on the server (any more)."""
-
-
-class _RefreshError(ApiError):
-    """Label Studio (or a proxy before it) answered the SDK's token refresh with an error that
-    is not JSON; the request the refresh was for was not sent."""
-
-
-class StudioUnavailableError(StudioError):
-    """The server could not be reached, or kept failing (connection errors, 5xx) after retries.
-
-    ``maybe_applied`` is True when a request may have reached the server before it failed.
-    """
-
-    def __init__(self, message: str, *, maybe_applied: bool):
-        super().__init__(message)
-        self.maybe_applied = maybe_applied
-
-
 @dataclass(frozen=True)
 class ProjectInfo:
     id: int
@@ -148,8 +127,8 @@ class StudioClient:
         self.retries = int(retries)
         self.backoff = float(backoff)
         http = httpx.Client(timeout=self.timeout, follow_redirects=True,
-                            verify=_verify(ca_bundle), transport=transport,
-                            event_hooks={"response": [_refresh_answer]})
+                            verify=tls_verify(ca_bundle), transport=transport,
+                            event_hooks={"response": [refresh_answer]})
         try:
             # with the trailing slash: the SDK joins its token refresh URL with urljoin, which
             # drops the last segment of a path without one (a Label Studio at
@@ -159,7 +138,7 @@ class StudioClient:
         except ApiError as exc:  # the SDK refuses an expired personal access token here
             http.close()
             raise StudioAuthError(f"the Label Studio token in {token_source} cannot be used: "
-                                  f"{_sentence(_detail(exc.body))} Create a new Personal "
+                                  f"{sentence(detail(exc.body))} Create a new Personal "
                                   f"Access Token in Label Studio (Account & Settings)") from None
 
     def __repr__(self) -> str:
@@ -192,31 +171,31 @@ class StudioClient:
                 return fn(*args, request_options=self._options(), **kwargs)
             except ApiError as exc:
                 status = exc.status_code or 0
-                said = _detail(exc.body)
+                said = detail(exc.body)
                 if status == 401:
                     raise StudioAuthError(
                         f"Label Studio at {self.shown_url} rejected the API token "
                         f"({self.token_source}) while trying to {what}: "
-                        f"{_sentence(said or str(status))} {TOKEN_HINT}") from None
+                        f"{sentence(said or str(status))} {TOKEN_HINT}") from None
                 if status == 403:
                     raise StudioAuthError(f"Label Studio at {self.shown_url} refused to {what}: "
-                                          f"{_refusal(said)}") from None
+                                          f"{refusal(said)}") from None
                 if status == 404:
                     raise StudioNotFoundError(f"cannot {what}: not found on {self.shown_url} "
                                               f"(was it deleted?)") from None
-                if status not in _RETRY_STATUS:
+                if status not in RETRY_STATUS:
                     raise StudioError(f"cannot {what}: Label Studio answered {status}: "
-                                      f"{_short(exc.body)}") from None
+                                      f"{short(exc.body)}") from None
                 # a failed token refresh: the request itself was not sent
-                if last or not (safe_to_repeat or isinstance(exc, _RefreshError)):
-                    said = f": {_short(exc.body)}" if exc.body not in (None, "", {}) else ""
+                if last or not (safe_to_repeat or isinstance(exc, RefreshError)):
+                    said = f": {short(exc.body)}" if exc.body not in (None, "", {}) else ""
                     raise StudioUnavailableError(
                         f"cannot {what}: Label Studio at {self.shown_url} answered {status} "
                         f"({attempt + 1} attempts){said}", maybe_applied=True) from None
                 log.warning("Label Studio answered %s to %s; retrying in %.1f s", status, what,
                             delay)
             except httpx.TransportError as exc:
-                untrusted = _certificate_error(exc)
+                untrusted = certificate_error(exc)
                 if untrusted is not None:
                     raise StudioError(
                         f"cannot {what}: the HTTPS certificate of {self.shown_url} is not "
@@ -619,75 +598,3 @@ def _dm_time(value: str) -> str:
     if when.tzinfo is None:
         raise ValueError(f"time must carry a timezone, got {value!r}")
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _verify(ca_bundle: str) -> ssl.SSLContext | bool:
-    """What httpx checks a server's certificate with: ``ca_bundle``, else $REQUESTS_CA_BUNDLE
-    (what requests, and so Label Studio itself, reads; httpx does not), else True (httpx's
-    default: $SSL_CERT_FILE, $SSL_CERT_DIR, certifi's bundle)."""
-    where = "[studio] ca_bundle" if ca_bundle else f"${CA_BUNDLE_ENV}"
-    path = ca_bundle or os.environ.get(CA_BUNDLE_ENV, "")
-    if not path:
-        return True
-    try:
-        if os.path.isdir(path):
-            return ssl.create_default_context(capath=path)
-        return ssl.create_default_context(cafile=path)
-    except (OSError, ssl.SSLError) as exc:
-        raise StudioError(f"{where}: cannot read CA certificates from {path!r}: {exc}") from None
-
-
-def _refresh_answer(response: httpx.Response) -> None:
-    """An httpx response hook. The SDK parses the answer to its token refresh (a personal
-    access token exchanged for an access token) as JSON whatever its status, so a proxy's
-    error page (nginx's 502 while Label Studio restarts) escaped as a JSONDecodeError. Such an
-    answer raises :class:`_RefreshError` instead, with its status: retried or translated by
-    :meth:`StudioClient._call` like any other."""
-    if response.status_code == 200 or response.request.method != "POST" \
-            or not response.request.url.path.endswith("/" + REFRESH_PATH):
-        return
-    response.read()
-    try:
-        response.json()
-    except ValueError:
-        raise _RefreshError(status_code=response.status_code, body=response.text) from None
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate check that failed under an httpx error, if that is its cause."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _detail(body: Any) -> str:
-    """The reason an error answer gives: its JSON ``detail``, else the body, shortened."""
-    if isinstance(body, dict) and body.get("detail"):
-        return _short(str(body["detail"]))
-    return "" if body in (None, "", {}) else _short(body)
-
-
-def _sentence(text: str) -> str:
-    return text.rstrip(". ") + "."
-
-
-def _refusal(said: str) -> str:
-    """A 403's reason, with what to do where Label Studio refuses to call a private address."""
-    if "reserved network address" not in said:
-        return said or "the token's user lacks permission"
-    return (f"{_sentence(said)} Label Studio's SSRF protection refuses to call private and "
-            f"loopback addresses: allow them on the Label Studio server (ML_BLOCK_LOCAL_IP=false "
-            f"for ML backends, SSRF_PROTECTION_ENABLED=false for webhooks, in its environment), "
-            f"or set [studio] backend_url to an address it may call")
-
-
-def _short(body: Any, limit: int = 400) -> str:
-    """``body`` on one line: JSON as JSON, an HTML error page as its text."""
-    text = body if isinstance(body, str) else json.dumps(body, default=str)
-    if re.search(r"<(html|body|head|title|h1|center)\b", text, re.IGNORECASE):
-        text = re.sub(r"<[^>]*>", " ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."

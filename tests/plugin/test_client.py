@@ -422,7 +422,7 @@ def test_an_untrusted_certificate_is_not_retried_and_says_how_to_trust_it(caplog
 def test_the_ca_bundle_is_the_setting_else_requests_ca_bundle(monkeypatch, tmp_path):
     import certifi
 
-    from relabeler.plugin.client import _verify
+    from relabeler.plugin.studio_errors import tls_verify as _verify
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     assert _verify("") is True
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
