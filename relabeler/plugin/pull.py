@@ -433,17 +433,17 @@ def _fold_second_opinions(store: RunStore, corrections: pd.DataFrame,
 def _superseded_by_second_opinions(corrections: pd.DataFrame, superseded: list[Superseded],
                                    projects_state: Mapping[str, Any]
                                    ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The corrections with each sample whose second opinion came from an annotator who had
-    answered it marked ``needs_review`` (no other annotator's answer was obtained), and an
-    ``unmapped`` row for each review answer so superseded (the annotation as the server last
+    """The corrections with each sample one annotator answered in both its review and its
+    second-opinion task marked ``needs_review`` (no other annotator's answer was obtained), and
+    an ``unmapped`` row for each earlier answer so superseded (the annotation as the server last
     showed it, where a pull kept it)."""
     if not superseded:
         return corrections, []
     samples = sorted({s.sample_id for s in superseded})
-    log.warning("pull: %d second opinions were given by an annotator who had answered the "
-                "sample already (Label Studio Community serves a task to anyone): their first "
-                "answers are superseded (%s) and the samples need review: %s", len(superseded),
-                UNMAPPED, samples)
+    log.warning("pull: %d annotators answered a sample both in its review task and in its "
+                "second-opinion task (Label Studio Community serves a task to anyone): their "
+                "earlier answers are superseded (%s) and the samples need review: %s",
+                len(superseded), UNMAPPED, samples)
     corrections = corrections.copy()
     corrections.loc[corrections["id"].isin(samples), "needs_review"] = True
     rows = []

@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Superseded:
-    """A review vote replaced by a second opinion of the same annotator: their answer
-    ``annotation_id`` (``vote``, as the row held it) in task ``task_id`` of project
-    ``project_id`` to sample ``sample_id``, superseded by their annotation ``by`` in the
-    second-opinion task ``by_task``."""
+    """One of an annotator's two answers to a sample, in its review task and its second-opinion
+    task, set aside for the later one: their answer ``annotation_id`` (``vote``, as the row
+    held it) in task ``task_id`` of project ``project_id`` to sample ``sample_id``, superseded
+    by their annotation ``by`` in task ``by_task`` (the second-opinion task, or with
+    ``by_review`` the review task)."""
 
     sample_id: str
     project_id: int
@@ -70,13 +71,17 @@ class Superseded:
     vote: str
     by: int
     by_task: int
+    # the later answer is in the review task (the second opinion came first): the superseded
+    # one is then the second-opinion task's
+    by_review: bool = False
 
     @property
     def reason(self) -> str:
         """Its reason in ``labels/unmapped.parquet`` (it starts as a superseded answer's in one
         task does)."""
+        where = "review" if self.by_review else "second-opinion"
         return (f"superseded by annotation {self.by}, a later answer of {self.annotator} to the "
-                f"same sample in the second-opinion task {self.by_task} (an annotator's latest "
+                f"same sample in the {where} task {self.by_task} (an annotator's latest "
                 f"answer is their vote; Label Studio Community serves a second-opinion task to "
                 f"anyone, so no other annotator's answer was obtained: the sample needs review)")
 
@@ -195,14 +200,25 @@ def fold_second_opinions(corrections: pd.DataFrame, second: pd.DataFrame,
             i = position[row["id"]]
             mine = _votes_of(out.iloc[i], exclude=set())
             theirs = _votes_of(row, exclude=set())
-            # one vote per annotator: the second answer, asked after the first was pulled
-            first = dict(mine)
-            superseded += [Superseded(str(row["id"]), int(out.at[i, "project_id"]),
-                                      int(out.at[i, "task_id"]), first[who][1], who,
-                                      first[who][0], aid, int(row["task_id"]))
-                           for who, (_, aid) in theirs if who in first]
-            merged = {who: vote for who, vote in [*mine, *theirs]}.items()
-            _set_votes(out, i, [(who, vote) for who, vote in merged])
+            # one vote per annotator: their later answer (Label Studio numbers annotations in
+            # the order they are made), whichever of the two tasks it is in
+            merged = dict(mine)
+            review_task, second_task = int(out.at[i, "task_id"]), int(row["task_id"])
+            for who, (vote, aid) in theirs:
+                if who not in merged:
+                    merged[who] = (vote, aid)
+                    continue
+                held, held_aid = merged[who]
+                if aid > held_aid:  # the second opinion is the later answer
+                    superseded.append(Superseded(
+                        str(row["id"]), int(out.at[i, "project_id"]), review_task, held_aid,
+                        who, held, aid, second_task))
+                    merged[who] = (vote, aid)
+                else:  # they answered the review task again after the second opinion
+                    superseded.append(Superseded(
+                        str(row["id"]), int(row["project_id"]), second_task, aid, who, vote,
+                        held_aid, review_task, by_review=True))
+            _set_votes(out, i, list(merged.items()))
             if pd.notna(row["updated_at"]) and (pd.isna(out.at[i, "updated_at"])
                                                 or row["updated_at"] > out.at[i, "updated_at"]):
                 out.at[i, "updated_at"] = row["updated_at"]

@@ -303,3 +303,49 @@ def test_a_second_opinion_of_an_annotator_who_answered_supersedes_their_answer_v
     assert (sorted(s0.annotation_ids), list(s0.votes)) == (
         sorted([alice, first]), ["alice@relabeler.local: ham", "bob@relabeler.local: spam"])
     assert store.read_table(UNMAPPED).num_rows == 0
+
+
+def test_an_annotator_who_answers_the_review_task_after_its_second_opinion_keeps_the_later(
+        tmp_path):
+    # bob answered the second-opinion task first, then the review task: his later answer is
+    # his vote, and the second-opinion one is set aside, not the other way round
+    from relabeler.plugin.pull import UNMAPPED
+    from relabeler.queue_plan import MANIFEST_SCHEMA
+    from relabeler.store import RunStore
+    from tests.plugin.fake_studio import FakeStudio
+
+    store = RunStore(str(tmp_path / "run"))
+    store.write_table("dataset/train.parquet", pa.table({
+        "id": ["s0", "s1"], "text": ["text 0", "text 1"], "label": ["ham", "ham"]}))
+    studio = FakeStudio(["ham", "spam"], events_to=store)
+    review, side = studio.add_project(), studio.add_project()
+    task = {s: studio.add_task(review, s, "ham") for s in ("s0", "s1")}
+    asked = studio.add_task(side, "s0", "ham")
+    write_manifest(store, pd.DataFrame({
+        "id": ["s0", "s1", "s0"], "task_id": [task["s0"], task["s1"], asked],
+        "project_id": [review, review, side], "rank": [1, 2, 1], "priority": [1, 2, 1],
+        "source": [FLAGGED, FLAGGED, SECOND_OPINION],
+        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})[MANIFEST_SCHEMA.names])
+    alice = studio.annotate(task["s0"], "spam", user=1)
+    pull(store, studio, consensus="majority")
+    second = studio.annotate(asked, "spam", user=2)
+    later = studio.annotate(task["s0"], "ham", user=2)
+    pull(store, studio, consensus="majority")
+
+    s0 = rows(store)["s0"]
+    assert (sorted(s0.annotation_ids), sorted(s0.votes), s0.needs_review) == (
+        sorted([alice, later]), ["alice@relabeler.local: spam", "bob@relabeler.local: ham"],
+        True)
+    (unmapped,) = store.read_table(UNMAPPED).to_pylist()
+    assert (unmapped["annotation_id"], unmapped["task_id"]) == (second, asked)
+    assert unmapped["reason"].startswith(
+        f"superseded by annotation {later}, a later answer of bob@relabeler.local to the same "
+        f"sample in the review task {task['s0']}")
+
+    # his review answer deleted: the second-opinion one is his vote again
+    studio.delete_annotation(later)
+    pull(store, studio, consensus="majority")
+    s0 = rows(store)["s0"]
+    assert (sorted(s0.annotation_ids), sorted(s0.votes)) == (
+        sorted([alice, second]), ["alice@relabeler.local: spam", "bob@relabeler.local: spam"])
+    assert not store.exists(UNMAPPED) or store.read_table(UNMAPPED).num_rows == 0
