@@ -126,9 +126,11 @@ class StudioClient:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
-        http = httpx.Client(timeout=self.timeout, follow_redirects=True,
-                            verify=tls_verify(ca_bundle), transport=transport,
-                            event_hooks={"response": [refresh_answer]})
+        # a plain-HTTP server has no certificate to check: a stale $REQUESTS_CA_BUNDLE in the
+        # shell is not read for it (an explicit ca_bundle still is, and must be readable)
+        verify = tls_verify(ca_bundle) if ca_bundle or self.url.startswith("https://") else True
+        http = httpx.Client(timeout=self.timeout, follow_redirects=True, verify=verify,
+                            transport=transport, event_hooks={"response": [refresh_answer]})
         try:
             # with the trailing slash: the SDK joins its token refresh URL with urljoin, which
             # drops the last segment of a path without one (a Label Studio at

@@ -434,3 +434,7 @@ def test_the_ca_bundle_is_the_setting_else_requests_ca_bundle(monkeypatch, tmp_p
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
     with pytest.raises(StudioError, match=r"^\$REQUESTS_CA_BUNDLE: cannot read"):
         StudioClient("https://host", "t0ken")
+    # a plain-HTTP server has no certificate: a stale variable in the shell does not stop it
+    assert StudioClient("http://127.0.0.1:1", "t0ken").url == "http://127.0.0.1:1"
+    with pytest.raises(StudioError, match=r"^\[studio\] ca_bundle: cannot read"):
+        StudioClient("http://127.0.0.1:1", "t0ken", ca_bundle=str(missing))
