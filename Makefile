@@ -118,7 +118,7 @@ lock:
 	$(LOCK_DIR)/main/bin/python -m pip install -q ".[dev]"
 	$(LOCK_DIR)/studio/bin/python -m pip install -q "label-studio==$(STUDIO_VERSION)"
 	{ grep '^#' constraints.txt; $(LOCK_DIR)/main/bin/python -m pip freeze --exclude-editable \
-	  | grep -v -i -E '^(relabeler|torch|nvidia-[a-z0-9-]+|triton)=='; } > constraints.txt.new
+	  | grep -v -i -E '^(relabeler|torch|nvidia-[a-z0-9-]+|triton)( @|==)'; } > constraints.txt.new
 	{ grep '^#' constraints-studio.txt; $(LOCK_DIR)/studio/bin/python -m pip freeze \
 	  --exclude-editable; } > constraints-studio.txt.new
 	mv constraints.txt.new constraints.txt && mv constraints-studio.txt.new constraints-studio.txt
