@@ -49,6 +49,7 @@ from relabeler.plugin.client import (
 )
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
+from relabeler.plugin.priorities import minimal_priorities
 from relabeler.plugin.projects import (
     GONE_ACQUISITION,
     GONE_EVAL_AUDIT,
@@ -316,6 +317,20 @@ def _pending_rows(plan_rows: pd.DataFrame, project_id: int, round_no: int = 1) -
         "round": np.full(n, round_no, dtype=np.int64)})
 
 
+def placed(review: pd.DataFrame, sent: pd.DataFrame) -> dict[str, int]:
+    """The plan's review tasks (columns id, position) as priorities: a task already sent
+    (``sent``: its manifest rows, with their priorities) keeps its value where it stands in the
+    plan's order already, and the others take the plan's value or one between their new
+    neighbours (:func:`~relabeler.plugin.priorities.minimal_priorities`, as serve's re-rank).
+    So a push again sends nothing where the order holds, also to a project pushed with values
+    1, 2, 3 before push left :data:`~relabeler.queue_plan.PRIORITY_STEP` between them."""
+    held = dict(zip(sent["id"], sent["priority"].astype(int), strict=True))
+    ordered = review.sort_values("position", kind="stable")
+    current = [held.get(x, int(p)) for x, p in zip(ordered["id"], ordered["position"],
+                                                   strict=True)]
+    return dict(zip(ordered["id"], minimal_priorities(current), strict=True))
+
+
 def _push_side_project(client: StudioClient, store: RunStore, manifest: pd.DataFrame,
                        plan: pd.DataFrame, source: str, title: str,
                        build: Callable[[Sequence[str]], list[SampleInput]], *,
@@ -388,7 +403,7 @@ def push(store: RunStore, client: StudioClient, *, project_title: str, budget: i
     check_evidence(store, plan, evidence, settings)
     write_plan(store, plan, settings)
     review = plan[plan["source"].isin([FLAGGED, CONTROL])]
-    priorities = dict(zip(review["id"], review["position"].astype(int), strict=True))
+    priorities = placed(review, manifest[manifest["project_id"] == project_id])
     if reranked_since_scoring(store):
         priorities = behind_the_live_order(manifest, project_id, review)
     rank_of = dict(zip(evidence.suspects["id"], evidence.suspects["rank"], strict=True))

@@ -737,8 +737,13 @@ def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_pa
     sent = read_manifest(store).dropna(subset=["task_id"]).set_index("id")["priority"]
     assert on_server() == sent.to_dict()
     again = push(store, fake, project_title="t", budget=20, control_share=0.0, acquire=False)
-    assert again.reprioritised == 15 and again.total_tasks == 40
+    # only the tasks still out of the new order move (15 of 20 before placing kept the ones
+    # in order; 5 moved before the failure)
+    assert again.reprioritised == 14 and again.total_tasks == 40
     assert on_server() == read_manifest(store).set_index("id")["priority"].to_dict()
+    served = sorted(on_server(), key=on_server().get)
+    rank = suspects.set_index("id")["rank"]
+    assert [rank[x] for x in served] == sorted(rank[x] for x in served)  # the new order
 
 
 def test_events_apply_on_top_of_the_pulled_answers(pushed):
@@ -1032,3 +1037,20 @@ def test_answers_given_while_serve_was_down_are_not_moved_until_a_pull_takes_the
     pull(store, fake, consensus="majority")                # the corrections hold them now
     third = rerank(answer_events=0)
     assert (third.answered, third.waiting) == (37, 23)
+
+
+def test_a_push_again_to_a_project_pushed_with_packed_priorities_sends_nothing(pushed):
+    # a project pushed before push left PRIORITY_STEP between tasks holds 1, 2, 3: a push
+    # again with the same plan rewrote every task (data and prediction) to 1000, 2000, ...
+    store, config, frame, fake, project_id = pushed
+    manifest = read_manifest(store)
+    packed = manifest["priority"].rank(method="first").astype(int)
+    write_manifest(store, manifest.assign(priority=packed))
+    for task_id, priority in zip(manifest["task_id"], packed, strict=True):
+        fake.tasks[int(task_id)]["data"]["priority"] = int(priority)
+    fake.requests.clear()
+    again = push(store, fake, project_title="live", budget=60, control_share=0.05,
+                 acquire=False)
+    assert (again.reprioritised, again.new_flagged, again.new_controls) == (0, 0, 0)
+    assert "PATCH task" not in fake.requests
+    assert read_manifest(store)["priority"].tolist() == packed.tolist()
