@@ -746,6 +746,14 @@ def test_a_push_cut_short_while_moving_sent_tasks_keeps_the_manifest_true(tmp_pa
     assert [rank[x] for x in served] == sorted(rank[x] for x in served)  # the new order
 
 
+def _first_two(store, frame):
+    """The review rows in queue order, the given labels by sample, and the first two tasks'
+    (sample id, task id)."""
+    review = read_manifest(store).sort_values("priority")
+    first, second = zip(review["id"].head(2), review["task_id"].head(2), strict=True)
+    return review, frame.set_index("id")["label"].to_dict(), first, second
+
+
 def test_events_apply_on_top_of_the_pulled_answers(pushed):
     """A pulled answer deleted while serve runs no longer counts; a second annotator's answer
     arriving as an event joins the pulled one instead of replacing it."""
@@ -754,10 +762,7 @@ def test_events_apply_on_top_of_the_pulled_answers(pushed):
     from relabeler.plugin.rerank import collect_answers
 
     store, _, frame, fake, _ = pushed
-    review = read_manifest(store).sort_values("priority")
-    (a, task_a), (b, task_b) = zip(review["id"].head(2), review["task_id"].head(2),
-                                   strict=True)
-    given = frame.set_index("id")["label"].to_dict()
+    review, given, (a, task_a), (b, task_b) = _first_two(store, frame)
     other = {"neg": "pos", "pos": "neg"}
     first = fake.annotate(int(task_a), other[given[a]], notify=False)
     fake.annotate(int(task_b), other[given[b]], notify=False)
@@ -980,10 +985,7 @@ def test_an_answer_deleted_unseen_and_withdrawn_by_a_pull_no_longer_counts(pushe
     from relabeler.plugin.rerank import collect_answers
 
     store, config, frame, fake, _ = pushed
-    review = read_manifest(store).sort_values("priority")
-    (a, task_a), (b, task_b) = zip(review["id"].head(2), review["task_id"].head(2),
-                                   strict=True)
-    given = frame.set_index("id")["label"].to_dict()
+    review, given, (a, task_a), (b, task_b) = _first_two(store, frame)
     other = {"neg": "pos", "pos": "neg"}
     ghost = fake.annotate(int(task_a), other[given[a]])     # an event: created
     fake.annotate(int(task_b), other[given[b]])

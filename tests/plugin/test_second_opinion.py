@@ -253,11 +253,10 @@ def test_a_plain_pull_records_its_second_opinions_under_the_latest_round(tmp_pat
     assert set(asked["round"]) == {2}
 
 
-def test_a_second_opinion_of_an_annotator_who_answered_supersedes_their_answer_visibly(tmp_path):
-    # Label Studio Community serves the second-opinion task to anyone, bob included
-    import json
-
-    from relabeler.plugin.pull import UNMAPPED
+def _asked_again(tmp_path):
+    """A run whose review project holds s0 and s1 and whose second-opinion project holds s0
+    again (nobody answered yet): the store, the in-memory server, the review task ids by
+    sample and the second-opinion task's id."""
     from relabeler.queue_plan import MANIFEST_SCHEMA
     from relabeler.store import RunStore
     from tests.plugin.fake_studio import FakeStudio
@@ -274,6 +273,15 @@ def test_a_second_opinion_of_an_annotator_who_answered_supersedes_their_answer_v
         "project_id": [review, review, side], "rank": [1, 2, 1], "priority": [1, 2, 1],
         "source": [FLAGGED, FLAGGED, SECOND_OPINION],
         "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})[MANIFEST_SCHEMA.names])
+    return store, studio, task, asked
+
+
+def test_a_second_opinion_of_an_annotator_who_answered_supersedes_their_answer_visibly(tmp_path):
+    # Label Studio Community serves the second-opinion task to anyone, bob included
+    import json
+
+    from relabeler.plugin.pull import UNMAPPED
+    store, studio, task, asked = _asked_again(tmp_path)
     alice = studio.annotate(task["s0"], "ham", user=1)
     first = studio.annotate(task["s0"], "spam", user=2)
     studio.annotate(task["s1"], "ham", user=1)
@@ -310,22 +318,7 @@ def test_an_annotator_who_answers_the_review_task_after_its_second_opinion_keeps
     # bob answered the second-opinion task first, then the review task: his later answer is
     # his vote, and the second-opinion one is set aside, not the other way round
     from relabeler.plugin.pull import UNMAPPED
-    from relabeler.queue_plan import MANIFEST_SCHEMA
-    from relabeler.store import RunStore
-    from tests.plugin.fake_studio import FakeStudio
-
-    store = RunStore(str(tmp_path / "run"))
-    store.write_table("dataset/train.parquet", pa.table({
-        "id": ["s0", "s1"], "text": ["text 0", "text 1"], "label": ["ham", "ham"]}))
-    studio = FakeStudio(["ham", "spam"], events_to=store)
-    review, side = studio.add_project(), studio.add_project()
-    task = {s: studio.add_task(review, s, "ham") for s in ("s0", "s1")}
-    asked = studio.add_task(side, "s0", "ham")
-    write_manifest(store, pd.DataFrame({
-        "id": ["s0", "s1", "s0"], "task_id": [task["s0"], task["s1"], asked],
-        "project_id": [review, review, side], "rank": [1, 2, 1], "priority": [1, 2, 1],
-        "source": [FLAGGED, FLAGGED, SECOND_OPINION],
-        "pushed_at": pd.Timestamp("2026-01-01", tz="UTC")})[MANIFEST_SCHEMA.names])
+    store, studio, task, asked = _asked_again(tmp_path)
     alice = studio.annotate(task["s0"], "spam", user=1)
     pull(store, studio, consensus="majority")
     second = studio.annotate(asked, "spam", user=2)
