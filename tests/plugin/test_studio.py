@@ -582,7 +582,13 @@ def test_a_reranked_queue_reorders_the_priority_view(studio, annotators, admin, 
         suspects.sort_values("rank"), preserve_index=False))
     second = push(store, admin, project_title=title, budget=20, control_share=0.0)
     assert (second.new_flagged, second.total_tasks) == (20, 40)
-    assert second.reprioritised == 20  # every earlier task moved behind the new top
+    # every earlier task but one moved behind the new top: the new tasks take the plan's
+    # values 1000..20000, and an earlier task held 20000 already, which two cannot share
+    assert second.reprioritised == 19
+    queue = read_manifest(store).sort_values("priority")
+    rank = suspects.set_index("id")["rank"]
+    assert queue["priority"].is_unique
+    assert [rank[x] for x in queue["id"]] == sorted(rank[x] for x in queue["id"])
     old_task = int(read_manifest(store).set_index("id").at[old_top, "task_id"])
     predictions = studio.http().get("/api/predictions/", params={"task": old_task}).json()
     assert [p["model_version"] for p in predictions] == ["relabeler"]
