@@ -363,6 +363,21 @@ def test_nul_characters_are_quarantined_with_skip_and_other_controls_kept(
     assert not any("\x00" in t for t in ds.train["text"])
 
 
+def test_a_control_character_in_a_label_is_a_bad_row(tmp_path: Path) -> None:
+    # the class names become Label Studio's labeling XML: "sp\x01am" made it unparsable, and
+    # a tab or line break in an attribute reads back as a space
+    for label in ("sp\x01am", "spam\t", "sp\u0085am"):
+        path = _jsonl_with(tmp_path, {1: {"label": label}})
+        with pytest.raises(DataError, match=r"line 2 \(data row 1\), column 'label': control "
+                                            r"character in label \('\\[xtu]"):
+            load_dataset(str(path))
+    ds = load_dataset(str(_jsonl_with(tmp_path, {1: {"label": "b\x1b"}})), on_bad_rows="skip",
+                      eval_fraction=0)
+    assert ds.rejected["row"].tolist() == [1]
+    assert ds.rejected["reason"].iloc[0].startswith(
+        "control character in label ('\\x1b' in 'b\\x1b')")
+
+
 def test_non_string_text_names_file_row_column_and_type(tmp_path: Path) -> None:
     path = _jsonl_with(tmp_path, {1: {"text": 42}})
     with pytest.raises(

@@ -348,6 +348,13 @@ def stage_rows(
             if NUL in label:
                 report(columns.label, "NUL character", _nul_detail(label))
                 continue
+            control = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+            if control is not None:
+                report(columns.label, "control character in label", (
+                    f" ({ascii(control)} in {ascii(label)[:60]}): a class name is a value of "
+                    f"Label Studio's labeling config (XML), which cannot hold it as it is; "
+                    f"rename the class"))
+                continue
             if isinstance(raw_label, str) and label.strip().lower() in MISSING_MARKERS:
                 report(columns.label, "missing-value label", (
                     f" (value {label!r}: pandas and R write and read a missing value so; a "
