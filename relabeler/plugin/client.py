@@ -23,13 +23,13 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from relabeler.plugin.dm_filters import task_filters
 from relabeler.plugin.studio_errors import (
     CA_BUNDLE_ENV,
     RETRY_STATUS,
@@ -305,7 +305,7 @@ class StudioClient:
         last = id_above
         while True:
             query: dict[str, Any] = {"ordering": ["tasks:id"]}
-            filters = _task_filters(updated_after, last, annotated_only)
+            filters = task_filters(updated_after, last, annotated_only)
             if filters:
                 query["filters"] = filters
             pager = self._call(f"list tasks of project {project_id}", self.sdk.tasks.list,
@@ -568,35 +568,3 @@ def same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> boo
 
     return (list(stored.get("result") or []) == list(wanted.get("result") or [])
             and score(stored.get("score")) == score(wanted.get("score")))
-
-
-def _task_filters(updated_after: str | None, id_above: int | None, annotated_only: bool
-                  ) -> dict[str, Any] | None:
-    """The Data Manager filters of a task listing (:meth:`StudioClient.list_tasks`).
-
-    The filters of one listing are joined by one conjunction; each filter may carry a
-    ``child_filter`` that is joined to it by "and" (Label Studio 1.23's
-    ``data_manager.managers.apply_filters``). So "answered or skipped" is two filters joined
-    by "or", each carrying the id filter."""
-    by_id = None if id_above is None else {
-        "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
-        "value": int(id_above)}
-    if annotated_only:
-        items = [{"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
-                  "value": 0} for column in ("total_annotations", "cancelled_annotations")]
-        if by_id:
-            items = [{**item, "child_filter": by_id} for item in items]
-        return {"conjunction": "or", "items": items}
-    items = [] if by_id is None else [by_id]
-    if updated_after:
-        items.insert(0, {"filter": "filter:tasks:updated_at", "operator": "greater",
-                         "type": "Datetime", "value": _dm_time(updated_after)})
-    return {"conjunction": "and", "items": items} if items else None
-
-
-def _dm_time(value: str) -> str:
-    """An ISO time as the Data Manager's filters take it: UTC, microseconds, a "Z"."""
-    when = datetime.fromisoformat(value)
-    if when.tzinfo is None:
-        raise ValueError(f"time must carry a timezone, got {value!r}")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
