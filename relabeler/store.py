@@ -267,7 +267,9 @@ class RunStore:
     @storage_io("append to")
     def append_line(self, artifact: str, line: str, *, private: bool = False) -> None:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores
-        have no append (fsspec rewrites the object): keep one writer per file there.
+        have no append: the file is read and written again whole, atomically (fsspec's "ab"
+        is not to be trusted: gcsfs opens it as "wb", dropping every earlier line with only a
+        warning), so keep one writer per file there.
         ``private``: locally the file is readable and writable by its owner only (0600), also
         one that existed with a wider mode. Locally a symbolic link or anything else but a
         regular file in its place is a StoreError, never followed or written."""
@@ -277,8 +279,11 @@ class RunStore:
         full = self._full(artifact)
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
         if not self.is_local:
-            with self.fs.open(full, "ab") as f:
-                f.write((text + "\n").encode())
+            self.fs.invalidate_cache(full)
+            old = self.fs.cat_file(full) if self.fs.exists(full) else b""
+            if old and not old.endswith(b"\n"):
+                old += b"\n"  # an earlier write was cut short: keep this line whole
+            self._write_atomic(artifact, lambda f: f.write(old + (text + "\n").encode()))
             return
         created = not os.path.lexists(full)
         # no following a symbolic link: whoever planted one would have the line written, and

@@ -374,6 +374,28 @@ def test_append_line_appends(store):
         store.append_line("studio/events/2024-01-01.jsonl", "{}\n{}")
 
 
+def test_append_line_on_an_object_store_keeps_every_line_where_ab_overwrites(monkeypatch):
+    """gcsfs opens "ab" as "wb" (with only a warning): each webhook event replaced the day's
+    file, so a run directory on gs:// kept the last event alone. The lines are read and the
+    file written again whole; one cut short by an earlier write is not glued to the next."""
+    store = RunStore(f"memory:///relabeler-test-{uuid.uuid4().hex}")
+    assert not store.is_local
+    opened = store.fs.open
+
+    def like_gcsfs(path, mode="rb", **kwargs):
+        return opened(path, mode.replace("a", "w"), **kwargs)
+
+    monkeypatch.setattr(store.fs, "open", like_gcsfs)
+    for n in range(3):
+        store.append_line("studio/events/2026-12-07.jsonl", json.dumps({"n": n}))
+    assert store.read_bytes("studio/events/2026-12-07.jsonl") == b'{"n": 0}\n{"n": 1}\n{"n": 2}\n'
+    store.write_bytes("studio/events/cut.jsonl", b'{"n": 0}\n{"n": ')
+    store.append_line("studio/events/cut.jsonl", '{"n": 2}')
+    assert store.read_bytes("studio/events/cut.jsonl") == b'{"n": 0}\n{"n": \n{"n": 2}\n'
+    assert store.list("studio/events") == ["studio/events/2026-12-07.jsonl",
+                                           "studio/events/cut.jsonl"]
+
+
 def test_append_line_follows_no_symlink_and_writes_only_a_regular_file(tmp_path):
     """Whoever can write in the run folder could plant a link at tomorrow's events file: the
     line went to its target, and a private append made the target 0600."""
