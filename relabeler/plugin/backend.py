@@ -496,11 +496,9 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
     ``loop.rerank_every`` > 0 and a ``ranking`` loader (the entry point passes
     :meth:`relabeler.jobs.live_ranking.LiveRanking.load`) the waiting review tasks are
     re-ranked after every that many answers (:mod:`relabeler.plugin.rerank`)."""
-    from relabeler.plugin.client import StudioNotFoundError
     from relabeler.plugin.connect import client_from_config
-    from relabeler.plugin.push_checks import check_project_owner
     from relabeler.plugin.rerank import Reranker, RerankWorker
-    from relabeler.queue_plan import CONTROL, FLAGGED
+    from relabeler.plugin.serve_projects import ProjectConnector
 
     studio = config.studio
     url = studio.backend_url or f"http://{studio.backend_host}:{studio.backend_port}"
@@ -529,27 +527,17 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
                 studio.backend_credentials_env, auth.username,
                 "" if register else ": without registration nothing can call /predict; set it")
 
+    connector = ProjectConnector(store, lambda: client_from_config(studio), url, secret=secret,
+                                 auth=auth, error=PluginError)
+
     def on_started() -> None:
         if not register:
             return
-        manifest = read_manifest(store)
-        projects = sorted({int(p) for p in manifest["project_id"]})
-        if not projects:
-            log.warning("serve: nothing pushed yet; connect the backend after `relabeler push`")
-            return
-        # a side project (acquisition, eval audit, second opinions) deleted in Label Studio is
-        # left out; the review project is what serve is for
-        review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]), "project_id"])
-        side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
-                for p, rows in manifest.groupby("project_id") if p not in review}
-        client = client_from_config(studio)
-        for project_id in projects:  # not another run's (a server this run did not push to)
-            try:
-                check_project_owner(client, project_id, manifest, error=PluginError,
-                                    nothing="serve registered nothing")
-            except StudioNotFoundError:
-                continue  # deleted there: connect_backend says what that means
-        connect_backend(client, projects, url, secret=secret, auth=auth, optional=side)
+        if not connector.connect_new():
+            log.warning("serve: nothing pushed yet; the backend connects itself to the "
+                        "projects `relabeler push` makes (it looks every %.0f s)",
+                        connector.every)
+        connector.start()
 
     worker = None
     if config.loop.rerank_every > 0 and ranking is not None:
@@ -559,6 +547,10 @@ def run_serve(store: RunStore, config: RunConfig, *, register: bool = True,
                               stopping=rerank.stopping)
         log.info("serve: the waiting review tasks are re-ranked after every %d answers",
                  config.loop.rerank_every)
-    serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret, auth=auth,
-          top_spans=studio.top_spans, max_body_bytes=studio.backend_max_body_mb * 1024 * 1024,
-          on_started=on_started, reranker=worker)
+    try:
+        serve(store, host=studio.backend_host, port=studio.backend_port, secret=secret,
+              auth=auth, top_spans=studio.top_spans,
+              max_body_bytes=studio.backend_max_body_mb * 1024 * 1024, on_started=on_started,
+              reranker=worker)
+    finally:
+        connector.stop()

@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import socket
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -17,7 +18,7 @@ from relabeler.cli import main
 from relabeler.errors import ConfigError
 from relabeler.plugin.backend import SECRET_HEADER, create_app
 from relabeler.plugin.backend_auth import BasicAuth
-from relabeler.plugin.client import StudioNotFoundError
+from relabeler.plugin.client import StudioNotFoundError, StudioUnavailableError
 from relabeler.plugin.events import read_events
 from relabeler.plugin.evidence import RunInputError
 from relabeler.plugin.labeling import build_labeling_config
@@ -627,6 +628,110 @@ def test_serve_stops_when_the_review_project_was_deleted(tmp_path, monkeypatch):
     _pushed(store, {2: "flagged", 3: "acquired"})
     with pytest.raises(StudioNotFoundError, match="ML backends of project 2"):
         _serve_started(store, monkeypatch, _Studio(gone={2}))
+
+
+def _connector(store, studio, every: float = 30.0):
+    from relabeler.errors import PluginError
+    from relabeler.plugin.backend_auth import BasicAuth
+    from relabeler.plugin.serve_projects import ProjectConnector
+
+    return ProjectConnector(store, lambda: studio, "http://serve.invalid:9090", secret="s",
+                            auth=BasicAuth("relabeler", "pw"), every=every, error=PluginError)
+
+
+class _CountingStudio(_Studio):
+    def __init__(self, *args, fail_first: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listed, self.fail_first = [], fail_first
+
+    def task_data(self, project_id):
+        self.listed.append(project_id)
+        if len(self.listed) <= self.fail_first:
+            raise StudioUnavailableError("cannot list tasks: Label Studio restarts")
+        return super().task_data(project_id)
+
+
+def test_serve_connects_itself_to_the_projects_pushed_after_it_started(tmp_path):
+    """A serve started before the first push (a Deployment in a cluster), and a project a
+    round or a pull makes while it runs (eval audit, second opinions): each is connected once,
+    after its tasks are checked to be this run's; an unchanged manifest costs no call."""
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    studio = _CountingStudio(gone=set(), data={1: {"sample_id": "t0000"}})
+    connector = _connector(store, studio)
+    assert connector.connect_new() == [] and studio.connected == []   # nothing pushed yet
+    _pushed(store, {2: "flagged"})
+    assert connector.connect_new() == [2] and studio.connected == [2]
+    assert connector.connect_new() == [] and studio.listed == [2]     # no call at all
+    _pushed(store, {2: "flagged", 5: "second_opinion", 6: "eval_audit"})
+    assert connector.connect_new() == [5, 6]
+    assert studio.connected == [2, 5, 6] and studio.listed == [2, 5, 6]
+    _pushed(store, {2: "flagged", 5: "second_opinion", 6: "eval_audit"})  # rewritten, the same
+    assert connector.connect_new() == [] and studio.connected == [2, 5, 6]
+
+
+def test_serve_started_before_the_first_push_connects_once_it_is_made(tmp_path, monkeypatch,
+                                                                     caplog):
+    import threading
+
+    from relabeler.config import load_config
+    from relabeler.plugin import backend, connect, serve_projects
+
+    monkeypatch.setattr(serve_projects, "WATCH_EVERY_S", 0.02)
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    studio = _Studio(gone=set())
+    stopped = threading.Event()
+
+    def serving(store, **kw) -> None:  # serves until told to stop; the hook runs meanwhile
+        kw["on_started"]()
+        stopped.wait(10)
+
+    monkeypatch.setattr(backend, "serve", serving)
+    monkeypatch.setattr(connect, "client_from_config", lambda studio_config: studio)
+    monkeypatch.setenv("RELABELER_WEBHOOK_SECRET", "s3cret")
+    config = load_config(None)
+    config.loop.rerank_every = 0
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.backend"):
+        serve = threading.Thread(target=backend.run_serve, args=(store, config))
+        serve.start()
+        try:
+            deadline = time.monotonic() + 10
+            while "nothing pushed yet" not in caplog.text:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert studio.connected == []
+            _pushed(store, {2: "flagged"})
+            while studio.connected != [2]:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        finally:
+            stopped.set()
+            serve.join(10)
+    assert "serve: nothing pushed yet; the backend connects itself to the projects " \
+           "`relabeler push` makes (it looks every 0 s)" in caplog.text
+    assert not [t for t in threading.enumerate() if t.name == "relabeler-projects"]
+
+
+def test_the_watch_retries_a_failed_connection_and_stops_with_serve(tmp_path, caplog):
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    studio = _CountingStudio(gone=set(), fail_first=1)
+    connector = _connector(store, studio, every=0.02)
+    with caplog.at_level(logging.ERROR, logger="relabeler.plugin.serve_projects"):
+        connector.start()
+        _pushed(store, {2: "flagged", 3: "acquired"})
+        deadline = time.monotonic() + 10
+        while studio.connected != [2, 3]:
+            assert time.monotonic() < deadline, studio.listed
+            time.sleep(0.01)
+        connector.stop()
+    assert not connector._thread.is_alive()
+    assert "connecting the backend to a project made since it started failed" in caplog.text
+    assert studio.listed[:2] == [2, 2]  # the failed look, then the next one
+
+
+def test_the_watch_needs_a_positive_interval(tmp_path):
+    with pytest.raises(ValueError, match="every must be > 0 seconds, got 0"):
+        _connector(make_run(str(tmp_path / "run"), n_train=20, n_acquire=0), _Studio(set()),
+                   every=0)
 
 
 @pytest.mark.parametrize(("secret", "shown"), [
