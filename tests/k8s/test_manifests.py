@@ -23,7 +23,8 @@ K8S = ROOT / "k8s"
 # KubeRay's RayJob CRD, shipped with the tests (source and licence: schemas/README.md)
 RAYJOB_CRD = Path(__file__).parent / "schemas" / "ray.io_rayjobs.yaml"
 RAYJOB_FILES = sorted([K8S / "rayjob-pipeline.yaml", *(K8S / "stages").glob("rayjob-*.yaml")])
-STAGES = ("data", "train", "extract", "score", "attribute", "push", "pull", "retrain", "report")
+STAGES = ("data", "train", "extract", "score", "attribute", "push", "pull", "next", "retrain",
+          "report")
 CONFIG_MOUNT = "/etc/relabeler"
 GPU = "nvidia.com/gpu"
 SECRETISH = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
@@ -165,7 +166,7 @@ def test_secrets_come_from_secrets_never_inline(path):
             for source in container.get("envFrom", []):
                 assert "secretRef" in source or "configMapRef" in source
     verbs = {command[1] for command in _commands(job["spec"]["entrypoint"])}
-    if verbs & {"push", "pull"}:
+    if verbs & {"push", "pull", "next"}:
         (head,) = _containers(job)["head"]
         token = {e["name"]: e for e in head.get("env", [])}["LABEL_STUDIO_API_KEY"]
         assert token["valueFrom"]["secretKeyRef"] == {"name": "relabeler-label-studio",
@@ -266,7 +267,47 @@ def test_label_studio_values_use_postgresql_and_secrets():
     assert secrets["LABEL_STUDIO_USER_TOKEN"] == {"secretName": "relabeler-label-studio",
                                                   "secretKey": "api-key"}
     inline = values["global"].get("extraEnvironmentVars", {})
-    assert not [name for name in inline if SECRETISH.search(name)]
+    # (a switch named like a secret, LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN, is not one)
+    assert not [name for name, value in inline.items()
+                if SECRETISH.search(name) and value not in ("true", "false")]
+    # a token given by LABEL_STUDIO_USER_TOKEN is a legacy token: without this an organization
+    # that Label Studio 1.23 creates refuses it, as `relabeler studio up`'s server would
+    assert server_env_value("LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN") == "true"
+    assert inline["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] == "true"
+
+
+def server_env_value(name: str) -> str:
+    import tempfile
+
+    from relabeler.plugin.server import server_env
+
+    with tempfile.TemporaryDirectory() as folder:
+        return server_env(Path(folder))[name]
+
+
+def _label_studio_banned_subnets() -> list[str]:
+    """The SSRF protection's default banned list of the Label Studio the tests run."""
+    from relabeler.plugin.server import studio_venv
+
+    (io,) = studio_venv().glob("lib/python*/site-packages/label_studio/core/utils/io.py")
+    text = io.read_text()
+    block = text[text.index("default_banned_subnets = ["):]
+    return re.findall(r"'([^']+)'", block[:block.index("]")])
+
+
+def test_label_studio_reaches_serve_and_bans_every_other_default_subnet():
+    """serve's Service has a cluster-internal address, which Label Studio's SSRF protection
+    bans: the values take one private range off its own list and keep the protection."""
+    values = yaml.safe_load((K8S / "label-studio" / "values.yaml").read_text())
+    env = values["global"]["extraEnvironmentVars"]
+    assert "SSRF_PROTECTION_ENABLED" not in env and "LABEL_STUDIO_SSRF_PROTECTION_ENABLED" \
+        not in env and "ML_BLOCK_LOCAL_IP" not in env
+    assert env["USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    banned = env["USER_ADDITIONAL_BANNED_SUBNETS"].split(",")
+    defaults = _label_studio_banned_subnets()
+    assert len(defaults) > 20 and "127.0.0.0/8" in banned
+    assert [s for s in defaults if s not in banned] == ["10.0.0.0/8"]
+    assert set(banned) <= set(defaults) and len(banned) == len(set(banned))
 
 
 def _pins(path: Path) -> dict[str, str]:

@@ -10,7 +10,8 @@ import yaml
 K8S = Path(__file__).parents[2] / "k8s"
 RAYJOB_FILES = sorted([K8S / "rayjob-pipeline.yaml", *(K8S / "stages").glob("rayjob-*.yaml")])
 # the RayJobs whose driver talks to Label Studio
-NEEDS_STUDIO = {"rayjob-pipeline.yaml", "rayjob-push.yaml", "rayjob-pull.yaml"}
+NEEDS_STUDIO = {"rayjob-pipeline.yaml", "rayjob-push.yaml", "rayjob-pull.yaml",
+                "rayjob-next.yaml"}
 
 
 def _load(path: Path) -> dict:
