@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
-from relabeler.plugin.dm_filters import task_filters
+from relabeler.plugin.dm_filters import ANSWER_COLUMNS, task_filters
 from relabeler.plugin.studio_errors import (
     CA_BUNDLE_ENV,
     RETRY_STATUS,
@@ -235,6 +236,12 @@ class StudioClient:
                            task_count=int(d.get("task_number") or 0),
                            sampling=d.get("sampling"), model_version=d.get("model_version"))
 
+    def server_release(self) -> str | None:
+        """The release the server says it runs (``/api/version``); None when it does not."""
+        version = self._call("read the server's version", self.sdk.versions.get)
+        release = getattr(version, "release", None)
+        return release if isinstance(release, str) and release else None
+
     def get_project(self, project_id: int) -> ProjectInfo:
         return self._project(self._call(f"read project {project_id}", self.sdk.projects.get,
                                         project_id))
@@ -302,12 +309,31 @@ class StudioClient:
         """
         if annotated_only and updated_after:
             raise ValueError("annotated_only cannot be combined with updated_after")
+        if not annotated_only:
+            yield from self._keyset(project_id, id_above, fields, page_size,
+                                    lambda last: task_filters(updated_after, last))
+            return
+        # answered, then skipped: two listings merged by id (a task with both is in each)
+        listings = [self._keyset(project_id, id_above, fields, page_size,
+                                 lambda last, c=column: task_filters(None, last, counted=c))
+                    for column in ANSWER_COLUMNS]
+        last_id = None
+        for task in heapq.merge(*listings, key=lambda task: int(task["id"])):
+            if int(task["id"]) != last_id:
+                yield task
+            last_id = int(task["id"])
+
+    def _keyset(self, project_id: int, id_above: int | None, fields: str, page_size: int,
+                filters: Callable[[int | None], dict[str, Any] | None]
+                ) -> Iterator[dict[str, Any]]:
+        """The tasks :meth:`list_tasks` reads by keyset: the first page of those that pass
+        ``filters(last id read)``, again and again, until an empty page."""
         last = id_above
         while True:
             query: dict[str, Any] = {"ordering": ["tasks:id"]}
-            filters = task_filters(updated_after, last, annotated_only)
-            if filters:
-                query["filters"] = filters
+            chosen = filters(last)
+            if chosen:
+                query["filters"] = chosen
             pager = self._call(f"list tasks of project {project_id}", self.sdk.tasks.list,
                                project=project_id, fields=fields, page=1,
                                page_size=page_size, query=json.dumps(query))

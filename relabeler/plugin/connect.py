@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from relabeler.config import StudioConfig
 from relabeler.plugin.client import URL_ENV, StudioClient, StudioError
-from relabeler.plugin.server import read_credentials, running_server
+from relabeler.plugin.server import CHECKED_VERSIONS, read_credentials, running_server
 from relabeler.redact import mask_url
 
 log = logging.getLogger(__name__)
+
+#: the servers whose version was checked in this process: each is asked once
+_CHECKED: set[str] = set()
 
 
 def resolve_url_and_token(studio: StudioConfig) -> tuple[str, str, str]:
@@ -50,5 +54,35 @@ def client_from_config(studio: StudioConfig) -> StudioClient:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     url, token, source = resolve_url_and_token(studio)
     log.info("Label Studio at %s (token from %s)", mask_url(url), source)
-    return StudioClient(url, token, token_source=source, retries=studio.retries,
-                        ca_bundle=studio.ca_bundle)
+    client = StudioClient(url, token, token_source=source, retries=studio.retries,
+                          ca_bundle=studio.ca_bundle)
+    if url not in _CHECKED:
+        check_release(client.server_release(), client.shown_url)
+        _CHECKED.add(url)
+    return client
+
+
+def _release_key(release: str) -> tuple[int, ...] | None:
+    found = re.match(r"(\d+)\.(\d+)\.(\d+)", release)
+    return tuple(int(part) for part in found.groups()) if found else None
+
+
+def check_release(release: str | None, shown_url: str) -> None:
+    """StudioError for a server older than the oldest release in
+    :data:`~relabeler.plugin.server.CHECKED_VERSIONS` (Label Studio 1.20.0 lists "answered or
+    skipped" tasks only as two listings; what an older one does was never looked at); a
+    warning for one that says no version or a release not checked."""
+    checked = ", ".join(CHECKED_VERSIONS)
+    key = _release_key(release or "")
+    if key is None:
+        log.warning("Label Studio at %s does not say which release it runs (/api/version): "
+                    "relabeler was checked against %s", shown_url, checked)
+        return
+    oldest = CHECKED_VERSIONS[0]
+    if key < _release_key(oldest):
+        raise StudioError(f"Label Studio {release} at {shown_url} is older than {oldest}, the "
+                          f"oldest release relabeler was checked against ({checked}): upgrade "
+                          f"the server")
+    if release not in CHECKED_VERSIONS:
+        log.warning("Label Studio %s at %s: relabeler was checked against %s, not this "
+                    "release", release, shown_url, checked)

@@ -6,29 +6,34 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+#: the task columns that count a task's answers and its skips: a task "answered or skipped"
+#: has one of them above 0
+ANSWER_COLUMNS = ("total_annotations", "cancelled_annotations")
 
-def task_filters(updated_after: str | None, id_above: int | None, annotated_only: bool
-                 ) -> dict[str, Any] | None:
+
+def task_filters(updated_after: str | None, id_above: int | None, *,
+                 counted: str | None = None) -> dict[str, Any] | None:
     """The Data Manager filters of a task listing
-    (:meth:`relabeler.plugin.client.StudioClient.list_tasks`).
+    (:meth:`relabeler.plugin.client.StudioClient.list_tasks`), all joined by "and": changed
+    after ``updated_after``, above task ``id_above``, with ``counted`` (one of
+    :data:`ANSWER_COLUMNS`) above 0.
 
-    The filters of one listing are joined by one conjunction; each filter may carry a
-    ``child_filter`` that is joined to it by "and" (Label Studio 1.23's
-    ``data_manager.managers.apply_filters``). So "answered or skipped" is two filters joined
-    by "or", each carrying the id filter."""
-    by_id = None if id_above is None else {
-        "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
-        "value": int(id_above)}
-    if annotated_only:
-        items = [{"filter": f"filter:tasks:{column}", "operator": "greater", "type": "Number",
-                  "value": 0} for column in ("total_annotations", "cancelled_annotations")]
-        if by_id:
-            items = [{**item, "child_filter": by_id} for item in items]
-        return {"conjunction": "or", "items": items}
-    items = [] if by_id is None else [by_id]
+    "Answered or skipped" is two listings, one per column, merged by task id: the one
+    filter set that says it (two filters joined by "or", each carrying the id filter as its
+    ``child_filter``) needs Label Studio 1.22; 1.20 drops ``child_filter`` without a word and
+    lists every answered task from the first again."""
+    items: list[dict[str, Any]] = []
     if updated_after:
-        items.insert(0, {"filter": "filter:tasks:updated_at", "operator": "greater",
-                         "type": "Datetime", "value": dm_time(updated_after)})
+        items.append({"filter": "filter:tasks:updated_at", "operator": "greater",
+                      "type": "Datetime", "value": dm_time(updated_after)})
+    if counted is not None:
+        if counted not in ANSWER_COLUMNS:
+            raise ValueError(f"counted must be one of {ANSWER_COLUMNS}, got {counted!r}")
+        items.append({"filter": f"filter:tasks:{counted}", "operator": "greater",
+                      "type": "Number", "value": 0})
+    if id_above is not None:
+        items.append({"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                      "value": int(id_above)})
     return {"conjunction": "and", "items": items} if items else None
 
 

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 VENV_ENV = "RELABELER_STUDIO_VENV"
 LABEL_STUDIO_VERSION = "1.23.2"
+#: the Label Studio releases relabeler's whole path was checked against: LABEL_STUDIO_VERSION by
+#: every test, 1.22.0 and 1.20.0 by hand (docs/studio.md, "Label Studio versions")
+CHECKED_VERSIONS = ("1.20.0", "1.22.0", LABEL_STUDIO_VERSION)
 CREDENTIALS_FILE = "relabeler-studio.json"
 TOKEN_FILE = "api-token"
 STATE_FILE = "server.json"
@@ -272,6 +275,17 @@ def _read_state(data_dir: Path) -> dict | None:
         return None
 
 
+def release_of(url: str, timeout: float = 5.0) -> str | None:
+    """The release a Label Studio server says it runs (its open ``/api/version``), or None
+    when it does not say."""
+    try:
+        response = httpx.get(f"{url}/api/version", timeout=timeout)
+        release = response.json().get("release") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return release if isinstance(release, str) and release else None
+
+
 def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(f"{url}/health", timeout=timeout)
@@ -333,7 +347,8 @@ def start_server(data_dir: str | os.PathLike, *, port: int = 0,
             raise StudioServerError(f"Label Studio exited with code {proc.returncode} while "
                                     f"starting; see {log_path}")
         if healthy(url, timeout=1.0):
-            log.info("Label Studio %s is up at %s (pid %d)", LABEL_STUDIO_VERSION, url, proc.pid)
+            log.info("Label Studio %s is up at %s (pid %d)", release_of(url) or "(its version "
+                     "unknown)", url, proc.pid)
             return StudioServer(url=url, port=port, pid=proc.pid, data_dir=str(data),
                                 credentials=credentials)
         time.sleep(0.5)

@@ -50,6 +50,7 @@ class FakeStudio:
         self.before_page: Callable[[int], None] | None = None
         self.pages_served = 0
         self.page_size_max: int | None = None  # Label Studio's TASK_API_PAGE_SIZE_MAX
+        self.child_filters = True  # False: a filter's child_filter is dropped, as in 1.20
         self._clock = datetime(2026, 1, 1, tzinfo=UTC)
         self._next_id = 100
 
@@ -308,7 +309,8 @@ def _task_page(studio: FakeStudio, *, project: int, fields: str, page: int, page
     filters = query_.get("filters") or {"conjunction": "and", "items": []}
     join = any if filters["conjunction"] == "or" else all
     listed = [_as_listed(t) for _, t in sorted(studio.tasks.items()) if t["project"] == project]
-    listed = [t for t in listed if join(_passes(t, f) for f in filters["items"])]
+    listed = [t for t in listed
+              if join(_passes(t, f, studio.child_filters) for f in filters["items"])]
     page_size = min(page_size, studio.page_size_max or page_size)
     if page > 1 and (page - 1) * page_size >= len(listed):
         raise ApiError(status_code=404, body={"detail": "Invalid page."})
@@ -325,7 +327,7 @@ def _as_listed(task: dict[str, Any]) -> dict[str, Any]:
             "cancelled_annotations": sum(a["was_cancelled"] for a in answers)}
 
 
-def _passes(task: dict[str, Any], item: dict[str, Any]) -> bool:
+def _passes(task: dict[str, Any], item: dict[str, Any], child_filters: bool = True) -> bool:
     assert item["operator"] == "greater", item
     column = item["filter"].removeprefix("filter:tasks:")
     if item["type"] == "Datetime":
@@ -333,5 +335,5 @@ def _passes(task: dict[str, Any], item: dict[str, Any]) -> bool:
         passes = datetime.fromisoformat(task[column]) > value
     else:
         passes = task[column] > item["value"]
-    child = item.get("child_filter")
+    child = item.get("child_filter") if child_filters else None
     return passes and (child is None or _passes(task, child))

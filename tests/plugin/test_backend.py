@@ -517,7 +517,7 @@ def test_serve_exits_non_zero_when_label_studio_cannot_be_reached(tmp_path, caps
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("relabeler: error: serve: connecting the backend to Label Studio "
-                          "failed: cannot list tasks of project 3: Label Studio at "
+                          "failed: cannot read the server's version: Label Studio at "
                           "http://admin:***@127.0.0.1:")
     assert "unreachable" in err and err.count("\n") == 1
     for secret in ("hunter2", "t0ken-never-shown"):

@@ -1,3 +1,4 @@
+import logging
 import socket
 from types import SimpleNamespace
 
@@ -157,7 +158,9 @@ def test_a_task_that_leaves_the_listing_while_it_is_read_moves_no_other_past_a_p
     studio.before_page = lambda served: served == 1 and studio.delete_annotation(first)
     listed = [t["id"] for t in client.list_tasks(project_id, annotated_only=True, page_size=2)]
     assert listed == task_ids
-    assert studio.pages_served == 4  # 2 + 2 + 2 (the first deleted after it was read), empty
+    # the answered tasks 2 + 2 + 1 (the first deleted after it was read) and an empty page,
+    # the skipped one and an empty page
+    assert studio.pages_served == 6
 
     # a later pull's listing (updated_after), and task 2 deleted after page 1
     studio.pages_served = 0
@@ -184,6 +187,64 @@ def test_answered_tasks_above_an_id_are_answers_or_skips_and_above_it(answered):
     with pytest.raises(ValueError, match="updated_after"):
         next(client.list_tasks(project_id, annotated_only=True,
                                updated_after="2026-01-01T00:00:00+00:00"))
+
+
+def test_answered_tasks_are_listed_where_the_server_drops_a_filters_child_filter(answered):
+    """Label Studio 1.20 has no ``child_filter`` (1.22 has): "answered or skipped" as two
+    filters joined by "or", each carrying the id filter, listed every answered task again
+    from the first, and every pull stopped. Two listings merged by id need no child filter;
+    a task both answered and skipped is listed once."""
+    studio, project_id, task_ids = answered
+    studio.child_filters = False
+    studio.annotate(task_ids[2], "spam")  # skipped, then answered by another
+    studio.add_task(project_id, "s6", "ham")  # not answered
+    client = real_client(studio)
+    listed = [t["id"] for t in client.list_tasks(project_id, annotated_only=True, page_size=2)]
+    assert listed == task_ids
+    listed = client.list_tasks(project_id, annotated_only=True, id_above=task_ids[1],
+                               page_size=2)
+    assert [t["id"] for t in listed] == task_ids[2:]
+
+
+@pytest.mark.parametrize(("release", "warned"), [
+    ("1.20.0", False), ("1.22.0", False), ("1.23.2", False), ("1.21.0", True),
+    ("1.24.0", True), ("2.0.0.dev3", True), (None, True), ("next", True)])
+def test_a_release_not_checked_is_named_in_a_warning(release, warned, caplog):
+    from relabeler.plugin.connect import check_release
+
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.connect"):
+        check_release(release, "http://ls.example")
+    assert ("relabeler was checked against 1.20.0, 1.22.0, 1.23.2" in caplog.text) == warned
+
+
+@pytest.mark.parametrize("release", ["1.19.0", "1.14.0.post0", "0.9.1"])
+def test_a_server_older_than_the_oldest_checked_release_is_refused(release):
+    from relabeler.plugin.connect import check_release
+
+    with pytest.raises(StudioError) as err:
+        check_release(release, "http://ls.example")
+    assert str(err.value) == (f"Label Studio {release} at http://ls.example is older than "
+                              f"1.20.0, the oldest release relabeler was checked against "
+                              f"(1.20.0, 1.22.0, 1.23.2): upgrade the server")
+
+
+def test_each_server_is_asked_its_release_once_a_process(monkeypatch):
+    from relabeler.config import StudioConfig
+    from relabeler.plugin import connect
+
+    asked = []
+    monkeypatch.setattr(StudioClient, "server_release",
+                        lambda self: asked.append(self.shown_url) or "1.19.0")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t0ken")
+    config = StudioConfig(url="http://ls-once.example")
+    for _ in range(2):
+        with pytest.raises(StudioError, match="older than 1.20.0"):
+            connect.client_from_config(config)
+    monkeypatch.setattr(StudioClient, "server_release",
+                        lambda self: asked.append(self.shown_url) or "1.23.2")
+    connect.client_from_config(config)
+    connect.client_from_config(config)
+    assert asked == ["http://ls-once.example"] * 3
 
 
 def test_a_server_that_ignores_the_id_filter_stops_the_listing():

@@ -67,6 +67,21 @@ def post_answer(http: httpx.Client, task_id: int, body: dict) -> dict:
     return response.json()
 
 
+def test_the_server_says_its_release_and_the_client_checks_it(studio, admin, caplog,
+                                                              monkeypatch):
+    from relabeler.config import StudioConfig
+    from relabeler.plugin import connect
+    from relabeler.plugin.server import LABEL_STUDIO_VERSION, release_of
+
+    assert admin.server_release() == release_of(studio.url) == LABEL_STUDIO_VERSION
+    connect._CHECKED.discard(studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", studio.token)
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.connect"):
+        client = connect.client_from_config(StudioConfig(url=studio.url))
+    assert client.server_release() == LABEL_STUDIO_VERSION and caplog.text == ""
+    assert studio.url in connect._CHECKED
+
+
 def test_push_serves_highest_priority_first(studio, annotators, admin, tmp_path, title):
     store = make_run(str(tmp_path / "run"))
     result = push(store, admin, project_title=title, budget=200, batch_size=64)
@@ -467,7 +482,7 @@ def test_listings_two_tasks_a_page_lose_no_task_when_an_earlier_one_leaves_mid_l
     alice = studio.http(annotators["alice"])
     answers = [post_answer(alice, task_id, {"result": [], "was_cancelled": True} if i == 2
                            else answer("pos")) for i, task_id in enumerate(tasks[:5])]
-    # answered or skipped, above an id: the id filter rides on each "or" filter as its child
+    # answered or skipped, above an id: a listing of each, merged by id
     listed = admin.list_tasks(result.project_id, annotated_only=True, id_above=tasks[1],
                               page_size=2)
     assert [t["id"] for t in listed] == tasks[2:5]
@@ -487,7 +502,9 @@ def test_listings_two_tasks_a_page_lose_no_task_when_an_earlier_one_leaves_mid_l
     monkeypatch.setattr(admin.sdk.tasks, "list", then(
         lambda: alice.delete(f"/api/annotations/{answers[0]['id']}/")))
     pull(store, admin, page_size=2)
-    assert pages == [1, 1, 1, 1]  # 2 + 2 + 1, then the empty page
+    # answered 2 + 2 (the skip is not among them), then the empty page; the skip, then the
+    # empty page
+    assert pages == [1, 1, 1, 1, 1]
     assert sorted(corrections(store)) == sorted(  # the first task's answer as page 1 read it
         manifest.loc[tasks[:5], "id"])
 
