@@ -282,3 +282,25 @@ def test_a_fit_is_seeded_and_leaves_the_callers_random_streams_as_they_were(tiny
         assert draws() == wanted
         heads.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(heads[0], heads[1], rtol=0, atol=0)  # the fit's own seed
+
+
+def test_a_class_of_one_row_says_that_only_no_folds_can_run():
+    # "use fewer folds (--folds)" sent people to --folds 1, which is refused: with a class of
+    # one row the only choice is none
+    import pandas as pd
+
+    from relabeler.errors import ConfigError
+    from relabeler.jobs.folds import check_folds
+
+    labels = pd.Series(["a"] * 9 + ["b"] * 3 + ["<none>"])
+    with pytest.raises(ConfigError) as err:
+        check_folds(labels, 2)
+    assert str(err.value) == (
+        "train.folds = 2 needs at least 2 training rows per class: '<none>' has 1; use "
+        "--folds 0 (no folds: the noise model then reads the model's in-sample "
+        "probabilities), or add rows to those classes")
+    with pytest.raises(ConfigError, match=r"'<none>' has 1, 'b' has 3; use --folds 0 "):
+        check_folds(labels, 5)
+    check_folds(labels[:12], 3)  # three rows of 'b' hold three folds
+    with pytest.raises(ConfigError, match=r"'b' has 3; use --folds 3 or fewer, or add"):
+        check_folds(labels[:12], 4)

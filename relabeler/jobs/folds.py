@@ -25,8 +25,12 @@ def check_folds(labels: pd.Series, folds: int) -> None:
     small = counts[counts < folds]
     if len(small):
         shown = ", ".join(f"{label!r} has {n}" for label, n in small.sort_index().items())
+        most = int(counts.min())
+        fewer = (f"--folds {most} or fewer" if most >= 2 else
+                 "--folds 0 (no folds: the noise model then reads the model's in-sample "
+                 "probabilities)")
         raise ConfigError(f"train.folds = {folds} needs at least {folds} training rows per "
-                          f"class: {shown}; use fewer folds (--folds) or add rows")
+                          f"class: {shown}; use {fewer}, or add rows to those classes")
 
 
 def stratified_folds(label_ids: np.ndarray, k: int, seed: int,

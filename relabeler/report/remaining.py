@@ -202,8 +202,12 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
     # wrong labels left (the demo's 3302 rows after round 1: 144 for 23)
     if calibrated is not None and (model_remaining is None or calibrated[0] <= point):
         point, point_from = calibrated[0], "calibrated score"
-    # a sharper point where the controls' interval allows it
+    # a sharper point where the controls' interval allows it; where it does not, the point is
+    # the interval's bound, and the report says so (not only the estimate it overruled)
     remaining[1] = min(max(point, remaining[0]), remaining[2])
+    point_bound = None
+    if point_from != "controls" and remaining[1] != point:
+        point_bound = "lower" if point < remaining[0] else "upper"
     # no more wrong labels than rows that could hold them: the rows nobody answered
     remaining = [min(r, float(rest + pending)) for r in remaining]
 
@@ -263,6 +267,10 @@ def estimate_remaining(manifest: pd.DataFrame, corrections: pd.DataFrame, n_trai
         "remaining_calibrated": None if calibrated is None else calibrated[0],
         "calibration": None if calibrated is None else calibrated[1],
         "point_from": point_from,
+        # "lower" / "upper": point_from's estimate (point_estimate) lay outside the controls'
+        # interval, and the point is that bound
+        "point_bound": point_bound,
+        "point_estimate": point,
         "next_batch": {"size": batch, "rate": [c / batch for c in corrections],
                        "corrections": corrections, "at_queue_rate": promised},
         "point_below_queue": bool(promised > remaining[1] + 0.5),
@@ -302,6 +310,9 @@ POINT_SOURCES = {
     "noise model": "; the point: the noise model's count less the corrections found",
     "controls": "; the point: the random controls' rate",
 }
+#: the estimates the controls' interval can overrule, as :func:`advice_text` names them
+POINT_ESTIMATES = {"calibrated score": "the count from the score's calibrated chances",
+                   "noise model": "the noise model's count less the corrections found"}
 
 
 def advice_text(left: dict) -> str:
@@ -311,6 +322,11 @@ def advice_text(left: dict) -> str:
     low, mid, high = left["remaining"]
     nxt = left["next_batch"]
     source = POINT_SOURCES.get(left.get("point_from"), "")
+    bound = left.get("point_bound")
+    if bound:
+        source = (f"; the point: the random controls' {bound} bound, as "
+                  f"{POINT_ESTIMATES[left['point_from']]} ({left['point_estimate']:.0f}) is "
+                  f"{'below' if bound == 'lower' else 'above'} their interval")
     lines = [f"About {mid:.0f} wrong labels remain in the {left['unreviewed_rows']} unreviewed "
              f"training rows (95% interval {low:.0f} to {high:.0f}{source}).",
              f"The next {nxt['size']} tasks would correct about {nxt['corrections'][1]:.0f} "

@@ -180,7 +180,8 @@ def test_too_many_folds_for_a_class_fail_before_training(tiny_bert_dir, tmp_path
     config = _config(tmp_path, source, tmp_path / "no-model-needed", mode="head", folds=5)
     config.data.eval_fraction = 0.0
     with pytest.raises(ConfigError, match="train.folds = 5 needs at least 5 training rows per "
-                                          "class: 'b' has 4"):
+                                          "class: 'b' has 4; use --folds 4 or fewer, or add "
+                                          "rows to those classes"):
         run_train(RunStore(config.run_dir), config, progress=False)
     assert not (tmp_path / "run" / "model").exists()
     assert not (tmp_path / "run" / "train").exists()

@@ -136,7 +136,7 @@ def test_the_next_batch_never_finds_more_than_remains():
 
 
 def test_the_scores_chances_calibrated_on_the_latest_round_give_the_point():
-    errors, covered = [], 0
+    errors, covered, bounded = [], 0, 0
     for seed in range(100):
         manifest, corrections, truth, n, total = simulate(seed)
         rng = np.random.default_rng(seed)
@@ -150,10 +150,13 @@ def test_the_scores_chances_calibrated_on_the_latest_round_give_the_point():
                                   wrong_probability={1: chances})
         low, mid, high = left["remaining"]
         assert left["point_from"] == "calibrated score" and 2.0 < left["calibration"] < 4.0
+        bounded += left["point_bound"] is not None
+        assert (mid in (low, high)) == (left["point_bound"] is not None)
         covered += low <= truth <= high
         errors.append(abs(mid - truth) / truth)
     assert covered >= 90
     assert np.median(errors) < 0.1
+    assert 0 < bounded < 20  # the controls' interval overrules the calibrated count now and then
 
 
 def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_back():
@@ -170,7 +173,13 @@ def test_the_latest_answered_rounds_scoring_calibrates_and_an_unknown_one_falls_
                               wrong_probability={1: half * 0.0 + 0.1, 2: chances})
     assert left["calibration"] == pytest.approx(1.0)
     assert left["remaining_calibrated"] == pytest.approx(2.0)  # the 4 rows nobody answered
-    assert "calibrated on the latest round's answers" in advice_text(left)
+    # far below what the controls allow (a quarter of them corrected): the point is their
+    # lower bound, and the report says that, not only where the overruled count came from
+    assert left["point_from"] == "calibrated score" and left["point_bound"] == "lower"
+    assert left["remaining"][1] == left["remaining"][0] > 300
+    assert (f"(95% interval {left['remaining'][0]:.0f} to {left['remaining'][2]:.0f}; the "
+            f"point: the random controls' lower bound, as the count from the score's "
+            f"calibrated chances (2) is below their interval)") in advice_text(left)
     # a noise model's count below the calibrated one is the point (both over-count)
     found = left["flagged"]["corrected"] + left["controls"]["corrected"]
     low_count = estimate_remaining(two, even, n, next_batch=50, stop_rate=0.05,
