@@ -133,10 +133,14 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
     ev = report["eval"]
 
     def delta_row(name: str, leaf: dict) -> str:
-        low, high = leaf["ci95"]
+        if leaf["delta"] is None:  # a class's metric one model or both never measured
+            change, interval = "n/a", "n/a"
+        else:
+            low, high = leaf["ci95"]
+            change, interval = points(leaf["delta"]), f"[{points(low)}, {points(high)}]"
         return (f"<tr><td>{html.escape(name)}</td><td>{_fmt(leaf['before'])}</td>"
-                f"<td>{_fmt(leaf['after'])}</td><td><b>{points(leaf['delta'])}</b></td>"
-                f"<td>[{points(low)}, {points(high)}]</td></tr>")
+                f"<td>{_fmt(leaf['after'])}</td><td><b>{change}</b></td>"
+                f"<td>{interval}</td></tr>")
 
     rows = [delta_row("accuracy", ev["accuracy"]), delta_row("macro-F1", ev["macro_f1"])]
     for cls, leaves in ev["per_class"].items():  # each with the paired bootstrap's interval

@@ -75,6 +75,9 @@ def shortcut_section(store: RunStore, recall: dict[str, float] | None = None,
             "p_threshold": summary.get("p_threshold"), "min_count": summary.get("min_count"),
             "n_significant": int(summary.get("n_significant", len(found))), "top": top,
             "balance": rows, "lowest_recall": [r["class"] for r in lowest],
+            # the classes at the lowest recall listed, where more of them than listed are
+            "lowest_recall_tied": (sum(r[key] == lowest[0][key] for r in with_recall)
+                                   if lowest else 0),
             "recall_version": None if recall is None else version}
 
 
@@ -134,6 +137,10 @@ def shortcut_plots(section: dict, png) -> dict[str, bytes]:
 
     swatches = [Patch(color=colors[c], label=f"{class_label(c, classes)}: share of training "
                       f"rows") for c in classes]
+    if len(classes) > 10:  # tab10 repeats its colours: the axis names each bar instead
+        swatches = [Patch(color="lightgrey", label="share of training rows")]
+        for bar in ax.patches:
+            bar.set_color("lightgrey")
     handles = swatches + ax.get_legend_handles_labels()[0]
     legend = ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25),
                        fontsize=8, ncols=2)
@@ -190,6 +197,10 @@ def shortcut_html(section: dict, images: dict[str, bytes]) -> str:
                        for c in section["lowest_recall"]) or "n/a"
     whose = ("the baseline model's, scored before relabeling" if version is None else
              f"the version {version} model's")
+    tied = section.get("lowest_recall_tied", 0)
+    if tied > len(section["lowest_recall"]):  # the fewest training rows listed first
+        lowest += (f"; {tied} classes are at {_pct(recall.get(section['lowest_recall'][0]))},"
+                   f" those with the fewest training rows listed")
     lowest_html = f"<p>Lowest eval recall ({whose}): <b>{lowest}</b>.</p>"
     if not section["lowest_recall"] and any(v is not None for v in recall.values()):
         lowest_html = f"<p>Eval recall ({whose}): 100.0% in every class with eval rows.</p>"

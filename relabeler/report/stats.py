@@ -50,7 +50,8 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
     Returns
     -------
     ``{"accuracy": {...}, "macro_f1": {...}, "per_class": {class: {"precision": {...}, ...}}}``
-    where each leaf is ``{"before", "after", "delta", "ci95": [low, high]}``; with one
+    where each leaf is ``{"before", "after", "delta", "ci95": [low, high]}`` (a class's
+    value None where it was not measured, its delta and interval None then); with one
     eval row the bootstrap's intervals are [-1, 1], all a delta of a share can be (nothing to
     resample).
     """
@@ -85,8 +86,28 @@ def paired_bootstrap(labels: np.ndarray, pred_before: np.ndarray, pred_after: np
         return {"before": float(before[i]), "after": float(after[i]),
                 "delta": float(after[i] - before[i]), "ci95": [float(low[i]), float(high[i])]}
 
-    per_class = {name: {"precision": leaf(2 + j), "recall": leaf(2 + c + j),
-                        "f1": leaf(2 + 2 * c + j)} for j, name in enumerate(classes)}
+    # what a model never measured is None, not 0, as in train/metrics.json: a class's recall
+    # and F1 without eval rows, its precision where that model predicted it for no row (a
+    # delta and its interval only where both were measured)
+    support = np.bincount(labels, minlength=c) > 0
+    predicted = (np.bincount(pred_before, minlength=c) > 0,
+                 np.bincount(pred_after, minlength=c) > 0)
+
+    def measured(i: int, before_ok: bool, after_ok: bool) -> dict:
+        out = leaf(i)
+        if not before_ok:
+            out["before"] = None
+        if not after_ok:
+            out["after"] = None
+        if not (before_ok and after_ok):
+            out["delta"], out["ci95"] = None, None
+        return out
+
+    per_class = {name: {"precision": measured(2 + j, bool(predicted[0][j]),
+                                              bool(predicted[1][j])),
+                        "recall": measured(2 + c + j, bool(support[j]), bool(support[j])),
+                        "f1": measured(2 + 2 * c + j, bool(support[j]), bool(support[j]))}
+                 for j, name in enumerate(classes)}
     return {"accuracy": leaf(0), "macro_f1": leaf(1), "per_class": per_class,
             "n_eval": len(labels), "n_boot": n_boot}
 

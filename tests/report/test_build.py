@@ -375,6 +375,11 @@ def test_the_page_gives_precision_recall_and_f1_of_each_class(tmp_path):
     low, high = neg["recall"]["ci95"]
     assert (f"<td>neg: recall</td><td>50.0%</td><td>100.0%</td><td><b>+50.0</b></td>"
             f"<td>[{100 * low:+.1f}, {100 * high:+.1f}]</td>") in page
+    # a value never measured (a class the baseline never predicted) is n/a, not 0.0%
+    report["eval"]["per_class"]["neg"]["precision"] = {"before": None, "after": 1.0,
+                                                       "delta": None, "ci95": None}
+    assert ("<tr><td>neg: precision</td><td>n/a</td><td>100.0%</td><td><b>n/a</b></td>"
+            "<td>n/a</td></tr>") in render_html(report, {})
 
 
 def test_a_keep_counts_in_the_matrix_as_its_old_label(tmp_path):

@@ -148,6 +148,37 @@ def test_the_lowest_recall_lists_only_classes_below_100_percent(tmp_path):
             in shortcut_html(section, {}))
 
 
+def test_a_tie_at_the_lowest_recall_says_how_many_classes_share_it(tmp_path):
+    # "Lowest eval recall: A (0.0%), B (0.0%), C (0.0%)" named 3 of 10 classes at 0%
+    from relabeler.report.shortcuts import shortcut_plots, shortcut_section
+
+    store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]))
+    _no_shortcuts(store)
+    names = [f"class {i:02d}" for i in range(12)]
+    _write(store, artifacts.BALANCE, pd.DataFrame({
+        "class": names, "count": [5 + i for i in range(12)], "share": [1 / 12] * 12,
+        "eval_count": [3] * 12, "eval_recall": [0.5] * 12}))
+    recall = {name: (0.0 if i < 5 else 0.9) for i, name in enumerate(names)}
+    section = shortcut_section(store, recall, version=1)
+    assert section["lowest_recall"] == names[:3] and section["lowest_recall_tied"] == 5
+    assert ("Lowest eval recall (the version 1 model's): <b>class 00 (0.0%), class 01 (0.0%), "
+            "class 02 (0.0%); 5 classes are at 0.0%, those with the fewest training rows "
+            "listed</b>.") in shortcut_html(section, {})
+    recall["class 03"] = recall["class 04"] = 0.1
+    section = shortcut_section(store, recall, version=1)
+    assert section["lowest_recall_tied"] == 3
+    assert "classes are at" not in shortcut_html(section, {})
+    # twelve classes: one grey swatch, not twelve of ten colours that repeat
+    assert len(shortcut_plots(section, _legend_entries)) == 1
+    assert _legend_entries.seen == ["share of training rows", "eval recall, baseline model",
+                                     "eval recall, version 1 model"]
+
+
+def _legend_entries(fig) -> bytes:
+    _legend_entries.seen = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    return b"png"
+
+
 def test_sections_read_from_scores_say_so(tmp_path):
     store = finished_run(tmp_path, relabels(["t01"], ["pos"], ["neg"]), eval_suspects=True)
     _write(store, artifacts.THIN_REGIONS, pd.DataFrame({

@@ -80,7 +80,7 @@ def test_point_values_match_scikit_learn():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 4, 500)
     before = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 4, 500))
-    before[before == 3] = 2                      # class 3 never predicted: precision 0
+    before[before == 3] = 2                      # class 3 never predicted: no precision
     after = np.where(rng.random(500) < 0.9, labels, before)
     result = paired_bootstrap(labels, before, after, list("abcd"), n_boot=50)
     for key, pred in (("before", before), ("after", after)):
@@ -91,8 +91,15 @@ def test_point_values_match_scikit_learn():
             f1_score(labels, pred, average="macro", zero_division=0))
         for j, name in enumerate("abcd"):
             leaves = result["per_class"][name]
+            # what scikit-learn gives 0 by zero_division is not measured: None, as in
+            # train/metrics.json (the report printed 0.0% for it)
+            expected = [None if (pred == j).sum() == 0 else precision[j], recall[j], f1[j]]
             assert [leaves[m][key] for m in ("precision", "recall", "f1")] == pytest.approx(
-                [precision[j], recall[j], f1[j]])
+                expected)
+    d = result["per_class"]["d"]["precision"]
+    assert d["before"] is None and d["after"] > 0 and d["delta"] is None and d["ci95"] is None
+    assert result["per_class"]["d"]["recall"]["delta"] == pytest.approx(
+        result["per_class"]["d"]["recall"]["after"])
 
 
 def test_macro_f1_leaves_out_a_class_with_no_eval_row():
@@ -103,7 +110,10 @@ def test_macro_f1_leaves_out_a_class_with_no_eval_row():
     assert result["macro_f1"]["before"] == 1.0
     # after: a's precision 1/2, recall 1 (F1 2/3); b's F1 0
     assert result["macro_f1"]["after"] == pytest.approx((2 / 3 + 0.0) / 2)
-    assert result["per_class"]["c"]["f1"]["before"] == 0.0
+    c = result["per_class"]["c"]
+    assert [c[m][k] for m in ("precision", "recall", "f1") for k in ("before", "after")] \
+        == [None] * 6
+    assert c["f1"]["delta"] is None and c["f1"]["ci95"] is None
 
 
 def test_mean_interval_is_the_t_interval_over_seeds():
