@@ -218,7 +218,8 @@ EVAL_SUSPECTS = Artifact(
     "probabilities and its training neighbours' out-of-fold ones (under class-conditional "
     "noise, the mean rank of each view's margin, their labels included, noise-corrected: a "
     "rank, not a probability); wrong_probability is 1 - that mean's probability of the given "
-    "label in either case.",
+    "label, under uniform noise first weighed against the noise model's flip rate (the chance "
+    "a label is wrong, not only the model's doubt).",
     _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
             ("suggested_label", _STR), ("suggested_confidence", _F32), ("margin", _F32),
             ("knn_margin", _F32), ("wrong_probability", _F32)))

@@ -74,6 +74,13 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     signals = {"margin": confidence.normalized_margin(views["model"], labels),
                "knn_margin": confidence.normalized_margin(views["knn"], labels)}
     suggested, suggested_conf = rank.suggest_labels(posterior, labels)
+    chance = posterior
+    if noise_model is not None and noise_model.kind == "uniform":
+        # the chance that the label is wrong weighs the views against how rarely labels are:
+        # without it, 1 - p(given) is the model's doubt, and a weak model of many classes
+        # doubts nearly every right label (196 of 221 "likelier wrong than right" where the
+        # noise model put 1.6% of the labels wrong). The ranking stays the views' own
+        chance = noise.noise_aware_posterior(posterior, labels, noise_model.transition)
     frame = pd.DataFrame({
         "id": ids, "rank": rank.ranks_from_scores(score).astype(np.int64),
         "suspect_score": score.astype(np.float32),
@@ -81,7 +88,7 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
         "suggested_label": [classes[i] for i in suggested],
         "suggested_confidence": suggested_conf.astype(np.float32),
         **{name: value.astype(np.float32) for name, value in signals.items()},
-        "wrong_probability": rank.wrong_probability(posterior, labels)})
+        "wrong_probability": rank.wrong_probability(chance, labels)})
     return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
 

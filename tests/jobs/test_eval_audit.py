@@ -114,6 +114,17 @@ def test_only_a_class_conditional_noise_model_changes_the_ranking():
     uniform = noise.noise_model_from_joint(joint, kind="uniform")
     same = score_eval(train, evaluation, ScoreConfig(), uniform)
     assert same["id"].tolist() == plain["id"].tolist()
+    # its chances that labels are wrong weigh the views against its flip rate (20% here):
+    # P(wrong) = (1 - p) e / (C - 1) / ((1 - p) e / (C - 1) + p (1 - e)), p the mean's
+    # probability of the given label; its transition carries the prior count in every cell
+    e = 1 - uniform.transition[0, 0]
+    p = 1 - plain.set_index("id")["wrong_probability"].astype(np.float64)
+    expected = (1 - p) * e / 2 / ((1 - p) * e / 2 + p * (1 - e))
+    np.testing.assert_allclose(same.set_index("id")["wrong_probability"], expected, atol=1e-5)
+    lower = same.set_index("id")["wrong_probability"] <= 1 - p + 1e-6
+    between = (p > 0.01) & (p < 0.99)
+    assert lower.all() and between.sum() > 20
+    assert (same.set_index("id")["wrong_probability"][between] < (1 - p)[between] - 1e-3).all()
     # every wrong "b" is a true "a": a "b" row the model calls "a" is the likeliest flip
     lopsided = noise.noise_model_from_joint(
         np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),
