@@ -48,6 +48,7 @@ from relabeler.plugin.studio_errors import (
     short,
     tls_verify,
 )
+from relabeler.plugin.tasks import same_prediction
 from relabeler.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ T = TypeVar("T")
 URL_ENV = "LABEL_STUDIO_URL"
 API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 SEQUENTIAL = "Sequential sampling"
-# Label Studio accepts request bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE (250 MiB by default);
-# imports stay far below it so one slow request never holds the server for long.
-MAX_BATCH_BYTES = 8 * 1024 * 1024
-MAX_BATCH_TASKS = 1000
 @dataclass(frozen=True)
 class ProjectInfo:
     id: int
@@ -69,28 +66,6 @@ class ProjectInfo:
     task_count: int
     sampling: str | None
     model_version: str | None
-
-
-def batch_tasks(tasks: Sequence[Mapping[str, Any]], *, batch_size: int = 500,
-                max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Mapping[str, Any]]]:
-    """Split ``tasks`` into import batches of at most ``batch_size`` tasks and ``max_bytes`` of
-    JSON, keeping order. A single task larger than ``max_bytes`` is an error."""
-    if not 1 <= batch_size <= MAX_BATCH_TASKS:
-        raise ValueError(f"batch_size must be in [1, {MAX_BATCH_TASKS}], got {batch_size}")
-    batch: list[Mapping[str, Any]] = []
-    size = 2
-    for i, task in enumerate(tasks):
-        task_bytes = len(json.dumps(task, ensure_ascii=False).encode()) + 1
-        if task_bytes + 2 > max_bytes:
-            raise ValueError(f"task {i} is {task_bytes} bytes of JSON, over the import limit "
-                             f"of {max_bytes} bytes")
-        if batch and (len(batch) >= batch_size or size + task_bytes > max_bytes):
-            yield batch
-            batch, size = [], 2
-        batch.append(task)
-        size += task_bytes
-    if batch:
-        yield batch
 
 
 def _dump(obj: Any) -> dict[str, Any]:
@@ -194,7 +169,8 @@ class StudioClient:
                     said = f": {short(exc.body)}" if exc.body not in (None, "", {}) else ""
                     raise StudioUnavailableError(
                         f"cannot {what}: Label Studio at {self.shown_url} answered {status} "
-                        f"({attempt + 1} attempts){said}", maybe_applied=True) from None
+                        f"({attempt + 1} attempts){said}", maybe_applied=True,
+                        status=status) from None
                 log.warning("Label Studio answered %s to %s; retrying in %.1f s", status, what,
                             delay)
             except httpx.TransportError as exc:
@@ -237,8 +213,21 @@ class StudioClient:
                            sampling=d.get("sampling"), model_version=d.get("model_version"))
 
     def server_release(self) -> str | None:
-        """The release the server says it runs (``/api/version``); None when it does not."""
-        version = self._call("read the server's version", self.sdk.versions.get)
+        """The release the server says it runs (``/api/version``); None when it does not say
+        (a proxy that hides the route: 404, an error status, a page that is not the JSON
+        asked for). A refused token and an unreachable server are errors, as for any call."""
+        try:
+            version = self._call("read the server's version", self.sdk.versions.get)
+        except StudioNotFoundError:
+            return None
+        except StudioUnavailableError as exc:
+            if exc.status is None:  # not reached at all: the next call could not be either
+                raise
+            return None
+        except StudioAuthError:
+            raise
+        except (StudioError, ValueError, TypeError):  # another status; a body of another shape
+            return None
         release = getattr(version, "release", None)
         return release if isinstance(release, str) and release else None
 
@@ -585,12 +574,3 @@ class StudioClient:
         hook = self._call(f"create a webhook for project {project_id}", self.sdk.webhooks.create,
                           safe_to_repeat=False, url=url, project=project_id, **fields)
         return int(hook.id)
-
-
-def same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether a prediction Label Studio holds is ``wanted`` (scores to 4 places, as built)."""
-    def score(value: Any) -> float | None:
-        return None if value is None else round(float(value), 4)
-
-    return (list(stored.get("result") or []) == list(wanted.get("result") or [])
-            and score(stored.get("score")) == score(wanted.get("score")))

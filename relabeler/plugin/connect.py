@@ -75,8 +75,10 @@ def check_release(release: str | None, shown_url: str) -> None:
     checked = ", ".join(CHECKED_VERSIONS)
     key = _release_key(release or "")
     if key is None:
-        log.warning("Label Studio at %s does not say which release it runs (/api/version): "
-                    "relabeler was checked against %s", shown_url, checked)
+        said = (f"says it runs {release!r}, not a release number relabeler can compare"
+                if release else "does not say which release it runs (/api/version)")
+        log.warning("Label Studio at %s %s: relabeler was checked against %s", shown_url, said,
+                    checked)
         return
     oldest = CHECKED_VERSIONS[0]
     if key < _release_key(oldest):

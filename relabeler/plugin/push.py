@@ -44,8 +44,6 @@ from relabeler.plugin.client import (
     StudioClient,
     StudioNotFoundError,
     StudioUnavailableError,
-    batch_tasks,
-    same_prediction,
 )
 from relabeler.plugin.evidence import RunEvidence
 from relabeler.plugin.labeling import LabelingSpec, build_labeling_config
@@ -73,7 +71,9 @@ from relabeler.plugin.tasks import (
     NO_ATTRIBUTIONS_NOTE,
     SAMPLE_ID_FIELD,
     SampleInput,
+    batch_tasks,
     build_task,
+    same_prediction,
 )
 from relabeler.queue_plan import (
     ACQUIRED,

@@ -42,12 +42,14 @@ class RefreshError(ApiError):
 class StudioUnavailableError(StudioError):
     """The server could not be reached, or kept failing (connection errors, 5xx) after retries.
 
-    ``maybe_applied`` is True when a request may have reached the server before it failed.
+    ``maybe_applied`` is True when a request may have reached the server before it failed;
+    ``status`` the last HTTP status it answered (None: it was not reached).
     """
 
-    def __init__(self, message: str, *, maybe_applied: bool):
+    def __init__(self, message: str, *, maybe_applied: bool, status: int | None = None):
         super().__init__(message)
         self.maybe_applied = maybe_applied
+        self.status = status
 
 
 def tls_verify(ca_bundle: str) -> ssl.SSLContext | bool:

@@ -17,9 +17,10 @@ leaves :func:`build_task`; a mismatch raises :class:`PredictionError`.
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -513,3 +514,40 @@ def pool_samples(acquire: pd.DataFrame, texts: Mapping[str, str],
             notes=_evidence_notes(sid, attributions, bool(spans)),
             evidence_window=attributions.window(sid, texts[sid], label)))
     return out
+
+
+# Label Studio accepts request bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE (250 MiB by default);
+# imports stay far below it so one slow request never holds the server for long.
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_BATCH_TASKS = 1000
+
+
+def batch_tasks(tasks: Sequence[Mapping[str, Any]], *, batch_size: int = 500,
+                max_bytes: int = MAX_BATCH_BYTES) -> Iterator[list[Mapping[str, Any]]]:
+    """Split ``tasks`` into import batches of at most ``batch_size`` tasks and ``max_bytes`` of
+    JSON, keeping order. A single task larger than ``max_bytes`` is an error."""
+    if not 1 <= batch_size <= MAX_BATCH_TASKS:
+        raise ValueError(f"batch_size must be in [1, {MAX_BATCH_TASKS}], got {batch_size}")
+    batch: list[Mapping[str, Any]] = []
+    size = 2
+    for i, task in enumerate(tasks):
+        task_bytes = len(json.dumps(task, ensure_ascii=False).encode()) + 1
+        if task_bytes + 2 > max_bytes:
+            raise ValueError(f"task {i} is {task_bytes} bytes of JSON, over the import limit "
+                             f"of {max_bytes} bytes")
+        if batch and (len(batch) >= batch_size or size + task_bytes > max_bytes):
+            yield batch
+            batch, size = [], 2
+        batch.append(task)
+        size += task_bytes
+    if batch:
+        yield batch
+
+
+def same_prediction(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a prediction Label Studio holds is ``wanted`` (scores to 4 places, as built)."""
+    def score(value: Any) -> float | None:
+        return None if value is None else round(float(value), 4)
+
+    return (list(stored.get("result") or []) == list(wanted.get("result") or [])
+            and score(stored.get("score")) == score(wanted.get("score")))

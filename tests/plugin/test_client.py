@@ -9,8 +9,8 @@ from relabeler.plugin.client import (
     StudioClient,
     StudioError,
     StudioUnavailableError,
-    batch_tasks,
 )
+from relabeler.plugin.tasks import batch_tasks
 from tests.plugin.fake_studio import FakeStudio, real_client
 
 
@@ -226,6 +226,67 @@ def test_a_server_older_than_the_oldest_checked_release_is_refused(release):
     assert str(err.value) == (f"Label Studio {release} at http://ls.example is older than "
                               f"1.20.0, the oldest release relabeler was checked against "
                               f"(1.20.0, 1.22.0, 1.23.2): upgrade the server")
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (404, {"detail": "Not found."}), (502, "<html><body>Bad gateway</body></html>"),
+    (200, "<html>a login page</html>"), (400, {"detail": "bad"})])
+def test_a_server_that_hides_its_release_is_warned_about_not_refused(status, body, caplog):
+    """A proxy that hides /api/version (404), fails it (5xx) or answers it with a page: the
+    release is unknown, which is a warning (every command refused before)."""
+    from label_studio_sdk.core.api_error import ApiError
+
+    from relabeler.plugin.connect import check_release
+
+    def hidden(**kwargs):
+        raise ApiError(status_code=status, body=body)
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    client.sdk = SimpleNamespace(versions=SimpleNamespace(get=hidden))
+    assert client.server_release() is None
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.connect"):
+        check_release(client.server_release(), client.shown_url)
+    assert "does not say which release it runs (/api/version)" in caplog.text
+
+
+def test_a_refused_token_or_an_unreachable_server_still_stops_at_the_release():
+    from label_studio_sdk.core.api_error import ApiError
+
+    def refused(**kwargs):
+        raise ApiError(status_code=401, body={"detail": "Invalid token."})
+
+    client = StudioClient("http://127.0.0.1:1", "t0ken", retries=0)
+    client.sdk = SimpleNamespace(versions=SimpleNamespace(get=refused))
+    with pytest.raises(StudioAuthError, match="rejected the API token"):
+        client.server_release()
+    with pytest.raises(StudioUnavailableError, match="is unreachable"):
+        StudioClient(f"http://127.0.0.1:{_closed_port()}", "t0ken", retries=0).server_release()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_release_that_is_no_number_is_named():
+    import logging as logging_
+
+    from relabeler.plugin.connect import check_release
+
+    records = []
+    handler = logging_.Handler()
+    handler.emit = records.append
+    logger = logging_.getLogger("relabeler.plugin.connect")
+    logger.addHandler(handler)
+    try:
+        check_release("2.0", "http://ls.example")
+    finally:
+        logger.removeHandler(handler)
+    (record,) = records
+    assert record.getMessage() == (
+        "Label Studio at http://ls.example says it runs '2.0', not a release number relabeler "
+        "can compare: relabeler was checked against 1.20.0, 1.22.0, 1.23.2")
 
 
 def test_each_server_is_asked_its_release_once_a_process(monkeypatch):
