@@ -110,6 +110,7 @@ from relabeler.plugin.reconcile import (
     VANISHED,
     Reconciled,
     WebhookAnnotations,
+    deleted_by_events,
     reconcile_task,
     vanished_annotations,
 )
@@ -215,7 +216,7 @@ _SHOWN_FIELDS = ("id", "completed_by", "result", "was_cancelled", "created_at", 
 _FROM_SERVER = ("export", "export+events")
 
 
-def _log_reconciled(task_id: int, seen: Reconciled) -> None:
+def _log_reconciled(task_id: int, seen: Reconciled, deleted: Sequence[int]) -> None:
     if seen.unconfirmed:
         log.warning("pull: task %d: annotations %s are known only from webhook events and no "
                     "pull saw them on the server: not taken (labels/unmapped.parquet)", task_id,
@@ -228,9 +229,9 @@ def _log_reconciled(task_id: int, seen: Reconciled) -> None:
     if seen.from_events:
         log.warning("pull: task %d: annotations %s are known only from webhook events (the "
                     "server no longer shows them); kept", task_id, seen.from_events)
-    if seen.deleted:
+    if deleted:
         log.warning("pull: task %d: annotations %s were deleted (a webhook event says so); "
-                    "dropped", task_id, seen.deleted)
+                    "dropped", task_id, deleted)
 
 
 def _log_evidence_edited(tasks: Sequence[tuple[int, int]], shown: int = 10) -> None:
@@ -257,6 +258,7 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
             recorded = dict.fromkeys(map(str, recorded))
         vanished, newly = vanished_annotations(task, recorded, gone_from.get(str(task_id)) or {},
                                     webhooks, task_gone=task_id in fetched.gone)
+        by_events = deleted_by_events(task, recorded, webhooks, task_gone=task_id in fetched.gone)
         recorded.update({str(a["id"]): {k: a[k] for k in _SHOWN_FIELDS if k in a}
                          for a in task.get("annotations") or []})
         for key, value in ((on_server, recorded), (gone_from, vanished)):
@@ -275,8 +277,9 @@ def _pull_project(project_id: int, fetched: FetchedProject, spec: LabelingSpec,
         prints[str(task_id)] = print_now
         pulled.changed += 1
         pulled.refreshed.add((project_id, task_id))
-        pulled.deleted += len(seen.deleted) + len(newly)
-        _log_reconciled(task_id, seen)
+        deleted = sorted({*seen.deleted, *by_events})
+        pulled.deleted += len(deleted) + len(newly)
+        _log_reconciled(task_id, seen, deleted)
         if any(evidence_edited(a, spec, task.get("predictions") or [])
                for a in seen.annotations):
             pulled.evidence_edited.append((project_id, task_id))

@@ -152,6 +152,22 @@ def reconcile_task(task: Mapping[str, Any], webhooks: WebhookAnnotations, *,
                       [dict(a) for i, a in sorted(alive.items()) if i not in kept], updates)
 
 
+def deleted_by_events(task: Mapping[str, Any], recorded: dict[str, Any],
+                      webhooks: WebhookAnnotations, *, task_gone: bool) -> list[int]:
+    """The annotations of ``task`` that earlier pulls saw on the server, that the server no
+    longer shows and that a webhook event deleted (moved out of ``recorded``). Those whose
+    creation no event recorded (given before `relabeler serve` started) are in no other
+    count: :func:`reconcile_task` counts the deletions of the recorded ones, and
+    :func:`vanished_annotations` the ones gone without an event."""
+    if task_gone:
+        return []
+    shown = {str(a["id"]) for a in task.get("annotations") or []}
+    gone = sorted(int(i) for i in recorded if i not in shown and int(i) in webhooks.deleted)
+    for i in gone:
+        del recorded[str(i)]
+    return gone
+
+
 #: why an annotation an earlier pull saw is no longer an answer
 VANISHED = ("the server showed it at an earlier pull and no longer does, while it still shows "
             "the task, and no webhook event said it was deleted (deleted in Label Studio while "

@@ -265,6 +265,27 @@ def test_a_deleted_annotation_of_several_leaves_the_others(store, studio, tasks)
     assert (row["action"], row["annotators"]) == ("keep", ["bob@relabeler.local"])
 
 
+def test_a_deletion_event_of_an_answer_given_before_serve_started_is_counted(
+        store, studio, tasks, caplog):
+    """An answer given while no webhook listened (serve not started yet), seen by a pull, then
+    deleted while serve records events: dropped, and counted and logged as deleted (it was
+    neither, and it stayed in the pull state's record of the server for good)."""
+    before = studio.annotate(tasks["s0"], "spam", notify=False)
+    other = studio.annotate(tasks["s0"], "ham", user=2, notify=False)
+    pull(store, studio)
+    studio.delete_annotation(before)                            # the event records it
+    with caplog.at_level(logging.WARNING, logger="relabeler.plugin.pull"):
+        result = pull(store, studio)
+    assert (result.deleted, result.unmapped, result.from_events_only) == (1, 0, 0)
+    assert f"task {tasks['s0']}: annotations [{before}] were deleted (a webhook event says " \
+        "so); dropped" in caplog.text
+    assert corrections(store)["s0"]["annotation_ids"] == [other]
+    on_server = store.read_json(PULL_STATE)["projects"][str(
+        studio.tasks[tasks["s0"]]["project"])]["on_server"][str(tasks["s0"])]
+    assert set(on_server) == {str(other)}
+    assert pull(store, studio).deleted == 0                     # counted once
+
+
 def test_an_annotation_gone_from_a_task_the_server_shows_is_dropped_and_kept_in_unmapped(
         store, studio, tasks, caplog):
     """Deleted in Label Studio while no webhook reached relabeler (serve down): the server,
