@@ -122,6 +122,15 @@ def test_a_stopping_pod_has_time_to_end_a_re_rank_between_two_tasks(docs):
     assert grace >= waits + 10
 
 
+def test_the_pod_runs_as_a_numbered_user_that_is_not_root(docs):
+    # runAsNonRoot with an image whose USER is a name fails to start ("image has non-numeric
+    # user, cannot verify user is non-root") unless the pod names the uid
+    context = docs["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert isinstance(context["runAsUser"], int) and context["runAsUser"] > 0
+    assert _container(docs)["securityContext"]["allowPrivilegeEscalation"] is False
+
+
 def test_the_image_is_the_rayjobs_and_no_gpu_is_asked(docs):
     container = _container(docs)
     pull = (K8S / "stages" / "rayjob-pull.yaml").read_text()
