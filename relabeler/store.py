@@ -190,7 +190,25 @@ class RunStore:
     # reads
     @storage_io("read")
     def read_bytes(self, artifact: str, *, start: int = 0) -> bytes:
-        """The file's bytes from offset ``start`` on (an append-only log read as it grows)."""
+        """The file's bytes from offset ``start`` on (an append-only log read as it grows). On
+        an object store one ranged read: an open file there is tied to the object's version
+        (s3fs reads its ETag, then reads by range against it), and the event log, rewritten
+        whole by each webhook, failed a re-rank's read with FileExpired while answers came."""
+        if not self.is_local:
+            full = self._full(artifact)
+            for attempt in range(3):
+                try:
+                    return self.fs.cat_file(full, start=start or None)
+                except (FileNotFoundError, IsADirectoryError):
+                    raise self._missing("file", artifact) from None
+                except OSError:
+                    # a range from the end on is "not satisfiable" (416) there, not empty;
+                    # a file that grew meanwhile is read again
+                    self.fs.invalidate_cache(full)
+                    if not start or attempt == 2:
+                        raise
+                    if start >= self.fs.size(full):
+                        return b""
         try:
             with self.fs.open(self._full(artifact), "rb") as f:
                 if start:
