@@ -151,6 +151,9 @@ class Lease:
 
     def _create(self) -> dict | None:
         """None when ``path`` was created holding this lease; else its holder."""
+        # since when it is held, not since the first try (a wait of a minute read as held)
+        now = datetime.now(UTC).isoformat()
+        self.holder = {**self.holder, "started": now, "renewed": now}
         data = (json.dumps(self.holder) + "\n").encode()
         try:
             self.store.create_exclusive(self.path, data)

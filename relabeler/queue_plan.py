@@ -103,10 +103,13 @@ def _flock(path: Path, wait: float) -> int | None:
     seconds; None when another process holds it all that time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline, told = time.monotonic() + wait, False
+    started = time.monotonic()
+    deadline, told = started + wait, False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if told:
+                log.info("took %s after %.1f s", path, time.monotonic() - started)
             return fd
         except BlockingIOError:
             if time.monotonic() >= deadline:
@@ -174,8 +177,14 @@ def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None
             os.close(fd)
         return unlock
     lease = Lease(store, MANIFEST_LEASE.path, what="manifest")
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline, told = started + wait, False
     while (other := lease.acquire()) is not None:
+        if wait >= 1 and not told:
+            log.info("waiting for %s, held by %s: another relabeler process (%s) is writing "
+                     "the manifest; up to %.0f s", store.path(MANIFEST_LEASE.path),
+                     describe_holder(other), _WRITERS, wait)
+            told = True
         if time.monotonic() >= deadline:
             raise ManifestLockedError(
                 f"another relabeler process is writing {store.path(MANIFEST.path)} "
@@ -183,6 +192,9 @@ def _take(store: RunStore, local: Path | None, wait: float) -> Callable[[], None
                 f"{waited}): {_WRITERS}; try again when it is done (a lease its holder stops "
                 f"renewing is taken over after {LEASE_TTL_S:g} s)")
         time.sleep(0.5)
+    if told:
+        log.info("took %s after %.1f s", store.path(MANIFEST_LEASE.path),
+                 time.monotonic() - started)
     return lease.release
 
 

@@ -202,3 +202,25 @@ def test_a_writer_waiting_for_the_manifest_flock_says_so_once(tmp_path, caplog):
     assert waits == [f"waiting for {lock}: another relabeler process (a push, pull, round or "
                      "re-rank) is writing the manifest; up to 1 s"]
     os.close(held)
+
+
+def test_a_lease_says_since_when_it_is_held_not_since_its_first_try(tmp_path, monkeypatch):
+    # a pull that waited a minute for the manifest was named as holding it since it began to
+    # wait
+    from relabeler.locks import Lease
+
+    store = RunStore(f"memory:///relabeler-test-{uuid.uuid4().hex}")
+    first = Lease(store, "studio/manifest.lease", what="manifest")
+    assert first.acquire() is None
+    waiting = Lease(store, "studio/manifest.lease", what="manifest")
+    tried = datetime.now(UTC)
+    assert waiting.acquire() == first.holder
+    time.sleep(0.05)
+    first.release()
+    released = datetime.now(UTC)
+    assert waiting.acquire() is None
+    try:
+        since = datetime.fromisoformat(store.read_json("studio/manifest.lease")["started"])
+        assert since >= released > tried
+    finally:
+        waiting.release()

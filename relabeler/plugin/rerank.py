@@ -410,6 +410,12 @@ def read_reranks(store: RunStore) -> pd.DataFrame:
 # the worker
 
 
+#: seconds the re-rank leaves the manifest's lock free before it takes it again: a pull or a
+#: round waiting for it looks every 0.5 s (a lease on an object store) or 0.1 s (a flock), and
+#: re-ranks back to back while answers poured in kept it taken (a pull waited a minute)
+YIELD_S = 1.5
+
+
 class RerankWorker:
     """One background thread that runs ``rerank(answer_events)`` after every ``every``
     answers, off the webhook's request path.
@@ -425,10 +431,14 @@ class RerankWorker:
 
     def __init__(self, rerank: Callable[[int], Any], *, every: int,
                  counts: Callable[[Mapping[str, Any]], bool] | None = None,
-                 stopping: threading.Event | None = None):
+                 stopping: threading.Event | None = None, gap: float = YIELD_S):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        if gap < 0:
+            raise ValueError(f"gap must be >= 0 seconds, got {gap}")
         self.every = every
+        self.gap = gap
+        self._free_from = 0.0  # (monotonic) when the next re-rank may take the lock
         self.stopping = stopping or threading.Event()
         self._rerank = rerank
         self._counts = counts or (lambda payload: payload.get("action") in ANSWER_ACTIONS)
@@ -500,6 +510,9 @@ class RerankWorker:
             with self._cond:
                 while not (self._pending or self._stopping):
                     self._cond.wait()
+                # the manifest's lock stays free a moment after the last re-rank
+                while not self._stopping and (rest := self._free_from - time.monotonic()) > 0:
+                    self._cond.wait(rest)
                 if self._stopping:
                     return
                 answers, self._due, self._pending, self._busy = self._due, 0, False, True
@@ -519,4 +532,5 @@ class RerankWorker:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._free_from = time.monotonic() + self.gap
                     self._cond.notify_all()

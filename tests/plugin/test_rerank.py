@@ -103,6 +103,48 @@ def test_answers_during_a_re_rank_trigger_at_most_one_more_and_never_wait():
     assert (worker.runs, worker.failures) == (2, 0)
 
 
+def test_a_pull_waiting_for_the_manifest_gets_it_while_answers_pour_in(tmp_path):
+    """Answers back to back kept a re-rank holding the manifest's lock, released and taken
+    again at once: a pull waiting for it (it looks every 0.1 s here, every 0.5 s on an object
+    store) waited a minute. The worker now leaves the lock free for ``gap`` seconds."""
+    from relabeler.queue_plan import manifest_lock
+
+    store = RunStore(str(tmp_path / "run"))
+    held = []
+
+    def rerank(answers: int) -> None:
+        with manifest_lock(store, wait=0):
+            held.append(answers)
+            time.sleep(0.2)
+
+    worker = RerankWorker(rerank, every=1, gap=0.3).start()
+    stop = threading.Event()
+
+    def answering() -> None:
+        while not stop.is_set():
+            worker.notify(ANSWER)
+            time.sleep(0.01)
+
+    answers = threading.Thread(target=answering)
+    answers.start()
+    try:
+        wait_for(lambda: len(held) >= 2)
+        with manifest_lock(store, wait=5):  # ManifestLockedError if it never got a turn
+            during = len(held)
+            time.sleep(0.1)
+            assert len(held) == during  # nothing re-ranked while the pull held it
+    finally:
+        stop.set()
+        answers.join()
+        worker.stop()
+    assert worker.failures == 0 and len(held) >= 2
+
+
+def test_the_worker_refuses_a_negative_gap():
+    with pytest.raises(ValueError, match="gap must be >= 0 seconds, got -1"):
+        RerankWorker(lambda answers: None, every=1, gap=-1)
+
+
 def test_a_failed_re_rank_is_logged_and_retried_on_the_next_answer(caplog):
     rerank = BlockingRerank(fail_first=1)
     worker = RerankWorker(rerank, every=5).start()
