@@ -1,4 +1,5 @@
-"""Raw Label Studio webhook events in the run directory: ``studio/events/YYYY-MM-DD.jsonl``.
+"""Raw Label Studio webhook events in the run directory: ``studio/events/YYYY-MM-DD.jsonl``
+(``YYYY-MM-DDTHH.jsonl``, a file an hour, on an object store).
 
 Append-only: the ML backend appends each event the moment it arrives (one O_APPEND write and an
 fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Each file is 0600,
@@ -175,18 +176,27 @@ def _timestamp(value: Any) -> bool:
 #: what an event's ``project`` keeps: Label Studio sends the whole project record, with its
 #: ``token`` and ``task_data_password``; pull reads its id and labeling config
 PROJECT_FIELDS = ("id", "title", "label_config")
+#: what an event's ``task`` keeps: pull reads its id (the task's data, the text and panel,
+#: is read from the server, or from the run for a task gone there; it was a fifth of an
+#: event, rewritten with every later one on an object store)
+TASK_FIELDS = ("id", "project", "updated_at")
 
 
 def append_event(store: RunStore, payload: Mapping[str, Any], *,
                  received_at: datetime | None = None) -> str:
     """Append one event; returns the artifact it went to. The event's ``project`` keeps
-    :data:`PROJECT_FIELDS` only, and a file is readable by its owner only (0600)."""
+    :data:`PROJECT_FIELDS` only, its ``task`` :data:`TASK_FIELDS`, and a file is readable by
+    its owner only (0600)."""
     when = received_at or datetime.now(UTC)
-    artifact = f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl"
-    project = payload.get("project")
-    if isinstance(project, Mapping):
-        payload = {**payload, "project": {k: v for k, v in project.items()
-                                          if k in PROJECT_FIELDS}}
+    # a file a day; an hour's on an object store, where each event rewrites its file whole
+    # (10,000 events a day made each append take 0.9 s, near Label Studio's 1 s webhook
+    # timeout). The names sort in time order either way.
+    artifact = (f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl" if store.is_local
+                else f"{EVENTS_DIR}/{when:%Y-%m-%dT%H}.jsonl")
+    for key, fields in (("project", PROJECT_FIELDS), ("task", TASK_FIELDS)):
+        record = payload.get(key)
+        if isinstance(record, Mapping):
+            payload = {**payload, key: {k: v for k, v in record.items() if k in fields}}
     event = {"received_at": when.isoformat(), "action": payload.get("action"),
              "payload": payload}
     line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
