@@ -267,9 +267,10 @@ MANIFEST_LEASE = Artifact("studio/manifest.lease", "push", "json",
                           "process writes the manifest; taken over once its holder stops "
                           "renewing it for 2 minutes.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
-                  "Every webhook event, appended and fsynced before Label Studio is answered; "
-                  "files 0600, an event's project record reduced to its id, title and labeling "
-                  "config (Label Studio sends its token and task-data password).")
+                  "Every webhook event, appended and fsynced before Label Studio is answered, "
+                  "a file a day (an hour on an object store); files 0600, an event's project "
+                  "record reduced to its id, title and labeling config (Label Studio sends its "
+                  "token and task-data password), its task to its id, project and update time.")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",
                    "Each live re-rank of the waiting review tasks by `relabeler serve`: when, "
                    "the answers that triggered it, the tasks answered and corrected so far, the "
