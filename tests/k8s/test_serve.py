@@ -74,6 +74,9 @@ def test_label_studio_is_sent_to_the_service_that_reaches_the_port_serve_listens
         f"{service_port['port']}")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["port"] in (named["name"], port)
+    # Label Studio checks the backend's health through the Service while serve registers,
+    # before the pod's readiness probe has passed: routed to Ready pods only, it failed
+    assert service["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_the_probes_ask_the_route_that_answers_without_credentials(docs, tmp_path):
