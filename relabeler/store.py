@@ -282,6 +282,20 @@ class RunStore:
         rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
         return sorted(r for r in rels if not any(s.startswith(TMP_PREFIX) for s in r.split("/")))
 
+    @storage_io("list")
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """``{artifact: size in bytes}`` of the files under folder ``prefix``, as
+        :meth:`list` names them, from one listing ({} if missing): a reader of logs that
+        grow (the event log) skips the ones that did not without a request each."""
+        full = self._full(prefix, name="prefix", allow_root=True)
+        self.fs.invalidate_cache(full)
+        if not self.fs.isdir(full):
+            return {}
+        found = self.fs.find(full, detail=True)
+        return {rel: int(info.get("size") or 0) for rel, info in sorted(
+                    (posixpath.relpath(path, self._root), info) for path, info in found.items())
+                if not any(s.startswith(TMP_PREFIX) for s in rel.split("/"))}
+
     @storage_io("append to")
     def append_line(self, artifact: str, line: str, *, private: bool = False) -> None:
         """Append one line (newline added). Locally one O_APPEND write, then fsync. Object stores

@@ -246,10 +246,14 @@ class EventTail:
     def read_new(self) -> list[dict[str, Any]]:
         """The complete events appended since the last call, oldest first within a file."""
         events: list[dict[str, Any]] = []
-        for artifact in self.store.list(EVENTS_DIR):
+        # one listing gives every file's size: a file that did not grow is not read (on an
+        # object store a read is a request, and a log has a file an hour there)
+        for artifact, size in self.store.sizes(EVENTS_DIR).items():
             if not artifact.endswith(".jsonl"):
                 continue
             start = self._bytes.get(artifact, 0)
+            if size <= start:
+                continue
             data = self.store.read_bytes(artifact, start=start)
             end = data.rfind(b"\n") + 1  # the part after the last newline is unfinished
             if not end:
