@@ -154,10 +154,10 @@ class StudioClient:
                     raise StudioAuthError(
                         f"Label Studio at {self.shown_url} rejected the API token "
                         f"({self.token_source}) while trying to {what}: "
-                        f"{sentence(said or str(status))} {TOKEN_HINT}") from None
+                        f"{sentence(said or str(status))} {TOKEN_HINT}", status=401) from None
                 if status == 403:
                     raise StudioAuthError(f"Label Studio at {self.shown_url} refused to {what}: "
-                                          f"{refusal(said)}") from None
+                                          f"{refusal(said)}", status=403) from None
                 if status == 404:
                     raise StudioNotFoundError(f"cannot {what}: not found on {self.shown_url} "
                                               f"(was it deleted?)") from None
@@ -214,8 +214,9 @@ class StudioClient:
 
     def server_release(self) -> str | None:
         """The release the server says it runs (``/api/version``); None when it does not say
-        (a proxy that hides the route: 404, an error status, a page that is not the JSON
-        asked for). A refused token and an unreachable server are errors, as for any call."""
+        (a proxy that hides or refuses the route: 404, 403, an error status, a page that is
+        not the JSON asked for). A rejected token (401) and an unreachable server are errors,
+        as for any call."""
         try:
             version = self._call("read the server's version", self.sdk.versions.get)
         except StudioNotFoundError:
@@ -224,7 +225,9 @@ class StudioClient:
             if exc.status is None:  # not reached at all: the next call could not be either
                 raise
             return None
-        except StudioAuthError:
+        except StudioAuthError as exc:
+            if exc.status == 403:  # a proxy that refuses this route alone: not the token's fault
+                return None
             raise
         except (StudioError, ValueError, TypeError):  # another status; a body of another shape
             return None

@@ -47,10 +47,13 @@ class ProjectConnector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def connect_new(self) -> list[int]:
+    def connect_new(self, *, each: bool = False) -> list[int]:
         """Connect the projects of the manifest not connected yet; returns them. A review
         project gone from Label Studio is an error; a side project gone is left out with a
-        warning. Nothing is read from the server while the manifest is unchanged."""
+        warning. Nothing is read from the server while the manifest is unchanged. ``each``:
+        a project that fails is logged and tried again at the next look, and does not keep
+        the others from being connected (the watch); else the first failure is raised (at
+        start, where it stops serve)."""
         from relabeler.plugin.backend import connect_backend
         from relabeler.plugin.push_checks import check_project_owner
 
@@ -59,25 +62,34 @@ class ProjectConnector:
             return []
         manifest = read_manifest(self.store)
         new = sorted({int(p) for p in manifest["project_id"]} - self.connected)
-        if new:
-            # a side project (acquisition, eval audit, second opinions) deleted in Label
-            # Studio is left out; the review project is what serve is for
-            review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]),
-                                      "project_id"])
-            side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
-                    for p, rows in manifest.groupby("project_id") if p not in review}
-            client = self.client()
-            for project_id in new:  # not another run's (a server this run did not push to)
-                try:
+        # a side project (acquisition, eval audit, second opinions) deleted in Label Studio is
+        # left out; the review project is what serve is for
+        review = set(manifest.loc[manifest["source"].isin([FLAGGED, CONTROL]), "project_id"])
+        side = {int(p): ", ".join(sorted(set(rows["source"]))) + " tasks"
+                for p, rows in manifest.groupby("project_id") if p not in review}
+        client = self.client() if new else None
+        done, failed = [], []
+        for project_id in new:
+            try:
+                try:  # not another run's (a server this run did not push to)
                     check_project_owner(client, project_id, manifest, error=self.error,
                                         nothing="serve registered nothing")
                 except StudioNotFoundError:
-                    continue  # deleted there: connect_backend says what that means
-            connect_backend(client, new, self.url, secret=self.secret, auth=self.auth,
-                            optional=side)
-            self.connected.update(new)
-        self._seen = version
-        return new
+                    pass  # deleted there: connect_backend says what that means
+                connect_backend(client, [project_id], self.url, secret=self.secret,
+                                auth=self.auth, optional=side)
+            except Exception:
+                if not each:
+                    raise
+                log.exception("serve: connecting the backend to project %d failed; trying "
+                              "again in %.0f s", project_id, self.every)
+                failed.append(project_id)
+                continue
+            done.append(project_id)
+        self.connected.update(done)
+        if not failed:  # else the next look, with the manifest unchanged, tries them again
+            self._seen = version
+        return done
 
     def start(self) -> ProjectConnector:
         self._thread = threading.Thread(target=self._watch, name="relabeler-projects",
@@ -93,8 +105,8 @@ class ProjectConnector:
     def _watch(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                new = self.connect_new()
-            except Exception:
+                new = self.connect_new(each=True)
+            except Exception:  # the manifest or Label Studio could not be read at all
                 log.exception("serve: connecting the backend to a project made since it "
                               "started failed; trying again in %.0f s", self.every)
                 continue

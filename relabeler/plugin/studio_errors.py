@@ -27,7 +27,11 @@ class StudioError(PluginError):
 
 
 class StudioAuthError(StudioError):
-    """Label Studio rejected the API token."""
+    """Label Studio rejected the API token (``status`` 401), or refused the request (403)."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class StudioNotFoundError(StudioError):

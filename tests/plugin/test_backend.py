@@ -719,13 +719,33 @@ def test_the_watch_retries_a_failed_connection_and_stops_with_serve(tmp_path, ca
         connector.start()
         _pushed(store, {2: "flagged", 3: "acquired"})
         deadline = time.monotonic() + 10
-        while studio.connected != [2, 3]:
+        while studio.connected != [3, 2]:
             assert time.monotonic() < deadline, studio.listed
             time.sleep(0.01)
         connector.stop()
     assert not connector._thread.is_alive()
-    assert "connecting the backend to a project made since it started failed" in caplog.text
-    assert studio.listed[:2] == [2, 2]  # the failed look, then the next one
+    assert "serve: connecting the backend to project 2 failed; trying again" in caplog.text
+    # 2 failed, 3 was connected all the same; the next look tried 2 alone
+    assert studio.listed == [2, 3, 2]
+
+
+def test_a_project_that_cannot_be_connected_keeps_no_other_from_it(tmp_path, caplog):
+    """A new review project deleted in Label Studio failed every look, and the eval-audit
+    project made with it never got its webhook."""
+    store = make_run(str(tmp_path / "run"), n_train=20, n_acquire=0)
+    studio = _CountingStudio(gone={2})
+    connector = _connector(store, studio)
+    _pushed(store, {2: "flagged", 3: "eval_audit"})
+    with caplog.at_level(logging.ERROR, logger="relabeler.plugin.serve_projects"):
+        assert connector.connect_new(each=True) == [3]
+    assert studio.connected == [3] and connector.connected == {3}
+    assert "connecting the backend to project 2 failed" in caplog.text
+    assert connector.connect_new(each=True) == []  # 2 tried again, 3 not again
+    assert studio.listed.count(3) == 1 and studio.connected == [3]
+    studio.gone = set()                            # back (a server that was restoring)
+    assert connector.connect_new(each=True) == [2] and studio.connected == [3, 2]
+    with pytest.raises(StudioNotFoundError):       # at start, the first failure stops serve
+        _connector(store, _Studio(gone={2})).connect_new()
 
 
 def test_the_watch_needs_a_positive_interval(tmp_path):

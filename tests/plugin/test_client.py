@@ -230,6 +230,7 @@ def test_a_server_older_than_the_oldest_checked_release_is_refused(release):
 
 @pytest.mark.parametrize(("status", "body"), [
     (404, {"detail": "Not found."}), (502, "<html><body>Bad gateway</body></html>"),
+    (403, {"detail": "You do not have permission to perform this action."}),
     (200, "<html>a login page</html>"), (400, {"detail": "bad"})])
 def test_a_server_that_hides_its_release_is_warned_about_not_refused(status, body, caplog):
     """A proxy that hides /api/version (404), fails it (5xx) or answers it with a page: the
