@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from relabeler import artifacts
+from relabeler.errors import RelabelerError
 from relabeler.plugin.backend_auth import BasicAuth
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
 from relabeler.queue_plan import CONTROL, FLAGGED, read_manifest
@@ -78,11 +79,14 @@ class ProjectConnector:
                     pass  # deleted there: connect_backend says what that means
                 connect_backend(client, [project_id], self.url, secret=self.secret,
                                 auth=self.auth, optional=side)
-            except Exception:
+            except Exception as exc:
                 if not each:
                     raise
-                log.exception("serve: connecting the backend to project %d failed; trying "
-                              "again in %.0f s", project_id, self.every)
+                # a failure relabeler names (a project deleted, another run's, the server
+                # down) in one line every look; anything else with its traceback
+                said = log.error if isinstance(exc, RelabelerError) else log.exception
+                said("serve: connecting the backend to project %d failed; trying again in "
+                     "%.0f s: %s", project_id, self.every, exc)
                 failed.append(project_id)
                 continue
             done.append(project_id)
