@@ -17,7 +17,6 @@ import os
 import posixpath
 import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,6 +36,8 @@ from relabeler.errors import NoRunError, StoreError
 from relabeler.storage_errors import REMOTE_ERRORS, filesystem_error, storage_io
 from relabeler.store_paths import (
     TMP_PREFIX,
+    NotAFileError,
+    append_local,
     check_artifact,
     fsync_dir,
     listing_version,
@@ -317,35 +318,10 @@ class RunStore:
                 old += b"\n"  # an earlier write was cut short: keep this line whole
             self._write_atomic(artifact, lambda f: f.write(old + (text + "\n").encode()))
             return
-        created = not os.path.lexists(full)
-        # no following a symbolic link: whoever planted one would have the line written, and
-        # the 0600 set, wherever it points
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(full, flags, 0o600 if private else 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP or os.path.islink(full):
-                raise StoreError(self._not_a_file(artifact, "a symbolic link")) from exc
-            raise
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device file
-                raise StoreError(self._not_a_file(artifact, "not a regular file"))
-            if private and stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-                os.fchmod(fd, 0o600)
-            data = (text + "\n").encode()
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                data = b"\n" + data  # an earlier write was cut short: keep this line whole
-            while data:  # all of it, or an error: a short write is not a line recorded
-                written = os.write(fd, data)
-                if not written:
-                    raise OSError(f"no byte of {len(data)} could be written")
-                data = data[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_dir(posixpath.dirname(full))
+            append_local(full, text + "\n", private=private)
+        except NotAFileError as exc:
+            raise StoreError(self._not_a_file(artifact, exc.what)) from exc
 
     def _not_a_file(self, artifact: str, what: str) -> str:
         return (f"run directory {self.uri}: cannot append to {artifact!r}: it is {what}; "

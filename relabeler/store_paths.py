@@ -1,13 +1,16 @@
 """Paths and local file moves of the run directory (:class:`relabeler.store.RunStore`): an
 artifact's name checked and normalised, the temporary name a write goes to before its rename,
-a durable rename, a folder swapped in whole, and a remote folder's version from its listing."""
+a durable rename, a folder swapped in whole, a line appended to a local file, and a remote
+folder's version from its listing."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import uuid
 
 #: the start of a temporary name (a write in progress, or a folder swapped aside)
@@ -55,6 +58,51 @@ def replace_local_dir(src: str, dst: str) -> None:
         os.replace(old, dst)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+class NotAFileError(OSError):
+    """What :func:`append_local` found in a file's place instead of a regular file."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+def append_local(full: str, line: str, *, private: bool) -> None:
+    """Append ``line`` (its newline included) to the local file ``full``: one O_APPEND write,
+    then fsync (and the folder's, for a new file). ``private``: readable and writable by its
+    owner only (0600), also a file that existed with a wider mode. A symbolic link or anything
+    else but a regular file in its place is a :class:`NotAFileError`, never followed or
+    written."""
+    created = not os.path.lexists(full)
+    # no following a symbolic link: whoever planted one would have the line written, and
+    # the 0600 set, wherever it points
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(full, flags, 0o600 if private else 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(full):
+            raise NotAFileError("a symbolic link") from exc
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device file
+            raise NotAFileError("not a regular file")
+        if private and stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+        data = line.encode()
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # an earlier write was cut short: keep this line whole
+        while data:  # all of it, or an error: a short write is not a line recorded
+            written = os.write(fd, data)
+            if not written:
+                raise OSError(f"no byte of {len(data)} could be written")
+            data = data[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(posixpath.dirname(full))
 
 
 def listing_version(root: str, listing: dict[str, dict]) -> str:
