@@ -18,7 +18,7 @@ import posixpath
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -280,8 +280,7 @@ class RunStore:
         self.fs.invalidate_cache(full)  # another worker may have written since the last listing
         if not self.fs.isdir(full):
             return []
-        rels = (posixpath.relpath(p, self._root) for p in self.fs.find(full))
-        return sorted(r for r in rels if not any(s.startswith(TMP_PREFIX) for s in r.split("/")))
+        return sorted(rel for rel, _ in self._visible(self.fs.find(full)))
 
     @storage_io("list")
     def sizes(self, prefix: str) -> dict[str, int]:
@@ -293,9 +292,16 @@ class RunStore:
         if not self.fs.isdir(full):
             return {}
         found = self.fs.find(full, detail=True)
-        return {rel: int(info.get("size") or 0) for rel, info in sorted(
-                    (posixpath.relpath(path, self._root), info) for path, info in found.items())
-                if not any(s.startswith(TMP_PREFIX) for s in rel.split("/"))}
+        return dict(sorted((rel, int(found[path].get("size") or 0))
+                           for rel, path in self._visible(found)))
+
+    def _visible(self, found: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """(artifact, full path) of the full paths ``found``, leaving out the temporary files
+        of unfinished writes."""
+        for path in found:
+            rel = posixpath.relpath(path, self._root)
+            if not any(part.startswith(TMP_PREFIX) for part in rel.split("/")):
+                yield rel, path
 
     @storage_io("append to")
     def append_line(self, artifact: str, line: str, *, private: bool = False) -> None:
@@ -312,8 +318,10 @@ class RunStore:
         full = self._full(artifact)
         self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
         if not self.is_local:
-            self.fs.invalidate_cache(full)
-            old = self.fs.cat_file(full) if self.fs.exists(full) else b""
+            try:  # one request: an event's webhook waits for it
+                old = self.fs.cat_file(full)
+            except FileNotFoundError:
+                old = b""
             if old and not old.endswith(b"\n"):
                 old += b"\n"  # an earlier write was cut short: keep this line whole
             self._write_atomic(artifact, lambda f: f.write(old + (text + "\n").encode()))
