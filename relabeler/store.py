@@ -159,9 +159,10 @@ class RunStore:
 
     def create_exclusive(self, artifact: str, data: bytes) -> None:
         """Write ``data`` to ``artifact`` only where nothing is there, else FileExistsError:
-        one call of several at once succeeds. Atomic on a local disk (``O_EXCL``) and on S3
-        and the S3-compatible stores that honour a conditional write (``If-None-Match``: AWS,
-        MinIO); other fsspec filesystems look, then write."""
+        one call of several at once succeeds. Atomic on a local disk (``O_EXCL``), on S3 and
+        the S3-compatible stores that honour a conditional write (``If-None-Match``: AWS,
+        MinIO) and on GCS (``ifGenerationMatch=0``, which gcsfs answers with FileExistsError);
+        other fsspec filesystems look, then write."""
         try:
             self._create(self._full(artifact), data)
         except FileExistsError:

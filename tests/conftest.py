@@ -138,6 +138,27 @@ def s3_options():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def gcs_options():
+    """A GCS emulator on 127.0.0.1 with the bucket ``relabeler-test``
+    (:mod:`tests.gcs_emulator`); yields gcsfs options. Each test names a run folder of its
+    own."""
+    from tests.gcs_emulator import running_emulator
+
+    with running_emulator(free_port(), bucket="relabeler-test") as options:
+        yield options
+
+
+@pytest.fixture(params=["s3", "gs"])
+def object_store(request):
+    """``(uri, storage_options)`` of a new run folder on each object store relabeler is tested
+    against: S3 (moto) and GCS (an emulator)."""
+    import uuid
+
+    options = request.getfixturevalue("s3_options" if request.param == "s3" else "gcs_options")
+    return f"{request.param}://relabeler-test/run-{uuid.uuid4().hex[:8]}", options
+
+
 def _ray_bin() -> str:
     import sys
 

@@ -1,5 +1,6 @@
-"""Locks of a run directory on S3 (a real S3-compatible server, moto): exclusive creation, the
-lease that stands in for flock there, and the manifest and round locks that use it."""
+"""Locks of a run directory on an object store (S3 on moto, GCS on an emulator: the
+object_store fixture): exclusive creation, the lease that stands in for flock there, and the
+manifest and round locks that use it."""
 
 from __future__ import annotations
 
@@ -22,59 +23,66 @@ from relabeler.store import RunStore
 
 
 @pytest.fixture
-def s3_store(s3_options):
-    return RunStore(f"s3://relabeler-test/locks-{uuid.uuid4().hex[:8]}",
-                    storage_options=s3_options)
+def remote_options(object_store):
+    return object_store[1]
 
 
-def test_an_exclusive_create_refuses_what_is_there_locally_and_on_s3(tmp_path, s3_store):
-    for store in (RunStore(tmp_path / "run"), s3_store):
+@pytest.fixture
+def remote_store(object_store):
+    uri, options = object_store
+    return RunStore(uri, storage_options=options)
+
+
+def test_an_exclusive_create_refuses_what_is_there_locally_and_on_an_object_store(
+        tmp_path, remote_store):
+    for store in (RunStore(tmp_path / "run"), remote_store):
         store.create_exclusive("studio/x.lock", b"first")
         with pytest.raises(FileExistsError):
             store.create_exclusive("studio/x.lock", b"second")
         assert store.read_bytes("studio/x.lock") == b"first"
 
 
-def test_the_s3_condition_alone_refuses_a_second_create(s3_store, monkeypatch):
-    # two creators that both looked before either wrote: the server's If-None-Match decides
-    s3_store.create_exclusive("studio/x.lock", b"first")
-    monkeypatch.setattr(s3_store.fs, "exists", lambda path: False)
+def test_the_stores_condition_alone_refuses_a_second_create(remote_store, monkeypatch):
+    # two creators that both looked before either wrote: the server's condition decides
+    # (S3's If-None-Match, GCS's ifGenerationMatch=0)
+    remote_store.create_exclusive("studio/x.lock", b"first")
+    monkeypatch.setattr(remote_store.fs, "exists", lambda path: False)
     with pytest.raises(FileExistsError):
-        s3_store.create_exclusive("studio/x.lock", b"second")
-    assert s3_store.read_bytes("studio/x.lock") == b"first"
+        remote_store.create_exclusive("studio/x.lock", b"second")
+    assert remote_store.read_bytes("studio/x.lock") == b"first"
 
 
-def test_a_lease_is_held_by_one_holder_at_a_time_and_renewed_while_held(s3_store, monkeypatch):
+def test_a_lease_is_held_by_one_holder_at_a_time_and_renewed_while_held(remote_store, monkeypatch):
     monkeypatch.setattr("relabeler.locks.RENEW_EVERY_S", 0.05)
-    first, second = Lease(s3_store, "studio/a.lease", what="t"), Lease(
-        s3_store, "studio/a.lease", what="t")
+    first, second = Lease(remote_store, "studio/a.lease", what="t"), Lease(
+        remote_store, "studio/a.lease", what="t")
     assert first.acquire() is None
-    started = s3_store.read_json("studio/a.lease")
+    started = remote_store.read_json("studio/a.lease")
     holder = second.acquire()
     assert holder["token"] == first.holder["token"] and holder["pid"] == os.getpid()
     deadline = time.monotonic() + 30  # a loaded machine may be slow to renew
-    while (renewed := s3_store.read_json("studio/a.lease"))["renewed"] == started["renewed"] \
+    while (renewed := remote_store.read_json("studio/a.lease"))["renewed"] == started["renewed"] \
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert renewed["token"] == started["token"] and renewed["renewed"] > started["renewed"]
     first.release()
-    assert not s3_store.exists("studio/a.lease")
+    assert not remote_store.exists("studio/a.lease")
     assert second.acquire() is None
-    assert s3_store.read_json("studio/a.lease")["token"] == second.holder["token"]
+    assert remote_store.read_json("studio/a.lease")["token"] == second.holder["token"]
     second.release()
 
 
 def test_a_lease_another_host_stopped_renewing_is_taken_over_and_a_live_one_is_not(
-        s3_store, caplog):
+        remote_store, caplog):
     old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     fresh = datetime.now(UTC).isoformat()
     other = {"host": "pod-7f9c", "pid": 1, "started": old, "renewed": fresh, "token": "x"}
-    s3_store.write_json("studio/a.lease", other)
-    lease = Lease(s3_store, "studio/a.lease", what="t")
+    remote_store.write_json("studio/a.lease", other)
+    lease = Lease(remote_store, "studio/a.lease", what="t")
     assert lease.acquire() == other  # renewed a moment ago: alive, wherever it runs
-    s3_store.write_json("studio/a.lease", {**other, "renewed": old})
+    remote_store.write_json("studio/a.lease", {**other, "renewed": old})
     assert lease.acquire() is None
-    assert s3_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
+    assert remote_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
     assert "was left by process 1 on pod-7f9c" in caplog.text and "taking it over" in caplog.text
     lease.release()
     # a holder of this host is judged by its process, whatever its lease says
@@ -82,12 +90,12 @@ def test_a_lease_another_host_stopped_renewing_is_taken_over_and_a_live_one_is_n
                                  "renewed": old}, None)
 
 
-def test_a_lease_taken_over_meanwhile_is_left_to_its_new_holder(s3_store, caplog):
-    lease = Lease(s3_store, "studio/a.lease", what="t")
+def test_a_lease_taken_over_meanwhile_is_left_to_its_new_holder(remote_store, caplog):
+    lease = Lease(remote_store, "studio/a.lease", what="t")
     assert lease.acquire() is None
-    s3_store.write_json("studio/a.lease", {"host": "pod-2", "pid": 5, "token": "theirs"})
+    remote_store.write_json("studio/a.lease", {"host": "pod-2", "pid": 5, "token": "theirs"})
     lease.release()
-    assert s3_store.read_json("studio/a.lease")["token"] == "theirs"
+    assert remote_store.read_json("studio/a.lease")["token"] == "theirs"
     assert "no longer names this process" in caplog.text
 
 
@@ -101,60 +109,60 @@ def _hold_in_another_process(store: RunStore, options: dict, code: str) -> subpr
     return holder
 
 
-def test_the_manifest_lock_on_s3_keeps_a_second_process_out_until_the_first_is_done(
-        s3_store, s3_options):
+def test_the_manifest_lock_on_an_object_store_keeps_a_second_process_out_until_the_first_is_done(
+        remote_store, remote_options):
     # on a remote run directory pull, push and the re-rank took no lock at all: two at once
     # wrote back each other's stale manifest and pull state
     from relabeler.queue_plan import manifest_lock
 
-    holder = _hold_in_another_process(s3_store, s3_options, (
+    holder = _hold_in_another_process(remote_store, remote_options, (
         "from relabeler.queue_plan import manifest_lock\nwith manifest_lock(store):"))
     try:
         with pytest.raises(ManifestLockedError,
                            match=rf"manifest\.lease is held by process {holder.pid} on .*"
                                  r"still after 1 s\): a push, a pull, a round or a re-rank"):
-            with manifest_lock(s3_store, wait=1.0):
+            with manifest_lock(remote_store, wait=1.0):
                 pass
     finally:
         holder.kill()
         holder.wait()
     # killed, it left its lease behind: this host sees that its process is gone
-    assert s3_store.exists(artifacts.MANIFEST_LEASE.path)
-    with manifest_lock(s3_store, wait=0), manifest_lock(s3_store, wait=0):  # re-entrant
-        assert s3_store.read_json(artifacts.MANIFEST_LEASE.path)["pid"] == os.getpid()
-    assert not s3_store.exists(artifacts.MANIFEST_LEASE.path)
+    assert remote_store.exists(artifacts.MANIFEST_LEASE.path)
+    with manifest_lock(remote_store, wait=0), manifest_lock(remote_store, wait=0):  # re-entrant
+        assert remote_store.read_json(artifacts.MANIFEST_LEASE.path)["pid"] == os.getpid()
+    assert not remote_store.exists(artifacts.MANIFEST_LEASE.path)
 
 
-def test_a_second_round_on_s3_stops_naming_the_lease(s3_store, s3_options):
+def test_a_second_round_on_an_object_store_stops_naming_the_lease(remote_store, remote_options):
     from relabeler.jobs.rounds import round_lock
 
-    holder = _hold_in_another_process(s3_store, s3_options, (
+    holder = _hold_in_another_process(remote_store, remote_options, (
         "from relabeler.jobs.rounds import round_lock\nwith round_lock(store):"))
     try:
         with pytest.raises(RoundLockedError, match=rf"round\.lock is held by process "
                                                    rf"{holder.pid} on .*renewed its lease at"):
-            with round_lock(s3_store):
+            with round_lock(remote_store):
                 pass
     finally:
         holder.terminate()
         holder.wait()
-    with round_lock(s3_store):
-        assert s3_store.read_json(artifacts.ROUND_LOCK.path)["pid"] == os.getpid()
-    assert not s3_store.exists(artifacts.ROUND_LOCK.path)
+    with round_lock(remote_store):
+        assert remote_store.read_json(artifacts.ROUND_LOCK.path)["pid"] == os.getpid()
+    assert not remote_store.exists(artifacts.ROUND_LOCK.path)
 
 
 def test_of_processes_taking_over_one_gone_lease_at_once_exactly_one_holds_it(
-        s3_store, monkeypatch):
+        remote_store, monkeypatch):
     old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     # each remover is slow by a different amount: without a claim, a late remover removed
     # the lease an earlier one had just created, and both held it
-    remove, delays = s3_store.remove, iter([0.0, 0.3, 0.6, 0.9, 1.2, 1.5] * 3)
-    monkeypatch.setattr(s3_store, "remove", lambda path: (
+    remove, delays = remote_store.remove, iter([0.0, 0.3, 0.6, 0.9, 1.2, 1.5] * 3)
+    monkeypatch.setattr(remote_store, "remove", lambda path: (
         time.sleep(next(delays)) if path == "studio/a.lease" else None, remove(path)))
     gone = {"host": "pod-7f9c", "pid": 1, "started": old, "renewed": old, "token": "x"}
     for attempt in range(3):
-        s3_store.write_json("studio/a.lease", gone)
-        leases = [Lease(s3_store, "studio/a.lease", what="t") for _ in range(6)]
+        remote_store.write_json("studio/a.lease", gone)
+        leases = [Lease(remote_store, "studio/a.lease", what="t") for _ in range(6)]
         start = threading.Barrier(len(leases))
 
         def take(lease: Lease, start: threading.Barrier = start) -> dict | None:
@@ -165,28 +173,28 @@ def test_of_processes_taking_over_one_gone_lease_at_once_exactly_one_holds_it(
             results = list(pool.map(take, leases))
         winners = [lease for lease, other in zip(leases, results, strict=True) if other is None]
         assert len(winners) == 1, (attempt, results)
-        held = s3_store.read_json("studio/a.lease")
+        held = remote_store.read_json("studio/a.lease")
         assert held["token"] == winners[0].holder["token"]
         assert all(other["token"] in {"x", held["token"]} for other in results if other)
-        assert s3_store.list("studio") == ["studio/a.lease"]  # no claim left behind
+        assert remote_store.list("studio") == ["studio/a.lease"]  # no claim left behind
         winners[0].release()
 
 
 def test_a_takeover_claimed_by_a_live_process_is_left_to_it_and_a_dead_claim_is_replaced(
-        s3_store):
+        remote_store):
     old = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     gone = {"host": "pod-7f9c", "pid": 1, "started": old, "renewed": old, "token": "x"}
-    s3_store.write_json("studio/a.lease", gone)
+    remote_store.write_json("studio/a.lease", gone)
     claim = {"host": "pod-2", "pid": 9, "started": old, "token": "y",
              "renewed": datetime.now(UTC).isoformat()}
-    s3_store.write_json("studio/a.lease.takeover-x", claim)
-    lease = Lease(s3_store, "studio/a.lease", what="t")
+    remote_store.write_json("studio/a.lease.takeover-x", claim)
+    lease = Lease(remote_store, "studio/a.lease", what="t")
     assert lease.acquire() == gone  # pod-2 is taking it over: not removed from under it
-    assert s3_store.read_json("studio/a.lease") == gone
-    s3_store.write_json("studio/a.lease.takeover-x", {**claim, "renewed": old})
+    assert remote_store.read_json("studio/a.lease") == gone
+    remote_store.write_json("studio/a.lease.takeover-x", {**claim, "renewed": old})
     assert lease.acquire() is None  # pod-2 died taking it over
-    assert s3_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
-    assert not s3_store.exists("studio/a.lease.takeover-x")
+    assert remote_store.read_json("studio/a.lease")["token"] == lease.holder["token"]
+    assert not remote_store.exists("studio/a.lease.takeover-x")
     lease.release()
 
 

@@ -1,5 +1,6 @@
 """Inputs where the run directory can be: data sources and model folders on fsspec
-filesystems (memory://, and a real S3 server: moto), with the shipped k8s/relabeler.toml."""
+filesystems (memory://, a real S3 server: moto, and a GCS emulator), with the shipped
+k8s/relabeler.toml."""
 
 from __future__ import annotations
 
@@ -99,15 +100,31 @@ def s3_endpoint():
         server.stop()
 
 
+def _point_fsspec_at(protocol: str, options: dict, monkeypatch):
+    """fsspec's defaults for ``protocol`` point at the server (what FSSPEC_S3 and FSSPEC_GS do
+    for a job's processes); a filesystem to look at the buckets."""
+    monkeypatch.setitem(fsspec.config.conf, protocol, options)
+    return fsspec.filesystem(protocol, skip_instance_cache=True, **options)
+
+
 @pytest.fixture
 def s3(s3_endpoint, monkeypatch):
-    """fsspec's s3 defaults point at the server (what FSSPEC_S3 does for a job's processes);
-    yields a filesystem to look at the buckets."""
-    options = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing",
-               "client_kwargs": {"region_name": "eu-west-1"}}
-    monkeypatch.setitem(fsspec.config.conf, "s3", options)
-    fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
-    yield fs
+    return _point_fsspec_at("s3", {"endpoint_url": s3_endpoint, "key": "testing",
+                                   "secret": "testing",
+                                   "client_kwargs": {"region_name": "eu-west-1"}}, monkeypatch)
+
+
+@pytest.fixture(params=["s3", "gs"])
+def bucket_fs(request, monkeypatch):
+    """``(protocol, filesystem)`` of S3 (moto) and GCS (an emulator), each with the buckets
+    relabeler-data and relabeler-runs, as fsspec's defaults."""
+    if request.param == "s3":
+        return "s3", request.getfixturevalue("s3")
+    fs = _point_fsspec_at("gs", request.getfixturevalue("gcs_options"), monkeypatch)
+    for bucket in ("relabeler-data", "relabeler-runs"):
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
+    return "gs", fs
 
 
 @pytest.mark.slow
@@ -131,27 +148,31 @@ def test_the_shipped_k8s_config_reads_its_s3_source_into_its_s3_run(s3, tmp_path
 
 
 @pytest.mark.slow
-def test_s3_csv_into_s3_run_and_a_failed_force_keeps_it(s3, capsys):
+def test_a_bucket_csv_into_a_bucket_run_and_a_failed_force_keeps_it(bucket_fs, capsys):
+    scheme, fs = bucket_fs
     base = f"relabeler-data/csv-{uuid.uuid4().hex[:6]}"
-    s3.pipe(f"{base}/good.csv", synthetic_frame(40).to_csv(index=False).encode())
-    s3.pipe(f"{base}/bad.csv", b"id,text,label\n1,a,x\n2,,y\n")
-    run = f"s3://relabeler-runs/csv-{uuid.uuid4().hex[:6]}"
-    assert main(["data", "--run", run, "--data", f"s3://{base}/good.csv", "-q"]) == 0
-    before = {p: s3.cat(p) for p in s3.find(run)}
+    fs.pipe(f"{base}/good.csv", synthetic_frame(40).to_csv(index=False).encode())
+    fs.pipe(f"{base}/bad.csv", b"id,text,label\n1,a,x\n2,,y\n")
+    run = f"{scheme}://relabeler-runs/csv-{uuid.uuid4().hex[:6]}"
+    assert main(["data", "--run", run, "--data", f"{scheme}://{base}/good.csv", "-q"]) == 0
+    before = {p: fs.cat(p) for p in fs.find(run)}
     capsys.readouterr()
-    assert main(["data", "--run", run, "--data", f"s3://{base}/bad.csv", "--force", "-q"]) == 2
-    assert (f"file s3://{base}/bad.csv, line 3 (data row 1), column 'text'"
+    assert main(["data", "--run", run, "--data", f"{scheme}://{base}/bad.csv", "--force",
+                 "-q"]) == 2
+    assert (f"file {scheme}://{base}/bad.csv, line 3 (data row 1), column 'text'"
             in capsys.readouterr().err)
-    s3.invalidate_cache()
-    assert {p: s3.cat(p) for p in s3.find(run)} == before
+    fs.invalidate_cache()
+    assert {p: fs.cat(p) for p in fs.find(run)} == before
     # new content behind the same URI: the finished stage says so
-    s3.pipe(f"{base}/good.csv", synthetic_frame(60).to_csv(index=False).encode())
-    assert main(["data", "--run", run, "--data", f"s3://{base}/good.csv", "-q"]) == 2
-    assert f"the content of data.source s3://{base}/good.csv changed" in capsys.readouterr().err
-    assert main(["data", "--run", run, "--data", f"s3://{base}/good.csv", "--force", "-q"]) == 0
+    fs.pipe(f"{base}/good.csv", synthetic_frame(60).to_csv(index=False).encode())
+    assert main(["data", "--run", run, "--data", f"{scheme}://{base}/good.csv", "-q"]) == 2
+    assert (f"the content of data.source {scheme}://{base}/good.csv changed"
+            in capsys.readouterr().err)
+    assert main(["data", "--run", run, "--data", f"{scheme}://{base}/good.csv", "--force",
+                 "-q"]) == 0
     assert "48 train, 12 eval" in capsys.readouterr().out
-    s3.invalidate_cache()
-    assert not [p for p in s3.find(run) if ".tmp-" in p]
+    fs.invalidate_cache()
+    assert not [p for p in fs.find(run) if ".tmp-" in p]
 
 
 @pytest.mark.slow

@@ -234,7 +234,8 @@ def test_the_image_pins_ray_to_the_rayjobs_version_and_the_tested_one():
     pins = [line for line in constraints.splitlines() if line and not line.startswith("#")]
     assert all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[\w.]+", pin) for pin in pins), pins
     # every pin of a package the suite has is the version it ran with (transformers was pinned
-    # a release behind); gcsfs and faiss-gpu are not installed here
+    # a release behind; gcsfs was pinned to a release that does not exist); faiss-gpu is not
+    # installed here
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
@@ -325,5 +326,5 @@ def test_the_images_pins_are_the_versions_make_setup_installs():
     differ = {name: (pinned, root[name]) for name, pinned in image.items()
               if name in root and root[name] != pinned}
     assert differ == {}, f"k8s/constraints.txt against constraints.txt: {differ}"
-    # only the image's own packages (GPU FAISS, GCS) are not in the suite's environment
-    assert set(image) - set(root) <= {"faiss-gpu-cu12", "gcsfs"}
+    # only the image's own package (GPU FAISS) is not in the suite's environment
+    assert set(image) - set(root) <= {"faiss-gpu-cu12"}

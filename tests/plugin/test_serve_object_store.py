@@ -1,11 +1,10 @@
 """`relabeler serve` on a run directory in an object store, as k8s/serve.yaml runs it: the
 webhook records answers, the live re-rank reads them and moves the waiting tasks, and pull
-takes them, on a real S3-compatible server (moto), with the same results as on a local folder."""
+takes them, on S3 (moto) and GCS (an emulator), with the same results as on a local folder."""
 
 from __future__ import annotations
 
-import uuid
-
+import fsspec
 import pytest
 from fastapi.testclient import TestClient
 
@@ -65,23 +64,22 @@ def _serve_a_while(store: RunStore, config, frame, fake: PostingStudio) -> dict:
 
 
 @pytest.mark.slow
-def test_serve_on_s3_records_re_ranks_and_pulls_as_on_a_local_folder(tmp_path, s3_options):
-    import s3fs
-
+def test_serve_on_an_object_store_records_re_ranks_and_pulls_as_on_a_local_folder(
+        tmp_path, object_store):
+    uri, options = object_store
     seen = {}
-    for where in ("local", "s3"):
+    for where in ("local", "remote"):
         local, config, frame = make_live_run(str(tmp_path / where))
         fake = PostingStudio(CLASSES)
         push(local, fake, project_title="live", budget=60, control_share=0.05, acquire=False)
         store = local
-        if where == "s3":
-            uri = f"s3://relabeler-test/serve-{uuid.uuid4().hex[:8]}"
-            s3fs.S3FileSystem(**s3_options).put(f"{tmp_path / where}/", f"{uri}/",
-                                                 recursive=True)
-            store = RunStore(uri, storage_options=s3_options)
+        if where == "remote":
+            fsspec.filesystem(uri.split("://")[0], **options).put(
+                f"{tmp_path / where}/", f"{uri}/", recursive=True)
+            store = RunStore(uri, storage_options=options)
             config.run_dir = uri
         seen[where] = _serve_a_while(store, config, frame, fake)
-    local, remote = seen["local"], seen["s3"]
+    local, remote = seen["local"], seen["remote"]
     assert len(remote["events"]) == 25 and remote["events"][-1][0] == "ANNOTATIONS_DELETED"
     assert remote["rerank"][:3] == (24, local["rerank"][1], 36)
     assert remote["rerank"][3] > 10 and remote["reranks"] == 1
