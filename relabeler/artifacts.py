@@ -268,7 +268,8 @@ MANIFEST_LEASE = Artifact("studio/manifest.lease", "push", "json",
                           "renewing it for 2 minutes.")
 EVENTS = Artifact("studio/events", "serve", "jsonl",
                   "Every webhook event, appended and fsynced before Label Studio is answered, "
-                  "a file a day (an hour on an object store); files 0600, an event's project "
+                  "a file a day (on an object store a file an hour, and another of the hour "
+                  "each 256 KiB); files 0600, an event's project "
                   "record reduced to its id, title and labeling config (Label Studio sends its "
                   "token and task-data password), its task to its id, project and update time.")
 RERANKS = Artifact("studio/reranks.parquet", "serve", "table",

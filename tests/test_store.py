@@ -596,6 +596,43 @@ def test_an_object_store_log_read_from_an_offset_while_rewritten_never_fails(obj
     assert [json.loads(line)["n"] for line in whole] == list(range(len(whole)))
 
 
+def test_read_many_gives_whole_files_by_artifact_and_names_a_missing_one(store):
+    for i in range(3):
+        store.write_bytes(f"studio/events/{i}.jsonl", b"x" * i)
+    assert store.read_many(["studio/events/2.jsonl", "studio/events/0.jsonl"]) == {
+        "studio/events/2.jsonl": b"xx", "studio/events/0.jsonl": b""}
+    assert store.read_many([]) == {}
+    with pytest.raises(StoreError, match="'studio/events/9.jsonl' not found"):
+        store.read_many(["studio/events/1.jsonl", "studio/events/9.jsonl"])
+
+
+@pytest.mark.slow
+def test_an_object_store_event_log_in_segments_reads_back_in_order_in_one_batch(object_store):
+    """A pull reads every file of the log; on an object store they are read in one batch of
+    concurrent requests, whole, and the events come back in the order they were appended."""
+    from datetime import UTC, datetime, timedelta
+
+    from relabeler.plugin.events import EventWriter, read_events
+
+    uri, options = object_store
+    store = RunStore(uri, storage_options=options)
+    writer = EventWriter(store, segment_bytes=400)
+    start = datetime(2026, 12, 7, 9, 50, tzinfo=UTC)
+    made = [writer.append({"action": "ANNOTATION_CREATED", "annotation": {"id": i},
+                           "note": "y" * 150}, received_at=start + timedelta(minutes=i))
+            for i in range(16)]
+    assert sorted(set(made)) == [f"studio/events/2026-12-07T09{s}.jsonl"
+                                 for s in ("", "_0001", "_0002", "_0003", "_0004")] + [
+        f"studio/events/2026-12-07T10{s}.jsonl" for s in ("", "_0001", "_0002")]
+    assert made == sorted(made)  # two events a file: the second (298 bytes a line) passes 400
+    batches = []
+    cat = store.fs.cat
+    store.fs.cat = lambda paths, **kw: batches.append(len(paths)) or cat(paths, **kw)
+    log = read_events(store)
+    assert [e["payload"]["annotation"]["id"] for e in log.events] == list(range(16))
+    assert batches == [8]
+
+
 def test_remote_get_dir_versions_are_shared_and_never_rewritten(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

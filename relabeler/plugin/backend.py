@@ -50,7 +50,7 @@ from relabeler.config import RunConfig
 from relabeler.errors import ConfigError, PluginError, RelabelerError
 from relabeler.plugin.backend_auth import BasicAuth, check_secret
 from relabeler.plugin.client import StudioClient, StudioNotFoundError
-from relabeler.plugin.events import ANNOTATION_ACTIONS, append_event, event_problem, json_kind
+from relabeler.plugin.events import ANNOTATION_ACTIONS, EventWriter, event_problem, json_kind
 from relabeler.plugin.evidence import SOURCES, RunEvidence, RunInputError
 from relabeler.plugin.labeling import LabelingConfigError, LabelingSpec
 from relabeler.plugin.reconcile import event_project
@@ -307,6 +307,7 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
         return {"results": results, "model_version": MODEL_VERSION}
 
     appending = threading.Lock()  # webhooks run in a thread pool; one append at a time
+    events = EventWriter(store)
     projects = _ManifestProjects(store)
 
     @app.post("/train")
@@ -335,7 +336,7 @@ def create_app(store: RunStore, *, secret: str, auth: BasicAuth, top_spans: int 
             return {"status": "ok", "detail": f"project {project_id} is not one this run "
                                               f"pushed to: not recorded"}
         with appending:
-            artifact = append_event(store, payload)
+            artifact = events.append(payload)
         log.info("webhook: %s recorded in %s", payload.get("action"), artifact)
         if on_event is not None:
             try:

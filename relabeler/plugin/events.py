@@ -1,5 +1,6 @@
 """Raw Label Studio webhook events in the run directory: ``studio/events/YYYY-MM-DD.jsonl``
-(``YYYY-MM-DDTHH.jsonl``, a file an hour, on an object store).
+(on an object store ``YYYY-MM-DDTHH.jsonl``, a file an hour, then ``YYYY-MM-DDTHH_0001.jsonl``
+and on once a file passes :data:`SEGMENT_BYTES`).
 
 Append-only: the ML backend appends each event the moment it arrives (one O_APPEND write and an
 fsync through :meth:`RunStore.append_line`), before it answers Label Studio. Each file is 0600,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,17 +184,79 @@ PROJECT_FIELDS = ("id", "title", "label_config")
 TASK_FIELDS = ("id", "project", "updated_at")
 
 
+#: on an object store, the size from which an hour's events go on in a new file: each append
+#: reads and rewrites its file whole there, so a file an hour alone grew to megabytes at a
+#: busy team's pace, and every webhook moved it twice (``benchmarks/events.py``)
+SEGMENT_BYTES = 256 * 1024
+#: the most files an hour gets; past it the last one grows
+MAX_SEGMENTS = 9999
+
+
+def segment_artifact(hour: str, n: int) -> str:
+    """The event file ``n`` (from 0) of ``hour`` (``YYYY-MM-DDTHH``) on an object store: the
+    first is ``YYYY-MM-DDTHH.jsonl`` (as before segments), then ``YYYY-MM-DDTHH_0001.jsonl``
+    and on; the names sort in time order ("." before "_", and both before the next hour)."""
+    return f"{EVENTS_DIR}/{hour}.jsonl" if n == 0 else f"{EVENTS_DIR}/{hour}_{n:04d}.jsonl"
+
+
+class EventWriter:
+    """Appends webhook events to the run's log, one writer per run (serve holds its lease).
+
+    Locally a file a day, each event one O_APPEND write. On an object store, where an append
+    reads its file and writes it again whole, a file an hour that goes on in a new one once it
+    passes ``segment_bytes`` (:func:`segment_artifact`): an append moves at most that much
+    whatever the pace. The writer keeps the hour's last file and its size, so it lists the log
+    once an hour (to go on where an earlier process stopped), not once an event. One append at
+    a time: the backend holds a lock around it."""
+
+    def __init__(self, store: RunStore, *, segment_bytes: int = SEGMENT_BYTES):
+        if segment_bytes < 1:
+            raise ValueError(f"segment_bytes must be at least 1, got {segment_bytes!r}")
+        self.store = store
+        self._segment_bytes = segment_bytes
+        self._hour: str | None = None
+        self._segment = 0  # the hour's file being written
+        self._size = 0      # its size
+
+    def append(self, payload: Mapping[str, Any], *, received_at: datetime | None = None) -> str:
+        """Append one event; returns the artifact it went to. The event's ``project`` keeps
+        :data:`PROJECT_FIELDS` only, its ``task`` :data:`TASK_FIELDS`, and a file is readable
+        by its owner only (0600)."""
+        when = received_at or datetime.now(UTC)
+        line = event_line(payload, when)
+        if self.store.is_local:  # a file a day: an append is one write whatever its size
+            artifact = f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl"
+            self.store.append_line(artifact, line, private=True)
+            return artifact
+        hour = f"{when:%Y-%m-%dT%H}"
+        if hour != self._hour:
+            self._hour = hour
+            self._segment, self._size = self._last_segment(hour)
+        if self._size >= self._segment_bytes and self._segment < MAX_SEGMENTS:
+            self._segment, self._size = self._segment + 1, 0
+        artifact = segment_artifact(hour, self._segment)
+        self.store.append_line(artifact, line, private=True)
+        self._size += len(line.encode()) + 1
+        return artifact
+
+    def _last_segment(self, hour: str) -> tuple[int, int]:
+        """The last file of ``hour`` already in the log and its size; (0, 0) when none."""
+        pattern = re.compile(re.escape(f"{EVENTS_DIR}/{hour}") + r"(?:_(\d{4}))?\.jsonl")
+        found = [(int(m.group(1) or 0), size) for artifact, size
+                 in self.store.sizes(EVENTS_DIR).items() if (m := pattern.fullmatch(artifact))]
+        return max(found, default=(0, 0))
+
+
 def append_event(store: RunStore, payload: Mapping[str, Any], *,
                  received_at: datetime | None = None) -> str:
-    """Append one event; returns the artifact it went to. The event's ``project`` keeps
-    :data:`PROJECT_FIELDS` only, its ``task`` :data:`TASK_FIELDS`, and a file is readable by
-    its owner only (0600)."""
-    when = received_at or datetime.now(UTC)
-    # a file a day; an hour's on an object store, where each event rewrites its file whole
-    # (10,000 events a day made each append take 0.9 s, near Label Studio's 1 s webhook
-    # timeout). The names sort in time order either way.
-    artifact = (f"{EVENTS_DIR}/{when:%Y-%m-%d}.jsonl" if store.is_local
-                else f"{EVENTS_DIR}/{when:%Y-%m-%dT%H}.jsonl")
+    """Append one event with a writer of its own (:class:`EventWriter`; a long-lived writer
+    spares the listing an object store needs to find the hour's last file)."""
+    return EventWriter(store).append(payload, received_at=received_at)
+
+
+def event_line(payload: Mapping[str, Any], when: datetime) -> str:
+    """An event's line in the log: when it was received, its action, and the payload with its
+    ``project`` reduced to :data:`PROJECT_FIELDS` and its ``task`` to :data:`TASK_FIELDS`."""
     for key, fields in (("project", PROJECT_FIELDS), ("task", TASK_FIELDS)):
         record = payload.get(key)
         if isinstance(record, Mapping):
@@ -204,8 +268,7 @@ def append_event(store: RunStore, payload: Mapping[str, Any], *,
         line.encode()
     except UnicodeEncodeError:  # a lone surrogate: escaped, the event is still recorded
         line = json.dumps(event, separators=(",", ":"), default=str)
-    store.append_line(artifact, line, private=True)
-    return artifact
+    return line
 
 
 @dataclass(frozen=True)
@@ -247,14 +310,14 @@ class EventTail:
         """The complete events appended since the last call, oldest first within a file."""
         events: list[dict[str, Any]] = []
         # one listing gives every file's size: a file that did not grow is not read (on an
-        # object store a read is a request, and a log has a file an hour there)
-        for artifact, size in self.store.sizes(EVENTS_DIR).items():
-            if not artifact.endswith(".jsonl"):
-                continue
+        # object store a read is a request, and a log has a file an hour or more there), and
+        # the files read from their start (all of them, for a pull) are read at once
+        grew = [artifact for artifact, size in self.store.sizes(EVENTS_DIR).items()
+                if artifact.endswith(".jsonl") and size > self._bytes.get(artifact, 0)]
+        whole = self.store.read_many([a for a in grew if not self._bytes.get(a, 0)])
+        for artifact in grew:
             start = self._bytes.get(artifact, 0)
-            if size <= start:
-                continue
-            data = self.store.read_bytes(artifact, start=start)
+            data = whole[artifact] if not start else self.store.read_bytes(artifact, start=start)
             end = data.rfind(b"\n") + 1  # the part after the last newline is unfinished
             if not end:
                 continue

@@ -5,7 +5,7 @@ import stat
 
 import pandas as pd
 
-from relabeler.plugin.events import EventTail, append_event, read_events
+from relabeler.plugin.events import EventTail, EventWriter, append_event, read_events
 from relabeler.store import RunStore
 from tests.plugin.synthetic import make_run
 
@@ -176,6 +176,71 @@ def test_an_object_store_gets_a_file_an_hour_read_in_time_order():
     assert read_events(remote).offsets == {"studio/events/2026-12-07T09.jsonl": 2,
                                            "studio/events/2026-12-07T10.jsonl": 1,
                                            "studio/events/2026-12-07T23.jsonl": 1}
+
+
+def test_an_object_store_hour_goes_on_in_a_new_file_past_the_segment_size(monkeypatch):
+    """An append there rewrites its file whole: an hour's file of a busy team grew to
+    megabytes, each webhook moving it twice. Past ``segment_bytes`` the hour goes on in
+    ``_0001`` and on; the names sort in time order, and a writer that starts mid-hour (serve
+    restarted) goes on in the hour's last file, from one listing."""
+    import uuid
+    from datetime import UTC, datetime
+
+    store = RunStore(f"memory:///relabeler-events-{uuid.uuid4().hex}")
+    writer = EventWriter(store, segment_bytes=300)
+    created = [writer.append({"action": "ANNOTATION_CREATED", "annotation": {"id": i},
+                              "note": "x" * 100},
+                             received_at=datetime(2026, 12, 7, 9, i, tzinfo=UTC))
+               for i in range(5)]
+    first, second = "studio/events/2026-12-07T09.jsonl", "studio/events/2026-12-07T09_0001.jsonl"
+    line = len(store.read_bytes(first).splitlines()[0]) + 1
+    assert 150 < line < 300  # two lines pass 300 bytes, one does not
+    assert created == [first, first, second, second, "studio/events/2026-12-07T09_0002.jsonl"]
+    assert store.sizes("studio/events")[first] == 2 * line
+    listings = []
+    original = store.sizes
+    monkeypatch.setattr(store, "sizes", lambda prefix: listings.append(prefix) or original(prefix))
+    later = EventWriter(store, segment_bytes=300)
+    updated = [later.append({"action": "ANNOTATION_UPDATED", "annotation": {"id": i},
+                             "note": "x" * 100},
+                            received_at=datetime(2026, 12, 7, h, 30, tzinfo=UTC))
+               for i, h in ((5, 9), (6, 9), (7, 10))]
+    assert updated == [
+        "studio/events/2026-12-07T09_0002.jsonl", "studio/events/2026-12-07T09_0003.jsonl",
+        "studio/events/2026-12-07T10.jsonl"]
+    assert listings == ["studio/events", "studio/events"]  # once an hour, not once an event
+    log = read_events(store)
+    assert [e["payload"]["annotation"]["id"] for e in log.events] == list(range(8))
+    assert sorted(log.offsets) == list(log.offsets) and sum(log.offsets.values()) == 8
+
+
+def test_an_old_hour_file_comes_before_the_new_segments_of_its_hour():
+    """A run upgraded mid-hour has the hour's events of the old writer in ``T09.jsonl``; the
+    new writer goes on there, and its later files sort after it."""
+    import uuid
+    from datetime import UTC, datetime
+
+    store = RunStore(f"memory:///relabeler-events-{uuid.uuid4().hex}")
+    old = "studio/events/2026-12-07T09.jsonl"
+    store.write_bytes(old, b"".join(
+        json.dumps({"received_at": "2026-12-07T09:00:00+00:00", "action": "ANNOTATION_CREATED",
+                    "payload": {"action": "ANNOTATION_CREATED", "annotation": {"id": i}}
+                    }).encode() + b"\n" for i in range(3)))
+    writer = EventWriter(store, segment_bytes=store.sizes("studio/events")[old])
+    assert writer.append({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 0}]},
+                         received_at=datetime(2026, 12, 7, 9, 5, tzinfo=UTC)) == (
+        "studio/events/2026-12-07T09_0001.jsonl")
+    assert [e["action"] for e in read_events(store).events] == ["ANNOTATION_CREATED"] * 3 + [
+        "ANNOTATIONS_DELETED"]
+
+
+def test_a_local_log_keeps_a_file_a_day_whatever_its_size(tmp_path):
+    from datetime import UTC, datetime
+
+    writer = EventWriter(RunStore(tmp_path / "run"), segment_bytes=10)
+    assert {writer.append({"action": "ANNOTATION_CREATED", "annotation": {"id": i}},
+                          received_at=datetime(2026, 12, 7, h, tzinfo=UTC))
+            for i, h in enumerate((1, 9, 23))} == {"studio/events/2026-12-07.jsonl"}
 
 
 def test_an_event_tail_reads_only_the_files_that_grew(monkeypatch):
