@@ -24,6 +24,17 @@ try:
     REMOTE_ERRORS += (GoogleAuthError,)
 except ImportError:  # pragma: no cover - without gcsfs
     pass
+try:  # GCS's answers other than 403, 404 and 412 (gcsfs raises those as OSErrors): a bucket
+    # read without credentials is 401 to its anonymous caller, and went up as a traceback
+    from gcsfs.retry import HttpError
+
+    REMOTE_ERRORS += (HttpError,)
+except ImportError:  # pragma: no cover - without gcsfs
+    pass
+
+#: what to set when a store does not know who is asking
+CREDENTIALS_HINT = (" (set the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                    "GOOGLE_APPLICATION_CREDENTIALS, or a workload identity)")
 
 
 def filesystem_error(exc: BaseException, place: str, doing: str) -> str:
@@ -39,10 +50,9 @@ def filesystem_error(exc: BaseException, place: str, doing: str) -> str:
         why = "no such file or folder"
     elif REMOTE_ERRORS and isinstance(exc, REMOTE_ERRORS):
         name = type(exc).__name__
-        hint = (" (set the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                "GOOGLE_APPLICATION_CREDENTIALS, or a workload identity)"
-                if "Credential" in name or "Auth" in name else "")
-        why = f"{name}: {exc}{hint}"
+        signed_out = ("Credential" in name or "Auth" in name
+                      or getattr(exc, "code", None) == 401)  # gcsfs's HttpError
+        why = f"{name}: {exc}{CREDENTIALS_HINT if signed_out else ''}"
     else:
         why = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
     return f"{place}: cannot {doing}: {why}"

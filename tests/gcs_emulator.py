@@ -94,3 +94,23 @@ def running_emulator(port: int, *, bucket: str) -> Iterator[dict[str, str]]:
                    "project": bucket}
         finally:
             server.stop()
+
+
+#: what GCS answers an anonymous caller of a bucket it may not read
+ANONYMOUS_REFUSED = ("Anonymous caller does not have storage.objects.list access to the Google "
+                     "Cloud Storage bucket. Permission 'storage.objects.list' denied on "
+                     "resource (or it may not exist).")
+
+
+def refuse_anonymous(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request to the running emulator gets GCS's 401 to an anonymous caller (what a
+    client with no credentials gets: gcsfs then goes on as anonymous)."""
+    from gcp_storage_emulator import server as emulator
+
+    def refuse(request, response, storage, *args, **kwargs):
+        response.status = HTTPStatus.UNAUTHORIZED
+        response.json({"error": {"code": 401, "message": ANONYMOUS_REFUSED,
+                                 "errors": [{"reason": "required"}]}})
+
+    monkeypatch.setattr(emulator, "HANDLERS", (
+        (r".*", dict.fromkeys(("GET", "POST", "PUT", "PATCH", "DELETE"), refuse)),))

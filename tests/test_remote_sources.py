@@ -176,6 +176,31 @@ def test_a_bucket_csv_into_a_bucket_run_and_a_failed_force_keeps_it(bucket_fs, c
 
 
 @pytest.mark.slow
+def test_a_gcs_bucket_refusing_an_anonymous_caller_is_one_line_naming_the_uri(
+        gcs_options, monkeypatch, tmp_path, capsys):
+    """gcsfs goes on as anonymous where it finds no credentials; GCS answers 401, which gcsfs
+    raises as its own HttpError: `relabeler data` ended in its traceback."""
+    from tests.gcs_emulator import ANONYMOUS_REFUSED, refuse_anonymous
+
+    _point_fsspec_at("gs", gcs_options, monkeypatch)
+    refuse_anonymous(monkeypatch)
+    good = tmp_path / "good.csv"
+    synthetic_frame(20).to_csv(good, index=False)
+    run = f"gs://relabeler-runs/anonymous-{uuid.uuid4().hex[:6]}"
+    assert main(["data", "--run", run, "--data", str(good), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"relabeler: error: run directory {run}: cannot look for it: HttpError: "
+                   f"{ANONYMOUS_REFUSED}, 401 (set the storage credentials: AWS_ACCESS_KEY_ID/"
+                   f"AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, or a workload "
+                   f"identity)\n")
+    assert main(["data", "--run", str(tmp_path / "run"), "--data",
+                 "gs://relabeler-data/rows.csv", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "gs://relabeler-data/rows.csv" in err and "401 (set the storage credentials" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.slow
 def test_missing_s3_credentials_name_the_uri(s3_endpoint, monkeypatch, tmp_path, capsys):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
