@@ -51,6 +51,12 @@ _PART = re.compile(r"part-(\d{5,})\.parquet")
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+#: ``gs:/bucket/run``: a protocol and one slash (a Windows drive is a single letter)
+_ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/(?!/)(.*)")
+#: (filesystem, bucket) pairs this process found, or could not tell, to exist
+_CHECKED_BUCKETS: set[tuple[str, str]] = set()
+
+
 class RunStore:
     """One run directory on a local disk or any fsspec filesystem.
 
@@ -65,6 +71,15 @@ class RunStore:
         if "\0" in os.fsdecode(os.fspath(uri)):  # no filesystem takes it: an error, not a bug
             raise StoreError(f"run directory {os.fsdecode(os.fspath(uri))!r}: a path cannot "
                              f"hold a NUL character")
+        one_slash = _ONE_SLASH.match(os.fsdecode(os.fspath(uri)))
+        if one_slash and one_slash.group(1).lower() in fsspec.available_protocols():
+            # fsspec takes it for a local path: the stage would write a folder named "gs:"
+            # on the pod's own disk and report success
+            protocol, rest = one_slash.groups()
+            meant = (f"/{rest}" if protocol.lower() in ("file", "local")
+                     else f"{protocol}://{rest}")
+            raise StoreError(f"run directory {os.fspath(uri)!r} looks like a {protocol}:// "
+                             f"URI with a '/' missing; write {meant}")
         try:
             self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
         except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
@@ -83,13 +98,42 @@ class RunStore:
                 raise StoreError(filesystem_error(exc, f"run directory {self._root}",
                                                   "create it")) from exc
         elif not create:
-            try:
-                found = self.fs.isdir(self._root)
-            except (OSError, *REMOTE_ERRORS) as exc:
-                raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
-                                                  "look for it")) from exc
-            if not found:
-                raise NoRunError(f"no run directory at {self.uri}")
+            self._look_for_remote_root()
+        else:
+            self._check_bucket()
+
+    def _look_for_remote_root(self) -> None:
+        """NoRunError where the remote run directory holds nothing, from one request; a store
+        that cannot be reached is a StoreError saying so (gcsfs's ``isdir`` answered False for
+        it, and every reading verb said the run did not exist)."""
+        try:
+            self.fs.invalidate_cache(self._root)
+            found = self.fs.info(self._root)["type"] == "directory"
+        except FileNotFoundError:
+            found = False
+        except (OSError, *REMOTE_ERRORS) as exc:
+            raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
+                                              "look for it")) from exc
+        if not found:
+            self._check_bucket()
+            raise NoRunError(f"no run directory at {self.uri}")
+
+    def _check_bucket(self) -> None:
+        """A StoreError where the run directory's bucket does not exist (a stage did its work,
+        then failed to write it with "no such file or folder"); once a process per bucket."""
+        split_path = getattr(self.fs, "split_path", None)  # object stores: s3fs, gcsfs, ...
+        bucket = split_path(self._root)[0] if split_path else ""
+        key = (type(self.fs).__name__, bucket)
+        if not bucket or key in _CHECKED_BUCKETS:
+            return
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            raise StoreError(f"run directory {self.uri}: bucket {bucket!r} does not exist, "
+                             f"or these credentials cannot see it") from None
+        except (OSError, *REMOTE_ERRORS):
+            pass  # not allowed to read the bucket's own record (GCS: storage.buckets.get)
+        _CHECKED_BUCKETS.add(key)
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
         rel = check_artifact(artifact, name=name, allow_root=allow_root)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
 import shutil
 import tempfile
 import threading
@@ -397,6 +399,32 @@ def test_append_line_on_an_object_store_keeps_every_line_where_ab_overwrites(mon
 
 
 @pytest.mark.slow
+def test_a_bucket_that_does_not_exist_is_named_before_any_work(object_store, monkeypatch):
+    """A stage on a bucket that does not exist did its work, then failed to write it with
+    "cannot replace 'dataset': no such file or folder"; the reading verbs said there was no run
+    directory. The bucket is looked for once a process."""
+    from relabeler import store as store_module
+    from relabeler.errors import NoRunError
+
+    uri, options = object_store
+    scheme = uri.split("://")[0]
+    missing = f"{scheme}://relabeler-none-{uuid.uuid4().hex[:8]}"
+    for create in (True, False):
+        with pytest.raises(StoreError, match=re.escape(
+                f"run directory {missing}/run: bucket '{missing.split('://')[1]}' does not "
+                f"exist, or these credentials cannot see it")):
+            RunStore(f"{missing}/run", storage_options=options, create=create)
+    with pytest.raises(NoRunError, match=re.escape(f"no run directory at {uri}")):
+        RunStore(uri, storage_options=options, create=False)
+    looked, original = [], store_module.RunStore._check_bucket
+    monkeypatch.setattr(store_module.RunStore, "_check_bucket",
+                        lambda self: looked.append(self.uri) or original(self))
+    RunStore(uri, storage_options=options).write_bytes("x.txt", b"x")
+    assert RunStore(uri, storage_options=options, create=False).read_bytes("x.txt") == b"x"
+    assert looked == [uri]  # and it returned at once: the bucket was found before
+
+
+@pytest.mark.slow
 def test_append_line_on_gcs_keeps_every_line_where_gcsfs_append_mode_keeps_the_last(
         gcs_options):
     store = RunStore(f"gs://relabeler-test/ab-{uuid.uuid4().hex[:8]}", storage_options=gcs_options)
@@ -524,6 +552,41 @@ def test_get_dir_refuses_a_non_empty_local_dir():
 def test_put_dir_rejects_a_missing_source(store, tmp_path):
     with pytest.raises(ValueError, match="local_dir"):
         store.put_dir(tmp_path / "nope", "model")
+
+
+def test_a_uri_with_a_slash_missing_is_refused_naming_the_uri_meant(tmp_path, monkeypatch):
+    """fsspec takes ``gs:/bucket/run`` for a local path: the stage wrote a folder named "gs:"
+    on the pod's own disk, said it had written gs:/bucket/run, and the pod took it away."""
+    monkeypatch.chdir(tmp_path)
+    for uri, meant in (("gs:/relabeler-runs/t1", "gs://relabeler-runs/t1"),
+                       ("gcs:/b/run", "gcs://b/run"), ("s3:/b/run/", "s3://b/run/"),
+                       ("file:/tmp/run", "/tmp/run")):
+        with pytest.raises(StoreError, match=re.escape(
+                f"run directory {uri!r} looks like a {uri.split(':')[0]}:// URI with a '/' "
+                f"missing; write {meant}")):
+            RunStore(uri)
+    assert os.listdir(tmp_path) == []
+    assert RunStore("gs-run/x").is_local and RunStore("C:/x").is_local  # no protocol's
+
+
+def test_a_remote_store_that_cannot_be_reached_is_not_called_a_missing_run(monkeypatch):
+    """gcsfs's ``isdir`` answers False to a request that failed (the endpoint refused, a
+    NetworkPolicy dropped it): every reading verb said "no run directory at gs://...", and
+    a user may run ``data`` again over their run."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    uri = f"memory:///relabeler-test-{uuid.uuid4().hex}"
+    RunStore(uri).write_bytes("x.txt", b"x")
+
+    def refused(self, path, **kwargs):
+        raise ConnectionRefusedError(111, "Connect call failed ('10.0.0.7', 443)")
+
+    monkeypatch.setattr(MemoryFileSystem, "isdir", lambda self, path: False)  # as gcsfs's
+    monkeypatch.setattr(MemoryFileSystem, "info", refused)
+    with pytest.raises(StoreError, match=re.escape(
+            f"run directory {uri}: cannot look for it: ConnectionRefusedError: Connect call "
+            f"failed ('10.0.0.7', 443)")):
+        RunStore(uri, create=False)
 
 
 # real object-store servers: S3 (moto) and GCS (an emulator), the object_store fixture
