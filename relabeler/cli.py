@@ -53,6 +53,12 @@ def _setup_logging(quiet: bool) -> None:
     # they follow the root logger, and an import cut short by Ctrl-C left its atexit hooks
     # logging at INFO ("FakeTensor cache stats") after the interrupt line
     logging.getLogger("torch").setLevel(logging.WARNING)
+    # a line per read of a remote file ("AdaptiveReadaheadCache enabled") buried the report's
+    # warnings; gcsfs logs each request it gave up on with its traceback, where relabeler's
+    # own line names the run directory and the failure
+    for name, level in (("fsspec", logging.WARNING), ("gcsfs", logging.CRITICAL)):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(level)
     try:
         import transformers
 

@@ -311,6 +311,26 @@ def test_faiss_telling_which_build_it_loaded_is_not_logged(tmp_path):
         assert "faiss" not in out.stderr
 
 
+def test_remote_reads_and_gcsfs_give_up_lines_are_not_logged():
+    """fsspec logs "AdaptiveReadaheadCache enabled" at INFO for each remote file read: 27 of
+    the 31 lines `relabeler report` printed on gs://, around its one warning; gcsfs logs each
+    request it gave up on with a traceback, before relabeler's line that names the run
+    directory and the failure (150 lines on an unreachable endpoint)."""
+    import subprocess
+    import sys
+
+    code = ("import logging\n"
+            "from relabeler.cli import _setup_logging\n"
+            "_setup_logging(False)\n"
+            "on = lambda name, level: logging.getLogger(name).isEnabledFor(level)\n"
+            "print(on('fsspec.caching', logging.INFO), on('fsspec', logging.WARNING),\n"
+            "      on('gcsfs', logging.ERROR), on('gcsfs.retry', logging.ERROR),\n"
+            "      on('relabeler', logging.INFO))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "False", "False", "True"]
+
+
 @pytest.mark.parametrize("verb", sorted(READS_A_RUN))
 def test_a_verb_that_reads_a_run_makes_no_folder_for_a_mistyped_run(verb, tmp_path, capsys):
     missing = tmp_path / "rnu"
