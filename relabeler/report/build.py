@@ -58,16 +58,17 @@ def _queue_precision(corrections: pd.DataFrame, manifest: pd.DataFrame | None) -
             ("keep", "relabel", "drop"))]
         changed = int(((part["action"] == "relabel") & (part["new_label"] != part["old_label"])
                        | (part["action"] == "drop")).sum())
+        # nothing reviewed: no rate and no interval (report.json said [0.0, 0.0], a measured
+        # 0% to whoever reads the file)
         out[source] = {"reviewed": int(len(part)), "corrected": changed,
                        "rate": changed / len(part) if len(part) else None,
-                       "ci95": rate_interval(changed, len(part))}
+                       "ci95": rate_interval(changed, len(part)) if len(part) else None}
     flagged, control = out["flagged"]["rate"], out["random_control"]["rate"]
     out["lift"] = flagged / control if flagged is not None and control else None
     # a lower bound that exists even when no control needed a change: the flagged rate's lower
     # 95% limit over the control rate's upper one
-    low, high = out["flagged"]["ci95"][0], out["random_control"]["ci95"][1]
-    out["lift_lower"] = low / high if flagged and out["random_control"][
-        "reviewed"] and high else None
+    high = (out["random_control"]["ci95"] or [None, None])[1]
+    out["lift_lower"] = out["flagged"]["ci95"][0] / high if flagged and high else None
     return out
 
 

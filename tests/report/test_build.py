@@ -247,7 +247,10 @@ def test_the_lift_line_says_what_was_reviewed_and_what_the_bound_allows(answers,
     corrections = pd.DataFrame({"id": list(answers), "old_label": "a",
                                 "new_label": list(answers.values())})
     corrections["action"] = np.where(corrections["new_label"] == "a", "keep", "relabel")
-    assert _lift_text(_queue_precision(corrections, manifest)) == expected
+    queue = _queue_precision(corrections, manifest)
+    assert _lift_text(queue) == expected
+    for side in ("flagged", "random_control"):  # no interval where nothing was reviewed
+        assert (queue[side]["ci95"] is None) == (queue[side]["reviewed"] == 0)
 
 
 def test_a_new_report_replaces_the_folder_whole(tmp_path, monkeypatch):
