@@ -8,6 +8,8 @@ behaviours it lacks, added as the JSON API documents them for a standard (flat) 
 - the bucket-type lookup, a gRPC call of gcsfs's hierarchical-namespace support: a flat bucket
   (the emulator speaks no gRPC; a process a test starts gets gcsfs's plain filesystem, which
   makes no lookup).
+
+A connection a client dropped is not printed to stderr (the output a test reads).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +25,19 @@ import pytest
 
 class _ObjectExists(Exception):
     pass
+
+
+def _quiet_http_server() -> type:
+    """The emulator's HTTP server, with a dropped connection (a client that gave up on a
+    request, or closed a kept-alive one) not printed to stderr: socketserver prints it there,
+    into the output of the command a test reads."""
+    from http import server
+
+    class QuietHTTPServer(server.HTTPServer):
+        def handle_error(self, request, client_address):
+            pass
+
+    return QuietHTTPServer
 
 
 class _CreateOnly:
@@ -82,6 +98,7 @@ def running_emulator(port: int, *, bucket: str) -> Iterator[dict[str, str]]:
         return BucketType.NON_HIERARCHICAL
 
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emulator, "server", SimpleNamespace(HTTPServer=_quiet_http_server()))
         patch.setattr(emulator, "HANDLERS", (move_route, *routes))
         patch.setattr(objects, "insert", insert_checked)  # the server's fallback for uploads
         patch.setattr(ExtendedGcsFileSystem, "_get_bucket_type", flat)
