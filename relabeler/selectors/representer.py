@@ -195,8 +195,10 @@ def _fit(features: np.ndarray, targets: np.ndarray, *, target: str,
     agreement = float("nan")
     if model_pred is not None:
         agreement = float(np.mean(probs.argmax(axis=1) == model_pred))
-    log.info("representer refit (%s): n=%d C=%d lam=%g, %d LBFGS iterations, agreement %.3f, "
-             "reconstruction error %.2e", target, n, num_classes, lam, n_iter, agreement, error)
+    # a fit to the labels has no model to agree with: "n/a", not "nan"
+    shown = "n/a" if model_pred is None else f"{agreement:.3f}"
+    log.info("representer refit (%s): n=%d C=%d lam=%g, %d LBFGS iterations, agreement %s, "
+             "reconstruction error %.2e", target, n, num_classes, lam, n_iter, shown, error)
     if error > RECONSTRUCTION_WARN:
         log.warning("representer refit did not converge: the decomposition misses W f by %.2e "
                     "(relative); raise max_iter (now %d)", error, max_iter)

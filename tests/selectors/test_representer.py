@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -200,6 +201,17 @@ def test_evidence_pads_when_k_exceeds_the_training_set():
     assert (ev.support_ids[0, 2:] == -1).all() and np.isnan(ev.support_scores[0, 2:]).all()
     assert (ev.support_ids[1, 3:] == -1).all() and (ev.support_ids[1, :3] >= 0).all()
     assert sorted(ev.oppose_ids[0, :2]) == [1, 2]
+
+
+def test_the_refit_log_says_n_a_for_agreement_where_no_model_was_given(caplog):
+    # serve's refit to the answered labels logged "agreement nan"
+    features, classes = blobs(200, d=8, spread=1.0, seed=1)
+    with caplog.at_level(logging.INFO, logger="relabeler.selectors.representer"):
+        fit_representer(features, classes, lam=1e-3, min_agreement=0.0)
+        fit_representer(features, classes, model_pred=classes, lam=1e-3, min_agreement=0.0)
+    lines = [r.getMessage() for r in caplog.records if "representer refit (" in r.getMessage()]
+    assert len(lines) == 2 and ", agreement n/a, " in lines[0] and "nan" not in lines[0]
+    assert re.search(r", agreement (0|1)\.\d{3}, ", lines[1])
 
 
 def test_agreement_check_refuses_a_refit_that_does_not_follow_the_model():
