@@ -352,8 +352,8 @@ class Reranker:
         unheard = (set(review["task_id"].dropna().astype(int)) & answered_there) - set(answered)
         if unheard:
             log.info("serve: %d review tasks have answers on the server that no webhook told "
-                     "of (given while serve was down): they are not moved; `relabeler pull` "
-                     "takes their answers", len(unheard))
+                     "of yet (given while serve was down, or their webhooks are on the way): "
+                     "they are not moved; `relabeler pull` takes their answers", len(unheard))
         held = {}
         for task_id, data in on_server.items():
             try:

@@ -1070,7 +1070,8 @@ def test_answers_given_while_serve_was_down_are_not_moved_until_a_pull_takes_the
         first = rerank(answer_events=24)
     assert (first.answered, first.waiting) == (36, 24)
     assert patched and not set(patched) & unheard
-    assert "12 review tasks have answers on the server that no webhook told of" in caplog.text
+    assert ("12 review tasks have answers on the server that no webhook told of yet (given "
+            "while serve was down, or their webhooks are on the way)" in caplog.text)
     assert "`relabeler pull` takes their answers" in caplog.text
     fake.annotate(int(waiting["task_id"].iloc[0]), "neg")   # one more, with its event
     second = rerank(answer_events=1)
