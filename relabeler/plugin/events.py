@@ -229,9 +229,10 @@ class EventWriter:
             self.store.append_line(artifact, line, private=True)
             return artifact
         hour = f"{when:%Y-%m-%dT%H}"
-        if hour != self._hour:
-            self._hour = hour
-            self._segment, self._size = self._last_segment(hour)
+        if hour != self._hour:  # the hour is taken once its last file is known: a listing
+            # that failed leaves the next append to list again, not to write to file 0
+            segment, size = self._last_segment(hour)
+            self._hour, self._segment, self._size = hour, segment, size
         if self._size >= self._segment_bytes and self._segment < MAX_SEGMENTS:
             self._segment, self._size = self._segment + 1, 0
         artifact = segment_artifact(hour, self._segment)

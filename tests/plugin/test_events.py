@@ -4,6 +4,7 @@ import os
 import stat
 
 import pandas as pd
+import pytest
 
 from relabeler.plugin.events import EventTail, EventWriter, append_event, read_events
 from relabeler.store import RunStore
@@ -212,6 +213,36 @@ def test_an_object_store_hour_goes_on_in_a_new_file_past_the_segment_size(monkey
     log = read_events(store)
     assert [e["payload"]["annotation"]["id"] for e in log.events] == list(range(8))
     assert sorted(log.offsets) == list(log.offsets) and sum(log.offsets.values()) == 8
+
+
+def test_a_listing_that_failed_at_a_new_hour_is_made_again_by_the_next_append(monkeypatch):
+    """serve restarted mid-hour, its first listing failed (a 503, a dropped connection): that
+    webhook failed, and the writer went on in the hour's first file, already full, so the
+    newer events came before the older ones of _0001 in every replay."""
+    import uuid
+    from datetime import UTC, datetime
+
+    store = RunStore(f"memory:///relabeler-events-{uuid.uuid4().hex}")
+    first = EventWriter(store, segment_bytes=300)
+    for i in range(3):  # two lines pass 300 bytes: the third goes to _0001
+        first.append({"action": "ANNOTATION_CREATED", "annotation": {"id": i}, "note": "x" * 100},
+                     received_at=datetime(2026, 12, 7, 10, i, tzinfo=UTC))
+    listing, failures = store.sizes, [OSError("503 Slow Down")]
+
+    def flaky(prefix):
+        if failures:
+            raise failures.pop()
+        return listing(prefix)
+
+    monkeypatch.setattr(store, "sizes", flaky)
+    restarted = EventWriter(store, segment_bytes=300)
+    update = {"action": "ANNOTATION_UPDATED", "annotation": {"id": 2}, "note": "x" * 100}
+    with pytest.raises(OSError, match="503"):
+        restarted.append(update, received_at=datetime(2026, 12, 7, 10, 30, tzinfo=UTC))
+    assert restarted.append(update, received_at=datetime(2026, 12, 7, 10, 31, tzinfo=UTC)) == (
+        "studio/events/2026-12-07T10_0001.jsonl")
+    assert [e["action"] for e in read_events(store).events] == ["ANNOTATION_CREATED"] * 3 + [
+        "ANNOTATION_UPDATED"]
 
 
 def test_an_old_hour_file_comes_before_the_new_segments_of_its_hour():
