@@ -72,14 +72,13 @@ class RunStore:
             raise StoreError(f"run directory {os.fsdecode(os.fspath(uri))!r}: a path cannot "
                              f"hold a NUL character")
         one_slash = _ONE_SLASH.match(os.fsdecode(os.fspath(uri)))
-        if one_slash and one_slash.group(1).lower() in fsspec.available_protocols():
+        if one_slash and one_slash.group(1).lower() in (
+                set(fsspec.available_protocols()) - {"file", "local"}):  # file:/x is a file URI
             # fsspec takes it for a local path: the stage would write a folder named "gs:"
             # on the pod's own disk and report success
             protocol, rest = one_slash.groups()
-            meant = (f"/{rest}" if protocol.lower() in ("file", "local")
-                     else f"{protocol}://{rest}")
             raise StoreError(f"run directory {os.fspath(uri)!r} looks like a {protocol}:// "
-                             f"URI with a '/' missing; write {meant}")
+                             f"URI with a '/' missing; write {protocol}://{rest}")
         try:
             self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
         except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
@@ -87,6 +86,9 @@ class RunStore:
         self._root: str = root.rstrip("/") or "/"
         self.is_local: bool = isinstance(self.fs, LocalFileSystem)
         self.uri: str = self._root if self.is_local else self.fs.unstrip_protocol(self._root)
+        split_path = getattr(self.fs, "split_path", None)  # object stores: s3fs, gcsfs, ...
+        #: the bucket of an object store ("" elsewhere)
+        self._bucket: str = split_path(self._root)[0] if split_path and not self.is_local else ""
         if self.is_local:
             if os.path.exists(self._root) and not os.path.isdir(self._root):
                 raise StoreError(f"run directory {self._root} is a file, not a folder")
@@ -103,12 +105,15 @@ class RunStore:
             self._check_bucket()
 
     def _look_for_remote_root(self) -> None:
-        """NoRunError where the remote run directory holds nothing, from one request; a store
+        """NoRunError where the remote run directory holds nothing, from one listing; a store
         that cannot be reached is a StoreError saying so (gcsfs's ``isdir`` answered False for
-        it, and every reading verb said the run did not exist)."""
+        it, and every reading verb said the run did not exist). A listing, not ``info``: that
+        asks for an object named like the run first, which a policy that grants the run's
+        prefix only refuses (S3 answers 403)."""
         try:
             self.fs.invalidate_cache(self._root)
-            found = self.fs.info(self._root)["type"] == "directory"
+            found = any(entry["type"] == "directory" or entry["name"].rstrip("/") != self._root
+                        for entry in self.fs.ls(self._root, detail=True))
         except FileNotFoundError:
             found = False
         except (OSError, *REMOTE_ERRORS) as exc:
@@ -118,21 +123,35 @@ class RunStore:
             self._check_bucket()
             raise NoRunError(f"no run directory at {self.uri}")
 
+    def _makedirs(self, full: str) -> None:
+        """The folders down to ``full``. An object store's exist once an object is under them
+        (a hierarchical-namespace bucket makes them then), and its bucket was looked for when
+        the run directory was opened: gcsfs's makedirs asks again whether the bucket exists,
+        and a new, empty bucket under an object role (no storage.buckets.get) answers no, so
+        the first write of a run failed with "no such file or folder"."""
+        if not self._bucket:
+            self.fs.makedirs(full, exist_ok=True)
+
     def _check_bucket(self) -> None:
         """A StoreError where the run directory's bucket does not exist (a stage did its work,
         then failed to write it with "no such file or folder"); once a process per bucket."""
-        split_path = getattr(self.fs, "split_path", None)  # object stores: s3fs, gcsfs, ...
-        bucket = split_path(self._root)[0] if split_path else ""
+        bucket = self._bucket
         key = (type(self.fs).__name__, bucket)
         if not bucket or key in _CHECKED_BUCKETS:
             return
         try:
-            self.fs.info(bucket)
+            try:
+                self.fs.info(bucket)
+            except FileNotFoundError:
+                # gcsfs says so of an empty bucket whose own record the caller may not read
+                # (storage.buckets.get): it lists the bucket instead, and finds nothing. A
+                # listing raises only for a bucket that is not there
+                self.fs.ls(bucket, refresh=True)
         except FileNotFoundError:
             raise StoreError(f"run directory {self.uri}: bucket {bucket!r} does not exist, "
                              f"or these credentials cannot see it") from None
         except (OSError, *REMOTE_ERRORS):
-            pass  # not allowed to read the bucket's own record (GCS: storage.buckets.get)
+            pass  # not allowed to read the bucket's own record, nor to list it
         _CHECKED_BUCKETS.add(key)
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
@@ -166,7 +185,7 @@ class RunStore:
     def _write_atomic(self, artifact: str, write: Callable[[IO[bytes]], Any]) -> None:
         full = self._full(artifact)
         tmp = tmp_beside(full)
-        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self._makedirs(posixpath.dirname(full))
         try:
             if self.is_local:
                 with open(tmp, "wb") as f:
@@ -228,7 +247,7 @@ class RunStore:
                 os.unlink(full)  # an empty lock would block everyone
                 raise
             return
-        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self._makedirs(posixpath.dirname(full))
         if self.fs.exists(full):  # also where a store ignores the condition
             raise FileExistsError(errno.EEXIST, "exists", self.fs.unstrip_protocol(full))
         self.fs.pipe_file(full, data, mode="create")
@@ -374,7 +393,7 @@ class RunStore:
         if "\n" in text:
             raise ValueError(f"line must be a single line, got {text.count(chr(10)) + 1} lines")
         full = self._full(artifact)
-        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self._makedirs(posixpath.dirname(full))
         if not self.is_local:
             try:  # one request: an event's webhook waits for it
                 old = self.fs.cat_file(full)
@@ -531,7 +550,7 @@ class RunStore:
         try:
             for name, table in staged.items():
                 target = posixpath.join(tmp, name)
-                self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+                self._makedirs(posixpath.dirname(target))
                 with (open(target, "wb") if self.is_local else self.fs.open(target, "wb")) as f:
                     if isinstance(table, bytes):
                         f.write(table)
@@ -578,7 +597,7 @@ class RunStore:
             return  # already in place, e.g. save_pretrained into get_dir's path
         tmp = tmp_beside(full)
         files = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
-        self.fs.makedirs(posixpath.dirname(full), exist_ok=True)
+        self._makedirs(posixpath.dirname(full))
         try:
             if self.is_local:
                 shutil.copytree(src, tmp)
@@ -592,7 +611,7 @@ class RunStore:
                 self.fs.put_file(str(src / rel), f"{tmp}/{rel}")
             self.remove(artifact)  # object stores cannot rename a folder: swap file by file
             for rel in files:
-                self.fs.makedirs(posixpath.dirname(f"{full}/{rel}"), exist_ok=True)
+                self._makedirs(posixpath.dirname(f"{full}/{rel}"))
                 self.fs.mv(f"{tmp}/{rel}", f"{full}/{rel}")
         finally:
             self._discard(tmp)

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 
 import fsspec
@@ -425,6 +426,76 @@ def test_a_bucket_that_does_not_exist_is_named_before_any_work(object_store, mon
 
 
 @pytest.mark.slow
+def test_an_empty_gcs_bucket_whose_record_the_caller_may_not_read_takes_a_first_run(
+        gcs_options, monkeypatch):
+    """An object role (roles/storage.objectAdmin) reads and writes objects but not the
+    bucket's own record: GCS answers 403 to GET b/BUCKET, gcsfs then lists the bucket, finds a
+    new bucket empty and said it did not exist; every stage of the first run was refused."""
+    from gcp_storage_emulator import server as emulator
+
+    def forbidden(request, response, storage, *args, **kwargs):
+        response.status = HTTPStatus.FORBIDDEN
+        response.json({"error": {"code": 403, "message": "runner does not have "
+                                 "storage.buckets.get access to the bucket."}})
+
+    bucket = f"relabeler-fresh-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("gs", **gcs_options).mkdir(bucket)
+    monkeypatch.setattr(emulator, "HANDLERS", (
+        (r"^/storage/v1/b/(?P<bucket_name>[-.\w]+)$", {"GET": forbidden}), *emulator.HANDLERS))
+    store = RunStore(f"gs://{bucket}/run", storage_options=gcs_options)
+    store.write_bytes("x.txt", b"x")
+    assert RunStore(f"gs://{bucket}/run", storage_options=gcs_options,
+                    create=False).read_bytes("x.txt") == b"x"
+    with pytest.raises(StoreError, match="bucket 'relabeler-none' does not exist"):
+        RunStore("gs://relabeler-none/run", storage_options=gcs_options)
+
+
+@pytest.mark.slow
+def test_an_s3_run_whose_policy_grants_its_prefix_only_is_found(monkeypatch):
+    """A policy on bkt/runs/r1/* and a listing of the bucket: the runner reads and writes its
+    run, but S3 refuses (403) a HEAD of the key runs/r1 itself, which a look-up by ``info``
+    sends first: every reading verb said "cannot look for it: permission denied"."""
+    import boto3
+    from moto import settings
+    from moto.core.responses import ActionAuthenticatorMixin
+    from moto.server import ThreadedMotoServer
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        admin = {"endpoint_url": endpoint, "region_name": "us-east-1",
+                 "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        boto3.client("s3", **admin).create_bucket(Bucket="bkt")
+        boto3.client("s3", **admin).put_object(Bucket="bkt", Key="runs/r1/x.txt", Body=b"x")
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="runner")
+        iam.put_user_policy(UserName="runner", PolicyName="run", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Resource": "arn:aws:s3:::bkt/runs/r1/*",
+                 "Action": ["s3:GetObject", "s3:HeadObject", "s3:PutObject",
+                            "s3:DeleteObject"]},
+                {"Effect": "Allow", "Resource": "arn:aws:s3:::bkt",
+                 "Action": ["s3:ListBucket", "s3:ListObjectsV2", "s3:HeadBucket"]}]}))
+        key = iam.create_access_key(UserName="runner")["AccessKey"]
+        # moto enforces IAM from here on
+        monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT",
+                            ActionAuthenticatorMixin.request_count)
+        options = {"endpoint_url": endpoint, "key": key["AccessKeyId"],
+                   "secret": key["SecretAccessKey"], "skip_instance_cache": True,
+                   "client_kwargs": {"region_name": "us-east-1"}}
+        with pytest.raises(PermissionError):  # the HEAD that info sends
+            fsspec.filesystem("s3", **options).info("bkt/runs/r1")
+        store = RunStore("s3://bkt/runs/r1", storage_options=options, create=False)
+        assert store.read_bytes("x.txt") == b"x"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
 def test_append_line_on_gcs_keeps_every_line_where_gcsfs_append_mode_keeps_the_last(
         gcs_options):
     store = RunStore(f"gs://relabeler-test/ab-{uuid.uuid4().hex[:8]}", storage_options=gcs_options)
@@ -559,14 +630,14 @@ def test_a_uri_with_a_slash_missing_is_refused_naming_the_uri_meant(tmp_path, mo
     on the pod's own disk, said it had written gs:/bucket/run, and the pod took it away."""
     monkeypatch.chdir(tmp_path)
     for uri, meant in (("gs:/relabeler-runs/t1", "gs://relabeler-runs/t1"),
-                       ("gcs:/b/run", "gcs://b/run"), ("s3:/b/run/", "s3://b/run/"),
-                       ("file:/tmp/run", "/tmp/run")):
+                       ("gcs:/b/run", "gcs://b/run"), ("s3:/b/run/", "s3://b/run/")):
         with pytest.raises(StoreError, match=re.escape(
                 f"run directory {uri!r} looks like a {uri.split(':')[0]}:// URI with a '/' "
                 f"missing; write {meant}")):
             RunStore(uri)
     assert os.listdir(tmp_path) == []
     assert RunStore("gs-run/x").is_local and RunStore("C:/x").is_local  # no protocol's
+    assert RunStore(f"file:{tmp_path}/run").uri == f"{tmp_path}/run"  # a file URI (RFC 8089)
 
 
 def test_a_remote_store_that_cannot_be_reached_is_not_called_a_missing_run(monkeypatch):
@@ -582,7 +653,7 @@ def test_a_remote_store_that_cannot_be_reached_is_not_called_a_missing_run(monke
         raise ConnectionRefusedError(111, "Connect call failed ('10.0.0.7', 443)")
 
     monkeypatch.setattr(MemoryFileSystem, "isdir", lambda self, path: False)  # as gcsfs's
-    monkeypatch.setattr(MemoryFileSystem, "info", refused)
+    monkeypatch.setattr(MemoryFileSystem, "ls", refused)
     with pytest.raises(StoreError, match=re.escape(
             f"run directory {uri}: cannot look for it: ConnectionRefusedError: Connect call "
             f"failed ('10.0.0.7', 443)")):
