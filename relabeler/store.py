@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from relabeler import store_remote
 from relabeler._version import __version__
 from relabeler.artifacts import MARKER, STAGE_UPSTREAM, table_artifact
 from relabeler.environment import environment
@@ -51,12 +52,6 @@ _PART = re.compile(r"part-(\d{5,})\.parquet")
 _STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-#: ``gs:/bucket/run``: a protocol and one slash (a Windows drive is a single letter)
-_ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/(?!/)(.*)")
-#: (filesystem, bucket) pairs this process found, or could not tell, to exist
-_CHECKED_BUCKETS: set[tuple[str, str]] = set()
-
-
 class RunStore:
     """One run directory on a local disk or any fsspec filesystem.
 
@@ -71,14 +66,7 @@ class RunStore:
         if "\0" in os.fsdecode(os.fspath(uri)):  # no filesystem takes it: an error, not a bug
             raise StoreError(f"run directory {os.fsdecode(os.fspath(uri))!r}: a path cannot "
                              f"hold a NUL character")
-        one_slash = _ONE_SLASH.match(os.fsdecode(os.fspath(uri)))
-        if one_slash and one_slash.group(1).lower() in (
-                set(fsspec.available_protocols()) - {"file", "local"}):  # file:/x is a file URI
-            # fsspec takes it for a local path: the stage would write a folder named "gs:"
-            # on the pod's own disk and report success
-            protocol, rest = one_slash.groups()
-            raise StoreError(f"run directory {os.fspath(uri)!r} looks like a {protocol}:// "
-                             f"URI with a '/' missing; write {protocol}://{rest}")
+        store_remote.refuse_one_slash(os.fsdecode(os.fspath(uri)))
         try:
             self.fs, root = fsspec.core.url_to_fs(os.fspath(uri), **(storage_options or {}))
         except (ValueError, ImportError) as exc:  # an unknown protocol, a missing s3fs
@@ -86,9 +74,8 @@ class RunStore:
         self._root: str = root.rstrip("/") or "/"
         self.is_local: bool = isinstance(self.fs, LocalFileSystem)
         self.uri: str = self._root if self.is_local else self.fs.unstrip_protocol(self._root)
-        split_path = getattr(self.fs, "split_path", None)  # object stores: s3fs, gcsfs, ...
         #: the bucket of an object store ("" elsewhere)
-        self._bucket: str = split_path(self._root)[0] if split_path and not self.is_local else ""
+        self._bucket: str = "" if self.is_local else store_remote.bucket_of(self.fs, self._root)
         if self.is_local:
             if os.path.exists(self._root) and not os.path.isdir(self._root):
                 raise StoreError(f"run directory {self._root} is a file, not a folder")
@@ -100,28 +87,9 @@ class RunStore:
                 raise StoreError(filesystem_error(exc, f"run directory {self._root}",
                                                   "create it")) from exc
         elif not create:
-            self._look_for_remote_root()
+            store_remote.look_for_remote_root(self.fs, self._root, self.uri)
         else:
-            self._check_bucket()
-
-    def _look_for_remote_root(self) -> None:
-        """NoRunError where the remote run directory holds nothing, from one listing; a store
-        that cannot be reached is a StoreError saying so (gcsfs's ``isdir`` answered False for
-        it, and every reading verb said the run did not exist). A listing, not ``info``: that
-        asks for an object named like the run first, which a policy that grants the run's
-        prefix only refuses (S3 answers 403)."""
-        try:
-            self.fs.invalidate_cache(self._root)
-            found = any(entry["type"] == "directory" or entry["name"].rstrip("/") != self._root
-                        for entry in self.fs.ls(self._root, detail=True))
-        except FileNotFoundError:
-            found = False
-        except (OSError, *REMOTE_ERRORS) as exc:
-            raise StoreError(filesystem_error(exc, f"run directory {self.uri}",
-                                              "look for it")) from exc
-        if not found:
-            self._check_bucket()
-            raise NoRunError(f"no run directory at {self.uri}")
+            store_remote.check_bucket(self.fs, self._bucket, self.uri)
 
     def _makedirs(self, full: str) -> None:
         """The folders down to ``full``. An object store's exist once an object is under them
@@ -131,28 +99,6 @@ class RunStore:
         the first write of a run failed with "no such file or folder"."""
         if not self._bucket:
             self.fs.makedirs(full, exist_ok=True)
-
-    def _check_bucket(self) -> None:
-        """A StoreError where the run directory's bucket does not exist (a stage did its work,
-        then failed to write it with "no such file or folder"); once a process per bucket."""
-        bucket = self._bucket
-        key = (type(self.fs).__name__, bucket)
-        if not bucket or key in _CHECKED_BUCKETS:
-            return
-        try:
-            try:
-                self.fs.info(bucket)
-            except FileNotFoundError:
-                # gcsfs says so of an empty bucket whose own record the caller may not read
-                # (storage.buckets.get): it lists the bucket instead, and finds nothing. A
-                # listing raises only for a bucket that is not there
-                self.fs.ls(bucket, refresh=True)
-        except FileNotFoundError:
-            raise StoreError(f"run directory {self.uri}: bucket {bucket!r} does not exist, "
-                             f"or these credentials cannot see it") from None
-        except (OSError, *REMOTE_ERRORS):
-            pass  # not allowed to read the bucket's own record, nor to list it
-        _CHECKED_BUCKETS.add(key)
 
     def _full(self, artifact: str, *, name: str = "artifact", allow_root: bool = False) -> str:
         rel = check_artifact(artifact, name=name, allow_root=allow_root)
@@ -255,26 +201,11 @@ class RunStore:
     # reads
     @storage_io("read")
     def read_bytes(self, artifact: str, *, start: int = 0) -> bytes:
-        """The file's bytes from offset ``start`` on (an append-only log read as it grows). On
-        an object store one ranged read: an open file there is tied to the object's version
-        (s3fs reads its ETag, then reads by range against it), and the event log, rewritten
-        whole by each webhook, failed a re-rank's read with FileExpired while answers came."""
-        if not self.is_local:
-            full = self._full(artifact)
-            for attempt in range(3):
-                try:
-                    return self.fs.cat_file(full, start=start or None)
-                except (FileNotFoundError, IsADirectoryError):
-                    raise self._missing("file", artifact) from None
-                except OSError:
-                    # a range from the end on is "not satisfiable" (416) there, not empty;
-                    # a file that grew meanwhile is read again
-                    self.fs.invalidate_cache(full)
-                    if not start or attempt == 2:
-                        raise
-                    if start >= self.fs.size(full):
-                        return b""
+        """The file's bytes from offset ``start`` on (an append-only log read as it grows); on
+        an object store one ranged read (:func:`relabeler.store_remote.ranged_read`)."""
         try:
+            if not self.is_local:
+                return store_remote.ranged_read(self.fs, self._full(artifact), start)
             with self.fs.open(self._full(artifact), "rb") as f:
                 if start:
                     f.seek(start)

@@ -404,7 +404,7 @@ def test_a_bucket_that_does_not_exist_is_named_before_any_work(object_store, mon
     """A stage on a bucket that does not exist did its work, then failed to write it with
     "cannot replace 'dataset': no such file or folder"; the reading verbs said there was no run
     directory. The bucket is looked for once a process."""
-    from relabeler import store as store_module
+    from relabeler import store_remote
     from relabeler.errors import NoRunError
 
     uri, options = object_store
@@ -417,9 +417,9 @@ def test_a_bucket_that_does_not_exist_is_named_before_any_work(object_store, mon
             RunStore(f"{missing}/run", storage_options=options, create=create)
     with pytest.raises(NoRunError, match=re.escape(f"no run directory at {uri}")):
         RunStore(uri, storage_options=options, create=False)
-    looked, original = [], store_module.RunStore._check_bucket
-    monkeypatch.setattr(store_module.RunStore, "_check_bucket",
-                        lambda self: looked.append(self.uri) or original(self))
+    looked, original = [], store_remote.check_bucket
+    monkeypatch.setattr(store_remote, "check_bucket",
+                        lambda fs, bucket, uri: looked.append(uri) or original(fs, bucket, uri))
     RunStore(uri, storage_options=options).write_bytes("x.txt", b"x")
     assert RunStore(uri, storage_options=options, create=False).read_bytes("x.txt") == b"x"
     assert looked == [uri]  # and it returned at once: the bucket was found before
