@@ -215,8 +215,9 @@ EVAL_SUSPECTS = Artifact(
     "scores/eval_suspects.parquet", "score", "table",
     "Every labeled eval row ranked by how likely its label is wrong (the eval audit): "
     "suspect_score is the normalized margin of the given label under the mean of the model's "
-    "probabilities and its training neighbours' out-of-fold ones (under class-conditional "
-    "noise, the mean rank of each view's margin, their labels included, noise-corrected: a "
+    "probabilities, its training neighbours' out-of-fold ones and a TF-IDF logistic "
+    "regression's of its words, fitted on the training texts (under class-conditional "
+    "noise, the words left out, the mean rank of each view's margin, their labels included, noise-corrected: a "
     "rank, not a probability); wrong_probability is 1 - that mean's probability of the given "
     "label, under uniform noise first weighed against the noise model's flip rate (the chance "
     "a label is wrong, not only the model's doubt).",

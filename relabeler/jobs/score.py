@@ -485,8 +485,9 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     }
     tables, summary["shortcuts"] = shortcut_tables(store, view.classes, config.score)
     outputs.update(tables)
+    eval_texts = split_texts(store, "eval", splits["eval"].ids) if "eval" in splits else None
     evaluated, summary["eval_audit"] = eval_suspects_table(view, splits, config.score,
-                                                           noise_model)
+                                                           noise_model, texts=eval_texts)
     if evaluated is not None:
         outputs[artifacts.EVAL_SUSPECTS.path] = evaluated
     # which eval rows may have steered the picks: the report measures their gain without them

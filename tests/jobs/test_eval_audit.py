@@ -198,3 +198,47 @@ def test_a_small_eval_split_is_ranked_with_a_warning_of_how_little_it_says(caplo
     with caplog.at_level("WARNING", logger="relabeler.jobs.eval_audit"):
         eval_suspects_table(train, {"eval": evaluation}, ScoreConfig(), None)  # 500 rows
     assert "the eval split has" not in caplog.text
+
+
+def test_the_words_view_finds_wrong_labels_the_encoder_cannot_see():
+    # the encoder's clusters barely separate the classes (spread 12), the words do: with the
+    # texts the words' view joins the mean, and the flipped eval labels come first
+    from tests.selectors.test_lexical import texts_of
+
+    features, labels, probs = clusters(1500, 11, spread=12.0)
+    rng = np.random.default_rng(12)
+    given = flip_labels(labels, 0.1, rng, lopsided=False)
+    train = TrainView(ids=np.array([f"t{i}" for i in range(1000)], dtype=object),
+                      labels=given[:1000], features=features[:1000], probs=probs[:1000],
+                      pred=probs[:1000].argmax(1), classes=["a", "b", "c"],
+                      oof_probs=probs[:1000], margins=None, texts=texts_of(labels[:1000], 13))
+    evaluation = SplitView(ids=np.array([f"e{i}" for i in range(500)], dtype=object),
+                           labels=given[1000:], features=features[1000:], probs=probs[1000:],
+                           pred=probs[1000:].argmax(1))
+    flipped = given[1000:] != labels[1000:]
+    texts = texts_of(labels[1000:], 14)
+    without, _ = auprcs(score_eval(train, evaluation, ScoreConfig()), evaluation, flipped)
+    frame = score_eval(train, evaluation, ScoreConfig(), texts=texts)
+    with_words, best = auprcs(frame, evaluation, flipped)
+    assert without < 0.5 and best < 0.5  # .32 and .35 here
+    assert with_words > 0.85  # .88
+    # the suggestion of a flipped row in the top is its true class in most cases (the mean of
+    # three views, two of them weak)
+    top = frame.head(int(flipped.sum())).set_index("id")
+    true_of = {i: "abc"[t] for i, t in zip(evaluation.ids, labels[1000:], strict=True)}
+    is_flipped = dict(zip(evaluation.ids, flipped, strict=True))
+    right = [top.at[i, "suggested_label"] == true_of[i] for i in top.index if is_flipped[i]]
+    assert np.mean(right) > 0.8
+    # a class-conditional noise model ranks by its three corrected views, the words left out
+    lopsided = noise.noise_model_from_joint(
+        np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),
+        kind="class_conditional")
+    assert score_eval(train, evaluation, ScoreConfig(), lopsided, texts=texts)["id"].tolist() \
+        == score_eval(train, evaluation, ScoreConfig(), lopsided)["id"].tolist()
+    # no texts for the training rows, or too few eval texts: no view, or a clear error
+    plain = TrainView(**{**train.__dict__, "texts": None})
+    assert score_eval(plain, evaluation, ScoreConfig(), texts=texts)["id"].tolist() == \
+        score_eval(train, evaluation, ScoreConfig())["id"].tolist()
+    with pytest.raises(ValueError, match="texts: expected 500 eval texts, one per eval row, "
+                                         "got 499"):
+        score_eval(train, evaluation, ScoreConfig(), texts=texts[:-1])

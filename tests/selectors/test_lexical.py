@@ -1,0 +1,74 @@
+"""The words' view: class probabilities from a TF-IDF logistic regression of the texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from relabeler.selectors import lexical
+from relabeler.selectors.lexical import lexical_probabilities
+
+WORDS = {0: ["refund", "invoice", "charge", "billing"], 1: ["crash", "error", "freeze", "bug"],
+         2: ["login", "password", "account", "locked"]}
+FILLER = ["the", "my", "app", "today", "again", "please", "help", "since", "update"]
+
+
+def texts_of(labels: np.ndarray, seed: int) -> list[str]:
+    """A text per label: two of its class's words among filler words."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.permutation(list(rng.choice(WORDS[int(y)], 2)) +
+                                     list(rng.choice(FILLER, 4)))) for y in labels]
+
+
+def test_the_words_tell_the_class_of_new_texts():
+    labels = np.random.default_rng(0).integers(0, 3, 300)
+    queries = np.array([0, 1, 2] * 20)
+    probs = lexical_probabilities(texts_of(labels, 1), labels, 3, texts_of(queries, 2))
+    assert probs.shape == (60, 3) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    assert (probs.argmax(axis=1) == queries).all()
+    assert probs[np.arange(60), queries].min() > 0.5
+
+
+def test_a_class_no_training_text_holds_gets_no_probability():
+    labels = np.random.default_rng(3).integers(0, 2, 200)  # classes 0 and 1 of 4
+    probs = lexical_probabilities(texts_of(labels, 4), labels, 4, texts_of(np.array([0, 1]), 5))
+    assert probs.shape == (2, 4)
+    assert (probs[:, 2:] == 0).all()
+    assert probs.argmax(axis=1).tolist() == [0, 1]
+
+
+def test_no_view_from_one_class_or_from_no_shared_word(caplog):
+    with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):
+        assert lexical_probabilities(["a b", "a c"], np.array([1, 1]), 3, ["a"]) is None
+    assert "hold 1 class" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):  # min_df = 2 keeps none
+        assert lexical_probabilities(["alpha", "beta"], np.array([0, 1]), 2, ["alpha"]) is None
+    assert "no word occurs in two training texts" in caplog.text
+
+
+def test_no_text_to_predict_gives_an_empty_matrix():
+    labels = np.array([0, 1, 0, 1])
+    probs = lexical_probabilities(texts_of(labels, 6), labels, 2, [])
+    assert probs.shape == (0, 2)
+
+
+def test_labels_that_do_not_match_the_texts_are_refused():
+    with pytest.raises(ValueError, match="labels: expected 3 labels"):
+        lexical_probabilities(["a b", "a c", "b c"], np.array([0, 1]), 2, ["a"])
+    with pytest.raises(ValueError, match="labels: class id 2 is out of range for 2 classes"):
+        lexical_probabilities(["a b", "a c"], np.array([0, 2]), 2, ["a"])
+
+
+def test_beyond_the_most_texts_a_fixed_sample_is_fitted(monkeypatch):
+    labels = np.random.default_rng(7).integers(0, 3, 400)
+    texts, queries = texts_of(labels, 8), texts_of(np.array([0, 1, 2]), 9)
+    whole = lexical_probabilities(texts, labels, 3, queries)
+    monkeypatch.setattr(lexical, "MAX_TEXTS", 120)
+    first = lexical_probabilities(texts, labels, 3, queries, seed=1)
+    assert not np.allclose(first, whole)  # fitted on fewer texts
+    np.testing.assert_array_equal(first, lexical_probabilities(texts, labels, 3, queries,
+                                                               seed=1))
+    assert not np.allclose(first, lexical_probabilities(texts, labels, 3, queries, seed=2))
+    assert first.argmax(axis=1).tolist() == [0, 1, 2]
