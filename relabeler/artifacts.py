@@ -215,11 +215,12 @@ EVAL_SUSPECTS = Artifact(
     "scores/eval_suspects.parquet", "score", "table",
     "Every labeled eval row ranked by how likely its label is wrong (the eval audit): "
     "suspect_score is the normalized margin of the given label under the mean of the model's "
-    "probabilities, its training neighbours' out-of-fold ones and a TF-IDF logistic "
-    "regression's of its words, fitted on the training texts (under class-conditional "
-    "noise, the words left out, the mean rank of each view's margin, their labels included, noise-corrected: a "
-    "rank, not a probability); wrong_probability is 1 - that mean's probability of the given "
-    "label, under uniform noise first weighed against the noise model's flip rate (the chance "
+    "probabilities, its training neighbours' out-of-fold ones and, where the words tell more "
+    "than the class shares, a TF-IDF logistic regression's of its words, fitted on the "
+    "training texts (under class-conditional noise, the words left out, the mean rank of "
+    "each view's margin, their labels included, noise-corrected: a rank, not a "
+    "probability); wrong_probability is 1 - that mean's probability of the given label, "
+    "under uniform noise first weighed against the noise model's flip rate (the chance "
     "a label is wrong, not only the model's doubt).",
     _schema(("id", _STR), ("rank", _I64), ("suspect_score", _F32), ("given_label", _STR),
             ("suggested_label", _STR), ("suggested_confidence", _F32), ("margin", _F32),

@@ -53,9 +53,10 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     eval SplitView (labels known); cfg: the ScoreConfig (``k``: the neighbours whose labels
     vote); noise_model: the one the training rows gave (used only when class-conditional;
     None: none); texts: the eval rows' texts, aligned with ``evaluation.ids`` (None: no view
-    from the words; a class-conditional noise model leaves the words out too). Returns the eval suspects, rank 1 first: id, rank, suspect_score,
-    given_label, suggested_label, suggested_confidence, margin (the model's view alone),
-    knn_margin (the neighbours' probabilities alone)."""
+    from the words; a class-conditional noise model leaves the words out too). Returns the
+    eval suspects, rank 1 first: id, rank, suspect_score, given_label, suggested_label,
+    suggested_confidence, margin (the model's view alone), knn_margin (the neighbours'
+    probabilities alone)."""
     classes = train.classes
     keep = evaluation.labels >= 0
     ids, labels = evaluation.ids[keep], evaluation.labels[keep]

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
 
 from relabeler.selectors._checks import as_labels
 
@@ -31,6 +34,9 @@ INVERSE_STRENGTH = 3.0
 MAX_TEXTS = 50_000
 #: Most words and word pairs kept (the most frequent), so memory stays bounded.
 MAX_TERMS = 200_000
+#: Training texts the check that the words tell anything is cross-validated on at most.
+CHECK_TEXTS = 10_000
+CHECK_FOLDS = 3
 
 
 def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_classes: int,
@@ -49,8 +55,17 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
     Returns
     -------
     (Q, C) float64 rows summing to 1 (a class no training text holds gets 0), or None when
-    the training texts cannot make the view: fewer than two classes among them, or no word
-    that two of them share. None is logged; the caller goes on without the view.
+    the training texts cannot make the view: fewer than two classes among them, no word that
+    two of them share, or words that tell no more than the class shares (their
+    cross-validated log loss on the training labels, :data:`CHECK_FOLDS` folds over at most
+    :data:`CHECK_TEXTS` texts, is not below that of the class shares). None is logged; the
+    caller goes on without the view.
+
+    The last check is there because a view that knows nothing still moves a mean: with the
+    training texts shuffled against their labels, the eval audit's AUPRC fell by .013 on
+    drug-review and bbc-news with the words averaged in. There the words' log loss was above
+    the class shares' (0.92 against 0.90, 1.65 against 1.60); with the real texts it was
+    below (0.83, 0.68).
     """
     labels = as_labels("labels", labels, n=len(train_texts), num_classes=num_classes)
     if len(texts) == 0:
@@ -63,15 +78,53 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
         log.info("lexical view: the training texts hold %d class; no view from the words",
                  len(present))
         return None
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                                 max_features=MAX_TERMS)
+    pipeline = _pipeline()
     try:
-        matrix = vectorizer.fit_transform([train_texts[i] for i in chosen])
+        pipeline.fit([train_texts[i] for i in chosen], labels[chosen])
     except ValueError:  # sklearn's "no terms remain" (its only ValueError here)
         log.info("lexical view: no word occurs in two training texts; no view from the words")
         return None
-    regression = LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000)
-    regression.fit(matrix, labels[chosen])
+    if not _tells_more_than_the_shares(train_texts, labels, seed=seed):
+        return None
     probs = np.zeros((len(texts), num_classes), dtype=np.float64)
-    probs[:, regression.classes_] = regression.predict_proba(vectorizer.transform(list(texts)))
+    probs[:, pipeline.classes_] = pipeline.predict_proba(list(texts))
     return probs
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline([("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                                               max_features=MAX_TERMS)),
+                     ("regression", LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000))])
+
+
+def _tells_more_than_the_shares(train_texts: Sequence[str], labels: np.ndarray, *,
+                                seed: int) -> bool:
+    """Whether the words' cross-validated log loss on the training labels is below that of
+    predicting every text's class by the class shares."""
+    rows = np.arange(len(labels))
+    if len(rows) > CHECK_TEXTS:
+        rows = np.sort(np.random.default_rng(seed + 1).choice(rows, CHECK_TEXTS, replace=False))
+    y = labels[rows]
+    present, counts = np.unique(y, return_counts=True)
+    if len(rows) < 2 * CHECK_FOLDS or len(present) < 2:
+        log.info("lexical view: %d training texts are too few to check that the words tell "
+                 "anything; no view from the words", len(rows))
+        return False
+    splitter = (StratifiedKFold if counts.min() >= CHECK_FOLDS else KFold)(
+        CHECK_FOLDS, shuffle=True, random_state=seed)
+    try:
+        held_out = cross_val_predict(_pipeline(), [train_texts[i] for i in rows], y,
+                                     cv=splitter, method="predict_proba")
+    except ValueError:  # a fold with no shared word, or one class only
+        log.info("lexical view: the words could not be cross-validated on the training "
+                 "texts; no view from the words")
+        return False
+    shares = counts / counts.sum()
+    words = log_loss(y, held_out, labels=present)
+    baseline = log_loss(y, np.tile(shares, (len(y), 1)), labels=present)
+    if words >= baseline:
+        log.info("lexical view: the words' cross-validated log loss (%.3f) is not below the "
+                 "class shares' (%.3f): they tell nothing of the labels; no view from the "
+                 "words", words, baseline)
+        return False
+    return True

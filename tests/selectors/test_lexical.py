@@ -72,3 +72,26 @@ def test_beyond_the_most_texts_a_fixed_sample_is_fitted(monkeypatch):
                                                                seed=1))
     assert not np.allclose(first, lexical_probabilities(texts, labels, 3, queries, seed=2))
     assert first.argmax(axis=1).tolist() == [0, 1, 2]
+
+
+def test_words_that_tell_nothing_of_the_labels_give_no_view(caplog):
+    # the same texts, their labels drawn apart from them: the words' held-out log loss is
+    # above the class shares', and a view that knows nothing would only blur a mean
+    rng = np.random.default_rng(10)
+    texts = texts_of(rng.integers(0, 3, 300), 11)
+    labels = rng.integers(0, 3, 300)
+    with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):
+        assert lexical_probabilities(texts, labels, 3, texts[:5]) is None
+    assert "is not below the class shares'" in caplog.text
+    assert "they tell nothing of the labels" in caplog.text
+    # a tenth of the labels wrong still leaves words that tell
+    truth = rng.integers(0, 3, 300)
+    noisy = np.where(rng.random(300) < 0.1, (truth + 1) % 3, truth)
+    assert lexical_probabilities(texts_of(truth, 12), noisy, 3, texts[:5]) is not None
+
+
+def test_too_few_texts_to_check_give_no_view(caplog):
+    labels = np.array([0, 1, 0, 1, 0])
+    with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):
+        assert lexical_probabilities(texts_of(labels, 13), labels, 2, ["refund"]) is None
+    assert "5 training texts are too few to check" in caplog.text
