@@ -160,8 +160,9 @@ SUSPECTS = Artifact(
             ("duplicate_ids", pa.list_(_STR))),
     _schema(("self_confidence", _F32), ("knn_disagreement", _F32),
             ("oof_self_confidence", _F32), ("margin", _F32), ("knn_margin", _F32),
-            ("oof_margin", _F32), ("area_under_margin", _F32), ("duplicate_conflict", _F32),
-            ("representer", _F32), ("wrong_probability", _F32), ("support_ids", pa.list_(_STR)),
+            ("oof_margin", _F32), ("area_under_margin", _F32), ("words_margin", _F32),
+            ("duplicate_conflict", _F32), ("representer", _F32), ("wrong_probability", _F32),
+            ("support_ids", pa.list_(_STR)),
             ("support_scores", pa.list_(_F64)), ("oppose_ids", pa.list_(_STR)),
             ("oppose_scores", pa.list_(_F64)), ("neighbor_ids", pa.list_(_STR)),
             ("neighbor_scores", pa.list_(_F64))))

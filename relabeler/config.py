@@ -214,6 +214,12 @@ class ScoreConfig(_Section):
         "flip rate; none: views as the model gives them.")
     k: int = _opt(10, "Nearest training neighbours per sample (kNN views, duplicates, "
                   "coverage).", ge=1)
+    words: bool = _opt(True, "A view from the words: a TF-IDF logistic regression of the "
+                       "texts (out-of-fold on the training rows) votes in the training queue "
+                       "and joins the eval audit's mean, where the noise model is uniform or "
+                       "none and the words' held-out log loss is below the class shares'. Its "
+                       "errors are not the encoder's: on drug-review it lifted the queue's "
+                       "AUPRC by .04 (docs/benchmarks.md, Scoring with the words).")
     knn_shards: int = _opt(0, "Ray actors the training kNN database is split over (exact "
                            "merge); 0 = one per GPU when joining a cluster with GPUs the "
                            "driver lacks (or with several), else in the driver.", ge=0)

@@ -51,9 +51,10 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     """train: the TrainView (its out-of-fold probabilities, else its model probabilities, are
     the neighbours' view; its texts, with ``texts``, fit the words' view); evaluation: the
     eval SplitView (labels known); cfg: the ScoreConfig (``k``: the neighbours whose labels
-    vote); noise_model: the one the training rows gave (used only when class-conditional;
-    None: none); texts: the eval rows' texts, aligned with ``evaluation.ids`` (None: no view
-    from the words; a class-conditional noise model leaves the words out too). Returns the
+    vote; ``words``: off, no view from the words); noise_model: the one the training rows
+    gave (used only when class-conditional; None: none); texts: the eval rows' texts, aligned
+    with ``evaluation.ids`` (None: no view from the words; a class-conditional noise model
+    leaves the words out too). Returns the
     eval suspects, rank 1 first: id, rank, suspect_score, given_label, suggested_label,
     suggested_confidence, margin (the model's view alone), knn_margin (the neighbours'
     probabilities alone)."""
@@ -66,7 +67,7 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     views = {"model": evaluation.probs[keep].astype(np.float64),
              "knn": neighbors.neighbor_probability_mean(found, reference).astype(np.float64)}
     class_conditional = noise_model is not None and noise_model.kind == "class_conditional"
-    words = None if class_conditional else _words_view(train, texts, keep)
+    words = None if class_conditional or not cfg.words else _words_view(train, texts, keep)
     if words is not None:
         views["words"] = words
     if class_conditional:

@@ -7,9 +7,10 @@ In head mode (``train/metrics.json`` says so) the model's view follows the answe
 final layer is refit on the features (the head's input) with the answered labels, and each
 row's probabilities move by the refit's change (``p * p_refit / p_base``, renormalised; the
 base refit is on the given labels), so the model's own calibration stays and only what the
-answers changed moves. The out-of-fold models' and the training dynamics' probabilities stay as
-trained, as does the model's in full mode (its encoder learned the given labels too). With no
-answers the scores are the stored ones.
+answers changed moves. The out-of-fold models', the words' and the training dynamics'
+probabilities stay as trained (the words' regression is fitted once, on the given labels, as
+``relabeler score`` fitted it), as does the model's in full mode (its encoder learned the given
+labels too). With no answers the scores are the stored ones.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
-from relabeler.jobs.score import TrainView, load_train_view, voting_views
+from relabeler.jobs.score import TrainView, load_train_view, training_words, voting_views
 from relabeler.selectors import neighbors, noise, rank, representer
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
@@ -41,6 +42,8 @@ class LiveRanking:
         self.index = {str(x): i for i, x in enumerate(view.ids)}
         self.reference = view.oof_probs if view.oof_probs is not None else view.probs
         self._base: representer.RepresenterFit | None = None
+        self._words: np.ndarray | None = None
+        self._words_fitted = False
 
     @classmethod
     def load(cls, store: RunStore, cfg: ScoreConfig) -> LiveRanking:
@@ -91,5 +94,15 @@ class LiveRanking:
         if self.head_refit and len(rows):
             view = copy.copy(view)  # the same view, the model's probabilities refit
             view.probs = self.model_probs(labels)
-        views, _ = voting_views(view, knn_dist, noise_model)
+        views, _ = voting_views(view, knn_dist, noise_model, self.words(noise_model))
         return rank.combine(views), noise_model
+
+    def words(self, noise_model: noise.NoiseModel | None) -> np.ndarray | None:
+        """The words' view as ``relabeler score`` made it, fitted at the first re-rank that
+        can use it (a class-conditional noise model leaves it out) and kept after."""
+        if noise_model is not None and noise_model.kind == "class_conditional":
+            return None
+        if not self._words_fitted:
+            self._words = training_words(self.view, self.cfg)
+            self._words_fitted = True
+        return self._words

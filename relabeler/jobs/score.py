@@ -46,7 +46,7 @@ from relabeler.jobs.duplicates import duplicate_table, split_texts
 from relabeler.jobs.eval_audit import eval_suspects_table
 from relabeler.jobs.shortcuts import shortcut_tables
 from relabeler.jobs.stage_settings import setting_changes
-from relabeler.selectors import confidence, neighbors, noise, rank, representer
+from relabeler.selectors import confidence, lexical, neighbors, noise, rank, representer
 from relabeler.selectors.duplicates import TextChecks
 from relabeler.selectors.evidence import representer_evidence
 from relabeler.selectors.knn import Neighbors, knn
@@ -198,13 +198,26 @@ def fit_view_noise(view: TrainView, cfg: ScoreConfig) -> noise.NoiseModel | None
     return model
 
 
+def training_words(view: TrainView, cfg: ScoreConfig) -> np.ndarray | None:
+    """The words' out-of-fold class probabilities of the training rows (the ``words`` view,
+    :mod:`relabeler.selectors.lexical`), or None: ``score.words`` off, no training texts, or
+    words that tell no more than the class shares."""
+    if not cfg.words or view.texts is None:
+        return None
+    return lexical.out_of_fold_lexical_probabilities(view.texts, view.labels,
+                                                     len(view.classes))
+
+
 def voting_views(view: TrainView, knn_dist: np.ndarray,
-                 noise_model: noise.NoiseModel | None) -> tuple[dict, dict]:
+                 noise_model: noise.NoiseModel | None,
+                 words: np.ndarray | None = None) -> tuple[dict, dict]:
     """The voting views (``rank.VIEWS``) of the training rows and the noise-corrected class
     distributions behind them: the model's, the out-of-fold models', the neighbours' labels
-    (``knn_dist``, (N, C)) and the training dynamics', each corrected by ``noise_model``
-    (none: as given). ``relabeler serve`` calls it again with the neighbours' votes and the
-    noise model updated from people's answers.
+    (``knn_dist``, (N, C)), the words' (``words``, (N, C): :func:`training_words`; None:
+    none) and the training dynamics', each corrected by ``noise_model`` (none: as given).
+    Under a class-conditional noise model the words do not vote: there they cost the queue
+    AUPRC (docs/benchmarks.md, "Scoring with the words"). ``relabeler serve`` calls it again
+    with the neighbours' votes and the noise model updated from people's answers.
 
     Returns
     -------
@@ -213,6 +226,8 @@ def voting_views(view: TrainView, knn_dist: np.ndarray,
     raw = {"model": view.probs, "knn": knn_dist}
     if view.oof_probs is not None:
         raw["oof"] = view.oof_probs
+    if words is not None and (noise_model is None or noise_model.kind != "class_conditional"):
+        raw["words"] = words
 
     def adjust(dist: np.ndarray) -> np.ndarray:
         if noise_model is None:
@@ -221,7 +236,8 @@ def voting_views(view: TrainView, knn_dist: np.ndarray,
 
     distributions = {name: adjust(dist) for name, dist in raw.items()}
     signals: dict[str, np.ndarray] = {}
-    for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin")):
+    for name, column in (("model", "margin"), ("knn", "knn_margin"), ("oof", "oof_margin"),
+                         ("words", "words_margin")):
         if name in distributions:
             signals[column] = confidence.normalized_margin(distributions[name], view.labels)
     if view.margins is not None:
@@ -244,7 +260,8 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
     the duplicate signal's text check for the duplicate table (:func:`run_score`).
 
     The voting views (``rank.VIEWS``) are normalised margins of class distributions: the
-    model's, the out-of-fold models', the neighbours' labels and the training dynamics'. Unless
+    model's, the out-of-fold models', the neighbours' labels, the words' (unless the noise
+    model is class-conditional, :func:`voting_views`) and the training dynamics'. Unless
     ``noise_model = "none"``, each distribution is first turned into the posterior of the true
     class given the features and the given label, under the noise model ``noise_model`` names
     (``auto``: class-conditional where the data show it, else uniform; :mod:`selectors.noise`).
@@ -262,7 +279,10 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
 
     if noise_model is None:
         noise_model = fit_view_noise(view, cfg)
-    views, distributions = voting_views(view, knn_dist, noise_model)
+    words = None
+    if noise_model is None or noise_model.kind != "class_conditional":  # else no vote
+        words = training_words(view, cfg)
+    views, distributions = voting_views(view, knn_dist, noise_model, words)
     signals.update(views)
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
                                             threshold=cfg.duplicate_threshold, k=k,

@@ -56,6 +56,7 @@ for _name, _reason in (
     ("duplicate_conflict", "a near-duplicate text carries another label"),
     ("representer", "it pulls hard against its own label (representer self-influence)"),
     ("knn_margin", _KNN),
+    ("words_margin", "its words point to another class"),
 ):
     register_signal(_name, _reason)
 
@@ -218,9 +219,9 @@ def suggest_labels(posterior: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
 
 
 #: Views of "does the evidence prefer another class", each a normalised margin in [0, 1]:
-#: the in-sample model, the out-of-fold models, the nearest neighbours' labels, and the
-#: training dynamics (area under the margin).
-VIEWS = ("margin", "oof_margin", "knn_margin", "area_under_margin")
+#: the in-sample model, the out-of-fold models, the nearest neighbours' labels, the
+#: training dynamics (area under the margin) and the words (a regression of the texts).
+VIEWS = ("margin", "oof_margin", "knn_margin", "area_under_margin", "words_margin")
 
 
 def combine(signals: Mapping[str, np.ndarray], *, views: Sequence[str] = VIEWS) -> np.ndarray:

@@ -489,3 +489,72 @@ def test_score_refuses_eval_and_pool_features_of_an_earlier_model(tmp_path):
     store.mark_done("extract.pool")
     info = run_score(store, config)
     assert info["eval_audit"]["ranked"] == 20 and store.stage_done("score")
+
+
+def _words_view(seed: int, *, lopsided: bool = False, separation: float = 0.3):
+    """Training rows whose words tell the classes apart, and whose encoder barely does (at
+    ``separation`` 0.3); 10% of the labels wrong (to any other class), or 30% of a's to b
+    when ``lopsided``."""
+    from tests.selectors.test_lexical import texts_of
+
+    rng = np.random.default_rng(seed)
+    n, d = 600, 16
+    true = rng.integers(0, 3, n)
+    centers = rng.normal(size=(3, d))
+    features = (centers[true] * separation + rng.normal(size=(n, d))).astype(np.float32)
+    labels = true.copy()
+    if lopsided:
+        wrong = (true == 0) & (rng.random(n) < 0.3)
+        labels[wrong] = 1
+    else:
+        wrong = rng.random(n) < 0.1
+        labels[wrong] = (true[wrong] + rng.integers(1, 3, wrong.sum())) % 3
+    logits = features @ centers.T
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    view = TrainView(ids=np.array([f"r{i}" for i in range(n)], dtype=object), labels=labels,
+                     features=features, probs=probs, pred=probs.argmax(1),
+                     classes=["a", "b", "c"], oof_probs=probs, margins=None,
+                     texts=texts_of(true, seed + 1))
+    return view, labels != true
+
+
+def test_the_words_vote_in_the_queue_where_the_encoder_cannot_tell():
+    from sklearn.metrics import average_precision_score
+
+    from relabeler.jobs.score import score_suspects
+
+    view, flipped = _words_view(30)
+    with_words, summary = score_suspects(view, ScoreConfig(k=5))
+    without, summary_without = score_suspects(view, ScoreConfig(k=5, words=False))
+    assert "words_margin" in summary["signals"]
+    assert "words_margin" not in summary_without["signals"]
+    assert "words_margin" not in without.columns
+
+    def auprc(frame):
+        score = frame.set_index("id")["suspect_score"].reindex(view.ids)
+        return average_precision_score(flipped, score)
+    assert auprc(without) < 0.6 and auprc(with_words) > auprc(without) + 0.2  # .43 -> .86
+    # a wrong label's words name its true class: the reason says so
+    top = with_words.head(int(flipped.sum()))
+    assert top["reasons"].map(lambda r: "its words point to another class" in r).mean() > 0.5
+    import pyarrow as pa
+
+    from relabeler import artifacts
+    table = artifacts.SUSPECTS.conform(pa.Table.from_pandas(with_words, preserve_index=False))
+    assert table.schema.field("words_margin").type == pa.float32()
+
+
+def test_the_words_do_not_vote_under_class_conditional_noise():
+    from relabeler.jobs.score import fit_view_noise, score_suspects
+
+    view, _ = _words_view(31, lopsided=True, separation=3.0)
+    cfg = ScoreConfig(k=5)
+    assert fit_view_noise(view, cfg).kind == "class_conditional"
+    frame, summary = score_suspects(view, cfg)
+    assert "words_margin" not in summary["signals"]
+    off, _ = score_suspects(view, ScoreConfig(k=5, words=False))
+    assert frame["id"].tolist() == off["id"].tolist()
+    # the same rows under one flip rate: the words vote
+    _, uniform = score_suspects(view, ScoreConfig(k=5, noise_model="uniform"))
+    assert "words_margin" in uniform["signals"]

@@ -94,4 +94,45 @@ def test_too_few_texts_to_check_give_no_view(caplog):
     labels = np.array([0, 1, 0, 1, 0])
     with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):
         assert lexical_probabilities(texts_of(labels, 13), labels, 2, ["refund"]) is None
-    assert "5 training texts are too few to check" in caplog.text
+    assert "5 training texts of 2 class(es) are too few to check" in caplog.text
+
+
+def test_out_of_fold_probabilities_come_from_the_other_folds():
+    from relabeler.selectors.lexical import out_of_fold_lexical_probabilities
+
+    rng = np.random.default_rng(20)
+    truth = rng.integers(0, 3, 300)
+    given = truth.copy()
+    wrong = rng.random(300) < 0.1
+    given[wrong] = (truth[wrong] + 1) % 3
+    texts = texts_of(truth, 21)
+    probs = out_of_fold_lexical_probabilities(texts, given, 3, seed=4)
+    assert probs.shape == (300, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    # a text never predicts itself: its wrong label gets little of its probability
+    assert (probs.argmax(axis=1) == truth).mean() > 0.95
+    assert probs[np.flatnonzero(wrong), given[wrong]].max() < 0.5
+    np.testing.assert_array_equal(probs, out_of_fold_lexical_probabilities(texts, given, 3,
+                                                                             seed=4))
+    # a fold fitted on fewer texts than it could
+    from relabeler.selectors import lexical
+
+    capped = lexical.MAX_FOLD_TEXTS
+    try:
+        lexical.MAX_FOLD_TEXTS = 60
+        fewer = out_of_fold_lexical_probabilities(texts, given, 3, seed=4)
+    finally:
+        lexical.MAX_FOLD_TEXTS = capped
+    assert not np.allclose(fewer, probs) and (fewer.argmax(axis=1) == truth).mean() > 0.9
+
+
+def test_out_of_fold_words_that_tell_nothing_or_bad_folds_give_no_view(caplog):
+    from relabeler.selectors.lexical import out_of_fold_lexical_probabilities
+
+    rng = np.random.default_rng(22)
+    texts = texts_of(rng.integers(0, 3, 200), 23)
+    with caplog.at_level("INFO", logger="relabeler.selectors.lexical"):
+        assert out_of_fold_lexical_probabilities(texts, rng.integers(0, 3, 200), 3) is None
+    assert "they tell nothing of the labels" in caplog.text
+    with pytest.raises(ValueError, match="folds: expected an int >= 2, got 1"):
+        out_of_fold_lexical_probabilities(texts, rng.integers(0, 3, 200), 3, folds=1)
