@@ -55,7 +55,7 @@ METHODS = ("relabeler", "cleanlab", "random")
 def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling: str, *,
              sample: int = 0, batch_size: int = 0, folds: int = 5, rounds: int = 0,
              rescore: str = "refit", annotators: list[float] | None = None,
-             pool_layers: int = 0) -> dict:
+             pool_layers: int = 0, words: bool = True) -> dict:
     """One simulation (reused when its simulation.json exists and was made with the same
     pooling, pool_layers and annotators: the folder name holds the rest; one made with others
     is refused, naming them); variants of the rounds share the run folder, so only the
@@ -67,7 +67,8 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
                     + (f"-f{folds}" if folds != 5 else ""))
     result_dir = folder / f"rounds{rounds}-{rescore}" if rounds else folder
     done = result_dir / "simulation.json"
-    settings = {"pooling": pooling, "pool_layers": pool_layers, "annotators": annotators}
+    settings = {"pooling": pooling, "pool_layers": pool_layers, "annotators": annotators,
+                "words": words}
     stored = stored_result(done, settings)
     if stored is not None:
         return stored
@@ -80,6 +81,7 @@ def simulate(dataset: str, kind: str, rate: float, seed: int, out: Path, pooling
     # the representer is reported, never a vote: a benchmark of the ranking must not stop where
     # its evidence would not be shown (drug-review's head at 1000 rows: 66% agreement)
     base.score.min_agreement = 0.0
+    base.score.words = words
     config = simulation_config(data=dataset, out=folder, noise=rate, noise_kind=kind,
                                seed=seed, mode="head", folds=folds, sample=sample, base=base)
     run_simulation(config, result_dir, progress=False, budgets=[rate], rounds=rounds or None,
@@ -203,6 +205,9 @@ def main() -> None:
                         help="re-scoring between rounds (see above)")
     parser.add_argument("--annotators", default="",
                         help="A1,A2,...: simulated annotators (summarised per setting)")
+    parser.add_argument("--no-words", action="store_true",
+                        help="score without the words' view (score.words = false): the "
+                             "baseline of the shipped view; use a separate --out")
     parser.add_argument("--json", help="write the per-setting numbers the tables print here "
                         "(budget, gap, shares recovered per seed and pooled, the ratios, each "
                         "seed's accuracies; with --rounds the rounds summary)")
@@ -215,7 +220,7 @@ def main() -> None:
     annotators = [float(a) for a in args.annotators.split(",")] if args.annotators else None
     options = {"sample": args.sample, "batch_size": args.batch_size, "folds": args.folds,
                "rounds": args.rounds, "pool_layers": args.pool_layers,
-               "rescore": args.rescore, "annotators": annotators}
+               "rescore": args.rescore, "annotators": annotators, "words": not args.no_words}
 
     print(f"{'setting':28s} {'K':>5s} {'gap':>6s}  " + "  ".join(
         f"{m + ' recovered':>26s}" for m in METHODS) + "  vs random  vs cleanlab")
