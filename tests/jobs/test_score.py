@@ -43,14 +43,16 @@ def test_suspects_table_is_complete_and_ranked(scored_run):
     labels = dict(zip(train["id"], train["label"], strict=True))
     assert (suspects["given_label"] == suspects["id"].map(labels)).all()
     assert (suspects["suggested_label"] != suspects["given_label"]).all()
-    for column in ("margin", "oof_margin", "knn_margin", "area_under_margin", "representer",
-                   "duplicate_conflict", "self_confidence", "knn_disagreement",
+    for column in ("margin", "oof_margin", "knn_margin", "area_under_margin", "words_margin",
+                   "representer", "duplicate_conflict", "self_confidence", "knn_disagreement",
                    "wrong_probability"):
         assert suspects[column].between(0, 1).all(), column
     # the chance that the given label is wrong holds at least the suggested class's posterior
     assert (suspects["wrong_probability"] >= suspects["suggested_confidence"] - 1e-6).all()
-    # the default score is the mean of the four views' ranks (average ranks over ties, 0 to 1)
-    views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin"]]
+    # the default score is the mean of the five views' ranks (average ranks over ties, 0 to 1);
+    # the words vote: this run's texts tell its labels better than the class shares
+    views = suspects[["margin", "oof_margin", "knn_margin", "area_under_margin",
+                      "words_margin"]]
     ranks = (views.rank(method="average") - 1) / (len(views) - 1)
     np.testing.assert_allclose(suspects["suspect_score"], ranks.mean(axis=1), atol=1e-5)
     assert info["n_train"] == len(train)
