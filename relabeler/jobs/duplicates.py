@@ -11,6 +11,7 @@ and writes the table.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,20 +41,25 @@ def split_texts(store: RunStore, split: str, ids: np.ndarray) -> list[str]:
     return texts.astype(str).tolist()
 
 
-def _texts(store: RunStore, split: str, view) -> list[str]:
-    """A view's texts: the ones it holds (the training view reads them to score), else read."""
+def _texts(store: RunStore, split: str, view, read: Mapping[str, list[str]]) -> list[str]:
+    """A view's texts: the ones it holds (the training view reads them to score), those the
+    caller read already, else read."""
     held = getattr(view, "texts", None)
+    if held is None:
+        held = read.get(split)
     return list(held) if held is not None else split_texts(store, split, view.ids)
 
 
 def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg,
-                    checks: TextChecks | None = None) -> tuple[pd.DataFrame, dict]:
+                    checks: TextChecks | None = None,
+                    texts: Mapping[str, list[str]] | None = None) -> tuple[pd.DataFrame, dict]:
     """The duplicates table (group_id, id, split, similarity, label, text_hash) and a summary.
 
     ``views``: split name -> a view with ``ids``, ``labels`` (class ids, -1 = none) and
     ``features``, as :mod:`relabeler.jobs.score` loads them. ``checks``: the text check's
     answers kept from the score stage's duplicate-conflict signal (the same pairs are not
-    compared again).
+    compared again). ``texts``: split name -> the texts of a view, aligned with its ids, that
+    the caller has read already (the others are read here).
     """
     for name in ("duplicate_threshold", "duplicate_text_threshold"):
         value = getattr(cfg, name)
@@ -65,7 +71,7 @@ def duplicate_table(store: RunStore, views: dict, classes: list[str], cfg,
     class_names = np.asarray([*classes, None], dtype=object)
     label = np.concatenate([class_names[views[s].labels] for s in names])  # -1 -> None
     features = np.concatenate([views[s].features for s in names])
-    texts = [t for s in names for t in _texts(store, s, views[s])]
+    texts = [t for s in names for t in _texts(store, s, views[s], texts or {})]
     groups = find_duplicates(features, texts, threshold=cfg.duplicate_threshold,
                              text_threshold=cfg.duplicate_text_threshold,
                              k=max(int(cfg.k), MIN_K), checks=checks)

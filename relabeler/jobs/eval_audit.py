@@ -66,11 +66,11 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     reference = train.oof_probs if train.oof_probs is not None else train.probs
     views = {"model": evaluation.probs[keep].astype(np.float64),
              "knn": neighbors.neighbor_probability_mean(found, reference).astype(np.float64)}
-    class_conditional = noise_model is not None and noise_model.kind == "class_conditional"
-    words = None if class_conditional or not cfg.words else _words_view(train, texts, keep)
+    words = (_words_view(train, texts, keep) if cfg.words and lexical.words_vote(noise_model)
+             else None)
     if words is not None:
         views["words"] = words
-    if class_conditional:
+    if noise_model is not None and noise_model.kind == "class_conditional":
         nearest = Neighbors(indices=found.indices[:, :cfg.k], scores=found.scores[:, :cfg.k],
                             metric=found.metric)
         views["knn_labels"] = neighbors.neighbor_label_distribution(

@@ -16,6 +16,7 @@ labels too). With no answers the scores are the stored ones.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from relabeler import artifacts
 from relabeler.config import ScoreConfig
 from relabeler.jobs.score import TrainView, load_train_view, training_words, voting_views
-from relabeler.selectors import neighbors, noise, rank, representer
+from relabeler.selectors import lexical, neighbors, noise, rank, representer
 from relabeler.selectors.knn import Neighbors, knn
 from relabeler.store import RunStore
 
@@ -42,8 +43,6 @@ class LiveRanking:
         self.index = {str(x): i for i, x in enumerate(view.ids)}
         self.reference = view.oof_probs if view.oof_probs is not None else view.probs
         self._base: representer.RepresenterFit | None = None
-        self._words: np.ndarray | None = None
-        self._words_fitted = False
 
     @classmethod
     def load(cls, store: RunStore, cfg: ScoreConfig) -> LiveRanking:
@@ -94,15 +93,12 @@ class LiveRanking:
         if self.head_refit and len(rows):
             view = copy.copy(view)  # the same view, the model's probabilities refit
             view.probs = self.model_probs(labels)
-        views, _ = voting_views(view, knn_dist, noise_model, self.words(noise_model))
+        words = self.words if lexical.words_vote(noise_model) else None
+        views, _ = voting_views(view, knn_dist, noise_model, words)
         return rank.combine(views), noise_model
 
-    def words(self, noise_model: noise.NoiseModel | None) -> np.ndarray | None:
+    @functools.cached_property
+    def words(self) -> np.ndarray | None:
         """The words' view as ``relabeler score`` made it, fitted at the first re-rank that
-        can use it (a class-conditional noise model leaves it out) and kept after."""
-        if noise_model is not None and noise_model.kind == "class_conditional":
-            return None
-        if not self._words_fitted:
-            self._words = training_words(self.view, self.cfg)
-            self._words_fitted = True
-        return self._words
+        can use it and kept after."""
+        return training_words(self.view, self.cfg)

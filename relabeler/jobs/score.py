@@ -215,8 +215,8 @@ def voting_views(view: TrainView, knn_dist: np.ndarray,
     distributions behind them: the model's, the out-of-fold models', the neighbours' labels
     (``knn_dist``, (N, C)), the words' (``words``, (N, C): :func:`training_words`; None:
     none) and the training dynamics', each corrected by ``noise_model`` (none: as given).
-    Under a class-conditional noise model the words do not vote: there they cost the queue
-    AUPRC (docs/benchmarks.md, "Scoring with the words"). ``relabeler serve`` calls it again
+    The words vote only where :func:`relabeler.selectors.lexical.words_vote` says so (not
+    under a class-conditional noise model). ``relabeler serve`` calls it again
     with the neighbours' votes and the noise model updated from people's answers.
 
     Returns
@@ -226,7 +226,7 @@ def voting_views(view: TrainView, knn_dist: np.ndarray,
     raw = {"model": view.probs, "knn": knn_dist}
     if view.oof_probs is not None:
         raw["oof"] = view.oof_probs
-    if words is not None and (noise_model is None or noise_model.kind != "class_conditional"):
+    if words is not None and lexical.words_vote(noise_model):
         raw["words"] = words
 
     def adjust(dist: np.ndarray) -> np.ndarray:
@@ -279,9 +279,7 @@ def suspect_signals(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | N
 
     if noise_model is None:
         noise_model = fit_view_noise(view, cfg)
-    words = None
-    if noise_model is None or noise_model.kind != "class_conditional":  # else no vote
-        words = training_words(view, cfg)
+    words = training_words(view, cfg) if lexical.words_vote(noise_model) else None
     views, distributions = voting_views(view, knn_dist, noise_model, words)
     signals.update(views)
     dups = neighbors.conflicting_duplicates(view.features, view.labels,
@@ -488,8 +486,11 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                                        checks=checks)
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
-    duplicates, summary["duplicates"] = duplicate_table(store, {"train": view, **splits},
-                                                        view.classes, config.score, checks)
+    # the eval texts serve the duplicates and the eval audit's words: read once
+    eval_texts = split_texts(store, "eval", splits["eval"].ids) if "eval" in splits else None
+    duplicates, summary["duplicates"] = duplicate_table(
+        store, {"train": view, **splits}, view.classes, config.score, checks,
+        texts={"eval": eval_texts} if eval_texts is not None else None)
     del checks  # its answers are of no use past here: let its arrays go
     copies = pool_copies(duplicates)
     cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed,
@@ -505,7 +506,6 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     }
     tables, summary["shortcuts"] = shortcut_tables(store, view.classes, config.score)
     outputs.update(tables)
-    eval_texts = split_texts(store, "eval", splits["eval"].ids) if "eval" in splits else None
     evaluated, summary["eval_audit"] = eval_suspects_table(view, splits, config.score,
                                                            noise_model, texts=eval_texts)
     if evaluated is not None:

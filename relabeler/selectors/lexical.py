@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from relabeler.selectors._checks import as_labels
+from relabeler.selectors.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,14 @@ MAX_FOLD_TEXTS = 20_000
 #: Training texts the check that the words tell anything is cross-validated on at most.
 CHECK_TEXTS = 10_000
 CHECK_FOLDS = 3
+
+
+def words_vote(noise_model: NoiseModel | None) -> bool:
+    """Whether the words are a view under ``noise_model`` (None: none): not under a
+    class-conditional one, where they cost the training queue AUPRC (0.935 against 0.945)
+    and the eval ranking (0.935 against 0.937) on sms-spam and bbc-news (docs/benchmarks.md,
+    "Scoring with the words")."""
+    return noise_model is None or noise_model.kind != "class_conditional"
 
 
 def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_classes: int,
@@ -88,18 +97,16 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
         log.info("lexical view: the training texts hold %d class; no view from the words",
                  len(present))
         return None
-    pipeline = _pipeline()
-    try:
-        pipeline.fit([train_texts[i] for i in chosen], labels[chosen])
-    except ValueError:  # sklearn's "no terms remain" (its only ValueError here)
-        log.info("lexical view: no word occurs in two training texts; no view from the words")
-        return None
+    # the check first: words that tell nothing are not worth the fit on every text
     rows = np.arange(len(labels))
     if len(rows) > CHECK_TEXTS:
         rows = np.sort(np.random.default_rng(seed + 1).choice(rows, CHECK_TEXTS, replace=False))
     held_out = _out_of_fold([train_texts[i] for i in rows], labels[rows], num_classes,
                             folds=CHECK_FOLDS, seed=seed, max_fit=CHECK_TEXTS)
     if held_out is None or not _tells_more_than_the_shares(held_out, labels[rows]):
+        return None
+    pipeline = _fitted([train_texts[i] for i in chosen], labels[chosen])
+    if pipeline is None:
         return None
     probs = np.zeros((len(texts), num_classes), dtype=np.float64)
     probs[:, pipeline.classes_] = pipeline.predict_proba(list(texts))
@@ -135,10 +142,18 @@ def out_of_fold_lexical_probabilities(texts: Sequence[str], labels: np.ndarray,
     return probs
 
 
-def _pipeline() -> Pipeline:
-    return Pipeline([("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                                               max_features=MAX_TERMS)),
-                     ("regression", LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000))])
+def _fitted(texts: list[str], labels: np.ndarray) -> Pipeline | None:
+    """The TF-IDF regression fitted on ``texts``; None (logged) when no word occurs in two of
+    them (sklearn's "no terms remain", its only ValueError here)."""
+    pipeline = Pipeline([
+        ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                                  max_features=MAX_TERMS)),
+        ("regression", LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000))])
+    try:
+        return pipeline.fit(texts, labels)
+    except ValueError:
+        log.info("lexical view: no word occurs in two training texts; no view from the words")
+        return None
 
 
 def _out_of_fold(texts: list[str], labels: np.ndarray, num_classes: int, *, folds: int,
@@ -161,12 +176,8 @@ def _out_of_fold(texts: list[str], labels: np.ndarray, num_classes: int, *, fold
         if len(np.unique(labels[fit_rows])) < 2:  # every other fold holds one class
             probs[np.ix_(held, labels[fit_rows][:1])] = 1.0
             continue
-        pipeline = _pipeline()
-        try:
-            pipeline.fit([texts[i] for i in fit_rows], labels[fit_rows])
-        except ValueError:  # no word in two of the fold's texts
-            log.info("lexical view: no word occurs in two texts of a fold; no view from the "
-                     "words")
+        pipeline = _fitted([texts[i] for i in fit_rows], labels[fit_rows])
+        if pipeline is None:
             return None
         probs[np.ix_(held, pipeline.classes_)] = pipeline.predict_proba(
             [texts[i] for i in held])

@@ -71,6 +71,18 @@ def test_groups_span_splits_with_leakage_and_conflicts(tmp_path):
     assert "t4" not in set(frame["id"]) and "e2" not in set(frame["id"])
 
 
+def test_texts_the_caller_read_are_not_read_again(tmp_path):
+    # score reads the eval texts once, for the duplicates and the eval audit's words
+    store, views = _store(tmp_path)
+    eval_texts = [r[1] for r in SPLITS["eval"]]
+    store.remove("dataset/eval.parquet")
+    frame, summary = duplicate_table(store, views, CLASSES, ScoreConfig(),
+                                     texts={"eval": eval_texts})
+    groups = {g: sorted(rows["id"]) for g, rows in frame.groupby("group_id")}
+    assert sorted(groups.values()) == [["e1", "t3", "t5"], ["e3", "p1"], ["t1", "t2"]]
+    assert summary["eval_leaked_from_train"] == 1
+
+
 def test_the_table_matches_its_registered_schema(tmp_path):
     store, views = _store(tmp_path)
     write_duplicates(store, views, CLASSES, ScoreConfig())
