@@ -49,6 +49,15 @@ def text_units(text: str) -> list[str]:
     return [unit_text(unit) for unit in units]
 
 
+def word_units(text: str) -> list[str]:
+    """The units of ``text`` (:func:`text_units`) that scikit-learn's default token pattern
+    (``\\b\\w\\w+\\b``) would keep, and the CJK ideographs and kana besides: the units of two
+    characters or more, and the units of one that are a CJK ideograph or kana ("手机很好 a
+    b2 ok" gives 手, 机, 很, 好, b2, ok). Text without them or full-width forms gives sklearn's
+    words."""
+    return [unit for unit in text_units(text) if len(unit) > 1 or _SINGLE.match(unit)]
+
+
 def is_single_unit(unit: str) -> bool:
     """Whether ``unit`` is one CJK ideograph or kana (a unit of one character)."""
     return len(unit) == 1 and _SINGLE.match(unit) is not None

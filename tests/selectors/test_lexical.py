@@ -137,3 +137,30 @@ def test_out_of_fold_words_that_tell_nothing_or_bad_folds_give_no_view(caplog):
     assert "they tell nothing of the labels" in caplog.text
     with pytest.raises(ValueError, match="folds: expected an int >= 2, got 1"):
         out_of_fold_lexical_probabilities(texts, rng.integers(0, 3, 200), 3, folds=1)
+
+
+ZH_WORDS = {0: ["退款", "发票", "扣费", "账单"], 1: ["闪退", "报错", "卡死", "漏洞"]}
+ZH_FILLER = ["我的", "应用", "今天", "又", "请", "帮忙", "自从", "更新"]
+
+
+def test_chinese_text_without_spaces_is_read_by_characters_and_pairs():
+    # Written without spaces, a Chinese text is one run of word characters: read as sklearn's
+    # default pattern reads it, no two texts share a word and there is no view. Its
+    # characters and character pairs tell the class as English words do.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    def zh_texts(labels, seed):
+        rng = np.random.default_rng(seed)
+        return ["".join(rng.permutation(list(rng.choice(ZH_WORDS[int(y)], 2)) +
+                                        list(rng.choice(ZH_FILLER, 4)))) for y in labels]
+
+    labels = np.random.default_rng(30).integers(0, 2, 300)
+    texts = zh_texts(labels, 31)
+    with pytest.raises(ValueError, match="no terms remain"):  # whole clauses, none repeated
+        TfidfVectorizer(min_df=2).fit(texts)
+    queries = np.array([0, 1] * 10)
+    probs = lexical_probabilities(texts, labels, 2, zh_texts(queries, 32))
+    assert probs.shape == (20, 2)
+    assert (probs.argmax(axis=1) == queries).all()
+    vocabulary = lexical._fitted(texts, labels).named_steps["tfidf"].vocabulary_
+    assert {"退", "款", "退 款", "闪 退"} <= set(vocabulary)
