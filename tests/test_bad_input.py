@@ -116,9 +116,22 @@ CASES: dict[str, Case] = {
                                                      "b", "a"]))}),
     "single class": Case(_data("{d}/one.csv"), ["one.csv", "single class 'x'"],
                          {"one.csv": "id,text,label\n1,a,x\n2,b,x\n3,c,x\n"}),
-    "latin-1 file": Case(_data("{d}/latin.csv"), ["latin.csv", "line 3", "not UTF-8"],
+    "latin-1 file": Case(_data("{d}/latin.csv"), ["latin.csv", "line 3", "not UTF-8",
+                                                  "iconv -f cp1252 -t utf-8"],
                          {"latin.csv": "id,text,label\n1,cafe,x\n2,caf\xe9,y\n"
                           .encode("latin-1")}),
+    # Chinese, Japanese or Korean in a legacy encoding: named, with the line as it reads
+    "gbk file": Case(_data("{d}/gbk.csv"),
+                     ["gbk.csv", "line 2", "not UTF-8", "it reads as gb18030, Chinese",
+                      "line 2 then reads '1,这本书很好看，推荐给大家,pos'",
+                      "iconv -f GB18030 -t utf-8"],
+                     {"gbk.csv": "id,text,label\n1,这本书很好看，推荐给大家,pos\n"
+                                 "2,太失望了，质量很差,neg\n".encode("gbk")}),
+    "shift-jis file": Case(_data("{d}/sjis.csv"),
+                           ["sjis.csv", "line 2", "it reads as cp932, Japanese",
+                            "'1,この本はとても面白いです,pos'", "iconv -f CP932 -t utf-8"],
+                           {"sjis.csv": "id,text,label\n1,この本はとても面白いです,pos\n"
+                                        "2,がっかりしました,neg\n".encode("shift_jis")}),
     "utf-16 file": Case(_data("{d}/u16.csv"), ["u16.csv", "it is UTF-16", "iconv -f utf-16"],
                         {"u16.csv": "id,text,label\n1,a,x\n2,b,y\n".encode("utf-16")}),
     "compressed file": Case(_data("{d}/t.csv.gz"), ["t.csv.gz", "unknown suffix '.gz'",

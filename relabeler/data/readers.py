@@ -19,12 +19,14 @@ or named on their own. A JSONL string that is not valid Unicode (a lone surrogat
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -243,12 +245,42 @@ def _decode(data: bytes, name: str) -> str:
                             f"bytes are a UTF-16 byte-order mark); save it as UTF-8 "
                             f"(iconv -f utf-16 -t utf-8)") from exc
         line = data[: exc.start].count(b"\n") + 1
+        found = _written_in(data, line)
         raise DataError(
             f"cannot read file {mask_url(name)}, line {line}: not UTF-8 (byte "
-            f"0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8 (from Latin-1 "
-            f"or Windows-1252: "
-            f"iconv -f cp1252 -t utf-8)"
+            f"0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8 ("
+            + (found or "from Latin-1 or Windows-1252: iconv -f cp1252 -t utf-8") + ")"
         ) from exc
+
+
+#: CJK punctuation, kana, ideographs, Hangul and the full-width forms
+_CJK_TEXT = re.compile(r"[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def _written_in(data: bytes, line: int) -> str | None:
+    """For a Chinese, Japanese or Korean file (GBK, Big5, Shift JIS, EUC-KR and the like, where
+    the hint of Windows-1252 would garble it): its encoding by charset-normalizer's guess,
+    how ``line`` reads in it (so that a person can tell whether that is the text) and the
+    iconv command that converts it. None where the guess is no such encoding (mostly CJK
+    characters beyond ASCII): among the single-byte encodings of European text a few lines
+    do not tell one from another (a Latin-1 "café" guesses as Windows-1250)."""
+    from charset_normalizer import from_bytes
+
+    guess = from_bytes(data).best()
+    if guess is None:
+        return None
+    text = str(guess)
+    beyond = sum(ord(char) > 127 for char in text)
+    if len(_CJK_TEXT.findall(text)) < 0.5 * beyond:
+        return None
+    codec = codecs.lookup(guess.encoding).name
+    lines = text.splitlines()
+    shown = lines[line - 1].strip() if line <= len(lines) else ""
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    language = "" if guess.language in ("", "Unknown") else f", {guess.language}"
+    iconv = codec.replace("_", "-").upper()  # glibc's spelling of Python's codec names
+    return (f"it reads as {codec}{language}: line {line} then reads {shown!r}; "
+            f"iconv -f {iconv} -t utf-8")
 
 
 def _table_format(name: str, fmt: str | None) -> str:
