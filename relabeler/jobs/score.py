@@ -352,6 +352,8 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
     with collector_paused():
         reasons = rank.top_reasons({k: v for k, v in signals.items() if k in rank.SIGNALS},
                                    always={"duplicate_conflict": dups.suspect > 0})
+        if "words" in distributions:
+            reasons = with_word_evidence(reasons, view, distributions["words"])
         support_ids, support_scores = id_lists(*support)
         oppose_ids, oppose_scores = id_lists(*oppose)
         # every row's nearest training rows, whatever its rank: a random control's panel shows
@@ -400,6 +402,29 @@ def score_suspects(view: TrainView, cfg: ScoreConfig, ray_config: RayConfig | No
     if details["noise"] is not None:
         summary["noise"] = noise_summary(details["noise"], view.classes)
     return frame, summary
+
+
+def with_word_evidence(reasons: list[list[str]], view: TrainView,
+                       words: np.ndarray) -> list[list[str]]:
+    """``reasons`` with the words' reason spelled out where it is given: the class the words
+    point to (the best other class of ``words``, their (N, C) distribution) and the words
+    of the text that point there ("its words point to another class: neg (失望, 太差)",
+    :func:`relabeler.selectors.lexical.word_evidence`): whoever reads the suspects sees the
+    words that decide, also where the encoder cannot read the script and its attributions
+    miss them. (Review tasks show no reasons: they would give a control's low rank away.)"""
+    phrase = rank.SIGNALS["words_margin"]
+    rows = np.array([i for i, found in enumerate(reasons) if phrase in found], dtype=np.int64)
+    if len(rows) == 0:
+        return reasons
+    other = words[rows].copy()
+    other[np.arange(len(rows)), view.labels[rows]] = -np.inf
+    toward = other.argmax(axis=1)
+    terms = lexical.word_evidence(view.texts, view.labels, len(view.classes), rows, toward)
+    spelled = list(reasons)
+    for row, cls, found in zip(rows.tolist(), toward.tolist(), terms, strict=True):
+        said = f"{phrase}: {view.classes[cls]}" + (f" ({', '.join(found)})" if found else "")
+        spelled[row] = [said if reason == phrase else reason for reason in reasons[row]]
+    return spelled
 
 
 @contextlib.contextmanager

@@ -33,13 +33,13 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from relabeler.selectors._checks import as_labels
 from relabeler.selectors.noise import NoiseModel
-from relabeler.selectors.text_units import word_units
+from relabeler.selectors.text_units import is_single_unit, word_units
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ MAX_TERMS = 200_000
 #: Texts each fold's regression is fitted on at most in the out-of-fold view of the training
 #: rows (five fits): at 50,000 BBC articles, 166 s on two busy cores.
 MAX_FOLD_TEXTS = 20_000
+#: A term is shown as evidence while its push is at least this share of the strongest
+#: term's in the same text (weaker ones say little of why the words point elsewhere).
+SHOWN_SHARE = 0.25
 #: Training texts the check that the words tell anything is cross-validated on at most.
 CHECK_TEXTS = 10_000
 CHECK_FOLDS = 3
@@ -98,9 +101,7 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
     labels = as_labels("labels", labels, n=len(train_texts), num_classes=num_classes)
     if len(texts) == 0:
         return np.zeros((0, num_classes), dtype=np.float64)
-    chosen = np.arange(len(labels))
-    if len(chosen) > MAX_TEXTS:
-        chosen = np.sort(np.random.default_rng(seed).choice(chosen, MAX_TEXTS, replace=False))
+    chosen = _fit_rows(len(labels), seed)
     present = np.unique(labels[chosen])
     if len(present) < 2:
         log.info("lexical view: the training texts hold %d class; no view from the words",
@@ -149,6 +150,117 @@ def out_of_fold_lexical_probabilities(texts: Sequence[str], labels: np.ndarray,
     if probs is None or not _tells_more_than_the_shares(probs, labels):
         return None
     return probs
+
+
+def word_evidence(texts: Sequence[str], labels: np.ndarray, num_classes: int,
+                  rows: np.ndarray, toward: np.ndarray, *, top: int = 3, seed: int = 0
+                  ) -> list[list[str]]:
+    """The words of each text in ``rows`` that most move the words' regression from its given
+    label toward class ``toward``: what the suspects' reason "its words point to another
+    class" names.
+
+    One regression is fitted on the training texts (at most :data:`MAX_FOLD_TEXTS` of them,
+    as one fold of the out-of-fold view: which words push is clear long before); a term's push is its TF-IDF weight in the text
+    times its coefficient for ``toward`` less its coefficient for the given label. The terms
+    with the largest positive push are kept, as they read in the text: a character pair of
+    Chinese or Japanese is joined without the space ("太差"), a word pair keeps it ("side
+    effects"); a term whose words a kept term already holds is left out, a pair replaces a
+    kept word of its own, and neither English stop words nor terms pushing less than
+    :data:`SHOWN_SHARE` of the strongest are shown.
+
+    Parameters
+    ----------
+    texts : (N,) the training texts.
+    labels : (N,) int class ids in [0, num_classes), the given labels.
+    num_classes : C.
+    rows : (R,) indices into ``texts`` of the texts to explain.
+    toward : (R,) int class ids in [0, num_classes), the class each is explained toward.
+    top : most terms per text.
+
+    Returns
+    -------
+    R lists of at most ``top`` terms, strongest first; empty where no term pushes toward the
+    class, or for every row where no regression can be fitted (no word two texts share, one
+    class).
+    """
+    labels = as_labels("labels", labels, n=len(texts), num_classes=num_classes)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    toward = as_labels("toward", toward, n=len(rows), num_classes=num_classes)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(texts)):
+        raise ValueError(f"rows: expected indices in [0, {len(texts)})")
+    if len(rows) == 0:
+        return []
+    chosen = _fit_rows(len(labels), seed, MAX_FOLD_TEXTS)
+    pipeline = (_fitted([texts[i] for i in chosen], labels[chosen])
+                if len(np.unique(labels[chosen])) > 1 else None)
+    if pipeline is None:
+        return [[] for _ in rows]
+    tfidf, regression = pipeline.named_steps["tfidf"], pipeline.named_steps["regression"]
+    # each class's coefficients as a log-potential (a binary fit has one row: its second
+    # class's log-odds over the first's, so the first class's row is 0)
+    coef = np.zeros((num_classes, len(tfidf.vocabulary_)))
+    if len(regression.classes_) == 2:
+        coef[regression.classes_[1]] = regression.coef_[0]
+    else:
+        coef[regression.classes_] = regression.coef_
+    names = tfidf.get_feature_names_out()
+    x = tfidf.transform([texts[i] for i in rows]).tocsr()
+    found = []
+    for j, row in enumerate(rows.tolist()):
+        terms = x.indices[x.indptr[j]:x.indptr[j + 1]]
+        push = x.data[x.indptr[j]:x.indptr[j + 1]] * (coef[toward[j], terms]
+                                                     - coef[labels[row], terms])
+        kept: list[list[str]] = []
+        order = np.argsort(-push, kind="stable").tolist()
+        floor = SHOWN_SHARE * push[order[0]] if order else 0.0
+        for k in order:
+            if push[k] <= max(floor, 0.0) or len(kept) == top:
+                break
+            units = str(names[terms[k]]).split(" ")
+            if (all(unit in ENGLISH_STOP_WORDS for unit in units)
+                    or any(set(units) <= set(other) for other in kept)):
+                continue
+            inside = [i for i, other in enumerate(kept) if set(other) < set(units)]
+            if inside:
+                kept[inside[0]] = units
+                kept = [other for i, other in enumerate(kept) if i not in inside[1:]]
+            else:
+                kept.append(units)
+        found.append(_joined([_as_written(units) for units in kept], texts[row].lower()))
+    return found
+
+
+def _joined(terms: list[str], text: str) -> list[str]:
+    """``terms`` with two that overlap in the text read as one: the character pairs 性价 and
+    价比 of 性价比 are shown as 性价比, where the text holds it."""
+    merged = list(terms)
+    for i, first in enumerate(merged):
+        for j, second in enumerate(merged):
+            if (i == j or not first or not second or first[-1] != second[0]
+                    or not is_single_unit(first[-1])):
+                continue
+            whole = first + second[1:]
+            if len(first) > 1 and len(second) > 1 and whole in text:
+                merged[i], merged[j] = whole, ""
+    return [term for term in merged if term]
+
+
+def _as_written(units: list[str]) -> str:
+    """A term's units as text reads them: no space beside a CJK ideograph or kana."""
+    text = units[0]
+    for unit in units[1:]:
+        text += ("" if is_single_unit(text[-1]) or is_single_unit(unit[0]) else " ") + unit
+    return text
+
+
+def _fit_rows(n: int, seed: int, most: int | None = None) -> np.ndarray:
+    """The training rows one regression is fitted on: all, or ``most`` (default
+    :data:`MAX_TEXTS`) of them drawn by ``seed``."""
+    most = MAX_TEXTS if most is None else most
+    chosen = np.arange(n)
+    if n > most:
+        chosen = np.sort(np.random.default_rng(seed).choice(chosen, most, replace=False))
+    return chosen
 
 
 def _fitted(texts: list[str], labels: np.ndarray) -> Pipeline | None:

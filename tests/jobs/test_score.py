@@ -537,9 +537,23 @@ def test_the_words_vote_in_the_queue_where_the_encoder_cannot_tell():
         score = frame.set_index("id")["suspect_score"].reindex(view.ids)
         return average_precision_score(flipped, score)
     assert auprc(without) < 0.6 and auprc(with_words) > auprc(without) + 0.2  # .43 -> .86
-    # a wrong label's words name its true class: the reason says so
+    # a wrong label's words name its true class: the reason says so, with the class and the
+    # words of the text that point there (each class has its own four words, texts_of)
+    from tests.selectors.test_lexical import WORDS
+
+    phrase = "its words point to another class: "
     top = with_words.head(int(flipped.sum()))
-    assert top["reasons"].map(lambda r: "its words point to another class" in r).mean() > 0.5
+    said = [(row.given_label, reason) for row in top.itertuples()
+            for reason in row.reasons if reason.startswith(phrase)]
+    assert len(said) > 0.5 * len(top)
+    named = [reason[len(phrase):].split(" (") for _, reason in said]
+    assert all(cls in "abc" and cls != given
+               for (given, _), (cls, *_) in zip(said, named, strict=True))
+    shown = [(cls, words.rstrip(")").split(", ")) for cls, *rest in named for words in rest]
+    assert len(shown) == len(said)  # every one names words
+    # nearly every term a word of the named class's, or a pair holding one ("refund today")
+    assert np.mean([bool(set(term.split()) & set(WORDS["abc".index(cls)]))
+                    for cls, words in shown for term in words]) > 0.9
     import pyarrow as pa
 
     from relabeler import artifacts

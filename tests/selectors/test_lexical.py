@@ -164,3 +164,57 @@ def test_chinese_text_without_spaces_is_read_by_characters_and_pairs():
     assert (probs.argmax(axis=1) == queries).all()
     vocabulary = lexical._fitted(texts, labels).named_steps["tfidf"].vocabulary_
     assert {"退", "款", "退 款", "闪 退"} <= set(vocabulary)
+
+
+def test_word_evidence_names_the_words_that_point_to_the_class():
+    from relabeler.selectors.lexical import word_evidence
+
+    rng = np.random.default_rng(40)
+    truth = rng.integers(0, 3, 300)
+    given = truth.copy()
+    wrong = np.flatnonzero(rng.random(300) < 0.1)
+    given[wrong] = (truth[wrong] + 1) % 3
+    texts = texts_of(truth, 41)
+    found = word_evidence(texts, given, 3, wrong, truth[wrong])
+    assert len(found) == len(wrong)
+    for row, terms in zip(wrong.tolist(), found, strict=True):
+        assert 1 <= len(terms) <= 3
+        # the strongest holds one of its true class's words ("the charge"), as the text does
+        assert set(terms[0].split()) & set(WORDS[int(truth[row])])
+        assert terms[0] in texts[row]
+        assert not set(terms) & {"the", "my", "again"}  # no stop word alone
+    # toward its own given label nothing pushes
+    assert word_evidence(texts, given, 3, wrong[:5], given[wrong[:5]]) == [[]] * 5
+    assert word_evidence(texts, given, 3, np.array([], dtype=np.int64),
+                         np.array([], dtype=np.int64)) == []
+
+
+def test_word_evidence_in_chinese_reads_as_the_text_is_written():
+    from relabeler.selectors.lexical import word_evidence
+
+    rng = np.random.default_rng(42)
+    labels = rng.integers(0, 2, 300)
+    texts = ["".join(rng.permutation(list(rng.choice(ZH_WORDS[int(y)], 2))
+                                     + list(rng.choice(ZH_FILLER, 4)))) for y in labels]
+    rows = np.flatnonzero(labels == 1)[:10]
+    flipped = labels.copy()
+    flipped[rows] = 0  # as if labeled 0: explained toward their own class, 1
+    found = word_evidence(texts, flipped, 2, rows, np.ones(10, dtype=np.int64))
+    for row, terms in zip(rows.tolist(), found, strict=True):
+        assert terms and all(" " not in term for term in terms)  # 闪退, not 闪 退
+        assert any(word in terms[0] for word in ZH_WORDS[1]) and terms[0] in texts[row]
+
+
+def test_word_evidence_refuses_bad_rows_and_gives_none_without_a_fit():
+    from relabeler.selectors.lexical import word_evidence
+
+    labels = np.array([0, 1] * 10)
+    texts = texts_of(labels, 43)
+    with pytest.raises(ValueError, match=r"rows: expected indices in \[0, 20\)"):
+        word_evidence(texts, labels, 2, np.array([20]), np.array([0]))
+    with pytest.raises(ValueError, match="toward: expected 2 labels"):
+        word_evidence(texts, labels, 2, np.array([0, 1]), np.array([0]))
+    unique = [f"word{i}" for i in range(20)]  # no word two texts share: no regression
+    assert word_evidence(unique, labels, 2, np.array([0, 1]), np.array([1, 0])) == [[], []]
+    assert word_evidence(texts, np.zeros(20, dtype=np.int64), 2, np.array([0]),
+                         np.array([1])) == [[]]
