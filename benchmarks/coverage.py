@@ -123,7 +123,7 @@ def ceilings(refit, *, train_rows: np.ndarray, train_labels: np.ndarray, pool_ro
 def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray, spec_text: str,
             *, seed: int, pool_fraction: float, k: int, states: np.ndarray,
             with_ceilings: bool = False, diversity_threshold: float | None = None,
-            center: bool = False, thin: int = 0) -> dict | None:
+            center: bool = False, thin: int = 0, words: float | None = None) -> dict | None:
     rng = np.random.default_rng(seed)
     split = np.asarray(stratified_split(rows["label"].tolist(), 0.2, pool_fraction, rng))
     frames = {"train": rows[split == "train"], "eval": rows[split == "eval"],
@@ -157,11 +157,14 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
     splits = {"eval": view(slice(n, n + m), eval_labels),
               "pool": view(slice(n + m, None), np.full(len(pool_pos), -1))}
     spread = {} if diversity_threshold is None else {"diversity_threshold": diversity_threshold}
+    if words is not None:  # [score] coverage_words (None: relabeler's)
+        spread["coverage_words"] = words
+    texts = {name: new[name]["text"].astype(str).tolist() for name in ("train", "eval", "pool")}
     if thin > k:  # the first `thin` candidates, k of them farthest-first ([score] acquire_spread)
         spread["acquire_spread"] = thin / k
     cfg = ScoreConfig(acquire_budget=k, acquire_targets="eval", **spread)
     started = time.perf_counter()
-    _, acquired = score_coverage(train_view, splits, cfg, seed=seed)
+    _, acquired = score_coverage(train_view, splits, cfg, seed=seed, texts=texts)
     seconds = time.perf_counter() - started
     pool_index = pd.Series(np.arange(len(pool_pos)), index=splits["pool"].ids)
     picks = pool_index.reindex(acquired["id"]).to_numpy(dtype=np.int64)
@@ -178,7 +181,7 @@ def one_run(rows: pd.DataFrame, classes: list[str], refit, features: np.ndarray,
                   group_eval_truth=new["eval"]["label"].map(index).to_numpy(
                       dtype=np.int64)[group_eval], seed=seed)
     _, before_acquired = score_coverage(train_view, splits, ScoreConfig(
-        acquire_budget=k, acquire_targets="undercovered", **spread), seed=seed)
+        acquire_budget=k, acquire_targets="undercovered", **spread), seed=seed, texts=texts)
     before_picks = pool_index.reindex(before_acquired["id"]).to_numpy(dtype=np.int64)
     result = subgroup_measure(refit, picks=picks, **common)
     rows = np.concatenate([train_pos, pool_pos[before_picks]])
@@ -213,6 +216,9 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=0,
                         help="acquire this many candidates and keep k of them farthest-first "
                              "([score] acquire_spread = THIN / k; 0 = the first k)")
+    parser.add_argument("--words", type=float, default=None,
+                        help="[score] coverage_words of both acquisitions (default: "
+                             "relabeler's; 0 = the encoder's features alone)")
     parser.add_argument("--ceilings", action="store_true",
                         help="also measure every group pool row labeled, k random group rows "
                              "and k random rows outside the group")
@@ -245,7 +251,7 @@ def main() -> None:
                             pool_fraction=args.pool, k=args.k, states=states_np,
                             with_ceilings=args.ceilings,
                             diversity_threshold=args.diversity_threshold,
-                            center=args.center, thin=args.thin)
+                            center=args.center, thin=args.thin, words=args.words)
                 if r is None:
                     print(f"| {name} | `{spec}` | {seed} | no group eval row left to measure "
                           "(all steer acquisition); seed skipped |", flush=True)

@@ -264,6 +264,12 @@ class ScoreConfig(_Section):
         "first); 1 = the first acquire_budget. On held-out groups 1.5 bought more accuracy "
         "with eval targets (drug-review +3 points, bbc-news +0.7 to +2.3) for picks less "
         "concentrated in the group (docs/benchmarks.md, Coverage).", ge=1, le=10)
+    coverage_words: float = _opt(
+        0.5, "Share of the words in the similarity that coverage and acquisition read: a "
+        "cosine of 1 - coverage_words times the encoder's features plus coverage_words times "
+        "the texts' words (TF-IDF, SVD to 256 dimensions); 0 = the encoder's alone. On "
+        "drug-review's held-out groups 0.5 made the picks richer in the group and bought more "
+        "of its accuracy (docs/benchmarks.md, Coverage).", ge=0, le=1)
     shortcut_min_count: int = _opt(10, "Training texts a token must occur in to be tested as a "
                                    "shortcut (rarer tokens are not reported).", ge=1)
     shortcut_alpha: float = _opt(0.01, "Significance level of the shortcut test, Bonferroni-"

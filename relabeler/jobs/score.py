@@ -511,15 +511,16 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
                                        checks=checks)
     splits = {s: load_split(store, s, view.classes) for s in ("eval", "pool")
               if store.stage_done(f"extract.{s}")}
-    # the eval texts serve the duplicates and the eval audit's words: read once
-    eval_texts = split_texts(store, "eval", splits["eval"].ids) if "eval" in splits else None
+    # the texts serve the duplicates, the eval audit's words and coverage's: read once
+    texts = {s: split_texts(store, s, split.ids) for s, split in splits.items()}
+    eval_texts = texts.get("eval")
     duplicates, summary["duplicates"] = duplicate_table(
-        store, {"train": view, **splits}, view.classes, config.score, checks,
-        texts={"eval": eval_texts} if eval_texts is not None else None)
+        store, {"train": view, **splits}, view.classes, config.score, checks, texts=texts)
     del checks  # its answers are of no use past here: let its arrays go
     copies = pool_copies(duplicates)
     cov, acquire = score_coverage(view, splits, config.score, seed=config.data.seed,
-                                  copies=copies)
+                                  copies=copies, texts=None if view.texts is None
+                                  else {"train": view.texts, **texts})
     regions = thin_region_table(store, cov)
     outputs: dict[str, pa.Table] = {
         artifacts.SUSPECTS.path: pa.Table.from_pandas(suspects, preserve_index=False),

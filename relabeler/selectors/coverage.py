@@ -240,3 +240,27 @@ def farthest_first(features: np.ndarray, k: int) -> np.ndarray:
         kept.append(nxt)
         closest = np.maximum(closest, normed @ normed[nxt])
     return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def blended_features(features: np.ndarray, words: np.ndarray, weight: float) -> np.ndarray:
+    """The unit rows of ``features`` and of ``words`` side by side, weighed so that the cosine
+    of two rows is ``1 - weight`` times their features' cosine plus ``weight`` times their
+    words' (:func:`relabeler.selectors.lexical.word_features`).
+
+    Parameters
+    ----------
+    features : (N, D) float, the encoder's features.
+    words : (N, W) float, the words' features of the same rows.
+    weight : in [0, 1].
+
+    Returns
+    -------
+    (N, D + W) float32.
+    """
+    features = as_matrix("features", features)
+    words = as_matrix("words", words, rows=len(features))
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight: expected a share in [0, 1], got {weight!r}")
+    return np.concatenate([unit_rows(features) * np.float32(np.sqrt(1.0 - weight)),
+                           unit_rows(words) * np.float32(np.sqrt(weight))],
+                          axis=1).astype(np.float32)

@@ -54,6 +54,8 @@ MAX_TERMS = 200_000
 #: Texts each fold's regression is fitted on at most in the out-of-fold view of the training
 #: rows (five fits): at 50,000 BBC articles, 166 s on two busy cores.
 MAX_FOLD_TEXTS = 20_000
+#: Dimensions of :func:`word_features` (the truncated SVD of the TF-IDF).
+WORD_DIMS = 256
 #: A term is shown as evidence while its push is at least this share of the strongest
 #: term's in the same text (weaker ones say little of why the words point elsewhere).
 SHOWN_SHARE = 0.25
@@ -160,8 +162,9 @@ def word_evidence(texts: Sequence[str], labels: np.ndarray, num_classes: int,
     class" names.
 
     One regression is fitted on the training texts (at most :data:`MAX_FOLD_TEXTS` of them,
-    as one fold of the out-of-fold view: which words push is clear long before); a term's push is its TF-IDF weight in the text
-    times its coefficient for ``toward`` less its coefficient for the given label. The terms
+    as one fold of the out-of-fold view: which words push is clear long before); a term's
+    push is its TF-IDF weight in the text times its coefficient for ``toward`` less its
+    coefficient for the given label. The terms
     with the largest positive push are kept, as they read in the text: a character pair of
     Chinese or Japanese is joined without the space ("太差"), a word pair keeps it ("side
     effects"); a term whose words a kept term already holds is left out, a pair replaces a
@@ -245,6 +248,32 @@ def _joined(terms: list[str], text: str) -> list[str]:
     return [term for term in merged if term]
 
 
+def word_features(texts: Sequence[str], *, dims: int = WORD_DIMS, seed: int = 0
+                  ) -> np.ndarray | None:
+    """(N, d) latent semantic features of the texts' words, d <= ``dims``: their TF-IDF (the
+    words and word pairs of this view, no labels) reduced by scikit-learn's truncated SVD,
+    both fitted on at most :data:`MAX_TEXTS` of the texts (drawn by ``seed``). Coverage
+    blends them into the encoder's features: they place a text by its topic's words, which
+    the encoder's states hold less of. None (logged) where no word occurs in two texts."""
+    from sklearn.decomposition import TruncatedSVD
+
+    texts = list(texts)
+    chosen = _fit_rows(len(texts), seed)
+    tfidf = _vectorizer()
+    try:
+        fitted = tfidf.fit_transform([texts[i] for i in chosen])
+    except ValueError:  # sklearn's "no terms remain"
+        log.info("word features: no word occurs in two texts; coverage uses the encoder's "
+                 "features alone")
+        return None
+    if fitted.shape[1] < 2:
+        return None
+    svd = TruncatedSVD(min(dims, fitted.shape[1] - 1, max(len(chosen) - 1, 1)),
+                       random_state=seed).fit(fitted)
+    whole = fitted if len(chosen) == len(texts) else tfidf.transform(texts)
+    return svd.transform(whole).astype(np.float32)
+
+
 def _as_written(units: list[str]) -> str:
     """A term's units as text reads them: no space beside a CJK ideograph or kana."""
     text = units[0]
@@ -263,14 +292,18 @@ def _fit_rows(n: int, seed: int, most: int | None = None) -> np.ndarray:
     return chosen
 
 
+def _vectorizer() -> TfidfVectorizer:
+    """The TF-IDF of the view: words and word pairs in at least two texts, sublinear counts."""
+    return TfidfVectorizer(tokenizer=word_units, token_pattern=None, lowercase=False,
+                           ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                           max_features=MAX_TERMS)
+
+
 def _fitted(texts: list[str], labels: np.ndarray) -> Pipeline | None:
     """The TF-IDF regression fitted on ``texts``; None (logged) when no word occurs in two of
     them (sklearn's "no terms remain", its only ValueError here)."""
-    pipeline = Pipeline([
-        ("tfidf", TfidfVectorizer(tokenizer=word_units, token_pattern=None, lowercase=False,
-                                  ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                                  max_features=MAX_TERMS)),
-        ("regression", LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000))])
+    pipeline = Pipeline([("tfidf", _vectorizer()),
+                         ("regression", LogisticRegression(C=INVERSE_STRENGTH, max_iter=2000))])
     try:
         return pipeline.fit(texts, labels)
     except ValueError:

@@ -224,3 +224,65 @@ def test_thin_regions_are_named_by_size_words_and_examples(tmp_path):
     page = thin_region_html(section)
     assert "<h2>Thin regions</h2>" in page and "forum moderator thread" in page
     assert thin_region_html({}) == ""
+
+
+TOPICS = {0: ["refund", "invoice", "charge", "billing", "payment"],
+          1: ["crash", "error", "freeze", "bug", "screen"],
+          2: ["password", "login", "locked", "account", "reset"]}
+FILLER = ["the", "my", "app", "today", "again", "please", "help", "since", "update"]
+
+
+def _texts(topics, seed):
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.permutation(list(rng.choice(TOPICS[t], 3, replace=False))
+                                     + list(rng.choice(FILLER, 3)))) for t in topics]
+
+
+def test_the_words_find_the_topic_the_encoder_cannot_tell_apart():
+    # the encoder's features are noise (its states hold no topic); the words hold it. Train
+    # lacks topic 2, which eval and pool hold: with the words in the similarity (the default
+    # coverage_words, 0.5) the picks are its pool rows, without them few are
+    rng = np.random.default_rng(1)
+    topics = {"train": np.repeat([0, 1], 40), "eval": np.repeat([0, 1, 2], [10, 10, 6]),
+              "pool": np.repeat([0, 1, 2], [30, 30, 15])}
+    texts = {name: _texts(t, i) for i, (name, t) in enumerate(topics.items())}
+    features = {name: rng.normal(size=(len(t), 64)).astype(np.float32)
+                for name, t in topics.items()}
+    train_view = _view(features["train"], topics["train"], [f"t{i}" for i in range(80)],
+                       TrainView, classes=["a", "b"], oof_probs=None, margins=None)
+    splits = {"eval": _view(features["eval"], np.minimum(topics["eval"], 1),
+                            [f"e{i}" for i in range(26)]),
+              # the model's predictions of the pool rows (their labels are not read)
+              "pool": _view(features["pool"], np.minimum(topics["pool"], 1),
+                            [f"p{i}" for i in range(75)])}
+    third = {f"p{i}" for i in range(60, 75)}
+    cfg = dict(k=5, coverage_quantile=0.2, acquire_budget=10, acquire_targets="undercovered")
+    _, blind = score_coverage(train_view, splits, ScoreConfig(**cfg, coverage_words=0), seed=0,
+                              texts={"train": texts["train"], **texts})
+    cov, seeing = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0,
+                                 texts={"train": texts["train"], **texts})
+    # topic 2 is a fifth of the pool: blind, 2 of the 10 picks; seeing, all 10
+    assert blind["id"].isin(third).mean() <= 0.3
+    assert seeing["id"].isin(third).all()
+    undercovered = cov.loc[cov["is_undercovered"], "id"]
+    assert undercovered.isin(third | {f"e{i}" for i in range(20, 26)}).mean() >= 0.8
+    # without texts, or with texts that share no word, the encoder's features alone
+    _, alone = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0)
+    pd.testing.assert_frame_equal(alone, blind)
+    unique = {name: [f"w{name}{i}" for i in range(len(t))] for name, t in topics.items()}
+    _, no_words = score_coverage(train_view, splits, ScoreConfig(**cfg), seed=0,
+                                 texts={"train": unique["train"], **unique})
+    pd.testing.assert_frame_equal(no_words, blind)
+
+
+def test_coverage_texts_must_match_the_splits():
+    train, labels, evaluation, pool = _data()
+    train_view = _view(train, labels, [f"t{i}" for i in range(60)], TrainView,
+                       classes=["a", "b"], oof_probs=None, margins=None)
+    splits = {"eval": _view(evaluation, np.zeros(20, np.int64), [f"e{i}" for i in range(20)]),
+              "pool": _view(pool, np.full(50, -1), [f"p{i}" for i in range(50)])}
+    texts = {"train": ["a b"] * 60, "eval": ["a b"] * 20}
+    with pytest.raises(ValueError, match=r"texts: no texts for \['pool'\]"):
+        score_coverage(train_view, splits, ScoreConfig(), texts=texts)
+    with pytest.raises(ValueError, match=r"texts\['pool'\]: expected 50 texts, got 3"):
+        score_coverage(train_view, splits, ScoreConfig(), texts={**texts, "pool": ["a"] * 3})

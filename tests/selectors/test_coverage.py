@@ -137,3 +137,25 @@ def test_an_under_covered_pool_sample_does_not_support_itself():
     fixed = acquire(pool, targets, budget=2, k=2, target_pool_rows=np.array([0, -1, -1]))
     assert fixed.pool_idx.tolist()[0] == 1
     assert 0 not in fixed.near_idx[fixed.pool_idx == 0].tolist()
+
+
+def test_blended_features_weigh_the_two_cosines():
+    from relabeler.selectors.coverage import blended_features
+
+    rng = np.random.default_rng(60)
+    features = rng.normal(size=(20, 8)).astype(np.float32)
+    words = rng.normal(size=(20, 5)).astype(np.float32)
+
+    def cosines(x):
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return unit @ unit.T
+
+    for weight in (0.0, 0.3, 1.0):
+        blended = blended_features(features, words, weight)
+        assert blended.shape == (20, 13) and blended.dtype == np.float32
+        np.testing.assert_allclose(blended @ blended.T, (1 - weight) * cosines(features)
+                                   + weight * cosines(words), atol=1e-5)
+    with pytest.raises(ValueError, match="words: expected 20 rows"):
+        blended_features(features, words[:3], 0.5)
+    with pytest.raises(ValueError, match=r"weight: expected a share in \[0, 1\], got 1.5"):
+        blended_features(features, words, 1.5)

@@ -218,3 +218,33 @@ def test_word_evidence_refuses_bad_rows_and_gives_none_without_a_fit():
     assert word_evidence(unique, labels, 2, np.array([0, 1]), np.array([1, 0])) == [[], []]
     assert word_evidence(texts, np.zeros(20, dtype=np.int64), 2, np.array([0]),
                          np.array([1])) == [[]]
+
+
+def test_word_features_place_texts_by_their_words():
+    from relabeler.selectors.lexical import word_features
+
+    labels = np.random.default_rng(50).integers(0, 3, 240)
+    texts = texts_of(labels, 51)
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(same, False)
+    other = labels[:, None] != labels[None, :]
+
+    def cosines(x):
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return unit @ unit.T
+
+    x = word_features(texts)
+    assert x.dtype == np.float32 and x.shape == (240, 239)  # at most one fewer than the texts
+    assert cosines(x)[same].mean() > 2 * cosines(x)[other].mean()  # .12 against .05
+    few = word_features(texts, dims=3)  # the topics' directions first
+    assert few.shape == (240, 3)
+    assert cosines(few)[same].mean() > cosines(few)[other].mean() + 0.4  # .97 against .41
+    # fitted on a sample beyond MAX_TEXTS, every text placed
+    capped = lexical.MAX_TEXTS
+    try:
+        lexical.MAX_TEXTS = 100
+        sampled = word_features(texts, dims=4)
+    finally:
+        lexical.MAX_TEXTS = capped
+    assert sampled.shape == (240, 4) and np.isfinite(sampled).all()
+    assert word_features([f"word{i}" for i in range(12)]) is None  # no word two texts share
