@@ -170,7 +170,9 @@ COVERAGE = Artifact("scores/coverage.parquet", "score", "table",
                     "Coverage of eval and pool rows by the training data: coverage_score = "
                     "density x label_agreement x min(1, representation) (the share of training "
                     "rows among the row's neighbours in all splits against train's share); "
-                    "region: the thin region of an under-covered row, -1 for the others.",
+                    "neighbours by a cosine that blends the encoder's features with the texts' "
+                    "words (score.coverage_words); region: the thin region of an under-covered "
+                    "row, -1 for the others.",
                     _schema(("id", _STR), ("split", _STR), ("coverage_score", _F32),
                             ("density", _F32), ("label_agreement", _F32),
                             ("nearest_ids", pa.list_(_STR)), ("is_undercovered", _BOOL)),

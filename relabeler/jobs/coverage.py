@@ -3,9 +3,11 @@ regions they form, and the pool samples to label for them.
 
 Method (measured by ``relabeler simulate --undercover``, docs/benchmarks.md "Coverage"):
 
+0. The similarity every step reads: the cosine of the classifier's features, blended with the
+   cosine of the texts' words (``[score] coverage_words``, :func:`with_words`).
 1. Label-aware coverage (:func:`relabeler.selectors.coverage.coverage_scores`): density of the
-   nearest training samples in the classifier's feature space times their agreement with the
-   model's prediction.
+   nearest training samples in that space times their agreement with the model's
+   prediction.
 2. Representation (:func:`relabeler.selectors.thin_regions.representation`): the share of
    training rows among a sample's neighbours in train, eval and pool together, against train's
    share overall. ``coverage_score`` is the product of the two (representation capped at 1), so

@@ -239,12 +239,12 @@ def test_word_features_place_texts_by_their_words():
     few = word_features(texts, dims=3)  # the topics' directions first
     assert few.shape == (240, 3)
     assert cosines(few)[same].mean() > cosines(few)[other].mean() + 0.4  # .97 against .41
-    # fitted on a sample beyond MAX_TEXTS, every text placed
-    capped = lexical.MAX_TEXTS
+    # fitted on a sample beyond MAX_FOLD_TEXTS, every text placed
+    capped = lexical.MAX_FOLD_TEXTS
     try:
-        lexical.MAX_TEXTS = 100
+        lexical.MAX_FOLD_TEXTS = 100
         sampled = word_features(texts, dims=4)
     finally:
-        lexical.MAX_TEXTS = capped
+        lexical.MAX_FOLD_TEXTS = capped
     assert sampled.shape == (240, 4) and np.isfinite(sampled).all()
     assert word_features([f"word{i}" for i in range(12)]) is None  # no word two texts share
