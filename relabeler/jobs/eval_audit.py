@@ -47,15 +47,17 @@ NEIGHBOURS = 20
 
 
 def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = None, *,
-               texts: list[str] | None = None) -> pd.DataFrame:
+               texts: list[str] | None = None, words_checked: bool = False) -> pd.DataFrame:
     """train: the TrainView (its out-of-fold probabilities, else its model probabilities, are
     the neighbours' view; its texts, with ``texts``, fit the words' view); evaluation: the
     eval SplitView (labels known); cfg: the ScoreConfig (``k``: the neighbours whose labels
     vote; ``words``: off, no view from the words); noise_model: the one the training rows
     gave (used only when class-conditional; None: none); texts: the eval rows' texts, aligned
     with ``evaluation.ids`` (None: no view from the words; a class-conditional noise model
-    leaves the words out too). Returns the
-    eval suspects, rank 1 first: id, rank, suspect_score, given_label, suggested_label,
+    leaves the words out too); words_checked: the training queue's words, fitted on the same
+    texts and labels, told more than the class shares, so that check is not made again
+    (:func:`relabeler.selectors.lexical.lexical_probabilities`). Returns the eval suspects,
+    rank 1 first: id, rank, suspect_score, given_label, suggested_label,
     suggested_confidence, margin (the model's view alone), knn_margin (the neighbours'
     probabilities alone)."""
     classes = train.classes
@@ -66,8 +68,8 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     reference = train.oof_probs if train.oof_probs is not None else train.probs
     views = {"model": evaluation.probs[keep].astype(np.float64),
              "knn": neighbors.neighbor_probability_mean(found, reference).astype(np.float64)}
-    words = (_words_view(train, texts, keep) if cfg.words and lexical.words_vote(noise_model)
-             else None)
+    words = (_words_view(train, texts, keep, checked=words_checked)
+             if cfg.words and lexical.words_vote(noise_model) else None)
     if words is not None:
         views["words"] = words
     if noise_model is not None and noise_model.kind == "class_conditional":
@@ -104,7 +106,8 @@ def score_eval(train, evaluation, cfg, noise_model: noise.NoiseModel | None = No
     return frame.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
-def _words_view(train, texts: list[str] | None, keep: np.ndarray) -> np.ndarray | None:
+def _words_view(train, texts: list[str] | None, keep: np.ndarray, *,
+                checked: bool = False) -> np.ndarray | None:
     """The words' view of the kept eval rows, or None (no texts, or none the words can make)."""
     if texts is None or train.texts is None:
         return None
@@ -112,7 +115,8 @@ def _words_view(train, texts: list[str] | None, keep: np.ndarray) -> np.ndarray 
         raise ValueError(f"texts: expected {len(keep)} eval texts, one per eval row, got "
                          f"{len(texts)}")
     return lexical.lexical_probabilities(train.texts, train.labels, len(train.classes),
-                                         [t for t, kept in zip(texts, keep, strict=True) if kept])
+                                         [t for t, kept in zip(texts, keep, strict=True) if kept],
+                                         checked=checked)
 
 
 #: an eval split below this many rows is audited with a warning (one row is over 1 point of
@@ -133,14 +137,17 @@ def write_eval_suspects(store: RunStore, train, splits: dict, cfg,
 
 
 def eval_suspects_table(train, splits: dict, cfg, noise_model: noise.NoiseModel | None, *,
-                        texts: list[str] | None = None) -> tuple[pa.Table | None, dict]:
+                        texts: list[str] | None = None, words_checked: bool = False
+                        ) -> tuple[pa.Table | None, dict]:
     """``scores/eval_suspects.parquet``'s table (None when no eval row has features and a
     label), unwritten, and the summary's ``eval_audit``. texts: the eval rows' texts, aligned
-    with ``splits["eval"].ids`` (None: no view from the words)."""
+    with ``splits["eval"].ids`` (None: no view from the words); words_checked as
+    :func:`score_eval`."""
     evaluation = splits.get("eval")
     if evaluation is None or not (evaluation.labels >= 0).any():
         return None, {"ranked": 0}
-    frame = score_eval(train, evaluation, cfg, noise_model, texts=texts)
+    frame = score_eval(train, evaluation, cfg, noise_model, texts=texts,
+                       words_checked=words_checked)
     log.info("score: %d eval rows ranked for the eval audit", len(frame))
     if len(frame) < FEW_EVAL_ROWS:
         log.warning("score: the eval split has %d rows: they are ranked for the eval audit, "

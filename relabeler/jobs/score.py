@@ -416,9 +416,7 @@ def with_word_evidence(reasons: list[list[str]], view: TrainView,
     rows = np.array([i for i, found in enumerate(reasons) if phrase in found], dtype=np.int64)
     if len(rows) == 0:
         return reasons
-    other = words[rows].copy()
-    other[np.arange(len(rows)), view.labels[rows]] = -np.inf
-    toward = other.argmax(axis=1)
+    toward, _ = rank.suggest_labels(words[rows], view.labels[rows])
     terms = lexical.word_evidence(view.texts, view.labels, len(view.classes), rows, toward)
     spelled = list(reasons)
     for row, cls, found in zip(rows.tolist(), toward.tolist(), terms, strict=True):
@@ -532,8 +530,12 @@ def run_score(store: RunStore, config: RunConfig, *, force: bool = False) -> dic
     }
     tables, summary["shortcuts"] = shortcut_tables(store, view.classes, config.score)
     outputs.update(tables)
-    evaluated, summary["eval_audit"] = eval_suspects_table(view, splits, config.score,
-                                                           noise_model, texts=eval_texts)
+    # the training queue's words decided whether the words tell anything, on the same texts
+    # and labels and under the same rule (lexical.words_vote): the eval audit follows it
+    voted = "words_margin" in summary["signals"]
+    evaluated, summary["eval_audit"] = eval_suspects_table(
+        view, splits, config.score, noise_model, texts=eval_texts if voted else None,
+        words_checked=voted)
     if evaluated is not None:
         outputs[artifacts.EVAL_SUSPECTS.path] = evaluated
     # which eval rows may have steered the picks: the report measures their gain without them

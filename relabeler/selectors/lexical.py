@@ -73,7 +73,8 @@ def words_vote(noise_model: NoiseModel | None) -> bool:
 
 
 def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_classes: int,
-                          texts: Sequence[str], *, seed: int = 0) -> np.ndarray | None:
+                          texts: Sequence[str], *, seed: int = 0, checked: bool = False
+                          ) -> np.ndarray | None:
     """Class probabilities of ``texts`` from a TF-IDF logistic regression fitted on the
     training texts.
 
@@ -84,6 +85,9 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
     num_classes : C.
     texts : (Q,) the texts to predict.
     seed : picks the training texts when there are more than :data:`MAX_TEXTS`.
+    checked : the caller knows already that the words tell more than the class shares (the
+        training queue's :func:`out_of_fold_lexical_probabilities` of the same texts and
+        labels gave a view): the check below is not made again.
 
     Returns
     -------
@@ -109,14 +113,15 @@ def lexical_probabilities(train_texts: Sequence[str], labels: np.ndarray, num_cl
         log.info("lexical view: the training texts hold %d class; no view from the words",
                  len(present))
         return None
-    # the check first: words that tell nothing are not worth the fit on every text
-    rows = np.arange(len(labels))
-    if len(rows) > CHECK_TEXTS:
-        rows = np.sort(np.random.default_rng(seed + 1).choice(rows, CHECK_TEXTS, replace=False))
-    held_out = _out_of_fold([train_texts[i] for i in rows], labels[rows], num_classes,
-                            folds=CHECK_FOLDS, seed=seed, max_fit=CHECK_TEXTS)
-    if held_out is None or not _tells_more_than_the_shares(held_out, labels[rows]):
-        return None
+    if not checked:  # the check first: words that tell nothing are not worth the fit
+        rows = np.arange(len(labels))
+        if len(rows) > CHECK_TEXTS:
+            rows = np.sort(np.random.default_rng(seed + 1).choice(rows, CHECK_TEXTS,
+                                                                  replace=False))
+        held_out = _out_of_fold([train_texts[i] for i in rows], labels[rows], num_classes,
+                                folds=CHECK_FOLDS, seed=seed, max_fit=CHECK_TEXTS)
+        if held_out is None or not _tells_more_than_the_shares(held_out, labels[rows]):
+            return None
     pipeline = _fitted([train_texts[i] for i in chosen], labels[chosen])
     if pipeline is None:
         return None
@@ -268,6 +273,8 @@ def word_features(texts: Sequence[str], *, dims: int = WORD_DIMS, seed: int = 0
                  "features alone")
         return None
     if fitted.shape[1] < 2:
+        log.info("word features: one word in two texts or more; coverage uses the encoder's "
+                 "features alone")
         return None
     svd = TruncatedSVD(min(dims, fitted.shape[1] - 1, max(len(chosen) - 1, 1)),
                        random_state=seed).fit(fitted)

@@ -200,7 +200,7 @@ def test_a_small_eval_split_is_ranked_with_a_warning_of_how_little_it_says(caplo
     assert "the eval split has" not in caplog.text
 
 
-def test_the_words_view_finds_wrong_labels_the_encoder_cannot_see():
+def test_the_words_view_finds_wrong_labels_the_encoder_cannot_see(monkeypatch):
     # the encoder's clusters barely separate the classes (spread 12), the words do: with the
     # texts the words' view joins the mean, and the flipped eval labels come first
     from tests.selectors.test_lexical import texts_of
@@ -229,6 +229,17 @@ def test_the_words_view_finds_wrong_labels_the_encoder_cannot_see():
     is_flipped = dict(zip(evaluation.ids, flipped, strict=True))
     right = [top.at[i, "suggested_label"] == true_of[i] for i in top.index if is_flipped[i]]
     assert np.mean(right) > 0.8
+    # the words already checked (by the training queue's view): the same ranking, without
+    # the check's three fits (a check that would refuse them is not made)
+    from relabeler.selectors import lexical
+
+    fits = []
+    real_out_of_fold = lexical._out_of_fold
+    with monkeypatch.context() as patch:
+        patch.setattr(lexical, "_out_of_fold",
+                      lambda *a, **k: fits.append(1) or real_out_of_fold(*a, **k))
+        checked = score_eval(train, evaluation, ScoreConfig(), texts=texts, words_checked=True)
+    assert fits == [] and checked["id"].tolist() == frame["id"].tolist()
     # a class-conditional noise model ranks by its three corrected views, the words left out
     lopsided = noise.noise_model_from_joint(
         np.array([[90.0, 0.0, 0.0], [30.0, 60.0, 0.0], [0.0, 0.0, 90.0]]),

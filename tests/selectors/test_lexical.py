@@ -85,6 +85,8 @@ def test_words_that_tell_nothing_of_the_labels_give_no_view(caplog):
         assert lexical_probabilities(texts, labels, 3, texts[:5]) is None
     assert "is not below the class shares'" in caplog.text
     assert "they tell nothing of the labels" in caplog.text
+    # a caller that checked already (the training queue's view of the same texts) is trusted
+    assert lexical_probabilities(texts, labels, 3, texts[:5], checked=True).shape == (5, 3)
     # a tenth of the labels wrong still leaves words that tell
     truth = rng.integers(0, 3, 300)
     noisy = np.where(rng.random(300) < 0.1, (truth + 1) % 3, truth)
